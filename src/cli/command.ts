@@ -1,0 +1,20 @@
+import type { Command } from 'commander';
+import { Output } from './output.js';
+
+/**
+ * Wrap a command's action: build the Output from the global --json flag and let errors
+ * propagate to main(), which maps them to exit codes.
+ */
+export function action<O>(fn: (opts: O, out: Output, args: string[], cmd: Command) => Promise<void>) {
+  return async function (this: Command, ...raw: unknown[]): Promise<void> {
+    const cmd = raw[raw.length - 1] as Command;
+    const opts = cmd.optsWithGlobals() as O & { json?: boolean };
+    const args = cmd.args;
+    await fn(opts, new Output(Boolean(opts.json)), args, cmd);
+  };
+}
+
+/** Read an option, falling back to an environment variable (flags win). */
+export function fromEnv(value: string | undefined, variable: string): string | undefined {
+  return value ?? (process.env[variable] || undefined);
+}

@@ -1,0 +1,6 @@
+import type { Command } from 'commander';
+
+/** Each command group lives in its own module; this is the one place that lists them. */
+export function registerCommands(program: Command): void {
+  void program;
+}

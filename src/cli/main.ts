@@ -1,0 +1,46 @@
+import { Command, CommanderError } from 'commander';
+import { ExitCode, PollenError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { registerCommands } from './commands/index.js';
+import { Output } from './output.js';
+
+export function buildProgram(): Command {
+  const program = new Command('pollen')
+    .description(
+      'Pollen: secure federated learning.\n' +
+        'A project CA enrolls every site; SuperNodes train on local data and send only model updates\n' +
+        'to the SuperLink over mutual TLS.',
+    )
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('--json', 'print one JSON document on stdout (errors too)')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
+    .exitOverride();
+  registerCommands(program);
+  program.addHelpText(
+    'after',
+    '\nEnvironment variables mirror the flags: POLLEN_CA_PATH, POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY,\n' +
+      'POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY, POLLEN_CA_PASSPHRASE.\n' +
+      'Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid input, 4 not found, 5 unauthorised,\n' +
+      '6 conflict, 7 unavailable, 8 pending approval, 9 rejected. Docs: docs/cli.md',
+  );
+  return program;
+}
+
+/** Run the CLI; returns the exit code. Only this function and bin/ own the process. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv);
+    return ExitCode.OK;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0)
+        return ExitCode.OK;
+      if (json) new Output(true).error(new PollenError('USAGE', e.message.replace(/^error: /, '')));
+      return ExitCode.USAGE;
+    }
+    return new Output(json).error(e).exitCode;
+  }
+}

@@ -1,0 +1,50 @@
+import pc from 'picocolors';
+import { type PollenError, toPollenError } from '../errors.js';
+
+/**
+ * Where a command's results go. With --json, stdout carries exactly one JSON document and all
+ * progress goes to stderr; without it, results are human text on stdout.
+ */
+export class Output {
+  constructor(
+    readonly json: boolean,
+    private readonly stdout: NodeJS.WritableStream = process.stdout,
+    private readonly stderr: NodeJS.WritableStream = process.stderr,
+  ) {}
+
+  /** Print the command's result: `data` as JSON, or the text `render` makes of it. */
+  result<T>(data: T, render: (data: T) => string | string[]): void {
+    if (this.json) {
+      this.stdout.write(`${JSON.stringify({ ok: true, ...(data as object) }, null, 2)}\n`);
+      return;
+    }
+    const text = render(data);
+    const lines = Array.isArray(text) ? text : [text];
+    if (lines.length > 0) this.stdout.write(`${lines.join('\n')}\n`);
+  }
+
+  /** Progress and narration: stderr, so stdout stays machine-readable. */
+  progress(message: string): void {
+    this.stderr.write(this.json ? `${message}\n` : `${pc.dim('›')} ${message}\n`);
+  }
+
+  warn(message: string): void {
+    this.stderr.write(`${pc.yellow('warning:')} ${message}\n`);
+  }
+
+  error(e: unknown): PollenError {
+    const err = toPollenError(e);
+    if (this.json) {
+      this.stdout.write(`${JSON.stringify({ ok: false, error: err.toJSON() }, null, 2)}\n`);
+    } else {
+      this.stderr.write(`${pc.red(`error[${err.code}]`)}: ${err.message}\n`);
+      if (err.hint) this.stderr.write(`  ${pc.dim('hint:')} ${err.hint}\n`);
+      if (err.code === 'INTERNAL' && err.detail) this.stderr.write(`${pc.dim(err.detail)}\n`);
+    }
+    return err;
+  }
+}
+
+export const ok = pc.green;
+export const dim = pc.dim;
+export const bold = pc.bold;

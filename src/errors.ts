@@ -1,0 +1,214 @@
+/**
+ * One error type for the whole project. Every failure a user can meet has a stable `code`, a
+ * public message (safe to show to a remote peer), a hint that says what to do next, an HTTP
+ * status for services and an exit code for the CLI. Internal detail (`detail`, `cause`) stays
+ * in server logs and is never sent over the wire.
+ */
+
+/** Process exit codes: the one table the CLI uses (documented in docs/cli.md). */
+export const ExitCode = {
+  OK: 0,
+  INTERNAL: 1,
+  USAGE: 2,
+  INVALID_INPUT: 3,
+  NOT_FOUND: 4,
+  UNAUTHORIZED: 5,
+  CONFLICT: 6,
+  UNAVAILABLE: 7,
+  PENDING: 8,
+  REJECTED: 9,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+interface CodeSpec {
+  status: number;
+  exit: ExitCode;
+  hint: string;
+}
+
+const spec = (status: number, exit: ExitCode, hint: string): CodeSpec => ({ status, exit, hint });
+
+/** The catalogue of stable error codes. Adding a code is a public API change: document it. */
+export const ERROR_CODES = {
+  INTERNAL: spec(500, ExitCode.INTERNAL, 'This is a bug in Pollen; the server log has the detail.'),
+  USAGE: spec(400, ExitCode.USAGE, 'Run the command with --help to see its options.'),
+  INVALID_ARGUMENT: spec(400, ExitCode.USAGE, 'Check the value against --help.'),
+  INVALID_REQUEST: spec(400, ExitCode.INVALID_INPUT, 'Check the request body against docs/api.md.'),
+  PAYLOAD_TOO_LARGE: spec(413, ExitCode.INVALID_INPUT, 'Send a smaller request.'),
+  FILE_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'Check the path.'),
+  FILE_EXISTS: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Choose another output folder or remove the existing files first.',
+  ),
+  // PKI
+  CA_NOT_FOUND: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Create a CA with `pollen cert init -n NAME -o DIR` or pass -c/--ca.',
+  ),
+  CA_EXISTS: spec(409, ExitCode.CONFLICT, 'A CA is never overwritten; choose another folder.'),
+  CA_LOCKED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Give the passphrase with --passphrase-file or POLLEN_CA_PASSPHRASE.',
+  ),
+  KEY_INVALID: spec(400, ExitCode.INVALID_INPUT, 'Give a PEM private key (PKCS#8, SEC1 or PKCS#1).'),
+  KEY_TOO_WEAK: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Use an EC P-256 or P-384 key, or RSA of at least 2048 bits.',
+  ),
+  CSR_INVALID: spec(400, ExitCode.INVALID_INPUT, 'Send a PEM PKCS#10 request made with the key you keep.'),
+  CSR_SIGNATURE_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'The CSR must be signed by its own key; make it again.',
+  ),
+  CSR_SUBJECT_MISMATCH: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'The CSR common name must equal the token subject.',
+  ),
+  CERT_INVALID: spec(400, ExitCode.INVALID_INPUT, 'Give a PEM X.509 certificate.'),
+  CERT_REVOKED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'This certificate was revoked; enroll again with a new token.',
+  ),
+  CERT_EXPIRED: spec(403, ExitCode.UNAUTHORIZED, 'The certificate expired; enroll again with a new token.'),
+  // Tokens and policy
+  TOKEN_MISSING: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Set POLLEN_ENROLLMENT_TOKEN or put the token in startup/enrollment_token.',
+  ),
+  TOKEN_INVALID: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Ask the project admin for a new token (`pollen token generate`).',
+  ),
+  TOKEN_EXPIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Ask the project admin for a new token; check that clocks are synchronised.',
+  ),
+  TOKEN_NOT_YET_VALID: spec(401, ExitCode.UNAUTHORIZED, 'Check that clocks are synchronised.'),
+  TOKEN_USED: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Each token enrolls once (or max_uses times); ask for a new token.',
+  ),
+  POLICY_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Fix the named field; `pollen policy check FILE` validates a policy.',
+  ),
+  POLICY_SITE_NAME: spec(
+    403,
+    ExitCode.REJECTED,
+    'The site name does not match the policy site.name_pattern.',
+  ),
+  POLICY_ROLE: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Use one of the roles the policy allows (user.allowed_roles).',
+  ),
+  // Certificate Service
+  API_KEY_REQUIRED: spec(401, ExitCode.UNAUTHORIZED, 'Set POLLEN_API_KEY or pass --api-key.'),
+  API_KEY_INVALID: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Check the API key the Certificate Service was started with.',
+  ),
+  FORBIDDEN: spec(403, ExitCode.UNAUTHORIZED, 'This identity may not do that.'),
+  ENROLLMENT_PENDING: spec(
+    202,
+    ExitCode.PENDING,
+    'An admin must approve it: `pollen enrollment approve NAME`.',
+  ),
+  ENROLLMENT_REJECTED: spec(403, ExitCode.REJECTED, 'Contact the project admin; the reason is given above.'),
+  ALREADY_ENROLLED: spec(
+    409,
+    ExitCode.CONFLICT,
+    'This site already holds a valid certificate; revoke it first to enroll again.',
+  ),
+  REQUEST_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'List requests with `pollen enrollment list`.'),
+  REQUEST_NOT_PENDING: spec(409, ExitCode.CONFLICT, 'Only pending requests can be approved or rejected.'),
+  PROOF_INVALID: spec(401, ExitCode.UNAUTHORIZED, 'Poll with the key the request was made with.'),
+  NOT_ENROLLED: spec(404, ExitCode.NOT_FOUND, 'List enrolled sites with `pollen enrollment enrolled`.'),
+  RATE_LIMITED: spec(429, ExitCode.UNAVAILABLE, 'Wait and try again.'),
+  UNAVAILABLE: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'Check that the service is running and the URL and port are right.',
+  ),
+  TLS_FAILED: spec(502, ExitCode.UNAVAILABLE, 'Check the root CA you trust and the server certificate.'),
+  // Store
+  DATABASE_URL_INVALID: spec(
+    400,
+    ExitCode.USAGE,
+    'Use a file path, sqlite:PATH or postgres://user@host:port/db.',
+  ),
+  DATABASE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'Check that the database is reachable.'),
+} as const satisfies Record<string, CodeSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface PollenErrorOptions {
+  hint?: string;
+  /** Server-side detail; never leaves the process. */
+  detail?: string;
+  cause?: unknown;
+  /** Extra public fields (e.g. a request id for a pending enrollment). */
+  data?: Record<string, unknown>;
+}
+
+export class PollenError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string;
+  readonly detail: string | undefined;
+  readonly data: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: PollenErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'PollenError';
+    this.code = code;
+    this.hint = options.hint ?? ERROR_CODES[code].hint;
+    this.detail = options.detail;
+    this.data = options.data;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  get exitCode(): ExitCode {
+    return ERROR_CODES[this.code].exit;
+  }
+
+  /** The public form sent over the wire and printed by `--json`. */
+  toJSON(): { code: ErrorCode; message: string; hint: string } & Record<string, unknown> {
+    return { code: this.code, message: this.message, hint: this.hint, ...this.data };
+  }
+}
+
+export function isPollenError(e: unknown): e is PollenError {
+  return e instanceof PollenError;
+}
+
+/** Narrow an unknown throwable to a PollenError, keeping unexpected ones as INTERNAL. */
+export function toPollenError(e: unknown): PollenError {
+  if (e instanceof PollenError) return e;
+  const err = e as NodeJS.ErrnoException;
+  if (err?.code === 'ENOENT')
+    return new PollenError('FILE_NOT_FOUND', `No such file: ${err.path ?? ''}`.trim());
+  if (err?.code === 'EEXIST')
+    return new PollenError('FILE_EXISTS', `Already exists: ${err.path ?? ''}`.trim());
+  if (err?.code === 'ECONNREFUSED' || err?.code === 'ENOTFOUND' || err?.code === 'ECONNRESET')
+    return new PollenError('UNAVAILABLE', `Cannot reach the service (${err.code})`, { cause: e });
+  return new PollenError('INTERNAL', 'Internal error', {
+    detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
+    cause: e,
+  });
+}

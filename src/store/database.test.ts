@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Kysely, sql } from 'kysely';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { createTestDatabase } from '../../test/support/postgres.js';
+import { openDatabase } from './database.js';
+
+interface Schema {
+  item: { id: string; value: number };
+}
+const migrations = {
+  '001_item': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('item')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('value', 'bigint', (c) => c.notNull())
+        .execute();
+    },
+  },
+};
+
+const dir = mkdtempSync(join(tmpdir(), 'pollen-store-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const backends = [
+  ['sqlite', async () => join(dir, `${randomUUID()}.db`)],
+  [
+    'postgres',
+    async () => createTestDatabase(inject('postgresUrl'), `t_${randomUUID().replaceAll('-', '')}`),
+  ],
+] as const;
+
+describe.each(backends)('store on %s', (backend, makeUrl) => {
+  it('migrates, writes, reads back bigints as numbers and survives a reopen', async () => {
+    const url = await makeUrl();
+    const a = await openDatabase<Schema>({ url, migrations });
+    expect(a.backend).toBe(backend);
+    await a.db.insertInto('item').values({ id: 'x', value: 1_700_000_000_123 }).execute();
+    await a.close();
+    const b = await openDatabase<Schema>({ url, migrations });
+    const row = await b.db.selectFrom('item').selectAll().where('id', '=', 'x').executeTakeFirstOrThrow();
+    expect(row.value).toBe(1_700_000_000_123);
+    await b.close();
+  });
+
+  it('rolls back a failed transaction completely', async () => {
+    const s = await openDatabase<Schema>({ url: await makeUrl(), migrations });
+    await expect(
+      s.db.transaction().execute(async (tx) => {
+        await tx.insertInto('item').values({ id: 'y', value: 1 }).execute();
+        await tx.insertInto('item').values({ id: 'y', value: 2 }).execute();
+      }),
+    ).rejects.toThrow();
+    const n = await s.db.selectFrom('item').select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
+    expect(Number(n.n)).toBe(0);
+    await s.close();
+  });
+});
+
+describe('store errors', () => {
+  it('reports an unreachable PostgreSQL server as DATABASE_UNAVAILABLE without the password', async () => {
+    const err = await openDatabase({ url: 'postgres://u:secret@127.0.0.1:1/x', migrations }).catch((e) => e);
+    expect(err.code).toBe('DATABASE_UNAVAILABLE');
+    expect(err.message).not.toContain('secret');
+  });
+  it('refuses an empty SQLite path', async () => {
+    await expect(openDatabase({ url: 'sqlite:', migrations })).rejects.toMatchObject({
+      code: 'DATABASE_URL_INVALID',
+    });
+  });
+});

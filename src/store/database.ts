@@ -1,0 +1,78 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, type Migration, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { PollenError } from '../errors.js';
+
+export type Backend = 'sqlite' | 'postgres';
+
+export interface Database<Schema> {
+  readonly db: Kysely<Schema>;
+  readonly backend: Backend;
+  /** Where the data lives, with any password removed (for logs and --json). */
+  readonly location: string;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** A path, `sqlite:PATH`, `:memory:` or `postgres://user@host:port/db`. */
+  url: string;
+  /** In-code migrations, applied in name order on open. */
+  migrations: Record<string, Migration>;
+  /** Largest PostgreSQL pool; SQLite uses one connection. */
+  poolSize?: number;
+}
+
+// PostgreSQL returns BIGINT (int8) as strings; all our bigints are epoch milliseconds.
+pg.types.setTypeParser(20, (v) => Number.parseInt(v, 10));
+
+/** Open a store and bring its schema up to date. Both backends run the same Kysely queries. */
+export async function openDatabase<Schema>(options: OpenOptions): Promise<Database<Schema>> {
+  const { url } = options;
+  let db: Kysely<Schema>;
+  let backend: Backend;
+  let location: string;
+  if (/^postgres(ql)?:\/\//.test(url)) {
+    backend = 'postgres';
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new PollenError('DATABASE_URL_INVALID', 'The PostgreSQL URL cannot be parsed');
+    }
+    parsed.password = parsed.password ? '***' : '';
+    location = parsed.toString();
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+    db = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  } else {
+    backend = 'sqlite';
+    const file = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
+    if (!file) throw new PollenError('DATABASE_URL_INVALID', 'The SQLite path is empty');
+    location = file === ':memory:' ? file : resolve(file);
+    if (file !== ':memory:') mkdirSync(dirname(location), { recursive: true, mode: 0o700 });
+    const sqlite = new SQLite(location);
+    // WAL lets readers run beside the writer; FULL makes every commit durable, and busy_timeout
+    // lets a second process (the CLI) wait for the lock instead of failing.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('foreign_keys = ON');
+    db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+  }
+  try {
+    const migrator = new Migrator({
+      db,
+      provider: { getMigrations: async () => options.migrations },
+    });
+    const { error } = await migrator.migrateToLatest();
+    if (error) throw error;
+  } catch (e) {
+    await db.destroy();
+    throw new PollenError('DATABASE_UNAVAILABLE', `Cannot open the ${backend} store at ${location}`, {
+      cause: e,
+      detail: e instanceof Error ? e.message : String(e),
+    });
+  }
+  return { db, backend, location, close: () => db.destroy() };
+}
