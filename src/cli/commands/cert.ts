@@ -1,0 +1,195 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { type Command, Option } from 'commander';
+import { PollenError } from '../../errors.js';
+import { initCa, loadCa } from '../../pki/ca.js';
+import { KEY_TYPES, type KeyType } from '../../pki/keys.js';
+import { CERT_TYPES, type CertType } from '../../pki/profiles.js';
+import { createSiteCertificate } from '../../pki/site.js';
+import { writeSecretFile } from '../../util/files.js';
+import { action, fromEnv } from '../command.js';
+import { bold, dim } from '../output.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const positiveInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new PollenError('INVALID_ARGUMENT', `${name} must be a positive whole number of days`);
+  return n;
+};
+
+export function readPassphrase(file: string | undefined): string | undefined {
+  if (file) {
+    const p = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    if (!p) throw new PollenError('INVALID_ARGUMENT', `The passphrase file ${file} is empty`);
+    return p;
+  }
+  return process.env.POLLEN_CA_PASSPHRASE || undefined;
+}
+
+export function requireCaPath(ca: string | undefined): string {
+  const dir = fromEnv(ca, 'POLLEN_CA_PATH');
+  if (!dir)
+    throw new PollenError('CA_NOT_FOUND', 'CA path is required', {
+      hint: 'Pass -c/--ca DIR or set POLLEN_CA_PATH to the folder made by `pollen cert init`.',
+    });
+  return dir;
+}
+
+/** An API key: 256 random bits, printable; services keep only its SHA-256. */
+export function newApiKey(): { key: string; sha256: string } {
+  const key = `pollen_${randomBytes(32).toString('base64url')}`;
+  return { key, sha256: createHash('sha256').update(key).digest('hex') };
+}
+
+export function registerCert(program: Command): void {
+  const cert = program
+    .command('cert')
+    .description('project CA and participant certificates (manual workflow)');
+
+  cert
+    .command('init')
+    .description('create the project root CA, its online intermediate CA and the token-signing key')
+    .requiredOption('-n, --name <name>', 'project name (goes into the CA subject)')
+    .requiredOption('-o, --output <dir>', 'folder for the CA files (must not hold a CA already)')
+    .addOption(new Option('--key-type <type>', 'root key type').choices(KEY_TYPES).default('ec-p384'))
+    .option('--validity <days>', 'root validity in days', positiveInt('--validity'), 3650)
+    .option('--passphrase-file <file>', 'encrypt rootCA.key with this passphrase (or POLLEN_CA_PASSPHRASE)')
+    .addHelpText(
+      'after',
+      `
+Creates in DIR:
+  rootCA.pem            root certificate: give it to every participant
+  rootCA.key            root key (0600; encrypted with a passphrase): keep it offline
+  intermediateCA.pem/.key  the online CA that signs site certificates and CRLs
+  token.key             signs enrollment tokens (never the CA key)
+  ca.json               name, key type and fingerprints
+
+Example:
+  pollen cert init -n "My Project" -o ./ca --passphrase-file ./ca-pass.txt`,
+    )
+    .action(
+      action<{ name: string; output: string; keyType: KeyType; validity: number; passphraseFile?: string }>(
+        async (o, out) => {
+          out.progress(`creating the CA for ${o.name} in ${o.output}`);
+          const meta = await initCa({
+            name: o.name,
+            dir: o.output,
+            keyType: o.keyType,
+            validityDays: o.validity,
+            passphrase: readPassphrase(o.passphraseFile),
+          });
+          out.result(meta, (m) => [
+            `${bold('Created the project CA')} ${m.name} in ${m.dir}`,
+            `  root fingerprint   ${m.rootFingerprint}`,
+            `  root key           ${m.rootEncrypted ? 'encrypted with your passphrase' : dim('not encrypted (use --passphrase-file)')}`,
+            `  key type           ${m.keyType} (intermediate signs with ${m.keyType === 'rsa-3072' ? 'rsa-3072' : 'ec-p256'})`,
+            '',
+            'Next: pollen cert site -n server1 -t server -c ' + m.dir + ' --host server.example.com',
+          ]);
+        },
+      ),
+    );
+
+  cert
+    .command('site')
+    .description('issue a key and certificate for a server, client, relay or admin')
+    .requiredOption('-n, --name <name>', 'participant name (site name or user e-mail)')
+    .addOption(new Option('-t, --type <type>', 'participant type').choices(CERT_TYPES).makeOptionMandatory())
+    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .option('--host <host>', 'DNS name or IP address for the certificate (repeatable)', collect, [])
+    .option('--org <org>', 'organisation')
+    .option(
+      '--role <role>',
+      'role carried in the certificate (admins: lead, member, org_admin, project_admin)',
+    )
+    .option('-o, --output <dir>', 'output folder', '.')
+    .option('--validity <days>', 'validity in days', positiveInt('--validity'), 90)
+    .addOption(new Option('--key-type <type>', 'key type').choices(KEY_TYPES).default('ec-p256'))
+    .option('--force', 'replace existing NAME.crt/NAME.key')
+    .addHelpText(
+      'after',
+      `
+Writes NAME.crt (certificate then intermediate), NAME.key (0600) and rootCA.pem to the output folder.
+
+Examples:
+  pollen cert site -n server1 -t server -c ./ca --host server.example.com --host 10.0.0.5
+  pollen cert site -n hospital-1 -t client -c ./ca --org "Hospital One"
+  pollen cert site -n admin@example.com -t admin --role project_admin -c ./ca`,
+    )
+    .action(
+      action<{
+        name: string;
+        type: CertType;
+        ca?: string;
+        host: string[];
+        org?: string;
+        role?: string;
+        output: string;
+        validity: number;
+        keyType: KeyType;
+        force?: boolean;
+      }>(async (o, out) => {
+        const admRoles = ['lead', 'member', 'org_admin', 'project_admin'];
+        if (o.type === 'admin' && o.role && !admRoles.includes(o.role))
+          throw new PollenError('INVALID_ARGUMENT', `--role must be one of ${admRoles.join(', ')}`);
+        const ca = await loadCa(requireCaPath(o.ca));
+        const r = await createSiteCertificate(ca, {
+          name: o.name,
+          type: o.type,
+          hosts: o.host,
+          org: o.org,
+          role: o.role ?? (o.type === 'admin' ? 'lead' : undefined),
+          outDir: o.output,
+          validityDays: o.validity,
+          keyType: o.keyType,
+          force: o.force,
+        });
+        out.result(
+          {
+            name: r.name,
+            type: r.type,
+            serial: r.serial,
+            fingerprint: r.fingerprint,
+            notAfter: r.notAfter.toISOString(),
+            certificate: r.certPath,
+            key: r.keyPath,
+            rootCA: r.rootPath,
+          },
+          (d) => [
+            `${bold('Issued')} ${d.type} certificate for ${d.name}`,
+            `  certificate  ${d.certificate}`,
+            `  key          ${d.key} (0600)`,
+            `  root CA      ${d.rootCA}`,
+            `  serial       ${d.serial}`,
+            `  expires      ${d.notAfter}`,
+            '',
+            dim('Send these three files to the site over a secure channel.'),
+          ],
+        );
+      }),
+    );
+
+  cert
+    .command('api-key')
+    .description('generate an API key for the Certificate Service (256 random bits)')
+    .option('-o, --output <file>', 'write the key to this file (0600) instead of printing it')
+    .addHelpText(
+      'after',
+      `
+The service keeps only the key's SHA-256. Start it with --api-key-file FILE (or POLLEN_API_KEY);
+give the key to admins for token and enrollment commands (--api-key or POLLEN_API_KEY).
+
+Example:
+  pollen cert api-key -o api_key.txt`,
+    )
+    .action(
+      action<{ output?: string }>(async (o, out) => {
+        const { key, sha256 } = newApiKey();
+        if (o.output) writeSecretFile(o.output, `${key}\n`);
+        out.result(o.output ? { file: o.output, sha256 } : { apiKey: key, sha256 }, (d) =>
+          o.output ? [`Wrote the API key to ${o.output} (0600)`, `  sha256 ${d.sha256}`] : [key],
+        );
+      }),
+    );
+}

@@ -1,0 +1,36 @@
+import { chmodSync, closeSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/**
+ * Write a file atomically (temp file + rename) with the given mode. Secrets (private keys,
+ * tokens, API keys) are written 0600 from the first byte: the temp file is opened with that mode,
+ * so there is never a moment when the content is readable by others.
+ */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+  } finally {
+    closeSync(fd);
+  }
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
+
+export function writeSecretFile(path: string, data: string | Uint8Array): void {
+  writeFileAtomic(path, data, 0o600);
+}
+
+/** Create a file that must not exist yet (EEXIST otherwise), e.g. a CA key: never overwritten. */
+export function writeNewFile(path: string, data: string | Uint8Array, mode = 0o644): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const fd = openSync(path, 'wx', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+  } finally {
+    closeSync(fd);
+  }
+  chmodSync(path, mode);
+}

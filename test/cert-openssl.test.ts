@@ -1,0 +1,224 @@
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openssl, pollen, tempDir } from './support/cli.js';
+
+// The manual workflow's certificates, checked by OpenSSL rather than by our own code.
+const t = tempDir('pollen-cert-');
+const ca = join(t.dir, 'ca');
+afterAll(() => t.cleanup());
+
+beforeAll(() => {
+  writeFileSync(join(t.dir, 'pass'), 'correct horse\n');
+  const init = pollen([
+    'cert',
+    'init',
+    '-n',
+    'Test Project',
+    '-o',
+    ca,
+    '--passphrase-file',
+    join(t.dir, 'pass'),
+    '--json',
+  ]);
+  expect(init.code, init.stderr).toBe(0);
+  for (const [name, type, extra] of [
+    ['server1', 'server', ['--host', 'localhost', '--host', '127.0.0.1']],
+    ['hospital-1', 'client', ['--org', 'Hospital One']],
+    ['relay-1', 'relay', []],
+    ['admin@example.com', 'admin', ['--role', 'project_admin']],
+  ] as const) {
+    const r = pollen(['cert', 'site', '-n', name, '-t', type, '-c', ca, '-o', join(t.dir, name), ...extra]);
+    expect(r.code, r.stderr).toBe(0);
+  }
+});
+
+const text = (name: string) =>
+  openssl(['x509', '-in', join(t.dir, name, `${name}.crt`), '-noout', '-text']).out;
+
+describe('pollen cert, checked with openssl', () => {
+  it('writes the root key encrypted and 0600, and the CA files', () => {
+    expect(statSync(join(ca, 'rootCA.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(ca, 'intermediateCA.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(ca, 'token.key')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(ca, 'rootCA.key'), 'utf8')).toContain('BEGIN ENCRYPTED PRIVATE KEY');
+    // openssl can open it with the passphrase and not without
+    expect(
+      openssl(['pkey', '-in', join(ca, 'rootCA.key'), '-passin', 'pass:correct horse', '-noout']).code,
+    ).toBe(0);
+    expect(openssl(['pkey', '-in', join(ca, 'rootCA.key'), '-passin', 'pass:wrong', '-noout']).code).not.toBe(
+      0,
+    );
+  });
+
+  it('refuses to overwrite an existing CA', () => {
+    const r = pollen(['cert', 'init', '-n', 'Again', '-o', ca, '--json']);
+    expect(r.code).toBe(6);
+    expect(r.json<{ error: { code: string } }>().error.code).toBe('CA_EXISTS');
+  });
+
+  it('issues certificates that verify against the root and intermediate', () => {
+    expect(openssl(['verify', '-CAfile', join(ca, 'rootCA.pem'), join(ca, 'intermediateCA.pem')]).code).toBe(
+      0,
+    );
+    for (const name of ['server1', 'hospital-1', 'relay-1', 'admin@example.com']) {
+      const crt = join(t.dir, name, `${name}.crt`);
+      const r = openssl([
+        'verify',
+        '-x509_strict',
+        '-CAfile',
+        join(ca, 'rootCA.pem'),
+        '-untrusted',
+        crt,
+        crt,
+      ]);
+      expect(r.out).toContain(': OK');
+      expect(statSync(join(t.dir, name, `${name}.key`)).mode & 0o777).toBe(0o600);
+    }
+    // and not against an unrelated root
+    const other = join(t.dir, 'other');
+    expect(pollen(['cert', 'init', '-n', 'Other', '-o', other]).code).toBe(0);
+    const crt = join(t.dir, 'hospital-1', 'hospital-1.crt');
+    expect(openssl(['verify', '-CAfile', join(other, 'rootCA.pem'), '-untrusted', crt, crt]).code).not.toBe(
+      0,
+    );
+  });
+
+  it('puts the right extensions in each profile', () => {
+    const server = text('server1');
+    expect(server).toMatch(/Basic Constraints: critical\s+CA:FALSE/);
+    expect(server).toMatch(/Key Usage: critical\s+Digital Signature/);
+    expect(server).toMatch(/Extended Key Usage:\s+TLS Web Server Authentication\n/);
+    expect(server).toContain('DNS:localhost');
+    expect(server).toContain('IP Address:127.0.0.1');
+    expect(server).toContain('URI:pollen://test-project/server/server1');
+
+    const client = text('hospital-1');
+    expect(client).toMatch(/Extended Key Usage:\s+TLS Web Client Authentication\n/);
+    expect(client).toContain('O = Hospital One');
+    expect(client).toContain('URI:pollen://test-project/client/hospital-1');
+    expect(client).not.toContain('DNS:');
+
+    const admin = text('admin@example.com');
+    expect(admin).toContain('email:admin@example.com');
+    expect(admin).toContain('title = project_admin');
+    expect(admin).toContain('unstructuredName = project_admin');
+
+    const serials = ['server1', 'hospital-1', 'relay-1'].map(
+      (n) => /Serial Number:\s*\n\s*([0-9a-f:]+)/.exec(text(n))?.[1],
+    );
+    expect(new Set(serials).size).toBe(3);
+    expect(serials.every((s) => s && s.split(':').length === 16)).toBe(true);
+  });
+
+  it('completes an mTLS handshake between openssl s_server and s_client', async () => {
+    const port = await new Promise<number>((res) => {
+      const s = createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as { port: number }).port;
+        s.close(() => res(p));
+      });
+    });
+    const s = join(t.dir, 'server1');
+    const c = join(t.dir, 'hospital-1');
+    const server = spawn('openssl', [
+      's_server',
+      '-accept',
+      String(port),
+      '-cert',
+      join(s, 'server1.crt'),
+      '-key',
+      join(s, 'server1.key'),
+      '-cert_chain',
+      join(ca, 'intermediateCA.pem'),
+      '-CAfile',
+      join(ca, 'rootCA.pem'),
+      '-Verify',
+      '2',
+      '-verify_return_error',
+      '-naccept',
+      '1',
+      '-www',
+    ]);
+    let serverOut = '';
+    server.stdout.on('data', (d) => (serverOut += d));
+    await new Promise((r) => setTimeout(r, 500));
+    const client = openssl(
+      [
+        's_client',
+        '-connect',
+        `127.0.0.1:${port}`,
+        '-CAfile',
+        join(ca, 'rootCA.pem'),
+        '-cert',
+        join(c, 'hospital-1.crt'),
+        '-key',
+        join(c, 'hospital-1.key'),
+        '-cert_chain',
+        join(ca, 'intermediateCA.pem'),
+        '-verify_return_error',
+        '-verify_hostname',
+        'localhost',
+      ],
+      'GET / HTTP/1.0\r\n\r\n',
+    );
+    server.kill();
+    expect(client.out).toContain('Verify return code: 0 (ok)');
+    expect(client.out).toMatch(/Client certificate|CN = hospital-1|Cipher is/);
+  });
+
+  it('refuses an mTLS client without a project certificate', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const s = join(t.dir, 'server1');
+    const server = spawn('openssl', [
+      's_server',
+      '-accept',
+      String(port),
+      '-cert',
+      join(s, 'server1.crt'),
+      '-key',
+      join(s, 'server1.key'),
+      '-CAfile',
+      join(ca, 'rootCA.pem'),
+      '-Verify',
+      '2',
+      '-verify_return_error',
+      '-naccept',
+      '1',
+      '-www',
+    ]);
+    await new Promise((r) => setTimeout(r, 500));
+    const client = openssl(
+      ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', join(ca, 'rootCA.pem')],
+      'GET / HTTP/1.0\r\n\r\n',
+    );
+    server.kill();
+    expect(client.out).not.toContain('HTTP/1.0 200');
+  });
+
+  it('refuses a site certificate without a CA, with a hint', () => {
+    const r = pollen(['cert', 'site', '-n', 'x', '-t', 'client', '--json'], { env: { POLLEN_CA_PATH: '' } });
+    expect(r.code).toBe(4);
+    expect(r.json<{ error: { code: string; hint: string } }>().error).toMatchObject({ code: 'CA_NOT_FOUND' });
+  });
+
+  it('refuses bad names and hosts', () => {
+    expect(pollen(['cert', 'site', '-n', '../evil', '-t', 'client', '-c', ca, '-o', t.dir]).code).toBe(2);
+    expect(
+      pollen(['cert', 'site', '-n', 'ok', '-t', 'server', '-c', ca, '--host', 'not a host', '-o', t.dir])
+        .code,
+    ).toBe(2);
+  });
+
+  it('makes 256-bit API keys and never the same twice', () => {
+    const a = pollen(['cert', 'api-key', '--json']).json<{ apiKey: string; sha256: string }>();
+    const b = pollen(['cert', 'api-key', '--json']).json<{ apiKey: string }>();
+    expect(a.apiKey).not.toBe(b.apiKey);
+    expect(Buffer.from(a.apiKey.replace('pollen_', ''), 'base64url').length).toBeGreaterThanOrEqual(32);
+    expect(a.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const f = join(t.dir, 'api_key.txt');
+    expect(pollen(['cert', 'api-key', '-o', f]).code).toBe(0);
+    expect(statSync(f).mode & 0o777).toBe(0o600);
+  });
+});
