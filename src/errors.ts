@@ -137,6 +137,8 @@ export const ERROR_CODES = {
   REQUEST_NOT_PENDING: spec(409, ExitCode.CONFLICT, 'Only pending requests can be approved or rejected.'),
   PROOF_INVALID: spec(401, ExitCode.UNAUTHORIZED, 'Poll with the key the request was made with.'),
   NOT_ENROLLED: spec(404, ExitCode.NOT_FOUND, 'List enrolled sites with `pollen enrollment enrolled`.'),
+  ROUTE_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'See docs/api.md for the paths this service answers.'),
+  METHOD_NOT_ALLOWED: spec(405, ExitCode.USAGE, 'See docs/api.md for the methods of each path.'),
   RATE_LIMITED: spec(429, ExitCode.UNAVAILABLE, 'Wait and try again.'),
   UNAVAILABLE: spec(
     503,
@@ -144,6 +146,27 @@ export const ERROR_CODES = {
     'Check that the service is running and the URL and port are right.',
   ),
   TLS_FAILED: spec(502, ExitCode.UNAVAILABLE, 'Check the root CA you trust and the server certificate.'),
+  // Startup kits and auto-enrollment
+  CA_FINGERPRINT_MISMATCH: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'The root CA does not match the pinned fingerprint: check the Certificate Service URL and ask the project admin for the right token.',
+  ),
+  KIT_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Point at a folder made by `pollen package` (it holds startup/fed_*.json).',
+  ),
+  KIT_TAMPERED: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    'Do not use this kit: get a fresh copy from the project admin (`pollen package`).',
+  ),
+  KIT_UNSIGNED: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    'Ask for a kit signed with the project CA (`pollen package -c CA_DIR`), or pass --allow-unsigned.',
+  ),
   // Store
   DATABASE_URL_INVALID: spec(
     400,

@@ -1,0 +1,71 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+
+type Job<S> = {
+  fn: (tx: Transaction<S>) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+};
+
+/**
+ * Group commit: writes that arrive while a transaction is being committed wait and then run
+ * together in the next one, each inside its own savepoint so one failure does not undo the
+ * others. One durable commit (one fsync) then covers many enrollments. Callers see ordinary
+ * per-call atomicity: `run(fn)` resolves only after the transaction holding fn has committed.
+ */
+export class WriteBatcher<S> {
+  private queue: Job<S>[] = [];
+  private running = false;
+
+  constructor(
+    private readonly db: Kysely<S>,
+    private readonly maxBatch = 256,
+  ) {}
+
+  run<T>(fn: (tx: Transaction<S>) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        const results: { ok: boolean; value: unknown }[] = [];
+        try {
+          await this.db.transaction().execute(async (tx) => {
+            for (const job of batch) {
+              if (batch.length === 1) {
+                results.push({ ok: true, value: await job.fn(tx) });
+                continue;
+              }
+              await sql`SAVEPOINT job`.execute(tx);
+              try {
+                const value = await job.fn(tx);
+                await sql`RELEASE SAVEPOINT job`.execute(tx);
+                results.push({ ok: true, value });
+              } catch (e) {
+                await sql`ROLLBACK TO SAVEPOINT job`.execute(tx);
+                await sql`RELEASE SAVEPOINT job`.execute(tx);
+                results.push({ ok: false, value: e });
+              }
+            }
+            // A lone job that failed must roll back the whole (single-job) transaction.
+            if (batch.length === 1 && !results[0]?.ok) throw results[0]?.value;
+          });
+        } catch (e) {
+          // The commit itself failed (or a lone job threw): nothing of this batch was kept.
+          batch.forEach((job, i) => job.reject(results[i] && !results[i]!.ok ? results[i]!.value : e));
+          continue;
+        }
+        batch.forEach((job, i) =>
+          results[i]!.ok ? job.resolve(results[i]!.value) : job.reject(results[i]!.value),
+        );
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+}

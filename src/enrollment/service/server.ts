@@ -1,0 +1,172 @@
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { PollenError } from '../../errors.js';
+import { loadCa } from '../../pki/ca.js';
+import { describeKey } from '../../pki/keys.js';
+import { issueSiteCertificate } from '../../pki/profiles.js';
+import { openDatabase } from '../../store/database.js';
+import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
+import { loadPolicy } from '../policy.js';
+import { loadTokenSigner } from '../token.js';
+import { buildApp } from './app.js';
+import { type EnrollmentSchema, enrollmentMigrations } from './schema.js';
+import { CertificateService } from './service.js';
+
+export interface CertServiceConfig {
+  /** CA folder: intermediate key and certificate, root certificate, token key. */
+  caDir: string;
+  /** Where the service keeps its state (SQLite file, its TLS certificate). */
+  workspace: string;
+  /** Store URL; default SQLite in the workspace. */
+  database?: string;
+  host?: string;
+  port?: number;
+  /** Admin API keys (plain, hashed at once) and/or their SHA-256 hashes. */
+  apiKeys?: string[];
+  apiKeyHashes?: string[];
+  policyFile?: string;
+  /** TLS certificate and key of the service; default: issued by the CA for `hostnames`. */
+  tlsCert?: string;
+  tlsKey?: string;
+  hostnames?: string[];
+  siteValidityDays?: number;
+  trustProxy?: boolean;
+  logger?: Logger | false;
+  /** How often the tidy job runs; 0 disables it. */
+  tidyIntervalMs?: number;
+}
+
+export interface RunningCertService {
+  url: string;
+  port: number;
+  service: CertificateService;
+  app: FastifyInstance;
+  rootFingerprint: string;
+  databaseLocation: string;
+  close(): Promise<void>;
+}
+
+/** The service's own server certificate, issued by the project CA and kept in the workspace. */
+function ensureServerCertificate(
+  ca: Awaited<ReturnType<typeof loadCa>>,
+  workspace: string,
+  hostnames: string[],
+): { cert: string; key: string } {
+  const certPath = join(workspace, 'tls', 'cert-service.crt');
+  const keyPath = join(workspace, 'tls', 'cert-service.key');
+  const hostsPath = join(workspace, 'tls', 'hosts.json');
+  const wanted = JSON.stringify([...hostnames].sort());
+  if (
+    existsSync(certPath) &&
+    existsSync(keyPath) &&
+    existsSync(hostsPath) &&
+    readFileSync(hostsPath, 'utf8') === wanted
+  ) {
+    const cert = readFileSync(certPath, 'utf8');
+    const notAfter = new Date(new X509Certificate(cert).validTo); // the leaf comes first
+    if (notAfter.getTime() - Date.now() > 7 * 86_400_000) return { cert, key: readFileSync(keyPath, 'utf8') };
+  }
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const spki = publicKey.export({ type: 'spki', format: 'der' });
+  const issued = issueSiteCertificate(
+    ca.issuer,
+    spki,
+    describeKey(publicKey),
+    { name: 'cert-service', type: 'server', project: ca.meta.name, hosts: hostnames },
+    90 * 86_400_000,
+  );
+  const cert = `${issued.pem}${ca.intermediatePem}\n`;
+  const key = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  writeSecretFile(keyPath, key);
+  writeFileAtomic(certPath, cert);
+  writeFileAtomic(hostsPath, wanted);
+  return { cert, key };
+}
+
+import { X509Certificate as NodeX509 } from 'node:crypto';
+
+const require_x509 = () => NodeX509;
+
+/** Start the Certificate Service: load the CA, open the store, listen with TLS. */
+export async function startCertService(c: CertServiceConfig): Promise<RunningCertService> {
+  const workspace = resolve(c.workspace);
+  const ca = await loadCa(c.caDir);
+  const tokenSigner = loadTokenSigner(c.caDir);
+  const policy = loadPolicy(c.policyFile);
+  const logger = c.logger === undefined ? pino({ level: 'info' }) : c.logger;
+  const store = await openDatabase<EnrollmentSchema>({
+    url: c.database ?? join(workspace, 'cert-service.db'),
+    migrations: enrollmentMigrations,
+  });
+  const hashes = [
+    ...(c.apiKeyHashes ?? []),
+    ...(c.apiKeys ?? []).map((k) => createHash('sha256').update(k.trim()).digest('hex')),
+  ];
+  let service: CertificateService;
+  try {
+    service = await CertificateService.create({
+      ca,
+      store,
+      tokenSigner,
+      policy,
+      apiKeyHashes: hashes,
+      siteValidityMs: (c.siteValidityDays ?? 30) * 86_400_000,
+    });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  const hostnames = c.hostnames ?? ['localhost', '127.0.0.1', hostname()];
+  const tls =
+    c.tlsCert && c.tlsKey
+      ? { cert: readFileSync(c.tlsCert, 'utf8'), key: readFileSync(c.tlsKey, 'utf8') }
+      : ensureServerCertificate(ca, workspace, hostnames);
+  const app = buildApp(service, {
+    logger: logger || false,
+    trustProxy: c.trustProxy,
+    https: {
+      ...tls,
+      ca: [ca.rootPem, ca.intermediatePem],
+      requestCert: true, // only /v1/renew uses it; enrollment works without a client certificate
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+  });
+  const host = c.host ?? '0.0.0.0';
+  try {
+    await app.listen({ host, port: c.port ?? 8443 });
+  } catch (e) {
+    await store.close();
+    const err = e as NodeJS.ErrnoException;
+    throw new PollenError(
+      'UNAVAILABLE',
+      `Cannot listen on ${host}:${c.port ?? 8443} (${err.code ?? err.message})`,
+      {
+        hint: 'Choose another --port or stop what is using it.',
+      },
+    );
+  }
+  const port = (app.server.address() as { port: number }).port;
+  const tidyEvery = c.tidyIntervalMs ?? 3_600_000;
+  const timer =
+    tidyEvery > 0 ? setInterval(() => void service.tidy().catch(() => undefined), tidyEvery) : undefined;
+  timer?.unref();
+  const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
+  return {
+    url: `https://${shown}:${port}`,
+    port,
+    service,
+    app,
+    rootFingerprint: ca.rootFingerprint,
+    databaseLocation: store.location,
+    async close() {
+      if (timer) clearInterval(timer);
+      await app.close();
+      await store.close();
+    },
+  };
+}
