@@ -1,0 +1,490 @@
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadPolicy } from '../src/enrollment/policy.js';
+import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
+import { issueToken, loadTokenSigner, type TokenSigner } from '../src/enrollment/token.js';
+import { initCa } from '../src/pki/ca.js';
+import { openssl, tempDir } from './support/cli.js';
+import { createTestDatabase } from './support/postgres.js';
+
+// The Certificate Service over real HTTPS on 127.0.0.1, against SQLite and PostgreSQL.
+
+const t = tempDir('pollen-svc-');
+const caDir = join(t.dir, 'ca');
+const API_KEY = 'pollen_test_admin_key_0123456789abcdefghijklmnop';
+let signer: TokenSigner;
+let rootPem: string;
+
+const PENDING_POLICY = `metadata:
+  project: "test-federation"
+  description: "hospitals auto, others wait"
+  version: "2.0"
+token:
+  validity: 1d
+  max_uses: 1
+site:
+  name_pattern: "*"
+user:
+  allowed_roles: [lead, member, org_admin]
+  default_role: lead
+approval:
+  method: policy
+  rules:
+    - name: "blocked"
+      match:
+        site_name_pattern: "evil-*"
+      action: reject
+    - name: "hospitals-auto"
+      match:
+        site_name_pattern: "hospital-*"
+        source_ips: ["127.0.0.0/8"]
+      action: approve
+    - name: "others-wait"
+      match: {}
+      action: pending
+`;
+
+beforeAll(async () => {
+  await initCa({ name: 'Service Test', dir: caDir });
+  signer = loadTokenSigner(caDir);
+  rootPem = readFileSync(join(caDir, 'rootCA.pem'), 'utf8');
+  writeFileSync(join(t.dir, 'policy.yaml'), PENDING_POLICY);
+});
+afterAll(() => t.cleanup());
+
+function csrFor(cn: string, kind: 'p256' | 'p384' | 'rsa2048' | 'rsa1024' = 'p256') {
+  const key = join(t.dir, `${randomUUID()}.key`);
+  const args =
+    kind === 'p256' || kind === 'p384'
+      ? ['-newkey', 'ec', '-pkeyopt', `ec_paramgen_curve:${kind === 'p256' ? 'P-256' : 'P-384'}`]
+      : ['-newkey', `rsa:${kind === 'rsa2048' ? 2048 : 1024}`];
+  const csr = execFileSync(
+    'openssl',
+    ['req', '-new', ...args, '-nodes', '-keyout', key, '-subj', `/CN=${cn}`],
+    {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    },
+  ).toString();
+  return { csr, keyPem: readFileSync(key, 'utf8'), keyPath: key };
+}
+
+function tokenFor(
+  subject: string,
+  o: { type?: 'client' | 'user' | 'relay'; role?: string; policyFile?: string } = {},
+) {
+  return issueToken(signer, {
+    subject,
+    type: o.type,
+    role: o.role,
+    policy: loadPolicy(o.policyFile ?? join(t.dir, 'policy.yaml')),
+  }).token;
+}
+
+const backends = [
+  ['sqlite', async () => undefined],
+  [
+    'postgres',
+    async () => createTestDatabase(inject('postgresUrl'), `svc_${randomUUID().replaceAll('-', '')}`),
+  ],
+] as const;
+
+describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
+  let svc: RunningCertService;
+  let database: string | undefined;
+  let agent: Agent;
+  const workspace = join(t.dir, `ws-${_backend}`);
+
+  const start = async () =>
+    startCertService({
+      caDir,
+      workspace,
+      database,
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: [API_KEY],
+      policyFile: join(t.dir, 'policy.yaml'),
+      logger: false,
+      tidyIntervalMs: 0,
+    });
+
+  beforeAll(async () => {
+    database = await makeDb();
+    svc = await start();
+    agent = new Agent({ connect: { ca: rootPem }, connections: 64 });
+  });
+  afterAll(async () => {
+    await svc.close();
+    await agent.close();
+  });
+
+  async function call(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    o: { admin?: boolean; raw?: string; dispatcher?: Agent } = {},
+  ) {
+    const headers: Record<string, string> = {};
+    if (body !== undefined || o.raw !== undefined) headers['content-type'] = 'application/json';
+    if (o.admin) headers.authorization = `Bearer ${API_KEY}`;
+    const r = await request(`https://127.0.0.1:${svc.port}${path}`, {
+      method,
+      headers,
+      body: o.raw ?? (body === undefined ? undefined : JSON.stringify(body)),
+      dispatcher: o.dispatcher ?? agent,
+    });
+    const text = await r.body.text();
+    let json: Record<string, unknown> = {};
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = { text };
+    }
+    return { status: r.statusCode, json: json as Record<string, any> };
+  }
+
+  it('enrolls a site whose rule approves, with a certificate OpenSSL verifies', async () => {
+    const { csr } = csrFor('hospital-1');
+    const r = await call('POST', '/v1/enroll', { token: tokenFor('hospital-1'), csr });
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ status: 'issued', name: 'hospital-1', type: 'client' });
+    const crt = join(t.dir, `${_backend}-h1.crt`);
+    writeFileSync(crt, r.json.certificate + r.json.chain);
+    expect(openssl(['verify', '-CAfile', join(caDir, 'rootCA.pem'), '-untrusted', crt, crt]).out).toContain(
+      ': OK',
+    );
+    const text = openssl(['x509', '-in', crt, '-noout', '-text']).out;
+    expect(text).toContain('TLS Web Client Authentication');
+    expect(text).toContain('CN = hospital-1');
+  });
+
+  it('gives exactly one certificate for 50 concurrent uses of one single-use token', async () => {
+    const token = tokenFor('hospital-race');
+    const { csr } = csrFor('hospital-race');
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => call('POST', '/v1/enroll', { token, csr })),
+    );
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    const refused = results.filter((r) => r.status !== 200);
+    expect(refused).toHaveLength(49);
+    expect(refused.every((r) => r.json.error?.code === 'TOKEN_USED')).toBe(true);
+    const enrolled = await call('GET', '/v1/enrolled', undefined, { admin: true });
+    expect(enrolled.json.enrolled.filter((e: { name: string }) => e.name === 'hospital-race')).toHaveLength(
+      1,
+    );
+  });
+
+  it('takes the role from the token and refuses fields that try to set it', async () => {
+    const { csr } = csrFor('lead@example.com');
+    const token = tokenFor('lead@example.com', { type: 'user', role: 'member' });
+    const sneaky = await call('POST', '/v1/enroll', { token, csr, role: 'project_admin', type: 'server' });
+    expect(sneaky.status).toBe(400);
+    expect(sneaky.json.error.code).toBe('INVALID_REQUEST');
+    // the refused attempt did not consume the token
+    const r = await call('POST', '/v1/enroll', { token, csr });
+    expect(r.json).toMatchObject({ status: 'pending' });
+    const approved = await call(
+      'POST',
+      '/v1/requests/approve',
+      { names: ['lead@example.com'] },
+      { admin: true },
+    );
+    expect(approved.status).toBe(200);
+    const list = await call('GET', '/v1/enrolled?type=admin', undefined, { admin: true });
+    expect(list.json.enrolled.find((e: { name: string }) => e.name === 'lead@example.com')).toMatchObject({
+      type: 'admin',
+      role: 'member',
+      approvedBy: expect.stringMatching(/^api-key:/),
+    });
+  });
+
+  it('checks the token before anything else and reveals nothing to a bad token', async () => {
+    const before = await call('GET', '/v1/requests?status=all', undefined, { admin: true });
+    const { csr } = csrFor('someone-else');
+    const good = tokenFor('lab-7');
+    const tampered = `${good.split('.')[0]}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(good.split('.')[1]!, 'base64url').toString()), sub: 'hospital-x' })).toString('base64url')}.${good.split('.')[2]}`;
+    for (const token of ['', 'not-a-jwt', tampered, good.slice(0, -4) + 'AAAA']) {
+      const r = await call('POST', '/v1/enroll', { token, csr });
+      expect(r.status).toBe(401);
+      expect(r.json.error).toEqual({
+        code: 'TOKEN_INVALID',
+        message: 'The enrollment token is invalid',
+        hint: expect.any(String),
+      });
+    }
+    // a valid token with a CSR for another name: only now is the CSR looked at
+    const mismatch = await call('POST', '/v1/enroll', { token: good, csr });
+    expect(mismatch.json.error.code).toBe('CSR_SUBJECT_MISMATCH');
+    const after = await call('GET', '/v1/requests?status=all', undefined, { admin: true });
+    expect(after.json.requests).toHaveLength(before.json.requests.length);
+  });
+
+  it('keeps each pending request, polls it with proof of possession, approves by pattern and rejects with a reason', async () => {
+    const a = csrFor('lab-1');
+    const b = csrFor('lab-1');
+    const ra = await call('POST', '/v1/enroll', { token: tokenFor('lab-1'), csr: a.csr });
+    const rb = await call('POST', '/v1/enroll', { token: tokenFor('lab-1'), csr: b.csr });
+    expect(ra.status).toBe(202);
+    expect(rb.status).toBe(202);
+    expect(ra.json.requestId).not.toBe(rb.json.requestId);
+    const pending = await call('GET', '/v1/requests', undefined, { admin: true });
+    const ids = pending.json.requests
+      .filter((r: { name: string }) => r.name === 'lab-1')
+      .map((r: { id: string }) => r.id);
+    expect(ids).toEqual(expect.arrayContaining([ra.json.requestId, rb.json.requestId]));
+
+    const proof = (id: string, keyPem: string, ts = Date.now()) => ({
+      timestamp: ts,
+      signature: sign('sha256', Buffer.from(`pollen-poll:v1:${id}:${ts}`), keyPem).toString('base64'),
+    });
+    const stillPending = await call('POST', ra.json.pollUrl, proof(ra.json.requestId, a.keyPem));
+    expect(stillPending.status).toBe(202);
+    // someone else's key, an old timestamp, an unknown id: all refused alike
+    const wrongKey = await call('POST', ra.json.pollUrl, proof(ra.json.requestId, b.keyPem));
+    expect(wrongKey.status).toBe(401);
+    expect(wrongKey.json.error.code).toBe('PROOF_INVALID');
+    expect(
+      (await call('POST', ra.json.pollUrl, proof(ra.json.requestId, a.keyPem, Date.now() - 3_600_000)))
+        .status,
+    ).toBe(401);
+    expect(
+      (await call('POST', '/v1/requests/req_nope/status', proof('req_nope', a.keyPem))).json.error.code,
+    ).toBe('PROOF_INVALID');
+
+    const approved = await call(
+      'POST',
+      '/v1/requests/approve',
+      { names: [ra.json.requestId] },
+      { admin: true },
+    );
+    expect(approved.json.approved).toHaveLength(1);
+    const issued = await call('POST', ra.json.pollUrl, proof(ra.json.requestId, a.keyPem));
+    expect(issued.status).toBe(200);
+    expect(issued.json).toMatchObject({ status: 'issued', name: 'lab-1' });
+
+    const rejected = await call(
+      'POST',
+      '/v1/requests/reject',
+      { names: [rb.json.requestId], reason: 'Not authorized' },
+      { admin: true },
+    );
+    expect(rejected.status).toBe(200);
+    const r = await call('POST', rb.json.pollUrl, proof(rb.json.requestId, b.keyPem));
+    expect(r.status).toBe(403);
+    expect(r.json.error).toMatchObject({ code: 'ENROLLMENT_REJECTED', reason: 'Not authorized' });
+    // decided requests cannot be decided again
+    const again = await call('POST', '/v1/requests/approve', { names: [rb.json.requestId] }, { admin: true });
+    expect(again.json.error.code).toBe('REQUEST_NOT_FOUND');
+
+    // bulk approval by pattern and type
+    for (const n of ['lab-20', 'lab-21', 'other-1'])
+      await call('POST', '/v1/enroll', { token: tokenFor(n), csr: csrFor(n).csr });
+    const bulk = await call(
+      'POST',
+      '/v1/requests/approve',
+      { pattern: 'lab-2*', type: 'client' },
+      { admin: true },
+    );
+    expect(bulk.json.approved.map((x: { name: string }) => x.name).sort()).toEqual(['lab-20', 'lab-21']);
+  });
+
+  it('applies reject rules without consuming the token', async () => {
+    const r = await call('POST', '/v1/enroll', { token: tokenFor('evil-1'), csr: csrFor('evil-1').csr });
+    expect(r.status).toBe(403);
+    expect(r.json.error).toMatchObject({ code: 'ENROLLMENT_REJECTED', rule: 'blocked' });
+  });
+
+  it('accepts OpenSSL CSRs with P-384 and RSA-2048 keys and refuses RSA-1024', async () => {
+    for (const [kind, name] of [
+      ['p384', 'hospital-p384'],
+      ['rsa2048', 'hospital-rsa'],
+    ] as const) {
+      const r = await call('POST', '/v1/enroll', { token: tokenFor(name), csr: csrFor(name, kind).csr });
+      expect(r.status, JSON.stringify(r.json)).toBe(200);
+    }
+    const weak = await call('POST', '/v1/enroll', {
+      token: tokenFor('hospital-weak'),
+      csr: csrFor('hospital-weak', 'rsa1024').csr,
+    });
+    expect(weak.status).toBe(400);
+    expect(weak.json.error.code).toBe('KEY_TOO_WEAK');
+  });
+
+  it('answers malformed input of every kind with a 4xx and keeps serving', async () => {
+    const token = tokenFor('hospital-fuzz');
+    const { csr } = csrFor('hospital-fuzz');
+    // flip a bit inside the signed request info: the signature must no longer verify
+    const der = Buffer.from(csr.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
+    der[20] = der[20]! ^ 0x01;
+    const tamperedCsr = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+    const cases: [unknown, string?][] = [
+      [undefined, '{'],
+      [undefined, '[]'],
+      [undefined, 'null'],
+      [undefined, '"str"'],
+      [undefined, 'x'.repeat(70_000)],
+      [{}],
+      [{ token }],
+      [{ token, csr: 42 }],
+      [{ token, csr: 'hello' }],
+      [{ token, csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n' }],
+      [{ token, csr: tamperedCsr }],
+      [{ token, csr: csr.repeat(20) }],
+      [{ token: { a: 1 }, csr }],
+      [{ token: 'x'.repeat(10_000), csr }],
+    ];
+    for (const [body, raw] of cases) {
+      const r = await call('POST', '/v1/enroll', body, { raw });
+      expect(
+        r.status,
+        `${raw?.slice(0, 20) ?? JSON.stringify(body).slice(0, 80)} → ${JSON.stringify(r.json)}`,
+      ).toBeGreaterThanOrEqual(400);
+      expect(r.status).toBeLessThan(500);
+      expect(r.json.error?.code).toMatch(/^[A-Z_]+$/);
+    }
+    expect((await call('POST', '/v1/enroll', { token, csr: tamperedCsr })).json.error.code).toMatch(
+      /^CSR_(SIGNATURE_)?INVALID$/,
+    );
+    expect((await call('GET', '/v1/nope')).json.error.code).toBe('ROUTE_NOT_FOUND');
+    expect((await call('GET', '/v1/health')).json.status).toBe('ok');
+    // the token survived all of that unconsumed
+    expect((await call('POST', '/v1/enroll', { token, csr })).status).toBe(200);
+  });
+
+  it('requires the admin API key', async () => {
+    const none = await call('GET', '/v1/requests');
+    expect(none.status).toBe(401);
+    expect(none.json.error.code).toBe('API_KEY_REQUIRED');
+    const r = await request(`https://127.0.0.1:${svc.port}/v1/enrolled`, {
+      headers: { authorization: 'Bearer wrong' },
+      dispatcher: agent,
+    });
+    expect(r.statusCode).toBe(401);
+    expect(((await r.body.json()) as { error: { code: string } }).error.code).toBe('API_KEY_INVALID');
+  });
+
+  it('renews over mTLS, revokes, publishes the CRL and refuses a revoked certificate', async () => {
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const keyPem = key.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    writeFileSync(join(t.dir, 'renew.key'), keyPem);
+    const csr = execFileSync('openssl', [
+      'req',
+      '-new',
+      '-key',
+      join(t.dir, 'renew.key'),
+      '-subj',
+      '/CN=hospital-renew',
+    ]).toString();
+    const first = await call('POST', '/v1/enroll', { token: tokenFor('hospital-renew'), csr });
+    expect(first.status).toBe(200);
+    const mtls = new Agent({
+      connect: { ca: rootPem, cert: first.json.certificate + first.json.chain, key: keyPem },
+    });
+    const renewed = await call('POST', '/v1/renew', { csr }, { dispatcher: mtls });
+    expect(renewed.status, JSON.stringify(renewed.json)).toBe(200);
+    expect(renewed.json.serial).not.toBe(first.json.serial);
+    expect(renewed.json.name).toBe('hospital-renew');
+    // without a client certificate: refused
+    expect((await call('POST', '/v1/renew', { csr })).json.error.code).toBe('FORBIDDEN');
+
+    const revoked = await call(
+      'POST',
+      '/v1/revoke',
+      { serials: [first.json.serial], reason: 'keyCompromise' },
+      { admin: true },
+    );
+    expect(revoked.status).toBe(200);
+    expect((await call('POST', '/v1/renew', { csr }, { dispatcher: mtls })).json.error.code).toBe(
+      'CERT_REVOKED',
+    );
+    await mtls.close();
+
+    const crl = await request(`https://127.0.0.1:${svc.port}/v1/crl`, { dispatcher: agent });
+    const crlPem = await crl.body.text();
+    expect(crlPem).toContain('BEGIN X509 CRL');
+    writeFileSync(join(t.dir, 'crl.pem'), crlPem);
+    writeFileSync(join(t.dir, 'revoked.crt'), first.json.certificate);
+    writeFileSync(
+      join(t.dir, 'bundle.pem'),
+      rootPem + readFileSync(join(caDir, 'intermediateCA.pem'), 'utf8'),
+    );
+    const v = openssl([
+      'verify',
+      '-crl_check',
+      '-CAfile',
+      join(t.dir, 'bundle.pem'),
+      '-CRLfile',
+      join(t.dir, 'crl.pem'),
+      join(t.dir, 'revoked.crt'),
+    ]);
+    expect(v.out).toContain('certificate revoked');
+  });
+
+  it('loses no pending or enrolled state across a restart', async () => {
+    const p = await call('POST', '/v1/enroll', {
+      token: tokenFor('restart-1'),
+      csr: csrFor('restart-1').csr,
+    });
+    expect(p.status).toBe(202);
+    const enrolledBefore = (await call('GET', '/v1/enrolled', undefined, { admin: true })).json.enrolled;
+    await svc.close();
+    svc = await start();
+    const pending = (await call('GET', '/v1/requests', undefined, { admin: true })).json.requests;
+    expect(pending.map((r: { id: string }) => r.id)).toContain(p.json.requestId);
+    expect((await call('GET', '/v1/enrolled', undefined, { admin: true })).json.enrolled).toEqual(
+      enrolledBefore,
+    );
+    // a used token stays used after the restart
+    const token = tokenFor('hospital-once');
+    expect((await call('POST', '/v1/enroll', { token, csr: csrFor('hospital-once').csr })).status).toBe(200);
+    await svc.close();
+    svc = await start();
+    expect(
+      (await call('POST', '/v1/enroll', { token, csr: csrFor('hospital-once').csr })).json.error.code,
+    ).toBe('TOKEN_USED');
+  });
+
+  it('refuses a second enrollment of an enrolled site until it is revoked', async () => {
+    expect(
+      (
+        await call('POST', '/v1/enroll', {
+          token: tokenFor('hospital-twice'),
+          csr: csrFor('hospital-twice').csr,
+        })
+      ).status,
+    ).toBe(200);
+    const again = await call('POST', '/v1/enroll', {
+      token: tokenFor('hospital-twice'),
+      csr: csrFor('hospital-twice').csr,
+    });
+    expect(again.json.error.code).toBe('ALREADY_ENROLLED');
+    await call('POST', '/v1/revoke', { names: ['hospital-twice'] }, { admin: true });
+    expect(
+      (
+        await call('POST', '/v1/enroll', {
+          token: tokenFor('hospital-twice'),
+          csr: csrFor('hospital-twice').csr,
+        })
+      ).status,
+    ).toBe(200);
+  });
+
+  it('issues tokens through the admin API', async () => {
+    const r = await call(
+      'POST',
+      '/v1/tokens',
+      { subjects: ['hospital-api-1', 'hospital-api-2'], type: 'client' },
+      { admin: true },
+    );
+    expect(r.status).toBe(200);
+    expect(r.json.tokens).toHaveLength(2);
+    const e = await call('POST', '/v1/enroll', {
+      token: r.json.tokens[0].token,
+      csr: csrFor('hospital-api-1').csr,
+    });
+    expect(e.status).toBe(200);
+  });
+});
