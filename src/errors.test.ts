@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { renderErrorsDoc } from '../scripts/gen-errors-doc.js';
+import { ERROR_CODES, ExitCode, PollenError, toPollenError } from './errors.js';
+
+describe('errors', () => {
+  it('docs/errors.md lists every code (regenerate with `npx tsx scripts/gen-errors-doc.ts`)', () => {
+    expect(readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8')).toBe(renderErrorsDoc());
+  });
+
+  it('gives every code a 4xx/5xx (or 202) status, an exit code from the table and a hint', () => {
+    const exits = new Set<number>(Object.values(ExitCode));
+    for (const [code, s] of Object.entries(ERROR_CODES)) {
+      expect(s.status === 202 || (s.status >= 400 && s.status < 600), code).toBe(true);
+      expect(exits.has(s.exit), code).toBe(true);
+      expect(s.hint.length, code).toBeGreaterThan(5);
+    }
+  });
+
+  it('keeps internal detail out of the public form', () => {
+    const e = new PollenError('TOKEN_INVALID', 'The enrollment token is invalid', {
+      detail: 'kid abc unknown',
+    });
+    expect(JSON.stringify(e)).not.toContain('kid abc');
+    expect(e.toJSON()).toEqual({
+      code: 'TOKEN_INVALID',
+      message: 'The enrollment token is invalid',
+      hint: e.hint,
+    });
+    expect(e.status).toBe(401);
+    expect(e.exitCode).toBe(ExitCode.UNAUTHORIZED);
+  });
+
+  it('maps system errors to codes and hides unexpected ones as INTERNAL', () => {
+    expect(toPollenError(Object.assign(new Error('x'), { code: 'ENOENT', path: '/nope' })).code).toBe(
+      'FILE_NOT_FOUND',
+    );
+    expect(toPollenError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })).code).toBe('UNAVAILABLE');
+    const internal = toPollenError(new TypeError('secret stack detail'));
+    expect(internal.code).toBe('INTERNAL');
+    expect(internal.message).not.toContain('secret');
+  });
+});
