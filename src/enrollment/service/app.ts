@@ -80,7 +80,7 @@ export function buildApp(
 
   const admin = (req: FastifyRequest) => service.authenticate(req.headers.authorization);
 
-  app.get('/v1/health', async () => ({ status: 'ok', version: VERSION }));
+  app.get('/v1/health', async () => ({ status: 'ok', version: VERSION, backend: service.backend }));
   app.get('/v1/ca', async () => service.caInfo());
   app.get('/v1/crl', async (req, reply) => {
     const pem = await service.crl();

@@ -108,6 +108,10 @@ export class CertificateService {
   private readonly siteValidityMs: number;
   private readonly proofWindowMs: number;
   private readonly now: () => Date;
+  get backend(): string {
+    return this.store.backend;
+  }
+
   private crlCache: { pem: string; until: number } | undefined;
   private readonly tokenKeys: Map<string, KeyObject>;
 

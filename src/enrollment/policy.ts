@@ -1,0 +1,779 @@
+/**
+ * The enrollment policy: a YAML file (the same shape as NVIDIA FLARE's) that says how long tokens
+ * live, which site names and user roles may enroll, and which enrollment requests are approved,
+ * rejected or held for a human. Parsing keeps line numbers so every error names the field and the
+ * line; every documented field is enforced or refused, never silently ignored.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import { z } from 'zod';
+import { PollenError } from '../errors.js';
+
+/** The roles a user token may carry (FLARE's project roles; `project_admin` is never enrolled). */
+export const USER_ROLES = ['lead', 'member', 'org_admin'] as const;
+export type UserRole = (typeof USER_ROLES)[number];
+
+/** What a rule decides for an enrollment request. */
+export const RULE_ACTIONS = ['approve', 'reject', 'pending'] as const;
+export type RuleAction = (typeof RULE_ACTIONS)[number];
+
+/** The identities a token can enroll. Sites are client, server and relay; `user` is a person. */
+export const SUBJECT_TYPES = ['client', 'server', 'relay', 'user'] as const;
+export type SubjectType = (typeof SUBJECT_TYPES)[number];
+
+export function isSiteType(type: SubjectType): boolean {
+  return type !== 'user';
+}
+
+/** The built-in policy, used when neither `-p` nor POLLEN_ENROLLMENT_POLICY names a file. */
+export const DEFAULT_POLICY_YAML = `metadata:
+  project: "pollen-default"
+  description: "Built-in default policy for quick start"
+  version: "1.0"
+
+token:
+  validity: 7d
+  max_uses: 1
+
+site:
+  name_pattern: "*"
+
+user:
+  allowed_roles:
+    - lead
+    - member
+    - org_admin
+  default_role: lead
+
+approval:
+  method: policy
+  rules:
+    - name: "auto-approve-all"
+      description: "Auto-approve all enrollment requests"
+      match: {}
+      action: approve
+
+notifications:
+  enabled: false
+`;
+
+export interface PolicyRule {
+  name: string;
+  description?: string;
+  match: {
+    /** Glob on the subject name (`*`, `?`); absent = any name. */
+    site_name_pattern?: string;
+    /** CIDR ranges (IPv4 or IPv6) of the requester's address; absent = any address. */
+    source_ips?: string[];
+  };
+  action: RuleAction;
+}
+
+export interface EmailChannel {
+  enabled: boolean;
+  /** Recipients; empty = the service's configured admin address. */
+  to: string[];
+}
+
+export interface WebhookChannel {
+  enabled: boolean;
+  url: string;
+}
+
+/** Who hears about pending / approved / rejected requests. Delivery is done by the service. */
+export interface PolicyNotifications {
+  enabled: boolean;
+  channels: {
+    email?: EmailChannel;
+    webhook?: WebhookChannel;
+  };
+}
+
+export interface Policy {
+  metadata: { project: string; description?: string; version: string };
+  token: {
+    /** As written, e.g. `7d`, `12h`, `30m`, `1d12h`. */
+    validity: string;
+    /** The validity in milliseconds (derived from `validity`). */
+    validity_ms: number;
+    /** How many enrollments one token allows. */
+    max_uses: number;
+  };
+  site: { name_pattern: string };
+  user: { allowed_roles: UserRole[]; default_role: UserRole };
+  approval: { method: 'policy'; rules: PolicyRule[] };
+  notifications: PolicyNotifications;
+}
+
+export interface LoadedPolicy {
+  policy: Policy;
+  /** Lowercase hex SHA-256 of the exact file bytes. */
+  sha256: string;
+  /** The file path, or 'built-in'. */
+  source: string;
+  text: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durations
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const DURATION = /^(?:\d+[smhdw])+$/;
+const MAX_VALIDITY_MS = 366 * UNIT_MS['d']!;
+
+function durationMs(text: string): number | undefined {
+  const t = text.trim();
+  if (!DURATION.test(t)) return undefined;
+  let total = 0;
+  for (const m of t.matchAll(/(\d+)([smhdw])/g)) total += Number(m[1]) * UNIT_MS[m[2]!]!;
+  return Number.isSafeInteger(total) ? total : undefined;
+}
+
+/** `7d` → 604800000. Units: s, m, h, d, w; they may be combined (`1d12h`). */
+export function parseDuration(text: string): number {
+  const ms = durationMs(text);
+  if (ms === undefined || ms <= 0)
+    throw new PollenError('INVALID_ARGUMENT', `Not a duration: "${text}" (use e.g. 7d, 12h, 30m, 1d12h)`);
+  return ms;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Name globs
+
+/**
+ * Glob match, anchored at both ends: `*` matches any run of characters (also none), `?` exactly
+ * one character, everything else itself. Linear-time (no regular expression, no backtracking
+ * blow-up on patterns like `*a*a*a*b`).
+ */
+export function matchNamePattern(pattern: string, name: string): boolean {
+  const p = [...pattern];
+  const s = [...name];
+  let pi = 0;
+  let si = 0;
+  let star = -1;
+  let mark = 0;
+  while (si < s.length) {
+    if (pi < p.length && (p[pi] === '?' || (p[pi] !== '*' && p[pi] === s[si]))) {
+      pi++;
+      si++;
+    } else if (pi < p.length && p[pi] === '*') {
+      star = pi++;
+      mark = si;
+    } else if (star >= 0) {
+      pi = star + 1;
+      si = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.length && p[pi] === '*') pi++;
+  return pi === p.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// IP addresses and CIDR ranges
+
+interface IpValue {
+  family: 4 | 6;
+  value: bigint;
+}
+
+function ipv4ToBigInt(s: string): bigint {
+  return s.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+}
+
+/** Parse an IPv4 or IPv6 address; IPv4-mapped IPv6 (`::ffff:10.1.2.3`) becomes IPv4. */
+export function parseIp(text: string): IpValue | undefined {
+  const s = text.trim().replace(/%.*$/, '');
+  const fam = isIP(s);
+  if (fam === 4) return { family: 4, value: ipv4ToBigInt(s) };
+  if (fam !== 6) return undefined;
+  let groups: string[];
+  let rest = s;
+  let tail4: string | undefined;
+  const lastColon = rest.lastIndexOf(':');
+  if (rest.slice(lastColon + 1).includes('.')) {
+    tail4 = rest.slice(lastColon + 1);
+    rest = `${rest.slice(0, lastColon + 1)}0:0`;
+  }
+  if (rest.includes('::')) {
+    const [head, tail] = rest.split('::') as [string, string];
+    const h = head ? head.split(':') : [];
+    const t = tail ? tail.split(':') : [];
+    groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  } else {
+    groups = rest.split(':');
+  }
+  let value = groups.reduce((acc, g) => (acc << 16n) | BigInt(Number.parseInt(g, 16)), 0n);
+  if (tail4 !== undefined) value = (value & ~0xffffffffn) | ipv4ToBigInt(tail4);
+  if (value >> 32n === 0xffffn) return { family: 4, value: value & 0xffffffffn };
+  return { family: 6, value };
+}
+
+interface Cidr {
+  family: 4 | 6;
+  network: bigint;
+  prefix: number;
+}
+
+/** Parse `10.0.0.0/8`, `2001:db8::/32` or a bare address (a /32 or /128); error text if invalid. */
+export function parseCidr(text: string): Cidr | string {
+  const [addr = '', prefixText, extra] = text.trim().split('/');
+  if (extra !== undefined) return `"${text}" is not a CIDR range`;
+  const plainFamily = isIP(addr.replace(/%.*$/, ''));
+  const ip = parseIp(addr);
+  if (!ip || plainFamily === 0) return `"${text}" is not an IPv4 or IPv6 address or CIDR range`;
+  const written = plainFamily === 4 ? 32 : 128;
+  let prefix = written;
+  if (prefixText !== undefined) {
+    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > written)
+      return `"${text}" has an invalid prefix length (0-${written})`;
+    prefix = Number(prefixText);
+  }
+  // An IPv4-mapped IPv6 range (::ffff:10.0.0.0/104) is the IPv4 range 10.0.0.0/8.
+  if (plainFamily === 6 && ip.family === 4) {
+    if (prefix < 96) return `"${text}" spans more than the IPv4-mapped range ::ffff:0:0/96`;
+    prefix -= 96;
+  }
+  const bits = ip.family === 4 ? 32 : 128;
+  const hostMask = (1n << BigInt(bits - prefix)) - 1n;
+  if ((ip.value & hostMask) !== 0n) {
+    const network = ip.value & ~hostMask;
+    return `"${text}" has host bits set; did you mean ${formatIp({ family: ip.family, value: network })}/${prefix}?`;
+  }
+  return { family: ip.family, network: ip.value, prefix };
+}
+
+function formatIp(ip: IpValue): string {
+  if (ip.family === 4) return [24n, 16n, 8n, 0n].map((s) => String((ip.value >> s) & 0xffn)).join('.');
+  const groups: string[] = [];
+  for (let i = 7; i >= 0; i--) groups.push(((ip.value >> BigInt(i * 16)) & 0xffffn).toString(16));
+  // RFC 5952: compress the longest run (2 or more) of zero groups, the first one on a tie.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  if (best < 0) return groups.join(':');
+  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+}
+
+function cidrContains(cidr: Cidr, ip: IpValue): boolean {
+  if (cidr.family !== ip.family) return false;
+  const bits = cidr.family === 4 ? 32 : 128;
+  const shift = BigInt(bits - cidr.prefix);
+  return ip.value >> shift === cidr.network >> shift;
+}
+
+/** True when `ip` lies in any of the CIDR ranges (IPv4-mapped IPv6 matches IPv4 ranges). */
+export function ipInRanges(ip: string, ranges: readonly string[]): boolean {
+  const addr = parseIp(ip);
+  if (!addr) return false;
+  return ranges.some((r) => {
+    const c = parseCidr(r);
+    return typeof c !== 'string' && cidrContains(c, addr);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema
+
+const nonEmpty = (what: string) => z.string().trim().min(1, `${what} must not be empty`);
+
+const glob = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(256, 'must be at most 256 characters')
+  .refine((s) => !/[\s\u0000-\u001f]/.test(s), 'must not contain spaces or control characters');
+
+const durationSchema = z.string().superRefine((s, ctx) => {
+  const ms = durationMs(s);
+  if (ms === undefined)
+    ctx.addIssue({ code: 'custom', message: 'must be a duration like 7d, 12h, 30m or 1d12h' });
+  else if (ms < 60_000) ctx.addIssue({ code: 'custom', message: 'must be at least 1m' });
+  else if (ms > MAX_VALIDITY_MS) ctx.addIssue({ code: 'custom', message: 'must be at most 366d' });
+});
+
+const cidrSchema = z.string().superRefine((s, ctx) => {
+  const c = parseCidr(s);
+  if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
+});
+
+const email = z.string().regex(/^[^\s@,;"<>]+@[^\s@,;"<>]+\.[^\s@,;"<>]+$/, 'must be an e-mail address');
+
+const webhookUrl = z.string().superRefine((s, ctx) => {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'must be a URL' });
+    return;
+  }
+  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname);
+  if (!(u.protocol === 'https:' || (u.protocol === 'http:' && loopback)))
+    ctx.addIssue({ code: 'custom', message: 'must be an https:// URL (http:// only on localhost)' });
+  if (u.username || u.password)
+    ctx.addIssue({ code: 'custom', message: 'must not carry credentials; use the service configuration' });
+});
+
+const ruleSchema = z.strictObject({
+  name: nonEmpty('name'),
+  description: z.string().optional(),
+  match: z.strictObject({
+    site_name_pattern: glob.optional(),
+    source_ips: z.array(cidrSchema).min(1, 'must list at least one range (or leave it out)').optional(),
+  }),
+  action: z.enum(RULE_ACTIONS),
+});
+
+const roleEnum = z.enum(USER_ROLES);
+
+const policySchema = z
+  .strictObject({
+    metadata: z.strictObject({
+      project: nonEmpty('project'),
+      description: z.string().optional(),
+      version: nonEmpty('version').default('1.0'),
+    }),
+    token: z
+      .strictObject({
+        validity: durationSchema.default('7d'),
+        max_uses: z
+          .number()
+          .int('must be a whole number')
+          .min(1, 'must be at least 1')
+          .max(1_000_000, 'must be at most 1000000')
+          .default(1),
+      })
+      .default({ validity: '7d', max_uses: 1 }),
+    site: z.strictObject({ name_pattern: glob.default('*') }).default({ name_pattern: '*' }),
+    user: z
+      .strictObject({
+        allowed_roles: z
+          .array(roleEnum)
+          .min(1, 'must list at least one role')
+          .default([...USER_ROLES]),
+        default_role: roleEnum.default('lead'),
+      })
+      .default({ allowed_roles: [...USER_ROLES], default_role: 'lead' }),
+    approval: z.strictObject({
+      method: z
+        .string()
+        .default('policy')
+        .superRefine((m, ctx) => {
+          if (m !== 'policy')
+            ctx.addIssue({
+              code: 'custom',
+              message: `"${m}" is not supported; the only method is "policy" (use rules with action: pending for manual approval)`,
+            });
+        }),
+      rules: z
+        .array(ruleSchema)
+        .min(1, 'must list at least one rule')
+        .superRefine((rules, ctx) => {
+          const names = new Map<string, number>();
+          rules.forEach((r, i) => {
+            const first = names.get(r.name);
+            if (first !== undefined)
+              ctx.addIssue({
+                code: 'custom',
+                path: [i, 'name'],
+                message: `"${r.name}" is already the name of rules[${first}]; rule names must be unique`,
+              });
+            else names.set(r.name, i);
+          });
+        }),
+    }),
+    notifications: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        channels: z
+          .strictObject({
+            email: z.strictObject({ enabled: z.boolean(), to: z.array(email).default([]) }).optional(),
+            webhook: z.strictObject({ enabled: z.boolean(), url: webhookUrl }).optional(),
+          })
+          .default({}),
+      })
+      .superRefine((n, ctx) => {
+        if (n.enabled && !n.channels.email?.enabled && !n.channels.webhook?.enabled)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['enabled'],
+            message: 'is true but no channel is enabled (notifications.channels.email or .webhook)',
+          });
+      })
+      .default({ enabled: false, channels: {} }),
+  })
+  .superRefine((p, ctx) => {
+    const seenRoles = new Set<string>();
+    p.user.allowed_roles.forEach((r, i) => {
+      if (seenRoles.has(r))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['user', 'allowed_roles', i],
+          message: `"${r}" is listed twice`,
+        });
+      seenRoles.add(r);
+    });
+    if (!p.user.allowed_roles.includes(p.user.default_role))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['user', 'default_role'],
+        message: `"${p.user.default_role}" must be one of user.allowed_roles (${p.user.allowed_roles.join(', ')})`,
+      });
+  });
+
+// ---------------------------------------------------------------------------------------------
+// Parsing with line numbers
+
+export interface PolicyIssue {
+  /** Dotted path, e.g. `approval.rules[1].action`; empty for the document itself. */
+  path: string;
+  line: number;
+  message: string;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out;
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping',
+};
+
+interface RawIssue {
+  code: string;
+  path: PropertyKey[];
+  message: string;
+  input?: unknown;
+  expected?: string;
+  values?: unknown[];
+  keys?: string[];
+}
+
+function issueMessages(issue: RawIssue): Array<{ path: PropertyKey[]; message: string; keyLine?: boolean }> {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return (issue.keys ?? []).map((k) => ({
+        path: [...issue.path, k],
+        message: 'is not a supported field (check the spelling; see `pollen policy default`)',
+        keyLine: true,
+      }));
+    case 'invalid_value': {
+      const choices = (issue.values ?? []).map(String).join(', ');
+      if (issue.input === undefined)
+        return [{ path: issue.path, message: `is required (one of ${choices})` }];
+      return [{ path: issue.path, message: `must be one of ${choices}` }];
+    }
+    case 'invalid_type': {
+      const want = TYPE_WORDS[issue.expected ?? ''] ?? issue.expected ?? 'something else';
+      if (issue.input === undefined) return [{ path: issue.path, message: `is required (${want})` }];
+      if (issue.expected === 'int') return [{ path: issue.path, message: 'must be a whole number' }];
+      return [{ path: issue.path, message: `must be ${want}, not ${describeType(issue.input)}` }];
+    }
+    default:
+      return [{ path: issue.path, message: issue.message }];
+  }
+}
+
+function nodeAt(doc: ReturnType<typeof parseDocument>, path: readonly PropertyKey[], key: boolean) {
+  // The deepest existing node on the path (a missing field is reported at its parent's line).
+  let node: unknown = doc.contents;
+  let keyNode: unknown;
+  for (const p of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((it) => (isScalar(it.key) ? it.key.value : it.key) === p);
+      if (!pair) break;
+      keyNode = pair.key;
+      node = pair.value ?? pair.key;
+    } else if (isSeq(node) && typeof p === 'number' && node.items[p] !== undefined) {
+      keyNode = undefined;
+      node = node.items[p];
+    } else {
+      break;
+    }
+  }
+  return (key && keyNode ? keyNode : node) as YamlNode | undefined;
+}
+
+/** Keys given twice in one mapping (YAML forbids it; a silent "last one wins" would hide mistakes). */
+function duplicateKeys(node: unknown, path: PropertyKey[], lineOf: (n: YamlNode) => number): PolicyIssue[] {
+  const out: PolicyIssue[] = [];
+  if (isMap(node)) {
+    const seen = new Map<unknown, number>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? pair.key.value : pair.key;
+      const keyPath = [...path, typeof key === 'number' ? String(key) : (key as PropertyKey)];
+      const line = isScalar(pair.key) ? lineOf(pair.key) : 1;
+      const first = seen.get(key);
+      if (first !== undefined)
+        out.push({ path: formatPath(keyPath), line, message: `is given twice (first on line ${first})` });
+      else seen.set(key, line);
+      out.push(...duplicateKeys(pair.value, keyPath, lineOf));
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => {
+      out.push(...duplicateKeys(item, [...path, i], lineOf));
+    });
+  }
+  return out;
+}
+
+function invalid(source: string, issues: PolicyIssue[]): PollenError {
+  const fmt = (i: PolicyIssue) =>
+    i.path ? `${i.path} (line ${i.line}): ${i.message}` : `line ${i.line}: ${i.message}`;
+  const message =
+    issues.length === 1
+      ? `Invalid enrollment policy ${source}: ${fmt(issues[0]!)}`
+      : `Invalid enrollment policy ${source}, ${issues.length} problems:\n${issues.map((i) => `  - ${fmt(i)}`).join('\n')}`;
+  return new PollenError('POLICY_INVALID', message, { data: { source, issues } });
+}
+
+function parseBytes(bytes: Buffer, source: string): LoadedPolicy {
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const text = bytes.toString('utf8');
+  const lineCounter = new LineCounter();
+  // Duplicate keys are found below (with their path and line), not by the parser.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
+  if (doc.errors.length > 0)
+    throw invalid(
+      source,
+      doc.errors.map((e) => ({
+        path: '',
+        line: e.linePos?.[0].line ?? 1,
+        message: `YAML syntax: ${e.message.replace(/ at line \d+, column \d+.*$/s, '')}`,
+      })),
+    );
+  const lineOf = (node: YamlNode | undefined): number =>
+    node?.range ? lineCounter.linePos(node.range[0]).line : 1;
+  const duplicates = duplicateKeys(doc.contents, [], (n) => lineOf(n));
+  if (duplicates.length > 0) throw invalid(source, duplicates);
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 50 });
+  } catch (e) {
+    throw invalid(source, [{ path: '', line: 1, message: `YAML: ${(e as Error).message}` }]);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data))
+    throw invalid(source, [
+      {
+        path: '',
+        line: lineOf(doc.contents ?? undefined),
+        message: 'must be a YAML mapping (metadata:, token:, ...)',
+      },
+    ]);
+  // `version: 1.0` (unquoted) is a number in YAML; keep what the author wrote.
+  const versionNode = nodeAt(doc, ['metadata', 'version'], false);
+  const meta = (data as Record<string, unknown>)['metadata'];
+  if (
+    isScalar(versionNode) &&
+    typeof versionNode.value === 'number' &&
+    versionNode.range &&
+    meta &&
+    typeof meta === 'object'
+  )
+    (meta as Record<string, unknown>)['version'] = text
+      .slice(versionNode.range[0], versionNode.range[1])
+      .trim();
+
+  const result = policySchema.safeParse(data, { reportInput: true });
+  if (!result.success) {
+    const issues: PolicyIssue[] = [];
+    for (const raw of result.error.issues as unknown as RawIssue[])
+      for (const m of issueMessages(raw))
+        issues.push({
+          path: formatPath(m.path),
+          line: lineOf(nodeAt(doc, m.path, m.keyLine === true)),
+          message: m.message,
+        });
+    issues.sort((a, b) => a.line - b.line);
+    throw invalid(source, issues);
+  }
+  const p = result.data;
+  const policy: Policy = {
+    metadata: {
+      project: p.metadata.project,
+      ...(p.metadata.description !== undefined && { description: p.metadata.description }),
+      version: p.metadata.version,
+    },
+    token: {
+      validity: p.token.validity,
+      validity_ms: durationMs(p.token.validity)!,
+      max_uses: p.token.max_uses,
+    },
+    site: p.site,
+    user: p.user,
+    approval: {
+      method: 'policy',
+      rules: p.approval.rules.map((r) => ({
+        name: r.name,
+        ...(r.description !== undefined && { description: r.description }),
+        match: {
+          ...(r.match.site_name_pattern !== undefined && { site_name_pattern: r.match.site_name_pattern }),
+          ...(r.match.source_ips !== undefined && { source_ips: r.match.source_ips.map((c) => c.trim()) }),
+        },
+        action: r.action,
+      })),
+    },
+    notifications: {
+      enabled: p.notifications.enabled,
+      channels: {
+        ...(p.notifications.channels.email && { email: p.notifications.channels.email }),
+        ...(p.notifications.channels.webhook && { webhook: p.notifications.channels.webhook }),
+      },
+    },
+  };
+  return { policy, sha256, source, text };
+}
+
+/** Parse and validate policy text. `source` names it in errors (a path or 'built-in'). */
+export function parsePolicy(text: string, source = 'policy'): LoadedPolicy {
+  return parseBytes(Buffer.from(text, 'utf8'), source);
+}
+
+const MAX_POLICY_BYTES = 1024 * 1024;
+
+/** Load a policy file, or the built-in default when `path` is undefined. */
+export function loadPolicy(path?: string): LoadedPolicy {
+  if (path === undefined) return parsePolicy(DEFAULT_POLICY_YAML, 'built-in');
+  let bytes: Buffer;
+  try {
+    if (statSync(path).size > MAX_POLICY_BYTES)
+      throw new PollenError('POLICY_INVALID', `Policy file ${path} is larger than 1 MiB`);
+    bytes = readFileSync(path);
+  } catch (e) {
+    if (e instanceof PollenError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT')
+      throw new PollenError('FILE_NOT_FOUND', `Policy file not found: ${path}`, {
+        hint: 'Check -p / POLLEN_ENROLLMENT_POLICY, or leave both unset to use the built-in policy.',
+      });
+    if (code === 'EISDIR') throw new PollenError('POLICY_INVALID', `Policy path is a folder: ${path}`);
+    throw e;
+  }
+  return parseBytes(bytes, path);
+}
+
+/** The enabled notification channels, ready for the service to deliver to. */
+export function notificationTargets(policy: Policy): { email?: EmailChannel; webhook?: WebhookChannel } {
+  const n = policy.notifications;
+  if (!n.enabled) return {};
+  return {
+    ...(n.channels.email?.enabled && { email: n.channels.email }),
+    ...(n.channels.webhook?.enabled && { webhook: n.channels.webhook }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decisions
+
+export interface EnrollmentRequestFacts {
+  /** The subject name (site name or user e-mail). */
+  name: string;
+  type: SubjectType;
+  /** The requester's address as the service sees it; undefined = unknown. */
+  ip?: string | undefined;
+}
+
+export interface Decision {
+  action: RuleAction;
+  /** The rule that decided; absent when no rule matched or the site name was refused. */
+  rule?: string;
+  reason: string;
+}
+
+export interface RuleTrace {
+  rule: string;
+  index: number;
+  matched: boolean;
+  /** Why it matched or not, in words. */
+  reason: string;
+  action: RuleAction;
+}
+
+export interface Explanation {
+  decision: Decision;
+  /** The site.name_pattern check (sites only; users skip it). */
+  siteNameCheck: { applies: boolean; pattern: string; matched: boolean };
+  /** Every rule evaluated, in order, up to and including the one that matched. */
+  rules: RuleTrace[];
+}
+
+function traceRule(rule: PolicyRule, index: number, req: EnrollmentRequestFacts): RuleTrace {
+  const why: string[] = [];
+  const { site_name_pattern: pattern, source_ips: ranges } = rule.match;
+  let matched = true;
+  if (pattern !== undefined) {
+    if (matchNamePattern(pattern, req.name)) why.push(`name "${req.name}" matches "${pattern}"`);
+    else {
+      matched = false;
+      why.push(`name "${req.name}" does not match "${pattern}"`);
+    }
+  } else why.push('any name');
+  if (ranges !== undefined) {
+    if (req.ip === undefined || req.ip === '') {
+      matched = false;
+      why.push('no source IP is known and the rule needs one');
+    } else if (!parseIp(req.ip)) {
+      matched = false;
+      why.push(`source IP "${req.ip}" is not a valid address`);
+    } else if (ipInRanges(req.ip, ranges)) why.push(`IP ${req.ip} is in ${ranges.join(', ')}`);
+    else {
+      matched = false;
+      why.push(`IP ${req.ip} is not in ${ranges.join(', ')}`);
+    }
+  } else why.push('any IP');
+  return { rule: rule.name, index, matched, reason: why.join('; '), action: rule.action };
+}
+
+/** Decide like `decide`, and say why for each rule that was evaluated. */
+export function explain(policy: Policy, req: EnrollmentRequestFacts): Explanation {
+  const pattern = policy.site.name_pattern;
+  const applies = isSiteType(req.type);
+  const nameOk = !applies || matchNamePattern(pattern, req.name);
+  const siteNameCheck = { applies, pattern, matched: nameOk };
+  if (!nameOk)
+    return {
+      decision: {
+        action: 'reject',
+        reason: `site name "${req.name}" does not match site.name_pattern "${pattern}"`,
+      },
+      siteNameCheck,
+      rules: [],
+    };
+  const rules: RuleTrace[] = [];
+  for (const [i, rule] of policy.approval.rules.entries()) {
+    const t = traceRule(rule, i, req);
+    rules.push(t);
+    if (t.matched)
+      return { decision: { action: rule.action, rule: rule.name, reason: t.reason }, siteNameCheck, rules };
+  }
+  return { decision: { action: 'reject', reason: 'no rule matched' }, siteNameCheck, rules };
+}
+
+/** First matching rule wins; no match → reject ('no rule matched'). */
+export function decide(policy: Policy, req: EnrollmentRequestFacts): Decision {
+  return explain(policy, req).decision;
+}

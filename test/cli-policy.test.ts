@@ -1,0 +1,282 @@
+// `pollen policy …` run as a real process (node bin/pollen.js, built by `npx tsc -p tsconfig.build.json`).
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_POLICY_YAML } from '../src/enrollment/policy.js';
+import { ExitCode } from '../src/errors.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const BIN = join(ROOT, 'bin', 'pollen.js');
+
+function pollen(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    env: { PATH: process.env['PATH'] ?? '', NO_COLOR: '1', ...env },
+    encoding: 'utf8',
+  });
+  return {
+    code: r.status ?? -1,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    json: () => JSON.parse(r.stdout) as Record<string, unknown> & { ok: boolean },
+  };
+}
+
+/** The seed's custom policy, verbatim. */
+const CUSTOM = `metadata:
+  project: "my-federation"
+  description: "Production enrollment policy"
+  version: "1.0"
+
+token:
+  validity: 7d
+  max_uses: 1
+
+site:
+  name_pattern: "hospital-*"
+
+user:
+  allowed_roles:
+    - lead
+    - member
+    - org_admin
+  default_role: lead
+
+approval:
+  method: policy
+  rules:
+    - name: "internal-auto-approve"
+      description: "Auto-approve from internal network"
+      match:
+        site_name_pattern: "hospital-*"
+        source_ips:
+          - "10.0.0.0/8"
+          - "172.16.0.0/12"
+      action: approve
+
+    - name: "external-pending"
+      description: "Require manual approval for external"
+      match:
+        site_name_pattern: "*"
+      action: pending
+
+notifications:
+  enabled: true
+  channels:
+    email:
+      enabled: true
+`;
+
+let dir: string;
+let custom: string;
+
+beforeAll(() => {
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'commands', 'policy.js')))
+    throw new Error('Build the CLI first: npx tsc -p tsconfig.build.json');
+  dir = mkdtempSync(join(tmpdir(), 'pollen-cli-policy-'));
+  custom = join(dir, 'custom.yaml');
+  writeFileSync(custom, CUSTOM);
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('pollen policy check', () => {
+  it('summarises a valid policy (text)', () => {
+    const r = pollen(['policy', 'check', custom]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`valid enrollment policy ${custom}`);
+    expect(r.stdout).toContain('my-federation 1.0');
+    expect(r.stdout).toMatch(/tokens\s+valid 7d, max 1 use each/);
+    expect(r.stdout).toMatch(/site names\s+hospital-\*/);
+    expect(r.stdout).toMatch(/notifications\s+on \(email\)/);
+    expect(r.stdout).toMatch(
+      /internal-auto-approve.*name hospital-\*, from 10\.0\.0\.0\/8, 172\.16\.0\.0\/12.*approve/,
+    );
+    expect(r.stdout).toMatch(/external-pending.*name \*, any IP.*pending/);
+  });
+
+  it('--json prints the source, the hash of the exact bytes and the normalised policy', () => {
+    const r = pollen(['policy', 'check', custom, '--json']);
+    expect(r.code).toBe(0);
+    const j = r.json();
+    expect(j).toMatchObject({
+      ok: true,
+      source: custom,
+      sha256: createHash('sha256').update(readFileSync(custom)).digest('hex'),
+      project: 'my-federation',
+      version: '1.0',
+      policy: {
+        token: { validity: '7d', validity_ms: 604_800_000, max_uses: 1 },
+        approval: { method: 'policy' },
+        notifications: { enabled: true, channels: { email: { enabled: true, to: [] } } },
+      },
+    });
+  });
+
+  it('checks the built-in policy without FILE, or POLLEN_ENROLLMENT_POLICY', () => {
+    const builtIn = pollen(['policy', 'check', '--json']);
+    expect(builtIn.json()).toMatchObject({ source: 'built-in', project: 'pollen-default' });
+    const env = pollen(['policy', 'check', '--json'], { POLLEN_ENROLLMENT_POLICY: custom });
+    expect(env.json()).toMatchObject({ source: custom, project: 'my-federation' });
+  });
+
+  it('an invalid policy: POLICY_INVALID naming field and line, exit 3', () => {
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(
+      bad,
+      CUSTOM.replace('action: pending', 'action: maybe').replace(
+        '  max_uses: 1',
+        '  max_uses: 1\n  reuse: true',
+      ),
+    );
+    const r = pollen(['policy', 'check', bad]);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    expect(r.stderr).toContain('error[POLICY_INVALID]');
+    expect(r.stderr).toContain('token.reuse (line 9): is not a supported field');
+    expect(r.stderr).toContain('approval.rules[1].action (line 37): must be one of approve, reject, pending');
+    const j = pollen(['policy', 'check', bad, '--json']);
+    expect(j.code).toBe(ExitCode.INVALID_INPUT);
+    expect(j.json()).toMatchObject({
+      ok: false,
+      error: {
+        code: 'POLICY_INVALID',
+        issues: [
+          { path: 'token.reuse', line: 9, message: expect.stringContaining('not a supported field') },
+          { path: 'approval.rules[1].action', line: 37, message: 'must be one of approve, reject, pending' },
+        ],
+      },
+    });
+  });
+
+  it('refuses unsupported approval methods and unknown roles', () => {
+    const bad = join(dir, 'method.yaml');
+    writeFileSync(
+      bad,
+      CUSTOM.replace('method: policy', 'method: manual').replace('    - org_admin', '    - owner'),
+    );
+    const r = pollen(['policy', 'check', bad, '--json']);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    const issues = (r.json()['error'] as { issues: Array<{ path: string; line: number }> }).issues;
+    expect(issues.map((i) => [i.path, i.line])).toEqual([
+      ['user.allowed_roles[2]', 17],
+      ['approval.method', 21],
+    ]);
+  });
+
+  it('a missing file: FILE_NOT_FOUND, exit 4', () => {
+    const r = pollen(['policy', 'check', join(dir, 'nope.yaml')]);
+    expect(r.code).toBe(ExitCode.NOT_FOUND);
+    expect(r.stderr).toContain('FILE_NOT_FOUND');
+  });
+});
+
+describe('pollen policy explain', () => {
+  it('approve: the first rule matched', () => {
+    const r = pollen(['policy', 'explain', custom, '--site', 'hospital-1', '--ip', '10.1.2.3', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.json()).toMatchObject({
+      request: { name: 'hospital-1', type: 'client', ip: '10.1.2.3' },
+      decision: { action: 'approve', rule: 'internal-auto-approve' },
+      rules: [{ rule: 'internal-auto-approve', matched: true }],
+      notEvaluated: ['external-pending'],
+    });
+  });
+
+  it('pending: explains why the earlier rule did not match', () => {
+    const r = pollen(['policy', 'explain', custom, '--site', 'hospital-1', '--ip', '203.0.113.9']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('decision: pending by rule "external-pending"');
+    expect(r.stdout).toContain(
+      '✗ rule 0 "internal-auto-approve" (approve): no match — name "hospital-1" matches "hospital-*"; IP 203.0.113.9 is not in 10.0.0.0/8, 172.16.0.0/12',
+    );
+    expect(r.stdout).toContain('✓ rule 1 "external-pending" (pending): matched');
+  });
+
+  it('IPv4-mapped IPv6 matches IPv4 ranges', () => {
+    const r = pollen([
+      'policy',
+      'explain',
+      custom,
+      '--site',
+      'hospital-1',
+      '--ip',
+      '::ffff:172.16.5.4',
+      '--json',
+    ]);
+    expect(r.json()).toMatchObject({ decision: { action: 'approve', rule: 'internal-auto-approve' } });
+  });
+
+  it('reject: the site name fails site.name_pattern; users skip that check', () => {
+    const r = pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3', '--json']);
+    expect(r.json()).toMatchObject({
+      decision: {
+        action: 'reject',
+        reason: 'site name "clinic-1" does not match site.name_pattern "hospital-*"',
+      },
+      siteNameCheck: { applies: true, matched: false },
+      rules: [],
+    });
+    const text = pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3']);
+    expect(text.stdout).toContain('decision: reject');
+    const user = pollen([
+      'policy',
+      'explain',
+      custom,
+      '--site',
+      'alice@example.com',
+      '--type',
+      'user',
+      '--ip',
+      '10.0.0.1',
+      '--json',
+    ]);
+    expect(user.json()).toMatchObject({ decision: { action: 'pending' }, siteNameCheck: { applies: false } });
+  });
+
+  it('no rule matched → reject', () => {
+    const lan = join(dir, 'lan.yaml');
+    writeFileSync(
+      lan,
+      'metadata: {project: p}\napproval:\n  rules:\n    - {name: lan, match: {source_ips: ["192.168.0.0/16"]}, action: approve}\n',
+    );
+    const r = pollen(['policy', 'explain', lan, '--site', 'x-1', '--ip', '2001:db8::1', '--json']);
+    expect(r.json()).toMatchObject({
+      decision: { action: 'reject', reason: 'no rule matched' },
+      rules: [{ rule: 'lan', matched: false, reason: 'any name; IP 2001:db8::1 is not in 192.168.0.0/16' }],
+    });
+  });
+
+  it('usage errors: a bad IP or type, a missing --site', () => {
+    expect(pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.300']).code).toBe(
+      ExitCode.USAGE,
+    );
+    expect(
+      pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.1', '--type', 'robot']).code,
+    ).toBe(ExitCode.USAGE);
+    expect(pollen(['policy', 'explain', custom, '--ip', '10.0.0.1']).code).toBe(ExitCode.USAGE);
+  });
+});
+
+describe('pollen policy default', () => {
+  it('prints the built-in policy, which checks; -o writes it', () => {
+    const r = pollen(['policy', 'default']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(DEFAULT_POLICY_YAML);
+    const file = join(dir, 'start.yaml');
+    expect(pollen(['policy', 'default', '-o', file]).code).toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe(DEFAULT_POLICY_YAML);
+    expect(pollen(['policy', 'check', file]).code).toBe(0);
+    expect(pollen(['policy', 'default', '-o', file]).code).toBe(ExitCode.CONFLICT);
+  });
+
+  it('help teaches with examples', () => {
+    for (const cmd of [['policy'], ['policy', 'check'], ['policy', 'explain']]) {
+      const r = pollen([...cmd, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('Examples:');
+    }
+    expect(pollen(['policy', '--help']).stdout).toContain('POLLEN_ENROLLMENT_POLICY');
+  });
+});
