@@ -197,6 +197,31 @@ describe('pollen cert, checked with openssl', () => {
     expect(client.out).not.toContain('HTTP/1.0 200');
   });
 
+  it('revokes a hand-issued certificate and writes a CRL that OpenSSL enforces', () => {
+    const list = pollen(['cert', 'list', '-c', ca, '--json']).json<{ issued: { name: string }[] }>();
+    expect(list.issued.map((r) => r.name)).toEqual(
+      expect.arrayContaining(['server1', 'hospital-1', 'relay-1']),
+    );
+    const r = pollen(['cert', 'revoke', 'relay-1', '-c', ca, '--reason', 'keyCompromise', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const bundle = join(t.dir, 'bundle.pem');
+    writeFileSync(
+      bundle,
+      readFileSync(join(ca, 'rootCA.pem'), 'utf8') + readFileSync(join(ca, 'intermediateCA.pem'), 'utf8'),
+    );
+    const crl = join(ca, 'crl.pem');
+    const check = (name: string) => {
+      const crt = join(t.dir, name, `${name}.crt`);
+      return openssl(['verify', '-crl_check', '-CAfile', bundle, '-CRLfile', crl, '-untrusted', crt, crt])
+        .out;
+    };
+    expect(check('relay-1')).toContain('certificate revoked');
+    expect(check('hospital-1')).toContain(': OK');
+    expect(openssl(['crl', '-in', crl, '-noout', '-text']).out).toContain('Key Compromise');
+    // revoking it again finds nothing to revoke
+    expect(pollen(['cert', 'revoke', 'relay-1', '-c', ca]).code).toBe(4);
+  });
+
   it('refuses a site certificate without a CA, with a hint', () => {
     const r = pollen(['cert', 'site', '-n', 'x', '-t', 'client', '--json'], { env: { POLLEN_CA_PATH: '' } });
     expect(r.code).toBe(4);

@@ -5,7 +5,7 @@ import { PollenError } from '../../errors.js';
 import { initCa, loadCa } from '../../pki/ca.js';
 import { KEY_TYPES, type KeyType } from '../../pki/keys.js';
 import { CERT_TYPES, type CertType } from '../../pki/profiles.js';
-import { createSiteCertificate } from '../../pki/site.js';
+import { createSiteCertificate, readIssued, revokeLocal, writeLocalCrl } from '../../pki/site.js';
 import { writeSecretFile } from '../../util/files.js';
 import { action, fromEnv } from '../command.js';
 import { bold, dim } from '../output.js';
@@ -167,6 +167,73 @@ Examples:
             dim('Send these three files to the site over a secure channel.'),
           ],
         );
+      }),
+    );
+
+  cert
+    .command('list')
+    .description('list the certificates `cert site` issued from a CA folder')
+    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .action(
+      action<{ ca?: string }>(async (o, out) => {
+        const issued = readIssued(requireCaPath(o.ca));
+        out.result({ issued }, (d) =>
+          d.issued.length === 0
+            ? ['This CA has issued no site certificates.']
+            : d.issued.map(
+                (r) =>
+                  `${r.serial}  ${r.type.padEnd(6)} ${r.name}  expires ${r.notAfter}${r.revokedAt ? `  REVOKED ${r.revokedAt}` : ''}`,
+              ),
+        );
+      }),
+    );
+
+  cert
+    .command('revoke')
+    .description('revoke certificates issued by `cert site` and write CA_DIR/crl.pem (manual workflow)')
+    .argument('[names...]', 'participant names (every unrevoked certificate of each)')
+    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .option('--serial <hex>', 'a certificate serial (repeatable)', collect, [])
+    .addOption(
+      new Option('--reason <reason>', 'CRL reason')
+        .choices(['unspecified', 'keyCompromise', 'superseded', 'cessationOfOperation'])
+        .default('unspecified'),
+    )
+    .addHelpText(
+      'after',
+      `
+Distribute the new CRL to the servers that check client certificates. With a Certificate
+Service, use \`pollen enrollment revoke\` instead: its CRL is served at /v1/crl.
+
+Example:
+  pollen cert revoke hospital-3 -c ./ca --reason keyCompromise`,
+    )
+    .action(
+      action<{ ca?: string; serial: string[]; reason: 'unspecified' }>(async (o, out, names) => {
+        if (names.length === 0 && o.serial.length === 0)
+          throw new PollenError('USAGE', 'Say what to revoke: names or --serial HEX');
+        const ca = await loadCa(requireCaPath(o.ca));
+        const r = await revokeLocal(ca, { names, serials: o.serial, reason: o.reason });
+        out.result(
+          { revoked: r.revoked.map((x) => ({ name: x.name, serial: x.serial })), crl: r.crlPath },
+          (d) => [
+            ...d.revoked.map((x) => `${bold('revoked')} ${x.name} serial ${x.serial}`),
+            `CRL written to ${d.crl}`,
+          ],
+        );
+      }),
+    );
+
+  cert
+    .command('crl')
+    .description('write a fresh CRL for a CA folder (manual workflow; valid 7 days)')
+    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .option('--days <days>', 'CRL lifetime in days', positiveInt('--days'), 7)
+    .action(
+      action<{ ca?: string; days: number }>(async (o, out) => {
+        const ca = await loadCa(requireCaPath(o.ca));
+        const path = await writeLocalCrl(ca, new Date(), o.days);
+        out.result({ crl: path }, (d) => [`CRL written to ${d.crl}`]);
       }),
     );
 
