@@ -23,6 +23,9 @@ interface Opts {
   siteValidity: string;
   trustProxy?: boolean;
   logLevel: string;
+  smtpUrl?: string;
+  smtpFrom?: string;
+  adminEmail?: string;
 }
 
 export function registerCertService(program: Command): void {
@@ -55,6 +58,9 @@ export function registerCertService(program: Command): void {
     .option('--site-validity <days>', 'validity of site certificates; sites renew at two thirds', '30')
     .option('--trust-proxy', 'take the client address from X-Forwarded-For (behind a reverse proxy)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT (or POLLEN_SMTP_URL)')
+    .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
+    .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients')
     .addHelpText(
       'after',
       `
@@ -87,6 +93,9 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
           hostnames: o.hostname.length ? o.hostname : undefined,
           siteValidityDays: Number(o.siteValidity),
           trustProxy: o.trustProxy,
+          smtpUrl: fromEnv(o.smtpUrl, 'POLLEN_SMTP_URL'),
+          smtpFrom: o.smtpFrom,
+          adminEmail: o.adminEmail,
           logger: pino({ level: o.logLevel }, pino.destination(2)),
         });
         out.result(

@@ -31,6 +31,7 @@ export interface EnrollmentSchema {
     reason: string | null;
     csr: string;
     jti: string;
+    policy_sha256: string;
     created_at: number;
     decided_at: number | null;
     decided_by: string | null;
@@ -90,6 +91,7 @@ export const enrollmentMigrations: Record<string, Migration> = {
         .addColumn('reason', 'text')
         .addColumn('csr', 'text', (c) => c.notNull())
         .addColumn('jti', 'text', (c) => c.notNull())
+        .addColumn('policy_sha256', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .addColumn('decided_at', 'bigint')
         .addColumn('decided_by', 'text')

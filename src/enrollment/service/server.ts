@@ -13,6 +13,7 @@ import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
 import { loadPolicy } from '../policy.js';
 import { loadTokenSigner } from '../token.js';
 import { buildApp } from './app.js';
+import { Notifier } from './notifier.js';
 import { type EnrollmentSchema, enrollmentMigrations } from './schema.js';
 import { CertificateService } from './service.js';
 
@@ -36,6 +37,10 @@ export interface CertServiceConfig {
   siteValidityDays?: number;
   trustProxy?: boolean;
   logger?: Logger | false;
+  /** Notification delivery (SMTP relay, default recipients). */
+  smtpUrl?: string;
+  smtpFrom?: string;
+  adminEmail?: string;
   /** How often the tidy job runs; 0 disables it. */
   tidyIntervalMs?: number;
 }
@@ -115,6 +120,7 @@ export async function startCertService(c: CertServiceConfig): Promise<RunningCer
       policy,
       apiKeyHashes: hashes,
       siteValidityMs: (c.siteValidityDays ?? 30) * 86_400_000,
+      notifier: new Notifier({ smtpUrl: c.smtpUrl, smtpFrom: c.smtpFrom, adminEmail: c.adminEmail, logger }),
     });
   } catch (e) {
     await store.close();
@@ -166,6 +172,7 @@ export async function startCertService(c: CertServiceConfig): Promise<RunningCer
     async close() {
       if (timer) clearInterval(timer);
       await app.close();
+      await service.drain();
       await store.close();
     },
   };

@@ -16,6 +16,7 @@ import type { Database } from '../../store/database.js';
 import { decide, type LoadedPolicy, matchNamePattern, parsePolicy } from '../policy.js';
 import { issueTokens, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
 import { WriteBatcher } from './batcher.js';
+import type { EnrollmentEvent, Notifier } from './notifier.js';
 import type { EnrollmentSchema } from './schema.js';
 
 type Tx = Transaction<EnrollmentSchema>;
@@ -35,6 +36,8 @@ export interface CertificateServiceOptions {
   siteValidityMs?: number;
   /** How far a poll timestamp may be from our clock. */
   proofWindowMs?: number;
+  /** Delivers the notifications a policy asks for. */
+  notifier?: Notifier;
   now?: () => Date;
 }
 
@@ -148,6 +151,7 @@ export class CertificateService {
       );
     for (const row of await db.selectFrom('api_keys').select('sha256').execute())
       s.apiKeyHashes.push(Buffer.from(row.sha256, 'hex'));
+    o.notifier?.check(o.policy);
     if (s.apiKeyHashes.length === 0)
       throw new PollenError('API_KEY_REQUIRED', 'The Certificate Service needs at least one admin API key', {
         hint: 'Make one with `pollen cert api-key -o api_key.txt` and pass --api-key-file api_key.txt.',
@@ -231,12 +235,21 @@ export class CertificateService {
             reason: null,
             csr: input.csr as string,
             jti: claims.jti,
+            policy_sha256: policy.sha256,
             created_at: now.getTime(),
             decided_at: null,
             decided_by: null,
             serial: null,
           })
           .execute();
+      });
+      this.notify(policy.sha256, {
+        event: 'request.pending',
+        requestId: id,
+        name,
+        type,
+        sourceIp: input.ip ?? null,
+        rule: decision.rule ?? null,
       });
       return { status: 'pending', requestId: id, pollUrl: `/v1/requests/${id}/status`, retryAfter: 10 };
     }
@@ -591,6 +604,13 @@ export class CertificateService {
           .execute();
       });
       approved.push({ id: r.id, name: r.name, type: r.type, serial: issued.serial });
+      this.notify(r.policy_sha256, {
+        event: 'request.approved',
+        requestId: r.id,
+        name: r.name,
+        type: r.type,
+        actor,
+      });
     }
     return { approved };
   }
@@ -610,6 +630,15 @@ export class CertificateService {
           .where('status', '=', 'pending')
           .execute();
     });
+    for (const r of chosen)
+      this.notify(r.policy_sha256, {
+        event: 'request.rejected',
+        requestId: r.id,
+        name: r.name,
+        type: r.type,
+        actor,
+        reason,
+      });
     return { rejected: chosen.map((r) => ({ id: r.id, name: r.name, type: r.type, reason })) };
   }
 
@@ -729,6 +758,21 @@ export class CertificateService {
       requests: Number(requests.numDeletedRows),
       certificates: Number(certificates.numDeletedRows),
     };
+  }
+
+  private notify(policySha: string, e: Omit<EnrollmentEvent, 'project' | 'at'>): void {
+    const policy = this.policies.get(policySha);
+    if (!policy || !this.o.notifier || !policy.policy.notifications.enabled) return;
+    this.o.notifier.notify(policy, {
+      ...e,
+      project: policy.policy.metadata.project,
+      at: this.now().toISOString(),
+    });
+  }
+
+  /** Wait for notifications still being delivered (on shutdown). */
+  async drain(): Promise<void> {
+    await this.o.notifier?.drain();
   }
 
   caInfo() {
