@@ -1,0 +1,172 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openssl, pollen, pollenAsync, tempDir } from './support/cli.js';
+
+// Both workflows of the enrollment guide, end to end, as an operator runs them.
+
+const t = tempDir('pollen-wf-');
+afterAll(() => t.cleanup());
+
+describe('manual workflow: cert init, cert site, package, certificates copied in, start', () => {
+  const ca = join(t.dir, 'manual', 'ca');
+  const certs = join(t.dir, 'manual', 'certs');
+  const kits = join(t.dir, 'manual', 'kits');
+
+  it('runs from a fresh CA to started sites', () => {
+    expect(pollen(['cert', 'init', '-n', 'My Project', '-o', ca]).code).toBe(0);
+    expect(
+      pollen([
+        'cert',
+        'site',
+        '-n',
+        'server1',
+        '-t',
+        'server',
+        '-c',
+        ca,
+        '--host',
+        'localhost',
+        '-o',
+        join(certs, 'server1'),
+      ]).code,
+    ).toBe(0);
+    for (const site of ['hospital-1', 'hospital-2'])
+      expect(
+        pollen(['cert', 'site', '-n', site, '-t', 'client', '-c', ca, '-o', join(certs, site)]).code,
+      ).toBe(0);
+
+    // org admins make their kits; the project admin's certificates are copied into startup/
+    const server = pollen([
+      'package',
+      '-n',
+      'server1',
+      '-e',
+      'grpc://0.0.0.0:8002:8003',
+      '-t',
+      'server',
+      '-w',
+      kits,
+      '--json',
+    ]);
+    expect(server.code, server.stderr).toBe(0);
+    for (const site of ['hospital-1', 'hospital-2']) {
+      const r = pollen([
+        'package',
+        '-n',
+        site,
+        '-e',
+        'grpc://localhost:8002',
+        '-t',
+        'client',
+        '-w',
+        kits,
+        '--json',
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    for (const name of ['server1', 'hospital-1', 'hospital-2'])
+      for (const f of ['rootCA.pem', `${name}.crt`, `${name}.key`])
+        copyFileSync(join(certs, name, f), join(kits, name, 'startup', f));
+
+    // a kit meant for distribution holds no private key until the site adds its own
+    expect(existsSync(join(kits, 'hospital-1', 'startup', 'hospital-1.key'))).toBe(true);
+    for (const name of ['server1', 'hospital-1', 'hospital-2']) {
+      const r = pollen(['start', join(kits, name), '--enroll-only', '--json']);
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(JSON.stringify(r.json())).toContain(name);
+    }
+    const crt = join(kits, 'hospital-2', 'startup', 'hospital-2.crt');
+    expect(openssl(['verify', '-CAfile', join(ca, 'rootCA.pem'), '-untrusted', crt, crt]).out).toContain(
+      ': OK',
+    );
+  });
+
+  it('refuses to start with a certificate from another project', () => {
+    const other = join(t.dir, 'manual', 'other-ca');
+    expect(pollen(['cert', 'init', '-n', 'Other', '-o', other]).code).toBe(0);
+    expect(
+      pollen([
+        'cert',
+        'site',
+        '-n',
+        'hospital-2',
+        '-t',
+        'client',
+        '-c',
+        other,
+        '-o',
+        join(t.dir, 'manual', 'foreign'),
+        '--force',
+      ]).code,
+    ).toBe(0);
+    const startup = join(kits, 'hospital-2', 'startup');
+    copyFileSync(join(t.dir, 'manual', 'foreign', 'hospital-2.crt'), join(startup, 'hospital-2.crt'));
+    copyFileSync(join(t.dir, 'manual', 'foreign', 'hospital-2.key'), join(startup, 'hospital-2.key'));
+    const r = pollen(['start', join(kits, 'hospital-2'), '--enroll-only', '--json']);
+    expect(r.code).not.toBe(0);
+  });
+
+  it('generates scripts that bash accepts; start.sh runs the site in the background and logs it', async () => {
+    const kit = join(kits, 'hospital-1');
+    const startup = join(kit, 'startup');
+    for (const s of ['start.sh', 'sub_start.sh', 'stop.sh']) {
+      expect(statSync(join(startup, s)).mode & 0o111).toBeTruthy();
+      expect(spawnSync('bash', ['-n', join(startup, s)]).status).toBe(0);
+    }
+    const started = spawnSync(join(startup, 'start.sh'), [], { cwd: kit, encoding: 'utf8' });
+    expect(started.status, started.stderr).toBe(0);
+    expect(started.stdout).toContain('Started hospital-1');
+    // the participant runtime is not there yet: the site enrolls (here: already has its
+    // certificate), reports ready and the supervisor ends on exit 0
+    await expect
+      .poll(() => (existsSync(join(kit, 'log.txt')) ? readFileSync(join(kit, 'log.txt'), 'utf8') : ''), {
+        timeout: 20_000,
+      })
+      .toMatch(/client "hospital-1" is ready/);
+    spawnSync(join(startup, 'stop.sh'), [], { cwd: kit });
+  });
+});
+
+describe('auto-scale workflow: the demo runs it with real processes', () => {
+  it('enrolls every site, approves the pending one, refuses a replayed token, verifies every chain', async () => {
+    const r = await pollenAsync(['demo', '--sites', '3', '-w', join(t.dir, 'demo'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = r.json<any>();
+    expect(s.enrolled.map((e: { name: string }) => e.name).sort()).toEqual([
+      'hospital-1',
+      'hospital-2',
+      'hospital-3',
+      'partner-1',
+    ]);
+    expect(s.enrolled.every((e: { verified: boolean }) => e.verified)).toBe(true);
+    expect(s.enrolled.find((e: { name: string }) => e.name === 'partner-1').approvedBy).toMatch(/^api-key:/);
+    expect(s.enrolled.find((e: { name: string }) => e.name === 'hospital-1').approvedBy).toBe(
+      'policy:hospitals-on-our-network',
+    );
+    expect(s.refused).toEqual([{ what: 'replayed token', code: 'TOKEN_USED' }]);
+    // each site keeps its own key, 0600, and the certificate OpenSSL accepts
+    for (const name of ['hospital-1', 'partner-1']) {
+      const dir = join(t.dir, 'demo', 'sites', name, 'startup');
+      expect(statSync(join(dir, `${name}.key`)).mode & 0o777).toBe(0o600);
+      const crt = join(dir, `${name}.crt`);
+      const v = openssl([
+        'verify',
+        '-CAfile',
+        join(t.dir, 'demo', 'ca', 'rootCA.pem'),
+        '-untrusted',
+        join(dir, 'chain.pem'),
+        crt,
+      ]);
+      expect(v.out).toContain(': OK');
+      // the key in the kit matches the certificate
+      const pub = (args: string[]) => execFileSync('openssl', args).toString();
+      expect(pub(['x509', '-in', crt, '-noout', '-pubkey'])).toBe(
+        pub(['pkey', '-in', join(dir, `${name}.key`), '-pubout']),
+      );
+    }
+    // the service is down afterwards
+    expect(readFileSync(join(t.dir, 'demo', 'admin', 'api_key.txt'), 'utf8')).toMatch(/^pollen_/);
+  });
+});
