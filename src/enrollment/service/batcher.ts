@@ -38,6 +38,7 @@ export class WriteBatcher<S> {
           await this.db.transaction().execute(async (tx) => {
             for (const job of batch) {
               if (batch.length === 1) {
+                // A lone job needs no savepoint: if it throws, the transaction rolls back.
                 results.push({ ok: true, value: await job.fn(tx) });
                 continue;
               }
@@ -52,17 +53,18 @@ export class WriteBatcher<S> {
                 results.push({ ok: false, value: e });
               }
             }
-            // A lone job that failed must roll back the whole (single-job) transaction.
-            if (batch.length === 1 && !results[0]?.ok) throw results[0]?.value;
           });
         } catch (e) {
           // The commit itself failed (or a lone job threw): nothing of this batch was kept.
-          batch.forEach((job, i) => job.reject(results[i] && !results[i]!.ok ? results[i]!.value : e));
+          for (const [i, job] of batch.entries())
+            job.reject(results[i] && !results[i]!.ok ? results[i]!.value : e);
           continue;
         }
-        batch.forEach((job, i) =>
-          results[i]!.ok ? job.resolve(results[i]!.value) : job.reject(results[i]!.value),
-        );
+        for (const [i, job] of batch.entries()) {
+          const r = results[i]!;
+          if (r.ok) job.resolve(r.value);
+          else job.reject(r.value);
+        }
       }
     } finally {
       this.running = false;

@@ -92,10 +92,6 @@ function ensureServerCertificate(
   return { cert, key };
 }
 
-import { X509Certificate as NodeX509 } from 'node:crypto';
-
-const require_x509 = () => NodeX509;
-
 /** Start the Certificate Service: load the CA, open the store, listen with TLS. */
 export async function startCertService(c: CertServiceConfig): Promise<RunningCertService> {
   const workspace = resolve(c.workspace);
