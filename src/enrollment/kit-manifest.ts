@@ -1,0 +1,500 @@
+/**
+ * The signed manifest of a startup kit. `startup/manifest.json` lists every file `pollen package`
+ * wrote (path, size, SHA-256, mode) except secrets and the signature itself; with the project CA
+ * at hand it is signed with the online intermediate key into `startup/manifest.sig`, and the
+ * signer chain and the root go along (`startup/manifest-signer.pem`, `startup/rootCA.pem`).
+ *
+ * `verifyKit` checks a kit a site received: the signature, that the signer is a CA certificate
+ * chaining to the kit's rootCA.pem, that the root matches every fingerprint the site was given
+ * (argument, token, enrollment.json), and every file. A site certificate also chains to the root,
+ * so only CA certificates may sign kits.
+ */
+import { createHash, type KeyObject, sign, verify, X509Certificate } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join, posix, resolve } from 'node:path';
+import { z } from 'zod';
+import { PollenError } from '../errors.js';
+import type { LoadedCa } from '../pki/ca.js';
+import { certificateFingerprint, normaliseFingerprint, sameFingerprint } from '../pki/fingerprint.js';
+import { VERSION } from '../version.js';
+import { certFileNames, KIT_PATHS, type KitBuilder, type KitFile, type KitSpec, loadKit } from './kit.js';
+import { decodeToken } from './token.js';
+
+export const MANIFEST_FORMAT = 'pollen-kit-manifest/v1';
+
+export const MANIFEST_PATHS = {
+  manifest: 'startup/manifest.json',
+  signature: 'startup/manifest.sig',
+  signer: 'startup/manifest-signer.pem',
+} as const;
+
+export interface ManifestEntry {
+  path: string;
+  size: number;
+  /** Lowercase hex. */
+  sha256: string;
+  /** Octal permission bits, e.g. "0755". */
+  mode: string;
+}
+
+export interface KitManifest {
+  format: typeof MANIFEST_FORMAT;
+  pollenVersion: string;
+  createdAt: string;
+  kit: { name: string; type: string; org: string };
+  /** The project root the kit belongs to, when known. */
+  rootCaFingerprint: string | null;
+  /** The CA certificate that signed this manifest; null for an unsigned kit. */
+  signer: { subject: string; fingerprint: string } | null;
+  files: ManifestEntry[];
+}
+
+const SAFE_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._@+ -]+(?:\/[A-Za-z0-9._@+ -]+)*$/;
+
+const manifestSchema = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  pollenVersion: z.string(),
+  createdAt: z.string(),
+  kit: z.object({ name: z.string(), type: z.string(), org: z.string() }),
+  rootCaFingerprint: z.string().nullable(),
+  signer: z.object({ subject: z.string(), fingerprint: z.string() }).nullable(),
+  files: z.array(
+    z.object({
+      path: z.string().regex(SAFE_PATH),
+      size: z.number().int().min(0),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      mode: z.string().regex(/^0[0-7]{3}$/),
+    }),
+  ),
+});
+
+/** Files the manifest never lists: itself, its signature and signer, secrets and private keys. */
+export function excludedFromManifest(path: string): boolean {
+  return (
+    path === MANIFEST_PATHS.manifest ||
+    path === MANIFEST_PATHS.signature ||
+    path === MANIFEST_PATHS.signer ||
+    path === KIT_PATHS.token ||
+    /\.key(\.next)?$/.test(path)
+  );
+}
+
+/**
+ * Files a site adds to startup/ after packaging (certificate, key, root, chain, token, enrollment
+ * state, renewal leftovers). Anything else in startup/ that the manifest does not list is
+ * reported as unexpected; outside startup/ the site may add what it likes (custom code, data).
+ */
+export function siteOwnedStartupFiles(name: string): Set<string> {
+  const { cert, key } = certFileNames(name);
+  return new Set(
+    [
+      cert,
+      key,
+      `${cert}.next`,
+      `${key}.next`,
+      'rootCA.pem',
+      'chain.pem',
+      'enrollment_token',
+      'enrollment_state.json',
+      'manifest.json',
+      'manifest.sig',
+      'manifest-signer.pem',
+    ].map((f) => `startup/${f}`),
+  );
+}
+
+const octal = (mode: number) => `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
+
+export function manifestEntry(path: string, content: Buffer, mode: number): ManifestEntry {
+  return {
+    path,
+    size: content.length,
+    sha256: createHash('sha256').update(content).digest('hex'),
+    mode: octal(mode),
+  };
+}
+
+export function createManifest(
+  spec: Pick<KitSpec, 'name' | 'type' | 'org' | 'createdAt'>,
+  files: readonly KitFile[],
+  opts: { rootCaFingerprint: string | null; signer: KitManifest['signer'] },
+): KitManifest {
+  return {
+    format: MANIFEST_FORMAT,
+    pollenVersion: VERSION,
+    createdAt: spec.createdAt.toISOString(),
+    kit: { name: spec.name, type: spec.type, org: spec.org },
+    rootCaFingerprint: opts.rootCaFingerprint,
+    signer: opts.signer,
+    files: files
+      .filter((f) => !f.secret && !excludedFromManifest(f.path))
+      .map((f) => manifestEntry(f.path, f.content, f.mode))
+      .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
+  };
+}
+
+/** Sign the exact manifest bytes: ECDSA (DER) or RSA PKCS#1 v1.5, with SHA-256. */
+export function signManifest(bytes: Uint8Array, key: KeyObject): Buffer {
+  return sign('sha256', bytes, { key, dsaEncoding: 'der' });
+}
+
+export function verifyManifestSignature(
+  bytes: Uint8Array,
+  signature: Uint8Array,
+  signer: X509Certificate,
+): boolean {
+  try {
+    return verify('sha256', bytes, { key: signer.publicKey, dsaEncoding: 'der' }, signature);
+  } catch {
+    return false;
+  }
+}
+
+/** Every certificate in a PEM bundle, in order. */
+export function splitPemCertificates(pem: string): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+function validAt(cert: X509Certificate, at: Date): boolean {
+  return new Date(cert.validFrom) <= at && at <= new Date(cert.validTo);
+}
+
+export type ChainResult = { ok: true; path: X509Certificate[] } | { ok: false; reason: string };
+
+/**
+ * Does `leaf` chain to `root` through CA certificates from `pool`? Checks issuer names,
+ * signatures, that every issuer is a CA, that the root is self-signed, and validity at `at`.
+ */
+export function chainsToRoot(
+  leaf: X509Certificate,
+  pool: readonly X509Certificate[],
+  root: X509Certificate,
+  at: Date = new Date(),
+): ChainResult {
+  if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey))
+    return { ok: false, reason: 'the root CA certificate is not a self-signed CA certificate' };
+  if (!validAt(root, at))
+    return { ok: false, reason: `the root CA certificate is not valid at ${at.toISOString()}` };
+  const path = [leaf];
+  let cur = leaf;
+  for (let depth = 0; depth < 6; depth++) {
+    if (!validAt(cur, at))
+      return {
+        ok: false,
+        reason: `"${cur.subject.replace(/\n/g, ', ')}" is not valid at ${at.toISOString()}`,
+      };
+    if (cur.checkIssued(root) && cur.verify(root.publicKey)) return { ok: true, path: [...path, root] };
+    const issuer = pool.find(
+      (c) =>
+        c.ca &&
+        !path.some((p) => p.fingerprint256 === c.fingerprint256) &&
+        cur.checkIssued(c) &&
+        cur.verify(c.publicKey),
+    );
+    if (!issuer)
+      return { ok: false, reason: `"${cur.subject.replace(/\n/g, ', ')}" does not chain to the root CA` };
+    path.push(issuer);
+    cur = issuer;
+  }
+  return { ok: false, reason: 'the certificate chain is too long' };
+}
+
+/**
+ * The last builder of a kit: the manifest, and with a CA its signature, the signer chain and the
+ * root. Without a CA the kit is unsigned and a warning says so.
+ */
+export function signingBuilder(ca: LoadedCa | null): KitBuilder {
+  return {
+    name: 'manifest',
+    build(spec, plan) {
+      if (ca) {
+        plan.file(KIT_PATHS.rootCa, `${ca.rootPem.trim()}\n`);
+        plan.file(MANIFEST_PATHS.signer, `${ca.intermediatePem.trim()}\n${ca.rootPem.trim()}\n`);
+      }
+      const manifest = createManifest(spec, plan.files, {
+        rootCaFingerprint: ca?.rootFingerprint ?? spec.enrollment?.rootCaFingerprint ?? null,
+        signer: ca
+          ? {
+              subject: ca.intermediate.subject,
+              fingerprint: certificateFingerprint(new Uint8Array(ca.intermediate.rawData)),
+            }
+          : null,
+      });
+      const bytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
+      plan.file(MANIFEST_PATHS.manifest, bytes);
+      if (ca)
+        plan.file(
+          MANIFEST_PATHS.signature,
+          `${signManifest(bytes, ca.issuer.keyObject).toString('base64')}\n`,
+        );
+      else
+        plan.warnings.push(
+          'the kit is unsigned: no CA folder (-c or POLLEN_CA_PATH), so sites cannot check that it came from you',
+        );
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification
+
+export type PinSource = 'argument' | 'token' | 'enrollment.json';
+
+export interface KitVerification {
+  dir: string;
+  name: string;
+  type: string;
+  signature: 'valid' | 'invalid' | 'absent';
+  signer: { subject: string; fingerprint: string; notAfter: string } | null;
+  /** Fingerprint of startup/rootCA.pem, when present. */
+  rootCaFingerprint: string | null;
+  /** Every fingerprint the site was given, and whether the kit's root matches it (null: no root to compare). */
+  pins: Array<{ source: PinSource; fingerprint: string; matches: boolean | null }>;
+  /** Problems with the signature or the signer chain. */
+  errors: string[];
+  files: number;
+  changed: Array<{ path: string; reasons: string[] }>;
+  missing: string[];
+  unexpected: string[];
+  /** Signature valid, chain good, every pin matched, no changed, missing or unexpected file. */
+  ok: boolean;
+}
+
+export interface VerifyKitOptions {
+  /** The root CA fingerprint the site was given out of band (strongest pin). */
+  rootFingerprint?: string;
+  /** A token to take a pin from (default: startup/enrollment_token, when present). */
+  token?: string;
+  now?: Date;
+}
+
+/** Every regular file, symlink or other non-folder under dir (symlinks are not followed). */
+function listFiles(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(join(dir, rel), { withFileTypes: true })) {
+    const p = rel ? `${rel}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...listFiles(dir, p));
+    else out.push(p);
+  }
+  return out;
+}
+
+function readManifest(dir: string): { bytes: Buffer; manifest: KitManifest } {
+  const path = join(dir, MANIFEST_PATHS.manifest);
+  if (!existsSync(path))
+    throw new PollenError('KIT_UNSIGNED', `${dir} has no ${MANIFEST_PATHS.manifest}: it cannot be checked`, {
+      hint: 'Ask for a kit made by `pollen package` with the project CA (-c).',
+    });
+  const bytes = readFileSync(path);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw new PollenError('KIT_TAMPERED', `${path} is not valid JSON`, { cause: e });
+  }
+  const parsed = manifestSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new PollenError('KIT_TAMPERED', `${path} is not a Pollen kit manifest`, {
+      detail: parsed.error.message,
+    });
+  return { bytes, manifest: parsed.data as KitManifest };
+}
+
+/** Check a kit: signature, signer chain, root pins and every file. Never throws for a mere mismatch. */
+export function verifyKit(dirIn: string, opts: VerifyKitOptions = {}): KitVerification {
+  const dir = resolve(dirIn);
+  const kit = loadKit(dir);
+  const now = opts.now ?? new Date();
+  const { bytes, manifest } = readManifest(dir);
+  const errors: string[] = [];
+  if (manifest.kit.name !== kit.config.name || manifest.kit.type !== kit.config.type)
+    errors.push(`the manifest is for ${manifest.kit.type} "${manifest.kit.name}", not this kit`);
+
+  // The kit's root.
+  let root: X509Certificate | null = null;
+  if (existsSync(kit.paths.rootCa)) {
+    try {
+      root = new X509Certificate(readFileSync(kit.paths.rootCa));
+    } catch {
+      errors.push(`${KIT_PATHS.rootCa} is not a PEM certificate`);
+    }
+  }
+  const rootCaFingerprint = root ? certificateFingerprint(root) : null;
+
+  // Signature and signer chain.
+  let signature: KitVerification['signature'] = 'absent';
+  let signer: KitVerification['signer'] = null;
+  const sigPath = join(dir, MANIFEST_PATHS.signature);
+  if (existsSync(sigPath)) {
+    signature = 'invalid';
+    let certs: X509Certificate[] = [];
+    try {
+      certs = splitPemCertificates(readFileSync(join(dir, MANIFEST_PATHS.signer), 'utf8'));
+    } catch {
+      certs = [];
+    }
+    const leaf = certs[0];
+    if (!leaf) errors.push(`${MANIFEST_PATHS.signer} is missing or holds no certificate`);
+    else {
+      const fp = certificateFingerprint(leaf);
+      signer = {
+        subject: leaf.subject.replace(/\n/g, ', '),
+        fingerprint: fp,
+        notAfter: new Date(leaf.validTo).toISOString(),
+      };
+      const sig = Buffer.from(readFileSync(sigPath, 'utf8').trim(), 'base64');
+      if (!verifyManifestSignature(bytes, sig, leaf)) errors.push('the manifest signature does not verify');
+      else if (!manifest.signer || !sameFingerprint(manifest.signer.fingerprint, fp))
+        errors.push('the manifest names another signer than the one that signed it');
+      else if (!leaf.ca) errors.push('the manifest was signed by a certificate that is not a CA certificate');
+      else if (!root) errors.push(`${KIT_PATHS.rootCa} is missing: the signer cannot be checked`);
+      else {
+        const signedAt = new Date(manifest.createdAt);
+        if (Number.isNaN(signedAt.getTime()) || signedAt.getTime() > now.getTime() + 5 * 60_000)
+          errors.push('the manifest creation time is invalid or in the future');
+        else {
+          const chain = chainsToRoot(leaf, certs.slice(1), root, signedAt);
+          if (!chain.ok)
+            errors.push(`the manifest signer does not chain to ${KIT_PATHS.rootCa}: ${chain.reason}`);
+          else signature = 'valid';
+        }
+      }
+    }
+  }
+  if (
+    manifest.rootCaFingerprint &&
+    rootCaFingerprint &&
+    !sameFingerprint(manifest.rootCaFingerprint, rootCaFingerprint)
+  )
+    errors.push(`${KIT_PATHS.rootCa} is not the root the manifest names`);
+
+  // Pins the site was given.
+  const pins: KitVerification['pins'] = [];
+  const addPin = (source: PinSource, value: string | undefined) => {
+    if (value === undefined) return;
+    const fingerprint = normaliseFingerprint(value);
+    if (!fingerprint) {
+      errors.push(`the ${source} root fingerprint "${value}" is malformed`);
+      return;
+    }
+    pins.push({ source, fingerprint, matches: rootCaFingerprint ? fingerprint === rootCaFingerprint : null });
+  };
+  addPin('argument', opts.rootFingerprint);
+  let token = opts.token;
+  if (token === undefined && existsSync(kit.paths.token))
+    token = readFileSync(kit.paths.token, 'utf8').trim();
+  if (token) {
+    try {
+      addPin('token', decodeToken(token).pollen.root_ca_fingerprint);
+    } catch {
+      // not a token: it gives no pin (pollen start reports it)
+    }
+  }
+  addPin('enrollment.json', kit.enrollment?.rootCaFingerprint);
+
+  // Files.
+  const listed = new Map(manifest.files.map((f) => [f.path, f]));
+  const changed: KitVerification['changed'] = [];
+  const missing: string[] = [];
+  for (const entry of manifest.files) {
+    const abs = join(dir, ...entry.path.split('/'));
+    let st: ReturnType<typeof lstatSync>;
+    try {
+      st = lstatSync(abs);
+    } catch {
+      missing.push(entry.path);
+      continue;
+    }
+    if (!st.isFile()) {
+      changed.push({ path: entry.path, reasons: ['not a regular file'] });
+      continue;
+    }
+    const reasons: string[] = [];
+    const content = readFileSync(abs);
+    if (content.length !== entry.size) reasons.push(`size ${content.length}, expected ${entry.size}`);
+    if (createHash('sha256').update(content).digest('hex') !== entry.sha256)
+      reasons.push('content (SHA-256) differs');
+    const expected = Number.parseInt(entry.mode, 8);
+    const actual = st.mode & 0o777;
+    // Tightened permissions are fine (a umask on copy); new write or changed execute bits are not.
+    if ((actual & ~expected & 0o022) !== 0 || (actual & 0o100) !== (expected & 0o100))
+      reasons.push(`mode ${octal(actual)}, expected ${entry.mode}`);
+    if (reasons.length > 0) changed.push({ path: entry.path, reasons });
+  }
+  const siteOwned = siteOwnedStartupFiles(kit.config.name);
+  const unexpected = listFiles(dir, KIT_PATHS.startup)
+    .map((p) => posix.normalize(p))
+    .filter((p) => !listed.has(p) && !siteOwned.has(p));
+
+  const ok =
+    signature === 'valid' &&
+    errors.length === 0 &&
+    pins.every((p) => p.matches === true) &&
+    changed.length === 0 &&
+    missing.length === 0 &&
+    unexpected.length === 0;
+  return {
+    dir,
+    name: kit.config.name,
+    type: kit.config.type,
+    signature,
+    signer,
+    rootCaFingerprint,
+    pins,
+    errors,
+    files: manifest.files.length,
+    changed,
+    missing,
+    unexpected,
+    ok,
+  };
+}
+
+/**
+ * Turn a verification into the error a caller should stop with, if any: a root that does not
+ * match a pin → CA_FINGERPRINT_MISMATCH; any other problem → KIT_TAMPERED; a clean but unsigned
+ * kit → KIT_UNSIGNED unless allowed.
+ */
+export function kitVerificationError(
+  v: KitVerification,
+  opts: { allowUnsigned?: boolean } = {},
+): PollenError | null {
+  const data = {
+    signature: v.signature,
+    errors: v.errors,
+    pins: v.pins,
+    changed: v.changed,
+    missing: v.missing,
+    unexpected: v.unexpected,
+  };
+  const mismatched = v.pins.filter((p) => p.matches === false);
+  if (mismatched.length > 0)
+    return new PollenError(
+      'CA_FINGERPRINT_MISMATCH',
+      `The kit's root CA ${v.rootCaFingerprint} does not match the ${mismatched.map((p) => `${p.source} pin ${p.fingerprint}`).join(', ')}`,
+      { data },
+    );
+  const problems =
+    v.errors.length +
+    v.changed.length +
+    v.missing.length +
+    v.unexpected.length +
+    (v.signature === 'invalid' ? 1 : 0);
+  if (problems > 0)
+    return new PollenError(
+      'KIT_TAMPERED',
+      `The kit ${v.dir} failed verification: ${[
+        ...v.errors,
+        ...(v.changed.length ? [`${v.changed.length} changed`] : []),
+        ...(v.missing.length ? [`${v.missing.length} missing`] : []),
+        ...(v.unexpected.length ? [`${v.unexpected.length} unexpected`] : []),
+      ].join('; ')}`,
+      { data },
+    );
+  if (v.signature === 'absent' && !opts.allowUnsigned)
+    return new PollenError('KIT_UNSIGNED', `The kit ${v.dir} is not signed: its origin cannot be checked`, {
+      data,
+    });
+  return null;
+}

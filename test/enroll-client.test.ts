@@ -1,0 +1,299 @@
+/**
+ * Auto-enrollment end to end: kits made by `pollen package`, started with `pollen start` (the
+ * built CLI) against the real Certificate Service on 127.0.0.1, with real TLS, approvals made
+ * through the admin API, and renewal over mutual TLS through the library.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CertServiceClient } from '../src/enrollment/cert-service-client.js';
+import { enrollKit, publicKeyId, readEnrollmentState } from '../src/enrollment/enroll-client.js';
+import { loadKit } from '../src/enrollment/kit.js';
+import { loadPolicy } from '../src/enrollment/policy.js';
+import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
+import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
+import { ExitCode } from '../src/errors.js';
+import { initCa } from '../src/pki/ca.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const BIN = join(ROOT, 'bin', 'pollen.js');
+const API_KEY = 'pollen_test_admin_key_enroll_client_0123456789';
+const POLICY = `metadata:
+  project: "enroll-client-test"
+  version: "1.0"
+token:
+  validity: 1d
+  max_uses: 1
+site:
+  name_pattern: "*"
+user:
+  allowed_roles: [lead, member, org_admin]
+  default_role: lead
+approval:
+  method: policy
+  rules:
+    - name: "hospitals-auto"
+      match:
+        site_name_pattern: "hospital-*"
+      action: approve
+    - name: "others-wait"
+      match: {}
+      action: pending
+`;
+
+let tmp: string;
+let caDir: string;
+let policyFile: string;
+let rootFingerprint: string;
+let svc: RunningCertService;
+let admin: CertServiceClient;
+
+function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('POLLEN_')) delete env[k];
+  return { ...env, NO_COLOR: '1', ...extra };
+}
+
+/** Run the CLI without blocking: the Certificate Service answers from this very process. */
+function pollen(args: string[], env: Record<string, string> = {}) {
+  return background(args, env).done;
+}
+
+function background(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: cleanEnv(env), stdio: 'pipe' });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => (stdout += d));
+  child.stderr!.on('data', (d) => (stderr += d));
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((res) =>
+    child.on('exit', (code) => res({ code, stdout, stderr })),
+  );
+  return { child: child as ChildProcess, done, stderr: () => stderr };
+}
+
+function token(subject: string) {
+  return issueToken(loadTokenSigner(caDir), { subject, policy: loadPolicy(policyFile) }).token;
+}
+
+async function makeKit(name: string, opts: { token?: boolean } = {}) {
+  const out = join(tmp, name);
+  const args = ['package', '-n', name, '-e', 'grpcs://superlink.example.com:9092', '-o', out, '-c', caDir];
+  args.push('--cert-service', svc.url);
+  if (opts.token !== false) args.push('--token', token(name));
+  const r = await pollen(args);
+  expect(r.code, r.stderr).toBe(0);
+  return out;
+}
+
+async function waitForPending(name: string, timeoutMs = 20_000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const found = (await admin.listRequests('pending')).find((r) => r.name === name);
+    if (found) return found;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no pending request for ${name}`);
+}
+
+beforeAll(async () => {
+  if (!existsSync(join(ROOT, 'dist/cli/commands/start.js'))) {
+    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' });
+    if (!existsSync(join(ROOT, 'dist/cli/commands/start.js')))
+      throw new Error(`build failed: ${b.stdout}${b.stderr}`);
+  }
+  tmp = mkdtempSync(join(tmpdir(), 'pollen-enroll-e2e-'));
+  caDir = join(tmp, 'ca');
+  policyFile = join(tmp, 'policy.yaml');
+  writeFileSync(policyFile, POLICY);
+  rootFingerprint = (await initCa({ name: 'Enroll E2E', dir: caDir, keyType: 'ec-p256' })).rootFingerprint;
+  svc = await startCertService({
+    caDir,
+    workspace: join(tmp, 'svc'),
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [API_KEY],
+    policyFile,
+    hostnames: ['127.0.0.1'],
+    logger: false,
+    tidyIntervalMs: 0,
+  });
+  admin = new CertServiceClient({
+    url: svc.url,
+    apiKey: API_KEY,
+    caCert: readFileSync(join(caDir, 'rootCA.pem'), 'utf8'),
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await admin?.close();
+  await svc?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('pollen start against the Certificate Service', () => {
+  it('enrolls an auto-approved site, then finds the certificate valid', async () => {
+    const kit = await makeKit('hospital-1');
+    const r = await pollen(['start', kit, '--enroll-only', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(ExitCode.OK);
+    const body = JSON.parse(r.stdout);
+    expect(body).toMatchObject({
+      ok: true,
+      action: 'enrolled',
+      name: 'hospital-1',
+      type: 'client',
+      rootCaFingerprint: rootFingerprint,
+      participant: { status: 'enrolled' },
+      certificate: { path: join(kit, 'startup/hospital-1.crt') },
+    });
+    expect(r.stderr).toMatch(/uses the pinned root CA/);
+    expect(statSync(join(kit, 'startup/hospital-1.key')).mode & 0o777).toBe(0o600);
+    const cert = new X509Certificate(readFileSync(join(kit, 'startup/hospital-1.crt')));
+    expect(cert.subject).toMatch(/CN=hospital-1/);
+    expect(publicKeyId(cert.publicKey)).toBe(
+      publicKeyId(createPrivateKey(readFileSync(join(kit, 'startup/hospital-1.key')))),
+    );
+
+    // Text mode, second start: the certificate is kept and the participant reported ready.
+    const again = await pollen(['start', kit]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/client "hospital-1" is ready/);
+    expect(again.stdout).toMatch(/renewal from/);
+    expect(again.stdout).not.toMatch(/Enrollment successful/);
+    // The kit still verifies: enrollment only added files the site owns.
+    const v = await pollen(['package', 'verify', kit, '--root-fingerprint', rootFingerprint]);
+    expect(v.code, v.stderr).toBe(0);
+  });
+
+  it("prints FLARE's success line in text mode", async () => {
+    const kit = await makeKit('hospital-2');
+    const r = await pollen(['start', kit, '--enroll-only']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(
+      `Enrollment successful. Certificate saved to: ${join(kit, 'startup/hospital-2.crt')}`,
+    );
+  });
+
+  it('waits for approval with visible progress, and completes when an admin approves', async () => {
+    const kit = await makeKit('clinic-1');
+    const run = background(['start', kit, '--enroll-only', '--poll-interval', '0.1', '--json']);
+    const req = await waitForPending('clinic-1');
+    for (let i = 0; i < 100 && !/waiting for approval/.test(run.stderr()); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(run.stderr()).toMatch(
+      new RegExp(
+        `waiting for approval of request ${req.id} \\(pending \\d+s\\) — an admin can run: pollen enrollment approve clinic-1`,
+      ),
+    );
+    await admin.approve({ names: ['clinic-1'] });
+    const r = await run.done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, action: 'enrolled', requestId: req.id });
+  });
+
+  it('gives up after --max-wait with exit 8, and a restart resumes the same request', async () => {
+    const kit = await makeKit('clinic-2');
+    const first = await pollen([
+      'start',
+      kit,
+      '--enroll-only',
+      '--poll-interval',
+      '0.1',
+      '--max-wait',
+      '0.5',
+      '--json',
+    ]);
+    expect(first.code, first.stderr).toBe(ExitCode.PENDING);
+    const err = JSON.parse(first.stdout).error;
+    expect(err.code).toBe('ENROLLMENT_PENDING');
+    const state = readEnrollmentState(loadKit(kit))!;
+    expect(state.requestId).toBe(err.requestId);
+    const keyBefore = readFileSync(join(kit, 'startup/clinic-2.key'), 'utf8');
+
+    // The token is spent; the restart needs only the key and the state.
+    rmSync(join(kit, 'startup/enrollment_token'));
+    await admin.approve({ names: ['clinic-2'] });
+    const second = await pollen(['start', kit, '--enroll-only', '--poll-interval', '0.1', '--json']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toMatchObject({ action: 'enrolled', requestId: err.requestId });
+    expect(readFileSync(join(kit, 'startup/clinic-2.key'), 'utf8')).toBe(keyBefore);
+    expect(existsSync(join(kit, 'startup/enrollment_state.json'))).toBe(false);
+  });
+
+  it('stops with exit 9 and the reason when an admin rejects', async () => {
+    const kit = await makeKit('clinic-3');
+    const run = background(['start', kit, '--poll-interval', '0.1', '--json']);
+    await waitForPending('clinic-3');
+    await admin.reject({ names: ['clinic-3'], reason: 'not a member of this federation' });
+    const r = await run.done;
+    expect(r.code).toBe(ExitCode.REJECTED);
+    expect(JSON.parse(r.stdout).error).toMatchObject({ code: 'ENROLLMENT_REJECTED' });
+    expect(r.stdout).toMatch(/not a member of this federation/);
+  });
+
+  it('takes the token and URL from the environment', async () => {
+    const kit = join(tmp, 'hospital-env');
+    expect(
+      (await pollen(['package', '-n', 'hospital-env', '-e', 'grpcs://s:9092', '-o', kit, '-c', caDir])).code,
+    ).toBe(0);
+    const missing = await pollen(['start', kit, '--json']);
+    expect(missing.code).toBe(ExitCode.UNAUTHORIZED);
+    expect(JSON.parse(missing.stdout).error.code).toBe('TOKEN_MISSING');
+    const r = await pollen(['start', kit, '--enroll-only', '--json'], {
+      POLLEN_ENROLLMENT_TOKEN: token('hospital-env'),
+      POLLEN_CERT_SERVICE_URL: svc.url,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).action).toBe('enrolled');
+  });
+
+  it('refuses a token from another project before sending it', async () => {
+    const otherCa = join(tmp, 'other-ca');
+    await initCa({ name: 'Other', dir: otherCa, keyType: 'ec-p256' });
+    const foreign = issueToken(loadTokenSigner(otherCa), {
+      subject: 'hospital-x',
+      policy: loadPolicy(policyFile),
+    }).token;
+    const kit = join(tmp, 'hospital-x');
+    expect(
+      (
+        await pollen([
+          'package',
+          '-n',
+          'hospital-x',
+          '-e',
+          'grpcs://s:9092',
+          '-o',
+          kit,
+          '--cert-service',
+          svc.url,
+          '--token',
+          foreign,
+        ])
+      ).code,
+    ).toBe(0);
+    const r = await pollen(['start', kit, '--json']);
+    expect(r.code).toBe(ExitCode.UNAUTHORIZED);
+    expect(JSON.parse(r.stdout).error.code).toBe('CA_FINGERPRINT_MISMATCH');
+    expect((await admin.enrolled()).some((e) => e.name === 'hospital-x')).toBe(false);
+  });
+
+  it('renews over mutual TLS through the library', async () => {
+    const kit = await makeKit('hospital-renew');
+    const first = await enrollKit(kit);
+    expect(first.action).toBe('enrolled');
+    const later = new Date(first.certificate.renewAt.getTime() + 60_000);
+    const r = await enrollKit(kit, { now: () => later });
+    expect(r.action).toBe('renewed');
+    expect(r.certificate.serial).not.toBe(first.certificate.serial);
+    const enrolled = (await admin.enrolled('client')).filter((e) => e.name === 'hospital-renew');
+    expect(enrolled.map((e) => e.serial).sort()).toEqual(
+      [first.certificate.serial, r.certificate.serial].sort(),
+    );
+    const again = await enrollKit(kit);
+    expect(again.action).toBe('existing');
+    expect(again.certificate.serial).toBe(r.certificate.serial);
+  });
+});
