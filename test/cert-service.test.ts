@@ -8,6 +8,7 @@ import { loadPolicy } from '../src/enrollment/policy.js';
 import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner, type TokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';
+import { createCsrFromKey } from '../src/pki/csr.js';
 import { openssl, tempDir } from './support/cli.js';
 import { createTestDatabase } from './support/postgres.js';
 
@@ -163,10 +164,12 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
 
   it('gives exactly one certificate for 50 concurrent uses of one single-use token', async () => {
     const token = tokenFor('hospital-race');
-    const { csr } = csrFor('hospital-race');
-    const results = await Promise.all(
-      Array.from({ length: 50 }, () => call('POST', '/v1/enroll', { token, csr })),
-    );
+    // 50 different keys race for one token, as 50 copies of a leaked token would
+    const csrs = Array.from({ length: 50 }, () => {
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      return createCsrFromKey(privateKey, 'hospital-race');
+    });
+    const results = await Promise.all(csrs.map((csr) => call('POST', '/v1/enroll', { token, csr })));
     expect(results.filter((r) => r.status === 200)).toHaveLength(1);
     const refused = results.filter((r) => r.status !== 200);
     expect(refused).toHaveLength(49);
@@ -175,6 +178,29 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
     expect(enrolled.json.enrolled.filter((e: { name: string }) => e.name === 'hospital-race')).toHaveLength(
       1,
     );
+  });
+
+  it('answers a retry with the same token and key with what the first attempt produced', async () => {
+    const token = tokenFor('hospital-retry');
+    const { csr } = csrFor('hospital-retry');
+    const first = await call('POST', '/v1/enroll', { token, csr });
+    const again = await Promise.all([1, 2, 3].map(() => call('POST', '/v1/enroll', { token, csr })));
+    expect(again.map((r) => r.json.serial)).toEqual([
+      first.json.serial,
+      first.json.serial,
+      first.json.serial,
+    ]);
+    // another key with the same token is a replay
+    expect(
+      (await call('POST', '/v1/enroll', { token, csr: csrFor('hospital-retry').csr })).json.error.code,
+    ).toBe('TOKEN_USED');
+    // a pending request is resumed the same way, never duplicated
+    const pToken = tokenFor('lab-retry');
+    const p = csrFor('lab-retry');
+    const a = await call('POST', '/v1/enroll', { token: pToken, csr: p.csr });
+    const b = await call('POST', '/v1/enroll', { token: pToken, csr: p.csr });
+    expect(b.status).toBe(202);
+    expect(b.json.requestId).toBe(a.json.requestId);
   });
 
   it('takes the role from the token and refuses fields that try to set it', async () => {

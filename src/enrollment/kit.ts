@@ -555,13 +555,13 @@ echo "Started ${spec.name} (pid $!). Log: $LOG_FILE. Stop: $STARTUP_DIR/stop.sh"
       0o755,
     );
 
-    const stopCodes = [ExitCode.USAGE, ExitCode.UNAUTHORIZED, ExitCode.REJECTED];
+    const stopCodes = [ExitCode.USAGE, ExitCode.INVALID_INPUT, ExitCode.UNAUTHORIZED, ExitCode.REJECTED];
     plan.file(
       KIT_PATHS.subStartScript,
       `${SCRIPT_HEADER}# Supervise the Pollen ${who}: run \`pollen start\` on this kit and restart it with
 # exponential backoff (1 s doubling to 60 s) when it exits with an error. It stops for good on
-# exit 0, and on the codes that a restart cannot fix: ${ExitCode.USAGE} (usage), ${ExitCode.UNAUTHORIZED} (unauthorised, e.g. a
-# missing or invalid token) and ${ExitCode.REJECTED} (enrollment rejected). Extra arguments go to \`pollen start\`.
+# exit 0, and on the codes that a restart cannot fix: ${ExitCode.USAGE} (usage), ${ExitCode.INVALID_INPUT} (invalid kit or input),
+# ${ExitCode.UNAUTHORIZED} (unauthorised, e.g. a missing or invalid token) and ${ExitCode.REJECTED} (enrollment rejected). Extra arguments go to \`pollen start\`.
 set -uo pipefail
 ${locate}${runtimeSnippet(spec.runtime)}
 CHILD=""

@@ -5,6 +5,7 @@ import {
   randomBytes,
   timingSafeEqual,
   verify,
+  X509Certificate,
 } from 'node:crypto';
 import type { Transaction } from 'kysely';
 import { PollenError } from '../../errors.js';
@@ -208,15 +209,38 @@ export class CertificateService {
         'CSR_SUBJECT_MISMATCH',
         `The CSR common name must be '${name}', the token's subject`,
       );
-    const type = CERT_TYPE[claims.pollen.subject_type];
-    const role = claims.pollen.roles[0] ?? null;
     const decision = decide(policy.policy, { name, type: claims.pollen.subject_type, ip: input.ip });
     if (decision.action === 'reject')
       throw new PollenError('ENROLLMENT_REJECTED', `Enrollment refused by policy: ${decision.reason}`, {
         data: { rule: decision.rule ?? null },
       });
     const consume = (tx: Tx) => this.consumeToken(tx, claims, now);
+    try {
+      return await this.admit(input, claims, csr, decision, policy, consume, now);
+    } catch (e) {
+      // A site whose answer was lost retries with the same token and the same key: give it
+      // what the first attempt produced instead of refusing it as a token replay.
+      if (e instanceof PollenError && e.code === 'TOKEN_USED') {
+        const earlier = await this.sameKeyRetry(claims.jti, csr.spki);
+        if (earlier) return earlier;
+      }
+      throw e;
+    }
+  }
 
+  /** Store a pending request, or issue a certificate, consuming the token in the same transaction. */
+  private async admit(
+    input: { csr: unknown; ip?: string },
+    claims: TokenClaims,
+    csr: ReturnType<typeof checkCsr>,
+    decision: ReturnType<typeof decide>,
+    policy: LoadedPolicy,
+    consume: (tx: Tx) => Promise<void>,
+    now: Date,
+  ): Promise<IssuedResponse | PendingResponse> {
+    const name = claims.sub;
+    const type = CERT_TYPE[claims.pollen.subject_type];
+    const role = claims.pollen.roles[0] ?? null;
     if (decision.action === 'pending') {
       const id = `req_${randomBytes(16).toString('base64url')}`;
       await this.batcher.run(async (tx) => {
@@ -268,6 +292,45 @@ export class CertificateService {
         .execute();
     });
     return this.issuedResponse(issued, name, type, role);
+  }
+
+  /** What an earlier use of this token by the same key produced, if anything. */
+  private async sameKeyRetry(
+    jti: string,
+    spki: Buffer,
+  ): Promise<IssuedResponse | PendingResponse | undefined> {
+    const db = this.store.db;
+    const certs = await db
+      .selectFrom('certificates')
+      .selectAll()
+      .where('jti', '=', jti)
+      .where('revoked_at', 'is', null)
+      .where('renewed_from', 'is', null)
+      .execute();
+    for (const c of certs) {
+      const key = new X509Certificate(c.pem).publicKey.export({ type: 'spki', format: 'der' });
+      if (key.equals(spki))
+        return this.issuedResponse(
+          { pem: c.pem, serial: c.serial, fingerprint: c.fingerprint, notAfter: new Date(c.not_after) },
+          c.name,
+          c.type as CertType,
+          c.role,
+        );
+    }
+    for (const r of await db.selectFrom('requests').selectAll().where('jti', '=', jti).execute()) {
+      if (!checkCsr(r.csr).spki.equals(spki)) continue;
+      if (r.status === 'pending')
+        return { status: 'pending', requestId: r.id, pollUrl: `/v1/requests/${r.id}/status`, retryAfter: 10 };
+      if (r.status === 'rejected')
+        throw new PollenError(
+          'ENROLLMENT_REJECTED',
+          `Enrollment rejected: ${r.reason ?? 'no reason given'}`,
+          {
+            data: { requestId: r.id, reason: r.reason },
+          },
+        );
+    }
+    return undefined;
   }
 
   /** Consume one use of the token atomically; N concurrent uses of a single-use token → 1 success. */
