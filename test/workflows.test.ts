@@ -131,7 +131,7 @@ describe('manual workflow: cert init, cert site, package, certificates copied in
 
 describe('auto-scale workflow: the demo runs it with real processes', () => {
   it('enrolls every site, approves the pending one, refuses a replayed token, verifies every chain', async () => {
-    const r = await pollenAsync(['demo', '--sites', '3', '-w', join(t.dir, 'demo'), '--json']);
+    const r = await pollenAsync(['demo', '--sites', '3', '-w', join(t.dir, 'demo'), '--keep', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const s = r.json<any>();
     expect(s.enrolled.map((e: { name: string }) => e.name).sort()).toEqual([
@@ -166,7 +166,37 @@ describe('auto-scale workflow: the demo runs it with real processes', () => {
         pub(['pkey', '-in', join(dir, `${name}.key`), '-pubout']),
       );
     }
-    // the service is down afterwards
-    expect(readFileSync(join(t.dir, 'demo', 'admin', 'api_key.txt'), 'utf8')).toMatch(/^pollen_/);
+
+    // --keep left the service running: renew a site over mTLS, revoke it, and renewal is refused
+    const admin = {
+      POLLEN_CERT_SERVICE_URL: s.certServiceUrl,
+      POLLEN_API_KEY: readFileSync(join(t.dir, 'demo', 'admin', 'api_key.txt'), 'utf8').trim(),
+      POLLEN_CA_CERT: join(t.dir, 'demo', 'ca', 'rootCA.pem'),
+    };
+    try {
+      const kit = join(t.dir, 'demo', 'sites', 'hospital-2');
+      const before = s.enrolled.find((e: { name: string }) => e.name === 'hospital-2').serial;
+      const renewed = await pollenAsync(['cert', 'renew', kit, '--json']);
+      expect(renewed.code, renewed.stderr).toBe(0);
+      expect(renewed.json<{ serial: string }>().serial).not.toBe(before);
+      const revoked = await pollenAsync(
+        ['enrollment', 'revoke', 'hospital-2', '--reason', 'keyCompromise', '--json'],
+        { env: admin },
+      );
+      expect(revoked.code, revoked.stderr).toBe(0);
+      expect(revoked.json<{ revoked: unknown[] }>().revoked.length).toBe(2);
+      const refused = await pollenAsync(['cert', 'renew', kit, '--json']);
+      expect(refused.code).not.toBe(0);
+      expect(refused.json<{ error: { code: string } }>().error.code).toBe('CERT_REVOKED');
+      const listed = await pollenAsync(['enrollment', 'enrolled', '--all', '--json'], { env: admin });
+      expect(
+        listed
+          .json<{ enrolled: { name: string; revoked: boolean }[] }>()
+          .enrolled.filter((e) => e.name === 'hospital-2')
+          .every((e) => e.revoked),
+      ).toBe(true);
+    } finally {
+      process.kill(s.certServicePid, 'SIGTERM');
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
@@ -320,6 +320,7 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
     };
     if (o.keep) {
       children.delete(service);
+      service.stdout?.destroy();
       service.unref();
       service = undefined;
     }
@@ -337,6 +338,7 @@ async function startService(
   policyFile: string,
   deadline: number,
 ): Promise<{ url: string; child: ChildProcess }> {
+  mkdirSync(paths.service, { recursive: true });
   const child = spawn(
     process.execPath,
     [
@@ -362,16 +364,21 @@ async function startService(
       'warn',
       '--json',
     ],
-    { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    // Logs go to a file so the service can outlive the demo (--keep) without a pipe to it.
+    {
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', openSync(join(paths.service, 'service.log'), 'a')],
+    },
   );
   let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => (err += d));
+  const err = () => readFileSync(join(paths.service, 'service.log'), 'utf8').slice(-2000);
   return new Promise((res, rej) => {
     const timer = setTimeout(
       () => {
         child.kill();
-        rej(new PollenError('UNAVAILABLE', 'The Certificate Service did not start in time', { detail: err }));
+        rej(
+          new PollenError('UNAVAILABLE', 'The Certificate Service did not start in time', { detail: err() }),
+        );
       },
       Math.max(1000, Math.min(30_000, deadline - Date.now())),
     );
@@ -387,7 +394,7 @@ async function startService(
     });
     child.on('close', (code) => {
       clearTimeout(timer);
-      rej(new PollenError('UNAVAILABLE', `The Certificate Service exited (${code})`, { detail: err }));
+      rej(new PollenError('UNAVAILABLE', `The Certificate Service exited (${code})`, { detail: err() }));
     });
   });
 }

@@ -62,8 +62,8 @@ export interface EnrollKitOptions {
   token?: string;
   /** The Certificate Service (the CLI passes --cert-service or POLLEN_CERT_SERVICE_URL); default enrollment.json. */
   certServiceUrl?: string;
-  /** Renew a certificate past its renewal time (default true). */
-  renew?: boolean;
+  /** Renew a certificate past its renewal time (default true); 'now' renews a valid one at once. */
+  renew?: boolean | 'now';
   /** First delay between polls; when set it replaces the service's retryAfter. Default: retryAfter, or 2 s. */
   pollIntervalMs?: number;
   /** Cap of the exponential backoff (default 60 s; a service retryAfter above it is still honoured). */
@@ -127,7 +127,7 @@ export async function enrollKit(
       renewAt: existing.info.renewAt,
     });
     const rootCaFingerprint = certificateFingerprint(existing.root);
-    if (options.renew === false || ctx.now() < existing.info.renewAt)
+    if (options.renew === false || (options.renew !== 'now' && ctx.now() < existing.info.renewAt))
       return { action: 'existing', kit, certificate: existing.info, rootCaFingerprint };
     const url = options.certServiceUrl ?? kit.enrollment?.certServiceUrl;
     if (!url) {

@@ -238,6 +238,53 @@ Example:
     );
 
   cert
+    .command('renew')
+    .description(
+      "renew a kit's certificate now, over mutual TLS with the current one (sites also renew by themselves at two thirds of the lifetime)",
+    )
+    .argument('<KIT_DIR>', 'the startup kit whose startup/NAME.crt to renew')
+    .option(
+      '--cert-service <url>',
+      "Certificate Service URL (default: the kit's enrollment.json, or POLLEN_CERT_SERVICE_URL)",
+    )
+    .addHelpText(
+      'after',
+      `
+A new key is made, a CSR sent with the current certificate as the TLS client certificate, and the
+new key and certificate replace the old ones atomically. A revoked or expired certificate cannot
+be renewed: enroll again with a new token.
+
+Example:
+  pollen cert renew ./hospital-1`,
+    )
+    .action(
+      action<{ certService?: string }>(async (o, out, args) => {
+        const { enrollKit } = await import('../../enrollment/enroll-client.js');
+        const r = await enrollKit(args[0]!, {
+          renew: 'now',
+          certServiceUrl: fromEnv(o.certService, 'POLLEN_CERT_SERVICE_URL'),
+          onProgress: (e) => out.progress(e.message),
+        });
+        if (r.action !== 'renewed')
+          throw new PollenError(
+            (r.renewalError?.code as 'UNAVAILABLE' | undefined) ?? 'NOT_ENROLLED',
+            r.renewalError?.message ?? 'The kit has no certificate to renew; start it to enroll first',
+          );
+        out.result(
+          {
+            name: r.kit.config.name,
+            serial: r.certificate.serial,
+            notAfter: r.certificate.notAfter.toISOString(),
+            renewAt: r.certificate.renewAt.toISOString(),
+          },
+          (d) => [
+            `${bold('Renewed')} ${d.name}: serial ${d.serial}, valid until ${d.notAfter} (next renewal from ${d.renewAt})`,
+          ],
+        );
+      }),
+    );
+
+  cert
     .command('api-key')
     .description('generate an API key for the Certificate Service (256 random bits)')
     .option('-o, --output <file>', 'write the key to this file (0600) instead of printing it')
