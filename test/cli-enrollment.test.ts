@@ -1,0 +1,152 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPolicy } from '../src/enrollment/policy.js';
+import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
+import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
+import { initCa } from '../src/pki/ca.js';
+import { pollenAsync, tempDir } from './support/cli.js';
+
+// `pollen enrollment …` as a real process against a real service.
+
+const t = tempDir('pollen-cli-enr-');
+const caDir = join(t.dir, 'ca');
+const KEY = `pollen_${'x'.repeat(43)}`;
+let svc: RunningCertService;
+let env: NodeJS.ProcessEnv;
+
+beforeAll(async () => {
+  await initCa({ name: 'CLI Enrollment', dir: caDir });
+  writeFileSync(
+    join(t.dir, 'policy.yaml'),
+    `metadata: { project: "cli", version: "1" }
+token: { validity: 1d, max_uses: 1 }
+site: { name_pattern: "*" }
+user: { allowed_roles: [lead], default_role: lead }
+approval:
+  method: policy
+  rules:
+    - name: "all-wait"
+      match: {}
+      action: pending
+`,
+  );
+  svc = await startCertService({
+    caDir,
+    workspace: join(t.dir, 'ws'),
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [KEY],
+    policyFile: join(t.dir, 'policy.yaml'),
+    logger: false,
+    tidyIntervalMs: 0,
+  });
+  env = {
+    POLLEN_CERT_SERVICE_URL: `https://localhost:${svc.port}`,
+    POLLEN_API_KEY: KEY,
+    POLLEN_CA_CERT: join(caDir, 'rootCA.pem'),
+  };
+  const agent = new Agent({ connect: { ca: svc.service.ca.rootPem } });
+  const signer = loadTokenSigner(caDir);
+  for (const name of ['site-a', 'site-b', 'site-c']) {
+    const token = issueToken(signer, { subject: name, policy: loadPolicy(join(t.dir, 'policy.yaml')) }).token;
+    const csr = execFileSync(
+      'openssl',
+      [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(t.dir, `${name}.key`),
+        '-subj',
+        `/CN=${name}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    ).toString();
+    const r = await request(`https://127.0.0.1:${svc.port}/v1/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token, csr }),
+      dispatcher: agent,
+    });
+    expect(r.statusCode).toBe(202);
+    await r.body.dump();
+  }
+  await agent.close();
+});
+afterAll(async () => {
+  await svc.close();
+  t.cleanup();
+});
+
+describe('pollen enrollment', () => {
+  it('lists pending requests as a table and as JSON', async () => {
+    const text = await pollenAsync(['enrollment', 'list'], { env });
+    expect(text.code, text.stderr).toBe(0);
+    for (const n of ['site-a', 'site-b', 'site-c']) expect(text.stdout).toContain(n);
+    const json = await pollenAsync(['enrollment', 'list', '--json'], { env });
+    expect(json.json<{ requests: { name: string; rule: string }[] }>().requests.map((r) => r.rule)).toEqual([
+      'all-wait',
+      'all-wait',
+      'all-wait',
+    ]);
+  });
+
+  it('rejects with a reason, approves the rest, and lists enrolled', async () => {
+    const rej = await pollenAsync(
+      ['enrollment', 'reject', 'site-c', '--reason', 'Not authorized', '--json'],
+      { env },
+    );
+    expect(rej.code, rej.stderr).toBe(0);
+    expect(rej.json<{ rejected: { name: string }[] }>().rejected[0]!.name).toBe('site-c');
+    const app = await pollenAsync(
+      ['enrollment', 'approve', '--pattern', 'site-*', '--type', 'client', '--json'],
+      { env },
+    );
+    expect(
+      app
+        .json<{ approved: { name: string }[] }>()
+        .approved.map((a) => a.name)
+        .sort(),
+    ).toEqual(['site-a', 'site-b']);
+    const none = await pollenAsync(['enrollment', 'list', '--json'], { env });
+    expect(none.json<{ requests: unknown[] }>().requests).toEqual([]);
+    const enrolled = await pollenAsync(['enrollment', 'enrolled'], { env });
+    expect(enrolled.stdout).toMatch(/site-a[\s\S]*site-b/);
+    expect(enrolled.stdout).toContain('api-key:');
+  });
+
+  it('says precisely what is wrong: missing request, wrong key, unreachable service, no URL', async () => {
+    const missing = await pollenAsync(['enrollment', 'approve', 'nobody', '--json'], { env });
+    expect(missing.code).toBe(4);
+    expect(missing.json<{ error: { code: string } }>().error.code).toBe('REQUEST_NOT_FOUND');
+
+    const wrongKey = await pollenAsync(['enrollment', 'list', '--json'], {
+      env: { ...env, POLLEN_API_KEY: 'nope' },
+    });
+    expect(wrongKey.code).toBe(5);
+    expect(wrongKey.json<{ error: { code: string } }>().error.code).toBe('API_KEY_INVALID');
+
+    const down = await pollenAsync(['enrollment', 'list', '--json'], {
+      env: { ...env, POLLEN_CERT_SERVICE_URL: 'https://127.0.0.1:1' },
+    });
+    expect(down.code).toBe(7);
+    expect(down.json<{ error: { code: string } }>().error.code).toBe('UNAVAILABLE');
+
+    const untrusted = await pollenAsync(['enrollment', 'list', '--json'], {
+      env: { ...env, POLLEN_CA_CERT: '/etc/ssl/certs/ca-certificates.crt' },
+    });
+    expect(untrusted.code).toBe(7);
+    expect(untrusted.json<{ error: { code: string } }>().error.code).toBe('TLS_FAILED');
+
+    const noUrl = await pollenAsync(['enrollment', 'list'], { env: { ...env, POLLEN_CERT_SERVICE_URL: '' } });
+    expect(noUrl.code).toBe(2);
+    expect(noUrl.stderr).toContain('POLLEN_CERT_SERVICE_URL');
+  });
+});
