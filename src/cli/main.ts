@@ -7,9 +7,8 @@ import { Output } from './output.js';
 export function buildProgram(): Command {
   const program = new Command('pollen')
     .description(
-      'Pollen: secure federated learning.\n' +
-        'A project CA enrolls every site; SuperNodes train on local data and send only model updates\n' +
-        'to the SuperLink over mutual TLS.',
+      'Pollen: secure federated learning. A project CA enrolls every site; SuperNodes train on local ' +
+        'data and send only model updates to the SuperLink over mutual TLS.',
     )
     .version(VERSION, '-V, --version', 'print the version')
     .option('--json', 'print one JSON document on stdout (errors too)')
@@ -19,7 +18,10 @@ export function buildProgram(): Command {
   registerCommands(program);
   program.addHelpText(
     'after',
-    '\nEnvironment variables mirror the flags: POLLEN_CA_PATH, POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY,\n' +
+    '\nStart here:\n' +
+      '  pollen demo                                  the auto-scale enrollment workflow, end to end\n' +
+      '  pollen cert init -n "My Project" -o ./ca     a project CA (manual workflow: then cert site, package)\n' +
+      '\nEnvironment variables mirror the flags: POLLEN_CA_PATH, POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY,\n' +
       'POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY, POLLEN_CA_PASSPHRASE.\n' +
       'Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid input, 4 not found, 5 unauthorised,\n' +
       '6 conflict, 7 unavailable, 8 pending approval, 9 rejected. Docs: docs/cli.md',
