@@ -11,5 +11,6 @@ const run = (cmd, args) => {
 };
 const mtime = (p) => (existsSync(p) ? statSync(p).mtimeMs : 0);
 
-if (mtime('node_modules/.package-lock.json') < mtime('package-lock.json')) run('npm', ['ci', '--no-audit', '--no-fund']);
+if (mtime('node_modules/.package-lock.json') < mtime('package-lock.json'))
+  run('npm', ['ci', '--no-audit', '--no-fund']);
 else if (!existsSync('dist/cli/main.js')) run('npx', ['tsc', '-p', 'tsconfig.build.json']);

@@ -6,7 +6,18 @@
 // each such optional dependency. Run after `npm install` changes the lock.
 import { readFileSync, writeFileSync } from 'node:fs';
 
-const OS = ['android', 'darwin', 'freebsd', 'linux', 'openbsd', 'netbsd', 'sunos', 'win32', 'aix', 'openharmony'];
+const OS = [
+  'android',
+  'darwin',
+  'freebsd',
+  'linux',
+  'openbsd',
+  'netbsd',
+  'sunos',
+  'win32',
+  'aix',
+  'openharmony',
+];
 const CPU = ['arm64', 'x64', 'ia32', 'arm', 'loong64', 'ppc64', 'riscv64', 's390x', 'mips64el'];
 
 /** os/cpu/libc from a platform package name like `cli-linux-arm64-musl` or `rollup-linux-arm-gnueabihf`. */
@@ -16,7 +27,8 @@ function platformOf(name) {
   const cpu = parts.find((p) => CPU.includes(p));
   if (!os || !cpu) return undefined;
   const entry = { os: [os], cpu: [cpu] };
-  if (os === 'linux') entry.libc = [parts.includes('musl') || parts.includes('musleabihf') ? 'musl' : 'glibc'];
+  if (os === 'linux')
+    entry.libc = [parts.includes('musl') || parts.includes('musleabihf') ? 'musl' : 'glibc'];
   return entry;
 }
 
