@@ -24,7 +24,12 @@ export class WriteBatcher<S> {
   run<T>(fn: (tx: Transaction<S>) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.running) void this.drain();
+      if (!this.running) {
+        // Start on the next turn of the event loop: requests read in this turn join the batch.
+        // (better-sqlite3 is synchronous, so starting now would commit one job at a time.)
+        this.running = true;
+        setImmediate(() => void this.drain());
+      }
     });
   }
 
