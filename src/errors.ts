@@ -76,6 +76,11 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'This certificate was revoked; enroll again with a new token.',
   ),
+  CERT_SUPERSEDED: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Use the renewed certificate; a certificate renews only once.',
+  ),
   CERT_EXPIRED: spec(403, ExitCode.UNAUTHORIZED, 'The certificate expired; enroll again with a new token.'),
   // Tokens and policy
   TOKEN_MISSING: spec(

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
@@ -43,6 +43,11 @@ approval:
       match:
         site_name_pattern: "hospital-*"
         source_ips: ["127.0.0.0/8"]
+      action: approve
+    - name: "vpn-auto"
+      match:
+        site_name_pattern: "vpn-*"
+        source_ips: ["10.20.0.0/16"]
       action: approve
     - name: "others-wait"
       match: {}
@@ -320,7 +325,12 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
   it('applies reject rules without consuming the token', async () => {
     const r = await call('POST', '/v1/enroll', { token: tokenFor('evil-1'), csr: csrFor('evil-1').csr });
     expect(r.status).toBe(403);
-    expect(r.json.error).toMatchObject({ code: 'ENROLLMENT_REJECTED', rule: 'blocked' });
+    // the site learns that it was refused, not how the policy is written
+    expect(r.json.error).toEqual({
+      code: 'ENROLLMENT_REJECTED',
+      message: "Enrollment refused by the project's policy",
+      hint: expect.any(String),
+    });
   });
 
   it('accepts OpenSSL CSRs with P-384 and RSA-2048 keys and refuses RSA-1024', async () => {
@@ -449,6 +459,126 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
     expect(v.out).toContain('certificate revoked');
   });
 
+  it('renews each certificate once, answers a retry with the same key alike, and revokes renewals with their parent', async () => {
+    const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const first = await call('POST', '/v1/enroll', {
+      token: tokenFor('hospital-chain'),
+      csr: createCsrFromKey(createPrivateKey(keyPem), 'hospital-chain'),
+    });
+    expect(first.status).toBe(200);
+    const mtls = new Agent({ connect: { ca: rootPem, cert: first.json.certificate, key: keyPem } });
+    const newCsr = createCsrFromKey(privateKey, 'hospital-chain');
+    const renewed = await call('POST', '/v1/renew', { csr: newCsr }, { dispatcher: mtls });
+    expect(renewed.status, JSON.stringify(renewed.json)).toBe(200);
+    // the same request again (an answer lost on the way) gets the same certificate
+    const retry = await call('POST', '/v1/renew', { csr: newCsr }, { dispatcher: mtls });
+    expect(retry.json.serial).toBe(renewed.json.serial);
+    // but the old certificate cannot mint a second, different renewal
+    const other = createCsrFromKey(
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+      'hospital-chain',
+    );
+    const again = await call('POST', '/v1/renew', { csr: other }, { dispatcher: mtls });
+    expect(again.json.error.code).toBe('CERT_SUPERSEDED');
+    await mtls.close();
+    // revoking the original by serial revokes the renewal too
+    await call('POST', '/v1/revoke', { serials: [first.json.serial] }, { admin: true });
+    const list = await call('GET', '/v1/enrolled', undefined, { admin: true });
+    const chain = list.json.enrolled.filter((e: { name: string }) => e.name === 'hospital-chain');
+    expect(chain).toHaveLength(2);
+    expect(chain.every((e: { revoked: boolean }) => e.revoked)).toBe(true);
+  });
+
+  it('renews server certificates too (they carry serverAuth only)', async () => {
+    const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
+    const token = issueToken(signer, {
+      subject: 'superlink-1',
+      type: 'server',
+      policy: loadPolicy(join(t.dir, 'policy.yaml')),
+    }).token;
+    const r = await call('POST', '/v1/enroll', {
+      token,
+      csr: createCsrFromKey(createPrivateKey(keyPem), 'superlink-1'),
+    });
+    expect(r.status).toBe(202); // servers wait for an admin under this policy
+    await call('POST', '/v1/requests/approve', { names: ['superlink-1'] }, { admin: true });
+    const cert = (
+      await call('GET', '/v1/enrolled?type=server', undefined, { admin: true })
+    ).json.enrolled.find((e: { name: string }) => e.name === 'superlink-1');
+    const ts = Date.now();
+    const polled = await call('POST', r.json.pollUrl, {
+      timestamp: ts,
+      signature: sign('sha256', Buffer.from(`pollen-poll:v1:${r.json.requestId}:${ts}`), keyPem).toString(
+        'base64',
+      ),
+    });
+    expect(polled.json.serial).toBe(cert.serial);
+    const mtls = new Agent({ connect: { ca: rootPem, cert: polled.json.certificate, key: keyPem } });
+    const renewed = await call(
+      'POST',
+      '/v1/renew',
+      { csr: createCsrFromKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'superlink-1') },
+      { dispatcher: mtls },
+    );
+    await mtls.close();
+    expect(renewed.status, JSON.stringify(renewed.json)).toBe(200);
+    expect(renewed.json.type).toBe('server');
+  });
+
+  it('refuses to approve a request for a name that is already enrolled', async () => {
+    expect(
+      (await call('POST', '/v1/enroll', { token: tokenFor('lab-dup'), csr: csrFor('lab-dup').csr })).status,
+    ).toBe(202);
+    expect((await call('POST', '/v1/requests/approve', { names: ['lab-dup'] }, { admin: true })).status).toBe(
+      200,
+    );
+    expect(
+      (await call('POST', '/v1/enroll', { token: tokenFor('lab-dup'), csr: csrFor('lab-dup').csr })).status,
+    ).toBe(202);
+    const second = await call('POST', '/v1/requests/approve', { names: ['lab-dup'] }, { admin: true });
+    expect(second.json.error.code).toBe('ALREADY_ENROLLED');
+  });
+
+  it('ignores X-Forwarded-For unless the proxy is trusted', async () => {
+    const r = await request(`https://127.0.0.1:${svc.port}/v1/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': '10.20.1.1' },
+      body: JSON.stringify({ token: tokenFor('vpn-1'), csr: csrFor('vpn-1').csr }),
+      dispatcher: agent,
+    });
+    expect(r.statusCode).toBe(202); // the rule for 10.20.0.0/16 did not apply
+    await r.body.dump();
+  });
+
+  it('refuses an RSA key whose public exponent is not 65537', async () => {
+    const key = join(t.dir, `e3-${_backend}.key`);
+    execFileSync(
+      'openssl',
+      [
+        'genpkey',
+        '-algorithm',
+        'RSA',
+        '-pkeyopt',
+        'rsa_keygen_bits:2048',
+        '-pkeyopt',
+        'rsa_keygen_pubexp:3',
+        '-out',
+        key,
+      ],
+      { stdio: 'ignore' },
+    );
+    const csr = execFileSync('openssl', ['req', '-new', '-key', key, '-subj', '/CN=hospital-e3']).toString();
+    const r = await call('POST', '/v1/enroll', { token: tokenFor('hospital-e3'), csr });
+    expect(r.json.error.code).toBe('KEY_TOO_WEAK');
+  });
+
   it('loses no pending or enrolled state across a restart', async () => {
     const p = await call('POST', '/v1/enroll', {
       token: tokenFor('restart-1'),
@@ -512,5 +642,42 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
       csr: csrFor('hospital-api-1').csr,
     });
     expect(e.status).toBe(200);
+  });
+});
+
+describe('policies a service honours', () => {
+  it('refuses tokens made under a policy it ran with before but is no longer given', async () => {
+    const workspace = join(t.dir, 'ws-policies');
+    const base = {
+      caDir,
+      workspace,
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: [API_KEY],
+      logger: false as const,
+      tidyIntervalMs: 0,
+    };
+    // first run: the permissive built-in policy
+    const permissive = await startCertService(base);
+    await permissive.close();
+    // now the strict one: a token minted with the built-in default must not bypass it
+    const strict = await startCertService({ ...base, policyFile: join(t.dir, 'policy.yaml') });
+    const agent = new Agent({ connect: { ca: rootPem } });
+    try {
+      const token = issueToken(signer, { subject: 'hospital-sneaky', policy: loadPolicy() }).token;
+      const r = await request(`https://127.0.0.1:${strict.port}/v1/enroll`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token, csr: csrFor('hospital-sneaky').csr }),
+        dispatcher: agent,
+      });
+      expect(r.statusCode).toBe(401);
+      expect(((await r.body.json()) as { error: { code: string; message: string } }).error.message).toContain(
+        'does not accept',
+      );
+    } finally {
+      await agent.close();
+      await strict.close();
+    }
   });
 });

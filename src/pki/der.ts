@@ -159,7 +159,10 @@ export function nameField(name: Tlv, attrOid: string): string | undefined {
     for (const atv of children(rdn)) {
       const [type, value] = children(atv);
       if (type && value && type.tag === 0x06 && decodeOid(type.content) === attrOid)
-        return value.content.toString(value.tag === 0x1e ? 'utf16le' : 'utf8');
+        // BMPString (0x1e) is UTF-16 big-endian; the other string types here are UTF-8 compatible.
+        return value.tag === 0x1e
+          ? Buffer.from(value.content).swap16().toString('utf16le')
+          : value.content.toString('utf8');
     }
   }
   return undefined;

@@ -68,6 +68,12 @@ export function describeKey(key: KeyObject): KeyInfo {
       throw new PollenError('KEY_TOO_WEAK', `RSA keys must have at least 2048 bits (got ${bits})`);
     if (bits > 8192)
       throw new PollenError('KEY_TOO_WEAK', `RSA keys above 8192 bits are not accepted (got ${bits})`);
+    // e = 1 would make any "signature" verify; only the standard exponent is accepted.
+    if (details.publicExponent !== undefined && details.publicExponent !== 65537n)
+      throw new PollenError(
+        'KEY_TOO_WEAK',
+        `RSA public exponent must be 65537 (got ${details.publicExponent})`,
+      );
     return { kind: 'rsa', bits };
   }
   throw new PollenError('KEY_TOO_WEAK', `Key type ${key.asymmetricKeyType ?? 'unknown'} is not accepted`, {

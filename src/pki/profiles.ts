@@ -60,7 +60,7 @@ export function randomSerial(): string {
 }
 
 /** A URI identity for every participant: stable, typed, and independent of the host name. */
-export function identityUri(project: string, type: CertType, name: string): string {
+export function identityUri(project: string, type: CertType | 'service', name: string): string {
   const slug = project.toLowerCase().replace(/[^a-z0-9.-]+/g, '-') || 'project';
   return `pollen://${slug}/${type}/${encodeURIComponent(name)}`;
 }
@@ -73,6 +73,11 @@ export interface SiteProfile {
   role?: string;
   /** DNS names or IP addresses (servers and relays). */
   hosts?: string[];
+  /**
+   * A project service (the Certificate Service): its URI identity is pollen://PROJECT/service/NAME,
+   * which no participant certificate can carry, so clients can tell it from any server or relay.
+   */
+  service?: boolean;
 }
 
 export interface Issuer {
@@ -185,7 +190,7 @@ function subjectAltNames(p: SiteProfile): San[] {
   if (p.type === 'server' && sans.length === 0 && isHostname(p.name))
     sans.push({ type: 'dns', value: p.name });
   if (p.type === 'admin' && isEmail(p.name)) sans.push({ type: 'email', value: p.name });
-  sans.push({ type: 'url', value: identityUri(p.project, p.type, p.name) });
+  sans.push({ type: 'url', value: identityUri(p.project, p.service ? 'service' : p.type, p.name) });
   return sans;
 }
 
@@ -273,4 +278,17 @@ export function readProfile(cert: x509.X509Certificate): {
 /** Renew at about two thirds of the lifetime. */
 export function renewalTime(notBefore: Date, notAfter: Date): Date {
   return new Date(notBefore.getTime() + ((notAfter.getTime() - notBefore.getTime()) * 2) / 3);
+}
+
+/** The URI SAN path of the Certificate Service's own certificate. */
+export const CERT_SERVICE_IDENTITY = '/service/cert-service';
+
+/**
+ * Whether a peer certificate's subjectAltName (Node's `cert.subjectaltname` text) names the
+ * project's Certificate Service rather than some participant that holds a server certificate.
+ */
+export function isCertServiceIdentity(subjectaltname: string | undefined): boolean {
+  return (subjectaltname ?? '')
+    .split(/,\s*/)
+    .some((san) => /^URI:pollen:\/\/[^/]+\/service\/cert-service$/.test(san));
 }

@@ -17,11 +17,11 @@ interface Opts {
   port: string;
   apiKeyFile: string[];
   policy?: string;
-  tlsCert?: string;
-  tlsKey?: string;
+  acceptPolicy: string[];
   hostname: string[];
   siteValidity: string;
-  trustProxy?: boolean;
+  /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
+  trustProxy?: string;
   logLevel: string;
   smtpUrl?: string;
   smtpFrom?: string;
@@ -52,11 +52,18 @@ export function registerCertService(program: Command): void {
       '--policy <file>',
       'enrollment policy YAML for tokens issued by the service (or POLLEN_ENROLLMENT_POLICY)',
     )
-    .option('--tls-cert <file>', 'server certificate (default: issued by the CA for --hostname)')
-    .option('--tls-key <file>', 'server key for --tls-cert')
+    .option(
+      '--accept-policy <file>',
+      'an earlier policy whose outstanding tokens stay valid (repeatable)',
+      collect,
+      [],
+    )
     .option('--hostname <name>', 'DNS name or IP the service is reached at (repeatable)', collect, [])
     .option('--site-validity <days>', 'validity of site certificates; sites renew at two thirds', '30')
-    .option('--trust-proxy', 'take the client address from X-Forwarded-For (behind a reverse proxy)')
+    .option(
+      '--trust-proxy <addresses>',
+      'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',
+    )
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT (or POLLEN_SMTP_URL)')
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
@@ -88,8 +95,7 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
           port,
           apiKeys: keys,
           policyFile: fromEnv(o.policy, 'POLLEN_ENROLLMENT_POLICY'),
-          tlsCert: o.tlsCert,
-          tlsKey: o.tlsKey,
+          acceptPolicyFiles: o.acceptPolicy,
           hostnames: o.hostname.length ? o.hostname : undefined,
           siteValidityDays: Number(o.siteValidity),
           trustProxy: o.trustProxy,

@@ -1,6 +1,11 @@
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
-import type { TLSSocket } from 'node:tls';
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { PollenError, toPollenError } from '../../errors.js';
 import { VERSION } from '../../version.js';
@@ -41,15 +46,26 @@ export function buildApp(
   options: {
     logger?: Logger | false;
     https?: HttpsServerOptions;
-    trustProxy?: boolean;
+    /** Addresses or CIDRs of the reverse proxies whose X-Forwarded-For is believed. */
+    trustProxy?: string;
   } = {},
 ): FastifyInstance {
   const app = Fastify({
     ...(options.https ? { https: options.https } : {}),
     loggerInstance: options.logger || undefined,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Errors raised before routing (a malformed URL, say) get the same error shape as the rest.
+    frameworkErrors: (
+      err: Error,
+      _req: unknown,
+      reply: { status(n: number): { send(b: unknown): void } },
+    ) => {
+      const e = new PollenError('INVALID_REQUEST', 'The request is malformed', { detail: err.message });
+      reply.status(400).send({ error: e.toJSON() });
+    },
     bodyLimit: MAX_BODY_BYTES,
-    trustProxy: options.trustProxy ?? false,
+    // Only the named proxies' X-Forwarded-For is believed: the client address drives source_ips rules.
+    trustProxy: options.trustProxy || false,
     return503OnClosing: true,
     connectionTimeout: 30_000,
     requestTimeout: 30_000,
@@ -66,7 +82,7 @@ export function buildApp(
         'INVALID_REQUEST',
         'The request body must be JSON (Content-Type: application/json)',
       );
-    else if (code.startsWith('FST_ERR_CTP') || (err as { statusCode?: number }).statusCode === 400)
+    else if (code.startsWith('FST_ERR') && ((err as { statusCode?: number }).statusCode ?? 500) < 500)
       e = new PollenError('INVALID_REQUEST', 'The request body is not valid JSON');
     else e = toPollenError(err);
     if (e.code === 'INTERNAL') req.log.error({ err }, 'internal error');
@@ -111,9 +127,16 @@ export function buildApp(
 
   app.post('/v1/renew', async (req) => {
     const b = only(body(req), ['csr']);
+    // The TLS handshake proved the client holds the key of the certificate it presented; the
+    // service checks the chain itself (any participant type may renew, whatever its key usage).
     const socket = req.raw.socket as TLSSocket;
-    const peer = socket.authorized && socket.getPeerCertificate ? socket.getPeerCertificate() : undefined;
-    return service.renew({ peerSerial: peer?.serialNumber, csr: b.csr });
+    const chain: string[] = [];
+    let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate?.(true);
+    while (c?.raw && chain.length < 5) {
+      chain.push(`-----BEGIN CERTIFICATE-----\n${c.raw.toString('base64')}\n-----END CERTIFICATE-----\n`);
+      c = c.issuerCertificate === c ? undefined : c.issuerCertificate;
+    }
+    return service.renew({ peerChain: chain, csr: b.csr });
   });
 
   app.post('/v1/tokens', async (req) => {

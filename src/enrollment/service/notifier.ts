@@ -93,6 +93,8 @@ export class Notifier {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'user-agent': 'pollen-cert-service' },
       body: JSON.stringify(e),
+      // A redirect could point the service at an address the policy could not name.
+      redirect: 'manual',
       signal: AbortSignal.timeout(this.c.timeoutMs ?? 5000),
     });
     await res.body?.cancel();

@@ -50,6 +50,8 @@ export interface EnrollmentSchema {
     request_id: string | null;
     jti: string | null;
     renewed_from: string | null;
+    /** Set when the certificate was renewed: it cannot be renewed again. */
+    superseded_by: string | null;
     pem: string;
     revoked_at: number | null;
     revoke_reason: string | null;
@@ -116,6 +118,7 @@ export const enrollmentMigrations: Record<string, Migration> = {
         .addColumn('request_id', 'text')
         .addColumn('jti', 'text')
         .addColumn('renewed_from', 'text')
+        .addColumn('superseded_by', 'text')
         .addColumn('pem', 'text', (c) => c.notNull())
         .addColumn('revoked_at', 'bigint')
         .addColumn('revoke_reason', 'text')

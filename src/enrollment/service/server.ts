@@ -30,12 +30,12 @@ export interface CertServiceConfig {
   apiKeys?: string[];
   apiKeyHashes?: string[];
   policyFile?: string;
-  /** TLS certificate and key of the service; default: issued by the CA for `hostnames`. */
-  tlsCert?: string;
-  tlsKey?: string;
+  /** Earlier policy files whose outstanding tokens stay valid. */
+  acceptPolicyFiles?: string[];
   hostnames?: string[];
   siteValidityDays?: number;
-  trustProxy?: boolean;
+  /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
+  trustProxy?: string;
   logger?: Logger | false;
   /** Notification delivery (SMTP relay, default recipients). */
   smtpUrl?: string;
@@ -63,8 +63,8 @@ function ensureServerCertificate(
 ): { cert: string; key: string } {
   const certPath = join(workspace, 'tls', 'cert-service.crt');
   const keyPath = join(workspace, 'tls', 'cert-service.key');
-  const hostsPath = join(workspace, 'tls', 'hosts.json');
-  const wanted = JSON.stringify([...hostnames].sort());
+  const hostsPath = join(workspace, 'tls', 'hosts.json'); // also marks certificates made with the service identity
+  const wanted = JSON.stringify({ v: 2, hosts: [...hostnames].sort() });
   if (
     existsSync(certPath) &&
     existsSync(keyPath) &&
@@ -73,7 +73,9 @@ function ensureServerCertificate(
   ) {
     const cert = readFileSync(certPath, 'utf8');
     const notAfter = new Date(new X509Certificate(cert).validTo); // the leaf comes first
-    if (notAfter.getTime() - Date.now() > 7 * 86_400_000) return { cert, key: readFileSync(keyPath, 'utf8') };
+    // Re-issued at two thirds of its 90-day life, like any site certificate.
+    if (notAfter.getTime() - Date.now() > 30 * 86_400_000)
+      return { cert, key: readFileSync(keyPath, 'utf8') };
   }
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const spki = publicKey.export({ type: 'spki', format: 'der' });
@@ -81,7 +83,7 @@ function ensureServerCertificate(
     ca.issuer,
     spki,
     describeKey(publicKey),
-    { name: 'cert-service', type: 'server', project: ca.meta.name, hosts: hostnames },
+    { name: 'cert-service', type: 'server', project: ca.meta.name, hosts: hostnames, service: true },
     90 * 86_400_000,
   );
   const cert = `${issued.pem}${ca.intermediatePem}\n`;
@@ -114,6 +116,7 @@ export async function startCertService(c: CertServiceConfig): Promise<RunningCer
       store,
       tokenSigner,
       policy,
+      acceptPolicies: (c.acceptPolicyFiles ?? []).map((f) => loadPolicy(f)),
       apiKeyHashes: hashes,
       siteValidityMs: (c.siteValidityDays ?? 30) * 86_400_000,
       notifier: new Notifier({ smtpUrl: c.smtpUrl, smtpFrom: c.smtpFrom, adminEmail: c.adminEmail, logger }),
@@ -123,20 +126,17 @@ export async function startCertService(c: CertServiceConfig): Promise<RunningCer
     throw e;
   }
   const hostnames = c.hostnames ?? ['localhost', '127.0.0.1', hostname()];
-  const tls =
-    c.tlsCert && c.tlsKey
-      ? { cert: readFileSync(c.tlsCert, 'utf8'), key: readFileSync(c.tlsKey, 'utf8') }
-      : ensureServerCertificate(ca, workspace, hostnames);
+  const tls = ensureServerCertificate(ca, workspace, hostnames);
+  const tlsOptions = {
+    ca: [ca.rootPem, ca.intermediatePem],
+    requestCert: true, // only /v1/renew uses it; enrollment works without a client certificate
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2' as const,
+  };
   const app = buildApp(service, {
     logger: logger || false,
     trustProxy: c.trustProxy,
-    https: {
-      ...tls,
-      ca: [ca.rootPem, ca.intermediatePem],
-      requestCert: true, // only /v1/renew uses it; enrollment works without a client certificate
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
-    },
+    https: { ...tls, ...tlsOptions },
   });
   const host = c.host ?? '0.0.0.0';
   try {
@@ -157,6 +157,18 @@ export async function startCertService(c: CertServiceConfig): Promise<RunningCer
   const timer =
     tidyEvery > 0 ? setInterval(() => void service.tidy().catch(() => undefined), tidyEvery) : undefined;
   timer?.unref();
+  // The service's own certificate is renewed while it runs, without dropping connections.
+  const tlsTimer = setInterval(() => {
+    try {
+      (app.server as import('node:https').Server).setSecureContext({
+        ...ensureServerCertificate(ca, workspace, hostnames),
+        ...tlsOptions,
+      });
+    } catch (err) {
+      if (logger) logger.error({ err }, 'could not renew the service certificate');
+    }
+  }, 6 * 3_600_000);
+  tlsTimer.unref();
   const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
   return {
     url: `https://${shown}:${port}`,
@@ -167,6 +179,7 @@ export async function startCertService(c: CertServiceConfig): Promise<RunningCer
     databaseLocation: store.location,
     async close() {
       if (timer) clearInterval(timer);
+      clearInterval(tlsTimer);
       await app.close();
       await service.drain();
       await store.close();

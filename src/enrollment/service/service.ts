@@ -7,12 +7,13 @@ import {
   verify,
   X509Certificate,
 } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 import { PollenError } from '../../errors.js';
 import type { LoadedCa } from '../../pki/ca.js';
 import { createCrl } from '../../pki/crl.js';
 import { checkCsr } from '../../pki/csr.js';
 import { type CertType, issueSiteCertificate, type SiteProfile } from '../../pki/profiles.js';
+import { verifyChain } from '../../pki/verify.js';
 import type { Database } from '../../store/database.js';
 import { decide, type LoadedPolicy, matchNamePattern, parsePolicy } from '../policy.js';
 import { issueTokens, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
@@ -29,8 +30,10 @@ export interface CertificateServiceOptions {
   store: Database<EnrollmentSchema>;
   /** Signs tokens issued through the API; verification keys come from `tokenKeys`. */
   tokenSigner: TokenSigner;
-  /** The policy new tokens are issued under; every policy ever configured stays known. */
+  /** The policy new tokens are issued under. */
   policy: LoadedPolicy;
+  /** Earlier policies whose outstanding tokens are still honoured (none by default). */
+  acceptPolicies?: LoadedPolicy[];
   /** SHA-256 (hex) of each admin API key; the keys themselves are never stored. */
   apiKeyHashes: string[];
   /** Validity of certificates issued to sites (default 30 days; renewal at two thirds). */
@@ -133,26 +136,26 @@ export class CertificateService {
   static async create(o: CertificateServiceOptions): Promise<CertificateService> {
     const s = new CertificateService(o);
     const { db } = o.store;
-    await db
-      .insertInto('policies')
-      .values({
-        sha256: o.policy.sha256,
-        project: o.policy.policy.metadata.project,
-        version: o.policy.policy.metadata.version,
-        text: o.policy.text,
-        source: o.policy.source,
-        created_at: s.now().getTime(),
-      })
-      .onConflict((oc) => oc.column('sha256').doNothing())
-      .execute();
-    for (const row of await db.selectFrom('policies').selectAll().execute())
-      s.policies.set(
-        row.sha256,
-        row.sha256 === o.policy.sha256 ? o.policy : parsePolicy(row.text, row.source),
-      );
+    // Only the policies configured for this run are honoured: a policy that is no longer
+    // configured (say, the permissive built-in default) cannot be used to bypass a stricter one.
+    for (const p of [o.policy, ...(o.acceptPolicies ?? [])]) {
+      await db
+        .insertInto('policies')
+        .values({
+          sha256: p.sha256,
+          project: p.policy.metadata.project,
+          version: p.policy.metadata.version,
+          text: p.text,
+          source: p.source,
+          created_at: s.now().getTime(),
+        })
+        .onConflict((oc) => oc.column('sha256').doNothing())
+        .execute();
+      s.policies.set(p.sha256, p);
+    }
     for (const row of await db.selectFrom('api_keys').select('sha256').execute())
       s.apiKeyHashes.push(Buffer.from(row.sha256, 'hex'));
-    o.notifier?.check(o.policy);
+    for (const p of [o.policy, ...(o.acceptPolicies ?? [])]) o.notifier?.check(p);
     if (s.apiKeyHashes.length === 0)
       throw new PollenError('API_KEY_REQUIRED', 'The Certificate Service needs at least one admin API key', {
         hint: 'Make one with `pollen cert api-key -o api_key.txt` and pass --api-key-file api_key.txt.',
@@ -193,9 +196,9 @@ export class CertificateService {
     if (!policy)
       throw new PollenError(
         'TOKEN_INVALID',
-        'The token was issued under a policy this service does not know',
+        'The token was issued under a policy this service does not accept',
         {
-          hint: 'Start the Certificate Service with --policy FILE for the policy the token was made with.',
+          hint: 'Make tokens with the policy the service runs (`pollen token generate -p FILE`), or start the service with --accept-policy FILE for that policy.',
         },
       );
     if (claims.pollen.root_ca_fingerprint !== this.ca.rootFingerprint)
@@ -211,8 +214,9 @@ export class CertificateService {
       );
     const decision = decide(policy.policy, { name, type: claims.pollen.subject_type, ip: input.ip });
     if (decision.action === 'reject')
-      throw new PollenError('ENROLLMENT_REJECTED', `Enrollment refused by policy: ${decision.reason}`, {
-        data: { rule: decision.rule ?? null },
+      throw new PollenError('ENROLLMENT_REJECTED', "Enrollment refused by the project's policy", {
+        detail: `rule ${decision.rule ?? '(none)'}: ${decision.reason}`,
+        hint: 'Ask the project admin; `pollen policy explain POLICY --site NAME --ip ADDR` shows why.',
       });
     const consume = (tx: Tx) => this.consumeToken(tx, claims, now);
     try {
@@ -364,6 +368,9 @@ export class CertificateService {
 
   /** A site that holds a valid certificate from another token must be revoked before it enrolls again. */
   private async refuseIfEnrolledElsewhere(tx: Tx, name: string, type: string, jti: string, now: Date) {
+    // Replicas sharing a PostgreSQL store serialise on the identity; SQLite has one writer anyway.
+    if (this.store.backend === 'postgres')
+      await sql`SELECT pg_advisory_xact_lock(hashtext(${`${type}:${name}`}))`.execute(tx);
     const active = await tx
       .selectFrom('certificates')
       .select(['serial', 'jti'])
@@ -415,6 +422,7 @@ export class CertificateService {
       request_id: extra.requestId ?? null,
       jti: extra.jti ?? null,
       renewed_from: extra.renewedFrom ?? null,
+      superseded_by: null,
       pem: issued.pem,
       revoked_at: null,
       revoke_reason: null,
@@ -512,14 +520,26 @@ export class CertificateService {
   }
 
   /** Renew over mTLS: the presented (verified) certificate names the site; the CSR brings the new key. */
-  async renew(input: { peerSerial: string | undefined; csr: unknown }): Promise<IssuedResponse> {
-    if (!input.peerSerial)
+  /**
+   * Renew over mTLS. `peerChain` is what the client presented (leaf first); it must chain to the
+   * project root and be a current certificate of ours. Each certificate renews once: the renewal
+   * supersedes it in the same transaction. A retry with the same new key gets the same answer.
+   */
+  async renew(input: { peerChain: string[]; csr: unknown }): Promise<IssuedResponse> {
+    const [leaf, ...rest] = input.peerChain;
+    if (!leaf)
       throw new PollenError('FORBIDDEN', 'Renewal needs the current certificate as a TLS client certificate');
+    if (!verifyChain(leaf, `${rest.join('')}${this.ca.intermediatePem}\n`, this.ca.rootPem, this.now()))
+      throw new PollenError(
+        'FORBIDDEN',
+        'The presented certificate is not a valid certificate of this project',
+      );
+    const peerSerial = new X509Certificate(leaf).serialNumber.toLowerCase();
     const now = this.now();
     const current = await this.store.db
       .selectFrom('certificates')
       .selectAll()
-      .where('serial', '=', input.peerSerial.toLowerCase())
+      .where('serial', '=', peerSerial)
       .executeTakeFirst();
     if (!current)
       throw new PollenError('NOT_ENROLLED', 'The presented certificate was not issued by this service');
@@ -531,6 +551,33 @@ export class CertificateService {
     if (csr.commonName !== current.name)
       throw new PollenError('CSR_SUBJECT_MISMATCH', `The CSR common name must be '${current.name}'`);
     const type = current.type as CertType;
+    const superseded = () =>
+      new PollenError('CERT_SUPERSEDED', 'The presented certificate was already renewed', {
+        hint: 'Use the renewed certificate; a certificate renews only once.',
+      });
+    if (current.superseded_by) {
+      const next = await this.store.db
+        .selectFrom('certificates')
+        .selectAll()
+        .where('serial', '=', current.superseded_by)
+        .executeTakeFirst();
+      const sameKey =
+        next &&
+        new X509Certificate(next.pem).publicKey.export({ type: 'spki', format: 'der' }).equals(csr.spki);
+      if (next && sameKey && next.revoked_at === null)
+        return this.issuedResponse(
+          {
+            pem: next.pem,
+            serial: next.serial,
+            fingerprint: next.fingerprint,
+            notAfter: new Date(next.not_after),
+          },
+          next.name,
+          type,
+          next.role,
+        );
+      throw superseded();
+    }
     const issued = this.sign(
       csr.spki,
       csr.keyInfo,
@@ -538,6 +585,14 @@ export class CertificateService {
       now,
     );
     await this.batcher.run(async (tx) => {
+      const claimed = await tx
+        .updateTable('certificates')
+        .set({ superseded_by: issued.serial })
+        .where('serial', '=', current.serial)
+        .where('superseded_by', 'is', null)
+        .where('revoked_at', 'is', null)
+        .executeTakeFirst();
+      if (Number(claimed.numUpdatedRows) !== 1) throw superseded();
       await tx
         .insertInto('certificates')
         .values(
@@ -661,6 +716,7 @@ export class CertificateService {
           .executeTakeFirst();
         if (Number(updated.numUpdatedRows) !== 1)
           throw new PollenError('REQUEST_NOT_PENDING', `Request ${r.id} is no longer pending`);
+        await this.refuseIfEnrolledElsewhere(tx, r.name, r.type, r.jti, now);
         await tx
           .insertInto('certificates')
           .values(this.certRow(issued, r, actor, now, { jti: r.jti, requestId: r.id }))
@@ -755,6 +811,18 @@ export class CertificateService {
       )
       .execute();
     if (rows.length === 0) throw new PollenError('NOT_ENROLLED', 'No valid certificate matches');
+    // A revoked certificate takes its renewals with it: they carry the same, now untrusted, identity.
+    for (let frontier = rows.map((r) => r.serial); frontier.length > 0; ) {
+      const next = await this.store.db
+        .selectFrom('certificates')
+        .select(['serial', 'name'])
+        .where('renewed_from', 'in', frontier)
+        .where('revoked_at', 'is', null)
+        .execute();
+      const fresh = next.filter((n) => !rows.some((r) => r.serial === n.serial));
+      rows.push(...fresh);
+      frontier = fresh.map((n) => n.serial);
+    }
     await this.batcher.run(async (tx) => {
       await tx
         .updateTable('certificates')
@@ -795,7 +863,8 @@ export class CertificateService {
       new Date(now),
       DAY,
     );
-    this.crlCache = { pem, until: now + DAY / 2 };
+    // Re-read at most a minute later, so revocations made by another replica show up quickly.
+    this.crlCache = { pem, until: now + 60_000 };
     return pem;
   }
 
