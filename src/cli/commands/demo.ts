@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -20,7 +20,7 @@ export function registerDemo(program: Command): void {
       '-w, --workspace <dir>',
       'where to put the CA, service and kits (default: a new temporary folder)',
     )
-    .option('--keep', 'leave the Certificate Service running and the workspace in place')
+    .option('--keep', 'leave the Certificate Service running (a temporary workspace is otherwise removed)')
     .addHelpText(
       'after',
       `
@@ -46,13 +46,20 @@ What happens, each step a real \`pollen\` process:
             line: (text) => say(`   ${text}`),
           },
         );
-        out.result(summary, (s) => [
+        // A temporary workspace holds CA keys: remove it unless asked to keep it.
+        const removed = !o.keep && !o.workspace;
+        if (removed) rmSync(workspace, { recursive: true, force: true });
+        out.result({ ...summary, workspaceRemoved: removed }, (s) => [
           '',
           `${ok('✓')} ${s.enrolled.length} sites enrolled (${s.enrolled.filter((e) => e.verified).length} chains verified), ` +
             `${s.pendingApproved.length} after approval, ${s.refused.length} intruder refused, in ${s.seconds}s`,
           s.keptRunning
             ? `The Certificate Service keeps running at ${s.certServiceUrl} (pid ${s.certServicePid}); workspace ${s.workspace}`
-            : dim(`Everything was shut down. Files are in ${s.workspace}`),
+            : dim(
+                s.workspaceRemoved
+                  ? 'Everything was shut down and the temporary workspace removed (keep it with --keep or -w DIR).'
+                  : `Everything was shut down. Files are in ${s.workspace}`,
+              ),
         ]);
       }),
     );
