@@ -72,6 +72,8 @@ const { values: flags } = parseArgs({
     connections: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
     bin: { type: 'string' },
+    workers: { type: 'string' },
+    'paced-rate': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -89,6 +91,8 @@ if (flags.help) {
   --log-level L      the service's --log-level (default info, as in production)
   --keep             keep the temporary folder (CA, workspaces, logs)
   --bin FILE         the pollen CLI to measure (default bin/pollen.js): compare two builds
+  --workers N        the service's --workers (default: the number of cores, 2 here)
+  --paced-rate R     arrivals per second of the paced pass (default 1000, the target rate)
 
 Writes bench/out/enrollment.json. Build first (npm run bench does): npx tsc -p tsconfig.build.json
 `);
@@ -103,7 +107,8 @@ const cfg = {
   warmup: quick ? 500 : 1000,
   concurrency: Number(flags.concurrency ?? 64),
   connections: Number(flags.connections ?? 32),
-  pacedRate: 500,
+  pacedRate: Number(flags['paced-rate'] ?? 1000),
+  workers: Number(flags.workers ?? Math.min(2, cpus().length)),
   pacedN: quick ? 750 : 2500,
   pgN: quick ? 500 : 2000,
   x509Csrs: quick ? 60 : 200,
@@ -386,6 +391,8 @@ async function measureService(o: {
     '--log-level',
     cfg.logLevel,
     ...(o.database ? ['--database', o.database] : []),
+    '--workers',
+    String(cfg.workers),
   ];
   log(`${o.backend}: starting node ${args.join(' ')}`);
   mkdirSync(ws, { recursive: true });
@@ -645,7 +652,7 @@ function report(d: {
       ],
       [
         svcRow(
-          `SQLite (WAL, synchronous=FULL), ${sqlite.n} enrollments, ${sqlite.concurrency} in flight`,
+          `SQLite (WAL, synchronous=FULL), ${cfg.workers} worker(s), ${sqlite.n} enrollments, ${sqlite.concurrency} in flight`,
           sqlite,
         ),
         ...(sqlite.paced

@@ -172,6 +172,11 @@ export const ERROR_CODES = {
     ExitCode.INVALID_INPUT,
     'Ask for a kit signed with the project CA (`pollen package -c CA_DIR`), or pass --allow-unsigned.',
   ),
+  KIT_UNPINNED: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    'Pass --root-fingerprint with the root CA fingerprint the project admin gave you out of band (or your own --token): files inside the kit cannot vouch for it.',
+  ),
   // Store
   DATABASE_URL_INVALID: spec(
     400,

@@ -595,12 +595,13 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
   }> = [];
 
   beforeAll(async () => {
-    // A server certificate for 127.0.0.1 signed by the test root CA.
+    // A server certificate for 127.0.0.1 signed by the test root CA, with the Certificate
+    // Service identity that clients trusting a project root require.
     const key = join(dir, 'srv.key');
     const csr = join(dir, 'srv.csr');
     const crt = join(dir, 'srv.pem');
     const ext = join(dir, 'srv.ext');
-    writeFileSync(ext, 'subjectAltName=IP:127.0.0.1\n');
+    writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,URI:pollen://cli-test/service/cert-service\n');
     execFileSync(
       'openssl',
       [

@@ -4,8 +4,10 @@
  * through the admin API, and renewal over mutual TLS through the library.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +18,9 @@ import { loadPolicy } from '../src/enrollment/policy.js';
 import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';
-import { initCa } from '../src/pki/ca.js';
+import { initCa, loadCa } from '../src/pki/ca.js';
+import { describeKey } from '../src/pki/keys.js';
+import { issueSiteCertificate } from '../src/pki/profiles.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -295,5 +299,114 @@ describe('pollen start against the Certificate Service', () => {
     const again = await enrollKit(kit);
     expect(again.action).toBe('existing');
     expect(again.certificate.serial).toBe(r.certificate.serial);
+  });
+});
+
+describe('a participant posing as the Certificate Service', () => {
+  /**
+   * What any site with a server certificate of the project could run: real TLS on 127.0.0.1 with
+   * a server certificate from the same project CA, valid for localhost and 127.0.0.1, but without
+   * the Certificate Service identity. It records every HTTP request it gets.
+   */
+  async function impostor() {
+    const ca = await loadCa(caDir);
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const leaf = issueSiteCertificate(
+      ca.issuer,
+      publicKey.export({ type: 'spki', format: 'der' }),
+      describeKey(publicKey),
+      { name: 'cert-service', type: 'server', project: ca.meta.name, hosts: ['localhost', '127.0.0.1'] },
+      86_400_000,
+    );
+    const seen: Array<{ method: string; url: string; authorization?: string; body: string }> = [];
+    const server = createServer(
+      {
+        key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+        cert: `${leaf.pem}${ca.intermediatePem}\n${ca.rootPem}\n`,
+      },
+      (req, res) => {
+        let body = '';
+        req.on('data', (d) => (body += d));
+        req.on('end', () => {
+          seen.push({
+            method: req.method ?? '',
+            url: req.url ?? '',
+            ...(req.headers.authorization !== undefined && { authorization: req.headers.authorization }),
+            body,
+          });
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(
+            req.url === '/v1/ca'
+              ? JSON.stringify({
+                  root: ca.rootPem,
+                  intermediate: ca.intermediatePem,
+                  chain: ca.chainPem,
+                  rootFingerprint: ca.rootFingerprint,
+                })
+              : '{}',
+          );
+        });
+      },
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return {
+      url,
+      seen,
+      close: () =>
+        new Promise<void>((r) => {
+          server.closeAllConnections();
+          server.close(() => r());
+        }),
+    };
+  }
+
+  it('pollen start sends it no token and fails with TLS_FAILED', async () => {
+    const fake = await impostor();
+    try {
+      const kit = await makeKit('hospital-impostor');
+      const secret = readFileSync(join(kit, 'startup/enrollment_token'), 'utf8').trim();
+      const r = await pollen(['start', kit, '--enroll-only', '--json'], {
+        POLLEN_CERT_SERVICE_URL: fake.url,
+      });
+      expect(r.code, r.stdout + r.stderr).toBe(ExitCode.UNAVAILABLE);
+      const err = JSON.parse(r.stdout).error;
+      expect(err.code).toBe('TLS_FAILED');
+      expect(err.message).toBe(
+        `The server at ${fake.url} is not the project's Certificate Service (its certificate lacks the service identity); nothing was sent`,
+      );
+      expect(fake.seen.filter((q) => q.url !== '/v1/ca')).toEqual([]);
+      expect(JSON.stringify(fake.seen)).not.toContain(secret);
+      expect(existsSync(join(kit, 'startup/hospital-impostor.crt'))).toBe(false);
+      // The genuine service still enrolls the same kit.
+      const ok = await pollen(['start', kit, '--enroll-only', '--json']);
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, action: 'enrolled' });
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it('the admin client trusting the project root does not send it the API key', async () => {
+    const fake = await impostor();
+    const client = new CertServiceClient({
+      url: fake.url,
+      apiKey: API_KEY,
+      caCert: readFileSync(join(caDir, 'rootCA.pem'), 'utf8'),
+    });
+    try {
+      const err = await client.listRequests().then(
+        () => null,
+        (e: unknown) => e as { code: string; message: string },
+      );
+      expect(err?.code).toBe('TLS_FAILED');
+      expect(err?.message).toMatch(/is not the project's Certificate Service/);
+      expect(fake.seen).toEqual([]);
+      // The real service, under the same root, is accepted.
+      expect((await admin.health()).status).toBe('ok');
+    } finally {
+      await client.close();
+      await fake.close();
+    }
   });
 });

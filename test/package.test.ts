@@ -130,11 +130,112 @@ describe('pollen package', () => {
       rootCaFingerprint: rootFingerprint,
       pinned: true,
     });
+    expect(
+      v.body.pins.map((p: { source: string; independent: boolean }) => [p.source, p.independent]),
+    ).toEqual([
+      ['argument', true],
+      ['enrollment_token', false],
+      ['enrollment.json', false],
+    ]);
+  });
+
+  it('verify: a kit replaced wholesale is intact but not pinned; a real pin or --require-pin refuses it', async () => {
+    // The attacker's kit: its own CA, signature, enrollment.json and a token signed by its own key.
+    const otherCa = join(tmp, 'attacker-ca');
+    await initCa({ name: 'Attacker', dir: otherCa, keyType: 'ec-p256' });
+    const policy = parsePolicy(DEFAULT_POLICY_YAML);
+    const forgedToken = issueToken(loadTokenSigner(otherCa), { subject: 'hospital-w', policy }).token;
+    const genuineToken = issueToken(loadTokenSigner(caDir), { subject: 'hospital-w', policy }).token;
+    const forged = join(tmp, 'forged');
+    const made = pollen([
+      'package',
+      '-n',
+      'hospital-w',
+      '-e',
+      'grpcs://superlink.example.com:9092',
+      '--cert-service',
+      'https://certs.evil.example:8443',
+      '--token',
+      forgedToken,
+      '-c',
+      otherCa,
+      '-o',
+      forged,
+    ]);
+    expect(made.code, made.stderr).toBe(0);
+
+    // Without an independent pin: exit 0, but not pinned, and a warning says what to do.
+    const text = pollen(['package', 'verify', forged]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stderr).toMatch(
+      /warning: no independent pin: pass --root-fingerprint from the project admin/,
+    );
+    expect(text.stderr).toMatch(/enrollment_token and enrollment\.json came with the kit/);
+    expect(text.stdout).toMatch(/pin from enrollment_token \(inside the kit, not independent\)/);
+    expect(text.stdout).toMatch(/NOT pinned/);
+    const v = json(['package', 'verify', forged]);
+    expect(v.code).toBe(0);
+    expect(v.body).toMatchObject({ ok: true, intact: true, signature: 'valid', pinned: false });
     expect(v.body.pins.map((p: { source: string }) => p.source)).toEqual([
-      'argument',
-      'token',
+      'enrollment_token',
       'enrollment.json',
     ]);
+    // Passing the kit's own token file by path does not make it independent.
+    const ownToken = json(['package', 'verify', forged, '--token', join(forged, 'startup/enrollment_token')]);
+    expect(ownToken.code).toBe(0);
+    expect(ownToken.body.pinned).toBe(false);
+    expect(ownToken.stderr).toMatch(/is inside the kit: it is not an independent pin/);
+
+    // The real fingerprint refuses it; so does the site's own token, given or in the environment.
+    const fp = json(['package', 'verify', forged, '--root-fingerprint', rootFingerprint]);
+    expect(fp.code).toBe(ExitCode.UNAUTHORIZED);
+    expect(fp.body.error.code).toBe('CA_FINGERPRINT_MISMATCH');
+    const env = json(['package', 'verify', forged], { POLLEN_ENROLLMENT_TOKEN: genuineToken });
+    expect(env.code).toBe(ExitCode.UNAUTHORIZED);
+    expect(env.body.error.code).toBe('CA_FINGERPRINT_MISMATCH');
+
+    // --require-pin without a pin refuses it.
+    const required = json(['package', 'verify', forged, '--require-pin']);
+    expect(required.code).toBe(ExitCode.INVALID_INPUT);
+    expect(required.body.error.code).toBe('KIT_UNPINNED');
+    const requiredText = pollen(['package', 'verify', forged, '--require-pin']);
+    expect(requiredText.code).toBe(ExitCode.INVALID_INPUT);
+    expect(requiredText.stderr).toMatch(/error\[KIT_UNPINNED\]: .*no independent pin/);
+
+    // The genuine kit passes --require-pin with the fingerprint or the site's own token.
+    const genuine = join(tmp, 'genuine');
+    expect(
+      pollen([
+        'package',
+        '-n',
+        'hospital-w',
+        '-e',
+        'grpcs://s:9092',
+        '--token',
+        genuineToken,
+        '-c',
+        caDir,
+        '-o',
+        genuine,
+      ]).code,
+    ).toBe(0);
+    expect(json(['package', 'verify', genuine, '--require-pin']).body.error.code).toBe('KIT_UNPINNED');
+    const pinned = json([
+      'package',
+      'verify',
+      genuine,
+      '--require-pin',
+      '--root-fingerprint',
+      rootFingerprint,
+    ]);
+    expect(pinned.code, pinned.stderr).toBe(0);
+    expect(pinned.body.pinned).toBe(true);
+    expect(pinned.stderr).not.toMatch(/warning/);
+    const byEnv = json(['package', 'verify', genuine, '--require-pin'], {
+      POLLEN_ENROLLMENT_TOKEN: genuineToken,
+    });
+    expect(byEnv.code, byEnv.stderr).toBe(0);
+    expect(byEnv.body.pinned).toBe(true);
   });
 
   it('verify reports tampering with exit code and details', () => {

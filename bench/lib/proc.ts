@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /** Child processes for benches: timed whole-process runs and long-running services. */
@@ -81,15 +81,30 @@ export async function runOk(
   return r;
 }
 
-/** User + system CPU time of a live process in milliseconds (Linux /proc), or undefined elsewhere. */
+/**
+ * User + system CPU time in milliseconds of a live process and its live children (worker
+ * processes of `cert-service --workers N`), from Linux /proc; undefined elsewhere.
+ */
 export function processCpuMs(pid: number): number | undefined {
+  const own = statOf(pid);
+  if (!own) return undefined;
+  let total = own.cpuMs;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === pid) continue;
+    const st = statOf(Number(entry));
+    if (st?.ppid === pid) total += st.cpuMs;
+  }
+  return total;
+}
+
+function statOf(pid: number): { ppid: number; cpuMs: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name, which is in parentheses and may hold spaces.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const utime = Number(fields[11]);
     const stime = Number(fields[12]);
-    return ((utime + stime) * 1000) / 100; // USER_HZ is 100 on Linux
+    return { ppid: Number(fields[1]), cpuMs: ((utime + stime) * 1000) / 100 }; // USER_HZ is 100
   } catch {
     return undefined;
   }

@@ -1,13 +1,56 @@
 /**
- * A small typed HTTPS client for the Certificate Service admin API (docs/api.md). It trusts the
- * given root CA (or the system roots when none is given), sends the API key as a Bearer token and
- * turns `{error:{code,message,hint}}` answers back into the same PollenError. Connection failures
- * become UNAVAILABLE, certificate failures TLS_FAILED.
+ * A small typed HTTPS client for the Certificate Service admin API (docs/api.md). It sends the API
+ * key as a Bearer token and turns `{error:{code,message,hint}}` answers back into the same
+ * PollenError. Connection failures become UNAVAILABLE, certificate failures TLS_FAILED.
+ *
+ * Whom it trusts:
+ * - with `caCert` (the project root): a server certificate that chains to it, matches the host
+ *   name AND carries the Certificate Service identity (URI SAN `pollen://PROJECT/service/cert-service`,
+ *   see `isCertServiceIdentity`). The project CA also issues server and relay certificates to
+ *   participants; without the identity check any of them, holding a certificate for the service's
+ *   host name, could pose as the service and collect the API key.
+ * - without `caCert`: the system roots and the ordinary host-name check only, for a service behind
+ *   a public (WebPKI) certificate, which cannot carry a project identity.
  */
+import { checkServerIdentity as checkHostName, type PeerCertificate } from 'node:tls';
 import { Agent, fetch } from 'undici';
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode, PollenError } from '../errors.js';
+import { CERT_SERVICE_IDENTITY, isCertServiceIdentity } from '../pki/profiles.js';
 import type { SubjectType } from './policy.js';
+
+/** The `code` of the connection error raised when a server is not the Certificate Service. */
+export const NOT_CERT_SERVICE = 'ERR_POLLEN_NOT_CERT_SERVICE';
+
+/**
+ * `checkServerIdentity` for every connection to the Certificate Service that trusts the project
+ * root: the normal host-name check, then the service identity that no participant certificate
+ * carries. Node runs it before anything is written on the connection, so a server that fails it
+ * never sees a request (token, CSR, poll proof, renewal, API key).
+ */
+export function checkCertServiceIdentity(host: string, cert: PeerCertificate): Error | undefined {
+  const hostError = checkHostName(host, cert);
+  if (hostError) return hostError;
+  if (isCertServiceIdentity(cert.subjectaltname)) return undefined;
+  return Object.assign(
+    new Error(
+      `the certificate of ${host} lacks the Certificate Service identity (URI pollen://PROJECT${CERT_SERVICE_IDENTITY})`,
+    ),
+    { code: NOT_CERT_SERVICE },
+  );
+}
+
+/** The TLS_FAILED error for a server that is not the Certificate Service. */
+export function notCertServiceError(origin: string, cause?: unknown, suffix = ''): PollenError {
+  return new PollenError(
+    'TLS_FAILED',
+    `The server at ${origin} is not the project's Certificate Service (its certificate lacks the service identity)${suffix}`,
+    {
+      ...(cause !== undefined && { cause }),
+      hint: `Check the Certificate Service URL. The project CA also issues server and relay certificates, so a certificate from the project root is not enough: the service's own carries the URI pollen://PROJECT${CERT_SERVICE_IDENTITY} (the Certificate Service issues its own certificate with it).`,
+    },
+  );
+}
 
 export interface CertServiceClientOptions {
   /** `https://host:8443` (a path prefix is kept). */
@@ -150,7 +193,8 @@ export class CertServiceClient {
     this.apiKey = opts.apiKey;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.agent = new Agent({
-      connect: opts.caCert === undefined ? {} : { ca: opts.caCert },
+      connect:
+        opts.caCert === undefined ? {} : { ca: opts.caCert, checkServerIdentity: checkCertServiceIdentity },
       keepAliveTimeout: 5_000,
     });
   }
@@ -313,6 +357,7 @@ function connectionError(e: unknown, origin: string): PollenError {
       cause: e,
     });
   const code = errorCode(e);
+  if (code === NOT_CERT_SERVICE) return notCertServiceError(origin, e, '; nothing was sent');
   if (code && (TLS_CODES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL')))
     return new PollenError('TLS_FAILED', `TLS to ${origin} failed (${code})`, {
       cause: e,

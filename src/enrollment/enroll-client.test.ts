@@ -41,6 +41,13 @@ interface StubOptions {
   validityMs?: number;
   /** The clock certificates are issued by (default: real time). */
   clock?: () => Date;
+  /**
+   * What the server's own certificate is: 'service' (default) carries the Certificate Service
+   * identity; 'server' is a plain server certificate of the same CA (any participant may hold
+   * one); 'swap' presents the service certificate on the first connection (the pin) and a plain
+   * server certificate on every later one (a participant that took over the address).
+   */
+  identity?: 'service' | 'server' | 'swap';
 }
 
 interface StubRequest {
@@ -66,24 +73,37 @@ class StubService {
 
   async start(): Promise<this> {
     const tlsCa = this.o.tlsCa ?? this.ca;
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const leaf = issueSiteCertificate(
-      tlsCa.issuer,
-      publicKey.export({ type: 'spki', format: 'der' }),
-      describeKey(publicKey),
-      { name: 'cert-service', type: 'server', project: tlsCa.meta.name, hosts: ['127.0.0.1'] },
-      86_400_000,
-    );
-    this.server = https.createServer(
-      {
+    const credentials = (service: boolean) => {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const leaf = issueSiteCertificate(
+        tlsCa.issuer,
+        publicKey.export({ type: 'spki', format: 'der' }),
+        describeKey(publicKey),
+        {
+          name: 'cert-service',
+          type: 'server',
+          project: tlsCa.meta.name,
+          hosts: ['localhost', '127.0.0.1'],
+          service,
+        },
+        86_400_000,
+      );
+      return {
         key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
         cert: `${leaf.pem}${tlsCa.intermediatePem}\n${this.o.presentRoot ? `${tlsCa.rootPem}\n` : ''}`,
         ca: [this.ca.rootPem, this.ca.intermediatePem],
-        requestCert: true,
-        rejectUnauthorized: false,
-      },
+      };
+    };
+    const identity = this.o.identity ?? 'service';
+    this.server = https.createServer(
+      { ...credentials(identity !== 'server'), requestCert: true, rejectUnauthorized: false },
       (req, res) => void this.handle(req, res),
     );
+    if (identity === 'swap') {
+      // Runs after the TLS listener made this connection's socket: only later connections change.
+      const impostor = credentials(false);
+      this.server.once('connection', () => this.server.setSecureContext(impostor));
+    }
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     this.url = `https://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
@@ -353,6 +373,50 @@ describe('enrollKit', () => {
     expect(stub.counts.enroll).toBe(0);
   });
 
+  it('refuses a server certificate of the project CA without the service identity: no token is sent', async () => {
+    // Any participant can hold a server certificate of the project for this host name.
+    for (const presentRoot of [false, true]) {
+      stub = await new StubService(ca, { identity: 'server', presentRoot }).start();
+      const o = options();
+      const err = await caught(enrollKit(await makeKit(stub.url), o));
+      expect(err.code).toBe('TLS_FAILED');
+      expect(err.message).toBe(
+        `The server at ${stub.url} is not the project's Certificate Service (its certificate lacks the service identity); nothing was sent`,
+      );
+      expect(stub.counts.enroll).toBe(0);
+      expect(stub.counts.poll).toBe(0);
+      expect(stub.counts.total).toBe(presentRoot ? 0 : 1); // at most the public GET /v1/ca
+      expect(o.events.map((e) => e.kind)).not.toContain('submitted');
+      expect(o.events.map((e) => e.kind)).not.toContain('retrying');
+      await stub.stop();
+      stub = undefined;
+    }
+  });
+
+  it('requires the service identity on every connection after the pin, not only the first', async () => {
+    stub = await new StubService(ca, { identity: 'swap', presentRoot: true }).start();
+    const o = options();
+    const err = await caught(enrollKit(await makeKit(stub.url), o));
+    expect(o.events.find((e) => e.kind === 'pinned')).toMatchObject({ source: 'tls-chain' });
+    expect(err.code).toBe('TLS_FAILED');
+    expect(err.message).toMatch(
+      /is not the project's Certificate Service \(its certificate lacks the service identity\)/,
+    );
+    expect(stub.counts.total).toBe(0);
+    expect(o.events.map((e) => e.kind)).not.toContain('retrying');
+  });
+
+  it('resumes a pending request only with the Certificate Service: no poll proof to a plain server', async () => {
+    stub = await new StubService(ca, { mode: 'pending' }).start();
+    const dir = await makeKit(stub.url);
+    expect((await caught(enrollKit(dir, options({ maxWaitMs: 50 })))).code).toBe('ENROLLMENT_PENDING');
+    await stub.stop();
+    stub = await new StubService(ca, { identity: 'server', presentRoot: true }).start();
+    const err = await caught(enrollKit(dir, options({ certServiceUrl: stub.url })));
+    expect(err.code).toBe('TLS_FAILED');
+    expect(stub.counts.total).toBe(0);
+  });
+
   it('refuses a kit whose rootCA.pem contradicts the token, without connecting', async () => {
     stub = await new StubService(ca).start();
     const dir = await makeKit(stub.url);
@@ -519,6 +583,23 @@ describe('enrollKit', () => {
     const r = await enrollKit(dir, options({ now: time.now, sleep: time.sleep }));
     expect(r.action).toBe('existing');
     expect(r.renewalError?.code).toBe('UNAVAILABLE');
+    expect(existsSync(`${loadKit(dir).paths.key}.next`)).toBe(false);
+  });
+
+  it('renews only with the Certificate Service: a plain server certificate gets no renewal request', async () => {
+    stub = await new StubService(ca, { validityMs: 3 * 3_600_000 }).start();
+    const dir = await makeKit(stub.url);
+    const first = await enrollKit(dir, options());
+    await stub.stop();
+    stub = await new StubService(ca, { identity: 'server' }).start();
+    const time = fakeTime(first.certificate.renewAt.getTime() + 60_000);
+    const r = await enrollKit(dir, options({ now: time.now, sleep: time.sleep, certServiceUrl: stub.url }));
+    expect(r.action).toBe('existing');
+    expect(r.renewalError?.code).toBe('TLS_FAILED');
+    expect(r.renewalError?.message).toMatch(/is not the project's Certificate Service/);
+    expect(stub.counts.renew).toBe(0);
+    expect(stub.counts.total).toBe(0);
+    expect(r.certificate.serial).toBe(first.certificate.serial);
     expect(existsSync(`${loadKit(dir).paths.key}.next`)).toBe(false);
   });
 

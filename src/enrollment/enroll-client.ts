@@ -5,6 +5,10 @@
  * - the root CA is pinned from the token's `root_ca_fingerprint` BEFORE anything is sent: the
  *   first connection trusts nothing and only reads the root (from the presented chain or
  *   `GET /v1/ca`); every request after that trusts that root alone;
+ * - the project root also certifies every participant's server and relay certificate, so a
+ *   certificate from it is not enough: the Certificate Service is recognised by its URI identity
+ *   `pollen://PROJECT/service/cert-service`, required (with the host name) on every connection
+ *   that carries a token, a CSR, a poll proof or a renewal, and checked at the pin already;
  * - the private key is made here, saved 0600 before the CSR leaves, and reused while a request
  *   is pending (`startup/enrollment_state.json`): a restarted `pollen start` resumes polling the
  *   same request with the same key, proving possession on every poll;
@@ -34,8 +38,9 @@ import { ERROR_CODES, type ErrorCode, PollenError } from '../errors.js';
 import { createCsr } from '../pki/csr.js';
 import { certificateFingerprint, normaliseFingerprint, sameFingerprint } from '../pki/fingerprint.js';
 import { describeKey, generateKeyPair, keyTypeInfo, privateKeyToPem, x509 } from '../pki/keys.js';
-import { readProfile, renewalTime } from '../pki/profiles.js';
+import { isCertServiceIdentity, readProfile, renewalTime } from '../pki/profiles.js';
 import { writeFileAtomic, writeSecretFile } from '../util/files.js';
+import { checkCertServiceIdentity, NOT_CERT_SERVICE, notCertServiceError } from './cert-service-client.js';
 import { checkCertServiceUrl, type LoadedKit, loadKit, tokenSubjectType } from './kit.js';
 import { chainsToRoot, splitPemCertificates } from './kit-manifest.js';
 import { decodeToken, type TokenClaims } from './token.js';
@@ -392,8 +397,10 @@ function errorCodeOf(e: unknown): string | undefined {
   return undefined;
 }
 
-function toClientError(e: unknown, origin = 'the Certificate Service'): PollenError {
+/** `url`: the service's URL origin, when known. */
+function toClientError(e: unknown, url?: string): PollenError {
   if (e instanceof PollenError) return e;
+  const origin = url ? `the Certificate Service at ${url}` : 'the Certificate Service';
   const name = (e as { name?: unknown })?.name;
   if (name === 'AbortError') return new PollenError('UNAVAILABLE', 'Enrollment was cancelled', { cause: e });
   if (name === 'TimeoutError') {
@@ -402,10 +409,11 @@ function toClientError(e: unknown, origin = 'the Certificate Service'): PollenEr
     return err;
   }
   const code = errorCodeOf(e);
+  if (code === NOT_CERT_SERVICE) return notCertServiceError(url ?? 'this address', e, '; nothing was sent');
   if (code && TLS_CODES.test(code))
     return new PollenError(
       'TLS_FAILED',
-      `TLS to ${origin} failed (${code}): its certificate does not chain to the pinned root CA`,
+      `TLS to ${origin} failed (${code}): ${code === 'ERR_TLS_CERT_ALTNAME_INVALID' ? 'its certificate is not valid for this host name' : 'its certificate does not chain to the pinned root CA'}`,
       {
         cause: e,
         hint: 'Check the Certificate Service URL; the service must present a certificate from the project CA.',
@@ -473,7 +481,7 @@ async function request(
   } catch (e) {
     if (ctx.opts.signal?.aborted)
       throw new PollenError('UNAVAILABLE', 'Enrollment was cancelled', { cause: e });
-    throw toClientError(e, `the Certificate Service at ${url.origin}`);
+    throw toClientError(e, url.origin);
   }
   let json: unknown;
   try {
@@ -521,7 +529,7 @@ function presentedChain(ctx: Ctx, base: URL): Promise<X509Certificate[]> {
       socket.destroy();
       resolvePromise(certs);
     });
-    socket.once('error', (e) => reject(toClientError(e, `the Certificate Service at ${base.origin}`)));
+    socket.once('error', (e) => reject(toClientError(e, base.origin)));
   });
 }
 
@@ -585,6 +593,11 @@ async function pinnedSession(
     ];
   }
   const root = found;
+  // The root alone does not make the Certificate Service: any participant's server certificate
+  // chains to it too. Refuse before the token leaves (the agent checks every later connection).
+  const leaf = presented[0];
+  if (!leaf || !isCertServiceIdentity(leaf.subjectAltName))
+    throw notCertServiceError(base.origin, undefined, '; nothing was sent');
   const intermediates = candidates.filter(
     (c) => c.ca && c.fingerprint256 !== root.fingerprint256 && chainsToRoot(c, [], root, ctx.now()).ok,
   );
@@ -595,7 +608,19 @@ async function pinnedSession(
     fingerprint: certificateFingerprint(root),
     source,
   });
-  return { base, root, ca, agent: new Agent({ connect: { ca, ...mtls }, keepAliveTimeout: 5_000 }) };
+  return { base, root, ca, agent: serviceAgent(ca, mtls) };
+}
+
+/**
+ * The agent of every request that carries something of value: it trusts the pinned root (and the
+ * intermediates verified under it) alone, and requires the host name and the Certificate Service
+ * identity on each connection it makes, however often it reconnects.
+ */
+function serviceAgent(ca: string[], mtls?: { cert: string; key: string }): Agent {
+  return new Agent({
+    connect: { ca, checkServerIdentity: checkCertServiceIdentity, ...mtls },
+    keepAliveTimeout: 5_000,
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1059,7 +1084,7 @@ async function renewCertificate(
     const csr = await createCsr(keys, keyTypeInfo('ec-p256'), kit.config.name);
     const base = baseUrl(url);
     const ca = [pem(current.root), ...current.pool.map(pem)];
-    const agent = new Agent({ connect: { ca, ...mtls } });
+    const agent = serviceAgent(ca, mtls);
     let answer: { status: number; json: unknown };
     try {
       answer = await request(ctx, agent, endpoint(base, 'v1/renew'), 'POST', { csr });

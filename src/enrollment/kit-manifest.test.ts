@@ -81,11 +81,12 @@ describe('signed manifest', () => {
     expect(err).toBeNull();
     expect(v.ok).toBe(true);
     expect(v.signature).toBe('valid');
-    // Three pins: the argument, the token in the kit, enrollment.json.
-    expect(v.pins.map((p) => [p.source, p.matches])).toEqual([
-      ['argument', true],
-      ['token', true],
-      ['enrollment.json', true],
+    expect(v.pinned).toBe(true);
+    // Three pins: the argument (independent), the token in the kit and enrollment.json (weak).
+    expect(v.pins.map((p) => [p.source, p.matches, p.independent])).toEqual([
+      ['argument', true, true],
+      ['enrollment_token', true, false],
+      ['enrollment.json', true, false],
     ]);
   });
 
@@ -202,6 +203,7 @@ describe('signed manifest', () => {
   it('detects a whole kit from another CA through the pinned fingerprint', async () => {
     const forged = await makeKit(other);
     expect(check(forged).err).toBeNull(); // self-consistent...
+    expect(check(forged).v.pinned).toBe(false);
     const { v, err } = check(forged, { rootFingerprint: ca.rootFingerprint }); // ...but not our root
     expect(v.pins[0]?.matches).toBe(false);
     expect(err?.code).toBe('CA_FINGERPRINT_MISMATCH');
@@ -209,6 +211,61 @@ describe('signed manifest', () => {
     const policy = parsePolicy(DEFAULT_POLICY_YAML);
     const token = issueToken(loadTokenSigner(join(tmp, 'ca')), { subject: 'hospital-1', policy }).token;
     expect(check(forged, { token }).err?.code).toBe('CA_FINGERPRINT_MISMATCH');
+  });
+
+  it('does not count the token and enrollment.json inside a kit replaced wholesale as a pin', async () => {
+    // The attacker's kit: its own CA, manifest, signature, enrollment.json and a token it signed.
+    const policy = parsePolicy(DEFAULT_POLICY_YAML);
+    const forgedToken = issueToken(loadTokenSigner(join(tmp, 'other')), {
+      subject: 'hospital-1',
+      policy,
+    }).token;
+    const forged = await makeKit(other, { token: forgedToken, certServiceUrl: 'https://certs.evil:8443' });
+    const v = verifyKit(forged);
+    expect(v.ok).toBe(true); // intact under the root it carries...
+    expect(v.pinned).toBe(false); // ...but nothing independent vouches for that root
+    expect(v.pins.map((p) => [p.source, p.matches, p.independent])).toEqual([
+      ['enrollment_token', true, false],
+      ['enrollment.json', true, false],
+    ]);
+    expect(kitVerificationError(v)).toBeNull();
+    const unpinned = kitVerificationError(v, { requirePin: true });
+    expect(unpinned?.code).toBe('KIT_UNPINNED');
+    expect(unpinned?.message).toMatch(
+      /no independent pin.*enrollment_token and enrollment\.json came with the kit/,
+    );
+    // The real fingerprint, or the site's own token, refuses it.
+    expect(check(forged, { rootFingerprint: ca.rootFingerprint }).err?.code).toBe('CA_FINGERPRINT_MISMATCH');
+    const genuineToken = issueToken(loadTokenSigner(join(tmp, 'ca')), {
+      subject: 'hospital-1',
+      policy,
+    }).token;
+    expect(check(forged, { token: genuineToken }).err?.code).toBe('CA_FINGERPRINT_MISMATCH');
+
+    // The genuine kit: pinned by the fingerprint or by a token given to the site, not by its own.
+    const genuine = await makeKit(ca, { token: genuineToken, certServiceUrl: 'https://certs:8443' });
+    expect(verifyKit(genuine).pinned).toBe(false);
+    expect(kitVerificationError(verifyKit(genuine), { requirePin: true })?.code).toBe('KIT_UNPINNED');
+    const byFingerprint = verifyKit(genuine, { rootFingerprint: ca.rootFingerprint });
+    expect(byFingerprint.pinned).toBe(true);
+    expect(kitVerificationError(byFingerprint, { requirePin: true })).toBeNull();
+    const byToken = verifyKit(genuine, { token: genuineToken });
+    expect(byToken.pinned).toBe(true);
+    expect(byToken.pins.map((p) => [p.source, p.independent])).toEqual([
+      ['token', true],
+      ['enrollment.json', false],
+    ]);
+  });
+
+  it('never calls an unsigned kit pinned, even with a matching fingerprint', async () => {
+    const dir = await makeKit(null, {
+      caRootFingerprint: ca.rootFingerprint,
+      certServiceUrl: 'https://certs:8443',
+    });
+    const v = verifyKit(dir, { rootFingerprint: ca.rootFingerprint });
+    expect(v.pinned).toBe(false);
+    expect(kitVerificationError(v, { allowUnsigned: true })).toBeNull();
+    expect(kitVerificationError(v, { allowUnsigned: true, requirePin: true })?.code).toBe('KIT_UNPINNED');
   });
 
   it('refuses a manifest signed by a site certificate, even one that chains to the root', async () => {

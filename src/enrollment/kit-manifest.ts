@@ -5,9 +5,15 @@
  * signer chain and the root go along (`startup/manifest-signer.pem`, `startup/rootCA.pem`).
  *
  * `verifyKit` checks a kit a site received: the signature, that the signer is a CA certificate
- * chaining to the kit's rootCA.pem, that the root matches every fingerprint the site was given
- * (argument, token, enrollment.json), and every file. A site certificate also chains to the root,
- * so only CA certificates may sign kits.
+ * chaining to the kit's rootCA.pem, that the root matches every fingerprint at hand, and every
+ * file. A site certificate also chains to the root, so only CA certificates may sign kits.
+ *
+ * A signature only proves that the kit is intact under the root it carries: a kit replaced
+ * wholesale (another CA, its own manifest, signature, enrollment.json and token) verifies just as
+ * well. Only a pin the site got independently of the kit ties it to the project: the root
+ * fingerprint from the project admin, or a token the site was given itself. The fingerprints in
+ * startup/enrollment.json and startup/enrollment_token are checked for consistency, but they
+ * travel with the kit and are weak: they never make a kit `pinned`.
  */
 import { createHash, type KeyObject, sign, verify, X509Certificate } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
@@ -239,7 +245,21 @@ export function signingBuilder(ca: LoadedCa | null): KitBuilder {
 // ---------------------------------------------------------------------------------------------
 // Verification
 
-export type PinSource = 'argument' | 'token' | 'enrollment.json';
+/**
+ * Where a pin comes from: `argument` (a root fingerprint the caller was given) and `token` (a token
+ * the caller was given) are independent of the kit; `enrollment_token` and `enrollment.json` are
+ * files inside the kit, which a forged kit brings along.
+ */
+export type PinSource = 'argument' | 'token' | 'enrollment_token' | 'enrollment.json';
+
+export interface KitPin {
+  source: PinSource;
+  fingerprint: string;
+  /** Whether the kit's root matches (null: no root to compare). */
+  matches: boolean | null;
+  /** Given by the caller, not read from the kit: only such a pin can vouch for the kit. */
+  independent: boolean;
+}
 
 export interface KitVerification {
   dir: string;
@@ -249,8 +269,8 @@ export interface KitVerification {
   signer: { subject: string; fingerprint: string; notAfter: string } | null;
   /** Fingerprint of startup/rootCA.pem, when present. */
   rootCaFingerprint: string | null;
-  /** Every fingerprint the site was given, and whether the kit's root matches it (null: no root to compare). */
-  pins: Array<{ source: PinSource; fingerprint: string; matches: boolean | null }>;
+  /** Every root fingerprint at hand (given, or read from the kit), and whether the root matches. */
+  pins: KitPin[];
   /** Problems with the signature or the signer chain. */
   errors: string[];
   files: number;
@@ -259,12 +279,21 @@ export interface KitVerification {
   unexpected: string[];
   /** Signature valid, chain good, every pin matched, no changed, missing or unexpected file. */
   ok: boolean;
+  /**
+   * The kit is tied to the project: its signature is valid and an independent pin (given by the
+   * caller, never one read from the kit) matches its root. `ok` without `pinned` only means the
+   * kit is intact under whatever root it carries.
+   */
+  pinned: boolean;
 }
 
 export interface VerifyKitOptions {
-  /** The root CA fingerprint the site was given out of band (strongest pin). */
+  /** The root CA fingerprint the site was given out of band: an independent pin. */
   rootFingerprint?: string;
-  /** A token to take a pin from (default: startup/enrollment_token, when present). */
+  /**
+   * A token the site was given itself (not the kit's startup/enrollment_token): an independent pin.
+   * The kit's own token file, when present, is always checked too, as a weak pin.
+   */
   token?: string;
   now?: Date;
 }
@@ -370,7 +399,7 @@ export function verifyKit(dirIn: string, opts: VerifyKitOptions = {}): KitVerifi
     errors.push(`${KIT_PATHS.rootCa} is not the root the manifest names`);
 
   // Pins the site was given.
-  const pins: KitVerification['pins'] = [];
+  const pins: KitPin[] = [];
   const addPin = (source: PinSource, value: string | undefined) => {
     if (value === undefined) return;
     const fingerprint = normaliseFingerprint(value);
@@ -378,19 +407,27 @@ export function verifyKit(dirIn: string, opts: VerifyKitOptions = {}): KitVerifi
       errors.push(`the ${source} root fingerprint "${value}" is malformed`);
       return;
     }
-    pins.push({ source, fingerprint, matches: rootCaFingerprint ? fingerprint === rootCaFingerprint : null });
+    pins.push({
+      source,
+      fingerprint,
+      matches: rootCaFingerprint ? fingerprint === rootCaFingerprint : null,
+      independent: source === 'argument' || source === 'token',
+    });
+  };
+  const tokenPin = (token: string | undefined) => {
+    if (!token) return undefined;
+    try {
+      return decodeToken(token).pollen.root_ca_fingerprint;
+    } catch {
+      return undefined; // not a token: it gives no pin (pollen start reports it)
+    }
   };
   addPin('argument', opts.rootFingerprint);
-  let token = opts.token;
-  if (token === undefined && existsSync(kit.paths.token))
-    token = readFileSync(kit.paths.token, 'utf8').trim();
-  if (token) {
-    try {
-      addPin('token', decodeToken(token).pollen.root_ca_fingerprint);
-    } catch {
-      // not a token: it gives no pin (pollen start reports it)
-    }
-  }
+  const given = opts.token?.trim();
+  addPin('token', tokenPin(given));
+  // The kit's own token: checked for consistency, but it came with the kit and vouches for nothing.
+  const kitToken = existsSync(kit.paths.token) ? readFileSync(kit.paths.token, 'utf8').trim() : undefined;
+  if (kitToken !== given) addPin('enrollment_token', tokenPin(kitToken));
   addPin('enrollment.json', kit.enrollment?.rootCaFingerprint);
 
   // Files.
@@ -434,6 +471,7 @@ export function verifyKit(dirIn: string, opts: VerifyKitOptions = {}): KitVerifi
     changed.length === 0 &&
     missing.length === 0 &&
     unexpected.length === 0;
+  const pinned = signature === 'valid' && pins.some((p) => p.independent && p.matches === true);
   return {
     dir,
     name: kit.config.name,
@@ -448,17 +486,19 @@ export function verifyKit(dirIn: string, opts: VerifyKitOptions = {}): KitVerifi
     missing,
     unexpected,
     ok,
+    pinned,
   };
 }
 
 /**
  * Turn a verification into the error a caller should stop with, if any: a root that does not
  * match a pin → CA_FINGERPRINT_MISMATCH; any other problem → KIT_TAMPERED; a clean but unsigned
- * kit → KIT_UNSIGNED unless allowed.
+ * kit → KIT_UNSIGNED unless allowed; with `requirePin`, a kit no independent pin vouches for →
+ * KIT_UNPINNED.
  */
 export function kitVerificationError(
   v: KitVerification,
-  opts: { allowUnsigned?: boolean } = {},
+  opts: { allowUnsigned?: boolean; requirePin?: boolean } = {},
 ): PollenError | null {
   const data = {
     signature: v.signature,
@@ -496,5 +536,15 @@ export function kitVerificationError(
     return new PollenError('KIT_UNSIGNED', `The kit ${v.dir} is not signed: its origin cannot be checked`, {
       data,
     });
+  if (opts.requirePin && !v.pinned) {
+    const weak = v.pins.filter((p) => !p.independent).map((p) => p.source);
+    return new PollenError(
+      'KIT_UNPINNED',
+      v.signature !== 'valid'
+        ? `The kit ${v.dir} is not signed: no pin can tie its files to the project root`
+        : `The kit ${v.dir} has no independent pin: its root CA ${v.rootCaFingerprint} was not checked against a fingerprint or token you were given${weak.length > 0 ? ` (${weak.join(' and ')} came with the kit and cannot vouch for it)` : ''}`,
+      { data },
+    );
+  }
   return null;
 }

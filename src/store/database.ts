@@ -1,7 +1,16 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, type Migration, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  type Migration,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+} from 'kysely';
 import pg from 'pg';
 import { PollenError } from '../errors.js';
 
@@ -58,7 +67,8 @@ export async function openDatabase<Schema>(options: OpenOptions): Promise<Databa
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: sqlite }) });
+    cachePreparedStatements(sqlite);
+    db = new Kysely<Schema>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
   }
   try {
     const migrator = new Migrator({
@@ -75,4 +85,34 @@ export async function openDatabase<Schema>(options: OpenOptions): Promise<Databa
     });
   }
   return { db, backend, location, close: () => db.destroy() };
+}
+
+/**
+ * Transactions take SQLite's write lock when they begin (BEGIN IMMEDIATE), so several processes
+ * sharing one database file (`cert-service --workers N`) wait for each other (busy_timeout)
+ * instead of failing when a reader upgrades to a writer.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    driver.beginTransaction = async (connection: DatabaseConnection) => {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    };
+    return driver;
+  }
+}
+
+/** Reuse prepared statements by SQL text (the hot paths run the same few statements). */
+function cachePreparedStatements(sqlite: SQLite.Database, max = 256): void {
+  const cache = new Map<string, SQLite.Statement>();
+  const prepare = sqlite.prepare.bind(sqlite);
+  sqlite.prepare = ((source: string) => {
+    let stmt = cache.get(source);
+    if (!stmt) {
+      stmt = prepare(source);
+      if (cache.size >= max) cache.delete(cache.keys().next().value!);
+      cache.set(source, stmt);
+    }
+    return stmt;
+  }) as typeof sqlite.prepare;
 }

@@ -1,10 +1,15 @@
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import pino from 'pino';
-import { startCertService } from '../../enrollment/service/server.js';
+import {
+  type CertServiceConfig,
+  prepareCertService,
+  startCertService,
+} from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
 import { action, fromEnv } from '../command.js';
-import { bold, dim } from '../output.js';
+import { bold, dim, type Output } from '../output.js';
 import { requireCaPath } from './cert.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -23,6 +28,7 @@ interface Opts {
   /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
   trustProxy?: string;
   logLevel: string;
+  workers: string;
   smtpUrl?: string;
   smtpFrom?: string;
   adminEmail?: string;
@@ -65,6 +71,11 @@ export function registerCertService(program: Command): void {
       'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',
     )
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option(
+      '--workers <n>',
+      'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',
+      '1',
+    )
     .option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT (or POLLEN_SMTP_URL)')
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
     .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients')
@@ -87,7 +98,10 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
         const port = Number(o.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535)
           throw new PollenError('INVALID_ARGUMENT', `--port must be 0-65535 (got ${o.port})`);
-        const running = await startCertService({
+        const workers = Number(o.workers);
+        if (!Number.isInteger(workers) || workers < 1 || workers > 64)
+          throw new PollenError('INVALID_ARGUMENT', `--workers must be 1-64 (got ${o.workers})`);
+        const config: CertServiceConfig = {
           caDir: requireCaPath(o.ca),
           workspace: o.workspace,
           database: o.database,
@@ -103,7 +117,27 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
           smtpFrom: o.smtpFrom,
           adminEmail: o.adminEmail,
           logger: pino({ level: o.logLevel }, pino.destination(2)),
+        };
+        if (workers > 1 && cluster.isPrimary) return runWorkers(config, workers, out);
+        const running = await startCertService({
+          ...config,
+          // one worker keeps the store tidy
+          tidyIntervalMs: cluster.isWorker && cluster.worker?.id !== 1 ? 0 : undefined,
         });
+        if (cluster.isWorker) {
+          process.send?.({ type: 'ready', url: running.url, port: running.port });
+          await untilSignal(async () => {
+            // A worker's share of the listening socket belongs to the primary: give requests in
+            // flight a few seconds, then leave (the primary is stopping all workers).
+            const closed = running.close().then(() => true);
+            const done = await Promise.race([
+              closed,
+              new Promise<false>((r) => setTimeout(() => r(false), 5000).unref()),
+            ]);
+            if (!done) process.exit(0);
+          });
+          process.exit(0);
+        }
         out.result(
           {
             url: running.url,
@@ -118,16 +152,69 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
             dim('  Ctrl-C to stop'),
           ],
         );
-        await new Promise<void>((res) => {
-          const stop = () => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            out.progress('stopping the Certificate Service');
-            void running.close().then(res);
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
+        await untilSignal(() => {
+          out.progress('stopping the Certificate Service');
+          return running.close();
         });
       }),
     );
+}
+
+/** Wait for SIGINT or SIGTERM, then run `stop` (requests in flight finish first). */
+function untilSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise<void>((res) => {
+    const onSignal = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      void stop().then(res);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+/**
+ * Several processes serve one port (node:cluster hands each connection to one of them); they
+ * share the store. The primary prepares the store and certificate once, starts the workers,
+ * restarts one that dies, and stops them all on a signal.
+ */
+async function runWorkers(config: CertServiceConfig, n: number, out: Output): Promise<void> {
+  await prepareCertService({ ...config, logger: false });
+  let stopping = false;
+  const ready = new Map<number, { url: string; port: number }>();
+  const fork = () => cluster.fork({ POLLEN_CERT_SERVICE_WORKER: '1' });
+  await new Promise<void>((res, rej) => {
+    cluster.on('message', (worker, msg: { type?: string; url: string; port: number }) => {
+      if (msg?.type !== 'ready') return;
+      ready.set(worker.id, msg);
+      if (ready.size === n) res();
+    });
+    cluster.on('exit', (worker, code) => {
+      ready.delete(worker.id);
+      if (stopping) return;
+      if (ready.size < n && [...Object.values(cluster.workers ?? {})].length === 0 && code !== 0)
+        rej(new PollenError('UNAVAILABLE', `A Certificate Service worker exited (${code}) while starting`));
+      out.warn(`worker ${worker.id} exited (${code}); starting another`);
+      setTimeout(fork, 1000).unref();
+    });
+    for (let i = 0; i < n; i++) fork();
+  });
+  const first = [...ready.values()][0]!;
+  out.result({ url: first.url, port: first.port, workers: n }, (d) => [
+    `${bold('Certificate Service')} listening on ${d.url} with ${d.workers} worker processes`,
+    dim('  Ctrl-C to stop'),
+  ]);
+  await untilSignal(async () => {
+    stopping = true;
+    out.progress('stopping the Certificate Service workers');
+    const all = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+    await Promise.all(
+      all.map((w) => {
+        if (w.isDead()) return Promise.resolve();
+        const exited = new Promise<void>((res) => w.once('exit', () => res()));
+        w.process.kill('SIGTERM');
+        return exited;
+      }),
+    );
+  });
 }

@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { relative } from 'node:path';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { relative, resolve, sep } from 'node:path';
 import { type Command, Option } from 'commander';
 import {
   ADMIN_ROLES,
@@ -42,6 +42,7 @@ interface VerifyFlags {
   rootFingerprint?: string;
   token?: string;
   allowUnsigned?: boolean;
+  requirePin?: boolean;
 }
 
 const HELP = `
@@ -56,7 +57,8 @@ Layout (FLARE's generic package, Pollen names):
   NAME/transfer/, NAME/readme.txt
 
 A kit never contains a private key. Sign kits with the project CA (-c or POLLEN_CA_PATH) so sites
-can check them: pollen package verify NAME --root-fingerprint sha256:...
+can check them: pollen package verify NAME --root-fingerprint sha256:... (give the fingerprint to
+the site out of band: the pins inside a kit cannot vouch for the kit itself).
 
 Examples:
   pollen package -n hospital-1 -e grpcs://superlink.example.com:9092 -c ./ca
@@ -69,6 +71,27 @@ function tokenArgument(value: string): string {
   const v = value.trim();
   return existsSync(v) && statSync(v).isFile() ? readFileSync(v, 'utf8').trim() : v;
 }
+
+/** Is `value` the path of a file inside the kit folder (then it came with the kit)? */
+function fileInside(value: string, dir: string): boolean {
+  const v = value.trim();
+  if (!existsSync(v) || !existsSync(dir)) return false;
+  const file = realpathSync(resolve(v));
+  const kit = realpathSync(resolve(dir));
+  return file.startsWith(`${kit}${sep}`);
+}
+
+const HELP_VERIFY = `
+Pins: a valid signature only shows the kit is intact under the root CA it carries; a kit replaced
+wholesale (another CA, manifest, enrollment.json, token) is just as intact. Only a pin you got
+independently of the kit ties it to the project: --root-fingerprint from the project admin, or a
+token you were given yourself (--token, POLLEN_ENROLLMENT_TOKEN). The kit's own
+startup/enrollment_token and enrollment.json are checked but never count: without an independent
+pin the result says "pinned": false and a warning is printed; --require-pin makes that an error
+(KIT_UNPINNED).
+
+Examples:
+  pollen package verify ./hospital-1 --root-fingerprint sha256:... --require-pin`;
 
 export function registerPackage(program: Command): void {
   const cmd = program
@@ -167,29 +190,43 @@ export function registerPackage(program: Command): void {
     .command('verify <KIT_DIR>')
     .description('check a startup kit: manifest signature, signer chain, root pin, every file')
     .option('--root-fingerprint <FP>', 'the root CA fingerprint you were given out of band (sha256:...)')
-    .option('--token <TOKEN>', 'take the root pin from this token (default: startup/enrollment_token)')
+    .addOption(
+      new Option(
+        '--token <TOKEN>',
+        'a token you were given (or a file outside the kit holding it): its root pin counts as independent',
+      ).env('POLLEN_ENROLLMENT_TOKEN'),
+    )
     .option('--allow-unsigned', 'accept a kit without a signature (files are still checked)')
+    .option(
+      '--require-pin',
+      'fail (KIT_UNPINNED) unless --root-fingerprint or a token you were given vouches for the kit',
+    )
+    .addHelpText('after', HELP_VERIFY)
     .action(
       action<VerifyFlags>(async (o, out, args) => {
         const dir = args[0]!;
+        let token: string | undefined;
+        if (o.token !== undefined) {
+          // The kit's own token file, passed by path, came with the kit: it stays a weak pin.
+          if (fileInside(o.token, dir))
+            out.warn(`--token ${o.token.trim()} is inside the kit: it is not an independent pin`);
+          else token = tokenArgument(o.token);
+        }
         const v = verifyKit(dir, {
           ...(o.rootFingerprint !== undefined && { rootFingerprint: o.rootFingerprint }),
-          ...(o.token !== undefined && { token: tokenArgument(o.token) }),
+          ...(token !== undefined && { token }),
         });
-        const err = kitVerificationError(v, { allowUnsigned: Boolean(o.allowUnsigned) });
+        const err = kitVerificationError(v, {
+          allowUnsigned: Boolean(o.allowUnsigned),
+          requirePin: Boolean(o.requirePin),
+        });
         if (err) {
           if (!out.json) for (const line of problemLines(v)) out.progress(line);
           throw err;
         }
-        const strongPin = v.pins.some((p) => p.source !== 'enrollment.json');
-        if (v.signature === 'valid' && !strongPin)
-          out.warn(
-            v.pins.length === 0
-              ? 'the root CA was not pinned: pass --root-fingerprint with the fingerprint the project admin gave you'
-              : 'the root CA was only checked against enrollment.json inside the kit; pass --root-fingerprint for an independent check',
-          );
+        if (!v.pinned) out.warn(unpinnedWarning(v));
         const { ok: intact, ...report } = v;
-        out.result({ ...report, intact, pinned: strongPin }, (r) => [
+        out.result({ ...report, intact }, (r) => [
           `Kit ${r.dir} (${r.type} "${r.name}") is intact: ${r.files} files checked`,
           r.signature === 'valid'
             ? `  signed by ${r.signer?.subject} (${r.signer?.fingerprint})`
@@ -197,11 +234,25 @@ export function registerPackage(program: Command): void {
           ...(r.rootCaFingerprint ? [`  root CA ${r.rootCaFingerprint}`] : []),
           ...r.pins.map(
             (p) =>
-              `  pin from ${p.source}: ${p.fingerprint} ${p.matches ? 'matches' : 'not checked (no root)'}`,
+              `  pin from ${p.source}${p.independent ? '' : ' (inside the kit, not independent)'}: ${p.fingerprint} ${p.matches ? 'matches' : 'not checked (no root)'}`,
           ),
+          r.pinned
+            ? '  pinned: the root CA matches a pin you gave'
+            : '  NOT pinned: nothing independent of the kit vouches for its root CA',
         ]);
       }),
     );
+}
+
+function unpinnedWarning(v: KitVerification): string {
+  if (v.signature !== 'valid')
+    return 'no independent pin: the kit is unsigned, so nothing ties its files to the project root CA';
+  const weak = [...new Set(v.pins.filter((p) => !p.independent).map((p) => p.source))];
+  return `no independent pin: pass --root-fingerprint from the project admin (or --require-pin to refuse such kits)${
+    weak.length > 0
+      ? `; ${weak.join(' and ')} came with the kit and cannot vouch for it: a replaced kit brings its own`
+      : ''
+  }`;
 }
 
 function problemLines(v: KitVerification): string[] {

@@ -94,8 +94,18 @@ function ensureServerCertificate(
   return { cert, key };
 }
 
+/**
+ * Do the one-time work of a start (store migrations, policies, the service certificate) without
+ * listening: run once before several worker processes start the service on one port.
+ */
+export async function prepareCertService(c: CertServiceConfig): Promise<void> {
+  await startCertService({ ...c, prepareOnly: true });
+}
+
 /** Start the Certificate Service: load the CA, open the store, listen with TLS. */
-export async function startCertService(c: CertServiceConfig): Promise<RunningCertService> {
+export async function startCertService(
+  c: CertServiceConfig & { prepareOnly?: boolean },
+): Promise<RunningCertService> {
   const workspace = resolve(c.workspace);
   const ca = await loadCa(c.caDir);
   const tokenSigner = loadTokenSigner(c.caDir);
@@ -127,6 +137,10 @@ export async function startCertService(c: CertServiceConfig): Promise<RunningCer
   }
   const hostnames = c.hostnames ?? ['localhost', '127.0.0.1', hostname()];
   const tls = ensureServerCertificate(ca, workspace, hostnames);
+  if (c.prepareOnly) {
+    await store.close();
+    return undefined as never;
+  }
   const tlsOptions = {
     ca: [ca.rootPem, ca.intermediatePem],
     requestCert: true, // only /v1/renew uses it; enrollment works without a client certificate

@@ -15,7 +15,7 @@ import { checkCsr } from '../../pki/csr.js';
 import { type CertType, issueSiteCertificate, type SiteProfile } from '../../pki/profiles.js';
 import { verifyChain } from '../../pki/verify.js';
 import type { Database } from '../../store/database.js';
-import { decide, type LoadedPolicy, matchNamePattern, parsePolicy } from '../policy.js';
+import { decide, type LoadedPolicy, matchNamePattern } from '../policy.js';
 import { issueTokens, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
 import { WriteBatcher } from './batcher.js';
 import type { EnrollmentEvent, Notifier } from './notifier.js';

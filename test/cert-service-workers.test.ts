@@ -1,0 +1,109 @@
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPolicy } from '../src/enrollment/policy.js';
+import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
+import { initCa } from '../src/pki/ca.js';
+import { createCsrFromKey } from '../src/pki/csr.js';
+import { POLLEN_BIN, tempDir } from './support/cli.js';
+
+// `pollen cert-service --workers 2`: two processes on one port and one SQLite store.
+
+const t = tempDir('pollen-workers-');
+const caDir = join(t.dir, 'ca');
+let child: ReturnType<typeof spawn>;
+let port = 0;
+let agent: Agent;
+
+beforeAll(async () => {
+  await initCa({ name: 'Workers', dir: caDir });
+  writeFileSync(join(t.dir, 'key.txt'), `pollen_${'w'.repeat(43)}\n`);
+  child = spawn(
+    process.execPath,
+    [
+      POLLEN_BIN,
+      '--json',
+      'cert-service',
+      '-c',
+      caDir,
+      '-w',
+      join(t.dir, 'ws'),
+      '--host',
+      '127.0.0.1',
+      '-p',
+      '0',
+      '--api-key-file',
+      join(t.dir, 'key.txt'),
+      '--workers',
+      '2',
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  port = await new Promise<number>((res, rej) => {
+    child.stdout!.on('data', (d) => {
+      out += d;
+      try {
+        res((JSON.parse(out) as { port: number }).port);
+      } catch {
+        // not complete yet
+      }
+    });
+    child.on('exit', (code) => rej(new Error(`cert-service exited ${code}`)));
+  });
+  agent = new Agent({ connect: { ca: readFileSync(join(caDir, 'rootCA.pem'), 'utf8') }, connections: 32 });
+});
+afterAll(async () => {
+  await agent?.close();
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+  t.cleanup();
+});
+
+describe('cert-service --workers 2', () => {
+  it('spreads connections over both workers and still gives one certificate per single-use token', async () => {
+    const signer = loadTokenSigner(caDir);
+    const token = issueToken(signer, { subject: 'hospital-race', policy: loadPolicy() }).token;
+    const results = await Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const csr = createCsrFromKey(
+          generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+          'hospital-race',
+        );
+        const r = await request(`https://127.0.0.1:${port}/v1/enroll`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ token, csr }),
+          dispatcher: agent,
+        });
+        return { status: r.statusCode, body: (await r.body.json()) as { error?: { code: string } } };
+      }),
+    );
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    expect(results.filter((r) => r.body.error?.code === 'TOKEN_USED')).toHaveLength(49);
+    // and ordinary enrollments keep working on both
+    const many = await Promise.all(
+      Array.from({ length: 40 }, async (_, i) => {
+        const name = `site-${i}`;
+        const r = await request(`https://127.0.0.1:${port}/v1/enroll`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            token: issueToken(signer, { subject: name, policy: loadPolicy() }).token,
+            csr: createCsrFromKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, name),
+          }),
+          dispatcher: agent,
+        });
+        await r.body.dump();
+        return r.statusCode;
+      }),
+    );
+    expect(many.every((s) => s === 200)).toBe(true);
+  });
+});
