@@ -91,7 +91,7 @@ if (flags.help) {
   --log-level L      the service's --log-level (default info, as in production)
   --keep             keep the temporary folder (CA, workspaces, logs)
   --bin FILE         the pollen CLI to measure (default bin/pollen.js): compare two builds
-  --workers N        the service's --workers (default: the number of cores, 2 here)
+  --workers N        the service's --workers (default 1, the service's default)
   --paced-rate R     arrivals per second of the paced pass (default 1000, the target rate)
 
 Writes bench/out/enrollment.json. Build first (npm run bench does): npx tsc -p tsconfig.build.json
@@ -108,7 +108,7 @@ const cfg = {
   concurrency: Number(flags.concurrency ?? 64),
   connections: Number(flags.connections ?? 32),
   pacedRate: Number(flags['paced-rate'] ?? 1000),
-  workers: Number(flags.workers ?? Math.min(2, cpus().length)),
+  workers: Number(flags.workers ?? 1),
   pacedN: quick ? 750 : 2500,
   pgN: quick ? 500 : 2000,
   x509Csrs: quick ? 60 : 200,

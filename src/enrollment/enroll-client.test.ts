@@ -406,6 +406,15 @@ describe('enrollKit', () => {
     expect(o.events.map((e) => e.kind)).not.toContain('retrying');
   });
 
+  it('waits the whole --max-wait even when the service asks for longer pauses, polling at the end', async () => {
+    stub = await new StubService(ca, { mode: 'pending' }).start();
+    const o = options({ maxWaitMs: 15_000, pollIntervalMs: undefined, maxPollIntervalMs: 60_000 });
+    const err = await caught(enrollKit(await makeKit(stub.url), o));
+    expect(err.code).toBe('ENROLLMENT_PENDING');
+    // the service says retryAfter 10 s: polls at 0 s, 10 s and the last one at 15 s
+    expect(err.message).toMatch(/after 15s/);
+  });
+
   it('resumes a pending request only with the Certificate Service: no poll proof to a plain server', async () => {
     stub = await new StubService(ca, { mode: 'pending' }).start();
     const dir = await makeKit(stub.url);

@@ -235,9 +235,14 @@ class Ctx {
     return Math.round(Math.max(minMs, Math.min(cap, backoff)));
   }
 
-  /** Would waiting `ms` more exceed maxWaitMs? */
-  exceeds(ms: number): boolean {
-    return this.opts.maxWaitMs !== undefined && this.waited() + ms > this.opts.maxWaitMs;
+  /**
+   * The delay to wait before the next try, shortened so the last try happens at maxWaitMs;
+   * undefined when maxWaitMs has passed (give up now).
+   */
+  clampDelay(ms: number): number | undefined {
+    if (this.opts.maxWaitMs === undefined) return ms;
+    const left = this.opts.maxWaitMs - this.waited();
+    return left <= 0 ? undefined : Math.min(ms, left);
   }
 
   async wait(ms: number): Promise<void> {
@@ -757,8 +762,8 @@ async function withRetry<T>(ctx: Ctx, what: string, fn: () => Promise<T>): Promi
     } catch (e) {
       const err = toClientError(e);
       if (!transient.has(err)) throw err;
-      const ms = ctx.nextDelay(0);
-      if (ctx.exceeds(ms))
+      const ms = ctx.clampDelay(ctx.nextDelay(0));
+      if (ms === undefined)
         throw new PollenError(err.code, `${err.message}; gave up after ${seconds(ctx.waited())} (${what})`, {
           cause: err,
         });
@@ -976,9 +981,9 @@ async function enrollNew(ctx: Ctx, existing: Extract<Existing, { ok: false }>): 
         writeState(kit, state);
       }
       const retryAfterMs = ctx.opts.pollIntervalMs !== undefined ? 0 : (p.data.retryAfter ?? 0) * 1000;
-      const ms = pollNow ? 0 : ctx.nextDelay(retryAfterMs);
+      const ms = ctx.clampDelay(pollNow ? 0 : ctx.nextDelay(retryAfterMs));
       pollNow = false;
-      if (ctx.exceeds(ms))
+      if (ms === undefined)
         throw new PollenError(
           'ENROLLMENT_PENDING',
           `Request ${requestId} is still waiting for approval after ${seconds(ctx.waited())}`,
