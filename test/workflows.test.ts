@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openssl, pollen, pollenAsync, tempDir } from './support/cli.js';
@@ -195,6 +195,17 @@ describe('auto-scale workflow: the demo runs it with real processes', () => {
           .enrolled.filter((e) => e.name === 'hospital-2')
           .every((e) => e.revoked),
       ).toBe(true);
+      // a signed kit changed after it was made (here its endpoint) refuses to start
+      const cfg = join(t.dir, 'demo', 'sites', 'hospital-3', 'startup', 'fed_client.json');
+      writeFileSync(cfg, readFileSync(cfg, 'utf8').replace('localhost', 'evil.example.net'));
+      const tampered = await pollenAsync([
+        'start',
+        join(t.dir, 'demo', 'sites', 'hospital-3'),
+        '--enroll-only',
+        '--json',
+      ]);
+      expect(tampered.code).toBe(3);
+      expect(tampered.json<{ error: { code: string } }>().error.code).toBe('KIT_TAMPERED');
     } finally {
       process.kill(s.certServicePid, 'SIGTERM');
     }

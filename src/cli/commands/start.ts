@@ -1,6 +1,9 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Command, Option } from 'commander';
 import { type EnrollResult, enrollKit } from '../../enrollment/enroll-client.js';
 import { formatEndpoint, type KitType, type LoadedKit, loadKit } from '../../enrollment/kit.js';
+import { kitVerificationError, verifyKit } from '../../enrollment/kit-manifest.js';
 import { PollenError } from '../../errors.js';
 import { action } from '../command.js';
 import type { Output } from '../output.js';
@@ -88,6 +91,14 @@ export function registerStart(program: Command): void {
     .action(
       action<StartFlags>(async (o, out, args) => {
         const kit = loadKit(args[0]!);
+        // A kit that was changed after it was made (an endpoint, a script) does not start.
+        if (existsSync(join(kit.dir, 'startup', 'manifest.json'))) {
+          const v = verifyKit(kit.dir, o.token !== undefined ? { token: o.token } : {});
+          const problem = kitVerificationError(v, { allowUnsigned: true });
+          if (problem) throw problem;
+          if (v.signature === 'absent')
+            out.warn('this kit is not signed; `pollen package verify` explains what that means');
+        }
         const pollIntervalMs = seconds(o.pollInterval, '--poll-interval');
         const maxWaitMs = seconds(o.maxWait, '--max-wait');
         const enrollment = await enrollKit(kit, {
