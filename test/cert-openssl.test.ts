@@ -51,6 +51,12 @@ describe('pollen cert, checked with openssl', () => {
     expect(openssl(['pkey', '-in', join(ca, 'rootCA.key'), '-passin', 'pass:wrong', '-noout']).code).not.toBe(
       0,
     );
+    // PBES2 with PBKDF2-HMAC-SHA256, 600,000 iterations (0x927C0), AES-256-CBC
+    const asn1 = openssl(['asn1parse', '-in', join(ca, 'rootCA.key')]).out;
+    expect(asn1).toContain('PBES2');
+    expect(asn1).toContain('hmacWithSHA256');
+    expect(asn1).toContain('aes-256-cbc');
+    expect(asn1).toMatch(/INTEGER\s+:0927C0/);
   });
 
   it('refuses to overwrite an existing CA', () => {

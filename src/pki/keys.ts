@@ -1,7 +1,16 @@
 import 'reflect-metadata';
-import { createPrivateKey, createPublicKey, type KeyObject, webcrypto } from 'node:crypto';
+import {
+  createCipheriv,
+  createPrivateKey,
+  createPublicKey,
+  type KeyObject,
+  pbkdf2Sync,
+  randomBytes,
+  webcrypto,
+} from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { PollenError } from '../errors.js';
+import { nul, octets, oid, seq, uint } from './der.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -93,13 +102,41 @@ export async function generateKeyPair(type: KeyType): Promise<CryptoKeyPair> {
   ])) as CryptoKeyPair;
 }
 
-/** Private key to PKCS#8 PEM, encrypted with AES-256-CBC (scrypt-free PBES2) when a passphrase is given. */
+/** PBKDF2 iterations for passphrase-encrypted keys (OWASP's figure for PBKDF2-HMAC-SHA256). */
+export const PBKDF2_ITERATIONS = 600_000;
+
+/**
+ * Private key to PKCS#8 PEM; with a passphrase, an EncryptedPrivateKeyInfo (PBES2: PBKDF2-HMAC-
+ * SHA256 with 600,000 iterations, AES-256-CBC) that OpenSSL and Node read. Node's own export
+ * uses 2,048 iterations, too few for a root key that may be copied around offline.
+ */
 export async function privateKeyToPem(key: CryptoKey, passphrase?: string): Promise<string> {
   const der = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', key));
-  const obj = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-  return passphrase
-    ? (obj.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase }) as string)
-    : (obj.export({ type: 'pkcs8', format: 'pem' }) as string);
+  if (!passphrase)
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
+  const salt = randomBytes(16);
+  const iv = randomBytes(16);
+  const aesKey = pbkdf2Sync(passphrase, salt, PBKDF2_ITERATIONS, 32, 'sha256');
+  const cipher = createCipheriv('aes-256-cbc', aesKey, iv);
+  const encrypted = Buffer.concat([cipher.update(der), cipher.final()]);
+  const algorithm = seq(
+    oid('1.2.840.113549.1.5.13'), // PBES2
+    seq(
+      seq(
+        oid('1.2.840.113549.1.5.12'),
+        seq(octets(salt), uint(PBKDF2_ITERATIONS.toString(16)), seq(oid('1.2.840.113549.2.9'), nul())),
+      ),
+      seq(oid('2.16.840.1.101.3.4.1.42'), octets(iv)), // aes256-CBC
+    ),
+  );
+  const b64 = seq(algorithm, octets(encrypted))
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .replace(/\n$/, '');
+  return `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${b64}\n-----END ENCRYPTED PRIVATE KEY-----\n`;
 }
 
 export interface LoadedPrivateKey {
@@ -118,7 +155,7 @@ export async function importPrivateKeyPem(
     keyObject = createPrivateKey(passphrase ? { key: pem, passphrase } : { key: pem });
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    if (/passphrase|decrypt|bad decrypt/i.test(msg))
+    if (String(pem).includes('ENCRYPTED') || /passphrase|decrypt/i.test(msg))
       throw new PollenError(
         'CA_LOCKED',
         passphrase ? 'Wrong passphrase for the key' : 'The key is encrypted',
