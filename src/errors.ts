@@ -144,6 +144,11 @@ export const ERROR_CODES = {
   NOT_ENROLLED: spec(404, ExitCode.NOT_FOUND, 'List enrolled sites with `pollen enrollment enrolled`.'),
   ROUTE_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'See docs/api.md for the paths this service answers.'),
   METHOD_NOT_ALLOWED: spec(405, ExitCode.USAGE, 'See docs/api.md for the methods of each path.'),
+  AUDIT_BROKEN: spec(
+    409,
+    ExitCode.CONFLICT,
+    'The audit log was changed after it was written: investigate the store.',
+  ),
   RATE_LIMITED: spec(429, ExitCode.UNAVAILABLE, 'Wait and try again.'),
   UNAVAILABLE: spec(
     503,

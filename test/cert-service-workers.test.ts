@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicy } from '../src/enrollment/policy.js';
+import { type AuditEntry, verifyAuditChain } from '../src/enrollment/service/audit.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';
 import { createCsrFromKey } from '../src/pki/csr.js';
@@ -105,5 +106,13 @@ describe('cert-service --workers 2', () => {
       }),
     );
     expect(many.every((s) => s === 200)).toBe(true);
+    // both processes appended to one unbroken audit chain
+    const r = await request(`https://127.0.0.1:${port}/v1/audit?limit=10000`, {
+      headers: { authorization: `Bearer pollen_${'w'.repeat(43)}` },
+      dispatcher: agent,
+    });
+    const { entries } = (await r.body.json()) as { entries: AuditEntry[] };
+    expect(entries.filter((e) => e.action === 'certificate.issued')).toHaveLength(41);
+    expect(verifyAuditChain(entries).ok).toBe(true);
   });
 });

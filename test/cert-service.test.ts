@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadPolicy } from '../src/enrollment/policy.js';
+import { verifyAuditChain } from '../src/enrollment/service/audit.js';
 import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner, type TokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';
@@ -642,6 +643,31 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
       csr: csrFor('hospital-api-1').csr,
     });
     expect(e.status).toBe(200);
+  });
+
+  it('recorded every change above in an unbroken audit chain', async () => {
+    const r = await call('GET', '/v1/audit?after=0&limit=10000', undefined, { admin: true });
+    const entries = r.json.entries;
+    expect(verifyAuditChain(entries)).toMatchObject({ ok: true });
+    const actions = new Set(entries.map((e: { action: string }) => e.action));
+    for (const a of [
+      'certificate.issued',
+      'request.pending',
+      'request.approved',
+      'request.rejected',
+      'certificate.renewed',
+      'certificate.revoked',
+      'tokens.issued',
+    ])
+      expect(actions.has(a), a).toBe(true);
+    // the race gave one certificate, and the log says so once
+    expect(
+      entries.filter(
+        (e: { action: string; subject: string }) =>
+          e.action === 'certificate.issued' && e.subject === 'hospital-race',
+      ),
+    ).toHaveLength(1);
+    expect((await call('GET', '/v1/audit')).status).toBe(401);
   });
 });
 

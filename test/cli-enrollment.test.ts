@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicy } from '../src/enrollment/policy.js';
@@ -120,6 +121,42 @@ describe('pollen enrollment', () => {
     const enrolled = await pollenAsync(['enrollment', 'enrolled'], { env });
     expect(enrolled.stdout).toMatch(/site-a[\s\S]*site-b/);
     expect(enrolled.stdout).toContain('api-key:');
+  });
+
+  it('keeps a hash-chained audit log that detects a rewritten entry', async () => {
+    const ok = await pollenAsync(['enrollment', 'audit', '--verify', '--json'], { env });
+    expect(ok.code, ok.stderr).toBe(0);
+    const log = ok.json<{
+      entries: { seq: number; action: string; subject: string; actor: string }[];
+      verified: boolean;
+      head: { seq: number; hash: string };
+    }>();
+    expect(log.verified).toBe(true);
+    const actions = log.entries.map((e) => `${e.action} ${e.subject}`);
+    expect(actions).toEqual(
+      expect.arrayContaining([
+        'request.pending site-a',
+        'request.rejected site-c',
+        'request.approved site-a',
+        'request.approved site-b',
+      ]),
+    );
+    expect(log.entries.find((e) => e.action === 'request.approved')!.actor).toMatch(/^api-key:/);
+    // someone with write access to the store edits history: the chain no longer verifies
+    const db = new Database(join(t.dir, 'ws', 'cert-service.db'));
+    db.prepare(
+      'UPDATE audit SET detail = \'{"requestId":"forged"}\' WHERE action = \'request.rejected\'',
+    ).run();
+    db.close();
+    const broken = await pollenAsync(['enrollment', 'audit', '--verify', '--json'], { env });
+    expect(broken.code).toBe(6);
+    expect(broken.json<{ error: { code: string } }>().error.code).toBe('AUDIT_BROKEN');
+    // and an earlier recorded head is checked too
+    const head = await pollenAsync(
+      ['enrollment', 'audit', '--expect-head', `${log.head.seq}:${'0'.repeat(64)}`, '--json'],
+      { env },
+    );
+    expect(head.code).toBe(6);
   });
 
   it('says precisely what is wrong: missing request, wrong key, unreachable service, no URL', async () => {

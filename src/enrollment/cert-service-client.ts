@@ -140,6 +140,20 @@ const enrolledResponse = z.object({
   ),
 });
 const revokedResponse = z.object({ revoked: z.array(z.object({ name: z.string(), serial: z.string() })) });
+const auditResponse = z.object({
+  entries: z.array(
+    z.object({
+      seq: z.number(),
+      at: z.string(),
+      actor: z.string(),
+      action: z.string(),
+      subject: z.string(),
+      detail: z.record(z.string(), z.unknown()),
+      prevHash: z.string(),
+      hash: z.string(),
+    }),
+  ),
+});
 const healthResponse = z.object({ status: z.string(), version: z.string(), backend: z.string() }).loose();
 const caResponse = z.object({
   root: z.string(),
@@ -332,6 +346,11 @@ export class CertServiceClient {
   async enrolled(type?: SubjectType | CertTypeName): Promise<EnrolledInfo[]> {
     const q = type ? `?type=${encodeURIComponent(type)}` : '';
     return (await this.call('GET', `/v1/enrolled${q}`, enrolledResponse)).enrolled;
+  }
+
+  /** Audit entries after sequence number `after`, oldest first (at most `limit`). */
+  async audit(after = 0, limit = 1000) {
+    return (await this.call('GET', `/v1/audit?after=${after}&limit=${limit}`, auditResponse)).entries;
   }
 
   async revoke(req: { names?: string[]; serials?: string[]; reason?: string }) {

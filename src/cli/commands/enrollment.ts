@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import Table from 'cli-table3';
 import { type Command, Option } from 'commander';
 import { CertServiceClient } from '../../enrollment/cert-service-client.js';
+import { type AuditEntry, verifyAuditChain } from '../../enrollment/service/audit.js';
 import { PollenError } from '../../errors.js';
 import { action, fromEnv } from '../command.js';
 import { bold, dim } from '../output.js';
@@ -212,6 +213,57 @@ All subcommands talk to the Certificate Service's admin API:
         out.result({ revoked }, (d) =>
           d.revoked.map((r) => `${bold('revoked')} ${r.name} serial ${r.serial}`),
         );
+      }),
+    );
+
+  serviceOptions(enr.command('audit'))
+    .description('show the hash-chained audit log of the Certificate Service, and check the chain')
+    .option('--after <seq>', 'only entries after this sequence number', '0')
+    .option('--verify', 'fetch the whole log and check every hash from the first entry')
+    .option('--expect-head <seq:hash>', 'fail unless this earlier recorded head is still part of the chain')
+    .addHelpText(
+      'after',
+      `
+Every issuance, approval, rejection, renewal, revocation and token batch is appended, in the same
+transaction, as an entry whose hash covers the one before it. Keep the head printed by --verify
+somewhere else; later, --expect-head SEQ:HASH proves nothing before it was rewritten.`,
+    )
+    .action(
+      action<ServiceFlags & { after: string; verify?: boolean; expectHead?: string }>(async (f, out) => {
+        const after = f.verify || f.expectHead ? 0 : Number(f.after);
+        if (!Number.isInteger(after) || after < 0)
+          throw new PollenError('USAGE', '--after takes a sequence number');
+        const entries: AuditEntry[] = await withClient(f, async (c) => {
+          const all: AuditEntry[] = [];
+          // bounded: at most 1,000 pages of 1,000 entries
+          for (let page = 0; page < 1000; page++) {
+            const batch = await c.audit(all.at(-1)?.seq ?? after, 1000);
+            all.push(...(batch as AuditEntry[]));
+            if (batch.length < 1000 || !(f.verify || f.expectHead)) break;
+          }
+          return all;
+        });
+        const check = f.verify || f.expectHead ? verifyAuditChain(entries) : undefined;
+        if (check && !check.ok)
+          throw new PollenError('AUDIT_BROKEN', `The audit chain is broken at entry ${check.brokenAt}`);
+        if (f.expectHead) {
+          const [seq, hash] = f.expectHead.split(':');
+          const e = entries.find((x) => x.seq === Number(seq));
+          if (!e || e.hash !== hash)
+            throw new PollenError('AUDIT_BROKEN', `Entry ${seq} no longer has the hash recorded earlier`);
+        }
+        out.result({ entries, ...(check ? { verified: check.ok, head: check.head } : {}) }, (d) => [
+          ...d.entries.map(
+            (e) =>
+              `${String(e.seq).padStart(6)}  ${e.at}  ${e.action.padEnd(20)} ${e.subject}  ${dim(`by ${e.actor}`)}`,
+          ),
+          ...(check
+            ? [
+                '',
+                `chain verified: ${check.count} entries, head ${check.head ? `${check.head.seq}:${check.head.hash}` : '(empty)'}`,
+              ]
+            : []),
+        ]);
       }),
     );
 }

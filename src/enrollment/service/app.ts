@@ -140,9 +140,14 @@ export function buildApp(
   });
 
   app.post('/v1/tokens', async (req) => {
-    admin(req);
+    const actor = admin(req);
     const b = only(body(req), ['subjects', 'type', 'role']);
-    return service.issueTokens({ subjects: b.subjects, type: b.type, role: b.role });
+    return service.issueTokens({ subjects: b.subjects, type: b.type, role: b.role }, actor);
+  });
+  app.get('/v1/audit', async (req) => {
+    admin(req);
+    const q = req.query as { after?: string; limit?: string };
+    return { entries: await service.listAudit(Number(q.after ?? 0), Number(q.limit ?? 1000)) };
   });
   app.get('/v1/requests', async (req) => {
     admin(req);

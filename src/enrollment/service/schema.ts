@@ -57,6 +57,17 @@ export interface EnrollmentSchema {
     revoke_reason: string | null;
   };
   api_keys: { sha256: string; label: string; created_at: number };
+  /** Append-only, hash-chained record of every change (written in the change's transaction). */
+  audit: {
+    seq: number;
+    at: number;
+    actor: string;
+    action: string;
+    subject: string;
+    detail: string;
+    prev_hash: string;
+    hash: string;
+  };
 }
 
 export const enrollmentMigrations: Record<string, Migration> = {
@@ -124,6 +135,17 @@ export const enrollmentMigrations: Record<string, Migration> = {
         .addColumn('revoke_reason', 'text')
         .execute();
       await db.schema.createIndex('certificates_name').on('certificates').columns(['name', 'type']).execute();
+      await db.schema
+        .createTable('audit')
+        .addColumn('seq', 'bigint', (c) => c.primaryKey())
+        .addColumn('at', 'bigint', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('detail', 'text', (c) => c.notNull())
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
       await db.schema
         .createTable('api_keys')
         .addColumn('sha256', 'text', (c) => c.primaryKey())

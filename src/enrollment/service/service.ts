@@ -17,6 +17,7 @@ import { verifyChain } from '../../pki/verify.js';
 import type { Database } from '../../store/database.js';
 import { decide, type LoadedPolicy, matchNamePattern } from '../policy.js';
 import { issueTokens, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
+import { AUDIT_GENESIS, type AuditEntry, auditHash } from './audit.js';
 import { WriteBatcher } from './batcher.js';
 import type { EnrollmentEvent, Notifier } from './notifier.js';
 import type { EnrollmentSchema } from './schema.js';
@@ -270,6 +271,12 @@ export class CertificateService {
             serial: null,
           })
           .execute();
+        await this.audit(tx, `token:${claims.jti}`, 'request.pending', name, now, {
+          requestId: id,
+          type,
+          rule: decision.rule ?? null,
+          sourceIp: input.ip ?? null,
+        });
       });
       this.notify(policy.sha256, {
         event: 'request.pending',
@@ -294,6 +301,13 @@ export class CertificateService {
           }),
         )
         .execute();
+      await this.audit(tx, `token:${claims.jti}`, 'certificate.issued', name, now, {
+        serial: issued.serial,
+        type,
+        role,
+        rule: decision.rule ?? null,
+        sourceIp: input.ip ?? null,
+      });
     });
     return this.issuedResponse(issued, name, type, role);
   }
@@ -602,6 +616,10 @@ export class CertificateService {
           }),
         )
         .execute();
+      await this.audit(tx, `certificate:${current.serial}`, 'certificate.renewed', current.name, now, {
+        serial: issued.serial,
+        from: current.serial,
+      });
     });
     return this.issuedResponse(issued, current.name, type, current.role);
   }
@@ -609,7 +627,7 @@ export class CertificateService {
   // ---------------------------------------------------------------------------------------------
   // Administration
 
-  async issueTokens(input: { subjects: unknown; type?: unknown; role?: unknown }) {
+  async issueTokens(input: { subjects: unknown; type?: unknown; role?: unknown }, actor: string) {
     const subjects = input.subjects;
     if (
       !Array.isArray(subjects) ||
@@ -629,6 +647,22 @@ export class CertificateService {
       policy: this.o.policy,
       now: this.now(),
     });
+    const now = this.now();
+    await this.batcher.run((tx) =>
+      this.audit(
+        tx,
+        actor,
+        'tokens.issued',
+        tokens.length === 1 ? tokens[0]!.claims.sub : `${tokens.length} subjects`,
+        now,
+        {
+          count: tokens.length,
+          type,
+          subjects: tokens.slice(0, 100).map((t) => t.claims.sub),
+          tokenIds: tokens.slice(0, 100).map((t) => t.claims.jti),
+        },
+      ),
+    );
     return {
       tokens: tokens.map((t) => ({
         subject: t.claims.sub,
@@ -721,6 +755,10 @@ export class CertificateService {
           .insertInto('certificates')
           .values(this.certRow(issued, r, actor, now, { jti: r.jti, requestId: r.id }))
           .execute();
+        await this.audit(tx, actor, 'request.approved', r.name, now, {
+          requestId: r.id,
+          serial: issued.serial,
+        });
       });
       approved.push({ id: r.id, name: r.name, type: r.type, serial: issued.serial });
       this.notify(r.policy_sha256, {
@@ -741,13 +779,15 @@ export class CertificateService {
     const now = this.now();
     const reason = (sel.reason as string | undefined) ?? 'rejected by an administrator';
     await this.batcher.run(async (tx) => {
-      for (const r of chosen)
+      for (const r of chosen) {
         await tx
           .updateTable('requests')
           .set({ status: 'rejected', decided_at: now.getTime(), decided_by: actor, reason })
           .where('id', '=', r.id)
           .where('status', '=', 'pending')
           .execute();
+        await this.audit(tx, actor, 'request.rejected', r.name, now, { requestId: r.id, reason });
+      }
     });
     for (const r of chosen)
       this.notify(r.policy_sha256, {
@@ -833,6 +873,11 @@ export class CertificateService {
           rows.map((r) => r.serial),
         )
         .execute();
+      for (const r of rows)
+        await this.audit(tx, actor, 'certificate.revoked', r.name, new Date(now), {
+          serial: r.serial,
+          reason,
+        });
     });
     this.crlCache = undefined;
     return { revoked: rows };
@@ -905,6 +950,63 @@ export class CertificateService {
   /** Wait for notifications still being delivered (on shutdown). */
   async drain(): Promise<void> {
     await this.o.notifier?.drain();
+  }
+
+  /** Append to the hash-chained audit log, inside the transaction that makes the change. */
+  private async audit(
+    tx: Tx,
+    actor: string,
+    action: string,
+    subject: string,
+    at: Date,
+    detail: Record<string, unknown>,
+  ) {
+    // Replicas on one PostgreSQL database take turns at the end of the chain.
+    if (this.store.backend === 'postgres') await sql`SELECT pg_advisory_xact_lock(7268455)`.execute(tx);
+    const last = await tx
+      .selectFrom('audit')
+      .select(['seq', 'hash'])
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    const prev = last ? { seq: Number(last.seq), hash: last.hash } : { seq: 0, hash: AUDIT_GENESIS };
+    const entry = { seq: prev.seq + 1, at: at.toISOString(), actor, action, subject, detail };
+    await tx
+      .insertInto('audit')
+      .values({
+        seq: entry.seq,
+        at: at.getTime(),
+        actor,
+        action,
+        subject,
+        detail: JSON.stringify(detail),
+        prev_hash: prev.hash,
+        hash: auditHash(prev.hash, entry),
+      })
+      .execute();
+  }
+
+  /** Audit entries after `after` (a sequence number), oldest first. */
+  async listAudit(after = 0, limit = 1000): Promise<AuditEntry[]> {
+    if (!Number.isInteger(after) || after < 0 || !Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      throw new PollenError('INVALID_REQUEST', '`after` must be a sequence number and `limit` 1-10000');
+    const rows = await this.store.db
+      .selectFrom('audit')
+      .selectAll()
+      .where('seq', '>', after)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      at: new Date(r.at).toISOString(),
+      actor: r.actor,
+      action: r.action,
+      subject: r.subject,
+      detail: JSON.parse(r.detail) as Record<string, unknown>,
+      prevHash: r.prev_hash,
+      hash: r.hash,
+    }));
   }
 
   caInfo() {
