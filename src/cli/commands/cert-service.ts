@@ -1,12 +1,7 @@
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import pino from 'pino';
-import {
-  type CertServiceConfig,
-  prepareCertService,
-  startCertService,
-} from '../../enrollment/service/server.js';
+import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
 import { action, fromEnv } from '../command.js';
 import { bold, dim, type Output } from '../output.js';
@@ -92,6 +87,9 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
     )
     .action(
       action<Opts>(async (o, out) => {
+        // Loaded here, not at start-up: the server stack (fastify, SQL drivers) is the CLI's heaviest part.
+        const { default: pino } = await import('pino');
+        const { prepareCertService, startCertService } = await import('../../enrollment/service/server.js');
         const keys = o.apiKeyFile.map((f) => readFileSync(f, 'utf8').trim());
         const envKey = fromEnv(undefined, 'POLLEN_API_KEY');
         if (envKey) keys.push(envKey);
@@ -118,7 +116,7 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
           adminEmail: o.adminEmail,
           logger: pino({ level: o.logLevel }, pino.destination(2)),
         };
-        if (workers > 1 && cluster.isPrimary) return runWorkers(config, workers, out);
+        if (workers > 1 && cluster.isPrimary) return runWorkers(config, workers, out, prepareCertService);
         const running = await startCertService({
           ...config,
           // one worker keeps the store tidy
@@ -178,8 +176,13 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
  * share the store. The primary prepares the store and certificate once, starts the workers,
  * restarts one that dies, and stops them all on a signal.
  */
-async function runWorkers(config: CertServiceConfig, n: number, out: Output): Promise<void> {
-  await prepareCertService({ ...config, logger: false });
+async function runWorkers(
+  config: CertServiceConfig,
+  n: number,
+  out: Output,
+  prepare: (c: CertServiceConfig) => Promise<void>,
+): Promise<void> {
+  await prepare({ ...config, logger: false });
   let stopping = false;
   const ready = new Map<number, { url: string; port: number }>();
   const fork = () => cluster.fork({ POLLEN_CERT_SERVICE_WORKER: '1' });
