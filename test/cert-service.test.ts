@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -704,6 +704,40 @@ describe('policies a service honours', () => {
     } finally {
       await agent.close();
       await strict.close();
+    }
+  });
+});
+
+describe('root CA offline', () => {
+  it('runs the service from a CA folder without the root key', async () => {
+    const online = join(t.dir, 'ca-online');
+    cpSync(caDir, online, { recursive: true });
+    rmSync(join(online, 'rootCA.key'));
+    const svc = await startCertService({
+      caDir: online,
+      workspace: join(t.dir, 'ws-online'),
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: [API_KEY],
+      logger: false,
+      tidyIntervalMs: 0,
+    });
+    const agent = new Agent({ connect: { ca: rootPem } });
+    try {
+      const r = await request(`https://127.0.0.1:${svc.port}/v1/enroll`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          token: issueToken(signer, { subject: 'hospital-offline', policy: loadPolicy() }).token,
+          csr: csrFor('hospital-offline').csr,
+        }),
+        dispatcher: agent,
+      });
+      expect(r.statusCode).toBe(200);
+      await r.body.dump();
+    } finally {
+      await agent.close();
+      await svc.close();
     }
   });
 });

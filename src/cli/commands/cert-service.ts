@@ -1,5 +1,6 @@
 import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
@@ -99,8 +100,13 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
         const workers = Number(o.workers);
         if (!Number.isInteger(workers) || workers < 1 || workers > 64)
           throw new PollenError('INVALID_ARGUMENT', `--workers must be 1-64 (got ${o.workers})`);
+        const caDir = requireCaPath(o.ca);
+        if (cluster.isPrimary && existsSync(join(caDir, 'rootCA.key')))
+          out.warn(
+            `the root CA key is in ${caDir}: the service needs only rootCA.pem, intermediateCA.pem/.key, token.key and ca.json — keep rootCA.key offline`,
+          );
         const config: CertServiceConfig = {
-          caDir: requireCaPath(o.ca),
+          caDir,
           workspace: o.workspace,
           database: o.database,
           host: o.host,
