@@ -99,6 +99,11 @@ export const ERROR_CODES = {
     'Ask the project admin for a new token; check that clocks are synchronised.',
   ),
   TOKEN_NOT_YET_VALID: spec(401, ExitCode.UNAUTHORIZED, 'Check that clocks are synchronised.'),
+  TOKEN_SUBJECT_MISMATCH: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Use the token made for this participant (`pollen token info -t TOKEN` shows its subject).',
+  ),
   TOKEN_USED: spec(
     409,
     ExitCode.CONFLICT,

@@ -284,6 +284,47 @@ describe('pollen start against the Certificate Service', () => {
     expect((await admin.enrolled()).some((e) => e.name === 'hospital-x')).toBe(false);
   });
 
+  it('removes the spent single-use token, and refuses to start once the certificate is revoked', async () => {
+    const kit = await makeKit('hospital-revoked');
+    const r = await pollen(['start', kit, '--enroll-only', '--json']);
+    expect(r.code, r.stdout + r.stderr).toBe(ExitCode.OK);
+    const serial = JSON.parse(r.stdout).certificate.serial as string;
+    // The policy's tokens are single-use: spent, so removed.
+    expect(existsSync(join(kit, 'startup/enrollment_token'))).toBe(false);
+    expect(r.stderr).toMatch(/removed startup\/enrollment_token: the single-use token is spent/);
+
+    // Not revoked: the CRL check passes quietly.
+    const ok = await pollen(['start', kit, '--enroll-only', '--json']);
+    expect(ok.code, ok.stderr).toBe(ExitCode.OK);
+    expect(ok.stderr).not.toMatch(/revocation list/);
+
+    // POST /v1/revoke with the admin API key, then start again: exit 5 (sub_start.sh stops).
+    const revoked = await admin.revoke({ names: ['hospital-revoked'], reason: 'test' });
+    expect(revoked.map((x) => x.serial)).toContain(serial);
+    const after = await pollen(['start', kit, '--enroll-only', '--json']);
+    expect(after.code, after.stdout + after.stderr).toBe(ExitCode.UNAUTHORIZED);
+    const err = JSON.parse(after.stdout).error;
+    expect(err.code).toBe('CERT_REVOKED');
+    expect(err.message).toMatch(
+      /^The certificate startup\/hospital-revoked\.crt was revoked on \d{4}-\d\d-\d\dT.*; ask the project admin for a new token$/,
+    );
+
+    // Renewal of the revoked certificate is refused, and not reported as "stays in use".
+    const renew = enrollKit(kit, { renew: 'now' });
+    await expect(renew).rejects.toMatchObject({ code: 'CERT_REVOKED' });
+  });
+
+  it('starts with a warning when the Certificate Service cannot be reached', async () => {
+    const kit = await makeKit('hospital-offline');
+    expect((await pollen(['start', kit, '--enroll-only'])).code).toBe(0);
+    const r = await pollen(['start', kit, '--enroll-only', '--cert-service', 'https://127.0.0.1:9']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(
+      /could not check startup\/hospital-offline\.crt against the revocation list \(UNAVAILABLE\)/,
+    );
+    expect(r.stdout).toMatch(/client "hospital-offline" is enrolled/);
+  });
+
   it('renews over mutual TLS through the library', async () => {
     const kit = await makeKit('hospital-renew');
     const first = await enrollKit(kit);

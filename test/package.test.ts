@@ -388,9 +388,28 @@ describe('pollen package', () => {
       '-o',
       join(tmp, 'tk'),
     ]);
-    expect(r.code).toBe(ExitCode.USAGE);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    expect(r.body.error.code).toBe('TOKEN_SUBJECT_MISMATCH');
     expect(r.body.error.message).toMatch(/token is for client "hospital-9"/);
     expect(existsSync(join(tmp, 'tk'))).toBe(false);
+
+    // `pollen start --token` with the same wrong token: the same code and exit status.
+    const kit = join(tmp, 'tk-start');
+    expect(pollen(['package', '-n', 'hospital-1', '-e', 'grpcs://s:9092', '-o', kit]).code).toBe(0);
+    const s = json(['start', kit, '--token', token, '--cert-service', 'https://127.0.0.1:9']);
+    expect(s.code).toBe(ExitCode.INVALID_INPUT);
+    expect(s.body.error.code).toBe('TOKEN_SUBJECT_MISMATCH');
+    expect(s.body.error.message).toMatch(/token is for client "hospital-9"/);
+  });
+
+  it('verify --help lists its own options and --json, not those of package', () => {
+    const r = pollen(['package', 'verify', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--root-fingerprint/);
+    expect(r.stdout).toMatch(/--require-pin/);
+    expect(r.stdout).toMatch(/--json/);
+    expect(r.stdout).not.toMatch(/Global Options/);
+    expect(r.stdout).not.toMatch(/--endpoint|--listening-port|--cert-service/);
   });
 });
 

@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode, PollenError } from '../errors.js';
 import { initCa, type LoadedCa, loadCa } from '../pki/ca.js';
+import { createCrl } from '../pki/crl.js';
 import { checkCsr } from '../pki/csr.js';
 import { describeKey } from '../pki/keys.js';
 import { type CertType, issueSiteCertificate } from '../pki/profiles.js';
@@ -48,6 +49,10 @@ interface StubOptions {
    * server certificate on every later one (a participant that took over the address).
    */
   identity?: 'service' | 'server' | 'swap';
+  /** Answer GET /v1/crl with a CRL (signed by the project intermediate) listing these serials. */
+  revoked?: string[];
+  /** Refuse renewals with CERT_REVOKED (as the real service does for a revoked certificate). */
+  renewRevoked?: boolean;
 }
 
 interface StubRequest {
@@ -59,7 +64,7 @@ interface StubRequest {
 }
 
 class StubService {
-  readonly counts = { enroll: 0, poll: 0, ca: 0, renew: 0, total: 0 };
+  readonly counts = { enroll: 0, poll: 0, ca: 0, renew: 0, crl: 0, total: 0 };
   readonly proofs = { valid: 0, invalid: 0 };
   readonly requests = new Map<string, StubRequest>();
   readonly renewPeers: string[] = [];
@@ -172,6 +177,15 @@ class StubService {
         rootFingerprint: c.rootFingerprint,
       });
     }
+    if (req.method === 'GET' && url === '/v1/crl' && this.o.revoked) {
+      this.counts.crl++;
+      const crl = await createCrl(
+        this.ca.issuer,
+        this.o.revoked.map((serial) => ({ serial, revokedAt: new Date('2025-01-02T03:04:05Z') })),
+      );
+      res.writeHead(200, { 'content-type': 'application/x-pem-file' });
+      return res.end(crl);
+    }
     if (req.method === 'POST' && url === '/v1/enroll') {
       this.counts.enroll++;
       if (this.counts.enroll <= (this.o.failFirst ?? 0)) return fail(503, 'UNAVAILABLE', 'busy');
@@ -222,6 +236,7 @@ class StubService {
       const peer = socket.getPeerCertificate();
       if (!socket.authorized || !peer?.serialNumber) return fail(403, 'FORBIDDEN', 'no client certificate');
       this.renewPeers.push(peer.serialNumber.toLowerCase());
+      if (this.o.renewRevoked) return fail(403, 'CERT_REVOKED', 'The presented certificate is revoked');
       const csr = checkCsr(body.csr);
       return send(200, this.issue({ spki: csr.spki, name: csr.commonName ?? '', type: 'client' }));
     }
@@ -328,15 +343,28 @@ describe('enrollKit', () => {
     expect(readFileSync(kit.paths.rootCa, 'utf8').trim()).toBe(ca.rootPem.trim());
     expect(readFileSync(kit.paths.chain, 'utf8')).toContain(ca.intermediatePem.trim());
     expect(existsSync(kit.paths.state)).toBe(false);
-    expect(o.events.map((e) => e.kind)).toEqual(['key-created', 'pinned', 'submitted', 'issued']);
-    expect(o.events.at(-1)?.message).toBe(`Enrollment successful. Certificate saved to: ${kit.paths.cert}`);
+    expect(o.events.map((e) => e.kind)).toEqual([
+      'key-created',
+      'pinned',
+      'submitted',
+      'issued',
+      'token-removed',
+    ]);
+    expect(o.events.at(-2)?.message).toBe(`Enrollment successful. Certificate saved to: ${kit.paths.cert}`);
     expect(stub.counts.enroll).toBe(1);
 
+    // A single-use token (the default policy) is spent: its file is gone.
+    expect(existsSync(kit.paths.token)).toBe(false);
+
+    // Again: the certificate is kept; the only request is the revocation check (this stub has no
+    // CRL: the check is skipped with a warning event).
     const before = stub.counts.total;
-    const again = await enrollKit(dir, options());
+    const o2 = options();
+    const again = await enrollKit(dir, o2);
     expect(again.action).toBe('existing');
     expect(again.certificate.fingerprint).toBe(r.certificate.fingerprint);
-    expect(stub.counts.total).toBe(before);
+    expect(stub.counts.total).toBe(before + 1);
+    expect(o2.events.map((e) => e.kind)).toEqual(['certificate-valid', 'revocation-unchecked']);
   });
 
   it('pins the root from the presented chain when the server sends it', async () => {
@@ -556,7 +584,8 @@ describe('enrollKit', () => {
     expect(err.code).toBe('TOKEN_MISSING');
     expect(err.hint).toMatch(/POLLEN_ENROLLMENT_TOKEN/);
     const wrong = await caught(enrollKit(dir, options({ token: tokenFor('someone-else') })));
-    expect(wrong.code).toBe('TOKEN_INVALID');
+    expect(wrong.code).toBe('TOKEN_SUBJECT_MISMATCH');
+    expect(wrong.exitCode).toBe(ExitCode.INVALID_INPUT);
     expect(wrong.message).toMatch(/someone-else/);
     expect(stub.counts.total).toBe(0);
     // With the right token given as an option (the CLI's --token / POLLEN_ENROLLMENT_TOKEN), it enrolls.
@@ -592,6 +621,78 @@ describe('enrollKit', () => {
     const r = await enrollKit(dir, options({ now: time.now, sleep: time.sleep }));
     expect(r.action).toBe('existing');
     expect(r.renewalError?.code).toBe('UNAVAILABLE');
+    expect(existsSync(`${loadKit(dir).paths.key}.next`)).toBe(false);
+  });
+
+  it('removes a spent single-use startup/enrollment_token, and keeps a token with uses left', async () => {
+    stub = await new StubService(ca).start();
+    const name = 'multi-use-site';
+    const multiPolicy = parsePolicy(DEFAULT_POLICY_YAML.replace(/max_uses: 1\b/, 'max_uses: 3'));
+    const multi = issueToken(loadTokenSigner(join(tmp, 'ca')), {
+      subject: name,
+      type: 'client',
+      policy: multiPolicy,
+    }).token;
+    expect(decodeToken(multi).pollen.max_uses).toBe(3);
+    const dir = await makeKit(stub.url, { name, token: multi });
+    const o = options();
+    expect((await enrollKit(dir, o)).action).toBe('enrolled');
+    expect(readFileSync(loadKit(dir).paths.token, 'utf8').trim()).toBe(multi);
+    expect(o.events.map((e) => e.kind)).not.toContain('token-removed');
+
+    const single = await makeKit(stub.url);
+    const kit = loadKit(single);
+    expect(decodeToken(readFileSync(kit.paths.token, 'utf8')).pollen.max_uses).toBe(1);
+    expect((await enrollKit(single, options())).action).toBe('enrolled');
+    expect(existsSync(kit.paths.token)).toBe(false);
+  });
+
+  it('fails with CERT_REVOKED when the CRL lists the certificate; starts with a warning when the service is down', async () => {
+    stub = await new StubService(ca, { revoked: [] }).start();
+    const dir = await makeKit(stub.url);
+    const first = await enrollKit(dir, options());
+    const o = options();
+    expect((await enrollKit(dir, o)).action).toBe('existing');
+    expect(stub.counts.crl).toBe(1);
+    expect(o.events.map((e) => e.kind)).toEqual(['certificate-valid']);
+    await stub.stop();
+
+    // Node writes serials in upper case, the CRL in lower case; leading zeros do not matter.
+    stub = await new StubService(ca, { revoked: ['0abc', first.certificate.serial.toUpperCase()] }).start();
+    const err = await caught(enrollKit(dir, options({ certServiceUrl: stub.url, renew: false })));
+    expect(err.code).toBe('CERT_REVOKED');
+    expect(err.exitCode).toBe(ExitCode.UNAUTHORIZED);
+    const name = loadKit(dir).config.name;
+    expect(err.message).toBe(
+      `The certificate startup/${name}.crt was revoked on 2025-01-02T03:04:05.000Z; ask the project admin for a new token`,
+    );
+    expect(stub.counts.crl).toBe(1);
+    expect(stub.counts.renew).toBe(0);
+    const url = stub.url;
+    await stub.stop();
+    stub = undefined;
+
+    // The service is down: the site starts, with a warning.
+    const down = options({ certServiceUrl: url });
+    expect((await enrollKit(dir, down)).action).toBe('existing');
+    const warning = down.events.find((e) => e.kind === 'revocation-unchecked');
+    expect(warning?.message).toMatch(
+      /could not check startup\/.*\.crt against the revocation list \(UNAVAILABLE\).*starting anyway/,
+    );
+  });
+
+  it('does not keep a certificate whose renewal is refused as revoked', async () => {
+    stub = await new StubService(ca, { validityMs: 3 * 3_600_000, renewRevoked: true }).start();
+    const dir = await makeKit(stub.url);
+    const first = await enrollKit(dir, options());
+    const time = fakeTime(first.certificate.renewAt.getTime() + 60_000);
+    const o = options({ now: time.now, sleep: time.sleep });
+    const err = await caught(enrollKit(dir, o));
+    expect(err.code).toBe('CERT_REVOKED');
+    expect(err.message).toMatch(/was revoked .*ask the project admin for a new token/);
+    expect(stub.counts.renew).toBe(1);
+    expect(o.events.map((e) => e.kind)).not.toContain('renewal-failed');
+    expect(o.events.some((e) => /stays in use/.test(e.message))).toBe(false);
     expect(existsSync(`${loadKit(dir).paths.key}.next`)).toBe(false);
   });
 
@@ -646,7 +747,9 @@ describe('enrollKit', () => {
     const first = await enrollKit(dir, options({ now: time.now, sleep: time.sleep }));
     const oldKey = readFileSync(kit.paths.key, 'utf8');
     time.advance(2 * 3_600_000);
-    const o = options({ now: time.now, sleep: time.sleep });
+    // The single-use token was spent (and removed) by the first enrollment: a new one is needed.
+    expect(existsSync(kit.paths.token)).toBe(false);
+    const o = options({ now: time.now, sleep: time.sleep, token: tokenFor(kit.config.name) });
     const r = await enrollKit(dir, o);
     expect(o.events[0]).toMatchObject({ kind: 'certificate-unusable' });
     expect(o.events[0]!.message).toMatch(/expired/);

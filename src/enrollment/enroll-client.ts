@@ -54,13 +54,15 @@ export type EnrollEvent =
   | { kind: 'renewing'; message: string }
   | { kind: 'renewal-failed'; message: string; error: PollenError }
   | { kind: 'renewal-skipped'; message: string }
+  | { kind: 'revocation-unchecked'; message: string; error: PollenError }
   | { kind: 'pinned'; message: string; fingerprint: string; source: 'tls-chain' | 'ca-endpoint' }
   | { kind: 'key-created'; message: string; path: string }
   | { kind: 'key-reused'; message: string; path: string }
   | { kind: 'submitted'; message: string }
   | { kind: 'pending'; message: string; requestId: string; waitedMs: number; nextPollMs: number }
   | { kind: 'retrying'; message: string; error: PollenError; delayMs: number }
-  | { kind: 'issued'; message: string; certPath: string };
+  | { kind: 'issued'; message: string; certPath: string }
+  | { kind: 'token-removed'; message: string; path: string };
 
 export interface EnrollKitOptions {
   /** The enrollment token (the CLI passes --token or POLLEN_ENROLLMENT_TOKEN); default startup/enrollment_token. */
@@ -114,7 +116,11 @@ export interface EnrollResult {
  * Make sure the kit holds a valid certificate: keep a valid one (renewing it when due), or enroll
  * with the Certificate Service. Returns what happened; throws PollenError on failure
  * (TOKEN_MISSING, CA_FINGERPRINT_MISMATCH, ENROLLMENT_REJECTED, ENROLLMENT_PENDING after
- * maxWaitMs, UNAVAILABLE, …).
+ * maxWaitMs, UNAVAILABLE, CERT_REVOKED, …).
+ *
+ * A valid certificate is checked against the Certificate Service's CRL when the service is known
+ * (a revoked one fails with CERT_REVOKED); a service that cannot be reached only gives a
+ * `revocation-unchecked` event, so sites start while the service is down.
  */
 export async function enrollKit(
   kitDir: string | LoadedKit,
@@ -132,9 +138,10 @@ export async function enrollKit(
       renewAt: existing.info.renewAt,
     });
     const rootCaFingerprint = certificateFingerprint(existing.root);
+    const url = options.certServiceUrl ?? kit.enrollment?.certServiceUrl;
+    if (url) await checkRevocation(ctx, existing, url);
     if (options.renew === false || (options.renew !== 'now' && ctx.now() < existing.info.renewAt))
       return { action: 'existing', kit, certificate: existing.info, rootCaFingerprint };
-    const url = options.certServiceUrl ?? kit.enrollment?.certServiceUrl;
     if (!url) {
       const message = 'the certificate is due for renewal, but no Certificate Service is configured';
       ctx.emit({ kind: 'renewal-skipped', message });
@@ -151,6 +158,13 @@ export async function enrollKit(
       return { action: 'renewed', kit, certificate: info, rootCaFingerprint };
     } catch (e) {
       const err = e instanceof PollenError ? e : toClientError(e);
+      // A revoked certificate does not "stay in use": the federation refuses it too.
+      if (err.code === 'CERT_REVOKED')
+        throw new PollenError(
+          'CERT_REVOKED',
+          `The certificate ${rel(kit, kit.paths.cert)} was revoked (the Certificate Service refused to renew it); ask the project admin for a new token`,
+          { cause: err, hint: revokedHint(kit) },
+        );
       ctx.emit({
         kind: 'renewal-failed',
         message: `renewal failed (${err.code}): ${err.message}; the current certificate stays in use`,
@@ -457,9 +471,17 @@ function errorFromResponse(status: number, body: unknown, what: string): PollenE
   return out;
 }
 
-function combinedSignal(ctx: Ctx): AbortSignal {
-  const t = AbortSignal.timeout(ctx.timeoutMs);
+function combinedSignal(ctx: Ctx, timeoutMs = ctx.timeoutMs): AbortSignal {
+  const t = AbortSignal.timeout(timeoutMs);
   return ctx.opts.signal ? AbortSignal.any([t, ctx.opts.signal]) : t;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text === '' ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 async function request(
@@ -469,18 +491,31 @@ async function request(
   method: 'GET' | 'POST',
   body?: unknown,
 ): Promise<{ status: number; json: unknown }> {
+  const { status, text } = await requestText(ctx, agent, url, method, body);
+  return { status, json: parseJson(text) };
+}
+
+/** One request; an answer other than 200/202 becomes a PollenError. */
+async function requestText(
+  ctx: Ctx,
+  agent: Agent,
+  url: URL,
+  method: 'GET' | 'POST',
+  body?: unknown,
+  opts: { accept?: string; timeoutMs?: number } = {},
+): Promise<{ status: number; text: string }> {
   let res: Awaited<ReturnType<typeof fetch>>;
   let text: string;
   try {
     res = await fetch(url, {
       method,
       headers: {
-        accept: 'application/json',
+        accept: opts.accept ?? 'application/json',
         ...(body !== undefined && { 'content-type': 'application/json' }),
       },
       ...(body !== undefined && { body: JSON.stringify(body) }),
       dispatcher: agent,
-      signal: combinedSignal(ctx),
+      signal: combinedSignal(ctx, opts.timeoutMs),
     });
     text = await res.text();
   } catch (e) {
@@ -488,15 +523,9 @@ async function request(
       throw new PollenError('UNAVAILABLE', 'Enrollment was cancelled', { cause: e });
     throw toClientError(e, url.origin);
   }
-  let json: unknown;
-  try {
-    json = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
   if (res.status !== 200 && res.status !== 202)
-    throw errorFromResponse(res.status, json, `${method} ${url.pathname}`);
-  return { status: res.status, json };
+    throw errorFromResponse(res.status, parseJson(text), `${method} ${url.pathname}`);
+  return { status: res.status, text };
 }
 
 function baseUrl(url: string): URL {
@@ -748,10 +777,28 @@ function checkTokenForKit(kit: LoadedKit, claims: TokenClaims): void {
   const expected = tokenSubjectType(kit.config.type);
   if (claims.sub !== kit.config.name || claims.pollen.subject_type !== expected)
     throw new PollenError(
-      'TOKEN_INVALID',
+      'TOKEN_SUBJECT_MISMATCH',
       `The enrollment token is for ${claims.pollen.subject_type} "${claims.sub}", but this kit is ${expected} "${kit.config.name}"`,
-      { hint: `Use the token issued for "${kit.config.name}".` },
+      {
+        hint: `Use the token made for "${kit.config.name}" (\`pollen token info -t TOKEN\` shows its subject).`,
+      },
     );
+}
+
+/**
+ * After enrollment a single-use token is spent: startup/enrollment_token is removed when it holds
+ * that token (a token given by --token / POLLEN_ENROLLMENT_TOKEN is not ours to touch). A token
+ * with uses left is kept.
+ */
+function removeSpentToken(ctx: Ctx, claims: TokenClaims | null): void {
+  const { kit } = ctx;
+  if (ctx.opts.token !== undefined || claims?.pollen.max_uses !== 1) return;
+  rmSync(kit.paths.token, { force: true });
+  ctx.emit({
+    kind: 'token-removed',
+    message: `removed ${rel(kit, kit.paths.token)}: the single-use token is spent`,
+    path: kit.paths.token,
+  });
 }
 
 /** Run `fn`, retrying transient failures with backoff until maxWaitMs. */
@@ -1026,6 +1073,7 @@ async function enrollNew(ctx: Ctx, existing: Extract<Existing, { ok: false }>): 
       message: `Enrollment successful. Certificate saved to: ${kit.paths.cert}`,
       certPath: kit.paths.cert,
     });
+    removeSpentToken(ctx, claims);
     return {
       action: 'enrolled',
       kit,
@@ -1037,6 +1085,91 @@ async function enrollNew(ctx: Ctx, existing: Extract<Existing, { ok: false }>): 
   } finally {
     await session.agent.close();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation
+
+/** How long `pollen start` waits for the CRL before it starts without it. */
+const CRL_TIMEOUT_MS = 10_000;
+
+/** Serials compared as lowercase hex without colons or leading zeros. */
+const normSerial = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^0-9a-f]/g, '')
+    .replace(/^0+(?=.)/, '');
+
+function revokedHint(kit: LoadedKit): string {
+  return `Ask the project admin for a new token, move ${rel(kit, kit.paths.cert)} and ${rel(kit, kit.paths.key)} away, and run pollen start with the new token.`;
+}
+
+/**
+ * Fetch `GET /v1/crl` over the pinned, identity-checked connection and fail with CERT_REVOKED
+ * when it lists our certificate. A service that cannot be reached, or a CRL that cannot be read
+ * or is not signed by our chain, gives a `revocation-unchecked` event instead.
+ */
+async function checkRevocation(
+  ctx: Ctx,
+  current: Extract<Existing, { ok: true }>,
+  url: string,
+): Promise<void> {
+  const { kit } = ctx;
+  const name = rel(kit, kit.paths.cert);
+  let crl: x509.X509Crl;
+  try {
+    const base = baseUrl(checkCertServiceUrl(url));
+    const agent = serviceAgent([pem(current.root), ...current.pool.map(pem)]);
+    let text: string;
+    try {
+      text = (
+        await requestText(ctx, agent, endpoint(base, 'v1/crl'), 'GET', undefined, {
+          accept: 'application/x-pem-file',
+          timeoutMs: Math.min(ctx.timeoutMs, CRL_TIMEOUT_MS),
+        })
+      ).text;
+    } finally {
+      await agent.close();
+    }
+    try {
+      crl = new x509.X509Crl(text);
+    } catch (e) {
+      throw new PollenError('CERT_INVALID', 'The Certificate Service answered GET /v1/crl without a CRL', {
+        cause: e,
+      });
+    }
+    let signed = false;
+    for (const issuer of [...current.pool, current.root])
+      if (
+        await crl.verify({ publicKey: new x509.X509Certificate(issuer.raw).publicKey }).catch(() => false)
+      ) {
+        signed = true;
+        break;
+      }
+    if (!signed)
+      throw new PollenError(
+        'CERT_INVALID',
+        'The CRL of the Certificate Service is not signed by the project CA',
+      );
+  } catch (e) {
+    if (ctx.opts.signal?.aborted)
+      throw new PollenError('UNAVAILABLE', 'Enrollment was cancelled', { cause: e });
+    const err = e instanceof PollenError ? e : toClientError(e, url);
+    ctx.emit({
+      kind: 'revocation-unchecked',
+      message: `could not check ${name} against the revocation list (${err.code}): ${err.message}; starting anyway`,
+      error: err,
+    });
+    return;
+  }
+  const serial = normSerial(current.info.serial);
+  const entry = crl.entries.find((e) => normSerial(e.serialNumber) === serial);
+  if (entry)
+    throw new PollenError(
+      'CERT_REVOKED',
+      `The certificate ${name} was revoked on ${entry.revocationDate.toISOString()}; ask the project admin for a new token`,
+      { hint: revokedHint(kit), data: { serial, revokedAt: entry.revocationDate.toISOString() } },
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

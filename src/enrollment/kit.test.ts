@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PollenError } from '../errors.js';
+import { ExitCode, PollenError } from '../errors.js';
 import { initCa } from '../pki/ca.js';
 import {
   DEFAULT_BUILDERS,
@@ -186,9 +186,10 @@ describe('resolveKitSpec', () => {
         return e as PollenError;
       }
     })();
-    expect(wrongName?.code).toBe('INVALID_ARGUMENT');
+    expect(wrongName?.code).toBe('TOKEN_SUBJECT_MISMATCH');
+    expect(wrongName?.exitCode).toBe(ExitCode.INVALID_INPUT);
     expect(wrongName?.message).toMatch(/token is for client "hospital-2".*kit is for client "hospital-1"/);
-    expect(code(() => resolveKitSpec({ ...base, type: 'relay', token: t }))).toBe('INVALID_ARGUMENT');
+    expect(code(() => resolveKitSpec({ ...base, type: 'relay', token: t }))).toBe('TOKEN_SUBJECT_MISMATCH');
     expect(code(() => resolveKitSpec({ ...base, token: 'not-a-jwt' }))).toBe('TOKEN_INVALID');
   });
 
@@ -275,6 +276,22 @@ describe('builders', () => {
     expect(readme).toMatch(/cp rootCA\.pem hospital-1\.crt hospital-1\.key startup\//);
     expect(readme).toMatch(/\.\/startup\/start\.sh/);
     expect(readme).toMatch(/enrollment_token/);
+  });
+
+  it('numbers the readme sections in order: the way this kit is set up for comes first', async () => {
+    const sections = async (input: Partial<Parameters<typeof resolveKitSpec>[0]>) => {
+      const { spec } = resolveKitSpec({ name: 'hospital-1', endpoint: 'grpcs://server:9092', ...input });
+      const readme = (await planKit(spec)).get('readme.txt')!.content.toString();
+      return readme.split('\n').filter((l) => /^\d\. /.test(l));
+    };
+    expect(await sections({})).toEqual([
+      '1. Manual (small deployments, no Certificate Service):',
+      '2. Auto-enrollment (large deployments):',
+    ]);
+    expect(await sections({ certServiceUrl: 'https://certs:8443' })).toEqual([
+      '1. Auto-enrollment (large deployments) - this kit is set up for it:',
+      '2. Manual (small deployments, no Certificate Service):',
+    ]);
   });
 
   it('make the right files per type', async () => {

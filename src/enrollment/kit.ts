@@ -289,10 +289,10 @@ export function resolveKitSpec(input: KitSpecInput): { spec: KitSpec; warnings: 
     const expected = tokenSubjectType(type);
     if (claims.sub !== input.name || claims.pollen.subject_type !== expected)
       throw new PollenError(
-        'INVALID_ARGUMENT',
+        'TOKEN_SUBJECT_MISMATCH',
         `The token is for ${claims.pollen.subject_type} "${claims.sub}", but this kit is for ${expected} "${input.name}"`,
         {
-          hint: `Use the token issued for "${input.name}", or make the kit with -n ${claims.sub} -t ${claims.pollen.subject_type === 'user' ? 'admin' : claims.pollen.subject_type}.`,
+          hint: `Use the token made for "${input.name}" (\`pollen token info -t TOKEN\` shows its subject), or make the kit with -n ${claims.sub} -t ${claims.pollen.subject_type === 'user' ? 'admin' : claims.pollen.subject_type}.`,
         },
       );
     const tokenRole = claims.pollen.roles[0];
@@ -714,18 +714,7 @@ export const readmeBuilder: KitBuilder = {
   build(spec, plan) {
     const { cert, key } = certFileNames(spec.name);
     const auto = spec.enrollment !== null || spec.token !== null;
-    const lines = [
-      `Pollen startup kit for ${spec.type} "${spec.name}" (organisation ${spec.org}${spec.role ? `, role ${spec.role}` : ''})`,
-      `Endpoint: ${formatEndpoint(spec.endpoint)}`,
-      ...(spec.listening ? [`Listens on: ${spec.listening.host}:${spec.listening.port}`] : []),
-      `Made by Pollen ${VERSION} on ${spec.createdAt.toISOString()}`,
-      '',
-      'If the project admin signed the kit (startup/manifest.sig), check it first:',
-      '',
-      `    pollen package verify . --root-fingerprint sha256:<fingerprint the project admin gave you>`,
-      '',
-      'Then get a certificate, in one of two ways.',
-      '',
+    const autoSection = [
       `${auto ? '1' : '2'}. Auto-enrollment (large deployments)${auto ? ' - this kit is set up for it' : ''}:`,
       '',
       ...(spec.token
@@ -744,6 +733,8 @@ export const readmeBuilder: KitBuilder = {
       '    certificate request with the token, waits for approval when the policy asks for it, and',
       `    saves startup/${cert}, startup/rootCA.pem and startup/chain.pem. Renewal is automatic.`,
       '',
+    ];
+    const manualSection = [
       `${auto ? '2' : '1'}. Manual (small deployments, no Certificate Service):`,
       '',
       '    Copy the files the project admin sent you over a secure channel into startup/:',
@@ -752,6 +743,20 @@ export const readmeBuilder: KitBuilder = {
       '    Then run:',
       '        ./startup/start.sh',
       '',
+    ];
+    const lines = [
+      `Pollen startup kit for ${spec.type} "${spec.name}" (organisation ${spec.org}${spec.role ? `, role ${spec.role}` : ''})`,
+      `Endpoint: ${formatEndpoint(spec.endpoint)}`,
+      ...(spec.listening ? [`Listens on: ${spec.listening.host}:${spec.listening.port}`] : []),
+      `Made by Pollen ${VERSION} on ${spec.createdAt.toISOString()}`,
+      '',
+      'If the project admin signed the kit (startup/manifest.sig), check it first:',
+      '',
+      `    pollen package verify . --root-fingerprint sha256:<fingerprint the project admin gave you>`,
+      '',
+      'Then get a certificate, in one of two ways.',
+      '',
+      ...(auto ? [...autoSection, ...manualSection] : [...manualSection, ...autoSection]),
       'Logs go to log.txt; stop with ./startup/stop.sh. In a container, run',
       './startup/start.sh --foreground. Pollen is found through POLLEN_BIN (default: the',
       'installation that made this kit, else `pollen` on the PATH).',

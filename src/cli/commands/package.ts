@@ -90,6 +90,8 @@ startup/enrollment_token and enrollment.json are checked but never count: withou
 pin the result says "pinned": false and a warning is printed; --require-pin makes that an error
 (KIT_UNPINNED).
 
+Global option: --json prints the result (or the error) as JSON.
+
 Examples:
   pollen package verify ./hospital-1 --root-fingerprint sha256:... --require-pin`;
 
@@ -189,6 +191,8 @@ export function registerPackage(program: Command): void {
   cmd
     .command('verify <KIT_DIR>')
     .description('check a startup kit: manifest signature, signer chain, root pin, every file')
+    // `package`'s own options (-n, -e, --cert-service, …) do not apply here: do not list them.
+    .configureHelp({ showGlobalOptions: false })
     .option('--root-fingerprint <FP>', 'the root CA fingerprint you were given out of band (sha256:...)')
     .addOption(
       new Option(

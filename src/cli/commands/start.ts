@@ -64,12 +64,16 @@ Without a valid certificate in startup/, the kit enrolls itself (FLARE's client 
 it pins the root CA from the token's fingerprint before sending anything, makes a P-256 key
 (startup/NAME.key, 0600), sends a CSR with the token, waits for approval when the policy asks for
 it (restart-safe: the same request is resumed), checks and saves startup/NAME.crt, rootCA.pem and
-chain.pem. A certificate past two thirds of its life is renewed over mutual TLS.
+chain.pem. A certificate past two thirds of its life is renewed over mutual TLS. A valid
+certificate is checked against the Certificate Service's revocation list (GET /v1/crl) when the
+service is known; if the service cannot be reached, the kit starts with a warning. A single-use
+startup/enrollment_token is removed once it is spent.
 
 Token: --token, POLLEN_ENROLLMENT_TOKEN or startup/enrollment_token.
 Certificate Service: --cert-service, POLLEN_CERT_SERVICE_URL or startup/enrollment.json.
-Exit codes: 0 ready, 5 token missing/invalid or root mismatch, 8 still pending after --max-wait,
-9 rejected, 7 service unavailable after --max-wait.`;
+Exit codes: 0 ready, 3 token for another participant (TOKEN_SUBJECT_MISMATCH), 5 token
+missing/invalid, root mismatch or certificate revoked (CERT_REVOKED), 8 still pending after
+--max-wait, 9 rejected, 7 service unavailable after --max-wait.`;
 
 export function registerStart(program: Command): void {
   program
@@ -108,7 +112,8 @@ export function registerStart(program: Command): void {
           ...(maxWaitMs !== undefined && { maxWaitMs }),
           renew: o.renew,
           onProgress: (e) => {
-            if (e.kind !== 'issued') out.progress(e.message);
+            if (e.kind === 'revocation-unchecked') out.warn(e.message);
+            else if (e.kind !== 'issued') out.progress(e.message);
           },
         });
         const participant = o.enrollOnly
