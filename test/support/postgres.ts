@@ -31,7 +31,11 @@ function asPostgres(cmd: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`${cmd} failed: ${r.stderr || r.stdout}`);
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+/**
+ * `durable`: keep PostgreSQL's durable defaults (fsync on) for benchmarks; tests run with fsync
+ * off, which is faster and loses nothing a test needs.
+ */
+export async function startPostgres(o: { durable?: boolean } = {}): Promise<TestPostgres> {
   const dir = mkdtempSync(join(tmpdir(), 'pollen-pg-'));
   if (process.getuid?.() === 0) {
     const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
@@ -40,7 +44,16 @@ export async function startPostgres(): Promise<TestPostgres> {
   }
   const data = join(dir, 'data');
   const port = await freePort();
-  asPostgres('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+  asPostgres('initdb', [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    '--auth=trust',
+    '-E',
+    'UTF8',
+    ...(o.durable ? [] : ['--no-sync']),
+  ]);
   asPostgres('pg_ctl', [
     '-D',
     data,
@@ -48,14 +61,14 @@ export async function startPostgres(): Promise<TestPostgres> {
     join(dir, 'log'),
     '-w',
     '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`,
+    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 ${o.durable ? '' : '-c fsync=off '}-c max_connections=200`,
     'start',
   ]);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     stop() {
       try {
-        asPostgres('pg_ctl', ['-D', data, '-m', 'immediate', 'stop']);
+        asPostgres('pg_ctl', ['-D', data, '-m', o.durable ? 'fast' : 'immediate', 'stop']);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
