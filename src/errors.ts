@@ -194,6 +194,17 @@ export const ERROR_CODES = {
     'Use a file path, sqlite:PATH or postgres://user@host:port/db.',
   ),
   DATABASE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'Check that the database is reachable.'),
+  // App SDK (records, messages)
+  RECORD_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Fix the named entry: names are 1-256 printable characters; array data must match its dtype and shape.',
+  ),
+  MESSAGE_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Build messages with Message.create() or message.createReply().',
+  ),
 } as const satisfies Record<string, CodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,0 +1,58 @@
+/**
+ * Context: what an app knows about where it runs (Flower's Context). `nodeConfig` is set by the
+ * site operator (e.g. the path of the local data partition), `runConfig` by the user who starts
+ * the run, and `state` persists across the messages a node handles within one run.
+ */
+import { PollenError } from '../errors.js';
+import { RecordDict, validateName } from './records.js';
+
+export type UserConfigValue = number | string | boolean;
+export type UserConfig = Readonly<Record<string, UserConfigValue>>;
+
+export interface Context {
+  readonly runId: string;
+  readonly nodeId: string;
+  readonly nodeConfig: UserConfig;
+  readonly runConfig: UserConfig;
+  /** Mutable state kept between messages of one run on one node. */
+  readonly state: RecordDict;
+}
+
+export interface ContextInit {
+  runId: string;
+  nodeId: string;
+  nodeConfig?: Record<string, UserConfigValue>;
+  runConfig?: Record<string, UserConfigValue>;
+  state?: RecordDict;
+}
+
+function checkConfig(kind: string, config: Record<string, UserConfigValue>): UserConfig {
+  const out: Record<string, UserConfigValue> = {};
+  for (const [key, value] of Object.entries(config)) {
+    validateName(kind, key);
+    const ok =
+      typeof value === 'string' ||
+      typeof value === 'boolean' ||
+      (typeof value === 'number' && Number.isFinite(value));
+    if (!ok)
+      throw new PollenError(
+        'RECORD_INVALID',
+        `${kind} "${key}" must be a finite number, a string or a boolean`,
+      );
+    out[key] = value;
+  }
+  return Object.freeze(out);
+}
+
+/** A validated Context; the configs are copied and frozen, the state is shared. */
+export function createContext(init: ContextInit): Context {
+  if (typeof init.runId !== 'string' || typeof init.nodeId !== 'string')
+    throw new PollenError('RECORD_INVALID', 'Context runId and nodeId must be strings');
+  return Object.freeze({
+    runId: init.runId,
+    nodeId: init.nodeId,
+    nodeConfig: checkConfig('Node config', init.nodeConfig ?? {}),
+    runConfig: checkConfig('Run config', init.runConfig ?? {}),
+    state: init.state ?? new RecordDict(),
+  });
+}

@@ -1,0 +1,566 @@
+/**
+ * Records: the data a Message carries, modelled on Flower's message API (flwr 1.2x).
+ *
+ * - ArrayRecord: named typed arrays (model parameters, updates) with dtype and shape.
+ * - MetricRecord: named numbers or lists of numbers (loss, accuracy, number of examples).
+ * - ConfigRecord: named configuration values (learning rate, local epochs, flags, bytes).
+ * - RecordDict: named records of the three kinds, the content of a Message.
+ *
+ * Every setter validates its input and throws a PollenError with code RECORD_INVALID, so a bad
+ * record is refused where it is made, not on the far side of the network.
+ *
+ * `encodeArrayRecord()` / `decodeArrayRecord()` give ArrayRecord one canonical binary form (one
+ * record ↔ one byte string), suitable for content addressing:
+ *
+ *   offset 0   magic "PLAR", u8 version (1), 3 zero bytes
+ *   offset 8   u32 number of arrays, u32 dataStart (offset of the data section, a multiple of 8)
+ *   offset 16  per array, in record order: u16 name length, UTF-8 name, u8 dtype code, u8 ndim,
+ *              ndim × u64 dims, u64 offset (from dataStart), u64 byte length
+ *   then       zero padding to dataStart, then each array's raw little-endian bytes at its
+ *              8-byte-aligned offset, zero padding between arrays and to the end (a multiple of 8)
+ *
+ * All integers are little-endian. The decoder accepts only the canonical form: every offset,
+ * length, padding byte and the total size must be exactly what the encoder would write.
+ */
+import { PollenError } from '../errors.js';
+
+export type DType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8';
+
+/** The typed array that holds each dtype. */
+export interface DTypeArrays {
+  float32: Float32Array;
+  float64: Float64Array;
+  int32: Int32Array;
+  int64: BigInt64Array;
+  uint8: Uint8Array;
+}
+export type TypedArray = DTypeArrays[DType];
+
+/** One named array. `data` is row-major (C order); its length is the product of `shape`. */
+export interface ArrayEntry<D extends DType = DType> {
+  readonly dtype: D;
+  readonly shape: readonly number[];
+  readonly data: DTypeArrays[D];
+}
+
+interface DTypeInfo {
+  code: number;
+  bytes: number;
+  ctor: new (buffer: ArrayBufferLike, byteOffset: number, length: number) => TypedArray;
+  is: (v: unknown) => boolean;
+}
+
+const DTYPES: Record<DType, DTypeInfo> = {
+  float32: { code: 1, bytes: 4, ctor: Float32Array, is: (v) => v instanceof Float32Array },
+  float64: { code: 2, bytes: 8, ctor: Float64Array, is: (v) => v instanceof Float64Array },
+  int32: { code: 3, bytes: 4, ctor: Int32Array, is: (v) => v instanceof Int32Array },
+  int64: { code: 4, bytes: 8, ctor: BigInt64Array, is: (v) => v instanceof BigInt64Array },
+  uint8: { code: 5, bytes: 1, ctor: Uint8Array, is: (v) => v instanceof Uint8Array },
+};
+const DTYPE_BY_CODE = new Map<number, DType>(
+  (Object.keys(DTYPES) as DType[]).map((d) => [DTYPES[d].code, d]),
+);
+
+export const DTYPE_NAMES: readonly DType[] = Object.freeze(Object.keys(DTYPES) as DType[]);
+/** Longest record or entry name, in characters. */
+export const MAX_NAME_LENGTH = 256;
+/** Most dimensions an array may have. */
+export const MAX_NDIM = 32;
+
+function invalid(message: string): PollenError {
+  return new PollenError('RECORD_INVALID', message);
+}
+
+/** Names are 1-256 characters with no control characters. */
+export function validateName(kind: string, name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH)
+    throw invalid(`${kind} name must be a string of 1-${MAX_NAME_LENGTH} characters`);
+  if (/[\u0000-\u001f\u007f]/.test(name))
+    throw invalid(`${kind} name ${JSON.stringify(name)} contains a control character`);
+}
+
+/** The dtype of a typed array, or undefined for an unsupported kind (Int16Array, Uint8ClampedArray…). */
+export function dtypeOf(data: unknown): DType | undefined {
+  for (const d of DTYPE_NAMES) if (DTYPES[d].is(data)) return d;
+  return undefined;
+}
+
+function checkEntry(name: string, entry: unknown): ArrayEntry {
+  validateName('Array', name);
+  if (typeof entry !== 'object' || entry === null) throw invalid(`Array "${name}" must be an object`);
+  const { dtype, shape, data } = entry as Record<string, unknown>;
+  if (typeof dtype !== 'string' || !(dtype in DTYPES))
+    throw invalid(`Array "${name}": dtype must be one of ${DTYPE_NAMES.join(', ')}`);
+  if (!DTYPES[dtype as DType].is(data))
+    throw invalid(`Array "${name}": data must be a ${DTYPES[dtype as DType].ctor.name} for dtype ${dtype}`);
+  if (!Array.isArray(shape) || shape.length > MAX_NDIM)
+    throw invalid(`Array "${name}": shape must be an array of at most ${MAX_NDIM} dimensions`);
+  let count = 1;
+  for (const dim of shape) {
+    if (!Number.isSafeInteger(dim) || dim < 0)
+      throw invalid(`Array "${name}": shape dimensions must be non-negative integers`);
+    count *= dim;
+  }
+  const length = (data as TypedArray).length;
+  if (count !== length)
+    throw invalid(
+      `Array "${name}": shape [${shape.join(', ')}] holds ${count} values but data has ${length}`,
+    );
+  return Object.freeze({ dtype: dtype as DType, shape: Object.freeze([...shape]), data: data as TypedArray });
+}
+
+type EntriesInit<V> = Iterable<readonly [string, V]> | Readonly<Record<string, V>>;
+
+function entriesOf<V>(init: EntriesInit<V> | undefined): Iterable<readonly [string, V]> {
+  if (init === undefined) return [];
+  if (Symbol.iterator in (init as object)) return init as Iterable<readonly [string, V]>;
+  return Object.entries(init as Record<string, V>);
+}
+
+/**
+ * An ordered map from names to typed arrays. Arrays are held by reference, not copied (models
+ * can be large); `clone()` makes a deep copy. Order is insertion order and is kept by encoding.
+ */
+export class ArrayRecord {
+  readonly kind = 'array' as const;
+  readonly #entries = new Map<string, ArrayEntry>();
+
+  constructor(init?: EntriesInit<ArrayEntry>) {
+    for (const [name, entry] of entriesOf(init)) this.set(name, entry);
+  }
+
+  /** Build from plain typed arrays: the dtype is taken from the array, the shape defaults to 1-D. */
+  static fromArrays(
+    arrays: Readonly<Record<string, TypedArray | { data: TypedArray; shape?: readonly number[] }>>,
+  ): ArrayRecord {
+    const record = new ArrayRecord();
+    for (const [name, value] of Object.entries(arrays)) {
+      const data =
+        dtypeOf(value) === undefined ? (value as { data: TypedArray }).data : (value as TypedArray);
+      const dtype = dtypeOf(data);
+      if (dtype === undefined)
+        throw invalid(
+          `Array "${name}": use a Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array`,
+        );
+      const shape = (value as { shape?: readonly number[] }).shape ?? [data.length];
+      record.set(name, { dtype, shape, data });
+    }
+    return record;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Total bytes of array data (not counting names and shapes). */
+  get byteLength(): number {
+    let n = 0;
+    for (const e of this.#entries.values()) n += e.data.byteLength;
+    return n;
+  }
+
+  has(name: string): boolean {
+    return this.#entries.has(name);
+  }
+
+  /** The array, or undefined. With `dtype`, a different dtype throws RECORD_INVALID. */
+  get(name: string): ArrayEntry | undefined;
+  get<D extends DType>(name: string, dtype: D): ArrayEntry<D> | undefined;
+  get(name: string, dtype?: DType): ArrayEntry | undefined {
+    const e = this.#entries.get(name);
+    if (e !== undefined && dtype !== undefined && e.dtype !== dtype)
+      throw invalid(`Array "${name}" is ${e.dtype}, not ${dtype}`);
+    return e;
+  }
+
+  set(name: string, entry: ArrayEntry): this {
+    this.#entries.set(name, checkEntry(name, entry));
+    return this;
+  }
+
+  delete(name: string): boolean {
+    return this.#entries.delete(name);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#entries.keys();
+  }
+
+  entries(): IterableIterator<[string, ArrayEntry]> {
+    return this.#entries.entries();
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, ArrayEntry]> {
+    return this.#entries.entries();
+  }
+
+  clone(): ArrayRecord {
+    const copy = new ArrayRecord();
+    for (const [name, e] of this.#entries) copy.set(name, { ...e, data: e.data.slice() });
+    return copy;
+  }
+}
+
+export type MetricValue = number | readonly number[];
+
+export type ConfigScalar = number | string | boolean | Uint8Array;
+export type ConfigValue =
+  | ConfigScalar
+  | readonly number[]
+  | readonly string[]
+  | readonly boolean[]
+  | readonly Uint8Array[];
+
+/** Shared behaviour of the two key → value records. Values are copied in, so later edits of the caller's arrays do not leak in. */
+abstract class ValueRecord<V> {
+  readonly #values = new Map<string, V>();
+
+  constructor(init?: EntriesInit<V>) {
+    for (const [name, value] of entriesOf(init)) this.set(name, value);
+  }
+
+  /** 'Metric' or 'Config', for error messages (a getter: it is read during construction). */
+  protected abstract get label(): string;
+  protected abstract check(name: string, value: unknown): V;
+
+  get size(): number {
+    return this.#values.size;
+  }
+
+  has(name: string): boolean {
+    return this.#values.has(name);
+  }
+
+  get(name: string): V | undefined {
+    return this.#values.get(name);
+  }
+
+  set(name: string, value: V): this {
+    validateName(this.label, name);
+    this.#values.set(name, this.check(name, value));
+    return this;
+  }
+
+  delete(name: string): boolean {
+    return this.#values.delete(name);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#values.keys();
+  }
+
+  entries(): IterableIterator<[string, V]> {
+    return this.#values.entries();
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, V]> {
+    return this.#values.entries();
+  }
+
+  /** A plain object (handy for logging and JSON). */
+  toObject(): Record<string, V> {
+    return Object.fromEntries(this.#values);
+  }
+}
+
+function finite(kind: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw invalid(`${kind} "${name}" must be a finite number`);
+  return v;
+}
+
+/** Named metrics: finite numbers or lists of finite numbers (NaN and Infinity are refused). */
+export class MetricRecord extends ValueRecord<MetricValue> {
+  readonly kind = 'metric' as const;
+  protected get label(): string {
+    return 'Metric';
+  }
+
+  protected check(name: string, value: unknown): MetricValue {
+    if (Array.isArray(value)) return Object.freeze(value.map((v) => finite('Metric', name, v)));
+    return finite('Metric', name, value);
+  }
+
+  clone(): MetricRecord {
+    return new MetricRecord(this);
+  }
+}
+
+function configScalar(name: string, v: unknown): ConfigScalar {
+  if (typeof v === 'number') return finite('Config', name, v);
+  if (typeof v === 'string' || typeof v === 'boolean') return v;
+  if (v instanceof Uint8Array) return v.slice();
+  throw invalid(`Config "${name}" must be a number, string, boolean, Uint8Array or a list of one of them`);
+}
+
+function scalarKind(v: ConfigScalar): string {
+  return v instanceof Uint8Array ? 'bytes' : typeof v;
+}
+
+/** Named configuration values: number, string, boolean, bytes, or a list of values of one kind. */
+export class ConfigRecord extends ValueRecord<ConfigValue> {
+  readonly kind = 'config' as const;
+  protected get label(): string {
+    return 'Config';
+  }
+
+  protected check(name: string, value: unknown): ConfigValue {
+    if (!Array.isArray(value)) return configScalar(name, value);
+    const items = value.map((v) => configScalar(name, v));
+    const first = items[0];
+    if (first !== undefined && items.some((v) => scalarKind(v) !== scalarKind(first)))
+      throw invalid(`Config "${name}": a list must hold values of one kind`);
+    return Object.freeze(items) as ConfigValue;
+  }
+
+  clone(): ConfigRecord {
+    return new ConfigRecord(this);
+  }
+}
+
+export type AnyRecord = ArrayRecord | MetricRecord | ConfigRecord;
+type RecordKind = AnyRecord['kind'];
+type RecordOfKind<K extends RecordKind> = Extract<AnyRecord, { kind: K }>;
+
+/** Named records of the three kinds: the content of a Message (Flower's RecordDict). */
+export class RecordDict {
+  readonly #records = new Map<string, AnyRecord>();
+
+  constructor(init?: EntriesInit<AnyRecord>) {
+    for (const [name, record] of entriesOf(init)) this.set(name, record);
+  }
+
+  get size(): number {
+    return this.#records.size;
+  }
+
+  has(name: string): boolean {
+    return this.#records.has(name);
+  }
+
+  get(name: string): AnyRecord | undefined {
+    return this.#records.get(name);
+  }
+
+  set(name: string, record: AnyRecord): this {
+    validateName('Record', name);
+    if (!(record instanceof ArrayRecord || record instanceof MetricRecord || record instanceof ConfigRecord))
+      throw invalid(`Record "${name}" must be an ArrayRecord, MetricRecord or ConfigRecord`);
+    this.#records.set(name, record);
+    return this;
+  }
+
+  delete(name: string): boolean {
+    return this.#records.delete(name);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#records.keys();
+  }
+
+  entries(): IterableIterator<[string, AnyRecord]> {
+    return this.#records.entries();
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, AnyRecord]> {
+    return this.#records.entries();
+  }
+
+  #typed<K extends RecordKind>(kind: K, name: string): RecordOfKind<K> | undefined {
+    const r = this.#records.get(name);
+    if (r !== undefined && r.kind !== kind)
+      throw invalid(`Record "${name}" is a ${r.kind} record, not ${kind}`);
+    return r as RecordOfKind<K> | undefined;
+  }
+
+  /** The ArrayRecord called `name`, undefined if absent; RECORD_INVALID if it is another kind. */
+  getArrayRecord(name: string): ArrayRecord | undefined {
+    return this.#typed('array', name);
+  }
+
+  getMetricRecord(name: string): MetricRecord | undefined {
+    return this.#typed('metric', name);
+  }
+
+  getConfigRecord(name: string): ConfigRecord | undefined {
+    return this.#typed('config', name);
+  }
+
+  #ofKind<K extends RecordKind>(kind: K): Map<string, RecordOfKind<K>> {
+    const out = new Map<string, RecordOfKind<K>>();
+    for (const [n, r] of this.#records) if (r.kind === kind) out.set(n, r as RecordOfKind<K>);
+    return out;
+  }
+
+  /** All ArrayRecords, by name (a new map; Flower's `array_records`). */
+  get arrayRecords(): Map<string, ArrayRecord> {
+    return this.#ofKind('array');
+  }
+
+  get metricRecords(): Map<string, MetricRecord> {
+    return this.#ofKind('metric');
+  }
+
+  get configRecords(): Map<string, ConfigRecord> {
+    return this.#ofKind('config');
+  }
+
+  /** A deep copy: what the other side of a network would see. */
+  clone(): RecordDict {
+    const copy = new RecordDict();
+    for (const [n, r] of this.#records) copy.set(n, r.clone());
+    return copy;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canonical binary encoding of an ArrayRecord
+
+const MAGIC = [0x50, 0x4c, 0x41, 0x52]; // "PLAR"
+const VERSION = 1;
+const FIXED_HEADER = 16;
+const MIN_ENTRY_HEADER = 2 + 1 + 1 + 8 + 8;
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const align8 = (n: number): number => Math.ceil(n / 8) * 8;
+
+function swapBytes(bytes: Uint8Array, width: number): void {
+  if (width === 1) return;
+  for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
+}
+
+function bytesOf(data: TypedArray): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Encode an ArrayRecord to its canonical bytes (see the file header for the layout). */
+export function encodeArrayRecord(record: ArrayRecord): Uint8Array {
+  const enc = new TextEncoder();
+  const items = [...record].map(([name, e]) => ({ name: enc.encode(name), e }));
+  let headerLength = FIXED_HEADER;
+  for (const { name, e } of items) headerLength += 2 + name.length + 2 + 8 * e.shape.length + 16;
+  const dataStart = align8(headerLength);
+  let offset = 0;
+  const offsets = items.map(({ e }) => {
+    const at = offset;
+    offset = align8(at + e.data.byteLength);
+    return at;
+  });
+  if (dataStart > 0xffffffff) throw invalid('ArrayRecord header too large to encode');
+  const out = new Uint8Array(dataStart + offset);
+  const view = new DataView(out.buffer);
+  out.set(MAGIC, 0);
+  view.setUint8(4, VERSION);
+  view.setUint32(8, items.length, true);
+  view.setUint32(12, dataStart, true);
+  let p = FIXED_HEADER;
+  items.forEach(({ name, e }, i) => {
+    view.setUint16(p, name.length, true);
+    out.set(name, p + 2);
+    p += 2 + name.length;
+    view.setUint8(p, DTYPES[e.dtype].code);
+    view.setUint8(p + 1, e.shape.length);
+    p += 2;
+    for (const dim of e.shape) {
+      view.setBigUint64(p, BigInt(dim), true);
+      p += 8;
+    }
+    view.setBigUint64(p, BigInt(offsets[i]!), true);
+    view.setBigUint64(p + 8, BigInt(e.data.byteLength), true);
+    p += 16;
+    const target = out.subarray(dataStart + offsets[i]!, dataStart + offsets[i]! + e.data.byteLength);
+    target.set(bytesOf(e.data));
+    if (!LITTLE_ENDIAN_HOST) swapBytes(target, DTYPES[e.dtype].bytes);
+  });
+  return out;
+}
+
+export interface DecodeOptions {
+  /**
+   * Copy array data out of `bytes` (default true). With false, arrays that are suitably aligned
+   * in memory are views into `bytes` (no copy): do not modify `bytes` afterwards.
+   */
+  copy?: boolean;
+}
+
+/** Decode canonical bytes made by encodeArrayRecord(); anything else throws RECORD_INVALID. */
+export function decodeArrayRecord(bytes: Uint8Array, options: DecodeOptions = {}): ArrayRecord {
+  const copy = options.copy ?? true;
+  if (!(bytes instanceof Uint8Array)) throw invalid('ArrayRecord bytes must be a Uint8Array');
+  const fail = (why: string): never => {
+    throw invalid(`Malformed ArrayRecord encoding: ${why}`);
+  };
+  if (bytes.length < FIXED_HEADER) fail('too short');
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (MAGIC.some((b, i) => bytes[i] !== b)) fail('bad magic');
+  if (bytes[4] !== VERSION) fail(`unsupported version ${bytes[4]}`);
+  if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) fail('reserved bytes are not zero');
+  const count = view.getUint32(8, true);
+  const dataStart = view.getUint32(12, true);
+  if (count * MIN_ENTRY_HEADER > bytes.length - FIXED_HEADER) fail('array count exceeds the input');
+  if (dataStart % 8 !== 0 || dataStart > bytes.length) fail('bad data offset');
+  const dec = new TextDecoder('utf-8', { fatal: true });
+  const u64 = (at: number): number => {
+    const v = view.getBigUint64(at, true);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) fail('integer out of range');
+    return Number(v);
+  };
+  const need = (p: number, n: number): void => {
+    if (p + n > dataStart) fail('header overruns the data section');
+  };
+  const record = new ArrayRecord();
+  let p = FIXED_HEADER;
+  let expectedOffset = 0;
+  for (let i = 0; i < count; i++) {
+    need(p, 2);
+    const nameLength = view.getUint16(p, true);
+    need(p + 2, nameLength + 2);
+    let name = '';
+    try {
+      name = dec.decode(bytes.subarray(p + 2, p + 2 + nameLength));
+    } catch {
+      fail('name is not UTF-8');
+    }
+    p += 2 + nameLength;
+    const dtype = DTYPE_BY_CODE.get(view.getUint8(p)) ?? fail(`unknown dtype code ${view.getUint8(p)}`);
+    const ndim = view.getUint8(p + 1);
+    if (ndim > MAX_NDIM) fail(`too many dimensions (${ndim})`);
+    p += 2;
+    need(p, 8 * ndim + 16);
+    const shape: number[] = [];
+    let elements = 1;
+    for (let d = 0; d < ndim; d++) {
+      const dim = u64(p + 8 * d);
+      shape.push(dim);
+      elements *= dim;
+    }
+    p += 8 * ndim;
+    const offset = u64(p);
+    const byteLength = u64(p + 8);
+    p += 16;
+    const info = DTYPES[dtype];
+    if (!Number.isSafeInteger(elements * info.bytes) || elements * info.bytes !== byteLength)
+      fail(`array "${name}" length does not match its shape`);
+    if (offset !== expectedOffset) fail(`array "${name}" is not at its canonical offset`);
+    const start = dataStart + offset;
+    if (start + byteLength > bytes.length) fail(`array "${name}" overruns the input`);
+    if (record.has(name)) fail(`duplicate array name "${name}"`);
+    expectedOffset = align8(offset + byteLength);
+    for (let z = start + byteLength; z < Math.min(dataStart + expectedOffset, bytes.length); z++)
+      if (bytes[z] !== 0) fail('padding is not zero');
+    let data: TypedArray;
+    const absolute = bytes.byteOffset + start;
+    if (!copy && LITTLE_ENDIAN_HOST && absolute % info.bytes === 0) {
+      data = new info.ctor(bytes.buffer, absolute, elements);
+    } else {
+      const raw = bytes.slice(start, start + byteLength);
+      if (!LITTLE_ENDIAN_HOST) swapBytes(raw, info.bytes);
+      data = new info.ctor(raw.buffer, 0, elements);
+    }
+    record.set(name, { dtype, shape, data }); // validates the name
+  }
+  if (align8(p) !== dataStart) fail('header length does not match the data offset');
+  for (let z = p; z < dataStart; z++) if (bytes[z] !== 0) fail('header padding is not zero');
+  if (bytes.length !== dataStart + expectedOffset) fail('trailing or missing bytes');
+  return record;
+}
