@@ -1,4 +1,5 @@
 // `pollen policy …` run as a real process (node bin/pollen.js, built by `npx tsc -p tsconfig.build.json`).
+
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY_YAML } from '../src/enrollment/policy.js';
 import { ExitCode } from '../src/errors.js';
+import { SEED_CUSTOM_POLICY } from './support/fixtures.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -24,50 +26,7 @@ function pollen(args: string[], env: Record<string, string> = {}) {
   };
 }
 
-/** The seed's custom policy, verbatim. */
-const CUSTOM = `metadata:
-  project: "my-federation"
-  description: "Production enrollment policy"
-  version: "1.0"
-
-token:
-  validity: 7d
-  max_uses: 1
-
-site:
-  name_pattern: "hospital-*"
-
-user:
-  allowed_roles:
-    - lead
-    - member
-    - org_admin
-  default_role: lead
-
-approval:
-  method: policy
-  rules:
-    - name: "internal-auto-approve"
-      description: "Auto-approve from internal network"
-      match:
-        site_name_pattern: "hospital-*"
-        source_ips:
-          - "10.0.0.0/8"
-          - "172.16.0.0/12"
-      action: approve
-
-    - name: "external-pending"
-      description: "Require manual approval for external"
-      match:
-        site_name_pattern: "*"
-      action: pending
-
-notifications:
-  enabled: true
-  channels:
-    email:
-      enabled: true
-`;
+const CUSTOM = SEED_CUSTOM_POLICY;
 
 let dir: string;
 let custom: string;

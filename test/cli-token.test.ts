@@ -1,18 +1,10 @@
 // `pollen token …` run as a real process (node bin/pollen.js, built by `npx tsc -p tsconfig.build.json`),
 // on a CA folder made here with openssl (rootCA.pem, ca.json, token.key), and against a fake
 // Certificate Service on 127.0.0.1 with real TLS for the remote mode.
+
 import { execFileSync, spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { importSPKI, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/errors.js';
+import { makeCaFolder } from './support/fixtures.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -60,38 +53,6 @@ const mode = (path: string) => statSync(path).mode & 0o777;
 let dir: string;
 let ca: string;
 let otherCa: string;
-
-function makeCaFolder(path: string, name: string): void {
-  mkdirSync(path, { recursive: true });
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(path, 'rootCA.key'),
-      '-out',
-      join(path, 'rootCA.pem'),
-      '-days',
-      '30',
-      '-subj',
-      `/CN=${name} root`,
-    ],
-    { stdio: 'ignore' },
-  );
-  execFileSync(
-    'openssl',
-    ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', join(path, 'token.key')],
-    { stdio: 'ignore' },
-  );
-  execFileSync('chmod', ['600', join(path, 'token.key')]);
-  writeFileSync(join(path, 'ca.json'), JSON.stringify({ version: 1, name }));
-}
 
 /** Verify a token with jose against the CA folder's token key: the independent check. */
 async function verifyWithJose(token: string, caDir = ca) {

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SEED_CUSTOM_POLICY } from '../../test/support/fixtures.js';
 import { PollenError } from '../errors.js';
 import {
   DEFAULT_POLICY_YAML,
@@ -17,50 +18,7 @@ import {
   parsePolicy,
 } from './policy.js';
 
-/** The seed's custom policy, verbatim. */
-const CUSTOM = `metadata:
-  project: "my-federation"
-  description: "Production enrollment policy"
-  version: "1.0"
-
-token:
-  validity: 7d
-  max_uses: 1
-
-site:
-  name_pattern: "hospital-*"
-
-user:
-  allowed_roles:
-    - lead
-    - member
-    - org_admin
-  default_role: lead
-
-approval:
-  method: policy
-  rules:
-    - name: "internal-auto-approve"
-      description: "Auto-approve from internal network"
-      match:
-        site_name_pattern: "hospital-*"
-        source_ips:
-          - "10.0.0.0/8"
-          - "172.16.0.0/12"
-      action: approve
-
-    - name: "external-pending"
-      description: "Require manual approval for external"
-      match:
-        site_name_pattern: "*"
-      action: pending
-
-notifications:
-  enabled: true
-  channels:
-    email:
-      enabled: true
-`;
+const CUSTOM = SEED_CUSTOM_POLICY;
 
 /** Parse and return the POLICY_INVALID issues (fails the test if the text is valid). */
 function issues(text: string): Array<{ path: string; line: number; message: string }> {

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import {
   createHmac,
   createPrivateKey,
@@ -7,11 +6,12 @@ import {
   type KeyObject,
   sign,
 } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCaFolder } from '../../test/support/fixtures.js';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
 import { loadPolicy, parsePolicy } from './policy.js';
@@ -36,38 +36,6 @@ let dir: string;
 let caDir: string;
 let signer: TokenSigner;
 const policy = loadPolicy();
-
-/** A CA folder like `pollen cert init` makes: rootCA.pem, ca.json, token.key (0600). */
-function makeCaFolder(path: string, name = 'demo-project'): void {
-  mkdirSync(path, { recursive: true });
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(path, 'rootCA.key'),
-      '-out',
-      join(path, 'rootCA.pem'),
-      '-days',
-      '30',
-      '-subj',
-      `/CN=${name} root`,
-    ],
-    { stdio: 'ignore' },
-  );
-  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
-    type: 'pkcs8',
-    format: 'pem',
-  });
-  writeFileSync(join(path, 'token.key'), key, { mode: 0o600 });
-  writeFileSync(join(path, 'ca.json'), JSON.stringify({ version: 1, name }));
-}
 
 const keysOf = (s: TokenSigner) => new Map<string, KeyObject>([[s.kid, s.publicKey]]);
 

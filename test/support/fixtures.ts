@@ -1,0 +1,82 @@
+// Fixtures shared by unit and CLI tests.
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The seed's custom policy, verbatim. */
+export const SEED_CUSTOM_POLICY = `metadata:
+  project: "my-federation"
+  description: "Production enrollment policy"
+  version: "1.0"
+
+token:
+  validity: 7d
+  max_uses: 1
+
+site:
+  name_pattern: "hospital-*"
+
+user:
+  allowed_roles:
+    - lead
+    - member
+    - org_admin
+  default_role: lead
+
+approval:
+  method: policy
+  rules:
+    - name: "internal-auto-approve"
+      description: "Auto-approve from internal network"
+      match:
+        site_name_pattern: "hospital-*"
+        source_ips:
+          - "10.0.0.0/8"
+          - "172.16.0.0/12"
+      action: approve
+
+    - name: "external-pending"
+      description: "Require manual approval for external"
+      match:
+        site_name_pattern: "*"
+      action: pending
+
+notifications:
+  enabled: true
+  channels:
+    email:
+      enabled: true
+`;
+
+/** A CA folder like `pollen cert init` makes: rootCA.pem, ca.json, token.key (0600). */
+export function makeCaFolder(path: string, name = 'demo-project'): void {
+  mkdirSync(path, { recursive: true });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      join(path, 'rootCA.key'),
+      '-out',
+      join(path, 'rootCA.pem'),
+      '-days',
+      '30',
+      '-subj',
+      `/CN=${name} root`,
+    ],
+    { stdio: 'ignore' },
+  );
+  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+    type: 'pkcs8',
+    format: 'pem',
+  });
+  writeFileSync(join(path, 'token.key'), key, { mode: 0o600 });
+  writeFileSync(join(path, 'ca.json'), JSON.stringify({ version: 1, name }));
+}
