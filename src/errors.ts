@@ -187,6 +187,52 @@ export const ERROR_CODES = {
     ExitCode.INVALID_INPUT,
     'Pass --root-fingerprint with the root CA fingerprint the project admin gave you out of band (or your own --token): files inside the kit cannot vouch for it.',
   ),
+  // SuperNode keys (OpenSSH) and Fleet API request authentication
+  SSH_KEY_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Give the private key file `ssh-keygen -t ecdsa -b 384 -N "" -f KEY` wrote (or KEY.pub for a public key), unmodified.',
+  ),
+  SSH_KEY_ENCRYPTED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Give an unencrypted key: remove the passphrase with `ssh-keygen -p -N "" -f KEY`, or make one with `ssh-keygen -t ecdsa -b 384 -N "" -f KEY`.',
+  ),
+  SSH_KEY_UNSUPPORTED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Only ecdsa-sha2-nistp256 and ecdsa-sha2-nistp384 keys are accepted: `ssh-keygen -t ecdsa -b 384 -N "" -f KEY`.',
+  ),
+  NODE_AUTH_MISSING: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Start the SuperNode with its key (the pollen-node-* request headers are missing).',
+  ),
+  NODE_AUTH_INVALID: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'The request signature or MAC does not match: check the SuperNode key and that nothing rewrites requests.',
+  ),
+  NODE_AUTH_STALE: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'The request timestamp is outside the accepted window: synchronise the clocks (NTP) of SuperNode and SuperLink.',
+  ),
+  NODE_AUTH_REPLAY: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'This request was already received (same nonce): every request needs fresh pollen-node-* headers.',
+  ),
+  NODE_NOT_REGISTERED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'Ask the federation admin to register this SuperNode public key (KEY.pub; `ssh-keygen -lf KEY.pub` shows its fingerprint).',
+  ),
+  NODE_SESSION_EXPIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'The session is unknown, expired or revoked: authenticate again with a signed request to open a new one.',
+  ),
   // Store
   DATABASE_URL_INVALID: spec(
     400,
@@ -204,6 +250,110 @@ export const ERROR_CODES = {
     400,
     ExitCode.INVALID_INPUT,
     'Build messages with Message.create() or message.createReply().',
+  ),
+  // Content-addressed chunks (array data, app bundles)
+  CHUNK_ID_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'A chunk id is the lowercase hex SHA-256 of the chunk (64 characters).',
+  ),
+  CHUNK_MISMATCH: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'The chunk data does not hash to its id: it was corrupted or tampered with in transit; send it again.',
+  ),
+  CHUNK_TOO_LARGE: spec(
+    413,
+    ExitCode.INVALID_INPUT,
+    'Send chunks no larger than the receiver accepts (4 MiB by default).',
+  ),
+  CHUNK_MISSING: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Push the missing chunks first (MissingChunks tells which), then retry.',
+  ),
+  // SuperLink state (nodes, runs, messages)
+  NODE_UNKNOWN: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'List the nodes with `pollen node list`; the node must activate first.',
+  ),
+  NODE_ALREADY_REGISTERED: spec(
+    409,
+    ExitCode.CONFLICT,
+    'This public key is already registered; the existing node id is given.',
+  ),
+  NODE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'The node went offline; the run may retry or skip it.'),
+  RUN_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'List the runs with `pollen ls`.'),
+  RUN_STATE_CONFLICT: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Runs move pending → starting → running → finished; the current status is given.',
+  ),
+  RUN_NOT_RUNNING: spec(409, ExitCode.CONFLICT, 'Messages flow only while the run is running.'),
+  MESSAGE_DUPLICATE: spec(409, ExitCode.CONFLICT, 'Every message needs a new unique id.'),
+  MESSAGE_NOT_FOR_NODE: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'A node may only reply to instructions it was sent (and not yet answered or timed out).',
+  ),
+  REPLY_DUPLICATE: spec(409, ExitCode.CONFLICT, 'Each instruction takes exactly one reply.'),
+  MESSAGE_EXPIRED: spec(
+    410,
+    ExitCode.CONFLICT,
+    'The message outlived its time to live; give it a longer ttl.',
+  ),
+  MESSAGE_TOO_LARGE: spec(
+    413,
+    ExitCode.INVALID_INPUT,
+    'Send large arrays as chunks, or raise the SuperLink message size limit.',
+  ),
+  // Runtime: authentication of callers and apps
+  UNAUTHENTICATED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Present a certificate from the project CA (check the federation config or the startup kit).',
+  ),
+  PERMISSION_DENIED: spec(403, ExitCode.UNAUTHORIZED, 'Use a certificate of the right type for this API.'),
+  APP_TOKEN_INVALID: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'App processes are started by the SuperLink or SuperNode, which give them their token.',
+  ),
+  // Runtime: apps and runs
+  APP_LOAD_FAILED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Check that the app exports default a ServerApp / ClientApp and builds with `pollen build`.',
+  ),
+  BUNDLE_NOT_FOUND: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Start the run again: `pollen run` pushes the bundle first.',
+  ),
+  RUN_STOPPED: spec(409, ExitCode.CONFLICT, 'The run was stopped by an admin.'),
+  // App bundles (`pollen build`)
+  APP_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Fix the app\'s package.json: name, version and a "pollen" field with serverapp, clientapp, config and assets.',
+  ),
+  APP_BUILD_FAILED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Fix the errors esbuild reports above (an import that does not resolve, a syntax error), then build again.',
+  ),
+  BUNDLE_INVALID: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    'The .pollen file is damaged or was not made by `pollen build`: build the app again.',
+  ),
+  RUN_FAILED: spec(500, ExitCode.INTERNAL, 'Read the run log: pollen log RUN_ID.'),
+  CONFIG_INVALID: spec(400, ExitCode.INVALID_INPUT, 'Fix the named entry of ~/.pollen/config.toml.'),
+  FEDERATION_NOT_FOUND: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Add it: pollen federation add NAME --address HOST:9093 --kit ADMIN_KIT.',
   ),
 } as const satisfies Record<string, CodeSpec>;
 

@@ -131,7 +131,7 @@ describe('manual workflow: cert init, cert site, package, certificates copied in
 
 describe('auto-scale workflow: the demo runs it with real processes', () => {
   it('enrolls every site, approves the pending one, refuses a replayed token, verifies every chain', async () => {
-    const r = await pollenAsync(['demo', '--sites', '3', '-w', join(t.dir, 'demo'), '--keep', '--json']);
+    const r = await pollenAsync(['demo', 'enrollment', '--sites', '3', '-w', join(t.dir, 'demo'), '--keep', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const s = r.json<any>();
     expect(s.enrolled.map((e: { name: string }) => e.name).sort()).toEqual([

@@ -48,7 +48,18 @@ export interface ClientAppOptions {
 
 const MAX_REASON_LENGTH = 1000;
 
+/**
+ * Brands that survive SDK copies: a bundled app carries its own copy of these classes, so the
+ * host recognises its apps by brand (`Symbol.for` is process-wide), not by `instanceof`.
+ */
+export const CLIENT_APP_BRAND: unique symbol = Symbol.for('pollen.ClientApp') as never;
+export const SERVER_APP_BRAND: unique symbol = Symbol.for('pollen.ServerApp') as never;
+
 export class ClientApp {
+  get [CLIENT_APP_BRAND](): true {
+    return true;
+  }
+
   readonly #handlers = new Map<MessageType, Handler>();
   readonly #errorDetail: 'message' | 'none';
 
@@ -162,6 +173,10 @@ export interface Grid {
 export type ServerMain = (grid: Grid, context: Context) => void | Promise<void>;
 
 export class ServerApp {
+  get [SERVER_APP_BRAND](): true {
+    return true;
+  }
+
   #main: ServerMain | undefined;
 
   constructor(main?: ServerMain) {

@@ -58,3 +58,4 @@ export {
   type TypedArray,
   validateName,
 } from './records.js';
+export { canReport, type ReportingGrid, type RoundReport, reportRound } from './report.js';

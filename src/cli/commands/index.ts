@@ -1,11 +1,16 @@
 import type { Command } from 'commander';
+import { registerBuild } from './build.js';
 import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
 import { registerDemo } from './demo.js';
 import { registerEnrollment } from './enrollment.js';
+import { registerFederation } from './federation.js';
 import { registerPackage } from './package.js';
 import { registerPolicy } from './policy.js';
+import { registerRuns } from './runs.js';
 import { registerStart } from './start.js';
+import { registerSuperLink } from './superlink.js';
+import { registerSuperNode } from './supernode.js';
 import { registerToken } from './token.js';
 
 /** Each command group lives in its own module; this is the one place that lists them. */
@@ -18,4 +23,9 @@ export function registerCommands(program: Command): void {
   registerPolicy(program);
   registerPackage(program);
   registerStart(program);
+  registerSuperLink(program);
+  registerSuperNode(program);
+  registerRuns(program);
+  registerBuild(program);
+  registerFederation(program);
 }

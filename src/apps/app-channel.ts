@@ -1,0 +1,19 @@
+/** The loopback AppIo channel an app process uses: cleartext HTTP/2 plus its per-run token. */
+import type { Interceptor } from '@connectrpc/connect';
+import { openChannel, type RpcChannel } from '../transport/rpc-client.js';
+
+export interface AppProcessOptions {
+  url: string;
+  token: string;
+  runId: string;
+  appPath: string;
+}
+
+export function openAppChannel(o: AppProcessOptions): RpcChannel {
+  const auth: Interceptor = (next) => (req) => {
+    req.header.set('authorization', `Bearer ${o.token}`);
+    req.header.set('pollen-run-id', o.runId);
+    return next(req);
+  };
+  return openChannel({ baseUrl: o.url, interceptors: [auth] });
+}

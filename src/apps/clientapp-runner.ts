@@ -1,0 +1,58 @@
+/**
+ * Runs a ClientApp for one run on one node: pull an instruction from the SuperNode (ClientAppIo),
+ * handle it, push the reply. The Context (and so the app's state) lives as long as the process,
+ * which the SuperNode keeps for the whole run.
+ */
+import { ClientAppIo } from '../gen/pollen/v1/appio_pb.js';
+import type { Context } from '../sdk/context.js';
+import { createContext } from '../sdk/context.js';
+import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
+import { MemoryChunkStore } from '../transport/chunks.js';
+import { fromConnectError } from '../transport/errors.js';
+import { chunkIdsOf, configFromWire, messageFromWire, messageToWire } from '../transport/wire.js';
+import { type AppProcessOptions, openAppChannel } from './app-channel.js';
+import { loadClientApp } from './load-app.js';
+
+const PULL_WAIT_MS = 20_000;
+
+export async function runClientApp(o: AppProcessOptions): Promise<number> {
+  const channel = openAppChannel(o);
+  const client = channel.client(ClientAppIo);
+  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      throw fromConnectError(e);
+    }
+  };
+  let stop = false;
+  process.once('SIGTERM', () => {
+    stop = true;
+  });
+  try {
+    const app = await loadClientApp(o.appPath);
+    let context: Context | undefined;
+    while (!stop) {
+      const task = await call(() => client.pullTask({ waitMs: PULL_WAIT_MS }));
+      if (task.shutdown) break;
+      if (!task.message) continue;
+      context ??= createContext({
+        runId: o.runId,
+        nodeId: task.nodeId,
+        nodeConfig: configFromWire(task.nodeConfig),
+        runConfig: configFromWire(task.runConfig),
+      });
+      const store = new MemoryChunkStore();
+      const ids = chunkIdsOf(task.message);
+      if (ids.length > 0) await call(() => downloadChunks(client, ids, store));
+      const message = await messageFromWire(task.message, (id) => store.get(id));
+      const reply = await app.handle(message, context);
+      const { wire, chunks } = messageToWire(reply);
+      if (chunks.size > 0) await call(() => uploadChunks(client, chunks));
+      await call(() => client.pushResult({ message: wire }));
+    }
+    return 0;
+  } finally {
+    channel.close();
+  }
+}

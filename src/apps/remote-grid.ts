@@ -1,0 +1,144 @@
+/**
+ * The Grid a ServerApp process gets: ServerAppIo calls to its SuperLink. Arrays travel as chunks
+ * pushed before the instructions that reference them; replies' chunks are pulled only when
+ * missing. It counts the bytes each round moves for the run's metrics.
+ */
+import type { Client } from '@connectrpc/connect';
+import { PollenError } from '../errors.js';
+import type { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
+import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
+import { Message, SERVER_NODE_ID } from '../sdk/message.js';
+import type { RoundReport } from '../sdk/report.js';
+import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
+import { MemoryChunkStore } from '../transport/chunks.js';
+import { fromConnectError } from '../transport/errors.js';
+import { chunkIdsOf, messageFromWire, messageToWire, type WireMessage } from '../transport/wire.js';
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const POLL_WAIT_MS = 10_000;
+
+export function wireBytes(wire: WireMessage): number {
+  let n = 0;
+  if (wire.body.case !== 'content') return n;
+  for (const record of wire.body.value.records)
+    if (record.record.case === 'arrays') for (const a of record.record.value.arrays) n += Number(a.nbytes);
+  return n;
+}
+
+export class RemoteGrid implements Grid {
+  readonly runId: string;
+  readonly #client: Client<typeof ServerAppIo>;
+  #stopped = false;
+  #bytesSent = 0;
+  #bytesReceived = 0;
+
+  constructor(client: Client<typeof ServerAppIo>, runId: string) {
+    this.#client = client;
+    this.runId = runId;
+  }
+
+  /** True once the SuperLink said the run was stopped. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  async #call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw fromConnectError(e);
+    }
+  }
+
+  async nodeIds(): Promise<string[]> {
+    const { nodeIds } = await this.#call(() => this.#client.getNodes({}));
+    return [...nodeIds].sort();
+  }
+
+  async send(messages: Iterable<Message>): Promise<string[]> {
+    const wires: WireMessage[] = [];
+    const chunks = new Map<string, Uint8Array>();
+    for (const message of messages) {
+      if (!(message instanceof Message) && !isMessageLike(message))
+        throw new PollenError('MESSAGE_INVALID', 'send() takes Message objects');
+      const m = message.metadata;
+      if (!message.content) throw new PollenError('MESSAGE_INVALID', `Message ${m.messageId}: an instruction must carry content`);
+      if (m.replyToMessageId !== '') throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
+      if (m.srcNodeId !== SERVER_NODE_ID)
+        throw new PollenError('MESSAGE_INVALID', `The source must be the server (${SERVER_NODE_ID})`);
+      const stamped = message.withMetadata({ runId: this.runId });
+      const { wire, chunks: own } = messageToWire(stamped);
+      for (const [id, data] of own) chunks.set(id, data);
+      wires.push(wire);
+    }
+    if (chunks.size > 0) await this.#call(() => uploadChunks(this.#client, chunks));
+    const { messageIds } = await this.#call(() => this.#client.pushInstructions({ messages: wires }));
+    for (const w of wires) this.#bytesSent += wireBytes(w);
+    return messageIds;
+  }
+
+  async #decode(wires: WireMessage[]): Promise<Message[]> {
+    const store = new MemoryChunkStore();
+    const ids = [...new Set(wires.flatMap((w) => chunkIdsOf(w)))];
+    if (ids.length > 0) await this.#call(() => downloadChunks(this.#client, ids, store));
+    const out: Message[] = [];
+    for (const w of wires) {
+      this.#bytesReceived += wireBytes(w);
+      out.push(await messageFromWire(w, (id) => store.get(id)));
+    }
+    return out;
+  }
+
+  async #pull(ids: string[], waitMs: number): Promise<Message[]> {
+    const res = await this.#call(() => this.#client.pullReplies({ messageIds: ids, waitMs }));
+    if (res.runStopped) this.#stopped = true;
+    return this.#decode(res.messages);
+  }
+
+  async pull(messageIds: Iterable<string>): Promise<Message[]> {
+    return this.#pull([...messageIds], 0);
+  }
+
+  async sendAndReceive(messages: Iterable<Message>, options: SendAndReceiveOptions = {}): Promise<Message[]> {
+    const batch = [...messages];
+    const ids = await this.send(batch);
+    const ttlMs = Math.max(0, ...batch.map((m) => m.metadata.ttlSeconds * 1000));
+    const deadline = Date.now() + Math.min(options.timeoutMs ?? ttlMs, MAX_TIMER_MS);
+    const waiting = new Set(ids);
+    const replies: Message[] = [];
+    while (waiting.size > 0 && !this.#stopped) {
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      for (const reply of await this.#pull([...waiting], Math.min(left, POLL_WAIT_MS))) {
+        waiting.delete(reply.metadata.replyToMessageId);
+        replies.push(reply);
+      }
+    }
+    if (this.#stopped) throw new PollenError('RUN_STOPPED', `Run ${this.runId} was stopped`);
+    return replies;
+  }
+
+  /** Store a round's metrics with the bytes moved since the previous report. */
+  async reportRound(report: RoundReport): Promise<void> {
+    const round = {
+      round: report.round,
+      metrics: Object.fromEntries(Object.entries(report.metrics).filter(([, v]) => Number.isFinite(v))),
+      nodeIds: [...report.nodeIds],
+      bytesSent: BigInt(this.#bytesSent),
+      bytesReceived: BigInt(this.#bytesReceived),
+    };
+    this.#bytesSent = 0;
+    this.#bytesReceived = 0;
+    await this.#call(() => this.#client.reportRound({ round }));
+  }
+}
+
+/** A Message made by a bundled copy of the SDK (instanceof fails across copies). */
+function isMessageLike(m: unknown): m is Message {
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    'metadata' in m &&
+    typeof (m as Message).withMetadata === 'function'
+  );
+}

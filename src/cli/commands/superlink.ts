@@ -1,0 +1,161 @@
+import type { Command } from 'commander';
+import { PollenError } from '../../errors.js';
+import { action } from '../command.js';
+import { bold, dim, Output } from '../output.js';
+import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
+import { registerParticipantRunner } from './start.js';
+
+interface Opts extends TlsFlags {
+  stateDir: string;
+  database?: string;
+  fleetAddress: string;
+  controlAddress: string;
+  serverappioAddress: string;
+  enableSupernodeAuth?: boolean;
+  crl?: string;
+  crlRefresh?: string;
+  certService?: string;
+  project?: string;
+  logLevel: string;
+}
+
+export function registerSuperLink(program: Command): void {
+  // `pollen start SERVER_KIT` enrolls, then runs the SuperLink on the kit's ports.
+  registerParticipantRunner('server', async ({ kit, out }) => {
+    const e = kit.config.endpoint;
+    const host = kit.config.listening?.host ?? '0.0.0.0';
+    const quiet = new Output(out.json, process.stderr, process.stderr);
+    const { tls } = resolveTls({ kit: kit.dir }, 'server', quiet);
+    await runSuperLink(
+      {
+        stateDir: `${kit.dir}/local/superlink`,
+        fleetAddress: `${host}:${kit.config.listening?.port ?? e.port}`,
+        controlAddress: `${host}:${e.adminPort ?? 9093}`,
+        serverappioAddress: '127.0.0.1:9091',
+        enableSupernodeAuth: process.env.POLLEN_ENABLE_SUPERNODE_AUTH === '1',
+        certService: process.env.POLLEN_CERT_SERVICE_URL || kit.enrollment?.certServiceUrl,
+        logLevel: process.env.POLLEN_LOG_LEVEL || 'info',
+      },
+      quiet,
+      tls,
+    );
+    return { status: 'stopped' };
+  });
+  program
+    .command('superlink')
+    .description(
+      'run the SuperLink: Fleet API for SuperNodes, Control API for admins, a ServerApp process per run',
+    )
+    .option('--kit <dir>', 'an enrolled server startup kit (certificate, key, root CA)')
+    .option('--cert <file>', 'server certificate PEM (instead of --kit)')
+    .option('--key <file>', 'its private key PEM')
+    .option('--root-ca <file>', 'the project root CA PEM: peers must chain to it')
+    .option('--chain <file>', 'intermediate CA PEM sent with the certificate')
+    .option('--insecure', 'no TLS and no authentication (development only)')
+    .option('--state-dir <dir>', 'runs, nodes, chunks and unpacked apps', './superlink')
+    .option('--database <url>', 'store: a SQLite path (default STATE_DIR/superlink.db) or postgres://…')
+    .option('--fleet-address <host:port>', 'Fleet API (SuperNodes connect here, mutual TLS)', '0.0.0.0:9092')
+    .option(
+      '--control-address <host:port>',
+      'Control API (pollen run/list/log/stop, node keys)',
+      '0.0.0.0:9093',
+    )
+    .option(
+      '--serverappio-address <host:port>',
+      'ServerAppIo for ServerApp processes (loopback)',
+      '127.0.0.1:9091',
+    )
+    .option(
+      '--enable-supernode-auth',
+      'admit only SuperNodes whose key was registered (pollen supernode register)',
+    )
+    .option('--crl <file>', 'revocation list PEM to enforce (re-read when it changes)')
+    .option('--cert-service <url>', 'fetch the revocation list from this Certificate Service (every 30 s)')
+    .option('--crl-refresh <seconds>', 'how often the revocation list is re-read or fetched', '30')
+    .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen superlink --kit ./server-kit --cert-service https://certs.example.com:8443
+  pollen superlink --cert sl.crt --key sl.key --root-ca rootCA.pem --chain chain.pem --enable-supernode-auth
+  pollen superlink --insecure --state-dir /tmp/sl         # local development only (loopback)
+
+Every SuperNode must present a client certificate from the project CA that is not on the CRL;
+a certificate revoked while connected is disconnected at the next CRL refresh. With
+--enable-supernode-auth it must also sign with a registered OpenSSH key; registering and
+unregistering keys takes effect at once, without a restart. Runs and nodes live in the store:
+after a restart, nodes reconnect by themselves and a run that was in progress is marked failed.
+Logs go to stderr as JSON lines. Stop with Ctrl-C or SIGTERM.`,
+    )
+    .action(
+      action<Opts>(async (o, out, _args, cmd) => {
+        const { tls, kit } = resolveTls(o, 'server', out);
+        // Cleartext APIs may only listen on loopback: without TLS the default addresses do.
+        if (!tls)
+          for (const key of ['fleetAddress', 'controlAddress'] as const)
+            if (cmd.getOptionValueSource(key) === 'default')
+              o[key] = o[key].replace(/^0\.0\.0\.0:/, '127.0.0.1:');
+        await runSuperLink(o, out, tls, kit?.config.name);
+      }),
+    );
+}
+
+export async function runSuperLink(
+  o: Opts,
+  out: Output,
+  tls: ReturnType<typeof resolveTls>['tls'],
+  _name?: string,
+): Promise<void> {
+  const { default: pino } = await import('pino');
+  const { startSuperLink } = await import('../../superlink/superlink.js');
+  const log = pino({ level: o.logLevel }, pino.destination(2));
+  const refresh = Number(o.crlRefresh ?? 30);
+  if (!Number.isFinite(refresh) || refresh < 1)
+    throw new PollenError('INVALID_ARGUMENT', '--crl-refresh takes seconds (>= 1)');
+  const link = await startSuperLink({
+    stateDir: o.stateDir,
+    database: o.database,
+    fleet: parseAddress(o.fleetAddress, '--fleet-address'),
+    control: parseAddress(o.controlAddress, '--control-address'),
+    serverAppIo: parseAddress(o.serverappioAddress, '--serverappio-address'),
+    tls,
+    nodeAuth: Boolean(o.enableSupernodeAuth),
+    project: o.project,
+    crl: o.crl || o.certService ? { file: o.crl, url: o.certService, refreshMs: refresh * 1000 } : undefined,
+    log,
+  });
+  out.result(
+    {
+      fleet: link.fleetUrl,
+      control: link.controlUrl,
+      serverAppIo: link.serverAppIoUrl,
+      nodeAuth: Boolean(o.enableSupernodeAuth),
+      secure: Boolean(tls),
+    },
+    (d) => [
+      `${bold('SuperLink')} running${d.secure ? ' (mutual TLS)' : ' (INSECURE)'}`,
+      `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
+      `  Control API     ${d.control}`,
+      `  ServerAppIo     ${d.serverAppIo}`,
+      dim('  Ctrl-C to stop'),
+    ],
+  );
+  await untilSignal(async () => {
+    out.progress('stopping the SuperLink');
+    await link.close();
+  });
+}
+
+export function untilSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise<void>((res) => {
+    const onSignal = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      void stop().then(res);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

@@ -1,0 +1,236 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { PollenError } from '../../errors.js';
+import type { UserConfigValue } from '../../sdk/context.js';
+import { action } from '../command.js';
+import { openControl, rpc } from '../control-client.js';
+import { bold, dim, Output } from '../output.js';
+import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
+import { registerParticipantRunner } from './start.js';
+import { untilSignal } from './superlink.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+interface RunOpts extends TlsFlags {
+  superlink?: string;
+  name?: string;
+  authSupernodePrivateKey?: string;
+  nodeConfig: string[];
+  workDir: string;
+  clientappioAddress: string;
+  heartbeatInterval: string;
+  logLevel: string;
+}
+
+/** `k=v` pairs: numbers and true/false become typed values, the rest strings. */
+export function parseConfigPairs(pairs: string[], flag: string): Record<string, UserConfigValue> {
+  const out: Record<string, UserConfigValue> = {};
+  for (const pair of pairs.flatMap((p) => p.split(/\s+(?=[^\s=]+=)/))) {
+    const i = pair.indexOf('=');
+    if (i < 1) throw new PollenError('INVALID_ARGUMENT', `${flag} takes KEY=VALUE (got "${pair}")`);
+    const key = pair.slice(0, i).trim();
+    const raw = pair
+      .slice(i + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1');
+    out[key] =
+      raw === 'true'
+        ? true
+        : raw === 'false'
+          ? false
+          : raw !== '' && Number.isFinite(Number(raw))
+            ? Number(raw)
+            : raw;
+  }
+  return out;
+}
+
+/** The participant name in a certificate's `pollen://PROJECT/TYPE/NAME` URI SAN, if any. */
+export function certificateName(pem: string): string | undefined {
+  try {
+    const san = new X509Certificate(pem).subjectAltName ?? '';
+    return /URI:pollen:\/\/[^/\s,]+\/[a-z]+\/([^/\s,]+)/.exec(san)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+export function registerSuperNode(program: Command): void {
+  // `pollen start CLIENT_KIT` (the kit's start.sh) enrolls, then runs the SuperNode.
+  registerParticipantRunner('client', async ({ kit, out }) => {
+    await runSuperNode(
+      {
+        kit: kit.dir,
+        nodeConfig: process.env.POLLEN_NODE_CONFIG ? [process.env.POLLEN_NODE_CONFIG] : [],
+        authSupernodePrivateKey: process.env.POLLEN_AUTH_SUPERNODE_PRIVATE_KEY || undefined,
+        workDir: `${kit.dir}/local/supernode`,
+        clientappioAddress: '127.0.0.1:0',
+        heartbeatInterval: process.env.POLLEN_HEARTBEAT_INTERVAL || '10',
+        logLevel: process.env.POLLEN_LOG_LEVEL || 'info',
+      },
+      new Output(out.json, process.stderr, process.stderr),
+    );
+    return { status: 'stopped' };
+  });
+  const cmd = program
+    .command('supernode')
+    .description("run a SuperNode at a site (trains on the site's data), or manage node keys")
+    .option('--kit <dir>', 'an enrolled client startup kit (certificate, key, root CA, SuperLink address)')
+    .option('--cert <file>', 'client certificate PEM (instead of --kit)')
+    .option('--key <file>', 'its private key PEM')
+    .option('--root-ca <file>', 'the project root CA PEM')
+    .option('--chain <file>', 'intermediate CA PEM sent with the certificate')
+    .option('--insecure', 'no TLS (development only)')
+    .option('--superlink <host:port>', 'Fleet API address (default: the kit endpoint)')
+    .option('--name <name>', 'node name in listings (default: the certificate name)')
+    .option(
+      '--auth-supernode-private-key <file>',
+      'OpenSSH ECDSA key (ssh-keygen -t ecdsa -b 384) for SuperLinks that authenticate node keys',
+    )
+    .option(
+      '--node-config <k=v>',
+      'node config for the ClientApp, e.g. data-path=/data/part0 (repeatable)',
+      collect,
+      [],
+    )
+    .option('--work-dir <dir>', 'unpacked apps and chunks in transit', './supernode')
+    .option(
+      '--clientappio-address <host:port>',
+      'ClientAppIo for the app processes (loopback)',
+      '127.0.0.1:0',
+    )
+    .option('--heartbeat-interval <seconds>', 'how often to tell the SuperLink this node is alive', '10')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen supernode --kit ./site-1 --node-config partition-id=0 --node-config num-partitions=3
+  pollen supernode --kit ./site-1 --auth-supernode-private-key ~/.ssh/pollen_node
+  pollen supernode register node.pub local      # an admin registers a node's key
+  pollen supernode list local
+  pollen supernode unregister 3f9c0a12b4d5e6f7 local
+
+The SuperNode connects outbound only: sites open no inbound port. It keeps its node id across
+restarts (the id comes from its certificate or its key), reconnects with backoff when the
+SuperLink is away, and runs each run's ClientApp in its own process.`,
+    )
+    .action(
+      action<RunOpts>(async (o, out) => {
+        await runSuperNode(o, out);
+      }),
+    );
+
+  cmd
+    .command('register <KEY_PUB> [FEDERATION]')
+    .description("register a SuperNode's OpenSSH public key; prints its node id")
+    .option('--name <name>', 'a name for listings (default: the key comment)')
+    .action(
+      action<{ name?: string }>(async (o, out, args) => {
+        const [keyFile, federation] = args as [string, string | undefined];
+        let line: string;
+        try {
+          line = readFileSync(keyFile, 'utf8').trim();
+        } catch (e) {
+          throw new PollenError('FILE_NOT_FOUND', `Cannot read ${keyFile}`, { cause: e });
+        }
+        const s = openControl(federation);
+        try {
+          const { nodeId } = await rpc(s.control.registerNode({ publicKey: line, name: o.name ?? '' }));
+          out.result({ nodeId, federation: s.federation.name }, (d) => d.nodeId);
+        } finally {
+          s.close();
+        }
+      }),
+    );
+
+  cmd
+    .command('list [FEDERATION]')
+    .alias('ls')
+    .description('list SuperNodes: registered, online, offline')
+    .action(
+      action<object>(async (_o, out, args) => {
+        const s = openControl(args[0]);
+        try {
+          const res = await rpc(s.control.listNodes({}));
+          const nodes = res.nodes.map((n) => ({
+            nodeId: n.nodeId,
+            name: n.name,
+            status: n.status,
+            registered: n.registered,
+            lastSeenAt: n.lastSeenAt ? new Date(Number(n.lastSeenAt)).toISOString() : null,
+          }));
+          out.result({ federation: s.federation.name, nodeAuth: res.nodeAuth, nodes }, (d) => [
+            `${bold(`${d.nodes.length} node(s)`)} in ${d.federation}${d.nodeAuth ? ' (registered keys only)' : ''}`,
+            ...d.nodes.map(
+              (n) =>
+                `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
+            ),
+          ]);
+        } finally {
+          s.close();
+        }
+      }),
+    );
+
+  cmd
+    .command('unregister <NODE_ID> [FEDERATION]')
+    .description("remove a node's key: it is refused from now on, with no SuperLink restart")
+    .action(
+      action<object>(async (_o, out, args) => {
+        const [nodeId, federation] = args as [string, string | undefined];
+        const s = openControl(federation);
+        try {
+          await rpc(s.control.unregisterNode({ nodeId }));
+          out.result({ nodeId, unregistered: true }, (d) => `unregistered ${d.nodeId}`);
+        } finally {
+          s.close();
+        }
+      }),
+    );
+}
+
+export async function runSuperNode(o: RunOpts, out: Output): Promise<void> {
+  const { tls, kit } = resolveTls(o, 'client', out);
+  const { default: pino } = await import('pino');
+  const { startSuperNode } = await import('../../supernode/supernode.js');
+  const { parseSshPrivateKey } = await import('../../pki/openssh.js');
+  let superlink = o.superlink;
+  if (!superlink && kit) superlink = `${kit.config.endpoint.host}:${kit.config.endpoint.port}`;
+  if (!superlink) throw new PollenError('USAGE', 'Give --superlink HOST:PORT (or a kit with an endpoint)');
+  const address = parseAddress(superlink, '--superlink');
+  const authKey = o.authSupernodePrivateKey
+    ? parseSshPrivateKey(readFileSync(o.authSupernodePrivateKey))
+    : undefined;
+  const interval = Number(o.heartbeatInterval);
+  if (!Number.isFinite(interval) || interval < 1)
+    throw new PollenError('INVALID_ARGUMENT', '--heartbeat-interval takes seconds (>= 1)');
+  const name = o.name ?? kit?.config.name ?? (tls && certificateName(tls.cert)) ?? 'supernode';
+  const node = await startSuperNode({
+    superlink: `${tls ? 'https' : 'http'}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`,
+    tls,
+    name,
+    authKey,
+    nodeConfig: parseConfigPairs(o.nodeConfig, '--node-config'),
+    workDir: o.workDir,
+    clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
+    heartbeatIntervalMs: interval * 1000,
+    log: pino({ level: o.logLevel }, pino.destination(2)),
+    onEvent: (e) => {
+      if (e.kind === 'disconnected')
+        out.progress(`SuperLink unreachable (${e.error}); retrying in ${(e.retryInMs / 1000).toFixed(1)} s`);
+    },
+  });
+  out.progress(`connecting to ${superlink} as ${name}`);
+  const nodeId = await Promise.race([node.ready, untilSignal(async () => {}).then(() => '')]);
+  if (nodeId) {
+    out.result({ nodeId, name, superlink }, (d) => [
+      `${bold('SuperNode')} ${d.name} connected as node ${d.nodeId} to ${d.superlink}`,
+      dim('  Ctrl-C to stop'),
+    ]);
+    await untilSignal(async () => {});
+  }
+  out.progress('stopping the SuperNode');
+  await node.close();
+}

@@ -1,0 +1,31 @@
+/** A Control API client for the federation named on the command line (or the default one). */
+import type { Client } from '@connectrpc/connect';
+import { Control } from '../gen/pollen/v1/control_pb.js';
+import { fromConnectError } from '../transport/errors.js';
+import { openChannel } from '../transport/rpc-client.js';
+import { type Federation, loadFederation } from './federation.js';
+
+export interface ControlSession {
+  federation: Federation;
+  control: Client<typeof Control>;
+  close(): void;
+}
+
+export function openControl(name: string | undefined): ControlSession {
+  const federation = loadFederation(name);
+  const channel = openChannel({
+    baseUrl: federation.url,
+    tls: federation.tls,
+    defaultTimeoutMs: 60_000,
+  });
+  return { federation, control: channel.client(Control), close: () => channel.close() };
+}
+
+/** Await a Control call, turning Connect errors back into PollenErrors with their codes. */
+export async function rpc<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (e) {
+    throw fromConnectError(e);
+  }
+}

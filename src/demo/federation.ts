@@ -1,0 +1,450 @@
+/**
+ * The main job: a whole secure federation on this machine, with the commands an operator types,
+ * each one a real `pollen` process. A project CA and Certificate Service; a SuperLink with mutual
+ * TLS, node-key authentication and the service's CRL; N sites whose startup kits enroll
+ * themselves; their node keys registered by the admin; the MNIST app trained for R rounds with a
+ * live per-round display; a summary; a clean shutdown.
+ */
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PollenError } from '../errors.js';
+import { sshPublicKeyLine } from '../pki/openssh.js';
+import { Processes } from './processes.js';
+
+export const MNIST_APP = fileURLToPath(new URL('../../examples/mnist', import.meta.url));
+
+export interface FederationDemoOptions {
+  workspace: string;
+  sites: number;
+  rounds: number;
+  partitioning: 'iid' | 'non-iid';
+  keep: boolean;
+  timeoutMs?: number;
+}
+
+export interface FederationReporter {
+  step(n: number, title: string, command?: string): void;
+  line(text: string): void;
+  round(r: RoundLine): void;
+}
+
+export interface RoundLine {
+  round: number;
+  metrics: Record<string, number>;
+  nodes: number;
+  bytes: number;
+}
+
+export interface FederationSummary {
+  workspace: string;
+  runId: string;
+  status: string;
+  accuracy: number | null;
+  loss: number | null;
+  rounds: RoundLine[];
+  sites: { name: string; nodeId: string }[];
+  bytesMoved: number;
+  seconds: number;
+  trainingSeconds: number;
+  keptRunning: boolean;
+  superlink?: { fleet: string; control: string; pid?: number };
+  federationConfig: string;
+}
+
+const POLICY = `# Demo policy: sites on this machine enroll at once; anything else is refused.
+metadata:
+  project: "pollen-demo"
+  description: "Auto-approve the demo sites on the local network"
+  version: "1.0"
+token:
+  validity: 1d
+  max_uses: 1
+site:
+  name_pattern: "site-*"
+approval:
+  method: policy
+  rules:
+    - name: "sites-on-this-machine"
+      match:
+        site_name_pattern: "site-*"
+        source_ips: ["127.0.0.0/8", "::1/128"]
+      action: approve
+notifications:
+  enabled: false
+`;
+
+/** The site's node key: ssh-keygen when the machine has it (what an operator uses), else Node. */
+function makeNodeKey(path: string, comment: string): 'ssh-keygen' | 'node' {
+  try {
+    execFileSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-b', '384', '-N', '', '-C', comment, '-f', path], {
+      stdio: 'ignore',
+    });
+    return 'ssh-keygen';
+  } catch {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    writeFileSync(path, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(`${path}.pub`, `${sshPublicKeyLine(publicKey, comment)}\n`);
+    return 'node';
+  }
+}
+
+const json = <T>(text: string): T => JSON.parse(text) as T;
+
+export async function runFederationDemo(
+  o: FederationDemoOptions,
+  r: FederationReporter,
+): Promise<FederationSummary> {
+  const started = Date.now();
+  const ws = resolve(o.workspace);
+  const paths = {
+    ca: join(ws, 'ca'),
+    admin: join(ws, 'admin'),
+    tokens: join(ws, 'admin', 'tokens'),
+    service: join(ws, 'cert-service'),
+    superlink: join(ws, 'superlink'),
+    sites: join(ws, 'sites'),
+    logs: join(ws, 'logs'),
+  };
+  for (const p of [paths.admin, paths.service, paths.superlink, paths.sites, paths.logs])
+    mkdirSync(p, { recursive: true });
+  const federationConfig = join(paths.admin, 'config.toml');
+  const px = new Processes({ POLLEN_CONFIG: federationConfig }, started + (o.timeoutMs ?? 600_000));
+  const show = (cmd: string) => `pollen ${cmd}`;
+  const names = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
+  let kept = false;
+  try {
+    // 1. CA
+    r.step(1, 'The project admin creates the project CA', show('cert init -n "Pollen Demo" -o ca'));
+    const ca = json<{ rootFingerprint: string }>(
+      (await px.must(['cert', 'init', '-n', 'Pollen Demo', '-o', paths.ca, '--json'])).stdout,
+    );
+    r.line(`root fingerprint ${ca.rootFingerprint}; an intermediate CA signs, the root stays offline`);
+
+    // 2. Certificate Service
+    r.step(
+      2,
+      'Start the Certificate Service with an approval policy',
+      show('cert-service -c ca --policy policy.yaml'),
+    );
+    const apiKeyFile = join(paths.admin, 'api_key.txt');
+    await px.must(['cert', 'api-key', '-o', apiKeyFile]);
+    const policyFile = join(paths.admin, 'policy.yaml');
+    writeFileSync(policyFile, POLICY);
+    const svc = await px.service<{ port: number }>(
+      [
+        'cert-service',
+        '-c',
+        paths.ca,
+        '-w',
+        paths.service,
+        '--host',
+        '127.0.0.1',
+        '-p',
+        '0',
+        '--api-key-file',
+        apiKeyFile,
+        '--policy',
+        policyFile,
+        '--hostname',
+        'localhost',
+        '--hostname',
+        '127.0.0.1',
+        '--log-level',
+        'warn',
+        '--json',
+      ],
+      join(paths.logs, 'cert-service.log'),
+    );
+    const certServiceUrl = `https://localhost:${svc.ready.port}`;
+    r.line(`listening on ${certServiceUrl}`);
+    const adminEnv = {
+      POLLEN_CERT_SERVICE_URL: certServiceUrl,
+      POLLEN_API_KEY: readFileSync(apiKeyFile, 'utf8').trim(),
+      POLLEN_CA_CERT: join(paths.ca, 'rootCA.pem'),
+    };
+
+    // 3. SuperLink
+    r.step(
+      3,
+      'Start the SuperLink: mutual TLS, registered node keys only, revocation list from the service',
+      show(
+        'superlink --cert superlink.crt --key superlink.key --root-ca rootCA.pem --enable-supernode-auth --cert-service URL',
+      ),
+    );
+    const slCerts = join(paths.superlink, 'certs');
+    await px.must([
+      'cert',
+      'site',
+      '-n',
+      'superlink',
+      '-t',
+      'server',
+      '-c',
+      paths.ca,
+      '--host',
+      'localhost',
+      '--host',
+      '127.0.0.1',
+      '-o',
+      slCerts,
+      '--validity',
+      '30',
+    ]);
+    const sl = await px.service<{ fleet: string; control: string }>(
+      [
+        'superlink',
+        '--cert',
+        join(slCerts, 'superlink.crt'),
+        '--key',
+        join(slCerts, 'superlink.key'),
+        '--root-ca',
+        join(slCerts, 'rootCA.pem'),
+        '--state-dir',
+        join(paths.superlink, 'state'),
+        '--fleet-address',
+        '127.0.0.1:0',
+        '--control-address',
+        '127.0.0.1:0',
+        '--serverappio-address',
+        '127.0.0.1:0',
+        '--enable-supernode-auth',
+        '--cert-service',
+        certServiceUrl,
+        '--log-level',
+        'warn',
+        '--json',
+      ],
+      join(paths.logs, 'superlink.log'),
+    );
+    const fleetPort = new URL(sl.ready.fleet).port;
+    const controlPort = new URL(sl.ready.control).port;
+    r.line(`Fleet API ${sl.ready.fleet}   Control API ${sl.ready.control}`);
+
+    // 4. The admin's own credentials and federation
+    r.step(
+      4,
+      'The admin gets an admin certificate and names the federation',
+      show(`federation add demo --address 127.0.0.1:${controlPort} --certificate …`),
+    );
+    const adminCerts = join(paths.admin, 'certs');
+    await px.must([
+      'cert',
+      'site',
+      '-n',
+      'project-admin',
+      '-t',
+      'admin',
+      '--role',
+      'project_admin',
+      '-c',
+      paths.ca,
+      '-o',
+      adminCerts,
+      '--validity',
+      '30',
+    ]);
+    await px.must([
+      'federation',
+      'add',
+      'demo',
+      '--address',
+      `127.0.0.1:${controlPort}`,
+      '--certificate',
+      join(adminCerts, 'project-admin.crt'),
+      '--private-key',
+      join(adminCerts, 'project-admin.key'),
+      '--root-certificate',
+      join(adminCerts, 'rootCA.pem'),
+      '--default',
+    ]);
+    r.line(`federation "demo" saved in ${federationConfig}`);
+
+    // 5. Tokens and kits
+    r.step(
+      5,
+      `Issue ${o.sites} single-use tokens and build the sites' startup kits`,
+      show(
+        `token batch --names ${names.join(' ')}  →  pollen package -n site-1 -e grpcs://localhost:${fleetPort} …`,
+      ),
+    );
+    await px.must(['token', 'batch', '--names', ...names, '-o', `${paths.tokens}/`, '--json'], adminEnv);
+    for (const n of names) {
+      const token = readFileSync(join(paths.tokens, `${n}.token`), 'utf8').trim();
+      await px.must([
+        'package',
+        '-n',
+        n,
+        '-e',
+        `grpcs://localhost:${fleetPort}`,
+        '-t',
+        'client',
+        '-w',
+        paths.sites,
+        '--cert-service',
+        certServiceUrl,
+        '--token',
+        token,
+        '-c',
+        paths.ca,
+      ]);
+    }
+    r.line(`${o.sites} signed kits in ${paths.sites}/`);
+
+    // 6. Node keys
+    r.step(
+      6,
+      'Each site makes its node key; the admin registers the public keys',
+      show('supernode register site-1/local/node_key.pub demo'),
+    );
+    const sites: { name: string; nodeId: string; key: string }[] = [];
+    for (const n of names) {
+      const key = join(paths.sites, n, 'local', 'node_key');
+      mkdirSync(join(paths.sites, n, 'local'), { recursive: true });
+      const how = makeNodeKey(key, n);
+      const { nodeId } = json<{ nodeId: string }>(
+        (await px.must(['supernode', 'register', `${key}.pub`, 'demo', '--name', n, '--json'])).stdout,
+      );
+      sites.push({ name: n, nodeId, key });
+      r.line(`${n}: ECDSA P-384 key (${how}) → node ${nodeId}`);
+    }
+
+    // 7. Sites start: enroll, then run their SuperNode
+    r.step(
+      7,
+      'Every site starts its kit: it enrolls itself, then connects its SuperNode',
+      './startup/start.sh  (pollen start KIT)',
+    );
+    sites.forEach((s, i) => {
+      void px.run(['start', join(paths.sites, s.name)], {
+        POLLEN_AUTH_SUPERNODE_PRIVATE_KEY: s.key,
+        POLLEN_NODE_CONFIG: `partition-id=${i} num-partitions=${o.sites}`,
+        POLLEN_HEARTBEAT_INTERVAL: '2',
+        POLLEN_LOG_LEVEL: 'warn',
+      });
+    });
+    const until = Date.now() + 90_000;
+    for (;;) {
+      const { nodes } = json<{ nodes: { nodeId: string; status: string }[] }>(
+        (await px.must(['supernode', 'list', 'demo', '--json'])).stdout,
+      );
+      const online = nodes.filter((n) => n.status === 'online').length;
+      if (online === o.sites) {
+        r.line(`${online}/${o.sites} SuperNodes online (each enrolled over the Certificate Service first)`);
+        break;
+      }
+      if (Date.now() > until)
+        throw new PollenError('UNAVAILABLE', `Only ${online} of ${o.sites} SuperNodes came online`, {
+          hint: `See the logs in ${paths.logs} and the kits' log.txt`,
+        });
+      await new Promise((res) => setTimeout(res, 500));
+    }
+
+    // 8. The run
+    r.step(
+      8,
+      `Run the MNIST app for ${o.rounds} rounds (FedAvg, ${o.partitioning} partitions)`,
+      show(`run examples/mnist demo --run-config num-rounds=${o.rounds} && pollen log RUN_ID --stream`),
+    );
+    const trainStart = Date.now();
+    const { runId } = json<{ runId: string }>(
+      (
+        await px.must([
+          'run',
+          MNIST_APP,
+          'demo',
+          '--run-config',
+          `num-rounds=${o.rounds}`,
+          '--run-config',
+          `partitioning=${o.partitioning}`,
+          '--json',
+        ])
+      ).stdout,
+    );
+    r.line(`run ${runId} started`);
+    const shown = new Set<number>();
+    let polling = true;
+    const poll = (async () => {
+      while (polling) {
+        const res = await px.run(['list', 'demo', '--run-id', runId, '--json']);
+        if (res.code === 0) {
+          const d = json<{
+            rounds: {
+              round: number;
+              metrics: Record<string, number>;
+              nodes: string[];
+              bytesSent: number;
+              bytesReceived: number;
+            }[];
+          }>(res.stdout);
+          for (const x of d.rounds)
+            if (!shown.has(x.round)) {
+              shown.add(x.round);
+              r.round({
+                round: x.round,
+                metrics: x.metrics,
+                nodes: x.nodes.length,
+                bytes: x.bytesSent + x.bytesReceived,
+              });
+            }
+        }
+        await new Promise((res) => setTimeout(res, 1000));
+      }
+    })();
+    const logs = await px.run(['log', runId, 'demo', '--stream']);
+    polling = false;
+    await poll;
+    const trainingSeconds = (Date.now() - trainStart) / 1000;
+    const detail = json<{
+      run: { status: string; subStatus: string | null; reason: string | null };
+      rounds: {
+        round: number;
+        metrics: Record<string, number>;
+        nodes: string[];
+        bytesSent: number;
+        bytesReceived: number;
+      }[];
+    }>((await px.must(['list', 'demo', '--run-id', runId, '--json'])).stdout);
+    const rounds = detail.rounds.map((x) => ({
+      round: x.round,
+      metrics: x.metrics,
+      nodes: x.nodes.length,
+      bytes: x.bytesSent + x.bytesReceived,
+    }));
+    for (const x of rounds) if (!shown.has(x.round)) r.round(x);
+    if (detail.run.subStatus !== 'completed')
+      throw new PollenError('RUN_FAILED', `The run ${detail.run.subStatus}: ${detail.run.reason}`, {
+        detail: logs.stdout.slice(-4000),
+      });
+    const last = rounds[rounds.length - 1]?.metrics ?? {};
+    const accuracy = last['centralized-accuracy'] ?? last.accuracy ?? null;
+    const summary: FederationSummary = {
+      workspace: ws,
+      runId,
+      status: `${detail.run.status}:${detail.run.subStatus}`,
+      accuracy,
+      loss: last['centralized-loss'] ?? last.loss ?? null,
+      rounds,
+      sites: sites.map(({ name, nodeId }) => ({ name, nodeId })),
+      bytesMoved: rounds.reduce((s, x) => s + x.bytes, 0),
+      seconds: Math.round((Date.now() - started) / 100) / 10,
+      trainingSeconds: Math.round(trainingSeconds * 10) / 10,
+      keptRunning: o.keep,
+      federationConfig,
+      ...(o.keep && { superlink: { fleet: sl.ready.fleet, control: sl.ready.control, pid: sl.child.pid } }),
+    };
+    if (o.keep) {
+      for (const c of [...px.children]) px.keep(c);
+      kept = true;
+    }
+    return summary;
+  } finally {
+    if (!kept) await px.stopAll();
+  }
+}
+
+export function mnistAvailable(): boolean {
+  return existsSync(join(MNIST_APP, 'package.json'));
+}

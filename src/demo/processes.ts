@@ -1,0 +1,125 @@
+/**
+ * Child `pollen` processes for the demos: one-shot commands, and long-running services whose
+ * first JSON document on stdout says they are ready. Every process is killed on cleanup.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PollenError } from '../errors.js';
+
+export const BIN = fileURLToPath(new URL('../../bin/pollen.js', import.meta.url));
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Service<T> {
+  child: ChildProcess;
+  ready: T;
+}
+
+export class Processes {
+  readonly children = new Set<ChildProcess>();
+  readonly env: NodeJS.ProcessEnv;
+  readonly deadline: number;
+
+  constructor(env: NodeJS.ProcessEnv, deadline: number) {
+    this.env = { ...process.env, NO_COLOR: '1', ...env };
+    this.deadline = deadline;
+  }
+
+  run(args: string[], env: NodeJS.ProcessEnv = {}, onLine?: (line: string) => void): Promise<RunResult> {
+    return new Promise((res, rej) => {
+      const child = spawn(process.execPath, [BIN, ...args], { env: { ...this.env, ...env } });
+      this.children.add(child);
+      let stdout = '';
+      let stderr = '';
+      let partial = '';
+      child.stdout.on('data', (d) => {
+        stdout += d;
+        if (!onLine) return;
+        partial += d;
+        const lines = partial.split('\n');
+        partial = lines.pop() ?? '';
+        for (const l of lines) onLine(l);
+      });
+      child.stderr.on('data', (d) => (stderr += d));
+      const timer = setTimeout(() => child.kill('SIGTERM'), Math.max(1000, this.deadline - Date.now()));
+      child.on('error', rej);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        this.children.delete(child);
+        res({ code: code ?? -1, stdout, stderr });
+      });
+    });
+  }
+
+  async must(args: string[], env?: NodeJS.ProcessEnv, onLine?: (line: string) => void): Promise<RunResult> {
+    const res = await this.run(args, env, onLine);
+    if (res.code !== 0)
+      throw new PollenError('INTERNAL', `\`pollen ${args.join(' ')}\` failed (exit ${res.code})`, {
+        detail: (res.stderr || res.stdout).slice(-4000),
+      });
+    return res;
+  }
+
+  /** Start a long-running command; resolves with the first JSON document it prints on stdout. */
+  service<T>(
+    args: string[],
+    logFile: string,
+    env: NodeJS.ProcessEnv = {},
+    timeoutMs = 60_000,
+  ): Promise<Service<T>> {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...this.env, ...env },
+      stdio: ['ignore', 'pipe', openSync(logFile, 'a')],
+    });
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    let out = '';
+    return new Promise((res, rej) => {
+      const timer = setTimeout(
+        () => {
+          child.kill();
+          rej(new PollenError('UNAVAILABLE', `\`pollen ${args[0]}\` did not start in time; see ${logFile}`));
+        },
+        Math.max(1000, Math.min(timeoutMs, this.deadline - Date.now())),
+      );
+      child.stdout!.on('data', (d) => {
+        out += d;
+        try {
+          const ready = JSON.parse(out) as T;
+          clearTimeout(timer);
+          res({ child, ready });
+        } catch {
+          // not a whole document yet
+        }
+      });
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        rej(new PollenError('UNAVAILABLE', `\`pollen ${args[0]}\` exited (${code}); see ${logFile}`));
+      });
+    });
+  }
+
+  /** Detach a service so it outlives us (--keep). */
+  keep(child: ChildProcess): void {
+    this.children.delete(child);
+    child.stdout?.destroy();
+    child.unref();
+  }
+
+  async stopAll(): Promise<void> {
+    const waits = [...this.children].map(
+      (c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r))),
+    );
+    for (const c of this.children) c.kill('SIGTERM');
+    const timer = setTimeout(() => {
+      for (const c of this.children) c.kill('SIGKILL');
+    }, 8000);
+    await Promise.all(waits);
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Control API handlers: the CLI (and later the dashboard) start and follow runs and manage node
+ * keys. Callers present an admin certificate of the project over mutual TLS.
+ */
+import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
+import { readBundle } from '../apps/bundle.js';
+import { PollenError } from '../errors.js';
+import { Control } from '../gen/pollen/v1/control_pb.js';
+import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
+import { serveMissingChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import { peerContextKey } from '../transport/context.js';
+import { toConnectError } from '../transport/errors.js';
+import { configFromWire } from '../transport/wire.js';
+import type { Link } from './link.js';
+import type { RunLauncher } from './run-launcher.js';
+
+export interface ControlOptions {
+  /** Without TLS (development) every caller is the local admin. */
+  requireAdminCert: boolean;
+  onKeyUnregistered: (nodeId: string) => void;
+}
+
+function admin(ctx: HandlerContext, o: ControlOptions): string {
+  const peer = ctx.values.get(peerContextKey);
+  if (!o.requireAdminCert) return peer?.name ?? 'local';
+  if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Control API needs an admin certificate');
+  if (peer.type !== 'admin')
+    throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot use the Control API`, {
+      hint: 'Use an admin startup kit (`pollen token generate --type user`) in your federation config.',
+    });
+  return peer.name;
+}
+
+function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      throw toConnectError(e);
+    }
+  };
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptions) {
+  return (router: ConnectRouter): void => {
+    router.service(Control, {
+      missingChunks: guard(async (req, ctx) => {
+        admin(ctx, o);
+        return serveMissingChunks(link.chunks, req);
+      }),
+      pushChunks: guard(async (requests, ctx) => {
+        admin(ctx, o);
+        return servePushChunks(link.chunks, requests, link.chunkLimits);
+      }),
+      startRun: guard(async (req, ctx) => {
+        const who = admin(ctx, o);
+        if (!req.fab) throw new PollenError('INVALID_REQUEST', 'StartRun needs the app bundle');
+        const fab = await link.registerFab(req.fab);
+        // The run config is the app's defaults with the user's overrides, fixed at submission.
+        const { manifest } = readBundle(await link.fabBytes(fab.hash));
+        const overrides = configFromWire(req.runConfig);
+        for (const key of Object.keys(overrides))
+          if (!(key in manifest.config))
+            throw new PollenError('INVALID_ARGUMENT', `The app has no run config "${key}"`, {
+              hint: `Its keys: ${Object.keys(manifest.config).join(', ') || '(none)'}`,
+            });
+        const run = await link.state.createRun({
+          fabHash: fab.hash,
+          fabName: fab.name,
+          fabVersion: fab.version,
+          runConfig: { ...manifest.config, ...overrides },
+          federation: req.federation || 'default',
+          createdBy: who,
+        });
+        link.log.info({ runId: run.runId, by: who, app: fab.name }, 'run submitted');
+        launcher.start(run.runId).catch((e) => link.log.warn({ err: e, runId: run.runId }, 'run failed to start'));
+        return { runId: run.runId };
+      }),
+      listRuns: guard(async (req, ctx) => {
+        admin(ctx, o);
+        const runs = await link.state.listRuns({ limit: req.limit || 100 });
+        return { runs: await Promise.all(runs.map((r) => link.toWireRun(r))) };
+      }),
+      getRunDetails: guard(async (req, ctx) => {
+        admin(ctx, o);
+        const run = await link.wireRun(req.runId);
+        const rounds = await link.state.listRoundMetrics(req.runId);
+        return {
+          run,
+          rounds: rounds.map((r) => ({
+            round: r.round,
+            at: BigInt(r.at),
+            metrics: r.metrics,
+            nodeIds: r.nodeIds,
+            bytesSent: BigInt(r.bytesSent),
+            bytesReceived: BigInt(r.bytesReceived),
+          })),
+        };
+      }),
+      stopRun: guard(async (req, ctx) => {
+        const who = admin(ctx, o);
+        const run = await link.state.getRun(req.runId);
+        if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${req.runId}`);
+        if (run.status === 'finished')
+          throw new PollenError('RUN_STATE_CONFLICT', `Run ${req.runId} already finished (${run.subStatus})`);
+        await launcher.finish(req.runId, 'stopped', `stopped by ${who}`);
+        return { run: await link.wireRun(req.runId) };
+      }),
+      async *streamLogs(req, ctx) {
+        try {
+          admin(ctx, o);
+          let after = Number(req.afterSeq);
+          for (;;) {
+            const lines = await link.state.readLogs(req.runId, { afterSeq: after, limit: 500 });
+            if (lines.length > 0) {
+              after = lines[lines.length - 1]!.seq;
+              yield {
+                lines: lines.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text })),
+              };
+              continue;
+            }
+            const run = await link.wireRun(req.runId);
+            if (!req.follow || run.status === 'finished') {
+              // Lines written just before the run finished.
+              const rest = await link.state.readLogs(req.runId, { afterSeq: after, limit: 500 });
+              yield {
+                lines: rest.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text })),
+                run,
+              };
+              return;
+            }
+            await sleep(250, ctx.signal);
+            if (ctx.signal.aborted) return;
+          }
+        } catch (e) {
+          throw toConnectError(e);
+        }
+      },
+      listNodes: guard(async (_req, ctx) => {
+        admin(ctx, o);
+        const nodes = await link.state.listNodes();
+        return {
+          nodeAuth: link.nodeAuth,
+          nodes: nodes.map((n) => ({
+            nodeId: n.nodeId,
+            name: n.name,
+            status: n.status,
+            registered: n.registered,
+            lastSeenAt: BigInt(n.lastSeenAt ?? 0),
+            certFingerprint: n.certFingerprint ?? '',
+            publicKey: n.publicKey ?? '',
+          })),
+        };
+      }),
+      registerNode: guard(async (req, ctx) => {
+        const who = admin(ctx, o);
+        const key = parseSshPublicKey(req.publicKey);
+        const nodeId = nodeIdFromPublicKey(key);
+        await link.state.registerNodeKey({
+          nodeId,
+          publicKey: sshPublicKeyLine(key),
+          name: req.name || key.comment || nodeId,
+        });
+        link.log.info({ nodeId, by: who }, 'node key registered');
+        return { nodeId };
+      }),
+      unregisterNode: guard(async (req, ctx) => {
+        const who = admin(ctx, o);
+        await link.state.unregisterNode(req.nodeId);
+        o.onKeyUnregistered(req.nodeId);
+        link.nodeGone(req.nodeId);
+        link.log.info({ nodeId: req.nodeId, by: who }, 'node key unregistered');
+        return {};
+      }),
+    });
+  };
+}

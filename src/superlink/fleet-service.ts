@@ -1,0 +1,106 @@
+/**
+ * Fleet API handlers: what a SuperNode may do. Every handler acts as the calling node that the
+ * authentication interceptor put in the context, never as a node named in the request.
+ */
+import { create, toBinary } from '@bufbuild/protobuf';
+import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
+import { PollenError } from '../errors.js';
+import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
+import { type Message as WireMessage, MessageSchema } from '../gen/pollen/v1/records_pb.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import { toConnectError } from '../transport/errors.js';
+import type { Link } from './link.js';
+import { type CallingNode, callingNodeKey } from './node-identity.js';
+
+function caller(ctx: HandlerContext): CallingNode {
+  const node = ctx.values.get(callingNodeKey);
+  if (!node) throw new PollenError('NODE_AUTH_MISSING', 'This call needs an authenticated SuperNode');
+  return node;
+}
+
+/** Wrap a handler so every PollenError becomes a Connect error with its stable code. */
+function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      throw toConnectError(e);
+    }
+  };
+}
+
+export function fleetRoutes(link: Link) {
+  return (router: ConnectRouter): void => {
+    router.service(Fleet, {
+      activateNode: guard(async (req, ctx) => {
+        const node = caller(ctx);
+        const interval = link.heartbeatInterval(req.heartbeatIntervalMs);
+        await link.state.activateNode({
+          nodeId: node.nodeId,
+          name: req.name || node.name,
+          certFingerprint: node.certFingerprint,
+          heartbeatIntervalMs: interval,
+        });
+        link.log.info({ nodeId: node.nodeId, name: req.name || node.name }, 'node activated');
+        const session = link.takeNewSession(ctx);
+        return { nodeId: node.nodeId, heartbeatIntervalMs: interval, session };
+      }),
+      deactivateNode: guard(async (_req, ctx) => {
+        const node = caller(ctx);
+        await link.state.deactivateNode(node.nodeId);
+        link.nodeGone(node.nodeId);
+        link.log.info({ nodeId: node.nodeId }, 'node deactivated');
+        return {};
+      }),
+      heartbeat: guard(async (req, ctx) => {
+        const node = caller(ctx);
+        const known = await link.state.heartbeat(node.nodeId, link.heartbeatInterval(req.heartbeatIntervalMs));
+        return { known };
+      }),
+      pullMessages: guard(async (req, ctx) => {
+        const node = caller(ctx);
+        const limit = Math.min(Math.max(req.maxMessages || 16, 1), 256);
+        return { messages: await link.pullInstructions(node.nodeId, limit) };
+      }),
+      pushMessages: guard(async (req, ctx) => {
+        const node = caller(ctx);
+        if (req.messages.length > 256)
+          throw new PollenError('MESSAGE_INVALID', 'Push at most 256 messages per call');
+        const results = [];
+        for (const message of req.messages) results.push(await link.pushReply(node.nodeId, message));
+        return { results };
+      }),
+      getRun: guard(async (req, ctx) => {
+        caller(ctx);
+        return { run: await link.wireRun(req.runId) };
+      }),
+      getFab: guard(async (req, ctx) => {
+        caller(ctx);
+        return { fab: await link.fab(req.hash) };
+      }),
+      missingChunks: guard(async (req, ctx) => {
+        caller(ctx);
+        return serveMissingChunks(link.chunks, req);
+      }),
+      pushChunks: guard(async (requests, ctx) => {
+        caller(ctx);
+        return servePushChunks(link.chunks, requests, link.chunkLimits);
+      }),
+      async *pullChunks(req, ctx) {
+        try {
+          caller(ctx);
+          yield* servePullChunks(link.chunks, req);
+        } catch (e) {
+          throw toConnectError(e);
+        }
+      },
+    });
+  };
+}
+
+/** Size of a message on the wire, for bytes-moved accounting. */
+export function wireSize(message: WireMessage): number {
+  return toBinary(MessageSchema, message).byteLength;
+}
+
+export const emptyMessage = (): WireMessage => create(MessageSchema);

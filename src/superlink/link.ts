@@ -1,0 +1,257 @@
+/**
+ * The SuperLink's core: link state, the chunk store and the long-poll waiters, shared by the
+ * Fleet, ServerAppIo and Control handlers so that each of them stays a thin adapter.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { create, fromBinary, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
+import type { HandlerContext } from '@connectrpc/connect';
+import type { Logger } from 'pino';
+import { PollenError } from '../errors.js';
+import type { PushResultSchema } from '../gen/pollen/v1/fleet_pb.js';
+import {
+  type Fab,
+  FabSchema,
+  type Message as WireMessage,
+  MessageSchema,
+  type Run as WireRun,
+  RunSchema,
+} from '../gen/pollen/v1/records_pb.js';
+import { CHUNK_SIZE, type DiskChunkStore } from '../transport/chunks.js';
+import { errorCodeOf } from '../transport/errors.js';
+import { chunkIdsOf, configToWire } from '../transport/wire.js';
+import { writeFileAtomic } from '../util/files.js';
+import { sessionContextKey } from './node-auth.js';
+import type { LinkState, Run, SynthesizedErrorReply } from './state.js';
+import { Waiters } from './waiters.js';
+
+export const DEFAULT_HEARTBEAT_MS = 10_000;
+const MIN_HEARTBEAT_MS = 1_000;
+const MAX_HEARTBEAT_MS = 300_000;
+
+export interface LinkOptions {
+  state: LinkState;
+  chunks: DiskChunkStore;
+  stateDir: string;
+  log: Logger;
+  nodeAuth: boolean;
+}
+
+export class Link {
+  readonly state: LinkState;
+  readonly chunks: DiskChunkStore;
+  readonly log: Logger;
+  readonly nodeAuth: boolean;
+  readonly chunkLimits = { maxChunkBytes: CHUNK_SIZE, maxChunks: 1 << 20 };
+  readonly replies = new Waiters();
+  readonly #fabDir: string;
+
+  constructor(o: LinkOptions) {
+    this.state = o.state;
+    this.chunks = o.chunks;
+    this.log = o.log;
+    this.nodeAuth = o.nodeAuth;
+    this.#fabDir = join(o.stateDir, 'fabs');
+    mkdirSync(this.#fabDir, { recursive: true, mode: 0o700 });
+  }
+
+  heartbeatInterval(requested: number): number {
+    if (!requested) return DEFAULT_HEARTBEAT_MS;
+    return Math.min(Math.max(requested, MIN_HEARTBEAT_MS), MAX_HEARTBEAT_MS);
+  }
+
+  /** The session the auth interceptor opened for an ActivateNode call (node-key mode). */
+  takeNewSession(ctx: HandlerContext) {
+    return ctx.values.get(sessionContextKey);
+  }
+
+  /** A node left or was removed: wake ServerApps waiting on it so they see NODE_UNAVAILABLE. */
+  nodeGone(_nodeId: string): void {
+    this.replies.notifyAll();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // App bundles
+
+  async registerFab(fab: Fab): Promise<Fab> {
+    if (!/^sha256:[0-9a-f]{64}$/.test(fab.hash))
+      throw new PollenError('BUNDLE_INVALID', 'The bundle hash must be sha256:HEX');
+    const missing = await this.chunks.missing(fab.chunkIds);
+    if (missing.length > 0)
+      throw new PollenError('CHUNK_MISSING', `Push the bundle's ${missing.length} missing chunks first`, {
+        data: { missing: missing.slice(0, 10) },
+      });
+    const hash = createHash('sha256');
+    let size = 0;
+    for (const id of fab.chunkIds) {
+      const data = await this.chunks.get(id);
+      if (!data) throw new PollenError('CHUNK_MISSING', `Chunk ${id} is missing`);
+      hash.update(data);
+      size += data.byteLength;
+    }
+    if (`sha256:${hash.digest('hex')}` !== fab.hash || size !== Number(fab.size))
+      throw new PollenError('BUNDLE_INVALID', 'The bundle chunks do not add up to its hash and size');
+    const record = create(FabSchema, {
+      hash: fab.hash,
+      size: BigInt(size),
+      chunkIds: fab.chunkIds,
+      name: fab.name,
+      version: fab.version,
+    });
+    writeFileAtomic(this.#fabPath(fab.hash), toBinary(FabSchema, record), 0o600);
+    return record;
+  }
+
+  #fabPath(hash: string): string {
+    return join(this.#fabDir, `${hash.replace(':', '-')}.bin`);
+  }
+
+  async fab(hash: string): Promise<Fab> {
+    if (!/^sha256:[0-9a-f]{64}$/.test(hash) || !existsSync(this.#fabPath(hash)))
+      throw new PollenError('BUNDLE_NOT_FOUND', `No app bundle ${hash}`);
+    return fromBinary(FabSchema, readFileSync(this.#fabPath(hash)));
+  }
+
+  /** The bundle's bytes, reassembled from its chunks (bundles are small: code and assets). */
+  async fabBytes(hash: string): Promise<Uint8Array> {
+    const fab = await this.fab(hash);
+    const parts: Uint8Array[] = [];
+    for (const id of fab.chunkIds) {
+      const data = await this.chunks.get(id);
+      if (!data) throw new PollenError('CHUNK_MISSING', `Chunk ${id} of bundle ${hash} is missing`);
+      parts.push(data);
+    }
+    return Buffer.concat(parts);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Runs
+
+  async wireRun(runId: string): Promise<WireRun> {
+    const run = await this.state.getRun(runId);
+    if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${runId}`);
+    return await this.toWireRun(run);
+  }
+
+  async toWireRun(run: Run): Promise<WireRun> {
+    let fab: Fab | undefined;
+    try {
+      fab = await this.fab(run.fabHash);
+    } catch {
+      fab = create(FabSchema, { hash: run.fabHash, name: run.fabName, version: run.fabVersion });
+    }
+    return create(RunSchema, {
+      runId: run.runId,
+      status: run.status,
+      subStatus: run.subStatus,
+      reason: run.reason ?? '',
+      fab,
+      runConfig: configToWire(run.runConfig),
+      federation: run.federation,
+      createdBy: run.createdBy,
+      createdAt: BigInt(run.createdAt),
+      runningAt: BigInt(run.runningAt ?? 0),
+      finishedAt: BigInt(run.finishedAt ?? 0),
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Messages
+
+  async #checkChunks(message: WireMessage): Promise<string[]> {
+    const ids = chunkIdsOf(message);
+    if (ids.length === 0) return ids;
+    const missing = await this.chunks.missing(ids);
+    if (missing.length > 0)
+      throw new PollenError('CHUNK_MISSING', `Push the message's ${missing.length} missing chunks first`, {
+        data: { missing: missing.slice(0, 10) },
+      });
+    return ids;
+  }
+
+  /** Queue a ServerApp's instructions (validated as a batch by the state). */
+  async pushInstructions(runId: string, messages: WireMessage[]): Promise<string[]> {
+    const items = [];
+    for (const m of messages) {
+      const md = m.metadata;
+      if (!md) throw new PollenError('MESSAGE_INVALID', 'A message needs metadata');
+      if (m.body.case !== 'content') throw new PollenError('MESSAGE_INVALID', 'An instruction must carry content');
+      if (md.replyToMessageId) throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
+      md.runId = runId;
+      md.srcNodeId = '0';
+      const chunkIds = await this.#checkChunks(m);
+      items.push({
+        messageId: md.messageId,
+        dstNodeId: md.dstNodeId,
+        groupId: md.groupId,
+        messageType: md.messageType,
+        createdAt: Number(md.createdAt) || Date.now(),
+        ttlMs: Math.round(md.ttlSeconds * 1000),
+        payload: toBinary(MessageSchema, m),
+        chunkIds,
+      });
+    }
+    await this.state.pushInstructions(runId, items);
+    return items.map((i) => i.messageId);
+  }
+
+  async pullInstructions(nodeId: string, limit: number): Promise<WireMessage[]> {
+    const rows = await this.state.pullInstructions(nodeId, { limit });
+    return rows.map((r) => fromBinary(MessageSchema, r.payload));
+  }
+
+  /** Store one reply from a node; answers per message so one bad reply spoils nothing else. */
+  async pushReply(nodeId: string, m: WireMessage): Promise<MessageInitShape<typeof PushResultSchema>> {
+    const messageId = m.metadata?.messageId ?? '';
+    try {
+      const md = m.metadata;
+      if (!md || !md.messageId) throw new PollenError('MESSAGE_INVALID', 'A reply needs metadata and an id');
+      if (!md.replyToMessageId) throw new PollenError('MESSAGE_INVALID', 'A reply must name the instruction it answers');
+      md.srcNodeId = nodeId;
+      md.dstNodeId = '0';
+      const chunkIds = await this.#checkChunks(m);
+      const runId = await this.state.pushReply(nodeId, {
+        messageId: md.messageId,
+        replyTo: md.replyToMessageId,
+        payload: toBinary(MessageSchema, m),
+        chunkIds,
+      });
+      this.replies.notify(runId);
+      return { messageId };
+    } catch (e) {
+      const code = errorCodeOf(e);
+      if (code === 'INTERNAL') this.log.error({ err: e, nodeId }, 'storing a reply failed');
+      return { messageId, errorCode: code, errorMessage: e instanceof Error ? e.message : String(e) };
+    }
+  }
+
+  /** Replies for a ServerApp, waiting up to `waitMs` for the first one to arrive. */
+  async pullReplies(runId: string, ids: string[], waitMs: number, signal?: AbortSignal): Promise<WireMessage[]> {
+    const deadline = Date.now() + Math.min(waitMs, 30_000);
+    for (;;) {
+      const out = await this.state.pullReplies(runId, ids);
+      if (out.length > 0 || Date.now() >= deadline || signal?.aborted) return out.map((r) => this.#replyMessage(runId, r));
+      // Offline detection is time based: look again at least every second.
+      await this.replies.wait(runId, Math.min(1000, deadline - Date.now()), signal);
+    }
+  }
+
+  #replyMessage(runId: string, r: Awaited<ReturnType<LinkState['pullReplies']>>[number]): WireMessage {
+    if ('payload' in r && r.payload) return fromBinary(MessageSchema, r.payload);
+    const e = r as SynthesizedErrorReply;
+    return create(MessageSchema, {
+      metadata: {
+        runId,
+        messageId: `error-${e.replyTo}`,
+        srcNodeId: e.dstNodeId ?? '',
+        dstNodeId: '0',
+        replyToMessageId: e.replyTo,
+        groupId: e.groupId,
+        messageType: e.messageType,
+        createdAt: BigInt(Date.now()),
+      },
+      body: { case: 'error', value: { code: e.error.code, reason: e.error.reason } },
+    });
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The SuperLink's view of the project CRL: read from a file (the manual workflow's
+ * `pollen cert crl`) or fetched from the Certificate Service (`GET /v1/crl`), accepted only when
+ * signed by a certificate of our chain, refreshed while running. A connection whose certificate
+ * appears on a new CRL is closed at once.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import * as x509 from '@peculiar/x509';
+import type { Logger } from 'pino';
+import { Agent, request } from 'undici';
+import { PollenError } from '../errors.js';
+import { splitPem } from '../pki/verify.js';
+
+export interface RevocationOptions {
+  file?: string;
+  url?: string;
+  refreshMs?: number;
+  /** Root CA (+ intermediates) PEM: CRL signers we accept. */
+  ca: string;
+  log: Logger;
+}
+
+const normSerial = (s: string): string =>
+  s
+    .toLowerCase()
+    .replace(/[^0-9a-f]/g, '')
+    .replace(/^0+(?=.)/, '');
+
+export class RevocationList {
+  readonly #o: RevocationOptions;
+  readonly #issuers: x509.X509Certificate[];
+  #revoked = new Set<string>();
+  #timer: NodeJS.Timeout | undefined;
+  #mtime = 0;
+  #listeners: (() => void)[] = [];
+  readonly #agent: Agent | undefined;
+
+  constructor(o: RevocationOptions) {
+    this.#o = o;
+    this.#issuers = splitPem(o.ca).map((p) => new x509.X509Certificate(p));
+    this.#agent = o.url ? new Agent({ connect: { ca: o.ca } }) : undefined;
+  }
+
+  get size(): number {
+    return this.#revoked.size;
+  }
+
+  isRevoked(serialHex: string): boolean {
+    return this.#revoked.has(normSerial(serialHex));
+  }
+
+  onChange(fn: () => void): void {
+    this.#listeners.push(fn);
+  }
+
+  /** First load must succeed when a file is given; a service that is down only warns. */
+  async start(): Promise<void> {
+    await this.refresh(true);
+    this.#timer = setInterval(() => this.refresh(false).catch(() => {}), this.#o.refreshMs ?? 30_000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#agent?.close().catch(() => {});
+  }
+
+  async refresh(first: boolean): Promise<void> {
+    let text: string | undefined;
+    try {
+      if (this.#o.file) {
+        const mtime = statSync(this.#o.file).mtimeMs;
+        if (!first && mtime === this.#mtime) return;
+        this.#mtime = mtime;
+        text = readFileSync(this.#o.file, 'utf8');
+      } else if (this.#o.url) {
+        const res = await request(new URL('v1/crl', this.#o.url.endsWith('/') ? this.#o.url : `${this.#o.url}/`), {
+          dispatcher: this.#agent,
+          headersTimeout: 10_000,
+          bodyTimeout: 10_000,
+        });
+        text = await res.body.text();
+        if (res.statusCode !== 200) throw new PollenError('UNAVAILABLE', `GET /v1/crl answered ${res.statusCode}`);
+      }
+      if (text === undefined) return;
+      await this.#load(text);
+    } catch (e) {
+      if (first && this.#o.file)
+        throw e instanceof PollenError
+          ? e
+          : new PollenError('CERT_INVALID', `Cannot read the CRL ${this.#o.file}`, { cause: e });
+      this.#o.log.warn({ err: e instanceof Error ? e.message : e }, 'revocation list not refreshed; keeping the last one');
+    }
+  }
+
+  async #load(text: string): Promise<void> {
+    let crl: x509.X509Crl;
+    try {
+      crl = new x509.X509Crl(text.replace(/X509 CRL/g, 'X509 CRL'));
+    } catch (e) {
+      throw new PollenError('CERT_INVALID', 'The revocation list is not a CRL', { cause: e });
+    }
+    let signed = false;
+    for (const issuer of this.#issuers)
+      if (await crl.verify({ publicKey: issuer.publicKey }).catch(() => false)) {
+        signed = true;
+        break;
+      }
+    if (!signed) throw new PollenError('CERT_INVALID', 'The revocation list is not signed by the project CA');
+    const next = new Set(crl.entries.map((e) => normSerial(e.serialNumber)));
+    const changed = next.size !== this.#revoked.size || [...next].some((s) => !this.#revoked.has(s));
+    this.#revoked = next;
+    if (changed) {
+      this.#o.log.info({ revoked: next.size }, 'revocation list loaded');
+      for (const fn of this.#listeners) fn();
+    }
+  }
+}

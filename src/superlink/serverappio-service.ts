@@ -1,0 +1,114 @@
+/**
+ * ServerAppIo handlers: the ServerApp process of one run, authenticated by the per-run token the
+ * SuperLink gave it (`authorization: Bearer TOKEN`, header `pollen-run-id`). Listens on loopback.
+ */
+import { createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from '@connectrpc/connect';
+import { PollenError } from '../errors.js';
+import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import { toConnectError } from '../transport/errors.js';
+import type { Link } from './link.js';
+import type { RunLauncher } from './run-launcher.js';
+
+const runIdKey = createContextKey<string | undefined>(undefined, { description: 'authenticated run' });
+
+/** Admit only the ServerApp holding its run's current token. */
+export function runTokenInterceptor(link: Link): Interceptor {
+  return (next) => async (req) => {
+    try {
+      const runId = req.header.get('pollen-run-id') ?? '';
+      const token = /^Bearer (.+)$/.exec(req.header.get('authorization') ?? '')?.[1] ?? '';
+      if (!runId || !token) throw new PollenError('APP_TOKEN_INVALID', 'The ServerApp token is missing');
+      if (!(await link.state.verifyRunToken(runId, token)))
+        throw new PollenError('APP_TOKEN_INVALID', 'The ServerApp token is not valid for this run');
+      req.contextValues.set(runIdKey, runId);
+    } catch (e) {
+      throw toConnectError(e);
+    }
+    return next(req);
+  };
+}
+
+function runOf(ctx: HandlerContext): string {
+  const runId = ctx.values.get(runIdKey);
+  if (!runId) throw new PollenError('APP_TOKEN_INVALID', 'Not authenticated');
+  return runId;
+}
+
+function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      throw toConnectError(e);
+    }
+  };
+}
+
+export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
+  return (router: ConnectRouter): void => {
+    router.service(ServerAppIo, {
+      getRunInfo: guard(async (_req, ctx) => ({ run: await link.wireRun(runOf(ctx)) })),
+      getNodes: guard(async (_req, ctx) => {
+        runOf(ctx);
+        return { nodeIds: await link.state.onlineNodeIds() };
+      }),
+      pushInstructions: guard(async (req, ctx) => {
+        const runId = runOf(ctx);
+        if (req.messages.length > 10_000)
+          throw new PollenError('MESSAGE_INVALID', 'Push at most 10,000 instructions per call');
+        return { messageIds: await link.pushInstructions(runId, req.messages) };
+      }),
+      pullReplies: guard(async (req, ctx) => {
+        const runId = runOf(ctx);
+        const messages = await link.pullReplies(runId, req.messageIds, req.waitMs, ctx.signal);
+        const run = await link.state.getRun(runId);
+        return { messages, runStopped: run?.status === 'finished' };
+      }),
+      missingChunks: guard(async (req, ctx) => {
+        runOf(ctx);
+        return serveMissingChunks(link.chunks, req);
+      }),
+      pushChunks: guard(async (requests, ctx) => {
+        runOf(ctx);
+        return servePushChunks(link.chunks, requests, link.chunkLimits);
+      }),
+      async *pullChunks(req, ctx) {
+        try {
+          runOf(ctx);
+          yield* servePullChunks(link.chunks, req);
+        } catch (e) {
+          throw toConnectError(e);
+        }
+      },
+      pushLogs: guard(async (req, ctx) => {
+        const runId = runOf(ctx);
+        await link.state.appendLogs(
+          runId,
+          req.lines.slice(0, 1000).map((text) => ({ stream: req.stream === 'stderr' ? 'stderr' : 'stdout', text })),
+        );
+        return {};
+      }),
+      reportRound: guard(async (req, ctx) => {
+        const runId = runOf(ctx);
+        const r = req.round;
+        if (!r) throw new PollenError('INVALID_REQUEST', 'ReportRound needs a round');
+        await link.state.addRoundMetrics(runId, {
+          round: r.round,
+          at: Date.now(),
+          metrics: Object.fromEntries(Object.entries(r.metrics).filter(([, v]) => Number.isFinite(v))),
+          nodeIds: r.nodeIds.slice(0, 100_000),
+          bytesSent: Number(r.bytesSent),
+          bytesReceived: Number(r.bytesReceived),
+        });
+        return {};
+      }),
+      finishRun: guard(async (req, ctx) => {
+        const runId = runOf(ctx);
+        const subStatus = req.subStatus === 'completed' ? 'completed' : 'failed';
+        await launcher.finish(runId, subStatus, req.reason);
+        return {};
+      }),
+    });
+  };
+}

@@ -1,0 +1,172 @@
+import { type Kysely, type Migration, sql } from 'kysely';
+import type { Backend } from '../store/database.js';
+
+/**
+ * The SuperLink's tables. Times are epoch milliseconds (BIGINT). Booleans are INTEGER 0/1 so both
+ * backends read back the same JavaScript value.
+ */
+export interface LinkSchema {
+  nodes: {
+    node_id: string;
+    name: string;
+    cert_fingerprint: string | null;
+    /** `TYPE BASE64` of the OpenSSH public key (comment dropped); unique. */
+    public_key: string | null;
+    /** 1 while an admin's key registration stands. */
+    registered: number;
+    heartbeat_interval_ms: number;
+    online_until: number;
+    last_seen_at: number | null;
+    activated_at: number | null;
+    deactivated_at: number | null;
+    created_at: number;
+  };
+  runs: {
+    run_id: string;
+    status: 'pending' | 'starting' | 'running' | 'finished';
+    sub_status: '' | 'completed' | 'failed' | 'stopped';
+    reason: string;
+    fab_hash: string;
+    fab_name: string;
+    fab_version: string;
+    /** JSON object. */
+    run_config: string;
+    federation: string;
+    created_by: string;
+    created_at: number;
+    pending_at: number | null;
+    starting_at: number | null;
+    running_at: number | null;
+    finished_at: number | null;
+    /** SHA-256 (hex) of the ServerApp's token; the token itself is never stored. */
+    serverapp_token_sha256: string | null;
+  };
+  messages: {
+    message_id: string;
+    run_id: string;
+    kind: 'instruction' | 'reply';
+    src_node_id: string;
+    dst_node_id: string;
+    /** NULL for instructions, so a unique index allows one reply per instruction. */
+    reply_to: string | null;
+    group_id: string;
+    message_type: string;
+    created_at: number;
+    ttl_ms: number;
+    expires_at: number;
+    delivered_at: number | null;
+    payload: Uint8Array;
+    /** JSON array of the sha256 (hex) chunk ids the payload references. */
+    chunk_ids: string;
+    size_bytes: number;
+  };
+  run_logs: {
+    run_id: string;
+    seq: number;
+    at: number;
+    stream: 'stdout' | 'stderr' | 'system';
+    text: string;
+  };
+  run_metrics: {
+    run_id: string;
+    round: number;
+    at: number;
+    /** JSON object of numbers. */
+    metrics: string;
+    /** JSON array of node ids. */
+    node_ids: string;
+    bytes_sent: number;
+    bytes_received: number;
+  };
+}
+
+/** The migrations differ only in the binary column type (BLOB on SQLite, BYTEA on PostgreSQL). */
+export function linkStateMigrations(backend: Backend): Record<string, Migration> {
+  const binary = backend === 'postgres' ? sql`bytea` : sql`blob`;
+  return {
+    '0001_link_state': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('nodes')
+          .addColumn('node_id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('cert_fingerprint', 'text')
+          .addColumn('public_key', 'text', (c) => c.unique())
+          .addColumn('registered', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('heartbeat_interval_ms', 'bigint', (c) => c.notNull())
+          .addColumn('online_until', 'bigint', (c) => c.notNull())
+          .addColumn('last_seen_at', 'bigint')
+          .addColumn('activated_at', 'bigint')
+          .addColumn('deactivated_at', 'bigint')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('runs')
+          .addColumn('run_id', 'text', (c) => c.primaryKey())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('sub_status', 'text', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('fab_hash', 'text', (c) => c.notNull())
+          .addColumn('fab_name', 'text', (c) => c.notNull())
+          .addColumn('fab_version', 'text', (c) => c.notNull())
+          .addColumn('run_config', 'text', (c) => c.notNull())
+          .addColumn('federation', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('pending_at', 'bigint')
+          .addColumn('starting_at', 'bigint')
+          .addColumn('running_at', 'bigint')
+          .addColumn('finished_at', 'bigint')
+          .addColumn('serverapp_token_sha256', 'text')
+          .execute();
+        await db.schema.createIndex('runs_created').on('runs').columns(['created_at']).execute();
+        await db.schema.createIndex('runs_status').on('runs').columns(['status']).execute();
+        await db.schema
+          .createTable('messages')
+          .addColumn('message_id', 'text', (c) => c.primaryKey())
+          .addColumn('run_id', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('src_node_id', 'text', (c) => c.notNull())
+          .addColumn('dst_node_id', 'text', (c) => c.notNull())
+          .addColumn('reply_to', 'text', (c) => c.unique())
+          .addColumn('group_id', 'text', (c) => c.notNull())
+          .addColumn('message_type', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('ttl_ms', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addColumn('delivered_at', 'bigint')
+          .addColumn('payload', binary, (c) => c.notNull())
+          .addColumn('chunk_ids', 'text', (c) => c.notNull())
+          .addColumn('size_bytes', 'integer', (c) => c.notNull())
+          .execute();
+        // The pull path: a node's undelivered instructions.
+        await db.schema
+          .createIndex('messages_dst')
+          .on('messages')
+          .columns(['dst_node_id', 'kind', 'delivered_at'])
+          .execute();
+        await db.schema.createIndex('messages_run').on('messages').columns(['run_id', 'kind']).execute();
+        await db.schema
+          .createTable('run_logs')
+          .addColumn('run_id', 'text', (c) => c.notNull())
+          .addColumn('seq', 'bigint', (c) => c.notNull())
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('stream', 'text', (c) => c.notNull())
+          .addColumn('text', 'text', (c) => c.notNull())
+          .addPrimaryKeyConstraint('run_logs_pk', ['run_id', 'seq'])
+          .execute();
+        await db.schema
+          .createTable('run_metrics')
+          .addColumn('run_id', 'text', (c) => c.notNull())
+          .addColumn('round', 'integer', (c) => c.notNull())
+          .addColumn('at', 'bigint', (c) => c.notNull())
+          .addColumn('metrics', 'text', (c) => c.notNull())
+          .addColumn('node_ids', 'text', (c) => c.notNull())
+          .addColumn('bytes_sent', 'bigint', (c) => c.notNull())
+          .addColumn('bytes_received', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('run_metrics_pk', ['run_id', 'round'])
+          .execute();
+      },
+    },
+  };
+}

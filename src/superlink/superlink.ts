@@ -1,0 +1,129 @@
+/**
+ * `pollen superlink`: the Fleet API (SuperNodes, mutual TLS), the Control API (admins, mutual
+ * TLS) and ServerAppIo (the per-run ServerApp processes, loopback), over one LinkState.
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { isPollenError } from '../errors.js';
+import { RequestVerifier } from '../supernode/request-auth.js';
+import { DiskChunkStore } from '../transport/chunks.js';
+import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
+import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
+import { controlRoutes } from './control-service.js';
+import { fleetRoutes } from './fleet-service.js';
+import { Link } from './link.js';
+import { fleetAuthInterceptor } from './node-auth.js';
+import { RevocationList } from './revocation.js';
+import { RunLauncher } from './run-launcher.js';
+import { serverAppIoRoutes, runTokenInterceptor } from './serverappio-service.js';
+import { type LinkState, openLinkState } from './state.js';
+
+export interface Listen {
+  host: string;
+  port: number;
+}
+
+export interface SuperLinkOptions {
+  stateDir: string;
+  /** Store URL (default: SQLite in stateDir). */
+  database?: string;
+  fleet: Listen;
+  control: Listen;
+  serverAppIo: Listen;
+  /** Our certificate, key and the project root; undefined runs insecure (development only). */
+  tls?: TlsMaterial;
+  /** Admit only SuperNodes whose OpenSSH key was registered (`pollen supernode register`). */
+  nodeAuth: boolean;
+  /** Project whose client certificates are admitted. */
+  project?: string;
+  /** CRL sources, refreshed while running. */
+  crl?: { file?: string; url?: string; refreshMs?: number };
+  log: Logger;
+}
+
+export interface SuperLink {
+  readonly fleetUrl: string;
+  readonly controlUrl: string;
+  readonly serverAppIoUrl: string;
+  readonly state: LinkState;
+  readonly link: Link;
+  close(): Promise<void>;
+}
+
+export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
+  const stateDir = resolve(o.stateDir);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
+  const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20 });
+  const link = new Link({ state, chunks, stateDir, log: o.log, nodeAuth: o.nodeAuth });
+  const verifier = o.nodeAuth ? new RequestVerifier() : undefined;
+  const servers: RpcServer[] = [];
+  const revocations = o.tls && o.crl ? new RevocationList({ ...o.crl, ca: `${o.tls.ca}\n${o.tls.cert}`, log: o.log }) : undefined;
+  const admitPeer = (peer: PeerIdentity): string | undefined =>
+    revocations?.isRevoked(peer.serial) ? `certificate ${peer.serial} of ${peer.name} is revoked` : undefined;
+  const onRefused = (reason: string, peer: PeerIdentity | undefined): void =>
+    o.log.warn({ peer: peer?.name, reason }, 'connection refused');
+  let serverAppIoUrl = '';
+  const launcher = new RunLauncher({
+    link,
+    appsDir: join(stateDir, 'apps'),
+    serverAppIoUrl: () => serverAppIoUrl,
+  });
+  try {
+    await revocations?.start();
+    const appIo = await startRpcServer({
+      host: o.serverAppIo.host,
+      port: o.serverAppIo.port,
+      routes: serverAppIoRoutes(link, launcher),
+      interceptors: [runTokenInterceptor(link)],
+    });
+    servers.push(appIo);
+    serverAppIoUrl = appIo.url;
+    const fleet = await startRpcServer({
+      host: o.fleet.host,
+      port: o.fleet.port,
+      tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
+      routes: fleetRoutes(link),
+      interceptors: [fleetAuthInterceptor({ state, verifier, project: o.project, insecure: !o.tls })],
+      admitPeer,
+      onRefused,
+    });
+    servers.push(fleet);
+    const control = await startRpcServer({
+      host: o.control.host,
+      port: o.control.port,
+      tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
+      routes: controlRoutes(link, launcher, {
+        requireAdminCert: !!o.tls,
+        onKeyUnregistered: (nodeId) => verifier?.revokeSessionsFor(nodeId),
+      }),
+      admitPeer,
+      onRefused,
+    });
+    servers.push(control);
+    revocations?.onChange(() => {
+      for (const s of servers) s.recheckPeers();
+    });
+    await launcher.recover();
+    return {
+      fleetUrl: fleet.url,
+      controlUrl: control.url,
+      serverAppIoUrl,
+      state,
+      link,
+      async close() {
+        await launcher.close();
+        revocations?.stop();
+        await Promise.all(servers.map((s) => s.close()));
+        await state.close();
+      },
+    };
+  } catch (e) {
+    revocations?.stop();
+    await Promise.all(servers.map((s) => s.close()));
+    await state.close();
+    if (isPollenError(e)) throw e;
+    throw e;
+  }
+}

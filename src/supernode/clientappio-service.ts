@@ -1,0 +1,114 @@
+/**
+ * ClientAppIo on the SuperNode: each run's ClientApp process pulls its instructions here and
+ * pushes its replies (loopback only, per-run token). Chunks live in the node's chunk store.
+ */
+
+import { timingSafeEqual } from 'node:crypto';
+import {
+  type ConnectRouter,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+} from '@connectrpc/connect';
+import { PollenError } from '../errors.js';
+import { ClientAppIo } from '../gen/pollen/v1/appio_pb.js';
+import type { ConfigValue } from '../gen/pollen/v1/records_pb.js';
+import type { Waiters } from '../superlink/waiters.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import type { ChunkStore } from '../transport/chunks.js';
+import { toConnectError } from '../transport/errors.js';
+import type { WireMessage } from '../transport/wire.js';
+
+export interface AppSlot {
+  runId: string;
+  token: string;
+  queue: WireMessage[];
+  shutdown: boolean;
+  runConfig: { [k: string]: ConfigValue };
+}
+
+export interface ClientAppIoHost {
+  nodeId(): string;
+  nodeConfig: { [k: string]: ConfigValue };
+  slot(runId: string): AppSlot | undefined;
+  chunks: ChunkStore;
+  /** A reply from the app, to forward to the SuperLink. */
+  onResult(slot: AppSlot, reply: WireMessage): Promise<void>;
+  tasks: Waiters;
+}
+
+const slotKey = createContextKey<AppSlot | undefined>(undefined, { description: 'app slot' });
+
+export function appTokenInterceptor(host: ClientAppIoHost): Interceptor {
+  return (next) => async (req) => {
+    const runId = req.header.get('pollen-run-id') ?? '';
+    const token = /^Bearer (.+)$/.exec(req.header.get('authorization') ?? '')?.[1] ?? '';
+    const slot = host.slot(runId);
+    const ok =
+      slot !== undefined &&
+      token.length === slot.token.length &&
+      timingSafeEqual(Buffer.from(token), Buffer.from(slot.token));
+    if (!ok) throw toConnectError(new PollenError('APP_TOKEN_INVALID', 'The ClientApp token is not valid'));
+    req.contextValues.set(slotKey, slot);
+    return next(req);
+  };
+}
+
+function slotOf(ctx: HandlerContext): AppSlot {
+  const slot = ctx.values.get(slotKey);
+  if (!slot) throw new PollenError('APP_TOKEN_INVALID', 'Not authenticated');
+  return slot;
+}
+
+function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      throw toConnectError(e);
+    }
+  };
+}
+
+export function clientAppIoRoutes(host: ClientAppIoHost) {
+  return (router: ConnectRouter): void => {
+    router.service(ClientAppIo, {
+      pullTask: guard(async (req, ctx) => {
+        const slot = slotOf(ctx);
+        const deadline = Date.now() + Math.min(req.waitMs, 30_000);
+        while (slot.queue.length === 0 && !slot.shutdown && Date.now() < deadline && !ctx.signal.aborted)
+          await host.tasks.wait(slot.runId, deadline - Date.now(), ctx.signal);
+        const message = slot.shutdown ? undefined : slot.queue.shift();
+        return {
+          message,
+          nodeId: host.nodeId(),
+          nodeConfig: host.nodeConfig,
+          runConfig: slot.runConfig,
+          shutdown: slot.shutdown,
+        };
+      }),
+      pushResult: guard(async (req, ctx) => {
+        const slot = slotOf(ctx);
+        if (!req.message) throw new PollenError('INVALID_REQUEST', 'PushResult needs a message');
+        await host.onResult(slot, req.message);
+        return {};
+      }),
+      missingChunks: guard(async (req, ctx) => {
+        slotOf(ctx);
+        return serveMissingChunks(host.chunks, req);
+      }),
+      pushChunks: guard(async (requests, ctx) => {
+        slotOf(ctx);
+        return servePushChunks(host.chunks, requests, { maxChunkBytes: 4 << 20, maxChunks: 1 << 20 });
+      }),
+      async *pullChunks(req, ctx) {
+        try {
+          slotOf(ctx);
+          yield* servePullChunks(host.chunks, req);
+        } catch (e) {
+          throw toConnectError(e);
+        }
+      },
+    });
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * Client side of Fleet authentication: ActivateNode is signed with the node's OpenSSH key, and
+ * every later call carries an HMAC under the session the SuperLink returned (see
+ * superlink/node-auth.ts for why). In insecure development mode the node only names itself.
+ */
+import { toBinary } from '@bufbuild/protobuf';
+import type { Interceptor } from '@connectrpc/connect';
+import type { RequestSigner } from './request-auth.js';
+
+export interface SessionHolder {
+  session?: { sessionId: string; secret: Uint8Array };
+}
+
+export function fleetClientAuth(o: {
+  signer?: RequestSigner;
+  holder: SessionHolder;
+  insecureName?: string;
+}): Interceptor {
+  return (next) => (req) => {
+    if (o.insecureName) req.header.set('pollen-node-name', o.insecureName);
+    if (o.signer) {
+      const method = new URL(req.url).pathname;
+      const body = req.stream ? new Uint8Array() : toBinary(req.method.input, req.message);
+      const session = o.holder.session;
+      const headers =
+        method.endsWith('/ActivateNode') || !session
+          ? o.signer.signedHeaders(method, body)
+          : o.signer.sessionHeaders(
+              { sessionId: session.sessionId, secret: Buffer.from(session.secret) },
+              method,
+              body,
+            );
+      for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+    }
+    return next(req);
+  };
+}

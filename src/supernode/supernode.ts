@@ -1,0 +1,348 @@
+/**
+ * `pollen supernode`: a site's participant. It connects outbound to the SuperLink's Fleet API
+ * with mutual TLS (and, when the federation asks for it, its registered OpenSSH key), sends
+ * heartbeats, pulls instructions, runs each run's ClientApp in a child process that talks to it
+ * over ClientAppIo on loopback, and pushes the replies back. It reconnects with backoff and keeps
+ * its node id: the id comes from its certificate or key, never from the connection.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { create } from '@bufbuild/protobuf';
+import type { Logger } from 'pino';
+import { extractBundle } from '../apps/bundle.js';
+import { isPollenError, PollenError } from '../errors.js';
+import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
+import { MessageSchema, type Run as WireRun } from '../gen/pollen/v1/records_pb.js';
+import type { SshPrivateKey } from '../pki/openssh.js';
+import type { UserConfigValue } from '../sdk/context.js';
+import { Waiters } from '../superlink/waiters.js';
+import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
+import { type ChunkStore, DiskChunkStore, MemoryChunkStore } from '../transport/chunks.js';
+import { fromConnectError } from '../transport/errors.js';
+import { openChannel, type RpcChannel } from '../transport/rpc-client.js';
+import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
+import type { TlsMaterial } from '../transport/tls.js';
+import { chunkIdsOf, configToWire, type WireMessage } from '../transport/wire.js';
+import { type AppSlot, appTokenInterceptor, clientAppIoRoutes } from './clientappio-service.js';
+import { fleetClientAuth, type SessionHolder } from './fleet-auth.js';
+import { RequestSigner } from './request-auth.js';
+
+const RUNNER = fileURLToPath(new URL('../../dist/apps/runner.js', import.meta.url));
+
+export interface SuperNodeOptions {
+  /** https://HOST:PORT of the Fleet API. */
+  superlink: string;
+  /** Our enrolled certificate, key and the project root; undefined = insecure development mode. */
+  tls?: TlsMaterial;
+  /** Name for logs (the certificate name in secure mode). */
+  name: string;
+  /** Sign with this key when the SuperLink authenticates node keys. */
+  authKey?: SshPrivateKey;
+  nodeConfig?: Record<string, UserConfigValue>;
+  workDir: string;
+  heartbeatIntervalMs?: number;
+  pollIntervalMs?: number;
+  clientAppIo?: { host: string; port: number };
+  log: Logger;
+  /** Keep chunks in memory instead of the work folder (small models, many nodes). */
+  memoryChunks?: boolean;
+  /** Called with each state change, for progress displays and tests. */
+  onEvent?: (e: SuperNodeEvent) => void;
+}
+
+export type SuperNodeEvent =
+  | { kind: 'connected'; nodeId: string }
+  | { kind: 'disconnected'; error: string; retryInMs: number }
+  | { kind: 'task'; runId: string; messageId: string; messageType: string }
+  | { kind: 'reply'; runId: string; messageId: string; error?: string };
+
+export interface SuperNode {
+  readonly nodeId: string;
+  readonly clientAppIoUrl: string;
+  /** Resolves once connected (activated) the first time. */
+  readonly ready: Promise<string>;
+  close(): Promise<void>;
+}
+
+interface Slot extends AppSlot {
+  process?: ChildProcess;
+  inFlight: Map<string, WireMessage>;
+  lastCheck: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
+  const workDir = resolve(o.workDir);
+  mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const log = o.log;
+  const chunks: ChunkStore = o.memoryChunks
+    ? new MemoryChunkStore()
+    : new DiskChunkStore(join(workDir, 'chunks'), { maxChunkBytes: 4 << 20 });
+  const holder: SessionHolder = {};
+  const signer = o.authKey ? new RequestSigner(o.authKey) : undefined;
+  const channel: RpcChannel = openChannel({
+    baseUrl: o.superlink,
+    tls: o.tls ? { ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key } : undefined,
+    interceptors: [fleetClientAuth({ signer, holder, insecureName: o.tls ? undefined : o.name })],
+  });
+  const fleet = channel.client(Fleet);
+  const heartbeatMs = o.heartbeatIntervalMs ?? 10_000;
+  const pollMs = o.pollIntervalMs ?? 500;
+  const slots = new Map<string, Slot>();
+  const tasks = new Waiters();
+  const nodeConfigWire = configToWire(o.nodeConfig ?? {});
+  let nodeId = '';
+  let closing = false;
+  let connected = false;
+  let resolveReady: (id: string) => void = () => {};
+  const ready = new Promise<string>((r) => {
+    resolveReady = r;
+  });
+
+  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      throw fromConnectError(e);
+    }
+  };
+
+  // ---- ClientAppIo --------------------------------------------------------------------------
+  let appIo: RpcServer | undefined;
+  const forward = async (slot: AppSlot, reply: WireMessage): Promise<void> => {
+    const s = slot as Slot;
+    const md = reply.metadata;
+    if (!md || !s.inFlight.has(md.replyToMessageId))
+      throw new PollenError('MESSAGE_INVALID', 'The reply answers no instruction this app received');
+    s.inFlight.delete(md.replyToMessageId);
+    await pushReply(reply);
+  };
+  appIo = await startRpcServer({
+    host: o.clientAppIo?.host ?? '127.0.0.1',
+    port: o.clientAppIo?.port ?? 0,
+    routes: clientAppIoRoutes({
+      nodeId: () => nodeId,
+      nodeConfig: nodeConfigWire,
+      slot: (runId) => slots.get(runId),
+      chunks,
+      onResult: forward,
+      tasks,
+    }),
+    interceptors: [appTokenInterceptor({ slot: (runId: string) => slots.get(runId) } as never)],
+  });
+
+  async function pushReply(reply: WireMessage): Promise<void> {
+    const ids = chunkIdsOf(reply);
+    const runId = reply.metadata?.runId ?? '';
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (ids.length > 0) await call(() => uploadChunks(fleet, { ids, source: chunks }));
+        const { results } = await call(() => fleet.pushMessages({ messages: [reply] }));
+        const r = results[0];
+        o.onEvent?.({
+          kind: 'reply',
+          runId,
+          messageId: reply.metadata?.replyToMessageId ?? '',
+          error: r?.errorCode || undefined,
+        });
+        if (r?.errorCode) log.warn({ runId, code: r.errorCode, msg: r.errorMessage }, 'reply refused');
+        for (const id of ids) await chunks.delete(id).catch(() => {});
+        return;
+      } catch (e) {
+        if (closing || attempt >= 5 || (isPollenError(e) && e.code !== 'UNAVAILABLE')) throw e;
+        await sleep(Math.min(500 * 2 ** attempt, 10_000));
+      }
+    }
+  }
+
+  function errorReply(instruction: WireMessage, code: string, reason: string): WireMessage {
+    const md = instruction.metadata!;
+    return create(MessageSchema, {
+      metadata: {
+        runId: md.runId,
+        messageId: randomBytes(16).toString('hex'),
+        srcNodeId: nodeId,
+        dstNodeId: md.srcNodeId,
+        replyToMessageId: md.messageId,
+        groupId: md.groupId,
+        ttlSeconds: md.ttlSeconds,
+        messageType: md.messageType,
+        createdAt: BigInt(Date.now()),
+      },
+      body: { case: 'error', value: { code, reason } },
+    });
+  }
+
+  // ---- Runs and their app processes -----------------------------------------------------------
+  async function openSlot(runId: string): Promise<Slot> {
+    const existing = slots.get(runId);
+    if (existing && existing.process && existing.process.exitCode === null) return existing;
+    const { run } = await call(() => fleet.getRun({ runId }));
+    if (!run?.fab) throw new PollenError('RUN_NOT_FOUND', `Run ${runId} has no app bundle`);
+    const bundle = await fetchBundle(run);
+    const slot: Slot = existing ?? {
+      runId,
+      token: randomBytes(32).toString('base64url'),
+      queue: [],
+      shutdown: false,
+      runConfig: run.runConfig,
+      inFlight: new Map(),
+      lastCheck: Date.now(),
+    };
+    slots.set(runId, slot);
+    const child = spawn(process.execPath, [RUNNER, 'clientapp'], {
+      cwd: bundle.dir,
+      env: {
+        ...process.env,
+        POLLEN_APPIO_URL: appIo!.url,
+        POLLEN_RUN_ID: runId,
+        POLLEN_APP_TOKEN: slot.token,
+        POLLEN_APP_PATH: bundle.clientappPath,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    slot.process = child;
+    for (const [stream, level] of [
+      [child.stdout!, 'info'],
+      [child.stderr!, 'warn'],
+    ] as const)
+      createInterface({ input: stream }).on('line', (line) => log[level]({ runId, app: 'clientapp' }, line));
+    child.once('exit', (code, signal) => {
+      if (slot.shutdown || closing) return;
+      const why = signal ? `signal ${signal}` : `exit code ${code}`;
+      log.warn({ runId, why }, 'ClientApp process ended');
+      // Tell the ServerApp at once instead of letting it wait for the timeout.
+      for (const instruction of [...slot.inFlight.values(), ...slot.queue])
+        pushReply(
+          errorReply(instruction, 'CLIENT_APP_CRASHED', `The ClientApp process ended (${why})`),
+        ).catch(() => {});
+      slot.inFlight.clear();
+      slot.queue.length = 0;
+      slot.process = undefined;
+    });
+    return slot;
+  }
+
+  async function fetchBundle(run: WireRun) {
+    const { fab } = await call(() => fleet.getFab({ hash: run.fab!.hash }));
+    if (!fab) throw new PollenError('BUNDLE_NOT_FOUND', `No bundle ${run.fab!.hash}`);
+    const store = new MemoryChunkStore();
+    await call(() => downloadChunks(fleet, fab.chunkIds, store));
+    const parts: Uint8Array[] = [];
+    for (const id of fab.chunkIds) parts.push((await store.get(id))!);
+    return extractBundle(Buffer.concat(parts), join(workDir, 'apps'));
+  }
+
+  async function handleInstruction(message: WireMessage): Promise<void> {
+    const md = message.metadata;
+    if (!md) return;
+    o.onEvent?.({ kind: 'task', runId: md.runId, messageId: md.messageId, messageType: md.messageType });
+    try {
+      const slot = await openSlot(md.runId);
+      const ids = chunkIdsOf(message);
+      const missing = await chunks.missing(ids);
+      if (missing.length > 0) await call(() => downloadChunks(fleet, missing, chunks));
+      slot.inFlight.set(md.messageId, message);
+      slot.queue.push(message);
+      tasks.notify(md.runId);
+    } catch (e) {
+      const err = isPollenError(e) ? e : new PollenError('INTERNAL', String(e));
+      log.warn({ runId: md.runId, code: err.code, msg: err.message }, 'instruction not delivered to the app');
+      await pushReply(errorReply(message, err.code, err.message)).catch(() => {});
+    }
+  }
+
+  async function checkRuns(): Promise<void> {
+    for (const slot of slots.values()) {
+      if (slot.shutdown || Date.now() - slot.lastCheck < 5_000) continue;
+      slot.lastCheck = Date.now();
+      const { run } = await call(() => fleet.getRun({ runId: slot.runId })).catch(() => ({ run: undefined }));
+      if (run && run.status === 'finished') closeSlot(slot);
+    }
+  }
+
+  function closeSlot(slot: Slot): void {
+    slot.shutdown = true;
+    tasks.notify(slot.runId);
+    const child = slot.process;
+    if (child && child.exitCode === null) {
+      setTimeout(() => child.kill('SIGTERM'), 2_000).unref();
+      setTimeout(() => child.kill('SIGKILL'), 7_000).unref();
+    }
+    slots.delete(slot.runId);
+  }
+
+  // ---- Connection loop ------------------------------------------------------------------------
+  async function activate(): Promise<void> {
+    const res = await call(() => fleet.activateNode({ heartbeatIntervalMs: heartbeatMs, name: o.name }));
+    holder.session = res.session
+      ? { sessionId: res.session.sessionId, secret: res.session.secret }
+      : undefined;
+    nodeId = res.nodeId;
+    connected = true;
+    log.info({ nodeId, superlink: o.superlink }, 'connected to the SuperLink');
+    o.onEvent?.({ kind: 'connected', nodeId });
+    resolveReady(nodeId);
+  }
+
+  const FATAL = new Set(['NODE_NOT_REGISTERED', 'PERMISSION_DENIED', 'CERT_REVOKED']);
+  let lastHeartbeat = 0;
+  async function loop(): Promise<void> {
+    let backoff = 500;
+    while (!closing) {
+      try {
+        if (!connected) await activate();
+        backoff = 500;
+        if (Date.now() - lastHeartbeat >= heartbeatMs) {
+          lastHeartbeat = Date.now();
+          const { known } = await call(() => fleet.heartbeat({ heartbeatIntervalMs: heartbeatMs }));
+          if (!known) {
+            connected = false;
+            continue;
+          }
+        }
+        const { messages } = await call(() => fleet.pullMessages({ maxMessages: 16 }));
+        for (const m of messages) await handleInstruction(m);
+        await checkRuns();
+        if (messages.length === 0) await sleep(pollMs);
+      } catch (e) {
+        if (closing) break;
+        const err = isPollenError(e) ? e : fromConnectError(e);
+        connected = false;
+        if (err.code === 'NODE_SESSION_EXPIRED') continue;
+        const retryInMs = Math.round(backoff * (0.75 + Math.random() * 0.5));
+        log.warn(
+          { code: err.code, msg: err.message, retryInMs },
+          'SuperLink unreachable or refused; retrying',
+        );
+        o.onEvent?.({ kind: 'disconnected', error: `${err.code}: ${err.message}`, retryInMs });
+        if (FATAL.has(err.code)) backoff = 30_000;
+        await sleep(retryInMs);
+        backoff = Math.min(backoff * 2, 30_000);
+      }
+    }
+  }
+  const running = loop();
+
+  return {
+    get nodeId() {
+      return nodeId;
+    },
+    clientAppIoUrl: appIo.url,
+    ready,
+    async close() {
+      closing = true;
+      for (const slot of [...slots.values()]) closeSlot(slot);
+      await running;
+      if (connected) await fleet.deactivateNode({}).catch(() => {});
+      channel.close();
+      await appIo?.close();
+      for (const slot of slots.values()) slot.process?.kill('SIGKILL');
+    },
+  };
+}

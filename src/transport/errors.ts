@@ -1,0 +1,80 @@
+/**
+ * PollenError ↔ ConnectError, so every RPC service reports failures the same way and clients get
+ * back the stable Pollen code. The code travels in the `pollen-error-code` header (and, for
+ * humans and for peers that drop metadata, as a `CODE: ` prefix of the message). Internal detail
+ * never leaves the process: unexpected errors become INTERNAL with a generic message.
+ */
+import { Code, ConnectError } from '@connectrpc/connect';
+import { ERROR_CODES, type ErrorCode, PollenError, toPollenError } from '../errors.js';
+
+export const ERROR_CODE_HEADER = 'pollen-error-code';
+
+// Codes whose HTTP status alone does not pick the right gRPC code.
+const OVERRIDES: Partial<Record<ErrorCode, Code>> = {
+  FILE_EXISTS: Code.AlreadyExists,
+  CA_EXISTS: Code.AlreadyExists,
+  ALREADY_ENROLLED: Code.AlreadyExists,
+  RATE_LIMITED: Code.ResourceExhausted,
+  CHUNK_TOO_LARGE: Code.ResourceExhausted,
+  PAYLOAD_TOO_LARGE: Code.ResourceExhausted,
+  ROUTE_NOT_FOUND: Code.Unimplemented,
+  METHOD_NOT_ALLOWED: Code.Unimplemented,
+};
+
+function codeFor(e: PollenError): Code {
+  const override = OVERRIDES[e.code];
+  if (override !== undefined) return override;
+  const status = e.status;
+  if (status === 400 || status === 422) return Code.InvalidArgument;
+  if (status === 401) return Code.Unauthenticated;
+  if (status === 403) return Code.PermissionDenied;
+  if (status === 404) return Code.NotFound;
+  if (status === 409 || status === 410 || status === 202) return Code.FailedPrecondition;
+  if (status === 413 || status === 429) return Code.ResourceExhausted;
+  if (status === 502 || status === 503) return Code.Unavailable;
+  return Code.Internal;
+}
+
+/** A ConnectError for any throwable; ConnectErrors pass through unchanged. */
+export function toConnectError(e: unknown): ConnectError {
+  if (e instanceof ConnectError) return e;
+  const pe = toPollenError(e);
+  return new ConnectError(`${pe.code}: ${pe.message}`, codeFor(pe), { [ERROR_CODE_HEADER]: pe.code });
+}
+
+// For errors without a Pollen code (proxies, transport failures, other servers).
+const FALLBACK: Partial<Record<Code, ErrorCode>> = {
+  [Code.InvalidArgument]: 'INVALID_REQUEST',
+  [Code.NotFound]: 'ROUTE_NOT_FOUND',
+  [Code.Unimplemented]: 'ROUTE_NOT_FOUND',
+  [Code.PermissionDenied]: 'FORBIDDEN',
+  [Code.ResourceExhausted]: 'PAYLOAD_TOO_LARGE',
+  [Code.Unavailable]: 'UNAVAILABLE',
+  [Code.DeadlineExceeded]: 'UNAVAILABLE',
+  [Code.Canceled]: 'UNAVAILABLE',
+};
+
+function isErrorCode(s: string | null): s is ErrorCode {
+  return s !== null && Object.hasOwn(ERROR_CODES, s);
+}
+
+/** The PollenError a server sent (code kept), or the closest code for other failures. */
+export function fromConnectError(e: unknown): PollenError {
+  if (e instanceof PollenError) return e;
+  const ce = ConnectError.from(e);
+  const header = ce.metadata.get(ERROR_CODE_HEADER);
+  if (isErrorCode(header)) {
+    const prefix = `${header}: `;
+    const message = ce.rawMessage.startsWith(prefix) ? ce.rawMessage.slice(prefix.length) : ce.rawMessage;
+    return new PollenError(header, message, { cause: ce });
+  }
+  const code = FALLBACK[ce.code] ?? 'INTERNAL';
+  return new PollenError(code, ce.rawMessage || 'Remote call failed', { cause: ce, detail: ce.message });
+}
+
+/** The stable code of any error: a PollenError's, a remote one's, or INTERNAL. */
+export function errorCodeOf(e: unknown): ErrorCode {
+  if (e instanceof PollenError) return e.code;
+  if (e instanceof ConnectError) return fromConnectError(e).code;
+  return toPollenError(e).code;
+}

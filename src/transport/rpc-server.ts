@@ -1,0 +1,141 @@
+/**
+ * One bootstrap for every Pollen RPC server: Connect routes (gRPC, gRPC-Web and Connect from the
+ * same handlers) on an HTTP/2 server. Network-facing APIs run TLS, optionally mutual; the loopback
+ * app APIs may run cleartext HTTP/2 but only on a loopback address.
+ *
+ * Model traffic is large, so HTTP/2 flow-control windows are enlarged: Node's 64 KiB defaults
+ * cap a loopback upload at about a third of raw TLS throughput.
+ */
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import {
+  type ConnectRouter,
+  type ContextValues,
+  createContextValues,
+  type Interceptor,
+} from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { PollenError } from '../errors.js';
+import { peerContextKey } from './context.js';
+import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
+
+export const STREAM_WINDOW = 16 << 20;
+export const SESSION_WINDOW = 64 << 20;
+/** Largest single RPC message: a 4 MiB chunk plus framing, or a message batch. */
+export const MAX_MESSAGE_BYTES = 32 << 20;
+
+export interface RpcServerOptions {
+  host: string;
+  port: number;
+  /** TLS material; without it the server is cleartext HTTP/2 and must listen on loopback. */
+  tls?: TlsMaterial & {
+    /** Require a client certificate chaining to `ca` (mutual TLS). */
+    requireClientCert: boolean;
+  };
+  routes: (router: ConnectRouter) => void;
+  interceptors?: Interceptor[];
+  /** Refuse a verified peer (e.g. its serial is on the CRL); the connection is closed. */
+  admitPeer?: (peer: PeerIdentity) => string | undefined;
+  /** Called for refused connections, for logs. */
+  onRefused?: (reason: string, peer: PeerIdentity | undefined) => void;
+}
+
+export interface RpcServer {
+  readonly port: number;
+  readonly url: string;
+  /** Close connections whose peer is no longer admitted (after a CRL update). */
+  recheckPeers(): number;
+  close(): Promise<void>;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
+  if (!o.tls && !isLoopback(o.host))
+    throw new PollenError('INVALID_ARGUMENT', `A cleartext API may only listen on loopback, not ${o.host}`, {
+      hint: 'Give TLS material, or listen on 127.0.0.1.',
+    });
+  const handler = connectNodeAdapter({
+    routes: o.routes,
+    interceptors: o.interceptors,
+    readMaxBytes: MAX_MESSAGE_BYTES,
+    writeMaxBytes: MAX_MESSAGE_BYTES,
+    contextValues: (req): ContextValues => {
+      const values = createContextValues();
+      const socket = req.socket as TLSSocket;
+      if (o.tls && typeof socket.getPeerCertificate === 'function') {
+        const peer = peerIdentity(socket);
+        if (peer) values.set(peerContextKey, peer);
+      }
+      return values;
+    },
+  });
+  const settings = { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 1000 };
+  const server = o.tls
+    ? http2.createSecureServer({
+        cert: o.tls.cert,
+        key: o.tls.key,
+        ca: o.tls.ca,
+        requestCert: o.tls.requireClientCert,
+        rejectUnauthorized: o.tls.requireClientCert,
+        minVersion: 'TLSv1.3',
+        allowHTTP1: true,
+        settings,
+      })
+    : http2.createServer({ settings });
+  const sockets = new Set<TLSSocket>();
+  server.on('session', (session) => session.setLocalWindowSize(SESSION_WINDOW));
+  if (o.tls) {
+    server.on('secureConnection', (socket: TLSSocket) => {
+      const peer = peerIdentity(socket);
+      if (o.tls?.requireClientCert) {
+        const refusal = !peer ? 'the client certificate carries no Pollen identity' : o.admitPeer?.(peer);
+        if (refusal) {
+          o.onRefused?.(refusal, peer);
+          socket.destroy();
+          return;
+        }
+      }
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  }
+  server.on('request', handler);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = isIP(o.host) === 6 ? `[${o.host}]` : o.host;
+  return {
+    port,
+    url: `${o.tls ? 'https' : 'http'}://${host}:${port}`,
+    recheckPeers(): number {
+      let closed = 0;
+      for (const socket of sockets) {
+        const peer = peerIdentity(socket);
+        const refusal = peer ? o.admitPeer?.(peer) : undefined;
+        if (refusal) {
+          o.onRefused?.(refusal, peer);
+          socket.destroy();
+          closed++;
+        }
+      }
+      return closed;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+        // Sessions of cleartext servers are not in `sockets`; closing the server ends them.
+        setTimeout(resolve, 2000).unref();
+      }),
+  };
+}

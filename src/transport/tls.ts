@@ -1,0 +1,85 @@
+/**
+ * TLS material and peer identities for the Pollen RPC servers. A participant certificate carries
+ * the URI SAN `pollen://PROJECT/TYPE/NAME` (see pki/profiles.ts); that URI, not the CN, is who the
+ * peer is.
+ */
+import { readFileSync } from 'node:fs';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { PollenError } from '../errors.js';
+import { type CertType, isCertType } from '../pki/profiles.js';
+
+export interface TlsMaterial {
+  /** Our certificate followed by the intermediate chain (PEM). */
+  cert: string;
+  /** Our private key (PEM). */
+  key: string;
+  /** The project's root CA (PEM): the only trust anchor for peers. */
+  ca: string;
+}
+
+export interface TlsPaths {
+  cert: string;
+  key: string;
+  ca: string;
+  /** Intermediate chain appended to our certificate when presenting it. */
+  chain?: string;
+}
+
+function readPem(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new PollenError('FILE_NOT_FOUND', `Cannot read the ${what} at ${path}`, {
+      hint: 'Check the path, or enroll first with `pollen start KIT_DIR`.',
+      cause: e,
+    });
+  }
+}
+
+export function loadTlsMaterial(paths: TlsPaths): TlsMaterial {
+  const cert = readPem(paths.cert, 'certificate');
+  const chain = paths.chain ? readPem(paths.chain, 'certificate chain') : '';
+  return {
+    cert: chain && !cert.includes(chain.trim()) ? `${cert.trimEnd()}\n${chain}` : cert,
+    key: readPem(paths.key, 'private key'),
+    ca: readPem(paths.ca, 'root CA certificate'),
+  };
+}
+
+export interface PeerIdentity {
+  project: string;
+  type: CertType;
+  name: string;
+  /** Upper-case hex serial, as Node reports it (for CRL checks). */
+  serial: string;
+  /** sha256:HEX of the DER certificate. */
+  fingerprint: string;
+}
+
+const IDENTITY_URI = /^URI:pollen:\/\/([^/\s,]+)\/([a-z]+)\/([^/\s,]+)$/;
+
+/** The Pollen identity in a verified peer certificate, or undefined when it carries none. */
+export function identityOf(cert: PeerCertificate | undefined): PeerIdentity | undefined {
+  if (!cert || !cert.raw) return undefined;
+  for (const san of (cert.subjectaltname ?? '').split(/,\s*/)) {
+    const m = IDENTITY_URI.exec(san);
+    if (!m) continue;
+    const [, project = '', type = '', name = ''] = m;
+    if (!isCertType(type)) return undefined;
+    const fingerprint = (cert.fingerprint256 ?? '').replaceAll(':', '').toLowerCase();
+    return {
+      project,
+      type,
+      name,
+      serial: cert.serialNumber.toUpperCase(),
+      fingerprint: `sha256:${fingerprint}`,
+    };
+  }
+  return undefined;
+}
+
+/** The verified identity of the peer on a TLS socket (undefined without a client certificate). */
+export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
+  if (!socket.authorized) return undefined;
+  return identityOf(socket.getPeerCertificate());
+}

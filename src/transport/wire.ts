@@ -1,0 +1,530 @@
+/**
+ * SDK ↔ protobuf. Pure functions: no I/O besides the chunk callbacks the caller passes in.
+ *
+ * Sending: array data is never copied. Inline bytes and chunks are views into the typed arrays,
+ * so serialise and upload before modifying the model.
+ *
+ * Receiving: everything a hostile peer controls is checked before any allocation (dtype, shape,
+ * sizes, chunk ids, totals), each typed array is allocated exactly once and filled in place, and
+ * every chunk is hashed against its id. Failures are PollenErrors: MESSAGE_INVALID,
+ * RECORD_INVALID, PAYLOAD_TOO_LARGE and CHUNK_ID_INVALID / CHUNK_MISMATCH / CHUNK_MISSING.
+ */
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { PollenError } from '../errors.js';
+import * as pb from '../gen/pollen/v1/records_pb.js';
+import type { UserConfigValue } from '../sdk/context.js';
+import { Message, type MessageError, type MessageType, type Metadata } from '../sdk/message.js';
+import {
+  ArrayRecord,
+  type ConfigValue,
+  ConfigRecord,
+  DTYPE_NAMES,
+  type DType,
+  MAX_NDIM,
+  MetricRecord,
+  RecordDict,
+  type TypedArray,
+  validateName,
+} from '../sdk/records.js';
+import { CHUNK_SIZE, chunkId, INLINE_MAX, isChunkId } from './chunks.js';
+
+export type WireMessage = pb.Message;
+
+const GiB = 1024 * 1024 * 1024;
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const ITEMSIZE: Record<DType, number> = { float32: 4, float64: 8, int32: 4, int64: 8, uint8: 1 };
+const CTORS: Record<DType, new (buffer: ArrayBuffer, byteOffset: number, length: number) => TypedArray> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  uint8: Uint8Array,
+};
+
+function recordInvalid(message: string): PollenError {
+  return new PollenError('RECORD_INVALID', message);
+}
+
+function messageInvalid(message: string): PollenError {
+  return new PollenError('MESSAGE_INVALID', message);
+}
+
+function swapBytes(bytes: Uint8Array, width: number): void {
+  if (width === 1) return;
+  for (let i = 0; i < bytes.length; i += width) bytes.subarray(i, i + width).reverse();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sending
+
+export interface ToWireOptions {
+  /** Arrays of at most this many bytes travel inline (default INLINE_MAX, 64 KiB). */
+  inlineMax?: number;
+  /** Piece size of chunked arrays, a power of two (default CHUNK_SIZE, 4 MiB). */
+  chunkSize?: number;
+}
+
+export interface ToWireResult {
+  wire: WireMessage;
+  /** Chunk id → bytes, views into the message's typed arrays (no copy). */
+  chunks: Map<string, Uint8Array>;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
+}
+
+/** Little-endian element bytes: a view on little-endian hosts (all mainstream ones). */
+function elementBytes(data: TypedArray, dtype: DType): Uint8Array {
+  const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (LITTLE_ENDIAN_HOST) return view;
+  const copy = view.slice();
+  swapBytes(copy, ITEMSIZE[dtype]);
+  return copy;
+}
+
+type ConfigEntryValue = MessageInitShape<typeof pb.ConfigEntrySchema>['value'];
+
+function configEntryValue(value: ConfigValue): ConfigEntryValue {
+  if (typeof value === 'number') return { case: 'number', value };
+  if (typeof value === 'string') return { case: 'text', value };
+  if (typeof value === 'boolean') return { case: 'flag', value };
+  if (value instanceof Uint8Array) return { case: 'binary', value };
+  const first = value[0];
+  // An empty list has no kind; it travels as an empty number list and comes back as [].
+  if (first === undefined || typeof first === 'number')
+    return { case: 'numbers', value: { values: value as number[] } };
+  if (typeof first === 'string') return { case: 'texts', value: { values: value as string[] } };
+  if (typeof first === 'boolean') return { case: 'flags', value: { values: value as boolean[] } };
+  return { case: 'binaries', value: { values: value as Uint8Array[] } };
+}
+
+/**
+ * The protobuf form of `message` and the chunks its large arrays were cut into. Chunk ids are
+ * SHA-256 hashes, computed here (about 1.5 GB/s); identical pieces appear once in `chunks`.
+ */
+export function messageToWire(message: Message, options: ToWireOptions = {}): ToWireResult {
+  const inlineMax = options.inlineMax ?? INLINE_MAX;
+  const chunkSize = options.chunkSize ?? CHUNK_SIZE;
+  if (!Number.isSafeInteger(inlineMax) || inlineMax < 0)
+    throw new PollenError('INVALID_ARGUMENT', 'inlineMax must be a non-negative integer');
+  if (!isPowerOfTwo(chunkSize))
+    throw new PollenError('INVALID_ARGUMENT', 'chunkSize must be a power of two');
+  const chunks = new Map<string, Uint8Array>();
+  const m = message.metadata;
+  const init: MessageInitShape<typeof pb.MessageSchema> = {
+    metadata: {
+      runId: m.runId,
+      messageId: m.messageId,
+      srcNodeId: m.srcNodeId,
+      dstNodeId: m.dstNodeId,
+      replyToMessageId: m.replyToMessageId,
+      groupId: m.groupId,
+      ttlSeconds: m.ttlSeconds,
+      messageType: m.messageType,
+      createdAt: BigInt(Math.trunc(m.createdAt)),
+    },
+  };
+  if (message.error !== undefined) {
+    init.body = { case: 'error', value: { code: message.error.code, reason: message.error.reason } };
+    return { wire: create(pb.MessageSchema, init), chunks };
+  }
+  const records: MessageInitShape<typeof pb.RecordSchema>[] = [];
+  for (const [name, record] of message.content ?? new RecordDict()) {
+    if (record.kind === 'array') {
+      const arrays: MessageInitShape<typeof pb.ArraySchema>[] = [];
+      for (const [arrayName, e] of record) {
+        const bytes = elementBytes(e.data, e.dtype);
+        const array: MessageInitShape<typeof pb.ArraySchema> = {
+          name: arrayName,
+          dtype: e.dtype,
+          shape: e.shape.map((d) => BigInt(d)),
+          nbytes: BigInt(bytes.byteLength),
+        };
+        if (bytes.byteLength <= inlineMax) array.inline = bytes;
+        else {
+          const ids: string[] = [];
+          for (let at = 0; at < bytes.byteLength; at += chunkSize) {
+            const piece = bytes.subarray(at, Math.min(at + chunkSize, bytes.byteLength));
+            const id = chunkId(piece);
+            if (!chunks.has(id)) chunks.set(id, piece);
+            ids.push(id);
+          }
+          array.chunkIds = ids;
+        }
+        arrays.push(array);
+      }
+      records.push({ name, record: { case: 'arrays', value: { arrays } } });
+    } else if (record.kind === 'metric') {
+      const entries: MessageInitShape<typeof pb.MetricEntrySchema>[] = [];
+      for (const [key, value] of record)
+        entries.push({
+          key,
+          value:
+            typeof value === 'number'
+              ? { case: 'scalar', value }
+              : { case: 'list', value: { values: [...value] } },
+        });
+      records.push({ name, record: { case: 'metrics', value: { entries } } });
+    } else {
+      const entries: MessageInitShape<typeof pb.ConfigEntrySchema>[] = [];
+      for (const [key, value] of record) entries.push({ key, value: configEntryValue(value) });
+      records.push({ name, record: { case: 'configs', value: { entries } } });
+    }
+  }
+  init.body = { case: 'content', value: { records } };
+  return { wire: create(pb.MessageSchema, init), chunks };
+}
+
+/** The chunk ids a wire message refers to: unique, in order of first use. */
+export function chunkIdsOf(wire: WireMessage): string[] {
+  const ids = new Set<string>();
+  if (wire.body.case === 'content')
+    for (const r of wire.body.value.records)
+      if (r.record.case === 'arrays')
+        for (const a of r.record.value.arrays) for (const id of a.chunkIds) ids.add(id);
+  return [...ids];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receiving
+
+export interface FromWireOptions {
+  /** Largest array accepted, in bytes (default 4 GiB). */
+  maxArrayBytes?: number;
+  /** Largest total of array bytes in one message (default 8 GiB). */
+  maxTotalBytes?: number;
+  /** The chunk source already verified each chunk's hash (e.g. downloadChunks): skip re-hashing. */
+  verified?: boolean;
+}
+
+export type GetChunk = (id: string) => Promise<Uint8Array | undefined> | Uint8Array | undefined;
+
+/** One array as planned from the wire header, before any allocation. */
+interface ArrayPlan {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  nbytes: number;
+  inline: Uint8Array | undefined;
+  chunkIds: string[];
+  /** Size of every piece but the last (see the chunking convention in chunks.ts). */
+  pieceSize: number;
+}
+
+type RecordPlan =
+  | { name: string; kind: 'array'; arrays: ArrayPlan[] }
+  | { name: string; kind: 'metric' | 'config'; record: MetricRecord | ConfigRecord };
+
+interface MessagePlan {
+  metadata: Metadata;
+  error: MessageError | undefined;
+  records: RecordPlan[];
+}
+
+function planMetadata(m: pb.Metadata | undefined): Metadata {
+  if (m === undefined) throw messageInvalid('Message has no metadata');
+  if (m.createdAt < 0n || m.createdAt > BigInt(Number.MAX_SAFE_INTEGER))
+    throw messageInvalid('Message createdAt must be a time in milliseconds');
+  return {
+    runId: m.runId,
+    messageId: m.messageId,
+    srcNodeId: m.srcNodeId,
+    dstNodeId: m.dstNodeId,
+    replyToMessageId: m.replyToMessageId,
+    groupId: m.groupId,
+    ttlSeconds: m.ttlSeconds,
+    // The Message constructor refuses anything but the three types.
+    messageType: m.messageType as MessageType,
+    createdAt: Number(m.createdAt),
+  };
+}
+
+/** The power-of-two piece size implied by nbytes and the number of pieces, or undefined. */
+function pieceSizeOf(nbytes: number, pieces: number): number | undefined {
+  if (pieces === 1) return nbytes;
+  let size = 1;
+  while (size * pieces < nbytes) size *= 2;
+  return (pieces - 1) * size < nbytes ? size : undefined;
+}
+
+function pieceLength(plan: ArrayPlan, index: number): number {
+  const last = plan.chunkIds.length - 1;
+  return index < last ? plan.pieceSize : plan.nbytes - last * plan.pieceSize;
+}
+
+function planArray(a: pb.Array, maxArrayBytes: number): ArrayPlan {
+  const where = `Array "${String(a.name).slice(0, 256)}"`;
+  validateName('Array', a.name);
+  if (!(DTYPE_NAMES as readonly string[]).includes(a.dtype))
+    throw recordInvalid(`${where}: unknown dtype ${JSON.stringify(a.dtype.slice(0, 32))}`);
+  const dtype = a.dtype as DType;
+  if (a.shape.length > MAX_NDIM) throw recordInvalid(`${where}: more than ${MAX_NDIM} dimensions`);
+  let count = 1n;
+  for (const dim of a.shape) {
+    // uint64 cannot be negative, but SDK shapes are JS numbers: refuse what they cannot hold.
+    if (dim < 0n || dim > BigInt(Number.MAX_SAFE_INTEGER)) throw recordInvalid(`${where}: dimension too large`);
+    count *= dim;
+  }
+  if (count * BigInt(ITEMSIZE[dtype]) !== a.nbytes)
+    throw recordInvalid(`${where}: shape and dtype give ${count * BigInt(ITEMSIZE[dtype])} bytes, nbytes says ${a.nbytes}`);
+  if (a.nbytes > BigInt(maxArrayBytes))
+    throw new PollenError('PAYLOAD_TOO_LARGE', `${where} is ${a.nbytes} bytes; at most ${maxArrayBytes} are accepted`);
+  const nbytes = Number(a.nbytes);
+  const plan: ArrayPlan = {
+    name: a.name,
+    dtype,
+    shape: a.shape.map(Number),
+    nbytes,
+    inline: undefined,
+    chunkIds: a.chunkIds,
+    pieceSize: 0,
+  };
+  if (a.chunkIds.length === 0) {
+    if (a.inline.byteLength !== nbytes)
+      throw recordInvalid(`${where}: ${a.inline.byteLength} inline bytes, nbytes says ${nbytes}`);
+    plan.inline = a.inline;
+    return plan;
+  }
+  if (a.inline.byteLength !== 0) throw recordInvalid(`${where} has both inline data and chunks`);
+  for (const id of a.chunkIds)
+    if (!isChunkId(id))
+      throw new PollenError('CHUNK_ID_INVALID', `${where}: invalid chunk id ${JSON.stringify(String(id).slice(0, 80))}`);
+  const pieceSize = a.chunkIds.length > nbytes ? undefined : pieceSizeOf(nbytes, a.chunkIds.length);
+  if (pieceSize === undefined)
+    throw recordInvalid(`${where}: ${a.chunkIds.length} chunks cannot hold ${nbytes} bytes in power-of-two pieces`);
+  plan.pieceSize = pieceSize;
+  return plan;
+}
+
+function planMessage(wire: WireMessage, options: FromWireOptions): MessagePlan {
+  const maxArrayBytes = options.maxArrayBytes ?? 4 * GiB;
+  const maxTotalBytes = options.maxTotalBytes ?? 8 * GiB;
+  const metadata = planMetadata(wire.metadata);
+  const body = wire.body;
+  if (body.case === 'error')
+    return { metadata, error: { code: body.value.code, reason: body.value.reason }, records: [] };
+  if (body.case !== 'content') throw messageInvalid('Message holds neither content nor an error');
+  const names = new Set<string>();
+  const records: RecordPlan[] = [];
+  let total = 0;
+  for (const r of body.value.records) {
+    validateName('Record', r.name);
+    if (names.has(r.name)) throw recordInvalid(`Duplicate record name "${r.name}"`);
+    names.add(r.name);
+    const rec = r.record;
+    if (rec.case === 'arrays') {
+      const arrays: ArrayPlan[] = [];
+      const arrayNames = new Set<string>();
+      for (const a of rec.value.arrays) {
+        const plan = planArray(a, maxArrayBytes);
+        if (arrayNames.has(plan.name)) throw recordInvalid(`Duplicate array name "${plan.name}" in "${r.name}"`);
+        arrayNames.add(plan.name);
+        total += plan.nbytes;
+        if (total > maxTotalBytes)
+          throw new PollenError('PAYLOAD_TOO_LARGE', `Message arrays exceed ${maxTotalBytes} bytes in total`);
+        arrays.push(plan);
+      }
+      records.push({ name: r.name, kind: 'array', arrays });
+    } else if (rec.case === 'metrics') {
+      const record = new MetricRecord();
+      for (const e of rec.value.entries) {
+        if (record.has(e.key)) throw recordInvalid(`Duplicate metric "${e.key}" in "${r.name}"`);
+        if (e.value.case === 'scalar') record.set(e.key, e.value.value);
+        else if (e.value.case === 'list') record.set(e.key, e.value.value.values);
+        else throw recordInvalid(`Metric "${e.key}" in "${r.name}" has no value`);
+      }
+      records.push({ name: r.name, kind: 'metric', record });
+    } else if (rec.case === 'configs') {
+      const record = new ConfigRecord();
+      for (const e of rec.value.entries) {
+        if (record.has(e.key)) throw recordInvalid(`Duplicate config "${e.key}" in "${r.name}"`);
+        const v = e.value;
+        if (v.case === undefined) throw recordInvalid(`Config "${e.key}" in "${r.name}" has no value`);
+        const value: ConfigValue =
+          v.case === 'numbers' || v.case === 'texts' || v.case === 'flags' || v.case === 'binaries'
+            ? v.value.values
+            : v.value;
+        record.set(e.key, value);
+      }
+      records.push({ name: r.name, kind: 'config', record });
+    } else throw recordInvalid(`Record "${r.name}" has no content`);
+  }
+  return { metadata, error: undefined, records };
+}
+
+function allocate(nbytes: number): ArrayBuffer {
+  try {
+    return new ArrayBuffer(nbytes);
+  } catch (e) {
+    throw new PollenError('PAYLOAD_TOO_LARGE', `Cannot allocate an array of ${nbytes} bytes`, { cause: e });
+  }
+}
+
+function finishArray(plan: ArrayPlan, buffer: ArrayBuffer): TypedArray {
+  const itemsize = ITEMSIZE[plan.dtype];
+  if (!LITTLE_ENDIAN_HOST) swapBytes(new Uint8Array(buffer), itemsize);
+  return new CTORS[plan.dtype](buffer, 0, plan.nbytes / itemsize);
+}
+
+function buildMessage(plan: MessagePlan, buffers: Map<ArrayPlan, ArrayBuffer>): Message {
+  if (plan.error !== undefined) return new Message({ metadata: plan.metadata, error: plan.error });
+  const content = new RecordDict();
+  for (const r of plan.records) {
+    if (r.kind !== 'array') {
+      content.set(r.name, r.record);
+      continue;
+    }
+    const record = new ArrayRecord();
+    for (const a of r.arrays)
+      record.set(a.name, { dtype: a.dtype, shape: a.shape, data: finishArray(a, buffers.get(a)!) });
+    content.set(r.name, record);
+  }
+  return new Message({ metadata: plan.metadata, content });
+}
+
+function missingError(ids: string[]): PollenError {
+  return new PollenError(
+    'CHUNK_MISSING',
+    `Chunk ${ids[0]} is not available${ids.length > 1 ? ` (and ${ids.length - 1} more)` : ''}`,
+    { data: { chunkIds: ids.slice(0, 16) } },
+  );
+}
+
+/** Hash checks with memory: the same Uint8Array returned again for an id is not re-hashed. */
+function verifier(skip: boolean): (id: string, data: Uint8Array) => void {
+  const seen = new Map<string, Uint8Array>();
+  return (id, data) => {
+    if (skip || seen.get(id) === data) return;
+    if (!(data instanceof Uint8Array) || chunkId(data) !== id)
+      throw new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, { data: { chunkId: id } });
+    seen.set(id, data);
+  };
+}
+
+function checkPieceLength(plan: ArrayPlan, index: number, id: string, data: Uint8Array): void {
+  if (data.byteLength !== pieceLength(plan, index))
+    throw recordInvalid(
+      `Array "${plan.name}": chunk ${id} is ${data.byteLength} bytes where the array layout needs ${pieceLength(plan, index)}`,
+    );
+}
+
+/**
+ * The SDK message for `wire`, fetching chunks one at a time with `getChunk` (e.g. a ChunkStore's
+ * get). Each array is allocated once and the chunks copied in, so peak memory is the model plus
+ * one chunk.
+ */
+export async function messageFromWire(
+  wire: WireMessage,
+  getChunk: GetChunk,
+  options: FromWireOptions = {},
+): Promise<Message> {
+  const plan = planMessage(wire, options);
+  const verify = verifier(options.verified ?? false);
+  const buffers = new Map<ArrayPlan, ArrayBuffer>();
+  for (const r of plan.records) {
+    if (r.kind !== 'array') continue;
+    for (const a of r.arrays) {
+      const buffer = allocate(a.nbytes);
+      const bytes = new Uint8Array(buffer);
+      if (a.inline !== undefined) bytes.set(a.inline);
+      let offset = 0;
+      for (const [i, id] of a.chunkIds.entries()) {
+        const data = await getChunk(id);
+        if (data === undefined) throw missingError([id]);
+        verify(id, data);
+        checkPieceLength(a, i, id, data);
+        bytes.set(data, offset);
+        offset += data.byteLength;
+      }
+      buffers.set(a, buffer);
+    }
+  }
+  return buildMessage(plan, buffers);
+}
+
+export interface StreamingOptions extends FromWireOptions {
+  /** Where to get chunks the stream did not bring (e.g. those already held locally). */
+  getChunk?: GetChunk;
+}
+
+/**
+ * Like messageFromWire, but chunks arrive as a stream in any order (e.g. a PullChunks response).
+ * All arrays are allocated up front and each chunk is copied to every place that uses it, then
+ * dropped: memory is the model plus the chunks in flight. Unknown and repeated chunks are ignored.
+ */
+export async function messageFromWireStreaming(
+  wire: WireMessage,
+  chunks: AsyncIterable<{ id: string; data: Uint8Array }>,
+  options: StreamingOptions = {},
+): Promise<Message> {
+  const plan = planMessage(wire, options);
+  const verify = verifier(options.verified ?? false);
+  const buffers = new Map<ArrayPlan, ArrayBuffer>();
+  const places = new Map<string, { plan: ArrayPlan; index: number; bytes: Uint8Array; offset: number }[]>();
+  for (const r of plan.records) {
+    if (r.kind !== 'array') continue;
+    for (const a of r.arrays) {
+      const buffer = allocate(a.nbytes);
+      const bytes = new Uint8Array(buffer);
+      buffers.set(a, buffer);
+      if (a.inline !== undefined) bytes.set(a.inline);
+      for (const [index, id] of a.chunkIds.entries()) {
+        const list = places.get(id) ?? [];
+        // One id is one content, hence one length: a layout that needs two is inconsistent.
+        if (list[0] !== undefined && pieceLength(list[0].plan, list[0].index) !== pieceLength(a, index))
+          throw recordInvalid(`Chunk ${id} is used with two different lengths`);
+        list.push({ plan: a, index, bytes, offset: index * a.pieceSize });
+        places.set(id, list);
+      }
+    }
+  }
+  const fill = (id: string, data: Uint8Array): void => {
+    const list = places.get(id)!;
+    verify(id, data);
+    for (const p of list) {
+      checkPieceLength(p.plan, p.index, id, data);
+      p.bytes.set(data, p.offset);
+    }
+    places.delete(id);
+  };
+  for await (const { id, data } of chunks) if (places.has(id)) fill(id, data);
+  for (const id of [...places.keys()]) {
+    const data = await options.getChunk?.(id);
+    if (data === undefined) throw missingError([...places.keys()]);
+    fill(id, data);
+  }
+  return buildMessage(plan, buffers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// User config (run config, node config)
+
+export function configToWire(config: Readonly<Record<string, UserConfigValue>>): { [key: string]: pb.ConfigValue } {
+  return Object.fromEntries(
+    Object.entries(config).map(([key, value]) => {
+      validateName('Config', key);
+      let v: MessageInitShape<typeof pb.ConfigValueSchema>['value'];
+      if (typeof value === 'number' && Number.isFinite(value)) v = { case: 'number', value };
+      else if (typeof value === 'string') v = { case: 'text', value };
+      else if (typeof value === 'boolean') v = { case: 'flag', value };
+      else throw recordInvalid(`Config "${key}" must be a finite number, a string or a boolean`);
+      return [key, create(pb.ConfigValueSchema, { value: v })];
+    }),
+  );
+}
+
+export function configFromWire(map: { readonly [key: string]: pb.ConfigValue }): Record<string, UserConfigValue> {
+  // fromEntries defines properties, so a "__proto__" key stays a plain key.
+  return Object.fromEntries(
+    Object.entries(map).map(([key, cv]) => {
+      validateName('Config', key);
+      const v = cv?.value;
+      if (v === undefined || v.case === undefined) throw recordInvalid(`Config "${key}" has no value`);
+      if (v.case === 'number' && !Number.isFinite(v.value))
+        throw recordInvalid(`Config "${key}" must be a finite number`);
+      return [key, v.value];
+    }),
+  );
+}

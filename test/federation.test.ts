@@ -1,0 +1,373 @@
+/**
+ * A secure federation of real processes: `pollen superlink` and `pollen supernode` from the
+ * built CLI, driven by an admin through `pollen run/list/log/stop` and `pollen supernode …`
+ * with a POLLEN_CONFIG file. Happy paths, node keys (register/unregister without restart),
+ * revocation and who may use which API.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Control } from '../src/gen/pollen/v1/control_pb.js';
+import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
+import { nodeIdFromPublicKey, parseSshPublicKey } from '../src/pki/openssh.js';
+import { writeLocalCrl } from '../src/pki/site.js';
+import { ERROR_CODE_HEADER, fromConnectError } from '../src/transport/errors.js';
+import { openChannel } from '../src/transport/rpc-client.js';
+import {
+  childPids,
+  type Federation,
+  FEDERATION,
+  makePki,
+  pollen,
+  type SuperNodeProc,
+  sshKeygen,
+  startFederation,
+  stopAll,
+  TINY_APP,
+  tempDir,
+  tlsOf,
+  waitFor,
+} from './support/federation.js';
+
+afterAll(async () => {
+  await stopAll();
+});
+
+interface RunJson {
+  runId: string;
+  status: string;
+  subStatus: string | null;
+  reason: string | null;
+}
+interface RoundJson {
+  round: number;
+  metrics: Record<string, number>;
+  nodes: string[];
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function runDetails(fed: Federation, runId: string): Promise<{ run: RunJson; rounds: RoundJson[] }> {
+  const r = await fed.pollen(['list', FEDERATION, '--run-id', runId, '--json']);
+  expect(r.code, r.stderr).toBe(0);
+  return r.json();
+}
+
+async function waitFinished(fed: Federation, runId: string, timeoutMs = 60_000): Promise<RunJson> {
+  return (
+    await waitFor(
+      `run ${runId} to finish`,
+      async () => {
+        const d = await runDetails(fed, runId);
+        return d.run.status === 'finished' ? d : undefined;
+      },
+      timeoutMs,
+      500,
+    )
+  ).run;
+}
+
+/** `pollen run tiny --stream --json` with run config overrides; expects it to complete. */
+async function completedRun(fed: Federation, config: string[]): Promise<{ run: RunJson; rounds: RoundJson[] }> {
+  const args = ['run', TINY_APP, FEDERATION, '--stream', '--json'];
+  for (const c of config) args.push('--run-config', c);
+  const r = await fed.pollen(args, 90_000);
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+  const out = r.json<{ run: RunJson; rounds: RoundJson[] }>();
+  expect(out.run.status).toBe('finished');
+  expect(out.run.subStatus).toBe('completed');
+  return out;
+}
+
+// -----------------------------------------------------------------------------------------------
+
+describe('a secure federation of two SuperNodes', () => {
+  let fed: Federation;
+  let nodes: SuperNodeProc[];
+
+  beforeAll(async () => {
+    fed = await startFederation('pollen-fed-');
+    nodes = [await fed.addNode('site-0', 0), await fed.addNode('site-1', 1)];
+  }, 60_000);
+  afterAll(async () => {
+    await fed?.close();
+  });
+
+  it('runs the tiny app to completion; metrics, logs and listings show it', async () => {
+    const out = await completedRun(fed, []);
+    const runId = out.run.runId;
+    // Round 1: node 0 adds 1 (10 examples), node 1 adds 2 (20 examples): (10·1 + 20·2) / 30.
+    expect(out.rounds.map((r) => r.round)).toEqual([1, 2]);
+    expect(out.rounds[0]!.metrics.w0).toBeCloseTo(5 / 3, 4);
+    expect(out.rounds[1]!.metrics.w0).toBeCloseTo(10 / 3, 4);
+    expect([...out.rounds[0]!.nodes].sort()).toEqual(nodes.map((n) => n.nodeId).sort());
+
+    const details = await runDetails(fed, runId);
+    expect(details.run).toMatchObject({ runId, status: 'finished', subStatus: 'completed' });
+    expect(details.rounds[0]!.metrics.w0).toBeCloseTo(1.6667, 4);
+    const text = await fed.pollen(['list', FEDERATION, '--run-id', runId]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('finished:completed');
+    expect(text.stdout).toMatch(/round\s+1\s.*w0 1\.6667/);
+    expect(text.stdout).toMatch(/round\s+2\s.*w0 3\.3333/);
+
+    const log = await fed.pollen(['log', runId, FEDERATION]);
+    expect(log.code, log.stderr).toBe(0);
+    expect(log.stdout).toContain('round 1: w[0] = 1.666');
+    expect(log.stdout).toContain('round 2: w[0] = 3.333');
+    expect(log.stdout).toContain('run completed');
+
+    const list = await fed.pollen(['list', FEDERATION, '--json']);
+    expect(list.code).toBe(0);
+    expect(list.json().runs).toContainEqual(
+      expect.objectContaining({ runId, status: 'finished', subStatus: 'completed' }),
+    );
+
+    const listed = await fed.nodeList();
+    expect(listed).toHaveLength(2);
+    for (const n of nodes)
+      expect(listed).toContainEqual(expect.objectContaining({ nodeId: n.nodeId, name: n.options.cert.name, status: 'online' }));
+  }, 90_000);
+
+  it('keeps a node id across a SuperNode restart', async () => {
+    const before = nodes[0]!;
+    before.kill('SIGKILL');
+    await before.exited;
+    const again = await fed.addNode('site-0', 0);
+    expect(again.nodeId).toBe(before.nodeId);
+    nodes[0] = again;
+    const listed = await fed.nodeList();
+    expect(listed.map((n) => n.nodeId).sort()).toEqual(nodes.map((n) => n.nodeId).sort());
+    expect(listed.find((n) => n.nodeId === again.nodeId)?.status).toBe('online');
+  }, 60_000);
+
+  it('applies --run-config overrides and refuses unknown keys', async () => {
+    const out = await completedRun(fed, ['num-rounds=1']);
+    expect(out.rounds).toHaveLength(1);
+    expect(out.rounds[0]!.metrics.w0).toBeCloseTo(5 / 3, 4);
+
+    const bad = await fed.pollen(['run', TINY_APP, FEDERATION, '--run-config', 'no-such-key=3', '--json']);
+    expect(bad.code).toBe(2);
+    expect(bad.json().error.code).toBe('INVALID_ARGUMENT');
+    expect(bad.json().error.message).toContain('no-such-key');
+    // Nothing was started for it.
+    const runs = (await fed.pollen(['list', FEDERATION, '--json'])).json<{ runs: RunJson[] }>().runs;
+    expect(runs.every((r) => r.status === 'finished')).toBe(true);
+  }, 90_000);
+
+  it('stops a long run: its ServerApp ends, nodes keep serving', async () => {
+    const before = new Set(childPids(fed.link.pid));
+    const started = await fed.pollen([
+      'run',
+      TINY_APP,
+  tempDir,
+      FEDERATION,
+      '--run-config',
+      'num-rounds=100',
+      '--run-config',
+      'sleep-ms=60000',
+      '--run-config',
+      'round-timeout=600',
+      '--json',
+    ]);
+    expect(started.code, started.stderr).toBe(0);
+    const runId: string = started.json().runId;
+    const serverApp = await waitFor('the ServerApp process', () =>
+      childPids(fed.link.pid).find((p) => !before.has(p)),
+    );
+    await waitFor('the run to be running', async () => (await runDetails(fed, runId)).run.status === 'running');
+    // Both ClientApps got their instruction.
+    await waitFor('ClientApps on both nodes', () => nodes.every((n) => childPids(n.pid).length > 0), 20_000);
+
+    const stop = await fed.pollen(['stop', runId, FEDERATION, '--json']);
+    expect(stop.code, stop.stderr).toBe(0);
+    expect(stop.json().run).toMatchObject({ runId, status: 'finished', subStatus: 'stopped' });
+    await waitFor('the ServerApp to end', () => !alive(serverApp), 15_000);
+    const d = await runDetails(fed, runId);
+    expect(d.run.subStatus).toBe('stopped');
+    expect(d.run.reason).toContain('stopped by');
+    const again = await fed.pollen(['stop', runId, FEDERATION, '--json']);
+    expect(again.code).not.toBe(0);
+    expect(again.json().error.code).toBe('RUN_STATE_CONFLICT');
+
+    const next = await completedRun(fed, ['num-rounds=1']);
+    expect([...next.rounds[0]!.nodes].sort()).toEqual(nodes.map((n) => n.nodeId).sort());
+  }, 120_000);
+});
+
+// -----------------------------------------------------------------------------------------------
+
+describe('node-key mode (--enable-supernode-auth)', () => {
+  let fed: Federation;
+  const keys: string[] = [];
+
+  beforeAll(async () => {
+    fed = await startFederation('pollen-fedkey-', { nodeAuth: true });
+    keys.push(sshKeygen(join(fed.dir, 'key-a'), 384, 'node-a'));
+    keys.push(sshKeygen(join(fed.dir, 'key-b'), 256, 'node-b'));
+    keys.push(sshKeygen(join(fed.dir, 'key-c'), 384, 'node-c'));
+  }, 60_000);
+  afterAll(async () => {
+    await fed?.close();
+  });
+
+  const keyId = (file: string) => nodeIdFromPublicKey(parseSshPublicKey(readFileSync(`${file}.pub`, 'utf8')));
+  const refusals = (n: SuperNodeProc) => n.stderr().split('NODE_NOT_REGISTERED').length - 1;
+
+  it('admits registered keys only; register and unregister take effect without a restart', async () => {
+    const ids: string[] = [];
+    for (const k of keys.slice(0, 2)) {
+      const r = await fed.pollen(['supernode', 'register', `${k}.pub`, FEDERATION, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.json().nodeId).toBe(keyId(k));
+      ids.push(r.json().nodeId);
+    }
+    const text = await fed.pollen(['supernode', 'register', `${keys[0]}.pub`, FEDERATION]);
+    expect(text.stdout.trim()).toBe(ids[0]);
+
+    const a = await fed.addNode('key-site-a', 0, { authKey: keys[0] });
+    const b = await fed.addNode('key-site-b', 1, { authKey: keys[1] });
+    expect([a.nodeId, b.nodeId]).toEqual(ids);
+
+    // A node with an unregistered key keeps trying and is refused each time.
+    const c = await fed.addNode('key-site-c', 2, { authKey: keys[2], waitConnected: false });
+    await waitFor('two refusals of the unregistered node', () => refusals(c) >= 2, 20_000);
+    expect(c.alive()).toBe(true);
+    let listed = await fed.nodeList();
+    expect(listed.map((n) => n.nodeId).sort()).toEqual([...ids].sort());
+    expect(listed.every((n) => n.status === 'online' && n.registered)).toBe(true);
+
+    // Registered now: it gets in by itself (its retry backoff is up to ~40 s), no restart.
+    const reg = await fed.pollen(['supernode', 'register', `${keys[2]}.pub`, FEDERATION, '--json']);
+    expect(reg.code, reg.stderr).toBe(0);
+    const idC: string = reg.json().nodeId;
+    expect(idC).toBe(keyId(keys[2]!));
+
+    // Meanwhile: unregistering B revokes its session; it is refused from then on.
+    const seenB = refusals(b);
+    const un = await fed.pollen(['supernode', 'unregister', b.nodeId, FEDERATION, '--json']);
+    expect(un.code, un.stderr).toBe(0);
+    expect(un.json()).toMatchObject({ nodeId: b.nodeId, unregistered: true });
+    await waitFor('B to be refused', () => refusals(b) > seenB, 20_000);
+    listed = await fed.nodeList();
+    expect(listed.find((n) => n.nodeId === b.nodeId)).toMatchObject({ status: 'offline', registered: false });
+    const twice = await fed.pollen(['supernode', 'unregister', b.nodeId, FEDERATION, '--json']);
+    expect(twice.code).not.toBe(0);
+
+    expect(await c.connected(60_000)).toBe(idC);
+    listed = await fed.nodeList();
+    expect(listed.find((n) => n.nodeId === idC)?.status).toBe('online');
+    expect(listed.find((n) => n.nodeId === b.nodeId)?.status).toBe('offline');
+
+    // A run with the nodes that remain: A (partition 0) and C (partition 2).
+    const out = await completedRun(fed, ['num-rounds=1']);
+    expect([...out.rounds[0]!.nodes].sort()).toEqual([a.nodeId, idC].sort());
+    expect(out.rounds[0]!.metrics.w0).toBeCloseTo((10 * 1 + 30 * 3) / 40, 4);
+    // B is still refused.
+    expect(refusals(b)).toBeGreaterThan(seenB);
+  }, 150_000);
+});
+
+// -----------------------------------------------------------------------------------------------
+
+describe('revocation and who may use which API', () => {
+  let fed: Federation;
+
+  beforeAll(async () => {
+    const t = tempDir('pollen-fedcrl-');
+    const pki = await makePki(t.dir);
+    const crl = await writeLocalCrl(pki.ca);
+    fed = await startFederation('', { pki, dir: t.dir, crl, crlRefreshSeconds: 1 });
+  }, 60_000);
+  afterAll(async () => {
+    await fed?.close();
+  });
+
+  const fleetCall = async (tls: ReturnType<typeof tlsOf>) => {
+    const ch = openChannel({ baseUrl: fed.link.fleetUrl, tls, defaultTimeoutMs: 10_000 });
+    try {
+      return await ch.client(Fleet).heartbeat({ heartbeatIntervalMs: 1000 });
+    } finally {
+      ch.close();
+    }
+  };
+
+  it('disconnects and refuses a revoked SuperNode; the others keep working', async () => {
+    const keep = await fed.addNode('crl-site-0', 0);
+    const gone = await fed.addNode('crl-site-1', 1);
+    expect((await fed.nodeList()).filter((n) => n.status === 'online')).toHaveLength(2);
+    const goneCert = await fed.pki.cert('crl-site-1');
+    await fleetCall(tlsOf(goneCert)); // admitted before the revocation
+
+    const r = await pollen(['cert', 'revoke', 'crl-site-1', '-c', fed.pki.caDir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json().revoked).toEqual([expect.objectContaining({ name: 'crl-site-1' })]);
+
+    await waitFor('the SuperLink to close the revoked connection', () =>
+      /connection refused.*revoked|revoked.*connection refused/.test(fed.link.stderr()),
+    );
+    await expect(fleetCall(tlsOf(goneCert))).rejects.toThrow();
+    await waitFor(
+      'the revoked node to be offline',
+      async () => (await fed.nodeList()).find((n) => n.nodeId === gone.nodeId)?.status === 'offline',
+      30_000,
+      500,
+    );
+    expect(gone.alive()).toBe(true); // it keeps trying, and keeps being refused
+
+    const out = await completedRun(fed, ['num-rounds=1', 'min-nodes=1']);
+    expect(out.rounds[0]!.nodes).toEqual([keep.nodeId]);
+    expect(out.rounds[0]!.metrics.w0).toBeCloseTo(1, 4);
+    expect((await fed.nodeList()).find((n) => n.nodeId === gone.nodeId)?.status).toBe('offline');
+  }, 90_000);
+
+  it('refuses a client certificate of another CA at the TLS handshake', async () => {
+    // Same project name, same participant name: only the signing CA differs.
+    const other = await makePki(join(fed.dir, 'other-project'), 'fedtest');
+    const foreign = await other.cert('crl-site-0');
+    const tls = { ...tlsOf(foreign), ca: readFileSync(fed.pki.server.ca, 'utf8') };
+    const err = await fleetCall(tls).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err).toBeInstanceOf(ConnectError);
+    // Refused by TLS, before any handler could answer with a Pollen code.
+    expect(err!.metadata.get(ERROR_CODE_HEADER)).toBeNull();
+    expect(err!.code).toBe(Code.Unavailable);
+    expect((await fed.nodeList()).length).toBe(2);
+  }, 30_000);
+
+  it('lets only client certificates act as SuperNodes, only admin certificates use Control', async () => {
+    for (const c of [fed.pki.admin, fed.pki.server]) {
+      const e = await fleetCall(tlsOf(c)).then(
+        () => undefined,
+        (x: unknown) => fromConnectError(x),
+      );
+      expect(e?.code, c.type).toBe('PERMISSION_DENIED');
+    }
+    const client = await fed.pki.cert('crl-site-0');
+    const ch = openChannel({ baseUrl: fed.link.controlUrl, tls: tlsOf(client), defaultTimeoutMs: 10_000 });
+    try {
+      const control = ch.client(Control);
+      for (const call of [() => control.listRuns({}), () => control.listNodes({}), () => control.stopRun({ runId: 'x' })]) {
+        const e = await call().then(
+          () => undefined,
+          (x: unknown) => fromConnectError(x),
+        );
+        expect(e?.code).toBe('PERMISSION_DENIED');
+      }
+    } finally {
+      ch.close();
+    }
+    // The admin can.
+    expect((await fed.nodeList()).length).toBe(2);
+  }, 30_000);
+});
