@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as pb from '../src/gen/pollen/v1/records_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
+import type * as pb from '../src/gen/pollen/v1/records_pb.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
 import { downloadChunks, uploadChunks, WideWindowSessionManager } from '../src/transport/chunk-transfer.js';
@@ -148,8 +148,13 @@ describe('1 GiB model over a real gRPC connection', () => {
     expect(ids).toHaveLength(ARRAYS * (ARRAY_BYTES / CHUNK_SIZE));
 
     const baseUrl = `https://127.0.0.1:${port}`;
-    const sessions = new WideWindowSessionManager(baseUrl, undefined, { ca: readFileSync(join(dir, 'cert.pem')) });
-    const client = createClient(Fleet, createGrpcTransport({ baseUrl, sessionManager: sessions, acceptCompression: [] }));
+    const sessions = new WideWindowSessionManager(baseUrl, undefined, {
+      ca: readFileSync(join(dir, 'cert.pem')),
+    });
+    const client = createClient(
+      Fleet,
+      createGrpcTransport({ baseUrl, sessionManager: sessions, acceptCompression: [] }),
+    );
     try {
       t = performance.now();
       const up = await uploadChunks(client, chunks);
@@ -159,7 +164,8 @@ describe('1 GiB model over a real gRPC connection', () => {
       expect((await uploadChunks(client, chunks)).sent).toBe(0);
 
       // Preallocate the receiving arrays from the wire header, fill them as chunks stream in.
-      const wireArrays = ((wire.body.value as pb.RecordDict).records[0]!.record.value as pb.ArrayRecord).arrays;
+      const wireArrays = ((wire.body.value as pb.RecordDict).records[0]!.record.value as pb.ArrayRecord)
+        .arrays;
       const received = wireArrays.map((a) => new Float32Array(Number(a.nbytes) / 4));
       const places = new Map<string, { bytes: Uint8Array; offset: number }[]>();
       wireArrays.forEach((a, i) => {
@@ -183,7 +189,8 @@ describe('1 GiB model over a real gRPC connection', () => {
           expect(chunkId(bytes.subarray(k * CHUNK_SIZE, (k + 1) * CHUNK_SIZE))).toBe(id);
         });
         const u32 = new Uint32Array(received[i]!.buffer);
-        for (const at of [0, 1, words / 2, words - 1, (i * 7919) % words]) expect(u32[at]).toBe(pattern(i, at));
+        for (const at of [0, 1, words / 2, words - 1, (i * 7919) % words])
+          expect(u32[at]).toBe(pattern(i, at));
       });
 
       const report = await ask<MemoryReport>('report');

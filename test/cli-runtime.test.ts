@@ -482,7 +482,7 @@ describe('usage', () => {
 
 describe('shutdown', () => {
   it('stops SuperNodes and the SuperLink on SIGTERM, leaving one JSON document on stdout', async () => {
-    for (const n of nodes) expect(await stopDaemon(n)).toBe(0);
+    expect(await Promise.all(nodes.map((n) => stopDaemon(n)))).toEqual([0, 0]);
     expect(await stopDaemon(superlink)).toBe(0);
     for (const d of [superlink, ...nodes]) expect(doc(d)).toMatchObject({ ok: true });
   });

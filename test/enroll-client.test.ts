@@ -160,10 +160,10 @@ describe('pollen start against the Certificate Service', () => {
       publicKeyId(createPrivateKey(readFileSync(join(kit, 'startup/hospital-1.key')))),
     );
 
-    // Text mode, second start: the certificate is kept and the participant reported ready.
-    const again = await pollen(['start', kit]);
+    // Text mode, second start: the certificate is kept (--enroll-only: the SuperNode is not started).
+    const again = await pollen(['start', kit, '--enroll-only']);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stdout).toMatch(/client "hospital-1" is ready/);
+    expect(again.stdout).toMatch(/client "hospital-1" is enrolled/);
     expect(again.stdout).toMatch(/renewal from/);
     expect(again.stdout).not.toMatch(/Enrollment successful/);
     // The kit still verifies: enrollment only added files the site owns.

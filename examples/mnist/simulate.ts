@@ -20,7 +20,8 @@ for (let i = 0; i < args.length; i++) {
   else {
     const [key, value = ''] = arg.split('=', 2) as [string, string?];
     const n = Number(value);
-    runConfig[key] = value === 'true' ? true : value === 'false' ? false : value !== '' && Number.isFinite(n) ? n : value;
+    runConfig[key] =
+      value === 'true' ? true : value === 'false' ? false : value !== '' && Number.isFinite(n) ? n : value;
   }
 }
 

@@ -15,5 +15,9 @@ export function openAppChannel(o: AppProcessOptions): RpcChannel {
     req.header.set('pollen-run-id', o.runId);
     return next(req);
   };
-  return openChannel({ baseUrl: o.url, interceptors: [auth] });
+  return openChannel({
+    baseUrl: o.url,
+    interceptors: [auth],
+    bulkHeaders: () => ({ authorization: `Bearer ${o.token}`, 'pollen-run-id': o.runId }),
+  });
 }

@@ -12,7 +12,15 @@
  * Other `pollen/*` imports (e.g. pollen/strategies, pure functions) are bundled; when the app
  * folder cannot resolve them they come from the Pollen doing the build.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { build, type Message, type Plugin } from 'esbuild';
@@ -69,8 +77,9 @@ export interface BuildResult {
   warnings: string[];
 }
 
-export const SERVER_ENTRY = 'server.js';
-export const CLIENT_ENTRY = 'client.js';
+// .mjs: ESM for Node and tools whatever package.json (if any) sits above the extracted folder.
+export const SERVER_ENTRY = 'server.mjs';
+export const CLIENT_ENTRY = 'client.mjs';
 
 function appInvalid(message: string): PollenError {
   return new PollenError('APP_INVALID', message);
@@ -161,7 +170,10 @@ function pollenImports(): Plugin {
       b.onLoad({ filter: /\.json$/ }, (args) => {
         const text = readFileSync(args.path, 'utf8');
         if (text.length < LARGE_JSON) return undefined;
-        return { contents: `module.exports = JSON.parse(${JSON.stringify(JSON.stringify(JSON.parse(text)))});`, loader: 'js' };
+        return {
+          contents: `module.exports = JSON.parse(${JSON.stringify(JSON.stringify(JSON.parse(text)))});`,
+          loader: 'js',
+        };
       });
       b.onResolve({ filter: /^pollen(\/|$)/ }, async (args) => {
         if (args.pluginData === 'fallback') return undefined;
@@ -213,8 +225,8 @@ async function bundleCode(
     const result = await build({
       absWorkingDir: appDir,
       entryPoints: [
-        { in: insideApp(appDir, field.serverapp, 'serverapp'), out: SERVER_ENTRY.replace(/\.js$/, '') },
-        { in: insideApp(appDir, field.clientapp, 'clientapp'), out: CLIENT_ENTRY.replace(/\.js$/, '') },
+        { in: insideApp(appDir, field.serverapp, 'serverapp'), out: SERVER_ENTRY.replace(/\.mjs$/, '') },
+        { in: insideApp(appDir, field.clientapp, 'clientapp'), out: CLIENT_ENTRY.replace(/\.mjs$/, '') },
       ],
       outdir,
       write: false,
@@ -224,6 +236,7 @@ async function bundleCode(
       format: 'esm',
       target: 'node20',
       chunkNames: 'chunk-[hash]',
+      outExtension: { '.js': '.mjs' },
       minify,
       minifyWhitespace: true,
       legalComments: 'eof',
@@ -234,7 +247,10 @@ async function bundleCode(
       logLevel: 'silent',
     });
     return {
-      files: result.outputFiles.map((f) => ({ path: relative(outdir, f.path).split(sep).join('/'), data: f.contents })),
+      files: result.outputFiles.map((f) => ({
+        path: relative(outdir, f.path).split(sep).join('/'),
+        data: f.contents,
+      })),
       warnings: result.warnings.map((w) => formatMessages([w])),
     };
   } catch (e) {
@@ -271,7 +287,10 @@ export async function buildApp(appDir: string, options: BuildOptions = {}): Prom
   const bytes = writeTar([{ path: MANIFEST_FILE, data: manifestBytes(manifest) }, ...files]);
   const { hash } = readBundle(bytes); // the reader must accept what the builder writes
   const outDir = resolve(options.outDir ?? join(dir, 'dist'));
-  const path = join(outDir, `${pkg.name.replace(/^@/, '').replace('/', '-')}-${pkg.version}${BUNDLE_EXTENSION}`);
+  const path = join(
+    outDir,
+    `${pkg.name.replace(/^@/, '').replace('/', '-')}-${pkg.version}${BUNDLE_EXTENSION}`,
+  );
   mkdirSync(outDir, { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, bytes);

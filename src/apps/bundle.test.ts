@@ -73,7 +73,9 @@ function withManifest(files: BundleFile[], extra: Buffer[]): Uint8Array {
 }
 
 const expectInvalid = (fn: () => unknown, text: RegExp) =>
-  expect(fn).toThrow(expect.objectContaining({ code: 'BUNDLE_INVALID', message: expect.stringMatching(text) }));
+  expect(fn).toThrow(
+    expect.objectContaining({ code: 'BUNDLE_INVALID', message: expect.stringMatching(text) }),
+  );
 
 describe('bundle archive', () => {
   it('writes a canonical ustar archive: manifest first, sorted, mtime 0, that tar lists', () => {
@@ -85,7 +87,9 @@ describe('bundle archive', () => {
       'server.js',
     ]);
     // The same files in another order give the same bytes.
-    expect(Buffer.from(bundleOf([...FILES].reverse(), manifestFor(FILES))).equals(Buffer.from(bytes))).toBe(true);
+    expect(Buffer.from(bundleOf([...FILES].reverse(), manifestFor(FILES))).equals(Buffer.from(bytes))).toBe(
+      true,
+    );
     const dir = mkdtempSync(join(tmpdir(), 'pollen-tar-'));
     try {
       writeFileSync(join(dir, 'b.pollen'), bytes);
@@ -120,27 +124,48 @@ describe('bundle archive', () => {
     const [client, server] = FILES as [BundleFile, BundleFile];
     const manifest = rawEntry(MANIFEST_FILE, manifestBytes(manifestFor([client, server])));
     expectInvalid(
-      () => readBundle(rawTar([manifest, rawEntry('client.js', client.data), rawEntry('client.js', client.data)])),
+      () =>
+        readBundle(
+          rawTar([manifest, rawEntry('client.js', client.data), rawEntry('client.js', client.data)]),
+        ),
       /duplicate or out of order/,
     );
     expectInvalid(
-      () => readBundle(rawTar([manifest, rawEntry('server.js', server.data), rawEntry('client.js', client.data)])),
+      () =>
+        readBundle(
+          rawTar([manifest, rawEntry('server.js', server.data), rawEntry('client.js', client.data)]),
+        ),
       /duplicate or out of order/,
     );
     expectInvalid(
-      () => readBundle(rawTar([manifest, rawEntry('client.js', enc(''), { type: '2' }), rawEntry('server.js', server.data)])),
+      () =>
+        readBundle(
+          rawTar([
+            manifest,
+            rawEntry('client.js', enc(''), { type: '2' }),
+            rawEntry('server.js', server.data),
+          ]),
+        ),
       /only regular files/,
     );
     expectInvalid(
       () =>
-        readBundle(rawTar([manifest, rawEntry('client.js', client.data, { mode: 0o755 }), rawEntry('server.js', server.data)])),
+        readBundle(
+          rawTar([
+            manifest,
+            rawEntry('client.js', client.data, { mode: 0o755 }),
+            rawEntry('server.js', server.data),
+          ]),
+        ),
       /only regular files/,
     );
     expectInvalid(() => readBundle(Buffer.concat([bundleOf(), Buffer.alloc(512, 1)])), /after its end|ustar/);
   });
 
   it('refuses files that do not match the manifest, and a missing or bad manifest', () => {
-    const tampered = FILES.map((f) => (f.path === 'client.js' ? { ...f, data: enc('export default 666;\n') } : f));
+    const tampered = FILES.map((f) =>
+      f.path === 'client.js' ? { ...f, data: enc('export default 666;\n') } : f,
+    );
     expectInvalid(() => readBundle(bundleOf(tampered, manifestFor(FILES))), /client\.js does not match/);
     expectInvalid(
       () => readBundle(bundleOf([...FILES, { path: 'extra.js', data: enc('') }], manifestFor(FILES))),
@@ -187,7 +212,9 @@ describe('extractBundle', () => {
   it('writes nothing for a bundle it refuses', async () => {
     const cache = join(mkdtempSync(join(tmpdir(), 'pollen-cache-')), 'apps');
     dirs.push(cache);
-    await expect(extractBundle(withManifest(FILES, [rawEntry('../x', enc('x'))]), cache)).rejects.toMatchObject({
+    await expect(
+      extractBundle(withManifest(FILES, [rawEntry('../x', enc('x'))]), cache),
+    ).rejects.toMatchObject({
       code: 'BUNDLE_INVALID',
     });
     expect(existsSync(cache)).toBe(false);

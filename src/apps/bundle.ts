@@ -137,7 +137,8 @@ export function readTar(bytes: Uint8Array): BundleFile[] {
     if (off + BLOCK > buf.length) throw invalid('The bundle ends without its end-of-archive blocks');
     const h = buf.subarray(off, off + BLOCK);
     if (h.every((b) => b === 0)) break;
-    if (files.length >= MAX_BUNDLE_FILES) throw invalid(`The bundle holds more than ${MAX_BUNDLE_FILES} files`);
+    if (files.length >= MAX_BUNDLE_FILES)
+      throw invalid(`The bundle holds more than ${MAX_BUNDLE_FILES} files`);
     const name = h.subarray(0, NAME_BYTES).toString('utf8').replace(/\0+$/, '');
     const size = Number.parseInt(h.subarray(124, 135).toString('ascii'), 8);
     if (!isSafePath(name)) throw invalid(`Unsafe file name in the bundle: ${JSON.stringify(name)}`);

@@ -20,9 +20,13 @@ async function load(path: string, what: string): Promise<unknown> {
   try {
     mod = await import(pathToFileURL(path).href);
   } catch (e) {
-    throw new PollenError('APP_LOAD_FAILED', `The ${what} could not be loaded: ${e instanceof Error ? e.message : e}`, {
-      cause: e,
-    });
+    throw new PollenError(
+      'APP_LOAD_FAILED',
+      `The ${what} could not be loaded: ${e instanceof Error ? e.message : e}`,
+      {
+        cause: e,
+      },
+    );
   }
   if (mod.default === undefined)
     throw new PollenError('APP_LOAD_FAILED', `The ${what} module has no default export`, {

@@ -4,7 +4,7 @@
  * missing. It counts the bytes each round moves for the run's metrics.
  */
 import type { Client } from '@connectrpc/connect';
-import { PollenError } from '../errors.js';
+import { isPollenError, PollenError } from '../errors.js';
 import type { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
 import { Message, SERVER_NODE_ID } from '../sdk/message.js';
@@ -62,8 +62,10 @@ export class RemoteGrid implements Grid {
       if (!(message instanceof Message) && !isMessageLike(message))
         throw new PollenError('MESSAGE_INVALID', 'send() takes Message objects');
       const m = message.metadata;
-      if (!message.content) throw new PollenError('MESSAGE_INVALID', `Message ${m.messageId}: an instruction must carry content`);
-      if (m.replyToMessageId !== '') throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
+      if (!message.content)
+        throw new PollenError('MESSAGE_INVALID', `Message ${m.messageId}: an instruction must carry content`);
+      if (m.replyToMessageId !== '')
+        throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
       if (m.srcNodeId !== SERVER_NODE_ID)
         throw new PollenError('MESSAGE_INVALID', `The source must be the server (${SERVER_NODE_ID})`);
       const stamped = message.withMetadata({ runId: this.runId });
@@ -84,7 +86,12 @@ export class RemoteGrid implements Grid {
     const out: Message[] = [];
     for (const w of wires) {
       this.#bytesReceived += wireBytes(w);
-      out.push(await messageFromWire(w, (id) => store.get(id)));
+      try {
+        out.push(await messageFromWire(w, (id) => store.get(id)));
+      } catch (e) {
+        // One node's unreadable reply is that node's failure, not the whole round's.
+        out.push(unreadable(w, e));
+      }
     }
     return out;
   }
@@ -130,6 +137,30 @@ export class RemoteGrid implements Grid {
     this.#bytesSent = 0;
     this.#bytesReceived = 0;
     await this.#call(() => this.#client.reportRound({ round }));
+  }
+}
+
+/** An error reply standing for a reply that could not be decoded (or rethrow when even that fails). */
+function unreadable(w: WireMessage, e: unknown): Message {
+  const md = w.metadata;
+  if (!isPollenError(e) || !md) throw e;
+  try {
+    return new Message({
+      metadata: {
+        runId: md.runId,
+        messageId: md.messageId,
+        srcNodeId: md.srcNodeId,
+        dstNodeId: md.dstNodeId,
+        replyToMessageId: md.replyToMessageId,
+        groupId: md.groupId,
+        ttlSeconds: md.ttlSeconds,
+        messageType: md.messageType as Message['metadata']['messageType'],
+        createdAt: Number(md.createdAt),
+      },
+      error: { code: e.code, reason: `The reply could not be read: ${e.message}` },
+    });
+  } catch {
+    throw e;
   }
 }
 

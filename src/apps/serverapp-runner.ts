@@ -2,8 +2,9 @@
  * Runs a ServerApp for one run: loads it, gives it a RemoteGrid and the run's Context, and tells
  * the SuperLink how it ended (completed, or failed with the reason).
  */
-import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
+
 import { isPollenError } from '../errors.js';
+import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import { createContext } from '../sdk/context.js';
 import { fromConnectError } from '../transport/errors.js';
 import { configFromWire } from '../transport/wire.js';
@@ -19,7 +20,11 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
       throw fromConnectError(e);
     });
     const app = await loadServerApp(o.appPath);
-    const context = createContext({ runId: o.runId, nodeId: '0', runConfig: configFromWire(run?.runConfig ?? {}) });
+    const context = createContext({
+      runId: o.runId,
+      nodeId: '0',
+      runConfig: configFromWire(run?.runConfig ?? {}),
+    });
     const grid = new RemoteGrid(client, o.runId);
     let outcome: { subStatus: string; reason: string };
     try {
@@ -28,7 +33,11 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
     } catch (e) {
       if (grid.stopped) return 0;
       process.stderr.write(`${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-      const reason = isPollenError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+      const reason = isPollenError(e)
+        ? `${e.code}: ${e.message}`
+        : e instanceof Error
+          ? e.message
+          : String(e);
       outcome = { subStatus: 'failed', reason: reason.slice(0, 1000) };
     }
     await client.finishRun(outcome).catch(() => {});

@@ -3,8 +3,8 @@
  * explicit PEM files, or nothing with `--insecure` (development only, said loudly).
  */
 import { existsSync } from 'node:fs';
-import { PollenError } from '../errors.js';
 import { type KitType, type LoadedKit, loadKit } from '../enrollment/kit.js';
+import { PollenError } from '../errors.js';
 import { loadTlsMaterial, type TlsMaterial } from '../transport/tls.js';
 import type { Output } from './output.js';
 
@@ -31,14 +31,23 @@ export function resolveTls(o: TlsFlags, type: KitType, out: Output): Participant
   if (o.kit) {
     const kit = loadKit(o.kit);
     if (kit.config.type !== type)
-      throw new PollenError('USAGE', `${o.kit} is a ${kit.config.type} kit; this command needs a ${type} kit`);
+      throw new PollenError(
+        'USAGE',
+        `${o.kit} is a ${kit.config.type} kit; this command needs a ${type} kit`,
+      );
     if (!existsSync(kit.paths.cert))
       throw new PollenError('FILE_NOT_FOUND', `The kit ${o.kit} holds no certificate yet`, {
         hint: `Enroll it first: pollen start ${o.kit} --enroll-only`,
       });
     return {
       kit,
-      tls: loadTlsMaterial({ cert: kit.paths.cert, key: kit.paths.key, ca: kit.paths.rootCa, chain: kit.paths.chain }),
+      // Hand-issued certificates (manual workflow) already carry the intermediate; no chain.pem.
+      tls: loadTlsMaterial({
+        cert: kit.paths.cert,
+        key: kit.paths.key,
+        ca: kit.paths.rootCa,
+        chain: existsSync(kit.paths.chain) ? kit.paths.chain : undefined,
+      }),
     };
   }
   if (o.cert || o.key || o.rootCa) {

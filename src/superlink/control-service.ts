@@ -7,9 +7,11 @@ import { readBundle } from '../apps/bundle.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
+import type { BulkRequest } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePushChunks } from '../transport/chunk-transfer.js';
 import { peerContextKey } from '../transport/context.js';
-import { toConnectError } from '../transport/errors.js';
+import { guard, toConnectError } from '../transport/errors.js';
+import type { PeerIdentity } from '../transport/tls.js';
 import { configFromWire } from '../transport/wire.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
@@ -21,7 +23,10 @@ export interface ControlOptions {
 }
 
 function admin(ctx: HandlerContext, o: ControlOptions): string {
-  const peer = ctx.values.get(peerContextKey);
+  return adminOf(ctx.values.get(peerContextKey), o);
+}
+
+function adminOf(peer: PeerIdentity | undefined, o: ControlOptions): string {
   if (!o.requireAdminCert) return peer?.name ?? 'local';
   if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Control API needs an admin certificate');
   if (peer.type !== 'admin')
@@ -29,16 +34,6 @@ function admin(ctx: HandlerContext, o: ControlOptions): string {
       hint: 'Use an admin startup kit (`pollen token generate --type user`) in your federation config.',
     });
   return peer.name;
-}
-
-function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } catch (e) {
-      throw toConnectError(e);
-    }
-  };
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -51,6 +46,13 @@ const sleep = (ms: number, signal: AbortSignal) =>
     const t = setTimeout(done, ms);
     signal.addEventListener('abort', done, { once: true });
   });
+
+/** `authorize` for the Control API's bulk chunk route (PUT only): an admin certificate. */
+export function controlBulkAuth(o: ControlOptions): (req: BulkRequest) => void {
+  return (req) => {
+    adminOf(req.peer, o);
+  };
+}
 
 export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptions) {
   return (router: ConnectRouter): void => {
@@ -84,7 +86,9 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
           createdBy: who,
         });
         link.log.info({ runId: run.runId, by: who, app: fab.name }, 'run submitted');
-        launcher.start(run.runId).catch((e) => link.log.warn({ err: e, runId: run.runId }, 'run failed to start'));
+        launcher
+          .start(run.runId)
+          .catch((e) => link.log.warn({ err: e, runId: run.runId }, 'run failed to start'));
         return { runId: run.runId };
       }),
       listRuns: guard(async (req, ctx) => {
@@ -113,7 +117,13 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         const run = await link.state.getRun(req.runId);
         if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${req.runId}`);
         if (run.status === 'finished')
-          throw new PollenError('RUN_STATE_CONFLICT', `Run ${req.runId} already finished (${run.subStatus})`);
+          throw new PollenError(
+            'RUN_STATE_CONFLICT',
+            `Run ${req.runId} already finished (${run.subStatus})`,
+            {
+              data: { status: run.status, subStatus: run.subStatus },
+            },
+          );
         await launcher.finish(req.runId, 'stopped', `stopped by ${who}`);
         return { run: await link.wireRun(req.runId) };
       }),
@@ -126,7 +136,12 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
             if (lines.length > 0) {
               after = lines[lines.length - 1]!.seq;
               yield {
-                lines: lines.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text })),
+                lines: lines.map((l) => ({
+                  seq: BigInt(l.seq),
+                  at: BigInt(l.at),
+                  stream: l.stream,
+                  text: l.text,
+                })),
               };
               continue;
             }
@@ -135,7 +150,12 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
               // Lines written just before the run finished.
               const rest = await link.state.readLogs(req.runId, { afterSeq: after, limit: 500 });
               yield {
-                lines: rest.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text })),
+                lines: rest.map((l) => ({
+                  seq: BigInt(l.seq),
+                  at: BigInt(l.at),
+                  stream: l.stream,
+                  text: l.text,
+                })),
                 run,
               };
               return;

@@ -6,9 +6,9 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
-import { type Message as WireMessage, MessageSchema } from '../gen/pollen/v1/records_pb.js';
+import { MessageSchema, type Message as WireMessage } from '../gen/pollen/v1/records_pb.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
-import { toConnectError } from '../transport/errors.js';
+import { guard, toConnectError } from '../transport/errors.js';
 import type { Link } from './link.js';
 import { type CallingNode, callingNodeKey } from './node-identity.js';
 
@@ -16,17 +16,6 @@ function caller(ctx: HandlerContext): CallingNode {
   const node = ctx.values.get(callingNodeKey);
   if (!node) throw new PollenError('NODE_AUTH_MISSING', 'This call needs an authenticated SuperNode');
   return node;
-}
-
-/** Wrap a handler so every PollenError becomes a Connect error with its stable code. */
-function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } catch (e) {
-      throw toConnectError(e);
-    }
-  };
 }
 
 export function fleetRoutes(link: Link) {
@@ -54,7 +43,10 @@ export function fleetRoutes(link: Link) {
       }),
       heartbeat: guard(async (req, ctx) => {
         const node = caller(ctx);
-        const known = await link.state.heartbeat(node.nodeId, link.heartbeatInterval(req.heartbeatIntervalMs));
+        const known = await link.state.heartbeat(
+          node.nodeId,
+          link.heartbeatInterval(req.heartbeatIntervalMs),
+        );
         return { known };
       }),
       pullMessages: guard(async (req, ctx) => {

@@ -13,10 +13,10 @@ import type { PushResultSchema } from '../gen/pollen/v1/fleet_pb.js';
 import {
   type Fab,
   FabSchema,
-  type Message as WireMessage,
   MessageSchema,
-  type Run as WireRun,
   RunSchema,
+  type Message as WireMessage,
+  type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { CHUNK_SIZE, type DiskChunkStore } from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
@@ -27,6 +27,8 @@ import type { LinkState, Run, SynthesizedErrorReply } from './state.js';
 import { Waiters } from './waiters.js';
 
 export const DEFAULT_HEARTBEAT_MS = 10_000;
+/** How long pullReplies waits after the first new reply for others to arrive. */
+const REPLY_LINGER_MS = 25;
 const MIN_HEARTBEAT_MS = 1_000;
 const MAX_HEARTBEAT_MS = 300_000;
 
@@ -176,8 +178,10 @@ export class Link {
     for (const m of messages) {
       const md = m.metadata;
       if (!md) throw new PollenError('MESSAGE_INVALID', 'A message needs metadata');
-      if (m.body.case !== 'content') throw new PollenError('MESSAGE_INVALID', 'An instruction must carry content');
-      if (md.replyToMessageId) throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
+      if (m.body.case !== 'content')
+        throw new PollenError('MESSAGE_INVALID', 'An instruction must carry content');
+      if (md.replyToMessageId)
+        throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
       md.runId = runId;
       md.srcNodeId = '0';
       const chunkIds = await this.#checkChunks(m);
@@ -206,10 +210,12 @@ export class Link {
     const messageId = m.metadata?.messageId ?? '';
     try {
       const md = m.metadata;
-      if (!md || !md.messageId) throw new PollenError('MESSAGE_INVALID', 'A reply needs metadata and an id');
-      if (!md.replyToMessageId) throw new PollenError('MESSAGE_INVALID', 'A reply must name the instruction it answers');
+      if (!md?.messageId) throw new PollenError('MESSAGE_INVALID', 'A reply needs metadata and an id');
+      if (!md.replyToMessageId)
+        throw new PollenError('MESSAGE_INVALID', 'A reply must name the instruction it answers');
       md.srcNodeId = nodeId;
       md.dstNodeId = '0';
+      checkArrayHeaders(m);
       const chunkIds = await this.#checkChunks(m);
       const runId = await this.state.pushReply(nodeId, {
         messageId: md.messageId,
@@ -227,13 +233,23 @@ export class Link {
   }
 
   /** Replies for a ServerApp, waiting up to `waitMs` for the first one to arrive. */
-  async pullReplies(runId: string, ids: string[], waitMs: number, signal?: AbortSignal): Promise<WireMessage[]> {
+  async pullReplies(
+    runId: string,
+    ids: string[],
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<WireMessage[]> {
     const deadline = Date.now() + Math.min(waitMs, 30_000);
     for (;;) {
       const out = await this.state.pullReplies(runId, ids);
-      if (out.length > 0 || Date.now() >= deadline || signal?.aborted) return out.map((r) => this.#replyMessage(runId, r));
+      if (out.length > 0 || Date.now() >= deadline || signal?.aborted)
+        return out.map((r) => this.#replyMessage(runId, r));
       // Offline detection is time based: look again at least every second.
       await this.replies.wait(runId, Math.min(1000, deadline - Date.now()), signal);
+      // The replies of a round arrive close together: gather them for a moment, so a ServerApp
+      // waiting on N nodes makes O(round time / linger) pulls over all N ids, not O(N).
+      const linger = Math.min(REPLY_LINGER_MS, deadline - Date.now());
+      if (linger > 0 && !signal?.aborted) await new Promise((r) => setTimeout(r, linger));
     }
   }
 
@@ -253,5 +269,45 @@ export class Link {
       },
       body: { case: 'error', value: { code: e.error.code, reason: e.error.reason } },
     });
+  }
+}
+
+const ITEM_BYTES: Readonly<Record<string, bigint>> = {
+  float32: 4n,
+  float64: 8n,
+  int32: 4n,
+  int64: 8n,
+  uint8: 1n,
+};
+
+/**
+ * Refuse a reply whose array headers do not add up (dtype × shape = nbytes = its inline bytes,
+ * or chunks that can hold them): the ServerApp could not decode it, and the node hears why here
+ * while its instruction stays open. Chunk contents are checked when they are read.
+ */
+function checkArrayHeaders(m: WireMessage): void {
+  if (m.body.case !== 'content') return;
+  for (const r of m.body.value.records) {
+    if (r.record.case !== 'arrays') continue;
+    for (const a of r.record.value.arrays) {
+      const where = `Array "${a.name.slice(0, 256)}" in record "${r.name.slice(0, 256)}"`;
+      const item = ITEM_BYTES[a.dtype];
+      if (item === undefined) throw new PollenError('RECORD_INVALID', `${where}: unknown dtype`);
+      const bytes = a.shape.reduce((n, d) => n * d, item);
+      if (bytes !== a.nbytes)
+        throw new PollenError(
+          'RECORD_INVALID',
+          `${where}: shape and dtype give ${bytes} bytes, nbytes says ${a.nbytes}`,
+        );
+      const fits =
+        a.chunkIds.length === 0
+          ? BigInt(a.inline.byteLength) === a.nbytes
+          : a.inline.byteLength === 0 && BigInt(a.chunkIds.length) <= a.nbytes;
+      if (!fits)
+        throw new PollenError(
+          'RECORD_INVALID',
+          `${where}: its data does not hold nbytes (${a.nbytes}) bytes`,
+        );
+    }
   }
 }

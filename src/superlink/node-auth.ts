@@ -10,24 +10,33 @@
  *   per-call HMAC in about a microsecond, so authentication never caps throughput while each
  *   request stays bound and replay-proof.
  * - Insecure mode (development only): no certificate; the node names itself.
+ *
+ * The bulk chunk route (transport/bulk-chunks.ts) admits the same callers (`fleetBulkAuth`): in
+ * node-key mode its requests carry the session HMAC over method `PUT /pollen.v1.chunks/{id}`
+ * (or `GET …`) with body = the id string.
  */
 import { type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { createContextKey, type Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
-import { type RequestVerifier, NODE_AUTH_HEADERS } from '../supernode/request-auth.js';
+import { NODE_AUTH_HEADERS, type RequestVerifier } from '../supernode/request-auth.js';
+import { type BulkRequest, bulkAuthMethod } from '../transport/bulk-chunks.js';
 import { peerContextKey } from '../transport/context.js';
 import { toConnectError } from '../transport/errors.js';
+import type { PeerIdentity } from '../transport/tls.js';
+import { type CallingNode, callingNodeKey, nodeIdFromIdentity } from './node-identity.js';
 import type { LinkState } from './state.js';
-import { callingNodeKey, nodeIdFromIdentity } from './node-identity.js';
 
 export const ACTIVATE_METHOD = '/pollen.v1.Fleet/ActivateNode';
 
 /** The session opened by a signed ActivateNode, for the handler to return to the node. */
-export const sessionContextKey = createContextKey<MessageInitShape<typeof NodeSessionSchema> | undefined>(undefined, {
-  description: 'new node session',
-});
+export const sessionContextKey = createContextKey<MessageInitShape<typeof NodeSessionSchema> | undefined>(
+  undefined,
+  {
+    description: 'new node session',
+  },
+);
 
 export interface NodeAuthOptions {
   state: LinkState;
@@ -48,28 +57,49 @@ function headerMap(h: Headers): Record<string, string> {
   return out;
 }
 
+/** The node a connection's certificate (or, insecure, its `pollen-node-name`) says it is. */
+function certificateCaller(
+  o: NodeAuthOptions,
+  peer: PeerIdentity | undefined,
+  insecureName: string | null | undefined,
+): CallingNode {
+  if (!o.insecure) {
+    if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Fleet API needs a client certificate');
+    if (peer.type !== 'client')
+      throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot join as a SuperNode`);
+    if (o.project && peer.project !== o.project)
+      throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
+    return { nodeId: nodeIdFromIdentity(peer), name: peer.name, certFingerprint: peer.fingerprint };
+  }
+  const name = insecureName ?? '';
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
+    throw new PollenError('UNAUTHENTICATED', 'In insecure mode a node sends its name (pollen-node-name)');
+  return { nodeId: nodeIdFromIdentity({ project: 'insecure', type: 'client', name }), name };
+}
+
+/**
+ * `authorize` for the Fleet API's bulk chunk route: the caller the interceptor would admit for
+ * any call but ActivateNode (certificate checks, then the session HMAC in node-key mode).
+ */
+export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => void {
+  return (req) => {
+    certificateCaller(o, req.peer, req.headers['pollen-node-name']);
+    if (o.verifier)
+      o.verifier.verifySessionRequest({
+        method: bulkAuthMethod(req.method, req.id),
+        body: req.id,
+        headers: req.headers,
+      });
+  };
+}
+
 export function fleetAuthInterceptor(o: NodeAuthOptions): Interceptor {
   return (next) => async (req) => {
     try {
       const peer = req.contextValues.get(peerContextKey);
-      let name = '';
-      let certFingerprint: string | undefined;
-      let nodeId = '';
-      if (!o.insecure) {
-        if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Fleet API needs a client certificate');
-        if (peer.type !== 'client')
-          throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot join as a SuperNode`);
-        if (o.project && peer.project !== o.project)
-          throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
-        name = peer.name;
-        certFingerprint = peer.fingerprint;
-        nodeId = nodeIdFromIdentity(peer);
-      } else {
-        name = req.header.get('pollen-node-name') ?? '';
-        if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
-          throw new PollenError('UNAUTHENTICATED', 'In insecure mode a node sends its name (pollen-node-name)');
-        nodeId = nodeIdFromIdentity({ project: 'insecure', type: 'client', name });
-      }
+      const known = certificateCaller(o, peer, req.header.get('pollen-node-name'));
+      const { name, certFingerprint } = known;
+      let { nodeId } = known;
       let publicKey: string | undefined;
       if (o.verifier) {
         const method = req.url.slice(req.url.indexOf('/pollen.v1.'));

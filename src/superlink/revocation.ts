@@ -74,13 +74,17 @@ export class RevocationList {
         this.#mtime = mtime;
         text = readFileSync(this.#o.file, 'utf8');
       } else if (this.#o.url) {
-        const res = await request(new URL('v1/crl', this.#o.url.endsWith('/') ? this.#o.url : `${this.#o.url}/`), {
-          dispatcher: this.#agent,
-          headersTimeout: 10_000,
-          bodyTimeout: 10_000,
-        });
+        const res = await request(
+          new URL('v1/crl', this.#o.url.endsWith('/') ? this.#o.url : `${this.#o.url}/`),
+          {
+            dispatcher: this.#agent,
+            headersTimeout: 10_000,
+            bodyTimeout: 10_000,
+          },
+        );
         text = await res.body.text();
-        if (res.statusCode !== 200) throw new PollenError('UNAVAILABLE', `GET /v1/crl answered ${res.statusCode}`);
+        if (res.statusCode !== 200)
+          throw new PollenError('UNAVAILABLE', `GET /v1/crl answered ${res.statusCode}`);
       }
       if (text === undefined) return;
       await this.#load(text);
@@ -89,7 +93,10 @@ export class RevocationList {
         throw e instanceof PollenError
           ? e
           : new PollenError('CERT_INVALID', `Cannot read the CRL ${this.#o.file}`, { cause: e });
-      this.#o.log.warn({ err: e instanceof Error ? e.message : e }, 'revocation list not refreshed; keeping the last one');
+      this.#o.log.warn(
+        { err: e instanceof Error ? e.message : e },
+        'revocation list not refreshed; keeping the last one',
+      );
     }
   }
 

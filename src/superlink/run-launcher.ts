@@ -71,9 +71,12 @@ export class RunLauncher {
         this.#processes.delete(runId);
         if (this.#closing) return;
         const why = signal ? `signal ${signal}` : `exit code ${code}`;
-        this.finish(runId, 'failed', `The ServerApp exited (${why})${lastError ? `: ${lastError}` : ''}`, true).catch(
-          () => {},
-        );
+        this.finish(
+          runId,
+          'failed',
+          `The ServerApp exited (${why})${lastError ? `: ${lastError}` : ''}`,
+          true,
+        ).catch(() => {});
       });
       await link.state.transitionRun(runId, 'running');
       link.log.info({ runId, app: bundle.manifest.name, hash: run.fabHash }, 'run started');
@@ -85,12 +88,19 @@ export class RunLauncher {
   }
 
   /** Mark a run finished (once) and stop its process; a later finish of the same run is ignored. */
-  async finish(runId: string, subStatus: 'completed' | 'failed' | 'stopped', reason = '', exited = false): Promise<void> {
+  async finish(
+    runId: string,
+    subStatus: 'completed' | 'failed' | 'stopped',
+    reason = '',
+    exited = false,
+  ): Promise<void> {
     const { link } = this.#o;
     const run = await link.state.getRun(runId);
     if (!run || run.status === 'finished') return;
     await link.state.transitionRun(runId, 'finished', { subStatus, reason });
-    await link.state.appendLogs(runId, [{ stream: 'system', text: `run ${subStatus}${reason ? `: ${reason}` : ''}` }]);
+    await link.state.appendLogs(runId, [
+      { stream: 'system', text: `run ${subStatus}${reason ? `: ${reason}` : ''}` },
+    ]);
     link.log.info({ runId, subStatus, reason }, 'run finished');
     link.replies.notify(runId);
     if (!exited) this.#kill(runId);
@@ -111,7 +121,11 @@ export class RunLauncher {
         await this.start(run.runId).catch(() => {});
         continue;
       }
-      await this.finish(run.runId, 'failed', 'The SuperLink restarted while the run was in progress; start it again');
+      await this.finish(
+        run.runId,
+        'failed',
+        'The SuperLink restarted while the run was in progress; start it again',
+      );
     }
   }
 
@@ -121,7 +135,13 @@ export class RunLauncher {
       (child) => new Promise<void>((resolve) => child.once('exit', () => resolve())),
     );
     for (const runId of [...this.#processes.keys()]) this.#kill(runId);
-    await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, STOP_GRACE_MS + 1000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(waits),
+      new Promise((r) => {
+        timer = setTimeout(r, STOP_GRACE_MS + 1000);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }
-

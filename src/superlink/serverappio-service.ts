@@ -2,11 +2,17 @@
  * ServerAppIo handlers: the ServerApp process of one run, authenticated by the per-run token the
  * SuperLink gave it (`authorization: Bearer TOKEN`, header `pollen-run-id`). Listens on loopback.
  */
-import { createContextKey, type ConnectRouter, type HandlerContext, type Interceptor } from '@connectrpc/connect';
+import {
+  type ConnectRouter,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+} from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
+import type { BulkRequest } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
-import { toConnectError } from '../transport/errors.js';
+import { guard, toConnectError } from '../transport/errors.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
 
@@ -29,20 +35,21 @@ export function runTokenInterceptor(link: Link): Interceptor {
   };
 }
 
+/** `authorize` for ServerAppIo's bulk chunk route: the same run token as every RPC. */
+export function runTokenBulkAuth(link: Link): (req: BulkRequest) => Promise<void> {
+  return async (req) => {
+    const runId = req.headers['pollen-run-id'] ?? '';
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    if (!runId || !token) throw new PollenError('APP_TOKEN_INVALID', 'The ServerApp token is missing');
+    if (!(await link.state.verifyRunToken(runId, token)))
+      throw new PollenError('APP_TOKEN_INVALID', 'The ServerApp token is not valid for this run');
+  };
+}
+
 function runOf(ctx: HandlerContext): string {
   const runId = ctx.values.get(runIdKey);
   if (!runId) throw new PollenError('APP_TOKEN_INVALID', 'Not authenticated');
   return runId;
-}
-
-function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } catch (e) {
-      throw toConnectError(e);
-    }
-  };
 }
 
 export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
@@ -85,7 +92,9 @@ export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
         const runId = runOf(ctx);
         await link.state.appendLogs(
           runId,
-          req.lines.slice(0, 1000).map((text) => ({ stream: req.stream === 'stderr' ? 'stderr' : 'stdout', text })),
+          req.lines
+            .slice(0, 1000)
+            .map((text) => ({ stream: req.stream === 'stderr' ? 'stderr' : 'stdout', text })),
         );
         return {};
       }),

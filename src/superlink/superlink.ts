@@ -10,13 +10,13 @@ import { RequestVerifier } from '../supernode/request-auth.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
-import { controlRoutes } from './control-service.js';
+import { controlBulkAuth, controlRoutes } from './control-service.js';
 import { fleetRoutes } from './fleet-service.js';
 import { Link } from './link.js';
-import { fleetAuthInterceptor } from './node-auth.js';
+import { fleetAuthInterceptor, fleetBulkAuth } from './node-auth.js';
 import { RevocationList } from './revocation.js';
 import { RunLauncher } from './run-launcher.js';
-import { serverAppIoRoutes, runTokenInterceptor } from './serverappio-service.js';
+import { runTokenBulkAuth, runTokenInterceptor, serverAppIoRoutes } from './serverappio-service.js';
 import { type LinkState, openLinkState } from './state.js';
 
 export interface Listen {
@@ -59,11 +59,15 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   const link = new Link({ state, chunks, stateDir, log: o.log, nodeAuth: o.nodeAuth });
   const verifier = o.nodeAuth ? new RequestVerifier() : undefined;
   const servers: RpcServer[] = [];
-  const revocations = o.tls && o.crl ? new RevocationList({ ...o.crl, ca: `${o.tls.ca}\n${o.tls.cert}`, log: o.log }) : undefined;
+  const revocations =
+    o.tls && o.crl
+      ? new RevocationList({ ...o.crl, ca: `${o.tls.ca}\n${o.tls.cert}`, log: o.log })
+      : undefined;
   const admitPeer = (peer: PeerIdentity): string | undefined =>
     revocations?.isRevoked(peer.serial) ? `certificate ${peer.serial} of ${peer.name} is revoked` : undefined;
   const onRefused = (reason: string, peer: PeerIdentity | undefined): void =>
     o.log.warn({ peer: peer?.name, reason }, 'connection refused');
+  const fleetAuth = { state, verifier, project: o.project, insecure: !o.tls };
   let serverAppIoUrl = '';
   const launcher = new RunLauncher({
     link,
@@ -77,6 +81,11 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       port: o.serverAppIo.port,
       routes: serverAppIoRoutes(link, launcher),
       interceptors: [runTokenInterceptor(link)],
+      bulk: {
+        store: chunks,
+        authorize: runTokenBulkAuth(link),
+        maxChunkBytes: link.chunkLimits.maxChunkBytes,
+      },
     });
     servers.push(appIo);
     serverAppIoUrl = appIo.url;
@@ -85,19 +94,31 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       port: o.fleet.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
       routes: fleetRoutes(link),
-      interceptors: [fleetAuthInterceptor({ state, verifier, project: o.project, insecure: !o.tls })],
+      interceptors: [fleetAuthInterceptor(fleetAuth)],
+      bulk: {
+        store: chunks,
+        authorize: fleetBulkAuth(fleetAuth),
+        maxChunkBytes: link.chunkLimits.maxChunkBytes,
+      },
       admitPeer,
       onRefused,
     });
     servers.push(fleet);
+    const controlOptions = {
+      requireAdminCert: !!o.tls,
+      onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
+    };
     const control = await startRpcServer({
       host: o.control.host,
       port: o.control.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
-      routes: controlRoutes(link, launcher, {
-        requireAdminCert: !!o.tls,
-        onKeyUnregistered: (nodeId) => verifier?.revokeSessionsFor(nodeId),
-      }),
+      routes: controlRoutes(link, launcher, controlOptions),
+      bulk: {
+        store: chunks,
+        authorize: controlBulkAuth(controlOptions),
+        get: false,
+        maxChunkBytes: link.chunkLimits.maxChunkBytes,
+      },
       admitPeer,
       onRefused,
     });

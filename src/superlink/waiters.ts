@@ -7,7 +7,10 @@ export class Waiters {
     if (ms <= 0 || signal?.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       let set = this.#waiting.get(key);
-      if (!set) this.#waiting.set(key, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        this.#waiting.set(key, set);
+      }
       const done = (): void => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done);

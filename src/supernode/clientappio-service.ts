@@ -14,9 +14,10 @@ import { PollenError } from '../errors.js';
 import { ClientAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { ConfigValue } from '../gen/pollen/v1/records_pb.js';
 import type { Waiters } from '../superlink/waiters.js';
+import type { BulkRequest } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
 import type { ChunkStore } from '../transport/chunks.js';
-import { toConnectError } from '../transport/errors.js';
+import { guard, toConnectError } from '../transport/errors.js';
 import type { WireMessage } from '../transport/wire.js';
 
 export interface AppSlot {
@@ -39,7 +40,7 @@ export interface ClientAppIoHost {
 
 const slotKey = createContextKey<AppSlot | undefined>(undefined, { description: 'app slot' });
 
-export function appTokenInterceptor(host: ClientAppIoHost): Interceptor {
+export function appTokenInterceptor(host: Pick<ClientAppIoHost, 'slot'>): Interceptor {
   return (next) => async (req) => {
     const runId = req.header.get('pollen-run-id') ?? '';
     const token = /^Bearer (.+)$/.exec(req.header.get('authorization') ?? '')?.[1] ?? '';
@@ -54,20 +55,23 @@ export function appTokenInterceptor(host: ClientAppIoHost): Interceptor {
   };
 }
 
+/** `authorize` for ClientAppIo's bulk chunk route: the same per-run token as every RPC. */
+export function appTokenBulkAuth(host: Pick<ClientAppIoHost, 'slot'>): (req: BulkRequest) => void {
+  return (req) => {
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    const slot = host.slot(req.headers['pollen-run-id'] ?? '');
+    const ok =
+      slot !== undefined &&
+      token.length === slot.token.length &&
+      timingSafeEqual(Buffer.from(token), Buffer.from(slot.token));
+    if (!ok) throw new PollenError('APP_TOKEN_INVALID', 'The ClientApp token is not valid');
+  };
+}
+
 function slotOf(ctx: HandlerContext): AppSlot {
   const slot = ctx.values.get(slotKey);
   if (!slot) throw new PollenError('APP_TOKEN_INVALID', 'Not authenticated');
   return slot;
-}
-
-function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } catch (e) {
-      throw toConnectError(e);
-    }
-  };
 }
 
 export function clientAppIoRoutes(host: ClientAppIoHost) {

@@ -5,6 +5,7 @@
  */
 import { toBinary } from '@bufbuild/protobuf';
 import type { Interceptor } from '@connectrpc/connect';
+import { type BulkMethod, bulkAuthMethod } from '../transport/bulk-chunks.js';
 import type { RequestSigner } from './request-auth.js';
 
 export interface SessionHolder {
@@ -33,5 +34,31 @@ export function fleetClientAuth(o: {
       for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
     }
     return next(req);
+  };
+}
+
+/**
+ * Headers for the Fleet API's bulk chunk route (interceptors do not see those requests): the
+ * session HMAC over method `PUT /pollen.v1.chunks/{id}` (or `GET …`) with body = the id.
+ */
+export function fleetBulkHeaders(o: {
+  signer?: RequestSigner;
+  holder: SessionHolder;
+  insecureName?: string;
+}): (method: BulkMethod, id: string) => Record<string, string> {
+  return (method, id) => {
+    const headers: Record<string, string> = {};
+    if (o.insecureName) headers['pollen-node-name'] = o.insecureName;
+    const session = o.holder.session;
+    if (o.signer && session)
+      Object.assign(
+        headers,
+        o.signer.sessionHeaders(
+          { sessionId: session.sessionId, secret: Buffer.from(session.secret) },
+          bulkAuthMethod(method, id),
+          id,
+        ),
+      );
+    return headers;
   };
 }

@@ -18,7 +18,8 @@ import { isPollenError, PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Run as WireRun } from '../gen/pollen/v1/records_pb.js';
 import type { SshPrivateKey } from '../pki/openssh.js';
-import type { UserConfigValue } from '../sdk/context.js';
+import type { ClientApp } from '../sdk/app.js';
+import { type Context, createContext, type UserConfigValue } from '../sdk/context.js';
 import { Waiters } from '../superlink/waiters.js';
 import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
 import { type ChunkStore, DiskChunkStore, MemoryChunkStore } from '../transport/chunks.js';
@@ -26,9 +27,21 @@ import { fromConnectError } from '../transport/errors.js';
 import { openChannel, type RpcChannel } from '../transport/rpc-client.js';
 import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { TlsMaterial } from '../transport/tls.js';
-import { chunkIdsOf, configToWire, type WireMessage } from '../transport/wire.js';
-import { type AppSlot, appTokenInterceptor, clientAppIoRoutes } from './clientappio-service.js';
-import { fleetClientAuth, type SessionHolder } from './fleet-auth.js';
+import {
+  chunkIdsOf,
+  configFromWire,
+  configToWire,
+  messageFromWire,
+  messageToWire,
+  type WireMessage,
+} from '../transport/wire.js';
+import {
+  type AppSlot,
+  appTokenBulkAuth,
+  appTokenInterceptor,
+  clientAppIoRoutes,
+} from './clientappio-service.js';
+import { fleetBulkHeaders, fleetClientAuth, type SessionHolder } from './fleet-auth.js';
 import { RequestSigner } from './request-auth.js';
 
 const RUNNER = fileURLToPath(new URL('../../dist/apps/runner.js', import.meta.url));
@@ -50,6 +63,13 @@ export interface SuperNodeOptions {
   log: Logger;
   /** Keep chunks in memory instead of the work folder (small models, many nodes). */
   memoryChunks?: boolean;
+  /**
+   * Embedded mode, for tests, benchmarks and lightweight devices: handle every run's
+   * instructions with this ClientApp inside the SuperNode's own process (no app bundle is fetched,
+   * no child process, no ClientAppIo round trips). The default, without it, runs each run's
+   * bundled ClientApp in its own process, isolated from the node's credentials.
+   */
+  app?: ClientApp;
   /** Called with each state change, for progress displays and tests. */
   onEvent?: (e: SuperNodeEvent) => void;
 }
@@ -62,6 +82,7 @@ export type SuperNodeEvent =
 
 export interface SuperNode {
   readonly nodeId: string;
+  /** Empty in embedded mode (`app`), which has no ClientAppIo. */
   readonly clientAppIoUrl: string;
   /** Resolves once connected (activated) the first time. */
   readonly ready: Promise<string>;
@@ -70,6 +91,9 @@ export interface SuperNode {
 
 interface Slot extends AppSlot {
   process?: ChildProcess;
+  /** Embedded mode: the run's Context and the queue of instructions being handled. */
+  context?: Context;
+  handling?: Promise<void>;
   inFlight: Map<string, WireMessage>;
   lastCheck: number;
 }
@@ -89,6 +113,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     baseUrl: o.superlink,
     tls: o.tls ? { ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key } : undefined,
     interceptors: [fleetClientAuth({ signer, holder, insecureName: o.tls ? undefined : o.name })],
+    bulkHeaders: fleetBulkHeaders({ signer, holder, insecureName: o.tls ? undefined : o.name }),
   });
   const fleet = channel.client(Fleet);
   const heartbeatMs = o.heartbeatIntervalMs ?? 10_000;
@@ -122,26 +147,29 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     s.inFlight.delete(md.replyToMessageId);
     await pushReply(reply);
   };
-  appIo = await startRpcServer({
-    host: o.clientAppIo?.host ?? '127.0.0.1',
-    port: o.clientAppIo?.port ?? 0,
-    routes: clientAppIoRoutes({
-      nodeId: () => nodeId,
-      nodeConfig: nodeConfigWire,
-      slot: (runId) => slots.get(runId),
-      chunks,
-      onResult: forward,
-      tasks,
-    }),
-    interceptors: [appTokenInterceptor({ slot: (runId: string) => slots.get(runId) } as never)],
-  });
+  // Embedded mode has no app processes, so no ClientAppIo.
+  if (!o.app)
+    appIo = await startRpcServer({
+      host: o.clientAppIo?.host ?? '127.0.0.1',
+      port: o.clientAppIo?.port ?? 0,
+      routes: clientAppIoRoutes({
+        nodeId: () => nodeId,
+        nodeConfig: nodeConfigWire,
+        slot: (runId) => slots.get(runId),
+        chunks,
+        onResult: forward,
+        tasks,
+      }),
+      interceptors: [appTokenInterceptor({ slot: (runId: string) => slots.get(runId) })],
+      bulk: { store: chunks, authorize: appTokenBulkAuth({ slot: (runId: string) => slots.get(runId) }) },
+    });
 
-  async function pushReply(reply: WireMessage): Promise<void> {
+  async function pushReply(reply: WireMessage, own?: Map<string, Uint8Array>): Promise<void> {
     const ids = chunkIdsOf(reply);
     const runId = reply.metadata?.runId ?? '';
     for (let attempt = 0; ; attempt++) {
       try {
-        if (ids.length > 0) await call(() => uploadChunks(fleet, { ids, source: chunks }));
+        if (ids.length > 0) await call(() => uploadChunks(fleet, own ?? { ids, source: chunks }));
         const { results } = await call(() => fleet.pushMessages({ messages: [reply] }));
         const r = results[0];
         o.onEvent?.({
@@ -150,7 +178,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
           messageId: reply.metadata?.replyToMessageId ?? '',
           error: r?.errorCode || undefined,
         });
-        if (r?.errorCode) log.warn({ runId, code: r.errorCode, msg: r.errorMessage }, 'reply refused');
+        if (r?.errorCode) log.warn({ runId, code: r.errorCode, reason: r.errorMessage }, 'reply refused');
         for (const id of ids) await chunks.delete(id).catch(() => {});
         return;
       } catch (e) {
@@ -181,7 +209,8 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   // ---- Runs and their app processes -----------------------------------------------------------
   async function openSlot(runId: string): Promise<Slot> {
     const existing = slots.get(runId);
-    if (existing && existing.process && existing.process.exitCode === null) return existing;
+    if (o.app) return existing ?? (await openEmbeddedSlot(runId));
+    if (existing?.process && existing.process.exitCode === null) return existing;
     const { run } = await call(() => fleet.getRun({ runId }));
     if (!run?.fab) throw new PollenError('RUN_NOT_FOUND', `Run ${runId} has no app bundle`);
     const bundle = await fetchBundle(run);
@@ -238,6 +267,48 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     return extractBundle(Buffer.concat(parts), join(workDir, 'apps'));
   }
 
+  async function openEmbeddedSlot(runId: string): Promise<Slot> {
+    const { run } = await call(() => fleet.getRun({ runId }));
+    if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${runId}`);
+    const slot: Slot = {
+      runId,
+      token: randomBytes(32).toString('base64url'),
+      queue: [],
+      shutdown: false,
+      runConfig: run.runConfig,
+      inFlight: new Map(),
+      lastCheck: Date.now(),
+      handling: Promise.resolve(),
+    };
+    slots.set(runId, slot);
+    return slot;
+  }
+
+  /** Embedded mode: one instruction through the in-process ClientApp, in arrival order per run. */
+  function handleEmbedded(app: ClientApp, slot: Slot, message: WireMessage): void {
+    slot.handling = (slot.handling ?? Promise.resolve()).then(async () => {
+      let reply: WireMessage;
+      let own: Map<string, Uint8Array> | undefined;
+      try {
+        slot.context ??= createContext({
+          runId: slot.runId,
+          nodeId,
+          nodeConfig: o.nodeConfig ?? {},
+          runConfig: configFromWire(slot.runConfig),
+        });
+        const incoming = await messageFromWire(message, (id) => chunks.get(id));
+        ({ wire: reply, chunks: own } = messageToWire(await app.handle(incoming, slot.context)));
+      } catch (e) {
+        const err = isPollenError(e) ? e : new PollenError('INTERNAL', String(e));
+        reply = errorReply(message, err.code, err.message);
+      }
+      if (slot.shutdown || closing) return;
+      await pushReply(reply, own).catch((e) =>
+        log.warn({ runId: slot.runId, reason: String(e) }, 'reply not delivered'),
+      );
+    });
+  }
+
   async function handleInstruction(message: WireMessage): Promise<void> {
     const md = message.metadata;
     if (!md) return;
@@ -247,12 +318,19 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       const ids = chunkIdsOf(message);
       const missing = await chunks.missing(ids);
       if (missing.length > 0) await call(() => downloadChunks(fleet, missing, chunks));
+      if (o.app) {
+        handleEmbedded(o.app, slot, message);
+        return;
+      }
       slot.inFlight.set(md.messageId, message);
       slot.queue.push(message);
       tasks.notify(md.runId);
     } catch (e) {
       const err = isPollenError(e) ? e : new PollenError('INTERNAL', String(e));
-      log.warn({ runId: md.runId, code: err.code, msg: err.message }, 'instruction not delivered to the app');
+      log.warn(
+        { runId: md.runId, code: err.code, reason: err.message },
+        'instruction not delivered to the app',
+      );
       await pushReply(errorReply(message, err.code, err.message)).catch(() => {});
     }
   }
@@ -290,7 +368,6 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     resolveReady(nodeId);
   }
 
-  const FATAL = new Set(['NODE_NOT_REGISTERED', 'PERMISSION_DENIED', 'CERT_REVOKED']);
   let lastHeartbeat = 0;
   async function loop(): Promise<void> {
     let backoff = 500;
@@ -317,11 +394,10 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
         if (err.code === 'NODE_SESSION_EXPIRED') continue;
         const retryInMs = Math.round(backoff * (0.75 + Math.random() * 0.5));
         log.warn(
-          { code: err.code, msg: err.message, retryInMs },
+          { code: err.code, reason: err.message, retryInMs },
           'SuperLink unreachable or refused; retrying',
         );
         o.onEvent?.({ kind: 'disconnected', error: `${err.code}: ${err.message}`, retryInMs });
-        if (FATAL.has(err.code)) backoff = 30_000;
         await sleep(retryInMs);
         backoff = Math.min(backoff * 2, 30_000);
       }
@@ -333,16 +409,27 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     get nodeId() {
       return nodeId;
     },
-    clientAppIoUrl: appIo.url,
+    clientAppIoUrl: appIo?.url ?? '',
     ready,
     async close() {
       closing = true;
-      for (const slot of [...slots.values()]) closeSlot(slot);
+      const apps = [...slots.values()].flatMap((s) =>
+        s.process && s.process.exitCode === null ? [s.process] : [],
+      );
+      for (const slot of [...slots.values()]) {
+        slot.shutdown = true;
+        tasks.notify(slot.runId);
+      }
       await running;
       if (connected) await fleet.deactivateNode({}).catch(() => {});
       channel.close();
+      // The apps were told to shut down; give them a moment, then make sure none outlives us.
+      await Promise.race([
+        Promise.all(apps.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r))))),
+        new Promise((r) => setTimeout(r, 2_000).unref()),
+      ]);
+      for (const c of apps) if (c.exitCode === null) c.kill('SIGKILL');
       await appIo?.close();
-      for (const slot of slots.values()) slot.process?.kill('SIGKILL');
     },
   };
 }

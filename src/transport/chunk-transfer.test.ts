@@ -123,8 +123,14 @@ describe('uploadChunks', () => {
     expect(chunks.size).toBe(27);
     const calls = { missing: 0, push: 0 };
     const counting: ChunkPushClient = {
-      missingChunks: (req, o) => (calls.missing++, client.missingChunks(req, o)),
-      pushChunks: (s, o) => (calls.push++, client.pushChunks(s, o)),
+      missingChunks: (req, o) => {
+        calls.missing++;
+        return client.missingChunks(req, o);
+      },
+      pushChunks: (s, o) => {
+        calls.push++;
+        return client.pushChunks(s, o);
+      },
     };
     const progress: number[] = [];
     const first = await uploadChunks(counting, chunks, { onProgress: (p) => progress.push(p.chunks) });
@@ -139,9 +145,13 @@ describe('uploadChunks', () => {
 
     await store.delete(ids[3]!);
     await store.delete(ids[7]!);
-    const partial = await uploadChunks(counting, { ids, source: { get: async (id) => chunks.get(id) } }, {
-      batchSize: 10,
-    });
+    const partial = await uploadChunks(
+      counting,
+      { ids, source: { get: async (id) => chunks.get(id) } },
+      {
+        batchSize: 10,
+      },
+    );
     expect(partial).toEqual({ sent: 2, bytes: 2 * 16 * 1024, skipped: 25 });
     expect(calls).toEqual({ missing: 5, push: 2 }); // 27 ids in batches of 10
   });
@@ -193,7 +203,9 @@ describe('uploadChunks', () => {
 
   it('reports a chunk its source cannot provide as CHUNK_MISSING', async () => {
     const data = new Uint8Array(10).fill(3);
-    const code = await pollenCode(uploadChunks(client, { ids: [chunkId(data)], source: new MemoryChunkStore() }));
+    const code = await pollenCode(
+      uploadChunks(client, { ids: [chunkId(data)], source: new MemoryChunkStore() }),
+    );
     expect(code).toBe('CHUNK_MISSING');
   });
 });

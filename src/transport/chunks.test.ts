@@ -27,7 +27,9 @@ async function asyncCodeOf(p: Promise<unknown>): Promise<string | undefined> {
 
 describe('chunk ids', () => {
   it('are lowercase hex SHA-256', () => {
-    expect(chunkId(new Uint8Array(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+    expect(chunkId(new Uint8Array(0))).toBe(
+      'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855',
+    );
     expect(isChunkId(chunkId(new Uint8Array([1])))).toBe(true);
     expect(isChunkId('E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855')).toBe(false);
     expect(isChunkId('../../etc/passwd')).toBe(false);
@@ -151,7 +153,9 @@ describe('MemoryChunkStore', () => {
     store.putView(vid, bytes);
     expect((await store.get(vid))!.buffer).toBe(view.buffer);
     expect(await asyncCodeOf(store.put(id, new Uint8Array(32)))).toBe('CHUNK_MISMATCH');
-    expect(await asyncCodeOf(store.put(chunkId(new Uint8Array(65)), new Uint8Array(65)))).toBe('CHUNK_TOO_LARGE');
+    expect(await asyncCodeOf(store.put(chunkId(new Uint8Array(65)), new Uint8Array(65)))).toBe(
+      'CHUNK_TOO_LARGE',
+    );
     expect(await store.missing([id, vid, chunkId(new Uint8Array(1))])).toEqual([chunkId(new Uint8Array(1))]);
     expect(await store.stats()).toEqual({ chunks: 2, bytes: 64 });
     expect(await store.gc(new Set([id]))).toEqual({ removed: 1, bytes: 32 });

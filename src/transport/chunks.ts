@@ -44,7 +44,9 @@ export function verifyChunk(id: string, data: Uint8Array, maxChunkBytes = Number
       `Chunk ${id} is ${data.byteLength} bytes; at most ${maxChunkBytes} are accepted`,
     );
   if (chunkId(data) !== id)
-    throw new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, { data: { chunkId: id } });
+    throw new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, {
+      data: { chunkId: id },
+    });
 }
 
 export interface ChunkStore {
@@ -153,16 +155,41 @@ export class DiskChunkStore implements ChunkStore, VerifiedPut {
     await this.#write(id, data);
   }
 
-  async #write(id: string, data: Uint8Array): Promise<void> {
-    const path = this.#path(id);
-    if (await this.has(id)) return; // content-addressed: the file already holds these bytes
+  /** The file that holds chunk `id` (it may not exist), e.g. to stream it out. */
+  pathOf(id: string): string {
+    return this.#path(id);
+  }
+
+  /**
+   * A new temp file name beside where chunk `id` goes (same filesystem, so `adoptVerified` is
+   * an atomic rename). For writers that stream a chunk in and hash it on the way (bulk-chunks.ts);
+   * gc removes temp files left behind by crashes.
+   */
+  async tempPathFor(id: string): Promise<string> {
+    assertChunkId(id);
     const sub = join(this.dir, id.slice(0, 2));
     if (!this.#made.has(sub)) {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       await mkdir(sub, { recursive: true, mode: 0o700 });
       this.#made.add(sub);
     }
-    const temp = join(sub, `.${id}.${randomBytes(6).toString('hex')}.tmp`);
+    return join(sub, `.${id}.${randomBytes(6).toString('hex')}.tmp`);
+  }
+
+  /** Move a temp file whose bytes the caller verified to hash to `id` into place. */
+  async adoptVerified(id: string, temp: string): Promise<void> {
+    try {
+      await rename(temp, this.#path(id));
+    } catch (e) {
+      await rm(temp, { force: true });
+      throw e;
+    }
+  }
+
+  async #write(id: string, data: Uint8Array): Promise<void> {
+    const path = this.#path(id);
+    if (await this.has(id)) return; // content-addressed: the file already holds these bytes
+    const temp = await this.tempPathFor(id);
     try {
       await writeFile(temp, data, { mode: 0o600, flag: 'wx' });
       await rename(temp, path);

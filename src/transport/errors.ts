@@ -78,3 +78,14 @@ export function errorCodeOf(e: unknown): ErrorCode {
   if (e instanceof ConnectError) return fromConnectError(e).code;
   return toPollenError(e).code;
 }
+
+/** Wrap an RPC handler so every PollenError leaves as a Connect error with its stable code. */
+export function guard<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (e) {
+      throw toConnectError(e);
+    }
+  };
+}

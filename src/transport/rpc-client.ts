@@ -1,12 +1,15 @@
 /**
  * Clients for Pollen RPC servers: gRPC over HTTP/2 with one long-lived session (handshakes cost
  * ~1.4 ms of server CPU; keep connections) and enlarged flow-control windows for model traffic.
+ * Its clients carry a bulk chunk client on the same session (bulk-chunks.ts), which
+ * uploadChunks / downloadChunks use for chunk bytes.
  */
 import type { ClientHttp2Session, ClientHttp2Stream, SecureClientSessionOptions } from 'node:http2';
 import type { DescService } from '@bufbuild/protobuf';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
-import { MAX_MESSAGE_BYTES, SESSION_WINDOW, STREAM_WINDOW } from './rpc-server.js';
+import { BulkChunkClient, type BulkMethod, withBulk } from './bulk-chunks.js';
+import { MAX_MESSAGE_BYTES, MAX_SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW } from './rpc-server.js';
 
 export interface RpcClientOptions {
   /** https://HOST:PORT, or http://127.0.0.1:PORT for the loopback app APIs. */
@@ -16,10 +19,17 @@ export interface RpcClientOptions {
   interceptors?: Interceptor[];
   /** Reject calls that take longer (default: none; set per call with { timeoutMs }). */
   defaultTimeoutMs?: number;
+  /**
+   * Authentication headers for bulk chunk requests, which interceptors do not see (the node-key
+   * session HMAC, the per-run app token). `false` turns the bulk route off for this channel.
+   */
+  bulkHeaders?: ((method: BulkMethod, id: string) => Record<string, string>) | false;
 }
 
 export interface RpcChannel {
   client<S extends DescService>(service: S): Client<S>;
+  /** PUT/GET of single chunks on the same connection (undefined when turned off). */
+  readonly bulk: BulkChunkClient | undefined;
   close(): void;
 }
 
@@ -41,6 +51,7 @@ class WideWindowSessionManager extends Http2SessionManager {
 export function openChannel(o: RpcClientOptions): RpcChannel {
   const nodeOptions: SecureClientSessionOptions = {
     settings: { initialWindowSize: STREAM_WINDOW },
+    maxSessionMemory: MAX_SESSION_MEMORY_MB,
     ...(o.tls
       ? {
           ca: o.tls.ca,
@@ -60,12 +71,26 @@ export function openChannel(o: RpcClientOptions): RpcChannel {
     baseUrl: o.baseUrl,
     sessionManager: manager,
     interceptors: o.interceptors,
+    // Model chunks are float noise to gzip: compressing them costs CPU and halves throughput.
+    acceptCompression: [],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     defaultTimeoutMs: o.defaultTimeoutMs,
   });
+  const bulkHeaders = o.bulkHeaders;
+  const bulk =
+    bulkHeaders === false
+      ? undefined
+      : new BulkChunkClient({
+          request: (method, path, headers) => manager.request(method, path, headers, {}),
+          headers: bulkHeaders,
+        });
   return {
-    client: (service) => createClient(service, transport),
+    client: (service) => {
+      const client = createClient(service, transport);
+      return bulk ? withBulk(client, bulk) : client;
+    },
+    bulk,
     close: () => manager.abort(),
   };
 }

@@ -60,7 +60,7 @@ const IDENTITY_URI = /^URI:pollen:\/\/([^/\s,]+)\/([a-z]+)\/([^/\s,]+)$/;
 
 /** The Pollen identity in a verified peer certificate, or undefined when it carries none. */
 export function identityOf(cert: PeerCertificate | undefined): PeerIdentity | undefined {
-  if (!cert || !cert.raw) return undefined;
+  if (!cert?.raw) return undefined;
   for (const san of (cert.subjectaltname ?? '').split(/,\s*/)) {
     const m = IDENTITY_URI.exec(san);
     if (!m) continue;

@@ -1,4 +1,4 @@
-import { clone, create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { clone, create, fromBinary, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { PollenError } from '../errors.js';
 import * as pb from '../gen/pollen/v1/records_pb.js';
@@ -136,7 +136,9 @@ describe('messageToWire / messageFromWire', () => {
     const zeros = new Float64Array(4096); // 32 KiB of zeros: 8 identical 4 KiB chunks
     const mixed = new Float32Array(5000);
     mixed.set(ramp(2500), 2500); // first chunks all zero, then distinct ones
-    const message = msg(new RecordDict({ w: ArrayRecord.fromArrays({ zeros, mixed, again: zeros.slice() }) }));
+    const message = msg(
+      new RecordDict({ w: ArrayRecord.fromArrays({ zeros, mixed, again: zeros.slice() }) }),
+    );
     const { wire, chunks } = messageToWire(message, { inlineMax: 0, chunkSize: 4096 });
     const ids = chunkIdsOf(wire);
     expect(new Set(ids).size).toBe(ids.length);
@@ -216,9 +218,11 @@ describe('messageFromWireStreaming', () => {
   });
 });
 
+type ArrayInit = Omit<MessageInitShape<typeof pb.ArraySchema>, '$typeName'>;
+
 describe('hostile wire messages', () => {
   const id0 = chunkId(new Uint8Array(8));
-  function wireWith(array: Partial<pb.Array>, extra: Partial<pb.Message> = {}): WireMessage {
+  function wireWith(array: ArrayInit): WireMessage {
     const good = messageToWire(msg(new RecordDict())).wire;
     return create(pb.MessageSchema, {
       metadata: good.metadata,
@@ -233,17 +237,28 @@ describe('hostile wire messages', () => {
           ],
         },
       },
-      ...extra,
     });
   }
-  const cases: [string, Partial<pb.Array>, string][] = [
-    ['unknown dtype', { dtype: 'float16', shape: [2n], nbytes: 4n, inline: new Uint8Array(4) }, 'RECORD_INVALID'],
+  const cases: [string, ArrayInit, string][] = [
+    [
+      'unknown dtype',
+      { dtype: 'float16', shape: [2n], nbytes: 4n, inline: new Uint8Array(4) },
+      'RECORD_INVALID',
+    ],
     ['shape × itemsize ≠ nbytes', { shape: [3n], nbytes: 8n, inline: new Uint8Array(8) }, 'RECORD_INVALID'],
     ['inline length ≠ nbytes', { shape: [2n], nbytes: 8n, inline: new Uint8Array(4) }, 'RECORD_INVALID'],
-    ['inline and chunks', { shape: [2n], nbytes: 8n, inline: new Uint8Array(8), chunkIds: [id0] }, 'RECORD_INVALID'],
+    [
+      'inline and chunks',
+      { shape: [2n], nbytes: 8n, inline: new Uint8Array(8), chunkIds: [id0] },
+      'RECORD_INVALID',
+    ],
     ['no data at all', { shape: [2n], nbytes: 8n }, 'RECORD_INVALID'],
     ['huge dimension', { shape: [2n ** 60n, 0n], nbytes: 0n }, 'RECORD_INVALID'],
-    ['too many dimensions', { shape: Array(33).fill(1n), nbytes: 4n, inline: new Uint8Array(4) }, 'RECORD_INVALID'],
+    [
+      'too many dimensions',
+      { shape: Array(33).fill(1n), nbytes: 4n, inline: new Uint8Array(4) },
+      'RECORD_INVALID',
+    ],
     ['array over the cap', { shape: [2n ** 31n], nbytes: 2n ** 33n, chunkIds: [id0] }, 'PAYLOAD_TOO_LARGE'],
     ['bad chunk id', { shape: [2n], nbytes: 8n, chunkIds: ['ABC'] }, 'CHUNK_ID_INVALID'],
     ['more chunks than bytes', { shape: [1n], nbytes: 4n, chunkIds: Array(5).fill(id0) }, 'RECORD_INVALID'],
@@ -315,7 +330,9 @@ describe('hostile wire messages', () => {
     ];
     for (const [patch, code] of variants) {
       const wire = create(pb.MessageSchema, { ...good, ...patch } as any);
-      expect(await codeOf(messageFromWire(wire, () => undefined)), JSON.stringify(Object.keys(patch))).toBe(code);
+      expect(await codeOf(messageFromWire(wire, () => undefined)), JSON.stringify(Object.keys(patch))).toBe(
+        code,
+      );
     }
     const withRecords = (records: any[]) =>
       create(pb.MessageSchema, { metadata: good.metadata, body: { case: 'content', value: { records } } });
@@ -331,7 +348,15 @@ describe('hostile wire messages', () => {
       ],
       [[{ name: 'r', record: { case: 'metrics', value: { entries: [{ key: 'x' }] } } }], 'RECORD_INVALID'],
       [
-        [{ name: 'r', record: { case: 'metrics', value: { entries: [{ key: 'x', value: { case: 'scalar', value: Number.NaN } }] } } }],
+        [
+          {
+            name: 'r',
+            record: {
+              case: 'metrics',
+              value: { entries: [{ key: 'x', value: { case: 'scalar', value: Number.NaN } }] },
+            },
+          },
+        ],
         'RECORD_INVALID',
       ],
       [
@@ -340,7 +365,11 @@ describe('hostile wire messages', () => {
             name: 'r',
             record: {
               case: 'metrics',
-              value: { entries: [{ key: 'x', value: { case: 'list', value: { values: [1, Number.POSITIVE_INFINITY] } } }] },
+              value: {
+                entries: [
+                  { key: 'x', value: { case: 'list', value: { values: [1, Number.POSITIVE_INFINITY] } } },
+                ],
+              },
             },
           },
         ],
@@ -365,7 +394,15 @@ describe('hostile wire messages', () => {
       ],
       [[{ name: 'r', record: { case: 'configs', value: { entries: [{ key: 'x' }] } } }], 'RECORD_INVALID'],
       [
-        [{ name: 'r', record: { case: 'configs', value: { entries: [{ key: 'x', value: { case: 'number', value: Number.NaN } }] } } }],
+        [
+          {
+            name: 'r',
+            record: {
+              case: 'configs',
+              value: { entries: [{ key: 'x', value: { case: 'number', value: Number.NaN } }] },
+            },
+          },
+        ],
         'RECORD_INVALID',
       ],
       [
@@ -395,7 +432,10 @@ describe('configToWire / configFromWire', () => {
   it('round-trips numbers, strings and booleans', () => {
     const config = { lr: 0.1, 'num-rounds': 3, name: 'x', flag: true, off: false, empty: '' };
     const wire = configToWire(config);
-    const parsed = fromBinary(pb.RunSchema, toBinary(pb.RunSchema, create(pb.RunSchema, { runConfig: wire })));
+    const parsed = fromBinary(
+      pb.RunSchema,
+      toBinary(pb.RunSchema, create(pb.RunSchema, { runConfig: wire })),
+    );
     expect(configFromWire(parsed.runConfig)).toEqual(config);
   });
 
@@ -404,11 +444,13 @@ describe('configToWire / configFromWire', () => {
     expect(() => configToWire({ x: {} as unknown as string })).toThrow(PollenError);
     expect(() => configFromWire({ x: create(pb.ConfigValueSchema, {}) })).toThrow(/has no value/);
     expect(() =>
-      configFromWire({ x: create(pb.ConfigValueSchema, { value: { case: 'number', value: Number.POSITIVE_INFINITY } }) }),
+      configFromWire({
+        x: create(pb.ConfigValueSchema, { value: { case: 'number', value: Number.POSITIVE_INFINITY } }),
+      }),
     ).toThrow(PollenError);
-    expect(() => configFromWire({ '\u0001': create(pb.ConfigValueSchema, { value: { case: 'flag', value: true } }) })).toThrow(
-      PollenError,
-    );
+    expect(() =>
+      configFromWire({ '\u0001': create(pb.ConfigValueSchema, { value: { case: 'flag', value: true } }) }),
+    ).toThrow(PollenError);
   });
 
   it('keeps a "__proto__" key as data', () => {

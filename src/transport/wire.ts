@@ -16,8 +16,8 @@ import type { UserConfigValue } from '../sdk/context.js';
 import { Message, type MessageError, type MessageType, type Metadata } from '../sdk/message.js';
 import {
   ArrayRecord,
-  type ConfigValue,
   ConfigRecord,
+  type ConfigValue,
   DTYPE_NAMES,
   type DType,
   MAX_NDIM,
@@ -109,8 +109,7 @@ export function messageToWire(message: Message, options: ToWireOptions = {}): To
   const chunkSize = options.chunkSize ?? CHUNK_SIZE;
   if (!Number.isSafeInteger(inlineMax) || inlineMax < 0)
     throw new PollenError('INVALID_ARGUMENT', 'inlineMax must be a non-negative integer');
-  if (!isPowerOfTwo(chunkSize))
-    throw new PollenError('INVALID_ARGUMENT', 'chunkSize must be a power of two');
+  if (!isPowerOfTwo(chunkSize)) throw new PollenError('INVALID_ARGUMENT', 'chunkSize must be a power of two');
   const chunks = new Map<string, Uint8Array>();
   const m = message.metadata;
   const init: MessageInitShape<typeof pb.MessageSchema> = {
@@ -264,13 +263,19 @@ function planArray(a: pb.Array, maxArrayBytes: number): ArrayPlan {
   let count = 1n;
   for (const dim of a.shape) {
     // uint64 cannot be negative, but SDK shapes are JS numbers: refuse what they cannot hold.
-    if (dim < 0n || dim > BigInt(Number.MAX_SAFE_INTEGER)) throw recordInvalid(`${where}: dimension too large`);
+    if (dim < 0n || dim > BigInt(Number.MAX_SAFE_INTEGER))
+      throw recordInvalid(`${where}: dimension too large`);
     count *= dim;
   }
   if (count * BigInt(ITEMSIZE[dtype]) !== a.nbytes)
-    throw recordInvalid(`${where}: shape and dtype give ${count * BigInt(ITEMSIZE[dtype])} bytes, nbytes says ${a.nbytes}`);
+    throw recordInvalid(
+      `${where}: shape and dtype give ${count * BigInt(ITEMSIZE[dtype])} bytes, nbytes says ${a.nbytes}`,
+    );
   if (a.nbytes > BigInt(maxArrayBytes))
-    throw new PollenError('PAYLOAD_TOO_LARGE', `${where} is ${a.nbytes} bytes; at most ${maxArrayBytes} are accepted`);
+    throw new PollenError(
+      'PAYLOAD_TOO_LARGE',
+      `${where} is ${a.nbytes} bytes; at most ${maxArrayBytes} are accepted`,
+    );
   const nbytes = Number(a.nbytes);
   const plan: ArrayPlan = {
     name: a.name,
@@ -290,10 +295,15 @@ function planArray(a: pb.Array, maxArrayBytes: number): ArrayPlan {
   if (a.inline.byteLength !== 0) throw recordInvalid(`${where} has both inline data and chunks`);
   for (const id of a.chunkIds)
     if (!isChunkId(id))
-      throw new PollenError('CHUNK_ID_INVALID', `${where}: invalid chunk id ${JSON.stringify(String(id).slice(0, 80))}`);
+      throw new PollenError(
+        'CHUNK_ID_INVALID',
+        `${where}: invalid chunk id ${JSON.stringify(String(id).slice(0, 80))}`,
+      );
   const pieceSize = a.chunkIds.length > nbytes ? undefined : pieceSizeOf(nbytes, a.chunkIds.length);
   if (pieceSize === undefined)
-    throw recordInvalid(`${where}: ${a.chunkIds.length} chunks cannot hold ${nbytes} bytes in power-of-two pieces`);
+    throw recordInvalid(
+      `${where}: ${a.chunkIds.length} chunks cannot hold ${nbytes} bytes in power-of-two pieces`,
+    );
   plan.pieceSize = pieceSize;
   return plan;
 }
@@ -319,7 +329,8 @@ function planMessage(wire: WireMessage, options: FromWireOptions): MessagePlan {
       const arrayNames = new Set<string>();
       for (const a of rec.value.arrays) {
         const plan = planArray(a, maxArrayBytes);
-        if (arrayNames.has(plan.name)) throw recordInvalid(`Duplicate array name "${plan.name}" in "${r.name}"`);
+        if (arrayNames.has(plan.name))
+          throw recordInvalid(`Duplicate array name "${plan.name}" in "${r.name}"`);
         arrayNames.add(plan.name);
         total += plan.nbytes;
         if (total > maxTotalBytes)
@@ -398,7 +409,9 @@ function verifier(skip: boolean): (id: string, data: Uint8Array) => void {
   return (id, data) => {
     if (skip || seen.get(id) === data) return;
     if (!(data instanceof Uint8Array) || chunkId(data) !== id)
-      throw new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, { data: { chunkId: id } });
+      throw new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, {
+        data: { chunkId: id },
+      });
     seen.set(id, data);
   };
 }
@@ -501,7 +514,9 @@ export async function messageFromWireStreaming(
 // ---------------------------------------------------------------------------------------------
 // User config (run config, node config)
 
-export function configToWire(config: Readonly<Record<string, UserConfigValue>>): { [key: string]: pb.ConfigValue } {
+export function configToWire(config: Readonly<Record<string, UserConfigValue>>): {
+  [key: string]: pb.ConfigValue;
+} {
   return Object.fromEntries(
     Object.entries(config).map(([key, value]) => {
       validateName('Config', key);
@@ -515,7 +530,9 @@ export function configToWire(config: Readonly<Record<string, UserConfigValue>>):
   );
 }
 
-export function configFromWire(map: { readonly [key: string]: pb.ConfigValue }): Record<string, UserConfigValue> {
+export function configFromWire(map: {
+  readonly [key: string]: pb.ConfigValue;
+}): Record<string, UserConfigValue> {
   // fromEntries defines properties, so a "__proto__" key stays a plain key.
   return Object.fromEntries(
     Object.entries(map).map(([key, cv]) => {

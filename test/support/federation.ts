@@ -90,9 +90,13 @@ export async function makePki(dir: string, project = 'fedtest'): Promise<Pki> {
 
 /** `ssh-keygen -t ecdsa -b BITS -N '' -f FILE`: a real OpenSSH node key; returns the private key path. */
 export function sshKeygen(file: string, bits: 256 | 384 = 384, comment = 'node'): string {
-  const r = spawnSync('ssh-keygen', ['-q', '-t', 'ecdsa', '-b', String(bits), '-N', '', '-C', comment, '-f', file], {
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    'ssh-keygen',
+    ['-q', '-t', 'ecdsa', '-b', String(bits), '-N', '', '-C', comment, '-f', file],
+    {
+      encoding: 'utf8',
+    },
+  );
   if (r.status !== 0) throw new Error(`ssh-keygen failed: ${r.stderr}`);
   return file;
 }
@@ -201,8 +205,12 @@ async function firstJson<T>(p: Proc, what: string, timeoutMs: number): Promise<T
       } catch {
         // not complete yet
       }
-    if (!p.alive()) throw new Error(`${what} exited before it printed its result:\n${p.stdout()}\n${p.stderr().slice(-4000)}`);
-    if (Date.now() > deadline) throw new Error(`${what} printed no result in ${timeoutMs} ms:\n${p.stderr().slice(-4000)}`);
+    if (!p.alive())
+      throw new Error(
+        `${what} exited before it printed its result:\n${p.stdout()}\n${p.stderr().slice(-4000)}`,
+      );
+    if (Date.now() > deadline)
+      throw new Error(`${what} printed no result in ${timeoutMs} ms:\n${p.stderr().slice(-4000)}`);
     await sleep(50);
   }
 }
@@ -319,7 +327,11 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNodeProc
     nodeId: '',
     options: o,
     async connected(timeoutMs = 30_000): Promise<string> {
-      const r = await firstJson<{ ok: boolean; nodeId: string }>(p, `pollen supernode ${o.cert.name}`, timeoutMs);
+      const r = await firstJson<{ ok: boolean; nodeId: string }>(
+        p,
+        `pollen supernode ${o.cert.name}`,
+        timeoutMs,
+      );
       node.nodeId = r.nodeId;
       return r.nodeId;
     },
@@ -359,7 +371,6 @@ export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
-  // biome-ignore lint/suspicious/noExplicitAny: test JSON is checked by the assertions
   json: <T = any>() => T;
 }
 
@@ -414,7 +425,9 @@ export async function waitFor<T>(
       last = e;
     }
     if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
     await sleep(intervalMs);
   }
 }

@@ -115,14 +115,14 @@ export default new ServerApp(async (grid, context) => {
       const evaluated: EvaluateReply[] =
         evalNodes.length === 0
           ? []
-          : (await ask(grid, evalNodes, 'evaluate', new RecordDict({ arrays: toRecord(shapes, arrays) }))).map(
-              metricsOf,
-            );
+          : (
+              await ask(grid, evalNodes, 'evaluate', new RecordDict({ arrays: toRecord(shapes, arrays) }))
+            ).map(metricsOf);
       const federated = evaluated.length > 0 ? aggregateEvaluate(evaluated).metrics : undefined;
 
       setArrays(model, toRecord(shapes, arrays));
       const central = evaluate(model, testSet);
-      emitRoundMetrics({
+      await emitRoundMetrics(grid, {
         round,
         loss: federated?.['loss'] ?? null,
         accuracy: federated?.['accuracy'] ?? null,

@@ -1,0 +1,292 @@
+/**
+ * Scale benchmark: N lightweight SuperNodes against one SuperLink.
+ *
+ * The SuperLink runs in a child process (bench/scale-superlink.ts: mutual TLS, certificate mode)
+ * so its RSS is its own. This process runs N SuperNodes, each with its own client certificate
+ * (issued in memory with issueSiteCertificate), its own HTTP/2 + TLS connection, heartbeats and
+ * polling, and an embedded ClientApp (startSuperNode's `app` option: no child process) that
+ * answers a `train` instruction with the model it got. N grows 100 → 250 → 500 → 1,000 → 2,000
+ * (the nodes of a step stay for the next); per step:
+ *
+ *   connect   time for the step's new nodes to be activated (all of them `ready`)
+ *   round     the SuperLink pushes one instruction per online node (a 10k-float32 model, 40 KB)
+ *             on its Link and waits for every reply (nodes poll every 500 ms, the default)
+ *   memory    SuperLink VmRSS before any node and after the round → KiB per node
+ *
+ * Baseline in the same run: the round on one node (the fixed cost of a round: poll interval,
+ * SQLite commits). Ratio = round(N) ÷ round(1).
+ *
+ *   npm run bench:scale                       N = 100, 250, 500, 1000, 2000 (stops past 5 s)
+ *   npx tsx bench/scale.ts --n 100,500 --json
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { initCa, loadCa } from '../src/pki/ca.js';
+import { keyTypeInfo } from '../src/pki/keys.js';
+import { issueSiteCertificate } from '../src/pki/profiles.js';
+import { createSiteCertificate } from '../src/pki/site.js';
+import { ClientApp } from '../src/sdk/app.js';
+import { type SuperNode, startSuperNode } from '../src/supernode/supernode.js';
+import type { TlsMaterial } from '../src/transport/tls.js';
+import { machineInfo } from './lib/env.js';
+import { num, table, times } from './lib/table.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+const { values: flags } = parseArgs({
+  options: {
+    n: { type: 'string', default: '100,250,500,1000,2000' },
+    floats: { type: 'string', default: '10000' },
+    'round-limit-ms': { type: 'string', default: '5000' },
+    'budget-s': { type: 'string', default: '170' },
+    json: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (flags.help) {
+  console.log('usage: tsx bench/scale.ts [--n 100,250,500,1000,2000] [--floats 10000] [--json]');
+  process.exit(0);
+}
+const STEPS = flags.n.split(',').map(Number);
+const FLOATS = Number(flags.floats);
+const ROUND_LIMIT_MS = Number(flags['round-limit-ms']);
+const started = Date.now();
+const BUDGET_MS = Number(flags['budget-s']) * 1000;
+const log = (s: string): void => {
+  if (!flags.json) console.log(s);
+};
+
+// ------------------------------------------------------------------------------ certificates
+const dir = mkdtempSync(join(tmpdir(), 'pollen-bench-scale-'));
+await initCa({ name: 'scale', dir: join(dir, 'ca') });
+const ca = await loadCa(join(dir, 'ca'));
+await createSiteCertificate(ca, {
+  name: 'superlink',
+  type: 'server',
+  outDir: dir,
+  validityDays: 1,
+  hosts: ['127.0.0.1', 'localhost'],
+});
+const maxN = Math.max(...STEPS);
+const t = performance.now();
+const certs: TlsMaterial[] = [];
+for (let i = 0; i < maxN; i++) {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const issued = issueSiteCertificate(
+    ca.issuer,
+    publicKey.export({ type: 'spki', format: 'der' }),
+    keyTypeInfo('ec-p256'),
+    { name: `site-${i}`, type: 'client', project: ca.meta.name },
+    86_400_000,
+  );
+  certs.push({
+    cert: `${issued.pem}${ca.intermediatePem}\n`,
+    key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    ca: ca.rootPem,
+  });
+}
+const certMs = performance.now() - t;
+log(`${num(maxN)} client certificates (P-256 key + issueSiteCertificate) in ${num(certMs)} ms`);
+
+// ------------------------------------------------------------------------------ the SuperLink
+// --cpu-prof: profile the SuperLink process (bench/out/profiles/).
+const profile = process.argv.includes('--cpu-prof')
+  ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out', 'profiles')}`]
+  : [];
+const child: ChildProcess = spawn(
+  process.execPath,
+  [...profile, '--import', 'tsx', join(ROOT, 'bench', 'scale-superlink.ts'), dir],
+  {
+    cwd: ROOT,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  },
+);
+let queue: Promise<unknown> = Promise.resolve();
+function ask<T>(msg: object): Promise<T> {
+  const p = queue.then(
+    () =>
+      new Promise<T>((resolve, reject) => {
+        child.once('message', (m: T & { error?: string }) =>
+          m.error ? reject(new Error(m.error)) : resolve(m),
+        );
+        child.send(msg);
+      }),
+  );
+  queue = p.catch(() => {});
+  return p;
+}
+interface Stats {
+  online: number;
+  rssKiB: number;
+  heapUsed: number;
+  cpuMs: number;
+}
+interface Round {
+  nodes: number;
+  roundMs: number;
+  pushMs: number;
+  replies: number;
+  errors: number;
+  missing: number;
+  firstErrors: string[];
+}
+const ready = await new Promise<{ fleetUrl: string; rssKiB: number }>((resolve) =>
+  child.once('message', (m) => resolve(m as never)),
+);
+const idle = await ask<Stats>({ cmd: 'stats' });
+
+// ------------------------------------------------------------------------------ the nodes
+const app = new ClientApp({ train: (message) => message.content });
+const quiet = pino({ level: 'silent' });
+const nodes: SuperNode[] = [];
+async function grow(to: number): Promise<number> {
+  const t0 = performance.now();
+  const batch: Promise<string>[] = [];
+  for (let i = nodes.length; i < to; i++) {
+    const node = await startSuperNode({
+      superlink: ready.fleetUrl,
+      tls: certs[i]!,
+      name: `site-${i}`,
+      workDir: join(dir, 'nodes', String(i)),
+      memoryChunks: true,
+      app,
+      log: quiet,
+    });
+    nodes.push(node);
+    batch.push(node.ready);
+    // Keep the handshakes in flight bounded, so the step measures throughput, not a stampede.
+    if (batch.length >= 64) await Promise.all(batch.splice(0));
+  }
+  await Promise.all(batch);
+  return performance.now() - t0;
+}
+
+interface Step {
+  n: number;
+  connectMs: number;
+  connectPerS: number;
+  round: Round;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  kibPerNode: number;
+  cpuMsRound: number;
+  benchRssKiB: number;
+}
+
+// Baseline: a round with one node.
+await grow(1);
+const base = await ask<Round>({ cmd: 'round', floats: FLOATS, ttl: 60 });
+const steps: Step[] = [];
+for (const n of STEPS) {
+  if (Date.now() - started > BUDGET_MS) {
+    log(`(time budget spent: stopping before N = ${n})`);
+    break;
+  }
+  const added = n - nodes.length;
+  const connectMs = await grow(n);
+  const before = await ask<Stats>({ cmd: 'stats' });
+  const round = await ask<Round>({ cmd: 'round', floats: FLOATS, ttl: 60 });
+  const after = await ask<Stats>({ cmd: 'stats' });
+  const step: Step = {
+    n,
+    connectMs,
+    connectPerS: added / (connectMs / 1000),
+    round,
+    rssBeforeKiB: before.rssKiB,
+    rssAfterKiB: after.rssKiB,
+    kibPerNode: (after.rssKiB - idle.rssKiB) / n,
+    cpuMsRound: after.cpuMs - before.cpuMs,
+    benchRssKiB: Math.round(process.memoryUsage().rss / 1024),
+  };
+  steps.push(step);
+  log(
+    `N=${n}: ${added} connected in ${num(connectMs)} ms, online ${before.online}; round ${num(round.roundMs)} ms ` +
+      `(${round.replies} replies, ${round.errors} errors, ${round.missing} missing); SuperLink RSS ${num(after.rssKiB / 1024)} MiB`,
+  );
+  if (round.firstErrors.length) log(`  errors: ${round.firstErrors.join(' | ')}`);
+  if (round.roundMs > ROUND_LIMIT_MS || round.missing > 0) break;
+}
+
+// ------------------------------------------------------------------------------ report
+const closing = performance.now();
+await Promise.all(nodes.map((n) => n.close()));
+const closeMs = performance.now() - closing;
+// The child answers `stop` by exiting.
+await new Promise<void>((r) => {
+  child.once('exit', () => r());
+  child.send({ cmd: 'stop' });
+  setTimeout(() => child.kill(), 10_000).unref();
+});
+rmSync(dir, { recursive: true, force: true });
+
+log('');
+log(
+  table(
+    [
+      'N',
+      'connect',
+      'conn/s',
+      'round',
+      '÷ 1 node',
+      'replies',
+      'SL RSS before',
+      'SL RSS after',
+      'KiB/node',
+      'SL CPU/round',
+    ],
+    [
+      [
+        '1 (baseline)',
+        '–',
+        '–',
+        `${num(base.roundMs)} ms`,
+        times(1),
+        `${base.replies}/${base.nodes}`,
+        '–',
+        '–',
+        '–',
+        '–',
+      ],
+      ...steps.map((s) => [
+        num(s.n),
+        `${num(s.connectMs)} ms`,
+        num(s.connectPerS),
+        `${num(s.round.roundMs)} ms`,
+        times(s.round.roundMs / base.roundMs),
+        `${s.round.replies}/${s.round.nodes}`,
+        `${num(s.rssBeforeKiB / 1024)} MiB`,
+        `${num(s.rssAfterKiB / 1024)} MiB`,
+        num(s.kibPerNode),
+        `${num(s.cpuMsRound)} ms`,
+      ]),
+    ],
+  ),
+);
+const ok = steps.filter((s) => s.round.roundMs < ROUND_LIMIT_MS && s.round.replies === s.n);
+const largest = ok.length ? Math.max(...ok.map((s) => s.n)) : 0;
+log('');
+log(`SuperLink idle RSS (no nodes): ${num(idle.rssKiB / 1024)} MiB; nodes closed in ${num(closeMs)} ms`);
+log(`largest N with a full round under ${ROUND_LIMIT_MS / 1000} s: ${num(largest)}`);
+log(`target ≥ 1,000: ${largest >= 1000 ? 'PASS' : 'FAIL'}`);
+
+const doc = {
+  bench: 'scale',
+  machine: machineInfo(),
+  config: { steps: STEPS, floats: FLOATS, roundLimitMs: ROUND_LIMIT_MS, pollMs: 500, heartbeatMs: 10_000 },
+  certMs,
+  idle,
+  baseline: base,
+  steps,
+  largest,
+};
+mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
+writeFileSync(join(ROOT, 'bench', 'out', 'scale.json'), `${JSON.stringify(doc, null, 2)}\n`);
+if (flags.json) console.log(JSON.stringify(doc, null, 2));
+process.exit(0);

@@ -1,0 +1,561 @@
+/**
+ * The bulk chunk path: raw chunk bytes as plain HTTP/2 request and response bodies, served on
+ * the SAME server, port and TLS session as the Connect services (rpc-server.ts routes
+ * `/pollen.v1.chunks/*` here before Connect sees the request).
+ *
+ *   PUT /pollen.v1.chunks/{id}   body: the chunk (at most 4 MiB)  → 201, or an error
+ *   GET /pollen.v1.chunks/{id}                                    → 200 + the chunk, or an error
+ *
+ * Why: PushChunks / PullChunks frame every 4 MiB chunk in gRPC and protobuf, which copies it
+ * several times on both ends; on loopback that caps model transfer at ~0.1 GB/s where raw TLS
+ * moves ~1 GB/s. Here the sender writes its Uint8Array views straight to the HTTP/2 stream, the
+ * receiver hashes the frames as they arrive and writes them to a temp file that is renamed into
+ * the DiskChunkStore only when the SHA-256 equals the id (a tampered or cut-short body stores
+ * nothing). Several chunks travel at once on one connection, with wide flow-control windows.
+ *
+ * Authentication is the server's own (`BulkChunkRoute.authorize`), the same caller its Connect
+ * services admit: a verified `client` certificate on the Fleet API, an `admin` one on Control,
+ * the per-run token on the loopback AppIo APIs. In node-key mode a Fleet request also carries
+ * the session HMAC headers (request-auth.ts) computed over method `PUT /pollen.v1.chunks/{id}`
+ * (or `GET …`) and body = the id string: the id names the content, so the MAC binds the request
+ * to exactly these bytes.
+ *
+ * Errors: the HTTP status of the PollenError, its code in the `pollen-error-code` header and
+ * `{code, message}` as a JSON body. Connect RPCs stay available for other clients (grpc-js).
+ */
+import { createHash } from 'node:crypto';
+import { open, readFile, rm } from 'node:fs/promises';
+import type { IncomingHttpHeaders } from 'node:http';
+import {
+  type ClientHttp2Stream,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  constants as h2,
+  type OutgoingHttpHeaders,
+} from 'node:http2';
+import { ERROR_CODES, type ErrorCode, PollenError, toPollenError } from '../errors.js';
+import { assertChunkId, CHUNK_SIZE, type ChunkStore, DiskChunkStore, hasVerifiedPut } from './chunks.js';
+import { ERROR_CODE_HEADER } from './errors.js';
+import type { PeerIdentity } from './tls.js';
+
+export const BULK_CHUNK_PREFIX = '/pollen.v1.chunks/';
+/** Chunks in flight per transfer: enough to keep a loopback or LAN pipe full. */
+export const BULK_CONCURRENCY = 4;
+const WRITE_BATCH = 1 << 20;
+
+export type BulkMethod = 'PUT' | 'GET';
+
+/** The request path of chunk `id`. */
+export function bulkChunkPath(id: string): string {
+  return `${BULK_CHUNK_PREFIX}${id}`;
+}
+
+/** The "method" a node-key session HMAC covers for a bulk request (its body is the id). */
+export function bulkAuthMethod(method: BulkMethod, id: string): string {
+  return `${method} ${BULK_CHUNK_PREFIX}${id}`;
+}
+
+export function isBulkChunkRequest(url: string | undefined): boolean {
+  return url?.startsWith(BULK_CHUNK_PREFIX) ?? false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+export interface BulkRequest {
+  method: BulkMethod;
+  id: string;
+  /** Request headers, lowercase names, first value of each. */
+  headers: Record<string, string>;
+  /** The verified TLS peer, when the server runs mutual TLS. */
+  peer: PeerIdentity | undefined;
+}
+
+export interface BulkChunkRoute {
+  store: ChunkStore;
+  /** Admit the caller exactly as the server's Connect services would; throw a PollenError to refuse. */
+  authorize(req: BulkRequest): void | Promise<void>;
+  /** Serve GET too (default true; the Control API only receives chunks). */
+  get?: boolean;
+  /** Largest chunk accepted (default CHUNK_SIZE, 4 MiB). */
+  maxChunkBytes?: number;
+}
+
+function flatHeaders(h: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (k.startsWith(':') || v === undefined) continue;
+    out[k] = Array.isArray(v) ? (v[0] ?? '') : v;
+  }
+  return out;
+}
+
+/** Answer one `/pollen.v1.chunks/*` request; never throws (failures become error responses). */
+export async function serveBulkChunk(
+  route: BulkChunkRoute,
+  req: Http2ServerRequest,
+  res: Http2ServerResponse,
+  peer: PeerIdentity | undefined,
+): Promise<void> {
+  try {
+    const method = req.method;
+    if (method !== 'PUT' && method !== 'GET')
+      throw new PollenError('METHOD_NOT_ALLOWED', `${method} is not allowed on chunks; use PUT or GET`);
+    if (method === 'GET' && route.get === false)
+      throw new PollenError('METHOD_NOT_ALLOWED', 'This API only receives chunks');
+    const id = req.url.slice(BULK_CHUNK_PREFIX.length);
+    assertChunkId(id);
+    await route.authorize({ method, id, headers: flatHeaders(req.headers), peer });
+    if (method === 'GET') await sendChunk(route.store, id, res);
+    else await receiveChunk(route, id, req, res);
+  } catch (e) {
+    fail(req, res, e);
+  }
+}
+
+function fail(req: Http2ServerRequest, res: Http2ServerResponse, e: unknown): void {
+  const pe = toPollenError(e);
+  if (res.headersSent || res.stream?.destroyed) {
+    res.stream?.close(h2.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  const body = JSON.stringify({ code: pe.code, message: pe.message });
+  res.writeHead(pe.status, {
+    [ERROR_CODE_HEADER]: pe.code,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+  // The client may still be sending a body we will not read: end the stream once our answer is
+  // out (RST_STREAM NO_ERROR, RFC 9113 §8.1: the client keeps the response).
+  if (!req.readableEnded) res.stream?.close(h2.NGHTTP2_NO_ERROR);
+}
+
+async function receiveChunk(
+  route: BulkChunkRoute,
+  id: string,
+  req: Http2ServerRequest,
+  res: Http2ServerResponse,
+): Promise<void> {
+  const max = route.maxChunkBytes ?? CHUNK_SIZE;
+  const tooLarge = (n: number): PollenError =>
+    new PollenError('CHUNK_TOO_LARGE', `Chunk ${id} is ${n} bytes or more; at most ${max} are accepted`);
+  const declared = Number(req.headers['content-length'] ?? Number.NaN);
+  if (declared > max) throw tooLarge(declared);
+  const hash = createHash('sha256');
+  const mismatch = (): PollenError =>
+    new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, { data: { chunkId: id } });
+  let bytes = 0;
+  const store = route.store;
+  const check = (frame: Buffer): void => {
+    bytes += frame.byteLength;
+    if (bytes > max) throw tooLarge(bytes);
+    hash.update(frame);
+  };
+  if (store instanceof DiskChunkStore) {
+    // Stream to a temp file, hashing on the way; rename into place only if the hash matches.
+    const temp = await store.tempPathFor(id);
+    try {
+      const fh = await open(temp, 'wx', 0o600);
+      try {
+        await eachFrame(req, check, async (batch, n) => {
+          const { bytesWritten } = await fh.writev(batch);
+          if (bytesWritten !== n) throw new PollenError('INTERNAL', `Short write to ${temp}`);
+        });
+      } finally {
+        await fh.close();
+      }
+      if (hash.digest('hex') !== id) throw mismatch();
+      await store.adoptVerified(id, temp);
+    } catch (e) {
+      await rm(temp, { force: true });
+      throw e;
+    }
+  } else {
+    const frames: Buffer[] = [];
+    await eachFrame(req, check, async (batch) => {
+      frames.push(...batch);
+    });
+    if (hash.digest('hex') !== id) throw mismatch();
+    const data = frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes);
+    if (hasVerifiedPut(store)) await store.putVerified(id, data);
+    else await store.put(id, data);
+  }
+  res.writeHead(201, { 'content-length': 0 });
+  res.end();
+}
+
+/**
+ * Read a request body frame by frame ('data' events: no re-concatenation by the stream), check
+ * each one, and hand them on in batches of about WRITE_BATCH bytes, pausing the stream meanwhile.
+ */
+function eachFrame(
+  req: Http2ServerRequest,
+  check: (frame: Buffer) => void,
+  flush: (batch: Buffer[], bytes: number) => Promise<void>,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    let failed = false;
+    let writing: Promise<void> = Promise.resolve();
+    const fail = (e: unknown): void => {
+      if (failed) return;
+      failed = true;
+      req.off('data', onData);
+      req.pause();
+      reject(e);
+    };
+    const drain = (): void => {
+      const out = batch;
+      const n = batchBytes;
+      batch = [];
+      batchBytes = 0;
+      req.pause();
+      writing = writing
+        .then(() => flush(out, n))
+        .then(() => {
+          if (!failed) req.resume();
+        }, fail);
+    };
+    const onData = (frame: Buffer): void => {
+      if (failed) return;
+      try {
+        check(frame);
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      batch.push(frame);
+      batchBytes += frame.byteLength;
+      if (batchBytes >= WRITE_BATCH) drain();
+    };
+    req.on('data', onData);
+    req.once('end', () => {
+      if (failed) return;
+      if (batchBytes > 0) drain();
+      writing.then(() => {
+        if (!failed) resolve();
+      }, fail);
+    });
+    req.once('error', fail);
+    req.once('aborted', () => fail(new PollenError('UNAVAILABLE', 'The sender went away mid-chunk')));
+  });
+}
+
+async function sendChunk(store: ChunkStore, id: string, res: Http2ServerResponse): Promise<void> {
+  const headers = { 'content-type': 'application/octet-stream' };
+  const missing = (): PollenError => new PollenError('CHUNK_MISSING', `Chunk ${id} is not held here`);
+  if (store instanceof DiskChunkStore) {
+    const path = store.pathOf(id);
+    const stream = res.stream as typeof res.stream | undefined;
+    if (stream) {
+      // The file goes from the kernel to the TLS socket without passing through JS. It is not
+      // re-hashed here: the receiver verifies every chunk against its id (CHUNK_MISMATCH).
+      await new Promise<void>((resolve, reject) => {
+        stream.respondWithFile(path, headers, {
+          onError: (err) => reject((err as NodeJS.ErrnoException).code === 'ENOENT' ? missing() : err),
+        });
+        stream.once('close', () => resolve());
+      });
+      return;
+    }
+    let data: Buffer;
+    try {
+      data = await readFile(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw missing();
+      throw e;
+    }
+    res.writeHead(200, { ...headers, 'content-length': data.byteLength });
+    res.end(data);
+    return;
+  }
+  const data = await store.get(id);
+  if (data === undefined) throw missing();
+  res.writeHead(200, { ...headers, 'content-length': data.byteLength });
+  res.end(data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+export interface BulkChunkClientOptions {
+  /** Open a request stream on the channel's HTTP/2 session (e.g. Http2SessionManager.request). */
+  request(method: string, path: string, headers: OutgoingHttpHeaders): Promise<ClientHttp2Stream>;
+  /** Authentication headers for one request (node-key session HMAC, per-run app token). */
+  headers?(method: BulkMethod, id: string): Record<string, string>;
+}
+
+function isErrorCode(s: unknown): s is ErrorCode {
+  return typeof s === 'string' && Object.hasOwn(ERROR_CODES, s);
+}
+
+function responseError(status: number, code: unknown, body: Buffer[]): PollenError {
+  let message = `HTTP ${status}`;
+  try {
+    const parsed = JSON.parse(Buffer.concat(body).toString('utf8')) as { message?: unknown };
+    if (typeof parsed.message === 'string') message = parsed.message;
+  } catch {
+    // not a Pollen answer
+  }
+  if (isErrorCode(code)) return new PollenError(code, message);
+  // Not a Pollen bulk route (an older server, a proxy): the caller falls back to the RPCs.
+  if (status === 404 || status === 405 || status === 415) return new PollenError('ROUTE_NOT_FOUND', message);
+  if (status === 413) return new PollenError('PAYLOAD_TOO_LARGE', message);
+  if (status === 401) return new PollenError('UNAUTHENTICATED', message);
+  if (status === 403) return new PollenError('PERMISSION_DENIED', message);
+  if (status >= 500) return new PollenError('UNAVAILABLE', message);
+  return new PollenError('INVALID_REQUEST', message);
+}
+
+function streamGone(stream: ClientHttp2Stream, e?: unknown): PollenError {
+  return new PollenError(
+    'UNAVAILABLE',
+    `The chunk transfer stream ended early (code ${stream.rstCode ?? '?'})`,
+    {
+      cause: e,
+    },
+  );
+}
+
+function onAbort(
+  signal: AbortSignal | undefined,
+  stream: ClientHttp2Stream,
+  reject: (e: unknown) => void,
+): () => void {
+  if (!signal) return () => {};
+  const abort = (): void => {
+    reject(new PollenError('UNAVAILABLE', 'The chunk transfer was cancelled'));
+    stream.close(h2.NGHTTP2_CANCEL);
+  };
+  if (signal.aborted) abort();
+  signal.addEventListener('abort', abort, { once: true });
+  return () => signal.removeEventListener('abort', abort);
+}
+
+/** PUT and GET single chunks over one HTTP/2 session. */
+export class BulkChunkClient {
+  readonly #o: BulkChunkClientOptions;
+  /** False once the server answered that it has no bulk route; callers then use the RPCs. */
+  supported = true;
+
+  constructor(o: BulkChunkClientOptions) {
+    this.#o = o;
+  }
+
+  async #open(method: BulkMethod, id: string, extra: OutgoingHttpHeaders): Promise<ClientHttp2Stream> {
+    assertChunkId(id);
+    try {
+      return await this.#o.request(method, bulkChunkPath(id), { ...this.#o.headers?.(method, id), ...extra });
+    } catch (e) {
+      throw e instanceof PollenError
+        ? e
+        : new PollenError('UNAVAILABLE', 'Cannot reach the peer', { cause: e });
+    }
+  }
+
+  /** Send one chunk (written from `data` itself, no copy). Resolves once the peer stored it. */
+  async put(id: string, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    const stream = await this.#open('PUT', id, {
+      'content-type': 'application/octet-stream',
+      'content-length': data.byteLength,
+    });
+    await new Promise<void>((resolve, reject) => {
+      let status = 0;
+      let code: unknown;
+      const body: Buffer[] = [];
+      const off = onAbort(signal, stream, reject);
+      stream.on('response', (h) => {
+        status = Number(h[':status']);
+        code = h[ERROR_CODE_HEADER];
+      });
+      stream.on('data', (d: Buffer) => {
+        if (body.length < 64) body.push(d);
+      });
+      // After a response, a reset only means the server did not need the rest of the body.
+      stream.on('error', (e) => {
+        if (status === 0) reject(streamGone(stream, e));
+      });
+      stream.on('close', () => {
+        off();
+        if (status === 0) reject(streamGone(stream));
+        else if (status >= 200 && status < 300) resolve();
+        else reject(responseError(status, code, body));
+      });
+      stream.end(data);
+    });
+  }
+
+  /** Fetch one chunk, verified against its id (CHUNK_MISMATCH) and `maxBytes` (CHUNK_TOO_LARGE). */
+  async get(id: string, maxBytes = CHUNK_SIZE, signal?: AbortSignal): Promise<Buffer> {
+    const stream = await this.#open('GET', id, {});
+    stream.end();
+    return await new Promise<Buffer>((resolve, reject) => {
+      let status = 0;
+      let code: unknown;
+      let failure: PollenError | undefined;
+      const hash = createHash('sha256');
+      let buf: Buffer | undefined;
+      const frames: Buffer[] = [];
+      let received = 0;
+      const off = onAbort(signal, stream, reject);
+      const stop = (e: PollenError): void => {
+        failure ??= e;
+        stream.close(h2.NGHTTP2_CANCEL);
+      };
+      stream.on('response', (h) => {
+        status = Number(h[':status']);
+        code = h[ERROR_CODE_HEADER];
+        const length = Number(h['content-length'] ?? Number.NaN);
+        if (status !== 200) return;
+        if (length > maxBytes)
+          stop(
+            new PollenError(
+              'CHUNK_TOO_LARGE',
+              `Chunk ${id} is ${length} bytes; at most ${maxBytes} are accepted`,
+            ),
+          );
+        else if (Number.isSafeInteger(length)) buf = Buffer.allocUnsafe(length);
+      });
+      stream.on('data', (d: Buffer) => {
+        if (failure) return;
+        if (status !== 200) {
+          if (frames.length < 64) frames.push(d);
+          return;
+        }
+        if (received + d.byteLength > (buf?.byteLength ?? maxBytes)) {
+          stop(new PollenError('CHUNK_TOO_LARGE', `Chunk ${id} is larger than announced or accepted`));
+          return;
+        }
+        hash.update(d);
+        if (buf) d.copy(buf, received);
+        else frames.push(d);
+        received += d.byteLength;
+      });
+      stream.on('error', (e) => {
+        failure ??= streamGone(stream, e);
+      });
+      stream.on('close', () => {
+        off();
+        if (failure) return reject(failure);
+        if (status === 0) return reject(streamGone(stream));
+        if (status !== 200) return reject(responseError(status, code, frames));
+        if (!stream.readableEnded || (buf && received !== buf.byteLength)) return reject(streamGone(stream));
+        if (hash.digest('hex') !== id)
+          return reject(
+            new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, {
+              data: { chunkId: id },
+            }),
+          );
+        resolve(buf ?? Buffer.concat(frames, received));
+      });
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfers: several chunks in flight
+
+/** Marks a Connect client (of a Pollen channel) as able to use the bulk route of its server. */
+export const BULK_CHUNKS: unique symbol = Symbol.for('pollen.bulkChunks') as never;
+
+export interface BulkCapable {
+  readonly [BULK_CHUNKS]?: BulkChunkClient;
+}
+
+export function withBulk<T extends object>(client: T, bulk: BulkChunkClient): T & BulkCapable {
+  Object.defineProperty(client, BULK_CHUNKS, { value: bulk, enumerable: false });
+  return client as T & BulkCapable;
+}
+
+/** The bulk client a Connect client carries, if it still may be used. */
+export function bulkOf(client: object, explicit?: BulkChunkClient | false): BulkChunkClient | undefined {
+  if (explicit === false) return undefined;
+  const bulk = explicit ?? (client as BulkCapable)[BULK_CHUNKS];
+  return bulk?.supported ? bulk : undefined;
+}
+
+/** True for the error that means "this server has no bulk route": fall back to the RPCs. */
+export function isBulkUnsupported(e: unknown): boolean {
+  return e instanceof PollenError && e.code === 'ROUTE_NOT_FOUND';
+}
+
+export interface BulkTransferOptions {
+  concurrency?: number;
+  signal?: AbortSignal;
+}
+
+/** PUT every chunk of `ids`, `concurrency` at a time; `onSent` after each one is stored. */
+export async function bulkUpload(
+  bulk: BulkChunkClient,
+  ids: string[],
+  get: (id: string) => Promise<Uint8Array | undefined>,
+  onSent: (id: string, bytes: number) => void,
+  options: BulkTransferOptions = {},
+): Promise<void> {
+  let next = 0;
+  let failed = false;
+  const inner = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, inner.signal]) : inner.signal;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < ids.length) {
+      const id = ids[next++]!;
+      const data = await get(id);
+      if (data === undefined) throw new PollenError('CHUNK_MISSING', `Chunk ${id} is not available to send`);
+      await bulk.put(id, data, signal);
+      onSent(id, data.byteLength);
+    }
+  };
+  const n = Math.max(1, Math.min(options.concurrency ?? BULK_CONCURRENCY, ids.length));
+  const results = await Promise.allSettled(
+    Array.from({ length: n }, () =>
+      worker().catch((e) => {
+        failed = true;
+        inner.abort();
+        throw e;
+      }),
+    ),
+  );
+  const first = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (first) {
+    // The first real failure, not the cancellations it caused.
+    const real = results.find(
+      (r): r is PromiseRejectedResult =>
+        r.status === 'rejected' && !(r.reason instanceof PollenError && /cancelled/.test(r.reason.message)),
+    );
+    throw (real ?? first).reason;
+  }
+}
+
+/**
+ * GET the chunks `ids`, `concurrency` at a time, yielded in order, each verified. Stopping early
+ * (break, error) cancels what is still in flight.
+ */
+export async function* bulkPull(
+  bulk: BulkChunkClient,
+  ids: string[],
+  maxChunkBytes: number,
+  options: BulkTransferOptions = {},
+): AsyncGenerator<{ id: string; data: Uint8Array }> {
+  const inner = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, inner.signal]) : inner.signal;
+  const n = Math.max(1, options.concurrency ?? BULK_CONCURRENCY);
+  const inFlight: Promise<Buffer>[] = [];
+  let started = 0;
+  const start = (): void => {
+    const id = ids[started++]!;
+    const p = bulk.get(id, maxChunkBytes, signal);
+    p.catch(() => {}); // observed when awaited; avoid unhandled rejections of cancelled ones
+    inFlight.push(p);
+  };
+  try {
+    for (let done = 0; done < ids.length; done++) {
+      while (started < ids.length && inFlight.length < n) start();
+      const data = await inFlight.shift()!;
+      yield { id: ids[done]!, data };
+    }
+  } finally {
+    inner.abort();
+  }
+}
