@@ -19,12 +19,14 @@ const OS = [
   'openharmony',
 ];
 const CPU = ['arm64', 'x64', 'ia32', 'arm', 'loong64', 'ppc64', 'riscv64', 's390x', 'mips64el'];
+/** Other spellings packages use in their names (e.g. @bufbuild/buf-linux-aarch64, -armv7). */
+const CPU_ALIASES = { aarch64: 'arm64', armv7: 'arm', amd64: 'x64' };
 
 /** os/cpu/libc from a platform package name like `cli-linux-arm64-musl` or `rollup-linux-arm-gnueabihf`. */
 function platformOf(name) {
   const parts = name.split('/').pop().split('-');
   const os = parts.find((p) => OS.includes(p));
-  const cpu = parts.find((p) => CPU.includes(p));
+  const cpu = parts.map((p) => CPU_ALIASES[p] ?? p).find((p) => CPU.includes(p));
   if (!os || !cpu) return undefined;
   const entry = { os: [os], cpu: [cpu] };
   if (os === 'linux')
