@@ -4,16 +4,17 @@
  * The SuperLink runs in a child process (bench/scale-superlink.ts: mutual TLS, certificate mode)
  * so its RSS is its own. This process runs N SuperNodes, each with its own client certificate
  * (issued in memory with issueSiteCertificate), its own HTTP/2 + TLS connection, heartbeats and
- * polling, and an embedded ClientApp (startSuperNode's `app` option: no child process) that
+ * long polls, and an embedded ClientApp (startSuperNode's `app` option: no child process) that
  * answers a `train` instruction with the model it got. N grows 100 → 250 → 500 → 1,000 → 2,000
  * (the nodes of a step stay for the next); per step:
  *
  *   connect   time for the step's new nodes to be activated (all of them `ready`)
  *   round     the SuperLink pushes one instruction per online node (a 10k-float32 model, 40 KB)
- *             on its Link and waits for every reply (nodes poll every 500 ms, the default)
+ *             on its Link and waits for every reply (nodes long-poll: PullMessages waits up to
+ *             20 s and is answered as soon as the instruction is queued)
  *   memory    SuperLink VmRSS before any node and after the round → KiB per node
  *
- * Baseline in the same run: the round on one node (the fixed cost of a round: poll interval,
+ * Baseline in the same run: the round on one node (the fixed cost of a round: wake-up,
  * SQLite commits). Ratio = round(N) ÷ round(1).
  *
  *   npm run bench:scale                       N = 100, 250, 500, 1000, 2000 (stops past 5 s)
@@ -148,8 +149,11 @@ const quiet = pino({ level: 'silent' });
 const nodes: SuperNode[] = [];
 async function grow(to: number): Promise<number> {
   const t0 = performance.now();
-  const batch: Promise<string>[] = [];
+  // At most 64 activations in flight: a sliding window, so the step measures throughput, not a
+  // stampede, and no node waits for the slowest of a batch.
+  const inFlight = new Set<Promise<unknown>>();
   for (let i = nodes.length; i < to; i++) {
+    if (inFlight.size >= 64) await Promise.race(inFlight);
     const node = await startSuperNode({
       superlink: ready.fleetUrl,
       tls: certs[i]!,
@@ -160,11 +164,10 @@ async function grow(to: number): Promise<number> {
       log: quiet,
     });
     nodes.push(node);
-    batch.push(node.ready);
-    // Keep the handshakes in flight bounded, so the step measures throughput, not a stampede.
-    if (batch.length >= 64) await Promise.all(batch.splice(0));
+    const activated: Promise<unknown> = node.ready.then(() => inFlight.delete(activated));
+    inFlight.add(activated);
   }
-  await Promise.all(batch);
+  await Promise.all(inFlight);
   return performance.now() - t0;
 }
 
@@ -279,7 +282,13 @@ log(`target ≥ 1,000: ${largest >= 1000 ? 'PASS' : 'FAIL'}`);
 const doc = {
   bench: 'scale',
   machine: machineInfo(),
-  config: { steps: STEPS, floats: FLOATS, roundLimitMs: ROUND_LIMIT_MS, pollMs: 500, heartbeatMs: 10_000 },
+  config: {
+    steps: STEPS,
+    floats: FLOATS,
+    roundLimitMs: ROUND_LIMIT_MS,
+    pollWaitMs: 20_000,
+    heartbeatMs: 10_000,
+  },
   certMs,
   idle,
   baseline: base,

@@ -147,7 +147,12 @@ describe('Fleet API from grpc-js (mutual TLS)', () => {
     expect(node?.status).toBe('online');
     expect(node?.name).toBe('site-a'); // an empty name falls back to the certificate's
 
-    expect(await call(fleet, 'Heartbeat', { heartbeat_interval_ms: 5_000 })).toEqual({ known: true });
+    // (proto-loader fills in defaults: no run_ids asked about, so no run status either)
+    expect(await call(fleet, 'Heartbeat', { heartbeat_interval_ms: 5_000 })).toEqual({
+      known: true,
+      finished_run_ids: [],
+      runs_checked: false,
+    });
     expect(await call(fleet, 'PullMessages', { max_messages: 8 })).toEqual({ messages: [] });
 
     const err = await callError(fleet, 'GetRun', { run_id: '00000000deadbeef' });
@@ -159,7 +164,7 @@ describe('Fleet API from grpc-js (mutual TLS)', () => {
     node = link.state.listNodes().find((n) => n.nodeId === first.node_id);
     expect(node?.status).toBe('offline');
     // the SuperLink no longer counts the node; a heartbeat says so, activation brings it back
-    expect(await call(fleet, 'Heartbeat', { heartbeat_interval_ms: 5_000 })).toEqual({ known: false });
+    expect(await call(fleet, 'Heartbeat', { heartbeat_interval_ms: 5_000 })).toMatchObject({ known: false });
     expect(link.state.onlineNodeIds()).not.toContain(first.node_id);
     await call(fleet, 'ActivateNode', { heartbeat_interval_ms: 5_000 });
     expect(link.state.listNodes().find((n) => n.nodeId === first.node_id)?.status).toBe('online');

@@ -2,10 +2,11 @@
  * Fleet API handlers: what a SuperNode may do. Every handler acts as the calling node that the
  * authentication interceptor put in the context, never as a node named in the request.
  */
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
-import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
+import { Fleet, PullMessagesResponseSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../gen/pollen/v1/records_pb.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
 import { guard, toConnectError } from '../transport/errors.js';
@@ -47,12 +48,27 @@ export function fleetRoutes(link: Link) {
           node.nodeId,
           link.heartbeatInterval(req.heartbeatIntervalMs),
         );
-        return { known };
+        // Run status only when asked (a heartbeat naming no runs answers as it always did).
+        if (!known || req.runIds.length === 0) return { known };
+        return { known, finishedRunIds: await link.finishedRuns(req.runIds), runsChecked: true };
       }),
       pullMessages: guard(async (req, ctx) => {
         const node = caller(ctx);
         const limit = Math.min(Math.max(req.maxMessages || 16, 1), 256);
-        return { messages: await link.pullInstructions(node.nodeId, limit) };
+        // wait_ms > 0: a long poll (capped by the Link); 0, from older nodes, answers at once.
+        const payloads = await link.pullInstructionBytes(node.nodeId, limit, req.waitMs, ctx.signal);
+        if (/json/i.test(ctx.requestHeader.get('content-type') ?? ''))
+          return { messages: payloads.map((p) => fromBinary(MessageSchema, p)) };
+        // Binary protocols: each stored instruction is the wire form of a Message, so it goes out
+        // verbatim as field 1 (`messages`) through the unknown-field list, which toBinary writes
+        // as it is. Decoding and re-encoding a model would copy it once per nesting level.
+        const res = create(PullMessagesResponseSchema);
+        res.$unknown = payloads.map((p) => ({
+          no: 1,
+          wireType: WireType.LengthDelimited,
+          data: new BinaryWriter().bytes(p).finish(),
+        }));
+        return res;
       }),
       pushMessages: guard(async (req, ctx) => {
         const node = caller(ctx);

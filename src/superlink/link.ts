@@ -29,7 +29,11 @@ import { Waiters } from './waiters.js';
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 /** How long pullReplies waits after the first new reply for others to arrive. */
 const REPLY_LINGER_MS = 25;
+/** Longest PullMessages long poll (wait_ms is capped to it). */
+export const MAX_INSTRUCTION_WAIT_MS = 30_000;
 const MIN_HEARTBEAT_MS = 1_000;
+/** How long a GetRun answer is shared (see wireRun). */
+const RUN_CACHE_MS = 1_000;
 const MAX_HEARTBEAT_MS = 300_000;
 
 export interface LinkOptions {
@@ -47,6 +51,15 @@ export class Link {
   readonly nodeAuth: boolean;
   readonly chunkLimits = { maxChunkBytes: CHUNK_SIZE, maxChunks: 1 << 20 };
   readonly replies = new Waiters();
+  /** SuperNodes long-polling PullMessages, keyed by node id. */
+  readonly instructions = new Waiters();
+  /**
+   * Bumped per node on every push, so a long poll that found nothing cannot miss a push that
+   * landed between its query and its wait (it looks again instead of sleeping).
+   */
+  readonly #pushed = new Map<string, number>();
+  #closing = false;
+  readonly #runCache = new Map<string, { at: number; run: Promise<WireRun> }>();
   readonly #fabDir: string;
 
   constructor(o: LinkOptions) {
@@ -69,7 +82,15 @@ export class Link {
   }
 
   /** A node left or was removed: wake ServerApps waiting on it so they see NODE_UNAVAILABLE. */
-  nodeGone(_nodeId: string): void {
+  nodeGone(nodeId: string): void {
+    this.replies.notifyAll();
+    this.instructions.notify(nodeId);
+  }
+
+  /** End every long poll (the SuperLink is stopping): they answer empty at once. */
+  close(): void {
+    this.#closing = true;
+    this.instructions.notifyAll();
     this.replies.notifyAll();
   }
 
@@ -130,7 +151,35 @@ export class Link {
   // ------------------------------------------------------------------------------------------
   // Runs
 
-  async wireRun(runId: string): Promise<WireRun> {
+  /**
+   * A run for the Fleet API's GetRun. Every node asks when a run's first instruction reaches it,
+   * so a thousand nodes ask at once: answers are shared for up to RUN_CACHE_MS (a node sees a
+   * status change that much later; it looks every few seconds anyway).
+   */
+  wireRun(runId: string): Promise<WireRun> {
+    const now = Date.now();
+    const hit = this.#runCache.get(runId);
+    if (hit && now - hit.at < RUN_CACHE_MS) return hit.run;
+    if (this.#runCache.size >= 256)
+      for (const [id, e] of this.#runCache) if (now - e.at >= RUN_CACHE_MS) this.#runCache.delete(id);
+    const run = this.#loadWireRun(runId);
+    this.#runCache.set(runId, { at: now, run });
+    // Errors are not kept.
+    run.catch(() => this.#runCache.delete(runId));
+    return run;
+  }
+
+  /** Of these runs (the first 64), those finished or unknown: run status for heartbeats. */
+  async finishedRuns(runIds: string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const runId of runIds.slice(0, 64)) {
+      const run = await this.wireRun(runId).catch(() => undefined);
+      if (!run || run.status === 'finished') out.push(runId);
+    }
+    return out;
+  }
+
+  async #loadWireRun(runId: string): Promise<WireRun> {
     const run = await this.state.getRun(runId);
     if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${runId}`);
     return await this.toWireRun(run);
@@ -197,12 +246,51 @@ export class Link {
       });
     }
     await this.state.pushInstructions(runId, items);
+    const nodes = new Set(items.map((i) => i.dstNodeId));
+    for (const nodeId of nodes) {
+      this.#pushed.set(nodeId, (this.#pushed.get(nodeId) ?? 0) + 1);
+      this.instructions.notify(nodeId);
+    }
     return items.map((i) => i.messageId);
   }
 
-  async pullInstructions(nodeId: string, limit: number): Promise<WireMessage[]> {
-    const rows = await this.state.pullInstructions(nodeId, { limit });
-    return rows.map((r) => fromBinary(MessageSchema, r.payload));
+  /**
+   * A node's queued instructions. With `waitMs` (a long poll, capped at 30 s) an empty queue is
+   * waited on: the call answers as soon as an instruction is pushed for the node, or empty when
+   * the wait ends, the caller goes away (`signal`) or the SuperLink stops. An idle node then
+   * costs one request per wait instead of one per poll interval; the wait itself is a timer and
+   * a closure, and an empty queue is answered from memory (LinkState's per-node counts).
+   */
+  async pullInstructions(
+    nodeId: string,
+    limit: number,
+    waitMs = 0,
+    signal?: AbortSignal,
+  ): Promise<WireMessage[]> {
+    const payloads = await this.pullInstructionBytes(nodeId, limit, waitMs, signal);
+    return payloads.map((p) => fromBinary(MessageSchema, p));
+  }
+
+  /** pullInstructions, as the stored wire bytes of each Message (see fleet-service.ts). */
+  async pullInstructionBytes(
+    nodeId: string,
+    limit: number,
+    waitMs = 0,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array[]> {
+    const deadline = Date.now() + Math.min(Math.max(waitMs, 0), MAX_INSTRUCTION_WAIT_MS);
+    for (;;) {
+      const seen = this.#pushed.get(nodeId);
+      const rows = await this.state.pullInstructions(nodeId, { limit });
+      if (rows.length > 0) return rows.map((r) => r.payload);
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted || this.#closing) return [];
+      // Pushed while we looked: look again rather than wait for the next push.
+      if (this.#pushed.get(nodeId) !== seen) continue;
+      await this.instructions.wait(nodeId, left, signal);
+      // Woken without a push (time is up, the caller left, the node left, we are stopping).
+      if (this.#pushed.get(nodeId) === seen) return [];
+    }
   }
 
   /** Store one reply from a node; answers per message so one bad reply spoils nothing else. */
@@ -242,7 +330,7 @@ export class Link {
     const deadline = Date.now() + Math.min(waitMs, 30_000);
     for (;;) {
       const out = await this.state.pullReplies(runId, ids);
-      if (out.length > 0 || Date.now() >= deadline || signal?.aborted)
+      if (out.length > 0 || Date.now() >= deadline || signal?.aborted || this.#closing)
         return out.map((r) => this.#replyMessage(runId, r));
       // Offline detection is time based: look again at least every second.
       await this.replies.wait(runId, Math.min(1000, deadline - Date.now()), signal);

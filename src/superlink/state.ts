@@ -31,6 +31,8 @@ export const ONLINE_GRACE_MS = 5_000;
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** Default period of the liveness flush (online_until / last_seen_at) to the store. */
 export const DEFAULT_LIVENESS_FLUSH_MS = 5_000;
+/** What a delivered instruction keeps of its payload (nothing: it is never delivered again). */
+const DELIVERED_PAYLOAD = Buffer.alloc(0);
 /** Rows per statement when a list is long (stays far below SQLite's bound-parameter limit). */
 const CHUNK = 500;
 
@@ -473,11 +475,14 @@ export class LinkState {
     const n = this.nodes.get(nodeId);
     if (!n) throw unknownNode(nodeId);
     const now = this.now();
-    await this.db
-      .updateTable('nodes')
-      .set({ deactivated_at: now, online_until: now })
-      .where('node_id', '=', nodeId)
-      .execute();
+    // Group commit: a thousand nodes leaving together share a few commits.
+    await this.batcher.run((tx) =>
+      tx
+        .updateTable('nodes')
+        .set({ deactivated_at: now, online_until: now })
+        .where('node_id', '=', nodeId)
+        .execute(),
+    );
     n.deactivatedAt = now;
     n.onlineUntil = now;
   }
@@ -768,25 +773,30 @@ export class LinkState {
           .where('delivered_at', 'is', null)
           .where('expires_at', '>', now)
           .where('run_id', 'in', tx.selectFrom('runs').select('run_id').where('status', '=', 'running'));
-      const picked = await deliverable()
-        .select('message_id')
+      const rows = await deliverable()
+        .selectAll()
         .orderBy('created_at')
         .orderBy('message_id')
         .limit(limit)
         // PostgreSQL: a concurrent pull skips the rows this one holds; SQLite has one writer.
         .$if(this.pg, (s) => s.forUpdate().skipLocked())
         .execute();
-      const ids = picked.map((r) => r.message_id);
-      const rows =
-        ids.length === 0
-          ? []
-          : await tx
-              .updateTable('messages')
-              .set({ delivered_at: now })
-              .where('message_id', 'in', ids)
-              .where('delivered_at', 'is', null)
-              .returningAll()
-              .execute();
+      if (rows.length > 0)
+        // The payload is dropped on delivery (an instruction is delivered once; what stays is
+        // what pushReplies and pullReplies check). Rewriting the row without it is cheap; keeping
+        // it would rewrite every payload byte (SQLite rewrites the whole record on an update).
+        await tx
+          .updateTable('messages')
+          .set({ delivered_at: now, payload: DELIVERED_PAYLOAD })
+          .where(
+            'message_id',
+            'in',
+            rows.map((r) => r.message_id),
+          )
+          .where('delivered_at', 'is', null)
+          .execute();
+      // Fewer than the limit: that was all of them.
+      if (rows.length < limit) return { rows, remaining: 0 };
       const left = await deliverable().select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
       return { rows, remaining: Number(left.n) };
     });

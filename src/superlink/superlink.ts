@@ -134,6 +134,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       state,
       link,
       async close() {
+        link.close();
         await launcher.close();
         revocations?.stop();
         await Promise.all(servers.map((s) => s.close()));

@@ -31,6 +31,11 @@ export class Waiters {
     for (const wake of [...set]) wake();
   }
 
+  /** How many waits on `key` are in flight. */
+  count(key: string): number {
+    return this.#waiting.get(key)?.size ?? 0;
+  }
+
   notifyAll(): void {
     for (const key of [...this.#waiting.keys()]) this.notify(key);
   }

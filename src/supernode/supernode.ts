@@ -58,6 +58,16 @@ export interface SuperNodeOptions {
   nodeConfig?: Record<string, UserConfigValue>;
   workDir: string;
   heartbeatIntervalMs?: number;
+  /**
+   * Long poll: how long one PullMessages may wait on the SuperLink for an instruction (default
+   * 20 s; the SuperLink caps it at 30 s). 0 turns long polling off (a poll every pollIntervalMs).
+   */
+  pollWaitMs?: number;
+  /**
+   * Pause after an empty answer that came sooner than this (default 500 ms): the poll interval
+   * when long polling is off, and what keeps a node from spinning against an older SuperLink that
+   * ignores wait_ms and answers at once.
+   */
   pollIntervalMs?: number;
   clientAppIo?: { host: string; port: number };
   log: Logger;
@@ -118,6 +128,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   const fleet = channel.client(Fleet);
   const heartbeatMs = o.heartbeatIntervalMs ?? 10_000;
   const pollMs = o.pollIntervalMs ?? 500;
+  const pollWaitMs = Math.max(0, o.pollWaitMs ?? 20_000);
   const slots = new Map<string, Slot>();
   const tasks = new Waiters();
   const nodeConfigWire = configToWire(o.nodeConfig ?? {});
@@ -335,6 +346,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     }
   }
 
+  /** Older SuperLinks (no run status on heartbeats): ask with GetRun, per run, every 5 s. */
   async function checkRuns(): Promise<void> {
     for (const slot of slots.values()) {
       if (slot.shutdown || Date.now() - slot.lastCheck < 5_000) continue;
@@ -356,6 +368,21 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   }
 
   // ---- Connection loop ------------------------------------------------------------------------
+  // Two tasks share the node's one HTTP/2 connection (each call is its own stream):
+  //  - the poll loop: activate, then long-poll PullMessages (wait_ms = pollWaitMs), handle what
+  //    comes, poll again;
+  //  - the ticker (every second, independent of the poll): a Heartbeat when one is due, so a poll
+  //    waiting on the SuperLink never delays one. The heartbeat names the node's open runs and
+  //    the answer says which finished (their slots close); with an older SuperLink, which does not
+  //    answer that, the ticker asks with GetRun per run every 5 s (checkRuns).
+  // A pull does not count as a heartbeat: liveness stays one explicit call per interval, which
+  // the SuperLink keeps in memory.
+  let lastHeartbeat = 0;
+  /** The long poll in flight, aborted to reconnect or to close. */
+  let poll: AbortController | undefined;
+  /** Why the ticker broke the connection (the poll loop reports it and reconnects). */
+  let dropped: PollenError | 'reactivate' | undefined;
+
   async function activate(): Promise<void> {
     const res = await call(() => fleet.activateNode({ heartbeatIntervalMs: heartbeatMs, name: o.name }));
     holder.session = res.session
@@ -363,33 +390,97 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       : undefined;
     nodeId = res.nodeId;
     connected = true;
+    dropped = undefined;
+    // Activation counts as the first heartbeat.
+    lastHeartbeat = Date.now();
     log.info({ nodeId, superlink: o.superlink }, 'connected to the SuperLink');
     o.onEvent?.({ kind: 'connected', nodeId });
     resolveReady(nodeId);
   }
 
-  let lastHeartbeat = 0;
+  /** Drop the connection from outside the poll loop: it wakes, then re-activates. */
+  function drop(why: PollenError | 'reactivate'): void {
+    if (!connected) return;
+    connected = false;
+    dropped = why;
+    poll?.abort();
+  }
+
+  /** The SuperLink reports finished runs on heartbeats (runs_checked). */
+  let runsOnHeartbeat = false;
+  let ticking = false;
+  async function tick(): Promise<void> {
+    if (ticking || closing || !connected) return;
+    ticking = true;
+    try {
+      if (Date.now() - lastHeartbeat >= heartbeatMs) {
+        lastHeartbeat = Date.now();
+        try {
+          const open = [...slots.values()].filter((s) => !s.shutdown).map((s) => s.runId);
+          const res = await call(() =>
+            fleet.heartbeat(
+              { heartbeatIntervalMs: heartbeatMs, runIds: open.slice(0, 64) },
+              { timeoutMs: heartbeatMs },
+            ),
+          );
+          if (!res.known) drop('reactivate');
+          else if (res.runsChecked) {
+            runsOnHeartbeat = true;
+            const now = Date.now();
+            for (const runId of open.slice(0, 64)) {
+              const slot = slots.get(runId);
+              if (slot) slot.lastCheck = now;
+            }
+            for (const runId of res.finishedRunIds) {
+              const slot = slots.get(runId);
+              if (slot) closeSlot(slot);
+            }
+          }
+        } catch (e) {
+          const err = isPollenError(e) ? e : fromConnectError(e);
+          // Unreachable: the poll sees it too and reconnects with backoff. Refused (an expired
+          // session, a withdrawn key): break the connection now.
+          if (err.code !== 'UNAVAILABLE') drop(err);
+          else log.debug({ code: err.code, reason: err.message }, 'heartbeat failed');
+        }
+      }
+      // The SuperLink answers run status on heartbeats; older ones are asked with GetRun.
+      if (connected && (!runsOnHeartbeat || slots.size > 64)) await checkRuns();
+    } finally {
+      ticking = false;
+    }
+  }
+  const ticker = setInterval(() => void tick(), Math.min(1_000, heartbeatMs));
+
   async function loop(): Promise<void> {
     let backoff = 500;
     while (!closing) {
       try {
         if (!connected) await activate();
         backoff = 500;
-        if (Date.now() - lastHeartbeat >= heartbeatMs) {
-          lastHeartbeat = Date.now();
-          const { known } = await call(() => fleet.heartbeat({ heartbeatIntervalMs: heartbeatMs }));
-          if (!known) {
-            connected = false;
-            continue;
-          }
-        }
-        const { messages } = await call(() => fleet.pullMessages({ maxMessages: 16 }));
+        const started = Date.now();
+        const ac = new AbortController();
+        poll = ac;
+        const { messages } = await call(() =>
+          fleet.pullMessages(
+            { maxMessages: 16, waitMs: pollWaitMs },
+            // A bound in case the connection dies silently (HTTP/2 pings also catch that).
+            { signal: ac.signal, timeoutMs: pollWaitMs > 0 ? pollWaitMs + 15_000 : undefined },
+          ),
+        ).finally(() => {
+          if (poll === ac) poll = undefined;
+        });
         for (const m of messages) await handleInstruction(m);
-        await checkRuns();
-        if (messages.length === 0) await sleep(pollMs);
+        // Long polling off, or a SuperLink that ignores wait_ms: wait out the poll interval.
+        const early = pollMs - (Date.now() - started);
+        if (messages.length === 0 && early > 0 && !closing) await sleep(early);
       } catch (e) {
         if (closing) break;
-        const err = isPollenError(e) ? e : fromConnectError(e);
+        // The ticker broke the connection (aborting the poll): act on its reason.
+        const why = dropped;
+        dropped = undefined;
+        if (why === 'reactivate') continue;
+        const err = why ?? (isPollenError(e) ? e : fromConnectError(e));
         connected = false;
         if (err.code === 'NODE_SESSION_EXPIRED') continue;
         const retryInMs = Math.round(backoff * (0.75 + Math.random() * 0.5));
@@ -413,6 +504,8 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     ready,
     async close() {
       closing = true;
+      clearInterval(ticker);
+      poll?.abort();
       const apps = [...slots.values()].flatMap((s) =>
         s.process && s.process.exitCode === null ? [s.process] : [],
       );

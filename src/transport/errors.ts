@@ -69,7 +69,17 @@ export function fromConnectError(e: unknown): PollenError {
     return new PollenError(header, message, { cause: ce });
   }
   const code = FALLBACK[ce.code] ?? 'INTERNAL';
-  return new PollenError(code, ce.rawMessage || 'Remote call failed', { cause: ce, detail: ce.message });
+  // A refused TLS handshake reaches an HTTP/2 client only as a closed stream or connection.
+  const transport = /stream closed|CANCEL|ECONNRESET|socket hang up|ERR_HTTP2|handshake|certificate/i.test(
+    ce.rawMessage,
+  );
+  return new PollenError(code, ce.rawMessage || 'Remote call failed', {
+    cause: ce,
+    detail: ce.message,
+    ...(transport && {
+      hint: "The connection was closed: check the address, and that your certificate is from this project's CA, has the right type and is not revoked (the server log says which).",
+    }),
+  });
 }
 
 /** The stable code of any error: a PollenError's, a remote one's, or INTERNAL. */

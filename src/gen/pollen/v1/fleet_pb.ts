@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pollen/v1/fleet.proto.
  */
 export const file_pollen_v1_fleet: GenFile = /*@__PURE__*/
-  fileDesc("ChVwb2xsZW4vdjEvZmxlZXQucHJvdG8SCXBvbGxlbi52MSJCChNBY3RpdmF0ZU5vZGVSZXF1ZXN0Eh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgBIAEoDRIMCgRuYW1lGAIgASgJIkUKC05vZGVTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSDgoGc2VjcmV0GAIgASgMEhIKCmV4cGlyZXNfYXQYAyABKAMibwoUQWN0aXZhdGVOb2RlUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0SJwoHc2Vzc2lvbhgDIAEoCzIWLnBvbGxlbi52MS5Ob2RlU2Vzc2lvbiIXChVEZWFjdGl2YXRlTm9kZVJlcXVlc3QiGAoWRGVhY3RpdmF0ZU5vZGVSZXNwb25zZSIxChBIZWFydGJlYXRSZXF1ZXN0Eh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgBIAEoDSIiChFIZWFydGJlYXRSZXNwb25zZRINCgVrbm93bhgBIAEoCCIrChNQdWxsTWVzc2FnZXNSZXF1ZXN0EhQKDG1heF9tZXNzYWdlcxgBIAEoDSI8ChRQdWxsTWVzc2FnZXNSZXNwb25zZRIkCghtZXNzYWdlcxgBIAMoCzISLnBvbGxlbi52MS5NZXNzYWdlIjsKE1B1c2hNZXNzYWdlc1JlcXVlc3QSJAoIbWVzc2FnZXMYASADKAsyEi5wb2xsZW4udjEuTWVzc2FnZSJLCgpQdXNoUmVzdWx0EhIKCm1lc3NhZ2VfaWQYASABKAkSEgoKZXJyb3JfY29kZRgCIAEoCRIVCg1lcnJvcl9tZXNzYWdlGAMgASgJIj4KFFB1c2hNZXNzYWdlc1Jlc3BvbnNlEiYKB3Jlc3VsdHMYASADKAsyFS5wb2xsZW4udjEuUHVzaFJlc3VsdCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSItCg5HZXRSdW5SZXNwb25zZRIbCgNydW4YASABKAsyDi5wb2xsZW4udjEuUnVuIh0KDUdldEZhYlJlcXVlc3QSDAoEaGFzaBgBIAEoCSItCg5HZXRGYWJSZXNwb25zZRIbCgNmYWIYASABKAsyDi5wb2xsZW4udjEuRmFiMuwFCgVGbGVldBJPCgxBY3RpdmF0ZU5vZGUSHi5wb2xsZW4udjEuQWN0aXZhdGVOb2RlUmVxdWVzdBofLnBvbGxlbi52MS5BY3RpdmF0ZU5vZGVSZXNwb25zZRJVCg5EZWFjdGl2YXRlTm9kZRIgLnBvbGxlbi52MS5EZWFjdGl2YXRlTm9kZVJlcXVlc3QaIS5wb2xsZW4udjEuRGVhY3RpdmF0ZU5vZGVSZXNwb25zZRJGCglIZWFydGJlYXQSGy5wb2xsZW4udjEuSGVhcnRiZWF0UmVxdWVzdBocLnBvbGxlbi52MS5IZWFydGJlYXRSZXNwb25zZRJPCgxQdWxsTWVzc2FnZXMSHi5wb2xsZW4udjEuUHVsbE1lc3NhZ2VzUmVxdWVzdBofLnBvbGxlbi52MS5QdWxsTWVzc2FnZXNSZXNwb25zZRJPCgxQdXNoTWVzc2FnZXMSHi5wb2xsZW4udjEuUHVzaE1lc3NhZ2VzUmVxdWVzdBofLnBvbGxlbi52MS5QdXNoTWVzc2FnZXNSZXNwb25zZRI9CgZHZXRSdW4SGC5wb2xsZW4udjEuR2V0UnVuUmVxdWVzdBoZLnBvbGxlbi52MS5HZXRSdW5SZXNwb25zZRI9CgZHZXRGYWISGC5wb2xsZW4udjEuR2V0RmFiUmVxdWVzdBoZLnBvbGxlbi52MS5HZXRGYWJSZXNwb25zZRJSCg1NaXNzaW5nQ2h1bmtzEh8ucG9sbGVuLnYxLk1pc3NpbmdDaHVua3NSZXF1ZXN0GiAucG9sbGVuLnYxLk1pc3NpbmdDaHVua3NSZXNwb25zZRI/CgpQdXNoQ2h1bmtzEhAucG9sbGVuLnYxLkNodW5rGh0ucG9sbGVuLnYxLlB1c2hDaHVua3NSZXNwb25zZSgBEj4KClB1bGxDaHVua3MSHC5wb2xsZW4udjEuUHVsbENodW5rc1JlcXVlc3QaEC5wb2xsZW4udjEuQ2h1bmswAWIGcHJvdG8z", [file_pollen_v1_records]);
+  fileDesc("ChVwb2xsZW4vdjEvZmxlZXQucHJvdG8SCXBvbGxlbi52MSJCChNBY3RpdmF0ZU5vZGVSZXF1ZXN0Eh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgBIAEoDRIMCgRuYW1lGAIgASgJIkUKC05vZGVTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSDgoGc2VjcmV0GAIgASgMEhIKCmV4cGlyZXNfYXQYAyABKAMibwoUQWN0aXZhdGVOb2RlUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKA0SJwoHc2Vzc2lvbhgDIAEoCzIWLnBvbGxlbi52MS5Ob2RlU2Vzc2lvbiIXChVEZWFjdGl2YXRlTm9kZVJlcXVlc3QiGAoWRGVhY3RpdmF0ZU5vZGVSZXNwb25zZSJCChBIZWFydGJlYXRSZXF1ZXN0Eh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgBIAEoDRIPCgdydW5faWRzGAIgAygJIlIKEUhlYXJ0YmVhdFJlc3BvbnNlEg0KBWtub3duGAEgASgIEhgKEGZpbmlzaGVkX3J1bl9pZHMYAiADKAkSFAoMcnVuc19jaGVja2VkGAMgASgIIjwKE1B1bGxNZXNzYWdlc1JlcXVlc3QSFAoMbWF4X21lc3NhZ2VzGAEgASgNEg8KB3dhaXRfbXMYAiABKA0iPAoUUHVsbE1lc3NhZ2VzUmVzcG9uc2USJAoIbWVzc2FnZXMYASADKAsyEi5wb2xsZW4udjEuTWVzc2FnZSI7ChNQdXNoTWVzc2FnZXNSZXF1ZXN0EiQKCG1lc3NhZ2VzGAEgAygLMhIucG9sbGVuLnYxLk1lc3NhZ2UiSwoKUHVzaFJlc3VsdBISCgptZXNzYWdlX2lkGAEgASgJEhIKCmVycm9yX2NvZGUYAiABKAkSFQoNZXJyb3JfbWVzc2FnZRgDIAEoCSI+ChRQdXNoTWVzc2FnZXNSZXNwb25zZRImCgdyZXN1bHRzGAEgAygLMhUucG9sbGVuLnYxLlB1c2hSZXN1bHQiHwoNR2V0UnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiLQoOR2V0UnVuUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9sbGVuLnYxLlJ1biIdCg1HZXRGYWJSZXF1ZXN0EgwKBGhhc2gYASABKAkiLQoOR2V0RmFiUmVzcG9uc2USGwoDZmFiGAEgASgLMg4ucG9sbGVuLnYxLkZhYjLsBQoFRmxlZXQSTwoMQWN0aXZhdGVOb2RlEh4ucG9sbGVuLnYxLkFjdGl2YXRlTm9kZVJlcXVlc3QaHy5wb2xsZW4udjEuQWN0aXZhdGVOb2RlUmVzcG9uc2USVQoORGVhY3RpdmF0ZU5vZGUSIC5wb2xsZW4udjEuRGVhY3RpdmF0ZU5vZGVSZXF1ZXN0GiEucG9sbGVuLnYxLkRlYWN0aXZhdGVOb2RlUmVzcG9uc2USRgoJSGVhcnRiZWF0EhsucG9sbGVuLnYxLkhlYXJ0YmVhdFJlcXVlc3QaHC5wb2xsZW4udjEuSGVhcnRiZWF0UmVzcG9uc2USTwoMUHVsbE1lc3NhZ2VzEh4ucG9sbGVuLnYxLlB1bGxNZXNzYWdlc1JlcXVlc3QaHy5wb2xsZW4udjEuUHVsbE1lc3NhZ2VzUmVzcG9uc2USTwoMUHVzaE1lc3NhZ2VzEh4ucG9sbGVuLnYxLlB1c2hNZXNzYWdlc1JlcXVlc3QaHy5wb2xsZW4udjEuUHVzaE1lc3NhZ2VzUmVzcG9uc2USPQoGR2V0UnVuEhgucG9sbGVuLnYxLkdldFJ1blJlcXVlc3QaGS5wb2xsZW4udjEuR2V0UnVuUmVzcG9uc2USPQoGR2V0RmFiEhgucG9sbGVuLnYxLkdldEZhYlJlcXVlc3QaGS5wb2xsZW4udjEuR2V0RmFiUmVzcG9uc2USUgoNTWlzc2luZ0NodW5rcxIfLnBvbGxlbi52MS5NaXNzaW5nQ2h1bmtzUmVxdWVzdBogLnBvbGxlbi52MS5NaXNzaW5nQ2h1bmtzUmVzcG9uc2USPwoKUHVzaENodW5rcxIQLnBvbGxlbi52MS5DaHVuaxodLnBvbGxlbi52MS5QdXNoQ2h1bmtzUmVzcG9uc2UoARI+CgpQdWxsQ2h1bmtzEhwucG9sbGVuLnYxLlB1bGxDaHVua3NSZXF1ZXN0GhAucG9sbGVuLnYxLkNodW5rMAFiBnByb3RvMw", [file_pollen_v1_records]);
 
 /**
  * @generated from message pollen.v1.ActivateNodeRequest
@@ -130,6 +130,14 @@ export type HeartbeatRequest = Message<"pollen.v1.HeartbeatRequest"> & {
    * @generated from field: uint32 heartbeat_interval_ms = 1;
    */
   heartbeatIntervalMs: number;
+
+  /**
+   * Runs the node has open (at most 64 are looked at): the answer says which have finished, so
+   * run status rides on the heartbeat instead of a GetRun per run every few seconds.
+   *
+   * @generated from field: repeated string run_ids = 2;
+   */
+  runIds: string[];
 };
 
 /**
@@ -149,6 +157,20 @@ export type HeartbeatResponse = Message<"pollen.v1.HeartbeatResponse"> & {
    * @generated from field: bool known = 1;
    */
   known: boolean;
+
+  /**
+   * Of the request's run_ids, those finished (or unknown).
+   *
+   * @generated from field: repeated string finished_run_ids = 2;
+   */
+  finishedRunIds: string[];
+
+  /**
+   * True when run_ids (non-empty) were looked at; older SuperLinks leave it false: ask GetRun.
+   *
+   * @generated from field: bool runs_checked = 3;
+   */
+  runsChecked: boolean;
 };
 
 /**
@@ -166,6 +188,14 @@ export type PullMessagesRequest = Message<"pollen.v1.PullMessagesRequest"> & {
    * @generated from field: uint32 max_messages = 1;
    */
   maxMessages: number;
+
+  /**
+   * Long poll: wait up to this long (the SuperLink caps it at 30 s) for an instruction before
+   * answering empty. 0 (old clients) answers at once.
+   *
+   * @generated from field: uint32 wait_ms = 2;
+   */
+  waitMs: number;
 };
 
 /**
@@ -355,7 +385,8 @@ export const Fleet: GenService<{
     output: typeof HeartbeatResponseSchema;
   },
   /**
-   * Instructions waiting for this node (each delivered once).
+   * Instructions waiting for this node (each delivered once). With wait_ms the call is a long
+   * poll: it answers as soon as an instruction is queued for the node, or empty after the wait.
    *
    * @generated from rpc pollen.v1.Fleet.PullMessages
    */

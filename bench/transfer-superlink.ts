@@ -1,0 +1,119 @@
+/**
+ * The receiving side of bench/transfer.ts, in its own process (so that sender and receiver each
+ * have their own event loop and core, as a SuperNode and a SuperLink do): a real SuperLink
+ * (mutual TLS, certificate mode, DiskChunkStore) and a raw `node:tls` receiver with the same
+ * certificates, the baseline. IPC from the bench:
+ *
+ *   { cmd: 'clear', ids }    delete these chunks from the SuperLink's store → { ok }
+ *   { cmd: 'missing', ids }  → { missing: number } (how many of ids the store lacks)
+ *   { cmd: 'cpu' }           → { cpuMs } (this process's user + system CPU so far)
+ *   { cmd: 'stop' }
+ *
+ * The raw receiver reads a 9-byte header (uint64 length, 1 byte: 1 = hash), then exactly that
+ * many bytes, discarding them or SHA-256-hashing them (every 4 MiB, like the chunk ids), and
+ * answers with one byte, or the 32-byte digest of the last 4 MiB piece when hashing; the sender's
+ * clock stops at that answer.
+ *
+ * Run by the bench as `node --import tsx bench/transfer-superlink.ts DIR` with DIR/superlink.crt,
+ * DIR/superlink.key and DIR/rootCA.pem.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import pino from 'pino';
+import { startSuperLink } from '../src/superlink/superlink.js';
+
+const dir = process.argv[2]!;
+const material = {
+  cert: readFileSync(join(dir, 'superlink.crt'), 'utf8'),
+  key: readFileSync(join(dir, 'superlink.key'), 'utf8'),
+  ca: readFileSync(join(dir, 'rootCA.pem'), 'utf8'),
+};
+const superlink = await startSuperLink({
+  stateDir: join(dir, 'superlink'),
+  fleet: { host: '127.0.0.1', port: 0 },
+  control: { host: '127.0.0.1', port: 0 },
+  serverAppIo: { host: '127.0.0.1', port: 0 },
+  tls: material,
+  nodeAuth: false,
+  log: pino({ level: 'warn' }),
+});
+const store = superlink.link.chunks;
+
+const PIECE = 4 * 1024 * 1024;
+const raw = tls.createServer(
+  { ...material, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' },
+  (socket) => {
+    let header: Buffer | undefined = Buffer.alloc(0);
+    let left = 0;
+    let hash: Hash | undefined;
+    let inPiece = 0;
+    let digest = Buffer.alloc(1);
+    const take = (d: Buffer): void => {
+      if (left === 0) return;
+      const part = d.byteLength > left ? d.subarray(0, left) : d;
+      left -= part.byteLength;
+      if (hash) {
+        // One digest per 4 MiB piece, as the chunk ids are.
+        let at = 0;
+        while (at < part.byteLength) {
+          const n = Math.min(PIECE - inPiece, part.byteLength - at);
+          hash.update(part.subarray(at, at + n));
+          at += n;
+          inPiece += n;
+          if (inPiece === PIECE || (left === 0 && at === part.byteLength)) {
+            digest = hash.digest();
+            hash = createHash('sha256');
+            inPiece = 0;
+          }
+        }
+      }
+      if (left === 0) socket.end(digest);
+    };
+    socket.on('data', (d: Buffer) => {
+      if (header) {
+        header = Buffer.concat([header, d]);
+        if (header.byteLength < 9) return;
+        left = Number(header.readBigUInt64BE(0));
+        if (header[8] === 1) hash = createHash('sha256');
+        const rest = header.subarray(9);
+        header = undefined;
+        take(rest);
+      } else take(d);
+    });
+    socket.on('error', () => {});
+  },
+);
+await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+
+process.on('message', (m: { cmd: string; ids?: string[] }) => {
+  const answer = async (): Promise<object> => {
+    if (m.cmd === 'clear') {
+      for (const id of m.ids ?? []) await store.delete(id);
+      return { ok: true };
+    }
+    if (m.cmd === 'missing') return { missing: (await store.missing(m.ids ?? [])).length };
+    if (m.cmd === 'cpu') {
+      const c = process.cpuUsage();
+      return { cpuMs: (c.user + c.system) / 1000 };
+    }
+    if (m.cmd === 'stop') {
+      raw.close();
+      await superlink.close();
+      process.exit(0);
+    }
+    return { error: `unknown command ${m.cmd}` };
+  };
+  answer().then(
+    (r) => process.send!(r),
+    (e) => process.send!({ error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
+  );
+});
+process.send!({
+  ready: true,
+  fleetUrl: superlink.fleetUrl,
+  rawPort: (raw.address() as AddressInfo).port,
+  pid: process.pid,
+});
