@@ -3,7 +3,7 @@
  * Fleet, ServerAppIo and Control handlers so that each of them stays a thin adapter.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create, fromBinary, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import type { HandlerContext } from '@connectrpc/connect';
@@ -18,7 +18,7 @@ import {
   type Message as WireMessage,
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
-import { CHUNK_SIZE, type DiskChunkStore } from '../transport/chunks.js';
+import { CHUNK_SIZE, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
@@ -88,6 +88,18 @@ export class Link {
   }
 
   /** End every long poll (the SuperLink is stopping): they answer empty at once. */
+  /**
+   * Delete chunks that no stored message and no app bundle references. Chunks younger than
+   * `minAgeMs` stay: one pushed just before its message must not be swept away.
+   */
+  async collectGarbage(minAgeMs = 10 * 60_000): Promise<GcResult> {
+    const live = await this.state.liveChunkIds();
+    for (const file of readdirSync(this.#fabDir))
+      if (file.endsWith('.bin'))
+        for (const id of fromBinary(FabSchema, readFileSync(join(this.#fabDir, file))).chunkIds) live.add(id);
+    return this.chunks.gc(live, { minAgeMs });
+  }
+
   close(): void {
     this.#closing = true;
     this.instructions.notifyAll();

@@ -105,6 +105,17 @@ export class RunLauncher {
     link.replies.notify(runId);
     if (!exited) this.#kill(runId);
     await link.state.deleteRunMessages(runId).catch(() => {});
+    this.collectGarbage();
+  }
+
+  /** Sweep unreferenced chunks while no run is active (a run's pushes never race the sweep). */
+  collectGarbage(): void {
+    if (this.#processes.size > 0 || this.#closing) return;
+    const { link } = this.#o;
+    link
+      .collectGarbage()
+      .then((r) => r.removed > 0 && link.log.info(r, 'unreferenced chunks removed'))
+      .catch((e) => link.log.warn({ err: e }, 'chunk garbage collection failed'));
   }
 
   #kill(runId: string): void {

@@ -127,6 +127,9 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       for (const s of servers) s.recheckPeers();
     });
     await launcher.recover();
+    // Storage stays bounded: chunks of finished runs go once nothing references them.
+    const gcTimer = setInterval(() => launcher.collectGarbage(), 15 * 60_000);
+    gcTimer.unref();
     return {
       fleetUrl: fleet.url,
       controlUrl: control.url,
@@ -134,6 +137,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       state,
       link,
       async close() {
+        clearInterval(gcTimer);
         link.close();
         await launcher.close();
         revocations?.stop();

@@ -155,9 +155,19 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     const md = reply.metadata;
     if (!md || !s.inFlight.has(md.replyToMessageId))
       throw new PollenError('MESSAGE_INVALID', 'The reply answers no instruction this app received');
+    const instruction = s.inFlight.get(md.replyToMessageId);
     s.inFlight.delete(md.replyToMessageId);
     await pushReply(reply);
+    if (instruction) await dropChunks(chunkIdsOf(instruction));
   };
+  /** Forget an answered instruction's chunks unless another pending instruction needs them. */
+  async function dropChunks(ids: string[]): Promise<void> {
+    const needed = new Set<string>();
+    for (const slot of slots.values())
+      for (const m of [...slot.inFlight.values(), ...slot.queue])
+        for (const id of chunkIdsOf(m)) needed.add(id);
+    for (const id of ids) if (!needed.has(id)) await chunks.delete(id).catch(() => {});
+  }
   // Embedded mode has no app processes, so no ClientAppIo.
   if (!o.app)
     appIo = await startRpcServer({
