@@ -355,6 +355,11 @@ export const ERROR_CODES = {
     ExitCode.NOT_FOUND,
     'Add it: pollen federation add NAME --address HOST:9093 --kit ADMIN_KIT.',
   ),
+  APP_NOT_TRUSTED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'The site runs only the app hashes it trusts (--trusted-app); `pollen build` prints the hash to send its operator.',
+  ),
 } as const satisfies Record<string, CodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

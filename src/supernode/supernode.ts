@@ -73,6 +73,8 @@ export interface SuperNodeOptions {
   log: Logger;
   /** Keep chunks in memory instead of the work folder (small models, many nodes). */
   memoryChunks?: boolean;
+  /** Run only app bundles with these hashes (`sha256:HEX`); undefined runs any app of the federation. */
+  trustedApps?: readonly string[];
   /**
    * Embedded mode, for tests, benchmarks and lightweight devices: handle every run's
    * instructions with this ClientApp inside the SuperNode's own process (no app bundle is fetched,
@@ -234,6 +236,12 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     if (existing?.process && existing.process.exitCode === null) return existing;
     const { run } = await call(() => fleet.getRun({ runId }));
     if (!run?.fab) throw new PollenError('RUN_NOT_FOUND', `Run ${runId} has no app bundle`);
+    // The site decides what code runs on its data: with a list, only those bundle hashes.
+    if (o.trustedApps && !o.trustedApps.includes(run.fab.hash))
+      throw new PollenError(
+        'APP_NOT_TRUSTED',
+        `This site does not run app ${run.fab.name} (${run.fab.hash})`,
+      );
     const bundle = await fetchBundle(run);
     const slot: Slot = existing ?? {
       runId,

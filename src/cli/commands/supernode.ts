@@ -17,6 +17,7 @@ interface RunOpts extends TlsFlags {
   name?: string;
   authSupernodePrivateKey?: string;
   nodeConfig: string[];
+  trustedApp?: string[];
   workDir: string;
   clientappioAddress: string;
   heartbeatInterval: string;
@@ -64,6 +65,7 @@ export function registerSuperNode(program: Command): void {
         kit: kit.dir,
         nodeConfig: process.env.POLLEN_NODE_CONFIG ? [process.env.POLLEN_NODE_CONFIG] : [],
         authSupernodePrivateKey: process.env.POLLEN_AUTH_SUPERNODE_PRIVATE_KEY || undefined,
+        trustedApp: process.env.POLLEN_TRUSTED_APPS?.split(/[\s,]+/).filter(Boolean),
         workDir: `${kit.dir}/local/supernode`,
         clientappioAddress: '127.0.0.1:0',
         heartbeatInterval: process.env.POLLEN_HEARTBEAT_INTERVAL || '10',
@@ -93,6 +95,11 @@ export function registerSuperNode(program: Command): void {
       'node config for the ClientApp, e.g. data-path=/data/part0 (repeatable)',
       collect,
       [],
+    )
+    .option(
+      '--trusted-app <sha256:HASH>',
+      'run only app bundles with this hash (repeatable; or POLLEN_TRUSTED_APPS); default: any app of the federation',
+      collect,
     )
     .option('--work-dir <dir>', 'unpacked apps and chunks in transit', './supernode')
     .option(
@@ -203,6 +210,15 @@ export async function runSuperNode(o: RunOpts, out: Output): Promise<void> {
   const authKey = o.authSupernodePrivateKey
     ? parseSshPrivateKey(readFileSync(o.authSupernodePrivateKey))
     : undefined;
+  const trustedApps = (o.trustedApp ?? process.env.POLLEN_TRUSTED_APPS?.split(/[\s,]+/).filter(Boolean))?.map(
+    (h) => h.trim().toLowerCase(),
+  );
+  for (const h of trustedApps ?? [])
+    if (!/^sha256:[0-9a-f]{64}$/.test(h))
+      throw new PollenError(
+        'INVALID_ARGUMENT',
+        `--trusted-app takes sha256:HEX as \`pollen build\` prints it (got "${h}")`,
+      );
   const interval = Number(o.heartbeatInterval);
   if (!Number.isFinite(interval) || interval < 1)
     throw new PollenError('INVALID_ARGUMENT', '--heartbeat-interval takes seconds (>= 1)');
@@ -213,6 +229,7 @@ export async function runSuperNode(o: RunOpts, out: Output): Promise<void> {
     name,
     authKey,
     nodeConfig: parseConfigPairs(o.nodeConfig, '--node-config'),
+    trustedApps,
     workDir: o.workDir,
     clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
     heartbeatIntervalMs: interval * 1000,
