@@ -1,17 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
 import { verifyChain } from '../pki/verify.js';
+import { Processes, type RunResult } from './processes.js';
 
 /**
  * The auto-scale enrollment workflow of the seeds, end to end on one machine, with the same
  * commands an operator types: every step runs `pollen …` as its own process.
  */
-
-const BIN = fileURLToPath(new URL('../../bin/pollen.js', import.meta.url));
 
 export interface DemoOptions {
   workspace: string;
@@ -45,12 +43,6 @@ export interface DemoSummary {
   seconds: number;
   keptRunning: boolean;
   certServicePid?: number;
-}
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
 }
 
 const POLICY = `# Demo policy: hospitals on our network enroll at once, partners wait for an admin,
@@ -89,7 +81,6 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
   const started = Date.now();
   const deadline = started + (o.timeoutMs ?? 180_000);
   const ws = resolve(o.workspace);
-  const children = new Set<ChildProcess>();
   const paths = {
     ca: join(ws, 'ca'),
     admin: join(ws, 'admin'),
@@ -99,32 +90,9 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
   };
   mkdirSync(paths.admin, { recursive: true });
 
-  const run = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> =>
-    new Promise((res, rej) => {
-      const child = spawn(process.execPath, [BIN, ...args], {
-        env: { ...process.env, NO_COLOR: '1', ...env },
-      });
-      children.add(child);
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      const timer = setTimeout(() => child.kill('SIGTERM'), Math.max(1000, deadline - Date.now()));
-      child.on('error', rej);
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        children.delete(child);
-        res({ code: code ?? -1, stdout, stderr });
-      });
-    });
-  const must = async (args: string[], env?: NodeJS.ProcessEnv) => {
-    const res = await run(args, env);
-    if (res.code !== 0)
-      throw new PollenError('INTERNAL', `\`pollen ${args.join(' ')}\` failed (exit ${res.code})`, {
-        detail: res.stderr || res.stdout,
-      });
-    return res;
-  };
+  const px = new Processes({}, deadline);
+  const run = (args: string[], env?: NodeJS.ProcessEnv) => px.run(args, env);
+  const must = (args: string[], env?: NodeJS.ProcessEnv) => px.must(args, env);
   const json = <T>(res: RunResult) => JSON.parse(res.stdout) as T;
   const show = (cmd: string) => `pollen ${cmd}`;
 
@@ -156,9 +124,37 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
       'Start the Certificate Service (HTTPS, SQLite store)',
       show('cert-service -c ca --api-key-file admin/api_key.txt --policy admin/policy.yaml'),
     );
-    const svc = await startService(paths, apiKeyFile, policyFile, deadline);
-    service = svc.child;
-    children.add(service);
+    mkdirSync(paths.service, { recursive: true });
+    const svcProc = await px.service<{ port: number }>(
+      [
+        'cert-service',
+        '-c',
+        paths.ca,
+        '-w',
+        paths.service,
+        '--host',
+        '127.0.0.1',
+        '-p',
+        '0',
+        '--api-key-file',
+        apiKeyFile,
+        '--policy',
+        policyFile,
+        '--hostname',
+        'localhost',
+        '--hostname',
+        '127.0.0.1',
+        '--log-level',
+        'warn',
+        '--json',
+      ],
+      // Logs go to a file so the service can outlive the demo (--keep) without a pipe to it.
+      join(paths.service, 'service.log'),
+      {},
+      30_000,
+    );
+    service = svcProc.child;
+    const svc = { url: `https://localhost:${svcProc.ready.port}` };
     r.line(`listening on ${svc.url}`);
     const admin = {
       POLLEN_CERT_SERVICE_URL: svc.url,
@@ -316,85 +312,14 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
       refused,
       seconds: Math.round((Date.now() - started) / 100) / 10,
       keptRunning: o.keep,
-      certServicePid: o.keep ? service.pid : undefined,
+      certServicePid: o.keep ? service?.pid : undefined,
     };
-    if (o.keep) {
-      children.delete(service);
-      service.stdout?.destroy();
-      service.unref();
+    if (o.keep && service) {
+      px.keep(service);
       service = undefined;
     }
     return summary;
   } finally {
-    for (const c of children) c.kill('SIGTERM');
-    if (service)
-      await new Promise((res) => (service!.exitCode !== null ? res(null) : service!.once('close', res)));
+    await px.stopAll();
   }
-}
-
-async function startService(
-  paths: { ca: string; service: string },
-  apiKeyFile: string,
-  policyFile: string,
-  deadline: number,
-): Promise<{ url: string; child: ChildProcess }> {
-  mkdirSync(paths.service, { recursive: true });
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      'cert-service',
-      '-c',
-      paths.ca,
-      '-w',
-      paths.service,
-      '--host',
-      '127.0.0.1',
-      '-p',
-      '0',
-      '--api-key-file',
-      apiKeyFile,
-      '--policy',
-      policyFile,
-      '--hostname',
-      'localhost',
-      '--hostname',
-      '127.0.0.1',
-      '--log-level',
-      'warn',
-      '--json',
-    ],
-    // Logs go to a file so the service can outlive the demo (--keep) without a pipe to it.
-    {
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', openSync(join(paths.service, 'service.log'), 'a')],
-    },
-  );
-  let out = '';
-  const err = () => readFileSync(join(paths.service, 'service.log'), 'utf8').slice(-2000);
-  return new Promise((res, rej) => {
-    const timer = setTimeout(
-      () => {
-        child.kill();
-        rej(
-          new PollenError('UNAVAILABLE', 'The Certificate Service did not start in time', { detail: err() }),
-        );
-      },
-      Math.max(1000, Math.min(30_000, deadline - Date.now())),
-    );
-    child.stdout!.on('data', (d) => {
-      out += d;
-      try {
-        const ready = JSON.parse(out) as { url: string; port: number };
-        clearTimeout(timer);
-        res({ url: `https://localhost:${ready.port}`, child });
-      } catch {
-        // not a whole document yet
-      }
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      rej(new PollenError('UNAVAILABLE', `The Certificate Service exited (${code})`, { detail: err() }));
-    });
-  });
 }
