@@ -18,3 +18,16 @@ export function action<O>(fn: (opts: O, out: Output, args: string[], cmd: Comman
 export function fromEnv(value: string | undefined, variable: string): string | undefined {
   return value ?? (process.env[variable] || undefined);
 }
+
+/** Wait for SIGINT or SIGTERM, then run `stop` (work in flight finishes first). */
+export function untilSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise<void>((res) => {
+    const onSignal = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      void stop().then(res);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
 import { verifyChain } from '../pki/verify.js';
-import { Processes, type RunResult } from './processes.js';
+import { Processes, type RunResult, startDemoCertService } from './processes.js';
 
 /**
  * The auto-scale enrollment workflow of the seeds, end to end on one machine, with the same
@@ -125,36 +125,15 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
       show('cert-service -c ca --api-key-file admin/api_key.txt --policy admin/policy.yaml'),
     );
     mkdirSync(paths.service, { recursive: true });
-    const svcProc = await px.service<{ port: number }>(
-      [
-        'cert-service',
-        '-c',
-        paths.ca,
-        '-w',
-        paths.service,
-        '--host',
-        '127.0.0.1',
-        '-p',
-        '0',
-        '--api-key-file',
-        apiKeyFile,
-        '--policy',
-        policyFile,
-        '--hostname',
-        'localhost',
-        '--hostname',
-        '127.0.0.1',
-        '--log-level',
-        'warn',
-        '--json',
-      ],
-      // Logs go to a file so the service can outlive the demo (--keep) without a pipe to it.
-      join(paths.service, 'service.log'),
-      {},
-      30_000,
-    );
-    service = svcProc.child;
-    const svc = { url: `https://localhost:${svcProc.ready.port}` };
+    // Logs go to a file so the service can outlive the demo (--keep) without a pipe to it.
+    const svc = await startDemoCertService(px, {
+      ca: paths.ca,
+      workspace: paths.service,
+      apiKeyFile,
+      policyFile,
+      logFile: join(paths.service, 'service.log'),
+    });
+    service = svc.child;
     r.line(`listening on ${svc.url}`);
     const admin = {
       POLLEN_CERT_SERVICE_URL: svc.url,

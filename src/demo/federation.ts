@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
-import { Processes } from './processes.js';
+import { Processes, startDemoCertService } from './processes.js';
 
 export const MNIST_APP = fileURLToPath(new URL('../../examples/mnist', import.meta.url));
 
@@ -133,32 +133,13 @@ export async function runFederationDemo(
     await px.must(['cert', 'api-key', '-o', apiKeyFile]);
     const policyFile = join(paths.admin, 'policy.yaml');
     writeFileSync(policyFile, POLICY);
-    const svc = await px.service<{ port: number }>(
-      [
-        'cert-service',
-        '-c',
-        paths.ca,
-        '-w',
-        paths.service,
-        '--host',
-        '127.0.0.1',
-        '-p',
-        '0',
-        '--api-key-file',
-        apiKeyFile,
-        '--policy',
-        policyFile,
-        '--hostname',
-        'localhost',
-        '--hostname',
-        '127.0.0.1',
-        '--log-level',
-        'warn',
-        '--json',
-      ],
-      join(paths.logs, 'cert-service.log'),
-    );
-    const certServiceUrl = `https://localhost:${svc.ready.port}`;
+    const { url: certServiceUrl } = await startDemoCertService(px, {
+      ca: paths.ca,
+      workspace: paths.service,
+      apiKeyFile,
+      policyFile,
+      logFile: join(paths.logs, 'cert-service.log'),
+    });
     r.line(`listening on ${certServiceUrl}`);
     const adminEnv = {
       POLLEN_CERT_SERVICE_URL: certServiceUrl,

@@ -123,3 +123,31 @@ export class Processes {
     clearTimeout(timer);
   }
 }
+
+/** A Certificate Service on 127.0.0.1 (any free port) for a demo; resolves to its https URL. */
+export async function startDemoCertService(
+  px: Processes,
+  o: { ca: string; workspace: string; apiKeyFile: string; policyFile: string; logFile: string },
+): Promise<{ url: string; child: ChildProcess }> {
+  const svc = await px.service<{ port: number }>(
+    [
+      'cert-service',
+      '-c',
+      o.ca,
+      '-w',
+      o.workspace,
+      '--host',
+      '127.0.0.1',
+      '-p',
+      '0',
+      '--api-key-file',
+      o.apiKeyFile,
+    ]
+      .concat(['--policy', o.policyFile, '--hostname', 'localhost', '--hostname', '127.0.0.1'])
+      .concat(['--log-level', 'warn', '--json']),
+    o.logFile,
+    {},
+    30_000,
+  );
+  return { url: `https://localhost:${svc.ready.port}`, child: svc.child };
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
-import { action, fromEnv } from '../command.js';
+import { action, fromEnv, untilSignal } from '../command.js';
 import { bold, dim, type Output } from '../output.js';
 import { requireCaPath } from './cert.js';
 
@@ -162,19 +162,6 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
         });
       }),
     );
-}
-
-/** Wait for SIGINT or SIGTERM, then run `stop` (requests in flight finish first). */
-function untilSignal(stop: () => Promise<void>): Promise<void> {
-  return new Promise<void>((res) => {
-    const onSignal = () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      void stop().then(res);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { PollenError } from '../../errors.js';
-import { action } from '../command.js';
+import { action, untilSignal } from '../command.js';
 import { bold, dim, Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from './start.js';
@@ -145,17 +145,5 @@ export async function runSuperLink(
   await untilSignal(async () => {
     out.progress('stopping the SuperLink');
     await link.close();
-  });
-}
-
-export function untilSignal(stop: () => Promise<void>): Promise<void> {
-  return new Promise<void>((res) => {
-    const onSignal = () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      void stop().then(res);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
   });
 }

@@ -3,12 +3,11 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { PollenError } from '../../errors.js';
 import type { UserConfigValue } from '../../sdk/context.js';
-import { action } from '../command.js';
+import { action, untilSignal } from '../command.js';
 import { openControl, rpc } from '../control-client.js';
 import { bold, dim, Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from './start.js';
-import { untilSignal } from './superlink.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
