@@ -6,10 +6,10 @@
 import { ClientAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { Context } from '../sdk/context.js';
 import { createContext } from '../sdk/context.js';
-import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
+import { downloadChunks, uploadMessage } from '../transport/chunk-transfer.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
-import { chunkIdsOf, configFromWire, messageFromWire, messageToWire } from '../transport/wire.js';
+import { chunkIdsOf, configFromWire, messageFromWire } from '../transport/wire.js';
 import { type AppProcessOptions, openAppChannel } from './app-channel.js';
 import { loadClientApp } from './load-app.js';
 
@@ -47,8 +47,10 @@ export async function runClientApp(o: AppProcessOptions): Promise<number> {
       if (ids.length > 0) await call(() => downloadChunks(client, ids, store));
       const message = await messageFromWire(task.message, (id) => store.get(id));
       const reply = await app.handle(message, context);
-      const { wire, chunks } = messageToWire(reply);
-      if (chunks.size > 0) await call(() => uploadChunks(client, chunks));
+      // The reply's chunks are hashed while the previous ones are on the wire; those not in the
+      // instruction (a trained model) are new to the SuperNode, so no MissingChunks for them.
+      const received = new Set(ids);
+      const { wire } = await call(() => uploadMessage(client, reply, { fresh: (id) => !received.has(id) }));
       await call(() => client.pushResult({ message: wire }));
     }
     return 0;

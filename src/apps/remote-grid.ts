@@ -9,13 +9,15 @@ import type { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
 import { Message, SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
-import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
+import { downloadChunks, uploadMessages } from '../transport/chunk-transfer.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
-import { chunkIdsOf, messageFromWire, messageToWire, type WireMessage } from '../transport/wire.js';
+import { chunkIdsOf, messageFromWire, type WireMessage } from '../transport/wire.js';
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const POLL_WAIT_MS = 10_000;
+/** Most chunk ids remembered as sent or received (a hint only: forgetting costs a PUT). */
+const MAX_KNOWN_IDS = 100_000;
 
 export function wireBytes(wire: WireMessage): number {
   let n = 0;
@@ -31,6 +33,8 @@ export class RemoteGrid implements Grid {
   #stopped = false;
   #bytesSent = 0;
   #bytesReceived = 0;
+  /** Chunks this grid sent or received: the SuperLink may hold them, so they are asked about. */
+  readonly #known = new Set<string>();
 
   constructor(client: Client<typeof ServerAppIo>, runId: string) {
     this.#client = client;
@@ -55,9 +59,15 @@ export class RemoteGrid implements Grid {
     return [...nodeIds].sort();
   }
 
+  #remember(ids: Iterable<string>): void {
+    for (const id of ids) {
+      if (this.#known.size >= MAX_KNOWN_IDS) this.#known.clear();
+      this.#known.add(id);
+    }
+  }
+
   async send(messages: Iterable<Message>): Promise<string[]> {
-    const wires: WireMessage[] = [];
-    const chunks = new Map<string, Uint8Array>();
+    const stamped: Message[] = [];
     for (const message of messages) {
       if (!(message instanceof Message) && !isMessageLike(message))
         throw new PollenError('MESSAGE_INVALID', 'send() takes Message objects');
@@ -68,12 +78,16 @@ export class RemoteGrid implements Grid {
         throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
       if (m.srcNodeId !== SERVER_NODE_ID)
         throw new PollenError('MESSAGE_INVALID', `The source must be the server (${SERVER_NODE_ID})`);
-      const stamped = message.withMetadata({ runId: this.runId });
-      const { wire, chunks: own } = messageToWire(stamped);
-      for (const [id, data] of own) chunks.set(id, data);
-      wires.push(wire);
+      stamped.push(message.withMetadata({ runId: this.runId }));
     }
-    if (chunks.size > 0) await this.#call(() => uploadChunks(this.#client, chunks));
+    // Chunks are hashed while the previous ones are on the wire. A model this grid has not sent
+    // or received before (a new aggregate) is new to the SuperLink: no MissingChunks for it.
+    const known = this.#known;
+    const sent = await this.#call(() =>
+      uploadMessages(this.#client, stamped, { fresh: (id) => !known.has(id) }),
+    );
+    const wires = sent.wires.map((w) => w.wire);
+    for (const w of sent.wires) this.#remember(w.chunks.keys());
     const { messageIds } = await this.#call(() => this.#client.pushInstructions({ messages: wires }));
     for (const w of wires) this.#bytesSent += wireBytes(w);
     return messageIds;
@@ -83,6 +97,7 @@ export class RemoteGrid implements Grid {
     const store = new MemoryChunkStore();
     const ids = [...new Set(wires.flatMap((w) => chunkIdsOf(w)))];
     if (ids.length > 0) await this.#call(() => downloadChunks(this.#client, ids, store));
+    this.#remember(ids);
     const out: Message[] = [];
     for (const w of wires) {
       this.#bytesReceived += wireBytes(w);

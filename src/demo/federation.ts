@@ -51,6 +51,8 @@ export interface FederationSummary {
   trainingSeconds: number;
   keptRunning: boolean;
   superlink?: { fleet: string; control: string; pid?: number };
+  /** With --keep: the processes left running (Certificate Service, SuperLink, sites). */
+  pids?: number[];
   federationConfig: string;
 }
 
@@ -299,7 +301,7 @@ export async function runFederationDemo(
       './startup/start.sh  (pollen start KIT)',
     );
     sites.forEach((s, i) => {
-      void px.run(['start', join(paths.sites, s.name)], {
+      px.background(['start', join(paths.sites, s.name)], join(paths.logs, `${s.name}.log`), {
         POLLEN_AUTH_SUPERNODE_PRIVATE_KEY: s.key,
         POLLEN_NODE_CONFIG: `partition-id=${i} num-partitions=${o.sites}`,
         POLLEN_HEARTBEAT_INTERVAL: '2',
@@ -417,6 +419,7 @@ export async function runFederationDemo(
       ...(o.keep && { superlink: { fleet: sl.ready.fleet, control: sl.ready.control, pid: sl.child.pid } }),
     };
     if (o.keep) {
+      summary.pids = [...px.children].flatMap((c) => (c.pid === undefined ? [] : [c.pid]));
       for (const c of [...px.children]) px.keep(c);
       kept = true;
     }

@@ -104,6 +104,18 @@ export class Processes {
     });
   }
 
+  /** Start a long-running command whose output goes to a log file (sites, in the demo). */
+  background(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+    const fd = openSync(logFile, 'a');
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { ...this.env, ...env },
+      stdio: ['ignore', fd, fd],
+    });
+    this.children.add(child);
+    child.once('exit', () => this.children.delete(child));
+    return child;
+  }
+
   /** Detach a service so it outlives us (--keep). */
   keep(child: ChildProcess): void {
     this.children.delete(child);

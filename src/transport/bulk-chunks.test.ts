@@ -1,6 +1,6 @@
 // The bulk chunk route (PUT/GET /pollen.v1.chunks/ID) on a real mutual-TLS Pollen RPC server.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import {
   servePullChunks,
   servePushChunks,
   uploadChunks,
+  uploadPieces,
 } from './chunk-transfer.js';
 import { CHUNK_SIZE, chunkId, DiskChunkStore, MemoryChunkStore } from './chunks.js';
 import { ERROR_CODE_HEADER } from './errors.js';
@@ -202,6 +203,21 @@ describe('bulk chunk route', () => {
     expect(await store.has(id)).toBe(true);
     expect(Buffer.compare((await store.get(id))!, data)).toBe(0);
     expect(files().filter((n) => n.includes(id))).toEqual([id]);
+  });
+
+  it('answers a PUT of a chunk it holds at once, keeping the stored file', async () => {
+    const held = randomBytes(CHUNK_SIZE);
+    const id = chunkId(held);
+    await channel.bulk!.put(id, held);
+    const ino = statSync(store.pathOf(id)).ino;
+    expect(await rawPut(id, held)).toEqual({ status: 201, code: undefined });
+    // A fresh-model upload whose chunks are partly held already: all PUT, nothing rewritten.
+    const fresh = randomBytes(1 << 20);
+    const r = await uploadPieces(channel.client(Fleet), [held, fresh, held], { fresh: true });
+    expect(r.ids).toEqual([id, chunkId(fresh), id]);
+    expect(r).toMatchObject({ sent: 2, skipped: 0 });
+    expect(statSync(store.pathOf(id)).ino).toBe(ino);
+    expect(Buffer.compare((await store.get(chunkId(fresh)))!, fresh)).toBe(0);
   });
 
   it('answers GET of an absent chunk with CHUNK_MISSING', async () => {

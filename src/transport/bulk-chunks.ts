@@ -142,11 +142,19 @@ async function receiveChunk(
     new PollenError('CHUNK_TOO_LARGE', `Chunk ${id} is ${n} bytes or more; at most ${max} are accepted`);
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
   if (declared > max) throw tooLarge(declared);
+  const store = route.store;
+  if (await store.has(id)) {
+    // Content-addressed: held already means these bytes. Answer at once and stop the body, so a
+    // sender that skipped MissingChunks (a model it believes new) loses little when it was not.
+    res.writeHead(201, { 'content-length': 0 });
+    res.end();
+    if (!req.readableEnded) res.stream?.close(h2.NGHTTP2_NO_ERROR);
+    return;
+  }
   const hash = createHash('sha256');
   const mismatch = (): PollenError =>
     new PollenError('CHUNK_MISMATCH', `Chunk data does not match its id ${id}`, { data: { chunkId: id } });
   let bytes = 0;
-  const store = route.store;
   const check = (frame: Buffer): void => {
     bytes += frame.byteLength;
     if (bytes > max) throw tooLarge(bytes);

@@ -15,9 +15,25 @@ import type * as http2 from 'node:http2';
 import type { CallOptions } from '@connectrpc/connect';
 import { Http2SessionManager, type Http2SessionOptions } from '@connectrpc/connect-node';
 import { PollenError } from '../errors.js';
-import { type BulkChunkClient, bulkOf, bulkPull, bulkUpload, isBulkUnsupported } from './bulk-chunks.js';
-import { assertChunkId, CHUNK_SIZE, type ChunkStore, hasVerifiedPut, verifyChunk } from './chunks.js';
+import type { Message } from '../sdk/message.js';
+import {
+  BULK_CONCURRENCY,
+  type BulkChunkClient,
+  bulkOf,
+  bulkPull,
+  bulkUpload,
+  isBulkUnsupported,
+} from './bulk-chunks.js';
+import {
+  assertChunkId,
+  CHUNK_SIZE,
+  type ChunkStore,
+  chunkId,
+  hasVerifiedPut,
+  verifyChunk,
+} from './chunks.js';
 import { fromConnectError, toConnectError } from './errors.js';
+import { messagePieces, messageToWire, type ToWireOptions, type ToWireResult } from './wire.js';
 
 export interface ChunkInit {
   id: string;
@@ -154,6 +170,208 @@ export async function uploadChunks(
     throw sourceError ?? fromConnectError(e);
   }
   return result;
+}
+
+export interface PipelinedUploadOptions extends TransferOptions {
+  /**
+   * Which chunks are new to the peer, so that each is PUT as soon as it is hashed, without a
+   * MissingChunks round trip: `true` for a freshly produced model (a training result), or a
+   * test per id (e.g. "not sent before"). The others are asked about with MissingChunks while
+   * hashing goes on. A chunk the peer holds after all costs one PUT, which the bulk route answers
+   * as soon as it sees the id is held. Default false (ask about every chunk).
+   */
+  fresh?: boolean | ((id: string) => boolean);
+  /** Chunks hashed ahead of the uploads while all of them are busy (default 1). */
+  ahead?: number;
+  /** Chunks in flight (default BULK_CONCURRENCY, 4). */
+  concurrency?: number;
+}
+
+export interface PiecesUploadResult extends UploadResult {
+  /** The chunk id of every piece, in the order given (repeats included). */
+  ids: string[];
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function positiveInt(name: string, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new PollenError('INVALID_ARGUMENT', `${name} must be ≥ 1`);
+  return n;
+}
+
+/**
+ * Hash `pieces` and upload them at once, overlapped: piece k+1 is hashed while piece k is on the
+ * wire (the hasher yields to I/O between pieces and stays at most `ahead` chunks in front of the
+ * uploads), so the peer starts receiving after one piece's hash instead of the whole model's.
+ * The pieces are sent as they are (views, never copied) and identical pieces once. Resolves with
+ * the id of every piece (for messageToWire's `pieceIds`) once every chunk is stored; the first
+ * failure rejects, cancels the chunks in flight and stops the hashing.
+ *
+ * Over the bulk route only; without one (plain Connect clients, or a server without the route)
+ * the pieces are hashed first and go through uploadChunks.
+ */
+export async function uploadPieces(
+  client: ChunkPushClient,
+  pieces: readonly Uint8Array[],
+  options: PipelinedUploadOptions = {},
+): Promise<PiecesUploadResult> {
+  const batch = batchSizeOf(options);
+  const ahead = positiveInt('ahead', options.ahead ?? 1);
+  const concurrency = positiveInt('concurrency', options.concurrency ?? BULK_CONCURRENCY);
+  const fresh = options.fresh ?? false;
+  const isFresh = typeof fresh === 'function' ? fresh : () => fresh;
+  const ids: string[] = new Array<string>(pieces.length);
+  const viaRpc = async (from: number): Promise<PiecesUploadResult> => {
+    for (let i = from; i < pieces.length; i++) ids[i] = chunkId(pieces[i]!);
+    const chunks = new Map<string, Uint8Array>();
+    ids.forEach((id, i) => {
+      if (!chunks.has(id)) chunks.set(id, pieces[i]!);
+    });
+    return { ids, ...(await uploadChunks(client, chunks, { ...options, bulk: false })) };
+  };
+  const bulk = bulkOf(client, options.bulk);
+  if (!bulk) return viaRpc(0);
+  const result: PiecesUploadResult = { ids, sent: 0, bytes: 0, skipped: 0 };
+  if (pieces.length === 0) return result;
+
+  const inner = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, inner.signal]) : inner.signal;
+  const seen = new Set<string>();
+  /** Hashed, to be PUT. */
+  const ready: ChunkInit[] = [];
+  /** Hashed, to be asked about with MissingChunks. */
+  const unchecked: ChunkInit[] = [];
+  let hashed = 0;
+  let checking = false;
+  let failure: { error: unknown } | undefined;
+  let waiters: (() => void)[] = [];
+  const changed = (): Promise<void> => new Promise((resolve) => waiters.push(resolve));
+  const notify = (): void => {
+    const w = waiters;
+    waiters = [];
+    for (const wake of w) wake();
+  };
+  const fail = (error: unknown): void => {
+    if (!failure) {
+      failure = { error };
+      inner.abort();
+    }
+    notify();
+  };
+  const done = (): boolean => hashed === pieces.length && !checking && unchecked.length === 0;
+
+  const check = (): void => {
+    if (checking || failure || unchecked.length === 0) return;
+    const asked = unchecked.splice(0, batch);
+    checking = true;
+    client.missingChunks({ chunkIds: asked.map((c) => c.id) }, { signal }).then(
+      (res) => {
+        const missing = new Set(res.chunkIds);
+        for (const c of asked) {
+          if (missing.has(c.id)) ready.push(c);
+          else result.skipped++;
+        }
+        checking = false;
+        check();
+        notify();
+      },
+      (e) => {
+        checking = false;
+        fail(fromConnectError(e));
+      },
+    );
+  };
+
+  const hasher = async (): Promise<void> => {
+    while (hashed < pieces.length) {
+      while (!failure && ready.length + unchecked.length >= ahead) await changed();
+      if (failure) return;
+      await nextTurn(); // let the socket and the responses move between two hashes
+      if (failure) return;
+      if (options.signal?.aborted)
+        return fail(new PollenError('UNAVAILABLE', 'The chunk transfer was cancelled'));
+      const data = pieces[hashed]!;
+      const id = chunkId(data);
+      ids[hashed++] = id;
+      if (!seen.has(id)) {
+        seen.add(id);
+        if (isFresh(id)) ready.push({ id, data });
+        else {
+          unchecked.push({ id, data });
+          check();
+        }
+      }
+      notify();
+    }
+  };
+
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      if (failure) return;
+      const c = ready.shift();
+      if (c === undefined) {
+        if (done()) return;
+        await changed();
+        continue;
+      }
+      notify(); // room for the hasher
+      await bulk.put(c.id, c.data, signal);
+      result.sent++;
+      result.bytes += c.data.byteLength;
+      options.onProgress?.({
+        chunks: result.sent,
+        bytes: result.bytes,
+        total: seen.size - result.skipped, // grows while hashing goes on
+      });
+    }
+  };
+
+  await Promise.all([
+    hasher().catch(fail),
+    ...Array.from({ length: concurrency }, () => worker().catch(fail)),
+  ]);
+  if (failure) {
+    if (!isBulkUnsupported(failure.error) || result.sent > 0) throw failure.error;
+    bulk.supported = false; // a server without the bulk route: the RPCs send everything
+    return viaRpc(hashed);
+  }
+  return result;
+}
+
+export interface MessagesUploadOptions extends PipelinedUploadOptions {
+  /** How the messages are cut into chunks (messageToWire's inlineMax and chunkSize). */
+  toWire?: Omit<ToWireOptions, 'pieceIds'>;
+}
+
+/**
+ * messageToWire for each message, with its chunks uploaded while they are hashed (uploadPieces):
+ * once this resolves, every chunk the wire messages name is held by the peer, so they can be
+ * pushed. The arrays must not change until then (the chunks are views into them).
+ */
+export async function uploadMessages(
+  client: ChunkPushClient,
+  messages: readonly Message[],
+  options: MessagesUploadOptions = {},
+): Promise<{ wires: ToWireResult[]; upload: UploadResult }> {
+  const pieces = messages.map((m) => messagePieces(m, options.toWire));
+  const { ids, ...upload } = await uploadPieces(client, pieces.flat(), options);
+  let at = 0;
+  const wires = messages.map((m, k) => {
+    const n = pieces[k]!.length;
+    at += n;
+    return messageToWire(m, { ...options.toWire, pieceIds: ids.slice(at - n, at) });
+  });
+  return { wires, upload };
+}
+
+/** uploadMessages for one message. */
+export async function uploadMessage(
+  client: ChunkPushClient,
+  message: Message,
+  options: MessagesUploadOptions = {},
+): Promise<ToWireResult & { upload: UploadResult }> {
+  const { wires, upload } = await uploadMessages(client, [message], options);
+  return { ...wires[0]!, upload };
 }
 
 export interface PullOptions extends TransferOptions {

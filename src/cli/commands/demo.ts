@@ -79,7 +79,8 @@ Examples:
               s.accuracy === null ? 'n/a' : `${(s.accuracy * 100).toFixed(1)}%`
             } on held-out digits, ${(s.bytesMoved / 1e6).toFixed(1)} MB of model updates moved, training ${s.trainingSeconds}s, ${s.seconds}s in all`,
             s.keptRunning
-              ? `Still running (SuperLink ${s.superlink?.control}); try: POLLEN_CONFIG=${s.federationConfig} pollen list`
+              ? `Still running (SuperLink ${s.superlink?.control}); try: POLLEN_CONFIG=${s.federationConfig} pollen list\n` +
+                `Stop it all with: kill ${s.pids?.join(' ')}`
               : dim(
                   s.workspaceRemoved
                     ? 'Everything was shut down and the temporary workspace removed (keep it with --keep or -w DIR).'
