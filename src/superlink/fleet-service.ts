@@ -80,7 +80,7 @@ export function fleetRoutes(link: Link) {
       }),
       getRun: guard(async (req, ctx) => {
         caller(ctx);
-        return { run: await link.wireRun(req.runId) };
+        return { run: await link.wireRun(req.runId, true) };
       }),
       getFab: guard(async (req, ctx) => {
         caller(ctx);

@@ -164,11 +164,12 @@ export class Link {
   // Runs
 
   /**
-   * A run for the Fleet API's GetRun. Every node asks when a run's first instruction reaches it,
-   * so a thousand nodes ask at once: answers are shared for up to RUN_CACHE_MS (a node sees a
-   * status change that much later; it looks every few seconds anyway).
+   * A run as the wire shows it. With `shared` (the Fleet API's GetRun: every node asks when a
+   * run's first instruction reaches it, so a thousand ask at once) answers are shared for up to
+   * RUN_CACHE_MS; a node sees a status change that much later. Admins and apps get it fresh.
    */
-  wireRun(runId: string): Promise<WireRun> {
+  wireRun(runId: string, shared = false): Promise<WireRun> {
+    if (!shared) return this.#loadWireRun(runId);
     const now = Date.now();
     const hit = this.#runCache.get(runId);
     if (hit && now - hit.at < RUN_CACHE_MS) return hit.run;
@@ -185,7 +186,7 @@ export class Link {
   async finishedRuns(runIds: string[]): Promise<string[]> {
     const out: string[] = [];
     for (const runId of runIds.slice(0, 64)) {
-      const run = await this.wireRun(runId).catch(() => undefined);
+      const run = await this.wireRun(runId, true).catch(() => undefined);
       if (!run || run.status === 'finished') out.push(runId);
     }
     return out;
