@@ -7,7 +7,7 @@ import type { Client } from '@connectrpc/connect';
 import { isPollenError, PollenError } from '../errors.js';
 import type { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
-import { Message, SERVER_NODE_ID } from '../sdk/message.js';
+import { MESSAGE_TYPES, Message, type MessageType, SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
 import { downloadChunks, uploadMessages } from '../transport/chunk-transfer.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
@@ -159,24 +159,25 @@ export class RemoteGrid implements Grid {
 function unreadable(w: WireMessage, e: unknown): Message {
   const md = w.metadata;
   if (!isPollenError(e) || !md) throw e;
-  try {
-    return new Message({
-      metadata: {
-        runId: md.runId,
-        messageId: md.messageId,
-        srcNodeId: md.srcNodeId,
-        dstNodeId: md.dstNodeId,
-        replyToMessageId: md.replyToMessageId,
-        groupId: md.groupId,
-        ttlSeconds: md.ttlSeconds,
-        messageType: md.messageType as Message['metadata']['messageType'],
-        createdAt: Number(md.createdAt),
-      },
-      error: { code: e.code, reason: `The reply could not be read: ${e.message}` },
-    });
-  } catch {
-    throw e;
-  }
+  // The node's own metadata may be what is malformed: keep only what the SuperLink set or checked.
+  const str = (v: string, fallback = '') => (typeof v === 'string' && v.length <= 256 ? v : fallback);
+  return new Message({
+    metadata: {
+      runId: str(md.runId),
+      messageId:
+        str(md.messageId, `unreadable-${str(md.replyToMessageId)}`) || `unreadable-${md.replyToMessageId}`,
+      srcNodeId: str(md.srcNodeId),
+      dstNodeId: SERVER_NODE_ID,
+      replyToMessageId: str(md.replyToMessageId),
+      groupId: str(md.groupId),
+      ttlSeconds: 0,
+      messageType: MESSAGE_TYPES.includes(md.messageType as MessageType)
+        ? (md.messageType as MessageType)
+        : 'train',
+      createdAt: Date.now(),
+    },
+    error: { code: e.code, reason: `The reply could not be read: ${e.message}` },
+  });
 }
 
 /** A Message made by a bundled copy of the SDK (instanceof fails across copies). */

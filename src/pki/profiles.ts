@@ -61,8 +61,12 @@ export function randomSerial(): string {
 
 /** A URI identity for every participant: stable, typed, and independent of the host name. */
 export function identityUri(project: string, type: CertType | 'service', name: string): string {
-  const slug = project.toLowerCase().replace(/[^a-z0-9.-]+/g, '-') || 'project';
-  return `pollen://${slug}/${type}/${encodeURIComponent(name)}`;
+  return `pollen://${projectSlug(project)}/${type}/${encodeURIComponent(name)}`;
+}
+
+/** The project as identities spell it: "Pollen Demo" → "pollen-demo". */
+export function projectSlug(project: string): string {
+  return project.toLowerCase().replace(/[^a-z0-9.-]+/g, '-') || 'project';
 }
 
 export interface SiteProfile {

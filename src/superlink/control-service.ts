@@ -7,6 +7,7 @@ import { readBundle } from '../apps/bundle.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
+import { projectSlug } from '../pki/profiles.js';
 import type { BulkRequest } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePushChunks } from '../transport/chunk-transfer.js';
 import { peerContextKey } from '../transport/context.js';
@@ -19,6 +20,8 @@ import type { RunLauncher } from './run-launcher.js';
 export interface ControlOptions {
   /** Without TLS (development) every caller is the local admin. */
   requireAdminCert: boolean;
+  /** Admit only admins of this project (as for SuperNodes). */
+  project?: string;
   onKeyUnregistered: (nodeId: string) => void;
 }
 
@@ -31,8 +34,10 @@ function adminOf(peer: PeerIdentity | undefined, o: ControlOptions): string {
   if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Control API needs an admin certificate');
   if (peer.type !== 'admin')
     throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot use the Control API`, {
-      hint: 'Use an admin startup kit (`pollen token generate --type user`) in your federation config.',
+      hint: 'Use an admin startup kit (`pollen token generate -s you@example.com --user`) in your federation config.',
     });
+  if (o.project && peer.project !== projectSlug(o.project))
+    throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
   return peer.name;
 }
 

@@ -18,6 +18,7 @@ import {
   type Message as WireMessage,
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
+import { MESSAGE_TYPES } from '../sdk/message.js';
 import { CHUNK_SIZE, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
@@ -316,6 +317,18 @@ export class Link {
         throw new PollenError('MESSAGE_INVALID', 'A reply must name the instruction it answers');
       md.srcNodeId = nodeId;
       md.dstNodeId = '0';
+      // The ServerApp rebuilds an SDK Message from this metadata: refuse what it would refuse,
+      // so one node's malformed reply cannot fail the run for everyone.
+      const short = (v: string) => typeof v === 'string' && v.length <= 256;
+      if (!short(md.messageId) || !short(md.replyToMessageId) || !short(md.groupId) || !short(md.runId))
+        throw new PollenError('MESSAGE_INVALID', 'Reply ids must be strings of at most 256 characters');
+      if (!(MESSAGE_TYPES as readonly string[]).includes(md.messageType))
+        throw new PollenError(
+          'MESSAGE_INVALID',
+          `Reply messageType must be one of ${MESSAGE_TYPES.join(', ')}`,
+        );
+      if (!Number.isFinite(md.ttlSeconds) || md.ttlSeconds < 0 || md.createdAt < 0n)
+        throw new PollenError('MESSAGE_INVALID', 'Reply ttlSeconds and createdAt must be non-negative');
       checkArrayHeaders(m);
       const chunkIds = await this.#checkChunks(m);
       const runId = await this.state.pushReply(nodeId, {
@@ -329,7 +342,12 @@ export class Link {
     } catch (e) {
       const code = errorCodeOf(e);
       if (code === 'INTERNAL') this.log.error({ err: e, nodeId }, 'storing a reply failed');
-      return { messageId, errorCode: code, errorMessage: e instanceof Error ? e.message : String(e) };
+      // Only a PollenError's public message goes back to the node; anything else stays in our log.
+      return {
+        messageId,
+        errorCode: code,
+        errorMessage: e instanceof PollenError ? e.message : 'Internal error',
+      };
     }
   }
 

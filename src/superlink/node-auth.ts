@@ -20,6 +20,7 @@ import { createContextKey, type Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
+import { projectSlug } from '../pki/profiles.js';
 import { NODE_AUTH_HEADERS, type RequestVerifier } from '../supernode/request-auth.js';
 import { type BulkRequest, bulkAuthMethod } from '../transport/bulk-chunks.js';
 import { peerContextKey } from '../transport/context.js';
@@ -67,7 +68,7 @@ function certificateCaller(
     if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Fleet API needs a client certificate');
     if (peer.type !== 'client')
       throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot join as a SuperNode`);
-    if (o.project && peer.project !== o.project)
+    if (o.project && peer.project !== projectSlug(o.project))
       throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
     return { nodeId: nodeIdFromIdentity(peer), name: peer.name, certFingerprint: peer.fingerprint };
   }

@@ -83,6 +83,8 @@ export class RunLauncher {
     } catch (e) {
       const reason = isPollenError(e) ? `${e.code}: ${e.message}` : String(e);
       await this.finish(runId, 'failed', `The run could not start: ${reason}`).catch(() => {});
+      // e.g. stopped while starting: finish() saw it finished already, so end the process here.
+      this.#kill(runId);
       throw e;
     }
   }

@@ -106,6 +106,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     servers.push(fleet);
     const controlOptions = {
       requireAdminCert: !!o.tls,
+      project: o.project,
       onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
     };
     const control = await startRpcServer({

@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
-import { extractBundle } from '../apps/bundle.js';
+import { bundleHash, extractBundle } from '../apps/bundle.js';
 import { isPollenError, PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Run as WireRun } from '../gen/pollen/v1/records_pb.js';
@@ -293,7 +293,15 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     await call(() => downloadChunks(fleet, fab.chunkIds, store));
     const parts: Uint8Array[] = [];
     for (const id of fab.chunkIds) parts.push((await store.get(id))!);
-    return extractBundle(Buffer.concat(parts), join(workDir, 'apps'));
+    const bytes = Buffer.concat(parts);
+    // Run exactly the bundle the run names (and that --trusted-app may have vetted), whatever
+    // chunk list the SuperLink answered with.
+    if (bundleHash(bytes) !== run.fab!.hash)
+      throw new PollenError(
+        'BUNDLE_INVALID',
+        `The bundle received for run ${run.runId} does not hash to ${run.fab!.hash}`,
+      );
+    return extractBundle(bytes, join(workDir, 'apps'));
   }
 
   async function openEmbeddedSlot(runId: string): Promise<Slot> {
