@@ -145,7 +145,7 @@ describe('Fleet API from grpc-js (mutual TLS)', () => {
 
     let node = link.state.listNodes().find((n) => n.nodeId === first.node_id);
     expect(node?.status).toBe('online');
-    expect(node?.name).toBe('site-a'); // an empty name falls back to the certificate's
+    expect(node?.name).toBe('site-a'); // the certificate names the node, whatever the request said
 
     // (proto-loader fills in defaults: no run_ids asked about, so no run status either)
     expect(await call(fleet, 'Heartbeat', { heartbeat_interval_ms: 5_000 })).toEqual({

@@ -25,13 +25,15 @@ export function fleetRoutes(link: Link) {
       activateNode: guard(async (req, ctx) => {
         const node = caller(ctx);
         const interval = link.heartbeatInterval(req.heartbeatIntervalMs);
+        // A certificate names the node; only a development node without one names itself.
+        const name = node.certFingerprint ? node.name : req.name || node.name;
         await link.state.activateNode({
           nodeId: node.nodeId,
-          name: req.name || node.name,
+          name,
           certFingerprint: node.certFingerprint,
           heartbeatIntervalMs: interval,
         });
-        link.log.info({ nodeId: node.nodeId, name: req.name || node.name }, 'node activated');
+        link.log.info({ nodeId: node.nodeId, name }, 'node activated');
         const session = link.takeNewSession(ctx);
         return { nodeId: node.nodeId, heartbeatIntervalMs: interval, session };
       }),
