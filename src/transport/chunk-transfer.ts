@@ -33,6 +33,7 @@ import {
   verifyChunk,
 } from './chunks.js';
 import { fromConnectError, toConnectError } from './errors.js';
+import { SESSION_WINDOW, STREAM_WINDOW } from './rpc-server.js';
 import { messagePieces, messageToWire, type ToWireOptions, type ToWireResult } from './wire.js';
 
 export interface ChunkInit {
@@ -583,11 +584,8 @@ export async function* servePullChunks(
 // HTTP/2 flow control. The defaults (64 KiB windows) cap a stream at about one window per round
 // trip; chunk transfers want megabytes in flight.
 
-const MiB = 1024 * 1024;
-/** Per-stream window advertised in SETTINGS (initialWindowSize). */
-export const STREAM_WINDOW = 16 * MiB;
-/** Connection-level receive window, set with setLocalWindowSize. */
-export const SESSION_WINDOW = 64 * MiB;
+/** The windows every Pollen HTTP/2 server and client use (rpc-server.ts). */
+export { SESSION_WINDOW, STREAM_WINDOW };
 
 /** Settings for http2.createSecureServer / http2.connect. */
 export const HTTP2_SETTINGS: http2.Settings = Object.freeze({ initialWindowSize: STREAM_WINDOW });

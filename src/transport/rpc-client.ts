@@ -4,12 +4,13 @@
  * Its clients carry a bulk chunk client on the same session (bulk-chunks.ts), which
  * uploadChunks / downloadChunks use for chunk bytes.
  */
-import type { ClientHttp2Session, ClientHttp2Stream, SecureClientSessionOptions } from 'node:http2';
+import type { SecureClientSessionOptions } from 'node:http2';
 import type { DescService } from '@bufbuild/protobuf';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
-import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { createGrpcTransport } from '@connectrpc/connect-node';
 import { BulkChunkClient, type BulkMethod, withBulk } from './bulk-chunks.js';
-import { MAX_MESSAGE_BYTES, MAX_SESSION_MEMORY_MB, SESSION_WINDOW, STREAM_WINDOW } from './rpc-server.js';
+import { WideWindowSessionManager } from './chunk-transfer.js';
+import { MAX_MESSAGE_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW } from './rpc-server.js';
 
 export interface RpcClientOptions {
   /** https://HOST:PORT, or http://127.0.0.1:PORT for the loopback app APIs. */
@@ -31,21 +32,6 @@ export interface RpcChannel {
   /** PUT/GET of single chunks on the same connection (undefined when turned off). */
   readonly bulk: BulkChunkClient | undefined;
   close(): void;
-}
-
-/** Enlarges the session's receive window once per connection (Node offers no option for it). */
-class WideWindowSessionManager extends Http2SessionManager {
-  readonly #widened = new WeakSet<ClientHttp2Session>();
-
-  override async request(...args: Parameters<Http2SessionManager['request']>): Promise<ClientHttp2Stream> {
-    const stream = await super.request(...args);
-    const session = stream.session as ClientHttp2Session | undefined;
-    if (session && !this.#widened.has(session)) {
-      this.#widened.add(session);
-      session.setLocalWindowSize(SESSION_WINDOW);
-    }
-    return stream;
-  }
 }
 
 export function openChannel(o: RpcClientOptions): RpcChannel {

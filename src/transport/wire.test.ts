@@ -319,7 +319,7 @@ describe('hostile wire messages', () => {
 
   it('metadata, body, record and value problems', async () => {
     const good = messageToWire(msg(new RecordDict())).wire;
-    const variants: [Partial<pb.Message>, string][] = [
+    const variants: [MessageInitShape<typeof pb.MessageSchema>, string][] = [
       [{ metadata: undefined }, 'MESSAGE_INVALID'],
       [{ body: { case: undefined } }, 'MESSAGE_INVALID'],
       [{ metadata: { ...good.metadata!, messageType: 'steal' } }, 'MESSAGE_INVALID'],
@@ -329,14 +329,16 @@ describe('hostile wire messages', () => {
       [{ body: { case: 'error', value: create(pb.MessageErrorSchema, { code: '' }) } }, 'MESSAGE_INVALID'],
     ];
     for (const [patch, code] of variants) {
-      const wire = create(pb.MessageSchema, { ...good, ...patch } as any);
+      const wire = create(pb.MessageSchema, { ...good, ...patch } as MessageInitShape<
+        typeof pb.MessageSchema
+      >);
       expect(await codeOf(messageFromWire(wire, () => undefined)), JSON.stringify(Object.keys(patch))).toBe(
         code,
       );
     }
-    const withRecords = (records: any[]) =>
+    const withRecords = (records: MessageInitShape<typeof pb.RecordSchema>[]) =>
       create(pb.MessageSchema, { metadata: good.metadata, body: { case: 'content', value: { records } } });
-    const bad: [any[], string][] = [
+    const bad: [MessageInitShape<typeof pb.RecordSchema>[], string][] = [
       [[{ name: 'r' }], 'RECORD_INVALID'],
       [[{ name: '', record: { case: 'metrics', value: {} } }], 'RECORD_INVALID'],
       [
