@@ -4,8 +4,12 @@
  * (mutual TLS, certificate mode, DiskChunkStore) and a raw `node:tls` receiver with the same
  * certificates, the baseline. IPC from the bench:
  *
- *   { cmd: 'clear', ids }    delete these chunks from the SuperLink's store → { ok }
- *   { cmd: 'missing', ids }  → { missing: number } (how many of ids the store lacks)
+ *   { cmd: 'clear', ids }    delete these chunks from the SuperLink's shared store → { ok }
+ *   { cmd: 'missing', ids, runId?, nodeId? }
+ *                            → { missing: number } (how many of ids the shared store, or the
+ *                              run scope of that node, lacks)
+ *   { cmd: 'run' }           → { runId } a new run, running (no ServerApp: the bench is its node)
+ *   { cmd: 'finish', runId } drop the run's chunks (what a finished run does) → { ok }
  *   { cmd: 'cpu' }           → { cpuMs } (this process's user + system CPU so far)
  *   { cmd: 'stop' }
  *
@@ -88,13 +92,33 @@ const raw = tls.createServer(
 );
 await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
 
-process.on('message', (m: { cmd: string; ids?: string[] }) => {
+process.on('message', (m: { cmd: string; ids?: string[]; runId?: string; nodeId?: string }) => {
   const answer = async (): Promise<object> => {
     if (m.cmd === 'clear') {
       for (const id of m.ids ?? []) await store.delete(id);
       return { ok: true };
     }
-    if (m.cmd === 'missing') return { missing: (await store.missing(m.ids ?? [])).length };
+    if (m.cmd === 'missing') {
+      const where = m.runId ? superlink.link.relay.reader(m.runId, [m.nodeId ?? ''], store) : store;
+      return { missing: (await where.missing(m.ids ?? [])).length };
+    }
+    if (m.cmd === 'run') {
+      const run = await superlink.state.createRun({
+        fabHash: `sha256:${'0'.repeat(64)}`,
+        fabName: 'bench',
+        fabVersion: '0',
+        runConfig: {},
+        federation: 'bench',
+        createdBy: 'bench',
+      });
+      await superlink.state.transitionRun(run.runId, 'starting');
+      await superlink.state.transitionRun(run.runId, 'running');
+      return { runId: run.runId };
+    }
+    if (m.cmd === 'finish') {
+      await superlink.link.runFinished(m.runId ?? '');
+      return { ok: true };
+    }
     if (m.cmd === 'cpu') {
       const c = process.cpuUsage();
       return { cpuMs: (c.user + c.system) / 1000 };

@@ -6,12 +6,16 @@
  *
  *   raw TLS            node:tls, TLS 1.3, 256 MiB in 4 MiB writes, the receiver discards
  *   raw TLS + SHA-256  the same, the receiver hashes every byte (a Pollen receiver verifies ids)
- *   Pollen up          ArrayRecord → uploadMessage (the sender's SHA-256 chunk ids computed while
- *                      the previous chunks are on the bulk route; a fresh model, so no
- *                      MissingChunks) → all stored: what the ClientApp runner and RemoteGrid do
- *   … hash first       the previous path: messageToWire (all ids) → uploadChunks (MissingChunks,
- *                      then the bulk route), interleaved with the others for an A/B in one run
- *   Pollen down        downloadChunks from the SuperLink's store, each chunk verified
+ *   Pollen up (hop)    what a SuperNode does with a reply (supernode.ts pushReply): its chunk ids
+ *                      are known (its ClientApp hashed them, over the loopback ClientAppIo), so
+ *                      uploadChunks asks MissingChunks, then PUTs every chunk into the run's
+ *                      scope on the SuperLink, which relays without hashing (relay-chunks.ts;
+ *                      the ServerApp verifies). THE TARGET ROW.
+ *   … + hashing        the same with the sender's SHA-256 on the clock (uploadMessage, fresh):
+ *                      what a node would pay if it had to name the chunks itself
+ *   … no run           uploadMessage into the shared store, which verifies every chunk and
+ *                      writes it to a file (what uploads naming no run get: bundles, old clients)
+ *   Pollen down        downloadChunks from the SuperLink's shared store, each chunk verified
  *   Connect up/down    the same over the PushChunks / PullChunks RPCs (gRPC framing), reference
  *
  *   npm run bench:transfer                   best of 3 of each
@@ -56,8 +60,8 @@ const { values: flags } = parseArgs({
     mib: { type: 'string', default: '256' },
     reps: { type: 'string', default: '3' },
     'connect-reps': { type: 'string', default: '1' },
-    'hash-first': { type: 'boolean', default: true },
     json: { type: 'boolean', default: false },
+    'hop-only': { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     receiver: { type: 'string', default: join(ROOT, 'bench', 'transfer-superlink.ts') },
     help: { type: 'boolean', short: 'h', default: false },
@@ -65,7 +69,7 @@ const { values: flags } = parseArgs({
 });
 if (flags.help) {
   console.log(
-    'usage: tsx bench/transfer.ts [--mib 256] [--reps 3] [--connect-reps 1] [--no-hash-first] [--json] [--cpu-prof]',
+    'usage: tsx bench/transfer.ts [--mib 256] [--reps 3] [--connect-reps 1] [--hop-only] [--json] [--cpu-prof]',
   );
   process.exit(0);
 }
@@ -104,6 +108,8 @@ const child: ChildProcess = spawn(
   [...profile, '--import', 'tsx', resolve(flags.receiver), dir],
   { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
 );
+// A failed run must not leave the receiver behind.
+process.on('exit', () => child.kill());
 let queue: Promise<unknown> = Promise.resolve();
 function ask<T>(msg: object): Promise<T> {
   const p = queue.then(
@@ -231,42 +237,49 @@ const message = Message.create({
   runId: 'bench',
 });
 const h0 = performance.now();
-const ids = [...messageToWire(message).chunks.keys()];
+const { chunks: wireChunks } = messageToWire(message);
+const ids = [...wireChunks.keys()];
 const hashAloneMs = performance.now() - h0;
 if (ids.length !== TOTAL / WRITE)
   throw new Error(`expected ${TOTAL / WRITE} distinct chunks, got ${ids.length}`);
 
 const channel = openChannel({ baseUrl: ready.fleetUrl, tls: clientTls });
 const fleet = channel.client(Fleet);
+const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name: 'site-1' });
+
+/** Check that the receiver holds every chunk (in the run's scope for this node, or shared). */
+async function allHeld(runId?: string): Promise<void> {
+  if ((await ask<{ missing: number }>({ cmd: 'missing', ids, runId, nodeId })).missing !== 0)
+    throw new Error('upload: chunks missing at the receiver');
+}
 
 /**
- * What the runtime does (ClientApp runner, RemoteGrid.send): uploadMessage hashes chunk k+1 while
- * chunk k is on the wire and, the model being fresh, skips MissingChunks. The sender's SHA-256 ids
- * are on the clock.
+ * A SuperNode forwarding a reply: ids known, MissingChunks, then the bulk route into the run's
+ * scope. `hash`: the sender names the chunks itself while uploading (uploadMessage, fresh).
  */
+async function upHop(hash: boolean): Promise<{ ms: number }> {
+  await ask({ cmd: 'clear', ids }); // held verified in the shared store, MissingChunks skips them
+  const { runId } = await ask<{ runId: string }>({ cmd: 'run' });
+  const t0 = performance.now();
+  const sent = hash
+    ? (await uploadMessage(fleet, message, { fresh: true, scope: { runId } })).upload.sent
+    : (await uploadChunks(fleet, wireChunks, { scope: { runId } })).sent;
+  const ms = performance.now() - t0;
+  if (sent !== ids.length) throw new Error('upload incomplete');
+  await allHeld(runId);
+  await ask({ cmd: 'finish', runId });
+  return { ms };
+}
+
+/** Into the shared, verified store (no run named): the receiver hashes and writes files. */
 async function up(bulk: boolean): Promise<{ ms: number }> {
   await ask({ cmd: 'clear', ids });
   const t0 = performance.now();
   const { chunks, upload } = await uploadMessage(fleet, message, bulk ? { fresh: true } : { bulk: false });
   const ms = performance.now() - t0;
   if (upload.sent !== ids.length || chunks.size !== ids.length) throw new Error('upload incomplete');
-  if ((await ask<{ missing: number }>({ cmd: 'missing', ids })).missing !== 0)
-    throw new Error('upload: chunks missing at the receiver');
+  await allHeld();
   return { ms };
-}
-
-/** The previous path, for comparison: hash everything (messageToWire), MissingChunks, then upload. */
-async function upHashFirst(): Promise<{ ms: number; hashMs: number }> {
-  await ask({ cmd: 'clear', ids });
-  const t0 = performance.now();
-  const { chunks } = messageToWire(message); // the sender's SHA-256 ids: on the clock
-  const hashMs = performance.now() - t0;
-  const r = await uploadChunks(fleet, chunks);
-  const ms = performance.now() - t0;
-  if (r.sent !== ids.length) throw new Error('upload incomplete');
-  if ((await ask<{ missing: number }>({ cmd: 'missing', ids })).missing !== 0)
-    throw new Error('upload: chunks missing at the receiver');
-  return { ms, hashMs };
 }
 
 async function down(bulk: boolean): Promise<{ ms: number }> {
@@ -283,7 +296,8 @@ async function down(bulk: boolean): Promise<{ ms: number }> {
 }
 
 const t = performance.now();
-await up(true); // warm-up: connection, JIT, folders
+await upHop(false); // warm-up: connections, JIT, folders
+await up(true);
 await down(true);
 const warmMs = performance.now() - t;
 // Rounds interleave the baselines with Pollen, so a machine that gets busier (other sessions)
@@ -291,14 +305,17 @@ const warmMs = performance.now() - t;
 const raw: Run[] = [];
 const rawHash: Run[] = [];
 const pollenUp: Run[] = [];
+const hashedUp: Run[] = [];
+const sharedUp: Run[] = [];
 const pollenDown: Run[] = [];
-const hashFirst: Run[] = [];
 for (let i = 0; i < REPS; i++) {
   raw.push(await measure(() => rawTls(false)));
-  pollenUp.push(await measure(() => up(true)));
+  pollenUp.push(await measure(() => upHop(false)));
+  if (flags['hop-only']) continue;
   rawHash.push(await measure(() => rawTls(true)));
+  hashedUp.push(await measure(() => upHop(true)));
+  sharedUp.push(await measure(() => up(true)));
   pollenDown.push(await measure(() => down(true)));
-  if (flags['hash-first']) hashFirst.push(await measure(upHashFirst));
 }
 const connectUp = CONNECT_REPS > 0 ? await bestOf(CONNECT_REPS, () => up(false)) : undefined;
 const connectDown = CONNECT_REPS > 0 ? await bestOf(CONNECT_REPS, () => down(false)) : undefined;
@@ -315,19 +332,17 @@ rmSync(dir, { recursive: true, force: true });
 const rows: [string, Run[] | undefined][] = [
   ['raw TLS 1.3 (node:tls), receiver discards', raw],
   ['raw TLS 1.3, receiver SHA-256', rawHash],
-  ['Pollen up: uploadMessage (hash ∥ bulk PUT, fresh) → DiskChunkStore', pollenUp],
-  [
-    'Pollen up, hash first: messageToWire + uploadChunks (before)',
-    flags['hash-first'] ? hashFirst : undefined,
-  ],
-  ['Pollen down: downloadChunks, bulk GET → MemoryChunkStore', pollenDown],
+  ['Pollen up: a SuperNode forwards a reply (ids known) → run scope', pollenUp],
+  ['Pollen up + the sender hashing (uploadMessage, fresh) → run scope', hashedUp],
+  ['Pollen up, no run: uploadMessage → shared store (SHA-256 + file)', sharedUp],
+  ['Pollen down: downloadChunks ← shared store, verified', pollenDown],
   ['Connect up: hash, then MissingChunks + PushChunks → DiskChunkStore', connectUp],
   ['Connect down: PullChunks → MemoryChunkStore', connectDown],
 ];
 const best = (r: Run[] | undefined): Run | undefined =>
-  r ? r.reduce((a, b) => (b.mbps > a.mbps ? b : a)) : undefined;
+  r && r.length > 0 ? r.reduce((a, b) => (b.mbps > a.mbps ? b : a)) : undefined;
 const rawRate = best(raw)!.mbps;
-const rawHashRate = best(rawHash)!.mbps;
+const rawHashRate = best(rawHash)?.mbps ?? Number.NaN;
 const perGB = (ms: number | undefined): string => num(ms === undefined ? undefined : ms / (TOTAL / 1e9));
 log(
   table(
@@ -349,26 +364,21 @@ log(
 );
 const upBest = best(pollenUp)!;
 const upRatio = upBest.mbps / rawRate;
-const downRatio = best(pollenDown)!.mbps / rawRate;
+const downRatio = (best(pollenDown)?.mbps ?? Number.NaN) / rawRate;
 log('');
-const hfBest = hashFirst.length > 0 ? best(hashFirst) : undefined;
 log(
-  `sender hashing (${num(TOTAL / MiB)} MiB, messageToWire alone): ${num(hashAloneMs)} ms; the best upload (hashing overlapped) took ${num(TOTAL / upBest.mbps / 1e3)} ms` +
-    (hfBest
-      ? `; hash first: ${num(hfBest.hashMs)} ms of ${num(TOTAL / hfBest.mbps / 1e3)} ms, overlapped ÷ hash first ${times(upBest.mbps / hfBest.mbps)}`
-      : ''),
+  `sender hashing (${num(TOTAL / MiB)} MiB, messageToWire alone): ${num(hashAloneMs)} ms; with hashing overlapped the upload took ${num(TOTAL / (best(hashedUp)?.mbps ?? Number.NaN) / 1e3)} ms`,
 );
 log(`warm-up (one upload + one download): ${num(warmMs)} ms; raw baseline used: ${num(rawRate)} MB/s`);
 log(`target Pollen up ≥ 0.60× raw TLS: ${upRatio >= 0.6 ? 'PASS' : 'FAIL'} (${times(upRatio)})`);
 log(`Pollen down ÷ raw TLS: ${times(downRatio)}`);
 const perRound = pollenUp.map((u, i) => u.mbps / raw[i]!.mbps);
 log(
-  `Pollen up ÷ raw TLS of the same round: ${perRound.map((r) => times(r)).join(' / ')}; ÷ raw+SHA: ${pollenUp.map((u, i) => times(u.mbps / rawHash[i]!.mbps)).join(' / ')}`,
+  `Pollen up ÷ raw TLS of the same round: ${perRound.map((r) => times(r)).join(' / ')}; ÷ raw+SHA: ${pollenUp.map((u, i) => times(u.mbps / (rawHash[i]?.mbps ?? Number.NaN))).join(' / ')}`,
 );
-if (hashFirst.length > 0)
-  log(
-    `hash first ÷ raw TLS of the same round: ${hashFirst.map((u, i) => times(u.mbps / raw[i]!.mbps)).join(' / ')}; overlapped ÷ hash first: ${pollenUp.map((u, i) => times(u.mbps / hashFirst[i]!.mbps)).join(' / ')}`,
-  );
+log(
+  `+ sender hashing ÷ raw TLS: ${times((best(hashedUp)?.mbps ?? Number.NaN) / rawRate)}; no run (shared store) ÷ raw TLS: ${times((best(sharedUp)?.mbps ?? Number.NaN) / rawRate)}`,
+);
 
 const doc = {
   bench: 'transfer',
@@ -383,7 +393,6 @@ const doc = {
     upToRawPerRound: perRound,
   },
   senderHashMs: hashAloneMs,
-  hashFirstHashMs: hfBest?.hashMs ?? null,
 };
 mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
 writeFileSync(join(ROOT, 'bench', 'out', 'transfer.json'), `${JSON.stringify(doc, null, 2)}\n`);

@@ -272,6 +272,11 @@ export const ERROR_CODES = {
     ExitCode.NOT_FOUND,
     'Push the missing chunks first (MissingChunks tells which), then retry.',
   ),
+  CHUNK_SCOPE_DENIED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    "A node reads a run's chunks only once the run sent it an instruction; a ServerApp reads only its own run's.",
+  ),
   // SuperLink state (nodes, runs, messages)
   NODE_UNKNOWN: spec(
     404,

@@ -94,14 +94,35 @@ export class RemoteGrid implements Grid {
   }
 
   async #decode(wires: WireMessage[]): Promise<Message[]> {
+    // Each node's chunks come from that node's scope on the SuperLink and are verified here: a
+    // node whose chunks do not match their ids spoils its own replies only.
     const store = new MemoryChunkStore();
-    const ids = [...new Set(wires.flatMap((w) => chunkIdsOf(w)))];
-    if (ids.length > 0) await this.#call(() => downloadChunks(this.#client, ids, store));
-    this.#remember(ids);
+    const failed = new Map<string, unknown>();
+    const bySource = new Map<string, string[]>();
+    for (const w of wires) {
+      const src = w.metadata?.srcNodeId ?? '';
+      bySource.set(src, [...(bySource.get(src) ?? []), ...chunkIdsOf(w)]);
+    }
+    for (const [src, ids] of bySource) {
+      if (ids.length === 0) continue;
+      try {
+        await this.#call(() =>
+          downloadChunks(this.#client, ids, store, {
+            scope: { runId: this.runId, sourceNodeId: /^[A-Za-z0-9_-]{1,64}$/.test(src) ? src : undefined },
+          }),
+        );
+        this.#remember(ids);
+      } catch (e) {
+        if (isPollenError(e) && e.code === 'UNAVAILABLE') throw e;
+        failed.set(src, e);
+      }
+    }
     const out: Message[] = [];
     for (const w of wires) {
       this.#bytesReceived += wireBytes(w);
+      const failure = failed.get(w.metadata?.srcNodeId ?? '');
       try {
+        if (failure) throw failure;
         out.push(await messageFromWire(w, (id) => store.get(id)));
       } catch (e) {
         // One node's unreadable reply is that node's failure, not the whole round's.

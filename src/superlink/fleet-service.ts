@@ -8,7 +8,9 @@ import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import { Fleet, PullMessagesResponseSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../gen/pollen/v1/records_pb.js';
+import { type BulkRequest, CHUNK_RUN_HEADER } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import type { Link } from './link.js';
 import { type CallingNode, callingNodeKey } from './node-identity.js';
@@ -17,6 +19,29 @@ function caller(ctx: HandlerContext): CallingNode {
   const node = ctx.values.get(callingNodeKey);
   if (!node) throw new PollenError('NODE_AUTH_MISSING', 'This call needs an authenticated SuperNode');
   return node;
+}
+
+/** The run a chunk request names (CHUNK_RUN_HEADER), if any. */
+export function chunkRunOf(
+  headers: { get(name: string): string | null } | Record<string, string>,
+): string | undefined {
+  const v =
+    typeof headers.get === 'function'
+      ? (headers as Headers).get(CHUNK_RUN_HEADER)
+      : (headers as Record<string, string>)[CHUNK_RUN_HEADER];
+  if (!v) return undefined;
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(v))
+    throw new PollenError('INVALID_ARGUMENT', `Invalid ${CHUNK_RUN_HEADER} header`);
+  return v;
+}
+
+/** The Fleet API's bulk chunks: a node's uploads for a run, or what it may read of one. */
+export function fleetChunkStore(link: Link) {
+  return async (req: BulkRequest, who: unknown): Promise<ChunkStore> => {
+    const { nodeId } = who as { nodeId: string };
+    const runId = chunkRunOf(req.headers);
+    return req.method === 'PUT' ? link.nodeUploads(nodeId, runId) : link.nodeReads(nodeId, runId);
+  };
 }
 
 export function fleetRoutes(link: Link) {
@@ -88,18 +113,16 @@ export function fleetRoutes(link: Link) {
         caller(ctx);
         return { fab: await link.fab(req.hash) };
       }),
-      missingChunks: guard(async (req, ctx) => {
-        caller(ctx);
-        return serveMissingChunks(link.chunks, req);
-      }),
+      missingChunks: guard(async (req, ctx) =>
+        serveMissingChunks(await link.nodeHeld(caller(ctx).nodeId, chunkRunOf(ctx.requestHeader)), req),
+      ),
       pushChunks: guard(async (requests, ctx) => {
-        caller(ctx);
-        return servePushChunks(link.chunks, requests, link.chunkLimits);
+        const store = await link.nodeUploads(caller(ctx).nodeId, chunkRunOf(ctx.requestHeader));
+        return servePushChunks(store, requests, link.chunkLimits);
       }),
       async *pullChunks(req, ctx) {
         try {
-          caller(ctx);
-          yield* servePullChunks(link.chunks, req);
+          yield* servePullChunks(link.nodeReads(caller(ctx).nodeId, chunkRunOf(ctx.requestHeader)), req);
         } catch (e) {
           throw toConnectError(e);
         }

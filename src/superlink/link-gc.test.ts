@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FabSchema } from '../gen/pollen/v1/records_pb.js';
 import { chunkId, DiskChunkStore } from '../transport/chunks.js';
 import { Link } from './link.js';
+import { RelayChunks } from './relay-chunks.js';
 import { openLinkState } from './state.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-gc-'));
@@ -17,7 +18,15 @@ describe('Link.collectGarbage', () => {
   it('removes old unreferenced chunks only', async () => {
     const state = await openLinkState({ url: join(dir, 'link.db') });
     const chunks = new DiskChunkStore(join(dir, 'chunks'));
-    const link = new Link({ state, chunks, stateDir: dir, log: pino({ level: 'silent' }), nodeAuth: false });
+    const relay = new RelayChunks({ dir: join(dir, 'run-chunks') });
+    const link = new Link({
+      state,
+      chunks,
+      relay,
+      stateDir: dir,
+      log: pino({ level: 'silent' }),
+      nodeAuth: false,
+    });
     const data = (s: string) => new TextEncoder().encode(s);
     const [bundle, message, orphan, young] = ['bundle', 'message', 'orphan', 'young'].map(
       data,

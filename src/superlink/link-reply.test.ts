@@ -14,6 +14,7 @@ import { MessageSchema } from '../gen/pollen/v1/records_pb.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { controlBulkAuth } from './control-service.js';
 import { Link } from './link.js';
+import { RelayChunks } from './relay-chunks.js';
 import { openLinkState } from './state.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-reply-'));
@@ -25,6 +26,7 @@ describe('Link.pushReply', () => {
     const link = new Link({
       state,
       chunks: new DiskChunkStore(join(dir, 'chunks')),
+      relay: new RelayChunks({ dir: join(dir, 'run-chunks') }),
       stateDir: dir,
       log: pino({ level: 'silent' }),
       nodeAuth: false,

@@ -19,11 +19,12 @@ import {
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { MESSAGE_TYPES } from '../sdk/message.js';
-import { CHUNK_SIZE, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
+import { CHUNK_SIZE, type ChunkStore, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
 import { sessionContextKey } from './node-auth.js';
+import { type RelayChunks, SERVER_SCOPE } from './relay-chunks.js';
 import type { LinkState, Run, SynthesizedErrorReply } from './state.js';
 import { Waiters } from './waiters.js';
 
@@ -39,7 +40,10 @@ const MAX_HEARTBEAT_MS = 300_000;
 
 export interface LinkOptions {
   state: LinkState;
+  /** Verified, shared chunks: app bundles and uploads that name no run. */
   chunks: DiskChunkStore;
+  /** Runs' chunks, relayed per run and uploader (relay-chunks.ts). */
+  relay: RelayChunks;
   stateDir: string;
   log: Logger;
   nodeAuth: boolean;
@@ -48,6 +52,7 @@ export interface LinkOptions {
 export class Link {
   readonly state: LinkState;
   readonly chunks: DiskChunkStore;
+  readonly relay: RelayChunks;
   readonly log: Logger;
   readonly nodeAuth: boolean;
   readonly chunkLimits = { maxChunkBytes: CHUNK_SIZE, maxChunks: 1 << 20 };
@@ -62,10 +67,13 @@ export class Link {
   #closing = false;
   readonly #runCache = new Map<string, { at: number; run: Promise<WireRun> }>();
   readonly #fabDir: string;
+  /** The nodes each run has sent instructions to: who may read the run's ServerApp chunks. */
+  readonly #participants = new Map<string, Set<string>>();
 
   constructor(o: LinkOptions) {
     this.state = o.state;
     this.chunks = o.chunks;
+    this.relay = o.relay;
     this.log = o.log;
     this.nodeAuth = o.nodeAuth;
     this.#fabDir = join(o.stateDir, 'fabs');
@@ -99,6 +107,52 @@ export class Link {
       if (file.endsWith('.bin'))
         for (const id of fromBinary(FabSchema, readFileSync(join(this.#fabDir, file))).chunkIds) live.add(id);
     return this.chunks.gc(live, { minAgeMs });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Chunk scopes (relay-chunks.ts). Without a run, callers use the verified shared store.
+
+  /** Where node `nodeId` uploads chunks for `runId`, which must be running. */
+  async nodeUploads(nodeId: string, runId: string | undefined): Promise<ChunkStore> {
+    if (runId === undefined) return this.chunks;
+    const run = await this.wireRun(runId, true);
+    if (run.status !== 'running')
+      throw new PollenError('RUN_NOT_RUNNING', `Run ${runId} is ${run.status}; it takes no more chunks`);
+    return this.relay.scope(runId, nodeId);
+  }
+
+  /** What MissingChunks answers node `nodeId` for an upload to `runId`: its chunks and the run's. */
+  async nodeHeld(nodeId: string, runId: string | undefined): Promise<ChunkStore> {
+    if (runId === undefined) return this.chunks;
+    await this.nodeUploads(nodeId, runId);
+    return this.relay.reader(runId, [nodeId, SERVER_SCOPE], this.chunks);
+  }
+
+  /** What node `nodeId` may read for `runId`: the run's ServerApp chunks once it was sent work. */
+  nodeReads(nodeId: string, runId: string | undefined): ChunkStore {
+    if (runId === undefined) return this.chunks;
+    if (!this.#participants.get(runId)?.has(nodeId))
+      throw new PollenError('CHUNK_SCOPE_DENIED', `This node was sent no instruction of run ${runId}`);
+    return this.relay.reader(runId, [SERVER_SCOPE, nodeId], this.chunks);
+  }
+
+  /** Where the ServerApp of `runId` uploads chunks. */
+  appUploads(runId: string): ChunkStore {
+    return this.relay.scope(runId, SERVER_SCOPE);
+  }
+
+  /** What the ServerApp of `runId` reads: node `sourceNodeId`'s uploads (a reply's), then its own. */
+  appReads(runId: string, sourceNodeId: string | undefined): ChunkStore {
+    if (sourceNodeId !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sourceNodeId))
+      throw new PollenError('INVALID_ARGUMENT', 'The chunk source must be a node id');
+    const uploaders = sourceNodeId ? [sourceNodeId, SERVER_SCOPE] : [SERVER_SCOPE];
+    return this.relay.reader(runId, uploaders, this.chunks);
+  }
+
+  /** A run finished: its chunks and participants go. */
+  async runFinished(runId: string): Promise<void> {
+    this.#participants.delete(runId);
+    await this.relay.dropRun(runId);
   }
 
   close(): void {
@@ -224,10 +278,10 @@ export class Link {
   // ------------------------------------------------------------------------------------------
   // Messages
 
-  async #checkChunks(message: WireMessage): Promise<string[]> {
+  async #checkChunks(message: WireMessage, held: ChunkStore): Promise<string[]> {
     const ids = chunkIdsOf(message);
     if (ids.length === 0) return ids;
-    const missing = await this.chunks.missing(ids);
+    const missing = await held.missing(ids);
     if (missing.length > 0)
       throw new PollenError('CHUNK_MISSING', `Push the message's ${missing.length} missing chunks first`, {
         data: { missing: missing.slice(0, 10) },
@@ -247,7 +301,7 @@ export class Link {
         throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
       md.runId = runId;
       md.srcNodeId = '0';
-      const chunkIds = await this.#checkChunks(m);
+      const chunkIds = await this.#checkChunks(m, this.appReads(runId, undefined));
       items.push({
         messageId: md.messageId,
         dstNodeId: md.dstNodeId,
@@ -261,6 +315,9 @@ export class Link {
     }
     await this.state.pushInstructions(runId, items);
     const nodes = new Set(items.map((i) => i.dstNodeId));
+    const participants = this.#participants.get(runId) ?? new Set<string>();
+    this.#participants.set(runId, participants);
+    for (const nodeId of nodes) participants.add(nodeId);
     for (const nodeId of nodes) {
       this.#pushed.set(nodeId, (this.#pushed.get(nodeId) ?? 0) + 1);
       this.instructions.notify(nodeId);
@@ -330,7 +387,12 @@ export class Link {
       if (!Number.isFinite(md.ttlSeconds) || md.ttlSeconds < 0 || md.createdAt < 0n)
         throw new PollenError('MESSAGE_INVALID', 'Reply ttlSeconds and createdAt must be non-negative');
       checkArrayHeaders(m);
-      const chunkIds = await this.#checkChunks(m);
+      const chunkIds = await this.#checkChunks(
+        m,
+        /^[A-Za-z0-9_-]{1,64}$/.test(md.runId) && /^[A-Za-z0-9_-]{1,64}$/.test(nodeId)
+          ? this.relay.reader(md.runId, [nodeId, SERVER_SCOPE], this.chunks)
+          : this.chunks,
+      );
       const runId = await this.state.pushReply(nodeId, {
         messageId: md.messageId,
         replyTo: md.replyToMessageId,

@@ -82,15 +82,16 @@ function certificateCaller(
  * `authorize` for the Fleet API's bulk chunk route: the caller the interceptor would admit for
  * any call but ActivateNode (certificate checks, then the session HMAC in node-key mode).
  */
-export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => void {
+export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeId: string } {
   return (req) => {
-    certificateCaller(o, req.peer, req.headers['pollen-node-name']);
-    if (o.verifier)
-      o.verifier.verifySessionRequest({
-        method: bulkAuthMethod(req.method, req.id),
-        body: req.id,
-        headers: req.headers,
-      });
+    const known = certificateCaller(o, req.peer, req.headers['pollen-node-name']);
+    if (!o.verifier) return { nodeId: known.nodeId };
+    const nodeId = o.verifier.verifySessionRequest({
+      method: bulkAuthMethod(req.method, req.id),
+      body: req.id,
+      headers: req.headers,
+    });
+    return { nodeId };
   };
 }
 

@@ -107,6 +107,9 @@ export class RunLauncher {
     link.replies.notify(runId);
     if (!exited) this.#kill(runId);
     await link.state.deleteRunMessages(runId).catch(() => {});
+    await link
+      .runFinished(runId)
+      .catch((e) => link.log.warn({ err: e, runId }, 'dropping run chunks failed'));
     this.collectGarbage();
   }
 

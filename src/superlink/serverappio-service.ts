@@ -10,8 +10,9 @@ import {
 } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
-import type { BulkRequest } from '../transport/bulk-chunks.js';
+import { type BulkRequest, CHUNK_SOURCE_HEADER } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
@@ -36,13 +37,24 @@ export function runTokenInterceptor(link: Link): Interceptor {
 }
 
 /** `authorize` for ServerAppIo's bulk chunk route: the same run token as every RPC. */
-export function runTokenBulkAuth(link: Link): (req: BulkRequest) => Promise<void> {
+export function runTokenBulkAuth(link: Link): (req: BulkRequest) => Promise<{ runId: string }> {
   return async (req) => {
     const runId = req.headers['pollen-run-id'] ?? '';
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     if (!runId || !token) throw new PollenError('APP_TOKEN_INVALID', 'The ServerApp token is missing');
     if (!(await link.state.verifyRunToken(runId, token)))
       throw new PollenError('APP_TOKEN_INVALID', 'The ServerApp token is not valid for this run');
+    return { runId };
+  };
+}
+
+/** ServerAppIo's bulk chunks: uploads to the run's ServerApp scope, reads of a reply's node. */
+export function runChunkStore(link: Link) {
+  return (req: BulkRequest, caller: unknown): ChunkStore => {
+    const { runId } = caller as { runId: string };
+    return req.method === 'PUT'
+      ? link.appUploads(runId)
+      : link.appReads(runId, req.headers[CHUNK_SOURCE_HEADER] || undefined);
   };
 }
 
@@ -72,18 +84,14 @@ export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
         const run = await link.state.getRun(runId);
         return { messages, runStopped: run?.status === 'finished' };
       }),
-      missingChunks: guard(async (req, ctx) => {
-        runOf(ctx);
-        return serveMissingChunks(link.chunks, req);
-      }),
-      pushChunks: guard(async (requests, ctx) => {
-        runOf(ctx);
-        return servePushChunks(link.chunks, requests, link.chunkLimits);
-      }),
+      missingChunks: guard(async (req, ctx) => serveMissingChunks(link.appReads(runOf(ctx), undefined), req)),
+      pushChunks: guard(async (requests, ctx) =>
+        servePushChunks(link.appUploads(runOf(ctx)), requests, link.chunkLimits),
+      ),
       async *pullChunks(req, ctx) {
         try {
-          runOf(ctx);
-          yield* servePullChunks(link.chunks, req);
+          const source = ctx.requestHeader.get(CHUNK_SOURCE_HEADER) || undefined;
+          yield* servePullChunks(link.appReads(runOf(ctx), source), req);
         } catch (e) {
           throw toConnectError(e);
         }

@@ -11,12 +11,18 @@ import { DiskChunkStore } from '../transport/chunks.js';
 import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
 import { controlBulkAuth, controlRoutes } from './control-service.js';
-import { fleetRoutes } from './fleet-service.js';
+import { fleetChunkStore, fleetRoutes } from './fleet-service.js';
 import { Link } from './link.js';
 import { fleetAuthInterceptor, fleetBulkAuth } from './node-auth.js';
+import { DEFAULT_CHUNK_MEMORY, RelayChunks } from './relay-chunks.js';
 import { RevocationList } from './revocation.js';
 import { RunLauncher } from './run-launcher.js';
-import { runTokenBulkAuth, runTokenInterceptor, serverAppIoRoutes } from './serverappio-service.js';
+import {
+  runChunkStore,
+  runTokenBulkAuth,
+  runTokenInterceptor,
+  serverAppIoRoutes,
+} from './serverappio-service.js';
 import { type LinkState, openLinkState } from './state.js';
 
 export interface Listen {
@@ -39,6 +45,8 @@ export interface SuperLinkOptions {
   project?: string;
   /** CRL sources, refreshed while running. */
   crl?: { file?: string; url?: string; refreshMs?: number };
+  /** Bytes of run chunks held in memory before they go to files (default 1 GiB). */
+  chunkMemoryBytes?: number;
   log: Logger;
 }
 
@@ -56,7 +64,12 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
   const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20 });
-  const link = new Link({ state, chunks, stateDir, log: o.log, nodeAuth: o.nodeAuth });
+  const relay = new RelayChunks({
+    dir: join(stateDir, 'run-chunks'),
+    memoryBytes: o.chunkMemoryBytes ?? DEFAULT_CHUNK_MEMORY,
+    maxChunkBytes: 4 << 20,
+  });
+  const link = new Link({ state, chunks, relay, stateDir, log: o.log, nodeAuth: o.nodeAuth });
   const verifier = o.nodeAuth ? new RequestVerifier() : undefined;
   const servers: RpcServer[] = [];
   const revocations =
@@ -82,7 +95,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       routes: serverAppIoRoutes(link, launcher),
       interceptors: [runTokenInterceptor(link)],
       bulk: {
-        store: chunks,
+        store: runChunkStore(link),
         authorize: runTokenBulkAuth(link),
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
@@ -96,7 +109,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       routes: fleetRoutes(link),
       interceptors: [fleetAuthInterceptor(fleetAuth)],
       bulk: {
-        store: chunks,
+        store: fleetChunkStore(link),
         authorize: fleetBulkAuth(fleetAuth),
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },

@@ -118,7 +118,8 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   const log = o.log;
   const chunks: ChunkStore = o.memoryChunks
     ? new MemoryChunkStore()
-    : new DiskChunkStore(join(workDir, 'chunks'), { maxChunkBytes: 4 << 20 });
+    : // Verified once on arrival (from the app or the SuperLink); forwarding does not hash again.
+      new DiskChunkStore(join(workDir, 'chunks'), { maxChunkBytes: 4 << 20, verifyReads: false });
   const holder: SessionHolder = {};
   const signer = o.authKey ? new RequestSigner(o.authKey) : undefined;
   const channel: RpcChannel = openChannel({
@@ -192,7 +193,9 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     const runId = reply.metadata?.runId ?? '';
     for (let attempt = 0; ; attempt++) {
       try {
-        if (ids.length > 0) await call(() => uploadChunks(fleet, own ?? { ids, source: chunks }));
+        // Into the run's scope on the SuperLink, which relays them unhashed to the ServerApp.
+        if (ids.length > 0)
+          await call(() => uploadChunks(fleet, own ?? { ids, source: chunks }, { scope: { runId } }));
         const { results } = await call(() => fleet.pushMessages({ messages: [reply] }));
         const r = results[0];
         o.onEvent?.({
@@ -354,7 +357,8 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       const slot = await openSlot(md.runId);
       const ids = chunkIdsOf(message);
       const missing = await chunks.missing(ids);
-      if (missing.length > 0) await call(() => downloadChunks(fleet, missing, chunks));
+      if (missing.length > 0)
+        await call(() => downloadChunks(fleet, missing, chunks, { scope: { runId: md.runId } }));
       if (o.app) {
         handleEmbedded(o.app, slot, message);
         return;

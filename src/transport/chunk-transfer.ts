@@ -22,7 +22,9 @@ import {
   bulkOf,
   bulkPull,
   bulkUpload,
+  type ChunkScopeHint,
   isBulkUnsupported,
+  scopeHeaders,
 } from './bulk-chunks.js';
 import {
   assertChunkId,
@@ -30,6 +32,7 @@ import {
   type ChunkStore,
   chunkId,
   hasVerifiedPut,
+  isRelayStore,
   verifyChunk,
 } from './chunks.js';
 import { fromConnectError, toConnectError } from './errors.js';
@@ -73,6 +76,11 @@ export interface TransferOptions {
    * from openChannel); false forces the PushChunks / PullChunks RPCs.
    */
   bulk?: BulkChunkClient | false;
+  /**
+   * The run (and, for a reader, the uploading node) the chunks belong to: a SuperLink keeps a
+   * run's chunks in scopes of that run (superlink/relay-chunks.ts). Sent as request headers.
+   */
+  scope?: ChunkScopeHint;
 }
 
 export type UploadSource = Map<string, Uint8Array> | { ids: string[]; source: Pick<ChunkStore, 'get'> };
@@ -93,7 +101,10 @@ function batchSizeOf(options: TransferOptions): number {
 }
 
 function callOptions(options: TransferOptions): CallOptions {
-  return options.signal === undefined ? {} : { signal: options.signal };
+  return {
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.scope ? { headers: scopeHeaders(options.scope) } : {}),
+  };
 }
 
 /**
@@ -136,7 +147,7 @@ export async function uploadChunks(
           result.bytes += bytes;
           options.onProgress?.({ chunks: result.sent, bytes: result.bytes, total: missing.length });
         },
-        { signal: options.signal },
+        { signal: options.signal, headers: scopeHeaders(options.scope) },
       );
       return result;
     } catch (e) {
@@ -265,7 +276,7 @@ export async function uploadPieces(
     if (checking || failure || unchecked.length === 0) return;
     const asked = unchecked.splice(0, batch);
     checking = true;
-    client.missingChunks({ chunkIds: asked.map((c) => c.id) }, { signal }).then(
+    client.missingChunks({ chunkIds: asked.map((c) => c.id) }, { ...callOptions(options), signal }).then(
       (res) => {
         const missing = new Set(res.chunkIds);
         for (const c of asked) {
@@ -316,7 +327,7 @@ export async function uploadPieces(
         continue;
       }
       notify(); // room for the hasher
-      await bulk.put(c.id, c.data, signal);
+      await bulk.put(c.id, c.data, signal, scopeHeaders(options.scope));
       result.sent++;
       result.bytes += c.data.byteLength;
       options.onProgress?.({
@@ -399,7 +410,10 @@ export async function* pullChunkStream(
   const bulk = bulkOf(client, options.bulk);
   if (bulk && wanted.length > 0) {
     try {
-      for await (const chunk of bulkPull(bulk, wanted, maxChunkBytes, { signal: options.signal })) {
+      for await (const chunk of bulkPull(bulk, wanted, maxChunkBytes, {
+        signal: options.signal,
+        headers: scopeHeaders(options.scope),
+      })) {
         chunks++;
         bytes += chunk.data.byteLength;
         yield chunk;
@@ -520,7 +534,10 @@ export async function serveMissingChunks(
   }
 }
 
-/** Store every chunk of the stream after checking its hash and size; any valid chunk is accepted. */
+/**
+ * Store every chunk of the stream after checking its hash and size; any valid chunk is accepted.
+ * A relay store (chunks.ts isRelayStore) takes them as named: its readers verify them.
+ */
 export async function servePushChunks(
   store: ChunkStore,
   stream: AsyncIterable<ChunkInit>,
@@ -534,7 +551,14 @@ export async function servePushChunks(
     for await (const { id, data } of stream) {
       if (stored >= maxChunks)
         throw new PollenError('PAYLOAD_TOO_LARGE', `At most ${maxChunks} chunks per PushChunks call`);
-      verifyChunk(id, data, maxChunkBytes);
+      if (isRelayStore(store)) {
+        assertChunkId(id);
+        if (data.byteLength > maxChunkBytes)
+          throw new PollenError(
+            'CHUNK_TOO_LARGE',
+            `Chunk ${id} is ${data.byteLength} bytes; at most ${maxChunkBytes} are accepted`,
+          );
+      } else verifyChunk(id, data, maxChunkBytes);
       if (hasVerifiedPut(store)) await store.putVerified(id, data);
       else await store.put(id, data);
       stored++;

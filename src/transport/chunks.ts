@@ -68,6 +68,30 @@ export function hasVerifiedPut(store: object): store is VerifiedPut {
   return typeof (store as Partial<VerifiedPut>).putVerified === 'function';
 }
 
+/**
+ * A store that keeps chunks as the uploader names them, without hashing them: a relay whose
+ * readers verify every chunk themselves (the SuperLink's run chunks, superlink/relay-chunks.ts).
+ * Receivers skip their own SHA-256 pass for it.
+ */
+export interface RelayStore {
+  readonly relay: true;
+  /** Store a chunk as the frames it arrived in (no copy into one buffer). */
+  putFrames(id: string, frames: Uint8Array[], bytes: number): Promise<void>;
+}
+
+/** A store that can hand a chunk out as the frames it holds (written out without a copy). */
+export interface FramedRead {
+  getFrames(id: string): Promise<readonly Uint8Array[] | undefined>;
+}
+
+export function hasFramedRead(store: object): store is FramedRead {
+  return typeof (store as Partial<FramedRead>).getFrames === 'function';
+}
+
+export function isRelayStore(store: object): store is RelayStore {
+  return (store as Partial<RelayStore>).relay === true;
+}
+
 export interface GcResult {
   removed: number;
   bytes: number;

@@ -5,10 +5,18 @@
  * uploadChunks / downloadChunks use for chunk bytes.
  */
 import type { SecureClientSessionOptions } from 'node:http2';
+import https from 'node:https';
 import type { DescService } from '@bufbuild/protobuf';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
-import { BulkChunkClient, type BulkMethod, withBulk } from './bulk-chunks.js';
+import {
+  BULK_CONCURRENCY,
+  type BulkChunkClient,
+  type BulkMethod,
+  Http1BulkClient,
+  Http2BulkClient,
+  withBulk,
+} from './bulk-chunks.js';
 import { WideWindowSessionManager } from './chunk-transfer.js';
 import { MAX_MESSAGE_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW } from './rpc-server.js';
 
@@ -64,19 +72,37 @@ export function openChannel(o: RpcClientOptions): RpcChannel {
     defaultTimeoutMs: o.defaultTimeoutMs,
   });
   const bulkHeaders = o.bulkHeaders;
-  const bulk =
-    bulkHeaders === false
-      ? undefined
-      : new BulkChunkClient({
-          request: (method, path, headers) => manager.request(method, path, headers, {}),
-          headers: bulkHeaders,
-        });
+  // Over TLS, chunk bytes take a few HTTP/1.1 keep-alive connections to the same port (faster
+  // than HTTP/2 streams, bulk-chunks.ts); the loopback cleartext APIs speak only HTTP/2.
+  const agent =
+    bulkHeaders !== false && o.tls
+      ? new https.Agent({
+          keepAlive: true,
+          maxSockets: BULK_CONCURRENCY,
+          ca: o.tls.ca,
+          cert: o.tls.cert,
+          key: o.tls.key,
+          servername: o.tls.servername,
+          minVersion: 'TLSv1.3',
+          ALPNProtocols: ['http/1.1'],
+        })
+      : undefined;
+  let bulk: BulkChunkClient | undefined;
+  if (agent) bulk = new Http1BulkClient({ baseUrl: o.baseUrl, agent, headers: bulkHeaders || undefined });
+  else if (bulkHeaders !== false)
+    bulk = new Http2BulkClient({
+      request: (method, path, headers) => manager.request(method, path, headers, {}),
+      headers: bulkHeaders,
+    });
   return {
     client: (service) => {
       const client = createClient(service, transport);
       return bulk ? withBulk(client, bulk) : client;
     },
     bulk,
-    close: () => manager.abort(),
+    close: () => {
+      manager.abort();
+      agent?.destroy();
+    },
   };
 }

@@ -14,6 +14,7 @@ interface Opts extends TlsFlags {
   enableSupernodeAuth?: boolean;
   crl?: string;
   crlRefresh?: string;
+  chunkMemory?: string;
   certService?: string;
   project?: string;
   logLevel: string;
@@ -72,6 +73,11 @@ export function registerSuperLink(program: Command): void {
     .option('--crl <file>', 'revocation list PEM to enforce (re-read when it changes)')
     .option('--cert-service <url>', 'fetch the revocation list from this Certificate Service (every 30 s)')
     .option('--crl-refresh <seconds>', 'how often the revocation list is re-read or fetched', '30')
+    .option(
+      '--chunk-memory <MiB>',
+      "memory for runs' model chunks; past it they go to STATE_DIR/run-chunks",
+      '1024',
+    )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .addHelpText(
@@ -114,8 +120,15 @@ export async function runSuperLink(
   const refresh = Number(o.crlRefresh ?? 30);
   if (!Number.isFinite(refresh) || refresh < 1)
     throw new PollenError('INVALID_ARGUMENT', '--crl-refresh takes seconds (>= 1)');
+  const chunkMemory = Number(o.chunkMemory ?? 1024);
+  if (!Number.isFinite(chunkMemory) || chunkMemory < 0)
+    throw new PollenError(
+      'INVALID_ARGUMENT',
+      '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
+    );
   const link = await startSuperLink({
     stateDir: o.stateDir,
+    chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),
     database: o.database,
     fleet: parseAddress(o.fleetAddress, '--fleet-address'),
     control: parseAddress(o.controlAddress, '--control-address'),

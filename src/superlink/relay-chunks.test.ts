@@ -1,0 +1,117 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isPollenError } from '../errors.js';
+import { MemoryChunkStore } from '../transport/chunks.js';
+import { RelayChunks, SERVER_SCOPE } from './relay-chunks.js';
+
+const root = mkdtempSync(join(tmpdir(), 'pollen-relay-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const NODE_A = '0123456789abcdef';
+const NODE_B = 'fedcba9876543210';
+const sha = (d: Uint8Array): string => createHash('sha256').update(d).digest('hex');
+let n = 0;
+const fresh = (): RelayChunks =>
+  new RelayChunks({ dir: join(root, `r${n++}`), memoryBytes: 64 * 1024, maxChunkBytes: 32 * 1024 });
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return isPollenError(e) ? e.code : String(e);
+  }
+}
+
+describe('RelayChunks', () => {
+  it('keeps chunks per run and uploader, as sent (no hashing)', async () => {
+    const relay = fresh();
+    const data = randomBytes(1000);
+    const claimed = sha(randomBytes(8)); // not the hash of `data`: a relay does not check
+    const a = relay.scope('run1', NODE_A);
+    await a.put(claimed, data);
+    expect(await a.has(claimed)).toBe(true);
+    expect(Buffer.from((await a.get(claimed))!)).toEqual(data);
+    expect(await relay.scope('run1', NODE_B).has(claimed)).toBe(false);
+    expect(await relay.scope('run2', NODE_A).has(claimed)).toBe(false);
+    expect(await a.missing([claimed, claimed, sha(data)])).toEqual([sha(data)]);
+  });
+
+  it('reads the named scopes in order, then the shared store; readers cannot write', async () => {
+    const relay = fresh();
+    const shared = new MemoryChunkStore();
+    const s = randomBytes(500);
+    await shared.put(sha(s), s);
+    const fromA = randomBytes(600);
+    const fromServer = randomBytes(700);
+    const id = sha(fromA);
+    await relay.scope('run1', NODE_A).put(id, fromA);
+    await relay.scope('run1', SERVER_SCOPE).put(id, fromServer);
+    const reader = relay.reader('run1', [NODE_A, SERVER_SCOPE], shared);
+    expect(Buffer.from((await reader.get(id))!)).toEqual(fromA);
+    expect(Buffer.from((await relay.reader('run1', [SERVER_SCOPE], shared).get(id))!)).toEqual(fromServer);
+    expect(Buffer.from((await reader.get(sha(s)))!)).toEqual(s);
+    expect(await relay.reader('run1', [NODE_B], shared).has(id)).toBe(false);
+    expect(await reader.missing([id, sha(s), 'f'.repeat(64)])).toEqual(['f'.repeat(64)]);
+    expect(await codeOf(reader.put(id, fromA))).toBe('INTERNAL');
+  });
+
+  it('keeps frames as they came; a full-size chunk is copied into one reusable buffer', async () => {
+    const relay = fresh();
+    const scope = relay.scope('run1', NODE_A);
+    const whole = randomBytes(32 * 1024);
+    const frames = [whole.subarray(0, 10_000), whole.subarray(10_000, 20_000), whole.subarray(20_000)];
+    await scope.putFrames(sha(whole), frames, whole.byteLength);
+    const held = await scope.getFrames(sha(whole));
+    expect(held).toHaveLength(1);
+    expect(Buffer.from(held![0]!)).toEqual(whole);
+    const small = randomBytes(3000);
+    await scope.putFrames(sha(small), [small.subarray(0, 1000), small.subarray(1000)], 3000);
+    expect(await scope.getFrames(sha(small))).toHaveLength(2);
+    expect(Buffer.from((await scope.get(sha(small)))!)).toEqual(small);
+  });
+
+  it('spills past its memory budget to files, and a finished run leaves nothing', async () => {
+    const relay = fresh();
+    const scope = relay.scope('run1', NODE_A);
+    const chunks = Array.from({ length: 4 }, () => randomBytes(30 * 1024));
+    for (const c of chunks) await scope.put(sha(c), c);
+    const stats = relay.stats();
+    expect(stats.chunks).toBe(4);
+    expect(stats.memoryBytes).toBeLessThanOrEqual(64 * 1024);
+    expect(stats.onDisk).toBe(2);
+    for (const c of chunks) expect(Buffer.from((await scope.get(sha(c)))!)).toEqual(c);
+    const dir = join(root, `r${n - 1}`);
+    expect(readdirSync(join(dir, 'run1', `n-${NODE_A}`))).toHaveLength(2);
+    await scope.delete(sha(chunks[3]!));
+    expect(await scope.has(sha(chunks[3]!))).toBe(false);
+    await relay.dropRun('run1');
+    expect(relay.stats()).toEqual({ chunks: 0, bytes: 0, memoryBytes: 0, onDisk: 0 });
+    expect(existsSync(join(dir, 'run1'))).toBe(false);
+    for (const c of chunks) expect(await scope.get(sha(c))).toBeUndefined();
+  });
+
+  it('refuses chunks over the size limit, bad ids and bad run ids', async () => {
+    const relay = fresh();
+    const scope = relay.scope('run1', NODE_A);
+    const big = randomBytes(33 * 1024);
+    expect(await codeOf(scope.put(sha(big), big))).toBe('CHUNK_TOO_LARGE');
+    expect(await codeOf(scope.put('not-an-id', big.subarray(0, 10)))).toBe('CHUNK_ID_INVALID');
+    expect(() => relay.scope('../x', NODE_A)).toThrow(/run id/);
+    expect(() => relay.scope('run1', '../x')).toThrow(/uploader/);
+  });
+
+  it('starts empty: chunks of runs that cannot resume are gone after a restart', async () => {
+    const dir = join(root, 'restart');
+    const first = new RelayChunks({ dir, memoryBytes: 0 });
+    const c = randomBytes(100);
+    await first.scope('run1', NODE_A).put(sha(c), c);
+    expect(readdirSync(join(dir, 'run1', `n-${NODE_A}`))).toHaveLength(1);
+    const second = new RelayChunks({ dir, memoryBytes: 0 });
+    expect(existsSync(dir)).toBe(false);
+    expect(await second.scope('run1', NODE_A).has(sha(c))).toBe(false);
+  });
+});

@@ -1,0 +1,309 @@
+/**
+ * Run-scoped chunks on a real SuperLink (mutual TLS, in this process): nodes upload a run's
+ * chunks into their own scope over the HTTP/1.1 bulk lane, the SuperLink relays them without
+ * hashing, readers verify, and nobody reads a scope that is not theirs.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@connectrpc/connect';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openAppChannel } from '../src/apps/app-channel.js';
+import { RemoteGrid } from '../src/apps/remote-grid.js';
+import { isPollenError } from '../src/errors.js';
+import type { ServerAppIo } from '../src/gen/pollen/v1/appio_pb.js';
+import { ServerAppIo as ServerAppIoService } from '../src/gen/pollen/v1/appio_pb.js';
+import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
+import { initCa, loadCa } from '../src/pki/ca.js';
+import { createSiteCertificate } from '../src/pki/site.js';
+import { Message } from '../src/sdk/message.js';
+import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
+import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
+import { Http1BulkClient } from '../src/transport/bulk-chunks.js';
+import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js';
+import { MemoryChunkStore } from '../src/transport/chunks.js';
+import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
+import { loadTlsMaterial } from '../src/transport/tls.js';
+import { messageToWire } from '../src/transport/wire.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pollen-run-chunks-'));
+let superlink: SuperLink;
+const channels: RpcChannel[] = [];
+interface Site {
+  fleet: Client<typeof Fleet>;
+  channel: RpcChannel;
+  nodeId: string;
+}
+let a: Site;
+let b: Site;
+let runId = '';
+let app: Client<typeof ServerAppIo>;
+
+const sha = (d: Uint8Array): string => createHash('sha256').update(d).digest('hex');
+const chunk = (n = 200_000): { id: string; data: Uint8Array } => {
+  const data = randomBytes(n);
+  return { id: sha(data), data };
+};
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return isPollenError(e) ? e.code : String(e);
+  }
+}
+
+beforeAll(async () => {
+  await initCa({ name: 'chunks', dir: join(dir, 'ca') });
+  const ca = await loadCa(join(dir, 'ca'));
+  const server = await createSiteCertificate(ca, {
+    name: 'superlink',
+    type: 'server',
+    outDir: join(dir, 'superlink-tls'),
+    validityDays: 1,
+    hosts: ['127.0.0.1', 'localhost'],
+  });
+  const local = { host: '127.0.0.1', port: 0 };
+  superlink = await startSuperLink({
+    stateDir: join(dir, 'superlink'),
+    fleet: local,
+    control: local,
+    serverAppIo: local,
+    tls: loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath }),
+    nodeAuth: false,
+    chunkMemoryBytes: 1_000_000, // small: some chunks go to files
+    log: pino({ level: 'silent' }),
+  });
+  const site = async (name: string): Promise<Site> => {
+    const s = await createSiteCertificate(ca, {
+      name,
+      type: 'client',
+      outDir: join(dir, name),
+      validityDays: 1,
+    });
+    const channel = openChannel({
+      baseUrl: superlink.fleetUrl,
+      tls: loadTlsMaterial({ cert: s.certPath, key: s.keyPath, ca: s.rootPath }),
+    });
+    channels.push(channel);
+    const fleet = channel.client(Fleet);
+    const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name });
+    return { fleet, channel, nodeId };
+  };
+  a = await site('site-a');
+  b = await site('site-b');
+  const run = await superlink.state.createRun({
+    fabHash: `sha256:${'0'.repeat(64)}`,
+    fabName: 'chunks',
+    fabVersion: '1.0.0',
+    runConfig: {},
+    federation: 'default',
+    createdBy: 'test',
+  });
+  runId = run.runId;
+  await superlink.state.transitionRun(runId, 'starting');
+  await superlink.state.transitionRun(runId, 'running');
+  await superlink.state.setRunToken(runId, 'run-token');
+  const appChannel = openAppChannel({
+    url: superlink.serverAppIoUrl,
+    token: 'run-token',
+    runId,
+    appPath: '',
+  });
+  channels.push(appChannel);
+  app = appChannel.client(ServerAppIoService);
+});
+
+afterAll(async () => {
+  for (const c of channels) c.close();
+  await superlink?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** An instruction from the ServerApp to `nodeId` (makes the node a participant); its id. */
+async function instruct(nodeId: string): Promise<string> {
+  const { wire } = messageToWire(
+    Message.create({
+      content: new RecordDict(),
+      dstNodeId: nodeId,
+      messageType: 'train',
+      runId,
+      ttlSeconds: 60,
+    }),
+  );
+  const [id] = await superlink.link.pushInstructions(runId, [wire]);
+  await superlink.link.pullInstructions(nodeId, 16);
+  return id!;
+}
+
+describe('run-scoped chunks on the SuperLink', () => {
+  it('moves chunk bytes over HTTP/1.1 keep-alive connections when the channel runs TLS', () => {
+    expect(a.channel.bulk).toBeInstanceOf(Http1BulkClient);
+  });
+
+  it('relays a node upload as sent; the ServerApp reads it from that node only, verified', async () => {
+    const good = chunk();
+    const r = await uploadChunks(a.fleet, new Map([[good.id, good.data]]), { scope: { runId } });
+    expect(r.sent).toBe(1);
+    // The ServerApp names the source node: the chunk comes back intact.
+    const got = new MemoryChunkStore();
+    await downloadChunks(app, [good.id], got, { scope: { runId, sourceNodeId: a.nodeId } });
+    expect(Buffer.from((await got.get(good.id))!)).toEqual(Buffer.from(good.data));
+    // Another node's scope does not have it.
+    expect(
+      await codeOf(
+        downloadChunks(app, [good.id], new MemoryChunkStore(), { scope: { runId, sourceNodeId: b.nodeId } }),
+      ),
+    ).toBe('CHUNK_MISSING');
+  });
+
+  it('stores bytes that do not match their id without hashing; the reader refuses them (end to end)', async () => {
+    const claimed = chunk();
+    const other = randomBytes(200_000);
+    // Node B claims `claimed.id` for other bytes: the relay takes them into B's scope only.
+    await b.channel.bulk!.put(claimed.id, other, undefined, { 'pollen-chunk-run': runId });
+    expect(
+      await codeOf(
+        downloadChunks(app, [claimed.id], new MemoryChunkStore(), {
+          scope: { runId, sourceNodeId: b.nodeId },
+        }),
+      ),
+    ).toBe('CHUNK_MISMATCH');
+    // Node A's honest upload of the same id is not shadowed by B's.
+    await uploadChunks(a.fleet, new Map([[claimed.id, claimed.data]]), { scope: { runId } });
+    const got = new MemoryChunkStore();
+    await downloadChunks(app, [claimed.id], got, { scope: { runId, sourceNodeId: a.nodeId } });
+    expect(sha((await got.get(claimed.id))!)).toBe(claimed.id);
+  });
+
+  it('lets a node read the run’s ServerApp chunks only once the run sent it an instruction', async () => {
+    const global = chunk();
+    await uploadChunks(app, new Map([[global.id, global.data]]));
+    const read = () => downloadChunks(b.fleet, [global.id], new MemoryChunkStore(), { scope: { runId } });
+    expect(await codeOf(read())).toBe('CHUNK_SCOPE_DENIED');
+    await instruct(b.nodeId);
+    const r = await read();
+    expect(r.received).toBe(1);
+    // A node never reads another node's uploads, even as a participant.
+    const mine = chunk();
+    await uploadChunks(a.fleet, new Map([[mine.id, mine.data]]), { scope: { runId } });
+    expect(
+      await codeOf(downloadChunks(b.fleet, [mine.id], new MemoryChunkStore(), { scope: { runId } })),
+    ).toBe('CHUNK_MISSING');
+  });
+
+  it('accepts a reply whose chunks the node uploaded, refuses one naming chunks it did not', async () => {
+    const content = () =>
+      new RecordDict({ model: ArrayRecord.fromArrays({ w: new Float32Array(100_000).fill(1.5) }) });
+    const replyFrom = async (node: string) => {
+      const instructionId = await instruct(node);
+      return messageToWire(
+        Message.create({
+          content: content(),
+          dstNodeId: '0',
+          messageType: 'train',
+          runId,
+          ttlSeconds: 60,
+        }).withMetadata({
+          srcNodeId: node,
+          replyToMessageId: instructionId,
+          messageId: `reply-${randomBytes(4).toString('hex')}`,
+        }),
+      );
+    };
+    const fromA = await replyFrom(a.nodeId);
+    await uploadChunks(a.fleet, fromA.chunks, { scope: { runId } });
+    expect((await superlink.link.pushReply(a.nodeId, fromA.wire)).errorCode ?? '').toBe('');
+    // Node B's reply names the same ids (same content) without uploading them: A's scope is not B's.
+    const fromB = await replyFrom(b.nodeId);
+    expect([...fromB.chunks.keys()]).toEqual([...fromA.chunks.keys()]);
+    expect((await superlink.link.pushReply(b.nodeId, fromB.wire)).errorCode).toBe('CHUNK_MISSING');
+  });
+
+  it('refuses uploads for a run that is not running and for runs it does not know', async () => {
+    const c = chunk(1000);
+    const other = await superlink.state.createRun({
+      fabHash: `sha256:${'0'.repeat(64)}`,
+      fabName: 'chunks',
+      fabVersion: '1.0.0',
+      runConfig: {},
+      federation: 'default',
+      createdBy: 'test',
+    });
+    expect(
+      await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId: other.runId } })),
+    ).toBe('RUN_NOT_RUNNING');
+    expect(
+      await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId: 'nosuchrun' } })),
+    ).toBe('RUN_NOT_FOUND');
+    expect(
+      await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId: '../etc' } })),
+    ).toBe('INVALID_ARGUMENT');
+  });
+
+  it('still verifies uploads that name no run (shared store): a mismatch is refused', async () => {
+    const c = chunk();
+    expect(await codeOf(a.channel.bulk!.put(c.id, randomBytes(200_000)))).toBe('CHUNK_MISMATCH');
+    // Refused before the body (HTTP/1.1 closes that connection), then the lane still works.
+    const big = randomBytes(5 * 1024 * 1024);
+    expect(await codeOf(a.channel.bulk!.put(sha(big), big, undefined, { 'pollen-chunk-run': runId }))).toBe(
+      'CHUNK_TOO_LARGE',
+    );
+    await a.channel.bulk!.put(c.id, c.data);
+    // Held already: answered at once, nothing changes.
+    await a.channel.bulk!.put(c.id, c.data);
+    expect(Buffer.from(await a.channel.bulk!.get(c.id))).toEqual(Buffer.from(c.data));
+    // The Connect RPC path takes the same scopes as the bulk lane.
+    const d = chunk(5000);
+    const r = await uploadChunks(a.fleet, new Map([[d.id, d.data]]), { scope: { runId }, bulk: false });
+    expect(r.sent).toBe(1);
+    const got = new MemoryChunkStore();
+    await downloadChunks(app, [d.id], got, { scope: { runId, sourceNodeId: a.nodeId }, bulk: false });
+    expect(await got.has(d.id)).toBe(true);
+  });
+
+  it('gives the ServerApp each node’s reply, and one node’s bad chunks spoil only its reply', async () => {
+    const grid = new RemoteGrid(app, runId);
+    const replyFrom = async (node: string, value: number) => {
+      const instructionId = await instruct(node);
+      const w = messageToWire(
+        Message.create({
+          content: new RecordDict({
+            model: ArrayRecord.fromArrays({ w: new Float32Array(50_000).fill(value) }),
+          }),
+          dstNodeId: '0',
+          messageType: 'train',
+          runId,
+          ttlSeconds: 60,
+        }).withMetadata({ srcNodeId: node, replyToMessageId: instructionId, messageId: `reply-${node}` }),
+      );
+      return { instructionId, ...w };
+    };
+    const good = await replyFrom(a.nodeId, 2);
+    await uploadChunks(a.fleet, good.chunks, { scope: { runId } });
+    // Different content (the same would be served from A's verified copy, which is correct).
+    const bad = await replyFrom(b.nodeId, 3);
+    for (const id of bad.chunks.keys())
+      await b.channel.bulk!.put(id, randomBytes(200_000), undefined, { 'pollen-chunk-run': runId });
+    expect((await superlink.link.pushReply(a.nodeId, good.wire)).errorCode ?? '').toBe('');
+    expect((await superlink.link.pushReply(b.nodeId, bad.wire)).errorCode ?? '').toBe('');
+    const replies = await grid.pull([good.instructionId, bad.instructionId]);
+    const bySource = new Map(replies.map((m) => [m.metadata.srcNodeId, m]));
+    expect(bySource.get(b.nodeId)?.error?.code).toBe('CHUNK_MISMATCH');
+    const fromA = bySource.get(a.nodeId)!;
+    expect(fromA.hasError()).toBe(false);
+    const arrays = fromA.content!.arrayRecords.get('model')!;
+    expect(Array.from(arrays.get('w', 'float32')!.data.slice(0, 3))).toEqual([2, 2, 2]);
+  });
+
+  it('drops a finished run’s chunks', async () => {
+    const c = chunk();
+    await uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId } });
+    expect(superlink.link.relay.stats().chunks).toBeGreaterThan(0);
+    await superlink.link.runFinished(runId);
+    expect(superlink.link.relay.stats()).toMatchObject({ chunks: 0, memoryBytes: 0, onDisk: 0 });
+  });
+});
