@@ -149,6 +149,11 @@ export class Link {
     return this.relay.reader(runId, uploaders, this.chunks);
   }
 
+  /** Drop run chunks no stored message names and nobody used for `idleMs` (relay-chunks.ts). */
+  async sweepRunChunks(idleMs = 120_000): Promise<number> {
+    return this.relay.sweep(await this.state.liveChunkIds(), idleMs);
+  }
+
   /** A run finished: its chunks and participants go. */
   async runFinished(runId: string): Promise<void> {
     this.#participants.delete(runId);

@@ -104,6 +104,25 @@ describe('RelayChunks', () => {
     expect(() => relay.scope('run1', '../x')).toThrow(/uploader/);
   });
 
+  it('sweeps chunks nobody names or used lately; keeps named and recently used ones', async () => {
+    let clock = 1_000_000;
+    const relay = new RelayChunks({ dir: join(root, 'sweep'), now: () => clock });
+    const a = relay.scope('run1', NODE_A);
+    const [named, used, idle] = [randomBytes(100), randomBytes(200), randomBytes(300)];
+    for (const c of [named, used, idle]) await a.put(sha(c), c);
+    clock += 100_000;
+    expect(await relay.sweep(new Set(), 120_000)).toBe(0); // all used within 2 minutes
+    await a.missing([sha(used)]); // asked about: in use again
+    clock += 100_000;
+    expect(await relay.sweep(new Set([sha(named)]), 120_000)).toBe(1);
+    expect(await a.has(sha(idle))).toBe(false);
+    expect(await a.has(sha(named))).toBe(true);
+    expect(Buffer.from((await a.get(sha(used)))!)).toEqual(used);
+    clock += 200_000;
+    expect(await relay.sweep(new Set(), 120_000)).toBe(2);
+    expect(relay.stats().chunks).toBe(0);
+  });
+
   it('starts empty: chunks of runs that cannot resume are gone after a restart', async () => {
     const dir = join(root, 'restart');
     const first = new RelayChunks({ dir, memoryBytes: 0 });

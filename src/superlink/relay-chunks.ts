@@ -49,6 +49,8 @@ export interface RelayChunksOptions {
   memoryBytes?: number;
   /** Largest chunk accepted. */
   maxChunkBytes?: number;
+  /** The clock of last uses (tests). */
+  now?: () => number;
 }
 
 export class RelayChunks {
@@ -68,11 +70,15 @@ export class RelayChunks {
   readonly #pool: Buffer[] = [];
   readonly #pooled = new WeakSet<Uint8Array>();
   readonly #poolMax: number;
+  /** When each chunk was last stored, asked about or read (sweep keeps what is in use). */
+  readonly #used = new Map<string, number>();
+  readonly #now: () => number;
 
   constructor(o: RelayChunksOptions) {
     this.#dir = o.dir;
     this.#budget = o.memoryBytes ?? DEFAULT_CHUNK_MEMORY;
     this.maxChunkBytes = o.maxChunkBytes ?? CHUNK_SIZE;
+    this.#now = o.now ?? Date.now;
     this.#poolMax = Math.floor(Math.min(this.#budget, POOL_BYTES) / this.maxChunkBytes);
     rmSync(o.dir, { recursive: true, force: true });
   }
@@ -126,6 +132,7 @@ export class RelayChunks {
   /** Forget every chunk of a run (it finished). */
   async dropRun(runId: string): Promise<void> {
     const prefix = `${runId}/`;
+    for (const key of this.#used.keys()) if (key.startsWith(prefix)) this.#used.delete(key);
     for (const [key, held] of this.#memory)
       if (key.startsWith(prefix)) {
         this.#memory.delete(key);
@@ -147,9 +154,28 @@ export class RelayChunks {
   }
 
   #has(key: string): boolean {
-    if (this.#memory.has(key)) return true;
     const run = key.slice(0, key.indexOf('/'));
-    return this.#onDisk.get(run)?.has(key) ?? false;
+    const held = this.#memory.has(key) || (this.#onDisk.get(run)?.has(key) ?? false);
+    if (held) this.#used.set(key, this.#now());
+    return held;
+  }
+
+  /**
+   * Drop the chunks of runs in progress that no stored message names and nobody used for
+   * `idleMs`: a reply's chunks once the ServerApp pulled and read it, an instruction's once its
+   * node did. A chunk asked about (MissingChunks) or read is in use again, so a node that skips
+   * an upload because the chunk is held has `idleMs` to push the message naming it.
+   */
+  async sweep(live: ReadonlySet<string>, idleMs: number): Promise<number> {
+    const now = this.#now();
+    let removed = 0;
+    for (const [key, at] of [...this.#used]) {
+      if (now - at < idleMs || live.has(key.slice(key.lastIndexOf('/') + 1))) continue;
+      const run = key.slice(0, key.indexOf('/'));
+      await this.#delete(run, key);
+      removed++;
+    }
+    return removed;
   }
 
   async #put(
@@ -167,6 +193,7 @@ export class RelayChunks {
       );
     const key = `${prefix}/${id}`;
     if (this.#has(key)) return;
+    this.#used.set(key, this.#now());
     if (this.#memoryBytes + bytes <= this.#budget) {
       this.#memory.set(key, { frames: this.#compact(frames, bytes), bytes });
       this.#memoryBytes += bytes;
@@ -208,8 +235,12 @@ export class RelayChunks {
 
   async #frames(runId: string, key: string): Promise<readonly Uint8Array[] | undefined> {
     const held = this.#memory.get(key);
-    if (held) return held.frames;
+    if (held) {
+      this.#used.set(key, this.#now());
+      return held.frames;
+    }
     if (!this.#onDisk.get(runId)?.has(key)) return undefined;
+    this.#used.set(key, this.#now());
     try {
       return [await readFile(join(this.#dir, key))];
     } catch (e) {
@@ -219,6 +250,7 @@ export class RelayChunks {
   }
 
   async #delete(runId: string, key: string): Promise<void> {
+    this.#used.delete(key);
     const held = this.#memory.get(key);
     if (held) {
       this.#memory.delete(key);

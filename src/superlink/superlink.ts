@@ -143,6 +143,15 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     await launcher.recover();
     // Storage stays bounded: chunks of finished runs go once nothing references them.
     const gcTimer = setInterval(() => launcher.collectGarbage(), 15 * 60_000);
+    // Runs' chunks that were read and are named by no stored message go within minutes, so a
+    // long run holds about a round or two of updates, not all of them.
+    const sweepTimer = setInterval(() => {
+      link
+        .sweepRunChunks()
+        .then((removed) => removed > 0 && o.log.debug({ removed }, 'run chunks swept'))
+        .catch((e) => o.log.warn({ err: e }, 'sweeping run chunks failed'));
+    }, 60_000);
+    sweepTimer.unref();
     gcTimer.unref();
     return {
       fleetUrl: fleet.url,
@@ -152,6 +161,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       link,
       async close() {
         clearInterval(gcTimer);
+        clearInterval(sweepTimer);
         link.close();
         await launcher.close();
         revocations?.stop();
