@@ -8,7 +8,8 @@
  *   { cmd: 'missing', ids, runId?, nodeId? }
  *                            → { missing: number } (how many of ids the shared store, or the
  *                              run scope of that node, lacks)
- *   { cmd: 'run' }           → { runId } a new run, running (no ServerApp: the bench is its node)
+ *   { cmd: 'run', nodeId }   → { runId } a new run, running, that sent node `nodeId` one
+ *                              instruction (no ServerApp: the bench is its node)
  *   { cmd: 'finish', runId } drop the run's chunks (what a finished run does) → { ok }
  *   { cmd: 'cpu' }           → { cpuMs } (this process's user + system CPU so far)
  *   { cmd: 'stop' }
@@ -27,7 +28,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import pino from 'pino';
+import { Message } from '../src/sdk/message.js';
+import { RecordDict } from '../src/sdk/records.js';
 import { startSuperLink } from '../src/superlink/superlink.js';
+import { messageToWire } from '../src/transport/wire.js';
 
 const dir = process.argv[2]!;
 const material = {
@@ -113,6 +117,16 @@ process.on('message', (m: { cmd: string; ids?: string[]; runId?: string; nodeId?
       });
       await superlink.state.transitionRun(run.runId, 'starting');
       await superlink.state.transitionRun(run.runId, 'running');
+      // Only nodes the run sent work may add chunks to it.
+      const { wire } = messageToWire(
+        Message.create({
+          content: new RecordDict(),
+          dstNodeId: m.nodeId ?? '',
+          messageType: 'train',
+          runId: run.runId,
+        }),
+      );
+      await superlink.link.pushInstructions(run.runId, [wire]);
       return { runId: run.runId };
     }
     if (m.cmd === 'finish') {

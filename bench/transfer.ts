@@ -259,7 +259,7 @@ async function allHeld(runId?: string): Promise<void> {
  */
 async function upHop(hash: boolean): Promise<{ ms: number }> {
   await ask({ cmd: 'clear', ids }); // held verified in the shared store, MissingChunks skips them
-  const { runId } = await ask<{ runId: string }>({ cmd: 'run' });
+  const { runId } = await ask<{ runId: string }>({ cmd: 'run', nodeId });
   const t0 = performance.now();
   const sent = hash
     ? (await uploadMessage(fleet, message, { fresh: true, scope: { runId } })).upload.sent

@@ -275,7 +275,7 @@ export const ERROR_CODES = {
   CHUNK_SCOPE_DENIED: spec(
     403,
     ExitCode.UNAUTHORIZED,
-    "A node reads a run's chunks only once the run sent it an instruction; a ServerApp reads only its own run's.",
+    "A node sends or reads a run's chunks only once the run sent it an instruction; a ServerApp only its own run's.",
   ),
   // SuperLink state (nodes, runs, messages)
   NODE_UNKNOWN: spec(

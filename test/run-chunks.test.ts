@@ -38,6 +38,7 @@ interface Site {
 }
 let a: Site;
 let b: Site;
+let c: Site;
 let runId = '';
 let app: Client<typeof ServerAppIo>;
 
@@ -95,6 +96,7 @@ beforeAll(async () => {
   };
   a = await site('site-a');
   b = await site('site-b');
+  c = await site('site-c');
   const run = await superlink.state.createRun({
     fabHash: `sha256:${'0'.repeat(64)}`,
     fabName: 'chunks',
@@ -115,6 +117,9 @@ beforeAll(async () => {
   });
   channels.push(appChannel);
   app = appChannel.client(ServerAppIoService);
+  // Sites A and B take part in the run; C has not been sent anything yet.
+  await instruct(a.nodeId);
+  await instruct(b.nodeId);
 });
 
 afterAll(async () => {
@@ -179,17 +184,21 @@ describe('run-scoped chunks on the SuperLink', () => {
     expect(sha((await got.get(claimed.id))!)).toBe(claimed.id);
   });
 
-  it('lets a node read the run’s ServerApp chunks only once the run sent it an instruction', async () => {
+  it('lets a node send or read a run’s chunks only once the run sent it an instruction', async () => {
     const global = chunk();
     await uploadChunks(app, new Map([[global.id, global.data]]));
-    const read = () => downloadChunks(b.fleet, [global.id], new MemoryChunkStore(), { scope: { runId } });
-    expect(await codeOf(read())).toBe('CHUNK_SCOPE_DENIED');
-    await instruct(b.nodeId);
-    const r = await read();
-    expect(r.received).toBe(1);
-    // A node never reads another node's uploads, even as a participant.
+    const read = () => downloadChunks(c.fleet, [global.id], new MemoryChunkStore(), { scope: { runId } });
     const mine = chunk();
-    await uploadChunks(a.fleet, new Map([[mine.id, mine.data]]), { scope: { runId } });
+    const send = () => uploadChunks(c.fleet, new Map([[mine.id, mine.data]]), { scope: { runId } });
+    expect(await codeOf(read())).toBe('CHUNK_SCOPE_DENIED');
+    expect(await codeOf(send())).toBe('CHUNK_SCOPE_DENIED');
+    expect(
+      await codeOf(c.channel.bulk!.put(mine.id, mine.data, undefined, { 'pollen-chunk-run': runId })),
+    ).toBe('CHUNK_SCOPE_DENIED');
+    await instruct(c.nodeId);
+    expect((await read()).received).toBe(1);
+    expect((await send()).sent).toBe(1);
+    // A node never reads another node's uploads, even as a participant.
     expect(
       await codeOf(downloadChunks(b.fleet, [mine.id], new MemoryChunkStore(), { scope: { runId } })),
     ).toBe('CHUNK_MISSING');

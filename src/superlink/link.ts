@@ -112,12 +112,16 @@ export class Link {
   // ------------------------------------------------------------------------------------------
   // Chunk scopes (relay-chunks.ts). Without a run, callers use the verified shared store.
 
-  /** Where node `nodeId` uploads chunks for `runId`, which must be running. */
+  /**
+   * Where node `nodeId` uploads chunks for `runId`: the run must be running and have sent the
+   * node an instruction (only a run's nodes add to its chunks).
+   */
   async nodeUploads(nodeId: string, runId: string | undefined): Promise<ChunkStore> {
     if (runId === undefined) return this.chunks;
     const run = await this.wireRun(runId, true);
     if (run.status !== 'running')
       throw new PollenError('RUN_NOT_RUNNING', `Run ${runId} is ${run.status}; it takes no more chunks`);
+    this.#assertParticipant(nodeId, runId);
     return this.relay.scope(runId, nodeId);
   }
 
@@ -131,9 +135,13 @@ export class Link {
   /** What node `nodeId` may read for `runId`: the run's ServerApp chunks once it was sent work. */
   nodeReads(nodeId: string, runId: string | undefined): ChunkStore {
     if (runId === undefined) return this.chunks;
+    this.#assertParticipant(nodeId, runId);
+    return this.relay.reader(runId, [SERVER_SCOPE, nodeId], this.chunks);
+  }
+
+  #assertParticipant(nodeId: string, runId: string): void {
     if (!this.#participants.get(runId)?.has(nodeId))
       throw new PollenError('CHUNK_SCOPE_DENIED', `This node was sent no instruction of run ${runId}`);
-    return this.relay.reader(runId, [SERVER_SCOPE, nodeId], this.chunks);
   }
 
   /** Where the ServerApp of `runId` uploads chunks. */

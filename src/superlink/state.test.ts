@@ -389,6 +389,35 @@ describe.each(backends)('LinkState on %s', (backend, makeUrl) => {
       spy.mockRestore();
     });
 
+    it('claims at most a byte budget per pull; the rest waits, with no error synthesized for it', async () => {
+      const { s } = await fresh();
+      const runId = await running(s, 1);
+      const ids = ['a', 'b', 'c', 'd', 'e'];
+      await s.pushInstructions(
+        runId,
+        ids.map((id) => ins(id, 'n0', { payload: new Uint8Array(1000).fill(7) })),
+      );
+      const pulls: string[][] = [];
+      for (let i = 0; i < 4; i++)
+        pulls.push((await s.pullInstructions('n0', { maxBytes: 2500 })).map((m) => m.messageId));
+      expect(pulls).toEqual([['a', 'b'], ['c', 'd'], ['e'], []]);
+      // One message larger than the budget still goes, alone.
+      await s.pushInstructions(runId, [ins('big', 'n0', { payload: new Uint8Array(4000) })]);
+      expect((await s.pullInstructions('n0', { maxBytes: 2500 })).map((m) => m.messageId)).toEqual(['big']);
+      await s.pushReplies(
+        'n0',
+        ids.map((id) => ({ messageId: `r${id}`, replyTo: id, payload: new Uint8Array(1000), chunkIds: [] })),
+      );
+      const got: string[][] = [];
+      for (let i = 0; i < 4; i++)
+        got.push(
+          (await s.pullReplies(runId, ids, { maxBytes: 2500 })).map((r) =>
+            r.kind === 'reply' ? r.messageId : `error:${r.replyTo}`,
+          ),
+        );
+      expect(got).toEqual([['ra', 'rb'], ['rc', 'rd'], ['re'], []]);
+    });
+
     it('checks every reply and returns each one once', async () => {
       const { s } = await fresh({ maxMessageBytes: 8 });
       const runId = await running(s);

@@ -33,6 +33,24 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_LIVENESS_FLUSH_MS = 5_000;
 /** What a delivered instruction keeps of its payload (nothing: it is never delivered again). */
 const DELIVERED_PAYLOAD = Buffer.alloc(0);
+/**
+ * Most payload bytes one pull claims (instructions for a node, replies for a ServerApp): one
+ * stored message is at most DEFAULT_MAX_MESSAGE_BYTES, so an answer stays under the RPC limit
+ * (32 MiB). What is left stays queued for the next pull instead of being claimed and lost.
+ */
+export const PULL_BYTE_BUDGET = 16 * 1024 * 1024;
+
+/** The longest prefix of `rows` within `budget` payload bytes (at least one row). */
+function withinBudget<T extends { size: number }>(rows: T[], budget: number): T[] {
+  let bytes = 0;
+  let n = 0;
+  for (const r of rows) {
+    if (n > 0 && bytes + r.size > budget) break;
+    bytes += r.size;
+    n++;
+  }
+  return rows.slice(0, n);
+}
 /** Rows per statement when a list is long (stays far below SQLite's bound-parameter limit). */
 const CHUNK = 500;
 
@@ -756,7 +774,10 @@ export class LinkState {
    * them delivered in the same transaction (each is delivered once, even to concurrent pulls).
    * A node with nothing queued is answered from memory.
    */
-  async pullInstructions(nodeId: string, options: { limit?: number } = {}): Promise<Instruction[]> {
+  async pullInstructions(
+    nodeId: string,
+    options: { limit?: number; maxBytes?: number } = {},
+  ): Promise<Instruction[]> {
     const n = this.nodes.get(nodeId);
     if (!n) throw unknownNode(nodeId);
     const q = this.queued.get(nodeId);
@@ -773,7 +794,7 @@ export class LinkState {
           .where('delivered_at', 'is', null)
           .where('expires_at', '>', now)
           .where('run_id', 'in', tx.selectFrom('runs').select('run_id').where('status', '=', 'running'));
-      const rows = await deliverable()
+      const selected = await deliverable()
         .selectAll()
         .orderBy('created_at')
         .orderBy('message_id')
@@ -781,6 +802,10 @@ export class LinkState {
         // PostgreSQL: a concurrent pull skips the rows this one holds; SQLite has one writer.
         .$if(this.pg, (s) => s.forUpdate().skipLocked())
         .execute();
+      const rows = withinBudget(
+        selected.map((r) => ({ ...r, size: r.payload.byteLength })),
+        options.maxBytes ?? PULL_BYTE_BUDGET,
+      );
       if (rows.length > 0)
         // The payload is dropped on delivery (an instruction is delivered once; what stays is
         // what pushReplies and pullReplies check). Rewriting the row without it is cheap; keeping
@@ -795,8 +820,8 @@ export class LinkState {
           )
           .where('delivered_at', 'is', null)
           .execute();
-      // Fewer than the limit: that was all of them.
-      if (rows.length < limit) return { rows, remaining: 0 };
+      // Fewer than the limit, all of them claimed: that was all of them.
+      if (selected.length < limit && rows.length === selected.length) return { rows, remaining: 0 };
       const left = await deliverable().select(sql<number>`count(*)`.as('n')).executeTakeFirstOrThrow();
       return { rows, remaining: Number(left.n) };
     });
@@ -920,7 +945,11 @@ export class LinkState {
    * (NODE_UNAVAILABLE), so a ServerApp never waits forever on a dead node. Instructions still in
    * flight are left out.
    */
-  async pullReplies(runId: string, instructionIds: string[]): Promise<PulledReply[]> {
+  async pullReplies(
+    runId: string,
+    instructionIds: string[],
+    options: { maxBytes?: number } = {},
+  ): Promise<PulledReply[]> {
     const wanted = [...new Set(instructionIds)];
     if (wanted.length === 0) return [];
     const now = this.now();
@@ -935,20 +964,37 @@ export class LinkState {
           .$if(this.pg, (s) => s.forUpdate())
           .execute(),
       );
-      // DELETE … RETURNING claims each reply for exactly one caller.
-      const replies = await inChunks(wanted, (chunk) =>
+      // The replies there are, by size; those within the byte budget are claimed (DELETE …
+      // RETURNING: each reply goes to exactly one caller), the others wait for the next pull.
+      const present = await inChunks(wanted, (chunk) =>
+        tx
+          .selectFrom('messages')
+          .select(['message_id', 'reply_to', sql<number>`length(payload)`.as('size')])
+          .where('kind', '=', 'reply')
+          .where('run_id', '=', runId)
+          .where('reply_to', 'in', chunk)
+          .execute(),
+      );
+      present.sort((a, b) => (a.message_id < b.message_id ? -1 : 1));
+      const claim = withinBudget(
+        present.map((r) => ({ ...r, size: Number(r.size) })),
+        options.maxBytes ?? PULL_BYTE_BUDGET,
+      ).map((r) => r.message_id);
+      const replies = await inChunks(claim, (chunk) =>
         tx
           .deleteFrom('messages')
           .where('kind', '=', 'reply')
           .where('run_id', '=', runId)
-          .where('reply_to', 'in', chunk)
+          .where('message_id', 'in', chunk)
           .returningAll()
           .execute(),
       );
       const answered = new Set(replies.map((r) => r.reply_to!));
+      // A reply left for the next pull still answers its instruction: no error for it.
+      const replied = new Set(present.map((r) => r.reply_to!));
       const errors: SynthesizedErrorReply[] = [];
       for (const ins of instructions) {
-        if (answered.has(ins.message_id)) continue;
+        if (replied.has(ins.message_id)) continue;
         const error = this.unanswerable(ins.message_id, ins.dst_node_id, ins.expires_at, now);
         if (error)
           errors.push({
