@@ -45,6 +45,8 @@ export interface SuperLinkOptions {
   project?: string;
   /** CRL sources, refreshed while running. */
   crl?: { file?: string; url?: string; refreshMs?: number };
+  /** How long a node-key session lasts (default 1 h); nodes renew before it ends. */
+  nodeSessionTtlMs?: number;
   /** Bytes of run chunks held in memory before they go to files (default 1 GiB). */
   chunkMemoryBytes?: number;
   log: Logger;
@@ -70,7 +72,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     maxChunkBytes: 4 << 20,
   });
   const link = new Link({ state, chunks, relay, stateDir, log: o.log, nodeAuth: o.nodeAuth });
-  const verifier = o.nodeAuth ? new RequestVerifier() : undefined;
+  const verifier = o.nodeAuth ? new RequestVerifier({ sessionTtlMs: o.nodeSessionTtlMs }) : undefined;
   const servers: RpcServer[] = [];
   const revocations =
     o.tls && o.crl

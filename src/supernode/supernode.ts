@@ -208,7 +208,13 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
         for (const id of ids) await chunks.delete(id).catch(() => {});
         return;
       } catch (e) {
-        if (closing || attempt >= 5 || (isPollenError(e) && e.code !== 'UNAVAILABLE')) throw e;
+        if (closing || attempt >= 5) throw e;
+        // The session ran out between renewals (e.g. the machine slept): open one and retry.
+        if (isPollenError(e) && e.code === 'NODE_SESSION_EXPIRED' && holder.session) {
+          await renewSession();
+          continue;
+        }
+        if (isPollenError(e) && e.code !== 'UNAVAILABLE') throw e;
         await sleep(Math.min(500 * 2 ** attempt, 10_000));
       }
     }
@@ -413,11 +419,31 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   /** Why the ticker broke the connection (the poll loop reports it and reconnects). */
   let dropped: PollenError | 'reactivate' | undefined;
 
-  async function activate(): Promise<void> {
+  /** When to open the next node-key session (before this one expires). */
+  let renewSessionAt = Number.POSITIVE_INFINITY;
+
+  /** ActivateNode: signed with the node key in node-key mode, it also opens a fresh session. */
+  async function activateCall() {
     const res = await call(() => fleet.activateNode({ heartbeatIntervalMs: heartbeatMs, name: o.name }));
     holder.session = res.session
       ? { sessionId: res.session.sessionId, secret: res.session.secret }
       : undefined;
+    // Renew with a quarter of the session's life left (at most 10 minutes early), so a
+    // long-running node never sends a call on an expired session.
+    const now = Date.now();
+    const life = res.session ? Number(res.session.expiresAt) - now : Number.POSITIVE_INFINITY;
+    renewSessionAt = now + Math.max(life - Math.min(600_000, life / 4), 1_000);
+    return res;
+  }
+
+  /** A fresh session on the live connection (the old one stays valid until it expires). */
+  async function renewSession(): Promise<void> {
+    await activateCall();
+    log.debug({ nodeId }, 'node-key session renewed');
+  }
+
+  async function activate(): Promise<void> {
+    const res = await activateCall();
     nodeId = res.nodeId;
     connected = true;
     dropped = undefined;
@@ -443,6 +469,11 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     if (ticking || closing || !connected) return;
     ticking = true;
     try {
+      if (holder.session && Date.now() >= renewSessionAt)
+        await renewSession().catch((e) => {
+          const err = isPollenError(e) ? e : fromConnectError(e);
+          if (err.code !== 'UNAVAILABLE') drop(err);
+        });
       if (Date.now() - lastHeartbeat >= heartbeatMs) {
         lastHeartbeat = Date.now();
         try {
