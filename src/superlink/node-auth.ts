@@ -16,7 +16,7 @@
  * (or `GET …`) with body = the id string.
  */
 import { type MessageInitShape, toBinary } from '@bufbuild/protobuf';
-import { createContextKey, type Interceptor } from '@connectrpc/connect';
+import { type ContextValues, createContextKey, type Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
@@ -95,38 +95,55 @@ export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeI
   };
 }
 
+/**
+ * Who is calling: the certificate (or the insecure name), and in node-key mode the signed
+ * ActivateNode (which opens a session, put in `values`) or the session MAC over the method and
+ * the request bytes. Puts the CallingNode in `values`.
+ */
+export function authenticateFleetCall(
+  o: NodeAuthOptions,
+  call: { values: ContextValues; header: Headers; method: string; body: () => Uint8Array },
+): void {
+  const peer = call.values.get(peerContextKey);
+  const known = certificateCaller(o, peer, call.header.get('pollen-node-name'));
+  const { name, certFingerprint } = known;
+  let { nodeId } = known;
+  let publicKey: string | undefined;
+  if (o.verifier) {
+    const { method } = call;
+    const body = call.body();
+    const headers = headerMap(call.header);
+    if (method === ACTIVATE_METHOD) {
+      const verified = o.verifier.verifySignedRequest({
+        method,
+        body,
+        headers,
+        isKeyAllowed: (key) => o.state.isKeyRegistered(sshPublicKeyLine(key)),
+      });
+      nodeId = verified.nodeId;
+      publicKey = sshPublicKeyLine(verified.publicKey);
+      const session = o.verifier.openSession(nodeId);
+      call.values.set(sessionContextKey, {
+        sessionId: session.sessionId,
+        secret: new Uint8Array(session.secret),
+        expiresAt: BigInt(session.expiresAt),
+      });
+    } else {
+      nodeId = o.verifier.verifySessionRequest({ method, body, headers });
+    }
+  }
+  call.values.set(callingNodeKey, { nodeId, name, certFingerprint, publicKey });
+}
+
 export function fleetAuthInterceptor(o: NodeAuthOptions): Interceptor {
   return (next) => async (req) => {
     try {
-      const peer = req.contextValues.get(peerContextKey);
-      const known = certificateCaller(o, peer, req.header.get('pollen-node-name'));
-      const { name, certFingerprint } = known;
-      let { nodeId } = known;
-      let publicKey: string | undefined;
-      if (o.verifier) {
-        const method = req.url.slice(req.url.indexOf('/pollen.v1.'));
-        const body = req.stream ? new Uint8Array() : toBinary(req.method.input, req.message);
-        const headers = headerMap(req.header);
-        if (method === ACTIVATE_METHOD) {
-          const verified = o.verifier.verifySignedRequest({
-            method,
-            body,
-            headers,
-            isKeyAllowed: (key) => o.state.isKeyRegistered(sshPublicKeyLine(key)),
-          });
-          nodeId = verified.nodeId;
-          publicKey = sshPublicKeyLine(verified.publicKey);
-          const session = o.verifier.openSession(nodeId);
-          req.contextValues.set(sessionContextKey, {
-            sessionId: session.sessionId,
-            secret: new Uint8Array(session.secret),
-            expiresAt: BigInt(session.expiresAt),
-          });
-        } else {
-          nodeId = o.verifier.verifySessionRequest({ method, body, headers });
-        }
-      }
-      req.contextValues.set(callingNodeKey, { nodeId, name, certFingerprint, publicKey });
+      authenticateFleetCall(o, {
+        values: req.contextValues,
+        header: req.header,
+        method: req.url.slice(req.url.indexOf('/pollen.v1.')),
+        body: () => (req.stream ? new Uint8Array() : toBinary(req.method.input, req.message)),
+      });
     } catch (e) {
       throw toConnectError(e);
     }

@@ -969,7 +969,7 @@ export class LinkState {
       const present = await inChunks(wanted, (chunk) =>
         tx
           .selectFrom('messages')
-          .select(['message_id', 'reply_to', sql<number>`length(payload)`.as('size')])
+          .select(['message_id', 'reply_to', 'size_bytes as size'])
           .where('kind', '=', 'reply')
           .where('run_id', '=', runId)
           .where('reply_to', 'in', chunk)

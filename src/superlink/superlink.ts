@@ -11,7 +11,7 @@ import { DiskChunkStore } from '../transport/chunks.js';
 import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
 import { controlBulkAuth, controlRoutes } from './control-service.js';
-import { fleetChunkStore, fleetRoutes } from './fleet-service.js';
+import { fleetChunkStore, fleetFastRoutes, fleetRoutes } from './fleet-service.js';
 import { Link } from './link.js';
 import { fleetAuthInterceptor, fleetBulkAuth } from './node-auth.js';
 import { DEFAULT_CHUNK_MEMORY, RelayChunks } from './relay-chunks.js';
@@ -110,6 +110,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
       routes: fleetRoutes(link),
       interceptors: [fleetAuthInterceptor(fleetAuth)],
+      fast: fleetFastRoutes(link, fleetAuth),
       bulk: {
         store: fleetChunkStore(link),
         authorize: fleetBulkAuth(fleetAuth),

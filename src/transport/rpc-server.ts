@@ -23,6 +23,7 @@ import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { PollenError } from '../errors.js';
 import { type BulkChunkRoute, isBulkChunkRequest, serveBulkChunk } from './bulk-chunks.js';
 import { peerContextKey } from './context.js';
+import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
 
 export const STREAM_WINDOW = 16 << 20;
@@ -49,6 +50,11 @@ export interface RpcServerOptions {
   admitPeer?: (peer: PeerIdentity) => string | undefined;
   /** Called for refused connections, for logs. */
   onRefused?: (reason: string, peer: PeerIdentity | undefined) => void;
+  /**
+   * Hot unary methods answered directly on the HTTP/2 stream (grpc-fast.ts); they must do their
+   * own authentication, since interceptors do not run for them.
+   */
+  fast?: FastUnary[];
   /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-chunks.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
 }
@@ -83,18 +89,20 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     peers.set(key, peer);
     return peer;
   };
+  const contextValues = (req: unknown): ContextValues => {
+    const values = createContextValues();
+    const peer = peerOf(req as never);
+    if (peer) values.set(peerContextKey, peer);
+    return values;
+  };
   const handler = connectNodeAdapter({
     routes: o.routes,
     interceptors: o.interceptors,
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
-    contextValues: (req): ContextValues => {
-      const values = createContextValues();
-      const peer = peerOf(req as never);
-      if (peer) values.set(peerContextKey, peer);
-      return values;
-    },
+    contextValues,
   });
+  const fast = new Map((o.fast ?? []).map((r) => [r.path, r]));
   const settings = { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 1000 };
   const server = o.tls
     ? http2.createSecureServer({
@@ -133,7 +141,11 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const bulk = o.bulk;
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     if (bulk && isBulkChunkRequest(req.url)) void serveBulkChunk(bulk, req, res, peerOf(req));
-    else handler(req, res);
+    else {
+      const route = fast.size > 0 && isFastCandidate(req) ? fast.get(req.url) : undefined;
+      if (route) void serveFast(route, req, res, contextValues(req), MAX_MESSAGE_BYTES);
+      else handler(req, res);
+    }
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
