@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { appEnvironment } from '../apps/app-env.js';
 import { extractBundle } from '../apps/bundle.js';
 import { isPollenError, PollenError } from '../errors.js';
 import type { Link } from './link.js';
@@ -47,13 +48,12 @@ export class RunLauncher {
       await link.state.setRunToken(runId, token);
       const child = spawn(process.execPath, [RUNNER, 'serverapp'], {
         cwd: bundle.dir,
-        env: {
-          ...process.env,
+        env: appEnvironment({
           POLLEN_APPIO_URL: this.#o.serverAppIoUrl(),
           POLLEN_RUN_ID: runId,
           POLLEN_APP_TOKEN: token,
           POLLEN_APP_PATH: bundle.serverappPath,
-        },
+        }),
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       this.#processes.set(runId, child);

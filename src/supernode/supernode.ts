@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { create } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
+import { appEnvironment } from '../apps/app-env.js';
 import { bundleHash, extractBundle } from '../apps/bundle.js';
 import { isPollenError, PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
@@ -264,13 +265,12 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     slots.set(runId, slot);
     const child = spawn(process.execPath, [RUNNER, 'clientapp'], {
       cwd: bundle.dir,
-      env: {
-        ...process.env,
+      env: appEnvironment({
         POLLEN_APPIO_URL: appIo!.url,
         POLLEN_RUN_ID: runId,
         POLLEN_APP_TOKEN: slot.token,
         POLLEN_APP_PATH: bundle.clientappPath,
-      },
+      }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     slot.process = child;

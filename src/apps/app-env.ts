@@ -1,0 +1,36 @@
+/**
+ * The environment of an app process (ServerApp, ClientApp). Apps are code from the run's
+ * submitter, so they do not inherit the SuperLink's or SuperNode's environment, where API keys,
+ * database URLs and enrollment secrets live: only what a Node program needs to run, the
+ * variables the operator lists in POLLEN_APP_ENV (comma-separated names, e.g.
+ * `CUDA_VISIBLE_DEVICES,HF_HOME`), and what the runner itself is given.
+ */
+const BASE = [
+  'PATH',
+  'HOME',
+  'LANG',
+  'LC_ALL',
+  'LC_CTYPE',
+  'TZ',
+  'TMPDIR',
+  'TEMP',
+  'TMP',
+  'NODE_OPTIONS',
+  'SYSTEMROOT',
+];
+
+export function appEnvironment(
+  extra: Record<string, string>,
+  from: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
+  const listed = (from.POLLEN_APP_ENV ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(s));
+  const env: Record<string, string> = {};
+  for (const name of [...BASE, ...listed]) {
+    const v = from[name];
+    if (v !== undefined) env[name] = v;
+  }
+  return { ...env, ...extra };
+}
