@@ -19,6 +19,7 @@ import {
 } from './bulk-chunks.js';
 import { WideWindowSessionManager } from './chunk-transfer.js';
 import { MAX_MESSAGE_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW } from './rpc-server.js';
+import { checkPollenServer } from './tls.js';
 
 export interface RpcClientOptions {
   /** https://HOST:PORT, or http://127.0.0.1:PORT for the loopback app APIs. */
@@ -53,6 +54,7 @@ export function openChannel(o: RpcClientOptions): RpcChannel {
           key: o.tls.key,
           servername: o.tls.servername,
           minVersion: 'TLSv1.3' as const,
+          checkServerIdentity: checkPollenServer,
         }
       : {}),
   };
@@ -84,6 +86,7 @@ export function openChannel(o: RpcClientOptions): RpcChannel {
           key: o.tls.key,
           servername: o.tls.servername,
           minVersion: 'TLSv1.3',
+          checkServerIdentity: checkPollenServer,
           ALPNProtocols: ['http/1.1'],
         })
       : undefined;

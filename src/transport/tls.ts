@@ -4,7 +4,7 @@
  * peer is.
  */
 import { readFileSync } from 'node:fs';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { PollenError } from '../errors.js';
 import { type CertType, isCertType } from '../pki/profiles.js';
 
@@ -82,4 +82,20 @@ export function identityOf(cert: PeerCertificate | undefined): PeerIdentity | un
 export function peerIdentity(socket: TLSSocket): PeerIdentity | undefined {
   if (!socket.authorized) return undefined;
   return identityOf(socket.getPeerCertificate());
+}
+
+/**
+ * `checkServerIdentity` for clients of a SuperLink: the host name as TLS checks it, and a
+ * `server` identity, so that no other certificate of the project (a site's, an admin's), which
+ * chains to the same root, can stand in for the SuperLink.
+ */
+export function checkPollenServer(host: string, cert: PeerCertificate): Error | undefined {
+  const mismatch = tls.checkServerIdentity(host, cert);
+  if (mismatch) return mismatch;
+  const id = identityOf(cert);
+  if (id?.type !== 'server')
+    return new Error(
+      `The peer at ${host} is not a Pollen server: its certificate carries ${id ? `a ${id.type} identity` : 'no Pollen identity'}`,
+    );
+  return undefined;
 }
