@@ -50,7 +50,10 @@ function codeOf(fn: () => unknown): string {
   }
 }
 
-function setup(curve: 'P-256' | 'P-384' = 'P-256', options: { maxNonces?: number } = {}) {
+function setup(
+  curve: 'P-256' | 'P-384' = 'P-256',
+  options: { maxNonces?: number; maxNoncesPerNode?: number } = {},
+) {
   const c = clock();
   const key = ecKey(curve);
   const signer = new RequestSigner(key, { now: c.now });
@@ -275,7 +278,7 @@ describe('sessions (HMAC)', () => {
 
 describe('replay cache', () => {
   it('is bounded: refuses new requests when full and accepts again once nonces expire', () => {
-    const { c, signer, signed, verifier } = setup('P-256', { maxNonces: 3 });
+    const { c, signer, signed, verifier } = setup('P-256', { maxNonces: 3, maxNoncesPerNode: 3 });
     for (let i = 0; i < 3; i++) signed(signer.signedHeaders(ACTIVATE, BODY));
     expect(verifier.nonceCount).toBe(3);
     expect(codeOf(() => signed(signer.signedHeaders(ACTIVATE, BODY)))).toBe('RATE_LIMITED');
@@ -283,6 +286,26 @@ describe('replay cache', () => {
     c.t += verifier.windowMs + 1_001; // nonces are filed in 1 s buckets (windowMs / 60)
     signed(signer.signedHeaders(ACTIVATE, BODY));
     expect(verifier.nonceCount).toBe(1);
+  });
+
+  it('gives each node its own share: a flooding node is refused alone', () => {
+    const c = clock();
+    const verifier = new RequestVerifier({ now: c.now, maxNonces: 10, maxNoncesPerNode: 3 });
+    const sessions = ['flood', 'calm'].map((n) => ({ n, s: verifier.openSession(n), k: ecKey('P-256') }));
+    const call = (i: number) => {
+      const { s, k } = sessions[i]!;
+      return verifier.verifySessionRequest({
+        method: PULL,
+        body: BODY,
+        headers: new RequestSigner(k, { now: c.now }).sessionHeaders(s, PULL, BODY),
+      });
+    };
+    for (let i = 0; i < 3; i++) expect(call(0)).toBe('flood');
+    expect(codeOf(() => call(0))).toBe('RATE_LIMITED');
+    expect(call(1)).toBe('calm');
+    expect(verifier.nonceCount).toBe(4);
+    c.t += verifier.windowMs + 1_001;
+    expect(call(0)).toBe('flood');
   });
 
   it('forgets nonces once their timestamp leaves the window', () => {
@@ -316,7 +339,7 @@ describe('replay cache', () => {
   it('treats the same nonce with another timestamp as another request, and drops stale buckets', () => {
     const c = clock();
     const key = ecKey('P-256');
-    const verifier = new RequestVerifier({ now: c.now, maxNonces: 2 });
+    const verifier = new RequestVerifier({ now: c.now, maxNonces: 2, maxNoncesPerNode: 2 });
     const s = verifier.openSession('n');
     const at = (ms: number) => new RequestSigner(key, { now: () => c.t + ms }).sessionHeaders(s, PULL, BODY);
     const call = (h: Record<string, string>) =>

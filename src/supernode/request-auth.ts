@@ -159,6 +159,11 @@ export interface RequestVerifierOptions {
    * sustained with the default window (a nonce is kept ~windowMs after its timestamp).
    */
   maxNonces?: number;
+  /**
+   * Most nonces one node may have remembered at once (default maxNonces / 20): a node that
+   * floods is refused with RATE_LIMITED on its own, and the others keep room.
+   */
+  maxNoncesPerNode?: number;
   /** Session lifetime. Default 1 hour. */
   sessionTtlMs?: number;
   /** Sessions kept per node; opening one more drops the oldest. Default 4. */
@@ -190,6 +195,7 @@ interface StoredSession {
 export class RequestVerifier {
   readonly windowMs: number;
   readonly maxNonces: number;
+  readonly maxNoncesPerNode: number;
   readonly sessionTtlMs: number;
   readonly maxSessionsPerNode: number;
   private readonly now: () => number;
@@ -199,8 +205,10 @@ export class RequestVerifier {
    * registration is still asked of `isKeyAllowed` every time.
    */
   private readonly keyCache = new Map<string, SshPublicKey>();
-  /** floor(timestamp / bucketMs) → nonces of authentic requests with such timestamps. */
-  private readonly nonces = new Map<number, Set<string>>();
+  /** floor(timestamp / bucketMs) → nonces of authentic requests with such timestamps → node. */
+  private readonly nonces = new Map<number, Map<string, string>>();
+  /** Nonces remembered per node. */
+  private readonly noncesByNode = new Map<string, number>();
   private readonly bucketMs: number;
   private nonceTotal = 0;
   private prunedAt = Number.NaN;
@@ -211,6 +219,7 @@ export class RequestVerifier {
   constructor(options: RequestVerifierOptions = {}) {
     this.windowMs = options.windowMs ?? 60_000;
     this.maxNonces = options.maxNonces ?? 1_000_000;
+    this.maxNoncesPerNode = options.maxNoncesPerNode ?? Math.max(1, Math.floor(this.maxNonces / 20));
     this.sessionTtlMs = options.sessionTtlMs ?? 3_600_000;
     this.maxSessionsPerNode = options.maxSessionsPerNode ?? 4;
     this.now = options.now ?? Date.now;
@@ -292,7 +301,7 @@ export class RequestVerifier {
       ok = false; // wrong signature length for the curve
     }
     if (!ok) throw new PollenError('NODE_AUTH_INVALID', 'The request signature is not valid');
-    this.rememberNonce(nonce, ts, now);
+    this.rememberNonce(nonce, ts, now, nodeId);
     this.cacheKey(keyB64, publicKey);
     return { nodeId, publicKey };
   }
@@ -350,7 +359,7 @@ export class RequestVerifier {
       .digest();
     if (!timingSafeEqual(expected, Buffer.from(macB64, 'base64url')))
       throw new PollenError('NODE_AUTH_INVALID', 'The request MAC is not valid');
-    this.rememberNonce(nonce, ts, now);
+    this.rememberNonce(nonce, ts, now, session.nodeId);
     return session.nodeId;
   }
 
@@ -402,9 +411,15 @@ export class RequestVerifier {
    * are filed in buckets by timestamp (windowMs/60 wide) and a bucket is dropped whole once all
    * its timestamps are stale: O(1) per request, memory within one bucket of the minimum.
    */
-  private rememberNonce(nonce: string, ts: number, now: number): void {
+  private rememberNonce(nonce: string, ts: number, now: number, nodeId: string): void {
     this.pruneNonces(now);
     this.refuseSeenNonce(nonce, ts);
+    const mine = this.noncesByNode.get(nodeId) ?? 0;
+    if (mine >= this.maxNoncesPerNode)
+      throw new PollenError('RATE_LIMITED', 'This node sent too many requests within the replay window', {
+        hint: 'Slow down; each node may have a bounded number of requests in flight per window.',
+        detail: `${mine} nonces of node ${nodeId} remembered (maxNoncesPerNode), window ${this.windowMs} ms`,
+      });
     if (this.nonceTotal >= this.maxNonces)
       throw new PollenError('RATE_LIMITED', 'Too many requests within the replay window', {
         hint: 'Wait and try again; the SuperLink remembers a bounded number of request nonces per window.',
@@ -413,10 +428,11 @@ export class RequestVerifier {
     const key = Math.floor(ts / this.bucketMs);
     let bucket = this.nonces.get(key);
     if (!bucket) {
-      bucket = new Set();
+      bucket = new Map();
       this.nonces.set(key, bucket);
     }
-    bucket.add(nonce);
+    bucket.set(nonce, nodeId);
+    this.noncesByNode.set(nodeId, mine + 1);
     this.nonceTotal++;
   }
 
@@ -435,6 +451,11 @@ export class RequestVerifier {
       if ((key + 1) * this.bucketMs + this.windowMs < now) {
         this.nonceTotal -= bucket.size;
         this.nonces.delete(key);
+        for (const nodeId of bucket.values()) {
+          const left = (this.noncesByNode.get(nodeId) ?? 1) - 1;
+          if (left > 0) this.noncesByNode.set(nodeId, left);
+          else this.noncesByNode.delete(nodeId);
+        }
       }
     }
   }
