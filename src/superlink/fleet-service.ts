@@ -61,6 +61,7 @@ function fleetImpl(link: Link) {
         name,
         certFingerprint: node.certFingerprint,
         heartbeatIntervalMs: interval,
+        instanceId: req.instanceId.slice(0, 64),
       });
       link.log.info({ nodeId: node.nodeId, name }, 'node activated');
       const session = link.takeNewSession(ctx);

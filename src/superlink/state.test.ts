@@ -418,6 +418,30 @@ describe.each(backends)('LinkState on %s', (backend, makeUrl) => {
       expect(got).toEqual([['ra', 'rb'], ['rc', 'rd'], ['re'], []]);
     });
 
+    it('fails at once the instructions a node held when it restarted (a new instance id), not on a reconnect', async () => {
+      const { s } = await fresh();
+      const runId = await running(s, 1);
+      const activate = (instanceId: string) =>
+        s.activateNode({ nodeId: 'n0', name: 'site-0', heartbeatIntervalMs: HB, instanceId });
+      await activate('proc-1');
+      await s.pushInstructions(runId, [ins('i0', 'n0')]);
+      expect(await s.pullInstructions('n0')).toHaveLength(1);
+      t += 10;
+      await activate('proc-1'); // the same process reconnecting (or renewing its session)
+      expect(await s.pullReplies(runId, ['i0'])).toEqual([]);
+      t += 10;
+      await activate('proc-2'); // a new process: what the old one held is gone
+      const [lost] = await s.pullReplies(runId, ['i0']);
+      expect(lost).toMatchObject({ kind: 'error', replyTo: 'i0', error: { code: 'NODE_UNAVAILABLE' } });
+      expect(lost?.kind === 'error' && lost.error.reason).toMatch(/restarted/);
+      // Work delivered to the new process is not affected.
+      await s.pushInstructions(runId, [ins('i1', 'n0')]);
+      expect(await s.pullInstructions('n0')).toHaveLength(1);
+      t += 10;
+      await activate('proc-2');
+      expect(await s.pullReplies(runId, ['i1'])).toEqual([]);
+    });
+
     it('checks every reply and returns each one once', async () => {
       const { s } = await fresh({ maxMessageBytes: 8 });
       const runId = await running(s);

@@ -211,6 +211,10 @@ interface NodeMem {
   lastSeenAt: number | null;
   activatedAt: number | null;
   deactivatedAt: number | null;
+  /** The node process seen last (ActivateNode instance_id; memory only). */
+  instanceId?: string;
+  /** When that process first activated: instructions delivered earlier were lost with the old one. */
+  restartedAt?: number;
 }
 
 /**
@@ -420,6 +424,8 @@ export class LinkState {
     name: string;
     certFingerprint?: string;
     heartbeatIntervalMs: number;
+    /** The node process (see fleet.proto); a new one marks a restart. */
+    instanceId?: string;
   }): Promise<NodeInfo> {
     checkId('nodeId', input.nodeId);
     checkName(input.name);
@@ -441,6 +447,11 @@ export class LinkState {
       lastSeenAt: now,
       activatedAt: now,
       deactivatedAt: null,
+      instanceId: input.instanceId || n?.instanceId,
+      restartedAt:
+        input.instanceId && n?.instanceId !== undefined && n.instanceId !== input.instanceId
+          ? now
+          : n?.restartedAt,
     };
     await this.batcher.run((tx) =>
       tx
@@ -957,7 +968,7 @@ export class LinkState {
       const instructions = await inChunks(wanted, (chunk) =>
         tx
           .selectFrom('messages')
-          .select(['message_id', 'dst_node_id', 'group_id', 'message_type', 'expires_at'])
+          .select(['message_id', 'dst_node_id', 'group_id', 'message_type', 'expires_at', 'delivered_at'])
           .where('kind', '=', 'instruction')
           .where('run_id', '=', runId)
           .where('message_id', 'in', chunk)
@@ -995,7 +1006,13 @@ export class LinkState {
       const errors: SynthesizedErrorReply[] = [];
       for (const ins of instructions) {
         if (replied.has(ins.message_id)) continue;
-        const error = this.unanswerable(ins.message_id, ins.dst_node_id, ins.expires_at, now);
+        const error = this.unanswerable(
+          ins.message_id,
+          ins.dst_node_id,
+          ins.expires_at,
+          now,
+          ins.delivered_at,
+        );
         if (error)
           errors.push({
             kind: 'error',
@@ -1051,6 +1068,7 @@ export class LinkState {
     dst: string,
     expiresAt: number,
     now: number,
+    deliveredAt: number | null,
   ): SynthesizedErrorReply['error'] | undefined {
     if (now >= expiresAt)
       return {
@@ -1063,6 +1081,8 @@ export class LinkState {
       return { code: 'NODE_UNAVAILABLE', reason: `node ${dst} was unregistered` };
     if (n.deactivatedAt !== null) return { code: 'NODE_UNAVAILABLE', reason: `node ${dst} was deactivated` };
     if (!isOnline(n, now)) return { code: 'NODE_UNAVAILABLE', reason: `node ${dst} went offline` };
+    if (deliveredAt !== null && n.restartedAt !== undefined && deliveredAt < n.restartedAt)
+      return { code: 'NODE_UNAVAILABLE', reason: `node ${dst} restarted and lost instruction ${messageId}` };
     return undefined;
   }
 

@@ -419,12 +419,16 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   /** Why the ticker broke the connection (the poll loop reports it and reconnects). */
   let dropped: PollenError | 'reactivate' | undefined;
 
+  /** This process, for the SuperLink: a new one tells it the instructions we held are lost. */
+  const instanceId = randomBytes(8).toString('hex');
   /** When to open the next node-key session (before this one expires). */
   let renewSessionAt = Number.POSITIVE_INFINITY;
 
   /** ActivateNode: signed with the node key in node-key mode, it also opens a fresh session. */
   async function activateCall() {
-    const res = await call(() => fleet.activateNode({ heartbeatIntervalMs: heartbeatMs, name: o.name }));
+    const res = await call(() =>
+      fleet.activateNode({ heartbeatIntervalMs: heartbeatMs, name: o.name, instanceId }),
+    );
     holder.session = res.session
       ? { sessionId: res.session.sessionId, secret: res.session.secret }
       : undefined;
