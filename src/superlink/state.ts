@@ -31,8 +31,8 @@ export const ONLINE_GRACE_MS = 5_000;
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 /** Default period of the liveness flush (online_until / last_seen_at) to the store. */
 export const DEFAULT_LIVENESS_FLUSH_MS = 5_000;
-/** What a delivered instruction keeps of its payload (nothing: it is never delivered again). */
-const DELIVERED_PAYLOAD = Buffer.alloc(0);
+/** What the store keeps of a payload (the bytes are in LinkState.payloads). */
+const EMPTY_PAYLOAD = Buffer.alloc(0);
 /**
  * Most payload bytes one pull claims (instructions for a node, replies for a ServerApp): one
  * stored message is at most DEFAULT_MAX_MESSAGE_BYTES, so an answer stays under the RPC limit
@@ -261,6 +261,14 @@ export async function openLinkState(options: LinkStateOptions): Promise<LinkStat
 export class LinkState {
   private readonly db: Kysely<LinkSchema>;
   /**
+   * The payloads of stored messages, by message id. Rows in the store keep everything else (ids,
+   * routing, expiry, chunk ids, size); the bytes stay in memory because they only matter to a
+   * run in progress, and a run does not survive a SuperLink restart (its messages are dropped on
+   * open). Writing each 40 KB model into the store and reading it back cost about a quarter of
+   * the SuperLink's CPU in a 1,000-node round (docs/benchmarks.md).
+   */
+  private readonly payloads = new Map<string, Uint8Array>();
+  /**
    * Group commit for the per-node hot writes (activation, delivery, replies): when a thousand
    * nodes act at once, one durable commit covers many of them, each still atomic on its own.
    */
@@ -306,6 +314,8 @@ export class LinkState {
 
   /** Rebuild the in-memory indexes from the tables. */
   async load(): Promise<void> {
+    // Their payloads were in the memory of the previous process, and their runs fail on restart.
+    await this.db.deleteFrom('messages').execute();
     for (const r of await this.db.selectFrom('nodes').selectAll().execute()) {
       const n = nodeMem(r);
       this.nodes.set(n.nodeId, n);
@@ -740,6 +750,7 @@ export class LinkState {
       // A node whose key registration was withdrawn can never pull again.
       if (!n || (n.publicKey !== null && !n.registered)) throw unknownNode(it.dstNodeId);
     }
+    let undo: (() => void) | undefined;
     try {
       await this.batcher.run(async (tx) => {
         await this.requireRunning(tx, [runId]);
@@ -757,10 +768,11 @@ export class LinkState {
           ttl_ms: it.ttlMs,
           expires_at: it.createdAt + it.ttlMs,
           delivered_at: null,
-          payload: toBuffer(it.payload),
+          payload: EMPTY_PAYLOAD,
           chunk_ids: JSON.stringify(it.chunkIds),
           size_bytes: it.payload.byteLength,
         }));
+        undo = this.stagePayloads(items);
         for (let i = 0; i < rows.length; i += CHUNK)
           await tx
             .insertInto('messages')
@@ -768,6 +780,7 @@ export class LinkState {
             .execute();
       });
     } catch (e) {
+      undo?.();
       if (isUniqueViolation(e)) throw duplicateMessage(items.length === 1 ? items[0]!.messageId : undefined);
       throw e;
     }
@@ -814,16 +827,14 @@ export class LinkState {
         .$if(this.pg, (s) => s.forUpdate().skipLocked())
         .execute();
       const rows = withinBudget(
-        selected.map((r) => ({ ...r, size: r.payload.byteLength })),
+        selected.map((r) => ({ ...r, size: r.size_bytes })),
         options.maxBytes ?? PULL_BYTE_BUDGET,
       );
       if (rows.length > 0)
-        // The payload is dropped on delivery (an instruction is delivered once; what stays is
-        // what pushReplies and pullReplies check). Rewriting the row without it is cheap; keeping
-        // it would rewrite every payload byte (SQLite rewrites the whole record on an update).
+        // Delivered once: what stays is what pushReplies and pullReplies check.
         await tx
           .updateTable('messages')
-          .set({ delivered_at: now, payload: DELIVERED_PAYLOAD })
+          .set({ delivered_at: now })
           .where(
             'message_id',
             'in',
@@ -838,7 +849,8 @@ export class LinkState {
     });
     q.count = q.epoch === epoch ? remaining : Math.max(remaining, 1);
     rows.sort((a, b) => a.created_at - b.created_at || (a.message_id < b.message_id ? -1 : 1));
-    return rows.map((r) => toMessage(r) as Instruction);
+    // The payload goes out with the delivery and is not kept (an instruction is delivered once).
+    return rows.map((r) => toMessage(r, this.takePayload(r.message_id)) as Instruction);
   }
 
   /**
@@ -861,6 +873,7 @@ export class LinkState {
       answered.add(it.replyTo);
     }
     const now = this.now();
+    let undo: (() => void) | undefined;
     try {
       return await this.batcher.run(async (tx) => {
         // Lock the instructions: pullReplies cannot synthesize an error for one being answered.
@@ -921,11 +934,12 @@ export class LinkState {
             ttl_ms: Math.max(0, ins.expires_at - createdAt),
             expires_at: ins.expires_at,
             delivered_at: null,
-            payload: toBuffer(it.payload),
+            payload: EMPTY_PAYLOAD,
             chunk_ids: JSON.stringify(it.chunkIds),
             size_bytes: it.payload.byteLength,
           };
         });
+        undo = this.stagePayloads(items);
         for (let i = 0; i < rows.length; i += CHUNK)
           await tx
             .insertInto('messages')
@@ -934,6 +948,7 @@ export class LinkState {
         return rows.map((r) => r.run_id);
       });
     } catch (e) {
+      undo?.();
       if (isUniqueViolation(e)) {
         const text = `${(e as { constraint?: string }).constraint ?? ''} ${(e as Error).message}`;
         throw /reply_to/.test(text)
@@ -1025,6 +1040,7 @@ export class LinkState {
           });
       }
       const done = [...answered, ...errors.map((e) => e.replyTo)];
+      for (const id of done) this.payloads.delete(id); // undelivered ones that expired
       await inChunks(done, (chunk) =>
         tx
           .deleteFrom('messages')
@@ -1036,7 +1052,8 @@ export class LinkState {
       return { replies, errors };
     });
     const byId = new Map<string, PulledReply>();
-    for (const r of replies) byId.set(r.reply_to!, toMessage(r) as StoredReply);
+    for (const r of replies)
+      byId.set(r.reply_to!, toMessage(r, this.takePayload(r.message_id)) as StoredReply);
     for (const e of errors) byId.set(e.replyTo, e);
     return wanted.flatMap((id) => {
       const r = byId.get(id);
@@ -1046,9 +1063,14 @@ export class LinkState {
 
   /** Drop every message of a run (at run end). Returns how many were removed. */
   async deleteRunMessages(runId: string): Promise<number> {
-    const r = await this.db.deleteFrom('messages').where('run_id', '=', runId).executeTakeFirst();
+    const r = await this.db
+      .deleteFrom('messages')
+      .where('run_id', '=', runId)
+      .returning('message_id')
+      .execute();
+    for (const { message_id } of r) this.payloads.delete(message_id);
     // Queued counts stay as over-estimates: the next poll of each node recounts.
-    return Number(r.numDeletedRows);
+    return r.length;
   }
 
   /** Chunk ids still referenced by a stored message: the chunk store keeps these. */
@@ -1084,6 +1106,25 @@ export class LinkState {
     if (deliveredAt !== null && n.restartedAt !== undefined && deliveredAt < n.restartedAt)
       return { code: 'NODE_UNAVAILABLE', reason: `node ${dst} restarted and lost instruction ${messageId}` };
     return undefined;
+  }
+
+  /** Keep the payloads of messages being stored; the returned function undoes it (a failed store). */
+  private stagePayloads(items: readonly { messageId: string; payload: Uint8Array }[]): () => void {
+    const before = items.map((it) => [it.messageId, this.payloads.get(it.messageId)] as const);
+    for (const it of items) this.payloads.set(it.messageId, it.payload);
+    return () => {
+      for (const [id, p] of before) {
+        if (p === undefined) this.payloads.delete(id);
+        else this.payloads.set(id, p);
+      }
+    };
+  }
+
+  /** A message's payload, forgotten as it is handed out (each message is delivered once). */
+  private takePayload(messageId: string): Uint8Array {
+    const p = this.payloads.get(messageId);
+    this.payloads.delete(messageId);
+    return p ?? EMPTY_PAYLOAD;
   }
 
   private checkPayload(messageId: string, payload: Uint8Array, chunkIds: string[]): void {
@@ -1332,7 +1373,7 @@ function toRun(r: RunRow): Run {
   };
 }
 
-function toMessage(r: MessageRow): StoredMessage {
+function toMessage(r: MessageRow, payload: Uint8Array): StoredMessage {
   return {
     messageId: r.message_id,
     runId: r.run_id,
@@ -1345,14 +1386,9 @@ function toMessage(r: MessageRow): StoredMessage {
     createdAt: r.created_at,
     ttlMs: r.ttl_ms,
     expiresAt: r.expires_at,
-    payload: r.payload,
+    payload,
     chunkIds: JSON.parse(r.chunk_ids),
   };
-}
-
-/** A Buffer view of the bytes (no copy): both drivers bind Buffers as BLOB/BYTEA. */
-function toBuffer(u: Uint8Array): Buffer {
-  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
 function sha256(s: string): Buffer {
