@@ -21,6 +21,7 @@ import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
 import { type SuperNode, type SuperNodeEvent, startSuperNode } from '../src/supernode/supernode.js';
 import { messageToWire } from '../src/transport/wire.js';
 import { sshKeygen } from './support/federation.js';
+import { runningRun } from './support/runs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-session-'));
 const SESSION_MS = 3_000;
@@ -61,17 +62,7 @@ beforeAll(async () => {
     onEvent: (e) => events.push(e),
   });
   await node.ready;
-  const run = await superlink.state.createRun({
-    fabHash: `sha256:${'0'.repeat(64)}`,
-    fabName: 'session',
-    fabVersion: '1.0.0',
-    runConfig: {},
-    federation: 'default',
-    createdBy: 'test',
-  });
-  runId = run.runId;
-  await superlink.state.transitionRun(runId, 'starting');
-  await superlink.state.transitionRun(runId, 'running');
+  runId = await runningRun(superlink.state, 'session');
 }, 30_000);
 
 afterAll(async () => {

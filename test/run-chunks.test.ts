@@ -27,6 +27,7 @@ import { MemoryChunkStore } from '../src/transport/chunks.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import { loadTlsMaterial } from '../src/transport/tls.js';
 import { messageToWire } from '../src/transport/wire.js';
+import { runningRun } from './support/runs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-run-chunks-'));
 let superlink: SuperLink;
@@ -97,17 +98,7 @@ beforeAll(async () => {
   a = await site('site-a');
   b = await site('site-b');
   c = await site('site-c');
-  const run = await superlink.state.createRun({
-    fabHash: `sha256:${'0'.repeat(64)}`,
-    fabName: 'chunks',
-    fabVersion: '1.0.0',
-    runConfig: {},
-    federation: 'default',
-    createdBy: 'test',
-  });
-  runId = run.runId;
-  await superlink.state.transitionRun(runId, 'starting');
-  await superlink.state.transitionRun(runId, 'running');
+  runId = await runningRun(superlink.state, 'chunks');
   await superlink.state.setRunToken(runId, 'run-token');
   const appChannel = openAppChannel({
     url: superlink.serverAppIoUrl,

@@ -305,6 +305,7 @@ export class Link {
   /** Queue a ServerApp's instructions (validated as a batch by the state). */
   async pushInstructions(runId: string, messages: WireMessage[]): Promise<string[]> {
     const items = [];
+    const held = this.appReads(runId, undefined);
     for (const m of messages) {
       const md = m.metadata;
       if (!md) throw new PollenError('MESSAGE_INVALID', 'A message needs metadata');
@@ -314,7 +315,7 @@ export class Link {
         throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
       md.runId = runId;
       md.srcNodeId = '0';
-      const chunkIds = await this.#checkChunks(m, this.appReads(runId, undefined));
+      const chunkIds = await this.#checkChunks(m, held);
       items.push({
         messageId: md.messageId,
         dstNodeId: md.dstNodeId,

@@ -97,7 +97,7 @@ export function registerSuperNode(program: Command): void {
     )
     .option(
       '--trusted-app <sha256:HASH>',
-      'run only app bundles with this hash (repeatable; or POLLEN_TRUSTED_APPS); default: any app of the federation',
+      'run only app bundles with this hash (repeatable; or POLLEN_TRUSTED_APPS); by default every app of the federation runs',
       collect,
     )
     .option('--work-dir <dir>', 'unpacked apps and chunks in transit', './supernode')
