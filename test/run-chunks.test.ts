@@ -186,8 +186,15 @@ describe('run-scoped chunks on the SuperLink', () => {
     expect(
       await codeOf(c.channel.bulk!.put(mine.id, mine.data, undefined, { 'pollen-chunk-run': runId })),
     ).toBe('CHUNK_SCOPE_DENIED');
+    const unscoped = () => downloadChunks(c.fleet, [global.id], new MemoryChunkStore());
+    expect(await codeOf(unscoped())).toBe('CHUNK_MISSING');
     await instruct(c.nodeId);
     expect((await read()).received).toBe(1);
+    // A client that names no run (older SuperNodes, plain gRPC) finds its runs' chunks too.
+    expect((await unscoped()).received).toBe(1);
+    expect(
+      (await downloadChunks(c.fleet, [global.id], new MemoryChunkStore(), { bulk: false })).received,
+    ).toBe(1);
     expect((await send()).sent).toBe(1);
     // A node never reads another node's uploads, even as a participant.
     expect(

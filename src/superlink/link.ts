@@ -134,7 +134,15 @@ export class Link {
 
   /** What node `nodeId` may read for `runId`: the run's ServerApp chunks once it was sent work. */
   nodeReads(nodeId: string, runId: string | undefined): ChunkStore {
-    if (runId === undefined) return this.chunks;
+    if (runId === undefined) {
+      // A client that names no run (an older SuperNode, a plain gRPC client) sees the shared
+      // store, then the ServerApp chunks of every run that sent it work.
+      const runs = [...this.#participants].filter(([, nodes]) => nodes.has(nodeId)).map(([r]) => r);
+      return runs.reduceRight<ChunkStore>(
+        (inner, r) => this.relay.reader(r, [SERVER_SCOPE], inner),
+        this.chunks,
+      );
+    }
     this.#assertParticipant(nodeId, runId);
     return this.relay.reader(runId, [SERVER_SCOPE, nodeId], this.chunks);
   }
