@@ -3,6 +3,11 @@
  * `pollen cert crl`) or fetched from the Certificate Service (`GET /v1/crl`), accepted only when
  * signed by a certificate of our chain, refreshed while running. A connection whose certificate
  * appears on a new CRL is closed at once.
+ *
+ * Freshness: a CRL older than the one held (an earlier thisUpdate) is refused, so whoever sits
+ * between us and the service cannot replay a list from before a revocation. A CRL past its
+ * nextUpdate is still enforced (refusing everyone would stop the federation) but reported as
+ * stale on every refresh until a newer one arrives.
  */
 import { readFileSync, statSync } from 'node:fs';
 import * as x509 from '@peculiar/x509';
@@ -30,6 +35,8 @@ export class RevocationList {
   readonly #o: RevocationOptions;
   readonly #issuers: x509.X509Certificate[];
   #revoked = new Set<string>();
+  #thisUpdate = 0;
+  #nextUpdate = Number.POSITIVE_INFINITY;
   #timer: NodeJS.Timeout | undefined;
   #mtime = 0;
   #listeners: (() => void)[] = [];
@@ -43,6 +50,11 @@ export class RevocationList {
 
   get size(): number {
     return this.#revoked.size;
+  }
+
+  /** The list held is past its nextUpdate: its issuer should have published a newer one. */
+  get stale(): boolean {
+    return Date.now() > this.#nextUpdate;
   }
 
   isRevoked(serialHex: string): boolean {
@@ -70,9 +82,10 @@ export class RevocationList {
     try {
       if (this.#o.file) {
         const mtime = statSync(this.#o.file).mtimeMs;
-        if (!first && mtime === this.#mtime) return;
-        this.#mtime = mtime;
-        text = readFileSync(this.#o.file, 'utf8');
+        if (first || mtime !== this.#mtime) {
+          this.#mtime = mtime;
+          text = readFileSync(this.#o.file, 'utf8');
+        }
       } else if (this.#o.url) {
         const res = await request(
           new URL('v1/crl', this.#o.url.endsWith('/') ? this.#o.url : `${this.#o.url}/`),
@@ -86,8 +99,12 @@ export class RevocationList {
         if (res.statusCode !== 200)
           throw new PollenError('UNAVAILABLE', `GET /v1/crl answered ${res.statusCode}`);
       }
-      if (text === undefined) return;
-      await this.#load(text);
+      if (text !== undefined) await this.#load(text);
+      if (this.stale)
+        this.#o.log.warn(
+          { nextUpdate: new Date(this.#nextUpdate).toISOString() },
+          'the revocation list is past its nextUpdate; still enforcing it, publish a newer one',
+        );
     } catch (e) {
       if (first && this.#o.file)
         throw e instanceof PollenError
@@ -114,6 +131,14 @@ export class RevocationList {
         break;
       }
     if (!signed) throw new PollenError('CERT_INVALID', 'The revocation list is not signed by the project CA');
+    const thisUpdate = crl.thisUpdate.getTime();
+    if (thisUpdate < this.#thisUpdate)
+      throw new PollenError(
+        'CERT_INVALID',
+        `The revocation list is older (${crl.thisUpdate.toISOString()}) than the one held (${new Date(this.#thisUpdate).toISOString()})`,
+      );
+    this.#thisUpdate = thisUpdate;
+    this.#nextUpdate = crl.nextUpdate?.getTime() ?? Number.POSITIVE_INFINITY;
     const next = new Set(crl.entries.map((e) => normSerial(e.serialNumber)));
     const changed = next.size !== this.#revoked.size || [...next].some((s) => !this.#revoked.has(s));
     this.#revoked = next;
