@@ -9,6 +9,7 @@ import type { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
 import { MESSAGE_TYPES, Message, type MessageType, SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
+import { isScopeName } from '../transport/bulk-chunks.js';
 import { downloadChunks, uploadMessages } from '../transport/chunk-transfer.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
@@ -108,7 +109,7 @@ export class RemoteGrid implements Grid {
       try {
         await this.#call(() =>
           downloadChunks(this.#client, ids, store, {
-            scope: { runId: this.runId, sourceNodeId: /^[A-Za-z0-9_-]{1,64}$/.test(src) ? src : undefined },
+            scope: { runId: this.runId, sourceNodeId: isScopeName(src) ? src : undefined },
           }),
         );
         this.#remember(ids);

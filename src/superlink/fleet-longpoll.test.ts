@@ -9,6 +9,7 @@ import { type Client, createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runningRun } from '../../test/support/runs.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import { Message } from '../sdk/message.js';
 import { RecordDict } from '../sdk/records.js';
@@ -42,18 +43,7 @@ beforeAll(async () => {
   });
   fleet = channel.client(Fleet);
   ({ nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 10_000, name: 'poller' }));
-  const { state } = superlink;
-  const run = await state.createRun({
-    fabHash: `sha256:${'0'.repeat(64)}`,
-    fabName: 'longpoll',
-    fabVersion: '1.0.0',
-    runConfig: {},
-    federation: 'default',
-    createdBy: 'test',
-  });
-  runId = run.runId;
-  await state.transitionRun(runId, 'starting');
-  await state.transitionRun(runId, 'running');
+  runId = await runningRun(superlink.state, 'longpoll');
 });
 
 afterAll(async () => {

@@ -10,7 +10,7 @@ import type { ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/con
 import { PollenError } from '../errors.js';
 import { Fleet, PullMessagesResponseSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../gen/pollen/v1/records_pb.js';
-import { type BulkRequest, CHUNK_RUN_HEADER } from '../transport/bulk-chunks.js';
+import { type BulkRequest, CHUNK_RUN_HEADER, isScopeName } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
@@ -34,8 +34,7 @@ export function chunkRunOf(
       ? (headers as Headers).get(CHUNK_RUN_HEADER)
       : (headers as Record<string, string>)[CHUNK_RUN_HEADER];
   if (!v) return undefined;
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(v))
-    throw new PollenError('INVALID_ARGUMENT', `Invalid ${CHUNK_RUN_HEADER} header`);
+  if (!isScopeName(v)) throw new PollenError('INVALID_ARGUMENT', `Invalid ${CHUNK_RUN_HEADER} header`);
   return v;
 }
 

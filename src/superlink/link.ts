@@ -19,6 +19,7 @@ import {
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { MESSAGE_TYPES } from '../sdk/message.js';
+import { isScopeName } from '../transport/bulk-chunks.js';
 import { CHUNK_SIZE, type ChunkStore, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
@@ -159,7 +160,7 @@ export class Link {
 
   /** What the ServerApp of `runId` reads: node `sourceNodeId`'s uploads (a reply's), then its own. */
   appReads(runId: string, sourceNodeId: string | undefined): ChunkStore {
-    if (sourceNodeId !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(sourceNodeId))
+    if (sourceNodeId !== undefined && !isScopeName(sourceNodeId))
       throw new PollenError('INVALID_ARGUMENT', 'The chunk source must be a node id');
     const uploaders = sourceNodeId ? [sourceNodeId, SERVER_SCOPE] : [SERVER_SCOPE];
     return this.relay.reader(runId, uploaders, this.chunks);
@@ -411,7 +412,7 @@ export class Link {
       checkArrayHeaders(m);
       const chunkIds = await this.#checkChunks(
         m,
-        /^[A-Za-z0-9_-]{1,64}$/.test(md.runId) && /^[A-Za-z0-9_-]{1,64}$/.test(nodeId)
+        isScopeName(md.runId) && isScopeName(nodeId)
           ? this.relay.reader(md.runId, [nodeId, SERVER_SCOPE], this.chunks)
           : this.chunks,
       );

@@ -23,6 +23,7 @@ import { rmSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PollenError } from '../errors.js';
+import { isScopeName } from '../transport/bulk-chunks.js';
 import {
   assertChunkId,
   CHUNK_SIZE,
@@ -39,8 +40,6 @@ export const DEFAULT_CHUNK_MEMORY = 1024 * 1024 * 1024;
 const POOL_BYTES = 256 * 1024 * 1024;
 /** The uploader name of a run's ServerApp. */
 export const SERVER_SCOPE = 'server';
-
-const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface RelayChunksOptions {
   /** Folder for chunks past the memory budget (emptied on start). */
@@ -268,7 +267,7 @@ function joined(frames: readonly Uint8Array[] | undefined): Uint8Array | undefin
 
 /** `RUN/server` or `RUN/n-NODE`: also the folder of the scope's files. */
 function scopeKey(runId: string, uploader: string): string {
-  if (!NAME_RE.test(runId)) throw new PollenError('INVALID_ARGUMENT', 'Invalid run id for chunks');
-  if (!NAME_RE.test(uploader)) throw new PollenError('INTERNAL', 'Invalid chunk uploader');
+  if (!isScopeName(runId)) throw new PollenError('INVALID_ARGUMENT', 'Invalid run id for chunks');
+  if (!isScopeName(uploader)) throw new PollenError('INTERNAL', 'Invalid chunk uploader');
   return `${runId}/${uploader === SERVER_SCOPE ? uploader : `n-${uploader}`}`;
 }
