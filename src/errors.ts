@@ -144,7 +144,11 @@ export const ERROR_CODES = {
     'This site already holds a valid certificate; revoke it first to enroll again.',
   ),
   REQUEST_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'List requests with `pollen enrollment list`.'),
-  REQUEST_NOT_PENDING: spec(409, ExitCode.CONFLICT, 'Only pending requests can be approved or rejected.'),
+  REQUEST_ALREADY_DECIDED: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Another admin decided this request first; the decision that holds is given. List requests with `pollen enrollment list --status all`.',
+  ),
   PROOF_INVALID: spec(401, ExitCode.UNAUTHORIZED, 'Poll with the key the request was made with.'),
   NOT_ENROLLED: spec(404, ExitCode.NOT_FOUND, 'List enrolled sites with `pollen enrollment enrolled`.'),
   ROUTE_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'See docs/api.md for the paths this service answers.'),

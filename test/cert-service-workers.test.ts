@@ -19,9 +19,33 @@ let child: ReturnType<typeof spawn>;
 let port = 0;
 let agent: Agent;
 
+const API_KEY = `pollen_${'w'.repeat(43)}`;
+const policyFile = join(t.dir, 'policy.yaml');
+// Sites named lab-* wait for an admin; every other site is approved at once.
+const POLICY = `metadata:
+  project: "workers"
+  version: "1"
+token:
+  validity: 1d
+  max_uses: 1
+site:
+  name_pattern: "*"
+approval:
+  method: policy
+  rules:
+    - name: "labs-wait"
+      match:
+        site_name_pattern: "lab-*"
+      action: pending
+    - name: "others-auto"
+      match: {}
+      action: approve
+`;
+
 beforeAll(async () => {
   await initCa({ name: 'Workers', dir: caDir });
-  writeFileSync(join(t.dir, 'key.txt'), `pollen_${'w'.repeat(43)}\n`);
+  writeFileSync(join(t.dir, 'key.txt'), `${API_KEY}\n`);
+  writeFileSync(policyFile, POLICY);
   child = spawn(
     process.execPath,
     [
@@ -40,6 +64,8 @@ beforeAll(async () => {
       join(t.dir, 'key.txt'),
       '--workers',
       '2',
+      '--policy',
+      policyFile,
       '--log-level',
       'warn',
     ],
@@ -70,7 +96,7 @@ afterAll(async () => {
 describe('cert-service --workers 2', () => {
   it('spreads connections over both workers and still gives one certificate per single-use token', async () => {
     const signer = loadTokenSigner(caDir);
-    const token = issueToken(signer, { subject: 'hospital-race', policy: loadPolicy() }).token;
+    const token = issueToken(signer, { subject: 'hospital-race', policy: loadPolicy(policyFile) }).token;
     const results = await Promise.all(
       Array.from({ length: 50 }, async () => {
         const csr = createCsrFromKey(
@@ -96,7 +122,7 @@ describe('cert-service --workers 2', () => {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({
-            token: issueToken(signer, { subject: name, policy: loadPolicy() }).token,
+            token: issueToken(signer, { subject: name, policy: loadPolicy(policyFile) }).token,
             csr: createCsrFromKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, name),
           }),
           dispatcher: agent,
@@ -108,11 +134,82 @@ describe('cert-service --workers 2', () => {
     expect(many.every((s) => s === 200)).toBe(true);
     // both processes appended to one unbroken audit chain
     const r = await request(`https://127.0.0.1:${port}/v1/audit?limit=10000`, {
-      headers: { authorization: `Bearer pollen_${'w'.repeat(43)}` },
+      headers: { authorization: `Bearer ${API_KEY}` },
       dispatcher: agent,
     });
     const { entries } = (await r.body.json()) as { entries: AuditEntry[] };
     expect(entries.filter((e) => e.action === 'certificate.issued')).toHaveLength(41);
     expect(verifyAuditChain(entries).ok).toBe(true);
+  });
+
+  it('gives a request one decision when two admins approve and two reject it at once across workers', async () => {
+    const signer = loadTokenSigner(caDir);
+    const post = async (path: string, body: unknown, admin = false) => {
+      // a fresh connection each: the listener hands connections to either worker
+      const dispatcher = new Agent({ connect: { ca: readFileSync(join(caDir, 'rootCA.pem'), 'utf8') } });
+      try {
+        const r = await request(`https://127.0.0.1:${port}${path}`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            ...(admin ? { authorization: `Bearer ${API_KEY}` } : {}),
+          },
+          body: JSON.stringify(body),
+          dispatcher,
+        });
+        return { status: r.statusCode, json: (await r.body.json()) as Record<string, any> };
+      } finally {
+        await dispatcher.close();
+      }
+    };
+    const decided: { id: string; name: string; holds: string }[] = [];
+    for (let i = 0; i < 20; i++) {
+      const name = `lab-${i}`;
+      const p = await post('/v1/enroll', {
+        token: issueToken(signer, { subject: name, policy: loadPolicy(policyFile) }).token,
+        csr: createCsrFromKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, name),
+      });
+      expect(p.status).toBe(202);
+      const id = p.json.requestId as string;
+      const results = await Promise.all(
+        (['approve', 'reject', 'approve', 'reject'] as const).map(async (verb) => ({
+          verb,
+          ...(await post(
+            `/v1/requests/${verb}`,
+            verb === 'reject' ? { names: [id], reason: 'race' } : { names: [id] },
+            true,
+          )),
+        })),
+      );
+      const winners = results.filter((r) => r.status === 200);
+      expect(winners, JSON.stringify(results)).toHaveLength(1);
+      const holds = winners[0]!.verb === 'approve' ? 'approved' : 'rejected';
+      for (const loser of results.filter((r) => r.status !== 200))
+        expect(loser.json.error).toMatchObject({
+          code: 'REQUEST_ALREADY_DECIDED',
+          requestId: id,
+          decision: holds,
+        });
+      decided.push({ id, name, holds });
+    }
+    const r = await request(`https://127.0.0.1:${port}/v1/audit?limit=10000`, {
+      headers: { authorization: `Bearer ${API_KEY}` },
+      dispatcher: agent,
+    });
+    const { entries } = (await r.body.json()) as { entries: AuditEntry[] };
+    expect(verifyAuditChain(entries).ok).toBe(true);
+    const e = await request(`https://127.0.0.1:${port}/v1/enrolled`, {
+      headers: { authorization: `Bearer ${API_KEY}` },
+      dispatcher: agent,
+    });
+    const { enrolled } = (await e.body.json()) as { enrolled: { name: string }[] };
+    for (const { id, name, holds } of decided) {
+      const decisions = entries.filter(
+        (e) =>
+          (e.action === 'request.approved' || e.action === 'request.rejected') && e.detail.requestId === id,
+      );
+      expect(decisions.map((e) => e.action)).toEqual([`request.${holds}`]);
+      expect(enrolled.filter((e) => e.name === name)).toHaveLength(holds === 'approved' ? 1 : 0);
+    }
   });
 });

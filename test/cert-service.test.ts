@@ -132,12 +132,12 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
     method: 'GET' | 'POST',
     path: string,
     body?: unknown,
-    o: { admin?: boolean; raw?: string; dispatcher?: Agent } = {},
+    o: { admin?: boolean; raw?: string; dispatcher?: Agent; port?: number } = {},
   ) {
     const headers: Record<string, string> = {};
     if (body !== undefined || o.raw !== undefined) headers['content-type'] = 'application/json';
     if (o.admin) headers.authorization = `Bearer ${API_KEY}`;
-    const r = await request(`https://127.0.0.1:${svc.port}${path}`, {
+    const r = await request(`https://127.0.0.1:${o.port ?? svc.port}${path}`, {
       method,
       headers,
       body: o.raw ?? (body === undefined ? undefined : JSON.stringify(body)),
@@ -307,9 +307,25 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
     const r = await call('POST', rb.json.pollUrl, proof(rb.json.requestId, b.keyPem));
     expect(r.status).toBe(403);
     expect(r.json.error).toMatchObject({ code: 'ENROLLMENT_REJECTED', reason: 'Not authorized' });
-    // decided requests cannot be decided again
+    // decided requests cannot be decided again, and the admin is told which decision holds
     const again = await call('POST', '/v1/requests/approve', { names: [rb.json.requestId] }, { admin: true });
-    expect(again.json.error.code).toBe('REQUEST_NOT_FOUND');
+    expect(again.status).toBe(409);
+    expect(again.json.error).toMatchObject({
+      code: 'REQUEST_ALREADY_DECIDED',
+      requestId: rb.json.requestId,
+      decision: 'rejected',
+      decidedBy: expect.any(String),
+    });
+    expect(again.json.error.message).toContain('already rejected');
+    const byName = await call(
+      'POST',
+      '/v1/requests/reject',
+      { names: ['lab-1'], reason: 'x' },
+      { admin: true },
+    );
+    expect(byName.json.error).toMatchObject({ code: 'REQUEST_ALREADY_DECIDED', name: 'lab-1' });
+    const unknown = await call('POST', '/v1/requests/approve', { names: ['never-asked'] }, { admin: true });
+    expect(unknown.json.error.code).toBe('REQUEST_NOT_FOUND');
 
     // bulk approval by pattern and type
     for (const n of ['lab-20', 'lab-21', 'other-1'])
@@ -321,6 +337,77 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
       { admin: true },
     );
     expect(bulk.json.approved.map((x: { name: string }) => x.name).sort()).toEqual(['lab-20', 'lab-21']);
+  });
+
+  it('gives a request one decision when two admins approve and two reject it at once, on two replicas', async () => {
+    // A second service on the same store: a replica on PostgreSQL, a second process's view on SQLite.
+    const replica = await startCertService({
+      caDir,
+      workspace: `${workspace}-replica`,
+      database: database ?? svc.databaseLocation,
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: [API_KEY],
+      policyFile: join(t.dir, 'policy.yaml'),
+      logger: false,
+      tidyIntervalMs: 0,
+    });
+    try {
+      const trials = 20;
+      const ids: { id: string; name: string; holds: 'approved' | 'rejected' }[] = [];
+      for (let i = 0; i < trials; i++) {
+        const name = `decide-${i}`;
+        const csr = createCsrFromKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, name);
+        const p = await call('POST', '/v1/enroll', { token: tokenFor(name), csr });
+        expect(p.status).toBe(202);
+        const id = p.json.requestId as string;
+        const decide = (verb: 'approve' | 'reject', port: number) =>
+          call(
+            'POST',
+            `/v1/requests/${verb}`,
+            verb === 'reject' ? { names: [id], reason: 'race' } : { names: [id] },
+            { admin: true, port },
+          ).then((r) => ({ verb, ...r }));
+        const results = await Promise.all([
+          decide('approve', svc.port),
+          decide('reject', replica.port),
+          decide('reject', svc.port),
+          decide('approve', replica.port),
+        ]);
+        const winners = results.filter((r) => r.status === 200);
+        expect(winners, JSON.stringify(results)).toHaveLength(1);
+        const holds = winners[0]!.verb === 'approve' ? 'approved' : 'rejected';
+        for (const loser of results.filter((r) => r.status !== 200)) {
+          expect(loser.status).toBe(409);
+          expect(loser.json.error).toMatchObject({
+            code: 'REQUEST_ALREADY_DECIDED',
+            requestId: id,
+            decision: holds,
+          });
+        }
+        ids.push({ id, name, holds });
+      }
+      // the store and the audit log both hold exactly the decision each winner was told
+      const requests = (await call('GET', '/v1/requests?status=all', undefined, { admin: true })).json
+        .requests;
+      const enrolled = (await call('GET', '/v1/enrolled', undefined, { admin: true })).json.enrolled;
+      const audit = (await call('GET', '/v1/audit?after=0&limit=10000', undefined, { admin: true })).json
+        .entries;
+      expect(verifyAuditChain(audit)).toMatchObject({ ok: true });
+      for (const { id, name, holds } of ids) {
+        expect(requests.find((r: { id: string }) => r.id === id).status).toBe(holds);
+        expect(enrolled.filter((e: { name: string }) => e.name === name)).toHaveLength(
+          holds === 'approved' ? 1 : 0,
+        );
+        const decisions = audit.filter(
+          (e: { action: string; detail: { requestId?: string } }) =>
+            (e.action === 'request.approved' || e.action === 'request.rejected') && e.detail.requestId === id,
+        );
+        expect(decisions.map((e: { action: string }) => e.action)).toEqual([`request.${holds}`]);
+      }
+    } finally {
+      await replica.close();
+    }
   });
 
   it('applies reject rules without consuming the token', async () => {
@@ -389,6 +476,82 @@ describe.each(backends)('Certificate Service on %s', (_backend, makeDb) => {
     expect((await call('GET', '/v1/health')).json.status).toBe('ok');
     // the token survived all of that unconsumed
     expect((await call('POST', '/v1/enroll', { token, csr })).status).toBe(200);
+  });
+
+  it('refuses token subjects outside the name rules even when the token key signed them, and CSRs with two common names', async () => {
+    // A token made by hand with the real token key: only the name rules stand between it and a certificate.
+    const forge = (sub: string) => {
+      const [h, p] = tokenFor('hospital-forge').split('.') as [string, string];
+      const claims = { ...JSON.parse(Buffer.from(p, 'base64url').toString()), sub, jti: randomUUID() };
+      const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
+      const sig = sign('sha256', Buffer.from(`${h}.${body}`), {
+        key: signer.privateKey,
+        dsaEncoding: 'ieee-p1363',
+      }).toString('base64url');
+      return `${h}.${body}.${sig}`;
+    };
+    for (const name of [
+      'hospital-x/../../y',
+      'hospital-ü',
+      'hospital-a,URI:pollen://test-federation/admin/root',
+      'hospital-a\nCN=b',
+      `hospital-${'a'.repeat(64)}`,
+    ]) {
+      const csr = createCsrFromKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, name);
+      const r = await call('POST', '/v1/enroll', { token: forge(name), csr });
+      expect(r.status, `${JSON.stringify(name)} → ${JSON.stringify(r.json)}`).toBe(401);
+      expect(r.json.error.code).toBe('TOKEN_INVALID');
+      expect(r.json.error.message).toContain('not a valid client name');
+    }
+    // the same hand-made token with a good name works: the refusals above are the name rules
+    const fine = await call('POST', '/v1/enroll', {
+      token: forge('hospital-forged-ok'),
+      csr: csrFor('hospital-forged-ok').csr,
+    });
+    expect(fine.status).toBe(200);
+
+    // a CSR whose subject holds two CNs, the first one the token's
+    const key = join(t.dir, `${randomUUID()}.key`);
+    const twoCn = execFileSync(
+      'openssl',
+      [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+      ].concat(['-subj', '/CN=hospital-two-cn/CN=hospital-other']),
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    ).toString();
+    const r = await call('POST', '/v1/enroll', { token: tokenFor('hospital-two-cn'), csr: twoCn });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({
+      code: 'CSR_INVALID',
+      message: 'The CSR subject has 2 common names',
+    });
+  });
+
+  it('refuses a revocation whose reason is not a short string and revokes nothing', async () => {
+    const name = 'hospital-revoke-reason';
+    expect((await call('POST', '/v1/enroll', { token: tokenFor(name), csr: csrFor(name).csr })).status).toBe(
+      200,
+    );
+    for (const reason of [{ code: 1 }, 42, ['keyCompromise'], 'x'.repeat(201)]) {
+      const r = await call('POST', '/v1/revoke', { names: [name], reason }, { admin: true });
+      expect(r.status).toBe(400);
+      expect(r.json.error).toMatchObject({
+        code: 'INVALID_REQUEST',
+        message: expect.stringContaining('`reason`'),
+      });
+    }
+    const enrolled = (await call('GET', '/v1/enrolled', undefined, { admin: true })).json.enrolled;
+    expect(enrolled.find((e: { name: string }) => e.name === name).revoked).toBe(false);
+    const ok = await call('POST', '/v1/revoke', { names: [name], reason: 'keyCompromise' }, { admin: true });
+    expect(ok.json.revoked).toHaveLength(1);
   });
 
   it('requires the admin API key', async () => {

@@ -122,8 +122,23 @@ const requestsResponse = z.object({
     }),
   ),
 });
-const decidedResponse = (key: 'approved' | 'rejected') =>
-  z.object({ [key]: z.array(z.object({ id: z.string(), name: z.string(), type: certType })) });
+const decided = z.array(z.object({ id: z.string(), name: z.string(), type: certType }));
+/** Requests another admin decided first (they keep that decision). */
+const alreadyDecided = z
+  .array(
+    z.object({
+      requestId: z.string(),
+      name: z.string(),
+      decision: z.enum(['approved', 'rejected']),
+      decidedBy: nullableString,
+      decidedAt: nullableString,
+    }),
+  )
+  .optional()
+  .transform((v) => v ?? []);
+const approvedResponse = z.object({ approved: decided, alreadyDecided });
+const rejectedResponse = z.object({ rejected: decided, alreadyDecided });
+export type DecisionResult = { alreadyDecided: z.infer<typeof alreadyDecided> };
 const enrolledResponse = z.object({
   enrolled: z.array(
     z.object({
@@ -332,15 +347,11 @@ export class CertServiceClient {
   }
 
   async approve(req: { names?: string[]; pattern?: string; type?: SubjectType | CertTypeName }) {
-    return (await this.call('POST', '/v1/requests/approve', decidedResponse('approved'), { body: req }))[
-      'approved'
-    ] as Array<{ id: string; name: string; type: CertTypeName }>;
+    return this.call('POST', '/v1/requests/approve', approvedResponse, { body: req });
   }
 
   async reject(req: { names: string[]; type?: SubjectType | CertTypeName; reason: string }) {
-    return (await this.call('POST', '/v1/requests/reject', decidedResponse('rejected'), { body: req }))[
-      'rejected'
-    ] as Array<{ id: string; name: string; type: CertTypeName }>;
+    return this.call('POST', '/v1/requests/reject', rejectedResponse, { body: req });
   }
 
   async enrolled(type?: SubjectType | CertTypeName): Promise<EnrolledInfo[]> {

@@ -224,7 +224,7 @@ export function loadTokenVerifier(caDir: string): TokenVerifier {
 // Subjects
 
 const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const EMAIL = /^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$/;
+const EMAIL = /^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,63}$/;
 
 /**
  * Check a subject's syntax: a site name is 1-64 characters of letters, digits, `.`, `_`, `-`
@@ -515,5 +515,19 @@ export function verifyToken(token: string, opts: VerifyOptions): TokenClaims {
   if (claims.exp <= now - tol) throw new PollenError('TOKEN_EXPIRED', 'The enrollment token has expired');
   if (claims.nbf > now + tol || claims.iat > now + tol)
     throw new PollenError('TOKEN_NOT_YET_VALID', 'The enrollment token is not valid yet');
+  // A token signed with the right key still names only what `token generate` could have named:
+  // the subject becomes a certificate name, a URI and a file name.
+  try {
+    checkSubjectSyntax(claims.sub, claims.pollen.subject_type);
+  } catch (e) {
+    throw new PollenError(
+      'TOKEN_INVALID',
+      `The enrollment token names ${JSON.stringify(claims.sub)}, which is not a valid ${claims.pollen.subject_type} name`,
+      {
+        cause: e,
+        hint: 'Issue a new token with `pollen token generate`: site names use letters, digits, . _ and -, users an e-mail address.',
+      },
+    );
+  }
   return claims;
 }

@@ -7,7 +7,7 @@ import {
   DerError,
   decodeOid,
   expect,
-  nameField,
+  nameFields,
   oid,
   readOne,
   seq,
@@ -57,7 +57,7 @@ export function checkCsr(pem: unknown): CheckedCsr {
   let spki: Buffer;
   let hash: string | undefined;
   let signature: Buffer;
-  let commonName: string | undefined;
+  let commonNames: string[];
   let sigOid: string;
   try {
     const der = Buffer.from(m[2]!.replace(/\s+/g, ''), 'base64');
@@ -65,7 +65,7 @@ export function checkCsr(pem: unknown): CheckedCsr {
     if (extra) throw new DerError('trailing fields');
     const [version, subject, spkiTlv] = children(expect(reqInfo, 0x30, 'CertificationRequestInfo'));
     expect(version, 0x02, 'version');
-    commonName = nameField(expect(subject, 0x30, 'subject'), '2.5.4.3');
+    commonNames = nameFields(expect(subject, 0x30, 'subject'), '2.5.4.3');
     spki = expect(spkiTlv, 0x30, 'SubjectPublicKeyInfo').raw;
     sigOid = decodeOid(expect(children(expect(sigAlg, 0x30, 'signatureAlgorithm'))[0], 0x06, 'OID').content);
     hash = SIG_HASH[sigOid];
@@ -76,6 +76,12 @@ export function checkCsr(pem: unknown): CheckedCsr {
   } catch (e) {
     throw new PollenError('CSR_INVALID', 'The CSR cannot be decoded', { cause: e });
   }
+  // Two common names would let a reader pick the one it likes: the request must be unambiguous.
+  if (commonNames.length > 1)
+    throw new PollenError('CSR_INVALID', `The CSR subject has ${commonNames.length} common names`, {
+      hint: 'Make the CSR with exactly one CN, the name on your token (e.g. -subj "/CN=hospital-1").',
+    });
+  const commonName = commonNames[0];
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });

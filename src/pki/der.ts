@@ -155,15 +155,23 @@ export function readOne(buf: Buffer): Tlv {
 
 /** The string value of the first attribute with this OID in a Name. */
 export function nameField(name: Tlv, attrOid: string): string | undefined {
+  return nameFields(name, attrOid)[0];
+}
+
+/** Every value of one attribute in a Name, in order (a subject may repeat an attribute). */
+export function nameFields(name: Tlv, attrOid: string): string[] {
+  const values: string[] = [];
   for (const rdn of children(name)) {
     for (const atv of children(rdn)) {
       const [type, value] = children(atv);
       if (type && value && type.tag === 0x06 && decodeOid(type.content) === attrOid)
         // BMPString (0x1e) is UTF-16 big-endian; the other string types here are UTF-8 compatible.
-        return value.tag === 0x1e
-          ? Buffer.from(value.content).swap16().toString('utf16le')
-          : value.content.toString('utf8');
+        values.push(
+          value.tag === 0x1e
+            ? Buffer.from(value.content).swap16().toString('utf16le')
+            : value.content.toString('utf8'),
+        );
     }
   }
-  return undefined;
+  return values;
 }

@@ -213,6 +213,7 @@ export function issueSiteCertificate(
   validityMs: number,
   now = new Date(),
 ): IssuedCertificate {
+  assertValidName(profile.name); // whatever the caller checked: a name never carries a separator
   const rsa = subjectKeyInfo.kind === 'rsa';
   // KeyUsage bits: digitalSignature (bit 0) and, for RSA, keyEncipherment (bit 2).
   const keyUsage = rsa ? bitString(Buffer.from([0xa0]), 5) : bitString(Buffer.from([0x80]), 7);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { type Command, Option } from 'commander';
-import { CertServiceClient } from '../../enrollment/cert-service-client.js';
+import { CertServiceClient, type DecisionResult } from '../../enrollment/cert-service-client.js';
 import { type AuditEntry, verifyAuditChain } from '../../enrollment/service/audit.js';
 import { PollenError } from '../../errors.js';
 import { action, fromEnv } from '../command.js';
@@ -62,6 +62,14 @@ async function withClient<T>(f: ServiceFlags, fn: (c: CertServiceClient) => Prom
   } finally {
     await client.close();
   }
+}
+
+/** Requests another admin decided first: they keep that decision, and the admin is told whose. */
+function alreadyDecidedLines(d: DecisionResult): string[] {
+  return d.alreadyDecided.map(
+    (r) =>
+      `${dim('already')} ${r.decision} ${r.name} ${dim(`(${r.requestId}${r.decidedBy ? `, by ${r.decidedBy}` : ''})`)}`,
+  );
 }
 
 function table(head: string[], rows: (string | null)[][]): string {
@@ -133,14 +141,15 @@ All subcommands talk to the Certificate Service's admin API:
       action<ServiceFlags & { pattern?: string; type?: string }>(async (f, out, names) => {
         if (names.length === 0 && !f.pattern)
           throw new PollenError('USAGE', 'Say what to approve: names, request ids or --pattern GLOB');
-        const approved = await withClient(f, (c) =>
+        const result = await withClient(f, (c) =>
           c.approve({ names: names.length ? names : undefined, pattern: f.pattern, type: f.type as never }),
         );
-        out.result({ approved }, (d) =>
-          d.approved.length === 0
+        out.result(result, (d) => [
+          ...(d.approved.length === 0 && d.alreadyDecided.length === 0
             ? ['Nothing matched: no pending request was approved.']
-            : d.approved.map((a) => `${bold('approved')} ${a.type} ${a.name} ${dim(`(${a.id})`)}`),
-        );
+            : d.approved.map((a) => `${bold('approved')} ${a.type} ${a.name} ${dim(`(${a.id})`)}`)),
+          ...alreadyDecidedLines(d),
+        ]);
       }),
     );
 
@@ -155,12 +164,13 @@ All subcommands talk to the Certificate Service's admin API:
     )
     .action(
       action<ServiceFlags & { reason: string; type?: string }>(async (f, out, names) => {
-        const rejected = await withClient(f, (c) =>
+        const result = await withClient(f, (c) =>
           c.reject({ names, reason: f.reason, type: f.type as never }),
         );
-        out.result({ rejected }, (d) =>
-          d.rejected.map((r) => `${bold('rejected')} ${r.type} ${r.name} ${dim(`(${r.id})`)}`),
-        );
+        out.result(result, (d) => [
+          ...d.rejected.map((r) => `${bold('rejected')} ${r.type} ${r.name} ${dim(`(${r.id})`)}`),
+          ...alreadyDecidedLines(d),
+        ]);
       }),
     );
 

@@ -19,6 +19,13 @@ import { decide, type LoadedPolicy, matchNamePattern } from '../policy.js';
 import { issueTokens, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
 import { AUDIT_GENESIS, type AuditEntry, auditHash } from './audit.js';
 import { WriteBatcher } from './batcher.js';
+import {
+  alreadyDecided,
+  claimDecision,
+  type HeldDecision,
+  heldDecision,
+  isAlreadyDecided,
+} from './decision.js';
 import type { EnrollmentEvent, Notifier } from './notifier.js';
 import type { EnrollmentSchema } from './schema.js';
 
@@ -721,18 +728,27 @@ export class CertificateService {
           (typeof sel.pattern === 'string' && matchNamePattern(sel.pattern, r.name))),
     );
     for (const n of names as string[])
-      if (!chosen.some((r) => r.name === n || r.id === n))
+      if (!chosen.some((r) => r.name === n || r.id === n)) {
+        const held = await heldDecision(this.store.db, n);
+        if (held && (!type || held.type === type)) throw alreadyDecided([held]);
         throw new PollenError(
           'REQUEST_NOT_FOUND',
           `No pending request for '${n}'${type ? ` of type ${type}` : ''}`,
         );
+      }
     return chosen;
   }
 
+  /**
+   * Approve the selected pending requests, each in its own transaction. A request another admin
+   * decided meanwhile is left as decided and listed in `alreadyDecided`; if that befell every
+   * selected request, the call fails with REQUEST_ALREADY_DECIDED naming the decision that holds.
+   */
   async approve(sel: { names?: unknown; pattern?: unknown; type?: unknown }, actor: string) {
     const chosen = await this.selectPending(sel);
     const now = this.now();
     const approved: { id: string; name: string; type: string; serial: string }[] = [];
+    const lost: HeldDecision[] = [];
     for (const r of chosen) {
       const csr = checkCsr(r.csr);
       const issued = this.sign(
@@ -741,25 +757,29 @@ export class CertificateService {
         { name: r.name, type: r.type as CertType, role: r.role ?? undefined },
         now,
       );
-      await this.batcher.run(async (tx) => {
-        const updated = await tx
-          .updateTable('requests')
-          .set({ status: 'approved', decided_at: now.getTime(), decided_by: actor, serial: issued.serial })
-          .where('id', '=', r.id)
-          .where('status', '=', 'pending')
-          .executeTakeFirst();
-        if (Number(updated.numUpdatedRows) !== 1)
-          throw new PollenError('REQUEST_NOT_PENDING', `Request ${r.id} is no longer pending`);
-        await this.refuseIfEnrolledElsewhere(tx, r.name, r.type, r.jti, now);
-        await tx
-          .insertInto('certificates')
-          .values(this.certRow(issued, r, actor, now, { jti: r.jti, requestId: r.id }))
-          .execute();
-        await this.audit(tx, actor, 'request.approved', r.name, now, {
-          requestId: r.id,
-          serial: issued.serial,
+      try {
+        await this.batcher.run(async (tx) => {
+          await claimDecision(tx, r.id, {
+            status: 'approved',
+            decided_at: now.getTime(),
+            decided_by: actor,
+            serial: issued.serial,
+          });
+          await this.refuseIfEnrolledElsewhere(tx, r.name, r.type, r.jti, now);
+          await tx
+            .insertInto('certificates')
+            .values(this.certRow(issued, r, actor, now, { jti: r.jti, requestId: r.id }))
+            .execute();
+          await this.audit(tx, actor, 'request.approved', r.name, now, {
+            requestId: r.id,
+            serial: issued.serial,
+          });
         });
-      });
+      } catch (e) {
+        if (!isAlreadyDecided(e)) throw e;
+        lost.push(e.data as unknown as HeldDecision);
+        continue;
+      }
       approved.push({ id: r.id, name: r.name, type: r.type, serial: issued.serial });
       this.notify(r.policy_sha256, {
         event: 'request.approved',
@@ -769,27 +789,40 @@ export class CertificateService {
         actor,
       });
     }
-    return { approved };
+    if (approved.length === 0 && lost.length > 0) throw alreadyDecided(lost);
+    return lost.length > 0 ? { approved, alreadyDecided: lost } : { approved };
   }
 
+  /** Reject the selected pending requests; one decision per request, as `approve`. */
   async reject(sel: { names?: unknown; pattern?: unknown; type?: unknown; reason?: unknown }, actor: string) {
     if (sel.reason !== undefined && (typeof sel.reason !== 'string' || sel.reason.length > 1000))
       throw new PollenError('INVALID_REQUEST', '`reason` must be a string of at most 1000 characters');
     const chosen = await this.selectPending(sel);
     const now = this.now();
     const reason = (sel.reason as string | undefined) ?? 'rejected by an administrator';
-    await this.batcher.run(async (tx) => {
+    const lost: HeldDecision[] = [];
+    const rejected = await this.batcher.run(async (tx) => {
+      const won: typeof chosen = [];
       for (const r of chosen) {
-        await tx
-          .updateTable('requests')
-          .set({ status: 'rejected', decided_at: now.getTime(), decided_by: actor, reason })
-          .where('id', '=', r.id)
-          .where('status', '=', 'pending')
-          .execute();
+        try {
+          await claimDecision(tx, r.id, {
+            status: 'rejected',
+            decided_at: now.getTime(),
+            decided_by: actor,
+            reason,
+          });
+        } catch (e) {
+          if (!isAlreadyDecided(e)) throw e;
+          lost.push(e.data as unknown as HeldDecision);
+          continue;
+        }
         await this.audit(tx, actor, 'request.rejected', r.name, now, { requestId: r.id, reason });
+        won.push(r);
       }
+      return won;
     });
-    for (const r of chosen)
+    if (rejected.length === 0 && lost.length > 0) throw alreadyDecided(lost);
+    for (const r of rejected)
       this.notify(r.policy_sha256, {
         event: 'request.rejected',
         requestId: r.id,
@@ -798,7 +831,8 @@ export class CertificateService {
         actor,
         reason,
       });
-    return { rejected: chosen.map((r) => ({ id: r.id, name: r.name, type: r.type, reason })) };
+    const list = rejected.map((r) => ({ id: r.id, name: r.name, type: r.type, reason }));
+    return lost.length > 0 ? { rejected: list, alreadyDecided: lost } : { rejected: list };
   }
 
   async listEnrolled(type?: string): Promise<EnrolledRow[]> {
@@ -829,7 +863,9 @@ export class CertificateService {
       throw new PollenError('INVALID_REQUEST', '`names` and `serials` must be lists of strings');
     if (names.length + serials.length === 0)
       throw new PollenError('INVALID_REQUEST', 'Give names or serials to revoke');
-    const reason = typeof sel.reason === 'string' ? sel.reason.slice(0, 200) : 'unspecified';
+    if (sel.reason !== undefined && (typeof sel.reason !== 'string' || sel.reason.length > 200))
+      throw new PollenError('INVALID_REQUEST', '`reason` must be a string of at most 200 characters');
+    const reason = (sel.reason as string | undefined) ?? 'unspecified';
     const now = this.now().getTime();
     const rows = await this.store.db
       .selectFrom('certificates')
