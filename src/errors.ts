@@ -165,6 +165,11 @@ export const ERROR_CODES = {
     'Check that the service is running and the URL and port are right.',
   ),
   TLS_FAILED: spec(502, ExitCode.UNAVAILABLE, 'Check the root CA you trust and the server certificate.'),
+  PEER_NOT_SERVER: spec(
+    502,
+    ExitCode.UNAUTHORIZED,
+    "The address answers with a certificate of the project that is not a SuperLink's (a site's or an admin's): check the SuperLink address (--superlink, the kit's endpoint) and that the SuperLink runs with its server certificate.",
+  ),
   // Startup kits and auto-enrollment
   CA_FINGERPRINT_MISMATCH: spec(
     403,

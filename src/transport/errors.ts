@@ -58,9 +58,21 @@ function isErrorCode(s: string | null): s is ErrorCode {
   return s !== null && Object.hasOwn(ERROR_CODES, s);
 }
 
+/** A check of ours that failed inside the client's TLS or HTTP/2 layer (it keeps its own code). */
+function pollenCause(e: unknown): PollenError | undefined {
+  let c = (e as { cause?: unknown } | undefined)?.cause;
+  for (let depth = 0; c && depth < 8; depth++) {
+    if (c instanceof PollenError) return c;
+    c = (c as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /** The PollenError a server sent (code kept), or the closest code for other failures. */
 export function fromConnectError(e: unknown): PollenError {
   if (e instanceof PollenError) return e;
+  const ours = pollenCause(e);
+  if (ours) return ours;
   const ce = ConnectError.from(e);
   const header = ce.metadata.get(ERROR_CODE_HEADER);
   if (isErrorCode(header)) {

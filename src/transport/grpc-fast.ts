@@ -34,6 +34,7 @@ import {
 } from '@connectrpc/connect';
 import { parseTimeout, setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
 import { toConnectError } from './errors.js';
+import { undecodableRequest } from './request-guards.js';
 
 export interface FastUnary {
   /** `/package.Service/Method` */
@@ -63,13 +64,7 @@ export function fastUnary<I extends DescMessage, O extends DescMessage>(
       try {
         req = fromBinary(method.input, body);
       } catch (e) {
-        throw new ConnectError(
-          `The ${method.name} request cannot be decoded`,
-          Code.InvalidArgument,
-          undefined,
-          undefined,
-          e,
-        );
+        throw undecodableRequest(method.name, e);
       }
       const res = await impl(req, ctx, body);
       return toBinary(

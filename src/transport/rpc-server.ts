@@ -24,6 +24,7 @@ import { PollenError } from '../errors.js';
 import { type BulkChunkRoute, isBulkChunkRequest, serveBulkChunk } from './bulk-chunks.js';
 import { peerContextKey } from './context.js';
 import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
+import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
 
 export const STREAM_WINDOW = 16 << 20;
@@ -96,7 +97,10 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     return values;
   };
   const handler = connectNodeAdapter({
-    routes: o.routes,
+    routes: (router) => {
+      o.routes(router);
+      answerUndecodableAsInvalid(router);
+    },
     interceptors: o.interceptors,
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
@@ -140,6 +144,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   );
   const bulk = o.bulk;
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+    clampDeadlineHeaders(req.headers);
     if (bulk && isBulkChunkRequest(req.url)) void serveBulkChunk(bulk, req, res, peerOf(req));
     else {
       const route = fast.size > 0 && isFastCandidate(req) ? fast.get(req.url) : undefined;

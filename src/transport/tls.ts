@@ -94,7 +94,8 @@ export function checkPollenServer(host: string, cert: PeerCertificate): Error | 
   if (mismatch) return mismatch;
   const id = identityOf(cert);
   if (id?.type !== 'server')
-    return new Error(
+    return new PollenError(
+      'PEER_NOT_SERVER',
       `The peer at ${host} is not a Pollen server: its certificate carries ${id ? `a ${id.type} identity` : 'no Pollen identity'}`,
     );
   return undefined;
