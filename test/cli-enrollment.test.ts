@@ -51,7 +51,7 @@ approval:
   };
   const agent = new Agent({ connect: { ca: svc.service.ca.rootPem } });
   const signer = loadTokenSigner(caDir);
-  for (const name of ['site-a', 'site-b', 'site-c']) {
+  for (const name of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2']) {
     const token = issueToken(signer, { subject: name, policy: loadPolicy(join(t.dir, 'policy.yaml')) }).token;
     const csr = execFileSync(
       'openssl',
@@ -90,13 +90,11 @@ describe('pollen enrollment', () => {
   it('lists pending requests as a table and as JSON', async () => {
     const text = await pollenAsync(['enrollment', 'list'], { env });
     expect(text.code, text.stderr).toBe(0);
-    for (const n of ['site-a', 'site-b', 'site-c']) expect(text.stdout).toContain(n);
+    for (const n of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2']) expect(text.stdout).toContain(n);
     const json = await pollenAsync(['enrollment', 'list', '--json'], { env });
-    expect(json.json<{ requests: { name: string; rule: string }[] }>().requests.map((r) => r.rule)).toEqual([
-      'all-wait',
-      'all-wait',
-      'all-wait',
-    ]);
+    expect(json.json<{ requests: { name: string; rule: string }[] }>().requests.map((r) => r.rule)).toEqual(
+      Array(5).fill('all-wait'),
+    );
   });
 
   it('rejects with a reason, approves the rest, and lists enrolled', async () => {
@@ -106,6 +104,23 @@ describe('pollen enrollment', () => {
     );
     expect(rej.code, rej.stderr).toBe(0);
     expect(rej.json<{ rejected: { name: string }[] }>().rejected[0]!.name).toBe('site-c');
+    const byPattern = await pollenAsync(
+      ['enrollment', 'reject', '--pattern', 'test-*', '--reason', 'Test sites are not admitted'],
+      { env },
+    );
+    expect(byPattern.code, byPattern.stderr).toBe(0);
+    expect(byPattern.stdout).toMatch(/rejected client test-1[\s\S]*rejected client test-2/);
+    // a decided request keeps its decision; the second admin is told which one and by whom
+    const again = await pollenAsync(['enrollment', 'approve', 'site-c', '--json'], { env });
+    expect(again.code).toBe(6);
+    expect(again.json<{ error: Record<string, string> }>().error).toMatchObject({
+      code: 'REQUEST_ALREADY_DECIDED',
+      name: 'site-c',
+      decision: 'rejected',
+      decidedBy: expect.stringMatching(/^api-key:/),
+    });
+    const againText = await pollenAsync(['enrollment', 'reject', 'test-1', '--reason', 'x'], { env });
+    expect(againText.stderr).toMatch(/already rejected by api-key:/);
     const app = await pollenAsync(
       ['enrollment', 'approve', '--pattern', 'site-*', '--type', 'client', '--json'],
       { env },

@@ -350,7 +350,12 @@ export class CertServiceClient {
     return this.call('POST', '/v1/requests/approve', approvedResponse, { body: req });
   }
 
-  async reject(req: { names: string[]; type?: SubjectType | CertTypeName; reason: string }) {
+  async reject(req: {
+    names?: string[];
+    pattern?: string;
+    type?: SubjectType | CertTypeName;
+    reason: string;
+  }) {
     return this.call('POST', '/v1/requests/reject', rejectedResponse, { body: req });
   }
 

@@ -155,20 +155,30 @@ All subcommands talk to the Certificate Service's admin API:
 
   serviceOptions(enr.command('reject'))
     .description('reject pending requests with a reason the site will see')
-    .argument('<names...>', 'site names, user e-mails or request ids')
+    .argument('[names...]', 'site names, user e-mails or request ids')
+    .option('--pattern <glob>', 'reject every pending request whose name matches, e.g. "test-*"')
     .requiredOption('--reason <text>', 'why (shown to the site)')
     .addOption(typeOption())
     .addHelpText(
       'after',
-      '\nExample:\n  pollen enrollment reject bad-site --type client --reason "Not authorized"',
+      '\nExamples:\n  pollen enrollment reject bad-site --type client --reason "Not authorized"\n  pollen enrollment reject --pattern "test-*" --reason "Test sites are not admitted"',
     )
     .action(
-      action<ServiceFlags & { reason: string; type?: string }>(async (f, out, names) => {
+      action<ServiceFlags & { reason: string; pattern?: string; type?: string }>(async (f, out, names) => {
+        if (names.length === 0 && !f.pattern)
+          throw new PollenError('USAGE', 'Say what to reject: names, request ids or --pattern GLOB');
         const result = await withClient(f, (c) =>
-          c.reject({ names, reason: f.reason, type: f.type as never }),
+          c.reject({
+            names: names.length ? names : undefined,
+            pattern: f.pattern,
+            reason: f.reason,
+            type: f.type as never,
+          }),
         );
         out.result(result, (d) => [
-          ...d.rejected.map((r) => `${bold('rejected')} ${r.type} ${r.name} ${dim(`(${r.id})`)}`),
+          ...(d.rejected.length === 0 && d.alreadyDecided.length === 0
+            ? ['Nothing matched: no pending request was rejected.']
+            : d.rejected.map((r) => `${bold('rejected')} ${r.type} ${r.name} ${dim(`(${r.id})`)}`)),
           ...alreadyDecidedLines(d),
         ]);
       }),
