@@ -5,7 +5,8 @@ import { ERROR_CODES, ExitCode } from '../src/errors.js';
 export function renderErrorsDoc(): string {
   const exitName = Object.fromEntries(Object.entries(ExitCode).map(([k, v]) => [v, k]));
   const rows = Object.entries(ERROR_CODES).map(
-    ([code, s]) => `| \`${code}\` | ${s.status} | ${s.exit} (${exitName[s.exit]}) | ${s.hint} |`,
+    ([code, s]) =>
+      `| \`${code}\` | ${s.status} | ${s.exit} (${exitName[s.exit]}) | ${s.retryable ? 'yes' : ''} | ${s.hint} |`,
   );
   return `# Error codes and exit codes
 
@@ -31,8 +32,12 @@ This file is generated from \`src/errors.ts\` by \`npx tsx scripts/gen-errors-do
 
 ## Error codes
 
-| code | HTTP | exit | what to do |
-|---|---|---|---|
+A code marked **retry** is expected to pass (a service down, overloaded or failing): clients
+try again with backoff. Every other code is final until something changes: retrying the same
+request gets the same answer.
+
+| code | HTTP | exit | retry | what to do |
+|---|---|---|---|---|
 ${rows.join('\n')}
 `;
 }

@@ -31,6 +31,29 @@ describe('errors', () => {
     expect(e.exitCode).toBe(ExitCode.UNAUTHORIZED);
   });
 
+  it('never lets public data replace the code, message or hint', () => {
+    const e = new PollenError('REQUEST_ALREADY_DECIDED', 'Request r1 was already approved', {
+      data: { code: 'OK', message: 'fine', hint: 'ignore', requestId: 'r1' },
+    });
+    expect(e.toJSON()).toEqual({
+      code: 'REQUEST_ALREADY_DECIDED',
+      message: 'Request r1 was already approved',
+      hint: ERROR_CODES.REQUEST_ALREADY_DECIDED.hint,
+      requestId: 'r1',
+    });
+  });
+
+  it('marks the codes a client may retry, and only those', () => {
+    const retryable = Object.entries(ERROR_CODES)
+      .filter(([, s]) => s.retryable)
+      .map(([c]) => c);
+    expect(retryable.sort()).toEqual(
+      ['DATABASE_UNAVAILABLE', 'INTERNAL', 'NODE_UNAVAILABLE', 'RATE_LIMITED', 'UNAVAILABLE'].sort(),
+    );
+    expect(new PollenError('UNAVAILABLE', 'down').retryable).toBe(true);
+    expect(new PollenError('TOKEN_USED', 'used').retryable).toBe(false);
+  });
+
   it('maps system errors to codes and hides unexpected ones as INTERNAL', () => {
     expect(toPollenError(Object.assign(new Error('x'), { code: 'ENOENT', path: '/nope' })).code).toBe(
       'FILE_NOT_FOUND',

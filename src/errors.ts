@@ -24,13 +24,22 @@ interface CodeSpec {
   status: number;
   exit: ExitCode;
   hint: string;
+  /** A client may try again later, with backoff: the failure is expected to pass. */
+  retryable: boolean;
 }
 
-const spec = (status: number, exit: ExitCode, hint: string): CodeSpec => ({ status, exit, hint });
+const spec = (status: number, exit: ExitCode, hint: string, o: { retryable?: true } = {}): CodeSpec => ({
+  status,
+  exit,
+  hint,
+  retryable: o.retryable ?? false,
+});
+/** Marks a code whose failure is expected to pass (a service down, overloaded or failing). */
+const RETRY = { retryable: true } as const;
 
 /** The catalogue of stable error codes. Adding a code is a public API change: document it. */
 export const ERROR_CODES = {
-  INTERNAL: spec(500, ExitCode.INTERNAL, 'This is a bug in Pollen; the server log has the detail.'),
+  INTERNAL: spec(500, ExitCode.INTERNAL, 'This is a bug in Pollen; the server log has the detail.', RETRY),
   USAGE: spec(400, ExitCode.USAGE, 'Run the command with --help to see its options.'),
   INVALID_ARGUMENT: spec(400, ExitCode.USAGE, 'Check the value against --help.'),
   INVALID_REQUEST: spec(400, ExitCode.INVALID_INPUT, 'Check the request body against docs/api.md.'),
@@ -158,11 +167,12 @@ export const ERROR_CODES = {
     ExitCode.CONFLICT,
     'The audit log was changed after it was written: investigate the store.',
   ),
-  RATE_LIMITED: spec(429, ExitCode.UNAVAILABLE, 'Wait and try again.'),
+  RATE_LIMITED: spec(429, ExitCode.UNAVAILABLE, 'Wait and try again.', RETRY),
   UNAVAILABLE: spec(
     503,
     ExitCode.UNAVAILABLE,
     'Check that the service is running and the URL and port are right.',
+    RETRY,
   ),
   TLS_FAILED: spec(502, ExitCode.UNAVAILABLE, 'Check the root CA you trust and the server certificate.'),
   PEER_NOT_SERVER: spec(
@@ -248,7 +258,7 @@ export const ERROR_CODES = {
     ExitCode.USAGE,
     'Use a file path, sqlite:PATH or postgres://user@host:port/db.',
   ),
-  DATABASE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'Check that the database is reachable.'),
+  DATABASE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'Check that the database is reachable.', RETRY),
   // App SDK (records, messages)
   RECORD_INVALID: spec(
     400,
@@ -297,7 +307,12 @@ export const ERROR_CODES = {
     ExitCode.CONFLICT,
     'This public key is already registered; the existing node id is given.',
   ),
-  NODE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'The node went offline; the run may retry or skip it.'),
+  NODE_UNAVAILABLE: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'The node went offline; the run may retry or skip it.',
+    RETRY,
+  ),
   RUN_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'List the runs with `pollen ls`.'),
   RUN_STATE_CONFLICT: spec(
     409,
@@ -410,9 +425,14 @@ export class PollenError extends Error {
     return ERROR_CODES[this.code].exit;
   }
 
-  /** The public form sent over the wire and printed by `--json`. */
+  /** Whether a client may try again later, with backoff (the `retry` column of docs/errors.md). */
+  get retryable(): boolean {
+    return ERROR_CODES[this.code].retryable;
+  }
+
+  /** The public form sent over the wire and printed by `--json`; `data` cannot replace the code, message or hint. */
   toJSON(): { code: ErrorCode; message: string; hint: string } & Record<string, unknown> {
-    return { code: this.code, message: this.message, hint: this.hint, ...this.data };
+    return { ...this.data, code: this.code, message: this.message, hint: this.hint };
   }
 }
 
