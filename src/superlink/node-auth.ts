@@ -14,9 +14,13 @@
  * The bulk chunk route (transport/bulk-chunks.ts) admits the same callers (`fleetBulkAuth`): in
  * node-key mode its requests carry the session HMAC over method `PUT /pollen.v1.chunks/{id}`
  * (or `GET …`) with body = the id string.
+ *
+ * The nonce of every signed ActivateNode is claimed in the LinkState store (nonce-store.ts), so
+ * a captured one stays refused after a restart and at every SuperLink sharing the store.
  */
 import { type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { type ContextValues, createContextKey, type Interceptor } from '@connectrpc/connect';
+import type { Logger } from 'pino';
 import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
@@ -47,6 +51,21 @@ export interface NodeAuthOptions {
   project?: string;
   /** No TLS at all (development). */
   insecure: boolean;
+  /** Refusals by the replay store are logged here (see NODE_AUTH_EVENTS). */
+  log?: Pick<Logger, 'info' | 'warn'>;
+}
+
+/** The stable `event` field of the log lines that record node-key refusals. */
+export const NODE_AUTH_EVENTS = {
+  /** A signed request's nonce was already in the store (a restart or another SuperLink saw it). */
+  replay: 'node.auth.replay',
+} as const;
+
+interface Call {
+  values: ContextValues;
+  header: Headers;
+  method: string;
+  body: () => Uint8Array;
 }
 
 function headerMap(h: Headers): Record<string, string> {
@@ -96,49 +115,66 @@ export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeI
 }
 
 /**
- * Who is calling: the certificate (or the insecure name), and in node-key mode the signed
- * ActivateNode (which opens a session, put in `values`) or the session MAC over the method and
- * the request bytes. Puts the CallingNode in `values`.
+ * Who is calling, for every call but a node-key ActivateNode: the certificate (or the insecure
+ * name), and in node-key mode the session MAC over the method and the request bytes.
+ * Synchronous, for the fast gRPC path. Puts the CallingNode in `values`.
  */
-export function authenticateFleetCall(
-  o: NodeAuthOptions,
-  call: { values: ContextValues; header: Headers; method: string; body: () => Uint8Array },
-): void {
-  const peer = call.values.get(peerContextKey);
-  const known = certificateCaller(o, peer, call.header.get('pollen-node-name'));
-  const { name, certFingerprint } = known;
+export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
+  const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
   let { nodeId } = known;
-  let publicKey: string | undefined;
   if (o.verifier) {
-    const { method } = call;
-    const body = call.body();
-    const headers = headerMap(call.header);
-    if (method === ACTIVATE_METHOD) {
-      const verified = o.verifier.verifySignedRequest({
-        method,
-        body,
-        headers,
-        isKeyAllowed: (key) => o.state.isKeyRegistered(sshPublicKeyLine(key)),
-      });
-      nodeId = verified.nodeId;
-      publicKey = sshPublicKeyLine(verified.publicKey);
-      const session = o.verifier.openSession(nodeId);
-      call.values.set(sessionContextKey, {
-        sessionId: session.sessionId,
-        secret: new Uint8Array(session.secret),
-        expiresAt: BigInt(session.expiresAt),
-      });
-    } else {
-      nodeId = o.verifier.verifySessionRequest({ method, body, headers });
-    }
+    if (call.method === ACTIVATE_METHOD)
+      throw new PollenError('NODE_AUTH_INVALID', 'ActivateNode must be signed with the node key');
+    nodeId = o.verifier.verifySessionRequest({
+      method: call.method,
+      body: call.body(),
+      headers: headerMap(call.header),
+    });
   }
-  call.values.set(callingNodeKey, { nodeId, name, certFingerprint, publicKey });
+  call.values.set(callingNodeKey, { ...known, nodeId });
+}
+
+/**
+ * Who is calling, for every Fleet call: in node-key mode ActivateNode must be signed with a
+ * registered key and its nonce new to the store; it opens a session (put in `values`). Other
+ * calls go to `authenticateSessionCall`.
+ */
+export async function authenticateFleetCall(o: NodeAuthOptions, call: Call): Promise<void> {
+  const verifier = o.verifier;
+  if (!verifier || call.method !== ACTIVATE_METHOD) return authenticateSessionCall(o, call);
+  const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
+  const signed = verifier.verifySignedRequest({
+    method: call.method,
+    body: call.body(),
+    headers: headerMap(call.header),
+    isKeyAllowed: (key) => o.state.isKeyRegistered(sshPublicKeyLine(key)),
+  });
+  const { nodeId } = signed;
+  // The verifier's memory forgets at a restart and knows only this process: the store decides.
+  const fresh = await o.state.nonces.claim({
+    nonce: signed.nonce,
+    nodeId,
+    expiresAt: signed.timestamp + verifier.windowMs,
+  });
+  if (!fresh) {
+    o.log?.warn({ event: NODE_AUTH_EVENTS.replay, nodeId, presented: known.name }, 'signed request replayed');
+    throw new PollenError('NODE_AUTH_REPLAY', 'This request nonce was already used', {
+      detail: `nonce of node ${nodeId} already in the replay store`,
+    });
+  }
+  const session = verifier.openSession(nodeId);
+  call.values.set(sessionContextKey, {
+    sessionId: session.sessionId,
+    secret: new Uint8Array(session.secret),
+    expiresAt: BigInt(session.expiresAt),
+  });
+  call.values.set(callingNodeKey, { ...known, nodeId, publicKey: sshPublicKeyLine(signed.publicKey) });
 }
 
 export function fleetAuthInterceptor(o: NodeAuthOptions): Interceptor {
   return (next) => async (req) => {
     try {
-      authenticateFleetCall(o, {
+      await authenticateFleetCall(o, {
         values: req.contextValues,
         header: req.header,
         method: req.url.slice(req.url.indexOf('/pollen.v1.')),

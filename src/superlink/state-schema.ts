@@ -21,6 +21,16 @@ export interface LinkSchema {
     deactivated_at: number | null;
     created_at: number;
   };
+  /**
+   * Nonces of signed (ActivateNode) requests, kept until their timestamp leaves the window, so a
+   * replay is refused after a restart and by every SuperLink sharing the store.
+   */
+  node_nonces: {
+    nonce: string;
+    node_id: string;
+    /** Request timestamp + window: after this no SuperLink accepts the request anyway. */
+    expires_at: number;
+  };
   runs: {
     run_id: string;
     status: 'pending' | 'starting' | 'running' | 'finished';
@@ -165,6 +175,21 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .addColumn('bytes_sent', 'bigint', (c) => c.notNull())
           .addColumn('bytes_received', 'bigint', (c) => c.notNull())
           .addPrimaryKeyConstraint('run_metrics_pk', ['run_id', 'round'])
+          .execute();
+      },
+    },
+    '0002_node_nonces': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('node_nonces')
+          .addColumn('nonce', 'text', (c) => c.primaryKey())
+          .addColumn('node_id', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('node_nonces_expires')
+          .on('node_nonces')
+          .columns(['expires_at'])
           .execute();
       },
     },

@@ -14,6 +14,7 @@ import { PollenError } from '../errors.js';
 import type { UserConfig } from '../sdk/context.js';
 import { SERVER_NODE_ID } from '../sdk/message.js';
 import { type Database, openDatabase } from '../store/database.js';
+import { NonceStore } from './nonce-store.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
 
 type Tx = Transaction<LinkSchema>;
@@ -277,6 +278,8 @@ export class LinkState {
   private readonly now: () => number;
   private readonly maxMessageBytes: number;
   private readonly nodes = new Map<string, NodeMem>();
+  /** Nonces of signed requests seen inside the window (replays refused across restarts). */
+  readonly nonces: NonceStore;
   /** Registered public key (`TYPE BASE64`) → node id. */
   private readonly keys = new Map<string, string>();
   private readonly queued = new Map<string, Queued>();
@@ -300,6 +303,7 @@ export class LinkState {
     this.pg = store.backend === 'postgres';
     this.now = options.now ?? Date.now;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.nonces = new NonceStore(store.db, this.pg ? undefined : this.batcher, this.now);
     this.timer = setInterval(() => {
       this.flushLiveness().catch((e) => {
         this.lastFlushError = e;
@@ -316,6 +320,7 @@ export class LinkState {
   async load(): Promise<void> {
     // Their payloads were in the memory of the previous process, and their runs fail on restart.
     await this.db.deleteFrom('messages').execute();
+    await this.nonces.sweep();
     for (const r of await this.db.selectFrom('nodes').selectAll().execute()) {
       const n = nodeMem(r);
       this.nodes.set(n.nodeId, n);

@@ -191,6 +191,15 @@ interface StoredSession {
   expiresAt: number;
 }
 
+/** A verified signed request: who signed it, and its nonce and timestamp (for a replay store). */
+export interface VerifiedSignedRequest {
+  nodeId: string;
+  publicKey: SshPublicKey;
+  nonce: string;
+  /** Epoch ms, as signed; inside the window. */
+  timestamp: number;
+}
+
 /** SuperLink side: verifies signed and session requests, keeps sessions and the replay cache. */
 export class RequestVerifier {
   readonly windowMs: number;
@@ -248,7 +257,7 @@ export class RequestVerifier {
    * key registration, signature, then records the nonce (only once the request is authentic,
    * so nobody can burn a node's nonce). Returns the node id `isKeyAllowed` gave.
    */
-  verifySignedRequest(req: SignedRequest): { nodeId: string; publicKey: SshPublicKey } {
+  verifySignedRequest(req: SignedRequest): VerifiedSignedRequest {
     const h = NODE_AUTH_HEADERS;
     const { timestamp, nonce } = this.commonHeaders(req.headers, [h.key, h.signature]);
     const keyB64 = req.headers[h.key]!;
@@ -303,7 +312,7 @@ export class RequestVerifier {
     if (!ok) throw new PollenError('NODE_AUTH_INVALID', 'The request signature is not valid');
     this.rememberNonce(nonce, ts, now, nodeId);
     this.cacheKey(keyB64, publicKey);
-    return { nodeId, publicKey };
+    return { nodeId, publicKey, nonce, timestamp: ts };
   }
 
   /** Create a session for a node that just passed `verifySignedRequest`. */
