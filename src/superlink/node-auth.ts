@@ -15,6 +15,10 @@
  * node-key mode its requests carry the session HMAC over method `PUT /pollen.v1.chunks/{id}`
  * (or `GET …`) with body = the id string.
  *
+ * A registered key is bound to one site: the client certificate name (in insecure mode the
+ * node's name) named at registration or, failing that, the first one that activated with it.
+ * ActivateNode under any other site is refused with NODE_IDENTITY_MISMATCH, and so is a session
+ * call on a connection of another site than the one that opened the session (a string compare).
  * The nonce of every signed ActivateNode is claimed in the LinkState store (nonce-store.ts), so
  * a captured one stays refused after a restart and at every SuperLink sharing the store.
  */
@@ -25,7 +29,7 @@ import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
 import { projectSlug } from '../pki/profiles.js';
-import { NODE_AUTH_HEADERS, type RequestVerifier } from '../supernode/request-auth.js';
+import { NODE_AUTH_HEADERS, type RequestVerifier, type SessionRequest } from '../supernode/request-auth.js';
 import { type BulkRequest, bulkAuthMethod } from '../transport/bulk-chunks.js';
 import { peerContextKey } from '../transport/context.js';
 import { toConnectError } from '../transport/errors.js';
@@ -51,12 +55,16 @@ export interface NodeAuthOptions {
   project?: string;
   /** No TLS at all (development). */
   insecure: boolean;
-  /** Refusals by the replay store are logged here (see NODE_AUTH_EVENTS). */
+  /** Site bindings and refusals by site or stored nonce are logged here (see NODE_AUTH_EVENTS). */
   log?: Pick<Logger, 'info' | 'warn'>;
 }
 
-/** The stable `event` field of the log lines that record node-key refusals. */
+/** The stable `event` field of the log lines that record node-key bindings and refusals. */
 export const NODE_AUTH_EVENTS = {
+  /** A registered key was bound to the site of its first activation. */
+  siteBound: 'node.site.bound',
+  /** A key or a session was presented under another site than its own. */
+  siteMismatch: 'node.site.mismatch',
   /** A signed request's nonce was already in the store (a restart or another SuperLink saw it). */
   replay: 'node.auth.replay',
 } as const;
@@ -89,12 +97,52 @@ function certificateCaller(
       throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot join as a SuperNode`);
     if (o.project && peer.project !== projectSlug(o.project))
       throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
-    return { nodeId: nodeIdFromIdentity(peer), name: peer.name, certFingerprint: peer.fingerprint };
+    return {
+      nodeId: nodeIdFromIdentity(peer),
+      name: peer.name,
+      site: siteName(peer.name),
+      certFingerprint: peer.fingerprint,
+    };
   }
   const name = insecureName ?? '';
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
     throw new PollenError('UNAUTHENTICATED', 'In insecure mode a node sends its name (pollen-node-name)');
-  return { nodeId: nodeIdFromIdentity({ project: 'insecure', type: 'client', name }), name };
+  return { nodeId: nodeIdFromIdentity({ project: 'insecure', type: 'client', name }), name, site: name };
+}
+
+/** A certificate name as issued (`--site` names it so): the identity URI percent-encodes `@` and `+`. */
+function siteName(uriName: string): string {
+  try {
+    return decodeURIComponent(uriName);
+  } catch {
+    return uriName; // not from our CA's encoder; compared as it is
+  }
+}
+
+/** Refuse a key or session presented under another site than its own, and log both names. */
+function siteMismatch(
+  o: NodeAuthOptions,
+  e: { nodeId: string; site: string; presented: string; method: string },
+): PollenError {
+  o.log?.warn({ event: NODE_AUTH_EVENTS.siteMismatch, ...e }, 'node key presented under another site');
+  return new PollenError(
+    'NODE_IDENTITY_MISMATCH',
+    `This SuperNode key is bound to another site than ${e.presented}`,
+    { detail: `node ${e.nodeId} is bound to site ${e.site}; ${e.presented} presented it (${e.method})` },
+  );
+}
+
+/** The node of a session request, refused unless the connection's site opened the session. */
+function sessionNode(
+  o: NodeAuthOptions,
+  verifier: RequestVerifier,
+  known: CallingNode,
+  req: SessionRequest,
+): string {
+  const { nodeId, site } = verifier.verifySession(req);
+  if (site !== undefined && site !== known.site)
+    throw siteMismatch(o, { nodeId, site, presented: known.site, method: req.method });
+  return nodeId;
 }
 
 /**
@@ -105,7 +153,7 @@ export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeI
   return (req) => {
     const known = certificateCaller(o, req.peer, req.headers['pollen-node-name']);
     if (!o.verifier) return { nodeId: known.nodeId };
-    const nodeId = o.verifier.verifySessionRequest({
+    const nodeId = sessionNode(o, o.verifier, known, {
       method: bulkAuthMethod(req.method, req.id),
       body: req.id,
       headers: req.headers,
@@ -125,7 +173,7 @@ export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
   if (o.verifier) {
     if (call.method === ACTIVATE_METHOD)
       throw new PollenError('NODE_AUTH_INVALID', 'ActivateNode must be signed with the node key');
-    nodeId = o.verifier.verifySessionRequest({
+    nodeId = sessionNode(o, o.verifier, known, {
       method: call.method,
       body: call.body(),
       headers: headerMap(call.header),
@@ -136,8 +184,8 @@ export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
 
 /**
  * Who is calling, for every Fleet call: in node-key mode ActivateNode must be signed with a
- * registered key and its nonce new to the store; it opens a session (put in `values`). Other
- * calls go to `authenticateSessionCall`.
+ * registered key, its nonce new to the store, and its site the key's own (bound now on first
+ * use); it opens a session (put in `values`). Other calls go to `authenticateSessionCall`.
  */
 export async function authenticateFleetCall(o: NodeAuthOptions, call: Call): Promise<void> {
   const verifier = o.verifier;
@@ -157,12 +205,21 @@ export async function authenticateFleetCall(o: NodeAuthOptions, call: Call): Pro
     expiresAt: signed.timestamp + verifier.windowMs,
   });
   if (!fresh) {
-    o.log?.warn({ event: NODE_AUTH_EVENTS.replay, nodeId, presented: known.name }, 'signed request replayed');
+    o.log?.warn({ event: NODE_AUTH_EVENTS.replay, nodeId, presented: known.site }, 'signed request replayed');
     throw new PollenError('NODE_AUTH_REPLAY', 'This request nonce was already used', {
       detail: `nonce of node ${nodeId} already in the replay store`,
     });
   }
-  const session = verifier.openSession(nodeId);
+  // Only after the nonce is claimed, so a replay can never be what binds a key.
+  const binding = await o.state.bindSite(nodeId, known.site);
+  if (binding.boundNow)
+    o.log?.info(
+      { event: NODE_AUTH_EVENTS.siteBound, nodeId, site: binding.site, by: 'first-use' },
+      'node key bound to the site of its first activation',
+    );
+  else if (binding.site !== known.site)
+    throw siteMismatch(o, { nodeId, site: binding.site, presented: known.site, method: call.method });
+  const session = verifier.openSession(nodeId, known.site);
   call.values.set(sessionContextKey, {
     sessionId: session.sessionId,
     secret: new Uint8Array(session.secret),

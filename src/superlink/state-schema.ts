@@ -20,6 +20,14 @@ export interface LinkSchema {
     activated_at: number | null;
     deactivated_at: number | null;
     created_at: number;
+    /**
+     * The site (client certificate name; the node name when insecure) the registered key is bound
+     * to; NULL until named at registration or bound by the key's first activation.
+     */
+    site: string | null;
+    site_bound_at: number | null;
+    /** `admin:NAME` when named at registration, `first-use` when bound by the first activation. */
+    site_bound_by: string | null;
   };
   /**
    * Nonces of signed (ActivateNode) requests, kept until their timestamp leaves the window, so a
@@ -191,6 +199,15 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .on('node_nonces')
           .columns(['expires_at'])
           .execute();
+      },
+    },
+    '0003_node_sites': {
+      async up(db: Kysely<unknown>) {
+        // Keys registered before this migration are unbound: their next activation binds them.
+        // (SQLite adds one column per ALTER TABLE.)
+        await db.schema.alterTable('nodes').addColumn('site', 'text').execute();
+        await db.schema.alterTable('nodes').addColumn('site_bound_at', 'bigint').execute();
+        await db.schema.alterTable('nodes').addColumn('site_bound_by', 'text').execute();
       },
     },
   };

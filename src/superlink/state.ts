@@ -68,6 +68,18 @@ export interface NodeInfo {
   certFingerprint: string | null;
   /** `TYPE BASE64` of the OpenSSH public key. */
   publicKey: string | null;
+  /** The site (client certificate name) the registered key is bound to; null until bound. */
+  site: string | null;
+  siteBoundAt: number | null;
+  /** `admin:NAME` (named at registration) or `first-use`. */
+  siteBoundBy: string | null;
+}
+
+/** How a registered key's site binding stands after `bindSite`. */
+export interface SiteBinding {
+  site: string;
+  /** True when this call made the binding (the key's first use). */
+  boundNow: boolean;
 }
 
 export type RunStatus = RunRow['status'];
@@ -212,6 +224,9 @@ interface NodeMem {
   lastSeenAt: number | null;
   activatedAt: number | null;
   deactivatedAt: number | null;
+  site: string | null;
+  siteBoundAt: number | null;
+  siteBoundBy: string | null;
   /** The node process seen last (ActivateNode instance_id; memory only). */
   instanceId?: string;
   /** When that process first activated: instructions delivered earlier were lost with the old one. */
@@ -339,10 +354,22 @@ export class LinkState {
   // ---------------------------------------------------------------------------------------------
   // Nodes
 
-  /** Register a SuperNode public key (an admin action). `nodeId` is derived from the key by the caller. */
-  async registerNodeKey(input: { nodeId: string; publicKey: string; name: string }): Promise<NodeInfo> {
+  /**
+   * Register a SuperNode public key (an admin action). `nodeId` is derived from the key by the
+   * caller. With `site` the key opens sessions only under that client certificate name; without,
+   * it is bound to the first one that activates with it (`bindSite`).
+   */
+  async registerNodeKey(input: {
+    nodeId: string;
+    publicKey: string;
+    name: string;
+    site?: string;
+    /** The admin registering (recorded as `admin:NAME` with a named site). */
+    by?: string;
+  }): Promise<NodeInfo> {
     checkId('nodeId', input.nodeId);
     checkName(input.name);
+    if (input.site !== undefined) checkId('site', input.site);
     const key = normalizeKey(input.publicKey);
     if (!key) throw new PollenError('SSH_KEY_INVALID', 'The public key is not an OpenSSH public key line');
     const existing = this.keys.get(key);
@@ -350,6 +377,11 @@ export class LinkState {
     const held = this.nodes.get(input.nodeId);
     if (held?.registered && held.publicKey !== key) throw alreadyRegistered(held.nodeId);
     const now = this.now();
+    const binding = {
+      site: input.site ?? null,
+      site_bound_at: input.site === undefined ? null : now,
+      site_bound_by: input.site === undefined ? null : `admin:${input.by ?? 'unknown'}`,
+    };
     try {
       await this.db.transaction().execute(async (tx) => {
         const other = await tx
@@ -374,9 +406,13 @@ export class LinkState {
             activated_at: null,
             deactivated_at: null,
             created_at: now,
+            ...binding,
           })
           .onConflict((oc) =>
-            oc.column('node_id').doUpdateSet({ name: input.name, public_key: key, registered: 1 }),
+            // A new registration replaces the binding of an earlier one of this key.
+            oc
+              .column('node_id')
+              .doUpdateSet({ name: input.name, public_key: key, registered: 1, ...binding }),
           )
           .execute();
       });
@@ -393,10 +429,53 @@ export class LinkState {
       activatedAt: null,
       deactivatedAt: null,
     };
-    const mem: NodeMem = { ...n, name: input.name, publicKey: key, registered: true };
+    const mem: NodeMem = {
+      ...n,
+      name: input.name,
+      publicKey: key,
+      registered: true,
+      site: binding.site,
+      siteBoundAt: binding.site_bound_at,
+      siteBoundBy: binding.site_bound_by,
+    };
     this.nodes.set(mem.nodeId, mem);
     this.keys.set(key, mem.nodeId);
     return this.info(mem, now);
+  }
+
+  /**
+   * The site a registered key is bound to, binding it to `site` if it is not bound yet (its
+   * first use). The binding is a compare-and-set in the store: of two activations racing under
+   * different certificates, on this SuperLink or on another sharing the store, one binds and the
+   * other reads that binding back. The caller refuses when the answer is not its site.
+   */
+  async bindSite(nodeId: string, site: string): Promise<SiteBinding> {
+    checkId('site', site);
+    const n = this.nodes.get(nodeId);
+    if (!n?.registered) throw notRegistered(nodeId);
+    if (n.site !== null) return { site: n.site, boundNow: false };
+    const now = this.now();
+    const r = await this.batcher.run((tx) =>
+      tx
+        .updateTable('nodes')
+        .set({ site, site_bound_at: now, site_bound_by: 'first-use' })
+        .where('node_id', '=', nodeId)
+        .where('registered', '=', 1)
+        .where('site', 'is', null)
+        .executeTakeFirst(),
+    );
+    if (Number(r.numUpdatedRows) === 1) {
+      Object.assign(n, { site, siteBoundAt: now, siteBoundBy: 'first-use' });
+      return { site, boundNow: true };
+    }
+    const row = await this.db
+      .selectFrom('nodes')
+      .select(['registered', 'site', 'site_bound_at', 'site_bound_by'])
+      .where('node_id', '=', nodeId)
+      .executeTakeFirst();
+    if (!row || Number(row.registered) !== 1 || row.site === null) throw notRegistered(nodeId);
+    Object.assign(n, { site: row.site, siteBoundAt: row.site_bound_at, siteBoundBy: row.site_bound_by });
+    return { site: row.site, boundNow: false };
   }
 
   /**
@@ -406,10 +485,7 @@ export class LinkState {
   async unregisterNode(nodeId: string): Promise<void> {
     const n = this.nodes.get(nodeId);
     if (!n) throw unknownNode(nodeId);
-    if (!n.registered)
-      throw new PollenError('NODE_NOT_REGISTERED', `Node ${nodeId} has no registered key`, {
-        data: { nodeId },
-      });
+    if (!n.registered) throw notRegistered(nodeId);
     const now = this.now();
     await this.db
       .updateTable('nodes')
@@ -462,6 +538,9 @@ export class LinkState {
       lastSeenAt: now,
       activatedAt: now,
       deactivatedAt: null,
+      site: n?.site ?? null,
+      siteBoundAt: n?.siteBoundAt ?? null,
+      siteBoundBy: n?.siteBoundBy ?? null,
       instanceId: input.instanceId || n?.instanceId,
       restartedAt:
         input.instanceId && n?.instanceId !== undefined && n.instanceId !== input.instanceId
@@ -595,6 +674,9 @@ export class LinkState {
       onlineUntil: n.onlineUntil,
       certFingerprint: n.certFingerprint,
       publicKey: n.publicKey,
+      site: n.site,
+      siteBoundAt: n.siteBoundAt,
+      siteBoundBy: n.siteBoundBy,
     };
   }
 
@@ -1355,6 +1437,9 @@ function nodeMem(r: NodeRow): NodeMem {
     lastSeenAt: r.last_seen_at,
     activatedAt: r.activated_at,
     deactivatedAt: r.deactivated_at,
+    site: r.site,
+    siteBoundAt: r.site_bound_at,
+    siteBoundBy: r.site_bound_by,
   };
 }
 
@@ -1444,6 +1529,10 @@ function unknownNode(nodeId: string): PollenError {
 
 function unknownRun(runId: string): PollenError {
   return new PollenError('RUN_NOT_FOUND', `Run ${runId} does not exist`, { data: { runId } });
+}
+
+function notRegistered(nodeId: string): PollenError {
+  return new PollenError('NODE_NOT_REGISTERED', `Node ${nodeId} has no registered key`, { data: { nodeId } });
 }
 
 function alreadyRegistered(nodeId: string): PollenError {

@@ -189,6 +189,7 @@ interface StoredSession {
   nodeId: string;
   secret: Buffer;
   expiresAt: number;
+  site: string | undefined;
 }
 
 /** A verified signed request: who signed it, and its nonce and timestamp (for a replay store). */
@@ -198,6 +199,12 @@ export interface VerifiedSignedRequest {
   nonce: string;
   /** Epoch ms, as signed; inside the window. */
   timestamp: number;
+}
+
+/** A verified session request: the session's node, and the site that opened the session. */
+export interface VerifiedSessionRequest {
+  nodeId: string;
+  site: string | undefined;
 }
 
 /** SuperLink side: verifies signed and session requests, keeps sessions and the replay cache. */
@@ -315,8 +322,12 @@ export class RequestVerifier {
     return { nodeId, publicKey, nonce, timestamp: ts };
   }
 
-  /** Create a session for a node that just passed `verifySignedRequest`. */
-  openSession(nodeId: string): NodeSession {
+  /**
+   * Create a session for a node that just passed `verifySignedRequest`. `site` is the identity
+   * of the connection that opened it (its client certificate name), returned by `verifySession`
+   * so the caller can refuse the session under any other.
+   */
+  openSession(nodeId: string, site?: string): NodeSession {
     const now = this.now();
     this.sweepSessions(now);
     const session: NodeSession = {
@@ -341,12 +352,18 @@ export class RequestVerifier {
       nodeId,
       secret: Buffer.from(session.secret),
       expiresAt: session.expiresAt,
+      site,
     });
     return session;
   }
 
   /** Verify a request within a session (HMAC); returns the session's node id. */
   verifySessionRequest(req: SessionRequest): string {
+    return this.verifySession(req).nodeId;
+  }
+
+  /** Verify a request within a session (HMAC); returns the session's node and opening site. */
+  verifySession(req: SessionRequest): VerifiedSessionRequest {
     const h = NODE_AUTH_HEADERS;
     const { timestamp, nonce } = this.commonHeaders(req.headers, [h.session, h.mac]);
     const sessionId = req.headers[h.session]!;
@@ -369,7 +386,7 @@ export class RequestVerifier {
     if (!timingSafeEqual(expected, Buffer.from(macB64, 'base64url')))
       throw new PollenError('NODE_AUTH_INVALID', 'The request MAC is not valid');
     this.rememberNonce(nonce, ts, now, session.nodeId);
-    return session.nodeId;
+    return { nodeId: session.nodeId, site: session.site };
   }
 
   private cacheKey(header: string, key: SshPublicKey): void {
