@@ -14,6 +14,7 @@ import { PollenError } from '../errors.js';
 import type { UserConfig } from '../sdk/context.js';
 import { SERVER_NODE_ID } from '../sdk/message.js';
 import { type Database, openDatabase } from '../store/database.js';
+import { bindFirstSite, registeredSite, type SiteBinding } from './node-sites.js';
 import { NonceStore } from './nonce-store.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
 
@@ -73,13 +74,6 @@ export interface NodeInfo {
   siteBoundAt: number | null;
   /** `admin:NAME` (named at registration) or `first-use`. */
   siteBoundBy: string | null;
-}
-
-/** How a registered key's site binding stands after `bindSite`. */
-export interface SiteBinding {
-  site: string;
-  /** True when this call made the binding (the key's first use). */
-  boundNow: boolean;
 }
 
 export type RunStatus = RunRow['status'];
@@ -377,11 +371,7 @@ export class LinkState {
     const held = this.nodes.get(input.nodeId);
     if (held?.registered && held.publicKey !== key) throw alreadyRegistered(held.nodeId);
     const now = this.now();
-    const binding = {
-      site: input.site ?? null,
-      site_bound_at: input.site === undefined ? null : now,
-      site_bound_by: input.site === undefined ? null : `admin:${input.by ?? 'unknown'}`,
-    };
+    const binding = registeredSite(input.site, input.by, now);
     try {
       await this.db.transaction().execute(async (tx) => {
         const other = await tx
@@ -454,28 +444,11 @@ export class LinkState {
     const n = this.nodes.get(nodeId);
     if (!n?.registered) throw notRegistered(nodeId);
     if (n.site !== null) return { site: n.site, boundNow: false };
-    const now = this.now();
-    const r = await this.batcher.run((tx) =>
-      tx
-        .updateTable('nodes')
-        .set({ site, site_bound_at: now, site_bound_by: 'first-use' })
-        .where('node_id', '=', nodeId)
-        .where('registered', '=', 1)
-        .where('site', 'is', null)
-        .executeTakeFirst(),
-    );
-    if (Number(r.numUpdatedRows) === 1) {
-      Object.assign(n, { site, siteBoundAt: now, siteBoundBy: 'first-use' });
-      return { site, boundNow: true };
-    }
-    const row = await this.db
-      .selectFrom('nodes')
-      .select(['registered', 'site', 'site_bound_at', 'site_bound_by'])
-      .where('node_id', '=', nodeId)
-      .executeTakeFirst();
-    if (!row || Number(row.registered) !== 1 || row.site === null) throw notRegistered(nodeId);
-    Object.assign(n, { site: row.site, siteBoundAt: row.site_bound_at, siteBoundBy: row.site_bound_by });
-    return { site: row.site, boundNow: false };
+    const stored = await bindFirstSite(this.db, this.batcher, nodeId, site, this.now());
+    if (!stored) throw notRegistered(nodeId);
+    const { boundNow, ...binding } = stored;
+    Object.assign(n, binding);
+    return { site: binding.site, boundNow };
   }
 
   /**
