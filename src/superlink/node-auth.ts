@@ -97,20 +97,19 @@ function certificateCaller(
       throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot join as a SuperNode`);
     if (o.project && peer.project !== projectSlug(o.project))
       throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
-    return {
-      nodeId: nodeIdFromIdentity(peer),
-      name: peer.name,
-      site: siteName(peer.name),
-      certFingerprint: peer.fingerprint,
-    };
+    return { nodeId: nodeIdFromIdentity(peer), name: peer.name, certFingerprint: peer.fingerprint };
   }
   const name = insecureName ?? '';
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
     throw new PollenError('UNAUTHENTICATED', 'In insecure mode a node sends its name (pollen-node-name)');
-  return { nodeId: nodeIdFromIdentity({ project: 'insecure', type: 'client', name }), name, site: name };
+  return { nodeId: nodeIdFromIdentity({ project: 'insecure', type: 'client', name }), name };
 }
 
-/** A certificate name as issued (`--site` names it so): the identity URI percent-encodes `@` and `+`. */
+/**
+ * The site of a caller: its certificate name as issued, which `--site` gives (the identity URI,
+ * and so CallingNode.name, percent-encodes `@` and `+`), or the insecure name. Sessions keep the
+ * name as the URI spells it, so the per-call check is a plain compare with no decoding.
+ */
 function siteName(uriName: string): string {
   try {
     return decodeURIComponent(uriName);
@@ -139,9 +138,14 @@ function sessionNode(
   known: CallingNode,
   req: SessionRequest,
 ): string {
-  const { nodeId, site } = verifier.verifySession(req);
-  if (site !== undefined && site !== known.site)
-    throw siteMismatch(o, { nodeId, site, presented: known.site, method: req.method });
+  const { nodeId, identity } = verifier.verifySession(req);
+  if (identity !== undefined && identity !== known.name)
+    throw siteMismatch(o, {
+      nodeId,
+      site: siteName(identity),
+      presented: siteName(known.name),
+      method: req.method,
+    });
   return nodeId;
 }
 
@@ -169,6 +173,7 @@ export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeI
  */
 export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
   const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
+  const { name, certFingerprint } = known;
   let { nodeId } = known;
   if (o.verifier) {
     if (call.method === ACTIVATE_METHOD)
@@ -179,7 +184,7 @@ export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
       headers: headerMap(call.header),
     });
   }
-  call.values.set(callingNodeKey, { ...known, nodeId });
+  call.values.set(callingNodeKey, { nodeId, name, certFingerprint });
 }
 
 /**
@@ -198,6 +203,7 @@ export async function authenticateFleetCall(o: NodeAuthOptions, call: Call): Pro
     isKeyAllowed: (key) => o.state.isKeyRegistered(sshPublicKeyLine(key)),
   });
   const { nodeId } = signed;
+  const site = siteName(known.name);
   // The verifier's memory forgets at a restart and knows only this process: the store decides.
   const fresh = await o.state.nonces.claim({
     nonce: signed.nonce,
@@ -205,21 +211,21 @@ export async function authenticateFleetCall(o: NodeAuthOptions, call: Call): Pro
     expiresAt: signed.timestamp + verifier.windowMs,
   });
   if (!fresh) {
-    o.log?.warn({ event: NODE_AUTH_EVENTS.replay, nodeId, presented: known.site }, 'signed request replayed');
+    o.log?.warn({ event: NODE_AUTH_EVENTS.replay, nodeId, presented: site }, 'signed request replayed');
     throw new PollenError('NODE_AUTH_REPLAY', 'This request nonce was already used', {
       detail: `nonce of node ${nodeId} already in the replay store`,
     });
   }
   // Only after the nonce is claimed, so a replay can never be what binds a key.
-  const binding = await o.state.bindSite(nodeId, known.site);
+  const binding = await o.state.bindSite(nodeId, site);
   if (binding.boundNow)
     o.log?.info(
       { event: NODE_AUTH_EVENTS.siteBound, nodeId, site: binding.site, by: 'first-use' },
       'node key bound to the site of its first activation',
     );
-  else if (binding.site !== known.site)
-    throw siteMismatch(o, { nodeId, site: binding.site, presented: known.site, method: call.method });
-  const session = verifier.openSession(nodeId, known.site);
+  else if (binding.site !== site)
+    throw siteMismatch(o, { nodeId, site: binding.site, presented: site, method: call.method });
+  const session = verifier.openSession(nodeId, known.name);
   call.values.set(sessionContextKey, {
     sessionId: session.sessionId,
     secret: new Uint8Array(session.secret),

@@ -19,10 +19,7 @@ export function nodeIdFromIdentity(peer: Pick<PeerIdentity, 'project' | 'type' |
 
 export interface CallingNode {
   nodeId: string;
-  /** The certificate name as the identity URI spells it (percent-encoded), or the insecure name. */
   name: string;
-  /** The site: the client certificate name as issued (decoded), or the insecure name. */
-  site: string;
   certFingerprint?: string;
   publicKey?: string;
 }

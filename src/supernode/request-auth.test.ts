@@ -266,7 +266,7 @@ describe('sessions (HMAC)', () => {
     expect(a.verifier.revokeSessionsFor(a.nodeId)).toBe(0);
   });
 
-  it('returns the signed nonce and timestamp for a replay store, and the site a session was opened under', () => {
+  it('returns the signed nonce and timestamp for a replay store, and the identity that opened a session', () => {
     const { c, signer, signed, verifier } = setup();
     const h = signer.signedHeaders(ACTIVATE, BODY);
     const v = signed(h);
@@ -278,8 +278,8 @@ describe('sessions (HMAC)', () => {
       body: BODY,
       headers: signer.sessionHeaders(session, PULL, BODY),
     });
-    expect(verifier.verifySession(req(atSite))).toEqual({ nodeId: v.nodeId, site: 'site-1' });
-    expect(verifier.verifySession(req(anywhere))).toEqual({ nodeId: v.nodeId, site: undefined });
+    expect(verifier.verifySession(req(atSite))).toEqual({ nodeId: v.nodeId, identity: 'site-1' });
+    expect(verifier.verifySession(req(anywhere))).toEqual({ nodeId: v.nodeId, identity: undefined });
   });
 
   it('keeps only the newest sessions of a node', () => {

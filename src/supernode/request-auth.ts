@@ -189,7 +189,7 @@ interface StoredSession {
   nodeId: string;
   secret: Buffer;
   expiresAt: number;
-  site: string | undefined;
+  identity: string | undefined;
 }
 
 /** A verified signed request: who signed it, and its nonce and timestamp (for a replay store). */
@@ -201,10 +201,10 @@ export interface VerifiedSignedRequest {
   timestamp: number;
 }
 
-/** A verified session request: the session's node, and the site that opened the session. */
+/** A verified session request: the session's node, and the identity that opened the session. */
 export interface VerifiedSessionRequest {
   nodeId: string;
-  site: string | undefined;
+  identity: string | undefined;
 }
 
 /** SuperLink side: verifies signed and session requests, keeps sessions and the replay cache. */
@@ -323,11 +323,11 @@ export class RequestVerifier {
   }
 
   /**
-   * Create a session for a node that just passed `verifySignedRequest`. `site` is the identity
-   * of the connection that opened it (its client certificate name), returned by `verifySession`
-   * so the caller can refuse the session under any other.
+   * Create a session for a node that just passed `verifySignedRequest`. `identity` is that of the
+   * connection that opened it (its client certificate name), returned by `verifySession` so the
+   * caller can refuse the session on a connection with any other.
    */
-  openSession(nodeId: string, site?: string): NodeSession {
+  openSession(nodeId: string, identity?: string): NodeSession {
     const now = this.now();
     this.sweepSessions(now);
     const session: NodeSession = {
@@ -352,7 +352,7 @@ export class RequestVerifier {
       nodeId,
       secret: Buffer.from(session.secret),
       expiresAt: session.expiresAt,
-      site,
+      identity,
     });
     return session;
   }
@@ -362,7 +362,7 @@ export class RequestVerifier {
     return this.verifySession(req).nodeId;
   }
 
-  /** Verify a request within a session (HMAC); returns the session's node and opening site. */
+  /** Verify a request within a session (HMAC); returns the session's node and opening identity. */
   verifySession(req: SessionRequest): VerifiedSessionRequest {
     const h = NODE_AUTH_HEADERS;
     const { timestamp, nonce } = this.commonHeaders(req.headers, [h.session, h.mac]);
@@ -386,7 +386,7 @@ export class RequestVerifier {
     if (!timingSafeEqual(expected, Buffer.from(macB64, 'base64url')))
       throw new PollenError('NODE_AUTH_INVALID', 'The request MAC is not valid');
     this.rememberNonce(nonce, ts, now, session.nodeId);
-    return { nodeId: session.nodeId, site: session.site };
+    return { nodeId: session.nodeId, identity: session.identity };
   }
 
   private cacheKey(header: string, key: SshPublicKey): void {
