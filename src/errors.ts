@@ -247,6 +247,11 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'Ask the federation admin to register this SuperNode public key (KEY.pub; `ssh-keygen -lf KEY.pub` shows its fingerprint).',
   ),
+  NODE_IDENTITY_MISMATCH: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    "This node key is bound to another site's client certificate (`pollen supernode list` shows which): run the SuperNode with that site's kit, or have the admin unregister the key and register it again with --site.",
+  ),
   NODE_SESSION_EXPIRED: spec(
     401,
     ExitCode.UNAUTHORIZED,

@@ -7,7 +7,7 @@ import { readBundle } from '../apps/bundle.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
-import { projectSlug } from '../pki/profiles.js';
+import { assertValidName, projectSlug } from '../pki/profiles.js';
 import type { BulkRequest } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePushChunks } from '../transport/chunk-transfer.js';
 import { peerContextKey } from '../transport/context.js';
@@ -185,6 +185,9 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
             lastSeenAt: BigInt(n.lastSeenAt ?? 0),
             certFingerprint: n.certFingerprint ?? '',
             publicKey: n.publicKey ?? '',
+            site: n.site ?? '',
+            siteBoundBy: n.siteBoundBy ?? '',
+            siteBoundAt: BigInt(n.siteBoundAt ?? 0),
           })),
         };
       }),
@@ -192,12 +195,19 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         const who = admin(ctx, o);
         const key = parseSshPublicKey(req.publicKey);
         const nodeId = nodeIdFromPublicKey(key);
+        // A certificate name, as `pollen cert site` / the enrollment policy accept them.
+        if (req.site) assertValidName(req.site);
         await link.state.registerNodeKey({
           nodeId,
           publicKey: sshPublicKeyLine(key),
           name: req.name || key.comment || nodeId,
+          site: req.site || undefined,
+          by: who,
         });
-        link.log.info({ nodeId, by: who }, 'node key registered');
+        link.log.info(
+          { event: 'node.key.registered', nodeId, by: who, site: req.site || null },
+          'node key registered',
+        );
         return { nodeId };
       }),
       unregisterNode: guard(async (req, ctx) => {
@@ -205,7 +215,10 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         await link.state.unregisterNode(req.nodeId);
         o.onKeyUnregistered(req.nodeId);
         link.nodeGone(req.nodeId);
-        link.log.info({ nodeId: req.nodeId, by: who }, 'node key unregistered');
+        link.log.info(
+          { event: 'node.key.unregistered', nodeId: req.nodeId, by: who },
+          'node key unregistered',
+        );
         return {};
       }),
     });

@@ -16,7 +16,7 @@ import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import { type FastUnary, fastUnary } from '../transport/grpc-fast.js';
 import type { Link } from './link.js';
-import { authenticateFleetCall, type NodeAuthOptions } from './node-auth.js';
+import { authenticateSessionCall, type NodeAuthOptions } from './node-auth.js';
 import { type CallingNode, callingNodeKey } from './node-identity.js';
 
 function caller(ctx: HandlerContext): CallingNode {
@@ -151,7 +151,7 @@ export function fleetFastRoutes(link: Link, auth: NodeAuthOptions): FastUnary[] 
   ): FastUnary =>
     fastUnary(method, async (req, ctx, body) => {
       try {
-        authenticateFleetCall(auth, {
+        authenticateSessionCall(auth, {
           values: ctx.values,
           header: ctx.requestHeader,
           method: `/${method.parent.typeName}/${method.name}`,

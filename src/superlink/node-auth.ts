@@ -14,14 +14,22 @@
  * The bulk chunk route (transport/bulk-chunks.ts) admits the same callers (`fleetBulkAuth`): in
  * node-key mode its requests carry the session HMAC over method `PUT /pollen.v1.chunks/{id}`
  * (or `GET …`) with body = the id string.
+ *
+ * A registered key is bound to one site: the client certificate name (in insecure mode the
+ * node's name) named at registration or, failing that, the first one that activated with it.
+ * ActivateNode under any other site is refused with NODE_IDENTITY_MISMATCH, and so is a session
+ * call on a connection of another site than the one that opened the session (a string compare).
+ * The nonce of every signed ActivateNode is claimed in the LinkState store (nonce-store.ts), so
+ * a captured one stays refused after a restart and at every SuperLink sharing the store.
  */
 import { type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { type ContextValues, createContextKey, type Interceptor } from '@connectrpc/connect';
+import type { Logger } from 'pino';
 import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
 import { projectSlug } from '../pki/profiles.js';
-import { NODE_AUTH_HEADERS, type RequestVerifier } from '../supernode/request-auth.js';
+import { NODE_AUTH_HEADERS, type RequestVerifier, type SessionRequest } from '../supernode/request-auth.js';
 import { type BulkRequest, bulkAuthMethod } from '../transport/bulk-chunks.js';
 import { peerContextKey } from '../transport/context.js';
 import { toConnectError } from '../transport/errors.js';
@@ -47,6 +55,25 @@ export interface NodeAuthOptions {
   project?: string;
   /** No TLS at all (development). */
   insecure: boolean;
+  /** Site bindings and refusals by site or stored nonce are logged here (see NODE_AUTH_EVENTS). */
+  log?: Pick<Logger, 'info' | 'warn'>;
+}
+
+/** The stable `event` field of the log lines that record node-key bindings and refusals. */
+export const NODE_AUTH_EVENTS = {
+  /** A registered key was bound to the site of its first activation. */
+  siteBound: 'node.site.bound',
+  /** A key or a session was presented under another site than its own. */
+  siteMismatch: 'node.site.mismatch',
+  /** A signed request's nonce was already in the store (a restart or another SuperLink saw it). */
+  replay: 'node.auth.replay',
+} as const;
+
+interface Call {
+  values: ContextValues;
+  header: Headers;
+  method: string;
+  body: () => Uint8Array;
 }
 
 function headerMap(h: Headers): Record<string, string> {
@@ -79,6 +106,50 @@ function certificateCaller(
 }
 
 /**
+ * The site of a caller: its certificate name as issued, which `--site` gives (the identity URI,
+ * and so CallingNode.name, percent-encodes `@` and `+`), or the insecure name. Sessions keep the
+ * name as the URI spells it, so the per-call check is a plain compare with no decoding.
+ */
+function siteName(uriName: string): string {
+  try {
+    return decodeURIComponent(uriName);
+  } catch {
+    return uriName; // not from our CA's encoder; compared as it is
+  }
+}
+
+/** Refuse a key or session presented under another site than its own, and log both names. */
+function siteMismatch(
+  o: NodeAuthOptions,
+  e: { nodeId: string; site: string; presented: string; method: string },
+): PollenError {
+  o.log?.warn({ event: NODE_AUTH_EVENTS.siteMismatch, ...e }, 'node key presented under another site');
+  return new PollenError(
+    'NODE_IDENTITY_MISMATCH',
+    `This SuperNode key is bound to another site than ${e.presented}`,
+    { detail: `node ${e.nodeId} is bound to site ${e.site}; ${e.presented} presented it (${e.method})` },
+  );
+}
+
+/** The node of a session request, refused unless the connection's site opened the session. */
+function sessionNode(
+  o: NodeAuthOptions,
+  verifier: RequestVerifier,
+  known: CallingNode,
+  req: SessionRequest,
+): string {
+  const { nodeId, identity } = verifier.verifySession(req);
+  if (identity !== undefined && identity !== known.name)
+    throw siteMismatch(o, {
+      nodeId,
+      site: siteName(identity),
+      presented: siteName(known.name),
+      method: req.method,
+    });
+  return nodeId;
+}
+
+/**
  * `authorize` for the Fleet API's bulk chunk route: the caller the interceptor would admit for
  * any call but ActivateNode (certificate checks, then the session HMAC in node-key mode).
  */
@@ -86,7 +157,7 @@ export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeI
   return (req) => {
     const known = certificateCaller(o, req.peer, req.headers['pollen-node-name']);
     if (!o.verifier) return { nodeId: known.nodeId };
-    const nodeId = o.verifier.verifySessionRequest({
+    const nodeId = sessionNode(o, o.verifier, known, {
       method: bulkAuthMethod(req.method, req.id),
       body: req.id,
       headers: req.headers,
@@ -96,49 +167,77 @@ export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeI
 }
 
 /**
- * Who is calling: the certificate (or the insecure name), and in node-key mode the signed
- * ActivateNode (which opens a session, put in `values`) or the session MAC over the method and
- * the request bytes. Puts the CallingNode in `values`.
+ * Who is calling, for every call but a node-key ActivateNode: the certificate (or the insecure
+ * name), and in node-key mode the session MAC over the method and the request bytes.
+ * Synchronous, for the fast gRPC path. Puts the CallingNode in `values`.
  */
-export function authenticateFleetCall(
-  o: NodeAuthOptions,
-  call: { values: ContextValues; header: Headers; method: string; body: () => Uint8Array },
-): void {
-  const peer = call.values.get(peerContextKey);
-  const known = certificateCaller(o, peer, call.header.get('pollen-node-name'));
+export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
+  const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
   const { name, certFingerprint } = known;
   let { nodeId } = known;
-  let publicKey: string | undefined;
   if (o.verifier) {
-    const { method } = call;
-    const body = call.body();
-    const headers = headerMap(call.header);
-    if (method === ACTIVATE_METHOD) {
-      const verified = o.verifier.verifySignedRequest({
-        method,
-        body,
-        headers,
-        isKeyAllowed: (key) => o.state.isKeyRegistered(sshPublicKeyLine(key)),
-      });
-      nodeId = verified.nodeId;
-      publicKey = sshPublicKeyLine(verified.publicKey);
-      const session = o.verifier.openSession(nodeId);
-      call.values.set(sessionContextKey, {
-        sessionId: session.sessionId,
-        secret: new Uint8Array(session.secret),
-        expiresAt: BigInt(session.expiresAt),
-      });
-    } else {
-      nodeId = o.verifier.verifySessionRequest({ method, body, headers });
-    }
+    if (call.method === ACTIVATE_METHOD)
+      throw new PollenError('NODE_AUTH_INVALID', 'ActivateNode must be signed with the node key');
+    nodeId = sessionNode(o, o.verifier, known, {
+      method: call.method,
+      body: call.body(),
+      headers: headerMap(call.header),
+    });
   }
-  call.values.set(callingNodeKey, { nodeId, name, certFingerprint, publicKey });
+  call.values.set(callingNodeKey, { nodeId, name, certFingerprint });
+}
+
+/**
+ * Who is calling, for every Fleet call: in node-key mode ActivateNode must be signed with a
+ * registered key, its nonce new to the store, and its site the key's own (bound now on first
+ * use); it opens a session (put in `values`). Other calls go to `authenticateSessionCall`.
+ */
+export async function authenticateFleetCall(o: NodeAuthOptions, call: Call): Promise<void> {
+  const verifier = o.verifier;
+  if (!verifier || call.method !== ACTIVATE_METHOD) return authenticateSessionCall(o, call);
+  const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
+  const signed = verifier.verifySignedRequest({
+    method: call.method,
+    body: call.body(),
+    headers: headerMap(call.header),
+    isKeyAllowed: (key) => o.state.isKeyRegistered(sshPublicKeyLine(key)),
+  });
+  const { nodeId } = signed;
+  const site = siteName(known.name);
+  // The verifier's memory forgets at a restart and knows only this process: the store decides.
+  const fresh = await o.state.nonces.claim({
+    nonce: signed.nonce,
+    nodeId,
+    expiresAt: signed.timestamp + verifier.windowMs,
+  });
+  if (!fresh) {
+    o.log?.warn({ event: NODE_AUTH_EVENTS.replay, nodeId, presented: site }, 'signed request replayed');
+    throw new PollenError('NODE_AUTH_REPLAY', 'This request nonce was already used', {
+      detail: `nonce of node ${nodeId} already in the replay store`,
+    });
+  }
+  // Only after the nonce is claimed, so a replay can never be what binds a key.
+  const binding = await o.state.bindSite(nodeId, site);
+  if (binding.boundNow)
+    o.log?.info(
+      { event: NODE_AUTH_EVENTS.siteBound, nodeId, site: binding.site, by: 'first-use' },
+      'node key bound to the site of its first activation',
+    );
+  else if (binding.site !== site)
+    throw siteMismatch(o, { nodeId, site: binding.site, presented: site, method: call.method });
+  const session = verifier.openSession(nodeId, known.name);
+  call.values.set(sessionContextKey, {
+    sessionId: session.sessionId,
+    secret: new Uint8Array(session.secret),
+    expiresAt: BigInt(session.expiresAt),
+  });
+  call.values.set(callingNodeKey, { ...known, nodeId, publicKey: sshPublicKeyLine(signed.publicKey) });
 }
 
 export function fleetAuthInterceptor(o: NodeAuthOptions): Interceptor {
   return (next) => async (req) => {
     try {
-      authenticateFleetCall(o, {
+      await authenticateFleetCall(o, {
         values: req.contextValues,
         header: req.header,
         method: req.url.slice(req.url.indexOf('/pollen.v1.')),

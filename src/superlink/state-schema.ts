@@ -20,6 +20,24 @@ export interface LinkSchema {
     activated_at: number | null;
     deactivated_at: number | null;
     created_at: number;
+    /**
+     * The site (client certificate name; the node name when insecure) the registered key is bound
+     * to; NULL until named at registration or bound by the key's first activation.
+     */
+    site: string | null;
+    site_bound_at: number | null;
+    /** `admin:NAME` when named at registration, `first-use` when bound by the first activation. */
+    site_bound_by: string | null;
+  };
+  /**
+   * Nonces of signed (ActivateNode) requests, kept until their timestamp leaves the window, so a
+   * replay is refused after a restart and by every SuperLink sharing the store.
+   */
+  node_nonces: {
+    nonce: string;
+    node_id: string;
+    /** Request timestamp + window: after this no SuperLink accepts the request anyway. */
+    expires_at: number;
   };
   runs: {
     run_id: string;
@@ -166,6 +184,30 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .addColumn('bytes_received', 'bigint', (c) => c.notNull())
           .addPrimaryKeyConstraint('run_metrics_pk', ['run_id', 'round'])
           .execute();
+      },
+    },
+    '0002_node_nonces': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('node_nonces')
+          .addColumn('nonce', 'text', (c) => c.primaryKey())
+          .addColumn('node_id', 'text', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createIndex('node_nonces_expires')
+          .on('node_nonces')
+          .columns(['expires_at'])
+          .execute();
+      },
+    },
+    '0003_node_sites': {
+      async up(db: Kysely<unknown>) {
+        // Keys registered before this migration are unbound: their next activation binds them.
+        // (SQLite adds one column per ALTER TABLE.)
+        await db.schema.alterTable('nodes').addColumn('site', 'text').execute();
+        await db.schema.alterTable('nodes').addColumn('site_bound_at', 'bigint').execute();
+        await db.schema.alterTable('nodes').addColumn('site_bound_by', 'text').execute();
       },
     },
   };

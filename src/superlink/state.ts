@@ -14,6 +14,8 @@ import { PollenError } from '../errors.js';
 import type { UserConfig } from '../sdk/context.js';
 import { SERVER_NODE_ID } from '../sdk/message.js';
 import { type Database, openDatabase } from '../store/database.js';
+import { bindFirstSite, registeredSite, type SiteBinding } from './node-sites.js';
+import { NonceStore } from './nonce-store.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
 
 type Tx = Transaction<LinkSchema>;
@@ -67,6 +69,11 @@ export interface NodeInfo {
   certFingerprint: string | null;
   /** `TYPE BASE64` of the OpenSSH public key. */
   publicKey: string | null;
+  /** The site (client certificate name) the registered key is bound to; null until bound. */
+  site: string | null;
+  siteBoundAt: number | null;
+  /** `admin:NAME` (named at registration) or `first-use`. */
+  siteBoundBy: string | null;
 }
 
 export type RunStatus = RunRow['status'];
@@ -211,6 +218,9 @@ interface NodeMem {
   lastSeenAt: number | null;
   activatedAt: number | null;
   deactivatedAt: number | null;
+  site: string | null;
+  siteBoundAt: number | null;
+  siteBoundBy: string | null;
   /** The node process seen last (ActivateNode instance_id; memory only). */
   instanceId?: string;
   /** When that process first activated: instructions delivered earlier were lost with the old one. */
@@ -277,6 +287,8 @@ export class LinkState {
   private readonly now: () => number;
   private readonly maxMessageBytes: number;
   private readonly nodes = new Map<string, NodeMem>();
+  /** Nonces of signed requests seen inside the window (replays refused across restarts). */
+  readonly nonces: NonceStore;
   /** Registered public key (`TYPE BASE64`) → node id. */
   private readonly keys = new Map<string, string>();
   private readonly queued = new Map<string, Queued>();
@@ -300,6 +312,7 @@ export class LinkState {
     this.pg = store.backend === 'postgres';
     this.now = options.now ?? Date.now;
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.nonces = new NonceStore(store.db, this.pg ? undefined : this.batcher, this.now);
     this.timer = setInterval(() => {
       this.flushLiveness().catch((e) => {
         this.lastFlushError = e;
@@ -316,6 +329,7 @@ export class LinkState {
   async load(): Promise<void> {
     // Their payloads were in the memory of the previous process, and their runs fail on restart.
     await this.db.deleteFrom('messages').execute();
+    await this.nonces.sweep();
     for (const r of await this.db.selectFrom('nodes').selectAll().execute()) {
       const n = nodeMem(r);
       this.nodes.set(n.nodeId, n);
@@ -334,10 +348,22 @@ export class LinkState {
   // ---------------------------------------------------------------------------------------------
   // Nodes
 
-  /** Register a SuperNode public key (an admin action). `nodeId` is derived from the key by the caller. */
-  async registerNodeKey(input: { nodeId: string; publicKey: string; name: string }): Promise<NodeInfo> {
+  /**
+   * Register a SuperNode public key (an admin action). `nodeId` is derived from the key by the
+   * caller. With `site` the key opens sessions only under that client certificate name; without,
+   * it is bound to the first one that activates with it (`bindSite`).
+   */
+  async registerNodeKey(input: {
+    nodeId: string;
+    publicKey: string;
+    name: string;
+    site?: string;
+    /** The admin registering (recorded as `admin:NAME` with a named site). */
+    by?: string;
+  }): Promise<NodeInfo> {
     checkId('nodeId', input.nodeId);
     checkName(input.name);
+    if (input.site !== undefined) checkId('site', input.site);
     const key = normalizeKey(input.publicKey);
     if (!key) throw new PollenError('SSH_KEY_INVALID', 'The public key is not an OpenSSH public key line');
     const existing = this.keys.get(key);
@@ -345,6 +371,7 @@ export class LinkState {
     const held = this.nodes.get(input.nodeId);
     if (held?.registered && held.publicKey !== key) throw alreadyRegistered(held.nodeId);
     const now = this.now();
+    const binding = registeredSite(input.site, input.by, now);
     try {
       await this.db.transaction().execute(async (tx) => {
         const other = await tx
@@ -369,9 +396,13 @@ export class LinkState {
             activated_at: null,
             deactivated_at: null,
             created_at: now,
+            ...binding,
           })
           .onConflict((oc) =>
-            oc.column('node_id').doUpdateSet({ name: input.name, public_key: key, registered: 1 }),
+            // A new registration replaces the binding of an earlier one of this key.
+            oc
+              .column('node_id')
+              .doUpdateSet({ name: input.name, public_key: key, registered: 1, ...binding }),
           )
           .execute();
       });
@@ -388,10 +419,36 @@ export class LinkState {
       activatedAt: null,
       deactivatedAt: null,
     };
-    const mem: NodeMem = { ...n, name: input.name, publicKey: key, registered: true };
+    const mem: NodeMem = {
+      ...n,
+      name: input.name,
+      publicKey: key,
+      registered: true,
+      site: binding.site,
+      siteBoundAt: binding.site_bound_at,
+      siteBoundBy: binding.site_bound_by,
+    };
     this.nodes.set(mem.nodeId, mem);
     this.keys.set(key, mem.nodeId);
     return this.info(mem, now);
+  }
+
+  /**
+   * The site a registered key is bound to, binding it to `site` if it is not bound yet (its
+   * first use). The binding is a compare-and-set in the store: of two activations racing under
+   * different certificates, on this SuperLink or on another sharing the store, one binds and the
+   * other reads that binding back. The caller refuses when the answer is not its site.
+   */
+  async bindSite(nodeId: string, site: string): Promise<SiteBinding> {
+    checkId('site', site);
+    const n = this.nodes.get(nodeId);
+    if (!n?.registered) throw notRegistered(nodeId);
+    if (n.site !== null) return { site: n.site, boundNow: false };
+    const stored = await bindFirstSite(this.db, this.batcher, nodeId, site, this.now());
+    if (!stored) throw notRegistered(nodeId);
+    const { boundNow, ...binding } = stored;
+    Object.assign(n, binding);
+    return { site: binding.site, boundNow };
   }
 
   /**
@@ -401,10 +458,7 @@ export class LinkState {
   async unregisterNode(nodeId: string): Promise<void> {
     const n = this.nodes.get(nodeId);
     if (!n) throw unknownNode(nodeId);
-    if (!n.registered)
-      throw new PollenError('NODE_NOT_REGISTERED', `Node ${nodeId} has no registered key`, {
-        data: { nodeId },
-      });
+    if (!n.registered) throw notRegistered(nodeId);
     const now = this.now();
     await this.db
       .updateTable('nodes')
@@ -457,6 +511,9 @@ export class LinkState {
       lastSeenAt: now,
       activatedAt: now,
       deactivatedAt: null,
+      site: n?.site ?? null,
+      siteBoundAt: n?.siteBoundAt ?? null,
+      siteBoundBy: n?.siteBoundBy ?? null,
       instanceId: input.instanceId || n?.instanceId,
       restartedAt:
         input.instanceId && n?.instanceId !== undefined && n.instanceId !== input.instanceId
@@ -590,6 +647,9 @@ export class LinkState {
       onlineUntil: n.onlineUntil,
       certFingerprint: n.certFingerprint,
       publicKey: n.publicKey,
+      site: n.site,
+      siteBoundAt: n.siteBoundAt,
+      siteBoundBy: n.siteBoundBy,
     };
   }
 
@@ -1350,6 +1410,9 @@ function nodeMem(r: NodeRow): NodeMem {
     lastSeenAt: r.last_seen_at,
     activatedAt: r.activated_at,
     deactivatedAt: r.deactivated_at,
+    site: r.site,
+    siteBoundAt: r.site_bound_at,
+    siteBoundBy: r.site_bound_by,
   };
 }
 
@@ -1439,6 +1502,10 @@ function unknownNode(nodeId: string): PollenError {
 
 function unknownRun(runId: string): PollenError {
   return new PollenError('RUN_NOT_FOUND', `Run ${runId} does not exist`, { data: { runId } });
+}
+
+function notRegistered(nodeId: string): PollenError {
+  return new PollenError('NODE_NOT_REGISTERED', `Node ${nodeId} has no registered key`, { data: { nodeId } });
 }
 
 function alreadyRegistered(nodeId: string): PollenError {

@@ -82,7 +82,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     revocations?.isRevoked(peer.serial) ? `certificate ${peer.serial} of ${peer.name} is revoked` : undefined;
   const onRefused = (reason: string, peer: PeerIdentity | undefined): void =>
     o.log.warn({ peer: peer?.name, reason }, 'connection refused');
-  const fleetAuth = { state, verifier, project: o.project, insecure: !o.tls };
+  const fleetAuth = { state, verifier, project: o.project, insecure: !o.tls, log: o.log };
   let serverAppIoUrl = '';
   const launcher = new RunLauncher({
     link,

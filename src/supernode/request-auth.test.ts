@@ -266,6 +266,22 @@ describe('sessions (HMAC)', () => {
     expect(a.verifier.revokeSessionsFor(a.nodeId)).toBe(0);
   });
 
+  it('returns the signed nonce and timestamp for a replay store, and the identity that opened a session', () => {
+    const { c, signer, signed, verifier } = setup();
+    const h = signer.signedHeaders(ACTIVATE, BODY);
+    const v = signed(h);
+    expect(v).toMatchObject({ nonce: h[H.nonce], timestamp: c.t });
+    const atSite = verifier.openSession(v.nodeId, 'site-1');
+    const anywhere = verifier.openSession(v.nodeId);
+    const req = (session: NodeSession) => ({
+      method: PULL,
+      body: BODY,
+      headers: signer.sessionHeaders(session, PULL, BODY),
+    });
+    expect(verifier.verifySession(req(atSite))).toEqual({ nodeId: v.nodeId, identity: 'site-1' });
+    expect(verifier.verifySession(req(anywhere))).toEqual({ nodeId: v.nodeId, identity: undefined });
+  });
+
   it('keeps only the newest sessions of a node', () => {
     const { verifier, nodeId, signer, call } = withSession();
     const sessions = Array.from({ length: verifier.maxSessionsPerNode + 2 }, () =>

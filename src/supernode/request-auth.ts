@@ -189,6 +189,22 @@ interface StoredSession {
   nodeId: string;
   secret: Buffer;
   expiresAt: number;
+  identity: string | undefined;
+}
+
+/** A verified signed request: who signed it, and its nonce and timestamp (for a replay store). */
+export interface VerifiedSignedRequest {
+  nodeId: string;
+  publicKey: SshPublicKey;
+  nonce: string;
+  /** Epoch ms, as signed; inside the window. */
+  timestamp: number;
+}
+
+/** A verified session request: the session's node, and the identity that opened the session. */
+export interface VerifiedSessionRequest {
+  nodeId: string;
+  identity: string | undefined;
 }
 
 /** SuperLink side: verifies signed and session requests, keeps sessions and the replay cache. */
@@ -248,7 +264,7 @@ export class RequestVerifier {
    * key registration, signature, then records the nonce (only once the request is authentic,
    * so nobody can burn a node's nonce). Returns the node id `isKeyAllowed` gave.
    */
-  verifySignedRequest(req: SignedRequest): { nodeId: string; publicKey: SshPublicKey } {
+  verifySignedRequest(req: SignedRequest): VerifiedSignedRequest {
     const h = NODE_AUTH_HEADERS;
     const { timestamp, nonce } = this.commonHeaders(req.headers, [h.key, h.signature]);
     const keyB64 = req.headers[h.key]!;
@@ -303,11 +319,15 @@ export class RequestVerifier {
     if (!ok) throw new PollenError('NODE_AUTH_INVALID', 'The request signature is not valid');
     this.rememberNonce(nonce, ts, now, nodeId);
     this.cacheKey(keyB64, publicKey);
-    return { nodeId, publicKey };
+    return { nodeId, publicKey, nonce, timestamp: ts };
   }
 
-  /** Create a session for a node that just passed `verifySignedRequest`. */
-  openSession(nodeId: string): NodeSession {
+  /**
+   * Create a session for a node that just passed `verifySignedRequest`. `identity` is that of the
+   * connection that opened it (its client certificate name), returned by `verifySession` so the
+   * caller can refuse the session on a connection with any other.
+   */
+  openSession(nodeId: string, identity?: string): NodeSession {
     const now = this.now();
     this.sweepSessions(now);
     const session: NodeSession = {
@@ -332,12 +352,18 @@ export class RequestVerifier {
       nodeId,
       secret: Buffer.from(session.secret),
       expiresAt: session.expiresAt,
+      identity,
     });
     return session;
   }
 
   /** Verify a request within a session (HMAC); returns the session's node id. */
   verifySessionRequest(req: SessionRequest): string {
+    return this.verifySession(req).nodeId;
+  }
+
+  /** Verify a request within a session (HMAC); returns the session's node and opening identity. */
+  verifySession(req: SessionRequest): VerifiedSessionRequest {
     const h = NODE_AUTH_HEADERS;
     const { timestamp, nonce } = this.commonHeaders(req.headers, [h.session, h.mac]);
     const sessionId = req.headers[h.session]!;
@@ -360,7 +386,7 @@ export class RequestVerifier {
     if (!timingSafeEqual(expected, Buffer.from(macB64, 'base64url')))
       throw new PollenError('NODE_AUTH_INVALID', 'The request MAC is not valid');
     this.rememberNonce(nonce, ts, now, session.nodeId);
-    return session.nodeId;
+    return { nodeId: session.nodeId, identity: session.identity };
   }
 
   private cacheKey(header: string, key: SshPublicKey): void {

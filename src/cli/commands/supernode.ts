@@ -56,6 +56,13 @@ export function certificateName(pem: string): string | undefined {
   }
 }
 
+/** How `supernode list` shows a key's site binding. */
+function siteText(n: { registered: boolean; site: string | null; siteBoundBy: string | null }): string {
+  if (!n.site) return n.registered ? `  site ${dim('(bound on first use)')}` : '';
+  const how = n.siteBoundBy?.startsWith('admin:') ? `named by ${n.siteBoundBy.slice(6)}` : 'first use';
+  return `  site ${n.site} ${dim(`(${how})`)}`;
+}
+
 export function registerSuperNode(program: Command): void {
   // `pollen start CLIENT_KIT` (the kit's start.sh) enrolls, then runs the SuperNode.
   registerParticipantRunner('client', async ({ kit, out }) => {
@@ -115,6 +122,7 @@ Examples:
   pollen supernode --kit ./site-1 --node-config partition-id=0 --node-config num-partitions=3
   pollen supernode --kit ./site-1 --auth-supernode-private-key ~/.ssh/pollen_node
   pollen supernode register node.pub local      # an admin registers a node's key
+  pollen supernode register node.pub local --site site-1   # ... usable only with site-1's certificate
   pollen supernode list local
   pollen supernode unregister 3f9c0a12b4d5e6f7 local
 
@@ -132,8 +140,24 @@ SuperLink is away, and runs each run's ClientApp in its own process.`,
     .command('register <KEY_PUB> [FEDERATION]')
     .description("register a SuperNode's OpenSSH public key; prints its node id")
     .option('--name <name>', 'a name for listings (default: the key comment)')
+    .option(
+      '--site <name>',
+      "the client certificate name (the site) the key is bound to (default: the site of the key's first activation)",
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen supernode register site-1.pub prod --site site-1
+  pollen supernode register site-1.pub prod      # bound to the first site that uses it
+
+A registered key opens sessions only under the client certificate of its site: a SuperNode that
+presents the key with another site's certificate is refused (NODE_IDENTITY_MISMATCH), and the
+SuperLink logs both names. To move a key to another site, unregister it and register it again
+with --site. \`pollen supernode list\` shows each key's site and how it was bound.`,
+    )
     .action(
-      action<{ name?: string }>(async (o, out, args) => {
+      action<{ name?: string; site?: string }>(async (o, out, args) => {
         const [keyFile, federation] = args as [string, string | undefined];
         let line: string;
         try {
@@ -143,8 +167,10 @@ SuperLink is away, and runs each run's ClientApp in its own process.`,
         }
         const s = openControl(federation);
         try {
-          const { nodeId } = await rpc(s.control.registerNode({ publicKey: line, name: o.name ?? '' }));
-          out.result({ nodeId, federation: s.federation.name }, (d) => d.nodeId);
+          const { nodeId } = await rpc(
+            s.control.registerNode({ publicKey: line, name: o.name ?? '', site: o.site ?? '' }),
+          );
+          out.result({ nodeId, federation: s.federation.name, site: o.site ?? null }, (d) => d.nodeId);
         } finally {
           s.close();
         }
@@ -154,7 +180,7 @@ SuperLink is away, and runs each run's ClientApp in its own process.`,
   cmd
     .command('list [FEDERATION]')
     .alias('ls')
-    .description('list SuperNodes: registered, online, offline')
+    .description('list SuperNodes: registered, online, offline, and the site each key is bound to')
     .action(
       action<object>(async (_o, out, args) => {
         const s = openControl(args[0]);
@@ -166,12 +192,15 @@ SuperLink is away, and runs each run's ClientApp in its own process.`,
             status: n.status,
             registered: n.registered,
             lastSeenAt: n.lastSeenAt ? new Date(Number(n.lastSeenAt)).toISOString() : null,
+            site: n.site || null,
+            siteBoundBy: n.siteBoundBy || null,
+            siteBoundAt: n.siteBoundAt ? new Date(Number(n.siteBoundAt)).toISOString() : null,
           }));
           out.result({ federation: s.federation.name, nodeAuth: res.nodeAuth, nodes }, (d) => [
             `${bold(`${d.nodes.length} node(s)`)} in ${d.federation}${d.nodeAuth ? ' (registered keys only)' : ''}`,
             ...d.nodes.map(
               (n) =>
-                `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
+                `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${siteText(n)}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
             ),
           ]);
         } finally {
