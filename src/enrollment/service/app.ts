@@ -2,44 +2,60 @@ import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import Fastify, {
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
   type FastifyServerOptions,
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { PollenError, toPollenError } from '../../errors.js';
+import { PollenError } from '../../errors.js';
 import { VERSION } from '../../version.js';
+import {
+  approveBody,
+  auditQuery,
+  enrollBody,
+  enrolledQuery,
+  pollBody,
+  rejectBody,
+  renewBody,
+  requestsQuery,
+  revokeBody,
+  tokensBody,
+} from './api-schemas.js';
+import type { IssuedResponse, PendingResponse } from './issuer.js';
+import { publicFailure } from './public-errors.js';
 import type { CertificateService } from './service.js';
 
 /** Bodies larger than this are refused before parsing. */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-type Body = Record<string, unknown>;
-
-function body(req: FastifyRequest): Body {
-  const b = req.body;
-  if (b === null || typeof b !== 'object' || Array.isArray(b))
-    throw new PollenError('INVALID_REQUEST', 'The request body must be a JSON object');
-  return b as Body;
+/** The client certificate chain of a TLS request, leaf first, PEM. */
+function peerChain(req: FastifyRequest): string[] {
+  const socket = req.raw.socket as TLSSocket;
+  const chain: string[] = [];
+  let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate?.(true);
+  while (c?.raw && chain.length < 5) {
+    chain.push(`-----BEGIN CERTIFICATE-----\n${c.raw.toString('base64')}\n-----END CERTIFICATE-----\n`);
+    c = c.issuerCertificate === c ? undefined : c.issuerCertificate;
+  }
+  return chain;
 }
 
-/** Refuse fields we do not know: a request can never smuggle in a type, role or name. */
-function only(b: Body, allowed: string[]): Body {
-  const extra = Object.keys(b).filter((k) => !allowed.includes(k));
-  if (extra.length)
-    throw new PollenError(
-      'INVALID_REQUEST',
-      `Unknown field${extra.length > 1 ? 's' : ''}: ${extra.join(', ')}`,
-      {
-        hint: `This call accepts: ${allowed.join(', ')}.`,
-      },
-    );
-  return b;
+/** An enroll or poll answer: 202 with Retry-After and the URL to poll for a pending request. */
+function answer(
+  r: IssuedResponse | PendingResponse,
+  reply: FastifyReply,
+): IssuedResponse | (PendingResponse & { pollUrl: string }) {
+  if (r.status === 'issued') return r;
+  void reply.status(202).header('retry-after', String(r.retryAfter));
+  const pollUrl = `/v1/requests/${encodeURIComponent(r.requestId)}/status`;
+  return { status: r.status, requestId: r.requestId, pollUrl, retryAfter: r.retryAfter };
 }
 
 /**
- * The HTTP face of the Certificate Service: JSON in, JSON out, one error shape. Built without
- * listening so tests can call it in-process with `app.inject()`.
+ * The HTTP face of the Certificate Service: JSON in (checked by the schemas of api-schemas.ts),
+ * JSON out, one error shape. Built without listening so tests can call it in-process with
+ * `app.inject()`.
  */
 export function buildApp(
   service: CertificateService,
@@ -72,20 +88,8 @@ export function buildApp(
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
   app.setErrorHandler((err, req, reply) => {
-    let e: PollenError;
-    const code = (err as { code?: string }).code ?? '';
-    if (err instanceof PollenError) e = err;
-    else if (code === 'FST_ERR_CTP_BODY_TOO_LARGE')
-      e = new PollenError('PAYLOAD_TOO_LARGE', `The request body is larger than ${MAX_BODY_BYTES} bytes`);
-    else if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
-      e = new PollenError(
-        'INVALID_REQUEST',
-        'The request body must be JSON (Content-Type: application/json)',
-      );
-    else if (code.startsWith('FST_ERR') && ((err as { statusCode?: number }).statusCode ?? 500) < 500)
-      e = new PollenError('INVALID_REQUEST', 'The request body is not valid JSON');
-    else e = toPollenError(err);
-    if (e.code === 'INTERNAL') req.log.error({ err }, 'internal error');
+    const { error: e, reference } = publicFailure(err, MAX_BODY_BYTES);
+    if (reference) req.log.error({ err, reference, method: req.method, url: req.url }, 'internal error');
     else req.log.info({ code: e.code, url: req.url, ip: req.ip, detail: e.detail }, e.message);
     void reply.status(e.status).send({ error: e.toJSON() });
   });
@@ -94,83 +98,72 @@ export function buildApp(
     void reply.status(404).send({ error: e.toJSON() });
   });
 
-  const admin = (req: FastifyRequest) => service.authenticate(req.headers.authorization);
+  const admin = (req: FastifyRequest) => service.apiKeys.authenticate(req.headers.authorization);
 
   app.get('/v1/health', async () => ({ status: 'ok', version: VERSION, backend: service.backend }));
   app.get('/v1/ca', async () => service.caInfo());
   app.get('/v1/crl', async (req, reply) => {
-    const pem = await service.crl();
-    if ((req.query as { format?: string }).format === 'der') {
+    const pem = await service.certificates.crl();
+    if ((req.query as { format?: unknown }).format === 'der') {
       const der = Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
       return reply.type('application/pkix-crl').send(der);
     }
     return reply.type('application/x-pem-file').send(pem);
   });
 
+  // Enrollment: the token is verified before anything else of the request is read.
   app.post('/v1/enroll', async (req, reply) => {
-    const b = only(body(req), ['token', 'csr']);
-    const r = await service.enroll({ token: b.token, csr: b.csr, ip: req.ip });
-    if (r.status === 'pending') void reply.status(202).header('retry-after', String(r.retryAfter));
+    const body = enrollBody.envelope(req.body);
+    const auth = service.enrollment.authenticate(enrollBody.field(body, 'token'));
+    const r = await service.enrollment.enroll(auth, enrollBody.field(body, 'csr'), req.ip);
     req.log.info(
       { name: r.status === 'issued' ? r.name : undefined, status: r.status, ip: req.ip },
       'enrollment',
     );
-    return r;
+    return answer(r, reply);
   });
 
   app.post<{ Params: { id: string } }>('/v1/requests/:id/status', async (req, reply) => {
-    const b = only(body(req), ['timestamp', 'signature']);
-    const r = await service.poll({ id: req.params.id, timestamp: b.timestamp, signature: b.signature });
-    if (r.status === 'pending') void reply.status(202).header('retry-after', String(r.retryAfter));
-    return r;
+    const { timestamp, signature } = pollBody.parse(req.body);
+    return answer(await service.enrollment.poll(req.params.id, timestamp, signature), reply);
   });
 
+  // Renewal: the TLS handshake proved the client holds the key of the certificate it presented;
+  // the service checks the chain itself (any participant type may renew, whatever its key usage).
   app.post('/v1/renew', async (req) => {
-    const b = only(body(req), ['csr']);
-    // The TLS handshake proved the client holds the key of the certificate it presented; the
-    // service checks the chain itself (any participant type may renew, whatever its key usage).
-    const socket = req.raw.socket as TLSSocket;
-    const chain: string[] = [];
-    let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate?.(true);
-    while (c?.raw && chain.length < 5) {
-      chain.push(`-----BEGIN CERTIFICATE-----\n${c.raw.toString('base64')}\n-----END CERTIFICATE-----\n`);
-      c = c.issuerCertificate === c ? undefined : c.issuerCertificate;
-    }
-    return service.renew({ peerChain: chain, csr: b.csr });
+    const body = renewBody.envelope(req.body);
+    const current = await service.renewal.authenticate(peerChain(req));
+    return service.renewal.renew(current, renewBody.field(body, 'csr'));
   });
 
-  app.post('/v1/tokens', async (req) => {
-    const actor = admin(req);
-    const b = only(body(req), ['subjects', 'type', 'role']);
-    return service.issueTokens({ subjects: b.subjects, type: b.type, role: b.role }, actor);
-  });
-  app.get('/v1/audit', async (req) => {
-    admin(req);
-    const q = req.query as { after?: string; limit?: string };
-    return { entries: await service.listAudit(Number(q.after ?? 0), Number(q.limit ?? 1000)) };
-  });
-  app.get('/v1/requests', async (req) => {
-    admin(req);
-    return { requests: await service.listRequests((req.query as { status?: string }).status ?? 'pending') };
-  });
-  app.post('/v1/requests/approve', async (req) => {
-    const actor = admin(req);
-    const b = only(body(req), ['names', 'pattern', 'type']);
-    return service.approve(b, actor);
-  });
-  app.post('/v1/requests/reject', async (req) => {
-    const actor = admin(req);
-    const b = only(body(req), ['names', 'pattern', 'type', 'reason']);
-    return service.reject(b, actor);
-  });
-  app.get('/v1/enrolled', async (req) => {
-    admin(req);
-    return { enrolled: await service.listEnrolled((req.query as { type?: string }).type) };
-  });
-  app.post('/v1/revoke', async (req) => {
-    const actor = admin(req);
-    const b = only(body(req), ['names', 'serials', 'reason']);
-    return service.revoke(b, actor);
-  });
+  /** An admin call: the API key first, then the request (query or body) through its schema. */
+  function adminRoute<I>(
+    method: 'GET' | 'POST',
+    url: string,
+    schema: { parse(input: unknown): I },
+    handle: (input: I, actor: string) => Promise<unknown>,
+  ): void {
+    app.route({
+      method,
+      url,
+      handler: async (req) => {
+        const actor = admin(req);
+        return handle(schema.parse(method === 'GET' ? req.query : req.body), actor);
+      },
+    });
+  }
+  adminRoute('POST', '/v1/tokens', tokensBody, (b, actor) => service.tokens.issue(b, actor));
+  adminRoute('GET', '/v1/audit', auditQuery, async (q) => ({
+    entries: await service.audit.list(q.after, q.limit),
+  }));
+  adminRoute('GET', '/v1/requests', requestsQuery, async (q) => ({
+    requests: await service.requests.list(q.status),
+  }));
+  adminRoute('POST', '/v1/requests/approve', approveBody, (b, actor) => service.requests.approve(b, actor));
+  adminRoute('POST', '/v1/requests/reject', rejectBody, (b, actor) => service.requests.reject(b, actor));
+  adminRoute('GET', '/v1/enrolled', enrolledQuery, async (q) => ({
+    enrolled: await service.certificates.list(q.type),
+  }));
+  adminRoute('POST', '/v1/revoke', revokeBody, (b, actor) => service.certificates.revoke(b, actor));
   return app;
 }

@@ -1,0 +1,28 @@
+import type { Transaction } from 'kysely';
+import type { LoadedCa } from '../../pki/ca.js';
+import type { Database } from '../../store/database.js';
+import type { AuditLog } from './audit-log.js';
+import type { WriteBatcher } from './batcher.js';
+import type { Policies } from './policies.js';
+import type { EnrollmentSchema } from './schema.js';
+
+export type Tx = Transaction<EnrollmentSchema>;
+
+export const HOUR = 3_600_000;
+export const DAY = 24 * HOUR;
+
+/** Milliseconds since the epoch as ISO 8601, null kept. */
+export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/**
+ * What the parts of the Certificate Service share: the CA, the store and its group-commit
+ * batcher, the audit log, the policies it honours and one clock.
+ */
+export interface ServiceContext {
+  ca: LoadedCa;
+  store: Database<EnrollmentSchema>;
+  batcher: WriteBatcher<EnrollmentSchema>;
+  audit: AuditLog;
+  policies: Policies;
+  now: () => Date;
+}
