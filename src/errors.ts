@@ -175,6 +175,12 @@ export const ERROR_CODES = {
     RETRY,
   ),
   TLS_FAILED: spec(502, ExitCode.UNAVAILABLE, 'Check the root CA you trust and the server certificate.'),
+  UNEXPECTED_ANSWER: spec(
+    502,
+    ExitCode.UNAVAILABLE,
+    'The server answered in a way this Pollen does not understand: check that the URL points to the Pollen service, of the same version.',
+  ),
+  CANCELLED: spec(499, ExitCode.UNAVAILABLE, 'The caller cancelled the operation; run it again to go on.'),
   PEER_NOT_SERVER: spec(
     502,
     ExitCode.UNAUTHORIZED,

@@ -17,6 +17,7 @@ import { normaliseFingerprint } from '../pki/fingerprint.js';
 import { assertValidName, isEmail, isHostname } from '../pki/profiles.js';
 import { writeFileAtomic } from '../util/files.js';
 import { VERSION } from '../version.js';
+import { checkCertServiceUrl } from './cert-service-http.js';
 import { decodeToken, type TokenClaims } from './token.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -192,31 +193,6 @@ export interface KitSpecInput {
 }
 
 const ORG_RE = /^[A-Za-z0-9][A-Za-z0-9 ._@&+-]{0,63}$/;
-
-export function checkCertServiceUrl(url: string): string {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new PollenError('INVALID_ARGUMENT', `Not a URL: "${url}"`, {
-      hint: 'Give the Certificate Service as https://HOST:8443.',
-    });
-  }
-  if (u.protocol !== 'https:')
-    throw new PollenError(
-      'INVALID_ARGUMENT',
-      `The Certificate Service URL must be https:// (got ${u.protocol})`,
-      {
-        hint: 'Tokens and keys never travel in clear text; use https://HOST:8443.',
-      },
-    );
-  if (u.username || u.password || u.search || u.hash)
-    throw new PollenError(
-      'INVALID_ARGUMENT',
-      'The Certificate Service URL must not carry credentials, a query or a fragment',
-    );
-  return u.toString().replace(/\/$/, '');
-}
 
 /**
  * Validate the inputs of `pollen package` and turn them into a KitSpec. With a token, its subject

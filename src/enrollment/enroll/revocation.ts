@@ -1,0 +1,87 @@
+import { PollenError } from '../../errors.js';
+import { x509 } from '../../pki/keys.js';
+import type { LoadedKit } from '../kit.js';
+import { type Existing, pem } from './certificate.js';
+import { type Ctx, rel } from './context.js';
+
+/** How long `pollen start` waits for the CRL before it starts without it. */
+const CRL_TIMEOUT_MS = 10_000;
+
+/** Serials compared as lowercase hex without colons or leading zeros. */
+const normSerial = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^0-9a-f]/g, '')
+    .replace(/^0+(?=.)/, '');
+
+export function revokedHint(kit: LoadedKit): string {
+  return `Ask the project admin for a new token, move ${rel(kit, kit.paths.cert)} and ${rel(kit, kit.paths.key)} away, and run pollen start with the new token.`;
+}
+
+/** `GET /v1/crl` over the pinned, identity-checked connection, checked to be signed by our chain. */
+async function fetchCrl(
+  ctx: Ctx,
+  current: Extract<Existing, { ok: true }>,
+  url: string,
+): Promise<x509.X509Crl> {
+  const http = ctx.http(url, { project: [pem(current.root), ...current.pool.map(pem)] });
+  let text: string;
+  try {
+    text = (
+      await http.text('GET', 'v1/crl', {
+        accept: 'application/x-pem-file',
+        timeoutMs: Math.min(ctx.timeoutMs, CRL_TIMEOUT_MS),
+      })
+    ).text;
+  } finally {
+    await http.close();
+  }
+  let crl: x509.X509Crl;
+  try {
+    crl = new x509.X509Crl(text);
+  } catch (e) {
+    throw new PollenError('CERT_INVALID', 'The Certificate Service answered GET /v1/crl without a CRL', {
+      cause: e,
+    });
+  }
+  for (const issuer of [...current.pool, current.root])
+    if (await crl.verify({ publicKey: new x509.X509Certificate(issuer.raw).publicKey }).catch(() => false))
+      return crl;
+  throw new PollenError('CERT_INVALID', 'The CRL of the Certificate Service is not signed by the project CA');
+}
+
+/**
+ * Fail with CERT_REVOKED when the Certificate Service's CRL lists our certificate. A service that
+ * cannot be reached, or a CRL that cannot be read or is not signed by our chain, gives a
+ * `revocation-unchecked` event instead, so sites start while the service is down.
+ */
+export async function checkRevocation(
+  ctx: Ctx,
+  current: Extract<Existing, { ok: true }>,
+  url: string,
+): Promise<void> {
+  const { kit } = ctx;
+  const name = rel(kit, kit.paths.cert);
+  let crl: x509.X509Crl;
+  try {
+    crl = await fetchCrl(ctx, current, url);
+  } catch (e) {
+    if (ctx.opts.signal?.aborted)
+      throw new PollenError('CANCELLED', 'Enrollment was cancelled', { cause: e });
+    const err = ctx.error(e, url);
+    ctx.emit({
+      kind: 'revocation-unchecked',
+      message: `could not check ${name} against the revocation list (${err.code}): ${err.message}; starting anyway`,
+      error: err,
+    });
+    return;
+  }
+  const serial = normSerial(current.info.serial);
+  const entry = crl.entries.find((e) => normSerial(e.serialNumber) === serial);
+  if (entry)
+    throw new PollenError(
+      'CERT_REVOKED',
+      `The certificate ${name} was revoked on ${entry.revocationDate.toISOString()}; ask the project admin for a new token`,
+      { hint: revokedHint(kit), data: { serial, revokedAt: entry.revocationDate.toISOString() } },
+    );
+}
