@@ -16,12 +16,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, type LoadedCa, loadCa } from '../pki/ca.js';
 import { describeKey } from '../pki/keys.js';
 import { issueSiteCertificate } from '../pki/profiles.js';
-import { DEFAULT_BUILDERS, planKit, resolveKitSpec, writeKit } from './kit.js';
+import { DEFAULT_BUILDERS, planKit, resolveKitSpec, signingBuilder, writeKit } from './kit.js';
 import {
   chainsToRoot,
   kitVerificationError,
   MANIFEST_PATHS,
-  signingBuilder,
   splitPemCertificates,
   verifyKit,
 } from './kit-manifest.js';

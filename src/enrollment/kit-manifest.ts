@@ -20,10 +20,12 @@ import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join, posix, resolve } from 'node:path';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
-import type { LoadedCa } from '../pki/ca.js';
 import { certificateFingerprint, normaliseFingerprint, sameFingerprint } from '../pki/fingerprint.js';
 import { VERSION } from '../version.js';
-import { certFileNames, KIT_PATHS, type KitBuilder, type KitFile, type KitSpec, loadKit } from './kit.js';
+import { loadKit } from './kit/load.js';
+import type { KitFile } from './kit/plan.js';
+import type { KitSpec } from './kit/spec.js';
+import { certFileNames, KIT_PATHS } from './kit/vocabulary.js';
 import { decodeToken } from './token.js';
 
 export const MANIFEST_FORMAT = 'pollen-kit-manifest/v1';
@@ -204,42 +206,6 @@ export function chainsToRoot(
     cur = issuer;
   }
   return { ok: false, reason: 'the certificate chain is too long' };
-}
-
-/**
- * The last builder of a kit: the manifest, and with a CA its signature, the signer chain and the
- * root. Without a CA the kit is unsigned and a warning says so.
- */
-export function signingBuilder(ca: LoadedCa | null): KitBuilder {
-  return {
-    name: 'manifest',
-    build(spec, plan) {
-      if (ca) {
-        plan.file(KIT_PATHS.rootCa, `${ca.rootPem.trim()}\n`);
-        plan.file(MANIFEST_PATHS.signer, `${ca.intermediatePem.trim()}\n${ca.rootPem.trim()}\n`);
-      }
-      const manifest = createManifest(spec, plan.files, {
-        rootCaFingerprint: ca?.rootFingerprint ?? spec.enrollment?.rootCaFingerprint ?? null,
-        signer: ca
-          ? {
-              subject: ca.intermediate.subject,
-              fingerprint: certificateFingerprint(new Uint8Array(ca.intermediate.rawData)),
-            }
-          : null,
-      });
-      const bytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
-      plan.file(MANIFEST_PATHS.manifest, bytes);
-      if (ca)
-        plan.file(
-          MANIFEST_PATHS.signature,
-          `${signManifest(bytes, ca.issuer.keyObject).toString('base64')}\n`,
-        );
-      else
-        plan.warnings.push(
-          'the kit is unsigned: no CA folder (-c or POLLEN_CA_PATH), so sites cannot check that it came from you',
-        );
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

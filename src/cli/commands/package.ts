@@ -10,14 +10,10 @@ import {
   kitFolder,
   planKit,
   resolveKitSpec,
+  signingBuilder,
   writeKit,
 } from '../../enrollment/kit.js';
-import {
-  type KitVerification,
-  kitVerificationError,
-  signingBuilder,
-  verifyKit,
-} from '../../enrollment/kit-manifest.js';
+import { type KitVerification, kitVerificationError, verifyKit } from '../../enrollment/kit-manifest.js';
 import { PollenError } from '../../errors.js';
 import { type LoadedCa, loadCa } from '../../pki/ca.js';
 import { action } from '../command.js';
