@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openssl, pollen, tempDir } from './support/cli.js';
@@ -9,6 +8,20 @@ import { openssl, pollen, tempDir } from './support/cli.js';
 const t = tempDir('pollen-cert-');
 const ca = join(t.dir, 'ca');
 afterAll(() => t.cleanup());
+
+/** `openssl s_server` on a free port of 127.0.0.1, once it listens. */
+function sServer(args: string[]): Promise<{ server: ChildProcess; port: number }> {
+  const server = spawn('openssl', ['s_server', '-accept', '127.0.0.1:0', ...args]);
+  return new Promise((resolvePort, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = /ACCEPT 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolvePort({ server, port: Number(m[1]) });
+    });
+    server.once('exit', (code) => reject(new Error(`openssl s_server exited (${code}): ${out}`)));
+  });
+}
 
 beforeAll(() => {
   writeFileSync(join(t.dir, 'pass'), 'correct horse\n');
@@ -120,18 +133,9 @@ describe('pollen cert, checked with openssl', () => {
   });
 
   it('completes an mTLS handshake between openssl s_server and s_client', async () => {
-    const port = await new Promise<number>((res) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const p = (s.address() as { port: number }).port;
-        s.close(() => res(p));
-      });
-    });
     const s = join(t.dir, 'server1');
     const c = join(t.dir, 'hospital-1');
-    const server = spawn('openssl', [
-      's_server',
-      '-accept',
-      String(port),
+    const { server, port } = await sServer([
       '-cert',
       join(s, 'server1.crt'),
       '-key',
@@ -147,9 +151,6 @@ describe('pollen cert, checked with openssl', () => {
       '1',
       '-www',
     ]);
-    let serverOut = '';
-    server.stdout.on('data', (d) => (serverOut += d));
-    await new Promise((r) => setTimeout(r, 500));
     const client = openssl(
       [
         's_client',
@@ -175,12 +176,8 @@ describe('pollen cert, checked with openssl', () => {
   });
 
   it('refuses an mTLS client without a project certificate', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
     const s = join(t.dir, 'server1');
-    const server = spawn('openssl', [
-      's_server',
-      '-accept',
-      String(port),
+    const { server, port } = await sServer([
       '-cert',
       join(s, 'server1.crt'),
       '-key',
@@ -194,7 +191,6 @@ describe('pollen cert, checked with openssl', () => {
       '1',
       '-www',
     ]);
-    await new Promise((r) => setTimeout(r, 500));
     const client = openssl(
       ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', join(ca, 'rootCA.pem')],
       'GET / HTTP/1.0\r\n\r\n',
