@@ -1,10 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { randomUUID, sign } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/enrollment/service/app.js';
-import { createCsrFromKey } from '../src/pki/csr.js';
 import {
   callApp,
   expectAuditChain,
@@ -25,15 +24,13 @@ afterAll(f.cleanup);
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-const freshCsr = (cn: string) =>
-  createCsrFromKey(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, cn);
 
 describe.each(STORE_BACKENDS)('Certificate Service enrollment routes on %s', (backend, makeDb) => {
   const s = f.inProcess(`store-${backend}`, makeDb);
   const { call } = s;
 
   it('enrolls a site whose rule approves, with a certificate OpenSSL verifies', async () => {
-    const { csr } = f.csrFor('hospital-1');
+    const { csr } = f.csrFor('hospital-1', 'p256'); // made by OpenSSL
     const r = await call('POST', '/v1/enroll', { token: f.tokenFor('hospital-1'), csr });
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ status: 'issued', name: 'hospital-1', type: 'client' });
@@ -346,7 +343,7 @@ describe.each(STORE_BACKENDS)('Certificate Service enrollment routes on %s', (ba
       'hospital-a\nCN=b',
       `hospital-${'a'.repeat(64)}`,
     ]) {
-      const r = await call('POST', '/v1/enroll', { token: forge(name), csr: freshCsr(name) });
+      const r = await call('POST', '/v1/enroll', { token: forge(name), csr: f.csrFor(name).csr });
       expect(r.status, `${JSON.stringify(name)} → ${JSON.stringify(r.json)}`).toBe(401);
       expect(r.json.error.code).toBe('TOKEN_INVALID');
       expect(r.json.error.message).toContain('not a valid client name');

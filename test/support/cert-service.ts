@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createHash, randomUUID, sign } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -11,6 +11,7 @@ import { type EnrollmentSchema, enrollmentMigrations } from '../../src/enrollmen
 import { CertificateService, type CertificateServiceOptions } from '../../src/enrollment/service/service.js';
 import { issueToken, loadTokenSigner, type TokenSigner } from '../../src/enrollment/token.js';
 import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
+import { createCsrFromKey } from '../../src/pki/csr.js';
 import { type Database, openDatabase } from '../../src/store/database.js';
 import { tempDir } from './cli.js';
 import { createTestDatabase } from './postgres.js';
@@ -126,8 +127,14 @@ export class RoutesFixture {
       .token;
   }
 
-  csrFor(cn: string, kind?: CsrKind) {
-    return opensslCsr(this.dir, cn, kind);
+  /** A CSR for `cn` with a new key: P-256 made here, or by `openssl req` when a key kind is named. */
+  csrFor(cn: string, kind?: CsrKind): { csr: string; keyPem: string } {
+    if (kind) return opensslCsr(this.dir, cn, kind);
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    return {
+      csr: createCsrFromKey(privateKey, cn),
+      keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    };
   }
 
   /** A store: SQLite in a folder of its own, or the PostgreSQL database given. */
