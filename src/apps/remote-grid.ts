@@ -9,9 +9,8 @@ import type { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
 import { MESSAGE_TYPES, Message, type MessageType, SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
-import { isScopeName } from '../transport/bulk-chunks.js';
 import { downloadChunks, uploadMessages } from '../transport/chunk-transfer.js';
-import { MemoryChunkStore } from '../transport/chunks.js';
+import { isScopeName, MemoryChunkStore } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
 import { chunkIdsOf, messageFromWire, type WireMessage } from '../transport/wire.js';
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { PollenError } from '../errors.js';
 import { Output } from './output.js';
 
 /**
@@ -30,4 +31,13 @@ export function untilSignal(stop: () => Promise<void>): Promise<void> {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
+
+export function requireCaPath(ca: string | undefined): string {
+  const dir = fromEnv(ca, 'POLLEN_CA_PATH');
+  if (!dir)
+    throw new PollenError('CA_NOT_FOUND', 'CA path is required', {
+      hint: 'Pass -c/--ca DIR or set POLLEN_CA_PATH to the folder made by `pollen cert init`.',
+    });
+  return dir;
 }

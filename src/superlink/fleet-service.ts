@@ -10,9 +10,10 @@ import type { ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/con
 import { PollenError } from '../errors.js';
 import { Fleet, PullMessagesResponseSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../gen/pollen/v1/records_pb.js';
-import { type BulkRequest, CHUNK_RUN_HEADER, isScopeName } from '../transport/bulk-chunks.js';
+import { type BulkRequest, CHUNK_RUN_HEADER } from '../transport/bulk-chunks.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
 import type { ChunkStore } from '../transport/chunks.js';
+import { isScopeName } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import { type FastUnary, fastUnary } from '../transport/grpc-fast.js';
 import type { Link } from './link.js';

@@ -19,15 +19,20 @@ import {
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { MESSAGE_TYPES } from '../sdk/message.js';
-import { isScopeName } from '../transport/bulk-chunks.js';
-import { CHUNK_SIZE, type ChunkStore, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
+import {
+  CHUNK_SIZE,
+  type ChunkStore,
+  type DiskChunkStore,
+  type GcResult,
+  isScopeName,
+} from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
+import { Waiters } from '../util/waiters.js';
 import { sessionContextKey } from './node-auth.js';
 import { type RelayChunks, SERVER_SCOPE } from './relay-chunks.js';
 import type { LinkState, Run, SynthesizedErrorReply } from './state.js';
-import { Waiters } from './waiters.js';
 
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 /** How long pullReplies waits after the first new reply for others to arrive. */

@@ -29,10 +29,14 @@ import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
 import { projectSlug } from '../pki/profiles.js';
-import { NODE_AUTH_HEADERS, type RequestVerifier, type SessionRequest } from '../supernode/request-auth.js';
 import { type BulkRequest, bulkAuthMethod } from '../transport/bulk-chunks.js';
 import { peerContextKey } from '../transport/context.js';
 import { toConnectError } from '../transport/errors.js';
+import {
+  NODE_AUTH_HEADERS,
+  type RequestVerifier,
+  type SessionRequest,
+} from '../transport/node-request-auth.js';
 import type { PeerIdentity } from '../transport/tls.js';
 import { type CallingNode, callingNodeKey, nodeIdFromIdentity } from './node-identity.js';
 import type { LinkState } from './state.js';

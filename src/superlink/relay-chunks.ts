@@ -23,12 +23,12 @@ import { rmSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PollenError } from '../errors.js';
-import { isScopeName } from '../transport/bulk-chunks.js';
 import {
   assertChunkId,
   CHUNK_SIZE,
   type ChunkStore,
   type FramedRead,
+  isScopeName,
   type RelayStore,
   type StoreStats,
   type VerifiedPut,

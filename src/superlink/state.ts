@@ -9,10 +9,10 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { type Kysely, sql, type Transaction } from 'kysely';
-import { WriteBatcher } from '../enrollment/service/batcher.js';
 import { PollenError } from '../errors.js';
 import type { UserConfig } from '../sdk/context.js';
 import { SERVER_NODE_ID } from '../sdk/message.js';
+import { WriteBatcher } from '../store/batcher.js';
 import { type Database, openDatabase } from '../store/database.js';
 import { bindFirstSite, registeredSite, type SiteBinding } from './node-sites.js';
 import { NonceStore } from './nonce-store.js';

@@ -21,10 +21,10 @@ import { MessageSchema, type Run as WireRun } from '../gen/pollen/v1/records_pb.
 import type { SshPrivateKey } from '../pki/openssh.js';
 import type { ClientApp } from '../sdk/app.js';
 import { type Context, createContext, type UserConfigValue } from '../sdk/context.js';
-import { Waiters } from '../superlink/waiters.js';
 import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
 import { type ChunkStore, DiskChunkStore, MemoryChunkStore } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
+import { RequestSigner } from '../transport/node-request-auth.js';
 import { openChannel, type RpcChannel } from '../transport/rpc-client.js';
 import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { TlsMaterial } from '../transport/tls.js';
@@ -36,6 +36,7 @@ import {
   messageToWire,
   type WireMessage,
 } from '../transport/wire.js';
+import { Waiters } from '../util/waiters.js';
 import {
   type AppSlot,
   appTokenBulkAuth,
@@ -43,7 +44,6 @@ import {
   clientAppIoRoutes,
 } from './clientappio-service.js';
 import { fleetBulkHeaders, fleetClientAuth, type SessionHolder } from './fleet-auth.js';
-import { RequestSigner } from './request-auth.js';
 
 const RUNNER = fileURLToPath(new URL('../../dist/apps/runner.js', import.meta.url));
 

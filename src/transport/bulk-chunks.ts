@@ -390,11 +390,6 @@ export const CHUNK_RUN_HEADER = 'pollen-chunk-run';
 /** Request header naming the node whose uploaded chunks a reader wants (the ServerApp's replies). */
 export const CHUNK_SOURCE_HEADER = 'pollen-chunk-source';
 
-/** A run id or node id as chunk scopes name them (also a folder name on the SuperLink). */
-export function isScopeName(s: string): boolean {
-  return /^[A-Za-z0-9_-]{1,64}$/.test(s);
-}
-
 /** Which run (and uploader) a transfer's chunks belong to, as request headers. */
 export interface ChunkScopeHint {
   runId: string;

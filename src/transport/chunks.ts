@@ -49,6 +49,11 @@ export function verifyChunk(id: string, data: Uint8Array, maxChunkBytes = Number
     });
 }
 
+/** A run id or node id as chunk scopes name them (also a folder name on the SuperLink). */
+export function isScopeName(s: string): boolean {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(s);
+}
+
 export interface ChunkStore {
   has(id: string): Promise<boolean>;
   /** The ids among `ids` that the store does not hold (order kept, duplicates removed). */

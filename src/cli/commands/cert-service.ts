@@ -4,9 +4,8 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
-import { action, fromEnv, untilSignal } from '../command.js';
+import { action, fromEnv, requireCaPath, untilSignal } from '../command.js';
 import { bold, dim, type Output } from '../output.js';
-import { requireCaPath } from './cert.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

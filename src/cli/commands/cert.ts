@@ -7,7 +7,7 @@ import { KEY_TYPES, type KeyType } from '../../pki/keys.js';
 import { CERT_TYPES, type CertType } from '../../pki/profiles.js';
 import { createSiteCertificate, readIssued, revokeLocal, writeLocalCrl } from '../../pki/site.js';
 import { writeSecretFile } from '../../util/files.js';
-import { action, fromEnv } from '../command.js';
+import { action, fromEnv, requireCaPath } from '../command.js';
 import { bold, dim } from '../output.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -25,15 +25,6 @@ export function readPassphrase(file: string | undefined): string | undefined {
     return p;
   }
   return process.env.POLLEN_CA_PASSPHRASE || undefined;
-}
-
-export function requireCaPath(ca: string | undefined): string {
-  const dir = fromEnv(ca, 'POLLEN_CA_PATH');
-  if (!dir)
-    throw new PollenError('CA_NOT_FOUND', 'CA path is required', {
-      hint: 'Pass -c/--ca DIR or set POLLEN_CA_PATH to the folder made by `pollen cert init`.',
-    });
-  return dir;
 }
 
 /** An API key: 256 random bits, printable; services keep only its SHA-256. */

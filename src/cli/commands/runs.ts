@@ -3,9 +3,9 @@ import type { Command } from 'commander';
 import { PollenError } from '../../errors.js';
 import type { RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
 import { action } from '../command.js';
+import { parseConfigPairs } from '../config-pairs.js';
 import { openControl, rpc } from '../control-client.js';
 import { bold, dim, type Output, ok } from '../output.js';
-import { parseConfigPairs } from './supernode.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

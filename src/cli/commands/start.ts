@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command, Option } from 'commander';
-import { type EnrollResult, enrollKit } from '../../enrollment/enroll-client.js';
-import { formatEndpoint, type KitType, type LoadedKit, loadKit } from '../../enrollment/kit.js';
+import { enrollKit } from '../../enrollment/enroll-client.js';
+import { formatEndpoint, loadKit } from '../../enrollment/kit.js';
 import { kitVerificationError, verifyKit } from '../../enrollment/kit-manifest.js';
 import { PollenError } from '../../errors.js';
 import { action } from '../command.js';
-import type { Output } from '../output.js';
+import { startParticipant } from '../participants.js';
 
 interface StartFlags {
   enrollOnly?: boolean;
@@ -15,38 +15,6 @@ interface StartFlags {
   pollInterval?: string;
   maxWait?: string;
   renew: boolean;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The participant runtime hook
-
-export interface ParticipantContext {
-  kit: LoadedKit;
-  enrollment: EnrollResult;
-  out: Output;
-}
-
-export interface ParticipantOutcome {
-  /** `ready`: enrolled and configured, no runtime to run yet; `stopped`: the runtime ran and ended. */
-  status: 'ready' | 'stopped';
-  detail?: Record<string, unknown>;
-}
-
-/** Runs a participant until it stops (SuperNode for clients, SuperLink for servers, …). */
-export type ParticipantRunner = (ctx: ParticipantContext) => Promise<ParticipantOutcome>;
-
-const runners = new Map<KitType, ParticipantRunner>();
-
-/** Plug in the runtime of a participant type (the SuperNode / SuperLink modules call this). */
-export function registerParticipantRunner(type: KitType, runner: ParticipantRunner): void {
-  runners.set(type, runner);
-}
-
-/** Start the participant of an enrolled kit; without a registered runtime, report it ready. */
-export async function startParticipant(ctx: ParticipantContext): Promise<ParticipantOutcome> {
-  const runner = runners.get(ctx.kit.config.type);
-  if (runner) return runner(ctx);
-  return { status: 'ready' };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import { PollenError } from '../../errors.js';
 import { action, untilSignal } from '../command.js';
 import { bold, dim, Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
-import { registerParticipantRunner } from './start.js';
+import { registerParticipantRunner } from '../participants.js';
 
 interface Opts extends TlsFlags {
   stateDir: string;

@@ -2,12 +2,12 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { PollenError } from '../../errors.js';
-import type { UserConfigValue } from '../../sdk/context.js';
 import { action, untilSignal } from '../command.js';
+import { parseConfigPairs } from '../config-pairs.js';
 import { openControl, rpc } from '../control-client.js';
 import { bold, dim, Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
-import { registerParticipantRunner } from './start.js';
+import { registerParticipantRunner } from '../participants.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -21,29 +21,6 @@ interface RunOpts extends TlsFlags {
   clientappioAddress: string;
   heartbeatInterval: string;
   logLevel: string;
-}
-
-/** `k=v` pairs: numbers and true/false become typed values, the rest strings. */
-export function parseConfigPairs(pairs: string[], flag: string): Record<string, UserConfigValue> {
-  const out: Record<string, UserConfigValue> = {};
-  for (const pair of pairs.flatMap((p) => p.split(/\s+(?=[^\s=]+=)/))) {
-    const i = pair.indexOf('=');
-    if (i < 1) throw new PollenError('INVALID_ARGUMENT', `${flag} takes KEY=VALUE (got "${pair}")`);
-    const key = pair.slice(0, i).trim();
-    const raw = pair
-      .slice(i + 1)
-      .trim()
-      .replace(/^"(.*)"$/, '$1');
-    out[key] =
-      raw === 'true'
-        ? true
-        : raw === 'false'
-          ? false
-          : raw !== '' && Number.isFinite(Number(raw))
-            ? Number(raw)
-            : raw;
-  }
-  return out;
 }
 
 /** The participant name in a certificate's `pollen://PROJECT/TYPE/NAME` URI SAN, if any. */

@@ -14,11 +14,11 @@ import { createCrl } from '../../pki/crl.js';
 import { checkCsr } from '../../pki/csr.js';
 import { type CertType, issueSiteCertificate, type SiteProfile } from '../../pki/profiles.js';
 import { verifyChain } from '../../pki/verify.js';
+import { WriteBatcher } from '../../store/batcher.js';
 import type { Database } from '../../store/database.js';
 import { decide, type LoadedPolicy, matchNamePattern } from '../policy.js';
 import { issueTokens, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
 import { AUDIT_GENESIS, type AuditEntry, auditHash } from './audit.js';
-import { WriteBatcher } from './batcher.js';
 import {
   alreadyDecided,
   claimDecision,
