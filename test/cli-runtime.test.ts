@@ -357,6 +357,40 @@ describe('runs: pollen run, list, log, stop', () => {
     }
   });
 
+  it('prints exactly one JSON document when a followed run fails: run --stream and log --stream', async () => {
+    // Five nodes needed, two online: the ServerApp fails its first round.
+    const r = await cli(['run', TINY, '--stream', '--json', '--run-config', 'min-nodes=5']);
+    const d = doc<{ ok: boolean; run: RunDoc; rounds: RoundDoc[]; error: ErrorDoc['error'] }>(r);
+    expect(d.ok).toBe(false);
+    expect(d.run).toMatchObject({ status: 'finished', subStatus: 'failed' });
+    expect(d.error.code).toBe('RUN_FAILED');
+    expect(d.error.message).toContain('2 nodes online, 5 needed');
+    expect(r.code).toBe(1);
+    const failed = d.run.runId;
+
+    const log = await cli(['log', failed, '--stream', '--json']);
+    const l = doc<{
+      ok: boolean;
+      runId: string;
+      lines: { text: string }[];
+      run: RunDoc;
+      error: ErrorDoc['error'];
+    }>(log);
+    expect(l).toMatchObject({
+      ok: false,
+      runId: failed,
+      run: { subStatus: 'failed' },
+      error: { code: 'RUN_FAILED' },
+    });
+    expect(l.lines.map((x) => x.text).join('\n')).toContain('5 needed');
+    expect(log.code).toBe(1);
+
+    const text = await cli(['log', failed, '--stream']);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain('5 needed');
+    expect(text.stderr).toContain('error[RUN_FAILED]');
+  });
+
   it('lists the run, and shows it with its rounds', async () => {
     expect(runId).not.toBe('');
     const list = await cli(['list', '--json']);

@@ -1,6 +1,19 @@
 import type { Command } from 'commander';
 import { PollenError } from '../errors.js';
-import { Output } from './output.js';
+import { type Io, Output } from './output.js';
+
+const ios = new WeakMap<Command, Io>();
+
+/** Where the commands of this program write (main() sets it; the process's streams otherwise). */
+export function setIo(program: Command, io: Io): void {
+  ios.set(program, io);
+}
+
+function ioOf(cmd: Command): Io {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  return ios.get(root) ?? { stdout: process.stdout, stderr: process.stderr };
+}
 
 /**
  * Wrap a command's action: build the Output from the global --json flag and let errors
@@ -11,7 +24,8 @@ export function action<O>(fn: (opts: O, out: Output, args: string[], cmd: Comman
     const cmd = raw[raw.length - 1] as Command;
     const opts = cmd.optsWithGlobals() as O & { json?: boolean };
     const args = cmd.args;
-    await fn(opts, new Output(Boolean(opts.json)), args, cmd);
+    const io = ioOf(cmd);
+    await fn(opts, new Output(Boolean(opts.json), io.stdout, io.stderr), args, cmd);
   };
 }
 

@@ -1,10 +1,11 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, PollenError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { setIo } from './command.js';
 import { registerCommands } from './commands/index.js';
-import { Output } from './output.js';
+import { type Io, Output, Reported } from './output.js';
 
-export function buildProgram(): Command {
+export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.stderr }): Command {
   const program = new Command('pollen')
     .description(
       'Pollen: secure federated learning. A project CA enrolls every site; SuperNodes train on local ' +
@@ -14,7 +15,10 @@ export function buildProgram(): Command {
     .option('--json', 'print one JSON document on stdout (errors too)')
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
-    .exitOverride();
+    .exitOverride()
+    // Before the commands are added: they copy these settings when they are made.
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  setIo(program, io);
   registerCommands(program);
   program.addHelpText(
     'after',
@@ -29,20 +33,28 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Run the CLI; returns the exit code. Only this function and bin/ own the process. */
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+/**
+ * Run the CLI; returns the exit code. Only this function and bin/ own the process. `argv` is
+ * process.argv's shape (node, script, args…); `io` lets tests run it in-process.
+ */
+export async function main(
+  argv: string[],
+  io: Io = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
+  const program = buildProgram(io);
   const json = argv.includes('--json');
+  const out = new Output(json, io.stdout, io.stderr);
   try {
     await program.parseAsync(argv);
     return ExitCode.OK;
   } catch (e) {
+    if (e instanceof Reported) return e.exitCode;
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0)
         return ExitCode.OK;
-      if (json) new Output(true).error(new PollenError('USAGE', e.message.replace(/^error: /, '')));
+      if (json) out.error(new PollenError('USAGE', e.message.replace(/^error: /, '')));
       return ExitCode.USAGE;
     }
-    return new Output(json).error(e).exitCode;
+    return out.error(e).exitCode;
   }
 }

@@ -47,7 +47,7 @@ Examples:
             throw new PollenError('INVALID_ARGUMENT', '--partitioning is iid or non-iid');
           const { runFederationDemo } = await import('../../demo/federation.js');
           const workspace = o.workspace ? resolve(o.workspace) : mkdtempSync(join(tmpdir(), 'pollen-demo-'));
-          const say = (s: string) => (out.json ? out.progress(s) : process.stdout.write(`${s}\n`));
+          const say = (s: string) => (out.json ? out.progress(s) : out.line(s));
           say(`${bold('Pollen')} secure federation demo — workspace ${workspace}`);
           let summary: Awaited<ReturnType<typeof runFederationDemo>>;
           try {
@@ -119,7 +119,7 @@ What happens, each step a real \`pollen\` process:
         if (!Number.isInteger(sites) || sites < 1 || sites > 50)
           throw new PollenError('INVALID_ARGUMENT', '--sites must be a whole number from 1 to 50');
         const workspace = o.workspace ? resolve(o.workspace) : mkdtempSync(join(tmpdir(), 'pollen-demo-'));
-        const say = (s: string) => (out.json ? out.progress(s) : process.stdout.write(`${s}\n`));
+        const say = (s: string) => (out.json ? out.progress(s) : out.line(s));
         say(`${bold('Pollen')} auto-scale enrollment demo — workspace ${workspace}`);
         const summary = await runEnrollmentDemo(
           { workspace, sites, keep: Boolean(o.keep) },

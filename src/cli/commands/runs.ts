@@ -5,7 +5,7 @@ import type { RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
 import { action } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { openControl, rpc } from '../control-client.js';
-import { bold, dim, type Output, ok } from '../output.js';
+import { bold, dim, type Output, ok, Reported } from '../output.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -64,7 +64,7 @@ async function follow(
   let last: Run | undefined;
   for await (const msg of s.control.streamLogs({ runId, follow: true })) {
     if (printLines && !out.json)
-      for (const l of msg.lines) process.stdout.write(`${l.stream === 'stderr' ? dim(l.text) : l.text}\n`);
+      for (const l of msg.lines) out.line(l.stream === 'stderr' ? dim(l.text) : l.text);
     if (msg.run) last = msg.run;
   }
   return last;
@@ -140,12 +140,13 @@ The app is bundled with its dependencies (pollen build), pushed in content-addre
           const run = await rpc(follow(s, runId, out, true));
           const details = await rpc(s.control.getRunDetails({ runId }));
           const result = { run: runJson(details.run ?? run!), rounds: details.rounds.map(roundJson) };
-          out.result(result, (d) => [
+          const render = (d: typeof result) => [
             bold(`run ${d.run.runId} ${statusText(d.run)}`),
             ...d.rounds.map(formatRound),
-          ]);
+          ];
           const err = finalError(details.run ?? run!);
-          if (err) throw err;
+          if (err) throw out.failure(result, err, render);
+          out.result(result, render);
         } finally {
           s.close();
         }
@@ -216,16 +217,16 @@ Examples:
           for await (const msg of s.control.streamLogs({ runId, follow: Boolean(o.stream) })) {
             for (const l of msg.lines) {
               if (out.json) lines.push({ seq: Number(l.seq), stream: l.stream, text: l.text });
-              else process.stdout.write(`${l.text}\n`);
+              else out.line(l.text);
             }
             if (msg.run) run = msg.run;
           }
-          if (out.json) out.result({ runId, lines, run: run ? runJson(run) : null }, () => []);
-          if (o.stream && run) {
-            const err = finalError(run);
-            if (err) throw err;
-          }
+          const result = { runId, lines, run: run ? runJson(run) : null };
+          const err = o.stream && run ? finalError(run) : undefined;
+          if (err) throw out.failure(result, err, () => []);
+          if (out.json) out.result(result, () => []);
         } catch (e) {
+          if (e instanceof Reported) throw e;
           throw (await import('../../transport/errors.js')).fromConnectError(e);
         } finally {
           s.close();

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { PollenError } from '../../errors.js';
 import { action, untilSignal } from '../command.js';
-import { bold, dim, Output } from '../output.js';
+import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from '../participants.js';
 
@@ -25,7 +25,7 @@ export function registerSuperLink(program: Command): void {
   registerParticipantRunner('server', async ({ kit, out }) => {
     const e = kit.config.endpoint;
     const host = kit.config.listening?.host ?? '0.0.0.0';
-    const quiet = new Output(out.json, process.stderr, process.stderr);
+    const quiet = out.quiet();
     const { tls } = resolveTls({ kit: kit.dir }, 'server', quiet);
     await runSuperLink(
       {

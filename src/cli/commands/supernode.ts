@@ -5,7 +5,7 @@ import { PollenError } from '../../errors.js';
 import { action, untilSignal } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { openControl, rpc } from '../control-client.js';
-import { bold, dim, Output } from '../output.js';
+import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from '../participants.js';
 
@@ -54,7 +54,7 @@ export function registerSuperNode(program: Command): void {
         heartbeatInterval: process.env.POLLEN_HEARTBEAT_INTERVAL || '10',
         logLevel: process.env.POLLEN_LOG_LEVEL || 'info',
       },
-      new Output(out.json, process.stderr, process.stderr),
+      out.quiet(),
     );
     return { status: 'stopped' };
   });
