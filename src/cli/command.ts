@@ -25,7 +25,7 @@ export function action<O>(fn: (opts: O, out: Output, args: string[], cmd: Comman
     const opts = cmd.optsWithGlobals() as O & { json?: boolean };
     const args = cmd.args;
     const io = ioOf(cmd);
-    await fn(opts, new Output(Boolean(opts.json), io.stdout, io.stderr), args, cmd);
+    await fn(opts, new Output(Boolean(opts.json), io.stdout, io.stderr, io.stdin), args, cmd);
   };
 }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import pc from 'picocolors';
 import { type ExitCode, type PollenError, toPollenError } from '../errors.js';
 
@@ -5,6 +6,8 @@ import { type ExitCode, type PollenError, toPollenError } from '../errors.js';
 export interface Io {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Standard input, read whole (for `-` arguments); the process's by default. */
+  stdin?: () => string;
 }
 
 /**
@@ -26,7 +29,13 @@ export class Output {
     readonly json: boolean,
     private readonly stdout: NodeJS.WritableStream = process.stdout,
     private readonly stderr: NodeJS.WritableStream = process.stderr,
+    private readonly stdin: () => string = () => readFileSync(0, 'utf8'),
   ) {}
+
+  /** Standard input, whole (a `-` argument). */
+  readInput(): string {
+    return this.stdin();
+  }
 
   /** Print the command's result: `data` as JSON, or the text `render` makes of it. */
   result<T>(data: T, render: (data: T) => string | string[]): void {
@@ -66,7 +75,7 @@ export class Output {
 
   /** The same destinations with progress and results both on stderr (for long-running services). */
   quiet(): Output {
-    return new Output(this.json, this.stderr, this.stderr);
+    return new Output(this.json, this.stderr, this.stderr, this.stdin);
   }
 
   /** Progress and narration: stderr, so stdout stays machine-readable. */

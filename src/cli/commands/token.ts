@@ -361,8 +361,8 @@ async function batch(
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-function readTokenArg(value: string): { token: string; from: string } {
-  if (value === '-') return { token: readFileSync(0, 'utf8').trim(), from: 'stdin' };
+function readTokenArg(value: string, stdin: () => string): { token: string; from: string } {
+  if (value === '-') return { token: stdin().trim(), from: 'stdin' };
   if (JWT_SHAPE.test(value.trim()) && !existsSync(value)) return { token: value.trim(), from: 'argument' };
   if (existsSync(value)) {
     if (statSync(value).isDirectory())
@@ -383,7 +383,7 @@ async function info(f: { token?: string; ca?: string; json?: boolean }, out: Out
   const arg = nonEmpty(f.token);
   if (!arg)
     throw new PollenError('USAGE', 'Give the token with -t TOKEN|FILE (or set POLLEN_ENROLLMENT_TOKEN)');
-  const { token, from } = readTokenArg(arg);
+  const { token, from } = readTokenArg(arg, () => out.readInput());
   const claims = decodeToken(token);
   const header = decodeTokenHeader(token);
   let signature: SignatureStatus = 'not checked (no CA at hand)';
