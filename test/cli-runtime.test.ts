@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, POLLEN_BIN, pollen, pollenAsync, tempDir } from './support/cli.js';
+import { type CliResult, POLLEN_BIN, pollen, pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 
 // The runtime commands as an operator runs them, as real processes: a SuperLink and two
 // SuperNodes over mutual TLS from `pollen cert` certificates, then an admin drives runs through
@@ -45,7 +45,8 @@ function expectError(r: CliResult, code: string, exit: number): ErrorDoc['error'
   return d.error;
 }
 
-const cli = (args: string[]) => pollenAsync(args, { cwd: t.dir, env: ENV });
+// Admin commands in-process through main() (the services run as real processes below).
+const cli = (args: string[]) => pollenInProcess(args, { cwd: t.dir, env: ENV });
 
 // --- long-running processes -------------------------------------------------------------------
 
