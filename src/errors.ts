@@ -4,6 +4,7 @@
  * status for services and an exit code for the CLI. Internal detail (`detail`, `cause`) stays
  * in server logs and is never sent over the wire.
  */
+import { randomBytes } from 'node:crypto';
 
 /** Process exit codes: the one table the CLI uses (documented in docs/cli.md). */
 export const ExitCode = {
@@ -459,4 +460,20 @@ export function toPollenError(e: unknown): PollenError {
     detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
     cause: e,
   });
+}
+
+/** Logs an unexpected failure under the reference its client was given. */
+export type FailureReporter = (reference: string, error: unknown) => void;
+
+/**
+ * What a server may tell a client about any throwable. A PollenError is public by design (its
+ * code, message, hint and data; `detail` and `cause` stay in the process); anything else — a bug,
+ * an OS error naming a file, an INTERNAL — becomes a bare INTERNAL whose message carries only a
+ * short reference, and `report` logs the full error under it.
+ */
+export function publicError(e: unknown, report: FailureReporter): PollenError {
+  if (e instanceof PollenError && e.code !== 'INTERNAL') return e;
+  const reference = randomBytes(5).toString('hex');
+  report(reference, e);
+  return new PollenError('INTERNAL', `Internal error (reference ${reference})`, { data: { reference } });
 }

@@ -197,7 +197,9 @@ describe('pollen enrollment', () => {
     expect(untrusted.code).toBe(7);
     expect(untrusted.json<{ error: { code: string } }>().error.code).toBe('TLS_FAILED');
 
-    const noUrl = await pollenInProcess(['enrollment', 'list'], { env: { ...env, POLLEN_CERT_SERVICE_URL: '' } });
+    const noUrl = await pollenInProcess(['enrollment', 'list'], {
+      env: { ...env, POLLEN_CERT_SERVICE_URL: '' },
+    });
     expect(noUrl.code).toBe(2);
     expect(noUrl.stderr).toContain('POLLEN_CERT_SERVICE_URL');
   });

@@ -257,6 +257,7 @@ describe('a SuperNode pointed at a peer of the project that is not a server', ()
       hosts: ['127.0.0.1', 'localhost'],
     });
     const impostor = await startRpcServer({
+      log: pino({ level: 'silent' }),
       host: '127.0.0.1',
       port: 0,
       tls: {

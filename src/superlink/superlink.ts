@@ -92,6 +92,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   try {
     await revocations?.start();
     const appIo = await startRpcServer({
+      log: o.log,
       host: o.serverAppIo.host,
       port: o.serverAppIo.port,
       routes: serverAppIoRoutes(link, launcher),
@@ -105,6 +106,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     servers.push(appIo);
     serverAppIoUrl = appIo.url;
     const fleet = await startRpcServer({
+      log: o.log,
       host: o.fleet.host,
       port: o.fleet.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
@@ -126,6 +128,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
     };
     const control = await startRpcServer({
+      log: o.log,
       host: o.control.host,
       port: o.control.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,

@@ -175,6 +175,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   // Embedded mode has no app processes, so no ClientAppIo.
   if (!o.app)
     appIo = await startRpcServer({
+      log: o.log,
       host: o.clientAppIo?.host ?? '127.0.0.1',
       port: o.clientAppIo?.port ?? 0,
       routes: clientAppIoRoutes({

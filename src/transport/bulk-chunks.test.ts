@@ -4,6 +4,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
@@ -57,6 +58,7 @@ beforeAll(async () => {
   admin = await material(ca, 'alice', 'admin');
   store = new DiskChunkStore(join(dir, 'store'));
   server = await startRpcServer({
+    log: pino({ level: 'silent' }),
     host: '127.0.0.1',
     port: 0,
     tls: { ...serverTls, requireClientCert: true },

@@ -35,7 +35,14 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import https from 'node:https';
-import { ERROR_CODES, type ErrorCode, PollenError, toPollenError } from '../errors.js';
+import {
+  ERROR_CODES,
+  type ErrorCode,
+  type FailureReporter,
+  PollenError,
+  publicError,
+  toPollenError,
+} from '../errors.js';
 import {
   assertChunkId,
   CHUNK_SIZE,
@@ -113,6 +120,7 @@ export async function serveBulkChunk(
   req: Http2ServerRequest,
   res: Http2ServerResponse,
   peer: PeerIdentity | undefined,
+  report: FailureReporter,
 ): Promise<void> {
   try {
     const method = req.method;
@@ -128,12 +136,12 @@ export async function serveBulkChunk(
     if (method === 'GET') await sendChunk(store, id, res);
     else await receiveChunk(route, store, id, req, res);
   } catch (e) {
-    fail(req, res, e);
+    fail(req, res, e, report);
   }
 }
 
-function fail(req: Http2ServerRequest, res: Http2ServerResponse, e: unknown): void {
-  const pe = toPollenError(e);
+function fail(req: Http2ServerRequest, res: Http2ServerResponse, e: unknown, report: FailureReporter): void {
+  const pe = publicError(e, report);
   if (res.headersSent || res.stream?.destroyed) {
     if (res.stream) res.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
     else req.socket?.destroy();

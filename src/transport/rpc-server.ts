@@ -20,9 +20,11 @@ import {
   type Interceptor,
 } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { PollenError } from '../errors.js';
+import type { Logger } from 'pino';
+import { type FailureReporter, PollenError } from '../errors.js';
 import { type BulkChunkRoute, isBulkChunkRequest, serveBulkChunk } from './bulk-chunks.js';
 import { peerContextKey } from './context.js';
+import { errorBoundary } from './errors.js';
 import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
@@ -58,6 +60,11 @@ export interface RpcServerOptions {
   fast?: FastUnary[];
   /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-chunks.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
+  /**
+   * Where an unexpected failure is logged, under the reference its client is told (every path:
+   * Connect routes, fast routes, bulk chunks). Clients never see more than that reference.
+   */
+  log: Pick<Logger, 'error'>;
 }
 
 export interface RpcServer {
@@ -96,12 +103,14 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     if (peer) values.set(peerContextKey, peer);
     return values;
   };
+  const report: FailureReporter = (reference, err) =>
+    o.log.error({ err, reference }, 'internal error answered as INTERNAL');
   const handler = connectNodeAdapter({
     routes: (router) => {
       o.routes(router);
       answerUndecodableAsInvalid(router);
     },
-    interceptors: o.interceptors,
+    interceptors: [errorBoundary(report), ...(o.interceptors ?? [])],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     contextValues,
@@ -145,10 +154,10 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const bulk = o.bulk;
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
-    if (bulk && isBulkChunkRequest(req.url)) void serveBulkChunk(bulk, req, res, peerOf(req));
+    if (bulk && isBulkChunkRequest(req.url)) void serveBulkChunk(bulk, req, res, peerOf(req), report);
     else {
       const route = fast.size > 0 && isFastCandidate(req) ? fast.get(req.url) : undefined;
-      if (route) void serveFast(route, req, res, contextValues(req), MAX_MESSAGE_BYTES);
+      if (route) void serveFast(route, req, res, contextValues(req), MAX_MESSAGE_BYTES, report);
       else handler(req, res);
     }
   });
