@@ -277,6 +277,11 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     "A node sends or reads a run's chunks only once the run sent it an instruction; a ServerApp only its own run's.",
   ),
+  CHUNK_RUN_REQUIRED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'A SuperNode uploads chunks only for a run that sent it work: name the run in the pollen-chunk-run header (Pollen SuperNodes do).',
+  ),
   // SuperLink state (nodes, runs, messages)
   NODE_UNKNOWN: spec(
     404,

@@ -19,7 +19,7 @@ import {
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { MESSAGE_TYPES } from '../sdk/message.js';
-import { isScopeName } from '../transport/bulk-chunks.js';
+import { CHUNK_RUN_HEADER, isScopeName } from '../transport/bulk-chunks.js';
 import { CHUNK_SIZE, type ChunkStore, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
@@ -111,14 +111,20 @@ export class Link {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Chunk scopes (relay-chunks.ts). Without a run, callers use the verified shared store.
+  // Chunk scopes (relay-chunks.ts). Without a run, readers see the verified shared store.
 
   /**
    * Where node `nodeId` uploads chunks for `runId`: the run must be running and have sent the
-   * node an instruction (only a run's nodes add to its chunks).
+   * node an instruction (only a run's nodes add to its chunks). A node never writes the shared
+   * store: what it uploads belongs to a reply of a run, and the shared store (app bundles, from
+   * admins) has no per-node quota or run end that would ever release it.
    */
   async nodeUploads(nodeId: string, runId: string | undefined): Promise<ChunkStore> {
-    if (runId === undefined) return this.chunks;
+    if (runId === undefined)
+      throw new PollenError(
+        'CHUNK_RUN_REQUIRED',
+        `A SuperNode uploads chunks only into a run's scope; name the run in the ${CHUNK_RUN_HEADER} header`,
+      );
     const run = await this.wireRun(runId, true);
     if (run.status !== 'running')
       throw new PollenError('RUN_NOT_RUNNING', `Run ${runId} is ${run.status}; it takes no more chunks`);
