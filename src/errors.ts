@@ -282,6 +282,16 @@ export const ERROR_CODES = {
     ExitCode.INVALID_INPUT,
     'A SuperNode uploads chunks only for a run that sent it work: name the run in the pollen-chunk-run header (Pollen SuperNodes do).',
   ),
+  CHUNK_QUOTA_EXCEEDED: spec(
+    429,
+    ExitCode.UNAVAILABLE,
+    "This node holds as many bytes of the run's chunks as the SuperLink allows (--node-chunk-quota): send the reply that names them, or retry once unused ones were collected (2 minutes after their last use).",
+  ),
+  STORAGE_FULL: spec(
+    507,
+    ExitCode.UNAVAILABLE,
+    "The SuperLink's chunk storage is at its budget (--chunk-disk-budget) or its disk is full: retry later; the operator can raise the budget or free disk.",
+  ),
   // SuperLink state (nodes, runs, messages)
   NODE_UNKNOWN: spec(
     404,
@@ -424,6 +434,8 @@ export function toPollenError(e: unknown): PollenError {
     return new PollenError('FILE_NOT_FOUND', `No such file: ${err.path ?? ''}`.trim());
   if (err?.code === 'EEXIST')
     return new PollenError('FILE_EXISTS', `Already exists: ${err.path ?? ''}`.trim());
+  if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT')
+    return new PollenError('STORAGE_FULL', 'The disk is full', { cause: e, detail: err.path });
   if (err?.code === 'ECONNREFUSED' || err?.code === 'ENOTFOUND' || err?.code === 'ECONNRESET')
     return new PollenError('UNAVAILABLE', `Cannot reach the service (${err.code})`, { cause: e });
   return new PollenError('INTERNAL', 'Internal error', {

@@ -97,12 +97,11 @@ export class Link {
     this.instructions.notify(nodeId);
   }
 
-  /** End every long poll (the SuperLink is stopping): they answer empty at once. */
   /**
-   * Delete chunks that no stored message and no app bundle references. Chunks younger than
-   * `minAgeMs` stay: one pushed just before its message must not be swept away.
+   * Delete shared chunks that no stored message and no app bundle references. Chunks younger
+   * than `minAgeMs` stay: an admin's bundle upload waits that long for its StartRun.
    */
-  async collectGarbage(minAgeMs = 10 * 60_000): Promise<GcResult> {
+  async collectGarbage(minAgeMs: number): Promise<GcResult> {
     const live = await this.state.liveChunkIds();
     for (const file of readdirSync(this.#fabDir))
       if (file.endsWith('.bin'))
@@ -173,7 +172,7 @@ export class Link {
   }
 
   /** Drop run chunks no stored message names and nobody used for `idleMs` (relay-chunks.ts). */
-  async sweepRunChunks(idleMs = 120_000): Promise<number> {
+  async sweepRunChunks(idleMs: number): Promise<number> {
     return this.relay.sweep(await this.state.liveChunkIds(), idleMs);
   }
 
@@ -183,6 +182,7 @@ export class Link {
     await this.relay.dropRun(runId);
   }
 
+  /** End every long poll (the SuperLink is stopping): they answer empty at once. */
   close(): void {
     this.#closing = true;
     this.instructions.notifyAll();

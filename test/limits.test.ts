@@ -1,0 +1,167 @@
+/**
+ * The SuperLink's per-node limits against real clients (mutual TLS on 127.0.0.1, the SuperLink
+ * in this process so its accounts can be read): a node that floods is refused with a precise
+ * code while the others go on, the accounts stay exact after each refusal, and what was
+ * refused is given back once it is collected.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { create } from '@bufbuild/protobuf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isPollenError } from '../src/errors.js';
+import { FabSchema } from '../src/gen/pollen/v1/records_pb.js';
+import { uploadChunks } from '../src/transport/chunk-transfer.js';
+import { fromConnectError } from '../src/transport/errors.js';
+import { waitFor } from './support/federation.js';
+import { type InProcessLink, type Site, startInProcessLink } from './support/inproc.js';
+
+const KiB = 1024;
+const sha = (d: Uint8Array): string => createHash('sha256').update(d).digest('hex');
+const chunk = (n = 256 * KiB): { id: string; data: Uint8Array } => {
+  const data = randomBytes(n);
+  return { id: sha(data), data };
+};
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return isPollenError(e) ? e.code : fromConnectError(e).code;
+  }
+}
+
+/** PUT fresh chunks into the run's scope until one is refused (at most `max` tries). */
+async function flood(site: Site, runId: string, max: number): Promise<{ stored: number; refusal: string }> {
+  for (let stored = 0; stored < max; stored++) {
+    const c = chunk();
+    const code = await codeOf(site.channel.bulk!.put(c.id, c.data, undefined, { 'pollen-chunk-run': runId }));
+    if (code !== 'ok') return { stored, refusal: code };
+  }
+  return { stored: max, refusal: 'none' };
+}
+
+describe('per-node chunk quota in a run', () => {
+  let l: InProcessLink;
+  let flooder: Site;
+  let honest: Site;
+  beforeAll(async () => {
+    l = await startInProcessLink('pollen-limits-quota-', {
+      limits: { nodeChunkQuotaBytes: 2048 * KiB },
+      chunkMemoryBytes: 1024 * KiB, // the rest of the quota goes to files
+      collector: { everyMs: 100, runChunkGraceMs: 1_000 },
+    });
+    flooder = await l.site('flooder');
+    honest = await l.site('honest');
+  });
+  afterAll(async () => {
+    await l?.close();
+  });
+
+  it('refuses a node that floods its scope with CHUNK_QUOTA_EXCEEDED; another node still gets its whole share', async () => {
+    const { runId } = await l.run();
+    await l.instruct(runId, flooder.nodeId);
+    await l.instruct(runId, honest.nodeId);
+    const { stored, refusal } = await flood(flooder, runId, 64);
+    expect(refusal).toBe('CHUNK_QUOTA_EXCEEDED');
+    expect(stored).toBe(8); // 8 × 256 KiB = the 2 MiB quota
+    expect(l.superlink.link.relay.heldBy(runId, flooder.nodeId)).toBe(2048 * KiB);
+    // The RPC lane keeps the same account.
+    const more = chunk();
+    expect(
+      await codeOf(
+        uploadChunks(flooder.fleet, new Map([[more.id, more.data]]), { scope: { runId }, bulk: false }),
+      ),
+    ).toBe('CHUNK_QUOTA_EXCEEDED');
+    expect(l.superlink.link.relay.heldBy(runId, flooder.nodeId)).toBe(2048 * KiB);
+    // The honest node's share is untouched: it uploads its whole quota.
+    const mine = Array.from({ length: 8 }, () => chunk());
+    const r = await uploadChunks(honest.fleet, new Map(mine.map((c) => [c.id, c.data])), {
+      scope: { runId },
+    });
+    expect(r.sent).toBe(8);
+    expect(l.superlink.link.relay.heldBy(runId, honest.nodeId)).toBe(2048 * KiB);
+  });
+
+  it('gives the quota back once the flood is collected (no message names it), while the run goes on', async () => {
+    const { runId } = await l.run();
+    await l.instruct(runId, flooder.nodeId);
+    expect((await flood(flooder, runId, 64)).refusal).toBe('CHUNK_QUOTA_EXCEEDED');
+    await waitFor(
+      'the flood to be collected',
+      () => l.superlink.link.relay.heldBy(runId, flooder.nodeId) === 0,
+      10_000,
+      100,
+    );
+    const again = await flood(flooder, runId, 64);
+    expect(again).toEqual({ stored: 8, refusal: 'CHUNK_QUOTA_EXCEEDED' });
+  });
+});
+
+describe('disk budget for chunk files', () => {
+  let l: InProcessLink;
+  beforeAll(async () => {
+    l = await startInProcessLink('pollen-limits-disk-', {
+      limits: { chunkDiskBudgetBytes: 1024 * KiB },
+      chunkMemoryBytes: 0, // every run chunk is a file
+    });
+  });
+  afterAll(async () => {
+    await l?.close();
+  });
+
+  it('refuses chunk files past it with STORAGE_FULL, for run scopes and the shared store alike', async () => {
+    const a = await l.site('site-a');
+    const { runId, app } = await l.run();
+    await l.instruct(runId, a.nodeId);
+    const { stored, refusal } = await flood(a, runId, 16);
+    expect({ stored, refusal }).toEqual({ stored: 4, refusal: 'STORAGE_FULL' });
+    // The ServerApp and an admin's bundle upload meet the same full disk.
+    const c = chunk();
+    expect(await codeOf(uploadChunks(app, new Map([[c.id, c.data]])))).toBe('STORAGE_FULL');
+    const admin = await l.admin();
+    expect(await codeOf(uploadChunks(admin, new Map([[c.id, c.data]])))).toBe('STORAGE_FULL');
+    expect(await l.superlink.link.chunks.has(c.id)).toBe(false);
+    expect(l.superlink.link.relay.stats()).toMatchObject({ onDisk: 4, diskBytes: 1024 * KiB });
+    // The run ends: its files go, and the budget is free again.
+    await l.superlink.link.runFinished(runId);
+    expect(l.superlink.link.relay.stats()).toMatchObject({ onDisk: 0, diskBytes: 0 });
+    expect((await uploadChunks(admin, new Map([[c.id, c.data]]))).sent).toBe(1);
+  });
+});
+
+describe('collection of the shared store', () => {
+  let l: InProcessLink;
+  beforeAll(async () => {
+    l = await startInProcessLink('pollen-limits-gc-', {
+      collector: { everyMs: 100, sharedEveryMs: 100, sharedGraceMs: 1_000 },
+    });
+  });
+  afterAll(async () => {
+    await l?.close();
+  });
+
+  it('removes chunks no bundle or message names within seconds, also while a run is active', async () => {
+    const a = await l.site('site-a');
+    const { runId } = await l.run();
+    await l.instruct(runId, a.nodeId);
+    const admin = await l.admin();
+    const orphan = chunk(10 * KiB);
+    const bundle = chunk(10 * KiB);
+    await uploadChunks(admin, new Map([orphan, bundle].map((c) => [c.id, c.data])));
+    await l.superlink.link.registerFab(
+      create(FabSchema, {
+        hash: `sha256:${bundle.id}`,
+        size: BigInt(bundle.data.byteLength),
+        chunkIds: [bundle.id],
+      }),
+    );
+    await waitFor(
+      'the orphan to be collected',
+      async () => !(await l.superlink.link.chunks.has(orphan.id)),
+      10_000,
+      100,
+    );
+    expect(await l.superlink.link.chunks.has(bundle.id)).toBe(true);
+    expect((await l.superlink.state.getRun(runId))?.status).toBe('running');
+  });
+});
