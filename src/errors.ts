@@ -318,6 +318,11 @@ export const ERROR_CODES = {
     'A node may only reply to instructions it was sent (and not yet answered or timed out).',
   ),
   REPLY_DUPLICATE: spec(409, ExitCode.CONFLICT, 'Each instruction takes exactly one reply.'),
+  REPLY_QUEUE_FULL: spec(
+    429,
+    ExitCode.UNAVAILABLE,
+    'This node has as many unread replies queued as the SuperLink allows (--node-reply-queue, --node-reply-queue-mib): retry once the ServerApp has read them.',
+  ),
   MESSAGE_EXPIRED: spec(
     410,
     ExitCode.CONFLICT,

@@ -9,8 +9,11 @@ import { create } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPollenError } from '../src/errors.js';
 import { FabSchema } from '../src/gen/pollen/v1/records_pb.js';
+import { Message } from '../src/sdk/message.js';
+import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
 import { uploadChunks } from '../src/transport/chunk-transfer.js';
 import { fromConnectError } from '../src/transport/errors.js';
+import { messageToWire } from '../src/transport/wire.js';
 import { waitFor } from './support/federation.js';
 import { type InProcessLink, type Site, startInProcessLink } from './support/inproc.js';
 
@@ -163,5 +166,70 @@ describe('collection of the shared store', () => {
     );
     expect(await l.superlink.link.chunks.has(bundle.id)).toBe(true);
     expect((await l.superlink.state.getRun(runId))?.status).toBe('running');
+  });
+});
+
+describe('per-node cap on unread replies', () => {
+  let l: InProcessLink;
+  beforeAll(async () => {
+    l = await startInProcessLink('pollen-limits-replies-', {
+      limits: { nodeReplyQueue: 4, nodeReplyQueueBytes: 1024 * KiB },
+    });
+  });
+  afterAll(async () => {
+    await l?.close();
+  });
+
+  /** A reply to `instructionId` whose arrays travel inline: about `kib` KiB of payload. */
+  const replyOf = (runId: string, nodeId: string, instructionId: string, kib: number) => {
+    const arrays: Record<string, Float32Array> = {};
+    for (let i = 0; i < kib / 32; i++) arrays[`w${i}`] = new Float32Array(8 * KiB).fill(i);
+    return messageToWire(
+      Message.create({
+        content: new RecordDict({ model: ArrayRecord.fromArrays(arrays) }),
+        dstNodeId: '0',
+        messageType: 'train',
+        runId,
+        ttlSeconds: 60,
+      }).withMetadata({
+        srcNodeId: nodeId,
+        replyToMessageId: instructionId,
+        messageId: randomBytes(8).toString('hex'),
+      }),
+    ).wire;
+  };
+  const push = async (site: Site, reply: ReturnType<typeof replyOf>) =>
+    (await site.fleet.pushMessages({ messages: [reply] })).results[0]!.errorCode;
+
+  it('refuses replies past the bytes or the count with REPLY_QUEUE_FULL; a read gives room back', async () => {
+    const flooder = await l.site('flooder');
+    const honest = await l.site('honest');
+    const { runId, app } = await l.run();
+    const open = [];
+    for (let i = 0; i < 6; i++) open.push(await l.instruct(runId, flooder.nodeId));
+    // Three replies of 320 KiB fit in 1 MiB; a fourth does not.
+    for (const id of open.slice(0, 3))
+      expect(await push(flooder, replyOf(runId, flooder.nodeId, id, 320))).toBe('');
+    const refused = await flooder.fleet.pushMessages({
+      messages: [replyOf(runId, flooder.nodeId, open[3]!, 320)],
+    });
+    expect(refused.results[0]).toMatchObject({ errorCode: 'REPLY_QUEUE_FULL' });
+    expect(refused.results[0]!.errorMessage).toMatch(/3 replies .* waiting to be read/);
+    // Small replies still fit the bytes, but not the count (4).
+    expect(await push(flooder, replyOf(runId, flooder.nodeId, open[3]!, 32))).toBe('');
+    expect(await push(flooder, replyOf(runId, flooder.nodeId, open[4]!, 32))).toBe('REPLY_QUEUE_FULL');
+    expect(l.superlink.link.replyQueues.queued(flooder.nodeId)).toMatchObject({ replies: 4 });
+    // Another node's replies are not held back.
+    const theirs = await l.instruct(runId, honest.nodeId);
+    expect(await push(honest, replyOf(runId, honest.nodeId, theirs, 320))).toBe('');
+    // The ServerApp reads: the room comes back, and the refused instruction is still open.
+    const { messages } = await app.pullReplies({ messageIds: [...open.slice(0, 4), theirs], waitMs: 0 });
+    expect(messages).toHaveLength(5);
+    expect(l.superlink.link.replyQueues.queued(flooder.nodeId)).toEqual({ replies: 0, bytes: 0 });
+    expect(await push(flooder, replyOf(runId, flooder.nodeId, open[4]!, 320))).toBe('');
+    // A run's end releases what nobody read.
+    expect(await push(flooder, replyOf(runId, flooder.nodeId, open[5]!, 320))).toBe('');
+    await l.superlink.link.runFinished(runId);
+    expect(l.superlink.link.replyQueues.queued(flooder.nodeId)).toEqual({ replies: 0, bytes: 0 });
   });
 });

@@ -25,6 +25,7 @@ import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
 import { sessionContextKey } from './node-auth.js';
+import { DEFAULT_LIMITS, type Limits, ReplyQueues } from './quotas.js';
 import { type RelayChunks, SERVER_SCOPE } from './relay-chunks.js';
 import type { LinkState, Run, SynthesizedErrorReply } from './state.js';
 import { Waiters } from './waiters.js';
@@ -48,6 +49,8 @@ export interface LinkOptions {
   stateDir: string;
   log: Logger;
   nodeAuth: boolean;
+  /** Per-node caps on unread replies (default DEFAULT_LIMITS). */
+  limits?: Pick<Limits, 'nodeReplyQueue' | 'nodeReplyQueueBytes'>;
 }
 
 export class Link {
@@ -60,6 +63,8 @@ export class Link {
   readonly replies = new Waiters();
   /** SuperNodes long-polling PullMessages, keyed by node id. */
   readonly instructions = new Waiters();
+  /** Each node's replies not read yet by a ServerApp (quotas.ts). */
+  readonly replyQueues: ReplyQueues;
   /**
    * Bumped per node on every push, so a long poll that found nothing cannot miss a push that
    * landed between its query and its wait (it looks again instead of sleeping).
@@ -77,6 +82,7 @@ export class Link {
     this.relay = o.relay;
     this.log = o.log;
     this.nodeAuth = o.nodeAuth;
+    this.replyQueues = new ReplyQueues(o.limits ?? DEFAULT_LIMITS);
     this.#fabDir = join(o.stateDir, 'fabs');
     mkdirSync(this.#fabDir, { recursive: true, mode: 0o700 });
   }
@@ -176,9 +182,10 @@ export class Link {
     return this.relay.sweep(await this.state.liveChunkIds(), idleMs);
   }
 
-  /** A run finished: its chunks and participants go. */
+  /** A run finished: its chunks, participants and unread replies go. */
   async runFinished(runId: string): Promise<void> {
     this.#participants.delete(runId);
+    this.replyQueues.dropRun(runId);
     await this.relay.dropRun(runId);
   }
 
@@ -422,12 +429,22 @@ export class Link {
           ? this.relay.reader(md.runId, [nodeId, SERVER_SCOPE], this.chunks)
           : this.chunks,
       );
-      const runId = await this.state.pushReply(nodeId, {
-        messageId: md.messageId,
-        replyTo: md.replyToMessageId,
-        payload: toBinary(MessageSchema, m),
-        chunkIds,
-      });
+      const payload = toBinary(MessageSchema, m);
+      // Counted before it is stored, so concurrent pushes cannot pass the node's cap together.
+      this.replyQueues.reserve(nodeId, payload.byteLength);
+      let runId: string;
+      try {
+        runId = await this.state.pushReply(nodeId, {
+          messageId: md.messageId,
+          replyTo: md.replyToMessageId,
+          payload,
+          chunkIds,
+        });
+      } catch (e) {
+        this.replyQueues.release(nodeId, payload.byteLength);
+        throw e;
+      }
+      this.replyQueues.stored(runId, md.messageId, nodeId, payload.byteLength);
       this.replies.notify(runId);
       return { messageId };
     } catch (e) {
@@ -452,6 +469,7 @@ export class Link {
     const deadline = Date.now() + Math.min(waitMs, 30_000);
     for (;;) {
       const out = await this.state.pullReplies(runId, ids);
+      for (const r of out) if (r.kind === 'reply') this.replyQueues.read(runId, r.messageId);
       if (out.length > 0 || Date.now() >= deadline || signal?.aborted || this.#closing)
         return out.map((r) => this.#replyMessage(runId, r));
       // Offline detection is time based: look again at least every second.

@@ -88,3 +88,83 @@ export class ByteBudget implements ChunkBudget {
     this.#used = Math.max(0, this.#used - bytes);
   }
 }
+
+/**
+ * Per node, the replies it pushed that no ServerApp has read yet (they stay in the SuperLink's
+ * memory and store until then): at most `maxReplies` of them and `maxBytes` of their payloads.
+ * A node can only answer instructions it was sent, but each answer may be up to the message
+ * limit, so without this a node with many open instructions could park gigabytes here.
+ */
+export class ReplyQueues {
+  readonly maxReplies: number;
+  readonly maxBytes: number;
+  /** Per node: replies and bytes counted (stored, or being stored). */
+  readonly #nodes = new Map<string, { replies: number; bytes: number }>();
+  /** Per run: the stored replies not read yet (message id → node and bytes), released on read. */
+  readonly #runs = new Map<string, Map<string, { nodeId: string; bytes: number }>>();
+
+  constructor(limits: Pick<Limits, 'nodeReplyQueue' | 'nodeReplyQueueBytes'>) {
+    this.maxReplies = limits.nodeReplyQueue;
+    this.maxBytes = limits.nodeReplyQueueBytes;
+  }
+
+  /** What node `nodeId` has waiting. */
+  queued(nodeId: string): { replies: number; bytes: number } {
+    const q = this.#nodes.get(nodeId);
+    return { replies: q?.replies ?? 0, bytes: q?.bytes ?? 0 };
+  }
+
+  /** Count a reply of `bytes` before it is stored, or throw REPLY_QUEUE_FULL (nothing counted). */
+  reserve(nodeId: string, bytes: number): void {
+    const q = this.queued(nodeId);
+    if (q.replies + 1 > this.maxReplies || q.bytes + bytes > this.maxBytes)
+      throw new PollenError(
+        'REPLY_QUEUE_FULL',
+        `Node ${nodeId} has ${q.replies} replies (${q.bytes} bytes) waiting to be read; ` +
+          `one more of ${bytes} bytes would pass its limit of ${this.maxReplies} replies or ${this.maxBytes} bytes`,
+        {
+          data: {
+            queuedReplies: q.replies,
+            queuedBytes: q.bytes,
+            maxReplies: this.maxReplies,
+            maxBytes: this.maxBytes,
+          },
+        },
+      );
+    this.#nodes.set(nodeId, { replies: q.replies + 1, bytes: q.bytes + bytes });
+  }
+
+  /** A reserved reply was not stored after all. */
+  release(nodeId: string, bytes: number): void {
+    const q = this.#nodes.get(nodeId);
+    if (!q) return;
+    q.replies--;
+    q.bytes -= bytes;
+    if (q.replies <= 0) this.#nodes.delete(nodeId);
+  }
+
+  /** A reserved reply was stored as message `messageId` of `runId`. */
+  stored(runId: string, messageId: string, nodeId: string, bytes: number): void {
+    const run = this.#runs.get(runId) ?? new Map<string, { nodeId: string; bytes: number }>();
+    this.#runs.set(runId, run);
+    run.set(messageId, { nodeId, bytes });
+  }
+
+  /** The ServerApp read reply `messageId` of `runId`. */
+  read(runId: string, messageId: string): void {
+    const run = this.#runs.get(runId);
+    const held = run?.get(messageId);
+    if (!run || !held) return;
+    run.delete(messageId);
+    if (run.size === 0) this.#runs.delete(runId);
+    this.release(held.nodeId, held.bytes);
+  }
+
+  /** The run ended: its unread replies are gone. */
+  dropRun(runId: string): void {
+    const run = this.#runs.get(runId);
+    if (!run) return;
+    this.#runs.delete(runId);
+    for (const { nodeId, bytes } of run.values()) this.release(nodeId, bytes);
+  }
+}

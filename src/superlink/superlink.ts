@@ -88,7 +88,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     nodeQuotaBytes: limits.nodeChunkQuotaBytes,
     budget: disk,
   });
-  const link = new Link({ state, chunks, relay, stateDir, log: o.log, nodeAuth: o.nodeAuth });
+  const link = new Link({ state, chunks, relay, stateDir, log: o.log, nodeAuth: o.nodeAuth, limits });
   const verifier = o.nodeAuth ? new RequestVerifier({ sessionTtlMs: o.nodeSessionTtlMs }) : undefined;
   const servers: RpcServer[] = [];
   const revocations =
