@@ -5,12 +5,18 @@
  * refused is given back once it is collected.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPollenError } from '../src/errors.js';
 import { FabSchema } from '../src/gen/pollen/v1/records_pb.js';
+import { ClientApp } from '../src/sdk/app.js';
 import { Message } from '../src/sdk/message.js';
-import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
+import { ArrayRecord, MetricRecord, RecordDict } from '../src/sdk/records.js';
+import { type SuperNode, type SuperNodeEvent, startSuperNode } from '../src/supernode/supernode.js';
 import { uploadChunks } from '../src/transport/chunk-transfer.js';
 import { fromConnectError } from '../src/transport/errors.js';
 import { messageToWire } from '../src/transport/wire.js';
@@ -232,4 +238,108 @@ describe('per-node cap on unread replies', () => {
     await l.superlink.link.runFinished(runId);
     expect(l.superlink.link.replyQueues.queued(flooder.nodeId)).toEqual({ replies: 0, bytes: 0 });
   });
+});
+
+describe('per-node request rate', () => {
+  let l: InProcessLink;
+  beforeAll(async () => {
+    l = await startInProcessLink('pollen-limits-rate-', { limits: { nodeRatePerSecond: 2, nodeBurst: 30 } });
+  });
+  afterAll(async () => {
+    await l?.close();
+  });
+
+  it('refuses a node past its rate with RATE_LIMITED on every path, while another node is served', async () => {
+    const flooder = await l.site('flooder');
+    const honest = await l.site('honest');
+    const { runId } = await l.run();
+    let served = 0;
+    let refused: ReturnType<typeof fromConnectError> | undefined;
+    // Heartbeats take the direct gRPC path; the loop stops at the first refusal (or 100 calls).
+    for (let i = 0; i < 100 && !refused; i++)
+      await flooder.fleet.heartbeat({ heartbeatIntervalMs: 60_000 }).then(
+        () => served++,
+        (e) => {
+          refused = fromConnectError(e);
+        },
+      );
+    expect(refused?.code).toBe('RATE_LIMITED');
+    expect(refused?.message).toMatch(/more than 2 requests per second \(bursts of 30\); retry in \d+ ms/);
+    expect(served).toBeGreaterThanOrEqual(29); // the burst (and what refilled meanwhile), at most a few more
+    expect(served).toBeLessThan(40);
+    // The other paths: an RPC through Connect, and the bulk chunk route.
+    expect(await codeOf(flooder.fleet.getRun({ runId }))).toBe('RATE_LIMITED');
+    expect(await codeOf(flooder.channel.bulk!.get('0'.repeat(64)))).toBe('RATE_LIMITED');
+    // The other node is served on all of them.
+    await honest.fleet.heartbeat({ heartbeatIntervalMs: 60_000 });
+    expect((await honest.fleet.getRun({ runId })).run?.runId).toBe(runId);
+    expect(await codeOf(honest.channel.bulk!.get('0'.repeat(64)))).toBe('CHUNK_MISSING');
+    // The flooder is served again once its bucket refills.
+    await waitFor(
+      'the flooder to be served again',
+      () => flooder.fleet.heartbeat({}).then(() => true),
+      5_000,
+      200,
+    );
+  });
+});
+
+describe('an honest SuperNode at its request rate', () => {
+  let l: InProcessLink;
+  let node: SuperNode | undefined;
+  const events: SuperNodeEvent[] = [];
+  const workDir = join(tmpdir(), `pollen-limits-node-${randomBytes(4).toString('hex')}`);
+  beforeAll(async () => {
+    l = await startInProcessLink('pollen-limits-node-', { limits: { nodeRatePerSecond: 4, nodeBurst: 4 } });
+  });
+  afterAll(async () => {
+    await node?.close();
+    await l?.close();
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('keeps its connection and delivers every reply when the SuperLink answers RATE_LIMITED', async () => {
+    const app = new ClientApp();
+    app.train((msg) => msg.createReply(new RecordDict({ m: new MetricRecord({ ok: 1 }) })));
+    node = await startSuperNode({
+      superlink: l.superlink.fleetUrl,
+      tls: await l.tls('site-1'),
+      name: 'site-1',
+      workDir,
+      memoryChunks: true,
+      heartbeatIntervalMs: 1_000,
+      // Polling without waiting, 20 times a second against a rate of 4: refused most of the time.
+      pollWaitMs: 0,
+      pollIntervalMs: 50,
+      app,
+      log: pino({ level: 'silent' }),
+      onEvent: (e) => events.push(e),
+    });
+    const nodeId = await node.ready;
+    const { runId } = await l.run();
+    for (let round = 0; round < 3; round++) {
+      const { wire } = messageToWire(
+        Message.create({
+          content: new RecordDict(),
+          dstNodeId: nodeId,
+          messageType: 'train',
+          runId,
+          ttlSeconds: 30,
+        }),
+      );
+      const [id] = await l.superlink.link.pushInstructions(runId, [wire]);
+      const reply = await waitFor(
+        `the reply of round ${round}`,
+        async () => (await l.superlink.link.pullReplies(runId, [id!], 500))[0],
+        20_000,
+        0,
+      );
+      expect(reply.body.case).toBe('content');
+    }
+    // It was refused, and stayed connected all along (no reactivation, no lost reply).
+    expect(l.superlink.link.rate.refused).toBeGreaterThan(10);
+    expect(events.filter((e) => e.kind === 'connected')).toHaveLength(1);
+    expect(events.filter((e) => e.kind === 'disconnected')).toEqual([]);
+    expect(events.filter((e) => e.kind === 'reply' && e.error)).toEqual([]);
+  }, 60_000);
 });

@@ -26,6 +26,7 @@ import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
 import { sessionContextKey } from './node-auth.js';
 import { DEFAULT_LIMITS, type Limits, ReplyQueues } from './quotas.js';
+import { RateLimiter } from './rate-limit.js';
 import { type RelayChunks, SERVER_SCOPE } from './relay-chunks.js';
 import type { LinkState, Run, SynthesizedErrorReply } from './state.js';
 import { Waiters } from './waiters.js';
@@ -49,8 +50,8 @@ export interface LinkOptions {
   stateDir: string;
   log: Logger;
   nodeAuth: boolean;
-  /** Per-node caps on unread replies (default DEFAULT_LIMITS). */
-  limits?: Pick<Limits, 'nodeReplyQueue' | 'nodeReplyQueueBytes'>;
+  /** Per-node caps on unread replies and request rates (default DEFAULT_LIMITS). */
+  limits?: Pick<Limits, 'nodeReplyQueue' | 'nodeReplyQueueBytes' | 'nodeRatePerSecond' | 'nodeBurst'>;
 }
 
 export class Link {
@@ -65,6 +66,8 @@ export class Link {
   readonly instructions = new Waiters();
   /** Each node's replies not read yet by a ServerApp (quotas.ts). */
   readonly replyQueues: ReplyQueues;
+  /** Each node's Fleet request rate (rate-limit.ts). */
+  readonly rate: RateLimiter;
   /**
    * Bumped per node on every push, so a long poll that found nothing cannot miss a push that
    * landed between its query and its wait (it looks again instead of sleeping).
@@ -82,7 +85,9 @@ export class Link {
     this.relay = o.relay;
     this.log = o.log;
     this.nodeAuth = o.nodeAuth;
-    this.replyQueues = new ReplyQueues(o.limits ?? DEFAULT_LIMITS);
+    const limits = o.limits ?? DEFAULT_LIMITS;
+    this.replyQueues = new ReplyQueues(limits);
+    this.rate = new RateLimiter({ ratePerSecond: limits.nodeRatePerSecond, burst: limits.nodeBurst });
     this.#fabDir = join(o.stateDir, 'fabs');
     mkdirSync(this.#fabDir, { recursive: true, mode: 0o700 });
   }

@@ -16,6 +16,7 @@ import { fleetChunkStore, fleetFastRoutes, fleetRoutes } from './fleet-service.j
 import { Link } from './link.js';
 import { fleetAuthInterceptor, fleetBulkAuth } from './node-auth.js';
 import { ByteBudget, DEFAULT_LIMITS, type Limits } from './quotas.js';
+import { rateLimited, rateLimitInterceptor } from './rate-limit.js';
 import { DEFAULT_CHUNK_MEMORY, RelayChunks } from './relay-chunks.js';
 import { RevocationList } from './revocation.js';
 import { RunLauncher } from './run-launcher.js';
@@ -126,11 +127,12 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       port: o.fleet.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
       routes: fleetRoutes(link),
-      interceptors: [fleetAuthInterceptor(fleetAuth)],
+      // Authentication names the node, then the node's request rate is checked.
+      interceptors: [fleetAuthInterceptor(fleetAuth), rateLimitInterceptor(link.rate)],
       fast: fleetFastRoutes(link, fleetAuth),
       bulk: {
         store: fleetChunkStore(link),
-        authorize: fleetBulkAuth(fleetAuth),
+        authorize: rateLimited(fleetBulkAuth(fleetAuth), link.rate),
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,

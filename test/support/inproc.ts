@@ -18,7 +18,7 @@ import { Message } from '../../src/sdk/message.js';
 import { RecordDict } from '../../src/sdk/records.js';
 import { type SuperLink, type SuperLinkOptions, startSuperLink } from '../../src/superlink/superlink.js';
 import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
-import { loadTlsMaterial } from '../../src/transport/tls.js';
+import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
 import { messageToWire } from '../../src/transport/wire.js';
 import { runningRun } from './runs.js';
 
@@ -33,6 +33,8 @@ export interface InProcessLink {
   superlink: SuperLink;
   /** A site with its own client certificate, activated (a prober: no SuperNode loop behind it). */
   site(name: string): Promise<Site>;
+  /** The TLS material of client certificate `name` (e.g. for a real SuperNode). */
+  tls(name: string): Promise<TlsMaterial>;
   /** The Control API as a project admin. */
   admin(): Promise<Client<typeof Control>>;
   /** A running run (no ServerApp process: the test plays it) and its ServerAppIo client. */
@@ -68,19 +70,20 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
   });
   const channels: RpcChannel[] = [];
   let runs = 0;
+  const tls = async (name: string): Promise<TlsMaterial> => {
+    const s = await createSiteCertificate(ca, {
+      name,
+      type: 'client',
+      outDir: join(dir, name),
+      validityDays: 1,
+    });
+    return loadTlsMaterial({ cert: s.certPath, key: s.keyPath, ca: s.rootPath });
+  };
   return {
     superlink,
+    tls,
     async site(name) {
-      const s = await createSiteCertificate(ca, {
-        name,
-        type: 'client',
-        outDir: join(dir, name),
-        validityDays: 1,
-      });
-      const channel = openChannel({
-        baseUrl: superlink.fleetUrl,
-        tls: loadTlsMaterial({ cert: s.certPath, key: s.keyPath, ca: s.rootPath }),
-      });
+      const channel = openChannel({ baseUrl: superlink.fleetUrl, tls: await tls(name) });
       channels.push(channel);
       const fleet = channel.client(Fleet);
       const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name });
