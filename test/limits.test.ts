@@ -5,7 +5,7 @@
  * refused is given back once it is collected.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
@@ -16,6 +16,7 @@ import { FabSchema } from '../src/gen/pollen/v1/records_pb.js';
 import { ClientApp } from '../src/sdk/app.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, MetricRecord, RecordDict } from '../src/sdk/records.js';
+import { startSuperLink } from '../src/superlink/superlink.js';
 import { type SuperNode, type SuperNodeEvent, startSuperNode } from '../src/supernode/supernode.js';
 import { uploadChunks } from '../src/transport/chunk-transfer.js';
 import { fromConnectError } from '../src/transport/errors.js';
@@ -351,4 +352,38 @@ describe('an honest SuperNode at its request rate', () => {
     expect(events.filter((e) => e.kind === 'disconnected')).toEqual([]);
     expect(events.filter((e) => e.kind === 'reply' && e.error)).toEqual([]);
   }, 60_000);
+});
+
+describe('disk budget across a restart', () => {
+  it('counts the chunk files already in the state folder when the SuperLink starts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pollen-limits-restart-'));
+    const local = { host: '127.0.0.1', port: 0 };
+    const start = () =>
+      startSuperLink({
+        stateDir: dir,
+        fleet: local,
+        control: local,
+        serverAppIo: local,
+        nodeAuth: false,
+        limits: { chunkDiskBudgetBytes: 600 * KiB },
+        log: pino({ level: 'silent' }),
+      });
+    try {
+      const first = await start();
+      const [a, b, c] = [chunk(), chunk(), chunk()];
+      await first.link.chunks.put(a.id, a.data);
+      await first.link.chunks.put(b.id, b.data);
+      await first.close();
+      const second = await start();
+      try {
+        expect(await codeOf(second.link.chunks.put(c.id, c.data))).toBe('STORAGE_FULL');
+        await second.link.chunks.delete(a.id);
+        await second.link.chunks.put(c.id, c.data);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

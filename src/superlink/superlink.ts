@@ -72,7 +72,6 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   const stateDir = resolve(o.stateDir);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const limits: Limits = { ...DEFAULT_LIMITS, ...o.limits };
-  const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
   // One disk budget for every chunk file: app bundles and run chunks past the memory budget.
   const disk = new ByteBudget(limits.chunkDiskBudgetBytes);
   const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20, budget: disk });
@@ -82,6 +81,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       { used: disk.used, budget: disk.limit },
       'the shared chunk store is already past the disk budget',
     );
+  const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
   const relay = new RelayChunks({
     dir: join(stateDir, 'run-chunks'),
     memoryBytes: o.chunkMemoryBytes ?? DEFAULT_CHUNK_MEMORY,
