@@ -302,6 +302,21 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     "A node sends or reads a run's chunks only once the run sent it an instruction; a ServerApp only its own run's.",
   ),
+  CHUNK_RUN_REQUIRED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'A SuperNode uploads chunks only for a run that sent it work: name the run in the pollen-chunk-run header (Pollen SuperNodes do).',
+  ),
+  CHUNK_QUOTA_EXCEEDED: spec(
+    429,
+    ExitCode.UNAVAILABLE,
+    "This node holds as many bytes of the run's chunks as the SuperLink allows (--node-chunk-quota): send the reply that names them, or retry once unused ones were collected (2 minutes after their last use).",
+  ),
+  STORAGE_FULL: spec(
+    507,
+    ExitCode.UNAVAILABLE,
+    "The SuperLink's chunk storage is at its budget (--chunk-disk-budget) or its disk is full: retry later; the operator can raise the budget or free disk.",
+  ),
   // SuperLink state (nodes, runs, messages)
   NODE_UNKNOWN: spec(
     404,
@@ -333,6 +348,11 @@ export const ERROR_CODES = {
     'A node may only reply to instructions it was sent (and not yet answered or timed out).',
   ),
   REPLY_DUPLICATE: spec(409, ExitCode.CONFLICT, 'Each instruction takes exactly one reply.'),
+  REPLY_QUEUE_FULL: spec(
+    429,
+    ExitCode.UNAVAILABLE,
+    'This node has as many unread replies queued as the SuperLink allows (--node-reply-queue, --node-reply-queue-mib): retry once the ServerApp has read them.',
+  ),
   MESSAGE_EXPIRED: spec(
     410,
     ExitCode.CONFLICT,
@@ -454,6 +474,8 @@ export function toPollenError(e: unknown): PollenError {
     return new PollenError('FILE_NOT_FOUND', `No such file: ${err.path ?? ''}`.trim());
   if (err?.code === 'EEXIST')
     return new PollenError('FILE_EXISTS', `Already exists: ${err.path ?? ''}`.trim());
+  if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT')
+    return new PollenError('STORAGE_FULL', 'The disk is full', { cause: e, detail: err.path });
   if (err?.code === 'ECONNREFUSED' || err?.code === 'ENOTFOUND' || err?.code === 'ECONNRESET')
     return new PollenError('UNAVAILABLE', `Cannot reach the service (${err.code})`, { cause: e });
   return new PollenError('INTERNAL', 'Internal error', {

@@ -24,6 +24,7 @@ import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
 import { Http1BulkClient } from '../src/transport/bulk-chunks.js';
 import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js';
 import { MemoryChunkStore } from '../src/transport/chunks.js';
+import { fromConnectError } from '../src/transport/errors.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import { loadTlsMaterial } from '../src/transport/tls.js';
 import { messageToWire } from '../src/transport/wire.js';
@@ -251,18 +252,29 @@ describe('run-scoped chunks on the SuperLink', () => {
     ).toBe('INVALID_ARGUMENT');
   });
 
-  it('still verifies uploads that name no run (shared store): a mismatch is refused', async () => {
+  it('refuses node uploads that name no run (the shared store is not theirs); nodes still read it', async () => {
     const c = chunk();
-    expect(await codeOf(a.channel.bulk!.put(c.id, randomBytes(200_000)))).toBe('CHUNK_MISMATCH');
-    // Refused before the body (HTTP/1.1 closes that connection), then the lane still works.
+    // Refused before the body (HTTP/1.1 closes that connection), on the bulk lane and the RPC.
+    expect(await codeOf(a.channel.bulk!.put(c.id, c.data))).toBe('CHUNK_RUN_REQUIRED');
+    expect(await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { bulk: false }))).toBe(
+      'CHUNK_RUN_REQUIRED',
+    );
+    expect(await superlink.link.chunks.has(c.id)).toBe(false);
     const big = randomBytes(5 * 1024 * 1024);
     expect(await codeOf(a.channel.bulk!.put(sha(big), big, undefined, { 'pollen-chunk-run': runId }))).toBe(
       'CHUNK_TOO_LARGE',
     );
-    await a.channel.bulk!.put(c.id, c.data);
-    // Held already: answered at once, nothing changes.
-    await a.channel.bulk!.put(c.id, c.data);
+    const pushBig = a.fleet.pushChunks(
+      (async function* () {
+        yield { id: sha(big), data: big };
+      })(),
+      { headers: { 'pollen-chunk-run': runId } },
+    );
+    expect(await codeOf(pushBig.catch((e) => Promise.reject(fromConnectError(e))))).toBe('CHUNK_TOO_LARGE');
+    // What admins put there (app bundles) a node reads without naming a run; the lane still works.
+    await superlink.link.chunks.put(c.id, c.data);
     expect(Buffer.from(await a.channel.bulk!.get(c.id))).toEqual(Buffer.from(c.data));
+    await a.channel.bulk!.put(c.id, c.data, undefined, { 'pollen-chunk-run': runId });
     // The Connect RPC path takes the same scopes as the bulk lane.
     const d = chunk(5000);
     const r = await uploadChunks(a.fleet, new Map([[d.id, d.data]]), { scope: { runId }, bulk: false });

@@ -141,8 +141,8 @@ export function fleetRoutes(link: Link) {
 
 /**
  * The calls every node makes all the time, answered on the HTTP/2 stream without Connect's
- * pipeline (transport/grpc-fast.ts): same implementation, same authentication, done here since
- * interceptors do not run for them.
+ * pipeline (transport/grpc-fast.ts): same implementation, same authentication and request rate,
+ * done here since interceptors do not run for them.
  */
 export function fleetFastRoutes(link: Link, auth: NodeAuthOptions): FastUnary[] {
   const impl = fleetImpl(link);
@@ -158,6 +158,7 @@ export function fleetFastRoutes(link: Link, auth: NodeAuthOptions): FastUnary[] 
           method: `/${method.parent.typeName}/${method.name}`,
           body: () => body,
         });
+        link.rate.take(caller(ctx).nodeId);
       } catch (e) {
         throw toConnectError(e);
       }

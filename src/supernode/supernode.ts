@@ -112,6 +112,12 @@ interface Slot extends AppSlot {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Refusals that pass by themselves: the SuperLink is away, or this node went past its request
+ * rate (the SuperLink says when to retry). Retried with backoff; the connection stays.
+ */
+const transient = (e: unknown): boolean =>
+  isPollenError(e) && (e.code === 'UNAVAILABLE' || e.code === 'RATE_LIMITED');
 
 export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   const workDir = resolve(o.workDir);
@@ -216,7 +222,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
           await renewSession();
           continue;
         }
-        if (isPollenError(e) && e.code !== 'UNAVAILABLE') throw e;
+        if (isPollenError(e) && !transient(e)) throw e;
         await sleep(Math.min(500 * 2 ** attempt, 10_000));
       }
     }
@@ -504,9 +510,9 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
           }
         } catch (e) {
           const err = isPollenError(e) ? e : fromConnectError(e);
-          // Unreachable: the poll sees it too and reconnects with backoff. Refused (an expired
-          // session, a withdrawn key): break the connection now.
-          if (err.code !== 'UNAVAILABLE') drop(err);
+          // Unreachable: the poll sees it too and reconnects with backoff. Past the rate: the next
+          // one goes through. Refused (an expired session, a withdrawn key): break the connection now.
+          if (!transient(err)) drop(err);
           else log.debug({ code: err.code, reason: err.message }, 'heartbeat failed');
         }
       }
@@ -547,14 +553,19 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
         dropped = undefined;
         if (why === 'reactivate') continue;
         const err = why ?? (isPollenError(e) ? e : fromConnectError(e));
-        connected = false;
-        if (err.code === 'NODE_SESSION_EXPIRED') continue;
         const retryInMs = Math.round(backoff * (0.75 + Math.random() * 0.5));
-        log.warn(
-          { code: err.code, reason: err.message, retryInMs },
-          'SuperLink unreachable or refused; retrying',
-        );
-        o.onEvent?.({ kind: 'disconnected', error: `${err.code}: ${err.message}`, retryInMs });
+        if (err.code === 'RATE_LIMITED' && connected) {
+          // Past the request rate: wait, then poll again on the same connection.
+          log.warn({ code: err.code, reason: err.message, retryInMs }, 'over the request rate; retrying');
+        } else {
+          connected = false;
+          if (err.code === 'NODE_SESSION_EXPIRED') continue;
+          log.warn(
+            { code: err.code, reason: err.message, retryInMs },
+            'SuperLink unreachable or refused; retrying',
+          );
+          o.onEvent?.({ kind: 'disconnected', error: `${err.code}: ${err.message}`, retryInMs });
+        }
         await sleep(retryInMs);
         backoff = Math.min(backoff * 2, 30_000);
       }

@@ -195,6 +195,8 @@ async function receiveChunk(
     answer(req, res, 201, '');
     return;
   }
+  // A quota or storage budget refuses before the body is read (the put checks again).
+  if (Number.isSafeInteger(declared) && declared >= 0) store.admit?.(declared);
   if (isRelayStore(store)) {
     // A relay keeps the bytes as named, in the frames they came in; its readers verify them.
     const { frames, bytes } = await readFrames(req, declared, max, tooLarge);

@@ -24,6 +24,10 @@ describe('toConnectError', () => {
     ['CHUNK_TOO_LARGE', Code.ResourceExhausted],
     ['PAYLOAD_TOO_LARGE', Code.ResourceExhausted],
     ['RATE_LIMITED', Code.ResourceExhausted],
+    ['CHUNK_QUOTA_EXCEEDED', Code.ResourceExhausted],
+    ['REPLY_QUEUE_FULL', Code.ResourceExhausted],
+    ['STORAGE_FULL', Code.ResourceExhausted],
+    ['CHUNK_RUN_REQUIRED', Code.InvalidArgument],
     ['UNAVAILABLE', Code.Unavailable],
     ['INTERNAL', Code.Internal],
   ];

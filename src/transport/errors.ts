@@ -23,6 +23,7 @@ const OVERRIDES: Partial<Record<ErrorCode, Code>> = {
   ALREADY_ENROLLED: Code.AlreadyExists,
   RATE_LIMITED: Code.ResourceExhausted,
   CHUNK_TOO_LARGE: Code.ResourceExhausted,
+  STORAGE_FULL: Code.ResourceExhausted,
   PAYLOAD_TOO_LARGE: Code.ResourceExhausted,
   ROUTE_NOT_FOUND: Code.Unimplemented,
   METHOD_NOT_ALLOWED: Code.Unimplemented,

@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { PollenError } from '../../errors.js';
+import type { Limits } from '../../superlink/quotas.js';
 import { action, untilSignal } from '../command.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from '../participants.js';
+import { addLimitOptions, limitsFrom, limitsFromEnv } from '../superlink-limits.js';
 
 interface Opts extends TlsFlags {
   stateDir: string;
@@ -15,6 +17,8 @@ interface Opts extends TlsFlags {
   crl?: string;
   crlRefresh?: string;
   chunkMemory?: string;
+  /** Resolved resource limits (`pollen start SERVER_KIT`); else read from the limit options. */
+  limits?: Limits;
   certService?: string;
   project?: string;
   logLevel: string;
@@ -35,6 +39,7 @@ export function registerSuperLink(program: Command): void {
         serverappioAddress: '127.0.0.1:9091',
         enableSupernodeAuth: process.env.POLLEN_ENABLE_SUPERNODE_AUTH === '1',
         certService: process.env.POLLEN_CERT_SERVICE_URL || kit.enrollment?.certServiceUrl,
+        limits: limitsFromEnv(process.env),
         logLevel: process.env.POLLEN_LOG_LEVEL || 'info',
       },
       quiet,
@@ -42,7 +47,7 @@ export function registerSuperLink(program: Command): void {
     );
     return { status: 'stopped' };
   });
-  program
+  const command = program
     .command('superlink')
     .description(
       'run the SuperLink: Fleet API for SuperNodes, Control API for admins, a ServerApp process per run',
@@ -79,7 +84,8 @@ export function registerSuperLink(program: Command): void {
       '1024',
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info');
+  addLimitOptions(command)
     .addHelpText(
       'after',
       `
@@ -93,6 +99,13 @@ a certificate revoked while connected is disconnected at the next CRL refresh. W
 --enable-supernode-auth it must also sign with a registered OpenSSH key; registering and
 unregistering keys takes effect at once, without a restart. Runs and nodes live in the store:
 after a restart, nodes reconnect by themselves and a run that was in progress is marked failed.
+
+Limits (docs/federation.md): each SuperNode holds at most --node-chunk-quota of a run's chunks,
+has at most --node-reply-queue replies (--node-reply-queue-mib bytes) waiting for the ServerApp,
+and makes at most --node-rate requests a second (bursts of --node-burst); chunk files stay under
+--chunk-disk-budget. Past a limit the request is refused with its own code (CHUNK_QUOTA_EXCEEDED,
+REPLY_QUEUE_FULL, RATE_LIMITED, STORAGE_FULL) while the other nodes go on; chunks nothing names
+are collected within minutes. Set each in the environment too (POLLEN_NODE_CHUNK_QUOTA, …).
 Logs go to stderr as JSON lines. Stop with Ctrl-C or SIGTERM.`,
     )
     .action(
@@ -126,9 +139,11 @@ export async function runSuperLink(
       'INVALID_ARGUMENT',
       '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
     );
+  const limits = o.limits ?? limitsFrom(o as unknown as Record<string, unknown>);
   const link = await startSuperLink({
     stateDir: o.stateDir,
     chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),
+    limits,
     database: o.database,
     fleet: parseAddress(o.fleetAddress, '--fleet-address'),
     control: parseAddress(o.controlAddress, '--control-address'),
