@@ -192,6 +192,7 @@ describe('FedAvg.configureTrain / configureEvaluate', () => {
     );
     expect(error(() => new FedAvg({ fractionTrain: 2 }))?.code).toBe('INVALID_ARGUMENT');
     expect(error(() => new FedAvg({ weightedByKey: '' }))?.code).toBe('INVALID_ARGUMENT');
+    expect(error(() => new FedAvg({ arrayRecordKey: 'config' }))?.code).toBe('INVALID_ARGUMENT');
     expect(new FedAvg({ minTrainNodes: undefined }).minTrainNodes).toBe(2);
   });
 });

@@ -200,6 +200,8 @@ export class FedAvg extends Strategy implements FedAvgConfig {
     this.weightedByKey = key(options, 'weightedByKey', 'num-examples');
     this.arrayRecordKey = key(options, 'arrayRecordKey', 'arrays');
     this.configRecordKey = key(options, 'configRecordKey', 'config');
+    if (this.arrayRecordKey === this.configRecordKey)
+      throw invalid(`arrayRecordKey and configRecordKey must differ, both are "${this.arrayRecordKey}"`);
     this.#rng = options.rng ?? Math.random;
   }
 
