@@ -428,6 +428,20 @@ export interface PollenErrorOptions {
   data?: Record<string, unknown>;
 }
 
+/**
+ * Pollen's one error type: a stable `code` (listed in docs/errors.md), a public message and a
+ * hint. Apps get it from the SDK and strategies (e.g. `UNAVAILABLE` when too few nodes are up).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await strategy.start({ grid, initialArrays, numRounds: 3 });
+ * } catch (e) {
+ *   if (isPollenError(e) && e.code === 'UNAVAILABLE') console.error(e.message, e.hint);
+ *   throw e;
+ * }
+ * ```
+ */
 export class PollenError extends Error {
   readonly code: ErrorCode;
   readonly hint: string;
@@ -462,6 +476,14 @@ export class PollenError extends Error {
   }
 }
 
+/**
+ * Whether a thrown value is a PollenError (then it has a `code` and a `hint`).
+ *
+ * @example
+ * ```ts
+ * if (isPollenError(e)) console.error(`${e.code}: ${e.message}`);
+ * ```
+ */
 export function isPollenError(e: unknown): e is PollenError {
   return e instanceof PollenError;
 }
