@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertServiceClient } from '../src/enrollment/cert-service-client.js';
 import { enrollKit, publicKeyId, readEnrollmentState } from '../src/enrollment/enroll-client.js';
 import { loadKit } from '../src/enrollment/kit.js';
-import { loadPolicy } from '../src/enrollment/policy.js';
+import { loadPolicy } from '../src/enrollment/policy-load.js';
 import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';

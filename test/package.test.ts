@@ -16,7 +16,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY_YAML, parsePolicy } from '../src/enrollment/policy.js';
+import { DEFAULT_POLICY_YAML } from '../src/enrollment/policy.js';
+import { parsePolicy } from '../src/enrollment/policy-load.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';
 import { initCa } from '../src/pki/ca.js';

@@ -7,12 +7,12 @@ import {
   DEFAULT_POLICY_YAML,
   explain,
   type LoadedPolicy,
-  loadPolicy,
   type PolicyRule,
-  parseIp,
   SUBJECT_TYPES,
   type SubjectType,
 } from '../../enrollment/policy.js';
+import { loadPolicy } from '../../enrollment/policy-load.js';
+import { parseIp } from '../../enrollment/policy-match.js';
 import { PollenError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/files.js';
 import { action } from '../command.js';

@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import { type Command, Option } from 'commander';
 import pc from 'picocolors';
-import { loadPolicy, type SubjectType } from '../../enrollment/policy.js';
+import type { SubjectType } from '../../enrollment/policy.js';
+import { loadPolicy } from '../../enrollment/policy-load.js';
 import {
   checkSubjectSyntax,
   decodeToken,
