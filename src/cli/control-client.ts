@@ -3,7 +3,7 @@ import type { Client } from '@connectrpc/connect';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { fromConnectError } from '../transport/errors.js';
 import { openChannel } from '../transport/rpc-client.js';
-import { type Federation, loadFederation } from './federation.js';
+import { configPath, type Federation, loadFederation } from './federation.js';
 
 export interface ControlSession {
   federation: Federation;
@@ -11,8 +11,8 @@ export interface ControlSession {
   close(): void;
 }
 
-export function openControl(name: string | undefined): ControlSession {
-  const federation = loadFederation(name);
+export function openControl(name: string | undefined, configFile?: string): ControlSession {
+  const federation = loadFederation(name, configPath(configFile));
   const channel = openChannel({
     baseUrl: federation.url,
     tls: federation.tls,

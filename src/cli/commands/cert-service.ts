@@ -1,10 +1,11 @@
 import cluster from 'node:cluster';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
-import { action, fromEnv, requireCaPath, untilSignal } from '../command.js';
+import { action, requireCaPath, untilSignal } from '../command.js';
+import { apiKeyOption, caOption, policyOption } from '../env-options.js';
 import { bold, dim, type Output } from '../output.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -16,6 +17,7 @@ interface Opts {
   host: string;
   port: string;
   apiKeyFile: string[];
+  apiKey?: string;
   policy?: string;
   acceptPolicy: string[];
   hostname: string[];
@@ -35,7 +37,7 @@ export function registerCertService(program: Command): void {
     .description(
       'run the Certificate Service: enrollment with tokens, approvals, renewal, CRL (HTTPS, default port 8443)',
     )
-    .option('-c, --ca <dir>', 'CA folder from `pollen cert init` (or POLLEN_CA_PATH)')
+    .addOption(caOption())
     .option('-w, --workspace <dir>', 'folder for the service state and its TLS certificate', './cert-service')
     .option(
       '--database <url>',
@@ -49,10 +51,8 @@ export function registerCertService(program: Command): void {
       collect,
       [],
     )
-    .option(
-      '--policy <file>',
-      'enrollment policy YAML for tokens issued by the service (or POLLEN_ENROLLMENT_POLICY)',
-    )
+    .addOption(apiKeyOption('an admin API key itself (prefer --api-key-file or the environment variable)'))
+    .addOption(policyOption('--policy <file>', 'enrollment policy YAML for tokens issued by the service'))
     .option(
       '--accept-policy <file>',
       'an earlier policy whose outstanding tokens stay valid (repeatable)',
@@ -71,7 +71,11 @@ export function registerCertService(program: Command): void {
       'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',
       '1',
     )
-    .option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT (or POLLEN_SMTP_URL)')
+    .addOption(
+      new Option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT').env(
+        'POLLEN_SMTP_URL',
+      ),
+    )
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
     .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients')
     .addHelpText(
@@ -91,8 +95,7 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
         const { default: pino } = await import('pino');
         const { prepareCertService, startCertService } = await import('../../enrollment/service/server.js');
         const keys = o.apiKeyFile.map((f) => readFileSync(f, 'utf8').trim());
-        const envKey = fromEnv(undefined, 'POLLEN_API_KEY');
-        if (envKey) keys.push(envKey);
+        if (o.apiKey) keys.push(o.apiKey.trim());
         const port = Number(o.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535)
           throw new PollenError('INVALID_ARGUMENT', `--port must be 0-65535 (got ${o.port})`);
@@ -111,12 +114,12 @@ Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`
           host: o.host,
           port,
           apiKeys: keys,
-          policyFile: fromEnv(o.policy, 'POLLEN_ENROLLMENT_POLICY'),
+          policyFile: o.policy,
           acceptPolicyFiles: o.acceptPolicy,
           hostnames: o.hostname.length ? o.hostname : undefined,
           siteValidityDays: Number(o.siteValidity),
           trustProxy: o.trustProxy,
-          smtpUrl: fromEnv(o.smtpUrl, 'POLLEN_SMTP_URL'),
+          smtpUrl: o.smtpUrl,
           smtpFrom: o.smtpFrom,
           adminEmail: o.adminEmail,
           logger: pino({ level: o.logLevel }, pino.destination(2)),

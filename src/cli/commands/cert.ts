@@ -7,7 +7,8 @@ import { KEY_TYPES, type KeyType } from '../../pki/keys.js';
 import { CERT_TYPES, type CertType } from '../../pki/profiles.js';
 import { createSiteCertificate, readIssued, revokeLocal, writeLocalCrl } from '../../pki/site.js';
 import { writeSecretFile } from '../../util/files.js';
-import { action, fromEnv, requireCaPath } from '../command.js';
+import { action, requireCaPath } from '../command.js';
+import { caOption, caPassphraseOption, certServiceOption } from '../env-options.js';
 import { bold, dim } from '../output.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -18,13 +19,14 @@ const positiveInt = (name: string) => (v: string) => {
   return n;
 };
 
-export function readPassphrase(file: string | undefined): string | undefined {
-  if (file) {
-    const p = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-    if (!p) throw new PollenError('INVALID_ARGUMENT', `The passphrase file ${file} is empty`);
+/** The root key passphrase: from --passphrase-file, else POLLEN_CA_PASSPHRASE (`--ca-passphrase`). */
+export function readPassphrase(o: { passphraseFile?: string; caPassphrase?: string }): string | undefined {
+  if (o.passphraseFile) {
+    const p = readFileSync(o.passphraseFile, 'utf8').replace(/\r?\n$/, '');
+    if (!p) throw new PollenError('INVALID_ARGUMENT', `The passphrase file ${o.passphraseFile} is empty`);
     return p;
   }
-  return process.env.POLLEN_CA_PASSPHRASE || undefined;
+  return o.caPassphrase || undefined;
 }
 
 /** An API key: 256 random bits, printable; services keep only its SHA-256. */
@@ -46,6 +48,7 @@ export function registerCert(program: Command): void {
     .addOption(new Option('--key-type <type>', 'root key type').choices(KEY_TYPES).default('ec-p384'))
     .option('--validity <days>', 'root validity in days', positiveInt('--validity'), 3650)
     .option('--passphrase-file <file>', 'encrypt rootCA.key with this passphrase (or POLLEN_CA_PASSPHRASE)')
+    .addOption(caPassphraseOption())
     .addHelpText(
       'after',
       `
@@ -60,26 +63,31 @@ Example:
   pollen cert init -n "My Project" -o ./ca --passphrase-file ./ca-pass.txt`,
     )
     .action(
-      action<{ name: string; output: string; keyType: KeyType; validity: number; passphraseFile?: string }>(
-        async (o, out) => {
-          out.progress(`creating the CA for ${o.name} in ${o.output}`);
-          const meta = await initCa({
-            name: o.name,
-            dir: o.output,
-            keyType: o.keyType,
-            validityDays: o.validity,
-            passphrase: readPassphrase(o.passphraseFile),
-          });
-          out.result(meta, (m) => [
-            `${bold('Created the project CA')} ${m.name} in ${m.dir}`,
-            `  root fingerprint   ${m.rootFingerprint}`,
-            `  root key           ${m.rootEncrypted ? 'encrypted with your passphrase' : dim('not encrypted (use --passphrase-file)')}`,
-            `  key type           ${m.keyType} (intermediate signs with ${m.keyType === 'rsa-3072' ? 'rsa-3072' : 'ec-p256'})`,
-            '',
-            'Next: pollen cert site -n server1 -t server -c ' + m.dir + ' --host server.example.com',
-          ]);
-        },
-      ),
+      action<{
+        name: string;
+        output: string;
+        keyType: KeyType;
+        validity: number;
+        passphraseFile?: string;
+        caPassphrase?: string;
+      }>(async (o, out) => {
+        out.progress(`creating the CA for ${o.name} in ${o.output}`);
+        const meta = await initCa({
+          name: o.name,
+          dir: o.output,
+          keyType: o.keyType,
+          validityDays: o.validity,
+          passphrase: readPassphrase(o),
+        });
+        out.result(meta, (m) => [
+          `${bold('Created the project CA')} ${m.name} in ${m.dir}`,
+          `  root fingerprint   ${m.rootFingerprint}`,
+          `  root key           ${m.rootEncrypted ? 'encrypted with your passphrase' : dim('not encrypted (use --passphrase-file)')}`,
+          `  key type           ${m.keyType} (intermediate signs with ${m.keyType === 'rsa-3072' ? 'rsa-3072' : 'ec-p256'})`,
+          '',
+          'Next: pollen cert site -n server1 -t server -c ' + m.dir + ' --host server.example.com',
+        ]);
+      }),
     );
 
   cert
@@ -87,7 +95,7 @@ Example:
     .description('issue a key and certificate for a server, client, relay or admin')
     .requiredOption('-n, --name <name>', 'participant name (site name or user e-mail)')
     .addOption(new Option('-t, --type <type>', 'participant type').choices(CERT_TYPES).makeOptionMandatory())
-    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .addOption(caOption())
     .option('--host <host>', 'DNS name or IP address for the certificate (repeatable)', collect, [])
     .option('--org <org>', 'organisation')
     .option(
@@ -164,7 +172,7 @@ Examples:
   cert
     .command('list')
     .description('list the certificates `cert site` issued from a CA folder')
-    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .addOption(caOption())
     .action(
       action<{ ca?: string }>(async (o, out) => {
         const issued = readIssued(requireCaPath(o.ca));
@@ -183,7 +191,7 @@ Examples:
     .command('revoke')
     .description('revoke certificates issued by `cert site` and write CA_DIR/crl.pem (manual workflow)')
     .argument('[names...]', 'participant names (every unrevoked certificate of each)')
-    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .addOption(caOption())
     .option('--serial <hex>', 'a certificate serial (repeatable)', collect, [])
     .addOption(
       new Option('--reason <reason>', 'CRL reason')
@@ -218,7 +226,7 @@ Example:
   cert
     .command('crl')
     .description('write a fresh CRL for a CA folder (manual workflow; valid 7 days)')
-    .option('-c, --ca <dir>', 'CA folder (or POLLEN_CA_PATH)')
+    .addOption(caOption())
     .option('--days <days>', 'CRL lifetime in days', positiveInt('--days'), 7)
     .action(
       action<{ ca?: string; days: number }>(async (o, out) => {
@@ -253,7 +261,7 @@ Example:
         const { enrollKit } = await import('../../enrollment/enroll-client.js');
         const r = await enrollKit(args[0]!, {
           renew: 'now',
-          certServiceUrl: fromEnv(o.certService, 'POLLEN_CERT_SERVICE_URL'),
+          certServiceUrl: o.certService,
           onProgress: (e) => out.progress(e.message),
         });
         if (r.action !== 'renewed')

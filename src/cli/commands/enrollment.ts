@@ -5,7 +5,8 @@ import { type Command, Option } from 'commander';
 import { CertServiceClient, type DecisionResult } from '../../enrollment/cert-service-client.js';
 import { type AuditEntry, verifyAuditChain } from '../../enrollment/service/audit.js';
 import { PollenError } from '../../errors.js';
-import { action, fromEnv } from '../command.js';
+import { action } from '../command.js';
+import { apiKeyOption, caCertOption, caOption, certServiceOption } from '../env-options.js';
 import { bold, dim } from '../output.js';
 
 interface ServiceFlags {
@@ -20,18 +21,17 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** A client for the admin API from flags or the environment; the root to trust from --ca-cert or the CA folder. */
 export function adminClient(f: ServiceFlags): CertServiceClient {
-  const url = fromEnv(f.certService, 'POLLEN_CERT_SERVICE_URL');
+  const url = f.certService;
   if (!url)
     throw new PollenError('USAGE', 'The Certificate Service URL is required', {
       hint: 'Pass --cert-service https://HOST:8443 or set POLLEN_CERT_SERVICE_URL.',
     });
-  const apiKey = fromEnv(f.apiKey, 'POLLEN_API_KEY');
+  const apiKey = f.apiKey;
   if (!apiKey)
     throw new PollenError('API_KEY_REQUIRED', 'An API key is required', {
       hint: 'Pass --api-key KEY or set POLLEN_API_KEY (made with `pollen cert api-key`).',
     });
-  const caDir = fromEnv(f.ca, 'POLLEN_CA_PATH');
-  const caPath = fromEnv(f.caCert, 'POLLEN_CA_CERT') ?? (caDir ? join(caDir, 'rootCA.pem') : undefined);
+  const caPath = f.caCert ?? (f.ca ? join(f.ca, 'rootCA.pem') : undefined);
   let caCert: string | undefined;
   if (caPath) {
     try {
@@ -47,10 +47,10 @@ export function adminClient(f: ServiceFlags): CertServiceClient {
 
 function serviceOptions(cmd: Command): Command {
   return cmd
-    .option('--cert-service <url>', 'Certificate Service URL (or POLLEN_CERT_SERVICE_URL)')
-    .option('--api-key <key>', 'admin API key (or POLLEN_API_KEY)')
-    .option('--ca-cert <file>', 'root CA certificate to trust (or POLLEN_CA_CERT; default: system roots)')
-    .option('-c, --ca <dir>', 'CA folder whose rootCA.pem to trust (or POLLEN_CA_PATH)');
+    .addOption(certServiceOption())
+    .addOption(apiKeyOption())
+    .addOption(caCertOption())
+    .addOption(caOption('CA folder whose rootCA.pem to trust'));
 }
 
 const typeOption = () => new Option('--type <type>', 'only this participant type').choices(TYPES);

@@ -18,7 +18,9 @@ interface AddOpts {
 export function registerFederation(program: Command): void {
   const cmd = program
     .command('federation')
-    .description(`name the federations you use (in ${dim('~/.pollen/config.toml')}, or POLLEN_CONFIG)`)
+    .description(
+      `name the federations you use (in ${dim('~/.pollen/config.toml')}, or --config / POLLEN_CONFIG)`,
+    )
     .addHelpText(
       'after',
       `
@@ -65,8 +67,12 @@ Examples:
             insecure: o.insecure,
           },
           Boolean(o.default),
+          configPath(o.config),
         );
-        out.result({ name, path: configPath() }, (d) => `saved federation ${bold(d.name)} in ${d.path}`);
+        out.result(
+          { name, path: configPath(o.config) },
+          (d) => `saved federation ${bold(d.name)} in ${d.path}`,
+        );
       }),
     );
   cmd
@@ -81,15 +87,15 @@ Examples:
   POLLEN_CONFIG=./pollen.toml pollen federation ls --json`,
     )
     .action(
-      action<object>(async (_o, out) => {
-        const config = readConfig();
+      action<object>(async (o, out) => {
+        const config = readConfig(configPath(o.config));
         const feds = Object.entries(config.federations ?? {}).map(([name, f]) => ({
           name,
           address: f.address,
           default: config['default-federation'] === name,
           insecure: Boolean(f.insecure),
         }));
-        out.result({ path: configPath(), federations: feds }, (d) =>
+        out.result({ path: configPath(o.config), federations: feds }, (d) =>
           d.federations.length === 0
             ? `no federations in ${d.path}: pollen federation add NAME --address HOST:9093 --kit ADMIN_KIT`
             : d.federations.map(

@@ -16,10 +16,15 @@ import { parseIp } from '../../enrollment/policy-match.js';
 import { PollenError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/files.js';
 import { action } from '../command.js';
+import { policyOption } from '../env-options.js';
 import type { Output } from '../output.js';
 
-const policyFile = (file: string | undefined): string | undefined =>
-  file ?? (process.env['POLLEN_ENROLLMENT_POLICY'] || undefined);
+/** The FILE argument, else POLLEN_ENROLLMENT_POLICY (the hidden --policy option carries it). */
+const policyFile = (file: string | undefined, o: { policy?: string }): string | undefined =>
+  file ?? (o.policy || undefined);
+
+/** Carries POLLEN_ENROLLMENT_POLICY for when FILE is left out; FILE is the way to name a policy. */
+const policyEnv = () => policyOption('--policy <file>', 'the policy when FILE is left out').hideHelp();
 
 function describeMatch(r: PolicyRule): string {
   const parts: string[] = [];
@@ -42,8 +47,8 @@ function summary(l: LoadedPolicy) {
   };
 }
 
-async function check(file: string | undefined, out: Output) {
-  const loaded = loadPolicy(policyFile(file));
+async function check(file: string | undefined, o: { policy?: string }, out: Output) {
+  const loaded = loadPolicy(policyFile(file, o));
   out.result(summary(loaded), (d) => {
     const p = d.policy;
     const n = p.notifications;
@@ -70,11 +75,11 @@ async function check(file: string | undefined, out: Output) {
 
 async function explainCmd(
   file: string | undefined,
-  f: { site: string; ip: string; type: SubjectType },
+  f: { site: string; ip: string; type: SubjectType; policy?: string },
   out: Output,
 ) {
   if (!parseIp(f.ip)) throw new PollenError('INVALID_ARGUMENT', `Not an IP address: "${f.ip}"`);
-  const loaded = loadPolicy(policyFile(file));
+  const loaded = loadPolicy(policyFile(file, f));
   const ex = explain(loaded.policy, { name: f.site, type: f.type, ip: f.ip });
   const evaluated = ex.rules.length;
   const notEvaluated = ex.siteNameCheck.matched
@@ -163,7 +168,8 @@ Examples:
   pollen policy check enrollment_policy.yaml
   pollen policy check enrollment_policy.yaml --json     {source, sha256, project, version, policy}`,
     )
-    .action(action<object>((_f, out, args) => check(args[0], out)));
+    .addOption(policyEnv())
+    .action(action<{ policy?: string }>((f, out, args) => check(args[0], f, out)));
 
   policy
     .command('explain')
@@ -172,6 +178,7 @@ Examples:
     .requiredOption('--site <NAME>', 'the subject name (site name, or e-mail with --type user)')
     .requiredOption('--ip <ADDR>', 'the source IP address the Certificate Service would see')
     .addOption(new Option('--type <TYPE>', 'subject type').choices([...SUBJECT_TYPES]).default('client'))
+    .addOption(policyEnv())
     .addHelpText(
       'after',
       `
@@ -184,7 +191,9 @@ Examples:
   pollen policy explain policy.yaml --site alice@example.com --type user --ip 203.0.113.5`,
     )
     .action(
-      action<{ site: string; ip: string; type: SubjectType }>((f, out, args) => explainCmd(args[0], f, out)),
+      action<{ site: string; ip: string; type: SubjectType; policy?: string }>((f, out, args) =>
+        explainCmd(args[0], f, out),
+      ),
     );
 
   policy

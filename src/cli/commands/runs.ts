@@ -94,7 +94,7 @@ The app is bundled with its dependencies (pollen build), pushed in content-addre
         const { uploadChunks } = await import('../../transport/chunk-transfer.js');
         const { CHUNK_SIZE, chunkId } = await import('../../transport/chunks.js');
         // Resolve the federation first: a wrong name fails before the build.
-        const s = openControl(federationName);
+        const s = openControl(federationName, o.config);
         try {
           out.progress(`building ${appDir}`);
           const built = await buildApp(appDir);
@@ -168,7 +168,7 @@ Examples:
     )
     .action(
       action<{ runId?: string }>(async (o, out, args) => {
-        const s = openControl(args[0]);
+        const s = openControl(args[0], o.config);
         try {
           if (o.runId) {
             const d = await rpc(s.control.getRunDetails({ runId: o.runId }));
@@ -210,7 +210,7 @@ Examples:
     .action(
       action<{ stream?: boolean }>(async (o, out, args) => {
         const [runId, federation] = args as [string, string | undefined];
-        const s = openControl(federation);
+        const s = openControl(federation, o.config);
         try {
           const lines: { seq: number; stream: string; text: string }[] = [];
           let run: Run | undefined;
@@ -247,9 +247,9 @@ Examples:
 A run that already finished cannot be stopped (RUN_STATE_CONFLICT, exit code 6).`,
     )
     .action(
-      action<object>(async (_o, out, args) => {
+      action<object>(async (o, out, args) => {
         const [runId, federation] = args as [string, string | undefined];
-        const s = openControl(federation);
+        const s = openControl(federation, o.config);
         try {
           const { run } = await rpc(s.control.stopRun({ runId }));
           out.result({ run: runJson(run!) }, (d) => `run ${d.run.runId} ${statusText(d.run)}`);

@@ -1,11 +1,11 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { PollenError } from '../../errors.js';
-import type { Limits } from '../../superlink/quotas.js';
-import { action, untilSignal } from '../command.js';
+import { action, optionsFromEnvironment, untilSignal } from '../command.js';
+import { certServiceOption, logLevelOption } from '../env-options.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from '../participants.js';
-import { addLimitOptions, limitsFrom, limitsFromEnv } from '../superlink-limits.js';
+import { addLimitOptions, limitsFrom } from '../superlink-limits.js';
 
 interface Opts extends TlsFlags {
   stateDir: string;
@@ -17,41 +17,14 @@ interface Opts extends TlsFlags {
   crl?: string;
   crlRefresh?: string;
   chunkMemory?: string;
-  /** Resolved resource limits (`pollen start SERVER_KIT`); else read from the limit options. */
-  limits?: Limits;
   certService?: string;
   project?: string;
   logLevel: string;
 }
 
-export function registerSuperLink(program: Command): void {
-  // `pollen start SERVER_KIT` enrolls, then runs the SuperLink on the kit's ports.
-  registerParticipantRunner('server', async ({ kit, out }) => {
-    const e = kit.config.endpoint;
-    const host = kit.config.listening?.host ?? '0.0.0.0';
-    const quiet = out.quiet();
-    const { tls } = resolveTls({ kit: kit.dir }, 'server', quiet);
-    await runSuperLink(
-      {
-        stateDir: `${kit.dir}/local/superlink`,
-        fleetAddress: `${host}:${kit.config.listening?.port ?? e.port}`,
-        controlAddress: `${host}:${e.adminPort ?? 9093}`,
-        serverappioAddress: '127.0.0.1:9091',
-        enableSupernodeAuth: process.env.POLLEN_ENABLE_SUPERNODE_AUTH === '1',
-        certService: process.env.POLLEN_CERT_SERVICE_URL || kit.enrollment?.certServiceUrl,
-        limits: limitsFromEnv(process.env),
-        logLevel: process.env.POLLEN_LOG_LEVEL || 'info',
-      },
-      quiet,
-      tls,
-    );
-    return { status: 'stopped' };
-  });
-  const command = program
-    .command('superlink')
-    .description(
-      'run the SuperLink: Fleet API for SuperNodes, Control API for admins, a ServerApp process per run',
-    )
+/** The options of `pollen superlink`, with their environment variables. */
+function superlinkOptions(cmd: Command): Command {
+  cmd
     .option('--kit <dir>', 'an enrolled server startup kit (certificate, key, root CA)')
     .option('--cert <file>', 'server certificate PEM (instead of --kit)')
     .option('--key <file>', 'its private key PEM')
@@ -71,12 +44,16 @@ export function registerSuperLink(program: Command): void {
       'ServerAppIo for ServerApp processes (loopback)',
       '127.0.0.1:9091',
     )
-    .option(
-      '--enable-supernode-auth',
-      'admit only SuperNodes whose key was registered (pollen supernode register)',
+    .addOption(
+      new Option(
+        '--enable-supernode-auth',
+        'admit only SuperNodes whose key was registered (pollen supernode register)',
+      ).env('POLLEN_ENABLE_SUPERNODE_AUTH'),
     )
     .option('--crl <file>', 'revocation list PEM to enforce (re-read when it changes)')
-    .option('--cert-service <url>', 'fetch the revocation list from this Certificate Service (every 30 s)')
+    .addOption(
+      certServiceOption('fetch the revocation list from this Certificate Service (every --crl-refresh)'),
+    )
     .option('--crl-refresh <seconds>', 'how often the revocation list is re-read or fetched', '30')
     .option(
       '--chunk-memory <MiB>',
@@ -84,8 +61,39 @@ export function registerSuperLink(program: Command): void {
       '1024',
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info');
-  addLimitOptions(command)
+    .addOption(logLevelOption());
+  return addLimitOptions(cmd);
+}
+
+export function registerSuperLink(program: Command): void {
+  // `pollen start SERVER_KIT` enrolls, then runs the SuperLink on the kit's ports, with the
+  // settings `pollen superlink` takes from the environment.
+  registerParticipantRunner('server', async ({ kit, out }) => {
+    const e = kit.config.endpoint;
+    const host = kit.config.listening?.host ?? '0.0.0.0';
+    const quiet = out.quiet();
+    const { tls } = resolveTls({ kit: kit.dir }, 'server', quiet);
+    const env = optionsFromEnvironment<Opts>(superlinkOptions);
+    await runSuperLink(
+      {
+        ...env,
+        stateDir: `${kit.dir}/local/superlink`,
+        fleetAddress: `${host}:${kit.config.listening?.port ?? e.port}`,
+        controlAddress: `${host}:${e.adminPort ?? 9093}`,
+        certService: env.certService ?? kit.enrollment?.certServiceUrl,
+      },
+      quiet,
+      tls,
+    );
+    return { status: 'stopped' };
+  });
+  superlinkOptions(
+    program
+      .command('superlink')
+      .description(
+        'run the SuperLink: Fleet API for SuperNodes, Control API for admins, a ServerApp process per run',
+      ),
+  )
     .addHelpText(
       'after',
       `
@@ -139,7 +147,7 @@ export async function runSuperLink(
       'INVALID_ARGUMENT',
       '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
     );
-  const limits = o.limits ?? limitsFrom(o as unknown as Record<string, unknown>);
+  const limits = limitsFrom(o as unknown as Record<string, unknown>);
   const link = await startSuperLink({
     stateDir: o.stateDir,
     chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),

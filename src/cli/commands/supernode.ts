@@ -1,10 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { PollenError } from '../../errors.js';
-import { action, untilSignal } from '../command.js';
+import { action, optionsFromEnvironment, untilSignal } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { openControl, rpc } from '../control-client.js';
+import { logLevelOption } from '../env-options.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from '../participants.js';
@@ -40,27 +41,9 @@ function siteText(n: { registered: boolean; site: string | null; siteBoundBy: st
   return `  site ${n.site} ${dim(`(${how})`)}`;
 }
 
-export function registerSuperNode(program: Command): void {
-  // `pollen start CLIENT_KIT` (the kit's start.sh) enrolls, then runs the SuperNode.
-  registerParticipantRunner('client', async ({ kit, out }) => {
-    await runSuperNode(
-      {
-        kit: kit.dir,
-        nodeConfig: process.env.POLLEN_NODE_CONFIG ? [process.env.POLLEN_NODE_CONFIG] : [],
-        authSupernodePrivateKey: process.env.POLLEN_AUTH_SUPERNODE_PRIVATE_KEY || undefined,
-        trustedApp: process.env.POLLEN_TRUSTED_APPS?.split(/[\s,]+/).filter(Boolean),
-        workDir: `${kit.dir}/local/supernode`,
-        clientappioAddress: '127.0.0.1:0',
-        heartbeatInterval: process.env.POLLEN_HEARTBEAT_INTERVAL || '10',
-        logLevel: process.env.POLLEN_LOG_LEVEL || 'info',
-      },
-      out.quiet(),
-    );
-    return { status: 'stopped' };
-  });
-  const cmd = program
-    .command('supernode')
-    .description("run a SuperNode at a site (trains on the site's data), or manage node keys")
+/** The options of `pollen supernode` (running one), with their environment variables. */
+function supernodeOptions(cmd: Command): Command {
+  return cmd
     .option('--kit <dir>', 'an enrolled client startup kit (certificate, key, root CA, SuperLink address)')
     .option('--cert <file>', 'client certificate PEM (instead of --kit)')
     .option('--key <file>', 'its private key PEM')
@@ -69,20 +52,28 @@ export function registerSuperNode(program: Command): void {
     .option('--insecure', 'no TLS (development only)')
     .option('--superlink <host:port>', 'Fleet API address (default: the kit endpoint)')
     .option('--name <name>', 'node name in listings (default: the certificate name)')
-    .option(
-      '--auth-supernode-private-key <file>',
-      'OpenSSH ECDSA key (ssh-keygen -t ecdsa -b 384) for SuperLinks that authenticate node keys',
+    .addOption(
+      new Option(
+        '--auth-supernode-private-key <file>',
+        'OpenSSH ECDSA key (ssh-keygen -t ecdsa -b 384) for SuperLinks that authenticate node keys',
+      ).env('POLLEN_AUTH_SUPERNODE_PRIVATE_KEY'),
     )
-    .option(
-      '--node-config <k=v>',
-      'node config for the ClientApp, e.g. data-path=/data/part0 (repeatable)',
-      collect,
-      [],
+    .addOption(
+      new Option(
+        '--node-config <k=v>',
+        'node config for the ClientApp, e.g. data-path=/data/part0 (repeatable; the variable holds k=v pairs)',
+      )
+        .env('POLLEN_NODE_CONFIG')
+        .argParser(collect)
+        .default([]),
     )
-    .option(
-      '--trusted-app <sha256:HASH>',
-      'run only app bundles with this hash (repeatable; or POLLEN_TRUSTED_APPS); by default every app of the federation runs',
-      collect,
+    .addOption(
+      new Option(
+        '--trusted-app <sha256:HASH>',
+        'run only app bundles with this hash (repeatable; the variable holds a list); by default every app of the federation runs',
+      )
+        .env('POLLEN_TRUSTED_APPS')
+        .argParser(collect),
     )
     .option('--work-dir <dir>', 'unpacked apps and chunks in transit', './supernode')
     .option(
@@ -90,8 +81,33 @@ export function registerSuperNode(program: Command): void {
       'ClientAppIo for the app processes (loopback)',
       '127.0.0.1:0',
     )
-    .option('--heartbeat-interval <seconds>', 'how often to tell the SuperLink this node is alive', '10')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .addOption(
+      new Option('--heartbeat-interval <seconds>', 'how often to tell the SuperLink this node is alive')
+        .env('POLLEN_HEARTBEAT_INTERVAL')
+        .default('10'),
+    )
+    .addOption(logLevelOption());
+}
+
+export function registerSuperNode(program: Command): void {
+  // `pollen start CLIENT_KIT` (the kit's start.sh) enrolls, then runs the SuperNode with the
+  // settings `pollen supernode` takes from the environment.
+  registerParticipantRunner('client', async ({ kit, out }) => {
+    await runSuperNode(
+      {
+        ...optionsFromEnvironment<RunOpts>(supernodeOptions),
+        kit: kit.dir,
+        workDir: `${kit.dir}/local/supernode`,
+      },
+      out.quiet(),
+    );
+    return { status: 'stopped' };
+  });
+  const cmd = supernodeOptions(
+    program
+      .command('supernode')
+      .description("run a SuperNode at a site (trains on the site's data), or manage node keys"),
+  )
     .addHelpText(
       'after',
       `
@@ -142,7 +158,7 @@ with --site. \`pollen supernode list\` shows each key's site and how it was boun
         } catch (e) {
           throw new PollenError('FILE_NOT_FOUND', `Cannot read ${keyFile}`, { cause: e });
         }
-        const s = openControl(federation);
+        const s = openControl(federation, o.config);
         try {
           const { nodeId } = await rpc(
             s.control.registerNode({ publicKey: line, name: o.name ?? '', site: o.site ?? '' }),
@@ -159,8 +175,8 @@ with --site. \`pollen supernode list\` shows each key's site and how it was boun
     .alias('ls')
     .description('list SuperNodes: registered, online, offline, and the site each key is bound to')
     .action(
-      action<object>(async (_o, out, args) => {
-        const s = openControl(args[0]);
+      action<object>(async (o, out, args) => {
+        const s = openControl(args[0], o.config);
         try {
           const res = await rpc(s.control.listNodes({}));
           const nodes = res.nodes.map((n) => ({
@@ -190,9 +206,9 @@ with --site. \`pollen supernode list\` shows each key's site and how it was boun
     .command('unregister <NODE_ID> [FEDERATION]')
     .description("remove a node's key: it is refused from now on, with no SuperLink restart")
     .action(
-      action<object>(async (_o, out, args) => {
+      action<object>(async (o, out, args) => {
         const [nodeId, federation] = args as [string, string | undefined];
-        const s = openControl(federation);
+        const s = openControl(federation, o.config);
         try {
           await rpc(s.control.unregisterNode({ nodeId }));
           out.result({ nodeId, unregistered: true }, (d) => `unregistered ${d.nodeId}`);
@@ -215,9 +231,11 @@ export async function runSuperNode(o: RunOpts, out: Output): Promise<void> {
   const authKey = o.authSupernodePrivateKey
     ? parseSshPrivateKey(readFileSync(o.authSupernodePrivateKey))
     : undefined;
-  const trustedApps = (o.trustedApp ?? process.env.POLLEN_TRUSTED_APPS?.split(/[\s,]+/).filter(Boolean))?.map(
-    (h) => h.trim().toLowerCase(),
-  );
+  // Each value may hold several hashes (POLLEN_TRUSTED_APPS is one variable for the list).
+  const trustedApps = o.trustedApp
+    ?.flatMap((v) => v.split(/[\s,]+/))
+    .filter(Boolean)
+    .map((h) => h.trim().toLowerCase());
   for (const h of trustedApps ?? [])
     if (!/^sha256:[0-9a-f]{64}$/.test(h))
       throw new PollenError(

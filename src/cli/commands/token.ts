@@ -17,6 +17,14 @@ import {
 import { PollenError } from '../../errors.js';
 import { writeSecretFile } from '../../util/files.js';
 import { action } from '../command.js';
+import {
+  apiKeyOption,
+  caCertOption,
+  caOption,
+  caPassphraseOption,
+  certServiceOption,
+  policyOption,
+} from '../env-options.js';
 import type { Output } from '../output.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -34,6 +42,7 @@ interface IssueFlags {
   caCert?: string;
   force?: boolean;
   json?: boolean;
+  caPassphrase?: string;
 }
 
 const ENV_HELP = `
@@ -61,27 +70,14 @@ function addIssueOptions(cmd: Command): Command {
         "role for --user tokens (default: the policy's user.default_role)",
       ).choices(['lead', 'member', 'org_admin']),
     )
-    .addOption(new Option('-c, --ca <CA_PATH>', 'local mode: the CA folder').env('POLLEN_CA_PATH'))
+    .addOption(caOption('local mode: the CA folder'))
     .addOption(
-      new Option('-p, --policy <POLICY>', 'local mode: enrollment policy YAML (default: built-in)').env(
-        'POLLEN_ENROLLMENT_POLICY',
-      ),
+      policyOption('-p, --policy <POLICY>', 'local mode: enrollment policy YAML (default: built-in)'),
     )
-    .addOption(
-      new Option('--cert-service <URL>', 'remote mode: Certificate Service URL').env(
-        'POLLEN_CERT_SERVICE_URL',
-      ),
-    )
-    .addOption(
-      new Option('--api-key <KEY>', 'remote mode: API key (prefer the environment variable)').env(
-        'POLLEN_API_KEY',
-      ),
-    )
-    .addOption(
-      new Option('--ca-cert <FILE>', 'remote mode: root CA to trust (default: CA_PATH/rootCA.pem)').env(
-        'POLLEN_CA_CERT',
-      ),
-    )
+    .addOption(certServiceOption('remote mode: Certificate Service URL'))
+    .addOption(apiKeyOption('remote mode: API key (prefer the environment variable)'))
+    .addOption(caCertOption('remote mode: root CA to trust (default: CA_PATH/rootCA.pem)'))
+    .addOption(caPassphraseOption())
     .option('-f, --force', 'overwrite existing output files');
 }
 
@@ -206,7 +202,7 @@ async function issue(
   }
   const policy = loadPolicy(mode.policyPath);
   const signer = loadTokenSigner(mode.caDir, {
-    ...(process.env['POLLEN_CA_PASSPHRASE'] && { passphrase: process.env['POLLEN_CA_PASSPHRASE'] }),
+    ...(f.caPassphrase && { passphrase: f.caPassphrase }),
   });
   const issued = await issueTokens(
     signer,
