@@ -356,7 +356,7 @@ const rows: [string, Run[] | undefined][] = [
   ['Pollen up + the sender hashing (uploadMessage, fresh) → run scope', hashedUp],
   ['Pollen up, admin: uploadMessage → shared store (SHA-256 + file)', sharedUp],
   ['Pollen down: downloadChunks ← shared store, verified', pollenDown],
-  ['Connect up: hashing overlapped, MissingChunks + PushChunks → DiskChunkStore', connectUp],
+  ['Connect up: hash, then MissingChunks + PushChunks → DiskChunkStore', connectUp],
   ['Connect down: PullChunks → MemoryChunkStore', connectDown],
 ];
 const best = (r: Run[] | undefined): Run | undefined =>

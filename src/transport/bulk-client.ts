@@ -363,7 +363,7 @@ function unreachable(e: unknown): PollenError {
  */
 export function bulkChunkTransport(bulk: BulkChunkClient, rpc: ChunkTransport): ChunkTransport {
   return {
-    get skipsHeld() {
+    get perChunk() {
       return bulk.supported;
     },
     missing: (ids, options) => rpc.missing(ids, options),

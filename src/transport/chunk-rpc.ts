@@ -44,7 +44,7 @@ function callOptions(options: ChunkCallOptions): CallOptions {
 /** The chunk RPCs of `client` as a ChunkTransport. */
 export function rpcChunkTransport(client: ChunkRpcClient): ChunkTransport {
   return {
-    skipsHeld: false,
+    perChunk: false,
     async missing(ids, options = {}) {
       try {
         return (await client.missingChunks({ chunkIds: ids }, callOptions(options))).chunkIds;

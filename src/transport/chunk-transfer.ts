@@ -131,8 +131,8 @@ function positiveInt(name: string, n: number): number {
  * the id of every piece (for messageToWire's `pieceIds`) once every chunk is stored; the first
  * failure rejects, cancels the chunks in flight and stops the hashing.
  *
- * `fresh` holds only where the transport skips held chunks cheaply (the bulk route); over the
- * RPCs every chunk is asked about.
+ * So over a transport that sends a chunk per request (the bulk route: `perChunk`); over the RPCs
+ * the pieces are hashed first and go through uploadChunks (every chunk is asked about).
  */
 export async function uploadPieces(
   transport: ChunkTransport,
@@ -143,9 +143,18 @@ export async function uploadPieces(
   const ahead = positiveInt('ahead', options.ahead ?? 1);
   const concurrency = positiveInt('concurrency', options.concurrency ?? BULK_CONCURRENCY);
   const fresh = options.fresh ?? false;
+  // Once the bulk route turns out to be missing, the RPCs carry every byte: ask about the rest.
   const isFresh = (id: string): boolean =>
-    transport.skipsHeld && (typeof fresh === 'function' ? fresh(id) : fresh);
+    transport.perChunk && (typeof fresh === 'function' ? fresh(id) : fresh);
   const ids: string[] = new Array<string>(pieces.length);
+  if (!transport.perChunk) {
+    for (let i = 0; i < pieces.length; i++) ids[i] = chunkId(pieces[i]!);
+    const chunks = new Map<string, Uint8Array>();
+    ids.forEach((id, i) => {
+      if (!chunks.has(id)) chunks.set(id, pieces[i]!);
+    });
+    return { ids, ...(await uploadChunks(transport, chunks, options)) };
+  }
   const result: PiecesUploadResult = { ids, sent: 0, bytes: 0, skipped: 0 };
   if (pieces.length === 0) return result;
 

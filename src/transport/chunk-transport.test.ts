@@ -102,12 +102,12 @@ describe('bulkChunkTransport without a bulk route', () => {
     const rpc = fakeRpc();
     const { bulk, requests } = noRoute();
     const t = bulkChunkTransport(bulk, rpcChunkTransport(rpc.client));
-    expect(t.skipsHeld).toBe(true);
+    expect(t.perChunk).toBe(true);
     const chunks = Array.from({ length: 6 }, () => chunkOf());
     const r = await uploadChunks(t, new Map(chunks.map((c) => [c.id, c.data])));
     expect(r).toMatchObject({ sent: 6, skipped: 0 });
     expect(bulk.supported).toBe(false);
-    expect(t.skipsHeld).toBe(false);
+    expect(t.perChunk).toBe(false);
     expect(rpc.streams).toHaveLength(1);
     expect([...rpc.streams[0]!].sort()).toEqual(chunks.map((c) => c.id).sort());
     const tried = requests();

@@ -62,11 +62,13 @@ export type ChunkFeed = () => Promise<ChunkInit | undefined>;
  */
 export interface ChunkTransport {
   /**
-   * True when the peer answers a push of a chunk it already holds before the chunk's bytes
-   * cross (the bulk route), so that a chunk most likely new is better sent without asking
-   * `missing` first (uploadPieces' `fresh`). False for the RPCs, which carry every byte pushed.
+   * True when each chunk travels on its own request, several in flight, and the peer answers a
+   * push of a chunk it already holds before its bytes cross (the bulk route): uploadPieces then
+   * sends each chunk as soon as it is hashed, and a chunk most likely new (`fresh`) without asking
+   * `missing` first. False for the RPCs, one stream that carries every byte pushed: uploadPieces
+   * names every chunk first and sends only those `missing` names.
    */
-  readonly skipsHeld: boolean;
+  readonly perChunk: boolean;
   /** Which of `ids` (valid ids, at most 1000) the peer does not hold. */
   missing(ids: string[], options?: ChunkCallOptions): Promise<string[]>;
   /**
