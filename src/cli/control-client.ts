@@ -1,6 +1,7 @@
 /** A Control API client for the federation named on the command line (or the default one). */
 import type { Client } from '@connectrpc/connect';
 import { Control } from '../gen/pollen/v1/control_pb.js';
+import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { fromConnectError } from '../transport/errors.js';
 import { openChannel } from '../transport/rpc-client.js';
 import { configPath, type Federation, loadFederation } from './federation.js';
@@ -8,6 +9,8 @@ import { configPath, type Federation, loadFederation } from './federation.js';
 export interface ControlSession {
   federation: Federation;
   control: Client<typeof Control>;
+  /** Chunk uploads to the SuperLink (app bundles), over the bulk route of the same channel. */
+  chunks: ChunkTransport;
   close(): void;
 }
 
@@ -18,7 +21,8 @@ export function openControl(name: string | undefined, configFile?: string): Cont
     tls: federation.tls,
     defaultTimeoutMs: 60_000,
   });
-  return { federation, control: channel.client(Control), close: () => channel.close() };
+  const control = channel.client(Control);
+  return { federation, control, chunks: channel.chunks(control), close: () => channel.close() };
 }
 
 /** Await a Control call, turning Connect errors back into PollenErrors with their codes. */

@@ -136,6 +136,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     bulkHeaders: fleetBulkHeaders({ signer, holder, insecureName: o.tls ? undefined : o.name }),
   });
   const fleet = channel.client(Fleet);
+  const fleetChunks = channel.chunks(fleet);
   const heartbeatMs = o.heartbeatIntervalMs ?? 10_000;
   const pollMs = o.pollIntervalMs ?? 500;
   const pollWaitMs = Math.max(0, o.pollWaitMs ?? 20_000);
@@ -203,7 +204,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       try {
         // Into the run's scope on the SuperLink, which relays them unhashed to the ServerApp.
         if (ids.length > 0)
-          await call(() => uploadChunks(fleet, own ?? { ids, source: chunks }, { scope: { runId } }));
+          await call(() => uploadChunks(fleetChunks, own ?? { ids, source: chunks }, { scope: { runId } }));
         const { results } = await call(() => fleet.pushMessages({ messages: [reply] }));
         const r = results[0];
         o.onEvent?.({
@@ -306,7 +307,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     const { fab } = await call(() => fleet.getFab({ hash: run.fab!.hash }));
     if (!fab) throw new PollenError('BUNDLE_NOT_FOUND', `No bundle ${run.fab!.hash}`);
     const store = new MemoryChunkStore();
-    await call(() => downloadChunks(fleet, fab.chunkIds, store));
+    await call(() => downloadChunks(fleetChunks, fab.chunkIds, store));
     const parts: Uint8Array[] = [];
     for (const id of fab.chunkIds) parts.push((await store.get(id))!);
     const bytes = Buffer.concat(parts);
@@ -371,7 +372,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       const ids = chunkIdsOf(message);
       const missing = await chunks.missing(ids);
       if (missing.length > 0)
-        await call(() => downloadChunks(fleet, missing, chunks, { scope: { runId: md.runId } }));
+        await call(() => downloadChunks(fleetChunks, missing, chunks, { scope: { runId: md.runId } }));
       if (o.app) {
         handleEmbedded(o.app, slot, message);
         return;

@@ -103,8 +103,9 @@ const FALLBACK: Partial<Record<Code, ErrorCode>> = {
   [Code.Canceled]: 'UNAVAILABLE',
 };
 
-function isErrorCode(s: string | null): s is ErrorCode {
-  return s !== null && Object.hasOwn(ERROR_CODES, s);
+/** True for a code of the catalogue (src/errors.ts), e.g. one a peer sent in a header. */
+export function isErrorCode(s: unknown): s is ErrorCode {
+  return typeof s === 'string' && Object.hasOwn(ERROR_CODES, s);
 }
 
 /** A check of ours that failed inside the client's TLS or HTTP/2 layer (it keeps its own code). */

@@ -110,7 +110,7 @@ The app is bundled with its dependencies (pollen build), pushed in content-addre
           out.progress(
             `pushing ${built.manifest.name} (${mb(bytes.length)}, ${built.hash}) to ${s.federation.name}`,
           );
-          await rpc(uploadChunks(s.control, chunks));
+          await rpc(uploadChunks(s.chunks, chunks));
           const { runId } = await rpc(
             s.control.startRun({
               fab: {
