@@ -242,10 +242,7 @@ Example:
       "renew a kit's certificate now, over mutual TLS with the current one (sites also renew by themselves at two thirds of the lifetime)",
     )
     .argument('<KIT_DIR>', 'the startup kit whose startup/NAME.crt to renew')
-    .option(
-      '--cert-service <url>',
-      "Certificate Service URL (default: the kit's enrollment.json, or POLLEN_CERT_SERVICE_URL)",
-    )
+    .addOption(certServiceOption("Certificate Service URL (default: the kit's enrollment.json)"))
     .addHelpText(
       'after',
       `
