@@ -375,7 +375,10 @@ describe.each(backends)('LinkState on %s', (backend, makeUrl) => {
     it('answers an empty poll from memory', async () => {
       const { s } = await fresh();
       const runId = await running(s);
-      const spy = vi.spyOn((s as unknown as { db: { transaction(): unknown } }).db, 'transaction');
+      const spy = vi.spyOn(
+        (s as unknown as { store: { db: { transaction(): unknown } } }).store.db,
+        'transaction',
+      );
       for (let i = 0; i < 50; i++) expect(await s.pullInstructions('n0')).toEqual([]);
       expect(spy).not.toHaveBeenCalled();
       await s.pushInstructions(runId, [ins('m1', 'n0')]);
