@@ -15,10 +15,6 @@ function ioOf(cmd: Command): Io {
   return ios.get(root) ?? { stdout: process.stdout, stderr: process.stderr };
 }
 
-/**
- * Wrap a command's action: build the Output from the global --json flag and let errors
- * propagate to main(), which maps them to exit codes.
- */
 /** The options every command has (`pollen --json --config FILE …`). */
 export interface GlobalFlags {
   json?: boolean;
@@ -26,6 +22,11 @@ export interface GlobalFlags {
   config?: string;
 }
 
+/**
+ * Wrap a command's action: build the Output from the global --json flag and let errors
+ * propagate to main(), which maps them to exit codes. `fn` is the command's function, or a small
+ * adapter that adds the positional arguments to its options.
+ */
 export function action<O>(
   fn: (opts: O & GlobalFlags, out: Output, args: string[], cmd: Command) => Promise<void>,
 ) {
@@ -36,6 +37,26 @@ export function action<O>(
     const io = ioOf(cmd);
     await fn(opts, new Output(Boolean(opts.json), io.stdout, io.stderr, io.stdin), args, cmd);
   };
+}
+
+/** `action()` for a command whose variadic argument (`[names...]`) is its function's `names`. */
+export function namesAction<O extends { names: string[] }>(fn: (opts: O, out: Output) => Promise<void>) {
+  return action<Omit<O, 'names'>>((o, out, names) => fn({ ...o, names } as O, out));
+}
+
+/**
+ * Which of `keys` took their value from `source`: `cli` (given on the command line), `env` (its
+ * variable) or `default`. For the few commands whose behaviour depends on where a value came from.
+ */
+export function valuesFrom<K extends string>(
+  cmd: Command,
+  source: 'cli' | 'env' | 'default',
+  ...keys: K[]
+): Record<K, boolean> {
+  return Object.fromEntries(keys.map((k) => [k, cmd.getOptionValueSource(k) === source])) as Record<
+    K,
+    boolean
+  >;
 }
 
 /** Wait for SIGINT or SIGTERM, then run `stop` (work in flight finishes first). */
