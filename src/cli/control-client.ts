@@ -2,9 +2,8 @@
 import type { Client } from '@connectrpc/connect';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
-import { fromConnectError } from '../transport/errors.js';
 import { openChannel } from '../transport/rpc-client.js';
-import { configPath, type Federation, loadFederation } from './federation.js';
+import { configPath, type Federation, loadFederation } from './federations.js';
 
 export interface ControlSession {
   federation: Federation;
@@ -25,11 +24,16 @@ export function openControl(name: string | undefined, configFile?: string): Cont
   return { federation, control, chunks: channel.chunks(control), close: () => channel.close() };
 }
 
-/** Await a Control call, turning Connect errors back into PollenErrors with their codes. */
-export async function rpc<T>(p: Promise<T>): Promise<T> {
+/** Open the federation's Control API for `fn`, and close it when `fn` is done. */
+export async function withControl<T>(
+  name: string | undefined,
+  configFile: string | undefined,
+  fn: (s: ControlSession) => Promise<T>,
+): Promise<T> {
+  const s = openControl(name, configFile);
   try {
-    return await p;
-  } catch (e) {
-    throw fromConnectError(e);
+    return await fn(s);
+  } finally {
+    s.close();
   }
 }

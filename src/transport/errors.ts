@@ -144,6 +144,15 @@ export function fromConnectError(e: unknown): PollenError {
   });
 }
 
+/** Await a remote call, turning a Connect error back into the PollenError it carries. */
+export async function rpc<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (e) {
+    throw fromConnectError(e);
+  }
+}
+
 /** The stable code of any error: a PollenError's, a remote one's, or INTERNAL. */
 export function errorCodeOf(e: unknown): ErrorCode {
   if (e instanceof PollenError) return e.code;
