@@ -1,26 +1,9 @@
 import { type Command, Option } from 'commander';
-import { PollenError } from '../../errors.js';
-import { action, optionsFromEnvironment, untilSignal } from '../command.js';
+import { action, optionsFromEnvironment, valuesFrom } from '../command.js';
 import { certServiceOption, logLevelOption } from '../env-options.js';
-import { bold, dim, type Output } from '../output.js';
-import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import { registerParticipantRunner } from '../participants.js';
-import { addLimitOptions, limitsFrom } from '../superlink-limits.js';
-
-interface Opts extends TlsFlags {
-  stateDir: string;
-  database?: string;
-  fleetAddress: string;
-  controlAddress: string;
-  serverappioAddress: string;
-  enableSupernodeAuth?: boolean;
-  crl?: string;
-  crlRefresh?: string;
-  chunkMemory?: string;
-  certService?: string;
-  project?: string;
-  logLevel: string;
-}
+import { addLimitOptions } from '../superlink/limits.js';
+import { runKitSuperLink, type SuperLinkOptions, superLink } from '../superlink/run.js';
 
 /** The options of `pollen superlink`, with their environment variables. */
 function superlinkOptions(cmd: Command): Command {
@@ -68,25 +51,9 @@ function superlinkOptions(cmd: Command): Command {
 export function registerSuperLink(program: Command): void {
   // `pollen start SERVER_KIT` enrolls, then runs the SuperLink on the kit's ports, with the
   // settings `pollen superlink` takes from the environment.
-  registerParticipantRunner('server', async ({ kit, out }) => {
-    const e = kit.config.endpoint;
-    const host = kit.config.listening?.host ?? '0.0.0.0';
-    const quiet = out.quiet();
-    const { tls } = resolveTls({ kit: kit.dir }, 'server', quiet);
-    const env = optionsFromEnvironment<Opts>(superlinkOptions);
-    await runSuperLink(
-      {
-        ...env,
-        stateDir: `${kit.dir}/local/superlink`,
-        fleetAddress: `${host}:${kit.config.listening?.port ?? e.port}`,
-        controlAddress: `${host}:${e.adminPort ?? 9093}`,
-        certService: env.certService ?? kit.enrollment?.certServiceUrl,
-      },
-      quiet,
-      tls,
-    );
-    return { status: 'stopped' };
-  });
+  registerParticipantRunner('server', (ctx) =>
+    runKitSuperLink(ctx, optionsFromEnvironment<SuperLinkOptions>(superlinkOptions)),
+  );
   superlinkOptions(
     program
       .command('superlink')
@@ -117,69 +84,8 @@ are collected within minutes. Set each in the environment too (POLLEN_NODE_CHUNK
 Logs go to stderr as JSON lines. Stop with Ctrl-C or SIGTERM.`,
     )
     .action(
-      action<Opts>(async (o, out, _args, cmd) => {
-        const { tls, kit } = resolveTls(o, 'server', out);
-        // Cleartext APIs may only listen on loopback: without TLS the default addresses do.
-        if (!tls)
-          for (const key of ['fleetAddress', 'controlAddress'] as const)
-            if (cmd.getOptionValueSource(key) === 'default')
-              o[key] = o[key].replace(/^0\.0\.0\.0:/, '127.0.0.1:');
-        await runSuperLink(o, out, tls, kit?.config.name);
-      }),
+      action<SuperLinkOptions>((o, out, _a, cmd) =>
+        superLink({ ...o, defaulted: valuesFrom(cmd, 'default', 'fleetAddress', 'controlAddress') }, out),
+      ),
     );
-}
-
-export async function runSuperLink(
-  o: Opts,
-  out: Output,
-  tls: ReturnType<typeof resolveTls>['tls'],
-  _name?: string,
-): Promise<void> {
-  const { default: pino } = await import('pino');
-  const { startSuperLink } = await import('../../superlink/superlink.js');
-  const log = pino({ level: o.logLevel }, pino.destination(2));
-  const refresh = Number(o.crlRefresh ?? 30);
-  if (!Number.isFinite(refresh) || refresh < 1)
-    throw new PollenError('INVALID_ARGUMENT', '--crl-refresh takes seconds (>= 1)');
-  const chunkMemory = Number(o.chunkMemory ?? 1024);
-  if (!Number.isFinite(chunkMemory) || chunkMemory < 0)
-    throw new PollenError(
-      'INVALID_ARGUMENT',
-      '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
-    );
-  const limits = limitsFrom(o as unknown as Record<string, unknown>);
-  const link = await startSuperLink({
-    stateDir: o.stateDir,
-    chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),
-    limits,
-    database: o.database,
-    fleet: parseAddress(o.fleetAddress, '--fleet-address'),
-    control: parseAddress(o.controlAddress, '--control-address'),
-    serverAppIo: parseAddress(o.serverappioAddress, '--serverappio-address'),
-    tls,
-    nodeAuth: Boolean(o.enableSupernodeAuth),
-    project: o.project,
-    crl: o.crl || o.certService ? { file: o.crl, url: o.certService, refreshMs: refresh * 1000 } : undefined,
-    log,
-  });
-  out.result(
-    {
-      fleet: link.fleetUrl,
-      control: link.controlUrl,
-      serverAppIo: link.serverAppIoUrl,
-      nodeAuth: Boolean(o.enableSupernodeAuth),
-      secure: Boolean(tls),
-    },
-    (d) => [
-      `${bold('SuperLink')} running${d.secure ? ' (mutual TLS)' : ' (INSECURE)'}`,
-      `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
-      `  Control API     ${d.control}`,
-      `  ServerAppIo     ${d.serverAppIo}`,
-      dim('  Ctrl-C to stop'),
-    ],
-  );
-  await untilSignal(async () => {
-    out.progress('stopping the SuperLink');
-    await link.close();
-  });
 }

@@ -1,9 +1,9 @@
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { isPollenError } from '../errors.js';
-import { DEFAULT_LIMITS } from '../superlink/quotas.js';
-import { optionsFromEnvironment } from './command.js';
-import { addLimitOptions, LIMIT_FLAGS, limitsFrom } from './superlink-limits.js';
+import { isPollenError } from '../../errors.js';
+import { DEFAULT_LIMITS } from '../../superlink/quotas.js';
+import { optionsFromEnvironment } from '../command.js';
+import { addLimitOptions, LIMIT_FLAGS, limitsFrom } from './limits.js';
 
 const MiB = 1024 * 1024;
 

@@ -5,8 +5,8 @@
  * only, through the same options) both read it.
  */
 import { type Command, Option } from 'commander';
-import { PollenError } from '../errors.js';
-import { DEFAULT_LIMITS, type Limits } from '../superlink/quotas.js';
+import { PollenError } from '../../errors.js';
+import { DEFAULT_LIMITS, type Limits } from '../../superlink/quotas.js';
 
 const MiB = 1024 * 1024;
 const ACCEPTS = {
