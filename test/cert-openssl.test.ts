@@ -31,19 +31,8 @@ beforeAll(async () => {
     ['relay-1', 'relay', []],
     ['admin@example.com', 'admin', ['--role', 'project_admin']],
   ] as const) {
-    const r = await pollen([
-      'cert',
-      'site',
-      '-n',
-      name,
-      '-t',
-      type,
-      '-c',
-      ca,
-      '-o',
-      join(t.dir, name),
-      ...extra,
-    ]);
+    const args = ['cert', 'site', '-n', name, '-t', type, '-c', ca, '-o', join(t.dir, name), ...extra];
+    const r = await pollen(args);
     expect(r.code, r.stderr).toBe(0);
   }
 });

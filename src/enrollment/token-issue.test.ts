@@ -9,20 +9,27 @@ import { checkSubjects, issueEnrollmentTokens } from './token-issue.js';
 
 let dir: string;
 let ca: string;
+const POLICY = `metadata:
+  project: hospitals
+  version: "3"
+token:
+  validity: 12h
+  max_uses: 2
+site:
+  name_pattern: "hospital-*"
+user:
+  allowed_roles: [member]
+  default_role: member
+approval:
+  rules:
+    - {name: all, match: {}, action: pending}
+`;
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'pollen-token-issue-'));
   ca = join(dir, 'ca');
   makeCaFolder(ca, 'hospitals');
-  writeFileSync(
-    join(dir, 'policy.yaml'),
-    `metadata: {project: hospitals, version: "3"}
-token: {validity: 12h, max_uses: 2}
-site: {name_pattern: "hospital-*"}
-user: {allowed_roles: [member], default_role: member}
-approval: {rules: [{name: all, match: {}, action: pending}]}
-`,
-  );
+  writeFileSync(join(dir, 'policy.yaml'), POLICY);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
