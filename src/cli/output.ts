@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import pc from 'picocolors';
+import { pc } from './colors.js';
 import { type ExitCode, type PollenError, toPollenError } from '../errors.js';
 
 /** The streams a CLI run writes to: the process's, or a test's. */

@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import pc from 'picocolors';
+import { pc } from '../colors.js';
 import type { PolicyRule } from '../../enrollment/policy.js';
 import { loadPolicy } from '../../enrollment/policy-load.js';
 import type { Output } from '../output.js';

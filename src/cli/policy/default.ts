@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import pc from 'picocolors';
+import { pc } from '../colors.js';
 import { DEFAULT_POLICY_YAML } from '../../enrollment/policy.js';
 import { PollenError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/files.js';

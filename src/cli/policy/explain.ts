@@ -1,4 +1,4 @@
-import pc from 'picocolors';
+import { pc } from '../colors.js';
 import { explain, type SubjectType } from '../../enrollment/policy.js';
 import { loadPolicy } from '../../enrollment/policy-load.js';
 import { parseIp } from '../../enrollment/policy-match.js';

@@ -1,6 +1,6 @@
 /** What the policy commands share: which file, how to name it, how to colour an action. */
 import { resolve } from 'node:path';
-import pc from 'picocolors';
+import { pc } from '../colors.js';
 import type { LoadedPolicy } from '../../enrollment/policy.js';
 
 /** The FILE argument, else POLLEN_ENROLLMENT_POLICY (the hidden --policy option carries it). */

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import pc from 'picocolors';
+import { pc } from '../colors.js';
 import { inspectToken } from '../../enrollment/token-inspect.js';
 import { PollenError } from '../../errors.js';
 import type { Output } from '../output.js';
