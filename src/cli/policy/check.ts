@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
-import { pc } from '../colors.js';
 import type { PolicyRule } from '../../enrollment/policy.js';
 import { loadPolicy } from '../../enrollment/policy-load.js';
+import { pc } from '../colors.js';
 import type { Output } from '../output.js';
 import { colorAction, policyFile, sourceOf } from './shared.js';
 

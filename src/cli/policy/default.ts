@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pc } from '../colors.js';
 import { DEFAULT_POLICY_YAML } from '../../enrollment/policy.js';
 import { PollenError } from '../../errors.js';
 import { writeFileAtomic } from '../../util/files.js';
+import { pc } from '../colors.js';
 import type { Output } from '../output.js';
 
 export interface PolicyDefaultOptions {

@@ -1,8 +1,8 @@
-import { pc } from '../colors.js';
 import { explain, type SubjectType } from '../../enrollment/policy.js';
 import { loadPolicy } from '../../enrollment/policy-load.js';
 import { parseIp } from '../../enrollment/policy-match.js';
 import { PollenError } from '../../errors.js';
+import { pc } from '../colors.js';
 import type { Output } from '../output.js';
 import { colorAction, policyFile, sourceOf } from './shared.js';
 

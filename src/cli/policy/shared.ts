@@ -1,7 +1,7 @@
 /** What the policy commands share: which file, how to name it, how to colour an action. */
 import { resolve } from 'node:path';
-import { pc } from '../colors.js';
 import type { LoadedPolicy } from '../../enrollment/policy.js';
+import { pc } from '../colors.js';
 
 /** The FILE argument, else POLLEN_ENROLLMENT_POLICY (the hidden --policy option carries it). */
 export const policyFile = (file: string | undefined, o: { policy?: string }): string | undefined =>

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { pc } from '../colors.js';
 import { inspectToken } from '../../enrollment/token-inspect.js';
 import { PollenError } from '../../errors.js';
+import { pc } from '../colors.js';
 import type { Output } from '../output.js';
 import { nonEmpty } from './issue.js';
 
