@@ -19,7 +19,7 @@ import {
   NODE_AUTH_HEADERS as H,
   RequestSigner,
   RequestVerifier,
-} from '../src/supernode/request-auth.js';
+} from '../src/transport/node-request-auth.js';
 import { machineInfo } from './lib/env.js';
 import { ratio, round } from './lib/stats.js';
 import { num, table, times } from './lib/table.js';

@@ -152,6 +152,7 @@ process.on('message', (m: { cmd: string; ids?: string[]; runId?: string; nodeId?
 process.send!({
   ready: true,
   fleetUrl: superlink.fleetUrl,
+  controlUrl: superlink.controlUrl,
   rawPort: (raw.address() as AddressInfo).port,
   pid: process.pid,
 });

@@ -13,8 +13,9 @@
  *                      the ServerApp verifies). THE TARGET ROW.
  *   … + hashing        the same with the sender's SHA-256 on the clock (uploadMessage, fresh):
  *                      what a node would pay if it had to name the chunks itself
- *   … no run           uploadMessage into the shared store, which verifies every chunk and
- *                      writes it to a file (what uploads naming no run get: bundles, old clients)
+ *   … shared store     uploadMessage over the Control API (an admin, as `pollen run` sends a
+ *                      bundle) into the shared store, which verifies every chunk and writes it
+ *                      to a file (nodes may not write there: CHUNK_RUN_REQUIRED)
  *   Pollen down        downloadChunks from the SuperLink's shared store, each chunk verified
  *   Connect up/down    the same over the PushChunks / PullChunks RPCs (gRPC framing), reference
  *
@@ -38,11 +39,13 @@ import { dirname, join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
 import { initCa, loadCa } from '../src/pki/ca.js';
 import { createSiteCertificate } from '../src/pki/site.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
+import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
 import { downloadChunks, uploadChunks, uploadMessage } from '../src/transport/chunk-transfer.js';
 import { MemoryChunkStore } from '../src/transport/chunks.js';
 import { openChannel } from '../src/transport/rpc-client.js';
@@ -99,6 +102,14 @@ const site = await createSiteCertificate(ca, {
   validityDays: 1,
 });
 const clientTls = loadTlsMaterial({ cert: site.certPath, key: site.keyPath, ca: site.rootPath });
+const admin = await createSiteCertificate(ca, {
+  name: 'admin@bench',
+  type: 'admin',
+  outDir: join(dir, 'admin'),
+  validityDays: 1,
+  role: 'project_admin',
+});
+const adminTls = loadTlsMaterial({ cert: admin.certPath, key: admin.keyPath, ca: admin.rootPath });
 
 const profile = flags['cpu-prof']
   ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out', 'profiles')}`]
@@ -124,10 +135,12 @@ function ask<T>(msg: object): Promise<T> {
   queue = p.catch(() => {});
   return p;
 }
-const ready = await new Promise<{ fleetUrl: string; rawPort: number }>((resolve, reject) => {
-  child.once('message', (m) => resolve(m as never));
-  child.once('exit', (code) => reject(new Error(`the receiver process exited (${code})`)));
-});
+const ready = await new Promise<{ fleetUrl: string; controlUrl: string; rawPort: number }>(
+  (resolve, reject) => {
+    child.once('message', (m) => resolve(m as never));
+    child.once('exit', (code) => reject(new Error(`the receiver process exited (${code})`)));
+  },
+);
 
 // One buffer of noise: the raw TLS payload and the model's arrays (distinct chunks).
 const payload = Buffer.allocUnsafe(TOTAL);
@@ -245,7 +258,11 @@ if (ids.length !== TOTAL / WRITE)
 
 const channel = openChannel({ baseUrl: ready.fleetUrl, tls: clientTls });
 const fleet = channel.client(Fleet);
+const fleetChunks = channel.chunks(fleet);
 const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name: 'site-1' });
+const adminChannel = openChannel({ baseUrl: ready.controlUrl, tls: adminTls });
+const control = adminChannel.client(Control);
+const controlChunks = adminChannel.chunks(control);
 
 /** Check that the receiver holds every chunk (in the run's scope for this node, or shared). */
 async function allHeld(runId?: string): Promise<void> {
@@ -262,8 +279,8 @@ async function upHop(hash: boolean): Promise<{ ms: number }> {
   const { runId } = await ask<{ runId: string }>({ cmd: 'run', nodeId });
   const t0 = performance.now();
   const sent = hash
-    ? (await uploadMessage(fleet, message, { fresh: true, scope: { runId } })).upload.sent
-    : (await uploadChunks(fleet, wireChunks, { scope: { runId } })).sent;
+    ? (await uploadMessage(fleetChunks, message, { fresh: true, scope: { runId } })).upload.sent
+    : (await uploadChunks(fleetChunks, wireChunks, { scope: { runId } })).sent;
   const ms = performance.now() - t0;
   if (sent !== ids.length) throw new Error('upload incomplete');
   await allHeld(runId);
@@ -271,11 +288,13 @@ async function upHop(hash: boolean): Promise<{ ms: number }> {
   return { ms };
 }
 
-/** Into the shared, verified store (no run named): the receiver hashes and writes files. */
+/** Into the shared, verified store (an admin's upload): the receiver hashes and writes files. */
 async function up(bulk: boolean): Promise<{ ms: number }> {
   await ask({ cmd: 'clear', ids });
   const t0 = performance.now();
-  const { chunks, upload } = await uploadMessage(fleet, message, bulk ? { fresh: true } : { bulk: false });
+  const { chunks, upload } = bulk
+    ? await uploadMessage(controlChunks, message, { fresh: true })
+    : await uploadMessage(rpcChunkTransport(control), message);
   const ms = performance.now() - t0;
   if (upload.sent !== ids.length || chunks.size !== ids.length) throw new Error('upload incomplete');
   await allHeld();
@@ -285,7 +304,7 @@ async function up(bulk: boolean): Promise<{ ms: number }> {
 async function down(bulk: boolean): Promise<{ ms: number }> {
   const into = new MemoryChunkStore();
   const t0 = performance.now();
-  const r = await downloadChunks(fleet, ids, into, bulk ? {} : { bulk: false });
+  const r = await downloadChunks(bulk ? fleetChunks : rpcChunkTransport(fleet), ids, into);
   const ms = performance.now() - t0;
   if (r.received !== ids.length) throw new Error('download incomplete');
   // Spot-check bytes (every chunk was already verified against its SHA-256 id).
@@ -321,6 +340,7 @@ const connectUp = CONNECT_REPS > 0 ? await bestOf(CONNECT_REPS, () => up(false))
 const connectDown = CONNECT_REPS > 0 ? await bestOf(CONNECT_REPS, () => down(false)) : undefined;
 
 channel.close();
+adminChannel.close();
 await new Promise<void>((r) => {
   child.once('exit', () => r());
   child.send({ cmd: 'stop' });
@@ -334,7 +354,7 @@ const rows: [string, Run[] | undefined][] = [
   ['raw TLS 1.3, receiver SHA-256', rawHash],
   ['Pollen up: a SuperNode forwards a reply (ids known) → run scope', pollenUp],
   ['Pollen up + the sender hashing (uploadMessage, fresh) → run scope', hashedUp],
-  ['Pollen up, no run: uploadMessage → shared store (SHA-256 + file)', sharedUp],
+  ['Pollen up, admin: uploadMessage → shared store (SHA-256 + file)', sharedUp],
   ['Pollen down: downloadChunks ← shared store, verified', pollenDown],
   ['Connect up: hash, then MissingChunks + PushChunks → DiskChunkStore', connectUp],
   ['Connect down: PullChunks → MemoryChunkStore', connectDown],
@@ -377,7 +397,7 @@ log(
   `Pollen up ÷ raw TLS of the same round: ${perRound.map((r) => times(r)).join(' / ')}; ÷ raw+SHA: ${pollenUp.map((u, i) => times(u.mbps / (rawHash[i]?.mbps ?? Number.NaN))).join(' / ')}`,
 );
 log(
-  `+ sender hashing ÷ raw TLS: ${times((best(hashedUp)?.mbps ?? Number.NaN) / rawRate)}; no run (shared store) ÷ raw TLS: ${times((best(sharedUp)?.mbps ?? Number.NaN) / rawRate)}`,
+  `+ sender hashing ÷ raw TLS: ${times((best(hashedUp)?.mbps ?? Number.NaN) / rawRate)}; admin → shared store ÷ raw TLS: ${times((best(sharedUp)?.mbps ?? Number.NaN) / rawRate)}`,
 );
 
 const doc = {

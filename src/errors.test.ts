@@ -59,6 +59,8 @@ describe('errors', () => {
       'FILE_NOT_FOUND',
     );
     expect(toPollenError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })).code).toBe('UNAVAILABLE');
+    const full = toPollenError(Object.assign(new Error('x'), { code: 'ENOSPC', path: '/var/lib/pollen/x' }));
+    expect([full.code, full.status, full.message]).toEqual(['STORAGE_FULL', 507, 'The disk is full']);
     const internal = toPollenError(new TypeError('secret stack detail'));
     expect(internal.code).toBe('INTERNAL');
     expect(internal.message).not.toContain('secret');

@@ -4,6 +4,7 @@
  * status for services and an exit code for the CLI. Internal detail (`detail`, `cause`) stays
  * in server logs and is never sent over the wire.
  */
+import { randomBytes } from 'node:crypto';
 
 /** Process exit codes: the one table the CLI uses (documented in docs/cli.md). */
 export const ExitCode = {
@@ -307,6 +308,21 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     "A node sends or reads a run's chunks only once the run sent it an instruction; a ServerApp only its own run's.",
   ),
+  CHUNK_RUN_REQUIRED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'A SuperNode uploads chunks only for a run that sent it work: name the run in the pollen-chunk-run header (Pollen SuperNodes do).',
+  ),
+  CHUNK_QUOTA_EXCEEDED: spec(
+    429,
+    ExitCode.UNAVAILABLE,
+    "This node holds as many bytes of the run's chunks as the SuperLink allows (--node-chunk-quota): send the reply that names them, or retry once unused ones were collected (2 minutes after their last use).",
+  ),
+  STORAGE_FULL: spec(
+    507,
+    ExitCode.UNAVAILABLE,
+    "The SuperLink's chunk storage is at its budget (--chunk-disk-budget) or its disk is full: retry later; the operator can raise the budget or free disk.",
+  ),
   // SuperLink state (nodes, runs, messages)
   NODE_UNKNOWN: spec(
     404,
@@ -338,6 +354,11 @@ export const ERROR_CODES = {
     'A node may only reply to instructions it was sent (and not yet answered or timed out).',
   ),
   REPLY_DUPLICATE: spec(409, ExitCode.CONFLICT, 'Each instruction takes exactly one reply.'),
+  REPLY_QUEUE_FULL: spec(
+    429,
+    ExitCode.UNAVAILABLE,
+    'This node has as many unread replies queued as the SuperLink allows (--node-reply-queue, --node-reply-queue-mib): retry once the ServerApp has read them.',
+  ),
   MESSAGE_EXPIRED: spec(
     410,
     ExitCode.CONFLICT,
@@ -413,6 +434,20 @@ export interface PollenErrorOptions {
   data?: Record<string, unknown>;
 }
 
+/**
+ * Pollen's one error type: a stable `code` (listed in docs/errors.md), a public message and a
+ * hint. Apps get it from the SDK and strategies (e.g. `UNAVAILABLE` when too few nodes are up).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await strategy.start({ grid, initialArrays, numRounds: 3 });
+ * } catch (e) {
+ *   if (isPollenError(e) && e.code === 'UNAVAILABLE') console.error(e.message, e.hint);
+ *   throw e;
+ * }
+ * ```
+ */
 export class PollenError extends Error {
   readonly code: ErrorCode;
   readonly hint: string;
@@ -447,6 +482,14 @@ export class PollenError extends Error {
   }
 }
 
+/**
+ * Whether a thrown value is a PollenError (then it has a `code` and a `hint`).
+ *
+ * @example
+ * ```ts
+ * if (isPollenError(e)) console.error(`${e.code}: ${e.message}`);
+ * ```
+ */
 export function isPollenError(e: unknown): e is PollenError {
   return e instanceof PollenError;
 }
@@ -459,10 +502,28 @@ export function toPollenError(e: unknown): PollenError {
     return new PollenError('FILE_NOT_FOUND', `No such file: ${err.path ?? ''}`.trim());
   if (err?.code === 'EEXIST')
     return new PollenError('FILE_EXISTS', `Already exists: ${err.path ?? ''}`.trim());
+  if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT')
+    return new PollenError('STORAGE_FULL', 'The disk is full', { cause: e, detail: err.path });
   if (err?.code === 'ECONNREFUSED' || err?.code === 'ENOTFOUND' || err?.code === 'ECONNRESET')
     return new PollenError('UNAVAILABLE', `Cannot reach the service (${err.code})`, { cause: e });
   return new PollenError('INTERNAL', 'Internal error', {
     detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
     cause: e,
   });
+}
+
+/** Logs an unexpected failure under the reference its client was given. */
+export type FailureReporter = (reference: string, error: unknown) => void;
+
+/**
+ * What a server may tell a client about any throwable. A PollenError is public by design (its
+ * code, message, hint and data; `detail` and `cause` stay in the process); anything else — a bug,
+ * an OS error naming a file, an INTERNAL — becomes a bare INTERNAL whose message carries only a
+ * short reference, and `report` logs the full error under it.
+ */
+export function publicError(e: unknown, report: FailureReporter): PollenError {
+  if (e instanceof PollenError && e.code !== 'INTERNAL') return e;
+  const reference = randomBytes(5).toString('hex');
+  report(reference, e);
+  return new PollenError('INTERNAL', `Internal error (reference ${reference})`, { data: { reference } });
 }

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadPolicy } from '../src/enrollment/policy.js';
+import { loadPolicy } from '../src/enrollment/policy-load.js';
 import { buildApp } from '../src/enrollment/service/app.js';
 import type { EnrollmentSchema } from '../src/enrollment/service/schema.js';
 import type { CertificateService } from '../src/enrollment/service/service.js';

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPolicy } from '../src/enrollment/policy.js';
+import { loadPolicy } from '../src/enrollment/policy-load.js';
 import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';
-import { pollenAsync, tempDir } from './support/cli.js';
+import { pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 
 // `pollen enrollment …` as a real process against a real service.
 
@@ -88,30 +88,30 @@ afterAll(async () => {
 
 describe('pollen enrollment', () => {
   it('lists pending requests as a table and as JSON', async () => {
-    const text = await pollenAsync(['enrollment', 'list'], { env });
+    const text = await pollenAsync(['enrollment', 'list'], { env }); // the built CLI, as a process
     expect(text.code, text.stderr).toBe(0);
     for (const n of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2']) expect(text.stdout).toContain(n);
-    const json = await pollenAsync(['enrollment', 'list', '--json'], { env });
+    const json = await pollenInProcess(['enrollment', 'list', '--json'], { env });
     expect(json.json<{ requests: { name: string; rule: string }[] }>().requests.map((r) => r.rule)).toEqual(
       Array(5).fill('all-wait'),
     );
   });
 
   it('rejects with a reason, approves the rest, and lists enrolled', async () => {
-    const rej = await pollenAsync(
+    const rej = await pollenInProcess(
       ['enrollment', 'reject', 'site-c', '--reason', 'Not authorized', '--json'],
       { env },
     );
     expect(rej.code, rej.stderr).toBe(0);
     expect(rej.json<{ rejected: { name: string }[] }>().rejected[0]!.name).toBe('site-c');
-    const byPattern = await pollenAsync(
+    const byPattern = await pollenInProcess(
       ['enrollment', 'reject', '--pattern', 'test-*', '--reason', 'Test sites are not admitted'],
       { env },
     );
     expect(byPattern.code, byPattern.stderr).toBe(0);
     expect(byPattern.stdout).toMatch(/rejected client test-1[\s\S]*rejected client test-2/);
     // a decided request keeps its decision; the second admin is told which one and by whom
-    const again = await pollenAsync(['enrollment', 'approve', 'site-c', '--json'], { env });
+    const again = await pollenInProcess(['enrollment', 'approve', 'site-c', '--json'], { env });
     expect(again.code).toBe(6);
     expect(again.json<{ error: Record<string, string> }>().error).toMatchObject({
       code: 'REQUEST_ALREADY_DECIDED',
@@ -119,9 +119,9 @@ describe('pollen enrollment', () => {
       decision: 'rejected',
       decidedBy: expect.stringMatching(/^api-key:/),
     });
-    const againText = await pollenAsync(['enrollment', 'reject', 'test-1', '--reason', 'x'], { env });
+    const againText = await pollenInProcess(['enrollment', 'reject', 'test-1', '--reason', 'x'], { env });
     expect(againText.stderr).toMatch(/already rejected by api-key:/);
-    const app = await pollenAsync(
+    const app = await pollenInProcess(
       ['enrollment', 'approve', '--pattern', 'site-*', '--type', 'client', '--json'],
       { env },
     );
@@ -131,15 +131,15 @@ describe('pollen enrollment', () => {
         .approved.map((a) => a.name)
         .sort(),
     ).toEqual(['site-a', 'site-b']);
-    const none = await pollenAsync(['enrollment', 'list', '--json'], { env });
+    const none = await pollenInProcess(['enrollment', 'list', '--json'], { env });
     expect(none.json<{ requests: unknown[] }>().requests).toEqual([]);
-    const enrolled = await pollenAsync(['enrollment', 'enrolled'], { env });
+    const enrolled = await pollenInProcess(['enrollment', 'enrolled'], { env });
     expect(enrolled.stdout).toMatch(/site-a[\s\S]*site-b/);
     expect(enrolled.stdout).toContain('api-key:');
   });
 
   it('keeps a hash-chained audit log that detects a rewritten entry', async () => {
-    const ok = await pollenAsync(['enrollment', 'audit', '--verify', '--json'], { env });
+    const ok = await pollenInProcess(['enrollment', 'audit', '--verify', '--json'], { env });
     expect(ok.code, ok.stderr).toBe(0);
     const log = ok.json<{
       entries: { seq: number; action: string; subject: string; actor: string }[];
@@ -163,11 +163,11 @@ describe('pollen enrollment', () => {
       'UPDATE audit SET detail = \'{"requestId":"forged"}\' WHERE action = \'request.rejected\'',
     ).run();
     db.close();
-    const broken = await pollenAsync(['enrollment', 'audit', '--verify', '--json'], { env });
+    const broken = await pollenInProcess(['enrollment', 'audit', '--verify', '--json'], { env });
     expect(broken.code).toBe(6);
     expect(broken.json<{ error: { code: string } }>().error.code).toBe('AUDIT_BROKEN');
     // and an earlier recorded head is checked too
-    const head = await pollenAsync(
+    const head = await pollenInProcess(
       ['enrollment', 'audit', '--expect-head', `${log.head.seq}:${'0'.repeat(64)}`, '--json'],
       { env },
     );
@@ -175,29 +175,31 @@ describe('pollen enrollment', () => {
   });
 
   it('says precisely what is wrong: missing request, wrong key, unreachable service, no URL', async () => {
-    const missing = await pollenAsync(['enrollment', 'approve', 'nobody', '--json'], { env });
+    const missing = await pollenInProcess(['enrollment', 'approve', 'nobody', '--json'], { env });
     expect(missing.code).toBe(4);
     expect(missing.json<{ error: { code: string } }>().error.code).toBe('REQUEST_NOT_FOUND');
 
-    const wrongKey = await pollenAsync(['enrollment', 'list', '--json'], {
+    const wrongKey = await pollenInProcess(['enrollment', 'list', '--json'], {
       env: { ...env, POLLEN_API_KEY: 'nope' },
     });
     expect(wrongKey.code).toBe(5);
     expect(wrongKey.json<{ error: { code: string } }>().error.code).toBe('API_KEY_INVALID');
 
-    const down = await pollenAsync(['enrollment', 'list', '--json'], {
+    const down = await pollenInProcess(['enrollment', 'list', '--json'], {
       env: { ...env, POLLEN_CERT_SERVICE_URL: 'https://127.0.0.1:1' },
     });
     expect(down.code).toBe(7);
     expect(down.json<{ error: { code: string } }>().error.code).toBe('UNAVAILABLE');
 
-    const untrusted = await pollenAsync(['enrollment', 'list', '--json'], {
+    const untrusted = await pollenInProcess(['enrollment', 'list', '--json'], {
       env: { ...env, POLLEN_CA_CERT: '/etc/ssl/certs/ca-certificates.crt' },
     });
     expect(untrusted.code).toBe(7);
     expect(untrusted.json<{ error: { code: string } }>().error.code).toBe('TLS_FAILED');
 
-    const noUrl = await pollenAsync(['enrollment', 'list'], { env: { ...env, POLLEN_CERT_SERVICE_URL: '' } });
+    const noUrl = await pollenInProcess(['enrollment', 'list'], {
+      env: { ...env, POLLEN_CERT_SERVICE_URL: '' },
+    });
     expect(noUrl.code).toBe(2);
     expect(noUrl.stderr).toContain('POLLEN_CERT_SERVICE_URL');
   });

@@ -1,29 +1,19 @@
-// `pollen policy …` run as a real process (node bin/pollen.js, built by `npx tsc -p tsconfig.build.json`).
+// `pollen policy …` run in-process through the CLI's main(), with a clean environment.
 
-import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY_YAML } from '../src/enrollment/policy.js';
 import { ExitCode } from '../src/errors.js';
+import { pollenInProcess } from './support/cli.js';
 import { SEED_CUSTOM_POLICY } from './support/fixtures.js';
 
-const ROOT = resolve(import.meta.dirname, '..');
-const BIN = join(ROOT, 'bin', 'pollen.js');
-
-function pollen(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    env: { PATH: process.env['PATH'] ?? '', NO_COLOR: '1', ...env },
-    encoding: 'utf8',
-  });
-  return {
-    code: r.status ?? -1,
-    stdout: r.stdout,
-    stderr: r.stderr,
-    json: () => JSON.parse(r.stdout) as Record<string, unknown> & { ok: boolean },
-  };
+/** The CLI in-process, with a clean environment (PATH and `env`), as a spawned `pollen` sees it. */
+async function pollen(args: string[], env: Record<string, string> = {}) {
+  const r = await pollenInProcess(args, { env, clean: true });
+  return { ...r, json: () => r.json<Record<string, unknown> & { ok: boolean }>() };
 }
 
 const CUSTOM = SEED_CUSTOM_POLICY;
@@ -32,8 +22,6 @@ let dir: string;
 let custom: string;
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'commands', 'policy.js')))
-    throw new Error('Build the CLI first: npx tsc -p tsconfig.build.json');
   dir = mkdtempSync(join(tmpdir(), 'pollen-cli-policy-'));
   custom = join(dir, 'custom.yaml');
   writeFileSync(custom, CUSTOM);
@@ -42,8 +30,8 @@ beforeAll(() => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('pollen policy check', () => {
-  it('summarises a valid policy (text)', () => {
-    const r = pollen(['policy', 'check', custom]);
+  it('summarises a valid policy (text)', async () => {
+    const r = await pollen(['policy', 'check', custom]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`valid enrollment policy ${custom}`);
     expect(r.stdout).toContain('my-federation 1.0');
@@ -56,8 +44,8 @@ describe('pollen policy check', () => {
     expect(r.stdout).toMatch(/external-pending.*name \*, any IP.*pending/);
   });
 
-  it('--json prints the source, the hash of the exact bytes and the normalised policy', () => {
-    const r = pollen(['policy', 'check', custom, '--json']);
+  it('--json prints the source, the hash of the exact bytes and the normalised policy', async () => {
+    const r = await pollen(['policy', 'check', custom, '--json']);
     expect(r.code).toBe(0);
     const j = r.json();
     expect(j).toMatchObject({
@@ -74,14 +62,14 @@ describe('pollen policy check', () => {
     });
   });
 
-  it('checks the built-in policy without FILE, or POLLEN_ENROLLMENT_POLICY', () => {
-    const builtIn = pollen(['policy', 'check', '--json']);
+  it('checks the built-in policy without FILE, or POLLEN_ENROLLMENT_POLICY', async () => {
+    const builtIn = await pollen(['policy', 'check', '--json']);
     expect(builtIn.json()).toMatchObject({ source: 'built-in', project: 'pollen-default' });
-    const env = pollen(['policy', 'check', '--json'], { POLLEN_ENROLLMENT_POLICY: custom });
+    const env = await pollen(['policy', 'check', '--json'], { POLLEN_ENROLLMENT_POLICY: custom });
     expect(env.json()).toMatchObject({ source: custom, project: 'my-federation' });
   });
 
-  it('an invalid policy: POLICY_INVALID naming field and line, exit 3', () => {
+  it('an invalid policy: POLICY_INVALID naming field and line, exit 3', async () => {
     const bad = join(dir, 'bad.yaml');
     writeFileSync(
       bad,
@@ -90,12 +78,12 @@ describe('pollen policy check', () => {
         '  max_uses: 1\n  reuse: true',
       ),
     );
-    const r = pollen(['policy', 'check', bad]);
+    const r = await pollen(['policy', 'check', bad]);
     expect(r.code).toBe(ExitCode.INVALID_INPUT);
     expect(r.stderr).toContain('error[POLICY_INVALID]');
     expect(r.stderr).toContain('token.reuse (line 9): is not a supported field');
     expect(r.stderr).toContain('approval.rules[1].action (line 37): must be one of approve, reject, pending');
-    const j = pollen(['policy', 'check', bad, '--json']);
+    const j = await pollen(['policy', 'check', bad, '--json']);
     expect(j.code).toBe(ExitCode.INVALID_INPUT);
     expect(j.json()).toMatchObject({
       ok: false,
@@ -109,13 +97,13 @@ describe('pollen policy check', () => {
     });
   });
 
-  it('refuses unsupported approval methods and unknown roles', () => {
+  it('refuses unsupported approval methods and unknown roles', async () => {
     const bad = join(dir, 'method.yaml');
     writeFileSync(
       bad,
       CUSTOM.replace('method: policy', 'method: manual').replace('    - org_admin', '    - owner'),
     );
-    const r = pollen(['policy', 'check', bad, '--json']);
+    const r = await pollen(['policy', 'check', bad, '--json']);
     expect(r.code).toBe(ExitCode.INVALID_INPUT);
     const issues = (r.json()['error'] as { issues: Array<{ path: string; line: number }> }).issues;
     expect(issues.map((i) => [i.path, i.line])).toEqual([
@@ -124,16 +112,25 @@ describe('pollen policy check', () => {
     ]);
   });
 
-  it('a missing file: FILE_NOT_FOUND, exit 4', () => {
-    const r = pollen(['policy', 'check', join(dir, 'nope.yaml')]);
+  it('a missing file: FILE_NOT_FOUND, exit 4', async () => {
+    const r = await pollen(['policy', 'check', join(dir, 'nope.yaml')]);
     expect(r.code).toBe(ExitCode.NOT_FOUND);
     expect(r.stderr).toContain('FILE_NOT_FOUND');
   });
 });
 
 describe('pollen policy explain', () => {
-  it('approve: the first rule matched', () => {
-    const r = pollen(['policy', 'explain', custom, '--site', 'hospital-1', '--ip', '10.1.2.3', '--json']);
+  it('approve: the first rule matched', async () => {
+    const r = await pollen([
+      'policy',
+      'explain',
+      custom,
+      '--site',
+      'hospital-1',
+      '--ip',
+      '10.1.2.3',
+      '--json',
+    ]);
     expect(r.code).toBe(0);
     expect(r.json()).toMatchObject({
       request: { name: 'hospital-1', type: 'client', ip: '10.1.2.3' },
@@ -143,8 +140,8 @@ describe('pollen policy explain', () => {
     });
   });
 
-  it('pending: explains why the earlier rule did not match', () => {
-    const r = pollen(['policy', 'explain', custom, '--site', 'hospital-1', '--ip', '203.0.113.9']);
+  it('pending: explains why the earlier rule did not match', async () => {
+    const r = await pollen(['policy', 'explain', custom, '--site', 'hospital-1', '--ip', '203.0.113.9']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('decision: pending by rule "external-pending"');
     expect(r.stdout).toContain(
@@ -153,8 +150,8 @@ describe('pollen policy explain', () => {
     expect(r.stdout).toContain('✓ rule 1 "external-pending" (pending): matched');
   });
 
-  it('IPv4-mapped IPv6 matches IPv4 ranges', () => {
-    const r = pollen([
+  it('IPv4-mapped IPv6 matches IPv4 ranges', async () => {
+    const r = await pollen([
       'policy',
       'explain',
       custom,
@@ -167,8 +164,8 @@ describe('pollen policy explain', () => {
     expect(r.json()).toMatchObject({ decision: { action: 'approve', rule: 'internal-auto-approve' } });
   });
 
-  it('reject: the site name fails site.name_pattern; users skip that check', () => {
-    const r = pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3', '--json']);
+  it('reject: the site name fails site.name_pattern; users skip that check', async () => {
+    const r = await pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3', '--json']);
     expect(r.json()).toMatchObject({
       decision: {
         action: 'reject',
@@ -177,9 +174,9 @@ describe('pollen policy explain', () => {
       siteNameCheck: { applies: true, matched: false },
       rules: [],
     });
-    const text = pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3']);
+    const text = await pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3']);
     expect(text.stdout).toContain('decision: reject');
-    const user = pollen([
+    const user = await pollen([
       'policy',
       'explain',
       custom,
@@ -194,48 +191,49 @@ describe('pollen policy explain', () => {
     expect(user.json()).toMatchObject({ decision: { action: 'pending' }, siteNameCheck: { applies: false } });
   });
 
-  it('no rule matched → reject', () => {
+  it('no rule matched → reject', async () => {
     const lan = join(dir, 'lan.yaml');
     writeFileSync(
       lan,
       'metadata: {project: p}\napproval:\n  rules:\n    - {name: lan, match: {source_ips: ["192.168.0.0/16"]}, action: approve}\n',
     );
-    const r = pollen(['policy', 'explain', lan, '--site', 'x-1', '--ip', '2001:db8::1', '--json']);
+    const r = await pollen(['policy', 'explain', lan, '--site', 'x-1', '--ip', '2001:db8::1', '--json']);
     expect(r.json()).toMatchObject({
       decision: { action: 'reject', reason: 'no rule matched' },
       rules: [{ rule: 'lan', matched: false, reason: 'any name; IP 2001:db8::1 is not in 192.168.0.0/16' }],
     });
   });
 
-  it('usage errors: a bad IP or type, a missing --site', () => {
-    expect(pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.300']).code).toBe(
+  it('usage errors: a bad IP or type, a missing --site', async () => {
+    expect((await pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.300'])).code).toBe(
       ExitCode.USAGE,
     );
     expect(
-      pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.1', '--type', 'robot']).code,
+      (await pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.1', '--type', 'robot']))
+        .code,
     ).toBe(ExitCode.USAGE);
-    expect(pollen(['policy', 'explain', custom, '--ip', '10.0.0.1']).code).toBe(ExitCode.USAGE);
+    expect((await pollen(['policy', 'explain', custom, '--ip', '10.0.0.1'])).code).toBe(ExitCode.USAGE);
   });
 });
 
 describe('pollen policy default', () => {
-  it('prints the built-in policy, which checks; -o writes it', () => {
-    const r = pollen(['policy', 'default']);
+  it('prints the built-in policy, which checks; -o writes it', async () => {
+    const r = await pollen(['policy', 'default']);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(DEFAULT_POLICY_YAML);
     const file = join(dir, 'start.yaml');
-    expect(pollen(['policy', 'default', '-o', file]).code).toBe(0);
+    expect((await pollen(['policy', 'default', '-o', file])).code).toBe(0);
     expect(readFileSync(file, 'utf8')).toBe(DEFAULT_POLICY_YAML);
-    expect(pollen(['policy', 'check', file]).code).toBe(0);
-    expect(pollen(['policy', 'default', '-o', file]).code).toBe(ExitCode.CONFLICT);
+    expect((await pollen(['policy', 'check', file])).code).toBe(0);
+    expect((await pollen(['policy', 'default', '-o', file])).code).toBe(ExitCode.CONFLICT);
   });
 
-  it('help teaches with examples', () => {
+  it('help teaches with examples', async () => {
     for (const cmd of [['policy'], ['policy', 'check'], ['policy', 'explain']]) {
-      const r = pollen([...cmd, '--help']);
+      const r = await pollen([...cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('Examples:');
     }
-    expect(pollen(['policy', '--help']).stdout).toContain('POLLEN_ENROLLMENT_POLICY');
+    expect((await pollen(['policy', '--help'])).stdout).toContain('POLLEN_ENROLLMENT_POLICY');
   });
 });

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, POLLEN_BIN, pollen, pollenAsync, tempDir } from './support/cli.js';
+import { type CliResult, POLLEN_BIN, pollen, pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 
 // The runtime commands as an operator runs them, as real processes: a SuperLink and two
 // SuperNodes over mutual TLS from `pollen cert` certificates, then an admin drives runs through
@@ -19,7 +19,6 @@ const certs = (name: string) => ({
 });
 const ENV = {
   POLLEN_CONFIG: join(t.dir, 'config', 'pollen.toml'),
-  POLLEN_HOME: join(t.dir, 'home'),
   NO_COLOR: '1',
 };
 
@@ -45,7 +44,8 @@ function expectError(r: CliResult, code: string, exit: number): ErrorDoc['error'
   return d.error;
 }
 
-const cli = (args: string[]) => pollenAsync(args, { cwd: t.dir, env: ENV });
+// Admin commands in-process through main() (the services run as real processes below).
+const cli = (args: string[]) => pollenInProcess(args, { cwd: t.dir, env: ENV });
 
 // --- long-running processes -------------------------------------------------------------------
 
@@ -355,6 +355,40 @@ describe('runs: pollen run, list, log, stop', () => {
       expect(round.metrics['train-loss']).toBeCloseTo(2 / 3, 6);
       expect([...round.nodes].sort()).toEqual(nodeDocs.map((n) => n.nodeId).sort());
     }
+  });
+
+  it('prints exactly one JSON document when a followed run fails: run --stream and log --stream', async () => {
+    // Five nodes needed, two online: the ServerApp fails its first round.
+    const r = await cli(['run', TINY, '--stream', '--json', '--run-config', 'min-nodes=5']);
+    const d = doc<{ ok: boolean; run: RunDoc; rounds: RoundDoc[]; error: ErrorDoc['error'] }>(r);
+    expect(d.ok).toBe(false);
+    expect(d.run).toMatchObject({ status: 'finished', subStatus: 'failed' });
+    expect(d.error.code).toBe('RUN_FAILED');
+    expect(d.error.message).toContain('2 nodes online, 5 needed');
+    expect(r.code).toBe(1);
+    const failed = d.run.runId;
+
+    const log = await cli(['log', failed, '--stream', '--json']);
+    const l = doc<{
+      ok: boolean;
+      runId: string;
+      lines: { text: string }[];
+      run: RunDoc;
+      error: ErrorDoc['error'];
+    }>(log);
+    expect(l).toMatchObject({
+      ok: false,
+      runId: failed,
+      run: { subStatus: 'failed' },
+      error: { code: 'RUN_FAILED' },
+    });
+    expect(l.lines.map((x) => x.text).join('\n')).toContain('5 needed');
+    expect(log.code).toBe(1);
+
+    const text = await cli(['log', failed, '--stream']);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain('5 needed');
+    expect(text.stderr).toContain('error[RUN_FAILED]');
   });
 
   it('lists the run, and shows it with its rounds', async () => {

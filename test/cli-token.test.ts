@@ -1,8 +1,9 @@
-// `pollen token …` run as a real process (node bin/pollen.js, built by `npx tsc -p tsconfig.build.json`),
-// on a CA folder made here with openssl (rootCA.pem, ca.json, token.key), and against a fake
-// Certificate Service on 127.0.0.1 with real TLS for the remote mode.
+// `pollen token …` run in-process through the CLI's main() (one case as a real process, from the
+// build: `npx tsc -p tsconfig.build.json`), on a CA folder made here with openssl (rootCA.pem,
+// ca.json, token.key), and against a fake Certificate Service on 127.0.0.1 with real TLS for the
+// remote mode.
 
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
@@ -12,10 +13,10 @@ import { join, resolve } from 'node:path';
 import { importSPKI, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/errors.js';
+import { pollenAsync, pollenInProcess } from './support/cli.js';
 import { makeCaFolder } from './support/fixtures.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const BIN = join(ROOT, 'bin', 'pollen.js');
 
 interface Run {
   code: number;
@@ -24,28 +25,21 @@ interface Run {
   json: () => Record<string, unknown> & { ok: boolean };
 }
 
-/** Run the CLI asynchronously (the fake service lives in this process, so never spawnSync). */
-function pollen(
+/**
+ * Run the CLI in this process with a clean environment (PATH and the given variables), as a
+ * spawned `pollen` would see it; one case below runs the real process.
+ */
+async function pollen(
   args: string[],
   opts: { env?: Record<string, string>; input?: string; cwd?: string } = {},
 ): Promise<Run> {
-  const env: Record<string, string> = { PATH: process.env['PATH'] ?? '', NO_COLOR: '1', ...opts.env };
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, cwd: opts.cwd ?? ROOT });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) =>
-      resolvePromise({ code: code ?? -1, stdout, stderr, json: () => JSON.parse(stdout) as never }),
-    );
-    child.stdin.end(opts.input ?? '');
+  const r = await pollenInProcess(args, {
+    env: opts.env,
+    input: opts.input,
+    cwd: opts.cwd ?? ROOT,
+    clean: true,
   });
+  return { ...r, json: () => r.json() };
 }
 
 const mode = (path: string) => statSync(path).mode & 0o777;
@@ -870,5 +864,27 @@ describe('help', () => {
     }
     const info = await pollen(['token', 'info', '--help']);
     expect(info.stdout).toContain('not checked (no CA at hand)');
+  });
+});
+
+describe('the built CLI as a process', () => {
+  it('issues a token that jose verifies and inspects it from a file, with exit codes and one JSON document', async () => {
+    const file = join(dir, 'process.token');
+    const made = await pollenAsync(
+      ['token', 'generate', '-s', 'hospital-proc', '-c', ca, '-o', file, '--json'],
+      {
+        env: { POLLEN_CA_PATH: '' },
+      },
+    );
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.json<{ ok: boolean }>().ok).toBe(true);
+    const { payload } = await verifyWithJose(readFileSync(file, 'utf8').trim());
+    expect(payload.sub).toBe('hospital-proc');
+    const info = await pollenAsync(['token', 'info', '-t', file, '-c', ca, '--json']);
+    expect(info.code, info.stderr).toBe(0);
+    expect(info.json<{ signature: string }>().signature).toBe('verified');
+    const missing = await pollenAsync(['token', 'info', '-t', join(dir, 'nope.token'), '--json']);
+    expect(missing.code).toBe(ExitCode.NOT_FOUND);
+    expect(missing.json<{ ok: boolean; error: { code: string } }>().error.code).toBe('FILE_NOT_FOUND');
   });
 });

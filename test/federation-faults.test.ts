@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServerAppIo } from '../src/gen/pollen/v1/appio_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../src/gen/pollen/v1/records_pb.js';
-import { CHUNK_SIZE, chunkId } from '../src/transport/chunks.js';
+import { CHUNK_RUN_HEADER } from '../src/transport/bulk-protocol.js';
+import { chunkId } from '../src/transport/chunks.js';
 import { ERROR_CODE_HEADER, fromConnectError } from '../src/transport/errors.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import {
@@ -286,6 +287,7 @@ describe('bad input sent straight to the SuperLink', () => {
       (async function* () {
         yield { id: chunkId(piece), data: piece };
       })(),
+      { headers: { [CHUNK_RUN_HEADER]: runId } },
     );
     const odd = arrayReply(second, { shape: 8, nbytes: 32, bytes: new Uint8Array() });
     const arrays = odd.body.case === 'content' ? odd.body.value.records[0]!.record : undefined;
@@ -304,22 +306,19 @@ describe('bad input sent straight to the SuperLink', () => {
     expect(log.stdout).toContain(`round 2: node ${proberId} failed: RECORD_INVALID`);
   }, 60_000);
 
-  it('refuses chunks that do not match their id or are too large', async () => {
+  it('refuses chunks that name no run', async () => {
     const data = randomBytes(1000);
     async function* one(id: string, bytes: Uint8Array) {
       yield { id, data: bytes };
     }
-    const mismatch = await refusal(fleet.pushChunks(one(chunkId(randomBytes(1000)), data)));
-    expect(fromConnectError(mismatch).code).toBe('CHUNK_MISMATCH');
-    expect(mismatch.metadata.get(ERROR_CODE_HEADER)).toBe('CHUNK_MISMATCH');
-
-    const big = randomBytes(CHUNK_SIZE + 1);
-    const tooLarge = await refusal(fleet.pushChunks(one(chunkId(big), big)));
-    expect(fromConnectError(tooLarge).code).toBe('CHUNK_TOO_LARGE');
-    expect(tooLarge.code).toBe(Code.ResourceExhausted);
-    // Neither was stored.
-    const { chunkIds } = await fleet.missingChunks({ chunkIds: [chunkId(data), chunkId(big)] });
-    expect(chunkIds).toEqual([chunkId(data), chunkId(big)]);
+    // A node's chunks belong to a run: the shared store (app bundles) is not a node's to fill.
+    const unscoped = await refusal(fleet.pushChunks(one(chunkId(data), data)));
+    expect(fromConnectError(unscoped).code).toBe('CHUNK_RUN_REQUIRED');
+    expect(unscoped.metadata.get(ERROR_CODE_HEADER)).toBe('CHUNK_RUN_REQUIRED');
+    expect(unscoped.code).toBe(Code.InvalidArgument);
+    // Nothing was stored (run-chunks.test.ts checks too-large chunks in a run's scope).
+    const { chunkIds } = await fleet.missingChunks({ chunkIds: [chunkId(data)] });
+    expect(chunkIds).toEqual([chunkId(data)]);
   }, 30_000);
 
   it('refuses ServerAppIo calls without the run token', async () => {

@@ -10,7 +10,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../src/pki/openssh.js';
 import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
-import type { RequestSigner } from '../src/supernode/request-auth.js';
+import type { RequestSigner } from '../src/transport/node-request-auth.js';
 import { type CertFiles, makePki, type Pki, sshKeygen, tempDir, tlsOf } from './support/federation.js';
 import { replayActivation, signActivation, signerOf } from './support/fleet-client.js';
 import { createTestDatabase } from './support/postgres.js';

@@ -4,10 +4,19 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../cli/main.js';
 import { CLIENT_APP_BRAND } from '../sdk/app.js';
-import { ArrayRecord, ConfigRecord, createContext, Message, RecordDict } from '../sdk/index.js';
+import {
+  ArrayRecord,
+  ConfigRecord,
+  createContext,
+  InMemoryGrid,
+  Message,
+  RecordDict,
+  type RoundReport,
+  SERVER_NODE_ID,
+} from '../sdk/index.js';
 import { seededRng } from '../strategies/index.js';
-import { buildApp } from './build.js';
-import { bundleHash, extractBundle, readBundle } from './bundle.js';
+import { type BuildResult, buildApp } from './build.js';
+import { bundleHash, type ExtractedBundle, extractBundle, readBundle } from './bundle.js';
 import { loadClientApp, loadServerApp } from './load-app.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pollen-build-'));
@@ -171,12 +180,18 @@ describe('buildApp', () => {
 });
 
 describe('the mnist example as a bundle', () => {
+  let bundle: Promise<{ built: BuildResult; extracted: ExtractedBundle }> | undefined;
+  const mnist = () =>
+    (bundle ??= (async () => {
+      const built = await buildApp(resolve(import.meta.dirname, '../../examples/mnist'), {
+        outDir: join(work, 'out-mnist'),
+      });
+      return { built, extracted: await extractBundle(readFileSync(built.path), CACHE) };
+    })());
+
   it('builds, extracts, loads and trains one round on a small partition', async () => {
-    const built = await buildApp(resolve(import.meta.dirname, '../../examples/mnist'), {
-      outDir: join(work, 'out-mnist'),
-    });
+    const { built, extracted } = await mnist();
     expect(built.manifest.files.map((f) => f.path)).toContain('tfjs-backend-wasm-simd.wasm');
-    const extracted = await extractBundle(readFileSync(built.path), CACHE);
     const client = await loadClientApp(extracted.clientappPath);
     const rng = seededRng(1);
     const shapes: Record<string, number[]> = {
@@ -205,5 +220,37 @@ describe('the mnist example as a bundle', () => {
     const metrics = reply.content!.getMetricRecord('metrics')!;
     expect(metrics.get('num-examples')).toBeGreaterThan(300);
     expect(metrics.get('train-accuracy')).toBeGreaterThan(0.3);
+  });
+
+  it("runs the ServerApp's FedAvg loop (pollen/strategies, bundled) on the host's grid and records", async () => {
+    const { built, extracted } = await mnist();
+    const code = readBundle(readFileSync(built.path))
+      .files.filter((f) => f.path.endsWith('.mjs'))
+      .map((f) => Buffer.from(f.data).toString())
+      .join('\n');
+    expect(/\bFedAvg=class extends Strategy\b/.test(code)).toBe(true);
+    // The strategy's records and messages are the runtime's, through the shim: no copy of their classes.
+    expect(
+      /\b(ArrayRecord|RecordDict|Message)=class\b|class (ArrayRecord|RecordDict|Message)\b/.test(code),
+    ).toBe(false);
+    const server = await loadServerApp(extracted.serverappPath);
+    const client = await loadClientApp(extracted.clientappPath);
+    const runConfig = { ...built.manifest.config, 'num-rounds': 1 };
+    const nodes = Object.fromEntries(
+      ['1', '2'].map((id, p) => [
+        id,
+        { app: client, nodeConfig: { 'partition-id': p, 'num-partitions': 20 } },
+      ]),
+    );
+    // What the SuperLink would store for the run (the strategy reports each round).
+    const reports: RoundReport[] = [];
+    const grid = Object.assign(new InMemoryGrid({ runId: 'r1', nodes, runConfig }), {
+      reportRound: async (r: RoundReport) => void reports.push(r),
+    });
+    await server.run(grid, createContext({ runId: 'r1', nodeId: SERVER_NODE_ID, runConfig }));
+    expect(reports).toHaveLength(1);
+    expect([...reports[0]!.nodeIds].sort()).toEqual(['1', '2']);
+    expect(reports[0]!.metrics['accuracy']).toBeGreaterThan(0.3);
+    expect(reports[0]!.metrics['centralized-accuracy']).toBeGreaterThan(0.3);
   });
 });

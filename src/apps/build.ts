@@ -9,8 +9,9 @@
  *   Message and records are the host's classes and `instanceof` works across the boundary;
  * - files listed in `pollen.assets` (e.g. .wasm binaries) are copied next to the entry files,
  *   where bundled code finds them through `import.meta.url`.
- * Other `pollen/*` imports (e.g. pollen/strategies, pure functions) are bundled; when the app
- * folder cannot resolve them they come from the Pollen doing the build.
+ * Other `pollen/*` imports (e.g. pollen/strategies) are bundled; when the app folder cannot
+ * resolve them they come from the Pollen doing the build. The strategies' own imports of the SDK
+ * go to the same shim, so the records and messages they make are the host's too.
  */
 import {
   existsSync,
@@ -22,7 +23,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { build, type Message, type Plugin } from 'esbuild';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
@@ -156,6 +157,17 @@ function sdkShim(): string {
   ].join('\n');
 }
 
+/** Whether `file` is a module of Pollen's strategies (`src/` or `dist/` of the package `pollen`). */
+function inPollenStrategies(file: string): boolean {
+  const dir = dirname(file);
+  if (basename(dir) !== 'strategies') return false;
+  try {
+    return JSON.parse(readFileSync(join(dir, '..', '..', 'package.json'), 'utf8')).name === 'pollen';
+  } catch {
+    return false;
+  }
+}
+
 const hostRequire = createRequire(import.meta.url);
 const LARGE_JSON = 64 * 1024;
 
@@ -164,6 +176,9 @@ function pollenImports(): Plugin {
     name: 'pollen-imports',
     setup(b) {
       b.onResolve({ filter: /^pollen\/sdk$/ }, () => ({ path: 'pollen/sdk', namespace: 'pollen-sdk-shim' }));
+      b.onResolve({ filter: /^\.\.\/sdk\/index\.js$/ }, (args) =>
+        inPollenStrategies(args.importer) ? { path: 'pollen/sdk', namespace: 'pollen-sdk-shim' } : undefined,
+      );
       b.onLoad({ filter: /.*/, namespace: 'pollen-sdk-shim' }, () => ({ contents: sdkShim(), loader: 'js' }));
       // V8 parses a large object literal far slower than JSON.parse of a string (13 s against
       // under 1 s for a 21 MB dataset), so big JSON files stay JSON text in the bundle.

@@ -1,10 +1,11 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, PollenError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { setIo } from './command.js';
 import { registerCommands } from './commands/index.js';
-import { Output } from './output.js';
+import { type Io, Output, Reported } from './output.js';
 
-export function buildProgram(): Command {
+export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.stderr }): Command {
   const program = new Command('pollen')
     .description(
       'Pollen: secure federated learning. A project CA enrolls every site; SuperNodes train on local ' +
@@ -12,37 +13,54 @@ export function buildProgram(): Command {
     )
     .version(VERSION, '-V, --version', 'print the version')
     .option('--json', 'print one JSON document on stdout (errors too)')
+    .addOption(
+      new Option('--config <file>', 'the federations file (default: ~/.pollen/config.toml)').env(
+        'POLLEN_CONFIG',
+      ),
+    )
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
-    .exitOverride();
+    .exitOverride()
+    // Before the commands are added: they copy these settings when they are made.
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  setIo(program, io);
   registerCommands(program);
   program.addHelpText(
     'after',
     '\nStart here:\n' +
       '  pollen demo                                  the auto-scale enrollment workflow, end to end\n' +
       '  pollen cert init -n "My Project" -o ./ca     a project CA (manual workflow: then cert site, package)\n' +
-      '\nEnvironment variables mirror the flags: POLLEN_CA_PATH, POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY,\n' +
-      'POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY, POLLEN_CA_PASSPHRASE.\n' +
+      '\nEnvironment variables mirror the flags (each option lists its own): POLLEN_CA_PATH,\n' +
+      'POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY, POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY,\n' +
+      'POLLEN_CA_PASSPHRASE, POLLEN_CONFIG; a flag wins over its variable.\n' +
       'Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid input, 4 not found, 5 unauthorised,\n' +
       '6 conflict, 7 unavailable, 8 pending approval, 9 rejected. Docs: docs/cli.md',
   );
   return program;
 }
 
-/** Run the CLI; returns the exit code. Only this function and bin/ own the process. */
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+/**
+ * Run the CLI; returns the exit code. Only this function and bin/ own the process. `argv` is
+ * process.argv's shape (node, script, args…); `io` lets tests run it in-process.
+ */
+export async function main(
+  argv: string[],
+  io: Io = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
+  const program = buildProgram(io);
   const json = argv.includes('--json');
+  const out = new Output(json, io.stdout, io.stderr);
   try {
     await program.parseAsync(argv);
     return ExitCode.OK;
   } catch (e) {
+    if (e instanceof Reported) return e.exitCode;
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0)
         return ExitCode.OK;
-      if (json) new Output(true).error(new PollenError('USAGE', e.message.replace(/^error: /, '')));
+      if (json) out.error(new PollenError('USAGE', e.message.replace(/^error: /, '')));
       return ExitCode.USAGE;
     }
-    return new Output(json).error(e).exitCode;
+    return out.error(e).exitCode;
   }
 }

@@ -1,5 +1,24 @@
-import pc from 'picocolors';
-import { type PollenError, toPollenError } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { type ExitCode, type PollenError, toPollenError } from '../errors.js';
+import { pc } from './colors.js';
+
+/** The streams a CLI run writes to: the process's, or a test's. */
+export interface Io {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Standard input, read whole (for `-` arguments); the process's by default. */
+  stdin?: () => string;
+}
+
+/**
+ * Thrown by a command that already printed its failure document (`Output#failure`): main()
+ * only takes the exit code from it, so stdout keeps exactly one document.
+ */
+export class Reported extends Error {
+  constructor(readonly exitCode: ExitCode) {
+    super('the failure was reported');
+  }
+}
 
 /**
  * Where a command's results go. With --json, stdout carries exactly one JSON document and all
@@ -10,7 +29,13 @@ export class Output {
     readonly json: boolean,
     private readonly stdout: NodeJS.WritableStream = process.stdout,
     private readonly stderr: NodeJS.WritableStream = process.stderr,
+    private readonly stdin: () => string = () => readFileSync(0, 'utf8'),
   ) {}
+
+  /** Standard input, whole (a `-` argument). */
+  readInput(): string {
+    return this.stdin();
+  }
 
   /** Print the command's result: `data` as JSON, or the text `render` makes of it. */
   result<T>(data: T, render: (data: T) => string | string[]): void {
@@ -21,6 +46,36 @@ export class Output {
     const text = render(data);
     const lines = Array.isArray(text) ? text : [text];
     if (lines.length > 0) this.stdout.write(`${lines.join('\n')}\n`);
+  }
+
+  /**
+   * A command that failed with a result to show (a run that ended failed): with --json one
+   * document `{ ok: false, ...data, error }`; as text the result, then the error. Throw what it
+   * returns.
+   */
+  failure<T>(data: T, e: unknown, render: (data: T) => string | string[]): Reported {
+    const err = toPollenError(e);
+    if (this.json) {
+      this.stdout.write(
+        `${JSON.stringify({ ok: false, ...(data as object), error: err.toJSON() }, null, 2)}\n`,
+      );
+    } else {
+      const text = render(data);
+      const lines = Array.isArray(text) ? text : [text];
+      if (lines.length > 0) this.stdout.write(`${lines.join('\n')}\n`);
+      this.error(err);
+    }
+    return new Reported(err.exitCode);
+  }
+
+  /** A line of streamed content (a run's log): stdout, as it comes; never with --json. */
+  line(text: string): void {
+    this.stdout.write(`${text}\n`);
+  }
+
+  /** The same destinations with progress and results both on stderr (for long-running services). */
+  quiet(): Output {
+    return new Output(this.json, this.stderr, this.stderr, this.stdin);
   }
 
   /** Progress and narration: stderr, so stdout stays machine-readable. */

@@ -41,7 +41,7 @@ export * from './kit/vocabulary.js';
 export { findPrivateKeys, type WriteKitOptions, writeKit } from './kit/write.js';
 export { enrollmentBuilder, workspaceBuilder };
 
-/** The builders of an unsigned kit, in order; `signingBuilder` (kit-manifest.ts) comes last. */
+/** The builders of an unsigned kit, in order; `signingBuilder` (kit/builders/signing.ts) comes last. */
 export const DEFAULT_BUILDERS: readonly KitBuilder[] = [
   workspaceBuilder,
   participantConfigBuilder,

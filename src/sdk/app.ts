@@ -12,7 +12,15 @@ import { type Context, createContext, type UserConfigValue } from './context.js'
 import { Message, type MessageType, SERVER_NODE_ID } from './message.js';
 import { RecordDict } from './records.js';
 
-/** Codes a ClientApp puts in error replies. */
+/**
+ * Codes a ClientApp puts in error replies (`reply.error.code`).
+ *
+ * @example
+ * ```ts
+ * for (const reply of await grid.sendAndReceive(messages))
+ *   if (reply.error?.code === ReplyErrorCode.CLIENT_APP_RAISED_EXCEPTION) console.error(reply.error.reason);
+ * ```
+ */
 export const ReplyErrorCode = {
   /** A handler threw; the reason holds its public message. */
   CLIENT_APP_RAISED_EXCEPTION: 'CLIENT_APP_RAISED_EXCEPTION',
@@ -55,6 +63,25 @@ const MAX_REASON_LENGTH = 1000;
 export const CLIENT_APP_BRAND: unique symbol = Symbol.for('pollen.ClientApp') as never;
 export const SERVER_APP_BRAND: unique symbol = Symbol.for('pollen.ServerApp') as never;
 
+/**
+ * The app that runs at each site (Flower's `ClientApp`): one handler per message type. A handler
+ * gets the message and the node's Context and returns the reply's content; a thrown error becomes
+ * an error reply, never a crash of the node.
+ *
+ * @example
+ * ```ts
+ * export default new ClientApp({
+ *   async train(message, context) {
+ *     const arrays = message.content.getArrayRecord('arrays')!;
+ *     const { weights, loss, n } = await trainLocally(arrays, context.nodeConfig['data-path']);
+ *     return new RecordDict({
+ *       arrays: weights,
+ *       metrics: new MetricRecord({ 'num-examples': n, 'train-loss': loss }),
+ *     });
+ *   },
+ * });
+ * ```
+ */
 export class ClientApp {
   get [CLIENT_APP_BRAND](): true {
     return true;
@@ -172,6 +199,17 @@ export interface Grid {
 
 export type ServerMain = (grid: Grid, context: Context) => void | Promise<void>;
 
+/**
+ * The app that drives a run (Flower's `ServerApp`): its main function gets the run's Grid and
+ * Context, usually to start a strategy.
+ *
+ * @example
+ * ```ts
+ * export default new ServerApp(async (grid, context) => {
+ *   await new FedAvg().start({ grid, initialArrays, numRounds: Number(context.runConfig['num-rounds']) });
+ * });
+ * ```
+ */
 export class ServerApp {
   get [SERVER_APP_BRAND](): true {
     return true;
@@ -224,8 +262,20 @@ interface NodeSlot {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * A Grid that routes messages to ClientApps in this process. Each node handles its messages one
- * at a time, in order, and keeps its Context (and so its state) for the life of the grid.
+ * A Grid that routes messages to ClientApps in this process, for tests and simulations. Each
+ * node handles its messages one at a time, in order, and keeps its Context (and so its state)
+ * for the life of the grid.
+ *
+ * @example
+ * ```ts
+ * const runConfig = { 'num-rounds': 3 };
+ * const grid = new InMemoryGrid({
+ *   runId: 'sim',
+ *   nodes: { '1': { app: clientApp, nodeConfig: { 'partition-id': 0 } }, '2': clientApp },
+ *   runConfig,
+ * });
+ * await serverApp.run(grid, createContext({ runId: 'sim', nodeId: SERVER_NODE_ID, runConfig }));
+ * ```
  */
 export class InMemoryGrid implements Grid {
   readonly runId: string;

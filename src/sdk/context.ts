@@ -44,7 +44,16 @@ function checkConfig(kind: string, config: Record<string, UserConfigValue>): Use
   return Object.freeze(out);
 }
 
-/** A validated Context; the configs are copied and frozen, the state is shared. */
+/**
+ * A validated Context; the configs are copied and frozen, the state is shared. The runtime makes
+ * the Context of real runs; simulations and tests make their own.
+ *
+ * @example
+ * ```ts
+ * const context = createContext({ runId: 'sim', nodeId: SERVER_NODE_ID, runConfig: { 'num-rounds': 2 } });
+ * await serverApp.run(grid, context);
+ * ```
+ */
 export function createContext(init: ContextInit): Context {
   if (typeof init.runId !== 'string' || typeof init.nodeId !== 'string')
     throw new PollenError('RECORD_INVALID', 'Context runId and nodeId must be strings');

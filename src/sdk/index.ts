@@ -1,6 +1,8 @@
 /**
- * `pollen/sdk`: the app programming model (records, Message, Context, ClientApp, ServerApp, Grid).
- * This is the public surface apps import; it never imports a server module.
+ * `pollen/sdk`: the app programming model (records, Message, Context, ClientApp, ServerApp,
+ * Grid, InMemoryGrid for simulations). This is the public surface apps import; it never imports
+ * a server module. Encoders, limits and other runtime internals are imported by the runtime from
+ * their own modules, not from here. The whole surface is described in docs/sdk.md.
  */
 
 export { isPollenError, PollenError } from '../errors.js';
@@ -27,11 +29,8 @@ export {
 } from './context.js';
 export {
   type CreateMessageOptions,
-  DEFAULT_TTL_SECONDS,
-  MESSAGE_TYPES,
   Message,
   type MessageError,
-  type MessageInit,
   type MessageType,
   type Metadata,
   SERVER_NODE_ID,
@@ -43,19 +42,10 @@ export {
   ConfigRecord,
   type ConfigScalar,
   type ConfigValue,
-  type DecodeOptions,
-  DTYPE_NAMES,
   type DType,
-  type DTypeArrays,
-  decodeArrayRecord,
-  dtypeOf,
-  encodeArrayRecord,
-  MAX_NAME_LENGTH,
-  MAX_NDIM,
   MetricRecord,
   type MetricValue,
   RecordDict,
   type TypedArray,
-  validateName,
 } from './records.js';
-export { canReport, type ReportingGrid, type RoundReport, reportRound } from './report.js';
+export { type RoundReport, reportRound } from './report.js';

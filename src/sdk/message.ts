@@ -10,7 +10,14 @@ import { RecordDict } from './records.js';
 export type MessageType = 'train' | 'evaluate' | 'query';
 export const MESSAGE_TYPES: readonly MessageType[] = Object.freeze(['train', 'evaluate', 'query']);
 
-/** The node id of the ServerApp / SuperLink side. */
+/**
+ * The node id of the ServerApp / SuperLink side.
+ *
+ * @example
+ * ```ts
+ * const context = createContext({ runId: 'sim', nodeId: SERVER_NODE_ID });
+ * ```
+ */
 export const SERVER_NODE_ID = '0';
 /** Default time to live of a new message: one hour (as in Flower). */
 export const DEFAULT_TTL_SECONDS = 3600;
@@ -69,6 +76,20 @@ export type MessageInit =
   | { metadata: Metadata; content: RecordDict; error?: undefined }
   | { metadata: Metadata; error: MessageError; content?: undefined };
 
+/**
+ * The unit of work between a ServerApp and its ClientApps (Flower's `Message`): metadata (where
+ * it goes, what it answers) and either content (a RecordDict) or an error. Immutable.
+ *
+ * @example
+ * ```ts
+ * const content = new RecordDict({ arrays, config: new ConfigRecord({ 'server-round': 1 }) });
+ * const messages = (await grid.nodeIds()).map((dstNodeId) =>
+ *   Message.create({ dstNodeId, messageType: 'train', content }),
+ * );
+ * for (const reply of await grid.sendAndReceive(messages))
+ *   if (reply.hasContent()) console.log(reply.content.getMetricRecord('metrics')?.toObject());
+ * ```
+ */
 export class Message {
   readonly metadata: Readonly<Metadata>;
   readonly content: RecordDict | undefined;

@@ -1,13 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PollenError } from '../errors.js';
-import {
-  ArrayRecord,
-  ConfigRecord,
-  decodeArrayRecord,
-  encodeArrayRecord,
-  MetricRecord,
-  RecordDict,
-} from './records.js';
+import { decodeArrayRecord, encodeArrayRecord } from './array-encoding.js';
+import { ArrayRecord, ConfigRecord, MetricRecord, RecordDict } from './records.js';
 
 function expectInvalid(fn: () => unknown, text?: string | RegExp): void {
   try {

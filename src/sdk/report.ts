@@ -5,21 +5,30 @@
  */
 import type { Grid } from './app.js';
 
+/** One round's numbers as stored with the run. */
 export interface RoundReport {
   round: number;
   metrics: Readonly<Record<string, number>>;
   nodeIds: readonly string[];
 }
 
-export interface ReportingGrid extends Grid {
+interface ReportingGrid extends Grid {
   reportRound(report: RoundReport): Promise<void>;
 }
 
-export function canReport(grid: Grid): grid is ReportingGrid {
+function canReport(grid: Grid): grid is ReportingGrid {
   return typeof (grid as Partial<ReportingGrid>).reportRound === 'function';
 }
 
-/** Record one round's metrics with the run (duck-typed so a bundled SDK copy works too). */
+/**
+ * Record one round's metrics with the run (duck-typed so a bundled SDK copy works too).
+ * `Strategy.start()` calls it after every round; a ServerApp with its own loop calls it itself.
+ *
+ * @example
+ * ```ts
+ * await reportRound(grid, { round: 3, metrics: { 'train-loss': 0.31, accuracy: 0.92 }, nodeIds: ['1', '2'] });
+ * ```
+ */
 export async function reportRound(grid: Grid, report: RoundReport): Promise<void> {
   if (canReport(grid)) await grid.reportRound(report);
 }

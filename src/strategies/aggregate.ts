@@ -16,7 +16,7 @@
  * ceil(K / 4) roundings per element. Layers shorter than `SMALL_LAYER` elements (biases, norms,
  * heads) are summed over all K updates in float64 and rounded once.
  */
-import { PollenError } from '../errors.js';
+import { PollenError } from '../sdk/index.js';
 
 /** One update: its layers (same count and lengths in every update) and its weight (> 0). */
 export interface WeightedArrays {

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { PollenError } from '../errors.js';
-import { aggregateEvaluate, aggregateTrain, fedAvgConfig, sampleNodes, seededRng } from './fedavg.js';
+import {
+  ArrayRecord,
+  ConfigRecord,
+  Message,
+  MetricRecord,
+  type MetricValue,
+  RecordDict,
+} from '../sdk/index.js';
+import { FedAvg, fedAvgConfig, sampleNodes, seededRng } from './fedavg.js';
+import { aggregateMetrics } from './records.js';
 
 const f32 = (...v: number[]) => Float32Array.from(v);
 
@@ -14,67 +23,177 @@ function error(fn: () => unknown): PollenError | undefined {
   return undefined;
 }
 
-describe('aggregateTrain', () => {
+type Arrays = Record<string, Float32Array | Float64Array | Int32Array>;
+
+/** A node's reply: its arrays (if any) and metrics, as a ClientApp would send them. */
+function reply(nodeId: string, arrays: Arrays | undefined, metrics: Record<string, MetricValue>): Message {
+  const content = new RecordDict({ metrics: new MetricRecord(metrics) });
+  if (arrays !== undefined) content.set('arrays', ArrayRecord.fromArrays(arrays));
+  return Message.create({ dstNodeId: nodeId, messageType: 'train', content: new RecordDict() }).createReply(
+    content,
+  );
+}
+
+const values = (record: ArrayRecord, name: string) => Array.from(record.get(name)!.data as Float32Array);
+
+describe('FedAvg.aggregateTrain', () => {
+  const fedavg = new FedAvg();
+  const aggregate = (...replies: Message[]) => fedavg.aggregateTrain(1, replies);
+
   it('averages arrays and metrics of 3 clients with 10/20/70 examples (hand-computed)', () => {
-    const r = aggregateTrain([
-      { arrays: { w: f32(1, 2), b: f32(0) }, numExamples: 10, metrics: { loss: 1, acc: 0.5 } },
-      { arrays: { b: f32(10), w: f32(3, 4) }, numExamples: 20, metrics: { loss: 2, acc: 0.6 } },
-      { arrays: { w: f32(5, 6), b: f32(-10) }, numExamples: 70, metrics: { loss: 3, acc: 0.9 } },
-    ]);
-    expect(Object.keys(r.arrays)).toEqual(['w', 'b']);
-    expect(Array.from(r.arrays.w as Float32Array)).toEqual([Math.fround(4.2), Math.fround(5.2)]);
-    expect(Array.from(r.arrays.b as Float32Array)).toEqual([-5]); // 0 + 2 - 7
-    expect(r.metrics.loss).toBeCloseTo(2.6, 12); // 0.1 + 0.4 + 2.1
-    expect(r.metrics.acc).toBeCloseTo(0.8, 12); // 0.05 + 0.12 + 0.63
+    const r = aggregate(
+      reply('1', { w: f32(1, 2), b: f32(0) }, { 'num-examples': 10, loss: 1, acc: 0.5 }),
+      reply('2', { b: f32(10), w: f32(3, 4) }, { 'num-examples': 20, loss: 2, acc: 0.6 }),
+      reply('3', { w: f32(5, 6), b: f32(-10) }, { 'num-examples': 70, loss: 3, acc: 0.9 }),
+    );
+    expect([...r.arrays.keys()]).toEqual(['w', 'b']);
+    expect(values(r.arrays, 'w')).toEqual([Math.fround(4.2), Math.fround(5.2)]);
+    expect(values(r.arrays, 'b')).toEqual([-5]); // 0 + 2 - 7
+    expect(r.metrics.get('loss')).toBeCloseTo(2.6, 12); // 0.1 + 0.4 + 2.1
+    expect(r.metrics.get('acc')).toBeCloseTo(0.8, 12); // 0.05 + 0.12 + 0.63
+    expect(r.metrics.has('num-examples')).toBe(false); // the weight, not a metric to average
     expect(r.numExamples).toBe(100);
     expect(r.numReplies).toBe(3);
   });
 
   it('returns the single reply unchanged', () => {
-    const r = aggregateTrain([{ arrays: { w: f32(1, -1) }, numExamples: 3, metrics: { loss: 0.25 } }]);
-    expect(Array.from(r.arrays.w as Float32Array)).toEqual([1, -1]);
-    expect(r.metrics).toEqual({ loss: 0.25 });
+    const r = aggregate(reply('1', { w: f32(1, -1) }, { 'num-examples': 3, loss: 0.25 }));
+    expect(values(r.arrays, 'w')).toEqual([1, -1]);
+    expect(r.metrics.toObject()).toEqual({ loss: 0.25 });
   });
 
-  it('averages a metric over the replies that report it', () => {
-    const r = aggregateTrain([
-      { arrays: { w: f32(0) }, numExamples: 1, metrics: { loss: 1 } },
-      { arrays: { w: f32(0) }, numExamples: 3, metrics: { loss: 2, extra: 7 } },
-    ]);
-    expect(r.metrics).toEqual({ loss: 1.75, extra: 7 });
+  it('averages a metric over the replies that report it, and lists element by element', () => {
+    const r = aggregate(
+      reply('1', { w: f32(0) }, { 'num-examples': 1, loss: 1, per: [1, 0] }),
+      reply('2', { w: f32(0) }, { 'num-examples': 3, loss: 2, extra: 7, per: [0, 1] }),
+    );
+    expect(r.metrics.toObject()).toEqual({ loss: 1.75, extra: 7, per: [0.25, 0.75] });
+  });
+
+  it('skips error replies', () => {
+    const failed = Message.create({ dstNodeId: '2', messageType: 'train', content: new RecordDict() });
+    const r = aggregate(
+      reply('1', { w: f32(2) }, { 'num-examples': 1 }),
+      failed.createErrorReply({ code: 'CLIENT_APP_RAISED_EXCEPTION', reason: 'boom' }),
+    );
+    expect(values(r.arrays, 'w')).toEqual([2]);
+    expect(r.numReplies).toBe(1);
+  });
+
+  it("keeps each array's dtype and shape: float64 is averaged in float64", () => {
+    const a = ArrayRecord.fromArrays({
+      k: { data: f32(1, 2, 3, 4), shape: [2, 2] },
+      d: Float64Array.of(0.1),
+    });
+    const b = ArrayRecord.fromArrays({
+      k: { data: f32(3, 4, 5, 6), shape: [2, 2] },
+      d: Float64Array.of(0.2),
+    });
+    const replies = [a, b].map((arrays, i) =>
+      Message.create({ dstNodeId: `${i}`, messageType: 'train', content: new RecordDict() }).createReply(
+        new RecordDict({ arrays, metrics: new MetricRecord({ 'num-examples': 1 }) }),
+      ),
+    );
+    const r = fedavg.aggregateTrain(1, replies);
+    expect(r.arrays.get('k')).toMatchObject({ dtype: 'float32', shape: [2, 2] });
+    expect(values(r.arrays, 'k')).toEqual([2, 3, 4, 5]);
+    const d = r.arrays.get('d', 'float64')!;
+    expect(d.shape).toEqual([1]);
+    expect(d.data).toBeInstanceOf(Float64Array);
+    expect(d.data[0]).toBe(0.5 * 0.1 + 0.5 * 0.2); // not rounded through float32
   });
 
   it('refuses zero or NaN examples, no replies, mismatched names or shapes, NaN metrics', () => {
-    const ok = { arrays: { w: f32(1, 2) }, numExamples: 1, metrics: {} };
-    expect(error(() => aggregateTrain([ok, { ...ok, numExamples: 0 }]))?.code).toBe('INVALID_ARGUMENT');
-    expect(error(() => aggregateTrain([ok, { ...ok, numExamples: Number.NaN }]))?.code).toBe(
+    const ok = reply('1', { w: f32(1, 2) }, { 'num-examples': 1 });
+    const bad = (arrays: Arrays | undefined, metrics: Record<string, MetricValue> = { 'num-examples': 1 }) =>
+      error(() => aggregate(ok, reply('2', arrays, metrics)))?.code;
+    expect(bad({ w: f32(1, 2) }, { 'num-examples': 0 })).toBe('INVALID_ARGUMENT');
+    expect(bad({ w: f32(1, 2) }, { examples: 1 })).toBe('INVALID_ARGUMENT');
+    expect(error(() => aggregateMetrics([{ numExamples: Number.NaN, metrics: {} }]))?.code).toBe(
       'INVALID_ARGUMENT',
     );
-    expect(error(() => aggregateTrain([]))?.code).toBe('INVALID_ARGUMENT');
-    expect(error(() => aggregateTrain([ok, { ...ok, arrays: { v: f32(1, 2) } }]))?.code).toBe(
-      'INVALID_ARGUMENT',
-    );
-    expect(error(() => aggregateTrain([ok, { ...ok, arrays: { w: f32(1, 2), v: f32(1) } }]))?.code).toBe(
-      'INVALID_ARGUMENT',
-    );
-    expect(error(() => aggregateTrain([ok, { ...ok, arrays: { w: f32(1, 2, 3) } }]))?.code).toBe(
-      'INVALID_ARGUMENT',
-    );
-    expect(error(() => aggregateTrain([ok, { ...ok, metrics: { loss: Number.NaN } }]))?.code).toBe(
-      'INVALID_ARGUMENT',
-    );
+    expect(error(() => aggregate())?.code).toBe('INVALID_ARGUMENT');
+    expect(bad({ v: f32(1, 2) })).toBe('INVALID_ARGUMENT');
+    expect(bad({ w: f32(1, 2), v: f32(1) })).toBe('INVALID_ARGUMENT');
+    expect(bad({ w: f32(1, 2, 3) })).toBe('INVALID_ARGUMENT');
+    expect(bad({ w: Float64Array.of(1, 2) })).toBe('INVALID_ARGUMENT');
+    expect(bad(undefined)).toBe('INVALID_ARGUMENT'); // no ArrayRecord
+    expect(
+      error(() => aggregate(ok, reply('2', { w: Int32Array.of(1, 2) }, { 'num-examples': 1 })))?.message,
+    ).toMatch(/Array "w" is int32|reply 0 sends float32/);
+    expect(
+      error(() =>
+        aggregateMetrics([
+          { numExamples: 1, metrics: {} },
+          { numExamples: 1, metrics: { loss: Number.NaN } },
+        ]),
+      )?.code,
+    ).toBe('INVALID_ARGUMENT');
+  });
+
+  it('refuses integer arrays with a precise message', () => {
+    const e = error(() => aggregate(reply('1', { n: Int32Array.of(3) }, { 'num-examples': 1 })));
+    expect(e?.code).toBe('INVALID_ARGUMENT');
+    expect(e?.message).toBe('Array "n" is int32: averaging takes float32 and float64 arrays');
   });
 });
 
-describe('aggregateEvaluate', () => {
+describe('FedAvg.aggregateEvaluate', () => {
   it('weights metrics by examples', () => {
-    const r = aggregateEvaluate([
-      { numExamples: 10, metrics: { loss: 0.5, accuracy: 0.9 } },
-      { numExamples: 30, metrics: { loss: 1.5, accuracy: 0.7 } },
+    const r = new FedAvg().aggregateEvaluate(1, [
+      reply('1', undefined, { 'num-examples': 10, loss: 0.5, accuracy: 0.9 }),
+      reply('2', undefined, { 'num-examples': 30, loss: 1.5, accuracy: 0.7 }),
     ]);
-    expect(r.metrics.loss).toBeCloseTo(1.25, 12);
-    expect(r.metrics.accuracy).toBeCloseTo(0.75, 12);
+    expect(r.metrics.get('loss')).toBeCloseTo(1.25, 12);
+    expect(r.metrics.get('accuracy')).toBeCloseTo(0.75, 12);
     expect(r.numExamples).toBe(40);
+  });
+
+  it('weighs by the configured key', () => {
+    const r = new FedAvg({ weightedByKey: 'n' }).aggregateEvaluate(1, [
+      reply('1', undefined, { n: 1, loss: 1 }),
+      reply('2', undefined, { n: 3, loss: 2 }),
+    ]);
+    expect(r.metrics.toObject()).toEqual({ loss: 1.75 });
+  });
+});
+
+describe('FedAvg.configureTrain / configureEvaluate', () => {
+  const arrays = ArrayRecord.fromArrays({ w: f32(1, 2) });
+  const nodes = ['1', '2', '3', '4'];
+
+  it('sends the arrays and a copy of the config with server-round to the sampled nodes', () => {
+    const config = new ConfigRecord({ lr: 0.1 });
+    const strategy = new FedAvg({ fractionTrain: 0.5, rng: seededRng(1) });
+    const messages = strategy.configureTrain(3, arrays, config, nodes);
+    expect(messages).toHaveLength(2);
+    expect(new Set(messages.map((m) => m.metadata.dstNodeId)).size).toBe(2);
+    for (const m of messages) {
+      expect(m.metadata).toMatchObject({ messageType: 'train', groupId: '3', srcNodeId: '0' });
+      expect(m.content!.getArrayRecord('arrays')).toBe(arrays);
+      expect(m.content!.getConfigRecord('config')!.toObject()).toEqual({ lr: 0.1, 'server-round': 3 });
+    }
+    expect(config.toObject()).toEqual({ lr: 0.1 }); // the caller's record is not changed
+  });
+
+  it('uses the configured record names, and fractionEvaluate 0 skips evaluation', () => {
+    const strategy = new FedAvg({ arrayRecordKey: 'model', configRecordKey: 'cfg', minEvaluateNodes: 1 });
+    const [m] = strategy.configureEvaluate(1, arrays, new ConfigRecord(), nodes);
+    expect(m!.metadata.messageType).toBe('evaluate');
+    expect([...m!.content!.keys()]).toEqual(['model', 'cfg']);
+    expect(
+      new FedAvg({ fractionEvaluate: 0 }).configureEvaluate(1, arrays, new ConfigRecord(), nodes),
+    ).toEqual([]);
+  });
+
+  it('throws UNAVAILABLE with too few nodes, and refuses bad options', () => {
+    expect(error(() => new FedAvg().configureTrain(1, arrays, new ConfigRecord(), ['1']))?.code).toBe(
+      'UNAVAILABLE',
+    );
+    expect(error(() => new FedAvg({ fractionTrain: 2 }))?.code).toBe('INVALID_ARGUMENT');
+    expect(error(() => new FedAvg({ weightedByKey: '' }))?.code).toBe('INVALID_ARGUMENT');
+    expect(error(() => new FedAvg({ arrayRecordKey: 'config' }))?.code).toBe('INVALID_ARGUMENT');
+    expect(new FedAvg({ minTrainNodes: undefined }).minTrainNodes).toBe(2);
   });
 });
 

@@ -1,13 +1,29 @@
 /**
- * FedAvg (McMahan et al., 2017) as pure functions: sample nodes for a round, average the
- * replies' arrays weighted by their number of examples, and average their metrics the same way.
+ * FedAvg (McMahan et al., 2017): each round samples nodes, sends them the global arrays, and
+ * averages their replies' arrays and metrics weighted by each reply's `num-examples`; the same
+ * for evaluation, metrics only. Flower's `FedAvg` of the message API, with its options.
  *
- * The reply type is this module's own minimal shape (named Float32Arrays, `numExamples`,
- * numeric metrics), independent of the SDK's records: the SDK maps an ArrayRecord /
- * MetricRecord pair to it. Nothing here does I/O or touches a server module.
+ * Sampling and the option checks are plain functions (tested alone); the averaging itself is
+ * records.ts over the kernel in aggregate.ts.
  */
-import { PollenError } from '../errors.js';
-import { type WeightedArrays, weightedAverage } from './aggregate.js';
+import {
+  type ArrayRecord,
+  ConfigRecord,
+  Message,
+  type MessageType,
+  MetricRecord,
+  PollenError,
+  RecordDict,
+} from '../sdk/index.js';
+import {
+  aggregateArrayRecords,
+  aggregateMetricRecords,
+  contentsOf,
+  replyArrays,
+  replyMetrics,
+  replyWeight,
+} from './records.js';
+import { type EvaluateAggregate, Strategy, type TrainAggregate } from './strategy.js';
 
 export interface FedAvgConfig {
   /** Share of the available nodes sampled for training each round (0..1). */
@@ -31,35 +47,20 @@ export const FEDAVG_DEFAULTS: Readonly<FedAvgConfig> = Object.freeze({
   minAvailableNodes: 2,
 });
 
-/** A training reply: the node's arrays, how many examples it trained on, its metrics. */
-export interface TrainReply {
-  arrays: Record<string, Float32Array>;
-  numExamples: number;
-  metrics: Record<string, number>;
-}
-
-/** An evaluation reply: how many examples were evaluated and the metrics (e.g. loss, accuracy). */
-export interface EvaluateReply {
-  numExamples: number;
-  metrics: Record<string, number>;
-}
-
-export interface AggregatedTrain {
-  arrays: Record<string, Float32Array>;
-  metrics: Record<string, number>;
-  /** Total examples over the replies. */
-  numExamples: number;
-  numReplies: number;
-}
-
-export interface AggregatedEvaluate {
-  metrics: Record<string, number>;
-  numExamples: number;
-  numReplies: number;
-}
-
 /** A source of uniform numbers in [0, 1), like Math.random. */
 export type Rng = () => number;
+
+/** FedAvg's options; each defaults as in Flower (`fraction_train`, `min_train_nodes`, …). */
+export interface FedAvgOptions extends Partial<FedAvgConfig> {
+  /** The metric in every reply that weighs it (default `num-examples`). */
+  weightedByKey?: string;
+  /** The name of the ArrayRecord in the messages the strategy sends (default `arrays`). */
+  arrayRecordKey?: string;
+  /** The name of the ConfigRecord in the messages the strategy sends (default `config`). */
+  configRecordKey?: string;
+  /** Randomness for sampling (default Math.random; `seededRng(seed)` repeats runs exactly). */
+  rng?: Rng;
+}
 
 function invalid(message: string, hint?: string): PollenError {
   return new PollenError('INVALID_ARGUMENT', message, hint === undefined ? {} : { hint });
@@ -80,7 +81,17 @@ export function fedAvgConfig(config: Partial<FedAvgConfig> = {}): FedAvgConfig {
   return c;
 }
 
-/** A small seeded generator (mulberry32) for reproducible sampling in tests and simulations. */
+/**
+ * A small seeded generator (mulberry32): uniform numbers in [0, 1), the same sequence for the
+ * same seed, for reproducible sampling, shuffles and simulations.
+ *
+ * @example
+ * ```ts
+ * const strategy = new FedAvg({ fractionTrain: 0.5, rng: seededRng(42) }); // the same nodes each run
+ * const rng = seededRng(7);
+ * rng(); // 0 <= x < 1
+ * ```
+ */
 export function seededRng(seed: number): Rng {
   let a = seed >>> 0;
   return () => {
@@ -138,81 +149,133 @@ export function sampleNodes<T>(
   return pool.slice(0, n);
 }
 
-function checkNumExamples(replies: readonly { numExamples: number }[]): void {
-  if (replies.length === 0) throw invalid('No replies to aggregate', 'A round needs at least one reply.');
-  replies.forEach((r, k) => {
-    const n = r.numExamples;
-    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
-      throw invalid(
-        `Reply ${k} reports numExamples = ${String(n)}: it must be finite and > 0`,
-        'A node that trained or evaluated on no examples must not send a reply to be averaged.',
-      );
-    }
-  });
+function key(
+  options: FedAvgOptions,
+  name: 'weightedByKey' | 'arrayRecordKey' | 'configRecordKey',
+  fallback: string,
+): string {
+  const v = options[name] ?? fallback;
+  if (typeof v !== 'string' || v === '') throw invalid(`${name} must be a non-empty string`);
+  return v;
 }
 
 /**
- * Weighted average of the metrics by numExamples. A metric missing from some replies is
- * averaged over the replies that report it. A non-finite metric value is refused.
+ * Federated averaging. `start()` (from Strategy) runs the whole loop; the four steps below are
+ * callable on their own, e.g. to aggregate replies collected another way.
+ *
+ * @example
+ * ```ts
+ * export default new ServerApp(async (grid, context) => {
+ *   const strategy = new FedAvg({ fractionTrain: 0.5, minAvailableNodes: 2 });
+ *   const { arrays } = await strategy.start({
+ *     grid,
+ *     initialArrays: ArrayRecord.fromArrays({ w: new Float32Array(100) }),
+ *     numRounds: Number(context.runConfig['num-rounds']),
+ *     trainConfig: new ConfigRecord({ 'local-epochs': 1 }),
+ *   });
+ * });
+ * ```
  */
-export function aggregateMetrics(
-  replies: readonly { numExamples: number; metrics: Record<string, number> }[],
-): Record<string, number> {
-  const sums = new Map<string, { sum: number; weight: number }>();
-  replies.forEach((r, k) => {
-    for (const [name, value] of Object.entries(r.metrics)) {
-      if (typeof value !== 'number' || !Number.isFinite(value)) {
-        throw invalid(`Reply ${k} metric "${name}" is ${String(value)}: metrics must be finite numbers`);
-      }
-      const s = sums.get(name) ?? { sum: 0, weight: 0 };
-      s.sum += value * r.numExamples;
-      s.weight += r.numExamples;
-      sums.set(name, s);
-    }
-  });
-  const out: Record<string, number> = {};
-  for (const [name, { sum, weight }] of sums) out[name] = sum / weight;
-  return out;
-}
+export class FedAvg extends Strategy implements FedAvgConfig {
+  readonly fractionTrain: number;
+  readonly fractionEvaluate: number;
+  readonly minTrainNodes: number;
+  readonly minEvaluateNodes: number;
+  readonly minAvailableNodes: number;
+  readonly weightedByKey: string;
+  readonly arrayRecordKey: string;
+  readonly configRecordKey: string;
+  readonly #rng: Rng;
 
-/** FedAvg of training replies: arrays and metrics weighted by numExamples. */
-export function aggregateTrain(replies: readonly TrainReply[]): AggregatedTrain {
-  checkNumExamples(replies);
-  const names = Object.keys((replies[0] as TrainReply).arrays);
-  const updates: WeightedArrays[] = replies.map((r, k) => {
-    const keys = Object.keys(r.arrays);
-    if (keys.length !== names.length || names.some((n) => !(n in r.arrays))) {
-      throw invalid(
-        `Reply ${k} has arrays [${keys.join(', ')}], reply 0 has [${names.join(', ')}]`,
-        'Every node must send the same named arrays.',
-      );
-    }
-    return { arrays: names.map((n) => r.arrays[n] as Float32Array), weight: r.numExamples };
-  });
-  const averaged = weightedAverage(updates);
-  const arrays: Record<string, Float32Array> = {};
-  names.forEach((n, l) => {
-    arrays[n] = averaged[l] as Float32Array;
-  });
-  return {
-    arrays,
-    metrics: aggregateMetrics(replies),
-    numExamples: replies.reduce((s, r) => s + r.numExamples, 0),
-    numReplies: replies.length,
-  };
-}
+  constructor(options: FedAvgOptions = {}) {
+    super();
+    // Only the options given: an explicit undefined keeps the default.
+    const given = Object.entries(options).filter(([k, v]) => v !== undefined && k in FEDAVG_DEFAULTS);
+    const c = fedAvgConfig(Object.fromEntries(given));
+    this.fractionTrain = c.fractionTrain;
+    this.fractionEvaluate = c.fractionEvaluate;
+    this.minTrainNodes = c.minTrainNodes;
+    this.minEvaluateNodes = c.minEvaluateNodes;
+    this.minAvailableNodes = c.minAvailableNodes;
+    this.weightedByKey = key(options, 'weightedByKey', 'num-examples');
+    this.arrayRecordKey = key(options, 'arrayRecordKey', 'arrays');
+    this.configRecordKey = key(options, 'configRecordKey', 'config');
+    if (this.arrayRecordKey === this.configRecordKey)
+      throw invalid(`arrayRecordKey and configRecordKey must differ, both are "${this.arrayRecordKey}"`);
+    this.#rng = options.rng ?? Math.random;
+  }
 
-/** FedAvg of evaluation replies: metrics weighted by numExamples. */
-export function aggregateEvaluate(replies: readonly EvaluateReply[]): AggregatedEvaluate {
-  checkNumExamples(replies);
-  return {
-    metrics: aggregateMetrics(replies),
-    numExamples: replies.reduce((s, r) => s + r.numExamples, 0),
-    numReplies: replies.length,
-  };
-}
+  #messages(
+    type: MessageType,
+    serverRound: number,
+    arrays: ArrayRecord,
+    config: ConfigRecord,
+    nodeIds: readonly string[],
+  ): Message[] {
+    const nodes = sampleNodes(nodeIds, this, this.#rng, type === 'train' ? 'train' : 'evaluate');
+    // One content for every node (the grid copies or deduplicates it); the caller's config is copied.
+    const content = new RecordDict({
+      [this.arrayRecordKey]: arrays,
+      [this.configRecordKey]: new ConfigRecord(config).set('server-round', serverRound),
+    });
+    const groupId = String(serverRound);
+    return nodes.map((dstNodeId) => Message.create({ dstNodeId, messageType: type, content, groupId }));
+  }
 
-/** The config sent to each training node (a ConfigRecord's content). */
-export function configureTrain(_config: FedAvgConfig, serverRound: number): Record<string, number> {
-  return { serverRound };
+  /**
+   * Sample the train nodes among `nodeIds` and build one message each: the arrays and a copy of
+   * `config` with `server-round`. UNAVAILABLE when too few nodes are available.
+   */
+  configureTrain(
+    serverRound: number,
+    arrays: ArrayRecord,
+    config: ConfigRecord,
+    nodeIds: readonly string[],
+  ): Message[] {
+    return this.#messages('train', serverRound, arrays, config, nodeIds);
+  }
+
+  /** As configureTrain, for evaluation; [] when fractionEvaluate is 0. */
+  configureEvaluate(
+    serverRound: number,
+    arrays: ArrayRecord,
+    config: ConfigRecord,
+    nodeIds: readonly string[],
+  ): Message[] {
+    return this.#messages('evaluate', serverRound, arrays, config, nodeIds);
+  }
+
+  /**
+   * Average the train replies that carry content (error replies are skipped): each must hold one
+   * ArrayRecord and one MetricRecord with `weightedByKey` > 0. Arrays keep their dtype (float32
+   * or float64) and shape; the weight metric is left out of the averaged metrics. Throws
+   * INVALID_ARGUMENT when no reply carries content or the replies do not match.
+   *
+   * @example
+   * ```ts
+   * const replies = await grid.sendAndReceive(strategy.configureTrain(1, arrays, config, await grid.nodeIds()));
+   * const { arrays: next, metrics } = strategy.aggregateTrain(1, replies);
+   * ```
+   */
+  aggregateTrain(_serverRound: number, replies: Iterable<Message>): TrainAggregate {
+    const { ok, weights, aggregate } = this.#averageMetrics(replies);
+    return { arrays: aggregateArrayRecords(ok, ok.map(replyArrays), weights), ...aggregate };
+  }
+
+  /** Average the evaluate replies' metrics by `weightedByKey` (error replies are skipped). */
+  aggregateEvaluate(_serverRound: number, replies: Iterable<Message>): EvaluateAggregate {
+    return this.#averageMetrics(replies).aggregate;
+  }
+
+  #averageMetrics(replies: Iterable<Message>) {
+    const ok = contentsOf(replies);
+    const metrics = ok.map(replyMetrics);
+    const weights = ok.map((r, k) => replyWeight(metrics[k] as MetricRecord, this.weightedByKey, r, k));
+    const aggregate: EvaluateAggregate = {
+      metrics: new MetricRecord(aggregateMetricRecords(metrics, weights, this.weightedByKey)),
+      numExamples: weights.reduce((s, w) => s + w, 0),
+      numReplies: ok.length,
+    };
+    return { ok, weights, aggregate };
+  }
 }

@@ -1,29 +1,54 @@
 import { describe, expect, it } from 'vitest';
 import { PollenError } from '../errors.js';
-import { aggregateTrain, configureTrain, fedProxConfig, proximalTerm } from './fedprox.js';
+import { ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
+import { FedProx, fedProxConfig, proximalTerm } from './fedprox.js';
 
 const f32 = (...v: number[]) => Float32Array.from(v);
 
 describe('FedProx', () => {
-  it('sends proximalMu in the train config and keeps the FedAvg settings', () => {
+  it('sends proximal-mu in the train config and keeps the FedAvg settings', () => {
     const config = fedProxConfig({ proximalMu: 0.1, fractionTrain: 0.5 });
     expect(config.fractionTrain).toBe(0.5);
     expect(config.minTrainNodes).toBe(2);
-    expect(configureTrain(config, 3)).toEqual({ serverRound: 3, proximalMu: 0.1 });
+    const strategy = new FedProx({ proximalMu: 0.1, fractionTrain: 0.5 });
+    expect(strategy.fractionTrain).toBe(0.5);
+    expect(strategy.minTrainNodes).toBe(2);
+    const arrays = ArrayRecord.fromArrays({ w: f32(1) });
+    const messages = strategy.configureTrain(3, arrays, new ConfigRecord({ lr: 1 }), ['a', 'b', 'c', 'd']);
+    expect(messages).toHaveLength(2);
+    for (const m of messages)
+      expect(m.content!.getConfigRecord('config')!.toObject()).toEqual({
+        lr: 1,
+        'proximal-mu': 0.1,
+        'server-round': 3,
+      });
+    // evaluation messages carry no proximal term
+    const [e] = strategy.configureEvaluate(3, arrays, new ConfigRecord(), ['a', 'b']);
+    expect(e!.content!.getConfigRecord('config')!.toObject()).toEqual({ 'server-round': 3 });
   });
 
   it('refuses a negative or NaN mu', () => {
     expect(() => fedProxConfig({ proximalMu: -1 })).toThrow(PollenError);
     expect(() => fedProxConfig({ proximalMu: Number.NaN })).toThrow(PollenError);
+    expect(() => new FedProx({ proximalMu: -1 })).toThrow(PollenError);
+    expect(() => new FedProx({ proximalMu: Number.NaN })).toThrow(PollenError);
     expect(() => proximalTerm([f32(1)], [f32(1)], -0.5)).toThrow(PollenError);
   });
 
   it('aggregates like FedAvg', () => {
-    const r = aggregateTrain([
-      { arrays: { w: f32(0) }, numExamples: 1, metrics: {} },
-      { arrays: { w: f32(4) }, numExamples: 3, metrics: {} },
-    ]);
-    expect(Array.from(r.arrays.w as Float32Array)).toEqual([3]);
+    const replies = [
+      { w: 0, n: 1 },
+      { w: 4, n: 3 },
+    ].map(({ w, n }, i) =>
+      Message.create({ dstNodeId: `${i}`, messageType: 'train', content: new RecordDict() }).createReply(
+        new RecordDict({
+          arrays: ArrayRecord.fromArrays({ w: f32(w) }),
+          metrics: new MetricRecord({ 'num-examples': n }),
+        }),
+      ),
+    );
+    const r = new FedProx({ proximalMu: 0.1 }).aggregateTrain(1, replies);
+    expect(Array.from(r.arrays.get('w')!.data as Float32Array)).toEqual([3]);
   });
 
   it('computes the proximal term and its gradient (hand-computed)', () => {

@@ -1,12 +1,11 @@
 /**
- * FedProx (Li et al., 2020): FedAvg's aggregation, plus a proximal term
+ * FedProx (Li et al., 2020): FedAvg's loop and aggregation, plus a proximal term
  * (mu / 2) · ||w − w_global||² that each client adds to its local loss so its model does not
- * drift far from the global one. The server only sends `proximalMu` in the train config.
+ * drift far from the global one. The server only sends `proximal-mu` in the train config;
+ * `proximalTerm` computes the term and its gradient on the client.
  */
-import { PollenError } from '../errors.js';
-import { type FedAvgConfig, fedAvgConfig, configureTrain as fedAvgConfigureTrain } from './fedavg.js';
-
-export { aggregateEvaluate, aggregateTrain, sampleNodes } from './fedavg.js';
+import { type ArrayRecord, ConfigRecord, type Message, PollenError } from '../sdk/index.js';
+import { FedAvg, type FedAvgConfig, type FedAvgOptions, fedAvgConfig } from './fedavg.js';
 
 export interface FedProxConfig extends FedAvgConfig {
   /** Weight of the proximal term, >= 0 (0 is FedAvg). */
@@ -22,9 +21,40 @@ export function fedProxConfig(config: Partial<FedAvgConfig> & { proximalMu: numb
   return { ...fedAvgConfig(config), proximalMu: mu };
 }
 
-/** The config sent to each training node: FedAvg's plus `proximalMu`. */
-export function configureTrain(config: FedProxConfig, serverRound: number): Record<string, number> {
-  return { ...fedAvgConfigureTrain(config, serverRound), proximalMu: config.proximalMu };
+/** FedAvg's options plus the proximal term's weight. */
+export interface FedProxOptions extends FedAvgOptions {
+  /** Weight of the proximal term, >= 0 (0 is FedAvg); sent as `proximal-mu`. */
+  proximalMu: number;
+}
+
+/**
+ * FedAvg whose train messages also carry `proximal-mu` (Flower's `FedProx`). The ClientApp
+ * adds the proximal term to its loss, e.g. with `proximalTerm`.
+ *
+ * @example
+ * ```ts
+ * const result = await new FedProx({ proximalMu: 0.1 }).start({ grid, initialArrays, numRounds: 5 });
+ * // ClientApp: const mu = message.content.getConfigRecord('config')?.get('proximal-mu');
+ * ```
+ */
+export class FedProx extends FedAvg {
+  readonly proximalMu: number;
+
+  constructor(options: FedProxOptions) {
+    super(options);
+    this.proximalMu = fedProxConfig({ proximalMu: options.proximalMu }).proximalMu;
+  }
+
+  /** FedAvg's train messages, with `proximal-mu` added to (a copy of) the config. */
+  override configureTrain(
+    serverRound: number,
+    arrays: ArrayRecord,
+    config: ConfigRecord,
+    nodeIds: readonly string[],
+  ): Message[] {
+    const withMu = new ConfigRecord(config).set('proximal-mu', this.proximalMu);
+    return super.configureTrain(serverRound, arrays, withMu, nodeIds);
+  }
 }
 
 export type Params = Float32Array[] | Record<string, Float32Array>;
@@ -39,6 +69,14 @@ export interface ProximalTerm<T extends Params> {
 /**
  * The proximal term and its gradient with respect to the local weights. `local` and `global`
  * are both arrays of layers or both records with the same names and lengths.
+ *
+ * @example
+ * ```ts
+ * // In a FedProx ClientApp's training step, after the loss gradient `grads` of the local model:
+ * const { value, gradient } = proximalTerm(localWeights, globalWeights, mu);
+ * const loss = dataLoss + value;
+ * for (const name of Object.keys(grads)) for (let i = 0; i < grads[name].length; i++) grads[name][i] += gradient[name][i];
+ * ```
  */
 export function proximalTerm<T extends Params>(local: T, global: T, mu: number): ProximalTerm<T> {
   if (typeof mu !== 'number' || !Number.isFinite(mu) || mu < 0) {

@@ -1,33 +1,18 @@
-/** Federated strategies: pure functions over updates, no I/O, no server imports. */
+/**
+ * `pollen/strategies`: federated strategies over the SDK's records. `new FedAvg({...}).start({
+ * grid, initialArrays, numRounds })` runs the whole loop; Strategy is the base to write others
+ * on. The averaging kernels, sampling and option checks stay internal.
+ */
+export { FedAvg, type FedAvgOptions, type Rng, seededRng } from './fedavg.js';
+export { FedProx, type FedProxOptions, type Params, type ProximalTerm, proximalTerm } from './fedprox.js';
 export {
-  averageRange,
-  normalizeWeights,
-  SMALL_LAYER,
-  type WeightedArrays,
-  weightedAverage,
-} from './aggregate.js';
-export {
-  type AggregatedEvaluate,
-  type AggregatedTrain,
-  aggregateEvaluate,
-  aggregateMetrics,
-  aggregateTrain,
-  configureTrain,
-  type EvaluateReply,
-  FEDAVG_DEFAULTS,
-  type FedAvgConfig,
-  fedAvgConfig,
-  type Rng,
-  sampleNodes,
-  sampleSize,
-  seededRng,
-  type TrainReply,
-} from './fedavg.js';
-export {
-  configureTrain as configureFedProxTrain,
-  type FedProxConfig,
-  fedProxConfig,
-  type Params,
-  type ProximalTerm,
-  proximalTerm,
-} from './fedprox.js';
+  type Clock,
+  type EvaluateAggregate,
+  type EvaluateFn,
+  type ReplyFailure,
+  type RoundSummary,
+  type StartOptions,
+  Strategy,
+  type StrategyResult,
+  type TrainAggregate,
+} from './strategy.js';

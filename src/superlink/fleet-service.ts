@@ -10,9 +10,11 @@ import type { ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/con
 import { PollenError } from '../errors.js';
 import { Fleet, PullMessagesResponseSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../gen/pollen/v1/records_pb.js';
-import { type BulkRequest, CHUNK_RUN_HEADER, isScopeName } from '../transport/bulk-chunks.js';
-import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
+import type { BulkRequest } from '../transport/bulk-server.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
+import { isScopeName } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import { type FastUnary, fastUnary } from '../transport/grpc-fast.js';
 import type { Link } from './link.js';
@@ -140,8 +142,8 @@ export function fleetRoutes(link: Link) {
 
 /**
  * The calls every node makes all the time, answered on the HTTP/2 stream without Connect's
- * pipeline (transport/grpc-fast.ts): same implementation, same authentication, done here since
- * interceptors do not run for them.
+ * pipeline (transport/grpc-fast.ts): same implementation, same authentication and request rate,
+ * done here since interceptors do not run for them.
  */
 export function fleetFastRoutes(link: Link, auth: NodeAuthOptions): FastUnary[] {
   const impl = fleetImpl(link);
@@ -157,6 +159,7 @@ export function fleetFastRoutes(link: Link, auth: NodeAuthOptions): FastUnary[] 
           method: `/${method.parent.typeName}/${method.name}`,
           body: () => body,
         });
+        link.rate.take(caller(ctx).nodeId);
       } catch (e) {
         throw toConnectError(e);
       }

@@ -19,15 +19,23 @@ import {
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { MESSAGE_TYPES } from '../sdk/message.js';
-import { isScopeName } from '../transport/bulk-chunks.js';
-import { CHUNK_SIZE, type ChunkStore, type DiskChunkStore, type GcResult } from '../transport/chunks.js';
+import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
+import {
+  CHUNK_SIZE,
+  type ChunkStore,
+  type DiskChunkStore,
+  type GcResult,
+  isScopeName,
+} from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
+import { Waiters } from '../util/waiters.js';
 import { sessionContextKey } from './node-auth.js';
+import { DEFAULT_LIMITS, type Limits, ReplyQueues } from './quotas.js';
+import { RateLimiter } from './rate-limit.js';
 import { type RelayChunks, SERVER_SCOPE } from './relay-chunks.js';
 import type { LinkState, Run, SynthesizedErrorReply } from './state.js';
-import { Waiters } from './waiters.js';
 
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 /** How long pullReplies waits after the first new reply for others to arrive. */
@@ -48,6 +56,8 @@ export interface LinkOptions {
   stateDir: string;
   log: Logger;
   nodeAuth: boolean;
+  /** Per-node caps on unread replies and request rates (default DEFAULT_LIMITS). */
+  limits?: Pick<Limits, 'nodeReplyQueue' | 'nodeReplyQueueBytes' | 'nodeRatePerSecond' | 'nodeBurst'>;
 }
 
 export class Link {
@@ -60,6 +70,10 @@ export class Link {
   readonly replies = new Waiters();
   /** SuperNodes long-polling PullMessages, keyed by node id. */
   readonly instructions = new Waiters();
+  /** Each node's replies not read yet by a ServerApp (quotas.ts). */
+  readonly replyQueues: ReplyQueues;
+  /** Each node's Fleet request rate (rate-limit.ts). */
+  readonly rate: RateLimiter;
   /**
    * Bumped per node on every push, so a long poll that found nothing cannot miss a push that
    * landed between its query and its wait (it looks again instead of sleeping).
@@ -77,6 +91,9 @@ export class Link {
     this.relay = o.relay;
     this.log = o.log;
     this.nodeAuth = o.nodeAuth;
+    const limits = o.limits ?? DEFAULT_LIMITS;
+    this.replyQueues = new ReplyQueues(limits);
+    this.rate = new RateLimiter({ ratePerSecond: limits.nodeRatePerSecond, burst: limits.nodeBurst });
     this.#fabDir = join(o.stateDir, 'fabs');
     mkdirSync(this.#fabDir, { recursive: true, mode: 0o700 });
   }
@@ -97,12 +114,11 @@ export class Link {
     this.instructions.notify(nodeId);
   }
 
-  /** End every long poll (the SuperLink is stopping): they answer empty at once. */
   /**
-   * Delete chunks that no stored message and no app bundle references. Chunks younger than
-   * `minAgeMs` stay: one pushed just before its message must not be swept away.
+   * Delete shared chunks that no stored message and no app bundle references. Chunks younger
+   * than `minAgeMs` stay: an admin's bundle upload waits that long for its StartRun.
    */
-  async collectGarbage(minAgeMs = 10 * 60_000): Promise<GcResult> {
+  async collectGarbage(minAgeMs: number): Promise<GcResult> {
     const live = await this.state.liveChunkIds();
     for (const file of readdirSync(this.#fabDir))
       if (file.endsWith('.bin'))
@@ -111,14 +127,20 @@ export class Link {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Chunk scopes (relay-chunks.ts). Without a run, callers use the verified shared store.
+  // Chunk scopes (relay-chunks.ts). Without a run, readers see the verified shared store.
 
   /**
    * Where node `nodeId` uploads chunks for `runId`: the run must be running and have sent the
-   * node an instruction (only a run's nodes add to its chunks).
+   * node an instruction (only a run's nodes add to its chunks). A node never writes the shared
+   * store: what it uploads belongs to a reply of a run, and the shared store (app bundles, from
+   * admins) has no per-node quota or run end that would ever release it.
    */
   async nodeUploads(nodeId: string, runId: string | undefined): Promise<ChunkStore> {
-    if (runId === undefined) return this.chunks;
+    if (runId === undefined)
+      throw new PollenError(
+        'CHUNK_RUN_REQUIRED',
+        `A SuperNode uploads chunks only into a run's scope; name the run in the ${CHUNK_RUN_HEADER} header`,
+      );
     const run = await this.wireRun(runId, true);
     if (run.status !== 'running')
       throw new PollenError('RUN_NOT_RUNNING', `Run ${runId} is ${run.status}; it takes no more chunks`);
@@ -167,16 +189,18 @@ export class Link {
   }
 
   /** Drop run chunks no stored message names and nobody used for `idleMs` (relay-chunks.ts). */
-  async sweepRunChunks(idleMs = 120_000): Promise<number> {
+  async sweepRunChunks(idleMs: number): Promise<number> {
     return this.relay.sweep(await this.state.liveChunkIds(), idleMs);
   }
 
-  /** A run finished: its chunks and participants go. */
+  /** A run finished: its chunks, participants and unread replies go. */
   async runFinished(runId: string): Promise<void> {
     this.#participants.delete(runId);
+    this.replyQueues.dropRun(runId);
     await this.relay.dropRun(runId);
   }
 
+  /** End every long poll (the SuperLink is stopping): they answer empty at once. */
   close(): void {
     this.#closing = true;
     this.instructions.notifyAll();
@@ -416,12 +440,22 @@ export class Link {
           ? this.relay.reader(md.runId, [nodeId, SERVER_SCOPE], this.chunks)
           : this.chunks,
       );
-      const runId = await this.state.pushReply(nodeId, {
-        messageId: md.messageId,
-        replyTo: md.replyToMessageId,
-        payload: toBinary(MessageSchema, m),
-        chunkIds,
-      });
+      const payload = toBinary(MessageSchema, m);
+      // Counted before it is stored, so concurrent pushes cannot pass the node's cap together.
+      this.replyQueues.reserve(nodeId, payload.byteLength);
+      let runId: string;
+      try {
+        runId = await this.state.pushReply(nodeId, {
+          messageId: md.messageId,
+          replyTo: md.replyToMessageId,
+          payload,
+          chunkIds,
+        });
+      } catch (e) {
+        this.replyQueues.release(nodeId, payload.byteLength);
+        throw e;
+      }
+      this.replyQueues.stored(runId, md.messageId, nodeId, payload.byteLength);
       this.replies.notify(runId);
       return { messageId };
     } catch (e) {
@@ -446,6 +480,7 @@ export class Link {
     const deadline = Date.now() + Math.min(waitMs, 30_000);
     for (;;) {
       const out = await this.state.pullReplies(runId, ids);
+      for (const r of out) if (r.kind === 'reply') this.replyQueues.read(runId, r.messageId);
       if (out.length > 0 || Date.now() >= deadline || signal?.aborted || this.#closing)
         return out.map((r) => this.#replyMessage(runId, r));
       // Offline detection is time based: look again at least every second.

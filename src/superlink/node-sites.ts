@@ -6,7 +6,7 @@
  * one SuperLink or on two sharing the store, exactly one binds.
  */
 import type { Kysely } from 'kysely';
-import type { WriteBatcher } from '../enrollment/service/batcher.js';
+import type { WriteBatcher } from '../store/batcher.js';
 import type { LinkSchema } from './state-schema.js';
 
 /** How a registered key's site binding stands after `LinkState.bindSite`. */

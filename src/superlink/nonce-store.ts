@@ -9,7 +9,7 @@
  * secret that lives in the SuperLink's memory: replayed after a restart, their session is unknown.
  */
 import type { Kysely } from 'kysely';
-import type { WriteBatcher } from '../enrollment/service/batcher.js';
+import type { WriteBatcher } from '../store/batcher.js';
 import type { LinkSchema } from './state-schema.js';
 
 /**

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isPollenError } from '../errors.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
+import { ByteBudget } from './quotas.js';
 import { RelayChunks, SERVER_SCOPE } from './relay-chunks.js';
 
 const root = mkdtempSync(join(tmpdir(), 'pollen-relay-'));
@@ -89,7 +90,7 @@ describe('RelayChunks', () => {
     await scope.delete(sha(chunks[3]!));
     expect(await scope.has(sha(chunks[3]!))).toBe(false);
     await relay.dropRun('run1');
-    expect(relay.stats()).toEqual({ chunks: 0, bytes: 0, memoryBytes: 0, onDisk: 0 });
+    expect(relay.stats()).toEqual({ chunks: 0, bytes: 0, memoryBytes: 0, onDisk: 0, diskBytes: 0 });
     expect(existsSync(join(dir, 'run1'))).toBe(false);
     for (const c of chunks) expect(await scope.get(sha(c))).toBeUndefined();
   });
@@ -121,6 +122,105 @@ describe('RelayChunks', () => {
     clock += 200_000;
     expect(await relay.sweep(new Set(), 120_000)).toBe(2);
     expect(relay.stats().chunks).toBe(0);
+  });
+
+  it('refuses a node past its quota in a run, alone: other nodes, runs and the ServerApp go on', async () => {
+    const relay = new RelayChunks({
+      dir: join(root, 'quota'),
+      memoryBytes: 20_000,
+      maxChunkBytes: 10_000,
+      nodeQuotaBytes: 25_000,
+    });
+    const a = relay.scope('run1', NODE_A);
+    const held = [randomBytes(10_000), randomBytes(10_000), randomBytes(5_000)];
+    for (const c of held) await a.put(sha(c), c); // the third goes to a file: quota counts both
+    expect(relay.heldBy('run1', NODE_A)).toBe(25_000);
+    const over = randomBytes(1);
+    expect(await codeOf(a.put(sha(over), over))).toBe('CHUNK_QUOTA_EXCEEDED');
+    expect(() => a.admit!(1)).toThrow(/quota of 25000/);
+    expect(await a.has(sha(over))).toBe(false);
+    // A chunk it holds already costs nothing.
+    await a.put(sha(held[0]!), held[0]!);
+    // The refusal is the node's alone.
+    const others = [
+      relay.scope('run1', NODE_B),
+      relay.scope('run2', NODE_A),
+      relay.scope('run1', SERVER_SCOPE),
+    ];
+    for (const s of others) {
+      const c = randomBytes(10_000);
+      await s.put(sha(c), c);
+      expect(await s.has(sha(c))).toBe(true);
+    }
+    expect(relay.heldBy('run1', NODE_B)).toBe(10_000);
+    // Deleting (or sweeping) a chunk gives its bytes back, from memory or from a file.
+    await a.delete(sha(held[2]!));
+    expect(relay.heldBy('run1', NODE_A)).toBe(20_000);
+    await a.put(sha(over), over);
+    await a.delete(sha(held[0]!));
+    expect(relay.heldBy('run1', NODE_A)).toBe(10_001);
+    await relay.dropRun('run1');
+    expect(relay.heldBy('run1', NODE_A)).toBe(0);
+    expect(relay.heldBy('run2', NODE_A)).toBe(10_000);
+  });
+
+  it('lets no burst of concurrent uploads pass the quota together', async () => {
+    const relay = new RelayChunks({
+      dir: join(root, 'quota-burst'),
+      memoryBytes: 0, // every chunk goes to a file: the slow path, with awaits
+      maxChunkBytes: 10_000,
+      nodeQuotaBytes: 50_000,
+    });
+    const a = relay.scope('run1', NODE_A);
+    const chunks = Array.from({ length: 20 }, () => randomBytes(10_000));
+    const results = await Promise.all(chunks.map((c) => codeOf(a.put(sha(c), c))));
+    expect(results.filter((r) => r === 'ok')).toHaveLength(5);
+    expect(results.filter((r) => r === 'CHUNK_QUOTA_EXCEEDED')).toHaveLength(15);
+    expect(relay.heldBy('run1', NODE_A)).toBe(50_000);
+    expect(relay.stats()).toMatchObject({ chunks: 5, diskBytes: 50_000, onDisk: 5 });
+    expect(readdirSync(join(root, 'quota-burst', 'run1', `n-${NODE_A}`))).toHaveLength(5);
+  });
+
+  it('counts chunk files against the disk budget: STORAGE_FULL past it, bytes back as files go', async () => {
+    const disk = new ByteBudget(30_000);
+    const relay = new RelayChunks({
+      dir: join(root, 'budget'),
+      memoryBytes: 10_000,
+      maxChunkBytes: 10_000,
+      budget: disk,
+    });
+    const a = relay.scope('run1', NODE_A);
+    const server = relay.scope('run1', SERVER_SCOPE);
+    const chunks = Array.from({ length: 5 }, () => randomBytes(10_000));
+    await a.put(sha(chunks[0]!), chunks[0]!); // memory: not on disk
+    expect(disk.used).toBe(0);
+    for (const c of chunks.slice(1, 4)) await a.put(sha(c), c);
+    expect(disk.used).toBe(30_000);
+    // Full for everyone: nodes and the ServerApp alike (the quota is what keeps a node to its share).
+    expect(await codeOf(a.put(sha(chunks[4]!), chunks[4]!))).toBe('STORAGE_FULL');
+    expect(await codeOf(server.put(sha(chunks[4]!), chunks[4]!))).toBe('STORAGE_FULL');
+    expect(() => server.admit!(10_000)).toThrow(/budget/);
+    // Nothing of the refused chunk was kept or counted.
+    expect(await server.has(sha(chunks[4]!))).toBe(false);
+    expect(relay.heldBy('run1', NODE_A)).toBe(40_000);
+    expect(relay.stats()).toMatchObject({ chunks: 4, onDisk: 3, diskBytes: 30_000 });
+    await a.delete(sha(chunks[1]!));
+    expect(disk.used).toBe(20_000);
+    await server.put(sha(chunks[4]!), chunks[4]!);
+    expect(disk.used).toBe(30_000);
+    await relay.dropRun('run1');
+    expect(disk.used).toBe(0);
+    expect(relay.stats()).toEqual({ chunks: 0, bytes: 0, memoryBytes: 0, onDisk: 0, diskBytes: 0 });
+    // A run that ends while a chunk of it is being written keeps neither the file nor its bytes.
+    const late = relay.scope('run2', NODE_A);
+    const writing = late.put(sha(chunks[0]!), chunks[0]!);
+    const writing2 = late.put(sha(chunks[1]!), chunks[1]!);
+    await relay.dropRun('run2');
+    await Promise.all([writing, writing2]);
+    expect(disk.used).toBe(0);
+    expect(relay.heldBy('run2', NODE_A)).toBe(0);
+    expect(relay.stats()).toEqual({ chunks: 0, bytes: 0, memoryBytes: 0, onDisk: 0, diskBytes: 0 });
+    expect(existsSync(join(root, 'budget', 'run2', `n-${NODE_A}`, sha(chunks[1]!)))).toBe(false);
   });
 
   it('starts empty: chunks of runs that cannot resume are gone after a restart', async () => {

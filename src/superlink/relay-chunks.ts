@@ -12,9 +12,14 @@
  *   SuperLink spends no CPU on SHA-256 for the bulk of the traffic (docs/security.md).
  * - **Memory first.** Chunks stay in memory up to a budget (`--chunk-memory`, default 1 GiB), as
  *   the frames they arrived in (no copy into one buffer: fresh 4 MiB buffers cost page faults and
- *   GC); past it they go to files under STATE_DIR/run-chunks. A run's chunks are dropped when it
+ *   GC); past it they go to files under STATE_DIR/run-chunks, which count against the SuperLink's
+ *   disk budget (`--chunk-disk-budget`, STORAGE_FULL past it). A run's chunks are dropped when it
  *   finishes.
  *   Runs do not resume after a restart, so neither do their chunks: the folder starts empty.
+ * - **A quota per node and run.** What node N holds in scope (R, N), in memory and in files, is
+ *   capped (`--node-chunk-quota`): past it an upload is refused with CHUNK_QUOTA_EXCEEDED, so one
+ *   node's flood stops at its own share while the others' uploads go on. The bytes are released
+ *   as the chunks go (sweep, delete, end of the run).
  *
  * App bundles and uploads that name no run use the verified, shared DiskChunkStore instead.
  */
@@ -23,12 +28,13 @@ import { rmSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PollenError } from '../errors.js';
-import { isScopeName } from '../transport/bulk-chunks.js';
 import {
   assertChunkId,
   CHUNK_SIZE,
+  type ChunkBudget,
   type ChunkStore,
   type FramedRead,
+  isScopeName,
   type RelayStore,
   type StoreStats,
   type VerifiedPut,
@@ -48,19 +54,30 @@ export interface RelayChunksOptions {
   memoryBytes?: number;
   /** Largest chunk accepted. */
   maxChunkBytes?: number;
+  /** Bytes one node may hold in one run's scope (default: no quota). */
+  nodeQuotaBytes?: number;
+  /** Disk storage the files of chunks past the memory budget count against. */
+  budget?: ChunkBudget;
   /** The clock of last uses (tests). */
   now?: () => number;
 }
 
 export class RelayChunks {
   readonly #dir: string;
-  readonly #budget: number;
+  readonly #memoryBudget: number;
   readonly maxChunkBytes: number;
   /** `${run}/${uploader}/${id}` → the chunk's frames and their total size. */
   readonly #memory = new Map<string, { frames: readonly Uint8Array[]; bytes: number }>();
-  /** Keys of chunks in files, per run (so has() needs no stat and a run's files go at once). */
-  readonly #onDisk = new Map<string, Set<string>>();
+  /** Keys of chunks in files and their sizes, per run (has() needs no stat; a run's files go at once). */
+  readonly #onDisk = new Map<string, Map<string, number>>();
+  /** Chunks being written to files: a second put of one key shares the first's outcome. */
+  readonly #writing = new Map<string, Promise<void>>();
   #memoryBytes = 0;
+  #diskBytes = 0;
+  /** Bytes each scope (`RUN/n-NODE`, `RUN/server`) holds, in memory and in files. */
+  readonly #scopeBytes = new Map<string, number>();
+  readonly #nodeQuota: number;
+  readonly #budget: ChunkBudget | undefined;
   /**
    * Full-size chunk buffers to reuse: copying a chunk's frames into a buffer that is already
    * mapped costs less than keeping thousands of 16 KiB frames (old-space GC) or mapping a fresh
@@ -75,10 +92,12 @@ export class RelayChunks {
 
   constructor(o: RelayChunksOptions) {
     this.#dir = o.dir;
-    this.#budget = o.memoryBytes ?? DEFAULT_CHUNK_MEMORY;
+    this.#memoryBudget = o.memoryBytes ?? DEFAULT_CHUNK_MEMORY;
     this.maxChunkBytes = o.maxChunkBytes ?? CHUNK_SIZE;
     this.#now = o.now ?? Date.now;
-    this.#poolMax = Math.floor(Math.min(this.#budget, POOL_BYTES) / this.maxChunkBytes);
+    this.#nodeQuota = o.nodeQuotaBytes ?? Number.POSITIVE_INFINITY;
+    this.#budget = o.budget;
+    this.#poolMax = Math.floor(Math.min(this.#memoryBudget, POOL_BYTES) / this.maxChunkBytes);
     rmSync(o.dir, { recursive: true, force: true });
   }
 
@@ -87,11 +106,12 @@ export class RelayChunks {
     const prefix = scopeKey(runId, uploader);
     return {
       relay: true,
+      admit: (bytes) => this.#admit(runId, uploader, prefix, bytes),
       has: async (id) => this.#has(`${prefix}/${id}`),
       missing: async (ids) => [...new Set(ids)].filter((id) => !this.#has(`${prefix}/${id}`)),
-      put: (id, data) => this.#put(runId, prefix, id, [data], data.byteLength),
-      putVerified: (id, data) => this.#put(runId, prefix, id, [data], data.byteLength),
-      putFrames: (id, frames, bytes) => this.#put(runId, prefix, id, frames, bytes),
+      put: (id, data) => this.#put(runId, uploader, prefix, id, [data], data.byteLength),
+      putVerified: (id, data) => this.#put(runId, uploader, prefix, id, [data], data.byteLength),
+      putFrames: (id, frames, bytes) => this.#put(runId, uploader, prefix, id, frames, bytes),
       get: async (id) => joined(await this.#frames(runId, `${prefix}/${id}`)),
       getFrames: (id) => this.#frames(runId, `${prefix}/${id}`),
       delete: (id) => this.#delete(runId, `${prefix}/${id}`),
@@ -128,28 +148,66 @@ export class RelayChunks {
     };
   }
 
-  /** Forget every chunk of a run (it finished). */
+  /** Forget every chunk of a run (it finished); its bytes leave the quotas and the budget. */
   async dropRun(runId: string): Promise<void> {
     const prefix = `${runId}/`;
     for (const key of this.#used.keys()) if (key.startsWith(prefix)) this.#used.delete(key);
+    // A write still in flight sees it was dropped and removes its own file (see #put).
+    for (const key of this.#writing.keys()) if (key.startsWith(prefix)) this.#writing.delete(key);
+    for (const key of this.#scopeBytes.keys()) if (key.startsWith(prefix)) this.#scopeBytes.delete(key);
     for (const [key, held] of this.#memory)
       if (key.startsWith(prefix)) {
         this.#memory.delete(key);
         this.#memoryBytes -= held.bytes;
         this.#release(held);
       }
-    if (this.#onDisk.delete(runId)) await rm(join(this.#dir, runId), { recursive: true, force: true });
+    const files = this.#onDisk.get(runId);
+    if (!files) return;
+    this.#onDisk.delete(runId);
+    let bytes = 0;
+    for (const n of files.values()) bytes += n;
+    this.#diskBytes -= bytes;
+    this.#budget?.release(bytes);
+    await rm(join(this.#dir, runId), { recursive: true, force: true });
   }
 
-  stats(): StoreStats & { memoryBytes: number; onDisk: number } {
+  stats(): StoreStats & { memoryBytes: number; onDisk: number; diskBytes: number } {
     let onDisk = 0;
     for (const s of this.#onDisk.values()) onDisk += s.size;
     return {
       chunks: this.#memory.size + onDisk,
-      bytes: this.#memoryBytes,
+      bytes: this.#memoryBytes + this.#diskBytes,
       memoryBytes: this.#memoryBytes,
       onDisk,
+      diskBytes: this.#diskBytes,
     };
+  }
+
+  /** Bytes node `uploader` holds in run `runId`'s scope. */
+  heldBy(runId: string, uploader: string): number {
+    return this.#scopeBytes.get(scopeKey(runId, uploader)) ?? 0;
+  }
+
+  /** Throws CHUNK_QUOTA_EXCEEDED or STORAGE_FULL unless `bytes` more fit in the scope now. */
+  #admit(runId: string, uploader: string, prefix: string, bytes: number): void {
+    const held = this.#scopeBytes.get(prefix) ?? 0;
+    if (uploader !== SERVER_SCOPE && held + bytes > this.#nodeQuota)
+      throw new PollenError(
+        'CHUNK_QUOTA_EXCEEDED',
+        `Node ${uploader} holds ${held} bytes of run ${runId}'s chunks; ${bytes} more would pass its quota of ${this.#nodeQuota}`,
+        { data: { runId, heldBytes: held, quotaBytes: this.#nodeQuota } },
+      );
+    if (this.#memoryBytes + bytes > this.#memoryBudget) this.#budget?.admit(bytes);
+  }
+
+  #charge(prefix: string, bytes: number): void {
+    this.#scopeBytes.set(prefix, (this.#scopeBytes.get(prefix) ?? 0) + bytes);
+  }
+
+  #uncharge(prefix: string, bytes: number): void {
+    const left = (this.#scopeBytes.get(prefix) ?? 0) - bytes;
+    if (left > 0) this.#scopeBytes.set(prefix, left);
+    else this.#scopeBytes.delete(prefix);
   }
 
   #has(key: string): boolean {
@@ -179,6 +237,7 @@ export class RelayChunks {
 
   async #put(
     runId: string,
+    uploader: string,
     prefix: string,
     id: string,
     frames: readonly Uint8Array[],
@@ -192,25 +251,59 @@ export class RelayChunks {
       );
     const key = `${prefix}/${id}`;
     if (this.#has(key)) return;
+    const writing = this.#writing.get(key);
+    if (writing) return writing;
+    // Checked and counted before any await: concurrent uploads cannot pass the quota together.
+    this.#admit(runId, uploader, prefix, bytes);
+    const inMemory = this.#memoryBytes + bytes <= this.#memoryBudget;
+    if (!inMemory) this.#budget?.reserve(bytes);
+    this.#charge(prefix, bytes);
     this.#used.set(key, this.#now());
-    if (this.#memoryBytes + bytes <= this.#budget) {
+    if (inMemory) {
       this.#memory.set(key, { frames: this.#compact(frames, bytes), bytes });
       this.#memoryBytes += bytes;
       return;
     }
+    const write = this.#writeFile(prefix, key, frames);
+    this.#writing.set(key, write);
+    let failed: unknown;
+    await write.catch((e) => {
+      failed = e ?? new Error('write failed');
+    });
+    // Not ours any more: the run was dropped meanwhile, and with it the scope's counts.
+    const dropped = this.#writing.get(key) !== write;
+    if (failed !== undefined || dropped) {
+      this.#budget?.release(bytes);
+      if (dropped) await rm(join(this.#dir, key), { force: true });
+      else {
+        this.#writing.delete(key);
+        this.#used.delete(key);
+        this.#uncharge(prefix, bytes);
+      }
+      if (failed !== undefined) throw failed;
+      return;
+    }
+    this.#writing.delete(key);
+    const files = this.#onDisk.get(runId) ?? new Map<string, number>();
+    this.#onDisk.set(runId, files);
+    files.set(key, bytes);
+    this.#diskBytes += bytes;
+  }
+
+  async #writeFile(prefix: string, key: string, frames: readonly Uint8Array[]): Promise<void> {
     const path = join(this.#dir, key);
     await mkdir(join(this.#dir, prefix), { recursive: true, mode: 0o700 });
     const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     const fh = await open(temp, 'wx', 0o600);
     try {
       await fh.writev(frames as Uint8Array[]);
-    } finally {
+    } catch (e) {
       await fh.close();
+      await rm(temp, { force: true });
+      throw e;
     }
+    await fh.close();
     await rename(temp, path);
-    const keys = this.#onDisk.get(runId) ?? new Set<string>();
-    this.#onDisk.set(runId, keys);
-    keys.add(key);
   }
 
   /** Many frames of a full-size chunk → one pooled buffer; anything else is kept as it is. */
@@ -250,13 +343,23 @@ export class RelayChunks {
 
   async #delete(runId: string, key: string): Promise<void> {
     this.#used.delete(key);
+    const prefix = key.slice(0, key.lastIndexOf('/'));
     const held = this.#memory.get(key);
     if (held) {
       this.#memory.delete(key);
       this.#memoryBytes -= held.bytes;
+      this.#uncharge(prefix, held.bytes);
       this.#release(held);
     }
-    if (this.#onDisk.get(runId)?.delete(key)) await rm(join(this.#dir, key), { force: true });
+    const files = this.#onDisk.get(runId);
+    const bytes = files?.get(key);
+    if (files && bytes !== undefined) {
+      files.delete(key);
+      this.#diskBytes -= bytes;
+      this.#uncharge(prefix, bytes);
+      this.#budget?.release(bytes);
+      await rm(join(this.#dir, key), { force: true });
+    }
   }
 }
 

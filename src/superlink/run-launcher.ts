@@ -110,17 +110,6 @@ export class RunLauncher {
     await link
       .runFinished(runId)
       .catch((e) => link.log.warn({ err: e, runId }, 'dropping run chunks failed'));
-    this.collectGarbage();
-  }
-
-  /** Sweep unreferenced chunks while no run is active (a run's pushes never race the sweep). */
-  collectGarbage(): void {
-    if (this.#processes.size > 0 || this.#closing) return;
-    const { link } = this.#o;
-    link
-      .collectGarbage()
-      .then((r) => r.removed > 0 && link.log.info(r, 'unreferenced chunks removed'))
-      .catch((e) => link.log.warn({ err: e }, 'chunk garbage collection failed'));
   }
 
   #kill(runId: string): void {

@@ -6,14 +6,17 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { isPollenError } from '../errors.js';
-import { RequestVerifier } from '../supernode/request-auth.js';
 import { DiskChunkStore } from '../transport/chunks.js';
+import { RequestVerifier } from '../transport/node-request-auth.js';
 import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
+import { type CollectorOptions, startCollector } from './collector.js';
 import { controlBulkAuth, controlRoutes } from './control-service.js';
 import { fleetChunkStore, fleetFastRoutes, fleetRoutes } from './fleet-service.js';
 import { Link } from './link.js';
 import { fleetAuthInterceptor, fleetBulkAuth } from './node-auth.js';
+import { ByteBudget, DEFAULT_LIMITS, type Limits } from './quotas.js';
+import { rateLimited, rateLimitInterceptor } from './rate-limit.js';
 import { DEFAULT_CHUNK_MEMORY, RelayChunks } from './relay-chunks.js';
 import { RevocationList } from './revocation.js';
 import { RunLauncher } from './run-launcher.js';
@@ -49,6 +52,10 @@ export interface SuperLinkOptions {
   nodeSessionTtlMs?: number;
   /** Bytes of run chunks held in memory before they go to files (default 1 GiB). */
   chunkMemoryBytes?: number;
+  /** Per-node quotas, the disk budget and request rates (quotas.ts); each defaults to DEFAULT_LIMITS. */
+  limits?: Partial<Limits>;
+  /** When unused chunks are collected (collector.ts; tests shorten it). */
+  collector?: Partial<CollectorOptions>;
   log: Logger;
 }
 
@@ -64,14 +71,25 @@ export interface SuperLink {
 export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   const stateDir = resolve(o.stateDir);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const limits: Limits = { ...DEFAULT_LIMITS, ...o.limits };
+  // One disk budget for every chunk file: app bundles and run chunks past the memory budget.
+  const disk = new ByteBudget(limits.chunkDiskBudgetBytes);
+  const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20, budget: disk });
+  disk.add((await chunks.stats()).bytes);
+  if (disk.used > disk.limit)
+    o.log.warn(
+      { used: disk.used, budget: disk.limit },
+      'the shared chunk store is already past the disk budget',
+    );
   const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
-  const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20 });
   const relay = new RelayChunks({
     dir: join(stateDir, 'run-chunks'),
     memoryBytes: o.chunkMemoryBytes ?? DEFAULT_CHUNK_MEMORY,
     maxChunkBytes: 4 << 20,
+    nodeQuotaBytes: limits.nodeChunkQuotaBytes,
+    budget: disk,
   });
-  const link = new Link({ state, chunks, relay, stateDir, log: o.log, nodeAuth: o.nodeAuth });
+  const link = new Link({ state, chunks, relay, stateDir, log: o.log, nodeAuth: o.nodeAuth, limits });
   const verifier = o.nodeAuth ? new RequestVerifier({ sessionTtlMs: o.nodeSessionTtlMs }) : undefined;
   const servers: RpcServer[] = [];
   const revocations =
@@ -92,6 +110,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   try {
     await revocations?.start();
     const appIo = await startRpcServer({
+      log: o.log,
       host: o.serverAppIo.host,
       port: o.serverAppIo.port,
       routes: serverAppIoRoutes(link, launcher),
@@ -105,15 +124,17 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     servers.push(appIo);
     serverAppIoUrl = appIo.url;
     const fleet = await startRpcServer({
+      log: o.log,
       host: o.fleet.host,
       port: o.fleet.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
       routes: fleetRoutes(link),
-      interceptors: [fleetAuthInterceptor(fleetAuth)],
+      // Authentication names the node, then the node's request rate is checked.
+      interceptors: [fleetAuthInterceptor(fleetAuth), rateLimitInterceptor(link.rate)],
       fast: fleetFastRoutes(link, fleetAuth),
       bulk: {
         store: fleetChunkStore(link),
-        authorize: fleetBulkAuth(fleetAuth),
+        authorize: rateLimited(fleetBulkAuth(fleetAuth), link.rate),
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,
@@ -126,6 +147,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
     };
     const control = await startRpcServer({
+      log: o.log,
       host: o.control.host,
       port: o.control.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
@@ -144,18 +166,8 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       for (const s of servers) s.recheckPeers();
     });
     await launcher.recover();
-    // Storage stays bounded: chunks of finished runs go once nothing references them.
-    const gcTimer = setInterval(() => launcher.collectGarbage(), 15 * 60_000);
-    // Runs' chunks that were read and are named by no stored message go within minutes, so a
-    // long run holds about a round or two of updates, not all of them.
-    const sweepTimer = setInterval(() => {
-      link
-        .sweepRunChunks()
-        .then((removed) => removed > 0 && o.log.debug({ removed }, 'run chunks swept'))
-        .catch((e) => o.log.warn({ err: e }, 'sweeping run chunks failed'));
-    }, 60_000);
-    sweepTimer.unref();
-    gcTimer.unref();
+    // Storage stays bounded: chunks nothing names go within minutes, also while runs are active.
+    const collector = startCollector(link, o.log, o.collector);
     return {
       fleetUrl: fleet.url,
       controlUrl: control.url,
@@ -163,8 +175,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       state,
       link,
       async close() {
-        clearInterval(gcTimer);
-        clearInterval(sweepTimer);
+        collector.stop();
         link.close();
         await launcher.close();
         revocations?.stop();

@@ -21,10 +21,10 @@ import { MessageSchema, type Run as WireRun } from '../gen/pollen/v1/records_pb.
 import type { SshPrivateKey } from '../pki/openssh.js';
 import type { ClientApp } from '../sdk/app.js';
 import { type Context, createContext, type UserConfigValue } from '../sdk/context.js';
-import { Waiters } from '../superlink/waiters.js';
 import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
 import { type ChunkStore, DiskChunkStore, MemoryChunkStore } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
+import { RequestSigner } from '../transport/node-request-auth.js';
 import { openChannel, type RpcChannel } from '../transport/rpc-client.js';
 import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { TlsMaterial } from '../transport/tls.js';
@@ -36,6 +36,7 @@ import {
   messageToWire,
   type WireMessage,
 } from '../transport/wire.js';
+import { Waiters } from '../util/waiters.js';
 import {
   type AppSlot,
   appTokenBulkAuth,
@@ -43,7 +44,6 @@ import {
   clientAppIoRoutes,
 } from './clientappio-service.js';
 import { fleetBulkHeaders, fleetClientAuth, type SessionHolder } from './fleet-auth.js';
-import { RequestSigner } from './request-auth.js';
 
 const RUNNER = fileURLToPath(new URL('../../dist/apps/runner.js', import.meta.url));
 
@@ -112,6 +112,12 @@ interface Slot extends AppSlot {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Refusals that pass by themselves: the SuperLink is away, or this node went past its request
+ * rate (the SuperLink says when to retry). Retried with backoff; the connection stays.
+ */
+const transient = (e: unknown): boolean =>
+  isPollenError(e) && (e.code === 'UNAVAILABLE' || e.code === 'RATE_LIMITED');
 
 export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   const workDir = resolve(o.workDir);
@@ -130,6 +136,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     bulkHeaders: fleetBulkHeaders({ signer, holder, insecureName: o.tls ? undefined : o.name }),
   });
   const fleet = channel.client(Fleet);
+  const fleetChunks = channel.chunks(fleet);
   const heartbeatMs = o.heartbeatIntervalMs ?? 10_000;
   const pollMs = o.pollIntervalMs ?? 500;
   const pollWaitMs = Math.max(0, o.pollWaitMs ?? 20_000);
@@ -175,6 +182,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   // Embedded mode has no app processes, so no ClientAppIo.
   if (!o.app)
     appIo = await startRpcServer({
+      log: o.log,
       host: o.clientAppIo?.host ?? '127.0.0.1',
       port: o.clientAppIo?.port ?? 0,
       routes: clientAppIoRoutes({
@@ -196,7 +204,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       try {
         // Into the run's scope on the SuperLink, which relays them unhashed to the ServerApp.
         if (ids.length > 0)
-          await call(() => uploadChunks(fleet, own ?? { ids, source: chunks }, { scope: { runId } }));
+          await call(() => uploadChunks(fleetChunks, own ?? { ids, source: chunks }, { scope: { runId } }));
         const { results } = await call(() => fleet.pushMessages({ messages: [reply] }));
         const r = results[0];
         o.onEvent?.({
@@ -215,7 +223,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
           await renewSession();
           continue;
         }
-        if (isPollenError(e) && e.code !== 'UNAVAILABLE') throw e;
+        if (isPollenError(e) && !transient(e)) throw e;
         await sleep(Math.min(500 * 2 ** attempt, 10_000));
       }
     }
@@ -299,7 +307,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     const { fab } = await call(() => fleet.getFab({ hash: run.fab!.hash }));
     if (!fab) throw new PollenError('BUNDLE_NOT_FOUND', `No bundle ${run.fab!.hash}`);
     const store = new MemoryChunkStore();
-    await call(() => downloadChunks(fleet, fab.chunkIds, store));
+    await call(() => downloadChunks(fleetChunks, fab.chunkIds, store));
     const parts: Uint8Array[] = [];
     for (const id of fab.chunkIds) parts.push((await store.get(id))!);
     const bytes = Buffer.concat(parts);
@@ -364,7 +372,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       const ids = chunkIdsOf(message);
       const missing = await chunks.missing(ids);
       if (missing.length > 0)
-        await call(() => downloadChunks(fleet, missing, chunks, { scope: { runId: md.runId } }));
+        await call(() => downloadChunks(fleetChunks, missing, chunks, { scope: { runId: md.runId } }));
       if (o.app) {
         handleEmbedded(o.app, slot, message);
         return;
@@ -503,9 +511,9 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
           }
         } catch (e) {
           const err = isPollenError(e) ? e : fromConnectError(e);
-          // Unreachable: the poll sees it too and reconnects with backoff. Refused (an expired
-          // session, a withdrawn key): break the connection now.
-          if (err.code !== 'UNAVAILABLE') drop(err);
+          // Unreachable: the poll sees it too and reconnects with backoff. Past the rate: the next
+          // one goes through. Refused (an expired session, a withdrawn key): break the connection now.
+          if (!transient(err)) drop(err);
           else log.debug({ code: err.code, reason: err.message }, 'heartbeat failed');
         }
       }
@@ -546,14 +554,19 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
         dropped = undefined;
         if (why === 'reactivate') continue;
         const err = why ?? (isPollenError(e) ? e : fromConnectError(e));
-        connected = false;
-        if (err.code === 'NODE_SESSION_EXPIRED') continue;
         const retryInMs = Math.round(backoff * (0.75 + Math.random() * 0.5));
-        log.warn(
-          { code: err.code, reason: err.message, retryInMs },
-          'SuperLink unreachable or refused; retrying',
-        );
-        o.onEvent?.({ kind: 'disconnected', error: `${err.code}: ${err.message}`, retryInMs });
+        if (err.code === 'RATE_LIMITED' && connected) {
+          // Past the request rate: wait, then poll again on the same connection.
+          log.warn({ code: err.code, reason: err.message, retryInMs }, 'over the request rate; retrying');
+        } else {
+          connected = false;
+          if (err.code === 'NODE_SESSION_EXPIRED') continue;
+          log.warn(
+            { code: err.code, reason: err.message, retryInMs },
+            'SuperLink unreachable or refused; retrying',
+          );
+          o.onEvent?.({ kind: 'disconnected', error: `${err.code}: ${err.message}`, retryInMs });
+        }
         await sleep(retryInMs);
         backoff = Math.min(backoff * 2, 30_000);
       }

@@ -133,6 +133,59 @@ describe('DiskChunkStore', () => {
     expect(await store.stats()).toEqual({ chunks: 2, bytes: 101 + 103 });
   });
 
+  it('counts each chunk file once against its budget, refuses past it and gives bytes back as files go', async () => {
+    let used = 0;
+    const budget = {
+      admit(bytes: number) {
+        if (used + bytes > 1000) throw new PollenError('STORAGE_FULL', 'full');
+      },
+      reserve(bytes: number) {
+        this.admit(bytes);
+        used += bytes;
+      },
+      release(bytes: number) {
+        used -= bytes;
+      },
+    };
+    const store = new DiskChunkStore(dir, { budget });
+    const [a, b, c] = [randomBytes(400), randomBytes(400), randomBytes(300)];
+    // Concurrent puts of one id, by both paths: one file, counted once.
+    const temps = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const temp = await store.tempPathFor(chunkId(a));
+        await writeFile(temp, a);
+        return temp;
+      }),
+    );
+    await Promise.all([
+      ...Array.from({ length: 4 }, () => store.put(chunkId(a), a)),
+      ...temps.map((t) => store.adoptVerified(chunkId(a), t)),
+    ]);
+    expect(used).toBe(400);
+    await store.put(chunkId(b), b);
+    expect(used).toBe(800);
+    expect(() => store.admit(300)).toThrow(/full/);
+    expect(await asyncCodeOf(store.put(chunkId(c), c))).toBe('STORAGE_FULL');
+    const temp = await store.tempPathFor(chunkId(c));
+    await writeFile(temp, c);
+    expect(await asyncCodeOf(store.adoptVerified(chunkId(c), temp))).toBe('STORAGE_FULL');
+    // Refused: nothing stored, no temp file left, nothing counted.
+    expect(await store.has(chunkId(c))).toBe(false);
+    expect(await readdir(join(dir, chunkId(c).slice(0, 2)))).toEqual([]);
+    expect(used).toBe(800);
+    await store.delete(chunkId(a));
+    await store.delete(chunkId(a));
+    expect(used).toBe(400);
+    await store.put(chunkId(c), c);
+    expect((await store.gc(new Set([chunkId(c)]))).bytes).toBe(400);
+    expect(used).toBe(300);
+    // A corrupted file is removed on read, and leaves the budget too.
+    await writeFile(join(dir, chunkId(c).slice(0, 2), chunkId(c)), randomBytes(300));
+    expect(await store.get(chunkId(c))).toBeUndefined();
+    expect(used).toBe(0);
+    expect(await store.stats()).toEqual({ chunks: 0, bytes: 0 });
+  });
+
   it('gc and stats of a store never written are empty', async () => {
     const store = new DiskChunkStore(join(dir, 'never'));
     expect(await store.gc(new Set())).toEqual({ removed: 0, bytes: 0 });

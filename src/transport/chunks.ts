@@ -49,8 +49,18 @@ export function verifyChunk(id: string, data: Uint8Array, maxChunkBytes = Number
     });
 }
 
+/** A run id or node id as chunk scopes name them (also a folder name on the SuperLink). */
+export function isScopeName(s: string): boolean {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(s);
+}
+
 export interface ChunkStore {
   has(id: string): Promise<boolean>;
+  /**
+   * Throws (a quota, a storage budget) when a chunk of `bytes` could not be stored now, so a
+   * receiver refuses it before reading the body. Stores without limits leave it out.
+   */
+  admit?(bytes: number): void;
   /** The ids among `ids` that the store does not hold (order kept, duplicates removed). */
   missing(ids: string[]): Promise<string[]>;
   /** Store a chunk after checking that `data` hashes to `id`. */
@@ -102,6 +112,15 @@ export interface StoreStats {
   bytes: number;
 }
 
+/** Bytes of storage shared by stores: reserved before a chunk is written, released when it goes. */
+export interface ChunkBudget {
+  /** Throws (STORAGE_FULL) unless `bytes` more fit. */
+  admit(bytes: number): void;
+  /** Count `bytes` as used, or throw as admit does (nothing counted). */
+  reserve(bytes: number): void;
+  release(bytes: number): void;
+}
+
 export interface ChunkStoreOptions {
   /** Largest chunk accepted by put (default CHUNK_SIZE). */
   maxChunkBytes?: number;
@@ -113,6 +132,8 @@ export interface DiskChunkStoreOptions extends ChunkStoreOptions {
    * so MissingChunks asks for it again instead of every reader failing on it forever.
    */
   verifyReads?: boolean;
+  /** Storage the chunk files count against (the SuperLink's disk budget). */
+  budget?: ChunkBudget;
 }
 
 function unique(ids: string[]): string[] {
@@ -125,17 +146,26 @@ const STALE_TEMP_MS = 60 * 60 * 1000;
 /**
  * Chunks as files `dir/ab/abcdef…` (files 0600, folders 0700). Puts write a temp file and rename
  * it into place, so readers never see a partial chunk and concurrent puts of one id are harmless.
+ * With a budget, each chunk file counts once from the moment it is placed until it is deleted.
  */
 export class DiskChunkStore implements ChunkStore, VerifiedPut {
   readonly dir: string;
   readonly maxChunkBytes: number;
   readonly #verifyReads: boolean;
   readonly #made = new Set<string>();
+  readonly #budget: ChunkBudget | undefined;
+  /** Chunks being placed: a second put of one id waits for the first (one file, counted once). */
+  readonly #placing = new Map<string, Promise<void>>();
 
   constructor(dir: string, options: DiskChunkStoreOptions = {}) {
     this.dir = dir;
     this.maxChunkBytes = options.maxChunkBytes ?? CHUNK_SIZE;
     this.#verifyReads = options.verifyReads ?? true;
+    this.#budget = options.budget;
+  }
+
+  admit(bytes: number): void {
+    this.#budget?.admit(bytes);
   }
 
   #path(id: string): string {
@@ -186,7 +216,7 @@ export class DiskChunkStore implements ChunkStore, VerifiedPut {
 
   /**
    * A new temp file name beside where chunk `id` goes (same filesystem, so `adoptVerified` is
-   * an atomic rename). For writers that stream a chunk in and hash it on the way (bulk-chunks.ts);
+   * an atomic rename). For writers that stream a chunk in and hash it on the way (bulk-server.ts);
    * gc removes temp files left behind by crashes.
    */
   async tempPathFor(id: string): Promise<string> {
@@ -203,23 +233,49 @@ export class DiskChunkStore implements ChunkStore, VerifiedPut {
   /** Move a temp file whose bytes the caller verified to hash to `id` into place. */
   async adoptVerified(id: string, temp: string): Promise<void> {
     try {
-      await rename(temp, this.#path(id));
-    } catch (e) {
-      await rm(temp, { force: true });
-      throw e;
+      const { size } = await stat(temp);
+      await this.#place(id, size, (path) => rename(temp, path));
+    } finally {
+      await rm(temp, { force: true }); // held already, or refused (gone after a rename)
     }
   }
 
   async #write(id: string, data: Uint8Array): Promise<void> {
-    const path = this.#path(id);
     if (await this.has(id)) return; // content-addressed: the file already holds these bytes
-    const temp = await this.tempPathFor(id);
+    await this.#place(id, data.byteLength, async (path) => {
+      const temp = await this.tempPathFor(id);
+      try {
+        await writeFile(temp, data, { mode: 0o600, flag: 'wx' });
+        await rename(temp, path);
+      } catch (e) {
+        await rm(temp, { force: true });
+        throw e;
+      }
+    });
+  }
+
+  /** Put chunk `id` (`bytes` long) in place with `put` unless it is there; one at a time per id. */
+  async #place(id: string, bytes: number, put: (path: string) => Promise<void>): Promise<void> {
+    for (let prior = this.#placing.get(id); prior; prior = this.#placing.get(id)) await prior.catch(() => {});
+    let done!: () => void;
+    this.#placing.set(
+      id,
+      new Promise<void>((resolve) => {
+        done = resolve;
+      }),
+    );
     try {
-      await writeFile(temp, data, { mode: 0o600, flag: 'wx' });
-      await rename(temp, path);
-    } catch (e) {
-      await rm(temp, { force: true });
-      throw e;
+      if (await this.has(id)) return;
+      this.#budget?.reserve(bytes);
+      try {
+        await put(this.#path(id));
+      } catch (e) {
+        this.#budget?.release(bytes);
+        throw e;
+      }
+    } finally {
+      this.#placing.delete(id);
+      done();
     }
   }
 
@@ -232,14 +288,27 @@ export class DiskChunkStore implements ChunkStore, VerifiedPut {
       throw e;
     }
     if (this.#verifyReads && chunkId(data) !== id) {
-      await rm(this.#path(id), { force: true });
+      await this.delete(id);
       return undefined;
     }
     return data;
   }
 
   async delete(id: string): Promise<void> {
-    await rm(this.#path(id), { force: true });
+    await this.#unlink(this.#path(id));
+  }
+
+  /** Remove a chunk file; true if this call removed it (its bytes leave the budget once). */
+  async #unlink(path: string, size?: number): Promise<boolean> {
+    try {
+      const bytes = size ?? (await stat(path)).size;
+      await unlink(path);
+      this.#budget?.release(bytes);
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw e;
+    }
   }
 
   async *#files(): AsyncGenerator<{ path: string; name: string; size: number; mtimeMs: number }> {
@@ -273,16 +342,13 @@ export class DiskChunkStore implements ChunkStore, VerifiedPut {
     for await (const f of this.#files()) {
       const temp = f.name.endsWith('.tmp');
       if (temp ? now - f.mtimeMs < STALE_TEMP_MS : live.has(f.name) || now - f.mtimeMs < minAgeMs) continue;
-      try {
-        await unlink(f.path);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw e;
+      if (temp) {
+        await rm(f.path, { force: true });
+        continue;
       }
-      if (!temp) {
-        removed++;
-        bytes += f.size;
-      }
+      if (!(await this.#unlink(f.path, f.size))) continue;
+      removed++;
+      bytes += f.size;
     }
     return { removed, bytes };
   }

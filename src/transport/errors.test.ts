@@ -1,7 +1,15 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import { type ErrorCode, PollenError } from '../errors.js';
-import { ERROR_CODE_HEADER, errorCodeOf, fromConnectError, toConnectError } from './errors.js';
+import {
+  ERROR_CODE_HEADER,
+  errorCodeOf,
+  fromConnectError,
+  publicConnectError,
+  toConnectError,
+} from './errors.js';
+
+const ignore = () => {};
 
 describe('toConnectError', () => {
   const cases: [ErrorCode, Code][] = [
@@ -16,27 +24,45 @@ describe('toConnectError', () => {
     ['CHUNK_TOO_LARGE', Code.ResourceExhausted],
     ['PAYLOAD_TOO_LARGE', Code.ResourceExhausted],
     ['RATE_LIMITED', Code.ResourceExhausted],
+    ['CHUNK_QUOTA_EXCEEDED', Code.ResourceExhausted],
+    ['REPLY_QUEUE_FULL', Code.ResourceExhausted],
+    ['STORAGE_FULL', Code.ResourceExhausted],
+    ['CHUNK_RUN_REQUIRED', Code.InvalidArgument],
     ['UNAVAILABLE', Code.Unavailable],
     ['INTERNAL', Code.Internal],
   ];
   for (const [code, expected] of cases)
     it(`${code} → ${Code[expected]}`, () => {
-      const ce = toConnectError(new PollenError(code, 'what happened'));
+      const ce = publicConnectError(toConnectError(new PollenError(code, 'what happened')), ignore);
+      if (code === 'INTERNAL') {
+        // an INTERNAL is never sent as made: it is replaced by a bare one with a reference
+        expect(ce.code).toBe(expected);
+        expect(ce.metadata.get(ERROR_CODE_HEADER)).toBe(code);
+        expect(ce.rawMessage).toMatch(/^INTERNAL: Internal error \(reference [0-9a-f]{10}\)$/);
+        return;
+      }
       expect(ce.code).toBe(expected);
       expect(ce.metadata.get(ERROR_CODE_HEADER)).toBe(code);
       expect(ce.rawMessage).toBe(`${code}: what happened`);
     });
 
-  it('hides the detail of unexpected errors and passes ConnectErrors through', () => {
-    const ce = toConnectError(new Error('secret path /etc/shadow'));
+  it('hides the detail of unexpected errors behind a reference the server logs, and passes ConnectErrors through', () => {
+    const reported: [string, unknown][] = [];
+    const boom = Object.assign(new Error('secret path /etc/shadow'), { code: 'ENOENT', path: '/etc/shadow' });
+    const ce = publicConnectError(toConnectError(boom), (ref, e) => reported.push([ref, e]));
     expect(ce.code).toBe(Code.Internal);
     expect(ce.rawMessage).not.toContain('secret');
+    expect(ce.rawMessage).not.toContain('/etc');
     expect(ce.metadata.get(ERROR_CODE_HEADER)).toBe('INTERNAL');
+    expect(reported).toHaveLength(1);
+    expect(reported[0]![1]).toBe(boom);
+    expect(ce.rawMessage).toContain(`reference ${reported[0]![0]}`);
     const mine = new ConnectError('x', Code.Aborted);
     expect(toConnectError(mine)).toBe(mine);
-    expect(toConnectError(new PollenError('CHUNK_MISSING', 'm', { detail: 'secret' })).message).not.toContain(
-      'secret',
-    );
+    expect(publicConnectError(mine, ignore)).toBe(mine);
+    expect(
+      publicConnectError(new PollenError('CHUNK_MISSING', 'm', { detail: 'secret' }), ignore).message,
+    ).not.toContain('secret');
   });
 });
 

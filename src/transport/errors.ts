@@ -4,8 +4,15 @@
  * humans and for peers that drop metadata, as a `CODE: ` prefix of the message). Internal detail
  * never leaves the process: unexpected errors become INTERNAL with a generic message.
  */
-import { Code, ConnectError } from '@connectrpc/connect';
-import { ERROR_CODES, type ErrorCode, PollenError, toPollenError } from '../errors.js';
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import {
+  ERROR_CODES,
+  type ErrorCode,
+  type FailureReporter,
+  PollenError,
+  publicError,
+  toPollenError,
+} from '../errors.js';
 
 export const ERROR_CODE_HEADER = 'pollen-error-code';
 
@@ -16,6 +23,7 @@ const OVERRIDES: Partial<Record<ErrorCode, Code>> = {
   ALREADY_ENROLLED: Code.AlreadyExists,
   RATE_LIMITED: Code.ResourceExhausted,
   CHUNK_TOO_LARGE: Code.ResourceExhausted,
+  STORAGE_FULL: Code.ResourceExhausted,
   PAYLOAD_TOO_LARGE: Code.ResourceExhausted,
   ROUTE_NOT_FOUND: Code.Unimplemented,
   METHOD_NOT_ALLOWED: Code.Unimplemented,
@@ -35,11 +43,52 @@ function codeFor(e: PollenError): Code {
   return Code.Internal;
 }
 
-/** A ConnectError for any throwable; ConnectErrors pass through unchanged. */
-export function toConnectError(e: unknown): ConnectError {
-  if (e instanceof ConnectError) return e;
-  const pe = toPollenError(e);
+/** A PollenError as a ConnectError: its stable code travels in a header and prefixes the message. */
+function connectErrorOf(pe: PollenError): ConnectError {
   return new ConnectError(`${pe.code}: ${pe.message}`, codeFor(pe), { [ERROR_CODE_HEADER]: pe.code });
+}
+
+/**
+ * Inside a handler: a PollenError becomes a ConnectError with its code; ConnectErrors and
+ * anything unexpected pass unchanged, for the server's boundary (`publicConnectError`) to report.
+ */
+export function toConnectError(e: unknown): unknown {
+  if (e instanceof PollenError && e.code !== 'INTERNAL') return connectErrorOf(e);
+  return e;
+}
+
+/**
+ * At a server's edge: what a client may see of any throwable. ConnectErrors (ours, or Connect's
+ * own protocol errors) pass; an unexpected failure becomes a bare INTERNAL with a reference that
+ * `report` logs with the whole error (publicError).
+ */
+export function publicConnectError(e: unknown, report: FailureReporter): ConnectError {
+  if (e instanceof ConnectError) return e;
+  return connectErrorOf(publicError(e, report));
+}
+
+/** The outermost interceptor of a server: every failure leaves through publicConnectError. */
+export function errorBoundary(report: FailureReporter): Interceptor {
+  return (next) => async (req) => {
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (e) {
+      throw publicConnectError(e, report);
+    }
+    if (!res.stream) return res;
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* messages;
+        } catch (e) {
+          throw publicConnectError(e, report);
+        }
+      })(),
+    };
+  };
 }
 
 // For errors without a Pollen code (proxies, transport failures, other servers).
@@ -54,8 +103,9 @@ const FALLBACK: Partial<Record<Code, ErrorCode>> = {
   [Code.Canceled]: 'UNAVAILABLE',
 };
 
-function isErrorCode(s: string | null): s is ErrorCode {
-  return s !== null && Object.hasOwn(ERROR_CODES, s);
+/** True for a code of the catalogue (src/errors.ts), e.g. one a peer sent in a header. */
+export function isErrorCode(s: unknown): s is ErrorCode {
+  return typeof s === 'string' && Object.hasOwn(ERROR_CODES, s);
 }
 
 /** A check of ours that failed inside the client's TLS or HTTP/2 layer (it keeps its own code). */
@@ -92,6 +142,15 @@ export function fromConnectError(e: unknown): PollenError {
       hint: "The connection was closed: check the address, and that your certificate is from this project's CA, has the right type and is not revoked (the server log says which).",
     }),
   });
+}
+
+/** Await a remote call, turning a Connect error back into the PollenError it carries. */
+export async function rpc<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (e) {
+    throw fromConnectError(e);
+  }
 }
 
 /** The stable code of any error: a PollenError's, a remote one's, or INTERNAL. */

@@ -6,6 +6,7 @@ import http2 from 'node:http2';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { type Client, createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PollenError } from '../errors.js';
 import { Fleet, HeartbeatRequestSchema } from '../gen/pollen/v1/fleet_pb.js';
@@ -23,6 +24,7 @@ beforeAll(async () => {
     return { known: req.heartbeatIntervalMs > 0 };
   };
   server = await startRpcServer({
+    log: pino({ level: 'silent' }),
     host: '127.0.0.1',
     port: 0,
     routes: (r) => r.service(Fleet, { heartbeat: (req) => heartbeat(req, 'connect') }),

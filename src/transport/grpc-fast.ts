@@ -33,7 +33,8 @@ import {
   type HandlerContext,
 } from '@connectrpc/connect';
 import { parseTimeout, setTrailerStatus } from '@connectrpc/connect/protocol-grpc';
-import { toConnectError } from './errors.js';
+import type { FailureReporter } from '../errors.js';
+import { publicConnectError, toConnectError } from './errors.js';
 import { undecodableRequest } from './request-guards.js';
 
 export interface FastUnary {
@@ -97,6 +98,7 @@ export async function serveFast(
   res: Http2ServerResponse,
   values: ContextValues,
   maxBytes: number,
+  report: FailureReporter,
 ): Promise<void> {
   const requestSignal = new AbortController();
   const onClose = (): void => requestSignal.abort(GONE);
@@ -130,7 +132,7 @@ export async function serveFast(
     res.addTrailers({ 'grpc-status': '0' });
     res.end(envelope);
   } catch (e) {
-    answerError(res, e);
+    answerError(res, e, report);
   } finally {
     req.off('close', onClose);
     ctx?.abort(DONE);
@@ -173,12 +175,12 @@ function readEnvelope(req: Http2ServerRequest, maxBytes: number): Promise<Uint8A
   });
 }
 
-function answerError(res: Http2ServerResponse, e: unknown): void {
+function answerError(res: Http2ServerResponse, e: unknown, report: FailureReporter): void {
   if (res.headersSent || res.stream?.destroyed) {
     res.stream?.close();
     return;
   }
-  const error = e instanceof ConnectError ? e : toConnectError(e);
+  const error = publicConnectError(toConnectError(e), report);
   const trailers = setTrailerStatus(new Headers(), error);
   const headers: OutgoingHttpHeaders = { ...GRPC_HEADERS };
   error.metadata.forEach((v, k) => {

@@ -6,7 +6,7 @@
  * Model traffic is large, so HTTP/2 flow-control windows are enlarged: Node's 64 KiB defaults
  * cap a loopback upload at about a third of raw TLS throughput.
  *
- * With `bulk`, requests under `/pollen.v1.chunks/` go to the bulk chunk route (bulk-chunks.ts)
+ * With `bulk`, requests under `/pollen.v1.chunks/` go to the bulk chunk route (bulk-server.ts)
  * before Connect sees them: same port, same TLS, same peer checks.
  */
 import http2 from 'node:http2';
@@ -20,9 +20,12 @@ import {
   type Interceptor,
 } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
-import { PollenError } from '../errors.js';
-import { type BulkChunkRoute, isBulkChunkRequest, serveBulkChunk } from './bulk-chunks.js';
+import type { Logger } from 'pino';
+import { type FailureReporter, PollenError } from '../errors.js';
+import { isBulkChunkRequest } from './bulk-protocol.js';
+import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
 import { peerContextKey } from './context.js';
+import { errorBoundary } from './errors.js';
 import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
@@ -36,6 +39,16 @@ export const SESSION_WINDOW = 64 << 20;
 export const MAX_SESSION_MEMORY_MB = 128;
 /** Largest single RPC message: a 4 MiB chunk plus framing, or a message batch. */
 export const MAX_MESSAGE_BYTES = 32 << 20;
+
+/** HTTP/2 settings for http2.createSecureServer / http2.connect: wide stream windows. */
+export const HTTP2_SETTINGS: http2.Settings = Object.freeze({ initialWindowSize: STREAM_WINDOW });
+
+/** Widen the connection window of every session a server accepts. */
+export function widenServerWindows(server: http2.Http2Server | http2.Http2SecureServer): void {
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    session.setLocalWindowSize(SESSION_WINDOW);
+  });
+}
 
 export interface RpcServerOptions {
   host: string;
@@ -56,8 +69,13 @@ export interface RpcServerOptions {
    * own authentication, since interceptors do not run for them.
    */
   fast?: FastUnary[];
-  /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-chunks.ts) beside the Connect routes. */
+  /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-server.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
+  /**
+   * Where an unexpected failure is logged, under the reference its client is told (every path:
+   * Connect routes, fast routes, bulk chunks). Clients never see more than that reference.
+   */
+  log: Pick<Logger, 'error'>;
 }
 
 export interface RpcServer {
@@ -96,18 +114,20 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     if (peer) values.set(peerContextKey, peer);
     return values;
   };
+  const report: FailureReporter = (reference, err) =>
+    o.log.error({ err, reference }, 'internal error answered as INTERNAL');
   const handler = connectNodeAdapter({
     routes: (router) => {
       o.routes(router);
       answerUndecodableAsInvalid(router);
     },
-    interceptors: o.interceptors,
+    interceptors: [errorBoundary(report), ...(o.interceptors ?? [])],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     contextValues,
   });
   const fast = new Map((o.fast ?? []).map((r) => [r.path, r]));
-  const settings = { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 1000 };
+  const settings = { ...HTTP2_SETTINGS, maxConcurrentStreams: 1000 };
   const server = o.tls
     ? http2.createSecureServer({
         cert: o.tls.cert,
@@ -122,7 +142,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       })
     : http2.createServer({ settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
   const sockets = new Set<TLSSocket>();
-  server.on('session', (session) => session.setLocalWindowSize(SESSION_WINDOW));
+  widenServerWindows(server);
   if (o.tls) {
     server.on('secureConnection', (socket: TLSSocket) => {
       const peer = peerIdentity(socket);
@@ -145,10 +165,10 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const bulk = o.bulk;
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
-    if (bulk && isBulkChunkRequest(req.url)) void serveBulkChunk(bulk, req, res, peerOf(req));
+    if (bulk && isBulkChunkRequest(req.url)) void serveBulkChunk(bulk, req, res, peerOf(req), report);
     else {
       const route = fast.size > 0 && isFastCandidate(req) ? fast.get(req.url) : undefined;
-      if (route) void serveFast(route, req, res, contextValues(req), MAX_MESSAGE_BYTES);
+      if (route) void serveFast(route, req, res, contextValues(req), MAX_MESSAGE_BYTES, report);
       else handler(req, res);
     }
   });

@@ -223,6 +223,8 @@ export interface SuperLinkOptions {
   crlRefreshSeconds?: number;
   /** Fixed ports (e.g. to restart on the same ones); 0 picks free ports. */
   ports?: { fleet: number; control: number; serverAppIo: number };
+  /** More flags for `pollen superlink` (e.g. its limits). */
+  args?: string[];
 }
 
 export interface SuperLinkProc extends Proc {
@@ -260,6 +262,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLinkProc
   if (o.nodeAuth) args.push('--enable-supernode-auth');
   if (o.crl) args.push('--crl', o.crl);
   if (o.crlRefreshSeconds) args.push('--crl-refresh', String(o.crlRefreshSeconds));
+  args.push(...(o.args ?? []));
   const p = launch(args);
   let r: { ok: boolean; fleet: string; control: string; serverAppIo: string };
   try {

@@ -12,8 +12,8 @@ import { ActivateNodeRequestSchema, Fleet } from '../../src/gen/pollen/v1/fleet_
 import { parseSshPrivateKey } from '../../src/pki/openssh.js';
 import { ACTIVATE_METHOD } from '../../src/superlink/node-auth.js';
 import { fleetBulkHeaders, fleetClientAuth, type SessionHolder } from '../../src/supernode/fleet-auth.js';
-import { RequestSigner } from '../../src/supernode/request-auth.js';
 import { fromConnectError } from '../../src/transport/errors.js';
+import { RequestSigner } from '../../src/transport/node-request-auth.js';
 import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
 import { type CertFiles, tlsOf } from './federation.js';
 

@@ -1,5 +1,9 @@
-/** Where per-round metrics go: one function, so the destination is easy to change. */
-import { type Grid, reportRound } from 'pollen/sdk';
+/**
+ * One `POLLEN_METRICS {json}` line per round on stdout, in the run log. The strategy itself
+ * reports each round's metrics with the run (`pollen list --run-id ID`).
+ */
+import type { MetricRecord } from 'pollen/sdk';
+import type { RoundSummary } from 'pollen/strategies';
 
 export interface RoundMetrics {
   round: number;
@@ -19,18 +23,22 @@ export interface RoundMetrics {
 
 export const METRICS_PREFIX = 'POLLEN_METRICS ';
 
-/** One JSON line on stdout, and the run's metrics store when the grid keeps one (the runtime's). */
-export async function emitRoundMetrics(grid: Grid, m: RoundMetrics): Promise<void> {
+function metric(record: MetricRecord | undefined, key: string): number | null {
+  const v = record?.get(key);
+  return typeof v === 'number' ? v : null;
+}
+
+export function printRound(r: RoundSummary): void {
+  const m: RoundMetrics = {
+    round: r.serverRound,
+    loss: metric(r.evaluateMetrics, 'loss'),
+    accuracy: metric(r.evaluateMetrics, 'accuracy'),
+    nodes: r.trainNodeIds,
+    trainLoss: metric(r.trainMetrics, 'train-loss') ?? Number.NaN,
+    trainAccuracy: metric(r.trainMetrics, 'train-accuracy') ?? Number.NaN,
+    centralizedLoss: metric(r.serverEvaluateMetrics, 'centralized-loss') ?? Number.NaN,
+    centralizedAccuracy: metric(r.serverEvaluateMetrics, 'centralized-accuracy') ?? Number.NaN,
+    seconds: r.seconds,
+  };
   process.stdout.write(`${METRICS_PREFIX}${JSON.stringify(m)}\n`);
-  const metrics: Record<string, number> = {};
-  for (const [key, value] of Object.entries({
-    loss: m.loss,
-    accuracy: m.accuracy,
-    'train-loss': m.trainLoss,
-    'train-accuracy': m.trainAccuracy,
-    'centralized-loss': m.centralizedLoss,
-    'centralized-accuracy': m.centralizedAccuracy,
-  }))
-    if (typeof value === 'number' && Number.isFinite(value)) metrics[key] = value;
-  await reportRound(grid, { round: m.round, metrics, nodeIds: m.nodes });
 }

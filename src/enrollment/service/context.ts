@@ -1,8 +1,8 @@
 import type { Transaction } from 'kysely';
 import type { LoadedCa } from '../../pki/ca.js';
+import type { WriteBatcher } from '../../store/batcher.js';
 import type { Database } from '../../store/database.js';
 import type { AuditLog } from './audit-log.js';
-import type { WriteBatcher } from './batcher.js';
 import type { Policies } from './policies.js';
 import type { EnrollmentSchema } from './schema.js';
 

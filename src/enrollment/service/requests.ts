@@ -1,7 +1,7 @@
 import { PollenError } from '../../errors.js';
 import { checkCsr } from '../../pki/csr.js';
 import type { CertType } from '../../pki/profiles.js';
-import { matchNamePattern } from '../policy.js';
+import { matchNamePattern } from '../policy-match.js';
 import { iso, type ServiceContext } from './context.js';
 import {
   alreadyDecided,

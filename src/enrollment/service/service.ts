@@ -1,11 +1,11 @@
 import { PollenError } from '../../errors.js';
 import type { LoadedCa } from '../../pki/ca.js';
+import { WriteBatcher } from '../../store/batcher.js';
 import type { Database } from '../../store/database.js';
 import type { LoadedPolicy } from '../policy.js';
 import type { TokenSigner } from '../token.js';
 import { ApiKeys } from './api-keys.js';
 import { AuditLog } from './audit-log.js';
-import { WriteBatcher } from './batcher.js';
 import { Certificates } from './certificates.js';
 import { DAY, type ServiceContext } from './context.js';
 import { Enrollment } from './enrollment.js';

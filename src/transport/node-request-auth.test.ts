@@ -16,7 +16,7 @@ import {
   type NodeSession,
   RequestSigner,
   RequestVerifier,
-} from './request-auth.js';
+} from './node-request-auth.js';
 
 const ACTIVATE = '/pollen.v1.Fleet/ActivateNode';
 const PULL = '/pollen.v1.Fleet/PullMessages';

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import { openDatabase } from '../../store/database.js';
 import { WriteBatcher } from './batcher.js';
+import { openDatabase } from './database.js';
 
 interface S {
   t: { id: string };

@@ -1,13 +1,31 @@
 /**
- * Matching an enrollment request against a policy: name globs, source IP ranges, and the
- * decision (first matching rule wins) with its explanation (`pollen policy explain`).
+ * What policy rules match on, in the policy's own syntax: durations (`7d`, `1d12h`), name globs
+ * (`hospital-*`) and IP addresses against CIDR ranges (IPv4 and IPv6).
  */
 import { isIP } from 'node:net';
-import type { Policy, PolicyRule, RuleAction, SubjectType } from '../policy.js';
+import { PollenError } from '../errors.js';
 
-/** Sites are client, server and relay; `user` is a person (no site name pattern applies). */
-export function isSiteType(type: SubjectType): boolean {
-  return type !== 'user';
+// ---------------------------------------------------------------------------------------------
+// Durations
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const DURATION = /^(?:\d+[smhdw])+$/;
+export const MAX_VALIDITY_MS = 366 * UNIT_MS['d']!;
+
+export function durationMs(text: string): number | undefined {
+  const t = text.trim();
+  if (!DURATION.test(t)) return undefined;
+  let total = 0;
+  for (const m of t.matchAll(/(\d+)([smhdw])/g)) total += Number(m[1]) * UNIT_MS[m[2]!]!;
+  return Number.isSafeInteger(total) ? total : undefined;
+}
+
+/** `7d` → 604800000. Units: s, m, h, d, w; they may be combined (`1d12h`). */
+export function parseDuration(text: string): number {
+  const ms = durationMs(text);
+  if (ms === undefined || ms <= 0)
+    throw new PollenError('INVALID_ARGUMENT', `Not a duration: "${text}" (use e.g. 7d, 12h, 30m, 1d12h)`);
+  return ms;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -152,96 +170,4 @@ export function ipInRanges(ip: string, ranges: readonly string[]): boolean {
     const c = parseCidr(r);
     return typeof c !== 'string' && cidrContains(c, addr);
   });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Decisions
-
-export interface EnrollmentRequestFacts {
-  /** The subject name (site name or user e-mail). */
-  name: string;
-  type: SubjectType;
-  /** The requester's address as the service sees it; undefined = unknown. */
-  ip?: string | undefined;
-}
-
-export interface Decision {
-  action: RuleAction;
-  /** The rule that decided; absent when no rule matched or the site name was refused. */
-  rule?: string;
-  reason: string;
-}
-
-export interface RuleTrace {
-  rule: string;
-  index: number;
-  matched: boolean;
-  /** Why it matched or not, in words. */
-  reason: string;
-  action: RuleAction;
-}
-
-export interface Explanation {
-  decision: Decision;
-  /** The site.name_pattern check (sites only; users skip it). */
-  siteNameCheck: { applies: boolean; pattern: string; matched: boolean };
-  /** Every rule evaluated, in order, up to and including the one that matched. */
-  rules: RuleTrace[];
-}
-
-function traceRule(rule: PolicyRule, index: number, req: EnrollmentRequestFacts): RuleTrace {
-  const why: string[] = [];
-  const { site_name_pattern: pattern, source_ips: ranges } = rule.match;
-  let matched = true;
-  if (pattern !== undefined) {
-    if (matchNamePattern(pattern, req.name)) why.push(`name "${req.name}" matches "${pattern}"`);
-    else {
-      matched = false;
-      why.push(`name "${req.name}" does not match "${pattern}"`);
-    }
-  } else why.push('any name');
-  if (ranges !== undefined) {
-    if (req.ip === undefined || req.ip === '') {
-      matched = false;
-      why.push('no source IP is known and the rule needs one');
-    } else if (!parseIp(req.ip)) {
-      matched = false;
-      why.push(`source IP "${req.ip}" is not a valid address`);
-    } else if (ipInRanges(req.ip, ranges)) why.push(`IP ${req.ip} is in ${ranges.join(', ')}`);
-    else {
-      matched = false;
-      why.push(`IP ${req.ip} is not in ${ranges.join(', ')}`);
-    }
-  } else why.push('any IP');
-  return { rule: rule.name, index, matched, reason: why.join('; '), action: rule.action };
-}
-
-/** Decide like `decide`, and say why for each rule that was evaluated. */
-export function explain(policy: Policy, req: EnrollmentRequestFacts): Explanation {
-  const pattern = policy.site.name_pattern;
-  const applies = isSiteType(req.type);
-  const nameOk = !applies || matchNamePattern(pattern, req.name);
-  const siteNameCheck = { applies, pattern, matched: nameOk };
-  if (!nameOk)
-    return {
-      decision: {
-        action: 'reject',
-        reason: `site name "${req.name}" does not match site.name_pattern "${pattern}"`,
-      },
-      siteNameCheck,
-      rules: [],
-    };
-  const rules: RuleTrace[] = [];
-  for (const [i, rule] of policy.approval.rules.entries()) {
-    const t = traceRule(rule, i, req);
-    rules.push(t);
-    if (t.matched)
-      return { decision: { action: rule.action, rule: rule.name, reason: t.reason }, siteNameCheck, rules };
-  }
-  return { decision: { action: 'reject', reason: 'no rule matched' }, siteNameCheck, rules };
-}
-
-/** First matching rule wins; no match → reject ('no rule matched'). */
-export function decide(policy: Policy, req: EnrollmentRequestFacts): Decision {
-  return explain(policy, req).decision;
 }

@@ -1,0 +1,143 @@
+/**
+ * A SuperLink started in this process (startSuperLink) with real mutual TLS on 127.0.0.1, and the
+ * parties around it: sites with their own client certificates, an admin, and the ServerApp side
+ * of a running run. For tests that need the SuperLink's internals beside real clients.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@connectrpc/connect';
+import pino from 'pino';
+import { openAppChannel } from '../../src/apps/app-channel.js';
+import { ServerAppIo } from '../../src/gen/pollen/v1/appio_pb.js';
+import { Control } from '../../src/gen/pollen/v1/control_pb.js';
+import { Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
+import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
+import { createSiteCertificate } from '../../src/pki/site.js';
+import { Message } from '../../src/sdk/message.js';
+import { RecordDict } from '../../src/sdk/records.js';
+import { type SuperLink, type SuperLinkOptions, startSuperLink } from '../../src/superlink/superlink.js';
+import type { ChunkTransport } from '../../src/transport/chunk-transport.js';
+import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
+import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
+import { messageToWire } from '../../src/transport/wire.js';
+import { runningRun } from './runs.js';
+
+export interface Site {
+  name: string;
+  fleet: Client<typeof Fleet>;
+  /** The channel's chunk transport (the bulk route). */
+  chunks: ChunkTransport;
+  channel: RpcChannel;
+  nodeId: string;
+}
+
+export interface InProcessLink {
+  superlink: SuperLink;
+  /** A site with its own client certificate, activated (a prober: no SuperNode loop behind it). */
+  site(name: string): Promise<Site>;
+  /** The TLS material of client certificate `name` (e.g. for a real SuperNode). */
+  tls(name: string): Promise<TlsMaterial>;
+  /** The Control API as a project admin, and its chunk transport. */
+  admin(): Promise<{ control: Client<typeof Control>; chunks: ChunkTransport }>;
+  /**
+   * A running run (no ServerApp process: the test plays it), its ServerAppIo client and that
+   * client's chunk transport.
+   */
+  run(): Promise<{ runId: string; app: Client<typeof ServerAppIo>; appChunks: ChunkTransport }>;
+  /** An instruction of `runId` to `nodeId`, pulled by the node (it is then a participant); its id. */
+  instruct(runId: string, nodeId: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+type Extra = Partial<Pick<SuperLinkOptions, 'limits' | 'collector' | 'chunkMemoryBytes'>>;
+
+export async function startInProcessLink(prefix: string, extra: Extra = {}): Promise<InProcessLink> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  await initCa({ name: 'inproc', dir: join(dir, 'ca'), keyType: 'ec-p256' });
+  const ca: LoadedCa = await loadCa(join(dir, 'ca'));
+  const server = await createSiteCertificate(ca, {
+    name: 'superlink',
+    type: 'server',
+    outDir: join(dir, 'superlink-tls'),
+    validityDays: 1,
+    hosts: ['127.0.0.1', 'localhost'],
+  });
+  const local = { host: '127.0.0.1', port: 0 };
+  const superlink = await startSuperLink({
+    stateDir: join(dir, 'superlink'),
+    fleet: local,
+    control: local,
+    serverAppIo: local,
+    tls: loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath }),
+    nodeAuth: false,
+    log: pino({ level: 'silent' }),
+    ...extra,
+  });
+  const channels: RpcChannel[] = [];
+  let runs = 0;
+  const tls = async (name: string): Promise<TlsMaterial> => {
+    const s = await createSiteCertificate(ca, {
+      name,
+      type: 'client',
+      outDir: join(dir, name),
+      validityDays: 1,
+    });
+    return loadTlsMaterial({ cert: s.certPath, key: s.keyPath, ca: s.rootPath });
+  };
+  return {
+    superlink,
+    tls,
+    async site(name) {
+      const channel = openChannel({ baseUrl: superlink.fleetUrl, tls: await tls(name) });
+      channels.push(channel);
+      const fleet = channel.client(Fleet);
+      const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name });
+      return { name, fleet, chunks: channel.chunks(fleet), channel, nodeId };
+    },
+    async admin() {
+      const a = await createSiteCertificate(ca, {
+        name: 'admin@inproc',
+        type: 'admin',
+        outDir: join(dir, 'admin'),
+        validityDays: 1,
+        role: 'project_admin',
+      });
+      const channel = openChannel({
+        baseUrl: superlink.controlUrl,
+        tls: loadTlsMaterial({ cert: a.certPath, key: a.keyPath, ca: a.rootPath }),
+      });
+      channels.push(channel);
+      const control = channel.client(Control);
+      return { control, chunks: channel.chunks(control) };
+    },
+    async run() {
+      const runId = await runningRun(superlink.state, 'limits');
+      const token = `run-token-${runs++}`;
+      await superlink.state.setRunToken(runId, token);
+      const channel = openAppChannel({ url: superlink.serverAppIoUrl, token, runId, appPath: '' });
+      channels.push(channel);
+      const app = channel.client(ServerAppIo);
+      return { runId, app, appChunks: channel.chunks(app) };
+    },
+    async instruct(runId, nodeId) {
+      const { wire } = messageToWire(
+        Message.create({
+          content: new RecordDict(),
+          dstNodeId: nodeId,
+          messageType: 'train',
+          runId,
+          ttlSeconds: 60,
+        }),
+      );
+      const [id] = await superlink.link.pushInstructions(runId, [wire]);
+      await superlink.link.pullInstructions(nodeId, 16);
+      return id!;
+    },
+    async close() {
+      for (const c of channels) c.close();
+      await superlink.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
