@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { renderErrorsDoc } from '../scripts/gen-errors-doc.js';
-import { ERROR_CODES, ExitCode, PollenError, toPollenError } from './errors.js';
+import { ERROR_CODES, ExitCode, PollenError, publicError, toPollenError } from './errors.js';
 
 describe('errors', () => {
   it('docs/errors.md lists every code (regenerate with `npx tsx scripts/gen-errors-doc.ts`)', () => {
@@ -64,5 +64,31 @@ describe('errors', () => {
     const internal = toPollenError(new TypeError('secret stack detail'));
     expect(internal.code).toBe('INTERNAL');
     expect(internal.message).not.toContain('secret');
+  });
+
+  it('publicError: public refusals pass, anything else is answered by a reference the report logs', () => {
+    const reported: [string, unknown][] = [];
+    const report = (reference: string, e: unknown) => reported.push([reference, e]);
+    const refusal = new PollenError('TOKEN_USED', 'used');
+    expect(publicError(refusal, report)).toBe(refusal);
+    expect(reported).toHaveLength(0);
+
+    const bug = Object.assign(new Error('open /srv/secret'), { code: 'ENOENT', path: '/srv/secret' });
+    const internal = publicError(bug, report);
+    expect([internal.code, internal.message]).toEqual([
+      'INTERNAL',
+      `Internal error (reference ${reported[0]![0]})`,
+    ]);
+    expect(reported[0]![1]).toBe(bug);
+    expect(internal.toJSON()).toMatchObject({ reference: reported[0]![0] });
+    expect(JSON.stringify(internal.toJSON())).not.toContain('secret');
+
+    const down = publicError(
+      Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), { code: 'ECONNREFUSED' }),
+      report,
+    );
+    expect([down.code, down.status, down.retryable]).toEqual(['UNAVAILABLE', 503, true]);
+    expect(down.message).toBe(`The service cannot reach its database (reference ${reported[1]![0]})`);
+    expect(reported[1]![0]).not.toBe(reported[0]![0]);
   });
 });

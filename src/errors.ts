@@ -515,15 +515,24 @@ export function toPollenError(e: unknown): PollenError {
 /** Logs an unexpected failure under the reference its client was given. */
 export type FailureReporter = (reference: string, error: unknown) => void;
 
+/** Error codes of a connection a server opened itself (to its database) that failed. */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET']);
+
 /**
  * What a server may tell a client about any throwable. A PollenError is public by design (its
  * code, message, hint and data; `detail` and `cause` stay in the process); anything else — a bug,
  * an OS error naming a file, an INTERNAL — becomes a bare INTERNAL whose message carries only a
- * short reference, and `report` logs the full error under it.
+ * short reference, and `report` logs the full error under it. A database the server cannot reach
+ * is answered the same way as UNAVAILABLE, which a client retries.
  */
 export function publicError(e: unknown, report: FailureReporter): PollenError {
   if (e instanceof PollenError && e.code !== 'INTERNAL') return e;
   const reference = randomBytes(5).toString('hex');
   report(reference, e);
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && UNREACHABLE.has(code))
+    return new PollenError('UNAVAILABLE', `The service cannot reach its database (reference ${reference})`, {
+      data: { reference },
+    });
   return new PollenError('INTERNAL', `Internal error (reference ${reference})`, { data: { reference } });
 }

@@ -268,12 +268,14 @@ describe('unexpected failures', () => {
       code: 'INTERNAL',
       message: expect.stringMatching(/^Internal error \(reference [0-9a-f]{10}\)$/),
       hint: expect.any(String),
+      reference: expect.stringMatching(/^[0-9a-f]{10}$/),
     });
     const text = JSON.stringify(r.json);
     expect(text).not.toContain(secret);
     expect(text).not.toContain('ENOENT');
     expect(text).not.toMatch(/\bat .*\.ts:\d+/);
     const reference = /reference ([0-9a-f]+)/.exec(r.json.error.message)![1];
+    expect(r.json.error.reference).toBe(reference);
     const logged = lines.find((l) => l.reference === reference);
     expect(logged).toMatchObject({
       level: 50,
@@ -302,9 +304,7 @@ describe('unexpected failures', () => {
     expect(down.status).toBe(503);
     expect(down.json.error).toMatchObject({
       code: 'UNAVAILABLE',
-      message: expect.stringMatching(
-        /^The Certificate Service cannot reach its store \(reference [0-9a-f]{10}\)$/,
-      ),
+      message: expect.stringMatching(/^The service cannot reach its database \(reference [0-9a-f]{10}\)$/),
     });
     expect(JSON.stringify(down.json)).not.toContain('10.0.0.5');
     const reference = /reference ([0-9a-f]+)/.exec(down.json.error.message)![1];

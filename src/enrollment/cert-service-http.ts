@@ -20,8 +20,9 @@
 import { checkServerIdentity as checkHostName, type PeerCertificate } from 'node:tls';
 import { Agent, fetch } from 'undici';
 import type { z } from 'zod';
-import { ERROR_CODES, type ErrorCode, PollenError } from '../errors.js';
+import { type ErrorCode, PollenError } from '../errors.js';
 import { CERT_SERVICE_IDENTITY, isCertServiceIdentity } from '../pki/profiles.js';
+import { isErrorCode } from '../transport/errors.js';
 
 /** The `code` of the connection error raised when a server is not the Certificate Service. */
 export const NOT_CERT_SERVICE = 'ERR_POLLEN_NOT_CERT_SERVICE';
@@ -302,7 +303,7 @@ export function responseError(status: number, body: unknown, what: string, sentA
   const byStatus: ErrorCode =
     status === 429 ? 'RATE_LIMITED' : status >= 500 ? 'UNAVAILABLE' : 'INVALID_REQUEST';
   if (err && typeof err['code'] === 'string' && typeof err['message'] === 'string') {
-    const code = Object.hasOwn(ERROR_CODES, err['code']) ? (err['code'] as ErrorCode) : byStatus;
+    const code = isErrorCode(err['code']) ? err['code'] : byStatus;
     const { code: _c, message: _m, hint, ...rest } = err;
     return new PollenError(code, err['message'], {
       ...(typeof hint === 'string' && { hint }),

@@ -8,7 +8,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
-import { PollenError } from '../../errors.js';
+import { PollenError, publicError } from '../../errors.js';
 import { VERSION } from '../../version.js';
 import {
   approveBody,
@@ -23,7 +23,6 @@ import {
   tokensBody,
 } from './api-schemas.js';
 import type { IssuedResponse, PendingResponse } from './issuer.js';
-import { publicFailure } from './public-errors.js';
 import type { CertificateService } from './service.js';
 
 /** Bodies larger than this are refused before parsing. */
@@ -39,6 +38,22 @@ function peerChain(req: FastifyRequest): string[] {
     c = c.issuerCertificate === c ? undefined : c.issuerCertificate;
   }
   return chain;
+}
+
+/** Fastify's refusal of a request body (too large, not JSON) as the matching PollenError. */
+function bodyRefusal(err: unknown): PollenError | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !code.startsWith('FST_ERR')) return undefined;
+  if (code === 'FST_ERR_CTP_BODY_TOO_LARGE')
+    return new PollenError('PAYLOAD_TOO_LARGE', `The request body is larger than ${MAX_BODY_BYTES} bytes`);
+  if (code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+    return new PollenError(
+      'INVALID_REQUEST',
+      'The request body must be JSON (Content-Type: application/json)',
+    );
+  if (((err as { statusCode?: number }).statusCode ?? 500) < 500)
+    return new PollenError('INVALID_REQUEST', 'The request body is not valid JSON');
+  return undefined;
 }
 
 /** An enroll or poll answer: 202 with Retry-After and the URL to poll for a pending request. */
@@ -88,9 +103,14 @@ export function buildApp(
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
   app.setErrorHandler((err, req, reply) => {
-    const { error: e, reference } = publicFailure(err, MAX_BODY_BYTES);
-    if (reference) req.log.error({ err, reference, method: req.method, url: req.url }, 'internal error');
-    else req.log.info({ code: e.code, url: req.url, ip: req.ip, detail: e.detail }, e.message);
+    let reported = false;
+    const e =
+      bodyRefusal(err) ??
+      publicError(err, (reference, error) => {
+        reported = true;
+        req.log.error({ err: error, reference, method: req.method, url: req.url }, 'internal error');
+      });
+    if (!reported) req.log.info({ code: e.code, url: req.url, ip: req.ip, detail: e.detail }, e.message);
     void reply.status(e.status).send({ error: e.toJSON() });
   });
   app.setNotFoundHandler((req, reply) => {
