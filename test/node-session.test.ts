@@ -1,6 +1,6 @@
 /**
  * Node-key sessions end (1 h by default); a SuperNode opens a new one before its session runs
- * out, so a long run never sees NODE_SESSION_EXPIRED. Here sessions last 4 s and the node keeps
+ * out, so a long run never sees NODE_SESSION_EXPIRED. Here sessions last 3 s and the node keeps
  * working for several of them: a real SuperLink and SuperNode in this process, an ssh-keygen key.
  * The seconds are the test's: the SuperNode runs on a ManualClock (its `clock` and `sleep`) and
  * the SuperLink, which reads Date, on the same time through a faked Date; no real time passes.
@@ -27,8 +27,7 @@ import { ManualClock } from './support/manual-clock.js';
 import { runningRun } from './support/runs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-session-'));
-// Renewal falls due at 3/4 of a session, between two heartbeat ticks (a second apart).
-const SESSION_MS = 4_000;
+const SESSION_MS = 3_000;
 let superlink: SuperLink;
 let node: SuperNode;
 let clock: ManualClock;
@@ -116,7 +115,7 @@ describe('node-key sessions', () => {
     expect(events.filter((e) => e.kind === 'disconnected')).toEqual([]);
     expect(events.filter((e) => e.kind === 'connected')).toHaveLength(1);
     expect((await superlink.state.getNode(node.nodeId))?.status).toBe('online');
-    // The clock drove them: a new session every 3 s (3/4 of one) of the 12 that passed.
+    // The clock drove them: a new session every 2.25 s (3/4 of one) of the 9 that passed.
     expect(logs.filter((m) => m === 'node-key session renewed').length).toBeGreaterThanOrEqual(3);
   }, 40_000);
 });

@@ -40,7 +40,12 @@ function start(
   const closing = new AbortController();
   const holder: SessionHolder = {};
   const events: string[] = [];
-  const runs: RunWatch = { openRuns: () => [], reported: () => {}, askUncovered: async () => {} };
+  const runs: RunWatch = {
+    openRuns: () => [],
+    reported: () => {},
+    askUncovered: async () => {},
+    nextAskAt: () => Number.POSITIVE_INFINITY,
+  };
   const session = new FleetSession({
     fleet: createClient(
       Fleet,
@@ -102,6 +107,28 @@ describe('node-key sessions', () => {
     expect(events).toEqual(['connected n1']);
   });
 
+  it('are renewed again a second later while the SuperLink is away, not in a busy loop', async () => {
+    const clock = newClock();
+    const tries: number[] = [];
+    const { session, events } = start(clock, {
+      activateNode: () => {
+        tries.push(clock.now());
+        if (tries.length === 2 || tries.length === 3) throw refuse('UNAVAILABLE');
+        return {
+          nodeId: 'n1',
+          session: { sessionId: 's', secret: new Uint8Array(32), expiresAt: BigInt(clock.now() + 40_000) },
+        };
+      },
+      heartbeat: () => ({ known: true }),
+      pullMessages: idlePoll,
+    });
+    await session.ready;
+    const t0 = clock.now();
+    await clock.advance(35_000);
+    expect(tries.map((t) => t - t0)).toEqual([0, 30_000, 31_000, 32_000]);
+    expect(events).toEqual(['connected n1']);
+  });
+
   it('are renewed at most 10 minutes before they end', async () => {
     const clock = newClock();
     let activations = 0;
@@ -147,6 +174,7 @@ describe('heartbeats', () => {
           openRuns: () => open,
           reported: (checked, finished) => void reported.push([checked, finished]),
           askUncovered: async (onHeartbeat) => void asked.push(onHeartbeat),
+          nextAskAt: () => Number.POSITIVE_INFINITY,
         },
       },
     );
@@ -154,14 +182,48 @@ describe('heartbeats', () => {
     const t0 = clock.now();
     await clock.advance(9_999);
     expect(beats).toEqual([]);
-    // Until a heartbeat says it reports runs, every tick asks about them another way.
-    expect(asked).toHaveLength(9);
-    expect(asked.every((a) => a === false)).toBe(true);
     await clock.advance(21_000);
     expect(beats.map((b) => b.at - t0)).toEqual([10_000, 20_000, 30_000]);
     expect(beats[0]!.runIds).toEqual(open.slice(0, 64));
     expect(reported[0]).toEqual([open.slice(0, 64), ['run-3']]);
-    expect(asked.at(-1)).toBe(true);
+    // From the first answer on, the runs are asked about only past what heartbeats name.
+    expect(asked).toEqual([true, true, true]);
+  });
+
+  it('not answering run status (an older SuperLink): the runs are asked about when due', async () => {
+    const clock = newClock();
+    const asked: number[] = [];
+    let askAt = Number.POSITIVE_INFINITY;
+    const { session } = start(
+      clock,
+      {
+        activateNode: () => ({ nodeId: 'n1' }),
+        heartbeat: () => ({ known: true }),
+        pullMessages: idlePoll,
+      },
+      {
+        runs: {
+          openRuns: () => ['run-1'],
+          reported: () => {},
+          askUncovered: async (onHeartbeat) => {
+            expect(onHeartbeat).toBe(false);
+            if (clock.now() >= askAt) {
+              asked.push(clock.now());
+              askAt = clock.now() + 5_000;
+            }
+          },
+          nextAskAt: () => askAt,
+        },
+      },
+    );
+    await session.ready;
+    const t0 = clock.now();
+    await clock.advance(1_000);
+    // A run opens: the ticker, asleep until the next heartbeat, is woken to plan again.
+    askAt = clock.now() + 5_000;
+    session.reschedule();
+    await clock.advance(11_000);
+    expect(asked.map((t) => t - t0)).toEqual([6_000, 11_000]);
   });
 
   it('answered "unknown node" re-activate the node at once, without a disconnection', async () => {

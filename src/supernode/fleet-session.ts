@@ -3,10 +3,12 @@
  * call is its own stream):
  *  - the poll loop: activate, then long-poll PullMessages (wait_ms = pollWaitMs), hand what comes
  *    over, poll again; when the SuperLink is away or refuses, reconnect with backoff;
- *  - the ticker (every second, independent of the poll): a new node-key session before the
- *    current one ends, and a Heartbeat when one is due, so a poll waiting on the SuperLink never
- *    delays one. The heartbeat names the node's open runs and the answer says which finished;
- *    with an older SuperLink, which does not answer that, the runs are asked about (RunWatch).
+ *  - the ticker (independent of the poll): a Heartbeat when one is due, so a poll waiting on the
+ *    SuperLink never delays one, and a new node-key session before the current one ends. The
+ *    heartbeat names the node's open runs and the answer says which finished; with an older
+ *    SuperLink, which does not answer that, the runs are asked about (RunWatch). It sleeps until
+ *    the first of these falls due (woken sooner when a new session or run brings one closer), so
+ *    an idle node wakes once per heartbeat, not every second.
  * A pull does not count as a heartbeat: liveness stays one explicit call per interval, which the
  * SuperLink keeps in memory.
  */
@@ -26,6 +28,8 @@ export interface RunWatch {
   reported(checked: string[], finished: string[]): void;
   /** Ask about the runs heartbeats leave out (all of them when `onHeartbeat` is false). */
   askUncovered(onHeartbeat: boolean): Promise<void>;
+  /** When askUncovered next has a run to ask about (+Infinity: none). */
+  nextAskAt(onHeartbeat: boolean): number;
 }
 
 export interface FleetSessionOptions {
@@ -58,6 +62,8 @@ export class FleetSession {
   #lastHeartbeat = 0;
   /** The long poll in flight, aborted to reconnect or to close. */
   #poll: AbortController | undefined;
+  /** The ticker's sleep, aborted when something falls due sooner, or to close. */
+  #wake: AbortController | undefined;
   /** Why the ticker broke the connection (the poll loop reports it and reconnects). */
   #dropped: PollenError | 'reactivate' | undefined;
   /** This process, for the SuperLink: a new one tells it the instructions we held are lost. */
@@ -71,7 +77,14 @@ export class FleetSession {
     this.ready = new Promise((r) => {
       this.#resolveReady = r;
     });
-    o.signal.addEventListener('abort', () => this.#poll?.abort(), { once: true });
+    o.signal.addEventListener(
+      'abort',
+      () => {
+        this.#poll?.abort();
+        this.#wake?.abort();
+      },
+      { once: true },
+    );
   }
 
   get nodeId(): string {
@@ -98,6 +111,11 @@ export class FleetSession {
     this.o.log.debug({ nodeId: this.#nodeId }, 'node-key session renewed');
   }
 
+  /** Something the ticker acts on may fall due sooner than it planned (a run opened): wake it. */
+  reschedule(): void {
+    this.#wake?.abort();
+  }
+
   /** DeactivateNode, when connected (closing). */
   async deactivate(): Promise<void> {
     if (this.#connected) await this.o.fleet.deactivateNode({}).catch(() => {});
@@ -121,6 +139,7 @@ export class FleetSession {
     const now = time.now();
     const life = res.session ? Number(res.session.expiresAt) - now : Number.POSITIVE_INFINITY;
     this.#renewAt = now + Math.max(life - Math.min(600_000, life / 4), 1_000);
+    this.reschedule();
     return res;
   }
 
@@ -134,6 +153,7 @@ export class FleetSession {
     this.o.log.info({ nodeId: this.#nodeId, superlink: this.o.superlink }, 'connected to the SuperLink');
     this.o.onConnected?.(this.#nodeId);
     this.#resolveReady(this.#nodeId);
+    this.reschedule();
   }
 
   /** Drop the connection from outside the poll loop: it wakes, then re-activates. */
@@ -193,19 +213,33 @@ export class FleetSession {
     }
   }
 
-  /** A tick every second (or every heartbeat interval, if shorter), a period apart. */
   async #tickLoop(): Promise<void> {
     const { time, signal, log } = this.o;
-    const period = Math.min(1_000, this.o.heartbeatMs);
-    let due = time.now() + period;
+    let lastTick = Number.NEGATIVE_INFINITY;
     while (!signal.aborted) {
-      await pause(time, due - time.now(), signal);
+      const wake = new AbortController();
+      this.#wake = wake;
+      // At most a heartbeat interval: nothing waits longer than that to be looked at again.
+      await pause(time, Math.min(this.#nextDue(lastTick) - time.now(), this.o.heartbeatMs), wake.signal);
       if (signal.aborted) return;
+      // Woken sooner (a new session, a run opened) with nothing due yet: plan again.
+      if (time.now() < this.#nextDue(lastTick)) continue;
+      lastTick = time.now();
       await this.#tick().catch((e) => log.debug({ reason: String(e) }, 'tick failed'));
-      // A tick that ran past the next ones skips them, as setInterval's would.
-      const now = time.now();
-      due = now < due + period ? due + period : now + period - ((now - due) % period);
     }
+  }
+
+  /**
+   * When the ticker next has work: a heartbeat, a session renewal or a run to ask about. What was
+   * due at the last tick and still is (the SuperLink was away) is tried again a second later.
+   */
+  #nextDue(lastTick: number): number {
+    if (!this.#connected) return Number.POSITIVE_INFINITY;
+    const again = Math.min(1_000, this.o.heartbeatMs);
+    const at = (due: number) => (due > lastTick ? due : lastTick + again);
+    const renewal = this.o.holder.session ? this.#renewAt : Number.POSITIVE_INFINITY;
+    const runs = this.o.runs.nextAskAt(this.#runsOnHeartbeat);
+    return Math.min(at(this.#lastHeartbeat + this.o.heartbeatMs), at(renewal), at(runs));
   }
 
   async #tick(): Promise<void> {

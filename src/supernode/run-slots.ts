@@ -44,6 +44,8 @@ export interface RunSlotsOptions {
   startApp(slot: Slot, bundle: ExtractedBundle): ChildProcess;
   /** The run's ClientApp process ended by itself (not shut down). */
   onAppEnded(slot: Slot, why: string): void;
+  /** A slot opened: a run to ask about (RunWatch.nextAskAt) may fall due sooner. */
+  onOpened?: () => void;
   /** Aborted when the node closes. */
   signal: AbortSignal;
 }
@@ -105,6 +107,7 @@ export class RunSlots implements RunWatch {
       lastCheck: this.o.time.now(),
     };
     this.#slots.set(runId, slot);
+    this.o.onOpened?.();
     return slot;
   }
 
@@ -177,10 +180,18 @@ export class RunSlots implements RunWatch {
     if (onHeartbeat && this.#slots.size <= HEARTBEAT_RUNS) return;
     const { fleet, time } = this.o;
     for (const slot of this.#slots.values()) {
-      if (slot.shutdown || time.now() - slot.lastCheck < RUN_CHECK_MS) continue;
+      if (slot.shutdown || time.now() < slot.lastCheck + RUN_CHECK_MS) continue;
       slot.lastCheck = time.now();
       const { run } = await call(() => fleet.getRun({ runId: slot.runId })).catch(() => ({ run: undefined }));
       if (run && run.status === 'finished') this.close(slot);
     }
+  }
+
+  nextAskAt(onHeartbeat: boolean): number {
+    let next = Number.POSITIVE_INFINITY;
+    if (onHeartbeat && this.#slots.size <= HEARTBEAT_RUNS) return next;
+    for (const slot of this.#slots.values())
+      if (!slot.shutdown) next = Math.min(next, slot.lastCheck + RUN_CHECK_MS);
+    return next;
   }
 }

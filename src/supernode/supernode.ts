@@ -9,6 +9,7 @@
  * renewal, heartbeats, the poll loop), the run slots (run-slots.ts, app-process.ts), instruction
  * delivery (instructions.ts), replies (replies.ts) and ClientAppIo (clientappio-service.ts).
  */
+import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -127,6 +128,8 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   const tasks = new Waiters();
   const closing = new AbortController();
   const signal = closing.signal;
+  // Every wait of the node listens to it, e.g. the retries of many replies at once.
+  setMaxListeners(0, signal);
   let appIo: RpcServer | undefined;
 
   const slots: RunSlots = new RunSlots({
@@ -138,6 +141,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     embedded: o.app !== undefined,
     startApp: (slot, bundle) => spawnClientApp({ runner: runner!, appIoUrl: appIo!.url, slot, bundle, log }),
     onAppEnded: (slot, why) => instructions.appEnded(slot, why),
+    onOpened: () => session.reschedule(),
     signal,
   });
   const session = new FleetSession({

@@ -72,6 +72,8 @@ export class ManualClock {
   async advance(ms: number): Promise<void> {
     const target = this.#now + ms;
     for (;;) {
+      // First let what is under way (e.g. a sleep just cut short) settle down, then look.
+      await new Promise((r) => setImmediate(r));
       const due = this.#sleepers.filter((s) => s.at <= target).sort((a, b) => a.at - b.at)[0];
       if (!due) break;
       this.#sleepers = this.#sleepers.filter((s) => s !== due);
