@@ -216,8 +216,10 @@ export class FleetSession {
   async #tickLoop(): Promise<void> {
     const { time, signal, log } = this.o;
     let lastTick = Number.NEGATIVE_INFINITY;
+    let wake = new AbortController();
     while (!signal.aborted) {
-      const wake = new AbortController();
+      // A new controller only after one was used up (woken sooner): most sleeps run to their end.
+      if (wake.signal.aborted) wake = new AbortController();
       this.#wake = wake;
       // At most a heartbeat interval: nothing waits longer than that to be looked at again.
       await pause(time, Math.min(this.#nextDue(lastTick) - time.now(), this.o.heartbeatMs), wake.signal);
