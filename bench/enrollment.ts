@@ -34,7 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import SQLite from 'better-sqlite3';
 import { Pool } from 'undici';
-import { loadPolicy } from '../src/enrollment/policy.js';
+import { loadPolicy } from '../src/enrollment/policy-load.js';
 import { issueTokens, loadTokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';
 import { createCsrFromKey } from '../src/pki/csr.js';

@@ -45,6 +45,7 @@ import { initCa, loadCa } from '../src/pki/ca.js';
 import { createSiteCertificate } from '../src/pki/site.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
+import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
 import { downloadChunks, uploadChunks, uploadMessage } from '../src/transport/chunk-transfer.js';
 import { MemoryChunkStore } from '../src/transport/chunks.js';
 import { openChannel } from '../src/transport/rpc-client.js';
@@ -257,9 +258,11 @@ if (ids.length !== TOTAL / WRITE)
 
 const channel = openChannel({ baseUrl: ready.fleetUrl, tls: clientTls });
 const fleet = channel.client(Fleet);
+const fleetChunks = channel.chunks(fleet);
 const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name: 'site-1' });
 const adminChannel = openChannel({ baseUrl: ready.controlUrl, tls: adminTls });
 const control = adminChannel.client(Control);
+const controlChunks = adminChannel.chunks(control);
 
 /** Check that the receiver holds every chunk (in the run's scope for this node, or shared). */
 async function allHeld(runId?: string): Promise<void> {
@@ -276,8 +279,8 @@ async function upHop(hash: boolean): Promise<{ ms: number }> {
   const { runId } = await ask<{ runId: string }>({ cmd: 'run', nodeId });
   const t0 = performance.now();
   const sent = hash
-    ? (await uploadMessage(fleet, message, { fresh: true, scope: { runId } })).upload.sent
-    : (await uploadChunks(fleet, wireChunks, { scope: { runId } })).sent;
+    ? (await uploadMessage(fleetChunks, message, { fresh: true, scope: { runId } })).upload.sent
+    : (await uploadChunks(fleetChunks, wireChunks, { scope: { runId } })).sent;
   const ms = performance.now() - t0;
   if (sent !== ids.length) throw new Error('upload incomplete');
   await allHeld(runId);
@@ -289,7 +292,9 @@ async function upHop(hash: boolean): Promise<{ ms: number }> {
 async function up(bulk: boolean): Promise<{ ms: number }> {
   await ask({ cmd: 'clear', ids });
   const t0 = performance.now();
-  const { chunks, upload } = await uploadMessage(control, message, bulk ? { fresh: true } : { bulk: false });
+  const { chunks, upload } = bulk
+    ? await uploadMessage(controlChunks, message, { fresh: true })
+    : await uploadMessage(rpcChunkTransport(control), message);
   const ms = performance.now() - t0;
   if (upload.sent !== ids.length || chunks.size !== ids.length) throw new Error('upload incomplete');
   await allHeld();
@@ -299,7 +304,7 @@ async function up(bulk: boolean): Promise<{ ms: number }> {
 async function down(bulk: boolean): Promise<{ ms: number }> {
   const into = new MemoryChunkStore();
   const t0 = performance.now();
-  const r = await downloadChunks(fleet, ids, into, bulk ? {} : { bulk: false });
+  const r = await downloadChunks(bulk ? fleetChunks : rpcChunkTransport(fleet), ids, into);
   const ms = performance.now() - t0;
   if (r.received !== ids.length) throw new Error('download incomplete');
   // Spot-check bytes (every chunk was already verified against its SHA-256 id).

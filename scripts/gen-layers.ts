@@ -65,9 +65,18 @@ export function layerOverrides(layers: Layer[]): object[] {
       });
     }
   });
+  // The CLI: src/cli/commands/ holds the commander definitions (one file a group, listed by its
+  // index.ts); the command functions they call live in src/cli/GROUP/COMMAND.ts.
   out.push({
     includes: ['src/cli/commands/**', '!src/cli/commands/index.ts', '!**/*.test.ts'],
     ...restrict(['./*'], 'a command does not import another command: move the shared piece to src/cli/'),
+  });
+  out.push({
+    includes: ['src/cli/**', '!src/cli/commands/**', '!src/cli/main.ts', '!**/*.test.ts'],
+    ...restrict(
+      ['**/commands/**'],
+      'a command function does not import commander definitions (src/cli/commands/): it takes parsed options',
+    ),
   });
   return out;
 }

@@ -3,16 +3,17 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openssl, pollen, tempDir } from './support/cli.js';
+import { openssl, pollenInProcess as pollen, pollen as pollenProcess, tempDir } from './support/cli.js';
 
-// The manual workflow's certificates, checked by OpenSSL rather than by our own code.
+// The manual workflow's certificates, checked by OpenSSL rather than by our own code. The CLI runs
+// in this process (its main()); one case runs the built CLI as a real process.
 const t = tempDir('pollen-cert-');
 const ca = join(t.dir, 'ca');
 afterAll(() => t.cleanup());
 
-beforeAll(() => {
+beforeAll(async () => {
   writeFileSync(join(t.dir, 'pass'), 'correct horse\n');
-  const init = pollen([
+  const init = await pollen([
     'cert',
     'init',
     '-n',
@@ -30,7 +31,8 @@ beforeAll(() => {
     ['relay-1', 'relay', []],
     ['admin@example.com', 'admin', ['--role', 'project_admin']],
   ] as const) {
-    const r = pollen(['cert', 'site', '-n', name, '-t', type, '-c', ca, '-o', join(t.dir, name), ...extra]);
+    const args = ['cert', 'site', '-n', name, '-t', type, '-c', ca, '-o', join(t.dir, name), ...extra];
+    const r = await pollen(args);
     expect(r.code, r.stderr).toBe(0);
   }
 });
@@ -60,12 +62,12 @@ describe('pollen cert, checked with openssl', () => {
   });
 
   it('refuses to overwrite an existing CA', () => {
-    const r = pollen(['cert', 'init', '-n', 'Again', '-o', ca, '--json']);
+    const r = pollenProcess(['cert', 'init', '-n', 'Again', '-o', ca, '--json']); // the built CLI
     expect(r.code).toBe(6);
     expect(r.json<{ error: { code: string } }>().error.code).toBe('CA_EXISTS');
   });
 
-  it('issues certificates that verify against the root and intermediate', () => {
+  it('issues certificates that verify against the root and intermediate', async () => {
     expect(openssl(['verify', '-CAfile', join(ca, 'rootCA.pem'), join(ca, 'intermediateCA.pem')]).code).toBe(
       0,
     );
@@ -85,7 +87,7 @@ describe('pollen cert, checked with openssl', () => {
     }
     // and not against an unrelated root
     const other = join(t.dir, 'other');
-    expect(pollen(['cert', 'init', '-n', 'Other', '-o', other]).code).toBe(0);
+    expect((await pollen(['cert', 'init', '-n', 'Other', '-o', other])).code).toBe(0);
     const crt = join(t.dir, 'hospital-1', 'hospital-1.crt');
     expect(openssl(['verify', '-CAfile', join(other, 'rootCA.pem'), '-untrusted', crt, crt]).code).not.toBe(
       0,
@@ -203,12 +205,12 @@ describe('pollen cert, checked with openssl', () => {
     expect(client.out).not.toContain('HTTP/1.0 200');
   });
 
-  it('revokes a hand-issued certificate and writes a CRL that OpenSSL enforces', () => {
-    const list = pollen(['cert', 'list', '-c', ca, '--json']).json<{ issued: { name: string }[] }>();
+  it('revokes a hand-issued certificate and writes a CRL that OpenSSL enforces', async () => {
+    const list = (await pollen(['cert', 'list', '-c', ca, '--json'])).json<{ issued: { name: string }[] }>();
     expect(list.issued.map((r) => r.name)).toEqual(
       expect.arrayContaining(['server1', 'hospital-1', 'relay-1']),
     );
-    const r = pollen(['cert', 'revoke', 'relay-1', '-c', ca, '--reason', 'keyCompromise', '--json']);
+    const r = await pollen(['cert', 'revoke', 'relay-1', '-c', ca, '--reason', 'keyCompromise', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const bundle = join(t.dir, 'bundle.pem');
     writeFileSync(
@@ -225,31 +227,49 @@ describe('pollen cert, checked with openssl', () => {
     expect(check('hospital-1')).toContain(': OK');
     expect(openssl(['crl', '-in', crl, '-noout', '-text']).out).toContain('Key Compromise');
     // revoking it again finds nothing to revoke
-    expect(pollen(['cert', 'revoke', 'relay-1', '-c', ca]).code).toBe(4);
+    expect((await pollen(['cert', 'revoke', 'relay-1', '-c', ca])).code).toBe(4);
   });
 
-  it('refuses a site certificate without a CA, with a hint', () => {
-    const r = pollen(['cert', 'site', '-n', 'x', '-t', 'client', '--json'], { env: { POLLEN_CA_PATH: '' } });
+  it('refuses a site certificate without a CA, with a hint', async () => {
+    const r = await pollen(['cert', 'site', '-n', 'x', '-t', 'client', '--json'], {
+      env: { POLLEN_CA_PATH: '' },
+    });
     expect(r.code).toBe(4);
     expect(r.json<{ error: { code: string; hint: string } }>().error).toMatchObject({ code: 'CA_NOT_FOUND' });
   });
 
-  it('refuses bad names and hosts', () => {
-    expect(pollen(['cert', 'site', '-n', '../evil', '-t', 'client', '-c', ca, '-o', t.dir]).code).toBe(2);
+  it('refuses bad names and hosts', async () => {
     expect(
-      pollen(['cert', 'site', '-n', 'ok', '-t', 'server', '-c', ca, '--host', 'not a host', '-o', t.dir])
-        .code,
+      (await pollen(['cert', 'site', '-n', '../evil', '-t', 'client', '-c', ca, '-o', t.dir])).code,
+    ).toBe(2);
+    expect(
+      (
+        await pollen([
+          'cert',
+          'site',
+          '-n',
+          'ok',
+          '-t',
+          'server',
+          '-c',
+          ca,
+          '--host',
+          'not a host',
+          '-o',
+          t.dir,
+        ])
+      ).code,
     ).toBe(2);
   });
 
-  it('makes 256-bit API keys and never the same twice', () => {
-    const a = pollen(['cert', 'api-key', '--json']).json<{ apiKey: string; sha256: string }>();
-    const b = pollen(['cert', 'api-key', '--json']).json<{ apiKey: string }>();
+  it('makes 256-bit API keys and never the same twice', async () => {
+    const a = (await pollen(['cert', 'api-key', '--json'])).json<{ apiKey: string; sha256: string }>();
+    const b = (await pollen(['cert', 'api-key', '--json'])).json<{ apiKey: string }>();
     expect(a.apiKey).not.toBe(b.apiKey);
     expect(Buffer.from(a.apiKey.replace('pollen_', ''), 'base64url').length).toBeGreaterThanOrEqual(32);
     expect(a.sha256).toMatch(/^[0-9a-f]{64}$/);
     const f = join(t.dir, 'api_key.txt');
-    expect(pollen(['cert', 'api-key', '-o', f]).code).toBe(0);
+    expect((await pollen(['cert', 'api-key', '-o', f])).code).toBe(0);
     expect(statSync(f).mode & 0o777).toBe(0o600);
   });
 });

@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPolicy } from '../src/enrollment/policy.js';
+import { loadPolicy } from '../src/enrollment/policy-load.js';
 import { type AuditEntry, verifyAuditChain } from '../src/enrollment/service/audit.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';

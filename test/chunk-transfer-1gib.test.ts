@@ -13,8 +13,10 @@ import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
 import type * as pb from '../src/gen/pollen/v1/records_pb.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
-import { downloadChunks, uploadChunks, WideWindowSessionManager } from '../src/transport/chunk-transfer.js';
+import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
+import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js';
 import { CHUNK_SIZE, chunkId } from '../src/transport/chunks.js';
+import { WideWindowSessionManager } from '../src/transport/rpc-client.js';
 import { chunkIdsOf, messageToWire } from '../src/transport/wire.js';
 
 const MiB = 1024 * 1024;
@@ -31,11 +33,12 @@ import { readFileSync } from 'node:fs';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 const { Fleet } = await import(${src('gen/pollen/v1/fleet_pb.ts')});
 const { DiskChunkStore, CHUNK_SIZE } = await import(${src('transport/chunks.ts')});
-const t = await import(${src('transport/chunk-transfer.ts')});
+const t = await import(${src('transport/chunk-rpc.ts')});
+const w = await import(${src('transport/rpc-server.ts')});
 const [dir] = process.argv.slice(1);
 const store = new DiskChunkStore(dir + '/store');
 const server = http2.createSecureServer(
-  { key: readFileSync(dir + '/key.pem'), cert: readFileSync(dir + '/cert.pem'), settings: t.HTTP2_SETTINGS },
+  { key: readFileSync(dir + '/key.pem'), cert: readFileSync(dir + '/cert.pem'), settings: w.HTTP2_SETTINGS },
   connectNodeAdapter({
     routes: (router) => router.service(Fleet, {
       missingChunks: (req) => t.serveMissingChunks(store, req),
@@ -44,7 +47,7 @@ const server = http2.createSecureServer(
     }),
   }),
 );
-t.widenServerWindows(server);
+w.widenServerWindows(server);
 const mem = () => process.memoryUsage();
 const baseline = mem();
 const peak = { ...baseline };
@@ -151,17 +154,16 @@ describe('1 GiB model over a real gRPC connection', () => {
     const sessions = new WideWindowSessionManager(baseUrl, undefined, {
       ca: readFileSync(join(dir, 'cert.pem')),
     });
-    const client = createClient(
-      Fleet,
-      createGrpcTransport({ baseUrl, sessionManager: sessions, acceptCompression: [] }),
+    const rpc = rpcChunkTransport(
+      createClient(Fleet, createGrpcTransport({ baseUrl, sessionManager: sessions, acceptCompression: [] })),
     );
     try {
       t = performance.now();
-      const up = await uploadChunks(client, chunks);
+      const up = await uploadChunks(rpc, chunks);
       const upMs = performance.now() - t;
       expect(up).toEqual({ sent: ids.length, bytes: ARRAYS * ARRAY_BYTES, skipped: 0 });
       // Sent once: a second upload (the same model to another node) moves nothing.
-      expect((await uploadChunks(client, chunks)).sent).toBe(0);
+      expect((await uploadChunks(rpc, chunks)).sent).toBe(0);
 
       // Preallocate the receiving arrays from the wire header, fill them as chunks stream in.
       const wireArrays = ((wire.body.value as pb.RecordDict).records[0]!.record.value as pb.ArrayRecord)
@@ -175,7 +177,7 @@ describe('1 GiB model over a real gRPC connection', () => {
         });
       });
       t = performance.now();
-      const down = await downloadChunks(client, ids, (id, data) => {
+      const down = await downloadChunks(rpc, ids, (id, data) => {
         for (const p of places.get(id)!) p.bytes.set(data, p.offset);
       });
       const downMs = performance.now() - t;

@@ -19,7 +19,6 @@ const certs = (name: string) => ({
 });
 const ENV = {
   POLLEN_CONFIG: join(t.dir, 'config', 'pollen.toml'),
-  POLLEN_HOME: join(t.dir, 'home'),
   NO_COLOR: '1',
 };
 

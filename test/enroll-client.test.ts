@@ -1,9 +1,10 @@
 /**
  * Auto-enrollment end to end: kits made by `pollen package`, started with `pollen start` (the
- * built CLI) against the real Certificate Service on 127.0.0.1, with real TLS, approvals made
- * through the admin API, and renewal over mutual TLS through the library.
+ * CLI's main() in this process; one case runs the built CLI as a real process) against the real
+ * Certificate Service on 127.0.0.1, with real TLS, approvals made through the admin API, and
+ * renewal over mutual TLS through the library.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
@@ -14,13 +15,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertServiceClient } from '../src/enrollment/cert-service-client.js';
 import { enrollKit, publicKeyId, readEnrollmentState } from '../src/enrollment/enroll-client.js';
 import { loadKit } from '../src/enrollment/kit.js';
-import { loadPolicy } from '../src/enrollment/policy.js';
+import { loadPolicy } from '../src/enrollment/policy-load.js';
 import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';
 import { initCa, loadCa } from '../src/pki/ca.js';
 import { describeKey } from '../src/pki/keys.js';
 import { issueSiteCertificate } from '../src/pki/profiles.js';
+import { pollenInProcess } from './support/cli.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -61,21 +63,40 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, NO_COLOR: '1', ...extra };
 }
 
-/** Run the CLI without blocking: the Certificate Service answers from this very process. */
+interface Run {
+  done: Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /** Standard error so far. */
+  stderr: () => string;
+}
+
+/** Run the CLI in this process (as a spawned one would: clean environment, the temporary folder). */
 function pollen(args: string[], env: Record<string, string> = {}) {
   return background(args, env).done;
 }
 
-function background(args: string[], env: Record<string, string> = {}) {
+/** The same, followed while it runs; the Certificate Service answers from this very process. */
+function background(args: string[], env: Record<string, string> = {}): Run {
+  let stderr = '';
+  const done = pollenInProcess(args, {
+    cwd: tmp,
+    env: cleanEnv(env),
+    clean: true,
+    onStderr: (text) => (stderr += text),
+  }).then(({ code, stdout, stderr }) => ({ code, stdout, stderr }));
+  return { done, stderr: () => stderr };
+}
+
+/** The built CLI as a real process, without blocking (the service answers from this process). */
+function spawned(args: string[], env: Record<string, string> = {}): Run {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: cleanEnv(env), stdio: 'pipe' });
   let stdout = '';
   let stderr = '';
-  child.stdout!.on('data', (d) => (stdout += d));
-  child.stderr!.on('data', (d) => (stderr += d));
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
   const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((res) =>
     child.on('exit', (code) => res({ code, stdout, stderr })),
   );
-  return { child: child as ChildProcess, done, stderr: () => stderr };
+  return { done, stderr: () => stderr };
 }
 
 function token(subject: string) {
@@ -228,7 +249,8 @@ describe('pollen start against the Certificate Service', () => {
 
   it('stops with exit 9 and the reason when an admin rejects', async () => {
     const kit = await makeKit('clinic-3');
-    const run = background(['start', kit, '--poll-interval', '0.1', '--json']);
+    // The one case that runs the built CLI as a real process: its exit status is what start.sh sees.
+    const run = spawned(['start', kit, '--poll-interval', '0.1', '--json']);
     await waitForPending('clinic-3');
     await admin.reject({ names: ['clinic-3'], reason: 'not a member of this federation' });
     const r = await run.done;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServerAppIo } from '../src/gen/pollen/v1/appio_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../src/gen/pollen/v1/records_pb.js';
-import { CHUNK_RUN_HEADER } from '../src/transport/bulk-chunks.js';
+import { CHUNK_RUN_HEADER } from '../src/transport/bulk-protocol.js';
 import { chunkId } from '../src/transport/chunks.js';
 import { ERROR_CODE_HEADER, fromConnectError } from '../src/transport/errors.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPollenError } from '../src/errors.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
 import { MessageSchema } from '../src/gen/pollen/v1/records_pb.js';
-import { CHUNK_RUN_HEADER } from '../src/transport/bulk-chunks.js';
+import { CHUNK_RUN_HEADER } from '../src/transport/bulk-protocol.js';
 import { fromConnectError } from '../src/transport/errors.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import {

@@ -84,6 +84,11 @@ describe('the layering rule', () => {
       ['src/util/files.ts', "import '../sdk/records.js';", /util may not import .*sdk/],
       ['src/demo/processes.ts', "import '../cli/main.js';", /demo may not import cli/],
       ['src/cli/commands/runs.ts', "import './supernode.js';", /a command does not import another command/],
+      [
+        'src/cli/token/generate.ts',
+        "import '../commands/token.js';",
+        /a command function does not import commander definitions/,
+      ],
     ];
     const r = lint(cases.map(([file, line]) => plant(file, line)));
     expect(r.code).not.toBe(0);
@@ -98,6 +103,7 @@ describe('the layering rule', () => {
       ['src/cli/main.ts', "import '../demo/federation.js';"],
       ['src/superlink/run-launcher.ts', "import '../apps/bundle.js';"],
       ['src/cli/commands/index.ts', "import './runs.js';"],
+      ['src/cli/commands/token.ts', "import '../token/info.js';"],
     ];
     const r = lint(cases.map(([file, line]) => plant(file, line)));
     for (const [file, line] of cases)

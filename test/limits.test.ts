@@ -18,6 +18,7 @@ import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, MetricRecord, RecordDict } from '../src/sdk/records.js';
 import { startSuperLink } from '../src/superlink/superlink.js';
 import { type SuperNode, type SuperNodeEvent, startSuperNode } from '../src/supernode/supernode.js';
+import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
 import { uploadChunks } from '../src/transport/chunk-transfer.js';
 import { fromConnectError } from '../src/transport/errors.js';
 import { messageToWire } from '../src/transport/wire.js';
@@ -80,13 +81,13 @@ describe('per-node chunk quota in a run', () => {
     const more = chunk();
     expect(
       await codeOf(
-        uploadChunks(flooder.fleet, new Map([[more.id, more.data]]), { scope: { runId }, bulk: false }),
+        uploadChunks(rpcChunkTransport(flooder.fleet), new Map([[more.id, more.data]]), { scope: { runId } }),
       ),
     ).toBe('CHUNK_QUOTA_EXCEEDED');
     expect(l.superlink.link.relay.heldBy(runId, flooder.nodeId)).toBe(2048 * KiB);
     // The honest node's share is untouched: it uploads its whole quota.
     const mine = Array.from({ length: 8 }, () => chunk());
-    const r = await uploadChunks(honest.fleet, new Map(mine.map((c) => [c.id, c.data])), {
+    const r = await uploadChunks(honest.chunks, new Map(mine.map((c) => [c.id, c.data])), {
       scope: { runId },
     });
     expect(r.sent).toBe(8);
@@ -122,14 +123,14 @@ describe('disk budget for chunk files', () => {
 
   it('refuses chunk files past it with STORAGE_FULL, for run scopes and the shared store alike', async () => {
     const a = await l.site('site-a');
-    const { runId, app } = await l.run();
+    const { runId, appChunks } = await l.run();
     await l.instruct(runId, a.nodeId);
     const { stored, refusal } = await flood(a, runId, 16);
     expect({ stored, refusal }).toEqual({ stored: 4, refusal: 'STORAGE_FULL' });
     // The ServerApp and an admin's bundle upload meet the same full disk.
     const c = chunk();
-    expect(await codeOf(uploadChunks(app, new Map([[c.id, c.data]])))).toBe('STORAGE_FULL');
-    const admin = await l.admin();
+    expect(await codeOf(uploadChunks(appChunks, new Map([[c.id, c.data]])))).toBe('STORAGE_FULL');
+    const { chunks: admin } = await l.admin();
     expect(await codeOf(uploadChunks(admin, new Map([[c.id, c.data]])))).toBe('STORAGE_FULL');
     expect(await l.superlink.link.chunks.has(c.id)).toBe(false);
     expect(l.superlink.link.relay.stats()).toMatchObject({ onDisk: 4, diskBytes: 1024 * KiB });
@@ -156,7 +157,7 @@ describe('collection of the shared store', () => {
     const a = await l.site('site-a');
     const { runId } = await l.run();
     await l.instruct(runId, a.nodeId);
-    const admin = await l.admin();
+    const { chunks: admin } = await l.admin();
     const orphan = chunk(10 * KiB);
     const bundle = chunk(10 * KiB);
     await uploadChunks(admin, new Map([orphan, bundle].map((c) => [c.id, c.data])));

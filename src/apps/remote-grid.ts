@@ -10,6 +10,7 @@ import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
 import { MESSAGE_TYPES, Message, type MessageType, SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
 import { downloadChunks, uploadMessages } from '../transport/chunk-transfer.js';
+import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { isScopeName, MemoryChunkStore } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
 import { chunkIdsOf, messageFromWire, type WireMessage } from '../transport/wire.js';
@@ -30,14 +31,17 @@ export function wireBytes(wire: WireMessage): number {
 export class RemoteGrid implements Grid {
   readonly runId: string;
   readonly #client: Client<typeof ServerAppIo>;
+  readonly #chunks: ChunkTransport;
   #stopped = false;
   #bytesSent = 0;
   #bytesReceived = 0;
   /** Chunks this grid sent or received: the SuperLink may hold them, so they are asked about. */
   readonly #known = new Set<string>();
 
-  constructor(client: Client<typeof ServerAppIo>, runId: string) {
+  /** `chunks` moves the arrays' chunks to and from the SuperLink (RpcChannel.chunks). */
+  constructor(client: Client<typeof ServerAppIo>, chunks: ChunkTransport, runId: string) {
     this.#client = client;
+    this.#chunks = chunks;
     this.runId = runId;
   }
 
@@ -84,7 +88,7 @@ export class RemoteGrid implements Grid {
     // or received before (a new aggregate) is new to the SuperLink: no MissingChunks for it.
     const known = this.#known;
     const sent = await this.#call(() =>
-      uploadMessages(this.#client, stamped, { fresh: (id) => !known.has(id) }),
+      uploadMessages(this.#chunks, stamped, { fresh: (id) => !known.has(id) }),
     );
     const wires = sent.wires.map((w) => w.wire);
     for (const w of sent.wires) this.#remember(w.chunks.keys());
@@ -107,7 +111,7 @@ export class RemoteGrid implements Grid {
       if (ids.length === 0) continue;
       try {
         await this.#call(() =>
-          downloadChunks(this.#client, ids, store, {
+          downloadChunks(this.#chunks, ids, store, {
             scope: { runId: this.runId, sourceNodeId: isScopeName(src) ? src : undefined },
           }),
         );

@@ -25,7 +25,7 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
       nodeId: '0',
       runConfig: configFromWire(run?.runConfig ?? {}),
     });
-    const grid = new RemoteGrid(client, o.runId);
+    const grid = new RemoteGrid(client, channel.chunks(client), o.runId);
     let outcome: { subStatus: string; reason: string };
     try {
       await app.run(grid, context);

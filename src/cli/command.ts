@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Command } from 'commander';
 import { PollenError } from '../errors.js';
 import { type Io, Output } from './output.js';
 
@@ -15,23 +15,48 @@ function ioOf(cmd: Command): Io {
   return ios.get(root) ?? { stdout: process.stdout, stderr: process.stderr };
 }
 
+/** The options every command has (`pollen --json --config FILE …`). */
+export interface GlobalFlags {
+  json?: boolean;
+  /** The federations file (`--config`, POLLEN_CONFIG). */
+  config?: string;
+}
+
 /**
  * Wrap a command's action: build the Output from the global --json flag and let errors
- * propagate to main(), which maps them to exit codes.
+ * propagate to main(), which maps them to exit codes. `fn` is the command's function, or a small
+ * adapter that adds the positional arguments to its options.
  */
-export function action<O>(fn: (opts: O, out: Output, args: string[], cmd: Command) => Promise<void>) {
+export function action<O>(
+  fn: (opts: O & GlobalFlags, out: Output, args: string[], cmd: Command) => Promise<void>,
+) {
   return async function (this: Command, ...raw: unknown[]): Promise<void> {
     const cmd = raw[raw.length - 1] as Command;
-    const opts = cmd.optsWithGlobals() as O & { json?: boolean };
+    const opts = cmd.optsWithGlobals() as O & GlobalFlags;
     const args = cmd.args;
     const io = ioOf(cmd);
     await fn(opts, new Output(Boolean(opts.json), io.stdout, io.stderr, io.stdin), args, cmd);
   };
 }
 
-/** Read an option, falling back to an environment variable (flags win). */
-export function fromEnv(value: string | undefined, variable: string): string | undefined {
-  return value ?? (process.env[variable] || undefined);
+/** `action()` for a command whose variadic argument (`[names...]`) is its function's `names`. */
+export function namesAction<O extends { names: string[] }>(fn: (opts: O, out: Output) => Promise<void>) {
+  return action<Omit<O, 'names'>>((o, out, names) => fn({ ...o, names } as O, out));
+}
+
+/**
+ * Which of `keys` took their value from `source`: `cli` (given on the command line), `env` (its
+ * variable) or `default`. For the few commands whose behaviour depends on where a value came from.
+ */
+export function valuesFrom<K extends string>(
+  cmd: Command,
+  source: 'cli' | 'env' | 'default',
+  ...keys: K[]
+): Record<K, boolean> {
+  return Object.fromEntries(keys.map((k) => [k, cmd.getOptionValueSource(k) === source])) as Record<
+    K,
+    boolean
+  >;
 }
 
 /** Wait for SIGINT or SIGTERM, then run `stop` (work in flight finishes first). */
@@ -48,10 +73,21 @@ export function untilSignal(stop: () => Promise<void>): Promise<void> {
 }
 
 export function requireCaPath(ca: string | undefined): string {
-  const dir = fromEnv(ca, 'POLLEN_CA_PATH');
+  const dir = ca?.trim();
   if (!dir)
     throw new PollenError('CA_NOT_FOUND', 'CA path is required', {
       hint: 'Pass -c/--ca DIR or set POLLEN_CA_PATH to the folder made by `pollen cert init`.',
     });
   return dir;
+}
+
+/**
+ * The values a command's options take from the environment and their defaults alone, as if it
+ * were run with no flags: how `pollen start KIT` runs a kit's service, with the same variables
+ * (`.env()`) as the service's own command.
+ */
+export function optionsFromEnvironment<O>(define: (cmd: Command) => Command): O {
+  const cmd = define(new Command('options')).exitOverride();
+  cmd.parse([], { from: 'user' });
+  return cmd.opts() as O;
 }

@@ -1,31 +1,39 @@
 /** A Control API client for the federation named on the command line (or the default one). */
 import type { Client } from '@connectrpc/connect';
 import { Control } from '../gen/pollen/v1/control_pb.js';
-import { fromConnectError } from '../transport/errors.js';
+import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { openChannel } from '../transport/rpc-client.js';
-import { type Federation, loadFederation } from './federation.js';
+import { configPath, type Federation, loadFederation } from './federations.js';
 
 export interface ControlSession {
   federation: Federation;
   control: Client<typeof Control>;
+  /** Chunk uploads to the SuperLink (app bundles), over the bulk route of the same channel. */
+  chunks: ChunkTransport;
   close(): void;
 }
 
-export function openControl(name: string | undefined): ControlSession {
-  const federation = loadFederation(name);
+export function openControl(name: string | undefined, configFile?: string): ControlSession {
+  const federation = loadFederation(name, configPath(configFile));
   const channel = openChannel({
     baseUrl: federation.url,
     tls: federation.tls,
     defaultTimeoutMs: 60_000,
   });
-  return { federation, control: channel.client(Control), close: () => channel.close() };
+  const control = channel.client(Control);
+  return { federation, control, chunks: channel.chunks(control), close: () => channel.close() };
 }
 
-/** Await a Control call, turning Connect errors back into PollenErrors with their codes. */
-export async function rpc<T>(p: Promise<T>): Promise<T> {
+/** Open the federation's Control API for `fn`, and close it when `fn` is done. */
+export async function withControl<T>(
+  name: string | undefined,
+  configFile: string | undefined,
+  fn: (s: ControlSession) => Promise<T>,
+): Promise<T> {
+  const s = openControl(name, configFile);
   try {
-    return await p;
-  } catch (e) {
-    throw fromConnectError(e);
+    return await fn(s);
+  } finally {
+    s.close();
   }
 }

@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { ExitCode, PollenError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { setIo } from './command.js';
@@ -13,6 +13,11 @@ export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.
     )
     .version(VERSION, '-V, --version', 'print the version')
     .option('--json', 'print one JSON document on stdout (errors too)')
+    .addOption(
+      new Option('--config <file>', 'the federations file (default: ~/.pollen/config.toml)').env(
+        'POLLEN_CONFIG',
+      ),
+    )
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
     .exitOverride()
@@ -25,8 +30,9 @@ export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.
     '\nStart here:\n' +
       '  pollen demo                                  the auto-scale enrollment workflow, end to end\n' +
       '  pollen cert init -n "My Project" -o ./ca     a project CA (manual workflow: then cert site, package)\n' +
-      '\nEnvironment variables mirror the flags: POLLEN_CA_PATH, POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY,\n' +
-      'POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY, POLLEN_CA_PASSPHRASE.\n' +
+      '\nEnvironment variables mirror the flags (each option lists its own): POLLEN_CA_PATH,\n' +
+      'POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY, POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY,\n' +
+      'POLLEN_CA_PASSPHRASE, POLLEN_CONFIG; a flag wins over its variable.\n' +
       'Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid input, 4 not found, 5 unauthorised,\n' +
       '6 conflict, 7 unavailable, 8 pending approval, 9 rejected. Docs: docs/cli.md',
   );

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import pc from 'picocolors';
 import { type ExitCode, type PollenError, toPollenError } from '../errors.js';
+import { pc } from './colors.js';
 
 /** The streams a CLI run writes to: the process's, or a test's. */
 export interface Io {

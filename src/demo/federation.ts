@@ -158,24 +158,24 @@ export async function runFederationDemo(
       ),
     );
     const slCerts = join(paths.superlink, 'certs');
-    await px.must([
-      'cert',
-      'site',
-      '-n',
-      'superlink',
-      '-t',
-      'server',
-      '-c',
-      paths.ca,
-      '--host',
-      'localhost',
-      '--host',
-      '127.0.0.1',
-      '-o',
-      slCerts,
-      '--validity',
-      '30',
-    ]);
+    // Hand-issued by the project admin (the manual workflow), valid for 30 days.
+    const issue = (name: string, type: string, out: string, extra: string[] = []) =>
+      px.must([
+        'cert',
+        'site',
+        '-n',
+        name,
+        '-t',
+        type,
+        '-c',
+        paths.ca,
+        '-o',
+        out,
+        '--validity',
+        '30',
+        ...extra,
+      ]);
+    await issue('superlink', 'server', slCerts, ['--host', 'localhost', '--host', '127.0.0.1']);
     const sl = await px.service<{ fleet: string; control: string }>(
       [
         'superlink',
@@ -213,22 +213,7 @@ export async function runFederationDemo(
       show(`federation add demo --address 127.0.0.1:${controlPort} --certificate …`),
     );
     const adminCerts = join(paths.admin, 'certs');
-    await px.must([
-      'cert',
-      'site',
-      '-n',
-      'project-admin',
-      '-t',
-      'admin',
-      '--role',
-      'project_admin',
-      '-c',
-      paths.ca,
-      '-o',
-      adminCerts,
-      '--validity',
-      '30',
-    ]);
+    await issue('project-admin', 'admin', adminCerts, ['--role', 'project_admin']);
     await px.must([
       'federation',
       'add',

@@ -21,7 +21,8 @@ import {
   readEnrollmentState,
 } from './enroll-client.js';
 import { DEFAULT_BUILDERS, loadKit, planKit, resolveKitSpec, writeKit } from './kit.js';
-import { DEFAULT_POLICY_YAML, parsePolicy } from './policy.js';
+import { DEFAULT_POLICY_YAML } from './policy.js';
+import { parsePolicy } from './policy-load.js';
 import { decodeToken, issueToken, loadTokenSigner } from './token.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ import {
   splitPemCertificates,
   verifyKit,
 } from './kit-manifest.js';
-import { DEFAULT_POLICY_YAML, parsePolicy } from './policy.js';
+import { DEFAULT_POLICY_YAML } from './policy.js';
+import { parsePolicy } from './policy-load.js';
 import { issueToken, loadTokenSigner } from './token.js';
 
 let tmp: string;

@@ -28,7 +28,8 @@ import {
   shellQuote,
   writeKit,
 } from './kit.js';
-import { DEFAULT_POLICY_YAML, parsePolicy } from './policy.js';
+import { DEFAULT_POLICY_YAML } from './policy.js';
+import { parsePolicy } from './policy-load.js';
 import { issueToken, loadTokenSigner } from './token.js';
 
 let tmp: string;

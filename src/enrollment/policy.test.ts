@@ -5,18 +5,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SEED_CUSTOM_POLICY } from '../../test/support/fixtures.js';
 import { PollenError } from '../errors.js';
-import {
-  DEFAULT_POLICY_YAML,
-  decide,
-  explain,
-  ipInRanges,
-  loadPolicy,
-  matchNamePattern,
-  notificationTargets,
-  parseCidr,
-  parseDuration,
-  parsePolicy,
-} from './policy.js';
+import { DEFAULT_POLICY_YAML, decide, explain, notificationTargets } from './policy.js';
+import { loadPolicy, parsePolicy } from './policy-load.js';
+import { ipInRanges, matchNamePattern, parseCidr, parseDuration } from './policy-match.js';
 
 const CUSTOM = SEED_CUSTOM_POLICY;
 

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeCaFolder } from '../../test/support/fixtures.js';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
-import { loadPolicy, parsePolicy } from './policy.js';
+import { loadPolicy, parsePolicy } from './policy-load.js';
 import {
   decodeToken,
   decodeTokenHeader,

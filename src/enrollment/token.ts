@@ -21,13 +21,8 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
-import {
-  isSiteType,
-  type LoadedPolicy,
-  matchNamePattern,
-  SUBJECT_TYPES,
-  type SubjectType,
-} from './policy.js';
+import { isSiteType, type LoadedPolicy, SUBJECT_TYPES, type SubjectType } from './policy.js';
+import { matchNamePattern } from './policy-match.js';
 
 /** The JOSE `typ` of an enrollment token (RFC 8725 §3.11: explicit typing). */
 export const TOKEN_TYPE = 'pollen-enroll+jwt';

@@ -1,10 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type Kysely, sql } from 'kysely';
-import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createTestDatabase } from '../../test/support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { storeBackends } from '../../test/support/backends.js';
 import { openDatabase } from './database.js';
 
 interface Schema {
@@ -22,18 +18,7 @@ const migrations = {
   },
 };
 
-const dir = mkdtempSync(join(tmpdir(), 'pollen-store-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const backends = [
-  ['sqlite', async () => join(dir, `${randomUUID()}.db`)],
-  [
-    'postgres',
-    async () => createTestDatabase(inject('postgresUrl'), `t_${randomUUID().replaceAll('-', '')}`),
-  ],
-] as const;
-
-describe.each(backends)('store on %s', (backend, makeUrl) => {
+describe.each(storeBackends('store'))('store on %s', (backend, makeUrl) => {
   it('migrates, writes, reads back bigints as numbers and survives a reopen', async () => {
     const url = await makeUrl();
     const a = await openDatabase<Schema>({ url, migrations });

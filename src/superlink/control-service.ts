@@ -8,14 +8,15 @@ import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
 import { assertValidName, projectSlug } from '../pki/profiles.js';
-import type { BulkRequest } from '../transport/bulk-chunks.js';
-import { serveMissingChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import type { BulkRequest } from '../transport/bulk-server.js';
+import { serveMissingChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import { peerContextKey } from '../transport/context.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import type { PeerIdentity } from '../transport/tls.js';
 import { configFromWire } from '../transport/wire.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
+import type { LogLine } from './state.js';
 
 export interface ControlOptions {
   /** Without TLS (development) every caller is the local admin. */
@@ -39,6 +40,11 @@ function adminOf(peer: PeerIdentity | undefined, o: ControlOptions): string {
   if (o.project && peer.project !== projectSlug(o.project))
     throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
   return peer.name;
+}
+
+/** Log lines as StreamLogs sends them. */
+function wireLogLines(lines: LogLine[]) {
+  return lines.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text }));
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>
@@ -141,12 +147,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
             if (lines.length > 0) {
               after = lines[lines.length - 1]!.seq;
               yield {
-                lines: lines.map((l) => ({
-                  seq: BigInt(l.seq),
-                  at: BigInt(l.at),
-                  stream: l.stream,
-                  text: l.text,
-                })),
+                lines: wireLogLines(lines),
               };
               continue;
             }
@@ -155,12 +156,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
               // Lines written just before the run finished.
               const rest = await link.state.readLogs(req.runId, { afterSeq: after, limit: 500 });
               yield {
-                lines: rest.map((l) => ({
-                  seq: BigInt(l.seq),
-                  at: BigInt(l.at),
-                  stream: l.stream,
-                  text: l.text,
-                })),
+                lines: wireLogLines(rest),
                 run,
               };
               return;

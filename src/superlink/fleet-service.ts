@@ -10,8 +10,9 @@ import type { ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/con
 import { PollenError } from '../errors.js';
 import { Fleet, PullMessagesResponseSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { MessageSchema, type Message as WireMessage } from '../gen/pollen/v1/records_pb.js';
-import { type BulkRequest, CHUNK_RUN_HEADER } from '../transport/bulk-chunks.js';
-import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
+import type { BulkRequest } from '../transport/bulk-server.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { isScopeName } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';

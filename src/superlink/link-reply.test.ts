@@ -3,61 +3,28 @@
  * ServerApp fail to rebuild the message is refused for that reply only. Admins of another
  * project are refused by the Control API.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
-import pino from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { storeBackends } from '../../test/support/backends.js';
+import { linkStates } from '../../test/support/link-states.js';
+import { instruction, runningRun } from '../../test/support/runs.js';
 import { isPollenError } from '../errors.js';
 import { MessageSchema } from '../gen/pollen/v1/records_pb.js';
-import { DiskChunkStore } from '../transport/chunks.js';
 import { controlBulkAuth } from './control-service.js';
-import { Link } from './link.js';
-import { RelayChunks } from './relay-chunks.js';
-import { openLinkState } from './state.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pollen-reply-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+describe.each(storeBackends('reply'))('Link.pushReply on %s', (backend, makeUrl) => {
+  const open = linkStates(backend, makeUrl, { now: Date.now });
 
-describe('Link.pushReply', () => {
   it('refuses a reply whose metadata the ServerApp could not read, and keeps the instruction open', async () => {
-    const state = await openLinkState({ url: join(dir, 'link.db') });
-    const link = new Link({
-      state,
-      chunks: new DiskChunkStore(join(dir, 'chunks')),
-      relay: new RelayChunks({ dir: join(dir, 'run-chunks') }),
-      stateDir: dir,
-      log: pino({ level: 'silent' }),
-      nodeAuth: false,
-    });
-    const run = await state.createRun({
-      fabHash: `sha256:${'a'.repeat(64)}`,
-      fabName: 'a',
-      fabVersion: '1',
-      runConfig: {},
-      federation: 'f',
-      createdBy: 't',
-    });
-    await state.transitionRun(run.runId, 'starting');
-    await state.transitionRun(run.runId, 'running');
+    const state = await open.state();
+    const { link } = open.link(state);
+    const runId = await runningRun(state, 'a');
     await state.activateNode({ nodeId: 'n1', name: 'n1', heartbeatIntervalMs: 10_000 });
-    await state.pushInstructions(run.runId, [
-      {
-        messageId: 'i1',
-        dstNodeId: 'n1',
-        groupId: 'g',
-        messageType: 'train',
-        createdAt: Date.now(),
-        ttlMs: 60_000,
-        payload: new Uint8Array(4),
-        chunkIds: [],
-      },
-    ]);
+    await state.pushInstructions(runId, [instruction('i1', 'n1', { groupId: 'g' })]);
     const reply = (patch: Record<string, unknown>) =>
       create(MessageSchema, {
         metadata: {
-          runId: run.runId,
+          runId,
           messageId: 'r1',
           replyToMessageId: 'i1',
           groupId: 'g',
@@ -73,9 +40,8 @@ describe('Link.pushReply', () => {
       expect(r.errorCode, JSON.stringify(bad)).toBe('MESSAGE_INVALID');
     }
     expect((await link.pushReply('n1', reply({}))).errorCode).toBeUndefined();
-    const [stored] = await state.pullReplies(run.runId, ['i1']);
+    const [stored] = await state.pullReplies(runId, ['i1']);
     expect(stored && 'payload' in stored).toBe(true);
-    await state.close();
   });
 });
 

@@ -19,7 +19,7 @@ import {
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { MESSAGE_TYPES } from '../sdk/message.js';
-import { CHUNK_RUN_HEADER } from '../transport/bulk-chunks.js';
+import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
 import {
   CHUNK_SIZE,
   type ChunkStore,

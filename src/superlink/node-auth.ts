@@ -11,7 +11,7 @@
  *   request stays bound and replay-proof.
  * - Insecure mode (development only): no certificate; the node names itself.
  *
- * The bulk chunk route (transport/bulk-chunks.ts) admits the same callers (`fleetBulkAuth`): in
+ * The bulk chunk route (transport/bulk-server.ts) admits the same callers (`fleetBulkAuth`): in
  * node-key mode its requests carry the session HMAC over method `PUT /pollen.v1.chunks/{id}`
  * (or `GET …`) with body = the id string.
  *
@@ -29,7 +29,8 @@ import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
 import { projectSlug } from '../pki/profiles.js';
-import { type BulkRequest, bulkAuthMethod } from '../transport/bulk-chunks.js';
+import { bulkAuthMethod } from '../transport/bulk-protocol.js';
+import type { BulkRequest } from '../transport/bulk-server.js';
 import { peerContextKey } from '../transport/context.js';
 import { toConnectError } from '../transport/errors.js';
 import {

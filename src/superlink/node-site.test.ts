@@ -3,35 +3,11 @@
  * at registration or bound by its first activation, atomically even when two LinkStates on one
  * store race, kept across a reopen, and brought to keys registered before the binding existed.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
-import { createTestDatabase } from '../../test/support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { storeBackends } from '../../test/support/backends.js';
+import { sshKeyLine as key, linkStates, T0 } from '../../test/support/link-states.js';
 import { openDatabase } from '../store/database.js';
-import { type LinkState, openLinkState } from './state.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
-
-const dir = mkdtempSync(join(tmpdir(), 'pollen-node-site-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const backends = [
-  ['sqlite', async () => join(dir, `${randomUUID()}.db`)],
-  [
-    'postgres',
-    async () => createTestDatabase(inject('postgresUrl'), `t_${randomUUID().replaceAll('-', '')}`),
-  ],
-] as const;
-
-const T0 = 1_700_000_000_000;
-/** An OpenSSH public key line: the blob starts with its type as an SSH string. */
-const key = () => {
-  const type = 'ecdsa-sha2-nistp256';
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(type.length);
-  return `${type} ${Buffer.concat([len, Buffer.from(type), randomBytes(65)]).toString('base64')}`;
-};
 
 async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
   try {
@@ -42,21 +18,12 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
   }
 }
 
-describe.each(backends)('node key sites on %s', (backend, makeUrl) => {
-  let t = T0;
-  const open: LinkState[] = [];
-  afterEach(async () => {
-    for (const s of open.splice(0)) await s.close();
-  });
-  async function state(url: string): Promise<LinkState> {
-    const s = await openLinkState({ url, now: () => t });
-    open.push(s);
-    return s;
-  }
+describe.each(storeBackends('node-site'))('node key sites on %s', (backend, makeUrl) => {
+  const { clock, state } = linkStates(backend, makeUrl);
 
   it('keeps the site named at registration, with who named it, and answers it to any activation', async () => {
     const url = await makeUrl();
-    const s = await state(url);
+    const s = await state({ url });
     const info = await s.registerNodeKey({
       nodeId: 'k1',
       publicKey: key(),
@@ -69,29 +36,29 @@ describe.each(backends)('node key sites on %s', (backend, makeUrl) => {
     expect(await s.bindSite('k1', 'site-2')).toEqual({ site: 'site-1', boundNow: false });
     expect(await s.bindSite('k1', 'site-1')).toEqual({ site: 'site-1', boundNow: false });
     await s.close();
-    const again = await state(url);
+    const again = await state({ url });
     expect(again.getNode('k1')).toMatchObject({ site: 'site-1', siteBoundBy: 'admin:admin@x' });
   });
 
   it('binds an unnamed key to its first site, once, and keeps that across a reopen', async () => {
     const url = await makeUrl();
-    const s = await state(url);
+    const s = await state({ url });
     const info = await s.registerNodeKey({ nodeId: 'k1', publicKey: key(), name: 'a' });
     expect(info).toMatchObject({ site: null, siteBoundBy: null, siteBoundAt: null });
-    t = T0 + 5;
+    clock.t = T0 + 5;
     expect(await s.bindSite('k1', 'site-2')).toEqual({ site: 'site-2', boundNow: true });
     expect(await s.bindSite('k1', 'site-1')).toEqual({ site: 'site-2', boundNow: false });
     expect(s.getNode('k1')).toMatchObject({ site: 'site-2', siteBoundBy: 'first-use', siteBoundAt: T0 + 5 });
     await s.close();
-    const again = await state(url);
+    const again = await state({ url });
     expect(await again.bindSite('k1', 'site-1')).toEqual({ site: 'site-2', boundNow: false });
   });
 
   it('lets one of two LinkStates on one store bind a key when they race with different sites', async () => {
     const url = await makeUrl();
-    const one = await state(url);
+    const one = await state({ url });
     await one.registerNodeKey({ nodeId: 'k1', publicKey: key(), name: 'a' });
-    const two = await state(url); // loads the registration, unbound
+    const two = await state({ url }); // loads the registration, unbound
     const [a, b] = await Promise.all([one.bindSite('k1', 'site-1'), two.bindSite('k1', 'site-2')]);
     expect([a.boundNow, b.boundNow].filter(Boolean)).toHaveLength(1);
     expect(a.site).toBe(b.site);
@@ -101,7 +68,7 @@ describe.each(backends)('node key sites on %s', (backend, makeUrl) => {
   });
 
   it('refuses to bind a key that is not or no longer registered, and a new registration replaces the site', async () => {
-    const s = await state(await makeUrl());
+    const s = await state();
     expect(await codeOf(s.bindSite('nobody', 'site-1'))).toBe('NODE_NOT_REGISTERED');
     await s.activateNode({ nodeId: 'cert-node', name: 'c', heartbeatIntervalMs: 10_000 });
     expect(await codeOf(s.bindSite('cert-node', 'site-1'))).toBe('NODE_NOT_REGISTERED');
@@ -145,7 +112,7 @@ describe.each(backends)('node key sites on %s', (backend, makeUrl) => {
     } finally {
       await old.close();
     }
-    const s = await state(url);
+    const s = await state({ url });
     expect(s.isKeyRegistered(k)).toBe('k-old');
     expect(s.getNode('k-old')).toMatchObject({ site: null, registered: true });
     expect(await s.bindSite('k-old', 'site-1')).toEqual({ site: 'site-1', boundNow: true });

@@ -17,7 +17,7 @@ import type { ChunkBudget } from '../transport/chunks.js';
 
 const MiB = 1024 * 1024;
 
-/** The limits a SuperLink enforces; each has a flag of `pollen superlink` (cli/commands/superlink.ts). */
+/** The limits a SuperLink enforces; each has a flag of `pollen superlink` (cli/superlink/limits.ts). */
 export interface Limits {
   /** Bytes of one run's chunks one node may hold on the SuperLink (--node-chunk-quota). */
   nodeChunkQuotaBytes: number;

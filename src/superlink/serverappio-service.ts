@@ -10,8 +10,9 @@ import {
 } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
-import { type BulkRequest, CHUNK_SOURCE_HEADER } from '../transport/bulk-chunks.js';
-import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import { CHUNK_SOURCE_HEADER } from '../transport/bulk-protocol.js';
+import type { BulkRequest } from '../transport/bulk-server.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import type { Link } from './link.js';

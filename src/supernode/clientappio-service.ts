@@ -13,8 +13,8 @@ import {
 import { PollenError } from '../errors.js';
 import { ClientAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { ConfigValue } from '../gen/pollen/v1/records_pb.js';
-import type { BulkRequest } from '../transport/bulk-chunks.js';
-import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-transfer.js';
+import type { BulkRequest } from '../transport/bulk-server.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import type { WireMessage } from '../transport/wire.js';

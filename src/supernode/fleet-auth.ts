@@ -5,7 +5,7 @@
  */
 import { toBinary } from '@bufbuild/protobuf';
 import type { Interceptor } from '@connectrpc/connect';
-import { type BulkMethod, bulkAuthMethod } from '../transport/bulk-chunks.js';
+import { type BulkMethod, bulkAuthMethod } from '../transport/bulk-protocol.js';
 import type { RequestSigner } from '../transport/node-request-auth.js';
 
 export interface SessionHolder {

@@ -9,6 +9,7 @@ import { PollenError } from '../errors.js';
 import type { ClientApp } from '../sdk/app.js';
 import { createContext, type UserConfigValue } from '../sdk/context.js';
 import { downloadChunks } from '../transport/chunk-transfer.js';
+import type { ChunkTransport } from '../transport/chunk-transport.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import {
   chunkIdsOf,
@@ -25,6 +26,8 @@ import type { RunSlots, Slot } from './run-slots.js';
 
 export interface InstructionsOptions {
   fleet: FleetClient;
+  /** The chunk routes of the same SuperLink (the bulk route where it has one). */
+  fleetChunks: ChunkTransport;
   chunks: ChunkStore;
   slots: RunSlots;
   replies: Replies;
@@ -45,14 +48,14 @@ export class Instructions {
   async handle(message: WireMessage): Promise<void> {
     const md = message.metadata;
     if (!md) return;
-    const { fleet, chunks, app } = this.o;
+    const { fleet, chunks, app, fleetChunks } = this.o;
     this.o.onTask?.(md.runId, md.messageId, md.messageType);
     try {
       const slot = await this.o.slots.open(md.runId);
       const ids = chunkIdsOf(message);
       const missing = await chunks.missing(ids);
       if (missing.length > 0)
-        await call(() => downloadChunks(fleet, missing, chunks, { scope: { runId: md.runId } }));
+        await call(() => downloadChunks(fleetChunks, missing, chunks, { scope: { runId: md.runId } }));
       if (app) {
         this.#handleEmbedded(app, slot, message);
         return;

@@ -10,6 +10,7 @@ import { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import { Message } from '../sdk/message.js';
 import { RecordDict } from '../sdk/records.js';
+import { rpcChunkTransport } from '../transport/chunk-rpc.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
 import { toConnectError } from '../transport/errors.js';
 import { messageToWire } from '../transport/wire.js';
@@ -21,11 +22,13 @@ function setup(fleet: Partial<ServiceImpl<typeof Fleet>>, session = { hasSession
   const clock = new ManualClock({ start: 1_700_000_000_000, settleMs: 100 });
   const closing = new AbortController();
   const replied: (string | undefined)[] = [];
+  const client = createClient(
+    Fleet,
+    createRouterTransport((router) => router.service(Fleet, fleet)),
+  );
   const replies = new Replies({
-    fleet: createClient(
-      Fleet,
-      createRouterTransport((router) => router.service(Fleet, fleet)),
-    ),
+    fleet: client,
+    fleetChunks: rpcChunkTransport(client),
     chunks: new MemoryChunkStore(),
     session: {
       get hasSession() {

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { isPollenError } from '../errors.js';
 import { MessageSchema } from '../gen/pollen/v1/records_pb.js';
 import { uploadChunks } from '../transport/chunk-transfer.js';
+import type { ChunkTransport } from '../transport/chunk-transport.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { chunkIdsOf, type WireMessage } from '../transport/wire.js';
 import { call, type FleetClient, transient } from './fleet-call.js';
@@ -16,6 +17,8 @@ import { type NodeTime, pause } from './node-time.js';
 
 export interface RepliesOptions {
   fleet: FleetClient;
+  /** The chunk routes of the same SuperLink (the bulk route where it has one). */
+  fleetChunks: ChunkTransport;
   /** Where the chunks of replies from ClientApp processes wait. */
   chunks: ChunkStore;
   /** The node-key session, renewed when a push finds it expired. */
@@ -36,14 +39,14 @@ export class Replies {
 
   /** Send a reply; `own` holds its chunks when they are not in the node's store (embedded mode). */
   async push(reply: WireMessage, own?: Map<string, Uint8Array>): Promise<void> {
-    const { fleet, chunks, signal } = this.o;
+    const { fleet, chunks, signal, fleetChunks } = this.o;
     const ids = chunkIdsOf(reply);
     const runId = reply.metadata?.runId ?? '';
     for (let attempt = 0; ; attempt++) {
       try {
         // Into the run's scope on the SuperLink, which relays them unhashed to the ServerApp.
         if (ids.length > 0)
-          await call(() => uploadChunks(fleet, own ?? { ids, source: chunks }, { scope: { runId } }));
+          await call(() => uploadChunks(fleetChunks, own ?? { ids, source: chunks }, { scope: { runId } }));
         const { results } = await call(() => fleet.pushMessages({ messages: [reply] }));
         const r = results[0];
         this.o.onReply?.(runId, reply.metadata?.replyToMessageId ?? '', r?.errorCode || undefined);

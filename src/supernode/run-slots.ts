@@ -11,6 +11,7 @@ import { PollenError } from '../errors.js';
 import type { Run as WireRun } from '../gen/pollen/v1/records_pb.js';
 import type { Context } from '../sdk/context.js';
 import { downloadChunks } from '../transport/chunk-transfer.js';
+import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
 import { chunkIdsOf, type WireMessage } from '../transport/wire.js';
 import type { Waiters } from '../util/waiters.js';
@@ -31,6 +32,8 @@ export interface Slot extends AppSlot {
 
 export interface RunSlotsOptions {
   fleet: FleetClient;
+  /** The chunk routes of the same SuperLink (the bulk route where it has one). */
+  fleetChunks: ChunkTransport;
   time: NodeTime;
   /** Wakes the ClientApps' long polls (a task queued, a slot shut down). */
   tasks: Waiters;
@@ -112,11 +115,11 @@ export class RunSlots implements RunWatch {
   }
 
   async #fetchBundle(run: WireRun): Promise<ExtractedBundle> {
-    const { fleet } = this.o;
+    const { fleet, fleetChunks } = this.o;
     const { fab } = await call(() => fleet.getFab({ hash: run.fab!.hash }));
     if (!fab) throw new PollenError('BUNDLE_NOT_FOUND', `No bundle ${run.fab!.hash}`);
     const store = new MemoryChunkStore();
-    await call(() => downloadChunks(fleet, fab.chunkIds, store));
+    await call(() => downloadChunks(fleetChunks, fab.chunkIds, store));
     const parts: Uint8Array[] = [];
     for (const id of fab.chunkIds) parts.push((await store.get(id))!);
     const bytes = Buffer.concat(parts);

@@ -124,6 +124,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     bulkHeaders: fleetBulkHeaders(auth),
   });
   const fleet = channel.client(Fleet);
+  const fleetChunks = channel.chunks(fleet);
   const heartbeatMs = o.heartbeatIntervalMs ?? 10_000;
   const tasks = new Waiters();
   const closing = new AbortController();
@@ -134,6 +135,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
 
   const slots: RunSlots = new RunSlots({
     fleet,
+    fleetChunks,
     time,
     tasks,
     appsDir: join(workDir, 'apps'),
@@ -162,6 +164,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   const nodeId = () => session.nodeId;
   const replies = new Replies({
     fleet,
+    fleetChunks,
     chunks,
     session,
     nodeId,
@@ -172,6 +175,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   });
   const instructions: Instructions = new Instructions({
     fleet,
+    fleetChunks,
     chunks,
     slots,
     replies,

@@ -8,24 +8,24 @@ import { join } from 'node:path';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { connectNodeAdapter, createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { PollenError } from '../errors.js';
+import { pollenCodeOf } from '../../test/support/errors.js';
+import type { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import { Message } from '../sdk/message.js';
 import { ArrayRecord, RecordDict } from '../sdk/records.js';
 import {
-  type ChunkPushClient,
-  downloadChunks,
-  HTTP2_SETTINGS,
-  pullChunkStream,
+  type ChunkRpcClient,
+  rpcChunkTransport,
   serveMissingChunks,
   servePullChunks,
   servePushChunks,
-  uploadChunks,
-  WideWindowSessionManager,
-  widenServerWindows,
-} from './chunk-transfer.js';
+} from './chunk-rpc.js';
+import { downloadChunks, pullChunkStream, uploadChunks } from './chunk-transfer.js';
+import type { ChunkTransport } from './chunk-transport.js';
 import { type ChunkStore, chunkId, DiskChunkStore, MemoryChunkStore } from './chunks.js';
 import { ERROR_CODE_HEADER, fromConnectError } from './errors.js';
+import { WideWindowSessionManager } from './rpc-client.js';
+import { HTTP2_SETTINGS, widenServerWindows } from './rpc-server.js';
 import { chunkIdsOf, messageFromWire, messageFromWireStreaming, messageToWire } from './wire.js';
 
 const MAX_CHUNK = 64 * 1024;
@@ -37,6 +37,8 @@ let ca: string;
 /** What the server stores into and serves from; tests swap it. */
 let store: ChunkStore;
 let client: ReturnType<typeof createClient<typeof Fleet>>;
+/** The chunk RPCs of `client`. */
+let rpc: ChunkTransport;
 let sessions: WideWindowSessionManager;
 
 beforeAll(async () => {
@@ -82,6 +84,7 @@ beforeAll(async () => {
   baseUrl = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
   sessions = new WideWindowSessionManager(baseUrl, undefined, { ca });
   client = createClient(Fleet, createGrpcTransport({ baseUrl, sessionManager: sessions }));
+  rpc = rpcChunkTransport(client);
 });
 
 afterAll(async () => {
@@ -104,16 +107,6 @@ function model(floats = 100_000, seed = 1): Message {
   });
 }
 
-async function pollenCode(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PollenError);
-    return (e as PollenError).code;
-  }
-  throw new Error('expected a PollenError');
-}
-
 describe('uploadChunks', () => {
   it('pushes only what the server lacks, in one PushChunks call', async () => {
     const { wire, chunks } = messageToWire(model(), { chunkSize: 16 * 1024 });
@@ -122,7 +115,7 @@ describe('uploadChunks', () => {
     // w: 25 distinct pieces; b: 6 identical full zero pieces and a short zero one.
     expect(chunks.size).toBe(27);
     const calls = { missing: 0, push: 0 };
-    const counting: ChunkPushClient = {
+    const counting: ChunkRpcClient = {
       missingChunks: (req, o) => {
         calls.missing++;
         return client.missingChunks(req, o);
@@ -131,22 +124,24 @@ describe('uploadChunks', () => {
         calls.push++;
         return client.pushChunks(s, o);
       },
+      pullChunks: (req, o) => client.pullChunks(req, o),
     };
+    const counted = rpcChunkTransport(counting);
     const progress: number[] = [];
-    const first = await uploadChunks(counting, chunks, { onProgress: (p) => progress.push(p.chunks) });
+    const first = await uploadChunks(counted, chunks, { onProgress: (p) => progress.push(p.chunks) });
     expect(first).toEqual({ sent: 27, bytes: 100_000 * 4 + 16 * 1024 + 1696, skipped: 0 });
     expect(calls).toEqual({ missing: 1, push: 1 });
     expect(progress).toEqual(Array.from({ length: 27 }, (_, i) => i + 1));
     expect(await store.missing(ids)).toEqual([]);
 
-    const again = await uploadChunks(counting, chunks);
+    const again = await uploadChunks(counted, chunks);
     expect(again).toEqual({ sent: 0, bytes: 0, skipped: 27 });
     expect(calls).toEqual({ missing: 2, push: 1 }); // nothing to push: no PushChunks call
 
     await store.delete(ids[3]!);
     await store.delete(ids[7]!);
     const partial = await uploadChunks(
-      counting,
+      counted,
       { ids, source: { get: async (id) => chunks.get(id) } },
       {
         batchSize: 10,
@@ -160,7 +155,7 @@ describe('uploadChunks', () => {
     const good = new Uint8Array(1000).fill(1);
     const evil = new Uint8Array(1000).fill(2);
     const lying = new Map([[chunkId(good), evil]]);
-    expect(await pollenCode(uploadChunks(client, lying))).toBe('CHUNK_MISMATCH');
+    expect(await pollenCodeOf(uploadChunks(rpc, lying))).toBe('CHUNK_MISMATCH');
     expect(await store.has(chunkId(good))).toBe(false);
     // Raw call: the Connect code and the Pollen code header.
     try {
@@ -178,12 +173,12 @@ describe('uploadChunks', () => {
     }
     // Same connection, next calls work.
     const { chunks } = messageToWire(model(20_000), { chunkSize: 16 * 1024 });
-    expect((await uploadChunks(client, chunks)).sent).toBe(chunks.size);
+    expect((await uploadChunks(rpc, chunks)).sent).toBe(chunks.size);
   });
 
   it('oversize chunks, bad ids and too many ids are refused with their codes', async () => {
     const big = new Uint8Array(MAX_CHUNK + 1);
-    expect(await pollenCode(uploadChunks(client, new Map([[chunkId(big), big]])))).toBe('CHUNK_TOO_LARGE');
+    expect(await pollenCodeOf(uploadChunks(rpc, new Map([[chunkId(big), big]])))).toBe('CHUNK_TOO_LARGE');
     try {
       await client.missingChunks({ chunkIds: Array(1001).fill(chunkId(big)) });
       expect.unreachable();
@@ -198,13 +193,13 @@ describe('uploadChunks', () => {
       expect(fromConnectError(e).code).toBe('CHUNK_ID_INVALID');
     }
     // Locally, before any call.
-    expect(await pollenCode(uploadChunks(client, new Map([['x', big]])))).toBe('CHUNK_ID_INVALID');
+    expect(await pollenCodeOf(uploadChunks(rpc, new Map([['x', big]])))).toBe('CHUNK_ID_INVALID');
   });
 
   it('reports a chunk its source cannot provide as CHUNK_MISSING', async () => {
     const data = new Uint8Array(10).fill(3);
-    const code = await pollenCode(
-      uploadChunks(client, { ids: [chunkId(data)], source: new MemoryChunkStore() }),
+    const code = await pollenCodeOf(
+      uploadChunks(rpc, { ids: [chunkId(data)], source: new MemoryChunkStore() }),
     );
     expect(code).toBe('CHUNK_MISSING');
   });
@@ -214,12 +209,12 @@ describe('downloadChunks', () => {
   it('fetches into a store, skipping held chunks, and the message reassembles', async () => {
     const message = model(50_000, 3);
     const { wire, chunks } = messageToWire(message, { chunkSize: 16 * 1024 });
-    await uploadChunks(client, chunks);
+    await uploadChunks(rpc, chunks);
     const ids = chunkIdsOf(wire);
     const local = new MemoryChunkStore();
     const first = ids[0]!;
     await local.put(first, chunks.get(first)!);
-    const result = await downloadChunks(client, ids, local);
+    const result = await downloadChunks(rpc, ids, local);
     expect(result.received).toBe(ids.length - 1);
     expect(result.skipped).toBe(1);
     const back = await messageFromWire(wire, (id) => local.get(id));
@@ -227,14 +222,14 @@ describe('downloadChunks', () => {
     expect(w.get('w')!.data).toEqual(message.contentOrThrow.getArrayRecord('model')!.get('w')!.data);
 
     // Streaming straight from PullChunks into freshly allocated arrays.
-    const streamed = await messageFromWireStreaming(wire, pullChunkStream(client, ids, { batchSize: 7 }), {
+    const streamed = await messageFromWireStreaming(wire, pullChunkStream(rpc, ids, { batchSize: 7 }), {
       verified: true,
     });
     expect(streamed.contentOrThrow.getArrayRecord('model')!.get('w')!.data).toEqual(w.get('w')!.data);
 
     // Into a callback (e.g. a preallocated array).
     const seen = new Map<string, number>();
-    await downloadChunks(client, ids, (id, data) => void seen.set(id, data.byteLength));
+    await downloadChunks(rpc, ids, (id, data) => void seen.set(id, data.byteLength));
     expect([...seen.keys()].sort()).toEqual([...ids].sort());
   });
 
@@ -245,22 +240,22 @@ describe('downloadChunks', () => {
     liar.putView(id, new Uint8Array(5000).fill(8)); // claims id, serves other bytes
     store = liar;
     const into = new MemoryChunkStore();
-    expect(await pollenCode(downloadChunks(client, [id], into))).toBe('CHUNK_MISMATCH');
+    expect(await pollenCodeOf(downloadChunks(rpc, [id], into))).toBe('CHUNK_MISMATCH');
     expect(await into.has(id)).toBe(false);
     const honest = new MemoryChunkStore();
     await honest.put(id, data);
     store = honest;
-    expect((await downloadChunks(client, [id], into)).received).toBe(1);
+    expect((await downloadChunks(rpc, [id], into)).received).toBe(1);
   });
 
   it('an id the server does not hold is CHUNK_MISSING (NotFound), before any data', async () => {
     const { chunks } = messageToWire(model(20_000), { chunkSize: 16 * 1024 });
-    await uploadChunks(client, chunks);
+    await uploadChunks(rpc, chunks);
     const absent = chunkId(new Uint8Array([42]));
     const ids = [...chunks.keys(), absent];
     const got: string[] = [];
     try {
-      await downloadChunks(client, ids, (i) => void got.push(i));
+      await downloadChunks(rpc, ids, (i) => void got.push(i));
       expect.unreachable();
     } catch (e) {
       expect((e as PollenError).code).toBe('CHUNK_MISSING');

@@ -1,62 +1,23 @@
 /**
- * Moving content-addressed chunks over the three chunk RPCs that Fleet, Control, ServerAppIo and
- * ClientAppIo share (MissingChunks, PushChunks, PullChunks): client helpers that upload only
- * what the peer lacks and verify what they download, and server helpers so that every service
- * answers the three RPCs identically. Memory stays O(chunk): uploads are one PushChunks stream fed
- * by a generator that yields one chunk at a time (connect-node writes the next message only once
- * the previous one was handed to the socket), downloads hand each chunk on as it arrives.
- *
- * When the client comes from a Pollen channel (rpc-client.ts openChannel), the chunk bytes go over
- * the server's bulk route instead (bulk-chunks.ts: one plain HTTP/2 PUT or GET per chunk, several
- * in flight, on the same connection), which moves them several times faster than the RPCs.
- * MissingChunks stays an RPC. Other clients (grpc-js, plain Connect clients) use the RPCs.
+ * Moving sets of content-addressed chunks over a ChunkTransport (chunk-transport.ts: the bulk
+ * route or the chunk RPCs, handed in explicitly): uploads that send only what the peer lacks, or
+ * hash a model's pieces while the previous ones are on the wire, and downloads that verify every
+ * chunk and hand it on as it arrives. Memory stays O(chunk): chunks are read from their source
+ * one at a time and sent as views, never copied.
  */
-import type * as http2 from 'node:http2';
-import type { CallOptions } from '@connectrpc/connect';
-import { Http2SessionManager, type Http2SessionOptions } from '@connectrpc/connect-node';
 import { PollenError } from '../errors.js';
 import type { Message } from '../sdk/message.js';
+import { BULK_CONCURRENCY } from './bulk-protocol.js';
+import { MAX_IDS_PER_REQUEST } from './chunk-rpc.js';
 import {
-  BULK_CONCURRENCY,
-  type BulkChunkClient,
-  bulkOf,
-  bulkPull,
-  bulkUpload,
-  type ChunkScopeHint,
-  isBulkUnsupported,
-  scopeHeaders,
-} from './bulk-chunks.js';
-import {
-  assertChunkId,
-  CHUNK_SIZE,
-  type ChunkStore,
-  chunkId,
-  hasVerifiedPut,
-  isRelayStore,
-  verifyChunk,
-} from './chunks.js';
-import { fromConnectError, toConnectError } from './errors.js';
-import { SESSION_WINDOW, STREAM_WINDOW } from './rpc-server.js';
+  type ChunkCallOptions,
+  type ChunkFeed,
+  type ChunkInit,
+  type ChunkTransport,
+  transferCancelled,
+} from './chunk-transport.js';
+import { assertChunkId, CHUNK_SIZE, type ChunkStore, chunkId, hasVerifiedPut } from './chunks.js';
 import { messagePieces, messageToWire, type ToWireOptions, type ToWireResult } from './wire.js';
-
-export interface ChunkInit {
-  id: string;
-  data: Uint8Array;
-}
-
-/** What uploadChunks needs of a Connect client (any of the four services fits). */
-export interface ChunkPushClient {
-  missingChunks(request: { chunkIds: string[] }, options?: CallOptions): Promise<{ chunkIds: string[] }>;
-  pushChunks(request: AsyncIterable<ChunkInit>, options?: CallOptions): Promise<unknown>;
-}
-
-/** What downloadChunks needs of a Connect client. */
-export interface ChunkPullClient {
-  pullChunks(request: { chunkIds: string[] }, options?: CallOptions): AsyncIterable<ChunkInit>;
-}
-
-/** Most ids per MissingChunks / PullChunks request. */
-export const MAX_IDS_PER_REQUEST = 1000;
 
 export interface TransferProgress {
   /** Chunks sent or received so far. */
@@ -66,21 +27,10 @@ export interface TransferProgress {
   total: number;
 }
 
-export interface TransferOptions {
+export interface TransferOptions extends ChunkCallOptions {
   onProgress?: (progress: TransferProgress) => void;
-  signal?: AbortSignal;
   /** Ids per MissingChunks / PullChunks request (default and most: 1000). */
   batchSize?: number;
-  /**
-   * The bulk route to move chunk bytes over (default: the one the client carries, if it comes
-   * from openChannel); false forces the PushChunks / PullChunks RPCs.
-   */
-  bulk?: BulkChunkClient | false;
-  /**
-   * The run (and, for a reader, the uploading node) the chunks belong to: a SuperLink keeps a
-   * run's chunks in scopes of that run (superlink/relay-chunks.ts). Sent as request headers.
-   */
-  scope?: ChunkScopeHint;
 }
 
 export type UploadSource = Map<string, Uint8Array> | { ids: string[]; source: Pick<ChunkStore, 'get'> };
@@ -100,19 +50,17 @@ function batchSizeOf(options: TransferOptions): number {
   return n;
 }
 
-function callOptions(options: TransferOptions): CallOptions {
-  return {
-    ...(options.signal === undefined ? {} : { signal: options.signal }),
-    ...(options.scope ? { headers: scopeHeaders(options.scope) } : {}),
-  };
+/** What one chunk request needs of a transfer's options. */
+function callOptions(options: ChunkCallOptions): ChunkCallOptions {
+  return { signal: options.signal, scope: options.scope };
 }
 
 /**
- * Send the chunks the peer lacks: MissingChunks in batches, then ONE PushChunks stream of only the
- * missing chunks, read from `chunks` one at a time.
+ * Send the chunks the peer lacks: MissingChunks in batches, then only the missing chunks, read
+ * from `chunks` one at a time (over the RPCs: ONE PushChunks stream).
  */
 export async function uploadChunks(
-  client: ChunkPushClient,
+  transport: ChunkTransport,
   chunks: UploadSource,
   options: TransferOptions = {},
 ): Promise<UploadResult> {
@@ -120,67 +68,31 @@ export async function uploadChunks(
   const ids = [...new Set(chunks instanceof Map ? chunks.keys() : chunks.ids)];
   for (const id of ids) assertChunkId(id);
   const missing: string[] = [];
-  try {
-    for (let i = 0; i < ids.length; i += batch) {
-      const asked = ids.slice(i, i + batch);
-      const res = await client.missingChunks({ chunkIds: asked }, callOptions(options));
-      // Only ever push what we asked about, whatever the peer answers.
-      const askedSet = new Set(asked);
-      for (const id of new Set(res.chunkIds)) if (askedSet.has(id)) missing.push(id);
-    }
-  } catch (e) {
-    throw fromConnectError(e);
+  for (let i = 0; i < ids.length; i += batch) {
+    const asked = ids.slice(i, i + batch);
+    const answer = await transport.missing(asked, callOptions(options));
+    // Only ever push what we asked about, whatever the peer answers.
+    const askedSet = new Set(asked);
+    for (const id of new Set(answer)) if (askedSet.has(id)) missing.push(id);
   }
   const result: UploadResult = { sent: 0, bytes: 0, skipped: ids.length - missing.length };
   if (missing.length === 0) return result;
-  const get = async (id: string): Promise<Uint8Array | undefined> =>
-    chunks instanceof Map ? chunks.get(id) : chunks.source.get(id);
-  const bulk = bulkOf(client, options.bulk);
-  if (bulk) {
-    try {
-      await bulkUpload(
-        bulk,
-        missing,
-        get,
-        (_id, bytes) => {
-          result.sent++;
-          result.bytes += bytes;
-          options.onProgress?.({ chunks: result.sent, bytes: result.bytes, total: missing.length });
-        },
-        { signal: options.signal, headers: scopeHeaders(options.scope) },
-      );
-      return result;
-    } catch (e) {
-      if (!isBulkUnsupported(e)) throw e;
-      bulk.supported = false; // a server without the bulk route: the RPCs send everything again
-      result.sent = 0;
-      result.bytes = 0;
-    }
-  }
-  // Errors of the source are kept apart: connect would report them as its own.
-  let sourceError: unknown;
-  async function* stream(): AsyncGenerator<ChunkInit> {
-    for (const id of missing) {
-      let data: Uint8Array | undefined;
-      try {
-        data = await get(id);
-        if (data === undefined)
-          throw new PollenError('CHUNK_MISSING', `Chunk ${id} is not available to send`);
-      } catch (e) {
-        sourceError = e;
-        throw e;
-      }
-      yield { id, data };
+  let next = 0;
+  const feed: ChunkFeed = async () => {
+    if (next >= missing.length) return undefined;
+    const id = missing[next++]!;
+    const data = chunks instanceof Map ? chunks.get(id) : await chunks.source.get(id);
+    if (data === undefined) throw new PollenError('CHUNK_MISSING', `Chunk ${id} is not available to send`);
+    return { id, data };
+  };
+  await transport.push(feed, {
+    ...callOptions(options),
+    onSent: (c) => {
       result.sent++;
-      result.bytes += data.byteLength;
+      result.bytes += c.data.byteLength;
       options.onProgress?.({ chunks: result.sent, bytes: result.bytes, total: missing.length });
-    }
-  }
-  try {
-    await client.pushChunks(stream(), callOptions(options));
-  } catch (e) {
-    throw sourceError ?? fromConnectError(e);
-  }
+    },
+  });
   return result;
 }
 
@@ -219,11 +131,11 @@ function positiveInt(name: string, n: number): number {
  * the id of every piece (for messageToWire's `pieceIds`) once every chunk is stored; the first
  * failure rejects, cancels the chunks in flight and stops the hashing.
  *
- * Over the bulk route only; without one (plain Connect clients, or a server without the route)
- * the pieces are hashed first and go through uploadChunks.
+ * So over a transport that sends a chunk per request (the bulk route: `perChunk`); over the RPCs
+ * the pieces are hashed first and go through uploadChunks (every chunk is asked about).
  */
 export async function uploadPieces(
-  client: ChunkPushClient,
+  transport: ChunkTransport,
   pieces: readonly Uint8Array[],
   options: PipelinedUploadOptions = {},
 ): Promise<PiecesUploadResult> {
@@ -231,25 +143,25 @@ export async function uploadPieces(
   const ahead = positiveInt('ahead', options.ahead ?? 1);
   const concurrency = positiveInt('concurrency', options.concurrency ?? BULK_CONCURRENCY);
   const fresh = options.fresh ?? false;
-  const isFresh = typeof fresh === 'function' ? fresh : () => fresh;
+  // Once the bulk route turns out to be missing, the RPCs carry every byte: ask about the rest.
+  const isFresh = (id: string): boolean =>
+    transport.perChunk && (typeof fresh === 'function' ? fresh(id) : fresh);
   const ids: string[] = new Array<string>(pieces.length);
-  const viaRpc = async (from: number): Promise<PiecesUploadResult> => {
-    for (let i = from; i < pieces.length; i++) ids[i] = chunkId(pieces[i]!);
+  if (!transport.perChunk) {
+    for (let i = 0; i < pieces.length; i++) ids[i] = chunkId(pieces[i]!);
     const chunks = new Map<string, Uint8Array>();
     ids.forEach((id, i) => {
       if (!chunks.has(id)) chunks.set(id, pieces[i]!);
     });
-    return { ids, ...(await uploadChunks(client, chunks, { ...options, bulk: false })) };
-  };
-  const bulk = bulkOf(client, options.bulk);
-  if (!bulk) return viaRpc(0);
+    return { ids, ...(await uploadChunks(transport, chunks, options)) };
+  }
   const result: PiecesUploadResult = { ids, sent: 0, bytes: 0, skipped: 0 };
   if (pieces.length === 0) return result;
 
   const inner = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, inner.signal]) : inner.signal;
   const seen = new Set<string>();
-  /** Hashed, to be PUT. */
+  /** Hashed, to be sent. */
   const ready: ChunkInit[] = [];
   /** Hashed, to be asked about with MissingChunks. */
   const unchecked: ChunkInit[] = [];
@@ -276,22 +188,27 @@ export async function uploadPieces(
     if (checking || failure || unchecked.length === 0) return;
     const asked = unchecked.splice(0, batch);
     checking = true;
-    client.missingChunks({ chunkIds: asked.map((c) => c.id) }, { ...callOptions(options), signal }).then(
-      (res) => {
-        const missing = new Set(res.chunkIds);
-        for (const c of asked) {
-          if (missing.has(c.id)) ready.push(c);
-          else result.skipped++;
-        }
-        checking = false;
-        check();
-        notify();
-      },
-      (e) => {
-        checking = false;
-        fail(fromConnectError(e));
-      },
-    );
+    transport
+      .missing(
+        asked.map((c) => c.id),
+        { signal, scope: options.scope },
+      )
+      .then(
+        (answer) => {
+          const missing = new Set(answer);
+          for (const c of asked) {
+            if (missing.has(c.id)) ready.push(c);
+            else result.skipped++;
+          }
+          checking = false;
+          check();
+          notify();
+        },
+        (e) => {
+          checking = false;
+          fail(e);
+        },
+      );
   };
 
   const hasher = async (): Promise<void> => {
@@ -300,8 +217,7 @@ export async function uploadPieces(
       if (failure) return;
       await nextTurn(); // let the socket and the responses move between two hashes
       if (failure) return;
-      if (options.signal?.aborted)
-        return fail(new PollenError('UNAVAILABLE', 'The chunk transfer was cancelled'));
+      if (options.signal?.aborted) return fail(transferCancelled());
       const data = pieces[hashed]!;
       const id = chunkId(data);
       ids[hashed++] = id;
@@ -317,36 +233,40 @@ export async function uploadPieces(
     }
   };
 
-  const worker = async (): Promise<void> => {
+  /** The next hashed chunk the peer lacks, once there is one; undefined when all are sent. */
+  const feed: ChunkFeed = async () => {
     for (;;) {
-      if (failure) return;
+      if (failure) return undefined;
       const c = ready.shift();
-      if (c === undefined) {
-        if (done()) return;
-        await changed();
-        continue;
+      if (c !== undefined) {
+        notify(); // room for the hasher
+        return c;
       }
-      notify(); // room for the hasher
-      await bulk.put(c.id, c.data, signal, scopeHeaders(options.scope));
-      result.sent++;
-      result.bytes += c.data.byteLength;
-      options.onProgress?.({
-        chunks: result.sent,
-        bytes: result.bytes,
-        total: seen.size - result.skipped, // grows while hashing goes on
-      });
+      if (done()) return undefined;
+      await changed();
     }
   };
 
   await Promise.all([
     hasher().catch(fail),
-    ...Array.from({ length: concurrency }, () => worker().catch(fail)),
+    transport
+      .push(feed, {
+        signal,
+        scope: options.scope,
+        concurrency,
+        onSent: (c) => {
+          result.sent++;
+          result.bytes += c.data.byteLength;
+          options.onProgress?.({
+            chunks: result.sent,
+            bytes: result.bytes,
+            total: seen.size - result.skipped, // grows while hashing goes on
+          });
+        },
+      })
+      .catch(fail),
   ]);
-  if (failure) {
-    if (!isBulkUnsupported(failure.error) || result.sent > 0) throw failure.error;
-    bulk.supported = false; // a server without the bulk route: the RPCs send everything
-    return viaRpc(hashed);
-  }
+  if (failure) throw failure.error;
   return result;
 }
 
@@ -361,12 +281,12 @@ export interface MessagesUploadOptions extends PipelinedUploadOptions {
  * pushed. The arrays must not change until then (the chunks are views into them).
  */
 export async function uploadMessages(
-  client: ChunkPushClient,
+  transport: ChunkTransport,
   messages: readonly Message[],
   options: MessagesUploadOptions = {},
 ): Promise<{ wires: ToWireResult[]; upload: UploadResult }> {
   const pieces = messages.map((m) => messagePieces(m, options.toWire));
-  const { ids, ...upload } = await uploadPieces(client, pieces.flat(), options);
+  const { ids, ...upload } = await uploadPieces(transport, pieces.flat(), options);
   let at = 0;
   const wires = messages.map((m, k) => {
     const n = pieces[k]!.length;
@@ -378,11 +298,11 @@ export async function uploadMessages(
 
 /** uploadMessages for one message. */
 export async function uploadMessage(
-  client: ChunkPushClient,
+  transport: ChunkTransport,
   message: Message,
   options: MessagesUploadOptions = {},
 ): Promise<ToWireResult & { upload: UploadResult }> {
-  const { wires, upload } = await uploadMessages(client, [message], options);
+  const { wires, upload } = await uploadMessages(transport, [message], options);
   return { ...wires[0]!, upload };
 }
 
@@ -392,81 +312,30 @@ export interface PullOptions extends TransferOptions {
 }
 
 /**
- * The chunks `ids`, hash-verified, as they arrive (one PullChunks call per batch of ids). Throws
- * CHUNK_MISMATCH on a bad or unrequested chunk and CHUNK_MISSING if the peer left some out.
- * Usable directly as the chunk stream of messageFromWireStreaming (with `verified: true`).
+ * The chunks `ids`, hash-verified, as they arrive. Throws CHUNK_MISMATCH on a bad or unrequested
+ * chunk and CHUNK_MISSING if the peer left some out. Usable directly as the chunk stream of
+ * messageFromWireStreaming (with `verified: true`).
  */
 export async function* pullChunkStream(
-  client: ChunkPullClient,
+  transport: ChunkTransport,
   ids: string[],
   options: PullOptions = {},
 ): AsyncGenerator<ChunkInit> {
-  const batch = batchSizeOf(options);
-  const maxChunkBytes = options.maxChunkBytes ?? CHUNK_SIZE;
+  const batchSize = batchSizeOf(options);
   const wanted = [...new Set(ids)];
   for (const id of wanted) assertChunkId(id);
+  if (wanted.length === 0) return;
   let chunks = 0;
   let bytes = 0;
-  const bulk = bulkOf(client, options.bulk);
-  if (bulk && wanted.length > 0) {
-    try {
-      for await (const chunk of bulkPull(bulk, wanted, maxChunkBytes, {
-        signal: options.signal,
-        headers: scopeHeaders(options.scope),
-      })) {
-        chunks++;
-        bytes += chunk.data.byteLength;
-        yield chunk;
-        options.onProgress?.({ chunks, bytes, total: wanted.length });
-      }
-      return;
-    } catch (e) {
-      if (!isBulkUnsupported(e) || chunks > 0) throw e;
-      bulk.supported = false; // a server without the bulk route: use PullChunks
-    }
-  }
-  for (let i = 0; i < wanted.length; i += batch) {
-    const asked = wanted.slice(i, i + batch);
-    const pending = new Set(asked);
-    const it = client.pullChunks({ chunkIds: asked }, callOptions(options))[Symbol.asyncIterator]();
-    try {
-      for (;;) {
-        let next: IteratorResult<ChunkInit>;
-        try {
-          next = await it.next();
-        } catch (e) {
-          throw fromConnectError(e);
-        }
-        if (next.done) break;
-        const { id, data } = next.value;
-        if (!pending.has(id)) {
-          if (asked.includes(id)) continue; // a repeat: harmless
-          throw new PollenError(
-            'CHUNK_MISMATCH',
-            `The peer sent chunk ${String(id).slice(0, 80)}, which was not requested`,
-          );
-        }
-        verifyChunk(id, data, maxChunkBytes);
-        pending.delete(id);
-        chunks++;
-        bytes += data.byteLength;
-        yield { id, data };
-        options.onProgress?.({ chunks, bytes, total: wanted.length });
-      }
-    } finally {
-      // Ends the call early when we stop reading (error or consumer break).
-      await it.return?.();
-    }
-    if (pending.size > 0) {
-      const left = [...pending];
-      throw new PollenError(
-        'CHUNK_MISSING',
-        `The peer did not send chunk ${left[0]} (${left.length} missing)`,
-        {
-          data: { chunkIds: left.slice(0, 16) },
-        },
-      );
-    }
+  for await (const chunk of transport.pull(wanted, {
+    ...callOptions(options),
+    batchSize,
+    maxChunkBytes: options.maxChunkBytes ?? CHUNK_SIZE,
+  })) {
+    chunks++;
+    bytes += chunk.data.byteLength;
+    yield chunk;
+    options.onProgress?.({ chunks, bytes, total: wanted.length });
   }
 }
 
@@ -482,7 +351,7 @@ export interface DownloadResult {
  * e.g. one that copies it into a preallocated array.
  */
 export async function downloadChunks(
-  client: ChunkPullClient,
+  transport: ChunkTransport,
   ids: string[],
   into: ChunkStore | ((id: string, data: Uint8Array) => void | Promise<void>),
   options: PullOptions = {},
@@ -490,7 +359,7 @@ export async function downloadChunks(
   const unique = [...new Set(ids)];
   const wanted = typeof into === 'function' ? unique : await into.missing(unique);
   const result: DownloadResult = { received: 0, bytes: 0, skipped: unique.length - wanted.length };
-  for await (const { id, data } of pullChunkStream(client, wanted, options)) {
+  for await (const { id, data } of pullChunkStream(transport, wanted, options)) {
     if (typeof into === 'function') await into(id, data);
     else if (hasVerifiedPut(into)) await into.putVerified(id, data);
     else await into.put(id, data);
@@ -498,160 +367,4 @@ export async function downloadChunks(
     result.bytes += data.byteLength;
   }
   return result;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server side: the three RPCs, identical in every service. Failures are ConnectErrors.
-
-export interface ServeOptions {
-  /** Most ids per MissingChunks / PullChunks request (default 1000). */
-  maxIds?: number;
-}
-
-export interface ServePushOptions {
-  /** Largest chunk accepted (default CHUNK_SIZE). */
-  maxChunkBytes?: number;
-  /** Most chunks in one PushChunks stream (default 10,000: 40 GiB of 4 MiB chunks). */
-  maxChunks?: number;
-}
-
-function checkIds(ids: string[], maxIds: number): void {
-  if (ids.length > maxIds)
-    throw new PollenError('PAYLOAD_TOO_LARGE', `At most ${maxIds} chunk ids per request; got ${ids.length}`);
-  for (const id of ids) assertChunkId(id);
-}
-
-export async function serveMissingChunks(
-  store: Pick<ChunkStore, 'missing'>,
-  request: { chunkIds: string[] },
-  options: ServeOptions = {},
-): Promise<{ chunkIds: string[] }> {
-  try {
-    checkIds(request.chunkIds, options.maxIds ?? MAX_IDS_PER_REQUEST);
-    return { chunkIds: await store.missing(request.chunkIds) };
-  } catch (e) {
-    throw toConnectError(e);
-  }
-}
-
-/**
- * Store every chunk of the stream after checking its hash and size; any valid chunk is accepted.
- * A relay store (chunks.ts isRelayStore) takes them as named: its readers verify them.
- */
-export async function servePushChunks(
-  store: ChunkStore,
-  stream: AsyncIterable<ChunkInit>,
-  options: ServePushOptions = {},
-): Promise<{ stored: number; bytes: bigint }> {
-  const maxChunkBytes = options.maxChunkBytes ?? CHUNK_SIZE;
-  const maxChunks = options.maxChunks ?? 10_000;
-  let stored = 0;
-  let bytes = 0;
-  try {
-    for await (const { id, data } of stream) {
-      if (stored >= maxChunks)
-        throw new PollenError('PAYLOAD_TOO_LARGE', `At most ${maxChunks} chunks per PushChunks call`);
-      if (isRelayStore(store)) {
-        assertChunkId(id);
-        if (data.byteLength > maxChunkBytes)
-          throw new PollenError(
-            'CHUNK_TOO_LARGE',
-            `Chunk ${id} is ${data.byteLength} bytes; at most ${maxChunkBytes} are accepted`,
-          );
-      } else verifyChunk(id, data, maxChunkBytes);
-      if (hasVerifiedPut(store)) await store.putVerified(id, data);
-      else await store.put(id, data);
-      stored++;
-      bytes += data.byteLength;
-    }
-  } catch (e) {
-    throw toConnectError(e);
-  }
-  return { stored, bytes: BigInt(bytes) };
-}
-
-/** Stream the requested chunks; CHUNK_MISSING (NotFound) before sending anything if one is absent. */
-export async function* servePullChunks(
-  store: Pick<ChunkStore, 'missing' | 'get'>,
-  request: { chunkIds: string[] },
-  options: ServeOptions = {},
-): AsyncGenerator<ChunkInit> {
-  const ids = [...new Set(request.chunkIds)];
-  try {
-    checkIds(request.chunkIds, options.maxIds ?? MAX_IDS_PER_REQUEST);
-    const absent = await store.missing(ids);
-    if (absent.length > 0)
-      throw new PollenError(
-        'CHUNK_MISSING',
-        `Chunk ${absent[0]} is not held here (${absent.length} missing)`,
-        {
-          data: { chunkIds: absent.slice(0, 16) },
-        },
-      );
-  } catch (e) {
-    throw toConnectError(e);
-  }
-  for (const id of ids) {
-    let data: Uint8Array | undefined;
-    try {
-      data = await store.get(id);
-      // Deleted (gc) or found corrupt since the check above.
-      if (data === undefined) throw new PollenError('CHUNK_MISSING', `Chunk ${id} is not held here`);
-    } catch (e) {
-      throw toConnectError(e);
-    }
-    yield { id, data };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP/2 flow control. The defaults (64 KiB windows) cap a stream at about one window per round
-// trip; chunk transfers want megabytes in flight.
-
-/** The windows every Pollen HTTP/2 server and client use (rpc-server.ts). */
-export { SESSION_WINDOW, STREAM_WINDOW };
-
-/** Settings for http2.createSecureServer / http2.connect. */
-export const HTTP2_SETTINGS: http2.Settings = Object.freeze({ initialWindowSize: STREAM_WINDOW });
-
-/** Widen the connection window of every session a server accepts. */
-export function widenServerWindows(server: http2.Http2Server | http2.Http2SecureServer): void {
-  server.on('session', (session: http2.ServerHttp2Session) => {
-    session.setLocalWindowSize(SESSION_WINDOW);
-  });
-}
-
-/**
- * A connect-node session manager whose connections have wide receive windows (for downloads):
- * pass it as `sessionManager` to createGrpcTransport. `http2SessionOptions` are those of
- * http2.connect (e.g. `{ ca }`); HTTP2_SETTINGS are added.
- */
-export class WideWindowSessionManager extends Http2SessionManager {
-  readonly #widened = new WeakSet<http2.ClientHttp2Session>();
-
-  constructor(
-    url: URL | string,
-    pingOptions?: Http2SessionOptions,
-    http2SessionOptions: http2.SecureClientSessionOptions = {},
-  ) {
-    super(url, pingOptions, {
-      ...http2SessionOptions,
-      settings: { ...HTTP2_SETTINGS, ...http2SessionOptions.settings },
-    });
-  }
-
-  override async request(
-    method: string,
-    path: string,
-    headers: http2.OutgoingHttpHeaders,
-    options: Omit<http2.ClientSessionRequestOptions, 'signal'>,
-  ): Promise<http2.ClientHttp2Stream> {
-    const stream = await super.request(method, path, headers, options);
-    const session = stream.session as http2.ClientHttp2Session | undefined;
-    if (session !== undefined && !session.destroyed && !this.#widened.has(session)) {
-      this.#widened.add(session);
-      session.setLocalWindowSize(SESSION_WINDOW);
-    }
-    return stream;
-  }
 }

@@ -216,7 +216,7 @@ export class DiskChunkStore implements ChunkStore, VerifiedPut {
 
   /**
    * A new temp file name beside where chunk `id` goes (same filesystem, so `adoptVerified` is
-   * an atomic rename). For writers that stream a chunk in and hash it on the way (bulk-chunks.ts);
+   * an atomic rename). For writers that stream a chunk in and hash it on the way (bulk-server.ts);
    * gc removes temp files left behind by crashes.
    */
   async tempPathFor(id: string): Promise<string> {

@@ -103,8 +103,9 @@ const FALLBACK: Partial<Record<Code, ErrorCode>> = {
   [Code.Canceled]: 'UNAVAILABLE',
 };
 
-function isErrorCode(s: string | null): s is ErrorCode {
-  return s !== null && Object.hasOwn(ERROR_CODES, s);
+/** True for a code of the catalogue (src/errors.ts), e.g. one a peer sent in a header. */
+export function isErrorCode(s: unknown): s is ErrorCode {
+  return typeof s === 'string' && Object.hasOwn(ERROR_CODES, s);
 }
 
 /** A check of ours that failed inside the client's TLS or HTTP/2 layer (it keeps its own code). */
@@ -141,6 +142,15 @@ export function fromConnectError(e: unknown): PollenError {
       hint: "The connection was closed: check the address, and that your certificate is from this project's CA, has the right type and is not revoked (the server log says which).",
     }),
   });
+}
+
+/** Await a remote call, turning a Connect error back into the PollenError it carries. */
+export async function rpc<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (e) {
+    throw fromConnectError(e);
+  }
 }
 
 /** The stable code of any error: a PollenError's, a remote one's, or INTERNAL. */

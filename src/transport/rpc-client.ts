@@ -1,24 +1,25 @@
 /**
  * Clients for Pollen RPC servers: gRPC over HTTP/2 with one long-lived session (handshakes cost
  * ~1.4 ms of server CPU; keep connections) and enlarged flow-control windows for model traffic.
- * Its clients carry a bulk chunk client on the same session (bulk-chunks.ts), which
- * uploadChunks / downloadChunks use for chunk bytes.
+ * A channel also holds a client of its server's bulk chunk route (bulk-client.ts) and hands out
+ * the ChunkTransport that moves chunk bytes over it (RpcChannel.chunks).
  */
-import type { SecureClientSessionOptions } from 'node:http2';
+import type * as http2 from 'node:http2';
 import https from 'node:https';
 import type { DescService } from '@bufbuild/protobuf';
 import { type Client, createClient, type Interceptor } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { createGrpcTransport, Http2SessionManager, type Http2SessionOptions } from '@connectrpc/connect-node';
+import { type BulkChunkClient, bulkChunkTransport, Http1BulkClient, Http2BulkClient } from './bulk-client.js';
+import { BULK_CONCURRENCY, type BulkMethod } from './bulk-protocol.js';
+import { type ChunkRpcClient, rpcChunkTransport } from './chunk-rpc.js';
+import type { ChunkTransport } from './chunk-transport.js';
 import {
-  BULK_CONCURRENCY,
-  type BulkChunkClient,
-  type BulkMethod,
-  Http1BulkClient,
-  Http2BulkClient,
-  withBulk,
-} from './bulk-chunks.js';
-import { WideWindowSessionManager } from './chunk-transfer.js';
-import { MAX_MESSAGE_BYTES, MAX_SESSION_MEMORY_MB, STREAM_WINDOW } from './rpc-server.js';
+  HTTP2_SETTINGS,
+  MAX_MESSAGE_BYTES,
+  MAX_SESSION_MEMORY_MB,
+  SESSION_WINDOW,
+  STREAM_WINDOW,
+} from './rpc-server.js';
 import { checkPollenServer } from './tls.js';
 
 export interface RpcClientOptions {
@@ -38,13 +39,19 @@ export interface RpcClientOptions {
 
 export interface RpcChannel {
   client<S extends DescService>(service: S): Client<S>;
+  /**
+   * How to move chunks to and from this channel's server: over the bulk route, with
+   * MissingChunks (and, where the server has no bulk route, everything) over `rpc`, a client of
+   * this channel; over `rpc` alone when the channel's bulk route is turned off.
+   */
+  chunks(rpc: ChunkRpcClient): ChunkTransport;
   /** PUT/GET of single chunks on the same connection (undefined when turned off). */
   readonly bulk: BulkChunkClient | undefined;
   close(): void;
 }
 
 export function openChannel(o: RpcClientOptions): RpcChannel {
-  const nodeOptions: SecureClientSessionOptions = {
+  const nodeOptions: http2.SecureClientSessionOptions = {
     settings: { initialWindowSize: STREAM_WINDOW },
     maxSessionMemory: MAX_SESSION_MEMORY_MB,
     ...(o.tls
@@ -75,7 +82,7 @@ export function openChannel(o: RpcClientOptions): RpcChannel {
   });
   const bulkHeaders = o.bulkHeaders;
   // Over TLS, chunk bytes take a few HTTP/1.1 keep-alive connections to the same port (faster
-  // than HTTP/2 streams, bulk-chunks.ts); the loopback cleartext APIs speak only HTTP/2.
+  // than HTTP/2 streams, bulk-client.ts); the loopback cleartext APIs speak only HTTP/2.
   const agent =
     bulkHeaders !== false && o.tls
       ? new https.Agent({
@@ -98,14 +105,50 @@ export function openChannel(o: RpcClientOptions): RpcChannel {
       headers: bulkHeaders,
     });
   return {
-    client: (service) => {
-      const client = createClient(service, transport);
-      return bulk ? withBulk(client, bulk) : client;
-    },
+    client: (service) => createClient(service, transport),
+    chunks: (rpc) => (bulk ? bulkChunkTransport(bulk, rpcChunkTransport(rpc)) : rpcChunkTransport(rpc)),
     bulk,
     close: () => {
       manager.abort();
       agent?.destroy();
     },
   };
+}
+
+// HTTP/2 flow control. The defaults (64 KiB windows) cap a stream at about one window per round
+// trip; chunk transfers want megabytes in flight.
+
+/**
+ * A connect-node session manager whose connections have wide receive windows (for downloads):
+ * pass it as `sessionManager` to createGrpcTransport. `http2SessionOptions` are those of
+ * http2.connect (e.g. `{ ca }`); HTTP2_SETTINGS are added.
+ */
+export class WideWindowSessionManager extends Http2SessionManager {
+  readonly #widened = new WeakSet<http2.ClientHttp2Session>();
+
+  constructor(
+    url: URL | string,
+    pingOptions?: Http2SessionOptions,
+    http2SessionOptions: http2.SecureClientSessionOptions = {},
+  ) {
+    super(url, pingOptions, {
+      ...http2SessionOptions,
+      settings: { ...HTTP2_SETTINGS, ...http2SessionOptions.settings },
+    });
+  }
+
+  override async request(
+    method: string,
+    path: string,
+    headers: http2.OutgoingHttpHeaders,
+    options: Omit<http2.ClientSessionRequestOptions, 'signal'>,
+  ): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(method, path, headers, options);
+    const session = stream.session as http2.ClientHttp2Session | undefined;
+    if (session !== undefined && !session.destroyed && !this.#widened.has(session)) {
+      this.#widened.add(session);
+      session.setLocalWindowSize(SESSION_WINDOW);
+    }
+    return stream;
+  }
 }

@@ -6,7 +6,7 @@
  * Model traffic is large, so HTTP/2 flow-control windows are enlarged: Node's 64 KiB defaults
  * cap a loopback upload at about a third of raw TLS throughput.
  *
- * With `bulk`, requests under `/pollen.v1.chunks/` go to the bulk chunk route (bulk-chunks.ts)
+ * With `bulk`, requests under `/pollen.v1.chunks/` go to the bulk chunk route (bulk-server.ts)
  * before Connect sees them: same port, same TLS, same peer checks.
  */
 import http2 from 'node:http2';
@@ -22,7 +22,8 @@ import {
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import { type FailureReporter, PollenError } from '../errors.js';
-import { type BulkChunkRoute, isBulkChunkRequest, serveBulkChunk } from './bulk-chunks.js';
+import { isBulkChunkRequest } from './bulk-protocol.js';
+import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
 import { peerContextKey } from './context.js';
 import { errorBoundary } from './errors.js';
 import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
@@ -38,6 +39,16 @@ export const SESSION_WINDOW = 64 << 20;
 export const MAX_SESSION_MEMORY_MB = 128;
 /** Largest single RPC message: a 4 MiB chunk plus framing, or a message batch. */
 export const MAX_MESSAGE_BYTES = 32 << 20;
+
+/** HTTP/2 settings for http2.createSecureServer / http2.connect: wide stream windows. */
+export const HTTP2_SETTINGS: http2.Settings = Object.freeze({ initialWindowSize: STREAM_WINDOW });
+
+/** Widen the connection window of every session a server accepts. */
+export function widenServerWindows(server: http2.Http2Server | http2.Http2SecureServer): void {
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    session.setLocalWindowSize(SESSION_WINDOW);
+  });
+}
 
 export interface RpcServerOptions {
   host: string;
@@ -58,7 +69,7 @@ export interface RpcServerOptions {
    * own authentication, since interceptors do not run for them.
    */
   fast?: FastUnary[];
-  /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-chunks.ts) beside the Connect routes. */
+  /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-server.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
   /**
    * Where an unexpected failure is logged, under the reference its client is told (every path:
@@ -116,7 +127,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     contextValues,
   });
   const fast = new Map((o.fast ?? []).map((r) => [r.path, r]));
-  const settings = { initialWindowSize: STREAM_WINDOW, maxConcurrentStreams: 1000 };
+  const settings = { ...HTTP2_SETTINGS, maxConcurrentStreams: 1000 };
   const server = o.tls
     ? http2.createSecureServer({
         cert: o.tls.cert,
@@ -131,7 +142,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       })
     : http2.createServer({ settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
   const sockets = new Set<TLSSocket>();
-  server.on('session', (session) => session.setLocalWindowSize(SESSION_WINDOW));
+  widenServerWindows(server);
   if (o.tls) {
     server.on('secureConnection', (socket: TLSSocket) => {
       const peer = peerIdentity(socket);

@@ -1,11 +1,13 @@
-// uploadPieces / uploadMessages: hashing overlapped with the bulk uploads, against a fake bulk client.
+// uploadPieces / uploadMessages: hashing overlapped with the bulk uploads, against a fake bulk client
+// (bulkChunkTransport over it, with fake chunk RPCs).
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { PollenError } from '../errors.js';
 import { Message } from '../sdk/message.js';
 import { ArrayRecord, RecordDict } from '../sdk/records.js';
-import type { BulkChunkClient } from './bulk-chunks.js';
-import { type ChunkPushClient, uploadMessage, uploadMessages, uploadPieces } from './chunk-transfer.js';
+import { type BulkChunkClient, bulkChunkTransport } from './bulk-client.js';
+import { type ChunkRpcClient, rpcChunkTransport } from './chunk-rpc.js';
+import { uploadMessage, uploadMessages, uploadPieces } from './chunk-transfer.js';
 import { chunkId } from './chunks.js';
 import { messagePieces, messageToWire } from './wire.js';
 
@@ -32,7 +34,7 @@ function fakeBulk(gate: (put: Put, index: number) => Promise<void> = async () =>
 /** A Connect-like client whose MissingChunks answers from `held`; counts its calls. */
 function fakeClient(held = new Set<string>()) {
   const asked: string[][] = [];
-  const client: ChunkPushClient = {
+  const client: ChunkRpcClient = {
     async missingChunks({ chunkIds }) {
       asked.push(chunkIds);
       return { chunkIds: chunkIds.filter((id) => !held.has(id)) };
@@ -43,6 +45,10 @@ function fakeClient(held = new Set<string>()) {
   };
   return { client, asked };
 }
+
+/** The bulk route of `bulk`, with MissingChunks (and the fallback) over `client`. */
+const over = (bulk: BulkChunkClient, client: ChunkRpcClient) =>
+  bulkChunkTransport(bulk, rpcChunkTransport(client));
 
 /** An array of pieces that records which indices were read (i.e. hashed). */
 function watched(pieces: Uint8Array[]): { pieces: Uint8Array[]; read: Set<number> } {
@@ -78,7 +84,7 @@ describe('uploadPieces', () => {
     const pieces = [parts[0]!, parts[1]!, parts[0]!, parts[2]!, parts[3]!, parts[4]!, parts[1]!];
     const { bulk, puts } = fakeBulk();
     const { client, asked } = fakeClient();
-    const r = await uploadPieces(client, pieces, { bulk, fresh: true });
+    const r = await uploadPieces(over(bulk, client), pieces, { fresh: true });
     expect(r.ids).toEqual(pieces.map((p) => chunkId(p)));
     expect(r).toMatchObject({ sent: 5, bytes: 5000, skipped: 0 });
     expect(asked).toEqual([]); // fresh: no MissingChunks round trip
@@ -94,7 +100,7 @@ describe('uploadPieces', () => {
     const ids = pieces.map((p) => chunkId(p));
     const { bulk, puts } = fakeBulk();
     const { client, asked } = fakeClient(new Set([ids[1]!, ids[3]!]));
-    const r = await uploadPieces(client, pieces, { bulk, fresh: (id) => id === ids[0] });
+    const r = await uploadPieces(over(bulk, client), pieces, { fresh: (id) => id === ids[0] });
     expect(r.ids).toEqual(ids);
     expect(r).toMatchObject({ sent: 2, skipped: 2 });
     expect(new Set(puts.map((p) => p.id))).toEqual(new Set([ids[0], ids[2]]));
@@ -102,7 +108,7 @@ describe('uploadPieces', () => {
     // Default: every chunk is asked about.
     const again = fakeClient(new Set(ids));
     const none = fakeBulk();
-    expect(await uploadPieces(again.client, pieces, { bulk: none.bulk })).toMatchObject({
+    expect(await uploadPieces(over(none.bulk, again.client), pieces)).toMatchObject({
       sent: 0,
       skipped: 4,
     });
@@ -117,7 +123,7 @@ describe('uploadPieces', () => {
     });
     const { bulk, puts } = fakeBulk((_put, index) => (index === 0 ? held : Promise.resolve()));
     const { client } = fakeClient();
-    const done = uploadPieces(client, pieces, { bulk, fresh: true, concurrency: 1, ahead: 1 });
+    const done = uploadPieces(over(bulk, client), pieces, { fresh: true, concurrency: 1, ahead: 1 });
     await turns(20);
     expect(puts.length).toBe(1); // the first chunk is on the wire …
     expect([...read].sort()).toEqual([0, 1]); // … and only the next one was hashed meanwhile
@@ -143,7 +149,9 @@ describe('uploadPieces', () => {
       );
     });
     const { client } = fakeClient();
-    await expect(uploadPieces(client, pieces, { bulk, fresh: true, concurrency: 4 })).rejects.toBe(refused);
+    await expect(uploadPieces(over(bulk, client), pieces, { fresh: true, concurrency: 4 })).rejects.toBe(
+      refused,
+    );
     const started = puts.length;
     await turns(20);
     expect(puts.length).toBe(started); // nothing started after the failure
@@ -157,7 +165,7 @@ describe('uploadPieces', () => {
       throw new PollenError('ROUTE_NOT_FOUND', 'HTTP 404');
     });
     const pushed: string[] = [];
-    const client: ChunkPushClient = {
+    const client: ChunkRpcClient = {
       async missingChunks({ chunkIds }) {
         return { chunkIds };
       },
@@ -166,7 +174,7 @@ describe('uploadPieces', () => {
         return {};
       },
     };
-    const r = await uploadPieces(client, pieces, { bulk, fresh: true });
+    const r = await uploadPieces(over(bulk, client), pieces, { fresh: true });
     expect(r.ids).toEqual(pieces.map((p) => chunkId(p)));
     expect(pushed).toEqual(r.ids);
     expect(bulk.supported).toBe(false);
@@ -179,8 +187,7 @@ describe('uploadMessages', () => {
     const b = model().withMetadata({ dstNodeId: '2' });
     const { bulk, puts } = fakeBulk();
     const { client } = fakeClient();
-    const { wires, upload } = await uploadMessages(client, [a, b], {
-      bulk,
+    const { wires, upload } = await uploadMessages(over(bulk, client), [a, b], {
       fresh: true,
       toWire: { chunkSize: 16_384 },
     });
@@ -192,7 +199,7 @@ describe('uploadMessages', () => {
     // Both messages share their chunks: each is sent once.
     expect(upload.sent).toBe(wires[0]!.chunks.size);
     expect(new Set(puts.map((p) => p.id))).toEqual(new Set(wires[0]!.chunks.keys()));
-    const one = await uploadMessage(client, a, { bulk, fresh: true });
+    const one = await uploadMessage(over(bulk, client), a, { fresh: true });
     expect(one.wire).toEqual(messageToWire(a).wire);
   });
 

@@ -1,5 +1,6 @@
 import { clone, create, fromBinary, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
+import { pollenCodeOf } from '../../test/support/errors.js';
 import { PollenError } from '../errors.js';
 import * as pb from '../gen/pollen/v1/records_pb.js';
 import { Message } from '../sdk/message.js';
@@ -39,16 +40,6 @@ function overTheWire(wire: WireMessage): WireMessage {
 async function roundTrip(message: Message, options = {}): Promise<Message> {
   const { wire, chunks } = messageToWire(message, options);
   return messageFromWire(overTheWire(wire), (id) => chunks.get(id));
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(PollenError);
-    return (e as PollenError).code;
-  }
-  throw new Error('expected a PollenError');
 }
 
 const ramp = (n: number): Float32Array => Float32Array.from({ length: n }, (_, i) => i * 0.5 - 3);
@@ -214,7 +205,7 @@ describe('messageFromWireStreaming', () => {
         yield { id, data: copy };
       }
     }
-    expect(await codeOf(messageFromWireStreaming(wire, tampered()))).toBe('CHUNK_MISMATCH');
+    expect(await pollenCodeOf(messageFromWireStreaming(wire, tampered()))).toBe('CHUNK_MISMATCH');
   });
 });
 
@@ -269,8 +260,8 @@ describe('hostile wire messages', () => {
   for (const [what, array, code] of cases)
     it(`${what} → ${code}`, async () => {
       const wire = overTheWire(wireWith(array));
-      expect(await codeOf(messageFromWire(wire, () => new Uint8Array(8)))).toBe(code);
-      expect(await codeOf(messageFromWireStreaming(wire, (async function* () {})()))).toBe(code);
+      expect(await pollenCodeOf(messageFromWire(wire, () => new Uint8Array(8)))).toBe(code);
+      expect(await pollenCodeOf(messageFromWireStreaming(wire, (async function* () {})()))).toBe(code);
     });
 
   it('chunks whose sizes do not add up, mismatched and missing chunks', async () => {
@@ -290,9 +281,9 @@ describe('hostile wire messages', () => {
       { ...arr, chunkIds: [ids[0]!, shortId, ids[2]!] },
     );
     const lookup = (id: string) => (id === shortId ? short : chunks.get(id));
-    expect(await codeOf(messageFromWire(swapped, lookup))).toBe('RECORD_INVALID');
+    expect(await pollenCodeOf(messageFromWire(swapped, lookup))).toBe('RECORD_INVALID');
     // Wrong bytes for an id.
-    expect(await codeOf(messageFromWire(wire, () => new Uint8Array(4096)))).toBe('CHUNK_MISMATCH');
+    expect(await pollenCodeOf(messageFromWire(wire, () => new Uint8Array(4096)))).toBe('CHUNK_MISMATCH');
     // Missing chunk: the error names it.
     try {
       await messageFromWire(wire, (id) => (id === ids[1] ? undefined : chunks.get(id)));
@@ -309,10 +300,10 @@ describe('hostile wire messages', () => {
 
   it('caps the total bytes of a message before allocating anything', async () => {
     const wire = wireWith({ shape: [2n ** 29n], nbytes: 2n ** 31n, chunkIds: Array(512).fill(id0) });
-    expect(await codeOf(messageFromWire(wire, () => undefined, { maxTotalBytes: 2 ** 30 }))).toBe(
+    expect(await pollenCodeOf(messageFromWire(wire, () => undefined, { maxTotalBytes: 2 ** 30 }))).toBe(
       'PAYLOAD_TOO_LARGE',
     );
-    expect(await codeOf(messageFromWire(wire, () => undefined, { maxArrayBytes: 2 ** 30 }))).toBe(
+    expect(await pollenCodeOf(messageFromWire(wire, () => undefined, { maxArrayBytes: 2 ** 30 }))).toBe(
       'PAYLOAD_TOO_LARGE',
     );
   });
@@ -332,13 +323,26 @@ describe('hostile wire messages', () => {
       const wire = create(pb.MessageSchema, { ...good, ...patch } as MessageInitShape<
         typeof pb.MessageSchema
       >);
-      expect(await codeOf(messageFromWire(wire, () => undefined)), JSON.stringify(Object.keys(patch))).toBe(
-        code,
-      );
+      expect(
+        await pollenCodeOf(messageFromWire(wire, () => undefined)),
+        JSON.stringify(Object.keys(patch)),
+      ).toBe(code);
     }
     const withRecords = (records: MessageInitShape<typeof pb.RecordSchema>[]) =>
       create(pb.MessageSchema, { metadata: good.metadata, body: { case: 'content', value: { records } } });
-    const bad: [MessageInitShape<typeof pb.RecordSchema>[], string][] = [
+    type RecordInit = MessageInitShape<typeof pb.RecordSchema>;
+    type Entries<C extends 'metrics' | 'configs'> = NonNullable<
+      Extract<NonNullable<RecordInit['record']>, { case: C }>['value']['entries']
+    >;
+    /** One record, named r, of these entries. */
+    const metrics = (entries: Entries<'metrics'>): RecordInit[] => [
+      { name: 'r', record: { case: 'metrics', value: { entries } } },
+    ];
+    const configs = (entries: Entries<'configs'>): RecordInit[] => [
+      { name: 'r', record: { case: 'configs', value: { entries } } },
+    ];
+    const array = { name: 'a', dtype: 'uint8', shape: [1n], nbytes: 1n, inline: new Uint8Array(1) };
+    const bad: [RecordInit[], string][] = [
       [[{ name: 'r' }], 'RECORD_INVALID'],
       [[{ name: '', record: { case: 'metrics', value: {} } }], 'RECORD_INVALID'],
       [
@@ -348,85 +352,27 @@ describe('hostile wire messages', () => {
         ],
         'RECORD_INVALID',
       ],
-      [[{ name: 'r', record: { case: 'metrics', value: { entries: [{ key: 'x' }] } } }], 'RECORD_INVALID'],
+      [metrics([{ key: 'x' }]), 'RECORD_INVALID'],
+      [metrics([{ key: 'x', value: { case: 'scalar', value: Number.NaN } }]), 'RECORD_INVALID'],
       [
-        [
-          {
-            name: 'r',
-            record: {
-              case: 'metrics',
-              value: { entries: [{ key: 'x', value: { case: 'scalar', value: Number.NaN } }] },
-            },
-          },
-        ],
+        metrics([{ key: 'x', value: { case: 'list', value: { values: [1, Number.POSITIVE_INFINITY] } } }]),
         'RECORD_INVALID',
       ],
       [
-        [
-          {
-            name: 'r',
-            record: {
-              case: 'metrics',
-              value: {
-                entries: [
-                  { key: 'x', value: { case: 'list', value: { values: [1, Number.POSITIVE_INFINITY] } } },
-                ],
-              },
-            },
-          },
-        ],
+        metrics([
+          { key: 'x', value: { case: 'scalar', value: 1 } },
+          { key: 'x', value: { case: 'scalar', value: 2 } },
+        ]),
         'RECORD_INVALID',
       ],
-      [
-        [
-          {
-            name: 'r',
-            record: {
-              case: 'metrics',
-              value: {
-                entries: [
-                  { key: 'x', value: { case: 'scalar', value: 1 } },
-                  { key: 'x', value: { case: 'scalar', value: 2 } },
-                ],
-              },
-            },
-          },
-        ],
-        'RECORD_INVALID',
-      ],
-      [[{ name: 'r', record: { case: 'configs', value: { entries: [{ key: 'x' }] } } }], 'RECORD_INVALID'],
-      [
-        [
-          {
-            name: 'r',
-            record: {
-              case: 'configs',
-              value: { entries: [{ key: 'x', value: { case: 'number', value: Number.NaN } }] },
-            },
-          },
-        ],
-        'RECORD_INVALID',
-      ],
-      [
-        [
-          {
-            name: 'r',
-            record: {
-              case: 'arrays',
-              value: {
-                arrays: [
-                  { name: 'a', dtype: 'uint8', shape: [1n], nbytes: 1n, inline: new Uint8Array(1) },
-                  { name: 'a', dtype: 'uint8', shape: [1n], nbytes: 1n, inline: new Uint8Array(1) },
-                ],
-              },
-            },
-          },
-        ],
-        'RECORD_INVALID',
-      ],
+      [configs([{ key: 'x' }]), 'RECORD_INVALID'],
+      [configs([{ key: 'x', value: { case: 'number', value: Number.NaN } }]), 'RECORD_INVALID'],
+      [[{ name: 'r', record: { case: 'arrays', value: { arrays: [array, array] } } }], 'RECORD_INVALID'],
     ];
     for (const [records, code] of bad)
-      expect(await codeOf(messageFromWire(overTheWire(withRecords(records)), () => undefined))).toBe(code);
+      expect(await pollenCodeOf(messageFromWire(overTheWire(withRecords(records)), () => undefined))).toBe(
+        code,
+      );
   });
 });
 

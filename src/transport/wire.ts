@@ -142,6 +142,21 @@ export function messagePieces(message: Message, options: ToWireOptions = {}): Ui
   return out;
 }
 
+/** The metadata fields that cross the wire as they are (createdAt changes type: ms ↔ int64). */
+function sameMetadata(m: Metadata | pb.Metadata): Omit<Metadata, 'createdAt'> {
+  return {
+    runId: m.runId,
+    messageId: m.messageId,
+    srcNodeId: m.srcNodeId,
+    dstNodeId: m.dstNodeId,
+    replyToMessageId: m.replyToMessageId,
+    groupId: m.groupId,
+    ttlSeconds: m.ttlSeconds,
+    // From the wire: the Message constructor refuses anything but the three types.
+    messageType: m.messageType as MessageType,
+  };
+}
+
 /**
  * The protobuf form of `message` and the chunks its large arrays were cut into. Chunk ids are
  * SHA-256 hashes, computed here (about 1.5 GB/s) unless given as `pieceIds`; identical pieces
@@ -166,17 +181,7 @@ export function messageToWire(message: Message, options: ToWireOptions = {}): To
   const chunks = new Map<string, Uint8Array>();
   const m = message.metadata;
   const init: MessageInitShape<typeof pb.MessageSchema> = {
-    metadata: {
-      runId: m.runId,
-      messageId: m.messageId,
-      srcNodeId: m.srcNodeId,
-      dstNodeId: m.dstNodeId,
-      replyToMessageId: m.replyToMessageId,
-      groupId: m.groupId,
-      ttlSeconds: m.ttlSeconds,
-      messageType: m.messageType,
-      createdAt: BigInt(Math.trunc(m.createdAt)),
-    },
+    metadata: { ...sameMetadata(m), createdAt: BigInt(Math.trunc(m.createdAt)) },
   };
   if (message.error !== undefined) {
     if (given !== undefined && given.length > 0)
@@ -285,18 +290,7 @@ function planMetadata(m: pb.Metadata | undefined): Metadata {
   if (m === undefined) throw messageInvalid('Message has no metadata');
   if (m.createdAt < 0n || m.createdAt > BigInt(Number.MAX_SAFE_INTEGER))
     throw messageInvalid('Message createdAt must be a time in milliseconds');
-  return {
-    runId: m.runId,
-    messageId: m.messageId,
-    srcNodeId: m.srcNodeId,
-    dstNodeId: m.dstNodeId,
-    replyToMessageId: m.replyToMessageId,
-    groupId: m.groupId,
-    ttlSeconds: m.ttlSeconds,
-    // The Message constructor refuses anything but the three types.
-    messageType: m.messageType as MessageType,
-    createdAt: Number(m.createdAt),
-  };
+  return { ...sameMetadata(m), createdAt: Number(m.createdAt) };
 }
 
 /** The power-of-two piece size implied by nbytes and the number of pieces, or undefined. */

@@ -7,15 +7,8 @@ import { dirname } from 'node:path';
  * so there is never a moment when the content is readable by others.
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
-  mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  const fd = openSync(tmp, 'wx', mode);
-  try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-  } finally {
-    closeSync(fd);
-  }
-  chmodSync(tmp, mode);
+  writeNewFile(tmp, data, mode);
   renameSync(tmp, path);
 }
 
@@ -23,7 +16,10 @@ export function writeSecretFile(path: string, data: string | Uint8Array): void {
   writeFileAtomic(path, data, 0o600);
 }
 
-/** Create a file that must not exist yet (EEXIST otherwise), e.g. a CA key: never overwritten. */
+/**
+ * Create a file that must not exist yet (EEXIST otherwise), e.g. a CA key: never overwritten.
+ * Opened with `mode`, so its content is never readable by more than `mode` allows.
+ */
 export function writeNewFile(path: string, data: string | Uint8Array, mode = 0o644): void {
   mkdirSync(dirname(path), { recursive: true });
   const fd = openSync(path, 'wx', mode);

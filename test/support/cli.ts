@@ -60,26 +60,34 @@ let inProcessQueue: Promise<unknown> = Promise.resolve();
  * spawn). `env` replaces the environment for the call as a spawned process's would (`clean`:
  * start from PATH only), `cwd` its working folder, `input` its standard input. Calls queue one
  * after another, since environment and folder are process-wide. Not for commands that own the
- * process (services waiting for signals, `--workers`): keep those as real processes.
+ * process (services waiting for signals, `--workers`): keep those as real processes. `onStderr`
+ * sees standard error as it is written (progress of a command that waits).
  */
 export function pollenInProcess(
   args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; clean?: boolean } = {},
+  opts: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    input?: string;
+    clean?: boolean;
+    onStderr?: (text: string) => void;
+  } = {},
 ): Promise<CliResult> {
   const run = async (): Promise<CliResult> => {
     const { main } = await import('../../src/cli/main.js');
-    const collect = () => {
+    const collect = (onWrite?: (text: string) => void) => {
       const chunks: string[] = [];
       const stream = new Writable({
         write(chunk, _enc, done) {
           chunks.push(String(chunk));
+          onWrite?.(String(chunk));
           done();
         },
       });
       return { stream, text: () => chunks.join('') };
     };
     const stdout = collect();
-    const stderr = collect();
+    const stderr = collect(opts.onStderr);
     const savedEnv = process.env;
     const savedCwd = process.cwd();
     process.env = {

@@ -17,6 +17,7 @@ import { createSiteCertificate } from '../../src/pki/site.js';
 import { Message } from '../../src/sdk/message.js';
 import { RecordDict } from '../../src/sdk/records.js';
 import { type SuperLink, type SuperLinkOptions, startSuperLink } from '../../src/superlink/superlink.js';
+import type { ChunkTransport } from '../../src/transport/chunk-transport.js';
 import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
 import { messageToWire } from '../../src/transport/wire.js';
@@ -25,6 +26,8 @@ import { runningRun } from './runs.js';
 export interface Site {
   name: string;
   fleet: Client<typeof Fleet>;
+  /** The channel's chunk transport (the bulk route). */
+  chunks: ChunkTransport;
   channel: RpcChannel;
   nodeId: string;
 }
@@ -35,10 +38,13 @@ export interface InProcessLink {
   site(name: string): Promise<Site>;
   /** The TLS material of client certificate `name` (e.g. for a real SuperNode). */
   tls(name: string): Promise<TlsMaterial>;
-  /** The Control API as a project admin. */
-  admin(): Promise<Client<typeof Control>>;
-  /** A running run (no ServerApp process: the test plays it) and its ServerAppIo client. */
-  run(): Promise<{ runId: string; app: Client<typeof ServerAppIo> }>;
+  /** The Control API as a project admin, and its chunk transport. */
+  admin(): Promise<{ control: Client<typeof Control>; chunks: ChunkTransport }>;
+  /**
+   * A running run (no ServerApp process: the test plays it), its ServerAppIo client and that
+   * client's chunk transport.
+   */
+  run(): Promise<{ runId: string; app: Client<typeof ServerAppIo>; appChunks: ChunkTransport }>;
   /** An instruction of `runId` to `nodeId`, pulled by the node (it is then a participant); its id. */
   instruct(runId: string, nodeId: string): Promise<string>;
   close(): Promise<void>;
@@ -87,7 +93,7 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
       channels.push(channel);
       const fleet = channel.client(Fleet);
       const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name });
-      return { name, fleet, channel, nodeId };
+      return { name, fleet, chunks: channel.chunks(fleet), channel, nodeId };
     },
     async admin() {
       const a = await createSiteCertificate(ca, {
@@ -102,7 +108,8 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
         tls: loadTlsMaterial({ cert: a.certPath, key: a.keyPath, ca: a.rootPath }),
       });
       channels.push(channel);
-      return channel.client(Control);
+      const control = channel.client(Control);
+      return { control, chunks: channel.chunks(control) };
     },
     async run() {
       const runId = await runningRun(superlink.state, 'limits');
@@ -110,7 +117,8 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
       await superlink.state.setRunToken(runId, token);
       const channel = openAppChannel({ url: superlink.serverAppIoUrl, token, runId, appPath: '' });
       channels.push(channel);
-      return { runId, app: channel.client(ServerAppIo) };
+      const app = channel.client(ServerAppIo);
+      return { runId, app, appChunks: channel.chunks(app) };
     },
     async instruct(runId, nodeId) {
       const { wire } = messageToWire(

@@ -1,8 +1,6 @@
-import { relative } from 'node:path';
 import type { Command } from 'commander';
-import { buildApp } from '../../apps/build.js';
+import { build } from '../build/build.js';
 import { action } from '../command.js';
-import { bold, dim, ok } from '../output.js';
 
 const HELP = `
 The app folder's package.json names the apps and their default run config:
@@ -20,16 +18,6 @@ Examples:
   pollen build examples/mnist
   pollen build . --out build --json`;
 
-/** Relative to the working folder when inside it, else absolute. */
-function shortPath(path: string): string {
-  const rel = relative(process.cwd(), path);
-  return rel === '' || rel.startsWith('..') ? path : rel;
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
-}
-
 export function registerBuild(program: Command): void {
   program
     .command('build [APP_DIR]')
@@ -38,32 +26,6 @@ export function registerBuild(program: Command): void {
     .option('--minify', 'minify the JavaScript (smaller; stack traces from sites are harder to read)')
     .addHelpText('after', HELP)
     .action(
-      action<{ out?: string; minify?: boolean }>(async (o, out, args) => {
-        const appDir = args[0] ?? '.';
-        out.progress(`building ${appDir}`);
-        const built = await buildApp(appDir, {
-          ...(o.out !== undefined && { outDir: o.out }),
-          ...(o.minify && { minify: true }),
-        });
-        for (const w of built.warnings) out.warn(w);
-        const result = {
-          path: built.path,
-          hash: built.hash,
-          size: built.size,
-          name: built.manifest.name,
-          version: built.manifest.version,
-          serverapp: built.manifest.serverapp,
-          clientapp: built.manifest.clientapp,
-          sdkVersion: built.manifest.sdkVersion,
-          config: built.manifest.config,
-          files: built.manifest.files,
-          warnings: built.warnings,
-        };
-        out.result(result, (r) => [
-          `${ok('built')} ${bold(shortPath(r.path))} (${mb(r.size)})`,
-          `  hash ${r.hash}`,
-          ...r.files.map((f) => dim(`  ${String(f.size).padStart(10)}  ${f.path}`)),
-        ]);
-      }),
+      action<{ out?: string; minify?: boolean }>((o, out, [appDir = '.']) => build({ ...o, appDir }, out)),
     );
 }

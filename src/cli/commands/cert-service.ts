@@ -1,33 +1,9 @@
-import cluster from 'node:cluster';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import type { Command } from 'commander';
-import type { CertServiceConfig } from '../../enrollment/service/server.js';
-import { PollenError } from '../../errors.js';
-import { action, fromEnv, requireCaPath, untilSignal } from '../command.js';
-import { bold, dim, type Output } from '../output.js';
+import { type Command, Option } from 'commander';
+import { type CertServiceOptions, certService } from '../cert-service/serve.js';
+import { action } from '../command.js';
+import { apiKeyOption, caOption, policyOption } from '../env-options.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
-
-interface Opts {
-  ca?: string;
-  workspace: string;
-  database?: string;
-  host: string;
-  port: string;
-  apiKeyFile: string[];
-  policy?: string;
-  acceptPolicy: string[];
-  hostname: string[];
-  siteValidity: string;
-  /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
-  trustProxy?: string;
-  logLevel: string;
-  workers: string;
-  smtpUrl?: string;
-  smtpFrom?: string;
-  adminEmail?: string;
-}
 
 export function registerCertService(program: Command): void {
   program
@@ -35,7 +11,7 @@ export function registerCertService(program: Command): void {
     .description(
       'run the Certificate Service: enrollment with tokens, approvals, renewal, CRL (HTTPS, default port 8443)',
     )
-    .option('-c, --ca <dir>', 'CA folder from `pollen cert init` (or POLLEN_CA_PATH)')
+    .addOption(caOption())
     .option('-w, --workspace <dir>', 'folder for the service state and its TLS certificate', './cert-service')
     .option(
       '--database <url>',
@@ -49,10 +25,8 @@ export function registerCertService(program: Command): void {
       collect,
       [],
     )
-    .option(
-      '--policy <file>',
-      'enrollment policy YAML for tokens issued by the service (or POLLEN_ENROLLMENT_POLICY)',
-    )
+    .addOption(apiKeyOption('an admin API key itself (prefer --api-key-file or the environment variable)'))
+    .addOption(policyOption('--policy <file>', 'enrollment policy YAML for tokens issued by the service'))
     .option(
       '--accept-policy <file>',
       'an earlier policy whose outstanding tokens stay valid (repeatable)',
@@ -71,7 +45,11 @@ export function registerCertService(program: Command): void {
       'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',
       '1',
     )
-    .option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT (or POLLEN_SMTP_URL)')
+    .addOption(
+      new Option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT').env(
+        'POLLEN_SMTP_URL',
+      ),
+    )
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
     .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients')
     .addHelpText(
@@ -85,131 +63,5 @@ Examples:
 The service keeps only the SHA-256 of each API key. Logs go to stderr as JSON lines (pino).
 Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`,
     )
-    .action(
-      action<Opts>(async (o, out) => {
-        // Loaded here, not at start-up: the server stack (fastify, SQL drivers) is the CLI's heaviest part.
-        const { default: pino } = await import('pino');
-        const { prepareCertService, startCertService } = await import('../../enrollment/service/server.js');
-        const keys = o.apiKeyFile.map((f) => readFileSync(f, 'utf8').trim());
-        const envKey = fromEnv(undefined, 'POLLEN_API_KEY');
-        if (envKey) keys.push(envKey);
-        const port = Number(o.port);
-        if (!Number.isInteger(port) || port < 0 || port > 65535)
-          throw new PollenError('INVALID_ARGUMENT', `--port must be 0-65535 (got ${o.port})`);
-        const workers = Number(o.workers);
-        if (!Number.isInteger(workers) || workers < 1 || workers > 64)
-          throw new PollenError('INVALID_ARGUMENT', `--workers must be 1-64 (got ${o.workers})`);
-        const caDir = requireCaPath(o.ca);
-        if (cluster.isPrimary && existsSync(join(caDir, 'rootCA.key')))
-          out.warn(
-            `the root CA key is in ${caDir}: the service needs only rootCA.pem, intermediateCA.pem/.key, token.key and ca.json — keep rootCA.key offline`,
-          );
-        const config: CertServiceConfig = {
-          caDir,
-          workspace: o.workspace,
-          database: o.database,
-          host: o.host,
-          port,
-          apiKeys: keys,
-          policyFile: fromEnv(o.policy, 'POLLEN_ENROLLMENT_POLICY'),
-          acceptPolicyFiles: o.acceptPolicy,
-          hostnames: o.hostname.length ? o.hostname : undefined,
-          siteValidityDays: Number(o.siteValidity),
-          trustProxy: o.trustProxy,
-          smtpUrl: fromEnv(o.smtpUrl, 'POLLEN_SMTP_URL'),
-          smtpFrom: o.smtpFrom,
-          adminEmail: o.adminEmail,
-          logger: pino({ level: o.logLevel }, pino.destination(2)),
-        };
-        if (workers > 1 && cluster.isPrimary) return runWorkers(config, workers, out, prepareCertService);
-        const running = await startCertService({
-          ...config,
-          // one worker keeps the store tidy
-          tidyIntervalMs: cluster.isWorker && cluster.worker?.id !== 1 ? 0 : undefined,
-        });
-        if (cluster.isWorker) {
-          process.send?.({ type: 'ready', url: running.url, port: running.port });
-          await untilSignal(async () => {
-            // A worker's share of the listening socket belongs to the primary: give requests in
-            // flight a few seconds, then leave (the primary is stopping all workers).
-            const closed = running.close().then(() => true);
-            const done = await Promise.race([
-              closed,
-              new Promise<false>((r) => setTimeout(() => r(false), 5000).unref()),
-            ]);
-            if (!done) process.exit(0);
-          });
-          process.exit(0);
-        }
-        out.result(
-          {
-            url: running.url,
-            port: running.port,
-            rootFingerprint: running.rootFingerprint,
-            database: running.databaseLocation,
-          },
-          (d) => [
-            `${bold('Certificate Service')} listening on ${d.url}`,
-            `  root fingerprint  ${d.rootFingerprint}`,
-            `  store             ${d.database}`,
-            dim('  Ctrl-C to stop'),
-          ],
-        );
-        await untilSignal(() => {
-          out.progress('stopping the Certificate Service');
-          return running.close();
-        });
-      }),
-    );
-}
-
-/**
- * Several processes serve one port (node:cluster hands each connection to one of them); they
- * share the store. The primary prepares the store and certificate once, starts the workers,
- * restarts one that dies, and stops them all on a signal.
- */
-async function runWorkers(
-  config: CertServiceConfig,
-  n: number,
-  out: Output,
-  prepare: (c: CertServiceConfig) => Promise<void>,
-): Promise<void> {
-  await prepare({ ...config, logger: false });
-  let stopping = false;
-  const ready = new Map<number, { url: string; port: number }>();
-  const fork = () => cluster.fork({ POLLEN_CERT_SERVICE_WORKER: '1' });
-  await new Promise<void>((res, rej) => {
-    cluster.on('message', (worker, msg: { type?: string; url: string; port: number }) => {
-      if (msg?.type !== 'ready') return;
-      ready.set(worker.id, msg);
-      if (ready.size === n) res();
-    });
-    cluster.on('exit', (worker, code) => {
-      ready.delete(worker.id);
-      if (stopping) return;
-      if (ready.size < n && [...Object.values(cluster.workers ?? {})].length === 0 && code !== 0)
-        rej(new PollenError('UNAVAILABLE', `A Certificate Service worker exited (${code}) while starting`));
-      out.warn(`worker ${worker.id} exited (${code}); starting another`);
-      setTimeout(fork, 1000).unref();
-    });
-    for (let i = 0; i < n; i++) fork();
-  });
-  const first = [...ready.values()][0]!;
-  out.result({ url: first.url, port: first.port, workers: n }, (d) => [
-    `${bold('Certificate Service')} listening on ${d.url} with ${d.workers} worker processes`,
-    dim('  Ctrl-C to stop'),
-  ]);
-  await untilSignal(async () => {
-    stopping = true;
-    out.progress('stopping the Certificate Service workers');
-    const all = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
-    await Promise.all(
-      all.map((w) => {
-        if (w.isDead()) return Promise.resolve();
-        const exited = new Promise<void>((res) => w.once('exit', () => res()));
-        w.process.kill('SIGTERM');
-        return exited;
-      }),
-    );
-  });
+    .action(action<CertServiceOptions>(certService));
 }

@@ -1,24 +1,15 @@
-import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { PollenError } from '../../errors.js';
 import { action } from '../command.js';
-import { configPath, readConfig, saveFederation } from '../federation.js';
-import { bold, dim } from '../output.js';
-
-interface AddOpts {
-  address: string;
-  kit?: string;
-  rootCertificate?: string;
-  certificate?: string;
-  privateKey?: string;
-  insecure?: boolean;
-  default?: boolean;
-}
+import { type FederationAddOptions, federationAdd } from '../federation/add.js';
+import { type FederationListOptions, federationList } from '../federation/list.js';
+import { dim } from '../output.js';
 
 export function registerFederation(program: Command): void {
   const cmd = program
     .command('federation')
-    .description(`name the federations you use (in ${dim('~/.pollen/config.toml')}, or POLLEN_CONFIG)`)
+    .description(
+      `name the federations you use (in ${dim('~/.pollen/config.toml')}, or --config / POLLEN_CONFIG)`,
+    )
     .addHelpText(
       'after',
       `
@@ -45,29 +36,9 @@ Examples:
   pollen federation add prod --address superlink.example.com:9093 --certificate me.crt --private-key me.key --root-certificate rootCA.pem`,
     )
     .action(
-      action<AddOpts>(async (o, out, args) => {
-        const name = args[0]!;
-        if (!o.insecure && !o.kit && !(o.certificate && o.privateKey && o.rootCertificate))
-          throw new PollenError(
-            'USAGE',
-            'Give --kit, or --certificate, --private-key and --root-certificate',
-          );
-        // Paths are stored absolute: the config file need not sit next to them.
-        const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
-        saveFederation(
-          name,
-          {
-            address: o.address,
-            kit: abs(o.kit),
-            'root-certificate': abs(o.rootCertificate),
-            certificate: abs(o.certificate),
-            'private-key': abs(o.privateKey),
-            insecure: o.insecure,
-          },
-          Boolean(o.default),
-        );
-        out.result({ name, path: configPath() }, (d) => `saved federation ${bold(d.name)} in ${d.path}`);
-      }),
+      action<Omit<FederationAddOptions, 'name'>>((o, out, [name]) =>
+        federationAdd({ ...o, name: name! }, out),
+      ),
     );
   cmd
     .command('list')
@@ -80,23 +51,5 @@ Examples:
   pollen federation list
   POLLEN_CONFIG=./pollen.toml pollen federation ls --json`,
     )
-    .action(
-      action<object>(async (_o, out) => {
-        const config = readConfig();
-        const feds = Object.entries(config.federations ?? {}).map(([name, f]) => ({
-          name,
-          address: f.address,
-          default: config['default-federation'] === name,
-          insecure: Boolean(f.insecure),
-        }));
-        out.result({ path: configPath(), federations: feds }, (d) =>
-          d.federations.length === 0
-            ? `no federations in ${d.path}: pollen federation add NAME --address HOST:9093 --kit ADMIN_KIT`
-            : d.federations.map(
-                (f) =>
-                  `${f.default ? '*' : ' '} ${f.name.padEnd(16)} ${f.address}${f.insecure ? ' (insecure)' : ''}`,
-              ),
-        );
-      }),
-    );
+    .action(action<FederationListOptions>(federationList));
 }

@@ -1,49 +1,8 @@
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { relative, resolve, sep } from 'node:path';
 import { type Command, Option } from 'commander';
-import {
-  ADMIN_ROLES,
-  configFileName,
-  DEFAULT_BUILDERS,
-  formatEndpoint,
-  KIT_TYPES,
-  kitFolder,
-  planKit,
-  resolveKitSpec,
-  writeKit,
-} from '../../enrollment/kit.js';
-import {
-  type KitVerification,
-  kitVerificationError,
-  signingBuilder,
-  verifyKit,
-} from '../../enrollment/kit-manifest.js';
-import { PollenError } from '../../errors.js';
-import { type LoadedCa, loadCa } from '../../pki/ca.js';
+import { ADMIN_ROLES, KIT_TYPES } from '../../enrollment/kit.js';
 import { action } from '../command.js';
-
-interface PackageFlags {
-  name?: string;
-  endpoint?: string;
-  type: string;
-  output?: string;
-  workspace?: string;
-  org?: string;
-  role?: string;
-  certService?: string;
-  token?: string;
-  ca?: string;
-  listeningHost?: string;
-  listeningPort?: string;
-  force?: boolean;
-}
-
-interface VerifyFlags {
-  rootFingerprint?: string;
-  token?: string;
-  allowUnsigned?: boolean;
-  requirePin?: boolean;
-}
+import { type PackageOptions, packageKit } from '../package/package.js';
+import { type PackageVerifyOptions, packageVerify } from '../package/verify.js';
 
 const HELP = `
 Layout (FLARE's generic package, Pollen names):
@@ -65,21 +24,6 @@ Examples:
   pollen package -n superlink.example.com -t server -e grpcs://0.0.0.0:9092:9093 -c ./ca
   pollen package -n alice@example.com -t admin -e grpcs://superlink.example.com:9092:9093 --role lead
   pollen package -n hospital-1 -e grpcs://superlink:9092 --cert-service https://certs:8443 --token "$TOKEN"`;
-
-/** A token given as a value, or as the path of a file holding it. */
-function tokenArgument(value: string): string {
-  const v = value.trim();
-  return existsSync(v) && statSync(v).isFile() ? readFileSync(v, 'utf8').trim() : v;
-}
-
-/** Is `value` the path of a file inside the kit folder (then it came with the kit)? */
-function fileInside(value: string, dir: string): boolean {
-  const v = value.trim();
-  if (!existsSync(v) || !existsSync(dir)) return false;
-  const file = realpathSync(resolve(v));
-  const kit = realpathSync(resolve(dir));
-  return file.startsWith(`${kit}${sep}`);
-}
 
 const HELP_VERIFY = `
 Pins: a valid signature only shows the kit is intact under the root CA it carries; a kit replaced
@@ -127,66 +71,7 @@ export function registerPackage(program: Command): void {
     .option('--listening-port <PORT>', 'relay/server: port to listen on (relay default 9092)')
     .option('--force', 'write into an existing kit folder (generated files are replaced)')
     .addHelpText('after', HELP)
-    .action(
-      action<PackageFlags>(async (o, out) => {
-        if (!o.name) throw new PollenError('USAGE', 'Missing -n/--name');
-        if (!o.endpoint) throw new PollenError('USAGE', 'Missing -e/--endpoint');
-        let ca: LoadedCa | null = null;
-        if (o.ca) ca = await loadCa(o.ca);
-        const { spec, warnings } = resolveKitSpec({
-          name: o.name,
-          type: o.type,
-          endpoint: o.endpoint,
-          ...(o.org !== undefined && { org: o.org }),
-          ...(o.role !== undefined && { role: o.role }),
-          ...(o.certService !== undefined && { certServiceUrl: o.certService }),
-          ...(o.token !== undefined && { token: tokenArgument(o.token) }),
-          ...(o.listeningHost !== undefined && { listeningHost: o.listeningHost }),
-          ...(o.listeningPort !== undefined && { listeningPort: o.listeningPort }),
-          ...(ca && { caRootFingerprint: ca.rootFingerprint }),
-        });
-        const dir = kitFolder(spec.name, {
-          ...(o.output !== undefined && { output: o.output }),
-          ...(o.workspace !== undefined && { workspace: o.workspace }),
-        });
-        const plan = await planKit(spec, [...DEFAULT_BUILDERS, signingBuilder(ca)]);
-        writeKit(dir, plan, { force: Boolean(o.force) });
-        for (const w of [...warnings, ...plan.warnings]) out.warn(w);
-        const files = plan.files.map((f) => ({
-          path: f.path,
-          mode: `0${(f.mode & 0o777).toString(8)}`,
-          size: f.content.length,
-          ...(f.secret && { secret: true }),
-        }));
-        const result = {
-          kit: dir,
-          name: spec.name,
-          type: spec.type,
-          org: spec.org,
-          role: spec.role,
-          endpoint: formatEndpoint(spec.endpoint),
-          config: `startup/${configFileName(spec.type)}`,
-          signed: ca !== null,
-          signer: ca ? ca.intermediate.subject : null,
-          rootCaFingerprint: ca?.rootFingerprint ?? spec.enrollment?.rootCaFingerprint ?? null,
-          enrollment: spec.enrollment
-            ? { certServiceUrl: spec.enrollment.certServiceUrl, token: spec.token !== null }
-            : spec.token !== null
-              ? { certServiceUrl: null, token: true }
-              : null,
-          files,
-          warnings: [...warnings, ...plan.warnings],
-        };
-        out.result(result, (r) => [
-          `Startup kit for ${r.type} "${r.name}" written to ${r.kit}${r.signed ? ` (signed by ${r.signer})` : ' (unsigned)'}`,
-          ...r.files.map((f) => `  ${f.mode}  ${f.path}`),
-          ...(r.rootCaFingerprint
-            ? [`Root CA: ${r.rootCaFingerprint} (give it to the site out of band to pin)`]
-            : []),
-          `Next: read ${relative(process.cwd(), `${r.kit}/readme.txt`) || 'readme.txt'}, then ./startup/start.sh in the kit folder.`,
-        ]);
-      }),
-    );
+    .action(action<PackageOptions>(packageKit));
 
   cmd
     .command('verify <KIT_DIR>')
@@ -207,66 +92,8 @@ export function registerPackage(program: Command): void {
     )
     .addHelpText('after', HELP_VERIFY)
     .action(
-      action<VerifyFlags>(async (o, out, args) => {
-        const dir = args[0]!;
-        let token: string | undefined;
-        if (o.token !== undefined) {
-          // The kit's own token file, passed by path, came with the kit: it stays a weak pin.
-          if (fileInside(o.token, dir))
-            out.warn(`--token ${o.token.trim()} is inside the kit: it is not an independent pin`);
-          else token = tokenArgument(o.token);
-        }
-        const v = verifyKit(dir, {
-          ...(o.rootFingerprint !== undefined && { rootFingerprint: o.rootFingerprint }),
-          ...(token !== undefined && { token }),
-        });
-        const err = kitVerificationError(v, {
-          allowUnsigned: Boolean(o.allowUnsigned),
-          requirePin: Boolean(o.requirePin),
-        });
-        if (err) {
-          if (!out.json) for (const line of problemLines(v)) out.progress(line);
-          throw err;
-        }
-        if (!v.pinned) out.warn(unpinnedWarning(v));
-        const { ok: intact, ...report } = v;
-        out.result({ ...report, intact }, (r) => [
-          `Kit ${r.dir} (${r.type} "${r.name}") is intact: ${r.files} files checked`,
-          r.signature === 'valid'
-            ? `  signed by ${r.signer?.subject} (${r.signer?.fingerprint})`
-            : '  unsigned (accepted with --allow-unsigned)',
-          ...(r.rootCaFingerprint ? [`  root CA ${r.rootCaFingerprint}`] : []),
-          ...r.pins.map(
-            (p) =>
-              `  pin from ${p.source}${p.independent ? '' : ' (inside the kit, not independent)'}: ${p.fingerprint} ${p.matches ? 'matches' : 'not checked (no root)'}`,
-          ),
-          r.pinned
-            ? '  pinned: the root CA matches a pin you gave'
-            : '  NOT pinned: nothing independent of the kit vouches for its root CA',
-        ]);
-      }),
+      action<Omit<PackageVerifyOptions, 'kitDir'>>((o, out, [kitDir]) =>
+        packageVerify({ ...o, kitDir: kitDir! }, out),
+      ),
     );
-}
-
-function unpinnedWarning(v: KitVerification): string {
-  if (v.signature !== 'valid')
-    return 'no independent pin: the kit is unsigned, so nothing ties its files to the project root CA';
-  const weak = [...new Set(v.pins.filter((p) => !p.independent).map((p) => p.source))];
-  return `no independent pin: pass --root-fingerprint from the project admin (or --require-pin to refuse such kits)${
-    weak.length > 0
-      ? `; ${weak.join(' and ')} came with the kit and cannot vouch for it: a replaced kit brings its own`
-      : ''
-  }`;
-}
-
-function problemLines(v: KitVerification): string[] {
-  return [
-    ...v.errors.map((e) => `error: ${e}`),
-    ...v.pins
-      .filter((p) => p.matches === false)
-      .map((p) => `root mismatch: ${p.source} pins ${p.fingerprint}, kit root is ${v.rootCaFingerprint}`),
-    ...v.changed.map((c) => `changed: ${c.path} (${c.reasons.join('; ')})`),
-    ...v.missing.map((m) => `missing: ${m}`),
-    ...v.unexpected.map((u) => `unexpected: ${u}`),
-  ];
 }

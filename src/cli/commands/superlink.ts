@@ -1,57 +1,13 @@
-import type { Command } from 'commander';
-import { PollenError } from '../../errors.js';
-import type { Limits } from '../../superlink/quotas.js';
-import { action, untilSignal } from '../command.js';
-import { bold, dim, type Output } from '../output.js';
-import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
+import { type Command, Option } from 'commander';
+import { action, optionsFromEnvironment, valuesFrom } from '../command.js';
+import { certServiceOption, logLevelOption } from '../env-options.js';
 import { registerParticipantRunner } from '../participants.js';
-import { addLimitOptions, limitsFrom, limitsFromEnv } from '../superlink-limits.js';
+import { addLimitOptions } from '../superlink/limits.js';
+import { runKitSuperLink, type SuperLinkOptions, superLink } from '../superlink/run.js';
 
-interface Opts extends TlsFlags {
-  stateDir: string;
-  database?: string;
-  fleetAddress: string;
-  controlAddress: string;
-  serverappioAddress: string;
-  enableSupernodeAuth?: boolean;
-  crl?: string;
-  crlRefresh?: string;
-  chunkMemory?: string;
-  /** Resolved resource limits (`pollen start SERVER_KIT`); else read from the limit options. */
-  limits?: Limits;
-  certService?: string;
-  project?: string;
-  logLevel: string;
-}
-
-export function registerSuperLink(program: Command): void {
-  // `pollen start SERVER_KIT` enrolls, then runs the SuperLink on the kit's ports.
-  registerParticipantRunner('server', async ({ kit, out }) => {
-    const e = kit.config.endpoint;
-    const host = kit.config.listening?.host ?? '0.0.0.0';
-    const quiet = out.quiet();
-    const { tls } = resolveTls({ kit: kit.dir }, 'server', quiet);
-    await runSuperLink(
-      {
-        stateDir: `${kit.dir}/local/superlink`,
-        fleetAddress: `${host}:${kit.config.listening?.port ?? e.port}`,
-        controlAddress: `${host}:${e.adminPort ?? 9093}`,
-        serverappioAddress: '127.0.0.1:9091',
-        enableSupernodeAuth: process.env.POLLEN_ENABLE_SUPERNODE_AUTH === '1',
-        certService: process.env.POLLEN_CERT_SERVICE_URL || kit.enrollment?.certServiceUrl,
-        limits: limitsFromEnv(process.env),
-        logLevel: process.env.POLLEN_LOG_LEVEL || 'info',
-      },
-      quiet,
-      tls,
-    );
-    return { status: 'stopped' };
-  });
-  const command = program
-    .command('superlink')
-    .description(
-      'run the SuperLink: Fleet API for SuperNodes, Control API for admins, a ServerApp process per run',
-    )
+/** The options of `pollen superlink`, with their environment variables. */
+function superlinkOptions(cmd: Command): Command {
+  cmd
     .option('--kit <dir>', 'an enrolled server startup kit (certificate, key, root CA)')
     .option('--cert <file>', 'server certificate PEM (instead of --kit)')
     .option('--key <file>', 'its private key PEM')
@@ -71,12 +27,16 @@ export function registerSuperLink(program: Command): void {
       'ServerAppIo for ServerApp processes (loopback)',
       '127.0.0.1:9091',
     )
-    .option(
-      '--enable-supernode-auth',
-      'admit only SuperNodes whose key was registered (pollen supernode register)',
+    .addOption(
+      new Option(
+        '--enable-supernode-auth',
+        'admit only SuperNodes whose key was registered (pollen supernode register)',
+      ).env('POLLEN_ENABLE_SUPERNODE_AUTH'),
     )
     .option('--crl <file>', 'revocation list PEM to enforce (re-read when it changes)')
-    .option('--cert-service <url>', 'fetch the revocation list from this Certificate Service (every 30 s)')
+    .addOption(
+      certServiceOption('fetch the revocation list from this Certificate Service (every --crl-refresh)'),
+    )
     .option('--crl-refresh <seconds>', 'how often the revocation list is re-read or fetched', '30')
     .option(
       '--chunk-memory <MiB>',
@@ -84,8 +44,23 @@ export function registerSuperLink(program: Command): void {
       '1024',
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info');
-  addLimitOptions(command)
+    .addOption(logLevelOption());
+  return addLimitOptions(cmd);
+}
+
+export function registerSuperLink(program: Command): void {
+  // `pollen start SERVER_KIT` enrolls, then runs the SuperLink on the kit's ports, with the
+  // settings `pollen superlink` takes from the environment.
+  registerParticipantRunner('server', (ctx) =>
+    runKitSuperLink(ctx, optionsFromEnvironment<SuperLinkOptions>(superlinkOptions)),
+  );
+  superlinkOptions(
+    program
+      .command('superlink')
+      .description(
+        'run the SuperLink: Fleet API for SuperNodes, Control API for admins, a ServerApp process per run',
+      ),
+  )
     .addHelpText(
       'after',
       `
@@ -109,69 +84,8 @@ are collected within minutes. Set each in the environment too (POLLEN_NODE_CHUNK
 Logs go to stderr as JSON lines. Stop with Ctrl-C or SIGTERM.`,
     )
     .action(
-      action<Opts>(async (o, out, _args, cmd) => {
-        const { tls, kit } = resolveTls(o, 'server', out);
-        // Cleartext APIs may only listen on loopback: without TLS the default addresses do.
-        if (!tls)
-          for (const key of ['fleetAddress', 'controlAddress'] as const)
-            if (cmd.getOptionValueSource(key) === 'default')
-              o[key] = o[key].replace(/^0\.0\.0\.0:/, '127.0.0.1:');
-        await runSuperLink(o, out, tls, kit?.config.name);
-      }),
+      action<SuperLinkOptions>((o, out, _a, cmd) =>
+        superLink({ ...o, defaulted: valuesFrom(cmd, 'default', 'fleetAddress', 'controlAddress') }, out),
+      ),
     );
-}
-
-export async function runSuperLink(
-  o: Opts,
-  out: Output,
-  tls: ReturnType<typeof resolveTls>['tls'],
-  _name?: string,
-): Promise<void> {
-  const { default: pino } = await import('pino');
-  const { startSuperLink } = await import('../../superlink/superlink.js');
-  const log = pino({ level: o.logLevel }, pino.destination(2));
-  const refresh = Number(o.crlRefresh ?? 30);
-  if (!Number.isFinite(refresh) || refresh < 1)
-    throw new PollenError('INVALID_ARGUMENT', '--crl-refresh takes seconds (>= 1)');
-  const chunkMemory = Number(o.chunkMemory ?? 1024);
-  if (!Number.isFinite(chunkMemory) || chunkMemory < 0)
-    throw new PollenError(
-      'INVALID_ARGUMENT',
-      '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
-    );
-  const limits = o.limits ?? limitsFrom(o as unknown as Record<string, unknown>);
-  const link = await startSuperLink({
-    stateDir: o.stateDir,
-    chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),
-    limits,
-    database: o.database,
-    fleet: parseAddress(o.fleetAddress, '--fleet-address'),
-    control: parseAddress(o.controlAddress, '--control-address'),
-    serverAppIo: parseAddress(o.serverappioAddress, '--serverappio-address'),
-    tls,
-    nodeAuth: Boolean(o.enableSupernodeAuth),
-    project: o.project,
-    crl: o.crl || o.certService ? { file: o.crl, url: o.certService, refreshMs: refresh * 1000 } : undefined,
-    log,
-  });
-  out.result(
-    {
-      fleet: link.fleetUrl,
-      control: link.controlUrl,
-      serverAppIo: link.serverAppIoUrl,
-      nodeAuth: Boolean(o.enableSupernodeAuth),
-      secure: Boolean(tls),
-    },
-    (d) => [
-      `${bold('SuperLink')} running${d.secure ? ' (mutual TLS)' : ' (INSECURE)'}`,
-      `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
-      `  Control API     ${d.control}`,
-      `  ServerAppIo     ${d.serverAppIo}`,
-      dim('  Ctrl-C to stop'),
-    ],
-  );
-  await untilSignal(async () => {
-    out.progress('stopping the SuperLink');
-    await link.close();
-  });
 }

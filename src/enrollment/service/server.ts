@@ -10,7 +10,7 @@ import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
 import { openDatabase } from '../../store/database.js';
 import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
-import { loadPolicy } from '../policy.js';
+import { loadPolicy } from '../policy-load.js';
 import { loadTokenSigner } from '../token.js';
 import { buildApp } from './app.js';
 import { Notifier } from './notifier.js';

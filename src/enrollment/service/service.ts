@@ -16,7 +16,8 @@ import { type CertType, issueSiteCertificate, type SiteProfile } from '../../pki
 import { verifyChain } from '../../pki/verify.js';
 import { WriteBatcher } from '../../store/batcher.js';
 import type { Database } from '../../store/database.js';
-import { decide, type LoadedPolicy, matchNamePattern } from '../policy.js';
+import { decide, type LoadedPolicy } from '../policy.js';
+import { matchNamePattern } from '../policy-match.js';
 import { issueTokens, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
 import { AUDIT_GENESIS, type AuditEntry, auditHash } from './audit.js';
 import {

@@ -51,10 +51,9 @@ export interface Federation {
   tls?: TlsMaterial;
 }
 
-export function configPath(): string {
-  return (
-    process.env.POLLEN_CONFIG || join(process.env.POLLEN_HOME || join(homedir(), '.pollen'), 'config.toml')
-  );
+/** The federations file: the one given (`--config`, POLLEN_CONFIG), or ~/.pollen/config.toml. */
+export function configPath(given?: string): string {
+  return given || join(homedir(), '.pollen', 'config.toml');
 }
 
 export function readConfig(path = configPath()): z.infer<typeof configSchema> {

@@ -10,15 +10,10 @@ import { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import { initCa, loadCa } from '../pki/ca.js';
 import { createSiteCertificate } from '../pki/site.js';
-import { type BulkRequest, bulkChunkPath } from './bulk-chunks.js';
-import {
-  downloadChunks,
-  serveMissingChunks,
-  servePullChunks,
-  servePushChunks,
-  uploadChunks,
-  uploadPieces,
-} from './chunk-transfer.js';
+import { bulkChunkPath } from './bulk-protocol.js';
+import type { BulkRequest } from './bulk-server.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from './chunk-rpc.js';
+import { downloadChunks, uploadChunks, uploadPieces } from './chunk-transfer.js';
 import { CHUNK_SIZE, chunkId, DiskChunkStore, MemoryChunkStore } from './chunks.js';
 import { ERROR_CODE_HEADER } from './errors.js';
 import { openChannel, type RpcChannel } from './rpc-client.js';
@@ -131,7 +126,7 @@ describe('bulk chunk route', () => {
     }
     const ids = [...chunks.keys()];
     const before = bulkCalls.length;
-    const fleet = channel.client(Fleet);
+    const fleet = channel.chunks(channel.client(Fleet));
     const up = await uploadChunks(fleet, chunks);
     expect(up).toMatchObject({ sent: 6, skipped: 0 });
     expect(rpcPushes).toBe(0);
@@ -215,7 +210,7 @@ describe('bulk chunk route', () => {
     expect(await rawPut(id, held)).toEqual({ status: 201, code: undefined });
     // A fresh-model upload whose chunks are partly held already: all PUT, nothing rewritten.
     const fresh = randomBytes(1 << 20);
-    const r = await uploadPieces(channel.client(Fleet), [held, fresh, held], { fresh: true });
+    const r = await uploadPieces(channel.chunks(channel.client(Fleet)), [held, fresh, held], { fresh: true });
     expect(r.ids).toEqual([id, chunkId(fresh), id]);
     expect(r).toMatchObject({ sent: 2, skipped: 0 });
     expect(statSync(store.pathOf(id)).ino).toBe(ino);

@@ -1,8 +1,9 @@
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { isPollenError } from '../errors.js';
-import { DEFAULT_LIMITS } from '../superlink/quotas.js';
-import { addLimitOptions, LIMIT_FLAGS, limitsFrom, limitsFromEnv } from './superlink-limits.js';
+import { isPollenError } from '../../errors.js';
+import { DEFAULT_LIMITS } from '../../superlink/quotas.js';
+import { optionsFromEnvironment } from '../command.js';
+import { addLimitOptions, LIMIT_FLAGS, limitsFrom } from './limits.js';
 
 const MiB = 1024 * 1024;
 
@@ -35,12 +36,18 @@ describe('SuperLink limit flags', () => {
       nodeRatePerSecond: 0,
       nodeBurst: 10,
     });
-    // The kit path reads the same variables.
-    expect(limitsFromEnv({ POLLEN_NODE_REPLY_QUEUE: '7', POLLEN_NODE_RATE: '50' })).toEqual({
-      ...DEFAULT_LIMITS,
-      nodeReplyQueue: 7,
-      nodeRatePerSecond: 50,
-    });
+    // The kit path (`pollen start SERVER_KIT`) reads the same variables through the same options.
+    const saved = process.env;
+    process.env = { ...saved, POLLEN_NODE_REPLY_QUEUE: '7', POLLEN_NODE_RATE: '50' };
+    try {
+      expect(limitsFrom(optionsFromEnvironment(addLimitOptions))).toEqual({
+        ...DEFAULT_LIMITS,
+        nodeReplyQueue: 7,
+        nodeRatePerSecond: 50,
+      });
+    } finally {
+      process.env = saved;
+    }
     expect(new Set(LIMIT_FLAGS.map((f) => f.limit))).toEqual(new Set(Object.keys(DEFAULT_LIMITS)));
   });
 

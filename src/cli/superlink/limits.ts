@@ -2,11 +2,11 @@
  * The SuperLink's resource limits on the command line: one flag and one environment variable
  * per limit (superlink/quotas.ts, documented in docs/federation.md "Limits"). The table below is
  * the one place that names them; `pollen superlink` and `pollen start SERVER_KIT` (environment
- * only) both read it.
+ * only, through the same options) both read it.
  */
 import { type Command, Option } from 'commander';
-import { PollenError } from '../errors.js';
-import { DEFAULT_LIMITS, type Limits } from '../superlink/quotas.js';
+import { PollenError } from '../../errors.js';
+import { DEFAULT_LIMITS, type Limits } from '../../superlink/quotas.js';
 
 const MiB = 1024 * 1024;
 const ACCEPTS = {
@@ -110,9 +110,4 @@ export function limitsFrom(values: Record<string, unknown>): Limits {
     limits[f.limit] = Math.floor(n * f.unit);
   }
   return limits;
-}
-
-/** The limits from the environment alone (`pollen start SERVER_KIT`). */
-export function limitsFromEnv(env: NodeJS.ProcessEnv): Limits {
-  return limitsFrom(Object.fromEntries(LIMIT_FLAGS.map((f) => [f.key, env[f.env]])));
 }

@@ -1,0 +1,33 @@
+import type { Output } from '../output.js';
+import { type ServiceOptions, table, withClient } from './admin-client.js';
+
+export interface EnrollmentEnrolledOptions extends ServiceOptions {
+  type?: string;
+  /** Include revoked and expired certificates. */
+  all?: boolean;
+}
+
+/** `pollen enrollment enrolled`: enrolled participants and their certificates. */
+export async function enrollmentEnrolled(f: EnrollmentEnrolledOptions, out: Output): Promise<void> {
+  let enrolled = await withClient(f, (c) => c.enrolled(f.type as never));
+  const now = Date.now();
+  if (!f.all) enrolled = enrolled.filter((e) => !e.revoked && Date.parse(e.notAfter) > now);
+  out.result({ enrolled }, (d) =>
+    d.enrolled.length === 0
+      ? ['Nobody is enrolled yet.']
+      : [
+          table(
+            ['name', 'type', 'role', 'serial', 'expires', 'approved by', 'revoked'],
+            d.enrolled.map((e) => [
+              e.name,
+              e.type,
+              e.role,
+              e.serial,
+              e.notAfter,
+              e.approvedBy,
+              e.revoked ? 'yes' : '',
+            ]),
+          ),
+        ],
+  );
+}

@@ -1,0 +1,41 @@
+/**
+ * The options that have an environment variable, made in one place so each flag and its variable
+ * always go together (commander's `.env()`: a flag on the command line wins over the variable).
+ */
+import { Option } from 'commander';
+
+/** `-c, --ca DIR` / POLLEN_CA_PATH: the CA folder made by `pollen cert init`. */
+export const caOption = (help = 'the CA folder made by `pollen cert init`') =>
+  new Option('-c, --ca <dir>', help).env('POLLEN_CA_PATH');
+
+/** `--cert-service URL` / POLLEN_CERT_SERVICE_URL. */
+export const certServiceOption = (help = 'the Certificate Service URL, https://HOST:8443') =>
+  new Option('--cert-service <url>', help).env('POLLEN_CERT_SERVICE_URL');
+
+/** `--api-key KEY` / POLLEN_API_KEY: an admin API key of the Certificate Service. */
+export const apiKeyOption = (help = 'admin API key (prefer the environment variable)') =>
+  new Option('--api-key <key>', help).env('POLLEN_API_KEY');
+
+/** `--ca-cert FILE` / POLLEN_CA_CERT: the root CA to trust for the Certificate Service. */
+export const caCertOption = (
+  help = 'root CA certificate to trust (default: CA_PATH/rootCA.pem or system roots)',
+) => new Option('--ca-cert <file>', help).env('POLLEN_CA_CERT');
+
+/** `-p, --policy FILE` / POLLEN_ENROLLMENT_POLICY. */
+export const policyOption = (
+  flags = '-p, --policy <file>',
+  help = 'enrollment policy YAML (default: built-in)',
+) => new Option(flags, help).env('POLLEN_ENROLLMENT_POLICY');
+
+/** `--log-level LEVEL` / POLLEN_LOG_LEVEL. */
+export const logLevelOption = () =>
+  new Option('--log-level <level>', 'fatal, error, warn, info, debug')
+    .env('POLLEN_LOG_LEVEL')
+    .default('info');
+
+/**
+ * `--ca-passphrase` / POLLEN_CA_PASSPHRASE, hidden: a passphrase does not belong on a command line
+ * (other users see it in the process list); the option only carries the variable.
+ */
+export const caPassphraseOption = () =>
+  new Option('--ca-passphrase <text>', 'the root key passphrase').env('POLLEN_CA_PASSPHRASE').hideHelp();

@@ -1,0 +1,44 @@
+import { resolve } from 'node:path';
+import { PollenError } from '../../errors.js';
+import { configPath, saveFederation } from '../federations.js';
+import { bold, type Output } from '../output.js';
+
+export interface FederationAddOptions {
+  name: string;
+  /** The SuperLink's Control API, HOST:PORT. */
+  address: string;
+  kit?: string;
+  rootCertificate?: string;
+  certificate?: string;
+  privateKey?: string;
+  insecure?: boolean;
+  /** Make it the default federation. */
+  default?: boolean;
+  /** The federations file (`--config`). */
+  config?: string;
+}
+
+/** `pollen federation add`: add or replace a federation in the federations file. */
+export async function federationAdd(o: FederationAddOptions, out: Output): Promise<void> {
+  if (!o.insecure && !o.kit && !(o.certificate && o.privateKey && o.rootCertificate))
+    throw new PollenError('USAGE', 'Give --kit, or --certificate, --private-key and --root-certificate');
+  // Paths are stored absolute: the config file need not sit next to them.
+  const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
+  saveFederation(
+    o.name,
+    {
+      address: o.address,
+      kit: abs(o.kit),
+      'root-certificate': abs(o.rootCertificate),
+      certificate: abs(o.certificate),
+      'private-key': abs(o.privateKey),
+      insecure: o.insecure,
+    },
+    Boolean(o.default),
+    configPath(o.config),
+  );
+  out.result(
+    { name: o.name, path: configPath(o.config) },
+    (d) => `saved federation ${bold(d.name)} in ${d.path}`,
+  );
+}

@@ -1,0 +1,37 @@
+import { rpc } from '../../transport/errors.js';
+import { withControl } from '../control-client.js';
+import { bold, dim, type Output } from '../output.js';
+import { formatRound, roundJson, runJson, statusText } from './format.js';
+
+export interface ListRunsOptions {
+  federation?: string;
+  config?: string;
+  /** Show this run in detail instead of listing runs. */
+  runId?: string;
+}
+
+/** `pollen list`: the runs of a federation, or one run with its per-round metrics. */
+export async function listRuns(o: ListRunsOptions, out: Output): Promise<void> {
+  await withControl(o.federation, o.config, async (s) => {
+    if (o.runId) {
+      const d = await rpc(s.control.getRunDetails({ runId: o.runId }));
+      const result = { run: runJson(d.run!), rounds: d.rounds.map(roundJson) };
+      out.result(result, (r) => [
+        `${bold(`run ${r.run.runId}`)}  ${statusText(r.run)}${r.run.reason ? `  (${r.run.reason})` : ''}`,
+        `  app ${r.run.app?.name} ${r.run.app?.version}  ${dim(r.run.app?.hash ?? '')}`,
+        `  created ${r.run.createdAt} by ${r.run.createdBy}`,
+        ...(r.rounds.length ? r.rounds.map(formatRound) : [dim('  no rounds reported yet')]),
+      ]);
+      return;
+    }
+    const { runs } = await rpc(s.control.listRuns({ limit: 100 }));
+    const list = runs.map(runJson);
+    out.result({ federation: s.federation.name, runs: list }, (d) =>
+      d.runs.length === 0
+        ? 'no runs yet: start one with pollen run APP_DIR'
+        : d.runs.map(
+            (r) => `${r.runId}  ${statusText(r).padEnd(18)} ${r.app?.name ?? ''}  ${dim(r.createdAt)}`,
+          ),
+    );
+  });
+}

@@ -1,0 +1,53 @@
+import { rpc } from '../../transport/errors.js';
+import { parseConfigPairs } from '../config-pairs.js';
+import { withControl } from '../control-client.js';
+import { bold, dim, type Output, ok } from '../output.js';
+import { finalError, follow, formatRound, roundJson, runJson, statusText } from './format.js';
+
+export interface RunAppOptions {
+  /** The app folder (default: the working folder). */
+  appDir: string;
+  /** The federation's name in the federations file (default: its default one). */
+  federation?: string;
+  /** The federations file (`--config`). */
+  config?: string;
+  /** `k=v` overrides of the app's default run config. */
+  runConfig: string[];
+  /** Follow the run until it finishes. */
+  stream?: boolean;
+}
+
+/** `pollen run`: build the app, push it and start a run; with --stream, follow it to the end. */
+export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
+  // Loaded here: the bundler is only needed by this command.
+  const { submitRun } = await import('../../apps/submit.js');
+  // Resolve the federation first: a wrong name fails before the build.
+  await withControl(o.federation, o.config, async (s) => {
+    const { runId, app, hash } = await submitRun({
+      control: s.control,
+      chunks: s.chunks,
+      appDir: o.appDir,
+      runConfig: parseConfigPairs(o.runConfig, '--run-config'),
+      federation: s.federation.name,
+      onProgress: (e) => out.progress(e.message),
+    });
+    if (!o.stream) {
+      out.result({ runId, federation: s.federation.name, app, hash }, (d) => [
+        `${ok('started')} run ${bold(d.runId)} of ${d.app} on ${d.federation}`,
+        dim(`  follow it: pollen log ${d.runId} --stream`),
+      ]);
+      return;
+    }
+    out.progress(`run ${runId} started; following it`);
+    const run = await rpc(follow(s, runId, out, true));
+    const details = await rpc(s.control.getRunDetails({ runId }));
+    const result = { run: runJson(details.run ?? run!), rounds: details.rounds.map(roundJson) };
+    const render = (d: typeof result) => [
+      bold(`run ${d.run.runId} ${statusText(d.run)}`),
+      ...d.rounds.map(formatRound),
+    ];
+    const err = finalError(details.run ?? run!);
+    if (err) throw out.failure(result, err, render);
+    out.result(result, render);
+  });
+}

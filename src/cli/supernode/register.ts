@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+import { PollenError } from '../../errors.js';
+import { rpc } from '../../transport/errors.js';
+import { withControl } from '../control-client.js';
+import type { Output } from '../output.js';
+
+export interface SuperNodeRegisterOptions {
+  /** The node's OpenSSH public key file. */
+  keyFile: string;
+  federation?: string;
+  config?: string;
+  name?: string;
+  /** The site (client certificate name) the key is bound to. */
+  site?: string;
+}
+
+/** `pollen supernode register`: admit a node's key; prints its node id. */
+export async function superNodeRegister(o: SuperNodeRegisterOptions, out: Output): Promise<void> {
+  let line: string;
+  try {
+    line = readFileSync(o.keyFile, 'utf8').trim();
+  } catch (e) {
+    throw new PollenError('FILE_NOT_FOUND', `Cannot read ${o.keyFile}`, { cause: e });
+  }
+  await withControl(o.federation, o.config, async (s) => {
+    const { nodeId } = await rpc(
+      s.control.registerNode({ publicKey: line, name: o.name ?? '', site: o.site ?? '' }),
+    );
+    out.result({ nodeId, federation: s.federation.name, site: o.site ?? null }, (d) => d.nodeId);
+  });
+}

@@ -1,0 +1,100 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { PollenError } from '../../errors.js';
+import { untilSignal } from '../command.js';
+import { parseConfigPairs } from '../config-pairs.js';
+import { bold, dim, type Output } from '../output.js';
+import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
+import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
+
+/** The options of `pollen supernode` (running one). */
+export interface SuperNodeOptions extends TlsFlags {
+  superlink?: string;
+  name?: string;
+  authSupernodePrivateKey?: string;
+  nodeConfig: string[];
+  trustedApp?: string[];
+  workDir: string;
+  clientappioAddress: string;
+  heartbeatInterval: string;
+  logLevel: string;
+}
+
+/** The participant name in a certificate's `pollen://PROJECT/TYPE/NAME` URI SAN, if any. */
+export function certificateName(pem: string): string | undefined {
+  try {
+    const san = new X509Certificate(pem).subjectAltName ?? '';
+    return /URI:pollen:\/\/[^/\s,]+\/[a-z]+\/([^/\s,]+)/.exec(san)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/** `pollen supernode`: connect to the SuperLink and train for its runs until a signal stops it. */
+export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<void> {
+  const { tls, kit } = resolveTls(o, 'client', out);
+  const { default: pino } = await import('pino');
+  const { startSuperNode } = await import('../../supernode/supernode.js');
+  const { parseSshPrivateKey } = await import('../../pki/openssh.js');
+  let superlink = o.superlink;
+  if (!superlink && kit) superlink = `${kit.config.endpoint.host}:${kit.config.endpoint.port}`;
+  if (!superlink) throw new PollenError('USAGE', 'Give --superlink HOST:PORT (or a kit with an endpoint)');
+  const address = parseAddress(superlink, '--superlink');
+  const authKey = o.authSupernodePrivateKey
+    ? parseSshPrivateKey(readFileSync(o.authSupernodePrivateKey))
+    : undefined;
+  // Each value may hold several hashes (POLLEN_TRUSTED_APPS is one variable for the list).
+  const trustedApps = o.trustedApp
+    ?.flatMap((v) => v.split(/[\s,]+/))
+    .filter(Boolean)
+    .map((h) => h.trim().toLowerCase());
+  for (const h of trustedApps ?? [])
+    if (!/^sha256:[0-9a-f]{64}$/.test(h))
+      throw new PollenError(
+        'INVALID_ARGUMENT',
+        `--trusted-app takes sha256:HEX as \`pollen build\` prints it (got "${h}")`,
+      );
+  const interval = Number(o.heartbeatInterval);
+  if (!Number.isFinite(interval) || interval < 1)
+    throw new PollenError('INVALID_ARGUMENT', '--heartbeat-interval takes seconds (>= 1)');
+  const name = o.name ?? kit?.config.name ?? (tls && certificateName(tls.cert)) ?? 'supernode';
+  const node = await startSuperNode({
+    superlink: `${tls ? 'https' : 'http'}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`,
+    tls,
+    name,
+    authKey,
+    nodeConfig: parseConfigPairs(o.nodeConfig, '--node-config'),
+    trustedApps,
+    workDir: o.workDir,
+    clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
+    heartbeatIntervalMs: interval * 1000,
+    log: pino({ level: o.logLevel }, pino.destination(2)),
+    onEvent: (e) => {
+      if (e.kind === 'disconnected')
+        out.progress(`SuperLink unreachable (${e.error}); retrying in ${(e.retryInMs / 1000).toFixed(1)} s`);
+    },
+  });
+  out.progress(`connecting to ${superlink} as ${name}`);
+  const nodeId = await Promise.race([node.ready, untilSignal(async () => {}).then(() => '')]);
+  if (nodeId) {
+    out.result({ nodeId, name, superlink }, (d) => [
+      `${bold('SuperNode')} ${d.name} connected as node ${d.nodeId} to ${d.superlink}`,
+      dim('  Ctrl-C to stop'),
+    ]);
+    await untilSignal(async () => {});
+  }
+  out.progress('stopping the SuperNode');
+  await node.close();
+}
+
+/**
+ * `pollen start CLIENT_KIT` (the kit's start.sh), once enrolled: the SuperNode of the kit, with
+ * the settings `pollen supernode` takes from the environment (`env`).
+ */
+export async function runKitSuperNode(
+  { kit, out }: ParticipantContext,
+  env: SuperNodeOptions,
+): Promise<ParticipantOutcome> {
+  await runSuperNode({ ...env, kit: kit.dir, workDir: `${kit.dir}/local/supernode` }, out.quiet());
+  return { status: 'stopped' };
+}

@@ -1,0 +1,14 @@
+/** Assertions about the errors a call fails with. */
+import { expect } from 'vitest';
+import { PollenError } from '../../src/errors.js';
+
+/** The stable code of the PollenError `p` rejects with; fails the test if it resolves. */
+export async function pollenCodeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(PollenError);
+    return (e as PollenError).code;
+  }
+  throw new Error('expected a PollenError');
+}
