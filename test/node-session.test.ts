@@ -2,12 +2,14 @@
  * Node-key sessions end (1 h by default); a SuperNode opens a new one before its session runs
  * out, so a long run never sees NODE_SESSION_EXPIRED. Here sessions last 3 s and the node keeps
  * working for several of them: a real SuperLink and SuperNode in this process, an ssh-keygen key.
+ * The seconds are the test's: the SuperNode runs on a ManualClock (its `clock` and `sleep`) and
+ * the SuperLink, which reads Date, on the same time through a faked Date; no real time passes.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   nodeIdFromPublicKey,
   parseSshPrivateKey,
@@ -21,16 +23,22 @@ import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
 import { type SuperNode, type SuperNodeEvent, startSuperNode } from '../src/supernode/supernode.js';
 import { messageToWire } from '../src/transport/wire.js';
 import { sshKeygen } from './support/federation.js';
+import { ManualClock } from './support/manual-clock.js';
 import { runningRun } from './support/runs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-session-'));
 const SESSION_MS = 3_000;
 let superlink: SuperLink;
 let node: SuperNode;
+let clock: ManualClock;
 const events: SuperNodeEvent[] = [];
+const logs: string[] = [];
 let runId = '';
 
 beforeAll(async () => {
+  // Before the SuperLink starts: its parts keep the Date.now they were given.
+  vi.useFakeTimers({ toFake: ['Date'] });
+  clock = new ManualClock({ onSet: (now) => vi.setSystemTime(now) });
   const local = { host: '127.0.0.1', port: 0 };
   superlink = await startSuperLink({
     stateDir: join(dir, 'superlink'),
@@ -56,10 +64,11 @@ beforeAll(async () => {
     authKey: parseSshPrivateKey(readFileSync(keyFile)),
     workDir: join(dir, 'node'),
     heartbeatIntervalMs: 1_000,
-    pollWaitMs: 2_000,
     app,
-    log: pino({ level: 'silent' }),
+    log: pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line).msg) }),
     onEvent: (e) => events.push(e),
+    clock: clock.now,
+    sleep: clock.sleep,
   });
   await node.ready;
   runId = await runningRun(superlink.state, 'session');
@@ -68,6 +77,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await node?.close();
   await superlink?.close();
+  vi.useRealTimers();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -82,8 +92,9 @@ async function roundTrip(): Promise<boolean> {
     }),
   );
   const [id] = await superlink.link.pushInstructions(runId, [wire]);
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
+  // Real time: Date stands still between the test's steps.
+  const deadline = performance.now() + 10_000;
+  while (performance.now() < deadline) {
     const replies = await superlink.link.pullReplies(runId, [id!], 1_000);
     if (replies.length > 0) {
       if (replies[0]!.body.case !== 'content') throw new Error(JSON.stringify(replies[0]!.body.value));
@@ -97,12 +108,14 @@ describe('node-key sessions', () => {
   it('are renewed before they expire: work keeps flowing over several session lifetimes', async () => {
     expect(await roundTrip()).toBe(true);
     for (let i = 0; i < 3; i++) {
-      await new Promise((r) => setTimeout(r, SESSION_MS));
+      await clock.advance(SESSION_MS);
       expect(await roundTrip()).toBe(true);
     }
     // One connection all along: never refused, never reconnected.
     expect(events.filter((e) => e.kind === 'disconnected')).toEqual([]);
     expect(events.filter((e) => e.kind === 'connected')).toHaveLength(1);
     expect((await superlink.state.getNode(node.nodeId))?.status).toBe('online');
+    // The clock drove them: a new session every 2.25 s (3/4 of one) of the 9 that passed.
+    expect(logs.filter((m) => m === 'node-key session renewed').length).toBeGreaterThanOrEqual(3);
   }, 40_000);
 });

@@ -14,6 +14,15 @@ import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
 import { Processes, startDemoCertService } from './processes.js';
 
+/** A round as `pollen list --run-id --json` shows it. */
+interface RoundRow {
+  round: number;
+  metrics: Record<string, number>;
+  nodes: string[];
+  bytesSent: number;
+  bytesReceived: number;
+}
+
 export const MNIST_APP = fileURLToPath(new URL('../../examples/mnist', import.meta.url));
 
 export interface FederationDemoOptions {
@@ -338,15 +347,7 @@ export async function runFederationDemo(
       while (polling) {
         const res = await px.run(['list', 'demo', '--run-id', runId, '--json']);
         if (res.code === 0) {
-          const d = json<{
-            rounds: {
-              round: number;
-              metrics: Record<string, number>;
-              nodes: string[];
-              bytesSent: number;
-              bytesReceived: number;
-            }[];
-          }>(res.stdout);
+          const d = json<{ rounds: RoundRow[] }>(res.stdout);
           for (const x of d.rounds)
             if (!shown.has(x.round)) {
               shown.add(x.round);
@@ -367,13 +368,7 @@ export async function runFederationDemo(
     const trainingSeconds = (Date.now() - trainStart) / 1000;
     const detail = json<{
       run: { status: string; subStatus: string | null; reason: string | null };
-      rounds: {
-        round: number;
-        metrics: Record<string, number>;
-        nodes: string[];
-        bytesSent: number;
-        bytesReceived: number;
-      }[];
+      rounds: RoundRow[];
     }>((await px.must(['list', 'demo', '--run-id', runId, '--json'])).stdout);
     const rounds = detail.rounds.map((x) => ({
       round: x.round,

@@ -1,0 +1,95 @@
+/**
+ * A run's ClientApp in its own process: `node RUNNER clientapp` in the unpacked bundle's folder,
+ * with the ClientAppIo address, the run and its per-run token in a minimal environment (never the
+ * node's credentials). Its output goes to the node's log, line by line.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
+import { appEnvironment } from '../apps/app-env.js';
+import type { ExtractedBundle } from '../apps/bundle.js';
+import { PollenError } from '../errors.js';
+import type { AppSlot } from './clientappio-service.js';
+
+/** The app runner (apps/runner.ts) a SuperNode starts: `node [execArgv] script clientapp`. */
+export interface RunnerEntry {
+  script: string;
+  /** Node options placed before the script, e.g. a loader. */
+  execArgv?: readonly string[];
+}
+
+/**
+ * The runner beside this module: `apps/runner.js` in a build; from source (tests, tsx) the
+ * TypeScript runner, through tsx's loader as `tsx` itself would run it.
+ */
+export function defaultRunner(): RunnerEntry {
+  const apps = join(dirname(fileURLToPath(import.meta.url)), '..', 'apps');
+  const built = join(apps, 'runner.js');
+  if (existsSync(built)) return { script: built };
+  let loader: string;
+  try {
+    loader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+  } catch (e) {
+    throw new PollenError(
+      'FILE_NOT_FOUND',
+      `No app runner at ${built}, and no tsx to run ${apps}/runner.ts`,
+      {
+        cause: e,
+        hint: 'Build Pollen (npm run build), or give the SuperNode its runner.',
+      },
+    );
+  }
+  return { script: join(apps, 'runner.ts'), execArgv: ['--import', loader] };
+}
+
+export interface ClientAppProcess {
+  runner: RunnerEntry;
+  appIoUrl: string;
+  slot: AppSlot;
+  bundle: ExtractedBundle;
+  log: Logger;
+}
+
+export function spawnClientApp(o: ClientAppProcess): ChildProcess {
+  const { runId, token } = o.slot;
+  const child = spawn(process.execPath, [...(o.runner.execArgv ?? []), o.runner.script, 'clientapp'], {
+    cwd: o.bundle.dir,
+    env: appEnvironment({
+      POLLEN_APPIO_URL: o.appIoUrl,
+      POLLEN_RUN_ID: runId,
+      POLLEN_APP_TOKEN: token,
+      POLLEN_APP_PATH: o.bundle.clientappPath,
+    }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  for (const [stream, level] of [
+    [child.stdout!, 'info'],
+    [child.stderr!, 'warn'],
+  ] as const)
+    createInterface({ input: stream }).on('line', (line) => o.log[level]({ runId, app: 'clientapp' }, line));
+  return child;
+}
+
+/**
+ * End an app that was told to shut down (it sees `shutdown` on its next pull): SIGTERM after 2 s,
+ * SIGKILL after 7 s. Real timers, not the node's clock: they bound an operating-system process,
+ * and hold nothing open (unref).
+ */
+export function endClientApp(child: ChildProcess): void {
+  if (child.exitCode !== null) return;
+  setTimeout(() => child.kill('SIGTERM'), 2_000).unref();
+  setTimeout(() => child.kill('SIGKILL'), 7_000).unref();
+}
+
+/** Wait up to 2 s for the apps to exit by themselves, then make sure none outlives the node. */
+export async function reapClientApps(apps: ChildProcess[]): Promise<void> {
+  await Promise.race([
+    Promise.all(apps.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r))))),
+    new Promise((r) => setTimeout(r, 2_000).unref()),
+  ]);
+  for (const c of apps) if (c.exitCode === null) c.kill('SIGKILL');
+}

@@ -1,0 +1,89 @@
+/**
+ * Replies from this node to the SuperLink: the reply's chunks go into the run's scope there (it
+ * relays them unhashed to the ServerApp), then the message; both are retried while the SuperLink
+ * is away or rate-limits the node, and after a node-key session ran out.
+ */
+import { randomBytes } from 'node:crypto';
+import { create } from '@bufbuild/protobuf';
+import type { Logger } from 'pino';
+import { isPollenError } from '../errors.js';
+import { MessageSchema } from '../gen/pollen/v1/records_pb.js';
+import { uploadChunks } from '../transport/chunk-transfer.js';
+import type { ChunkTransport } from '../transport/chunk-transport.js';
+import type { ChunkStore } from '../transport/chunks.js';
+import { chunkIdsOf, type WireMessage } from '../transport/wire.js';
+import { call, type FleetClient, transient } from './fleet-call.js';
+import { type NodeTime, pause } from './node-time.js';
+
+export interface RepliesOptions {
+  fleet: FleetClient;
+  /** The chunk routes of the same SuperLink (the bulk route where it has one). */
+  fleetChunks: ChunkTransport;
+  /** Where the chunks of replies from ClientApp processes wait. */
+  chunks: ChunkStore;
+  /** The node-key session, renewed when a push finds it expired. */
+  session: { readonly hasSession: boolean; renew(): Promise<void> };
+  nodeId(): string;
+  time: NodeTime;
+  log: Logger;
+  /** Aborted when the node closes: no more retries. */
+  signal: AbortSignal;
+  onReply?: (runId: string, messageId: string, error?: string) => void;
+}
+
+/** Attempts after the first one. */
+const RETRIES = 5;
+
+export class Replies {
+  constructor(private readonly o: RepliesOptions) {}
+
+  /** Send a reply; `own` holds its chunks when they are not in the node's store (embedded mode). */
+  async push(reply: WireMessage, own?: Map<string, Uint8Array>): Promise<void> {
+    const { fleet, chunks, signal, fleetChunks } = this.o;
+    const ids = chunkIdsOf(reply);
+    const runId = reply.metadata?.runId ?? '';
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // Into the run's scope on the SuperLink, which relays them unhashed to the ServerApp.
+        if (ids.length > 0)
+          await call(() => uploadChunks(fleetChunks, own ?? { ids, source: chunks }, { scope: { runId } }));
+        const { results } = await call(() => fleet.pushMessages({ messages: [reply] }));
+        const r = results[0];
+        this.o.onReply?.(runId, reply.metadata?.replyToMessageId ?? '', r?.errorCode || undefined);
+        if (r?.errorCode)
+          this.o.log.warn({ runId, code: r.errorCode, reason: r.errorMessage }, 'reply refused');
+        for (const id of ids) await chunks.delete(id).catch(() => {});
+        return;
+      } catch (e) {
+        if (signal.aborted || attempt >= RETRIES) throw e;
+        // The session ran out between renewals (e.g. the machine slept): open one and retry.
+        if (isPollenError(e) && e.code === 'NODE_SESSION_EXPIRED' && this.o.session.hasSession) {
+          await this.o.session.renew();
+          continue;
+        }
+        if (isPollenError(e) && !transient(e)) throw e;
+        await pause(this.o.time, Math.min(500 * 2 ** attempt, 10_000), signal);
+        if (signal.aborted) throw e;
+      }
+    }
+  }
+
+  /** The error reply to `instruction`: the ServerApp hears at once why it gets no result. */
+  error(instruction: WireMessage, code: string, reason: string): WireMessage {
+    const md = instruction.metadata!;
+    return create(MessageSchema, {
+      metadata: {
+        runId: md.runId,
+        messageId: randomBytes(16).toString('hex'),
+        srcNodeId: this.o.nodeId(),
+        dstNodeId: md.srcNodeId,
+        replyToMessageId: md.messageId,
+        groupId: md.groupId,
+        ttlSeconds: md.ttlSeconds,
+        messageType: md.messageType,
+        createdAt: BigInt(this.o.time.now()),
+      },
+      body: { case: 'error', value: { code, reason } },
+    });
+  }
+}
