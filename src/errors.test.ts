@@ -88,7 +88,9 @@ describe('errors', () => {
       report,
     );
     expect([down.code, down.status, down.retryable]).toEqual(['UNAVAILABLE', 503, true]);
-    expect(down.message).toBe(`The service cannot reach its database (reference ${reported[1]![0]})`);
+    expect(down.message).toBe(
+      `The service cannot reach a system it depends on, such as its database (reference ${reported[1]![0]})`,
+    );
     expect(reported[1]![0]).not.toBe(reported[0]![0]);
   });
 });

@@ -522,8 +522,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'ECONNRESET']);
  * What a server may tell a client about any throwable. A PollenError is public by design (its
  * code, message, hint and data; `detail` and `cause` stay in the process); anything else — a bug,
  * an OS error naming a file, an INTERNAL — becomes a bare INTERNAL whose message carries only a
- * short reference, and `report` logs the full error under it. A database the server cannot reach
- * is answered the same way as UNAVAILABLE, which a client retries.
+ * short reference, and `report` logs the full error under it. A connection the server could not
+ * make (its database, most often) is answered the same way as UNAVAILABLE, which a client retries.
  */
 export function publicError(e: unknown, report: FailureReporter): PollenError {
   if (e instanceof PollenError && e.code !== 'INTERNAL') return e;
@@ -531,8 +531,12 @@ export function publicError(e: unknown, report: FailureReporter): PollenError {
   report(reference, e);
   const code = (e as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && UNREACHABLE.has(code))
-    return new PollenError('UNAVAILABLE', `The service cannot reach its database (reference ${reference})`, {
-      data: { reference },
-    });
+    return new PollenError(
+      'UNAVAILABLE',
+      `The service cannot reach a system it depends on, such as its database (reference ${reference})`,
+      {
+        data: { reference },
+      },
+    );
   return new PollenError('INTERNAL', `Internal error (reference ${reference})`, { data: { reference } });
 }

@@ -20,12 +20,11 @@ import {
 } from '../transport/wire.js';
 import type { Waiters } from '../util/waiters.js';
 import type { AppSlot } from './clientappio-service.js';
-import { call, type FleetClient, localError } from './fleet-call.js';
+import { call, localError } from './fleet-call.js';
 import type { Replies } from './replies.js';
 import type { RunSlots, Slot } from './run-slots.js';
 
 export interface InstructionsOptions {
-  fleet: FleetClient;
   /** The chunk routes of the same SuperLink (the bulk route where it has one). */
   fleetChunks: ChunkTransport;
   chunks: ChunkStore;
@@ -48,7 +47,7 @@ export class Instructions {
   async handle(message: WireMessage): Promise<void> {
     const md = message.metadata;
     if (!md) return;
-    const { fleet, chunks, app, fleetChunks } = this.o;
+    const { chunks, app, fleetChunks } = this.o;
     this.o.onTask?.(md.runId, md.messageId, md.messageType);
     try {
       const slot = await this.o.slots.open(md.runId);

@@ -174,7 +174,6 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     onReply: (runId, messageId, error) => onEvent?.({ kind: 'reply', runId, messageId, error }),
   });
   const instructions: Instructions = new Instructions({
-    fleet,
     fleetChunks,
     chunks,
     slots,
