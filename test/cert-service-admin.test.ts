@@ -304,7 +304,9 @@ describe('unexpected failures', () => {
     expect(down.status).toBe(503);
     expect(down.json.error).toMatchObject({
       code: 'UNAVAILABLE',
-      message: expect.stringMatching(/^The service cannot reach a system it depends on, such as its database \(reference [0-9a-f]{10}\)$/),
+      message: expect.stringMatching(
+        /^The service cannot reach a system it depends on, such as its database \(reference [0-9a-f]{10}\)$/,
+      ),
     });
     expect(JSON.stringify(down.json)).not.toContain('10.0.0.5');
     const reference = /reference ([0-9a-f]+)/.exec(down.json.error.message)![1];
