@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, decodeProtectedHeader, importJWK, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codeOf } from '../../test/support/errors.js';
 import { makeCaFolder } from '../../test/support/fixtures.js';
-import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
 import { loadPolicy, parsePolicy } from './policy-load.js';
 import {
@@ -38,16 +38,6 @@ let signer: TokenSigner;
 const policy = loadPolicy();
 
 const keysOf = (s: TokenSigner) => new Map<string, KeyObject>([[s.kid, s.publicKey]]);
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PollenError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 function messageOf(fn: () => unknown): string {
   try {

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codeOf } from '../../test/support/errors.js';
 import {
   ecdsaHashFor,
   nodeIdFromPublicKey,
@@ -42,16 +43,6 @@ beforeAll(() => {
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** The code a call throws (PollenError), or 'no error'. */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
-}
 
 describe('OpenSSH ECDSA keys from ssh-keygen', () => {
   for (const [name, bits, type] of [

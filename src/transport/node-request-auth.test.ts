@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { codeOf } from '../../test/support/errors.js';
 import {
   nodeIdFromPublicKey,
   parseSshPrivateKey,
@@ -39,15 +40,6 @@ function registry(...keys: KeyObject[]) {
     const id = nodeIdFromPublicKey(pub);
     return allowed.has(id) ? id : undefined;
   };
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'no error';
-  } catch (e) {
-    return (e as { code?: string }).code ?? String(e);
-  }
 }
 
 function setup(

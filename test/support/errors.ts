@@ -12,3 +12,14 @@ export async function pollenCodeOf(p: Promise<unknown>): Promise<string> {
   }
   throw new Error('expected a PollenError');
 }
+
+/** The code of the PollenError a synchronous call throws, or 'no error' when it returns. */
+export function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof PollenError) return e.code;
+    throw e;
+  }
+  return 'no error';
+}
