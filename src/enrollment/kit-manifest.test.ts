@@ -16,14 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, type LoadedCa, loadCa } from '../pki/ca.js';
 import { describeKey } from '../pki/keys.js';
 import { issueSiteCertificate } from '../pki/profiles.js';
+import { chainsToRoot, parseCertificates } from '../pki/verify.js';
 import { DEFAULT_BUILDERS, planKit, resolveKitSpec, signingBuilder, writeKit } from './kit.js';
-import {
-  chainsToRoot,
-  kitVerificationError,
-  MANIFEST_PATHS,
-  splitPemCertificates,
-  verifyKit,
-} from './kit-manifest.js';
+import { kitVerificationError, MANIFEST_PATHS, verifyKit } from './kit-manifest.js';
 import { DEFAULT_POLICY_YAML } from './policy.js';
 import { parsePolicy } from './policy-load.js';
 import { issueToken, loadTokenSigner } from './token.js';
@@ -113,7 +108,7 @@ describe('signed manifest', () => {
       { encoding: 'utf8' },
     );
     expect(out).toMatch(/Verified OK/);
-    const signer = splitPemCertificates(readFileSync(join(dir, MANIFEST_PATHS.signer), 'utf8'));
+    const signer = parseCertificates(readFileSync(join(dir, MANIFEST_PATHS.signer), 'utf8'));
     expect(signer.map((c) => c.fingerprint256)).toEqual([
       intermediate.fingerprint256,
       new X509Certificate(ca.rootPem).fingerprint256,
@@ -310,28 +305,5 @@ describe('signed manifest', () => {
     expect(() => verifyKit(dir)).toThrow(expect.objectContaining({ code: 'KIT_TAMPERED' }));
     rmSync(p);
     expect(() => verifyKit(dir)).toThrow(expect.objectContaining({ code: 'KIT_UNSIGNED' }));
-  });
-});
-
-describe('chainsToRoot', () => {
-  it('follows intermediates, and refuses other roots and expired certificates', () => {
-    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const leaf = new X509Certificate(
-      issueSiteCertificate(
-        ca.issuer,
-        publicKey.export({ type: 'spki', format: 'der' }),
-        describeKey(publicKey),
-        { name: 'site', type: 'client', project: 'x' },
-        86_400_000,
-      ).pem,
-    );
-    const inter = new X509Certificate(ca.intermediatePem);
-    const root = new X509Certificate(ca.rootPem);
-    expect(chainsToRoot(leaf, [inter], root).ok).toBe(true);
-    expect(chainsToRoot(leaf, [], root).ok).toBe(false);
-    expect(chainsToRoot(leaf, [inter], new X509Certificate(other.rootPem)).ok).toBe(false);
-    expect(chainsToRoot(leaf, [inter], root, new Date(Date.now() + 2 * 86_400_000)).ok).toBe(false);
-    // The leaf itself cannot serve as an issuer (not a CA).
-    expect(chainsToRoot(inter, [leaf], root).ok).toBe(true);
   });
 });

@@ -21,6 +21,7 @@ import { join, posix, resolve } from 'node:path';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint, normaliseFingerprint, sameFingerprint } from '../pki/fingerprint.js';
+import { chainsToRoot, parseCertificates } from '../pki/verify.js';
 import { VERSION } from '../version.js';
 import { loadKit } from './kit/load.js';
 import type { KitFile } from './kit/plan.js';
@@ -158,56 +159,6 @@ export function verifyManifestSignature(
   }
 }
 
-/** Every certificate in a PEM bundle, in order. */
-export function splitPemCertificates(pem: string): X509Certificate[] {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks.map((b) => new X509Certificate(b));
-}
-
-function validAt(cert: X509Certificate, at: Date): boolean {
-  return new Date(cert.validFrom) <= at && at <= new Date(cert.validTo);
-}
-
-export type ChainResult = { ok: true; path: X509Certificate[] } | { ok: false; reason: string };
-
-/**
- * Does `leaf` chain to `root` through CA certificates from `pool`? Checks issuer names,
- * signatures, that every issuer is a CA, that the root is self-signed, and validity at `at`.
- */
-export function chainsToRoot(
-  leaf: X509Certificate,
-  pool: readonly X509Certificate[],
-  root: X509Certificate,
-  at: Date = new Date(),
-): ChainResult {
-  if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey))
-    return { ok: false, reason: 'the root CA certificate is not a self-signed CA certificate' };
-  if (!validAt(root, at))
-    return { ok: false, reason: `the root CA certificate is not valid at ${at.toISOString()}` };
-  const path = [leaf];
-  let cur = leaf;
-  for (let depth = 0; depth < 6; depth++) {
-    if (!validAt(cur, at))
-      return {
-        ok: false,
-        reason: `"${cur.subject.replace(/\n/g, ', ')}" is not valid at ${at.toISOString()}`,
-      };
-    if (cur.checkIssued(root) && cur.verify(root.publicKey)) return { ok: true, path: [...path, root] };
-    const issuer = pool.find(
-      (c) =>
-        c.ca &&
-        !path.some((p) => p.fingerprint256 === c.fingerprint256) &&
-        cur.checkIssued(c) &&
-        cur.verify(c.publicKey),
-    );
-    if (!issuer)
-      return { ok: false, reason: `"${cur.subject.replace(/\n/g, ', ')}" does not chain to the root CA` };
-    path.push(issuer);
-    cur = issuer;
-  }
-  return { ok: false, reason: 'the certificate chain is too long' };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Verification
 
@@ -325,7 +276,7 @@ export function verifyKit(dirIn: string, opts: VerifyKitOptions = {}): KitVerifi
     signature = 'invalid';
     let certs: X509Certificate[] = [];
     try {
-      certs = splitPemCertificates(readFileSync(join(dir, MANIFEST_PATHS.signer), 'utf8'));
+      certs = parseCertificates(readFileSync(join(dir, MANIFEST_PATHS.signer), 'utf8'));
     } catch {
       certs = [];
     }

@@ -1,3 +1,5 @@
+import type { X509Certificate } from 'node:crypto';
+import { PollenError } from '../errors.js';
 import { signingAlgorithm, x509 } from './keys.js';
 import type { Issuer } from './profiles.js';
 
@@ -35,4 +37,34 @@ export async function createCrl(
     })),
   });
   return crl.toString('pem').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----');
+}
+
+/** A serial as CRLs are compared: lowercase hex without colons or leading zeros. */
+export function serialKey(serial: string): string {
+  return serial
+    .toLowerCase()
+    .replace(/[^0-9a-f]/g, '')
+    .replace(/^0+(?=.)/, '');
+}
+
+/**
+ * Parse a PEM CRL and check that one of `issuers` (the project's root and intermediates) signed
+ * it. `what` names the list in the CERT_INVALID errors ("The revocation list", …).
+ */
+export async function readSignedCrl(
+  text: string,
+  issuers: readonly X509Certificate[],
+  what: string,
+): Promise<x509.X509Crl> {
+  let crl: x509.X509Crl;
+  try {
+    crl = new x509.X509Crl(text);
+  } catch (e) {
+    throw new PollenError('CERT_INVALID', `${what} is not a CRL`, { cause: e });
+  }
+  for (const issuer of issuers) {
+    const publicKey = new x509.X509Certificate(issuer.raw).publicKey;
+    if (await crl.verify({ publicKey }).catch(() => false)) return crl;
+  }
+  throw new PollenError('CERT_INVALID', `${what} is not signed by the project CA`);
 }

@@ -9,12 +9,13 @@
  * nextUpdate is still enforced (refusing everyone would stop the federation) but reported as
  * stale on every refresh until a newer one arrives.
  */
+import type { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
-import * as x509 from '@peculiar/x509';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { PollenError } from '../errors.js';
-import { splitPem } from '../pki/verify.js';
+import { readSignedCrl, serialKey } from '../pki/crl.js';
+import { parseCertificates } from '../pki/verify.js';
 
 export interface RevocationOptions {
   file?: string;
@@ -25,15 +26,9 @@ export interface RevocationOptions {
   log: Logger;
 }
 
-const normSerial = (s: string): string =>
-  s
-    .toLowerCase()
-    .replace(/[^0-9a-f]/g, '')
-    .replace(/^0+(?=.)/, '');
-
 export class RevocationList {
   readonly #o: RevocationOptions;
-  readonly #issuers: x509.X509Certificate[];
+  readonly #issuers: X509Certificate[];
   #revoked = new Set<string>();
   #thisUpdate = 0;
   #nextUpdate = Number.POSITIVE_INFINITY;
@@ -44,7 +39,7 @@ export class RevocationList {
 
   constructor(o: RevocationOptions) {
     this.#o = o;
-    this.#issuers = splitPem(o.ca).map((p) => new x509.X509Certificate(p));
+    this.#issuers = parseCertificates(o.ca);
     this.#agent = o.url ? new Agent({ connect: { ca: o.ca } }) : undefined;
   }
 
@@ -58,7 +53,7 @@ export class RevocationList {
   }
 
   isRevoked(serialHex: string): boolean {
-    return this.#revoked.has(normSerial(serialHex));
+    return this.#revoked.has(serialKey(serialHex));
   }
 
   onChange(fn: () => void): void {
@@ -118,19 +113,7 @@ export class RevocationList {
   }
 
   async #load(text: string): Promise<void> {
-    let crl: x509.X509Crl;
-    try {
-      crl = new x509.X509Crl(text.replace(/X509 CRL/g, 'X509 CRL'));
-    } catch (e) {
-      throw new PollenError('CERT_INVALID', 'The revocation list is not a CRL', { cause: e });
-    }
-    let signed = false;
-    for (const issuer of this.#issuers)
-      if (await crl.verify({ publicKey: issuer.publicKey }).catch(() => false)) {
-        signed = true;
-        break;
-      }
-    if (!signed) throw new PollenError('CERT_INVALID', 'The revocation list is not signed by the project CA');
+    const crl = await readSignedCrl(text, this.#issuers, 'The revocation list');
     const thisUpdate = crl.thisUpdate.getTime();
     if (thisUpdate < this.#thisUpdate)
       throw new PollenError(
@@ -139,7 +122,7 @@ export class RevocationList {
       );
     this.#thisUpdate = thisUpdate;
     this.#nextUpdate = crl.nextUpdate?.getTime() ?? Number.POSITIVE_INFINITY;
-    const next = new Set(crl.entries.map((e) => normSerial(e.serialNumber)));
+    const next = new Set(crl.entries.map((e) => serialKey(e.serialNumber)));
     const changed = next.size !== this.#revoked.size || [...next].some((s) => !this.#revoked.has(s));
     this.#revoked = next;
     if (changed) {

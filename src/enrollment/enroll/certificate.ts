@@ -4,10 +4,10 @@ import { PollenError } from '../../errors.js';
 import { certificateFingerprint, sameFingerprint } from '../../pki/fingerprint.js';
 import { x509 } from '../../pki/keys.js';
 import { readProfile, renewalTime } from '../../pki/profiles.js';
+import { chainsToRoot, parseCertificates } from '../../pki/verify.js';
 import { writeFileAtomic } from '../../util/files.js';
 import type { CertificateInfo } from '../enroll-client.js';
 import type { LoadedKit } from '../kit.js';
-import { chainsToRoot, splitPemCertificates } from '../kit-manifest.js';
 import { readIf, rel } from './context.js';
 
 // The certificate a kit holds, and the one the Certificate Service sends: both are used only if
@@ -71,7 +71,7 @@ export function checkExistingCertificate(kit: LoadedKit, now: Date, pin: string 
   const name = rel(kit, kit.paths.cert);
   let certs: X509Certificate[];
   try {
-    certs = splitPemCertificates(certPem);
+    certs = parseCertificates(certPem);
   } catch {
     certs = [];
   }
@@ -120,7 +120,7 @@ export function checkExistingCertificate(kit: LoadedKit, now: Date, pin: string 
   const chainPem = readIf(kit.paths.chain);
   if (chainPem !== null) {
     try {
-      pool = [...pool, ...splitPemCertificates(chainPem)];
+      pool = [...pool, ...parseCertificates(chainPem)];
     } catch {
       // an unreadable chain.pem only matters if the intermediate is needed
     }
@@ -158,8 +158,8 @@ export function verifyIssued(
   let certs: X509Certificate[];
   let chain: X509Certificate[];
   try {
-    certs = splitPemCertificates(parsed.data.certificate);
-    chain = splitPemCertificates(parsed.data.chain);
+    certs = parseCertificates(parsed.data.certificate);
+    chain = parseCertificates(parsed.data.chain);
   } catch (e) {
     throw new PollenError('CERT_INVALID', 'The Certificate Service returned an unreadable certificate', {
       cause: e,

@@ -5,8 +5,8 @@ import { z } from 'zod';
 import { PollenError } from '../../errors.js';
 import { certificateFingerprint, sameFingerprint } from '../../pki/fingerprint.js';
 import { isCertServiceIdentity } from '../../pki/profiles.js';
+import { chainsToRoot, parseCertificates } from '../../pki/verify.js';
 import { type CertServiceHttp, notCertServiceError } from '../cert-service-http.js';
-import { chainsToRoot, splitPemCertificates } from '../kit-manifest.js';
 import type { Ctx } from './context.js';
 
 // The root CA is pinned from the token's fingerprint BEFORE anything is sent: the first
@@ -85,7 +85,7 @@ async function servedRoot(
   }
   return {
     root,
-    more: splitPemCertificates(`${parsed.data.intermediate ?? ''}\n${parsed.data.chain ?? ''}`),
+    more: parseCertificates(`${parsed.data.intermediate ?? ''}\n${parsed.data.chain ?? ''}`),
   };
 }
 

@@ -2,10 +2,10 @@ import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createCsr } from '../../pki/csr.js';
 import { generateKeyPair, keyTypeInfo, privateKeyToPem } from '../../pki/keys.js';
+import { parseCertificates } from '../../pki/verify.js';
 import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
 import type { CertificateInfo } from '../enroll-client.js';
 import type { LoadedKit } from '../kit.js';
-import { splitPemCertificates } from '../kit-manifest.js';
 import { certificateInfo, type Existing, pem, sameKey, verifyIssued } from './certificate.js';
 import { type Ctx, rel } from './context.js';
 
@@ -22,7 +22,7 @@ export function finishInterruptedRenewal(kit: LoadedKit): void {
   const hasCert = existsSync(certNext);
   if (!hasKey && !hasCert) return;
   try {
-    const cert = hasCert ? splitPemCertificates(readFileSync(certNext, 'utf8'))[0] : undefined;
+    const cert = hasCert ? parseCertificates(readFileSync(certNext, 'utf8'))[0] : undefined;
     const key = createPrivateKey(readFileSync(hasKey ? keyNext : kit.paths.key));
     if (cert && sameKey(key, cert.publicKey)) {
       if (hasKey) renameSync(keyNext, kit.paths.key);

@@ -1,18 +1,12 @@
 import { PollenError } from '../../errors.js';
-import { x509 } from '../../pki/keys.js';
+import { readSignedCrl, serialKey } from '../../pki/crl.js';
+import type { x509 } from '../../pki/keys.js';
 import type { LoadedKit } from '../kit.js';
 import { type Existing, pem } from './certificate.js';
 import { type Ctx, rel } from './context.js';
 
 /** How long `pollen start` waits for the CRL before it starts without it. */
 const CRL_TIMEOUT_MS = 10_000;
-
-/** Serials compared as lowercase hex without colons or leading zeros. */
-const normSerial = (s: string) =>
-  s
-    .toLowerCase()
-    .replace(/[^0-9a-f]/g, '')
-    .replace(/^0+(?=.)/, '');
 
 export function revokedHint(kit: LoadedKit): string {
   return `Ask the project admin for a new token, move ${rel(kit, kit.paths.cert)} and ${rel(kit, kit.paths.key)} away, and run pollen start with the new token.`;
@@ -36,18 +30,7 @@ async function fetchCrl(
   } finally {
     await http.close();
   }
-  let crl: x509.X509Crl;
-  try {
-    crl = new x509.X509Crl(text);
-  } catch (e) {
-    throw new PollenError('CERT_INVALID', 'The Certificate Service answered GET /v1/crl without a CRL', {
-      cause: e,
-    });
-  }
-  for (const issuer of [...current.pool, current.root])
-    if (await crl.verify({ publicKey: new x509.X509Certificate(issuer.raw).publicKey }).catch(() => false))
-      return crl;
-  throw new PollenError('CERT_INVALID', 'The CRL of the Certificate Service is not signed by the project CA');
+  return readSignedCrl(text, [...current.pool, current.root], "The Certificate Service's GET /v1/crl answer");
 }
 
 /**
@@ -76,8 +59,8 @@ export async function checkRevocation(
     });
     return;
   }
-  const serial = normSerial(current.info.serial);
-  const entry = crl.entries.find((e) => normSerial(e.serialNumber) === serial);
+  const serial = serialKey(current.info.serial);
+  const entry = crl.entries.find((e) => serialKey(e.serialNumber) === serial);
   if (entry)
     throw new PollenError(
       'CERT_REVOKED',
