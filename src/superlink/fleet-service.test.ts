@@ -263,6 +263,13 @@ describe('PullMessages', () => {
     expect(await codeOf(aborted)).toBe('UNAVAILABLE');
     await vi.waitFor(() => expect(l.link.instructions.count(nodeId)).toBe(0));
     expect(l.clock.sleeping).toBe(0);
+    // What the handler got from the Link: an empty answer, at once.
+    const gone = new AbortController();
+    const direct = l.link.pullInstructions(nodeId, 4, 20_000, gone.signal);
+    await waiting(l, nodeId);
+    gone.abort();
+    expect(await direct).toEqual([]);
+    expect(l.clock.sleeping).toBe(0);
   });
 });
 
