@@ -236,7 +236,7 @@ export function memoryLinks(name: string) {
 }
 
 /** A `train` instruction of `runId` for `nodeId`, created at `now`, that lives a minute. */
-export function instruction(runId: string, nodeId: string, now: number): WireMessage {
+function instruction(runId: string, nodeId: string, now: number): WireMessage {
   const { wire } = messageToWire(
     Message.create({
       content: new RecordDict(),
