@@ -47,17 +47,6 @@ function wireLogLines(lines: LogLine[]) {
   return lines.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text }));
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = (): void => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-
 /** `authorize` for the Control API's bulk chunk route (PUT only): an admin certificate. */
 export function controlBulkAuth(o: ControlOptions): (req: BulkRequest) => void {
   return (req) => {
@@ -161,7 +150,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
               };
               return;
             }
-            await sleep(250, ctx.signal);
+            await link.time.sleep(250, ctx.signal).catch(() => {});
             if (ctx.signal.aborted) return;
           }
         } catch (e) {

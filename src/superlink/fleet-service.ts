@@ -18,8 +18,9 @@ import { isScopeName } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import { type FastUnary, fastUnary } from '../transport/grpc-fast.js';
 import type { Link } from './link.js';
-import { authenticateSessionCall, type NodeAuthOptions } from './node-auth.js';
+import { authenticateSessionCall, fleetAuthInterceptor, type NodeAuthOptions } from './node-auth.js';
 import { type CallingNode, callingNodeKey } from './node-identity.js';
+import { rateLimitInterceptor } from './rate-limit.js';
 
 function caller(ctx: HandlerContext): CallingNode {
   const node = ctx.values.get(callingNodeKey);
@@ -137,6 +138,17 @@ export function fleetRoutes(link: Link) {
   const impl = fleetImpl(link);
   return (router: ConnectRouter): void => {
     router.service(Fleet, impl);
+  };
+}
+
+/**
+ * The Fleet API through Connect, as the SuperLink serves it: the routes behind its interceptors,
+ * authentication (it names the node) and then the node's request rate.
+ */
+export function fleetApi(link: Link, auth: NodeAuthOptions) {
+  return {
+    routes: fleetRoutes(link),
+    interceptors: [fleetAuthInterceptor(auth), rateLimitInterceptor(link.rate)],
   };
 }
 

@@ -47,6 +47,29 @@ const MIN_HEARTBEAT_MS = 1_000;
 const RUN_CACHE_MS = 1_000;
 const MAX_HEARTBEAT_MS = 300_000;
 
+/** The Link's clock: long polls, cache ages and message times read it (tests drive it). */
+export interface LinkTime {
+  /** Epoch milliseconds. */
+  now(): number;
+  /** Resolves after `ms`, or sooner (possibly rejecting) once `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** Date.now and the global timers, looked up at each call (so tests that fake them are obeyed). */
+const REAL_TIME: LinkTime = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+    }),
+};
+
 export interface LinkOptions {
   state: LinkState;
   /** Verified, shared chunks: app bundles and uploads that name no run. */
@@ -58,6 +81,8 @@ export interface LinkOptions {
   nodeAuth: boolean;
   /** Per-node caps on unread replies and request rates (default DEFAULT_LIMITS). */
   limits?: Pick<Limits, 'nodeReplyQueue' | 'nodeReplyQueueBytes' | 'nodeRatePerSecond' | 'nodeBurst'>;
+  /** The clock (default: Date.now and timers); LinkState takes its own `now`. */
+  time?: LinkTime;
 }
 
 export class Link {
@@ -67,9 +92,11 @@ export class Link {
   readonly log: Logger;
   readonly nodeAuth: boolean;
   readonly chunkLimits = { maxChunkBytes: CHUNK_SIZE, maxChunks: 1 << 20 };
-  readonly replies = new Waiters();
+  readonly time: LinkTime;
+  /** ServerApps long-polling PullReplies, keyed by run id. */
+  readonly replies: Waiters;
   /** SuperNodes long-polling PullMessages, keyed by node id. */
-  readonly instructions = new Waiters();
+  readonly instructions: Waiters;
   /** Each node's replies not read yet by a ServerApp (quotas.ts). */
   readonly replyQueues: ReplyQueues;
   /** Each node's Fleet request rate (rate-limit.ts). */
@@ -91,9 +118,18 @@ export class Link {
     this.relay = o.relay;
     this.log = o.log;
     this.nodeAuth = o.nodeAuth;
+    this.time = o.time ?? REAL_TIME;
+    // A wait is a plain timer unless another clock was given.
+    const waits = o.time ? { sleep: o.time.sleep } : {};
+    this.replies = new Waiters(waits);
+    this.instructions = new Waiters(waits);
     const limits = o.limits ?? DEFAULT_LIMITS;
     this.replyQueues = new ReplyQueues(limits);
-    this.rate = new RateLimiter({ ratePerSecond: limits.nodeRatePerSecond, burst: limits.nodeBurst });
+    this.rate = new RateLimiter({
+      ratePerSecond: limits.nodeRatePerSecond,
+      burst: limits.nodeBurst,
+      now: this.time.now,
+    });
     this.#fabDir = join(o.stateDir, 'fabs');
     mkdirSync(this.#fabDir, { recursive: true, mode: 0o700 });
   }
@@ -271,7 +307,7 @@ export class Link {
    */
   wireRun(runId: string, shared = false): Promise<WireRun> {
     if (!shared) return this.#loadWireRun(runId);
-    const now = Date.now();
+    const now = this.time.now();
     const hit = this.#runCache.get(runId);
     if (hit && now - hit.at < RUN_CACHE_MS) return hit.run;
     if (this.#runCache.size >= 256)
@@ -354,7 +390,7 @@ export class Link {
         dstNodeId: md.dstNodeId,
         groupId: md.groupId,
         messageType: md.messageType,
-        createdAt: Number(md.createdAt) || Date.now(),
+        createdAt: Number(md.createdAt) || this.time.now(),
         ttlMs: Math.round(md.ttlSeconds * 1000),
         payload: toBinary(MessageSchema, m),
         chunkIds,
@@ -396,12 +432,12 @@ export class Link {
     waitMs = 0,
     signal?: AbortSignal,
   ): Promise<Uint8Array[]> {
-    const deadline = Date.now() + Math.min(Math.max(waitMs, 0), MAX_INSTRUCTION_WAIT_MS);
+    const deadline = this.time.now() + Math.min(Math.max(waitMs, 0), MAX_INSTRUCTION_WAIT_MS);
     for (;;) {
       const seen = this.#pushed.get(nodeId);
       const rows = await this.state.pullInstructions(nodeId, { limit });
       if (rows.length > 0) return rows.map((r) => r.payload);
-      const left = deadline - Date.now();
+      const left = deadline - this.time.now();
       if (left <= 0 || signal?.aborted || this.#closing) return [];
       // Pushed while we looked: look again rather than wait for the next push.
       if (this.#pushed.get(nodeId) !== seen) continue;
@@ -477,18 +513,18 @@ export class Link {
     waitMs: number,
     signal?: AbortSignal,
   ): Promise<WireMessage[]> {
-    const deadline = Date.now() + Math.min(waitMs, 30_000);
+    const deadline = this.time.now() + Math.min(waitMs, 30_000);
     for (;;) {
       const out = await this.state.pullReplies(runId, ids);
       for (const r of out) if (r.kind === 'reply') this.replyQueues.read(runId, r.messageId);
-      if (out.length > 0 || Date.now() >= deadline || signal?.aborted || this.#closing)
+      if (out.length > 0 || this.time.now() >= deadline || signal?.aborted || this.#closing)
         return out.map((r) => this.#replyMessage(runId, r));
       // Offline detection is time based: look again at least every second.
-      await this.replies.wait(runId, Math.min(1000, deadline - Date.now()), signal);
+      await this.replies.wait(runId, Math.min(1000, deadline - this.time.now()), signal);
       // The replies of a round arrive close together: gather them for a moment, so a ServerApp
       // waiting on N nodes makes O(round time / linger) pulls over all N ids, not O(N).
-      const linger = Math.min(REPLY_LINGER_MS, deadline - Date.now());
-      if (linger > 0 && !signal?.aborted) await new Promise((r) => setTimeout(r, linger));
+      const linger = Math.min(REPLY_LINGER_MS, deadline - this.time.now());
+      if (linger > 0 && !signal?.aborted) await this.time.sleep(linger, signal).catch(() => {});
     }
   }
 
@@ -504,7 +540,7 @@ export class Link {
         replyToMessageId: e.replyTo,
         groupId: e.groupId,
         messageType: e.messageType,
-        createdAt: BigInt(Date.now()),
+        createdAt: BigInt(this.time.now()),
       },
       body: { case: 'error', value: { code: e.error.code, reason: e.error.reason } },
     });

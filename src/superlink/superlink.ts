@@ -12,11 +12,11 @@ import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
 import { type CollectorOptions, startCollector } from './collector.js';
 import { controlBulkAuth, controlRoutes } from './control-service.js';
-import { fleetChunkStore, fleetFastRoutes, fleetRoutes } from './fleet-service.js';
+import { fleetApi, fleetChunkStore, fleetFastRoutes } from './fleet-service.js';
 import { Link } from './link.js';
-import { fleetAuthInterceptor, fleetBulkAuth } from './node-auth.js';
+import { fleetBulkAuth } from './node-auth.js';
 import { ByteBudget, DEFAULT_LIMITS, type Limits } from './quotas.js';
-import { rateLimited, rateLimitInterceptor } from './rate-limit.js';
+import { rateLimited } from './rate-limit.js';
 import { DEFAULT_CHUNK_MEMORY, RelayChunks } from './relay-chunks.js';
 import { RevocationList } from './revocation.js';
 import { RunLauncher } from './run-launcher.js';
@@ -128,9 +128,8 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       host: o.fleet.host,
       port: o.fleet.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
-      routes: fleetRoutes(link),
       // Authentication names the node, then the node's request rate is checked.
-      interceptors: [fleetAuthInterceptor(fleetAuth), rateLimitInterceptor(link.rate)],
+      ...fleetApi(link, fleetAuth),
       fast: fleetFastRoutes(link, fleetAuth),
       bulk: {
         store: fleetChunkStore(link),

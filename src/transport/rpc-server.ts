@@ -15,6 +15,7 @@ import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import {
   type ConnectRouter,
+  type ConnectRouterOptions,
   type ContextValues,
   createContextValues,
   type Interceptor,
@@ -86,6 +87,35 @@ export interface RpcServer {
   close(): Promise<void>;
 }
 
+/** Where a server logs an unexpected failure, under the reference its client is told. */
+export function failureReporter(log: Pick<Logger, 'error'>): FailureReporter {
+  return (reference, err) => log.error({ err, reference }, 'internal error answered as INTERNAL');
+}
+
+/**
+ * The Connect side of every Pollen server: the error boundary outermost, then the server's own
+ * interceptors and routes, undecodable requests answered INVALID_ARGUMENT, and the message size
+ * caps. startRpcServer serves it over HTTP/2 (with the TLS peer in the context values); Connect's
+ * router transport (`createRouterTransport(pipeline.routes, { router: pipeline.options })`) runs
+ * the same pipeline in memory.
+ */
+export function connectPipeline(o: Pick<RpcServerOptions, 'routes' | 'interceptors' | 'log'>): {
+  routes: (router: ConnectRouter) => void;
+  options: ConnectRouterOptions & { interceptors: Interceptor[] };
+} {
+  return {
+    routes: (router) => {
+      o.routes(router);
+      answerUndecodableAsInvalid(router);
+    },
+    options: {
+      interceptors: [errorBoundary(failureReporter(o.log)), ...(o.interceptors ?? [])],
+      readMaxBytes: MAX_MESSAGE_BYTES,
+      writeMaxBytes: MAX_MESSAGE_BYTES,
+    },
+  };
+}
+
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
@@ -114,18 +144,9 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     if (peer) values.set(peerContextKey, peer);
     return values;
   };
-  const report: FailureReporter = (reference, err) =>
-    o.log.error({ err, reference }, 'internal error answered as INTERNAL');
-  const handler = connectNodeAdapter({
-    routes: (router) => {
-      o.routes(router);
-      answerUndecodableAsInvalid(router);
-    },
-    interceptors: [errorBoundary(report), ...(o.interceptors ?? [])],
-    readMaxBytes: MAX_MESSAGE_BYTES,
-    writeMaxBytes: MAX_MESSAGE_BYTES,
-    contextValues,
-  });
+  const report = failureReporter(o.log);
+  const pipeline = connectPipeline(o);
+  const handler = connectNodeAdapter({ ...pipeline.options, routes: pipeline.routes, contextValues });
   const fast = new Map((o.fast ?? []).map((r) => [r.path, r]));
   const settings = { ...HTTP2_SETTINGS, maxConcurrentStreams: 1000 };
   const server = o.tls

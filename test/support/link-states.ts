@@ -10,11 +10,24 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { type Backend, type Database, openDatabase } from '../../src/store/database.js';
-import { Link } from '../../src/superlink/link.js';
+import { Link, type LinkTime } from '../../src/superlink/link.js';
+import { ByteBudget, DEFAULT_LIMITS, type Limits } from '../../src/superlink/quotas.js';
 import { RelayChunks } from '../../src/superlink/relay-chunks.js';
 import { type LinkState, type LinkStateOptions, openLinkState } from '../../src/superlink/state.js';
 import { type LinkSchema, linkStateMigrations } from '../../src/superlink/state-schema.js';
 import { DiskChunkStore } from '../../src/transport/chunks.js';
+
+/** A Link's settings beyond its state, as `pollen superlink` gives them (superlink.ts). */
+export interface TestLinkOptions {
+  /** Node-key mode (default off). */
+  nodeAuth?: boolean;
+  /** Quotas, disk budget and request rates, each defaulting to DEFAULT_LIMITS. */
+  limits?: Partial<Limits>;
+  /** Bytes of run chunks held in memory before they go to files. */
+  chunkMemoryBytes?: number;
+  /** The Link's clock (and its chunk relay's); default Date.now and timers. */
+  time?: LinkTime;
+}
 
 /** Where each test's clock starts. */
 export const T0 = 1_700_000_000_000;
@@ -52,14 +65,38 @@ export function linkStates(backend: Backend, makeUrl: () => Promise<string>, o: 
           migrations: linkStateMigrations(backend),
         }),
       ),
-    /** A Link (node authentication off) over `state`, with its chunk stores in a fresh folder. */
-    link: (state: LinkState): { link: Link; chunks: DiskChunkStore; dir: string } => {
+    /**
+     * A Link over `state` (node authentication off unless asked), with its chunk stores in a fresh
+     * folder, one disk budget for both as the SuperLink has, and `o.log` (default silent).
+     */
+    link: (
+      state: LinkState,
+      o: TestLinkOptions & { log?: pino.Logger } = {},
+    ): { link: Link; chunks: DiskChunkStore; dir: string } => {
       const dir = mkdtempSync(join(tmpdir(), 'pollen-link-'));
       track({ close: async () => rmSync(dir, { recursive: true, force: true }) });
-      const chunks = new DiskChunkStore(join(dir, 'chunks'));
-      const relay = new RelayChunks({ dir: join(dir, 'run-chunks') });
-      const log = pino({ level: 'silent' });
-      return { link: new Link({ state, chunks, relay, stateDir: dir, log, nodeAuth: false }), chunks, dir };
+      const limits: Limits = { ...DEFAULT_LIMITS, ...o.limits };
+      const budget = new ByteBudget(limits.chunkDiskBudgetBytes);
+      const chunks = new DiskChunkStore(join(dir, 'chunks'), { budget });
+      const relay = new RelayChunks({
+        dir: join(dir, 'run-chunks'),
+        memoryBytes: o.chunkMemoryBytes,
+        nodeQuotaBytes: limits.nodeChunkQuotaBytes,
+        budget,
+        now: o.time?.now,
+      });
+      const log = o.log ?? pino({ level: 'silent' });
+      const link = new Link({
+        state,
+        chunks,
+        relay,
+        stateDir: dir,
+        log,
+        nodeAuth: o.nodeAuth ?? false,
+        limits,
+        time: o.time,
+      });
+      return { link, chunks, dir };
     },
   };
 }
