@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initCa, type LoadedCa, loadCa } from '../pki/ca.js';
 import { describeKey } from '../pki/keys.js';
 import { issueSiteCertificate } from '../pki/profiles.js';
-import { chainsToRoot, parseCertificates } from '../pki/verify.js';
+import { parseCertificates } from '../pki/verify.js';
 import { DEFAULT_BUILDERS, planKit, resolveKitSpec, signingBuilder, writeKit } from './kit.js';
 import { kitVerificationError, MANIFEST_PATHS, verifyKit } from './kit-manifest.js';
 import { DEFAULT_POLICY_YAML } from './policy.js';
