@@ -1,6 +1,7 @@
 /** Assertions about the errors a call fails with. */
 import { expect } from 'vitest';
 import { PollenError } from '../../src/errors.js';
+import { fromConnectError } from '../../src/transport/errors.js';
 
 /** The stable code of the PollenError `p` rejects with; fails the test if it resolves. */
 export async function pollenCodeOf(p: Promise<unknown>): Promise<string> {
@@ -22,4 +23,17 @@ export function codeOf(fn: () => unknown): string {
     throw e;
   }
   return 'no error';
+}
+
+/**
+ * 'ok' when `p` resolves, else the code of the PollenError it fails with (a Connect error's
+ * carried code, or the code its gRPC status maps to).
+ */
+export async function outcomeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'ok';
+  } catch (e) {
+    return fromConnectError(e).code;
+  }
 }
