@@ -1,4 +1,5 @@
 /** Assertions about the errors a call fails with. */
+import { ConnectError } from '@connectrpc/connect';
 import { expect } from 'vitest';
 import { PollenError } from '../../src/errors.js';
 import { fromConnectError } from '../../src/transport/errors.js';
@@ -36,4 +37,14 @@ export async function outcomeOf(p: Promise<unknown>): Promise<string> {
   } catch (e) {
     return fromConnectError(e).code;
   }
+}
+
+/** The ConnectError a remote call failed with (fails the test if it succeeded). */
+export async function refusal(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (e) {
+    return ConnectError.from(e);
+  }
+  throw new Error('the call was accepted');
 }

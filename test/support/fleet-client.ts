@@ -4,11 +4,14 @@
  * requests signed once and sent as many times as a test likes (a captured request), and session
  * calls under a session opened on another connection.
  */
+
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import type { Client, Interceptor } from '@connectrpc/connect';
 import type { ErrorCode } from '../../src/errors.js';
 import { ActivateNodeRequestSchema, Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
+import { MessageSchema, type Message as WireMessage } from '../../src/gen/pollen/v1/records_pb.js';
 import {
   nodeIdFromPublicKey,
   parseSshPrivateKey,
@@ -125,4 +128,25 @@ export async function errorCode(p: Promise<unknown>): Promise<ErrorCode | undefi
   } catch (e) {
     return fromConnectError(e).code;
   }
+}
+
+/** A node's reply from `srcNodeId` to the instruction `to`, carrying `body`, as the wire has it. */
+export function replyTo(
+  to: WireMessage,
+  srcNodeId: string,
+  body: MessageInitShape<typeof MessageSchema>['body'],
+): WireMessage {
+  return create(MessageSchema, {
+    metadata: {
+      runId: to.metadata!.runId,
+      messageId: randomBytes(16).toString('hex'),
+      srcNodeId,
+      dstNodeId: '0',
+      replyToMessageId: to.metadata!.messageId,
+      groupId: to.metadata!.groupId,
+      messageType: to.metadata!.messageType,
+      createdAt: BigInt(Date.now()),
+    },
+    body,
+  });
 }
