@@ -1,88 +1,32 @@
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPolicy } from '../src/enrollment/policy-load.js';
-import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
-import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
-import { initCa } from '../src/pki/ca.js';
+import { type LiveCertService, startLiveCertService, testPolicy } from './support/cert-service.js';
 import { pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 
 // `pollen enrollment …` as a real process against a real service.
 
 const t = tempDir('pollen-cli-enr-');
-const caDir = join(t.dir, 'ca');
 const KEY = `pollen_${'x'.repeat(43)}`;
-let svc: RunningCertService;
+let cs: LiveCertService;
 let env: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
-  await initCa({ name: 'CLI Enrollment', dir: caDir });
-  writeFileSync(
-    join(t.dir, 'policy.yaml'),
-    `metadata: { project: "cli", version: "1" }
-token: { validity: 1d, max_uses: 1 }
-site: { name_pattern: "*" }
-user: { allowed_roles: [lead], default_role: lead }
-approval:
-  method: policy
-  rules:
-    - name: "all-wait"
-      match: {}
-      action: pending
-`,
-  );
-  svc = await startCertService({
-    caDir,
-    workspace: join(t.dir, 'ws'),
-    host: '127.0.0.1',
-    port: 0,
-    apiKeys: [KEY],
-    policyFile: join(t.dir, 'policy.yaml'),
-    logger: false,
-    tidyIntervalMs: 0,
+  cs = await startLiveCertService(t.dir, {
+    name: 'CLI Enrollment',
+    apiKey: KEY,
+    policy: testPolicy('cli', ['{ name: "all-wait", match: {}, action: pending }']),
   });
   env = {
-    POLLEN_CERT_SERVICE_URL: `https://localhost:${svc.port}`,
+    POLLEN_CERT_SERVICE_URL: `https://localhost:${cs.svc.port}`,
     POLLEN_API_KEY: KEY,
-    POLLEN_CA_CERT: join(caDir, 'rootCA.pem'),
+    POLLEN_CA_CERT: join(cs.caDir, 'rootCA.pem'),
   };
-  const agent = new Agent({ connect: { ca: svc.service.ca.rootPem } });
-  const signer = loadTokenSigner(caDir);
-  for (const name of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2']) {
-    const token = issueToken(signer, { subject: name, policy: loadPolicy(join(t.dir, 'policy.yaml')) }).token;
-    const csr = execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(t.dir, `${name}.key`),
-        '-subj',
-        `/CN=${name}`,
-      ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
-    ).toString();
-    const r = await request(`https://127.0.0.1:${svc.port}/v1/enroll`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token, csr }),
-      dispatcher: agent,
-    });
-    expect(r.statusCode).toBe(202);
-    await r.body.dump();
-  }
-  await agent.close();
+  for (const name of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2'])
+    expect((await cs.enroll(name)).status).toBe(202);
 });
 afterAll(async () => {
-  await svc.close();
+  await cs?.close();
   t.cleanup();
 });
 
