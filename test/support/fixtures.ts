@@ -49,30 +49,30 @@ notifications:
       enabled: true
 `;
 
+/**
+ * `openssl req -x509`: a self-signed certificate for `subject` (valid `days`, with the
+ * `-addext` extensions given) and its new P-256 key, written to `certFile` and `keyFile`.
+ */
+export function selfSigned(
+  keyFile: string,
+  certFile: string,
+  subject: string,
+  days: number,
+  addext: string[] = [],
+) {
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile];
+  const extensions = addext.flatMap((e) => ['-addext', e]);
+  execFileSync(
+    'openssl',
+    ['req', '-x509', ...key, '-out', certFile, '-days', String(days), '-subj', subject, ...extensions],
+    { stdio: 'ignore' },
+  );
+}
+
 /** A CA folder like `pollen cert init` makes: rootCA.pem, ca.json, token.key (0600). */
 export function makeCaFolder(path: string, name = 'demo-project'): void {
   mkdirSync(path, { recursive: true });
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      join(path, 'rootCA.key'),
-      '-out',
-      join(path, 'rootCA.pem'),
-      '-days',
-      '30',
-      '-subj',
-      `/CN=${name} root`,
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSigned(join(path, 'rootCA.key'), join(path, 'rootCA.pem'), `/CN=${name} root`, 30);
   const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
     type: 'pkcs8',
     format: 'pem',
