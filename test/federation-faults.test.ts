@@ -132,11 +132,7 @@ describe('bad input sent straight to the SuperLink', () => {
   let beat: NodeJS.Timeout | undefined;
 
   beforeAll(async () => {
-    channel = openChannel({
-      baseUrl: fed.link.fleetUrl,
-      tls: tlsOf(await fed.pki.cert('prober')),
-      defaultTimeoutMs: 20_000,
-    });
+    channel = await fed.fleetChannel('prober', { defaultTimeoutMs: 20_000 });
     fleet = channel.client(Fleet);
   });
   afterAll(async () => {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
 import { CHUNK_RUN_HEADER } from '../src/transport/bulk-protocol.js';
 import { fromConnectError } from '../src/transport/errors.js';
-import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
+import type { RpcChannel } from '../src/transport/rpc-client.js';
 import { outcomeOf as codeOf } from './support/errors.js';
 import {
   type Federation,
@@ -18,7 +18,6 @@ import {
   startFederation,
   startRun,
   stopAll,
-  tlsOf,
   waitFor,
 } from './support/federation.js';
 import { replyTo } from './support/fleet-client.js';
@@ -33,7 +32,7 @@ beforeAll(async () => {
     args: ['--node-chunk-quota', '8', '--node-rate', '20', '--node-burst', '200'],
   });
   honest = await Promise.all([0, 1].map((i) => fed.addNode(`honest-${i}`, i)));
-  channel = openChannel({ baseUrl: fed.link.fleetUrl, tls: tlsOf(await fed.pki.cert('flooder')) });
+  channel = await fed.fleetChannel('flooder');
 }, 60_000);
 afterAll(async () => {
   channel?.close();

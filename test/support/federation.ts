@@ -14,6 +14,7 @@ import { expect } from 'vitest';
 import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
 import type { CertType } from '../../src/pki/profiles.js';
 import { createSiteCertificate } from '../../src/pki/site.js';
+import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -463,6 +464,8 @@ export interface Federation {
   /** Restart the SuperLink (after it was stopped or killed) on the same state dir and ports. */
   restartLink(): Promise<SuperLinkProc>;
   nodeList(): Promise<{ nodeId: string; name: string; status: string; registered: boolean }[]>;
+  /** A channel to the Fleet API under client certificate `name` (a prober: no SuperNode behind it). */
+  fleetChannel(name: string, o?: { defaultTimeoutMs?: number }): Promise<RpcChannel>;
   close(): Promise<void>;
 }
 
@@ -500,6 +503,9 @@ export async function startFederation(
       const r = await fed.pollen(['supernode', 'list', FEDERATION, '--json']);
       if (r.code !== 0) throw new Error(`supernode list failed: ${r.stdout}${r.stderr}`);
       return r.json().nodes;
+    },
+    async fleetChannel(name, o = {}) {
+      return openChannel({ baseUrl: fed.link.fleetUrl, tls: tlsOf(await pki.cert(name)), ...o });
     },
     async close() {
       await Promise.all(fed.nodes.map((n) => n.stop(3_000)));
