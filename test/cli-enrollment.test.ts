@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LiveCertService, startLiveCertService, testPolicy } from './support/cert-service.js';
-import { pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
+import { type CliResult, pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 
 // `pollen enrollment …` as a real process against a real service.
 
@@ -119,27 +119,20 @@ describe('pollen enrollment', () => {
   });
 
   it('says precisely what is wrong: missing request, wrong key, unreachable service, no URL', async () => {
+    /** The command exits `exit` with the error `code` in its JSON answer. */
+    const expectFailure = (r: CliResult, exit: number, code: string) => {
+      expect(r.code, code).toBe(exit);
+      expect(r.json<{ error: { code: string } }>().error.code).toBe(code);
+    };
+    /** `pollen enrollment list --json` with these variables changed. */
+    const listWith = (changed: NodeJS.ProcessEnv) =>
+      pollenInProcess(['enrollment', 'list', '--json'], { env: { ...env, ...changed } });
+
     const missing = await pollenInProcess(['enrollment', 'approve', 'nobody', '--json'], { env });
-    expect(missing.code).toBe(4);
-    expect(missing.json<{ error: { code: string } }>().error.code).toBe('REQUEST_NOT_FOUND');
-
-    const wrongKey = await pollenInProcess(['enrollment', 'list', '--json'], {
-      env: { ...env, POLLEN_API_KEY: 'nope' },
-    });
-    expect(wrongKey.code).toBe(5);
-    expect(wrongKey.json<{ error: { code: string } }>().error.code).toBe('API_KEY_INVALID');
-
-    const down = await pollenInProcess(['enrollment', 'list', '--json'], {
-      env: { ...env, POLLEN_CERT_SERVICE_URL: 'https://127.0.0.1:1' },
-    });
-    expect(down.code).toBe(7);
-    expect(down.json<{ error: { code: string } }>().error.code).toBe('UNAVAILABLE');
-
-    const untrusted = await pollenInProcess(['enrollment', 'list', '--json'], {
-      env: { ...env, POLLEN_CA_CERT: '/etc/ssl/certs/ca-certificates.crt' },
-    });
-    expect(untrusted.code).toBe(7);
-    expect(untrusted.json<{ error: { code: string } }>().error.code).toBe('TLS_FAILED');
+    expectFailure(missing, 4, 'REQUEST_NOT_FOUND');
+    expectFailure(await listWith({ POLLEN_API_KEY: 'nope' }), 5, 'API_KEY_INVALID');
+    expectFailure(await listWith({ POLLEN_CERT_SERVICE_URL: 'https://127.0.0.1:1' }), 7, 'UNAVAILABLE');
+    expectFailure(await listWith({ POLLEN_CA_CERT: '/etc/ssl/certs/ca-certificates.crt' }), 7, 'TLS_FAILED');
 
     const noUrl = await pollenInProcess(['enrollment', 'list'], {
       env: { ...env, POLLEN_CERT_SERVICE_URL: '' },
