@@ -1,18 +1,22 @@
 /** Assertions about the errors a call fails with. */
 import { ConnectError } from '@connectrpc/connect';
-import { expect } from 'vitest';
 import { PollenError } from '../../src/errors.js';
 import { fromConnectError } from '../../src/transport/errors.js';
 
-/** The stable code of the PollenError `p` rejects with; fails the test if it resolves. */
-export async function pollenCodeOf(p: Promise<unknown>): Promise<string> {
+/** The PollenError `p` rejects with (another error is thrown again); fails the test if it resolves. */
+export async function pollenErrorOf(p: Promise<unknown>): Promise<PollenError> {
   try {
     await p;
   } catch (e) {
-    expect(e).toBeInstanceOf(PollenError);
-    return (e as PollenError).code;
+    if (e instanceof PollenError) return e;
+    throw e;
   }
   throw new Error('expected a PollenError');
+}
+
+/** The stable code of the PollenError `p` rejects with; fails the test if it resolves. */
+export async function pollenCodeOf(p: Promise<unknown>): Promise<string> {
+  return (await pollenErrorOf(p)).code;
 }
 
 /** The code of the PollenError a synchronous call throws, or 'no error' when it returns. */

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
 
 /** The seed's custom policy, verbatim. */
 export const SEED_CUSTOM_POLICY = `metadata:
@@ -79,4 +80,15 @@ export function makeCaFolder(path: string, name = 'demo-project'): void {
   });
   writeFileSync(join(path, 'token.key'), key, { mode: 0o600 });
   writeFileSync(join(path, 'ca.json'), JSON.stringify({ version: 1, name }));
+}
+
+/** A project CA and another one (both P-256), made in `dir`/ca and `dir`/other with these names. */
+export async function twoCas(
+  dir: string,
+  name: string,
+  otherName: string,
+): Promise<{ ca: LoadedCa; other: LoadedCa }> {
+  await initCa({ name, dir: join(dir, 'ca'), keyType: 'ec-p256' });
+  await initCa({ name: otherName, dir: join(dir, 'other'), keyType: 'ec-p256' });
+  return { ca: await loadCa(join(dir, 'ca')), other: await loadCa(join(dir, 'other')) };
 }
