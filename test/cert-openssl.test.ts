@@ -24,6 +24,14 @@ function sServer(args: string[]): Promise<{ server: ChildProcess; port: number }
   });
 }
 
+/** `openssl s_server` for one connection, as server1, requiring a client certificate of the root. */
+function mtlsServer(...more: string[]): Promise<{ server: ChildProcess; port: number }> {
+  const s = join(t.dir, 'server1');
+  const identity = ['-cert', join(s, 'server1.crt'), '-key', join(s, 'server1.key')];
+  const verify = ['-CAfile', join(ca, 'rootCA.pem'), '-Verify', '2', '-verify_return_error'];
+  return sServer([...identity, ...more, ...verify, '-naccept', '1', '-www']);
+}
+
 beforeAll(async () => {
   writeFileSync(join(t.dir, 'pass'), 'correct horse\n');
   const init = await pollen([
@@ -135,24 +143,8 @@ describe('pollen cert, checked with openssl', () => {
   });
 
   it('completes an mTLS handshake between openssl s_server and s_client', async () => {
-    const s = join(t.dir, 'server1');
     const c = join(t.dir, 'hospital-1');
-    const { server, port } = await sServer([
-      '-cert',
-      join(s, 'server1.crt'),
-      '-key',
-      join(s, 'server1.key'),
-      '-cert_chain',
-      join(ca, 'intermediateCA.pem'),
-      '-CAfile',
-      join(ca, 'rootCA.pem'),
-      '-Verify',
-      '2',
-      '-verify_return_error',
-      '-naccept',
-      '1',
-      '-www',
-    ]);
+    const { server, port } = await mtlsServer('-cert_chain', join(ca, 'intermediateCA.pem'));
     const client = openssl(
       [
         's_client',
@@ -178,21 +170,7 @@ describe('pollen cert, checked with openssl', () => {
   });
 
   it('refuses an mTLS client without a project certificate', async () => {
-    const s = join(t.dir, 'server1');
-    const { server, port } = await sServer([
-      '-cert',
-      join(s, 'server1.crt'),
-      '-key',
-      join(s, 'server1.key'),
-      '-CAfile',
-      join(ca, 'rootCA.pem'),
-      '-Verify',
-      '2',
-      '-verify_return_error',
-      '-naccept',
-      '1',
-      '-www',
-    ]);
+    const { server, port } = await mtlsServer();
     const client = openssl(
       ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', join(ca, 'rootCA.pem')],
       'GET / HTTP/1.0\r\n\r\n',

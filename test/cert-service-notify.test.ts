@@ -1,25 +1,19 @@
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPolicy } from '../src/enrollment/policy-load.js';
-import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
-import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
-import { initCa } from '../src/pki/ca.js';
+import { startCertService } from '../src/enrollment/service/server.js';
+import { type LiveCertService, startLiveCertService, testPolicy } from './support/cert-service.js';
 import { tempDir } from './support/cli.js';
 
 // Policy notifications delivered for real: a webhook receiver and an SMTP relay on 127.0.0.1.
 
 const t = tempDir('pollen-notify-');
-const caDir = join(t.dir, 'ca');
 const webhookEvents: Record<string, unknown>[] = [];
 const mails: string[] = [];
 let webhook: ReturnType<typeof createHttpServer>;
 let smtp: Server;
-let svc: RunningCertService;
+let cs: LiveCertService;
 
 function fakeSmtp(): Server {
   return createServer((sock) => {
@@ -49,7 +43,6 @@ const listen = (s: Server | ReturnType<typeof createHttpServer>) =>
   new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as { port: number }).port)));
 
 beforeAll(async () => {
-  await initCa({ name: 'Notify Test', dir: caDir });
   webhook = createHttpServer((req, res) => {
     let body = '';
     req.on('data', (d) => (body += d));
@@ -60,50 +53,25 @@ beforeAll(async () => {
   });
   smtp = fakeSmtp();
   const [wPort, sPort] = [await listen(webhook), await listen(smtp)];
-  writeFileSync(
-    join(t.dir, 'policy.yaml'),
-    `metadata:
-  project: "notify-test"
-  version: "1"
-token:
-  validity: 1d
-  max_uses: 1
-site:
-  name_pattern: "*"
-user:
-  allowed_roles: [lead]
-  default_role: lead
-approval:
-  method: policy
-  rules:
-    - name: "everyone-waits"
-      match: {}
-      action: pending
-notifications:
-  enabled: true
-  channels:
-    email:
-      enabled: true
-      to: ["admins@example.org"]
-    webhook:
-      enabled: true
-      url: "http://127.0.0.1:${wPort}/hook"
-`,
-  );
-  svc = await startCertService({
-    caDir,
-    workspace: join(t.dir, 'ws'),
-    host: '127.0.0.1',
-    port: 0,
-    apiKeys: ['k'.repeat(40)],
-    policyFile: join(t.dir, 'policy.yaml'),
+  cs = await startLiveCertService(t.dir, {
+    name: 'Notify Test',
+    apiKey: 'k'.repeat(40),
+    policy: testPolicy(
+      'notify-test',
+      ['{ name: "everyone-waits", match: {}, action: pending }'],
+      [
+        'notifications:',
+        '  enabled: true',
+        '  channels:',
+        '    email: { enabled: true, to: ["admins@example.org"] }',
+        `    webhook: { enabled: true, url: "http://127.0.0.1:${wPort}/hook" }`,
+      ],
+    ),
     smtpUrl: `smtp://127.0.0.1:${sPort}`,
-    logger: false,
-    tidyIntervalMs: 0,
   });
 });
 afterAll(async () => {
-  await svc?.close();
+  await cs?.close();
   webhook.close();
   smtp.close();
   t.cleanup();
@@ -111,41 +79,7 @@ afterAll(async () => {
 
 describe('policy notifications', () => {
   it('tells admins about a pending request and its approval, by webhook and e-mail', async () => {
-    const token = issueToken(loadTokenSigner(caDir), {
-      subject: 'clinic-1',
-      policy: loadPolicy(join(t.dir, 'policy.yaml')),
-    }).token;
-    const csr = execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(t.dir, 'k'),
-        '-subj',
-        '/CN=clinic-1',
-      ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
-    ).toString();
-    const agent = new Agent({ connect: { ca: svc.service.ca.rootPem } });
-    const post = async (path: string, body: unknown, admin = false) => {
-      const r = await request(`https://127.0.0.1:${svc.port}${path}`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...(admin ? { authorization: `Bearer ${'k'.repeat(40)}` } : {}),
-        },
-        body: JSON.stringify(body),
-        dispatcher: agent,
-      });
-      return { status: r.statusCode, json: (await r.body.json()) as Record<string, any> };
-    };
-    const enrolled = await post('/v1/enroll', { token, csr });
+    const enrolled = await cs.enroll('clinic-1');
     expect(enrolled.status).toBe(202);
     await expect.poll(() => webhookEvents.length, { timeout: 5000 }).toBe(1);
     expect(webhookEvents[0]).toMatchObject({
@@ -158,25 +92,24 @@ describe('policy notifications', () => {
     expect(mails[0]).toContain('Subject: [notify-test] client clinic-1 waits for approval');
     expect(mails[0]).toContain(`pollen enrollment approve ${enrolled.json.requestId}`);
 
-    expect((await post('/v1/requests/approve', { names: ['clinic-1'] }, true)).status).toBe(200);
+    expect((await cs.post('/v1/requests/approve', { names: ['clinic-1'] }, true)).status).toBe(200);
     await expect.poll(() => webhookEvents.length, { timeout: 5000 }).toBe(2);
     expect(webhookEvents[1]).toMatchObject({
       event: 'request.approved',
       name: 'clinic-1',
       actor: expect.stringMatching(/^api-key:/),
     });
-    await agent.close();
   });
 
   it('refuses to start when the policy wants e-mail and no SMTP relay is configured', async () => {
     await expect(
       startCertService({
-        caDir,
+        caDir: cs.caDir,
         workspace: join(t.dir, 'ws2'),
         host: '127.0.0.1',
         port: 0,
         apiKeys: ['k'.repeat(40)],
-        policyFile: join(t.dir, 'policy.yaml'),
+        policyFile: cs.policyFile,
         logger: false,
       }),
     ).rejects.toMatchObject({ code: 'POLICY_INVALID', message: expect.stringContaining('SMTP') });

@@ -9,6 +9,7 @@ import { type AuditEntry, verifyAuditChain } from '../src/enrollment/service/aud
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';
 import { createCsrFromKey } from '../src/pki/csr.js';
+import { testPolicy } from './support/cert-service.js';
 import { POLLEN_BIN, tempDir } from './support/cli.js';
 
 // `pollen cert-service --workers 2`: two processes on one port and one SQLite store.
@@ -22,25 +23,10 @@ let agent: Agent;
 const API_KEY = `pollen_${'w'.repeat(43)}`;
 const policyFile = join(t.dir, 'policy.yaml');
 // Sites named lab-* wait for an admin; every other site is approved at once.
-const POLICY = `metadata:
-  project: "workers"
-  version: "1"
-token:
-  validity: 1d
-  max_uses: 1
-site:
-  name_pattern: "*"
-approval:
-  method: policy
-  rules:
-    - name: "labs-wait"
-      match:
-        site_name_pattern: "lab-*"
-      action: pending
-    - name: "others-auto"
-      match: {}
-      action: approve
-`;
+const POLICY = testPolicy('workers', [
+  '{ name: "labs-wait", match: { site_name_pattern: "lab-*" }, action: pending }',
+  '{ name: "others-auto", match: {}, action: approve }',
+]);
 
 beforeAll(async () => {
   await initCa({ name: 'Workers', dir: caDir });

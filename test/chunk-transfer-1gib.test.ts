@@ -1,7 +1,7 @@
 // A 1 GiB model goes client → server (DiskChunkStore) → client over gRPC on HTTP/2 with TLS.
 // The server runs in a child process so its memory can be measured on its own: it must stay
 // bounded (O(chunk) per stream), never near the size of the model.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js
 import { CHUNK_SIZE, chunkId } from '../src/transport/chunks.js';
 import { WideWindowSessionManager } from '../src/transport/rpc-client.js';
 import { chunkIdsOf, messageToWire } from '../src/transport/wire.js';
+import { selfSigned } from './support/fixtures.js';
 
 const MiB = 1024 * 1024;
 const ARRAYS = 64;
@@ -81,29 +82,9 @@ function ask<T>(msg: string): Promise<T> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pollen-1gib-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-days',
-      '1',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-    ],
-    { stdio: 'ignore' },
-  );
+  selfSigned(join(dir, 'key.pem'), join(dir, 'cert.pem'), '/CN=localhost', 1, [
+    'subjectAltName=IP:127.0.0.1',
+  ]);
   child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', SERVER, dir], {
     cwd: root,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

@@ -1,88 +1,32 @@
-import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadPolicy } from '../src/enrollment/policy-load.js';
-import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
-import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
-import { initCa } from '../src/pki/ca.js';
-import { pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
+import { type LiveCertService, startLiveCertService, testPolicy } from './support/cert-service.js';
+import { type CliResult, pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 
 // `pollen enrollment …` as a real process against a real service.
 
 const t = tempDir('pollen-cli-enr-');
-const caDir = join(t.dir, 'ca');
 const KEY = `pollen_${'x'.repeat(43)}`;
-let svc: RunningCertService;
+let cs: LiveCertService;
 let env: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
-  await initCa({ name: 'CLI Enrollment', dir: caDir });
-  writeFileSync(
-    join(t.dir, 'policy.yaml'),
-    `metadata: { project: "cli", version: "1" }
-token: { validity: 1d, max_uses: 1 }
-site: { name_pattern: "*" }
-user: { allowed_roles: [lead], default_role: lead }
-approval:
-  method: policy
-  rules:
-    - name: "all-wait"
-      match: {}
-      action: pending
-`,
-  );
-  svc = await startCertService({
-    caDir,
-    workspace: join(t.dir, 'ws'),
-    host: '127.0.0.1',
-    port: 0,
-    apiKeys: [KEY],
-    policyFile: join(t.dir, 'policy.yaml'),
-    logger: false,
-    tidyIntervalMs: 0,
+  cs = await startLiveCertService(t.dir, {
+    name: 'CLI Enrollment',
+    apiKey: KEY,
+    policy: testPolicy('cli', ['{ name: "all-wait", match: {}, action: pending }']),
   });
   env = {
-    POLLEN_CERT_SERVICE_URL: `https://localhost:${svc.port}`,
+    POLLEN_CERT_SERVICE_URL: `https://localhost:${cs.svc.port}`,
     POLLEN_API_KEY: KEY,
-    POLLEN_CA_CERT: join(caDir, 'rootCA.pem'),
+    POLLEN_CA_CERT: join(cs.caDir, 'rootCA.pem'),
   };
-  const agent = new Agent({ connect: { ca: svc.service.ca.rootPem } });
-  const signer = loadTokenSigner(caDir);
-  for (const name of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2']) {
-    const token = issueToken(signer, { subject: name, policy: loadPolicy(join(t.dir, 'policy.yaml')) }).token;
-    const csr = execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(t.dir, `${name}.key`),
-        '-subj',
-        `/CN=${name}`,
-      ],
-      { stdio: ['ignore', 'pipe', 'ignore'] },
-    ).toString();
-    const r = await request(`https://127.0.0.1:${svc.port}/v1/enroll`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token, csr }),
-      dispatcher: agent,
-    });
-    expect(r.statusCode).toBe(202);
-    await r.body.dump();
-  }
-  await agent.close();
+  for (const name of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2'])
+    expect((await cs.enroll(name)).status).toBe(202);
 });
 afterAll(async () => {
-  await svc.close();
+  await cs?.close();
   t.cleanup();
 });
 
@@ -175,27 +119,20 @@ describe('pollen enrollment', () => {
   });
 
   it('says precisely what is wrong: missing request, wrong key, unreachable service, no URL', async () => {
+    /** The command exits `exit` with the error `code` in its JSON answer. */
+    const expectFailure = (r: CliResult, exit: number, code: string) => {
+      expect(r.code, code).toBe(exit);
+      expect(r.json<{ error: { code: string } }>().error.code).toBe(code);
+    };
+    /** `pollen enrollment list --json` with these variables changed. */
+    const listWith = (changed: NodeJS.ProcessEnv) =>
+      pollenInProcess(['enrollment', 'list', '--json'], { env: { ...env, ...changed } });
+
     const missing = await pollenInProcess(['enrollment', 'approve', 'nobody', '--json'], { env });
-    expect(missing.code).toBe(4);
-    expect(missing.json<{ error: { code: string } }>().error.code).toBe('REQUEST_NOT_FOUND');
-
-    const wrongKey = await pollenInProcess(['enrollment', 'list', '--json'], {
-      env: { ...env, POLLEN_API_KEY: 'nope' },
-    });
-    expect(wrongKey.code).toBe(5);
-    expect(wrongKey.json<{ error: { code: string } }>().error.code).toBe('API_KEY_INVALID');
-
-    const down = await pollenInProcess(['enrollment', 'list', '--json'], {
-      env: { ...env, POLLEN_CERT_SERVICE_URL: 'https://127.0.0.1:1' },
-    });
-    expect(down.code).toBe(7);
-    expect(down.json<{ error: { code: string } }>().error.code).toBe('UNAVAILABLE');
-
-    const untrusted = await pollenInProcess(['enrollment', 'list', '--json'], {
-      env: { ...env, POLLEN_CA_CERT: '/etc/ssl/certs/ca-certificates.crt' },
-    });
-    expect(untrusted.code).toBe(7);
-    expect(untrusted.json<{ error: { code: string } }>().error.code).toBe('TLS_FAILED');
+    expectFailure(missing, 4, 'REQUEST_NOT_FOUND');
+    expectFailure(await listWith({ POLLEN_API_KEY: 'nope' }), 5, 'API_KEY_INVALID');
+    expectFailure(await listWith({ POLLEN_CERT_SERVICE_URL: 'https://127.0.0.1:1' }), 7, 'UNAVAILABLE');
+    expectFailure(await listWith({ POLLEN_CA_CERT: '/etc/ssl/certs/ca-certificates.crt' }), 7, 'TLS_FAILED');
 
     const noUrl = await pollenInProcess(['enrollment', 'list'], {
       env: { ...env, POLLEN_CERT_SERVICE_URL: '' },

@@ -120,17 +120,12 @@ describe('pollen policy check', () => {
 });
 
 describe('pollen policy explain', () => {
+  /** `pollen policy explain` of the custom policy for `site` from `ip`, with `more` flags. */
+  const explain = (site: string, ip: string, ...more: string[]) =>
+    pollen(['policy', 'explain', custom, '--site', site, '--ip', ip, ...more]);
+
   it('approve: the first rule matched', async () => {
-    const r = await pollen([
-      'policy',
-      'explain',
-      custom,
-      '--site',
-      'hospital-1',
-      '--ip',
-      '10.1.2.3',
-      '--json',
-    ]);
+    const r = await explain('hospital-1', '10.1.2.3', '--json');
     expect(r.code).toBe(0);
     expect(r.json()).toMatchObject({
       request: { name: 'hospital-1', type: 'client', ip: '10.1.2.3' },
@@ -141,7 +136,7 @@ describe('pollen policy explain', () => {
   });
 
   it('pending: explains why the earlier rule did not match', async () => {
-    const r = await pollen(['policy', 'explain', custom, '--site', 'hospital-1', '--ip', '203.0.113.9']);
+    const r = await explain('hospital-1', '203.0.113.9');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('decision: pending by rule "external-pending"');
     expect(r.stdout).toContain(
@@ -151,21 +146,12 @@ describe('pollen policy explain', () => {
   });
 
   it('IPv4-mapped IPv6 matches IPv4 ranges', async () => {
-    const r = await pollen([
-      'policy',
-      'explain',
-      custom,
-      '--site',
-      'hospital-1',
-      '--ip',
-      '::ffff:172.16.5.4',
-      '--json',
-    ]);
+    const r = await explain('hospital-1', '::ffff:172.16.5.4', '--json');
     expect(r.json()).toMatchObject({ decision: { action: 'approve', rule: 'internal-auto-approve' } });
   });
 
   it('reject: the site name fails site.name_pattern; users skip that check', async () => {
-    const r = await pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3', '--json']);
+    const r = await explain('clinic-1', '10.1.2.3', '--json');
     expect(r.json()).toMatchObject({
       decision: {
         action: 'reject',
@@ -174,20 +160,9 @@ describe('pollen policy explain', () => {
       siteNameCheck: { applies: true, matched: false },
       rules: [],
     });
-    const text = await pollen(['policy', 'explain', custom, '--site', 'clinic-1', '--ip', '10.1.2.3']);
+    const text = await explain('clinic-1', '10.1.2.3');
     expect(text.stdout).toContain('decision: reject');
-    const user = await pollen([
-      'policy',
-      'explain',
-      custom,
-      '--site',
-      'alice@example.com',
-      '--type',
-      'user',
-      '--ip',
-      '10.0.0.1',
-      '--json',
-    ]);
+    const user = await explain('alice@example.com', '10.0.0.1', '--type', 'user', '--json');
     expect(user.json()).toMatchObject({ decision: { action: 'pending' }, siteNameCheck: { applies: false } });
   });
 
@@ -205,13 +180,8 @@ describe('pollen policy explain', () => {
   });
 
   it('usage errors: a bad IP or type, a missing --site', async () => {
-    expect((await pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.300'])).code).toBe(
-      ExitCode.USAGE,
-    );
-    expect(
-      (await pollen(['policy', 'explain', custom, '--site', 'h', '--ip', '10.0.0.1', '--type', 'robot']))
-        .code,
-    ).toBe(ExitCode.USAGE);
+    expect((await explain('h', '10.0.0.300')).code).toBe(ExitCode.USAGE);
+    expect((await explain('h', '10.0.0.1', '--type', 'robot')).code).toBe(ExitCode.USAGE);
     expect((await pollen(['policy', 'explain', custom, '--ip', '10.0.0.1'])).code).toBe(ExitCode.USAGE);
   });
 });

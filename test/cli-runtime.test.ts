@@ -263,42 +263,28 @@ describe('pollen superlink and pollen supernode', () => {
 });
 
 describe('pollen federation', () => {
-  it('adds a federation with admin credentials and lists it', async () => {
-    const a = certs('admin');
-    const add = await cli([
+  /** `pollen federation add NAME` at the Control API with certificate `cert`, and `more` flags. */
+  const addFederation = (name: string, cert: string, ...more: string[]) => {
+    const c = certs(cert);
+    const credentials = ['--certificate', c.cert, '--private-key', c.key, '--root-certificate', c.root];
+    return cli([
       'federation',
       'add',
-      'test',
+      name,
       '--address',
       new URL(links.control).host,
-      '--certificate',
-      a.cert,
-      '--private-key',
-      a.key,
-      '--root-certificate',
-      a.root,
-      '--default',
-      '--json',
+      ...credentials,
+      ...more,
     ]);
+  };
+
+  it('adds a federation with admin credentials and lists it', async () => {
+    const add = await addFederation('test', 'admin', '--default', '--json');
     expect(add.code, add.stderr).toBe(0);
     expect(doc(add)).toEqual({ ok: true, name: 'test', path: ENV.POLLEN_CONFIG });
 
     // a client certificate cannot act as an admin: a second federation proves the refusal
-    const c = certs('site-0');
-    const intruder = await cli([
-      'federation',
-      'add',
-      'as-node',
-      '--address',
-      new URL(links.control).host,
-      '--certificate',
-      c.cert,
-      '--private-key',
-      c.key,
-      '--root-certificate',
-      c.root,
-      '--json',
-    ]);
+    const intruder = await addFederation('as-node', 'site-0', '--json');
     expect(intruder.code, intruder.stderr).toBe(0);
 
     const list = await cli(['federation', 'list', '--json']);

@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { importSPKI, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/errors.js';
+import { opensslCsr } from './support/cert-service.js';
 import { pollenAsync, pollenInProcess } from './support/cli.js';
 import { makeCaFolder } from './support/fixtures.js';
 
@@ -42,11 +43,18 @@ async function pollen(
   return { ...r, json: () => r.json() };
 }
 
+/** `pollen token generate -s SUBJECT` with `more` flags. */
+const generate = (subject: string, more: string[], opts?: Parameters<typeof pollen>[1]) =>
+  pollen(['token', 'generate', '-s', subject, ...more], opts);
+
 const mode = (path: string) => statSync(path).mode & 0o777;
 
 let dir: string;
 let ca: string;
 let otherCa: string;
+
+/** The root certificate of a CA folder (the test CA unless named). */
+const caCert = (caDir = ca) => join(caDir, 'rootCA.pem');
 
 /** Verify a token with jose against the CA folder's token key: the independent check. */
 async function verifyWithJose(token: string, caDir = ca) {
@@ -150,33 +158,13 @@ describe('pollen token generate (local mode)', () => {
       subject_type: 'user',
       roles: ['lead'],
     });
-    const member = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'r@example.com',
-      '--user',
-      '-r',
-      'member',
-      '-c',
-      ca,
-      '--json',
-    ]);
+    const member = await generate('r@example.com', ['--user', '-r', 'member', '-c', ca, '--json']);
     expect((await verifyWithJose(member.json()['token'] as string)).payload['pollen']).toMatchObject({
       roles: ['member'],
     });
     const relay = await pollen(['token', 'generate', '-s', 'relay-1', '--relay', '-c', ca, '--json']);
     expect(relay.json()['subjectType']).toBe('relay');
-    const server = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'superlink.example.com',
-      '--server',
-      '-c',
-      ca,
-      '--json',
-    ]);
+    const server = await generate('superlink.example.com', ['--server', '-c', ca, '--json']);
     expect(server.json()['subjectType']).toBe('server');
   });
 
@@ -208,15 +196,7 @@ describe('pollen token generate (local mode)', () => {
       ok: false,
       error: { code: 'CA_NOT_FOUND', message: 'CA path is required' },
     });
-    const missing = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'hospital-1',
-      '-c',
-      join(dir, 'nope'),
-      '--json',
-    ]);
+    const missing = await generate('hospital-1', ['-c', join(dir, 'nope'), '--json']);
     expect(missing.code).toBe(ExitCode.NOT_FOUND);
     expect((missing.json()['error'] as { message: string }).message).toContain(join(dir, 'nope'));
     const env = await pollen(['token', 'generate', '-s', 'hospital-1'], { env: { POLLEN_CA_PATH: ca } });
@@ -240,19 +220,7 @@ describe('pollen token generate (local mode)', () => {
     });
     expect(site.code).toBe(ExitCode.REJECTED);
     expect(site.json()).toMatchObject({ error: { code: 'POLICY_SITE_NAME' } });
-    const role = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'a@b.org',
-      '--user',
-      '-r',
-      'lead',
-      '-c',
-      ca,
-      '-p',
-      policy,
-    ]);
+    const role = await generate('a@b.org', ['--user', '-r', 'lead', '-c', ca, '-p', policy]);
     expect(role.code).toBe(ExitCode.INVALID_INPUT);
     expect(role.stderr).toContain('POLICY_ROLE');
     const badPolicy = join(dir, 'bad.yaml');
@@ -269,21 +237,12 @@ describe('pollen token generate (local mode)', () => {
 });
 
 describe('pollen token batch (local mode)', () => {
+  /** `pollen token batch` with `more` flags, on the test CA, writing to `out`. */
+  const batch = (out: string, ...more: string[]) => pollen(['token', 'batch', ...more, '-c', ca, '-o', out]);
+
   it('-n with --prefix writes a 0600 CSV', async () => {
     const out = join(dir, 'tokens.csv');
-    const r = await pollen([
-      'token',
-      'batch',
-      '-n',
-      '5',
-      '--prefix',
-      'hospital',
-      '-c',
-      ca,
-      '-o',
-      out,
-      '--json',
-    ]);
+    const r = await batch(out, '-n', '5', '--prefix', 'hospital', '--json');
     expect(r.code).toBe(0);
     expect(r.json()).toMatchObject({
       ok: true,
@@ -316,20 +275,7 @@ describe('pollen token batch (local mode)', () => {
 
   it('--names with --user writes "subject token" lines to a .txt', async () => {
     const out = join(dir, 'users.txt');
-    const r = await pollen([
-      'token',
-      'batch',
-      '--names',
-      'alice@org.com',
-      'bob@org.com',
-      '--user',
-      '-r',
-      'member',
-      '-c',
-      ca,
-      '-o',
-      out,
-    ]);
+    const r = await batch(out, '--names', 'alice@org.com', 'bob@org.com', '--user', '-r', 'member');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('2 user tokens');
     expect(mode(out)).toBe(0o600);
@@ -344,19 +290,7 @@ describe('pollen token batch (local mode)', () => {
 
   it('a path ending in / gets one NAME.token file each (0600, the token alone)', async () => {
     const out = join(dir, 'kube');
-    const r = await pollen([
-      'token',
-      'batch',
-      '--names',
-      'site-a',
-      'site-b',
-      'site-c',
-      '--relay',
-      '-c',
-      ca,
-      '-o',
-      `${out}/`,
-    ]);
+    const r = await batch(`${out}/`, '--names', 'site-a', 'site-b', 'site-c', '--relay');
     expect(r.code).toBe(0);
     expect(mode(out)).toBe(0o700);
     expect(readdirSync(out).sort()).toEqual(['site-a.token', 'site-b.token', 'site-c.token']);
@@ -371,22 +305,10 @@ describe('pollen token batch (local mode)', () => {
       });
     }
     // An existing folder without the slash is a folder too; existing files are refused.
-    const again = await pollen([
-      'token',
-      'batch',
-      '--names',
-      'site-c',
-      'site-d',
-      '--relay',
-      '-c',
-      ca,
-      '-o',
-      out,
-      '--json',
-    ]);
+    const again = await batch(out, '--names', 'site-c', 'site-d', '--relay', '--json');
     expect(again.code).toBe(ExitCode.CONFLICT);
     expect(existsSync(join(out, 'site-d.token'))).toBe(false);
-    const more = await pollen(['token', 'batch', '--names', 'site-d', '--relay', '-c', ca, '-o', out]);
+    const more = await batch(out, '--names', 'site-d', '--relay');
     expect(more.code).toBe(0);
     expect(existsSync(join(out, 'site-d.token'))).toBe(true);
   });
@@ -405,12 +327,12 @@ describe('pollen token batch (local mode)', () => {
       [[], ExitCode.USAGE],
     ];
     for (const [args, code] of cases) {
-      const r = await pollen(['token', 'batch', ...args, '-c', ca, '-o', `${out}/`, '--json']);
+      const r = await batch(`${out}/`, ...args, '--json');
       expect(r.code, args.join(' ')).toBe(code);
       expect(r.json().ok).toBe(false);
     }
     expect(existsSync(out)).toBe(false);
-    const ext = await pollen(['token', 'batch', '-n', '2', '-c', ca, '-o', join(dir, 'tokens.json')]);
+    const ext = await batch(join(dir, 'tokens.json'), '-n', '2');
     expect(ext.code).toBe(ExitCode.USAGE);
     expect(ext.stderr).toContain('.csv');
   });
@@ -418,7 +340,7 @@ describe('pollen token batch (local mode)', () => {
   it('10,000 tokens: timing, progress on stderr, every token distinct', async () => {
     const out = join(dir, 'big.csv');
     const t0 = performance.now();
-    const r = await pollen(['token', 'batch', '-n', '10000', '-c', ca, '-o', out, '--json']);
+    const r = await batch(out, '-n', '10000', '--json');
     const wall = performance.now() - t0;
     expect(r.code).toBe(0);
     const j = r.json() as Record<string, number> & { ok: boolean };
@@ -437,7 +359,7 @@ describe('pollen token batch (local mode)', () => {
 
     const folder = join(dir, 'big-folder');
     const t1 = performance.now();
-    const f = await pollen(['token', 'batch', '-n', '10000', '-c', ca, '-o', `${folder}/`, '--json']);
+    const f = await batch(`${folder}/`, '-n', '10000', '--json');
     expect(f.code).toBe(0);
     console.log(
       `token batch -n 10000 (folder of files): ${(f.json() as Record<string, number>)['elapsedMs']} ms inside the CLI, ` +
@@ -549,90 +471,59 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
     bytes: number;
   }> = [];
 
+  /** `--cert-service URL --api-key KEY` for the fake service, then `more` flags. */
+  const service = (key: string, ...more: string[]) => ['--cert-service', url, '--api-key', key, ...more];
+
   beforeAll(async () => {
     // A server certificate for 127.0.0.1 signed by the test root CA, with the Certificate
     // Service identity that clients trusting a project root require.
-    const key = join(dir, 'srv.key');
-    const csr = join(dir, 'srv.csr');
-    const crt = join(dir, 'srv.pem');
     const ext = join(dir, 'srv.ext');
     writeFileSync(ext, 'subjectAltName=IP:127.0.0.1,URI:pollen://cli-test/service/cert-service\n');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        csr,
-        '-subj',
-        '/CN=127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
-    execFileSync(
+    const { csr, keyPem } = opensslCsr(dir, '127.0.0.1');
+    const cert = execFileSync(
       'openssl',
       [
         'x509',
         '-req',
-        '-in',
-        csr,
         '-CA',
-        join(ca, 'rootCA.pem'),
+        caCert(),
         '-CAkey',
         join(ca, 'rootCA.key'),
         '-CAcreateserial',
         '-days',
         '1',
-        '-out',
-        crt,
         '-extfile',
         ext,
       ],
-      { stdio: 'ignore' },
+      { input: csr, stdio: ['pipe', 'pipe', 'ignore'] },
     );
-    server = createServer({ key: readFileSync(key), cert: readFileSync(crt) }, (req, res) => {
+    server = createServer({ key: keyPem, cert }, (req, res) => {
       let raw = '';
       req.on('data', (d) => {
         raw += d;
       });
       req.on('end', () => {
         res.setHeader('content-type', 'application/json');
-        if (req.url !== '/v1/tokens' || req.method !== 'POST') {
-          res.statusCode = 404;
-          res.end(JSON.stringify({ error: { code: 'INVALID_REQUEST', message: 'no such route', hint: '' } }));
-          return;
-        }
-        if (req.headers.authorization !== 'Bearer good-key') {
-          res.statusCode = 401;
-          res.end(
-            JSON.stringify({
-              error: { code: 'API_KEY_INVALID', message: 'The API key is not valid', hint: 'Check it.' },
-            }),
-          );
-          return;
-        }
+        const fail = (status: number, error: { code: string; message: string; hint: string }) => {
+          res.statusCode = status;
+          res.end(JSON.stringify({ error }));
+        };
+        if (req.url !== '/v1/tokens' || req.method !== 'POST')
+          return fail(404, { code: 'INVALID_REQUEST', message: 'no such route', hint: '' });
+        if (req.headers.authorization !== 'Bearer good-key')
+          return fail(401, {
+            code: 'API_KEY_INVALID',
+            message: 'The API key is not valid',
+            hint: 'Check it.',
+          });
         const body = JSON.parse(raw);
         seen.push({ auth: req.headers.authorization, body, bytes: Buffer.byteLength(raw) });
-        if (body.subjects.includes('forbidden-1')) {
-          res.statusCode = 403;
-          res.end(
-            JSON.stringify({
-              error: {
-                code: 'POLICY_SITE_NAME',
-                message: 'Site name "forbidden-1" is not allowed',
-                hint: 'Ask.',
-              },
-            }),
-          );
-          return;
-        }
+        if (body.subjects.includes('forbidden-1'))
+          return fail(403, {
+            code: 'POLICY_SITE_NAME',
+            message: 'Site name "forbidden-1" is not allowed',
+            hint: 'Ask.',
+          });
         res.end(
           JSON.stringify({
             tokens: body.subjects.map((s: string, i: number) => ({
@@ -653,21 +544,9 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
 
   it('generate calls POST /v1/tokens with the API key, trusting --ca-cert', async () => {
     seen.length = 0;
-    const r = await pollen(
-      [
-        'token',
-        'generate',
-        '-s',
-        'admin@example.com',
-        '--user',
-        '-r',
-        'member',
-        '--cert-service',
-        url,
-        '--ca-cert',
-        join(ca, 'rootCA.pem'),
-        '--json',
-      ],
+    const r = await generate(
+      'admin@example.com',
+      ['--user', '-r', 'member', '--cert-service', url, '--ca-cert', caCert(), '--json'],
       { env: { POLLEN_API_KEY: 'good-key' } },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -691,7 +570,7 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
   });
 
   it('trusts CA_PATH/rootCA.pem when -c is given, and env vars select remote mode', async () => {
-    const r = await pollen(['token', 'generate', '-s', 'hospital-1', '--cert-service', url, '-c', ca], {
+    const r = await generate('hospital-1', ['--cert-service', url, '-c', ca], {
       env: { POLLEN_API_KEY: 'good-key' },
     });
     expect(r.code, r.stderr).toBe(0);
@@ -700,7 +579,7 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
       env: {
         POLLEN_CERT_SERVICE_URL: url,
         POLLEN_API_KEY: 'good-key',
-        POLLEN_CA_CERT: join(ca, 'rootCA.pem'),
+        POLLEN_CA_CERT: caCert(),
       },
     });
     expect(env.code, env.stderr).toBe(0);
@@ -710,23 +589,9 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
   it('batch splits large requests under the 64 KiB body limit and writes the CSV', async () => {
     seen.length = 0;
     const out = join(dir, 'remote.csv');
-    const r = await pollen([
-      'token',
-      'batch',
-      '-n',
-      '3000',
-      '--prefix',
-      'a-rather-long-site-name-prefix-for-chunking',
-      '--cert-service',
-      url,
-      '--api-key',
-      'good-key',
-      '--ca-cert',
-      join(ca, 'rootCA.pem'),
-      '-o',
-      out,
-      '--json',
-    ]);
+    const prefix = 'a-rather-long-site-name-prefix-for-chunking';
+    const args = ['-n', '3000', '--prefix', prefix, '--ca-cert', caCert(), '-o', out, '--json'];
+    const r = await pollen(['token', 'batch', ...args, ...service('good-key')]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json()).toMatchObject({ count: 3000, mode: 'remote', format: 'csv' });
     expect(seen.length).toBeGreaterThan(1);
@@ -741,76 +606,27 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
   });
 
   it('maps service errors to the same code and exit code', async () => {
-    const bad = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'h-1',
-      '--cert-service',
-      url,
-      '--api-key',
-      'wrong',
-      '--ca-cert',
-      join(ca, 'rootCA.pem'),
-      '--json',
-    ]);
+    const bad = await generate('h-1', service('wrong', '--ca-cert', caCert(), '--json'));
     expect(bad.code).toBe(ExitCode.UNAUTHORIZED);
     expect(bad.json()).toEqual({
       ok: false,
       error: { code: 'API_KEY_INVALID', message: 'The API key is not valid', hint: 'Check it.' },
     });
-    const policy = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'forbidden-1',
-      '--cert-service',
-      url,
-      '--api-key',
-      'good-key',
-      '--ca-cert',
-      join(ca, 'rootCA.pem'),
-    ]);
+    const policy = await generate('forbidden-1', service('good-key', '--ca-cert', caCert()));
     expect(policy.code).toBe(ExitCode.REJECTED);
     expect(policy.stderr).toContain('error[POLICY_SITE_NAME]: Site name "forbidden-1" is not allowed');
   });
 
   it('missing API key, untrusted certificate, refused connection, http://', async () => {
-    const noKey = await pollen(['token', 'generate', '-s', 'h-1', '--cert-service', url, '--json']);
+    const noKey = await generate('h-1', ['--cert-service', url, '--json']);
     expect(noKey.code).toBe(ExitCode.UNAUTHORIZED);
     expect(noKey.json()).toMatchObject({ error: { code: 'API_KEY_REQUIRED' } });
-    const untrusted = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'h-1',
-      '--cert-service',
-      url,
-      '--api-key',
-      'good-key',
-      '--ca-cert',
-      join(otherCa, 'rootCA.pem'),
-      '--json',
-    ]);
+    const untrusted = await generate('h-1', service('good-key', '--ca-cert', caCert(otherCa), '--json'));
     expect(untrusted.code).toBe(ExitCode.UNAVAILABLE);
     expect(untrusted.json()).toMatchObject({ error: { code: 'TLS_FAILED' } });
-    const systemRoots = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'h-1',
-      '--cert-service',
-      url,
-      '--api-key',
-      'good-key',
-      '--json',
-    ]);
+    const systemRoots = await generate('h-1', service('good-key', '--json'));
     expect(systemRoots.json()).toMatchObject({ error: { code: 'TLS_FAILED' } });
-    const refused = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'h-1',
+    const refused = await generate('h-1', [
       '--cert-service',
       'https://127.0.0.1:1',
       '--api-key',
@@ -819,31 +635,10 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
     ]);
     expect(refused.code).toBe(ExitCode.UNAVAILABLE);
     expect(refused.json()).toMatchObject({ error: { code: 'UNAVAILABLE' } });
-    const http = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'h-1',
-      '--cert-service',
-      'http://127.0.0.1:1',
-      '--api-key',
-      'k',
-      '--json',
-    ]);
+    const http = await generate('h-1', ['--cert-service', 'http://127.0.0.1:1', '--api-key', 'k', '--json']);
     expect(http.code).toBe(ExitCode.USAGE);
     expect(http.json()).toMatchObject({ error: { code: 'INVALID_ARGUMENT' } });
-    const withPolicy = await pollen([
-      'token',
-      'generate',
-      '-s',
-      'h-1',
-      '--cert-service',
-      url,
-      '--api-key',
-      'good-key',
-      '-p',
-      'x.yaml',
-    ]);
+    const withPolicy = await generate('h-1', service('good-key', '-p', 'x.yaml'));
     expect(withPolicy.code).toBe(ExitCode.USAGE);
   });
 });

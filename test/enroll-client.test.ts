@@ -4,9 +4,9 @@
  * Certificate Service on 127.0.0.1, with real TLS, approvals made through the admin API, and
  * renewal over mutual TLS through the library.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,52 +16,31 @@ import { CertServiceClient } from '../src/enrollment/cert-service-client.js';
 import { enrollKit, publicKeyId, readEnrollmentState } from '../src/enrollment/enroll-client.js';
 import { loadKit } from '../src/enrollment/kit.js';
 import { loadPolicy } from '../src/enrollment/policy-load.js';
-import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
+import type { RunningCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';
 import { initCa, loadCa } from '../src/pki/ca.js';
 import { describeKey } from '../src/pki/keys.js';
 import { issueSiteCertificate } from '../src/pki/profiles.js';
-import { pollenInProcess } from './support/cli.js';
+import { type LiveCertService, startLiveCertService, testPolicy } from './support/cert-service.js';
+import { ensureBuilt, pollenInProcess } from './support/cli.js';
+import { cliEnv } from './support/federation.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
 const API_KEY = 'pollen_test_admin_key_enroll_client_0123456789';
-const POLICY = `metadata:
-  project: "enroll-client-test"
-  version: "1.0"
-token:
-  validity: 1d
-  max_uses: 1
-site:
-  name_pattern: "*"
-user:
-  allowed_roles: [lead, member, org_admin]
-  default_role: lead
-approval:
-  method: policy
-  rules:
-    - name: "hospitals-auto"
-      match:
-        site_name_pattern: "hospital-*"
-      action: approve
-    - name: "others-wait"
-      match: {}
-      action: pending
-`;
+const POLICY = testPolicy('enroll-client-test', [
+  '{ name: "hospitals-auto", match: { site_name_pattern: "hospital-*" }, action: approve }',
+  '{ name: "others-wait", match: {}, action: pending }',
+]);
 
 let tmp: string;
 let caDir: string;
 let policyFile: string;
 let rootFingerprint: string;
+let cs: LiveCertService;
 let svc: RunningCertService;
 let admin: CertServiceClient;
-
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('POLLEN_')) delete env[k];
-  return { ...env, NO_COLOR: '1', ...extra };
-}
 
 interface Run {
   done: Promise<{ code: number | null; stdout: string; stderr: string }>;
@@ -79,7 +58,7 @@ function background(args: string[], env: Record<string, string> = {}): Run {
   let stderr = '';
   const done = pollenInProcess(args, {
     cwd: tmp,
-    env: cleanEnv(env),
+    env: cliEnv(env),
     clean: true,
     onStderr: (text) => (stderr += text),
   }).then(({ code, stdout, stderr }) => ({ code, stdout, stderr }));
@@ -88,7 +67,7 @@ function background(args: string[], env: Record<string, string> = {}): Run {
 
 /** The built CLI as a real process, without blocking (the service answers from this process). */
 function spawned(args: string[], env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: cleanEnv(env), stdio: 'pipe' });
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: tmp, env: cliEnv(env), stdio: 'pipe' });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -99,9 +78,7 @@ function spawned(args: string[], env: Record<string, string> = {}): Run {
   return { done, stderr: () => stderr };
 }
 
-function token(subject: string) {
-  return issueToken(loadTokenSigner(caDir), { subject, policy: loadPolicy(policyFile) }).token;
-}
+const token = (subject: string) => cs.token(subject);
 
 async function makeKit(name: string, opts: { token?: boolean } = {}) {
   const out = join(tmp, name);
@@ -124,27 +101,17 @@ async function waitForPending(name: string, timeoutMs = 20_000) {
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist/cli/commands/start.js'))) {
-    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' });
-    if (!existsSync(join(ROOT, 'dist/cli/commands/start.js')))
-      throw new Error(`build failed: ${b.stdout}${b.stderr}`);
-  }
+  ensureBuilt('cli/commands/start.js');
   tmp = mkdtempSync(join(tmpdir(), 'pollen-enroll-e2e-'));
-  caDir = join(tmp, 'ca');
-  policyFile = join(tmp, 'policy.yaml');
-  writeFileSync(policyFile, POLICY);
-  rootFingerprint = (await initCa({ name: 'Enroll E2E', dir: caDir, keyType: 'ec-p256' })).rootFingerprint;
-  svc = await startCertService({
-    caDir,
-    workspace: join(tmp, 'svc'),
-    host: '127.0.0.1',
-    port: 0,
-    apiKeys: [API_KEY],
-    policyFile,
+  cs = await startLiveCertService(tmp, {
+    name: 'Enroll E2E',
+    keyType: 'ec-p256',
+    apiKey: API_KEY,
+    policy: POLICY,
     hostnames: ['127.0.0.1'],
-    logger: false,
-    tidyIntervalMs: 0,
   });
+  ({ svc, caDir, policyFile } = cs);
+  rootFingerprint = svc.rootFingerprint;
   admin = new CertServiceClient({
     url: svc.url,
     apiKey: API_KEY,
@@ -154,7 +121,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await admin?.close();
-  await svc?.close();
+  await cs?.close();
   rmSync(tmp, { recursive: true, force: true });
 });
 

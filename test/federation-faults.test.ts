@@ -5,43 +5,41 @@
  */
 import { randomBytes } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { Code, ConnectError, createClient } from '@connectrpc/connect';
+import { Code, createClient } from '@connectrpc/connect';
 import { createGrpcTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServerAppIo } from '../src/gen/pollen/v1/appio_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
-import { MessageSchema, type Message as WireMessage } from '../src/gen/pollen/v1/records_pb.js';
+import {
+  MessageSchema,
+  type RecordSchema,
+  type Message as WireMessage,
+} from '../src/gen/pollen/v1/records_pb.js';
 import { CHUNK_RUN_HEADER } from '../src/transport/bulk-protocol.js';
 import { chunkId } from '../src/transport/chunks.js';
 import { ERROR_CODE_HEADER, fromConnectError } from '../src/transport/errors.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
+import { refusal } from './support/errors.js';
 import {
   childPids,
+  completedRun,
   FEDERATION,
   type Federation,
+  finishedRun,
+  type RunJson,
+  runDetails,
   type SuperNodeProc,
   startFederation,
+  startRun,
   stopAll,
-  TINY_APP,
   tlsOf,
   waitFor,
 } from './support/federation.js';
+import { replyTo } from './support/fleet-client.js';
 
 afterAll(async () => {
   await stopAll();
 });
-
-interface RunJson {
-  runId: string;
-  status: string;
-  subStatus: string | null;
-  reason: string | null;
-}
-interface RoundJson {
-  round: number;
-  metrics: Record<string, number>;
-  nodes: string[];
-}
 
 let fed: Federation;
 let nodes: SuperNodeProc[];
@@ -53,42 +51,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fed?.close();
 });
-
-async function details(runId: string): Promise<{ run: RunJson; rounds: RoundJson[] }> {
-  const r = await fed.pollen(['list', FEDERATION, '--run-id', runId, '--json']);
-  if (r.code !== 0) throw new Error(`list --run-id failed: ${r.stdout}${r.stderr}`);
-  return r.json();
-}
-
-async function startRun(config: string[]): Promise<string> {
-  const args = ['run', TINY_APP, FEDERATION, '--json'];
-  for (const c of config) args.push('--run-config', c);
-  const r = await fed.pollen(args);
-  expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
-  return r.json().runId;
-}
-
-async function finished(runId: string, timeoutMs = 60_000): Promise<{ run: RunJson; rounds: RoundJson[] }> {
-  return waitFor(
-    `run ${runId} to finish`,
-    async () => {
-      const d = await details(runId);
-      return d.run.status === 'finished' ? d : undefined;
-    },
-    timeoutMs,
-    500,
-  );
-}
-
-async function completedRun(config: string[]): Promise<{ run: RunJson; rounds: RoundJson[] }> {
-  const args = ['run', TINY_APP, FEDERATION, '--stream', '--json'];
-  for (const c of config) args.push('--run-config', c);
-  const r = await fed.pollen(args, 90_000);
-  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  const out = r.json();
-  expect(out.run).toMatchObject({ status: 'finished', subStatus: 'completed' });
-  return out;
-}
 
 /** Wait until each node runs a ClientApp it did not run before (it pulled its instruction). */
 async function tasksDelivered(on: SuperNodeProc[], before: Map<SuperNodeProc, Set<number>>): Promise<void> {
@@ -103,18 +65,29 @@ const snapshot = (on: SuperNodeProc[]) => new Map(on.map((n) => [n, new Set(chil
 
 const ids = (on: SuperNodeProc[]) => on.map((n) => n.nodeId).sort();
 
+/** A record `arrays` holding one array, `w`. */
+const arraysRecord = (w: {
+  dtype: string;
+  shape: bigint[];
+  nbytes: bigint;
+  inline: Uint8Array;
+}): MessageInitShape<typeof RecordSchema> => ({
+  name: 'arrays',
+  record: { case: 'arrays', value: { arrays: [{ name: 'w', ...w }] } },
+});
+
 // -----------------------------------------------------------------------------------------------
 
 describe('a SuperNode killed mid-round', () => {
   it('with min-nodes=2 the round completes with the other two', async () => {
     const before = snapshot(nodes);
-    const runId = await startRun(['num-rounds=1', 'min-nodes=2', 'sleep-ms=3000', 'round-timeout=60']);
+    const runId = await startRun(fed, ['num-rounds=1', 'min-nodes=2', 'sleep-ms=3000', 'round-timeout=60']);
     await tasksDelivered(nodes, before);
     const victim = nodes[2]!;
     victim.kill('SIGKILL');
     await victim.exited;
 
-    const d = await finished(runId);
+    const d = await finishedRun(fed, runId);
     expect(d.run.subStatus, d.run.reason ?? '').toBe('completed');
     expect([...d.rounds[0]!.nodes].sort()).toEqual(ids(nodes.slice(0, 2)));
     // Partitions 0 and 1 answered: (10·1 + 20·2) / 30.
@@ -133,12 +106,12 @@ describe('a SuperNode killed mid-round', () => {
       async () => (await fed.nodeList()).filter((n) => n.status === 'online').length === 3,
     );
     const before = snapshot(nodes);
-    const runId = await startRun(['num-rounds=1', 'min-nodes=3', 'sleep-ms=3000', 'round-timeout=60']);
+    const runId = await startRun(fed, ['num-rounds=1', 'min-nodes=3', 'sleep-ms=3000', 'round-timeout=60']);
     await tasksDelivered(nodes, before);
     nodes[0]!.kill('SIGKILL');
     await nodes[0]!.exited;
 
-    const d = await finished(runId);
+    const d = await finishedRun(fed, runId);
     expect(d.run.subStatus).toBe('failed');
     expect(d.run.reason).toContain('2 replies, 3 needed');
     expect(d.rounds).toEqual([]);
@@ -159,11 +132,7 @@ describe('bad input sent straight to the SuperLink', () => {
   let beat: NodeJS.Timeout | undefined;
 
   beforeAll(async () => {
-    channel = openChannel({
-      baseUrl: fed.link.fleetUrl,
-      tls: tlsOf(await fed.pki.cert('prober')),
-      defaultTimeoutMs: 20_000,
-    });
+    channel = await fed.fleetChannel('prober', { defaultTimeoutMs: 20_000 });
     fleet = channel.client(Fleet);
   });
   afterAll(async () => {
@@ -172,29 +141,8 @@ describe('bad input sent straight to the SuperLink', () => {
     channel?.close();
   });
 
-  const refusal = async (p: Promise<unknown>): Promise<ConnectError> => {
-    try {
-      await p;
-    } catch (e) {
-      return ConnectError.from(e);
-    }
-    throw new Error('the call was accepted');
-  };
-
   const reply = (to: WireMessage, content: NonNullable<MessageInitShape<typeof MessageSchema>['body']>) =>
-    create(MessageSchema, {
-      metadata: {
-        runId: to.metadata!.runId,
-        messageId: randomBytes(16).toString('hex'),
-        srcNodeId: proberId,
-        dstNodeId: '0',
-        replyToMessageId: to.metadata!.messageId,
-        groupId: to.metadata!.groupId,
-        messageType: to.metadata!.messageType,
-        createdAt: BigInt(Date.now()),
-      },
-      body: content,
-    });
+    replyTo(to, proberId, content);
 
   /** A train reply: w (shape [size]) as float32 with the given header and bytes. */
   const arrayReply = (to: WireMessage, o: { shape: number; nbytes: number; bytes: Uint8Array }) =>
@@ -202,23 +150,12 @@ describe('bad input sent straight to the SuperLink', () => {
       case: 'content',
       value: {
         records: [
-          {
-            name: 'arrays',
-            record: {
-              case: 'arrays',
-              value: {
-                arrays: [
-                  {
-                    name: 'w',
-                    dtype: 'float32',
-                    shape: [BigInt(o.shape)],
-                    nbytes: BigInt(o.nbytes),
-                    inline: o.bytes,
-                  },
-                ],
-              },
-            },
-          },
+          arraysRecord({
+            dtype: 'float32',
+            shape: [BigInt(o.shape)],
+            nbytes: BigInt(o.nbytes),
+            inline: o.bytes,
+          }),
           {
             name: 'metrics',
             record: {
@@ -256,7 +193,7 @@ describe('bad input sent straight to the SuperLink', () => {
 
   it('refuses a malformed array in a reply to a real instruction; the run goes on', async () => {
     // Four nodes online (the three SuperNodes and the prober); three replies are enough.
-    const runId = await startRun(['num-rounds=2', 'min-nodes=3', 'round-timeout=60']);
+    const runId = await startRun(fed, ['num-rounds=2', 'min-nodes=3', 'round-timeout=60']);
     const nextInstruction = () =>
       waitFor('an instruction for the prober', async () => {
         const { messages } = await fleet.pullMessages({ maxMessages: 4 });
@@ -294,7 +231,7 @@ describe('bad input sent straight to the SuperLink', () => {
     if (arrays?.case === 'arrays') arrays.value.arrays[0]!.chunkIds = [chunkId(piece)];
     expect((await fleet.pushMessages({ messages: [odd] })).results[0]!.errorCode).toBe('');
 
-    const d = await finished(runId);
+    const d = await finishedRun(fed, runId);
     expect(d.run.subStatus, d.run.reason ?? '').toBe('completed');
     expect([...d.rounds[0]!.nodes].sort()).toEqual([...ids(nodes), proberId].sort());
     // Partitions 0, 1, 2 (10·1 + 20·2 + 30·3) and the prober's 40 examples of 100.
@@ -350,7 +287,7 @@ describe('bad input sent straight to the SuperLink', () => {
     } finally {
       ch.close();
     }
-    expect((await details(runId)).run.subStatus).toBe('completed');
+    expect((await runDetails(fed, runId)).run.subStatus).toBe('completed');
   }, 30_000);
 
   it('refuses a 40 MiB message', async () => {
@@ -376,23 +313,12 @@ describe('bad input sent straight to the SuperLink', () => {
           case: 'content',
           value: {
             records: [
-              {
-                name: 'arrays',
-                record: {
-                  case: 'arrays',
-                  value: {
-                    arrays: [
-                      {
-                        name: 'w',
-                        dtype: 'uint8',
-                        shape: [40n << 20n],
-                        nbytes: 40n << 20n,
-                        inline: new Uint8Array(40 << 20),
-                      },
-                    ],
-                  },
-                },
-              },
+              arraysRecord({
+                dtype: 'uint8',
+                shape: [40n << 20n],
+                nbytes: 40n << 20n,
+                inline: new Uint8Array(40 << 20),
+              }),
             ],
           },
         },
@@ -414,7 +340,7 @@ describe('bad input sent straight to the SuperLink', () => {
     clearInterval(beat);
     await fleet.deactivateNode({});
     expect(fed.link.alive()).toBe(true);
-    const out = await completedRun(['num-rounds=1', 'min-nodes=3']);
+    const out = await completedRun(fed, ['num-rounds=1', 'min-nodes=3']);
     expect([...out.rounds[0]!.nodes].sort()).toEqual(ids(nodes));
     expect(out.rounds[0]!.metrics.w0).toBeCloseTo((10 + 40 + 90) / 60, 4);
   }, 60_000);
@@ -425,16 +351,16 @@ describe('bad input sent straight to the SuperLink', () => {
 describe('the SuperLink restarted mid-run', () => {
   it('fails the run it lost; nodes come back by themselves and a new run completes', async () => {
     const before = snapshot(nodes);
-    const runId = await startRun(['num-rounds=3', 'sleep-ms=60000', 'round-timeout=600']);
+    const runId = await startRun(fed, ['num-rounds=3', 'sleep-ms=60000', 'round-timeout=600']);
     await tasksDelivered(nodes, before);
-    expect((await details(runId)).run.status).toBe('running');
+    expect((await runDetails(fed, runId)).run.status).toBe('running');
     const old = fed.link;
     old.kill('SIGKILL');
     await old.exited;
 
     const link = await fed.restartLink();
     expect(link.ports).toEqual(old.ports);
-    const d = await details(runId);
+    const d = await runDetails(fed, runId);
     expect(d.run).toMatchObject({ status: 'finished', subStatus: 'failed' });
     expect(d.run.reason).toMatch(/SuperLink restarted/);
 
@@ -447,7 +373,7 @@ describe('the SuperLink restarted mid-run', () => {
       45_000,
       500,
     );
-    const out = await completedRun(['num-rounds=1', 'min-nodes=3']);
+    const out = await completedRun(fed, ['num-rounds=1', 'min-nodes=3']);
     expect([...out.rounds[0]!.nodes].sort()).toEqual(ids(nodes));
   }, 120_000);
 });

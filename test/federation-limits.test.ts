@@ -5,24 +5,22 @@
  * and neither they nor the SuperLink notice.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPollenError } from '../src/errors.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
-import { MessageSchema } from '../src/gen/pollen/v1/records_pb.js';
 import { CHUNK_RUN_HEADER } from '../src/transport/bulk-protocol.js';
 import { fromConnectError } from '../src/transport/errors.js';
-import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
+import type { RpcChannel } from '../src/transport/rpc-client.js';
+import { outcomeOf as codeOf } from './support/errors.js';
 import {
-  FEDERATION,
   type Federation,
+  finishedRun,
   type SuperNodeProc,
   startFederation,
+  startRun,
   stopAll,
-  TINY_APP,
-  tlsOf,
   waitFor,
 } from './support/federation.js';
+import { replyTo } from './support/fleet-client.js';
 
 const MiB = 1024 * 1024;
 let fed: Federation;
@@ -34,22 +32,13 @@ beforeAll(async () => {
     args: ['--node-chunk-quota', '8', '--node-rate', '20', '--node-burst', '200'],
   });
   honest = await Promise.all([0, 1].map((i) => fed.addNode(`honest-${i}`, i)));
-  channel = openChannel({ baseUrl: fed.link.fleetUrl, tls: tlsOf(await fed.pki.cert('flooder')) });
+  channel = await fed.fleetChannel('flooder');
 }, 60_000);
 afterAll(async () => {
   channel?.close();
   await fed?.close();
   await stopAll();
 });
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return isPollenError(e) ? e.code : fromConnectError(e).code;
-  }
-}
 
 const fresh = (bytes: number): { id: string; data: Uint8Array } => {
   const data = randomBytes(bytes);
@@ -61,10 +50,7 @@ describe('one site floods while an honest run goes on', () => {
     const fleet = channel.client(Fleet);
     // Online for two minutes without a heartbeat: the run's first round sends it work too.
     const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name: 'flooder' });
-    const args = ['run', TINY_APP, FEDERATION, '--json', '--run-config', 'size=300000'];
-    const started = await fed.pollen([...args, '--run-config', 'round-timeout=60']);
-    expect(started.code, `${started.stdout}${started.stderr}`).toBe(0);
-    const runId: string = started.json().runId;
+    const runId = await startRun(fed, ['size=300000', 'round-timeout=60']);
     const instruction = await waitFor(
       'the flooder to be sent work',
       async () => (await fleet.pullMessages({ maxMessages: 1, waitMs: 2_000 })).messages[0],
@@ -107,18 +93,9 @@ describe('one site floods while an honest run goes on', () => {
     expect(served).toBeLessThanOrEqual(200 + Math.ceil((20 * (Date.now() - since)) / 1000));
 
     // It answers its instruction once its rate allows (as a failed node would).
-    const reply = create(MessageSchema, {
-      metadata: {
-        runId,
-        messageId: randomBytes(16).toString('hex'),
-        srcNodeId: nodeId,
-        dstNodeId: '0',
-        replyToMessageId: instruction.metadata!.messageId,
-        groupId: instruction.metadata!.groupId,
-        messageType: instruction.metadata!.messageType,
-        createdAt: BigInt(Date.now()),
-      },
-      body: { case: 'error', value: { code: 'FLOODER', reason: 'no model from this site' } },
+    const reply = replyTo(instruction, nodeId, {
+      case: 'error',
+      value: { code: 'FLOODER', reason: 'no model from this site' },
     });
     await waitFor(
       'the flooder to reply',
@@ -129,19 +106,7 @@ describe('one site floods while an honest run goes on', () => {
     await waitFor('the flooder to leave', () => fleet.deactivateNode({}).then(() => true), 10_000, 200);
 
     // The honest run completes: both rounds, from the honest nodes.
-    const details = await waitFor(
-      `run ${runId} to finish`,
-      async () => {
-        const r = await fed.pollen(['list', FEDERATION, '--run-id', runId, '--json']);
-        const d = r.json<{
-          run: { status: string; subStatus: string; reason: string | null };
-          rounds: { nodes: string[] }[];
-        }>();
-        return d.run.status === 'finished' ? d : undefined;
-      },
-      90_000,
-      500,
-    );
+    const details = await finishedRun(fed, runId, 90_000);
     expect(details.run.subStatus, details.run.reason ?? '').toBe('completed');
     expect(details.rounds).toHaveLength(2);
     const honestIds = honest.map((n) => n.nodeId).sort();

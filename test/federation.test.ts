@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Code, ConnectError } from '@connectrpc/connect';
+import { Code, type ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
@@ -14,15 +14,20 @@ import { nodeIdFromPublicKey, parseSshPublicKey } from '../src/pki/openssh.js';
 import { writeLocalCrl } from '../src/pki/site.js';
 import { ERROR_CODE_HEADER, fromConnectError } from '../src/transport/errors.js';
 import { openChannel } from '../src/transport/rpc-client.js';
+import { refusal } from './support/errors.js';
 import {
   childPids,
+  completedRun,
   FEDERATION,
   type Federation,
   makePki,
   pollen,
+  type RunJson,
+  runDetails,
   type SuperNodeProc,
   sshKeygen,
   startFederation,
+  startRun,
   stopAll,
   TINY_APP,
   tempDir,
@@ -34,18 +39,6 @@ afterAll(async () => {
   await stopAll();
 });
 
-interface RunJson {
-  runId: string;
-  status: string;
-  subStatus: string | null;
-  reason: string | null;
-}
-interface RoundJson {
-  round: number;
-  metrics: Record<string, number>;
-  nodes: string[];
-}
-
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -54,27 +47,6 @@ const alive = (pid: number): boolean => {
     return false;
   }
 };
-
-async function runDetails(fed: Federation, runId: string): Promise<{ run: RunJson; rounds: RoundJson[] }> {
-  const r = await fed.pollen(['list', FEDERATION, '--run-id', runId, '--json']);
-  expect(r.code, r.stderr).toBe(0);
-  return r.json();
-}
-
-/** `pollen run tiny --stream --json` with run config overrides; expects it to complete. */
-async function completedRun(
-  fed: Federation,
-  config: string[],
-): Promise<{ run: RunJson; rounds: RoundJson[] }> {
-  const args = ['run', TINY_APP, FEDERATION, '--stream', '--json'];
-  for (const c of config) args.push('--run-config', c);
-  const r = await fed.pollen(args, 90_000);
-  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  const out = r.json<{ run: RunJson; rounds: RoundJson[] }>();
-  expect(out.run.status).toBe('finished');
-  expect(out.run.subStatus).toBe('completed');
-  return out;
-}
 
 // -----------------------------------------------------------------------------------------------
 
@@ -156,20 +128,7 @@ describe('a secure federation of two SuperNodes', () => {
 
   it('stops a long run: its ServerApp ends, nodes keep serving', async () => {
     const before = new Set(childPids(fed.link.pid));
-    const started = await fed.pollen([
-      'run',
-      TINY_APP,
-      FEDERATION,
-      '--run-config',
-      'num-rounds=100',
-      '--run-config',
-      'sleep-ms=60000',
-      '--run-config',
-      'round-timeout=600',
-      '--json',
-    ]);
-    expect(started.code, started.stderr).toBe(0);
-    const runId: string = started.json().runId;
+    const runId = await startRun(fed, ['num-rounds=100', 'sleep-ms=60000', 'round-timeout=600']);
     const serverApp = await waitFor('the ServerApp process', () =>
       childPids(fed.link.pid).find((p) => !before.has(p)),
     );
@@ -297,15 +256,6 @@ describe('revocation and who may use which API', () => {
     }
   };
 
-  /** The ConnectError a call failed with (fails the test if it succeeded). */
-  const refusal = async (p: Promise<unknown>): Promise<ConnectError> => {
-    try {
-      await p;
-    } catch (e) {
-      return ConnectError.from(e);
-    }
-    throw new Error('the call was accepted');
-  };
   /** Refused by TLS, before any handler could answer with a Pollen error code. */
   const expectTlsRefusal = (e: ConnectError): void => {
     expect(e.metadata.get(ERROR_CODE_HEADER)).toBeNull();

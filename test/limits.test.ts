@@ -11,19 +11,19 @@ import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPollenError } from '../src/errors.js';
 import { FabSchema } from '../src/gen/pollen/v1/records_pb.js';
 import { ClientApp } from '../src/sdk/app.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, MetricRecord, RecordDict } from '../src/sdk/records.js';
-import { startSuperLink } from '../src/superlink/superlink.js';
 import { type SuperNode, type SuperNodeEvent, startSuperNode } from '../src/supernode/supernode.js';
 import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
 import { uploadChunks } from '../src/transport/chunk-transfer.js';
 import { fromConnectError } from '../src/transport/errors.js';
 import { messageToWire } from '../src/transport/wire.js';
+import { outcomeOf as codeOf } from './support/errors.js';
 import { waitFor } from './support/federation.js';
-import { type InProcessLink, type Site, startInProcessLink } from './support/inproc.js';
+import { type InProcessLink, type Site, startInProcessLink, startLocalSuperLink } from './support/inproc.js';
+import { pushTrain } from './support/runs.js';
 
 const KiB = 1024;
 const sha = (d: Uint8Array): string => createHash('sha256').update(d).digest('hex');
@@ -31,15 +31,6 @@ const chunk = (n = 256 * KiB): { id: string; data: Uint8Array } => {
   const data = randomBytes(n);
   return { id: sha(data), data };
 };
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return isPollenError(e) ? e.code : fromConnectError(e).code;
-  }
-}
 
 /** PUT fresh chunks into the run's scope until one is refused (at most `max` tries). */
 async function flood(site: Site, runId: string, max: number): Promise<{ stored: number; refusal: string }> {
@@ -322,19 +313,10 @@ describe('an honest SuperNode at its request rate', () => {
     const nodeId = await node.ready;
     const { runId } = await l.run();
     for (let round = 0; round < 3; round++) {
-      const { wire } = messageToWire(
-        Message.create({
-          content: new RecordDict(),
-          dstNodeId: nodeId,
-          messageType: 'train',
-          runId,
-          ttlSeconds: 30,
-        }),
-      );
-      const [id] = await l.superlink.link.pushInstructions(runId, [wire]);
+      const id = await pushTrain(l.superlink.link, runId, nodeId, 30);
       const reply = await waitFor(
         `the reply of round ${round}`,
-        async () => (await l.superlink.link.pullReplies(runId, [id!], 500))[0],
+        async () => (await l.superlink.link.pullReplies(runId, [id], 500))[0],
         20_000,
         0,
       );
@@ -353,13 +335,9 @@ describe('an honest SuperNode at its request rate', () => {
 describe('disk budget across a restart', () => {
   it('counts the chunk files already in the state folder when the SuperLink starts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pollen-limits-restart-'));
-    const local = { host: '127.0.0.1', port: 0 };
     const start = () =>
-      startSuperLink({
+      startLocalSuperLink({
         stateDir: dir,
-        fleet: local,
-        control: local,
-        serverAppIo: local,
         nodeAuth: false,
         limits: { chunkDiskBudgetBytes: 600 * KiB },
         log: pino({ level: 'silent' }),

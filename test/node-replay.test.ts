@@ -4,15 +4,14 @@
  * get it at once. Real SuperLinks in this process, mutual TLS on 127.0.0.1, ssh-keygen keys.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../src/pki/openssh.js';
-import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
+import type { SuperLink } from '../src/superlink/superlink.js';
 import type { RequestSigner } from '../src/transport/node-request-auth.js';
 import { type CertFiles, makePki, type Pki, sshKeygen, tempDir, tlsOf } from './support/federation.js';
-import { replayActivation, signActivation, signerOf } from './support/fleet-client.js';
+import { registerKeyFile, replayActivation, signActivation, signerOf } from './support/fleet-client.js';
+import { startLocalSuperLink } from './support/inproc.js';
 import { createTestDatabase } from './support/postgres.js';
 
 const t = tempDir('pollen-replay-');
@@ -37,12 +36,8 @@ afterAll(async () => {
 });
 
 async function link(o: { stateDir: string; database?: string }): Promise<SuperLink> {
-  const local = { host: '127.0.0.1', port: 0 };
-  const l = await startSuperLink({
+  const l = await startLocalSuperLink({
     ...o,
-    fleet: local,
-    control: local,
-    serverAppIo: local,
     tls: tlsOf(pki.server),
     project: 'fedtest',
     nodeAuth: true,
@@ -57,12 +52,7 @@ async function close(l: SuperLink): Promise<void> {
   await l.close();
 }
 
-async function register(l: SuperLink): Promise<string> {
-  const pub = parseSshPublicKey(readFileSync(`${keyFile}.pub`, 'utf8'));
-  const nodeId = nodeIdFromPublicKey(pub);
-  await l.state.registerNodeKey({ nodeId, publicKey: sshPublicKeyLine(pub), name: 'site-1' });
-  return nodeId;
-}
+const register = (l: SuperLink): Promise<string> => registerKeyFile(l.state, keyFile, { name: 'site-1' });
 
 describe('a captured signed ActivateNode', () => {
   it('is refused after the SuperLink restarts on the same state, inside its window', async () => {

@@ -10,21 +10,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  nodeIdFromPublicKey,
-  parseSshPrivateKey,
-  parseSshPublicKey,
-  sshPublicKeyLine,
-} from '../src/pki/openssh.js';
+import { parseSshPrivateKey } from '../src/pki/openssh.js';
 import { ClientApp } from '../src/sdk/app.js';
-import { Message } from '../src/sdk/message.js';
 import { MetricRecord, RecordDict } from '../src/sdk/records.js';
-import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
+import type { SuperLink } from '../src/superlink/superlink.js';
 import { type SuperNode, type SuperNodeEvent, startSuperNode } from '../src/supernode/supernode.js';
-import { messageToWire } from '../src/transport/wire.js';
 import { sshKeygen } from './support/federation.js';
+import { registerKeyFile } from './support/fleet-client.js';
+import { startLocalSuperLink } from './support/inproc.js';
 import { ManualClock } from './support/manual-clock.js';
-import { runningRun } from './support/runs.js';
+import { pushTrain, runningRun } from './support/runs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-session-'));
 const SESSION_MS = 3_000;
@@ -39,23 +34,14 @@ beforeAll(async () => {
   // Before the SuperLink starts: its parts keep the Date.now they were given.
   vi.useFakeTimers({ toFake: ['Date'] });
   clock = new ManualClock({ onSet: (now) => vi.setSystemTime(now) });
-  const local = { host: '127.0.0.1', port: 0 };
-  superlink = await startSuperLink({
+  superlink = await startLocalSuperLink({
     stateDir: join(dir, 'superlink'),
-    fleet: local,
-    control: local,
-    serverAppIo: local,
     nodeAuth: true,
     nodeSessionTtlMs: SESSION_MS,
     log: pino({ level: 'silent' }),
   });
   const keyFile = sshKeygen(join(dir, 'node-key'), 256, 'site-1');
-  const pub = parseSshPublicKey(readFileSync(`${keyFile}.pub`, 'utf8'));
-  await superlink.state.registerNodeKey({
-    nodeId: nodeIdFromPublicKey(pub),
-    publicKey: sshPublicKeyLine(pub),
-    name: 'site-1',
-  });
+  await registerKeyFile(superlink.state, keyFile, { name: 'site-1' });
   const app = new ClientApp();
   app.train((msg) => msg.createReply(new RecordDict({ m: new MetricRecord({ ok: 1 }) })));
   node = await startSuperNode({
@@ -82,20 +68,11 @@ afterAll(async () => {
 });
 
 async function roundTrip(): Promise<boolean> {
-  const { wire } = messageToWire(
-    Message.create({
-      content: new RecordDict(),
-      dstNodeId: node.nodeId,
-      messageType: 'train',
-      runId,
-      ttlSeconds: 30,
-    }),
-  );
-  const [id] = await superlink.link.pushInstructions(runId, [wire]);
+  const id = await pushTrain(superlink.link, runId, node.nodeId, 30);
   // Real time: Date stands still between the test's steps.
   const deadline = performance.now() + 10_000;
   while (performance.now() < deadline) {
-    const replies = await superlink.link.pullReplies(runId, [id!], 1_000);
+    const replies = await superlink.link.pullReplies(runId, [id], 1_000);
     if (replies.length > 0) {
       if (replies[0]!.body.case !== 'content') throw new Error(JSON.stringify(replies[0]!.body.value));
       return true;

@@ -1,16 +1,7 @@
-/**
- * A node key opens only its own site's sessions: a key registered with `--site` or bound by its
- * first activation is refused under another site's client certificate (NODE_IDENTITY_MISMATCH,
- * logged with both names), and so is a session opened by one site when it is used on another
- * site's connection. A real SuperLink in this process with mutual TLS on 127.0.0.1, ssh-keygen
- * keys, and the built CLI for `supernode register --site` and `supernode list`.
- */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../src/pki/openssh.js';
-import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
+import type { SuperLink } from '../src/superlink/superlink.js';
 import type { SessionHolder } from '../src/supernode/fleet-auth.js';
 import {
   type CertFiles,
@@ -27,10 +18,12 @@ import {
   ACTIVATE_REQUEST,
   errorCode,
   fleetWithSession,
+  registerKeyFile,
   replayActivation,
   signActivation,
   signerOf,
 } from './support/fleet-client.js';
+import { startLocalSuperLink } from './support/inproc.js';
 
 const t = tempDir('pollen-site-');
 let pki: Pki;
@@ -44,12 +37,8 @@ const log = pino({ level: 'info' }, { write: (s: string) => logLines.push(JSON.p
 beforeAll(async () => {
   pki = await makePki(join(t.dir, 'pki'));
   [site1, site2] = [await pki.cert('site-1'), await pki.cert('site-2')];
-  const local = { host: '127.0.0.1', port: 0 };
-  link = await startSuperLink({
+  link = await startLocalSuperLink({
     stateDir: join(t.dir, 'superlink'),
-    fleet: local,
-    control: local,
-    serverAppIo: local,
     tls: tlsOf(pki.server),
     project: 'fedtest',
     nodeAuth: true,
@@ -67,9 +56,7 @@ let keys = 0;
 /** A new ssh-keygen node key, registered (with `site` when given); its file and node id. */
 async function registeredKey(site?: string): Promise<{ file: string; nodeId: string }> {
   const file = sshKeygen(join(t.dir, `key-${keys++}`), 256, 'node');
-  const pub = parseSshPublicKey(readFileSync(`${file}.pub`, 'utf8'));
-  const nodeId = nodeIdFromPublicKey(pub);
-  await link.state.registerNodeKey({ nodeId, publicKey: sshPublicKeyLine(pub), name: 'n', site, by: 'root' });
+  const nodeId = await registerKeyFile(link.state, file, { name: 'n', site, by: 'root' });
   return { file, nodeId };
 }
 

@@ -22,7 +22,8 @@ import { parsePolicy } from '../src/enrollment/policy-load.js';
 import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';
 import { initCa } from '../src/pki/ca.js';
-import { pollenInProcess } from './support/cli.js';
+import { ensureBuilt, pollenInProcess } from './support/cli.js';
+import { cliEnv } from './support/federation.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -30,16 +31,9 @@ let tmp: string;
 let caDir: string;
 let rootFingerprint: string;
 
-/** The environment without anything that would change the CLI's defaults. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('POLLEN_')) delete env[k];
-  return { ...env, NO_COLOR: '1', ...extra };
-}
-
 /** Run the CLI in this process, as a spawned one would: clean environment, the temporary folder. */
 async function pollen(args: string[], env: Record<string, string> = {}) {
-  const r = await pollenInProcess(args, { cwd: tmp, env: cleanEnv(env), clean: true });
+  const r = await pollenInProcess(args, { cwd: tmp, env: cliEnv(env), clean: true });
   return { code: r.code, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -50,18 +44,14 @@ async function json(args: string[], env: Record<string, string> = {}) {
 
 /** The built CLI as a real process (one case below). */
 function spawned(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env: cleanEnv(env), encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd: tmp, env: cliEnv(env), encoding: 'utf8' });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, body: JSON.parse(r.stdout || 'null') };
 }
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist/cli/commands/package.js'))) {
-    const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' });
-    if (!existsSync(join(ROOT, 'dist/cli/commands/package.js')))
-      throw new Error(`build failed: ${b.stdout}${b.stderr}`);
-  }
+  ensureBuilt('cli/commands/package.js');
   tmp = mkdtempSync(join(tmpdir(), 'pollen-package-cli-'));
   caDir = join(tmp, 'ca');
   rootFingerprint = (await initCa({ name: 'CLI Test', dir: caDir, keyType: 'ec-p256' })).rootFingerprint;
@@ -480,7 +470,7 @@ exit "\${code:-0}"
     const out = await kit('sup-1');
     const fake = fakePollen([7, 9, 0]);
     const r = spawnSync(join(out, 'startup/sub_start.sh'), ['--enroll-only'], {
-      env: cleanEnv({ POLLEN_BIN: fake.bin }),
+      env: cliEnv({ POLLEN_BIN: fake.bin }),
       encoding: 'utf8',
       timeout: 20_000,
     });
@@ -502,7 +492,7 @@ exit "\${code:-0}"
       const out = await kit(`sup-${codes[0]}`);
       const fake = fakePollen([...codes]);
       const r = spawnSync(join(out, 'startup/sub_start.sh'), [], {
-        env: cleanEnv({ POLLEN_BIN: fake.bin }),
+        env: cliEnv({ POLLEN_BIN: fake.bin }),
         encoding: 'utf8',
         timeout: 20_000,
       });
@@ -515,7 +505,7 @@ exit "\${code:-0}"
     const out = await kit('bg-1');
     const fake = fakePollen([0], 60);
     const r = spawnSync(join(out, 'startup/start.sh'), [], {
-      env: cleanEnv({ POLLEN_BIN: fake.bin }),
+      env: cliEnv({ POLLEN_BIN: fake.bin }),
       encoding: 'utf8',
       timeout: 20_000,
     });
@@ -526,7 +516,7 @@ exit "\${code:-0}"
     for (let i = 0; i < 50 && !existsSync(fake.log); i++) await new Promise((res) => setTimeout(res, 100));
     expect(readFileSync(join(out, 'log.txt'), 'utf8')).toMatch(/sub_start: starting bg-1/);
     const again = spawnSync(join(out, 'startup/start.sh'), [], {
-      env: cleanEnv({ POLLEN_BIN: fake.bin }),
+      env: cliEnv({ POLLEN_BIN: fake.bin }),
       encoding: 'utf8',
     });
     expect(again.stdout).toMatch(/already running/);
@@ -540,7 +530,7 @@ exit "\${code:-0}"
   it('runs the real CLI by default: a kit without a token stops with TOKEN_MISSING (exit 5)', async () => {
     const out = await kit('real-1');
     mkdirSync(join(out, 'local/custom'), { recursive: true });
-    const child = spawn(join(out, 'startup/start.sh'), ['--foreground'], { env: cleanEnv(), stdio: 'pipe' });
+    const child = spawn(join(out, 'startup/start.sh'), ['--foreground'], { env: cliEnv(), stdio: 'pipe' });
     let text = '';
     child.stdout.on('data', (d) => (text += d));
     child.stderr.on('data', (d) => (text += d));

@@ -4,44 +4,24 @@
  * hashing, readers verify, and nobody reads a scope that is not theirs.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Client } from '@connectrpc/connect';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openAppChannel } from '../src/apps/app-channel.js';
 import { RemoteGrid } from '../src/apps/remote-grid.js';
-import { isPollenError } from '../src/errors.js';
 import type { ServerAppIo } from '../src/gen/pollen/v1/appio_pb.js';
-import { ServerAppIo as ServerAppIoService } from '../src/gen/pollen/v1/appio_pb.js';
-import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
-import { initCa, loadCa } from '../src/pki/ca.js';
-import { createSiteCertificate } from '../src/pki/site.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
-import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
 import { Http1BulkClient } from '../src/transport/bulk-client.js';
 import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
 import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js';
 import type { ChunkTransport } from '../src/transport/chunk-transport.js';
 import { MemoryChunkStore } from '../src/transport/chunks.js';
 import { fromConnectError } from '../src/transport/errors.js';
-import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
-import { loadTlsMaterial } from '../src/transport/tls.js';
 import { messageToWire } from '../src/transport/wire.js';
-import { runningRun } from './support/runs.js';
+import { outcomeOf as codeOf } from './support/errors.js';
+import { type InProcessLink, type Site, startInProcessLink } from './support/inproc.js';
+import { pendingRun } from './support/runs.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'pollen-run-chunks-'));
-let superlink: SuperLink;
-const channels: RpcChannel[] = [];
-interface Site {
-  fleet: Client<typeof Fleet>;
-  /** The channel's chunk transport (the bulk route). */
-  chunks: ChunkTransport;
-  channel: RpcChannel;
-  nodeId: string;
-}
+let l: InProcessLink;
 let a: Site;
 let b: Site;
 let c: Site;
@@ -56,91 +36,26 @@ const chunk = (n = 200_000): { id: string; data: Uint8Array } => {
   return { id: sha(data), data };
 };
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return isPollenError(e) ? e.code : String(e);
-  }
-}
-
 beforeAll(async () => {
-  await initCa({ name: 'chunks', dir: join(dir, 'ca') });
-  const ca = await loadCa(join(dir, 'ca'));
-  const server = await createSiteCertificate(ca, {
-    name: 'superlink',
-    type: 'server',
-    outDir: join(dir, 'superlink-tls'),
-    validityDays: 1,
-    hosts: ['127.0.0.1', 'localhost'],
-  });
-  const local = { host: '127.0.0.1', port: 0 };
-  superlink = await startSuperLink({
-    stateDir: join(dir, 'superlink'),
-    fleet: local,
-    control: local,
-    serverAppIo: local,
-    tls: loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath }),
-    nodeAuth: false,
+  l = await startInProcessLink('pollen-run-chunks-', {
     chunkMemoryBytes: 1_000_000, // small: some chunks go to files
-    log: pino({ level: 'silent' }),
   });
-  const site = async (name: string): Promise<Site> => {
-    const s = await createSiteCertificate(ca, {
-      name,
-      type: 'client',
-      outDir: join(dir, name),
-      validityDays: 1,
-    });
-    const channel = openChannel({
-      baseUrl: superlink.fleetUrl,
-      tls: loadTlsMaterial({ cert: s.certPath, key: s.keyPath, ca: s.rootPath }),
-    });
-    channels.push(channel);
-    const fleet = channel.client(Fleet);
-    const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name });
-    return { fleet, chunks: channel.chunks(fleet), channel, nodeId };
-  };
-  a = await site('site-a');
-  b = await site('site-b');
-  c = await site('site-c');
-  runId = await runningRun(superlink.state, 'chunks');
-  await superlink.state.setRunToken(runId, 'run-token');
-  const appChannel = openAppChannel({
-    url: superlink.serverAppIoUrl,
-    token: 'run-token',
-    runId,
-    appPath: '',
-  });
-  channels.push(appChannel);
-  app = appChannel.client(ServerAppIoService);
-  appChunks = appChannel.chunks(app);
+  a = await l.site('site-a');
+  b = await l.site('site-b');
+  c = await l.site('site-c');
+  ({ runId, app, appChunks } = await l.run());
   // Sites A and B take part in the run; C has not been sent anything yet.
   await instruct(a.nodeId);
   await instruct(b.nodeId);
 });
 
 afterAll(async () => {
-  for (const c of channels) c.close();
-  await superlink?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await l?.close();
 });
 
 /** An instruction from the ServerApp to `nodeId` (makes the node a participant); its id. */
-async function instruct(nodeId: string): Promise<string> {
-  const { wire } = messageToWire(
-    Message.create({
-      content: new RecordDict(),
-      dstNodeId: nodeId,
-      messageType: 'train',
-      runId,
-      ttlSeconds: 60,
-    }),
-  );
-  const [id] = await superlink.link.pushInstructions(runId, [wire]);
-  await superlink.link.pullInstructions(nodeId, 16);
-  return id!;
+function instruct(nodeId: string): Promise<string> {
+  return l.instruct(runId, nodeId);
 }
 
 describe('run-scoped chunks on the SuperLink', () => {
@@ -233,26 +148,19 @@ describe('run-scoped chunks on the SuperLink', () => {
     };
     const fromA = await replyFrom(a.nodeId);
     await uploadChunks(a.chunks, fromA.chunks, { scope: { runId } });
-    expect((await superlink.link.pushReply(a.nodeId, fromA.wire)).errorCode ?? '').toBe('');
+    expect((await l.superlink.link.pushReply(a.nodeId, fromA.wire)).errorCode ?? '').toBe('');
     // Node B's reply names the same ids (same content) without uploading them: A's scope is not B's.
     const fromB = await replyFrom(b.nodeId);
     expect([...fromB.chunks.keys()]).toEqual([...fromA.chunks.keys()]);
-    expect((await superlink.link.pushReply(b.nodeId, fromB.wire)).errorCode).toBe('CHUNK_MISSING');
+    expect((await l.superlink.link.pushReply(b.nodeId, fromB.wire)).errorCode).toBe('CHUNK_MISSING');
   });
 
   it('refuses uploads for a run that is not running and for runs it does not know', async () => {
     const c = chunk(1000);
-    const other = await superlink.state.createRun({
-      fabHash: `sha256:${'0'.repeat(64)}`,
-      fabName: 'chunks',
-      fabVersion: '1.0.0',
-      runConfig: {},
-      federation: 'default',
-      createdBy: 'test',
-    });
-    expect(
-      await codeOf(uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId: other.runId } })),
-    ).toBe('RUN_NOT_RUNNING');
+    const other = await pendingRun(l.superlink.state, 'chunks');
+    expect(await codeOf(uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId: other } }))).toBe(
+      'RUN_NOT_RUNNING',
+    );
     expect(
       await codeOf(uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId: 'nosuchrun' } })),
     ).toBe('RUN_NOT_FOUND');
@@ -268,7 +176,7 @@ describe('run-scoped chunks on the SuperLink', () => {
     expect(await codeOf(uploadChunks(rpcChunkTransport(a.fleet), new Map([[c.id, c.data]])))).toBe(
       'CHUNK_RUN_REQUIRED',
     );
-    expect(await superlink.link.chunks.has(c.id)).toBe(false);
+    expect(await l.superlink.link.chunks.has(c.id)).toBe(false);
     const big = randomBytes(5 * 1024 * 1024);
     expect(await codeOf(a.channel.bulk!.put(sha(big), big, undefined, { 'pollen-chunk-run': runId }))).toBe(
       'CHUNK_TOO_LARGE',
@@ -281,7 +189,7 @@ describe('run-scoped chunks on the SuperLink', () => {
     );
     expect(await codeOf(pushBig.catch((e) => Promise.reject(fromConnectError(e))))).toBe('CHUNK_TOO_LARGE');
     // What admins put there (app bundles) a node reads without naming a run; the lane still works.
-    await superlink.link.chunks.put(c.id, c.data);
+    await l.superlink.link.chunks.put(c.id, c.data);
     expect(Buffer.from(await a.channel.bulk!.get(c.id))).toEqual(Buffer.from(c.data));
     await a.channel.bulk!.put(c.id, c.data, undefined, { 'pollen-chunk-run': runId });
     // The Connect RPC path takes the same scopes as the bulk lane.
@@ -316,8 +224,8 @@ describe('run-scoped chunks on the SuperLink', () => {
     const bad = await replyFrom(b.nodeId, 3);
     for (const id of bad.chunks.keys())
       await b.channel.bulk!.put(id, randomBytes(200_000), undefined, { 'pollen-chunk-run': runId });
-    expect((await superlink.link.pushReply(a.nodeId, good.wire)).errorCode ?? '').toBe('');
-    expect((await superlink.link.pushReply(b.nodeId, bad.wire)).errorCode ?? '').toBe('');
+    expect((await l.superlink.link.pushReply(a.nodeId, good.wire)).errorCode ?? '').toBe('');
+    expect((await l.superlink.link.pushReply(b.nodeId, bad.wire)).errorCode ?? '').toBe('');
     const replies = await grid.pull([good.instructionId, bad.instructionId]);
     const bySource = new Map(replies.map((m) => [m.metadata.srcNodeId, m]));
     expect(bySource.get(b.nodeId)?.error?.code).toBe('CHUNK_MISMATCH');
@@ -330,8 +238,8 @@ describe('run-scoped chunks on the SuperLink', () => {
   it('drops a finished run’s chunks', async () => {
     const c = chunk();
     await uploadChunks(a.chunks, new Map([[c.id, c.data]]), { scope: { runId } });
-    expect(superlink.link.relay.stats().chunks).toBeGreaterThan(0);
-    await superlink.link.runFinished(runId);
-    expect(superlink.link.relay.stats()).toMatchObject({ chunks: 0, memoryBytes: 0, onDisk: 0 });
+    expect(l.superlink.link.relay.stats().chunks).toBeGreaterThan(0);
+    await l.superlink.link.runFinished(runId);
+    expect(l.superlink.link.relay.stats()).toMatchObject({ chunks: 0, memoryBytes: 0, onDisk: 0 });
   });
 });

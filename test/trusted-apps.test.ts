@@ -7,54 +7,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import 'reflect-metadata';
+import type { Client } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/apps/build.js';
-import { Control } from '../src/gen/pollen/v1/control_pb.js';
-import { initCa, loadCa } from '../src/pki/ca.js';
-import { createSiteCertificate } from '../src/pki/site.js';
-import { type SuperLink, startSuperLink } from '../src/superlink/superlink.js';
+import type { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { type SuperNode, startSuperNode } from '../src/supernode/supernode.js';
 import { uploadChunks } from '../src/transport/chunk-transfer.js';
+import type { ChunkTransport } from '../src/transport/chunk-transport.js';
 import { chunkId } from '../src/transport/chunks.js';
-import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
-import { loadTlsMaterial, type TlsMaterial } from '../src/transport/tls.js';
 import { configToWire } from '../src/transport/wire.js';
+import { type InProcessLink, startInProcessLink } from './support/inproc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-trusted-'));
 const log = pino({ level: 'silent' });
-let link: SuperLink;
+let l: InProcessLink;
 const nodes: SuperNode[] = [];
-let channel: RpcChannel;
+let admin: { control: Client<typeof Control>; chunks: ChunkTransport };
 let app: { hash: string; bytes: Buffer; name: string; version: string };
 
-async function cert(
-  ca: Awaited<ReturnType<typeof loadCa>>,
-  name: string,
-  type: 'server' | 'client' | 'admin',
-): Promise<TlsMaterial> {
-  const r = await createSiteCertificate(ca, {
-    name,
-    type,
-    outDir: join(dir, 'certs', name),
-    validityDays: 1,
-    hosts: type === 'server' ? ['127.0.0.1', 'localhost'] : undefined,
-  });
-  return loadTlsMaterial({ cert: r.certPath, key: r.keyPath, ca: r.rootPath });
-}
-
 beforeAll(async () => {
-  await initCa({ name: 'trusted', dir: join(dir, 'ca'), keyType: 'ec-p256' });
-  const ca = await loadCa(join(dir, 'ca'));
-  const any = { host: '127.0.0.1', port: 0 };
-  link = await startSuperLink({
-    stateDir: join(dir, 'sl'),
-    fleet: any,
-    control: any,
-    serverAppIo: any,
-    tls: await cert(ca, 'superlink', 'server'),
-    nodeAuth: false,
-    log,
-  });
+  l = await startInProcessLink('pollen-trusted-link-');
   const built = await buildApp(join(import.meta.dirname, 'fixtures', 'apps', 'tiny'), {
     outDir: join(dir, 'build'),
   });
@@ -68,8 +40,8 @@ beforeAll(async () => {
   for (const [i, trustedApps] of [[app.hash], [other]].entries())
     nodes.push(
       await startSuperNode({
-        superlink: link.fleetUrl,
-        tls: await cert(ca, `site-${i}`, 'client'),
+        superlink: l.superlink.fleetUrl,
+        tls: await l.tls(`site-${i}`),
         name: `site-${i}`,
         workDir: join(dir, `n${i}`),
         nodeConfig: { 'partition-id': i },
@@ -79,21 +51,20 @@ beforeAll(async () => {
       }),
     );
   await Promise.all(nodes.map((n) => n.ready));
-  channel = openChannel({ baseUrl: link.controlUrl, tls: await cert(ca, 'admin', 'admin') });
+  admin = await l.admin();
 }, 60_000);
 
 afterAll(async () => {
-  channel?.close();
   for (const n of nodes) await n.close();
-  await link?.close();
+  await l?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('--trusted-app', () => {
   it('runs only the listed bundle; other sites still take part', async () => {
-    const control = channel.client(Control);
+    const { control } = admin;
     const id = chunkId(app.bytes);
-    await uploadChunks(channel.chunks(control), new Map([[id, app.bytes]]));
+    await uploadChunks(admin.chunks, new Map([[id, app.bytes]]));
     const { runId } = await control.startRun({
       fab: {
         hash: app.hash,

@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { twoCas } from '../../test/support/fixtures.js';
 import { PollenError } from '../errors.js';
-import { initCa, type LoadedCa, loadCa } from '../pki/ca.js';
+import type { LoadedCa } from '../pki/ca.js';
 import { describeKey } from '../pki/keys.js';
 import { issueSiteCertificate } from '../pki/profiles.js';
 import {
@@ -29,10 +30,7 @@ let client: CertServiceHttp | undefined;
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'pollen-http-'));
-  await initCa({ name: 'Http Test', dir: join(tmp, 'ca'), keyType: 'ec-p256' });
-  await initCa({ name: 'Other', dir: join(tmp, 'other'), keyType: 'ec-p256' });
-  ca = await loadCa(join(tmp, 'ca'));
-  other = await loadCa(join(tmp, 'other'));
+  ({ ca, other } = await twoCas(tmp, 'Http Test', 'Other'));
 });
 afterEach(async () => {
   await client?.close();

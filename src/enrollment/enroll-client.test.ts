@@ -3,9 +3,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { pollenErrorOf as caught } from '../../test/support/errors.js';
+import { twoCas } from '../../test/support/fixtures.js';
 import { StubService } from '../../test/support/stub-cert-service.js';
-import { ExitCode, PollenError } from '../errors.js';
-import { initCa, type LoadedCa, loadCa } from '../pki/ca.js';
+import { ExitCode } from '../errors.js';
+import type { LoadedCa } from '../pki/ca.js';
 import { describeKey } from '../pki/keys.js';
 import { issueSiteCertificate } from '../pki/profiles.js';
 import {
@@ -82,22 +84,9 @@ function options(extra: EnrollKitOptions = {}): EnrollKitOptions & { events: Enr
   };
 }
 
-async function caught(p: Promise<unknown>): Promise<PollenError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof PollenError) return e;
-    throw e;
-  }
-  throw new Error('expected a PollenError');
-}
-
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'pollen-enroll-'));
-  await initCa({ name: 'Enroll Test', dir: join(tmp, 'ca'), keyType: 'ec-p256' });
-  await initCa({ name: 'Impostor', dir: join(tmp, 'other'), keyType: 'ec-p256' });
-  ca = await loadCa(join(tmp, 'ca'));
-  other = await loadCa(join(tmp, 'other'));
+  ({ ca, other } = await twoCas(tmp, 'Enroll Test', 'Impostor'));
 });
 afterEach(async () => {
   await stub?.stop();

@@ -13,6 +13,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { twoCas } from '../../test/support/fixtures.js';
 import { initCa, type LoadedCa, loadCa } from '../pki/ca.js';
 import { describeKey } from '../pki/keys.js';
 import { issueSiteCertificate } from '../pki/profiles.js';
@@ -47,10 +48,7 @@ const check = (dir: string, opts: Parameters<typeof verifyKit>[1] = {}) => {
 
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'pollen-manifest-'));
-  await initCa({ name: 'Manifest Test', dir: join(tmp, 'ca'), keyType: 'ec-p256' });
-  await initCa({ name: 'Attacker', dir: join(tmp, 'other'), keyType: 'ec-p256' });
-  ca = await loadCa(join(tmp, 'ca'));
-  other = await loadCa(join(tmp, 'other'));
+  ({ ca, other } = await twoCas(tmp, 'Manifest Test', 'Attacker'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 

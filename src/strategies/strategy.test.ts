@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { PollenError } from '../errors.js';
+import { pollenErrorOf as rejection } from '../../test/support/errors.js';
 import {
   ArrayRecord,
   ClientApp,
@@ -108,16 +108,6 @@ function gridOf(nodes: Record<string, ClientApp>, available?: () => string[]): T
 
 const initialArrays = () => ArrayRecord.fromArrays({ w: new Float32Array(2) });
 const values = (record: ArrayRecord) => Array.from(record.get('w')!.data as Float32Array);
-
-async function rejection(promise: Promise<unknown>): Promise<PollenError> {
-  try {
-    await promise;
-  } catch (e) {
-    if (e instanceof PollenError) return e;
-    throw e;
-  }
-  throw new Error('expected a PollenError');
-}
 
 describe('Strategy.start', () => {
   it('returns the weighted average of every round (hand-computed) and sends server-round and the config', async () => {

@@ -3,16 +3,23 @@ import { createHash, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { Agent, request } from 'undici';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import type { LoadedPolicy, SubjectType } from '../../src/enrollment/policy.js';
 import { loadPolicy } from '../../src/enrollment/policy-load.js';
 import { buildApp } from '../../src/enrollment/service/app.js';
 import { verifyAuditChain } from '../../src/enrollment/service/audit.js';
 import { type EnrollmentSchema, enrollmentMigrations } from '../../src/enrollment/service/schema.js';
+import {
+  type CertServiceConfig,
+  type RunningCertService,
+  startCertService,
+} from '../../src/enrollment/service/server.js';
 import { CertificateService, type CertificateServiceOptions } from '../../src/enrollment/service/service.js';
 import { issueToken, loadTokenSigner, type TokenSigner } from '../../src/enrollment/token.js';
 import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
 import { createCsrFromKey } from '../../src/pki/csr.js';
+import type { KeyType } from '../../src/pki/keys.js';
 import { type Database, openDatabase } from '../../src/store/database.js';
 import { tempDir } from './cli.js';
 import { createTestDatabase } from './postgres.js';
@@ -22,40 +29,32 @@ import { createTestDatabase } from './postgres.js';
 
 export const API_KEY = 'pollen_test_admin_key_0123456789abcdefghijklmnop';
 
+/**
+ * A policy for project `project`: one-use tokens valid a day, any site name, lead users by
+ * default, then the approval `rules` in order (each a YAML flow mapping) and `more` YAML lines.
+ */
+export function testPolicy(project: string, rules: string[], more: string[] = []): string {
+  return [
+    `metadata: { project: "${project}", version: "1" }`,
+    'token: { validity: 1d, max_uses: 1 }',
+    'site: { name_pattern: "*" }',
+    'user: { allowed_roles: [lead, member, org_admin], default_role: lead }',
+    'approval:',
+    '  method: policy',
+    '  rules:',
+    ...rules.map((r) => `    - ${r}`),
+    ...more,
+    '',
+  ].join('\n');
+}
+
 /** hospital-* from loopback is approved, vpn-* from 10.20/16 too, evil-* refused, the rest waits. */
-export const PENDING_POLICY = `metadata:
-  project: "test-federation"
-  description: "hospitals auto, others wait"
-  version: "2.0"
-token:
-  validity: 1d
-  max_uses: 1
-site:
-  name_pattern: "*"
-user:
-  allowed_roles: [lead, member, org_admin]
-  default_role: lead
-approval:
-  method: policy
-  rules:
-    - name: "blocked"
-      match:
-        site_name_pattern: "evil-*"
-      action: reject
-    - name: "hospitals-auto"
-      match:
-        site_name_pattern: "hospital-*"
-        source_ips: ["127.0.0.0/8"]
-      action: approve
-    - name: "vpn-auto"
-      match:
-        site_name_pattern: "vpn-*"
-        source_ips: ["10.20.0.0/16"]
-      action: approve
-    - name: "others-wait"
-      match: {}
-      action: pending
-`;
+export const PENDING_POLICY = testPolicy('test-federation', [
+  '{ name: "blocked", match: { site_name_pattern: "evil-*" }, action: reject }',
+  '{ name: "hospitals-auto", match: { site_name_pattern: "hospital-*", source_ips: ["127.0.0.0/8"] }, action: approve }',
+  '{ name: "vpn-auto", match: { site_name_pattern: "vpn-*", source_ips: ["10.20.0.0/16"] }, action: approve }',
+  '{ name: "others-wait", match: {}, action: pending }',
+]);
 
 export type CsrKind = 'p256' | 'p384' | 'rsa2048' | 'rsa1024';
 
@@ -248,4 +247,70 @@ export async function callApp(
     json = { text: r.body };
   }
   return { status: r.statusCode, headers: r.headers, json };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over HTTPS: a real service on 127.0.0.1
+
+export interface LiveCertService {
+  svc: RunningCertService;
+  caDir: string;
+  policyFile: string;
+  /** A token for `subject` under the service's policy. */
+  token(subject: string): string;
+  /** POST `body` as JSON over HTTPS (with the admin's API key when `admin`): status and answer. */
+  post(path: string, body: unknown, admin?: boolean): Promise<{ status: number; json: Record<string, any> }>;
+  /** POST /v1/enroll for `name` with a new token and a CSR made by OpenSSL. */
+  enroll(name: string): Promise<{ status: number; json: Record<string, any> }>;
+  /** Stop the service and its HTTPS client (the folder stays). */
+  close(): Promise<void>;
+}
+
+/**
+ * A Certificate Service on a free port of 127.0.0.1 (no log, no tidying) over a new CA named
+ * `name` in DIR/ca, `policy` in DIR/policy.yaml and its workspace in DIR/ws, with admin `apiKey`.
+ */
+export async function startLiveCertService(
+  dir: string,
+  o: { name: string; policy: string; apiKey: string; keyType?: KeyType } & Partial<CertServiceConfig>,
+): Promise<LiveCertService> {
+  const { name, policy, apiKey, keyType, ...config } = o;
+  const caDir = join(dir, 'ca');
+  const policyFile = join(dir, 'policy.yaml');
+  await initCa({ name, dir: caDir, keyType });
+  writeFileSync(policyFile, policy);
+  const svc = await startCertService({
+    caDir,
+    workspace: join(dir, 'ws'),
+    host: '127.0.0.1',
+    port: 0,
+    apiKeys: [apiKey],
+    policyFile,
+    logger: false,
+    tidyIntervalMs: 0,
+    ...config,
+  });
+  const agent = new Agent({ connect: { ca: svc.service.ca.rootPem } });
+  const signer = loadTokenSigner(caDir);
+  const live: LiveCertService = {
+    svc,
+    caDir,
+    policyFile,
+    token: (subject) => issueToken(signer, { subject, policy: loadPolicy(policyFile) }).token,
+    async post(path, body, admin = false) {
+      const r = await request(`https://127.0.0.1:${svc.port}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(admin && { authorization: `Bearer ${apiKey}` }) },
+        body: JSON.stringify(body),
+        dispatcher: agent,
+      });
+      return { status: r.statusCode, json: (await r.body.json()) as Record<string, any> };
+    },
+    enroll: (cn) => live.post('/v1/enroll', { token: live.token(cn), csr: opensslCsr(dir, cn).csr }),
+    async close() {
+      await agent.close();
+      await svc.close();
+    },
+  };
+  return live;
 }

@@ -1,10 +1,18 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 
 export const POLLEN_BIN = resolve(import.meta.dirname, '../../bin/pollen.js');
+
+/** Build the CLI into dist/ (`npx tsc -p tsconfig.build.json`) unless dist/`file` is there. */
+export function ensureBuilt(file: string): void {
+  const root = resolve(import.meta.dirname, '../..');
+  if (existsSync(join(root, 'dist', file))) return;
+  const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
+  if (!existsSync(join(root, 'dist', file))) throw new Error(`build failed: ${b.stdout}${b.stderr}`);
+}
 
 export interface CliResult {
   code: number;

@@ -10,9 +10,11 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { expect } from 'vitest';
 import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
 import type { CertType } from '../../src/pki/profiles.js';
 import { createSiteCertificate } from '../../src/pki/site.js';
+import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -462,6 +464,8 @@ export interface Federation {
   /** Restart the SuperLink (after it was stopped or killed) on the same state dir and ports. */
   restartLink(): Promise<SuperLinkProc>;
   nodeList(): Promise<{ nodeId: string; name: string; status: string; registered: boolean }[]>;
+  /** A channel to the Fleet API under client certificate `name` (a prober: no SuperNode behind it). */
+  fleetChannel(name: string, o?: { defaultTimeoutMs?: number }): Promise<RpcChannel>;
   close(): Promise<void>;
 }
 
@@ -500,6 +504,9 @@ export async function startFederation(
       if (r.code !== 0) throw new Error(`supernode list failed: ${r.stdout}${r.stderr}`);
       return r.json().nodes;
     },
+    async fleetChannel(name, o = {}) {
+      return openChannel({ baseUrl: fed.link.fleetUrl, tls: tlsOf(await pki.cert(name)), ...o });
+    },
     async close() {
       await Promise.all(fed.nodes.map((n) => n.stop(3_000)));
       await fed.link.stop(8_000);
@@ -507,4 +514,67 @@ export async function startFederation(
     },
   };
   return fed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs of the tiny app, as the admin sees them
+
+export interface RunJson {
+  runId: string;
+  status: string;
+  subStatus: string | null;
+  reason: string | null;
+}
+
+export interface RoundJson {
+  round: number;
+  metrics: Record<string, number>;
+  nodes: string[];
+}
+
+export interface RunDetails {
+  run: RunJson;
+  rounds: RoundJson[];
+}
+
+/** `--run-config KEY=VALUE` for each override. */
+const runConfig = (config: string[]): string[] => config.flatMap((c) => ['--run-config', c]);
+
+/** `pollen list FEDERATION --run-id RUN --json`: the run and its rounds. */
+export async function runDetails(fed: Federation, runId: string): Promise<RunDetails> {
+  const r = await fed.pollen(['list', FEDERATION, '--run-id', runId, '--json']);
+  expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
+  return r.json();
+}
+
+/** `pollen run tiny --json` with run config overrides, without waiting for it; the run's id. */
+export async function startRun(fed: Federation, config: string[]): Promise<string> {
+  const r = await fed.pollen(['run', TINY_APP, FEDERATION, '--json', ...runConfig(config)]);
+  expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
+  return r.json().runId;
+}
+
+/** The details of run `runId` once it finished (polled every half second). */
+export function finishedRun(fed: Federation, runId: string, timeoutMs = 60_000): Promise<RunDetails> {
+  return waitFor(
+    `run ${runId} to finish`,
+    async () => {
+      const d = await runDetails(fed, runId);
+      return d.run.status === 'finished' ? d : undefined;
+    },
+    timeoutMs,
+    500,
+  );
+}
+
+/** `pollen run tiny --stream --json` with run config overrides; expects it to complete. */
+export async function completedRun(fed: Federation, config: string[]): Promise<RunDetails> {
+  const r = await fed.pollen(
+    ['run', TINY_APP, FEDERATION, '--stream', '--json', ...runConfig(config)],
+    90_000,
+  );
+  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+  const out = r.json<RunDetails>();
+  expect(out.run).toMatchObject({ status: 'finished', subStatus: 'completed' });
+  return out;
 }

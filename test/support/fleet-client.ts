@@ -4,13 +4,22 @@
  * requests signed once and sent as many times as a test likes (a captured request), and session
  * calls under a session opened on another connection.
  */
+
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import type { Client, Interceptor } from '@connectrpc/connect';
 import type { ErrorCode } from '../../src/errors.js';
 import { ActivateNodeRequestSchema, Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
-import { parseSshPrivateKey } from '../../src/pki/openssh.js';
+import { MessageSchema, type Message as WireMessage } from '../../src/gen/pollen/v1/records_pb.js';
+import {
+  nodeIdFromPublicKey,
+  parseSshPrivateKey,
+  parseSshPublicKey,
+  sshPublicKeyLine,
+} from '../../src/pki/openssh.js';
 import { ACTIVATE_METHOD } from '../../src/superlink/node-auth.js';
+import type { LinkState } from '../../src/superlink/state.js';
 import { fleetBulkHeaders, fleetClientAuth, type SessionHolder } from '../../src/supernode/fleet-auth.js';
 import { fromConnectError } from '../../src/transport/errors.js';
 import { RequestSigner } from '../../src/transport/node-request-auth.js';
@@ -19,6 +28,21 @@ import { type CertFiles, tlsOf } from './federation.js';
 
 /** The request every captured activation carries (its bytes are what the signature covers). */
 export const ACTIVATE_REQUEST = { heartbeatIntervalMs: 10_000, name: 'node', instanceId: 'test-instance' };
+
+/**
+ * Register the node key in `keyFile` (an OpenSSH private key file beside its .pub) as `name`
+ * (bound to `site` when given, registered `by` an admin); its node id.
+ */
+export async function registerKeyFile(
+  state: Pick<LinkState, 'registerNodeKey'>,
+  keyFile: string,
+  o: { name: string; site?: string; by?: string },
+): Promise<string> {
+  const pub = parseSshPublicKey(readFileSync(`${keyFile}.pub`, 'utf8'));
+  const nodeId = nodeIdFromPublicKey(pub);
+  await state.registerNodeKey({ nodeId, publicKey: sshPublicKeyLine(pub), ...o });
+  return nodeId;
+}
 
 /** A node key (an OpenSSH private key file) as a signer. */
 export function signerOf(keyFile: string): RequestSigner {
@@ -104,4 +128,25 @@ export async function errorCode(p: Promise<unknown>): Promise<ErrorCode | undefi
   } catch (e) {
     return fromConnectError(e).code;
   }
+}
+
+/** A node's reply from `srcNodeId` to the instruction `to`, carrying `body`, as the wire has it. */
+export function replyTo(
+  to: WireMessage,
+  srcNodeId: string,
+  body: MessageInitShape<typeof MessageSchema>['body'],
+): WireMessage {
+  return create(MessageSchema, {
+    metadata: {
+      runId: to.metadata!.runId,
+      messageId: randomBytes(16).toString('hex'),
+      srcNodeId,
+      dstNodeId: '0',
+      replyToMessageId: to.metadata!.messageId,
+      groupId: to.metadata!.groupId,
+      messageType: to.metadata!.messageType,
+      createdAt: BigInt(Date.now()),
+    },
+    body,
+  });
 }

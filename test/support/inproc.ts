@@ -14,14 +14,11 @@ import { Control } from '../../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
 import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
 import { createSiteCertificate } from '../../src/pki/site.js';
-import { Message } from '../../src/sdk/message.js';
-import { RecordDict } from '../../src/sdk/records.js';
 import { type SuperLink, type SuperLinkOptions, startSuperLink } from '../../src/superlink/superlink.js';
 import type { ChunkTransport } from '../../src/transport/chunk-transport.js';
 import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
-import { messageToWire } from '../../src/transport/wire.js';
-import { runningRun } from './runs.js';
+import { pushTrain, runningRun } from './runs.js';
 
 export interface Site {
   name: string;
@@ -52,6 +49,14 @@ export interface InProcessLink {
 
 type Extra = Partial<Pick<SuperLinkOptions, 'limits' | 'collector' | 'chunkMemoryBytes'>>;
 
+/** A SuperLink in this process with its three APIs on free ports of 127.0.0.1. */
+export function startLocalSuperLink(
+  o: Omit<SuperLinkOptions, 'fleet' | 'control' | 'serverAppIo'>,
+): Promise<SuperLink> {
+  const local = { host: '127.0.0.1', port: 0 };
+  return startSuperLink({ ...o, fleet: local, control: local, serverAppIo: local });
+}
+
 export async function startInProcessLink(prefix: string, extra: Extra = {}): Promise<InProcessLink> {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   await initCa({ name: 'inproc', dir: join(dir, 'ca'), keyType: 'ec-p256' });
@@ -63,12 +68,8 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
     validityDays: 1,
     hosts: ['127.0.0.1', 'localhost'],
   });
-  const local = { host: '127.0.0.1', port: 0 };
-  const superlink = await startSuperLink({
+  const superlink = await startLocalSuperLink({
     stateDir: join(dir, 'superlink'),
-    fleet: local,
-    control: local,
-    serverAppIo: local,
     tls: loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath }),
     nodeAuth: false,
     log: pino({ level: 'silent' }),
@@ -121,18 +122,9 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
       return { runId, app, appChunks: channel.chunks(app) };
     },
     async instruct(runId, nodeId) {
-      const { wire } = messageToWire(
-        Message.create({
-          content: new RecordDict(),
-          dstNodeId: nodeId,
-          messageType: 'train',
-          runId,
-          ttlSeconds: 60,
-        }),
-      );
-      const [id] = await superlink.link.pushInstructions(runId, [wire]);
+      const id = await pushTrain(superlink.link, runId, nodeId);
       await superlink.link.pullInstructions(nodeId, 16);
-      return id!;
+      return id;
     },
     async close() {
       for (const c of channels) c.close();
