@@ -55,7 +55,8 @@ export function signActivation(signer: RequestSigner): Record<string, string> {
   return signer.signedHeaders(ACTIVATE_METHOD, body);
 }
 
-const setHeaders =
+/** An interceptor that sets these headers on every request. */
+export const setHeaders =
   (headers: Record<string, string>): Interceptor =>
   (next) =>
   (req) => {

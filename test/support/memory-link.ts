@@ -39,6 +39,7 @@ import { connectPipeline } from '../../src/transport/rpc-server.js';
 import type { PeerIdentity } from '../../src/transport/tls.js';
 import { messageToWire } from '../../src/transport/wire.js';
 import { storeBackends } from './backends.js';
+import { setHeaders } from './fleet-client.js';
 import { linkStates, T0, type TestLinkOptions } from './link-states.js';
 import { ManualClock } from './manual-clock.js';
 import { runningRun } from './runs.js';
@@ -123,14 +124,6 @@ const asPeer =
   (next) =>
   (req) => {
     if (peer) req.contextValues.set(peerContextKey, peer);
-    return next(req);
-  };
-
-const setHeaders =
-  (headers: Record<string, string>): Interceptor =>
-  (next) =>
-  (req) => {
-    for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
     return next(req);
   };
 
