@@ -4,6 +4,7 @@
  * which the SuperNode keeps for the whole run.
  */
 import { ClientAppIo } from '../gen/pollen/v1/appio_pb.js';
+import { CLIENT_ARTEFACTS } from '../sdk/artefacts.js';
 import type { Context } from '../sdk/context.js';
 import { createContext } from '../sdk/context.js';
 import { downloadChunks, uploadMessage } from '../transport/chunk-transfer.js';
@@ -42,6 +43,7 @@ export async function runClientApp(o: AppProcessOptions): Promise<number> {
         nodeId: task.nodeId,
         nodeConfig: configFromWire(task.nodeConfig),
         runConfig: configFromWire(task.runConfig),
+        artefacts: CLIENT_ARTEFACTS,
       });
       const store = new MemoryChunkStore();
       const ids = chunkIdsOf(task.message);
