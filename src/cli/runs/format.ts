@@ -1,6 +1,6 @@
 /** How the run commands show runs and rounds, and when a followed run makes them fail. */
 import { PollenError } from '../../errors.js';
-import type { RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
+import type { Artefact, RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
 import type { ControlSession } from '../control-client.js';
 import { dim, type Output } from '../output.js';
 
@@ -29,6 +29,26 @@ export function roundJson(r: RoundMetrics) {
 }
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+export function artefactJson(a: Artefact) {
+  return {
+    name: a.name,
+    size: Number(a.size),
+    hash: a.hash,
+    savedAt: new Date(Number(a.savedAt)).toISOString(),
+  };
+}
+
+/** One artefact as a line: name, size and SHA-256 (what `sha256sum` prints, to compare). */
+export function formatArtefact(a: ReturnType<typeof artefactJson>): string {
+  return `  ${a.name}  ${mb(a.size)}  ${dim(a.hash)}`;
+}
+
+/** A run's artefacts under a heading that says how to get them (nothing if there are none). */
+export function formatArtefacts(runId: string, artefacts: ReturnType<typeof artefactJson>[]): string[] {
+  if (artefacts.length === 0) return [];
+  return [`  artefacts ${dim(`(pollen pull ${runId})`)}`, ...artefacts.map((a) => `  ${formatArtefact(a)}`)];
+}
 
 export function formatRound(r: ReturnType<typeof roundJson>): string {
   const m = Object.entries(r.metrics)

@@ -2,7 +2,16 @@ import { rpc } from '../../transport/errors.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { withControl } from '../control-client.js';
 import { bold, dim, type Output, ok } from '../output.js';
-import { finalError, follow, formatRound, roundJson, runJson, statusText } from './format.js';
+import {
+  artefactJson,
+  finalError,
+  follow,
+  formatArtefacts,
+  formatRound,
+  roundJson,
+  runJson,
+  statusText,
+} from './format.js';
 
 export interface RunAppOptions {
   /** The app folder (default: the working folder). */
@@ -41,10 +50,15 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
     out.progress(`run ${runId} started; following it`);
     const run = await rpc(follow(s, runId, out, true));
     const details = await rpc(s.control.getRunDetails({ runId }));
-    const result = { run: runJson(details.run ?? run!), rounds: details.rounds.map(roundJson) };
+    const result = {
+      run: runJson(details.run ?? run!),
+      rounds: details.rounds.map(roundJson),
+      artefacts: details.artefacts.map(artefactJson),
+    };
     const render = (d: typeof result) => [
       bold(`run ${d.run.runId} ${statusText(d.run)}`),
       ...d.rounds.map(formatRound),
+      ...formatArtefacts(d.run.runId, d.artefacts),
     ];
     const err = finalError(details.run ?? run!);
     if (err) throw out.failure(result, err, render);
