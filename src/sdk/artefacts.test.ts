@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isPollenError } from '../errors.js';
+import { codeOf, outcomeOf } from '../../test/support/errors.js';
 import { ClientApp, InMemoryGrid } from './app.js';
 import { type ArtefactLimits, checkArtefactFits, checkArtefactName, MemoryArtefacts } from './artefacts.js';
 import { Message } from './message.js';
@@ -19,28 +19,10 @@ import { ArrayRecord, RecordDict } from './records.js';
 const tmp = mkdtempSync(join(tmpdir(), 'pollen-npz-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-    return 'ok';
-  } catch (e) {
-    return isPollenError(e) ? e.code : String(e);
-  }
-}
-
-async function asyncCodeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return isPollenError(e) ? e.code : String(e);
-  }
-}
-
 describe('artefact names', () => {
   it('accept relative paths of plain segments', () => {
     for (const name of ['final_model.npz', 'plots/loss.svg', 'round-3/model.v2.npz', '_x', 'a'.repeat(255)])
-      expect({ name, code: codeOf(() => checkArtefactName(name)) }).toEqual({ name, code: 'ok' });
+      expect({ name, code: codeOf(() => checkArtefactName(name)) }).toEqual({ name, code: 'no error' });
   });
 
   it('refuse anything that could leave the output folder or hide in it (ARTEFACT_NAME_INVALID)', () => {
@@ -79,7 +61,7 @@ describe('artefact limits', () => {
   it('refuse one artefact too large, a run past its bytes or count, and a name that is a folder of another', () => {
     expect(codeOf(() => checkArtefactFits(saved, 'c', 101, limits))).toBe('ARTEFACT_TOO_LARGE');
     expect(codeOf(() => checkArtefactFits(saved, 'c', 51, limits))).toBe('RUN_ARTEFACTS_FULL');
-    expect(codeOf(() => checkArtefactFits(saved, 'c', 50, limits))).toBe('ok');
+    expect(codeOf(() => checkArtefactFits(saved, 'c', 50, limits))).toBe('no error');
     expect(codeOf(() => checkArtefactFits(new Map([...saved, ['c', 0]]), 'd', 0, limits))).toBe(
       'RUN_ARTEFACTS_FULL',
     );
@@ -90,8 +72,8 @@ describe('artefact limits', () => {
   });
 
   it('count a replaced artefact once: saving a name again frees its old bytes', () => {
-    expect(codeOf(() => checkArtefactFits(saved, 'a', 100, limits))).toBe('ok');
-    expect(codeOf(() => checkArtefactFits(new Map([...saved, ['c', 50]]), 'c', 50, limits))).toBe('ok');
+    expect(codeOf(() => checkArtefactFits(saved, 'a', 100, limits))).toBe('no error');
+    expect(codeOf(() => checkArtefactFits(new Map([...saved, ['c', 50]]), 'c', 50, limits))).toBe('no error');
   });
 });
 
@@ -119,8 +101,8 @@ describe('MemoryArtefacts', () => {
 
   it('applies the name rules and the limits it is given', async () => {
     const store = new MemoryArtefacts({ maxBytes: 4 });
-    expect(await asyncCodeOf(store.save('../x', 'a'))).toBe('ARTEFACT_NAME_INVALID');
-    expect(await asyncCodeOf(store.save('x', 'abcde'))).toBe('ARTEFACT_TOO_LARGE');
+    expect(await outcomeOf(store.save('../x', 'a'))).toBe('ARTEFACT_NAME_INVALID');
+    expect(await outcomeOf(store.save('x', 'abcde'))).toBe('ARTEFACT_TOO_LARGE');
     expect(store.list()).toEqual([]);
   });
 });

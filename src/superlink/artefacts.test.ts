@@ -7,6 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { outcomeOf } from '../../test/support/errors.js';
 import { type MemoryLink, memoryLinks } from '../../test/support/memory-link.js';
 import { artefactLimitsFromWire, RemoteArtefacts } from '../apps/remote-artefacts.js';
 import { encodeNpz } from '../sdk/npz.js';
@@ -14,19 +15,9 @@ import { ArrayRecord } from '../sdk/records.js';
 import { rpcChunkTransport } from '../transport/chunk-rpc.js';
 import { downloadChunks } from '../transport/chunk-transfer.js';
 import { CHUNK_SIZE, chunkId } from '../transport/chunks.js';
-import { fromConnectError } from '../transport/errors.js';
 
 const start = memoryLinks('artefacts');
 const MiB = 1024 * 1024;
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return fromConnectError(e).code;
-  }
-}
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -117,16 +108,16 @@ describe('limits and names', () => {
       runMaxCount: 10_000,
     });
     const big = randomBytes(1001);
-    expect(await codeOf(artefacts.save('big.bin', big))).toBe('ARTEFACT_TOO_LARGE');
-    expect(await codeOf(artefacts.save('../escape.bin', 'x'))).toBe('ARTEFACT_NAME_INVALID');
+    expect(await outcomeOf(artefacts.save('big.bin', big))).toBe('ARTEFACT_TOO_LARGE');
+    expect(await outcomeOf(artefacts.save('../escape.bin', 'x'))).toBe('ARTEFACT_NAME_INVALID');
     expect(await l.link.appReads(runId, undefined).has(chunkId(big))).toBe(false);
     await artefacts.save('a.bin', randomBytes(800));
     const b = randomBytes(800);
-    expect(await codeOf(artefacts.save('b.bin', b))).toBe('RUN_ARTEFACTS_FULL');
+    expect(await outcomeOf(artefacts.save('b.bin', b))).toBe('RUN_ARTEFACTS_FULL');
     expect(await l.link.appReads(runId, undefined).has(chunkId(b))).toBe(false);
     // Saving a name again frees its old bytes.
     await artefacts.save('a.bin', randomBytes(900));
-    expect(await codeOf(artefacts.save('a.bin/inner', 'x'))).toBe('ARTEFACT_NAME_INVALID');
+    expect(await outcomeOf(artefacts.save('a.bin/inner', 'x'))).toBe('ARTEFACT_NAME_INVALID');
   });
 
   it('the SuperLink decides: it refuses names, sizes and budgets itself, with the same codes', async () => {
@@ -136,11 +127,11 @@ describe('limits and names', () => {
     const save = (name: string, size: number) =>
       client.saveArtefact({ name, hash, size: BigInt(size), chunkIds: [] });
     for (const name of ['../x', '/etc/passwd', 'a//b', 'a/./b', '.ssh/authorized_keys', 'a\\b', ''])
-      expect({ name, code: await codeOf(save(name, 0)) }).toEqual({ name, code: 'ARTEFACT_NAME_INVALID' });
-    expect(await codeOf(save('big', 1001))).toBe('ARTEFACT_TOO_LARGE');
+      expect({ name, code: await outcomeOf(save(name, 0)) }).toEqual({ name, code: 'ARTEFACT_NAME_INVALID' });
+    expect(await outcomeOf(save('big', 1001))).toBe('ARTEFACT_TOO_LARGE');
     await artefacts.save('a.bin', randomBytes(800));
-    expect(await codeOf(save('b.bin', 800))).toBe('RUN_ARTEFACTS_FULL');
-    expect(await codeOf(save('a.bin/x', 1))).toBe('ARTEFACT_NAME_INVALID');
+    expect(await outcomeOf(save('b.bin', 800))).toBe('RUN_ARTEFACTS_FULL');
+    expect(await outcomeOf(save('a.bin/x', 1))).toBe('ARTEFACT_NAME_INVALID');
     const { artefacts: listed } = await l.admin().getRunDetails({ runId });
     expect(listed.map((a) => a.name)).toEqual(['a.bin']);
   });
@@ -152,17 +143,17 @@ describe('limits and names', () => {
     const data = randomBytes(100);
     const save = (hash: string, size: number, chunkIds: string[]) =>
       client.saveArtefact({ name: 'm.bin', hash, size: BigInt(size), chunkIds });
-    expect(await codeOf(save(sha(data), 100, [chunkId(data)]))).toBe('CHUNK_MISSING');
+    expect(await outcomeOf(save(sha(data), 100, [chunkId(data)]))).toBe('CHUNK_MISSING');
     // The run's scope keeps what the ServerApp names without hashing it: the save verifies.
     const other = randomBytes(100);
     await pushOne(chunks, chunkId(data), other);
-    expect(await codeOf(save(sha(data), 100, [chunkId(data)]))).toBe('CHUNK_MISMATCH');
+    expect(await outcomeOf(save(sha(data), 100, [chunkId(data)]))).toBe('CHUNK_MISMATCH');
     const good = randomBytes(100);
     await pushOne(chunks, chunkId(good), good);
-    expect(await codeOf(save(sha(other), 100, [chunkId(good)]))).toBe('ARTEFACT_INVALID');
-    expect(await codeOf(save(sha(good), 100, [chunkId(good), chunkId(good)]))).toBe('ARTEFACT_INVALID');
-    expect(await codeOf(save(sha(good), 99, [chunkId(good)]))).toBe('ARTEFACT_INVALID');
-    expect(await codeOf(save('md5:abc', 100, [chunkId(good)]))).toBe('INVALID_REQUEST');
+    expect(await outcomeOf(save(sha(other), 100, [chunkId(good)]))).toBe('ARTEFACT_INVALID');
+    expect(await outcomeOf(save(sha(good), 100, [chunkId(good), chunkId(good)]))).toBe('ARTEFACT_INVALID');
+    expect(await outcomeOf(save(sha(good), 99, [chunkId(good)]))).toBe('ARTEFACT_INVALID');
+    expect(await outcomeOf(save('md5:abc', 100, [chunkId(good)]))).toBe('INVALID_REQUEST');
     expect((await l.admin().getRunDetails({ runId })).artefacts).toEqual([]);
   });
 
@@ -171,7 +162,7 @@ describe('limits and names', () => {
     const { runId, artefacts } = await serverApp(l);
     await artefacts.save('model.bin', 'final');
     await l.state.transitionRun(runId, 'finished', { subStatus: 'completed' });
-    expect(await codeOf(artefacts.save('late.bin', 'late'))).toBe('RUN_NOT_RUNNING');
+    expect(await outcomeOf(artefacts.save('late.bin', 'late'))).toBe('RUN_NOT_RUNNING');
     expect((await download(l, runId, 'model.bin')).toString()).toBe('final');
   });
 });
@@ -186,13 +177,13 @@ describe('reading artefacts', () => {
     const admin = rpcChunkTransport(l.admin());
     const pull = (scope?: { runId: string }) =>
       downloadChunks(admin, [chunkId(secret)], () => {}, scope ? { scope } : {});
-    expect(await codeOf(pull({ runId: a.runId }))).toBe('ok');
-    expect(await codeOf(pull({ runId: b.runId }))).toBe('CHUNK_SCOPE_DENIED');
-    expect(await codeOf(pull())).toBe('CHUNK_RUN_REQUIRED');
-    expect(await codeOf(pull({ runId: 'no-such-run' }))).toBe('CHUNK_SCOPE_DENIED');
+    expect(await outcomeOf(pull({ runId: a.runId }))).toBe('ok');
+    expect(await outcomeOf(pull({ runId: b.runId }))).toBe('CHUNK_SCOPE_DENIED');
+    expect(await outcomeOf(pull())).toBe('CHUNK_RUN_REQUIRED');
+    expect(await outcomeOf(pull({ runId: 'no-such-run' }))).toBe('CHUNK_SCOPE_DENIED');
     const site = rpcChunkTransport(l.control(l.peer('site-1')));
     expect(
-      await codeOf(downloadChunks(site, [chunkId(secret)], () => {}, { scope: { runId: a.runId } })),
+      await outcomeOf(downloadChunks(site, [chunkId(secret)], () => {}, { scope: { runId: a.runId } })),
     ).toBe('PERMISSION_DENIED');
   });
 });
