@@ -273,7 +273,7 @@ export const ERROR_CODES = {
   NODE_NOT_REGISTERED: spec(
     403,
     ExitCode.UNAUTHORIZED,
-    'Ask the federation admin to register this SuperNode public key (KEY.pub; `ssh-keygen -lf KEY.pub` shows its fingerprint).',
+    'Ask the federation admin to register this SuperNode public key: `pollen supernode register KEY.pub FEDERATION` (`ssh-keygen -lf KEY.pub` shows its fingerprint); then start the SuperNode again.',
   ),
   NODE_IDENTITY_MISMATCH: spec(
     403,
