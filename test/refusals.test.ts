@@ -17,15 +17,17 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ExitCode, type PollenError } from '../src/errors.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
+import { loadCa } from '../src/pki/ca.js';
 import { parseSshPrivateKey } from '../src/pki/openssh.js';
-import { revokeLocal, writeLocalCrl } from '../src/pki/site.js';
+import { createSiteCertificate, revokeLocal, writeLocalCrl } from '../src/pki/site.js';
 import { ClientApp } from '../src/sdk/app.js';
 import { MetricRecord, RecordDict } from '../src/sdk/records.js';
 import type { SuperLink } from '../src/superlink/superlink.js';
 import { type SuperNode, type SuperNodeOptions, startSuperNode } from '../src/supernode/supernode.js';
 import { ERROR_CODE_HEADER } from '../src/transport/errors.js';
 import { openChannel } from '../src/transport/rpc-client.js';
-import type { TlsMaterial } from '../src/transport/tls.js';
+import { loadTlsMaterial, type TlsMaterial } from '../src/transport/tls.js';
+import { API_KEY, startLiveCertService, testPolicy } from './support/cert-service.js';
 import { ensureBuilt, POLLEN_BIN, pollenInProcess } from './support/cli.js';
 import { pollenErrorOf } from './support/errors.js';
 import {
@@ -146,6 +148,30 @@ describe('a SuperNode refused for good stops with a code, a hint and an exit cod
     expect(control.hint).toContain('Fleet API (port 9092');
     const appIo = await stoppedWith(await nodeAt(link.serverAppIoUrl.replace('http:', 'https:'), tls));
     expect([appIo.code, appIo.exitCode]).toEqual(['WRONG_ENDPOINT', ExitCode.USAGE]);
+  });
+
+  it("pointed at the project's Certificate Service: WRONG_ENDPOINT too", async () => {
+    const dir = join(t.dir, 'cert-service');
+    const live = await startLiveCertService(dir, {
+      name: 'fedtest',
+      policy: testPolicy('fedtest', ['{ name: "all", match: {}, action: approve }']),
+      apiKey: API_KEY,
+    });
+    try {
+      const ca = await loadCa(live.caDir);
+      const site = await createSiteCertificate(ca, {
+        name: 'site-cs',
+        type: 'client',
+        outDir: join(dir, 'site'),
+        validityDays: 1,
+      });
+      const tls = loadTlsMaterial({ cert: site.certPath, key: site.keyPath, ca: site.rootPath });
+      const err = await stoppedWith(await nodeAt(`https://127.0.0.1:${live.svc.port}`, tls));
+      expect([err.code, err.exitCode], err.message).toEqual(['WRONG_ENDPOINT', ExitCode.USAGE]);
+      expect(err.hint).toContain('Certificate Service (8443)');
+    } finally {
+      await live.close();
+    }
   });
 
   it('revoked: every method is answered CERT_REVOKED after the handshake, and the node stops', async () => {

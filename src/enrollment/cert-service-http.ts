@@ -261,7 +261,7 @@ export function connectionFailure(
     hint:
       o.tlsHint ??
       'Check the Certificate Service URL; the service must present a certificate from the project CA.',
-    notTlsHint: 'Check the Certificate Service URL: https://HOST:8443 of a Pollen Certificate Service.',
+    protocolHint: 'Check the Certificate Service URL: https://HOST:8443 of a Pollen Certificate Service.',
   });
   if (tls) return tls;
   return new PollenError('UNAVAILABLE', `Cannot reach ${service}${code ? ` (${code})` : ''}`, { cause: e });

@@ -83,6 +83,6 @@ function tlsPeer(ep: Endpoint) {
     trusted: 'the root CA you trust',
     hint: ep.hints.serverCert,
     refusedHint: ep.hints.ourCert,
-    notTlsHint: ep.hints.address,
+    protocolHint: ep.hints.address,
   };
 }

@@ -17,6 +17,7 @@ describe('tlsFailureKind', () => {
         'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
         'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
         'ERR_SSL_WRONG_VERSION_NUMBER',
+        'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL',
         'ERR_SSL_NO_PROTOCOLS_AVAILABLE',
         'ECONNRESET',
       ].map(tlsFailureKind),
@@ -28,7 +29,8 @@ describe('tlsFailureKind', () => {
       'refused',
       'refused',
       'refused',
-      'not-tls',
+      'protocol',
+      'protocol',
       'handshake',
       undefined,
     ]);
@@ -40,7 +42,7 @@ describe('tlsFailure', () => {
     peer: 'the SuperLink at https://h:9092',
     hint: 'fix ours',
     refusedHint: 'fix yours',
-    notTlsHint: 'fix the address',
+    protocolHint: 'fix the address',
   };
 
   it('finds the TLS failure among the causes and gives each kind its code and hint', () => {

@@ -13,16 +13,16 @@ export type TlsFailureKind =
   | 'hostname'
   /** The server refused our certificate (its alert, or a close right after the handshake). */
   | 'refused'
-  /** The address answered, but not with TLS (a cleartext API, another protocol). */
-  | 'not-tls'
+  /** The address answered, but not in the protocol asked for (no TLS, or TLS without HTTP/2). */
+  | 'protocol'
   /** Any other handshake failure (no common version or cipher, a broken peer). */
   | 'handshake';
 
 const CHAIN = /^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_)/;
 const REFUSED =
   /ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|CERTIFICATE_REQUIRED|CERTIFICATE_UNKNOWN|UNSUPPORTED_CERTIFICATE|CERTIFICATE_REVOKED|CERTIFICATE_EXPIRED|ACCESS_DENIED|DECRYPT_ERROR)$/;
-const NOT_TLS =
-  /(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|UNKNOWN_PROTOCOL|RECORD_LAYER_FAILURE)$/;
+const PROTOCOL =
+  /(WRONG_VERSION_NUMBER|PACKET_LENGTH_TOO_LONG|HTTP_REQUEST|UNKNOWN_PROTOCOL|RECORD_LAYER_FAILURE|ALERT_NO_APPLICATION_PROTOCOL)$/;
 const TLS = /^(ERR_TLS|ERR_SSL|EPROTO$)/;
 
 /** What kind of TLS failure a Node error code names; undefined when it is no TLS failure. */
@@ -30,7 +30,7 @@ export function tlsFailureKind(code: string): TlsFailureKind | undefined {
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') return 'hostname';
   if (CHAIN.test(code)) return 'chain';
   if (REFUSED.test(code)) return 'refused';
-  if (NOT_TLS.test(code)) return 'not-tls';
+  if (PROTOCOL.test(code)) return 'protocol';
   if (TLS.test(code)) return 'handshake';
   return undefined;
 }
@@ -62,8 +62,8 @@ export interface TlsPeer {
   hint?: string;
   /** What to do when the server refused our certificate. */
   refusedHint?: string;
-  /** What to do when the address speaks no TLS. */
-  notTlsHint?: string;
+  /** What to do when the address speaks another protocol. */
+  protocolHint?: string;
 }
 
 /**
@@ -88,10 +88,10 @@ export function tlsError(kind: TlsFailureKind, code: string, o: TlsPeer, cause?:
       `${Peer} refused this certificate at the TLS handshake (${code}): it does not trust its CA`,
       { ...base, ...(o.refusedHint !== undefined && { hint: o.refusedHint }) },
     );
-  if (kind === 'not-tls')
-    return new PollenError('WRONG_ENDPOINT', `${Peer} does not answer with TLS (${code})`, {
+  if (kind === 'protocol')
+    return new PollenError('WRONG_ENDPOINT', `${Peer} answers in another protocol (${code})`, {
       ...base,
-      ...(o.notTlsHint !== undefined && { hint: o.notTlsHint }),
+      ...(o.protocolHint !== undefined && { hint: o.protocolHint }),
     });
   const why =
     kind === 'hostname'
