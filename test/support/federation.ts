@@ -530,6 +530,8 @@ export interface RoundJson {
   round: number;
   metrics: Record<string, number>;
   nodes: string[];
+  replies: number;
+  failures: number;
 }
 
 export interface RunDetails {
@@ -547,9 +549,9 @@ export async function runDetails(fed: Federation, runId: string): Promise<RunDet
   return r.json();
 }
 
-/** `pollen run tiny --json` with run config overrides, without waiting for it; the run's id. */
-export async function startRun(fed: Federation, config: string[]): Promise<string> {
-  const r = await fed.pollen(['run', TINY_APP, FEDERATION, '--json', ...runConfig(config)]);
+/** `pollen run APP --json` (the tiny app unless named) with run config overrides, without waiting for it; the run's id. */
+export async function startRun(fed: Federation, config: string[], app = TINY_APP): Promise<string> {
+  const r = await fed.pollen(['run', app, FEDERATION, '--json', ...runConfig(config)]);
   expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
   return r.json().runId;
 }
