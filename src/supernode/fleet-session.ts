@@ -47,6 +47,10 @@ export interface FleetSessionOptions {
   /** Aborted when the node closes: the loops and their waits end. */
   signal: AbortSignal;
   runs: RunWatch;
+  /**
+   * Connection changes, for an embedder that reports them itself (the CLI prints them): the log
+   * then keeps them at debug, so a file that takes both (a kit's log.txt) holds each once.
+   */
   onConnected?: (nodeId: string) => void;
   onDisconnected?: (error: string, retryInMs: number) => void;
 }
@@ -116,20 +120,20 @@ export class FleetSession {
     this.#wake?.abort();
   }
 
-  /** DeactivateNode, when connected (closing). */
+  /** DeactivateNode, when connected (closing: a SuperLink that does not answer is not waited for). */
   async deactivate(): Promise<void> {
-    if (this.#connected) await this.o.fleet.deactivateNode({}).catch(() => {});
+    if (this.#connected) await this.o.fleet.deactivateNode({}, { timeoutMs: 2_000 }).catch(() => {});
   }
 
   /** ActivateNode: signed with the node key in node-key mode, it also opens a fresh session. */
   async #activateCall() {
     const { fleet, holder, time } = this.o;
     const res = await call(() =>
-      fleet.activateNode({
-        heartbeatIntervalMs: this.o.heartbeatMs,
-        name: this.o.name,
-        instanceId: this.#instanceId,
-      }),
+      fleet.activateNode(
+        { heartbeatIntervalMs: this.o.heartbeatMs, name: this.o.name, instanceId: this.#instanceId },
+        // Closing ends an activation in flight, also one a SuperLink that does not answer holds.
+        { signal: this.o.signal },
+      ),
     );
     holder.session = res.session
       ? { sessionId: res.session.sessionId, secret: res.session.secret }
@@ -150,7 +154,10 @@ export class FleetSession {
     this.#dropped = undefined;
     // Activation counts as the first heartbeat.
     this.#lastHeartbeat = this.o.time.now();
-    this.o.log.info({ nodeId: this.#nodeId, superlink: this.o.superlink }, 'connected to the SuperLink');
+    this.o.log[this.o.onConnected ? 'debug' : 'info'](
+      { nodeId: this.#nodeId, superlink: this.o.superlink },
+      'connected to the SuperLink',
+    );
     this.o.onConnected?.(this.#nodeId);
     this.#resolveReady(this.#nodeId);
     this.reschedule();
@@ -201,7 +208,7 @@ export class FleetSession {
         } else {
           this.#connected = false;
           if (err.code === 'NODE_SESSION_EXPIRED') continue;
-          log.warn(
+          log[this.o.onDisconnected ? 'debug' : 'warn'](
             { code: err.code, reason: err.message, retryInMs },
             'SuperLink unreachable or refused; retrying',
           );

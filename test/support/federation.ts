@@ -446,6 +446,16 @@ export function childPids(pid: number): number[] {
     .filter((n) => n > 0);
 }
 
+/** The processes (pids) of a process group, from ps. */
+export function groupPids(pgid: number): number[] {
+  const r = spawnSync('ps', ['-eo', 'pid=,pgid='], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter(([pid, group]) => pid! > 0 && group === pgid)
+    .map(([pid]) => pid!);
+}
+
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
