@@ -406,7 +406,12 @@ export const ERROR_CODES = {
   APP_LOAD_FAILED: spec(
     400,
     ExitCode.INVALID_INPUT,
-    'Check that the app exports default a ServerApp / ClientApp and builds with `pollen build`.',
+    'The app module threw while it was loaded: fix the error the message names, then start the run again.',
+  ),
+  APP_EXPORT_MISSING: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Export the app from the file package.json names (pollen.clientapp / pollen.serverapp): `export default new ClientApp({ train })` or `export const app = …`, then start the run again.',
   ),
   BUNDLE_NOT_FOUND: spec(
     404,

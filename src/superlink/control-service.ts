@@ -125,6 +125,8 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
             nodeIds: r.nodeIds,
             bytesSent: BigInt(r.bytesSent),
             bytesReceived: BigInt(r.bytesReceived),
+            replies: r.replies,
+            failures: r.failures,
           })),
         };
       }),

@@ -54,6 +54,10 @@ export interface FleetSessionOptions {
    * explains transport failures too (a TLS refusal, a wrong address: fleet-call.ts).
    */
   explain?: (e: unknown) => Promise<PollenError>;
+  /**
+   * Connection changes, for an embedder that reports them itself (the CLI prints them): the log
+   * then keeps them at debug, so a file that takes both (a kit's log.txt) holds each once.
+   */
   onConnected?: (nodeId: string) => void;
   onDisconnected?: (error: string, retryInMs: number) => void;
   /** Refused for good: both tasks ended. */
@@ -132,20 +136,20 @@ export class FleetSession {
     this.#wake?.abort();
   }
 
-  /** DeactivateNode, when connected (closing). */
+  /** DeactivateNode, when connected (closing: a SuperLink that does not answer is not waited for). */
   async deactivate(): Promise<void> {
-    if (this.#connected) await this.o.fleet.deactivateNode({}).catch(() => {});
+    if (this.#connected) await this.o.fleet.deactivateNode({}, { timeoutMs: 2_000 }).catch(() => {});
   }
 
   /** ActivateNode: signed with the node key in node-key mode, it also opens a fresh session. */
   async #activateCall() {
     const { fleet, holder, time } = this.o;
     const res = await call(() =>
-      fleet.activateNode({
-        heartbeatIntervalMs: this.o.heartbeatMs,
-        name: this.o.name,
-        instanceId: this.#instanceId,
-      }),
+      fleet.activateNode(
+        { heartbeatIntervalMs: this.o.heartbeatMs, name: this.o.name, instanceId: this.#instanceId },
+        // Closing ends an activation in flight, also one a SuperLink that does not answer holds.
+        { signal: this.o.signal },
+      ),
     );
     holder.session = res.session
       ? { sessionId: res.session.sessionId, secret: res.session.secret }
@@ -166,7 +170,10 @@ export class FleetSession {
     this.#dropped = undefined;
     // Activation counts as the first heartbeat.
     this.#lastHeartbeat = this.o.time.now();
-    this.o.log.info({ nodeId: this.#nodeId, superlink: this.o.superlink }, 'connected to the SuperLink');
+    this.o.log[this.o.onConnected ? 'debug' : 'info'](
+      { nodeId: this.#nodeId, superlink: this.o.superlink },
+      'connected to the SuperLink',
+    );
     this.o.onConnected?.(this.#nodeId);
     this.#resolveReady(this.#nodeId);
     this.reschedule();
@@ -223,7 +230,7 @@ export class FleetSession {
         } else {
           this.#connected = false;
           if (err.code === 'NODE_SESSION_EXPIRED') continue;
-          log.warn(
+          log[this.o.onDisconnected ? 'debug' : 'warn'](
             {
               event: 'supernode.retry',
               code: err.code,

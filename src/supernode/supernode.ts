@@ -174,8 +174,11 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     log,
     signal,
     runs: slots,
-    onConnected: (nodeId) => onEvent?.({ kind: 'connected', nodeId }),
-    onDisconnected: (error, retryInMs) => onEvent?.({ kind: 'disconnected', error, retryInMs }),
+    ...(onEvent && {
+      onConnected: (nodeId: string) => onEvent({ kind: 'connected', nodeId }),
+      onDisconnected: (error: string, retryInMs: number) =>
+        onEvent({ kind: 'disconnected', error, retryInMs }),
+    }),
     onRefused: (error) => {
       onEvent?.({ kind: 'refused', error });
       refusedWith(error);

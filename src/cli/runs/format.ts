@@ -28,6 +28,8 @@ export function roundJson(r: RoundMetrics) {
     nodes: r.nodeIds,
     bytesSent: Number(r.bytesSent),
     bytesReceived: Number(r.bytesReceived),
+    replies: r.replies,
+    failures: r.failures,
   };
 }
 
@@ -37,11 +39,17 @@ export function formatRound(r: ReturnType<typeof roundJson>): string {
   const m = Object.entries(r.metrics)
     .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
     .join('  ');
-  return `  round ${String(r.round).padStart(3)}  ${m}  ${dim(`${r.nodes.length} nodes, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
+  const counts = `${r.nodes.length} nodes, ${r.replies} replies, ${r.failures} failed`;
+  return `  round ${String(r.round).padStart(3)}  ${m}  ${dim(`${counts}, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
 }
 
 export function statusText(run: ReturnType<typeof runJson>): string {
   return run.status === 'finished' ? `finished:${run.subStatus}` : run.status;
+}
+
+/** The run's status with its reason, e.g. `finished:completed  (1 of 2 rounds had node errors …)`. */
+export function statusLine(run: ReturnType<typeof runJson>): string {
+  return `${statusText(run)}${run.reason ? `  (${run.reason})` : ''}`;
 }
 
 /** Exit code of `run --stream` / `log --stream`: 0 only when the run completed. */

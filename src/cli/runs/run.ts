@@ -4,7 +4,7 @@ import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { withControl } from '../control-client.js';
 import { bold, dim, type Output, ok, type Reported } from '../output.js';
-import { finalError, follow, formatRound, roundJson, runJson, statusText } from './format.js';
+import { finalError, follow, formatRound, roundJson, runJson, statusLine } from './format.js';
 
 export interface RunAppOptions {
   /** The app folder (default: the working folder). */
@@ -51,7 +51,7 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
     const details = await rpc(s.control.getRunDetails({ runId }));
     const result = { run: runJson(details.run ?? run!), rounds: details.rounds.map(roundJson) };
     const render = (d: typeof result) => [
-      bold(`run ${d.run.runId} ${statusText(d.run)}`),
+      `${bold(`run ${d.run.runId}`)}  ${statusLine(d.run)}`,
       ...d.rounds.map(formatRound),
     ];
     const err = finalError(details.run ?? run!);

@@ -58,6 +58,9 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
   if (!Number.isFinite(interval) || interval < 1)
     throw new PollenError('INVALID_ARGUMENT', '--heartbeat-interval takes seconds (>= 1)');
   const name = o.name ?? kit?.config.name ?? (tls && certificateName(tls.cert)) ?? 'supernode';
+  // This command reports connection changes (the node's log then keeps them at debug level): the
+  // first connection is its result, the later ones a progress line each.
+  let connections = 0;
   const node = await startSuperNode({
     superlink: `${tls ? 'https' : 'http'}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`,
     tls,
@@ -74,6 +77,8 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
         out.progress(
           `SuperLink unreachable (${e.error}); next try in ${(e.retryInMs / 1000).toFixed(1)} s, at ${clockTime(Date.now() + e.retryInMs)}`,
         );
+      else if (e.kind === 'connected' && connections++ > 0)
+        out.progress(`connected again to ${superlink} as node ${e.nodeId}`);
     },
   });
   out.progress(`connecting to ${superlink} as ${name}`);

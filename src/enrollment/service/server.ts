@@ -95,6 +95,15 @@ function ensureServerCertificate(
 }
 
 /**
+ * The URL to announce: one its certificate is valid for (a SAN), so a client that copies it from
+ * the banner connects. The listening address when it is a SAN, else the first name.
+ */
+export function serviceUrl(host: string, hostnames: string[], port: number): string {
+  const name = hostnames.includes(host) ? host : (hostnames[0] ?? host);
+  return `https://${name.includes(':') ? `[${name}]` : name}:${port}`;
+}
+
+/**
  * Do the one-time work of a start (store migrations, policies, the service certificate) without
  * listening: run once before several worker processes start the service on one port.
  */
@@ -176,9 +185,8 @@ export async function startCertService(
     }
   }, 6 * 3_600_000);
   tlsTimer.unref();
-  const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
   return {
-    url: `https://${shown}:${port}`,
+    url: serviceUrl(host, hostnames, port),
     port,
     service,
     app,
