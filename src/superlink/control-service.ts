@@ -3,6 +3,7 @@
  * keys. Callers present an admin certificate of the project over mutual TLS.
  */
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
+import type { Logger } from 'pino';
 import { readBundle } from '../apps/bundle.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
@@ -24,6 +25,8 @@ export interface ControlOptions {
   /** Admit only admins of this project (as for SuperNodes). */
   project?: string;
   onKeyUnregistered: (nodeId: string) => void;
+  /** Refused callers are logged here (event `control.refused`). */
+  log?: Pick<Logger, 'warn'>;
 }
 
 function admin(ctx: HandlerContext, o: ControlOptions): string {
@@ -31,6 +34,19 @@ function admin(ctx: HandlerContext, o: ControlOptions): string {
 }
 
 function adminOf(peer: PeerIdentity | undefined, o: ControlOptions): string {
+  try {
+    return checkAdmin(peer, o);
+  } catch (e) {
+    if (e instanceof PollenError)
+      o.log?.warn(
+        { event: 'control.refused', code: e.code, peer: peer?.name, type: peer?.type, reason: e.message },
+        'Control API call refused',
+      );
+    throw e;
+  }
+}
+
+function checkAdmin(peer: PeerIdentity | undefined, o: ControlOptions): string {
   if (!o.requireAdminCert) return peer?.name ?? 'local';
   if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Control API needs an admin certificate');
   if (peer.type !== 'admin')

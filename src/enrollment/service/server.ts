@@ -4,11 +4,11 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { PollenError } from '../../errors.js';
 import { loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
 import { openDatabase } from '../../store/database.js';
+import { listenFailure } from '../../transport/listen-failure.js';
 import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
 import { loadPolicy } from '../policy-load.js';
 import { loadTokenSigner } from '../token.js';
@@ -166,14 +166,7 @@ export async function startCertService(
     await app.listen({ host, port: c.port ?? 8443 });
   } catch (e) {
     await store.close();
-    const err = e as NodeJS.ErrnoException;
-    throw new PollenError(
-      'UNAVAILABLE',
-      `Cannot listen on ${host}:${c.port ?? 8443} (${err.code ?? err.message})`,
-      {
-        hint: 'Choose another --port or stop what is using it.',
-      },
-    );
+    throw listenFailure(e, { host, port: c.port ?? 8443, what: 'the Certificate Service', option: '--port' });
   }
   const port = (app.server.address() as { port: number }).port;
   const tidyEvery = c.tidyIntervalMs ?? 3_600_000;
