@@ -19,7 +19,6 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
     const { run } = await client.getRunInfo({}).catch((e) => {
       throw fromConnectError(e);
     });
-    const app = await loadServerApp(o.appPath);
     const context = createContext({
       runId: o.runId,
       nodeId: '0',
@@ -28,6 +27,8 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
     const grid = new RemoteGrid(client, channel.chunks(client), o.runId);
     let outcome: { subStatus: string; reason: string };
     try {
+      // Loaded inside: a module without its ServerApp fails the run with that reason and code.
+      const app = await loadServerApp(o.appPath);
       await app.run(grid, context);
       outcome = { subStatus: 'completed', reason: '' };
     } catch (e) {

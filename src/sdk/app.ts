@@ -8,6 +8,7 @@
  * the networked Grid.
  */
 import { PollenError } from '../errors.js';
+import { clip } from '../util/text.js';
 import { type Context, createContext, type UserConfigValue } from './context.js';
 import { Message, type MessageType, SERVER_NODE_ID } from './message.js';
 import { RecordDict } from './records.js';
@@ -175,7 +176,7 @@ export class ClientApp {
         : e instanceof Error
           ? `${e.name}: ${e.message}`
           : `Thrown value: ${String(e)}`;
-    return text.length > MAX_REASON_LENGTH ? `${text.slice(0, MAX_REASON_LENGTH - 1)}…` : text;
+    return clip(text, MAX_REASON_LENGTH);
   }
 }
 

@@ -54,7 +54,7 @@ export interface RoundSummary {
   serverRound: number;
   /** The global arrays after this round's aggregation. */
   arrays: ArrayRecord;
-  /** The nodes sent a train message (reported with the round). */
+  /** The nodes sent a train message (those that returned a model are reported with the round). */
   trainNodeIds: string[];
   /** The nodes sent an evaluate message ([] when evaluation is off). */
   evaluateNodeIds: string[];
@@ -294,12 +294,14 @@ export abstract class Strategy {
     for (let serverRound = 1; serverRound <= numRounds; serverRound++) {
       const started = clock.now();
       const train = await phase('train', serverRound);
-      if (!train.replies.some((r) => r.hasContent()))
+      if (!train.replies.some((r) => r.hasContent())) {
+        const codes = [...new Set(train.failures.map((f) => f.code))].join(', ');
         throw new PollenError(
           'RUN_FAILED',
-          `Round ${serverRound}: no node returned a model (${train.failures.length} of ${train.nodeIds.length} failed)`,
+          `Round ${serverRound}: no node returned a model (${train.failures.length} of ${train.nodeIds.length} failed: ${codes})`,
           { data: { round: serverRound, failures: train.failures } },
         );
+      }
       const trained = this.aggregateTrain(serverRound, train.replies);
       result.arrays = trained.arrays;
       const evaluation = await phase('evaluate', serverRound);
@@ -325,7 +327,8 @@ export abstract class Strategy {
       await reportRound(grid, {
         round: serverRound,
         metrics: reportedMetrics(summary),
-        nodeIds: train.nodeIds,
+        // The nodes whose model went into the aggregate; the failed ones are counted apart.
+        nodeIds: train.replies.filter((r) => r.hasContent()).map((r) => r.metadata.srcNodeId),
       });
       await options.onRound?.(summary);
     }

@@ -3,6 +3,7 @@
  * keys. Callers present an admin certificate of the project over mutual TLS.
  */
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
+import type { Logger } from 'pino';
 import { readBundle } from '../apps/bundle.js';
 import { runConfigOf } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
@@ -25,6 +26,8 @@ export interface ControlOptions {
   /** Admit only admins of this project (as for SuperNodes). */
   project?: string;
   onKeyUnregistered: (nodeId: string) => void;
+  /** Refused callers are logged here (event `control.refused`). */
+  log?: Pick<Logger, 'warn'>;
 }
 
 function admin(ctx: HandlerContext, o: ControlOptions): string {
@@ -32,6 +35,19 @@ function admin(ctx: HandlerContext, o: ControlOptions): string {
 }
 
 function adminOf(peer: PeerIdentity | undefined, o: ControlOptions): string {
+  try {
+    return checkAdmin(peer, o);
+  } catch (e) {
+    if (e instanceof PollenError)
+      o.log?.warn(
+        { event: 'control.refused', code: e.code, peer: peer?.name, type: peer?.type, reason: e.message },
+        'Control API call refused',
+      );
+    throw e;
+  }
+}
+
+function checkAdmin(peer: PeerIdentity | undefined, o: ControlOptions): string {
   if (!o.requireAdminCert) return peer?.name ?? 'local';
   if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Control API needs an admin certificate');
   if (peer.type !== 'admin')
@@ -105,6 +121,8 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
             nodeIds: r.nodeIds,
             bytesSent: BigInt(r.bytesSent),
             bytesReceived: BigInt(r.bytesReceived),
+            replies: r.replies,
+            failures: r.failures,
           })),
         };
       }),

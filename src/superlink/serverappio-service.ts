@@ -17,6 +17,7 @@ import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
+import { nodeErrorSummary } from './run-records.js';
 
 const runIdKey = createContextKey<string | undefined>(undefined, { description: 'authenticated run' });
 
@@ -118,13 +119,22 @@ export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
           nodeIds: r.nodeIds.slice(0, 100_000),
           bytesSent: Number(r.bytesSent),
           bytesReceived: Number(r.bytesReceived),
+          replies: r.replies,
+          failures: r.failures,
         });
         return {};
       }),
       finishRun: guard(async (req, ctx) => {
         const runId = runOf(ctx);
         const subStatus = req.subStatus === 'completed' ? 'completed' : 'failed';
-        await launcher.finish(runId, subStatus, req.reason);
+        // A run that completed despite failed nodes says so in its final state.
+        const reason =
+          subStatus === 'completed'
+            ? [req.reason, nodeErrorSummary(runId, await link.state.listRoundMetrics(runId))]
+                .filter(Boolean)
+                .join('; ')
+            : req.reason;
+        await launcher.finish(runId, subStatus, reason);
         return {};
       }),
     });

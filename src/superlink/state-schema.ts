@@ -95,6 +95,9 @@ export interface LinkSchema {
     node_ids: string;
     bytes_sent: number;
     bytes_received: number;
+    /** Replies with content and failed messages of the round (counted by the ServerApp's grid). */
+    replies: number;
+    failures: number;
   };
 }
 
@@ -208,6 +211,16 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
         await db.schema.alterTable('nodes').addColumn('site', 'text').execute();
         await db.schema.alterTable('nodes').addColumn('site_bound_at', 'bigint').execute();
         await db.schema.alterTable('nodes').addColumn('site_bound_by', 'text').execute();
+      },
+    },
+    '0004_round_replies': {
+      async up(db: Kysely<unknown>) {
+        // Rounds reported before this migration count as having no failures.
+        for (const column of ['replies', 'failures'])
+          await db.schema
+            .alterTable('run_metrics')
+            .addColumn(column, 'integer', (c) => c.notNull().defaultTo(0))
+            .execute();
       },
     },
   };

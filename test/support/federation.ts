@@ -449,6 +449,16 @@ export function childPids(pid: number): number[] {
     .filter((n) => n > 0);
 }
 
+/** The processes (pids) of a process group, from ps. */
+export function groupPids(pgid: number): number[] {
+  const r = spawnSync('ps', ['-eo', 'pid=,pgid='], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter(([pid, group]) => pid! > 0 && group === pgid)
+    .map(([pid]) => pid!);
+}
+
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -533,6 +543,8 @@ export interface RoundJson {
   round: number;
   metrics: Record<string, number>;
   nodes: string[];
+  replies: number;
+  failures: number;
 }
 
 export interface RunDetails {
@@ -550,9 +562,9 @@ export async function runDetails(fed: Federation, runId: string): Promise<RunDet
   return r.json();
 }
 
-/** `pollen run tiny --json` with run config overrides, without waiting for it; the run's id. */
-export async function startRun(fed: Federation, config: string[]): Promise<string> {
-  const r = await fed.pollen(['run', TINY_APP, FEDERATION, '--json', ...runConfig(config)]);
+/** `pollen run APP --json` (the tiny app unless named) with run config overrides, without waiting for it; the run's id. */
+export async function startRun(fed: Federation, config: string[], app = TINY_APP): Promise<string> {
+  const r = await fed.pollen(['run', app, FEDERATION, '--json', ...runConfig(config)]);
   expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
   return r.json().runId;
 }

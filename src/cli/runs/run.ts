@@ -1,8 +1,10 @@
+import { PollenError } from '../../errors.js';
 import { rpc } from '../../transport/errors.js';
+import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { withControl } from '../control-client.js';
-import { bold, dim, type Output, ok } from '../output.js';
-import { finalError, follow, formatRound, roundJson, runJson, statusText } from './format.js';
+import { bold, dim, type Output, ok, type Reported } from '../output.js';
+import { finalError, follow, formatRound, roundJson, runJson, statusLine } from './format.js';
 
 export interface RunAppOptions {
   /** The app folder (default: the working folder). */
@@ -38,16 +40,41 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
       ]);
       return;
     }
-    out.progress(`run ${runId} started; following it`);
-    const run = await rpc(follow(s, runId, out, true));
+    out.progress(`run ${runId} started; following it (Ctrl-C stops following, not the run)`);
+    const following = new AbortController();
+    const ended = await untilSignalOr(rpc(follow(s, runId, out, true, following.signal)));
+    if ('signal' in ended) {
+      following.abort();
+      throw detached(out, runId, s.federation.name);
+    }
+    const run = ended.value;
     const details = await rpc(s.control.getRunDetails({ runId }));
     const result = { run: runJson(details.run ?? run!), rounds: details.rounds.map(roundJson) };
     const render = (d: typeof result) => [
-      bold(`run ${d.run.runId} ${statusText(d.run)}`),
+      `${bold(`run ${d.run.runId}`)}  ${statusLine(d.run)}`,
       ...d.rounds.map(formatRound),
     ];
     const err = finalError(details.run ?? run!);
     if (err) throw out.failure(result, err, render);
     out.result(result, render);
   });
+}
+
+/**
+ * Ctrl-C while following: the run goes on at the SuperLink. Say so, and how to follow or stop it
+ * (with --json, in the one document); CANCELLED, since the command did not see the run end.
+ */
+function detached(out: Output, runId: string, federation: string): Reported {
+  const commands = {
+    follow: `pollen log ${runId} ${federation} --stream`,
+    stop: `pollen stop ${runId} ${federation}`,
+  };
+  const error = new PollenError('CANCELLED', `Stopped following run ${runId}; the run goes on`, {
+    hint: `Follow it again: ${commands.follow}  Stop it: ${commands.stop}`,
+  });
+  return out.failure({ runId, federation, following: false, ...commands }, error, (d) => [
+    `run ${bold(d.runId)} goes on at the SuperLink (only following it stopped)`,
+    `  follow it: ${d.follow}`,
+    `  stop it:   ${d.stop}`,
+  ]);
 }
