@@ -5,6 +5,7 @@
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { readBundle } from '../apps/bundle.js';
+import { runConfigOf } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
@@ -87,17 +88,12 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         const fab = await link.registerFab(req.fab);
         // The run config is the app's defaults with the user's overrides, fixed at submission.
         const { manifest } = readBundle(await link.fabBytes(fab.hash));
-        const overrides = configFromWire(req.runConfig);
-        for (const key of Object.keys(overrides))
-          if (!(key in manifest.config))
-            throw new PollenError('INVALID_ARGUMENT', `The app has no run config "${key}"`, {
-              hint: `Its keys: ${Object.keys(manifest.config).join(', ') || '(none)'}`,
-            });
+        const runConfig = runConfigOf(manifest.config, configFromWire(req.runConfig));
         const run = await link.state.createRun({
           fabHash: fab.hash,
           fabName: fab.name,
           fabVersion: fab.version,
-          runConfig: { ...manifest.config, ...overrides },
+          runConfig,
           federation: req.federation || 'default',
           createdBy: who,
         });

@@ -5,7 +5,7 @@ import type { StreamLogsResponse } from '../../gen/pollen/v1/control_pb.js';
 import type { RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
 import { ERROR_CODE_HEADER } from '../../transport/errors.js';
 import type { ControlSession } from '../control-client.js';
-import { dim, type Output } from '../output.js';
+import { dim, formatMetrics, type Output } from '../output.js';
 
 export function runJson(run: Run) {
   return {
@@ -36,11 +36,8 @@ export function roundJson(r: RoundMetrics) {
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
 export function formatRound(r: ReturnType<typeof roundJson>): string {
-  const m = Object.entries(r.metrics)
-    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
-    .join('  ');
   const counts = `${r.nodes.length} nodes, ${r.replies} replies, ${r.failures} failed`;
-  return `  round ${String(r.round).padStart(3)}  ${m}  ${dim(`${counts}, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
+  return `  round ${String(r.round).padStart(3)}  ${formatMetrics(r.metrics)}  ${dim(`${counts}, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
 }
 
 export function statusText(run: ReturnType<typeof runJson>): string {
