@@ -48,7 +48,14 @@ describe('errors', () => {
       .filter(([, s]) => s.retryable)
       .map(([c]) => c);
     expect(retryable.sort()).toEqual(
-      ['DATABASE_UNAVAILABLE', 'INTERNAL', 'NODE_UNAVAILABLE', 'RATE_LIMITED', 'UNAVAILABLE'].sort(),
+      [
+        'DATABASE_UNAVAILABLE',
+        'INTERNAL',
+        'NODE_UNAVAILABLE',
+        'RATE_LIMITED',
+        'SUPERLINK_GONE',
+        'UNAVAILABLE',
+      ].sort(),
     );
     expect(new PollenError('UNAVAILABLE', 'down').retryable).toBe(true);
     expect(new PollenError('TOKEN_USED', 'used').retryable).toBe(false);

@@ -175,7 +175,22 @@ export const ERROR_CODES = {
     'Check that the service is running and the URL and port are right.',
     RETRY,
   ),
-  TLS_FAILED: spec(502, ExitCode.UNAVAILABLE, 'Check the root CA you trust and the server certificate.'),
+  TLS_FAILED: spec(502, ExitCode.UNAUTHORIZED, 'Check the root CA you trust and the server certificate.'),
+  CERT_NOT_ACCEPTED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    "The server refused this certificate at the TLS handshake: it is not from the server's project CA (or has the wrong type). Use the kit or certificate of this project.",
+  ),
+  WRONG_ENDPOINT: spec(
+    400,
+    ExitCode.USAGE,
+    'The address answers, but not with the API this command needs: check the host and port (SuperNodes: the Fleet API, 9092; admins: the Control API, 9093).',
+  ),
+  ADDRESS_IN_USE: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Another process holds this port (often the same service, already running): stop it, or choose another address. `ss -ltnp` shows who listens.',
+  ),
   UNEXPECTED_ANSWER: spec(
     502,
     ExitCode.UNAVAILABLE,
@@ -186,6 +201,12 @@ export const ERROR_CODES = {
     502,
     ExitCode.UNAUTHORIZED,
     "The address answers with a certificate of the project that is not a SuperLink's (a site's or an admin's): check the SuperLink address (--superlink, the kit's endpoint) and that the SuperLink runs with its server certificate.",
+  ),
+  SUPERLINK_GONE: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'The SuperLink stopped or the connection broke. Follow the run again once it is back: pollen log RUN_ID --stream.',
+    RETRY,
   ),
   // Startup kits and auto-enrollment
   CA_FINGERPRINT_MISMATCH: spec(
@@ -252,7 +273,7 @@ export const ERROR_CODES = {
   NODE_NOT_REGISTERED: spec(
     403,
     ExitCode.UNAUTHORIZED,
-    'Ask the federation admin to register this SuperNode public key (KEY.pub; `ssh-keygen -lf KEY.pub` shows its fingerprint).',
+    'Ask the federation admin to register this SuperNode public key: `pollen supernode register KEY.pub FEDERATION` (`ssh-keygen -lf KEY.pub` shows its fingerprint); then start the SuperNode again.',
   ),
   NODE_IDENTITY_MISMATCH: spec(
     403,
@@ -411,7 +432,12 @@ export const ERROR_CODES = {
   APP_LOAD_FAILED: spec(
     400,
     ExitCode.INVALID_INPUT,
-    'Check that the app exports default a ServerApp / ClientApp and builds with `pollen build`.',
+    'The app module threw while it was loaded: fix the error the message names, then start the run again.',
+  ),
+  APP_EXPORT_MISSING: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Export the app from the file package.json names (pollen.clientapp / pollen.serverapp): `export default new ClientApp({ train })` or `export const app = …`, then start the run again.',
   ),
   BUNDLE_NOT_FOUND: spec(
     404,

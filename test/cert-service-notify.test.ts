@@ -1,10 +1,13 @@
+import { writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCertService } from '../src/enrollment/service/server.js';
+import { ExitCode, PollenError } from '../src/errors.js';
 import { type LiveCertService, startLiveCertService, testPolicy } from './support/cert-service.js';
-import { tempDir } from './support/cli.js';
+import { pollenInProcess, tempDir } from './support/cli.js';
+import { SEED_CUSTOM_POLICY } from './support/fixtures.js';
 
 // Policy notifications delivered for real: a webhook receiver and an SMTP relay on 127.0.0.1.
 
@@ -101,17 +104,31 @@ describe('policy notifications', () => {
     });
   });
 
-  it('refuses to start when the policy wants e-mail and no SMTP relay is configured', async () => {
-    await expect(
+  it('refuses at start exactly what `policy check` reports, and starts once the flags it names are given', async () => {
+    const file = join(t.dir, 'seed-policy.yaml');
+    writeFileSync(file, SEED_CUSTOM_POLICY);
+    const start = (o: { smtpUrl?: string; adminEmail?: string } = {}) =>
       startCertService({
         caDir: cs.caDir,
         workspace: join(t.dir, 'ws2'),
         host: '127.0.0.1',
         port: 0,
         apiKeys: ['k'.repeat(40)],
-        policyFile: cs.policyFile,
+        policyFile: file,
         logger: false,
-      }),
-    ).rejects.toMatchObject({ code: 'POLICY_INVALID', message: expect.stringContaining('SMTP') });
+        ...o,
+      });
+    const refused = await start().catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(PollenError);
+    const check = await pollenInProcess(['policy', 'check', file, '--json'], { clean: true });
+    expect(check.code).toBe(ExitCode.INVALID_INPUT);
+    expect(check.json()['error']).toEqual((refused as PollenError).toJSON());
+    expect((refused as PollenError).message).toMatch(/--admin-email[\s\S]*--smtp-url/);
+
+    const settings = { smtpUrl: 'smtp://127.0.0.1:25', adminEmail: 'fl-admins@example.org' };
+    const flags = ['--smtp-url', settings.smtpUrl, '--admin-email', settings.adminEmail];
+    expect((await pollenInProcess(['policy', 'check', file, ...flags], { clean: true })).code).toBe(0);
+    const started = await start(settings);
+    await started.close();
   });
 });

@@ -2,10 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkServerIdentity, connect, type PeerCertificate } from 'node:tls';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicy } from '../src/enrollment/policy-load.js';
-import { type RunningCertService, startCertService } from '../src/enrollment/service/server.js';
+import { type RunningCertService, serviceUrl, startCertService } from '../src/enrollment/service/server.js';
 import { issueToken, loadTokenSigner, type TokenSigner } from '../src/enrollment/token.js';
 import { initCa } from '../src/pki/ca.js';
 import { createCsrFromKey } from '../src/pki/csr.js';
@@ -384,6 +385,45 @@ describe('root CA offline', () => {
       await r.body.dump();
     } finally {
       await agent.close();
+      await svc.close();
+    }
+  });
+});
+
+describe('the URL the service announces', () => {
+  it('is one its certificate is valid for: the listening address when it is a name, else the first name', async () => {
+    expect(serviceUrl('0.0.0.0', ['localhost', '127.0.0.1'], 8443)).toBe('https://localhost:8443');
+    expect(serviceUrl('::', ['certs.example.com'], 8443)).toBe('https://certs.example.com:8443');
+    expect(serviceUrl('127.0.0.1', ['certs.example.com', '127.0.0.1'], 1)).toBe('https://127.0.0.1:1');
+    expect(serviceUrl('0.0.0.0', ['::1'], 8443)).toBe('https://[::1]:8443');
+
+    const svc = await startCertService({
+      caDir,
+      workspace: join(t.dir, 'ws-url'),
+      host: '127.0.0.1',
+      port: 0,
+      apiKeys: [API_KEY],
+      hostnames: ['certs.example.test', '10.0.0.5'],
+      logger: false,
+      tidyIntervalMs: 0,
+    });
+    try {
+      const url = new URL(svc.url);
+      expect(url.hostname).toBe('certs.example.test');
+      // What a client of the announced URL checks: the chain, and the name against the SANs.
+      const peer = await new Promise<PeerCertificate>((res, rej) => {
+        const s = connect(
+          { host: '127.0.0.1', port: svc.port, ca: rootPem, servername: url.hostname },
+          () => {
+            res(s.getPeerCertificate());
+            s.end();
+          },
+        );
+        s.on('error', rej);
+      });
+      expect(checkServerIdentity(url.hostname, peer)).toBeUndefined();
+      expect(peer.subjectaltname).not.toContain('0.0.0.0');
+    } finally {
       await svc.close();
     }
   });

@@ -17,6 +17,8 @@ async function pollen(args: string[], env: Record<string, string> = {}) {
 }
 
 const CUSTOM = SEED_CUSTOM_POLICY;
+/** The Certificate Service settings the seed's policy needs: it sends e-mail and lists no recipient. */
+const MAIL = ['--smtp-url', 'smtp://mail.example.org:25', '--admin-email', 'fl-admins@example.org'];
 
 let dir: string;
 let custom: string;
@@ -31,8 +33,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('pollen policy check', () => {
   it('summarises a valid policy (text)', async () => {
-    const r = await pollen(['policy', 'check', custom]);
-    expect(r.code).toBe(0);
+    const r = await pollen(['policy', 'check', custom, ...MAIL]);
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`valid enrollment policy ${custom}`);
     expect(r.stdout).toContain('my-federation 1.0');
     expect(r.stdout).toMatch(/tokens\s+valid 7d, max 1 use each/);
@@ -45,7 +47,7 @@ describe('pollen policy check', () => {
   });
 
   it('--json prints the source, the hash of the exact bytes and the normalised policy', async () => {
-    const r = await pollen(['policy', 'check', custom, '--json']);
+    const r = await pollen(['policy', 'check', custom, '--json', ...MAIL]);
     expect(r.code).toBe(0);
     const j = r.json();
     expect(j).toMatchObject({
@@ -65,8 +67,41 @@ describe('pollen policy check', () => {
   it('checks the built-in policy without FILE, or POLLEN_ENROLLMENT_POLICY', async () => {
     const builtIn = await pollen(['policy', 'check', '--json']);
     expect(builtIn.json()).toMatchObject({ source: 'built-in', project: 'pollen-default' });
-    const env = await pollen(['policy', 'check', '--json'], { POLLEN_ENROLLMENT_POLICY: custom });
+    const env = await pollen(['policy', 'check', '--json', '--admin-email', 'fl-admins@example.org'], {
+      POLLEN_ENROLLMENT_POLICY: custom,
+      POLLEN_SMTP_URL: 'smtp://mail.example.org:25',
+    });
     expect(env.json()).toMatchObject({ source: custom, project: 'my-federation' });
+  });
+
+  it('reports everything the Certificate Service would refuse at start, naming the field and the flag', async () => {
+    const r = await pollen(['policy', 'check', custom]);
+    expect(r.code).toBe(ExitCode.INVALID_INPUT);
+    expect(r.stderr).toContain(
+      `error[POLICY_INVALID]: The Certificate Service cannot run enrollment policy ${custom}, 2 problems:`,
+    );
+    expect(r.stderr).toMatch(
+      /notifications\.channels\.email\.enabled \(line 42\): e-mail is enabled but the service has no SMTP relay: start it with --smtp-url smtp:\/\/HOST:PORT \(or POLLEN_SMTP_URL\), or set this to false/,
+    );
+    expect(r.stderr).toMatch(
+      /notifications\.channels\.email\.to \(line 41\): lists no recipient and the service has no --admin-email/,
+    );
+    expect(r.stderr).toContain('hint: Change the field or give the service the flag named above');
+    // Each setting fixes its own problem; --json names what is left.
+    const half = await pollen([
+      'policy',
+      'check',
+      custom,
+      '--json',
+      '--smtp-url',
+      'smtp://mail.example.org:25',
+    ]);
+    expect(half.code).toBe(ExitCode.INVALID_INPUT);
+    expect(half.json()).toMatchObject({
+      ok: false,
+      error: { code: 'POLICY_INVALID', issues: [{ path: 'notifications.channels.email.to', line: 41 }] },
+    });
+    expect((half.json()['error'] as { issues: unknown[] }).issues).toHaveLength(1);
   });
 
   it('an invalid policy: POLICY_INVALID naming field and line, exit 3', async () => {

@@ -172,12 +172,18 @@ describe('pollen start against the Certificate Service', () => {
     const kit = await makeKit('clinic-1');
     const run = background(['start', kit, '--enroll-only', '--poll-interval', '0.1', '--json']);
     const req = await waitForPending('clinic-1');
-    for (let i = 0; i < 100 && !/waiting for approval/.test(run.stderr()); i++)
+    for (let i = 0; i < 100 && !/still waits for approval/.test(run.stderr()); i++)
       await new Promise((r) => setTimeout(r, 50));
+    // What it waits for, the command that approves it, the documented limit; then progress.
+    expect(run.stderr()).toContain(
+      [
+        `waiting for an admin to approve request ${req.id} of client "clinic-1"`,
+        `  an admin approves it with: pollen enrollment approve ${req.id} --cert-service ${svc.url}`,
+        '  waiting up to 24h; stopping keeps the request, and the next start resumes it',
+      ].join('\n'),
+    );
     expect(run.stderr()).toMatch(
-      new RegExp(
-        `waiting for approval of request ${req.id} \\(pending \\d+s\\) — an admin can run: pollen enrollment approve clinic-1`,
-      ),
+      new RegExp(`request ${req.id} still waits for approval \\(\\d+s so far, waiting up to 24h\\)`),
     );
     await admin.approve({ names: ['clinic-1'] });
     const r = await run.done;
@@ -212,6 +218,74 @@ describe('pollen start against the Certificate Service', () => {
     expect(JSON.parse(second.stdout)).toMatchObject({ action: 'enrolled', requestId: err.requestId });
     expect(readFileSync(join(kit, 'startup/clinic-2.key'), 'utf8')).toBe(keyBefore);
     expect(existsSync(join(kit, 'startup/enrollment_state.json'))).toBe(false);
+  });
+
+  it('tells every kit type what it waits for, and the command it prints approves it', async () => {
+    const signer = loadTokenSigner(caDir);
+    const kinds = [
+      { type: 'client', name: 'ward-1', token: 'client', endpoint: 'grpcs://link.example.org:9092' },
+      { type: 'server', name: 'link-1', token: 'server', endpoint: 'grpcs://0.0.0.0:9092:9093' },
+      { type: 'relay', name: 'edge-1', token: 'relay', endpoint: 'grpcs://link.example.org:9092' },
+      {
+        type: 'admin',
+        name: 'alice@example.org',
+        token: 'user',
+        endpoint: 'grpcs://link.example.org:9092:9093',
+      },
+    ] as const;
+    for (const k of kinds) {
+      const kit = join(tmp, `waiting-${k.type}`);
+      const t = issueToken(signer, { subject: k.name, type: k.token, policy: loadPolicy(policyFile) }).token;
+      const made = await pollen(
+        ['package', '-n', k.name, '-t', k.type, '-e', k.endpoint, '-o', kit, '-c', caDir],
+        { POLLEN_CERT_SERVICE_URL: svc.url, POLLEN_ENROLLMENT_TOKEN: t },
+      );
+      expect(made.code, made.stderr).toBe(0);
+      const waited = await pollen(['start', kit, '--enroll-only', '--token', t, '--poll-interval', '0.2'], {
+        POLLEN_MAX_WAIT: '1',
+      });
+      expect(waited.code, waited.stderr).toBe(ExitCode.PENDING);
+      const id = readEnrollmentState(loadKit(kit))!.requestId!;
+      const approve = `pollen enrollment approve ${id} --cert-service ${svc.url}`;
+      expect(waited.stderr).toContain(
+        `waiting for an admin to approve request ${id} of ${k.type} "${k.name}"`,
+      );
+      expect(waited.stderr).toContain(`an admin approves it with: ${approve}\n  waiting up to 1s`);
+      expect(waited.stderr).toMatch(
+        new RegExp(
+          `error\\[ENROLLMENT_PENDING\\]: Request ${id} of ${k.type} "${k.name}" is still waiting for approval after \\d+s`,
+        ),
+      );
+      expect(waited.stderr).toContain(`hint: An admin approves it with: ${approve}.`);
+
+      const approved = await pollen(approve.split(' ').slice(1), {
+        POLLEN_API_KEY: API_KEY,
+        POLLEN_CA_CERT: join(caDir, 'rootCA.pem'),
+      });
+      expect(approved.code, approved.stderr).toBe(0);
+      expect(approved.stdout).toContain(`approved`);
+      expect(approved.stdout).toContain(k.name);
+      const resumed = await pollen(['start', kit, '--enroll-only']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stdout).toContain('Enrollment successful. Certificate saved to:');
+    }
+  });
+
+  it('takes the wait limit as seconds or a duration, from --max-wait or POLLEN_MAX_WAIT', async () => {
+    const kit = await makeKit('hospital-limit');
+    for (const [args, env] of [
+      [['--max-wait', 'soon'], {}],
+      [[], { POLLEN_MAX_WAIT: 'soon' }],
+    ] as const) {
+      const bad = await pollen(['start', kit, '--enroll-only', '--json', ...args], env);
+      expect(bad.code).toBe(ExitCode.USAGE);
+      expect(JSON.parse(bad.stdout).error).toMatchObject({
+        code: 'INVALID_ARGUMENT',
+        message: '--max-wait takes seconds or a duration like 30m, 2h or 1d (got "soon")',
+      });
+    }
+    const r = await pollen(['start', kit, '--enroll-only', '--json'], { POLLEN_MAX_WAIT: '1h30m' });
+    expect(r.code, r.stderr).toBe(0);
   });
 
   it('stops with exit 9 and the reason when an admin rejects', async () => {

@@ -23,7 +23,7 @@ import { issueToken, loadTokenSigner } from '../src/enrollment/token.js';
 import { ExitCode } from '../src/errors.js';
 import { initCa } from '../src/pki/ca.js';
 import { ensureBuilt, pollenInProcess } from './support/cli.js';
-import { cliEnv } from './support/federation.js';
+import { cliEnv, groupPids } from './support/federation.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -483,9 +483,10 @@ exit "\${code:-0}"
     expect(r.stdout).toMatch(/stopped with exit code 9/);
   });
 
-  it('sub_start.sh stops on usage and unauthorised errors, and on success', async () => {
+  it('sub_start.sh stops on usage and unauthorised errors, after the wait for approval, and on success', async () => {
     for (const [codes, expected] of [
       [[ExitCode.UNAUTHORIZED], ExitCode.UNAUTHORIZED],
+      [[ExitCode.PENDING], ExitCode.PENDING],
       [[ExitCode.USAGE], ExitCode.USAGE],
       [[0], 0],
     ] as const) {
@@ -524,6 +525,8 @@ exit "\${code:-0}"
     expect(stop.status, stop.stderr).toBe(0);
     expect(stop.stdout).toMatch(/Stopped bg-1/);
     expect(() => process.kill(pid, 0)).toThrow();
+    // The stand-in's `sleep 60` was in the supervisor's process group: nothing of it is left.
+    expect(groupPids(pid)).toEqual([]);
     expect(existsSync(join(out, 'pollen.pid'))).toBe(false);
   });
 

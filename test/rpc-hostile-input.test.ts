@@ -247,7 +247,7 @@ describe('a deadline longer than a timer can hold', () => {
 });
 
 describe('a SuperNode pointed at a peer of the project that is not a server', () => {
-  it('reports PEER_NOT_SERVER, not INTERNAL', async () => {
+  it('stops with PEER_NOT_SERVER, not INTERNAL, and does not retry', async () => {
     // A relay certificate may serve TLS for 127.0.0.1, but it is no SuperLink.
     const relay = await createSiteCertificate(pki.ca, {
       name: 'relay-1',
@@ -266,7 +266,7 @@ describe('a SuperNode pointed at a peer of the project that is not a server', ()
       },
       routes: () => {},
     });
-    const events: string[] = [];
+    const retries: string[] = [];
     const node = await startSuperNode({
       superlink: impostor.url,
       tls: site,
@@ -274,15 +274,16 @@ describe('a SuperNode pointed at a peer of the project that is not a server', ()
       workDir: join(t.dir, 'node'),
       log: pino({ level: 'silent' }),
       onEvent: (e) => {
-        if (e.kind === 'disconnected') events.push(e.error);
+        if (e.kind === 'disconnected') retries.push(e.error);
       },
     });
     try {
-      const deadline = Date.now() + 10_000;
-      while (events.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(events[0]).toMatch(
-        /^PEER_NOT_SERVER: The peer at .* is not a Pollen server: its certificate carries a relay identity/,
+      const err = await node.failed;
+      expect([err.code, err.exitCode]).toEqual(['PEER_NOT_SERVER', 5]);
+      expect(err.message).toMatch(
+        /^The peer at .* is not a Pollen server: its certificate carries a relay identity/,
       );
+      expect(retries).toEqual([]);
     } finally {
       await node.close();
       await impostor.close();

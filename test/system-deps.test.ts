@@ -23,7 +23,7 @@ function listed(): Map<string, string> {
 }
 
 /** The programs a source file starts: the first argument of a process call, or a path constant. */
-export function programsStarted(source: string): string[] {
+function programsStarted(source: string): string[] {
   const found = new Set<string>();
   const call = /\b(?:spawn|spawnSync|execFile|execFileSync|execSync|asPostgres)\(\s*['"`]([^'"`\s]+)/g;
   const constant = /=\s*['"]\/(?:usr\/)?s?bin\/([\w.-]+)['"]/g;

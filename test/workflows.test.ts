@@ -218,5 +218,5 @@ describe('auto-scale workflow: the demo runs it with real processes', () => {
     } finally {
       process.kill(s.certServicePid, 'SIGTERM');
     }
-  });
+  }, 180_000); // a Certificate Service and four sites as processes: minutes on a busy 2-core machine
 });

@@ -1,7 +1,8 @@
 /**
  * The Grid a ServerApp process gets: ServerAppIo calls to its SuperLink. Arrays travel as chunks
  * pushed before the instructions that reference them; replies' chunks are pulled only when
- * missing. It counts the bytes each round moves for the run's metrics.
+ * missing. It counts what each round moves (bytes) and how its messages ended (replies with
+ * content, failures) for the run's metrics.
  */
 import type { Client } from '@connectrpc/connect';
 import { isPollenError, PollenError } from '../errors.js';
@@ -35,6 +36,9 @@ export class RemoteGrid implements Grid {
   #stopped = false;
   #bytesSent = 0;
   #bytesReceived = 0;
+  /** Replies with content, and error replies or unanswered messages, since the last report. */
+  #replies = 0;
+  #failures = 0;
   /** Chunks this grid sent or received: the SuperLink may hold them, so they are asked about. */
   readonly #known = new Set<string>();
 
@@ -125,13 +129,17 @@ export class RemoteGrid implements Grid {
     for (const w of wires) {
       this.#bytesReceived += wireBytes(w);
       const failure = failed.get(w.metadata?.srcNodeId ?? '');
+      let reply: Message;
       try {
         if (failure) throw failure;
-        out.push(await messageFromWire(w, (id) => store.get(id)));
+        reply = await messageFromWire(w, (id) => store.get(id));
       } catch (e) {
         // One node's unreadable reply is that node's failure, not the whole round's.
-        out.push(unreadable(w, e));
+        reply = unreadable(w, e);
       }
+      if (reply.hasContent()) this.#replies++;
+      else this.#failures++;
+      out.push(reply);
     }
     return out;
   }
@@ -162,10 +170,12 @@ export class RemoteGrid implements Grid {
       }
     }
     if (this.#stopped) throw new PollenError('RUN_STOPPED', `Run ${this.runId} was stopped`);
+    // Messages still unanswered at the deadline failed too (as a strategy's NO_REPLY).
+    this.#failures += waiting.size;
     return replies;
   }
 
-  /** Store a round's metrics with the bytes moved since the previous report. */
+  /** Store a round's metrics with the bytes moved and the replies and failures since the previous report. */
   async reportRound(report: RoundReport): Promise<void> {
     const round = {
       round: report.round,
@@ -173,9 +183,13 @@ export class RemoteGrid implements Grid {
       nodeIds: [...report.nodeIds],
       bytesSent: BigInt(this.#bytesSent),
       bytesReceived: BigInt(this.#bytesReceived),
+      replies: this.#replies,
+      failures: this.#failures,
     };
     this.#bytesSent = 0;
     this.#bytesReceived = 0;
+    this.#replies = 0;
+    this.#failures = 0;
     await this.#call(() => this.#client.reportRound({ round }));
   }
 }

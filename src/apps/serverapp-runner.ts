@@ -21,7 +21,6 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
     const { run, artefactLimits } = await client.getRunInfo({}).catch((e) => {
       throw fromConnectError(e);
     });
-    const app = await loadServerApp(o.appPath);
     const chunks = channel.chunks(client);
     const context = createContext({
       runId: o.runId,
@@ -32,6 +31,8 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
     const grid = new RemoteGrid(client, chunks, o.runId);
     let outcome: { subStatus: string; reason: string };
     try {
+      // Loaded inside: a module without its ServerApp fails the run with that reason and code.
+      const app = await loadServerApp(o.appPath);
       await app.run(grid, context);
       outcome = { subStatus: 'completed', reason: '' };
     } catch (e) {

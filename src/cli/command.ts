@@ -72,6 +72,35 @@ export function untilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
+/**
+ * Wait for SIGINT or SIGTERM, or for `other`, whichever comes first; the signal handlers go
+ * either way. Resolves with `{ value }` of `other`, or `{ signal }` on a signal.
+ */
+export function untilSignalOr<T>(other: Promise<T>): Promise<{ value: T } | { signal: NodeJS.Signals }> {
+  return new Promise((res, rej) => {
+    const settle = (): void => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    };
+    const onSignal = (signal: NodeJS.Signals): void => {
+      settle();
+      res({ signal });
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    other.then(
+      (value) => {
+        settle();
+        res({ value });
+      },
+      (e: unknown) => {
+        settle();
+        rej(e);
+      },
+    );
+  });
+}
+
 export function requireCaPath(ca: string | undefined): string {
   const dir = ca?.trim();
   if (!dir)

@@ -1,9 +1,11 @@
 /** A Control API client for the federation named on the command line (or the default one). */
 import type { Client } from '@connectrpc/connect';
 import { Control } from '../gen/pollen/v1/control_pb.js';
+import { type Endpoint, explainCallFailure } from '../transport/call-failure.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { openChannel } from '../transport/rpc-client.js';
 import { configPath, type Federation, loadFederation } from './federations.js';
+import { Reported } from './output.js';
 
 export interface ControlSession {
   federation: Federation;
@@ -24,7 +26,10 @@ export function openControl(name: string | undefined, configFile?: string): Cont
   return { federation, control, chunks: channel.chunks(control), close: () => channel.close() };
 }
 
-/** Open the federation's Control API for `fn`, and close it when `fn` is done. */
+/**
+ * Open the federation's Control API for `fn`, and close it when `fn` is done. A call that failed
+ * on the way (TLS, a wrong address, the SuperLink away) fails with the precise code.
+ */
 export async function withControl<T>(
   name: string | undefined,
   configFile: string | undefined,
@@ -33,7 +38,24 @@ export async function withControl<T>(
   const s = openControl(name, configFile);
   try {
     return await fn(s);
+  } catch (e) {
+    if (e instanceof Reported) throw e;
+    throw await explainCallFailure(e, controlEndpoint(s.federation));
   } finally {
     s.close();
   }
+}
+
+/** The federation's Control API, as failures name it and say what to fix. */
+export function controlEndpoint(f: Federation): Endpoint {
+  return {
+    api: "the SuperLink's Control API",
+    url: f.url,
+    tls: f.tls,
+    hints: {
+      serverCert: `The server's certificate does not chain to the root CA of federation "${f.name}": check its address and its root-certificate or kit (\`pollen federation list\`).`,
+      ourCert: `The SuperLink does not trust the admin certificate of federation "${f.name}": it is from another project or CA. Use an admin kit of this SuperLink's project: \`pollen federation add ${f.name} --address HOST:9093 --kit ADMIN_KIT\`.`,
+      address: `The address of federation "${f.name}" must be the SuperLink's Control API (port 9093 by default), not its Fleet API (9092): \`pollen federation add ${f.name} --address HOST:9093 …\` replaces it.`,
+    },
+  };
 }

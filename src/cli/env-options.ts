@@ -27,6 +27,10 @@ export const policyOption = (
   help = 'enrollment policy YAML (default: built-in)',
 ) => new Option(flags, help).env('POLLEN_ENROLLMENT_POLICY');
 
+/** `--smtp-url URL` / POLLEN_SMTP_URL: the relay of the Certificate Service's e-mail notifications. */
+export const smtpUrlOption = (help = 'SMTP relay for e-mail notifications, smtp://HOST:PORT') =>
+  new Option('--smtp-url <url>', help).env('POLLEN_SMTP_URL');
+
 /** `--log-level LEVEL` / POLLEN_LOG_LEVEL. */
 export const logLevelOption = () =>
   new Option('--log-level <level>', 'fatal, error, warn, info, debug')

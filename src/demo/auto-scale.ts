@@ -196,7 +196,7 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
           '120',
         ]).then((res) => {
           const lines = `${res.stderr}\n${res.stdout}`.split('\n');
-          const waits = lines.filter((x) => /waiting for approval/i.test(x)).slice(0, 1);
+          const waits = lines.filter((x) => /waiting for an admin to approve/.test(x)).slice(0, 1);
           const shown = lines.filter((x) => /pinned|Enrollment successful|rejected/i.test(x));
           for (const l of [...waits, ...shown]) r.line(`[${n}] ${l.replace(/^[›\s]+/, '').trim()}`);
           return res;

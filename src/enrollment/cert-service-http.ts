@@ -23,6 +23,7 @@ import type { z } from 'zod';
 import { type ErrorCode, PollenError } from '../errors.js';
 import { CERT_SERVICE_IDENTITY, isCertServiceIdentity } from '../pki/profiles.js';
 import { isErrorCode } from '../transport/errors.js';
+import { nodeErrorCode, tlsFailure } from '../transport/tls-failure.js';
 
 /** The `code` of the connection error raised when a server is not the Certificate Service. */
 export const NOT_CERT_SERVICE = 'ERR_POLLEN_NOT_CERT_SERVICE';
@@ -118,9 +119,6 @@ export interface CallOptions {
   accept?: string;
   timeoutMs?: number;
 }
-
-const TLS_CODES = /^(ERR_TLS|ERR_SSL|UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_|EPROTO$|HOSTNAME_MISMATCH)/;
-const CHAIN_CODES = /^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_)/;
 
 export class CertServiceHttp {
   readonly base: URL;
@@ -240,7 +238,8 @@ export class CertServiceHttp {
 /**
  * Classify a failure to connect, to finish TLS or to get an answer: CANCELLED (the caller's
  * signal), UNAVAILABLE (no answer in time, cannot connect: retried by the enrollment client),
- * TLS_FAILED (the server's certificate, or not the Certificate Service). A PollenError passes.
+ * TLS_FAILED (the server's certificate, or not the Certificate Service) and the other TLS
+ * failures as transport/tls-failure.ts reads them. A PollenError passes.
  */
 export function connectionFailure(
   e: unknown,
@@ -253,23 +252,18 @@ export function connectionFailure(
     return new PollenError('CANCELLED', `The request to ${service} was cancelled`, { cause: e });
   if ((e as { name?: unknown })?.name === 'TimeoutError')
     return new PollenError('UNAVAILABLE', `${Service} did not answer in time`, { cause: e });
-  const code = errorCode(e);
+  const code = nodeErrorCode(e);
   if (code === NOT_CERT_SERVICE)
     return notCertServiceError(o.origin ?? 'this address', e, '; nothing was sent');
-  if (code && TLS_CODES.test(code)) {
-    const why =
-      code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH'
-        ? 'its certificate is not valid for this host name'
-        : CHAIN_CODES.test(code)
-          ? `its certificate does not chain to ${o.trusted ?? 'the root CA it is checked against'}`
-          : 'the TLS handshake failed';
-    return new PollenError('TLS_FAILED', `TLS to ${service} failed (${code}): ${why}`, {
-      cause: e,
-      hint:
-        o.tlsHint ??
-        'Check the Certificate Service URL; the service must present a certificate from the project CA.',
-    });
-  }
+  const tls = tlsFailure(e, {
+    peer: service,
+    ...(o.trusted !== undefined && { trusted: o.trusted }),
+    hint:
+      o.tlsHint ??
+      'Check the Certificate Service URL; the service must present a certificate from the project CA.',
+    protocolHint: 'Check the Certificate Service URL: https://HOST:8443 of a Pollen Certificate Service.',
+  });
+  if (tls) return tls;
   return new PollenError('UNAVAILABLE', `Cannot reach ${service}${code ? ` (${code})` : ''}`, { cause: e });
 }
 
@@ -279,17 +273,6 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-/** The first string `code` on an error or its causes (undici wraps socket errors, sometimes twice). */
-function errorCode(e: unknown): string | undefined {
-  let cur: unknown = e;
-  for (let i = 0; i < 5 && cur; i++) {
-    const code = (cur as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    cur = (cur as { cause?: unknown }).cause;
-  }
-  return undefined;
 }
 
 /**

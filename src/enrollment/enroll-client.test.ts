@@ -244,9 +244,15 @@ describe('enrollKit', () => {
     expect(r.requestId).toBe('req_1');
     expect(stub.counts.enroll).toBe(1);
     expect(stub.proofs).toEqual({ valid: 3, invalid: 0 });
-    const msg = o.events.find((e) => e.kind === 'pending')!.message;
-    expect(msg).toMatch(
-      /^waiting for approval of request req_1 \(pending \d+s\) — an admin can run: pollen enrollment approve site-\d+$/,
+    const [first, later] = o.events.filter((e) => e.kind === 'pending').map((e) => e.message);
+    const approve = `pollen enrollment approve req_1 --cert-service ${new URL(stub.url).origin}`;
+    expect(first!.split('\n')).toEqual([
+      expect.stringMatching(/^waiting for an admin to approve request req_1 of client "site-\d+"$/),
+      `  an admin approves it with: ${approve}`,
+      '  waiting until it is decided; stopping keeps the request, and the next start resumes it',
+    ]);
+    expect(later).toMatch(
+      /^request req_1 still waits for approval \(\d+s so far, waiting until it is decided\); next check in \d+s$/,
     );
     // Backoff grows and stays under the cap.
     const delays = o.events.flatMap((e) => (e.kind === 'pending' ? [e.nextPollMs] : []));

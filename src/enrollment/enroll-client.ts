@@ -62,7 +62,18 @@ export type EnrollEvent =
   | { kind: 'key-created'; message: string; path: string }
   | { kind: 'key-reused'; message: string; path: string }
   | { kind: 'submitted'; message: string }
-  | { kind: 'pending'; message: string; requestId: string; waitedMs: number; nextPollMs: number }
+  /**
+   * Before each poll of a waiting request; the first one's message says what the request is and
+   * what an admin runs to approve it, the later ones how long it has waited.
+   */
+  | {
+      kind: 'pending';
+      message: string;
+      requestId: string;
+      approveCommand: string;
+      waitedMs: number;
+      nextPollMs: number;
+    }
   | { kind: 'retrying'; message: string; error: PollenError; delayMs: number }
   | { kind: 'issued'; message: string; certPath: string }
   | { kind: 'token-removed'; message: string; path: string };
@@ -382,6 +393,23 @@ const pendingSchema = z.object({
   retryAfter: z.number().min(0).optional(),
 });
 
+/** A waiting site says first what it waits for and what an admin runs, then how long it has waited. */
+function pendingMessage(
+  ctx: Ctx,
+  o: { requestId: string; approveCommand: string; first: boolean; resuming: boolean; nextPollMs: number },
+): string {
+  const { kit } = ctx;
+  const max = ctx.opts.maxWaitMs;
+  const limit = max === undefined ? 'until it is decided' : `up to ${seconds(max)}`;
+  if (!o.first)
+    return `request ${o.requestId} still waits for approval (${seconds(ctx.waited())} so far, waiting ${limit}); next check in ${seconds(o.nextPollMs)}`;
+  return [
+    `${o.resuming ? 'still waiting' : 'waiting'} for an admin to approve request ${o.requestId} of ${kit.config.type} "${kit.config.name}"`,
+    `  an admin approves it with: ${o.approveCommand}`,
+    `  waiting ${limit}; stopping keeps the request, and the next start resumes it`,
+  ].join('\n');
+}
+
 /**
  * While the answer is 202 (pending): record the request, wait (the service's retryAfter, or the
  * backoff; at most until maxWaitMs: ENROLLMENT_PENDING) and poll with a proof of possession.
@@ -396,7 +424,9 @@ async function awaitApproval(
   const { kit } = ctx;
   let answer = first;
   let requestId: string | undefined;
-  let pollNow = state.requestId !== null; // resuming: ask at once
+  const resuming = state.requestId !== null; // ask at once
+  let pollNow = resuming;
+  let polls = 0;
   while (answer.status === 202) {
     const p = pendingSchema.safeParse(answer.json);
     if (!p.success)
@@ -406,22 +436,30 @@ async function awaitApproval(
       state = { ...state, requestId, pollUrl: p.data.pollUrl ?? null, updatedAt: ctx.now().toISOString() };
       writeState(kit, state);
     }
+    const approveCommand = `pollen enrollment approve ${requestId} --cert-service ${session.http.origin}`;
     const retryAfterMs = ctx.opts.pollIntervalMs !== undefined ? 0 : (p.data.retryAfter ?? 0) * 1000;
     const ms = ctx.clampDelay(pollNow ? 0 : ctx.nextDelay(retryAfterMs));
     pollNow = false;
     if (ms === undefined)
       throw new PollenError(
         'ENROLLMENT_PENDING',
-        `Request ${requestId} is still waiting for approval after ${seconds(ctx.waited())}`,
+        `Request ${requestId} of ${kit.config.type} "${kit.config.name}" is still waiting for approval after ${seconds(ctx.waited())}`,
         {
-          hint: `An admin can run: pollen enrollment approve ${kit.config.name}. Run pollen start again to keep waiting (the same request is resumed).`,
-          data: { requestId, pollUrl: state.pollUrl },
+          hint: `An admin approves it with: ${approveCommand}. Start again to keep waiting: the same request is resumed (--max-wait or POLLEN_MAX_WAIT sets how long a start waits).`,
+          data: { requestId, pollUrl: state.pollUrl, approveCommand },
         },
       );
     ctx.emit({
       kind: 'pending',
-      message: `waiting for approval of request ${requestId} (pending ${seconds(ctx.waited())}) — an admin can run: pollen enrollment approve ${kit.config.name}`,
+      message: pendingMessage(ctx, {
+        requestId,
+        approveCommand,
+        first: polls++ === 0,
+        resuming,
+        nextPollMs: ms,
+      }),
       requestId,
+      approveCommand,
       waitedMs: ctx.waited(),
       nextPollMs: ms,
     });

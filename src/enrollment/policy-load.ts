@@ -268,14 +268,34 @@ function duplicateKeys(node: unknown, path: PropertyKey[], lineOf: (n: YamlNode)
   return out;
 }
 
-function invalid(source: string, issues: PolicyIssue[]): PollenError {
+/**
+ * POLICY_INVALID listing every issue with its field and line, under `title` (default: "Invalid
+ * enrollment policy SOURCE"); `hint` replaces the catalogue's.
+ */
+export function invalidPolicy(
+  source: string,
+  issues: PolicyIssue[],
+  o: { title?: string; hint?: string } = {},
+): PollenError {
   const fmt = (i: PolicyIssue) =>
     i.path ? `${i.path} (line ${i.line}): ${i.message}` : `line ${i.line}: ${i.message}`;
+  const title = o.title ?? `Invalid enrollment policy ${source}`;
   const message =
     issues.length === 1
-      ? `Invalid enrollment policy ${source}: ${fmt(issues[0]!)}`
-      : `Invalid enrollment policy ${source}, ${issues.length} problems:\n${issues.map((i) => `  - ${fmt(i)}`).join('\n')}`;
-  return new PollenError('POLICY_INVALID', message, { data: { source, issues } });
+      ? `${title}: ${fmt(issues[0]!)}`
+      : `${title}, ${issues.length} problems:\n${issues.map((i) => `  - ${fmt(i)}`).join('\n')}`;
+  return new PollenError('POLICY_INVALID', message, {
+    data: { source, issues },
+    ...(o.hint !== undefined && { hint: o.hint }),
+  });
+}
+
+/** The line of a field of a loaded policy (of its nearest written parent when it is left out). */
+export function fieldLine(loaded: LoadedPolicy, path: readonly PropertyKey[]): number {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(loaded.text, { lineCounter, uniqueKeys: false });
+  const node = nodeAt(doc, path, true);
+  return node?.range ? lineCounter.linePos(node.range[0]).line : 1;
 }
 
 function parseBytes(bytes: Buffer, source: string): LoadedPolicy {
@@ -285,7 +305,7 @@ function parseBytes(bytes: Buffer, source: string): LoadedPolicy {
   // Duplicate keys are found below (with their path and line), not by the parser.
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   if (doc.errors.length > 0)
-    throw invalid(
+    throw invalidPolicy(
       source,
       doc.errors.map((e) => ({
         path: '',
@@ -296,15 +316,15 @@ function parseBytes(bytes: Buffer, source: string): LoadedPolicy {
   const lineOf = (node: YamlNode | undefined): number =>
     node?.range ? lineCounter.linePos(node.range[0]).line : 1;
   const duplicates = duplicateKeys(doc.contents, [], (n) => lineOf(n));
-  if (duplicates.length > 0) throw invalid(source, duplicates);
+  if (duplicates.length > 0) throw invalidPolicy(source, duplicates);
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 50 });
   } catch (e) {
-    throw invalid(source, [{ path: '', line: 1, message: `YAML: ${(e as Error).message}` }]);
+    throw invalidPolicy(source, [{ path: '', line: 1, message: `YAML: ${(e as Error).message}` }]);
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data))
-    throw invalid(source, [
+    throw invalidPolicy(source, [
       {
         path: '',
         line: lineOf(doc.contents ?? undefined),
@@ -336,7 +356,7 @@ function parseBytes(bytes: Buffer, source: string): LoadedPolicy {
           message: m.message,
         });
     issues.sort((a, b) => a.line - b.line);
-    throw invalid(source, issues);
+    throw invalidPolicy(source, issues);
   }
   const p = result.data;
   const policy: Policy = {

@@ -8,6 +8,7 @@
  * the networked Grid.
  */
 import { PollenError } from '../errors.js';
+import { clip } from '../util/text.js';
 import { CLIENT_ARTEFACTS } from './artefacts.js';
 import { type Context, createContext, type UserConfigValue } from './context.js';
 import { Message, type MessageType, SERVER_NODE_ID } from './message.js';
@@ -176,7 +177,7 @@ export class ClientApp {
         : e instanceof Error
           ? `${e.name}: ${e.message}`
           : `Thrown value: ${String(e)}`;
-    return text.length > MAX_REASON_LENGTH ? `${text.slice(0, MAX_REASON_LENGTH - 1)}…` : text;
+    return clip(text, MAX_REASON_LENGTH);
   }
 }
 

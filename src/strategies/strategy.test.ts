@@ -194,7 +194,8 @@ describe('Strategy.start', () => {
       },
     ]);
     expect(grid.reports[0]?.metrics).toMatchObject({ 'train-failures': 1, 'evaluate-failures': 1 });
-    expect([...(grid.reports[0]?.nodeIds ?? [])].sort()).toEqual(['1', '2', '3']);
+    // The round names the nodes whose model it averaged; the failed one is counted apart.
+    expect([...(grid.reports[0]?.nodeIds ?? [])].sort()).toEqual(['1', '2']);
     expect(lines).toEqual([
       'node 3 train failed: Error: out of memory',
       'node 3 evaluate failed: This ClientApp has no evaluate handler',
@@ -226,7 +227,7 @@ describe('Strategy.start', () => {
       }),
     );
     expect(e.code).toBe('RUN_FAILED');
-    expect(e.message).toBe('Round 1: no node returned a model (2 of 2 failed)');
+    expect(e.message).toBe('Round 1: no node returned a model (2 of 2 failed: CLIENT_APP_RAISED_EXCEPTION)');
   });
 
   it('waits for the minimum number of nodes, asking the grid again with growing pauses', async () => {
@@ -298,5 +299,35 @@ describe('Strategy.start', () => {
     expect((await rejection(start({ numRounds: 1.5 }))).code).toBe('INVALID_ARGUMENT');
     expect((await rejection(start({ timeoutMs: Number.NaN }))).code).toBe('INVALID_ARGUMENT');
     expect((await rejection(start({ initialArrays: {} as ArrayRecord }))).code).toBe('INVALID_ARGUMENT');
+  });
+});
+
+describe('Strategy.start aggregates in node order', () => {
+  /** A grid whose replies arrive in the opposite order of the nodes. */
+  class ReversingGrid extends TestGrid {
+    override async sendAndReceive(messages: Iterable<Message>, options?: SendAndReceiveOptions) {
+      return (await super.sendAndReceive(messages, options)).reverse();
+    }
+  }
+
+  it('hands aggregateTrain and aggregateEvaluate the replies by node id, whatever order they arrived in', async () => {
+    const seen: string[][] = [];
+    class Recording extends FedAvg {
+      override aggregateTrain(round: number, replies: Iterable<Message>) {
+        seen.push([...replies].map((r) => r.metadata.srcNodeId));
+        return super.aggregateTrain(round, replies);
+      }
+      override aggregateEvaluate(round: number, replies: Iterable<Message>) {
+        seen.push([...replies].map((r) => r.metadata.srcNodeId));
+        return super.aggregateEvaluate(round, replies);
+      }
+    }
+    const nodes = { b: node(2, 20), c: node(3, 30), a: node(1, 10) };
+    await new Recording().start({
+      grid: new ReversingGrid(new InMemoryGrid({ runId: 'run', nodes })),
+      initialArrays: initialArrays(),
+      numRounds: 2,
+    });
+    expect(seen).toEqual(Array.from({ length: 4 }, () => ['a', 'b', 'c']));
   });
 });

@@ -231,6 +231,8 @@ describe('ListRuns, GetRunDetails and StopRun', () => {
       nodeIds: ['n1'],
       bytesSent: 10,
       bytesReceived: 20,
+      replies: 1,
+      failures: 2,
     });
     const details = await admin.getRunDetails({ runId: ids[0]! });
     expect(details.run).toMatchObject({ runId: ids[0], status: 'running', createdBy: 'test' });
@@ -242,6 +244,8 @@ describe('ListRuns, GetRunDetails and StopRun', () => {
         nodeIds: ['n1'],
         bytesSent: 10n,
         bytesReceived: 20n,
+        replies: 1,
+        failures: 2,
       }),
     ]);
     expect(await refusal(admin.getRunDetails({ runId: 'feedfacefeedface' }))).toMatchObject({

@@ -4,7 +4,9 @@
  * mutual TLS.
  */
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
+import type { Logger } from 'pino';
 import { readBundle } from '../apps/bundle.js';
+import { runConfigOf } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
@@ -28,6 +30,8 @@ export interface ControlOptions {
   /** Admit only admins of this project (as for SuperNodes). */
   project?: string;
   onKeyUnregistered: (nodeId: string) => void;
+  /** Refused callers are logged here (event `control.refused`). */
+  log?: Pick<Logger, 'warn'>;
 }
 
 function admin(ctx: HandlerContext, o: ControlOptions): string {
@@ -35,6 +39,19 @@ function admin(ctx: HandlerContext, o: ControlOptions): string {
 }
 
 function adminOf(peer: PeerIdentity | undefined, o: ControlOptions): string {
+  try {
+    return checkAdmin(peer, o);
+  } catch (e) {
+    if (e instanceof PollenError)
+      o.log?.warn(
+        { event: 'control.refused', code: e.code, peer: peer?.name, type: peer?.type, reason: e.message },
+        'Control API call refused',
+      );
+    throw e;
+  }
+}
+
+function checkAdmin(peer: PeerIdentity | undefined, o: ControlOptions): string {
   if (!o.requireAdminCert) return peer?.name ?? 'local';
   if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Control API needs an admin certificate');
   if (peer.type !== 'admin')
@@ -90,17 +107,12 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         const fab = await link.registerFab(req.fab);
         // The run config is the app's defaults with the user's overrides, fixed at submission.
         const { manifest } = readBundle(await link.fabBytes(fab.hash));
-        const overrides = configFromWire(req.runConfig);
-        for (const key of Object.keys(overrides))
-          if (!(key in manifest.config))
-            throw new PollenError('INVALID_ARGUMENT', `The app has no run config "${key}"`, {
-              hint: `Its keys: ${Object.keys(manifest.config).join(', ') || '(none)'}`,
-            });
+        const runConfig = runConfigOf(manifest.config, configFromWire(req.runConfig));
         const run = await link.state.createRun({
           fabHash: fab.hash,
           fabName: fab.name,
           fabVersion: fab.version,
-          runConfig: { ...manifest.config, ...overrides },
+          runConfig,
           federation: req.federation || 'default',
           createdBy: who,
         });
@@ -130,6 +142,8 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
             nodeIds: r.nodeIds,
             bytesSent: BigInt(r.bytesSent),
             bytesReceived: BigInt(r.bytesReceived),
+            replies: r.replies,
+            failures: r.failures,
           })),
         };
       }),

@@ -1,9 +1,9 @@
 /**
  * A node's reply is checked before it is stored: malformed metadata that would make the
- * ServerApp fail to rebuild the message is refused for that reply only. Admins of another
- * project are refused by the Control API.
+ * ServerApp fail to rebuild the message is refused for that reply only; an error reply becomes a
+ * line of its run's log. Admins of another project are refused by the Control API.
  */
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { storeBackends } from '../../test/support/backends.js';
 import { linkStates } from '../../test/support/link-states.js';
@@ -42,6 +42,47 @@ describe.each(storeBackends('reply'))('Link.pushReply on %s', (backend, makeUrl)
     expect((await link.pushReply('n1', reply({}))).errorCode).toBeUndefined();
     const [stored] = await state.pullReplies(runId, ['i1']);
     expect(stored && 'payload' in stored).toBe(true);
+  });
+
+  it("writes each error reply into its run's log: which node, what, why, as one clipped line", async () => {
+    const state = await open.state();
+    const { link } = open.link(state);
+    const runId = await runningRun(state, 'a');
+    await state.activateNode({ nodeId: 'n1', name: 'n1', heartbeatIntervalMs: 10_000 });
+    await state.pushInstructions(
+      runId,
+      ['i1', 'i2', 'i3'].map((id) => instruction(id, 'n1')),
+    );
+    const answer = (to: string, body: MessageInitShape<typeof MessageSchema>['body']) =>
+      create(MessageSchema, {
+        metadata: {
+          runId,
+          messageId: `r-${to}`,
+          replyToMessageId: to,
+          messageType: 'train',
+          ttlSeconds: 10,
+          createdAt: BigInt(Date.now()),
+        },
+        body,
+      });
+    const failed = (reason: string) => ({
+      case: 'error' as const,
+      value: { code: 'CLIENT_APP_RAISED_EXCEPTION', reason },
+    });
+    for (const r of [
+      answer('i1', { case: 'content', value: { records: [] } }),
+      // A node cannot forge lines of its own: its text stays on one line.
+      answer('i2', failed('Error: disk full\nrun completed')),
+      answer('i3', failed('x'.repeat(5000))),
+    ])
+      expect((await link.pushReply('n1', r)).errorCode).toBeUndefined();
+    const lines = await state.readLogs(runId);
+    expect(lines.map((l) => l.stream)).toEqual(['system', 'system']);
+    expect(lines[0]!.text).toBe(
+      'node n1 train failed: CLIENT_APP_RAISED_EXCEPTION: Error: disk full run completed',
+    );
+    expect(lines[1]!.text).toHaveLength(1200);
+    expect(lines[1]!.text).toMatch(/^node n1 train failed: CLIENT_APP_RAISED_EXCEPTION: x+…$/);
   });
 });
 

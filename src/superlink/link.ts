@@ -30,6 +30,7 @@ import {
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
+import { clip, oneLine } from '../util/text.js';
 import { Waiters } from '../util/waiters.js';
 import type { ArtefactStore } from './artefacts.js';
 import { sessionContextKey } from './node-auth.js';
@@ -498,6 +499,7 @@ export class Link {
       }
       this.replyQueues.stored(runId, md.messageId, nodeId, payload.byteLength);
       this.replies.notify(runId);
+      if (m.body.case === 'error') await this.#logNodeError(runId, nodeId, md.messageType, m.body.value);
       return { messageId };
     } catch (e) {
       const code = errorCodeOf(e);
@@ -509,6 +511,23 @@ export class Link {
         errorMessage: e instanceof PollenError ? e.message : 'Internal error',
       };
     }
+  }
+
+  /**
+   * A node's error reply becomes a line of its run's log, so whoever follows the run sees which
+   * node failed and why, whatever the ServerApp does with the reply. The text is the node's: one
+   * line, clipped.
+   */
+  async #logNodeError(
+    runId: string,
+    nodeId: string,
+    messageType: string,
+    error: { code: string; reason: string },
+  ): Promise<void> {
+    const text = clip(oneLine(`node ${nodeId} ${messageType} failed: ${error.code}: ${error.reason}`), 1200);
+    await this.state
+      .appendLogs(runId, [{ stream: 'system', text }])
+      .catch((e) => this.log.warn({ err: e, runId, nodeId }, 'logging a node error failed'));
   }
 
   /** Replies for a ServerApp, waiting up to `waitMs` for the first one to arrive. */

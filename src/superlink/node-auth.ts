@@ -72,7 +72,20 @@ export const NODE_AUTH_EVENTS = {
   siteMismatch: 'node.site.mismatch',
   /** A signed request's nonce was already in the store (a restart or another SuperLink saw it). */
   replay: 'node.auth.replay',
+  /** Any Fleet call refused by authentication, with the code the node was answered with. */
+  refused: 'node.refused',
 } as const;
+
+/** Log a refused Fleet call under NODE_AUTH_EVENTS.refused; returns the error to throw on. */
+function refused(o: NodeAuthOptions, e: unknown, method: string, peer: PeerIdentity | undefined): unknown {
+  if (e instanceof PollenError)
+    // An expired session is routine (the node opens a new one at once); the rest is worth a look.
+    o.log?.[e.code === 'NODE_SESSION_EXPIRED' ? 'info' : 'warn'](
+      { event: NODE_AUTH_EVENTS.refused, code: e.code, method, peer: peer?.name, reason: e.message },
+      'SuperNode call refused',
+    );
+  return e;
+}
 
 interface Call {
   values: ContextValues;
@@ -160,14 +173,14 @@ function sessionNode(
  */
 export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeId: string } {
   return (req) => {
-    const known = certificateCaller(o, req.peer, req.headers['pollen-node-name']);
-    if (!o.verifier) return { nodeId: known.nodeId };
-    const nodeId = sessionNode(o, o.verifier, known, {
-      method: bulkAuthMethod(req.method, req.id),
-      body: req.id,
-      headers: req.headers,
-    });
-    return { nodeId };
+    const method = bulkAuthMethod(req.method, req.id);
+    try {
+      const known = certificateCaller(o, req.peer, req.headers['pollen-node-name']);
+      if (!o.verifier) return { nodeId: known.nodeId };
+      return { nodeId: sessionNode(o, o.verifier, known, { method, body: req.id, headers: req.headers }) };
+    } catch (e) {
+      throw refused(o, e, method, req.peer);
+    }
   };
 }
 
@@ -177,6 +190,14 @@ export function fleetBulkAuth(o: NodeAuthOptions): (req: BulkRequest) => { nodeI
  * Synchronous, for the fast gRPC path. Puts the CallingNode in `values`.
  */
 export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
+  try {
+    sessionCall(o, call);
+  } catch (e) {
+    throw refused(o, e, call.method, call.values.get(peerContextKey));
+  }
+}
+
+function sessionCall(o: NodeAuthOptions, call: Call): void {
   const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
   const { name, certFingerprint } = known;
   let { nodeId } = known;
@@ -200,6 +221,14 @@ export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
 export async function authenticateFleetCall(o: NodeAuthOptions, call: Call): Promise<void> {
   const verifier = o.verifier;
   if (!verifier || call.method !== ACTIVATE_METHOD) return authenticateSessionCall(o, call);
+  try {
+    await signedActivation(o, verifier, call);
+  } catch (e) {
+    throw refused(o, e, call.method, call.values.get(peerContextKey));
+  }
+}
+
+async function signedActivation(o: NodeAuthOptions, verifier: RequestVerifier, call: Call): Promise<void> {
   const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
   const signed = verifier.verifySignedRequest({
     method: call.method,

@@ -29,6 +29,10 @@ export interface RoundMetricsInput {
   nodeIds?: string[];
   bytesSent?: number;
   bytesReceived?: number;
+  /** Replies with content to the round's messages. */
+  replies?: number;
+  /** The round's error replies and unanswered messages. */
+  failures?: number;
 }
 export interface RoundMetrics {
   round: number;
@@ -37,9 +41,23 @@ export interface RoundMetrics {
   nodeIds: string[];
   bytesSent: number;
   bytesReceived: number;
+  replies: number;
+  failures: number;
 }
 
 const LOG_STREAMS: readonly LogStream[] = ['stdout', 'stderr', 'system'];
+
+/**
+ * What a completed run's reason says about node failures in its rounds: '' when there were
+ * none, else e.g. "2 of 3 rounds had node errors (3 failures): pollen log RUN shows them".
+ */
+export function nodeErrorSummary(runId: string, rounds: readonly Pick<RoundMetrics, 'failures'>[]): string {
+  const erred = rounds.filter((r) => r.failures > 0);
+  if (erred.length === 0) return '';
+  const failures = erred.reduce((n, r) => n + r.failures, 0);
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  return `${erred.length} of ${plural(rounds.length, 'round')} had node errors (${plural(failures, 'failure')}): pollen log ${runId} shows them`;
+}
 
 export class RunRecords {
   /** Next log seq per run; appends are chained so seqs commit in order (readers page by seq). */
@@ -117,7 +135,7 @@ export class RunRecords {
 
   /**
    * Record a round's metrics. A second call for the same round merges into it (fit and evaluate
-   * report separately): metrics by key, node ids as a union, byte counts added.
+   * report separately): metrics by key, node ids as a union, byte and reply counts added.
    */
   async addRoundMetrics(runId: string, input: RoundMetricsInput): Promise<RoundMetrics> {
     if (!Number.isInteger(input.round) || input.round < 0)
@@ -125,6 +143,11 @@ export class RunRecords {
     for (const [k, v] of Object.entries(input.metrics))
       if (typeof v !== 'number' || !Number.isFinite(v))
         throw new PollenError('INVALID_ARGUMENT', `Metric ${k} must be a finite number`);
+    for (const key of ['replies', 'failures'] as const) {
+      const v = input[key];
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0))
+        throw new PollenError('INVALID_ARGUMENT', `The round's ${key} must be a non-negative integer`);
+    }
     const now = input.at ?? this.now();
     return this.db.transaction().execute(async (tx) => {
       await this.runs.requireRun(runId, tx);
@@ -144,6 +167,8 @@ export class RunRecords {
         ],
         bytesSent: (prev?.bytes_sent ?? 0) + (input.bytesSent ?? 0),
         bytesReceived: (prev?.bytes_received ?? 0) + (input.bytesReceived ?? 0),
+        replies: (prev?.replies ?? 0) + (input.replies ?? 0),
+        failures: (prev?.failures ?? 0) + (input.failures ?? 0),
       };
       const row = {
         run_id: runId,
@@ -153,6 +178,8 @@ export class RunRecords {
         node_ids: JSON.stringify(merged.nodeIds),
         bytes_sent: merged.bytesSent,
         bytes_received: merged.bytesReceived,
+        replies: merged.replies,
+        failures: merged.failures,
       };
       if (prev)
         await tx
@@ -180,6 +207,8 @@ export class RunRecords {
       nodeIds: JSON.parse(r.node_ids),
       bytesSent: r.bytes_sent,
       bytesReceived: r.bytes_received,
+      replies: r.replies,
+      failures: r.failures,
     }));
   }
 }

@@ -18,6 +18,7 @@ import { guard, toConnectError } from '../transport/errors.js';
 import { artefactToWire } from './artefacts.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
+import { nodeErrorSummary } from './run-records.js';
 
 const runIdKey = createContextKey<string | undefined>(undefined, { description: 'authenticated run' });
 
@@ -129,6 +130,8 @@ export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
           nodeIds: r.nodeIds.slice(0, 100_000),
           bytesSent: Number(r.bytesSent),
           bytesReceived: Number(r.bytesReceived),
+          replies: r.replies,
+          failures: r.failures,
         });
         return {};
       }),
@@ -148,7 +151,14 @@ export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
       finishRun: guard(async (req, ctx) => {
         const runId = runOf(ctx);
         const subStatus = req.subStatus === 'completed' ? 'completed' : 'failed';
-        await launcher.finish(runId, subStatus, req.reason);
+        // A run that completed despite failed nodes says so in its final state.
+        const reason =
+          subStatus === 'completed'
+            ? [req.reason, nodeErrorSummary(runId, await link.state.listRoundMetrics(runId))]
+                .filter(Boolean)
+                .join('; ')
+            : req.reason;
+        await launcher.finish(runId, subStatus, reason);
         return {};
       }),
     });

@@ -95,6 +95,9 @@ export interface LinkSchema {
     node_ids: string;
     bytes_sent: number;
     bytes_received: number;
+    /** Replies with content and failed messages of the round (counted by the ServerApp's grid). */
+    replies: number;
+    failures: number;
   };
   /** What a run's ServerApp saved; the bytes are in the artefact store (artefacts.ts). */
   run_artefacts: {
@@ -221,7 +224,17 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
         await db.schema.alterTable('nodes').addColumn('site_bound_by', 'text').execute();
       },
     },
-    '0004_run_artefacts': {
+    '0004_round_replies': {
+      async up(db: Kysely<unknown>) {
+        // Rounds reported before this migration count as having no failures.
+        for (const column of ['replies', 'failures'])
+          await db.schema
+            .alterTable('run_metrics')
+            .addColumn(column, 'integer', (c) => c.notNull().defaultTo(0))
+            .execute();
+      },
+    },
+    '0005_run_artefacts': {
       async up(db: Kysely<unknown>) {
         await db.schema
           .createTable('run_artefacts')

@@ -6,10 +6,10 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { isPollenError } from '../errors.js';
+import { PollenError } from '../errors.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
-import { type RpcServer, startRpcServer } from '../transport/rpc-server.js';
+import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
 import { ArtefactStore } from './artefacts.js';
 import { type CollectorOptions, startCollector } from './collector.js';
@@ -114,10 +114,16 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     o.tls && o.crl
       ? new RevocationList({ ...o.crl, ca: `${o.tls.ca}\n${o.tls.cert}`, log: o.log })
       : undefined;
-  const admitPeer = (peer: PeerIdentity): string | undefined =>
-    revocations?.isRevoked(peer.serial) ? `certificate ${peer.serial} of ${peer.name} is revoked` : undefined;
-  const onRefused = (reason: string, peer: PeerIdentity | undefined): void =>
-    o.log.warn({ peer: peer?.name, reason }, 'connection refused');
+  // A revoked certificate completes the handshake (it is from our CA) and is told so on each call.
+  const admitPeer = (peer: PeerIdentity): PollenError | undefined =>
+    revocations?.isRevoked(peer.serial)
+      ? new PollenError('CERT_REVOKED', `The certificate of ${peer.name} (serial ${peer.serial}) was revoked`)
+      : undefined;
+  const onRefused = ({ event, reason, code, peer }: PeerRefusal): void =>
+    o.log.warn(
+      { event, code, peer: peer?.name, type: peer?.type, serial: peer?.serial, reason },
+      'connection refused',
+    );
   const fleetAuth = { state, verifier, project: o.project, insecure: !o.tls, log: o.log };
   let serverAppIoUrl = '';
   const launcher = new RunLauncher({
@@ -129,6 +135,8 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     await revocations?.start();
     const appIo = await startRpcServer({
       log: o.log,
+      name: 'the ServerAppIo API',
+      addressOption: '--serverappio-address',
       host: o.serverAppIo.host,
       port: o.serverAppIo.port,
       routes: serverAppIoRoutes(link, launcher),
@@ -143,6 +151,8 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     serverAppIoUrl = appIo.url;
     const fleet = await startRpcServer({
       log: o.log,
+      name: 'the Fleet API',
+      addressOption: '--fleet-address',
       host: o.fleet.host,
       port: o.fleet.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
@@ -162,9 +172,12 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       requireAdminCert: !!o.tls,
       project: o.project,
       onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
+      log: o.log,
     };
     const control = await startRpcServer({
       log: o.log,
+      name: 'the Control API',
+      addressOption: '--control-address',
       host: o.control.host,
       port: o.control.port,
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
@@ -203,7 +216,6 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     revocations?.stop();
     await Promise.all(servers.map((s) => s.close()));
     await state.close();
-    if (isPollenError(e)) throw e;
     throw e;
   }
 }

@@ -63,6 +63,7 @@ function start(
     runs,
     onConnected: (id) => events.push(`connected ${id}`),
     onDisconnected: (error, retryInMs) => events.push(`${error.split(':')[0]}, retry in ${retryInMs}`),
+    onRefused: (error) => events.push(`refused ${error.code}`),
     ...o,
   });
   const loops = session.run(async () => {});
@@ -241,9 +242,9 @@ describe('heartbeats', () => {
     expect(activations).toBe(2);
   });
 
-  it('refused for good break the connection at once; refused for a while (UNAVAILABLE, RATE_LIMITED) do not', async () => {
+  it('refused otherwise (INTERNAL) break the connection at once; refused for a while (UNAVAILABLE, RATE_LIMITED) do not', async () => {
     const clock = newClock();
-    const answers = ['UNAVAILABLE', 'RATE_LIMITED', 'NODE_NOT_REGISTERED'];
+    const answers = ['UNAVAILABLE', 'RATE_LIMITED', 'INTERNAL'];
     let activations = 0;
     const { session, events } = start(clock, {
       activateNode: () => ({ nodeId: `n${++activations}` }),
@@ -258,7 +259,7 @@ describe('heartbeats', () => {
     await clock.advance(20_000);
     expect(events).toEqual(['connected n1']);
     await clock.advance(10_000);
-    await vi.waitFor(() => expect(events).toEqual(['connected n1', 'NODE_NOT_REGISTERED, retry in 500']));
+    await vi.waitFor(() => expect(events).toEqual(['connected n1', 'INTERNAL, retry in 500']));
     await clock.advance(500);
     await vi.waitFor(() => expect(events.at(-1)).toBe('connected n2'));
   });
@@ -357,5 +358,63 @@ describe('the poll loop', () => {
     await vi.waitFor(() => expect(clock.sleeping).toBe(2));
     await clock.advance(2_000);
     expect(pulls.map((t) => t - t0)).toEqual([0, 500, 1_000, 1_500, 2_000]);
+  });
+});
+
+describe('refusals no retry changes', () => {
+  it('at activation (NODE_NOT_REGISTERED): the node stops, asks nothing more and says why', async () => {
+    const clock = newClock();
+    let activations = 0;
+    const { session, events } = start(clock, {
+      activateNode: () => {
+        activations++;
+        throw refuse('NODE_NOT_REGISTERED');
+      },
+    });
+    await vi.waitFor(() => expect(events).toEqual(['refused NODE_NOT_REGISTERED']));
+    await clock.advance(600_000);
+    expect(activations).toBe(1);
+    expect(session.refused?.code).toBe('NODE_NOT_REGISTERED');
+    expect(clock.sleeping).toBe(0);
+  });
+
+  it('on a heartbeat (CERT_REVOKED): the waiting poll ends and the node stops', async () => {
+    const clock = newClock();
+    let pulls = 0;
+    const { session, events } = start(clock, {
+      activateNode: () => ({ nodeId: 'n1' }),
+      heartbeat: () => {
+        throw refuse('CERT_REVOKED');
+      },
+      pullMessages: (req, ctx) => {
+        pulls++;
+        return idlePoll(req, ctx);
+      },
+    });
+    await session.ready;
+    await clock.advance(10_000);
+    await vi.waitFor(() => expect(events).toEqual(['connected n1', 'refused CERT_REVOKED']));
+    await clock.advance(600_000);
+    expect([pulls, session.connected]).toEqual([1, false]);
+  });
+
+  it('a failure on the way is read by `explain`: a TLS refusal stops the node, an outage is retried', async () => {
+    const clock = newClock();
+    const verdicts = ['UNAVAILABLE', 'CERT_NOT_ACCEPTED'] as const;
+    let asked = 0;
+    const { events } = start(
+      clock,
+      {
+        activateNode: () => {
+          throw new Error('socket hang up');
+        },
+      },
+      { explain: async () => new PollenError(verdicts[asked++]!, 'explained') },
+    );
+    await vi.waitFor(() => expect(events).toEqual(['UNAVAILABLE, retry in 500']));
+    await clock.advance(500);
+    await vi.waitFor(() =>
+      expect(events).toEqual(['UNAVAILABLE, retry in 500', 'refused CERT_NOT_ACCEPTED']),
+    );
   });
 });

@@ -2,7 +2,9 @@
  * The node's session with the SuperLink. Two tasks share the node's one HTTP/2 connection (each
  * call is its own stream):
  *  - the poll loop: activate, then long-poll PullMessages (wait_ms = pollWaitMs), hand what comes
- *    over, poll again; when the SuperLink is away or refuses, reconnect with backoff;
+ *    over, poll again; when the SuperLink is away or refuses for now, reconnect with backoff;
+ *    when it refuses for good (fleet-call.ts `permanent`: not registered, revoked, wrong CA or
+ *    address…), stop both tasks and report the refusal (`onRefused`);
  *  - the ticker (independent of the poll): a Heartbeat when one is due, so a poll waiting on the
  *    SuperLink never delays one, and a new node-key session before the current one ends. The
  *    heartbeat names the node's open runs and the answer says which finished; with an older
@@ -17,7 +19,7 @@ import type { Logger } from 'pino';
 import type { PollenError } from '../errors.js';
 import type { WireMessage } from '../transport/wire.js';
 import type { SessionHolder } from './fleet-auth.js';
-import { call, type FleetClient, remoteError, transient } from './fleet-call.js';
+import { call, type FleetClient, permanent, remoteError, transient } from './fleet-call.js';
 import { type NodeTime, pause } from './node-time.js';
 
 /** What the session needs of the node's runs. */
@@ -47,8 +49,19 @@ export interface FleetSessionOptions {
   /** Aborted when the node closes: the loops and their waits end. */
   signal: AbortSignal;
   runs: RunWatch;
+  /**
+   * What a failed call means (default: the code the SuperLink sent, `remoteError`); the node's
+   * explains transport failures too (a TLS refusal, a wrong address: fleet-call.ts).
+   */
+  explain?: (e: unknown) => Promise<PollenError>;
+  /**
+   * Connection changes, for an embedder that reports them itself (the CLI prints them): the log
+   * then keeps them at debug, so a file that takes both (a kit's log.txt) holds each once.
+   */
   onConnected?: (nodeId: string) => void;
   onDisconnected?: (error: string, retryInMs: number) => void;
+  /** Refused for good: both tasks ended. */
+  onRefused?: (error: PollenError) => void;
 }
 
 /** The most runs one heartbeat names. */
@@ -72,6 +85,8 @@ export class FleetSession {
   #renewAt = Number.POSITIVE_INFINITY;
   /** The SuperLink reports finished runs on heartbeats (runs_checked). */
   #runsOnHeartbeat = false;
+  /** Why the SuperLink refused this node for good; the loops end once it is set. */
+  #refused: PollenError | undefined;
 
   constructor(private readonly o: FleetSessionOptions) {
     this.ready = new Promise((r) => {
@@ -95,6 +110,11 @@ export class FleetSession {
     return this.#connected;
   }
 
+  /** Why the SuperLink refused this node for good, once it did. */
+  get refused(): PollenError | undefined {
+    return this.#refused;
+  }
+
   /** Whether the node holds a node-key session (node-key mode, once activated). */
   get hasSession(): boolean {
     return this.o.holder.session !== undefined;
@@ -116,20 +136,20 @@ export class FleetSession {
     this.#wake?.abort();
   }
 
-  /** DeactivateNode, when connected (closing). */
+  /** DeactivateNode, when connected (closing: a SuperLink that does not answer is not waited for). */
   async deactivate(): Promise<void> {
-    if (this.#connected) await this.o.fleet.deactivateNode({}).catch(() => {});
+    if (this.#connected) await this.o.fleet.deactivateNode({}, { timeoutMs: 2_000 }).catch(() => {});
   }
 
   /** ActivateNode: signed with the node key in node-key mode, it also opens a fresh session. */
   async #activateCall() {
     const { fleet, holder, time } = this.o;
     const res = await call(() =>
-      fleet.activateNode({
-        heartbeatIntervalMs: this.o.heartbeatMs,
-        name: this.o.name,
-        instanceId: this.#instanceId,
-      }),
+      fleet.activateNode(
+        { heartbeatIntervalMs: this.o.heartbeatMs, name: this.o.name, instanceId: this.#instanceId },
+        // Closing ends an activation in flight, also one a SuperLink that does not answer holds.
+        { signal: this.o.signal },
+      ),
     );
     holder.session = res.session
       ? { sessionId: res.session.sessionId, secret: res.session.secret }
@@ -150,7 +170,10 @@ export class FleetSession {
     this.#dropped = undefined;
     // Activation counts as the first heartbeat.
     this.#lastHeartbeat = this.o.time.now();
-    this.o.log.info({ nodeId: this.#nodeId, superlink: this.o.superlink }, 'connected to the SuperLink');
+    this.o.log[this.o.onConnected ? 'debug' : 'info'](
+      { nodeId: this.#nodeId, superlink: this.o.superlink },
+      'connected to the SuperLink',
+    );
     this.o.onConnected?.(this.#nodeId);
     this.#resolveReady(this.#nodeId);
     this.reschedule();
@@ -166,6 +189,7 @@ export class FleetSession {
 
   async #pollLoop(handle: (message: WireMessage) => Promise<void>): Promise<void> {
     const { fleet, time, log, signal, pollWaitMs } = this.o;
+    const explain = this.o.explain ?? (async (e: unknown) => remoteError(e));
     let backoff = 500;
     while (!signal.aborted) {
       try {
@@ -193,7 +217,12 @@ export class FleetSession {
         const why = this.#dropped;
         this.#dropped = undefined;
         if (why === 'reactivate') continue;
-        const err = why ?? remoteError(e);
+        const err = await explain(why ?? e);
+        if (signal.aborted) break;
+        if (permanent(err)) {
+          this.#stop(err);
+          break;
+        }
         const retryInMs = Math.round(backoff * (0.75 + time.random() * 0.5));
         if (err.code === 'RATE_LIMITED' && this.#connected) {
           // Past the request rate: wait, then poll again on the same connection.
@@ -201,9 +230,15 @@ export class FleetSession {
         } else {
           this.#connected = false;
           if (err.code === 'NODE_SESSION_EXPIRED') continue;
-          log.warn(
-            { code: err.code, reason: err.message, retryInMs },
-            'SuperLink unreachable or refused; retrying',
+          log[this.o.onDisconnected ? 'debug' : 'warn'](
+            {
+              event: 'supernode.retry',
+              code: err.code,
+              reason: err.message,
+              retryInMs,
+              retryAt: new Date(time.now() + retryInMs).toISOString(),
+            },
+            'SuperLink unreachable or refusing for now; retrying',
           );
           this.o.onDisconnected?.(`${err.code}: ${err.message}`, retryInMs);
         }
@@ -213,17 +248,29 @@ export class FleetSession {
     }
   }
 
+  /** Refused for good: end both loops and say so once. */
+  #stop(err: PollenError): void {
+    this.#connected = false;
+    this.#refused = err;
+    this.o.log.error(
+      { event: 'supernode.refused', code: err.code, reason: err.message, hint: err.hint },
+      'refused by the SuperLink; not retrying',
+    );
+    this.#wake?.abort();
+    this.o.onRefused?.(err);
+  }
+
   async #tickLoop(): Promise<void> {
     const { time, signal, log } = this.o;
     let lastTick = Number.NEGATIVE_INFINITY;
     let wake = new AbortController();
-    while (!signal.aborted) {
+    while (!signal.aborted && !this.#refused) {
       // A new controller only after one was used up (woken sooner): most sleeps run to their end.
       if (wake.signal.aborted) wake = new AbortController();
       this.#wake = wake;
       // At most a heartbeat interval: nothing waits longer than that to be looked at again.
       await pause(time, Math.min(this.#nextDue(lastTick) - time.now(), this.o.heartbeatMs), wake.signal);
-      if (signal.aborted) return;
+      if (signal.aborted || this.#refused) return;
       // Woken sooner (a new session, a run opened) with nothing due yet: plan again.
       if (time.now() < this.#nextDue(lastTick)) continue;
       lastTick = time.now();

@@ -80,6 +80,7 @@ export class Instructions {
       throw new PollenError('MESSAGE_INVALID', 'The reply answers no instruction this app received');
     const instruction = s.inFlight.get(md.replyToMessageId);
     s.inFlight.delete(md.replyToMessageId);
+    this.#logAppError(s.runId, reply);
     await this.o.replies.push(reply);
     if (instruction) await this.#dropChunks(chunkIdsOf(instruction));
   }
@@ -95,6 +96,19 @@ export class Instructions {
         .catch(() => {});
     slot.inFlight.clear();
     slot.queue.length = 0;
+  }
+
+  /**
+   * An error reply of the app goes to the site's log too, as the reply says it: an app set to
+   * `errorDetail: 'none'` keeps its error messages out of this log as well.
+   */
+  #logAppError(runId: string, reply: WireMessage): void {
+    if (reply.body.case !== 'error') return;
+    const { code, reason } = reply.body.value;
+    this.o.log.warn(
+      { runId, messageType: reply.metadata?.messageType, code, reason },
+      'the ClientApp failed',
+    );
   }
 
   /** Forget an answered instruction's chunks unless another pending instruction needs them. */
@@ -118,6 +132,7 @@ export class Instructions {
         });
         const incoming = await messageFromWire(message, (id) => chunks.get(id));
         ({ wire: reply, chunks: own } = messageToWire(await app.handle(incoming, slot.context)));
+        this.#logAppError(slot.runId, reply);
       } catch (e) {
         const err = localError(e);
         reply = replies.error(message, err.code, err.message);

@@ -3,15 +3,12 @@
  * relays them unhashed to the ServerApp), then the message; both are retried while the SuperLink
  * is away or rate-limits the node, and after a node-key session ran out.
  */
-import { randomBytes } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { isPollenError } from '../errors.js';
-import { MessageSchema } from '../gen/pollen/v1/records_pb.js';
 import { uploadChunks } from '../transport/chunk-transfer.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
 import type { ChunkStore } from '../transport/chunks.js';
-import { chunkIdsOf, type WireMessage } from '../transport/wire.js';
+import { chunkIdsOf, type WireMessage, wireErrorReply } from '../transport/wire.js';
 import { call, type FleetClient, transient } from './fleet-call.js';
 import { type NodeTime, pause } from './node-time.js';
 
@@ -70,20 +67,10 @@ export class Replies {
 
   /** The error reply to `instruction`: the ServerApp hears at once why it gets no result. */
   error(instruction: WireMessage, code: string, reason: string): WireMessage {
-    const md = instruction.metadata!;
-    return create(MessageSchema, {
-      metadata: {
-        runId: md.runId,
-        messageId: randomBytes(16).toString('hex'),
-        srcNodeId: this.o.nodeId(),
-        dstNodeId: md.srcNodeId,
-        replyToMessageId: md.messageId,
-        groupId: md.groupId,
-        ttlSeconds: md.ttlSeconds,
-        messageType: md.messageType,
-        createdAt: BigInt(this.o.time.now()),
-      },
-      body: { case: 'error', value: { code, reason } },
-    });
+    return wireErrorReply(
+      instruction,
+      { code, reason },
+      { srcNodeId: this.o.nodeId(), now: this.o.time.now() },
+    );
   }
 }

@@ -3,7 +3,9 @@
  * with mutual TLS (and, when the federation asks for it, its registered OpenSSH key), sends
  * heartbeats, pulls instructions, runs each run's ClientApp in a child process that talks to it
  * over ClientAppIo on loopback, and pushes the replies back. It reconnects with backoff and keeps
- * its node id: the id comes from its certificate or key, never from the connection.
+ * its node id: the id comes from its certificate or key, never from the connection. A refusal
+ * that no retry changes (not registered, revoked, another CA, a wrong address) stops it instead:
+ * `failed` says why.
  *
  * This is the composition root: the fleet session (fleet-session.ts: activation, session
  * renewal, heartbeats, the poll loop), the run slots (run-slots.ts, app-process.ts), instruction
@@ -13,6 +15,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import type { SshPrivateKey } from '../pki/openssh.js';
 import type { ClientApp } from '../sdk/app.js';
@@ -27,6 +30,7 @@ import { Waiters } from '../util/waiters.js';
 import { defaultRunner, type RunnerEntry, reapClientApps, spawnClientApp } from './app-process.js';
 import { appTokenBulkAuth, appTokenInterceptor, clientAppIoRoutes } from './clientappio-service.js';
 import { fleetBulkHeaders, fleetClientAuth, type SessionHolder } from './fleet-auth.js';
+import { explainFleetFailure, fleetEndpoint } from './fleet-call.js';
 import { FleetSession } from './fleet-session.js';
 import { Instructions } from './instructions.js';
 import { nodeTime } from './node-time.js';
@@ -90,7 +94,8 @@ export type SuperNodeEvent =
   | { kind: 'connected'; nodeId: string }
   | { kind: 'disconnected'; error: string; retryInMs: number }
   | { kind: 'task'; runId: string; messageId: string; messageType: string }
-  | { kind: 'reply'; runId: string; messageId: string; error?: string };
+  | { kind: 'reply'; runId: string; messageId: string; error?: string }
+  | { kind: 'refused'; error: PollenError };
 
 export interface SuperNode {
   readonly nodeId: string;
@@ -98,6 +103,11 @@ export interface SuperNode {
   readonly clientAppIoUrl: string;
   /** Resolves once connected (activated) the first time. */
   readonly ready: Promise<string>;
+  /**
+   * Resolves when the SuperLink refused this node for good (fleet-call.ts `permanent`): the node
+   * stopped trying; close() it. Never resolves otherwise.
+   */
+  readonly failed: Promise<PollenError>;
   close(): Promise<void>;
 }
 
@@ -146,9 +156,15 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     onOpened: () => session.reschedule(),
     signal,
   });
+  let refusedWith: (e: PollenError) => void = () => {};
+  const failed = new Promise<PollenError>((r) => {
+    refusedWith = r;
+  });
+  const endpoint = fleetEndpoint(o.superlink, o.tls && { ca: o.tls.ca, cert: o.tls.cert, key: o.tls.key });
   const session = new FleetSession({
     fleet,
     holder,
+    explain: (e) => explainFleetFailure(e, endpoint, o.authKey !== undefined),
     name: o.name,
     superlink: o.superlink,
     heartbeatMs,
@@ -158,8 +174,15 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     log,
     signal,
     runs: slots,
-    onConnected: (nodeId) => onEvent?.({ kind: 'connected', nodeId }),
-    onDisconnected: (error, retryInMs) => onEvent?.({ kind: 'disconnected', error, retryInMs }),
+    ...(onEvent && {
+      onConnected: (nodeId: string) => onEvent({ kind: 'connected', nodeId }),
+      onDisconnected: (error: string, retryInMs: number) =>
+        onEvent({ kind: 'disconnected', error, retryInMs }),
+    }),
+    onRefused: (error) => {
+      onEvent?.({ kind: 'refused', error });
+      refusedWith(error);
+    },
   });
   const nodeId = () => session.nodeId;
   const replies = new Replies({
@@ -215,6 +238,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     },
     clientAppIoUrl: appIo?.url ?? '',
     ready: session.ready,
+    failed,
     async close() {
       closing.abort();
       const apps = slots.shutDownAll();

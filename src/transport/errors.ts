@@ -13,6 +13,7 @@ import {
   publicError,
   toPollenError,
 } from '../errors.js';
+import { tlsFailure } from './tls-failure.js';
 
 export const ERROR_CODE_HEADER = 'pollen-error-code';
 
@@ -123,6 +124,8 @@ export function fromConnectError(e: unknown): PollenError {
   if (e instanceof PollenError) return e;
   const ours = pollenCause(e);
   if (ours) return ours;
+  const tls = tlsFailure(e, { peer: 'the server', trusted: 'the root CA you trust' });
+  if (tls) return tls;
   const ce = ConnectError.from(e);
   const header = ce.metadata.get(ERROR_CODE_HEADER);
   if (isErrorCode(header)) {

@@ -17,6 +17,7 @@ import {
   type ConnectRouter,
   type ConnectRouterOptions,
   type ContextValues,
+  createContextKey,
   createContextValues,
   type Interceptor,
 } from '@connectrpc/connect';
@@ -26,8 +27,9 @@ import { type FailureReporter, PollenError } from '../errors.js';
 import { isBulkChunkRequest } from './bulk-protocol.js';
 import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
 import { peerContextKey } from './context.js';
-import { errorBoundary } from './errors.js';
+import { errorBoundary, toConnectError } from './errors.js';
 import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
+import { listenFailure } from './listen-failure.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
 
@@ -61,10 +63,18 @@ export interface RpcServerOptions {
   };
   routes: (router: ConnectRouter) => void;
   interceptors?: Interceptor[];
-  /** Refuse a verified peer (e.g. its serial is on the CRL); the connection is closed. */
-  admitPeer?: (peer: PeerIdentity) => string | undefined;
-  /** Called for refused connections, for logs. */
-  onRefused?: (reason: string, peer: PeerIdentity | undefined) => void;
+  /** What this server is, for messages: "the Fleet API". */
+  name?: string;
+  /** The option that sets its address, for hints: "--fleet-address". */
+  addressOption?: string;
+  /**
+   * Refuse a verified peer (e.g. its serial is on the CRL): every call it makes is answered with
+   * this error, on every path (Connect, fast and bulk routes), after the handshake. A peer whose
+   * certificate is not from our CA never gets that far: the handshake refuses it.
+   */
+  admitPeer?: (peer: PeerIdentity) => PollenError | undefined;
+  /** Called for each refusal (`event`: PEER_EVENTS), for logs. */
+  onRefused?: (refusal: PeerRefusal) => void;
   /**
    * Hot unary methods answered directly on the HTTP/2 stream (grpc-fast.ts); they must do their
    * own authentication, since interceptors do not run for them.
@@ -78,6 +88,53 @@ export interface RpcServerOptions {
    */
   log: Pick<Logger, 'error'>;
 }
+
+/** The stable `event` of a refusal at the connection level (logged by the server's owner). */
+export const PEER_EVENTS = {
+  /** A TLS handshake failed (no certificate, another CA, wrong key usage): the peer got an alert. */
+  handshakeFailed: 'tls.handshake.failed',
+  /** A verified peer is refused (its certificate revoked): its calls are answered with the code. */
+  refused: 'peer.refused',
+  /** An open connection of a peer refused since (a newer CRL) was closed. */
+  closed: 'peer.closed',
+} as const;
+
+export interface PeerRefusal {
+  event: (typeof PEER_EVENTS)[keyof typeof PEER_EVENTS];
+  reason: string;
+  /** The code the peer is answered with (none for a failed handshake). */
+  code?: string;
+  peer?: PeerIdentity;
+}
+
+/** The refusal a peer's calls are answered with, for the Connect pipeline. */
+const refusalContextKey = createContextKey<PollenError | undefined>(undefined, {
+  description: 'refused peer',
+});
+
+/** First in the Connect pipeline after the error boundary: a refused peer's calls end here. */
+const refuseRefusedPeers: Interceptor = (next) => async (req) => {
+  const refusal = req.contextValues.get(refusalContextKey);
+  if (refusal) throw toConnectError(refusal);
+  return next(req);
+};
+
+/** A bulk route / fast route that answers every call with `refusal`. */
+const refusedBulk = (route: BulkChunkRoute, refusal: PollenError): BulkChunkRoute => ({
+  ...route,
+  authorize: () => {
+    throw refusal;
+  },
+});
+const refusedFast = (route: FastUnary, refusal: PollenError): FastUnary => ({
+  ...route,
+  call: () => Promise.reject(refusal),
+});
+
+const NO_IDENTITY = (): PollenError =>
+  new PollenError('UNAUTHENTICATED', 'The client certificate carries no Pollen identity', {
+    hint: 'Use a certificate made by `pollen cert site` or the Certificate Service (it names the participant in a pollen:// URI).',
+  });
 
 export interface RpcServer {
   readonly port: number;
@@ -109,7 +166,7 @@ export function connectPipeline(o: Pick<RpcServerOptions, 'routes' | 'intercepto
       answerUndecodableAsInvalid(router);
     },
     options: {
-      interceptors: [errorBoundary(failureReporter(o.log)), ...(o.interceptors ?? [])],
+      interceptors: [errorBoundary(failureReporter(o.log)), refuseRefusedPeers, ...(o.interceptors ?? [])],
       readMaxBytes: MAX_MESSAGE_BYTES,
       writeMaxBytes: MAX_MESSAGE_BYTES,
     },
@@ -138,10 +195,14 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     peers.set(key, peer);
     return peer;
   };
-  const contextValues = (req: unknown): ContextValues => {
+  /** Checked on every request, so a CRL update applies to the next call of an open connection. */
+  const refusalOf = (peer: PeerIdentity | undefined): PollenError | undefined =>
+    o.tls?.requireClientCert ? (peer ? o.admitPeer?.(peer) : NO_IDENTITY()) : undefined;
+  const contextValues = (req: unknown, peer = peerOf(req as never)): ContextValues => {
     const values = createContextValues();
-    const peer = peerOf(req as never);
     if (peer) values.set(peerContextKey, peer);
+    const refusal = refusalOf(peer);
+    if (refusal) values.set(refusalContextKey, refusal);
     return values;
   };
   const report = failureReporter(o.log);
@@ -163,17 +224,19 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       })
     : http2.createServer({ settings, maxSessionMemory: MAX_SESSION_MEMORY_MB });
   const sockets = new Set<TLSSocket>();
+  /** Connections of refused peers, open only to be answered with the refusal (closed with the server). */
+  const refusedSockets = new Set<TLSSocket>();
   widenServerWindows(server);
   if (o.tls) {
     server.on('secureConnection', (socket: TLSSocket) => {
+      // A refused peer stays connected: each of its calls is answered with the refusal's code.
       const peer = peerIdentity(socket);
-      if (o.tls?.requireClientCert) {
-        const refusal = !peer ? 'the client certificate carries no Pollen identity' : o.admitPeer?.(peer);
-        if (refusal) {
-          o.onRefused?.(refusal, peer);
-          socket.destroy();
-          return;
-        }
+      const refusal = refusalOf(peer);
+      if (refusal) {
+        o.onRefused?.({ event: PEER_EVENTS.refused, reason: refusal.message, code: refusal.code, peer });
+        refusedSockets.add(socket);
+        socket.once('close', () => refusedSockets.delete(socket));
+        return;
       }
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
@@ -181,22 +244,45 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   }
   // Handshake refusals (no certificate, another CA, wrong key usage) are otherwise silent.
   server.on('tlsClientError', (err: Error & { code?: string }) =>
-    o.onRefused?.(`TLS handshake failed: ${err.code ?? err.message}`, undefined),
+    o.onRefused?.({
+      event: PEER_EVENTS.handshakeFailed,
+      reason: `TLS handshake failed: ${err.code ?? err.message}`,
+    }),
   );
   const bulk = o.bulk;
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
-    if (bulk && isBulkChunkRequest(req.url)) void serveBulkChunk(bulk, req, res, peerOf(req), report);
+    const peer = peerOf(req);
+    const refusal = refusalOf(peer);
+    if (bulk && isBulkChunkRequest(req.url))
+      void serveBulkChunk(refusal ? refusedBulk(bulk, refusal) : bulk, req, res, peer, report);
     else {
       const route = fast.size > 0 && isFastCandidate(req) ? fast.get(req.url) : undefined;
-      if (route) void serveFast(route, req, res, contextValues(req), MAX_MESSAGE_BYTES, report);
+      if (route)
+        void serveFast(
+          refusal ? refusedFast(route, refusal) : route,
+          req,
+          res,
+          contextValues(req, peer),
+          MAX_MESSAGE_BYTES,
+          report,
+        );
       else handler(req, res);
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (e) =>
+      reject(
+        listenFailure(e, {
+          host: o.host,
+          port: o.port,
+          what: o.name ?? 'the server',
+          option: o.addressOption,
+        }),
+      ),
+    );
     server.listen(o.port, o.host, () => {
-      server.off('error', reject);
+      server.removeAllListeners('error');
       resolve();
     });
   });
@@ -205,13 +291,16 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   return {
     port,
     url: `${o.tls ? 'https' : 'http'}://${host}:${port}`,
+    /** Close the open connections of peers refused now; refused ones never joined `sockets`. */
     recheckPeers(): number {
       let closed = 0;
       for (const socket of sockets) {
         const peer = peerIdentity(socket);
         const refusal = peer ? o.admitPeer?.(peer) : undefined;
         if (refusal) {
-          o.onRefused?.(refusal, peer);
+          // Calls in flight (a long poll) end with the connection; the peer's next connection is
+          // answered with the code.
+          o.onRefused?.({ event: PEER_EVENTS.closed, reason: refusal.message, code: refusal.code, peer });
           socket.destroy();
           closed++;
         }
@@ -221,6 +310,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
+        for (const socket of refusedSockets) socket.destroy();
         server.close(() => resolve());
         // Sessions of cleartext servers are not in `sockets`; closing the server ends them.
         setTimeout(resolve, 2000).unref();

@@ -9,6 +9,7 @@
  * every chunk is hashed against its id. Failures are PollenErrors: MESSAGE_INVALID,
  * RECORD_INVALID, PAYLOAD_TOO_LARGE and CHUNK_ID_INVALID / CHUNK_MISMATCH / CHUNK_MISSING.
  */
+import { randomBytes } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { PollenError } from '../errors.js';
 import * as pb from '../gen/pollen/v1/records_pb.js';
@@ -238,6 +239,33 @@ export function messageToWire(message: Message, options: ToWireOptions = {}): To
     );
   init.body = { case: 'content', value: { records } };
   return { wire: create(pb.MessageSchema, init), chunks };
+}
+
+/**
+ * Node `srcNodeId`'s error reply to a wire instruction, made without decoding the instruction's
+ * content (a node that cannot handle it need not fetch its arrays).
+ */
+export function wireErrorReply(
+  instruction: WireMessage,
+  error: MessageError,
+  o: { srcNodeId: string; now: number },
+): WireMessage {
+  const md = instruction.metadata;
+  if (md === undefined) throw messageInvalid('Message has no metadata');
+  return create(pb.MessageSchema, {
+    metadata: {
+      runId: md.runId,
+      messageId: randomBytes(16).toString('hex'),
+      srcNodeId: o.srcNodeId,
+      dstNodeId: md.srcNodeId,
+      replyToMessageId: md.messageId,
+      groupId: md.groupId,
+      ttlSeconds: md.ttlSeconds,
+      messageType: md.messageType,
+      createdAt: BigInt(Math.trunc(o.now)),
+    },
+    body: { case: 'error', value: { code: error.code, reason: error.reason } },
+  });
 }
 
 /** The chunk ids a wire message refers to: unique, in order of first use. */

@@ -289,6 +289,8 @@ export interface SuperNodeOptions {
   cert: CertFiles;
   workDir: string;
   partitionId: number;
+  /** More node config, KEY=VALUE each (e.g. num-partitions=2). */
+  nodeConfig?: string[];
   heartbeatSeconds?: number;
   /** OpenSSH private key file (node-key mode). */
   authKey?: string;
@@ -327,6 +329,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNodeProc
     'info',
   ];
   if (o.authKey) args.push('--auth-supernode-private-key', o.authKey);
+  for (const pair of o.nodeConfig ?? []) args.push('--node-config', pair);
   const p = launch(args);
   const node = Object.assign(p, {
     nodeId: '',
@@ -446,6 +449,16 @@ export function childPids(pid: number): number[] {
     .filter((n) => n > 0);
 }
 
+/** The processes (pids) of a process group, from ps. */
+export function groupPids(pgid: number): number[] {
+  const r = spawnSync('ps', ['-eo', 'pid=,pgid='], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter(([pid, group]) => pid! > 0 && group === pgid)
+    .map(([pid]) => pid!);
+}
+
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
@@ -530,6 +543,8 @@ export interface RoundJson {
   round: number;
   metrics: Record<string, number>;
   nodes: string[];
+  replies: number;
+  failures: number;
 }
 
 export interface RunDetails {
@@ -547,9 +562,9 @@ export async function runDetails(fed: Federation, runId: string): Promise<RunDet
   return r.json();
 }
 
-/** `pollen run tiny --json` with run config overrides, without waiting for it; the run's id. */
-export async function startRun(fed: Federation, config: string[]): Promise<string> {
-  const r = await fed.pollen(['run', TINY_APP, FEDERATION, '--json', ...runConfig(config)]);
+/** `pollen run APP --json` (the tiny app unless named) with run config overrides, without waiting for it; the run's id. */
+export async function startRun(fed: Federation, config: string[], app = TINY_APP): Promise<string> {
+  const r = await fed.pollen(['run', app, FEDERATION, '--json', ...runConfig(config)]);
   expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
   return r.json().runId;
 }
@@ -567,12 +582,9 @@ export function finishedRun(fed: Federation, runId: string, timeoutMs = 60_000):
   );
 }
 
-/** `pollen run tiny --stream --json` with run config overrides; expects it to complete. */
-export async function completedRun(fed: Federation, config: string[]): Promise<RunDetails> {
-  const r = await fed.pollen(
-    ['run', TINY_APP, FEDERATION, '--stream', '--json', ...runConfig(config)],
-    90_000,
-  );
+/** `pollen run APP --stream --json` (the tiny app by default) with run config overrides; expects it to complete. */
+export async function completedRun(fed: Federation, config: string[], app = TINY_APP): Promise<RunDetails> {
+  const r = await fed.pollen(['run', app, FEDERATION, '--stream', '--json', ...runConfig(config)], 90_000);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   const out = r.json<RunDetails>();
   expect(out.run).toMatchObject({ status: 'finished', subStatus: 'completed' });

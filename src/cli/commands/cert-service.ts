@@ -1,7 +1,7 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { type CertServiceOptions, certService } from '../cert-service/serve.js';
 import { action } from '../command.js';
-import { apiKeyOption, caOption, policyOption } from '../env-options.js';
+import { apiKeyOption, caOption, policyOption, smtpUrlOption } from '../env-options.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -45,11 +45,7 @@ export function registerCertService(program: Command): void {
       'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',
       '1',
     )
-    .addOption(
-      new Option('--smtp-url <url>', 'SMTP relay for e-mail notifications, smtp://HOST:PORT').env(
-        'POLLEN_SMTP_URL',
-      ),
-    )
+    .addOption(smtpUrlOption())
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
     .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients')
     .addHelpText(

@@ -8,7 +8,7 @@ const HELP = `
 Layout (FLARE's generic package, Pollen names):
   NAME/startup/fed_<type>.json   participant config (name, org, role, endpoint, certificate paths)
   NAME/startup/start.sh          start in the background (log: NAME/log.txt); sub_start.sh supervises
-  NAME/startup/stop.sh           stop it
+  NAME/startup/stop.sh           stop it and everything it started (its process group)
   NAME/startup/enrollment.json   Certificate Service URL and root pin (with --cert-service)
   NAME/startup/enrollment_token  the token, mode 0600 (with --token)
   NAME/startup/manifest.json     every file's SHA-256; signed (manifest.sig) when a CA is at hand

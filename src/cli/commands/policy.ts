@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { SUBJECT_TYPES } from '../../enrollment/policy.js';
 import { action } from '../command.js';
-import { policyOption } from '../env-options.js';
+import { policyOption, smtpUrlOption } from '../env-options.js';
 import { type PolicyCheckOptions, policyCheck } from '../policy/check.js';
 import { type PolicyDefaultOptions, policyDefault } from '../policy/default.js';
 import { type PolicyExplainOptions, policyExplain } from '../policy/explain.js';
@@ -41,10 +41,17 @@ Environment: POLLEN_ENROLLMENT_POLICY names the policy when FILE is left out.`,
 Errors name the field and line, e.g.
   approval.rules[1].action (line 23): must be one of approve, reject, pending
 
+The check also finds what the Certificate Service would refuse at start with its settings: give
+the same --smtp-url (or POLLEN_SMTP_URL) and --admin-email as to \`pollen cert-service\`. A policy
+that passes starts the service.
+
 Examples:
   pollen policy check enrollment_policy.yaml
+  pollen policy check enrollment_policy.yaml --smtp-url smtp://mail.example.com:25
   pollen policy check enrollment_policy.yaml --json     {source, sha256, project, version, policy}`,
     )
+    .addOption(smtpUrlOption('the SMTP relay the Certificate Service will have (`cert-service --smtp-url`)'))
+    .option('--admin-email <address>', 'the --admin-email the Certificate Service will have')
     .addOption(policyEnv())
     .action(action<PolicyCheckOptions>((f, out, [file]) => policyCheck({ ...f, file }, out)));
 

@@ -23,7 +23,9 @@ Examples:
 
 The app is bundled with its dependencies (pollen build), pushed in content-addressed chunks
 (only what the SuperLink lacks) and started as a ServerApp process on the SuperLink. Without
---stream the command prints the run id and returns; follow it with pollen log RUN_ID --stream.`,
+--stream the command prints the run id and returns; follow it with pollen log RUN_ID --stream.
+Ctrl-C while following stops only the following: the run goes on, and the command prints how
+to follow it again (pollen log) or stop it (pollen stop).`,
     )
     .action(
       action<{ runConfig: string[]; stream?: boolean }>((o, out, [appDir = '.', federation]) =>

@@ -12,11 +12,19 @@ certificate is checked against the Certificate Service's revocation list (GET /v
 service is known; if the service cannot be reached, the kit starts with a warning. A single-use
 startup/enrollment_token is removed once it is spent.
 
+While a request waits for approval, the site prints its request id and the command an admin runs
+(pollen enrollment approve REQUEST_ID --cert-service URL), then how long it has waited. It waits
+24h by default (--max-wait, POLLEN_MAX_WAIT: seconds or 30m, 2h, 1d; 0 does not wait); a start
+after that resumes the same request.
+
 Token: --token, POLLEN_ENROLLMENT_TOKEN or startup/enrollment_token.
 Certificate Service: --cert-service, POLLEN_CERT_SERVICE_URL or startup/enrollment.json.
 Exit codes: 0 ready, 3 token for another participant (TOKEN_SUBJECT_MISMATCH), 5 token
 missing/invalid, root mismatch or certificate revoked (CERT_REVOKED), 8 still pending after
 --max-wait, 9 rejected, 7 service unavailable after --max-wait.`;
+
+/** The documented limit on waiting for approval (or for the service) when nothing sets one. */
+const DEFAULT_MAX_WAIT = '24h';
 
 export function registerStart(program: Command): void {
   program
@@ -29,9 +37,13 @@ export function registerStart(program: Command): void {
       '--poll-interval <SECONDS>',
       'first delay between approval polls (default: what the service asks)',
     )
-    .option(
-      '--max-wait <SECONDS>',
-      'give up waiting for approval or for the service after this long (default: never)',
+    .addOption(
+      new Option(
+        '--max-wait <DURATION>',
+        'give up waiting for approval or for the service after this long (seconds, or 30m, 2h, 1d)',
+      )
+        .env('POLLEN_MAX_WAIT')
+        .default(DEFAULT_MAX_WAIT),
     )
     .option('--no-renew', 'do not renew a certificate that is due for renewal')
     .addHelpText('after', HELP)

@@ -81,7 +81,9 @@ Examples:
 
 The SuperNode connects outbound only: sites open no inbound port. It keeps its node id across
 restarts (the id comes from its certificate or its key), reconnects with backoff when the
-SuperLink is away, and runs each run's ClientApp in its own process.`,
+SuperLink is away, and runs each run's ClientApp in its own process. Refused for good (key not
+registered, certificate revoked or from another CA, a wrong address) it stops with the error's
+code and hint: exit 5 (unauthorised) or 2 (a wrong address). See docs/federation.md.`,
     )
     .action(action<SuperNodeOptions>(runSuperNode));
 

@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import type { PolicyRule } from '../../enrollment/policy.js';
 import { loadPolicy } from '../../enrollment/policy-load.js';
+import { checkPoliciesForService } from '../../enrollment/policy-service.js';
 import { pc } from '../colors.js';
 import type { Output } from '../output.js';
 import { colorAction, policyFile, sourceOf } from './shared.js';
@@ -10,6 +11,9 @@ export interface PolicyCheckOptions {
   file?: string;
   /** POLLEN_ENROLLMENT_POLICY, for when FILE is left out. */
   policy?: string;
+  /** The Certificate Service's settings the policy depends on (`cert-service --smtp-url`, `--admin-email`). */
+  smtpUrl?: string;
+  adminEmail?: string;
 }
 
 function describeMatch(r: PolicyRule): string {
@@ -22,6 +26,8 @@ function describeMatch(r: PolicyRule): string {
 /** `pollen policy check`: validate a policy and summarise it (its rules as a table). */
 export async function policyCheck(o: PolicyCheckOptions, out: Output): Promise<void> {
   const loaded = loadPolicy(policyFile(o.file, o));
+  // What the service would refuse at start (the same function it runs).
+  checkPoliciesForService([loaded], o);
   const p0 = loaded.policy;
   const summary = {
     source: sourceOf(loaded),

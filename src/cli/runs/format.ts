@@ -1,8 +1,11 @@
 /** How the run commands show runs and rounds, and when a followed run makes them fail. */
+import { Code, ConnectError } from '@connectrpc/connect';
 import { PollenError } from '../../errors.js';
+import type { StreamLogsResponse } from '../../gen/pollen/v1/control_pb.js';
 import type { Artefact, RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
+import { ERROR_CODE_HEADER } from '../../transport/errors.js';
 import type { ControlSession } from '../control-client.js';
-import { dim, type Output } from '../output.js';
+import { dim, formatMetrics, type Output } from '../output.js';
 
 export function runJson(run: Run) {
   return {
@@ -25,6 +28,8 @@ export function roundJson(r: RoundMetrics) {
     nodes: r.nodeIds,
     bytesSent: Number(r.bytesSent),
     bytesReceived: Number(r.bytesReceived),
+    replies: r.replies,
+    failures: r.failures,
   };
 }
 
@@ -51,14 +56,17 @@ export function formatArtefacts(runId: string, artefacts: ReturnType<typeof arte
 }
 
 export function formatRound(r: ReturnType<typeof roundJson>): string {
-  const m = Object.entries(r.metrics)
-    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
-    .join('  ');
-  return `  round ${String(r.round).padStart(3)}  ${m}  ${dim(`${r.nodes.length} nodes, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
+  const counts = `${r.nodes.length} nodes, ${r.replies} replies, ${r.failures} failed`;
+  return `  round ${String(r.round).padStart(3)}  ${formatMetrics(r.metrics)}  ${dim(`${counts}, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
 }
 
 export function statusText(run: ReturnType<typeof runJson>): string {
   return run.status === 'finished' ? `finished:${run.subStatus}` : run.status;
+}
+
+/** The run's status with its reason, e.g. `finished:completed  (1 of 2 rounds had node errors …)`. */
+export function statusLine(run: ReturnType<typeof runJson>): string {
+  return `${statusText(run)}${run.reason ? `  (${run.reason})` : ''}`;
 }
 
 /** Exit code of `run --stream` / `log --stream`: 0 only when the run completed. */
@@ -70,15 +78,61 @@ export function finalError(run: Run): PollenError | undefined {
   );
 }
 
+/**
+ * A run's log as StreamLogs sends it; with `followRun`, until the run finished (no deadline: a
+ * run may take hours). A followed stream that ends or breaks before the run finished means the
+ * SuperLink went away (SUPERLINK_GONE); a refusal the SuperLink sent keeps its own code.
+ */
+export async function* runLog(
+  s: ControlSession,
+  runId: string,
+  followRun: boolean,
+  signal?: AbortSignal,
+): AsyncGenerator<StreamLogsResponse> {
+  let finished = !followRun;
+  try {
+    for await (const msg of s.control.streamLogs(
+      { runId, follow: followRun },
+      { signal, ...(followRun && { timeoutMs: 0 }) },
+    )) {
+      if (msg.run?.status === 'finished') finished = true;
+      yield msg;
+    }
+  } catch (e) {
+    if (signal?.aborted || !followRun || !connectionLost(e)) throw e;
+    throw superlinkGone(s, runId, e);
+  }
+  if (!finished && !signal?.aborted) throw superlinkGone(s, runId);
+}
+
+/** A call that broke on the way, with no answer of the SuperLink's own. */
+function connectionLost(e: unknown): boolean {
+  const ce = ConnectError.from(e);
+  return ce.metadata.get(ERROR_CODE_HEADER) === null && ce.code !== Code.Unimplemented;
+}
+
+/** (The Connect error stays out of `cause`: withControl would read it as a failure to reach.) */
+function superlinkGone(s: ControlSession, runId: string, lost?: unknown): PollenError {
+  return new PollenError(
+    'SUPERLINK_GONE',
+    `The SuperLink at ${s.federation.url} went away while following run ${runId}`,
+    {
+      detail: lost === undefined ? 'the stream ended' : String(lost),
+      hint: `The SuperLink stopped or the connection broke. Once it is back, follow the run again: pollen log ${runId} ${s.federation.name} --stream (a run the SuperLink was running when it stopped ends failed).`,
+    },
+  );
+}
+
 /** Follow a run's log until it finishes (its lines printed as text); the run as it ended. */
 export async function follow(
   s: ControlSession,
   runId: string,
   out: Output,
   printLines: boolean,
+  signal?: AbortSignal,
 ): Promise<Run | undefined> {
   let last: Run | undefined;
-  for await (const msg of s.control.streamLogs({ runId, follow: true })) {
+  for await (const msg of runLog(s, runId, true, signal)) {
     if (printLines && !out.json)
       for (const l of msg.lines) out.line(l.stream === 'stderr' ? dim(l.text) : l.text);
     if (msg.run) last = msg.run;

@@ -1,7 +1,15 @@
 import { rpc } from '../../transport/errors.js';
 import { withControl } from '../control-client.js';
 import { bold, dim, type Output } from '../output.js';
-import { artefactJson, formatArtefacts, formatRound, roundJson, runJson, statusText } from './format.js';
+import {
+  artefactJson,
+  formatArtefacts,
+  formatRound,
+  roundJson,
+  runJson,
+  statusLine,
+  statusText,
+} from './format.js';
 
 export interface ListRunsOptions {
   federation?: string;
@@ -21,7 +29,7 @@ export async function listRuns(o: ListRunsOptions, out: Output): Promise<void> {
         artefacts: d.artefacts.map(artefactJson),
       };
       out.result(result, (r) => [
-        `${bold(`run ${r.run.runId}`)}  ${statusText(r.run)}${r.run.reason ? `  (${r.run.reason})` : ''}`,
+        `${bold(`run ${r.run.runId}`)}  ${statusLine(r.run)}`,
         `  app ${r.run.app?.name} ${r.run.app?.version}  ${dim(r.run.app?.hash ?? '')}`,
         `  created ${r.run.createdAt} by ${r.run.createdBy}`,
         ...(r.rounds.length ? r.rounds.map(formatRound) : [dim('  no rounds reported yet')]),

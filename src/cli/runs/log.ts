@@ -2,7 +2,7 @@ import type { Run } from '../../gen/pollen/v1/records_pb.js';
 import { fromConnectError } from '../../transport/errors.js';
 import { withControl } from '../control-client.js';
 import { type Output, Reported } from '../output.js';
-import { finalError, runJson } from './format.js';
+import { finalError, runJson, runLog } from './format.js';
 
 export interface LogRunOptions {
   runId: string;
@@ -19,7 +19,7 @@ export async function logRun(o: LogRunOptions, out: Output): Promise<void> {
     try {
       const lines: { seq: number; stream: string; text: string }[] = [];
       let run: Run | undefined;
-      for await (const msg of s.control.streamLogs({ runId, follow: Boolean(o.stream) })) {
+      for await (const msg of runLog(s, runId, Boolean(o.stream))) {
         for (const l of msg.lines) {
           if (out.json) lines.push({ seq: Number(l.seq), stream: l.stream, text: l.text });
           else out.line(l.text);

@@ -1,7 +1,9 @@
+import { PollenError } from '../../errors.js';
 import { rpc } from '../../transport/errors.js';
+import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { withControl } from '../control-client.js';
-import { bold, dim, type Output, ok } from '../output.js';
+import { bold, dim, type Output, ok, type Reported } from '../output.js';
 import {
   artefactJson,
   finalError,
@@ -10,7 +12,7 @@ import {
   formatRound,
   roundJson,
   runJson,
-  statusText,
+  statusLine,
 } from './format.js';
 
 export interface RunAppOptions {
@@ -47,8 +49,14 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
       ]);
       return;
     }
-    out.progress(`run ${runId} started; following it`);
-    const run = await rpc(follow(s, runId, out, true));
+    out.progress(`run ${runId} started; following it (Ctrl-C stops following, not the run)`);
+    const following = new AbortController();
+    const ended = await untilSignalOr(rpc(follow(s, runId, out, true, following.signal)));
+    if ('signal' in ended) {
+      following.abort();
+      throw detached(out, runId, s.federation.name);
+    }
+    const run = ended.value;
     const details = await rpc(s.control.getRunDetails({ runId }));
     const result = {
       run: runJson(details.run ?? run!),
@@ -56,7 +64,7 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
       artefacts: details.artefacts.map(artefactJson),
     };
     const render = (d: typeof result) => [
-      bold(`run ${d.run.runId} ${statusText(d.run)}`),
+      `${bold(`run ${d.run.runId}`)}  ${statusLine(d.run)}`,
       ...d.rounds.map(formatRound),
       ...formatArtefacts(d.run.runId, d.artefacts),
     ];
@@ -64,4 +72,23 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
     if (err) throw out.failure(result, err, render);
     out.result(result, render);
   });
+}
+
+/**
+ * Ctrl-C while following: the run goes on at the SuperLink. Say so, and how to follow or stop it
+ * (with --json, in the one document); CANCELLED, since the command did not see the run end.
+ */
+function detached(out: Output, runId: string, federation: string): Reported {
+  const commands = {
+    follow: `pollen log ${runId} ${federation} --stream`,
+    stop: `pollen stop ${runId} ${federation}`,
+  };
+  const error = new PollenError('CANCELLED', `Stopped following run ${runId}; the run goes on`, {
+    hint: `Follow it again: ${commands.follow}  Stop it: ${commands.stop}`,
+  });
+  return out.failure({ runId, federation, following: false, ...commands }, error, (d) => [
+    `run ${bold(d.runId)} goes on at the SuperLink (only following it stopped)`,
+    `  follow it: ${d.follow}`,
+    `  stop it:   ${d.stop}`,
+  ]);
 }

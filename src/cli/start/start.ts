@@ -1,8 +1,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { enrollKit } from '../../enrollment/enroll-client.js';
+import { type EnrollResult, enrollKit } from '../../enrollment/enroll-client.js';
 import { formatEndpoint, loadKit } from '../../enrollment/kit.js';
 import { kitVerificationError, verifyKit } from '../../enrollment/kit-manifest.js';
+import { durationMs } from '../../enrollment/policy-match.js';
 import { PollenError } from '../../errors.js';
 import type { Output } from '../output.js';
 import { startParticipant } from '../participants.js';
@@ -13,18 +14,31 @@ export interface StartOptions {
   enrollOnly?: boolean;
   certService?: string;
   token?: string;
-  /** Seconds, as typed (checked here). */
+  /** Seconds or a duration (`30m`, `2h`, `1d`), as typed (checked here). */
   pollInterval?: string;
+  /** How long to wait for approval or for the service (`--max-wait`, POLLEN_MAX_WAIT; default 24h). */
   maxWait?: string;
   renew: boolean;
 }
 
-function seconds(value: string | undefined, flag: string): number | undefined {
+/** Milliseconds of `value`: seconds (`90`, `0.5`) or a duration (`30m`, `2h`, `1d12h`). */
+function waitMs(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0)
-    throw new PollenError('INVALID_ARGUMENT', `${flag} takes a number of seconds (got "${value}")`);
-  return Math.round(n * 1000);
+  const text = value.trim();
+  const ms = /^\d+(\.\d+)?$/.test(text) ? Math.round(Number(text) * 1000) : durationMs(text);
+  if (ms === undefined)
+    throw new PollenError(
+      'INVALID_ARGUMENT',
+      `${flag} takes seconds or a duration like 30m, 2h or 1d (got "${value}")`,
+    );
+  return ms;
+}
+
+/** FLARE's line, which operators look for in the log: printed as soon as the certificate is saved. */
+function enrollmentLine(e: EnrollResult): string | undefined {
+  if (e.action === 'enrolled') return `Enrollment successful. Certificate saved to: ${e.certificate.path}`;
+  if (e.action === 'renewed') return `Certificate renewed. Certificate saved to: ${e.certificate.path}`;
+  return undefined;
 }
 
 /** `pollen start`: enroll a startup kit when needed, then run its participant. */
@@ -38,8 +52,8 @@ export async function start(o: StartOptions, out: Output): Promise<void> {
     if (v.signature === 'absent')
       out.warn('this kit is not signed; `pollen package verify` explains what that means');
   }
-  const pollIntervalMs = seconds(o.pollInterval, '--poll-interval');
-  const maxWaitMs = seconds(o.maxWait, '--max-wait');
+  const pollIntervalMs = waitMs(o.pollInterval, '--poll-interval');
+  const maxWaitMs = waitMs(o.maxWait, '--max-wait');
   const enrollment = await enrollKit(kit, {
     ...(o.token !== undefined && { token: o.token }),
     ...(o.certService !== undefined && { certServiceUrl: o.certService }),
@@ -51,6 +65,13 @@ export async function start(o: StartOptions, out: Output): Promise<void> {
       else if (e.kind !== 'issued') out.progress(e.message);
     },
   });
+  const saved = enrollmentLine(enrollment);
+  // Before the participant starts, which may run for months: on stdout as text (the log), on
+  // stderr with --json, whose stdout holds only the final document.
+  if (saved) {
+    if (out.json) out.progress(saved);
+    else out.line(saved);
+  }
   const participant = o.enrollOnly
     ? ({ status: 'enrolled' } as const)
     : await startParticipant({ kit, enrollment, out });
@@ -77,10 +98,6 @@ export async function start(o: StartOptions, out: Output): Promise<void> {
     participant,
   };
   out.result(result, (r) => [
-    ...(r.action === 'enrolled'
-      ? [`Enrollment successful. Certificate saved to: ${r.certificate.path}`]
-      : []),
-    ...(r.action === 'renewed' ? [`Certificate renewed. Certificate saved to: ${r.certificate.path}`] : []),
     r.participant.status === 'enrolled'
       ? `${r.type} "${r.name}" is enrolled (--enroll-only: not starting it)`
       : r.participant.status === 'ready'

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { PollenError } from '../../errors.js';
-import { untilSignal } from '../command.js';
+import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
@@ -41,7 +41,7 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
   if (!superlink) throw new PollenError('USAGE', 'Give --superlink HOST:PORT (or a kit with an endpoint)');
   const address = parseAddress(superlink, '--superlink');
   const authKey = o.authSupernodePrivateKey
-    ? parseSshPrivateKey(readFileSync(o.authSupernodePrivateKey))
+    ? parseSshPrivateKey(readNodeKey(o.authSupernodePrivateKey))
     : undefined;
   // Each value may hold several hashes (POLLEN_TRUSTED_APPS is one variable for the list).
   const trustedApps = o.trustedApp
@@ -58,6 +58,9 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
   if (!Number.isFinite(interval) || interval < 1)
     throw new PollenError('INVALID_ARGUMENT', '--heartbeat-interval takes seconds (>= 1)');
   const name = o.name ?? kit?.config.name ?? (tls && certificateName(tls.cert)) ?? 'supernode';
+  // This command reports connection changes (the node's log then keeps them at debug level): the
+  // first connection is its result, the later ones a progress line each.
+  let connections = 0;
   const node = await startSuperNode({
     superlink: `${tls ? 'https' : 'http'}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`,
     tls,
@@ -71,20 +74,49 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
     log: pino({ level: o.logLevel }, pino.destination(2)),
     onEvent: (e) => {
       if (e.kind === 'disconnected')
-        out.progress(`SuperLink unreachable (${e.error}); retrying in ${(e.retryInMs / 1000).toFixed(1)} s`);
+        out.progress(
+          `SuperLink unreachable (${e.error}); next try in ${(e.retryInMs / 1000).toFixed(1)} s, at ${clockTime(Date.now() + e.retryInMs)}`,
+        );
+      else if (e.kind === 'connected' && connections++ > 0)
+        out.progress(`connected again to ${superlink} as node ${e.nodeId}`);
     },
   });
   out.progress(`connecting to ${superlink} as ${name}`);
-  const nodeId = await Promise.race([node.ready, untilSignal(async () => {}).then(() => '')]);
+  // A refusal for good (not registered, revoked, another CA, a wrong address) ends the command
+  // with its code, hint and exit code, before or after the node connected.
+  const refused = node.failed.then((error) => ({ error }));
+  const first = await untilSignalOr(Promise.race([node.ready.then((nodeId) => ({ nodeId })), refused]));
+  const nodeId = 'value' in first && 'nodeId' in first.value ? first.value.nodeId : undefined;
+  let error = 'value' in first && 'error' in first.value ? first.value.error : undefined;
   if (nodeId) {
     out.result({ nodeId, name, superlink }, (d) => [
       `${bold('SuperNode')} ${d.name} connected as node ${d.nodeId} to ${d.superlink}`,
       dim('  Ctrl-C to stop'),
     ]);
-    await untilSignal(async () => {});
+    const then = await untilSignalOr(refused);
+    if ('value' in then) error = then.value.error;
   }
-  out.progress('stopping the SuperNode');
+  out.progress(error ? 'the SuperLink refused this SuperNode; stopping' : 'stopping the SuperNode');
   await node.close();
+  if (!error) return;
+  if (!nodeId) throw error;
+  // The result document is out already: the error goes to stderr, so stdout keeps one document.
+  throw out.quiet().failure({}, error, () => []);
+}
+
+/** HH:MM:SS of an epoch time, local: when the next try is, in the operator's terms. */
+const clockTime = (ms: number): string => new Date(ms).toTimeString().slice(0, 8);
+
+/** The node key file, or a precise error when it is not there. */
+function readNodeKey(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new PollenError('FILE_NOT_FOUND', `Cannot read the SuperNode key ${path}`, {
+      cause: e,
+      hint: 'Give the private key whose KEY.pub the federation admin registered (--auth-supernode-private-key, POLLEN_AUTH_SUPERNODE_PRIVATE_KEY); `ssh-keygen -t ecdsa -b 384 -N "" -f KEY` makes a new one, which must then be registered.',
+    });
+  }
 }
 
 /**

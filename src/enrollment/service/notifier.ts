@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { fetch } from 'undici';
 import { PollenError } from '../../errors.js';
 import { type LoadedPolicy, notificationTargets } from '../policy.js';
+import { checkPoliciesForService } from '../policy-service.js';
 
 /** What admins hear about: a request waits, or a decision was made. */
 export interface EnrollmentEvent {
@@ -38,22 +39,9 @@ export class Notifier {
 
   constructor(private readonly c: NotifierConfig = {}) {}
 
-  /** Refuse, at start-up, a policy whose channels this service cannot deliver to. */
-  check(policy: LoadedPolicy): void {
-    const t = notificationTargets(policy.policy);
-    if (t.email && !this.c.smtpUrl)
-      throw new PollenError(
-        'POLICY_INVALID',
-        `${policy.source}: notifications.channels.email is enabled but the service has no SMTP relay`,
-        {
-          hint: 'Start the Certificate Service with --smtp-url smtp://HOST:25 (and --smtp-from), or disable the e-mail channel.',
-        },
-      );
-    if (t.email && t.email.to.length === 0 && !this.c.adminEmail)
-      throw new PollenError(
-        'POLICY_INVALID',
-        `${policy.source}: notifications.channels.email.to is empty and no --admin-email is set`,
-      );
+  /** Refuse, at start-up, a policy whose channels this service cannot deliver to (policy-service.ts). */
+  check(policies: LoadedPolicy[]): void {
+    checkPoliciesForService(policies, this.c);
   }
 
   notify(policy: LoadedPolicy, e: EnrollmentEvent): void {

@@ -44,7 +44,7 @@ export class Policies {
         .execute();
       p.bySha.set(policy.sha256, policy);
     }
-    for (const policy of all) o.notifier?.check(policy);
+    o.notifier?.check(all);
     return p;
   }
 

@@ -4,11 +4,11 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { PollenError } from '../../errors.js';
 import { loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
 import { openDatabase } from '../../store/database.js';
+import { listenFailure } from '../../transport/listen-failure.js';
 import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
 import { loadPolicy } from '../policy-load.js';
 import { loadTokenSigner } from '../token.js';
@@ -95,6 +95,15 @@ function ensureServerCertificate(
 }
 
 /**
+ * The URL to announce: one its certificate is valid for (a SAN), so a client that copies it from
+ * the banner connects. The listening address when it is a SAN, else the first name.
+ */
+export function serviceUrl(host: string, hostnames: string[], port: number): string {
+  const name = hostnames.includes(host) ? host : (hostnames[0] ?? host);
+  return `https://${name.includes(':') ? `[${name}]` : name}:${port}`;
+}
+
+/**
  * Do the one-time work of a start (store migrations, policies, the service certificate) without
  * listening: run once before several worker processes start the service on one port.
  */
@@ -157,14 +166,7 @@ export async function startCertService(
     await app.listen({ host, port: c.port ?? 8443 });
   } catch (e) {
     await store.close();
-    const err = e as NodeJS.ErrnoException;
-    throw new PollenError(
-      'UNAVAILABLE',
-      `Cannot listen on ${host}:${c.port ?? 8443} (${err.code ?? err.message})`,
-      {
-        hint: 'Choose another --port or stop what is using it.',
-      },
-    );
+    throw listenFailure(e, { host, port: c.port ?? 8443, what: 'the Certificate Service', option: '--port' });
   }
   const port = (app.server.address() as { port: number }).port;
   const tidyEvery = c.tidyIntervalMs ?? 3_600_000;
@@ -183,9 +185,8 @@ export async function startCertService(
     }
   }, 6 * 3_600_000);
   tlsTimer.unref();
-  const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
   return {
-    url: `https://${shown}:${port}`,
+    url: serviceUrl(host, hostnames, port),
     port,
     service,
     app,

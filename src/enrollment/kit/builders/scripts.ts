@@ -48,6 +48,16 @@ export const scriptBuilder: KitBuilder = {
 KIT_DIR="$(dirname "$STARTUP_DIR")"
 PID_FILE="$KIT_DIR/${KIT_PATHS.pid}"
 `;
+    // The pid file names the process group start.sh makes: the supervisor, the participant and
+    // every process they start. A group id is a number above 1 (\`kill -- -1\` is everyone).
+    const group = `group_alive() { kill -0 -- "-$1" 2>/dev/null; }
+read_group() {
+  local pid
+  pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+  case "$pid" in '' | *[!0-9]* | 0 | 1) return 1 ;; esac
+  echo "$pid"
+}
+`;
     plan.file(
       KIT_PATHS.startScript,
       `${SCRIPT_HEADER}# Start the Pollen ${who} in the background: sub_start.sh enrolls when needed, runs
@@ -56,17 +66,19 @@ PID_FILE="$KIT_DIR/${KIT_PATHS.pid}"
 # Stop with ./startup/stop.sh.
 set -euo pipefail
 ${locate}LOG_FILE="$KIT_DIR/${KIT_PATHS.log}"
-if [ "\${1:-}" = "--foreground" ]; then
+${group}if [ "\${1:-}" = "--foreground" ]; then
   shift
   POLLEN_FOREGROUND=1
 fi
-if [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-  echo "${spec.name} is already running (pid $(cat "$PID_FILE")); stop it with $STARTUP_DIR/stop.sh"
+if PID="$(read_group)" && group_alive "$PID"; then
+  echo "${spec.name} is already running (pid $PID); stop it with $STARTUP_DIR/stop.sh"
   exit 0
 fi
 if [ "\${POLLEN_FOREGROUND:-}" = "1" ]; then
   exec "$STARTUP_DIR/sub_start.sh" "$@"
 fi
+# Job control puts the supervisor in a process group of its own, which stop.sh ends as a whole.
+set -m
 nohup "$STARTUP_DIR/sub_start.sh" "$@" >>"$LOG_FILE" 2>&1 </dev/null &
 echo "$!" >"$PID_FILE"
 echo "Started ${spec.name} (pid $!). Log: $LOG_FILE. Stop: $STARTUP_DIR/stop.sh"
@@ -74,13 +86,20 @@ echo "Started ${spec.name} (pid $!). Log: $LOG_FILE. Stop: $STARTUP_DIR/stop.sh"
       0o755,
     );
 
-    const stopCodes = [ExitCode.USAGE, ExitCode.INVALID_INPUT, ExitCode.UNAUTHORIZED, ExitCode.REJECTED];
+    const stopCodes = [
+      ExitCode.USAGE,
+      ExitCode.INVALID_INPUT,
+      ExitCode.UNAUTHORIZED,
+      ExitCode.PENDING,
+      ExitCode.REJECTED,
+    ];
     plan.file(
       KIT_PATHS.subStartScript,
       `${SCRIPT_HEADER}# Supervise the Pollen ${who}: run \`pollen start\` on this kit and restart it with
 # exponential backoff (1 s doubling to 60 s) when it exits with an error. It stops for good on
 # exit 0, and on the codes that a restart cannot fix: ${ExitCode.USAGE} (usage), ${ExitCode.INVALID_INPUT} (invalid kit or input),
-# ${ExitCode.UNAUTHORIZED} (unauthorised, e.g. a missing or invalid token) and ${ExitCode.REJECTED} (enrollment rejected). Extra arguments go to \`pollen start\`.
+# ${ExitCode.UNAUTHORIZED} (unauthorised, e.g. a missing or invalid token), ${ExitCode.PENDING} (still waiting for approval
+# after --max-wait) and ${ExitCode.REJECTED} (enrollment rejected). Extra arguments go to \`pollen start\`.
 set -uo pipefail
 ${locate}${runtimeSnippet(spec.runtime)}
 CHILD=""
@@ -132,29 +151,36 @@ done
 
     plan.file(
       KIT_PATHS.stopScript,
-      `${SCRIPT_HEADER}# Stop the Pollen ${who} started by start.sh (the supervisor stops the participant first).
+      `${SCRIPT_HEADER}# Stop the Pollen ${who} started by start.sh, and everything it started: the
+# supervisor stops the participant first (which stops its apps); whatever of the process group is
+# left after that is stopped too, and killed after 10 s.
 set -euo pipefail
-${locate}if [ ! -f "$PID_FILE" ]; then
+${locate}${group}if [ ! -f "$PID_FILE" ]; then
   echo "${spec.name} is not running (no $PID_FILE)"
   exit 0
 fi
-PID="$(cat "$PID_FILE")"
-if ! kill -0 "$PID" 2>/dev/null; then
-  echo "${spec.name} is not running (stale pid $PID)"
+if ! PID="$(read_group)" || ! group_alive "$PID"; then
+  echo "${spec.name} is not running (stale $PID_FILE)"
   rm -f "$PID_FILE"
   exit 0
 fi
-kill -TERM "$PID"
+kill -TERM "$PID" 2>/dev/null || true
+LEFT_OVER=""
 for _ in $(seq 1 50); do
-  if ! kill -0 "$PID" 2>/dev/null; then
+  if ! group_alive "$PID"; then
     rm -f "$PID_FILE"
     echo "Stopped ${spec.name}"
     exit 0
   fi
+  # The supervisor is gone but something it started is not: stop that too, once.
+  if [ -z "$LEFT_OVER" ] && ! kill -0 "$PID" 2>/dev/null; then
+    LEFT_OVER=1
+    kill -TERM -- "-$PID" 2>/dev/null || true
+  fi
   sleep 0.2
 done
 echo "${spec.name} did not stop in 10 s; killing it"
-kill -KILL "$PID" 2>/dev/null || true
+kill -KILL -- "-$PID" 2>/dev/null || true
 rm -f "$PID_FILE"
 `,
       0o755,
