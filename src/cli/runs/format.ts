@@ -2,7 +2,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { PollenError } from '../../errors.js';
 import type { StreamLogsResponse } from '../../gen/pollen/v1/control_pb.js';
-import type { RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
+import type { Artefact, RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
 import { ERROR_CODE_HEADER } from '../../transport/errors.js';
 import type { ControlSession } from '../control-client.js';
 import { dim, formatMetrics, type Output } from '../output.js';
@@ -34,6 +34,26 @@ export function roundJson(r: RoundMetrics) {
 }
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+
+export function artefactJson(a: Artefact) {
+  return {
+    name: a.name,
+    size: Number(a.size),
+    hash: a.hash,
+    savedAt: new Date(Number(a.savedAt)).toISOString(),
+  };
+}
+
+/** One artefact as a line: name, size and SHA-256 (what `sha256sum` prints, to compare). */
+export function formatArtefact(a: ReturnType<typeof artefactJson>): string {
+  return `  ${a.name}  ${mb(a.size)}  ${dim(a.hash)}`;
+}
+
+/** A run's artefacts under a heading that says how to get them (nothing if there are none). */
+export function formatArtefacts(runId: string, artefacts: ReturnType<typeof artefactJson>[]): string[] {
+  if (artefacts.length === 0) return [];
+  return [`  artefacts ${dim(`(pollen pull ${runId})`)}`, ...artefacts.map((a) => `  ${formatArtefact(a)}`)];
+}
 
 export function formatRound(r: ReturnType<typeof roundJson>): string {
   const counts = `${r.nodes.length} nodes, ${r.replies} replies, ${r.failures} failed`;
