@@ -3,7 +3,7 @@
  * from the template simulated on virtual nodes, the test fixture app whose arithmetic shows which
  * partition each node got, and every way a simulation is refused or fails.
  */
-import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { finalModel } from './support/app-template.js';
@@ -24,6 +24,8 @@ interface SimulationDoc {
   runConfig: Record<string, number | string | boolean>;
   rounds: { round: number; metrics: Record<string, number>; nodes: string[] }[];
   metrics: Record<string, number>;
+  dir: string | null;
+  artefacts: { name: string; size: number; hash: string; path: string }[];
   seconds: number;
   error?: { code: string; message: string; hint: string };
 }
@@ -105,11 +107,24 @@ describe('pollen new, then pollen simulate', () => {
     for (const n of [1, 2, 3]) expect(r.stderr).toMatch(new RegExp(`round ${n}: train-loss \\d`));
     const model = finalModel(r.stderr);
     expect(model.weights).toHaveLength(8);
+    // The final model the ServerApp saved is in ./RUN_ID, readable by its owner only.
+    const npz = join(t.dir, d.runId, 'final_model.npz');
+    expect(d.artefacts).toEqual([
+      {
+        name: 'final_model.npz',
+        size: statSync(npz).size,
+        hash: expect.stringMatching(/^sha256:/),
+        path: npz,
+      },
+    ]);
+    expect(statSync(npz).mode & 0o777).toBe(0o600);
+    expect(readFileSync(npz).subarray(0, 2).toString()).toBe('PK'); // a zip, as NumPy writes .npz
 
     // Seeded: the same simulation again ends with the same model, bit for bit.
-    const again = await cli(['simulate', 'sim-app', '--nodes', '2', '--json']);
+    const again = await cli(['simulate', 'sim-app', '--nodes', '2', '-o', 'again', '--json']);
     expect(doc(again).rounds).toEqual(d.rounds);
     expect(finalModel(again.stderr)).toEqual(model);
+    expect(readFileSync(join(t.dir, 'again', 'final_model.npz')).equals(readFileSync(npz))).toBe(true);
   });
 
   it('prints text: the app output on stdout, the rounds and the final metrics', async () => {
@@ -163,19 +178,22 @@ describe('pollen simulate on the fixture app', () => {
       { 'num-rounds': 3 },
       {
         'src/server.ts': `import { reportRound, ServerApp } from 'pollen/sdk';
-export default new ServerApp(async (grid) => {
+export default new ServerApp(async (grid, context) => {
   await reportRound(grid, { round: 1, metrics: { loss: 0.5 }, nodeIds: await grid.nodeIds() });
+  await context.artefacts.save('partial/history.json', '[0.5]');
   process.stdout.write('about to fail, no newline');
   throw new Error('round 2 went wrong');
 });
 `,
       },
     );
-    const r = await cli(['simulate', app, '--json']);
+    const r = await cli(['simulate', app, '-o', 'breaks-out', '--json']);
     const e = expectError(r, 'RUN_FAILED', 1);
     expect(e.message).toBe('The ServerApp failed: round 2 went wrong');
     expect(e.hint).toContain('fix the app');
     expect(doc(r).rounds).toEqual([{ round: 1, metrics: { loss: 0.5 }, nodes: expect.any(Array) }]);
+    // What it saved before it failed is kept, as a SuperLink keeps a failed run's artefacts.
+    expect(readFileSync(join(t.dir, 'breaks-out', 'partial', 'history.json'), 'utf8')).toBe('[0.5]');
     expect(r.stderr).toContain('about to fail, no newline');
 
     const text = await cli(['simulate', app]);
@@ -186,6 +204,26 @@ export default new ServerApp(async (grid) => {
 });
 
 describe('pollen simulate refuses', () => {
+  it('an artefact name that leaves the output folder: the run fails with its code, nothing is written', async () => {
+    const app = fixtureApp(
+      'escapes',
+      { 'num-rounds': 1 },
+      {
+        'src/server.ts': `import { ServerApp } from 'pollen/sdk';
+export default new ServerApp(async (_grid, context) => {
+  await context.artefacts.save('../outside.txt', 'no');
+});
+`,
+      },
+    );
+    const r = await cli(['simulate', app, '-o', 'escapes-out', '--json']);
+    const e = expectError(r, 'RUN_FAILED', 1);
+    expect(e.message).toMatch(/^The ServerApp failed: ARTEFACT_NAME_INVALID: /);
+    expect(doc(r)).toMatchObject({ dir: null, artefacts: [] });
+    expect(existsSync(join(t.dir, 'outside.txt'))).toBe(false);
+    expect(existsSync(join(t.dir, 'escapes-out'))).toBe(false);
+  });
+
   it('a node count out of range, or not a number', async () => {
     expect(
       expectError(await cli(['simulate', TINY, '--nodes', '0', '--json']), 'INVALID_ARGUMENT', 2).message,
@@ -208,7 +246,9 @@ describe('pollen simulate refuses', () => {
       2,
     );
     expect(e.message).toBe('The app has no run config "nope"');
-    expect(e.hint).toBe('Its keys: num-rounds, size, min-nodes, round-timeout, sleep-ms');
+    const declared = Object.keys(JSON.parse(readFileSync(join(TINY, 'package.json'), 'utf8')).pollen.config);
+    expect(declared).toContain('num-rounds');
+    expect(e.hint).toBe(`Its keys: ${declared.join(', ')}`);
   });
 
   it('--rounds for an app without num-rounds, and the rounds given twice', async () => {

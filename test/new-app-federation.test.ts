@@ -6,6 +6,7 @@
  * node ids, as the virtual nodes' do, and replies are aggregated in node order.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -41,6 +42,8 @@ async function closedPort(): Promise<number> {
   await new Promise<void>((res) => server.close(() => res()));
   return port;
 }
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function maxAbsDifference(a: number[], b: number[]): number {
   expect(a).toHaveLength(b.length);
@@ -89,7 +92,10 @@ it('pollen new + npm install (no registry) + simulate + a real run: the same fin
   });
   expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0);
 
-  const sim = await pollen(['simulate', app, '--nodes', '2', '--json'], { timeoutMs: 60_000 });
+  const simulatedDir = join(t.dir, 'simulated');
+  const sim = await pollen(['simulate', app, '--nodes', '2', '-o', simulatedDir, '--json'], {
+    timeoutMs: 60_000,
+  });
   expect(sim.code, sim.stdout + sim.stderr).toBe(0);
   const simulated = sim.json<{ rounds: { round: number; metrics: Record<string, number> }[] }>();
   const simulatedModel = finalModel(sim.stderr);
@@ -111,5 +117,14 @@ it('pollen new + npm install (no registry) + simulate + a real run: the same fin
 
   expect(maxAbsDifference(federatedModel.weights, simulatedModel.weights)).toBe(0);
   expect(federatedModel).toEqual(simulatedModel);
+  // The saved model too: pollen pull gets the bytes pollen simulate wrote.
+  const pulledDir = join(t.dir, 'pulled');
+  const pulled = await fed.pollen(['pull', run.run.runId, FEDERATION, '-o', pulledDir, '--json']);
+  expect(pulled.code, pulled.stderr).toBe(0);
+  const simulatedNpz = readFileSync(join(simulatedDir, 'final_model.npz'));
+  expect(sim.json<{ artefacts: { name: string; hash: string }[] }>().artefacts).toEqual([
+    expect.objectContaining({ name: 'final_model.npz', hash: `sha256:${sha256(simulatedNpz)}` }),
+  ]);
+  expect(readFileSync(join(pulledDir, 'final_model.npz')).equals(simulatedNpz)).toBe(true);
   expect(run.rounds.map((r) => r.metrics)).toEqual(simulated.rounds.map((r) => r.metrics));
 }, 180_000);

@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPollenError, PollenError } from '../errors.js';
 import { InMemoryGrid, type InMemoryGridOptions } from '../sdk/app.js';
+import { MemoryArtefacts } from '../sdk/artefacts.js';
 import { createContext, type UserConfigValue } from '../sdk/context.js';
 import { SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
@@ -37,6 +38,8 @@ export interface SimulationOptions {
   nodeConfig?: Config;
   /** Where the bundle is built and unpacked; the caller removes it afterwards. */
   workDir: string;
+  /** Where the ServerApp's `context.artefacts` go (default: memory without size limits). */
+  artefacts?: MemoryArtefacts;
   /** Once the app is built, before its ServerApp starts. */
   onStart?: (plan: SimulationPlan) => void;
   /** After each round the ServerApp reports (as Strategy.start does). */
@@ -55,6 +58,8 @@ export interface SimulationResult extends SimulationPlan {
   rounds: RoundReport[];
   /** Wall time of the ServerApp, in seconds. */
   seconds: number;
+  /** What the ServerApp saved with `context.artefacts` (also when it failed later). */
+  artefacts: MemoryArtefacts;
   /** Why the ServerApp failed; undefined when it returned. */
   error?: PollenError;
 }
@@ -148,12 +153,16 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     o.onRound,
   );
   const started = performance.now();
+  const artefacts = o.artefacts ?? new MemoryArtefacts();
   let error: PollenError | undefined;
   try {
-    await serverApp.run(grid, createContext({ runId: plan.runId, nodeId: SERVER_NODE_ID, runConfig }));
+    await serverApp.run(
+      grid,
+      createContext({ runId: plan.runId, nodeId: SERVER_NODE_ID, runConfig, artefacts }),
+    );
   } catch (e) {
     error = failure(e);
   }
   const seconds = (performance.now() - started) / 1000;
-  return { ...plan, rounds: grid.rounds, seconds, ...(error !== undefined && { error }) };
+  return { ...plan, rounds: grid.rounds, seconds, artefacts, ...(error !== undefined && { error }) };
 }

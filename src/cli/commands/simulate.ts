@@ -18,6 +18,7 @@ export function registerSimulate(program: Command): void {
       collect,
       [],
     )
+    .option('-o, --output <dir>', "where the ServerApp's artefacts are written (default: ./RUN_ID)")
     .addHelpText(
       'after',
       `
@@ -26,12 +27,15 @@ the node config partition-id=p and num-partitions=N, as a site operator sets the
 SuperNode, and a node id that sorts in partition order. The ServerApp and ClientApp run
 unchanged; strategies aggregate replies in node order, so a seeded app ends with the same model
 as on a federation whose sites hold the same partitions in node-id order. Each round's metrics are shown as it
-ends; the result holds every round and the final metrics. Limits: docs/simulation.md.
+ends; the result holds every round and the final metrics. What the ServerApp saves with
+context.artefacts.save is written into --output, as pollen pull writes a run's artefacts.
+Limits: docs/simulation.md.
 
 Examples:
   pollen simulate                                  # the app in this folder, 3 virtual nodes
   pollen simulate examples/mnist --nodes 5 --rounds 2 --run-config partitioning=non-iid
-  pollen simulate my-app --json                    # one JSON document; app output on stderr`,
+  pollen simulate my-app --json                    # one JSON document; app output on stderr
+  pollen simulate my-app -o results                # the final model in results/final_model.npz`,
     )
     .action(
       action<Omit<SimulateOptions, 'appDir'>>((o, out, [appDir = '.']) => simulateApp({ ...o, appDir }, out)),

@@ -45,7 +45,7 @@ export function artefactJson(a: Artefact) {
 }
 
 /** One artefact as a line: name, size and SHA-256 (what `sha256sum` prints, to compare). */
-export function formatArtefact(a: ReturnType<typeof artefactJson>): string {
+export function formatArtefact(a: { name: string; size: number; hash: string }): string {
   return `  ${a.name}  ${mb(a.size)}  ${dim(a.hash)}`;
 }
 

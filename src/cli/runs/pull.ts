@@ -5,19 +5,17 @@
  * place, so a file under its name is always the complete, verified artefact. A file that already
  * holds the artefact is left as it is.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { PollenError } from '../../errors.js';
 import type { Artefact } from '../../gen/pollen/v1/records_pb.js';
-import { checkArtefactName } from '../../sdk/artefacts.js';
 import { downloadChunks } from '../../transport/chunk-transfer.js';
 import type { ChunkTransport } from '../../transport/chunk-transport.js';
 import { CHUNK_SIZE } from '../../transport/chunks.js';
 import { rpc } from '../../transport/errors.js';
 import { withControl } from '../control-client.js';
 import { dim, type Output } from '../output.js';
+import { artefactPath, fileHash, partPath } from './artefact-files.js';
 import { artefactJson, formatArtefact } from './format.js';
 
 export interface PullOptions {
@@ -53,16 +51,6 @@ export async function pullArtefacts(o: PullOptions, out: Output): Promise<void> 
   });
 }
 
-/** Where artefact `name` goes under `dir`; the name is checked again: it comes from the server. */
-function artefactPath(dir: string, name: string): string {
-  checkArtefactName(name);
-  const path = resolve(dir, ...name.split('/'));
-  const inside = relative(dir, path);
-  if (inside === '' || inside.startsWith('..') || isAbsolute(inside))
-    throw new PollenError('ARTEFACT_NAME_INVALID', `Artefact name "${name}" leaves the output folder`);
-  return path;
-}
-
 async function pullOne(
   chunks: ChunkTransport,
   runId: string,
@@ -73,7 +61,7 @@ async function pullOne(
   const info = { ...artefactJson(a), path };
   if ((await fileHash(path)) === a.hash) return { ...info, status: 'unchanged' };
   await mkdir(dirname(path), { recursive: true });
-  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.part`);
+  const temp = partPath(path);
   // A model holds what the sites' data taught it: readable by its owner only, like keys.
   const file = await open(temp, 'wx', 0o600);
   try {
@@ -105,13 +93,4 @@ async function pullOne(
     throw e;
   }
   return { ...info, status: 'pulled' };
-}
-
-/** `sha256:HEX` of a file, or undefined if there is none. */
-async function fileHash(path: string): Promise<string | undefined> {
-  const st = await stat(path).catch(() => undefined);
-  if (!st?.isFile()) return undefined;
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}`;
 }

@@ -1,10 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { PollenError } from '../../errors.js';
+import { MemoryArtefacts } from '../../sdk/artefacts.js';
 import type { RoundReport } from '../../sdk/report.js';
+import { DEFAULT_LIMITS } from '../../superlink/quotas.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { bold, dim, formatMetrics, type Output, ok } from '../output.js';
+import { writeArtefactFile } from '../runs/artefact-files.js';
+import { formatArtefact } from '../runs/format.js';
 import { withAppOutput } from './app-output.js';
 
 export interface SimulateOptions {
@@ -18,6 +22,8 @@ export interface SimulateOptions {
   runConfig: string[];
   /** `k=v` node config for every virtual node. */
   nodeConfig: string[];
+  /** Where the ServerApp's artefacts are written (default: ./RUN_ID, only if it saved any). */
+  output?: string;
 }
 
 function wholeNumber(value: string, flag: string): number {
@@ -29,6 +35,16 @@ function wholeNumber(value: string, flag: string): number {
 
 const roundLine = (r: RoundReport): string =>
   `round ${r.round}: ${formatMetrics(r.metrics)} ${dim(`(${r.nodeIds.length} nodes)`)}`;
+
+/** What the ServerApp saved, written as `pollen pull` writes a run's artefacts. */
+async function writeArtefacts(artefacts: MemoryArtefacts, output: string) {
+  const dir = resolve(output);
+  const saved = artefacts.list();
+  const written = [];
+  for (const a of saved)
+    written.push({ ...a, path: await writeArtefactFile(dir, a.name, artefacts.get(a.name)!) });
+  return { dir: saved.length > 0 ? dir : null, artefacts: written };
+}
 
 /** `pollen simulate`: the app on N virtual nodes in this process, with progress per round. */
 export async function simulateApp(o: SimulateOptions, out: Output): Promise<void> {
@@ -52,6 +68,11 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
         runConfig,
         nodeConfig: parseConfigPairs(o.nodeConfig, '--node-config'),
         workDir,
+        // A SuperLink's default limits, so an app that fits here fits a default federation.
+        artefacts: new MemoryArtefacts({
+          maxBytes: DEFAULT_LIMITS.artefactMaxBytes,
+          runMaxBytes: DEFAULT_LIMITS.runArtefactBytes,
+        }),
         onStart: (p) =>
           out.progress(
             `simulating ${p.app.name} ${p.app.version} on ${p.nodes.length} virtual nodes (run ${p.runId})`,
@@ -69,11 +90,13 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
       rounds,
       metrics: last,
       seconds: result.seconds,
+      ...(await writeArtefacts(result.artefacts, o.output ?? result.runId)),
     };
     const render = (d: typeof document) => [
       `${result.error ? 'simulation failed' : ok('simulated')} ${bold(`${d.app.name} ${d.app.version}`)}: ${d.rounds.length} round${d.rounds.length === 1 ? '' : 's'} on ${d.nodes.length} virtual nodes in ${d.seconds.toFixed(1)} s`,
       ...d.rounds.map((r) => `  round ${String(r.round).padStart(3)}  ${formatMetrics(r.metrics)}`),
       ...(d.rounds.length > 0 ? [`final metrics: ${formatMetrics(d.metrics)}`] : []),
+      ...(d.artefacts.length > 0 ? [`artefacts in ${d.dir}`, ...d.artefacts.map(formatArtefact)] : []),
     ];
     if (result.error) throw out.failure(document, result.error, render);
     out.result(document, render);

@@ -24,4 +24,6 @@ export default new ServerApp(async (grid, context) => {
   });
   // The run log keeps this line (`pollen log RUN_ID`): the trained model, value by value.
   console.log(`final model ${describeModel(result.arrays)}`);
+  // The run's output: `pollen pull RUN_ID` downloads it (`pollen simulate` writes it to --output).
+  await context.artefacts.save('final_model.npz', result.arrays);
 });
