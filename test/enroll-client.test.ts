@@ -473,7 +473,7 @@ describe('a participant posing as the Certificate Service', () => {
       const r = await pollen(['start', kit, '--enroll-only', '--json'], {
         POLLEN_CERT_SERVICE_URL: fake.url,
       });
-      expect(r.code, r.stdout + r.stderr).toBe(ExitCode.UNAVAILABLE);
+      expect(r.code, r.stdout + r.stderr).toBe(ExitCode.UNAUTHORIZED);
       const err = JSON.parse(r.stdout).error;
       expect(err.code).toBe('TLS_FAILED');
       expect(err.message).toBe(

@@ -91,8 +91,12 @@ describe('start.sh and stop.sh', () => {
     const lines = log().trimEnd().split('\n');
     expect(lines.filter((l) => l.includes('Enrollment successful'))).toEqual([saved]);
     const retries = lines.filter((l) => /unreachable/i.test(l));
-    expect(retries).toHaveLength(3);
+    // The resets met the node's connections and the probes that tell an outage from a refused
+    // certificate: each outage it retried is one line, and none is also written as a JSON record.
+    expect(retries.length).toBeGreaterThanOrEqual(1);
+    expect(retries.length).toBeLessThanOrEqual(3);
+    expect(lines.filter((l) => l.startsWith('{'))).toEqual([]);
     for (const l of retries)
-      expect(l).toMatch(/^› SuperLink unreachable \([A-Z_]+: .*\); retrying in [\d.]+ s$/);
+      expect(l).toMatch(/^› SuperLink unreachable \([A-Z_]+: .*\); next try in [\d.]+ s, at \d\d:\d\d:\d\d$/);
   });
 });
