@@ -38,7 +38,11 @@ export interface EnrollmentRequestInfo {
   sourceIp: string | null;
   status: string;
   rule: string | null;
+  /** A rejection's reason, as the admin gave it (or the service's default). */
+  reason: string | null;
   createdAt: string;
+  decidedAt: string | null;
+  decidedBy: string | null;
 }
 
 export interface EnrolledInfo {
@@ -77,7 +81,10 @@ const requestsResponse = z.object({
       sourceIp: nullableString,
       status: z.string(),
       rule: nullableString,
+      reason: nullableString.default(null),
       createdAt: z.string(),
+      decidedAt: nullableString.default(null),
+      decidedBy: nullableString.default(null),
     }),
   ),
 });
@@ -96,7 +103,10 @@ const alreadyDecided = z
   .optional()
   .transform((v) => v ?? []);
 const approvedResponse = z.object({ approved: decided, alreadyDecided });
-const rejectedResponse = z.object({ rejected: decided, alreadyDecided });
+const rejectedResponse = z.object({
+  rejected: z.array(z.object({ id: z.string(), name: z.string(), type: certType, reason: z.string() })),
+  alreadyDecided,
+});
 export type DecisionResult = { alreadyDecided: z.infer<typeof alreadyDecided> };
 const enrolledResponse = z.object({
   enrolled: z.array(
@@ -227,7 +237,8 @@ export class CertServiceClient {
     names?: string[];
     pattern?: string;
     type?: SubjectType | CertTypeName;
-    reason: string;
+    /** Shown to the site; the service records its default when left out. */
+    reason?: string;
   }) {
     return this.http.json('POST', '/v1/requests/reject', rejectedResponse, { body: req, admin: true });
   }

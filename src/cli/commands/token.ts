@@ -73,7 +73,8 @@ ${ENV_HELP}`,
     token
       .command('generate')
       .description('generate one enrollment token')
-      .requiredOption('-s, --subject <SUBJECT>', 'site name, or e-mail for --user')
+      .option('-s, --subject <SUBJECT>', 'site name, or e-mail for --user (required)')
+      .option('-n, --name <NAME>', 'the same as -s (FLARE spells it -n)')
       .option('-o, --output <FILE>', 'write the token to FILE (mode 0600) instead of stdout'),
   )
     .addHelpText(
@@ -81,6 +82,7 @@ ${ENV_HELP}`,
       `
 Examples:
   pollen token generate -s hospital-1 -c ./ca                 client token, printed on stdout
+  pollen token generate -n hospital-1 -c ./ca                 the same (FLARE's -n)
   pollen token generate -s hospital-1 -c ./ca -o hospital-1.token
   pollen token generate -s admin@example.com --user -c ./ca   user token, role lead (policy default)
   pollen token generate -s researcher@example.com --user -r member -c ./ca
