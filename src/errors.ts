@@ -419,6 +419,11 @@ export const ERROR_CODES = {
     'Start the run again: `pollen run` pushes the bundle first.',
   ),
   RUN_STOPPED: spec(409, ExitCode.CONFLICT, 'The run was stopped by an admin.'),
+  RUN_CONFIG_UNKNOWN: spec(
+    400,
+    ExitCode.USAGE,
+    'Use a key the app declares (package.json → pollen.config), or declare the new key there with its default.',
+  ),
   // App bundles (`pollen build`)
   APP_INVALID: spec(
     400,

@@ -5,6 +5,7 @@
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { readBundle } from '../apps/bundle.js';
+import { checkRunConfigKeys } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
@@ -88,11 +89,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         // The run config is the app's defaults with the user's overrides, fixed at submission.
         const { manifest } = readBundle(await link.fabBytes(fab.hash));
         const overrides = configFromWire(req.runConfig);
-        for (const key of Object.keys(overrides))
-          if (!(key in manifest.config))
-            throw new PollenError('INVALID_ARGUMENT', `The app has no run config "${key}"`, {
-              hint: `Its keys: ${Object.keys(manifest.config).join(', ') || '(none)'}`,
-            });
+        checkRunConfigKeys(overrides, manifest.config, manifest.name);
         const run = await link.state.createRun({
           fabHash: fab.hash,
           fabName: fab.name,

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { federationArg } from '../app-federation.js';
 import { action } from '../command.js';
 import { listRuns } from '../runs/list.js';
 import { logRun } from '../runs/log.js';
@@ -33,7 +34,7 @@ to follow it again (pollen log) or stop it (pollen stop).`,
     );
 
   program
-    .command('list [FEDERATION]')
+    .command('list [APP_DIR] [FEDERATION]')
     .alias('ls')
     .description('list runs, or show one run with its per-round metrics (--run-id)')
     .option('--run-id <id>', 'show this run in detail')
@@ -43,12 +44,17 @@ to follow it again (pollen log) or stop it (pollen stop).`,
 Examples:
   pollen list                          # runs on the default federation
   pollen ls prod --json
+  pollen ls . prod                     # Flower's form: the app folder first
   pollen list --run-id 3f9c0a12b4d5e6f7  # status and per-round metrics of one run`,
     )
-    .action(action<{ runId?: string }>((o, out, [federation]) => listRuns({ ...o, federation }, out)));
+    .action(
+      action<{ runId?: string }>((o, out, [a, b]) =>
+        listRuns({ ...o, federation: federationArg(a, b) }, out),
+      ),
+    );
 
   program
-    .command('log <RUN_ID> [FEDERATION]')
+    .command('log <RUN_ID> [APP_DIR] [FEDERATION]')
     .description("print a run's log (ServerApp output and run events)")
     .option('--stream', 'keep following until the run finishes')
     .addHelpText(
@@ -59,13 +65,13 @@ Examples:
   pollen log 3f9c0a12b4d5e6f7 prod --stream   # follow; exits non-zero if the run fails or is stopped`,
     )
     .action(
-      action<{ stream?: boolean }>((o, out, [runId, federation]) =>
-        logRun({ ...o, runId: runId!, federation }, out),
+      action<{ stream?: boolean }>((o, out, [runId, a, b]) =>
+        logRun({ ...o, runId: runId!, federation: federationArg(a, b) }, out),
       ),
     );
 
   program
-    .command('stop <RUN_ID> [FEDERATION]')
+    .command('stop <RUN_ID> [APP_DIR] [FEDERATION]')
     .description('stop a run: its ServerApp process ends and nodes stop its ClientApps')
     .addHelpText(
       'after',
@@ -77,6 +83,8 @@ Examples:
 A run that already finished cannot be stopped (RUN_STATE_CONFLICT, exit code 6).`,
     )
     .action(
-      action<object>((o, out, [runId, federation]) => stopRun({ ...o, runId: runId!, federation }, out)),
+      action<object>((o, out, [runId, a, b]) =>
+        stopRun({ ...o, runId: runId!, federation: federationArg(a, b) }, out),
+      ),
     );
 }
