@@ -129,6 +129,11 @@ export const ERROR_CODES = {
     ExitCode.REJECTED,
     'The site name does not match the policy site.name_pattern.',
   ),
+  POLICY_HOST: spec(
+    403,
+    ExitCode.REJECTED,
+    'Name only hosts the policy allows (site.host_patterns), or ask the project admin to allow them.',
+  ),
   POLICY_ROLE: spec(
     400,
     ExitCode.INVALID_INPUT,

@@ -184,18 +184,20 @@ export class CertServiceClient {
     subjects: string[];
     type: SubjectType;
     role?: string;
+    hosts?: readonly string[];
   }): Promise<IssuedTokenInfo[]> {
     const body = {
       subjects: req.subjects,
       type: req.type,
       ...(req.role !== undefined && { role: req.role }),
+      ...(req.hosts?.length && { hosts: req.hosts }),
     };
     return (await this.http.json('POST', '/v1/tokens', tokensResponse, { body, admin: true })).tokens;
   }
 
   /** Issue tokens for any number of subjects, in requests that stay under the body limit. */
   async createTokensInChunks(
-    req: { subjects: readonly string[]; type: SubjectType; role?: string },
+    req: { subjects: readonly string[]; type: SubjectType; role?: string; hosts?: readonly string[] },
     onProgress?: (done: number, total: number) => void,
   ): Promise<IssuedTokenInfo[]> {
     const out: IssuedTokenInfo[] = [];
@@ -208,6 +210,7 @@ export class CertServiceClient {
           subjects: chunk,
           type: req.type,
           ...(req.role !== undefined && { role: req.role }),
+          ...(req.hosts && { hosts: req.hosts }),
         })),
       );
       onProgress?.(out.length, req.subjects.length);
