@@ -31,6 +31,7 @@ export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.
     '\nStart here:\n' +
       '  pollen demo                                  the auto-scale enrollment workflow, end to end\n' +
       '  pollen cert init -n "My Project" -o ./ca     a project CA (manual workflow: then cert site, package)\n' +
+      '  pollen new my-app                            a new app; try it with pollen simulate my-app\n' +
       '\nEnvironment variables mirror the flags (each option lists its own): POLLEN_CA_PATH,\n' +
       'POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY, POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY,\n' +
       'POLLEN_CA_PASSPHRASE, POLLEN_CONFIG; a flag wins over its variable.\n' +

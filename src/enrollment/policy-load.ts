@@ -36,10 +36,10 @@ const cidrSchema = z.string().superRefine((s, ctx) => {
 
 /** A DNS glob (`*.example.com`, `localhost`), an IP address or range (`10.0.0.0/8`), or `*`. */
 const hostPatternSchema = z.string().superRefine((s, ctx) => {
-  if (/^[0-9.:/]+$/.test(s) && /[.:]/.test(s)) {
-    const c = parseCidr(s);
-    if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
-  } else if (!/^[A-Za-z0-9*?.-]{1,253}$/.test(s))
+  const range = parseCidr(s);
+  if (typeof range !== 'string') return;
+  if (/[/:]/.test(s) || /^[0-9.]+$/.test(s)) ctx.addIssue({ code: 'custom', message: range });
+  else if (!/^[A-Za-z0-9*?.-]{1,253}$/.test(s))
     ctx.addIssue({
       code: 'custom',
       message: `"${s}" is neither a DNS name pattern (*.example.com) nor an IP address or range (10.0.0.0/8)`,
