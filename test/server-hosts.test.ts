@@ -36,6 +36,9 @@ let cs: LiveCertService;
 let url: string;
 
 const cli = (args: string[]) => pollenInProcess(args, { cwd: t.dir });
+/** `token generate -s SUBJECT … --json`. */
+const generate = (subject: string, ...args: string[]) =>
+  cli(['token', 'generate', '-s', subject, ...args, '--json']);
 /** `token generate` signed with the CA folder's token key under the service's policy. */
 const local = () => ['-c', cs.caDir, '-p', cs.policyFile];
 const remote = () => ['--cert-service', url, '--api-key', KEY, '--ca-cert', join(cs.caDir, 'rootCA.pem')];
@@ -71,96 +74,33 @@ afterAll(async () => {
 describe('token generate --host', () => {
   it('puts the hosts in server and relay tokens, locally and through the service, as the policy allows', async () => {
     const server = ok(
-      await cli([
-        'token',
-        'generate',
-        '-s',
-        'link',
-        '--server',
-        '--host',
-        'LocalHost',
-        '--host',
-        '127.0.0.1',
-        ...local(),
-        '--json',
-      ]),
+      await generate('link', '--server', '--host', 'LocalHost', '--host', '127.0.0.1', ...local()),
     );
     expect(server.hosts).toEqual(['localhost', '127.0.0.1']);
     const info = ok(await cli(['token', 'info', '-t', server.token, '-c', cs.caDir, '--json']));
     expect(info).toMatchObject({ hosts: ['localhost', '127.0.0.1'], signature: 'verified' });
-    const relay = ok(
-      await cli([
-        'token',
-        'generate',
-        '-s',
-        'relay-1',
-        '--relay',
-        '--host',
-        'relay.example.test',
-        ...remote(),
-        '--json',
-      ]),
-    );
+    const relay = ok(await generate('relay-1', '--relay', '--host', 'relay.example.test', ...remote()));
     expect(ok(await cli(['token', 'info', '-t', relay.token, '--json'])).hosts).toEqual([
       'relay.example.test',
     ]);
   });
 
   it('refuses hosts the policy does not allow (locally and at the service), and hosts on client tokens', async () => {
-    const here = await cli([
-      'token',
-      'generate',
-      '-s',
-      'link',
-      '--server',
-      '--host',
-      'evil.test',
-      ...local(),
-      '--json',
-    ]);
+    const here = await generate('link', '--server', '--host', 'evil.test', ...local());
     expect(failure(here, 'POLICY_HOST', 9).message).toMatch(
       /^Host evil\.test is not allowed by the policy's site\.host_patterns/,
     );
-    const there = await cli([
-      'token',
-      'generate',
-      '-s',
-      'link',
-      '--server',
-      '--host',
-      '10.0.0.5',
-      ...remote(),
-      '--json',
-    ]);
+    const there = await generate('link', '--server', '--host', '10.0.0.5', ...remote());
     expect(failure(there, 'POLICY_HOST', 9).message).toContain('10.0.0.5');
-    const client = await cli([
-      'token',
-      'generate',
-      '-s',
-      'site-1',
-      '--host',
-      'localhost',
-      ...local(),
-      '--json',
-    ]);
+    const client = await generate('site-1', '--host', 'localhost', ...local());
     expect(failure(client, 'INVALID_ARGUMENT', 2).hint).toContain('--server');
-    const bad = await cli([
-      'token',
-      'generate',
-      '-s',
-      'link',
-      '--server',
-      '--host',
-      'not a host',
-      ...local(),
-      '--json',
-    ]);
+    const bad = await generate('link', '--server', '--host', 'not a host', ...local());
     expect(failure(bad, 'INVALID_ARGUMENT', 2).message).toContain("'not a host'");
   });
 
   it('policy explain and policy check show the host check', async () => {
-    const refused = ok(
-      await cli([
+    const explain = (host: string, ...more: string[]) =>
+      cli([
         'policy',
         'explain',
         cs.policyFile,
@@ -169,30 +109,18 @@ describe('token generate --host', () => {
         '--type',
         'server',
         '--host',
-        'evil.test',
+        host,
         '--ip',
         '127.0.0.1',
-        '--json',
-      ]),
-    );
+        ...more,
+      ]);
+    const refused = ok(await explain('evil.test', '--json'));
     expect(refused.decision).toMatchObject({
       action: 'reject',
       reason: expect.stringContaining('"evil.test"'),
     });
     expect(refused.hostCheck).toMatchObject({ refused: ['evil.test'] });
-    const text = await cli([
-      'policy',
-      'explain',
-      cs.policyFile,
-      '--site',
-      'link',
-      '--type',
-      'server',
-      '--host',
-      'a.example.test',
-      '--ip',
-      '127.0.0.1',
-    ]);
+    const text = await explain('a.example.test');
     expect(text.stdout).toContain('allow host "a.example.test"');
     expect(text.stdout).toMatch(/decision: approve/);
     expect((await cli(['policy', 'check', cs.policyFile])).stdout).toContain(
@@ -203,19 +131,7 @@ describe('token generate --host', () => {
 
 describe('an enrolled server', () => {
   it('gets a certificate for its token hosts also when an admin approves it later', async () => {
-    const { token } = ok(
-      await cli([
-        'token',
-        'generate',
-        '-s',
-        'held-link',
-        '--server',
-        '--host',
-        'held.example.test',
-        ...local(),
-        '--json',
-      ]),
-    );
+    const { token } = ok(await generate('held-link', '--server', '--host', 'held.example.test', ...local()));
     const held = await cs.post('/v1/enroll', { token, csr: opensslCsr(t.dir, 'held-link').csr });
     expect(held.status).toBe(202);
     ok(await cli(['enrollment', 'approve', 'held-link', ...remote(), '--json']));
@@ -227,19 +143,7 @@ describe('an enrolled server', () => {
 
   it('is reachable by a SuperNode by the names of its token: localhost and 127.0.0.1, over real TLS', async () => {
     const { token } = ok(
-      await cli([
-        'token',
-        'generate',
-        '-s',
-        'superlink',
-        '--server',
-        '--host',
-        'localhost',
-        '--host',
-        '127.0.0.1',
-        ...local(),
-        '--json',
-      ]),
+      await generate('superlink', '--server', '--host', 'localhost', '--host', '127.0.0.1', ...local()),
     );
     const kit = join(t.dir, 'superlink-kit');
     const pkg = (more: string[]) =>
