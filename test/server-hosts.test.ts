@@ -141,6 +141,36 @@ describe('an enrolled server', () => {
     expect(new X509Certificate(row.pem).subjectAltName).toContain('DNS:held.example.test');
   });
 
+  it('does not enroll a kit made with --host on a token that lacks the host', async () => {
+    const { token } = ok(await generate('link-2', '--server', '--host', '127.0.0.1', ...local()));
+    const kit = join(t.dir, 'link-2-kit');
+    const made = ok(
+      await cli([
+        'package',
+        '-n',
+        'link-2',
+        '-t',
+        'server',
+        '-e',
+        'grpcs://127.0.0.1:9092:9093',
+        '--cert-service',
+        url,
+        '--host',
+        'localhost',
+        '-o',
+        kit,
+        '--json',
+      ]),
+    );
+    expect(made.warnings).toContainEqual(
+      expect.stringContaining('names localhost only if the enrollment token does'),
+    );
+    const r = await cli(['start', kit, '--enroll-only', '--token', token, '--json']);
+    const e = failure(r, 'TOKEN_SUBJECT_MISMATCH', 3);
+    expect(e.message).toContain('does not name localhost');
+    expect(e.hint).toContain('--server --host localhost');
+  });
+
   it('is reachable by a SuperNode by the names of its token: localhost and 127.0.0.1, over real TLS', async () => {
     const { token } = ok(
       await generate('superlink', '--server', '--host', 'localhost', '--host', '127.0.0.1', ...local()),
