@@ -82,7 +82,7 @@ A mistyped command, subcommand or option gets the nearest one (\`pollen supernod
 \`(Did you mean pollen supernode list?)\`, exit 2); with \`--json\` the one document is
 \`{"ok": false, "error": {"code": "USAGE", "message", "hint", "suggestion"}}\`. FLARE's spellings
 work as well: options written with underscores (\`--listening_port\`, \`--listening_host\`) are read
-as their hyphenated forms, and \`token generate -n NAME\` as \`-s NAME\`. Commands that Flower
+as their hyphenated forms, \`--ca_path\` as \`--ca\`, and \`token generate -n NAME\` as \`-s NAME\`. Commands that Flower
 gives an app folder before the federation (\`run\`, \`ls\`, \`log\`, \`stop\`, \`supernode
 register|list|unregister\`) accept it (see [federation.md](federation.md)).
 

@@ -104,7 +104,7 @@ describe("Flower's app folder before the federation", () => {
 
 describe("FLARE's spellings", () => {
   it('generates a token with -n NAME as with -s SUBJECT, and refuses two different subjects', async () => {
-    const r = await cli(['token', 'generate', '-n', 'hospital-1', '-c', CA, '--json']);
+    const r = await cli(['token', 'generate', '-n', 'hospital-1', '--ca_path', CA, '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.json()).toMatchObject({ subject: 'hospital-1', subjectType: 'client' });
     const both = await cli(['token', 'generate', '-n', 'a', '-s', 'b', '-c', CA, '--json']);

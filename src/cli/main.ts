@@ -4,7 +4,7 @@ import { VERSION } from '../version.js';
 import { setIo } from './command.js';
 import { registerCommands } from './commands/index.js';
 import { type Io, Output, Reported } from './output.js';
-import { hyphenateOptions, usageError } from './usage.js';
+import { flareSpellings, usageError } from './usage.js';
 
 export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.stderr }): Command {
   const program = new Command('pollen')
@@ -52,7 +52,7 @@ export async function main(
   const program = buildProgram(io);
   const json = argv.includes('--json');
   const out = new Output(json, io.stdout, io.stderr);
-  const args = hyphenateOptions(argv.slice(2));
+  const args = flareSpellings(argv.slice(2));
   try {
     await program.parseAsync([...argv.slice(0, 2), ...args]);
     return ExitCode.OK;

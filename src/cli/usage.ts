@@ -1,23 +1,29 @@
 /**
  * Command-line habits from the tools Pollen users come from, and what a mistyped command line
- * is told: FLARE's `--listening_port` spelling, and "did you mean" for commands, subcommands and
+ * is told: FLARE's spellings (`--listening_port`, `--ca_path`), and "did you mean" for commands, subcommands and
  * options, in the text and in the one --json document.
  */
 import type { Command, CommanderError } from 'commander';
 import { PollenError } from '../errors.js';
 import { nearest } from '../util/text.js';
 
+/** FLARE's long options that Pollen names otherwise (after hyphenation). */
+const FLARE_NAMES: Record<string, string> = { '--ca-path': '--ca' };
+
 /**
- * FLARE spells long options with underscores (`--listening_port`); Pollen with hyphens. Rewrite
- * the flag part of such words (never values, never after `--`) so both spellings work.
+ * FLARE spells long options with underscores (`--listening_port`, `--ca_path`); Pollen with
+ * hyphens, and the CA folder `--ca`. Rewrite the flag part of such words (never values, never
+ * after `--`) so both spellings work.
  */
-export function hyphenateOptions(args: readonly string[]): string[] {
+export function flareSpellings(args: readonly string[]): string[] {
   const end = args.indexOf('--');
-  return args.map((a, i) =>
-    (end === -1 || i < end) && /^--[a-z0-9]+(?:_[a-z0-9]+)+(?:=|$)/i.test(a)
-      ? a.replace(/^--[^=]+/, (flag) => flag.replaceAll('_', '-'))
-      : a,
-  );
+  return args.map((a, i) => {
+    if ((end !== -1 && i >= end) || !/^--[a-z0-9]+(?:[-_][a-z0-9]+)*(?:=|$)/i.test(a)) return a;
+    return a.replace(/^--[^=]+/, (flag) => {
+      const hyphenated = flag.replaceAll('_', '-');
+      return FLARE_NAMES[hyphenated] ?? hyphenated;
+    });
+  });
 }
 
 /** The command `args` reach, and the first word that names no subcommand of it. */
