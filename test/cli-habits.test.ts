@@ -59,6 +59,11 @@ describe("Flower's app folder before the federation", () => {
     }
     const missing = await cli(['ls', './no-such-app', 'hab', '--json']);
     expect(failure(missing, 'FILE_NOT_FOUND', 4).message).toContain('no-such-app');
+    const typo = await cli(['ls', '.', 'hub', '--json']);
+    expect(failure(typo, 'FEDERATION_NOT_FOUND', 4)).toMatchObject({
+      suggestion: 'hab',
+      hint: expect.stringMatching(/^Did you mean hab\? Known: hab/),
+    });
   });
 
   it('refuses a --run-config key the app does not declare before pushing anything, naming its keys', async () => {
