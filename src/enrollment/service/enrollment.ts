@@ -81,7 +81,8 @@ export class Enrollment {
         'CSR_SUBJECT_MISMATCH',
         `The CSR common name must be '${name}', the token's subject`,
       );
-    // The service checks the token's hosts against its policy again: the policy may be newer.
+    // The token's hosts are checked again here, under the policy it was issued with: whoever holds
+    // the token key cannot put a host in a certificate that the policy does not allow.
     const hosts = claims.pollen.hosts ?? [];
     const decision = decide(auth.policy.policy, { name, type: claims.pollen.subject_type, ip, hosts });
     if (decision.action === 'reject')
