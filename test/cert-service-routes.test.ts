@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { randomUUID, sign } from 'node:crypto';
+import { randomUUID, sign, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -322,6 +322,46 @@ describe.each(STORE_BACKENDS)('Certificate Service enrollment routes on %s', (ba
     expect((await call('GET', '/v1/health')).json).toMatchObject({ status: 'ok', backend });
     // the token survived all of that unconsumed
     expect((await call('POST', '/v1/enroll', { token, csr })).status).toBe(200);
+  });
+
+  it('refuses hand-made tokens whose hosts a certificate cannot carry, and names the hosts of a server in its certificate', async () => {
+    // Signed with the real token key, as `token generate` never would: hosts on a client, or hosts
+    // that would smuggle another name into the subjectAltName.
+    const forge = (sub: string, type: string, hosts: string[]) => {
+      const [h, p] = f.tokenFor('hospital-forge').split('.') as [string, string];
+      const c = JSON.parse(Buffer.from(p, 'base64url').toString());
+      const claims = { ...c, sub, jti: randomUUID(), pollen: { ...c.pollen, subject_type: type, hosts } };
+      const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
+      const sig = sign('sha256', Buffer.from(`${h}.${body}`), {
+        key: f.signer.privateKey,
+        dsaEncoding: 'ieee-p1363',
+      }).toString('base64url');
+      return `${h}.${body}.${sig}`;
+    };
+    for (const [type, hosts] of [
+      ['client', ['hospital.example.org']],
+      ['server', ['link.example.org, URI:pollen://test-federation/admin/root']],
+      ['server', ['a b']],
+    ] as const) {
+      const r = await call('POST', '/v1/enroll', {
+        token: forge('hospital-hosts', type, [...hosts]),
+        csr: f.csrFor('hospital-hosts').csr,
+      });
+      expect(r.status, JSON.stringify(r.json)).toBe(401);
+      expect(r.json.error).toMatchObject({
+        code: 'TOKEN_INVALID',
+        message: expect.stringContaining('hosts'),
+      });
+    }
+    const ok = await call('POST', '/v1/enroll', {
+      token: forge('hospital-hosts', 'server', ['Link.Example.org', '192.0.2.7']),
+      csr: f.csrFor('hospital-hosts').csr,
+    });
+    expect(ok.status, JSON.stringify(ok.json)).toBe(200);
+    const san = new X509Certificate(ok.json.certificate).subjectAltName;
+    expect(san).toMatch(
+      /^DNS:link\.example\.org, IP Address:192\.0\.2\.7, URI:pollen:\/\/[^/]+\/server\/hospital-hosts$/,
+    );
   });
 
   it('refuses token subjects outside the name rules even when the token key signed them, and CSRs with two common names', async () => {
