@@ -200,6 +200,11 @@ describe('an enrolled server', () => {
     expect(ok(await pkg(['--host', 'localhost'])).hosts).toEqual(['localhost']);
     ok(await cli(['start', kit, '--enroll-only', '--json']));
 
+    const enrolled = ok(await cli(['enrollment', 'enrolled', '--type', 'server', ...remote(), '--json']));
+    expect(enrolled.enrolled.find((e: { name: string }) => e.name === 'superlink').hosts).toEqual([
+      'localhost',
+      '127.0.0.1',
+    ]);
     const cert = new X509Certificate(readFileSync(join(kit, 'startup', 'superlink.crt')));
     expect(cert.checkHost('localhost')).toBe('localhost');
     expect(cert.checkIP('127.0.0.1')).toBe('127.0.0.1');

@@ -55,6 +55,8 @@ export interface EnrolledInfo {
   issuedAt: string;
   approvedBy: string | null;
   revoked: boolean;
+  /** Servers and relays: the DNS names and IP addresses the certificate names. */
+  hosts: string[];
 }
 
 // Requests and certificates carry the certificate type (users enroll as `admin`).
@@ -120,6 +122,7 @@ const enrolledResponse = z.object({
       issuedAt: z.string(),
       approvedBy: nullableString,
       revoked: z.boolean(),
+      hosts: z.array(z.string()).default([]),
     }),
   ),
 });
