@@ -198,7 +198,8 @@ describe('an enrolled server', () => {
     const wrong = failure(await pkg(['--host', 'elsewhere.example.test']), 'INVALID_ARGUMENT', 2);
     expect(wrong.hint).toContain('--host localhost --host 127.0.0.1 --host elsewhere.example.test');
     expect(ok(await pkg(['--host', 'localhost'])).hosts).toEqual(['localhost']);
-    ok(await cli(['start', kit, '--enroll-only', '--json']));
+    const started = ok(await cli(['start', kit, '--enroll-only', '--json']));
+    expect(started.certificate.hosts).toEqual(['localhost', '127.0.0.1']);
 
     const enrolled = ok(await cli(['enrollment', 'enrolled', '--type', 'server', ...remote(), '--json']));
     expect(enrolled.enrolled.find((e: { name: string }) => e.name === 'superlink').hosts).toEqual([

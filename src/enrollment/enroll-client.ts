@@ -110,6 +110,8 @@ export interface CertificateInfo {
   notBefore: Date;
   notAfter: Date;
   renewAt: Date;
+  /** The DNS names and IP addresses it names (servers and relays: what clients may dial). */
+  hosts: string[];
 }
 
 export interface EnrollResult {
