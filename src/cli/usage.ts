@@ -1,7 +1,7 @@
 /**
  * Command-line habits from the tools Pollen users come from, and what a mistyped command line
- * is told: FLARE's spellings (`--listening_port`, `--ca_path`), and "did you mean" for commands, subcommands and
- * options, in the text and in the one --json document.
+ * is told: FLARE's spellings (`--listening_port`, `--ca_path`), and "did you mean" for commands,
+ * subcommands and options, in the text and in the one --json document.
  */
 import type { Command, CommanderError } from 'commander';
 import { PollenError } from '../errors.js';
