@@ -22,6 +22,19 @@ const f = new RoutesFixture('pollen-routes-');
 beforeAll(f.setup);
 afterAll(f.cleanup);
 
+/** A token made by hand with the real token key: subject `sub`, `pollen` claims replaced. */
+function forgeToken(sub: string, pollen: Record<string, unknown> = {}): string {
+  const [h, p] = f.tokenFor('hospital-forge').split('.') as [string, string];
+  const c = JSON.parse(Buffer.from(p, 'base64url').toString());
+  const claims = { ...c, sub, jti: randomUUID(), pollen: { ...c.pollen, ...pollen } };
+  const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
+  const sig = sign('sha256', Buffer.from(`${h}.${body}`), {
+    key: f.signer.privateKey,
+    dsaEncoding: 'ieee-p1363',
+  }).toString('base64url');
+  return `${h}.${body}.${sig}`;
+}
+
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
@@ -327,17 +340,8 @@ describe.each(STORE_BACKENDS)('Certificate Service enrollment routes on %s', (ba
   it('refuses hand-made tokens whose hosts a certificate cannot carry, and names the hosts of a server in its certificate', async () => {
     // Signed with the real token key, as `token generate` never would: hosts on a client, or hosts
     // that would smuggle another name into the subjectAltName.
-    const forge = (sub: string, type: string, hosts: string[]) => {
-      const [h, p] = f.tokenFor('hospital-forge').split('.') as [string, string];
-      const c = JSON.parse(Buffer.from(p, 'base64url').toString());
-      const claims = { ...c, sub, jti: randomUUID(), pollen: { ...c.pollen, subject_type: type, hosts } };
-      const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-      const sig = sign('sha256', Buffer.from(`${h}.${body}`), {
-        key: f.signer.privateKey,
-        dsaEncoding: 'ieee-p1363',
-      }).toString('base64url');
-      return `${h}.${body}.${sig}`;
-    };
+    const forge = (sub: string, type: string, hosts: string[]) =>
+      forgeToken(sub, { subject_type: type, hosts });
     for (const [type, hosts] of [
       ['client', ['hospital.example.org']],
       ['server', ['link.example.org, URI:pollen://test-federation/admin/root']],
@@ -366,16 +370,7 @@ describe.each(STORE_BACKENDS)('Certificate Service enrollment routes on %s', (ba
 
   it('refuses token subjects outside the name rules even when the token key signed them, and CSRs with two common names', async () => {
     // A token made by hand with the real token key: only the name rules stand between it and a certificate.
-    const forge = (sub: string) => {
-      const [h, p] = f.tokenFor('hospital-forge').split('.') as [string, string];
-      const claims = { ...JSON.parse(Buffer.from(p, 'base64url').toString()), sub, jti: randomUUID() };
-      const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-      const sig = sign('sha256', Buffer.from(`${h}.${body}`), {
-        key: f.signer.privateKey,
-        dsaEncoding: 'ieee-p1363',
-      }).toString('base64url');
-      return `${h}.${body}.${sig}`;
-    };
+    const forge = (sub: string) => forgeToken(sub);
     for (const name of [
       'hospital-x/../../y',
       'hospital-ü',

@@ -54,6 +54,24 @@ function failure(r: CliResult, code: string, exit: number): { message: string; h
   return doc.error;
 }
 
+/** `pollen package` of server kit NAME into KIT that enrolls through the service. */
+const serverKit = (name: string, kit: string, ...more: string[]) =>
+  cli([
+    'package',
+    '-n',
+    name,
+    '-t',
+    'server',
+    '-e',
+    'grpcs://127.0.0.1:9092:9093',
+    '--cert-service',
+    url,
+    '-o',
+    kit,
+    ...more,
+    '--json',
+  ]);
+
 beforeAll(async () => {
   ensureBuilt('cli/main.js');
   cs = await startLiveCertService(t.dir, {
@@ -144,24 +162,7 @@ describe('an enrolled server', () => {
   it('does not enroll a kit made with --host on a token that lacks the host', async () => {
     const { token } = ok(await generate('link-2', '--server', '--host', '127.0.0.1', ...local()));
     const kit = join(t.dir, 'link-2-kit');
-    const made = ok(
-      await cli([
-        'package',
-        '-n',
-        'link-2',
-        '-t',
-        'server',
-        '-e',
-        'grpcs://127.0.0.1:9092:9093',
-        '--cert-service',
-        url,
-        '--host',
-        'localhost',
-        '-o',
-        kit,
-        '--json',
-      ]),
-    );
+    const made = ok(await serverKit('link-2', kit, '--host', 'localhost'));
     expect(made.warnings).toContainEqual(
       expect.stringContaining('names localhost only if the enrollment token does'),
     );
@@ -176,24 +177,7 @@ describe('an enrolled server', () => {
       await generate('superlink', '--server', '--host', 'localhost', '--host', '127.0.0.1', ...local()),
     );
     const kit = join(t.dir, 'superlink-kit');
-    const pkg = (more: string[]) =>
-      cli([
-        'package',
-        '-n',
-        'superlink',
-        '-t',
-        'server',
-        '-e',
-        'grpcs://127.0.0.1:9092:9093',
-        '--cert-service',
-        url,
-        '--token',
-        token,
-        '-o',
-        kit,
-        ...more,
-        '--json',
-      ]);
+    const pkg = (more: string[]) => serverKit('superlink', kit, '--token', token, ...more);
     // The kit says where the server is reached; the token must name it, or the certificate would not.
     const wrong = failure(await pkg(['--host', 'elsewhere.example.test']), 'INVALID_ARGUMENT', 2);
     expect(wrong.hint).toContain('--host localhost --host 127.0.0.1 --host elsewhere.example.test');
