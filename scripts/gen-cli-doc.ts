@@ -78,6 +78,14 @@ Every command accepts \`--json\`: stdout then carries exactly one JSON document 
 \`{"ok": false, "error": {"code", "message", "hint"}}\`) and progress goes to stderr. Flags win over
 the environment variables named in each command's help.
 
+A mistyped command, subcommand or option gets the nearest one (\`pollen supernode lst\` →
+\`(Did you mean pollen supernode list?)\`, exit 2); with \`--json\` the one document is
+\`{"ok": false, "error": {"code": "USAGE", "message", "hint", "suggestion"}}\`. FLARE's spellings
+work as well: options written with underscores (\`--listening_port\`, \`--listening_host\`) are read
+as their hyphenated forms, \`--ca_path\` as \`--ca\`, and \`token generate -n NAME\` as \`-s NAME\`. Commands that Flower
+gives an app folder before the federation (\`run\`, \`ls\`, \`log\`, \`stop\`, \`supernode
+register|list|unregister\`) accept it (see [federation.md](federation.md)).
+
 ## Exit codes
 
 ${exitCodeTable()}

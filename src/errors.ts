@@ -129,6 +129,11 @@ export const ERROR_CODES = {
     ExitCode.REJECTED,
     'The site name does not match the policy site.name_pattern.',
   ),
+  POLICY_HOST: spec(
+    403,
+    ExitCode.REJECTED,
+    'Name only hosts the policy allows (site.host_patterns), or ask the project admin to allow them.',
+  ),
   POLICY_ROLE: spec(
     400,
     ExitCode.INVALID_INPUT,
@@ -445,6 +450,11 @@ export const ERROR_CODES = {
     'Start the run again: `pollen run` pushes the bundle first.',
   ),
   RUN_STOPPED: spec(409, ExitCode.CONFLICT, 'The run was stopped by an admin.'),
+  RUN_CONFIG_UNKNOWN: spec(
+    400,
+    ExitCode.USAGE,
+    'Use a key the app declares (package.json → pollen.config), or declare the new key there with its default.',
+  ),
   // App bundles (`pollen build`)
   APP_INVALID: spec(
     400,

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { randomUUID, sign } from 'node:crypto';
+import { randomUUID, sign, X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +21,19 @@ import { openssl } from './support/cli.js';
 const f = new RoutesFixture('pollen-routes-');
 beforeAll(f.setup);
 afterAll(f.cleanup);
+
+/** A token made by hand with the real token key: subject `sub`, `pollen` claims replaced. */
+function forgeToken(sub: string, pollen: Record<string, unknown> = {}): string {
+  const [h, p] = f.tokenFor('hospital-forge').split('.') as [string, string];
+  const c = JSON.parse(Buffer.from(p, 'base64url').toString());
+  const claims = { ...c, sub, jti: randomUUID(), pollen: { ...c.pollen, ...pollen } };
+  const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
+  const sig = sign('sha256', Buffer.from(`${h}.${body}`), {
+    key: f.signer.privateKey,
+    dsaEncoding: 'ieee-p1363',
+  }).toString('base64url');
+  return `${h}.${body}.${sig}`;
+}
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -324,18 +337,40 @@ describe.each(STORE_BACKENDS)('Certificate Service enrollment routes on %s', (ba
     expect((await call('POST', '/v1/enroll', { token, csr })).status).toBe(200);
   });
 
+  it('refuses hand-made tokens whose hosts a certificate cannot carry, and names the hosts of a server in its certificate', async () => {
+    // Signed with the real token key, as `token generate` never would: hosts on a client, or hosts
+    // that would smuggle another name into the subjectAltName.
+    const forge = (sub: string, type: string, hosts: string[]) =>
+      forgeToken(sub, { subject_type: type, hosts });
+    for (const [type, hosts] of [
+      ['client', ['hospital.example.org']],
+      ['server', ['link.example.org, URI:pollen://test-federation/admin/root']],
+      ['server', ['a b']],
+    ] as const) {
+      const r = await call('POST', '/v1/enroll', {
+        token: forge('hospital-hosts', type, [...hosts]),
+        csr: f.csrFor('hospital-hosts').csr,
+      });
+      expect(r.status, JSON.stringify(r.json)).toBe(401);
+      expect(r.json.error).toMatchObject({
+        code: 'TOKEN_INVALID',
+        message: expect.stringContaining('hosts'),
+      });
+    }
+    const ok = await call('POST', '/v1/enroll', {
+      token: forge('hospital-hosts', 'server', ['Link.Example.org', '192.0.2.7']),
+      csr: f.csrFor('hospital-hosts').csr,
+    });
+    expect(ok.status, JSON.stringify(ok.json)).toBe(200);
+    const san = new X509Certificate(ok.json.certificate).subjectAltName;
+    expect(san).toMatch(
+      /^DNS:link\.example\.org, IP Address:192\.0\.2\.7, URI:pollen:\/\/[^/]+\/server\/hospital-hosts$/,
+    );
+  });
+
   it('refuses token subjects outside the name rules even when the token key signed them, and CSRs with two common names', async () => {
     // A token made by hand with the real token key: only the name rules stand between it and a certificate.
-    const forge = (sub: string) => {
-      const [h, p] = f.tokenFor('hospital-forge').split('.') as [string, string];
-      const claims = { ...JSON.parse(Buffer.from(p, 'base64url').toString()), sub, jti: randomUUID() };
-      const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-      const sig = sign('sha256', Buffer.from(`${h}.${body}`), {
-        key: f.signer.privateKey,
-        dsaEncoding: 'ieee-p1363',
-      }).toString('base64url');
-      return `${h}.${body}.${sig}`;
-    };
+    const forge = (sub: string) => forgeToken(sub);
     for (const name of [
       'hospital-x/../../y',
       'hospital-ü',

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkServerIdentity, connect, type PeerCertificate } from 'node:tls';
@@ -39,8 +39,9 @@ afterAll(() => t.cleanup());
 
 const csrFor = (cn: string) => opensslCsr(t.dir, cn);
 
-function tokenFor(subject: string, o: { type?: 'client' | 'server' | 'user' } = {}) {
-  return issueToken(signer, { subject, type: o.type, policy: loadPolicy(join(t.dir, 'policy.yaml')) }).token;
+function tokenFor(subject: string, o: { type?: 'client' | 'server' | 'user'; hosts?: string[] } = {}) {
+  const policy = loadPolicy(join(t.dir, 'policy.yaml'));
+  return issueToken(signer, { subject, type: o.type, hosts: o.hosts, policy }).token;
 }
 
 describe.each(STORE_BACKENDS)('Certificate Service on %s', (_backend, makeDb) => {
@@ -286,13 +287,13 @@ describe.each(STORE_BACKENDS)('Certificate Service on %s', (_backend, makeDb) =>
     expect(chain.every((e: { revoked: boolean }) => e.revoked)).toBe(true);
   });
 
-  it('renews server certificates too (they carry serverAuth only)', async () => {
+  it('renews server certificates too (they carry serverAuth only), naming the hosts of their token', async () => {
     const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
       type: 'pkcs8',
       format: 'pem',
     }) as string;
     const r = await call('POST', '/v1/enroll', {
-      token: tokenFor('superlink-1', { type: 'server' }),
+      token: tokenFor('superlink-1', { type: 'server', hosts: ['link.example.org', '10.9.8.7'] }),
       csr: createCsrFromKey(createPrivateKey(keyPem), 'superlink-1'),
     });
     expect(r.status).toBe(202); // servers wait for an admin under this policy
@@ -312,6 +313,11 @@ describe.each(STORE_BACKENDS)('Certificate Service on %s', (_backend, makeDb) =>
     await mtls.close();
     expect(renewed.status, JSON.stringify(renewed.json)).toBe(200);
     expect(renewed.json.type).toBe('server');
+    // Held for an admin, then approved, then renewed: each certificate names the token's hosts.
+    for (const pem of [polled.json.certificate, renewed.json.certificate])
+      expect(new X509Certificate(pem).subjectAltName).toMatch(
+        /^DNS:link\.example\.org, IP Address:10\.9\.8\.7, URI:pollen:/,
+      );
   });
 
   it('loses no pending or enrolled state across a restart', async () => {

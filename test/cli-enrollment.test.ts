@@ -82,6 +82,24 @@ describe('pollen enrollment', () => {
     expect(enrolled.stdout).toContain('api-key:');
   });
 
+  it('rejects without a reason as FLARE does, and shows each reason in the list and the audit log', async () => {
+    expect((await cs.enroll('site-d')).status).toBe(202);
+    const rej = await pollenInProcess(['enrollment', 'reject', 'site-d', '--json'], { env });
+    expect(rej.code, rej.stdout + rej.stderr).toBe(0);
+    expect(rej.json<{ rejected: { name: string; reason: string }[] }>().rejected).toEqual([
+      expect.objectContaining({ name: 'site-d', reason: 'rejected by an administrator' }),
+    ]);
+    const listed = await pollenInProcess(['enrollment', 'list', '--status', 'rejected', '--json'], { env });
+    const reasons = Object.fromEntries(
+      listed.json<{ requests: { name: string; reason: string }[] }>().requests.map((r) => [r.name, r.reason]),
+    );
+    expect(reasons).toMatchObject({ 'site-c': 'Not authorized', 'site-d': 'rejected by an administrator' });
+    const text = await pollenInProcess(['enrollment', 'list', '--status', 'rejected'], { env });
+    expect(text.stdout).toMatch(/site-c.*rejected.*api-key:.*Not authorized/);
+    const audit = await pollenInProcess(['enrollment', 'audit'], { env });
+    expect(audit.stdout).toMatch(/request\.rejected\s+site-c .*reason: Not authorized/);
+  });
+
   it('keeps a hash-chained audit log that detects a rewritten entry', async () => {
     const ok = await pollenInProcess(['enrollment', 'audit', '--verify', '--json'], { env });
     expect(ok.code, ok.stderr).toBe(0);

@@ -242,13 +242,13 @@ export default new ServerApp(async (_grid, context) => {
   it('a run config key the app does not declare, naming the keys it has', async () => {
     const e = expectError(
       await cli(['simulate', TINY, '--run-config', 'nope=1', '--json']),
-      'INVALID_ARGUMENT',
+      'RUN_CONFIG_UNKNOWN',
       2,
     );
-    expect(e.message).toBe('The app has no run config "nope"');
+    expect(e.message).toBe('The app pollen-test-tiny has no run config "nope"');
     const declared = Object.keys(JSON.parse(readFileSync(join(TINY, 'package.json'), 'utf8')).pollen.config);
     expect(declared).toContain('num-rounds');
-    expect(e.hint).toBe(`Its keys: ${declared.join(', ')}`);
+    expect(e.hint).toContain(`It declares: ${declared.join(', ')}.`);
   });
 
   it('--rounds for an app without num-rounds, and the rounds given twice', async () => {

@@ -163,7 +163,7 @@ describe('a secure federation of two SuperNodes', () => {
 
     const bad = await fed.pollen(['run', TINY_APP, FEDERATION, '--run-config', 'no-such-key=3', '--json']);
     expect(bad.code).toBe(2);
-    expect(bad.json().error.code).toBe('INVALID_ARGUMENT');
+    expect(bad.json().error.code).toBe('RUN_CONFIG_UNKNOWN');
     expect(bad.json().error.message).toContain('no-such-key');
     // Nothing was started for it.
     const runs = (await fed.pollen(['list', FEDERATION, '--json'])).json<{ runs: RunJson[] }>().runs;
@@ -263,7 +263,10 @@ describe('node-key mode (--enable-supernode-auth)', () => {
     expect((await b.exited).code).toBe(5);
     expect(refusals(b)).toBeGreaterThan(seenB);
     listed = await fed.nodeList();
-    expect(listed.find((n) => n.nodeId === b.nodeId)).toMatchObject({ status: 'offline', registered: false });
+    expect(listed.find((n) => n.nodeId === b.nodeId)).toMatchObject({
+      status: 'unregistered',
+      registered: false,
+    });
     const twice = await fed.pollen(['supernode', 'unregister', b.nodeId, FEDERATION, '--json']);
     expect(twice.code).not.toBe(0);
 
@@ -271,7 +274,7 @@ describe('node-key mode (--enable-supernode-auth)', () => {
     expect(c2.nodeId).toBe(idC);
     listed = await fed.nodeList();
     expect(listed.find((n) => n.nodeId === idC)?.status).toBe('online');
-    expect(listed.find((n) => n.nodeId === b.nodeId)?.status).toBe('offline');
+    expect(listed.find((n) => n.nodeId === b.nodeId)?.status).toBe('unregistered');
 
     // A run with the nodes that remain: A (partition 0) and C (partition 2).
     const out = await completedRun(fed, ['num-rounds=1']);

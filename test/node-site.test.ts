@@ -172,13 +172,13 @@ describe('pollen supernode register --site and supernode list', () => {
       list.json<{ nodes: { nodeId: string }[] }>().nodes.map((n) => [n.nodeId, n]),
     );
     // The admin as the Control API names callers elsewhere (runs' createdBy): the URI's spelling.
-    expect(nodes[nodeId]).toMatchObject({ site: 'site-2', siteBoundBy: 'admin:admin%40test' });
+    expect(nodes[nodeId]).toMatchObject({ site: 'site-2', siteBoundBy: 'admin:admin@test' });
     expect(nodes[firstUse.nodeId]).toMatchObject({ site: 'site-1', siteBoundBy: 'first-use' });
     expect(nodes[unbound.nodeId]).toMatchObject({ site: null, siteBoundBy: null, siteBoundAt: null });
 
     const text = (await pollen(['supernode', 'list', FEDERATION], { config })).stdout;
     const line = (id: string) => text.split('\n').find((l) => l.includes(id)) ?? '';
-    expect(line(nodeId)).toContain('site site-2 (named by admin%40test)');
+    expect(line(nodeId)).toContain('site site-2 (named by admin@test)');
     expect(line(firstUse.nodeId)).toContain('site site-1 (first use)');
     expect(line(unbound.nodeId)).toContain('site (bound on first use)');
   }, 60_000);

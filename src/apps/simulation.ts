@@ -127,10 +127,11 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const nodes = virtualNodes(o.nodes, o.nodeConfig); // refused before the build
   const built = await buildApp(o.appDir, { outDir: join(o.workDir, 'build') });
   const { manifest } = built;
-  const runConfig = runConfigOf(manifest.config, {
-    ...o.runConfig,
-    ...withRounds(manifest.config, o.numRounds, manifest.name),
-  });
+  const runConfig = runConfigOf(
+    manifest.config,
+    { ...o.runConfig, ...withRounds(manifest.config, o.numRounds, manifest.name) },
+    manifest.name,
+  );
   checkMinNodes(runConfig, o.nodes);
   const bundle = await extractBundle(readFileSync(built.path), join(o.workDir, 'apps'));
   const serverApp = await loadServerApp(bundle.serverappPath);

@@ -23,7 +23,12 @@ function app(name: string): string {
       name: 'submitted',
       version: '0.4.0',
       type: 'module',
-      pollen: { serverapp: 'src/server.ts', clientapp: 'src/client.ts', assets: ['./assets/*.bin'] },
+      pollen: {
+        serverapp: 'src/server.ts',
+        clientapp: 'src/client.ts',
+        assets: ['./assets/*.bin'],
+        config: { 'num-rounds': 3, 'learning-rate': 0.01, mode: 'slow', verbose: false },
+      },
     }),
   );
   writeFileSync(
@@ -121,6 +126,25 @@ describe('submitRun', () => {
       }),
     ).rejects.toMatchObject({ code: 'RECORD_INVALID' });
     expect(existsSync(join(dir, 'dist'))).toBe(false);
+    expect(link.pushed).toEqual([]);
+    expect(link.started).toEqual([]);
+  });
+
+  it('refuses a run config key the app does not declare before it pushes anything', async () => {
+    const link = superlink();
+    await expect(
+      submitRun({
+        control: link.control,
+        chunks: link.chunks,
+        appDir: app('typo'),
+        runConfig: { 'num-round': 2 },
+        federation: 'local',
+      }),
+    ).rejects.toMatchObject({
+      code: 'RUN_CONFIG_UNKNOWN',
+      message: 'The app submitted has no run config "num-round"',
+      data: { suggestion: 'num-rounds' },
+    });
     expect(link.pushed).toEqual([]);
     expect(link.started).toEqual([]);
   });

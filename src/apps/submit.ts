@@ -13,6 +13,7 @@ import { CHUNK_SIZE, chunkId } from '../transport/chunks.js';
 import { rpc } from '../transport/errors.js';
 import { configToWire } from '../transport/wire.js';
 import { buildApp } from './build.js';
+import { runConfigOf } from './run-config.js';
 
 export interface SubmitProgress {
   /** `build`: the app is being bundled; `push`: its chunks are going to the SuperLink. */
@@ -58,6 +59,7 @@ export async function submitRun(o: SubmitRunOptions): Promise<SubmittedRun> {
   const runConfig = configToWire(o.runConfig);
   o.onProgress?.({ kind: 'build', message: `building ${o.appDir}` });
   const built = await buildApp(o.appDir);
+  runConfigOf(built.manifest.config, o.runConfig, built.manifest.name); // refused before the push
   const bytes = readFileSync(built.path);
   const { chunks, ids } = chunksOf(bytes);
   o.onProgress?.({

@@ -22,6 +22,7 @@ import { loadKit } from '../enrollment/kit.js';
 import { PollenError } from '../errors.js';
 import { loadTlsMaterial, type TlsMaterial } from '../transport/tls.js';
 import { writeFileAtomic } from '../util/files.js';
+import { nearest } from '../util/text.js';
 
 const federationSchema = z
   .object({
@@ -86,12 +87,15 @@ export function loadFederation(name: string | undefined, path = configPath()): F
       hint: 'Add one: pollen federation add NAME --address HOST:9093 --kit ADMIN_KIT',
     });
   const entry = all[chosen];
-  if (!entry)
+  if (!entry) {
+    const near = nearest(chosen, names);
     throw new PollenError('FEDERATION_NOT_FOUND', `No federation "${chosen}" in ${path}`, {
       hint: names.length
-        ? `Known: ${names.join(', ')} (pollen federation list); add one with pollen federation add ${chosen} --address HOST:9093 --kit ADMIN_KIT`
+        ? `${near ? `Did you mean ${near}? ` : ''}Known: ${names.join(', ')} (pollen federation list); add one with pollen federation add ${chosen} --address HOST:9093 --kit ADMIN_KIT`
         : `Add it: pollen federation add ${chosen} --address HOST:9093 --kit ADMIN_KIT`,
+      ...(near && { data: { suggestion: near } }),
     });
+  }
   const base = dirname(path);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   if (entry.insecure) return { name: chosen, url: `http://${entry.address}` };

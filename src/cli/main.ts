@@ -1,9 +1,10 @@
 import { Command, CommanderError, Option } from 'commander';
-import { ExitCode, PollenError } from '../errors.js';
+import { ExitCode } from '../errors.js';
 import { VERSION } from '../version.js';
 import { setIo } from './command.js';
 import { registerCommands } from './commands/index.js';
 import { type Io, Output, Reported } from './output.js';
+import { flareSpellings, usageError } from './usage.js';
 
 export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.stderr }): Command {
   const program = new Command('pollen')
@@ -51,15 +52,20 @@ export async function main(
   const program = buildProgram(io);
   const json = argv.includes('--json');
   const out = new Output(json, io.stdout, io.stderr);
+  const args = flareSpellings(argv.slice(2));
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync([...argv.slice(0, 2), ...args]);
     return ExitCode.OK;
   } catch (e) {
     if (e instanceof Reported) return e.exitCode;
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0)
         return ExitCode.OK;
-      if (json) out.error(new PollenError('USAGE', e.message.replace(/^error: /, '')));
+      // Commander printed its own text (with a "did you mean" of its own where it has one).
+      const usage = usageError(e, program, args);
+      if (json) out.error(usage);
+      else if (usage.data && !e.message.includes('Did you mean'))
+        io.stderr.write(`(Did you mean ${usage.data['suggestion']}?)\n`);
       return ExitCode.USAGE;
     }
     return out.error(e).exitCode;

@@ -38,7 +38,11 @@ export interface EnrollmentRequestInfo {
   sourceIp: string | null;
   status: string;
   rule: string | null;
+  /** A rejection's reason, as the admin gave it (or the service's default). */
+  reason: string | null;
   createdAt: string;
+  decidedAt: string | null;
+  decidedBy: string | null;
 }
 
 export interface EnrolledInfo {
@@ -51,6 +55,8 @@ export interface EnrolledInfo {
   issuedAt: string;
   approvedBy: string | null;
   revoked: boolean;
+  /** Servers and relays: the DNS names and IP addresses the certificate names. */
+  hosts: string[];
 }
 
 // Requests and certificates carry the certificate type (users enroll as `admin`).
@@ -77,7 +83,10 @@ const requestsResponse = z.object({
       sourceIp: nullableString,
       status: z.string(),
       rule: nullableString,
+      reason: nullableString.default(null),
       createdAt: z.string(),
+      decidedAt: nullableString.default(null),
+      decidedBy: nullableString.default(null),
     }),
   ),
 });
@@ -96,7 +105,10 @@ const alreadyDecided = z
   .optional()
   .transform((v) => v ?? []);
 const approvedResponse = z.object({ approved: decided, alreadyDecided });
-const rejectedResponse = z.object({ rejected: decided, alreadyDecided });
+const rejectedResponse = z.object({
+  rejected: z.array(z.object({ id: z.string(), name: z.string(), type: certType, reason: z.string() })),
+  alreadyDecided,
+});
 export type DecisionResult = { alreadyDecided: z.infer<typeof alreadyDecided> };
 const enrolledResponse = z.object({
   enrolled: z.array(
@@ -110,6 +122,7 @@ const enrolledResponse = z.object({
       issuedAt: z.string(),
       approvedBy: nullableString,
       revoked: z.boolean(),
+      hosts: z.array(z.string()).default([]),
     }),
   ),
 });
@@ -174,18 +187,20 @@ export class CertServiceClient {
     subjects: string[];
     type: SubjectType;
     role?: string;
+    hosts?: readonly string[];
   }): Promise<IssuedTokenInfo[]> {
     const body = {
       subjects: req.subjects,
       type: req.type,
       ...(req.role !== undefined && { role: req.role }),
+      ...(req.hosts?.length && { hosts: req.hosts }),
     };
     return (await this.http.json('POST', '/v1/tokens', tokensResponse, { body, admin: true })).tokens;
   }
 
   /** Issue tokens for any number of subjects, in requests that stay under the body limit. */
   async createTokensInChunks(
-    req: { subjects: readonly string[]; type: SubjectType; role?: string },
+    req: { subjects: readonly string[]; type: SubjectType; role?: string; hosts?: readonly string[] },
     onProgress?: (done: number, total: number) => void,
   ): Promise<IssuedTokenInfo[]> {
     const out: IssuedTokenInfo[] = [];
@@ -198,6 +213,7 @@ export class CertServiceClient {
           subjects: chunk,
           type: req.type,
           ...(req.role !== undefined && { role: req.role }),
+          ...(req.hosts && { hosts: req.hosts }),
         })),
       );
       onProgress?.(out.length, req.subjects.length);
@@ -227,7 +243,8 @@ export class CertServiceClient {
     names?: string[];
     pattern?: string;
     type?: SubjectType | CertTypeName;
-    reason: string;
+    /** Shown to the site; the service records its default when left out. */
+    reason?: string;
   }) {
     return this.http.json('POST', '/v1/requests/reject', rejectedResponse, { body: req, admin: true });
   }

@@ -110,6 +110,8 @@ export interface CertificateInfo {
   notBefore: Date;
   notAfter: Date;
   renewAt: Date;
+  /** The DNS names and IP addresses it names (servers and relays: what clients may dial). */
+  hosts: string[];
 }
 
 export interface EnrollResult {
@@ -235,6 +237,16 @@ function checkTokenForKit(kit: LoadedKit, claims: TokenClaims): void {
       `The enrollment token is for ${claims.pollen.subject_type} "${claims.sub}", but this kit is ${expected} "${kit.config.name}"`,
       {
         hint: `Use the token made for "${kit.config.name}" (\`pollen token info -t TOKEN\` shows its subject).`,
+      },
+    );
+  // A server or relay kit made with --host is reached at those names: its certificate must name them.
+  const missing = (kit.config.hosts ?? []).filter((h) => !(claims.pollen.hosts ?? []).includes(h));
+  if (missing.length > 0)
+    throw new PollenError(
+      'TOKEN_SUBJECT_MISMATCH',
+      `The enrollment token does not name ${missing.join(', ')}, where this ${expected} is reached (the kit's hosts); nothing was sent`,
+      {
+        hint: `Use a token made with every host of the kit: pollen token generate -s ${kit.config.name} --${expected} ${(kit.config.hosts ?? []).map((h) => `--host ${h}`).join(' ')}`,
       },
     );
 }

@@ -34,6 +34,18 @@ const cidrSchema = z.string().superRefine((s, ctx) => {
   if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
 });
 
+/** A DNS glob (`*.example.com`, `localhost`), an IP address or range (`10.0.0.0/8`), or `*`. */
+const hostPatternSchema = z.string().superRefine((s, ctx) => {
+  const range = parseCidr(s);
+  if (typeof range !== 'string') return;
+  if (/[/:]/.test(s) || /^[0-9.]+$/.test(s)) ctx.addIssue({ code: 'custom', message: range });
+  else if (!/^[A-Za-z0-9*?.-]{1,253}$/.test(s))
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${s}" is neither a DNS name pattern (*.example.com) nor an IP address or range (10.0.0.0/8)`,
+    });
+});
+
 const email = z.string().regex(/^[^\s@,;"<>]+@[^\s@,;"<>]+\.[^\s@,;"<>]+$/, 'must be an e-mail address');
 
 const webhookUrl = z.string().superRefine((s, ctx) => {
@@ -81,7 +93,15 @@ const policySchema = z
           .default(1),
       })
       .default({ validity: '7d', max_uses: 1 }),
-    site: z.strictObject({ name_pattern: glob.default('*') }).default({ name_pattern: '*' }),
+    site: z
+      .strictObject({
+        name_pattern: glob.default('*'),
+        host_patterns: z
+          .array(hostPatternSchema)
+          .min(1, 'must list at least one pattern (or leave it out: "*", any host)')
+          .default(['*']),
+      })
+      .default({ name_pattern: '*', host_patterns: ['*'] }),
     user: z
       .strictObject({
         allowed_roles: z

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SEED_CUSTOM_POLICY } from '../../test/support/fixtures.js';
 import { PollenError } from '../errors.js';
-import { DEFAULT_POLICY_YAML, decide, explain, notificationTargets } from './policy.js';
+import { DEFAULT_POLICY_YAML, decide, explain, hostAllowed, notificationTargets } from './policy.js';
 import { loadPolicy, parsePolicy } from './policy-load.js';
 import { ipInRanges, matchNamePattern, parseCidr, parseDuration } from './policy-match.js';
 
@@ -491,6 +491,55 @@ approval:
         action: 'pending',
         reason: 'name "hospital-1" matches "*"; any IP',
       },
+    ]);
+  });
+});
+
+describe('site.host_patterns', () => {
+  const withHosts = (patterns: string) =>
+    `metadata: { project: p }\nsite: { host_patterns: ${patterns} }\napproval: { rules: [{ name: all, match: {}, action: approve }] }\n`;
+
+  it('allows any host by default, and only matching DNS names and addresses when set', () => {
+    const open = parsePolicy(withHosts('["*"]')).policy;
+    expect(parsePolicy(DEFAULT_POLICY_YAML).policy.site.host_patterns).toEqual(['*']);
+    expect(hostAllowed(open, 'anything.example') && hostAllowed(open, '192.0.2.1')).toBe(true);
+    const p = parsePolicy(withHosts('["*.Example.com", "localhost", "10.0.0.0/8", "2001:db8::/32"]')).policy;
+    expect(
+      ['a.example.com', 'A.EXAMPLE.COM', 'localhost', '10.1.2.3', '2001:db8::5'].map((h) =>
+        hostAllowed(p, h),
+      ),
+    ).toEqual([true, true, true, true, true]);
+    expect(
+      ['example.com', 'evil.test', '11.0.0.1', '127.0.0.1', '2001:db9::1'].some((h) => hostAllowed(p, h)),
+    ).toBe(false);
+  });
+
+  it('explains a refused host as the reason of a reject, before any rule', () => {
+    const p = parsePolicy(withHosts('["*.example.com"]')).policy;
+    const ex = explain(p, {
+      name: 'link',
+      type: 'server',
+      ip: '10.0.0.1',
+      hosts: ['link.example.com', 'evil.test'],
+    });
+    expect(ex.hostCheck.refused).toEqual(['evil.test']);
+    expect(ex.decision).toEqual({
+      action: 'reject',
+      reason: 'host "evil.test" is not allowed by site.host_patterns (*.example.com)',
+    });
+    expect(ex.rules).toEqual([]);
+  });
+
+  it('refuses a pattern that is neither a DNS glob nor an IP range, naming the line', () => {
+    expect(issues(withHosts('["10.0.0.1/8", "bad host"]'))).toEqual([
+      expect.objectContaining({
+        path: 'site.host_patterns[0]',
+        message: expect.stringContaining('host bits set'),
+      }),
+      expect.objectContaining({
+        path: 'site.host_patterns[1]',
+        message: expect.stringContaining('neither a DNS name pattern'),
+      }),
     ]);
   });
 });

@@ -8,7 +8,7 @@
  * checking a policy file is policy-load.ts, the matching of names, addresses and durations
  * policy-match.ts.
  */
-import { ipInRanges, matchNamePattern, parseIp } from './policy-match.js';
+import { ipInRanges, matchNamePattern, parseCidr, parseIp } from './policy-match.js';
 
 /** The roles a user token may carry (FLARE's project roles; `project_admin` is never enrolled). */
 export const USER_ROLES = ['lead', 'member', 'org_admin'] as const;
@@ -100,7 +100,14 @@ export interface Policy {
     /** How many enrollments one token allows. */
     max_uses: number;
   };
-  site: { name_pattern: string };
+  site: {
+    name_pattern: string;
+    /**
+     * What a server or relay certificate may name (`--host`): DNS globs (`*.example.com`) and IP
+     * ranges (`10.0.0.0/8`); `*` allows any name or address (the default).
+     */
+    host_patterns: string[];
+  };
   user: { allowed_roles: UserRole[]; default_role: UserRole };
   approval: { method: 'policy'; rules: PolicyRule[] };
   notifications: PolicyNotifications;
@@ -134,6 +141,8 @@ export interface EnrollmentRequestFacts {
   type: SubjectType;
   /** The requester's address as the service sees it; undefined = unknown. */
   ip?: string | undefined;
+  /** Servers and relays: the DNS names and addresses the certificate would name (`--host`). */
+  hosts?: readonly string[] | undefined;
 }
 
 export interface Decision {
@@ -156,6 +165,8 @@ export interface Explanation {
   decision: Decision;
   /** The site.name_pattern check (sites only; users skip it). */
   siteNameCheck: { applies: boolean; pattern: string; matched: boolean };
+  /** The site.host_patterns check of the hosts asked for (none asked: nothing refused). */
+  hostCheck: { patterns: string[]; hosts: string[]; refused: string[] };
   /** Every rule evaluated, in order, up to and including the one that matched. */
   rules: RuleTrace[];
 }
@@ -187,29 +198,54 @@ function traceRule(rule: PolicyRule, index: number, req: EnrollmentRequestFacts)
   return { rule: rule.name, index, matched, reason: why.join('; '), action: rule.action };
 }
 
+/** Whether site.host_patterns lets a certificate name `host` (a DNS name or an IP address). */
+export function hostAllowed(policy: Policy, host: string): boolean {
+  const ip = parseIp(host) !== undefined;
+  return policy.site.host_patterns.some((p) => {
+    if (p === '*') return true;
+    const range = typeof parseCidr(p) !== 'string';
+    return ip
+      ? range && ipInRanges(host, [p])
+      : !range && matchNamePattern(p.toLowerCase(), host.toLowerCase());
+  });
+}
+
 /** Decide like `decide`, and say why for each rule that was evaluated. */
 export function explain(policy: Policy, req: EnrollmentRequestFacts): Explanation {
   const pattern = policy.site.name_pattern;
   const applies = isSiteType(req.type);
   const nameOk = !applies || matchNamePattern(pattern, req.name);
   const siteNameCheck = { applies, pattern, matched: nameOk };
-  if (!nameOk)
-    return {
-      decision: {
-        action: 'reject',
-        reason: `site name "${req.name}" does not match site.name_pattern "${pattern}"`,
-      },
-      siteNameCheck,
-      rules: [],
-    };
+  const hosts = [...(req.hosts ?? [])];
+  const hostCheck = {
+    patterns: policy.site.host_patterns,
+    hosts,
+    refused: hosts.filter((h) => !hostAllowed(policy, h)),
+  };
+  const refuse = (reason: string): Explanation => ({
+    decision: { action: 'reject', reason },
+    siteNameCheck,
+    hostCheck,
+    rules: [],
+  });
+  if (!nameOk) return refuse(`site name "${req.name}" does not match site.name_pattern "${pattern}"`);
+  if (hostCheck.refused.length > 0)
+    return refuse(
+      `host ${hostCheck.refused.map((h) => `"${h}"`).join(', ')} is not allowed by site.host_patterns (${hostCheck.patterns.join(', ')})`,
+    );
   const rules: RuleTrace[] = [];
   for (const [i, rule] of policy.approval.rules.entries()) {
     const t = traceRule(rule, i, req);
     rules.push(t);
     if (t.matched)
-      return { decision: { action: rule.action, rule: rule.name, reason: t.reason }, siteNameCheck, rules };
+      return {
+        decision: { action: rule.action, rule: rule.name, reason: t.reason },
+        siteNameCheck,
+        hostCheck,
+        rules,
+      };
   }
-  return { decision: { action: 'reject', reason: 'no rule matched' }, siteNameCheck, rules };
+  return { decision: { action: 'reject', reason: 'no rule matched' }, siteNameCheck, hostCheck, rules };
 }
 
 /** First matching rule wins; no match → reject ('no rule matched'). */

@@ -40,6 +40,7 @@ describe('inspectToken', () => {
       subject: 'hospital-1',
       subject_type: 'client',
       roles: [],
+      hosts: [],
       issuer: 'pollen:hospitals',
       audience: 'pollen-cert-service',
       issued_at: '2025-01-02T10:00:00Z',

@@ -16,6 +16,8 @@ export interface TokenReport {
   subject: string;
   subject_type: SubjectType;
   roles: string[];
+  /** Server and relay tokens: the DNS names and IP addresses the certificate will name. */
+  hosts: string[];
   issuer: string;
   audience: string;
   issued_at: string;
@@ -71,6 +73,7 @@ export function inspectToken(token: string, opts: { caDir?: string; now?: Date }
     subject: claims.sub,
     subject_type: claims.pollen.subject_type,
     roles: claims.pollen.roles,
+    hosts: claims.pollen.hosts ?? [],
     issuer: claims.iss,
     audience: claims.aud,
     issued_at: isoSeconds(claims.iat),

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { PollenError } from '../errors.js';
 import type { SubjectType } from './policy.js';
 import { loadPolicy } from './policy-load.js';
-import { checkSubjectSyntax, issueTokens, loadTokenSigner } from './token.js';
+import { checkSubjectSyntax, checkTokenHosts, issueTokens, loadTokenSigner } from './token.js';
 import { isoSeconds } from './token-inspect.js';
 
 /** Who signs: the CA folder's token key (local) or a Certificate Service (remote). */
@@ -33,6 +33,8 @@ export interface TokenRequest {
   type: SubjectType;
   /** User tokens only. */
   role?: string;
+  /** Server and relay tokens: the DNS names and IP addresses of their certificate. */
+  hosts?: readonly string[];
 }
 
 export interface TokenRecord {
@@ -41,6 +43,8 @@ export interface TokenRecord {
   subjectType: SubjectType;
   expiresAt: string;
   token: string;
+  /** Server and relay tokens: the hosts their certificate will name. */
+  hosts?: string[];
 }
 
 export interface IssuedTokens {
@@ -73,7 +77,11 @@ export async function issueEnrollmentTokens(
   req: TokenRequest,
   onProgress?: (done: number, total: number) => void,
 ): Promise<IssuedTokens> {
-  const role = req.role !== undefined ? { role: req.role } : {};
+  // The role (user tokens) and hosts (server and relay tokens), checked before anything is signed or sent.
+  const extra = {
+    ...(req.role !== undefined && { role: req.role }),
+    ...(req.hosts?.length && { hosts: checkTokenHosts(req.hosts, req.type) }),
+  };
   if (issuer.kind === 'remote') {
     checkSubjects(req.subjects, req.type);
     // Loaded on demand: undici is only needed in remote mode.
@@ -81,7 +89,7 @@ export async function issueEnrollmentTokens(
     const client = new CertServiceClient({ url: issuer.url, apiKey: issuer.apiKey, caCert: issuer.caCert });
     try {
       const tokens = await client.createTokensInChunks(
-        { subjects: req.subjects, type: req.type, ...role },
+        { subjects: req.subjects, type: req.type, ...extra },
         onProgress,
       );
       return {
@@ -91,6 +99,7 @@ export async function issueEnrollmentTokens(
           subjectType: req.type,
           expiresAt: t.expiresAt,
           token: t.token,
+          ...(extra.hosts && { hosts: extra.hosts }),
         })),
         mode: 'remote',
         url: issuer.url,
@@ -103,7 +112,7 @@ export async function issueEnrollmentTokens(
   const signer = loadTokenSigner(issuer.caDir, {
     ...(issuer.passphrase && { passphrase: issuer.passphrase }),
   });
-  const issued = await issueTokens(signer, req.subjects, { type: req.type, ...role, policy }, onProgress);
+  const issued = await issueTokens(signer, req.subjects, { type: req.type, ...extra, policy }, onProgress);
   return {
     records: issued.map(({ token, claims: c }) => ({
       subject: c.sub,
@@ -111,6 +120,7 @@ export async function issueEnrollmentTokens(
       subjectType: c.pollen.subject_type,
       expiresAt: isoSeconds(c.exp),
       token,
+      ...(c.pollen.hosts && { hosts: c.pollen.hosts }),
     })),
     mode: 'local',
     caDir: resolve(issuer.caDir),

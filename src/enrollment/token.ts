@@ -21,7 +21,8 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
-import { isSiteType, type LoadedPolicy, SUBJECT_TYPES, type SubjectType } from './policy.js';
+import { MAX_HOSTS, normalizeHosts } from '../pki/profiles.js';
+import { hostAllowed, isSiteType, type LoadedPolicy, SUBJECT_TYPES, type SubjectType } from './policy.js';
 import { matchNamePattern } from './policy-match.js';
 
 /** The JOSE `typ` of an enrollment token (RFC 8725 §3.11: explicit typing). */
@@ -71,6 +72,12 @@ export interface TokenClaims {
     max_uses: number;
     policy: { project: string; version: string; sha256: string };
     root_ca_fingerprint: string;
+    /**
+     * Servers and relays: the DNS names and IP addresses their certificate names (its
+     * subjectAltName), so clients reach them by those names. Absent: the name alone, when it is a
+     * DNS name.
+     */
+    hosts?: string[];
   };
 }
 
@@ -240,6 +247,22 @@ export function checkSubjectSyntax(subject: string, type: SubjectType): void {
   }
 }
 
+/**
+ * The hosts a token may carry: only for servers and relays (what clients connect to), each a DNS
+ * name or IP address, in one spelling.
+ */
+export function checkTokenHosts(hosts: readonly string[], type: SubjectType): string[] {
+  if (hosts.length > 0 && type !== 'server' && type !== 'relay')
+    throw new PollenError(
+      'INVALID_ARGUMENT',
+      `--host applies to server and relay tokens, not to ${type} tokens`,
+      {
+        hint: 'Add --server (or --relay), or leave out --host.',
+      },
+    );
+  return normalizeHosts(hosts);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Issuing
 
@@ -249,6 +272,8 @@ export interface IssueOptions {
   type?: SubjectType;
   /** Users only; default `policy.user.default_role`. */
   role?: string;
+  /** Servers and relays only: DNS names and IP addresses for the certificate (site.host_patterns). */
+  hosts?: readonly string[];
   policy: LoadedPolicy;
   now?: Date;
 }
@@ -263,6 +288,7 @@ const b64url = (s: string) => Buffer.from(s, 'utf8').toString('base64url');
 interface Prepared {
   type: SubjectType;
   roles: string[];
+  hosts: string[];
   iat: number;
   exp: number;
   headerB64: string;
@@ -291,12 +317,20 @@ function prepare(signer: TokenSigner, opts: Omit<IssueOptions, 'subject'>): Prep
       hint: 'Add --user, or leave out -r/--role.',
     });
   }
+  const hosts = checkTokenHosts(opts.hosts ?? [], type);
+  const refused = hosts.filter((h) => !hostAllowed(policy, h));
+  if (refused.length > 0)
+    throw new PollenError(
+      'POLICY_HOST',
+      `Host ${refused.join(', ')} is not allowed by the policy's site.host_patterns (${policy.site.host_patterns.join(', ')}) (${opts.policy.source})`,
+    );
   const now = opts.now ?? new Date();
   const iat = Math.floor(now.getTime() / 1000);
   const header: TokenHeader = { alg: 'ES256', kid: signer.kid, typ: TOKEN_TYPE };
   return {
     type,
     roles,
+    hosts,
     iat,
     exp: iat + Math.floor(policy.token.validity_ms / 1000),
     headerB64: b64url(JSON.stringify(header)),
@@ -333,6 +367,7 @@ function signOne(signer: TokenSigner, subject: string, p: Prepared, loaded: Load
       max_uses: loaded.policy.token.max_uses,
       policy: p.policyClaim,
       root_ca_fingerprint: signer.rootFingerprint,
+      ...(p.hosts.length > 0 && { hosts: p.hosts }),
     },
   };
   const input = `${p.headerB64}.${b64url(JSON.stringify(claims))}`;
@@ -396,6 +431,7 @@ const claimsSchema = z.object({
     max_uses: z.number().int().min(1),
     policy: z.object({ project: z.string(), version: z.string(), sha256: z.string() }),
     root_ca_fingerprint: z.string(),
+    hosts: z.array(z.string()).max(MAX_HOSTS).optional(),
   }),
 });
 
@@ -511,7 +547,7 @@ export function verifyToken(token: string, opts: VerifyOptions): TokenClaims {
   if (claims.nbf > now + tol || claims.iat > now + tol)
     throw new PollenError('TOKEN_NOT_YET_VALID', 'The enrollment token is not valid yet');
   // A token signed with the right key still names only what `token generate` could have named:
-  // the subject becomes a certificate name, a URI and a file name.
+  // the subject becomes a certificate name, a URI and a file name; hosts become DNS and IP SANs.
   try {
     checkSubjectSyntax(claims.sub, claims.pollen.subject_type);
   } catch (e) {
@@ -523,6 +559,14 @@ export function verifyToken(token: string, opts: VerifyOptions): TokenClaims {
         hint: 'Issue a new token with `pollen token generate`: site names use letters, digits, . _ and -, users an e-mail address.',
       },
     );
+  }
+  try {
+    checkTokenHosts(claims.pollen.hosts ?? [], claims.pollen.subject_type);
+  } catch (e) {
+    throw new PollenError('TOKEN_INVALID', 'The enrollment token names hosts a certificate cannot carry', {
+      cause: e,
+      hint: 'Issue a new token with `pollen token generate --server --host NAME`: DNS names or IP addresses, for servers and relays only.',
+    });
   }
   return claims;
 }

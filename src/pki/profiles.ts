@@ -184,12 +184,40 @@ function ipBytes(ip: string): Buffer {
 
 type San = { type: 'dns' | 'ip' | 'email' | 'url'; value: string };
 
+/** At most this many DNS names and addresses in one certificate. */
+export const MAX_HOSTS = 32;
+
+/**
+ * The DNS names and IP addresses a server or relay is reached at, checked and in one spelling:
+ * DNS names lower-case (`*.example.com` allowed), each once. INVALID_ARGUMENT names a bad one.
+ */
+export function normalizeHosts(hosts: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const raw of hosts) {
+    const h = isIP(raw) ? raw : raw.toLowerCase();
+    if (!isIP(h) && !isHostname(h) && !/^\*\.[^*]+$/.test(h))
+      throw new PollenError('INVALID_ARGUMENT', `--host '${raw}' is neither a DNS name nor an IP address`, {
+        hint: 'Give a DNS name (superlink.example.com, localhost) or an IP address (10.0.0.5), once per --host.',
+      });
+    if (!out.includes(h)) out.push(h);
+  }
+  if (out.length > MAX_HOSTS)
+    throw new PollenError('INVALID_ARGUMENT', `At most ${MAX_HOSTS} --host names fit one certificate`);
+  return out;
+}
+
+/** The DNS names and IP addresses a certificate's subjectAltName holds (what TLS clients check). */
+export function hostsOfCertificate(cert: { subjectAltName?: string | undefined }): string[] {
+  return (cert.subjectAltName ?? '')
+    .split(/,\s*/)
+    .flatMap((san) => /^(?:DNS:|IP Address:)(.+)$/.exec(san)?.slice(1) ?? []);
+}
+
 function subjectAltNames(p: SiteProfile): San[] {
   const sans: San[] = [];
-  for (const h of p.hosts ?? []) {
+  for (const h of normalizeHosts(p.hosts ?? [])) {
     if (isIP(h)) sans.push({ type: 'ip', value: h });
-    else if (isHostname(h) || /^\*\.[^*]+$/.test(h)) sans.push({ type: 'dns', value: h });
-    else throw new PollenError('INVALID_ARGUMENT', `--host '${h}' is neither a DNS name nor an IP address`);
+    else sans.push({ type: 'dns', value: h });
   }
   if (p.type === 'server' && sans.length === 0 && isHostname(p.name))
     sans.push({ type: 'dns', value: p.name });

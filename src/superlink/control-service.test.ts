@@ -162,7 +162,7 @@ describe('StartRun', () => {
     expect((await l.state.getRun(second.runId))?.federation).toBe('default');
   });
 
-  it('refuses no bundle (INVALID_REQUEST), an unknown config key (INVALID_ARGUMENT), missing chunks and bundles that do not add up', async () => {
+  it('refuses no bundle (INVALID_REQUEST), an unknown config key (RUN_CONFIG_UNKNOWN), missing chunks and bundles that do not add up', async () => {
     const l = await start();
     const admin = l.admin();
     const fab = await uploadBundle(l);
@@ -171,8 +171,8 @@ describe('StartRun', () => {
       connect: 'InvalidArgument',
     });
     expect(await refusal(admin.startRun({ fab, runConfig: configToWire({ epochs: 1 }) }))).toMatchObject({
-      code: 'INVALID_ARGUMENT',
-      message: 'The app has no run config "epochs"',
+      code: 'RUN_CONFIG_UNKNOWN',
+      message: expect.stringMatching(/^The app \S+ has no run config "epochs"$/),
     });
     const absent = chunkId(randomBytes(10));
     expect(await codeOf(admin.startRun({ fab: { ...fab, chunkIds: [absent] } }))).toBe('CHUNK_MISSING');
@@ -402,7 +402,7 @@ describe('node keys', () => {
     holder.session = undefined;
     expect(await codeOf(fleet.activateNode({}))).toBe('NODE_NOT_REGISTERED');
     expect((await admin.listNodes({})).nodes).toEqual([
-      expect.objectContaining({ nodeId: key.nodeId, registered: false, status: 'offline' }),
+      expect.objectContaining({ nodeId: key.nodeId, registered: false, status: 'unregistered' }),
     ]);
     expect(l.logs).toContainEqual(
       expect.objectContaining({ event: 'node.key.unregistered', nodeId: key.nodeId }),

@@ -107,7 +107,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         const fab = await link.registerFab(req.fab);
         // The run config is the app's defaults with the user's overrides, fixed at submission.
         const { manifest } = readBundle(await link.fabBytes(fab.hash));
-        const runConfig = runConfigOf(manifest.config, configFromWire(req.runConfig));
+        const runConfig = runConfigOf(manifest.config, configFromWire(req.runConfig), manifest.name);
         const run = await link.state.createRun({
           fabHash: fab.hash,
           fabName: fab.name,

@@ -102,7 +102,7 @@ describe.each(storeBackends('nodes'))('the node registry on %s', (backend, makeU
     await s.unregisterNode('k1');
     expect(s.isKeyRegistered(k)).toBeUndefined();
     expect(s.heartbeat('k1', HB)).toBe(false);
-    expect(s.listNodes()[0]).toMatchObject({ registered: false, status: 'offline' });
+    expect(s.listNodes()[0]).toMatchObject({ registered: false, status: 'unregistered' });
     await expectCode(
       s.activateNode({ nodeId: 'k1', name: 'x', heartbeatIntervalMs: HB }),
       'NODE_NOT_REGISTERED',

@@ -18,13 +18,16 @@ import type { LinkSchema } from './state-schema.js';
  */
 export const ONLINE_GRACE_MS = 5_000;
 
-export type NodeStatus = 'online' | 'offline' | 'registered';
+export type NodeStatus = 'online' | 'offline' | 'registered' | 'unregistered';
 export interface NodeInfo {
   nodeId: string;
   name: string;
   /** True while an admin's key registration stands. */
   registered: boolean;
-  /** 'registered': key registered by an admin, node never activated. */
+  /**
+   * 'registered': key registered by an admin, node never activated; 'unregistered': its key was
+   * unregistered, so it is refused (not merely away, as 'offline').
+   */
   status: NodeStatus;
   lastSeenAt: number | null;
   onlineUntil: number;
@@ -407,6 +410,12 @@ function isOnline(n: Readonly<NodeEntry>, now: number): boolean {
   return isActive(n) && now < n.onlineUntil;
 }
 
+function nodeStatus(n: Readonly<NodeEntry>, now: number): NodeStatus {
+  if (isOnline(n, now)) return 'online';
+  if (n.publicKey !== null && !n.registered) return 'unregistered';
+  return n.registered && n.activatedAt === null ? 'registered' : 'offline';
+}
+
 function onlineUntil(at: number, intervalMs: number): number {
   return at + 2 * intervalMs + ONLINE_GRACE_MS;
 }
@@ -416,7 +425,7 @@ function info(n: NodeEntry, now: number): NodeInfo {
     nodeId: n.nodeId,
     name: n.name,
     registered: n.registered,
-    status: isOnline(n, now) ? 'online' : n.registered && n.activatedAt === null ? 'registered' : 'offline',
+    status: nodeStatus(n, now),
     lastSeenAt: n.lastSeenAt,
     onlineUntil: n.onlineUntil,
     certFingerprint: n.certFingerprint,

@@ -64,8 +64,15 @@ export function identityOf(cert: PeerCertificate | undefined): PeerIdentity | un
   for (const san of (cert.subjectaltname ?? '').split(/,\s*/)) {
     const m = IDENTITY_URI.exec(san);
     if (!m) continue;
-    const [, project = '', type = '', name = ''] = m;
+    const [, project = '', type = '', encoded = ''] = m;
     if (!isCertType(type)) return undefined;
+    // The URI percent-encodes the name (admin%40example.com): callers get it as written.
+    let name: string;
+    try {
+      name = decodeURIComponent(encoded);
+    } catch {
+      return undefined;
+    }
     const fingerprint = (cert.fingerprint256 ?? '').replaceAll(':', '').toLowerCase();
     return {
       project,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clip, oneLine } from './text.js';
+import { clip, nearest, oneLine } from './text.js';
 
 describe('text', () => {
   it('clips long text and marks the cut; short text is kept', () => {
@@ -11,5 +11,13 @@ describe('text', () => {
   it('keeps text from elsewhere on one line', () => {
     expect(oneLine('a\nb\r\nc\td\u2028e\u0000f')).toBe('a b  c d e f');
     expect(oneLine('plain text: é ü')).toBe('plain text: é ü');
+  });
+
+  it('suggests the nearest word for a typo, and nothing for a word far from all', () => {
+    expect(nearest('rn', ['run', 'list', 'log'])).toBe('run');
+    expect(nearest('num-round', ['num-rounds', 'learning-rate'])).toBe('num-rounds');
+    expect(nearest('lsit', ['list', 'log'])).toBe('list'); // two letters swapped: one edit
+    expect(nearest('completely-different', ['num-rounds', 'lr'])).toBeUndefined();
+    expect(nearest('x', ['y'])).toBeUndefined();
   });
 });

@@ -219,7 +219,9 @@ async function firstJson<T>(p: Proc, what: string, timeoutMs: number): Promise<T
 
 export interface SuperLinkOptions {
   stateDir: string;
-  pki: Pki;
+  /** The server certificate: `pki.server`, or an enrolled server startup kit (`--kit`). */
+  pki?: Pki;
+  kit?: string;
   nodeAuth?: boolean;
   crl?: string;
   crlRefreshSeconds?: number;
@@ -244,12 +246,9 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLinkProc
   const args = [
     'superlink',
     '--json',
-    '--cert',
-    o.pki.server.cert,
-    '--key',
-    o.pki.server.key,
-    '--root-ca',
-    o.pki.server.ca,
+    ...(o.kit
+      ? ['--kit', o.kit]
+      : ['--cert', o.pki!.server.cert, '--key', o.pki!.server.key, '--root-ca', o.pki!.server.ca]),
     '--state-dir',
     o.stateDir,
     '--fleet-address',

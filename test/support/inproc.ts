@@ -37,6 +37,8 @@ export interface InProcessLink {
   tls(name: string): Promise<TlsMaterial>;
   /** The Control API as a project admin, and its chunk transport. */
   admin(): Promise<{ control: Client<typeof Control>; chunks: ChunkTransport }>;
+  /** The admin's certificate files (`admin@inproc`), e.g. for a federations file the CLI reads. */
+  adminCert(): Promise<{ certPath: string; keyPath: string; rootPath: string }>;
   /**
    * A running run (no ServerApp process: the test plays it), its ServerAppIo client and that
    * client's chunk transport.
@@ -86,6 +88,15 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
     });
     return loadTlsMaterial({ cert: s.certPath, key: s.keyPath, ca: s.rootPath });
   };
+  let admin: ReturnType<typeof createSiteCertificate> | undefined;
+  const adminCert = () =>
+    (admin ??= createSiteCertificate(ca, {
+      name: 'admin@inproc',
+      type: 'admin',
+      outDir: join(dir, 'admin'),
+      validityDays: 1,
+      role: 'project_admin',
+    }));
   return {
     superlink,
     tls,
@@ -96,14 +107,9 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
       const { nodeId } = await fleet.activateNode({ heartbeatIntervalMs: 60_000, name });
       return { name, fleet, chunks: channel.chunks(fleet), channel, nodeId };
     },
+    adminCert,
     async admin() {
-      const a = await createSiteCertificate(ca, {
-        name: 'admin@inproc',
-        type: 'admin',
-        outDir: join(dir, 'admin'),
-        validityDays: 1,
-        role: 'project_admin',
-      });
+      const a = await adminCert();
       const channel = openChannel({
         baseUrl: superlink.controlUrl,
         tls: loadTlsMaterial({ cert: a.certPath, key: a.keyPath, ca: a.rootPath }),

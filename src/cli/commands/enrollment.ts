@@ -66,12 +66,12 @@ All subcommands talk to the Certificate Service's admin API:
     )
     .action(namesAction(enrollmentApprove));
 
-  decision(enr, 'reject', 'reject pending requests with a reason the site will see', 'test-*', (c) =>
-    c.requiredOption('--reason <text>', 'why (shown to the site)'),
+  decision(enr, 'reject', 'reject pending requests, with a reason the site will see', 'test-*', (c) =>
+    c.option('--reason <text>', 'why: shown to the site, in enrollment list and the audit log'),
   )
     .addHelpText(
       'after',
-      '\nExamples:\n  pollen enrollment reject bad-site --type client --reason "Not authorized"\n  pollen enrollment reject --pattern "test-*" --reason "Test sites are not admitted"',
+      '\nExamples:\n  pollen enrollment reject bad-site --type client --reason "Not authorized"\n  pollen enrollment reject --pattern "test-*" --reason "Test sites are not admitted"\n  pollen enrollment reject bad-site      # recorded as "rejected by an administrator"',
     )
     .action(namesAction(enrollmentReject));
 

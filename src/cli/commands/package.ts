@@ -23,7 +23,13 @@ Examples:
   pollen package -n hospital-1 -e grpcs://superlink.example.com:9092 -c ./ca
   pollen package -n superlink.example.com -t server -e grpcs://0.0.0.0:9092:9093 -c ./ca
   pollen package -n alice@example.com -t admin -e grpcs://superlink.example.com:9092:9093 --role lead
-  pollen package -n hospital-1 -e grpcs://superlink:9092 --cert-service https://certs:8443 --token "$TOKEN"`;
+  pollen package -n hospital-1 -e grpcs://superlink:9092 --cert-service https://certs:8443 --token "$TOKEN"
+  pollen package -n superlink -t server -e grpcs://0.0.0.0:9092:9093 --cert-service https://certs:8443 \\
+      --token "$(pollen token generate -s superlink --server --host superlink.example.com -c ./ca)" \\
+      --host superlink.example.com
+
+A server or relay enrolled through the Certificate Service gets a certificate for the DNS names and
+IP addresses its token names (token generate --host); --host checks the token names each one.`;
 
 const HELP_VERIFY = `
 Pins: a valid signature only shows the kit is intact under the root CA it carries; a kit replaced
@@ -69,6 +75,11 @@ export function registerPackage(program: Command): void {
     )
     .option('--listening-host <HOST>', 'relay/server: address to listen on (relay default localhost)')
     .option('--listening-port <PORT>', 'relay/server: port to listen on (relay default 9092)')
+    .option(
+      '--host <HOST>',
+      'relay/server: a DNS name or IP address it is reached at (repeatable); the --token must name each',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--force', 'write into an existing kit folder (generated files are replaced)')
     .addHelpText('after', HELP)
     .action(action<PackageOptions>(packageKit));

@@ -21,7 +21,8 @@ export function registerPolicy(program: Command): void {
 An enrollment policy (YAML) sets token validity and uses, allowed site names and user roles, and the
 approval rules the Certificate Service applies to each enrollment request: the first rule whose
 match (site_name_pattern glob, source_ips CIDR list) fits decides approve, reject or pending; when
-none fits, the request is rejected. Unknown fields are errors, never ignored.
+none fits, the request is rejected. site.host_patterns limits the DNS names and addresses a server
+or relay certificate may name (token generate --host). Unknown fields are errors, never ignored.
 
 Examples:
   pollen policy default -o enrollment_policy.yaml     start from the built-in policy
@@ -62,6 +63,11 @@ Examples:
     .requiredOption('--site <NAME>', 'the subject name (site name, or e-mail with --type user)')
     .requiredOption('--ip <ADDR>', 'the source IP address the Certificate Service would see')
     .addOption(new Option('--type <TYPE>', 'subject type').choices([...SUBJECT_TYPES]).default('client'))
+    .option(
+      '--host <HOST>',
+      'server/relay: a DNS name or IP address the token names (repeatable; site.host_patterns)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .addOption(policyEnv())
     .addHelpText(
       'after',
@@ -72,7 +78,8 @@ did not match. The exit code is 0 whatever the decision; read "decision.action" 
 Examples:
   pollen policy explain policy.yaml --site hospital-1 --ip 10.1.2.3
   pollen policy explain policy.yaml --site hospital-9 --ip ::ffff:192.0.2.7 --json
-  pollen policy explain policy.yaml --site alice@example.com --type user --ip 203.0.113.5`,
+  pollen policy explain policy.yaml --site alice@example.com --type user --ip 203.0.113.5
+  pollen policy explain policy.yaml --site superlink --type server --host superlink.example.com --ip 10.0.0.5`,
     )
     .action(
       action<Omit<PolicyExplainOptions, 'file'>>((f, out, [file]) => policyExplain({ ...f, file }, out)),

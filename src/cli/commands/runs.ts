@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { federationArg } from '../app-federation.js';
 import { action } from '../command.js';
 import { listRuns } from '../runs/list.js';
 import { logRun } from '../runs/log.js';
@@ -34,7 +35,7 @@ to follow it again (pollen log) or stop it (pollen stop).`,
     );
 
   program
-    .command('list [FEDERATION]')
+    .command('list [APP_DIR] [FEDERATION]')
     .alias('ls')
     .description('list runs, or show one run with its per-round metrics and artefacts (--run-id)')
     .option('--run-id <id>', 'show this run in detail')
@@ -44,12 +45,17 @@ to follow it again (pollen log) or stop it (pollen stop).`,
 Examples:
   pollen list                          # runs on the default federation
   pollen ls prod --json
+  pollen ls . prod                     # Flower's form: the app folder first
   pollen list --run-id 3f9c0a12b4d5e6f7  # status, per-round metrics and artefacts of one run`,
     )
-    .action(action<{ runId?: string }>((o, out, [federation]) => listRuns({ ...o, federation }, out)));
+    .action(
+      action<{ runId?: string }>((o, out, [a, b]) =>
+        listRuns({ ...o, federation: federationArg(a, b) }, out),
+      ),
+    );
 
   program
-    .command('log <RUN_ID> [FEDERATION]')
+    .command('log <RUN_ID> [APP_DIR] [FEDERATION]')
     .description("print a run's log (ServerApp output and run events)")
     .option('--stream', 'keep following until the run finishes')
     .addHelpText(
@@ -60,13 +66,13 @@ Examples:
   pollen log 3f9c0a12b4d5e6f7 prod --stream   # follow; exits non-zero if the run fails or is stopped`,
     )
     .action(
-      action<{ stream?: boolean }>((o, out, [runId, federation]) =>
-        logRun({ ...o, runId: runId!, federation }, out),
+      action<{ stream?: boolean }>((o, out, [runId, a, b]) =>
+        logRun({ ...o, runId: runId!, federation: federationArg(a, b) }, out),
       ),
     );
 
   program
-    .command('pull <RUN_ID> [FEDERATION]')
+    .command('pull <RUN_ID> [APP_DIR] [FEDERATION]')
     .description("download a run's artefacts (what its ServerApp saved: final model, metrics, plots)")
     .option('-o, --output <dir>', 'the folder to write them into (default: ./RUN_ID)')
     .addHelpText(
@@ -82,13 +88,13 @@ against its SHA-256 before it takes its name; a file that already holds the arte
 as it is. Files are written readable by their owner only (0600).`,
     )
     .action(
-      action<{ output?: string }>((o, out, [runId, federation]) =>
-        pullArtefacts({ ...o, runId: runId!, federation }, out),
+      action<{ output?: string }>((o, out, [runId, a, b]) =>
+        pullArtefacts({ ...o, runId: runId!, federation: federationArg(a, b) }, out),
       ),
     );
 
   program
-    .command('stop <RUN_ID> [FEDERATION]')
+    .command('stop <RUN_ID> [APP_DIR] [FEDERATION]')
     .description('stop a run: its ServerApp process ends and nodes stop its ClientApps')
     .addHelpText(
       'after',
@@ -100,6 +106,8 @@ Examples:
 A run that already finished cannot be stopped (RUN_STATE_CONFLICT, exit code 6).`,
     )
     .action(
-      action<object>((o, out, [runId, federation]) => stopRun({ ...o, runId: runId!, federation }, out)),
+      action<object>((o, out, [runId, a, b]) =>
+        stopRun({ ...o, runId: runId!, federation: federationArg(a, b) }, out),
+      ),
     );
 }

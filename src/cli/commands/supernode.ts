@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander';
+import { federationArg } from '../app-federation.js';
 import { action, optionsFromEnvironment } from '../command.js';
 import { logLevelOption } from '../env-options.js';
 import { registerParticipantRunner } from '../participants.js';
@@ -88,7 +89,7 @@ code and hint: exit 5 (unauthorised) or 2 (a wrong address). See docs/federation
     .action(action<SuperNodeOptions>(runSuperNode));
 
   cmd
-    .command('register <KEY_PUB> [FEDERATION]')
+    .command('register <KEY_PUB> [APP_DIR] [FEDERATION]')
     .description("register a SuperNode's OpenSSH public key; prints its node id")
     .option('--name <name>', 'a name for listings (default: the key comment)')
     .option(
@@ -101,6 +102,7 @@ code and hint: exit 5 (unauthorised) or 2 (a wrong address). See docs/federation
 Examples:
   pollen supernode register site-1.pub prod --site site-1
   pollen supernode register site-1.pub prod      # bound to the first site that uses it
+  pollen supernode register site-1.pub . prod    # Flower's form: the app folder first
 
 A registered key opens sessions only under the client certificate of its site: a SuperNode that
 presents the key with another site's certificate is refused (NODE_IDENTITY_MISMATCH), and the
@@ -108,23 +110,27 @@ SuperLink logs both names. To move a key to another site, unregister it and regi
 with --site. \`pollen supernode list\` shows each key's site and how it was bound.`,
     )
     .action(
-      action<{ name?: string; site?: string }>((o, out, [keyFile, federation]) =>
-        superNodeRegister({ ...o, keyFile: keyFile!, federation }, out),
+      action<{ name?: string; site?: string }>((o, out, [keyFile, a, b]) =>
+        superNodeRegister({ ...o, keyFile: keyFile!, federation: federationArg(a, b) }, out),
       ),
     );
 
   cmd
-    .command('list [FEDERATION]')
+    .command('list [APP_DIR] [FEDERATION]')
     .alias('ls')
-    .description('list SuperNodes: registered, online, offline, and the site each key is bound to')
-    .action(action<object>((o, out, [federation]) => superNodeList({ ...o, federation }, out)));
+    .description(
+      'list SuperNodes: online, offline, registered (not connected yet) or unregistered (key removed: refused), and the site each key is bound to',
+    )
+    .action(
+      action<object>((o, out, [a, b]) => superNodeList({ ...o, federation: federationArg(a, b) }, out)),
+    );
 
   cmd
-    .command('unregister <NODE_ID> [FEDERATION]')
+    .command('unregister <NODE_ID> [APP_DIR] [FEDERATION]')
     .description("remove a node's key: it is refused from now on, with no SuperLink restart")
     .action(
-      action<object>((o, out, [nodeId, federation]) =>
-        superNodeUnregister({ ...o, nodeId: nodeId!, federation }, out),
+      action<object>((o, out, [nodeId, a, b]) =>
+        superNodeUnregister({ ...o, nodeId: nodeId!, federation: federationArg(a, b) }, out),
       ),
     );
 }

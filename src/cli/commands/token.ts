@@ -12,6 +12,8 @@ import { type TokenBatchOptions, tokenBatch } from '../token/batch.js';
 import { type TokenGenerateOptions, tokenGenerate } from '../token/generate.js';
 import { type TokenInfoOptions, tokenInfo } from '../token/info.js';
 
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
 const ENV_HELP = `
 Environment variables (flags win):
   POLLEN_CA_PATH            CA folder made by \`pollen cert init\` (local mode, -c)
@@ -39,6 +41,11 @@ function addIssueOptions(cmd: Command): Command {
         '-r, --role <ROLE>',
         "role for --user tokens (default: the policy's user.default_role)",
       ).choices(['lead', 'member', 'org_admin']),
+    )
+    .option(
+      '--host <HOST>',
+      'server/relay tokens: a DNS name or IP address the certificate names (repeatable; policy site.host_patterns)',
+      collect,
     )
     .addOption(caOption('local mode: the CA folder'))
     .addOption(
@@ -73,7 +80,8 @@ ${ENV_HELP}`,
     token
       .command('generate')
       .description('generate one enrollment token')
-      .requiredOption('-s, --subject <SUBJECT>', 'site name, or e-mail for --user')
+      .option('-s, --subject <SUBJECT>', 'site name, or e-mail for --user (required)')
+      .option('-n, --name <NAME>', 'the same as -s (FLARE spells it -n)')
       .option('-o, --output <FILE>', 'write the token to FILE (mode 0600) instead of stdout'),
   )
     .addHelpText(
@@ -81,10 +89,12 @@ ${ENV_HELP}`,
       `
 Examples:
   pollen token generate -s hospital-1 -c ./ca                 client token, printed on stdout
+  pollen token generate -n hospital-1 -c ./ca                 the same (FLARE's -n)
   pollen token generate -s hospital-1 -c ./ca -o hospital-1.token
   pollen token generate -s admin@example.com --user -c ./ca   user token, role lead (policy default)
   pollen token generate -s researcher@example.com --user -r member -c ./ca
   pollen token generate -s relay-1 --relay -c ./ca
+  pollen token generate -s superlink --server --host superlink.example.com --host 10.0.0.5 -c ./ca
   pollen token generate -s hospital-1 -c ./ca -p enrollment_policy.yaml
   POLLEN_API_KEY=… pollen token generate -s hospital-1 --cert-service https://certs:8443 --ca-cert rootCA.pem
 

@@ -39,7 +39,7 @@ export async function enrollmentAudit(f: EnrollmentAuditOptions, out: Output): P
   out.result({ entries, ...(check ? { verified: check.ok, head: check.head } : {}) }, (d) => [
     ...d.entries.map(
       (e) =>
-        `${String(e.seq).padStart(6)}  ${e.at}  ${e.action.padEnd(20)} ${e.subject}  ${dim(`by ${e.actor}`)}`,
+        `${String(e.seq).padStart(6)}  ${e.at}  ${e.action.padEnd(20)} ${e.subject}  ${dim(`by ${e.actor}`)}${typeof e.detail['reason'] === 'string' ? `  reason: ${e.detail['reason']}` : ''}`,
     ),
     ...(check
       ? [

@@ -12,12 +12,23 @@ export async function enrollmentEnrolled(f: EnrollmentEnrolledOptions, out: Outp
   let enrolled = await withClient(f, (c) => c.enrolled(f.type as never));
   const now = Date.now();
   if (!f.all) enrolled = enrolled.filter((e) => !e.revoked && Date.parse(e.notAfter) > now);
+  // A hosts column only when a server or relay certificate names some.
+  const hosts = enrolled.some((e) => e.hosts.length > 0);
   out.result({ enrolled }, (d) =>
     d.enrolled.length === 0
       ? ['Nobody is enrolled yet.']
       : [
           table(
-            ['name', 'type', 'role', 'serial', 'expires', 'approved by', 'revoked'],
+            [
+              'name',
+              'type',
+              'role',
+              'serial',
+              'expires',
+              'approved by',
+              'revoked',
+              ...(hosts ? ['hosts'] : []),
+            ],
             d.enrolled.map((e) => [
               e.name,
               e.type,
@@ -26,6 +37,7 @@ export async function enrollmentEnrolled(f: EnrollmentEnrolledOptions, out: Outp
               e.notAfter,
               e.approvedBy,
               e.revoked ? 'yes' : '',
+              ...(hosts ? [e.hosts.join(', ')] : []),
             ]),
           ),
         ],

@@ -15,10 +15,25 @@ export async function enrollmentList(f: EnrollmentListOptions, out: Output): Pro
     d.requests.length === 0
       ? [`No ${f.status === 'all' ? '' : `${f.status} `}requests.`]
       : [
-          table(
-            ['request', 'name', 'type', 'role', 'source ip', 'status', 'rule', 'created'],
-            d.requests.map((r) => [r.id, r.name, r.type, r.role, r.sourceIp, r.status, r.rule, r.createdAt]),
-          ),
+          f.status === 'pending'
+            ? table(
+                ['request', 'name', 'type', 'role', 'source ip', 'status', 'rule', 'created'],
+                d.requests.map((r) => [
+                  r.id,
+                  r.name,
+                  r.type,
+                  r.role,
+                  r.sourceIp,
+                  r.status,
+                  r.rule,
+                  r.createdAt,
+                ]),
+              )
+            : // Decided requests: who decided, and why a rejection was made.
+              table(
+                ['request', 'name', 'type', 'status', 'decided by', 'reason', 'created'],
+                d.requests.map((r) => [r.id, r.name, r.type, r.status, r.decidedBy, r.reason, r.createdAt]),
+              ),
           f.status === 'pending'
             ? dim('Approve with: pollen enrollment approve NAME (or --pattern "site-*")')
             : '',

@@ -2,8 +2,8 @@ import type { Output } from '../output.js';
 import { decide, type RequestChoice } from './decide.js';
 
 export interface EnrollmentRejectOptions extends RequestChoice {
-  /** Why: the site sees it. */
-  reason: string;
+  /** Why: the site sees it (optional, as in FLARE; the service records a default). */
+  reason?: string;
 }
 
 /** `pollen enrollment reject`: reject pending requests with a reason the site will see. */
@@ -12,7 +12,7 @@ export async function enrollmentReject(o: EnrollmentRejectOptions, out: Output):
     o,
     out,
     'reject',
-    (c, chosen) => c.reject({ ...chosen, reason: o.reason }),
+    (c, chosen) => c.reject({ ...chosen, ...(o.reason !== undefined && { reason: o.reason }) }),
     (d) => d.rejected,
   );
 }

@@ -27,6 +27,8 @@ export interface PackageOptions {
   ca?: string;
   listeningHost?: string;
   listeningPort?: string;
+  /** Servers and relays: DNS names and IP addresses it is reached at (the token must name each). */
+  host?: string[];
   force?: boolean;
 }
 
@@ -46,6 +48,7 @@ export async function packageKit(o: PackageOptions, out: Output): Promise<void> 
     ...(o.token !== undefined && { token: tokenArgument(o.token) }),
     ...(o.listeningHost !== undefined && { listeningHost: o.listeningHost }),
     ...(o.listeningPort !== undefined && { listeningPort: o.listeningPort }),
+    ...(o.host !== undefined && { hosts: o.host }),
     ...(ca && { caRootFingerprint: ca.rootFingerprint }),
   });
   const dir = kitFolder(spec.name, {
@@ -68,6 +71,7 @@ export async function packageKit(o: PackageOptions, out: Output): Promise<void> 
     org: spec.org,
     role: spec.role,
     endpoint: formatEndpoint(spec.endpoint),
+    hosts: spec.hosts,
     config: `startup/${configFileName(spec.type)}`,
     signed: ca !== null,
     signer: ca ? ca.intermediate.subject : null,

@@ -52,6 +52,7 @@ export async function policyCheck(o: PolicyCheckOptions, out: Output): Promise<v
       `  sha256          ${d.sha256}`,
       `  tokens          valid ${p.token.validity}, max ${p.token.max_uses} use${p.token.max_uses === 1 ? '' : 's'} each`,
       `  site names      ${p.site.name_pattern}`,
+      `  server hosts    ${p.site.host_patterns.join(', ')}`,
       `  user roles      ${p.user.allowed_roles.join(', ')} (default ${p.user.default_role})`,
       `  notifications   ${n.enabled ? `on (${channels.join(', ')})` : 'off'}`,
       '  rules (first match wins; no match → reject):',

@@ -1,6 +1,7 @@
 import { explain, type SubjectType } from '../../enrollment/policy.js';
 import { loadPolicy } from '../../enrollment/policy-load.js';
 import { parseIp } from '../../enrollment/policy-match.js';
+import { checkTokenHosts } from '../../enrollment/token.js';
 import { PollenError } from '../../errors.js';
 import { pc } from '../colors.js';
 import type { Output } from '../output.js';
@@ -15,13 +16,16 @@ export interface PolicyExplainOptions {
   site: string;
   ip: string;
   type: SubjectType;
+  /** Server and relay requests: the hosts their token names (`--host`). */
+  host?: string[];
 }
 
 /** `pollen policy explain`: what the policy decides for one request, and why. */
 export async function policyExplain(f: PolicyExplainOptions, out: Output): Promise<void> {
   if (!parseIp(f.ip)) throw new PollenError('INVALID_ARGUMENT', `Not an IP address: "${f.ip}"`);
   const loaded = loadPolicy(policyFile(f.file, f));
-  const ex = explain(loaded.policy, { name: f.site, type: f.type, ip: f.ip });
+  const hosts = checkTokenHosts(f.host ?? [], f.type);
+  const ex = explain(loaded.policy, { name: f.site, type: f.type, ip: f.ip, hosts });
   const evaluated = ex.rules.length;
   const notEvaluated = ex.siteNameCheck.matched
     ? loaded.policy.approval.rules.slice(evaluated).map((r) => r.name)
@@ -29,9 +33,10 @@ export async function policyExplain(f: PolicyExplainOptions, out: Output): Promi
   const data = {
     source: sourceOf(loaded),
     sha256: loaded.sha256,
-    request: { name: f.site, type: f.type, ip: f.ip },
+    request: { name: f.site, type: f.type, ip: f.ip, hosts },
     decision: ex.decision,
     siteNameCheck: ex.siteNameCheck,
+    hostCheck: ex.hostCheck,
     rules: ex.rules,
     notEvaluated,
   };
@@ -47,6 +52,13 @@ export async function policyExplain(f: PolicyExplainOptions, out: Output): Promi
       lines.push(
         `${sc.matched ? pc.green('✓') : pc.red('✗')} site.name_pattern "${sc.pattern}" ${sc.matched ? 'matches' : 'does not match'} "${d.request.name}"`,
       );
+    const hc = d.hostCheck;
+    for (const h of hc.hosts) {
+      const ok = !hc.refused.includes(h);
+      lines.push(
+        `${ok ? pc.green('✓') : pc.red('✗')} site.host_patterns (${hc.patterns.join(', ')}) ${ok ? 'allow' : 'do not allow'} host "${h}"`,
+      );
+    }
     for (const r of d.rules)
       lines.push(
         `${r.matched ? pc.green('✓') : pc.red('✗')} rule ${r.index} "${r.rule}" (${r.action}): ${r.matched ? 'matched' : 'no match'} — ${r.reason}`,

@@ -16,6 +16,8 @@ export interface TokenIssueOptions {
   relay?: boolean;
   server?: boolean;
   role?: string;
+  /** Server and relay tokens: DNS names and IP addresses for the certificate (repeatable --host). */
+  host?: string[];
   ca?: string;
   policy?: string;
   certService?: string;
@@ -97,7 +99,12 @@ export async function issue(
   const issuer = issuerOf(f);
   return issueEnrollmentTokens(
     issuer,
-    { subjects, type, ...(f.role !== undefined && { role: f.role }) },
+    {
+      subjects,
+      type,
+      ...(f.role !== undefined && { role: f.role }),
+      ...(f.host?.length && { hosts: f.host }),
+    },
     (done, total) => {
       if (progress && total >= 1000 && (done % 1000 === 0 || done === total))
         out.progress(`${done}/${total} tokens signed`);

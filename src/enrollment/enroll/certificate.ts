@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { PollenError } from '../../errors.js';
 import { certificateFingerprint, sameFingerprint } from '../../pki/fingerprint.js';
 import { x509 } from '../../pki/keys.js';
-import { readProfile, renewalTime } from '../../pki/profiles.js';
+import { hostsOfCertificate, readProfile, renewalTime } from '../../pki/profiles.js';
 import { chainsToRoot, parseCertificates } from '../../pki/verify.js';
 import { writeFileAtomic } from '../../util/files.js';
 import type { CertificateInfo } from '../enroll-client.js';
@@ -47,6 +47,7 @@ export function certificateInfo(kit: LoadedKit, leaf: X509Certificate): Certific
     notBefore,
     notAfter,
     renewAt: renewalTime(notBefore, notAfter),
+    hosts: hostsOfCertificate(leaf),
   };
 }
 

@@ -27,6 +27,8 @@ const configSchema = z.object({
   role: z.enum(ADMIN_ROLES).nullable(),
   endpoint: endpointSchema,
   listening: z.object({ host: z.string(), port: z.number().int() }).nullable(),
+  /** Servers and relays: the DNS names and addresses the certificate names (from the token). */
+  hosts: z.array(z.string()).optional(),
   certificates: z.object({ cert: z.string(), key: z.string(), rootCa: z.string(), chain: z.string() }),
   enrollment: z.object({
     config: z.string(),

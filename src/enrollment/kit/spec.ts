@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { PollenError } from '../../errors.js';
 import { normaliseFingerprint } from '../../pki/fingerprint.js';
-import { assertValidName, isEmail } from '../../pki/profiles.js';
+import { assertValidName, isEmail, normalizeHosts } from '../../pki/profiles.js';
 import { checkCertServiceUrl } from '../cert-service-http.js';
 import { decodeToken } from '../token.js';
 import { checkHost, type Endpoint, parseEndpoint, parsePort } from './endpoint.js';
@@ -40,6 +40,8 @@ export interface KitSpec {
   endpoint: Endpoint;
   /** Where a server or relay listens (relay: FLARE's --listening_host/port). */
   listening: { host: string; port: number } | null;
+  /** Servers and relays: the DNS names and IP addresses its certificate names (the token's hosts). */
+  hosts: string[];
   /** Written as startup/enrollment.json when a Certificate Service is given. */
   enrollment: { certServiceUrl: string; rootCaFingerprint: string | null } | null;
   /** Written as startup/enrollment_token (0600) when given. */
@@ -58,6 +60,8 @@ export interface KitSpecInput {
   token?: string;
   listeningHost?: string;
   listeningPort?: string | number;
+  /** Servers and relays: names it is reached at; the token must carry each (`--host`). */
+  hosts?: string[];
   /** The project root CA fingerprint when a CA folder is at hand (must agree with the token). */
   caRootFingerprint?: string;
   runtime?: PollenRuntime;
@@ -167,6 +171,15 @@ export function resolveKitSpec(input: KitSpecInput): { spec: KitSpec; warnings: 
       );
   }
   if (type === 'admin' && role === null) role = 'lead';
+  const hosts = kitHosts(
+    type,
+    input.hosts ?? [],
+    token === null ? null : (decodeToken(token).pollen.hosts ?? []),
+  );
+  if (hosts.length > 0 && token === null)
+    warnings.push(
+      `the certificate names ${hosts.join(', ')} only if the enrollment token does: make it with pollen token generate --${type} --host …`,
+    );
 
   const enrollment =
     input.certServiceUrl === undefined
@@ -183,6 +196,7 @@ export function resolveKitSpec(input: KitSpecInput): { spec: KitSpec; warnings: 
       role,
       endpoint,
       listening,
+      hosts,
       enrollment,
       token,
       runtime: input.runtime ?? defaultRuntime(),
@@ -190,4 +204,25 @@ export function resolveKitSpec(input: KitSpecInput): { spec: KitSpec; warnings: 
     },
     warnings,
   };
+}
+
+/**
+ * The hosts of a server or relay kit: `--host` names, each of which the kit's token must carry
+ * (its certificate will name only the token's hosts), or else the token's own.
+ */
+function kitHosts(type: KitType, given: string[], tokenHosts: string[] | null): string[] {
+  if (given.length > 0 && type !== 'server' && type !== 'relay')
+    throw new PollenError('INVALID_ARGUMENT', `--host applies to server and relay kits, not to ${type} kits`);
+  const hosts = normalizeHosts(given);
+  if (tokenHosts === null) return hosts;
+  const missing = hosts.filter((h) => !tokenHosts.includes(h));
+  if (missing.length > 0)
+    throw new PollenError(
+      'INVALID_ARGUMENT',
+      `The token does not name ${missing.join(', ')}: the certificate would name only ${tokenHosts.join(', ') || 'the kit name'}`,
+      {
+        hint: `Make the token with every host: pollen token generate -s NAME --${type} ${[...new Set([...tokenHosts, ...hosts])].map((h) => `--host ${h}`).join(' ')}`,
+      },
+    );
+  return hosts.length > 0 ? hosts : tokenHosts;
 }

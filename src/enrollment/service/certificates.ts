@@ -1,5 +1,7 @@
+import { X509Certificate } from 'node:crypto';
 import { PollenError } from '../../errors.js';
 import { createCrl } from '../../pki/crl.js';
+import { hostsOfCertificate } from '../../pki/profiles.js';
 import { DAY, iso, type ServiceContext } from './context.js';
 
 export interface EnrolledRow {
@@ -13,6 +15,8 @@ export interface EnrolledRow {
   approvedBy: string;
   revoked: boolean;
   revokedAt: string | null;
+  /** Servers and relays: the DNS names and IP addresses the certificate names. */
+  hosts: string[];
 }
 
 /** How long a signed CRL is served before it is re-read (so other replicas' revocations show). */
@@ -39,6 +43,8 @@ export class Certificates {
       approvedBy: c.approved_by,
       revoked: c.revoked_at !== null,
       revokedAt: iso(c.revoked_at),
+      // Read from the certificate itself (clients and admins name no hosts: not parsed).
+      hosts: c.type === 'server' || c.type === 'relay' ? hostsOfCertificate(new X509Certificate(c.pem)) : [],
     }));
   }
 

@@ -81,7 +81,10 @@ export class Enrollment {
         'CSR_SUBJECT_MISMATCH',
         `The CSR common name must be '${name}', the token's subject`,
       );
-    const decision = decide(auth.policy.policy, { name, type: claims.pollen.subject_type, ip });
+    // The token's hosts are checked again here, under the policy it was issued with: whoever holds
+    // the token key cannot put a host in a certificate that the policy does not allow.
+    const hosts = claims.pollen.hosts ?? [];
+    const decision = decide(auth.policy.policy, { name, type: claims.pollen.subject_type, ip, hosts });
     if (decision.action === 'reject')
       throw new PollenError('ENROLLMENT_REJECTED', "Enrollment refused by the project's policy", {
         detail: `rule ${decision.rule ?? '(none)'}: ${decision.reason}`,
@@ -129,11 +132,13 @@ export class Enrollment {
           decided_at: null,
           decided_by: null,
           serial: null,
+          hosts: claims.pollen.hosts ? JSON.stringify(claims.pollen.hosts) : null,
         })
         .execute();
       await this.c.audit.append(tx, `token:${claims.jti}`, 'request.pending', name, a.now, {
         requestId: id,
         type,
+        ...(claims.pollen.hosts && { hosts: claims.pollen.hosts }),
         rule: a.rule,
         sourceIp: a.ip,
       });
@@ -155,7 +160,8 @@ export class Enrollment {
     const name = claims.sub;
     const type = CERT_TYPE[claims.pollen.subject_type];
     const role = claims.pollen.roles[0] ?? null;
-    const issued = this.issuer.sign(a.csr, { name, type, role: role ?? undefined }, a.now);
+    const hosts = claims.pollen.hosts;
+    const issued = this.issuer.sign(a.csr, { name, type, role: role ?? undefined, hosts }, a.now);
     await this.c.batcher.run(async (tx) => {
       await this.consumeToken(tx, claims, a.now);
       await this.issuer.refuseIfEnrolledElsewhere(tx, name, type, claims.jti, a.now);
@@ -171,6 +177,7 @@ export class Enrollment {
         serial: issued.serial,
         type,
         role,
+        ...(hosts && { hosts }),
         rule: a.rule,
         sourceIp: a.ip,
       });

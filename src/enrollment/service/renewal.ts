@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { PollenError } from '../../errors.js';
 import { checkCsr } from '../../pki/csr.js';
-import type { CertType } from '../../pki/profiles.js';
+import { type CertType, hostsOfCertificate } from '../../pki/profiles.js';
 import { verifyChain } from '../../pki/verify.js';
 import type { ServiceContext } from './context.js';
 import type { CertificateIssuer, CertificateRow, IssuedResponse } from './issuer.js';
@@ -70,7 +70,13 @@ export class Renewal {
       throw superseded();
     }
     const type = current.type as CertType;
-    const issued = this.issuer.sign(csr, { name: current.name, type, role: current.role ?? undefined }, now);
+    // The renewed certificate names the same hosts (subjectAltName DNS and IP entries).
+    const hosts = hostsOfCertificate(new X509Certificate(current.pem));
+    const issued = this.issuer.sign(
+      csr,
+      { name: current.name, type, role: current.role ?? undefined, hosts },
+      now,
+    );
     await this.c.batcher.run(async (tx) => {
       const claimed = await tx
         .updateTable('certificates')

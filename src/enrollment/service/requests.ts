@@ -105,7 +105,12 @@ export class Requests {
     const approved: { id: string; name: string; type: string; serial: string }[] = [];
     const lost: HeldDecision[] = [];
     for (const r of chosen) {
-      const profile = { name: r.name, type: r.type as CertType, role: r.role ?? undefined };
+      const profile = {
+        name: r.name,
+        type: r.type as CertType,
+        role: r.role ?? undefined,
+        hosts: r.hosts ? (JSON.parse(r.hosts) as string[]) : undefined,
+      };
       const issued = this.issuer.sign(checkCsr(r.csr), profile, now);
       try {
         await this.c.batcher.run(async (tx) => {

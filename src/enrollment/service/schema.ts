@@ -36,6 +36,8 @@ export interface EnrollmentSchema {
     decided_at: number | null;
     decided_by: string | null;
     serial: string | null;
+    /** Servers and relays: the token's hosts as a JSON list, for the certificate an approval signs. */
+    hosts: string | null;
   };
   certificates: {
     serial: string;
@@ -152,6 +154,11 @@ export const enrollmentMigrations: Record<string, Migration> = {
         .addColumn('label', 'text', (c) => c.notNull())
         .addColumn('created_at', 'bigint', (c) => c.notNull())
         .execute();
+    },
+  },
+  '0002_request_hosts': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('requests').addColumn('hosts', 'text').execute();
     },
   },
 };

@@ -9,10 +9,14 @@ export class TokenIssuance {
     private readonly signer: TokenSigner,
   ) {}
 
-  async issue(input: { subjects: string[]; type: SubjectType; role?: string }, actor: string) {
+  async issue(
+    input: { subjects: string[]; type: SubjectType; role?: string; hosts?: string[] },
+    actor: string,
+  ) {
     const tokens = await issueTokens(this.signer, input.subjects, {
       type: input.type,
       role: input.role,
+      ...(input.hosts && { hosts: input.hosts }),
       policy: this.c.policies.current,
       now: this.c.now(),
     });
@@ -27,6 +31,7 @@ export class TokenIssuance {
         {
           count: tokens.length,
           type: input.type,
+          ...(input.hosts?.length && { hosts: tokens[0]!.claims.pollen.hosts }),
           subjects: tokens.slice(0, 100).map((t) => t.claims.sub),
           tokenIds: tokens.slice(0, 100).map((t) => t.claims.jti),
         },

@@ -14,6 +14,8 @@ export interface KitConfig {
   role: AdminRole | null;
   endpoint: Endpoint;
   listening: { host: string; port: number } | null;
+  /** Servers and relays: the DNS names and IP addresses their certificate names. */
+  hosts?: string[];
   /** Paths relative to startup/. */
   certificates: { cert: string; key: string; rootCa: string; chain: string };
   enrollment: {
@@ -40,6 +42,7 @@ export const participantConfigBuilder: KitBuilder = {
       role: spec.role,
       endpoint: spec.endpoint,
       listening: spec.listening,
+      ...(spec.hosts.length > 0 && { hosts: spec.hosts }),
       certificates: { cert: files.cert, key: files.key, rootCa: 'rootCA.pem', chain: 'chain.pem' },
       enrollment: {
         config: 'enrollment.json',
