@@ -17,7 +17,7 @@
  * `npx tsx scripts/doc-blocks.ts docs/enrollment.md …` runs manuals and prints each block's
  * result; test/docs.test.ts runs them as a test.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -146,7 +146,7 @@ export interface RunOptions {
  * Runs the blocks in order in a new temporary workspace, with `pollen` (this clone's CLI) on the
  * PATH; exported variables and the working folder carry from one block to the next.
  */
-export function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {}): BlockResult[] {
+export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {}): Promise<BlockResult[]> {
   const ws = mkdtempSync(join(tmpdir(), 'pollen-doc-'));
   const bin = join(ws, '.bin');
   const state = join(ws, '.state');
@@ -171,17 +171,27 @@ export function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {}): Bloc
       const save = `{ export -p; echo "cd '$(pwd)'"; } > '${state}'`;
       const script = `. '${state}'\ntrap '${save.replace(/'/g, `'\\''`)}' EXIT\n${commands}\n`;
       const started = Date.now();
-      const r = spawnSync('bash', ['-e', '-o', 'pipefail', '-c', script], {
+      const r = await bash(script, {
         cwd: ws,
-        encoding: 'utf8',
-        // HOME too: what a manual writes under ~ (~/.pollen/config.toml) stays in the workspace.
-        env: { ...cleanEnv(), ...o.env, HOME: ws, PATH: `${bin}:${process.env.PATH}`, NO_COLOR: '1' },
-        timeout: (o.timeout ?? 120) * 1000,
+        // The workspace is HOME, so what a manual writes under ~ (~/.pollen/config.toml) stays
+        // in it; npm stays off the network.
+        env: {
+          ...cleanEnv(),
+          ...o.env,
+          HOME: ws,
+          PATH: `${bin}:${process.env.PATH}`,
+          NO_COLOR: '1',
+          npm_config_offline: 'true',
+          // A manual's `npm install` links this clone; its prepare script would rebuild dist/
+          // under the tests that use it.
+          npm_config_ignore_scripts: 'true',
+        },
+        timeoutMs: (o.timeout ?? 120) * 1000,
       });
       const output = `${r.stdout}${r.stderr}`;
       const problems = compare(block.expected, output, seen);
       const failureShown = block.expected.some((l) => /^error\b/.test(l.trim()));
-      if (r.error) problems.push(`did not finish: ${r.error.message}`);
+      if (r.timedOut) problems.push(`did not finish in ${o.timeout ?? 120} s`);
       else if (r.status !== 0 && !failureShown) problems.push(`exited with ${r.status}`);
       results.push({
         block,
@@ -195,6 +205,37 @@ export function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {}): Bloc
     rmSync(ws, { recursive: true, force: true });
   }
   return results;
+}
+
+interface BashResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+/** `bash -e -o pipefail -c script`, asynchronously: a test worker keeps answering meanwhile. */
+function bash(
+  script: string,
+  o: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<BashResult> {
+  return new Promise((done, fail) => {
+    const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd: o.cwd, env: o.env });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, o.timeoutMs);
+    child.on('error', fail);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      done({ status, stdout, stderr, timedOut });
+    });
+  });
 }
 
 /** The environment without Pollen's own variables: a manual's commands start from nothing. */
@@ -251,7 +292,7 @@ export function manualBlocks(path: string): DocBlock[] {
 if (process.argv[1]?.endsWith('doc-blocks.ts')) {
   let failed = false;
   for (const path of process.argv.slice(2)) {
-    const results = runBlocks(manualBlocks(path));
+    const results = await runBlocks(manualBlocks(path));
     process.stdout.write(`${path}\n${report(results)}\n`);
     failed ||= results.some((r) => r.status === 'failed');
   }

@@ -344,6 +344,32 @@ export const ERROR_CODES = {
     ExitCode.UNAVAILABLE,
     "The SuperLink's chunk storage is at its budget (--chunk-disk-budget) or its disk is full: retry later; the operator can raise the budget or free disk.",
   ),
+  // Run artefacts (what a ServerApp saves: the final model, metrics, plots)
+  ARTEFACT_NAME_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Name an artefact as a relative path of at most 255 characters: segments of letters, digits, `.`, `_` and `-` that do not start with `.`, joined by `/`; a name cannot also be the folder of another.',
+  ),
+  ARTEFACT_TOO_LARGE: spec(
+    413,
+    ExitCode.INVALID_INPUT,
+    "Save a smaller artefact, or ask the SuperLink's operator to raise --artefact-max-size.",
+  ),
+  RUN_ARTEFACTS_FULL: spec(
+    413,
+    ExitCode.INVALID_INPUT,
+    "The run's artefacts are at the SuperLink's limit (--run-artefact-budget; at most 10,000 per run): save fewer or smaller ones (saving a name again replaces it), or ask the operator to raise the budget.",
+  ),
+  ARTEFACT_INVALID: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    "The bytes do not add up to the artefact's SHA-256 and size: they were damaged on the way; save it (or pull it) again.",
+  ),
+  ARTEFACTS_UNAVAILABLE: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Only a ServerApp saves run artefacts: a ClientApp returns its results in its reply, and the ServerApp saves what the run keeps.',
+  ),
   // SuperLink state (nodes, runs, messages)
   NODE_UNKNOWN: spec(
     404,

@@ -323,7 +323,7 @@ describe('runs: pollen run, list, log, stop', () => {
   it('runs the tiny app to completion with --stream', async () => {
     const r = await cli(['run', TINY, '--stream', '--json']);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    const d = doc<{ ok: boolean; run: RunDoc; rounds: RoundDoc[] }>(r);
+    const d = doc<{ ok: boolean; run: RunDoc; rounds: RoundDoc[]; artefacts: { name: string }[] }>(r);
     expect(d.run).toMatchObject({
       status: 'finished',
       subStatus: 'completed',
@@ -341,6 +341,8 @@ describe('runs: pollen run, list, log, stop', () => {
       expect(round.metrics['train-loss']).toBeCloseTo(2 / 3, 6);
       expect([...round.nodes].sort()).toEqual(nodeDocs.map((n) => n.nodeId).sort());
     }
+    // What the ServerApp saved, ready for `pollen pull`.
+    expect(d.artefacts.map((a) => a.name)).toEqual(['final_model.npz', 'metrics/w0.json']);
   });
 
   it('prints exactly one JSON document when a followed run fails: run --stream and log --stream', async () => {

@@ -24,7 +24,7 @@ import { ensureBuilt, pollenInProcess } from './support/cli.js';
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
 /** The manuals the harness runs, in order. */
-const MANUALS = ['README.md', 'docs/enrollment.md', 'docs/federation.md'];
+const MANUALS = ['README.md', 'docs/enrollment.md', 'docs/federation.md', 'docs/simulation.md'];
 /** The manuals that must describe every error code and environment variable they name. */
 const OPERATOR_MANUALS = ['docs/enrollment.md', 'docs/federation.md'];
 
@@ -77,7 +77,7 @@ describe('the doc-block harness', () => {
     );
   });
 
-  it('runs blocks in order, carries exports and the folder, reuses printed values, reports failures', () => {
+  it('runs blocks in order, carries exports and the folder, reuses printed values, reports failures', async () => {
     const blocks = extractBlocks(
       [
         '```bash',
@@ -102,7 +102,7 @@ describe('the doc-block harness', () => {
       ].join('\n'),
       'x.md',
     );
-    const results = runBlocks(blocks);
+    const results = await runBlocks(blocks);
     expect(results.map((r) => r.status)).toEqual(['passed', 'passed', 'failed']);
     // The second block printed the value the first run printed, not the documented one.
     expect(results[1]?.output).toContain('hello from sub 0123456789abcdef0123');
@@ -115,8 +115,8 @@ describe('the manuals, run', () => {
   beforeAll(() => ensureBuilt('cli/main.js'), 120_000);
 
   for (const manual of MANUALS)
-    it(`${manual}: every block that runs here prints what the manual shows`, () => {
-      const run = runBlocks(manualBlocks(manual));
+    it(`${manual}: every block that runs here prints what the manual shows`, async () => {
+      const run = await runBlocks(manualBlocks(manual));
       results.set(manual, run);
       const text = report(run);
       console.log(`${manual}\n${text}`);
@@ -129,8 +129,17 @@ describe('the manuals, run', () => {
 });
 
 describe('what the manuals name exists', () => {
-  /** Capitalised words in backticks or error[…] that are not codes: variables and placeholders. */
-  const NOT_CODES = new Set(['HOME', 'PATH', 'TMPDIR', 'NODE_OPTIONS', 'STATE_DIR', 'CODE']);
+  /** Capitalised words in backticks that are not Pollen's codes: variables, placeholders, errnos. */
+  const NOT_CODES = new Set([
+    'HOME',
+    'PATH',
+    'TMPDIR',
+    'NODE_OPTIONS',
+    'STATE_DIR',
+    'CODE',
+    'EACCES',
+    'EROFS',
+  ]);
 
   it('every error code they name is in the catalogue (src/errors.ts) or a reply code of the SDK', () => {
     const codes = new Set([...Object.keys(ERROR_CODES), ...Object.values(ReplyErrorCode)]);

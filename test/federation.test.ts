@@ -4,7 +4,8 @@
  * with a POLLEN_CONFIG file. Happy paths, node keys (register/unregister without restart),
  * revocation and who may use which API.
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Code, type ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,8 @@ import { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey } from '../src/pki/openssh.js';
 import { writeLocalCrl } from '../src/pki/site.js';
+import { encodeNpz } from '../src/sdk/npz.js';
+import { ArrayRecord } from '../src/sdk/records.js';
 import { ERROR_CODE_HEADER, fromConnectError } from '../src/transport/errors.js';
 import { openChannel } from '../src/transport/rpc-client.js';
 import { refusal } from './support/errors.js';
@@ -98,6 +101,47 @@ describe('a secure federation of two SuperNodes', () => {
       expect(listed).toContainEqual(
         expect.objectContaining({ nodeId: n.nodeId, name: n.options.cert.name, status: 'online' }),
       );
+  }, 90_000);
+
+  it('keeps what the ServerApp saved: pollen pull downloads the same bytes, verified, into a folder', async () => {
+    const { run } = await completedRun(fed, ['num-rounds=1']);
+    const details = (await fed.pollen(['list', FEDERATION, '--run-id', run.runId, '--json'])).json<{
+      artefacts: { name: string; size: number; hash: string }[];
+    }>();
+    expect(details.artefacts.map((a) => a.name)).toEqual(['final_model.npz', 'metrics/w0.json']);
+    const dir = join(fed.dir, 'pulled');
+    const pull = () => fed.pollen(['pull', run.runId, FEDERATION, '-o', dir, '--json']);
+    const r = await pull();
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    type Pulled = { artefacts: { name: string; path: string; status: string }[] };
+    expect(r.json<Pulled>().artefacts.map((a) => [a.name, a.path, a.status])).toEqual([
+      ['final_model.npz', join(dir, 'final_model.npz'), 'pulled'],
+      ['metrics/w0.json', join(dir, 'metrics', 'w0.json'), 'pulled'],
+    ]);
+    for (const a of details.artefacts) {
+      const file = join(dir, ...a.name.split('/'));
+      expect(`sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`).toBe(a.hash);
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+    }
+    // The model the ServerApp saved, byte for byte: its final w (every entry is w[0]) as .npz.
+    const w0 = JSON.parse(readFileSync(join(dir, 'metrics', 'w0.json'), 'utf8')) as number[];
+    expect(w0).toHaveLength(1);
+    expect(w0[0]).toBeCloseTo(5 / 3, 5);
+    const model = Buffer.concat(encodeNpz(ArrayRecord.fromArrays({ w: new Float32Array(8).fill(w0[0]!) })));
+    expect(readFileSync(join(dir, 'final_model.npz'))).toEqual(model);
+
+    // Pulled again: the files hold the artefacts, nothing moves; a damaged file is replaced.
+    expect((await pull()).json<Pulled>().artefacts.map((a) => a.status)).toEqual(['unchanged', 'unchanged']);
+    writeFileSync(join(dir, 'final_model.npz'), 'damaged');
+    expect((await pull()).json<Pulled>().artefacts.map((a) => a.status)).toEqual(['pulled', 'unchanged']);
+    expect(readFileSync(join(dir, 'final_model.npz'))).toEqual(model);
+
+    const text = await fed.pollen(['list', FEDERATION, '--run-id', run.runId]);
+    expect(text.stdout).toContain(`pollen pull ${run.runId}`);
+    expect(text.stdout).toMatch(new RegExp(`final_model\\.npz .*${details.artefacts[0]!.hash}`));
+    const missing = await fed.pollen(['pull', 'feedfacefeedface', FEDERATION, '--json']);
+    expect(missing.code).toBe(4);
+    expect(missing.json().error.code).toBe('RUN_NOT_FOUND');
   }, 90_000);
 
   it('keeps a node id across a SuperNode restart', async () => {

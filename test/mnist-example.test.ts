@@ -11,6 +11,7 @@ import {
   type ClientApp,
   createContext,
   InMemoryGrid,
+  MemoryArtefacts,
   SERVER_NODE_ID,
   type ServerApp,
   type UserConfigValue,
@@ -39,7 +40,10 @@ interface RoundMetrics {
   centralizedAccuracy: number;
 }
 
-async function simulate(overrides: Record<string, UserConfigValue>): Promise<RoundMetrics[]> {
+async function simulate(
+  overrides: Record<string, UserConfigValue>,
+  artefacts = new MemoryArtefacts(),
+): Promise<RoundMetrics[]> {
   const runConfig = { ...pkg.pollen.config, ...overrides };
   const nodes = Object.fromEntries(
     [0, 1, 2].map((p) => [
@@ -56,7 +60,7 @@ async function simulate(overrides: Record<string, UserConfigValue>): Promise<Rou
     const runId = 'mnist-test';
     await serverApp.run(
       new InMemoryGrid({ runId, nodes, runConfig }),
-      createContext({ runId, nodeId: SERVER_NODE_ID, runConfig }),
+      createContext({ runId, nodeId: SERVER_NODE_ID, runConfig, artefacts }),
     );
   } finally {
     write.mockRestore();
@@ -67,8 +71,9 @@ async function simulate(overrides: Record<string, UserConfigValue>): Promise<Rou
 }
 
 describe('examples/mnist', () => {
-  it('reaches about 90% accuracy on held-out digits in two IID rounds', async () => {
-    const rounds = await simulate({ 'num-rounds': 2 });
+  it('reaches about 90% accuracy on held-out digits in two IID rounds and saves the final model', async () => {
+    const artefacts = new MemoryArtefacts();
+    const rounds = await simulate({ 'num-rounds': 2 }, artefacts);
     expect(rounds.map((r) => r.round)).toEqual([1, 2]);
     const [first, last] = rounds as [RoundMetrics, RoundMetrics];
     expect(last.nodes.sort()).toEqual(['1', '2', '3']);
@@ -76,6 +81,11 @@ describe('examples/mnist', () => {
     expect(last.centralizedAccuracy).toBeGreaterThan(0.88);
     expect(last.accuracy!).toBeGreaterThan(first.accuracy!);
     expect(last.trainLoss).toBeLessThan(first.trainLoss);
+    // The model as an .npz archive (a ZIP: "PK"), one .npy entry per weight array.
+    expect(artefacts.list().map((a) => a.name)).toEqual(['final_model.npz']);
+    const npz = Buffer.from(artefacts.get('final_model.npz')!);
+    expect(npz.subarray(0, 2).toString()).toBe('PK');
+    expect(npz.includes('.npy')).toBe(true);
   });
 
   it('learns with non-IID partitions too (each node holds mostly a few digits)', async () => {

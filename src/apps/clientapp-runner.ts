@@ -5,6 +5,7 @@
  */
 import { toPollenError } from '../errors.js';
 import { ClientAppIo } from '../gen/pollen/v1/appio_pb.js';
+import { CLIENT_ARTEFACTS } from '../sdk/artefacts.js';
 import type { Context } from '../sdk/context.js';
 import { createContext } from '../sdk/context.js';
 import type { MessageError } from '../sdk/message.js';
@@ -66,6 +67,7 @@ export async function runClientApp(o: AppProcessOptions): Promise<number> {
         nodeId: task.nodeId,
         nodeConfig: configFromWire(task.nodeConfig),
         runConfig: configFromWire(task.runConfig),
+        artefacts: CLIENT_ARTEFACTS,
       });
       const store = new MemoryChunkStore();
       const ids = chunkIdsOf(task.message);

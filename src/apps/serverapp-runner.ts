@@ -1,6 +1,7 @@
 /**
- * Runs a ServerApp for one run: loads it, gives it a RemoteGrid and the run's Context, and tells
- * the SuperLink how it ended (completed, or failed with the reason).
+ * Runs a ServerApp for one run: loads it, gives it a RemoteGrid and the run's Context (whose
+ * artefacts go to the SuperLink's artefact store), and tells the SuperLink how it ended
+ * (completed, or failed with the reason).
  */
 
 import { isPollenError } from '../errors.js';
@@ -10,21 +11,24 @@ import { fromConnectError } from '../transport/errors.js';
 import { configFromWire } from '../transport/wire.js';
 import { type AppProcessOptions, openAppChannel } from './app-channel.js';
 import { loadServerApp } from './load-app.js';
+import { artefactLimitsFromWire, RemoteArtefacts } from './remote-artefacts.js';
 import { RemoteGrid } from './remote-grid.js';
 
 export async function runServerApp(o: AppProcessOptions): Promise<number> {
   const channel = openAppChannel(o);
   const client = channel.client(ServerAppIo);
   try {
-    const { run } = await client.getRunInfo({}).catch((e) => {
+    const { run, artefactLimits } = await client.getRunInfo({}).catch((e) => {
       throw fromConnectError(e);
     });
+    const chunks = channel.chunks(client);
     const context = createContext({
       runId: o.runId,
       nodeId: '0',
       runConfig: configFromWire(run?.runConfig ?? {}),
+      artefacts: new RemoteArtefacts(client, chunks, o.runId, artefactLimitsFromWire(artefactLimits)),
     });
-    const grid = new RemoteGrid(client, channel.chunks(client), o.runId);
+    const grid = new RemoteGrid(client, chunks, o.runId);
     let outcome: { subStatus: string; reason: string };
     try {
       // Loaded inside: a module without its ServerApp fails the run with that reason and code.

@@ -10,7 +10,7 @@ import { Reported } from './output.js';
 export interface ControlSession {
   federation: Federation;
   control: Client<typeof Control>;
-  /** Chunk uploads to the SuperLink (app bundles), over the bulk route of the same channel. */
+  /** Chunks to and from the SuperLink (app bundles up, run artefacts down), over the channel's bulk route. */
   chunks: ChunkTransport;
   close(): void;
 }

@@ -32,6 +32,7 @@ export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.
       '  pollen demo                                  a whole secure federation on this machine, trained on MNIST\n' +
       '  pollen demo enrollment                       the auto-scale enrollment workflow on its own\n' +
       '  pollen cert init -n "My Project" -o ./ca     a project CA (manual workflow: then cert site, package)\n' +
+      '  pollen new my-app                            a new app; try it with pollen simulate my-app\n' +
       `\nEnvironment variables mirror the flags (each option lists its own; a flag wins over its variable):\n${wrap(
         environmentVariables(program)
           .map((v) => v.name)

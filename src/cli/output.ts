@@ -73,6 +73,14 @@ export class Output {
     this.stdout.write(`${text}\n`);
   }
 
+  /**
+   * A line an app running in this process wrote (`pollen simulate`): its stdout as `line()`
+   * prints (on stderr with --json, so stdout keeps one document), its stderr on stderr.
+   */
+  appLine(stream: 'stdout' | 'stderr', text: string): void {
+    (stream === 'stdout' && !this.json ? this.stdout : this.stderr).write(`${text}\n`);
+  }
+
   /** The same destinations with progress and results both on stderr (for long-running services). */
   quiet(): Output {
     return new Output(this.json, this.stderr, this.stderr, this.stdin);
@@ -103,3 +111,10 @@ export class Output {
 export const ok = pc.green;
 export const dim = pc.dim;
 export const bold = pc.bold;
+
+/** Metrics on one line, as round listings show them: `train-loss 0.3121  accuracy 0.9050`. */
+export function formatMetrics(metrics: Readonly<Record<string, number>>): string {
+  return Object.entries(metrics)
+    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
+    .join('  ');
+}

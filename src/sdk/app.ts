@@ -9,6 +9,7 @@
  */
 import { PollenError } from '../errors.js';
 import { clip } from '../util/text.js';
+import { CLIENT_ARTEFACTS } from './artefacts.js';
 import { type Context, createContext, type UserConfigValue } from './context.js';
 import { Message, type MessageType, SERVER_NODE_ID } from './message.js';
 import { RecordDict } from './records.js';
@@ -300,6 +301,8 @@ export class InMemoryGrid implements Grid {
         nodeId,
         nodeConfig: nodeConfig ?? {},
         runConfig: options.runConfig ?? {},
+        // As on a real site: a ClientApp's outputs stay with it.
+        artefacts: CLIENT_ARTEFACTS,
       });
       this.#nodes.set(nodeId, { app, context, queue: Promise.resolve() });
     }

@@ -1,9 +1,11 @@
 /**
  * Context: what an app knows about where it runs (Flower's Context). `nodeConfig` is set by the
  * site operator (e.g. the path of the local data partition), `runConfig` by the user who starts
- * the run, and `state` persists across the messages a node handles within one run.
+ * the run, and `state` persists across the messages a node handles within one run. A ServerApp
+ * saves the outputs of its run through `artefacts` (artefacts.ts).
  */
 import { PollenError } from '../errors.js';
+import { type Artefacts, MemoryArtefacts } from './artefacts.js';
 import { RecordDict, validateName } from './records.js';
 
 export type UserConfigValue = number | string | boolean;
@@ -16,6 +18,12 @@ export interface Context {
   readonly runConfig: UserConfig;
   /** Mutable state kept between messages of one run on one node. */
   readonly state: RecordDict;
+  /**
+   * Where a ServerApp keeps the outputs of its run (the final model, metrics, plots): in a real
+   * run the SuperLink's artefact store (`pollen pull RUN_ID`). A ClientApp's refuses
+   * (ARTEFACTS_UNAVAILABLE): its outputs stay on its site.
+   */
+  readonly artefacts: Artefacts;
 }
 
 export interface ContextInit {
@@ -24,6 +32,8 @@ export interface ContextInit {
   nodeConfig?: Record<string, UserConfigValue>;
   runConfig?: Record<string, UserConfigValue>;
   state?: RecordDict;
+  /** Default: a new MemoryArtefacts (kept in memory, for simulations and tests). */
+  artefacts?: Artefacts;
 }
 
 function checkConfig(kind: string, config: Record<string, UserConfigValue>): UserConfig {
@@ -63,5 +73,6 @@ export function createContext(init: ContextInit): Context {
     nodeConfig: checkConfig('Node config', init.nodeConfig ?? {}),
     runConfig: checkConfig('Run config', init.runConfig ?? {}),
     state: init.state ?? new RecordDict(),
+    artefacts: init.artefacts ?? new MemoryArtefacts(),
   });
 }

@@ -20,6 +20,7 @@ export {
   ServerApp,
   type ServerMain,
 } from './app.js';
+export { type ArtefactData, type Artefacts, MemoryArtefacts, type SavedArtefact } from './artefacts.js';
 export {
   type Context,
   type ContextInit,

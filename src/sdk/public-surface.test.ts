@@ -38,6 +38,7 @@ describe('the public surface', () => {
       'ClientApp',
       'ConfigRecord',
       'InMemoryGrid',
+      'MemoryArtefacts',
       'Message',
       'MetricRecord',
       'PollenError',

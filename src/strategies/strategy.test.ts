@@ -301,3 +301,33 @@ describe('Strategy.start', () => {
     expect((await rejection(start({ initialArrays: {} as ArrayRecord }))).code).toBe('INVALID_ARGUMENT');
   });
 });
+
+describe('Strategy.start aggregates in node order', () => {
+  /** A grid whose replies arrive in the opposite order of the nodes. */
+  class ReversingGrid extends TestGrid {
+    override async sendAndReceive(messages: Iterable<Message>, options?: SendAndReceiveOptions) {
+      return (await super.sendAndReceive(messages, options)).reverse();
+    }
+  }
+
+  it('hands aggregateTrain and aggregateEvaluate the replies by node id, whatever order they arrived in', async () => {
+    const seen: string[][] = [];
+    class Recording extends FedAvg {
+      override aggregateTrain(round: number, replies: Iterable<Message>) {
+        seen.push([...replies].map((r) => r.metadata.srcNodeId));
+        return super.aggregateTrain(round, replies);
+      }
+      override aggregateEvaluate(round: number, replies: Iterable<Message>) {
+        seen.push([...replies].map((r) => r.metadata.srcNodeId));
+        return super.aggregateEvaluate(round, replies);
+      }
+    }
+    const nodes = { b: node(2, 20), c: node(3, 30), a: node(1, 10) };
+    await new Recording().start({
+      grid: new ReversingGrid(new InMemoryGrid({ runId: 'run', nodes })),
+      initialArrays: initialArrays(),
+      numRounds: 2,
+    });
+    expect(seen).toEqual(Array.from({ length: 4 }, () => ['a', 'b', 'c']));
+  });
+});

@@ -148,6 +148,12 @@ function checkStart(o: StartOptions): void {
   }
 }
 
+function byNode(a: Message, b: Message): number {
+  const x = a.metadata.srcNodeId;
+  const y = b.metadata.srcNodeId;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /** Error replies, and sampled nodes whose reply did not come in time. */
 function failuresOf(
   type: MessageType,
@@ -237,7 +243,9 @@ export abstract class Strategy {
    * evaluate centrally with `evaluateFn`, report the round with the run (`pollen list --run-id`),
    * call `onRound`. A round fails when fewer nodes than required are available after
    * `nodeTimeoutMs` (UNAVAILABLE) or when no train reply succeeds (RUN_FAILED); failed replies
-   * otherwise are logged, counted (`train-failures`, `evaluate-failures`) and left out.
+   * otherwise are logged, counted (`train-failures`, `evaluate-failures`) and left out. Replies
+   * are aggregated in node-id order, whatever order they arrive in, so a seeded run repeats bit
+   * for bit.
    *
    * Reported metric names are the replies' own (train, then evaluate, then central: a later one
    * wins a shared name), so name them apart, e.g. `train-loss`, `loss`, `centralized-loss`.
@@ -275,7 +283,9 @@ export abstract class Strategy {
       const config = (type === 'train' ? options.trainConfig : options.evaluateConfig) ?? new ConfigRecord();
       const sent = await this.#configure(type, serverRound, result.arrays, config, options, clock);
       if (sent.length === 0) return { nodeIds: [], replies: [], failures: [] };
-      const replies = await grid.sendAndReceive(sent, { timeoutMs });
+      // In node order, whatever order they arrived in: the aggregate's float sums, and so a
+      // seeded run's model, are then the same in every run of the app (and in a simulation).
+      const replies = [...(await grid.sendAndReceive(sent, { timeoutMs }))].sort(byNode);
       const failures = failuresOf(type, sent, replies, timeoutMs);
       for (const f of failures) log(`node ${f.nodeId} ${type} failed: ${f.reason}`);
       return { nodeIds: sent.map((m) => m.metadata.dstNodeId), replies, failures };

@@ -8,6 +8,8 @@
  * - shared chunks (app bundles) that no registered bundle and no stored message names, written
  *   more than `sharedGraceMs` ago (10 minutes: an admin's upload waits that long for its
  *   StartRun). Looked at every `sharedEveryMs` (1 minute), since it reads the folder.
+ * - artefact chunks that no artefact names (one saved again under its name, a save that failed
+ *   half way), with the same grace and at the same time (artefacts.ts).
  *
  * Nodes write only run scopes (CHUNK_RUN_REQUIRED otherwise), so a run's pushes never race the
  * shared sweep, and the grace covers a node that skipped an upload because the chunk was held.
@@ -56,6 +58,10 @@ export function startCollector(
       .collectGarbage(o.sharedGraceMs)
       .then((r) => r.removed > 0 && log.info(r, 'unreferenced chunks removed'))
       .catch((e) => log.warn({ err: e }, 'chunk garbage collection failed'));
+    await link.artefacts
+      .collect(o.sharedGraceMs)
+      .then((r) => r.removed > 0 && log.info(r, 'unreferenced artefact chunks removed'))
+      .catch((e) => log.warn({ err: e }, 'artefact chunk collection failed'));
   };
   const tick = (): Promise<void> => {
     running ??= pass().finally(() => {

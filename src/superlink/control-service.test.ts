@@ -13,7 +13,7 @@ import { type MemoryLink, memoryLinks } from '../../test/support/memory-link.js'
 import { MANIFEST_FILE, manifestBytes, sha256, writeTar } from '../apps/bundle.js';
 import { submitRun } from '../apps/submit.js';
 import { rpcChunkTransport } from '../transport/chunk-rpc.js';
-import { uploadChunks } from '../transport/chunk-transfer.js';
+import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
 import { chunkId } from '../transport/chunks.js';
 import { fromConnectError } from '../transport/errors.js';
 import { configToWire } from '../transport/wire.js';
@@ -101,6 +101,9 @@ describe('who may call the Control API', () => {
         unregisterNode: control.unregisterNode({ nodeId: 'x' }),
         missingChunks: control.missingChunks({ chunkIds: [chunkId(c)] }),
         pushChunks: uploadChunks(rpcChunkTransport(control), new Map([[chunkId(c), c]])),
+        pullChunks: downloadChunks(rpcChunkTransport(control), [chunkId(c)], () => {}, {
+          scope: { runId: 'x' },
+        }),
       };
       for (const [method, call] of Object.entries(calls)) {
         const r = await refusal(call);

@@ -1,20 +1,25 @@
 /**
- * Control API handlers: the CLI (and later the dashboard) start and follow runs and manage node
- * keys. Callers present an admin certificate of the project over mutual TLS.
+ * Control API handlers: the CLI (and later the dashboard) start and follow runs, download their
+ * artefacts and manage node keys. Callers present an admin certificate of the project over
+ * mutual TLS.
  */
 import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
 import type { Logger } from 'pino';
 import { readBundle } from '../apps/bundle.js';
+import { runConfigOf } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
 import { assertValidName, projectSlug } from '../pki/profiles.js';
+import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
 import type { BulkRequest } from '../transport/bulk-server.js';
-import { serveMissingChunks, servePushChunks } from '../transport/chunk-rpc.js';
+import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
+import type { ChunkStore } from '../transport/chunks.js';
 import { peerContextKey } from '../transport/context.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import type { PeerIdentity } from '../transport/tls.js';
 import { configFromWire } from '../transport/wire.js';
+import { artefactToWire } from './artefacts.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
 import type { LogLine } from './state.js';
@@ -63,11 +68,17 @@ function wireLogLines(lines: LogLine[]) {
   return lines.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text }));
 }
 
-/** `authorize` for the Control API's bulk chunk route (PUT only): an admin certificate. */
+/** `authorize` for the Control API's bulk chunk route: an admin certificate. */
 export function controlBulkAuth(o: ControlOptions): (req: BulkRequest) => void {
   return (req) => {
     adminOf(req.peer, o);
   };
+}
+
+/** The Control API's bulk chunks: uploads (app bundles) to the shared store, reads of a run's artefacts. */
+export function controlChunkStore(link: Link) {
+  return (req: BulkRequest): ChunkStore | Promise<ChunkStore> =>
+    req.method === 'PUT' ? link.chunks : link.artefacts.reader(req.headers[CHUNK_RUN_HEADER]);
 }
 
 export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptions) {
@@ -81,23 +92,27 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         admin(ctx, o);
         return servePushChunks(link.chunks, requests, link.chunkLimits);
       }),
+      async *pullChunks(req, ctx) {
+        try {
+          admin(ctx, o);
+          const store = await link.artefacts.reader(ctx.requestHeader.get(CHUNK_RUN_HEADER) || undefined);
+          yield* servePullChunks(store, req);
+        } catch (e) {
+          throw toConnectError(e);
+        }
+      },
       startRun: guard(async (req, ctx) => {
         const who = admin(ctx, o);
         if (!req.fab) throw new PollenError('INVALID_REQUEST', 'StartRun needs the app bundle');
         const fab = await link.registerFab(req.fab);
         // The run config is the app's defaults with the user's overrides, fixed at submission.
         const { manifest } = readBundle(await link.fabBytes(fab.hash));
-        const overrides = configFromWire(req.runConfig);
-        for (const key of Object.keys(overrides))
-          if (!(key in manifest.config))
-            throw new PollenError('INVALID_ARGUMENT', `The app has no run config "${key}"`, {
-              hint: `Its keys: ${Object.keys(manifest.config).join(', ') || '(none)'}`,
-            });
+        const runConfig = runConfigOf(manifest.config, configFromWire(req.runConfig));
         const run = await link.state.createRun({
           fabHash: fab.hash,
           fabName: fab.name,
           fabVersion: fab.version,
-          runConfig: { ...manifest.config, ...overrides },
+          runConfig,
           federation: req.federation || 'default',
           createdBy: who,
         });
@@ -116,8 +131,10 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         admin(ctx, o);
         const run = await link.wireRun(req.runId);
         const rounds = await link.state.listRoundMetrics(req.runId);
+        const artefacts = await link.state.listArtefacts(req.runId);
         return {
           run,
+          artefacts: artefacts.map(artefactToWire),
           rounds: rounds.map((r) => ({
             round: r.round,
             at: BigInt(r.at),

@@ -32,6 +32,7 @@ import { chunkIdsOf, configToWire } from '../transport/wire.js';
 import { writeFileAtomic } from '../util/files.js';
 import { clip, oneLine } from '../util/text.js';
 import { Waiters } from '../util/waiters.js';
+import type { ArtefactStore } from './artefacts.js';
 import { sessionContextKey } from './node-auth.js';
 import { DEFAULT_LIMITS, type Limits, ReplyQueues } from './quotas.js';
 import { RateLimiter } from './rate-limit.js';
@@ -77,6 +78,8 @@ export interface LinkOptions {
   chunks: DiskChunkStore;
   /** Runs' chunks, relayed per run and uploader (relay-chunks.ts). */
   relay: RelayChunks;
+  /** What runs' ServerApps saved (artefacts.ts). */
+  artefacts: ArtefactStore;
   stateDir: string;
   log: Logger;
   nodeAuth: boolean;
@@ -90,6 +93,7 @@ export class Link {
   readonly state: LinkState;
   readonly chunks: DiskChunkStore;
   readonly relay: RelayChunks;
+  readonly artefacts: ArtefactStore;
   readonly log: Logger;
   readonly nodeAuth: boolean;
   readonly chunkLimits = { maxChunkBytes: CHUNK_SIZE, maxChunks: 1 << 20 };
@@ -117,6 +121,7 @@ export class Link {
     this.state = o.state;
     this.chunks = o.chunks;
     this.relay = o.relay;
+    this.artefacts = o.artefacts;
     this.log = o.log;
     this.nodeAuth = o.nodeAuth;
     this.time = o.time ?? REAL_TIME;

@@ -31,12 +31,17 @@ export interface Limits {
   nodeRatePerSecond: number;
   /** Fleet requests one node may make at once above the rate (--node-burst). */
   nodeBurst: number;
+  /** Bytes of one artefact a ServerApp saves (--artefact-max-size). */
+  artefactMaxBytes: number;
+  /** Bytes of all artefacts of one run (--run-artefact-budget). */
+  runArtefactBytes: number;
 }
 
 /**
  * Defaults: far above what an honest node needs (a reply's chunks for a round or two of a
  * large model; a few requests per round; the 1,000-node benchmark never comes near), yet a
- * flood from one node stops at a bounded share.
+ * flood from one node stops at a bounded share. A run may keep a 1 GiB model and a few
+ * checkpoints of it as artefacts.
  */
 export const DEFAULT_LIMITS: Readonly<Limits> = {
   nodeChunkQuotaBytes: 4096 * MiB,
@@ -45,6 +50,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = {
   nodeReplyQueueBytes: 256 * MiB,
   nodeRatePerSecond: 200,
   nodeBurst: 4000,
+  artefactMaxBytes: 1024 * MiB,
+  runArtefactBytes: 4096 * MiB,
 };
 
 const mib = (n: number): string => `${Math.round((n / MiB) * 10) / 10} MiB`;

@@ -15,6 +15,7 @@ import type { BulkRequest } from '../transport/bulk-server.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
+import { artefactToWire } from './artefacts.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
 import { nodeErrorSummary } from './run-records.js';
@@ -69,7 +70,17 @@ function runOf(ctx: HandlerContext): string {
 export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
   return (router: ConnectRouter): void => {
     router.service(ServerAppIo, {
-      getRunInfo: guard(async (_req, ctx) => ({ run: await link.wireRun(runOf(ctx)) })),
+      getRunInfo: guard(async (_req, ctx) => {
+        const { limits } = link.artefacts;
+        return {
+          run: await link.wireRun(runOf(ctx)),
+          artefactLimits: {
+            maxBytes: BigInt(limits.maxBytes),
+            runMaxBytes: BigInt(limits.runMaxBytes),
+            runMaxCount: limits.runMaxCount,
+          },
+        };
+      }),
       getNodes: guard(async (_req, ctx) => {
         runOf(ctx);
         return { nodeIds: await link.state.onlineNodeIds() };
@@ -123,6 +134,19 @@ export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
           failures: r.failures,
         });
         return {};
+      }),
+      saveArtefact: guard(async (req, ctx) => {
+        const runId = runOf(ctx);
+        const run = await link.state.getRun(runId);
+        if (run?.status === 'finished')
+          throw new PollenError('RUN_NOT_RUNNING', `Run ${runId} finished; it keeps no more artefacts`);
+        const saved = await link.artefacts.save(
+          runId,
+          { name: req.name, hash: req.hash, size: Number(req.size), chunkIds: req.chunkIds },
+          link.appReads(runId, undefined),
+        );
+        link.log.info({ runId, artefact: saved.name, size: saved.size, hash: saved.hash }, 'artefact saved');
+        return { artefact: artefactToWire(saved) };
       }),
       finishRun: guard(async (req, ctx) => {
         const runId = runOf(ctx);

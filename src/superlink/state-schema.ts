@@ -99,6 +99,17 @@ export interface LinkSchema {
     replies: number;
     failures: number;
   };
+  /** What a run's ServerApp saved; the bytes are in the artefact store (artefacts.ts). */
+  run_artefacts: {
+    run_id: string;
+    name: string;
+    /** `sha256:HEX` of the artefact's bytes. */
+    hash: string;
+    size: number;
+    /** JSON array of its chunk ids (sha256 hex), in order. */
+    chunk_ids: string;
+    saved_at: number;
+  };
 }
 
 /** The migrations differ only in the binary column type (BLOB on SQLite, BYTEA on PostgreSQL). */
@@ -221,6 +232,20 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
             .alterTable('run_metrics')
             .addColumn(column, 'integer', (c) => c.notNull().defaultTo(0))
             .execute();
+      },
+    },
+    '0005_run_artefacts': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('run_artefacts')
+          .addColumn('run_id', 'text', (c) => c.notNull())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('hash', 'text', (c) => c.notNull())
+          .addColumn('size', 'bigint', (c) => c.notNull())
+          .addColumn('chunk_ids', 'text', (c) => c.notNull())
+          .addColumn('saved_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('run_artefacts_pk', ['run_id', 'name'])
+          .execute();
       },
     },
   };

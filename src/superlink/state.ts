@@ -6,6 +6,7 @@
  *   run-store.ts       runs and their lifecycle, run tokens
  *   message-queue.ts   instructions and replies, each delivered once (payloads in memory)
  *   run-records.ts     log lines and round metrics
+ *   run-artefacts.ts   what each run's ServerApp saved (the bytes are in the artefact store)
  *   nonce-store.ts     nonces of signed requests (replays refused across restarts)
  *
  * One SuperLink process owns the store. That is what lets the hot paths stay in memory: node
@@ -25,6 +26,7 @@ import {
 } from './node-registry.js';
 import type { SiteBinding } from './node-sites.js';
 import { NonceStore } from './nonce-store.js';
+import { type ArtefactRecord, RunArtefacts } from './run-artefacts.js';
 import {
   type LogLine,
   type LogLineInput,
@@ -51,6 +53,7 @@ export {
   normalizeKey,
   ONLINE_GRACE_MS,
 } from './node-registry.js';
+export type { ArtefactRecord } from './run-artefacts.js';
 export type { LogLine, LogLineInput, LogStream, RoundMetrics, RoundMetricsInput } from './run-records.js';
 export type { CreateRunInput, Run, RunStatus, RunSubStatus } from './run-store.js';
 
@@ -90,6 +93,7 @@ export class LinkState {
   private readonly runs: RunStore;
   private readonly messages: MessageQueue;
   private readonly records: RunRecords;
+  private readonly artefacts: RunArtefacts;
   /** Nonces of signed requests seen inside the window (replays refused across restarts). */
   readonly nonces: NonceStore;
   private readonly timer: NodeJS.Timeout;
@@ -114,6 +118,7 @@ export class LinkState {
     const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.messages = new MessageQueue(db, batcher, pg, this.nodes, this.runs, maxMessageBytes, now);
     this.records = new RunRecords(db, pg, this.runs, now);
+    this.artefacts = new RunArtefacts(db, this.runs, now);
     this.nonces = new NonceStore(db, pg ? undefined : batcher, now);
     this.timer = setInterval(() => {
       this.flushLiveness().catch((e) => {
@@ -269,6 +274,21 @@ export class LinkState {
   }
   listRoundMetrics(runId: string): Promise<RoundMetrics[]> {
     return this.records.listRoundMetrics(runId);
+  }
+
+  // Artefacts (run-artefacts.ts)
+
+  /** Record an artefact of a run (its chunks are stored already); one of the same name is replaced. */
+  putArtefact(runId: string, artefact: Omit<ArtefactRecord, 'savedAt'>): Promise<ArtefactRecord> {
+    return this.artefacts.put(runId, artefact);
+  }
+  /** A run's artefacts, by name. */
+  listArtefacts(runId: string): Promise<ArtefactRecord[]> {
+    return this.artefacts.list(runId);
+  }
+  /** Chunk ids an artefact names: the artefact store keeps these. */
+  artefactChunkIds(): Promise<Set<string>> {
+    return this.artefacts.liveChunkIds();
   }
 
   /** Flush liveness and close the store. */

@@ -1,6 +1,7 @@
 /**
  * `pollen superlink`: the Fleet API (SuperNodes, mutual TLS), the Control API (admins, mutual
- * TLS) and ServerAppIo (the per-run ServerApp processes, loopback), over one LinkState.
+ * TLS) and ServerAppIo (the per-run ServerApp processes, loopback), over one LinkState, with the
+ * chunk stores (app bundles, run chunks, artefacts) under one disk budget.
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -10,8 +11,9 @@ import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
 import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
+import { ArtefactStore } from './artefacts.js';
 import { type CollectorOptions, startCollector } from './collector.js';
-import { controlBulkAuth, controlRoutes } from './control-service.js';
+import { controlBulkAuth, controlChunkStore, controlRoutes } from './control-service.js';
 import { fleetApi, fleetChunkStore, fleetFastRoutes } from './fleet-service.js';
 import { Link } from './link.js';
 import { fleetBulkAuth } from './node-auth.js';
@@ -72,16 +74,23 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   const stateDir = resolve(o.stateDir);
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   const limits: Limits = { ...DEFAULT_LIMITS, ...o.limits };
-  // One disk budget for every chunk file: app bundles and run chunks past the memory budget.
+  // One disk budget for every chunk file: app bundles, run chunks past the memory budget, artefacts.
   const disk = new ByteBudget(limits.chunkDiskBudgetBytes);
   const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20, budget: disk });
-  disk.add((await chunks.stats()).bytes);
+  const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
+  const artefacts = new ArtefactStore({
+    dir: join(stateDir, 'artefacts'),
+    state,
+    budget: disk,
+    maxBytes: limits.artefactMaxBytes,
+    runMaxBytes: limits.runArtefactBytes,
+  });
+  disk.add((await chunks.stats()).bytes + (await artefacts.chunks.stats()).bytes);
   if (disk.used > disk.limit)
     o.log.warn(
       { used: disk.used, budget: disk.limit },
-      'the shared chunk store is already past the disk budget',
+      'the stored chunks (app bundles, artefacts) are already past the disk budget',
     );
-  const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
   const relay = new RelayChunks({
     dir: join(stateDir, 'run-chunks'),
     memoryBytes: o.chunkMemoryBytes ?? DEFAULT_CHUNK_MEMORY,
@@ -89,7 +98,16 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     nodeQuotaBytes: limits.nodeChunkQuotaBytes,
     budget: disk,
   });
-  const link = new Link({ state, chunks, relay, stateDir, log: o.log, nodeAuth: o.nodeAuth, limits });
+  const link = new Link({
+    state,
+    chunks,
+    relay,
+    artefacts,
+    stateDir,
+    log: o.log,
+    nodeAuth: o.nodeAuth,
+    limits,
+  });
   const verifier = o.nodeAuth ? new RequestVerifier({ sessionTtlMs: o.nodeSessionTtlMs }) : undefined;
   const servers: RpcServer[] = [];
   const revocations =
@@ -165,9 +183,8 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
       routes: controlRoutes(link, launcher, controlOptions),
       bulk: {
-        store: chunks,
+        store: controlChunkStore(link),
         authorize: controlBulkAuth(controlOptions),
-        get: false,
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,

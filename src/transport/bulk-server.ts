@@ -57,7 +57,7 @@ export interface BulkChunkRoute {
    * refuse. What it returns (the caller) is handed to `store`.
    */
   authorize(req: BulkRequest): unknown;
-  /** Serve GET too (default true; the Control API only receives chunks). */
+  /** Serve GET too (default true; false for a service that only receives chunks). */
   get?: boolean;
   /** Largest chunk accepted (default CHUNK_SIZE, 4 MiB). */
   maxChunkBytes?: number;

@@ -30,7 +30,7 @@ export const MAX_IDS_PER_REQUEST = 1000;
 export interface ChunkRpcClient {
   missingChunks(request: { chunkIds: string[] }, options?: CallOptions): Promise<{ chunkIds: string[] }>;
   pushChunks(request: AsyncIterable<ChunkInit>, options?: CallOptions): Promise<unknown>;
-  /** Absent on the Control API, which only receives chunks. */
+  /** Absent where a service only receives chunks. */
   pullChunks?(request: { chunkIds: string[] }, options?: CallOptions): AsyncIterable<ChunkInit>;
 }
 

@@ -289,6 +289,8 @@ export interface SuperNodeOptions {
   cert: CertFiles;
   workDir: string;
   partitionId: number;
+  /** More node config, KEY=VALUE each (e.g. num-partitions=2). */
+  nodeConfig?: string[];
   heartbeatSeconds?: number;
   /** OpenSSH private key file (node-key mode). */
   authKey?: string;
@@ -327,6 +329,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNodeProc
     'info',
   ];
   if (o.authKey) args.push('--auth-supernode-private-key', o.authKey);
+  for (const pair of o.nodeConfig ?? []) args.push('--node-config', pair);
   const p = launch(args);
   const node = Object.assign(p, {
     nodeId: '',
@@ -579,12 +582,9 @@ export function finishedRun(fed: Federation, runId: string, timeoutMs = 60_000):
   );
 }
 
-/** `pollen run tiny --stream --json` with run config overrides; expects it to complete. */
-export async function completedRun(fed: Federation, config: string[]): Promise<RunDetails> {
-  const r = await fed.pollen(
-    ['run', TINY_APP, FEDERATION, '--stream', '--json', ...runConfig(config)],
-    90_000,
-  );
+/** `pollen run APP --stream --json` (the tiny app by default) with run config overrides; expects it to complete. */
+export async function completedRun(fed: Federation, config: string[], app = TINY_APP): Promise<RunDetails> {
+  const r = await fed.pollen(['run', app, FEDERATION, '--stream', '--json', ...runConfig(config)], 90_000);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   const out = r.json<RunDetails>();
   expect(out.run).toMatchObject({ status: 'finished', subStatus: 'completed' });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { type Backend, type Database, openDatabase } from '../../src/store/database.js';
+import { ArtefactStore } from '../../src/superlink/artefacts.js';
 import { Link, type LinkTime } from '../../src/superlink/link.js';
 import { ByteBudget, DEFAULT_LIMITS, type Limits } from '../../src/superlink/quotas.js';
 import { RelayChunks } from '../../src/superlink/relay-chunks.js';
@@ -67,7 +68,7 @@ export function linkStates(backend: Backend, makeUrl: () => Promise<string>, o: 
       ),
     /**
      * A Link over `state` (node authentication off unless asked), with its chunk stores in a fresh
-     * folder, one disk budget for both as the SuperLink has, and `o.log` (default silent).
+     * folder, one disk budget for all as the SuperLink has, and `o.log` (default silent).
      */
     link: (
       state: LinkState,
@@ -85,11 +86,19 @@ export function linkStates(backend: Backend, makeUrl: () => Promise<string>, o: 
         budget,
         now: o.time?.now,
       });
+      const artefacts = new ArtefactStore({
+        dir: join(dir, 'artefacts'),
+        state,
+        budget,
+        maxBytes: limits.artefactMaxBytes,
+        runMaxBytes: limits.runArtefactBytes,
+      });
       const log = o.log ?? pino({ level: 'silent' });
       const link = new Link({
         state,
         chunks,
         relay,
+        artefacts,
         stateDir: dir,
         log,
         nodeAuth: o.nodeAuth ?? false,

@@ -1,5 +1,5 @@
 /**
- * The SuperLink's Fleet and Control APIs in memory: a Link over SQLite (link-states.ts) on a
+ * The SuperLink's Fleet, Control and ServerAppIo APIs in memory: a Link over SQLite (link-states.ts) on a
  * ManualClock, served through Connect's router transport with the pipeline and interceptors the
  * real servers run (rpc-server.ts `connectPipeline`, fleet-service.ts `fleetApi`, the Control
  * options superlink.ts gives). Only the TLS layer is replaced: each client names the peer identity
@@ -18,6 +18,7 @@ import {
 } from '@connectrpc/connect';
 import pino from 'pino';
 import { beforeEach } from 'vitest';
+import { ServerAppIo } from '../../src/gen/pollen/v1/appio_pb.js';
 import { Control } from '../../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
 import type { Message as WireMessage } from '../../src/gen/pollen/v1/records_pb.js';
@@ -31,6 +32,7 @@ import type { Link } from '../../src/superlink/link.js';
 import type { NodeAuthOptions } from '../../src/superlink/node-auth.js';
 import { nodeIdFromIdentity } from '../../src/superlink/node-identity.js';
 import { RunLauncher } from '../../src/superlink/run-launcher.js';
+import { runTokenInterceptor, serverAppIoRoutes } from '../../src/superlink/serverappio-service.js';
 import type { LinkState } from '../../src/superlink/state.js';
 import { fleetClientAuth, type SessionHolder } from '../../src/supernode/fleet-auth.js';
 import { peerContextKey } from '../../src/transport/context.js';
@@ -114,6 +116,8 @@ export interface MemoryLink {
   nodeKey(): { signer: RequestSigner; publicKey: string; nodeId: string };
   /** A running run (no ServerApp behind it); its id. */
   runningRun(): Promise<string>;
+  /** A ServerAppIo client of run `runId` holding the run's token (made now), as its ServerApp process. */
+  serverApp(runId: string): Promise<Client<typeof ServerAppIo>>;
   /** A `train` instruction of `runId` to `nodeId`, stamped with the clock, queued; its id. */
   instruct(runId: string, nodeId: string): Promise<string>;
 }
@@ -158,6 +162,11 @@ export function memoryLinks(name: string) {
       onKeyUnregistered: (nodeId) => verifier?.revokeSessionsFor(nodeId),
     };
     const control = connectPipeline({ routes: controlRoutes(link, launcher, controlOptions), log });
+    const appIo = connectPipeline({
+      routes: serverAppIoRoutes(link, launcher),
+      interceptors: [runTokenInterceptor(link)],
+      log,
+    });
     const transport = (
       pipeline: typeof fleet,
       peer: PeerIdentity | undefined,
@@ -220,6 +229,12 @@ export function memoryLinks(name: string) {
         };
       },
       runningRun: () => runningRun(state, 'memory'),
+      async serverApp(runId) {
+        const token = randomBytes(16).toString('hex');
+        await state.setRunToken(runId, token);
+        const headers = setHeaders({ authorization: `Bearer ${token}`, 'pollen-run-id': runId });
+        return createClient(ServerAppIo, transport(appIo, undefined, [headers]));
+      },
       async instruct(runId, nodeId) {
         const [id] = await link.pushInstructions(runId, [instruction(runId, nodeId, c.now())]);
         return id!;

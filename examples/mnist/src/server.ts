@@ -3,7 +3,8 @@
  * from a fixed seed: every run starts from the same weights and no node is trusted to choose
  * them. The strategy runs the rounds (train on sampled nodes, average, evaluate on the nodes'
  * held-out splits) and reports each one with the run; `evaluateFn` adds the server's own test
- * digits and `onRound` prints one metrics line.
+ * digits and `onRound` prints one metrics line. The final model is saved as the run's artefact
+ * `final_model.npz` (NumPy's format): `pollen pull RUN_ID` downloads it.
  */
 import { ConfigRecord, MetricRecord, ServerApp } from 'pollen/sdk';
 import { FedAvg, seededRng } from 'pollen/strategies';
@@ -26,7 +27,7 @@ export default new ServerApp(async (grid, context) => {
     rng: seededRng(run.seed),
   });
   try {
-    await strategy.start({
+    const result = await strategy.start({
       grid,
       initialArrays: getArrays(model),
       numRounds: run.numRounds,
@@ -45,6 +46,8 @@ export default new ServerApp(async (grid, context) => {
       },
       onRound: printRound,
     });
+    // Into the run's artefact store on the SuperLink, never the app folder (read-only there).
+    await context.artefacts.save('final_model.npz', result.arrays);
   } finally {
     model.dispose();
   }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { action } from '../command.js';
 import { listRuns } from '../runs/list.js';
 import { logRun } from '../runs/log.js';
+import { pullArtefacts } from '../runs/pull.js';
 import { runApp } from '../runs/run.js';
 import { stopRun } from '../runs/stop.js';
 
@@ -35,7 +36,7 @@ to follow it again (pollen log) or stop it (pollen stop).`,
   program
     .command('list [FEDERATION]')
     .alias('ls')
-    .description('list runs, or show one run with its per-round metrics (--run-id)')
+    .description('list runs, or show one run with its per-round metrics and artefacts (--run-id)')
     .option('--run-id <id>', 'show this run in detail')
     .addHelpText(
       'after',
@@ -43,7 +44,7 @@ to follow it again (pollen log) or stop it (pollen stop).`,
 Examples:
   pollen list                          # runs on the default federation
   pollen ls prod --json
-  pollen list --run-id 3f9c0a12b4d5e6f7  # status and per-round metrics of one run`,
+  pollen list --run-id 3f9c0a12b4d5e6f7  # status, per-round metrics and artefacts of one run`,
     )
     .action(action<{ runId?: string }>((o, out, [federation]) => listRuns({ ...o, federation }, out)));
 
@@ -61,6 +62,28 @@ Examples:
     .action(
       action<{ stream?: boolean }>((o, out, [runId, federation]) =>
         logRun({ ...o, runId: runId!, federation }, out),
+      ),
+    );
+
+  program
+    .command('pull <RUN_ID> [FEDERATION]')
+    .description("download a run's artefacts (what its ServerApp saved: final model, metrics, plots)")
+    .option('-o, --output <dir>', 'the folder to write them into (default: ./RUN_ID)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen pull 3f9c0a12b4d5e6f7                  # into ./3f9c0a12b4d5e6f7/
+  pollen pull 3f9c0a12b4d5e6f7 prod -o models --json
+
+A ServerApp saves artefacts with context.artefacts.save(NAME, DATA); NAME may hold folders
+(plots/loss.svg), created under the output folder. Every chunk and every file is checked
+against its SHA-256 before it takes its name; a file that already holds the artefact is left
+as it is. Files are written readable by their owner only (0600).`,
+    )
+    .action(
+      action<{ output?: string }>((o, out, [runId, federation]) =>
+        pullArtefacts({ ...o, runId: runId!, federation }, out),
       ),
     );
 

@@ -2,10 +2,10 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { PollenError } from '../../errors.js';
 import type { StreamLogsResponse } from '../../gen/pollen/v1/control_pb.js';
-import type { RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
+import type { Artefact, RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
 import { ERROR_CODE_HEADER } from '../../transport/errors.js';
 import type { ControlSession } from '../control-client.js';
-import { dim, type Output } from '../output.js';
+import { dim, formatMetrics, type Output } from '../output.js';
 
 export function runJson(run: Run) {
   return {
@@ -35,12 +35,29 @@ export function roundJson(r: RoundMetrics) {
 
 const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
 
+export function artefactJson(a: Artefact) {
+  return {
+    name: a.name,
+    size: Number(a.size),
+    hash: a.hash,
+    savedAt: new Date(Number(a.savedAt)).toISOString(),
+  };
+}
+
+/** One artefact as a line: name, size and SHA-256 (what `sha256sum` prints, to compare). */
+export function formatArtefact(a: { name: string; size: number; hash: string }): string {
+  return `  ${a.name}  ${mb(a.size)}  ${dim(a.hash)}`;
+}
+
+/** A run's artefacts under a heading that says how to get them (nothing if there are none). */
+export function formatArtefacts(runId: string, artefacts: ReturnType<typeof artefactJson>[]): string[] {
+  if (artefacts.length === 0) return [];
+  return [`  artefacts ${dim(`(pollen pull ${runId})`)}`, ...artefacts.map((a) => `  ${formatArtefact(a)}`)];
+}
+
 export function formatRound(r: ReturnType<typeof roundJson>): string {
-  const m = Object.entries(r.metrics)
-    .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(4)}`)
-    .join('  ');
   const counts = `${r.nodes.length} nodes, ${r.replies} replies, ${r.failures} failed`;
-  return `  round ${String(r.round).padStart(3)}  ${m}  ${dim(`${counts}, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
+  return `  round ${String(r.round).padStart(3)}  ${formatMetrics(r.metrics)}  ${dim(`${counts}, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
 }
 
 export function statusText(run: ReturnType<typeof runJson>): string {

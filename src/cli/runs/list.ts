@@ -1,7 +1,15 @@
 import { rpc } from '../../transport/errors.js';
 import { withControl } from '../control-client.js';
 import { bold, dim, type Output } from '../output.js';
-import { formatRound, roundJson, runJson, statusLine, statusText } from './format.js';
+import {
+  artefactJson,
+  formatArtefacts,
+  formatRound,
+  roundJson,
+  runJson,
+  statusLine,
+  statusText,
+} from './format.js';
 
 export interface ListRunsOptions {
   federation?: string;
@@ -10,17 +18,22 @@ export interface ListRunsOptions {
   runId?: string;
 }
 
-/** `pollen list`: the runs of a federation, or one run with its per-round metrics. */
+/** `pollen list`: the runs of a federation, or one run with its per-round metrics and artefacts. */
 export async function listRuns(o: ListRunsOptions, out: Output): Promise<void> {
   await withControl(o.federation, o.config, async (s) => {
     if (o.runId) {
       const d = await rpc(s.control.getRunDetails({ runId: o.runId }));
-      const result = { run: runJson(d.run!), rounds: d.rounds.map(roundJson) };
+      const result = {
+        run: runJson(d.run!),
+        rounds: d.rounds.map(roundJson),
+        artefacts: d.artefacts.map(artefactJson),
+      };
       out.result(result, (r) => [
         `${bold(`run ${r.run.runId}`)}  ${statusLine(r.run)}`,
         `  app ${r.run.app?.name} ${r.run.app?.version}  ${dim(r.run.app?.hash ?? '')}`,
         `  created ${r.run.createdAt} by ${r.run.createdBy}`,
         ...(r.rounds.length ? r.rounds.map(formatRound) : [dim('  no rounds reported yet')]),
+        ...formatArtefacts(r.run.runId, r.artefacts),
       ]);
       return;
     }

@@ -4,7 +4,16 @@ import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { withControl } from '../control-client.js';
 import { bold, dim, type Output, ok, type Reported } from '../output.js';
-import { finalError, follow, formatRound, roundJson, runJson, statusLine } from './format.js';
+import {
+  artefactJson,
+  finalError,
+  follow,
+  formatArtefacts,
+  formatRound,
+  roundJson,
+  runJson,
+  statusLine,
+} from './format.js';
 
 export interface RunAppOptions {
   /** The app folder (default: the working folder). */
@@ -49,10 +58,15 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
     }
     const run = ended.value;
     const details = await rpc(s.control.getRunDetails({ runId }));
-    const result = { run: runJson(details.run ?? run!), rounds: details.rounds.map(roundJson) };
+    const result = {
+      run: runJson(details.run ?? run!),
+      rounds: details.rounds.map(roundJson),
+      artefacts: details.artefacts.map(artefactJson),
+    };
     const render = (d: typeof result) => [
       `${bold(`run ${d.run.runId}`)}  ${statusLine(d.run)}`,
       ...d.rounds.map(formatRound),
+      ...formatArtefacts(d.run.runId, d.artefacts),
     ];
     const err = finalError(details.run ?? run!);
     if (err) throw out.failure(result, err, render);

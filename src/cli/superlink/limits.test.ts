@@ -23,10 +23,14 @@ describe('SuperLink limit flags', () => {
   it('default to DEFAULT_LIMITS, take flags in MiB or counts, and mirror them in the environment', () => {
     expect(limitsFrom(parse([]))).toEqual(DEFAULT_LIMITS);
     const limits = limitsFrom(
-      parse(['--node-chunk-quota', '64', '--node-rate', '0', '--node-burst', '10'], {
-        POLLEN_CHUNK_DISK_BUDGET: '512',
-        POLLEN_NODE_REPLY_QUEUE_MIB: '0.5',
-      }),
+      parse(
+        ['--node-chunk-quota', '64', '--node-rate', '0', '--node-burst', '10', '--artefact-max-size', '8'],
+        {
+          POLLEN_CHUNK_DISK_BUDGET: '512',
+          POLLEN_NODE_REPLY_QUEUE_MIB: '0.5',
+          POLLEN_RUN_ARTEFACT_BUDGET: '16',
+        },
+      ),
     );
     expect(limits).toEqual({
       ...DEFAULT_LIMITS,
@@ -35,6 +39,8 @@ describe('SuperLink limit flags', () => {
       nodeReplyQueueBytes: MiB / 2,
       nodeRatePerSecond: 0,
       nodeBurst: 10,
+      artefactMaxBytes: 8 * MiB,
+      runArtefactBytes: 16 * MiB,
     });
     // The kit path (`pollen start SERVER_KIT`) reads the same variables through the same options.
     const saved = process.env;
@@ -57,13 +63,15 @@ describe('SuperLink limit flags', () => {
       ['nodeBurst', '2.5'],
       ['nodeRate', '-1'],
       ['nodeReplyQueue', 'many'],
+      ['artefactMaxSize', '0'],
+      ['runArtefactBudget', '-5'],
     ]) {
       try {
         limitsFrom({ [key!]: value });
         throw new Error(`${key}=${value} was accepted`);
       } catch (e) {
         expect(isPollenError(e) && e.code).toBe('INVALID_ARGUMENT');
-        expect((e as Error).message).toMatch(/^--node-[a-z-]+ \(POLLEN_NODE_[A-Z_]+\) takes/);
+        expect((e as Error).message).toMatch(/^--[a-z-]+ \(POLLEN_[A-Z_]+\) takes/);
       }
     }
   });

@@ -83,6 +83,24 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     unit: 1,
     accepts: 'count',
   },
+  {
+    key: 'artefactMaxSize',
+    flag: '--artefact-max-size <MiB>',
+    env: 'POLLEN_ARTEFACT_MAX_SIZE',
+    help: 'largest artefact (final model, metrics, plot) a ServerApp may save; past it ARTEFACT_TOO_LARGE',
+    limit: 'artefactMaxBytes',
+    unit: MiB,
+    accepts: 'size',
+  },
+  {
+    key: 'runArtefactBudget',
+    flag: '--run-artefact-budget <MiB>',
+    env: 'POLLEN_RUN_ARTEFACT_BUDGET',
+    help: "most bytes of one run's artefacts together; past it RUN_ARTEFACTS_FULL",
+    limit: 'runArtefactBytes',
+    unit: MiB,
+    accepts: 'size',
+  },
 ];
 
 /** Add every limit's option (with its environment variable and default) to `cmd`. */

@@ -8,7 +8,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { ChunkSchema, ConfigValue, Message as Message$1, MissingChunksRequestSchema, MissingChunksResponseSchema, PullChunksRequestSchema, PushChunksResponseSchema, RoundMetrics, Run } from "./records_pb.js";
+import type { Artefact, ChunkSchema, ConfigValue, Message as Message$1, MissingChunksRequestSchema, MissingChunksResponseSchema, PullChunksRequestSchema, PushChunksResponseSchema, RoundMetrics, Run } from "./records_pb.js";
 import { file_pollen_v1_records } from "./records_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pollen/v1/appio.proto.
  */
 export const file_pollen_v1_appio: GenFile = /*@__PURE__*/
-  fileDesc("ChVwb2xsZW4vdjEvYXBwaW8ucHJvdG8SCXBvbGxlbi52MSITChFHZXRSdW5JbmZvUmVxdWVzdCIxChJHZXRSdW5JbmZvUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9sbGVuLnYxLlJ1biIRCg9HZXROb2Rlc1JlcXVlc3QiJAoQR2V0Tm9kZXNSZXNwb25zZRIQCghub2RlX2lkcxgBIAMoCSI/ChdQdXNoSW5zdHJ1Y3Rpb25zUmVxdWVzdBIkCghtZXNzYWdlcxgBIAMoCzISLnBvbGxlbi52MS5NZXNzYWdlIi8KGFB1c2hJbnN0cnVjdGlvbnNSZXNwb25zZRITCgttZXNzYWdlX2lkcxgBIAMoCSI6ChJQdWxsUmVwbGllc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSDwoHd2FpdF9tcxgCIAEoDSJQChNQdWxsUmVwbGllc1Jlc3BvbnNlEiQKCG1lc3NhZ2VzGAEgAygLMhIucG9sbGVuLnYxLk1lc3NhZ2USEwoLcnVuX3N0b3BwZWQYAiABKAgiMAoPUHVzaExvZ3NSZXF1ZXN0Eg0KBWxpbmVzGAEgAygJEg4KBnN0cmVhbRgCIAEoCSISChBQdXNoTG9nc1Jlc3BvbnNlIjwKElJlcG9ydFJvdW5kUmVxdWVzdBImCgVyb3VuZBgBIAEoCzIXLnBvbGxlbi52MS5Sb3VuZE1ldHJpY3MiFQoTUmVwb3J0Um91bmRSZXNwb25zZSI2ChBGaW5pc2hSdW5SZXF1ZXN0EhIKCnN1Yl9zdGF0dXMYASABKAkSDgoGcmVhc29uGAIgASgJIhMKEUZpbmlzaFJ1blJlc3BvbnNlIiIKD1B1bGxUYXNrUmVxdWVzdBIPCgd3YWl0X21zGAEgASgNIvECChBQdWxsVGFza1Jlc3BvbnNlEiMKB21lc3NhZ2UYASABKAsyEi5wb2xsZW4udjEuTWVzc2FnZRIPCgdub2RlX2lkGAIgASgJEkAKC25vZGVfY29uZmlnGAMgAygLMisucG9sbGVuLnYxLlB1bGxUYXNrUmVzcG9uc2UuTm9kZUNvbmZpZ0VudHJ5Ej4KCnJ1bl9jb25maWcYBCADKAsyKi5wb2xsZW4udjEuUHVsbFRhc2tSZXNwb25zZS5SdW5Db25maWdFbnRyeRIQCghzaHV0ZG93bhgFIAEoCBpJCg9Ob2RlQ29uZmlnRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYucG9sbGVuLnYxLkNvbmZpZ1ZhbHVlOgI4ARpICg5SdW5Db25maWdFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5wb2xsZW4udjEuQ29uZmlnVmFsdWU6AjgBIjgKEVB1c2hSZXN1bHRSZXF1ZXN0EiMKB21lc3NhZ2UYASABKAsyEi5wb2xsZW4udjEuTWVzc2FnZSIUChJQdXNoUmVzdWx0UmVzcG9uc2Uy+AUKC1NlcnZlckFwcElvEkkKCkdldFJ1bkluZm8SHC5wb2xsZW4udjEuR2V0UnVuSW5mb1JlcXVlc3QaHS5wb2xsZW4udjEuR2V0UnVuSW5mb1Jlc3BvbnNlEkMKCEdldE5vZGVzEhoucG9sbGVuLnYxLkdldE5vZGVzUmVxdWVzdBobLnBvbGxlbi52MS5HZXROb2Rlc1Jlc3BvbnNlElsKEFB1c2hJbnN0cnVjdGlvbnMSIi5wb2xsZW4udjEuUHVzaEluc3RydWN0aW9uc1JlcXVlc3QaIy5wb2xsZW4udjEuUHVzaEluc3RydWN0aW9uc1Jlc3BvbnNlEkwKC1B1bGxSZXBsaWVzEh0ucG9sbGVuLnYxLlB1bGxSZXBsaWVzUmVxdWVzdBoeLnBvbGxlbi52MS5QdWxsUmVwbGllc1Jlc3BvbnNlElIKDU1pc3NpbmdDaHVua3MSHy5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1JlcXVlc3QaIC5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1Jlc3BvbnNlEj8KClB1c2hDaHVua3MSEC5wb2xsZW4udjEuQ2h1bmsaHS5wb2xsZW4udjEuUHVzaENodW5rc1Jlc3BvbnNlKAESPgoKUHVsbENodW5rcxIcLnBvbGxlbi52MS5QdWxsQ2h1bmtzUmVxdWVzdBoQLnBvbGxlbi52MS5DaHVuazABEkMKCFB1c2hMb2dzEhoucG9sbGVuLnYxLlB1c2hMb2dzUmVxdWVzdBobLnBvbGxlbi52MS5QdXNoTG9nc1Jlc3BvbnNlEkwKC1JlcG9ydFJvdW5kEh0ucG9sbGVuLnYxLlJlcG9ydFJvdW5kUmVxdWVzdBoeLnBvbGxlbi52MS5SZXBvcnRSb3VuZFJlc3BvbnNlEkYKCUZpbmlzaFJ1bhIbLnBvbGxlbi52MS5GaW5pc2hSdW5SZXF1ZXN0GhwucG9sbGVuLnYxLkZpbmlzaFJ1blJlc3BvbnNlMvICCgtDbGllbnRBcHBJbxJDCghQdWxsVGFzaxIaLnBvbGxlbi52MS5QdWxsVGFza1JlcXVlc3QaGy5wb2xsZW4udjEuUHVsbFRhc2tSZXNwb25zZRJJCgpQdXNoUmVzdWx0EhwucG9sbGVuLnYxLlB1c2hSZXN1bHRSZXF1ZXN0Gh0ucG9sbGVuLnYxLlB1c2hSZXN1bHRSZXNwb25zZRJSCg1NaXNzaW5nQ2h1bmtzEh8ucG9sbGVuLnYxLk1pc3NpbmdDaHVua3NSZXF1ZXN0GiAucG9sbGVuLnYxLk1pc3NpbmdDaHVua3NSZXNwb25zZRI/CgpQdXNoQ2h1bmtzEhAucG9sbGVuLnYxLkNodW5rGh0ucG9sbGVuLnYxLlB1c2hDaHVua3NSZXNwb25zZSgBEj4KClB1bGxDaHVua3MSHC5wb2xsZW4udjEuUHVsbENodW5rc1JlcXVlc3QaEC5wb2xsZW4udjEuQ2h1bmswAWIGcHJvdG8z", [file_pollen_v1_records]);
+  fileDesc("ChVwb2xsZW4vdjEvYXBwaW8ucHJvdG8SCXBvbGxlbi52MSITChFHZXRSdW5JbmZvUmVxdWVzdCJlChJHZXRSdW5JbmZvUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9sbGVuLnYxLlJ1bhIyCg9hcnRlZmFjdF9saW1pdHMYAiABKAsyGS5wb2xsZW4udjEuQXJ0ZWZhY3RMaW1pdHMiUQoOQXJ0ZWZhY3RMaW1pdHMSEQoJbWF4X2J5dGVzGAEgASgEEhUKDXJ1bl9tYXhfYnl0ZXMYAiABKAQSFQoNcnVuX21heF9jb3VudBgDIAEoDSIRCg9HZXROb2Rlc1JlcXVlc3QiJAoQR2V0Tm9kZXNSZXNwb25zZRIQCghub2RlX2lkcxgBIAMoCSI/ChdQdXNoSW5zdHJ1Y3Rpb25zUmVxdWVzdBIkCghtZXNzYWdlcxgBIAMoCzISLnBvbGxlbi52MS5NZXNzYWdlIi8KGFB1c2hJbnN0cnVjdGlvbnNSZXNwb25zZRITCgttZXNzYWdlX2lkcxgBIAMoCSI6ChJQdWxsUmVwbGllc1JlcXVlc3QSEwoLbWVzc2FnZV9pZHMYASADKAkSDwoHd2FpdF9tcxgCIAEoDSJQChNQdWxsUmVwbGllc1Jlc3BvbnNlEiQKCG1lc3NhZ2VzGAEgAygLMhIucG9sbGVuLnYxLk1lc3NhZ2USEwoLcnVuX3N0b3BwZWQYAiABKAgiMAoPUHVzaExvZ3NSZXF1ZXN0Eg0KBWxpbmVzGAEgAygJEg4KBnN0cmVhbRgCIAEoCSISChBQdXNoTG9nc1Jlc3BvbnNlIjwKElJlcG9ydFJvdW5kUmVxdWVzdBImCgVyb3VuZBgBIAEoCzIXLnBvbGxlbi52MS5Sb3VuZE1ldHJpY3MiFQoTUmVwb3J0Um91bmRSZXNwb25zZSI2ChBGaW5pc2hSdW5SZXF1ZXN0EhIKCnN1Yl9zdGF0dXMYASABKAkSDgoGcmVhc29uGAIgASgJIhMKEUZpbmlzaFJ1blJlc3BvbnNlIlIKE1NhdmVBcnRlZmFjdFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRoYXNoGAIgASgJEgwKBHNpemUYAyABKAQSEQoJY2h1bmtfaWRzGAQgAygJIj0KFFNhdmVBcnRlZmFjdFJlc3BvbnNlEiUKCGFydGVmYWN0GAEgASgLMhMucG9sbGVuLnYxLkFydGVmYWN0IiIKD1B1bGxUYXNrUmVxdWVzdBIPCgd3YWl0X21zGAEgASgNIvECChBQdWxsVGFza1Jlc3BvbnNlEiMKB21lc3NhZ2UYASABKAsyEi5wb2xsZW4udjEuTWVzc2FnZRIPCgdub2RlX2lkGAIgASgJEkAKC25vZGVfY29uZmlnGAMgAygLMisucG9sbGVuLnYxLlB1bGxUYXNrUmVzcG9uc2UuTm9kZUNvbmZpZ0VudHJ5Ej4KCnJ1bl9jb25maWcYBCADKAsyKi5wb2xsZW4udjEuUHVsbFRhc2tSZXNwb25zZS5SdW5Db25maWdFbnRyeRIQCghzaHV0ZG93bhgFIAEoCBpJCg9Ob2RlQ29uZmlnRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYucG9sbGVuLnYxLkNvbmZpZ1ZhbHVlOgI4ARpICg5SdW5Db25maWdFbnRyeRILCgNrZXkYASABKAkSJQoFdmFsdWUYAiABKAsyFi5wb2xsZW4udjEuQ29uZmlnVmFsdWU6AjgBIjgKEVB1c2hSZXN1bHRSZXF1ZXN0EiMKB21lc3NhZ2UYASABKAsyEi5wb2xsZW4udjEuTWVzc2FnZSIUChJQdXNoUmVzdWx0UmVzcG9uc2UyyQYKC1NlcnZlckFwcElvEkkKCkdldFJ1bkluZm8SHC5wb2xsZW4udjEuR2V0UnVuSW5mb1JlcXVlc3QaHS5wb2xsZW4udjEuR2V0UnVuSW5mb1Jlc3BvbnNlEkMKCEdldE5vZGVzEhoucG9sbGVuLnYxLkdldE5vZGVzUmVxdWVzdBobLnBvbGxlbi52MS5HZXROb2Rlc1Jlc3BvbnNlElsKEFB1c2hJbnN0cnVjdGlvbnMSIi5wb2xsZW4udjEuUHVzaEluc3RydWN0aW9uc1JlcXVlc3QaIy5wb2xsZW4udjEuUHVzaEluc3RydWN0aW9uc1Jlc3BvbnNlEkwKC1B1bGxSZXBsaWVzEh0ucG9sbGVuLnYxLlB1bGxSZXBsaWVzUmVxdWVzdBoeLnBvbGxlbi52MS5QdWxsUmVwbGllc1Jlc3BvbnNlElIKDU1pc3NpbmdDaHVua3MSHy5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1JlcXVlc3QaIC5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1Jlc3BvbnNlEj8KClB1c2hDaHVua3MSEC5wb2xsZW4udjEuQ2h1bmsaHS5wb2xsZW4udjEuUHVzaENodW5rc1Jlc3BvbnNlKAESPgoKUHVsbENodW5rcxIcLnBvbGxlbi52MS5QdWxsQ2h1bmtzUmVxdWVzdBoQLnBvbGxlbi52MS5DaHVuazABEkMKCFB1c2hMb2dzEhoucG9sbGVuLnYxLlB1c2hMb2dzUmVxdWVzdBobLnBvbGxlbi52MS5QdXNoTG9nc1Jlc3BvbnNlEkwKC1JlcG9ydFJvdW5kEh0ucG9sbGVuLnYxLlJlcG9ydFJvdW5kUmVxdWVzdBoeLnBvbGxlbi52MS5SZXBvcnRSb3VuZFJlc3BvbnNlEkYKCUZpbmlzaFJ1bhIbLnBvbGxlbi52MS5GaW5pc2hSdW5SZXF1ZXN0GhwucG9sbGVuLnYxLkZpbmlzaFJ1blJlc3BvbnNlEk8KDFNhdmVBcnRlZmFjdBIeLnBvbGxlbi52MS5TYXZlQXJ0ZWZhY3RSZXF1ZXN0Gh8ucG9sbGVuLnYxLlNhdmVBcnRlZmFjdFJlc3BvbnNlMvICCgtDbGllbnRBcHBJbxJDCghQdWxsVGFzaxIaLnBvbGxlbi52MS5QdWxsVGFza1JlcXVlc3QaGy5wb2xsZW4udjEuUHVsbFRhc2tSZXNwb25zZRJJCgpQdXNoUmVzdWx0EhwucG9sbGVuLnYxLlB1c2hSZXN1bHRSZXF1ZXN0Gh0ucG9sbGVuLnYxLlB1c2hSZXN1bHRSZXNwb25zZRJSCg1NaXNzaW5nQ2h1bmtzEh8ucG9sbGVuLnYxLk1pc3NpbmdDaHVua3NSZXF1ZXN0GiAucG9sbGVuLnYxLk1pc3NpbmdDaHVua3NSZXNwb25zZRI/CgpQdXNoQ2h1bmtzEhAucG9sbGVuLnYxLkNodW5rGh0ucG9sbGVuLnYxLlB1c2hDaHVua3NSZXNwb25zZSgBEj4KClB1bGxDaHVua3MSHC5wb2xsZW4udjEuUHVsbENodW5rc1JlcXVlc3QaEC5wb2xsZW4udjEuQ2h1bmswAWIGcHJvdG8z", [file_pollen_v1_records]);
 
 /**
  * @generated from message pollen.v1.GetRunInfoRequest
@@ -39,6 +39,13 @@ export type GetRunInfoResponse = Message<"pollen.v1.GetRunInfoResponse"> & {
    * @generated from field: pollen.v1.Run run = 1;
    */
   run?: Run | undefined;
+
+  /**
+   * What SaveArtefact accepts, so the ServerApp refuses an artefact before sending its bytes.
+   *
+   * @generated from field: pollen.v1.ArtefactLimits artefact_limits = 2;
+   */
+  artefactLimits?: ArtefactLimits | undefined;
 };
 
 /**
@@ -47,6 +54,39 @@ export type GetRunInfoResponse = Message<"pollen.v1.GetRunInfoResponse"> & {
  */
 export const GetRunInfoResponseSchema: GenMessage<GetRunInfoResponse> = /*@__PURE__*/
   messageDesc(file_pollen_v1_appio, 1);
+
+/**
+ * @generated from message pollen.v1.ArtefactLimits
+ */
+export type ArtefactLimits = Message<"pollen.v1.ArtefactLimits"> & {
+  /**
+   * Largest artefact, in bytes.
+   *
+   * @generated from field: uint64 max_bytes = 1;
+   */
+  maxBytes: bigint;
+
+  /**
+   * Most bytes of all of a run's artefacts together.
+   *
+   * @generated from field: uint64 run_max_bytes = 2;
+   */
+  runMaxBytes: bigint;
+
+  /**
+   * Most artefacts per run.
+   *
+   * @generated from field: uint32 run_max_count = 3;
+   */
+  runMaxCount: number;
+};
+
+/**
+ * Describes the message pollen.v1.ArtefactLimits.
+ * Use `create(ArtefactLimitsSchema)` to create a new message.
+ */
+export const ArtefactLimitsSchema: GenMessage<ArtefactLimits> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_appio, 2);
 
 /**
  * @generated from message pollen.v1.GetNodesRequest
@@ -59,7 +99,7 @@ export type GetNodesRequest = Message<"pollen.v1.GetNodesRequest"> & {
  * Use `create(GetNodesRequestSchema)` to create a new message.
  */
 export const GetNodesRequestSchema: GenMessage<GetNodesRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 2);
+  messageDesc(file_pollen_v1_appio, 3);
 
 /**
  * @generated from message pollen.v1.GetNodesResponse
@@ -76,7 +116,7 @@ export type GetNodesResponse = Message<"pollen.v1.GetNodesResponse"> & {
  * Use `create(GetNodesResponseSchema)` to create a new message.
  */
 export const GetNodesResponseSchema: GenMessage<GetNodesResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 3);
+  messageDesc(file_pollen_v1_appio, 4);
 
 /**
  * @generated from message pollen.v1.PushInstructionsRequest
@@ -93,7 +133,7 @@ export type PushInstructionsRequest = Message<"pollen.v1.PushInstructionsRequest
  * Use `create(PushInstructionsRequestSchema)` to create a new message.
  */
 export const PushInstructionsRequestSchema: GenMessage<PushInstructionsRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 4);
+  messageDesc(file_pollen_v1_appio, 5);
 
 /**
  * @generated from message pollen.v1.PushInstructionsResponse
@@ -110,7 +150,7 @@ export type PushInstructionsResponse = Message<"pollen.v1.PushInstructionsRespon
  * Use `create(PushInstructionsResponseSchema)` to create a new message.
  */
 export const PushInstructionsResponseSchema: GenMessage<PushInstructionsResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 5);
+  messageDesc(file_pollen_v1_appio, 6);
 
 /**
  * @generated from message pollen.v1.PullRepliesRequest
@@ -134,7 +174,7 @@ export type PullRepliesRequest = Message<"pollen.v1.PullRepliesRequest"> & {
  * Use `create(PullRepliesRequestSchema)` to create a new message.
  */
 export const PullRepliesRequestSchema: GenMessage<PullRepliesRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 6);
+  messageDesc(file_pollen_v1_appio, 7);
 
 /**
  * @generated from message pollen.v1.PullRepliesResponse
@@ -158,7 +198,7 @@ export type PullRepliesResponse = Message<"pollen.v1.PullRepliesResponse"> & {
  * Use `create(PullRepliesResponseSchema)` to create a new message.
  */
 export const PullRepliesResponseSchema: GenMessage<PullRepliesResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 7);
+  messageDesc(file_pollen_v1_appio, 8);
 
 /**
  * @generated from message pollen.v1.PushLogsRequest
@@ -182,7 +222,7 @@ export type PushLogsRequest = Message<"pollen.v1.PushLogsRequest"> & {
  * Use `create(PushLogsRequestSchema)` to create a new message.
  */
 export const PushLogsRequestSchema: GenMessage<PushLogsRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 8);
+  messageDesc(file_pollen_v1_appio, 9);
 
 /**
  * @generated from message pollen.v1.PushLogsResponse
@@ -195,7 +235,7 @@ export type PushLogsResponse = Message<"pollen.v1.PushLogsResponse"> & {
  * Use `create(PushLogsResponseSchema)` to create a new message.
  */
 export const PushLogsResponseSchema: GenMessage<PushLogsResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 9);
+  messageDesc(file_pollen_v1_appio, 10);
 
 /**
  * @generated from message pollen.v1.ReportRoundRequest
@@ -212,7 +252,7 @@ export type ReportRoundRequest = Message<"pollen.v1.ReportRoundRequest"> & {
  * Use `create(ReportRoundRequestSchema)` to create a new message.
  */
 export const ReportRoundRequestSchema: GenMessage<ReportRoundRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 10);
+  messageDesc(file_pollen_v1_appio, 11);
 
 /**
  * @generated from message pollen.v1.ReportRoundResponse
@@ -225,7 +265,7 @@ export type ReportRoundResponse = Message<"pollen.v1.ReportRoundResponse"> & {
  * Use `create(ReportRoundResponseSchema)` to create a new message.
  */
 export const ReportRoundResponseSchema: GenMessage<ReportRoundResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 11);
+  messageDesc(file_pollen_v1_appio, 12);
 
 /**
  * @generated from message pollen.v1.FinishRunRequest
@@ -249,7 +289,7 @@ export type FinishRunRequest = Message<"pollen.v1.FinishRunRequest"> & {
  * Use `create(FinishRunRequestSchema)` to create a new message.
  */
 export const FinishRunRequestSchema: GenMessage<FinishRunRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 12);
+  messageDesc(file_pollen_v1_appio, 13);
 
 /**
  * @generated from message pollen.v1.FinishRunResponse
@@ -262,7 +302,63 @@ export type FinishRunResponse = Message<"pollen.v1.FinishRunResponse"> & {
  * Use `create(FinishRunResponseSchema)` to create a new message.
  */
 export const FinishRunResponseSchema: GenMessage<FinishRunResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 13);
+  messageDesc(file_pollen_v1_appio, 14);
+
+/**
+ * @generated from message pollen.v1.SaveArtefactRequest
+ */
+export type SaveArtefactRequest = Message<"pollen.v1.SaveArtefactRequest"> & {
+  /**
+   * A relative path: segments of letters, digits, `.`, `_` and `-`, joined by `/`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * sha256:HEX of the whole artefact.
+   *
+   * @generated from field: string hash = 2;
+   */
+  hash: string;
+
+  /**
+   * @generated from field: uint64 size = 3;
+   */
+  size: bigint;
+
+  /**
+   * Its chunks in order, pushed first (PushChunks or the bulk route): pieces of 4 MiB, the last
+   * shorter.
+   *
+   * @generated from field: repeated string chunk_ids = 4;
+   */
+  chunkIds: string[];
+};
+
+/**
+ * Describes the message pollen.v1.SaveArtefactRequest.
+ * Use `create(SaveArtefactRequestSchema)` to create a new message.
+ */
+export const SaveArtefactRequestSchema: GenMessage<SaveArtefactRequest> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_appio, 15);
+
+/**
+ * @generated from message pollen.v1.SaveArtefactResponse
+ */
+export type SaveArtefactResponse = Message<"pollen.v1.SaveArtefactResponse"> & {
+  /**
+   * @generated from field: pollen.v1.Artefact artefact = 1;
+   */
+  artefact?: Artefact | undefined;
+};
+
+/**
+ * Describes the message pollen.v1.SaveArtefactResponse.
+ * Use `create(SaveArtefactResponseSchema)` to create a new message.
+ */
+export const SaveArtefactResponseSchema: GenMessage<SaveArtefactResponse> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_appio, 16);
 
 /**
  * @generated from message pollen.v1.PullTaskRequest
@@ -279,7 +375,7 @@ export type PullTaskRequest = Message<"pollen.v1.PullTaskRequest"> & {
  * Use `create(PullTaskRequestSchema)` to create a new message.
  */
 export const PullTaskRequestSchema: GenMessage<PullTaskRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 14);
+  messageDesc(file_pollen_v1_appio, 17);
 
 /**
  * @generated from message pollen.v1.PullTaskResponse
@@ -320,7 +416,7 @@ export type PullTaskResponse = Message<"pollen.v1.PullTaskResponse"> & {
  * Use `create(PullTaskResponseSchema)` to create a new message.
  */
 export const PullTaskResponseSchema: GenMessage<PullTaskResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 15);
+  messageDesc(file_pollen_v1_appio, 18);
 
 /**
  * @generated from message pollen.v1.PushResultRequest
@@ -337,7 +433,7 @@ export type PushResultRequest = Message<"pollen.v1.PushResultRequest"> & {
  * Use `create(PushResultRequestSchema)` to create a new message.
  */
 export const PushResultRequestSchema: GenMessage<PushResultRequest> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 16);
+  messageDesc(file_pollen_v1_appio, 19);
 
 /**
  * @generated from message pollen.v1.PushResultResponse
@@ -350,7 +446,7 @@ export type PushResultResponse = Message<"pollen.v1.PushResultResponse"> & {
  * Use `create(PushResultResponseSchema)` to create a new message.
  */
 export const PushResultResponseSchema: GenMessage<PushResultResponse> = /*@__PURE__*/
-  messageDesc(file_pollen_v1_appio, 17);
+  messageDesc(file_pollen_v1_appio, 20);
 
 /**
  * @generated from service pollen.v1.ServerAppIo
@@ -441,6 +537,17 @@ export const ServerAppIo: GenService<{
     methodKind: "unary";
     input: typeof FinishRunRequestSchema;
     output: typeof FinishRunResponseSchema;
+  },
+  /**
+   * Keep an output of the run (the final model, metrics, plots) in the run's artefact store;
+   * its chunks are pushed first. Saving a name again replaces that artefact.
+   *
+   * @generated from rpc pollen.v1.ServerAppIo.SaveArtefact
+   */
+  saveArtefact: {
+    methodKind: "unary";
+    input: typeof SaveArtefactRequestSchema;
+    output: typeof SaveArtefactResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pollen_v1_appio, 0);

@@ -1,0 +1,168 @@
+/**
+ * `pollen simulate`: an app's ServerApp and ClientApp on N virtual nodes in this process, with
+ * no network, certificates or processes per node (the job of Flower's simulation engine).
+ *
+ * The app is built with `pollen build` and loaded from its bundle, so the code that runs is the
+ * code a federation would run. Virtual node p (0 … N-1) gets the node config `partition-id` = p
+ * and `num-partitions` = N, the keys a site operator sets on a real SuperNode, and a node id
+ * that sorts in partition order. Messages go through an InMemoryGrid, which copies content both
+ * ways as a network does, and strategies aggregate replies in node order: with the same seed, a
+ * simulation and a federation whose partitions follow the same order end with the same model.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isPollenError, PollenError } from '../errors.js';
+import { InMemoryGrid, type InMemoryGridOptions } from '../sdk/app.js';
+import { MemoryArtefacts } from '../sdk/artefacts.js';
+import { createContext, type UserConfigValue } from '../sdk/context.js';
+import { SERVER_NODE_ID } from '../sdk/message.js';
+import type { RoundReport } from '../sdk/report.js';
+import { buildApp } from './build.js';
+import { extractBundle } from './bundle.js';
+import { loadClientApp, loadServerApp } from './load-app.js';
+import { runConfigOf } from './run-config.js';
+import { type VirtualNode, virtualNodes } from './virtual-nodes.js';
+
+type Config = Record<string, UserConfigValue>;
+
+export interface SimulationOptions {
+  appDir: string;
+  /** Virtual nodes, 1 … MAX_VIRTUAL_NODES. */
+  nodes: number;
+  /** Sets the run config `num-rounds` (the app must declare it). */
+  numRounds?: number;
+  /** Overrides of the app's run config (only keys it declares). */
+  runConfig?: Config;
+  /** More node config for every virtual node (e.g. a data path); not the PARTITION_KEYS. */
+  nodeConfig?: Config;
+  /** Where the bundle is built and unpacked; the caller removes it afterwards. */
+  workDir: string;
+  /** Where the ServerApp's `context.artefacts` go (default: memory without size limits). */
+  artefacts?: MemoryArtefacts;
+  /** Once the app is built, before its ServerApp starts. */
+  onStart?: (plan: SimulationPlan) => void;
+  /** After each round the ServerApp reports (as Strategy.start does). */
+  onRound?: (round: RoundReport) => void;
+}
+
+export interface SimulationPlan {
+  runId: string;
+  app: { name: string; version: string; hash: string };
+  runConfig: Config;
+  nodes: VirtualNode[];
+}
+
+export interface SimulationResult extends SimulationPlan {
+  /** The rounds the ServerApp reported, in order. */
+  rounds: RoundReport[];
+  /** Wall time of the ServerApp, in seconds. */
+  seconds: number;
+  /** What the ServerApp saved with `context.artefacts` (also when it failed later). */
+  artefacts: MemoryArtefacts;
+  /** Why the ServerApp failed; undefined when it returned. */
+  error?: PollenError;
+}
+
+function invalid(message: string, hint: string): PollenError {
+  return new PollenError('INVALID_ARGUMENT', message, { hint });
+}
+
+/** The run config with `num-rounds` set, when asked and the app declares it. */
+function withRounds(declared: Config, numRounds: number | undefined, appName: string): Config {
+  if (numRounds === undefined) return {};
+  if (!Number.isSafeInteger(numRounds) || numRounds < 1)
+    throw invalid(
+      `The number of rounds must be a whole number >= 1, not ${numRounds}`,
+      'Give --rounds 1 or more.',
+    );
+  if (!Object.hasOwn(declared, 'num-rounds'))
+    throw invalid(
+      `${appName} declares no run config "num-rounds" to set the number of rounds`,
+      `Declare "num-rounds" in its package.json ("pollen" → "config") and read it in the ServerApp, or set the key it reads instead (its keys: ${Object.keys(declared).join(', ') || '(none)'}).`,
+    );
+  return { 'num-rounds': numRounds };
+}
+
+/**
+ * The app's `min-nodes` run config, where it declares one, against the virtual nodes: a strategy
+ * would otherwise wait for nodes that never come (virtual nodes are all there from the start).
+ */
+function checkMinNodes(runConfig: Config, nodes: number): void {
+  const min = runConfig['min-nodes'];
+  if (typeof min === 'number' && min > nodes)
+    throw invalid(
+      `The app needs at least ${min} nodes (run config "min-nodes"), the simulation has ${nodes}`,
+      `Simulate with --nodes ${min} or more, or lower it: --run-config min-nodes=${nodes}.`,
+    );
+}
+
+/** A Grid over the virtual nodes that keeps the rounds the ServerApp reports. */
+class SimulationGrid extends InMemoryGrid {
+  readonly rounds: RoundReport[] = [];
+  readonly #onRound: ((round: RoundReport) => void) | undefined;
+
+  constructor(options: InMemoryGridOptions, onRound?: (round: RoundReport) => void) {
+    super(options);
+    this.#onRound = onRound;
+  }
+
+  async reportRound(report: RoundReport): Promise<void> {
+    const round = { round: report.round, metrics: { ...report.metrics }, nodeIds: [...report.nodeIds] };
+    this.rounds.push(round);
+    this.#onRound?.(round);
+  }
+}
+
+function failure(e: unknown): PollenError {
+  const reason = isPollenError(e) ? `${e.code}: ${e.message}` : e instanceof Error ? e.message : String(e);
+  return new PollenError('RUN_FAILED', `The ServerApp failed: ${reason}`, {
+    hint: 'The app output above shows where; fix the app and simulate again.',
+    cause: e,
+  });
+}
+
+/** Build the app, then run its ServerApp over `nodes` virtual nodes running its ClientApp. */
+export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
+  const nodes = virtualNodes(o.nodes, o.nodeConfig); // refused before the build
+  const built = await buildApp(o.appDir, { outDir: join(o.workDir, 'build') });
+  const { manifest } = built;
+  const runConfig = runConfigOf(manifest.config, {
+    ...o.runConfig,
+    ...withRounds(manifest.config, o.numRounds, manifest.name),
+  });
+  checkMinNodes(runConfig, o.nodes);
+  const bundle = await extractBundle(readFileSync(built.path), join(o.workDir, 'apps'));
+  const serverApp = await loadServerApp(bundle.serverappPath);
+  const clientApp = await loadClientApp(bundle.clientappPath);
+  const plan: SimulationPlan = {
+    runId: randomBytes(8).toString('hex'),
+    app: { name: manifest.name, version: manifest.version, hash: built.hash },
+    runConfig,
+    nodes,
+  };
+  o.onStart?.(plan);
+  const grid = new SimulationGrid(
+    {
+      runId: plan.runId,
+      nodes: Object.fromEntries(
+        plan.nodes.map((n) => [n.nodeId, { app: clientApp, nodeConfig: n.nodeConfig }]),
+      ),
+      runConfig,
+    },
+    o.onRound,
+  );
+  const started = performance.now();
+  const artefacts = o.artefacts ?? new MemoryArtefacts();
+  let error: PollenError | undefined;
+  try {
+    await serverApp.run(
+      grid,
+      createContext({ runId: plan.runId, nodeId: SERVER_NODE_ID, runConfig, artefacts }),
+    );
+  } catch (e) {
+    error = failure(e);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return { ...plan, rounds: grid.rounds, seconds, artefacts, ...(error !== undefined && { error }) };
+}
