@@ -7,6 +7,10 @@
  *
  *     <!-- doc-test: skip — needs two machines -->
  *
+ * A block that runs until stopped (a service) is marked `<!-- doc-test: background -->`: it is
+ * started, ready once the first line of its documented output is printed, and stopped when the
+ * manual ends. Host names under `example.com` are this machine (127.0.0.1) for the commands.
+ *
  * Output is compared line by line after `normalize`: what differs from run to run (hashes,
  * times, request ids, absolute paths, numbers, table widths) is masked. A hash or request id a
  * manual shows in an output and then uses in a later command (a root fingerprint, a request id)
@@ -17,13 +21,14 @@
  * `npx tsx scripts/doc-blocks.ts docs/enrollment.md …` runs manuals and prints each block's
  * result; test/docs.test.ts runs them as a test.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const MARKER = /<!--\s*doc-test:\s*skip\s*[—–-]\s*(.+?)\s*-->/;
+const MARKER = /<!--\s*doc-test:\s*(?:skip\s*[—–-]\s*(.+?)|(background))\s*-->/;
 const ANY_MARKER = /<!--\s*doc-test:/;
 
 export interface DocBlock {
@@ -36,14 +41,19 @@ export interface DocBlock {
   expected: string[];
   /** Why the block does not run here (its doc-test marker). */
   skip?: string;
+  /** It runs until stopped: started in the background, stopped when the manual ends. */
+  background?: true;
 }
 
-/** The marker on `text`, if any: its reason; a marker that is not `skip — REASON` is an error. */
-function marker(text: string, where: string): string | undefined {
-  if (!ANY_MARKER.test(text)) return undefined;
+/** What the marker on `text` says about a block; a marker of another form is an error. */
+function marker(text: string, where: string): Pick<DocBlock, 'skip' | 'background'> {
+  if (!ANY_MARKER.test(text)) return {};
   const m = MARKER.exec(text);
-  if (!m?.[1]) throw new Error(`${where}: a doc-test marker is \`<!-- doc-test: skip — REASON -->\``);
-  return m[1];
+  if (m?.[1]) return { skip: m[1] };
+  if (m?.[2]) return { background: true };
+  throw new Error(
+    `${where}: a doc-test marker is \`<!-- doc-test: skip — REASON -->\` or \`<!-- doc-test: background -->\``,
+  );
 }
 
 /** The command blocks of a Markdown manual, in order. */
@@ -71,9 +81,8 @@ export function extractBlocks(markdown: string, file: string): DocBlock[] {
           line: i + 1,
           commands: lines.slice(i + 1, end).join('\n'),
           expected: [],
+          ...marker(lines[before] ?? '', `${file}:${i + 1}`),
         };
-        const skip = marker(lines[before] ?? '', `${file}:${i + 1}`);
-        if (skip) block.skip = skip;
         let next = end + 1;
         while (next < lines.length && (lines[next] ?? '').trim() === '') next++;
         if (fence(next)?.[1] === 'text') {
@@ -89,10 +98,13 @@ export function extractBlocks(markdown: string, file: string): DocBlock[] {
       const cell = line.split('|')[2] ?? '';
       const commands = [...cell.matchAll(/`([^`]+)`/g)].map((m) => m[1] ?? '');
       if (commands.length > 0) {
-        const block: DocBlock = { file, line: i + 1, commands: commands.join('\n'), expected: [] };
-        const skip = marker(line, `${file}:${i + 1}`);
-        if (skip) block.skip = skip;
-        blocks.push(block);
+        blocks.push({
+          file,
+          line: i + 1,
+          commands: commands.join('\n'),
+          expected: [],
+          ...marker(line, `${file}:${i + 1}`),
+        });
       }
     } else inTable = false;
     i++;
@@ -142,23 +154,64 @@ export interface RunOptions {
   timeout?: number;
 }
 
+/** Makes host names under example.com resolve to this machine in every Node.js process. */
+const HOSTS_PRELOAD = `import dns from 'node:dns';
+const here = (host) => /(^|\\.)example\\.com$/i.test(String(host));
+const address = { address: '127.0.0.1', family: 4 };
+const lookup = dns.lookup;
+dns.lookup = function (host, options, callback) {
+  const cb = typeof options === 'function' ? options : callback;
+  const opts = typeof options === 'object' && options !== null ? options : {};
+  if (!here(host)) return lookup.call(this, host, options, callback);
+  process.nextTick(() => (opts.all ? cb(null, [address]) : cb(null, address.address, address.family)));
+};
+const lookupAsync = dns.promises.lookup;
+dns.promises.lookup = (host, opts) =>
+  here(host) ? Promise.resolve(opts?.all ? [address] : address) : lookupAsync(host, opts);
+`;
+
+/** The workspace's bin folder: `pollen` (this clone's CLI), and `curl` that reaches example.com here. */
+function binFolder(ws: string): { bin: string; preload: string } {
+  const bin = join(ws, '.bin');
+  mkdirSync(bin);
+  const script = (name: string, text: string) => {
+    writeFileSync(join(bin, name), text);
+    chmodSync(join(bin, name), 0o755);
+  };
+  script('pollen', `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'bin/pollen.js')}" "$@"\n`);
+  const curl = spawnSync('sh', ['-c', 'command -v curl'], { encoding: 'utf8' }).stdout.trim();
+  if (curl) script('curl', `#!/bin/sh\nexec "${curl}" --connect-to '::127.0.0.1:' "$@"\n`);
+  const preload = join(bin, 'hosts.mjs');
+  writeFileSync(preload, HOSTS_PRELOAD);
+  return { bin, preload };
+}
+
 /**
  * Runs the blocks in order in a new temporary workspace, with `pollen` (this clone's CLI) on the
  * PATH; exported variables and the working folder carry from one block to the next.
  */
 export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {}): Promise<BlockResult[]> {
   const ws = mkdtempSync(join(tmpdir(), 'pollen-doc-'));
-  const bin = join(ws, '.bin');
   const state = join(ws, '.state');
-  mkdirSync(bin);
-  writeFileSync(
-    join(bin, 'pollen'),
-    `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'bin/pollen.js')}" "$@"\n`,
-  );
-  chmodSync(join(bin, 'pollen'), 0o755);
+  const { bin, preload } = binFolder(ws);
   writeFileSync(state, `cd '${ws}'\n`);
+  const env: NodeJS.ProcessEnv = {
+    ...cleanEnv(),
+    ...o.env,
+    // The workspace is HOME, so what a manual writes under ~ (~/.pollen/config.toml) stays in it.
+    HOME: ws,
+    PATH: `${bin}:${process.env.PATH}`,
+    NODE_OPTIONS: `--import=${pathToFileURL(preload).href}`,
+    NO_COLOR: '1',
+    npm_config_offline: 'true',
+    // A manual's `npm install` links this clone; its prepare script would rebuild dist/ under
+    // the tests that use it.
+    npm_config_ignore_scripts: 'true',
+  };
+  const timeoutMs = (o.timeout ?? 120) * 1000;
   const seen = new Map<string, string>();
   const results: BlockResult[] = [];
+  const services: ChildProcess[] = [];
   try {
     for (const block of blocks) {
       if (block.skip) {
@@ -169,30 +222,27 @@ export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {})
       for (const [documented, actual] of seen) commands = commands.split(documented).join(actual);
       // The next block starts where this one ended, with its exports (also when it fails).
       const save = `{ export -p; echo "cd '$(pwd)'"; } > '${state}'`;
-      const script = `. '${state}'\ntrap '${save.replace(/'/g, `'\\''`)}' EXIT\n${commands}\n`;
       const started = Date.now();
-      const r = await bash(script, {
-        cwd: ws,
-        // The workspace is HOME, so what a manual writes under ~ (~/.pollen/config.toml) stays
-        // in it; npm stays off the network.
-        env: {
-          ...cleanEnv(),
-          ...o.env,
-          HOME: ws,
-          PATH: `${bin}:${process.env.PATH}`,
-          NO_COLOR: '1',
-          npm_config_offline: 'true',
-          // A manual's `npm install` links this clone; its prepare script would rebuild dist/
-          // under the tests that use it.
-          npm_config_ignore_scripts: 'true',
-        },
-        timeoutMs: (o.timeout ?? 120) * 1000,
-      });
-      const output = `${r.stdout}${r.stderr}`;
-      const problems = compare(block.expected, output, seen);
-      const failureShown = block.expected.some((l) => /^error\b/.test(l.trim()));
-      if (r.timedOut) problems.push(`did not finish in ${o.timeout ?? 120} s`);
-      else if (r.status !== 0 && !failureShown) problems.push(`exited with ${r.status}`);
+      const problems: string[] = [];
+      let output: string;
+      if (block.background) {
+        const service = await startService(`. '${state}'\n${commands}\n`, block.expected, {
+          cwd: ws,
+          env,
+          timeoutMs,
+        });
+        services.push(service.child);
+        output = service.output;
+        if (!service.ready) problems.push('did not print its documented output (it runs until stopped)');
+      } else {
+        const script = `. '${state}'\ntrap '${save.replace(/'/g, `'\\''`)}' EXIT\n${commands}\n`;
+        const r = await bash(script, { cwd: ws, env, timeoutMs });
+        output = `${r.stdout}\n${r.stderr}`; // a line of stdout may lack its newline (curl)
+        const failureShown = block.expected.some((l) => /^error\b/.test(l.trim()));
+        if (r.timedOut) problems.push(`did not finish in ${timeoutMs / 1000} s`);
+        else if (r.status !== 0 && !failureShown) problems.push(`exited with ${r.status}`);
+      }
+      problems.unshift(...compare(block.expected, output, seen));
       results.push({
         block,
         status: problems.length === 0 ? 'passed' : 'failed',
@@ -202,6 +252,7 @@ export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {})
       });
     }
   } finally {
+    await Promise.all(services.map(stopService));
     rmSync(ws, { recursive: true, force: true });
   }
   return results;
@@ -236,6 +287,48 @@ function bash(
       done({ status, stdout, stderr, timedOut });
     });
   });
+}
+
+/**
+ * Starts a block that runs until stopped, in a process group of its own (stopService ends the
+ * whole group); ready once it printed every documented line, not ready if it exits first or
+ * takes longer than the timeout.
+ */
+function startService(
+  script: string,
+  expected: readonly string[],
+  o: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<{ child: ChildProcess; output: string; ready: boolean }> {
+  const child = spawn('bash', ['-c', script], { cwd: o.cwd, env: o.env, detached: true });
+  let output = '';
+  return new Promise((done) => {
+    const finish = (ready: boolean) => {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+      done({ child, output, ready });
+    };
+    const onData = (d: Buffer) => {
+      output += d;
+      if (compare(expected, output, new Map()).length === 0) finish(true);
+    };
+    const onExit = () => finish(false);
+    const timer = setTimeout(() => finish(false), o.timeoutMs);
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.on('exit', onExit);
+  });
+}
+
+/** Ends a service's process group: SIGTERM, and SIGKILL what is left after 10 seconds. */
+async function stopService(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((done) => child.once('exit', done));
+  process.kill(-child.pid, 'SIGTERM');
+  const timer = setTimeout(() => child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** The environment without Pollen's own variables: a manual's commands start from nothing. */

@@ -108,6 +108,34 @@ describe('the doc-block harness', () => {
     expect(results[1]?.output).toContain('hello from sub 0123456789abcdef0123');
     expect(results[2]?.problems).toEqual(['not printed: that', 'exited with 1']);
   });
+  it('starts a background block, goes on once it printed its output, and stops it at the end', async () => {
+    const blocks = extractBlocks(
+      [
+        '<!-- doc-test: background -->',
+        '```bash',
+        'echo "listening on https://certs.example.com:8443"; exec sleep 60',
+        '```',
+        '```text',
+        'listening on https://certs.example.com:8443',
+        '```',
+        '```bash',
+        `node -e "require('dns').lookup('certs.example.com', (e, a) => console.log(a))"`,
+        '```',
+        '```text',
+        '127.0.0.1',
+        '```',
+      ].join('\n'),
+      'x.md',
+    );
+    expect(blocks[0]?.background).toBe(true);
+    const started = Date.now();
+    const results = await runBlocks(blocks);
+    expect(results.map((r) => [r.status, r.problems])).toEqual([
+      ['passed', []],
+      ['passed', []],
+    ]);
+    expect(Date.now() - started).toBeLessThan(30_000); // the sleep was stopped, not waited for
+  });
 });
 
 describe('the manuals, run', () => {
