@@ -9,7 +9,8 @@
  *
  * A block that runs until stopped (a service) is marked `<!-- doc-test: background -->`: it is
  * started, ready once the first line of its documented output is printed, and stopped when the
- * manual ends. Host names under `example.com` are this machine (127.0.0.1) for the commands.
+ * manual ends. Host names under `example.com` are this machine (127.0.0.1) for the commands, and
+ * Pollen's default ports (8443, 9091 to 9094) are free ports of this run, so runs never collide.
  *
  * Output is compared line by line after `normalize`: what differs from run to run (hashes,
  * times, request ids, absolute paths, numbers, table widths) is masked. A hash or request id a
@@ -23,6 +24,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -154,8 +156,12 @@ export interface RunOptions {
   timeout?: number;
 }
 
-/** Makes host names under example.com resolve to this machine in every Node.js process. */
+/**
+ * Makes host names under example.com resolve to this machine in every Node.js process, and moves
+ * Pollen's default ports (DOC_TEST_PORTS: documented → free) so that two runs never collide.
+ */
 const HOSTS_PRELOAD = `import dns from 'node:dns';
+import net from 'node:net';
 const here = (host) => /(^|\\.)example\\.com$/i.test(String(host));
 const address = { address: '127.0.0.1', family: 4 };
 const lookup = dns.lookup;
@@ -168,10 +174,42 @@ dns.lookup = function (host, options, callback) {
 const lookupAsync = dns.promises.lookup;
 dns.promises.lookup = (host, opts) =>
   here(host) ? Promise.resolve(opts?.all ? [address] : address) : lookupAsync(host, opts);
+const ports = JSON.parse(process.env.DOC_TEST_PORTS ?? '{}');
+const moved = (port) => ports[String(port)] ?? port;
+/** First argument of listen() and Socket#connect(): a port, options, or connect's normalized [options, cb]. */
+const move = (args) => {
+  const first = Array.isArray(args[0]) ? args[0][0] : args[0];
+  if (typeof first === 'object' && first !== null && first.port != null) first.port = moved(first.port);
+  else if (/^\\d+$/.test(String(first))) args[0] = moved(Number(first));
+  return args;
+};
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  return listen.apply(this, move(args));
+};
+const connect = net.Socket.prototype.connect;
+net.Socket.prototype.connect = function (...args) {
+  return connect.apply(this, move(args));
+};
 `;
 
+/** Pollen's default ports, which the manuals name. */
+const DEFAULT_PORTS = [8443, 9091, 9092, 9093, 9094];
+
+/** A port nobody listens on now. */
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.on('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => done(port));
+    });
+  });
+}
+
 /** The workspace's bin folder: `pollen` (this clone's CLI), and `curl` that reaches example.com here. */
-function binFolder(ws: string): { bin: string; preload: string } {
+function binFolder(ws: string, ports: Record<string, number>): { bin: string; preload: string } {
   const bin = join(ws, '.bin');
   mkdirSync(bin);
   const script = (name: string, text: string) => {
@@ -180,7 +218,9 @@ function binFolder(ws: string): { bin: string; preload: string } {
   };
   script('pollen', `#!/bin/sh\nexec "${process.execPath}" "${join(ROOT, 'bin/pollen.js')}" "$@"\n`);
   const curl = spawnSync('sh', ['-c', 'command -v curl'], { encoding: 'utf8' }).stdout.trim();
-  if (curl) script('curl', `#!/bin/sh\nexec "${curl}" --connect-to '::127.0.0.1:' "$@"\n`);
+  const connectTo = Object.entries(ports).map(([from, to]) => `--connect-to ':${from}:127.0.0.1:${to}' `);
+  if (curl)
+    script('curl', `#!/bin/sh\nexec "${curl}" ${connectTo.join('')}--connect-to '::127.0.0.1:' "$@"\n`);
   const preload = join(bin, 'hosts.mjs');
   writeFileSync(preload, HOSTS_PRELOAD);
   return { bin, preload };
@@ -193,7 +233,9 @@ function binFolder(ws: string): { bin: string; preload: string } {
 export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {}): Promise<BlockResult[]> {
   const ws = mkdtempSync(join(tmpdir(), 'pollen-doc-'));
   const state = join(ws, '.state');
-  const { bin, preload } = binFolder(ws);
+  const ports: Record<string, number> = {};
+  for (const port of DEFAULT_PORTS) ports[port] = await freePort();
+  const { bin, preload } = binFolder(ws, ports);
   writeFileSync(state, `cd '${ws}'\n`);
   const env: NodeJS.ProcessEnv = {
     ...cleanEnv(),
@@ -202,6 +244,7 @@ export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {})
     HOME: ws,
     PATH: `${bin}:${process.env.PATH}`,
     NODE_OPTIONS: `--import=${pathToFileURL(preload).href}`,
+    DOC_TEST_PORTS: JSON.stringify(ports),
     NO_COLOR: '1',
     npm_config_offline: 'true',
     // A manual's `npm install` links this clone; its prepare script would rebuild dist/ under
