@@ -622,7 +622,7 @@ describe('remote mode (a fake Certificate Service over real TLS)', () => {
     expect(noKey.code).toBe(ExitCode.UNAUTHORIZED);
     expect(noKey.json()).toMatchObject({ error: { code: 'API_KEY_REQUIRED' } });
     const untrusted = await generate('h-1', service('good-key', '--ca-cert', caCert(otherCa), '--json'));
-    expect(untrusted.code).toBe(ExitCode.UNAVAILABLE);
+    expect(untrusted.code).toBe(ExitCode.UNAUTHORIZED);
     expect(untrusted.json()).toMatchObject({ error: { code: 'TLS_FAILED' } });
     const systemRoots = await generate('h-1', service('good-key', '--json'));
     expect(systemRoots.json()).toMatchObject({ error: { code: 'TLS_FAILED' } });
