@@ -45,8 +45,9 @@ export const caPassphraseOption = () =>
   new Option('--ca-passphrase <text>', 'the root key passphrase').env('POLLEN_CA_PASSPHRASE').hideHelp();
 
 /**
- * Variables read by the startup kits' scripts and by the app processes, not by a flag: with the
- * flags' variables (environmentVariables) they are every variable Pollen reads.
+ * Variables no flag stands for: read by the startup kits' scripts, and by a SuperLink or SuperNode
+ * when it starts app processes. With the flags' variables (environmentVariables) they are every
+ * variable Pollen reads.
  */
 export const SCRIPT_VARIABLES: Readonly<Record<string, string>> = {
   POLLEN_BIN:
