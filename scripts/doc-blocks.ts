@@ -425,12 +425,18 @@ export function manualBlocks(path: string): DocBlock[] {
   return extractBlocks(readFileSync(file, 'utf8'), file);
 }
 
-if (process.argv[1]?.endsWith('doc-blocks.ts')) {
+/** Runs each manual and prints its report; exit code 1 when a block failed. */
+async function main(paths: readonly string[]): Promise<number> {
   let failed = false;
-  for (const path of process.argv.slice(2)) {
+  for (const path of paths) {
     const results = await runBlocks(manualBlocks(path));
     process.stdout.write(`${path}\n${report(results)}\n`);
     failed ||= results.some((r) => r.status === 'failed');
   }
-  process.exitCode = failed ? 1 : 0;
+  return failed ? 1 : 0;
 }
+
+if (process.argv[1]?.endsWith('doc-blocks.ts'))
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
