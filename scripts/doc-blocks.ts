@@ -8,8 +8,8 @@
  *     <!-- doc-test: skip — needs two machines -->
  *
  * A block that runs until stopped (a service) is marked `<!-- doc-test: background -->`: it is
- * started, ready once the first line of its documented output is printed, and stopped when the
- * manual ends. Host names under `example.com` are this machine (127.0.0.1) for the commands, and
+ * started, ready once it printed its documented output, and its process group is stopped when
+ * the manual ends. Host names under `example.com` are this machine (127.0.0.1) for the commands, and
  * Pollen's default ports (8443, 9091 to 9094) are free ports of this run, so runs never collide.
  *
  * Output is compared line by line after `normalize`: what differs from run to run (hashes,
