@@ -3,6 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { environmentVariables, SCRIPT_VARIABLES } from '../src/cli/env-options.js';
 import { buildProgram } from '../src/cli/main.js';
 import { renderErrorsDoc } from './gen-errors-doc.js';
 
@@ -52,12 +53,24 @@ function exitCodeTable(): string {
   return table;
 }
 
+/** Every variable Pollen reads: the flags' (from the CLI itself), then the scripts' and apps'. */
+function environmentTable(program: Command): string {
+  const cell = (s: string) => s.replace(/\|/g, '\\|');
+  const rows = environmentVariables(program).map(
+    (v) => `| \`${v.name}\` | ${v.flags.map((f) => `\`${f}\``).join(', ')} | ${cell(v.help)} |`,
+  );
+  for (const [name, help] of Object.entries(SCRIPT_VARIABLES))
+    rows.push(`| \`${name}\` | (no flag) | ${cell(help)} |`);
+  return ['| variable | flags (`COMMAND --flag`) | meaning |', '|---|---|---|', ...rows].join('\n');
+}
+
 function anchor(path: string[]): string {
   return path.join('-').toLowerCase();
 }
 
 export function renderCliDoc(): string {
-  const entries = walk(buildProgram(), ['pollen'], []);
+  const program = buildProgram();
+  const entries = walk(program, ['pollen'], []);
   const toc = entries
     .slice(1)
     .map(({ path }) => `${'  '.repeat(path.length - 2)}- [\`${path.join(' ')}\`](#${anchor(path)})`);
@@ -91,6 +104,12 @@ register|list|unregister\`) accept it (see [federation.md](federation.md)).
 ${exitCodeTable()}
 
 Each error code and its exit code are listed in [errors.md](errors.md).
+
+## Environment variables
+
+A flag wins over its variable.
+
+${environmentTable(program)}
 
 ## Commands
 

@@ -2,7 +2,7 @@
  * The options that have an environment variable, made in one place so each flag and its variable
  * always go together (commander's `.env()`: a flag on the command line wins over the variable).
  */
-import { Option } from 'commander';
+import { type Command, Option } from 'commander';
 
 /** `-c, --ca DIR` / POLLEN_CA_PATH: the CA folder made by `pollen cert init`. */
 export const caOption = (help = 'the CA folder made by `pollen cert init`') =>
@@ -43,3 +43,40 @@ export const logLevelOption = () =>
  */
 export const caPassphraseOption = () =>
   new Option('--ca-passphrase <text>', 'the root key passphrase').env('POLLEN_CA_PASSPHRASE').hideHelp();
+
+/**
+ * Variables no flag stands for: read by the startup kits' scripts, and by a SuperLink or SuperNode
+ * when it starts app processes. With the flags' variables (environmentVariables) they are every
+ * variable Pollen reads.
+ */
+export const SCRIPT_VARIABLES: Readonly<Record<string, string>> = {
+  POLLEN_BIN:
+    "where a kit's scripts find Pollen: bin/pollen.js (run by POLLEN_NODE) or a `pollen` executable",
+  POLLEN_NODE: "the Node.js a kit's scripts run POLLEN_BIN with",
+  POLLEN_FOREGROUND: '`1`: start.sh stays in the foreground (same as start.sh --foreground)',
+  POLLEN_APP_ENV:
+    'names of further variables a SuperNode or SuperLink passes to its app processes (comma-separated)',
+};
+
+/** One variable of the CLI: the flags it stands for, as `COMMAND --flag`. */
+export interface EnvironmentVariable {
+  name: string;
+  flags: string[];
+  help: string;
+}
+
+/** Every variable an option of `program` reads (commander's `.env()`), sorted by name. */
+export function environmentVariables(program: Command): EnvironmentVariable[] {
+  const found = new Map<string, EnvironmentVariable>();
+  const walk = (cmd: Command, path: string[]): void => {
+    for (const o of cmd.options) {
+      if (!o.envVar) continue;
+      const v = found.get(o.envVar) ?? { name: o.envVar, flags: [], help: o.description };
+      v.flags.push([...path, o.long ?? o.flags].join(' '));
+      found.set(o.envVar, v);
+    }
+    for (const sub of cmd.commands) walk(sub, [...path, sub.name()]);
+  };
+  walk(program, []);
+  return [...found.values()].sort((a, b) => a.name.localeCompare(b.name));
+}

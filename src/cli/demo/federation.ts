@@ -20,7 +20,8 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
     throw new PollenError('INVALID_ARGUMENT', '--rounds must be a whole number from 1 to 100');
   if (o.partitioning !== 'iid' && o.partitioning !== 'non-iid')
     throw new PollenError('INVALID_ARGUMENT', '--partitioning is iid or non-iid');
-  const { runFederationDemo } = await import('../../demo/federation.js');
+  const { assertMnistAvailable, runFederationDemo } = await import('../../demo/federation.js');
+  assertMnistAvailable();
   const workspace = demoWorkspace(o.workspace);
   const { say, step, line } = narrator(out);
   say(`${bold('Pollen')} secure federation demo — workspace ${workspace}`);
