@@ -1,12 +1,43 @@
 import { defineConfig } from 'vitest/config';
 
+/**
+ * The test files that start real federations (SuperLinks, SuperNodes, the CLI as processes): they
+ * run one at a time, in the project `processes`. `npm test` runs it beside the project
+ * `in-process` (everything else), two streams on two cores (scripts/test.mjs); `npx vitest run`
+ * runs both projects, one file at a time.
+ */
+export const PROCESS_TESTS = [
+  'test/federation.test.ts',
+  'test/federation-faults.test.ts',
+  'test/demo.test.ts',
+  'test/workflows.test.ts',
+  'test/chunk-transfer-1gib.test.ts',
+  'test/cli-runtime.test.ts',
+  'test/federation-limits.test.ts',
+  'test/new-app-federation.test.ts',
+  'test/app-failures.test.ts',
+  'test/refusals.test.ts',
+  'test/install.test.ts',
+  'test/docs.test.ts',
+];
+
 export default defineConfig({
   test: {
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
     reporters: ['default', './test/support/summary-reporter.ts'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    projects: [
+      { extends: true, test: { name: 'processes', include: PROCESS_TESTS } },
+      {
+        extends: true,
+        test: {
+          name: 'in-process',
+          include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+          exclude: PROCESS_TESTS,
+        },
+      },
+    ],
   },
 });
