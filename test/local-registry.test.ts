@@ -25,6 +25,8 @@ beforeAll(async () => {
           dependencies: { dep: '^1.0.0' },
           os: ['linux'],
           bin: { lib: 'cli.js' },
+          peerDependencies: { 'native-addon': '>=1' },
+          peerDependenciesMeta: { 'native-addon': { optional: true } },
         },
         'node_modules/other/node_modules/@scope/lib': {
           version: '1.4.0',
@@ -76,5 +78,12 @@ describe('the local npm registry of the install test', () => {
     expect((await fetch(`${registry.url}pollen`)).status).toBe(404);
     expect(registry.failures).toContain('pollen is not in package-lock.json');
     expect(registry.requests.at(-1)).toEqual({ url: '/pollen', status: 404 });
+  });
+
+  it('answers 404 for an optional peer dependency the lock leaves out, which is no failure', async () => {
+    const before = registry.failures.length;
+    expect((await fetch(`${registry.url}native-addon`)).status).toBe(404);
+    expect(registry.optionalPeers).toEqual(new Set(['native-addon']));
+    expect(registry.failures).toHaveLength(before);
   });
 });

@@ -43,13 +43,18 @@ export interface LocalRegistry {
   url: string;
   /** Every request in order, with the status it got. */
   requests: { url: string; status: number }[];
-  /** Why each request that could not be served was refused. */
+  /** Why each request that should have been served was refused. */
   failures: string[];
+  /**
+   * Optional peer dependencies the lock leaves out (as a plain install does): npm asks for their
+   * packuments and is content with a 404, which is not a failure.
+   */
+  optionalPeers: ReadonlySet<string>;
   close: () => Promise<void>;
 }
 
 export async function startLocalRegistry(opts: LocalRegistryOptions = {}): Promise<LocalRegistry> {
-  const byName = readLock(opts.lockfile ?? join(ROOT, 'package-lock.json'));
+  const { byName, optionalPeers } = readLock(opts.lockfile ?? join(ROOT, 'package-lock.json'));
   const content = join(opts.npmCache ?? npmCacheDir(), '_cacache', 'content-v2');
   const requests: LocalRegistry['requests'] = [];
   const failures: string[] = [];
@@ -85,9 +90,12 @@ export async function startLocalRegistry(opts: LocalRegistryOptions = {}): Promi
         return refuse((e as Error).message);
       }
     }
-    const versions = byName.get(path.slice(1));
-    if (!versions) return refuse(`${path.slice(1)} is not in package-lock.json`);
-    answer(200, JSON.stringify(packument(path.slice(1), versions, base)), 'application/json');
+    const name = path.slice(1);
+    const versions = byName.get(name);
+    if (versions) return answer(200, JSON.stringify(packument(name, versions, base)), 'application/json');
+    if (optionalPeers.has(name))
+      return answer(404, '{"error":"an optional peer dependency"}', 'application/json');
+    refuse(`${name} is not in package-lock.json`);
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
@@ -95,22 +103,30 @@ export async function startLocalRegistry(opts: LocalRegistryOptions = {}): Promi
     url: base,
     requests,
     failures,
+    optionalPeers,
     close: () => new Promise((ok) => server.close(() => ok())),
   };
 }
 
-/** name → version → lock entry, for every installed package of the lock (links left out). */
-function readLock(path: string): Map<string, Map<string, LockEntry>> {
+/**
+ * name → version → lock entry, for every installed package of the lock (links left out), and the
+ * optional peer dependencies the lock holds no package for.
+ */
+function readLock(path: string) {
   const lock = JSON.parse(readFileSync(path, 'utf8')) as { packages: Record<string, LockEntry> };
   const byName = new Map<string, Map<string, LockEntry>>();
+  const optionalPeers = new Set<string>();
   for (const [key, entry] of Object.entries(lock.packages)) {
+    const peers = (entry.peerDependenciesMeta ?? {}) as Record<string, { optional?: boolean }>;
+    for (const [peer, meta] of Object.entries(peers)) if (meta.optional) optionalPeers.add(peer);
     const at = key.lastIndexOf('node_modules/');
     if (at < 0 || entry.link || !entry.version) continue;
     const name = (entry.name as string | undefined) ?? key.slice(at + 'node_modules/'.length);
     if (!byName.has(name)) byName.set(name, new Map());
     byName.get(name)?.set(entry.version, entry);
   }
-  return byName;
+  for (const name of byName.keys()) optionalPeers.delete(name);
+  return { byName, optionalPeers };
 }
 
 function packument(name: string, versions: Map<string, LockEntry>, base: string) {
