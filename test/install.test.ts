@@ -1,31 +1,68 @@
 /**
  * Pollen installed as a product, outside the clone, as the README says: `npm pack`, then
- * `npm install -g` of the tarball into a temporary prefix, offline (from the npm cache: it needs
- * the dependencies and their registry metadata there), and a user's own app in a folder of its
- * own that gets `pollen/sdk` and `pollen/strategies` from the installed Pollen. Slow
- * (better-sqlite3 compiles on install): a few minutes on 2 cores.
+ * `npm install -g` of the tarball into a temporary prefix, and a user's own app in a folder of its
+ * own that gets `pollen/sdk` and `pollen/strategies` from the installed Pollen. npm installs from
+ * a registry on 127.0.0.1 that serves what package-lock.json holds, from the npm cache `npm ci`
+ * filled, into an empty cache of its own: nothing comes from anywhere else.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/errors.js';
 import { cliEnv } from './support/federation.js';
+import { type LocalRegistry, startLocalRegistry } from './support/local-registry.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
 let tmp: string;
 let prefix: string;
 let installed: string;
+let registry: LocalRegistry;
 
-/** npm without the network: only what the npm cache holds; native code built here. */
-const npmEnv = () => cliEnv({ npm_config_offline: 'true', npm_config_build_from_source: 'true' });
+/**
+ * better-sqlite3's install script first downloads a prebuilt binary for this Node and platform
+ * (from GitHub for a user), and compiles SQLite only when there is none. The test keeps that
+ * script and serves it the binary this clone's `npm ci` left in node_modules, through the
+ * download mirror better-sqlite3 honours: the install runs as a user's does, without minutes of
+ * compiling. The binary is only served for the same better-sqlite3 version and Node ABI.
+ */
+function sqlitePrebuild(dir: string): { path: string; tarball: Buffer } {
+  const pkg = join(ROOT, 'node_modules', 'better-sqlite3');
+  const { version } = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string };
+  // Loads only when built for this Node: proof the binary fits the ABI named below.
+  const Database = createRequire(import.meta.url)('better-sqlite3');
+  new Database(':memory:').close();
+  const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  const file = join(dir, name);
+  const tar = spawnSync('tar', ['-czf', file, '-C', pkg, 'build/Release/better_sqlite3.node'], {
+    encoding: 'utf8',
+  });
+  if (tar.status !== 0) throw new Error(`tar failed: ${tar.stderr}`);
+  return { path: `/prebuilds/v${version}/${name}`, tarball: readFileSync(file) };
+}
 
-/** Asynchronous, so the test worker keeps answering vitest during the minutes npm takes. */
+/** npm with the local registry, an empty cache and nothing else. */
+const npmEnv = () =>
+  cliEnv({
+    npm_config_registry: registry.url,
+    npm_config_cache: join(tmp, 'npm-cache'),
+    npm_config_better_sqlite3_binary_host: `${registry.url}prebuilds`,
+    npm_config_update_notifier: 'false',
+  });
+
+/** Asynchronous, so the test worker keeps answering vitest while npm works. */
 async function npm(args: string[], cwd: string): Promise<void> {
-  await promisify(execFile)('npm', [...args, '--no-audit', '--no-fund'], { cwd, env: npmEnv() });
+  try {
+    await promisify(execFile)('npm', [...args, '--no-audit', '--no-fund'], { cwd, env: npmEnv() });
+  } catch (e) {
+    // The registry's reason (e.g. a tarball missing from the npm cache) says more than npm's 404.
+    if (registry.failures.length) throw new Error(registry.failures.join('\n'));
+    throw e;
+  }
 }
 
 /** The installed `pollen` command, from a folder outside the clone. */
@@ -37,15 +74,20 @@ function pollen(args: string[], cwd = tmp) {
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'pollen-install-'));
   prefix = join(tmp, 'prefix');
+  const prebuild = sqlitePrebuild(tmp);
+  registry = await startLocalRegistry({ files: { [prebuild.path]: prebuild.tarball } });
   await npm(['pack', '--pack-destination', tmp], ROOT);
   const tarball = readdirSync(tmp).find((f) => /^pollen-.*\.tgz$/.test(f));
   if (!tarball) throw new Error(`npm pack wrote no pollen-*.tgz into ${tmp}`);
   await npm(['install', '-g', '--prefix', prefix, join(tmp, tarball)], tmp);
   installed = join(prefix, 'lib', 'node_modules', 'pollen');
-}, 600_000);
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+}, 300_000);
+afterAll(async () => {
+  await registry?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
 
-describe('an installed Pollen (npm pack, npm install -g, offline)', () => {
+describe('an installed Pollen (npm pack, npm install -g, from a registry on 127.0.0.1)', () => {
   it('holds the build, the templates and the manuals, not the sources or the tests', () => {
     const files = readdirSync(installed);
     for (const f of ['bin', 'dist', 'docs', 'templates', 'package.json', 'README.md'])
@@ -60,7 +102,7 @@ describe('an installed Pollen (npm pack, npm install -g, offline)', () => {
     const help = pollen(['demo', '--help']);
     expect(help.code, help.stderr).toBe(ExitCode.OK);
     expect(help.stdout).toContain('run a whole secure federation on this machine');
-    // The stores of the services need SQLite's native module, compiled while npm installed it.
+    // The stores of the services need SQLite's native module, which its install script fetched.
     const sqlite = spawnSync(
       process.execPath,
       ['-e', "console.log(new (require('better-sqlite3'))(':memory:').prepare('select 6*7 as n').get().n)"],
@@ -145,5 +187,18 @@ export default new ServerApp(async () => void new FedAvg());
     const built = pollen(['build', app, '--json'], app);
     expect(built.code, built.stderr).toBe(ExitCode.OK);
     expect(JSON.parse(built.stdout)).toMatchObject({ ok: true, hash: expect.stringMatching(/^sha256:/) });
+  });
+
+  it('got every package and the SQLite binary from the local registry, which could serve each request', () => {
+    expect(registry.failures).toEqual([]);
+    // npm asks for optional peers (pg's pg-native) that neither the lock nor the install holds.
+    for (const r of registry.requests.filter((r) => r.status !== 200))
+      expect(registry.optionalPeers, r.url).toContain(decodeURIComponent(r.url.slice(1)));
+    const urls = registry.requests.map((r) => r.url);
+    const deps = Object.keys(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).dependencies);
+    for (const dep of deps) expect(urls).toContain(`/${dep.replace('/', '%2f')}`);
+    expect(urls).toContainEqual(expect.stringMatching(/^\/prebuilds\/.*better-sqlite3-.*\.tar\.gz$/));
+    // The registry's unrelated package `pollen` is never asked for.
+    expect(urls).not.toContain('/pollen');
   });
 });
