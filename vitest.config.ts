@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * The test files that start real federations (SuperLinks, SuperNodes, the CLI as processes): they
- * run one at a time, in the project `processes`. `npm test` runs it beside the project
+ * The test files that start real federations (SuperLinks, SuperNodes, the CLI as processes) and
+ * the longest of the rest: they run one at a time, in the project `processes`, so two federations
+ * never compete for the cores. `npm test` runs it beside the project
  * `in-process` (everything else), two streams on two cores (scripts/test.mjs); `npx vitest run`
  * runs both projects, one file at a time.
  */
@@ -18,7 +19,6 @@ export const PROCESS_TESTS = [
   'test/app-failures.test.ts',
   'test/refusals.test.ts',
   'test/install.test.ts',
-  'test/docs.test.ts',
 ];
 
 export default defineConfig({
