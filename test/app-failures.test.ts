@@ -68,7 +68,7 @@ describe('a ClientApp that fails', () => {
     expect(log).toContain(`run completed: ${reason}`);
     const text = await fed.pollen(['list', FEDERATION, '--run-id', runId]);
     expect(text.stdout).toContain(`finished:completed  (${reason})`);
-    expect(text.stdout).toMatch(/round +1 .*1 nodes, 1 replies, 1 failed/);
+    expect(text.stdout).toMatch(/round +1 .*1 node, 1 reply, 1 failed/);
 
     expect(appFailures(failing)).toEqual([
       expect.objectContaining({

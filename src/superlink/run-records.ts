@@ -4,6 +4,7 @@
  */
 import { sql } from 'kysely';
 import { PollenError } from '../errors.js';
+import { count } from '../util/text.js';
 import type { RunStore } from './run-store.js';
 import { inChunks, type LinkDb } from './state-common.js';
 
@@ -55,8 +56,7 @@ export function nodeErrorSummary(runId: string, rounds: readonly Pick<RoundMetri
   const erred = rounds.filter((r) => r.failures > 0);
   if (erred.length === 0) return '';
   const failures = erred.reduce((n, r) => n + r.failures, 0);
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-  return `${erred.length} of ${plural(rounds.length, 'round')} had node errors (${plural(failures, 'failure')}): pollen log ${runId} shows them`;
+  return `${erred.length} of ${count(rounds.length, 'round')} had node errors (${count(failures, 'failure')}): pollen log ${runId} shows them`;
 }
 
 export class RunRecords {

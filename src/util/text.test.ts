@@ -1,11 +1,20 @@
 import { describe, expect, it } from 'vitest';
-import { clip, nearest, oneLine } from './text.js';
+import { clip, count, nearest, oneLine } from './text.js';
 
 describe('text', () => {
   it('clips long text and marks the cut; short text is kept', () => {
     expect(clip('abc', 3)).toBe('abc');
     expect(clip('abcd', 3)).toBe('ab…');
     expect(clip('abcd', 3)).toHaveLength(3);
+  });
+
+  it('counts with the singular for one and the plural otherwise', () => {
+    expect([count(1, 'node'), count(2, 'node'), count(0, 'node')]).toEqual(['1 node', '2 nodes', '0 nodes']);
+    expect([count(1, 'reply'), count(3, 'reply'), count(2, 'day')]).toEqual([
+      '1 reply',
+      '3 replies',
+      '2 days',
+    ]);
   });
 
   it('keeps text from elsewhere on one line', () => {

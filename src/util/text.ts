@@ -5,6 +5,12 @@ export function clip(text: string, max: number): string {
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+/** `n word`, with the plural of a regular noun when n is not 1: "1 node", "2 nodes", "3 replies". */
+export function count(n: number, word: string): string {
+  if (n === 1) return `${n} ${word}`;
+  return `${n} ${/[^aeiou]y$/.test(word) ? `${word.slice(0, -1)}ies` : `${word}s`}`;
+}
+
 /** Text from elsewhere (a peer, an app) as one line: control characters become spaces. */
 export function oneLine(text: string): string {
   return text.replace(/[\p{Cc}\u2028\u2029]/gu, ' ');

@@ -4,6 +4,7 @@ import { PollenError } from '../../errors.js';
 import type { StreamLogsResponse } from '../../gen/pollen/v1/control_pb.js';
 import type { Artefact, RoundMetrics, Run } from '../../gen/pollen/v1/records_pb.js';
 import { ERROR_CODE_HEADER } from '../../transport/errors.js';
+import { count } from '../../util/text.js';
 import type { ControlSession } from '../control-client.js';
 import { dim, formatMetrics, type Output } from '../output.js';
 
@@ -56,7 +57,7 @@ export function formatArtefacts(runId: string, artefacts: ReturnType<typeof arte
 }
 
 export function formatRound(r: ReturnType<typeof roundJson>): string {
-  const counts = `${r.nodes.length} nodes, ${r.replies} replies, ${r.failures} failed`;
+  const counts = `${count(r.nodes.length, 'node')}, ${count(r.replies, 'reply')}, ${r.failures} failed`;
   return `  round ${String(r.round).padStart(3)}  ${formatMetrics(r.metrics)}  ${dim(`${counts}, ${mb(r.bytesSent + r.bytesReceived)} moved`)}`;
 }
 
