@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { CertServiceHttp } from './cert-service-http.js';
 import type { SubjectType } from './policy.js';
+import type { RequestRow } from './service/requests.js';
 
 export interface CertServiceClientOptions {
   /** `https://host:8443` (a path prefix is kept). */
@@ -29,21 +30,8 @@ export interface IssuedTokenInfo {
   expiresAt: string;
 }
 
-export interface EnrollmentRequestInfo {
-  id: string;
-  name: string;
-  type: CertTypeName;
-  role: string | null;
-  org: string | null;
-  sourceIp: string | null;
-  status: string;
-  rule: string | null;
-  /** A rejection's reason, as the admin gave it (or the service's default). */
-  reason: string | null;
-  createdAt: string;
-  decidedAt: string | null;
-  decidedBy: string | null;
-}
+/** An enrollment request as the service's API returns it (the service's own row, on the wire). */
+export type EnrollmentRequestInfo = Omit<RequestRow, 'type'> & { type: CertTypeName };
 
 export interface EnrolledInfo {
   name: string;
