@@ -300,6 +300,21 @@ describe('pollen federation', () => {
 
     const incomplete = await cli(['federation', 'add', 'x', '--address', '127.0.0.1:1', '--json']);
     expect(expectError(incomplete, 'USAGE', 2).message).toContain('--kit');
+    const noKit = await cli([
+      'federation',
+      'add',
+      'x',
+      '--address',
+      '127.0.0.1:1',
+      '--kit',
+      'nowhere',
+      '--json',
+    ]);
+    expect(expectError(noKit, 'FILE_NOT_FOUND', 4).message).toBe('--kit nowhere: no such file or folder');
+    const listed = await cli(['federation', 'list', '--json']);
+    expect(doc<{ federations: { name: string }[] }>(listed).federations.map((f) => f.name)).not.toContain(
+      'x',
+    );
   });
 
   it('refuses a client certificate on the Control API', async () => {

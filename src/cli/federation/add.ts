@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { PollenError } from '../../errors.js';
 import { configPath, saveFederation } from '../federations.js';
@@ -22,6 +23,17 @@ export interface FederationAddOptions {
 export async function federationAdd(o: FederationAddOptions, out: Output): Promise<void> {
   if (!o.insecure && !o.kit && !(o.certificate && o.privateKey && o.rootCertificate))
     throw new PollenError('USAGE', 'Give --kit, or --certificate, --private-key and --root-certificate');
+  // A path that does not exist now would only fail at the first command that uses it.
+  for (const [flag, path] of [
+    ['--kit', o.kit],
+    ['--certificate', o.certificate],
+    ['--private-key', o.privateKey],
+    ['--root-certificate', o.rootCertificate],
+  ] as const)
+    if (path !== undefined && !existsSync(path))
+      throw new PollenError('FILE_NOT_FOUND', `${flag} ${path}: no such file or folder`, {
+        hint: `Give the ${flag === '--kit' ? 'admin kit folder' : 'file'} as it is on this machine (relative to ${process.cwd()}), then add the federation again.`,
+      });
   // Paths are stored absolute: the config file need not sit next to them.
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
   saveFederation(
