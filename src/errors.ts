@@ -396,7 +396,7 @@ export const ERROR_CODES = {
   RUN_STATE_CONFLICT: spec(
     409,
     ExitCode.CONFLICT,
-    'Runs move pending → starting → running → finished; the current status is given.',
+    'The run is already past that step (runs move pending → starting → running → finished): pollen list --run-id RUN_ID shows how it ended, pollen log RUN_ID its output.',
   ),
   RUN_NOT_RUNNING: spec(409, ExitCode.CONFLICT, 'Messages flow only while the run is running.'),
   MESSAGE_DUPLICATE: spec(409, ExitCode.CONFLICT, 'Every message needs a new unique id.'),
