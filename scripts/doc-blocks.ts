@@ -9,21 +9,31 @@
  *
  * A block that runs until stopped (a service) is marked `<!-- doc-test: background -->`: it is
  * started, ready once it printed its documented output, and its process group is stopped when
- * the manual ends. Host names under `example.com` are this machine (127.0.0.1) for the commands, and
+ * the manual ends. What else a manual left running (a site that `start.sh` put in a process group
+ * of its own, when a block failed before its `stop.sh`) is stopped then too. Host names under `example.com` are this machine (127.0.0.1) for the commands, and
  * Pollen's default ports (8443, 9091 to 9094) are free ports of this run, so runs never collide.
  *
  * Output is compared line by line after `normalize`: what differs from run to run (hashes,
- * times, request ids, absolute paths, numbers, table widths) is masked. A hash or request id a
- * manual shows in an output and then uses in a later command (a root fingerprint, a request id)
- * is replaced in that command by the value this run printed. A line `...` in an output stands
- * for lines left out. A block whose output shows an error (a line that starts with `error`) may
- * exit non-zero.
+ * times, request ids, absolute paths, numbers other than those ending a name like `hospital-2`,
+ * table widths) is masked. A hash or request id a manual shows in an output and then uses in a
+ * later command (a root fingerprint, a request id) is replaced in that command by the value this
+ * run printed. A line `...` in an output stands for lines left out. A block whose output shows an
+ * error (a line that starts with `error`) may exit non-zero.
  *
  * `npx tsx scripts/doc-blocks.ts docs/enrollment.md …` runs manuals and prints each block's
  * result; test/docs.test.ts runs them as a test.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -123,7 +133,8 @@ const VOLATILE: [RegExp, string][] = [
   [/\b\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z?/g, '<time>'],
   [/(?<![\w/])[A-Za-z0-9_-]{40,}(?![\w/])/g, '<key>'],
   [/(?:\/[\w.@+-]+)+\/([\w.@+-]+)/g, '…/$1'],
-  [/\d+(\.\d+)?/g, '#'],
+  // A number, but not one that ends a name (hospital-2, site-1): lines about two sites differ.
+  [/(?<![A-Za-z]-)\d+(\.\d+)?/g, '#'],
   [/[─━]+/g, '─'],
   [/\s+/g, ' '],
 ];
@@ -245,6 +256,8 @@ export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {})
     PATH: `${bin}:${process.env.PATH}`,
     NODE_OPTIONS: `--import=${pathToFileURL(preload).href}`,
     DOC_TEST_PORTS: JSON.stringify(ports),
+    // Marks every process of this run, so that the ones a manual leaves behind can be found.
+    DOC_TEST_WORKSPACE: ws,
     NO_COLOR: '1',
     npm_config_offline: 'true',
     // A manual's `npm install` links this clone; its prepare script would rebuild dist/ under
@@ -296,6 +309,7 @@ export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {})
     }
   } finally {
     await Promise.all(services.map(stopService));
+    await stopLeftovers(`DOC_TEST_WORKSPACE=${ws}`);
     rmSync(ws, { recursive: true, force: true });
   }
   return results;
@@ -372,6 +386,38 @@ async function stopService(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.pid !== undefined && process.kill(-child.pid, 'SIGKILL'), 10_000);
   await exited;
   clearTimeout(timer);
+}
+
+/** Processes whose environment holds `mark` (Linux's /proc; elsewhere none are found). */
+function processesMarked(mark: string): number[] {
+  if (!existsSync('/proc')) return [];
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').includes(mark);
+      } catch {
+        return false; // gone meanwhile, or another user's
+      }
+    })
+    .map(Number);
+}
+
+/** Ends what a manual left running: SIGTERM, and SIGKILL what is left after 5 seconds. */
+async function stopLeftovers(mark: string): Promise<void> {
+  const signal = (pids: number[], sig: NodeJS.Signals) => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // it ended meanwhile
+      }
+    }
+  };
+  signal(processesMarked(mark), 'SIGTERM');
+  for (let waited = 0; waited < 5000 && processesMarked(mark).length > 0; waited += 100)
+    await new Promise((done) => setTimeout(done, 100));
+  signal(processesMarked(mark), 'SIGKILL');
 }
 
 /** The environment without Pollen's own variables: a manual's commands start from nothing. */

@@ -136,6 +136,24 @@ describe('the doc-block harness', () => {
     ]);
     expect(Date.now() - started).toBeLessThan(30_000); // the sleep was stopped, not waited for
   });
+
+  it('stops what a manual left running, also in a process group of its own', async () => {
+    const blocks = extractBlocks(
+      ['```bash', 'set -m', 'sleep 60 >/dev/null 2>&1 &', 'echo "left $!"', '```'].join('\n'),
+      'x.md',
+    );
+    const [result] = await runBlocks(blocks);
+    const pid = Number(/left (\d+)/.exec(result?.output ?? '')?.[1]);
+    expect(pid).toBeGreaterThan(1);
+    // Gone, or a zombie its new parent has not reaped yet.
+    let state: string | undefined;
+    try {
+      state = /\) (\w)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1];
+    } catch {
+      state = undefined;
+    }
+    expect([undefined, 'Z']).toContain(state);
+  });
 });
 
 describe('the manuals, run', () => {
