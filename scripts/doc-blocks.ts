@@ -153,7 +153,8 @@ function values(line: string): string[] {
 
 export interface BlockResult {
   block: DocBlock;
-  status: 'passed' | 'failed' | 'skipped';
+  /** 'not run': an earlier block of the manual failed, so this one would only wait on it. */
+  status: 'passed' | 'failed' | 'skipped' | 'not run';
   /** What went wrong: documented lines not printed, or the exit status. */
   problems: string[];
   output: string;
@@ -272,6 +273,12 @@ export async function runBlocks(blocks: readonly DocBlock[], o: RunOptions = {})
     for (const block of blocks) {
       if (block.skip) {
         results.push({ block, status: 'skipped', problems: [], output: '', seconds: 0 });
+        continue;
+      }
+      // Later blocks build on this one's state (services, sites, ids): after a failure they would
+      // wait out their time limits, so the manual ends here and its processes are stopped.
+      if (results.some((r) => r.status === 'failed' || r.status === 'not run')) {
+        results.push({ block, status: 'not run', problems: [], output: '', seconds: 0 });
         continue;
       }
       let commands = block.commands;
@@ -457,11 +464,15 @@ export function report(results: readonly BlockResult[]): string {
   const lines = results.map((r) => {
     const where = `${relative(ROOT, r.block.file)}:${r.block.line}`;
     if (r.status === 'skipped') return `– ${where} (skipped: ${r.block.skip})`;
+    if (r.status === 'not run') return `· ${where} (not run: an earlier block failed)`;
     if (r.status === 'passed') return `✓ ${where} (${r.seconds.toFixed(1)} s)`;
     return `✗ ${where}\n    ${r.problems.join('\n    ')}\n  output:\n${r.output.replace(/^/gm, '    | ')}`;
   });
   const count = (s: BlockResult['status']) => results.filter((r) => r.status === s).length;
-  lines.push(`${count('passed')} blocks passed, ${count('failed')} failed, ${count('skipped')} skipped`);
+  const notRun = count('not run') > 0 ? `, ${count('not run')} not run` : '';
+  lines.push(
+    `${count('passed')} blocks passed, ${count('failed')} failed, ${count('skipped')} skipped${notRun}`,
+  );
   return lines.join('\n');
 }
 

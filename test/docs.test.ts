@@ -108,6 +108,21 @@ describe('the doc-block harness', () => {
     expect(results[1]?.output).toContain('hello from sub 0123456789abcdef0123');
     expect(results[2]?.problems).toEqual(['not printed: that', 'exited with 1']);
   });
+  it('runs no block after a failed one: they would wait on what it did not do', async () => {
+    const blocks = extractBlocks(
+      ['```bash', 'false', '```', '```bash', 'touch ran', '```', '```bash', 'touch ran-too', '```'].join(
+        '\n',
+      ),
+      'x.md',
+    );
+    const started = Date.now();
+    const results = await runBlocks(blocks, { timeout: 60 });
+    expect(results.map((r) => r.status)).toEqual(['failed', 'not run', 'not run']);
+    expect(results.map((r) => r.output)).toEqual([expect.any(String), '', '']);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(report(results)).toMatch(/0 blocks passed, 1 failed, 0 skipped, 2 not run$/);
+  });
+
   it('starts a background block, goes on once it printed its output, and stops it at the end', async () => {
     const blocks = extractBlocks(
       [
