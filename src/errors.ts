@@ -428,6 +428,16 @@ export const ERROR_CODES = {
     'Present a certificate from the project CA (check the federation config or the startup kit).',
   ),
   PERMISSION_DENIED: spec(403, ExitCode.UNAUTHORIZED, 'Use a certificate of the right type for this API.'),
+  RIGHT_MISSING: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'Ask an admin of the project for a role that grants this right (docs/identity.md lists them).',
+  ),
+  WRONG_ORGANISATION: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'Your role grants this right only within your organisation or on what you created; ask an admin of the other organisation.',
+  ),
   APP_TOKEN_INVALID: spec(
     401,
     ExitCode.UNAUTHORIZED,
