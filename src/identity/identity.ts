@@ -41,3 +41,42 @@ export const LOCAL_ADMIN: Identity = {
   org: undefined,
   roles: ['project_admin'],
 };
+
+/** Checks an OIDC access token and maps its claims (`token-verifier.ts`). */
+export interface TokenVerifier {
+  verify(token: string): Promise<Identity>;
+}
+
+/** Service-account secrets are bearer tokens with this prefix, so they are never taken for a JWT. */
+export const SERVICE_ACCOUNT_PREFIX = 'pollen_sa_';
+
+/** Authenticates a service-account secret (`service-accounts.ts`). */
+export interface ServiceAccountAuth {
+  authenticate(secret: string): Promise<Identity>;
+}
+
+/** Where a token's claims hold roles, organisation and e-mail (docs/identity.md). */
+export interface ClaimMapping {
+  /** Dotted claim paths holding role names: `realm_access.roles`, `resource_access.pollen.roles`, `groups`. */
+  roles: string[];
+  /** An identity provider's role or group name → a Pollen role (Pollen's own names map to themselves). */
+  roleNames: Record<string, Role>;
+  /** Dotted claim path of the organisation (`org`, `organization`, a custom claim). */
+  org: string;
+  email: string;
+  name: string;
+}
+
+/** A SuperLink's or Certificate Service's OpenID Provider: which tokens it accepts and how it reads them. */
+export interface OidcConfig {
+  issuer: string;
+  /** The `aud` access tokens must name: this service. */
+  audience: string;
+  /** The public client `pollen login` uses (device authorization grant). */
+  clientId: string;
+  scopes: string[];
+  /** Asymmetric JWS algorithms only. */
+  algorithms: string[];
+  clockSkewSeconds: number;
+  claims: ClaimMapping;
+}

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pollen/v1/control.proto.
  */
 export const file_pollen_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("Chdwb2xsZW4vdjEvY29udHJvbC5wcm90bxIJcG9sbGVuLnYxIssBCg9TdGFydFJ1blJlcXVlc3QSGwoDZmFiGAEgASgLMg4ucG9sbGVuLnYxLkZhYhI9CgpydW5fY29uZmlnGAIgAygLMikucG9sbGVuLnYxLlN0YXJ0UnVuUmVxdWVzdC5SdW5Db25maWdFbnRyeRISCgpmZWRlcmF0aW9uGAMgASgJGkgKDlJ1bkNvbmZpZ0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnBvbGxlbi52MS5Db25maWdWYWx1ZToCOAEiIgoQU3RhcnRSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkiIAoPTGlzdFJ1bnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIjAKEExpc3RSdW5zUmVzcG9uc2USHAoEcnVucxgBIAMoCzIOLnBvbGxlbi52MS5SdW4iJgoUR2V0UnVuRGV0YWlsc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJIoUBChVHZXRSdW5EZXRhaWxzUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9sbGVuLnYxLlJ1bhInCgZyb3VuZHMYAiADKAsyFy5wb2xsZW4udjEuUm91bmRNZXRyaWNzEiYKCWFydGVmYWN0cxgDIAMoCzITLnBvbGxlbi52MS5BcnRlZmFjdCIgCg5TdG9wUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiLgoPU3RvcFJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvbGxlbi52MS5SdW4iRgoRU3RyZWFtTG9nc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBBIOCgZmb2xsb3cYAyABKAgiQAoHTG9nTGluZRILCgNzZXEYASABKAQSCgoCYXQYAiABKAMSDgoGc3RyZWFtGAMgASgJEgwKBHRleHQYBCABKAkiVAoSU3RyZWFtTG9nc1Jlc3BvbnNlEiEKBWxpbmVzGAEgAygLMhIucG9sbGVuLnYxLkxvZ0xpbmUSGwoDcnVuGAIgASgLMg4ucG9sbGVuLnYxLlJ1biISChBMaXN0Tm9kZXNSZXF1ZXN0IkYKEUxpc3ROb2Rlc1Jlc3BvbnNlEh4KBW5vZGVzGAEgAygLMg8ucG9sbGVuLnYxLk5vZGUSEQoJbm9kZV9hdXRoGAIgASgIIkUKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSEgoKcHVibGljX2tleRgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHNpdGUYAyABKAkiJwoUUmVnaXN0ZXJOb2RlUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCSIoChVVbnJlZ2lzdGVyTm9kZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCSIYChZVbnJlZ2lzdGVyTm9kZVJlc3BvbnNlMrsGCgdDb250cm9sElIKDU1pc3NpbmdDaHVua3MSHy5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1JlcXVlc3QaIC5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1Jlc3BvbnNlEj8KClB1c2hDaHVua3MSEC5wb2xsZW4udjEuQ2h1bmsaHS5wb2xsZW4udjEuUHVzaENodW5rc1Jlc3BvbnNlKAESPgoKUHVsbENodW5rcxIcLnBvbGxlbi52MS5QdWxsQ2h1bmtzUmVxdWVzdBoQLnBvbGxlbi52MS5DaHVuazABEkMKCFN0YXJ0UnVuEhoucG9sbGVuLnYxLlN0YXJ0UnVuUmVxdWVzdBobLnBvbGxlbi52MS5TdGFydFJ1blJlc3BvbnNlEkMKCExpc3RSdW5zEhoucG9sbGVuLnYxLkxpc3RSdW5zUmVxdWVzdBobLnBvbGxlbi52MS5MaXN0UnVuc1Jlc3BvbnNlElIKDUdldFJ1bkRldGFpbHMSHy5wb2xsZW4udjEuR2V0UnVuRGV0YWlsc1JlcXVlc3QaIC5wb2xsZW4udjEuR2V0UnVuRGV0YWlsc1Jlc3BvbnNlEkAKB1N0b3BSdW4SGS5wb2xsZW4udjEuU3RvcFJ1blJlcXVlc3QaGi5wb2xsZW4udjEuU3RvcFJ1blJlc3BvbnNlEksKClN0cmVhbUxvZ3MSHC5wb2xsZW4udjEuU3RyZWFtTG9nc1JlcXVlc3QaHS5wb2xsZW4udjEuU3RyZWFtTG9nc1Jlc3BvbnNlMAESRgoJTGlzdE5vZGVzEhsucG9sbGVuLnYxLkxpc3ROb2Rlc1JlcXVlc3QaHC5wb2xsZW4udjEuTGlzdE5vZGVzUmVzcG9uc2USTwoMUmVnaXN0ZXJOb2RlEh4ucG9sbGVuLnYxLlJlZ2lzdGVyTm9kZVJlcXVlc3QaHy5wb2xsZW4udjEuUmVnaXN0ZXJOb2RlUmVzcG9uc2USVQoOVW5yZWdpc3Rlck5vZGUSIC5wb2xsZW4udjEuVW5yZWdpc3Rlck5vZGVSZXF1ZXN0GiEucG9sbGVuLnYxLlVucmVnaXN0ZXJOb2RlUmVzcG9uc2ViBnByb3RvMw", [file_pollen_v1_records]);
+  fileDesc("Chdwb2xsZW4vdjEvY29udHJvbC5wcm90bxIJcG9sbGVuLnYxIssBCg9TdGFydFJ1blJlcXVlc3QSGwoDZmFiGAEgASgLMg4ucG9sbGVuLnYxLkZhYhI9CgpydW5fY29uZmlnGAIgAygLMikucG9sbGVuLnYxLlN0YXJ0UnVuUmVxdWVzdC5SdW5Db25maWdFbnRyeRISCgpmZWRlcmF0aW9uGAMgASgJGkgKDlJ1bkNvbmZpZ0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLnBvbGxlbi52MS5Db25maWdWYWx1ZToCOAEiIgoQU3RhcnRSdW5SZXNwb25zZRIOCgZydW5faWQYASABKAkiIAoPTGlzdFJ1bnNSZXF1ZXN0Eg0KBWxpbWl0GAEgASgNIjAKEExpc3RSdW5zUmVzcG9uc2USHAoEcnVucxgBIAMoCzIOLnBvbGxlbi52MS5SdW4iJgoUR2V0UnVuRGV0YWlsc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJIoUBChVHZXRSdW5EZXRhaWxzUmVzcG9uc2USGwoDcnVuGAEgASgLMg4ucG9sbGVuLnYxLlJ1bhInCgZyb3VuZHMYAiADKAsyFy5wb2xsZW4udjEuUm91bmRNZXRyaWNzEiYKCWFydGVmYWN0cxgDIAMoCzITLnBvbGxlbi52MS5BcnRlZmFjdCIgCg5TdG9wUnVuUmVxdWVzdBIOCgZydW5faWQYASABKAkiLgoPU3RvcFJ1blJlc3BvbnNlEhsKA3J1bhgBIAEoCzIOLnBvbGxlbi52MS5SdW4iRgoRU3RyZWFtTG9nc1JlcXVlc3QSDgoGcnVuX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBBIOCgZmb2xsb3cYAyABKAgiQAoHTG9nTGluZRILCgNzZXEYASABKAQSCgoCYXQYAiABKAMSDgoGc3RyZWFtGAMgASgJEgwKBHRleHQYBCABKAkiVAoSU3RyZWFtTG9nc1Jlc3BvbnNlEiEKBWxpbmVzGAEgAygLMhIucG9sbGVuLnYxLkxvZ0xpbmUSGwoDcnVuGAIgASgLMg4ucG9sbGVuLnYxLlJ1biISChBMaXN0Tm9kZXNSZXF1ZXN0IkYKEUxpc3ROb2Rlc1Jlc3BvbnNlEh4KBW5vZGVzGAEgAygLMg8ucG9sbGVuLnYxLk5vZGUSEQoJbm9kZV9hdXRoGAIgASgIIkUKE1JlZ2lzdGVyTm9kZVJlcXVlc3QSEgoKcHVibGljX2tleRgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHNpdGUYAyABKAkiJwoUUmVnaXN0ZXJOb2RlUmVzcG9uc2USDwoHbm9kZV9pZBgBIAEoCSIoChVVbnJlZ2lzdGVyTm9kZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCSIYChZVbnJlZ2lzdGVyTm9kZVJlc3BvbnNlIhgKFkdldExvZ2luRGV0YWlsc1JlcXVlc3QiXgoXR2V0TG9naW5EZXRhaWxzUmVzcG9uc2USDgoGaXNzdWVyGAEgASgJEhEKCWNsaWVudF9pZBgCIAEoCRIQCghhdWRpZW5jZRgDIAEoCRIOCgZzY29wZXMYBCADKAkiDwoNV2hvQW1JUmVxdWVzdCJ2CghJZGVudGl0eRIMCgRraW5kGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDAoEbmFtZRgDIAEoCRILCgNvcmcYBCABKAkSDQoFcm9sZXMYBSADKAkSDQoFZW1haWwYBiABKAkSEgoKZXhwaXJlc19hdBgHIAEoAyI3Cg5XaG9BbUlSZXNwb25zZRIlCghpZGVudGl0eRgBIAEoCzITLnBvbGxlbi52MS5JZGVudGl0eSKgAQoOU2VydmljZUFjY291bnQSDAoEbmFtZRgBIAEoCRINCgVyb2xlcxgCIAMoCRILCgNvcmcYAyABKAkSEgoKZXhwaXJlc19hdBgEIAEoAxISCgpjcmVhdGVkX2J5GAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAMSEgoKcmV2b2tlZF9hdBgHIAEoAxIUCgxsYXN0X3VzZWRfYXQYCCABKAMiWwobQ3JlYXRlU2VydmljZUFjY291bnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFcm9sZXMYAiADKAkSCwoDb3JnGAMgASgJEhIKCmV4cGlyZXNfYXQYBCABKAMiWgocQ3JlYXRlU2VydmljZUFjY291bnRSZXNwb25zZRIqCgdhY2NvdW50GAEgASgLMhkucG9sbGVuLnYxLlNlcnZpY2VBY2NvdW50Eg4KBnNlY3JldBgCIAEoCSIcChpMaXN0U2VydmljZUFjY291bnRzUmVxdWVzdCJKChtMaXN0U2VydmljZUFjY291bnRzUmVzcG9uc2USKwoIYWNjb3VudHMYASADKAsyGS5wb2xsZW4udjEuU2VydmljZUFjY291bnQiKwobUmV2b2tlU2VydmljZUFjY291bnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiSgocUmV2b2tlU2VydmljZUFjY291bnRSZXNwb25zZRIqCgdhY2NvdW50GAEgASgLMhkucG9sbGVuLnYxLlNlcnZpY2VBY2NvdW50MowKCgdDb250cm9sElIKDU1pc3NpbmdDaHVua3MSHy5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1JlcXVlc3QaIC5wb2xsZW4udjEuTWlzc2luZ0NodW5rc1Jlc3BvbnNlEj8KClB1c2hDaHVua3MSEC5wb2xsZW4udjEuQ2h1bmsaHS5wb2xsZW4udjEuUHVzaENodW5rc1Jlc3BvbnNlKAESPgoKUHVsbENodW5rcxIcLnBvbGxlbi52MS5QdWxsQ2h1bmtzUmVxdWVzdBoQLnBvbGxlbi52MS5DaHVuazABEkMKCFN0YXJ0UnVuEhoucG9sbGVuLnYxLlN0YXJ0UnVuUmVxdWVzdBobLnBvbGxlbi52MS5TdGFydFJ1blJlc3BvbnNlEkMKCExpc3RSdW5zEhoucG9sbGVuLnYxLkxpc3RSdW5zUmVxdWVzdBobLnBvbGxlbi52MS5MaXN0UnVuc1Jlc3BvbnNlElIKDUdldFJ1bkRldGFpbHMSHy5wb2xsZW4udjEuR2V0UnVuRGV0YWlsc1JlcXVlc3QaIC5wb2xsZW4udjEuR2V0UnVuRGV0YWlsc1Jlc3BvbnNlEkAKB1N0b3BSdW4SGS5wb2xsZW4udjEuU3RvcFJ1blJlcXVlc3QaGi5wb2xsZW4udjEuU3RvcFJ1blJlc3BvbnNlEksKClN0cmVhbUxvZ3MSHC5wb2xsZW4udjEuU3RyZWFtTG9nc1JlcXVlc3QaHS5wb2xsZW4udjEuU3RyZWFtTG9nc1Jlc3BvbnNlMAESRgoJTGlzdE5vZGVzEhsucG9sbGVuLnYxLkxpc3ROb2Rlc1JlcXVlc3QaHC5wb2xsZW4udjEuTGlzdE5vZGVzUmVzcG9uc2USTwoMUmVnaXN0ZXJOb2RlEh4ucG9sbGVuLnYxLlJlZ2lzdGVyTm9kZVJlcXVlc3QaHy5wb2xsZW4udjEuUmVnaXN0ZXJOb2RlUmVzcG9uc2USVQoOVW5yZWdpc3Rlck5vZGUSIC5wb2xsZW4udjEuVW5yZWdpc3Rlck5vZGVSZXF1ZXN0GiEucG9sbGVuLnYxLlVucmVnaXN0ZXJOb2RlUmVzcG9uc2USWAoPR2V0TG9naW5EZXRhaWxzEiEucG9sbGVuLnYxLkdldExvZ2luRGV0YWlsc1JlcXVlc3QaIi5wb2xsZW4udjEuR2V0TG9naW5EZXRhaWxzUmVzcG9uc2USPQoGV2hvQW1JEhgucG9sbGVuLnYxLldob0FtSVJlcXVlc3QaGS5wb2xsZW4udjEuV2hvQW1JUmVzcG9uc2USZwoUQ3JlYXRlU2VydmljZUFjY291bnQSJi5wb2xsZW4udjEuQ3JlYXRlU2VydmljZUFjY291bnRSZXF1ZXN0GicucG9sbGVuLnYxLkNyZWF0ZVNlcnZpY2VBY2NvdW50UmVzcG9uc2USZAoTTGlzdFNlcnZpY2VBY2NvdW50cxIlLnBvbGxlbi52MS5MaXN0U2VydmljZUFjY291bnRzUmVxdWVzdBomLnBvbGxlbi52MS5MaXN0U2VydmljZUFjY291bnRzUmVzcG9uc2USZwoUUmV2b2tlU2VydmljZUFjY291bnQSJi5wb2xsZW4udjEuUmV2b2tlU2VydmljZUFjY291bnRSZXF1ZXN0GicucG9sbGVuLnYxLlJldm9rZVNlcnZpY2VBY2NvdW50UmVzcG9uc2ViBnByb3RvMw", [file_pollen_v1_records]);
 
 /**
  * @generated from message pollen.v1.StartRunRequest
@@ -379,6 +379,314 @@ export const UnregisterNodeResponseSchema: GenMessage<UnregisterNodeResponse> = 
   messageDesc(file_pollen_v1_control, 16);
 
 /**
+ * @generated from message pollen.v1.GetLoginDetailsRequest
+ */
+export type GetLoginDetailsRequest = Message<"pollen.v1.GetLoginDetailsRequest"> & {
+};
+
+/**
+ * Describes the message pollen.v1.GetLoginDetailsRequest.
+ * Use `create(GetLoginDetailsRequestSchema)` to create a new message.
+ */
+export const GetLoginDetailsRequestSchema: GenMessage<GetLoginDetailsRequest> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 17);
+
+/**
+ * @generated from message pollen.v1.GetLoginDetailsResponse
+ */
+export type GetLoginDetailsResponse = Message<"pollen.v1.GetLoginDetailsResponse"> & {
+  /**
+   * Empty when the SuperLink accepts no OIDC login (certificates and service accounts only).
+   *
+   * @generated from field: string issuer = 1;
+   */
+  issuer: string;
+
+  /**
+   * The public client the CLI uses for the device authorization grant.
+   *
+   * @generated from field: string client_id = 2;
+   */
+  clientId: string;
+
+  /**
+   * The audience access tokens must name (the SuperLink), sent as the resource indicator.
+   *
+   * @generated from field: string audience = 3;
+   */
+  audience: string;
+
+  /**
+   * @generated from field: repeated string scopes = 4;
+   */
+  scopes: string[];
+};
+
+/**
+ * Describes the message pollen.v1.GetLoginDetailsResponse.
+ * Use `create(GetLoginDetailsResponseSchema)` to create a new message.
+ */
+export const GetLoginDetailsResponseSchema: GenMessage<GetLoginDetailsResponse> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 18);
+
+/**
+ * @generated from message pollen.v1.WhoAmIRequest
+ */
+export type WhoAmIRequest = Message<"pollen.v1.WhoAmIRequest"> & {
+};
+
+/**
+ * Describes the message pollen.v1.WhoAmIRequest.
+ * Use `create(WhoAmIRequestSchema)` to create a new message.
+ */
+export const WhoAmIRequestSchema: GenMessage<WhoAmIRequest> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 19);
+
+/**
+ * @generated from message pollen.v1.Identity
+ */
+export type Identity = Message<"pollen.v1.Identity"> & {
+  /**
+   * user | certificate | service_account | local
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string org = 4;
+   */
+  org: string;
+
+  /**
+   * @generated from field: repeated string roles = 5;
+   */
+  roles: string[];
+
+  /**
+   * @generated from field: string email = 6;
+   */
+  email: string;
+
+  /**
+   * Epoch ms; 0 when the credential has no end.
+   *
+   * @generated from field: int64 expires_at = 7;
+   */
+  expiresAt: bigint;
+};
+
+/**
+ * Describes the message pollen.v1.Identity.
+ * Use `create(IdentitySchema)` to create a new message.
+ */
+export const IdentitySchema: GenMessage<Identity> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 20);
+
+/**
+ * @generated from message pollen.v1.WhoAmIResponse
+ */
+export type WhoAmIResponse = Message<"pollen.v1.WhoAmIResponse"> & {
+  /**
+   * @generated from field: pollen.v1.Identity identity = 1;
+   */
+  identity?: Identity | undefined;
+};
+
+/**
+ * Describes the message pollen.v1.WhoAmIResponse.
+ * Use `create(WhoAmIResponseSchema)` to create a new message.
+ */
+export const WhoAmIResponseSchema: GenMessage<WhoAmIResponse> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 21);
+
+/**
+ * @generated from message pollen.v1.ServiceAccount
+ */
+export type ServiceAccount = Message<"pollen.v1.ServiceAccount"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string roles = 2;
+   */
+  roles: string[];
+
+  /**
+   * @generated from field: string org = 3;
+   */
+  org: string;
+
+  /**
+   * Epoch ms; 0 for none.
+   *
+   * @generated from field: int64 expires_at = 4;
+   */
+  expiresAt: bigint;
+
+  /**
+   * @generated from field: string created_by = 5;
+   */
+  createdBy: string;
+
+  /**
+   * @generated from field: int64 created_at = 6;
+   */
+  createdAt: bigint;
+
+  /**
+   * Epoch ms; 0 while it is valid.
+   *
+   * @generated from field: int64 revoked_at = 7;
+   */
+  revokedAt: bigint;
+
+  /**
+   * @generated from field: int64 last_used_at = 8;
+   */
+  lastUsedAt: bigint;
+};
+
+/**
+ * Describes the message pollen.v1.ServiceAccount.
+ * Use `create(ServiceAccountSchema)` to create a new message.
+ */
+export const ServiceAccountSchema: GenMessage<ServiceAccount> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 22);
+
+/**
+ * @generated from message pollen.v1.CreateServiceAccountRequest
+ */
+export type CreateServiceAccountRequest = Message<"pollen.v1.CreateServiceAccountRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string roles = 2;
+   */
+  roles: string[];
+
+  /**
+   * @generated from field: string org = 3;
+   */
+  org: string;
+
+  /**
+   * @generated from field: int64 expires_at = 4;
+   */
+  expiresAt: bigint;
+};
+
+/**
+ * Describes the message pollen.v1.CreateServiceAccountRequest.
+ * Use `create(CreateServiceAccountRequestSchema)` to create a new message.
+ */
+export const CreateServiceAccountRequestSchema: GenMessage<CreateServiceAccountRequest> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 23);
+
+/**
+ * @generated from message pollen.v1.CreateServiceAccountResponse
+ */
+export type CreateServiceAccountResponse = Message<"pollen.v1.CreateServiceAccountResponse"> & {
+  /**
+   * @generated from field: pollen.v1.ServiceAccount account = 1;
+   */
+  account?: ServiceAccount | undefined;
+
+  /**
+   * Shown once; the SuperLink keeps only its hash.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message pollen.v1.CreateServiceAccountResponse.
+ * Use `create(CreateServiceAccountResponseSchema)` to create a new message.
+ */
+export const CreateServiceAccountResponseSchema: GenMessage<CreateServiceAccountResponse> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 24);
+
+/**
+ * @generated from message pollen.v1.ListServiceAccountsRequest
+ */
+export type ListServiceAccountsRequest = Message<"pollen.v1.ListServiceAccountsRequest"> & {
+};
+
+/**
+ * Describes the message pollen.v1.ListServiceAccountsRequest.
+ * Use `create(ListServiceAccountsRequestSchema)` to create a new message.
+ */
+export const ListServiceAccountsRequestSchema: GenMessage<ListServiceAccountsRequest> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 25);
+
+/**
+ * @generated from message pollen.v1.ListServiceAccountsResponse
+ */
+export type ListServiceAccountsResponse = Message<"pollen.v1.ListServiceAccountsResponse"> & {
+  /**
+   * @generated from field: repeated pollen.v1.ServiceAccount accounts = 1;
+   */
+  accounts: ServiceAccount[];
+};
+
+/**
+ * Describes the message pollen.v1.ListServiceAccountsResponse.
+ * Use `create(ListServiceAccountsResponseSchema)` to create a new message.
+ */
+export const ListServiceAccountsResponseSchema: GenMessage<ListServiceAccountsResponse> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 26);
+
+/**
+ * @generated from message pollen.v1.RevokeServiceAccountRequest
+ */
+export type RevokeServiceAccountRequest = Message<"pollen.v1.RevokeServiceAccountRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message pollen.v1.RevokeServiceAccountRequest.
+ * Use `create(RevokeServiceAccountRequestSchema)` to create a new message.
+ */
+export const RevokeServiceAccountRequestSchema: GenMessage<RevokeServiceAccountRequest> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 27);
+
+/**
+ * @generated from message pollen.v1.RevokeServiceAccountResponse
+ */
+export type RevokeServiceAccountResponse = Message<"pollen.v1.RevokeServiceAccountResponse"> & {
+  /**
+   * @generated from field: pollen.v1.ServiceAccount account = 1;
+   */
+  account?: ServiceAccount | undefined;
+};
+
+/**
+ * Describes the message pollen.v1.RevokeServiceAccountResponse.
+ * Use `create(RevokeServiceAccountResponseSchema)` to create a new message.
+ */
+export const RevokeServiceAccountResponseSchema: GenMessage<RevokeServiceAccountResponse> = /*@__PURE__*/
+  messageDesc(file_pollen_v1_control, 28);
+
+/**
  * @generated from service pollen.v1.Control
  */
 export const Control: GenService<{
@@ -473,6 +781,50 @@ export const Control: GenService<{
     methodKind: "unary";
     input: typeof UnregisterNodeRequestSchema;
     output: typeof UnregisterNodeResponseSchema;
+  },
+  /**
+   * Unauthenticated: where people log in (the OpenID Provider and the client to use).
+   *
+   * @generated from rpc pollen.v1.Control.GetLoginDetails
+   */
+  getLoginDetails: {
+    methodKind: "unary";
+    input: typeof GetLoginDetailsRequestSchema;
+    output: typeof GetLoginDetailsResponseSchema;
+  },
+  /**
+   * The caller's identity as the SuperLink sees it.
+   *
+   * @generated from rpc pollen.v1.Control.WhoAmI
+   */
+  whoAmI: {
+    methodKind: "unary";
+    input: typeof WhoAmIRequestSchema;
+    output: typeof WhoAmIResponseSchema;
+  },
+  /**
+   * @generated from rpc pollen.v1.Control.CreateServiceAccount
+   */
+  createServiceAccount: {
+    methodKind: "unary";
+    input: typeof CreateServiceAccountRequestSchema;
+    output: typeof CreateServiceAccountResponseSchema;
+  },
+  /**
+   * @generated from rpc pollen.v1.Control.ListServiceAccounts
+   */
+  listServiceAccounts: {
+    methodKind: "unary";
+    input: typeof ListServiceAccountsRequestSchema;
+    output: typeof ListServiceAccountsResponseSchema;
+  },
+  /**
+   * @generated from rpc pollen.v1.Control.RevokeServiceAccount
+   */
+  revokeServiceAccount: {
+    methodKind: "unary";
+    input: typeof RevokeServiceAccountRequestSchema;
+    output: typeof RevokeServiceAccountResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pollen_v1_control, 0);
