@@ -443,6 +443,43 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'App processes are started by the SuperLink or SuperNode, which give them their token.',
   ),
+  // People: logging in (`pollen login`, `logout`, `whoami`)
+  LOGIN_NOT_OFFERED: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'This SuperLink announces no OpenID Provider: use an admin kit, or name the provider yourself with `pollen federation add NAME --address HOST:9093 --issuer URL --client-id ID`.',
+  ),
+  LOGIN_DENIED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    "The sign-in was refused at the identity provider (you pressed Abort, or it does not let you use this client): run `pollen login` again, or ask the provider's administrator.",
+  ),
+  LOGIN_EXPIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'The code expired before you signed in: run `pollen login` again and complete the sign-in in the browser within the time shown.',
+  ),
+  LOGIN_REQUIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Your login ended (it expired or was revoked at the identity provider): run `pollen login FEDERATION` again.',
+  ),
+  LOGIN_FAILED: spec(
+    502,
+    ExitCode.UNAUTHORIZED,
+    "The identity provider refused the request: check the federation's issuer and client id (`pollen federation list`), or ask its administrator.",
+  ),
+  ISSUER_UNREACHABLE: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'The OpenID Provider does not answer: check its URL (the issuer) and your network, then try again.',
+    RETRY,
+  ),
+  ROOT_FINGERPRINT_MISMATCH: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'No certificate the server sent has the fingerprint you gave: check the address and ask the project admin for the root fingerprint (`pollen cert init` printed it; `openssl x509 -noout -fingerprint -sha256 -in rootCA.pem` shows it). Nothing was saved.',
+  ),
   // Runtime: apps and runs
   APP_LOAD_FAILED: spec(
     400,

@@ -10,7 +10,7 @@ import { PollenError } from '../errors.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
 import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
-import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
+import { type PeerIdentity, type TlsMaterial, withRootInChain } from '../transport/tls.js';
 import { ArtefactStore } from './artefacts.js';
 import { type CollectorOptions, startCollector } from './collector.js';
 import { controlBulkAuth, controlChunkStore, controlRoutes } from './control-service.js';
@@ -180,7 +180,8 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       addressOption: '--control-address',
       host: o.control.host,
       port: o.control.port,
-      tls: o.tls ? { ...o.tls, requireClientCert: true } : undefined,
+      // People without a kit pin the root by its fingerprint: the Control API sends it.
+      tls: o.tls ? { ...withRootInChain(o.tls), requireClientCert: true } : undefined,
       routes: controlRoutes(link, launcher, controlOptions),
       bulk: {
         store: controlChunkStore(link),
