@@ -8,9 +8,11 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loginClock } from '../src/cli/login/clock.js';
+import { fetchPinnedRoot } from '../src/cli/login/pinned-root.js';
 import { certificateFingerprint } from '../src/pki/fingerprint.js';
 import { type CliResult, pollenInProcess, tempDir } from './support/cli.js';
 import { makePki, type Pki, tlsOf } from './support/federation.js';
+import { startInProcessLink } from './support/inproc.js';
 import { type LoginControl, startLoginControl } from './support/login-control.js';
 import { actAsDeviceUser, startTestProvider, type TestProvider } from './support/oidc-provider.js';
 
@@ -315,6 +317,21 @@ describe('pollen login refusals', () => {
       expect(r.json()).toMatchObject({ ok: false, error: { code: 'LOGIN_NOT_OFFERED' } });
     } finally {
       await plain.close();
+    }
+  });
+});
+
+describe('the SuperLink and a pinned root', () => {
+  it("sends its root in the Control API's chain, so a person with only the fingerprint can pin it", async () => {
+    const link = await startInProcessLink('pollen-login-root-');
+    try {
+      const { rootPath } = await link.adminCert();
+      const root = readFileSync(rootPath, 'utf8');
+      const address = new URL(link.superlink.controlUrl).host;
+      const pinned = await fetchPinnedRoot(address, certificateFingerprint(root));
+      expect(pinned.pem.trim()).toBe(root.trim());
+    } finally {
+      await link.close();
     }
   });
 });
