@@ -5,11 +5,11 @@
  * server presents verifies to it (a second connection that trusts nothing else). The first
  * certificate seen is never trusted for being there.
  */
-import { X509Certificate } from 'node:crypto';
-import { isIP } from 'node:net';
-import tls, { type DetailedPeerCertificate } from 'node:tls';
+import type { X509Certificate } from 'node:crypto';
+import tls from 'node:tls';
 import { PollenError } from '../../errors.js';
 import { certificateFingerprint, normaliseFingerprint } from '../../pki/fingerprint.js';
+import { presentedChain } from '../../transport/presented-chain.js';
 import { checkPollenServer } from '../../transport/tls.js';
 
 export interface PinnedRoot {
@@ -31,7 +31,7 @@ export async function fetchPinnedRoot(address: string, fingerprint: string): Pro
       },
     );
   const { host, port } = hostPort(address);
-  const chain = await presentedChain(host, port);
+  const chain = await sentChain(host, port);
   const match = chain.find((c) => certificateFingerprint(c) === pin);
   if (!match)
     throw new PollenError(
@@ -61,38 +61,13 @@ function hostPort(address: string): { host: string; port: number } {
 }
 
 /** The certificates the server sends, leaf first (nothing is trusted on this connection). */
-function presentedChain(host: string, port: number): Promise<X509Certificate[]> {
-  return new Promise((resolve, reject) => {
-    const socket = tls.connect({
-      host,
-      port,
-      servername: isIP(host) ? undefined : host,
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.3',
-      ALPNProtocols: ['h2'],
+function sentChain(host: string, port: number): Promise<X509Certificate[]> {
+  return presentedChain(host, port, { timeoutMs: 10_000, alpn: 'h2' }).catch((e) => {
+    throw new PollenError('UNAVAILABLE', `Cannot reach ${host}:${port} over TLS`, {
+      hint: "Check the SuperLink's Control API address (port 9093 by default) and that it runs.",
+      detail: String(e),
+      cause: e,
     });
-    socket.setTimeout(10_000, () => socket.destroy(new Error('no TLS answer in 10 s')));
-    socket.once('secureConnect', () => {
-      const chain: X509Certificate[] = [];
-      const seen = new Set<string>();
-      let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
-      while (c?.raw && !seen.has(c.fingerprint256)) {
-        seen.add(c.fingerprint256);
-        chain.push(new X509Certificate(c.raw));
-        c = c.issuerCertificate;
-      }
-      socket.destroy();
-      resolve(chain);
-    });
-    socket.once('error', (e) =>
-      reject(
-        new PollenError('UNAVAILABLE', `Cannot reach ${host}:${port} over TLS`, {
-          hint: "Check the SuperLink's Control API address (port 9093 by default) and that it runs.",
-          detail: String(e),
-          cause: e,
-        }),
-      ),
-    );
   });
 }
 
