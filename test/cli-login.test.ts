@@ -52,6 +52,15 @@ beforeEach(() => {
 });
 afterEach(() => vi.restoreAllMocks());
 
+/** `lab`, trusted by the root fingerprint (the way a person with no kit logs in). */
+const pinned = (address = control.address, fingerprint = rootFingerprint) => [
+  'lab',
+  '--address',
+  address,
+  '--root-fingerprint',
+  fingerprint,
+];
+
 let configN = 0;
 const freshConfig = () => join(t.dir, `home-${++configN}`, 'config.toml');
 
@@ -87,6 +96,14 @@ async function login(
   });
   await person;
   return { r, code };
+}
+
+/** A fresh config, logged in to `lab` as ana. */
+async function loggedIn(): Promise<string> {
+  const config = freshConfig();
+  const { r } = await login(config, pinned());
+  expect(r.code, r.stderr).toBe(0);
+  return config;
 }
 
 function stored(config: string, federation: string) {
@@ -142,7 +159,7 @@ describe('pollen login', () => {
     const config = freshConfig();
     const first = await login(
       config,
-      ['lab', '--address', control.address, '--root-fingerprint', rootFingerprint],
+      pinned(),
       {
         user: 'bo',
       },
@@ -156,11 +173,7 @@ describe('pollen login', () => {
   });
 
   it('whoami prints subject, e-mail, organisation, roles and expiry; --json has them too', async () => {
-    const config = freshConfig();
-    expect(
-      (await login(config, ['lab', '--address', control.address, '--root-fingerprint', rootFingerprint])).r
-        .code,
-    ).toBe(0);
+    const config = await loggedIn();
     const text = await pollenInProcess(['whoami', 'lab', '--config', config]);
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toMatch(/subject\s+ana/);
@@ -177,11 +190,7 @@ describe('pollen login', () => {
   });
 
   it('refreshes an expired access token silently, and saves the new one', async () => {
-    const config = freshConfig();
-    expect(
-      (await login(config, ['lab', '--address', control.address, '--root-fingerprint', rootFingerprint])).r
-        .code,
-    ).toBe(0);
+    const config = await loggedIn();
     const before = stored(config, 'lab').login;
     now = Number(before.expiresAt) + 1_000; // the access token has expired
     const r = await pollenInProcess(['whoami', 'lab', '--config', config, '--json']);
@@ -195,11 +204,7 @@ describe('pollen login', () => {
   });
 
   it('logout revokes the refresh token at the provider and forgets the tokens', async () => {
-    const config = freshConfig();
-    expect(
-      (await login(config, ['lab', '--address', control.address, '--root-fingerprint', rootFingerprint])).r
-        .code,
-    ).toBe(0);
+    const config = await loggedIn();
     const { file, login: tokens } = stored(config, 'lab');
     const r = await pollenInProcess(['logout', 'lab', '--config', config, '--json']);
     expect(r.json()).toMatchObject({ ok: true, federation: 'lab', loggedOut: true, revoked: 'revoked' });
@@ -210,11 +215,7 @@ describe('pollen login', () => {
   });
 
   it('a login the provider no longer refreshes asks for a new login (LOGIN_REQUIRED)', async () => {
-    const config = freshConfig();
-    expect(
-      (await login(config, ['lab', '--address', control.address, '--root-fingerprint', rootFingerprint])).r
-        .code,
-    ).toBe(0);
+    const config = await loggedIn();
     const { login: tokens } = stored(config, 'lab');
     expect(await provider.refreshTokenWorks(String(tokens.refreshToken))).toBe(true); // used up: rotated
     now = Number(tokens.expiresAt) + 1_000;
@@ -228,11 +229,7 @@ describe('pollen login refusals', () => {
   it('refuses a root fingerprint no certificate of the server has, and saves nothing', async () => {
     const config = freshConfig();
     const wrong = `sha256:${'ab'.repeat(32)}`;
-    const { r } = await login(
-      config,
-      ['lab', '--address', control.address, '--root-fingerprint', wrong],
-      'nobody',
-    );
+    const { r } = await login(config, pinned(control.address, wrong), 'nobody');
     expect(r.code).toBe(5);
     const doc = r.json<{ error: { code: string; message: string; hint: string; presented: string[] } }>();
     expect(doc.error.code).toBe('ROOT_FINGERPRINT_MISMATCH');
@@ -243,33 +240,21 @@ describe('pollen login refusals', () => {
 
   it('refuses the fingerprint of the server certificate itself (not a root)', async () => {
     const leaf = certificateFingerprint(readFileSync(pki.server.cert, 'utf8'));
-    const { r } = await login(
-      freshConfig(),
-      ['lab', '--address', control.address, '--root-fingerprint', leaf],
-      'nobody',
-    );
+    const { r } = await login(freshConfig(), pinned(control.address, leaf), 'nobody');
     expect(r.json()).toMatchObject({ ok: false, error: { code: 'ROOT_FINGERPRINT_MISMATCH' } });
   });
 
   it('says so when the person presses Abort (LOGIN_DENIED)', async () => {
-    const { r } = await login(
-      freshConfig(),
-      ['lab', '--address', control.address, '--root-fingerprint', rootFingerprint],
-      {
-        deny: true,
-      },
-    );
+    const { r } = await login(freshConfig(), pinned(), {
+      deny: true,
+    });
     expect(r.code).toBe(5);
     expect(r.json()).toMatchObject({ ok: false, error: { code: 'LOGIN_DENIED' } });
   });
 
   it('gives up when the code expires before anyone signs in (LOGIN_EXPIRED)', async () => {
     lingerMs = 4 * 60_000;
-    const { r } = await login(
-      freshConfig(),
-      ['lab', '--address', control.address, '--root-fingerprint', rootFingerprint],
-      'nobody',
-    );
+    const { r } = await login(freshConfig(), pinned(), 'nobody');
     expect(r.code).toBe(5);
     const doc = r.json<{ error: { code: string; hint: string } }>();
     expect(doc.error.code).toBe('LOGIN_EXPIRED');
@@ -308,11 +293,7 @@ describe('pollen login refusals', () => {
   it('says when the SuperLink offers no login (LOGIN_NOT_OFFERED)', async () => {
     const plain = await startLoginControl(tlsOf(pki.server));
     try {
-      const { r } = await login(
-        freshConfig(),
-        ['lab', '--address', plain.address, '--root-fingerprint', rootFingerprint],
-        'nobody',
-      );
+      const { r } = await login(freshConfig(), pinned(plain.address), 'nobody');
       expect(r.code).toBe(4);
       expect(r.json()).toMatchObject({ ok: false, error: { code: 'LOGIN_NOT_OFFERED' } });
     } finally {
