@@ -469,7 +469,7 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     "The identity provider refused the request: check the federation's issuer and client id (`pollen federation list`), or ask its administrator.",
   ),
-  ISSUER_UNREACHABLE: spec(
+  LOGIN_ISSUER_UNREACHABLE: spec(
     503,
     ExitCode.UNAVAILABLE,
     'The OpenID Provider does not answer: check its URL (the issuer) and your network, then try again.',

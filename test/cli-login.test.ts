@@ -261,7 +261,7 @@ describe('pollen login refusals', () => {
     expect(doc.error.hint).toMatch(/pollen login/);
   });
 
-  it('names the identity provider it cannot reach (ISSUER_UNREACHABLE)', async () => {
+  it('names the identity provider it cannot reach (LOGIN_ISSUER_UNREACHABLE)', async () => {
     const gone = await startTestProvider();
     await gone.close();
     const config = freshConfig();
@@ -286,7 +286,7 @@ describe('pollen login refusals', () => {
     expect(add.code, add.stdout).toBe(0);
     const { r } = await login(config, ['lab'], 'nobody');
     expect(r.code).toBe(7);
-    expect(r.json()).toMatchObject({ ok: false, error: { code: 'ISSUER_UNREACHABLE' } });
+    expect(r.json()).toMatchObject({ ok: false, error: { code: 'LOGIN_ISSUER_UNREACHABLE' } });
     expect(r.json<{ error: { message: string } }>().error.message).toContain(gone.issuer);
   });
 

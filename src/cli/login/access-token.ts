@@ -59,7 +59,7 @@ export async function refreshLogin(login: StoredLogin): Promise<StoredLogin> {
       throw new PollenError(
         'LOGIN_REQUIRED',
         `The login to ${login.federation} ended: the identity provider no longer accepts its refresh token`,
-        { cause: e },
+        { cause: e, hint: `Log in again: pollen login ${login.federation}` },
       );
     throw providerFailure(e, login.issuer);
   }

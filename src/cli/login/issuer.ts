@@ -62,7 +62,7 @@ export function providerFailure(e: unknown, issuer: string): PollenError {
       { cause: e, data: { error } },
     );
   }
-  return new PollenError('ISSUER_UNREACHABLE', `Cannot reach the identity provider ${issuer}`, {
+  return new PollenError('LOGIN_ISSUER_UNREACHABLE', `Cannot reach the identity provider ${issuer}`, {
     detail: String(e instanceof Error && e.cause ? `${e.message}: ${e.cause}` : e),
     cause: e,
   });
