@@ -144,6 +144,11 @@ export const ERROR_CODES = {
     ExitCode.INVALID_INPUT,
     'Use one of the roles the policy allows (user.allowed_roles).',
   ),
+  POLICY_ORG: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Name one of the organisations the policy lists (orgs) with --org, or ask the project admin to add it.',
+  ),
   // Certificate Service
   API_KEY_REQUIRED: spec(401, ExitCode.UNAUTHORIZED, 'Set POLLEN_API_KEY or pass --api-key.'),
   API_KEY_INVALID: spec(

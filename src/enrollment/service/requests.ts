@@ -109,6 +109,7 @@ export class Requests {
         name: r.name,
         type: r.type as CertType,
         role: r.role ?? undefined,
+        org: r.org ?? undefined,
         hosts: r.hosts ? (JSON.parse(r.hosts) as string[]) : undefined,
       };
       const issued = this.issuer.sign(checkCsr(r.csr), profile, now);
