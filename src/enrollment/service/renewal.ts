@@ -104,6 +104,7 @@ export class Renewal {
         {
           serial: issued.serial,
           from: current.serial,
+          ...(current.org !== null && { org: current.org }),
         },
       );
     });
