@@ -54,7 +54,7 @@ export interface LinkSchema {
     federation: string;
     /** Shown to people: an e-mail, a certificate name, `sa:NAME`. */
     created_by: string;
-    /** The creator's `Identity.subject` (for `own` rights); NULL for runs from before 0006. */
+    /** The creator's `Identity.subject` (for `own` rights); NULL for runs from before 0007. */
     created_by_subject: string | null;
     /** The creator's organisation; NULL where none was known. */
     org: string | null;
@@ -255,7 +255,7 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .execute();
       },
     },
-    '0006_owners': {
+    '0007_owners': {
       async up(db: Kysely<unknown>) {
         // Runs and keys from before this migration have no owner: only an `any` right reaches them.
         await db.schema.alterTable('runs').addColumn('created_by_subject', 'text').execute();
