@@ -86,6 +86,11 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'This certificate was revoked; enroll again with a new token.',
   ),
+  CERT_UNTRUSTED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Use a certificate of this project (its kit or the Certificate Service), or none with a bearer token.',
+  ),
   CERT_SUPERSEDED: spec(
     409,
     ExitCode.CONFLICT,
@@ -138,6 +143,11 @@ export const ERROR_CODES = {
     400,
     ExitCode.INVALID_INPUT,
     'Use one of the roles the policy allows (user.allowed_roles).',
+  ),
+  POLICY_ORG: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Name one of the organisations the policy lists (orgs) with --org, or ask the project admin to add it.',
   ),
   // Certificate Service
   API_KEY_REQUIRED: spec(401, ExitCode.UNAUTHORIZED, 'Set POLLEN_API_KEY or pass --api-key.'),
@@ -437,6 +447,26 @@ export const ERROR_CODES = {
     403,
     ExitCode.UNAUTHORIZED,
     'Your role grants this right only within your organisation or on what you created; ask an admin of the other organisation.',
+  ),
+  IDENTITY_AMBIGUOUS: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Send one credential per call: a bearer token or an admin certificate, not both and not two tokens (after `pollen login`, remove the admin certificate from the federation config).',
+  ),
+  AUTHORIZATION_MALFORMED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Send the credential as `Authorization: Bearer TOKEN`.',
+  ),
+  OIDC_NOT_CONFIGURED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'This service accepts no login tokens: use an admin certificate or API key, or ask its operator to configure an identity provider (--oidc-issuer, docs/identity.md).',
+  ),
+  SERVICE_ACCOUNTS_UNAVAILABLE: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'This service takes no service-account secrets; use a login token, an admin certificate or the API key.',
   ),
   APP_TOKEN_INVALID: spec(
     401,

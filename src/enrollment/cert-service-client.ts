@@ -176,19 +176,27 @@ export class CertServiceClient {
     type: SubjectType;
     role?: string;
     hosts?: readonly string[];
+    org?: string;
   }): Promise<IssuedTokenInfo[]> {
     const body = {
       subjects: req.subjects,
       type: req.type,
       ...(req.role !== undefined && { role: req.role }),
       ...(req.hosts?.length && { hosts: req.hosts }),
+      ...(req.org !== undefined && { org: req.org }),
     };
     return (await this.http.json('POST', '/v1/tokens', tokensResponse, { body, admin: true })).tokens;
   }
 
   /** Issue tokens for any number of subjects, in requests that stay under the body limit. */
   async createTokensInChunks(
-    req: { subjects: readonly string[]; type: SubjectType; role?: string; hosts?: readonly string[] },
+    req: {
+      subjects: readonly string[];
+      type: SubjectType;
+      role?: string;
+      hosts?: readonly string[];
+      org?: string;
+    },
     onProgress?: (done: number, total: number) => void,
   ): Promise<IssuedTokenInfo[]> {
     const out: IssuedTokenInfo[] = [];
@@ -202,6 +210,7 @@ export class CertServiceClient {
           type: req.type,
           ...(req.role !== undefined && { role: req.role }),
           ...(req.hosts && { hosts: req.hosts }),
+          ...(req.org !== undefined && { org: req.org }),
         })),
       );
       onProgress?.(out.length, req.subjects.length);

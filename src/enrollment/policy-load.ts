@@ -7,6 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
+import { isOrgName } from '../pki/profiles.js';
 import { DEFAULT_POLICY_YAML, type LoadedPolicy, type Policy, RULE_ACTIONS, USER_ROLES } from './policy.js';
 import { durationMs, MAX_VALIDITY_MS, parseCidr } from './policy-match.js';
 
@@ -111,6 +112,21 @@ const policySchema = z
         default_role: roleEnum.default('lead'),
       })
       .default({ allowed_roles: [...USER_ROLES], default_role: 'lead' }),
+    orgs: z
+      .array(
+        z.string().refine(isOrgName, {
+          message:
+            'must be an organisation name: letters, digits, spaces and . _ @ & + - (at most 64 characters)',
+        }),
+      )
+      .min(1, 'must list at least one organisation (or leave it out: any organisation)')
+      .superRefine((orgs, ctx) => {
+        orgs.forEach((o, i) => {
+          if (orgs.indexOf(o) !== i)
+            ctx.addIssue({ code: 'custom', path: [i], message: `"${o}" is listed twice` });
+        });
+      })
+      .optional(),
     approval: z.strictObject({
       method: z
         .string()
@@ -392,6 +408,7 @@ function parseBytes(bytes: Buffer, source: string): LoadedPolicy {
     },
     site: p.site,
     user: p.user,
+    ...(p.orgs && { orgs: p.orgs }),
     approval: {
       method: 'policy',
       rules: p.approval.rules.map((r) => ({

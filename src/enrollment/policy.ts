@@ -109,6 +109,11 @@ export interface Policy {
     host_patterns: string[];
   };
   user: { allowed_roles: UserRole[]; default_role: UserRole };
+  /**
+   * The organisations tokens may name (`token generate --org`); when listed, every token must
+   * name one of them. Absent: any organisation, or none.
+   */
+  orgs?: string[];
   approval: { method: 'policy'; rules: PolicyRule[] };
   notifications: PolicyNotifications;
 }

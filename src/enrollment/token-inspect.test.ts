@@ -40,6 +40,7 @@ describe('inspectToken', () => {
       subject: 'hospital-1',
       subject_type: 'client',
       roles: [],
+      org: null,
       hosts: [],
       issuer: 'pollen:hospitals',
       audience: 'pollen-cert-service',

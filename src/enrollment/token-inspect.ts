@@ -16,6 +16,8 @@ export interface TokenReport {
   subject: string;
   subject_type: SubjectType;
   roles: string[];
+  /** The organisation the certificate will name (`O=`); null: none. */
+  org: string | null;
   /** Server and relay tokens: the DNS names and IP addresses the certificate will name. */
   hosts: string[];
   issuer: string;
@@ -73,6 +75,7 @@ export function inspectToken(token: string, opts: { caDir?: string; now?: Date }
     subject: claims.sub,
     subject_type: claims.pollen.subject_type,
     roles: claims.pollen.roles,
+    org: claims.pollen.org ?? null,
     hosts: claims.pollen.hosts ?? [],
     issuer: claims.iss,
     audience: claims.aud,

@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { PollenError } from '../errors.js';
+import { assertValidOrg } from '../pki/profiles.js';
 import type { SubjectType } from './policy.js';
 import { loadPolicy } from './policy-load.js';
 import { checkSubjectSyntax, checkTokenHosts, issueTokens, loadTokenSigner } from './token.js';
@@ -35,6 +36,8 @@ export interface TokenRequest {
   role?: string;
   /** Server and relay tokens: the DNS names and IP addresses of their certificate. */
   hosts?: readonly string[];
+  /** The organisation the certificates will name (`O=`). */
+  org?: string;
 }
 
 export interface TokenRecord {
@@ -56,6 +59,11 @@ export interface IssuedTokens {
   caDir?: string;
   /** Remote mode: the Certificate Service. */
   url?: string;
+}
+
+function checkedOrg(org: string): string {
+  assertValidOrg(org);
+  return org;
 }
 
 /** Each subject once, each well formed for its type (INVALID_ARGUMENT otherwise). */
@@ -81,6 +89,7 @@ export async function issueEnrollmentTokens(
   const extra = {
     ...(req.role !== undefined && { role: req.role }),
     ...(req.hosts?.length && { hosts: checkTokenHosts(req.hosts, req.type) }),
+    ...(req.org !== undefined && { org: checkedOrg(req.org) }),
   };
   if (issuer.kind === 'remote') {
     checkSubjects(req.subjects, req.type);

@@ -21,8 +21,15 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
-import { MAX_HOSTS, normalizeHosts } from '../pki/profiles.js';
-import { hostAllowed, isSiteType, type LoadedPolicy, SUBJECT_TYPES, type SubjectType } from './policy.js';
+import { assertValidOrg, isOrgName, MAX_HOSTS, normalizeHosts } from '../pki/profiles.js';
+import {
+  hostAllowed,
+  isSiteType,
+  type LoadedPolicy,
+  type Policy,
+  SUBJECT_TYPES,
+  type SubjectType,
+} from './policy.js';
 import { matchNamePattern } from './policy-match.js';
 
 /** The JOSE `typ` of an enrollment token (RFC 8725 §3.11: explicit typing). */
@@ -72,6 +79,8 @@ export interface TokenClaims {
     max_uses: number;
     policy: { project: string; version: string; sha256: string };
     root_ca_fingerprint: string;
+    /** The organisation the certificate names (`O=`); absent: none. */
+    org?: string;
     /**
      * Servers and relays: the DNS names and IP addresses their certificate names (its
      * subjectAltName), so clients reach them by those names. Absent: the name alone, when it is a
@@ -274,6 +283,8 @@ export interface IssueOptions {
   role?: string;
   /** Servers and relays only: DNS names and IP addresses for the certificate (site.host_patterns). */
   hosts?: readonly string[];
+  /** The organisation the certificate will name (`O=`); the policy's `orgs` may restrict it. */
+  org?: string;
   policy: LoadedPolicy;
   now?: Date;
 }
@@ -289,6 +300,7 @@ interface Prepared {
   type: SubjectType;
   roles: string[];
   hosts: string[];
+  org: string | undefined;
   iat: number;
   exp: number;
   headerB64: string;
@@ -324,6 +336,7 @@ function prepare(signer: TokenSigner, opts: Omit<IssueOptions, 'subject'>): Prep
       'POLICY_HOST',
       `Host ${refused.join(', ')} is not allowed by the policy's site.host_patterns (${policy.site.host_patterns.join(', ')}) (${opts.policy.source})`,
     );
+  checkTokenOrg(policy, opts.org, opts.policy.source);
   const now = opts.now ?? new Date();
   const iat = Math.floor(now.getTime() / 1000);
   const header: TokenHeader = { alg: 'ES256', kid: signer.kid, typ: TOKEN_TYPE };
@@ -331,6 +344,7 @@ function prepare(signer: TokenSigner, opts: Omit<IssueOptions, 'subject'>): Prep
     type,
     roles,
     hosts,
+    org: opts.org,
     iat,
     exp: iat + Math.floor(policy.token.validity_ms / 1000),
     headerB64: b64url(JSON.stringify(header)),
@@ -340,6 +354,24 @@ function prepare(signer: TokenSigner, opts: Omit<IssueOptions, 'subject'>): Prep
       sha256: opts.policy.sha256,
     },
   };
+}
+
+/**
+ * A token's organisation: a valid `O=`, and one the policy lists when it lists any (then a token
+ * must name one). Checked at issuance and again at enrollment (the policy may have changed).
+ */
+export function checkTokenOrg(policy: Policy, org: string | undefined, source: string): void {
+  if (org !== undefined) assertValidOrg(org);
+  if (!policy.orgs) return;
+  if (org === undefined)
+    throw new PollenError('POLICY_ORG', `The policy (${source}) lists organisations: name one with --org`, {
+      data: { orgs: policy.orgs },
+    });
+  if (!policy.orgs.includes(org))
+    throw new PollenError(
+      'POLICY_ORG',
+      `Organisation "${org}" is not one the policy lists (${policy.orgs.join(', ')}) (${source})`,
+    );
 }
 
 function checkSubject(subject: string, p: Prepared, loaded: LoadedPolicy): void {
@@ -367,6 +399,7 @@ function signOne(signer: TokenSigner, subject: string, p: Prepared, loaded: Load
       max_uses: loaded.policy.token.max_uses,
       policy: p.policyClaim,
       root_ca_fingerprint: signer.rootFingerprint,
+      ...(p.org !== undefined && { org: p.org }),
       ...(p.hosts.length > 0 && { hosts: p.hosts }),
     },
   };
@@ -431,6 +464,7 @@ const claimsSchema = z.object({
     max_uses: z.number().int().min(1),
     policy: z.object({ project: z.string(), version: z.string(), sha256: z.string() }),
     root_ca_fingerprint: z.string(),
+    org: z.string().refine(isOrgName).optional(),
     hosts: z.array(z.string()).max(MAX_HOSTS).optional(),
   }),
 });

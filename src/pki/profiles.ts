@@ -44,6 +44,21 @@ export function assertValidName(name: string): void {
     });
 }
 
+const ORG_RE = /^[A-Za-z0-9][A-Za-z0-9 ._@&+-]{0,63}$/;
+
+/** Whether an organisation name fits a certificate's `O=` (at most 64 characters, a safe alphabet). */
+export function isOrgName(v: string): boolean {
+  return ORG_RE.test(v) && !v.endsWith(' ');
+}
+
+/** An organisation becomes the certificate's `O=` and a scope of rights: keep it plain. */
+export function assertValidOrg(org: string): void {
+  if (!isOrgName(org))
+    throw new PollenError('INVALID_ARGUMENT', `Invalid organisation '${org}'`, {
+      hint: 'Organisations use letters, digits, spaces and . _ @ & + - (at most 64 characters), starting with a letter or digit.',
+    });
+}
+
 export function isHostname(v: string): boolean {
   return HOST_RE.test(v);
 }

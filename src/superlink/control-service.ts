@@ -1,66 +1,55 @@
 /**
  * Control API handlers: the CLI (and later the dashboard) start and follow runs, download their
- * artefacts and manage node keys. Callers present an admin certificate of the project over
- * mutual TLS.
+ * artefacts and manage node keys. Each call carries one identity (an admin certificate over
+ * mutual TLS, or a bearer token; control-auth.ts) and needs the right its handler names.
  */
-import type { ConnectRouter, HandlerContext } from '@connectrpc/connect';
-import type { Logger } from 'pino';
+import type { ConnectRouter } from '@connectrpc/connect';
 import { readBundle } from '../apps/bundle.js';
 import { runConfigOf } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
+import { covers, type Right, type Target } from '../identity/rights.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
-import { assertValidName, projectSlug } from '../pki/profiles.js';
+import { assertValidName } from '../pki/profiles.js';
 import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
 import type { BulkRequest } from '../transport/bulk-server.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
-import { peerContextKey } from '../transport/context.js';
 import { guard, toConnectError } from '../transport/errors.js';
-import type { PeerIdentity } from '../transport/tls.js';
 import { configFromWire } from '../transport/wire.js';
 import { artefactToWire } from './artefacts.js';
+import {
+  allowed,
+  type ControlAuthOptions,
+  callerOf,
+  check,
+  type Presented,
+  presentedBy,
+} from './control-auth.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
+import type { Run } from './run-store.js';
 import type { LogLine } from './state.js';
 
-export interface ControlOptions {
-  /** Without TLS (development) every caller is the local admin. */
-  requireAdminCert: boolean;
-  /** Admit only admins of this project (as for SuperNodes). */
-  project?: string;
+export interface ControlOptions extends ControlAuthOptions {
   onKeyUnregistered: (nodeId: string) => void;
-  /** Refused callers are logged here (event `control.refused`). */
-  log?: Pick<Logger, 'warn'>;
 }
 
-function admin(ctx: HandlerContext, o: ControlOptions): string {
-  return adminOf(ctx.values.get(peerContextKey), o);
+/** What a right over a run is exercised on: its creator and organisation. */
+export function runTarget(run: Run): Target {
+  return { owner: run.createdBySubject ?? undefined, org: run.org ?? undefined };
 }
 
-function adminOf(peer: PeerIdentity | undefined, o: ControlOptions): string {
-  try {
-    return checkAdmin(peer, o);
-  } catch (e) {
-    if (e instanceof PollenError)
-      o.log?.warn(
-        { event: 'control.refused', code: e.code, peer: peer?.name, type: peer?.type, reason: e.message },
-        'Control API call refused',
-      );
-    throw e;
-  }
-}
-
-function checkAdmin(peer: PeerIdentity | undefined, o: ControlOptions): string {
-  if (!o.requireAdminCert) return peer?.name ?? 'local';
-  if (!peer) throw new PollenError('UNAUTHENTICATED', 'The Control API needs an admin certificate');
-  if (peer.type !== 'admin')
-    throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot use the Control API`, {
-      hint: 'Use an admin startup kit (`pollen token generate -s you@example.com --user`) in your federation config.',
-    });
-  if (o.project && peer.project !== projectSlug(o.project))
-    throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
-  return peer.name;
+/**
+ * The caller, if they hold `right` over run `runId`. The right is checked before the run is
+ * looked up, so a caller without it learns nothing of which runs exist.
+ */
+async function onRun(p: Presented, o: ControlOptions, link: Link, right: Right, runId: string | undefined) {
+  const { who } = await allowed(p, o, right);
+  const run = runId ? await link.state.getRun(runId) : undefined;
+  if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${runId ?? '(none named)'}`);
+  check(p, o, who, right, runTarget(run));
+  return { who, run };
 }
 
 /** Log lines as StreamLogs sends them. */
@@ -68,10 +57,15 @@ function wireLogLines(lines: LogLine[]) {
   return lines.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text }));
 }
 
-/** `authorize` for the Control API's bulk chunk route: an admin certificate. */
-export function controlBulkAuth(o: ControlOptions): (req: BulkRequest) => void {
-  return (req) => {
-    adminOf(req.peer, o);
+/**
+ * `authorize` for the Control API's bulk chunk route: uploads (app bundles) need run.submit,
+ * reads (a run's artefacts) run.view over that run.
+ */
+export function controlBulkAuth(o: ControlOptions, link: Link): (req: BulkRequest) => Promise<void> {
+  return async (req) => {
+    const p = { peer: req.peer, authorization: req.authorization };
+    if (req.method === 'PUT') await allowed(p, o, 'run.submit');
+    else await onRun(p, o, link, 'run.view', req.headers[CHUNK_RUN_HEADER] || undefined);
   };
 }
 
@@ -85,24 +79,25 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
   return (router: ConnectRouter): void => {
     router.service(Control, {
       missingChunks: guard(async (req, ctx) => {
-        admin(ctx, o);
+        await allowed(presentedBy(ctx), o, 'run.submit');
         return serveMissingChunks(link.chunks, req);
       }),
       pushChunks: guard(async (requests, ctx) => {
-        admin(ctx, o);
+        await allowed(presentedBy(ctx), o, 'run.submit');
         return servePushChunks(link.chunks, requests, link.chunkLimits);
       }),
       async *pullChunks(req, ctx) {
         try {
-          admin(ctx, o);
-          const store = await link.artefacts.reader(ctx.requestHeader.get(CHUNK_RUN_HEADER) || undefined);
+          const runId = ctx.requestHeader.get(CHUNK_RUN_HEADER) || undefined;
+          await onRun(presentedBy(ctx), o, link, 'run.view', runId);
+          const store = await link.artefacts.reader(runId);
           yield* servePullChunks(store, req);
         } catch (e) {
           throw toConnectError(e);
         }
       },
       startRun: guard(async (req, ctx) => {
-        const who = admin(ctx, o);
+        const { who } = await allowed(presentedBy(ctx), o, 'run.submit');
         if (!req.fab) throw new PollenError('INVALID_REQUEST', 'StartRun needs the app bundle');
         const fab = await link.registerFab(req.fab);
         // The run config is the app's defaults with the user's overrides, fixed at submission.
@@ -114,21 +109,29 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
           fabVersion: fab.version,
           runConfig,
           federation: req.federation || 'default',
-          createdBy: who,
+          createdBy: who.name,
+          createdBySubject: who.subject,
+          org: who.org ?? null,
         });
-        link.log.info({ runId: run.runId, by: who, app: fab.name }, 'run submitted');
+        link.log.info(
+          { runId: run.runId, by: who.name, identity: who.kind, org: who.org, app: fab.name },
+          'run submitted',
+        );
         launcher
           .start(run.runId)
           .catch((e) => link.log.warn({ err: e, runId: run.runId }, 'run failed to start'));
         return { runId: run.runId };
       }),
       listRuns: guard(async (req, ctx) => {
-        admin(ctx, o);
-        const runs = await link.state.listRuns({ limit: req.limit || 100 });
+        const { who, scope } = await allowed(presentedBy(ctx), o, 'run.view');
+        // Filtered before the limit is applied would need the store to know scopes; runs are few.
+        const runs = (await link.state.listRuns(scope === 'any' ? { limit: req.limit || 100 } : {}))
+          .filter((r) => covers(scope, who, runTarget(r)))
+          .slice(0, req.limit || 100);
         return { runs: await Promise.all(runs.map((r) => link.toWireRun(r))) };
       }),
       getRunDetails: guard(async (req, ctx) => {
-        admin(ctx, o);
+        await onRun(presentedBy(ctx), o, link, 'run.view', req.runId);
         const run = await link.wireRun(req.runId);
         const rounds = await link.state.listRoundMetrics(req.runId);
         const artefacts = await link.state.listArtefacts(req.runId);
@@ -148,9 +151,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         };
       }),
       stopRun: guard(async (req, ctx) => {
-        const who = admin(ctx, o);
-        const run = await link.state.getRun(req.runId);
-        if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${req.runId}`);
+        const { who, run } = await onRun(presentedBy(ctx), o, link, 'run.stop', req.runId);
         if (run.status === 'finished')
           throw new PollenError(
             'RUN_STATE_CONFLICT',
@@ -159,12 +160,12 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
               data: { status: run.status, subStatus: run.subStatus },
             },
           );
-        await launcher.finish(req.runId, 'stopped', `stopped by ${who}`);
+        await launcher.finish(req.runId, 'stopped', `stopped by ${who.name}`);
         return { run: await link.wireRun(req.runId) };
       }),
       async *streamLogs(req, ctx) {
         try {
-          admin(ctx, o);
+          await onRun(presentedBy(ctx), o, link, 'run.view', req.runId);
           let after = Number(req.afterSeq);
           for (;;) {
             const lines = await link.state.readLogs(req.runId, { afterSeq: after, limit: 500 });
@@ -193,7 +194,8 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         }
       },
       listNodes: guard(async (_req, ctx) => {
-        admin(ctx, o);
+        // Which nodes serve the federation is part of following its runs.
+        await allowed(presentedBy(ctx), o, 'run.view');
         const nodes = await link.state.listNodes();
         return {
           nodeAuth: link.nodeAuth,
@@ -212,7 +214,9 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         };
       }),
       registerNode: guard(async (req, ctx) => {
-        const who = admin(ctx, o);
+        // A key is registered into the registrant's organisation.
+        const { who } = await allowed(presentedBy(ctx), o, 'node.manage');
+        check(presentedBy(ctx), o, who, 'node.manage', { org: who.org });
         const key = parseSshPublicKey(req.publicKey);
         const nodeId = nodeIdFromPublicKey(key);
         // A certificate name, as `pollen cert site` / the enrollment policy accept them.
@@ -222,21 +226,46 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
           publicKey: sshPublicKeyLine(key),
           name: req.name || key.comment || nodeId,
           site: req.site || undefined,
-          by: who,
+          by: who.name,
+          ...(who.org !== undefined && { org: who.org }),
         });
         link.log.info(
-          { event: 'node.key.registered', nodeId, by: who, site: req.site || null },
+          { event: 'node.key.registered', nodeId, by: who.name, org: who.org, site: req.site || null },
           'node key registered',
         );
         return { nodeId };
       }),
+      // Unauthenticated: where `pollen login` sends a user (empty when the SuperLink takes no login).
+      getLoginDetails: guard(async () => ({
+        issuer: o.oidc?.issuer ?? '',
+        clientId: o.oidc?.clientId ?? '',
+        audience: o.oidc?.audience ?? '',
+        scopes: o.oidc?.scopes ?? [],
+      })),
+      whoAmI: guard(async (_req, ctx) => {
+        const who = await callerOf(presentedBy(ctx), o);
+        return {
+          identity: {
+            kind: who.kind,
+            subject: who.subject,
+            name: who.name,
+            org: who.org ?? '',
+            roles: who.roles,
+            email: who.email ?? '',
+            expiresAt: BigInt(who.expiresAt ?? 0),
+          },
+        };
+      }),
       unregisterNode: guard(async (req, ctx) => {
-        const who = admin(ctx, o);
+        const p = presentedBy(ctx);
+        const { who } = await allowed(p, o, 'node.manage');
+        const node = link.state.getNode(req.nodeId);
+        if (node) check(p, o, who, 'node.manage', { org: node.org ?? undefined });
         await link.state.unregisterNode(req.nodeId);
         o.onKeyUnregistered(req.nodeId);
         link.nodeGone(req.nodeId);
         link.log.info(
-          { event: 'node.key.unregistered', nodeId: req.nodeId, by: who },
+          { event: 'node.key.unregistered', nodeId: req.nodeId, by: who.name, org: who.org },
           'node key unregistered',
         );
         return {};

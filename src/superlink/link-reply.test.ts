@@ -10,7 +10,9 @@ import { linkStates } from '../../test/support/link-states.js';
 import { instruction, runningRun } from '../../test/support/runs.js';
 import { isPollenError } from '../errors.js';
 import { MessageSchema } from '../gen/pollen/v1/records_pb.js';
+import { DEFAULT_ACCESS_POLICY } from '../identity/rights.js';
 import { controlBulkAuth } from './control-service.js';
+import type { Link } from './link.js';
 
 describe.each(storeBackends('reply'))('Link.pushReply on %s', (backend, makeUrl) => {
   const open = linkStates(backend, makeUrl, { now: Date.now });
@@ -87,12 +89,16 @@ describe.each(storeBackends('reply'))('Link.pushReply on %s', (backend, makeUrl)
 });
 
 describe('Control API admins', () => {
-  it('admits only admin certificates of the SuperLink project', () => {
-    const auth = controlBulkAuth({
-      requireAdminCert: true,
-      project: 'Pollen Demo',
-      onKeyUnregistered: () => {},
-    });
+  it('admits only admin certificates of the SuperLink project', async () => {
+    const auth = controlBulkAuth(
+      {
+        requireAdminCert: true,
+        project: 'Pollen Demo',
+        policy: DEFAULT_ACCESS_POLICY,
+        onKeyUnregistered: () => {},
+      },
+      {} as Link,
+    );
     const peer = (project: string, type: 'admin' | 'client') => ({
       project,
       type,
@@ -100,18 +106,12 @@ describe('Control API admins', () => {
       serial: '01',
       fingerprint: 'sha256:00',
     });
-    const call = (p: ReturnType<typeof peer>) => () =>
-      auth({ method: 'PUT', id: '0'.repeat(64), headers: {}, peer: p } as unknown as Parameters<
-        typeof auth
-      >[0]);
-    expect(call(peer('pollen-demo', 'admin'))).not.toThrow();
+    const call = (p: ReturnType<typeof peer>) =>
+      auth({ method: 'PUT', id: '0'.repeat(64), headers: {}, peer: p, authorization: [] });
+    await expect(call(peer('pollen-demo', 'admin'))).resolves.toBeUndefined();
     for (const p of [peer('other', 'admin'), peer('pollen-demo', 'client')]) {
-      try {
-        call(p)();
-        expect.unreachable();
-      } catch (e) {
-        expect(isPollenError(e) && e.code).toBe('PERMISSION_DENIED');
-      }
+      const e = await call(p).catch((err: unknown) => err);
+      expect(isPollenError(e) && e.code).toBe('PERMISSION_DENIED');
     }
   });
 });

@@ -39,6 +39,8 @@ export interface NodeInfo {
   siteBoundAt: number | null;
   /** `admin:NAME` (named at registration) or `first-use`. */
   siteBoundBy: string | null;
+  /** The organisation of whoever registered the key; null where none was known. */
+  org: string | null;
 }
 
 export interface RegisterNodeKeyInput {
@@ -48,6 +50,8 @@ export interface RegisterNodeKeyInput {
   site?: string;
   /** The admin registering (recorded as `admin:NAME` with a named site). */
   by?: string;
+  /** The registrant's organisation: the key's organisation for `node.manage`. */
+  org?: string;
 }
 
 export interface ActivateNodeInput {
@@ -74,6 +78,7 @@ export interface NodeEntry {
   site: string | null;
   siteBoundAt: number | null;
   siteBoundBy: string | null;
+  org: string | null;
   /** The node process seen last (ActivateNode instance_id; memory only). */
   instanceId?: string;
   /** When that process first activated: instructions delivered earlier were lost with the old one. */
@@ -145,13 +150,18 @@ export class NodeRegistry {
             activated_at: null,
             deactivated_at: null,
             created_at: now,
+            org: input.org ?? null,
             ...binding,
           })
           .onConflict((oc) =>
-            // A new registration replaces the binding of an earlier one of this key.
-            oc
-              .column('node_id')
-              .doUpdateSet({ name: input.name, public_key: key, registered: 1, ...binding }),
+            // A new registration replaces the binding (and organisation) of an earlier one of this key.
+            oc.column('node_id').doUpdateSet({
+              name: input.name,
+              public_key: key,
+              registered: 1,
+              org: input.org ?? null,
+              ...binding,
+            }),
           )
           .execute();
       });
@@ -173,6 +183,7 @@ export class NodeRegistry {
       name: input.name,
       publicKey: key,
       registered: true,
+      org: input.org ?? null,
       site: binding.site,
       siteBoundAt: binding.site_bound_at,
       siteBoundBy: binding.site_bound_by,
@@ -252,6 +263,7 @@ export class NodeRegistry {
       site: n?.site ?? null,
       siteBoundAt: n?.siteBoundAt ?? null,
       siteBoundBy: n?.siteBoundBy ?? null,
+      org: n?.org ?? null,
       instanceId: input.instanceId || n?.instanceId,
       restartedAt:
         input.instanceId && n?.instanceId !== undefined && n.instanceId !== input.instanceId
@@ -433,6 +445,7 @@ function info(n: NodeEntry, now: number): NodeInfo {
     site: n.site,
     siteBoundAt: n.siteBoundAt,
     siteBoundBy: n.siteBoundBy,
+    org: n.org,
   };
 }
 
@@ -464,6 +477,7 @@ function toEntry(r: LinkSchema['nodes']): NodeEntry {
     site: r.site,
     siteBoundAt: r.site_bound_at,
     siteBoundBy: r.site_bound_by,
+    org: r.org,
   };
 }
 

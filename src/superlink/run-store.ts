@@ -19,7 +19,11 @@ export interface CreateRunInput {
   fabVersion: string;
   runConfig: UserConfig;
   federation: string;
+  /** Shown to people (an e-mail, a certificate name). */
   createdBy: string;
+  /** The creator's identity subject (`own` rights) and organisation; null where unknown. */
+  createdBySubject?: string | null;
+  org?: string | null;
 }
 export interface Run extends CreateRunInput {
   runId: string;
@@ -67,6 +71,8 @@ export class RunStore {
       run_config: JSON.stringify(input.runConfig ?? {}),
       federation: input.federation,
       created_by: input.createdBy,
+      created_by_subject: input.createdBySubject ?? null,
+      org: input.org ?? null,
       created_at: now,
       pending_at: now,
       starting_at: null,
@@ -226,6 +232,8 @@ function toRun(r: RunRow): Run {
     runConfig: JSON.parse(r.run_config),
     federation: r.federation,
     createdBy: r.created_by,
+    createdBySubject: r.created_by_subject,
+    org: r.org,
     createdAt: r.created_at,
     pendingAt: r.pending_at,
     startingAt: r.starting_at,

@@ -28,6 +28,8 @@ export interface LinkSchema {
     site_bound_at: number | null;
     /** `admin:NAME` when named at registration, `first-use` when bound by the first activation. */
     site_bound_by: string | null;
+    /** The organisation of whoever registered the key (its `node.manage` target); NULL: none known. */
+    org: string | null;
   };
   /**
    * Nonces of signed (ActivateNode) requests, kept until their timestamp leaves the window, so a
@@ -50,7 +52,12 @@ export interface LinkSchema {
     /** JSON object. */
     run_config: string;
     federation: string;
+    /** Shown to people: an e-mail, a certificate name, `sa:NAME`. */
     created_by: string;
+    /** The creator's `Identity.subject` (for `own` rights); NULL for runs from before 0007. */
+    created_by_subject: string | null;
+    /** The creator's organisation; NULL where none was known. */
+    org: string | null;
     created_at: number;
     pending_at: number | null;
     starting_at: number | null;
@@ -246,6 +253,14 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .addColumn('saved_at', 'bigint', (c) => c.notNull())
           .addPrimaryKeyConstraint('run_artefacts_pk', ['run_id', 'name'])
           .execute();
+      },
+    },
+    '0007_owners': {
+      async up(db: Kysely<unknown>) {
+        // Runs and keys from before this migration have no owner: only an `any` right reaches them.
+        await db.schema.alterTable('runs').addColumn('created_by_subject', 'text').execute();
+        await db.schema.alterTable('runs').addColumn('org', 'text').execute();
+        await db.schema.alterTable('nodes').addColumn('org', 'text').execute();
       },
     },
   };

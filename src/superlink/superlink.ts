@@ -7,13 +7,15 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { PollenError } from '../errors.js';
+import type { OidcConfig, ServiceAccountAuth, TokenVerifier } from '../identity/identity.js';
+import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../identity/rights.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
 import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import { type PeerIdentity, type TlsMaterial, withRootInChain } from '../transport/tls.js';
 import { ArtefactStore } from './artefacts.js';
 import { type CollectorOptions, startCollector } from './collector.js';
-import { controlBulkAuth, controlChunkStore, controlRoutes } from './control-service.js';
+import { type ControlOptions, controlBulkAuth, controlChunkStore, controlRoutes } from './control-service.js';
 import { fleetApi, fleetChunkStore, fleetFastRoutes } from './fleet-service.js';
 import { Link } from './link.js';
 import { fleetBulkAuth } from './node-auth.js';
@@ -56,6 +58,14 @@ export interface SuperLinkOptions {
   chunkMemoryBytes?: number;
   /** Per-node quotas, the disk budget and request rates (quotas.ts); each defaults to DEFAULT_LIMITS. */
   limits?: Partial<Limits>;
+  /** The identity provider whose access tokens the Control API accepts (`pollen login`). */
+  oidc?: OidcConfig;
+  /** Checks those tokens (identity/token-verifier.ts); without it bearer tokens are OIDC_NOT_CONFIGURED. */
+  tokens?: TokenVerifier;
+  /** Service-account secrets (`pollen service-account create`). */
+  serviceAccounts?: ServiceAccountAuth;
+  /** Roles × rights; default DEFAULT_ACCESS_POLICY (docs/identity.md). */
+  accessPolicy?: AccessPolicy;
   /** When unused chunks are collected (collector.ts; tests shorten it). */
   collector?: Partial<CollectorOptions>;
   log: Logger;
@@ -168,9 +178,13 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       onRefused,
     });
     servers.push(fleet);
-    const controlOptions = {
+    const controlOptions: ControlOptions = {
       requireAdminCert: !!o.tls,
       project: o.project,
+      policy: o.accessPolicy ?? DEFAULT_ACCESS_POLICY,
+      ...(o.oidc && { oidc: o.oidc }),
+      ...(o.tokens && { tokens: o.tokens }),
+      ...(o.serviceAccounts && { serviceAccounts: o.serviceAccounts }),
       onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
       log: o.log,
     };
@@ -180,12 +194,15 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       addressOption: '--control-address',
       host: o.control.host,
       port: o.control.port,
-      // People without a kit pin the root by its fingerprint: the Control API sends it.
-      tls: o.tls ? { ...withRootInChain(o.tls), requireClientCert: true } : undefined,
+      // People with login tokens have no certificate: it is asked for, not required. They pin the
+      // root by its fingerprint (`pollen login --root-fingerprint`): the Control API sends it.
+      tls: o.tls
+        ? { ...withRootInChain(o.tls), requireClientCert: false, requestClientCert: true }
+        : undefined,
       routes: controlRoutes(link, launcher, controlOptions),
       bulk: {
         store: controlChunkStore(link),
-        authorize: controlBulkAuth(controlOptions),
+        authorize: controlBulkAuth(controlOptions, link),
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,

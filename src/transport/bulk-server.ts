@@ -23,6 +23,7 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http2';
 import { type FailureReporter, PollenError, publicError } from '../errors.js';
+import { authorizationHeaders } from './authorization-headers.js';
 import { BULK_CHUNK_PREFIX, type BulkMethod, bulkErrorAnswer } from './bulk-protocol.js';
 import {
   assertChunkId,
@@ -44,6 +45,8 @@ export interface BulkRequest {
   headers: Record<string, string>;
   /** The verified TLS peer, when the server runs mutual TLS. */
   peer: PeerIdentity | undefined;
+  /** Every `authorization` header as received (`headers` holds the first only). */
+  authorization: string[];
 }
 
 export interface BulkChunkRoute {
@@ -88,7 +91,13 @@ export async function serveBulkChunk(
       throw new PollenError('METHOD_NOT_ALLOWED', 'This API only receives chunks');
     const id = req.url.slice(BULK_CHUNK_PREFIX.length);
     assertChunkId(id);
-    const request: BulkRequest = { method, id, headers: flatHeaders(req.headers), peer };
+    const request: BulkRequest = {
+      method,
+      id,
+      headers: flatHeaders(req.headers),
+      peer,
+      authorization: authorizationHeaders(req),
+    };
     const caller = await route.authorize(request);
     const store = typeof route.store === 'function' ? await route.store(request, caller) : route.store;
     if (method === 'GET') await sendChunk(store, id, res);

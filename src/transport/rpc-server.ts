@@ -24,9 +24,10 @@ import {
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import { type FailureReporter, PollenError } from '../errors.js';
+import { authorizationHeaders } from './authorization-headers.js';
 import { isBulkChunkRequest } from './bulk-protocol.js';
 import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
-import { peerContextKey } from './context.js';
+import { authorizationContextKey, peerContextKey } from './context.js';
 import { errorBoundary, toConnectError } from './errors.js';
 import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import { listenFailure } from './listen-failure.js';
@@ -60,6 +61,12 @@ export interface RpcServerOptions {
   tls?: TlsMaterial & {
     /** Require a client certificate chaining to `ca` (mutual TLS). */
     requireClientCert: boolean;
+    /**
+     * Without `requireClientCert`: still ask for a client certificate, and admit callers without
+     * one (the Control API: people with bearer tokens). A certificate that is offered must chain
+     * to `ca`, or every call is refused (CERT_UNTRUSTED).
+     */
+    requestClientCert?: boolean;
   };
   routes: (router: ConnectRouter) => void;
   interceptors?: Interceptor[];
@@ -131,10 +138,21 @@ const refusedFast = (route: FastUnary, refusal: PollenError): FastUnary => ({
   call: () => Promise.reject(refusal),
 });
 
+const UNTRUSTED = (): PollenError =>
+  new PollenError('CERT_UNTRUSTED', 'The client certificate is not from this project’s CA', {
+    hint: 'Use a certificate of this project (its kit or the Certificate Service), or none with a bearer token.',
+  });
+
 const NO_IDENTITY = (): PollenError =>
   new PollenError('UNAUTHENTICATED', 'The client certificate carries no Pollen identity', {
     hint: 'Use a certificate made by `pollen cert site` or the Certificate Service (it names the participant in a pollen:// URI).',
   });
+
+/** The verified peer of a connection, and whether it offered a certificate that did not verify. */
+interface PeerOnSocket {
+  peer: PeerIdentity | undefined;
+  untrusted: boolean;
+}
 
 export interface RpcServer {
   readonly port: number;
@@ -185,23 +203,36 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   // The peer certificate is parsed once per connection, not once per request (getPeerCertificate
   // costs ~0.15 ms: with a thousand polling nodes that was a quarter of the server's CPU). The
   // cache is keyed by the HTTP/2 session (req.socket is a new proxy for every stream).
-  const peers = new WeakMap<object, PeerIdentity | undefined>();
-  const peerOf = (req: { socket: unknown; stream?: { session?: object } }): PeerIdentity | undefined => {
-    const socket = req.socket as TLSSocket;
-    if (!o.tls || typeof socket.getPeerCertificate !== 'function') return undefined;
-    const key = req.stream?.session ?? socket;
-    if (peers.has(key)) return peers.get(key);
+  const peers = new WeakMap<object, PeerOnSocket>();
+  const requestOnly = !!o.tls && !o.tls.requireClientCert && !!o.tls.requestClientCert;
+  const onSocket = (socket: TLSSocket): PeerOnSocket => {
     const peer = peerIdentity(socket);
-    peers.set(key, peer);
-    return peer;
+    // Asked for but not required: an offered certificate that does not verify is not ignored.
+    const untrusted = requestOnly && !peer && !socket.authorized && !!socket.getPeerCertificate()?.raw;
+    return { peer, untrusted };
+  };
+  const socketOf = (req: { socket: unknown; stream?: { session?: object } }): PeerOnSocket => {
+    const socket = req.socket as TLSSocket;
+    if (!o.tls || typeof socket.getPeerCertificate !== 'function')
+      return { peer: undefined, untrusted: false };
+    const key = req.stream?.session ?? socket;
+    const known = peers.get(key);
+    if (known) return known;
+    const found = onSocket(socket);
+    peers.set(key, found);
+    return found;
   };
   /** Checked on every request, so a CRL update applies to the next call of an open connection. */
-  const refusalOf = (peer: PeerIdentity | undefined): PollenError | undefined =>
-    o.tls?.requireClientCert ? (peer ? o.admitPeer?.(peer) : NO_IDENTITY()) : undefined;
-  const contextValues = (req: unknown, peer = peerOf(req as never)): ContextValues => {
+  const refusalOf = ({ peer, untrusted }: PeerOnSocket): PollenError | undefined => {
+    if (peer) return o.tls?.requireClientCert || requestOnly ? o.admitPeer?.(peer) : undefined;
+    if (untrusted) return UNTRUSTED();
+    return o.tls?.requireClientCert ? NO_IDENTITY() : undefined;
+  };
+  const contextValues = (req: unknown, found = socketOf(req as never)): ContextValues => {
     const values = createContextValues();
-    if (peer) values.set(peerContextKey, peer);
-    const refusal = refusalOf(peer);
+    if (found.peer) values.set(peerContextKey, found.peer);
+    values.set(authorizationContextKey, authorizationHeaders(req as { rawHeaders?: string[] }));
+    const refusal = refusalOf(found);
     if (refusal) values.set(refusalContextKey, refusal);
     return values;
   };
@@ -215,7 +246,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
         cert: o.tls.cert,
         key: o.tls.key,
         ca: o.tls.ca,
-        requestCert: o.tls.requireClientCert,
+        requestCert: o.tls.requireClientCert || requestOnly,
         rejectUnauthorized: o.tls.requireClientCert,
         minVersion: 'TLSv1.3',
         allowHTTP1: true,
@@ -230,8 +261,9 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   if (o.tls) {
     server.on('secureConnection', (socket: TLSSocket) => {
       // A refused peer stays connected: each of its calls is answered with the refusal's code.
-      const peer = peerIdentity(socket);
-      const refusal = refusalOf(peer);
+      const found = onSocket(socket);
+      const { peer } = found;
+      const refusal = refusalOf(found);
       if (refusal) {
         o.onRefused?.({ event: PEER_EVENTS.refused, reason: refusal.message, code: refusal.code, peer });
         refusedSockets.add(socket);
@@ -252,8 +284,9 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const bulk = o.bulk;
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
-    const peer = peerOf(req);
-    const refusal = refusalOf(peer);
+    const found = socketOf(req);
+    const { peer } = found;
+    const refusal = refusalOf(found);
     if (bulk && isBulkChunkRequest(req.url))
       void serveBulkChunk(refusal ? refusedBulk(bulk, refusal) : bulk, req, res, peer, report);
     else {
@@ -263,7 +296,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
           refusal ? refusedFast(route, refusal) : route,
           req,
           res,
-          contextValues(req, peer),
+          contextValues(req, found),
           MAX_MESSAGE_BYTES,
           report,
         );

@@ -63,6 +63,16 @@ export interface PeerIdentity {
   serial: string;
   /** sha256:HEX of the DER certificate. */
   fingerprint: string;
+  /** The organisation (`O=`), where the certificate names one. */
+  org?: string;
+  /** The role (`title`, FLARE's unstructuredName) of an admin certificate, where it names one. */
+  role?: string;
+}
+
+/** One subject attribute as Node reports it (an array when repeated: then none is believed). */
+function subjectField(cert: PeerCertificate, field: string): string | undefined {
+  const v = (cert.subject as unknown as Record<string, unknown> | undefined)?.[field];
+  return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
 const IDENTITY_URI = /^URI:pollen:\/\/([^/\s,]+)\/([a-z]+)\/([^/\s,]+)$/;
@@ -83,12 +93,16 @@ export function identityOf(cert: PeerCertificate | undefined): PeerIdentity | un
       return undefined;
     }
     const fingerprint = (cert.fingerprint256 ?? '').replaceAll(':', '').toLowerCase();
+    const org = subjectField(cert, 'O');
+    const role = subjectField(cert, 'title') ?? subjectField(cert, 'unstructuredName');
     return {
       project,
       type,
       name,
       serial: cert.serialNumber.toUpperCase(),
       fingerprint: `sha256:${fingerprint}`,
+      ...(org && { org }),
+      ...(role && { role }),
     };
   }
   return undefined;

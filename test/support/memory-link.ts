@@ -22,6 +22,7 @@ import { ServerAppIo } from '../../src/gen/pollen/v1/appio_pb.js';
 import { Control } from '../../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
 import type { Message as WireMessage } from '../../src/gen/pollen/v1/records_pb.js';
+import { DEFAULT_ACCESS_POLICY } from '../../src/identity/rights.js';
 import { nodeIdFromPublicKey, sshPublicKeyLine } from '../../src/pki/openssh.js';
 import type { CertType } from '../../src/pki/profiles.js';
 import { Message } from '../../src/sdk/message.js';
@@ -54,6 +55,8 @@ export interface MemoryLinkOptions extends Omit<TestLinkOptions, 'time'> {
   insecure?: boolean;
   /** Node-key sessions' lifetime (node-key mode). */
   sessionTtlMs?: number;
+  /** Control API options: bearer sources, policy, OIDC config. */
+  control?: Partial<Pick<ControlOptions, 'tokens' | 'serviceAccounts' | 'policy' | 'oidc'>>;
 }
 
 export interface FleetCaller {
@@ -159,6 +162,8 @@ export function memoryLinks(name: string) {
     const controlOptions: ControlOptions = {
       requireAdminCert: !insecure,
       project: PROJECT,
+      policy: DEFAULT_ACCESS_POLICY,
+      ...o.control,
       onKeyUnregistered: (nodeId) => verifier?.revokeSessionsFor(nodeId),
     };
     const control = connectPipeline({ routes: controlRoutes(link, launcher, controlOptions), log });

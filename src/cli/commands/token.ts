@@ -47,6 +47,10 @@ function addIssueOptions(cmd: Command): Command {
       'server/relay tokens: a DNS name or IP address the certificate names (repeatable; policy site.host_patterns)',
       collect,
     )
+    .option(
+      '--org <ORG>',
+      'the organisation the certificates name (O=); roles scoped to an organisation apply within it (policy orgs)',
+    )
     .addOption(caOption('local mode: the CA folder'))
     .addOption(
       policyOption('-p, --policy <POLICY>', 'local mode: enrollment policy YAML (default: built-in)'),
@@ -93,6 +97,7 @@ Examples:
   pollen token generate -s hospital-1 -c ./ca -o hospital-1.token
   pollen token generate -s admin@example.com --user -c ./ca   user token, role lead (policy default)
   pollen token generate -s researcher@example.com --user -r member -c ./ca
+  pollen token generate -s hospital-1 --org "Hospital One" -c ./ca   the certificate names O=Hospital One
   pollen token generate -s relay-1 --relay -c ./ca
   pollen token generate -s superlink --server --host superlink.example.com --host 10.0.0.5 -c ./ca
   pollen token generate -s hospital-1 -c ./ca -p enrollment_policy.yaml

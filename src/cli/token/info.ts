@@ -45,6 +45,7 @@ export async function tokenInfo(f: TokenInfoOptions, out: Output): Promise<void>
       ['subject', d.subject],
       ['subject_type', d.subject_type],
       ['roles', d.roles.length ? d.roles.join(', ') : '-'],
+      ['org', d.org ?? '-'],
       ['hosts', d.hosts.length ? d.hosts.join(', ') : '-'],
       ['issuer', d.issuer],
       ['audience', d.audience],

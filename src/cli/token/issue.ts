@@ -18,6 +18,8 @@ export interface TokenIssueOptions {
   role?: string;
   /** Server and relay tokens: DNS names and IP addresses for the certificate (repeatable --host). */
   host?: string[];
+  /** The organisation the certificates will name (`O=`). */
+  org?: string;
   ca?: string;
   policy?: string;
   certService?: string;
@@ -104,6 +106,7 @@ export async function issue(
       type,
       ...(f.role !== undefined && { role: f.role }),
       ...(f.host?.length && { hosts: f.host }),
+      ...(f.org !== undefined && { org: f.org }),
     },
     (done, total) => {
       if (progress && total >= 1000 && (done % 1000 === 0 || done === total))

@@ -112,12 +112,14 @@ export const tokensBody = new RequestSchema(
       .transform((t) => t ?? 'client'),
     role: z.string().optional(),
     hosts: strings.max(32).optional(),
+    org: z.string().optional(),
   },
   {
     subjects: { message: '`subjects` must be a list of 1 to 10000 names' },
     type: { message: '`type` must be client, server, relay or user' },
     role: { message: '`role` must be a string' },
     hosts: { message: '`hosts` must be a list of at most 32 DNS names or IP addresses' },
+    org: { message: '`org` must be a string' },
   },
   { kind: 'body' },
 );

@@ -9,7 +9,11 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import { PollenError, publicError } from '../../errors.js';
+import type { Identity } from '../../identity/identity.js';
+import type { Right, Scope } from '../../identity/rights.js';
+import { authorizationHeaders } from '../../transport/authorization-headers.js';
 import { VERSION } from '../../version.js';
+import type { AdminCaller } from './admin-auth.js';
 import {
   approveBody,
   auditQuery,
@@ -24,6 +28,11 @@ import {
 } from './api-schemas.js';
 import type { IssuedResponse, PendingResponse } from './issuer.js';
 import type { CertificateService } from './service.js';
+
+/** The organisation an audit entry's change concerns (recorded in its detail), if any. */
+function orgOf(detail: Record<string, unknown>): string | undefined {
+  return typeof detail.org === 'string' ? detail.org : undefined;
+}
 
 /** Bodies larger than this are refused before parsing. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -118,8 +127,6 @@ export function buildApp(
     void reply.status(404).send({ error: e.toJSON() });
   });
 
-  const admin = (req: FastifyRequest) => service.apiKeys.authenticate(req.headers.authorization);
-
   app.get('/v1/health', async () => ({ status: 'ok', version: VERSION, backend: service.backend }));
   app.get('/v1/ca', async () => service.caInfo());
   app.get('/v1/crl', async (req, reply) => {
@@ -156,34 +163,74 @@ export function buildApp(
     return service.renewal.renew(current, renewBody.field(body, 'csr'));
   });
 
-  /** An admin call: the API key first, then the request (query or body) through its schema. */
+  /**
+   * An admin call: the caller first (one credential: an API key or a login token), then the
+   * right the route needs, then the request (query or body) through its schema. Refusals are
+   * logged with their code and the kind of identity.
+   */
   function adminRoute<I>(
     method: 'GET' | 'POST',
     url: string,
+    right: Right,
     schema: { parse(input: unknown): I },
-    handle: (input: I, actor: string) => Promise<unknown>,
+    handle: (input: I, caller: AdminCaller & { scope: Scope }) => Promise<unknown>,
   ): void {
     app.route({
       method,
       url,
       handler: async (req) => {
-        const actor = admin(req);
-        return handle(schema.parse(method === 'GET' ? req.query : req.body), actor);
+        let who: Identity | undefined;
+        try {
+          const caller = await service.admin.identify(authorizationHeaders(req.raw));
+          who = caller.who;
+          const scope = service.admin.allow(caller.who, right);
+          return await handle(schema.parse(method === 'GET' ? req.query : req.body), { ...caller, scope });
+        } catch (e) {
+          // Who calls and what they may do: 401 and 403, as on the Control API (`control.refused`).
+          if (e instanceof PollenError && (e.status === 401 || e.status === 403))
+            req.log.warn(
+              {
+                event: 'admin.refused',
+                code: e.code,
+                identity: who?.kind ?? 'none',
+                subject: who?.subject,
+                org: who?.org,
+                url: req.url,
+              },
+              'admin API call refused',
+            );
+          throw e;
+        }
       },
     });
   }
-  adminRoute('POST', '/v1/tokens', tokensBody, (b, actor) => service.tokens.issue(b, actor));
-  adminRoute('GET', '/v1/audit', auditQuery, async (q) => ({
-    entries: await service.audit.list(q.after, q.limit),
+  const { admin } = service;
+  // Issuing tokens decides who may enroll: an organisation's admin issues its tokens only.
+  adminRoute('POST', '/v1/tokens', 'enrollment.decide', tokensBody, (b, c) => {
+    admin.guard(c.who, 'enrollment.decide')(b.org);
+    return service.tokens.issue(b, c.actor);
+  });
+  adminRoute('GET', '/v1/audit', 'audit.read', auditQuery, async (q, c) => ({
+    entries: await service.audit.list(
+      q.after,
+      q.limit,
+      c.scope === 'any' ? undefined : (e) => admin.sees(c.who, c.scope, orgOf(e.detail)),
+    ),
   }));
-  adminRoute('GET', '/v1/requests', requestsQuery, async (q) => ({
-    requests: await service.requests.list(q.status),
+  adminRoute('GET', '/v1/requests', 'enrollment.decide', requestsQuery, async (q, c) => ({
+    requests: (await service.requests.list(q.status)).filter((r) => admin.sees(c.who, c.scope, r.org)),
   }));
-  adminRoute('POST', '/v1/requests/approve', approveBody, (b, actor) => service.requests.approve(b, actor));
-  adminRoute('POST', '/v1/requests/reject', rejectBody, (b, actor) => service.requests.reject(b, actor));
-  adminRoute('GET', '/v1/enrolled', enrolledQuery, async (q) => ({
-    enrolled: await service.certificates.list(q.type),
+  adminRoute('POST', '/v1/requests/approve', 'enrollment.decide', approveBody, (b, c) =>
+    service.requests.approve(b, c.actor, admin.guard(c.who, 'enrollment.decide')),
+  );
+  adminRoute('POST', '/v1/requests/reject', 'enrollment.decide', rejectBody, (b, c) =>
+    service.requests.reject(b, c.actor, admin.guard(c.who, 'enrollment.decide')),
+  );
+  adminRoute('GET', '/v1/enrolled', 'enrollment.decide', enrolledQuery, async (q, c) => ({
+    enrolled: (await service.certificates.list(q.type)).filter((r) => admin.sees(c.who, c.scope, r.org)),
   }));
-  adminRoute('POST', '/v1/revoke', revokeBody, (b, actor) => service.certificates.revoke(b, actor));
+  adminRoute('POST', '/v1/revoke', 'enrollment.decide', revokeBody, (b, c) =>
+    service.certificates.revoke(b, c.actor, admin.guard(c.who, 'enrollment.decide')),
+  );
   return app;
 }

@@ -42,8 +42,23 @@ export class AuditLog {
       .execute();
   }
 
-  /** Entries after sequence number `after`, oldest first, at most `limit` (checked at the edge). */
-  async list(after: number, limit: number): Promise<AuditEntry[]> {
+  /**
+   * Entries after sequence number `after`, oldest first, at most `limit` (checked at the edge);
+   * with `keep`, only the entries it keeps (read on in pages until `limit` are found).
+   */
+  async list(after: number, limit: number, keep?: (e: AuditEntry) => boolean): Promise<AuditEntry[]> {
+    if (!keep) return this.page(after, limit);
+    const out: AuditEntry[] = [];
+    for (let from = after; out.length < limit; ) {
+      const page = await this.page(from, 500);
+      out.push(...page.filter(keep).slice(0, limit - out.length));
+      if (page.length < 500) break;
+      from = page[page.length - 1]!.seq;
+    }
+    return out;
+  }
+
+  private async page(after: number, limit: number): Promise<AuditEntry[]> {
     const rows = await this.store.db
       .selectFrom('audit')
       .selectAll()

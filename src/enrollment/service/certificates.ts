@@ -2,12 +2,14 @@ import { X509Certificate } from 'node:crypto';
 import { PollenError } from '../../errors.js';
 import { createCrl } from '../../pki/crl.js';
 import { hostsOfCertificate } from '../../pki/profiles.js';
-import { DAY, iso, type ServiceContext } from './context.js';
+import { DAY, iso, type OrgGuard, type ServiceContext } from './context.js';
 
 export interface EnrolledRow {
   name: string;
   type: string;
   role: string | null;
+  /** The organisation it names (`O=`); null: none. */
+  org: string | null;
   serial: string;
   fingerprint: string;
   notAfter: string;
@@ -36,6 +38,7 @@ export class Certificates {
       name: c.name,
       type: c.type,
       role: c.role,
+      org: c.org,
       serial: c.serial,
       fingerprint: c.fingerprint,
       notAfter: iso(c.not_after)!,
@@ -49,14 +52,18 @@ export class Certificates {
   }
 
   /** Revoke the valid certificates with these names or serials, and every renewal of them. */
-  async revoke(sel: { names: string[]; serials: string[]; reason?: string }, actor: string) {
+  async revoke(
+    sel: { names: string[]; serials: string[]; reason?: string },
+    actor: string,
+    guard?: OrgGuard,
+  ) {
     const { names, serials } = sel;
     const reason = sel.reason ?? 'unspecified';
     const now = this.c.now().getTime();
     const db = this.c.store.db;
     const rows = await db
       .selectFrom('certificates')
-      .select(['serial', 'name'])
+      .select(['serial', 'name', 'org'])
       .where('revoked_at', 'is', null)
       .where((eb) =>
         eb.or([
@@ -78,7 +85,7 @@ export class Certificates {
     for (let frontier = rows.map((r) => r.serial); frontier.length > 0; ) {
       const next = await db
         .selectFrom('certificates')
-        .select(['serial', 'name'])
+        .select(['serial', 'name', 'org'])
         .where('renewed_from', 'in', frontier)
         .where('revoked_at', 'is', null)
         .execute();
@@ -86,6 +93,7 @@ export class Certificates {
       rows.push(...fresh);
       frontier = fresh.map((n) => n.serial);
     }
+    for (const r of rows) guard?.(r.org ?? undefined);
     await this.c.batcher.run(async (tx) => {
       await tx
         .updateTable('certificates')
@@ -100,10 +108,11 @@ export class Certificates {
         await this.c.audit.append(tx, actor, 'certificate.revoked', r.name, new Date(now), {
           serial: r.serial,
           reason,
+          ...(r.org !== null && { org: r.org }),
         });
     });
     this.crlCache = undefined;
-    return { revoked: rows };
+    return { revoked: rows.map(({ serial, name }) => ({ serial, name })) };
   }
 
   async isRevoked(serial: string): Promise<boolean> {

@@ -11,6 +11,12 @@ export type Tx = Transaction<EnrollmentSchema>;
 export const HOUR = 3_600_000;
 export const DAY = 24 * HOUR;
 
+/**
+ * Refuses (throws) a change to what belongs to organisation `org` (undefined: none) when the
+ * caller may not decide there. Checked for every selected item before anything is changed.
+ */
+export type OrgGuard = (org: string | undefined) => void;
+
 /** Milliseconds since the epoch as ISO 8601, null kept. */
 export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 

@@ -3,7 +3,7 @@ import { PollenError } from '../../errors.js';
 import { type CheckedCsr, checkCsr } from '../../pki/csr.js';
 import type { CertType } from '../../pki/profiles.js';
 import { decide, type LoadedPolicy } from '../policy.js';
-import { type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
+import { checkTokenOrg, type TokenClaims, type TokenSigner, verifyToken } from '../token.js';
 import type { ServiceContext, Tx } from './context.js';
 import type { CertificateIssuer, IssuedResponse, PendingResponse } from './issuer.js';
 
@@ -84,6 +84,8 @@ export class Enrollment {
     // The token's hosts are checked again here, under the policy it was issued with: whoever holds
     // the token key cannot put a host in a certificate that the policy does not allow.
     const hosts = claims.pollen.hosts ?? [];
+    // Likewise its organisation, under the policy's `orgs`.
+    checkTokenOrg(auth.policy.policy, claims.pollen.org, auth.policy.source);
     const decision = decide(auth.policy.policy, { name, type: claims.pollen.subject_type, ip, hosts });
     if (decision.action === 'reject')
       throw new PollenError('ENROLLMENT_REJECTED', "Enrollment refused by the project's policy", {
@@ -120,7 +122,7 @@ export class Enrollment {
           name,
           type,
           role: claims.pollen.roles[0] ?? null,
-          org: null,
+          org: claims.pollen.org ?? null,
           source_ip: a.ip,
           status: 'pending',
           rule: a.rule,
@@ -138,6 +140,7 @@ export class Enrollment {
       await this.c.audit.append(tx, `token:${claims.jti}`, 'request.pending', name, a.now, {
         requestId: id,
         type,
+        ...(claims.pollen.org !== undefined && { org: claims.pollen.org }),
         ...(claims.pollen.hosts && { hosts: claims.pollen.hosts }),
         rule: a.rule,
         sourceIp: a.ip,
@@ -161,14 +164,19 @@ export class Enrollment {
     const type = CERT_TYPE[claims.pollen.subject_type];
     const role = claims.pollen.roles[0] ?? null;
     const hosts = claims.pollen.hosts;
-    const issued = this.issuer.sign(a.csr, { name, type, role: role ?? undefined, hosts }, a.now);
+    const org = claims.pollen.org ?? null;
+    const issued = this.issuer.sign(
+      a.csr,
+      { name, type, role: role ?? undefined, org: org ?? undefined, hosts },
+      a.now,
+    );
     await this.c.batcher.run(async (tx) => {
       await this.consumeToken(tx, claims, a.now);
       await this.issuer.refuseIfEnrolledElsewhere(tx, name, type, claims.jti, a.now);
       await tx
         .insertInto('certificates')
         .values(
-          this.issuer.row(issued, { name, type, role }, `policy:${a.rule ?? 'auto'}`, a.now, {
+          this.issuer.row(issued, { name, type, role, org }, `policy:${a.rule ?? 'auto'}`, a.now, {
             jti: claims.jti,
           }),
         )
@@ -177,6 +185,7 @@ export class Enrollment {
         serial: issued.serial,
         type,
         role,
+        ...(org !== null && { org }),
         ...(hosts && { hosts }),
         rule: a.rule,
         sourceIp: a.ip,

@@ -57,7 +57,7 @@ export class CertificateIssuer {
 
   row(
     issued: Issued,
-    p: { name: string; type: string; role: string | null },
+    p: { name: string; type: string; role: string | null; org?: string | null },
     approvedBy: string,
     now: Date,
     extra: { jti?: string; requestId?: string; renewedFrom?: string },
@@ -67,6 +67,7 @@ export class CertificateIssuer {
       name: p.name,
       type: p.type,
       role: p.role,
+      org: p.org ?? null,
       fingerprint: issued.fingerprint,
       not_before: issued.notBefore.getTime(),
       not_after: issued.notAfter.getTime(),

@@ -74,7 +74,7 @@ export class Renewal {
     const hosts = hostsOfCertificate(new X509Certificate(current.pem));
     const issued = this.issuer.sign(
       csr,
-      { name: current.name, type, role: current.role ?? undefined, hosts },
+      { name: current.name, type, role: current.role ?? undefined, org: current.org ?? undefined, hosts },
       now,
     );
     await this.c.batcher.run(async (tx) => {
@@ -104,6 +104,7 @@ export class Renewal {
         {
           serial: issued.serial,
           from: current.serial,
+          ...(current.org !== null && { org: current.org }),
         },
       );
     });

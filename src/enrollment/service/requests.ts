@@ -2,7 +2,7 @@ import { PollenError } from '../../errors.js';
 import { checkCsr } from '../../pki/csr.js';
 import type { CertType } from '../../pki/profiles.js';
 import { matchNamePattern } from '../policy-match.js';
-import { iso, type ServiceContext } from './context.js';
+import { iso, type OrgGuard, type ServiceContext } from './context.js';
 import {
   alreadyDecided,
   claimDecision,
@@ -99,8 +99,9 @@ export class Requests {
    * decided meanwhile is left as decided and listed in `alreadyDecided`; if that befell every
    * selected request, the call fails with REQUEST_ALREADY_DECIDED naming the decision that holds.
    */
-  async approve(sel: Selection, actor: string) {
+  async approve(sel: Selection, actor: string, guard?: OrgGuard) {
     const chosen = await this.selectPending(sel);
+    for (const r of chosen) guard?.(r.org ?? undefined);
     const now = this.c.now();
     const approved: { id: string; name: string; type: string; serial: string }[] = [];
     const lost: HeldDecision[] = [];
@@ -109,6 +110,7 @@ export class Requests {
         name: r.name,
         type: r.type as CertType,
         role: r.role ?? undefined,
+        org: r.org ?? undefined,
         hosts: r.hosts ? (JSON.parse(r.hosts) as string[]) : undefined,
       };
       const issued = this.issuer.sign(checkCsr(r.csr), profile, now);
@@ -128,6 +130,7 @@ export class Requests {
           await this.c.audit.append(tx, actor, 'request.approved', r.name, now, {
             requestId: r.id,
             serial: issued.serial,
+            ...(r.org !== null && { org: r.org }),
           });
         });
       } catch (e) {
@@ -149,8 +152,9 @@ export class Requests {
   }
 
   /** Reject the selected pending requests; one decision per request, as `approve`. */
-  async reject(sel: Selection & { reason?: string }, actor: string) {
+  async reject(sel: Selection & { reason?: string }, actor: string, guard?: OrgGuard) {
     const chosen = await this.selectPending(sel);
+    for (const r of chosen) guard?.(r.org ?? undefined);
     const now = this.c.now();
     const reason = sel.reason ?? 'rejected by an administrator';
     const lost: HeldDecision[] = [];
@@ -169,7 +173,11 @@ export class Requests {
           lost.push(e.data as unknown as HeldDecision);
           continue;
         }
-        await this.c.audit.append(tx, actor, 'request.rejected', r.name, now, { requestId: r.id, reason });
+        await this.c.audit.append(tx, actor, 'request.rejected', r.name, now, {
+          requestId: r.id,
+          reason,
+          ...(r.org !== null && { org: r.org }),
+        });
         won.push(r);
       }
       return won;

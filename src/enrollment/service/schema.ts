@@ -44,6 +44,8 @@ export interface EnrollmentSchema {
     name: string;
     type: string;
     role: string | null;
+    /** The organisation the certificate names (`O=`); NULL: none (certificates before 0003). */
+    org: string | null;
     fingerprint: string;
     not_before: number;
     not_after: number;
@@ -159,6 +161,11 @@ export const enrollmentMigrations: Record<string, Migration> = {
   '0002_request_hosts': {
     async up(db: Kysely<unknown>) {
       await db.schema.alterTable('requests').addColumn('hosts', 'text').execute();
+    },
+  },
+  '0003_certificate_org': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('certificates').addColumn('org', 'text').execute();
     },
   },
 };

@@ -1,9 +1,12 @@
 import { PollenError } from '../../errors.js';
+import type { TokenVerifier } from '../../identity/identity.js';
+import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../../identity/rights.js';
 import type { LoadedCa } from '../../pki/ca.js';
 import { WriteBatcher } from '../../store/batcher.js';
 import type { Database } from '../../store/database.js';
 import type { LoadedPolicy } from '../policy.js';
 import type { TokenSigner } from '../token.js';
+import { AdminAuth } from './admin-auth.js';
 import { ApiKeys } from './api-keys.js';
 import { AuditLog } from './audit-log.js';
 import { Certificates } from './certificates.js';
@@ -35,6 +38,10 @@ export interface CertificateServiceOptions {
   proofWindowMs?: number;
   /** Delivers the notifications a policy asks for. */
   notifier?: Notifier;
+  /** OIDC access tokens accepted on the admin API besides the API keys (identity/token-verifier.ts). */
+  tokens?: TokenVerifier;
+  /** Roles × rights for admin calls; default DEFAULT_ACCESS_POLICY. */
+  accessPolicy?: AccessPolicy;
   now?: () => Date;
 }
 
@@ -45,8 +52,8 @@ export interface CertificateServiceOptions {
 export class CertificateService {
   private constructor(
     private readonly c: ServiceContext,
-    /** Admin authentication. */
-    readonly apiKeys: ApiKeys,
+    /** Admin authentication (API keys, login tokens) and rights. */
+    readonly admin: AdminAuth,
     /** Enroll with a token, poll a pending request. */
     readonly enrollment: Enrollment,
     /** Renew over mutual TLS. */
@@ -78,7 +85,7 @@ export class CertificateService {
     const issuer = new CertificateIssuer(o.ca, o.store, o.siteValidityMs ?? 30 * DAY);
     return new CertificateService(
       c,
-      apiKeys,
+      new AdminAuth(apiKeys, o.accessPolicy ?? DEFAULT_ACCESS_POLICY, o.tokens ? { tokens: o.tokens } : {}),
       new Enrollment(c, issuer, o.tokenSigner, o.proofWindowMs ?? 5 * 60_000),
       new Renewal(c, issuer),
       new TokenIssuance(c, o.tokenSigner),

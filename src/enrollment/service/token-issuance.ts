@@ -10,13 +10,14 @@ export class TokenIssuance {
   ) {}
 
   async issue(
-    input: { subjects: string[]; type: SubjectType; role?: string; hosts?: string[] },
+    input: { subjects: string[]; type: SubjectType; role?: string; hosts?: string[]; org?: string },
     actor: string,
   ) {
     const tokens = await issueTokens(this.signer, input.subjects, {
       type: input.type,
       role: input.role,
       ...(input.hosts && { hosts: input.hosts }),
+      ...(input.org !== undefined && { org: input.org }),
       policy: this.c.policies.current,
       now: this.c.now(),
     });
@@ -31,6 +32,7 @@ export class TokenIssuance {
         {
           count: tokens.length,
           type: input.type,
+          ...(input.org !== undefined && { org: input.org }),
           ...(input.hosts?.length && { hosts: tokens[0]!.claims.pollen.hosts }),
           subjects: tokens.slice(0, 100).map((t) => t.claims.sub),
           tokenIds: tokens.slice(0, 100).map((t) => t.claims.jti),
