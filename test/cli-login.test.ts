@@ -11,9 +11,9 @@ import { loginClock } from '../src/cli/login/clock.js';
 import { fetchPinnedRoot } from '../src/cli/login/pinned-root.js';
 import { certificateFingerprint } from '../src/pki/fingerprint.js';
 import { type CliResult, pollenInProcess, tempDir } from './support/cli.js';
-import { makePki, type Pki, tlsOf } from './support/federation.js';
+import { makePki, type Pki, TINY_APP, tlsOf } from './support/federation.js';
 import { startInProcessLink } from './support/inproc.js';
-import { type LoginControl, startLoginControl } from './support/login-control.js';
+import { type LoginControl, providerTokens, startLoginControl } from './support/login-control.js';
 import { actAsDeviceUser, startTestProvider, type TestProvider } from './support/oidc-provider.js';
 
 const t = tempDir('pollen-login-');
@@ -302,7 +302,7 @@ describe('pollen login refusals', () => {
   });
 });
 
-describe('the SuperLink and a pinned root', () => {
+describe('logging in to a real SuperLink', () => {
   it("sends its root in the Control API's chain, so a person with only the fingerprint can pin it", async () => {
     const link = await startInProcessLink('pollen-login-root-');
     try {
@@ -311,6 +311,55 @@ describe('the SuperLink and a pinned root', () => {
       const address = new URL(link.superlink.controlUrl).host;
       const pinned = await fetchPinnedRoot(address, certificateFingerprint(root));
       expect(pinned.pem.trim()).toBe(root.trim());
+    } finally {
+      await link.close();
+    }
+  });
+
+  it('a login replaces the admin certificate of the federation on every call, until logout', async () => {
+    const link = await startInProcessLink('pollen-login-link-', providerTokens(provider));
+    try {
+      const admin = await link.adminCert();
+      const config = freshConfig();
+      const address = new URL(link.superlink.controlUrl).host;
+      const add = await pollenInProcess([
+        'federation',
+        'add',
+        'lab',
+        '--address',
+        address,
+        '--certificate',
+        admin.certPath,
+        '--private-key',
+        admin.keyPath,
+        '--root-certificate',
+        admin.rootPath,
+        '--config',
+        config,
+      ]);
+      expect(add.code, add.stderr).toBe(0);
+      const whoami = async () =>
+        (await pollenInProcess(['whoami', 'lab', '--config', config, '--json'])).json<{
+          identity: { kind: string; subject: string; org: string | null; roles: string[] };
+        }>().identity;
+      expect(await whoami()).toMatchObject({ kind: 'certificate', subject: 'admin@inproc' });
+      // The SuperLink names the provider (GetLoginDetails, asked without a certificate).
+      const { r } = await login(config, ['lab']);
+      expect(r.code, r.stdout).toBe(0);
+      expect(r.json()).toMatchObject({ subject: 'ana', certificateSetAside: true });
+      // Only the token goes: the SuperLink refuses a call that carries both (IDENTITY_AMBIGUOUS).
+      expect(await whoami()).toEqual(
+        expect.objectContaining({ kind: 'user', subject: 'ana', org: 'uni-a', roles: ['lead'] }),
+      );
+      // The app bundle goes up the bulk chunk route with the token too, and the run is ana's.
+      const run = await pollenInProcess(['run', TINY_APP, 'lab', '--config', config, '--json']);
+      expect(run.code, run.stdout).toBe(0);
+      const list = await pollenInProcess(['list', 'lab', '--config', config, '--json']);
+      expect(list.json<{ runs: { createdBy: string }[] }>().runs.map((x) => x.createdBy)).toEqual([
+        'ana@uni-a.example',
+      ]);
+      expect((await pollenInProcess(['logout', 'lab', '--config', config])).code).toBe(0);
+      expect(await whoami()).toMatchObject({ kind: 'certificate' });
     } finally {
       await link.close();
     }

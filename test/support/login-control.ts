@@ -1,20 +1,54 @@
 /**
- * A Control API that serves what `pollen login` and `whoami` need, over real TLS on 127.0.0.1,
- * with no client certificate asked for: `GetLoginDetails` (the SuperLink's handler,
- * superlink/login-details.ts), and `WhoAmI` / `ListRuns` answered for the bearer token, checked
- * against the provider's key with jose. It stands in for the SuperLink's token checks, which are
- * tested with the SuperLink itself; here the CLI side is under test.
+ * For tests of the CLI side of logins: the embedded provider's tokens as a SuperLink takes them
+ * (`providerTokens`: the OIDC settings and a TokenVerifier on the provider's key), and a Control
+ * API that serves only what `pollen login` and `whoami` need (`startLoginControl`), over real TLS
+ * on 127.0.0.1 with no client certificate asked for. The verifier stands in for the OIDC verifier
+ * (identity/token-verifier.ts), which is tested on its own.
  */
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import pino from 'pino';
 import type { EmbeddedProvider } from '../../src/demo/oidc-provider.js';
 import { PollenError } from '../../src/errors.js';
 import { Control } from '../../src/gen/pollen/v1/control_pb.js';
-import type { OidcConfig } from '../../src/identity/identity.js';
+import { type Identity, isRole, type OidcConfig, type TokenVerifier } from '../../src/identity/identity.js';
 import { loginDetails } from '../../src/superlink/login-details.js';
 import { guard } from '../../src/transport/errors.js';
 import { startRpcServer } from '../../src/transport/rpc-server.js';
 import { type TlsMaterial, withRootInChain } from '../../src/transport/tls.js';
+
+/** What a SuperLink that accepts the provider's access tokens is given. */
+export function providerTokens(provider: EmbeddedProvider): { oidc: OidcConfig; tokens: TokenVerifier } {
+  const oidc: OidcConfig = {
+    issuer: provider.issuer,
+    audience: provider.audience,
+    clientId: provider.clientId,
+    scopes: ['openid', 'email', 'offline_access'],
+    algorithms: ['ES256'],
+    clockSkewSeconds: 30,
+    claims: { roles: ['realm_access.roles'], roleNames: {}, org: 'org', email: 'email', name: 'email' },
+  };
+  const keys = createLocalJWKSet({ keys: [provider.publicKey] });
+  const tokens: TokenVerifier = {
+    async verify(token): Promise<Identity> {
+      try {
+        const { payload: c } = await jwtVerify(token, keys, { issuer: oidc.issuer, audience: oidc.audience });
+        const realm = (c['realm_access'] as { roles?: string[] } | undefined)?.roles ?? [];
+        return {
+          kind: 'user',
+          subject: String(c.sub),
+          name: String(c['email']),
+          email: String(c['email']),
+          org: typeof c['org'] === 'string' ? c['org'] : undefined,
+          roles: realm.filter(isRole),
+          expiresAt: (c.exp ?? 0) * 1000,
+        };
+      } catch (e) {
+        throw new PollenError('UNAUTHENTICATED', 'The access token is not valid', { cause: e });
+      }
+    },
+  };
+  return { oidc, tokens };
+}
 
 export interface LoginControl {
   /** HOST:PORT */
@@ -24,27 +58,18 @@ export interface LoginControl {
   close(): Promise<void>;
 }
 
+/** GetLoginDetails (the SuperLink's handler), WhoAmI and ListRuns for the provider's tokens. */
 export async function startLoginControl(
   tls: TlsMaterial,
   provider?: EmbeddedProvider,
 ): Promise<LoginControl> {
-  const oidc: OidcConfig | undefined = provider && {
-    issuer: provider.issuer,
-    audience: provider.audience,
-    clientId: provider.clientId,
-    scopes: ['openid', 'email', 'offline_access'],
-    algorithms: ['ES256'],
-    clockSkewSeconds: 30,
-    claims: { roles: ['realm_access.roles'], roleNames: {}, org: 'org', email: 'email', name: 'name' },
-  };
-  const keys = provider && createLocalJWKSet({ keys: [provider.publicKey] });
+  const accepted = provider && providerTokens(provider);
   const bearers: string[] = [];
   const caller = async (authorization: string | null) => {
     const token = /^Bearer (.+)$/.exec(authorization ?? '')?.[1];
-    if (!token || !keys || !oidc) throw new PollenError('UNAUTHENTICATED', 'No bearer token');
+    if (!token || !accepted) throw new PollenError('UNAUTHENTICATED', 'No bearer token');
     bearers.push(token);
-    const { payload } = await jwtVerify(token, keys, { issuer: oidc.issuer, audience: oidc.audience });
-    return payload;
+    return accepted.tokens.verify(token);
   };
   const server = await startRpcServer({
     log: pino({ level: 'silent' }),
@@ -53,19 +78,15 @@ export async function startLoginControl(
     tls: { ...withRootInChain(tls), requireClientCert: false },
     routes: (router) =>
       router.service(Control, {
-        getLoginDetails: guard(async () => loginDetails(oidc)),
+        getLoginDetails: guard(async () => loginDetails(accepted?.oidc)),
         whoAmI: guard(async (_req, ctx) => {
-          const c = await caller(ctx.requestHeader.get('authorization'));
-          const realm = (c['realm_access'] as { roles?: string[] } | undefined)?.roles ?? [];
+          const who = await caller(ctx.requestHeader.get('authorization'));
           return {
             identity: {
-              kind: 'user',
-              subject: String(c.sub),
-              name: String(c['email']),
-              email: String(c['email']),
-              org: String(c['org'] ?? ''),
-              roles: realm.filter((r) => r !== 'offline_access'),
-              expiresAt: BigInt((c.exp ?? 0) * 1000),
+              ...who,
+              org: who.org ?? '',
+              email: who.email ?? '',
+              expiresAt: BigInt(who.expiresAt ?? 0),
             },
           };
         }),
