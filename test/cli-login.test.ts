@@ -212,6 +212,12 @@ describe('pollen login', () => {
     expect(await provider.refreshTokenWorks(String(tokens.refreshToken))).toBe(false);
     const again = await pollenInProcess(['logout', 'lab', '--config', config, '--json']);
     expect(again.json()).toMatchObject({ ok: true, loggedOut: false });
+    // No login and no certificate: the CLI says to log in before it calls.
+    const after = await pollenInProcess(['whoami', 'lab', '--config', config, '--json']);
+    expect(after.code).toBe(5);
+    expect(after.json()).toMatchObject({
+      error: { code: 'LOGIN_REQUIRED', hint: 'Log in: pollen login lab' },
+    });
   });
 
   it('a login the provider no longer refreshes asks for a new login (LOGIN_REQUIRED)', async () => {

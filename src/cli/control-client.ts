@@ -5,6 +5,7 @@
  * kit; `pollen logout` returns it to the certificate.
  */
 import type { Client, Interceptor } from '@connectrpc/connect';
+import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { type Endpoint, explainCallFailure } from '../transport/call-failure.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
@@ -26,6 +27,14 @@ export async function openControl(name: string | undefined, configFile?: string)
   const path = configPath(configFile);
   const federation = loadFederation(name, path);
   const tokens = AccessTokens.load(loginPath(path, federation.name));
+  if (!tokens && federation.tls && !federation.tls.cert)
+    throw new PollenError(
+      'LOGIN_REQUIRED',
+      `You are not logged in to ${federation.name}, and it has no admin certificate`,
+      {
+        hint: `Log in: pollen login ${federation.name}`,
+      },
+    );
   // Fails here (login ended, provider away) before any call is made.
   await tokens?.current();
   const channel = openChannel({
