@@ -1,0 +1,183 @@
+/**
+ * Checks an OIDC access token the way docs/identity.md ("Token checks") lists: its shape, an
+ * allowed asymmetric algorithm, the issuer, a signature by one of the issuer's published keys
+ * (`issuer-keys.ts`), the audience, `exp`/`nbf` within the configured clock skew; then maps its
+ * claims to an identity (`claims.ts`). Each refusal is a PollenError with its own code.
+ *
+ * The algorithm and the issuer are read from the token before its signature is checked: a
+ * refusal needs no proof, and a token from another provider is named as such (ACCESS_TOKEN_WRONG_ISSUER)
+ * without fetching anything. Only acceptance rests on the verified token.
+ */
+import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
+import { PollenError } from '../errors.js';
+import { claimMapper } from './claims.js';
+import type { OidcConfig, TokenVerifier } from './identity.js';
+import { IssuerKeys } from './issuer-keys.js';
+import { ASYMMETRIC_ALGORITHMS, MAX_CLOCK_SKEW_SECONDS } from './oidc-config.js';
+
+export interface TokenVerifierDeps {
+  fetch?: typeof fetch;
+  /** Epoch ms (tests inject a manual clock). */
+  now?: () => number;
+  /** The least time between two fetches of the issuer's keys (default 10 s). */
+  keyRefreshCooldownMs?: number;
+  /** Keys older than this are fetched again in the background (default 10 min). */
+  keyMaxAgeMs?: number;
+  /** One request to the issuer (default 5 s). */
+  issuerTimeoutMs?: number;
+}
+
+/** Longer than any access token a provider issues (Keycloak's with many roles are a few KiB). */
+const MAX_TOKEN_LENGTH = 16 * 1024;
+
+/**
+ * A `TokenVerifier` for one OpenID Provider.
+ *
+ * @example
+ * ```ts
+ * const verifier = createTokenVerifier(parseOidcConfig(section));
+ * const who = await verifier.verify(bearerToken); // throws ACCESS_TOKEN_EXPIRED, ACCESS_TOKEN_WRONG_AUDIENCE, …
+ * ```
+ */
+export function createTokenVerifier(config: OidcConfig, deps: TokenVerifierDeps = {}): TokenVerifier {
+  checkConfig(config);
+  const now = deps.now ?? Date.now;
+  const keys = new IssuerKeys({
+    issuer: config.issuer,
+    fetch: deps.fetch ?? globalThis.fetch,
+    now,
+    cooldownMs: deps.keyRefreshCooldownMs ?? 10_000,
+    maxAgeMs: deps.keyMaxAgeMs ?? 600_000,
+    timeoutMs: deps.issuerTimeoutMs ?? 5_000,
+  });
+  const toIdentity = claimMapper(config.claims);
+  const allowed = new Set(config.algorithms);
+  const options = {
+    issuer: config.issuer,
+    audience: config.audience,
+    algorithms: config.algorithms,
+    clockTolerance: config.clockSkewSeconds,
+    requiredClaims: ['exp', 'sub'],
+  };
+
+  const check = async (token: string): Promise<JWTPayload> => {
+    const currentDate = new Date(now());
+    try {
+      return (await jwtVerify(token, await keys.current(), { ...options, currentDate })).payload;
+    } catch (e) {
+      if (!(e instanceof errors.JWKSNoMatchingKey)) throw e;
+    }
+    // A key the cache does not have: the provider may have rotated. Fetch once (rate limited).
+    if (!(await keys.refresh()))
+      throw new PollenError(
+        'ACCESS_TOKEN_UNKNOWN_KEY',
+        'The access token is signed with a key its issuer does not publish',
+      );
+    return (await jwtVerify(token, await keys.current(), { ...options, currentDate })).payload;
+  };
+
+  return {
+    async verify(token: string) {
+      const { alg, payload } = readUnverified(token);
+      if (!allowed.has(alg))
+        throw new PollenError(
+          'ACCESS_TOKEN_ALG_NOT_ALLOWED',
+          `Access tokens signed with ${JSON.stringify(alg)} are not accepted (allowed: ${config.algorithms.join(', ')})`,
+        );
+      if (payload.iss !== config.issuer)
+        throw new PollenError(
+          'ACCESS_TOKEN_WRONG_ISSUER',
+          `The access token was issued by ${JSON.stringify(payload.iss ?? null)}; this service accepts ${config.issuer}`,
+        );
+      // Keycloak marks its ID tokens: they prove a login to the client, not access to a service.
+      if (payload['typ'] === 'ID')
+        throw new PollenError('ACCESS_TOKEN_MALFORMED', 'This is an ID token; send the access token');
+      let verified: JWTPayload;
+      try {
+        verified = await check(token);
+      } catch (e) {
+        throw refusal(e, payload, config);
+      }
+      return toIdentity(verified as Record<string, unknown>);
+    },
+  };
+}
+
+/** The header's `alg` and the claims, unverified (to refuse early); ACCESS_TOKEN_MALFORMED when unreadable. */
+function readUnverified(token: string): { alg: string; payload: JWTPayload } {
+  const malformed = (why: string) => new PollenError('ACCESS_TOKEN_MALFORMED', `The access token ${why}`);
+  if (typeof token !== 'string' || token.length === 0) throw malformed('is empty');
+  if (token.length > MAX_TOKEN_LENGTH) throw malformed(`is longer than ${MAX_TOKEN_LENGTH} characters`);
+  if (!/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token))
+    throw malformed('is not a signed JWT (three base64url parts joined by dots)');
+  try {
+    const { alg } = decodeProtectedHeader(token);
+    if (typeof alg !== 'string') throw malformed('names no signature algorithm (alg)');
+    return { alg, payload: decodeJwt(token) };
+  } catch (e) {
+    if (e instanceof PollenError) throw e;
+    throw malformed('is not a readable JWT');
+  }
+}
+
+/** The PollenError for what jose (or the key cache) refused. */
+function refusal(e: unknown, claims: JWTPayload, config: OidcConfig): unknown {
+  if (e instanceof PollenError) return e;
+  if (e instanceof errors.JWTExpired) {
+    const at = typeof claims.exp === 'number' ? ` at ${new Date(claims.exp * 1000).toISOString()}` : '';
+    return new PollenError('ACCESS_TOKEN_EXPIRED', `The access token expired${at}`);
+  }
+  if (e instanceof errors.JWTClaimValidationFailed) {
+    if (e.claim === 'aud')
+      return new PollenError(
+        'ACCESS_TOKEN_WRONG_AUDIENCE',
+        `The access token is for ${JSON.stringify(claims.aud ?? null)}, not for this service (${config.audience})`,
+      );
+    if (e.claim === 'nbf' && e.reason === 'check_failed') {
+      const at = typeof claims.nbf === 'number' ? ` until ${new Date(claims.nbf * 1000).toISOString()}` : '';
+      return new PollenError('ACCESS_TOKEN_NOT_YET_VALID', `The access token is not valid${at}`);
+    }
+    return new PollenError(
+      'ACCESS_TOKEN_MALFORMED',
+      `The access token's "${e.claim}" claim is missing or invalid`,
+    );
+  }
+  if (e instanceof errors.JWSSignatureVerificationFailed)
+    return new PollenError(
+      'ACCESS_TOKEN_BAD_SIGNATURE',
+      `The access token's signature does not verify with ${config.issuer}'s key`,
+    );
+  if (e instanceof errors.JWKSNoMatchingKey)
+    return new PollenError(
+      'ACCESS_TOKEN_UNKNOWN_KEY',
+      'The access token is signed with a key its issuer does not publish',
+    );
+  if (e instanceof errors.JWKSMultipleMatchingKeys)
+    return new PollenError(
+      'ACCESS_TOKEN_UNKNOWN_KEY',
+      'The access token names no key (kid) and its issuer publishes several that could have signed it',
+    );
+  if (e instanceof errors.JOSEAlgNotAllowed || e instanceof errors.JOSENotSupported)
+    return new PollenError(
+      'ACCESS_TOKEN_ALG_NOT_ALLOWED',
+      "The access token's signature algorithm is not accepted",
+    );
+  if (e instanceof errors.JWSInvalid || e instanceof errors.JWTInvalid)
+    return new PollenError('ACCESS_TOKEN_MALFORMED', 'The access token is not a valid signed JWT');
+  return e;
+}
+
+/** A configuration built without `parseOidcConfig` gets the same two hard limits. */
+function checkConfig(config: OidcConfig): void {
+  const weak = config.algorithms.filter((a) => !(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(a));
+  if (weak.length > 0 || config.algorithms.length === 0)
+    throw new PollenError(
+      'CONFIG_INVALID',
+      `OIDC algorithms must be asymmetric JWS algorithms; refused: ${weak.join(', ') || '(none listed)'}`,
+    );
+  if (!(config.clockSkewSeconds >= 0 && config.clockSkewSeconds <= MAX_CLOCK_SKEW_SECONDS))
+    throw new PollenError(
+      'CONFIG_INVALID',
+      `OIDC clock skew must be 0 to ${MAX_CLOCK_SKEW_SECONDS} seconds, not ${config.clockSkewSeconds}`,
+    );
+}
