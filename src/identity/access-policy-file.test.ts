@@ -12,7 +12,7 @@ function problems(text: string): string[] {
   } catch (e) {
     if (!(e instanceof PollenError)) throw e;
     expect(e.code).toBe('ACCESS_POLICY_INVALID');
-    return (e.data?.['issues'] as Array<{ line: number; message: string; path: string }>).map(
+    return (e.data!['issues'] as Array<{ line: number; message: string; path: string }>).map(
       (i) => `${i.line} ${i.path}: ${i.message}`,
     );
   }
