@@ -21,6 +21,8 @@ export interface IssuerKeysOptions {
   maxAgeMs: number;
   /** How long one HTTP request to the issuer may take. */
   timeoutMs: number;
+  /** Called when a fetch brought a key set that differs from the cached one. */
+  onKeysChanged?: () => void;
 }
 
 /** A provider document is small; anything larger is not one. */
@@ -35,6 +37,8 @@ export class IssuerKeys {
   #failure: PollenError | undefined;
   #inFlight: Promise<void> | undefined;
   #jwksUri: string | undefined;
+  /** The key set as last fetched, to tell a change from the same set again. */
+  #published = '';
 
   constructor(o: IssuerKeysOptions) {
     this.#o = o;
@@ -47,10 +51,13 @@ export class IssuerKeys {
       if (!this.#keys) throw this.#failure ?? unreachable(this.#o.issuer, 'no keys are cached yet');
       return this.#keys;
     }
-    if (this.#o.now() - this.#loadedAt >= this.#o.maxAgeMs)
-      // Failure is remembered in #failure; the cached keys keep serving.
-      this.refresh().catch(() => {});
+    this.keepFresh();
     return this.#keys;
+  }
+
+  /** Start a background fetch when the cached keys are old (its failure is remembered; they keep serving). */
+  keepFresh(): void {
+    if (this.#o.now() - this.#loadedAt >= this.#o.maxAgeMs && !this.#inFlight) this.refresh().catch(() => {});
   }
 
   /**
@@ -85,7 +92,13 @@ export class IssuerKeys {
         : undefined;
       if (!keys) throw misconfigured(`The key set at ${this.#jwksUri} has no "keys" list`);
       // Symmetric keys never verify a token here (only asymmetric algorithms are allowed).
-      this.#keys = createLocalJWKSet({ keys: keys.filter((k) => k?.kty !== 'oct') });
+      const usable = keys.filter((k) => k?.kty !== 'oct');
+      const text = JSON.stringify(usable);
+      if (text !== this.#published || !this.#keys) {
+        this.#keys = createLocalJWKSet({ keys: usable });
+        this.#published = text;
+        this.#o.onKeysChanged?.();
+      }
       this.#loadedAt = this.#o.now();
       this.#failure = undefined;
     } catch (e) {

@@ -81,6 +81,31 @@ describe('createTokenVerifier: accepted tokens', () => {
   });
 });
 
+describe('createTokenVerifier: verified tokens remembered', () => {
+  it('serves a verified token again until it expires, then refuses it as expired', async () => {
+    const { c, idp, verifier } = await setup({ extra: { 'clock-skew-seconds': 60 } });
+    const token = await idp.sign({}, { ttl: 300 });
+    const first = await verifier.verify(token);
+    expect(Object.isFrozen(first) && Object.isFrozen(first.roles)).toBe(true);
+    c.t += 359_000;
+    expect(await verifier.verify(token)).toBe(first);
+    c.t += 1_000;
+    expect((await pollenErrorOf(verifier.verify(token))).code).toBe('ACCESS_TOKEN_EXPIRED');
+  });
+
+  it('keeps at most verifiedCacheSize tokens, and none with 0', async () => {
+    for (const size of [0, 1]) {
+      const { idp, verifier } = await setup({ deps: { verifiedCacheSize: size } });
+      const [a, b] = [await idp.sign({ sub: 'a' }), await idp.sign({ sub: 'b' })];
+      const first = await verifier.verify(a);
+      await verifier.verify(b);
+      // a was not kept (size 0) or pushed out by b (size 1): verified anew.
+      expect(await verifier.verify(a)).not.toBe(first);
+      expect(await verifier.verify(a)).toEqual(first);
+    }
+  });
+});
+
 describe('createTokenVerifier: refusals', () => {
   it('refuses each bad token with its own code, a 401, and no token content in the message', async () => {
     const { c, idp, verifier } = await setup();
@@ -181,9 +206,11 @@ describe('createTokenVerifier: the issuer’s keys', () => {
     await verifier.verify(await idp.sign({}, { key: old }));
     expect(idp.jwksFetches()).toBe(2);
 
+    // Verified (and remembered) before the key is retired.
+    const oldToken = await idp.sign({}, { key: old, ttl: 3600 });
+    await verifier.verify(oldToken);
     idp.retire(old.kid);
     c.t += 600_000;
-    const oldToken = await idp.sign({}, { key: old });
     // The periodic refresh starts in the background; calls meanwhile use the cached set.
     expect((await verifier.verify(oldToken)).subject).toBe('alice');
     expect(await refusedSoon(() => verifier.verify(oldToken))).toBe('ACCESS_TOKEN_UNKNOWN_KEY');

@@ -11,7 +11,7 @@
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose';
 import { PollenError } from '../errors.js';
 import { claimMapper } from './claims.js';
-import type { OidcConfig, TokenVerifier } from './identity.js';
+import type { Identity, OidcConfig, TokenVerifier } from './identity.js';
 import { IssuerKeys } from './issuer-keys.js';
 import { ASYMMETRIC_ALGORITHMS, MAX_CLOCK_SKEW_SECONDS } from './oidc-config.js';
 
@@ -25,6 +25,8 @@ export interface TokenVerifierDeps {
   keyMaxAgeMs?: number;
   /** One request to the issuer (default 5 s). */
   issuerTimeoutMs?: number;
+  /** How many verified tokens to remember until they expire (default 1024; 0: none). */
+  verifiedCacheSize?: number;
 }
 
 /** Longer than any access token a provider issues (Keycloak's with many roles are a few KiB). */
@@ -49,7 +51,10 @@ export function createTokenVerifier(config: OidcConfig, deps: TokenVerifierDeps 
     cooldownMs: deps.keyRefreshCooldownMs ?? 10_000,
     maxAgeMs: deps.keyMaxAgeMs ?? 600_000,
     timeoutMs: deps.issuerTimeoutMs ?? 5_000,
+    // A token verified with a key that is gone must not outlive it in the cache.
+    onKeysChanged: () => verified.clear(),
   });
+  const verified = new VerifiedTokens(deps.verifiedCacheSize ?? 1024, config.clockSkewSeconds, now);
   const toIdentity = claimMapper(config.claims);
   const allowed = new Set(config.algorithms);
   const options = {
@@ -78,6 +83,12 @@ export function createTokenVerifier(config: OidcConfig, deps: TokenVerifierDeps 
 
   return {
     async verify(token: string) {
+      const known = verified.get(token);
+      if (known) {
+        // A retired key must not live on in the cache: the periodic refresh clears it.
+        keys.keepFresh();
+        return known;
+      }
       const { alg, payload } = readUnverified(token);
       if (!allowed.has(alg))
         throw new PollenError(
@@ -92,15 +103,54 @@ export function createTokenVerifier(config: OidcConfig, deps: TokenVerifierDeps 
       // Keycloak marks its ID tokens: they prove a login to the client, not access to a service.
       if (payload['typ'] === 'ID')
         throw new PollenError('ACCESS_TOKEN_MALFORMED', 'This is an ID token; send the access token');
-      let verified: JWTPayload;
+      let claims: JWTPayload;
       try {
-        verified = await check(token);
+        claims = await check(token);
       } catch (e) {
         throw refusal(e, payload, config);
       }
-      return toIdentity(verified as Record<string, unknown>);
+      const who = toIdentity(claims as Record<string, unknown>);
+      verified.add(token, who);
+      return who;
     },
   };
+}
+
+/**
+ * Tokens already verified, until they expire: a client sends the same access token on every call
+ * for its lifetime, and a signature check costs far more than the call it guards
+ * (bench/token-verify.ts). Bounded: the oldest entry goes first. Identities are frozen, as they
+ * are shared between calls.
+ */
+class VerifiedTokens {
+  readonly #entries = new Map<string, Identity>();
+  constructor(
+    readonly max: number,
+    readonly skewSeconds: number,
+    readonly now: () => number,
+  ) {}
+
+  get(token: string): Identity | undefined {
+    const who = this.#entries.get(token);
+    if (!who) return undefined;
+    // Expired (as jose would judge it): forget it, and let the full check give the refusal.
+    if (who.expiresAt === undefined || this.now() >= who.expiresAt + this.skewSeconds * 1000) {
+      this.#entries.delete(token);
+      return undefined;
+    }
+    return who;
+  }
+
+  add(token: string, who: Identity): void {
+    if (this.max <= 0 || who.expiresAt === undefined) return;
+    if (this.#entries.size >= this.max) this.#entries.delete(this.#entries.keys().next().value!);
+    Object.freeze(who.roles);
+    this.#entries.set(token, Object.freeze(who));
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
 }
 
 /** The header's `alg` and the claims, unverified (to refuse early); ACCESS_TOKEN_MALFORMED when unreadable. */
