@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -23,6 +23,9 @@ describe('the access policy file', () => {
   it('ships a default file that means exactly DEFAULT_ACCESS_POLICY', () => {
     expect(parseAccessPolicy(DEFAULT_ACCESS_POLICY_YAML, 'built-in')).toEqual(DEFAULT_ACCESS_POLICY);
     expect(loadAccessPolicy()).toEqual(DEFAULT_ACCESS_POLICY);
+    // docs/identity.md shows the file as it is.
+    const doc = readFileSync(new URL('../../docs/identity.md', import.meta.url), 'utf8');
+    expect(doc).toContain(`\`\`\`yaml\n${DEFAULT_ACCESS_POLICY_YAML}\`\`\``);
   });
 
   it('gives a role the file leaves out, or leaves empty, no rights', () => {
