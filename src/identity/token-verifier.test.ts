@@ -156,6 +156,9 @@ describe('createTokenVerifier: refusals', () => {
     );
     const aud = await pollenErrorOf(verifier.verify(await idp.sign({ aud: 'x' })));
     expect(aud.message).toBe('The access token is for "x", not for this service (pollen)');
+    // What a token says is quoted and cut short.
+    const long = await pollenErrorOf(verifier.verify(await idp.sign({ iss: `https://${'a'.repeat(5000)}` })));
+    expect(long.message.length).toBeLessThan(250);
   });
 
   it('refuses alg none, HS256 keyed with the public key, and an asymmetric algorithm left out of the list', async () => {
@@ -283,6 +286,36 @@ describe('createTokenVerifier: the issuer’s keys', () => {
     expect(e.code).toBe('ISSUER_MISCONFIGURED');
     expect(e.message).toContain('"https://elsewhere.example.org/realms/pollen"');
     expect(idp.jwksFetches()).toBe(0);
+  });
+});
+
+describe('createTokenVerifier: what the issuer answers', () => {
+  it('tells a provider that is down from one that is misconfigured', async () => {
+    const idp = await issuer();
+    const token = await idp.sign();
+    const discovery = (over: Record<string, unknown>) =>
+      JSON.stringify({ issuer: idp.url, jwks_uri: `${idp.url}/jwks`, ...over });
+    const cases: Array<[string, (url: string) => Response, string]> = [
+      ['discovery 503', () => new Response('', { status: 503 }), 'ISSUER_UNREACHABLE'],
+      ['discovery 404', () => new Response('', { status: 404 }), 'ISSUER_MISCONFIGURED'],
+      ['discovery not JSON', () => new Response('<html>'), 'ISSUER_MISCONFIGURED'],
+      ['discovery too large', () => new Response(' '.repeat(600_000)), 'ISSUER_MISCONFIGURED'],
+      [
+        'jwks_uri over http',
+        () => new Response(discovery({ jwks_uri: 'http://keys.example.org/jwks' })),
+        'ISSUER_MISCONFIGURED',
+      ],
+      [
+        'key set without keys',
+        (url) => new Response(url.endsWith('/jwks') ? '{"keys": 3}' : discovery({})),
+        'ISSUER_MISCONFIGURED',
+      ],
+    ];
+    for (const [name, answer, code] of cases) {
+      const fetch = async (url: string | URL | Request) => answer(String(url));
+      const verifier = createTokenVerifier(configFor(idp), { fetch: fetch as typeof globalThis.fetch });
+      expect([name, (await pollenErrorOf(verifier.verify(token))).code]).toEqual([name, code]);
+    }
   });
 });
 

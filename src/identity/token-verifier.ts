@@ -93,12 +93,12 @@ export function createTokenVerifier(config: OidcConfig, deps: TokenVerifierDeps 
       if (!allowed.has(alg))
         throw new PollenError(
           'ACCESS_TOKEN_ALG_NOT_ALLOWED',
-          `Access tokens signed with ${JSON.stringify(alg)} are not accepted (allowed: ${config.algorithms.join(', ')})`,
+          `Access tokens signed with ${shown(alg)} are not accepted (allowed: ${config.algorithms.join(', ')})`,
         );
       if (payload.iss !== config.issuer)
         throw new PollenError(
           'ACCESS_TOKEN_WRONG_ISSUER',
-          `The access token was issued by ${JSON.stringify(payload.iss ?? null)}; this service accepts ${config.issuer}`,
+          `The access token was issued by ${shown(payload.iss)}; this service accepts ${config.issuer}`,
         );
       // Keycloak marks its ID tokens: they prove a login to the client, not access to a service.
       if (payload['typ'] === 'ID')
@@ -118,9 +118,8 @@ export function createTokenVerifier(config: OidcConfig, deps: TokenVerifierDeps 
 
 /**
  * Tokens already verified, until they expire: a client sends the same access token on every call
- * for its lifetime, and a signature check costs far more than the call it guards
- * (bench/token-verify.ts). Bounded: the oldest entry goes first. Identities are frozen, as they
- * are shared between calls.
+ * for its lifetime, and the signature check is the dearest part of a call (bench/token-verify.ts).
+ * Bounded: the oldest entry goes first. Identities are frozen, as they are shared between calls.
  */
 class VerifiedTokens {
   readonly #entries = new Map<string, Identity>();
@@ -153,6 +152,12 @@ class VerifiedTokens {
   }
 }
 
+/** A value from an unverified token, quoted and cut short: messages echo what helps, not what an attacker wrote. */
+function shown(v: unknown): string {
+  const s = JSON.stringify(v ?? null);
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
 /** The header's `alg` and the claims, unverified (to refuse early); ACCESS_TOKEN_MALFORMED when unreadable. */
 function readUnverified(token: string): { alg: string; payload: JWTPayload } {
   const malformed = (why: string) => new PollenError('ACCESS_TOKEN_MALFORMED', `The access token ${why}`);
@@ -181,7 +186,7 @@ function refusal(e: unknown, claims: JWTPayload, config: OidcConfig): unknown {
     if (e.claim === 'aud')
       return new PollenError(
         'ACCESS_TOKEN_WRONG_AUDIENCE',
-        `The access token is for ${JSON.stringify(claims.aud ?? null)}, not for this service (${config.audience})`,
+        `The access token is for ${shown(claims.aud)}, not for this service (${config.audience})`,
       );
     if (e.claim === 'nbf' && e.reason === 'check_failed') {
       const at = typeof claims.nbf === 'number' ? ` until ${new Date(claims.nbf * 1000).toISOString()}` : '';
