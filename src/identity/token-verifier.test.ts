@@ -59,12 +59,14 @@ describe('createTokenVerifier: accepted tokens', () => {
     expect(idp.jwksFetches()).toBe(1);
   });
 
-  it('accepts RS256 (Keycloak’s default) and an audience list that contains this service', async () => {
+  it('accepts RS256 (Keycloak’s default), PS256 and EdDSA, and an audience list that contains this service', async () => {
     const c = clock();
-    const idp = await issuer({ alg: 'RS256', now: c.now });
-    const verifier = createTokenVerifier(configFor(idp), { now: c.now });
-    const who = await verifier.verify(await idp.sign({ aud: ['account', idp.audience] }));
-    expect(who.subject).toBe('alice');
+    for (const alg of ['RS256', 'PS256', 'EdDSA'] as const) {
+      const idp = await issuer({ alg, now: c.now });
+      const verifier = createTokenVerifier(configFor(idp), { now: c.now });
+      const who = await verifier.verify(await idp.sign({ aud: ['account', idp.audience] }));
+      expect([alg, who.subject]).toEqual([alg, 'alice']);
+    }
   });
 
   it('tolerates exp and nbf within the configured clock skew, and not beyond', async () => {
