@@ -139,6 +139,7 @@ describe('createTokenVerifier: refusals', () => {
       [await idp.sign({ exp: undefined }), 'ACCESS_TOKEN_MALFORMED'],
       [await idp.sign({ sub: undefined }), 'ACCESS_TOKEN_MALFORMED'],
       [await idp.sign({ typ: 'ID' }), 'ACCESS_TOKEN_MALFORMED'],
+      [await idp.sign({ typ: 'Refresh' }), 'ACCESS_TOKEN_MALFORMED'],
     ];
     for (const [token, code] of cases) {
       const e = await pollenErrorOf(verifier.verify(token));

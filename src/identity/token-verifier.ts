@@ -29,11 +29,15 @@ export interface TokenVerifierDeps {
   verifiedCacheSize?: number;
 }
 
+/** Keycloak's `typ` claim of the tokens that are not access tokens. */
+const NOT_ACCESS_TOKENS = new Set(['ID', 'Refresh', 'Offline', 'Logout']);
+
 /** Longer than any access token a provider issues (Keycloak's with many roles are a few KiB). */
 const MAX_TOKEN_LENGTH = 16 * 1024;
 
 /**
- * A `TokenVerifier` for one OpenID Provider.
+ * A `TokenVerifier` for one OpenID Provider. The identities it returns are frozen: calls that send
+ * the same token share one.
  *
  * @example
  * ```ts
@@ -100,9 +104,10 @@ export function createTokenVerifier(config: OidcConfig, deps: TokenVerifierDeps 
           'ACCESS_TOKEN_WRONG_ISSUER',
           `The access token was issued by ${shown(payload.iss)}; this service accepts ${config.issuer}`,
         );
-      // Keycloak marks its ID tokens: they prove a login to the client, not access to a service.
-      if (payload['typ'] === 'ID')
-        throw new PollenError('ACCESS_TOKEN_MALFORMED', 'This is an ID token; send the access token');
+      // Keycloak marks its other tokens: an ID token proves a login to the client, not access to a service.
+      const typ = payload['typ'];
+      if (typeof typ === 'string' && NOT_ACCESS_TOKENS.has(typ))
+        throw new PollenError('ACCESS_TOKEN_MALFORMED', `This is a ${shown(typ)} token, not an access token`);
       let claims: JWTPayload;
       try {
         claims = await check(token);
