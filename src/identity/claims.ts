@@ -97,6 +97,7 @@ export function claimMapper(mapping: ClaimMapping): (claims: Record<string, unkn
     prefix: mapping.orgFromGroups.prefix,
   };
   const roleNames = mapping.roleNames;
+  const nameIsEmail = JSON.stringify(namePath) === JSON.stringify(emailPath);
 
   const roleOf = (name: string): Role | undefined =>
     isRole(name) ? name : Object.hasOwn(roleNames, name) ? roleNames[name] : undefined;
@@ -136,7 +137,7 @@ export function claimMapper(mapping: ClaimMapping): (claims: Record<string, unkn
     if (orgs.size > 1)
       throw new PollenError(
         'ACCESS_TOKEN_CLAIMS_INVALID',
-        `The access token names ${orgs.size} organisations (${[...orgs].join(', ')}); Pollen needs exactly one`,
+        `The access token names ${orgs.size} organisations (${[...orgs].slice(0, 4).join(', ')}${orgs.size > 4 ? ', …' : ''}); Pollen needs exactly one`,
       );
     const org = [...orgs][0];
     if (org !== undefined && org.length > MAX_ORG_LENGTH)
@@ -147,7 +148,7 @@ export function claimMapper(mapping: ClaimMapping): (claims: Record<string, unkn
     // An address the provider marks unverified names nobody: it is neither shown nor recorded.
     const unverified = claims['email_verified'] === false;
     const email = unverified ? undefined : stringAt(claims, emailPath);
-    const named = namePath.join('.') === emailPath.join('.') ? email : stringAt(claims, namePath);
+    const named = nameIsEmail ? email : stringAt(claims, namePath);
     const exp = claims['exp'];
     return {
       kind: 'user',
