@@ -52,6 +52,7 @@ describe('errors', () => {
         'DATABASE_UNAVAILABLE',
         'INTERNAL',
         'LOGIN_ISSUER_UNREACHABLE',
+        'ISSUER_UNREACHABLE',
         'NODE_UNAVAILABLE',
         'RATE_LIMITED',
         'SUPERLINK_GONE',
