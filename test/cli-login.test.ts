@@ -179,13 +179,19 @@ describe('pollen login', () => {
     expect(text.stdout).toMatch(/subject\s+ana/);
     expect(text.stdout).toMatch(/e-mail\s+ana@uni-a\.example/);
     expect(text.stdout).toMatch(/organisation\s+uni-a/);
-    expect(text.stdout).toMatch(/roles\s+lead/);
+    expect(text.stdout).toMatch(/roles\s+lead, member/); // realm and client roles
     expect(text.stdout).toMatch(/expires\s+\d{4}-\d\d-\d\dT/);
     const json = await pollenInProcess(['whoami', 'lab', '--config', config, '--json']);
     expect(json.json()).toMatchObject({
       ok: true,
       federation: 'lab',
-      identity: { kind: 'user', subject: 'ana', email: 'ana@uni-a.example', org: 'uni-a', roles: ['lead'] },
+      identity: {
+        kind: 'user',
+        subject: 'ana',
+        email: 'ana@uni-a.example',
+        org: 'uni-a',
+        roles: ['lead', 'member'],
+      },
     });
   });
 
@@ -355,7 +361,7 @@ describe('logging in to a real SuperLink', () => {
       expect(r.json()).toMatchObject({ subject: 'ana', certificateSetAside: true });
       // Only the token goes: the SuperLink refuses a call that carries both (IDENTITY_AMBIGUOUS).
       expect(await whoami()).toEqual(
-        expect.objectContaining({ kind: 'user', subject: 'ana', org: 'uni-a', roles: ['lead'] }),
+        expect.objectContaining({ kind: 'user', subject: 'ana', org: 'uni-a', roles: ['lead', 'member'] }),
       );
       // The app bundle goes up the bulk chunk route with the token too, and the run is ana's.
       const run = await pollenInProcess(['run', TINY_APP, 'lab', '--config', config, '--json']);

@@ -1,53 +1,30 @@
 /**
  * For tests of the CLI side of logins: the embedded provider's tokens as a SuperLink takes them
- * (`providerTokens`: the OIDC settings and a TokenVerifier on the provider's key), and a Control
- * API that serves only what `pollen login` and `whoami` need (`startLoginControl`), over real TLS
- * on 127.0.0.1 with no client certificate asked for. The verifier stands in for the OIDC verifier
- * (identity/token-verifier.ts), which is tested on its own.
+ * (`providerTokens`: its OIDC settings and verifier), and a Control API that serves only what
+ * `pollen login` and `whoami` need (`startLoginControl`), over real TLS on 127.0.0.1 with no
+ * client certificate asked for.
  */
-import { createLocalJWKSet, jwtVerify } from 'jose';
 import pino from 'pino';
 import type { EmbeddedProvider } from '../../src/demo/oidc-provider.js';
 import { PollenError } from '../../src/errors.js';
 import { Control } from '../../src/gen/pollen/v1/control_pb.js';
-import { type Identity, isRole, type OidcConfig, type TokenVerifier } from '../../src/identity/identity.js';
+import type { OidcConfig, TokenVerifier } from '../../src/identity/identity.js';
+import { parseOidcConfig } from '../../src/identity/oidc-config.js';
+import { createTokenVerifier } from '../../src/identity/token-verifier.js';
 import { loginDetails } from '../../src/superlink/login-details.js';
 import { guard } from '../../src/transport/errors.js';
 import { startRpcServer } from '../../src/transport/rpc-server.js';
 import { type TlsMaterial, withRootInChain } from '../../src/transport/tls.js';
 
-/** What a SuperLink that accepts the provider's access tokens is given. */
+/** What a SuperLink that accepts the provider's access tokens is given (Keycloak-shaped claims). */
 export function providerTokens(provider: EmbeddedProvider): { oidc: OidcConfig; tokens: TokenVerifier } {
-  const oidc: OidcConfig = {
+  const oidc = parseOidcConfig({
     issuer: provider.issuer,
     audience: provider.audience,
-    clientId: provider.clientId,
-    scopes: ['openid', 'email', 'offline_access'],
+    'client-id': provider.clientId,
     algorithms: ['ES256'],
-    clockSkewSeconds: 30,
-    claims: { roles: ['realm_access.roles'], roleNames: {}, org: 'org', email: 'email', name: 'email' },
-  };
-  const keys = createLocalJWKSet({ keys: [provider.publicKey] });
-  const tokens: TokenVerifier = {
-    async verify(token): Promise<Identity> {
-      try {
-        const { payload: c } = await jwtVerify(token, keys, { issuer: oidc.issuer, audience: oidc.audience });
-        const realm = (c['realm_access'] as { roles?: string[] } | undefined)?.roles ?? [];
-        return {
-          kind: 'user',
-          subject: String(c.sub),
-          name: String(c['email']),
-          email: String(c['email']),
-          org: typeof c['org'] === 'string' ? c['org'] : undefined,
-          roles: realm.filter(isRole),
-          expiresAt: (c.exp ?? 0) * 1000,
-        };
-      } catch (e) {
-        throw new PollenError('UNAUTHENTICATED', 'The access token is not valid', { cause: e });
-      }
-    },
-  };
-  return { oidc, tokens };
+  });
+  return { oidc, tokens: createTokenVerifier(oidc) };
 }
 
 export interface LoginControl {
