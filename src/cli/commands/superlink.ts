@@ -44,6 +44,9 @@ function superlinkOptions(cmd: Command): Command {
       '1024',
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
+    .option('--oidc-issuer <url>', "accept people's access tokens from this OpenID Provider (pollen login)")
+    .option('--oidc-audience <aud>', 'the audience those tokens must name: this SuperLink')
+    .option('--oidc-client-id <id>', 'the public client `pollen login` uses (default pollen-cli)')
     .addOption(logLevelOption());
   return addLimitOptions(cmd);
 }
