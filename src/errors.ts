@@ -451,7 +451,7 @@ export const ERROR_CODES = {
   IDENTITY_AMBIGUOUS: spec(
     401,
     ExitCode.UNAUTHORIZED,
-    'Send one credential per call: a bearer token or an admin certificate, not both and not two tokens (after `pollen login`, remove the admin certificate from the federation config).',
+    'Send one credential per call: a bearer token or an admin certificate, not both and not two tokens (the Pollen CLI sends one: your login token where you are logged in, else the certificate; a client of your own must do the same).',
   ),
   AUTHORIZATION_MALFORMED: spec(
     401,
