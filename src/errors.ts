@@ -86,11 +86,6 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'This certificate was revoked; enroll again with a new token.',
   ),
-  CERT_UNTRUSTED: spec(
-    401,
-    ExitCode.UNAUTHORIZED,
-    'Use a certificate of this project (its kit or the Certificate Service), or none with a bearer token.',
-  ),
   CERT_SUPERSEDED: spec(
     409,
     ExitCode.CONFLICT,
