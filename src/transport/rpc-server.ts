@@ -230,7 +230,10 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const contextValues = (req: unknown, found = socketOf(req as never)): ContextValues => {
     const values = createContextValues();
     if (found.peer) values.set(peerContextKey, found.peer);
-    values.set(authorizationContextKey, authorizationHeaders(req as { rawHeaders?: string[] }));
+    values.set(
+      authorizationContextKey,
+      authorizationHeaders(req as Parameters<typeof authorizationHeaders>[0]),
+    );
     const refusal = refusalOf(found);
     if (refusal) values.set(refusalContextKey, refusal);
     return values;
