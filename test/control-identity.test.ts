@@ -23,7 +23,7 @@ import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../src/transport/tls.js';
 import { outcomeOf } from './support/errors.js';
 import { setHeaders } from './support/fleet-client.js';
-import { startLocalSuperLink } from './support/inproc.js';
+import { tlsSuperLink } from './support/inproc.js';
 import { type LocalTokens, localTokens } from './support/local-tokens.js';
 
 let dir: string;
@@ -64,26 +64,12 @@ function control(cert: Pick<TlsMaterial, 'cert' | 'key'> | undefined, headers?: 
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pollen-control-identity-'));
-  await initCa({ name: 'identity', dir: join(dir, 'ca'), keyType: 'ec-p256' });
-  ca = await loadCa(join(dir, 'ca'));
-  const server = await createSiteCertificate(ca, {
-    name: 'superlink',
-    type: 'server',
-    outDir: join(dir, 'superlink-tls'),
-    validityDays: 1,
-    hosts: ['127.0.0.1'],
-  });
-  const tls = loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath });
-  root = tls.ca;
   tokens = await localTokens();
-  superlink = await startLocalSuperLink({
-    stateDir: join(dir, 'superlink'),
-    tls,
+  ({ ca, root, superlink } = await tlsSuperLink(dir, 'identity', {
     project: 'identity',
-    nodeAuth: false,
     tokens: tokens.verifier,
-    log: pino({ level: 'warn' }, { write: (s: string) => void logs.push(JSON.parse(s)) }),
-  });
+    log: pino({ level: 'warn' }, { write: (str: string) => void logs.push(JSON.parse(str)) }),
+  }));
 });
 
 afterAll(async () => {
