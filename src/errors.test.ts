@@ -51,6 +51,7 @@ describe('errors', () => {
       [
         'DATABASE_UNAVAILABLE',
         'INTERNAL',
+        'ISSUER_UNREACHABLE',
         'NODE_UNAVAILABLE',
         'RATE_LIMITED',
         'SUPERLINK_GONE',

@@ -463,6 +463,68 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'This service takes no service-account secrets; use a login token, an admin certificate or the API key.',
   ),
+  // Runtime: people's access tokens (OIDC) and the access policy
+  ACCESS_TOKEN_MALFORMED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Send the access token `pollen login` stored (a signed JWT from the identity provider) as `Authorization: Bearer TOKEN`; log in again if it was damaged.',
+  ),
+  ACCESS_TOKEN_EXPIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    "Run `pollen login` again (the CLI refreshes tokens itself while its refresh token lasts); a pipeline uses a service account instead of a person's token.",
+  ),
+  ACCESS_TOKEN_NOT_YET_VALID: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    "The token's validity starts later than this service's clock allows: check the clocks (NTP) of the identity provider and the service.",
+  ),
+  ACCESS_TOKEN_WRONG_ISSUER: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Log in to the identity provider this service accepts (`pollen login` asks the service which one), not another.',
+  ),
+  ACCESS_TOKEN_WRONG_AUDIENCE: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    "Get a token for this service: `pollen login` asks for the service's audience; in the identity provider, give the login client an audience mapper for it (docs/identity.md).",
+  ),
+  ACCESS_TOKEN_UNKNOWN_KEY: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'The identity provider does not publish the key that signed this token: log in again (if the provider rotated its keys a moment ago, retry in a minute).',
+  ),
+  ACCESS_TOKEN_BAD_SIGNATURE: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'The token was not signed by the identity provider this service trusts: log in again with `pollen login`.',
+  ),
+  ACCESS_TOKEN_ALG_NOT_ALLOWED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    "Only tokens signed with an asymmetric algorithm the service allows are accepted: set the identity provider's access-token signature algorithm to one of them (RS256, ES256, …).",
+  ),
+  ACCESS_TOKEN_CLAIMS_INVALID: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    "Ask the identity provider's administrator to fix your account's claims as docs/identity.md describes (for example, exactly one organisation).",
+  ),
+  ISSUER_UNREACHABLE: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    "The service cannot fetch its identity provider's keys just now: retry shortly; the operator checks the issuer URL and the network.",
+    RETRY,
+  ),
+  ISSUER_MISCONFIGURED: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    "The identity provider's discovery document or key set does not fit the configured issuer: the operator sets [identity.oidc] issuer to the exact `issuer` the provider publishes.",
+  ),
+  ACCESS_POLICY_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Fix the named lines of the access policy file (docs/identity.md shows the default policy and every role, right and scope).',
+  ),
   APP_TOKEN_INVALID: spec(
     401,
     ExitCode.UNAUTHORIZED,

@@ -63,6 +63,8 @@ export interface ClaimMapping {
   roleNames: Record<string, Role>;
   /** Dotted claim path of the organisation (`org`, `organization`, a custom claim). */
   org: string;
+  /** Organisations from group paths too: `{ claim: 'groups', prefix: '/orgs/' }` reads `/orgs/NAME…` as NAME. */
+  orgFromGroups?: { claim: string; prefix: string };
   email: string;
   name: string;
 }
