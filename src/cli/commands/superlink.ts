@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { action, optionsFromEnvironment, valuesFrom } from '../command.js';
 import { certServiceOption, logLevelOption } from '../env-options.js';
+import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';
 import { runKitSuperLink, type SuperLinkOptions, superLink } from '../superlink/run.js';
@@ -45,7 +46,7 @@ function superlinkOptions(cmd: Command): Command {
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
     .addOption(logLevelOption());
-  return addLimitOptions(cmd);
+  return addIdentityOptions(addLimitOptions(cmd));
 }
 
 export function registerSuperLink(program: Command): void {

@@ -1,12 +1,13 @@
 import { PollenError } from '../../errors.js';
 import { untilSignal } from '../command.js';
+import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
 import { limitsFrom } from './limits.js';
 
 /** The options of `pollen superlink` (the limits' options too, by their keys: limits.ts). */
-export interface SuperLinkOptions extends TlsFlags {
+export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   stateDir: string;
   database?: string;
   fleetAddress: string;
@@ -77,6 +78,8 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
     );
   const limits = limitsFrom(o as unknown as Record<string, unknown>);
+  const { serviceIdentity } = await import('../../identity/service-identity.js');
+  const people = serviceIdentity(o);
   const link = await startSuperLink({
     stateDir: o.stateDir,
     chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),
@@ -89,6 +92,9 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     nodeAuth: Boolean(o.enableSupernodeAuth),
     project: o.project,
     crl: o.crl || o.certService ? { file: o.crl, url: o.certService, refreshMs: refresh * 1000 } : undefined,
+    accessPolicy: people.accessPolicy,
+    ...(people.oidc && { oidc: people.oidc }),
+    ...(people.tokens && { tokens: people.tokens }),
     log,
   });
   out.result(
