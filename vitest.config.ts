@@ -18,6 +18,7 @@ export const PROCESS_TESTS = [
   'test/new-app-federation.test.ts',
   'test/app-failures.test.ts',
   'test/refusals.test.ts',
+  'test/superlink-identity.test.ts',
   'test/install.test.ts',
 ];
 

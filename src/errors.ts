@@ -86,11 +86,6 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'This certificate was revoked; enroll again with a new token.',
   ),
-  CERT_UNTRUSTED: spec(
-    401,
-    ExitCode.UNAUTHORIZED,
-    'Use a certificate of this project (its kit or the Certificate Service), or none with a bearer token.',
-  ),
   CERT_SUPERSEDED: spec(
     409,
     ExitCode.CONFLICT,
@@ -461,7 +456,7 @@ export const ERROR_CODES = {
   OIDC_NOT_CONFIGURED: spec(
     401,
     ExitCode.UNAUTHORIZED,
-    'This service accepts no login tokens: use an admin certificate or API key, or ask its operator to configure an identity provider (--oidc-issuer, docs/identity.md).',
+    'This service accepts no login tokens: use an admin certificate or API key, or ask its operator to configure an identity provider (--identity-config, docs/identity.md).',
   ),
   SERVICE_ACCOUNTS_UNAVAILABLE: spec(
     401,

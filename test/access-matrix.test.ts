@@ -18,16 +18,16 @@ import type { EnrollmentSchema } from '../src/enrollment/service/schema.js';
 import { issueToken } from '../src/enrollment/token.js';
 import { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { ROLES, type Role } from '../src/identity/identity.js';
-import { initCa, type LoadedCa, loadCa } from '../src/pki/ca.js';
+import type { LoadedCa } from '../src/pki/ca.js';
 import { nodeIdFromPublicKey, sshPublicKeyLine } from '../src/pki/openssh.js';
 import { createSiteCertificate } from '../src/pki/site.js';
 import type { Database } from '../src/store/database.js';
 import type { SuperLink } from '../src/superlink/superlink.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
-import { loadTlsMaterial, type TlsMaterial } from '../src/transport/tls.js';
+import { loadTlsMaterial } from '../src/transport/tls.js';
 import { callApp, RoutesFixture } from './support/cert-service.js';
 import { outcomeOf } from './support/errors.js';
-import { startLocalSuperLink } from './support/inproc.js';
+import { tlsSuperLink } from './support/inproc.js';
 import { type LocalTokens, localTokens } from './support/local-tokens.js';
 
 type Outcome = 'ok' | 'RIGHT_MISSING' | 'WRONG_ORGANISATION' | 'hidden';
@@ -88,7 +88,6 @@ const OTHER = 'Beta Hospital';
 let dir: string;
 let ca: LoadedCa;
 let superlink: SuperLink;
-let serverTls: TlsMaterial;
 const channels: RpcChannel[] = [];
 const f = new RoutesFixture('pollen-matrix-');
 let tokens: LocalTokens;
@@ -97,23 +96,10 @@ let app: FastifyInstance;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pollen-matrix-'));
-  await initCa({ name: 'matrix', dir: join(dir, 'ca'), keyType: 'ec-p256' });
-  ca = await loadCa(join(dir, 'ca'));
-  const server = await createSiteCertificate(ca, {
-    name: 'superlink',
-    type: 'server',
-    outDir: join(dir, 'superlink-tls'),
-    validityDays: 1,
-    hosts: ['127.0.0.1'],
-  });
-  serverTls = loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath });
-  superlink = await startLocalSuperLink({
-    stateDir: join(dir, 'superlink'),
-    tls: serverTls,
+  ({ ca, superlink } = await tlsSuperLink(dir, 'matrix', {
     project: 'matrix',
-    nodeAuth: false,
     log: pino({ level: 'silent' }),
-  });
+  }));
   tokens = await localTokens();
   await f.setup();
   store = await f.openStore('matrix');

@@ -15,7 +15,12 @@ import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
 import type { EmbeddedProvider } from './oidc-provider.js';
 import { Processes, startDemoCertService } from './processes.js';
-import { DEMO_AUDIENCE, DEMO_RESEARCHER, logInResearcher, startDemoProvider } from './researcher.js';
+import {
+  DEMO_RESEARCHER,
+  logInResearcher,
+  startDemoProvider,
+  writeDemoIdentityConfig,
+} from './researcher.js';
 
 /** A round as `pollen list --run-id --json` shows it. */
 interface RoundRow {
@@ -171,7 +176,7 @@ export async function runFederationDemo(
       3,
       'Start the SuperLink: mutual TLS, registered node keys only, revocation list from the service',
       show(
-        `superlink --cert superlink.crt --key superlink.key --root-ca rootCA.pem --enable-supernode-auth --cert-service URL${o.oidc ? ' --oidc-issuer URL --oidc-audience AUD' : ''}`,
+        `superlink --cert superlink.crt --key superlink.key --root-ca rootCA.pem --enable-supernode-auth --cert-service URL${o.oidc ? ' --identity-config identity.toml' : ''}`,
       ),
     );
     if (o.oidc) {
@@ -217,7 +222,7 @@ export async function runFederationDemo(
         '--enable-supernode-auth',
         '--cert-service',
         certServiceUrl,
-        ...(provider ? ['--oidc-issuer', provider.issuer, '--oidc-audience', DEMO_AUDIENCE] : []),
+        ...(provider ? ['--identity-config', writeDemoIdentityConfig(paths.superlink, provider)] : []),
         '--log-level',
         'warn',
         '--json',

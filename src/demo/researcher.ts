@@ -6,8 +6,10 @@
  * (the demo says so: no browser is opened).
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
+import { writeFileAtomic } from '../util/files.js';
 import { actAsDeviceUser } from './device-user.js';
 import { type EmbeddedProvider, startEmbeddedProvider } from './oidc-provider.js';
 import type { Processes } from './processes.js';
@@ -22,6 +24,23 @@ export const DEMO_RESEARCHER = {
 
 /** The audience the demo SuperLink's access tokens name. */
 export const DEMO_AUDIENCE = 'https://superlink.pollen-demo.example';
+
+/** The SuperLink's `--identity-config` file: the embedded provider, and this SuperLink as its audience. */
+export function writeDemoIdentityConfig(dir: string, provider: EmbeddedProvider): string {
+  const file = join(dir, 'identity.toml');
+  writeFileAtomic(
+    file,
+    [
+      '# The identity provider whose access tokens this SuperLink accepts (docs/identity.md)',
+      '[identity.oidc]',
+      `issuer = ${JSON.stringify(provider.issuer)}`,
+      `audience = ${JSON.stringify(provider.audience)}`,
+      `client-id = ${JSON.stringify(provider.clientId)}`,
+      '',
+    ].join('\n'),
+  );
+  return file;
+}
 
 export function startDemoProvider(): Promise<EmbeddedProvider> {
   return startEmbeddedProvider({ audience: DEMO_AUDIENCE, users: [DEMO_RESEARCHER] });

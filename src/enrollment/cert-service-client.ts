@@ -15,7 +15,11 @@ import type { RequestRow } from './service/requests.js';
 export interface CertServiceClientOptions {
   /** `https://host:8443` (a path prefix is kept). */
   url: string;
-  /** Needed for the admin calls; the public ones (health, ca) work without it. */
+  /**
+   * The admin calls' credential, sent as `Authorization: Bearer`: an API key, or a person's
+   * access token from `pollen login` (the service tells them apart). The public calls (health,
+   * ca) work without it.
+   */
   apiKey?: string;
   /** PEM of the root CA(s) to trust; undefined = the system roots. */
   caCert?: string;

@@ -9,9 +9,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { resolve } from 'node:path';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it, vi } from 'vitest';
+import { localTokens } from '../../test/support/local-tokens.js';
 import { type MemoryLink, memoryLinks } from '../../test/support/memory-link.js';
 import { MANIFEST_FILE, manifestBytes, sha256, writeTar } from '../apps/bundle.js';
 import { submitRun } from '../apps/submit.js';
+import type { Role } from '../identity/identity.js';
+import { DEFAULT_ACCESS_POLICY } from '../identity/rights.js';
 import { rpcChunkTransport } from '../transport/chunk-rpc.js';
 import { downloadChunks, uploadChunks } from '../transport/chunk-transfer.js';
 import { chunkId } from '../transport/chunks.js';
@@ -439,5 +442,165 @@ describe('bundle chunks', () => {
       'STORAGE_FULL',
     );
     expect(await l.link.chunks.has(chunkId(over))).toBe(false);
+  });
+});
+
+describe('one identity per call, and the rights it holds', () => {
+  it('takes a login token as a person with the token’s roles and organisation (WhoAmI), and records them on the runs they start', async () => {
+    const tokens = await localTokens();
+    const l = await start({ control: { tokens: tokens.verifier } });
+    const token = await tokens.sign('u-123', { roles: ['lead'], org: 'Alpha', email: 'ana@alpha.example' });
+    const ana = l.control(undefined, { authorization: `Bearer ${token}` });
+    expect((await ana.whoAmI({})).identity).toMatchObject({
+      kind: 'user',
+      subject: 'u-123',
+      name: 'ana@alpha.example',
+      org: 'Alpha',
+      roles: ['lead'],
+      email: 'ana@alpha.example',
+    });
+    const { runId } = await ana.startRun({ fab: await uploadBundle(l) });
+    expect(await l.state.getRun(runId)).toMatchObject({
+      createdBy: 'ana@alpha.example',
+      createdBySubject: 'u-123',
+      org: 'Alpha',
+    });
+    // A certificate's identity: its name, O= and role; no role means a project admin.
+    const cert = l.control(l.peer('org@beta', { type: 'admin', org: 'Beta', role: 'org_admin' }));
+    expect((await cert.whoAmI({})).identity).toMatchObject({
+      kind: 'certificate',
+      subject: 'org@beta',
+      org: 'Beta',
+      roles: ['org_admin'],
+    });
+    expect((await l.admin().whoAmI({})).identity).toMatchObject({ roles: ['project_admin'], org: '' });
+    const odd = l.control(l.peer('odd@x', { type: 'admin', role: 'researcher' }));
+    expect((await odd.whoAmI({})).identity?.roles).toEqual([]);
+    expect(await codeOf(odd.listRuns({}))).toBe('RIGHT_MISSING');
+  });
+
+  it('refuses a certificate and a token together, two tokens, a header that is not Bearer, and tokens it has no verifier for', async () => {
+    const tokens = await localTokens();
+    const l = await start({ control: { tokens: tokens.verifier } });
+    const token = await tokens.sign('u-1', { roles: ['project_admin'] });
+    const both = l.control(l.peer('admin@test', { type: 'admin' }), { authorization: `Bearer ${token}` });
+    expect(await refusal(both.listRuns({}))).toMatchObject({
+      code: 'IDENTITY_AMBIGUOUS',
+      connect: 'Unauthenticated',
+    });
+    const two = l.control(undefined, { authorization: `Bearer ${token}, Bearer ${token}` });
+    expect(await codeOf(two.whoAmI({}))).toBe('IDENTITY_AMBIGUOUS');
+    const basic = l.control(undefined, { authorization: 'Basic dXNlcjpwYXNz' });
+    expect(await codeOf(basic.whoAmI({}))).toBe('AUTHORIZATION_MALFORMED');
+    expect(await codeOf(l.control(undefined, { authorization: 'Bearer x.y.z' }).whoAmI({}))).toBe(
+      'UNAUTHENTICATED',
+    );
+    // A site certificate stays refused, with or without a token.
+    expect(await codeOf(l.control(l.peer('site-1'), { authorization: `Bearer ${token}` }).whoAmI({}))).toBe(
+      'PERMISSION_DENIED',
+    );
+    const plain = await start();
+    const bearer = (secret: string) => plain.control(undefined, { authorization: `Bearer ${secret}` });
+    expect(await refusal(bearer(token).listRuns({}))).toMatchObject({
+      code: 'OIDC_NOT_CONFIGURED',
+      message: 'This service accepts no login tokens (no identity provider is configured)',
+    });
+    expect(await codeOf(bearer('pollen_sa_0123456789').listRuns({}))).toBe('SERVICE_ACCOUNTS_UNAVAILABLE');
+    // Every refusal is logged with its code and the kind of identity.
+    expect(l.logs).toContainEqual(
+      expect.objectContaining({
+        event: 'control.refused',
+        code: 'IDENTITY_AMBIGUOUS',
+        identity: 'certificate',
+      }),
+    );
+    expect(plain.logs).toContainEqual(
+      expect.objectContaining({ event: 'control.refused', code: 'OIDC_NOT_CONFIGURED', identity: 'bearer' }),
+    );
+  });
+
+  it('logs a missing right with who was refused; GetLoginDetails answers without any credential', async () => {
+    const tokens = await localTokens();
+    const oidc = {
+      issuer: 'https://idp.example/realms/pollen',
+      audience: 'pollen-superlink',
+      clientId: 'pollen-cli',
+      scopes: ['openid', 'offline_access'],
+      algorithms: ['ES256'],
+      clockSkewSeconds: 60,
+      claims: { roles: ['roles'], roleNames: {}, org: 'org', email: 'email', name: 'name' },
+    };
+    const l = await start({ control: { tokens: tokens.verifier, oidc } });
+    const member = l.control(undefined, {
+      authorization: `Bearer ${await tokens.sign('m-1', { roles: ['member'], org: 'Alpha' })}`,
+    });
+    expect(await refusal(member.startRun({}))).toMatchObject({
+      code: 'RIGHT_MISSING',
+      connect: 'PermissionDenied',
+    });
+    expect(l.logs).toContainEqual(
+      expect.objectContaining({
+        event: 'control.refused',
+        code: 'RIGHT_MISSING',
+        identity: 'user',
+        subject: 'm-1',
+        org: 'Alpha',
+      }),
+    );
+    expect(await l.control(undefined).getLoginDetails({})).toMatchObject({
+      issuer: oidc.issuer,
+      clientId: 'pollen-cli',
+      audience: 'pollen-superlink',
+      scopes: ['openid', 'offline_access'],
+    });
+    expect(await (await start()).control(undefined).getLoginDetails({})).toMatchObject({
+      issuer: '',
+      clientId: '',
+    });
+  });
+
+  it('lets a lead stop their own runs only, and a project admin any; lists only what an org-scoped right reaches', async () => {
+    const tokens = await localTokens();
+    const policy = { ...DEFAULT_ACCESS_POLICY, member: { 'run.view': 'org' as const } };
+    const l = await start({ control: { tokens: tokens.verifier, policy } });
+    const as = async (sub: string, role: Role, org: string) =>
+      l.control(undefined, { authorization: `Bearer ${await tokens.sign(sub, { roles: [role], org })}` });
+    const lead = await as('lea', 'lead', 'Alpha');
+    const other = await as('otto', 'lead', 'Alpha');
+    const fab = await uploadBundle(l);
+    const mine = (await lead.startRun({ fab })).runId;
+    const theirs = (await other.startRun({ fab })).runId;
+    const beta = (await (await as('bea', 'lead', 'Beta')).startRun({ fab })).runId;
+    expect(await refusal(lead.stopRun({ runId: theirs }))).toMatchObject({
+      code: 'WRONG_ORGANISATION',
+      message: 'lea may run.stop only on what they created',
+    });
+    expect((await lead.stopRun({ runId: mine })).run?.reason).toBe('stopped by lea');
+    expect((await l.admin().stopRun({ runId: theirs })).run?.subStatus).toBe('stopped');
+    const alphaMember = await as('max', 'member', 'Alpha');
+    expect((await alphaMember.listRuns({})).runs.map((r) => r.runId).sort()).toEqual([mine, theirs].sort());
+    expect(await codeOf(alphaMember.getRunDetails({ runId: beta }))).toBe('WRONG_ORGANISATION');
+    expect(await codeOf(alphaMember.getRunDetails({ runId: mine }))).toBe('ok');
+    const noOrg = await as('nox', 'member', '');
+    expect((await noOrg.listRuns({})).runs).toEqual([]);
+    expect((await l.admin().listRuns({})).runs).toHaveLength(3);
+  });
+
+  it('registers node keys into the registrant’s organisation; an org admin unregisters only their organisation’s', async () => {
+    const l = await start({ nodeAuth: true });
+    const alpha = l.control(l.peer('oa@alpha', { type: 'admin', org: 'Alpha', role: 'org_admin' }));
+    const beta = l.control(l.peer('ob@beta', { type: 'admin', org: 'Beta', role: 'org_admin' }));
+    const lead = l.control(l.peer('lead@alpha', { type: 'admin', org: 'Alpha', role: 'lead' }));
+    const { nodeId } = await alpha.registerNode({ publicKey: l.nodeKey().publicKey });
+    expect(l.state.getNode(nodeId)?.org).toBe('Alpha');
+    expect(await codeOf(lead.registerNode({ publicKey: l.nodeKey().publicKey }))).toBe('RIGHT_MISSING');
+    expect(await codeOf(beta.unregisterNode({ nodeId }))).toBe('WRONG_ORGANISATION');
+    expect(await codeOf(lead.unregisterNode({ nodeId }))).toBe('RIGHT_MISSING');
+    expect(await codeOf(alpha.unregisterNode({ nodeId }))).toBe('ok');
+    // An org admin whose certificate names no organisation registers nowhere.
+    const orgless = l.control(l.peer('oa@none', { type: 'admin', role: 'org_admin' }));
+    expect(await codeOf(orgless.registerNode({ publicKey: l.nodeKey().publicKey }))).toBe(
+      'WRONG_ORGANISATION',
+    );
   });
 });

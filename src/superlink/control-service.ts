@@ -41,6 +41,17 @@ export function runTarget(run: Run): Target {
 }
 
 /**
+ * The artefact chunks of run `runId`, if the caller may view that run. No run named is
+ * CHUNK_RUN_REQUIRED; a run that does not exist has no chunks in scope (CHUNK_SCOPE_DENIED).
+ */
+async function artefactsOf(p: Presented, o: ControlOptions, link: Link, runId: string | undefined) {
+  const { who } = await allowed(p, o, 'run.view');
+  const run = runId ? await link.state.getRun(runId) : undefined;
+  if (run) check(p, o, who, 'run.view', runTarget(run));
+  return link.artefacts.reader(runId);
+}
+
+/**
  * The caller, if they hold `right` over run `runId`. The right is checked before the run is
  * looked up, so a caller without it learns nothing of which runs exist.
  */
@@ -65,7 +76,7 @@ export function controlBulkAuth(o: ControlOptions, link: Link): (req: BulkReques
   return async (req) => {
     const p = { peer: req.peer, authorization: req.authorization };
     if (req.method === 'PUT') await allowed(p, o, 'run.submit');
-    else await onRun(p, o, link, 'run.view', req.headers[CHUNK_RUN_HEADER] || undefined);
+    else await artefactsOf(p, o, link, req.headers[CHUNK_RUN_HEADER] || undefined);
   };
 }
 
@@ -89,8 +100,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
       async *pullChunks(req, ctx) {
         try {
           const runId = ctx.requestHeader.get(CHUNK_RUN_HEADER) || undefined;
-          await onRun(presentedBy(ctx), o, link, 'run.view', runId);
-          const store = await link.artefacts.reader(runId);
+          const store = await artefactsOf(presentedBy(ctx), o, link, runId);
           yield* servePullChunks(store, req);
         } catch (e) {
           throw toConnectError(e);

@@ -64,7 +64,8 @@ export interface RpcServerOptions {
     /**
      * Without `requireClientCert`: still ask for a client certificate, and admit callers without
      * one (the Control API: people with bearer tokens). A certificate that is offered must chain
-     * to `ca`, or every call is refused (CERT_UNTRUSTED).
+     * to `ca`: otherwise the connection is closed right after the handshake, as a client sees a
+     * refused certificate (CERT_NOT_ACCEPTED), and never served.
      */
     requestClientCert?: boolean;
   };
@@ -139,9 +140,7 @@ const refusedFast = (route: FastUnary, refusal: PollenError): FastUnary => ({
 });
 
 const UNTRUSTED = (): PollenError =>
-  new PollenError('CERT_UNTRUSTED', 'The client certificate is not from this project’s CA', {
-    hint: 'Use a certificate of this project (its kit or the Certificate Service), or none with a bearer token.',
-  });
+  new PollenError('CERT_NOT_ACCEPTED', 'The client certificate is not from this project’s CA');
 
 const NO_IDENTITY = (): PollenError =>
   new PollenError('UNAUTHENTICATED', 'The client certificate carries no Pollen identity', {
@@ -231,7 +230,10 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const contextValues = (req: unknown, found = socketOf(req as never)): ContextValues => {
     const values = createContextValues();
     if (found.peer) values.set(peerContextKey, found.peer);
-    values.set(authorizationContextKey, authorizationHeaders(req as { rawHeaders?: string[] }));
+    values.set(
+      authorizationContextKey,
+      authorizationHeaders(req as Parameters<typeof authorizationHeaders>[0]),
+    );
     const refusal = refusalOf(found);
     if (refusal) values.set(refusalContextKey, refusal);
     return values;
@@ -263,6 +265,11 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       // A refused peer stays connected: each of its calls is answered with the refusal's code.
       const found = onSocket(socket);
       const { peer } = found;
+      if (found.untrusted) {
+        o.onRefused?.({ event: PEER_EVENTS.handshakeFailed, reason: UNTRUSTED().message });
+        socket.destroy();
+        return;
+      }
       const refusal = refusalOf(found);
       if (refusal) {
         o.onRefused?.({ event: PEER_EVENTS.refused, reason: refusal.message, code: refusal.code, peer });

@@ -106,13 +106,13 @@ export interface MemoryLink {
   /** The SuperLink's log lines (info and up). */
   logs: Record<string, unknown>[];
   /** A certificate's identity: `client` of the project unless told otherwise. */
-  peer(name: string, o?: { type?: CertType; project?: string }): PeerIdentity;
+  peer(name: string, o?: { type?: CertType; project?: string; org?: string; role?: string }): PeerIdentity;
   /** A Fleet client as `caller`. */
   fleet(caller: FleetCaller): Client<typeof Fleet>;
   /** A site's Fleet client (certificate `name`), activated. */
   node(name: string): Promise<MemoryNode>;
-  /** A Control client presenting `peer` (none: no certificate). */
-  control(peer: PeerIdentity | undefined): Client<typeof Control>;
+  /** A Control client presenting `peer` (none: no certificate), sending `headers` (an `authorization`). */
+  control(peer: PeerIdentity | undefined, headers?: Record<string, string>): Client<typeof Control>;
   /** A Control client as an admin of the project. */
   admin(name?: string): Client<typeof Control>;
   /** A new node key (ECDSA P-256): its signer, public key line and node id. */
@@ -166,7 +166,10 @@ export function memoryLinks(name: string) {
       ...o.control,
       onKeyUnregistered: (nodeId) => verifier?.revokeSessionsFor(nodeId),
     };
-    const control = connectPipeline({ routes: controlRoutes(link, launcher, controlOptions), log });
+    const control = connectPipeline({
+      routes: controlRoutes(link, launcher, { ...controlOptions, log }),
+      log,
+    });
     const appIo = connectPipeline({
       routes: serverAppIoRoutes(link, launcher),
       interceptors: [runTokenInterceptor(link)],
@@ -190,6 +193,8 @@ export function memoryLinks(name: string) {
         ...id,
         serial: randomBytes(8).toString('hex').toUpperCase(),
         fingerprint: `sha256:${fingerprint.digest('hex')}`,
+        ...(p.org !== undefined && { org: p.org }),
+        ...(p.role !== undefined && { role: p.role }),
       };
     };
     const fleetClient: MemoryLink['fleet'] = (caller) => {
@@ -223,7 +228,8 @@ export function memoryLinks(name: string) {
         if (nodeId !== nodeIdFromIdentity(p)) throw new Error(`node ${nodeName} got id ${nodeId}`);
         return { fleet: client, nodeId, peer: p };
       },
-      control: (p) => createClient(Control, transport(control, p, [])),
+      control: (p, headers) =>
+        createClient(Control, transport(control, p, headers ? [setHeaders(headers)] : [])),
       admin,
       nodeKey() {
         const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
 import { requireCaPath, untilSignal } from '../command.js';
+import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
 import { runWorkers } from './workers.js';
 
-export interface CertServiceOptions {
+export interface CertServiceOptions extends IdentityFlags {
   ca?: string;
   workspace: string;
   database?: string;
@@ -61,6 +62,8 @@ export async function certService(o: CertServiceOptions, out: Output): Promise<v
     smtpUrl: o.smtpUrl,
     smtpFrom: o.smtpFrom,
     adminEmail: o.adminEmail,
+    identityConfig: o.identityConfig,
+    accessPolicyFile: o.accessPolicy,
     logger: pino({ level: o.logLevel }, pino.destination(2)),
   };
   if (workers > 1 && cluster.isPrimary) return runWorkers(config, workers, out, prepareCertService);

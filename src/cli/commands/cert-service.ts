@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import { type CertServiceOptions, certService } from '../cert-service/serve.js';
 import { action } from '../command.js';
 import { apiKeyOption, caOption, policyOption, smtpUrlOption } from '../env-options.js';
+import { addIdentityOptions } from '../identity-options.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function registerCertService(program: Command): void {
-  program
+  const cmd = program
     .command('cert-service')
     .description(
       'run the Certificate Service: enrollment with tokens, approvals, renewal, CRL (HTTPS, default port 8443)',
@@ -47,7 +48,8 @@ export function registerCertService(program: Command): void {
     )
     .addOption(smtpUrlOption())
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
-    .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients')
+    .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients');
+  addIdentityOptions(cmd)
     .addHelpText(
       'after',
       `

@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { action, optionsFromEnvironment, valuesFrom } from '../command.js';
 import { certServiceOption, logLevelOption } from '../env-options.js';
+import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';
 import { runKitSuperLink, type SuperLinkOptions, superLink } from '../superlink/run.js';
@@ -44,11 +45,8 @@ function superlinkOptions(cmd: Command): Command {
       '1024',
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
-    .option('--oidc-issuer <url>', "accept people's access tokens from this OpenID Provider (pollen login)")
-    .option('--oidc-audience <aud>', 'the audience those tokens must name: this SuperLink')
-    .option('--oidc-client-id <id>', 'the public client `pollen login` uses (default pollen-cli)')
     .addOption(logLevelOption());
-  return addLimitOptions(cmd);
+  return addIdentityOptions(addLimitOptions(cmd));
 }
 
 export function registerSuperLink(program: Command): void {

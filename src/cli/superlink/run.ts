@@ -1,12 +1,13 @@
 import { PollenError } from '../../errors.js';
 import { untilSignal } from '../command.js';
+import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
 import { limitsFrom } from './limits.js';
 
 /** The options of `pollen superlink` (the limits' options too, by their keys: limits.ts). */
-export interface SuperLinkOptions extends TlsFlags {
+export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   stateDir: string;
   database?: string;
   fleetAddress: string;
@@ -18,10 +19,6 @@ export interface SuperLinkOptions extends TlsFlags {
   chunkMemory?: string;
   certService?: string;
   project?: string;
-  /** The OpenID Provider whose access tokens the Control API accepts (`pollen login`). */
-  oidcIssuer?: string;
-  oidcAudience?: string;
-  oidcClientId?: string;
   logLevel: string;
 }
 
@@ -81,9 +78,9 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
     );
   const limits = limitsFrom(o as unknown as Record<string, unknown>);
-  const identity = await oidcOf(o);
+  const { serviceIdentity } = await import('../../identity/service-identity.js');
+  const people = serviceIdentity(o);
   const link = await startSuperLink({
-    ...identity,
     stateDir: o.stateDir,
     chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),
     limits,
@@ -95,6 +92,9 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     nodeAuth: Boolean(o.enableSupernodeAuth),
     project: o.project,
     crl: o.crl || o.certService ? { file: o.crl, url: o.certService, refreshMs: refresh * 1000 } : undefined,
+    accessPolicy: people.accessPolicy,
+    ...(people.oidc && { oidc: people.oidc }),
+    ...(people.tokens && { tokens: people.tokens }),
     log,
   });
   out.result(
@@ -104,14 +104,12 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       serverAppIo: link.serverAppIoUrl,
       nodeAuth: Boolean(o.enableSupernodeAuth),
       secure: Boolean(tls),
-      loginIssuer: identity?.oidc.issuer ?? null,
     },
     (d) => [
       `${bold('SuperLink')} running${d.secure ? ' (mutual TLS)' : ' (INSECURE)'}`,
       `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
       `  Control API     ${d.control}`,
       `  ServerAppIo     ${d.serverAppIo}`,
-      ...(d.loginIssuer ? [`  login           ${d.loginIssuer}  (pollen login)`] : []),
       dim('  Ctrl-C to stop'),
     ],
   );
@@ -119,20 +117,4 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     out.progress('stopping the SuperLink');
     await link.close();
   });
-}
-
-/** --oidc-issuer, --oidc-audience, --oidc-client-id: the settings and the verifier of people's tokens. */
-async function oidcOf(o: SuperLinkOptions) {
-  if (!o.oidcIssuer && !o.oidcAudience) return undefined;
-  if (!o.oidcIssuer || !o.oidcAudience)
-    throw new PollenError('USAGE', 'Give --oidc-issuer and --oidc-audience together', {
-      hint: 'pollen superlink … --oidc-issuer https://id.example.org/realms/pollen --oidc-audience pollen',
-    });
-  const { parseOidcConfig } = await import('../../identity/oidc-config.js');
-  const { createTokenVerifier } = await import('../../identity/token-verifier.js');
-  const oidc = parseOidcConfig(
-    { issuer: o.oidcIssuer, audience: o.oidcAudience, 'client-id': o.oidcClientId ?? 'pollen-cli' },
-    '--oidc-issuer/--oidc-audience/--oidc-client-id',
-  );
-  return { oidc, tokens: createTokenVerifier(oidc) };
 }

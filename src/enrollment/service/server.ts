@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
+import { serviceIdentity } from '../../identity/service-identity.js';
 import { loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
@@ -41,6 +42,10 @@ export interface CertServiceConfig {
   smtpUrl?: string;
   smtpFrom?: string;
   adminEmail?: string;
+  /** TOML file whose `[identity.oidc]` section names the identity provider of login tokens. */
+  identityConfig?: string;
+  /** Roles × rights YAML (default: the built-in access policy). */
+  accessPolicyFile?: string;
   /** How often the tidy job runs; 0 disables it. */
   tidyIntervalMs?: number;
 }
@@ -119,6 +124,7 @@ export async function startCertService(
   const ca = await loadCa(c.caDir);
   const tokenSigner = loadTokenSigner(c.caDir);
   const policy = loadPolicy(c.policyFile);
+  const people = serviceIdentity({ identityConfig: c.identityConfig, accessPolicy: c.accessPolicyFile });
   const logger = c.logger === undefined ? pino({ level: 'info' }) : c.logger;
   const store = await openDatabase<EnrollmentSchema>({
     url: c.database ?? join(workspace, 'cert-service.db'),
@@ -139,6 +145,8 @@ export async function startCertService(
       apiKeyHashes: hashes,
       siteValidityMs: (c.siteValidityDays ?? 30) * 86_400_000,
       notifier: new Notifier({ smtpUrl: c.smtpUrl, smtpFrom: c.smtpFrom, adminEmail: c.adminEmail, logger }),
+      accessPolicy: people.accessPolicy,
+      ...(people.tokens && { tokens: people.tokens }),
     });
   } catch (e) {
     await store.close();
