@@ -9,6 +9,7 @@ import { readBundle } from '../apps/bundle.js';
 import { runConfigOf } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
+import { type Identity, LOCAL_ADMIN } from '../identity/identity.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
 import { assertValidName, projectSlug } from '../pki/profiles.js';
 import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
@@ -22,6 +23,7 @@ import { configFromWire } from '../transport/wire.js';
 import { artefactToWire } from './artefacts.js';
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
+import { serviceAccountHandlers } from './service-account-routes.js';
 import type { LogLine } from './state.js';
 
 export interface ControlOptions {
@@ -63,6 +65,13 @@ function checkAdmin(peer: PeerIdentity | undefined, o: ControlOptions): string {
   return peer.name;
 }
 
+/** The caller as an identity: an admin certificate of the project is a project admin. */
+function caller(ctx: HandlerContext, o: ControlOptions): Identity {
+  const name = admin(ctx, o);
+  if (!o.requireAdminCert) return LOCAL_ADMIN;
+  return { kind: 'certificate', subject: name, name, org: undefined, roles: ['project_admin'] };
+}
+
 /** Log lines as StreamLogs sends them. */
 function wireLogLines(lines: LogLine[]) {
   return lines.map((l) => ({ seq: BigInt(l.seq), at: BigInt(l.at), stream: l.stream, text: l.text }));
@@ -84,6 +93,11 @@ export function controlChunkStore(link: Link) {
 export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptions) {
   return (router: ConnectRouter): void => {
     router.service(Control, {
+      ...serviceAccountHandlers({
+        accounts: link.state.serviceAccounts,
+        identify: (ctx) => caller(ctx, o),
+        log: link.log,
+      }),
       missingChunks: guard(async (req, ctx) => {
         admin(ctx, o);
         return serveMissingChunks(link.chunks, req);
