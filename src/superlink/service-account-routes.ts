@@ -29,7 +29,10 @@ export interface ServiceAccountRoutesOptions {
   accounts: ServiceAccounts;
   /** Who makes the call: exactly one identity. */
   identify: (ctx: HandlerContext) => Identity | Promise<Identity>;
+  /** Roles × rights (default DEFAULT_ACCESS_POLICY). */
   policy?: AccessPolicy;
+  /** Refuse unless `who` holds the right (default: rights.ts `authorize` under `policy`), e.g. to log refusals. */
+  check?: (ctx: HandlerContext, who: Identity, right: Right, target?: Target) => Scope;
   /** Creations and revocations are logged here (events `service_account.created` / `.revoked`). */
   log?: Pick<Logger, 'info'>;
 }
@@ -41,13 +44,14 @@ type Handlers = Pick<
 
 export function serviceAccountHandlers(o: ServiceAccountRoutesOptions): Handlers {
   const policy = o.policy ?? DEFAULT_ACCESS_POLICY;
+  const check = o.check ?? ((_ctx, who, right, target) => authorize(policy, who, right, target));
   const RIGHT = 'service_account.manage';
   return {
     createServiceAccount: guard(async (req, ctx) => {
       const who = await o.identify(ctx);
       // Without an organisation the account is in its creator's.
       const org = req.org.trim() || who.org;
-      authorize(policy, who, RIGHT, { org });
+      check(ctx, who, RIGHT, { org });
       refuseWider(policy, who, req.roles.filter(isRole));
       const { account, secret } = await o.accounts.create({
         name: req.name,
@@ -64,19 +68,19 @@ export function serviceAccountHandlers(o: ServiceAccountRoutesOptions): Handlers
     }),
     listServiceAccounts: guard(async (_req, ctx) => {
       const who = await o.identify(ctx);
-      const scope = authorize(policy, who, RIGHT);
+      const scope = check(ctx, who, RIGHT);
       const mine = o.accounts.list().filter((a) => covers(scope, who, targetOf(a)));
       return { accounts: mine.map(accountToWire) };
     }),
     revokeServiceAccount: guard(async (req, ctx) => {
       const who = await o.identify(ctx);
-      authorize(policy, who, RIGHT);
+      check(ctx, who, RIGHT);
       const found = o.accounts.get(req.name);
       if (!found)
         throw new PollenError('SERVICE_ACCOUNT_NOT_FOUND', `No service account named ${req.name}`, {
           data: { name: req.name },
         });
-      authorize(policy, who, RIGHT, targetOf(found));
+      check(ctx, who, RIGHT, targetOf(found));
       const account = await o.accounts.revoke(req.name, who.name);
       o.log?.info(
         { event: 'service_account.revoked', name: account.name, by: who.name },
