@@ -3,12 +3,11 @@
  * mutual TLS on 127.0.0.1, an admin certificate): the secret printed once, with a warning, and as a
  * field with --json; lists without secrets; revocation; precise codes for bad input.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccountJson } from '../src/cli/service-account/format.js';
 import { type CliResult, pollenInProcess, tempDir } from './support/cli.js';
-import { type InProcessLink, startInProcessLink } from './support/inproc.js';
+import { type InProcessLink, startInProcessLink, writeFederationsFile } from './support/inproc.js';
 
 const t = tempDir('pollen-sa-cli-');
 const CONFIG = join(t.dir, 'pollen.toml');
@@ -31,17 +30,7 @@ function failure(r: CliResult, exit: number) {
 
 beforeAll(async () => {
   link = await startInProcessLink('pollen-sa-cli-link-');
-  const admin = await link.adminCert();
-  writeFileSync(
-    CONFIG,
-    [
-      '[federations.lab]',
-      `address = "${new URL(link.superlink.controlUrl).host}"`,
-      `certificate = "${admin.certPath}"`,
-      `private-key = "${admin.keyPath}"`,
-      `root-certificate = "${admin.rootPath}"`,
-    ].join('\n'),
-  );
+  await writeFederationsFile(link, CONFIG, 'lab');
 }, 60_000);
 afterAll(async () => {
   await link?.close();

@@ -6,6 +6,7 @@
  */
 import { type Client, createClient, createRouterTransport } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
+import { outcomeOf } from '../../test/support/errors.js';
 import { type MemoryLink, memoryLinks } from '../../test/support/memory-link.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import type { Identity, Role } from '../identity/identity.js';
@@ -36,16 +37,6 @@ function as(l: MemoryLink, who: Identity): Client<typeof Control> {
       ),
     ),
   );
-}
-
-/** The Pollen code (and data) a call is refused with; 'ok' when it is not. */
-async function outcome(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'ok';
-  } catch (e) {
-    return fromConnectError(e).code;
-  }
 }
 
 describe('who manages service accounts', () => {
@@ -91,11 +82,11 @@ describe('who manages service accounts', () => {
     const own = await ada.createServiceAccount({ name: 'a-sync', roles: ['org_admin'] });
     expect(own.account).toMatchObject({ org: 'hospital-a', roles: ['org_admin'] });
     expect(
-      await outcome(ada.createServiceAccount({ name: 'a-view', roles: ['member'], org: 'hospital-a' })),
+      await outcomeOf(ada.createServiceAccount({ name: 'a-view', roles: ['member'], org: 'hospital-a' })),
     ).toBe('ok');
-    expect(await outcome(ada.createServiceAccount({ name: 'x', roles: ['member'], org: 'hospital-b' }))).toBe(
-      'WRONG_ORGANISATION',
-    );
+    expect(
+      await outcomeOf(ada.createServiceAccount({ name: 'x', roles: ['member'], org: 'hospital-b' })),
+    ).toBe('WRONG_ORGANISATION');
     const tooWide = ada.createServiceAccount({ name: 'x', roles: ['project_admin'] });
     await expect(tooWide).rejects.toSatisfy((e) => {
       const pe = fromConnectError(e);
@@ -106,11 +97,11 @@ describe('who manages service accounts', () => {
       return true;
     });
     // A lead submits runs, which an org admin may not: an account of theirs may not either.
-    expect(await outcome(ada.createServiceAccount({ name: 'x', roles: ['lead'] }))).toBe(
+    expect(await outcomeOf(ada.createServiceAccount({ name: 'x', roles: ['lead'] }))).toBe(
       'SERVICE_ACCOUNT_ROLE_TOO_WIDE',
     );
     expect((await ada.listServiceAccounts({})).accounts.map((a) => a.name)).toEqual(['a-sync', 'a-view']);
-    expect(await outcome(ada.revokeServiceAccount({ name: 'b-job' }))).toBe('WRONG_ORGANISATION');
+    expect(await outcomeOf(ada.revokeServiceAccount({ name: 'b-job' }))).toBe('WRONG_ORGANISATION');
     expect(l.state.serviceAccounts.get('b-job')?.revokedAt).toBeUndefined();
     const revoked = await ada.revokeServiceAccount({ name: 'a-view' });
     expect(revoked.account).toMatchObject({ name: 'a-view', revokedAt: BigInt(l.clock.now()) });
@@ -129,10 +120,10 @@ describe('who manages service accounts', () => {
       const c = as(l, who);
       expect({
         who: who.name,
-        create: await outcome(c.createServiceAccount({ name: 'mine', roles: ['member'] })),
-        list: await outcome(c.listServiceAccounts({})),
-        revoke: await outcome(c.revokeServiceAccount({ name: 'a-job' })),
-        revokeUnknown: await outcome(c.revokeServiceAccount({ name: 'nope' })),
+        create: await outcomeOf(c.createServiceAccount({ name: 'mine', roles: ['member'] })),
+        list: await outcomeOf(c.listServiceAccounts({})),
+        revoke: await outcomeOf(c.revokeServiceAccount({ name: 'a-job' })),
+        revokeUnknown: await outcomeOf(c.revokeServiceAccount({ name: 'nope' })),
       }).toEqual({
         who: who.name,
         create: 'RIGHT_MISSING',
@@ -148,16 +139,16 @@ describe('who manages service accounts', () => {
     const l = await start();
     const admin = as(l, projectAdmin);
     await admin.createServiceAccount({ name: 'job', roles: ['member'] });
-    expect(await outcome(admin.createServiceAccount({ name: 'job', roles: ['lead'] }))).toBe(
+    expect(await outcomeOf(admin.createServiceAccount({ name: 'job', roles: ['lead'] }))).toBe(
       'SERVICE_ACCOUNT_EXISTS',
     );
-    expect(await outcome(admin.revokeServiceAccount({ name: 'nope' }))).toBe('SERVICE_ACCOUNT_NOT_FOUND');
-    expect(await outcome(admin.createServiceAccount({ name: 'x', roles: ['root'] }))).toBe(
+    expect(await outcomeOf(admin.revokeServiceAccount({ name: 'nope' }))).toBe('SERVICE_ACCOUNT_NOT_FOUND');
+    expect(await outcomeOf(admin.createServiceAccount({ name: 'x', roles: ['root'] }))).toBe(
       'INVALID_ARGUMENT',
     );
-    expect(await outcome(admin.createServiceAccount({ name: 'x', roles: [] }))).toBe('INVALID_ARGUMENT');
+    expect(await outcomeOf(admin.createServiceAccount({ name: 'x', roles: [] }))).toBe('INVALID_ARGUMENT');
     expect(
-      await outcome(
+      await outcomeOf(
         admin.createServiceAccount({ name: 'x', roles: ['member'], expiresAt: BigInt(l.clock.now()) }),
       ),
     ).toBe('INVALID_ARGUMENT');
@@ -174,7 +165,7 @@ describe('who manages service accounts', () => {
     const c = as(l, sa);
     const made = await c.createServiceAccount({ name: 'a-eval', roles: ['member'] });
     expect(made.account).toMatchObject({ org: 'hospital-a', createdBy: 'sa:provisioner' });
-    expect(await outcome(c.createServiceAccount({ name: 'x', roles: ['project_admin'] }))).toBe(
+    expect(await outcomeOf(c.createServiceAccount({ name: 'x', roles: ['project_admin'] }))).toBe(
       'SERVICE_ACCOUNT_ROLE_TOO_WIDE',
     );
   });
@@ -214,8 +205,8 @@ describe('the Control API', () => {
     expect(await l.state.serviceAccounts.authenticate(secret)).toMatchObject({ name: 'sa:nightly' });
     expect((await admin.listServiceAccounts({})).accounts.map((a) => a.name)).toEqual(['nightly']);
     const site = l.control(l.peer('site-1'));
-    expect(await outcome(site.listServiceAccounts({}))).toBe('PERMISSION_DENIED');
-    expect(await outcome(l.control(undefined).revokeServiceAccount({ name: 'nightly' }))).toBe(
+    expect(await outcomeOf(site.listServiceAccounts({}))).toBe('PERMISSION_DENIED');
+    expect(await outcomeOf(l.control(undefined).revokeServiceAccount({ name: 'nightly' }))).toBe(
       'UNAUTHENTICATED',
     );
     expect((await admin.revokeServiceAccount({ name: 'nightly' })).account?.revokedAt).toBe(
