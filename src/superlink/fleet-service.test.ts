@@ -333,6 +333,24 @@ describe('PushMessages', () => {
     ).toBe('MESSAGE_EXPIRED');
   });
 
+  it('answers a reply that comes after its run was stopped RUN_NOT_RUNNING, naming how the run ended', async () => {
+    const l = await start();
+    const a = await l.node('site-a');
+    const runId = await l.runningRun();
+    const id = await l.instruct(runId, a.nodeId);
+    await a.fleet.pullMessages({});
+    await l.launcher.finish(runId, 'stopped', 'stopped by admin@example.com');
+    const { results } = await a.fleet.pushMessages({ messages: [reply(runId, a.nodeId, id)] });
+    expect(results[0]).toMatchObject({
+      errorCode: 'RUN_NOT_RUNNING',
+      errorMessage: `Run ${runId} is finished (stopped), not running`,
+    });
+    // A run that is still running keeps the precise refusal for a reply to nothing of ours.
+    const running = await l.runningRun();
+    const other = await a.fleet.pushMessages({ messages: [reply(running, a.nodeId, 'no-such-instruction')] });
+    expect(other.results[0]!.errorCode).toBe('MESSAGE_NOT_FOR_NODE');
+  });
+
   it('refuses more than 256 messages in one call with MESSAGE_INVALID, storing none', async () => {
     const l = await start();
     const a = await l.node('site-a');

@@ -495,7 +495,7 @@ export class Link {
         });
       } catch (e) {
         this.replyQueues.release(nodeId, payload.byteLength);
-        throw e;
+        throw await this.#explainLateReply(e, md.runId);
       }
       this.replyQueues.stored(runId, md.messageId, nodeId, payload.byteLength);
       this.replies.notify(runId);
@@ -511,6 +511,19 @@ export class Link {
         errorMessage: e instanceof PollenError ? e.message : 'Internal error',
       };
     }
+  }
+
+  /**
+   * A finished run's instructions are gone with it, so a reply that comes after a stop answers
+   * nothing: say that the run ended rather than that the node sent a stray reply.
+   */
+  async #explainLateReply(e: unknown, runId: string): Promise<unknown> {
+    if (!(e instanceof PollenError) || e.code !== 'MESSAGE_NOT_FOR_NODE' || !runId) return e;
+    const run = await this.state.getRun(runId);
+    if (run?.status !== 'finished') return e;
+    return new PollenError('RUN_NOT_RUNNING', `Run ${runId} is finished (${run.subStatus}), not running`, {
+      data: { runId, status: run.status, subStatus: run.subStatus },
+    });
   }
 
   /**

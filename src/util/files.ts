@@ -1,5 +1,6 @@
-import { chmodSync, closeSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 /**
  * Write a file atomically (temp file + rename) with the given mode. Secrets (private keys,
@@ -7,9 +8,19 @@ import { dirname } from 'node:path';
  * so there is never a moment when the content is readable by others.
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
-  writeNewFile(tmp, data, mode);
-  renameSync(tmp, path);
+  const tmp = partPath(path);
+  try {
+    writeNewFile(tmp, data, mode);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** A hidden temp file's path beside `path`, renamed into place once its content is complete. */
+export function partPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.part`);
 }
 
 export function writeSecretFile(path: string, data: string | Uint8Array): void {

@@ -1,10 +1,11 @@
 /** Where a run's artefacts land on the admin's disk, for `pollen pull` and `pollen simulate`. */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { isAbsolute, relative, resolve } from 'node:path';
 import { PollenError } from '../../errors.js';
 import { checkArtefactName } from '../../sdk/artefacts.js';
+import { writeSecretFile } from '../../util/files.js';
 
 /** Where artefact `name` goes under `dir`; the name is checked again (it may come from a server). */
 export function artefactPath(dir: string, name: string): string {
@@ -14,11 +15,6 @@ export function artefactPath(dir: string, name: string): string {
   if (inside === '' || inside.startsWith('..') || isAbsolute(inside))
     throw new PollenError('ARTEFACT_NAME_INVALID', `Artefact name "${name}" leaves the output folder`);
   return path;
-}
-
-/** A temp file's path beside `path`, renamed into place once its content is complete. */
-export function partPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.part`);
 }
 
 /** `sha256:HEX` of a file, or undefined if there is none. */
@@ -34,16 +30,8 @@ export async function fileHash(path: string): Promise<string | undefined> {
  * Write an artefact held in memory as `dir/name`: readable by its owner only (a model holds what
  * the sites' data taught it), complete or absent (temp file, then rename).
  */
-export async function writeArtefactFile(dir: string, name: string, bytes: Uint8Array): Promise<string> {
+export function writeArtefactFile(dir: string, name: string, bytes: Uint8Array): string {
   const path = artefactPath(dir, name);
-  await mkdir(dirname(path), { recursive: true });
-  const temp = partPath(path);
-  try {
-    await writeFile(temp, bytes, { mode: 0o600, flag: 'wx' });
-    await rename(temp, path);
-  } catch (e) {
-    await rm(temp, { force: true });
-    throw e;
-  }
+  writeSecretFile(path, bytes);
   return path;
 }

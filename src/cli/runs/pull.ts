@@ -13,9 +13,10 @@ import { downloadChunks } from '../../transport/chunk-transfer.js';
 import type { ChunkTransport } from '../../transport/chunk-transport.js';
 import { CHUNK_SIZE } from '../../transport/chunks.js';
 import { rpc } from '../../transport/errors.js';
+import { partPath } from '../../util/files.js';
 import { withControl } from '../control-client.js';
 import { dim, type Output } from '../output.js';
-import { artefactPath, fileHash, partPath } from './artefact-files.js';
+import { artefactPath, fileHash } from './artefact-files.js';
 import { artefactJson, formatArtefact } from './format.js';
 
 export interface PullOptions {

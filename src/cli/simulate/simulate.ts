@@ -41,8 +41,7 @@ async function writeArtefacts(artefacts: MemoryArtefacts, output: string) {
   const dir = resolve(output);
   const saved = artefacts.list();
   const written = [];
-  for (const a of saved)
-    written.push({ ...a, path: await writeArtefactFile(dir, a.name, artefacts.get(a.name)!) });
+  for (const a of saved) written.push({ ...a, path: writeArtefactFile(dir, a.name, artefacts.get(a.name)!) });
   return { dir: saved.length > 0 ? dir : null, artefacts: written };
 }
 
