@@ -121,19 +121,19 @@ export class ServiceAccounts implements ServiceAccountAuth {
       if (isUniqueViolation(e)) throw exists(account.name);
       throw e;
     }
-    return { account: { ...this.remember(row).account }, secret };
+    return { account: copy(this.remember(row).account), secret };
   }
 
   /** Every account (revoked ones too), by name. */
   list(): ServiceAccount[] {
     return [...this.byName.values()]
-      .map((e) => ({ ...e.account }))
+      .map((e) => copy(e.account))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   get(name: string): ServiceAccount | undefined {
     const e = this.byName.get(name);
-    return e && { ...e.account };
+    return e && copy(e.account);
   }
 
   /** Revoke an account at once (revoking it again changes nothing); SERVICE_ACCOUNT_NOT_FOUND. */
@@ -153,7 +153,7 @@ export class ServiceAccounts implements ServiceAccountAuth {
       e.account.revokedAt = at;
       e.account.revokedBy = by;
     }
-    return { ...e.account };
+    return copy(e.account);
   }
 
   /**
@@ -279,6 +279,11 @@ function checkRoles(roles: readonly string[]): Role[] {
       { hint: `Give -r/--role once per role: ${ROLES.join(', ')}.` },
     );
   return ROLES.filter((r) => roles.includes(r));
+}
+
+/** A copy callers may keep: the entries change as the account is used and revoked. */
+function copy(a: ServiceAccount): ServiceAccount {
+  return { ...a, roles: [...a.roles] };
 }
 
 function exists(name: string): PollenError {
