@@ -567,6 +567,37 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'No certificate the server sent has the fingerprint you gave: check the address and ask the project admin for the root fingerprint (`pollen cert init` printed it; `openssl x509 -noout -fingerprint -sha256 -in rootCA.pem` shows it). Nothing was saved.',
   ),
+  // Service accounts (pipelines and schedulers calling the Control API)
+  SERVICE_ACCOUNT_INVALID: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'No service account has this secret: check POLLEN_TOKEN or --token-file (a secret starts with pollen_sa_ and is shown once, by `pollen service-account create`; a lost one cannot be shown again: create a new account).',
+  ),
+  SERVICE_ACCOUNT_REVOKED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'This service account was revoked: create a new one (`pollen service-account create`) and give the pipeline its secret.',
+  ),
+  SERVICE_ACCOUNT_EXPIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'This service account expired: create a new one with a later --expires and give the pipeline its secret.',
+  ),
+  SERVICE_ACCOUNT_EXISTS: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Choose another name: a name is never reused, also after a revocation, so what an account did stays attributed to it.',
+  ),
+  SERVICE_ACCOUNT_NOT_FOUND: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    '`pollen service-account list` shows the accounts you may manage.',
+  ),
+  SERVICE_ACCOUNT_ROLE_TOO_WIDE: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'A service account gets no role wider than those of whoever creates it: give it your role or a narrower one, or ask a project admin.',
+  ),
   // Runtime: apps and runs
   APP_LOAD_FAILED: spec(
     400,

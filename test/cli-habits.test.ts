@@ -1,9 +1,9 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 import { sshKeygen, TINY_APP } from './support/federation.js';
-import { type InProcessLink, startInProcessLink } from './support/inproc.js';
+import { type InProcessLink, startInProcessLink, writeFederationsFile } from './support/inproc.js';
 
 // Flower's and FLARE's command lines, as their users type them, against a SuperLink in this
 // process (real mutual TLS on 127.0.0.1) and a CA folder; the CLI runs in-process.
@@ -31,17 +31,7 @@ function failure(r: CliResult, code: string, exit: number): ErrorDoc['error'] {
 
 beforeAll(async () => {
   link = await startInProcessLink('pollen-habits-link-');
-  const admin = await link.adminCert();
-  writeFileSync(
-    CONFIG,
-    [
-      '[federations.hab]',
-      `address = "${new URL(link.superlink.controlUrl).host}"`,
-      `certificate = "${admin.certPath}"`,
-      `private-key = "${admin.keyPath}"`,
-      `root-certificate = "${admin.rootPath}"`,
-    ].join('\n'),
-  );
+  await writeFederationsFile(link, CONFIG, 'hab');
   const init = await cli(['cert', 'init', '-n', 'Habits', '-o', CA, '--key-type', 'ec-p256', '--json']);
   expect(init.code, init.stdout + init.stderr).toBe(0);
 }, 60_000);

@@ -29,6 +29,7 @@ import {
 import type { Link } from './link.js';
 import type { RunLauncher } from './run-launcher.js';
 import type { Run } from './run-store.js';
+import { serviceAccountHandlers } from './service-account-routes.js';
 import type { LogLine } from './state.js';
 
 export interface ControlOptions extends ControlAuthOptions {
@@ -89,6 +90,13 @@ export function controlChunkStore(link: Link) {
 export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptions) {
   return (router: ConnectRouter): void => {
     router.service(Control, {
+      ...serviceAccountHandlers({
+        accounts: link.state.serviceAccounts,
+        identify: (ctx) => callerOf(presentedBy(ctx), o),
+        check: (ctx, who, right, target) => check(presentedBy(ctx), o, who, right, target),
+        policy: o.policy,
+        log: link.log,
+      }),
       missingChunks: guard(async (req, ctx) => {
         await allowed(presentedBy(ctx), o, 'run.submit');
         return serveMissingChunks(link.chunks, req);

@@ -8,6 +8,7 @@
  *   run-records.ts     log lines and round metrics
  *   run-artefacts.ts   what each run's ServerApp saved (the bytes are in the artefact store)
  *   nonce-store.ts     nonces of signed requests (replays refused across restarts)
+ *   service-accounts.ts  pipelines' credentials for the Control API (in memory, written through)
  *
  * One SuperLink process owns the store. That is what lets the hot paths stay in memory: node
  * liveness (heartbeats are flushed in batches, not one fsync each), the registered-key map checked
@@ -35,6 +36,7 @@ import {
   RunRecords,
 } from './run-records.js';
 import { type CreateRunInput, type Run, type RunStatus, RunStore, type RunSubStatus } from './run-store.js';
+import { ServiceAccounts } from './service-accounts.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
 
 export { DEFAULT_MAX_MESSAGE_BYTES, PULL_BYTE_BUDGET } from './message-queue.js';
@@ -96,6 +98,8 @@ export class LinkState {
   private readonly artefacts: RunArtefacts;
   /** Nonces of signed requests seen inside the window (replays refused across restarts). */
   readonly nonces: NonceStore;
+  /** Service accounts: created, listed and revoked by admins, authenticated on Control API calls. */
+  readonly serviceAccounts: ServiceAccounts;
   private readonly timer: NodeJS.Timeout;
   private closed: Promise<void> | undefined;
   /** The last error of a background liveness flush (retried on the next one). */
@@ -120,6 +124,7 @@ export class LinkState {
     this.records = new RunRecords(db, pg, this.runs, now);
     this.artefacts = new RunArtefacts(db, this.runs, now);
     this.nonces = new NonceStore(db, pg ? undefined : batcher, now);
+    this.serviceAccounts = new ServiceAccounts(db, now);
     this.timer = setInterval(() => {
       this.flushLiveness().catch((e) => {
         this.lastFlushError = e;
@@ -138,6 +143,7 @@ export class LinkState {
     await this.messages.load();
     await this.nonces.sweep();
     await this.nodes.load();
+    await this.serviceAccounts.load();
   }
 
   // Nodes (node-registry.ts)

@@ -184,7 +184,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       policy: o.accessPolicy ?? DEFAULT_ACCESS_POLICY,
       ...(o.oidc && { oidc: o.oidc }),
       ...(o.tokens && { tokens: o.tokens }),
-      ...(o.serviceAccounts && { serviceAccounts: o.serviceAccounts }),
+      serviceAccounts: o.serviceAccounts ?? state.serviceAccounts,
       onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
       log: o.log,
     };

@@ -3,7 +3,7 @@
  * parties around it: sites with their own client certificates, an admin, and the ServerApp side
  * of a running run. For tests that need the SuperLink's internals beside real clients.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@connectrpc/connect';
@@ -166,4 +166,19 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Write a federations file (`--config`, POLLEN_CONFIG) whose federation `name` is `link` as its admin. */
+export async function writeFederationsFile(link: InProcessLink, path: string, name: string): Promise<void> {
+  const admin = await link.adminCert();
+  writeFileSync(
+    path,
+    [
+      `[federations.${name}]`,
+      `address = "${new URL(link.superlink.controlUrl).host}"`,
+      `certificate = "${admin.certPath}"`,
+      `private-key = "${admin.keyPath}"`,
+      `root-certificate = "${admin.rootPath}"`,
+    ].join('\n'),
+  );
 }

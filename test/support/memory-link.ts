@@ -163,6 +163,7 @@ export function memoryLinks(name: string) {
       requireAdminCert: !insecure,
       project: PROJECT,
       policy: DEFAULT_ACCESS_POLICY,
+      serviceAccounts: state.serviceAccounts,
       ...o.control,
       onKeyUnregistered: (nodeId) => verifier?.revokeSessionsFor(nodeId),
     };

@@ -10,6 +10,7 @@ import { registerNew } from './new.js';
 import { registerPackage } from './package.js';
 import { registerPolicy } from './policy.js';
 import { registerRuns } from './runs.js';
+import { registerServiceAccount } from './service-account.js';
 import { registerSimulate } from './simulate.js';
 import { registerStart } from './start.js';
 import { registerSuperLink } from './superlink.js';
@@ -34,4 +35,5 @@ export function registerCommands(program: Command): void {
   registerBuild(program);
   registerFederation(program);
   registerLogin(program);
+  registerServiceAccount(program);
 }

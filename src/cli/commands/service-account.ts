@@ -1,0 +1,80 @@
+import type { Command } from 'commander';
+import { action } from '../command.js';
+import { serviceAccountCreate } from '../service-account/create.js';
+import { serviceAccountList } from '../service-account/list.js';
+import { serviceAccountRevoke } from '../service-account/revoke.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export function registerServiceAccount(program: Command): void {
+  const cmd = program
+    .command('service-account')
+    .alias('sa')
+    .description('manage service accounts: credentials for pipelines and schedulers')
+    .addHelpText(
+      'after',
+      `
+A service account has a name, roles, an organisation and an expiry; its secret (pollen_sa_…) is
+shown once, when it is created, and the SuperLink keeps only its hash. A pipeline presents it in
+POLLEN_TOKEN or in a file named by --token-file; what it does is recorded as sa:NAME. Project
+admins manage every account, org admins those of their organisation, and nobody gives an account
+a right wider than their own. See docs/identity.md.`,
+    );
+
+  cmd
+    .command('create <NAME> [FEDERATION]')
+    .description('create a service account and print its secret (shown once)')
+    .requiredOption(
+      '-r, --role <role>',
+      'a role of the account: project_admin, org_admin, lead, member (repeatable)',
+      collect,
+    )
+    .option('--org <org>', 'its organisation (default: yours)')
+    .option('--expires <when>', 'a duration (30d, 12h, 2w), a date (2027-06-30) or never', '90d')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen service-account create nightly-train -r lead --org hospital-a --expires 30d
+  pollen sa create ci-eval -r member --expires 2027-06-30 prod --json
+
+The secret is printed once (with --json in the field "secret"): store it in the pipeline's
+secret store. A lost secret cannot be shown again: revoke the account and create another.`,
+    )
+    .action(
+      action<{ role: string[]; org?: string; expires: string }>((o, out, [name, federation]) =>
+        serviceAccountCreate({ ...o, roles: o.role, name: name!, federation }, out),
+      ),
+    );
+
+  cmd
+    .command('list [FEDERATION]')
+    .alias('ls')
+    .description('list the service accounts you may manage (revoked and expired ones too)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen service-account list
+  pollen sa ls prod --json`,
+    )
+    .action(action<object>((o, out, [federation]) => serviceAccountList({ ...o, federation }, out)));
+
+  cmd
+    .command('revoke <NAME> [FEDERATION]')
+    .description('revoke a service account: its secret is refused from the next call on')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen service-account revoke nightly-train
+  pollen sa revoke ci-eval prod --json
+
+A revoked account stays listed, and its name is not given to another account.`,
+    )
+    .action(
+      action<object>((o, out, [name, federation]) =>
+        serviceAccountRevoke({ ...o, name: name!, federation }, out),
+      ),
+    );
+}
