@@ -1,19 +1,24 @@
 /**
  * `pollen service-account create|list|revoke` in-process against a SuperLink in this process (real
  * mutual TLS on 127.0.0.1, an admin certificate): the secret printed once, with a warning, and as a
- * field with --json; lists without secrets; revocation; precise codes for bad input.
+ * field with --json; lists without secrets; revocation; precise codes for bad input. A pipeline's
+ * secret (POLLEN_TOKEN, --token-file) goes before the federation's admin certificate: the run it
+ * submits is the account's, and a revoked secret is refused.
  */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AccountJson } from '../src/cli/service-account/format.js';
 import { type CliResult, pollenInProcess, tempDir } from './support/cli.js';
+import { TINY_APP } from './support/federation.js';
 import { type InProcessLink, startInProcessLink, writeFederationsFile } from './support/inproc.js';
 
 const t = tempDir('pollen-sa-cli-');
 const CONFIG = join(t.dir, 'pollen.toml');
 let link: InProcessLink;
 
-const cli = (args: string[]) => pollenInProcess(args, { env: { POLLEN_CONFIG: CONFIG } });
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  pollenInProcess(args, { env: { POLLEN_CONFIG: CONFIG, ...env } });
 
 function ok(r: CliResult): CliResult {
   expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -150,5 +155,56 @@ describe('pollen service-account', () => {
       code: 'SERVICE_ACCOUNT_NOT_FOUND',
     });
     expect(failure(await cli(['sa', 'create', 'x', '--json']), 2)).toMatchObject({ code: 'USAGE' });
+  });
+
+  it('a pipeline acts as its account with POLLEN_TOKEN or --token-file, instead of the admin certificate', async () => {
+    const { secret } = ok(await cli(['sa', 'create', 'pipeline', '-r', 'lead', '--json'])).json<{
+      secret: string;
+    }>();
+    const as = { POLLEN_TOKEN: secret };
+    // Only the secret goes (the SuperLink would refuse it beside the certificate: IDENTITY_AMBIGUOUS).
+    expect(ok(await cli(['whoami', '--json'], as)).json<{ identity: unknown }>().identity).toMatchObject({
+      kind: 'service_account',
+      subject: 'pipeline',
+      name: 'sa:pipeline',
+      roles: ['lead'],
+    });
+    expect(ok(await cli(['whoami'], as)).stdout).toContain('sa:pipeline on lab (service_account)');
+    // The bundle goes up the bulk route with the secret too; the run is recorded as the account's.
+    const run = ok(await cli(['run', TINY_APP, '--json'], as)).json<{ runId: string }>();
+    const runs = ok(await cli(['list', '--json'], as)).json<{
+      runs: { runId: string; createdBy: string }[];
+    }>();
+    expect(runs.runs.find((r) => r.runId === run.runId)?.createdBy).toBe('sa:pipeline');
+    // A file wins over the variable; the lead has no right to manage accounts.
+    const file = join(t.dir, 'secret');
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    const fromFile = ['whoami', '--json', '--token-file', file];
+    expect(ok(await cli(fromFile, { POLLEN_TOKEN: 'pollen_sa_unknown' })).stdout).toContain('sa:pipeline');
+    expect(failure(await cli(['sa', 'ls', '--json'], { POLLEN_TOKEN_FILE: file }), 5)).toMatchObject({
+      code: 'RIGHT_MISSING',
+    });
+    // Without the secret the admin certificate is used again.
+    expect(ok(await cli(['whoami', '--json'])).json<{ identity: unknown }>().identity).toMatchObject({
+      kind: 'certificate',
+    });
+  });
+
+  it('refuses a revoked or unknown secret with its code and exit code 5', async () => {
+    const { secret } = ok(await cli(['sa', 'create', 'gone', '-r', 'member', '--json'])).json<{
+      secret: string;
+    }>();
+    ok(await cli(['sa', 'revoke', 'gone']));
+    expect(failure(await cli(['list', '--json'], { POLLEN_TOKEN: secret }), 5)).toMatchObject({
+      code: 'SERVICE_ACCOUNT_REVOKED',
+      hint: expect.stringContaining('pollen service-account create'),
+    });
+    const unknown = `pollen_sa_${'A'.repeat(43)}`;
+    expect(failure(await cli(['list', '--json'], { POLLEN_TOKEN: unknown }), 5)).toMatchObject({
+      code: 'SERVICE_ACCOUNT_INVALID',
+    });
+    expect(failure(await cli(['list', '--json'], { POLLEN_TOKEN: 'two words' }), 2)).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
   });
 });

@@ -20,6 +20,8 @@ export interface GlobalFlags {
   json?: boolean;
   /** The federations file (`--config`, POLLEN_CONFIG). */
   config?: string;
+  /** A file holding a service-account secret (`--token-file`, POLLEN_TOKEN_FILE). */
+  tokenFile?: string;
 }
 
 /**

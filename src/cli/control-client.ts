@@ -1,8 +1,9 @@
 /**
  * A Control API client for the federation named on the command line (or the default one). One
- * identity per call: where the user is logged in to the federation (`pollen login`), the CLI
- * sends the access token and no client certificate, even if the federation also has an admin
- * kit; `pollen logout` returns it to the certificate.
+ * identity per call, the first of: a service-account secret given explicitly (POLLEN_TOKEN, or
+ * `--token-file` / POLLEN_TOKEN_FILE), the user's login to the federation (`pollen login`), the
+ * federation's admin certificate. Whenever a bearer token is sent, no client certificate is
+ * presented, even if the federation has an admin kit: the SuperLink refuses a call with both.
  */
 import type { Client, Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
@@ -10,10 +11,21 @@ import { Control } from '../gen/pollen/v1/control_pb.js';
 import { type Endpoint, explainCallFailure } from '../transport/call-failure.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { openChannel } from '../transport/rpc-client.js';
+import { bearerFromEnv } from './bearer.js';
+import type { GlobalFlags } from './command.js';
 import { configPath, type Federation, loadFederation } from './federations.js';
 import { AccessTokens } from './login/access-token.js';
 import { loginPath } from './login/token-store.js';
 import { Reported } from './output.js';
+
+/** Where the CLI finds its credentials: the global `--config` and `--token-file`. */
+export type CredentialFlags = Pick<GlobalFlags, 'config' | 'tokenFile'>;
+
+/** The bearer token of a call: a fixed secret, or a login's token refreshed when due. */
+interface Bearer {
+  current(): Promise<string>;
+  readonly latest: string;
+}
 
 export interface ControlSession {
   federation: Federation;
@@ -23,10 +35,13 @@ export interface ControlSession {
   close(): void;
 }
 
-export async function openControl(name: string | undefined, configFile?: string): Promise<ControlSession> {
-  const path = configPath(configFile);
+export async function openControl(
+  name: string | undefined,
+  flags: CredentialFlags = {},
+): Promise<ControlSession> {
+  const path = configPath(flags.config);
   const federation = loadFederation(name, path);
-  const tokens = AccessTokens.load(loginPath(path, federation.name));
+  const tokens = secretBearer(bearerFromEnv(flags)) ?? AccessTokens.load(loginPath(path, federation.name));
   if (!tokens && federation.tls && !federation.tls.cert)
     throw new PollenError(
       'LOGIN_REQUIRED',
@@ -56,10 +71,10 @@ export async function openControl(name: string | undefined, configFile?: string)
  */
 export async function withControl<T>(
   name: string | undefined,
-  configFile: string | undefined,
+  flags: CredentialFlags,
   fn: (s: ControlSession) => Promise<T>,
 ): Promise<T> {
-  const s = await openControl(name, configFile);
+  const s = await openControl(name, flags);
   try {
     return await fn(s);
   } catch (e) {
@@ -70,8 +85,13 @@ export async function withControl<T>(
   }
 }
 
+/** A service-account secret as a bearer: it never changes. */
+function secretBearer(secret: string | undefined): Bearer | undefined {
+  return secret === undefined ? undefined : { current: async () => secret, latest: secret };
+}
+
 /** `authorization: Bearer …` on every call, refreshed when due (long `log --stream` sessions too). */
-function bearer(tokens: AccessTokens): Interceptor {
+function bearer(tokens: Bearer): Interceptor {
   return (next) => async (req) => {
     req.header.set('authorization', `Bearer ${await tokens.current()}`);
     return next(req);

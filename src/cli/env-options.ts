@@ -45,8 +45,9 @@ export const caPassphraseOption = () =>
   new Option('--ca-passphrase <text>', 'the root key passphrase').env('POLLEN_CA_PASSPHRASE').hideHelp();
 
 /**
- * Variables no flag stands for: read by the startup kits' scripts, and by a SuperLink or SuperNode
- * when it starts app processes. With the flags' variables (environmentVariables) they are every
+ * Variables no flag stands for: read by the startup kits' scripts, by a SuperLink or SuperNode
+ * when it starts app processes, and POLLEN_TOKEN (a secret has no flag: a command line is seen by
+ * every user in the process list). With the flags' variables (environmentVariables) they are every
  * variable Pollen reads.
  */
 export const SCRIPT_VARIABLES: Readonly<Record<string, string>> = {
@@ -56,6 +57,8 @@ export const SCRIPT_VARIABLES: Readonly<Record<string, string>> = {
   POLLEN_FOREGROUND: '`1`: start.sh stays in the foreground (same as start.sh --foreground)',
   POLLEN_APP_ENV:
     'names of further variables a SuperNode or SuperLink passes to its app processes (comma-separated)',
+  POLLEN_TOKEN:
+    'a service-account secret (pollen_sa_…) the CLI presents on Control API calls, instead of a login or an admin certificate',
 };
 
 /** One variable of the CLI: the flags it stands for, as `COMMAND --flag`. */

@@ -20,6 +20,12 @@ export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.
         'POLLEN_CONFIG',
       ),
     )
+    .addOption(
+      new Option(
+        '--token-file <file>',
+        'a file holding a service-account secret, presented instead of a login or certificate (or POLLEN_TOKEN)',
+      ).env('POLLEN_TOKEN_FILE'),
+    )
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ sortSubcommands: false, showGlobalOptions: true })
     .exitOverride()

@@ -9,7 +9,7 @@ export interface WhoAmIOptions {
 
 /** `pollen whoami`: who the SuperLink takes you for (a login, a certificate, a service account). */
 export async function whoami(o: WhoAmIOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const { identity: id } = await rpc(s.control.whoAmI({}));
     const identity = {
       kind: id?.kind ?? '',

@@ -20,7 +20,7 @@ export interface ListRunsOptions {
 
 /** `pollen list`: the runs of a federation, or one run with its per-round metrics and artefacts. */
 export async function listRuns(o: ListRunsOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     if (o.runId) {
       const d = await rpc(s.control.getRunDetails({ runId: o.runId }));
       const result = {

@@ -15,7 +15,7 @@ export interface LogRunOptions {
 /** `pollen log`: a run's log lines as they come (text), or in one document (--json). */
 export async function logRun(o: LogRunOptions, out: Output): Promise<void> {
   const { runId } = o;
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     try {
       const lines: { seq: number; stream: string; text: string }[] = [];
       let run: Run | undefined;

@@ -32,7 +32,7 @@ type PulledArtefact = ReturnType<typeof artefactJson> & { path: string; status: 
 /** `pollen pull`: a run's artefacts, verified, into a folder. */
 export async function pullArtefacts(o: PullOptions, out: Output): Promise<void> {
   const dir = resolve(o.output ?? o.runId);
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const { artefacts } = await rpc(s.control.getRunDetails({ runId: o.runId }));
     const pulled: PulledArtefact[] = [];
     for (const a of artefacts) {

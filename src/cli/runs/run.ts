@@ -33,7 +33,7 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
   // Loaded here: the bundler is only needed by this command.
   const { submitRun } = await import('../../apps/submit.js');
   // Resolve the federation first: a wrong name fails before the build.
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const { runId, app, hash } = await submitRun({
       control: s.control,
       chunks: s.chunks,

@@ -11,7 +11,7 @@ export interface StopRunOptions {
 
 /** `pollen stop`: stop a run; its ServerApp ends and the nodes stop its ClientApps. */
 export async function stopRun(o: StopRunOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const { run } = await rpc(s.control.stopRun({ runId: o.runId }));
     out.result({ run: runJson(run!) }, (d) => `run ${d.run.runId} ${statusText(d.run)}`);
   });

@@ -20,7 +20,7 @@ const NOT_AGAIN = 'the secret is shown only now: Pollen keeps only its hash and 
 export async function serviceAccountCreate(o: ServiceAccountCreateOptions, out: Output): Promise<void> {
   const now = Date.now();
   const expiresAt = parseExpiry(o.expires, now);
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const res = await rpc(
       s.control.createServiceAccount({
         name: o.name,

@@ -10,7 +10,7 @@ export interface ServiceAccountListOptions {
 
 /** `pollen service-account list`: the accounts the caller may manage, revoked ones too. */
 export async function serviceAccountList(o: ServiceAccountListOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const res = await rpc(s.control.listServiceAccounts({}));
     const now = Date.now();
     const accounts = res.accounts.map((a) => accountJson(a, now));

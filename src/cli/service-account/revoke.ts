@@ -11,7 +11,7 @@ export interface ServiceAccountRevokeOptions {
 
 /** `pollen service-account revoke`: its secret is refused from the next call on. */
 export async function serviceAccountRevoke(o: ServiceAccountRevokeOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const res = await rpc(s.control.revokeServiceAccount({ name: o.name }));
     const account = accountJson(res.account!, Date.now());
     out.result(

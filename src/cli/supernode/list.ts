@@ -16,7 +16,7 @@ function siteText(n: { registered: boolean; site: string | null; siteBoundBy: st
 
 /** `pollen supernode list`: the federation's nodes, their status and the site each key is bound to. */
 export async function superNodeList(o: SuperNodeListOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const res = await rpc(s.control.listNodes({}));
     const nodes = res.nodes.map((n) => ({
       nodeId: n.nodeId,

@@ -22,7 +22,7 @@ export async function superNodeRegister(o: SuperNodeRegisterOptions, out: Output
   } catch (e) {
     throw new PollenError('FILE_NOT_FOUND', `Cannot read ${o.keyFile}`, { cause: e });
   }
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     const { nodeId } = await rpc(
       s.control.registerNode({ publicKey: line, name: o.name ?? '', site: o.site ?? '' }),
     );

@@ -10,7 +10,7 @@ export interface SuperNodeUnregisterOptions {
 
 /** `pollen supernode unregister`: refuse a node's key from now on, with no SuperLink restart. */
 export async function superNodeUnregister(o: SuperNodeUnregisterOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o.config, async (s) => {
+  await withControl(o.federation, o, async (s) => {
     await rpc(s.control.unregisterNode({ nodeId: o.nodeId }));
     out.result({ nodeId: o.nodeId, unregistered: true }, (d) => `unregistered ${d.nodeId}`);
   });
