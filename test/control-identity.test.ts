@@ -3,7 +3,8 @@
  * certificate without requiring one, so a person with a login token and no kit connects; one
  * credential per call (a certificate and a token, or two `authorization` headers, are refused);
  * a site certificate and a certificate from another CA are refused; chunk uploads over the bulk
- * route take the token too.
+ * route take the token too. A service account's secret is an identity like a token: what it does is
+ * recorded under `sa:NAME`, its roles decide, and revoked or unknown secrets are refused.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { submitRun } from '../src/apps/submit.js';
 import { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { initCa, type LoadedCa, loadCa } from '../src/pki/ca.js';
 import { createSiteCertificate } from '../src/pki/site.js';
@@ -22,6 +24,7 @@ import { ERROR_CODE_HEADER } from '../src/transport/errors.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../src/transport/tls.js';
 import { outcomeOf } from './support/errors.js';
+import { TINY_APP } from './support/federation.js';
 import { setHeaders } from './support/fleet-client.js';
 import { tlsSuperLink } from './support/inproc.js';
 import { type LocalTokens, localTokens } from './support/local-tokens.js';
@@ -157,5 +160,51 @@ describe('the Control API over TLS', () => {
       req.end('{}');
     });
     expect(answer).toEqual({ code: 'IDENTITY_AMBIGUOUS', status: 401 });
+  });
+
+  it('takes a service-account secret as the account: runs it submits are sa:NAME’s, its roles decide', async () => {
+    const accounts = superlink.state.serviceAccounts;
+    const by = { name: 'admin@identity', subject: 'admin@identity' };
+    const { secret } = await accounts.create({ name: 'nightly', roles: ['lead'], org: 'Alpha', by });
+    const bearer = { authorization: `Bearer ${secret}` };
+    const { control: sa, channel } = control(undefined, bearer);
+    expect((await sa.whoAmI({})).identity).toMatchObject({
+      kind: 'service_account',
+      subject: 'nightly',
+      name: 'sa:nightly',
+      org: 'Alpha',
+      roles: ['lead'],
+    });
+    // The bundle goes up the bulk route with the secret; StartRun records the account.
+    const { runId } = await submitRun({
+      appDir: TINY_APP,
+      control: sa,
+      chunks: channel.chunks(sa),
+      federation: 'default',
+      runConfig: {},
+    });
+    expect(await superlink.state.getRun(runId)).toMatchObject({
+      createdBy: 'sa:nightly',
+      createdBySubject: 'nightly',
+      org: 'Alpha',
+    });
+    // A lead neither registers node keys nor manages accounts; the refusal names the account.
+    expect(await outcomeOf(sa.listServiceAccounts({}))).toBe('RIGHT_MISSING');
+    expect(await outcomeOf(sa.unregisterNode({ nodeId: 'x' }))).toBe('RIGHT_MISSING');
+    expect(logs).toContainEqual(
+      expect.objectContaining({
+        event: 'control.refused',
+        code: 'RIGHT_MISSING',
+        identity: 'service_account',
+        subject: 'nightly',
+      }),
+    );
+    // One identity per call: the secret beside an admin certificate is neither.
+    const admin = await material('pa@alpha.example', 'admin');
+    expect(await outcomeOf(control(admin, bearer).control.listRuns({}))).toBe('IDENTITY_AMBIGUOUS');
+    await accounts.revoke('nightly', 'admin@identity');
+    expect(await outcomeOf(sa.listRuns({}))).toBe('SERVICE_ACCOUNT_REVOKED');
+    const unknown = control(undefined, { authorization: `Bearer pollen_sa_${'B'.repeat(43)}` }).control;
+    expect(await outcomeOf(unknown.listRuns({}))).toBe('SERVICE_ACCOUNT_INVALID');
   });
 });
