@@ -505,7 +505,8 @@ describe('one identity per call, and the rights it holds', () => {
       code: 'OIDC_NOT_CONFIGURED',
       message: 'This service accepts no login tokens (no identity provider is configured)',
     });
-    expect(await codeOf(bearer('pollen_sa_0123456789').listRuns({}))).toBe('SERVICE_ACCOUNTS_UNAVAILABLE');
+    // Every SuperLink keeps service accounts (in its LinkState): a secret it does not know is invalid.
+    expect(await codeOf(bearer('pollen_sa_0123456789').listRuns({}))).toBe('SERVICE_ACCOUNT_INVALID');
     // Every refusal is logged with its code and the kind of identity.
     expect(l.logs).toContainEqual(
       expect.objectContaining({
