@@ -274,7 +274,7 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .execute();
       },
     },
-    '0007_owners': {
+    '0006_owners': {
       async up(db: Kysely<unknown>) {
         // Runs and keys from before this migration have no owner: only an `any` right reaches them.
         await db.schema.alterTable('runs').addColumn('created_by_subject', 'text').execute();
@@ -282,7 +282,7 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
         await db.schema.alterTable('nodes').addColumn('org', 'text').execute();
       },
     },
-    '0008_service_accounts': {
+    '0007_service_accounts': {
       async up(db: Kysely<unknown>) {
         // Revoked accounts stay: their names are never reused, so records keep naming one account.
         await db.schema
