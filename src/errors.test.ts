@@ -51,6 +51,7 @@ describe('errors', () => {
       [
         'DATABASE_UNAVAILABLE',
         'INTERNAL',
+        'LOGIN_ISSUER_UNREACHABLE',
         'ISSUER_UNREACHABLE',
         'NODE_UNAVAILABLE',
         'RATE_LIMITED',

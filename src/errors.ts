@@ -446,7 +446,7 @@ export const ERROR_CODES = {
   IDENTITY_AMBIGUOUS: spec(
     401,
     ExitCode.UNAUTHORIZED,
-    'Send one credential per call: a bearer token or an admin certificate, not both and not two tokens (after `pollen login`, remove the admin certificate from the federation config).',
+    'Send one credential per call: a bearer token or an admin certificate, not both and not two tokens (the Pollen CLI sends one: your login token where you are logged in, else the certificate; a client of your own must do the same).',
   ),
   AUTHORIZATION_MALFORMED: spec(
     401,
@@ -456,7 +456,7 @@ export const ERROR_CODES = {
   OIDC_NOT_CONFIGURED: spec(
     401,
     ExitCode.UNAUTHORIZED,
-    'This service accepts no login tokens: use an admin certificate or API key, or ask its operator to configure an identity provider (--oidc-issuer, docs/identity.md).',
+    'This service accepts no login tokens: use an admin certificate or API key, or ask its operator to configure an identity provider (--identity-config, docs/identity.md).',
   ),
   SERVICE_ACCOUNTS_UNAVAILABLE: spec(
     401,
@@ -529,6 +529,43 @@ export const ERROR_CODES = {
     401,
     ExitCode.UNAUTHORIZED,
     'App processes are started by the SuperLink or SuperNode, which give them their token.',
+  ),
+  // People: logging in (`pollen login`, `logout`, `whoami`)
+  LOGIN_NOT_OFFERED: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'This SuperLink announces no OpenID Provider: use an admin kit, or name the provider yourself with `pollen federation add NAME --address HOST:9093 --issuer URL --client-id ID`.',
+  ),
+  LOGIN_DENIED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    "The sign-in was refused at the identity provider (you pressed Abort, or it does not let you use this client): run `pollen login` again, or ask the provider's administrator.",
+  ),
+  LOGIN_EXPIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'The code expired before you signed in: run `pollen login` again and complete the sign-in in the browser within the time shown.',
+  ),
+  LOGIN_REQUIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Your login ended (it expired or was revoked at the identity provider): run `pollen login FEDERATION` again.',
+  ),
+  LOGIN_FAILED: spec(
+    502,
+    ExitCode.UNAUTHORIZED,
+    "The identity provider refused the request: check the federation's issuer and client id (`pollen federation list`), or ask its administrator.",
+  ),
+  LOGIN_ISSUER_UNREACHABLE: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'The OpenID Provider does not answer: check its URL (the issuer) and your network, then try again.',
+    RETRY,
+  ),
+  ROOT_FINGERPRINT_MISMATCH: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'No certificate the server sent has the fingerprint you gave: check the address and ask the project admin for the root fingerprint (`pollen cert init` printed it; `openssl x509 -noout -fingerprint -sha256 -in rootCA.pem` shows it). Nothing was saved.',
   ),
   // Runtime: apps and runs
   APP_LOAD_FAILED: spec(

@@ -51,4 +51,19 @@ describe('pollen demo', () => {
       .filter((l) => l.includes(ws) && !l.startsWith('ps '));
     expect(left).toEqual([]);
   }, 300_000);
+
+  it('--oidc: a researcher with no kit logs in with the embedded OpenID Provider and her token submits the run', async () => {
+    const ws = join(dir, 'ws-oidc');
+    const r = await pollen(['demo', '--oidc', '--sites', '2', '--rounds', '1', '-w', ws, '--json']);
+    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.status).toBe('finished:completed');
+    expect(s.researcher).toMatchObject({ email: 'researcher@pollen-demo.example' });
+    expect(s.researcher.issuer).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(r.stderr).toMatch(/the demo signs in for researcher@pollen-demo\.example/);
+    // Her login, pinned by the root fingerprint: a root and a token file, no certificate.
+    expect(existsSync(join(ws, 'researcher', 'roots', 'demo.pem'))).toBe(true);
+    expect(existsSync(join(ws, 'researcher', 'logins', 'demo.json'))).toBe(true);
+    expect(r.stderr).not.toMatch(/oidc-provider (WARNING|NOTICE)/);
+  }, 300_000);
 });

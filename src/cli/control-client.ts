@@ -1,10 +1,18 @@
-/** A Control API client for the federation named on the command line (or the default one). */
-import type { Client } from '@connectrpc/connect';
+/**
+ * A Control API client for the federation named on the command line (or the default one). One
+ * identity per call: where the user is logged in to the federation (`pollen login`), the CLI
+ * sends the access token and no client certificate, even if the federation also has an admin
+ * kit; `pollen logout` returns it to the certificate.
+ */
+import type { Client, Interceptor } from '@connectrpc/connect';
+import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { type Endpoint, explainCallFailure } from '../transport/call-failure.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { openChannel } from '../transport/rpc-client.js';
 import { configPath, type Federation, loadFederation } from './federations.js';
+import { AccessTokens } from './login/access-token.js';
+import { loginPath } from './login/token-store.js';
 import { Reported } from './output.js';
 
 export interface ControlSession {
@@ -15,12 +23,28 @@ export interface ControlSession {
   close(): void;
 }
 
-export function openControl(name: string | undefined, configFile?: string): ControlSession {
-  const federation = loadFederation(name, configPath(configFile));
+export async function openControl(name: string | undefined, configFile?: string): Promise<ControlSession> {
+  const path = configPath(configFile);
+  const federation = loadFederation(name, path);
+  const tokens = AccessTokens.load(loginPath(path, federation.name));
+  if (!tokens && federation.tls && !federation.tls.cert)
+    throw new PollenError(
+      'LOGIN_REQUIRED',
+      `You are not logged in to ${federation.name}, and it has no admin certificate`,
+      {
+        hint: `Log in: pollen login ${federation.name}`,
+      },
+    );
+  // Fails here (login ended, provider away) before any call is made.
+  await tokens?.current();
   const channel = openChannel({
     baseUrl: federation.url,
-    tls: federation.tls,
+    tls: tokens && federation.tls ? { ca: federation.tls.ca } : federation.tls,
     defaultTimeoutMs: 60_000,
+    ...(tokens && {
+      interceptors: [bearer(tokens)],
+      bulkHeaders: () => ({ authorization: `Bearer ${tokens.latest}` }),
+    }),
   });
   const control = channel.client(Control);
   return { federation, control, chunks: channel.chunks(control), close: () => channel.close() };
@@ -35,7 +59,7 @@ export async function withControl<T>(
   configFile: string | undefined,
   fn: (s: ControlSession) => Promise<T>,
 ): Promise<T> {
-  const s = openControl(name, configFile);
+  const s = await openControl(name, configFile);
   try {
     return await fn(s);
   } catch (e) {
@@ -44,6 +68,14 @@ export async function withControl<T>(
   } finally {
     s.close();
   }
+}
+
+/** `authorization: Bearer …` on every call, refreshed when due (long `log --stream` sessions too). */
+function bearer(tokens: AccessTokens): Interceptor {
+  return (next) => async (req) => {
+    req.header.set('authorization', `Bearer ${await tokens.current()}`);
+    return next(req);
+  };
 }
 
 /** The federation's Control API, as failures name it and say what to fix. */

@@ -12,6 +12,13 @@
  *   # certificate = "admin.crt"
  *   # private-key = "admin.key"
  *   # insecure = true                     # development SuperLink without TLS
+ *
+ *   [federations.lab]                     # people who log in (`pollen login lab`) need only
+ *   address = "superlink.example.org:9093"  # the root, pinned by its fingerprint
+ *   root-certificate = "roots/lab.pem"
+ *   # issuer = "https://id.example.org/realms/lab"   # the OpenID Provider, where the SuperLink
+ *   # client-id = "pollen-cli"                      # does not announce one
+ *   # audience = "https://superlink.example.org"
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -20,7 +27,7 @@ import { parse } from 'smol-toml';
 import { z } from 'zod';
 import { loadKit } from '../enrollment/kit.js';
 import { PollenError } from '../errors.js';
-import { loadTlsMaterial, type TlsMaterial } from '../transport/tls.js';
+import { loadTlsMaterial, readPem, type TlsMaterial } from '../transport/tls.js';
 import { writeFileAtomic } from '../util/files.js';
 import { nearest } from '../util/text.js';
 
@@ -33,6 +40,9 @@ const federationSchema = z
     'private-key': z.string().optional(),
     chain: z.string().optional(),
     insecure: z.boolean().optional(),
+    issuer: z.string().url().optional(),
+    'client-id': z.string().min(1).optional(),
+    audience: z.string().min(1).optional(),
   })
   .strict();
 
@@ -49,7 +59,10 @@ export interface Federation {
   name: string;
   /** https://HOST:PORT (or http:// when insecure). */
   url: string;
-  tls?: TlsMaterial;
+  /** The root that must sign the SuperLink's certificate; ours (an admin certificate) where we have one. */
+  tls?: { ca: string } & Partial<TlsMaterial>;
+  /** The OpenID Provider named in the config (else the SuperLink announces its own). */
+  issuer?: { issuer: string; clientId: string; audience?: string };
 }
 
 /** The federations file: the one given (`--config`, POLLEN_CONFIG), or ~/.pollen/config.toml. */
@@ -98,8 +111,11 @@ export function loadFederation(name: string | undefined, path = configPath()): F
   }
   const base = dirname(path);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
-  if (entry.insecure) return { name: chosen, url: `http://${entry.address}` };
-  let tls: TlsMaterial;
+  const issuer = entry.issuer
+    ? { issuer: entry.issuer, clientId: entry['client-id'] ?? 'pollen-cli', audience: entry.audience }
+    : undefined;
+  if (entry.insecure) return { name: chosen, url: `http://${entry.address}`, issuer };
+  let tls: Federation['tls'];
   if (entry.kit) {
     const kit = loadKit(abs(entry.kit));
     tls = loadTlsMaterial({
@@ -115,12 +131,15 @@ export function loadFederation(name: string | undefined, path = configPath()): F
       ca: abs(entry['root-certificate']),
       chain: entry.chain ? abs(entry.chain) : undefined,
     });
+  } else if (entry['root-certificate'] && !entry.certificate && !entry['private-key']) {
+    // A person who logs in: the root to check the SuperLink by, and no certificate of their own.
+    tls = { ca: readPem(abs(entry['root-certificate']), 'root CA certificate') };
   } else
     throw new PollenError(
       'CONFIG_INVALID',
-      `Federation "${chosen}" needs kit, or certificate + private-key + root-certificate`,
+      `Federation "${chosen}" needs kit, or certificate + private-key + root-certificate, or (to log in) root-certificate alone`,
     );
-  return { name: chosen, url: `https://${entry.address}`, tls };
+  return { name: chosen, url: `https://${entry.address}`, tls, issuer };
 }
 
 /** Add or replace a federation entry (the file is rewritten; comments are not kept). */

@@ -91,6 +91,15 @@ export class Output {
     this.stderr.write(this.json ? `${message}\n` : `${pc.dim('›')} ${message}\n`);
   }
 
+  /**
+   * What the person at the terminal must do while the command waits (open a URL, type a code):
+   * stderr, so stdout keeps the result. With --json, `event` goes as one JSON line a script can
+   * read instead.
+   */
+  instruct(lines: string[], event: Record<string, unknown>): void {
+    this.stderr.write(this.json ? `${JSON.stringify(event)}\n` : `${lines.join('\n')}\n`);
+  }
+
   warn(message: string): void {
     this.stderr.write(`${pc.yellow('warning:')} ${message}\n`);
   }

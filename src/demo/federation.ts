@@ -13,7 +13,14 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
+import type { EmbeddedProvider } from './oidc-provider.js';
 import { Processes, startDemoCertService } from './processes.js';
+import {
+  DEMO_RESEARCHER,
+  logInResearcher,
+  startDemoProvider,
+  writeDemoIdentityConfig,
+} from './researcher.js';
 
 /** A round as `pollen list --run-id --json` shows it. */
 interface RoundRow {
@@ -32,6 +39,8 @@ export interface FederationDemoOptions {
   rounds: number;
   partitioning: 'iid' | 'non-iid';
   keep: boolean;
+  /** People log in with an embedded OpenID Provider; a researcher, not the admin, submits the run. */
+  oidc?: boolean;
   timeoutMs?: number;
 }
 
@@ -60,6 +69,8 @@ export interface FederationSummary {
   seconds: number;
   trainingSeconds: number;
   keptRunning: boolean;
+  /** With --oidc: who submitted the run, logged in with the embedded provider. */
+  researcher?: { email: string; issuer: string; config: string };
   superlink?: { fleet: string; control: string; pid?: number };
   /** With --keep: the processes left running (Certificate Service, SuperLink, sites). */
   pids?: number[];
@@ -127,6 +138,7 @@ export async function runFederationDemo(
   const show = (cmd: string) => `pollen ${cmd}`;
   const names = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
   let kept = false;
+  let provider: EmbeddedProvider | undefined;
   try {
     // 1. CA
     r.step(1, 'The project admin creates the project CA', show('cert init -n "Pollen Demo" -o ca'));
@@ -164,9 +176,13 @@ export async function runFederationDemo(
       3,
       'Start the SuperLink: mutual TLS, registered node keys only, revocation list from the service',
       show(
-        'superlink --cert superlink.crt --key superlink.key --root-ca rootCA.pem --enable-supernode-auth --cert-service URL',
+        `superlink --cert superlink.crt --key superlink.key --root-ca rootCA.pem --enable-supernode-auth --cert-service URL${o.oidc ? ' --identity-config identity.toml' : ''}`,
       ),
     );
+    if (o.oidc) {
+      provider = await startDemoProvider();
+      r.line(`OpenID Provider (embedded, for the project's people) at ${provider.issuer}`);
+    }
     const slCerts = join(paths.superlink, 'certs');
     // Hand-issued by the project admin (the manual workflow), valid for 30 days.
     const issue = (name: string, type: string, out: string, extra: string[] = []) =>
@@ -206,6 +222,7 @@ export async function runFederationDemo(
         '--enable-supernode-auth',
         '--cert-service',
         certServiceUrl,
+        ...(provider ? ['--identity-config', writeDemoIdentityConfig(paths.superlink, provider)] : []),
         '--log-level',
         'warn',
         '--json',
@@ -320,25 +337,50 @@ export async function runFederationDemo(
       await new Promise((res) => setTimeout(res, 500));
     }
 
-    // 8. The run
+    // With --oidc: a researcher with no kit logs in; the run is hers.
+    let researcher: FederationSummary['researcher'];
+    let userEnv: NodeJS.ProcessEnv = {};
+    if (provider) {
+      const config = join(ws, 'researcher', 'config.toml');
+      r.step(
+        8,
+        'A researcher logs in with the OpenID Provider: no certificate, only the root fingerprint',
+        show(`login demo --address 127.0.0.1:${controlPort} --root-fingerprint sha256:…`),
+      );
+      const who = await logInResearcher(px, {
+        config,
+        controlAddress: `127.0.0.1:${controlPort}`,
+        rootCa: join(slCerts, 'rootCA.pem'),
+        onCode: (code, url) =>
+          r.line(`code ${code} at ${url}: the demo signs in for ${DEMO_RESEARCHER.email} there (no browser)`),
+      });
+      r.line(`logged in as ${who.email}; her token, not a certificate, goes with each call`);
+      researcher = { email: who.email, issuer: provider.issuer, config };
+      userEnv = { POLLEN_CONFIG: config };
+    }
+
+    // The run
     r.step(
-      8,
+      provider ? 9 : 8,
       `Run the MNIST app for ${o.rounds} rounds (FedAvg, ${o.partitioning} partitions)`,
       show(`run examples/mnist demo --run-config num-rounds=${o.rounds} && pollen log RUN_ID --stream`),
     );
     const trainStart = Date.now();
     const { runId } = json<{ runId: string }>(
       (
-        await px.must([
-          'run',
-          MNIST_APP,
-          'demo',
-          '--run-config',
-          `num-rounds=${o.rounds}`,
-          '--run-config',
-          `partitioning=${o.partitioning}`,
-          '--json',
-        ])
+        await px.must(
+          [
+            'run',
+            MNIST_APP,
+            'demo',
+            '--run-config',
+            `num-rounds=${o.rounds}`,
+            '--run-config',
+            `partitioning=${o.partitioning}`,
+            '--json',
+          ],
+          userEnv,
+        )
       ).stdout,
     );
     r.line(`run ${runId} started`);
@@ -346,7 +388,7 @@ export async function runFederationDemo(
     let polling = true;
     const poll = (async () => {
       while (polling) {
-        const res = await px.run(['list', 'demo', '--run-id', runId, '--json']);
+        const res = await px.run(['list', 'demo', '--run-id', runId, '--json'], userEnv);
         if (res.code === 0) {
           const d = json<{ rounds: RoundRow[] }>(res.stdout);
           for (const x of d.rounds)
@@ -363,14 +405,14 @@ export async function runFederationDemo(
         await new Promise((res) => setTimeout(res, 1000));
       }
     })();
-    const logs = await px.run(['log', runId, 'demo', '--stream']);
+    const logs = await px.run(['log', runId, 'demo', '--stream'], userEnv);
     polling = false;
     await poll;
     const trainingSeconds = (Date.now() - trainStart) / 1000;
     const detail = json<{
       run: { status: string; subStatus: string | null; reason: string | null };
       rounds: RoundRow[];
-    }>((await px.must(['list', 'demo', '--run-id', runId, '--json'])).stdout);
+    }>((await px.must(['list', 'demo', '--run-id', runId, '--json'], userEnv)).stdout);
     const rounds = detail.rounds.map((x) => ({
       round: x.round,
       metrics: x.metrics,
@@ -397,6 +439,7 @@ export async function runFederationDemo(
       trainingSeconds: Math.round(trainingSeconds * 10) / 10,
       keptRunning: o.keep,
       federationConfig,
+      ...(researcher && { researcher }),
       ...(o.keep && { superlink: { fleet: sl.ready.fleet, control: sl.ready.control, pid: sl.child.pid } }),
     };
     if (o.keep) {
@@ -407,6 +450,8 @@ export async function runFederationDemo(
     return summary;
   } finally {
     if (!kept) await px.stopAll();
+    // Logins made with it last until their access token expires (the provider stops with the demo).
+    await provider?.close();
   }
 }
 

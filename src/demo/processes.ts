@@ -30,22 +30,28 @@ export class Processes {
     this.deadline = deadline;
   }
 
-  run(args: string[], env: NodeJS.ProcessEnv = {}, onLine?: (line: string) => void): Promise<RunResult> {
+  /** `onLine` sees each line of stdout as it comes, `onErrLine` each line of stderr. */
+  run(
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+    onLine?: (line: string) => void,
+    onErrLine?: (line: string) => void,
+  ): Promise<RunResult> {
     return new Promise((res, rej) => {
       const child = spawn(process.execPath, [BIN, ...args], { env: { ...this.env, ...env } });
       this.children.add(child);
       let stdout = '';
       let stderr = '';
-      let partial = '';
+      const outLines = lineSplitter(onLine);
+      const errLines = lineSplitter(onErrLine);
       child.stdout.on('data', (d) => {
         stdout += d;
-        if (!onLine) return;
-        partial += d;
-        const lines = partial.split('\n');
-        partial = lines.pop() ?? '';
-        for (const l of lines) onLine(l);
+        outLines(String(d));
       });
-      child.stderr.on('data', (d) => (stderr += d));
+      child.stderr.on('data', (d) => {
+        stderr += d;
+        errLines(String(d));
+      });
       const timer = setTimeout(() => child.kill('SIGTERM'), Math.max(1000, this.deadline - Date.now()));
       child.on('error', rej);
       child.on('close', (code) => {
@@ -162,4 +168,16 @@ export async function startDemoCertService(
     30_000,
   );
   return { url: `https://localhost:${svc.ready.port}`, child: svc.child };
+}
+
+/** Feed text as it comes; `onLine` gets each whole line. */
+function lineSplitter(onLine?: (line: string) => void): (text: string) => void {
+  let partial = '';
+  return (text) => {
+    if (!onLine) return;
+    partial += text;
+    const lines = partial.split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) onLine(l);
+  };
 }

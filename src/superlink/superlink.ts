@@ -12,7 +12,7 @@ import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../identity/rights.js'
 import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
 import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
-import type { PeerIdentity, TlsMaterial } from '../transport/tls.js';
+import { type PeerIdentity, type TlsMaterial, withRootInChain } from '../transport/tls.js';
 import { ArtefactStore } from './artefacts.js';
 import { type CollectorOptions, startCollector } from './collector.js';
 import { type ControlOptions, controlBulkAuth, controlChunkStore, controlRoutes } from './control-service.js';
@@ -194,8 +194,11 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       addressOption: '--control-address',
       host: o.control.host,
       port: o.control.port,
-      // People with login tokens have no certificate: it is asked for, not required.
-      tls: o.tls ? { ...o.tls, requireClientCert: false, requestClientCert: true } : undefined,
+      // People with login tokens have no certificate: it is asked for, not required. They pin the
+      // root by its fingerprint (`pollen login --root-fingerprint`): the Control API sends it.
+      tls: o.tls
+        ? { ...withRootInChain(o.tls), requireClientCert: false, requestClientCert: true }
+        : undefined,
       routes: controlRoutes(link, launcher, controlOptions),
       bulk: {
         store: controlChunkStore(link),

@@ -25,7 +25,7 @@ export interface TlsPaths {
   chain?: string;
 }
 
-function readPem(path: string, what: string): string {
+export function readPem(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
@@ -44,6 +44,15 @@ export function loadTlsMaterial(paths: TlsPaths): TlsMaterial {
     key: readPem(paths.key, 'private key'),
     ca: readPem(paths.ca, 'root CA certificate'),
   };
+}
+
+/**
+ * Our chain with the project root appended, for a server that people reach with no kit: they
+ * pin the root by its fingerprint and find it in the chain (`pollen login --root-fingerprint`).
+ * Clients that already trust the root ignore the extra certificate (RFC 8446 §4.4.2).
+ */
+export function withRootInChain(m: TlsMaterial): TlsMaterial {
+  return m.cert.includes(m.ca.trim()) ? m : { ...m, cert: `${m.cert.trimEnd()}\n${m.ca}` };
 }
 
 export interface PeerIdentity {

@@ -14,6 +14,10 @@ export function registerDemo(program: Command): void {
     .option('--partitioning <kind>', 'iid, or non-iid (each site sees mostly some digits)', 'iid')
     .option('-w, --workspace <dir>', 'where to put everything (default: a new temporary folder)')
     .option('--keep', 'leave the federation running at the end (a temporary workspace is otherwise removed)')
+    .option(
+      '--oidc',
+      'people log in: an embedded OpenID Provider, and a logged-in researcher submits the run',
+    )
     .addHelpText(
       'after',
       `
@@ -22,12 +26,15 @@ What happens, each step a real \`pollen\` process:
   --enable-supernode-auth, CRL from the service) → admin certificate + federation add
   → token batch + package (signed startup kits) → node keys (ssh-keygen) + supernode register
   → every site's start (enrolls, then runs its SuperNode) → run examples/mnist with a live
-  per-round display → summary → everything stopped.
+  per-round display → summary → everything stopped. With --oidc: an embedded OpenID Provider, the
+  SuperLink accepts its tokens, and a researcher with no kit logs in (pollen login, root
+  fingerprint; the demo signs in for her) and submits the run with her token.
 
 Examples:
   npm run demo                              # same as: pollen demo
   pollen demo --sites 5 --rounds 5 --partitioning non-iid
   pollen demo -w ./demo --keep              # then: POLLEN_CONFIG=./demo/admin/config.toml pollen list
+  pollen demo --oidc --sites 2 --rounds 2   # people log in instead of holding certificates
   pollen demo enrollment                    # only the enrollment walkthrough`,
     )
     .action(action<DemoFederationOptions>(demoFederation));

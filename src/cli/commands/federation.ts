@@ -27,13 +27,17 @@ Examples:
     .option('--certificate <file>', 'your admin certificate (without --kit)')
     .option('--private-key <file>', 'its key (without --kit)')
     .option('--insecure', 'a development SuperLink without TLS')
+    .option('--issuer <url>', 'the OpenID Provider to log in with (else the SuperLink names it)')
+    .option('--client-id <id>', 'its public client for `pollen login` (default pollen-cli)')
+    .option('--audience <aud>', 'the audience its access tokens name (default https://ADDRESS)')
     .option('--default', 'use it when a command names no federation')
     .addHelpText(
       'after',
       `
 Examples:
   pollen federation add local --address 127.0.0.1:9093 --kit ./admin-kit --default
-  pollen federation add prod --address superlink.example.com:9093 --certificate me.crt --private-key me.key --root-certificate rootCA.pem`,
+  pollen federation add prod --address superlink.example.com:9093 --certificate me.crt --private-key me.key --root-certificate rootCA.pem
+  pollen federation add lab --address superlink.example.org:9093 --root-certificate rootCA.pem   # then: pollen login lab`,
     )
     .action(
       action<Omit<FederationAddOptions, 'name'>>((o, out, [name]) =>

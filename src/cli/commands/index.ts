@@ -5,6 +5,7 @@ import { registerCertService } from './cert-service.js';
 import { registerDemo } from './demo.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerFederation } from './federation.js';
+import { registerLogin } from './login.js';
 import { registerNew } from './new.js';
 import { registerPackage } from './package.js';
 import { registerPolicy } from './policy.js';
@@ -32,4 +33,5 @@ export function registerCommands(program: Command): void {
   registerRuns(program);
   registerBuild(program);
   registerFederation(program);
+  registerLogin(program);
 }

@@ -8,6 +8,7 @@ export interface DemoFederationOptions {
   partitioning: string;
   workspace?: string;
   keep?: boolean;
+  oidc?: boolean;
 }
 
 /** `pollen demo`: a whole secure federation on this machine, narrated, then stopped. */
@@ -28,7 +29,14 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
   let summary: Awaited<ReturnType<typeof runFederationDemo>>;
   try {
     summary = await runFederationDemo(
-      { workspace, sites, rounds, partitioning: o.partitioning, keep: Boolean(o.keep) },
+      {
+        workspace,
+        sites,
+        rounds,
+        partitioning: o.partitioning,
+        keep: Boolean(o.keep),
+        oidc: Boolean(o.oidc),
+      },
       {
         step,
         line,
@@ -51,6 +59,9 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
     `${ok('✓')} ${s.sites.length} sites trained MNIST for ${s.rounds.length} rounds: accuracy ${
       s.accuracy === null ? 'n/a' : `${(s.accuracy * 100).toFixed(1)}%`
     } on held-out digits, ${(s.bytesMoved / 1e6).toFixed(1)} MB of model updates moved, training ${s.trainingSeconds}s, ${s.seconds}s in all`,
+    ...(s.researcher
+      ? [`  submitted by ${s.researcher.email}, logged in with the OpenID Provider ${s.researcher.issuer}`]
+      : []),
     s.keptRunning
       ? `Still running (SuperLink ${s.superlink?.control}); try: POLLEN_CONFIG=${s.federationConfig} pollen list\n` +
         `Stop it all with: kill ${s.pids?.join(' ')}`

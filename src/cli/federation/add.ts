@@ -13,6 +13,10 @@ export interface FederationAddOptions {
   certificate?: string;
   privateKey?: string;
   insecure?: boolean;
+  /** The OpenID Provider to log in with, where the SuperLink does not announce one. */
+  issuer?: string;
+  clientId?: string;
+  audience?: string;
   /** Make it the default federation. */
   default?: boolean;
   /** The federations file (`--config`). */
@@ -21,8 +25,12 @@ export interface FederationAddOptions {
 
 /** `pollen federation add`: add or replace a federation in the federations file. */
 export async function federationAdd(o: FederationAddOptions, out: Output): Promise<void> {
-  if (!o.insecure && !o.kit && !(o.certificate && o.privateKey && o.rootCertificate))
-    throw new PollenError('USAGE', 'Give --kit, or --certificate, --private-key and --root-certificate');
+  const loginOnly = o.rootCertificate && !o.certificate && !o.privateKey;
+  if (!o.insecure && !o.kit && !loginOnly && !(o.certificate && o.privateKey && o.rootCertificate))
+    throw new PollenError(
+      'USAGE',
+      'Give --kit, or --certificate, --private-key and --root-certificate, or (to log in) --root-certificate alone',
+    );
   // A path that does not exist now would only fail at the first command that uses it.
   for (const [flag, path] of [
     ['--kit', o.kit],
@@ -45,6 +53,9 @@ export async function federationAdd(o: FederationAddOptions, out: Output): Promi
       certificate: abs(o.certificate),
       'private-key': abs(o.privateKey),
       insecure: o.insecure,
+      issuer: o.issuer,
+      'client-id': o.clientId,
+      audience: o.audience,
     },
     Boolean(o.default),
     configPath(o.config),

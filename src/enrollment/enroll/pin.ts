@@ -1,11 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { isIP } from 'node:net';
-import tls from 'node:tls';
 import { z } from 'zod';
 import { PollenError } from '../../errors.js';
 import { certificateFingerprint, sameFingerprint } from '../../pki/fingerprint.js';
 import { isCertServiceIdentity } from '../../pki/profiles.js';
 import { chainsToRoot, parseCertificates } from '../../pki/verify.js';
+import { presentedChain } from '../../transport/presented-chain.js';
 import { type CertServiceHttp, notCertServiceError } from '../cert-service-http.js';
 import type { Ctx } from './context.js';
 
@@ -20,34 +19,13 @@ export interface Session {
 }
 
 /** The certificates the server presents, read over a connection that trusts nothing. */
-function presentedChain(ctx: Ctx, base: URL): Promise<X509Certificate[]> {
+function servedChain(ctx: Ctx, base: URL): Promise<X509Certificate[]> {
   const host = base.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(base.port || 443);
-  return new Promise((resolvePromise, reject) => {
-    const socket = tls.connect({
-      host,
-      port,
-      ...(isIP(host) ? {} : { servername: host }),
-      rejectUnauthorized: false,
-      ALPNProtocols: ['http/1.1'],
-    });
-    socket.setTimeout(ctx.timeoutMs, () =>
-      socket.destroy(Object.assign(new Error('timed out'), { name: 'TimeoutError' })),
-    );
-    socket.once('secureConnect', () => {
-      const certs: X509Certificate[] = [];
-      const seen = new Set<string>();
-      let c = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
-      while (c?.raw && !seen.has(c.fingerprint256)) {
-        seen.add(c.fingerprint256);
-        certs.push(new X509Certificate(c.raw));
-        c = c.issuerCertificate;
-      }
-      socket.destroy();
-      resolvePromise(certs);
-    });
-    socket.once('error', (e) => reject(ctx.error(e, base.origin)));
-  });
+  return presentedChain(host, Number(base.port || 443), { timeoutMs: ctx.timeoutMs, alpn: 'http/1.1' }).catch(
+    (e) => {
+      throw ctx.error(e, base.origin);
+    },
+  );
 }
 
 const caResponse = z.object({
@@ -96,7 +74,7 @@ async function servedRoot(
  */
 export async function pinnedSession(ctx: Ctx, url: string, pin: string): Promise<Session> {
   const base = new URL(`${url}/`);
-  const presented = await presentedChain(ctx, base);
+  const presented = await servedChain(ctx, base);
   let root = presented.find((c) => sameFingerprint(certificateFingerprint(c), pin));
   let candidates = presented;
   let source: 'tls-chain' | 'ca-endpoint' = 'tls-chain';

@@ -1,0 +1,52 @@
+import type { Command } from 'commander';
+import { action } from '../command.js';
+import { type LoginOptions, login } from '../login/login.js';
+import { type LogoutOptions, logout } from '../login/logout.js';
+import { type WhoAmIOptions, whoami } from '../login/whoami.js';
+
+export function registerLogin(program: Command): void {
+  program
+    .command('login [FEDERATION]')
+    .description('log in to a federation with its OpenID Provider (device code: sign in in any browser)')
+    .option('--address <host:port>', "the SuperLink's Control API, for a federation you have no kit for")
+    .option(
+      '--root-fingerprint <sha256>',
+      "the project root's fingerprint the admin gave you (with --address)",
+    )
+    .option('--no-qr', 'do not print the QR code of the sign-in URL')
+    .addHelpText(
+      'after',
+      `
+The SuperLink names its OpenID Provider (or the federation config does: issuer, client-id).
+The tokens are kept in ~/.pollen/logins/FEDERATION.json (0600) and refreshed when they expire;
+while you are logged in, calls send your access token and no client certificate.
+
+Examples:
+  pollen login lab --address superlink.example.org:9093 --root-fingerprint sha256:3f5a…
+  pollen login lab
+  pollen login --json 2>codes.jsonl   # stderr: {"event":"login.code",…}; stdout: the result`,
+    )
+    .action(action<LoginOptions>((o, out, [federation]) => login({ ...o, federation }, out)));
+  program
+    .command('logout [FEDERATION]')
+    .description('revoke your refresh token at the identity provider and forget your tokens')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen logout lab
+  pollen logout --json`,
+    )
+    .action(action<LogoutOptions>((o, out, [federation]) => logout({ ...o, federation }, out)));
+  program
+    .command('whoami [FEDERATION]')
+    .description('who the SuperLink takes you for: subject, e-mail, organisation, roles, expiry')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen whoami lab
+  pollen whoami --json`,
+    )
+    .action(action<WhoAmIOptions>((o, out, [federation]) => whoami({ ...o, federation }, out)));
+}

@@ -1,0 +1,152 @@
+import { dirname, join } from 'node:path';
+import { renderUnicodeCompact } from 'uqr';
+import { PollenError } from '../../errors.js';
+import { Control, type GetLoginDetailsResponse } from '../../gen/pollen/v1/control_pb.js';
+import { explainCallFailure } from '../../transport/call-failure.js';
+import { rpc } from '../../transport/errors.js';
+import { openChannel } from '../../transport/rpc-client.js';
+import { writeFileAtomic } from '../../util/files.js';
+import { controlEndpoint } from '../control-client.js';
+import { configPath, type Federation, loadFederation, readConfig, saveFederation } from '../federations.js';
+import { bold, dim, type Output } from '../output.js';
+import { storedLogin } from './access-token.js';
+import { loginClock } from './clock.js';
+import { type DevicePrompt, deviceFlow } from './device-flow.js';
+import { DEFAULT_SCOPES, discoverIssuer, type LoginDetails } from './issuer.js';
+import { fetchPinnedRoot } from './pinned-root.js';
+import { loginPath, saveLogin } from './token-store.js';
+
+export interface LoginOptions {
+  federation?: string;
+  /** With --root-fingerprint: the SuperLink's Control API, for a federation not configured yet. */
+  address?: string;
+  rootFingerprint?: string;
+  /** commander's `--no-qr`. */
+  qr?: boolean;
+  config?: string;
+  json?: boolean;
+}
+
+/** Report progress this often while the person signs in. */
+const PROGRESS_EVERY_MS = 30_000;
+
+/** `pollen login`: the device authorization grant against the federation's OpenID Provider. */
+export async function login(o: LoginOptions, out: Output): Promise<void> {
+  const path = configPath(o.config);
+  const name = o.rootFingerprint || o.address ? await trustRoot(o, path, out) : o.federation;
+  const federation = loadFederation(name, path);
+  const details = await detailsOf(federation);
+  const config = await discoverIssuer(details.issuer, details.clientId);
+  let nextProgress = 0;
+  const tokens = await deviceFlow(config, details, {
+    prompt: (p) => showPrompt(p, o.qr !== false, out),
+    polling: ({ msLeft, intervalMs, slowDowns }) => {
+      if (loginClock.now() < nextProgress) return;
+      nextProgress = loginClock.now() + PROGRESS_EVERY_MS;
+      const minutes = Math.max(0, Math.ceil(msLeft / 60_000));
+      out.progress(
+        `waiting for you to sign in (the code expires in ${minutes} min; asking every ${intervalMs / 1000} s${slowDowns ? `, slowed down ${slowDowns}× by the provider` : ''})`,
+      );
+    },
+  });
+  const stored = storedLogin(federation.name, details, tokens);
+  const file = loginPath(path, federation.name);
+  saveLogin(file, stored);
+  out.result(
+    {
+      federation: federation.name,
+      issuer: details.issuer,
+      subject: stored.subject ?? null,
+      email: stored.email ?? null,
+      expiresAt: new Date(stored.expiresAt).toISOString(),
+      refreshable: stored.refreshToken !== undefined,
+      tokenFile: file,
+      certificateSetAside: Boolean(federation.tls?.cert),
+    },
+    (d) => [
+      `logged in to ${bold(d.federation)} as ${bold(d.email ?? d.subject ?? 'unknown')} ${dim(`(${d.issuer})`)}`,
+      `  token saved in ${d.tokenFile} (0600)${d.refreshable ? ', refreshed when it expires' : ''}`,
+      ...(d.certificateSetAside
+        ? [
+            dim(
+              `  calls to ${d.federation} now carry your token instead of its admin certificate; pollen logout ${d.federation} returns to the certificate`,
+            ),
+          ]
+        : []),
+    ],
+  );
+}
+
+/**
+ * --address + --root-fingerprint: pin the SuperLink's root and save the federation (its other
+ * settings, if it exists, are kept). Returns the federation's name.
+ */
+async function trustRoot(o: LoginOptions, path: string, out: Output): Promise<string> {
+  const name = o.federation ?? 'default';
+  const existing = readConfig(path).federations?.[name];
+  const address = o.address ?? existing?.address;
+  if (!o.rootFingerprint || !address)
+    throw new PollenError('USAGE', 'Give --address HOST:9093 and --root-fingerprint sha256:HEX together', {
+      hint: 'pollen login NAME --address superlink.example.org:9093 --root-fingerprint sha256:… (the project admin gives you both)',
+    });
+  const root = await fetchPinnedRoot(address, o.rootFingerprint);
+  const rootFile = join(dirname(path), 'roots', `${name}.pem`);
+  writeFileAtomic(rootFile, root.pem);
+  const hasDefault = readConfig(path)['default-federation'] !== undefined;
+  saveFederation(name, { ...existing, address, 'root-certificate': rootFile }, !hasDefault, path);
+  out.progress(`trusting ${root.subject} (${root.fingerprint}) for ${address}: saved federation ${name}`);
+  return name;
+}
+
+/** The issuer, client and audience: from the federation config, else as the SuperLink announces them. */
+async function detailsOf(f: Federation): Promise<LoginDetails> {
+  if (f.issuer)
+    return {
+      issuer: f.issuer.issuer,
+      clientId: f.issuer.clientId,
+      audience: f.issuer.audience ?? f.url,
+      scopes: DEFAULT_SCOPES,
+    };
+  // Asked without a client certificate: a person logging in has none to show.
+  const channel = openChannel({
+    baseUrl: f.url,
+    tls: f.tls && { ca: f.tls.ca },
+    defaultTimeoutMs: 15_000,
+    bulkHeaders: false,
+  });
+  let d: GetLoginDetailsResponse;
+  try {
+    d = await rpc(channel.client(Control).getLoginDetails({}));
+  } catch (e) {
+    throw await explainCallFailure(e, { ...controlEndpoint(f), tls: f.tls && { ca: f.tls.ca } });
+  } finally {
+    channel.close();
+  }
+  if (!d.issuer)
+    throw new PollenError('LOGIN_NOT_OFFERED', `The SuperLink of ${f.name} does not offer login`);
+  return {
+    issuer: d.issuer,
+    clientId: d.clientId,
+    audience: d.audience,
+    scopes: d.scopes.length ? d.scopes : DEFAULT_SCOPES,
+  };
+}
+
+function showPrompt(p: DevicePrompt, qr: boolean, out: Output): void {
+  const complete = p.verificationUriComplete;
+  out.instruct(
+    [
+      `To sign in, open ${bold(p.verificationUri)}`,
+      `and enter the code ${bold(p.userCode)}`,
+      ...(qr ? ['', ...renderUnicodeCompact(complete ?? p.verificationUri).split('\n'), ''] : []),
+      ...(complete ? [dim(`(or open ${complete}, the code is in it)`)] : []),
+    ],
+    {
+      event: 'login.code',
+      verificationUri: p.verificationUri,
+      verificationUriComplete: complete ?? null,
+      userCode: p.userCode,
+      expiresAt: new Date(p.expiresAt).toISOString(),
+    },
+  );
+}

@@ -1,0 +1,49 @@
+import * as oidc from 'openid-client';
+import type { PollenError } from '../../errors.js';
+import { configPath, loadFederation } from '../federations.js';
+import { bold, type Output } from '../output.js';
+import { discoverIssuer, providerFailure } from './issuer.js';
+import { deleteLogin, loginPath, readLogin, type StoredLogin } from './token-store.js';
+
+export interface LogoutOptions {
+  federation?: string;
+  config?: string;
+}
+
+/**
+ * `pollen logout`: revoke the refresh token at the provider (RFC 7009, where it has a revocation
+ * endpoint), then forget the tokens. The tokens are forgotten even when the provider cannot be
+ * reached; the result says whether the revocation happened.
+ */
+export async function logout(o: LogoutOptions, out: Output): Promise<void> {
+  const path = configPath(o.config);
+  const federation = loadFederation(o.federation, path);
+  const file = loginPath(path, federation.name);
+  const stored = readLogin(file);
+  let revoked: 'revoked' | 'not-supported' | 'failed' | 'nothing' = 'nothing';
+  if (stored) {
+    const r = await revoke(stored);
+    revoked = r.outcome;
+    if (r.error) out.warn(`${r.error.message}; the refresh token was not revoked, only forgotten here`);
+  }
+  deleteLogin(file);
+  out.result({ federation: federation.name, loggedOut: stored !== undefined, revoked }, (d) =>
+    d.loggedOut
+      ? `logged out of ${bold(d.federation)}${d.revoked === 'revoked' ? ' (refresh token revoked at the identity provider)' : ''}`
+      : `not logged in to ${bold(d.federation)}: nothing to do`,
+  );
+}
+
+async function revoke(
+  login: StoredLogin,
+): Promise<{ outcome: 'revoked' | 'not-supported' | 'failed' | 'nothing'; error?: PollenError }> {
+  if (!login.refreshToken) return { outcome: 'nothing' };
+  try {
+    const config = await discoverIssuer(login.issuer, login.clientId);
+    if (!config.serverMetadata().revocation_endpoint) return { outcome: 'not-supported' };
+    await oidc.tokenRevocation(config, login.refreshToken, { token_type_hint: 'refresh_token' });
+    return { outcome: 'revoked' };
+  } catch (e) {
+    return { outcome: 'failed', error: providerFailure(e, login.issuer) };
+  }
+}
