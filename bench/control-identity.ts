@@ -20,12 +20,11 @@ import pino from 'pino';
 import { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { parseOidcConfig } from '../src/identity/oidc-config.js';
 import { createTokenVerifier } from '../src/identity/token-verifier.js';
-import { initCa, loadCa } from '../src/pki/ca.js';
 import { createSiteCertificate } from '../src/pki/site.js';
-import { startSuperLink } from '../src/superlink/superlink.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import { loadTlsMaterial } from '../src/transport/tls.js';
 import { startTestIssuer } from '../test/support/test-issuer.js';
+import { tlsSuperLink } from '../test/support/tls-superlink.js';
 import { machineInfo } from './lib/env.js';
 import { round } from './lib/stats.js';
 
@@ -69,30 +68,11 @@ async function main(): Promise<void> {
     audience: 'pollen-superlink',
     'client-id': 'pollen-cli',
   });
-  await initCa({ name: 'bench', dir: join(dir, 'ca'), keyType: 'ec-p256' });
-  const ca = await loadCa(join(dir, 'ca'));
-  const server = await createSiteCertificate(ca, {
-    name: 'superlink',
-    type: 'server',
-    outDir: join(dir, 'superlink-tls'),
-    validityDays: 1,
-    hosts: ['127.0.0.1'],
-  });
-  const tls = loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath });
-  const root = tls.ca;
-  const local = { host: '127.0.0.1', port: 0 };
-  const superlink = await startSuperLink({
-    stateDir: join(dir, 'superlink'),
-    fleet: local,
-    control: local,
-    serverAppIo: local,
-    tls,
-    nodeAuth: false,
+  const { ca, root, superlink } = await tlsSuperLink(dir, 'bench', {
     oidc,
     tokens: createTokenVerifier(oidc),
     log: pino({ level: 'silent' }),
   });
-
   const channels: RpcChannel[] = [];
   try {
     for (let i = 0; i < 50; i++)
