@@ -1,6 +1,6 @@
 /**
- * A SuperLink over TLS with a new project CA, for tests and benches (no test-framework imports,
- * so a bench can use it too).
+ * A SuperLink over TLS with a new project CA for tests (no test-framework imports, so a script
+ * outside vitest can use it too).
  */
 import { join } from 'node:path';
 import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
