@@ -114,6 +114,30 @@ describe('pollen token generate (local mode)', () => {
     expect((payload.exp as number) - (payload.iat as number)).toBe(7 * 86_400);
   });
 
+  it('--org puts the organisation in the token, token info shows it; a bad one is INVALID_ARGUMENT', async () => {
+    const r = await pollen([
+      'token',
+      'generate',
+      '-s',
+      'admin@one.example',
+      '--user',
+      '--org',
+      'Hospital One',
+      '-c',
+      ca,
+    ]);
+    expect(r.code).toBe(ExitCode.OK);
+    const { payload } = await verifyWithJose(r.stdout.trim());
+    expect(payload).toMatchObject({ pollen: { org: 'Hospital One', roles: ['lead'] } });
+    const info = await pollen(['token', 'info', '-t', r.stdout.trim(), '--json']);
+    expect(info.json()).toMatchObject({ org: 'Hospital One' });
+    const bad = await pollen(['token', 'generate', '-s', 'hospital-9', '--org', 'a/b', '-c', ca, '--json']);
+    expect([bad.code, (bad.json().error as { code: string }).code]).toEqual([
+      ExitCode.USAGE,
+      'INVALID_ARGUMENT',
+    ]);
+  });
+
   it('--json prints {token, tokenId, subject, subjectType, expiresAt}', async () => {
     const r = await pollen(['token', 'generate', '-s', 'hospital-2', '-c', ca, '--json']);
     expect(r.code).toBe(0);

@@ -27,6 +27,7 @@ import {
   presentedBy,
 } from './control-auth.js';
 import type { Link } from './link.js';
+import { loginDetails } from './login-details.js';
 import type { RunLauncher } from './run-launcher.js';
 import type { Run } from './run-store.js';
 import { serviceAccountHandlers } from './service-account-routes.js';
@@ -254,12 +255,7 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         return { nodeId };
       }),
       // Unauthenticated: where `pollen login` sends a user (empty when the SuperLink takes no login).
-      getLoginDetails: guard(async () => ({
-        issuer: o.oidc?.issuer ?? '',
-        clientId: o.oidc?.clientId ?? '',
-        audience: o.oidc?.audience ?? '',
-        scopes: o.oidc?.scopes ?? [],
-      })),
+      getLoginDetails: guard(async () => loginDetails(o.oidc)),
       whoAmI: guard(async (_req, ctx) => {
         const who = await callerOf(presentedBy(ctx), o);
         return {

@@ -20,6 +20,8 @@ import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js'
 import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
 import { pushTrain, runningRun } from './runs.js';
 
+export { tlsSuperLink } from './tls-superlink.js';
+
 export interface Site {
   name: string;
   fleet: Client<typeof Fleet>;
@@ -57,34 +59,6 @@ export function startLocalSuperLink(
 ): Promise<SuperLink> {
   const local = { host: '127.0.0.1', port: 0 };
   return startSuperLink({ ...o, fleet: local, control: local, serverAppIo: local });
-}
-
-/**
- * A new project CA `project` in `dir` and a SuperLink of it over TLS on 127.0.0.1 (its state in
- * `dir/superlink`): the CA, the root certificate and the SuperLink.
- */
-export async function tlsSuperLink(
-  dir: string,
-  project: string,
-  o: Omit<SuperLinkOptions, 'fleet' | 'control' | 'serverAppIo' | 'stateDir' | 'tls' | 'nodeAuth'>,
-): Promise<{ ca: LoadedCa; root: string; superlink: SuperLink }> {
-  await initCa({ name: project, dir: join(dir, 'ca'), keyType: 'ec-p256' });
-  const ca = await loadCa(join(dir, 'ca'));
-  const server = await createSiteCertificate(ca, {
-    name: 'superlink',
-    type: 'server',
-    outDir: join(dir, 'superlink-tls'),
-    validityDays: 1,
-    hosts: ['127.0.0.1'],
-  });
-  const tls = loadTlsMaterial({ cert: server.certPath, key: server.keyPath, ca: server.rootPath });
-  const superlink = await startLocalSuperLink({
-    stateDir: join(dir, 'superlink'),
-    tls,
-    nodeAuth: false,
-    ...o,
-  });
-  return { ca, root: tls.ca, superlink };
 }
 
 export async function startInProcessLink(prefix: string, extra: Extra = {}): Promise<InProcessLink> {
