@@ -43,6 +43,8 @@ type Cell =
   | 'node.manage@other'
   | 'enrollment.decide@same'
   | 'enrollment.decide@other'
+  | 'service_account.manage@same'
+  | 'service_account.manage@other'
   | 'audit.read@same'
   | 'audit.read@other';
 
@@ -54,6 +56,7 @@ const EXPECTED: Record<Role, Record<Cell, Outcome>> = {
     'run.stop@own': 'ok',                 'run.stop@same': 'ok',                  'run.stop@other': 'ok',
     'node.manage@same': 'ok',             'node.manage@other': 'ok',
     'enrollment.decide@same': 'ok',       'enrollment.decide@other': 'ok',
+    'service_account.manage@same': 'ok',  'service_account.manage@other': 'ok',
     'audit.read@same': 'ok',              'audit.read@other': 'ok',
   },
   org_admin: {
@@ -62,6 +65,7 @@ const EXPECTED: Record<Role, Record<Cell, Outcome>> = {
     'run.stop@own': 'ok',                 'run.stop@same': 'ok',                  'run.stop@other': 'WRONG_ORGANISATION',
     'node.manage@same': 'ok',             'node.manage@other': 'WRONG_ORGANISATION',
     'enrollment.decide@same': 'ok',       'enrollment.decide@other': 'WRONG_ORGANISATION',
+    'service_account.manage@same': 'ok',  'service_account.manage@other': 'WRONG_ORGANISATION',
     'audit.read@same': 'ok',              'audit.read@other': 'hidden',
   },
   lead: {
@@ -70,6 +74,7 @@ const EXPECTED: Record<Role, Record<Cell, Outcome>> = {
     'run.stop@own': 'ok',                 'run.stop@same': 'WRONG_ORGANISATION',  'run.stop@other': 'WRONG_ORGANISATION',
     'node.manage@same': 'RIGHT_MISSING',  'node.manage@other': 'RIGHT_MISSING',
     'enrollment.decide@same': 'RIGHT_MISSING', 'enrollment.decide@other': 'RIGHT_MISSING',
+    'service_account.manage@same': 'RIGHT_MISSING', 'service_account.manage@other': 'RIGHT_MISSING',
     'audit.read@same': 'RIGHT_MISSING',   'audit.read@other': 'RIGHT_MISSING',
   },
   member: {
@@ -78,6 +83,7 @@ const EXPECTED: Record<Role, Record<Cell, Outcome>> = {
     'run.stop@own': 'RIGHT_MISSING',      'run.stop@same': 'RIGHT_MISSING',       'run.stop@other': 'RIGHT_MISSING',
     'node.manage@same': 'RIGHT_MISSING',  'node.manage@other': 'RIGHT_MISSING',
     'enrollment.decide@same': 'RIGHT_MISSING', 'enrollment.decide@other': 'RIGHT_MISSING',
+    'service_account.manage@same': 'RIGHT_MISSING', 'service_account.manage@other': 'RIGHT_MISSING',
     'audit.read@same': 'RIGHT_MISSING',   'audit.read@other': 'RIGHT_MISSING',
   },
 };
@@ -207,6 +213,15 @@ describe('the access matrix: every role × right × organisation, on the real se
         const site = await pendingSiteOf(org);
         cells[cell] = codeOfAnswer(
           await callApp(app, 'POST', '/v1/requests/approve', { names: [site] }, asUser),
+        );
+      }
+      for (const [cell, org] of [
+        ['service_account.manage@same', ORG],
+        ['service_account.manage@other', OTHER],
+      ] as const) {
+        const account = `${role.replace('_', '-')}-${org === ORG ? 'same' : 'other'}`;
+        cells[cell] = await outcomeOf(
+          control.createServiceAccount({ name: account, roles: ['member'], org }),
         );
       }
       const audit = await callApp(app, 'GET', '/v1/audit?limit=1000', undefined, asUser);
