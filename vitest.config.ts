@@ -23,7 +23,6 @@ export const PROCESS_TESTS = [
 
 export default defineConfig({
   test: {
-    globalSetup: ['test/support/global-setup.ts'],
     reporters: ['default', './test/support/summary-reporter.ts'],
     pool: 'forks',
     testTimeout: 60_000,
@@ -34,6 +33,8 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'in-process',
+          // The PostgreSQL server of the run: only these files use it.
+          globalSetup: ['test/support/global-setup.ts'],
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
           exclude: PROCESS_TESTS,
         },
