@@ -35,10 +35,11 @@ export default defineConfig({
           name: 'in-process',
           // The PostgreSQL server of the run: only these files use it.
           globalSetup: ['test/support/global-setup.ts'],
-          // One module graph for all these files instead of a fresh import of it per file: the
-          // per-file collect was a quarter of this project's CPU time on 2 cores. Files must
-          // leave no global state behind (timers, environment, working folder).
-          isolate: false,
+          // npm test runs these files with --no-isolate: one module graph for all of them instead
+          // of a fresh import of it per file (the per-file collect was a quarter of this
+          // project's CPU time on 2 cores). Files must leave no global state behind (timers,
+          // environment, working folder). It is a flag there because vitest 3 takes a project's
+          // `isolate` from the root config.
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
           exclude: PROCESS_TESTS,
         },

@@ -56,6 +56,8 @@ const vitest = (project) => [
   'run',
   '--project',
   project,
+  // One module graph for all in-process files (vitest.config.ts says why).
+  ...(project === 'in-process' ? ['--no-isolate'] : []),
   ...(extra.length ? ['--passWithNoTests'] : []),
   ...extra,
 ];
