@@ -2,39 +2,20 @@
 // The whole test suite: type-check and lint, build the CLI that integration tests spawn, run
 // every test. Extra arguments go to vitest (e.g. `npm test -- src/pki`).
 //
+// The build comes first (the tests spawn dist/); the type-check and the lint read only the
+// sources, so they run beside the build and the tests instead of before them: a failure of either
+// is shown as soon as it happens and fails the whole command.
+//
 // The tests run as two vitest processes side by side, one per project of vitest.config.ts: the
 // files that start real federations one at a time (`processes`, its output shown live) and all
 // the others (`in-process`, its output shown when it ends). Vitest alone would give each project
 // the same single worker on a 2-core machine, and more workers would run two federations at once.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 
-for (const [cmd, args] of [
-  ['npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
-  ['npx', ['biome', 'check', '.']],
-  ['npx', ['tsc', '-p', 'tsconfig.build.json']],
-]) {
-  process.stderr.write(`\n$ ${cmd} ${args.join(' ')}\n`);
-  const r = spawnSync(cmd, args, { stdio: 'inherit' });
-  if (r.status !== 0) process.exit(r.status ?? 1);
-}
-
-const extra = process.argv.slice(2);
-// With file filters, one project may have none of the files: that is not a failure.
-const vitest = (project) => [
-  'vitest',
-  'run',
-  '--project',
-  project,
-  ...(extra.length ? ['--passWithNoTests'] : []),
-  ...extra,
-];
-
-/** Run one project; `live` shows its output as it comes, else it is kept and shown at the end. */
-function run(project, live) {
-  process.stderr.write(
-    `\n$ npx ${vitest(project).join(' ')}${live ? '' : '  (output below when it ends)'}\n`,
-  );
-  const child = spawn('npx', vitest(project), { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Run a command; `live` shows its output as it comes, else it is kept for the caller to show. */
+function run(cmd, args, { live = false, note = '' } = {}) {
+  process.stderr.write(`\n$ ${cmd} ${args.join(' ')}${note}\n`);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   for (const [from, to] of [
     [child.stdout, process.stdout],
@@ -45,17 +26,56 @@ function run(project, live) {
       if (live) to.write(d);
     });
   return new Promise((resolve) =>
-    child.on('close', (code, signal) => resolve({ project, code: code ?? (signal ? 1 : 0), output })),
+    child.on('close', (code, signal) => resolve({ cmd, args, code: code ?? (signal ? 1 : 0), output })),
   );
 }
 
-const results = await Promise.all([run('processes', true), run('in-process', false)]);
+const shown = (r) => `\n── ${r.cmd} ${r.args.join(' ')} ──\n${r.output}`;
+
+const checks = [
+  ['npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
+  ['npx', ['biome', 'check', '.']],
+].map(([cmd, args]) =>
+  run(cmd, args, { note: '  (beside the build and the tests)' }).then((r) => {
+    // A failed check is shown at once: there is no need to wait for the tests to read it.
+    if (r.code !== 0) process.stderr.write(`${shown(r)}\n${r.cmd} ${r.args[0]} failed\n`);
+    return r;
+  }),
+);
+
+const build = await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { live: true });
+if (build.code !== 0) {
+  await Promise.all(checks);
+  process.exit(build.code);
+}
+
+const extra = process.argv.slice(2);
+// With file filters, one project may have none of the files: that is not a failure.
+const vitest = (project) => [
+  'vitest',
+  'run',
+  '--project',
+  project,
+  // One module graph for all in-process files (vitest.config.ts says why).
+  ...(project === 'in-process' ? ['--no-isolate'] : []),
+  ...(extra.length ? ['--passWithNoTests'] : []),
+  ...extra,
+];
+
+const results = await Promise.all([
+  run('npx', vitest('processes'), { live: true }),
+  run('npx', vitest('in-process'), { note: '  (output below when it ends)' }),
+]);
+const checked = await Promise.all(checks);
+for (const r of checked) if (r.code === 0) process.stdout.write(shown(r));
 const total = { passed: 0, failed: 0, skipped: 0 };
 for (const r of results) {
-  if (r.project === 'in-process') process.stdout.write(`\n── in-process ──\n${r.output}`);
+  if (r.args[3] === 'in-process') process.stdout.write(`\n── in-process ──\n${r.output}`);
   // The summary reporter's line of each project, added up into the one line CI reads.
   const line = /(\d+) passed, (\d+) failed, (\d+) skipped/.exec(r.output);
   if (line) for (const [i, k] of ['passed', 'failed', 'skipped'].entries()) total[k] += Number(line[i + 1]);
 }
+for (const r of checked)
+  if (r.code !== 0) process.stdout.write(`\n${r.cmd} ${r.args[0]} failed (shown above)\n`);
 process.stdout.write(`\n${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped\n`);
-process.exitCode = results.some((r) => r.code !== 0) ? 1 : 0;
+process.exitCode = [...results, ...checked].some((r) => r.code !== 0) ? 1 : 0;

@@ -103,7 +103,7 @@ describe('a SuperNode killed mid-round', () => {
     nodes[2] = back;
     await waitFor(
       'three nodes online',
-      async () => (await fed.nodeList()).filter((n) => n.status === 'online').length === 3,
+      async () => (await fed.nodeList({ poll: true })).filter((n) => n.status === 'online').length === 3,
     );
     const before = snapshot(nodes);
     const runId = await startRun(fed, ['num-rounds=1', 'min-nodes=3', 'sleep-ms=3000', 'round-timeout=60']);
@@ -367,7 +367,9 @@ describe('the SuperLink restarted mid-run', () => {
     await waitFor(
       'the nodes to be back online with the same ids',
       async () => {
-        const online = (await fed.nodeList()).filter((n) => n.status === 'online').map((n) => n.nodeId);
+        const online = (await fed.nodeList({ poll: true }))
+          .filter((n) => n.status === 'online')
+          .map((n) => n.nodeId);
         return ids(nodes).every((id) => online.includes(id));
       },
       45_000,

@@ -178,7 +178,7 @@ describe('a secure federation of two SuperNodes', () => {
     );
     await waitFor(
       'the run to be running',
-      async () => (await runDetails(fed, runId)).run.status === 'running',
+      async () => (await runDetails(fed, runId, { poll: true })).run.status === 'running',
     );
     // Both ClientApps got their instruction.
     await waitFor('ClientApps on both nodes', () => nodes.every((n) => childPids(n.pid).length > 0), 20_000);
@@ -341,7 +341,8 @@ describe('revocation and who may use which API', () => {
     expect(gone.stderr()).toContain('"code": "CERT_REVOKED"');
     await waitFor(
       'the revoked node to be offline',
-      async () => (await fed.nodeList()).find((n) => n.nodeId === gone.nodeId)?.status === 'offline',
+      async () =>
+        (await fed.nodeList({ poll: true })).find((n) => n.nodeId === gone.nodeId)?.status === 'offline',
       30_000,
       500,
     );

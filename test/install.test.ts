@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/errors.js';
+import { ensureBuilt } from './support/cli.js';
 import { cliEnv } from './support/federation.js';
 import { type LocalRegistry, startLocalRegistry } from './support/local-registry.js';
 
@@ -76,7 +77,10 @@ beforeAll(async () => {
   prefix = join(tmp, 'prefix');
   const prebuild = sqlitePrebuild(tmp);
   registry = await startLocalRegistry({ files: { [prebuild.path]: prebuild.tarball } });
-  await npm(['pack', '--pack-destination', tmp], ROOT);
+  // The tarball holds the dist/ that `npm test` built; pack's prepare script would build it again
+  // (a whole compile) under the other tests that run the CLI from it.
+  ensureBuilt('cli/main.js');
+  await npm(['pack', '--ignore-scripts', '--pack-destination', tmp], ROOT);
   const tarball = readdirSync(tmp).find((f) => /^pollen-.*\.tgz$/.test(f));
   if (!tarball) throw new Error(`npm pack wrote no pollen-*.tgz into ${tmp}`);
   await npm(['install', '-g', '--prefix', prefix, join(tmp, tarball)], tmp);

@@ -16,6 +16,7 @@ import type { CertType } from '../../src/pki/profiles.js';
 import { createSiteCertificate } from '../../src/pki/site.js';
 import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
+import { pollenInProcess } from './cli.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const BIN = join(ROOT, 'bin', 'pollen.js');
@@ -471,11 +472,20 @@ export interface Federation {
   config: string;
   nodes: SuperNodeProc[];
   pollen(args: string[], timeoutMs?: number): Promise<CliResult>;
+  /**
+   * `pollen ARGS` of the admin run inside the test process (`pollenInProcess`): for polls, which
+   * would otherwise start a CLI process (~1 s of CPU) at every turn. Not for what a test asserts
+   * of the CLI as a process: that is `pollen`.
+   */
+  query(args: string[]): Promise<CliResult>;
   /** Start a SuperNode with client certificate `name` and node config partition-id. */
   addNode(name: string, partitionId: number, extra?: Partial<SuperNodeOptions>): Promise<SuperNodeProc>;
   /** Restart the SuperLink (after it was stopped or killed) on the same state dir and ports. */
   restartLink(): Promise<SuperLinkProc>;
-  nodeList(): Promise<{ nodeId: string; name: string; status: string; registered: boolean }[]>;
+  /** `pollen supernode list --json`; `poll`: run in this process (`query`). */
+  nodeList(o?: {
+    poll?: boolean;
+  }): Promise<{ nodeId: string; name: string; status: string; registered: boolean }[]>;
   /** A channel to the Fleet API under client certificate `name` (a prober: no SuperNode behind it). */
   fleetChannel(name: string, o?: { defaultTimeoutMs?: number }): Promise<RpcChannel>;
   close(): Promise<void>;
@@ -496,6 +506,7 @@ export async function startFederation(
     config,
     nodes: [],
     pollen: (args, timeoutMs) => pollen(args, { config, timeoutMs }),
+    query: (args) => pollenInProcess(args, { env: cliEnv({ POLLEN_CONFIG: config }) }),
     async addNode(name, partitionId, extra = {}) {
       const node = await startSuperNode({
         fleetUrl: fed.link.fleetUrl,
@@ -511,8 +522,9 @@ export async function startFederation(
       fed.link = await startSuperLink({ ...fed.link.options, ports: fed.link.ports });
       return fed.link;
     },
-    async nodeList() {
-      const r = await fed.pollen(['supernode', 'list', FEDERATION, '--json']);
+    async nodeList(o = {}) {
+      const args = ['supernode', 'list', FEDERATION, '--json'];
+      const r = await (o.poll ? fed.query(args) : fed.pollen(args));
       if (r.code !== 0) throw new Error(`supernode list failed: ${r.stdout}${r.stderr}`);
       return r.json().nodes;
     },
@@ -554,9 +566,14 @@ export interface RunDetails {
 /** `--run-config KEY=VALUE` for each override. */
 const runConfig = (config: string[]): string[] => config.flatMap((c) => ['--run-config', c]);
 
-/** `pollen list FEDERATION --run-id RUN --json`: the run and its rounds. */
-export async function runDetails(fed: Federation, runId: string): Promise<RunDetails> {
-  const r = await fed.pollen(['list', FEDERATION, '--run-id', runId, '--json']);
+/** `pollen list FEDERATION --run-id RUN --json`: the run and its rounds; `poll`: run in this process. */
+export async function runDetails(
+  fed: Federation,
+  runId: string,
+  o: { poll?: boolean } = {},
+): Promise<RunDetails> {
+  const args = ['list', FEDERATION, '--run-id', runId, '--json'];
+  const r = await (o.poll ? fed.query(args) : fed.pollen(args));
   expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
   return r.json();
 }
@@ -573,7 +590,7 @@ export function finishedRun(fed: Federation, runId: string, timeoutMs = 60_000):
   return waitFor(
     `run ${runId} to finish`,
     async () => {
-      const d = await runDetails(fed, runId);
+      const d = await runDetails(fed, runId, { poll: true });
       return d.run.status === 'finished' ? d : undefined;
     },
     timeoutMs,
