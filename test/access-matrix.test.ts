@@ -25,7 +25,7 @@ import type { Database } from '../src/store/database.js';
 import type { SuperLink } from '../src/superlink/superlink.js';
 import { openChannel, type RpcChannel } from '../src/transport/rpc-client.js';
 import { loadTlsMaterial } from '../src/transport/tls.js';
-import { callApp, RoutesFixture } from './support/cert-service.js';
+import { type Answer, callApp, RoutesFixture } from './support/cert-service.js';
 import { outcomeOf } from './support/errors.js';
 import { tlsSuperLink } from './support/inproc.js';
 import { type LocalTokens, localTokens } from './support/local-tokens.js';
@@ -180,7 +180,7 @@ async function pendingSiteOf(org: string): Promise<string> {
 }
 
 /** The Pollen code of an admin API answer, 'ok' for 200. */
-const codeOfAnswer = (r: { status: number; json: Record<string, any> }): string =>
+const codeOfAnswer = (r: Answer): string =>
   r.status === 200 ? 'ok' : r.json.error.code;
 
 /** A SuperLink call that passed its checks and failed for its content counts as allowed. */
