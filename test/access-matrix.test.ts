@@ -180,8 +180,7 @@ async function pendingSiteOf(org: string): Promise<string> {
 }
 
 /** The Pollen code of an admin API answer, 'ok' for 200. */
-const codeOfAnswer = (r: Answer): string =>
-  r.status === 200 ? 'ok' : r.json.error.code;
+const codeOfAnswer = (r: Answer): string => (r.status === 200 ? 'ok' : r.json.error.code);
 
 /** A SuperLink call that passed its checks and failed for its content counts as allowed. */
 const allowedIf = (code: string) => (o: string) => (o === code ? 'ok' : o);
