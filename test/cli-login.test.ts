@@ -226,6 +226,20 @@ describe('pollen login', () => {
     });
   });
 
+  it('logging in again revokes the previous refresh token at the provider, then keeps the new one', async () => {
+    const config = await loggedIn();
+    const first = stored(config, 'lab').login;
+    const { r } = await login(config, ['lab'], { user: 'bo' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ ok: true, subject: 'bo', previousRevoked: 'revoked' });
+    const second = stored(config, 'lab').login;
+    expect(second.subject).toBe('bo');
+    expect(second.refreshToken).not.toBe(first.refreshToken);
+    // The old refresh token no longer refreshes; the new one does.
+    expect(await provider.refreshTokenWorks(String(first.refreshToken))).toBe(false);
+    expect(await provider.refreshTokenWorks(String(second.refreshToken))).toBe(true);
+  });
+
   it('a login the provider no longer refreshes asks for a new login (LOGIN_REQUIRED)', async () => {
     const config = await loggedIn();
     const { login: tokens } = stored(config, 'lab');
