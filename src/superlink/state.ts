@@ -15,6 +15,8 @@
  * on every session open, and a per-node count of queued instructions so an empty poll never
  * touches the database. All of these are rebuilt from the tables at open.
  */
+
+import { ServiceAccounts } from '../identity/service-accounts.js';
 import { WriteBatcher } from '../store/batcher.js';
 import { type Database, openDatabase } from '../store/database.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MessageQueue } from './message-queue.js';
@@ -36,7 +38,6 @@ import {
   RunRecords,
 } from './run-records.js';
 import { type CreateRunInput, type Run, type RunStatus, RunStore, type RunSubStatus } from './run-store.js';
-import { ServiceAccounts } from './service-accounts.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
 
 export { DEFAULT_MAX_MESSAGE_BYTES, PULL_BYTE_BUDGET } from './message-queue.js';
@@ -124,7 +125,7 @@ export class LinkState {
     this.records = new RunRecords(db, pg, this.runs, now);
     this.artefacts = new RunArtefacts(db, this.runs, now);
     this.nonces = new NonceStore(db, pg ? undefined : batcher, now);
-    this.serviceAccounts = new ServiceAccounts(db, now);
+    this.serviceAccounts = ServiceAccounts.in(db, now);
     this.timer = setInterval(() => {
       this.flushLiveness().catch((e) => {
         this.lastFlushError = e;
