@@ -10,11 +10,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { loginClock } from '../src/cli/login/clock.js';
 import { fetchPinnedRoot } from '../src/cli/login/pinned-root.js';
 import { certificateFingerprint } from '../src/pki/fingerprint.js';
-import { type CliResult, pollenInProcess, tempDir } from './support/cli.js';
+import { pollenInProcess, tempDir } from './support/cli.js';
 import { makePki, type Pki, TINY_APP, tlsOf } from './support/federation.js';
 import { startInProcessLink } from './support/inproc.js';
-import { type LoginControl, providerTokens, startLoginControl } from './support/login-control.js';
-import { actAsDeviceUser, startTestProvider, type TestProvider } from './support/oidc-provider.js';
+import { cliLogin, type LoginControl, providerTokens, startLoginControl } from './support/login-control.js';
+import { startTestProvider, type TestProvider } from './support/oidc-provider.js';
 
 const t = tempDir('pollen-login-');
 let pki: Pki;
@@ -64,39 +64,8 @@ const pinned = (address = control.address, fingerprint = rootFingerprint) => [
 let configN = 0;
 const freshConfig = () => join(t.dir, `home-${++configN}`, 'config.toml');
 
-interface LoginCode {
-  verificationUri: string;
-  verificationUriComplete: string | null;
-  userCode: string;
-}
-
-/** `pollen login …` while a person (`as`) signs in at the provider, or presses Abort. */
-async function login(
-  config: string,
-  args: string[],
-  as: { user: string } | { deny: true } | 'nobody' = { user: 'ana' },
-  json = true,
-): Promise<{ r: CliResult; code?: LoginCode }> {
-  let code: LoginCode | undefined;
-  let person: Promise<unknown> = Promise.resolve();
-  const r = await pollenInProcess(['login', ...args, '--config', config, ...(json ? ['--json'] : [])], {
-    onStderr: (text) => {
-      const m = json ? /^\{"event":"login\.code".*$/m.exec(text) : /enter the code (\S+)/.exec(text);
-      if (!m || code || as === 'nobody') return;
-      code = json
-        ? (JSON.parse(m[0]) as LoginCode)
-        : { verificationUri: /open (\S+)/.exec(text)![1]!, verificationUriComplete: null, userCode: m[1]! };
-      person = actAsDeviceUser({
-        verificationUri: code.verificationUri,
-        userCode: code.userCode,
-        login: 'user' in as ? as.user : 'ana',
-        deny: 'deny' in as,
-      });
-    },
-  });
-  await person;
-  return { r, code };
-}
+/** `pollen login …` while a person signs in at the provider (support/login-control.ts). */
+const login = cliLogin;
 
 /** A fresh config, logged in to `lab` as ana. */
 async function loggedIn(): Promise<string> {

@@ -6,7 +6,7 @@ import { type EnrollmentEnrolledOptions, enrollmentEnrolled } from '../enrollmen
 import { type EnrollmentListOptions, enrollmentList } from '../enrollment/list.js';
 import { enrollmentReject } from '../enrollment/reject.js';
 import { enrollmentRevoke } from '../enrollment/revoke.js';
-import { apiKeyOption, caCertOption, caOption, certServiceOption } from '../env-options.js';
+import { apiKeyOption, caCertOption, caOption, certServiceOption, loginOption } from '../env-options.js';
 
 const TYPES = ['client', 'server', 'relay', 'admin', 'user'];
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -15,6 +15,7 @@ function serviceOptions(cmd: Command): Command {
   return cmd
     .addOption(certServiceOption())
     .addOption(apiKeyOption())
+    .addOption(loginOption())
     .addOption(caCertOption())
     .addOption(caOption('CA folder whose rootCA.pem to trust'));
 }

@@ -6,6 +6,7 @@ import {
   caOption,
   caPassphraseOption,
   certServiceOption,
+  loginOption,
   policyOption,
 } from '../env-options.js';
 import { type TokenBatchOptions, tokenBatch } from '../token/batch.js';
@@ -57,6 +58,7 @@ function addIssueOptions(cmd: Command): Command {
     )
     .addOption(certServiceOption('remote mode: Certificate Service URL'))
     .addOption(apiKeyOption('remote mode: API key (prefer the environment variable)'))
+    .addOption(loginOption())
     .addOption(caCertOption('remote mode: root CA to trust (default: CA_PATH/rootCA.pem)'))
     .addOption(caPassphraseOption())
     .option('-f, --force', 'overwrite existing output files');

@@ -1,7 +1,8 @@
 /**
  * Who calls the Certificate Service's admin API, and may they: one bearer credential per call,
- * an OIDC access token (a person, roles from the identity provider) or an admin API key (a
- * project admin, attributed to the key as `api-key:HASH`). Two credentials are refused
+ * an OIDC access token (a person, roles from the identity provider), a service-account secret
+ * (the service's own accounts, attributed as `sa:NAME`) or an admin API key (a project admin,
+ * attributed to the key as `api-key:HASH`). Two credentials are refused
  * (IDENTITY_AMBIGUOUS), as on the SuperLink's Control API.
  */
 import { PollenError } from '../../errors.js';
@@ -14,7 +15,7 @@ import type { OrgGuard } from './context.js';
 /** A caller of the admin API and what a right lets them reach. */
 export interface AdminCaller {
   who: Identity;
-  /** Recorded on every change and in the audit log: `api-key:HASH` or `user:NAME`. */
+  /** Recorded on every change and in the audit log: `api-key:HASH`, `user:NAME` or `sa:NAME`. */
   actor: string;
 }
 
@@ -32,7 +33,8 @@ export class AdminAuth {
       throw new PollenError('API_KEY_REQUIRED', 'This call needs an admin API key or a login token');
     if (isJwt(credential) || credential.startsWith(SERVICE_ACCOUNT_PREFIX)) {
       const who = await bearerIdentity(credential, this.sources);
-      return { who, actor: `${who.kind === 'user' ? 'user' : 'sa'}:${who.name}` };
+      // A service account's name is already `sa:NAME`.
+      return { who, actor: who.kind === 'user' ? `user:${who.name}` : who.name };
     }
     const actor = this.apiKeys.authenticate(`Bearer ${credential}`);
     return {

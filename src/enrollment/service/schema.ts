@@ -1,4 +1,5 @@
 import type { Kysely, Migration } from 'kysely';
+import { type ServiceAccountRow, serviceAccountsMigration } from '../../identity/service-accounts.js';
 
 /** The Certificate Service's tables. Times are epoch milliseconds (BIGINT). */
 export interface EnrollmentSchema {
@@ -61,6 +62,8 @@ export interface EnrollmentSchema {
     revoke_reason: string | null;
   };
   api_keys: { sha256: string; label: string; created_at: number };
+  /** Pipelines' credentials for the admin API (identity/service-accounts.ts). */
+  service_accounts: ServiceAccountRow;
   /** Append-only, hash-chained record of every change (written in the change's transaction). */
   audit: {
     seq: number;
@@ -168,4 +171,5 @@ export const enrollmentMigrations: Record<string, Migration> = {
       await db.schema.alterTable('certificates').addColumn('org', 'text').execute();
     },
   },
+  '0004_service_accounts': serviceAccountsMigration,
 };
