@@ -1,6 +1,7 @@
 import { PollenError } from '../../errors.js';
 import { bold, dim, type Output, ok } from '../output.js';
 import { demoWorkspace, narrator, shutDownLine, tidyWorkspace } from './narration.js';
+import { accessTokenTtl } from './oidc-provider.js';
 
 export interface DemoFederationOptions {
   sites: string;
@@ -20,9 +21,7 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
     throw new PollenError('INVALID_ARGUMENT', '--sites must be a whole number from 1 to 20');
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100)
     throw new PollenError('INVALID_ARGUMENT', '--rounds must be a whole number from 1 to 100');
-  const accessTokenTtl = Number(o.accessTokenTtl);
-  if (!Number.isInteger(accessTokenTtl) || accessTokenTtl < 1 || accessTokenTtl > 86_400)
-    throw new PollenError('INVALID_ARGUMENT', '--access-token-ttl must be 1 to 86400 seconds');
+  const ttl = accessTokenTtl(o.accessTokenTtl);
   if (o.partitioning !== 'iid' && o.partitioning !== 'non-iid')
     throw new PollenError('INVALID_ARGUMENT', '--partitioning is iid or non-iid');
   const { assertMnistAvailable, runFederationDemo } = await import('../../demo/federation.js');
@@ -40,7 +39,7 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
         partitioning: o.partitioning,
         keep: Boolean(o.keep),
         oidc: Boolean(o.oidc),
-        accessTokenTtl,
+        accessTokenTtl: ttl,
       },
       {
         step,

@@ -12,13 +12,19 @@ export interface DemoProviderOptions {
   accessTokenTtl: string;
 }
 
-export async function demoOidcProvider(o: DemoProviderOptions, out: Output): Promise<void> {
-  const port = Number(o.port);
-  const ttl = Number(o.accessTokenTtl);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535)
-    throw new PollenError('INVALID_ARGUMENT', '--port must be a port number (0: any free port)');
+/** `--access-token-ttl SECONDS`, checked (INVALID_ARGUMENT). */
+export function accessTokenTtl(text: string): number {
+  const ttl = Number(text);
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86_400)
     throw new PollenError('INVALID_ARGUMENT', '--access-token-ttl must be 1 to 86400 seconds');
+  return ttl;
+}
+
+export async function demoOidcProvider(o: DemoProviderOptions, out: Output): Promise<void> {
+  const port = Number(o.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new PollenError('INVALID_ARGUMENT', '--port must be a port number (0: any free port)');
+  const ttl = accessTokenTtl(o.accessTokenTtl);
   const { startDemoProvider } = await import('../../demo/researcher.js');
   const provider = await startDemoProvider({ port, accessTokenTtl: ttl });
   out.result({ issuer: provider.issuer, audience: provider.audience, clientId: provider.clientId }, (d) => [
