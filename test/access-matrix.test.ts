@@ -32,6 +32,7 @@ import { type Answer, callApp, RoutesFixture } from './support/cert-service.js';
 import { outcomeOf } from './support/errors.js';
 import { tlsSuperLink } from './support/inproc.js';
 import { type LocalTokens, localTokens } from './support/local-tokens.js';
+import { pendingRun } from './support/runs.js';
 
 type Outcome =
   | 'ok'
@@ -209,19 +210,8 @@ async function adminOf(
 }
 
 /** A pending run created by `subject` of `org` in `federation` (as StartRun records it); its id. */
-async function runOf(subject: string, org: string, federation = 'default'): Promise<string> {
-  const run = await superlink.state.createRun({
-    fabHash: `sha256:${'0'.repeat(64)}`,
-    fabName: 'app',
-    fabVersion: '1.0.0',
-    runConfig: {},
-    federation,
-    createdBy: subject,
-    createdBySubject: subject,
-    org,
-  });
-  return run.runId;
-}
+const runOf = (subject: string, org: string, federation = 'default') =>
+  pendingRun(superlink.state, 'app', { subject, org, federation });
 
 /** A node key registered by an admin of `org`; its node id. */
 async function keyOf(org: string): Promise<string> {

@@ -6,10 +6,10 @@
  * federation: by organisation (`node_orgs`) or by being added.
  */
 import { describe, expect, it } from 'vitest';
-import type { Run } from '../src/superlink/run-store.js';
 import { outcomeOf } from './support/errors.js';
 import { localTokens } from './support/local-tokens.js';
 import { type MemoryLink, memoryLinks } from './support/memory-link.js';
+import { pendingRun } from './support/runs.js';
 
 const start = memoryLinks('federation-isolation');
 const ALPHA = 'Alpha Clinic';
@@ -38,23 +38,14 @@ async function twoFederations() {
   return { l, operator, a1, b1, x1, leadA, leadB, tokens };
 }
 
-/** A run of `federation` created by `subject` of `org`, in `status`. */
+/** A run of `federation` created by `subject` of `org`, pending or running. */
 async function runOf(l: MemoryLink, federation: string, subject: string, org: string, running = false) {
-  const run: Run = await l.state.createRun({
-    fabHash: `sha256:${'0'.repeat(64)}`,
-    fabName: 'app',
-    fabVersion: '1.0.0',
-    runConfig: {},
-    federation,
-    createdBy: subject,
-    createdBySubject: subject,
-    org,
-  });
+  const runId = await pendingRun(l.state, 'app', { subject, org, federation });
   if (running) {
-    await l.state.transitionRun(run.runId, 'starting');
-    await l.state.transitionRun(run.runId, 'running');
+    await l.state.transitionRun(runId, 'starting');
+    await l.state.transitionRun(runId, 'running');
   }
-  return run.runId;
+  return runId;
 }
 
 describe('two federations on one SuperLink', () => {
