@@ -42,6 +42,8 @@ export interface NodeInfo {
   siteBoundBy: string | null;
   /** The organisation of whoever registered the key; null where none was known. */
   org: string | null;
+  /** The organisation (`O=`) of its client certificate at its last activation; null: none. */
+  certOrg: string | null;
 }
 
 export interface RegisterNodeKeyInput {
@@ -59,6 +61,8 @@ export interface ActivateNodeInput {
   nodeId: string;
   name: string;
   certFingerprint?: string;
+  /** The organisation (`O=`) its client certificate names, if any. */
+  certOrg?: string;
   heartbeatIntervalMs: number;
   /** The node process (see fleet.proto); a new one marks a restart. */
   instanceId?: string;
@@ -80,6 +84,7 @@ export interface NodeEntry {
   siteBoundAt: number | null;
   siteBoundBy: string | null;
   org: string | null;
+  certOrg: string | null;
   /** The node process seen last (ActivateNode instance_id; memory only). */
   instanceId?: string;
   /** When that process first activated: instructions delivered earlier were lost with the old one. */
@@ -173,6 +178,7 @@ export class NodeRegistry {
     const n = held ?? {
       nodeId: input.nodeId,
       certFingerprint: null,
+      certOrg: null,
       heartbeatIntervalMs: 0,
       onlineUntil: 0,
       lastSeenAt: null,
@@ -265,6 +271,7 @@ export class NodeRegistry {
       siteBoundAt: n?.siteBoundAt ?? null,
       siteBoundBy: n?.siteBoundBy ?? null,
       org: n?.org ?? null,
+      certOrg: input.certOrg ?? null,
       instanceId: input.instanceId || n?.instanceId,
       restartedAt:
         input.instanceId && n?.instanceId !== undefined && n.instanceId !== input.instanceId
@@ -286,11 +293,13 @@ export class NodeRegistry {
           activated_at: now,
           deactivated_at: null,
           created_at: now,
+          cert_org: entry.certOrg,
         })
         .onConflict((oc) =>
           oc.column('node_id').doUpdateSet({
             name: entry.name,
             cert_fingerprint: entry.certFingerprint,
+            cert_org: entry.certOrg,
             heartbeat_interval_ms: entry.heartbeatIntervalMs,
             online_until: entry.onlineUntil,
             last_seen_at: now,
@@ -447,6 +456,7 @@ function info(n: NodeEntry, now: number): NodeInfo {
     siteBoundAt: n.siteBoundAt,
     siteBoundBy: n.siteBoundBy,
     org: n.org,
+    certOrg: n.certOrg,
   };
 }
 
@@ -479,6 +489,7 @@ function toEntry(r: LinkSchema['nodes']): NodeEntry {
     siteBoundAt: r.site_bound_at,
     siteBoundBy: r.site_bound_by,
     org: r.org,
+    certOrg: r.cert_org,
   };
 }
 
