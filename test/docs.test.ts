@@ -207,6 +207,7 @@ describe('what the manuals name exists', () => {
     'EACCES',
     'EROFS',
     'HS256',
+    'SUB',
   ]);
 
   it('every error code they name is in the catalogue (src/errors.ts) or a reply code of the SDK', () => {
