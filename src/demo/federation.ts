@@ -237,12 +237,13 @@ export async function runFederationDemo(
     r.step(
       4,
       'The admin gets an admin certificate and names the federation',
-      show(`federation add demo --address 127.0.0.1:${controlPort} --certificate …`),
+      show(`config superlink add demo --address 127.0.0.1:${controlPort} --certificate …`),
     );
     const adminCerts = join(paths.admin, 'certs');
     await issue('project-admin', 'admin', adminCerts, ['--role', 'project_admin']);
     await px.must([
-      'federation',
+      'config',
+      'superlink',
       'add',
       'demo',
       '--address',

@@ -1,59 +1,35 @@
 import type { Command } from 'commander';
 import { action } from '../command.js';
-import { type FederationAddOptions, federationAdd } from '../federation/add.js';
-import { type FederationListOptions, federationList } from '../federation/list.js';
-import { dim } from '../output.js';
+import { superLinkAddAction, superLinkAddCommand } from '../config/add-command.js';
+import { type SuperLinkListOptions, superLinkList } from '../config/superlink-list.js';
+import type { Output } from '../output.js';
+
+/** The earlier spellings of `config superlink add|list` work, and say where they moved (stderr). */
+const moved = (from: string, to: string) => (out: Output) =>
+  out.warn(
+    `\`pollen federation ${from}\` moved to \`pollen config superlink ${to}\`; this spelling keeps working`,
+  );
 
 export function registerFederation(program: Command): void {
   const cmd = program
     .command('federation')
-    .description(
-      `name the federations you use (in ${dim('~/.pollen/config.toml')}, or --config / POLLEN_CONFIG)`,
-    )
+    .description('federations on a SuperLink: members, invitations, nodes, runs')
     .addHelpText(
       'after',
       `
 Examples:
-  pollen federation add local --address 127.0.0.1:9093 --kit ./admin-kit --default
-  pollen federation list
-  pollen run examples/mnist local --stream    # commands take the federation name last`,
+  pollen config superlink add local --address 127.0.0.1:9093 --kit ./admin-kit --default
+  pollen run examples/mnist local --stream    # commands take a SuperLink (or a federation) last`,
     );
-  cmd
-    .command('add <NAME>')
-    .description('add or replace a federation: its Control API address and your admin credentials')
-    .requiredOption('--address <host:port>', 'the SuperLink Control API (port 9093 by default)')
-    .option('--kit <dir>', 'your enrolled admin startup kit')
-    .option('--root-certificate <file>', 'project root CA (without --kit)')
-    .option('--certificate <file>', 'your admin certificate (without --kit)')
-    .option('--private-key <file>', 'its key (without --kit)')
-    .option('--insecure', 'a development SuperLink without TLS')
-    .option('--issuer <url>', 'the OpenID Provider to log in with (else the SuperLink names it)')
-    .option('--client-id <id>', 'its public client for `pollen login` (default pollen-cli)')
-    .option('--audience <aud>', 'the audience its access tokens name (default https://ADDRESS)')
-    .option('--default', 'use it when a command names no federation')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  pollen federation add local --address 127.0.0.1:9093 --kit ./admin-kit --default
-  pollen federation add prod --address superlink.example.com:9093 --certificate me.crt --private-key me.key --root-certificate rootCA.pem
-  pollen federation add lab --address superlink.example.org:9093 --root-certificate rootCA.pem   # then: pollen login lab`,
-    )
-    .action(
-      action<Omit<FederationAddOptions, 'name'>>((o, out, [name]) =>
-        federationAdd({ ...o, name: name! }, out),
-      ),
-    );
+  superLinkAddCommand(cmd.command('add <NAME>')).action(superLinkAddAction(moved('add', 'add')));
   cmd
     .command('list')
     .alias('ls')
-    .description('list the federations in the config file')
-    .addHelpText(
-      'after',
-      `
-Examples:
-  pollen federation list
-  POLLEN_CONFIG=./pollen.toml pollen federation ls --json`,
-    )
-    .action(action<FederationListOptions>(federationList));
+    .description('list the SuperLink connections in the config file (now: pollen config superlink list)')
+    .action(
+      action<SuperLinkListOptions>((o, out) => {
+        moved('list', 'list')(out);
+        return superLinkList(o, out);
+      }),
+    );
 }
