@@ -127,7 +127,9 @@ describe('pollen federation', () => {
 
     // Not a member yet: alice learns nothing of the federation.
     const unseen = await cli(['federation', 'show', 'study', '--json'], 'alice');
-    expect(failure(unseen, 'FEDERATION_NOT_FOUND', 4).message).toContain('SuperLink "lab"');
+    expect(failure(unseen, 'FEDERATION_NOT_FOUND', 4).message).toBe(
+      'No federation "study" that you belong to on SuperLink "lab"',
+    );
     const mine = ok(await cli(['federation', 'list', '--json'], 'alice'));
     expect(mine.json<{ federations: { name: string }[] }>().federations.map((f) => f.name)).not.toContain(
       'study',

@@ -20,7 +20,7 @@ import { type Connection, configPath, readConnections } from './connections.js';
 import { AccessTokens } from './login/access-token.js';
 import { loginPath } from './login/token-store.js';
 import { Reported } from './output.js';
-import { resolveTarget, type Target } from './target.js';
+import { resolveTarget, type Target, type TargetArg } from './target.js';
 
 /** Where the CLI finds its SuperLink and credentials: the global `--config`, `--superlink`, `--token-file`. */
 export type CredentialFlags = Pick<GlobalFlags, 'config' | 'superlink' | 'tokenFile'>;
@@ -40,10 +40,7 @@ export interface ControlSession extends Target {
 }
 
 /** Open the Control and Federations APIs of the SuperLink `target` names (see target.ts). */
-export async function openControl(
-  target: string | undefined,
-  flags: CredentialFlags = {},
-): Promise<ControlSession> {
+export async function openControl(target: TargetArg, flags: CredentialFlags = {}): Promise<ControlSession> {
   const resolved = resolveTarget(target, flags);
   const { connection } = resolved;
   const tokens =
@@ -83,7 +80,7 @@ export async function openControl(
  * way (TLS, a wrong address, the SuperLink away) fails with the precise code.
  */
 export async function withControl<T>(
-  target: string | undefined,
+  target: TargetArg,
   flags: CredentialFlags,
   fn: (s: ControlSession) => Promise<T>,
 ): Promise<T> {
@@ -105,7 +102,7 @@ export async function withControl<T>(
  */
 function federationNotFound(s: ControlSession, e: PollenError, flags: CredentialFlags): PollenError {
   const names = Object.keys(readConnections(configPath(flags.config)).entries);
-  const near = nearest(s.federation, names);
+  const near = s.guessed ? nearest(s.federation, names) : undefined;
   return new PollenError(
     'FEDERATION_NOT_FOUND',
     `No federation "${s.federation}" that you belong to on SuperLink "${s.connection.name}"`,
@@ -113,7 +110,9 @@ function federationNotFound(s: ControlSession, e: PollenError, flags: Credential
       cause: e,
       hint: near
         ? `Did you mean ${near}? Known SuperLinks: ${names.join(', ')} (pollen config superlink list); a last argument that names none of them is a federation on the default one.`
-        : `${e.hint} A last argument that names none of your SuperLinks (pollen config superlink list) is a federation on the default one.`,
+        : s.guessed
+          ? `${e.hint} A last argument that names none of your SuperLinks (pollen config superlink list) is a federation on the default one.`
+          : e.hint,
       ...(near && { data: { suggestion: near } }),
     },
   );

@@ -19,12 +19,17 @@ import {
   readConnections,
 } from './connections.js';
 
+/** A command's last argument, or (`pollen federation show NAME`) a name that is a federation only. */
+export type TargetArg = string | undefined | { federation: string };
+
 export interface Target {
   connection: Connection;
   /** The federation on that SuperLink, as the SuperLink names it. */
   federation: string;
   /** How to name this target again on a command line (`lab`, `study --superlink prod`). */
   arg: string;
+  /** Whether the federation came from a last argument that named no connection entry. */
+  guessed: boolean;
 }
 
 export interface TargetFlags {
@@ -34,10 +39,13 @@ export interface TargetFlags {
   superlink?: string;
 }
 
-export function resolveTarget(target: string | undefined, flags: TargetFlags = {}): Target {
+export function resolveTarget(target: TargetArg, flags: TargetFlags = {}): Target {
   const file = readConnections(configPath(flags.config));
-  const { name, federation } = pick(file, target, flags.superlink);
-  if (name === undefined && target !== undefined)
+  const { name, federation } =
+    typeof target === 'object'
+      ? { name: flags.superlink ?? defaultConnection(file), federation: target.federation }
+      : pick(file, target, flags.superlink);
+  if (name === undefined && typeof target === 'string')
     throw new PollenError(
       'SUPERLINK_NOT_FOUND',
       `"${target}" is no SuperLink in ${file.path}, and there is no default SuperLink to find a federation "${target}" on`,
@@ -46,7 +54,12 @@ export function resolveTarget(target: string | undefined, flags: TargetFlags = {
   if (name === undefined || !file.entries[name]) throw notFound(file, name);
   const connection = connectionOf(file, name);
   const chosen = federation ?? connection.federation;
-  return { connection, federation: chosen, arg: argOf(file, connection, chosen) };
+  return {
+    connection,
+    federation: chosen,
+    arg: argOf(file, connection, chosen),
+    guessed: typeof target === 'string' && flags.superlink === undefined && federation !== undefined,
+  };
 }
 
 function pick(

@@ -63,7 +63,7 @@ export type NodeJson = ReturnType<typeof nodeJson>;
 export function federationLine(f: FederationJson): string {
   return [
     f.name.padEnd(20),
-    (f.myRole ?? dim('(operator)')).padEnd(14),
+    (f.myRole ?? dim(f.name === 'default' ? '(your roles)' : '(operator)')).padEnd(14),
     `${f.members} member(s)`.padEnd(13),
     `${f.nodes} node(s)`.padEnd(11),
     f.description ? dim(f.description) : '',

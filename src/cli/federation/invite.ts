@@ -34,7 +34,7 @@ export async function federationInvite(o: FederationInviteOptions, out: Output):
       hint: 'Give --expires as a duration (7d, 48h) or a date (2027-06-30).',
     });
   const ttlSeconds = Math.ceil((expiresAt - now) / 1000);
-  await withControl(undefined, o, async (s) => {
+  await withControl({ federation: o.name }, o, async (s) => {
     const res = await rpc(
       s.federations.inviteMember({
         federation: o.name,

@@ -11,7 +11,7 @@ export interface FederationMembersOptions {
 
 /** `pollen federation members`: who belongs to a federation, with their role in it. */
 export async function federationMembers(o: FederationMembersOptions, out: Output): Promise<void> {
-  await withControl(undefined, o, async (s) => {
+  await withControl({ federation: o.name }, o, async (s) => {
     const res = await rpc(s.federations.listMembers({ federation: o.name }));
     const members = res.members.map(memberJson);
     out.result({ superlink: s.connection.name, federation: o.name, members }, (d) => [

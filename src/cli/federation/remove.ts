@@ -12,7 +12,7 @@ export interface FederationRemoveOptions {
 
 /** `pollen federation remove`: take a member out of a federation (their other federations stay). */
 export async function federationRemove(o: FederationRemoveOptions, out: Output): Promise<void> {
-  await withControl(undefined, o, async (s) => {
+  await withControl({ federation: o.name }, o, async (s) => {
     await rpc(s.federations.removeMember({ federation: o.name, subject: o.subject }));
     out.result(
       { superlink: s.connection.name, federation: o.name, removed: o.subject },

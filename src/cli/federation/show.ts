@@ -26,7 +26,7 @@ export async function federationShow(o: FederationShowOptions, out: Output): Pro
   const runLimit = o.runs === undefined ? 0 : Number(o.runs);
   if (!Number.isInteger(runLimit) || runLimit < 0 || runLimit > 1000)
     throw new PollenError('INVALID_ARGUMENT', `--runs ${o.runs}: give a whole number from 1 to 1000`);
-  await withControl(undefined, o, async (s) => {
+  await withControl({ federation: o.name }, o, async (s) => {
     const res = await rpc(s.federations.getFederation({ name: o.name, runLimit }));
     const result = {
       superlink: s.connection.name,
