@@ -31,7 +31,7 @@ export async function superNodeList(o: SuperNodeListOptions, out: Output): Promi
     out.result(
       { superlink: s.connection.name, federation: s.federation, nodeAuth: res.nodeAuth, nodes },
       (d) => [
-        `${bold(`${d.nodes.length} node(s)`)} in federation ${d.federation}${d.nodeAuth ? ' (registered keys only)' : ''}`,
+        `${bold(`${d.nodes.length} node(s)`)} in federation ${d.federation} on ${d.superlink}${d.nodeAuth ? ' (registered keys only)' : ''}`,
         ...d.nodes.map(
           (n) =>
             `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${siteText(n)}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
