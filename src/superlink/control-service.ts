@@ -10,7 +10,7 @@ import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { Federations } from '../gen/pollen/v1/federations_pb.js';
 import type { Identity } from '../identity/identity.js';
-import { covers, type Right } from '../identity/rights.js';
+import { covers, type Right, scopeOf } from '../identity/rights.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
 import { assertValidName } from '../pki/profiles.js';
 import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
@@ -45,6 +45,8 @@ export { runTarget };
  */
 async function holder(p: Presented, o: ControlOptions, link: Link, right: Right): Promise<Identity> {
   const who = await callerOf(p, o);
+  // Held by the caller's own roles (in `default`), or else in some federation they belong to.
+  if (scopeOf(o.policy, who, right)) return who;
   if (scopesByFederation(o.policy, link.state.federations, who, right).size === 0) check(p, o, who, right);
   return who;
 }

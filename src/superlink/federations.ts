@@ -199,28 +199,21 @@ export class Federations {
 
   /** Add a member (or change the role of one), inside the caller's transaction; `remember` after commit. */
   async writeMember(tx: Tx, m: Member): Promise<void> {
+    const row = {
+      federation: m.federation,
+      subject: m.subject,
+      name: m.name,
+      email: m.email ?? null,
+      org: m.org ?? null,
+      role: m.role,
+      added_by: m.addedBy,
+      added_at: m.addedAt,
+    };
+    const { federation: _, subject: __, ...changes } = row;
     await tx
       .insertInto('federation_members')
-      .values({
-        federation: m.federation,
-        subject: m.subject,
-        name: m.name,
-        email: m.email ?? null,
-        org: m.org ?? null,
-        role: m.role,
-        added_by: m.addedBy,
-        added_at: m.addedAt,
-      })
-      .onConflict((oc) =>
-        oc.columns(['federation', 'subject']).doUpdateSet({
-          name: m.name,
-          email: m.email ?? null,
-          org: m.org ?? null,
-          role: m.role,
-          added_by: m.addedBy,
-          added_at: m.addedAt,
-        }),
-      )
+      .values(row)
+      .onConflict((oc) => oc.columns(['federation', 'subject']).doUpdateSet(changes))
       .execute();
   }
 
