@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, pollenInProcess, tempDir } from './support/cli.js';
-import { sshKeygen } from './support/federation.js';
+import { sshKeygen, TINY_APP } from './support/federation.js';
 import { type InProcessLink, startInProcessLink, writeFederationsFile } from './support/inproc.js';
 
 const t = tempDir('pollen-fed-cli-');
@@ -258,6 +258,51 @@ describe('pollen federation', () => {
     expect(typo).toMatchObject({ suggestion: 'lab', hint: expect.stringContaining('Did you mean lab?') });
     const elsewhere = await cli(['list', 'study', '--superlink', 'nowhere', '--json']);
     expect(failure(elsewhere, 'SUPERLINK_NOT_FOUND', 4).hint).toContain('pollen config superlink list');
+  });
+
+  it('an entry that names a federation starts its runs there; show lists them in its run history', async () => {
+    const admin = await link.adminCert();
+    const add = ok(
+      await cli([
+        ...['config', 'superlink', 'add', 'study-lab', '--address', new URL(link.superlink.controlUrl).host],
+        ...[
+          '--certificate',
+          admin.certPath,
+          '--private-key',
+          admin.keyPath,
+          '--root-certificate',
+          admin.rootPath,
+        ],
+        ...['--federation', 'study', '--json'],
+      ]),
+    );
+    expect(add.json()).toMatchObject({ name: 'study-lab', federation: 'study' });
+    const started = ok(await cli(['run', TINY_APP, 'study-lab', '--json']));
+    const { runId } = started.json<{ runId: string }>();
+    expect(started.json()).toMatchObject({ superlink: 'study-lab', federation: 'study' });
+    // The same federation named last on the default connection.
+    const listed = ok(await cli(['list', 'study', '--json'])).json<{
+      runs: { runId: string; federation: string }[];
+    }>();
+    expect(listed.runs).toEqual([expect.objectContaining({ runId, federation: 'study' })]);
+    const inDefault = ok(await cli(['list', '--json'])).json<{ runs: { runId: string }[] }>();
+    expect(inDefault.runs.map((r) => r.runId)).not.toContain(runId);
+    const show = ok(await cli(['federation', 'show', 'study', '--json']));
+    expect(show.json<{ runs: { runId: string }[] }>().runs.map((r) => r.runId)).toEqual([runId]);
+    // An entry's federation must be a name.
+    const bad = await cli([
+      'config',
+      'superlink',
+      'add',
+      'x',
+      '--address',
+      '127.0.0.1:1',
+      '--insecure',
+      '--federation',
+      '../x',
+      '--json',
+    ]);
+    failure(bad, 'INVALID_ARGUMENT', 2);
   });
 
   it('documents every command with examples', async () => {

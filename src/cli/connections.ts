@@ -177,7 +177,10 @@ function writeConnections(path: string, entries: Record<string, ConnectionEntry>
   writeFileAtomic(path, `${lines.join('\n')}\n`, 0o600);
 }
 
-/** Add or replace a connection entry; the first one saved becomes the default. */
+/**
+ * Add or replace a connection entry. The default stays what it was, also where it was so only
+ * by being the one entry; the first entry saved becomes it.
+ */
 export function saveConnection(
   name: string,
   entry: ConnectionEntry,
@@ -188,7 +191,7 @@ export function saveConnection(
     throw new PollenError('INVALID_ARGUMENT', 'A SuperLink connection name uses letters, digits, _ and -');
   entrySchema.parse(entry);
   const file = readConnections(path);
-  const def = makeDefault ? name : file.default;
+  const def = makeDefault ? name : (defaultConnection(file) ?? name);
   writeConnections(path, { ...file.entries, [name]: entry }, def);
 }
 

@@ -80,9 +80,14 @@ describe('the last argument of a command that talks to a SuperLink', () => {
     );
   });
 
-  it('the only entry is the default one', () => {
+  it('the only entry is the default one, and stays it when a second is added', () => {
     const one = config('one', TWO.slice(4));
     expect(pick(undefined, { config: one })).toEqual(['lab', 'cancer-study', 'lab']);
+    saveConnection('other', { address: '127.0.0.1:9193', insecure: true }, false, one);
+    expect(readConnections(one).default).toBe('lab');
+    const empty = join(t.dir, 'empty.toml');
+    saveConnection('first', { address: '127.0.0.1:9193', insecure: true }, false, empty);
+    expect(readConnections(empty).default).toBe('first');
   });
 });
 

@@ -98,12 +98,8 @@ async function trustRoot(o: LoginOptions, path: string, out: Output): Promise<st
   const root = await fetchPinnedRoot(address, o.rootFingerprint);
   const rootFile = join(dirname(path), 'roots', `${name}.pem`);
   writeFileAtomic(rootFile, root.pem);
-  saveConnection(
-    name,
-    { ...existing, address, 'root-certificate': rootFile },
-    file.default === undefined,
-    path,
-  );
+  // The first connection becomes the default; an existing default stays.
+  saveConnection(name, { ...existing, address, 'root-certificate': rootFile }, false, path);
   out.progress(`trusting ${root.subject} (${root.fingerprint}) for ${address}: saved SuperLink ${name}`);
   return name;
 }
