@@ -100,6 +100,11 @@ describe('two federations on one SuperLink', () => {
       stopRun: 'RUN_NOT_FOUND',
       streamLogs: 'RUN_NOT_FOUND',
     });
+    // In their own federation a lead submits (the request fails only for its missing bundle) and
+    // uploads bundles; in `default` their own roles, none, apply.
+    expect(await outcomeOf(c.startRun({ federation: 'alpha' }))).toBe('INVALID_REQUEST');
+    expect(await outcomeOf(c.missingChunks({}))).toBe('ok');
+    expect(await outcomeOf(c.startRun({}))).toBe('RIGHT_MISSING');
     // The same answer as for a federation that does not exist.
     expect(await outcomeOf(f.getFederation({ name: 'gamma' }))).toBe('FEDERATION_NOT_FOUND');
     expect((await l.state.getRun(runB))?.status).toBe('pending');

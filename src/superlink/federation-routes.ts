@@ -68,7 +68,9 @@ export function federationHandlers(
         createdAt: 0n,
         myRole: '',
         memberCount: 0,
-        nodeCount: nodes.length,
+        // Counted only for those who may see the nodes.
+        nodeCount:
+          scopeOf(o.policy, who, 'run.view') || scopeOf(o.policy, who, 'node.manage') ? nodes.length : 0,
       };
     const f = feds.get(name) as Federation;
     return {
