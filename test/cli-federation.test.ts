@@ -289,6 +289,18 @@ describe('pollen federation', () => {
     expect(inDefault.runs.map((r) => r.runId)).not.toContain(runId);
     const show = ok(await cli(['federation', 'show', 'study', '--json']));
     expect(show.json<{ runs: { runId: string }[] }>().runs.map((r) => r.runId)).toEqual([runId]);
+    expect(ok(await cli(['federation', 'show', 'study'])).stdout).toMatch(
+      new RegExp(`^ {2}${runId} +\\S+ +pollen-test-tiny +admin@inproc`, 'm'),
+    );
+    // Someone invited as a lead there starts runs there under their own name, not in default.
+    const lead = await invite('service_account:bob', 'lead');
+    ok(await cli(['federation', 'accept', lead.code, '--json'], 'bob'));
+    const bobs = ok(await cli(['run', TINY_APP, 'study', '--json'], 'bob')).json<{ runId: string }>();
+    const seen = ok(await cli(['list', 'study', '--json'], 'bob')).json<{
+      runs: { runId: string; createdBy: string }[];
+    }>();
+    expect(seen.runs.find((r) => r.runId === bobs.runId)?.createdBy).toBe('sa:bob');
+    failure(await cli(['run', TINY_APP, '--json'], 'bob'), 'RIGHT_MISSING', 5);
     // An entry's federation must be a name.
     const bad = await cli([
       'config',
