@@ -236,7 +236,7 @@ export async function runFederationDemo(
     // 4. The admin's own credentials and federation
     r.step(
       4,
-      'The admin gets an admin certificate and names the federation',
+      'The admin gets an admin certificate and names the SuperLink for the CLI',
       show(`config superlink add demo --address 127.0.0.1:${controlPort} --certificate …`),
     );
     const adminCerts = join(paths.admin, 'certs');
@@ -256,7 +256,7 @@ export async function runFederationDemo(
       join(adminCerts, 'rootCA.pem'),
       '--default',
     ]);
-    r.line(`federation "demo" saved in ${federationConfig}`);
+    r.line(`SuperLink "demo" saved in ${federationConfig} (federation default)`);
 
     // 5. Tokens and kits
     r.step(
