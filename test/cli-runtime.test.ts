@@ -353,6 +353,7 @@ describe('runs: pollen run, list, log, stop', () => {
     expect(d.run).toMatchObject({
       status: 'finished',
       subStatus: 'completed',
+      // The SuperLink's federation, not the name of the local connection entry.
       federation: 'default',
       createdBy: 'admin',
       app: { name: 'pollen-test-tiny', version: '1.0.0' },

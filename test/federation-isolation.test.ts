@@ -204,5 +204,9 @@ describe('two federations on one SuperLink', () => {
     await l.state.federations.load();
     expect(l.state.federations.servedBy({ nodeId, certOrg: null })).toEqual(['alpha', 'beta']);
     expect(l.state.federations.membersOf('alpha').map((m) => m.subject)).toContain('user:oa-a');
+    // Unregistered, the key leaves every federation: registered again, it starts afresh.
+    await l.admin().unregisterNode({ nodeId });
+    await l.admin().registerNode({ publicKey: key.publicKey });
+    expect(l.state.federations.servedBy({ nodeId, certOrg: null })).toEqual([]);
   });
 });

@@ -264,6 +264,12 @@ export class Federations {
     return true;
   }
 
+  /** A node's key was withdrawn: it leaves every federation it was added to (a new registration starts afresh). */
+  async forgetNode(nodeId: string): Promise<void> {
+    await this.db.deleteFrom('federation_nodes').where('node_id', '=', nodeId).execute();
+    for (const nodes of this.nodes.values()) nodes.delete(nodeId);
+  }
+
   /** Whether a node serves a federation: `default` always; others by addition or organisation. */
   serves(federation: string, node: Pick<NodeEntry, 'nodeId' | 'certOrg'>): boolean {
     if (federation === DEFAULT_FEDERATION) return true;

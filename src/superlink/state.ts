@@ -170,12 +170,14 @@ export class LinkState {
     return this.nodes.bindSite(nodeId, site);
   }
   /**
-   * Withdraw a key registration: the node is deactivated and can no longer activate, and its
-   * unanswered instructions are answered with NODE_UNAVAILABLE errors by pullReplies.
+   * Withdraw a key registration: the node is deactivated and can no longer activate, its
+   * unanswered instructions are answered with NODE_UNAVAILABLE errors by pullReplies, and it
+   * leaves the federations it was added to.
    */
   async unregisterNode(nodeId: string): Promise<void> {
     await this.nodes.unregisterNode(nodeId);
     this.messages.forgetNode(nodeId);
+    await this.federations.forgetNode(nodeId);
   }
   /** The node id of a registered key, from memory (this is checked on every session open). */
   isKeyRegistered(publicKeyLine: string): string | undefined {
