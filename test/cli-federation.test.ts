@@ -253,7 +253,10 @@ describe('pollen federation', () => {
     const runs = ok(await cli(['list', 'study', '--json']));
     expect(runs.json()).toMatchObject({ superlink: 'lab', federation: 'study', runs: [] });
     const nodes = ok(await cli(['supernode', 'list', 'study', '--json']));
-    expect(nodes.json<{ nodes: unknown[] }>().nodes).toHaveLength(1);
+    expect(nodes.json<{ nodes: { federations: string[] }[] }>().nodes).toEqual([
+      expect.objectContaining({ federations: ['study'] }),
+    ]);
+    expect(ok(await cli(['supernode', 'list'])).stdout).toContain('also serves study');
     const typo = failure(await cli(['list', 'lbb', '--json']), 'FEDERATION_NOT_FOUND', 4);
     expect(typo).toMatchObject({ suggestion: 'lab', hint: expect.stringContaining('Did you mean lab?') });
     const elsewhere = await cli(['list', 'study', '--superlink', 'nowhere', '--json']);

@@ -1,5 +1,6 @@
 import { rpc } from '../../transport/errors.js';
 import { withControl } from '../control-client.js';
+import { nodeJson } from '../federation/format.js';
 import { bold, dim, type Output } from '../output.js';
 
 export interface SuperNodeListOptions {
@@ -19,12 +20,8 @@ export async function superNodeList(o: SuperNodeListOptions, out: Output): Promi
   await withControl(o.federation, o, async (s) => {
     const res = await rpc(s.control.listNodes({ federation: s.federation }));
     const nodes = res.nodes.map((n) => ({
-      nodeId: n.nodeId,
-      name: n.name,
-      status: n.status,
+      ...nodeJson(n),
       registered: n.registered,
-      lastSeenAt: n.lastSeenAt ? new Date(Number(n.lastSeenAt)).toISOString() : null,
-      site: n.site || null,
       siteBoundBy: n.siteBoundBy || null,
       siteBoundAt: n.siteBoundAt ? new Date(Number(n.siteBoundAt)).toISOString() : null,
     }));
@@ -34,7 +31,7 @@ export async function superNodeList(o: SuperNodeListOptions, out: Output): Promi
         `${bold(`${d.nodes.length} node(s)`)} in federation ${d.federation} on ${d.superlink}${d.nodeAuth ? ' (registered keys only)' : ''}`,
         ...d.nodes.map(
           (n) =>
-            `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${siteText(n)}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
+            `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${siteText(n)}${n.federations.length ? `  also serves ${n.federations.join(', ')}` : ''}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
         ),
       ],
     );
