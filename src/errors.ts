@@ -384,7 +384,7 @@ export const ERROR_CODES = {
   NODE_UNKNOWN: spec(
     404,
     ExitCode.NOT_FOUND,
-    'List the nodes with `pollen node list`; the node must activate first.',
+    'List the nodes with `pollen supernode list`; the node must activate first.',
   ),
   NODE_ALREADY_REGISTERED: spec(
     409,

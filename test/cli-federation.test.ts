@@ -221,6 +221,15 @@ describe('pollen federation', () => {
     expect(d.runs).toEqual([]);
     expect(d.invitations.map((i) => i.id)).toContain(pending.invitation.id);
 
+    // Out of the federation and back in, by its id.
+    const out = ok(await cli(['federation', 'remove-node', 'study', nodeId, '--json']));
+    expect(out.json()).toMatchObject({ federation: 'study', nodeId, serves: false });
+    const gone = ok(await cli(['federation', 'show', 'study', '--json']));
+    expect(gone.json<{ nodes: unknown[] }>().nodes).toEqual([]);
+    failure(await cli(['federation', 'remove-node', 'study', nodeId, '--json']), 'NODE_NOT_IN_FEDERATION', 5);
+    ok(await cli(['federation', 'add-node', 'study', nodeId, '--json']));
+    failure(await cli(['federation', 'add-node', 'study', '0000000000000000', '--json']), 'NODE_UNKNOWN', 4);
+
     const text = ok(await cli(['federation', 'show', 'study']));
     for (const heading of [
       /^federation study on lab/m,

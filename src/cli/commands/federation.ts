@@ -6,6 +6,7 @@ import { federationCreate } from '../federation/create.js';
 import { federationInvite } from '../federation/invite.js';
 import { federationList } from '../federation/list.js';
 import { federationMembers } from '../federation/members.js';
+import { federationAddNode, federationRemoveNode } from '../federation/nodes.js';
 import { federationRemove } from '../federation/remove.js';
 import { revokeInvitation } from '../federation/revoke-invitation.js';
 import { federationShow } from '../federation/show.js';
@@ -186,6 +187,44 @@ Examples:
 pollen federation show NAME lists the pending invitations with their ids.`,
     )
     .action(action<object>((o, out, [id]) => revokeInvitation({ ...o, id: id! }, out)));
+
+  cmd
+    .command('add-node <NAME> <NODE_ID>')
+    .description('make a known node serve the federation too (it keeps serving its others)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen federation add-node cancer-study 3f9c0a12b4d5e6f7
+  pollen federation add-node cancer-study 3f9c0a12b4d5e6f7 --json
+
+NODE_ID as pollen supernode list shows it. A node whose key is not registered yet joins with
+pollen supernode register KEY.pub NAME instead.`,
+    )
+    .action(
+      action<object>((o, out, [name, nodeId]) =>
+        federationAddNode({ ...o, name: name!, nodeId: nodeId! }, out),
+      ),
+    );
+
+  cmd
+    .command('remove-node <NAME> <NODE_ID>')
+    .description('a node added to the federation stops serving it (its other federations stay)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  pollen federation remove-node cancer-study 3f9c0a12b4d5e6f7
+  pollen federation remove-node cancer-study 3f9c0a12b4d5e6f7 --json
+
+A node that serves the federation by its organisation (create --node-org) stays
+(NODE_NOT_IN_FEDERATION says so); its runs reach it no more once it is removed.`,
+    )
+    .action(
+      action<object>((o, out, [name, nodeId]) =>
+        federationRemoveNode({ ...o, name: name!, nodeId: nodeId! }, out),
+      ),
+    );
 
   // The earlier spelling: the connection entries moved to `pollen config superlink add`.
   superLinkAddCommand(cmd.command('add <NAME>', { hidden: true })).action(
