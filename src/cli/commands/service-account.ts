@@ -40,7 +40,7 @@ admins manage every account, org admins those of their organisation, and nobody 
 a right wider than their own. See docs/identity.md.`,
     );
 
-  certServiceOptions(cmd.command('create <NAME> [FEDERATION]'))
+  certServiceOptions(cmd.command('create <NAME> [SUPERLINK]'))
     .description('create a service account and print its secret (shown once)')
     .requiredOption(
       '-r, --role <role>',
@@ -66,7 +66,7 @@ secret store. A lost secret cannot be shown again: revoke the account and create
       ),
     );
 
-  certServiceOptions(cmd.command('list [FEDERATION]'))
+  certServiceOptions(cmd.command('list [SUPERLINK]'))
     .alias('ls')
     .description('list the service accounts you may manage (revoked and expired ones too)')
     .addHelpText(
@@ -78,7 +78,7 @@ Examples:
     )
     .action(action<object>((o, out, [federation]) => serviceAccountList({ ...o, federation }, out)));
 
-  certServiceOptions(cmd.command('revoke <NAME> [FEDERATION]'))
+  certServiceOptions(cmd.command('revoke <NAME> [SUPERLINK]'))
     .description('revoke a service account: its secret is refused from the next call on')
     .addHelpText(
       'after',

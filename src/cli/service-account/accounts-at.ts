@@ -21,8 +21,8 @@ export interface NewAccount {
 
 /** One service's accounts, as the commands see them. */
 export interface AccountsAt {
-  /** Names the service in results: `{ federation }` or `{ certService }`. */
-  where: { federation: string } | { certService: string };
+  /** Names the service in results: `{ superlink }` (its connection's name) or `{ certService }`. */
+  where: { superlink: string } | { certService: string };
   create(a: NewAccount): Promise<{ account: AccountJson; secret: string }>;
   list(): Promise<AccountJson[]>;
   revoke(name: string): Promise<AccountJson>;
@@ -50,7 +50,7 @@ export function withAccounts<T>(o: AccountsOptions, fn: (at: AccountsAt) => Prom
     );
   return withControl(o.federation, o, (s) =>
     fn({
-      where: { federation: s.federation.name },
+      where: { superlink: s.connection.name },
       async create(a) {
         const r = await rpc(
           s.control.createServiceAccount({
@@ -72,5 +72,5 @@ export function withAccounts<T>(o: AccountsOptions, fn: (at: AccountsAt) => Prom
 
 /** How results name the service: `prod` or `the Certificate Service https://…`. */
 export function whereText(w: AccountsAt['where']): string {
-  return 'federation' in w ? w.federation : `the Certificate Service ${w.certService}`;
+  return 'superlink' in w ? w.superlink : `the Certificate Service ${w.certService}`;
 }

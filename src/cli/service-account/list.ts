@@ -9,7 +9,7 @@ export async function serviceAccountList(o: ServiceAccountListOptions, out: Outp
   await withAccounts(o, async (at) => {
     const accounts = await at.list();
     out.result({ ...at.where, accounts }, (d) => [
-      `${bold(`${d.accounts.length} service account(s)`)} in ${whereText(at.where)}`,
+      `${bold(`${d.accounts.length} service account(s)`)} on ${whereText(at.where)}`,
       ...d.accounts.map((a) => `  ${accountLine(a)}`),
     ]);
   });
