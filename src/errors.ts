@@ -187,12 +187,17 @@ export const ERROR_CODES = {
   AUDIT_CHECKPOINT_SIGNATURE: spec(
     409,
     ExitCode.CONFLICT,
-    "The checkpoint was not signed by a server certificate of this project: check that you trust the right project root; if you do, the checkpoint was forged or damaged: keep it as evidence.",
+    'The checkpoint was not signed by a server certificate of this project: check that you trust the right project root; if you do, the checkpoint was forged or damaged: keep it as evidence.',
   ),
   AUDIT_TRUNCATED: spec(
     409,
     ExitCode.CONFLICT,
     'Entries the component once signed are gone (the tail was cut, or the whole store rolled back to an older copy): restore the log from a backup, and investigate who had write access to the store.',
+  ),
+  AUDIT_NO_CHECKPOINT: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Checkpoints are signed every few minutes while entries are written, and when the server stops: try again later. A SuperLink without TLS signs none.',
   ),
   AUDIT_CHECKPOINT_INVALID: spec(
     400,

@@ -50,8 +50,7 @@ async function createCheckpoints(db: Kysely<unknown>): Promise<void> {
 /** For a store that already has the original `audit` table: who, where, outcome; checkpoints. */
 export const auditUpgradeMigration: Migration = {
   async up(db: Kysely<unknown>) {
-    for (const column of WHO_COLUMNS)
-      await db.schema.alterTable('audit').addColumn(column, 'text').execute();
+    for (const column of WHO_COLUMNS) await db.schema.alterTable('audit').addColumn(column, 'text').execute();
     await createCheckpoints(db);
   },
 };

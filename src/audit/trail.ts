@@ -27,7 +27,8 @@ export interface AuditTrailOptions {
 export class AuditTrail {
   readonly log: AuditLog;
   private readonly refusals: RefusalLimiter;
-  private readonly now: () => Date;
+  /** The trail's clock (entries are stamped with it). */
+  readonly now: () => Date;
   private readonly everyEntries: number;
   private sinceCheckpoint = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -61,6 +62,11 @@ export class AuditTrail {
   async record(r: AuditRecord): Promise<void> {
     await this.log.record(r);
     this.counted();
+  }
+
+  /** Record a call that was made already: a failure to write is logged, never answered to its caller. */
+  recordCall(r: AuditRecord): Promise<void> {
+    return this.track(this.record(r));
   }
 
   /** Record a refused call, through the limiter; never fails the call it records. */

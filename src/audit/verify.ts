@@ -59,9 +59,13 @@ export function verifyAuditTrail(
   let anchoredAt: number | null = null;
   for (const c of checkpoints) {
     if (root === undefined)
-      throw new PollenError('AUDIT_CHECKPOINT_SIGNATURE', 'No project root certificate to check checkpoints against', {
-        hint: 'Give the project root certificate (--ca-cert for a Certificate Service; a connection entry with a root or kit for a SuperLink).',
-      });
+      throw new PollenError(
+        'AUDIT_CHECKPOINT_SIGNATURE',
+        'No project root certificate to check checkpoints against',
+        {
+          hint: 'Give the project root certificate (--ca-cert for a Certificate Service; a connection entry with a root or kit for a SuperLink).',
+        },
+      );
     const problem = checkpointSignatureProblem(c, root);
     if (problem)
       throw new PollenError(

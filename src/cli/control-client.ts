@@ -7,6 +7,7 @@
  */
 import type { Client, Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
+import { Audit } from '../gen/pollen/v1/audit_pb.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { type Endpoint, explainCallFailure } from '../transport/call-failure.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
@@ -30,6 +31,8 @@ interface Bearer {
 export interface ControlSession {
   federation: Federation;
   control: Client<typeof Control>;
+  /** The Audit API on the same port (proto/pollen/v1/audit.proto). */
+  audit: Client<typeof Audit>;
   /** Chunks to and from the SuperLink (app bundles up, run artefacts down), over the channel's bulk route. */
   chunks: ChunkTransport;
   close(): void;
@@ -62,7 +65,13 @@ export async function openControl(
     }),
   });
   const control = channel.client(Control);
-  return { federation, control, chunks: channel.chunks(control), close: () => channel.close() };
+  return {
+    federation,
+    control,
+    audit: channel.client(Audit),
+    chunks: channel.chunks(control),
+    close: () => channel.close(),
+  };
 }
 
 /**

@@ -7,8 +7,9 @@
  * host name and carries the Certificate Service identity; without it, the system roots and the
  * host-name check only, for a service behind a public (WebPKI) certificate.
  */
-import { checkpointSchema, listedEntrySchema } from '../audit/schemas.js';
+
 import { z } from 'zod';
+import { checkpointSchema, listedEntrySchema } from '../audit/schemas.js';
 import { CertServiceHttp } from './cert-service-http.js';
 import type { SubjectType } from './policy.js';
 import type { RequestRow } from './service/requests.js';
@@ -268,9 +269,14 @@ export class CertServiceClient {
   /** The signed checkpoints of the audit trail after sequence number `after`, oldest first. */
   async auditCheckpoints(after = 0, limit = 1000) {
     return (
-      await this.http.json('GET', `/v1/audit/checkpoints?after=${after}&limit=${limit}`, checkpointsResponse, {
-        admin: true,
-      })
+      await this.http.json(
+        'GET',
+        `/v1/audit/checkpoints?after=${after}&limit=${limit}`,
+        checkpointsResponse,
+        {
+          admin: true,
+        },
+      )
     ).checkpoints;
   }
 

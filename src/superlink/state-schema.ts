@@ -1,5 +1,5 @@
-import { type AuditSchema, auditMigration } from '../audit/schema.js';
 import { type Kysely, type Migration, sql } from 'kysely';
+import { type AuditSchema, auditMigration } from '../audit/schema.js';
 import type { Backend } from '../store/database.js';
 
 /**

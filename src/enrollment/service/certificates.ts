@@ -1,5 +1,5 @@
-import { type AuditActor, actorLabel, change } from '../../audit/entry.js';
 import { X509Certificate } from 'node:crypto';
+import { type AuditActor, actorLabel, change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { createCrl } from '../../pki/crl.js';
 import { hostsOfCertificate } from '../../pki/profiles.js';

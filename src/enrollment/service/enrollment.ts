@@ -1,5 +1,5 @@
-import { type AuditActor, change } from '../../audit/entry.js';
 import { createPublicKey, type KeyObject, randomBytes, verify, X509Certificate } from 'node:crypto';
+import { type AuditActor, change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { type CheckedCsr, checkCsr } from '../../pki/csr.js';
 import type { CertType } from '../../pki/profiles.js';

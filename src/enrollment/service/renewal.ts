@@ -1,5 +1,5 @@
-import { change } from '../../audit/entry.js';
 import { X509Certificate } from 'node:crypto';
+import { change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { checkCsr } from '../../pki/csr.js';
 import { type CertType, hostsOfCertificate } from '../../pki/profiles.js';

@@ -1,5 +1,5 @@
-import { type AuditSchema, auditUpgradeMigration } from '../../audit/schema.js';
 import type { Kysely, Migration } from 'kysely';
+import { type AuditSchema, auditUpgradeMigration } from '../../audit/schema.js';
 
 /** The Certificate Service's tables. Times are epoch milliseconds (BIGINT). */
 export interface EnrollmentSchema extends AuditSchema {

@@ -29,16 +29,17 @@ export class TokenIssuance {
         change(
           actor,
           'tokens.issued',
-        tokens.length === 1 ? tokens[0]!.claims.sub : `${tokens.length} subjects`,
-        now,
-        {
-          count: tokens.length,
-          type: input.type,
-          ...(input.org !== undefined && { org: input.org }),
-          ...(input.hosts?.length && { hosts: tokens[0]!.claims.pollen.hosts }),
-          subjects: tokens.slice(0, 100).map((t) => t.claims.sub),
-          tokenIds: tokens.slice(0, 100).map((t) => t.claims.jti),
-        }),
+          tokens.length === 1 ? tokens[0]!.claims.sub : `${tokens.length} subjects`,
+          now,
+          {
+            count: tokens.length,
+            type: input.type,
+            ...(input.org !== undefined && { org: input.org }),
+            ...(input.hosts?.length && { hosts: tokens[0]!.claims.pollen.hosts }),
+            subjects: tokens.slice(0, 100).map((t) => t.claims.sub),
+            tokenIds: tokens.slice(0, 100).map((t) => t.claims.jti),
+          },
+        ),
       ),
     );
     return {

@@ -1,0 +1,48 @@
+/**
+ * The Audit API on the Control port: the SuperLink's audit trail and its checkpoints, for
+ * callers holding `audit.read`. A project admin reads every entry; an organisation's admin the
+ * entries that concern their organisation (audit/entry.ts `entryOrgs`), the others redacted on
+ * request so they can still check the whole chain.
+ */
+import type { ConnectRouter } from '@connectrpc/connect';
+import { type AuditEntry, entryOrgs } from '../audit/entry.js';
+import type { AuditTrail } from '../audit/trail.js';
+import { checkpointToWire, entryToWire } from '../audit/wire.js';
+import { Audit } from '../gen/pollen/v1/audit_pb.js';
+import { covers } from '../identity/rights.js';
+import { guard } from '../transport/errors.js';
+import { allowed, type ControlAuthOptions, presentedBy } from './control-auth.js';
+
+const DEFAULT_LIMIT = 1000;
+const MAX_LIMIT = 10_000;
+
+const limitOf = (n: number) => Math.min(n || DEFAULT_LIMIT, MAX_LIMIT);
+
+export function auditRoutes(audit: AuditTrail, o: ControlAuthOptions) {
+  return (router: ConnectRouter): void => {
+    router.service(Audit, {
+      listAudit: guard(async (req, ctx) => {
+        const { who, scope } = await allowed(presentedBy(ctx), o, 'audit.read');
+        const entries = await audit.log.list(
+          {
+            after: Number(req.afterSeq),
+            ...(req.sinceMs > 0n && { since: new Date(Number(req.sinceMs)) }),
+            ...(req.actor && { actor: req.actor }),
+            ...(req.federation && { federation: req.federation }),
+            ...(scope !== 'any' && {
+              visible: (e: AuditEntry) => entryOrgs(e).some((org) => covers(scope, who, { org })),
+            }),
+            hidden: req.redacted ? 'redact' : 'skip',
+          },
+          limitOf(req.limit),
+        );
+        return { entries: entries.map(entryToWire) };
+      }),
+      getCheckpoints: guard(async (req, ctx) => {
+        await allowed(presentedBy(ctx), o, 'audit.read');
+        const checkpoints = await audit.log.checkpoints(Number(req.afterSeq), limitOf(req.limit));
+        return { checkpoints: checkpoints.map(checkpointToWire) };
+      }),
+    });
+  };
+}
