@@ -136,7 +136,7 @@ export function auditInterceptor(
     };
     try {
       const res = await next(req);
-      await record('ok', call.target || madeTarget(res.stream ? undefined : res.message));
+      await record('ok', madeTarget(res.stream ? undefined : res.message) || call.target);
       return res;
     } catch (e) {
       if (!call.refused) await record(`failed ${errorCodeOf(e)}`, call.target);

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import type { AuditEntry } from '../src/audit/entry.js';
+import { entryFromWire } from '../src/audit/wire.js';
+import { errorCodeOf } from '../src/transport/errors.js';
+import { memoryLinks } from './support/memory-link.js';
+
+const start = memoryLinks('control-audit');
+
+describe('the audit trail of the Control port', () => {
+  it('records each state-changing call with who, from where and its outcome, and no read', async () => {
+    const m = await start();
+    const admin = m.admin('root@test');
+    const key = m.nodeKey();
+    await admin.registerNode({ publicKey: key.publicKey, name: 'site-a' });
+    await admin.listRuns({});
+    await admin.listNodes({});
+    expect(errorCodeOf(await admin.stopRun({ runId: 'nope' }).catch((e) => e))).toBe('RUN_NOT_FOUND');
+    await m.audit.settled();
+    const entries = (await m.audit.log.list({}, 100)) as AuditEntry[];
+    expect(entries.map((e) => [e.action, e.outcome])).toEqual([
+      ['Control/RegisterNode', 'ok'],
+      ['Control/StopRun', 'failed RUN_NOT_FOUND'],
+    ]);
+    expect(entries[0]).toMatchObject({ actor: 'root@test', auth: 'certificate', target: key.nodeId });
+    expect(entries[1]).toMatchObject({ target: 'nope' });
+  });
+
+  it('records refused authorisations, one entry per actor, code and method however many', async () => {
+    const m = await start();
+    const member = m.control(m.peer('mia@test', { type: 'admin', role: 'member', org: 'org-a' }));
+    const key = m.nodeKey();
+    for (let i = 0; i < 100; i++)
+      expect(errorCodeOf(await member.registerNode({ publicKey: key.publicKey }).catch((e) => e))).toBe(
+        'RIGHT_MISSING',
+      );
+    const stranger = m.control(undefined, { authorization: 'Bearer not-a-token' });
+    await stranger.listRuns({}).catch(() => undefined);
+    await m.audit.settled();
+    const entries = (await m.audit.log.list({}, 100)) as AuditEntry[];
+    expect(entries).toHaveLength(2);
+    expect(entries[0]).toMatchObject({
+      action: 'Control/RegisterNode',
+      actor: 'mia@test',
+      actorOrg: 'org-a',
+      outcome: 'refused RIGHT_MISSING',
+    });
+    expect(entries[1]).toMatchObject({ action: 'Control/ListRuns', auth: 'none' });
+    await m.audit.close();
+    const after = (await m.audit.log.list({ after: 2 }, 100)) as AuditEntry[];
+    expect(after).toMatchObject([{ actor: 'mia@test', detail: { repeated: 99 } }]);
+  });
+
+  it('serves the trail to audit.read: an org admin reads their organisation, the rest redacted', async () => {
+    const m = await start();
+    const a = m.control(m.peer('ada@test', { type: 'admin', role: 'org_admin', org: 'org-a' }));
+    const b = m.control(m.peer('bo@test', { type: 'admin', role: 'org_admin', org: 'org-b' }));
+    await a.registerNode({ publicKey: m.nodeKey().publicKey });
+    await b.registerNode({ publicKey: m.nodeKey().publicKey });
+    await m.audit.settled();
+    const asA = m.auditClient(m.peer('ada@test', { type: 'admin', role: 'org_admin', org: 'org-a' }));
+    const listed = await asA.listAudit({});
+    expect(listed.entries.map((e) => e.actor)).toEqual(['ada@test']);
+    const all = (await asA.listAudit({ redacted: true })).entries.map(entryFromWire);
+    expect(all.map((e) => ('redacted' in e ? 'redacted' : e.actor))).toEqual(['ada@test', 'redacted']);
+    const member = m.auditClient(m.peer('mia@test', { type: 'admin', role: 'member', org: 'org-a' }));
+    expect(errorCodeOf(await member.listAudit({}).catch((e) => e))).toBe('RIGHT_MISSING');
+  });
+});
