@@ -63,7 +63,7 @@ afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
 });
 
-describe.each(storeBackends('audit-trail'))('the audit trail on %s', (backend, makeUrl) => {
+describe.each(storeBackends('audit-trail'))('the audit trail on %s', (_backend, makeUrl) => {
   let now = T0;
   /** A trail of 8 entries, checkpoints at entries 6 and 8. */
   async function trail() {

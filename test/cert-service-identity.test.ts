@@ -118,10 +118,16 @@ describe('the admin API’s callers', () => {
     expect((await issue('Alpha')).status).toBe(200);
     expect((await issue('Beta')).json.error.code).toBe('WRONG_ORGANISATION');
     expect((await issue()).json.error.code).toBe('WRONG_ORGANISATION');
-    // The audit trail it reads is its organisation's.
+    // The audit trail it reads is its organisation's: changes to it, and calls by its people.
     const audit = (await callApp(app, 'GET', '/v1/audit?limit=1000', undefined, orgAdmin)).json.entries;
     expect(audit.length).toBeGreaterThan(0);
-    expect(audit.every((e: { detail: { org?: string } }) => e.detail.org === 'Alpha')).toBe(true);
+    expect(
+      audit.every(
+        (e: { actorOrg: string | null; detail: { org?: string } }) =>
+          e.detail.org === 'Alpha' || e.actorOrg === 'Alpha',
+      ),
+    ).toBe(true);
+    expect(audit.some((e: { outcome: string }) => e.outcome === 'refused WRONG_ORGANISATION')).toBe(true);
     for (const role of ['lead', 'member'])
       expect(
         (await callApp(app, 'GET', '/v1/audit', undefined, await as(role, 'Alpha'))).json.error.code,
