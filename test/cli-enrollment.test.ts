@@ -106,7 +106,10 @@ describe('pollen enrollment', () => {
     const check = ok.json<{ verified: boolean; head: { seq: number; hash: string } }>();
     expect(check.verified).toBe(true);
     expect(ok.stderr).toContain('pollen audit verify');
-    const listed = await pollenInProcess(['audit', 'list', '--limit', '1000', '--json'], { env });
+    const listed = await pollenInProcess(
+      ['audit', 'list', '--cert-service', env.POLLEN_CERT_SERVICE_URL!, '--limit', '1000', '--json'],
+      { env },
+    );
     const log = listed.json<{ entries: { seq: number; action: string; target: string; actor: string }[] }>();
     const actions = log.entries.map((e) => `${e.action} ${e.target}`);
     expect(actions).toEqual(

@@ -4,16 +4,20 @@ import { type AuditListOptions, auditList } from '../audit/list.js';
 import type { AuditSourceOptions } from '../audit/source.js';
 import { type AuditVerifyOptions, auditVerify } from '../audit/verify.js';
 import { action } from '../command.js';
-import { apiKeyOption, caCertOption, caOption, certServiceOption } from '../env-options.js';
+import { apiKeyOption, caCertOption, caOption } from '../env-options.js';
 
 /** Which trail: a SuperLink's connection entry, or a Certificate Service. */
 function sourceOptions(cmd: Command): Command {
-  return cmd
-    .option('--superlink <name>', 'the SuperLink connection entry (default: the default one)')
-    .addOption(certServiceOption())
-    .addOption(apiKeyOption())
-    .addOption(caCertOption())
-    .addOption(caOption('CA folder whose rootCA.pem to trust'));
+  return (
+    cmd
+      .option('--superlink <name>', 'the SuperLink connection entry (default: the default one)')
+      // Not read from POLLEN_CERT_SERVICE_URL: a SuperLink's operator often sets that (for the CRL),
+      // and the trail read must be the one named on the command line.
+      .option('--cert-service <url>', 'read this Certificate Service instead of a SuperLink')
+      .addOption(apiKeyOption())
+      .addOption(caCertOption())
+      .addOption(caOption('CA folder whose rootCA.pem to trust'))
+  );
 }
 
 export function registerAudit(program: Command): void {
