@@ -101,6 +101,16 @@ describe('pollen enrollment', () => {
   });
 
   it('keeps a hash-chained audit log that detects a rewritten entry', async () => {
+    // The service signs its head (at intervals and on stop; here, now): verify checks it too.
+    await cs.svc.service.audit.checkpoint();
+    const anchored = await pollenInProcess(
+      ['audit', 'verify', '--cert-service', env.POLLEN_CERT_SERVICE_URL!, '--json'],
+      { env },
+    );
+    expect(anchored.code, anchored.stdout).toBe(0);
+    expect(anchored.json<{ anchoredAt: number; head: { seq: number } }>()).toMatchObject({
+      anchoredAt: anchored.json<{ head: { seq: number } }>().head.seq,
+    });
     const ok = await pollenInProcess(['enrollment', 'audit', '--verify', '--json'], { env });
     expect(ok.code, ok.stderr).toBe(0);
     const check = ok.json<{ verified: boolean; head: { seq: number; hash: string } }>();
