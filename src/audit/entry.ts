@@ -181,14 +181,12 @@ export function change(
 }
 
 /**
- * The organisations an entry concerns: its actor's, and the one its change was about (recorded as
- * `detail.org`). An organisation's admin reads the entries that concern their organisation.
+ * The organisation an entry belongs to: the one its change was about (recorded as `detail.org`),
+ * else its actor's. An organisation's admin reads its organisation's entries; what someone of
+ * theirs did to another organisation belongs to that one.
  */
-export function entryOrgs(e: AuditEntry): string[] {
-  const orgs = new Set<string>();
-  if (e.actorOrg) orgs.add(e.actorOrg);
-  if (typeof e.detail.org === 'string') orgs.add(e.detail.org);
-  return [...orgs];
+export function entryOrg(e: AuditEntry): string | null {
+  return typeof e.detail.org === 'string' ? e.detail.org : e.actorOrg;
 }
 
 /** Who made a call that was refused before its credential named anyone. */

@@ -1,11 +1,11 @@
 /**
  * The Audit API on the Control port: the SuperLink's audit trail and its checkpoints, for
  * callers holding `audit.read`. A project admin reads every entry; an organisation's admin the
- * entries that concern their organisation (audit/entry.ts `entryOrgs`), the others redacted on
+ * entries of their organisation (audit/entry.ts `entryOrg`), the others redacted on
  * request so they can still check the whole chain.
  */
 import type { ConnectRouter } from '@connectrpc/connect';
-import { type AuditEntry, entryOrgs } from '../audit/entry.js';
+import { type AuditEntry, entryOrg } from '../audit/entry.js';
 import type { AuditTrail } from '../audit/trail.js';
 import { checkpointToWire, entryToWire } from '../audit/wire.js';
 import { Audit } from '../gen/pollen/v1/audit_pb.js';
@@ -30,7 +30,7 @@ export function auditRoutes(audit: AuditTrail, o: ControlAuthOptions) {
             ...(req.actor && { actor: req.actor }),
             ...(req.federation && { federation: req.federation }),
             ...(scope !== 'any' && {
-              visible: (e: AuditEntry) => entryOrgs(e).some((org) => covers(scope, who, { org })),
+              visible: (e: AuditEntry) => covers(scope, who, { org: entryOrg(e) ?? undefined }),
             }),
             hidden: req.redacted ? 'redact' : 'skip',
           },
