@@ -1,7 +1,15 @@
+import { createClient, createRouterTransport } from '@connectrpc/connect';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../src/audit/entry.js';
 import { entryFromWire } from '../src/audit/wire.js';
-import { errorCodeOf } from '../src/transport/errors.js';
+import { Federations } from '../src/gen/pollen/v1/federations_pb.js';
+import { DEFAULT_ACCESS_POLICY } from '../src/identity/rights.js';
+import { auditInterceptor } from '../src/superlink/control-audit.js';
+import { allowed, presentedBy } from '../src/superlink/control-auth.js';
+import { peerContextKey } from '../src/transport/context.js';
+import { errorCodeOf, guard } from '../src/transport/errors.js';
+import { connectPipeline } from '../src/transport/rpc-server.js';
 import { memoryLinks } from './support/memory-link.js';
 
 const start = memoryLinks('control-audit');
@@ -64,5 +72,55 @@ describe('the audit trail of the Control port', () => {
     expect(all.map((e) => ('redacted' in e ? 'redacted' : e.actor))).toEqual(['ada@test', 'redacted']);
     const member = m.auditClient(m.peer('mia@test', { type: 'admin', role: 'member', org: 'org-a' }));
     expect(errorCodeOf(await member.listAudit({}).catch((e) => e))).toBe('RIGHT_MISSING');
+  });
+});
+
+describe('the audit hook over handlers it does not know', () => {
+  it('records a Federations call by its method name, the handler untouched', async () => {
+    const m = await start();
+    const o = {
+      requireAdminCert: true,
+      policy: DEFAULT_ACCESS_POLICY,
+      audit: m.audit,
+      log: pino({ level: 'silent' }),
+    };
+    // A stand-in for the Federations handlers: they identify the caller as every handler does.
+    const pipeline = connectPipeline({
+      routes: (router) =>
+        router.service(Federations, {
+          createFederation: guard(async (req, ctx) => {
+            await allowed(presentedBy(ctx), o, 'node.manage');
+            return { federation: { name: req.name } };
+          }),
+        }),
+      interceptors: [auditInterceptor(m.audit)],
+      log: pino({ level: 'silent' }),
+    });
+    const as = (peer: ReturnType<typeof m.peer>) =>
+      createClient(
+        Federations,
+        createRouterTransport(pipeline.routes, {
+          router: {
+            ...pipeline.options,
+            interceptors: [
+              (next) => (req) => {
+                req.contextValues.set(peerContextKey, peer);
+                return next(req);
+              },
+              ...pipeline.options.interceptors,
+            ],
+          },
+        }),
+      );
+    await as(m.peer('root@test', { type: 'admin' })).createFederation({ name: 'cancer-study' });
+    const member = as(m.peer('mia@test', { type: 'admin', role: 'member', org: 'org-a' }));
+    expect(errorCodeOf(await member.createFederation({ name: 'x' }).catch((e) => e))).toBe('RIGHT_MISSING');
+    await m.audit.settled();
+    expect(await m.audit.log.list({ federation: 'cancer-study' }, 10)).toMatchObject([
+      { action: 'Federations/CreateFederation', actor: 'root@test', target: 'cancer-study', outcome: 'ok' },
+    ]);
+    expect(await m.audit.log.list({ actor: 'mia@test' }, 10)).toMatchObject([
+      { action: 'Federations/CreateFederation', federation: 'x', outcome: 'refused RIGHT_MISSING' },
+    ]);
   });
 });
