@@ -6,7 +6,7 @@ import { entryFromWire } from '../src/audit/wire.js';
 import { Federations } from '../src/gen/pollen/v1/federations_pb.js';
 import { DEFAULT_ACCESS_POLICY } from '../src/identity/rights.js';
 import { auditInterceptor } from '../src/superlink/control-audit.js';
-import { allowed, presentedBy } from '../src/superlink/control-auth.js';
+import { callerOf, check, presentedBy } from '../src/superlink/control-auth.js';
 import { peerContextKey } from '../src/transport/context.js';
 import { errorCodeOf, guard } from '../src/transport/errors.js';
 import { connectPipeline } from '../src/transport/rpc-server.js';
@@ -75,6 +75,32 @@ describe('the audit trail of the Control port', () => {
   });
 });
 
+describe('the Federations service in the audit trail', () => {
+  it('records its state-changing calls with the federation they name, and their refusals', async () => {
+    const m = await start();
+    const admin = m.federations(m.peer('root@test', { type: 'admin' }));
+    await admin.createFederation({ name: 'cancer-study' });
+    await admin.listFederations({});
+    const member = m.federations(m.peer('mia@test', { type: 'admin', role: 'member', org: 'org-a' }));
+    await member.createFederation({ name: 'mine' }).catch(() => undefined);
+    await m.audit.settled();
+    expect(await m.audit.log.list({}, 10)).toMatchObject([
+      {
+        action: 'Federations/CreateFederation',
+        actor: 'root@test',
+        federation: 'cancer-study',
+        outcome: 'ok',
+      },
+      {
+        action: 'Federations/CreateFederation',
+        actor: 'mia@test',
+        federation: 'mine',
+        outcome: 'refused RIGHT_MISSING',
+      },
+    ]);
+  });
+});
+
 describe('the audit hook over handlers it does not know', () => {
   it('records a Federations call by its method name, the handler untouched', async () => {
     const m = await start();
@@ -89,7 +115,8 @@ describe('the audit hook over handlers it does not know', () => {
       routes: (router) =>
         router.service(Federations, {
           createFederation: guard(async (req, ctx) => {
-            await allowed(presentedBy(ctx), o, 'node.manage');
+            const p = presentedBy(ctx);
+            check(p, o, await callerOf(p, o), 'node.manage');
             return { federation: { name: req.name } };
           }),
         }),

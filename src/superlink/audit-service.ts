@@ -11,18 +11,24 @@ import { checkpointToWire, entryToWire } from '../audit/wire.js';
 import { Audit } from '../gen/pollen/v1/audit_pb.js';
 import { covers } from '../identity/rights.js';
 import { guard } from '../transport/errors.js';
-import { allowed, type ControlAuthOptions, presentedBy } from './control-auth.js';
+import { type ControlAuthOptions, callerOf, check, type Presented, presentedBy } from './control-auth.js';
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 10_000;
 
 const limitOf = (n: number) => Math.min(n || DEFAULT_LIMIT, MAX_LIMIT);
 
+/** The caller, if they hold audit.read (their own roles: the trail is the SuperLink's, not a federation's). */
+async function reader(p: Presented, o: ControlAuthOptions) {
+  const who = await callerOf(p, o);
+  return { who, scope: check(p, o, who, 'audit.read') };
+}
+
 export function auditRoutes(audit: AuditTrail, o: ControlAuthOptions) {
   return (router: ConnectRouter): void => {
     router.service(Audit, {
       listAudit: guard(async (req, ctx) => {
-        const { who, scope } = await allowed(presentedBy(ctx), o, 'audit.read');
+        const { who, scope } = await reader(presentedBy(ctx), o);
         const entries = await audit.log.list(
           {
             after: Number(req.afterSeq),
@@ -39,7 +45,7 @@ export function auditRoutes(audit: AuditTrail, o: ControlAuthOptions) {
         return { entries: entries.map(entryToWire) };
       }),
       getCheckpoints: guard(async (req, ctx) => {
-        await allowed(presentedBy(ctx), o, 'audit.read');
+        await reader(presentedBy(ctx), o);
         const checkpoints = await audit.log.checkpoints(Number(req.afterSeq), limitOf(req.limit));
         return { checkpoints: checkpoints.map(checkpointToWire) };
       }),
