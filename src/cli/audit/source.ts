@@ -15,7 +15,7 @@ import { type CredentialFlags, withControl } from '../control-client.js';
 import { type ServiceOptions, withClient } from '../enrollment/admin-client.js';
 
 export interface AuditSourceOptions extends ServiceOptions, CredentialFlags {
-  /** The SuperLink's connection entry (default: the default one). */
+  /** The SuperLink's connection entry (the global --superlink; default: the default one). */
   superlink?: string;
 }
 
@@ -39,10 +39,10 @@ export function withAuditSource<T>(f: AuditSourceOptions, fn: (s: AuditSource) =
         checkpoints: (after, limit) => c.auditCheckpoints(after, limit),
       }),
     );
-  return withControl(f.superlink, f, (s) =>
+  return withControl(undefined, f, (s) =>
     fn({
-      name: `SuperLink ${s.federation.name}`,
-      root: s.federation.tls?.ca,
+      name: `SuperLink ${s.connection.name}`,
+      root: s.connection.tls?.ca,
       async entries(q) {
         const res = await rpc(
           s.audit.listAudit({

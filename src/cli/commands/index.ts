@@ -3,6 +3,7 @@ import { registerAudit } from './audit.js';
 import { registerBuild } from './build.js';
 import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
+import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerFederation } from './federation.js';
@@ -34,6 +35,7 @@ export function registerCommands(program: Command): void {
   registerSimulate(program);
   registerRuns(program);
   registerBuild(program);
+  registerConfig(program);
   registerFederation(program);
   registerLogin(program);
   registerServiceAccount(program);
