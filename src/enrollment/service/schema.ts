@@ -1,8 +1,9 @@
 import type { Kysely, Migration } from 'kysely';
+import { type AuditSchema, auditUpgradeMigration } from '../../audit/schema.js';
 import { type ServiceAccountRow, serviceAccountsMigration } from '../../identity/service-accounts.js';
 
 /** The Certificate Service's tables. Times are epoch milliseconds (BIGINT). */
-export interface EnrollmentSchema {
+export interface EnrollmentSchema extends AuditSchema {
   policies: {
     sha256: string;
     project: string;
@@ -64,17 +65,6 @@ export interface EnrollmentSchema {
   api_keys: { sha256: string; label: string; created_at: number };
   /** Pipelines' credentials for the admin API (identity/service-accounts.ts). */
   service_accounts: ServiceAccountRow;
-  /** Append-only, hash-chained record of every change (written in the change's transaction). */
-  audit: {
-    seq: number;
-    at: number;
-    actor: string;
-    action: string;
-    subject: string;
-    detail: string;
-    prev_hash: string;
-    hash: string;
-  };
 }
 
 export const enrollmentMigrations: Record<string, Migration> = {
@@ -171,5 +161,7 @@ export const enrollmentMigrations: Record<string, Migration> = {
       await db.schema.alterTable('certificates').addColumn('org', 'text').execute();
     },
   },
-  '0004_service_accounts': serviceAccountsMigration,
+  // The audit trail shared with the SuperLink: who, where, outcome; signed checkpoints.
+  '0004_audit_trail': auditUpgradeMigration,
+  '0005_service_accounts': serviceAccountsMigration,
 };

@@ -5,6 +5,7 @@
  * (identity/service-accounts.ts, identity/service-account-admin.ts); this part adds the audit
  * trail: each creation and revocation is an entry, attributed to who made it.
  */
+import { type AuditActor, change } from '../../audit/entry.js';
 import type { Identity } from '../../identity/identity.js';
 import type { NewServiceAccount, ServiceAccountAdmin } from '../../identity/service-account-admin.js';
 import type { ServiceAccount } from '../../identity/service-accounts.js';
@@ -30,7 +31,7 @@ export class CertServiceAccounts {
     private readonly admin: ServiceAccountAdmin,
   ) {}
 
-  async create(who: Identity, actor: string, req: NewServiceAccount) {
+  async create(who: Identity, actor: AuditActor, req: NewServiceAccount) {
     const { account, secret } = await this.admin.create(who, req);
     await this.record(actor, 'service_account.created', account);
     return { account: accountJson(account), secret };
@@ -40,19 +41,22 @@ export class CertServiceAccounts {
     return { accounts: (await this.admin.list(who)).map(accountJson) };
   }
 
-  async revoke(who: Identity, actor: string, name: string) {
+  async revoke(who: Identity, actor: AuditActor, name: string) {
     const account = await this.admin.revoke(who, name);
     await this.record(actor, 'service_account.revoked', account);
     return { account: accountJson(account) };
   }
 
-  private record(actor: string, action: string, a: ServiceAccount): Promise<void> {
-    return this.c.batcher.run((tx) =>
-      this.c.audit.append(tx, actor, action, a.name, this.c.now(), {
-        roles: a.roles,
-        ...(a.org !== undefined && { org: a.org }),
-        ...(a.expiresAt !== undefined && { expiresAt: new Date(a.expiresAt).toISOString() }),
-      }),
+  private async record(actor: AuditActor, action: string, a: ServiceAccount): Promise<void> {
+    await this.c.batcher.run((tx) =>
+      this.c.audit.append(
+        tx,
+        change(actor, action, a.name, this.c.now(), {
+          roles: a.roles,
+          ...(a.org !== undefined && { org: a.org }),
+          ...(a.expiresAt !== undefined && { expiresAt: new Date(a.expiresAt).toISOString() }),
+        }),
+      ),
     );
   }
 }
