@@ -18,14 +18,9 @@ import {
 } from './der.js';
 import { certificateFingerprint } from './fingerprint.js';
 import { type KeyInfo, type LoadedPrivateKey, x509 } from './keys.js';
+import { type CertType, isCertType } from './vocabulary.js';
 
-/** The four kinds of certificate a project issues (FLARE's participant types). */
-export const CERT_TYPES = ['server', 'client', 'relay', 'admin'] as const;
-export type CertType = (typeof CERT_TYPES)[number];
-
-export function isCertType(v: string): v is CertType {
-  return (CERT_TYPES as readonly string[]).includes(v);
-}
+export { CERT_TYPES, type CertType, isCertType } from './vocabulary.js';
 
 /** FLARE keeps the role in PKCS#9 unstructuredName; we also keep it in the X.520 `title` attribute. */
 export const OID_UNSTRUCTURED_NAME = '1.2.840.113549.1.9.2';

@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
-import { action } from '../command.js';
-import { type DemoEnrollmentOptions, demoEnrollment } from '../demo/enrollment.js';
-import { type DemoFederationOptions, demoFederation } from '../demo/federation.js';
+import { action, lazy } from '../command.js';
+import type { DemoEnrollmentOptions } from '../demo/enrollment.js';
+import type { DemoFederationOptions } from '../demo/federation.js';
+
+const demoEnrollment = lazy(() => import('../demo/enrollment.js'), 'demoEnrollment');
+const demoFederation = lazy(() => import('../demo/federation.js'), 'demoFederation');
 
 export function registerDemo(program: Command): void {
   const demo = program

@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
-import { action } from '../command.js';
-import { type FederationAddOptions, federationAdd } from '../federation/add.js';
-import { type FederationListOptions, federationList } from '../federation/list.js';
+import { action, lazy } from '../command.js';
+import type { FederationAddOptions } from '../federation/add.js';
+import type { FederationListOptions } from '../federation/list.js';
 import { dim } from '../output.js';
+
+const federationAdd = lazy(() => import('../federation/add.js'), 'federationAdd');
+const federationList = lazy(() => import('../federation/list.js'), 'federationList');
 
 export function registerFederation(program: Command): void {
   const cmd = program

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { action } from '../command.js';
-import { serviceAccountCreate } from '../service-account/create.js';
-import { serviceAccountList } from '../service-account/list.js';
-import { serviceAccountRevoke } from '../service-account/revoke.js';
+import { action, lazy } from '../command.js';
+
+const serviceAccountCreate = lazy(() => import('../service-account/create.js'), 'serviceAccountCreate');
+const serviceAccountList = lazy(() => import('../service-account/list.js'), 'serviceAccountList');
+const serviceAccountRevoke = lazy(() => import('../service-account/revoke.js'), 'serviceAccountRevoke');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
