@@ -5,6 +5,8 @@
  * federation's admin certificate. Whenever a bearer token is sent, no client certificate is
  * presented, even if the federation has an admin kit: the SuperLink refuses a call with both.
  */
+
+import { existsSync } from 'node:fs';
 import type { Client, Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
@@ -14,7 +16,6 @@ import { openChannel } from '../transport/rpc-client.js';
 import { bearerFromEnv } from './bearer.js';
 import type { GlobalFlags } from './command.js';
 import { configPath, type Federation, loadFederation } from './federations.js';
-import { AccessTokens } from './login/access-token.js';
 import { loginPath } from './login/token-store.js';
 import { Reported } from './output.js';
 
@@ -41,7 +42,7 @@ export async function openControl(
 ): Promise<ControlSession> {
   const path = configPath(flags.config);
   const federation = loadFederation(name, path);
-  const tokens = secretBearer(bearerFromEnv(flags)) ?? AccessTokens.load(loginPath(path, federation.name));
+  const tokens = secretBearer(bearerFromEnv(flags)) ?? (await loginBearer(loginPath(path, federation.name)));
   if (!tokens && federation.tls && !federation.tls.cert)
     throw new PollenError(
       'LOGIN_REQUIRED',
@@ -83,6 +84,13 @@ export async function withControl<T>(
   } finally {
     s.close();
   }
+}
+
+/** A login's tokens, when there is one: the OIDC client (openid-client, jose) loads only then. */
+async function loginBearer(file: string): Promise<Bearer | undefined> {
+  if (!existsSync(file)) return undefined;
+  const { AccessTokens } = await import('./login/access-token.js');
+  return AccessTokens.load(file);
 }
 
 /** A service-account secret as a bearer: it never changes. */

@@ -25,7 +25,7 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import { z } from 'zod';
-import { loadKit } from '../enrollment/kit.js';
+import { loadKit } from '../enrollment/kit/load.js';
 import { PollenError } from '../errors.js';
 import { loadTlsMaterial, readPem, type TlsMaterial } from '../transport/tls.js';
 import { writeFileAtomic } from '../util/files.js';

@@ -21,7 +21,7 @@ import {
   SERVICE_ACCOUNT_PREFIX,
   type ServiceAccountAuth,
 } from '../identity/identity.js';
-import { assertValidName } from '../pki/profiles.js';
+import { assertValidName } from '../pki/names.js';
 import { isUniqueViolation, type LinkDb } from './state-common.js';
 import type { LinkSchema } from './state-schema.js';
 
