@@ -20,6 +20,7 @@ export const PROCESS_TESTS = [
   'test/refusals.test.ts',
   'test/superlink-identity.test.ts',
   'test/install.test.ts',
+  'test/federation-tenants.test.ts',
 ];
 
 export default defineConfig({

@@ -598,6 +598,46 @@ export const ERROR_CODES = {
     ExitCode.UNAUTHORIZED,
     'A service account gets no role wider than those of whoever creates it: give it your role or a narrower one, or ask a project admin.',
   ),
+  // Federations
+  FEDERATION_EXISTS: spec(409, ExitCode.CONFLICT, 'Choose another name, or `pollen federation show NAME`.'),
+  FEDERATION_NAME_RESERVED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Every SuperLink has the federation `default` already (served by every node); create yours under another name.',
+  ),
+  FEDERATION_DEFAULT_IMPLICIT: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'The federation `default` has no members or node list: every node serves it and your own roles apply. Create a federation to invite people into.',
+  ),
+  FEDERATION_ROLE_TOO_WIDE: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'In a federation you give nobody a role wider than your own there, and remove nobody whose role is wider: ask a project admin of the federation.',
+  ),
+  MEMBER_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, '`pollen federation members NAME` lists the members.'),
+  NODE_NOT_IN_FEDERATION: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    "A run reaches only the nodes serving its federation: ask the federation's admins to add the node (`pollen supernode register KEY.pub FEDERATION`).",
+  ),
+  INVITATION_NOT_FOUND: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Check the code (it starts with pollen_inv_ and is shown once, when the invitation is made), or ask for a new invitation.',
+  ),
+  INVITATION_EXPIRED: spec(410, ExitCode.CONFLICT, 'Ask whoever invited you for a new invitation.'),
+  INVITATION_USED: spec(
+    409,
+    ExitCode.CONFLICT,
+    'An invitation is accepted once: `pollen federation list` shows whether you are a member; otherwise ask for a new one.',
+  ),
+  INVITATION_REVOKED: spec(410, ExitCode.CONFLICT, 'The invitation was withdrawn: ask whoever invited you.'),
+  INVITATION_WRONG_IDENTITY: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    '`pollen whoami` shows who you are logged in as: log in as the invited identity (with the invited, verified e-mail), or ask for an invitation to this one.',
+  ),
   // Runtime: apps and runs
   APP_LOAD_FAILED: spec(
     400,

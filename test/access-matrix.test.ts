@@ -2,7 +2,9 @@
  * Every role × every right × the caller's own / another organisation, against the real services:
  * a SuperLink's Control API over TLS on 127.0.0.1, called with real admin certificates that carry
  * the role and `O=`; the Certificate Service's admin API (Fastify inject) called with access
- * tokens carrying the role and organisation. The expected outcomes are written out below, not
+ * tokens carrying the role and organisation. Then each role held in a federation (by invitation,
+ * by a caller whose own role is `member`), exercised there and in a federation they are not in.
+ * The expected outcomes are written out below, not
  * derived from the policy: a change to the default policy must change this table too.
  */
 import { generateKeyPairSync } from 'node:crypto';
@@ -17,6 +19,7 @@ import { buildApp } from '../src/enrollment/service/app.js';
 import type { EnrollmentSchema } from '../src/enrollment/service/schema.js';
 import { issueToken } from '../src/enrollment/token.js';
 import { Control } from '../src/gen/pollen/v1/control_pb.js';
+import { Federations } from '../src/gen/pollen/v1/federations_pb.js';
 import { ROLES, type Role } from '../src/identity/identity.js';
 import type { LoadedCa } from '../src/pki/ca.js';
 import { nodeIdFromPublicKey, sshPublicKeyLine } from '../src/pki/openssh.js';
@@ -29,8 +32,15 @@ import { type Answer, callApp, RoutesFixture } from './support/cert-service.js';
 import { outcomeOf } from './support/errors.js';
 import { tlsSuperLink } from './support/inproc.js';
 import { type LocalTokens, localTokens } from './support/local-tokens.js';
+import { pendingRun } from './support/runs.js';
 
-type Outcome = 'ok' | 'RIGHT_MISSING' | 'WRONG_ORGANISATION' | 'hidden';
+type Outcome =
+  | 'ok'
+  | 'RIGHT_MISSING'
+  | 'WRONG_ORGANISATION'
+  | 'hidden'
+  | 'FEDERATION_NOT_FOUND'
+  | 'RUN_NOT_FOUND';
 /** own: what the caller created; same: another person's, in the caller's organisation; other: another organisation's. */
 type Cell =
   | 'run.submit'
@@ -88,6 +98,61 @@ const EXPECTED: Record<Role, Record<Cell, Outcome>> = {
   },
 };
 
+/**
+ * In a federation: `fed` is the one where the caller's membership has the role (their own role is
+ * `member`), `other` one they do not belong to; runs are another person's of their organisation
+ * unless `own`.
+ */
+type FederationCell =
+  | 'run.submit@fed'
+  | 'run.submit@other'
+  | 'run.view@fed'
+  | 'run.view@other'
+  | 'run.stop@fed-own'
+  | 'run.stop@fed'
+  | 'run.stop@other'
+  | 'node.manage@fed'
+  | 'node.manage@other'
+  | 'federation.manage@fed'
+  | 'federation.manage@other'
+  | 'federation.create';
+
+// biome-ignore format: the matrix reads as a table
+const EXPECTED_IN_FEDERATION: Record<Role, Record<FederationCell, Outcome>> = {
+  project_admin: {
+    'run.submit@fed': 'ok',               'run.submit@other': 'FEDERATION_NOT_FOUND',
+    'run.view@fed': 'ok',                 'run.view@other': 'RUN_NOT_FOUND',
+    'run.stop@fed-own': 'ok',             'run.stop@fed': 'ok',                   'run.stop@other': 'RUN_NOT_FOUND',
+    'node.manage@fed': 'ok',              'node.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.manage@fed': 'ok',        'federation.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.create': 'RIGHT_MISSING',
+  },
+  org_admin: {
+    'run.submit@fed': 'RIGHT_MISSING',    'run.submit@other': 'FEDERATION_NOT_FOUND',
+    'run.view@fed': 'ok',                 'run.view@other': 'RUN_NOT_FOUND',
+    'run.stop@fed-own': 'ok',             'run.stop@fed': 'ok',                   'run.stop@other': 'RUN_NOT_FOUND',
+    'node.manage@fed': 'ok',              'node.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.manage@fed': 'ok',        'federation.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.create': 'RIGHT_MISSING',
+  },
+  lead: {
+    'run.submit@fed': 'ok',               'run.submit@other': 'FEDERATION_NOT_FOUND',
+    'run.view@fed': 'ok',                 'run.view@other': 'RUN_NOT_FOUND',
+    'run.stop@fed-own': 'ok',             'run.stop@fed': 'WRONG_ORGANISATION',   'run.stop@other': 'RUN_NOT_FOUND',
+    'node.manage@fed': 'RIGHT_MISSING',   'node.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.manage@fed': 'RIGHT_MISSING', 'federation.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.create': 'RIGHT_MISSING',
+  },
+  member: {
+    'run.submit@fed': 'RIGHT_MISSING',    'run.submit@other': 'FEDERATION_NOT_FOUND',
+    'run.view@fed': 'ok',                 'run.view@other': 'RUN_NOT_FOUND',
+    'run.stop@fed-own': 'RIGHT_MISSING',  'run.stop@fed': 'RIGHT_MISSING',        'run.stop@other': 'RIGHT_MISSING',
+    'node.manage@fed': 'RIGHT_MISSING',   'node.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.manage@fed': 'RIGHT_MISSING', 'federation.manage@other': 'FEDERATION_NOT_FOUND',
+    'federation.create': 'RIGHT_MISSING',
+  },
+};
+
 const ORG = 'Alpha Clinic';
 const OTHER = 'Beta Hospital';
 
@@ -121,9 +186,12 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A Control API client presenting an admin certificate of `role` in `org`. */
-async function adminOf(role: Role, org: string): Promise<{ control: Client<typeof Control>; name: string }> {
-  const name = `${role}@${org.split(' ')[0]!.toLowerCase()}.example`;
+/** Control and Federations clients presenting an admin certificate of `role` in `org`. */
+async function adminOf(
+  role: Role,
+  org: string,
+  name = `${role}@${org.split(' ')[0]!.toLowerCase()}.example`,
+): Promise<{ control: Client<typeof Control>; federations: Client<typeof Federations>; name: string }> {
   const c = await createSiteCertificate(ca, {
     name,
     type: 'admin',
@@ -138,23 +206,12 @@ async function adminOf(role: Role, org: string): Promise<{ control: Client<typeo
     tls: { ...loadTlsMaterial({ cert: c.certPath, key: c.keyPath, ca: c.rootPath }) },
   });
   channels.push(channel);
-  return { control: channel.client(Control), name };
+  return { control: channel.client(Control), federations: channel.client(Federations), name };
 }
 
-/** A pending run created by `subject` of `org` (as StartRun records it); its id. */
-async function runOf(subject: string, org: string): Promise<string> {
-  const run = await superlink.state.createRun({
-    fabHash: `sha256:${'0'.repeat(64)}`,
-    fabName: 'app',
-    fabVersion: '1.0.0',
-    runConfig: {},
-    federation: 'default',
-    createdBy: subject,
-    createdBySubject: subject,
-    org,
-  });
-  return run.runId;
-}
+/** A pending run created by `subject` of `org` in `federation` (as StartRun records it); its id. */
+const runOf = (subject: string, org: string, federation = 'default') =>
+  pendingRun(superlink.state, 'app', { subject, org, federation });
 
 /** A node key registered by an admin of `org`; its node id. */
 async function keyOf(org: string): Promise<string> {
@@ -185,7 +242,7 @@ const codeOfAnswer = (r: Answer): string => (r.status === 200 ? 'ok' : r.json.er
 /** A SuperLink call that passed its checks and failed for its content counts as allowed. */
 const allowedIf = (code: string) => (o: string) => (o === code ? 'ok' : o);
 
-describe('the access matrix: every role × right × organisation, on the real services', () => {
+describe('the access matrix: every role × right × organisation × federation, on the real services', () => {
   it('matches the table for each role', async () => {
     const actual: Record<string, Record<string, string>> = {};
     await pendingSiteOf(OTHER); // the other organisation's entries in the audit trail
@@ -235,5 +292,60 @@ describe('the access matrix: every role × right × organisation, on the real se
       actual[role] = cells;
     }
     expect(actual).toEqual(EXPECTED);
+  });
+
+  it('matches the table for each role held in a federation, there and in another', async () => {
+    const operator = await adminOf('project_admin', ORG, 'operator@alpha.example');
+    await operator.federations.createFederation({ name: 'fed-same' });
+    await operator.federations.createFederation({ name: 'fed-other' });
+    const newKey = () => sshPublicKeyLine(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    const actual: Record<string, Record<string, string>> = {};
+    for (const role of ROLES) {
+      // Their own role is `member`; in fed-same they hold `role` by invitation.
+      const name = `fed-${role.replace('_', '-')}@alpha.example`;
+      const { code } = await operator.federations.inviteMember({
+        federation: 'fed-same',
+        subject: `certificate:${name}`,
+        role,
+      });
+      const me = await adminOf('member', ORG, name);
+      await me.federations.acceptInvitation({ code });
+      const { control, federations } = me;
+      const c: Record<string, string> = {};
+      const submit = allowedIf('INVALID_REQUEST');
+      c['run.submit@fed'] = submit(await outcomeOf(control.startRun({ federation: 'fed-same' })));
+      c['run.submit@other'] = submit(await outcomeOf(control.startRun({ federation: 'fed-other' })));
+      c['run.view@fed'] = await outcomeOf(
+        control.getRunDetails({ runId: await runOf('x@alpha', ORG, 'fed-same') }),
+      );
+      c['run.view@other'] = await outcomeOf(
+        control.getRunDetails({ runId: await runOf('x@alpha', ORG, 'fed-other') }),
+      );
+      c['run.stop@fed-own'] = await outcomeOf(control.stopRun({ runId: await runOf(name, ORG, 'fed-same') }));
+      c['run.stop@fed'] = await outcomeOf(
+        control.stopRun({ runId: await runOf('x@alpha', ORG, 'fed-same') }),
+      );
+      c['run.stop@other'] = await outcomeOf(
+        control.stopRun({ runId: await runOf('x@alpha', ORG, 'fed-other') }),
+      );
+      c['node.manage@fed'] = await outcomeOf(
+        control.registerNode({ publicKey: newKey(), federation: 'fed-same' }),
+      );
+      c['node.manage@other'] = await outcomeOf(
+        control.registerNode({ publicKey: newKey(), federation: 'fed-other' }),
+      );
+      for (const [cell, federation] of [
+        ['federation.manage@fed', 'fed-same'],
+        ['federation.manage@other', 'fed-other'],
+      ] as const)
+        c[cell] = await outcomeOf(
+          federations.inviteMember({ federation, subject: 'someone', role: 'member' }),
+        );
+      c['federation.create'] = await outcomeOf(
+        federations.createFederation({ name: `by-${role.replace('_', '-')}` }),
+      );
+      actual[role] = c;
+    }
+    expect(actual).toEqual(EXPECTED_IN_FEDERATION);
   });
 });

@@ -342,7 +342,8 @@ describe('runs: pollen run, list, log, stop', () => {
     expect(d.run).toMatchObject({
       status: 'finished',
       subStatus: 'completed',
-      federation: 'test',
+      // The SuperLink's federation, not the name of the local connection entry.
+      federation: 'default',
       createdBy: 'admin',
       app: { name: 'pollen-test-tiny', version: '1.0.0' },
     });

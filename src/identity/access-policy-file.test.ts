@@ -54,7 +54,7 @@ describe('the access policy file', () => {
       'member: [run.view]', //         12
     ].join('\n');
     expect(problems(text)).toEqual([
-      '3 project_admin.run.sumbit: is not a right (rights: run.submit, run.stop, run.view, node.manage, enrollment.decide, service_account.manage, audit.read)',
+      '3 project_admin.run.sumbit: is not a right (rights: run.submit, run.stop, run.view, node.manage, enrollment.decide, service_account.manage, audit.read, federation.create, federation.manage)',
       '4 leads: is not a role (roles: project_admin, org_admin, lead, member)',
       '7 lead.run.stop: must be a scope: own, org, any (leave the right out to deny it)',
       '8 lead.run.view: must be a scope: own, org, any (leave the right out to deny it)',

@@ -20,7 +20,8 @@ import {
 export const DEFAULT_ACCESS_POLICY_YAML = `# Pollen access policy: role → right → scope. A right a role does not list is denied.
 # Scopes: own (what the caller created), org (what belongs to the caller's organisation), any.
 # Rights: run.submit, run.stop, run.view, node.manage, enrollment.decide,
-#         service_account.manage, audit.read.
+#         service_account.manage, audit.read, federation.create, federation.manage.
+# In a federation other than \`default\`, a member's role there is what counts (docs/identity.md).
 project_admin:
   run.submit: any
   run.stop: any
@@ -29,6 +30,8 @@ project_admin:
   enrollment.decide: any
   service_account.manage: any
   audit.read: any
+  federation.create: any
+  federation.manage: any
 org_admin:
   run.stop: org
   run.view: any
@@ -36,6 +39,7 @@ org_admin:
   enrollment.decide: org
   service_account.manage: org
   audit.read: org
+  federation.manage: any
 lead:
   run.submit: any
   run.stop: own

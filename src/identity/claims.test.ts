@@ -62,11 +62,19 @@ describe('claimMapper with the Keycloak-shaped default mapping', () => {
       subject: '4f6c1c9e-0000-4000-8000-000000000001',
       name: 'ada@hospital-a.org',
       email: 'ada@hospital-a.org',
+      emailVerified: true,
       org: 'hospital-a',
       // project_admin in the `account` client's roles is not read: only Pollen's clients count.
       roles: ['lead', 'member'],
       expiresAt: 1_800_000_000_000,
     });
+  });
+
+  it('calls an e-mail verified only where the token says email_verified: true', () => {
+    const { email_verified: _, ...unsaid } = keycloakToken();
+    expect(keycloak()(unsaid)).toMatchObject({ email: 'ada@hospital-a.org' });
+    expect(keycloak()(unsaid).emailVerified).toBeUndefined();
+    expect(keycloak()(keycloakToken({ email_verified: 'true' })).emailVerified).toBeUndefined();
   });
 
   it('maps provider role and group names through role-names, ignores the rest, and never widens', () => {

@@ -157,6 +157,7 @@ export function claimMapper(mapping: ClaimMapping): (claims: Record<string, unkn
       org,
       roles: ROLES.filter((r) => roles.has(r)),
       ...(email !== undefined && { email }),
+      ...(email !== undefined && claims['email_verified'] === true && { emailVerified: true }),
       ...(typeof exp === 'number' && { expiresAt: exp * 1000 }),
     };
   };

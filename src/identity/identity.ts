@@ -29,6 +29,8 @@ export interface Identity {
   org: string | undefined;
   roles: Role[];
   email?: string;
+  /** True only where the identity provider says it verified `email` (`email_verified`): an invitation by e-mail needs it. */
+  emailVerified?: boolean;
   /** When the credential stops being valid (epoch ms), where it has an end. */
   expiresAt?: number;
 }

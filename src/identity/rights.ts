@@ -22,6 +22,10 @@ export const RIGHTS = [
   'service_account.manage',
   /** Read the audit trail. */
   'audit.read',
+  /** Create a federation on the SuperLink. */
+  'federation.create',
+  /** Invite and remove a federation's members, add and remove its nodes (within that federation). */
+  'federation.manage',
 ] as const;
 export type Right = (typeof RIGHTS)[number];
 
@@ -41,6 +45,8 @@ export const DEFAULT_ACCESS_POLICY: AccessPolicy = {
     'enrollment.decide': 'any',
     'service_account.manage': 'any',
     'audit.read': 'any',
+    'federation.create': 'any',
+    'federation.manage': 'any',
   },
   org_admin: {
     'run.stop': 'org',
@@ -49,6 +55,7 @@ export const DEFAULT_ACCESS_POLICY: AccessPolicy = {
     'enrollment.decide': 'org',
     'service_account.manage': 'org',
     'audit.read': 'org',
+    'federation.manage': 'any',
   },
   lead: { 'run.submit': 'any', 'run.stop': 'own', 'run.view': 'any' },
   member: { 'run.view': 'any' },

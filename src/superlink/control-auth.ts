@@ -98,20 +98,6 @@ export async function callerOf(p: Presented, o: ControlAuthOptions): Promise<Ide
   }
 }
 
-/**
- * The caller, if they hold `right` (over `target`, when known now). Returns the scope granted,
- * for lists filtered by `covers`.
- */
-export async function allowed(
-  p: Presented,
-  o: ControlAuthOptions,
-  right: Right,
-  target?: Target,
-): Promise<{ who: Identity; scope: Scope }> {
-  const who = await callerOf(p, o);
-  return { who, scope: check(p, o, who, right, target) };
-}
-
 /** `authorize`, with the refusal logged. */
 export function check(
   p: Presented,

@@ -141,6 +141,7 @@ describe('StartRun', () => {
     const l = await start();
     const admin = l.admin('alice@test');
     const fab = await uploadBundle(l);
+    await l.federations(l.peer('alice@test', { type: 'admin' })).createFederation({ name: 'fed-a' });
     const { runId } = await admin.startRun({
       fab,
       runConfig: configToWire({ lr: 0.5 }),

@@ -8,7 +8,9 @@ import { readBundle } from '../apps/bundle.js';
 import { runConfigOf } from '../apps/run-config.js';
 import { PollenError } from '../errors.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
-import { covers, type Right, type Target } from '../identity/rights.js';
+import { Federations } from '../gen/pollen/v1/federations_pb.js';
+import type { Identity } from '../identity/identity.js';
+import { covers, type Right, scopeOf } from '../identity/rights.js';
 import { assertValidName } from '../pki/names.js';
 import { nodeIdFromPublicKey, parseSshPublicKey, sshPublicKeyLine } from '../pki/openssh.js';
 import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
@@ -18,16 +20,13 @@ import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import { configFromWire } from '../transport/wire.js';
 import { artefactToWire } from './artefacts.js';
-import {
-  allowed,
-  type ControlAuthOptions,
-  callerOf,
-  check,
-  type Presented,
-  presentedBy,
-} from './control-auth.js';
+import { type ControlAuthOptions, callerOf, check, type Presented, presentedBy } from './control-auth.js';
+import { inFederation, isOperator, runTarget, scopesByFederation, seenIn } from './federation-access.js';
+import { federationHandlers } from './federation-routes.js';
+import { DEFAULT_FEDERATION } from './federations.js';
 import type { Link } from './link.js';
 import { loginDetails } from './login-details.js';
+import { nodeToWire } from './node-wire.js';
 import type { RunLauncher } from './run-launcher.js';
 import type { Run } from './run-store.js';
 import { serviceAccountHandlers } from './service-account-routes.js';
@@ -37,9 +36,19 @@ export interface ControlOptions extends ControlAuthOptions {
   onKeyUnregistered: (nodeId: string) => void;
 }
 
-/** What a right over a run is exercised on: its creator and organisation. */
-export function runTarget(run: Run): Target {
-  return { owner: run.createdBySubject ?? undefined, org: run.org ?? undefined };
+export { runTarget };
+
+/**
+ * The caller, if they hold `right` in some federation they see (RIGHT_MISSING, logged, if in
+ * none): what a call checks before it looks anything up, so a caller without the right learns
+ * nothing of what exists.
+ */
+async function holder(p: Presented, o: ControlOptions, link: Link, right: Right): Promise<Identity> {
+  const who = await callerOf(p, o);
+  // Held by the caller's own roles (in `default`), or else in some federation they belong to.
+  if (scopeOf(o.policy, who, right)) return who;
+  if (scopesByFederation(o.policy, link.state.federations, who, right).size === 0) check(p, o, who, right);
+  return who;
 }
 
 /**
@@ -47,22 +56,35 @@ export function runTarget(run: Run): Target {
  * CHUNK_RUN_REQUIRED; a run that does not exist has no chunks in scope (CHUNK_SCOPE_DENIED).
  */
 async function artefactsOf(p: Presented, o: ControlOptions, link: Link, runId: string | undefined) {
-  const { who } = await allowed(p, o, 'run.view');
+  const who = await holder(p, o, link, 'run.view');
   const run = runId ? await link.state.getRun(runId) : undefined;
-  if (run) check(p, o, who, 'run.view', runTarget(run));
+  if (run) checkOnRun(p, o, link, who, 'run.view', run);
   return link.artefacts.reader(runId);
 }
 
 /**
- * The caller, if they hold `right` over run `runId`. The right is checked before the run is
- * looked up, so a caller without it learns nothing of which runs exist.
+ * The caller, if they hold `right` over run `runId` in the run's federation. A run of a
+ * federation the caller does not see is RUN_NOT_FOUND, as one that does not exist.
  */
 async function onRun(p: Presented, o: ControlOptions, link: Link, right: Right, runId: string | undefined) {
-  const { who } = await allowed(p, o, right);
+  const who = await holder(p, o, link, right);
   const run = runId ? await link.state.getRun(runId) : undefined;
   if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${runId ?? '(none named)'}`);
-  check(p, o, who, right, runTarget(run));
+  checkOnRun(p, o, link, who, right, run);
   return { who, run };
+}
+
+function checkOnRun(
+  p: Presented,
+  o: ControlOptions,
+  link: Link,
+  who: Identity,
+  right: Right,
+  run: Run,
+): void {
+  const there = seenIn(link.state.federations, who, run.federation);
+  if (!there) throw new PollenError('RUN_NOT_FOUND', `No run ${run.runId}`);
+  check(p, o, there, right, runTarget(run));
 }
 
 /** Log lines as StreamLogs sends them. */
@@ -77,7 +99,7 @@ function wireLogLines(lines: LogLine[]) {
 export function controlBulkAuth(o: ControlOptions, link: Link): (req: BulkRequest) => Promise<void> {
   return async (req) => {
     const p = { peer: req.peer, authorization: req.authorization };
-    if (req.method === 'PUT') await allowed(p, o, 'run.submit');
+    if (req.method === 'PUT') await holder(p, o, link, 'run.submit');
     else await artefactsOf(p, o, link, req.headers[CHUNK_RUN_HEADER] || undefined);
   };
 }
@@ -90,6 +112,7 @@ export function controlChunkStore(link: Link) {
 
 export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptions) {
   return (router: ConnectRouter): void => {
+    router.service(Federations, federationHandlers(link, o));
     router.service(Control, {
       ...serviceAccountHandlers({
         accounts: link.state.serviceAccounts,
@@ -99,11 +122,11 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         log: link.log,
       }),
       missingChunks: guard(async (req, ctx) => {
-        await allowed(presentedBy(ctx), o, 'run.submit');
+        await holder(presentedBy(ctx), o, link, 'run.submit');
         return serveMissingChunks(link.chunks, req);
       }),
       pushChunks: guard(async (requests, ctx) => {
-        await allowed(presentedBy(ctx), o, 'run.submit');
+        await holder(presentedBy(ctx), o, link, 'run.submit');
         return servePushChunks(link.chunks, requests, link.chunkLimits);
       }),
       async *pullChunks(req, ctx) {
@@ -116,7 +139,10 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         }
       },
       startRun: guard(async (req, ctx) => {
-        const { who } = await allowed(presentedBy(ctx), o, 'run.submit');
+        const p = presentedBy(ctx);
+        const who = await callerOf(p, o);
+        const federation = req.federation || DEFAULT_FEDERATION;
+        check(p, o, inFederation(link.state.federations, who, federation), 'run.submit');
         if (!req.fab) throw new PollenError('INVALID_REQUEST', 'StartRun needs the app bundle');
         const fab = await link.registerFab(req.fab);
         // The run config is the app's defaults with the user's overrides, fixed at submission.
@@ -127,13 +153,13 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
           fabName: fab.name,
           fabVersion: fab.version,
           runConfig,
-          federation: req.federation || 'default',
+          federation,
           createdBy: who.name,
           createdBySubject: who.subject,
           org: who.org ?? null,
         });
         link.log.info(
-          { runId: run.runId, by: who.name, identity: who.kind, org: who.org, app: fab.name },
+          { runId: run.runId, by: who.name, identity: who.kind, org: who.org, app: fab.name, federation },
           'run submitted',
         );
         launcher
@@ -142,11 +168,26 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         return { runId: run.runId };
       }),
       listRuns: guard(async (req, ctx) => {
-        const { who, scope } = await allowed(presentedBy(ctx), o, 'run.view');
+        const p = presentedBy(ctx);
+        const who = await holder(p, o, link, 'run.view');
+        const limit = req.limit || 100;
+        const feds = link.state.federations;
+        if (req.federation) check(p, o, inFederation(feds, who, req.federation), 'run.view');
+        const scopes = scopesByFederation(o.policy, feds, who, 'run.view');
+        // An operator sees every run: the store may apply the limit.
+        const everything = isOperator(who) && [...scopes.values()].every((s) => s.scope === 'any');
         // Filtered before the limit is applied would need the store to know scopes; runs are few.
-        const runs = (await link.state.listRuns(scope === 'any' ? { limit: req.limit || 100 } : {}))
-          .filter((r) => covers(scope, who, runTarget(r)))
-          .slice(0, req.limit || 100);
+        const runs = (
+          await link.state.listRuns({
+            ...(req.federation && { federation: req.federation }),
+            ...(everything && { limit }),
+          })
+        )
+          .filter((r) => {
+            const s = scopes.get(r.federation);
+            return s !== undefined && covers(s.scope, s.who, runTarget(r));
+          })
+          .slice(0, limit);
         return { runs: await Promise.all(runs.map((r) => link.toWireRun(r))) };
       }),
       getRunDetails: guard(async (req, ctx) => {
@@ -212,32 +253,55 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
           throw toConnectError(e);
         }
       },
-      listNodes: guard(async (_req, ctx) => {
-        // Which nodes serve the federation is part of following its runs.
-        await allowed(presentedBy(ctx), o, 'run.view');
-        const nodes = await link.state.listNodes();
+      listNodes: guard(async (req, ctx) => {
+        // Which nodes serve a federation is part of following its runs (run.view) or managing
+        // its nodes (node.manage): a caller sees the nodes of the federations where they hold either.
+        const p = presentedBy(ctx);
+        const feds = link.state.federations;
+        const who = await callerOf(p, o);
+        const seen = new Set([
+          ...scopesByFederation(o.policy, feds, who, 'run.view').keys(),
+          ...scopesByFederation(o.policy, feds, who, 'node.manage').keys(),
+        ]);
+        if (seen.size === 0) check(p, o, who, 'run.view');
+        if (req.federation) {
+          const there = inFederation(feds, who, req.federation);
+          if (!seen.has(req.federation)) check(p, o, there, 'run.view');
+        }
+        const wanted = req.federation ? [req.federation] : [...seen];
+        const nodes = link.state.listNodes().filter((n) => wanted.some((f) => feds.serves(f, n)));
         return {
           nodeAuth: link.nodeAuth,
-          nodes: nodes.map((n) => ({
-            nodeId: n.nodeId,
-            name: n.name,
-            status: n.status,
-            registered: n.registered,
-            lastSeenAt: BigInt(n.lastSeenAt ?? 0),
-            certFingerprint: n.certFingerprint ?? '',
-            publicKey: n.publicKey ?? '',
-            site: n.site ?? '',
-            siteBoundBy: n.siteBoundBy ?? '',
-            siteBoundAt: BigInt(n.siteBoundAt ?? 0),
-          })),
+          nodes: nodes.map((n) =>
+            nodeToWire(
+              n,
+              feds.servedBy(n).filter((f) => seen.has(f)),
+            ),
+          ),
         };
       }),
       registerNode: guard(async (req, ctx) => {
-        // A key is registered into the registrant's organisation.
-        const { who } = await allowed(presentedBy(ctx), o, 'node.manage');
-        check(presentedBy(ctx), o, who, 'node.manage', { org: who.org });
+        // A key is registered into the registrant's organisation, by node.manage in the
+        // federation it joins (`default`: the registrant's own roles).
+        const p = presentedBy(ctx);
+        const who = await callerOf(p, o);
+        const feds = link.state.federations;
+        const federation = req.federation || DEFAULT_FEDERATION;
+        const there = inFederation(feds, who, federation);
+        check(p, o, there, 'node.manage', { org: who.org });
         const key = parseSshPublicKey(req.publicKey);
         const nodeId = nodeIdFromPublicKey(key);
+        const known = link.state.getNode(nodeId);
+        if (known?.registered && federation !== DEFAULT_FEDERATION) {
+          // Registered already: it joins one more federation, if its organisation is the caller's to manage.
+          check(p, o, there, 'node.manage', { org: known.org ?? undefined });
+          await feds.addNode(federation, nodeId, who.name);
+          link.log.info(
+            { event: 'federation.node_added', federation, nodeId, by: who.name, org: who.org },
+            'registered node added to federation',
+          );
+          return { nodeId };
+        }
         // A certificate name, as `pollen cert site` / the enrollment policy accept them.
         if (req.site) assertValidName(req.site);
         await link.state.registerNodeKey({
@@ -248,8 +312,16 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
           by: who.name,
           ...(who.org !== undefined && { org: who.org }),
         });
+        if (federation !== DEFAULT_FEDERATION) await feds.addNode(federation, nodeId, who.name);
         link.log.info(
-          { event: 'node.key.registered', nodeId, by: who.name, org: who.org, site: req.site || null },
+          {
+            event: 'node.key.registered',
+            nodeId,
+            by: who.name,
+            org: who.org,
+            site: req.site || null,
+            federation,
+          },
           'node key registered',
         );
         return { nodeId };
@@ -272,7 +344,8 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
       }),
       unregisterNode: guard(async (req, ctx) => {
         const p = presentedBy(ctx);
-        const { who } = await allowed(p, o, 'node.manage');
+        const who = await callerOf(p, o);
+        check(p, o, who, 'node.manage');
         const node = link.state.getNode(req.nodeId);
         if (node) check(p, o, who, 'node.manage', { org: node.org ?? undefined });
         await link.state.unregisterNode(req.nodeId);

@@ -62,6 +62,7 @@ function fleetImpl(link: Link) {
         nodeId: node.nodeId,
         name,
         certFingerprint: node.certFingerprint,
+        ...(node.certOrg !== undefined && { certOrg: node.certOrg }),
         heartbeatIntervalMs: interval,
         instanceId: req.instanceId.slice(0, 64),
       });

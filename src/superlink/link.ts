@@ -364,6 +364,26 @@ export class Link {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Federations: a run reaches only the nodes serving its federation
+
+  /** Whether node `nodeId` serves the federation of run `runId` (the run's answer is shared, see wireRun). */
+  async serves(runId: string, nodeId: string): Promise<boolean> {
+    const { federation } = await this.wireRun(runId, true);
+    const node = this.state.getNode(nodeId) ?? { nodeId, certOrg: null };
+    return this.state.federations.serves(federation, node);
+  }
+
+  /** The online nodes serving run `runId`'s federation: what its ServerApp may send work to. */
+  async nodesOfRun(runId: string): Promise<string[]> {
+    const { federation } = await this.wireRun(runId, true);
+    const feds = this.state.federations;
+    return this.state.onlineNodeIds().filter((id) => {
+      const node = this.state.getNode(id);
+      return node !== undefined && feds.serves(federation, node);
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Messages
 
   async #checkChunks(message: WireMessage, held: ChunkStore): Promise<string[]> {
@@ -381,6 +401,7 @@ export class Link {
   async pushInstructions(runId: string, messages: WireMessage[]): Promise<string[]> {
     const items = [];
     const held = this.appReads(runId, undefined);
+    const serving = new Map<string, boolean>();
     for (const m of messages) {
       const md = m.metadata;
       if (!md) throw new PollenError('MESSAGE_INVALID', 'A message needs metadata');
@@ -390,6 +411,13 @@ export class Link {
         throw new PollenError('MESSAGE_INVALID', 'A reply cannot be sent as an instruction');
       md.runId = runId;
       md.srcNodeId = '0';
+      if (!serving.has(md.dstNodeId)) serving.set(md.dstNodeId, await this.serves(runId, md.dstNodeId));
+      if (!serving.get(md.dstNodeId))
+        throw new PollenError(
+          'NODE_NOT_IN_FEDERATION',
+          `Node ${md.dstNodeId} does not serve the federation of run ${runId}`,
+          { data: { runId, nodeId: md.dstNodeId } },
+        );
       const chunkIds = await this.#checkChunks(m, held);
       items.push({
         messageId: md.messageId,
@@ -441,8 +469,12 @@ export class Link {
     const deadline = this.time.now() + Math.min(Math.max(waitMs, 0), MAX_INSTRUCTION_WAIT_MS);
     for (;;) {
       const seen = this.#pushed.get(nodeId);
-      const rows = await this.state.pullInstructions(nodeId, { limit });
+      const pulled = await this.state.pullInstructions(nodeId, { limit });
+      // Queued before the node left the run's federation: withheld (the instruction expires).
+      const rows = [];
+      for (const r of pulled) if (await this.serves(r.runId, nodeId).catch(() => false)) rows.push(r);
       if (rows.length > 0) return rows.map((r) => r.payload);
+      if (pulled.length > 0) continue;
       const left = deadline - this.time.now();
       if (left <= 0 || signal?.aborted || this.#closing) return [];
       // Pushed while we looked: look again rather than wait for the next push.

@@ -115,7 +115,12 @@ function certificateCaller(
       throw new PollenError('PERMISSION_DENIED', `A ${peer.type} certificate cannot join as a SuperNode`);
     if (o.project && peer.project !== projectSlug(o.project))
       throw new PollenError('PERMISSION_DENIED', `The certificate belongs to project ${peer.project}`);
-    return { nodeId: nodeIdFromIdentity(peer), name: peer.name, certFingerprint: peer.fingerprint };
+    return {
+      nodeId: nodeIdFromIdentity(peer),
+      name: peer.name,
+      certFingerprint: peer.fingerprint,
+      ...(peer.org !== undefined && { certOrg: peer.org }),
+    };
   }
   const name = insecureName ?? '';
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
@@ -199,7 +204,6 @@ export function authenticateSessionCall(o: NodeAuthOptions, call: Call): void {
 
 function sessionCall(o: NodeAuthOptions, call: Call): void {
   const known = certificateCaller(o, call.values.get(peerContextKey), call.header.get('pollen-node-name'));
-  const { name, certFingerprint } = known;
   let { nodeId } = known;
   if (o.verifier) {
     if (call.method === ACTIVATE_METHOD)
@@ -210,7 +214,7 @@ function sessionCall(o: NodeAuthOptions, call: Call): void {
       headers: headerMap(call.header),
     });
   }
-  call.values.set(callingNodeKey, { nodeId, name, certFingerprint });
+  call.values.set(callingNodeKey, { ...known, nodeId });
 }
 
 /**

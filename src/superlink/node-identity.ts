@@ -21,6 +21,8 @@ export interface CallingNode {
   nodeId: string;
   name: string;
   certFingerprint?: string;
+  /** The organisation (`O=`) its certificate names: what a federation's `node_orgs` match. */
+  certOrg?: string;
   publicKey?: string;
 }
 

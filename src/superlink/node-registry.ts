@@ -41,6 +41,8 @@ export interface NodeInfo {
   siteBoundBy: string | null;
   /** The organisation of whoever registered the key; null where none was known. */
   org: string | null;
+  /** The organisation (`O=`) of its client certificate at its last activation; null: none. */
+  certOrg: string | null;
 }
 
 export interface RegisterNodeKeyInput {
@@ -58,6 +60,8 @@ export interface ActivateNodeInput {
   nodeId: string;
   name: string;
   certFingerprint?: string;
+  /** The organisation (`O=`) its client certificate names, if any. */
+  certOrg?: string;
   heartbeatIntervalMs: number;
   /** The node process (see fleet.proto); a new one marks a restart. */
   instanceId?: string;
@@ -79,6 +83,7 @@ export interface NodeEntry {
   siteBoundAt: number | null;
   siteBoundBy: string | null;
   org: string | null;
+  certOrg: string | null;
   /** The node process seen last (ActivateNode instance_id; memory only). */
   instanceId?: string;
   /** When that process first activated: instructions delivered earlier were lost with the old one. */
@@ -172,6 +177,7 @@ export class NodeRegistry {
     const n = held ?? {
       nodeId: input.nodeId,
       certFingerprint: null,
+      certOrg: null,
       heartbeatIntervalMs: 0,
       onlineUntil: 0,
       lastSeenAt: null,
@@ -264,6 +270,7 @@ export class NodeRegistry {
       siteBoundAt: n?.siteBoundAt ?? null,
       siteBoundBy: n?.siteBoundBy ?? null,
       org: n?.org ?? null,
+      certOrg: input.certOrg ?? null,
       instanceId: input.instanceId || n?.instanceId,
       restartedAt:
         input.instanceId && n?.instanceId !== undefined && n.instanceId !== input.instanceId
@@ -285,11 +292,13 @@ export class NodeRegistry {
           activated_at: now,
           deactivated_at: null,
           created_at: now,
+          cert_org: entry.certOrg,
         })
         .onConflict((oc) =>
           oc.column('node_id').doUpdateSet({
             name: entry.name,
             cert_fingerprint: entry.certFingerprint,
+            cert_org: entry.certOrg,
             heartbeat_interval_ms: entry.heartbeatIntervalMs,
             online_until: entry.onlineUntil,
             last_seen_at: now,
@@ -446,6 +455,7 @@ function info(n: NodeEntry, now: number): NodeInfo {
     siteBoundAt: n.siteBoundAt,
     siteBoundBy: n.siteBoundBy,
     org: n.org,
+    certOrg: n.certOrg,
   };
 }
 
@@ -478,6 +488,7 @@ function toEntry(r: LinkSchema['nodes']): NodeEntry {
     siteBoundAt: r.site_bound_at,
     siteBoundBy: r.site_bound_by,
     org: r.org,
+    certOrg: r.cert_org,
   };
 }
 

@@ -90,10 +90,11 @@ export class RunStore {
   }
 
   /** Newest first. */
-  async listRuns(options: { limit?: number } = {}): Promise<Run[]> {
+  async listRuns(options: { limit?: number; federation?: string } = {}): Promise<Run[]> {
     const rows = await this.db
       .selectFrom('runs')
       .selectAll()
+      .$if(options.federation !== undefined, (q) => q.where('federation', '=', options.federation!))
       .orderBy('created_at', 'desc')
       .orderBy('run_id', 'desc')
       .$if(options.limit !== undefined, (q) => q.limit(options.limit!))

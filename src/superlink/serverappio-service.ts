@@ -81,10 +81,7 @@ export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
           },
         };
       }),
-      getNodes: guard(async (_req, ctx) => {
-        runOf(ctx);
-        return { nodeIds: await link.state.onlineNodeIds() };
-      }),
+      getNodes: guard(async (_req, ctx) => ({ nodeIds: await link.nodesOfRun(runOf(ctx)) })),
       pushInstructions: guard(async (req, ctx) => {
         const runId = runOf(ctx);
         if (req.messages.length > 10_000)

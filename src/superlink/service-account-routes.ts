@@ -97,10 +97,18 @@ function targetOf(a: ServiceAccount): Target {
 }
 
 /**
- * SERVICE_ACCOUNT_ROLE_TOO_WIDE when `roles` grant a right `who` lacks, or holds only in a
- * narrower scope.
+ * SERVICE_ACCOUNT_ROLE_TOO_WIDE (or `o.code`) when `roles` grant a right `who` lacks, or holds
+ * only in a narrower scope.
  */
-export function refuseWider(policy: AccessPolicy, who: Identity, roles: Role[]): void {
+export function refuseWider(
+  policy: AccessPolicy,
+  who: Identity,
+  roles: Role[],
+  o: { code: 'SERVICE_ACCOUNT_ROLE_TOO_WIDE' | 'FEDERATION_ROLE_TOO_WIDE'; what: string } = {
+    code: 'SERVICE_ACCOUNT_ROLE_TOO_WIDE',
+    what: 'give a service account',
+  },
+): void {
   const rank = (s: Scope | undefined) => (s === undefined ? -1 : SCOPES.indexOf(s));
   const wider: { role: Role; right: Right; scope: Scope; yours: Scope | undefined }[] = [];
   for (const role of roles)
@@ -112,8 +120,8 @@ export function refuseWider(policy: AccessPolicy, who: Identity, roles: Role[]):
   if (wider.length === 0) return;
   const w = wider[0]!;
   throw new PollenError(
-    'SERVICE_ACCOUNT_ROLE_TOO_WIDE',
-    `${who.name} may not give a service account the role ${w.role}: it grants ${w.right} (${w.scope}), ` +
+    o.code,
+    `${who.name} may not ${o.what} the role ${w.role}: it grants ${w.right} (${w.scope}), ` +
       `${w.yours ? `wider than their own (${w.yours})` : 'which they do not hold'}`,
     {
       data: {

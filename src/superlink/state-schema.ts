@@ -30,6 +30,8 @@ export interface LinkSchema {
     site_bound_by: string | null;
     /** The organisation of whoever registered the key (its `node.manage` target); NULL: none known. */
     org: string | null;
+    /** The organisation (`O=`) of the client certificate of its last activation; NULL: none. */
+    cert_org: string | null;
   };
   /**
    * Nonces of signed (ActivateNode) requests, kept until their timestamp leaves the window, so a
@@ -135,6 +137,51 @@ export interface LinkSchema {
     revoked_by: string | null;
     /** Written at most once a minute per account. */
     last_used_at: number | null;
+  };
+  /** Federations besides the implicit `default` (federations.ts). */
+  federations: {
+    name: string;
+    description: string;
+    /** JSON array: nodes whose certificate names one of these organisations serve it. */
+    node_orgs: string;
+    created_by: string;
+    created_at: number;
+  };
+  federation_members: {
+    federation: string;
+    /** `KIND:SUBJECT`, as WhoAmI names identities (`user:…`, `service_account:…`, `certificate:…`). */
+    subject: string;
+    name: string;
+    email: string | null;
+    org: string | null;
+    role: string;
+    added_by: string;
+    added_at: number;
+  };
+  /** Nodes added to a federation one by one (by registration or AddFederationNode). */
+  federation_nodes: {
+    federation: string;
+    node_id: string;
+    added_by: string;
+    added_at: number;
+  };
+  /** Invitations into a federation (invitations.ts); single use, bound to one identity. */
+  federation_invitations: {
+    id: string;
+    federation: string;
+    /** Exactly one of email and subject is set. */
+    email: string | null;
+    subject: string | null;
+    role: string;
+    /** SHA-256 (hex) of the code; the code itself is never stored. */
+    code_sha256: string;
+    created_by: string;
+    created_at: number;
+    expires_at: number;
+    accepted_by: string | null;
+    accepted_at: number | null;
+    revoked_by: string | null;
+    revoked_at: number | null;
   };
 }
 
@@ -298,6 +345,62 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .addColumn('revoked_at', 'bigint')
           .addColumn('revoked_by', 'text')
           .addColumn('last_used_at', 'bigint')
+          .execute();
+      },
+    },
+    '0008_federations': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('nodes').addColumn('cert_org', 'text').execute();
+        // Until now a SuperLink had one federation: its runs were on it, whatever a client named.
+        await sql`UPDATE runs SET federation = 'default'`.execute(db);
+        await db.schema
+          .createTable('federations')
+          .addColumn('name', 'text', (c) => c.primaryKey())
+          .addColumn('description', 'text', (c) => c.notNull())
+          .addColumn('node_orgs', 'text', (c) => c.notNull())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema
+          .createTable('federation_members')
+          .addColumn('federation', 'text', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('email', 'text')
+          .addColumn('org', 'text')
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('added_by', 'text', (c) => c.notNull())
+          .addColumn('added_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('federation_members_pk', ['federation', 'subject'])
+          .execute();
+        await db.schema
+          .createTable('federation_nodes')
+          .addColumn('federation', 'text', (c) => c.notNull())
+          .addColumn('node_id', 'text', (c) => c.notNull())
+          .addColumn('added_by', 'text', (c) => c.notNull())
+          .addColumn('added_at', 'bigint', (c) => c.notNull())
+          .addPrimaryKeyConstraint('federation_nodes_pk', ['federation', 'node_id'])
+          .execute();
+        await db.schema
+          .createTable('federation_invitations')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('federation', 'text', (c) => c.notNull())
+          .addColumn('email', 'text')
+          .addColumn('subject', 'text')
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('code_sha256', 'text', (c) => c.notNull().unique())
+          .addColumn('created_by', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addColumn('accepted_by', 'text')
+          .addColumn('accepted_at', 'bigint')
+          .addColumn('revoked_by', 'text')
+          .addColumn('revoked_at', 'bigint')
+          .execute();
+        await db.schema
+          .createIndex('federation_invitations_federation')
+          .on('federation_invitations')
+          .columns(['federation'])
           .execute();
       },
     },

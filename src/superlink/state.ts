@@ -9,6 +9,8 @@
  *   run-artefacts.ts   what each run's ServerApp saved (the bytes are in the artefact store)
  *   nonce-store.ts     nonces of signed requests (replays refused across restarts)
  *   service-accounts.ts  pipelines' credentials for the Control API (in memory, written through)
+ *   federations.ts     federations, their members and nodes (in memory, written through)
+ *   invitations.ts     invitations into federations (single use: a compare-and-set in the store)
  *
  * One SuperLink process owns the store. That is what lets the hot paths stay in memory: node
  * liveness (heartbeats are flushed in batches, not one fsync each), the registered-key map checked
@@ -17,6 +19,8 @@
  */
 import { WriteBatcher } from '../store/batcher.js';
 import { type Database, openDatabase } from '../store/database.js';
+import { Federations } from './federations.js';
+import { Invitations } from './invitations.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, MessageQueue } from './message-queue.js';
 import type { Instruction, InstructionInput, PulledReply, ReplyInput } from './message-rows.js';
 import {
@@ -100,6 +104,9 @@ export class LinkState {
   readonly nonces: NonceStore;
   /** Service accounts: created, listed and revoked by admins, authenticated on Control API calls. */
   readonly serviceAccounts: ServiceAccounts;
+  /** Federations besides `default`: members, nodes (federations.ts). */
+  readonly federations: Federations;
+  readonly invitations: Invitations;
   private readonly timer: NodeJS.Timeout;
   private closed: Promise<void> | undefined;
   /** The last error of a background liveness flush (retried on the next one). */
@@ -125,6 +132,8 @@ export class LinkState {
     this.artefacts = new RunArtefacts(db, this.runs, now);
     this.nonces = new NonceStore(db, pg ? undefined : batcher, now);
     this.serviceAccounts = new ServiceAccounts(db, now);
+    this.federations = new Federations(db, now);
+    this.invitations = new Invitations(db, this.federations, now);
     this.timer = setInterval(() => {
       this.flushLiveness().catch((e) => {
         this.lastFlushError = e;
@@ -144,6 +153,7 @@ export class LinkState {
     await this.nonces.sweep();
     await this.nodes.load();
     await this.serviceAccounts.load();
+    await this.federations.load();
   }
 
   // Nodes (node-registry.ts)
@@ -160,12 +170,14 @@ export class LinkState {
     return this.nodes.bindSite(nodeId, site);
   }
   /**
-   * Withdraw a key registration: the node is deactivated and can no longer activate, and its
-   * unanswered instructions are answered with NODE_UNAVAILABLE errors by pullReplies.
+   * Withdraw a key registration: the node is deactivated and can no longer activate, its
+   * unanswered instructions are answered with NODE_UNAVAILABLE errors by pullReplies, and it
+   * leaves the federations it was added to.
    */
   async unregisterNode(nodeId: string): Promise<void> {
     await this.nodes.unregisterNode(nodeId);
     this.messages.forgetNode(nodeId);
+    await this.federations.forgetNode(nodeId);
   }
   /** The node id of a registered key, from memory (this is checked on every session open). */
   isKeyRegistered(publicKeyLine: string): string | undefined {
@@ -205,8 +217,8 @@ export class LinkState {
   getRun(runId: string): Promise<Run | undefined> {
     return this.runs.getRun(runId);
   }
-  /** Newest first. */
-  listRuns(options?: { limit?: number }): Promise<Run[]> {
+  /** Newest first; with `federation`, that federation's only. */
+  listRuns(options?: { limit?: number; federation?: string }): Promise<Run[]> {
     return this.runs.listRuns(options);
   }
   /** Runs that were not finished: what a restarted SuperLink must resume or fail. */

@@ -14,14 +14,22 @@ export const LOCAL_AUDIENCE = 'pollen-test';
 export interface LocalTokens {
   verifier: TokenVerifier;
   /** A token for a person with these roles, in organisation `org` (none when undefined). */
-  sign(sub: string, o: { roles: string[]; org?: string; email?: string }): Promise<string>;
+  sign(
+    sub: string,
+    o: { roles: string[]; org?: string; email?: string; emailVerified?: boolean },
+  ): Promise<string>;
 }
 
 export async function localTokens(): Promise<LocalTokens> {
   const { privateKey, publicKey } = await generateKeyPair('ES256');
   return {
     async sign(sub, o) {
-      return new SignJWT({ roles: o.roles, ...(o.org && { org: o.org }), email: o.email ?? sub })
+      return new SignJWT({
+        roles: o.roles,
+        ...(o.org && { org: o.org }),
+        email: o.email ?? sub,
+        ...(o.emailVerified !== undefined && { email_verified: o.emailVerified }),
+      })
         .setProtectedHeader({ alg: 'ES256', kid: 'local' })
         .setSubject(sub)
         .setIssuer(LOCAL_ISSUER)
@@ -46,6 +54,7 @@ export async function localTokens(): Promise<LocalTokens> {
             email: String(payload.email ?? ''),
             org: typeof payload.org === 'string' ? payload.org : undefined,
             roles,
+            ...(payload.email_verified === true && { emailVerified: true }),
             expiresAt: (payload.exp ?? 0) * 1000,
           };
         } catch (e) {

@@ -20,6 +20,7 @@ import pino from 'pino';
 import { beforeEach } from 'vitest';
 import { ServerAppIo } from '../../src/gen/pollen/v1/appio_pb.js';
 import { Control } from '../../src/gen/pollen/v1/control_pb.js';
+import { Federations } from '../../src/gen/pollen/v1/federations_pb.js';
 import { Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
 import type { Message as WireMessage } from '../../src/gen/pollen/v1/records_pb.js';
 import { DEFAULT_ACCESS_POLICY } from '../../src/identity/rights.js';
@@ -109,12 +110,14 @@ export interface MemoryLink {
   peer(name: string, o?: { type?: CertType; project?: string; org?: string; role?: string }): PeerIdentity;
   /** A Fleet client as `caller`. */
   fleet(caller: FleetCaller): Client<typeof Fleet>;
-  /** A site's Fleet client (certificate `name`), activated. */
-  node(name: string): Promise<MemoryNode>;
+  /** A site's Fleet client (certificate `name`, of organisation `org` if given), activated. */
+  node(name: string, o?: { org?: string }): Promise<MemoryNode>;
   /** A Control client presenting `peer` (none: no certificate), sending `headers` (an `authorization`). */
   control(peer: PeerIdentity | undefined, headers?: Record<string, string>): Client<typeof Control>;
   /** A Control client as an admin of the project. */
   admin(name?: string): Client<typeof Control>;
+  /** A Federations client (same port and identities as Control) presenting `peer`, sending `headers`. */
+  federations(peer: PeerIdentity | undefined, headers?: Record<string, string>): Client<typeof Federations>;
   /** A new node key (ECDSA P-256): its signer, public key line and node id. */
   nodeKey(): { signer: RequestSigner; publicKey: string; nodeId: string };
   /** A running run (no ServerApp behind it); its id. */
@@ -222,8 +225,8 @@ export function memoryLinks(name: string) {
       logs,
       peer,
       fleet: fleetClient,
-      async node(nodeName) {
-        const p = peer(nodeName);
+      async node(nodeName, o = {}) {
+        const p = peer(nodeName, o);
         const client = fleetClient({ peer: p });
         const { nodeId } = await client.activateNode({ heartbeatIntervalMs: 10_000, name: nodeName });
         if (nodeId !== nodeIdFromIdentity(p)) throw new Error(`node ${nodeName} got id ${nodeId}`);
@@ -232,6 +235,8 @@ export function memoryLinks(name: string) {
       control: (p, headers) =>
         createClient(Control, transport(control, p, headers ? [setHeaders(headers)] : [])),
       admin,
+      federations: (p, headers) =>
+        createClient(Federations, transport(control, p, headers ? [setHeaders(headers)] : [])),
       nodeKey() {
         const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
         return {

@@ -4,15 +4,23 @@ import type { Link } from '../../src/superlink/link.js';
 import type { InstructionInput, LinkState } from '../../src/superlink/state.js';
 import { messageToWire } from '../../src/transport/wire.js';
 
-/** A run just created (pending: it is not running yet); its id. */
-export async function pendingRun(state: Pick<LinkState, 'createRun'>, fabName = 'test'): Promise<string> {
+/**
+ * A run just created (pending: it is not running yet) in `default`, or as `by` would have
+ * started it (as StartRun records it); its id.
+ */
+export async function pendingRun(
+  state: Pick<LinkState, 'createRun'>,
+  fabName = 'test',
+  by?: { subject: string; org: string; federation?: string },
+): Promise<string> {
   const run = await state.createRun({
     fabHash: `sha256:${'0'.repeat(64)}`,
     fabName,
     fabVersion: '1.0.0',
     runConfig: {},
-    federation: 'default',
-    createdBy: 'test',
+    federation: by?.federation ?? 'default',
+    createdBy: by?.subject ?? 'test',
+    ...(by && { createdBySubject: by.subject, org: by.org }),
   });
   return run.runId;
 }

@@ -39,7 +39,8 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
       chunks: s.chunks,
       appDir: o.appDir,
       runConfig: parseConfigPairs(o.runConfig, '--run-config'),
-      federation: s.federation.name,
+      // The SuperLink's federation (the connection entry's name is a local name).
+      federation: 'default',
       onProgress: (e) => out.progress(e.message),
     });
     if (!o.stream) {
