@@ -384,7 +384,7 @@ export const ERROR_CODES = {
   NODE_UNKNOWN: spec(
     404,
     ExitCode.NOT_FOUND,
-    'List the nodes with `pollen node list`; the node must activate first.',
+    'List the nodes with `pollen supernode list`; the node must activate first.',
   ),
   NODE_ALREADY_REGISTERED: spec(
     409,
@@ -534,7 +534,7 @@ export const ERROR_CODES = {
   LOGIN_NOT_OFFERED: spec(
     404,
     ExitCode.NOT_FOUND,
-    'This SuperLink announces no OpenID Provider: use an admin kit, or name the provider yourself with `pollen federation add NAME --address HOST:9093 --issuer URL --client-id ID`.',
+    'This SuperLink announces no OpenID Provider: use an admin kit, or name the provider yourself with `pollen config superlink add NAME --address HOST:9093 --issuer URL --client-id ID`.',
   ),
   LOGIN_DENIED: spec(
     403,
@@ -549,12 +549,12 @@ export const ERROR_CODES = {
   LOGIN_REQUIRED: spec(
     401,
     ExitCode.UNAUTHORIZED,
-    'Your login ended (it expired or was revoked at the identity provider): run `pollen login FEDERATION` again.',
+    'Your login ended (it expired or was revoked at the identity provider): run `pollen login SUPERLINK` again.',
   ),
   LOGIN_FAILED: spec(
     502,
     ExitCode.UNAUTHORIZED,
-    "The identity provider refused the request: check the federation's issuer and client id (`pollen federation list`), or ask its administrator.",
+    "The identity provider refused the request: check the SuperLink's issuer and client id (`pollen config superlink list`), or ask its administrator.",
   ),
   LOGIN_ISSUER_UNREACHABLE: spec(
     503,
@@ -678,10 +678,15 @@ export const ERROR_CODES = {
   ),
   RUN_FAILED: spec(500, ExitCode.INTERNAL, 'Read the run log: pollen log RUN_ID.'),
   CONFIG_INVALID: spec(400, ExitCode.INVALID_INPUT, 'Fix the named entry of ~/.pollen/config.toml.'),
+  SUPERLINK_NOT_FOUND: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Add a connection to the SuperLink: pollen config superlink add NAME --address HOST:9093 --kit ADMIN_KIT.',
+  ),
   FEDERATION_NOT_FOUND: spec(
     404,
     ExitCode.NOT_FOUND,
-    'Add it: pollen federation add NAME --address HOST:9093 --kit ADMIN_KIT.',
+    'No such federation on this SuperLink, or you are not a member: `pollen federation list` shows yours; a lead of the federation invites you (`pollen federation accept CODE`).',
   ),
   APP_NOT_TRUSTED: spec(
     403,

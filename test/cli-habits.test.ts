@@ -45,14 +45,14 @@ describe("Flower's app folder before the federation", () => {
     for (const args of [['ls', '.', 'hab'], ['list', 'hab'], ['ls', '.'], ['ls']]) {
       const r = await cli([...args, '--json']);
       expect(r.code, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(0);
-      expect(r.json()).toMatchObject({ ok: true, federation: 'hab' });
+      expect(r.json()).toMatchObject({ ok: true, superlink: 'hab', federation: 'default' });
     }
     const missing = await cli(['ls', './no-such-app', 'hab', '--json']);
     expect(failure(missing, 'FILE_NOT_FOUND', 4).message).toContain('no-such-app');
     const typo = await cli(['ls', '.', 'hub', '--json']);
     expect(failure(typo, 'FEDERATION_NOT_FOUND', 4)).toMatchObject({
       suggestion: 'hab',
-      hint: expect.stringMatching(/^Did you mean hab\? Known: hab/),
+      hint: expect.stringMatching(/^Did you mean hab\? Known SuperLinks: hab/),
     });
   });
 

@@ -125,7 +125,7 @@ describe('pollen login', () => {
     expect(code?.userCode).toMatch(/^[A-Z]{4}-[A-Z]{4}$/);
     expect(code?.verificationUri).toBe(`${provider.issuer}/device`);
     const doc = r.json<{
-      federation: string;
+      superlink: string;
       subject: string;
       email: string;
       refreshable: boolean;
@@ -133,7 +133,7 @@ describe('pollen login', () => {
     }>();
     expect(doc).toMatchObject({
       ok: true,
-      federation: 'lab',
+      superlink: 'lab',
       subject: 'ana',
       email: 'ana@uni-a.example',
       refreshable: true,
@@ -184,7 +184,7 @@ describe('pollen login', () => {
     const json = await pollenInProcess(['whoami', 'lab', '--config', config, '--json']);
     expect(json.json()).toMatchObject({
       ok: true,
-      federation: 'lab',
+      superlink: 'lab',
       identity: {
         kind: 'user',
         subject: 'ana',
@@ -213,7 +213,7 @@ describe('pollen login', () => {
     const config = await loggedIn();
     const { file, login: tokens } = stored(config, 'lab');
     const r = await pollenInProcess(['logout', 'lab', '--config', config, '--json']);
-    expect(r.json()).toMatchObject({ ok: true, federation: 'lab', loggedOut: true, revoked: 'revoked' });
+    expect(r.json()).toMatchObject({ ok: true, superlink: 'lab', loggedOut: true, revoked: 'revoked' });
     expect(existsSync(file)).toBe(false);
     expect(await provider.refreshTokenWorks(String(tokens.refreshToken))).toBe(false);
     const again = await pollenInProcess(['logout', 'lab', '--config', config, '--json']);
@@ -280,7 +280,8 @@ describe('pollen login refusals', () => {
     const root = join(t.dir, 'root.pem');
     writeFileSync(root, readFileSync(pki.server.ca));
     const add = await pollenInProcess([
-      'federation',
+      'config',
+      'superlink',
       'add',
       'lab',
       '--address',
@@ -335,7 +336,8 @@ describe('logging in to a real SuperLink', () => {
       const config = freshConfig();
       const address = new URL(link.superlink.controlUrl).host;
       const add = await pollenInProcess([
-        'federation',
+        'config',
+        'superlink',
         'add',
         'lab',
         '--address',

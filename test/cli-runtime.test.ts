@@ -262,13 +262,14 @@ describe('pollen superlink and pollen supernode', () => {
   });
 });
 
-describe('pollen federation', () => {
-  /** `pollen federation add NAME` at the Control API with certificate `cert`, and `more` flags. */
-  const addFederation = (name: string, cert: string, ...more: string[]) => {
+describe('pollen config superlink', () => {
+  /** `pollen config superlink add NAME` at the Control API with certificate `cert`, and `more` flags. */
+  const addSuperLink = (name: string, cert: string, ...more: string[]) => {
     const c = certs(cert);
     const credentials = ['--certificate', c.cert, '--private-key', c.key, '--root-certificate', c.root];
     return cli([
-      'federation',
+      'config',
+      'superlink',
       'add',
       name,
       '--address',
@@ -278,30 +279,38 @@ describe('pollen federation', () => {
     ]);
   };
 
-  it('adds a federation with admin credentials and lists it', async () => {
-    const add = await addFederation('test', 'admin', '--default', '--json');
+  it('adds a SuperLink with admin credentials and lists it; the earlier spelling works and says it moved', async () => {
+    const add = await addSuperLink('test', 'admin', '--default', '--json');
     expect(add.code, add.stderr).toBe(0);
-    expect(doc(add)).toEqual({ ok: true, name: 'test', path: ENV.POLLEN_CONFIG });
+    expect(doc(add)).toEqual({ ok: true, name: 'test', federation: 'default', path: ENV.POLLEN_CONFIG });
 
-    // a client certificate cannot act as an admin: a second federation proves the refusal
-    const intruder = await addFederation('as-node', 'site-0', '--json');
+    // a client certificate cannot act as an admin: a second connection proves the refusal
+    const c = certs('site-0');
+    const intruder = await cli([
+      ...['federation', 'add', 'as-node', '--address', new URL(links.control).host],
+      ...['--certificate', c.cert, '--private-key', c.key, '--root-certificate', c.root, '--json'],
+    ]);
     expect(intruder.code, intruder.stderr).toBe(0);
+    expect(doc(intruder)).toMatchObject({ ok: true, name: 'as-node' });
+    expect(intruder.stderr).toContain('moved to `pollen config superlink add`');
 
-    const list = await cli(['federation', 'list', '--json']);
+    const list = await cli(['config', 'superlink', 'list', '--json']);
     expect(list.code, list.stderr).toBe(0);
+    const address = new URL(links.control).host;
     expect(doc(list)).toEqual({
       ok: true,
       path: ENV.POLLEN_CONFIG,
-      federations: [
-        { name: 'test', address: new URL(links.control).host, default: true, insecure: false },
-        { name: 'as-node', address: new URL(links.control).host, default: false, insecure: false },
+      superlinks: [
+        { name: 'test', address, federation: 'default', default: true, insecure: false },
+        { name: 'as-node', address, federation: 'default', default: false, insecure: false },
       ],
     });
 
-    const incomplete = await cli(['federation', 'add', 'x', '--address', '127.0.0.1:1', '--json']);
+    const incomplete = await cli(['config', 'superlink', 'add', 'x', '--address', '127.0.0.1:1', '--json']);
     expect(expectError(incomplete, 'USAGE', 2).message).toContain('--kit');
     const noKit = await cli([
-      'federation',
+      'config',
+      'superlink',
       'add',
       'x',
       '--address',
@@ -311,10 +320,8 @@ describe('pollen federation', () => {
       '--json',
     ]);
     expect(expectError(noKit, 'FILE_NOT_FOUND', 4).message).toBe('--kit nowhere: no such file or folder');
-    const listed = await cli(['federation', 'list', '--json']);
-    expect(doc<{ federations: { name: string }[] }>(listed).federations.map((f) => f.name)).not.toContain(
-      'x',
-    );
+    const listed = await cli(['config', 'superlink', 'list', '--json']);
+    expect(doc<{ superlinks: { name: string }[] }>(listed).superlinks.map((f) => f.name)).not.toContain('x');
   });
 
   it('refuses a client certificate on the Control API', async () => {
@@ -326,8 +333,12 @@ describe('pollen federation', () => {
   it('lists both SuperNodes online under their certificate names', async () => {
     const r = await cli(['supernode', 'list', '--json']);
     expect(r.code, r.stderr).toBe(0);
-    const d = doc<{ federation: string; nodes: { nodeId: string; name: string; status: string }[] }>(r);
-    expect(d.federation).toBe('test');
+    const d = doc<{
+      superlink: string;
+      federation: string;
+      nodes: { nodeId: string; name: string; status: string }[];
+    }>(r);
+    expect([d.superlink, d.federation]).toEqual(['test', 'default']);
     const byId = new Map(d.nodes.map((n) => [n.nodeId, n]));
     for (const [i, n] of nodeDocs.entries())
       expect(byId.get(n.nodeId)).toMatchObject({ name: `site-${i}`, status: 'online' });
@@ -399,8 +410,8 @@ describe('runs: pollen run, list, log, stop', () => {
     expect(runId).not.toBe('');
     const list = await cli(['list', '--json']);
     expect(list.code, list.stderr).toBe(0);
-    const runs = doc<{ federation: string; runs: RunDoc[] }>(list);
-    expect(runs.federation).toBe('test');
+    const runs = doc<{ superlink: string; federation: string; runs: RunDoc[] }>(list);
+    expect([runs.superlink, runs.federation]).toEqual(['test', 'default']);
     expect(runs.runs.find((r) => r.runId === runId)).toMatchObject({
       status: 'finished',
       subStatus: 'completed',
@@ -450,12 +461,12 @@ describe('runs: pollen run, list, log, stop', () => {
     expect(text.stderr).toContain('error[RUN_NOT_FOUND]');
   });
 
-  it('reports a missing federation with a hint, before building anything', async () => {
+  it('reports a missing federation or SuperLink with a hint, before building anything', async () => {
     const r = await cli(['run', TINY, 'nope', '--json']);
     const e = expectError(r, 'FEDERATION_NOT_FOUND', 4);
     expect(e.message).toContain('"nope"');
-    expect(e.hint).toContain('test');
-    expect(e.hint).toContain('pollen federation add');
+    expect(e.message).toContain('SuperLink "test"');
+    expect(e.hint).toContain('pollen config superlink list');
     expect(r.stderr).not.toContain('building');
 
     // no config file at all
@@ -463,7 +474,7 @@ describe('runs: pollen run, list, log, stop', () => {
       cwd: t.dir,
       env: { ...ENV, POLLEN_CONFIG: join(t.dir, 'missing.toml') },
     });
-    expect(expectError(none, 'FEDERATION_NOT_FOUND', 4).hint).toContain('pollen federation add');
+    expect(expectError(none, 'SUPERLINK_NOT_FOUND', 4).hint).toContain('pollen config superlink add');
   });
 });
 
@@ -476,9 +487,11 @@ describe('usage', () => {
       ['list'],
       ['log'],
       ['stop'],
+      ['config', 'superlink'],
+      ['config', 'superlink', 'add'],
+      ['config', 'superlink', 'list'],
+      ['config', 'superlink', 'use'],
       ['federation'],
-      ['federation', 'add'],
-      ['federation', 'list'],
     ];
     const helps = await Promise.all(commands.map((c) => cli([...c, '--help'])));
     for (const [i, h] of helps.entries()) {

@@ -63,14 +63,14 @@ describe('pollen service-account', () => {
     );
     const doc = made.json<{
       ok: true;
-      federation: string;
+      superlink: string;
       account: AccountJson;
       secret: string;
       warning: string;
     }>();
     expect(doc).toMatchObject({
       ok: true,
-      federation: 'lab',
+      superlink: 'lab',
       account: {
         name: 'nightly',
         roles: ['lead', 'member'],
@@ -125,7 +125,7 @@ describe('pollen service-account', () => {
       code: 'SERVICE_ACCOUNT_REVOKED',
     });
     const text = ok(await cli(['sa', 'ls']));
-    expect(text.stdout).toMatch(/service account\(s\) in lab/);
+    expect(text.stdout).toMatch(/service account\(s\) on lab/);
     expect(text.stdout).toMatch(/to-revoke {2}member .*revoked 20/);
   });
 

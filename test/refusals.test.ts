@@ -329,14 +329,14 @@ describe('the SuperLink and its admins', () => {
   it('an admin certificate from another CA: CERT_NOT_ACCEPTED, exit 5', async () => {
     const { r, error } = await listAs('foreign', { ...other.admin, ca: pki.admin.ca });
     expect([error.code, r.code]).toEqual(['CERT_NOT_ACCEPTED', 5]);
-    expect(error.hint).toContain('pollen federation add');
+    expect(error.hint).toContain('pollen config superlink add');
   });
 
   it('an admin that does not trust the SuperLink: TLS_FAILED, exit 5, not INTERNAL', async () => {
     const { r, error } = await listAs('distrust', { ...pki.admin, ca: other.admin.ca });
     expect([error.code, r.code]).toEqual(['TLS_FAILED', 5]);
     expect(error.message).toContain('does not chain');
-    expect(error.hint).toContain('pollen federation list');
+    expect(error.hint).toContain('pollen config superlink list');
   });
 
   it('a client certificate on the Control API: PERMISSION_DENIED, exit 5, logged as control.refused', async () => {
@@ -345,7 +345,7 @@ describe('the SuperLink and its admins', () => {
     expect(events('control.refused').some((l) => l['peer'] === 'site-admin-wannabe')).toBe(true);
   });
 
-  it('a federation address that is the Fleet API: WRONG_ENDPOINT, exit 2', async () => {
+  it('a SuperLink address that is the Fleet API: WRONG_ENDPOINT, exit 2', async () => {
     const { r, error } = await listAs('fleet', pki.admin, link.fleetUrl);
     expect([error.code, r.code]).toEqual(['WRONG_ENDPOINT', 2]);
     expect(error.hint).toContain('Control API');

@@ -35,8 +35,10 @@ export function lazy<M, K extends AsyncExports<M>>(load: () => Promise<M>, name:
 /** The options every command has (`pollen --json --config FILE …`). */
 export interface GlobalFlags {
   json?: boolean;
-  /** The federations file (`--config`, POLLEN_CONFIG). */
+  /** The config file of SuperLink connections (`--config`, POLLEN_CONFIG). */
   config?: string;
+  /** The SuperLink connection to use (`--superlink`, POLLEN_SUPERLINK). */
+  superlink?: string;
   /** A file holding a service-account secret (`--token-file`, POLLEN_TOKEN_FILE). */
   tokenFile?: string;
 }

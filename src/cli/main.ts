@@ -16,9 +16,15 @@ export function buildProgram(io: Io = { stdout: process.stdout, stderr: process.
     .version(VERSION, '-V, --version', 'print the version')
     .option('--json', 'print one JSON document on stdout (errors too)')
     .addOption(
-      new Option('--config <file>', 'the federations file (default: ~/.pollen/config.toml)').env(
+      new Option('--config <file>', 'the SuperLink connections file (default: ~/.pollen/config.toml)').env(
         'POLLEN_CONFIG',
       ),
+    )
+    .addOption(
+      new Option(
+        '--superlink <name>',
+        'the SuperLink connection to use (default: pollen config superlink use NAME); a last FEDERATION argument is then a federation on it',
+      ).env('POLLEN_SUPERLINK'),
     )
     .addOption(
       new Option(

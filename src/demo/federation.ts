@@ -236,13 +236,14 @@ export async function runFederationDemo(
     // 4. The admin's own credentials and federation
     r.step(
       4,
-      'The admin gets an admin certificate and names the federation',
-      show(`federation add demo --address 127.0.0.1:${controlPort} --certificate …`),
+      'The admin gets an admin certificate and names the SuperLink for the CLI',
+      show(`config superlink add demo --address 127.0.0.1:${controlPort} --certificate …`),
     );
     const adminCerts = join(paths.admin, 'certs');
     await issue('project-admin', 'admin', adminCerts, ['--role', 'project_admin']);
     await px.must([
-      'federation',
+      'config',
+      'superlink',
       'add',
       'demo',
       '--address',
@@ -255,7 +256,7 @@ export async function runFederationDemo(
       join(adminCerts, 'rootCA.pem'),
       '--default',
     ]);
-    r.line(`federation "demo" saved in ${federationConfig}`);
+    r.line(`SuperLink "demo" saved in ${federationConfig} (federation default)`);
 
     // 5. Tokens and kits
     r.step(

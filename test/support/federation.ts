@@ -357,14 +357,14 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNodeProc
 // ---------------------------------------------------------------------------------------------
 // The admin's CLI
 
-/** POLLEN_CONFIG naming federation "test" at the Control API, with the admin certificate. */
+/** POLLEN_CONFIG naming SuperLink "test" at the Control API, with the admin certificate. */
 export function writeFederationConfig(path: string, controlUrl: string, admin: CertFiles): string {
   writeFileSync(
     path,
     [
-      `default-federation = "${FEDERATION}"`,
+      `default-superlink = "${FEDERATION}"`,
       '',
-      `[federations.${FEDERATION}]`,
+      `[superlinks.${FEDERATION}]`,
       `address = "${new URL(controlUrl).host}"`,
       `root-certificate = ${JSON.stringify(admin.ca)}`,
       `certificate = ${JSON.stringify(admin.cert)}`,

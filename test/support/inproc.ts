@@ -142,13 +142,13 @@ export async function startInProcessLink(prefix: string, extra: Extra = {}): Pro
   };
 }
 
-/** Write a federations file (`--config`, POLLEN_CONFIG) whose federation `name` is `link` as its admin. */
+/** Write a config file (`--config`, POLLEN_CONFIG) whose SuperLink connection `name` is `link`, as its admin. */
 export async function writeFederationsFile(link: InProcessLink, path: string, name: string): Promise<void> {
   const admin = await link.adminCert();
   writeFileSync(
     path,
     [
-      `[federations.${name}]`,
+      `[superlinks.${name}]`,
       `address = "${new URL(link.superlink.controlUrl).host}"`,
       `certificate = "${admin.certPath}"`,
       `private-key = "${admin.keyPath}"`,

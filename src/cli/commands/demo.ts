@@ -26,7 +26,7 @@ export function registerDemo(program: Command): void {
       `
 What happens, each step a real \`pollen\` process:
   cert init → cert-service (policy: site-* on this machine approved) → superlink (mutual TLS,
-  --enable-supernode-auth, CRL from the service) → admin certificate + federation add
+  --enable-supernode-auth, CRL from the service) → admin certificate + config superlink add
   → token batch + package (signed startup kits) → node keys (ssh-keygen) + supernode register
   → every site's start (enrolls, then runs its SuperNode) → run examples/mnist with a live
   per-round display → summary → everything stopped. With --oidc: an embedded OpenID Provider, the

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerBuild } from './build.js';
 import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
+import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerFederation } from './federation.js';
@@ -33,6 +34,7 @@ export function registerCommands(program: Command): void {
   registerSimulate(program);
   registerRuns(program);
   registerBuild(program);
+  registerConfig(program);
   registerFederation(program);
   registerLogin(program);
   registerServiceAccount(program);

@@ -10,9 +10,12 @@ const whoami = lazy(() => import('../login/whoami.js'), 'whoami');
 
 export function registerLogin(program: Command): void {
   program
-    .command('login [FEDERATION]')
-    .description('log in to a federation with its OpenID Provider (device code: sign in in any browser)')
-    .option('--address <host:port>', "the SuperLink's Control API, for a federation you have no kit for")
+    .command('login [SUPERLINK]')
+    .description('log in to a SuperLink with its OpenID Provider (device code: sign in in any browser)')
+    .option(
+      '--address <host:port>',
+      "the SuperLink's Control API, for a SuperLink not configured yet (saved as SUPERLINK, default: default)",
+    )
     .option(
       '--root-fingerprint <sha256>',
       "the project root's fingerprint the admin gave you (with --address)",
@@ -21,9 +24,10 @@ export function registerLogin(program: Command): void {
     .addHelpText(
       'after',
       `
-The SuperLink names its OpenID Provider (or the federation config does: issuer, client-id).
-The tokens are kept in ~/.pollen/logins/FEDERATION.json (0600) and refreshed when they expire;
-while you are logged in, calls send your access token and no client certificate.
+The SuperLink names its OpenID Provider (or its connection entry does: issuer, client-id).
+The tokens are kept in ~/.pollen/logins/SUPERLINK.json (0600) and refreshed when they expire;
+while you are logged in, calls send your access token and no client certificate. One login
+serves every federation on that SuperLink.
 
 Examples:
   pollen login lab --address superlink.example.org:9093 --root-fingerprint sha256:3f5a…
@@ -32,7 +36,7 @@ Examples:
     )
     .action(action<LoginOptions>((o, out, [federation]) => login({ ...o, federation }, out)));
   program
-    .command('logout [FEDERATION]')
+    .command('logout [SUPERLINK]')
     .description('revoke your refresh token at the identity provider and forget your tokens')
     .addHelpText(
       'after',
@@ -43,7 +47,7 @@ Examples:
     )
     .action(action<LogoutOptions>((o, out, [federation]) => logout({ ...o, federation }, out)));
   program
-    .command('whoami [FEDERATION]')
+    .command('whoami [SUPERLINK]')
     .description('who the SuperLink takes you for: subject, e-mail, organisation, roles, expiry')
     .addHelpText(
       'after',

@@ -22,6 +22,12 @@ export function registerRuns(program: Command): void {
 Examples:
   pollen run examples/mnist local --run-config num-rounds=5 --stream
   pollen run . prod --run-config "learning-rate=0.05 local-epochs=2"
+  pollen run . cancer-study --stream     # a federation on the default SuperLink
+
+FEDERATION is one of your SuperLink connections (pollen config superlink list: that SuperLink and
+the federation its entry names), or else a federation on the default connection (--superlink NAME
+picks another); left out, the default connection and its federation. List, log, pull and stop
+read it the same way.
 
 The app is bundled with its dependencies (pollen build), pushed in content-addressed chunks
 (only what the SuperLink lacks) and started as a ServerApp process on the SuperLink. Without

@@ -23,7 +23,7 @@ a right wider than their own. See docs/identity.md.`,
     );
 
   cmd
-    .command('create <NAME> [FEDERATION]')
+    .command('create <NAME> [SUPERLINK]')
     .description('create a service account and print its secret (shown once)')
     .requiredOption(
       '-r, --role <role>',
@@ -49,7 +49,7 @@ secret store. A lost secret cannot be shown again: revoke the account and create
     );
 
   cmd
-    .command('list [FEDERATION]')
+    .command('list [SUPERLINK]')
     .alias('ls')
     .description('list the service accounts you may manage (revoked and expired ones too)')
     .addHelpText(
@@ -62,7 +62,7 @@ Examples:
     .action(action<object>((o, out, [federation]) => serviceAccountList({ ...o, federation }, out)));
 
   cmd
-    .command('revoke <NAME> [FEDERATION]')
+    .command('revoke <NAME> [SUPERLINK]')
     .description('revoke a service account: its secret is refused from the next call on')
     .addHelpText(
       'after',

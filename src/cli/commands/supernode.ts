@@ -106,11 +106,14 @@ Examples:
   pollen supernode register site-1.pub prod --site site-1
   pollen supernode register site-1.pub prod      # bound to the first site that uses it
   pollen supernode register site-1.pub . prod    # Flower's form: the app folder first
+  pollen supernode register site-1.pub cancer-study   # the node joins federation cancer-study on the default SuperLink
 
 A registered key opens sessions only under the client certificate of its site: a SuperNode that
 presents the key with another site's certificate is refused (NODE_IDENTITY_MISMATCH), and the
 SuperLink logs both names. To move a key to another site, unregister it and register it again
-with --site. \`pollen supernode list\` shows each key's site and how it was bound.`,
+with --site. \`pollen supernode list\` shows each key's site and how it was bound. Registering
+a known key again with another federation adds the node to that one too (a node may serve
+several); every node serves the federation \`default\`.`,
     )
     .action(
       action<{ name?: string; site?: string }>((o, out, [keyFile, a, b]) =>

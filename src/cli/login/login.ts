@@ -6,9 +6,10 @@ import { explainCallFailure } from '../../transport/call-failure.js';
 import { rpc } from '../../transport/errors.js';
 import { openChannel } from '../../transport/rpc-client.js';
 import { writeFileAtomic } from '../../util/files.js';
+import { type Connection, configPath, readConnections, saveConnection } from '../connections.js';
 import { controlEndpoint } from '../control-client.js';
-import { configPath, type Federation, loadFederation, readConfig, saveFederation } from '../federations.js';
 import { bold, dim, type Output } from '../output.js';
+import { resolveTarget } from '../target.js';
 import { storedLogin } from './access-token.js';
 import { loginClock } from './clock.js';
 import { type DevicePrompt, deviceFlow } from './device-flow.js';
@@ -17,8 +18,10 @@ import { fetchPinnedRoot } from './pinned-root.js';
 import { loginPath, saveLogin } from './token-store.js';
 
 export interface LoginOptions {
+  /** A SuperLink connection, or a federation on the default one (target.ts): login is per SuperLink. */
   federation?: string;
-  /** With --root-fingerprint: the SuperLink's Control API, for a federation not configured yet. */
+  superlink?: string;
+  /** With --root-fingerprint: the SuperLink's Control API, for a SuperLink not configured yet. */
   address?: string;
   rootFingerprint?: string;
   /** commander's `--no-qr`. */
@@ -30,12 +33,14 @@ export interface LoginOptions {
 /** Report progress this often while the person signs in. */
 const PROGRESS_EVERY_MS = 30_000;
 
-/** `pollen login`: the device authorization grant against the federation's OpenID Provider. */
+/** `pollen login`: the device authorization grant against the SuperLink's OpenID Provider. */
 export async function login(o: LoginOptions, out: Output): Promise<void> {
   const path = configPath(o.config);
-  const name = o.rootFingerprint || o.address ? await trustRoot(o, path, out) : o.federation;
-  const federation = loadFederation(name, path);
-  const details = await detailsOf(federation);
+  const { connection } =
+    o.rootFingerprint || o.address
+      ? resolveTarget(undefined, { config: o.config, superlink: await trustRoot(o, path, out) })
+      : resolveTarget(o.federation, o);
+  const details = await detailsOf(connection);
   const config = await discoverIssuer(details.issuer, details.clientId);
   let nextProgress = 0;
   const tokens = await deviceFlow(config, details, {
@@ -49,27 +54,27 @@ export async function login(o: LoginOptions, out: Output): Promise<void> {
       );
     },
   });
-  const stored = storedLogin(federation.name, details, tokens);
-  const file = loginPath(path, federation.name);
+  const stored = storedLogin(connection.name, details, tokens);
+  const file = loginPath(path, connection.name);
   saveLogin(file, stored);
   out.result(
     {
-      federation: federation.name,
+      superlink: connection.name,
       issuer: details.issuer,
       subject: stored.subject ?? null,
       email: stored.email ?? null,
       expiresAt: new Date(stored.expiresAt).toISOString(),
       refreshable: stored.refreshToken !== undefined,
       tokenFile: file,
-      certificateSetAside: Boolean(federation.tls?.cert),
+      certificateSetAside: Boolean(connection.tls?.cert),
     },
     (d) => [
-      `logged in to ${bold(d.federation)} as ${bold(d.email ?? d.subject ?? 'unknown')} ${dim(`(${d.issuer})`)}`,
+      `logged in to ${bold(d.superlink)} as ${bold(d.email ?? d.subject ?? 'unknown')} ${dim(`(${d.issuer})`)}`,
       `  token saved in ${d.tokenFile} (0600)${d.refreshable ? ', refreshed when it expires' : ''}`,
       ...(d.certificateSetAside
         ? [
             dim(
-              `  calls to ${d.federation} now carry your token instead of its admin certificate; pollen logout ${d.federation} returns to the certificate`,
+              `  calls to ${d.superlink} now carry your token instead of its admin certificate; pollen logout ${d.superlink} returns to the certificate`,
             ),
           ]
         : []),
@@ -78,12 +83,13 @@ export async function login(o: LoginOptions, out: Output): Promise<void> {
 }
 
 /**
- * --address + --root-fingerprint: pin the SuperLink's root and save the federation (its other
- * settings, if it exists, are kept). Returns the federation's name.
+ * --address + --root-fingerprint: pin the SuperLink's root and save the connection NAME (its other
+ * settings, if it exists, are kept). Returns the connection's name.
  */
 async function trustRoot(o: LoginOptions, path: string, out: Output): Promise<string> {
   const name = o.federation ?? 'default';
-  const existing = readConfig(path).federations?.[name];
+  const file = readConnections(path);
+  const existing = file.entries[name];
   const address = o.address ?? existing?.address;
   if (!o.rootFingerprint || !address)
     throw new PollenError('USAGE', 'Give --address HOST:9093 and --root-fingerprint sha256:HEX together', {
@@ -92,14 +98,14 @@ async function trustRoot(o: LoginOptions, path: string, out: Output): Promise<st
   const root = await fetchPinnedRoot(address, o.rootFingerprint);
   const rootFile = join(dirname(path), 'roots', `${name}.pem`);
   writeFileAtomic(rootFile, root.pem);
-  const hasDefault = readConfig(path)['default-federation'] !== undefined;
-  saveFederation(name, { ...existing, address, 'root-certificate': rootFile }, !hasDefault, path);
-  out.progress(`trusting ${root.subject} (${root.fingerprint}) for ${address}: saved federation ${name}`);
+  // The first connection becomes the default; an existing default stays.
+  saveConnection(name, { ...existing, address, 'root-certificate': rootFile }, false, path);
+  out.progress(`trusting ${root.subject} (${root.fingerprint}) for ${address}: saved SuperLink ${name}`);
   return name;
 }
 
-/** The issuer, client and audience: from the federation config, else as the SuperLink announces them. */
-async function detailsOf(f: Federation): Promise<LoginDetails> {
+/** The issuer, client and audience: from the connection's entry, else as the SuperLink announces them. */
+async function detailsOf(f: Connection): Promise<LoginDetails> {
   if (f.issuer)
     return {
       issuer: f.issuer.issuer,

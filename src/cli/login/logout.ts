@@ -1,12 +1,15 @@
 import * as oidc from 'openid-client';
 import type { PollenError } from '../../errors.js';
-import { configPath, loadFederation } from '../federations.js';
+import { configPath } from '../connections.js';
 import { bold, type Output } from '../output.js';
+import { resolveTarget } from '../target.js';
 import { discoverIssuer, providerFailure } from './issuer.js';
 import { deleteLogin, loginPath, readLogin, type StoredLogin } from './token-store.js';
 
 export interface LogoutOptions {
+  /** A SuperLink connection, or a federation on the default one (target.ts). */
   federation?: string;
+  superlink?: string;
   config?: string;
 }
 
@@ -17,8 +20,8 @@ export interface LogoutOptions {
  */
 export async function logout(o: LogoutOptions, out: Output): Promise<void> {
   const path = configPath(o.config);
-  const federation = loadFederation(o.federation, path);
-  const file = loginPath(path, federation.name);
+  const { connection } = resolveTarget(o.federation, o);
+  const file = loginPath(path, connection.name);
   const stored = readLogin(file);
   let revoked: 'revoked' | 'not-supported' | 'failed' | 'nothing' = 'nothing';
   if (stored) {
@@ -27,10 +30,10 @@ export async function logout(o: LogoutOptions, out: Output): Promise<void> {
     if (r.error) out.warn(`${r.error.message}; the refresh token was not revoked, only forgotten here`);
   }
   deleteLogin(file);
-  out.result({ federation: federation.name, loggedOut: stored !== undefined, revoked }, (d) =>
+  out.result({ superlink: connection.name, loggedOut: stored !== undefined, revoked }, (d) =>
     d.loggedOut
-      ? `logged out of ${bold(d.federation)}${d.revoked === 'revoked' ? ' (refresh token revoked at the identity provider)' : ''}`
-      : `not logged in to ${bold(d.federation)}: nothing to do`,
+      ? `logged out of ${bold(d.superlink)}${d.revoked === 'revoked' ? ' (refresh token revoked at the identity provider)' : ''}`
+      : `not logged in to ${bold(d.superlink)}: nothing to do`,
   );
 }
 

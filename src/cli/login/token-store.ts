@@ -1,5 +1,5 @@
 /**
- * A federation's login, kept beside the federations file (`~/.pollen/logins/NAME.json`, mode
+ * A SuperLink's login, kept beside the config file (`~/.pollen/logins/NAME.json`, mode
  * 0600 in a 0700 folder): the tokens `pollen login` got and where they came from, so the CLI can
  * refresh them without asking the SuperLink again.
  */
@@ -24,7 +24,7 @@ const storedLoginSchema = z.object({
 
 export type StoredLogin = z.infer<typeof storedLoginSchema>;
 
-/** Where the login of `federation` is kept, beside the federations file `configFile`. */
+/** Where the login to SuperLink connection `federation` is kept, beside the config file `configFile`. */
 export function loginPath(configFile: string, federation: string): string {
   return join(dirname(configFile), 'logins', `${federation}.json`);
 }

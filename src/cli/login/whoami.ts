@@ -20,8 +20,8 @@ export async function whoami(o: WhoAmIOptions, out: Output): Promise<void> {
       roles: id?.roles ?? [],
       expiresAt: id?.expiresAt ? new Date(Number(id.expiresAt)).toISOString() : null,
     };
-    out.result({ federation: s.federation.name, identity }, ({ federation, identity: i }) => [
-      `${bold(i.name || i.subject)} on ${bold(federation)} ${dim(`(${i.kind})`)}`,
+    out.result({ superlink: s.connection.name, identity }, ({ superlink, identity: i }) => [
+      `${bold(i.name || i.subject)} on ${bold(superlink)} ${dim(`(${i.kind})`)}`,
       `  subject        ${i.subject}`,
       `  e-mail         ${i.email ?? dim('none')}`,
       `  organisation   ${i.org ?? dim('none')}`,

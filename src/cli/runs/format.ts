@@ -116,10 +116,10 @@ function connectionLost(e: unknown): boolean {
 function superlinkGone(s: ControlSession, runId: string, lost?: unknown): PollenError {
   return new PollenError(
     'SUPERLINK_GONE',
-    `The SuperLink at ${s.federation.url} went away while following run ${runId}`,
+    `The SuperLink at ${s.connection.url} went away while following run ${runId}`,
     {
       detail: lost === undefined ? 'the stream ended' : String(lost),
-      hint: `The SuperLink stopped or the connection broke. Once it is back, follow the run again: pollen log ${runId} ${s.federation.name} --stream (a run the SuperLink was running when it stopped ends failed).`,
+      hint: `The SuperLink stopped or the connection broke. Once it is back, follow the run again: pollen log ${runId} ${s.arg} --stream (a run the SuperLink was running when it stopped ends failed).`,
     },
   );
 }

@@ -37,9 +37,9 @@ export async function listRuns(o: ListRunsOptions, out: Output): Promise<void> {
       ]);
       return;
     }
-    const { runs } = await rpc(s.control.listRuns({ limit: 100 }));
+    const { runs } = await rpc(s.control.listRuns({ limit: 100, federation: s.federation }));
     const list = runs.map(runJson);
-    out.result({ federation: s.federation.name, runs: list }, (d) =>
+    out.result({ superlink: s.connection.name, federation: s.federation, runs: list }, (d) =>
       d.runs.length === 0
         ? 'no runs yet: start one with pollen run APP_DIR'
         : d.runs.map(

@@ -2,7 +2,7 @@ import { PollenError } from '../../errors.js';
 import { rpc } from '../../transport/errors.js';
 import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
-import { withControl } from '../control-client.js';
+import { type ControlSession, withControl } from '../control-client.js';
 import { bold, dim, type Output, ok, type Reported } from '../output.js';
 import {
   artefactJson,
@@ -18,10 +18,11 @@ import {
 export interface RunAppOptions {
   /** The app folder (default: the working folder). */
   appDir: string;
-  /** The federation's name in the federations file (default: its default one). */
+  /** A SuperLink connection, or a federation on the default one (target.ts). */
   federation?: string;
-  /** The federations file (`--config`). */
+  /** The config file (`--config`) and the connection to use (`--superlink`). */
   config?: string;
+  superlink?: string;
   /** `k=v` overrides of the app's default run config. */
   runConfig: string[];
   /** Follow the run until it finishes. */
@@ -32,21 +33,23 @@ export interface RunAppOptions {
 export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
   // Loaded here: the bundler is only needed by this command.
   const { submitRun } = await import('../../apps/submit.js');
-  // Resolve the federation first: a wrong name fails before the build.
+  // Resolve the SuperLink and federation first: a wrong name fails before the build.
   await withControl(o.federation, o, async (s) => {
+    // The cheapest call that names the federation: FEDERATION_NOT_FOUND comes before the build.
+    await rpc(s.control.listRuns({ limit: 1, federation: s.federation }));
     const { runId, app, hash } = await submitRun({
       control: s.control,
       chunks: s.chunks,
       appDir: o.appDir,
       runConfig: parseConfigPairs(o.runConfig, '--run-config'),
-      // The SuperLink's federation (the connection entry's name is a local name).
-      federation: 'default',
+      federation: s.federation,
       onProgress: (e) => out.progress(e.message),
     });
     if (!o.stream) {
-      out.result({ runId, federation: s.federation.name, app, hash }, (d) => [
-        `${ok('started')} run ${bold(d.runId)} of ${d.app} on ${d.federation}`,
-        dim(`  follow it: pollen log ${d.runId} --stream`),
+      const again = s.arg;
+      out.result({ runId, superlink: s.connection.name, federation: s.federation, app, hash }, (d) => [
+        `${ok('started')} run ${bold(d.runId)} of ${d.app} on federation ${d.federation} ${dim(`(SuperLink ${d.superlink})`)}`,
+        dim(`  follow it: pollen log ${d.runId} ${again} --stream`),
       ]);
       return;
     }
@@ -55,7 +58,7 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
     const ended = await untilSignalOr(rpc(follow(s, runId, out, true, following.signal)));
     if ('signal' in ended) {
       following.abort();
-      throw detached(out, runId, s.federation.name);
+      throw detached(out, runId, s);
     }
     const run = ended.value;
     const details = await rpc(s.control.getRunDetails({ runId }));
@@ -79,10 +82,11 @@ export async function runApp(o: RunAppOptions, out: Output): Promise<void> {
  * Ctrl-C while following: the run goes on at the SuperLink. Say so, and how to follow or stop it
  * (with --json, in the one document); CANCELLED, since the command did not see the run end.
  */
-function detached(out: Output, runId: string, federation: string): Reported {
+function detached(out: Output, runId: string, s: ControlSession): Reported {
+  const { federation } = s;
   const commands = {
-    follow: `pollen log ${runId} ${federation} --stream`,
-    stop: `pollen stop ${runId} ${federation}`,
+    follow: `pollen log ${runId} ${s.arg} --stream`,
+    stop: `pollen stop ${runId} ${s.arg}`,
   };
   const error = new PollenError('CANCELLED', `Stopped following run ${runId}; the run goes on`, {
     hint: `Follow it again: ${commands.follow}  Stop it: ${commands.stop}`,

@@ -31,7 +31,7 @@ export async function serviceAccountCreate(o: ServiceAccountCreateOptions, out: 
     );
     const account = accountJson(res.account!, now);
     out.warn(`${NOT_AGAIN}; store it in your pipeline's secret store.`);
-    out.result({ federation: s.federation.name, account, secret: res.secret, warning: NOT_AGAIN }, (d) => [
+    out.result({ superlink: s.connection.name, account, secret: res.secret, warning: NOT_AGAIN }, (d) => [
       `${bold('created')} ${accountLine(d.account)}`,
       '',
       `  ${d.secret}`,

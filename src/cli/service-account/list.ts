@@ -14,8 +14,8 @@ export async function serviceAccountList(o: ServiceAccountListOptions, out: Outp
     const res = await rpc(s.control.listServiceAccounts({}));
     const now = Date.now();
     const accounts = res.accounts.map((a) => accountJson(a, now));
-    out.result({ federation: s.federation.name, accounts }, (d) => [
-      `${bold(`${d.accounts.length} service account(s)`)} in ${d.federation}`,
+    out.result({ superlink: s.connection.name, accounts }, (d) => [
+      `${bold(`${d.accounts.length} service account(s)`)} on ${d.superlink}`,
       ...d.accounts.map((a) => `  ${accountLine(a)}`),
     ]);
   });

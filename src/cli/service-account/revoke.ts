@@ -15,7 +15,7 @@ export async function serviceAccountRevoke(o: ServiceAccountRevokeOptions, out: 
     const res = await rpc(s.control.revokeServiceAccount({ name: o.name }));
     const account = accountJson(res.account!, Date.now());
     out.result(
-      { federation: s.federation.name, account },
+      { superlink: s.connection.name, account },
       (d) => `revoked service account ${d.account.name} (at ${d.account.revokedAt})`,
     );
   });

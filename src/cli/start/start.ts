@@ -102,7 +102,7 @@ export async function start(o: StartOptions, out: Output): Promise<void> {
     r.participant.status === 'enrolled'
       ? `${r.type} "${r.name}" is enrolled (--enroll-only: not starting it)`
       : r.participant.status === 'ready'
-        ? `${r.type} "${r.name}" is ready: ${r.type === 'admin' ? 'use this kit with the CLI (pollen federation add NAME --address HOST:9093 --kit DIR)' : 'this participant type runs no service of its own'}`
+        ? `${r.type} "${r.name}" is ready: ${r.type === 'admin' ? 'use this kit with the CLI (pollen config superlink add NAME --address HOST:9093 --kit DIR)' : 'this participant type runs no service of its own'}`
         : `${r.type} "${r.name}" stopped`,
     `  endpoint     ${r.endpoint}`,
     `  certificate  ${r.certificate.path}`,

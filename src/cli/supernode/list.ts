@@ -1,5 +1,6 @@
 import { rpc } from '../../transport/errors.js';
 import { withControl } from '../control-client.js';
+import { nodeJson } from '../federation/format.js';
 import { bold, dim, type Output } from '../output.js';
 
 export interface SuperNodeListOptions {
@@ -17,23 +18,22 @@ function siteText(n: { registered: boolean; site: string | null; siteBoundBy: st
 /** `pollen supernode list`: the federation's nodes, their status and the site each key is bound to. */
 export async function superNodeList(o: SuperNodeListOptions, out: Output): Promise<void> {
   await withControl(o.federation, o, async (s) => {
-    const res = await rpc(s.control.listNodes({}));
+    const res = await rpc(s.control.listNodes({ federation: s.federation }));
     const nodes = res.nodes.map((n) => ({
-      nodeId: n.nodeId,
-      name: n.name,
-      status: n.status,
+      ...nodeJson(n),
       registered: n.registered,
-      lastSeenAt: n.lastSeenAt ? new Date(Number(n.lastSeenAt)).toISOString() : null,
-      site: n.site || null,
       siteBoundBy: n.siteBoundBy || null,
       siteBoundAt: n.siteBoundAt ? new Date(Number(n.siteBoundAt)).toISOString() : null,
     }));
-    out.result({ federation: s.federation.name, nodeAuth: res.nodeAuth, nodes }, (d) => [
-      `${bold(`${d.nodes.length} node(s)`)} in ${d.federation}${d.nodeAuth ? ' (registered keys only)' : ''}`,
-      ...d.nodes.map(
-        (n) =>
-          `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${siteText(n)}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
-      ),
-    ]);
+    out.result(
+      { superlink: s.connection.name, federation: s.federation, nodeAuth: res.nodeAuth, nodes },
+      (d) => [
+        `${bold(`${d.nodes.length} node(s)`)} in federation ${d.federation} on ${d.superlink}${d.nodeAuth ? ' (registered keys only)' : ''}`,
+        ...d.nodes.map(
+          (n) =>
+            `  ${n.nodeId}  ${n.status.padEnd(10)} ${n.name}${siteText(n)}${n.federations.length ? `  also serves ${n.federations.join(', ')}` : ''}${n.lastSeenAt ? dim(`  last seen ${n.lastSeenAt}`) : ''}`,
+        ),
+      ],
+    );
   });
 }

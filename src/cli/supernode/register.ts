@@ -24,8 +24,16 @@ export async function superNodeRegister(o: SuperNodeRegisterOptions, out: Output
   }
   await withControl(o.federation, o, async (s) => {
     const { nodeId } = await rpc(
-      s.control.registerNode({ publicKey: line, name: o.name ?? '', site: o.site ?? '' }),
+      s.control.registerNode({
+        publicKey: line,
+        name: o.name ?? '',
+        site: o.site ?? '',
+        federation: s.federation,
+      }),
     );
-    out.result({ nodeId, federation: s.federation.name, site: o.site ?? null }, (d) => d.nodeId);
+    out.result(
+      { nodeId, superlink: s.connection.name, federation: s.federation, site: o.site ?? null },
+      (d) => d.nodeId,
+    );
   });
 }

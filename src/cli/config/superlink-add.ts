@@ -1,13 +1,15 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { PollenError } from '../../errors.js';
-import { configPath, saveFederation } from '../federations.js';
-import { bold, type Output } from '../output.js';
+import { configPath, DEFAULT_FEDERATION, NAME_PATTERN, saveConnection } from '../connections.js';
+import { bold, dim, type Output } from '../output.js';
 
-export interface FederationAddOptions {
+export interface SuperLinkAddOptions {
   name: string;
   /** The SuperLink's Control API, HOST:PORT. */
   address: string;
+  /** The federation on that SuperLink the entry targets (default: `default`). */
+  federation?: string;
   kit?: string;
   rootCertificate?: string;
   certificate?: string;
@@ -17,14 +19,14 @@ export interface FederationAddOptions {
   issuer?: string;
   clientId?: string;
   audience?: string;
-  /** Make it the default federation. */
+  /** Make it the default connection. */
   default?: boolean;
-  /** The federations file (`--config`). */
+  /** The config file (`--config`). */
   config?: string;
 }
 
-/** `pollen federation add`: add or replace a federation in the federations file. */
-export async function federationAdd(o: FederationAddOptions, out: Output): Promise<void> {
+/** `pollen config superlink add`: add or replace a SuperLink connection in the config file. */
+export async function superLinkAdd(o: SuperLinkAddOptions, out: Output): Promise<void> {
   const loginOnly = o.rootCertificate && !o.certificate && !o.privateKey;
   if (!o.insecure && !o.kit && !loginOnly && !(o.certificate && o.privateKey && o.rootCertificate))
     throw new PollenError(
@@ -40,14 +42,20 @@ export async function federationAdd(o: FederationAddOptions, out: Output): Promi
   ] as const)
     if (path !== undefined && !existsSync(path))
       throw new PollenError('FILE_NOT_FOUND', `${flag} ${path}: no such file or folder`, {
-        hint: `Give the ${flag === '--kit' ? 'admin kit folder' : 'file'} as it is on this machine (relative to ${process.cwd()}), then add the federation again.`,
+        hint: `Give the ${flag === '--kit' ? 'admin kit folder' : 'file'} as it is on this machine (relative to ${process.cwd()}), then add the SuperLink again.`,
       });
+  if (o.federation !== undefined && !NAME_PATTERN.test(o.federation))
+    throw new PollenError(
+      'INVALID_ARGUMENT',
+      `--federation ${o.federation}: a federation name uses letters, digits, _ and -`,
+    );
   // Paths are stored absolute: the config file need not sit next to them.
   const abs = (p: string | undefined) => (p === undefined ? undefined : resolve(p));
-  saveFederation(
+  saveConnection(
     o.name,
     {
       address: o.address,
+      federation: o.federation,
       kit: abs(o.kit),
       'root-certificate': abs(o.rootCertificate),
       certificate: abs(o.certificate),
@@ -61,7 +69,7 @@ export async function federationAdd(o: FederationAddOptions, out: Output): Promi
     configPath(o.config),
   );
   out.result(
-    { name: o.name, path: configPath(o.config) },
-    (d) => `saved federation ${bold(d.name)} in ${d.path}`,
+    { name: o.name, federation: o.federation ?? DEFAULT_FEDERATION, path: configPath(o.config) },
+    (d) => `saved SuperLink ${bold(d.name)} ${dim(`(federation ${d.federation})`)} in ${d.path}`,
   );
 }
