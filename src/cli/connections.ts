@@ -36,9 +36,9 @@ import { PollenError } from '../errors.js';
 import { loadTlsMaterial, readPem, type TlsMaterial } from '../transport/tls.js';
 import { writeFileAtomic } from '../util/files.js';
 import { nearest } from '../util/text.js';
+import { NAME_PATTERN } from './connection-name.js';
 
-/** What a connection's and a federation's name may be: never a path. */
-export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export { NAME_PATTERN };
 
 /** The federation every SuperLink serves, which an entry targets unless it names another. */
 export const DEFAULT_FEDERATION = 'default';
