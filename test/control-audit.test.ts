@@ -99,6 +99,33 @@ describe('the Federations service in the audit trail', () => {
       },
     ]);
   });
+
+  it('records a non-member reaching into a federation as a refusal, on reads too, once however often', async () => {
+    const m = await start();
+    const admin = m.federations(m.peer('root@test', { type: 'admin' }));
+    await admin.createFederation({ name: 'cancer-study' });
+    const lead = m.peer('lee@test', { type: 'admin', role: 'lead', org: 'org-b' });
+    const outsider = m.federations(lead);
+    for (let i = 0; i < 20; i++)
+      expect(errorCodeOf(await outsider.getFederation({ name: 'cancer-study' }).catch((e) => e))).toBe(
+        'FEDERATION_NOT_FOUND',
+      );
+    expect(
+      errorCodeOf(
+        await m
+          .control(lead)
+          .listRuns({ federation: 'cancer-study' })
+          .catch((e) => e),
+      ),
+    ).toBe('FEDERATION_NOT_FOUND');
+    await m.audit.settled();
+    const entries = (await m.audit.log.list({}, 10)) as AuditEntry[];
+    expect(entries.map((e) => [e.action, e.actor, e.federation, e.outcome])).toEqual([
+      ['Federations/CreateFederation', 'root@test', 'cancer-study', 'ok'],
+      ['Federations/GetFederation', 'lee@test', 'cancer-study', 'refused FEDERATION_NOT_FOUND'],
+      ['Control/ListRuns', 'lee@test', 'cancer-study', 'refused FEDERATION_NOT_FOUND'],
+    ]);
+  });
 });
 
 describe('the audit hook over handlers it does not know', () => {

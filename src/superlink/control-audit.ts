@@ -98,6 +98,13 @@ export function recordRefusal(o: ControlAuthOptions, e: PollenError, p: Presente
   });
 }
 
+/**
+ * Codes a handler answers when a caller reaches past what is theirs: a federation they are not a
+ * member of looks absent to them (federation-access.ts), and the trail keeps the attempt as a
+ * refusal, on reads too (rate-limited like every refusal).
+ */
+const REFUSAL_CODES: ReadonlySet<string> = new Set(['FEDERATION_NOT_FOUND']);
+
 /** What a state-changing call returned that names what it made (a run, a node, a federation). */
 function madeTarget(response: unknown): string {
   const r = response as Record<string, unknown> | undefined;
@@ -107,7 +114,7 @@ function madeTarget(response: unknown): string {
 
 /** The Control port's audit interceptor (see the file comment). */
 export function auditInterceptor(
-  audit: Pick<AuditTrail, 'recordCall' | 'now'>,
+  audit: Pick<AuditTrail, 'recordCall' | 'refused' | 'now'>,
   changing: ReadonlySet<string> = STATE_CHANGING_METHODS,
 ): Interceptor {
   return (next) => async (req) => {
@@ -139,7 +146,19 @@ export function auditInterceptor(
       await record('ok', madeTarget(res.stream ? undefined : res.message) || call.target);
       return res;
     } catch (e) {
-      if (!call.refused) await record(`failed ${errorCodeOf(e)}`, call.target);
+      const code = errorCodeOf(e);
+      if (call.refused) throw e;
+      if (REFUSAL_CODES.has(code) && call.who) {
+        await audit.refused({
+          actor: actorOf(call.who, call.address),
+          action: method,
+          target: call.target,
+          at: audit.now(),
+          outcome: `refused ${code}`,
+          federation: call.federation,
+          detail: {},
+        });
+      } else await record(`failed ${code}`, call.target);
       throw e;
     }
   };
