@@ -159,7 +159,7 @@ describe('pollen supernode register --site and supernode list', () => {
     );
     expect(reg.code, reg.stderr).toBe(0);
     const { nodeId } = reg.json();
-    expect(reg.json()).toMatchObject({ site: 'site-2', federation: FEDERATION });
+    expect(reg.json()).toMatchObject({ site: 'site-2', superlink: FEDERATION, federation: 'default' });
     expect(await activate(site1, file)).toEqual({ ok: false, code: 'NODE_IDENTITY_MISMATCH' });
     expect(await activate(site2, file)).toMatchObject({ ok: true });
     const firstUse = await registeredKey();
