@@ -21,6 +21,7 @@ export const PROCESS_TESTS = [
   'test/superlink-identity.test.ts',
   'test/install.test.ts',
   'test/federation-tenants.test.ts',
+  'test/audit-process.test.ts',
 ];
 
 export default defineConfig({

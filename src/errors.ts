@@ -173,10 +173,36 @@ export const ERROR_CODES = {
   NOT_ENROLLED: spec(404, ExitCode.NOT_FOUND, 'List enrolled sites with `pollen enrollment enrolled`.'),
   ROUTE_NOT_FOUND: spec(404, ExitCode.NOT_FOUND, 'See docs/api.md for the paths this service answers.'),
   METHOD_NOT_ALLOWED: spec(405, ExitCode.USAGE, 'See docs/api.md for the methods of each path.'),
-  AUDIT_BROKEN: spec(
+  // The audit trail (`pollen audit verify`)
+  AUDIT_CHAIN_BROKEN: spec(
     409,
     ExitCode.CONFLICT,
-    'The audit log was changed after it was written: investigate the store.',
+    'An entry of the audit log was changed, removed or moved after it was written: treat the store as tampered with, compare it with a backup and a checkpoint you saved (`pollen audit checkpoint`), and investigate who had write access.',
+  ),
+  AUDIT_CHECKPOINT_MISMATCH: spec(
+    409,
+    ExitCode.CONFLICT,
+    'The chain no longer contains the head the component signed: it was recomputed after an entry was changed. Restore the log from a backup that matches the checkpoint, and investigate who had write access to the store.',
+  ),
+  AUDIT_CHECKPOINT_SIGNATURE: spec(
+    409,
+    ExitCode.CONFLICT,
+    'The checkpoint was not signed by a server certificate of this project: check that you trust the right project root; if you do, the checkpoint was forged or damaged: keep it as evidence.',
+  ),
+  AUDIT_TRUNCATED: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Entries the component once signed are gone (the tail was cut, or the whole store rolled back to an older copy): restore the log from a backup, and investigate who had write access to the store.',
+  ),
+  AUDIT_NO_CHECKPOINT: spec(
+    404,
+    ExitCode.NOT_FOUND,
+    'Checkpoints are signed every few minutes while entries are written, and when the server stops: try again later. A SuperLink without TLS signs none.',
+  ),
+  AUDIT_CHECKPOINT_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Give a checkpoint saved with `pollen audit checkpoint > FILE` (one JSON document).',
   ),
   RATE_LIMITED: spec(429, ExitCode.UNAVAILABLE, 'Wait and try again.', RETRY),
   UNAVAILABLE: spec(

@@ -118,10 +118,16 @@ describe('the admin API’s callers', () => {
     expect((await issue('Alpha')).status).toBe(200);
     expect((await issue('Beta')).json.error.code).toBe('WRONG_ORGANISATION');
     expect((await issue()).json.error.code).toBe('WRONG_ORGANISATION');
-    // The audit trail it reads is its organisation's.
+    // The audit trail it reads is its organisation's: changes to it, and calls by its people.
     const audit = (await callApp(app, 'GET', '/v1/audit?limit=1000', undefined, orgAdmin)).json.entries;
     expect(audit.length).toBeGreaterThan(0);
-    expect(audit.every((e: { detail: { org?: string } }) => e.detail.org === 'Alpha')).toBe(true);
+    expect(
+      audit.every(
+        (e: { actorOrg: string | null; detail: { org?: string } }) =>
+          e.detail.org === 'Alpha' || e.actorOrg === 'Alpha',
+      ),
+    ).toBe(true);
+    expect(audit.some((e: { outcome: string }) => e.outcome === 'refused WRONG_ORGANISATION')).toBe(true);
     for (const role of ['lead', 'member'])
       expect(
         (await callApp(app, 'GET', '/v1/audit', undefined, await as(role, 'Alpha'))).json.error.code,
@@ -177,5 +183,34 @@ describe('organisations on certificates', () => {
     }
     expect(message).toMatch(/orgs\[1\].*line 9.*organisation name/s);
     expect(message).toMatch(/orgs\[2\].*line 9.*listed twice/s);
+  });
+});
+
+describe('the admin API in the audit trail', () => {
+  it('records refused calls with who and from where, a flood as one entry and a count', async () => {
+    const before = (await callApp(app, 'GET', '/v1/audit?limit=10000', undefined, { admin: true })).json
+      .entries.length;
+    const member = await as('member', 'Gamma');
+    for (let i = 0; i < 200; i++)
+      expect((await callApp(app, 'POST', '/v1/revoke', { names: ['x'] }, member)).json.error.code).toBe(
+        'RIGHT_MISSING',
+      );
+    for (let i = 0; i < 50; i++)
+      expect((await callApp(app, 'GET', '/v1/requests', undefined, bearer('pollen_nonsense'))).status).toBe(
+        401,
+      );
+    const all = (await callApp(app, 'GET', '/v1/audit?limit=10000', undefined, { admin: true })).json.entries;
+    const added = all.slice(before);
+    expect(added).toMatchObject([
+      {
+        action: 'POST /v1/revoke',
+        actorOrg: 'Gamma',
+        auth: 'user',
+        address: '127.0.0.1',
+        outcome: 'refused RIGHT_MISSING',
+      },
+      { action: 'GET /v1/requests', auth: 'none', actor: 'unidentified@127.0.0.1' },
+    ]);
+    expect(added).toHaveLength(2);
   });
 });

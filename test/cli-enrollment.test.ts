@@ -101,15 +101,27 @@ describe('pollen enrollment', () => {
   });
 
   it('keeps a hash-chained audit log that detects a rewritten entry', async () => {
+    // The service signs its head (at intervals and on stop; here, now): verify checks it too.
+    await cs.svc.service.audit.checkpoint();
+    const anchored = await pollenInProcess(
+      ['audit', 'verify', '--cert-service', env.POLLEN_CERT_SERVICE_URL!, '--json'],
+      { env },
+    );
+    expect(anchored.code, anchored.stdout).toBe(0);
+    expect(anchored.json<{ anchoredAt: number; head: { seq: number } }>()).toMatchObject({
+      anchoredAt: anchored.json<{ head: { seq: number } }>().head.seq,
+    });
     const ok = await pollenInProcess(['enrollment', 'audit', '--verify', '--json'], { env });
     expect(ok.code, ok.stderr).toBe(0);
-    const log = ok.json<{
-      entries: { seq: number; action: string; subject: string; actor: string }[];
-      verified: boolean;
-      head: { seq: number; hash: string };
-    }>();
-    expect(log.verified).toBe(true);
-    const actions = log.entries.map((e) => `${e.action} ${e.subject}`);
+    const check = ok.json<{ verified: boolean; head: { seq: number; hash: string } }>();
+    expect(check.verified).toBe(true);
+    expect(ok.stderr).toContain('pollen audit verify');
+    const listed = await pollenInProcess(
+      ['audit', 'list', '--cert-service', env.POLLEN_CERT_SERVICE_URL!, '--limit', '1000', '--json'],
+      { env },
+    );
+    const log = listed.json<{ entries: { seq: number; action: string; target: string; actor: string }[] }>();
+    const actions = log.entries.map((e) => `${e.action} ${e.target}`);
     expect(actions).toEqual(
       expect.arrayContaining([
         'request.pending site-a',
@@ -127,10 +139,10 @@ describe('pollen enrollment', () => {
     db.close();
     const broken = await pollenInProcess(['enrollment', 'audit', '--verify', '--json'], { env });
     expect(broken.code).toBe(6);
-    expect(broken.json<{ error: { code: string } }>().error.code).toBe('AUDIT_BROKEN');
+    expect(broken.json<{ error: { code: string } }>().error.code).toBe('AUDIT_CHAIN_BROKEN');
     // and an earlier recorded head is checked too
     const head = await pollenInProcess(
-      ['enrollment', 'audit', '--expect-head', `${log.head.seq}:${'0'.repeat(64)}`, '--json'],
+      ['enrollment', 'audit', '--expect-head', `${check.head.seq}:${'0'.repeat(64)}`, '--json'],
       { env },
     );
     expect(head.code).toBe(6);

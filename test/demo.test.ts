@@ -60,6 +60,9 @@ describe('pollen demo', () => {
     expect(s.status).toBe('finished:completed');
     expect(s.researcher).toMatchObject({ email: 'researcher@pollen-demo.example' });
     expect(s.researcher.issuer).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // The audit trail names her as the one who started the run, and verifies, anchored.
+    expect(s.audit.runStartedBy).toBe('researcher@pollen-demo.example');
+    expect(s.audit.anchoredAt).toBe(s.audit.entries);
     expect(r.stderr).toMatch(/the demo signs in for researcher@pollen-demo\.example/);
     // Her login, pinned by the root fingerprint: a root and a token file, no certificate.
     expect(existsSync(join(ws, 'researcher', 'roots', 'demo.pem'))).toBe(true);

@@ -51,7 +51,7 @@ describe('the layering rule', () => {
     expect(layers.map((l) => l.folders)).toEqual([
       ['cli', 'demo'],
       ['superlink', 'supernode', 'enrollment'],
-      ['identity', 'apps', 'observability', 'deploy'],
+      ['identity', 'audit', 'apps', 'observability', 'deploy'],
       ['transport', 'store', 'pki'],
       ['sdk', 'strategies'],
       ['errors', 'util', 'gen', 'version'],

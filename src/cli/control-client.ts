@@ -8,6 +8,7 @@
  */
 import type { Client, Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
+import { Audit } from '../gen/pollen/v1/audit_pb.js';
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import { Federations } from '../gen/pollen/v1/federations_pb.js';
 import { type Endpoint, explainCallFailure } from '../transport/call-failure.js';
@@ -34,6 +35,8 @@ interface Bearer {
 export interface ControlSession extends Target {
   control: Client<typeof Control>;
   federations: Client<typeof Federations>;
+  /** The Audit API on the same port (proto/pollen/v1/audit.proto). */
+  audit: Client<typeof Audit>;
   /** Chunks to and from the SuperLink (app bundles up, run artefacts down), over the channel's bulk route. */
   chunks: ChunkTransport;
   close(): void;
@@ -70,6 +73,7 @@ export async function openControl(target: TargetArg, flags: CredentialFlags = {}
     ...resolved,
     control,
     federations: channel.client(Federations),
+    audit: channel.client(Audit),
     chunks: channel.chunks(control),
     close: () => channel.close(),
   };

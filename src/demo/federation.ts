@@ -72,6 +72,8 @@ export interface FederationSummary {
   /** With --oidc: who submitted the run, logged in with the embedded provider. */
   researcher?: { email: string; issuer: string; config: string };
   superlink?: { fleet: string; control: string; pid?: number };
+  /** The SuperLink's audit trail, verified by the admin: entries, the anchoring checkpoint, who started the run. */
+  audit: { entries: number; anchoredAt: number | null; runStartedBy: string | null };
   /** With --keep: the processes left running (Certificate Service, SuperLink, sites). */
   pids?: number[];
   federationConfig: string;
@@ -223,6 +225,9 @@ export async function runFederationDemo(
         '--cert-service',
         certServiceUrl,
         ...(provider ? ['--identity-config', writeDemoIdentityConfig(paths.superlink, provider)] : []),
+        // Signed often, so the demo's audit trail is anchored by the time it is verified.
+        '--audit-checkpoint-interval',
+        '2',
         '--log-level',
         'warn',
         '--json',
@@ -425,6 +430,7 @@ export async function runFederationDemo(
       throw new PollenError('RUN_FAILED', `The run ${detail.run.subStatus}: ${detail.run.reason}`, {
         detail: logs.stdout.slice(-4000),
       });
+    const audit = await verifyAudit(px, r, provider ? 10 : 9);
     const last = rounds[rounds.length - 1]?.metrics ?? {};
     const accuracy = last['centralized-accuracy'] ?? last.accuracy ?? null;
     const summary: FederationSummary = {
@@ -441,6 +447,7 @@ export async function runFederationDemo(
       keptRunning: o.keep,
       federationConfig,
       ...(researcher && { researcher }),
+      audit,
       ...(o.keep && { superlink: { fleet: sl.ready.fleet, control: sl.ready.control, pid: sl.child.pid } }),
     };
     if (o.keep) {
@@ -479,4 +486,41 @@ export function assertMnistAvailable(): void {
         hint: 'Run the demo in a clone of Pollen (`npm run demo`); `pollen demo enrollment` runs anywhere.',
       },
     );
+}
+
+/** The admin lists the SuperLink's audit trail and verifies it against the project root. */
+async function verifyAudit(
+  px: Processes,
+  r: FederationReporter,
+  step: number,
+): Promise<FederationSummary['audit']> {
+  r.step(
+    step,
+    'The audit trail: who did what, verified here against the project root',
+    'pollen audit verify',
+  );
+  // The checkpoint interval is 2 s: wait for the one that signs the head after the run started.
+  let check = json<{ entries: number; anchoredAt: number | null; head: { seq: number } | null }>(
+    (await px.must(['audit', 'verify', '--json'])).stdout,
+  );
+  for (let i = 0; i < 20 && check.anchoredAt !== check.head?.seq; i++) {
+    await new Promise((res) => setTimeout(res, 500));
+    check = json<typeof check>((await px.must(['audit', 'verify', '--json'])).stdout);
+  }
+  const { entries } = json<{
+    entries: {
+      action: string;
+      actor: string;
+      actorName: string | null;
+      auth: string | null;
+      target: string;
+    }[];
+  }>((await px.must(['audit', 'list', '--json'])).stdout);
+  const start = entries.find((e) => e.action === 'Control/StartRun');
+  const runStartedBy = start ? (start.actorName ?? start.actor) : null;
+  if (start) r.line(`run ${start.target} started by ${runStartedBy} (${start.auth})`);
+  r.line(
+    `${check.entries} entries, chain intact, ${check.anchoredAt === null ? 'no checkpoint yet' : `signed by the SuperLink up to entry ${check.anchoredAt}`}`,
+  );
+  return { entries: check.entries, anchoredAt: check.anchoredAt, runStartedBy };
 }

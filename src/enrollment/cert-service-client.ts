@@ -7,7 +7,9 @@
  * host name and carries the Certificate Service identity; without it, the system roots and the
  * host-name check only, for a service behind a public (WebPKI) certificate.
  */
+
 import { z } from 'zod';
+import { checkpointSchema, listedEntrySchema } from '../audit/schemas.js';
 import { CertServiceHttp } from './cert-service-http.js';
 import type { SubjectType } from './policy.js';
 import type { RequestRow } from './service/requests.js';
@@ -119,20 +121,8 @@ const enrolledResponse = z.object({
   ),
 });
 const revokedResponse = z.object({ revoked: z.array(z.object({ name: z.string(), serial: z.string() })) });
-const auditResponse = z.object({
-  entries: z.array(
-    z.object({
-      seq: z.number(),
-      at: z.string(),
-      actor: z.string(),
-      action: z.string(),
-      subject: z.string(),
-      detail: z.record(z.string(), z.unknown()),
-      prevHash: z.string(),
-      hash: z.string(),
-    }),
-  ),
-});
+const auditResponse = z.object({ entries: z.array(listedEntrySchema) });
+const checkpointsResponse = z.object({ checkpoints: z.array(checkpointSchema) });
 const healthResponse = z.object({ status: z.string(), version: z.string(), backend: z.string() }).loose();
 const caResponse = z.object({
   root: z.string(),
@@ -143,6 +133,17 @@ const caResponse = z.object({
 
 /** The request bodies the service accepts are at most 64 KiB; token batches are split below that. */
 const MAX_BODY_BYTES = 48 * 1024;
+
+/** What an audit reader asks for (every field optional). */
+export interface AuditQuery {
+  after?: number;
+  limit?: number;
+  since?: Date;
+  actor?: string;
+  federation?: string;
+  /** Entries the caller may not see come as digests (to check the whole chain). */
+  redacted?: boolean;
+}
 
 export class CertServiceClient {
   private readonly http: CertServiceHttp;
@@ -255,13 +256,28 @@ export class CertServiceClient {
     return (await this.http.json('GET', `/v1/enrolled${q}`, enrolledResponse, { admin: true })).enrolled;
   }
 
-  /** Audit entries after sequence number `after`, oldest first (at most `limit`). */
-  async audit(after = 0, limit = 1000) {
+  /** Audit entries matching `q`, oldest first (at most `limit`; see AuditQuery). */
+  async audit(q: AuditQuery = {}) {
+    const params = new URLSearchParams({ after: String(q.after ?? 0), limit: String(q.limit ?? 1000) });
+    if (q.since) params.set('since', q.since.toISOString());
+    if (q.actor) params.set('actor', q.actor);
+    if (q.federation) params.set('federation', q.federation);
+    if (q.redacted) params.set('redacted', 'true');
+    return (await this.http.json('GET', `/v1/audit?${params}`, auditResponse, { admin: true })).entries;
+  }
+
+  /** The signed checkpoints of the audit trail after sequence number `after`, oldest first. */
+  async auditCheckpoints(after = 0, limit = 1000) {
     return (
-      await this.http.json('GET', `/v1/audit?after=${after}&limit=${limit}`, auditResponse, {
-        admin: true,
-      })
-    ).entries;
+      await this.http.json(
+        'GET',
+        `/v1/audit/checkpoints?after=${after}&limit=${limit}`,
+        checkpointsResponse,
+        {
+          admin: true,
+        },
+      )
+    ).checkpoints;
   }
 
   async revoke(req: { names?: string[]; serials?: string[]; reason?: string }) {

@@ -6,6 +6,7 @@
  */
 import type { HandlerContext } from '@connectrpc/connect';
 import type { Logger } from 'pino';
+import type { AuditTrail } from '../audit/trail.js';
 import { PollenError } from '../errors.js';
 import {
   type BearerSources,
@@ -18,6 +19,7 @@ import { type AccessPolicy, authorize, type Right, type Scope, type Target } fro
 import { projectSlug } from '../pki/profiles.js';
 import { authorizationContextKey, peerContextKey } from '../transport/context.js';
 import type { PeerIdentity } from '../transport/tls.js';
+import { type AuditedCall, auditedCallKey, recordRefusal } from './control-audit.js';
 
 export interface ControlAuthOptions extends BearerSources {
   /** Without TLS (development) a caller without a credential is the local admin. */
@@ -30,12 +32,16 @@ export interface ControlAuthOptions extends BearerSources {
   oidc?: OidcConfig;
   /** Refused callers are logged here (event `control.refused`). */
   log?: Pick<Logger, 'warn'>;
+  /** Refused callers are recorded here too (control-audit.ts), rate-limited. */
+  audit?: Pick<AuditTrail, 'refused' | 'now'>;
 }
 
 /** What a call presented: its verified TLS peer and every `authorization` header. */
 export interface Presented {
   peer: PeerIdentity | undefined;
   authorization: readonly string[];
+  /** The call as the audit trail sees it (control-audit.ts); none on the bulk route. */
+  call?: AuditedCall;
 }
 
 /** The credentials of a Connect call (the in-memory router transport has no raw headers: its Headers fold them). */
@@ -45,11 +51,13 @@ export function presentedBy(ctx: HandlerContext): Presented {
   return {
     peer: ctx.values.get(peerContextKey),
     authorization: raw ?? (folded === null ? [] : [folded]),
+    call: ctx.values.get(auditedCallKey),
   };
 }
 
 function refusedLog(o: ControlAuthOptions, e: unknown, p: Presented, who?: Identity): void {
   if (!(e instanceof PollenError)) return;
+  recordRefusal(o, e, p, who);
   const kind = who?.kind ?? (p.peer ? 'certificate' : p.authorization.length > 0 ? 'bearer' : 'none');
   o.log?.warn(
     {
@@ -91,7 +99,9 @@ async function identify(p: Presented, o: ControlAuthOptions): Promise<Identity> 
 /** The caller of a call, or the refusal (logged). */
 export async function callerOf(p: Presented, o: ControlAuthOptions): Promise<Identity> {
   try {
-    return await identify(p, o);
+    const who = await identify(p, o);
+    if (p.call) p.call.who = who;
+    return who;
   } catch (e) {
     refusedLog(o, e, p);
     throw e;

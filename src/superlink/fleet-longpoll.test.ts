@@ -108,6 +108,14 @@ describe('PullMessages long poll (wait_ms)', () => {
     expect(res).toMatchObject({ known: true, runsChecked: true, finishedRunIds: ['feedfacefeedface'] });
   });
 
+  it('counts Fleet calls by method, and writes none of them to the audit trail', async () => {
+    const before = superlink.fleetCalls.get('/pollen.v1.Fleet/Heartbeat');
+    for (let i = 0; i < 3; i++) await fleet.heartbeat({ heartbeatIntervalMs: 10_000 });
+    expect(superlink.fleetCalls.get('/pollen.v1.Fleet/Heartbeat')).toBe(before + 3);
+    expect(superlink.fleetCalls.snapshot()['/pollen.v1.Fleet/ActivateNode']).toBe(1);
+    expect(await superlink.audit.log.head()).toBeNull();
+  });
+
   it('serves the same instructions to JSON clients (Connect protocol)', async () => {
     const json = createClient(
       Fleet,

@@ -1,11 +1,12 @@
 import { type Kysely, type Migration, sql } from 'kysely';
+import { type AuditSchema, auditMigration } from '../audit/schema.js';
 import type { Backend } from '../store/database.js';
 
 /**
  * The SuperLink's tables. Times are epoch milliseconds (BIGINT). Booleans are INTEGER 0/1 so both
  * backends read back the same JavaScript value.
  */
-export interface LinkSchema {
+export interface LinkSchema extends AuditSchema {
   nodes: {
     node_id: string;
     name: string;
@@ -404,5 +405,7 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
           .execute();
       },
     },
+    // The audit trail shared with the Certificate Service (audit/schema.ts).
+    '0020_audit_trail': auditMigration,
   };
 }

@@ -17,6 +17,7 @@
  * on every session open, and a per-node count of queued instructions so an empty poll never
  * touches the database. All of these are rebuilt from the tables at open.
  */
+import type { AuditStore } from '../audit/audit-log.js';
 import { WriteBatcher } from '../store/batcher.js';
 import { type Database, openDatabase } from '../store/database.js';
 import { Federations } from './federations.js';
@@ -144,6 +145,11 @@ export class LinkState {
 
   get backend(): string {
     return this.store.backend;
+  }
+
+  /** The store the audit trail shares (its tables are in the same schema). */
+  get auditStore(): AuditStore {
+    return this.store;
   }
 
   /** Rebuild the in-memory indexes from the tables. */

@@ -6,15 +6,19 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { AuditTrail } from '../audit/trail.js';
 import { PollenError } from '../errors.js';
 import type { OidcConfig, ServiceAccountAuth, TokenVerifier } from '../identity/identity.js';
 import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../identity/rights.js';
+import { CallCounter } from '../observability/call-counter.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
 import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import { type PeerIdentity, type TlsMaterial, withRootInChain } from '../transport/tls.js';
 import { ArtefactStore } from './artefacts.js';
+import { auditRoutes } from './audit-service.js';
 import { type CollectorOptions, startCollector } from './collector.js';
+import { auditInterceptor } from './control-audit.js';
 import { type ControlOptions, controlBulkAuth, controlChunkStore, controlRoutes } from './control-service.js';
 import { fleetApi, fleetChunkStore, fleetFastRoutes } from './fleet-service.js';
 import { Link } from './link.js';
@@ -68,6 +72,8 @@ export interface SuperLinkOptions {
   accessPolicy?: AccessPolicy;
   /** When unused chunks are collected (collector.ts; tests shorten it). */
   collector?: Partial<CollectorOptions>;
+  /** How often the audit trail's head is signed (default 5 minutes; also on close). */
+  auditCheckpointMs?: number;
   log: Logger;
 }
 
@@ -77,6 +83,10 @@ export interface SuperLink {
   readonly serverAppIoUrl: string;
   readonly state: LinkState;
   readonly link: Link;
+  /** The audit trail of the Control port's calls (audit/trail.ts). */
+  readonly audit: AuditTrail;
+  /** Calls per path on the Fleet API (heartbeats, pulls, pushes: counted, not audited). */
+  readonly fleetCalls: CallCounter;
   close(): Promise<void>;
 }
 
@@ -88,6 +98,15 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   const disk = new ByteBudget(limits.chunkDiskBudgetBytes);
   const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20, budget: disk });
   const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
+  // Checkpoints are signed with the SuperLink's TLS key; without TLS (development) the chain is
+  // kept but not anchored.
+  const audit = new AuditTrail({
+    store: state.auditStore,
+    ...(o.tls && { signer: { component: 'superlink', key: o.tls.key, certificate: o.tls.cert } }),
+    ...(o.auditCheckpointMs !== undefined && { checkpointEveryMs: o.auditCheckpointMs }),
+    log: o.log,
+  });
+  const fleetCalls = new CallCounter();
   const artefacts = new ArtefactStore({
     dir: join(stateDir, 'artefacts'),
     state,
@@ -176,6 +195,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       },
       admitPeer,
       onRefused,
+      onRequest: (path) => fleetCalls.count(path),
     });
     servers.push(fleet);
     const controlOptions: ControlOptions = {
@@ -187,6 +207,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       serviceAccounts: o.serviceAccounts ?? state.serviceAccounts,
       onKeyUnregistered: (nodeId: string) => verifier?.revokeSessionsFor(nodeId),
       log: o.log,
+      audit,
     };
     const control = await startRpcServer({
       log: o.log,
@@ -199,7 +220,11 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       tls: o.tls
         ? { ...withRootInChain(o.tls), requireClientCert: false, requestClientCert: true }
         : undefined,
-      routes: controlRoutes(link, launcher, controlOptions),
+      routes: (router) => {
+        controlRoutes(link, launcher, controlOptions)(router);
+        auditRoutes(audit, controlOptions)(router);
+      },
+      interceptors: [auditInterceptor(audit)],
       bulk: {
         store: controlChunkStore(link),
         authorize: controlBulkAuth(controlOptions, link),
@@ -221,18 +246,23 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       serverAppIoUrl,
       state,
       link,
+      audit,
+      fleetCalls,
       async close() {
         collector.stop();
         link.close();
         await launcher.close();
         revocations?.stop();
         await Promise.all(servers.map((s) => s.close()));
+        // The last checkpoint signs the head as it is at a graceful stop.
+        await audit.close();
         await state.close();
       },
     };
   } catch (e) {
     revocations?.stop();
     await Promise.all(servers.map((s) => s.close()));
+    await audit.close();
     await state.close();
     throw e;
   }

@@ -14,3 +14,8 @@ export const peerContextKey = createContextKey<PeerIdentity | undefined>(undefin
 export const authorizationContextKey = createContextKey<string[] | undefined>(undefined, {
   description: 'every authorization header of the request',
 });
+
+/** The address the request came from (the TCP peer), for the audit trail. */
+export const addressContextKey = createContextKey<string | undefined>(undefined, {
+  description: 'the remote address of the request',
+});

@@ -27,7 +27,7 @@ import { type FailureReporter, PollenError } from '../errors.js';
 import { authorizationHeaders } from './authorization-headers.js';
 import { isBulkChunkRequest } from './bulk-protocol.js';
 import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
-import { authorizationContextKey, peerContextKey } from './context.js';
+import { addressContextKey, authorizationContextKey, peerContextKey } from './context.js';
 import { errorBoundary, toConnectError } from './errors.js';
 import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import { listenFailure } from './listen-failure.js';
@@ -90,6 +90,8 @@ export interface RpcServerOptions {
   fast?: FastUnary[];
   /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-server.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
+  /** Told of every request by path (every route: Connect, fast and bulk; `chunks` for bulk), for metrics. */
+  onRequest?: (path: string) => void;
   /**
    * Where an unexpected failure is logged, under the reference its client is told (every path:
    * Connect routes, fast routes, bulk chunks). Clients never see more than that reference.
@@ -230,6 +232,8 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const contextValues = (req: unknown, found = socketOf(req as never)): ContextValues => {
     const values = createContextValues();
     if (found.peer) values.set(peerContextKey, found.peer);
+    const address = (req as { socket?: { remoteAddress?: string } }).socket?.remoteAddress;
+    if (address) values.set(addressContextKey, address);
     values.set(
       authorizationContextKey,
       authorizationHeaders(req as Parameters<typeof authorizationHeaders>[0]),
@@ -291,6 +295,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const bulk = o.bulk;
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
+    o.onRequest?.(isBulkChunkRequest(req.url) ? 'chunks' : (req.url.split('?')[0] ?? req.url));
     const found = socketOf(req);
     const { peer } = found;
     const refusal = refusalOf(found);

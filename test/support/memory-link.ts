@@ -18,7 +18,9 @@ import {
 } from '@connectrpc/connect';
 import pino from 'pino';
 import { beforeEach } from 'vitest';
+import { AuditTrail, type AuditTrailOptions } from '../../src/audit/trail.js';
 import { ServerAppIo } from '../../src/gen/pollen/v1/appio_pb.js';
+import { Audit } from '../../src/gen/pollen/v1/audit_pb.js';
 import { Control } from '../../src/gen/pollen/v1/control_pb.js';
 import { Federations } from '../../src/gen/pollen/v1/federations_pb.js';
 import { Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
@@ -28,6 +30,8 @@ import { nodeIdFromPublicKey, sshPublicKeyLine } from '../../src/pki/openssh.js'
 import type { CertType } from '../../src/pki/profiles.js';
 import { Message } from '../../src/sdk/message.js';
 import { RecordDict } from '../../src/sdk/records.js';
+import { auditRoutes } from '../../src/superlink/audit-service.js';
+import { auditInterceptor } from '../../src/superlink/control-audit.js';
 import { type ControlOptions, controlRoutes } from '../../src/superlink/control-service.js';
 import { fleetApi } from '../../src/superlink/fleet-service.js';
 import type { Link } from '../../src/superlink/link.js';
@@ -58,6 +62,8 @@ export interface MemoryLinkOptions extends Omit<TestLinkOptions, 'time'> {
   sessionTtlMs?: number;
   /** Control API options: bearer sources, policy, OIDC config. */
   control?: Partial<Pick<ControlOptions, 'tokens' | 'serviceAccounts' | 'policy' | 'oidc'>>;
+  /** The audit trail's signer, refusal limits (default: no signer, no timer). */
+  audit?: Partial<Pick<AuditTrailOptions, 'signer' | 'refusals' | 'checkpointEveryEntries'>>;
 }
 
 export interface FleetCaller {
@@ -106,6 +112,10 @@ export interface MemoryLink {
   launcher: StandInLauncher;
   /** The SuperLink's log lines (info and up). */
   logs: Record<string, unknown>[];
+  /** The audit trail of the Control port. */
+  audit: AuditTrail;
+  /** An Audit API client presenting `peer`, sending `headers`. */
+  auditClient(peer: PeerIdentity | undefined, headers?: Record<string, string>): Client<typeof Audit>;
   /** A certificate's identity: `client` of the project unless told otherwise. */
   peer(name: string, o?: { type?: CertType; project?: string; org?: string; role?: string }): PeerIdentity;
   /** A Fleet client as `caller`. */
@@ -162,7 +172,14 @@ export function memoryLinks(name: string) {
     const auth: NodeAuthOptions = { state, verifier, project: PROJECT, insecure, log };
     const fleet = connectPipeline({ ...fleetApi(link, auth), log });
     const launcher = new StandInLauncher(link, join(dir, 'apps'));
+    const audit = new AuditTrail({
+      store: state.auditStore,
+      checkpointEveryMs: 0,
+      now: () => new Date(c.now()),
+      ...o.audit,
+    });
     const controlOptions: ControlOptions = {
+      audit,
       requireAdminCert: !insecure,
       project: PROJECT,
       policy: DEFAULT_ACCESS_POLICY,
@@ -171,7 +188,11 @@ export function memoryLinks(name: string) {
       onKeyUnregistered: (nodeId) => verifier?.revokeSessionsFor(nodeId),
     };
     const control = connectPipeline({
-      routes: controlRoutes(link, launcher, { ...controlOptions, log }),
+      routes: (router) => {
+        controlRoutes(link, launcher, { ...controlOptions, log })(router);
+        auditRoutes(audit, { ...controlOptions, log })(router);
+      },
+      interceptors: [auditInterceptor(audit)],
       log,
     });
     const appIo = connectPipeline({
@@ -223,6 +244,9 @@ export function memoryLinks(name: string) {
       verifier,
       launcher,
       logs,
+      audit,
+      auditClient: (p, headers) =>
+        createClient(Audit, transport(control, p, headers ? [setHeaders(headers)] : [])),
       peer,
       fleet: fleetClient,
       async node(nodeName, o = {}) {

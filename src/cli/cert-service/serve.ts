@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
+import { auditCheckpointMs } from '../audit/interval.js';
 import { requireCaPath, untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
@@ -20,6 +21,7 @@ export interface CertServiceOptions extends IdentityFlags {
   acceptPolicy: string[];
   hostname: string[];
   siteValidity: string;
+  auditCheckpointInterval?: string;
   /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
   trustProxy?: string;
   logLevel: string;
@@ -58,6 +60,7 @@ export async function certService(o: CertServiceOptions, out: Output): Promise<v
     acceptPolicyFiles: o.acceptPolicy,
     hostnames: o.hostname.length ? o.hostname : undefined,
     siteValidityDays: Number(o.siteValidity),
+    auditCheckpointMs: auditCheckpointMs(o.auditCheckpointInterval),
     trustProxy: o.trustProxy,
     smtpUrl: o.smtpUrl,
     smtpFrom: o.smtpFrom,

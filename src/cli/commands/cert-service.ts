@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import { type CertServiceOptions, certService } from '../cert-service/serve.js';
 import { action } from '../command.js';
 import { apiKeyOption, caOption, policyOption, smtpUrlOption } from '../env-options.js';
@@ -36,6 +37,7 @@ export function registerCertService(program: Command): void {
     )
     .option('--hostname <name>', 'DNS name or IP the service is reached at (repeatable)', collect, [])
     .option('--site-validity <days>', 'validity of site certificates; sites renew at two thirds', '30')
+    .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
     .option(
       '--trust-proxy <addresses>',
       'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerAudit } from './audit.js';
 import { registerBuild } from './build.js';
 import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
@@ -38,4 +39,5 @@ export function registerCommands(program: Command): void {
   registerFederation(program);
   registerLogin(program);
   registerServiceAccount(program);
+  registerAudit(program);
 }

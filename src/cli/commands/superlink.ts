@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander';
+import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import { action, optionsFromEnvironment, valuesFrom } from '../command.js';
 import { certServiceOption, logLevelOption } from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
@@ -45,6 +46,7 @@ function superlinkOptions(cmd: Command): Command {
       '1024',
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
+    .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
     .addOption(logLevelOption());
   return addIdentityOptions(addLimitOptions(cmd));
 }

@@ -1,4 +1,5 @@
 import { PollenError } from '../../errors.js';
+import { auditCheckpointMs } from '../audit/interval.js';
 import { untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
@@ -17,6 +18,7 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   crl?: string;
   crlRefresh?: string;
   chunkMemory?: string;
+  auditCheckpointInterval?: string;
   certService?: string;
   project?: string;
   logLevel: string;
@@ -83,6 +85,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
   const link = await startSuperLink({
     stateDir: o.stateDir,
     chunkMemoryBytes: Math.floor(chunkMemory * 1024 * 1024),
+    auditCheckpointMs: auditCheckpointMs(o.auditCheckpointInterval),
     limits,
     database: o.database,
     fleet: parseAddress(o.fleetAddress, '--fleet-address'),

@@ -4,6 +4,7 @@
  * project admin, attributed to the key as `api-key:HASH`). Two credentials are refused
  * (IDENTITY_AMBIGUOUS), as on the SuperLink's Control API.
  */
+import type { AuditActor, AuthKind } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { type BearerSources, bearerCredential, bearerIdentity, isJwt } from '../../identity/caller.js';
 import { type Identity, SERVICE_ACCOUNT_PREFIX } from '../../identity/identity.js';
@@ -14,8 +15,16 @@ import type { OrgGuard } from './context.js';
 /** A caller of the admin API and what a right lets them reach. */
 export interface AdminCaller {
   who: Identity;
-  /** Recorded on every change and in the audit log: `api-key:HASH` or `user:NAME`. */
-  actor: string;
+  /**
+   * Recorded on every change and in the audit trail; its label (`decided_by`, notifications) is
+   * `api-key:HASH`, `user:NAME` or `sa:NAME`.
+   */
+  actor: AuditActor;
+}
+
+/** How an identity authenticated, as the audit trail records it. */
+export function authOf(who: Identity): AuthKind {
+  return who.kind;
 }
 
 export class AdminAuth {
@@ -25,19 +34,20 @@ export class AdminAuth {
     private readonly sources: BearerSources = {},
   ) {}
 
-  /** The caller of a request with these `authorization` headers. */
-  async identify(authorization: readonly string[]): Promise<AdminCaller> {
+  /** The caller of a request with these `authorization` headers, from `address`. */
+  async identify(authorization: readonly string[], address: string | null = null): Promise<AdminCaller> {
     const credential = bearerCredential(authorization);
     if (credential === undefined)
       throw new PollenError('API_KEY_REQUIRED', 'This call needs an admin API key or a login token');
     if (isJwt(credential) || credential.startsWith(SERVICE_ACCOUNT_PREFIX)) {
       const who = await bearerIdentity(credential, this.sources);
-      return { who, actor: `${who.kind === 'user' ? 'user' : 'sa'}:${who.name}` };
+      const name = `${who.kind === 'user' ? 'user' : 'sa'}:${who.name}`;
+      return { who, actor: { subject: who.subject, name, org: who.org ?? null, auth: authOf(who), address } };
     }
-    const actor = this.apiKeys.authenticate(`Bearer ${credential}`);
+    const key = this.apiKeys.authenticate(`Bearer ${credential}`);
     return {
-      who: { kind: 'service_account', subject: actor, name: actor, org: undefined, roles: ['project_admin'] },
-      actor,
+      who: { kind: 'service_account', subject: key, name: key, org: undefined, roles: ['project_admin'] },
+      actor: { subject: key, org: null, auth: 'api_key', address },
     };
   }
 

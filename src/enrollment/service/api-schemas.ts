@@ -175,6 +175,29 @@ export const auditQuery = new RequestSchema(
   {
     after: z.coerce.number().int().min(0).default(0),
     limit: z.coerce.number().int().min(1).max(10_000).default(1000),
+    since: z.coerce.date().optional(),
+    actor: z.string().min(1).max(256).optional(),
+    federation: z.string().min(1).max(256).optional(),
+    redacted: z
+      .enum(['true', 'false'])
+      .optional()
+      .transform((v) => v === 'true'),
+  },
+  {
+    after: auditRange,
+    limit: auditRange,
+    since: { message: '`since` must be a time (ISO 8601)' },
+    actor: { message: '`actor` must be a subject or name' },
+    federation: { message: '`federation` must be a federation name' },
+    redacted: { message: '`redacted` must be true or false' },
+  },
+  { kind: 'query' },
+);
+
+export const checkpointsQuery = new RequestSchema(
+  {
+    after: z.coerce.number().int().min(0).default(0),
+    limit: z.coerce.number().int().min(1).max(10_000).default(1000),
   },
   { after: auditRange, limit: auditRange },
   { kind: 'query' },

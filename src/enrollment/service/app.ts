@@ -8,6 +8,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import type { Logger } from 'pino';
+import { type AuditActor, type AuditEntry, entryOrg, unidentified } from '../../audit/entry.js';
 import { PollenError, publicError } from '../../errors.js';
 import type { Identity } from '../../identity/identity.js';
 import type { Right, Scope } from '../../identity/rights.js';
@@ -17,6 +18,7 @@ import type { AdminCaller } from './admin-auth.js';
 import {
   approveBody,
   auditQuery,
+  checkpointsQuery,
   enrollBody,
   enrolledQuery,
   pollBody,
@@ -28,11 +30,6 @@ import {
 } from './api-schemas.js';
 import type { IssuedResponse, PendingResponse } from './issuer.js';
 import type { CertificateService } from './service.js';
-
-/** The organisation an audit entry's change concerns (recorded in its detail), if any. */
-function orgOf(detail: Record<string, unknown>): string | undefined {
-  return typeof detail.org === 'string' ? detail.org : undefined;
-}
 
 /** Bodies larger than this are refused before parsing. */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -160,7 +157,7 @@ export function buildApp(
   app.post('/v1/renew', async (req) => {
     const body = renewBody.envelope(req.body);
     const current = await service.renewal.authenticate(peerChain(req));
-    return service.renewal.renew(current, renewBody.field(body, 'csr'));
+    return service.renewal.renew(current, renewBody.field(body, 'csr'), req.ip);
   });
 
   /**
@@ -180,14 +177,25 @@ export function buildApp(
       url,
       handler: async (req) => {
         let who: Identity | undefined;
+        let actor: AuditActor | undefined;
         try {
-          const caller = await service.admin.identify(authorizationHeaders(req.raw));
+          const caller = await service.admin.identify(authorizationHeaders(req.raw), req.ip);
           who = caller.who;
+          actor = caller.actor;
           const scope = service.admin.allow(caller.who, right);
           return await handle(schema.parse(method === 'GET' ? req.query : req.body), { ...caller, scope });
         } catch (e) {
           // Who calls and what they may do: 401 and 403, as on the Control API (`control.refused`).
-          if (e instanceof PollenError && (e.status === 401 || e.status === 403))
+          if (e instanceof PollenError && (e.status === 401 || e.status === 403)) {
+            void service.audit.refused({
+              actor: actor ?? unidentified(req.ip),
+              action: `${method} ${url}`,
+              target: url,
+              at: new Date(),
+              outcome: `refused ${e.code}`,
+              federation: null,
+              detail: {},
+            });
             req.log.warn(
               {
                 event: 'admin.refused',
@@ -199,6 +207,7 @@ export function buildApp(
               },
               'admin API call refused',
             );
+          }
           throw e;
         }
       },
@@ -210,12 +219,25 @@ export function buildApp(
     admin.guard(c.who, 'enrollment.decide')(b.org);
     return service.tokens.issue(b, c.actor);
   });
+  // An organisation's admin reads their organisation's entries (entryOrg); with
+  // `redacted`, the others come as digests, so they can check the whole chain.
   adminRoute('GET', '/v1/audit', 'audit.read', auditQuery, async (q, c) => ({
-    entries: await service.audit.list(
-      q.after,
+    entries: await service.audit.log.list(
+      {
+        after: q.after,
+        ...(q.since && { since: q.since }),
+        ...(q.actor && { actor: q.actor }),
+        ...(q.federation && { federation: q.federation }),
+        ...(c.scope !== 'any' && {
+          visible: (e: AuditEntry) => admin.sees(c.who, c.scope, entryOrg(e)),
+        }),
+        hidden: q.redacted ? 'redact' : 'skip',
+      },
       q.limit,
-      c.scope === 'any' ? undefined : (e) => admin.sees(c.who, c.scope, orgOf(e.detail)),
     ),
+  }));
+  adminRoute('GET', '/v1/audit/checkpoints', 'audit.read', checkpointsQuery, async (q) => ({
+    checkpoints: await service.audit.log.checkpoints(q.after, q.limit),
   }));
   adminRoute('GET', '/v1/requests', 'enrollment.decide', requestsQuery, async (q, c) => ({
     requests: (await service.requests.list(q.status)).filter((r) => admin.sees(c.who, c.scope, r.org)),

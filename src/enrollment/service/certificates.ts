@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { type AuditActor, actorLabel, change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { createCrl } from '../../pki/crl.js';
 import { hostsOfCertificate } from '../../pki/profiles.js';
@@ -54,7 +55,7 @@ export class Certificates {
   /** Revoke the valid certificates with these names or serials, and every renewal of them. */
   async revoke(
     sel: { names: string[]; serials: string[]; reason?: string },
-    actor: string,
+    actor: AuditActor,
     guard?: OrgGuard,
   ) {
     const { names, serials } = sel;
@@ -97,7 +98,7 @@ export class Certificates {
     await this.c.batcher.run(async (tx) => {
       await tx
         .updateTable('certificates')
-        .set({ revoked_at: now, revoke_reason: `${reason} (by ${actor})` })
+        .set({ revoked_at: now, revoke_reason: `${reason} (by ${actorLabel(actor)})` })
         .where(
           'serial',
           'in',
@@ -105,11 +106,14 @@ export class Certificates {
         )
         .execute();
       for (const r of rows)
-        await this.c.audit.append(tx, actor, 'certificate.revoked', r.name, new Date(now), {
-          serial: r.serial,
-          reason,
-          ...(r.org !== null && { org: r.org }),
-        });
+        await this.c.audit.append(
+          tx,
+          change(actor, 'certificate.revoked', r.name, new Date(now), {
+            serial: r.serial,
+            reason,
+            ...(r.org !== null && { org: r.org }),
+          }),
+        );
     });
     this.crlCache = undefined;
     return { revoked: rows.map(({ serial, name }) => ({ serial, name })) };

@@ -1,8 +1,8 @@
 import type { Transaction } from 'kysely';
+import type { AuditTrail } from '../../audit/trail.js';
 import type { LoadedCa } from '../../pki/ca.js';
 import type { WriteBatcher } from '../../store/batcher.js';
 import type { Database } from '../../store/database.js';
-import type { AuditLog } from './audit-log.js';
 import type { Policies } from './policies.js';
 import type { EnrollmentSchema } from './schema.js';
 
@@ -22,13 +22,13 @@ export const iso = (ms: number | null): string | null => (ms === null ? null : n
 
 /**
  * What the parts of the Certificate Service share: the CA, the store and its group-commit
- * batcher, the audit log, the policies it honours and one clock.
+ * batcher, the audit trail, the policies it honours and one clock.
  */
 export interface ServiceContext {
   ca: LoadedCa;
   store: Database<EnrollmentSchema>;
   batcher: WriteBatcher<EnrollmentSchema>;
-  audit: AuditLog;
+  audit: AuditTrail;
   policies: Policies;
   now: () => Date;
 }

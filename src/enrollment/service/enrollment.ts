@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject, randomBytes, verify, X509Certificate } from 'node:crypto';
+import { type AuditActor, change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { type CheckedCsr, checkCsr } from '../../pki/csr.js';
 import type { CertType } from '../../pki/profiles.js';
@@ -137,14 +138,17 @@ export class Enrollment {
           hosts: claims.pollen.hosts ? JSON.stringify(claims.pollen.hosts) : null,
         })
         .execute();
-      await this.c.audit.append(tx, `token:${claims.jti}`, 'request.pending', name, a.now, {
-        requestId: id,
-        type,
-        ...(claims.pollen.org !== undefined && { org: claims.pollen.org }),
-        ...(claims.pollen.hosts && { hosts: claims.pollen.hosts }),
-        rule: a.rule,
-        sourceIp: a.ip,
-      });
+      await this.c.audit.append(
+        tx,
+        change(tokenActor(claims.jti, claims.pollen.org, a.ip), 'request.pending', name, a.now, {
+          requestId: id,
+          type,
+          ...(claims.pollen.org !== undefined && { org: claims.pollen.org }),
+          ...(claims.pollen.hosts && { hosts: claims.pollen.hosts }),
+          rule: a.rule,
+          sourceIp: a.ip,
+        }),
+      );
     });
     this.c.policies.notify(a.auth.policy.sha256, {
       event: 'request.pending',
@@ -181,15 +185,18 @@ export class Enrollment {
           }),
         )
         .execute();
-      await this.c.audit.append(tx, `token:${claims.jti}`, 'certificate.issued', name, a.now, {
-        serial: issued.serial,
-        type,
-        role,
-        ...(org !== null && { org }),
-        ...(hosts && { hosts }),
-        rule: a.rule,
-        sourceIp: a.ip,
-      });
+      await this.c.audit.append(
+        tx,
+        change(tokenActor(claims.jti, org, a.ip), 'certificate.issued', name, a.now, {
+          serial: issued.serial,
+          type,
+          role,
+          ...(org !== null && { org }),
+          ...(hosts && { hosts }),
+          rule: a.rule,
+          sourceIp: a.ip,
+        }),
+      );
     });
     return this.issuer.response(issued, name, type, role);
   }
@@ -305,4 +312,9 @@ function rejected(requestId: string, reason: string | null): PollenError {
   return new PollenError('ENROLLMENT_REJECTED', `Enrollment rejected: ${reason ?? 'no reason given'}`, {
     data: { requestId, reason },
   });
+}
+
+/** A site enrolling with a token: recorded as the token (`token:JTI`), from its address. */
+function tokenActor(jti: string, org: string | null | undefined, ip: string | null): AuditActor {
+  return { subject: `token:${jti}`, org: org ?? null, auth: 'enrollment_token', address: ip };
 }

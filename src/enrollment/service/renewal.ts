@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { checkCsr } from '../../pki/csr.js';
 import { type CertType, hostsOfCertificate } from '../../pki/profiles.js';
@@ -52,7 +53,7 @@ export class Renewal {
   }
 
   /** Renew `current` (from `authenticate`) with the key of `csrPem`. */
-  async renew(current: CertificateRow, csrPem: string): Promise<IssuedResponse> {
+  async renew(current: CertificateRow, csrPem: string, address?: string): Promise<IssuedResponse> {
     const now = this.c.now();
     const csr = checkCsr(csrPem);
     if (csr.commonName !== current.name)
@@ -97,15 +98,23 @@ export class Renewal {
         .execute();
       await this.c.audit.append(
         tx,
-        `certificate:${current.serial}`,
-        'certificate.renewed',
-        current.name,
-        now,
-        {
-          serial: issued.serial,
-          from: current.serial,
-          ...(current.org !== null && { org: current.org }),
-        },
+        change(
+          {
+            subject: current.name,
+            name: `certificate:${current.serial}`,
+            org: current.org,
+            auth: 'certificate',
+            address: address ?? null,
+          },
+          'certificate.renewed',
+          current.name,
+          now,
+          {
+            serial: issued.serial,
+            from: current.serial,
+            ...(current.org !== null && { org: current.org }),
+          },
+        ),
       );
     });
     return this.issuer.response(issued, current.name, type, current.role);

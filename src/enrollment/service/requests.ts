@@ -1,3 +1,4 @@
+import { type AuditActor, actorLabel, change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { checkCsr } from '../../pki/csr.js';
 import type { CertType } from '../../pki/profiles.js';
@@ -99,7 +100,7 @@ export class Requests {
    * decided meanwhile is left as decided and listed in `alreadyDecided`; if that befell every
    * selected request, the call fails with REQUEST_ALREADY_DECIDED naming the decision that holds.
    */
-  async approve(sel: Selection, actor: string, guard?: OrgGuard) {
+  async approve(sel: Selection, actor: AuditActor, guard?: OrgGuard) {
     const chosen = await this.selectPending(sel);
     for (const r of chosen) guard?.(r.org ?? undefined);
     const now = this.c.now();
@@ -119,19 +120,22 @@ export class Requests {
           await claimDecision(tx, r.id, {
             status: 'approved',
             decided_at: now.getTime(),
-            decided_by: actor,
+            decided_by: actorLabel(actor),
             serial: issued.serial,
           });
           await this.issuer.refuseIfEnrolledElsewhere(tx, r.name, r.type, r.jti, now);
           await tx
             .insertInto('certificates')
-            .values(this.issuer.row(issued, r, actor, now, { jti: r.jti, requestId: r.id }))
+            .values(this.issuer.row(issued, r, actorLabel(actor), now, { jti: r.jti, requestId: r.id }))
             .execute();
-          await this.c.audit.append(tx, actor, 'request.approved', r.name, now, {
-            requestId: r.id,
-            serial: issued.serial,
-            ...(r.org !== null && { org: r.org }),
-          });
+          await this.c.audit.append(
+            tx,
+            change(actor, 'request.approved', r.name, now, {
+              requestId: r.id,
+              serial: issued.serial,
+              ...(r.org !== null && { org: r.org }),
+            }),
+          );
         });
       } catch (e) {
         if (!isAlreadyDecided(e)) throw e;
@@ -144,7 +148,7 @@ export class Requests {
         requestId: r.id,
         name: r.name,
         type: r.type,
-        actor,
+        actor: actorLabel(actor),
       });
     }
     if (approved.length === 0 && lost.length > 0) throw alreadyDecided(lost);
@@ -152,7 +156,7 @@ export class Requests {
   }
 
   /** Reject the selected pending requests; one decision per request, as `approve`. */
-  async reject(sel: Selection & { reason?: string }, actor: string, guard?: OrgGuard) {
+  async reject(sel: Selection & { reason?: string }, actor: AuditActor, guard?: OrgGuard) {
     const chosen = await this.selectPending(sel);
     for (const r of chosen) guard?.(r.org ?? undefined);
     const now = this.c.now();
@@ -165,7 +169,7 @@ export class Requests {
           await claimDecision(tx, r.id, {
             status: 'rejected',
             decided_at: now.getTime(),
-            decided_by: actor,
+            decided_by: actorLabel(actor),
             reason,
           });
         } catch (e) {
@@ -173,11 +177,14 @@ export class Requests {
           lost.push(e.data as unknown as HeldDecision);
           continue;
         }
-        await this.c.audit.append(tx, actor, 'request.rejected', r.name, now, {
-          requestId: r.id,
-          reason,
-          ...(r.org !== null && { org: r.org }),
-        });
+        await this.c.audit.append(
+          tx,
+          change(actor, 'request.rejected', r.name, now, {
+            requestId: r.id,
+            reason,
+            ...(r.org !== null && { org: r.org }),
+          }),
+        );
         won.push(r);
       }
       return won;
@@ -189,7 +196,7 @@ export class Requests {
         requestId: r.id,
         name: r.name,
         type: r.type,
-        actor,
+        actor: actorLabel(actor),
         reason,
       });
     const list = rejected.map((r) => ({ id: r.id, name: r.name, type: r.type, reason }));

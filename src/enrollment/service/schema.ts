@@ -1,7 +1,8 @@
 import type { Kysely, Migration } from 'kysely';
+import { type AuditSchema, auditUpgradeMigration } from '../../audit/schema.js';
 
 /** The Certificate Service's tables. Times are epoch milliseconds (BIGINT). */
-export interface EnrollmentSchema {
+export interface EnrollmentSchema extends AuditSchema {
   policies: {
     sha256: string;
     project: string;
@@ -61,17 +62,6 @@ export interface EnrollmentSchema {
     revoke_reason: string | null;
   };
   api_keys: { sha256: string; label: string; created_at: number };
-  /** Append-only, hash-chained record of every change (written in the change's transaction). */
-  audit: {
-    seq: number;
-    at: number;
-    actor: string;
-    action: string;
-    subject: string;
-    detail: string;
-    prev_hash: string;
-    hash: string;
-  };
 }
 
 export const enrollmentMigrations: Record<string, Migration> = {
@@ -168,4 +158,6 @@ export const enrollmentMigrations: Record<string, Migration> = {
       await db.schema.alterTable('certificates').addColumn('org', 'text').execute();
     },
   },
+  // The audit trail shared with the SuperLink: who, where, outcome; signed checkpoints.
+  '0004_audit_trail': auditUpgradeMigration,
 };

@@ -48,6 +48,8 @@ export interface CertServiceConfig {
   accessPolicyFile?: string;
   /** How often the tidy job runs; 0 disables it. */
   tidyIntervalMs?: number;
+  /** How often the audit trail's head is signed (default 5 minutes; also on stop). */
+  auditCheckpointMs?: number;
 }
 
 export interface RunningCertService {
@@ -134,6 +136,10 @@ export async function startCertService(
     ...(c.apiKeyHashes ?? []),
     ...(c.apiKeys ?? []).map((k) => createHash('sha256').update(k.trim()).digest('hex')),
   ];
+  const hostnames = c.hostnames ?? ['localhost', '127.0.0.1', hostname()];
+  const tls = ensureServerCertificate(ca, workspace, hostnames);
+  // Audit checkpoints are signed with the service's TLS key (renewed below with the certificate).
+  const auditSigner = { component: 'cert-service', key: tls.key, certificate: tls.cert };
   let service: CertificateService;
   try {
     service = await CertificateService.create({
@@ -147,14 +153,15 @@ export async function startCertService(
       notifier: new Notifier({ smtpUrl: c.smtpUrl, smtpFrom: c.smtpFrom, adminEmail: c.adminEmail, logger }),
       accessPolicy: people.accessPolicy,
       ...(people.tokens && { tokens: people.tokens }),
+      auditSigner,
+      ...(c.auditCheckpointMs !== undefined && { audit: { checkpointEveryMs: c.auditCheckpointMs } }),
     });
   } catch (e) {
     await store.close();
     throw e;
   }
-  const hostnames = c.hostnames ?? ['localhost', '127.0.0.1', hostname()];
-  const tls = ensureServerCertificate(ca, workspace, hostnames);
   if (c.prepareOnly) {
+    await service.drain();
     await store.close();
     return undefined as never;
   }
@@ -173,6 +180,7 @@ export async function startCertService(
   try {
     await app.listen({ host, port: c.port ?? 8443 });
   } catch (e) {
+    await service.drain();
     await store.close();
     throw listenFailure(e, { host, port: c.port ?? 8443, what: 'the Certificate Service', option: '--port' });
   }
@@ -184,10 +192,9 @@ export async function startCertService(
   // The service's own certificate is renewed while it runs, without dropping connections.
   const tlsTimer = setInterval(() => {
     try {
-      (app.server as import('node:https').Server).setSecureContext({
-        ...ensureServerCertificate(ca, workspace, hostnames),
-        ...tlsOptions,
-      });
+      const renewed = ensureServerCertificate(ca, workspace, hostnames);
+      (app.server as import('node:https').Server).setSecureContext({ ...renewed, ...tlsOptions });
+      Object.assign(auditSigner, { key: renewed.key, certificate: renewed.cert });
     } catch (err) {
       if (logger) logger.error({ err }, 'could not renew the service certificate');
     }

@@ -1,3 +1,5 @@
+import type { CheckpointSigner } from '../../audit/checkpoint.js';
+import { AuditTrail, type AuditTrailOptions } from '../../audit/trail.js';
 import { PollenError } from '../../errors.js';
 import type { TokenVerifier } from '../../identity/identity.js';
 import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../../identity/rights.js';
@@ -8,7 +10,6 @@ import type { LoadedPolicy } from '../policy.js';
 import type { TokenSigner } from '../token.js';
 import { AdminAuth } from './admin-auth.js';
 import { ApiKeys } from './api-keys.js';
-import { AuditLog } from './audit-log.js';
 import { Certificates } from './certificates.js';
 import { DAY, type ServiceContext } from './context.js';
 import { Enrollment } from './enrollment.js';
@@ -43,6 +44,10 @@ export interface CertificateServiceOptions {
   /** Roles × rights for admin calls; default DEFAULT_ACCESS_POLICY. */
   accessPolicy?: AccessPolicy;
   now?: () => Date;
+  /** Signs the audit trail's checkpoints: the service's TLS key and certificate. */
+  auditSigner?: CheckpointSigner;
+  /** How often checkpoints are written, and how refusals are limited (trail.ts). */
+  audit?: Pick<AuditTrailOptions, 'checkpointEveryMs' | 'checkpointEveryEntries' | 'refusals'>;
 }
 
 /**
@@ -78,7 +83,12 @@ export class CertificateService {
       ca: o.ca,
       store: o.store,
       batcher: new WriteBatcher(o.store.db),
-      audit: new AuditLog(o.store),
+      audit: new AuditTrail({
+        store: o.store,
+        ...o.audit,
+        ...(o.auditSigner && { signer: o.auditSigner }),
+        now,
+      }),
       policies,
       now,
     };
@@ -102,8 +112,8 @@ export class CertificateService {
     return this.c.store.backend;
   }
 
-  /** The hash-chained audit log. */
-  get audit(): AuditLog {
+  /** The hash-chained audit trail. */
+  get audit(): AuditTrail {
     return this.c.audit;
   }
 
@@ -125,5 +135,6 @@ export class CertificateService {
   /** Wait for notifications still being delivered (on shutdown). */
   async drain(): Promise<void> {
     await this.c.policies.drain();
+    await this.c.audit.close();
   }
 }

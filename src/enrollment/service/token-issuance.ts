@@ -1,3 +1,4 @@
+import { type AuditActor, change } from '../../audit/entry.js';
 import type { SubjectType } from '../policy.js';
 import { issueTokens, type TokenSigner } from '../token.js';
 import type { ServiceContext } from './context.js';
@@ -11,7 +12,7 @@ export class TokenIssuance {
 
   async issue(
     input: { subjects: string[]; type: SubjectType; role?: string; hosts?: string[]; org?: string },
-    actor: string,
+    actor: AuditActor,
   ) {
     const tokens = await issueTokens(this.signer, input.subjects, {
       type: input.type,
@@ -25,18 +26,20 @@ export class TokenIssuance {
     await this.c.batcher.run((tx) =>
       this.c.audit.append(
         tx,
-        actor,
-        'tokens.issued',
-        tokens.length === 1 ? tokens[0]!.claims.sub : `${tokens.length} subjects`,
-        now,
-        {
-          count: tokens.length,
-          type: input.type,
-          ...(input.org !== undefined && { org: input.org }),
-          ...(input.hosts?.length && { hosts: tokens[0]!.claims.pollen.hosts }),
-          subjects: tokens.slice(0, 100).map((t) => t.claims.sub),
-          tokenIds: tokens.slice(0, 100).map((t) => t.claims.jti),
-        },
+        change(
+          actor,
+          'tokens.issued',
+          tokens.length === 1 ? tokens[0]!.claims.sub : `${tokens.length} subjects`,
+          now,
+          {
+            count: tokens.length,
+            type: input.type,
+            ...(input.org !== undefined && { org: input.org }),
+            ...(input.hosts?.length && { hosts: tokens[0]!.claims.pollen.hosts }),
+            subjects: tokens.slice(0, 100).map((t) => t.claims.sub),
+            tokenIds: tokens.slice(0, 100).map((t) => t.claims.jti),
+          },
+        ),
       ),
     );
     return {
