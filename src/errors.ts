@@ -145,7 +145,11 @@ export const ERROR_CODES = {
     'Name one of the organisations the policy lists (orgs) with --org, or ask the project admin to add it.',
   ),
   // Certificate Service
-  API_KEY_REQUIRED: spec(401, ExitCode.UNAUTHORIZED, 'Set POLLEN_API_KEY or pass --api-key.'),
+  API_KEY_REQUIRED: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Pass --api-key (or POLLEN_API_KEY), --login FEDERATION after `pollen login`, or a service-account secret in POLLEN_TOKEN.',
+  ),
   API_KEY_INVALID: spec(
     401,
     ExitCode.UNAUTHORIZED,
@@ -597,7 +601,7 @@ export const ERROR_CODES = {
   SERVICE_ACCOUNT_INVALID: spec(
     401,
     ExitCode.UNAUTHORIZED,
-    'No service account has this secret: check POLLEN_TOKEN or --token-file (a secret starts with pollen_sa_ and is shown once, by `pollen service-account create`; a lost one cannot be shown again: create a new account).',
+    "No service account has this secret: check POLLEN_TOKEN or --token-file (a secret starts with pollen_sa_ and is shown once, by `pollen service-account create`; a lost one cannot be shown again: create a new account). The SuperLink and the Certificate Service each know only their own accounts' secrets: unset POLLEN_TOKEN to use your login or API key instead.",
   ),
   SERVICE_ACCOUNT_REVOKED: spec(
     401,

@@ -135,6 +135,99 @@ describe('the admin API’s callers', () => {
   });
 });
 
+describe('the admin API’s own service accounts', () => {
+  it('takes a secret made on one worker at another, and a revocation holds at both at once', async () => {
+    // A second service over the same store: another worker (`--workers`) or replica.
+    const other = buildApp(await f.service(store, { tokens: tokens.verifier }), { logger: false });
+    try {
+      const created = await callApp(
+        app,
+        'POST',
+        '/v1/service-accounts',
+        { name: 'approver-alpha', roles: ['org_admin'], org: 'Alpha' },
+        await as('org_admin', 'Alpha'),
+      );
+      expect(created.status).toBe(200);
+      const secret = created.json.secret as string;
+      expect(created.json.account).toMatchObject({
+        name: 'approver-alpha',
+        org: 'Alpha',
+        createdBy: 'org_admin-Alpha',
+      });
+      const site = await pending('Alpha');
+      const approved = await callApp(
+        other,
+        'POST',
+        '/v1/requests/approve',
+        { names: [site] },
+        bearer(secret),
+      );
+      expect(approved.status).toBe(200);
+      const requests = (await callApp(app, 'GET', '/v1/requests?status=approved', undefined, { admin: true }))
+        .json.requests;
+      expect(requests.find((r: { name: string }) => r.name === site).decidedBy).toBe('sa:approver-alpha');
+      // Managing accounts: its organisation only, never wider than the creator.
+      const wider = await callApp(
+        app,
+        'POST',
+        '/v1/service-accounts',
+        { name: 'x', roles: ['lead'] },
+        await as('org_admin', 'Alpha'),
+      );
+      expect(wider.json.error.code).toBe('SERVICE_ACCOUNT_ROLE_TOO_WIDE');
+      const listedByBeta = await callApp(
+        app,
+        'GET',
+        '/v1/service-accounts',
+        undefined,
+        await as('org_admin', 'Beta'),
+      );
+      expect(listedByBeta.json.accounts.map((a: { name: string }) => a.name)).not.toContain('approver-alpha');
+      const revokedByBeta = await callApp(
+        app,
+        'POST',
+        '/v1/service-accounts/revoke',
+        { name: 'approver-alpha' },
+        await as('org_admin', 'Beta'),
+      );
+      expect(revokedByBeta.json.error.code).toBe('WRONG_ORGANISATION');
+      expect(
+        (await callApp(app, 'GET', '/v1/service-accounts', undefined, await as('member', 'Alpha'))).json.error
+          .code,
+      ).toBe('RIGHT_MISSING');
+      // Revoked on one worker: refused on the other from the next call.
+      expect(
+        (
+          await callApp(
+            app,
+            'POST',
+            '/v1/service-accounts/revoke',
+            { name: 'approver-alpha' },
+            { admin: true },
+          )
+        ).status,
+      ).toBe(200);
+      const after = await callApp(other, 'GET', '/v1/requests', undefined, bearer(secret));
+      expect([after.status, after.json.error.code]).toEqual([401, 'SERVICE_ACCOUNT_REVOKED']);
+      // Both changes are in the audit trail, with who made them.
+      const audit = (await callApp(app, 'GET', '/v1/audit?limit=10000', undefined, { admin: true })).json
+        .entries;
+      const actions = audit.filter((e: { target: string }) => e.target === 'approver-alpha');
+      expect(
+        actions.map((e: { action: string; actor: string; actorName: string | null }) => [
+          e.action,
+          e.actorName ?? e.actor,
+        ]),
+      ).toEqual([
+        ['service_account.created', 'user:org_admin-Alpha'],
+        ['service_account.revoked', expect.stringMatching(/^api-key:/)],
+      ]);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe('organisations on certificates', () => {
   it('issues the certificate with O= from the token when the request is approved', async () => {
     const name = await pending('Gamma Labs');

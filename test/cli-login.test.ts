@@ -10,11 +10,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import { loginClock } from '../src/cli/login/clock.js';
 import { fetchPinnedRoot } from '../src/cli/login/pinned-root.js';
 import { certificateFingerprint } from '../src/pki/fingerprint.js';
-import { type CliResult, pollenInProcess, tempDir } from './support/cli.js';
+import { pollenInProcess, tempDir } from './support/cli.js';
 import { makePki, type Pki, TINY_APP, tlsOf } from './support/federation.js';
 import { startInProcessLink } from './support/inproc.js';
-import { type LoginControl, providerTokens, startLoginControl } from './support/login-control.js';
-import { actAsDeviceUser, startTestProvider, type TestProvider } from './support/oidc-provider.js';
+import { cliLogin, type LoginControl, providerTokens, startLoginControl } from './support/login-control.js';
+import { startTestProvider, type TestProvider } from './support/oidc-provider.js';
 
 const t = tempDir('pollen-login-');
 let pki: Pki;
@@ -64,39 +64,8 @@ const pinned = (address = control.address, fingerprint = rootFingerprint) => [
 let configN = 0;
 const freshConfig = () => join(t.dir, `home-${++configN}`, 'config.toml');
 
-interface LoginCode {
-  verificationUri: string;
-  verificationUriComplete: string | null;
-  userCode: string;
-}
-
-/** `pollen login …` while a person (`as`) signs in at the provider, or presses Abort. */
-async function login(
-  config: string,
-  args: string[],
-  as: { user: string } | { deny: true } | 'nobody' = { user: 'ana' },
-  json = true,
-): Promise<{ r: CliResult; code?: LoginCode }> {
-  let code: LoginCode | undefined;
-  let person: Promise<unknown> = Promise.resolve();
-  const r = await pollenInProcess(['login', ...args, '--config', config, ...(json ? ['--json'] : [])], {
-    onStderr: (text) => {
-      const m = json ? /^\{"event":"login\.code".*$/m.exec(text) : /enter the code (\S+)/.exec(text);
-      if (!m || code || as === 'nobody') return;
-      code = json
-        ? (JSON.parse(m[0]) as LoginCode)
-        : { verificationUri: /open (\S+)/.exec(text)![1]!, verificationUriComplete: null, userCode: m[1]! };
-      person = actAsDeviceUser({
-        verificationUri: code.verificationUri,
-        userCode: code.userCode,
-        login: 'user' in as ? as.user : 'ana',
-        deny: 'deny' in as,
-      });
-    },
-  });
-  await person;
-  return { r, code };
-}
+/** `pollen login …` while a person signs in at the provider (support/login-control.ts). */
+const login = cliLogin;
 
 /** A fresh config, logged in to `lab` as ana. */
 async function loggedIn(): Promise<string> {
@@ -224,6 +193,20 @@ describe('pollen login', () => {
     expect(after.json()).toMatchObject({
       error: { code: 'LOGIN_REQUIRED', hint: 'Log in: pollen login lab' },
     });
+  });
+
+  it('logging in again revokes the previous refresh token at the provider, then keeps the new one', async () => {
+    const config = await loggedIn();
+    const first = stored(config, 'lab').login;
+    const { r } = await login(config, ['lab'], { user: 'bo' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json()).toMatchObject({ ok: true, subject: 'bo', previousRevoked: 'revoked' });
+    const second = stored(config, 'lab').login;
+    expect(second.subject).toBe('bo');
+    expect(second.refreshToken).not.toBe(first.refreshToken);
+    // The old refresh token no longer refreshes; the new one does.
+    expect(await provider.refreshTokenWorks(String(first.refreshToken))).toBe(false);
+    expect(await provider.refreshTokenWorks(String(second.refreshToken))).toBe(true);
   });
 
   it('a login the provider no longer refreshes asks for a new login (LOGIN_REQUIRED)', async () => {

@@ -4,7 +4,7 @@
  * themselves, MNIST) and prints its summary as one JSON document.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,15 +13,33 @@ const BIN = join(import.meta.dirname, '..', 'bin', 'pollen.js');
 const dir = mkdtempSync(join(tmpdir(), 'pollen-demo-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function pollen(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function pollen(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, NO_COLOR: '1' } });
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, NO_COLOR: '1', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** Stop what `--keep` left running, and wait until each process is gone. */
+async function stopKept(pids: number[]): Promise<void> {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 200 && pids.some(alive); i++) await new Promise((res) => setTimeout(res, 50));
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 describe('pollen demo', () => {
@@ -54,7 +72,21 @@ describe('pollen demo', () => {
 
   it('--oidc: a researcher with no kit logs in with the embedded OpenID Provider and her token submits the run', async () => {
     const ws = join(dir, 'ws-oidc');
-    const r = await pollen(['demo', '--oidc', '--sites', '2', '--rounds', '1', '-w', ws, '--json']);
+    // Kept running, with access tokens that last a second: her login must outlive the demo.
+    const r = await pollen([
+      'demo',
+      '--oidc',
+      '--sites',
+      '2',
+      '--rounds',
+      '1',
+      '-w',
+      ws,
+      '--keep',
+      '--access-token-ttl',
+      '1',
+      '--json',
+    ]);
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s.status).toBe('finished:completed');
@@ -68,5 +100,21 @@ describe('pollen demo', () => {
     expect(existsSync(join(ws, 'researcher', 'roots', 'demo.pem'))).toBe(true);
     expect(existsSync(join(ws, 'researcher', 'logins', 'demo.json'))).toBe(true);
     expect(r.stderr).not.toMatch(/oidc-provider (WARNING|NOTICE)/);
+    try {
+      // After the demo: her access token has expired, and the kept provider refreshes it.
+      const tokenFile = join(ws, 'researcher', 'logins', 'demo.json');
+      const before = JSON.parse(readFileSync(tokenFile, 'utf8')) as {
+        accessToken: string;
+        expiresAt: number;
+      };
+      await new Promise((res) => setTimeout(res, Math.max(0, before.expiresAt - Date.now() + 50)));
+      const list = await pollen(['list', 'demo', '--json'], { POLLEN_CONFIG: s.researcher.config });
+      expect(list.code, list.stdout + list.stderr).toBe(0);
+      expect(JSON.parse(list.stdout).runs).toHaveLength(1);
+      const after = JSON.parse(readFileSync(tokenFile, 'utf8')) as { accessToken: string; expiresAt: number };
+      expect(after.accessToken).not.toBe(before.accessToken);
+    } finally {
+      await stopKept(s.pids);
+    }
   }, 300_000);
 });

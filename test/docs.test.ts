@@ -24,9 +24,15 @@ import { ensureBuilt, pollenInProcess } from './support/cli.js';
 const ROOT = resolve(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(resolve(ROOT, path), 'utf8');
 /** The manuals the harness runs, in order. */
-const MANUALS = ['README.md', 'docs/enrollment.md', 'docs/federation.md', 'docs/simulation.md'];
+const MANUALS = [
+  'README.md',
+  'docs/enrollment.md',
+  'docs/federation.md',
+  'docs/simulation.md',
+  'docs/identity.md',
+];
 /** The manuals that must describe every error code and environment variable they name. */
-const OPERATOR_MANUALS = ['docs/enrollment.md', 'docs/federation.md'];
+const OPERATOR_MANUALS = ['docs/enrollment.md', 'docs/federation.md', 'docs/identity.md'];
 
 describe('the doc-block harness', () => {
   it('pairs each bash block with the text block after it, reads skip markers and table rows', () => {
@@ -200,6 +206,8 @@ describe('what the manuals name exists', () => {
     'CODE',
     'EACCES',
     'EROFS',
+    'HS256',
+    'SUB',
   ]);
 
   it('every error code they name is in the catalogue (src/errors.ts) or a reply code of the SDK', () => {

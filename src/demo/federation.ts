@@ -13,12 +13,11 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
-import type { EmbeddedProvider } from './oidc-provider.js';
 import { Processes, startDemoCertService } from './processes.js';
 import {
   DEMO_RESEARCHER,
+  type DemoProviderInfo,
   logInResearcher,
-  startDemoProvider,
   writeDemoIdentityConfig,
 } from './researcher.js';
 
@@ -41,6 +40,8 @@ export interface FederationDemoOptions {
   keep: boolean;
   /** People log in with an embedded OpenID Provider; a researcher, not the admin, submits the run. */
   oidc?: boolean;
+  /** With --oidc: the lifetime of access tokens, in seconds (default 600). */
+  accessTokenTtl?: number;
   timeoutMs?: number;
 }
 
@@ -140,7 +141,7 @@ export async function runFederationDemo(
   const show = (cmd: string) => `pollen ${cmd}`;
   const names = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
   let kept = false;
-  let provider: EmbeddedProvider | undefined;
+  let provider: DemoProviderInfo | undefined;
   try {
     // 1. CA
     r.step(1, 'The project admin creates the project CA', show('cert init -n "Pollen Demo" -o ca'));
@@ -182,7 +183,13 @@ export async function runFederationDemo(
       ),
     );
     if (o.oidc) {
-      provider = await startDemoProvider();
+      // A process of its own, like every service of the demo: with --keep it stays with them.
+      provider = (
+        await px.service<DemoProviderInfo>(
+          ['demo', 'oidc-provider', '--access-token-ttl', String(o.accessTokenTtl ?? 600), '--json'],
+          join(paths.logs, 'oidc-provider.log'),
+        )
+      ).ready;
       r.line(`OpenID Provider (embedded, for the project's people) at ${provider.issuer}`);
     }
     const slCerts = join(paths.superlink, 'certs');
@@ -458,8 +465,6 @@ export async function runFederationDemo(
     return summary;
   } finally {
     if (!kept) await px.stopAll();
-    // Logins made with it last until their access token expires (the provider stops with the demo).
-    await provider?.close();
   }
 }
 

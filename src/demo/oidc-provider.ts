@@ -33,6 +33,11 @@ export interface EmbeddedProviderOptions {
   /** The `aud` of access tokens: the SuperLink (its default resource indicator). */
   audience: string;
   users: ProviderUser[];
+  /**
+   * Further audiences every access token names beside `audience` (as Keycloak's audience mappers
+   * add them): a Certificate Service that accepts the same login.
+   */
+  extraAudiences?: string[];
   /** The public client `pollen login` uses (default `pollen-cli`). */
   clientId?: string;
   /** Lifetimes in seconds (defaults: access 600, refresh 86,400, device code 600). */
@@ -175,6 +180,15 @@ export async function startEmbeddedProvider(o: EmbeddedProviderOptions): Promise
       Interaction: 3_600,
       Session: 86_400,
     },
+    ...(o.extraAudiences?.length && {
+      formats: {
+        customizers: {
+          async jwt(_ctx, _token, jwt) {
+            jwt.payload.aud = [o.audience, ...o.extraAudiences!];
+          },
+        },
+      },
+    }),
     adapter: memoryAdapter(),
     // A loopback provider for a demo or a test: no cookie keys to keep.
     cookies: { keys: [crypto.randomUUID()] },

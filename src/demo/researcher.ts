@@ -25,8 +25,11 @@ export const DEMO_RESEARCHER = {
 /** The audience the demo SuperLink's access tokens name. */
 export const DEMO_AUDIENCE = 'https://superlink.pollen-demo.example';
 
+/** Where the demo's provider is (what `pollen demo oidc-provider` prints when it is ready). */
+export type DemoProviderInfo = Pick<EmbeddedProvider, 'issuer' | 'audience' | 'clientId'>;
+
 /** The SuperLink's `--identity-config` file: the embedded provider, and this SuperLink as its audience. */
-export function writeDemoIdentityConfig(dir: string, provider: EmbeddedProvider): string {
+export function writeDemoIdentityConfig(dir: string, provider: DemoProviderInfo): string {
   const file = join(dir, 'identity.toml');
   writeFileAtomic(
     file,
@@ -42,8 +45,10 @@ export function writeDemoIdentityConfig(dir: string, provider: EmbeddedProvider)
   return file;
 }
 
-export function startDemoProvider(): Promise<EmbeddedProvider> {
-  return startEmbeddedProvider({ audience: DEMO_AUDIENCE, users: [DEMO_RESEARCHER] });
+export function startDemoProvider(
+  o: { port?: number; accessTokenTtl?: number } = {},
+): Promise<EmbeddedProvider> {
+  return startEmbeddedProvider({ audience: DEMO_AUDIENCE, users: [DEMO_RESEARCHER], ...o });
 }
 
 /**

@@ -18,8 +18,8 @@ export interface CertServiceClientOptions {
   /** `https://host:8443` (a path prefix is kept). */
   url: string;
   /**
-   * The admin calls' credential, sent as `Authorization: Bearer`: an API key, or a person's
-   * access token from `pollen login` (the service tells them apart). The public calls (health,
+   * The admin calls' credential, sent as `Authorization: Bearer`: an API key, a person's access
+   * token from `pollen login` or a service-account secret (the service tells them apart). The public calls (health,
    * ca) work without it.
    */
   apiKey?: string;
@@ -123,6 +123,21 @@ const enrolledResponse = z.object({
 const revokedResponse = z.object({ revoked: z.array(z.object({ name: z.string(), serial: z.string() })) });
 const auditResponse = z.object({ entries: z.array(listedEntrySchema) });
 const checkpointsResponse = z.object({ checkpoints: z.array(checkpointSchema) });
+const serviceAccount = z.object({
+  name: z.string(),
+  roles: z.array(z.string()),
+  org: z.string().nullable(),
+  expiresAt: z.number().nullable(),
+  createdBy: z.string(),
+  createdAt: z.number(),
+  revokedAt: z.number().nullable(),
+  lastUsedAt: z.number().nullable(),
+});
+/** A service account as the admin API returns it (times in epoch ms, null for none). */
+export type ServiceAccountInfo = z.infer<typeof serviceAccount>;
+const accountResponse = z.object({ account: serviceAccount });
+const createdAccountResponse = z.object({ account: serviceAccount, secret: z.string() });
+const accountsResponse = z.object({ accounts: z.array(serviceAccount) });
 const healthResponse = z.object({ status: z.string(), version: z.string(), backend: z.string() }).loose();
 const caResponse = z.object({
   root: z.string(),
@@ -282,5 +297,23 @@ export class CertServiceClient {
 
   async revoke(req: { names?: string[]; serials?: string[]; reason?: string }) {
     return (await this.http.json('POST', '/v1/revoke', revokedResponse, { body: req, admin: true })).revoked;
+  }
+
+  /** A service account of the Certificate Service; its secret is in the answer, and never again. */
+  async createServiceAccount(req: { name: string; roles: string[]; org?: string; expiresAt?: number }) {
+    return this.http.json('POST', '/v1/service-accounts', createdAccountResponse, { body: req, admin: true });
+  }
+
+  async listServiceAccounts(): Promise<ServiceAccountInfo[]> {
+    return (await this.http.json('GET', '/v1/service-accounts', accountsResponse, { admin: true })).accounts;
+  }
+
+  async revokeServiceAccount(name: string): Promise<ServiceAccountInfo> {
+    return (
+      await this.http.json('POST', '/v1/service-accounts/revoke', accountResponse, {
+        body: { name },
+        admin: true,
+      })
+    ).account;
   }
 }

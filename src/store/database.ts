@@ -116,3 +116,11 @@ function cachePreparedStatements(sqlite: SQLite.Database, max = 256): void {
     return stmt;
   }) as typeof sqlite.prepare;
 }
+
+/** A write refused by a primary key or unique constraint (SQLite or PostgreSQL). */
+export function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return (
+    code === '23505' || (typeof code === 'string' && /^SQLITE_CONSTRAINT_(PRIMARYKEY|UNIQUE)$/.test(code))
+  );
+}

@@ -13,6 +13,7 @@ import { PollenError } from '../errors.js';
 import type { Federations as FederationsService } from '../gen/pollen/v1/federations_pb.js';
 import type { Identity, Role } from '../identity/identity.js';
 import { covers, type Right, scopeOf, type Target } from '../identity/rights.js';
+import { refuseWider } from '../identity/service-account-admin.js';
 import { guard } from '../transport/errors.js';
 import { type ControlAuthOptions, callerOf, check, presentedBy } from './control-auth.js';
 import { inFederation, runTarget, visibleFederations } from './federation-access.js';
@@ -20,7 +21,6 @@ import { DEFAULT_FEDERATION, type Federation, type Member, roleArgument } from '
 import type { Invitation } from './invitations.js';
 import type { Link } from './link.js';
 import { nodeToWire } from './node-wire.js';
-import { refuseWider } from './service-account-routes.js';
 
 const DEFAULT_RUN_LIMIT = 20;
 const MAX_RUN_LIMIT = 500;

@@ -12,8 +12,9 @@
 import { PollenError } from '../errors.js';
 import { type Identity, isRole, ROLES, type Role } from '../identity/identity.js';
 import { assertValidName, isOrgName } from '../pki/profiles.js';
+import { isUniqueViolation } from '../store/database.js';
 import type { NodeEntry } from './node-registry.js';
-import { isUniqueViolation, type LinkDb, type Tx } from './state-common.js';
+import type { LinkDb, Tx } from './state-common.js';
 
 /** Served by every node, governed by callers' own roles; never stored, never created. */
 export const DEFAULT_FEDERATION = 'default';

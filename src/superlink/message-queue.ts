@@ -11,6 +11,7 @@
 import { sql } from 'kysely';
 import { PollenError } from '../errors.js';
 import type { WriteBatcher } from '../store/batcher.js';
+import { isUniqueViolation } from '../store/database.js';
 import {
   checkPayload,
   checkTiming,
@@ -31,7 +32,7 @@ import {
 } from './message-rows.js';
 import { isActive, type NodeRegistry } from './node-registry.js';
 import type { RunStore } from './run-store.js';
-import { checkId, inChunks, isUniqueViolation, type LinkDb, type Tx, unknownNode } from './state-common.js';
+import { checkId, inChunks, type LinkDb, type Tx, unknownNode } from './state-common.js';
 import type { LinkSchema } from './state-schema.js';
 
 /** Default bound on one stored message payload; large arrays travel as chunks. */

@@ -7,8 +7,9 @@
 import { sql } from 'kysely';
 import { PollenError } from '../errors.js';
 import type { WriteBatcher } from '../store/batcher.js';
+import { isUniqueViolation } from '../store/database.js';
 import { bindFirstSite, registeredSite, type SiteBinding } from './node-sites.js';
-import { CHUNK, checkId, isUniqueViolation, type LinkDb, unknownNode } from './state-common.js';
+import { CHUNK, checkId, type LinkDb, unknownNode } from './state-common.js';
 import type { LinkSchema } from './state-schema.js';
 
 /**

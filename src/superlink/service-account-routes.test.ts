@@ -11,8 +11,9 @@ import { type MemoryLink, memoryLinks } from '../../test/support/memory-link.js'
 import { Control } from '../gen/pollen/v1/control_pb.js';
 import type { Identity, Role } from '../identity/identity.js';
 import { DEFAULT_ACCESS_POLICY } from '../identity/rights.js';
+import { refuseWider } from '../identity/service-account-admin.js';
 import { fromConnectError } from '../transport/errors.js';
-import { refuseWider, serviceAccountHandlers } from './service-account-routes.js';
+import { serviceAccountHandlers } from './service-account-routes.js';
 
 const start = memoryLinks('service-account-routes');
 const DAY = 86_400_000;
@@ -102,7 +103,7 @@ describe('who manages service accounts', () => {
     );
     expect((await ada.listServiceAccounts({})).accounts.map((a) => a.name)).toEqual(['a-sync', 'a-view']);
     expect(await outcomeOf(ada.revokeServiceAccount({ name: 'b-job' }))).toBe('WRONG_ORGANISATION');
-    expect(l.state.serviceAccounts.get('b-job')?.revokedAt).toBeUndefined();
+    expect((await l.state.serviceAccounts.get('b-job'))?.revokedAt).toBeUndefined();
     const revoked = await ada.revokeServiceAccount({ name: 'a-view' });
     expect(revoked.account).toMatchObject({ name: 'a-view', revokedAt: BigInt(l.clock.now()) });
     expect(l.logs).toContainEqual(
@@ -110,7 +111,7 @@ describe('who manages service accounts', () => {
     );
     // The other organisation's admin sees only theirs.
     expect((await as(l, orgAdminB).listServiceAccounts({})).accounts.map((a) => a.name)).toEqual(['b-job']);
-    expect(l.state.serviceAccounts.list().map((a) => a.name)).toEqual(['a-sync', 'a-view', 'b-job']);
+    expect((await l.state.serviceAccounts.list()).map((a) => a.name)).toEqual(['a-sync', 'a-view', 'b-job']);
   });
 
   it('refuses leads and members every call (RIGHT_MISSING)', async () => {
@@ -132,7 +133,9 @@ describe('who manages service accounts', () => {
         revokeUnknown: 'RIGHT_MISSING',
       });
     }
-    expect(l.state.serviceAccounts.list().map((a) => [a.name, a.revokedAt])).toEqual([['a-job', undefined]]);
+    expect((await l.state.serviceAccounts.list()).map((a) => [a.name, a.revokedAt])).toEqual([
+      ['a-job', undefined],
+    ]);
   });
 
   it('answers a name taken, an unknown account and bad input with their codes', async () => {

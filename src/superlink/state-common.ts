@@ -19,13 +19,6 @@ export async function inChunks<T, R>(items: readonly T[], fn: (chunk: T[]) => Pr
   return out;
 }
 
-export function isUniqueViolation(e: unknown): boolean {
-  const code = (e as { code?: unknown })?.code;
-  return (
-    code === '23505' || (typeof code === 'string' && /^SQLITE_CONSTRAINT_(PRIMARYKEY|UNIQUE)$/.test(code))
-  );
-}
-
 export function checkId(what: string, v: unknown): void {
   if (typeof v !== 'string' || v === '' || v.length > 256)
     throw new PollenError('INVALID_ARGUMENT', `${what} must be a string of 1-256 characters`);

@@ -1,5 +1,6 @@
 import { type Kysely, type Migration, sql } from 'kysely';
 import { type AuditSchema, auditMigration } from '../audit/schema.js';
+import { type ServiceAccountRow, serviceAccountsMigration } from '../identity/service-accounts.js';
 import type { Backend } from '../store/database.js';
 
 /**
@@ -120,25 +121,8 @@ export interface LinkSchema extends AuditSchema {
     chunk_ids: string;
     saved_at: number;
   };
-  /** Pipelines' credentials for the Control API (service-accounts.ts). */
-  service_accounts: {
-    name: string;
-    /** JSON array of Pollen roles: the account's only source of roles. */
-    roles: string;
-    org: string | null;
-    /** NULL: it does not expire. */
-    expires_at: number | null;
-    /** SHA-256 (hex) of the secret; the secret itself is never stored. */
-    secret_sha256: string;
-    /** The `Identity.name` of whoever created it (shown) and their `Identity.subject`. */
-    created_by: string;
-    created_by_subject: string;
-    created_at: number;
-    revoked_at: number | null;
-    revoked_by: string | null;
-    /** Written at most once a minute per account. */
-    last_used_at: number | null;
-  };
+  /** Pipelines' credentials for the Control API (identity/service-accounts.ts). */
+  service_accounts: ServiceAccountRow;
   /** Federations besides the implicit `default` (federations.ts). */
   federations: {
     name: string;
@@ -330,25 +314,7 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
         await db.schema.alterTable('nodes').addColumn('org', 'text').execute();
       },
     },
-    '0007_service_accounts': {
-      async up(db: Kysely<unknown>) {
-        // Revoked accounts stay: their names are never reused, so records keep naming one account.
-        await db.schema
-          .createTable('service_accounts')
-          .addColumn('name', 'text', (c) => c.primaryKey())
-          .addColumn('roles', 'text', (c) => c.notNull())
-          .addColumn('org', 'text')
-          .addColumn('expires_at', 'bigint')
-          .addColumn('secret_sha256', 'text', (c) => c.notNull().unique())
-          .addColumn('created_by', 'text', (c) => c.notNull())
-          .addColumn('created_by_subject', 'text', (c) => c.notNull())
-          .addColumn('created_at', 'bigint', (c) => c.notNull())
-          .addColumn('revoked_at', 'bigint')
-          .addColumn('revoked_by', 'text')
-          .addColumn('last_used_at', 'bigint')
-          .execute();
-      },
-    },
+    '0007_service_accounts': serviceAccountsMigration,
     '0008_federations': {
       async up(db: Kysely<unknown>) {
         await db.schema.alterTable('nodes').addColumn('cert_org', 'text').execute();

@@ -18,6 +18,7 @@
  * touches the database. All of these are rebuilt from the tables at open.
  */
 import type { AuditStore } from '../audit/audit-log.js';
+import { ServiceAccounts } from '../identity/service-accounts.js';
 import { WriteBatcher } from '../store/batcher.js';
 import { type Database, openDatabase } from '../store/database.js';
 import { Federations } from './federations.js';
@@ -41,7 +42,6 @@ import {
   RunRecords,
 } from './run-records.js';
 import { type CreateRunInput, type Run, type RunStatus, RunStore, type RunSubStatus } from './run-store.js';
-import { ServiceAccounts } from './service-accounts.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
 
 export { DEFAULT_MAX_MESSAGE_BYTES, PULL_BYTE_BUDGET } from './message-queue.js';
@@ -132,7 +132,7 @@ export class LinkState {
     this.records = new RunRecords(db, pg, this.runs, now);
     this.artefacts = new RunArtefacts(db, this.runs, now);
     this.nonces = new NonceStore(db, pg ? undefined : batcher, now);
-    this.serviceAccounts = new ServiceAccounts(db, now);
+    this.serviceAccounts = ServiceAccounts.in(db, now);
     this.federations = new Federations(db, now);
     this.invitations = new Invitations(db, this.federations, now);
     this.timer = setInterval(() => {

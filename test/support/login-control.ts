@@ -15,6 +15,8 @@ import { loginDetails } from '../../src/superlink/login-details.js';
 import { guard } from '../../src/transport/errors.js';
 import { startRpcServer } from '../../src/transport/rpc-server.js';
 import { type TlsMaterial, withRootInChain } from '../../src/transport/tls.js';
+import { type CliResult, pollenInProcess } from './cli.js';
+import { actAsDeviceUser } from './oidc-provider.js';
 
 /** What a SuperLink that accepts the provider's access tokens is given (Keycloak-shaped claims). */
 export function providerTokens(provider: EmbeddedProvider): { oidc: OidcConfig; tokens: TokenVerifier } {
@@ -75,4 +77,38 @@ export async function startLoginControl(
   });
   const url = new URL(server.url);
   return { address: url.host, bearers, close: () => server.close() };
+}
+
+export interface LoginCode {
+  verificationUri: string;
+  verificationUriComplete: string | null;
+  userCode: string;
+}
+
+/** `pollen login …` while a person (`as`) signs in at the provider, or presses Abort. */
+export async function cliLogin(
+  config: string,
+  args: string[],
+  as: { user: string } | { deny: true } | 'nobody' = { user: 'ana' },
+  json = true,
+): Promise<{ r: CliResult; code?: LoginCode }> {
+  let code: LoginCode | undefined;
+  let person: Promise<unknown> = Promise.resolve();
+  const r = await pollenInProcess(['login', ...args, '--config', config, ...(json ? ['--json'] : [])], {
+    onStderr: (text) => {
+      const m = json ? /^\{"event":"login\.code".*$/m.exec(text) : /enter the code (\S+)/.exec(text);
+      if (!m || code || as === 'nobody') return;
+      code = json
+        ? (JSON.parse(m[0]) as LoginCode)
+        : { verificationUri: /open (\S+)/.exec(text)![1]!, verificationUriComplete: null, userCode: m[1]! };
+      person = actAsDeviceUser({
+        verificationUri: code.verificationUri,
+        userCode: code.userCode,
+        login: 'user' in as ? as.user : 'ana',
+        deny: 'deny' in as,
+      });
+    },
+  });
+  await person;
+  return { r, code };
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { action } from '../command.js';
 import { type DemoEnrollmentOptions, demoEnrollment } from '../demo/enrollment.js';
 import { type DemoFederationOptions, demoFederation } from '../demo/federation.js';
+import { type DemoProviderOptions, demoOidcProvider } from '../demo/oidc-provider.js';
 
 export function registerDemo(program: Command): void {
   const demo = program
@@ -18,6 +19,7 @@ export function registerDemo(program: Command): void {
       '--oidc',
       'people log in: an embedded OpenID Provider, and a logged-in researcher submits the run',
     )
+    .option('--access-token-ttl <seconds>', 'with --oidc: how long each access token lasts', '600')
     .addHelpText(
       'after',
       `
@@ -35,6 +37,7 @@ Examples:
   pollen demo --sites 5 --rounds 5 --partitioning non-iid
   pollen demo -w ./demo --keep              # then: POLLEN_CONFIG=./demo/admin/config.toml pollen list
   pollen demo --oidc --sites 2 --rounds 2   # people log in instead of holding certificates
+  pollen demo --oidc -w ./demo --keep       # then: POLLEN_CONFIG=./demo/researcher/config.toml pollen list
   pollen demo enrollment                    # only the enrollment walkthrough`,
     )
     .action(action<DemoFederationOptions>(demoFederation));
@@ -62,4 +65,17 @@ What happens, each step a real \`pollen\` process:
   → enrollment enrolled, and every certificate checked against the root.`,
     )
     .action(action<DemoEnrollmentOptions>(demoEnrollment));
+
+  demo
+    .command('oidc-provider')
+    .description("run the demo's OpenID Provider (its researcher, the device flow) until stopped")
+    .option('-p, --port <port>', 'port on 127.0.0.1 (0: any free port)', '0')
+    .option('--access-token-ttl <seconds>', 'how long each access token lasts', '600')
+    .addHelpText(
+      'after',
+      `
+\`pollen demo --oidc\` runs its provider this way: with --keep it keeps running with the
+federation, so the researcher's login goes on refreshing. It prints its issuer when ready.`,
+    )
+    .action(action<DemoProviderOptions>(demoOidcProvider));
 }

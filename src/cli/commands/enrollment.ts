@@ -6,7 +6,7 @@ import { type EnrollmentEnrolledOptions, enrollmentEnrolled } from '../enrollmen
 import { type EnrollmentListOptions, enrollmentList } from '../enrollment/list.js';
 import { enrollmentReject } from '../enrollment/reject.js';
 import { enrollmentRevoke } from '../enrollment/revoke.js';
-import { apiKeyOption, caCertOption, caOption, certServiceOption } from '../env-options.js';
+import { apiKeyOption, caCertOption, caOption, certServiceOption, loginOption } from '../env-options.js';
 
 const TYPES = ['client', 'server', 'relay', 'admin', 'user'];
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -15,6 +15,7 @@ function serviceOptions(cmd: Command): Command {
   return cmd
     .addOption(certServiceOption())
     .addOption(apiKeyOption())
+    .addOption(loginOption())
     .addOption(caCertOption())
     .addOption(caOption('CA folder whose rootCA.pem to trust'));
 }
@@ -45,8 +46,9 @@ export function registerEnrollment(program: Command): void {
       `
 All subcommands talk to the Certificate Service's admin API:
   export POLLEN_CERT_SERVICE_URL=https://certs.example.com:8443
-  export POLLEN_API_KEY=$(cat api_key.txt)
-  export POLLEN_CA_CERT=./ca/rootCA.pem`,
+  export POLLEN_API_KEY=$(cat api_key.txt)   # or: export POLLEN_LOGIN=FEDERATION (after pollen login)
+  export POLLEN_CA_CERT=./ca/rootCA.pem
+A service-account secret (POLLEN_TOKEN, --token-file) goes first, then the login, then the API key.`,
     );
 
   serviceOptions(enr.command('list'))

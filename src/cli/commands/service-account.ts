@@ -1,10 +1,28 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { action } from '../command.js';
+import { apiKeyOption, caCertOption, loginOption } from '../env-options.js';
 import { serviceAccountCreate } from '../service-account/create.js';
 import { serviceAccountList } from '../service-account/list.js';
 import { serviceAccountRevoke } from '../service-account/revoke.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/**
+ * The Certificate Service's own accounts instead of the SuperLink's. Only the flag chooses it
+ * (POLLEN_CERT_SERVICE_URL does not): without it, the accounts are the SuperLink's.
+ */
+function certServiceOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--cert-service <url>',
+        "the Certificate Service's accounts (https://HOST:8443) instead of the SuperLink's",
+      ),
+    )
+    .addOption(loginOption())
+    .addOption(apiKeyOption('with --cert-service: an admin API key (prefer the environment variable)'))
+    .addOption(caCertOption('with --cert-service: the root CA to trust (default: system roots)'));
+}
 
 export function registerServiceAccount(program: Command): void {
   const cmd = program
@@ -15,14 +33,14 @@ export function registerServiceAccount(program: Command): void {
       'after',
       `
 A service account has a name, roles, an organisation and an expiry; its secret (pollen_sa_…) is
-shown once, when it is created, and the SuperLink keeps only its hash. A pipeline presents it in
-POLLEN_TOKEN or in a file named by --token-file; what it does is recorded as sa:NAME. Project
+shown once, when it is created, and the service keeps only its hash. A pipeline presents it in
+POLLEN_TOKEN or in a file named by --token-file; what it does is recorded as sa:NAME. The
+SuperLink and the Certificate Service (--cert-service URL) each keep their own accounts. Project
 admins manage every account, org admins those of their organisation, and nobody gives an account
 a right wider than their own. See docs/identity.md.`,
     );
 
-  cmd
-    .command('create <NAME> [SUPERLINK]')
+  certServiceOptions(cmd.command('create <NAME> [SUPERLINK]'))
     .description('create a service account and print its secret (shown once)')
     .requiredOption(
       '-r, --role <role>',
@@ -37,6 +55,7 @@ a right wider than their own. See docs/identity.md.`,
 Examples:
   pollen service-account create nightly-train -r lead --org hospital-a --expires 30d
   pollen sa create ci-eval -r member --expires 2027-06-30 prod --json
+  pollen sa create approver -r org_admin --org hospital-a --cert-service https://certs:8443 --login prod
 
 The secret is printed once (with --json in the field "secret"): store it in the pipeline's
 secret store. A lost secret cannot be shown again: revoke the account and create another.`,
@@ -47,8 +66,7 @@ secret store. A lost secret cannot be shown again: revoke the account and create
       ),
     );
 
-  cmd
-    .command('list [SUPERLINK]')
+  certServiceOptions(cmd.command('list [SUPERLINK]'))
     .alias('ls')
     .description('list the service accounts you may manage (revoked and expired ones too)')
     .addHelpText(
@@ -60,8 +78,7 @@ Examples:
     )
     .action(action<object>((o, out, [federation]) => serviceAccountList({ ...o, federation }, out)));
 
-  cmd
-    .command('revoke <NAME> [SUPERLINK]')
+  certServiceOptions(cmd.command('revoke <NAME> [SUPERLINK]'))
     .description('revoke a service account: its secret is refused from the next call on')
     .addHelpText(
       'after',

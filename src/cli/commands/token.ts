@@ -6,6 +6,7 @@ import {
   caOption,
   caPassphraseOption,
   certServiceOption,
+  loginOption,
   policyOption,
 } from '../env-options.js';
 import { type TokenBatchOptions, tokenBatch } from '../token/batch.js';
@@ -20,6 +21,7 @@ Environment variables (flags win):
   POLLEN_ENROLLMENT_POLICY  enrollment policy YAML (local mode, -p); built-in default if unset
   POLLEN_CERT_SERVICE_URL   Certificate Service URL (remote mode, --cert-service)
   POLLEN_API_KEY            Certificate Service API key (remote mode, --api-key)
+  POLLEN_LOGIN              present your login to this federation instead (remote mode, --login)
   POLLEN_CA_CERT            root CA to trust for the Certificate Service (--ca-cert)
 
 Modes: local signs with the CA folder's token key (never the CA key); remote asks the Certificate
@@ -57,6 +59,7 @@ function addIssueOptions(cmd: Command): Command {
     )
     .addOption(certServiceOption('remote mode: Certificate Service URL'))
     .addOption(apiKeyOption('remote mode: API key (prefer the environment variable)'))
+    .addOption(loginOption())
     .addOption(caCertOption('remote mode: root CA to trust (default: CA_PATH/rootCA.pem)'))
     .addOption(caPassphraseOption())
     .option('-f, --force', 'overwrite existing output files');

@@ -1,6 +1,7 @@
 import { PollenError } from '../../errors.js';
 import { bold, dim, type Output, ok } from '../output.js';
 import { demoWorkspace, narrator, shutDownLine, tidyWorkspace } from './narration.js';
+import { accessTokenTtl } from './oidc-provider.js';
 
 export interface DemoFederationOptions {
   sites: string;
@@ -9,6 +10,7 @@ export interface DemoFederationOptions {
   workspace?: string;
   keep?: boolean;
   oidc?: boolean;
+  accessTokenTtl: string;
 }
 
 /** `pollen demo`: a whole secure federation on this machine, narrated, then stopped. */
@@ -19,6 +21,7 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
     throw new PollenError('INVALID_ARGUMENT', '--sites must be a whole number from 1 to 20');
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100)
     throw new PollenError('INVALID_ARGUMENT', '--rounds must be a whole number from 1 to 100');
+  const ttl = accessTokenTtl(o.accessTokenTtl);
   if (o.partitioning !== 'iid' && o.partitioning !== 'non-iid')
     throw new PollenError('INVALID_ARGUMENT', '--partitioning is iid or non-iid');
   const { assertMnistAvailable, runFederationDemo } = await import('../../demo/federation.js');
@@ -36,6 +39,7 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
         partitioning: o.partitioning,
         keep: Boolean(o.keep),
         oidc: Boolean(o.oidc),
+        accessTokenTtl: ttl,
       },
       {
         step,

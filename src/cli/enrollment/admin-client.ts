@@ -4,28 +4,24 @@ import { join } from 'node:path';
 import Table from 'cli-table3';
 import { CertServiceClient } from '../../enrollment/cert-service-client.js';
 import { PollenError } from '../../errors.js';
+import { type AdminCredentialFlags, adminCredential } from '../cert-service-credential.js';
 
 /** Where the service is and how to trust and use it (flags or their variables). */
-export interface ServiceOptions {
+export interface ServiceOptions extends AdminCredentialFlags {
   certService?: string;
-  apiKey?: string;
   caCert?: string;
   /** A CA folder whose rootCA.pem to trust (when --ca-cert is not given). */
   ca?: string;
 }
 
 /** A client for the admin API; the root to trust from --ca-cert or the CA folder. */
-function adminClient(f: ServiceOptions): CertServiceClient {
+async function adminClient(f: ServiceOptions): Promise<CertServiceClient> {
   const url = f.certService;
   if (!url)
     throw new PollenError('USAGE', 'The Certificate Service URL is required', {
       hint: 'Pass --cert-service https://HOST:8443 or set POLLEN_CERT_SERVICE_URL.',
     });
-  const apiKey = f.apiKey;
-  if (!apiKey)
-    throw new PollenError('API_KEY_REQUIRED', 'An API key is required', {
-      hint: 'Pass --api-key KEY or set POLLEN_API_KEY (made with `pollen cert api-key`).',
-    });
+  const credential = await adminCredential(f);
   const caPath = f.caCert ?? (f.ca ? join(f.ca, 'rootCA.pem') : undefined);
   let caCert: string | undefined;
   if (caPath) {
@@ -37,12 +33,12 @@ function adminClient(f: ServiceOptions): CertServiceClient {
       });
     }
   }
-  return new CertServiceClient({ url, apiKey: apiKey.trim(), caCert });
+  return new CertServiceClient({ url, apiKey: credential, caCert });
 }
 
 /** Open an admin client for `fn`, and close it when `fn` is done. */
 export async function withClient<T>(f: ServiceOptions, fn: (c: CertServiceClient) => Promise<T>): Promise<T> {
-  const client = adminClient(f);
+  const client = await adminClient(f);
   try {
     return await fn(client);
   } finally {

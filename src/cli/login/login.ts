@@ -14,8 +14,9 @@ import { storedLogin } from './access-token.js';
 import { loginClock } from './clock.js';
 import { type DevicePrompt, deviceFlow } from './device-flow.js';
 import { DEFAULT_SCOPES, discoverIssuer, type LoginDetails } from './issuer.js';
+import { type Revocation, revokeLogin } from './logout.js';
 import { fetchPinnedRoot } from './pinned-root.js';
-import { loginPath, saveLogin } from './token-store.js';
+import { loginPath, readLogin, type StoredLogin, saveLogin } from './token-store.js';
 
 export interface LoginOptions {
   /** A SuperLink connection, or a federation on the default one (target.ts): login is per SuperLink. */
@@ -56,6 +57,16 @@ export async function login(o: LoginOptions, out: Output): Promise<void> {
   });
   const stored = storedLogin(connection.name, details, tokens);
   const file = loginPath(path, connection.name);
+  // Logging in again ends the previous login at the provider too, as logout would: a refresh
+  // token left behind would stay good for as long as the provider keeps it.
+  const previous = previousLogin(file);
+  let previousRevoked: Revocation | null = null;
+  if (previous) {
+    const r = await revokeLogin(previous);
+    previousRevoked = r.outcome;
+    if (r.error)
+      out.warn(`${r.error.message}; the previous refresh token was not revoked, only replaced here`);
+  }
   saveLogin(file, stored);
   out.result(
     {
@@ -67,10 +78,14 @@ export async function login(o: LoginOptions, out: Output): Promise<void> {
       refreshable: stored.refreshToken !== undefined,
       tokenFile: file,
       certificateSetAside: Boolean(connection.tls?.cert),
+      previousRevoked,
     },
     (d) => [
       `logged in to ${bold(d.superlink)} as ${bold(d.email ?? d.subject ?? 'unknown')} ${dim(`(${d.issuer})`)}`,
       `  token saved in ${d.tokenFile} (0600)${d.refreshable ? ', refreshed when it expires' : ''}`,
+      ...(d.previousRevoked === 'revoked'
+        ? [dim('  the previous login was ended (its refresh token revoked at the identity provider)')]
+        : []),
       ...(d.certificateSetAside
         ? [
             dim(
@@ -80,6 +95,15 @@ export async function login(o: LoginOptions, out: Output): Promise<void> {
         : []),
     ],
   );
+}
+
+/** The login this one replaces; a file Pollen did not write is only replaced. */
+function previousLogin(file: string): StoredLogin | undefined {
+  try {
+    return readLogin(file);
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -23,9 +23,9 @@ export async function logout(o: LogoutOptions, out: Output): Promise<void> {
   const { connection } = resolveTarget(o.federation, o);
   const file = loginPath(path, connection.name);
   const stored = readLogin(file);
-  let revoked: 'revoked' | 'not-supported' | 'failed' | 'nothing' = 'nothing';
+  let revoked: Revocation = 'nothing';
   if (stored) {
-    const r = await revoke(stored);
+    const r = await revokeLogin(stored);
     revoked = r.outcome;
     if (r.error) out.warn(`${r.error.message}; the refresh token was not revoked, only forgotten here`);
   }
@@ -37,9 +37,10 @@ export async function logout(o: LogoutOptions, out: Output): Promise<void> {
   );
 }
 
-async function revoke(
-  login: StoredLogin,
-): Promise<{ outcome: 'revoked' | 'not-supported' | 'failed' | 'nothing'; error?: PollenError }> {
+export type Revocation = 'revoked' | 'not-supported' | 'failed' | 'nothing';
+
+/** Revoke a login's refresh token at its provider (RFC 7009), where it has a revocation endpoint. */
+export async function revokeLogin(login: StoredLogin): Promise<{ outcome: Revocation; error?: PollenError }> {
   if (!login.refreshToken) return { outcome: 'nothing' };
   try {
     const config = await discoverIssuer(login.issuer, login.clientId);

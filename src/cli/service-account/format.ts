@@ -1,11 +1,25 @@
 /** Service accounts as the CLI shows them (text and --json). */
-import type { ServiceAccount } from '../../gen/pollen/v1/control_pb.js';
 import { dim } from '../output.js';
 
-const iso = (ms: bigint) => (ms ? new Date(Number(ms)).toISOString() : null);
+/** A time from either service: epoch ms, with 0 (the Control API) or null (the Certificate Service) for none. */
+type Time = bigint | number | null;
+
+/** An account as the SuperLink's Control API or the Certificate Service's admin API sends it. */
+interface WireAccount {
+  name: string;
+  roles: string[];
+  org: string | null;
+  expiresAt: Time;
+  createdBy: string;
+  createdAt: Time;
+  revokedAt: Time;
+  lastUsedAt: Time;
+}
+
+const iso = (ms: Time) => (ms ? new Date(Number(ms)).toISOString() : null);
 
 /** An account as `--json` prints it; `status` as of `now`. */
-export function accountJson(a: ServiceAccount, now: number) {
+export function accountJson(a: WireAccount, now: number) {
   const status = a.revokedAt ? 'revoked' : a.expiresAt && Number(a.expiresAt) <= now ? 'expired' : 'active';
   return {
     name: a.name,

@@ -1,21 +1,16 @@
-import { rpc } from '../../transport/errors.js';
-import { withControl } from '../control-client.js';
 import type { Output } from '../output.js';
-import { accountJson } from './format.js';
+import { type AccountsOptions, withAccounts } from './accounts-at.js';
 
-export interface ServiceAccountRevokeOptions {
+export interface ServiceAccountRevokeOptions extends AccountsOptions {
   name: string;
-  federation?: string;
-  config?: string;
 }
 
 /** `pollen service-account revoke`: its secret is refused from the next call on. */
 export async function serviceAccountRevoke(o: ServiceAccountRevokeOptions, out: Output): Promise<void> {
-  await withControl(o.federation, o, async (s) => {
-    const res = await rpc(s.control.revokeServiceAccount({ name: o.name }));
-    const account = accountJson(res.account!, Date.now());
+  await withAccounts(o, async (at) => {
+    const account = await at.revoke(o.name);
     out.result(
-      { superlink: s.connection.name, account },
+      { ...at.where, account },
       (d) => `revoked service account ${d.account.name} (at ${d.account.revokedAt})`,
     );
   });

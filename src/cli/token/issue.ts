@@ -9,9 +9,10 @@ import {
   type TokenIssuer,
 } from '../../enrollment/token-issue.js';
 import { PollenError } from '../../errors.js';
+import { type AdminCredentialFlags, adminCredential } from '../cert-service-credential.js';
 import type { Output } from '../output.js';
 
-export interface TokenIssueOptions {
+export interface TokenIssueOptions extends AdminCredentialFlags {
   user?: boolean;
   relay?: boolean;
   server?: boolean;
@@ -23,7 +24,6 @@ export interface TokenIssueOptions {
   ca?: string;
   policy?: string;
   certService?: string;
-  apiKey?: string;
   caCert?: string;
   force?: boolean;
   caPassphrase?: string;
@@ -41,7 +41,7 @@ export const nonEmpty = (v: string | undefined) => (v === undefined || v.trim() 
  * Local or remote: remote when a Certificate Service URL is given on the command line, or set
  * in the environment while -c is not given on the command line.
  */
-function issuerOf(f: TokenIssueOptions): TokenIssuer {
+async function issuerOf(f: TokenIssueOptions): Promise<TokenIssuer> {
   const url = nonEmpty(f.certService);
   const ca = nonEmpty(f.ca);
   const remote = url !== undefined && (f.given.certService || !f.given.ca);
@@ -51,9 +51,7 @@ function issuerOf(f: TokenIssueOptions): TokenIssuer {
         'USAGE',
         '-p/--policy applies to local mode; the Certificate Service applies its own policy',
       );
-    const apiKey = nonEmpty(f.apiKey);
-    if (!apiKey)
-      throw new PollenError('API_KEY_REQUIRED', 'An API key is required for the Certificate Service');
+    const apiKey = await adminCredential(f);
     let caCertPath = nonEmpty(f.caCert);
     if (caCertPath === undefined && ca !== undefined) {
       caCertPath = join(ca, 'rootCA.pem');
@@ -77,7 +75,7 @@ function issuerOf(f: TokenIssueOptions): TokenIssuer {
   }
   if (!ca)
     throw new PollenError('CA_NOT_FOUND', 'CA path is required', {
-      hint: 'Pass -c/--ca DIR (the folder made by `pollen cert init`) or set POLLEN_CA_PATH; or use a Certificate Service with --cert-service URL --api-key KEY.',
+      hint: 'Pass -c/--ca DIR (the folder made by `pollen cert init`) or set POLLEN_CA_PATH; or use a Certificate Service with --cert-service URL and --login FEDERATION or --api-key KEY.',
     });
   return {
     kind: 'local',
@@ -98,7 +96,7 @@ export async function issue(
   if (f.role !== undefined && type !== 'user')
     throw new PollenError('USAGE', '-r/--role applies to user tokens only; add --user');
   checkSubjects(subjects, type);
-  const issuer = issuerOf(f);
+  const issuer = await issuerOf(f);
   return issueEnrollmentTokens(
     issuer,
     {

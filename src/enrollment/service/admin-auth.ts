@@ -1,7 +1,8 @@
 /**
  * Who calls the Certificate Service's admin API, and may they: one bearer credential per call,
- * an OIDC access token (a person, roles from the identity provider) or an admin API key (a
- * project admin, attributed to the key as `api-key:HASH`). Two credentials are refused
+ * an OIDC access token (a person, roles from the identity provider), a service-account secret
+ * (the service's own accounts, attributed as `sa:NAME`) or an admin API key (a project admin,
+ * attributed to the key as `api-key:HASH`). Two credentials are refused
  * (IDENTITY_AMBIGUOUS), as on the SuperLink's Control API.
  */
 import type { AuditActor, AuthKind } from '../../audit/entry.js';
@@ -41,7 +42,8 @@ export class AdminAuth {
       throw new PollenError('API_KEY_REQUIRED', 'This call needs an admin API key or a login token');
     if (isJwt(credential) || credential.startsWith(SERVICE_ACCOUNT_PREFIX)) {
       const who = await bearerIdentity(credential, this.sources);
-      const name = `${who.kind === 'user' ? 'user' : 'sa'}:${who.name}`;
+      // A service account's name is already `sa:NAME`.
+      const name = who.kind === 'user' ? `user:${who.name}` : who.name;
       return { who, actor: { subject: who.subject, name, org: who.org ?? null, auth: authOf(who), address } };
     }
     const key = this.apiKeys.authenticate(`Bearer ${credential}`);

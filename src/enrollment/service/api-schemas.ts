@@ -220,3 +220,28 @@ export const enrolledQuery = new RequestSchema(
   { type: { message: '`type` must be a string' } },
   { kind: 'query' },
 );
+
+export const serviceAccountBody = new RequestSchema(
+  {
+    name: z.string().max(256),
+    roles: strings.min(1).max(8),
+    org: z.string().max(256).optional(),
+    /** Epoch ms; absent: it does not expire. */
+    expiresAt: z.number().int().positive().optional(),
+  },
+  {
+    name: { message: '`name` must be a string' },
+    roles: { message: '`roles` must be a list of 1 to 8 Pollen roles' },
+    org: { message: '`org` must be a string' },
+    expiresAt: { message: '`expiresAt` must be a time in epoch milliseconds' },
+  },
+  { kind: 'body' },
+);
+
+export const serviceAccountRevokeBody = new RequestSchema(
+  { name: z.string().max(256) },
+  { name: { message: '`name` must be a string' } },
+  { kind: 'body' },
+);
+
+export const noQuery = new RequestSchema({}, {}, { kind: 'query' });

@@ -21,11 +21,14 @@ import {
   checkpointsQuery,
   enrollBody,
   enrolledQuery,
+  noQuery,
   pollBody,
   rejectBody,
   renewBody,
   requestsQuery,
   revokeBody,
+  serviceAccountBody,
+  serviceAccountRevokeBody,
   tokensBody,
 } from './api-schemas.js';
 import type { IssuedResponse, PendingResponse } from './issuer.js';
@@ -253,6 +256,20 @@ export function buildApp(
   }));
   adminRoute('POST', '/v1/revoke', 'enrollment.decide', revokeBody, (b, c) =>
     service.certificates.revoke(b, c.actor, admin.guard(c.who, 'enrollment.decide')),
+  );
+  const accounts = service.serviceAccounts;
+  adminRoute('POST', '/v1/service-accounts', 'service_account.manage', serviceAccountBody, (b, c) =>
+    accounts.create(c.who, c.actor, b),
+  );
+  adminRoute('GET', '/v1/service-accounts', 'service_account.manage', noQuery, (_q, c) =>
+    accounts.list(c.who),
+  );
+  adminRoute(
+    'POST',
+    '/v1/service-accounts/revoke',
+    'service_account.manage',
+    serviceAccountRevokeBody,
+    (b, c) => accounts.revoke(c.who, c.actor, b.name),
   );
   return app;
 }

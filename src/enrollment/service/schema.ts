@@ -1,5 +1,6 @@
 import type { Kysely, Migration } from 'kysely';
 import { type AuditSchema, auditUpgradeMigration } from '../../audit/schema.js';
+import { type ServiceAccountRow, serviceAccountsMigration } from '../../identity/service-accounts.js';
 
 /** The Certificate Service's tables. Times are epoch milliseconds (BIGINT). */
 export interface EnrollmentSchema extends AuditSchema {
@@ -62,6 +63,8 @@ export interface EnrollmentSchema extends AuditSchema {
     revoke_reason: string | null;
   };
   api_keys: { sha256: string; label: string; created_at: number };
+  /** Pipelines' credentials for the admin API (identity/service-accounts.ts). */
+  service_accounts: ServiceAccountRow;
 }
 
 export const enrollmentMigrations: Record<string, Migration> = {
@@ -158,6 +161,7 @@ export const enrollmentMigrations: Record<string, Migration> = {
       await db.schema.alterTable('certificates').addColumn('org', 'text').execute();
     },
   },
+  '0004_service_accounts': serviceAccountsMigration,
   // The audit trail shared with the SuperLink: who, where, outcome; signed checkpoints.
-  '0004_audit_trail': auditUpgradeMigration,
+  '0005_audit_trail': auditUpgradeMigration,
 };

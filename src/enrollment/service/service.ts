@@ -2,7 +2,9 @@ import type { CheckpointSigner } from '../../audit/checkpoint.js';
 import { AuditTrail, type AuditTrailOptions } from '../../audit/trail.js';
 import { PollenError } from '../../errors.js';
 import type { TokenVerifier } from '../../identity/identity.js';
-import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../../identity/rights.js';
+import { type AccessPolicy, authorize, DEFAULT_ACCESS_POLICY } from '../../identity/rights.js';
+import { ServiceAccountAdmin } from '../../identity/service-account-admin.js';
+import { ServiceAccounts } from '../../identity/service-accounts.js';
 import type { LoadedCa } from '../../pki/ca.js';
 import { WriteBatcher } from '../../store/batcher.js';
 import type { Database } from '../../store/database.js';
@@ -19,6 +21,7 @@ import { Policies } from './policies.js';
 import { Renewal } from './renewal.js';
 import { Requests } from './requests.js';
 import type { EnrollmentSchema } from './schema.js';
+import { CertServiceAccounts } from './service-accounts.js';
 import { type TidyResult, tidy } from './tidy.js';
 import { TokenIssuance } from './token-issuance.js';
 
@@ -69,6 +72,8 @@ export class CertificateService {
     readonly requests: Requests,
     /** Issued certificates: list, revoke, CRL. */
     readonly certificates: Certificates,
+    /** The admin API's service accounts: create, list, revoke. */
+    readonly serviceAccounts: CertServiceAccounts,
   ) {}
 
   static async create(o: CertificateServiceOptions): Promise<CertificateService> {
@@ -93,14 +98,27 @@ export class CertificateService {
       now,
     };
     const issuer = new CertificateIssuer(o.ca, o.store, o.siteValidityMs ?? 30 * DAY);
+    const accessPolicy = o.accessPolicy ?? DEFAULT_ACCESS_POLICY;
+    // Workers share the store: every lookup reads it, so a revocation holds in each at once.
+    const accounts = ServiceAccounts.in(o.store.db, () => now().getTime(), true);
+    const admin = new AdminAuth(apiKeys, accessPolicy, {
+      ...(o.tokens && { tokens: o.tokens }),
+      serviceAccounts: accounts,
+    });
     return new CertificateService(
       c,
-      new AdminAuth(apiKeys, o.accessPolicy ?? DEFAULT_ACCESS_POLICY, o.tokens ? { tokens: o.tokens } : {}),
+      admin,
       new Enrollment(c, issuer, o.tokenSigner, o.proofWindowMs ?? 5 * 60_000),
       new Renewal(c, issuer),
       new TokenIssuance(c, o.tokenSigner),
       new Requests(c, issuer),
       new Certificates(c),
+      new CertServiceAccounts(
+        c,
+        new ServiceAccountAdmin(accounts, accessPolicy, (who, right, target) =>
+          authorize(accessPolicy, who, right, target),
+        ),
+      ),
     );
   }
 

@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { storeBackends } from '../../test/support/backends.js';
 import { expectCode, linkStates, T0 } from '../../test/support/link-states.js';
-import type { Identity } from '../identity/identity.js';
+import type { LinkState } from '../superlink/state.js';
+import type { Identity } from './identity.js';
 import { constantTime, LAST_USED_WRITE_MS, newServiceAccountSecret } from './service-accounts.js';
-import type { LinkState } from './state.js';
 
 const ADMIN: Pick<Identity, 'name' | 'subject'> = { name: 'admin@test', subject: 'admin@test' };
 const DAY = 86_400_000;
@@ -61,7 +61,7 @@ describe.each(storeBackends('service-accounts'))('service accounts on %s', (back
     // Two accounts never share a secret.
     const other = await s.serviceAccounts.create({ name: 'ci-eval', roles: ['member'], by: ADMIN });
     expect(other.secret).not.toBe(secret);
-    expect(s.serviceAccounts.list().map((a) => a.name)).toEqual(['ci-eval', 'ci-train']);
+    expect((await s.serviceAccounts.list()).map((a) => a.name)).toEqual(['ci-eval', 'ci-train']);
   });
 
   it('authenticates a secret as its account: kind service_account, sa:NAME, roles and organisation from the definition', async () => {
@@ -191,7 +191,7 @@ describe.each(storeBackends('service-accounts'))('service accounts on %s', (back
       message: 'Not a Pollen role: admin',
       hint: expect.stringContaining('project_admin, org_admin, lead, member'),
     });
-    expect(s.serviceAccounts.list().map((a) => a.name)).toEqual(['dup']);
+    expect((await s.serviceAccounts.list()).map((a) => a.name)).toEqual(['dup']);
   });
 
   it('writes the last use at most once a minute, and keeps it across a reopen', async () => {
@@ -205,13 +205,13 @@ describe.each(storeBackends('service-accounts'))('service accounts on %s', (back
       await s.serviceAccounts.authenticate(secret);
     }
     // Every use counts in memory, and lists show it; the store has the first one.
-    expect(s.serviceAccounts.get('busy')?.lastUsedAt).toBe(T0 + 10_000);
+    expect((await s.serviceAccounts.get('busy'))?.lastUsedAt).toBe(T0 + 10_000);
     expect(Number(await lastUsed())).toBe(T0);
     clock.t = T0 + LAST_USED_WRITE_MS;
     await s.serviceAccounts.authenticate(secret);
     expect(Number(await lastUsed())).toBe(T0 + LAST_USED_WRITE_MS);
     const again = await reopen(s, url);
-    expect(again.serviceAccounts.get('busy')).toMatchObject({
+    expect(await again.serviceAccounts.get('busy')).toMatchObject({
       lastUsedAt: T0 + LAST_USED_WRITE_MS,
       roles: ['lead'],
     });
@@ -237,7 +237,7 @@ describe.each(storeBackends('service-accounts'))('service accounts on %s', (back
       org: 'hospital-b',
       expiresAt: T0 + DAY,
     });
-    expect(again.serviceAccounts.get('kept')).toMatchObject({
+    expect(await again.serviceAccounts.get('kept')).toMatchObject({
       createdBy: 'alice@example.com',
       createdBySubject: 'sub-alice',
       createdAt: T0,

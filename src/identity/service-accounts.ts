@@ -1,18 +1,24 @@
 /**
- * Service accounts: the credentials of pipelines and schedulers, usable on the Control API wherever
- * a person's token is. An account has a name, roles, an organisation and an expiry; its definition
+ * Service accounts: the credentials of pipelines and schedulers, usable wherever a person's token
+ * is (the SuperLink's Control API and the Certificate Service's admin API; each service keeps its
+ * own accounts in its own store, with this one module). An account has a name, roles, an organisation and an expiry; its definition
  * is the only source of its roles. Its secret (`pollen_sa_` + 32 random bytes, base64url) is shown
  * once, when it is created; the store keeps only its SHA-256.
  *
  * A plain SHA-256, not a slow password hash: the secret is 256 random bits, so there is nothing to
  * guess and a leaked table gives no secret back; a slow hash would only slow down every call.
  *
- * One SuperLink process owns the store, so the accounts are kept in memory (a handful of rows, read
- * on every call that presents a secret) and written through on each change. Revoked accounts stay,
- * and their names are never reused: what an account did stays attributed to one account.
+ * Where one process owns the store (the SuperLink), the accounts are kept in memory (a handful of
+ * rows, read on every call that presents a secret) and written through on each change; where
+ * several processes share it (a Certificate Service with `--workers`), each lookup reads the store,
+ * so a revocation in one process holds in every other at once. Revoked accounts stay, and their
+ * names are never reused: what an account did stays attributed to one account.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Kysely, Migration } from 'kysely';
 import { PollenError } from '../errors.js';
+import { assertValidName } from '../pki/profiles.js';
+import { isUniqueViolation } from '../store/database.js';
 import {
   type Identity,
   isRole,
@@ -20,10 +26,7 @@ import {
   type Role,
   SERVICE_ACCOUNT_PREFIX,
   type ServiceAccountAuth,
-} from '../identity/identity.js';
-import { assertValidName } from '../pki/profiles.js';
-import { isUniqueViolation, type LinkDb } from './state-common.js';
-import type { LinkSchema } from './state-schema.js';
+} from './identity.js';
 
 export interface ServiceAccount {
   name: string;
@@ -76,7 +79,52 @@ interface Entry {
   writtenAt: number | undefined;
 }
 
-type Row = LinkSchema['service_accounts'];
+/** A service's table of accounts (each service's schema includes it). */
+export interface ServiceAccountRow {
+  name: string;
+  /** JSON array of Pollen roles: the account's only source of roles. */
+  roles: string;
+  org: string | null;
+  /** NULL: it does not expire. */
+  expires_at: number | null;
+  /** SHA-256 (hex) of the secret; the secret itself is never stored. */
+  secret_sha256: string;
+  /** The `Identity.name` of whoever created it (shown) and their `Identity.subject`. */
+  created_by: string;
+  created_by_subject: string;
+  created_at: number;
+  revoked_at: number | null;
+  revoked_by: string | null;
+  /** Written at most once a minute per account. */
+  last_used_at: number | null;
+}
+
+type Row = ServiceAccountRow;
+interface AccountsSchema {
+  service_accounts: ServiceAccountRow;
+}
+type AccountsDb = Kysely<AccountsSchema>;
+
+/** The migration that makes the table, for each service's list of migrations. */
+export const serviceAccountsMigration: Migration = {
+  async up(db: Kysely<unknown>) {
+    // Revoked accounts stay: their names are never reused, so records keep naming one account.
+    await db.schema
+      .createTable('service_accounts')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('roles', 'text', (c) => c.notNull())
+      .addColumn('org', 'text')
+      .addColumn('expires_at', 'bigint')
+      .addColumn('secret_sha256', 'text', (c) => c.notNull().unique())
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('created_by_subject', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('revoked_at', 'bigint')
+      .addColumn('revoked_by', 'text')
+      .addColumn('last_used_at', 'bigint')
+      .execute();
+  },
+};
 
 /** The digest comparison, as an object so that tests can watch every check go through it. */
 export const constantTime = { equal: timingSafeEqual };
@@ -86,17 +134,43 @@ export class ServiceAccounts implements ServiceAccountAuth {
   /** By the hex SHA-256 of the secret. */
   private readonly byDigest = new Map<string, Entry>();
 
-  constructor(
-    private readonly db: LinkDb,
+  private constructor(
+    private readonly db: AccountsDb,
     private readonly now: () => number,
+    private readonly shared: boolean,
   ) {}
 
-  /** Read every account into memory (at open). */
+  /**
+   * The accounts in a service's store. `shared`: other processes change the same store, so
+   * nothing is kept in memory between calls.
+   */
+  static in<S extends AccountsSchema>(db: Kysely<S>, now: () => number, shared = false): ServiceAccounts {
+    // Kysely's types are invariant in the schema: the store has this table among others.
+    return new ServiceAccounts(db as unknown as AccountsDb, now, shared);
+  }
+
+  /** Read every account into memory (at open, and before each read when the store is shared). */
   async load(): Promise<void> {
     const rows = await this.db.selectFrom('service_accounts').selectAll().execute();
     this.byName.clear();
     this.byDigest.clear();
     for (const row of rows) this.remember(row);
+  }
+
+  /** The account of a secret's digest (hex): from memory, or from a shared store. */
+  private async byDigestOf(hex: string): Promise<Entry | undefined> {
+    if (!this.shared) return this.byDigest.get(hex);
+    const row = await this.db
+      .selectFrom('service_accounts')
+      .selectAll()
+      .where('secret_sha256', '=', hex)
+      .executeTakeFirst();
+    return row && this.remember(row);
+  }
+
+  private async byNameOf(name: string): Promise<Entry | undefined> {
+    if (this.shared) await this.load();
+    return this.byName.get(name);
   }
 
   /** Create an account; its secret is returned here and never again. */
@@ -116,7 +190,7 @@ export class ServiceAccounts implements ServiceAccountAuth {
       revoked_by: null,
       last_used_at: null,
     };
-    if (this.byName.has(account.name)) throw exists(account.name);
+    if (await this.byNameOf(account.name)) throw exists(account.name);
     try {
       await this.db.insertInto('service_accounts').values(row).execute();
     } catch (e) {
@@ -128,20 +202,21 @@ export class ServiceAccounts implements ServiceAccountAuth {
   }
 
   /** Every account (revoked ones too), by name. */
-  list(): ServiceAccount[] {
+  async list(): Promise<ServiceAccount[]> {
+    if (this.shared) await this.load();
     return [...this.byName.values()]
       .map((e) => copy(e.account))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  get(name: string): ServiceAccount | undefined {
-    const e = this.byName.get(name);
+  async get(name: string): Promise<ServiceAccount | undefined> {
+    const e = await this.byNameOf(name);
     return e && copy(e.account);
   }
 
   /** Revoke an account at once (revoking it again changes nothing); SERVICE_ACCOUNT_NOT_FOUND. */
   async revoke(name: string, by: string): Promise<ServiceAccount> {
-    const e = this.byName.get(name);
+    const e = await this.byNameOf(name);
     if (!e)
       throw new PollenError('SERVICE_ACCOUNT_NOT_FOUND', `No service account named ${name}`, {
         data: { name },
@@ -170,7 +245,7 @@ export class ServiceAccounts implements ServiceAccountAuth {
       new PollenError('SERVICE_ACCOUNT_INVALID', 'The service-account secret is not valid');
     if (typeof secret !== 'string' || !SECRET_FORMAT.test(secret)) throw invalid();
     const digest = digestOf(secret);
-    const e = this.byDigest.get(digest.toString('hex'));
+    const e = await this.byDigestOf(digest.toString('hex'));
     const same = constantTime.equal(e?.digest ?? NO_DIGEST, digest);
     if (!e || !same) throw invalid();
     const a = e.account;
