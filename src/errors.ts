@@ -148,7 +148,7 @@ export const ERROR_CODES = {
   API_KEY_REQUIRED: spec(
     401,
     ExitCode.UNAUTHORIZED,
-    'Pass --api-key (or POLLEN_API_KEY), --login FEDERATION after `pollen login`, or a service-account secret in POLLEN_TOKEN.',
+    'Pass --api-key (or POLLEN_API_KEY), --login SUPERLINK after `pollen login`, or a service-account secret in POLLEN_TOKEN.',
   ),
   API_KEY_INVALID: spec(
     401,

@@ -231,7 +231,7 @@ describe.each(storeBackends('audit-trail'))('the audit trail on %s', (_backend, 
 describe('the Certificate Service log written before who and where were recorded', () => {
   it('still verifies after the upgrade, with new entries chained after it', async () => {
     const url = join(dir.dir, 'legacy.db');
-    const { '0005_audit_trail': _, ...before } = enrollmentMigrations;
+    const { '0004_audit_trail': _, ...before } = enrollmentMigrations;
     const old = await openDatabase<{
       audit: Omit<
         AuditSchema['audit'],

@@ -1,7 +1,7 @@
 /**
  * The Certificate Service's admin commands take the credentials the Control commands take, in the
  * same order: a service-account secret (`--token-file`, POLLEN_TOKEN), the stored login named by
- * `--login FEDERATION`, then the API key. Driven through the CLI (in-process) against a real
+ * `--login SUPERLINK`, then the API key. Driven through the CLI (in-process) against a real
  * Certificate Service over HTTPS whose `[identity.oidc]` names a real OpenID Provider, with the
  * person logged in by the device flow. The service keeps its own service accounts: created with
  * `pollen service-account create --cert-service URL`, attributed by name, revoked at once.
@@ -114,7 +114,7 @@ const decidedBy = async (name: string) => {
     .requests.find((x) => x.name === name)?.decidedBy;
 };
 
-describe('a login on the Certificate Service (--login FEDERATION)', () => {
+describe('a login on the Certificate Service (--login SUPERLINK)', () => {
   it('issues tokens and decides requests as the logged-in person, within their organisation', async () => {
     const mine = await pendingSite('uni-b');
     // Another organisation's site (issued with the API key: bo may not issue for uni-a).
@@ -181,7 +181,7 @@ describe('a login on the Certificate Service (--login FEDERATION)', () => {
     expect(none.code).toBe(5);
     expect(none.json()).toMatchObject({
       ok: false,
-      error: { code: 'API_KEY_REQUIRED', hint: expect.stringContaining('--login FEDERATION') },
+      error: { code: 'API_KEY_REQUIRED', hint: expect.stringContaining('--login SUPERLINK') },
     });
     const other = await cli(['enrollment', 'list', '--login', 'elsewhere']);
     expect(other.json()).toMatchObject({

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AccessTokens } from '../src/cli/login/access-token.js';
 import { loginClock } from '../src/cli/login/clock.js';
 import { fetchPinnedRoot } from '../src/cli/login/pinned-root.js';
 import { certificateFingerprint } from '../src/pki/fingerprint.js';
@@ -176,6 +177,22 @@ describe('pollen login', () => {
     expect(Number(after.login.expiresAt)).toBeGreaterThan(now);
     expect(control.bearers.at(-1)).toBe(after.login.accessToken);
     expect(statSync(after.file).mode & 0o777).toBe(0o600);
+  });
+
+  it('two commands refreshing one login at once spend its rotated refresh token once', async () => {
+    const config = await loggedIn();
+    const { file, login: before } = stored(config, 'lab');
+    now = Number(before.expiresAt) + 1_000;
+    // Two commands of the same person, each with the login as it read it (a `log --stream` beside a `list`).
+    const [a, b] = [AccessTokens.load(file)!, AccessTokens.load(file)!];
+    const [ta, tb] = await Promise.all([a.current(), b.current()]);
+    expect(ta).toBe(tb); // the second found the login the first refreshed
+    expect(ta).not.toBe(before.accessToken);
+    const after = stored(config, 'lab').login;
+    expect(after.accessToken).toBe(ta);
+    expect(existsSync(`${file}.lock`)).toBe(false);
+    // The login goes on: its newest refresh token still works at the provider.
+    expect(await provider.refreshTokenWorks(String(after.refreshToken))).toBe(true);
   });
 
   it('logout revokes the refresh token at the provider and forgets the tokens', async () => {

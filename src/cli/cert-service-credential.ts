@@ -1,12 +1,12 @@
 /**
  * The credential a command sends to the Certificate Service's admin API, chosen as for the
  * SuperLink's Control API: a service-account secret (`--token-file` / POLLEN_TOKEN_FILE, then
- * POLLEN_TOKEN), then the stored login named by `--login FEDERATION` (POLLEN_LOGIN; refreshed when
+ * POLLEN_TOKEN), then the stored login named by `--login SUPERLINK` (POLLEN_LOGIN; refreshed when
  * due), then the admin API key (`--api-key` / POLLEN_API_KEY). One credential per call: the
  * service refuses two.
  *
- * A Certificate Service is not a federation, so the CLI cannot tell which login applies to it:
- * `--login` names the federation whose login (`pollen login FEDERATION`) to present. Its access
+ * A Certificate Service is not a SuperLink, so the CLI cannot tell which login applies to it:
+ * `--login` names the SuperLink connection whose login (`pollen login SUPERLINK`) to present. Its access
  * token must name the Certificate Service as an audience (docs/identity.md).
  */
 import { PollenError } from '../errors.js';
@@ -18,7 +18,7 @@ import { loginPath } from './login/token-store.js';
 export interface AdminCredentialFlags {
   /** `--api-key` / POLLEN_API_KEY. */
   apiKey?: string | undefined;
-  /** `--login FEDERATION` / POLLEN_LOGIN: present the stored login of this federation. */
+  /** `--login SUPERLINK` / POLLEN_LOGIN: present the stored login of this SuperLink connection. */
   login?: string | undefined;
   config?: string | undefined;
   tokenFile?: string | undefined;
@@ -40,6 +40,6 @@ export async function adminCredential(f: AdminCredentialFlags): Promise<string> 
   const apiKey = f.apiKey?.trim();
   if (apiKey) return apiKey;
   throw new PollenError('API_KEY_REQUIRED', 'The Certificate Service needs a credential', {
-    hint: 'Pass --login FEDERATION (after pollen login FEDERATION), give a service-account secret (POLLEN_TOKEN or --token-file), or an admin API key (--api-key or POLLEN_API_KEY, made with `pollen cert api-key`).',
+    hint: 'Pass --login SUPERLINK (after pollen login SUPERLINK), give a service-account secret (POLLEN_TOKEN or --token-file), or an admin API key (--api-key or POLLEN_API_KEY, made with `pollen cert api-key`).',
   });
 }

@@ -16,11 +16,11 @@ export const certServiceOption = (help = 'the Certificate Service URL, https://H
 export const apiKeyOption = (help = 'admin API key (prefer the environment variable)') =>
   new Option('--api-key <key>', help).env('POLLEN_API_KEY');
 
-/** `--login FEDERATION` / POLLEN_LOGIN: whose stored login to present to the Certificate Service. */
+/** `--login SUPERLINK` / POLLEN_LOGIN: whose stored login to present to the Certificate Service. */
 export const loginOption = () =>
   new Option(
-    '--login <federation>',
-    'present your login to this federation (pollen login FEDERATION) instead of an API key',
+    '--login <superlink>',
+    'present your login to this SuperLink (pollen login SUPERLINK) instead of an API key',
   ).env('POLLEN_LOGIN');
 
 /** `--ca-cert FILE` / POLLEN_CA_CERT: the root CA to trust for the Certificate Service. */

@@ -15,7 +15,7 @@ import { type CredentialFlags, withControl } from '../control-client.js';
 import { type ServiceOptions, withClient } from '../enrollment/admin-client.js';
 
 export interface AuditSourceOptions extends ServiceOptions, CredentialFlags {
-  /** The SuperLink's connection entry (default: the default one). */
+  /** The SuperLink's connection entry (the global --superlink; default: the default one). */
   superlink?: string;
 }
 

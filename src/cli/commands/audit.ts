@@ -10,7 +10,6 @@ import { apiKeyOption, caCertOption, caOption } from '../env-options.js';
 function sourceOptions(cmd: Command): Command {
   return (
     cmd
-      .option('--superlink <name>', 'the SuperLink connection entry (default: the default one)')
       // Not read from POLLEN_CERT_SERVICE_URL: a SuperLink's operator often sets that (for the CRL),
       // and the trail read must be the one named on the command line.
       .option('--cert-service <url>', 'read this Certificate Service instead of a SuperLink')
@@ -30,7 +29,7 @@ export function registerAudit(program: Command): void {
 Every state-changing call and every refused authorisation is an entry whose hash covers the one
 before it; the head is signed (a checkpoint) every few minutes and when the server stops, with the
 server's TLS key. verify checks all of it here, against the project root. Without --cert-service
-the SuperLink of the connection entry is read. See docs/identity.md, "The audit trail".`,
+the SuperLink of the connection (--superlink NAME, or the default one) is read. See docs/identity.md, "The audit trail".`,
     );
 
   sourceOptions(audit.command('list'))

@@ -46,7 +46,7 @@ export function registerEnrollment(program: Command): void {
       `
 All subcommands talk to the Certificate Service's admin API:
   export POLLEN_CERT_SERVICE_URL=https://certs.example.com:8443
-  export POLLEN_API_KEY=$(cat api_key.txt)   # or: export POLLEN_LOGIN=FEDERATION (after pollen login)
+  export POLLEN_API_KEY=$(cat api_key.txt)   # or: export POLLEN_LOGIN=SUPERLINK (after pollen login)
   export POLLEN_CA_CERT=./ca/rootCA.pem
 A service-account secret (POLLEN_TOKEN, --token-file) goes first, then the login, then the API key.`,
     );

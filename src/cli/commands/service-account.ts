@@ -9,7 +9,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /**
  * The Certificate Service's own accounts instead of the SuperLink's. Only the flag chooses it
- * (POLLEN_CERT_SERVICE_URL does not): without it, the accounts are the SuperLink's.
+ * (POLLEN_CERT_SERVICE_URL does not): without it, the accounts are the federation's.
  */
 function certServiceOptions(cmd: Command): Command {
   return cmd

@@ -21,7 +21,7 @@ Environment variables (flags win):
   POLLEN_ENROLLMENT_POLICY  enrollment policy YAML (local mode, -p); built-in default if unset
   POLLEN_CERT_SERVICE_URL   Certificate Service URL (remote mode, --cert-service)
   POLLEN_API_KEY            Certificate Service API key (remote mode, --api-key)
-  POLLEN_LOGIN              present your login to this federation instead (remote mode, --login)
+  POLLEN_LOGIN              present your login to this SuperLink instead (remote mode, --login)
   POLLEN_CA_CERT            root CA to trust for the Certificate Service (--ca-cert)
 
 Modes: local signs with the CA folder's token key (never the CA key); remote asks the Certificate

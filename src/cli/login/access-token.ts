@@ -3,6 +3,7 @@
  * than a minute left, else a fresh one from the refresh token (saved again, so the next command
  * starts from it). Only the access token ever leaves this machine for the SuperLink.
  */
+import { closeSync, openSync, rmSync, statSync } from 'node:fs';
 import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { PollenError } from '../../errors.js';
@@ -90,14 +91,13 @@ export class AccessTokens {
 
   /** A token with at least REFRESH_MARGIN_MS left. */
   async current(): Promise<string> {
-    if (this.#login.expiresAt - loginClock.now() > REFRESH_MARGIN_MS) return this.#login.accessToken;
+    if (fresh(this.#login)) return this.#login.accessToken;
     // Concurrent calls share one refresh: a rotated refresh token is good for one use only.
-    this.#refreshing ??= refreshLogin(this.#login).then(
-      (fresh) => {
-        saveLogin(this.path, fresh);
-        this.#login = fresh;
+    this.#refreshing ??= this.#refreshOnce().then(
+      (login) => {
+        this.#login = login;
         this.#refreshing = undefined;
-        return fresh;
+        return login;
       },
       (e) => {
         this.#refreshing = undefined;
@@ -105,5 +105,50 @@ export class AccessTokens {
       },
     );
     return (await this.#refreshing).accessToken;
+  }
+
+  /**
+   * Refresh under the login's lock file, so that two commands of the same person (a `log
+   * --stream` beside a `list`) never spend one rotated refresh token twice — a provider that sees
+   * a refresh token reused ends the whole login. Whoever comes second finds the login refreshed.
+   */
+  async #refreshOnce(): Promise<StoredLogin> {
+    const release = await lockLogin(this.path);
+    try {
+      const stored = readLogin(this.path) ?? this.#login;
+      if (fresh(stored)) return stored;
+      const refreshed = await refreshLogin(stored);
+      saveLogin(this.path, refreshed);
+      return refreshed;
+    } finally {
+      release();
+    }
+  }
+}
+
+const fresh = (login: StoredLogin) => login.expiresAt - loginClock.now() > REFRESH_MARGIN_MS;
+
+/** How long a refresh may hold the lock before another command takes it as left behind. */
+const LOCK_STALE_MS = 30_000;
+
+/** Take `PATH.lock` (created exclusively), waiting for another command's refresh to end. */
+async function lockLogin(path: string): Promise<() => void> {
+  const lock = `${path}.lock`;
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx', 0o600));
+      return () => rmSync(lock, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    // A command killed while refreshing leaves its lock: taken over once it is old.
+    let age = 0;
+    try {
+      age = Date.now() - statSync(lock).mtimeMs;
+    } catch {
+      continue; // released meanwhile
+    }
+    if (age > LOCK_STALE_MS) rmSync(lock, { force: true });
+    else await loginClock.sleep(50);
   }
 }

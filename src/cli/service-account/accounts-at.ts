@@ -1,5 +1,5 @@
 /**
- * Where `pollen service-account` manages accounts: a SuperLink (its Control
+ * Where `pollen service-account` manages accounts: the SuperLink of a federation (its Control
  * API, the default), or a Certificate Service (`--cert-service URL`, its admin API). Each service
  * keeps its own accounts: a secret works only on the service that made it.
  */
@@ -21,7 +21,7 @@ export interface NewAccount {
 
 /** One service's accounts, as the commands see them. */
 export interface AccountsAt {
-  /** Names the service in results: `{ superlink }` or `{ certService }`. */
+  /** Names the service in results: `{ superlink }` (its connection's name) or `{ certService }`. */
   where: { superlink: string } | { certService: string };
   create(a: NewAccount): Promise<{ account: AccountJson; secret: string }>;
   list(): Promise<AccountJson[]>;

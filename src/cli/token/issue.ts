@@ -75,7 +75,7 @@ async function issuerOf(f: TokenIssueOptions): Promise<TokenIssuer> {
   }
   if (!ca)
     throw new PollenError('CA_NOT_FOUND', 'CA path is required', {
-      hint: 'Pass -c/--ca DIR (the folder made by `pollen cert init`) or set POLLEN_CA_PATH; or use a Certificate Service with --cert-service URL and --login FEDERATION or --api-key KEY.',
+      hint: 'Pass -c/--ca DIR (the folder made by `pollen cert init`) or set POLLEN_CA_PATH; or use a Certificate Service with --cert-service URL and --login SUPERLINK or --api-key KEY.',
     });
   return {
     kind: 'local',

@@ -161,7 +161,7 @@ export const enrollmentMigrations: Record<string, Migration> = {
       await db.schema.alterTable('certificates').addColumn('org', 'text').execute();
     },
   },
-  '0004_service_accounts': serviceAccountsMigration,
   // The audit trail shared with the SuperLink: who, where, outcome; signed checkpoints.
-  '0005_audit_trail': auditUpgradeMigration,
+  '0004_audit_trail': auditUpgradeMigration,
+  '0005_service_accounts': serviceAccountsMigration,
 };

@@ -47,11 +47,11 @@ export class CertServiceAccounts {
     return { account: accountJson(account) };
   }
 
-  private record(actor: AuditActor, action: string, a: ServiceAccount): Promise<void> {
-    return this.c.batcher.run((tx) =>
+  private async record(actor: AuditActor, action: string, a: ServiceAccount): Promise<void> {
+    await this.c.batcher.run((tx) =>
       this.c.audit.append(
         tx,
-        change(actor, action, a.name, new Date(this.c.now()), {
+        change(actor, action, a.name, this.c.now(), {
           roles: a.roles,
           ...(a.org !== undefined && { org: a.org }),
           ...(a.expiresAt !== undefined && { expiresAt: new Date(a.expiresAt).toISOString() }),
