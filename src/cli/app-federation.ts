@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PollenError } from '../errors.js';
-import { NAME_PATTERN } from './connections.js';
+import { NAME_PATTERN } from './connection-name.js';
 
 const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
 const holdsApp = (p: string) =>

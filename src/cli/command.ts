@@ -15,6 +15,23 @@ function ioOf(cmd: Command): Io {
   return ios.get(root) ?? { stdout: process.stdout, stderr: process.stderr };
 }
 
+/** The async functions a module exports, by name. */
+type AsyncExports<M> = {
+  [K in keyof M]: M[K] extends (...a: never[]) => Promise<unknown> ? K : never;
+}[keyof M];
+
+/**
+ * A command's function, imported when the command runs: `lazy(() => import('../runs/list.js'),
+ * 'listRuns')` has the type of `listRuns`. Registering a command (and `pollen --help`) then loads
+ * only commander and the option tables, not the command's libraries (x509, undici, yaml, connect):
+ * every command module imports its implementation this way (docs/architecture.md).
+ */
+export function lazy<M, K extends AsyncExports<M>>(load: () => Promise<M>, name: K): M[K] {
+  const run = async (...args: unknown[]): Promise<unknown> =>
+    ((await load())[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+  return run as M[K];
+}
+
 /** The options every command has (`pollen --json --config FILE …`). */
 export interface GlobalFlags {
   json?: boolean;

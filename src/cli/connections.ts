@@ -31,14 +31,14 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse } from 'smol-toml';
 import { z } from 'zod';
-import { loadKit } from '../enrollment/kit.js';
+import { loadKit } from '../enrollment/kit/load.js';
 import { PollenError } from '../errors.js';
 import { loadTlsMaterial, readPem, type TlsMaterial } from '../transport/tls.js';
 import { writeFileAtomic } from '../util/files.js';
 import { nearest } from '../util/text.js';
+import { NAME_PATTERN } from './connection-name.js';
 
-/** What a connection's and a federation's name may be: never a path. */
-export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export { NAME_PATTERN };
 
 /** The federation every SuperLink serves, which an entry targets unless it names another. */
 export const DEFAULT_FEDERATION = 'default';

@@ -6,6 +6,7 @@
  * certificate is presented, even if the connection has an admin kit: the SuperLink refuses a call
  * with both.
  */
+import { existsSync } from 'node:fs';
 import type { Client, Interceptor } from '@connectrpc/connect';
 import { PollenError } from '../errors.js';
 import { Audit } from '../gen/pollen/v1/audit_pb.js';
@@ -18,7 +19,6 @@ import { nearest } from '../util/text.js';
 import { bearerFromEnv } from './bearer.js';
 import type { GlobalFlags } from './command.js';
 import { type Connection, configPath, readConnections } from './connections.js';
-import { AccessTokens } from './login/access-token.js';
 import { loginPath } from './login/token-store.js';
 import { Reported } from './output.js';
 import { resolveTarget, type Target, type TargetArg } from './target.js';
@@ -48,7 +48,7 @@ export async function openControl(target: TargetArg, flags: CredentialFlags = {}
   const { connection } = resolved;
   const tokens =
     secretBearer(bearerFromEnv(flags)) ??
-    AccessTokens.load(loginPath(configPath(flags.config), connection.name));
+    (await loginBearer(loginPath(configPath(flags.config), connection.name)));
   if (!tokens && connection.tls && !connection.tls.cert)
     throw new PollenError(
       'LOGIN_REQUIRED',
@@ -120,6 +120,13 @@ function federationNotFound(s: ControlSession, e: PollenError, flags: Credential
       ...(near && { data: { suggestion: near } }),
     },
   );
+}
+
+/** A login's tokens, when there is one: the OIDC client (openid-client, jose) loads only then. */
+async function loginBearer(file: string): Promise<Bearer | undefined> {
+  if (!existsSync(file)) return undefined;
+  const { AccessTokens } = await import('./login/access-token.js');
+  return AccessTokens.load(file);
 }
 
 /** A service-account secret as a bearer: it never changes. */

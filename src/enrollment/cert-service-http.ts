@@ -21,7 +21,7 @@ import { checkServerIdentity as checkHostName, type PeerCertificate } from 'node
 import { Agent, fetch } from 'undici';
 import type { z } from 'zod';
 import { type ErrorCode, PollenError } from '../errors.js';
-import { CERT_SERVICE_IDENTITY, isCertServiceIdentity } from '../pki/profiles.js';
+import { CERT_SERVICE_IDENTITY, isCertServiceIdentity } from '../pki/names.js';
 import { isErrorCode } from '../transport/errors.js';
 import { nodeErrorCode, tlsFailure } from '../transport/tls-failure.js';
 

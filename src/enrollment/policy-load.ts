@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
-import { isOrgName } from '../pki/profiles.js';
+import { isOrgName } from '../pki/names.js';
 import { DEFAULT_POLICY_YAML, type LoadedPolicy, type Policy, RULE_ACTIONS, USER_ROLES } from './policy.js';
 import { durationMs, MAX_VALIDITY_MS, parseCidr } from './policy-match.js';
 

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { PollenError } from '../errors.js';
-import { assertValidOrg } from '../pki/profiles.js';
+import { assertValidOrg } from '../pki/names.js';
 import type { SubjectType } from './policy.js';
 import { loadPolicy } from './policy-load.js';
 import { checkSubjectSyntax, checkTokenHosts, issueTokens, loadTokenSigner } from './token.js';

@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
 import { certificateFingerprint } from '../pki/fingerprint.js';
-import { assertValidOrg, isOrgName, MAX_HOSTS, normalizeHosts } from '../pki/profiles.js';
+import { assertValidOrg, isOrgName, MAX_HOSTS, normalizeHosts } from '../pki/names.js';
 import {
   hostAllowed,
   isSiteType,

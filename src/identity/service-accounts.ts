@@ -17,7 +17,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Kysely, Migration } from 'kysely';
 import { PollenError } from '../errors.js';
-import { assertValidName } from '../pki/profiles.js';
+import { assertValidName } from '../pki/names.js';
 import { isUniqueViolation } from '../store/database.js';
 import {
   type Identity,

@@ -11,11 +11,11 @@ import {
 import * as x509 from '@peculiar/x509';
 import { PollenError } from '../errors.js';
 import { nul, octets, oid, seq, uint } from './der.js';
+import type { KeyType } from './vocabulary.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
-export const KEY_TYPES = ['ec-p256', 'ec-p384', 'rsa-3072'] as const;
-export type KeyType = (typeof KEY_TYPES)[number];
+export { isKeyType, KEY_TYPES, type KeyType } from './vocabulary.js';
 
 /** What a key is, whatever produced it (our CLI, openssl, a CSR). */
 export interface KeyInfo {
@@ -23,10 +23,6 @@ export interface KeyInfo {
   /** 'P-256' / 'P-384' for EC, the modulus length for RSA. */
   curve?: 'P-256' | 'P-384';
   bits: number;
-}
-
-export function isKeyType(v: string): v is KeyType {
-  return (KEY_TYPES as readonly string[]).includes(v);
 }
 
 /** WebCrypto parameters for generating, importing and signing with each key type. */

@@ -1,6 +1,5 @@
 import { createHash, type KeyObject, randomBytes, sign } from 'node:crypto';
 import { isIP } from 'node:net';
-import { PollenError } from '../errors.js';
 import {
   bitString,
   bool,
@@ -18,54 +17,27 @@ import {
 } from './der.js';
 import { certificateFingerprint } from './fingerprint.js';
 import { type KeyInfo, type LoadedPrivateKey, x509 } from './keys.js';
+import { assertValidName, isEmail, isHostname, normalizeHosts, projectSlug } from './names.js';
+import { type CertType, isCertType } from './vocabulary.js';
 
-/** The four kinds of certificate a project issues (FLARE's participant types). */
-export const CERT_TYPES = ['server', 'client', 'relay', 'admin'] as const;
-export type CertType = (typeof CERT_TYPES)[number];
-
-export function isCertType(v: string): v is CertType {
-  return (CERT_TYPES as readonly string[]).includes(v);
-}
+export {
+  assertValidName,
+  assertValidOrg,
+  CERT_SERVICE_IDENTITY,
+  hostsOfCertificate,
+  isCertServiceIdentity,
+  isEmail,
+  isHostname,
+  isOrgName,
+  MAX_HOSTS,
+  normalizeHosts,
+  projectSlug,
+} from './names.js';
+export { CERT_TYPES, type CertType, isCertType } from './vocabulary.js';
 
 /** FLARE keeps the role in PKCS#9 unstructuredName; we also keep it in the X.520 `title` attribute. */
 export const OID_UNSTRUCTURED_NAME = '1.2.840.113549.1.9.2';
 export const OID_TITLE = '2.5.4.12';
-
-const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
-const HOST_RE =
-  /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-
-/** Site and user names become file names, DNs and URIs: keep them to a safe alphabet. */
-export function assertValidName(name: string): void {
-  if (!NAME_RE.test(name) || name.includes('..'))
-    throw new PollenError('INVALID_ARGUMENT', `Invalid name '${name}'`, {
-      hint: 'Names use letters, digits and . _ @ + - (at most 128 characters), starting with a letter or digit.',
-    });
-}
-
-const ORG_RE = /^[A-Za-z0-9][A-Za-z0-9 ._@&+-]{0,63}$/;
-
-/** Whether an organisation name fits a certificate's `O=` (at most 64 characters, a safe alphabet). */
-export function isOrgName(v: string): boolean {
-  return ORG_RE.test(v) && !v.endsWith(' ');
-}
-
-/** An organisation becomes the certificate's `O=` and a scope of rights: keep it plain. */
-export function assertValidOrg(org: string): void {
-  if (!isOrgName(org))
-    throw new PollenError('INVALID_ARGUMENT', `Invalid organisation '${org}'`, {
-      hint: 'Organisations use letters, digits, spaces and . _ @ & + - (at most 64 characters), starting with a letter or digit.',
-    });
-}
-
-export function isHostname(v: string): boolean {
-  return HOST_RE.test(v);
-}
-
-export function isEmail(v: string): boolean {
-  return EMAIL_RE.test(v);
-}
 
 /** A random, positive 128-bit serial (RFC 5280 allows up to 20 octets). */
 export function randomSerial(): string {
@@ -77,11 +49,6 @@ export function randomSerial(): string {
 /** A URI identity for every participant: stable, typed, and independent of the host name. */
 export function identityUri(project: string, type: CertType | 'service', name: string): string {
   return `pollen://${projectSlug(project)}/${type}/${encodeURIComponent(name)}`;
-}
-
-/** The project as identities spell it: "Pollen Demo" → "pollen-demo". */
-export function projectSlug(project: string): string {
-  return project.toLowerCase().replace(/[^a-z0-9.-]+/g, '-') || 'project';
 }
 
 export interface SiteProfile {
@@ -199,35 +166,6 @@ function ipBytes(ip: string): Buffer {
 
 type San = { type: 'dns' | 'ip' | 'email' | 'url'; value: string };
 
-/** At most this many DNS names and addresses in one certificate. */
-export const MAX_HOSTS = 32;
-
-/**
- * The DNS names and IP addresses a server or relay is reached at, checked and in one spelling:
- * DNS names lower-case (`*.example.com` allowed), each once. INVALID_ARGUMENT names a bad one.
- */
-export function normalizeHosts(hosts: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const raw of hosts) {
-    const h = isIP(raw) ? raw : raw.toLowerCase();
-    if (!isIP(h) && !isHostname(h) && !/^\*\.[^*]+$/.test(h))
-      throw new PollenError('INVALID_ARGUMENT', `--host '${raw}' is neither a DNS name nor an IP address`, {
-        hint: 'Give a DNS name (superlink.example.com, localhost) or an IP address (10.0.0.5), once per --host.',
-      });
-    if (!out.includes(h)) out.push(h);
-  }
-  if (out.length > MAX_HOSTS)
-    throw new PollenError('INVALID_ARGUMENT', `At most ${MAX_HOSTS} --host names fit one certificate`);
-  return out;
-}
-
-/** The DNS names and IP addresses a certificate's subjectAltName holds (what TLS clients check). */
-export function hostsOfCertificate(cert: { subjectAltName?: string | undefined }): string[] {
-  return (cert.subjectAltName ?? '')
-    .split(/,\s*/)
-    .flatMap((san) => /^(?:DNS:|IP Address:)(.+)$/.exec(san)?.slice(1) ?? []);
-}
-
 function subjectAltNames(p: SiteProfile): San[] {
   const sans: San[] = [];
   for (const h of normalizeHosts(p.hosts ?? [])) {
@@ -326,17 +264,4 @@ export function readProfile(cert: x509.X509Certificate): {
 /** Renew at about two thirds of the lifetime. */
 export function renewalTime(notBefore: Date, notAfter: Date): Date {
   return new Date(notBefore.getTime() + ((notAfter.getTime() - notBefore.getTime()) * 2) / 3);
-}
-
-/** The URI SAN path of the Certificate Service's own certificate. */
-export const CERT_SERVICE_IDENTITY = '/service/cert-service';
-
-/**
- * Whether a peer certificate's subjectAltName (Node's `cert.subjectaltname` text) names the
- * project's Certificate Service rather than some participant that holds a server certificate.
- */
-export function isCertServiceIdentity(subjectaltname: string | undefined): boolean {
-  return (subjectaltname ?? '')
-    .split(/,\s*/)
-    .some((san) => /^URI:pollen:\/\/[^/]+\/service\/cert-service$/.test(san));
 }

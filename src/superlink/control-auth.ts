@@ -16,7 +16,7 @@ import {
 } from '../identity/caller.js';
 import { type Identity, LOCAL_ADMIN, type OidcConfig } from '../identity/identity.js';
 import { type AccessPolicy, authorize, type Right, type Scope, type Target } from '../identity/rights.js';
-import { projectSlug } from '../pki/profiles.js';
+import { projectSlug } from '../pki/names.js';
 import { authorizationContextKey, peerContextKey } from '../transport/context.js';
 import type { PeerIdentity } from '../transport/tls.js';
 import { type AuditedCall, auditedCallKey, recordRefusal } from './control-audit.js';

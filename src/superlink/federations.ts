@@ -11,7 +11,7 @@
  */
 import { PollenError } from '../errors.js';
 import { type Identity, isRole, ROLES, type Role } from '../identity/identity.js';
-import { assertValidName, isOrgName } from '../pki/profiles.js';
+import { assertValidName, isOrgName } from '../pki/names.js';
 import { isUniqueViolation } from '../store/database.js';
 import type { NodeEntry } from './node-registry.js';
 import type { LinkDb, Tx } from './state-common.js';

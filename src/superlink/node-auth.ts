@@ -27,8 +27,8 @@ import { type ContextValues, createContextKey, type Interceptor } from '@connect
 import type { Logger } from 'pino';
 import { PollenError } from '../errors.js';
 import type { NodeSessionSchema } from '../gen/pollen/v1/fleet_pb.js';
+import { projectSlug } from '../pki/names.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
-import { projectSlug } from '../pki/profiles.js';
 import { bulkAuthMethod } from '../transport/bulk-protocol.js';
 import type { BulkRequest } from '../transport/bulk-server.js';
 import { peerContextKey } from '../transport/context.js';

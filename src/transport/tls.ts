@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { PollenError } from '../errors.js';
-import { type CertType, isCertType } from '../pki/profiles.js';
+import { type CertType, isCertType } from '../pki/vocabulary.js';
 
 export interface TlsMaterial {
   /** Our certificate followed by the intermediate chain (PEM). */

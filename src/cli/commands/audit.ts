@@ -1,10 +1,13 @@
 import type { Command } from 'commander';
-import { auditCheckpoint } from '../audit/checkpoint.js';
-import { type AuditListOptions, auditList } from '../audit/list.js';
+import type { AuditListOptions } from '../audit/list.js';
 import type { AuditSourceOptions } from '../audit/source.js';
-import { type AuditVerifyOptions, auditVerify } from '../audit/verify.js';
-import { action } from '../command.js';
+import type { AuditVerifyOptions } from '../audit/verify.js';
+import { action, lazy } from '../command.js';
 import { apiKeyOption, caCertOption, caOption } from '../env-options.js';
+
+const auditCheckpoint = lazy(() => import('../audit/checkpoint.js'), 'auditCheckpoint');
+const auditList = lazy(() => import('../audit/list.js'), 'auditList');
+const auditVerify = lazy(() => import('../audit/verify.js'), 'auditVerify');
 
 /** Which trail: a SuperLink's connection entry, or a Certificate Service. */
 function sourceOptions(cmd: Command): Command {

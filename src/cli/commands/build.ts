@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { build } from '../build/build.js';
-import { action } from '../command.js';
+import { action, lazy } from '../command.js';
+
+const build = lazy(() => import('../build/build.js'), 'build');
 
 const HELP = `
 The app folder's package.json names the apps and their default run config:

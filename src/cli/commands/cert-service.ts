@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
-import { type CertServiceOptions, certService } from '../cert-service/serve.js';
-import { action } from '../command.js';
+import type { CertServiceOptions } from '../cert-service/serve.js';
+import { action, lazy } from '../command.js';
 import { apiKeyOption, caOption, policyOption, smtpUrlOption } from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
+
+const certService = lazy(() => import('../cert-service/serve.js'), 'certService');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

@@ -1,16 +1,21 @@
 import { type Command, Option } from 'commander';
 import { PollenError } from '../../errors.js';
-import { KEY_TYPES } from '../../pki/keys.js';
-import { CERT_TYPES } from '../../pki/profiles.js';
-import { type CertApiKeyOptions, certApiKey } from '../cert/api-key.js';
-import { type CertCrlOptions, certCrl } from '../cert/crl.js';
-import { type CertInitOptions, certInit } from '../cert/init.js';
-import { type CertListOptions, certList } from '../cert/list.js';
-import { certRenew } from '../cert/renew.js';
-import { certRevoke } from '../cert/revoke.js';
-import { type CertSiteOptions, certSite } from '../cert/site.js';
-import { action, namesAction } from '../command.js';
+import { CERT_TYPES, KEY_TYPES } from '../../pki/vocabulary.js';
+import type { CertApiKeyOptions } from '../cert/api-key.js';
+import type { CertCrlOptions } from '../cert/crl.js';
+import type { CertInitOptions } from '../cert/init.js';
+import type { CertListOptions } from '../cert/list.js';
+import type { CertSiteOptions } from '../cert/site.js';
+import { action, lazy, namesAction } from '../command.js';
 import { caOption, caPassphraseOption, certServiceOption } from '../env-options.js';
+
+const certApiKey = lazy(() => import('../cert/api-key.js'), 'certApiKey');
+const certCrl = lazy(() => import('../cert/crl.js'), 'certCrl');
+const certInit = lazy(() => import('../cert/init.js'), 'certInit');
+const certList = lazy(() => import('../cert/list.js'), 'certList');
+const certRenew = lazy(() => import('../cert/renew.js'), 'certRenew');
+const certRevoke = lazy(() => import('../cert/revoke.js'), 'certRevoke');
+const certSite = lazy(() => import('../cert/site.js'), 'certSite');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const positiveInt = (name: string) => (v: string) => {

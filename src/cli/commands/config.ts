@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
-import { action } from '../command.js';
+import { action, lazy } from '../command.js';
 import { superLinkAddAction, superLinkAddCommand } from '../config/add-command.js';
-import { type SuperLinkListOptions, superLinkList } from '../config/superlink-list.js';
-import { superLinkUse } from '../config/superlink-use.js';
+import type { SuperLinkListOptions } from '../config/superlink-list.js';
 import { dim } from '../output.js';
+
+const superLinkList = lazy(() => import('../config/superlink-list.js'), 'superLinkList');
+const superLinkUse = lazy(() => import('../config/superlink-use.js'), 'superLinkUse');
 
 export function registerConfig(program: Command): void {
   const config = program

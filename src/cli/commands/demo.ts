@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
-import { action } from '../command.js';
-import { type DemoEnrollmentOptions, demoEnrollment } from '../demo/enrollment.js';
-import { type DemoFederationOptions, demoFederation } from '../demo/federation.js';
-import { type DemoProviderOptions, demoOidcProvider } from '../demo/oidc-provider.js';
+import { action, lazy } from '../command.js';
+import type { DemoEnrollmentOptions } from '../demo/enrollment.js';
+import type { DemoFederationOptions } from '../demo/federation.js';
+import type { DemoProviderOptions } from '../demo/oidc-provider.js';
+
+const demoEnrollment = lazy(() => import('../demo/enrollment.js'), 'demoEnrollment');
+const demoFederation = lazy(() => import('../demo/federation.js'), 'demoFederation');
+const demoOidcProvider = lazy(() => import('../demo/oidc-provider.js'), 'demoOidcProvider');
 
 export function registerDemo(program: Command): void {
   const demo = program

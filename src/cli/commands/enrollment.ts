@@ -1,12 +1,16 @@
 import { type Command, Option } from 'commander';
-import { action, namesAction } from '../command.js';
-import { enrollmentApprove } from '../enrollment/approve.js';
-import { type EnrollmentAuditOptions, enrollmentAudit } from '../enrollment/audit.js';
-import { type EnrollmentEnrolledOptions, enrollmentEnrolled } from '../enrollment/enrolled.js';
-import { type EnrollmentListOptions, enrollmentList } from '../enrollment/list.js';
-import { enrollmentReject } from '../enrollment/reject.js';
-import { enrollmentRevoke } from '../enrollment/revoke.js';
+import { action, lazy, namesAction } from '../command.js';
+import type { EnrollmentAuditOptions } from '../enrollment/audit.js';
+import type { EnrollmentEnrolledOptions } from '../enrollment/enrolled.js';
+import type { EnrollmentListOptions } from '../enrollment/list.js';
 import { apiKeyOption, caCertOption, caOption, certServiceOption, loginOption } from '../env-options.js';
+
+const enrollmentApprove = lazy(() => import('../enrollment/approve.js'), 'enrollmentApprove');
+const enrollmentAudit = lazy(() => import('../enrollment/audit.js'), 'enrollmentAudit');
+const enrollmentEnrolled = lazy(() => import('../enrollment/enrolled.js'), 'enrollmentEnrolled');
+const enrollmentList = lazy(() => import('../enrollment/list.js'), 'enrollmentList');
+const enrollmentReject = lazy(() => import('../enrollment/reject.js'), 'enrollmentReject');
+const enrollmentRevoke = lazy(() => import('../enrollment/revoke.js'), 'enrollmentRevoke');
 
 const TYPES = ['client', 'server', 'relay', 'admin', 'user'];
 const collect = (v: string, prev: string[] = []) => [...prev, v];

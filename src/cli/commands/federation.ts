@@ -1,15 +1,17 @@
 import type { Command } from 'commander';
-import { action } from '../command.js';
+import { action, lazy } from '../command.js';
 import { superLinkAddAction, superLinkAddCommand } from '../config/add-command.js';
-import { federationAccept } from '../federation/accept.js';
-import { federationCreate } from '../federation/create.js';
-import { federationInvite } from '../federation/invite.js';
-import { federationList } from '../federation/list.js';
-import { federationMembers } from '../federation/members.js';
-import { federationAddNode, federationRemoveNode } from '../federation/nodes.js';
-import { federationRemove } from '../federation/remove.js';
-import { revokeInvitation } from '../federation/revoke-invitation.js';
-import { federationShow } from '../federation/show.js';
+
+const federationAccept = lazy(() => import('../federation/accept.js'), 'federationAccept');
+const federationCreate = lazy(() => import('../federation/create.js'), 'federationCreate');
+const federationInvite = lazy(() => import('../federation/invite.js'), 'federationInvite');
+const federationList = lazy(() => import('../federation/list.js'), 'federationList');
+const federationMembers = lazy(() => import('../federation/members.js'), 'federationMembers');
+const federationAddNode = lazy(() => import('../federation/nodes.js'), 'federationAddNode');
+const federationRemoveNode = lazy(() => import('../federation/nodes.js'), 'federationRemoveNode');
+const federationRemove = lazy(() => import('../federation/remove.js'), 'federationRemove');
+const revokeInvitation = lazy(() => import('../federation/revoke-invitation.js'), 'revokeInvitation');
+const federationShow = lazy(() => import('../federation/show.js'), 'federationShow');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

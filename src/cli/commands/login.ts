@@ -1,8 +1,12 @@
 import type { Command } from 'commander';
-import { action } from '../command.js';
-import { type LoginOptions, login } from '../login/login.js';
-import { type LogoutOptions, logout } from '../login/logout.js';
-import { type WhoAmIOptions, whoami } from '../login/whoami.js';
+import { action, lazy } from '../command.js';
+import type { LoginOptions } from '../login/login.js';
+import type { LogoutOptions } from '../login/logout.js';
+import type { WhoAmIOptions } from '../login/whoami.js';
+
+const login = lazy(() => import('../login/login.js'), 'login');
+const logout = lazy(() => import('../login/logout.js'), 'logout');
+const whoami = lazy(() => import('../login/whoami.js'), 'whoami');
 
 export function registerLogin(program: Command): void {
   program

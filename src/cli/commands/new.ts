@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { APP_TEMPLATES, DEFAULT_TEMPLATE } from '../../apps/new-app.js';
-import { action } from '../command.js';
-import { newApp } from '../new/new.js';
+import { action, lazy } from '../command.js';
+
+const newApp = lazy(() => import('../new/new.js'), 'newApp');
 
 const templates = Object.entries(APP_TEMPLATES)
   .map(([id, t]) => `  ${id.padEnd(8)} ${t.description}`)

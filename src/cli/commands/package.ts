@@ -1,8 +1,11 @@
 import { type Command, Option } from 'commander';
-import { ADMIN_ROLES, KIT_TYPES } from '../../enrollment/kit.js';
-import { action } from '../command.js';
-import { type PackageOptions, packageKit } from '../package/package.js';
-import { type PackageVerifyOptions, packageVerify } from '../package/verify.js';
+import { ADMIN_ROLES, KIT_TYPES } from '../../enrollment/kit/vocabulary.js';
+import { action, lazy } from '../command.js';
+import type { PackageOptions } from '../package/package.js';
+import type { PackageVerifyOptions } from '../package/verify.js';
+
+const packageKit = lazy(() => import('../package/package.js'), 'packageKit');
+const packageVerify = lazy(() => import('../package/verify.js'), 'packageVerify');
 
 const HELP = `
 Layout (FLARE's generic package, Pollen names):

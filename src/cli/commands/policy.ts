@@ -1,10 +1,14 @@
 import { type Command, Option } from 'commander';
 import { SUBJECT_TYPES } from '../../enrollment/policy.js';
-import { action } from '../command.js';
+import { action, lazy } from '../command.js';
 import { policyOption, smtpUrlOption } from '../env-options.js';
-import { type PolicyCheckOptions, policyCheck } from '../policy/check.js';
-import { type PolicyDefaultOptions, policyDefault } from '../policy/default.js';
-import { type PolicyExplainOptions, policyExplain } from '../policy/explain.js';
+import type { PolicyCheckOptions } from '../policy/check.js';
+import type { PolicyDefaultOptions } from '../policy/default.js';
+import type { PolicyExplainOptions } from '../policy/explain.js';
+
+const policyCheck = lazy(() => import('../policy/check.js'), 'policyCheck');
+const policyDefault = lazy(() => import('../policy/default.js'), 'policyDefault');
+const policyExplain = lazy(() => import('../policy/explain.js'), 'policyExplain');
 
 /** Carries POLLEN_ENROLLMENT_POLICY for when FILE is left out; FILE is the way to name a policy. */
 const policyEnv = () => policyOption('--policy <file>', 'the policy when FILE is left out').hideHelp();

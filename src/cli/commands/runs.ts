@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { federationArg } from '../app-federation.js';
-import { action } from '../command.js';
-import { listRuns } from '../runs/list.js';
-import { logRun } from '../runs/log.js';
-import { pullArtefacts } from '../runs/pull.js';
-import { runApp } from '../runs/run.js';
-import { stopRun } from '../runs/stop.js';
+import { action, lazy } from '../command.js';
+
+const listRuns = lazy(() => import('../runs/list.js'), 'listRuns');
+const logRun = lazy(() => import('../runs/log.js'), 'logRun');
+const pullArtefacts = lazy(() => import('../runs/pull.js'), 'pullArtefacts');
+const runApp = lazy(() => import('../runs/run.js'), 'runApp');
+const stopRun = lazy(() => import('../runs/stop.js'), 'stopRun');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

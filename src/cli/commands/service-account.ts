@@ -1,9 +1,10 @@
 import { type Command, Option } from 'commander';
-import { action } from '../command.js';
+import { action, lazy } from '../command.js';
 import { apiKeyOption, caCertOption, loginOption } from '../env-options.js';
-import { serviceAccountCreate } from '../service-account/create.js';
-import { serviceAccountList } from '../service-account/list.js';
-import { serviceAccountRevoke } from '../service-account/revoke.js';
+
+const serviceAccountCreate = lazy(() => import('../service-account/create.js'), 'serviceAccountCreate');
+const serviceAccountList = lazy(() => import('../service-account/list.js'), 'serviceAccountList');
+const serviceAccountRevoke = lazy(() => import('../service-account/revoke.js'), 'serviceAccountRevoke');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

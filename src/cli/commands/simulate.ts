@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { MAX_VIRTUAL_NODES } from '../../apps/virtual-nodes.js';
-import { action } from '../command.js';
-import { type SimulateOptions, simulateApp } from '../simulate/simulate.js';
+import { action, lazy } from '../command.js';
+import type { SimulateOptions } from '../simulate/simulate.js';
+
+const simulateApp = lazy(() => import('../simulate/simulate.js'), 'simulateApp');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

@@ -1,6 +1,8 @@
 import { type Command, Option } from 'commander';
-import { action } from '../command.js';
-import { type StartOptions, start } from '../start/start.js';
+import { action, lazy } from '../command.js';
+import type { StartOptions } from '../start/start.js';
+
+const start = lazy(() => import('../start/start.js'), 'start');
 
 const HELP = `
 Without a valid certificate in startup/, the kit enrolls itself (FLARE's client auto-enrollment):

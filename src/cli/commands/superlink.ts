@@ -1,11 +1,14 @@
 import { type Command, Option } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
-import { action, optionsFromEnvironment, valuesFrom } from '../command.js';
+import { action, lazy, optionsFromEnvironment, valuesFrom } from '../command.js';
 import { certServiceOption, logLevelOption } from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';
-import { runKitSuperLink, type SuperLinkOptions, superLink } from '../superlink/run.js';
+import type { SuperLinkOptions } from '../superlink/run.js';
+
+const runKitSuperLink = lazy(() => import('../superlink/run.js'), 'runKitSuperLink');
+const superLink = lazy(() => import('../superlink/run.js'), 'superLink');
 
 /** The options of `pollen superlink`, with their environment variables. */
 function superlinkOptions(cmd: Command): Command {

@@ -1,12 +1,15 @@
 import { type Command, Option } from 'commander';
 import { federationArg } from '../app-federation.js';
-import { action, optionsFromEnvironment } from '../command.js';
+import { action, lazy, optionsFromEnvironment } from '../command.js';
 import { logLevelOption } from '../env-options.js';
 import { registerParticipantRunner } from '../participants.js';
-import { superNodeList } from '../supernode/list.js';
-import { superNodeRegister } from '../supernode/register.js';
-import { runKitSuperNode, runSuperNode, type SuperNodeOptions } from '../supernode/run.js';
-import { superNodeUnregister } from '../supernode/unregister.js';
+import type { SuperNodeOptions } from '../supernode/run.js';
+
+const superNodeList = lazy(() => import('../supernode/list.js'), 'superNodeList');
+const superNodeRegister = lazy(() => import('../supernode/register.js'), 'superNodeRegister');
+const runKitSuperNode = lazy(() => import('../supernode/run.js'), 'runKitSuperNode');
+const runSuperNode = lazy(() => import('../supernode/run.js'), 'runSuperNode');
+const superNodeUnregister = lazy(() => import('../supernode/unregister.js'), 'superNodeUnregister');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

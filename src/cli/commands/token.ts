@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { action, valuesFrom } from '../command.js';
+import { action, lazy, valuesFrom } from '../command.js';
 import {
   apiKeyOption,
   caCertOption,
@@ -9,9 +9,13 @@ import {
   loginOption,
   policyOption,
 } from '../env-options.js';
-import { type TokenBatchOptions, tokenBatch } from '../token/batch.js';
-import { type TokenGenerateOptions, tokenGenerate } from '../token/generate.js';
-import { type TokenInfoOptions, tokenInfo } from '../token/info.js';
+import type { TokenBatchOptions } from '../token/batch.js';
+import type { TokenGenerateOptions } from '../token/generate.js';
+import type { TokenInfoOptions } from '../token/info.js';
+
+const tokenBatch = lazy(() => import('../token/batch.js'), 'tokenBatch');
+const tokenGenerate = lazy(() => import('../token/generate.js'), 'tokenGenerate');
+const tokenInfo = lazy(() => import('../token/info.js'), 'tokenInfo');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 

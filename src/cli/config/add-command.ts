@@ -3,9 +3,11 @@
  * add`, which keeps working.
  */
 import type { Command } from 'commander';
-import { action } from '../command.js';
+import { action, lazy } from '../command.js';
 import type { Output } from '../output.js';
-import { type SuperLinkAddOptions, superLinkAdd } from './superlink-add.js';
+import type { SuperLinkAddOptions } from './superlink-add.js';
+
+const superLinkAdd = lazy(() => import('./superlink-add.js'), 'superLinkAdd');
 
 const ADD_EXAMPLES = `
 Examples:

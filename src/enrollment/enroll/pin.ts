@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { PollenError } from '../../errors.js';
 import { certificateFingerprint, sameFingerprint } from '../../pki/fingerprint.js';
-import { isCertServiceIdentity } from '../../pki/profiles.js';
+import { isCertServiceIdentity } from '../../pki/names.js';
 import { chainsToRoot, parseCertificates } from '../../pki/verify.js';
 import { presentedChain } from '../../transport/presented-chain.js';
 import { type CertServiceHttp, notCertServiceError } from '../cert-service-http.js';

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { PollenError } from '../../errors.js';
-import { isHostname } from '../../pki/profiles.js';
+import { isHostname } from '../../pki/names.js';
 import { ENDPOINT_SCHEMES, type EndpointScheme, type KitType } from './vocabulary.js';
 
 export interface Endpoint {

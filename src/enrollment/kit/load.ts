@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PollenError } from '../../errors.js';
 import { normaliseFingerprint } from '../../pki/fingerprint.js';
-import { assertValidName } from '../../pki/profiles.js';
+import { assertValidName } from '../../pki/names.js';
 import type { EnrollmentConfig } from './builders/enrollment.js';
 import type { KitConfig } from './builders/participant-config.js';
 import { ADMIN_ROLES, configFileName, ENDPOINT_SCHEMES, KIT_PATHS, KIT_TYPES } from './vocabulary.js';

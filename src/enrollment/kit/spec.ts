@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { PollenError } from '../../errors.js';
 import { normaliseFingerprint } from '../../pki/fingerprint.js';
-import { assertValidName, isEmail, normalizeHosts } from '../../pki/profiles.js';
+import { assertValidName, isEmail, normalizeHosts } from '../../pki/names.js';
 import { checkCertServiceUrl } from '../cert-service-http.js';
 import { decodeToken } from '../token.js';
 import { checkHost, type Endpoint, parseEndpoint, parsePort } from './endpoint.js';

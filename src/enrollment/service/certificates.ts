@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { type AuditActor, actorLabel, change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
 import { createCrl } from '../../pki/crl.js';
-import { hostsOfCertificate } from '../../pki/profiles.js';
+import { hostsOfCertificate } from '../../pki/names.js';
 import { DAY, iso, type OrgGuard, type ServiceContext } from './context.js';
 
 export interface EnrolledRow {
