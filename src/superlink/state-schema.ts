@@ -372,6 +372,6 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
       },
     },
     // The audit trail shared with the Certificate Service (audit/schema.ts).
-    '0020_audit_trail': auditMigration,
+    '0009_audit_trail': auditMigration,
   };
 }
