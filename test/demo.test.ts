@@ -70,7 +70,7 @@ describe('pollen demo', () => {
     expect(left).toEqual([]);
   }, 300_000);
 
-  it('--oidc: a researcher with no kit logs in with the embedded OpenID Provider and her token submits the run', async () => {
+  it('--oidc: a researcher with no kit is invited into the demo federation, logs in, accepts, and starts the run under her own name', async () => {
     const ws = join(dir, 'ws-oidc');
     // Kept running, with access tokens that last a second: her login must outlive the demo.
     const r = await pollen([
@@ -87,14 +87,29 @@ describe('pollen demo', () => {
       '1',
       '--json',
     ]);
-    expect(r.code, r.stderr.slice(-3000)).toBe(0);
+    expect(r.code, r.stderr.slice(-3000) + r.stdout.slice(-2000)).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s.status).toBe('finished:completed');
     expect(s.researcher).toMatchObject({ email: 'researcher@pollen-demo.example' });
     expect(s.researcher.issuer).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // The admin made a federation of the two sites and invited her into it by her verified e-mail.
+    expect(s.study).toMatchObject({
+      name: 'demo-study',
+      invitation: { email: 'researcher@pollen-demo.example', role: 'lead', status: 'accepted' },
+      member: { email: 'researcher@pollen-demo.example', role: 'lead' },
+    });
+    expect(s.study.nodes.sort()).toEqual(s.sites.map((x: { nodeId: string }) => x.nodeId).sort());
+    expect(r.stderr).toMatch(/researcher@pollen-demo\.example accepted: lead of demo-study/);
+    // The run is hers, in that federation, and reached both its nodes.
+    expect(s.federation).toBe('demo-study');
+    expect(s.createdBy).toBe('researcher@pollen-demo.example');
+    for (const round of s.rounds) expect(round.nodes).toBe(2);
     // The audit trail names her as the one who started the run, and verifies, anchored.
-    expect(s.audit.runStartedBy).toBe('researcher@pollen-demo.example');
+    expect(s.audit).toMatchObject({ verified: true, runStartedBy: 'researcher@pollen-demo.example' });
     expect(s.audit.anchoredAt).toBe(s.audit.entries);
+    expect(r.stderr).toMatch(
+      /started by researcher@pollen-demo\.example .*\n.*verified: \d+ entries, chain intact/,
+    );
     expect(r.stderr).toMatch(/the demo signs in for researcher@pollen-demo\.example/);
     // Her login, pinned by the root fingerprint: a root and a token file, no certificate.
     expect(existsSync(join(ws, 'researcher', 'roots', 'demo.pem'))).toBe(true);
@@ -108,7 +123,7 @@ describe('pollen demo', () => {
         expiresAt: number;
       };
       await new Promise((res) => setTimeout(res, Math.max(0, before.expiresAt - Date.now() + 50)));
-      const list = await pollen(['list', 'demo', '--json'], { POLLEN_CONFIG: s.researcher.config });
+      const list = await pollen(['list', 'demo-study', '--json'], { POLLEN_CONFIG: s.researcher.config });
       expect(list.code, list.stdout + list.stderr).toBe(0);
       expect(JSON.parse(list.stdout).runs).toHaveLength(1);
       const after = JSON.parse(readFileSync(tokenFile, 'utf8')) as { accessToken: string; expiresAt: number };

@@ -20,6 +20,13 @@ import {
   logInResearcher,
   writeDemoIdentityConfig,
 } from './researcher.js';
+import {
+  acceptInvitation,
+  createStudy,
+  DEMO_FEDERATION,
+  inviteResearcher,
+  type StudySummary,
+} from './study.js';
 
 /** A round as `pollen list --run-id --json` shows it. */
 interface RoundRow {
@@ -62,6 +69,10 @@ export interface FederationSummary {
   workspace: string;
   runId: string;
   status: string;
+  /** The federation the run belongs to: `default`, or with --oidc the one the researcher was invited into. */
+  federation: string;
+  /** Who started the run, as the SuperLink recorded it (the run's created_by). */
+  createdBy: string;
   accuracy: number | null;
   loss: number | null;
   rounds: RoundLine[];
@@ -72,9 +83,11 @@ export interface FederationSummary {
   keptRunning: boolean;
   /** With --oidc: who submitted the run, logged in with the embedded provider. */
   researcher?: { email: string; issuer: string; config: string };
+  /** With --oidc: the federation the admin created, the researcher's invitation and membership. */
+  study?: StudySummary;
   superlink?: { fleet: string; control: string; pid?: number };
   /** The SuperLink's audit trail, verified by the admin: entries, the anchoring checkpoint, who started the run. */
-  audit: { entries: number; anchoredAt: number | null; runStartedBy: string | null };
+  audit: { verified: boolean; entries: number; anchoredAt: number | null; runStartedBy: string | null };
   /** With --keep: the processes left running (Certificate Service, SuperLink, sites). */
   pids?: number[];
   federationConfig: string;
@@ -350,15 +363,31 @@ export async function runFederationDemo(
       await new Promise((res) => setTimeout(res, 500));
     }
 
-    // With --oidc: a researcher with no kit logs in; the run is hers.
+    // With --oidc: the admin creates the demo's federation and invites a researcher with no kit;
+    // she logs in, accepts, and the run is hers, in that federation.
     let researcher: FederationSummary['researcher'];
+    let study: StudySummary | undefined;
     let userEnv: NodeJS.ProcessEnv = {};
     if (provider) {
-      const config = join(ws, 'researcher', 'config.toml');
       r.step(
         8,
-        'A researcher logs in with the OpenID Provider: no certificate, only the root fingerprint',
-        show(`login demo --address 127.0.0.1:${controlPort} --root-fingerprint sha256:…`),
+        `The admin creates the federation ${DEMO_FEDERATION} and adds the sites' nodes to it`,
+        show(`federation create ${DEMO_FEDERATION} && pollen federation add-node ${DEMO_FEDERATION} NODE_ID`),
+      );
+      const created = await createStudy(px, r, sites);
+      r.step(
+        9,
+        'The admin invites a researcher by her e-mail address, as lead of the federation',
+        show(`federation invite ${DEMO_FEDERATION} --email ${DEMO_RESEARCHER.email} --role lead`),
+      );
+      const { code, invitation } = await inviteResearcher(px, r);
+      const config = join(ws, 'researcher', 'config.toml');
+      r.step(
+        10,
+        'The researcher logs in with the OpenID Provider (no certificate, only the root fingerprint) and accepts',
+        show(
+          `login demo --address 127.0.0.1:${controlPort} --root-fingerprint sha256:…  &&  pollen federation accept pollen_inv_…`,
+        ),
       );
       const who = await logInResearcher(px, {
         config,
@@ -370,13 +399,17 @@ export async function runFederationDemo(
       r.line(`logged in as ${who.email}; her token, not a certificate, goes with each call`);
       researcher = { email: who.email, issuer: provider.issuer, config };
       userEnv = { POLLEN_CONFIG: config };
+      const member = await acceptInvitation(px, r, code, userEnv);
+      study = { ...created, invitation: { ...invitation, status: 'accepted' }, member };
     }
+    // The admin runs in the SuperLink's default federation; the researcher in hers.
+    const target = study ? DEMO_FEDERATION : 'demo';
 
     // The run
     r.step(
-      provider ? 9 : 8,
-      `Run the MNIST app for ${o.rounds} rounds (FedAvg, ${o.partitioning} partitions)`,
-      show(`run examples/mnist demo --run-config num-rounds=${o.rounds} && pollen log RUN_ID --stream`),
+      provider ? 11 : 8,
+      `${provider ? 'The researcher runs' : 'Run'} the MNIST app for ${o.rounds} rounds (FedAvg, ${o.partitioning} partitions)`,
+      show(`run examples/mnist ${target} --run-config num-rounds=${o.rounds} && pollen log RUN_ID --stream`),
     );
     const trainStart = Date.now();
     const { runId } = json<{ runId: string }>(
@@ -385,7 +418,7 @@ export async function runFederationDemo(
           [
             'run',
             MNIST_APP,
-            'demo',
+            target,
             '--run-config',
             `num-rounds=${o.rounds}`,
             '--run-config',
@@ -401,7 +434,7 @@ export async function runFederationDemo(
     let polling = true;
     const poll = (async () => {
       while (polling) {
-        const res = await px.run(['list', 'demo', '--run-id', runId, '--json'], userEnv);
+        const res = await px.run(['list', target, '--run-id', runId, '--json'], userEnv);
         if (res.code === 0) {
           const d = json<{ rounds: RoundRow[] }>(res.stdout);
           for (const x of d.rounds)
@@ -418,14 +451,14 @@ export async function runFederationDemo(
         await new Promise((res) => setTimeout(res, 1000));
       }
     })();
-    const logs = await px.run(['log', runId, 'demo', '--stream'], userEnv);
+    const logs = await px.run(['log', runId, target, '--stream'], userEnv);
     polling = false;
     await poll;
     const trainingSeconds = (Date.now() - trainStart) / 1000;
     const detail = json<{
-      run: { status: string; subStatus: string | null; reason: string | null };
+      run: { status: string; subStatus: string | null; reason: string | null; createdBy: string };
       rounds: RoundRow[];
-    }>((await px.must(['list', 'demo', '--run-id', runId, '--json'], userEnv)).stdout);
+    }>((await px.must(['list', target, '--run-id', runId, '--json'], userEnv)).stdout);
     const rounds = detail.rounds.map((x) => ({
       round: x.round,
       metrics: x.metrics,
@@ -437,13 +470,15 @@ export async function runFederationDemo(
       throw new PollenError('RUN_FAILED', `The run ${detail.run.subStatus}: ${detail.run.reason}`, {
         detail: logs.stdout.slice(-4000),
       });
-    const audit = await verifyAudit(px, r, provider ? 10 : 9);
+    const audit = await verifyAudit(px, r, provider ? 12 : 9);
     const last = rounds[rounds.length - 1]?.metrics ?? {};
     const accuracy = last['centralized-accuracy'] ?? last.accuracy ?? null;
     const summary: FederationSummary = {
       workspace: ws,
       runId,
       status: `${detail.run.status}:${detail.run.subStatus}`,
+      federation: study?.name ?? 'default',
+      createdBy: detail.run.createdBy,
       accuracy,
       loss: last['centralized-loss'] ?? last.loss ?? null,
       rounds,
@@ -454,6 +489,7 @@ export async function runFederationDemo(
       keptRunning: o.keep,
       federationConfig,
       ...(researcher && { researcher }),
+      ...(study && { study }),
       audit,
       ...(o.keep && { superlink: { fleet: sl.ready.fleet, control: sl.ready.control, pid: sl.child.pid } }),
     };
@@ -520,12 +556,15 @@ async function verifyAudit(
       auth: string | null;
       target: string;
     }[];
-  }>((await px.must(['audit', 'list', '--json'])).stdout);
+  }>((await px.must(['audit', 'list', '--limit', '10000', '--json'])).stdout);
   const start = entries.find((e) => e.action === 'Control/StartRun');
+  const accepted = entries.find((e) => e.action === 'Federations/AcceptInvitation');
+  if (accepted) r.line(`invitation accepted by ${accepted.actorName ?? accepted.actor} (${accepted.auth})`);
   const runStartedBy = start ? (start.actorName ?? start.actor) : null;
   if (start) r.line(`run ${start.target} started by ${runStartedBy} (${start.auth})`);
   r.line(
-    `${check.entries} entries, chain intact, ${check.anchoredAt === null ? 'no checkpoint yet' : `signed by the SuperLink up to entry ${check.anchoredAt}`}`,
+    `verified: ${check.entries} entries, chain intact, ${check.anchoredAt === null ? 'no checkpoint yet' : `signed by the SuperLink up to entry ${check.anchoredAt}`}`,
   );
-  return { entries: check.entries, anchoredAt: check.anchoredAt, runStartedBy };
+  // `pollen audit verify` exits non-zero on a broken trail, which ends the demo before this.
+  return { verified: true, entries: check.entries, anchoredAt: check.anchoredAt, runStartedBy };
 }

@@ -20,6 +20,8 @@ export interface ProviderUser {
   /** The account id: the token's `sub`, and the login name on the provider's form. */
   sub: string;
   email: string;
+  /** The provider's `email_verified` claim (left out unless set). */
+  emailVerified?: boolean;
   name: string;
   org?: string;
   /** Keycloak's `realm_access.roles`. */
@@ -102,6 +104,7 @@ export async function startEmbeddedProvider(o: EmbeddedProviderOptions): Promise
 
   const claimsOf = (u: ProviderUser): Record<string, unknown> => ({
     email: u.email,
+    ...(u.emailVerified !== undefined && { email_verified: u.emailVerified }),
     name: u.name,
     ...(u.org !== undefined && { [orgClaim]: u.org }),
     realm_access: { roles: u.realmRoles ?? [] },
@@ -123,7 +126,7 @@ export async function startEmbeddedProvider(o: EmbeddedProviderOptions): Promise
     jwks: { keys: [signingKey as never] },
     enabledJWA: { idTokenSigningAlgValues: ['ES256'] },
     scopes: ['openid', 'offline_access', 'profile', 'email', RESOURCE_SCOPE],
-    claims: { openid: ['sub'], email: ['email'], profile: ['name', orgClaim] },
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', orgClaim] },
     async findAccount(_ctx, sub) {
       const u = users.get(sub);
       if (!u) return undefined;

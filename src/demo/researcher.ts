@@ -14,12 +14,17 @@ import { actAsDeviceUser } from './device-user.js';
 import { type EmbeddedProvider, startEmbeddedProvider } from './oidc-provider.js';
 import type { Processes } from './processes.js';
 
+/**
+ * She holds no role of her own at the provider: what she may do comes from the federation she is
+ * invited into. Her e-mail is verified (the provider says so), so an invitation can name it.
+ */
 export const DEMO_RESEARCHER = {
   sub: 'researcher',
   email: 'researcher@pollen-demo.example',
+  emailVerified: true,
   name: 'Demo Researcher',
   org: 'pollen-demo',
-  realmRoles: ['lead'],
+  realmRoles: [],
 };
 
 /** The audience the demo SuperLink's access tokens name. */

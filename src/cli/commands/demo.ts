@@ -21,7 +21,7 @@ export function registerDemo(program: Command): void {
     .option('--keep', 'leave the federation running at the end (a temporary workspace is otherwise removed)')
     .option(
       '--oidc',
-      'people log in: an embedded OpenID Provider, and a logged-in researcher submits the run',
+      'people log in: an embedded OpenID Provider; a researcher invited into the federation demo-study logs in and starts the run',
     )
     .option('--access-token-ttl <seconds>', 'with --oidc: how long each access token lasts', '600')
     .addHelpText(
@@ -32,16 +32,20 @@ What happens, each step a real \`pollen\` process:
   --enable-supernode-auth, CRL from the service) → admin certificate + config superlink add
   → token batch + package (signed startup kits) → node keys (ssh-keygen) + supernode register
   → every site's start (enrolls, then runs its SuperNode) → run examples/mnist with a live
-  per-round display → summary → everything stopped. With --oidc: an embedded OpenID Provider, the
-  SuperLink accepts its tokens, and a researcher with no kit logs in (pollen login, root
-  fingerprint; the demo signs in for her) and submits the run with her token.
+  per-round display → audit verify (the trail, checked against the project root) → summary →
+  everything stopped. With --oidc: an embedded OpenID Provider whose tokens the SuperLink accepts;
+  the admin creates the federation demo-study (federation create, add-node for each site) and
+  invites a researcher by her verified e-mail as lead (federation invite); she has no kit and no
+  role of her own: she logs in (pollen login, root fingerprint; the demo signs in for her),
+  accepts (federation accept) and starts the run in demo-study under her own name. The summary
+  names who started the run and that the audit trail verified.
 
 Examples:
   npm run demo                              # same as: pollen demo
   pollen demo --sites 5 --rounds 5 --partitioning non-iid
   pollen demo -w ./demo --keep              # then: POLLEN_CONFIG=./demo/admin/config.toml pollen list
   pollen demo --oidc --sites 2 --rounds 2   # people log in instead of holding certificates
-  pollen demo --oidc -w ./demo --keep       # then: POLLEN_CONFIG=./demo/researcher/config.toml pollen list
+  pollen demo --oidc -w ./demo --keep       # then: POLLEN_CONFIG=./demo/researcher/config.toml pollen list demo-study
   pollen demo enrollment                    # only the enrollment walkthrough`,
     )
     .action(action<DemoFederationOptions>(demoFederation));

@@ -63,9 +63,14 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
     `${ok('✓')} ${s.sites.length} sites trained MNIST for ${s.rounds.length} rounds: accuracy ${
       s.accuracy === null ? 'n/a' : `${(s.accuracy * 100).toFixed(1)}%`
     } on held-out digits, ${(s.bytesMoved / 1e6).toFixed(1)} MB of model updates moved, training ${s.trainingSeconds}s, ${s.seconds}s in all`,
-    ...(s.researcher
-      ? [`  submitted by ${s.researcher.email}, logged in with the OpenID Provider ${s.researcher.issuer}`]
-      : []),
+    `  run ${s.runId} in federation ${s.federation}, started by ${s.createdBy}${
+      s.researcher
+        ? ` (invited as ${s.study?.member.role}, logged in with the OpenID Provider ${s.researcher.issuer})`
+        : ''
+    }`,
+    `  audit trail ${s.audit.verified ? 'verified' : 'NOT verified'}: ${s.audit.entries} entries${
+      s.audit.anchoredAt === null ? '' : `, signed up to entry ${s.audit.anchoredAt}`
+    }${s.audit.runStartedBy ? `; it names ${s.audit.runStartedBy} as who started the run` : ''}`,
     s.keptRunning
       ? `Still running (SuperLink ${s.superlink?.control}); try: POLLEN_CONFIG=${s.federationConfig} pollen list\n` +
         `Stop it all with: kill ${s.pids?.join(' ')}`
