@@ -7,6 +7,7 @@ import { Federations } from '../src/gen/pollen/v1/federations_pb.js';
 import { DEFAULT_ACCESS_POLICY } from '../src/identity/rights.js';
 import { auditInterceptor } from '../src/superlink/control-audit.js';
 import { callerOf, check, presentedBy } from '../src/superlink/control-auth.js';
+import type { BulkRequest } from '../src/transport/bulk-server.js';
 import { peerContextKey } from '../src/transport/context.js';
 import { errorCodeOf, guard } from '../src/transport/errors.js';
 import { connectPipeline } from '../src/transport/rpc-server.js';
@@ -124,6 +125,31 @@ describe('the Federations service in the audit trail', () => {
       ['Federations/CreateFederation', 'root@test', 'cancer-study', 'ok'],
       ['Federations/GetFederation', 'lee@test', 'cancer-study', 'refused FEDERATION_NOT_FOUND'],
       ['Control/ListRuns', 'lee@test', 'cancer-study', 'refused FEDERATION_NOT_FOUND'],
+    ]);
+  });
+
+  it('records a refused chunk upload on the bulk route with its method, chunk and address', async () => {
+    const m = await start();
+    const member = m.peer('mia@test', { type: 'admin', role: 'member', org: 'org-a' });
+    const id = 'a'.repeat(64);
+    const put: BulkRequest = {
+      method: 'PUT',
+      id,
+      headers: {},
+      peer: member,
+      authorization: [],
+      address: '192.0.2.7',
+    };
+    expect(errorCodeOf(await m.controlBulk(put).catch((e) => e))).toBe('RIGHT_MISSING');
+    await m.audit.settled();
+    expect(await m.audit.log.list({}, 10)).toMatchObject([
+      {
+        action: 'Chunks/PUT',
+        actor: 'mia@test',
+        target: id,
+        address: '192.0.2.7',
+        outcome: 'refused RIGHT_MISSING',
+      },
     ]);
   });
 });

@@ -89,7 +89,7 @@ export function recordRefusal(o: ControlAuthOptions, e: PollenError, p: Presente
   if (p.call) p.call.refused = true;
   void o.audit.refused({
     actor: refusedActor(p, who),
-    action: p.call?.method ?? 'Chunks',
+    action: p.call?.method ?? 'unknown',
     target: p.call?.target ?? '',
     at: o.audit.now(),
     outcome: `refused ${e.code}`,

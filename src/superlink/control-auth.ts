@@ -40,7 +40,7 @@ export interface ControlAuthOptions extends BearerSources {
 export interface Presented {
   peer: PeerIdentity | undefined;
   authorization: readonly string[];
-  /** The call as the audit trail sees it (control-audit.ts); none on the bulk route. */
+  /** The call as the audit trail sees it (control-audit.ts, or the bulk route's own). */
   call?: AuditedCall;
 }
 

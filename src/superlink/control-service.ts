@@ -98,7 +98,14 @@ function wireLogLines(lines: LogLine[]) {
  */
 export function controlBulkAuth(o: ControlOptions, link: Link): (req: BulkRequest) => Promise<void> {
   return async (req) => {
-    const p = { peer: req.peer, authorization: req.authorization };
+    // The trail names a refused chunk call by its HTTP method, its chunk and where it came from.
+    const call = {
+      method: `Chunks/${req.method}`,
+      address: req.address ?? null,
+      federation: null,
+      target: req.id,
+    };
+    const p = { peer: req.peer, authorization: req.authorization, call };
     if (req.method === 'PUT') await holder(p, o, link, 'run.submit');
     else await artefactsOf(p, o, link, req.headers[CHUNK_RUN_HEADER] || undefined);
   };

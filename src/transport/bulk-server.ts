@@ -47,6 +47,8 @@ export interface BulkRequest {
   peer: PeerIdentity | undefined;
   /** Every `authorization` header as received (`headers` holds the first only). */
   authorization: string[];
+  /** The caller's address, as the audit trail records it. */
+  address?: string | undefined;
 }
 
 export interface BulkChunkRoute {
@@ -97,6 +99,7 @@ export async function serveBulkChunk(
       headers: flatHeaders(req.headers),
       peer,
       authorization: authorizationHeaders(req),
+      address: req.socket?.remoteAddress,
     };
     const caller = await route.authorize(request);
     const store = typeof route.store === 'function' ? await route.store(request, caller) : route.store;

@@ -32,7 +32,7 @@ import { Message } from '../../src/sdk/message.js';
 import { RecordDict } from '../../src/sdk/records.js';
 import { auditRoutes } from '../../src/superlink/audit-service.js';
 import { auditInterceptor } from '../../src/superlink/control-audit.js';
-import { type ControlOptions, controlRoutes } from '../../src/superlink/control-service.js';
+import { type ControlOptions, controlBulkAuth, controlRoutes } from '../../src/superlink/control-service.js';
 import { fleetApi } from '../../src/superlink/fleet-service.js';
 import type { Link } from '../../src/superlink/link.js';
 import type { NodeAuthOptions } from '../../src/superlink/node-auth.js';
@@ -41,6 +41,7 @@ import { RunLauncher } from '../../src/superlink/run-launcher.js';
 import { runTokenInterceptor, serverAppIoRoutes } from '../../src/superlink/serverappio-service.js';
 import type { LinkState } from '../../src/superlink/state.js';
 import { fleetClientAuth, type SessionHolder } from '../../src/supernode/fleet-auth.js';
+import type { BulkRequest } from '../../src/transport/bulk-server.js';
 import { peerContextKey } from '../../src/transport/context.js';
 import { RequestSigner, RequestVerifier } from '../../src/transport/node-request-auth.js';
 import { connectPipeline } from '../../src/transport/rpc-server.js';
@@ -128,6 +129,8 @@ export interface MemoryLink {
   admin(name?: string): Client<typeof Control>;
   /** A Federations client (same port and identities as Control) presenting `peer`, sending `headers`. */
   federations(peer: PeerIdentity | undefined, headers?: Record<string, string>): Client<typeof Federations>;
+  /** The Control port's bulk chunk route's check of one request (it throws a refusal). */
+  controlBulk(req: BulkRequest): Promise<void>;
   /** A new node key (ECDSA P-256): its signer, public key line and node id. */
   nodeKey(): { signer: RequestSigner; publicKey: string; nodeId: string };
   /** A running run (no ServerApp behind it); its id. */
@@ -245,6 +248,7 @@ export function memoryLinks(name: string) {
       launcher,
       logs,
       audit,
+      controlBulk: controlBulkAuth({ ...controlOptions, log }, link),
       auditClient: (p, headers) =>
         createClient(Audit, transport(control, p, headers ? [setHeaders(headers)] : [])),
       peer,
