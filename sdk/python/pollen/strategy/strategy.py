@@ -200,6 +200,6 @@ class Strategy(ABC):
                     raise
                 waited = clock() - since
                 if waited >= node_timeout:
-                    raise PollenError("UNAVAILABLE", f"Round {server_round}, after {waited:g} s: {e.args[0]}", e.hint) from None
+                    raise PollenError("UNAVAILABLE", f"Round {server_round}, after {waited:.1f} s: {e.args[0]}", e.hint) from None
                 sleep(min(pause, node_timeout - waited))
                 pause = min(2 * pause, MAX_POLL)
