@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TEST_PYTHON } from '../../test/support/python.js';
+import { PYTHON as TEST_PYTHON } from '../../test/support/python.js';
 import { checkEnvironment, RequirementChecks } from './python-env.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pollen-pyenv-'));
