@@ -30,6 +30,7 @@ def _partition(context: Context):
         int(node.get("num-partitions", 1)),
         int(context.run_config["seed"]),
         node.get("data-path"),
+        str(context.run_config.get("partitioning", "iid")),
     )
 
 

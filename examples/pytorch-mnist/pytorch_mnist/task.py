@@ -3,8 +3,9 @@
 A small CNN (conv 1→16 and 16→32, each 3×3 + max-pool, then 1568→32→10: about 55k parameters)
 on the 10,000 digits of `data/mnist.npz` (made once by prepare_data.py). The split repeats
 exactly for a seed: per digit class a seeded shuffle puts the first TEST_FRACTION into a test
-set only the ServerApp scores on (no node holds it), and deals the rest round-robin to the
-partitions; each partition keeps its last EVAL_FRACTION for federated evaluation.
+set only the ServerApp scores on (no node holds it); the rest goes to the partitions, IID
+(round-robin) or non-IID (DOMINANT_SHARE of digit d on partition d mod N, the rest round-robin);
+each partition keeps its first EVAL_FRACTION for federated evaluation.
 """
 
 from pathlib import Path
@@ -16,6 +17,8 @@ from torch.nn import functional as F
 
 TEST_FRACTION = 0.1
 EVAL_FRACTION = 0.15
+DOMINANT_SHARE = 0.8
+PARTITIONINGS = ("iid", "non-iid")
 DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "mnist.npz"
 
 
@@ -76,15 +79,32 @@ def load_test_data(seed: int, data_path: str | None = None) -> tuple[torch.Tenso
     return _tensors(x[test], y[test])
 
 
+def _share(order: np.ndarray, digit: int, partition_id: int, num_partitions: int, partitioning: str) -> np.ndarray:
+    """The images of one digit class that fall to this partition."""
+    if partitioning == "iid" or num_partitions == 1:
+        return order[partition_id::num_partitions]
+    n_dominant = round(len(order) * DOMINANT_SHARE)
+    dominant = order[:n_dominant] if digit % num_partitions == partition_id else order[:0]
+    return np.concatenate([dominant, order[n_dominant:][partition_id::num_partitions]])
+
+
 def load_partition(
-    partition_id: int, num_partitions: int, seed: int, data_path: str | None = None
+    partition_id: int,
+    num_partitions: int,
+    seed: int,
+    data_path: str | None = None,
+    partitioning: str = "iid",
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """This node's (train, eval) tensors: an IID share of every digit class."""
+    """This node's (train, eval) tensors."""
     if not 0 <= partition_id < num_partitions:
         raise ValueError(f"partition-id {partition_id} is not in 0..{num_partitions - 1}")
+    if partitioning not in PARTITIONINGS:
+        raise ValueError(f"partitioning {partitioning!r} is not one of {', '.join(PARTITIONINGS)}")
     x, y = _load(data_path)
     _, pool = _split(y, seed)
-    mine = np.concatenate([order[partition_id::num_partitions] for order in pool])
+    mine = np.concatenate(
+        [_share(order, digit, partition_id, num_partitions, partitioning) for digit, order in enumerate(pool)]
+    )
     mine = np.random.RandomState(seed + partition_id).permutation(mine)
     n_eval = round(len(mine) * EVAL_FRACTION)
     return _tensors(x[mine[n_eval:]], y[mine[n_eval:]]), _tensors(x[mine[:n_eval]], y[mine[:n_eval]])

@@ -15,14 +15,6 @@ HERE = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory) -> Path:
-    """The mnist package's digits converted by prepare_data.py, into a temporary folder."""
-    out = tmp_path_factory.mktemp("data") / "mnist.npz"
-    subprocess.run([sys.executable, str(HERE / "prepare_data.py"), "-o", str(out)], check=True)
-    return out.parent
-
-
 def test_prepare_data_rounds_pixels_to_bytes_and_labels_each_class(tmp_path):
     folder = tmp_path / "digits"
     folder.mkdir()
@@ -82,3 +74,11 @@ def test_one_epoch_on_one_partition_learns_the_digits(digits):
     loss, _ = task.train(model, train_data, epochs=1, batch_size=32, lr=0.003, seed=1, device=CPU)
     _, after = task.test(model, test_data, CPU)
     assert before < 0.2 and after > 0.8 and loss < 1.5
+
+
+def test_non_iid_gives_each_partition_mostly_its_own_digits(digits):
+    (_, y0), _ = task.load_partition(0, 3, 42, str(digits), "non-iid")
+    counts = torch.bincount(y0, minlength=10)
+    assert counts[[0, 3, 6, 9]].sum() > 0.8 * counts.sum()
+    with pytest.raises(ValueError, match="'sorted' is not one of iid, non-iid"):
+        task.load_partition(0, 3, 42, str(digits), "sorted")
