@@ -63,7 +63,7 @@ export const SCRIPT_VARIABLES: Readonly<Record<string, string>> = {
   POLLEN_NODE: "the Node.js a kit's scripts run POLLEN_BIN with",
   POLLEN_FOREGROUND: '`1`: start.sh stays in the foreground (same as start.sh --foreground)',
   POLLEN_SKIP_ENV_CHECK:
-    "`1`: start.sh of a kit with startup/requirements.txt starts without checking the Python environment",
+    '`1`: start.sh of a kit with startup/requirements.txt starts without checking the Python environment',
   POLLEN_APP_ENV:
     'names of further variables a SuperNode or SuperLink passes to its app processes (comma-separated)',
   POLLEN_TOKEN:
