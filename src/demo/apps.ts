@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readPythonApp } from '../apps/build-python.js';
-import { choosePython, type PythonChoice } from '../apps/python-choice.js';
+import { choosePython, type EnvironmentCheck } from '../apps/python-env.js';
 import { PollenError } from '../errors.js';
 
 export interface DemoApp {
@@ -88,7 +88,8 @@ export function assertDemoAppAvailable(app: DemoApp): void {
 
 /** What a Python app runs with in the demo. */
 export interface DemoPython {
-  choice: PythonChoice;
+  /** The interpreter chosen (`python`) and what it has. */
+  check: EnvironmentCheck;
   /** True when the digits were converted by this demo (first run in the clone). */
   preparedData: boolean;
 }
@@ -100,15 +101,15 @@ export interface DemoPython {
 export async function prepareDemoApp(app: DemoApp, python: string | undefined): Promise<DemoPython | null> {
   if (!app.data) return null;
   const { manifest } = readPythonApp(app.dir);
-  const choice = await choosePython(app.id, manifest.requirements ?? [], python);
+  const check = await choosePython(manifest.requirements ?? [], app.id, python);
   const data = join(app.dir, app.data.file);
-  if (existsSync(data)) return { choice, preparedData: false };
+  if (existsSync(data)) return { check, preparedData: false };
   try {
-    await promisify(execFile)(choice.python, [app.data.script], { cwd: app.dir });
+    await promisify(execFile)(check.python, [app.data.script], { cwd: app.dir });
   } catch (e) {
     throw new PollenError('INTERNAL', `${app.data.script} could not convert the digits into ${data}`, {
       detail: String((e as { stderr?: string }).stderr || e).slice(-2000),
     });
   }
-  return { choice, preparedData: true };
+  return { check, preparedData: true };
 }

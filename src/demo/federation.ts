@@ -73,7 +73,7 @@ export interface FederationSummary {
   /** The example trained: `mnist` or `pytorch-mnist`. */
   app: DemoApp['id'];
   /** A Python app: the interpreter its processes ran with. */
-  python?: { path: string; from: string; executable: string; version: string };
+  python?: { path: string; executable: string; version: string };
   status: string;
   /** The federation the run belongs to: `default`, or with --oidc the one the researcher was invited into. */
   federation: string;
@@ -157,7 +157,7 @@ export async function runFederationDemo(
     mkdirSync(p, { recursive: true });
   const federationConfig = join(paths.admin, 'config.toml');
   const app = o.app ?? DEMO_APPS.mnist;
-  const python = o.python?.choice;
+  const python = o.python?.check;
   // The SuperLink (ServerApp) and every site's SuperNode (ClientApps) take it as their --python.
   const px = new Processes(
     { POLLEN_CONFIG: federationConfig, ...(python && { POLLEN_PYTHON: python.python }) },
@@ -427,7 +427,7 @@ export async function runFederationDemo(
     );
     if (python)
       r.line(
-        `Python: ${python.python} (${python.check.executable}, Python ${python.check.pythonVersion}, from ${python.from}) has ${python.check.results.map((x) => `${x.name} ${x.found}`).join(', ')}; the SuperLink and every SuperNode run it (POLLEN_PYTHON)`,
+        `the SuperLink and every SuperNode run ${python.python} (POLLEN_PYTHON): ${python.results.map((x) => `${x.name} ${x.found}`).join(', ')}`,
       );
     const trainStart = Date.now();
     const { runId } = json<{ runId: string }>(
@@ -498,9 +498,8 @@ export async function runFederationDemo(
       ...(python && {
         python: {
           path: python.python,
-          from: python.from,
-          executable: python.check.executable,
-          version: python.check.pythonVersion,
+          executable: python.executable,
+          version: python.pythonVersion,
         },
       }),
       status: `${detail.run.status}:${detail.run.subStatus}`,
