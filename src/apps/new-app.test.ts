@@ -97,6 +97,7 @@ describe('createApp: the Python templates', () => {
       expect(app.files).toEqual([
         'README.md',
         '.gitignore',
+        'model.npz',
         'pyproject.toml',
         `${module}/__init__.py`,
         `${module}/client_app.py`,
@@ -106,15 +107,21 @@ describe('createApp: the Python templates', () => {
       const pyproject = readFileSync(join(app.dir, 'pyproject.toml'), 'utf8');
       expect(pyproject).toContain(`name = "my-${template}.app"`);
       expect(pyproject).toContain(`dependencies = ${JSON.stringify(deps).replaceAll(',', ', ')}`);
-      expect(pyproject).toContain(`serverapp = "${module}.server_app:app"`);
+      expect(pyproject).toContain('serverapp = "pollen:FedAvg"');
+      expect(pyproject).toContain(`name it: serverapp = "${module}.server_app:app"`);
       expect(pyproject).toContain(`clientapp = "${module}.client_app:app"`);
+      // The built-in FedAvg's initial model, byte for byte: binary files are not filled in.
+      expect(readFileSync(join(app.dir, 'model.npz'))).toEqual(
+        readFileSync(join(PACKAGE_DIR, 'templates', template, 'model.npz')),
+      );
       expect(readFileSync(join(app.dir, module, 'client_app.py'), 'utf8')).toContain(
         `from ${module}.task import`,
       );
       expect(readFileSync(join(app.dir, 'README.md'), 'utf8')).toMatch(
         new RegExp(`^# my-${template}\\.app\n`),
       );
-      for (const file of app.files) expect(readFileSync(join(app.dir, file), 'utf8')).not.toContain('{{');
+      for (const file of app.files.filter((f) => !f.endsWith('.npz')))
+        expect(readFileSync(join(app.dir, file), 'utf8')).not.toContain('{{');
     },
   );
 

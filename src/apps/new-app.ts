@@ -6,8 +6,8 @@
  * paths) and `{{pollen-dir}}` (this Pollen's folder, so the app's `npm install` links the SDK
  * that runs it and never fetches the unrelated `pollen` package of the npm registry). A file
  * called `_NAME` (one underscore) is written as `.NAME`, because npm leaves files such as `.gitignore` out of a
- * package. Each template says in APP_TEMPLATES what it is; a new one is a new folder and a new
- * entry.
+ * package. A `.npz` file (a model's initial arrays) is copied byte for byte. Each template says in
+ * APP_TEMPLATES what it is; a new one is a new folder and a new entry.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
@@ -151,7 +151,8 @@ export function createApp(o: NewAppOptions): NewApp {
   const files: string[] = [];
   for (const path of filesBelow(source)) {
     const target = targetPath(path, module);
-    const text = fill(readFileSync(join(source, path), 'utf8'), values, path);
+    const bytes = readFileSync(join(source, path));
+    const text = path.endsWith('.npz') ? bytes : fill(bytes.toString('utf8'), values, path);
     mkdirSync(dirname(join(dir, target)), { recursive: true });
     writeFileSync(join(dir, target), text, { flag: 'wx' });
     files.push(target.split(sep).join('/'));

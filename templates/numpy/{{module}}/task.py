@@ -68,3 +68,8 @@ def evaluate(model, data) -> tuple[float, float]:
     x, y = data
     p = _probabilities(model, x)
     return _loss(p, y), float(np.mean((p > 0.5) == (y > 0.5)))
+
+
+if __name__ == "__main__":
+    # `python3 -m {{module}}.task`: write model.npz, the initial model the built-in ServerApp starts from.
+    np.savez("model.npz", **initial_model())

@@ -76,3 +76,11 @@ def test(net: Net, data, device: torch.device) -> tuple[float, float]:
     x, y = data[0].to(device), data[1].to(device)
     logits = net(x)
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+if __name__ == "__main__":
+    # `python3 -m {{module}}.task`: write model.npz, the initial model the built-in ServerApp starts
+    # from (run it again after changing Net or the seed).
+    import numpy as np
+
+    np.savez("model.npz", **{name: t.numpy() for name, t in new_model(42).state_dict().items()})
