@@ -86,6 +86,9 @@ export function assertDemoAppAvailable(app: DemoApp): void {
     );
 }
 
+/** What Pollen's Python SDK imports: an interpreter without them runs no Python app at all. */
+const SDK_REQUIREMENTS = ['numpy', 'grpcio', 'protobuf'];
+
 /** What a Python app runs with in the demo. */
 export interface DemoPython {
   /** The interpreter chosen (`python`) and what it has. */
@@ -101,7 +104,9 @@ export interface DemoPython {
 export async function prepareDemoApp(app: DemoApp, python: string | undefined): Promise<DemoPython | null> {
   if (!app.data) return null;
   const { manifest } = readPythonApp(app.dir);
-  const check = await choosePython(manifest.requirements ?? [], app.id, python);
+  const own = manifest.requirements ?? [];
+  const sdk = SDK_REQUIREMENTS.filter((name) => !own.some((r) => r.startsWith(name)));
+  const check = await choosePython([...own, ...sdk], app.id, python);
   const data = join(app.dir, app.data.file);
   if (existsSync(data)) return { check, preparedData: false };
   try {
