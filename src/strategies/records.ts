@@ -146,15 +146,11 @@ const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 
 /**
- * The weighted average of the replies' ArrayRecords: same names (in reply 0's order), and per
- * name the same dtype and shape in every reply. float32 arrays go through the kernel in one pass
- * over all layers; float64 arrays are summed in float64. Other dtypes are refused.
+ * Check that the replies' ArrayRecords have the same names (in reply 0's order) and, per name,
+ * the same dtype (float32 or float64) and shape; returns the names. INVALID_ARGUMENT otherwise,
+ * naming the reply, its node and the array.
  */
-export function aggregateArrayRecords(
-  replies: readonly ReplyContent[],
-  records: readonly ArrayRecord[],
-  weights: readonly number[],
-): ArrayRecord {
+export function checkSameArrays(replies: readonly ReplyContent[], records: readonly ArrayRecord[]): string[] {
   const first = records[0];
   if (first === undefined) throw invalid('No replies to aggregate', 'A round needs at least one reply.');
   const names = [...first.keys()];
@@ -166,13 +162,9 @@ export function aggregateArrayRecords(
         'Every node must send the same named arrays.',
       );
   });
-  const f32: string[] = [];
-  const f64: string[] = [];
   for (const name of names) {
     const { dtype, shape } = first.get(name)!;
-    if (dtype === 'float32') f32.push(name);
-    else if (dtype === 'float64') f64.push(name);
-    else
+    if (dtype !== 'float32' && dtype !== 'float64')
       throw invalid(
         `Array "${name}" is ${dtype}: averaging takes float32 and float64 arrays`,
         'Send counters and other integer arrays in a MetricRecord or ConfigRecord, or as floats.',
@@ -186,6 +178,22 @@ export function aggregateArrayRecords(
         );
     });
   }
+  return names;
+}
+
+/**
+ * The weighted average of the replies' ArrayRecords (checked by checkSameArrays). float32 arrays
+ * go through the kernel in one pass over all layers; float64 arrays are summed in float64.
+ */
+export function aggregateArrayRecords(
+  replies: readonly ReplyContent[],
+  records: readonly ArrayRecord[],
+  weights: readonly number[],
+): ArrayRecord {
+  const names = checkSameArrays(replies, records);
+  const first = records[0] as ArrayRecord;
+  const f32 = names.filter((n) => first.get(n)!.dtype === 'float32');
+  const f64 = names.filter((n) => first.get(n)!.dtype === 'float64');
   const averaged = new Map<string, Float32Array | Float64Array>();
   if (f32.length > 0) {
     const updates: WeightedArrays[] = records.map((record, k) => ({
