@@ -54,8 +54,19 @@ describe('the public surface', () => {
 
   it('pollen/strategies exports the strategies only (no kernels, sampling or option checks)', () => {
     expect(Object.keys(strategies).sort()).toEqual([
+      'Bulyan',
+      'FedAdagrad',
+      'FedAdam',
       'FedAvg',
+      'FedAvgM',
+      'FedMedian',
+      'FedOpt',
       'FedProx',
+      'FedTrimmedAvg',
+      'FedYogi',
+      'Krum',
+      'MultiKrum',
+      'QFedAvg',
       'Strategy',
       'proximalTerm',
       'seededRng',
