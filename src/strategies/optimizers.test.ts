@@ -130,7 +130,7 @@ function runRounds(
   return out;
 }
 
-const CASES: Case[] = (['float32', 'float64'] as const).flatMap((dtype) => [
+const CASES: Case[] = (['float32', 'float64'] as const).flatMap((dtype): Case[] => [
   {
     name: 'FedAdam (defaults)',
     make: () => new FedAdam(),
