@@ -89,7 +89,7 @@ function replies(n: number, dtype: 'float32' | 'float64', seed: number): Reply[]
   const layout = { w: { dtype, shape: [3, 2] }, b: { dtype, shape: [5] }, zero: { dtype, shape: [2] } };
   const out = Array.from({ length: n }, (_, k) => {
     const arrays = randomArrays(rng, layout);
-    arrays.get('zero')!.data.fill(0);
+    (arrays.get('zero')!.data as Float32Array).fill(0);
     return {
       nodeId: `node-${String(k).padStart(2, '0')}`,
       arrays,
@@ -165,7 +165,7 @@ beforeAll(() => {
 });
 
 describe('robust strategies against numpy', () => {
-  RUNS.forEach(({ c, dtype, replies }, i) =>
+  RUNS.forEach(({ c, dtype, replies }, i) => {
     it(`${c.name}, ${dtype}`, () => {
       const got = c.strategy.aggregateTrain(1, replies.map(message));
       const want = expected[i]!;
@@ -180,8 +180,8 @@ describe('robust strategies against numpy', () => {
       // Metrics: those of the replies that went into the aggregate, weighted by num-examples.
       expect(got.metrics.get('loss')).toBeCloseTo(want.loss, 12);
       expect(got.numReplies).toBe(want.selected.length);
-    }),
-  );
+    });
+  });
 
   it('Krum breaks a tie in scores for the earlier reply (node order)', () => {
     const one = (nodeId: string, v: number): Reply => ({
@@ -192,7 +192,7 @@ describe('robust strategies against numpy', () => {
     });
     // Every score is 1 (each reply's nearest neighbour is 1 away).
     const got = new Krum().aggregateTrain(1, [one('a', 0), one('b', 1), one('c', 2)].map(message));
-    expect(Array.from(got.arrays.get('w')!.data)).toEqual([0]);
+    expect(Array.from(got.arrays.get('w')!.data as Float32Array)).toEqual([0]);
   });
 });
 
@@ -258,7 +258,9 @@ describe('robust strategies: edge cases and refusals', () => {
       const got = make().aggregateTrain(1, [...honest, nan, inf].map(message));
       const clean = make().aggregateTrain(1, honest.map(message));
       for (const [name, e] of clean.arrays)
-        expect(Array.from(got.arrays.get(name)!.data)).toEqual(Array.from(e.data));
+        expect(Array.from(got.arrays.get(name)!.data as Float32Array)).toEqual(
+          Array.from(e.data as Float32Array),
+        );
       expect(got.failures?.map((f) => `${f.nodeId} ${f.code} ${f.reason}`)).toEqual([
         'nan UPDATE_NOT_FINITE Array "b" holds NaN or Inf: the reply is left out of the aggregate',
         'inf UPDATE_NOT_FINITE Array "w" holds NaN or Inf: the reply is left out of the aggregate',
