@@ -5,7 +5,7 @@
 import { type Message, PollenError } from '../sdk/index.js';
 import { coordinatewise, median } from './elementwise.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
-import { multiKrumSelect } from './multikrum.js';
+import { multiKrumSelect, tooFew } from './multikrum.js';
 import { integerOption } from './options.js';
 import { pick } from './replies.js';
 import type { TrainAggregate } from './strategy.js';
@@ -19,7 +19,8 @@ export interface BulyanOptions extends FedAvgOptions {
  * With n finite replies (n ≥ 4f + 3, else TOO_FEW_REPLIES): MultiKrum keeps θ = n − 2f of them;
  * per element, the β = θ − 2f kept values nearest the kept values' median are averaged
  * (unweighted; at equal distance the earlier reply in node order wins). Metrics are the kept
- * replies', averaged by `num-examples`.
+ * replies', averaged by `num-examples`. Replies left out for NaN or Inf came from faulty nodes
+ * and count among the f.
  *
  * @example
  * ```ts
@@ -38,11 +39,12 @@ export class Bulyan extends FedAvg {
   override aggregateTrain(_serverRound: number, replies: Iterable<Message>): TrainAggregate {
     const { kept, failures } = this.finiteTrainReplies(replies);
     const n = kept.arrays.length;
-    const f = this.numMaliciousNodes;
+    // A reply left out for NaN or Inf came from a faulty node: it counts among the f.
+    const f = Math.max(0, this.numMaliciousNodes - failures.length);
     if (n < 4 * f + 3)
       throw new PollenError(
         'TOO_FEW_REPLIES',
-        `Bulyan with numMaliciousNodes = ${f} needs at least ${4 * f + 3} valid replies (4f + 3), the round has ${n}`,
+        `${tooFew('Bulyan', this.numMaliciousNodes, failures.length, 4 * f + 3, '4f + 3')}, the round has ${n}`,
         { data: { required: 4 * f + 3, valid: n, failures } },
       );
     const theta = n - 2 * f;

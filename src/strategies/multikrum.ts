@@ -39,6 +39,18 @@ function squaredDistances(records: readonly ArrayRecord[]): Float64Array[] {
   return d;
 }
 
+/** The start of a TOO_FEW_REPLIES message: the strategy, its f (less the replies left out) and what it needs. */
+export function tooFew(
+  strategy: string,
+  f: number,
+  leftOut: number,
+  required: number,
+  formula: string,
+): string {
+  const less = leftOut > 0 ? `, f = ${f} less the ${leftOut} left out for NaN or Inf` : '';
+  return `${strategy} with numMaliciousNodes = ${f} needs at least ${required} valid replies (${formula}${less})`;
+}
+
 /**
  * Krum's selection: the score of reply i is the sum of its squared distances to its
  * max(1, n − f − 2) nearest other replies; the indices of the `m` lowest scores come back, lowest
@@ -63,6 +75,7 @@ export function multiKrumSelect(records: readonly ArrayRecord[], f: number, m: n
  * Per round: score each finite reply by Krum (see `multiKrumSelect`), keep the
  * `numNodesToSelect` best and average them weighted by `num-examples` (their metrics too). With
  * f > 0 a round needs n ≥ 2f + 3 replies (TOO_FEW_REPLIES otherwise: the guarantee needs n > 2f + 2).
+ * Replies left out for NaN or Inf came from faulty nodes and count among the f.
  *
  * @example
  * ```ts
@@ -83,11 +96,12 @@ export class MultiKrum extends FedAvg {
   override aggregateTrain(_serverRound: number, replies: Iterable<Message>): TrainAggregate {
     const { kept, failures } = this.finiteTrainReplies(replies);
     const n = kept.arrays.length;
-    const f = this.numMaliciousNodes;
+    // A reply left out for NaN or Inf came from a faulty node: it counts among the f.
+    const f = Math.max(0, this.numMaliciousNodes - failures.length);
     if (f > 0 && n < 2 * f + 3)
       throw new PollenError(
         'TOO_FEW_REPLIES',
-        `${this.constructor.name} with numMaliciousNodes = ${f} needs at least ${2 * f + 3} valid replies (2f + 3), the round has ${n}`,
+        `${tooFew(this.constructor.name, this.numMaliciousNodes, failures.length, 2 * f + 3, '2f + 3')}, the round has ${n}`,
         { data: { required: 2 * f + 3, valid: n, failures } },
       );
     const selected = pick(kept, multiKrumSelect(kept.arrays, f, this.numNodesToSelect));

@@ -238,12 +238,13 @@ describe('robust strategies: edge cases and refusals', () => {
   });
 
   it('leave out replies holding NaN or Inf, name their nodes, and aggregate the rest', () => {
+    // The two left out count among Krum's and Bulyan's f: f = 2 with them is f = 0 without.
     for (const make of [
       () => new FedAvg(),
       () => new FedMedian(),
       () => new FedTrimmedAvg(),
-      () => new Krum({ numMaliciousNodes: 1 }),
-      () => new Bulyan({ numMaliciousNodes: 1 }),
+      (f = 2) => new Krum({ numMaliciousNodes: f }),
+      (f = 2) => new Bulyan({ numMaliciousNodes: f }),
     ]) {
       const honest = [
         ...seven(),
@@ -256,7 +257,7 @@ describe('robust strategies: edge cases and refusals', () => {
       const inf = { ...nan, nodeId: 'inf', arrays: honest[1]!.arrays.clone() };
       (inf.arrays.get('w')!.data as Float32Array)[0] = Number.NEGATIVE_INFINITY;
       const got = make().aggregateTrain(1, [...honest, nan, inf].map(message));
-      const clean = make().aggregateTrain(1, honest.map(message));
+      const clean = make(0).aggregateTrain(1, honest.map(message));
       for (const [name, e] of clean.arrays)
         expect(Array.from(got.arrays.get(name)!.data as Float32Array)).toEqual(
           Array.from(e.data as Float32Array),
