@@ -42,6 +42,19 @@ const unit = (v: number) => v >= 0 && v < 1;
  * element: Δ = avg − x, m ← β₁·m + (1 − β₁)·Δ, v ← secondMoment(v, Δ),
  * x ← x + stepSize(round) · m / (√v + τ). m and v start at zero and are kept in the arrays'
  * dtype; the arithmetic is float64.
+ *
+ * @example
+ * ```ts
+ * // A server optimizer of your own: RMSProp-like, v ← β₂·v + (1 − β₂)·Δ².
+ * class FedRms extends FedOpt {
+ *   constructor(options: FedOptOptions = {}) {
+ *     super(options, { eta: 0.01, etaL: 0.1, beta1: 0, beta2: 0.9, tau: 1e-3 });
+ *   }
+ *   protected override secondMoment(v: number, delta: number): number {
+ *     return this.beta2 * v + (1 - this.beta2) * delta * delta;
+ *   }
+ * }
+ * ```
  */
 export abstract class FedOpt extends FedAvg {
   readonly eta: number;
