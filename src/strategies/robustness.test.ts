@@ -6,13 +6,7 @@
  * NaN. Figures: `npx tsx bench/robustness.ts` (docs/strategies.md).
  */
 import { describe, expect, it } from 'vitest';
-import {
-  ATTACKS,
-  type Attack,
-  poisonedRound,
-  rmsFromHonest,
-  SIGMA,
-} from '../../test/support/poisoned-replies.js';
+import { ATTACKS, poisonedRound, rmsFromHonest, SIGMA } from '../../test/support/poisoned-replies.js';
 import { ArrayRecord } from '../sdk/index.js';
 import { weightedAverage } from './aggregate.js';
 import { Bulyan } from './bulyan.js';
@@ -66,5 +60,3 @@ function plainMean(replies: Parameters<typeof contentsOf>[0]): ArrayRecord {
   );
   return ArrayRecord.fromArrays(Object.fromEntries(names.map((n, l) => [n, mean[l] as Float32Array])));
 }
-
-export type { Attack };

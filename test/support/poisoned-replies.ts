@@ -39,12 +39,14 @@ export function poisonedRound(n: number, f: number, attack: Attack, seed: number
     for (const [name, shape] of Object.entries(LAYOUT)) {
       const m = mu[name] as Float64Array;
       const data = Float32Array.from(m, (v) => v + SIGMA * normal());
-      if (!attacker) {
-        const mean = honestMean[name] as Float64Array;
-        data.forEach((v, i) => void (mean[i] = (mean[i] as number) + v / (n - f)));
-      } else if (attack === 'scaled ×100') data.forEach((v, i) => void (data[i] = 100 * v));
-      else if (attack === 'sign-flipped') data.forEach((v, i) => void (data[i] = -v));
-      else data.fill(Number.NaN);
+      const mean = honestMean[name] as Float64Array;
+      for (let i = 0; i < data.length; i++) {
+        const v = data[i] as number;
+        if (!attacker) mean[i] = (mean[i] as number) + v / (n - f);
+        else if (attack === 'scaled ×100') data[i] = 100 * v;
+        else if (attack === 'sign-flipped') data[i] = -v;
+        else data[i] = Number.NaN;
+      }
       arrays.set(name, { dtype: 'float32', shape, data });
     }
     const nodeId = `${attacker ? 'attacker' : 'honest'}-${String(k).padStart(2, '0')}`;
