@@ -93,8 +93,3 @@ export function requireCurrent(current: ArrayRecord | undefined, strategy: strin
     );
   return current;
 }
-
-/** The ArrayRecord `name` of a saved state, or undefined; RECORD_INVALID for another kind. */
-export function stateArrays(state: { getArrayRecord(name: string): ArrayRecord | undefined }, name: string) {
-  return state.getArrayRecord(name)?.clone();
-}

@@ -3,18 +3,11 @@
  * Federated Visual Classification"): FedAvg whose server applies SGD with momentum to the
  * pseudo-gradient x − avg.
  */
-import { ArrayRecord, type ConfigRecord, type Message, RecordDict } from '../sdk/index.js';
-import {
-  checkLikeCurrent,
-  data,
-  type FloatData,
-  mapArrays,
-  requireCurrent,
-  stateArrays,
-  zerosLike,
-} from './elementwise.js';
-import { FedAvg, type FedAvgOptions } from './fedavg.js';
+import { ArrayRecord, type Message } from '../sdk/index.js';
+import { checkLikeCurrent, data, type FloatData, mapArrays, zerosLike } from './elementwise.js';
+import type { FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
+import { StatefulFedAvg } from './stateful.js';
 import type { TrainAggregate } from './strategy.js';
 
 export interface FedAvgMOptions extends FedAvgOptions {
@@ -28,21 +21,19 @@ export interface FedAvgMOptions extends FedAvgOptions {
  * Per element, with g = x − avg the pseudo-gradient: with μ > 0, b ← μ·b + g (b = g in the first
  * round) and g ← b; then x ← x − η·g. With η = 1 and μ = 0 (the defaults) this is FedAvg.
  * `configureTrain` records the first global arrays; each aggregation then updates them, as in
- * Flower's message-API FedAvgM.
+ * Flower's message-API FedAvgM. Its state (`saveState`): `current` (x) and `momentum` (b).
  *
  * @example
  * ```ts
  * const result = await new FedAvgM({ serverLearningRate: 1, serverMomentum: 0.9 }).start({ grid, initialArrays, numRounds: 10 });
  * ```
  */
-export class FedAvgM extends FedAvg {
+export class FedAvgM extends StatefulFedAvg {
   readonly serverLearningRate: number;
   readonly serverMomentum: number;
-  #current: ArrayRecord | undefined;
-  #momentum: ArrayRecord | undefined;
 
   constructor(options: FedAvgMOptions = {}) {
-    super(options);
+    super(options, ['momentum'], true);
     this.serverLearningRate = numberOption(
       'serverLearningRate',
       options.serverLearningRate,
@@ -59,28 +50,18 @@ export class FedAvgM extends FedAvg {
     );
   }
 
-  override configureTrain(
-    serverRound: number,
-    arrays: ArrayRecord,
-    config: ConfigRecord,
-    nodeIds: readonly string[],
-  ): Message[] {
-    this.#current ??= arrays;
-    return super.configureTrain(serverRound, arrays, config, nodeIds);
-  }
-
   /** FedAvg, then the momentum step (see the class); the plain average when η = 1 and μ = 0. */
   override aggregateTrain(serverRound: number, replies: Iterable<Message>): TrainAggregate {
     const avg = super.aggregateTrain(serverRound, replies);
     if (this.serverLearningRate === 1 && this.serverMomentum === 0) return avg;
-    const x = requireCurrent(this.#current, 'FedAvgM');
+    const x = this.current();
     checkLikeCurrent(x, avg.arrays, "The replies' average");
     const momentum = new ArrayRecord();
     const arrays = mapArrays(x, (name, out) => {
       const entry = x.get(name)!;
       const xs = data(x, name);
       const a = data(avg.arrays, name);
-      const b0 = this.#momentum?.get(name)?.data as FloatData | undefined;
+      const b0 = this.state.get('momentum')?.get(name)?.data as FloatData | undefined;
       const b = zerosLike(entry);
       for (let i = 0; i < out.length; i++) {
         let g = (xs[i] as number) - (a[i] as number);
@@ -92,21 +73,8 @@ export class FedAvgM extends FedAvg {
       }
       momentum.set(name, { dtype: entry.dtype, shape: entry.shape, data: b });
     });
-    if (this.serverMomentum > 0) this.#momentum = momentum;
-    this.#current = arrays;
+    if (this.serverMomentum > 0) this.state.set('momentum', momentum);
+    this.state.set('current', arrays);
     return { ...avg, arrays };
-  }
-
-  /** `current` (the global arrays) and `momentum`, each when set. */
-  override saveState(): RecordDict {
-    const state = new RecordDict();
-    if (this.#current !== undefined) state.set('current', this.#current.clone());
-    if (this.#momentum !== undefined) state.set('momentum', this.#momentum.clone());
-    return state;
-  }
-
-  override loadState(state: RecordDict): void {
-    this.#current = stateArrays(state, 'current');
-    this.#momentum = stateArrays(state, 'momentum');
   }
 }

@@ -4,18 +4,11 @@
  * global arrays x with it. FedAdam, FedYogi and FedAdagrad differ only in the second moment v
  * and the step size; this module holds what they share, including their state (x, m, v).
  */
-import { ArrayRecord, type ConfigRecord, type Message, RecordDict } from '../sdk/index.js';
-import {
-  checkLikeCurrent,
-  data,
-  type FloatData,
-  mapArrays,
-  requireCurrent,
-  stateArrays,
-  zerosLike,
-} from './elementwise.js';
-import { FedAvg, type FedAvgOptions } from './fedavg.js';
+import { ArrayRecord, type Message } from '../sdk/index.js';
+import { checkLikeCurrent, data, type FloatData, mapArrays, zerosLike } from './elementwise.js';
+import type { FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
+import { StatefulFedAvg } from './stateful.js';
 import type { TrainAggregate } from './strategy.js';
 
 /** The server optimizer's options (Flower's `eta`, `eta_l`, `beta_1`, `beta_2`, `tau`). */
@@ -41,7 +34,7 @@ const unit = (v: number) => v >= 0 && v < 1;
  * x it sends (as Flower's FedOpt does); `aggregateTrain` averages the replies as FedAvg, then per
  * element: Δ = avg − x, m ← β₁·m + (1 − β₁)·Δ, v ← secondMoment(v, Δ),
  * x ← x + stepSize(round) · m / (√v + τ). m and v start at zero and are kept in the arrays'
- * dtype; the arithmetic is float64.
+ * dtype; the arithmetic is float64. Its state (`saveState`): `current` (x), `m` and `v`.
  *
  * @example
  * ```ts
@@ -56,18 +49,15 @@ const unit = (v: number) => v >= 0 && v < 1;
  * }
  * ```
  */
-export abstract class FedOpt extends FedAvg {
+export abstract class FedOpt extends StatefulFedAvg {
   readonly eta: number;
   readonly etaL: number;
   readonly beta1: number;
   readonly beta2: number;
   readonly tau: number;
-  #current: ArrayRecord | undefined;
-  #m: ArrayRecord | undefined;
-  #v: ArrayRecord | undefined;
 
   protected constructor(options: FedOptOptions, defaults: FedOptDefaults) {
-    super(options);
+    super(options, ['m', 'v']);
     this.eta = numberOption('eta', options.eta, defaults.eta, (v) => v > 0, 'a number > 0');
     this.etaL = numberOption('etaL', options.etaL, defaults.etaL, (v) => v > 0, 'a number > 0');
     this.beta1 = numberOption('beta1', options.beta1, defaults.beta1, unit, 'in [0, 1)');
@@ -83,17 +73,6 @@ export abstract class FedOpt extends FedAvg {
     return this.eta;
   }
 
-  /** FedAvg's messages; the arrays sent are the x the next aggregation updates. */
-  override configureTrain(
-    serverRound: number,
-    arrays: ArrayRecord,
-    config: ConfigRecord,
-    nodeIds: readonly string[],
-  ): Message[] {
-    this.#current = arrays;
-    return super.configureTrain(serverRound, arrays, config, nodeIds);
-  }
-
   /**
    * The optimizer step on the replies' weighted average (see the class). STRATEGY_STATE_MISSING
    * before configureTrain or loadState; INVALID_ARGUMENT when the replies' arrays are not shaped
@@ -101,7 +80,7 @@ export abstract class FedOpt extends FedAvg {
    */
   override aggregateTrain(serverRound: number, replies: Iterable<Message>): TrainAggregate {
     const avg = super.aggregateTrain(serverRound, replies);
-    const x = requireCurrent(this.#current, this.constructor.name);
+    const x = this.current();
     checkLikeCurrent(x, avg.arrays, "The replies' average");
     const eta = this.stepSize(serverRound);
     const m = new ArrayRecord();
@@ -110,8 +89,8 @@ export abstract class FedOpt extends FedAvg {
       const entry = x.get(name)!;
       const xs = data(x, name);
       const a = data(avg.arrays, name);
-      const m0 = this.#m?.get(name)?.data as FloatData | undefined;
-      const v0 = this.#v?.get(name)?.data as FloatData | undefined;
+      const m0 = this.state.get('m')?.get(name)?.data as FloatData | undefined;
+      const v0 = this.state.get('v')?.get(name)?.data as FloatData | undefined;
       const mo = zerosLike(entry);
       const vo = zerosLike(entry);
       for (let i = 0; i < out.length; i++) {
@@ -125,26 +104,8 @@ export abstract class FedOpt extends FedAvg {
       m.set(name, { dtype: entry.dtype, shape: entry.shape, data: mo });
       v.set(name, { dtype: entry.dtype, shape: entry.shape, data: vo });
     });
-    this.#m = m;
-    this.#v = v;
+    this.state.set('m', m);
+    this.state.set('v', v);
     return { ...avg, arrays };
-  }
-
-  /** `current` (the last x sent), `m` and `v` (the moments), each when set. */
-  override saveState(): RecordDict {
-    const state = new RecordDict();
-    for (const [name, record] of [
-      ['current', this.#current],
-      ['m', this.#m],
-      ['v', this.#v],
-    ] as const)
-      if (record !== undefined) state.set(name, record.clone());
-    return state;
-  }
-
-  override loadState(state: RecordDict): void {
-    this.#current = stateArrays(state, 'current');
-    this.#m = stateArrays(state, 'm');
-    this.#v = stateArrays(state, 'v');
   }
 }

@@ -2,17 +2,11 @@
  * q-FedAvg (Li et al., 2020, "Fair Resource Allocation in Federated Learning"): weigh each
  * node's update by its training loss to the power q, so nodes the model serves badly count more.
  */
-import { type ArrayRecord, type ConfigRecord, type Message, PollenError, RecordDict } from '../sdk/index.js';
-import {
-  checkLikeCurrent,
-  data,
-  type FloatData,
-  mapArrays,
-  requireCurrent,
-  stateArrays,
-} from './elementwise.js';
-import { FedAvg, type FedAvgOptions } from './fedavg.js';
+import { type Message, PollenError } from '../sdk/index.js';
+import { checkLikeCurrent, data, type FloatData, mapArrays } from './elementwise.js';
+import type { FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
+import { StatefulFedAvg } from './stateful.js';
 import type { TrainAggregate } from './strategy.js';
 
 export interface QFedAvgOptions extends FedAvgOptions {
@@ -27,7 +21,7 @@ export interface QFedAvgOptions extends FedAvgOptions {
 /**
  * With x the global arrays, and per reply k its arrays w_k and loss F_k (ε = 1e-10):
  * Δ_k = (F_k + ε)^q · L·(x − w_k), h_k = q·(F_k + ε)^(q−1)·‖L·(x − w_k)‖² + L·(F_k + ε)^q, and
- * x ← x − Σ_k Δ_k / Σ_k h_k. `configureTrain` records x, as in Flower.
+ * x ← x − Σ_k Δ_k / Σ_k h_k. `configureTrain` records x, as in Flower; it is the state (`current`).
  *
  * @example
  * ```ts
@@ -35,14 +29,13 @@ export interface QFedAvgOptions extends FedAvgOptions {
  * // ClientApp: reply with MetricRecord({ 'num-examples': n, train_loss: loss })
  * ```
  */
-export class QFedAvg extends FedAvg {
+export class QFedAvg extends StatefulFedAvg {
   readonly clientLearningRate: number;
   readonly q: number;
   readonly trainLossKey: string;
-  #current: ArrayRecord | undefined;
 
   constructor(options: QFedAvgOptions) {
-    super(options);
+    super(options, []);
     this.clientLearningRate = numberOption(
       'clientLearningRate',
       options?.clientLearningRate,
@@ -54,20 +47,10 @@ export class QFedAvg extends FedAvg {
     this.trainLossKey = options.trainLossKey ?? 'train_loss';
   }
 
-  override configureTrain(
-    serverRound: number,
-    arrays: ArrayRecord,
-    config: ConfigRecord,
-    nodeIds: readonly string[],
-  ): Message[] {
-    this.#current = arrays;
-    return super.configureTrain(serverRound, arrays, config, nodeIds);
-  }
-
   /** The q-FedAvg step on the finite replies (see the class); metrics averaged by `num-examples`. */
   override aggregateTrain(_serverRound: number, replies: Iterable<Message>): TrainAggregate {
     const { kept, failures } = this.finiteTrainReplies(replies);
-    const x = requireCurrent(this.#current, 'QFedAvg');
+    const x = this.current();
     const L = 1 / this.clientLearningRate;
     const eps = 1e-10;
     const weights = kept.arrays.map((w, k) => {
@@ -103,16 +86,5 @@ export class QFedAvg extends FedAvg {
       }
     });
     return this.trainAggregate(kept, arrays, failures);
-  }
-
-  /** `current`, the global arrays the last round was sent. */
-  override saveState(): RecordDict {
-    const state = new RecordDict();
-    if (this.#current !== undefined) state.set('current', this.#current.clone());
-    return state;
-  }
-
-  override loadState(state: RecordDict): void {
-    this.#current = stateArrays(state, 'current');
   }
 }
