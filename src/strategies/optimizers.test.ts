@@ -3,13 +3,13 @@
  * the papers' update rules written below in plain numpy, run once for every case of this file.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { refusalOf } from '../../test/support/errors.js';
 import {
   jsonArrays,
   maxRelativeError,
   numpyReference,
   randomArrays,
 } from '../../test/support/numpy-reference.js';
-import { PollenError } from '../errors.js';
 import { decodeArrayRecord, encodeArrayRecord } from '../sdk/array-encoding.js';
 import { ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
 import { FedAdagrad } from './fedadagrad.js';
@@ -234,16 +234,6 @@ describe('server optimizers against numpy', () => {
   });
 });
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PollenError) return `${e.code}: ${e.message}`;
-    throw e;
-  }
-  return undefined;
-}
-
 describe('server optimizers: defaults and refusals', () => {
   it("have Flower's message-API defaults", () => {
     const adam = new FedAdam();
@@ -262,10 +252,16 @@ describe('server optimizers: defaults and refusals', () => {
   });
 
   it('refuse options out of range, naming the option', () => {
-    expect(code(() => new FedAdam({ beta1: 1 }))).toBe('INVALID_ARGUMENT: beta1 must be in [0, 1), got 1');
-    expect(code(() => new FedYogi({ tau: 0 }))).toBe('INVALID_ARGUMENT: tau must be a number > 0, got 0');
-    expect(code(() => new FedAvgM({ serverMomentum: -0.1 }))).toMatch(/^INVALID_ARGUMENT: serverMomentum/);
-    expect(code(() => new QFedAvg({} as never))).toMatch(
+    expect(refusalOf(() => new FedAdam({ beta1: 1 }))).toBe(
+      'INVALID_ARGUMENT: beta1 must be in [0, 1), got 1',
+    );
+    expect(refusalOf(() => new FedYogi({ tau: 0 }))).toBe(
+      'INVALID_ARGUMENT: tau must be a number > 0, got 0',
+    );
+    expect(refusalOf(() => new FedAvgM({ serverMomentum: -0.1 }))).toMatch(
+      /^INVALID_ARGUMENT: serverMomentum/,
+    );
+    expect(refusalOf(() => new QFedAvg({} as never))).toMatch(
       /^INVALID_ARGUMENT: clientLearningRate must be a number > 0/,
     );
   });
@@ -282,7 +278,7 @@ describe('server optimizers: defaults and refusals', () => {
       new FedAvgM({ serverMomentum: 0.5 }),
       new QFedAvg({ clientLearningRate: 1 }),
     ])
-      expect(code(() => s.aggregateTrain(1, [ok]))).toMatch(/^STRATEGY_STATE_MISSING: /);
+      expect(refusalOf(() => s.aggregateTrain(1, [ok]))).toMatch(/^STRATEGY_STATE_MISSING: /);
   });
 
   it('refuse replies shaped unlike the global arrays, naming both', () => {
@@ -292,7 +288,7 @@ describe('server optimizers: defaults and refusals', () => {
     });
     for (const s of [new FedYogi(), new QFedAvg({ clientLearningRate: 1 })]) {
       s.configureTrain(1, x, new ConfigRecord(), ['n1', 'n2']);
-      expect(code(() => s.aggregateTrain(1, [other]))).toMatch(
+      expect(refusalOf(() => s.aggregateTrain(1, [other]))).toMatch(
         /^INVALID_ARGUMENT: .* has arrays \{w: float32 \[3\]\}, the global arrays \{w: float32 \[2\]\}/,
       );
     }
@@ -304,7 +300,7 @@ describe('server optimizers: defaults and refusals', () => {
     const noLoss = reply('n2', ArrayRecord.fromArrays({ w: new Float32Array([2, 3]) }), {
       'num-examples': 1,
     });
-    expect(code(() => s.aggregateTrain(1, [ok, noLoss]))).toMatch(
+    expect(refusalOf(() => s.aggregateTrain(1, [ok, noLoss]))).toMatch(
       /^INVALID_ARGUMENT: Reply 1 \(node n2\) reports train_loss = undefined/,
     );
   });

@@ -4,13 +4,13 @@
  * edge cases and refusals.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { refusalOf } from '../../test/support/errors.js';
 import {
   jsonArrays,
   maxRelativeError,
   numpyReference,
   randomArrays,
 } from '../../test/support/numpy-reference.js';
-import { PollenError } from '../errors.js';
 import { ArrayRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
 import { Bulyan } from './bulyan.js';
 import { FedAvg, seededRng } from './fedavg.js';
@@ -196,16 +196,6 @@ describe('robust strategies against numpy', () => {
   });
 });
 
-function refusal(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PollenError) return `${e.code}: ${e.message}`;
-    throw e;
-  }
-  return undefined;
-}
-
 describe('robust strategies: edge cases and refusals', () => {
   const seven = () => replies(7, 'float32', 99);
 
@@ -213,26 +203,26 @@ describe('robust strategies: edge cases and refusals', () => {
     expect(new FedTrimmedAvg().beta).toBe(0.2);
     expect([new MultiKrum().numMaliciousNodes, new MultiKrum().numNodesToSelect]).toEqual([0, 1]);
     expect(new Bulyan().numMaliciousNodes).toBe(0);
-    expect(refusal(() => new FedTrimmedAvg({ beta: 0.5 }))).toBe(
+    expect(refusalOf(() => new FedTrimmedAvg({ beta: 0.5 }))).toBe(
       'INVALID_ARGUMENT: beta must be in [0, 0.5), got 0.5',
     );
-    expect(refusal(() => new Krum({ numMaliciousNodes: -1 }))).toBe(
+    expect(refusalOf(() => new Krum({ numMaliciousNodes: -1 }))).toBe(
       'INVALID_ARGUMENT: numMaliciousNodes must be an integer >= 0, got -1',
     );
-    expect(refusal(() => new MultiKrum({ numNodesToSelect: 0 }))).toBe(
+    expect(refusalOf(() => new MultiKrum({ numNodesToSelect: 0 }))).toBe(
       'INVALID_ARGUMENT: numNodesToSelect must be an integer >= 1, got 0',
     );
   });
 
   it('refuse a round with fewer replies than they need (TOO_FEW_REPLIES)', () => {
     const six = seven().slice(0, 6).map(message);
-    expect(refusal(() => new Bulyan({ numMaliciousNodes: 1 }).aggregateTrain(1, six))).toBe(
+    expect(refusalOf(() => new Bulyan({ numMaliciousNodes: 1 }).aggregateTrain(1, six))).toBe(
       'TOO_FEW_REPLIES: Bulyan with numMaliciousNodes = 1 needs at least 7 valid replies (4f + 3), the round has 6',
     );
-    expect(refusal(() => new Krum({ numMaliciousNodes: 2 }).aggregateTrain(1, six))).toBe(
+    expect(refusalOf(() => new Krum({ numMaliciousNodes: 2 }).aggregateTrain(1, six))).toBe(
       'TOO_FEW_REPLIES: Krum with numMaliciousNodes = 2 needs at least 7 valid replies (2f + 3), the round has 6',
     );
-    expect(refusal(() => new FedMedian().aggregateTrain(1, []))).toMatch(
+    expect(refusalOf(() => new FedMedian().aggregateTrain(1, []))).toMatch(
       /^INVALID_ARGUMENT: No replies to aggregate/,
     );
   });
@@ -273,7 +263,7 @@ describe('robust strategies: edge cases and refusals', () => {
     const r = seven()[0]!;
     (r.arrays.get('b')!.data as Float32Array)[0] = Number.NaN;
     for (const s of [new FedAvg(), new FedMedian()])
-      expect(refusal(() => s.aggregateTrain(1, [message(r)]))).toBe(
+      expect(refusalOf(() => s.aggregateTrain(1, [message(r)]))).toBe(
         'UPDATE_NOT_FINITE: Every reply holds NaN or Inf (nodes node-00): nothing is left to aggregate',
       );
   });
@@ -281,7 +271,7 @@ describe('robust strategies: edge cases and refusals', () => {
   it('refuse a reply with zero examples, naming its node', () => {
     const rs = seven();
     rs[3]!.n = 0;
-    expect(refusal(() => new FedMedian().aggregateTrain(1, rs.map(message)))).toBe(
+    expect(refusalOf(() => new FedMedian().aggregateTrain(1, rs.map(message)))).toBe(
       'INVALID_ARGUMENT: Reply 3 (node node-03) reports num-examples = 0: it must be a number > 0',
     );
   });
@@ -289,17 +279,17 @@ describe('robust strategies: edge cases and refusals', () => {
   it('refuse replies whose shapes or dtypes differ, naming the reply and the array', () => {
     const shape = seven();
     shape[4]!.arrays.set('b', { dtype: 'float32', shape: [5, 1], data: new Float32Array(5) });
-    expect(refusal(() => new FedTrimmedAvg().aggregateTrain(1, shape.map(message)))).toBe(
+    expect(refusalOf(() => new FedTrimmedAvg().aggregateTrain(1, shape.map(message)))).toBe(
       'INVALID_ARGUMENT: Reply 4 (node node-04) array "b" is float32 [5, 1], reply 0 sends float32 [5]',
     );
     const dtype = seven();
     dtype[5]!.arrays.set('b', { dtype: 'float64', shape: [5], data: new Float64Array(5) });
-    expect(refusal(() => new Bulyan({ numMaliciousNodes: 1 }).aggregateTrain(1, dtype.map(message)))).toBe(
+    expect(refusalOf(() => new Bulyan({ numMaliciousNodes: 1 }).aggregateTrain(1, dtype.map(message)))).toBe(
       'INVALID_ARGUMENT: Reply 5 (node node-05) array "b" is float64 [5], reply 0 sends float32 [5]',
     );
     const names = seven();
     names[6]!.arrays.delete('zero');
-    expect(refusal(() => new Krum().aggregateTrain(1, names.map(message)))).toBe(
+    expect(refusalOf(() => new Krum().aggregateTrain(1, names.map(message)))).toBe(
       'INVALID_ARGUMENT: Reply 6 (node node-06) has arrays [w, b], reply 0 has [w, b, zero]',
     );
   });
