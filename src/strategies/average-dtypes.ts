@@ -1,6 +1,6 @@
 /**
- * Weighted averages of arrays of every dtype. The rule per dtype (the Python SDK's FedAvg keeps
- * the same):
+ * Weighted averages of arrays of every dtype, each rule one NumPy repeats operation for
+ * operation (so a Python strategy can give the same bytes):
  *
  * - float32: the kernel in aggregate.ts.
  * - float64: summed in float64, reply by reply (`out += w_k · x_k`, weights normalised to 1).
@@ -14,7 +14,7 @@
 import { DTYPES, type DType, type TypedArray } from '../sdk/records.js';
 
 /** out = Σ_k ws[k] · xs[k], in float64 (weights already normalised). */
-export function average64(xs: readonly Float64Array[], ws: Float64Array): Float64Array {
+function average64(xs: readonly Float64Array[], ws: Float64Array): Float64Array {
   const out = new Float64Array((xs[0] as Float64Array).length);
   xs.forEach((x, k) => {
     const w = ws[k] as number;
@@ -39,7 +39,7 @@ function averageIntegers(xs: readonly TypedArray[], ws: Float64Array): Float64Ar
 }
 
 /** Round half to even, as NumPy's `rint` (Math.round sends halves up). */
-export function roundHalfEven(x: number): number {
+function roundHalfEven(x: number): number {
   const r = Math.round(x);
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
