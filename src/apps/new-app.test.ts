@@ -87,7 +87,7 @@ describe('createApp', () => {
 describe('createApp: the Python templates', () => {
   it.each([
     ['numpy', ['numpy>=1.24']],
-    ['pytorch', ['torch>=1.13', 'numpy>=1.24']],
+    ['pytorch', ['torch>=1.12', 'numpy>=1.24']],
   ])(
     'writes the %s template as a pyproject.toml app whose package is named after the app',
     (template, deps) => {

@@ -8,6 +8,7 @@ set only the ServerApp scores on (no node holds it); the rest goes to the partit
 each partition keeps its first EVAL_FRACTION for federated evaluation.
 """
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,12 @@ def new_model(seed: int) -> Net:
 
 
 def _load(data_path: str | None) -> tuple[np.ndarray, np.ndarray]:
-    path = Path(data_path) if data_path else DATA_FILE
+    return _read(Path(data_path) if data_path else DATA_FILE)
+
+
+@lru_cache(maxsize=2)
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The digits of a file, read once per process: every round's train and evaluate use them."""
     if path.is_dir():
         path = path / "mnist.npz"
     if not path.is_file():
