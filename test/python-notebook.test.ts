@@ -91,6 +91,7 @@ describe('pollen.run from a notebook', () => {
       POLLEN_APP_DIR: TINY,
       POLLEN_FEDERATION: 'local',
       POLLEN_RUN_CONFIG: JSON.stringify({ 'num-rounds': 2 }),
+      POLLEN_OUTPUT_DIR: dir,
     });
     await output((done) => execFile('jupyter-nbconvert', args, { env: cellEnv }, done));
     const cells = JSON.parse(readFileSync(out, 'utf8')).cells as {
@@ -106,6 +107,9 @@ describe('pollen.run from a notebook', () => {
     expect(text).toMatch(/round 1 \{.*'w0'/);
     expect(text).toMatch(/round 2 \{/);
     expect(text).toContain('status finished:completed');
+    expect(text).toContain('run completed'); // the run log, as run.logs() read it
+    expect(text).toContain("['final_model.npz', 'metrics/w0.json']");
+    expect(text).toMatch(/pulled into .*\n\{'w': \(8,\)\}/);
     // What the notebook printed is what the SuperLink holds for the run.
     const { control } = await link.admin();
     const details = await control.getRunDetails({ runId: runId! });
