@@ -10,31 +10,15 @@ import textwrap
 import numpy as np
 import pytest
 from fake_serverappio import RUN_ID, TOKEN, FakeServerAppIo
+from sample_nodes import node
 
-from pollen import ArrayRecord, ClientApp, ConfigRecord, MetricRecord, RecordDict
+from pollen import ArrayRecord, ConfigRecord, RecordDict
 from pollen._remote_grid import RemoteGrid
 from pollen._serverappio import ServerAppIo
 from pollen.errors import PollenError
 from pollen.server_app import run_serverapp
 
 BIG = 70_000  # float32 elements: chunked (> 64 KiB), and past the kernel's small-layer path
-
-
-def node(add: float, examples: int, seen=None) -> ClientApp:
-    app = ClientApp()
-
-    @app.train()
-    def train(msg, context):
-        if seen is not None:
-            seen.append(dict(msg.content["config"]))
-        arrays = ArrayRecord({k: a.numpy() + np.asarray(add, a.numpy().dtype) for k, a in msg.content["arrays"].items()})
-        return RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": examples, "train-loss": add})})
-
-    @app.evaluate()
-    def evaluate(msg, context):
-        return RecordDict({"metrics": MetricRecord({"num-examples": examples, "accuracy": add / 10})})
-
-    return app
 
 
 def write_app(tmp_path, monkeypatch, source: str, name: str = "my_server") -> str:
