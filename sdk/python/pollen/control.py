@@ -31,8 +31,9 @@ def pollen_command(env: Mapping[str, str] = os.environ) -> List[str]:
     POLLEN_NODE or node, or a ``pollen`` executable), else the Pollen this SDK ships in, else PATH."""
     here = os.path.dirname(os.path.abspath(__file__))
     # The SDK is <pollen>/sdk/python/pollen; the command is <pollen>/bin/pollen.js (built: dist/).
-    shipped = os.path.normpath(os.path.join(here, "..", "..", "..", "bin", "pollen.js"))
-    built = os.path.isdir(os.path.join(os.path.dirname(shipped), "..", "dist"))
+    root = os.path.normpath(os.path.join(here, "..", "..", ".."))
+    shipped = os.path.join(root, "bin", "pollen.js")
+    built = os.path.isdir(os.path.join(root, "dist"))
     given = env.get("POLLEN_BIN", "").strip() or (shipped if built else "") or shutil.which("pollen", path=env.get("PATH")) or ""
     if not given:
         raise PollenError(
