@@ -23,12 +23,10 @@ import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { PollenError } from '../errors.js';
 import type { ManifestFields } from './build.js';
+import { BUILTIN_SERVERAPPS, builtinServerAppName } from './builtin-serverapp.js';
 import { type BundleFile, isSafePath, MAX_BUNDLE_BYTES, MAX_BUNDLE_FILES, PYTHON_REF } from './bundle.js';
 
 export const PYPROJECT_FILE = 'pyproject.toml';
-/** ServerApps Pollen runs itself (TypeScript strategies) for an app that names them. */
-export const BUILTIN_SERVERAPPS = ['FedAvg', 'FedProx'] as const;
-export const BUILTIN_PREFIX = 'pollen:';
 /** Never in a bundle: build output, caches, version control, virtual environments. */
 const ALWAYS_EXCLUDED = ['dist', '__pycache__', '.git', '.venv', '.pollen-build', '*.pyc'];
 /** PEP 508 distribution name at the start of a requirement. */
@@ -84,15 +82,15 @@ function component(
   const key = `[tool.pollen.app.components] ${kind}`;
   const ref = components[kind];
   if (typeof ref !== 'string') throw invalid(file, key, 'is missing (e.g. "my_app.client_app:app")');
-  if (ref.startsWith(BUILTIN_PREFIX)) {
-    const name = ref.slice(BUILTIN_PREFIX.length);
+  const name = builtinServerAppName(ref);
+  if (name !== undefined) {
     if (kind === 'clientapp' || !(BUILTIN_SERVERAPPS as readonly string[]).includes(name))
       throw invalid(
         file,
         key,
         kind === 'clientapp'
           ? `${ref}: Pollen has built-in ServerApps only; the ClientApp is the app's own module`
-          : `${ref}: no such built-in ServerApp (${BUILTIN_SERVERAPPS.map((n) => BUILTIN_PREFIX + n).join(', ')})`,
+          : `${ref}: no such built-in ServerApp (${BUILTIN_SERVERAPPS.map((n) => `pollen:${n}`).join(', ')})`,
       );
     return ref;
   }
@@ -206,7 +204,7 @@ export function readPythonApp(dir: string): PythonApp {
   const config = runConfig(table(app, 'config', 'tool.pollen.app.config', file), file);
   const initial = config['initial-arrays'];
   if (
-    serverapp.startsWith(BUILTIN_PREFIX) &&
+    builtinServerAppName(serverapp) !== undefined &&
     initial !== undefined &&
     (typeof initial !== 'string' || !paths.has(initial))
   )
