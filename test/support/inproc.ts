@@ -51,7 +51,9 @@ export interface InProcessLink {
   close(): Promise<void>;
 }
 
-type Extra = Partial<Pick<SuperLinkOptions, 'limits' | 'collector' | 'chunkMemoryBytes' | 'oidc' | 'tokens'>>;
+type Extra = Partial<
+  Pick<SuperLinkOptions, 'limits' | 'collector' | 'chunkMemoryBytes' | 'oidc' | 'tokens' | 'python'>
+>;
 
 /** A SuperLink in this process with its three APIs on free ports of 127.0.0.1. */
 export function startLocalSuperLink(
