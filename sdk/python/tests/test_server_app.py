@@ -122,6 +122,8 @@ def test_the_grid_api_send_pull_and_send_and_receive(fake):
         assert reply.metadata.reply_to_message_id == ids[0]
         np.testing.assert_array_equal(reply.content["arrays"]["w"].numpy(), [2, 2, 2])
         assert grid.pull(ids) == []  # each reply once
+        (flower,) = grid.pull_messages(grid.push_messages([grid.create_message(content, "train", "7")]))
+        assert flower.has_content()  # Flower's names for send and pull
         (again,) = grid.send_and_receive([grid.create_message(content, "evaluate", "7")], timeout=5)
         assert again.content["metrics"]["accuracy"] == pytest.approx(0.1)
         with pytest.raises(ValueError, match="A reply cannot be sent"):
