@@ -126,6 +126,10 @@ def test_the_grid_api_send_pull_and_send_and_receive(fake):
         assert flower.has_content()  # Flower's names for send and pull
         (again,) = grid.send_and_receive([grid.create_message(content, "evaluate", "7")], timeout=5)
         assert again.content["metrics"]["accuracy"] == pytest.approx(0.1)
+        # Fresh contents, one per message, made as they are sent: each keeps its own arrays.
+        made = (grid.create_message(RecordDict({"arrays": ArrayRecord({"w": np.full(BIG, k, np.float32)}), "config": ConfigRecord()}), "train", "7") for k in range(3))
+        replies = grid.pull(grid.send(made))
+        assert sorted(float(r.content["arrays"]["w"].numpy()[0]) for r in replies) == [1.0, 2.0, 3.0]
         with pytest.raises(ValueError, match="A reply cannot be sent"):
             grid.send([again])
     finally:
