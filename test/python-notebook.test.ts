@@ -8,12 +8,16 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import 'reflect-metadata';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type SuperNode, startSuperNode } from '../src/supernode/supernode.js';
+import type { SuperNode } from '../src/supernode/supernode.js';
 import { POLLEN_BIN } from './support/cli.js';
-import { type InProcessLink, startInProcessLink, writeFederationsFile } from './support/inproc.js';
+import {
+  type InProcessLink,
+  startInProcessLink,
+  startNodes,
+  writeFederationsFile,
+} from './support/inproc.js';
 import { PYTHON } from './support/python.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -33,7 +37,7 @@ function output(start: (done: Done) => void): Promise<string> {
 }
 
 let link: InProcessLink;
-const nodes: SuperNode[] = [];
+let nodes: SuperNode[] = [];
 
 /** What the notebook's cells read from the environment, and the CLI's connection file. */
 function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -51,19 +55,7 @@ function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 beforeAll(async () => {
   link = await startInProcessLink('pollen-notebook-link-');
-  for (const i of [0, 1]) {
-    const node = await startSuperNode({
-      superlink: link.superlink.fleetUrl,
-      tls: await link.tls(`site-${i}`),
-      name: `site-${i}`,
-      workDir: join(dir, `n${i}`),
-      nodeConfig: { 'partition-id': i },
-      log: pino({ level: 'silent' }),
-      pollIntervalMs: 100,
-    });
-    nodes.push(node);
-  }
-  await Promise.all(nodes.map((n) => n.ready));
+  nodes = await startNodes(link, dir, [{ 'partition-id': 0 }, { 'partition-id': 1 }]);
   await writeFederationsFile(link, CONFIG, 'local');
 }, 60_000);
 

@@ -8,7 +8,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import 'reflect-metadata';
 import type { Client } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,18 +15,18 @@ import { buildApp } from '../src/apps/build.js';
 import type { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { ArrayRecord, ClientApp, MetricRecord, RecordDict } from '../src/sdk/index.js';
 import { decodeNpz } from '../src/sdk/npz.js';
-import { type SuperNode, startSuperNode } from '../src/supernode/supernode.js';
+import type { SuperNode } from '../src/supernode/supernode.js';
 import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js';
 import type { ChunkTransport } from '../src/transport/chunk-transport.js';
 import { chunkId, MemoryChunkStore } from '../src/transport/chunks.js';
 import { configToWire } from '../src/transport/wire.js';
-import { type InProcessLink, startInProcessLink } from './support/inproc.js';
+import { type InProcessLink, startInProcessLink, startNodes } from './support/inproc.js';
 import { PYTHON } from './support/python.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-pyserver-'));
 const BIG = 300_000; // float32 elements: 1.2 MB, several chunks each way
 let link: InProcessLink;
-const nodes: SuperNode[] = [];
+let nodes: SuperNode[] = [];
 let admin: { control: Client<typeof Control>; chunks: ChunkTransport };
 
 const SERVER = `import numpy as np
@@ -122,20 +121,7 @@ async function run(runConfig: Record<string, number | boolean>) {
 
 beforeAll(async () => {
   link = await startInProcessLink('pollen-pyserver-link-', { python: PYTHON });
-  for (const p of [0, 1]) {
-    const node = await startSuperNode({
-      superlink: link.superlink.fleetUrl,
-      tls: await link.tls(`site-${p}`),
-      name: `site-${p}`,
-      workDir: join(dir, `n${p}`),
-      nodeConfig: { 'partition-id': p },
-      app: tsClientApp,
-      log: pino({ level: 'silent' }),
-      pollIntervalMs: 100,
-    });
-    nodes.push(node);
-  }
-  await Promise.all(nodes.map((n) => n.ready));
+  nodes = await startNodes(link, dir, [{ 'partition-id': 0 }, { 'partition-id': 1 }], { app: tsClientApp });
   admin = await link.admin();
   const built = await buildApp(pythonApp(), { outDir: join(dir, 'build') });
   bundle = {
