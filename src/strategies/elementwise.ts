@@ -7,6 +7,22 @@ import { type ArrayEntry, ArrayRecord, PollenError } from '../sdk/index.js';
 
 export type FloatData = Float32Array | Float64Array;
 
+/**
+ * INVALID_ARGUMENT unless every array of `record` is float32 or float64: the strategies beyond
+ * FedAvg compute on those only (FedAvg also averages float16, integer and bool arrays).
+ */
+export function checkFloatArrays(record: ArrayRecord, strategy: string): void {
+  for (const [name, { dtype }] of record)
+    if (dtype !== 'float32' && dtype !== 'float64')
+      throw new PollenError(
+        'INVALID_ARGUMENT',
+        `Array "${name}" is ${dtype}: ${strategy} takes float32 and float64 arrays`,
+        {
+          hint: 'Send the model as float32 or float64 arrays, and counters in a MetricRecord; FedAvg averages the other dtypes.',
+        },
+      );
+}
+
 /** The data of array `name` of a record checked to hold float32 or float64 arrays. */
 export function data(record: ArrayRecord, name: string): FloatData {
   return record.get(name)!.data as FloatData;

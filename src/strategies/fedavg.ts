@@ -15,6 +15,7 @@ import {
   PollenError,
   RecordDict,
 } from '../sdk/index.js';
+import { checkFloatArrays } from './elementwise.js';
 import {
   aggregateArrayRecords,
   aggregateMetricRecords,
@@ -247,10 +248,11 @@ export class FedAvg extends Strategy implements FedAvgConfig {
 
   /**
    * Average the train replies that carry content (error replies are skipped): each must hold one
-   * ArrayRecord and one MetricRecord with `weightedByKey` > 0. Arrays keep their dtype (float32
-   * or float64) and shape; the weight metric is left out of the averaged metrics. Throws
-   * INVALID_ARGUMENT when no reply carries content or the replies do not match. A reply holding
-   * NaN or Inf is left out and returned in `failures` (UPDATE_NOT_FINITE).
+   * ArrayRecord and one MetricRecord with `weightedByKey` > 0. Arrays keep their dtype and shape
+   * (integers are rounded, bool is the weighted majority: docs/sdk.md); the weight metric is left
+   * out of the averaged metrics. Throws INVALID_ARGUMENT when no reply carries content or the
+   * replies do not match. A reply holding NaN or Inf is left out and returned in `failures`
+   * (UPDATE_NOT_FINITE).
    *
    * @example
    * ```ts
@@ -272,9 +274,14 @@ export class FedAvg extends Strategy implements FedAvgConfig {
     );
   }
 
-  /** The replies with content, checked, without those holding NaN or Inf (returned as failures). */
+  /**
+   * The replies with content, checked (float32 and float64 arrays only), without those holding
+   * NaN or Inf (returned as failures).
+   */
   protected finiteTrainReplies(replies: Iterable<Message>): { kept: TrainReplies; failures: ReplyFailure[] } {
-    return dropNonFinite(trainReplies(replies, this.weightedByKey));
+    const all = trainReplies(replies, this.weightedByKey);
+    checkFloatArrays(all.arrays[0] as ArrayRecord, this.constructor.name);
+    return dropNonFinite(all);
   }
 
   /** A TrainAggregate of `arrays` with the metrics of the replies `t` averaged by weight. */

@@ -43,15 +43,30 @@ export function pick(t: TrainReplies, indices: readonly number[]): TrainReplies 
   return { contents: at(t.contents), arrays: at(t.arrays), metrics: at(t.metrics), weights: at(t.weights) };
 }
 
-/** The name of the first array of `record` that holds NaN or ±Inf, or undefined. */
+/** Whether every value of a float32 or float64 array is finite. */
+function allFinite(x: Float32Array | Float64Array): boolean {
+  // x·0 is ±0 for a finite value and NaN for NaN and ±Inf, so the sum is 0 only when every
+  // value is finite: a branch-free pass, a third faster than testing each element.
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) sum += (x[i] as number) * 0;
+  return sum === 0;
+}
+
+/** Whether no float16 value (raw bits) is NaN or ±Inf: those have every exponent bit set. */
+function allFinite16(bits: Uint16Array): boolean {
+  for (let i = 0; i < bits.length; i++) if (((bits[i] as number) & 0x7c00) === 0x7c00) return false;
+  return true;
+}
+
+/**
+ * The name of the first array of `record` that holds NaN or ±Inf, or undefined. Only the float
+ * dtypes can; integer and bool arrays are always finite.
+ */
 export function nonFiniteArray(record: ArrayRecord): string | undefined {
-  for (const [name, { data }] of record) {
-    const x = data as Float32Array | Float64Array;
-    // x·0 is ±0 for a finite value and NaN for NaN and ±Inf, so the sum is 0 only when every
-    // value is finite: a branch-free pass, a third faster than testing each element.
-    let sum = 0;
-    for (let i = 0; i < x.length; i++) sum += (x[i] as number) * 0;
-    if (sum !== 0) return name;
+  for (const [name, { dtype, data }] of record) {
+    if (dtype === 'float32' || dtype === 'float64') {
+      if (!allFinite(data as Float32Array | Float64Array)) return name;
+    } else if (dtype === 'float16' && !allFinite16(data as Uint16Array)) return name;
   }
   return undefined;
 }

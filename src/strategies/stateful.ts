@@ -5,7 +5,7 @@
  * RecordDict.
  */
 import { type ArrayRecord, type ConfigRecord, type Message, RecordDict } from '../sdk/index.js';
-import { requireCurrent } from './elementwise.js';
+import { checkFloatArrays, requireCurrent } from './elementwise.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 
 /**
@@ -44,9 +44,11 @@ export abstract class StatefulFedAvg extends FedAvg {
     return super.configureTrain(serverRound, arrays, config, nodeIds);
   }
 
-  /** x: STRATEGY_STATE_MISSING before any configureTrain or loadState. */
+  /** x: STRATEGY_STATE_MISSING before any configureTrain or loadState; float32 and float64 only. */
   protected current(): ArrayRecord {
-    return requireCurrent(this.state.get('current'), this.constructor.name);
+    const x = requireCurrent(this.state.get('current'), this.constructor.name);
+    checkFloatArrays(x, this.constructor.name);
+    return x;
   }
 
   /** Copies of the state's records, under their names (those not set yet are absent). */
