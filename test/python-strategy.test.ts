@@ -171,7 +171,9 @@ describe('Python FedAvg and TypeScript FedAvg', () => {
     expectSameAsPython(cases);
   });
 
-  it('aggregate every other dtype to the same bytes: ties, subnormals, infinities, range edges', () => {
+  it('aggregate every other dtype to the same bytes: ties, subnormals, infinities, range edges', {
+    timeout: 120_000,
+  }, () => {
     const rng = seededRng(13);
     const root = mkdtempSync(join(tmpdir(), 'pollen-parity-dtypes-'));
     const random = [1, 2, 3, 5, 9].map((count) =>
