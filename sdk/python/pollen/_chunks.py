@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+
+from .errors import PollenError
 from typing import List, Optional, Tuple
 
 CHUNK_SIZE = 4 * 1024 * 1024
@@ -22,12 +24,8 @@ MAX_IDS_PER_REQUEST = 1000
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ChunkError(ValueError):
+class ChunkError(PollenError, ValueError):
     """A chunk refused: code CHUNK_ID_INVALID, CHUNK_MISMATCH or CHUNK_MISSING."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def chunk_id(data: memoryview | bytes) -> str:

@@ -97,8 +97,8 @@ class RemoteGrid(Grid):
             if e.status == grpc.StatusCode.UNAVAILABLE:
                 raise
             reply = _unreadable(wire, "CHUNK_MISSING", e.details or str(e))
-        except ValueError as e:  # RecordError, MessageError, ChunkError, PayloadTooLarge
-            reply = _unreadable(wire, getattr(e, "code", "MESSAGE_INVALID"), str(e))
+        except PollenError as e:  # RecordError, MessageError, ChunkError, PayloadTooLarge
+            reply = _unreadable(wire, e.code, e.message)
         if reply.has_content():
             self._replies += 1
         else:

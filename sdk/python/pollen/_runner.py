@@ -20,21 +20,17 @@ from ._appio import ClientAppIo
 from ._wire import chunk_ids_of, config_from_wire, error_reply_to_wire
 from .client_app import ClientApp, clip
 from .context import context_from_env
+from .errors import PollenError
 
 USAGE = "usage: python -m pollen._runner clientapp|serverapp"
 
 
-class AppLoadError(Exception):
+class AppLoadError(PollenError):
     """An app that cannot run: APP_LOAD_FAILED or APP_EXPORT_MISSING, with the hint."""
-
-    def __init__(self, code: str, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.hint = hint
 
     @property
     def reason(self) -> str:
-        return clip(f"{self} {self.hint}")
+        return clip(f"{self.message} {self.hint}")
 
 
 def load_app(ref: str, kind: type = ClientApp, component: str = "clientapp") -> Any:
@@ -111,7 +107,7 @@ def run_clientapp(env: MutableMapping[str, str] = os.environ) -> int:
             app = load_app(ref)
         except AppLoadError as e:
             refusal = e
-            print(f"pollen: {e.code}: {e} {e.hint}", file=sys.stderr)
+            print(f"pollen: {e} {e.hint}", file=sys.stderr)
         context = None
         while not stop.requested:
             task = io.pull_task()
@@ -131,9 +127,8 @@ def run_clientapp(env: MutableMapping[str, str] = os.environ) -> int:
                 known = chunk_ids_of(task.message)
                 try:
                     message = io.receive(task.message)
-                except ValueError as e:  # RecordError, MessageError, ChunkError, PayloadTooLarge
-                    code = getattr(e, "code", "MESSAGE_INVALID")
-                    io.push_result(error_reply_to_wire(task.message, code, clip(str(e)), task.node_id, _now_ms()))
+                except PollenError as e:  # RecordError, MessageError, ChunkError, PayloadTooLarge
+                    io.push_result(error_reply_to_wire(task.message, e.code, clip(e.message), task.node_id, _now_ms()))
                     continue
                 reply = app.handle(message, context)  # type: ignore[union-attr]
                 del message  # the instruction's arrays may go before the reply's are sent

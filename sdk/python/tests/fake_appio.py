@@ -65,6 +65,8 @@ class FakeClientAppIo:
     def _auth(self, context: grpc.ServicerContext) -> None:
         md = dict(context.invocation_metadata())
         if md.get("authorization") != f"Bearer {TOKEN}" or md.get("pollen-run-id") != RUN_ID:
+            # As Pollen's services answer: the code in a trailer and as the message's prefix.
+            context.set_trailing_metadata((("pollen-error-code", "APP_TOKEN_INVALID"),))
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "APP_TOKEN_INVALID: The ClientApp token is not valid")
 
     def _pull_task(self, req, context):
