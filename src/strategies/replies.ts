@@ -1,6 +1,6 @@
 /**
  * A round's train replies made ready for an aggregation step, and the rule for non-finite
- * updates: a reply whose arrays hold NaN or ±Inf is left out of the aggregate and reported as
+ * updates: a reply whose float32 or float64 arrays hold NaN or ±Inf is left out of the aggregate and reported as
  * a failure of the round (code UPDATE_NOT_FINITE) that names its node and the array, so one
  * broken node can neither poison the model nor go unnoticed.
  */
@@ -52,22 +52,15 @@ function allFinite(x: Float32Array | Float64Array): boolean {
   return sum === 0;
 }
 
-/** Whether no float16 value (raw bits) is NaN or ±Inf: those have every exponent bit set. */
-function allFinite16(bits: Uint16Array): boolean {
-  for (let i = 0; i < bits.length; i++) if (((bits[i] as number) & 0x7c00) === 0x7c00) return false;
-  return true;
-}
-
 /**
- * The name of the first array of `record` that holds NaN or ±Inf, or undefined. Only the float
- * dtypes can; integer and bool arrays are always finite.
+ * The name of the first float32 or float64 array of `record` that holds NaN or ±Inf, or
+ * undefined. float16 arrays are averaged as they come (an infinity is a float16 value a model
+ * may hold, and the Python SDK's FedAvg gives the same bytes); integer and bool arrays are finite.
  */
 export function nonFiniteArray(record: ArrayRecord): string | undefined {
-  for (const [name, { dtype, data }] of record) {
-    if (dtype === 'float32' || dtype === 'float64') {
-      if (!allFinite(data as Float32Array | Float64Array)) return name;
-    } else if (dtype === 'float16' && !allFinite16(data as Uint16Array)) return name;
-  }
+  for (const [name, { dtype, data }] of record)
+    if ((dtype === 'float32' || dtype === 'float64') && !allFinite(data as Float32Array | Float64Array))
+      return name;
   return undefined;
 }
 
