@@ -22,6 +22,7 @@ export const PROCESS_TESTS = [
   'test/install.test.ts',
   'test/federation-tenants.test.ts',
   'test/audit-process.test.ts',
+  'test/python-interop.test.ts',
 ];
 
 export default defineConfig({
