@@ -23,12 +23,10 @@ import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { PollenError } from '../errors.js';
 import type { ManifestFields } from './build.js';
+import { BUILTIN_SERVERAPPS, builtinServerAppName } from './builtin-serverapp.js';
 import { type BundleFile, isSafePath, MAX_BUNDLE_BYTES, MAX_BUNDLE_FILES, PYTHON_REF } from './bundle.js';
 
 export const PYPROJECT_FILE = 'pyproject.toml';
-/** ServerApps Pollen runs itself (TypeScript strategies) for an app that names them. */
-export const BUILTIN_SERVERAPPS = ['FedAvg', 'FedProx'] as const;
-export const BUILTIN_PREFIX = 'pollen:';
 /** Never in a bundle: build output, caches, version control, virtual environments. */
 const ALWAYS_EXCLUDED = ['dist', '__pycache__', '.git', '.venv', '.pollen-build', '*.pyc'];
 /** PEP 508 distribution name at the start of a requirement. */
@@ -84,15 +82,15 @@ function component(
   const key = `[tool.pollen.app.components] ${kind}`;
   const ref = components[kind];
   if (typeof ref !== 'string') throw invalid(file, key, 'is missing (e.g. "my_app.client_app:app")');
-  if (ref.startsWith(BUILTIN_PREFIX)) {
-    const name = ref.slice(BUILTIN_PREFIX.length);
+  const name = builtinServerAppName(ref);
+  if (name !== undefined) {
     if (kind === 'clientapp' || !(BUILTIN_SERVERAPPS as readonly string[]).includes(name))
       throw invalid(
         file,
         key,
         kind === 'clientapp'
           ? `${ref}: Pollen has built-in ServerApps only; the ClientApp is the app's own module`
-          : `${ref}: no such built-in ServerApp (${BUILTIN_SERVERAPPS.map((n) => BUILTIN_PREFIX + n).join(', ')})`,
+          : `${ref}: no such built-in ServerApp (${BUILTIN_SERVERAPPS.map((n) => `pollen:${n}`).join(', ')})`,
       );
     return ref;
   }
@@ -166,8 +164,16 @@ function collectFiles(dir: string, exclude: readonly string[], file: string): Bu
   return out;
 }
 
-/** Read and check `dir/pyproject.toml` and collect the app's files. */
-export function readPythonApp(dir: string): PythonApp {
+interface Project {
+  file: string;
+  doc: Table;
+  name: string;
+  version: string;
+  requirements: string[];
+}
+
+/** `dir/pyproject.toml`, parsed, with its checked `[project]` name, version and dependencies. */
+function readProject(dir: string): Project {
   const file = join(dir, PYPROJECT_FILE);
   if (!existsSync(file)) throw new PollenError('FILE_NOT_FOUND', `No ${PYPROJECT_FILE} in ${dir}`);
   let doc: Table;
@@ -183,13 +189,49 @@ export function readPythonApp(dir: string): PythonApp {
   if (typeof version !== 'string' || !VERSION.test(version))
     throw invalid(file, '[project] version', 'must be a version such as "1.0.0"');
   const requirements = strings(project.dependencies, file, '[project] dependencies').map((r) => r.trim());
-  for (const r of requirements)
-    if (!REQUIREMENT.test(r))
-      throw invalid(
-        file,
-        '[project] dependencies',
-        `${JSON.stringify(r)} is not a requirement such as "numpy>=1.24"`,
-      );
+  for (const r of requirements) checkRequirement(r, file, '[project] dependencies');
+  return { file, doc, name, version, requirements };
+}
+
+function checkRequirement(r: string, file: string, key: string): void {
+  if (!REQUIREMENT.test(r))
+    throw invalid(file, key, `${JSON.stringify(r)} is not a requirement such as "numpy>=1.24"`);
+}
+
+/** The requirements a Python app declares (`[project] dependencies` of its pyproject.toml). */
+export function pythonRequirements(dir: string): string[] {
+  return readProject(dir).requirements;
+}
+
+/**
+ * A pip requirements file (`requirements.txt`): one requirement a line, `#` comments. Options
+ * (`-r`, `--index-url` …) are refused: the check reads requirements, not pip's settings.
+ */
+export function readRequirementsFile(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new PollenError('FILE_NOT_FOUND', `Cannot read the requirements file ${path}`, { cause: e });
+  }
+  const out: string[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    if (line === '') return;
+    const where = `line ${i + 1}`;
+    if (line.startsWith('-'))
+      throw new PollenError('APP_INVALID', `${path}: ${where}: ${line}: pip options are not read here`, {
+        hint: 'List the requirements themselves (name and version, e.g. torch>=1.13), one a line.',
+      });
+    checkRequirement(line, path, where);
+    out.push(line);
+  });
+  return out;
+}
+
+/** Read and check `dir/pyproject.toml` and collect the app's files. */
+export function readPythonApp(dir: string): PythonApp {
+  const { file, doc, name, version, requirements } = readProject(dir);
   const app = table(
     table(table(doc, 'tool', 'tool', file), 'pollen', 'tool.pollen', file),
     'app',
@@ -206,7 +248,7 @@ export function readPythonApp(dir: string): PythonApp {
   const config = runConfig(table(app, 'config', 'tool.pollen.app.config', file), file);
   const initial = config['initial-arrays'];
   if (
-    serverapp.startsWith(BUILTIN_PREFIX) &&
+    builtinServerAppName(serverapp) !== undefined &&
     initial !== undefined &&
     (typeof initial !== 'string' || !paths.has(initial))
   )

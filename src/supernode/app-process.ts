@@ -10,12 +10,11 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import { appEnvironment } from '../apps/app-env.js';
+import { appEnvironment, resourceVariables } from '../apps/app-env.js';
 import type { ExtractedBundle } from '../apps/bundle.js';
 import { pythonAppVariables, pythonRunnerArgs } from '../apps/python-env.js';
 import { PollenError } from '../errors.js';
 import type { AppSlot } from './clientappio-service.js';
-import { resourceVariables } from './resources.js';
 
 /** The app runner (apps/runner.ts) a SuperNode starts: `node [execArgv] script clientapp`. */
 export interface RunnerEntry {

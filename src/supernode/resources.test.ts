@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { GpuAllocator, parseResources, resourceVariables } from './resources.js';
+import { resourceVariables } from '../apps/app-env.js';
+import { GpuAllocator, parseResources } from './resources.js';
 
 describe('node resources (--resources)', () => {
   it.each([

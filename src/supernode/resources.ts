@@ -115,13 +115,3 @@ export class GpuAllocator {
     this.#held.delete(runId);
   }
 }
-
-/** The variables an app process gets for its resources (empty GPU list: every GPU hidden). */
-export function resourceVariables(cpu: number | undefined, gpus: readonly number[]): Record<string, string> {
-  const ids = gpus.join(',');
-  return {
-    POLLEN_GPUS: ids,
-    CUDA_VISIBLE_DEVICES: ids,
-    ...(cpu !== undefined && { POLLEN_CPUS: String(cpu), OMP_NUM_THREADS: String(cpu) }),
-  };
-}

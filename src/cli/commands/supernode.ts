@@ -59,7 +59,11 @@ function supernodeOptions(cmd: Command): Command {
         'what runs get: cpu=N (POLLEN_CPUS, OMP_NUM_THREADS), gpu=M (GPUs 0 … M-1) or gpu=0,2 (those ids); each run its own GPUs',
       ).env('POLLEN_RESOURCES'),
     )
-    .addOption(new Option('--share-gpus', 'let runs share GPUs (by default a GPU serves one run at a time)').env('POLLEN_SHARE_GPUS'))
+    .addOption(
+      new Option('--share-gpus', 'let runs share GPUs (by default a GPU serves one run at a time)').env(
+        'POLLEN_SHARE_GPUS',
+      ),
+    )
     .option('--work-dir <dir>', 'unpacked apps and chunks in transit', './supernode')
     .option(
       '--clientappio-address <host:port>',
