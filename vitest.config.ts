@@ -23,6 +23,7 @@ export const PROCESS_TESTS = [
   'test/federation-tenants.test.ts',
   'test/audit-process.test.ts',
   'test/python-interop.test.ts',
+  'test/python-faults.test.ts',
 ];
 
 export default defineConfig({
