@@ -65,7 +65,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const run = (mode: string) => runPythonApp(admin, app, join(dir, 'build'), { mode });
+// A long round timeout, except where the test waits for it: a Python app's start (numpy, grpc)
+// takes seconds on a busy machine.
+const run = (mode: string, roundTimeout = 60) =>
+  runPythonApp(admin, app, join(dir, 'build'), { mode, 'round-timeout': roundTimeout });
 
 describe('a Python ClientApp that fails', () => {
   it('raises: the run log names the exception', async () => {
@@ -83,7 +86,7 @@ describe('a Python ClientApp that fails', () => {
   }, 60_000);
 
   it('hangs past the round timeout: the round ends without it, and the node serves the next run', async () => {
-    const hung = await run('hang');
+    const hung = await run('hang', 3);
     const text = hung.lines.join('\n');
     expect(hung.final, text).toBe('finished:failed');
     expect(text).toContain(`node ${node.nodeId} train failed: No reply within 3 s`);
