@@ -63,7 +63,16 @@ function pythonFiles(): string[] {
     cwd: ROOT,
     encoding: 'utf8',
   });
-  return out.split('\n').filter((f) => f.endsWith('.py'));
+  return out.split('\n').filter((f) => f.endsWith('.py') || f.endsWith('.ipynb'));
+}
+
+/** A Python file's source; a notebook's code cells, and the kernel that runs them (ipykernel). */
+function pythonSource(file: string): string {
+  const text = readFileSync(join(ROOT, file), 'utf8');
+  if (!file.endsWith('.ipynb')) return text;
+  const cells = (JSON.parse(text) as { cells: { cell_type: string; source: string | string[] }[] }).cells;
+  const code = cells.filter((c) => c.cell_type === 'code').map((c) => [c.source].flat().join(''));
+  return ['import ipykernel', ...code].join('\n');
 }
 
 /** Top-level modules that need no package: the standard library, and the project's own files. */
@@ -71,7 +80,9 @@ function pythonBuiltins(files: string[]): Set<string> {
   const std = execFileSync(PYTHON, ['-c', 'import sys; print("\\n".join(sorted(sys.stdlib_module_names)))'], {
     encoding: 'utf8',
   });
-  const own = files.flatMap((f) => f.split('/').map((part) => part.replace(/\.py$/, '')));
+  const own = files
+    .filter((f) => f.endsWith('.py'))
+    .flatMap((f) => f.split('/').map((part) => part.replace(/\.py$/, '')));
   return new Set([...std.split('\n').filter(Boolean), '__future__', ...own]);
 }
 
@@ -126,7 +137,7 @@ describe('scripts/system-deps.txt', () => {
     const used = new Map<string, string>();
     const missing: string[] = [];
     for (const file of files)
-      for (const name of modulesImported(readFileSync(join(ROOT, file), 'utf8'))) {
+      for (const name of modulesImported(pythonSource(file))) {
         const entry = [...modules.keys()].find((m) => name === m || name.startsWith(`${m}.`));
         if (entry !== undefined) used.set(entry, file);
         else if (!builtins.has(name.split('.')[0]!)) missing.push(`${name} (${file})`);
