@@ -19,6 +19,14 @@ const BASE = [
   'SYSTEMROOT',
 ];
 
+/** Variables Pollen sets for an app process (beside the runner's own), for the manuals. */
+export const APP_RESOURCE_VARIABLES = [
+  'POLLEN_GPUS',
+  'CUDA_VISIBLE_DEVICES',
+  'POLLEN_CPUS',
+  'OMP_NUM_THREADS',
+] as const;
+
 export function appEnvironment(
   extra: Record<string, string>,
   from: NodeJS.ProcessEnv = process.env,

@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 
 import grpc
 
-from ._chunks import MAX_IDS_PER_REQUEST, decode_chunk, encode_chunk
+from ._chunks import MAX_IDS_PER_REQUEST, chunk_ids, decode_chunk, encode_chunk
 from ._proto.pollen.v1 import appio_pb2, records_pb2
-from ._wire import WireReader, message_to_wire
+from ._wire import WireReader, message_pieces, message_to_wire
 from .errors import PollenError
 from .message import Message
 
@@ -28,6 +28,9 @@ _OPTIONS = [
     # loopback peer into GOAWAY.
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.enable_retries", 0),
+    # A wide receive window for model traffic, as the TypeScript side sets (16 MiB per stream):
+    # grpc's default starts at 64 KiB and the loopback peer then waits on window updates.
+    ("grpc.http2.lookahead_bytes", 16 * 1024 * 1024),
 ]
 
 
@@ -180,7 +183,7 @@ class ClientAppIo:
         Chunks in ``known`` (those of the instruction) are asked about with MissingChunks; any
         other chunk (a trained model) is new to the SuperNode and pushed without asking.
         """
-        wire, chunks = message_to_wire(message)
+        wire, chunks = message_to_wire(message, piece_ids=chunk_ids(message_pieces(message)))
         known_set = set(known)
         ask = [cid for cid in chunks if cid in known_set]
         skip = set(ask) - set(self.chunks.missing(ask)) if ask else set()

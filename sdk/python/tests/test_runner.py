@@ -40,6 +40,11 @@ def train(msg, context):
     })
     return Message(RecordDict({"arrays": trained, "info": info, "metrics": MetricRecord({"num-examples": 10})}), reply_to=msg)
 
+@app.query()
+def query(msg, context):
+    import time
+    time.sleep(60)  # a hung handler
+
 @app.evaluate()
 def evaluate(msg, context):
     return RecordDict({"metrics": MetricRecord({"loss": 0.5})})
@@ -105,8 +110,8 @@ def test_an_exception_becomes_an_error_reply_and_the_app_keeps_serving(io, tmp_p
     reply = io.reply()
     assert reply.error.code == "CLIENT_APP_RAISED_EXCEPTION"
     assert reply.error.reason == "ValueError: boom at the site"
-    io.send(instruction({"w": np.zeros(3, "f4")}, "query"))
-    assert io.reply().error.code == "UNSUPPORTED_MESSAGE_TYPE"
+    io.send(instruction({"w": np.zeros(3, "f4")}).with_metadata(message_type="evaluate"))
+    assert io.reply().error is None
     io.end_run()
     code, _, err = finish(proc)
     assert code == 0
@@ -150,6 +155,19 @@ def test_sigterm_ends_a_waiting_runner(io, tmp_path):
     proc = io.start_runner(bundle(tmp_path, APP), "site_app:app")
     io.send(instruction({"w": np.zeros(1, "f4")}, "evaluate"))
     io.reply()  # it is up and waiting for the next instruction
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc)[0] == 0
+    assert time.monotonic() - started < 5
+
+
+def test_sigterm_ends_a_hung_handler(io, tmp_path):
+    proc = io.start_runner(bundle(tmp_path, APP), "site_app:app")
+    io.send(instruction({"w": np.zeros(1, "f4")}, "query"))
+    deadline = time.monotonic() + 20
+    while io.tasks and time.monotonic() < deadline:  # until the runner has taken it
+        time.sleep(0.05)
+    time.sleep(0.3)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert finish(proc)[0] == 0

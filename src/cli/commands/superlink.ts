@@ -52,7 +52,7 @@ function superlinkOptions(cmd: Command): Command {
     .addOption(
       new Option(
         '--python <path>',
-        "the interpreter of Python ServerApps, e.g. a virtual environment's bin/python (default: python3 on PATH)",
+        "the interpreter of Python apps (here their ServerApps), e.g. a virtual environment's bin/python (default: python3 on PATH)",
       ).env('POLLEN_PYTHON'),
     )
     .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
