@@ -343,6 +343,22 @@ export const ERROR_CODES = {
     ExitCode.INVALID_INPUT,
     'Build messages with Message.create() or message.createReply().',
   ),
+  // Strategies (aggregation of a round's replies)
+  UPDATE_NOT_FINITE: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    "The named nodes sent NaN or Inf values: their replies are left out of the round. Check their training (learning rate, data) in the nodes' logs.",
+  ),
+  TOO_FEW_REPLIES: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    'The strategy needs more valid replies than the round had: raise minTrainNodes, connect more SuperNodes, or lower numMaliciousNodes.',
+  ),
+  STRATEGY_STATE_MISSING: spec(
+    400,
+    ExitCode.USAGE,
+    'Call configureTrain (it records the global arrays the replies start from) or loadState before aggregateTrain.',
+  ),
   // Content-addressed chunks (array data, app bundles)
   CHUNK_ID_INVALID: spec(
     400,

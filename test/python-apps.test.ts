@@ -1,33 +1,21 @@
-/**
- * Python apps on a real SuperNode: the ClientApp runs in the site's interpreter with Pollen's SDK
- * on its path, its resources in its environment and no token left in it; an app whose
- * requirements the interpreter lacks is refused on that node before it starts.
- */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import 'reflect-metadata';
-import type { Client } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../src/apps/build.js';
 import { pythonSdkDir } from '../src/apps/python-env.js';
-import type { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { type SuperNode, startSuperNode } from '../src/supernode/supernode.js';
-import { uploadChunks } from '../src/transport/chunk-transfer.js';
-import type { ChunkTransport } from '../src/transport/chunk-transport.js';
-import { chunkId } from '../src/transport/chunks.js';
-import { configToWire } from '../src/transport/wire.js';
 import { type InProcessLink, startInProcessLink } from './support/inproc.js';
 import { PYTHON } from './support/python.js';
+import { type Admin, runPythonApp, writePythonApp } from './support/python-apps.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-pyapps-'));
 const envOut = join(dir, 'env.json');
 const log = pino({ level: 'silent' });
 let l: InProcessLink;
 let node: SuperNode;
-let admin: { control: Client<typeof Control>; chunks: ChunkTransport };
+let admin: Admin;
 
 const CLIENT = `import json, os
 from pollen import ClientApp, MetricRecord, RecordDict
@@ -44,61 +32,9 @@ def train(msg, context):
     return RecordDict({"arrays": msg.content["arrays"], "metrics": MetricRecord({"num-examples": 1})})
 `;
 
-function pythonApp(name: string, dependencies: string[]): string {
-  const app = join(dir, name);
-  mkdirSync(join(app, 'env_app'), { recursive: true });
-  writeFileSync(
-    join(app, 'pyproject.toml'),
-    `[project]
-name = "${name}"
-version = "1.0.0"
-dependencies = ${JSON.stringify(dependencies)}
-[tool.pollen.app.components]
-serverapp = "pollen:FedAvg"
-clientapp = "env_app.client_app:app"
-[tool.pollen.app.config]
-num-server-rounds = 1
-initial-arrays = "model.npz"
-fraction-evaluate = 0.0
-min-available-nodes = 1
-min-train-nodes = 1
-min-evaluate-nodes = 0
-round-timeout = 30
-`,
-  );
-  writeFileSync(join(app, 'env_app', '__init__.py'), '');
-  writeFileSync(join(app, 'env_app', 'client_app.py'), CLIENT);
-  const made = spawnSync(PYTHON, [
-    '-c',
-    `import numpy as np; np.savez(${JSON.stringify(join(app, 'model.npz'))}, w=np.arange(4, dtype=np.float32))`,
-  ]);
-  expect(made.status, String(made.stderr)).toBe(0);
-  return app;
-}
-
-async function run(appDir: string): Promise<{ final?: string; lines: string[] }> {
-  const built = await buildApp(appDir, { outDir: join(dir, 'build') });
-  const bytes = readFileSync(built.path);
-  const id = chunkId(bytes);
-  await uploadChunks(admin.chunks, new Map([[id, bytes]]));
-  const { runId } = await admin.control.startRun({
-    fab: {
-      hash: built.hash,
-      size: BigInt(bytes.length),
-      chunkIds: [id],
-      name: built.manifest.name,
-      version: built.manifest.version,
-    },
-    runConfig: configToWire({}),
-  });
-  const lines: string[] = [];
-  let final: string | undefined;
-  for await (const m of admin.control.streamLogs({ runId, follow: true })) {
-    lines.push(...m.lines.map((x) => x.text));
-    if (m.run) final = `${m.run.status}:${m.run.subStatus}`;
-  }
-  return { final, lines };
-}
+const pythonApp = (name: string, dependencies: string[]): string =>
+  writePythonApp(dir, name, { dependencies, client: CLIENT });
+const run = (appDir: string) => runPythonApp(admin, appDir, join(dir, 'build'));
 
 beforeAll(async () => {
   l = await startInProcessLink('pollen-pyapps-link-');

@@ -100,7 +100,7 @@ describe('pollen build of a Python app (pyproject.toml)', () => {
     ],
     [
       'an unknown built-in',
-      (t: string) => t.replace('"tiny_py.server_app:app"', '"pollen:Krum"'),
+      (t: string) => t.replace('"tiny_py.server_app:app"', '"pollen:FedXgbBagging"'),
       'no such built-in ServerApp',
     ],
     [

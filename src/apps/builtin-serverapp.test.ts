@@ -20,7 +20,7 @@ import {
   type UserConfigValue,
 } from '../sdk/index.js';
 import { decodeNpz, encodeNpz } from '../sdk/npz.js';
-import { FedAvg } from '../strategies/index.js';
+import { FedAdam, FedAvg } from '../strategies/index.js';
 import {
   builtinServerApp,
   builtinServerAppName,
@@ -99,10 +99,31 @@ describe('builtinServerApp', () => {
     expect(seen[0]).toMatchObject({ 'proximal-mu': 0.25, 'server-round': 1 });
   });
 
+  it('runs the catalogue: FedAdam from its run config keys gives what TypeScript FedAdam gives', async () => {
+    const { artefacts, nodes } = await run('FedAdam', {
+      ...BASE,
+      eta: 0.05,
+      'beta-1': 0.5,
+      'min-available-nodes': 3,
+    });
+    const direct = await new FedAdam({ eta: 0.05, beta1: 0.5, minAvailableNodes: 3 }).start({
+      grid: new InMemoryGrid({ runId: 'r2', nodes }),
+      initialArrays: initial,
+      numRounds: 2,
+    });
+    const saved = decodeNpz(artefacts.get(FINAL_MODEL_ARTEFACT)!);
+    for (const name of saved.keys()) expect(saved.get(name)).toEqual(direct.arrays.get(name));
+    expect(builtinSettings('Bulyan', { ...BASE, 'num-malicious-nodes': 1 }).strategy).toMatchObject({
+      numMaliciousNodes: 1,
+    });
+    expect(codeOf(() => builtinSettings('QFedAvg', BASE))).toBe('INVALID_ARGUMENT'); // client-learning-rate
+    expect(codeOf(() => builtinSettings('FedYogi', { ...BASE, 'beta-2': 1 }))).toBe('INVALID_ARGUMENT');
+  });
+
   it('refuses an unknown built-in at once, naming the ones there are', () => {
     expect(builtinServerAppName('pollen:FedAvg')).toBe('FedAvg');
     expect(builtinServerAppName('app.server:app')).toBeUndefined();
-    expect(codeOf(() => builtinServerApp('Krum', bundle))).toBe('APP_INVALID');
+    expect(codeOf(() => builtinServerApp('FedXgbBagging', bundle))).toBe('APP_INVALID');
     try {
       builtinServerApp('FedAVG', bundle);
     } catch (e) {

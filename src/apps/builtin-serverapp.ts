@@ -1,5 +1,6 @@
 /**
- * Built-in ServerApps: an app whose `serverapp` is `pollen:FedAvg` or `pollen:FedProx` brings only
+ * Built-in ServerApps: an app whose `serverapp` is `pollen:FedAvg` (or another strategy of the
+ * catalogue, docs/strategies.md) brings only
  * its ClientApp (Python or TypeScript); the rounds and the aggregation run in Pollen's TypeScript
  * strategies, set up from the run config with Flower's names, starting from an `.npz` file of the
  * bundle (`initial-arrays`). The final model becomes the run's artefact `final_model.npz`.
@@ -9,10 +10,41 @@ import { isAbsolute, relative, resolve } from 'node:path';
 import { PollenError } from '../errors.js';
 import { ServerApp, type UserConfig, type UserConfigValue } from '../sdk/index.js';
 import { decodeNpz } from '../sdk/npz.js';
-import { FedAvg, type FedAvgOptions, FedProx, type RoundSummary, seededRng } from '../strategies/index.js';
+import {
+  Bulyan,
+  FedAdagrad,
+  FedAdam,
+  FedAvg,
+  FedAvgM,
+  type FedAvgOptions,
+  FedMedian,
+  FedProx,
+  type FedProxOptions,
+  FedTrimmedAvg,
+  FedYogi,
+  Krum,
+  MultiKrum,
+  QFedAvg,
+  type QFedAvgOptions,
+  type RoundSummary,
+  seededRng,
+} from '../strategies/index.js';
 
 /** The strategies an app may name as its ServerApp, `pollen:NAME`. */
-export const BUILTIN_SERVERAPPS = ['FedAvg', 'FedProx'] as const;
+export const BUILTIN_SERVERAPPS = [
+  'FedAvg',
+  'FedProx',
+  'FedAdam',
+  'FedYogi',
+  'FedAdagrad',
+  'FedAvgM',
+  'FedMedian',
+  'FedTrimmedAvg',
+  'Krum',
+  'MultiKrum',
+  'Bulyan',
+  'QFedAvg',
+] as const;
 export type BuiltinServerAppName = (typeof BUILTIN_SERVERAPPS)[number];
 
 const PREFIX = 'pollen:';
@@ -29,7 +61,8 @@ export const FINAL_MODEL_ARTEFACT = 'final_model.npz';
 export interface BuiltinSettings {
   numRounds: number;
   initialArrays: string;
-  strategy: FedAvgOptions & { proximalMu?: number };
+  /** FedAvg's options and the strategy's own (`eta`, `numMaliciousNodes`, …). */
+  strategy: FedAvgOptions & Record<string, unknown>;
   timeoutMs?: number;
 }
 
@@ -49,6 +82,7 @@ const integer: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) &
 const fraction: Check = (v) => typeof v === 'number' && v >= 0 && v <= 1;
 const nonNegative: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
 const positive: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v > 0;
+const unit: Check = (v) => typeof v === 'number' && v >= 0 && v < 1;
 const path: Check = (v) => typeof v === 'string' && v !== '';
 
 /** Flower's run config names of the strategy's settings, what each takes and its option. */
@@ -60,9 +94,62 @@ const OPTIONS = [
   ['min-available-nodes', 'an integer >= 0', integer, 'minAvailableNodes'],
 ] as const;
 
+/** A strategy's own run config key (Flower's name): what it takes, its option, whether required. */
+type Own = readonly [key: string, want: string, ok: Check, option: string, required?: true];
+const FEDOPT: readonly Own[] = [
+  ['eta', 'a number > 0', positive, 'eta'],
+  ['eta-l', 'a number > 0', positive, 'etaL'],
+  ['beta-1', 'a number in [0, 1)', unit, 'beta1'],
+  ['beta-2', 'a number in [0, 1)', unit, 'beta2'],
+  ['tau', 'a number > 0', positive, 'tau'],
+];
+const MALICIOUS: Own = ['num-malicious-nodes', 'an integer >= 0', integer, 'numMaliciousNodes'];
+type Options = BuiltinSettings['strategy'];
+
+/** Each built-in: its own run config keys and how its strategy is made from the options. */
+const BUILTINS: Record<BuiltinServerAppName, { own: readonly Own[]; make: (o: Options) => FedAvg }> = {
+  FedAvg: { own: [], make: (o) => new FedAvg(o) },
+  FedProx: {
+    own: [['proximal-mu', 'a number >= 0', nonNegative, 'proximalMu', true]],
+    make: (o) => new FedProx(o as unknown as FedProxOptions), // proximal-mu is required above
+  },
+  FedAdam: { own: FEDOPT, make: (o) => new FedAdam(o) },
+  FedYogi: { own: FEDOPT, make: (o) => new FedYogi(o) },
+  FedAdagrad: { own: FEDOPT.filter(([key]) => !key.startsWith('beta')), make: (o) => new FedAdagrad(o) },
+  FedAvgM: {
+    own: [
+      ['server-learning-rate', 'a number > 0', positive, 'serverLearningRate'],
+      ['server-momentum', 'a number in [0, 1)', unit, 'serverMomentum'],
+    ],
+    make: (o) => new FedAvgM(o),
+  },
+  FedMedian: { own: [], make: (o) => new FedMedian(o) },
+  FedTrimmedAvg: {
+    own: [['beta', 'a number in [0, 0.5)', (v) => typeof v === 'number' && v >= 0 && v < 0.5, 'beta']],
+    make: (o) => new FedTrimmedAvg(o),
+  },
+  Krum: { own: [MALICIOUS], make: (o) => new Krum(o) },
+  MultiKrum: {
+    own: [
+      MALICIOUS,
+      ['num-nodes-to-select', 'an integer >= 1', (v) => integer(v) && v !== 0, 'numNodesToSelect'],
+    ],
+    make: (o) => new MultiKrum(o),
+  },
+  Bulyan: { own: [MALICIOUS], make: (o) => new Bulyan(o) },
+  QFedAvg: {
+    own: [
+      ['client-learning-rate', 'a number > 0', positive, 'clientLearningRate', true],
+      ['q', 'a number >= 0', nonNegative, 'q'],
+    ],
+    make: (o) => new QFedAvg(o as unknown as QFedAvgOptions), // client-learning-rate is required above
+  },
+};
+
 /**
  * Read a built-in's settings from the run config: `num-server-rounds` and `initial-arrays` are
- * required, `proximal-mu` too for FedProx; the strategy options, `round-timeout` (seconds) and
+ * required, and the strategy's own keys where it needs them (`proximal-mu` for FedProx,
+ * `client-learning-rate` for QFedAvg; docs/python.md lists them); the strategy options, `round-timeout` (seconds) and
  * `seed` (reproducible sampling) are optional. Other keys are the ClientApp's and are ignored.
  * Throws INVALID_ARGUMENT naming the key, what it takes and what it holds.
  */
@@ -78,8 +165,10 @@ export function builtinSettings(name: BuiltinServerAppName, config: UserConfig):
     const v = read(key, want, ok, false);
     if (v !== undefined) strategy[option] = v as number;
   }
-  if (name === 'FedProx')
-    strategy.proximalMu = read('proximal-mu', 'a number >= 0', nonNegative, true) as number;
+  for (const [key, want, ok, option, required] of BUILTINS[name].own) {
+    const v = read(key, want, ok, required === true);
+    if (v !== undefined) strategy[option] = v;
+  }
   const seed = read('seed', 'an integer >= 0', integer, false);
   if (seed !== undefined) strategy.rng = seededRng(seed as number);
   const timeout = read('round-timeout', 'a number of seconds > 0', positive, false);
@@ -143,10 +232,7 @@ export function builtinServerApp(name: string, bundleDir: string): ServerApp {
   return new ServerApp(async (grid, context) => {
     const s = builtinSettings(name, context.runConfig);
     const initialArrays = readInitialArrays(bundleDir, s.initialArrays);
-    const strategy =
-      name === 'FedProx'
-        ? new FedProx({ ...s.strategy, proximalMu: s.strategy.proximalMu as number })
-        : new FedAvg(s.strategy);
+    const strategy = BUILTINS[name].make(s.strategy);
     const result = await strategy.start({
       grid,
       initialArrays,

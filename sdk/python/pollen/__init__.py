@@ -10,6 +10,7 @@ from typing import Any
 
 from .client_app import ClientApp
 from .context import Context
+from .errors import PollenError
 from .message import Error, Message, MessageType, Metadata
 from .records import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
@@ -33,6 +34,7 @@ __all__ = [
     "MessageType",
     "Metadata",
     "MetricRecord",
+    "PollenError",
     "RecordDict",
     # `from pollen import *` offers the ServerApp side where it is installed.
     *(name for name, module in _LAZY.items() if find_spec(f"{__name__}.{module}") is not None),

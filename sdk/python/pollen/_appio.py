@@ -7,14 +7,16 @@ and test/python-proto.test.ts checks each name against the protos.
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 from urllib.parse import urlparse
 
 import grpc
 
-from ._chunks import MAX_IDS_PER_REQUEST, decode_chunk, encode_chunk
+from ._chunks import MAX_IDS_PER_REQUEST, chunk_ids, decode_chunk, encode_chunk
 from ._proto.pollen.v1 import appio_pb2, records_pb2
-from ._wire import WireReader, message_to_wire
+from ._wire import WireReader, message_pieces, message_to_wire
+from .errors import PollenError
 from .message import Message
 
 # Chunk messages are 4 MiB of data plus their id; leave room for large metric or config records.
@@ -26,17 +28,34 @@ _OPTIONS = [
     # loopback peer into GOAWAY.
     ("grpc.keepalive_time_ms", 60_000),
     ("grpc.enable_retries", 0),
+    # A wide receive window for model traffic, as the TypeScript side sets (16 MiB per stream):
+    # grpc's default starts at 64 KiB and the loopback peer then waits on window updates.
+    ("grpc.http2.lookahead_bytes", 16 * 1024 * 1024),
 ]
 
 
-class AppIoError(RuntimeError):
-    """A failed AppIo call: the peer's code (e.g. APP_TOKEN_INVALID) when it sent one."""
+class AppIoError(PollenError, RuntimeError):
+    """A failed AppIo call: ``code`` is the peer's (e.g. APP_TOKEN_INVALID, from the
+    pollen-error-code trailer) when it sent one, else UNAVAILABLE or INTERNAL by the gRPC status."""
 
-    def __init__(self, method: str, status: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{method} failed: {status.name}: {details}")
+    def __init__(self, method: str, status: grpc.StatusCode, details: str, code: str = "") -> None:
+        fallback = "UNAVAILABLE" if status == grpc.StatusCode.UNAVAILABLE else "INTERNAL"
+        super().__init__(code or fallback, f"{method} failed: {status.name}: {details}")
         self.method = method
         self.status = status
         self.details = details
+
+
+_CODE_PREFIX = re.compile(r"^([A-Z][A-Z0-9_]+): ")
+
+
+def _peer_code(e: grpc.RpcError) -> str:
+    """The Pollen code the peer sent: its pollen-error-code trailer, else the ``CODE: `` prefix
+    of its message (src/transport/errors.ts sends both)."""
+    trailers = e.trailing_metadata() if callable(getattr(e, "trailing_metadata", None)) else None
+    sent = next((str(v) for k, v in trailers or () if k == "pollen-error-code"), "")
+    prefix = _CODE_PREFIX.match(e.details() or "") if callable(getattr(e, "details", None)) else None
+    return sent or (prefix.group(1) if prefix else "")
 
 
 def _target(url: str) -> str:
@@ -58,7 +77,7 @@ def invoke(method: str, stub: Callable, request: object, metadata: Metadata, tim
     try:
         return stub(request, metadata=metadata, timeout=timeout)
     except grpc.RpcError as e:
-        raise AppIoError(method, e.code(), e.details() or "") from None
+        raise AppIoError(method, e.code(), e.details() or "", _peer_code(e)) from None
 
 
 # Full method names, written out so test/python-proto.test.ts finds each one in the protos.
@@ -118,7 +137,7 @@ class Chunks:
                 for raw in self._pull(req, metadata=self._metadata):
                     yield decode_chunk(raw)
             except grpc.RpcError as e:
-                raise AppIoError("PullChunks", e.code(), e.details() or "") from None
+                raise AppIoError("PullChunks", e.code(), e.details() or "", _peer_code(e)) from None
 
 
 class ClientAppIo:
@@ -164,7 +183,7 @@ class ClientAppIo:
         Chunks in ``known`` (those of the instruction) are asked about with MissingChunks; any
         other chunk (a trained model) is new to the SuperNode and pushed without asking.
         """
-        wire, chunks = message_to_wire(message)
+        wire, chunks = message_to_wire(message, piece_ids=chunk_ids(message_pieces(message)))
         known_set = set(known)
         ask = [cid for cid in chunks if cid in known_set]
         skip = set(ask) - set(self.chunks.missing(ask)) if ask else set()

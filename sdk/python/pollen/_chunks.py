@@ -11,8 +11,12 @@ generated classes copy a chunk's bytes in and out, and these are the bulk of a m
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from typing import List, Optional, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Sequence, Tuple
+
+from .errors import PollenError
 
 CHUNK_SIZE = 4 * 1024 * 1024
 INLINE_MAX = 64 * 1024
@@ -22,16 +26,25 @@ MAX_IDS_PER_REQUEST = 1000
 _ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class ChunkError(ValueError):
+class ChunkError(PollenError, ValueError):
     """A chunk refused: code CHUNK_ID_INVALID, CHUNK_MISMATCH or CHUNK_MISSING."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def chunk_id(data: memoryview | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_hashers: Optional[ThreadPoolExecutor] = None
+
+
+def chunk_ids(views: Sequence[memoryview]) -> List[str]:
+    """The ids of many pieces, hashed on several cores (hashlib releases the GIL on large data)."""
+    global _hashers
+    if len(views) < 2:
+        return [chunk_id(v) for v in views]
+    if _hashers is None:
+        _hashers = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="pollen-sha256")
+    return list(_hashers.map(chunk_id, views))
 
 
 def is_chunk_id(s: object) -> bool:

@@ -20,21 +20,17 @@ from ._appio import ClientAppIo
 from ._wire import chunk_ids_of, config_from_wire, error_reply_to_wire
 from .client_app import ClientApp, clip
 from .context import context_from_env
+from .errors import PollenError
 
 USAGE = "usage: python -m pollen._runner clientapp|serverapp"
 
 
-class AppLoadError(Exception):
+class AppLoadError(PollenError):
     """An app that cannot run: APP_LOAD_FAILED or APP_EXPORT_MISSING, with the hint."""
-
-    def __init__(self, code: str, message: str, hint: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.hint = hint
 
     @property
     def reason(self) -> str:
-        return clip(f"{self} {self.hint}")
+        return clip(f"{self.message} {self.hint}")
 
 
 def load_app(ref: str, kind: type = ClientApp, component: str = "clientapp") -> Any:
@@ -84,23 +80,15 @@ def app_settings(env: MutableMapping[str, str]) -> Tuple[str, str, str, str]:
     return url, token, run_id, env.get("POLLEN_APP_REF", "")
 
 
-class _Stop:
-    """SIGTERM: leave at once while waiting for work; finish the reply being made first."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.busy = False
-
-    def __call__(self, _signum: int, _frame: Any) -> None:
-        self.requested = True
-        if not self.busy:
-            raise SystemExit(0)
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    # The node sends SIGTERM only after the run ended (or to stop a hung handler): leave at once,
+    # from a wait for work or from inside a handler (SystemExit passes the handler's except).
+    raise SystemExit(0)
 
 
 def run_clientapp(env: MutableMapping[str, str] = os.environ) -> int:
     url, token, run_id, ref = app_settings(env)
-    stop = _Stop()
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     io = ClientAppIo(url, token, run_id)
     try:
         # An app that cannot be loaded refuses every instruction with the reason and the hint,
@@ -111,35 +99,30 @@ def run_clientapp(env: MutableMapping[str, str] = os.environ) -> int:
             app = load_app(ref)
         except AppLoadError as e:
             refusal = e
-            print(f"pollen: {e.code}: {e} {e.hint}", file=sys.stderr)
+            print(f"pollen: {e} {e.hint}", file=sys.stderr)
         context = None
-        while not stop.requested:
+        while True:
             task = io.pull_task()
             if task.shutdown:
                 break
             if not task.HasField("message"):
                 continue
-            stop.busy = True
+            if refusal is not None:
+                io.push_result(error_reply_to_wire(task.message, refusal.code, refusal.reason, task.node_id, _now_ms()))
+                continue
+            if context is None:
+                context = context_from_env(
+                    run_id, task.node_id, config_from_wire(task.node_config), config_from_wire(task.run_config), env
+                )
+            known = chunk_ids_of(task.message)
             try:
-                if refusal is not None:
-                    io.push_result(error_reply_to_wire(task.message, refusal.code, refusal.reason, task.node_id, _now_ms()))
-                    continue
-                if context is None:
-                    context = context_from_env(
-                        run_id, task.node_id, config_from_wire(task.node_config), config_from_wire(task.run_config), env
-                    )
-                known = chunk_ids_of(task.message)
-                try:
-                    message = io.receive(task.message)
-                except ValueError as e:  # RecordError, MessageError, ChunkError, PayloadTooLarge
-                    code = getattr(e, "code", "MESSAGE_INVALID")
-                    io.push_result(error_reply_to_wire(task.message, code, clip(str(e)), task.node_id, _now_ms()))
-                    continue
-                reply = app.handle(message, context)  # type: ignore[union-attr]
-                del message  # the instruction's arrays may go before the reply's are sent
-                io.push_result(io.send(reply, known=known))
-            finally:
-                stop.busy = False
+                message = io.receive(task.message)
+            except PollenError as e:  # RecordError, MessageError, ChunkError, PayloadTooLarge
+                io.push_result(error_reply_to_wire(task.message, e.code, clip(e.message), task.node_id, _now_ms()))
+                continue
+            reply = app.handle(message, context)  # type: ignore[union-attr]
+            del message  # the instruction's arrays may go before the reply's are sent
+            io.push_result(io.send(reply, known=known))
         return 0
     finally:
         io.close()

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._chunks import CHUNK_SIZE, INLINE_MAX, ChunkError, chunk_id, is_chunk_id, piece_size_of, pieces
 from ._proto.pollen.v1 import records_pb2 as pb
+from .errors import CodedError
 from .message import Error, Message, MessageError, Metadata
 from .records import (
     MAX_NDIM,
@@ -34,8 +35,8 @@ MAX_ARRAY_BYTES = 4 * GiB
 MAX_TOTAL_BYTES = 8 * GiB
 
 
-class PayloadTooLarge(ValueError):
-    code = "PAYLOAD_TOO_LARGE"
+class PayloadTooLarge(CodedError, ValueError):
+    CODE = "PAYLOAD_TOO_LARGE"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Union
 
 from .context import Context
+from .errors import describe
 from .message import MESSAGE_TYPES, Error, Message
 from .records import RecordDict
 
@@ -122,9 +123,7 @@ class ClientApp:
     def _reason(self, e: BaseException) -> str:
         if self._error_detail == "none":
             return "The ClientApp raised an exception"
-        code: Optional[str] = getattr(e, "code", None)
-        text = f"{code}: {e}" if isinstance(code, str) and code.isupper() else f"{type(e).__name__}: {e}"
-        return clip(text)
+        return clip(describe(e))
 
 
 def _answers(reply: Message, to: Message) -> bool:

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Optional
 
+from .errors import CodedError
 from .records import RecordDict
 
 SERVER_NODE_ID = "0"
@@ -28,10 +29,10 @@ class MessageType:
     QUERY = "query"
 
 
-class MessageError(ValueError):
+class MessageError(CodedError, ValueError):
     """A message refused as invalid (code MESSAGE_INVALID, as in the TypeScript SDK)."""
 
-    code = "MESSAGE_INVALID"
+    CODE = "MESSAGE_INVALID"
 
 
 @dataclass(frozen=True)

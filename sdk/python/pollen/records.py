@@ -20,6 +20,8 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .errors import CodedError
+
 # The dtypes both SDKs carry; the wire names them so, elements little-endian, bool one byte 0/1.
 DTYPES = (
     "float16",
@@ -40,10 +42,10 @@ MAX_NAME_LENGTH = 256
 MAX_NDIM = 32
 
 
-class RecordError(ValueError):
+class RecordError(CodedError, ValueError):
     """A record refused as invalid (code RECORD_INVALID, as in the TypeScript SDK)."""
 
-    code = "RECORD_INVALID"
+    CODE = "RECORD_INVALID"
 
 
 def validate_name(kind: str, name: object) -> str:

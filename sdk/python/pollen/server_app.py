@@ -28,7 +28,7 @@ from ._chunks import CHUNK_SIZE, chunk_id, pieces
 from ._serverappio import ServerAppIo
 from ._wire import config_from_wire
 from .context import Context, resources_from_env
-from .errors import PollenError
+from .errors import PollenError, describe
 from .grid import Grid
 from .message import SERVER_NODE_ID
 from .records import ArrayRecord
@@ -101,10 +101,7 @@ def _saver(sio: ServerAppIo) -> Callable[[str, bytes], Dict[str, object]]:
 
 
 def _reason(e: BaseException) -> str:
-    code = getattr(e, "code", None)
-    message = e.args[0] if isinstance(e, PollenError) else str(e)
-    text = f"{code}: {message}" if isinstance(code, str) and code.isupper() else f"{type(e).__name__}: {e}"
-    return text[:1000]
+    return describe(e)[:1000]
 
 
 def run_serverapp(url: str, token: str, run_id: str, app_ref: str, env: Optional[Dict[str, str]] = None) -> int:

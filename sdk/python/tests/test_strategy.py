@@ -7,30 +7,12 @@ import random
 
 import numpy as np
 import pytest
+from sample_nodes import node
 
-from pollen import ArrayRecord, ClientApp, ConfigRecord, FedAvg, FedProx, Message, MetricRecord, RecordDict
+from pollen import ArrayRecord, ConfigRecord, FedAvg, FedProx, Message, MetricRecord, RecordDict
 from pollen.errors import PollenError
 from pollen.grid import InMemoryGrid
 from pollen.message import Error
-
-
-def node(add: float, examples, seen=None, fail: bool = False) -> ClientApp:
-    app = ClientApp()
-
-    @app.train()
-    def train(msg, context):
-        if fail:
-            raise MemoryError("out of memory")
-        if seen is not None:
-            seen.append(dict(msg.content["config"]))
-        arrays = ArrayRecord({k: a.numpy() + np.asarray(add, a.numpy().dtype) for k, a in msg.content["arrays"].items()})
-        return RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": examples, "loss": add})})
-
-    @app.evaluate()
-    def evaluate(msg, context):
-        return RecordDict({"metrics": MetricRecord({"num-examples": examples, "acc": [add, 2 * add]})})
-
-    return app
 
 
 def initial(n: int = 2) -> ArrayRecord:
@@ -49,9 +31,9 @@ def test_fedavg_weighted_average_hand_computed_and_the_metrics_of_every_round():
     result = FedAvg().start(grid=grid, initial_arrays=initial(), num_rounds=2, train_config=ConfigRecord({"lr": 0.1}))
     np.testing.assert_array_equal(result.arrays["w"].numpy(), np.float32([5.2, 5.2]))
     assert result.arrays["w"].dtype == "float32" and result.arrays["b"].dtype == "float64"
-    assert result.train_metrics_clientapp[2]["loss"] == pytest.approx(2.6)
+    assert result.train_metrics_clientapp[2]["train-loss"] == pytest.approx(2.6)
     assert "num-examples" not in result.train_metrics_clientapp[1]
-    assert result.evaluate_metrics_clientapp[1]["acc"] == pytest.approx([2.6, 5.2])
+    assert result.evaluate_metrics_clientapp[1]["pair"] == pytest.approx([2.6, 5.2])
     assert [c["server-round"] for c in seen] == [1, 1, 1, 2, 2, 2] and all(c["lr"] == 0.1 for c in seen)
     assert [r["node_ids"] for r in grid.rounds] == [["1", "2", "3"]] * 2
 
@@ -109,6 +91,53 @@ def test_waits_for_nodes_then_fails_unavailable_with_backoff():
     assert sleeps == pytest.approx([0.2, 0.4, 0.8, 1.6])
 
 
+def test_every_dtype_averaged_rounded_half_to_even_and_clipped_to_its_range():
+    instruction = Message(RecordDict(), dst_node_id="1", message_type="train")
+    i64, u64 = np.iinfo(np.int64), np.iinfo(np.uint64)
+    sides = [
+        {
+            "h": np.float16([1, 1 + 2**-10, 2**-24, 2048, np.inf]),
+            "i8": np.int8([1, 2, -1, 127, -128]),
+            "i64": np.int64([1, 2, i64.max, i64.min, i64.max - 1]),
+            "u64": np.uint64([1, 2, u64.max, 0, u64.max - 1]),
+            "flag": np.array([True, False, True, False]),
+        },
+        {
+            "h": np.float16([1 + 2**-10, 1 + 2**-9, 0, 2050, np.inf]),
+            "i8": np.int8([2, 3, -2, 126, -128]),
+            "i64": np.int64([2, 3, i64.max, i64.min, i64.max]),
+            "u64": np.uint64([2, 3, u64.max, 0, u64.max]),
+            "flag": np.array([False, True, True, False]),
+        },
+    ]
+    replies = [
+        Message(
+            RecordDict({"arrays": ArrayRecord(arrays), "metrics": MetricRecord({"num-examples": 5})}),
+            reply_to=instruction.with_metadata(dst_node_id=str(k + 1)),
+        )
+        for k, arrays in enumerate(sides)
+    ]
+    with np.errstate(invalid="raise"):  # no integer cast may overflow on the way
+        arrays, _ = FedAvg().aggregate_train(1, replies)
+    # Equal weights: every value is a tie, rounded to the even neighbour, or a range edge (the
+    # float64 sums of int64 and uint64 maxima are 2^63 and 2^64, kept at the maxima).
+    assert arrays["h"].numpy().tolist() == [1, 1 + 2**-9, 0, 2048, np.inf]
+    assert arrays["i8"].numpy().tolist() == [2, 2, -2, 126, -128]
+    assert arrays["i64"].numpy().tolist() == [2, 2, i64.max, i64.min, i64.max]
+    assert arrays["u64"].numpy().tolist() == [2, 2, u64.max, 0, u64.max]
+    assert arrays["flag"].numpy().tolist() == [False, False, True, False]
+    assert [arrays[n].dtype for n in arrays] == ["float16", "int8", "int64", "uint64", "bool"]
+
+    three = [
+        Message(
+            RecordDict({"arrays": ArrayRecord({"flag": np.array([v])}), "metrics": MetricRecord({"num-examples": n})}),
+            reply_to=instruction.with_metadata(dst_node_id=str(k + 1)),
+        )
+        for k, (v, n) in enumerate([(True, 1), (True, 1), (False, 3)])
+    ]
+    assert FedAvg().aggregate_train(1, three)[0]["flag"].numpy().tolist() == [False]  # weighted majority
+
+
 def test_refuses_bad_options_and_mismatched_replies():
     assert code_of(lambda: FedAvg(fraction_train=1.5)) == "INVALID_ARGUMENT: fraction_train must be in [0, 1], got 1.5"
     assert code_of(lambda: FedAvg(min_train_nodes=-1)).startswith("INVALID_ARGUMENT: min_train_nodes must be an integer")
@@ -132,8 +161,10 @@ def test_refuses_bad_options_and_mismatched_replies():
     assert code_of(lambda: fedavg.aggregate_train(1, shapes)) == (
         'INVALID_ARGUMENT: Reply 1 (node 2) array "w" is float32 [3], reply 0 sends float32 [2]'
     )
-    ints = [reply("1", {"w": np.zeros(2, np.int32)}, {"num-examples": 1})]
-    assert "averaging takes float32 and float64 arrays" in code_of(lambda: fedavg.aggregate_train(1, ints))
+    dtypes = [reply("1", {"w": np.zeros(2, np.int32)}, {"num-examples": 1}), reply("2", {"w": np.zeros(2, np.int64)}, {"num-examples": 1})]
+    assert code_of(lambda: fedavg.aggregate_train(1, dtypes)) == (
+        'INVALID_ARGUMENT: Reply 1 (node 2) array "w" is int64 [2], reply 0 sends int32 [2]'
+    )
     no_weight = [reply("1", {"w": np.zeros(2, np.float32)}, {"loss": 1})]
     assert code_of(lambda: fedavg.aggregate_train(1, no_weight)) == (
         "INVALID_ARGUMENT: Reply 0 (node 1) reports num-examples = None: it must be a number > 0"

@@ -8,7 +8,12 @@ same operations in the same order (no fused multiply-add), so both give identica
   rounded once; a longer one is summed four replies at a time (``((wa*a + wb*b) + wc*c) + wd*d``),
   each group added to the float32 output and rounded (the last group of 1-3 replies adds its
   terms to the output one by one, as the TypeScript remainder loops do);
-- a float64 layer is summed in float64; metrics are ``Σ v·n / Σ n`` in float64.
+- a float64 layer is summed in float64; metrics are ``Σ v·n / Σ n`` in float64;
+- a float16 layer is widened to float32 (exact), averaged as float32 is, rounded back to the
+  nearest float16 (ties to even; numpy's float32 -> float16 cast rounds so, as src/sdk/float16.ts);
+- an integer layer is summed in float64 as float64 is, rounded half to even (``np.rint``) and
+  clipped to its dtype's range; bool the same as 0/1 (the weighted majority, a tie is False).
+  These are the rules of src/strategies/average-dtypes.ts.
 """
 
 from __future__ import annotations
@@ -92,9 +97,39 @@ def average_float64(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray
     return acc
 
 
+def average_float16(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
+    return average_float32([x.astype(np.float32) for x in xs], ws).astype(np.float16)
+
+
+def average_integers(dtype: str, xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
+    """Averaged in float64, rounded half to even and clipped to the range of ``dtype``."""
+    r = np.rint(average_float64([x.astype(np.float64) for x in xs], ws))
+    if dtype == "bool":
+        return r >= 1.0  # rint of a weighted mean of 0/1 is 0 or 1
+    info = np.iinfo(dtype)
+    lo, hi = float(info.min), float(info.max)
+    # float(2**63 - 1) and float(2**64 - 1) round up to 2^63 and 2^64, which no cast takes: what
+    # reaches that bound is set to the dtype's maximum after the cast, not clipped before it.
+    high = r >= hi
+    out = np.where(high, 0.0, np.maximum(r, lo)).astype(np.dtype(dtype).newbyteorder("<"))
+    out[high] = info.max
+    return out
+
+
+def average(dtype: str, xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
+    """The weighted average of arrays of one dtype (weights normalised), as the header says."""
+    if dtype == "float32":
+        return average_float32(xs, ws)
+    if dtype == "float64":
+        return average_float64(xs, ws)
+    if dtype == "float16":
+        return average_float16(xs, ws)
+    return average_integers(dtype, xs, ws)
+
+
 def aggregate_arrays(records: Sequence[ArrayRecord], weights: Sequence[float], sources: Sequence[str]) -> ArrayRecord:
     """The weighted average of ArrayRecords: reply 0's names and order; per name the same dtype
-    (float32 or float64) and shape in every reply."""
+    and shape in every reply."""
     if not records:
         raise _invalid("No replies to aggregate", "A round needs at least one reply.")
     ws = normalize_weights(weights)
@@ -109,11 +144,6 @@ def aggregate_arrays(records: Sequence[ArrayRecord], weights: Sequence[float], s
     out = ArrayRecord()
     for name in names:
         a0 = first[name]
-        if a0.dtype not in ("float32", "float64"):
-            raise _invalid(
-                f'Array "{name}" is {a0.dtype}: averaging takes float32 and float64 arrays',
-                "Send counters and other integer arrays in a MetricRecord or ConfigRecord, or as floats.",
-            )
         for k, record in enumerate(records):
             a = record[name]
             if a.dtype != a0.dtype or a.shape != a0.shape:
@@ -123,8 +153,7 @@ def aggregate_arrays(records: Sequence[ArrayRecord], weights: Sequence[float], s
                     "Every node must send arrays of the same dtype and shape.",
                 )
         xs = [record[name].numpy() for record in records]
-        avg = average_float32(xs, ws) if a0.dtype == "float32" else average_float64(xs, ws)
-        out[name] = avg.reshape(a0.shape)
+        out[name] = average(a0.dtype, xs, ws).reshape(a0.shape)
     return out
 
 
