@@ -40,9 +40,7 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
   say(`${bold('Pollen')} secure federation demo — workspace ${workspace}`);
   if (python) {
     const c = python.check;
-    say(
-      `   Python for ${app.id}: ${c.python} (${c.executable}, Python ${c.pythonVersion})`,
-    );
+    say(`   Python for ${app.id}: ${c.python} (${c.executable}, Python ${c.pythonVersion})`);
     if (python.preparedData) say(dim(`   digits converted once into examples/${app.id}/${app.data?.file}`));
   }
   let summary: Awaited<ReturnType<typeof runFederationDemo>>;
