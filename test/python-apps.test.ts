@@ -1,10 +1,4 @@
-/**
- * Python apps on a real SuperNode: the ClientApp runs in the site's interpreter with Pollen's SDK
- * on its path, its resources in its environment and no token left in it; an app whose
- * requirements the interpreter lacks is refused on that node before it starts.
- */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -21,6 +15,7 @@ import { chunkId } from '../src/transport/chunks.js';
 import { configToWire } from '../src/transport/wire.js';
 import { type InProcessLink, startInProcessLink } from './support/inproc.js';
 import { PYTHON } from './support/python.js';
+import { writePythonApp } from './support/python-app.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pollen-pyapps-'));
 const envOut = join(dir, 'env.json');
@@ -45,35 +40,13 @@ def train(msg, context):
 `;
 
 function pythonApp(name: string, dependencies: string[]): string {
-  const app = join(dir, name);
-  mkdirSync(join(app, 'env_app'), { recursive: true });
-  writeFileSync(
-    join(app, 'pyproject.toml'),
-    `[project]
-name = "${name}"
-version = "1.0.0"
-dependencies = ${JSON.stringify(dependencies)}
-[tool.pollen.app.components]
-serverapp = "pollen:FedAvg"
-clientapp = "env_app.client_app:app"
-[tool.pollen.app.config]
-num-server-rounds = 1
-initial-arrays = "model.npz"
-fraction-evaluate = 0.0
-min-available-nodes = 1
-min-train-nodes = 1
-min-evaluate-nodes = 0
-round-timeout = 30
-`,
-  );
-  writeFileSync(join(app, 'env_app', '__init__.py'), '');
-  writeFileSync(join(app, 'env_app', 'client_app.py'), CLIENT);
-  const made = spawnSync(PYTHON, [
-    '-c',
-    `import numpy as np; np.savez(${JSON.stringify(join(app, 'model.npz'))}, w=np.arange(4, dtype=np.float32))`,
-  ]);
-  expect(made.status, String(made.stderr)).toBe(0);
-  return app;
+  return writePythonApp(join(dir, name), {
+    name,
+    dependencies,
+    pkg: 'env_app',
+    client: CLIENT,
+    config: 'min-available-nodes = 1\nmin-train-nodes = 1\nround-timeout = 30\n',
+  });
 }
 
 async function run(appDir: string): Promise<{ final?: string; lines: string[] }> {
