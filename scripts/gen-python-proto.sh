@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/sdk/python/pollen/_proto}"
-protoc="${PROTOC:-/usr/bin/protoc}"
+protoc="${PROTOC:-/usr/bin/protoc}" # Debian protobuf-compiler
 rm -rf "$out"
 mkdir -p "$out"
 (cd "$root" && "$protoc" --python_out="$out" -I proto proto/pollen/v1/*.proto)

@@ -31,6 +31,7 @@ const MANUALS = [
   'docs/federation.md',
   'docs/simulation.md',
   'docs/identity.md',
+  'docs/python.md',
 ];
 /** The manuals that must describe every error code and environment variable they name. */
 const OPERATOR_MANUALS = [

@@ -3,10 +3,11 @@
  * np.savez_compressed), what encodeNpz writes, and a precise refusal of what Pollen cannot hold.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { everyDType, expectSameArrays } from '../../test/support/dtypes.js';
 import { codeOf } from '../../test/support/errors.js';
 import { PYTHON } from '../../test/support/python.js';
 import { decodeNpz, encodeNpz } from './npz.js';
@@ -70,6 +71,20 @@ describe('decodeNpz', () => {
     expect([...back.keys()]).toEqual(['dense.kernel', 'dense.bias']);
     expect(back.get('dense.kernel')).toEqual(record.get('dense.kernel'));
     expect(back.get('dense.bias')).toEqual(record.get('dense.bias'));
+  });
+
+  it('reads every dtype back bit for bit from what NumPy saves again, plain and compressed', () => {
+    const every = everyDType();
+    writeFileSync(join(dir, 'every.npz'), Buffer.concat(encodeNpz(every)));
+    const script = `import numpy as np, os
+os.chdir(${JSON.stringify(dir)})
+with np.load('every.npz') as z:
+    arrays = {k: z[k] for k in z.files}
+np.savez('every-plain.npz', **arrays)
+np.savez_compressed('every-small.npz', **arrays)
+`;
+    execFileSync(PYTHON, ['-c', script]);
+    for (const name of ['every-plain.npz', 'every-small.npz']) expectSameArrays(decodeNpz(file(name)), every);
   });
 
   it('refuses what it cannot hold, naming the file and the array', () => {

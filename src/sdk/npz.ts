@@ -16,11 +16,18 @@ import { ArrayRecord, DTYPES, type DType } from './records.js';
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const ORDER = LITTLE_ENDIAN_HOST ? '<' : '>';
 const DESCR: Record<DType, string> = {
+  float16: `${ORDER}f2`,
   float32: `${ORDER}f4`,
   float64: `${ORDER}f8`,
+  int8: '|i1',
+  int16: `${ORDER}i2`,
   int32: `${ORDER}i4`,
   int64: `${ORDER}i8`,
   uint8: '|u1',
+  uint16: `${ORDER}u2`,
+  uint32: `${ORDER}u4`,
+  uint64: `${ORDER}u8`,
+  bool: '|b1',
 };
 /** Without ZIP64 a classic archive holds at most this many bytes and entries. */
 const ZIP_MAX_BYTES = 0xffffffff;

@@ -47,8 +47,10 @@ describe('the public surface', () => {
       'SERVER_NODE_ID',
       'ServerApp',
       'createContext',
+      'fromFloat16',
       'isPollenError',
       'reportRound',
+      'toFloat16',
     ]);
   });
 

@@ -247,8 +247,8 @@ export class FedAvg extends Strategy implements FedAvgConfig {
 
   /**
    * Average the train replies that carry content (error replies are skipped): each must hold one
-   * ArrayRecord and one MetricRecord with `weightedByKey` > 0. Arrays keep their dtype (float32
-   * or float64) and shape; the weight metric is left out of the averaged metrics. Throws
+   * ArrayRecord and one MetricRecord with `weightedByKey` > 0. Arrays keep their dtype and shape
+   * (integers are rounded, bool is the weighted majority: docs/sdk.md); the weight metric is left out of the averaged metrics. Throws
    * INVALID_ARGUMENT when no reply carries content or the replies do not match.
    *
    * @example

@@ -6,7 +6,7 @@ do not match their ids spoils only its own reply. It counts what each round move
 from __future__ import annotations
 
 import time
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import grpc
 
@@ -57,14 +57,17 @@ class RemoteGrid(Grid):
     def send(self, messages: Iterable[Message]) -> List[str]:
         wires: List[records_pb2.Message] = []
         chunks: Dict[str, memoryview] = {}
-        # One content sent to many nodes is hashed once.
-        hashed: Dict[int, List[str]] = {}
+        # One content sent to many nodes is hashed once. The content is kept with its ids, so
+        # its id() cannot be reused by another content during this call.
+        hashed: Dict[int, Tuple[object, List[str]]] = {}
         for message in messages:
             check_instruction(message)
             stamped = message.with_metadata(run_id=self.run_id)
             key = id(message.content)
-            wire, pieces = message_to_wire(stamped, piece_ids=hashed.get(key))
-            hashed.setdefault(key, _piece_ids(wire))
+            known = hashed.get(key)
+            wire, pieces = message_to_wire(stamped, piece_ids=known[1] if known else None)
+            if known is None:
+                hashed[key] = (message.content, _piece_ids(wire))
             chunks.update(pieces)
             wires.append(wire)
         # A model this grid has not sent or received before (a new aggregate) is new to the

@@ -58,6 +58,13 @@ class Grid(ABC):
     def report_round(self, server_round: int, metrics: Mapping[str, float], node_ids: Sequence[str]) -> None:
         """Store a round's metrics with the run (``pollen list --run-id``); a grid without a run keeps none."""
 
+    # Flower's names for send and pull, so ported ServerApps run unchanged.
+    def push_messages(self, messages: Iterable[Message]) -> List[str]:
+        return self.send(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> List[Message]:
+        return self.pull(message_ids)
+
 
 def check_instruction(message: Message) -> None:
     """What an instruction must be: a Message with content, from the server, not a reply."""

@@ -10,31 +10,15 @@ import textwrap
 import numpy as np
 import pytest
 from fake_serverappio import RUN_ID, TOKEN, FakeServerAppIo
+from sample_nodes import node
 
-from pollen import ArrayRecord, ClientApp, ConfigRecord, MetricRecord, RecordDict
+from pollen import ArrayRecord, ConfigRecord, RecordDict
 from pollen._remote_grid import RemoteGrid
 from pollen._serverappio import ServerAppIo
 from pollen.errors import PollenError
 from pollen.server_app import run_serverapp
 
 BIG = 70_000  # float32 elements: chunked (> 64 KiB), and past the kernel's small-layer path
-
-
-def node(add: float, examples: int, seen=None) -> ClientApp:
-    app = ClientApp()
-
-    @app.train()
-    def train(msg, context):
-        if seen is not None:
-            seen.append(dict(msg.content["config"]))
-        arrays = ArrayRecord({k: a.numpy() + np.asarray(add, a.numpy().dtype) for k, a in msg.content["arrays"].items()})
-        return RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": examples, "train-loss": add})})
-
-    @app.evaluate()
-    def evaluate(msg, context):
-        return RecordDict({"metrics": MetricRecord({"num-examples": examples, "accuracy": add / 10})})
-
-    return app
 
 
 def write_app(tmp_path, monkeypatch, source: str, name: str = "my_server") -> str:
@@ -138,8 +122,14 @@ def test_the_grid_api_send_pull_and_send_and_receive(fake):
         assert reply.metadata.reply_to_message_id == ids[0]
         np.testing.assert_array_equal(reply.content["arrays"]["w"].numpy(), [2, 2, 2])
         assert grid.pull(ids) == []  # each reply once
+        (flower,) = grid.pull_messages(grid.push_messages([grid.create_message(content, "train", "7")]))
+        assert flower.has_content()  # Flower's names for send and pull
         (again,) = grid.send_and_receive([grid.create_message(content, "evaluate", "7")], timeout=5)
         assert again.content["metrics"]["accuracy"] == pytest.approx(0.1)
+        # Fresh contents, one per message, made as they are sent: each keeps its own arrays.
+        made = (grid.create_message(RecordDict({"arrays": ArrayRecord({"w": np.full(BIG, k, np.float32)}), "config": ConfigRecord()}), "train", "7") for k in range(3))
+        replies = grid.pull(grid.send(made))
+        assert sorted(float(r.content["arrays"]["w"].numpy()[0]) for r in replies) == [1.0, 2.0, 3.0]
         with pytest.raises(ValueError, match="A reply cannot be sent"):
             grid.send([again])
     finally:

@@ -7,30 +7,12 @@ import random
 
 import numpy as np
 import pytest
+from sample_nodes import node
 
-from pollen import ArrayRecord, ClientApp, ConfigRecord, FedAvg, FedProx, Message, MetricRecord, RecordDict
+from pollen import ArrayRecord, ConfigRecord, FedAvg, FedProx, Message, MetricRecord, RecordDict
 from pollen.errors import PollenError
 from pollen.grid import InMemoryGrid
 from pollen.message import Error
-
-
-def node(add: float, examples, seen=None, fail: bool = False) -> ClientApp:
-    app = ClientApp()
-
-    @app.train()
-    def train(msg, context):
-        if fail:
-            raise MemoryError("out of memory")
-        if seen is not None:
-            seen.append(dict(msg.content["config"]))
-        arrays = ArrayRecord({k: a.numpy() + np.asarray(add, a.numpy().dtype) for k, a in msg.content["arrays"].items()})
-        return RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": examples, "loss": add})})
-
-    @app.evaluate()
-    def evaluate(msg, context):
-        return RecordDict({"metrics": MetricRecord({"num-examples": examples, "acc": [add, 2 * add]})})
-
-    return app
 
 
 def initial(n: int = 2) -> ArrayRecord:
@@ -49,9 +31,9 @@ def test_fedavg_weighted_average_hand_computed_and_the_metrics_of_every_round():
     result = FedAvg().start(grid=grid, initial_arrays=initial(), num_rounds=2, train_config=ConfigRecord({"lr": 0.1}))
     np.testing.assert_array_equal(result.arrays["w"].numpy(), np.float32([5.2, 5.2]))
     assert result.arrays["w"].dtype == "float32" and result.arrays["b"].dtype == "float64"
-    assert result.train_metrics_clientapp[2]["loss"] == pytest.approx(2.6)
+    assert result.train_metrics_clientapp[2]["train-loss"] == pytest.approx(2.6)
     assert "num-examples" not in result.train_metrics_clientapp[1]
-    assert result.evaluate_metrics_clientapp[1]["acc"] == pytest.approx([2.6, 5.2])
+    assert result.evaluate_metrics_clientapp[1]["pair"] == pytest.approx([2.6, 5.2])
     assert [c["server-round"] for c in seen] == [1, 1, 1, 2, 2, 2] and all(c["lr"] == 0.1 for c in seen)
     assert [r["node_ids"] for r in grid.rounds] == [["1", "2", "3"]] * 2
 
