@@ -1,14 +1,10 @@
-/**
- * `pollen simulate` of a Python app: its ClientApp in one process per virtual node (own node id
- * and node config), the built-in FedAvg over their replies, the interpreter named in the result.
- */
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pollenInProcess } from './support/cli.js';
 import { PYTHON } from './support/python.js';
+import { writePythonApp } from './support/python-apps.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pollen-sim-py-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -32,33 +28,14 @@ def train(msg, context):
 `;
 
 function app(name: string, serverapp = 'pollen:FedAvg'): string {
-  const dir = join(work, name);
-  mkdirSync(join(dir, 'sim_app'), { recursive: true });
-  writeFileSync(
-    join(dir, 'pyproject.toml'),
-    `[project]
-name = "${name}"
-version = "0.1.0"
-dependencies = ["numpy>=1.20"]
-[tool.pollen.app.components]
-serverapp = "${serverapp}"
-clientapp = "sim_app.client_app:app"
-[tool.pollen.app.config]
-num-server-rounds = 2
-initial-arrays = "model.npz"
-fraction-evaluate = 0.0
-min-evaluate-nodes = 0
-`,
-  );
-  writeFileSync(join(dir, 'sim_app', '__init__.py'), '');
-  writeFileSync(join(dir, 'sim_app', 'client_app.py'), CLIENT);
-  writeFileSync(join(dir, 'sim_app', 'server_app.py'), 'app = None\n');
-  const made = spawnSync(PYTHON, [
-    '-c',
-    `import numpy as np; np.savez(${JSON.stringify(join(dir, 'model.npz'))}, w=np.zeros(3, dtype=np.float32))`,
-  ]);
-  expect(made.status, String(made.stderr)).toBe(0);
-  return dir;
+  return writePythonApp(work, name, {
+    dependencies: ['numpy>=1.20'],
+    pkg: 'sim_app',
+    client: CLIENT,
+    serverapp,
+    rounds: 2,
+    minNodes: 2,
+  });
 }
 
 describe('pollen simulate of a Python app', () => {

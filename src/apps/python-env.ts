@@ -165,45 +165,14 @@ export function checkEnvironment(python: string, requirements: readonly string[]
 }
 
 /** APP_REQUIREMENTS_MISSING naming each missing or too old distribution and the interpreter. */
-export function requirementsMissing(check: EnvironmentCheck, app: string, tried: string[] = []): PollenError {
+export function requirementsMissing(check: EnvironmentCheck, app: string): PollenError {
   const missing = check.results
     .filter((r) => !r.ok)
     .map((r) => `${r.requirement} (${r.found === null ? 'not installed' : `found ${r.found}`})`);
   return new PollenError(
     'APP_REQUIREMENTS_MISSING',
-    `App ${app} requires ${missing.join(', ')} in ${check.executable} (Python ${check.pythonVersion})${tried.length > 1 ? `; no interpreter of ${tried.join(', ')} has it all` : ''}`,
+    `App ${app} requires ${missing.join(', ')} in ${check.executable} (Python ${check.pythonVersion})`,
   );
-}
-
-/**
- * For a command that runs an app here (`pollen simulate`, `pollen demo`): the first of the given
- * interpreter, POLLEN_PYTHON, `python3` on PATH and Debian's /usr/bin/python3 whose environment
- * has every requirement. None: APP_REQUIREMENTS_MISSING for the first that runs (PYTHON_NOT_FOUND
- * when none does), naming the others tried.
- */
-export async function choosePython(
-  requirements: readonly string[],
-  app: string,
-  given?: string,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<EnvironmentCheck> {
-  const candidates = [
-    ...new Set([given, env.POLLEN_PYTHON, 'python3', '/usr/bin/python3'].filter((p) => !!p)),
-  ] as string[];
-  if (given !== undefined) candidates.splice(1); // an interpreter asked for is the only one
-  let first: EnvironmentCheck | undefined;
-  let lastError: unknown;
-  for (const python of candidates) {
-    try {
-      const check = await checkEnvironment(python, requirements);
-      if (check.ok) return check;
-      first ??= check;
-    } catch (e) {
-      lastError = e;
-    }
-  }
-  if (first === undefined) throw lastError;
-  throw requirementsMissing(first, app, candidates);
 }
 
 /**

@@ -22,7 +22,7 @@ import { buildApp } from './build.js';
 import { builtinServerApp, builtinServerAppName } from './builtin-serverapp.js';
 import { type ExtractedBundle, extractBundle } from './bundle.js';
 import { loadClientApp, loadServerApp } from './load-app.js';
-import { choosePython } from './python-env.js';
+import { choosePython } from './python-choice.js';
 import { runConfigOf } from './run-config.js';
 import { type VirtualNode, virtualNodes } from './virtual-nodes.js';
 
@@ -177,14 +177,18 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   const runId = randomBytes(8).toString('hex');
   const python =
     manifest.runtime === 'python'
-      ? await choosePython(manifest.requirements ?? [], `${manifest.name} ${manifest.version}`, o.python)
+      ? await choosePython(`${manifest.name} ${manifest.version}`, manifest.requirements ?? [], o.python)
       : undefined;
   const serverApp = await serverAppOf(bundle);
   const plan: SimulationPlan = {
     runId,
     app: { name: manifest.name, version: manifest.version, hash: built.hash },
     ...(python && {
-      python: { path: python.python, executable: python.executable, version: python.pythonVersion },
+      python: {
+        path: python.python,
+        executable: python.check.executable,
+        version: python.check.pythonVersion,
+      },
     }),
     runConfig,
     nodes,

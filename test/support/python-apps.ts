@@ -18,16 +18,26 @@ import { PYTHON } from './python.js';
 
 export interface PythonAppOptions {
   dependencies: string[];
-  /** The module `env_app/client_app.py`, which defines `app`. */
+  /** The module `PKG/client_app.py`, which defines `app`. */
   client: string;
-  /** Lines of `[tool.pollen.app.config]` after the built-in FedAvg's (one round, one node). */
+  /** The app's package (default `env_app`). */
+  pkg?: string;
+  /** Default the built-in `pollen:FedAvg`; `PKG/server_app.py` holds `app = None`. */
+  serverapp?: string;
+  /** num-server-rounds (default 1). */
+  rounds?: number;
+  /** min-available-nodes and min-train-nodes (default 1). */
+  minNodes?: number;
+  /** Lines of `[tool.pollen.app.config]` after the built-in FedAvg's. */
   config?: string;
 }
 
-/** An app folder `dir/name` whose ServerApp is the built-in FedAvg over a 4-float model. */
+/** An app folder `dir/name` whose ServerApp is (by default) the built-in FedAvg over a 4-float model. */
 export function writePythonApp(dir: string, name: string, o: PythonAppOptions): string {
   const app = join(dir, name);
-  mkdirSync(join(app, 'env_app'), { recursive: true });
+  const pkg = o.pkg ?? 'env_app';
+  const minNodes = o.minNodes ?? 1;
+  mkdirSync(join(app, pkg), { recursive: true });
   writeFileSync(
     join(app, 'pyproject.toml'),
     `[project]
@@ -35,20 +45,21 @@ name = "${name}"
 version = "1.0.0"
 dependencies = ${JSON.stringify(o.dependencies)}
 [tool.pollen.app.components]
-serverapp = "pollen:FedAvg"
-clientapp = "env_app.client_app:app"
+serverapp = "${o.serverapp ?? 'pollen:FedAvg'}"
+clientapp = "${pkg}.client_app:app"
 [tool.pollen.app.config]
-num-server-rounds = 1
+num-server-rounds = ${o.rounds ?? 1}
 initial-arrays = "model.npz"
 fraction-evaluate = 0.0
-min-available-nodes = 1
-min-train-nodes = 1
+min-available-nodes = ${minNodes}
+min-train-nodes = ${minNodes}
 min-evaluate-nodes = 0
 ${o.config ?? 'round-timeout = 30'}
 `,
   );
-  writeFileSync(join(app, 'env_app', '__init__.py'), '');
-  writeFileSync(join(app, 'env_app', 'client_app.py'), o.client);
+  writeFileSync(join(app, pkg, '__init__.py'), '');
+  writeFileSync(join(app, pkg, 'client_app.py'), o.client);
+  writeFileSync(join(app, pkg, 'server_app.py'), 'app = None\n');
   const made = spawnSync(PYTHON, [
     '-c',
     `import numpy as np; np.savez(${JSON.stringify(join(app, 'model.npz'))}, w=np.arange(4, dtype=np.float32))`,
