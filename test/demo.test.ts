@@ -105,7 +105,7 @@ describe('pollen demo', () => {
     expect(s).toMatchObject({ ok: true, app: 'pytorch-mnist', status: 'finished:completed' });
     expect(s.python).toMatchObject({ path: expect.any(String), version: expect.stringMatching(/^3\.\d+/) });
     expect(r.stderr).toContain(
-      `Python for pytorch-mnist: ${s.python.path} (${s.python.executable}, Python ${s.python.version})`,
+      `Python for pytorch-mnist: ${s.python.path} (${s.python.from}, Python ${s.python.version})`,
     );
     expect(s.rounds.map((x: { round: number; nodes: number }) => [x.round, x.nodes])).toEqual([
       [1, 2],

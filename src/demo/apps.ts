@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readPythonApp } from '../apps/build-python.js';
-import { choosePython, type EnvironmentCheck } from '../apps/python-env.js';
+import { choosePython, type PythonChoice } from '../apps/python-choice.js';
 import { PollenError } from '../errors.js';
 
 export interface DemoApp {
@@ -91,8 +91,7 @@ const SDK_REQUIREMENTS = ['numpy', 'grpcio', 'protobuf'];
 
 /** What a Python app runs with in the demo. */
 export interface DemoPython {
-  /** The interpreter chosen (`python`) and what it has. */
-  check: EnvironmentCheck;
+  choice: PythonChoice;
   /** True when the digits were converted by this demo (first run in the clone). */
   preparedData: boolean;
 }
@@ -106,15 +105,15 @@ export async function prepareDemoApp(app: DemoApp, python: string | undefined): 
   const { manifest } = readPythonApp(app.dir);
   const own = manifest.requirements ?? [];
   const sdk = SDK_REQUIREMENTS.filter((name) => !own.some((r) => r.startsWith(name)));
-  const check = await choosePython([...own, ...sdk], app.id, python);
+  const choice = await choosePython(app.id, [...own, ...sdk], python);
   const data = join(app.dir, app.data.file);
-  if (existsSync(data)) return { check, preparedData: false };
+  if (existsSync(data)) return { choice, preparedData: false };
   try {
-    await promisify(execFile)(check.python, [app.data.script], { cwd: app.dir });
+    await promisify(execFile)(choice.python, [app.data.script], { cwd: app.dir });
   } catch (e) {
     throw new PollenError('INTERNAL', `${app.data.script} could not convert the digits into ${data}`, {
       detail: String((e as { stderr?: string }).stderr || e).slice(-2000),
     });
   }
-  return { check, preparedData: true };
+  return { choice, preparedData: true };
 }

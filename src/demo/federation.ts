@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
@@ -73,7 +73,7 @@ export interface FederationSummary {
   /** The example trained: `mnist` or `pytorch-mnist`. */
   app: DemoApp['id'];
   /** A Python app: the interpreter its processes ran with. */
-  python?: { path: string; executable: string; version: string };
+  python?: { path: string; from: string; executable: string; version: string };
   status: string;
   /** The federation the run belongs to: `default`, or with --oidc the one the researcher was invited into. */
   federation: string;
@@ -157,7 +157,7 @@ export async function runFederationDemo(
     mkdirSync(p, { recursive: true });
   const federationConfig = join(paths.admin, 'config.toml');
   const app = o.app ?? DEMO_APPS.mnist;
-  const python = o.python?.check;
+  const python = o.python?.choice;
   // The SuperLink (ServerApp) and every site's SuperNode (ClientApps) take it as their --python.
   const px = new Processes(
     { POLLEN_CONFIG: federationConfig, ...(python && { POLLEN_PYTHON: python.python }) },
@@ -359,6 +359,10 @@ export async function runFederationDemo(
       });
     });
     const until = Date.now() + 90_000;
+    await sitesConnected(
+      sites.map((s) => join(paths.logs, `${s.name}.log`)),
+      until,
+    );
     for (;;) {
       const { nodes } = json<{ nodes: { nodeId: string; status: string }[] }>(
         (await px.must(['supernode', 'list', 'demo', '--json'])).stdout,
@@ -427,7 +431,7 @@ export async function runFederationDemo(
     );
     if (python)
       r.line(
-        `the SuperLink and every SuperNode run ${python.python} (POLLEN_PYTHON): ${python.results.map((x) => `${x.name} ${x.found}`).join(', ')}`,
+        `Python: ${python.python} (${python.check.executable}, Python ${python.check.pythonVersion}, from ${python.from}) has ${python.check.results.map((x) => `${x.name} ${x.found}`).join(', ')}; the SuperLink and every SuperNode run it (POLLEN_PYTHON)`,
       );
     const trainStart = Date.now();
     const { runId } = json<{ runId: string }>(
@@ -450,8 +454,17 @@ export async function runFederationDemo(
     r.line(`run ${runId} started`);
     const shown = new Set<number>();
     let polling = true;
+    // The rounds are listed when the run's log moves (the ServerApp prints a line per round), and
+    // at least every few seconds: not a `pollen list` process every second while the sites train.
+    let moved = false;
+    let wake = () => {};
+    const logMoved = () => {
+      moved = true;
+      wake();
+    };
     const poll = (async () => {
       while (polling) {
+        moved = false;
         const res = await px.run(['list', target, '--run-id', runId, '--json'], userEnv);
         if (res.code === 0) {
           const d = json<{ rounds: RoundRow[] }>(res.stdout);
@@ -466,11 +479,20 @@ export async function runFederationDemo(
               });
             }
         }
-        await new Promise((res) => setTimeout(res, 1000));
+        if (!moved && polling)
+          await new Promise<void>((res) => {
+            const timer = setTimeout(res, 5000);
+            wake = () => {
+              clearTimeout(timer);
+              res();
+            };
+          });
+        wake = () => {};
       }
     })();
-    const logs = await px.run(['log', runId, target, '--stream'], userEnv);
+    const logs = await px.run(['log', runId, target, '--stream'], userEnv, logMoved);
     polling = false;
+    wake();
     await poll;
     const trainingSeconds = (Date.now() - trainStart) / 1000;
     const detail = json<{
@@ -498,8 +520,9 @@ export async function runFederationDemo(
       ...(python && {
         python: {
           path: python.python,
-          executable: python.executable,
-          version: python.pythonVersion,
+          from: python.from,
+          executable: python.check.executable,
+          version: python.check.pythonVersion,
         },
       }),
       status: `${detail.run.status}:${detail.run.subStatus}`,
@@ -528,6 +551,16 @@ export async function runFederationDemo(
   } finally {
     if (!kept) await px.stopAll();
   }
+}
+
+/**
+ * Until each site's log says its SuperNode connected, or `until`: read here, where a
+ * `pollen supernode list` process per poll would take a core from the sites while they enroll.
+ */
+async function sitesConnected(logs: string[], until: number): Promise<void> {
+  const connected = (log: string) =>
+    existsSync(log) && readFileSync(log, 'utf8').includes(' connected as node ');
+  while (Date.now() < until && !logs.every(connected)) await new Promise((res) => setTimeout(res, 200));
 }
 
 /** The admin lists the SuperLink's audit trail and verifies it against the project root. */

@@ -39,8 +39,9 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
   const { say, step, line } = narrator(out);
   say(`${bold('Pollen')} secure federation demo — workspace ${workspace}`);
   if (python) {
-    const c = python.check;
-    say(`   Python for ${app.id}: ${c.python} (${c.executable}, Python ${c.pythonVersion})`);
+    const c = python.choice;
+    for (const p of c.passedOver) say(dim(`   Python ${p.python} (${p.from}) passed over: it ${p.why}`));
+    say(`   Python for ${app.id}: ${c.python} (${c.from}, Python ${c.check.pythonVersion})`);
     if (python.preparedData) say(dim(`   digits converted once into examples/${app.id}/${app.data?.file}`));
   }
   let summary: Awaited<ReturnType<typeof runFederationDemo>>;
