@@ -22,6 +22,8 @@ export const PROCESS_TESTS = [
   'test/install.test.ts',
   'test/federation-tenants.test.ts',
   'test/audit-process.test.ts',
+  'test/python-interop.test.ts',
+  'test/python-faults.test.ts',
 ];
 
 export default defineConfig({

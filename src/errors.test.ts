@@ -50,6 +50,7 @@ describe('errors', () => {
     expect(retryable.sort()).toEqual(
       [
         'DATABASE_UNAVAILABLE',
+        'GPU_UNAVAILABLE',
         'INTERNAL',
         'LOGIN_ISSUER_UNREACHABLE',
         'ISSUER_UNREACHABLE',

@@ -343,6 +343,22 @@ export const ERROR_CODES = {
     ExitCode.INVALID_INPUT,
     'Build messages with Message.create() or message.createReply().',
   ),
+  // Strategies (aggregation of a round's replies)
+  UPDATE_NOT_FINITE: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    "The named nodes sent NaN or Inf values: their replies are left out of the round. Check their training (learning rate, data) in the nodes' logs.",
+  ),
+  TOO_FEW_REPLIES: spec(
+    422,
+    ExitCode.INVALID_INPUT,
+    'The strategy needs more valid replies than the round had: raise minTrainNodes, connect more SuperNodes, or lower numMaliciousNodes.',
+  ),
+  STRATEGY_STATE_MISSING: spec(
+    400,
+    ExitCode.USAGE,
+    'Call configureTrain (it records the global arrays the replies start from) or loadState before aggregateTrain.',
+  ),
   // Content-addressed chunks (array data, app bundles)
   CHUNK_ID_INVALID: spec(
     400,
@@ -717,6 +733,27 @@ export const ERROR_CODES = {
     404,
     ExitCode.NOT_FOUND,
     'No such federation on this SuperLink, or you are not a member: `pollen federation list` shows yours; a lead of the federation invites you (`pollen federation accept CODE`).',
+  ),
+  APP_REQUIREMENTS_MISSING: spec(
+    412,
+    ExitCode.INVALID_INPUT,
+    "Install what the message names into the site's Python environment (docs/python-operators.md: a virtual environment, from a wheelhouse offline), check it with `pollen env check APP_DIR --python PATH`, then start the run again.",
+  ),
+  PYTHON_NOT_FOUND: spec(
+    503,
+    ExitCode.NOT_FOUND,
+    "Give a Python interpreter that runs: --python PATH (a virtual environment's bin/python) or POLLEN_PYTHON.",
+  ),
+  RESOURCES_INVALID: spec(
+    400,
+    ExitCode.USAGE,
+    'Write the resources as cpu=N,gpu=M (M GPUs, ids 0 … M-1) or gpu=0,2 (those ids), e.g. --resources cpu=8,gpu=2.',
+  ),
+  GPU_UNAVAILABLE: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'Every GPU of this node is given to another run: start the run when one ends, ask for fewer (run config gpus-per-run), or let runs share GPUs (--share-gpus).',
+    RETRY,
   ),
   APP_NOT_TRUSTED: spec(
     403,

@@ -285,10 +285,25 @@ describe('pollen new refuses', () => {
       'lowercase letters',
     );
     const e = expectError(
-      await cli(['new', 'x-app', '--template', 'pytorch', '--json']),
+      await cli(['new', 'x-app', '--template', 'tensorflow', '--json']),
       'INVALID_ARGUMENT',
       2,
     );
     expect(e.hint).toContain('ts (TypeScript');
+    expect(e.hint).toContain('pytorch (Python, PyTorch');
+  });
+});
+
+describe('pollen new --template pytorch', () => {
+  it('makes a Python app and says what to run next, with nothing to install', async () => {
+    const made = await cli(['new', 'py-app', '--template', 'pytorch', '--json']);
+    expect(made.code, made.stdout + made.stderr).toBe(0);
+    expect(made.json()).toMatchObject({
+      ok: true,
+      template: 'pytorch',
+      language: 'python',
+      next: ['cd py-app', 'pollen env check .', 'pollen simulate .', 'pollen run . FEDERATION --stream'],
+    });
+    expect(existsSync(join(t.dir, 'py-app', 'py_app', 'client_app.py'))).toBe(true);
   });
 });

@@ -1,10 +1,11 @@
 /**
  * The main job: `pollen demo` runs a whole secure federation with real processes (CA,
  * Certificate Service, SuperLink with mutual TLS and node keys, three sites that enroll
- * themselves, MNIST) and prints its summary as one JSON document.
+ * themselves, MNIST) and prints its summary as one JSON document; with --app pytorch-mnist the
+ * PyTorch example, its ClientApps and ServerApp Python processes.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -42,6 +43,21 @@ async function stopKept(pids: number[]): Promise<void> {
   for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
 }
 
+/** Processes whose command line or working folder is in the workspace (Python apps run in it). */
+function processesIn(ws: string): string[] {
+  return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => {
+      const [pid, command] = l.trim().split(/\s+/);
+      if (pid === undefined || command === undefined || command === 'ps') return false;
+      let cwd = '';
+      try {
+        cwd = readlinkSync(`/proc/${pid}/cwd`);
+      } catch {} // gone already
+      return l.includes(ws) || cwd.startsWith(ws);
+    });
+}
+
 describe('pollen demo', () => {
   it('trains MNIST across three enrolled sites to at least 90% accuracy and shuts everything down', async () => {
     const ws = join(dir, 'ws');
@@ -69,6 +85,46 @@ describe('pollen demo', () => {
       .filter((l) => l.includes(ws) && !l.startsWith('ps '));
     expect(left).toEqual([]);
   }, 300_000);
+
+  it('--app pytorch-mnist: two sites train the PyTorch example with a Python interpreter the demo names, to at least 90%', async () => {
+    const ws = join(dir, 'ws-pytorch');
+    const r = await pollen([
+      'demo',
+      '--app',
+      'pytorch-mnist',
+      '--sites',
+      '2',
+      '--rounds',
+      '2',
+      '-w',
+      ws,
+      '--json',
+    ]);
+    expect(r.code, r.stderr.slice(-3000) + r.stdout.slice(-2000)).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s).toMatchObject({ ok: true, app: 'pytorch-mnist', status: 'finished:completed' });
+    expect(s.python).toMatchObject({ path: expect.any(String), version: expect.stringMatching(/^3\.\d+/) });
+    expect(r.stderr).toContain(
+      `Python for pytorch-mnist: ${s.python.path} (${s.python.from}, Python ${s.python.version})`,
+    );
+    expect(s.rounds.map((x: { round: number; nodes: number }) => [x.round, x.nodes])).toEqual([
+      [1, 2],
+      [2, 2],
+    ]);
+    // Scored by the Python ServerApp on digits no site holds; the nodes' own scores come with it.
+    expect(s.accuracy).toBeGreaterThanOrEqual(0.9);
+    expect(s.rounds[1].metrics).toMatchObject({
+      accuracy: expect.any(Number),
+      'train-loss': expect.any(Number),
+    });
+    expect(s.loss).toBeLessThan(s.rounds[0].metrics['centralized-loss']);
+    // the CNN's ~55k float32 parameters (≈ 0.22 MB) go out to and back from 2 nodes, twice a round
+    expect(s.bytesMoved).toBeGreaterThan(2 * 2 * 2 * 220_000);
+    expect(r.stderr).toMatch(/Run the PyTorch MNIST app \(Python\) for 2 rounds/);
+    expect(r.stderr).toMatch(/round +2 /);
+    // Shut down: no pollen process and no Python app process is left in the workspace.
+    expect(processesIn(ws)).toEqual([]);
+  }, 420_000);
 
   it('--oidc: a researcher with no kit is invited into the demo federation, logs in, accepts, and starts the run under her own name', async () => {
     const ws = join(dir, 'ws-oidc');

@@ -15,6 +15,7 @@ import {
   report,
   runBlocks,
 } from '../scripts/doc-blocks.js';
+import { APP_RESOURCE_VARIABLES } from '../src/apps/app-env.js';
 import { environmentVariables, SCRIPT_VARIABLES } from '../src/cli/env-options.js';
 import { buildProgram } from '../src/cli/main.js';
 import { ERROR_CODES } from '../src/errors.js';
@@ -30,9 +31,15 @@ const MANUALS = [
   'docs/federation.md',
   'docs/simulation.md',
   'docs/identity.md',
+  'docs/python.md',
 ];
 /** The manuals that must describe every error code and environment variable they name. */
-const OPERATOR_MANUALS = ['docs/enrollment.md', 'docs/federation.md', 'docs/identity.md'];
+const OPERATOR_MANUALS = [
+  'docs/enrollment.md',
+  'docs/federation.md',
+  'docs/identity.md',
+  'docs/python-operators.md',
+];
 
 describe('the doc-block harness', () => {
   it('pairs each bash block with the text block after it, reads skip markers and table rows', () => {
@@ -208,6 +215,11 @@ describe('what the manuals name exists', () => {
     'EROFS',
     'HS256',
     'SUB',
+    // What an app process is given (apps/app-env.ts, apps/python-env.ts).
+    ...APP_RESOURCE_VARIABLES,
+    'PYTHONPATH',
+    'PYTHONUNBUFFERED',
+    'PYTHONDONTWRITEBYTECODE',
   ]);
 
   it('every error code they name is in the catalogue (src/errors.ts) or a reply code of the SDK', () => {
@@ -226,7 +238,8 @@ describe('what the manuals name exists', () => {
 
   it('every environment variable they name is read, and they name every one the CLI reads', () => {
     const cli = environmentVariables(buildProgram()).map((v) => v.name);
-    const known = new Set([...cli, ...Object.keys(SCRIPT_VARIABLES)]);
+    const given = APP_RESOURCE_VARIABLES.filter((v) => v.startsWith('POLLEN_'));
+    const known = new Set([...cli, ...Object.keys(SCRIPT_VARIABLES), ...given]);
     const named = new Set(
       OPERATOR_MANUALS.flatMap((m) => [...read(m).matchAll(/POLLEN_[A-Z0-9_]+/g)].map((x) => x[0])),
     );

@@ -7,6 +7,8 @@ export interface AppProcessOptions {
   token: string;
   runId: string;
   appPath: string;
+  /** A built-in ServerApp (`pollen:FedAvg`); appPath is then the bundle folder. */
+  appRef?: string;
 }
 
 export function openAppChannel(o: AppProcessOptions): RpcChannel {

@@ -19,6 +19,14 @@ const BASE = [
   'SYSTEMROOT',
 ];
 
+/** Variables Pollen sets for an app process (beside the runner's own), for the manuals. */
+export const APP_RESOURCE_VARIABLES = [
+  'POLLEN_GPUS',
+  'CUDA_VISIBLE_DEVICES',
+  'POLLEN_CPUS',
+  'OMP_NUM_THREADS',
+] as const;
+
 export function appEnvironment(
   extra: Record<string, string>,
   from: NodeJS.ProcessEnv = process.env,
@@ -33,4 +41,14 @@ export function appEnvironment(
     if (v !== undefined) env[name] = v;
   }
   return { ...env, ...extra };
+}
+
+/** The variables an app process gets for its resources (empty GPU list: every GPU hidden). */
+export function resourceVariables(cpu: number | undefined, gpus: readonly number[]): Record<string, string> {
+  const ids = gpus.join(',');
+  return {
+    POLLEN_GPUS: ids,
+    CUDA_VISIBLE_DEVICES: ids,
+    ...(cpu !== undefined && { POLLEN_CPUS: String(cpu), OMP_NUM_THREADS: String(cpu) }),
+  };
 }

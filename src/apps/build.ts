@@ -29,6 +29,7 @@ import { z } from 'zod';
 import { PollenError } from '../errors.js';
 import * as hostSdk from '../sdk/index.js';
 import { VERSION } from '../version.js';
+import { PYPROJECT_FILE, readPythonApp } from './build-python.js';
 import {
   BUNDLE_EXTENSION,
   type BundleFile,
@@ -278,24 +279,45 @@ async function bundleCode(
 /** Build the app in `appDir` into `OUT_DIR/NAME-VERSION.pollen`; the same inputs give the same bytes. */
 export async function buildApp(appDir: string, options: BuildOptions = {}): Promise<BuildResult> {
   const dir = resolve(appDir);
+  // A Python app declares itself in pyproject.toml (package.json, if both exist, wins as before).
+  if (!existsSync(join(dir, 'package.json')) && existsSync(join(dir, PYPROJECT_FILE))) {
+    const app = readPythonApp(dir);
+    return writeBundleFile(dir, app.manifest, app.files, options, []);
+  }
   const pkg = readPackage(dir);
   const code = await bundleCode(dir, pkg.pollen, options.minify ?? false);
-  const files = [...code.files, ...collectAssets(dir, pkg.pollen.assets)].sort((a, b) =>
-    compareEntries(a.path, b.path),
-  );
-  for (let i = 0; i < files.length; i++) {
-    const path = files[i]?.path as string;
-    if (path === MANIFEST_FILE || files[i + 1]?.path === path)
-      throw appInvalid(`Two files would be called ${path} in the bundle: rename an asset`);
-  }
+  const files = [...code.files, ...collectAssets(dir, pkg.pollen.assets)];
   // Key order is the manifest schema's: readBundle requires the canonical text.
-  const manifest: BundleManifest = {
+  const manifest: ManifestFields = {
     format: 1,
     name: pkg.name,
     version: pkg.version,
     serverapp: SERVER_ENTRY,
     clientapp: CLIENT_ENTRY,
     config: pkg.pollen.config,
+  };
+  return writeBundleFile(dir, manifest, files, options, code.warnings);
+}
+
+/** The manifest without what the files give (the SDK version and the file list). */
+export type ManifestFields = Omit<BundleManifest, 'sdkVersion' | 'files'>;
+
+/** Sort the files, write the canonical bundle into the output folder and read it back. */
+function writeBundleFile(
+  dir: string,
+  fields: ManifestFields,
+  unsorted: BundleFile[],
+  options: BuildOptions,
+  warnings: string[],
+): BuildResult {
+  const files = [...unsorted].sort((a, b) => compareEntries(a.path, b.path));
+  for (let i = 0; i < files.length; i++) {
+    const path = files[i]?.path as string;
+    if (path === MANIFEST_FILE || files[i + 1]?.path === path)
+      throw appInvalid(`Two files would be called ${path} in the bundle: rename an asset`);
+  }
+  const manifest: BundleManifest = {
+    ...fields,
     sdkVersion: VERSION,
     files: files.map((f) => ({ path: f.path, size: f.data.length, sha256: sha256(f.data) })),
   };
@@ -304,11 +326,11 @@ export async function buildApp(appDir: string, options: BuildOptions = {}): Prom
   const outDir = resolve(options.outDir ?? join(dir, 'dist'));
   const path = join(
     outDir,
-    `${pkg.name.replace(/^@/, '').replace('/', '-')}-${pkg.version}${BUNDLE_EXTENSION}`,
+    `${manifest.name.replace(/^@/, '').replace('/', '-')}-${manifest.version}${BUNDLE_EXTENSION}`,
   );
   mkdirSync(outDir, { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, bytes);
   renameSync(tmp, path);
-  return { path, hash, size: bytes.length, manifest, warnings: code.warnings };
+  return { path, hash, size: bytes.length, manifest, warnings };
 }

@@ -28,12 +28,20 @@ const SAFE_PATH = /^(?!.*(?:^|\/)\.{1,2}(?:\/|$))[A-Za-z0-9._@+-]+(?:\/[A-Za-z0-
 const configValue = z.union([z.number(), z.string(), z.boolean()]);
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 
+/** A Python app's component: `package.module:attr`, or `pollen:NAME` for a built-in ServerApp. */
+export const PYTHON_REF = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$/;
+
 export const manifestSchema = z.strictObject({
   format: z.literal(1),
   name: z.string().min(1).max(214),
   version: z.string().min(1).max(64),
-  serverapp: z.string().regex(SAFE_PATH),
-  clientapp: z.string().regex(SAFE_PATH),
+  /** Absent: a TypeScript app (entry files); `python`: components are module references. */
+  runtime: z.literal('python').optional(),
+  /** An entry file of the bundle (TypeScript) or a module reference (Python). */
+  serverapp: z.string().regex(SAFE_PATH).or(z.string().regex(PYTHON_REF)),
+  clientapp: z.string().regex(SAFE_PATH).or(z.string().regex(PYTHON_REF)),
+  /** Python apps: the distributions the site's interpreter must have (PEP 508), never installed. */
+  requirements: z.array(z.string().min(1).max(500)).max(500).optional(),
   config: z.record(z.string(), configValue),
   /** Version of the `pollen` package the app was built with (the runtime provides pollen/sdk). */
   sdkVersion: z.string(),
@@ -187,8 +195,12 @@ export function readBundle(bytes: Uint8Array): Bundle {
     if (entry.size !== f.data.length || entry.sha256 !== sha256(f.data))
       throw invalid(`File ${f.path} does not match its size and SHA-256 in the manifest`);
   }
-  for (const entry of [manifest.serverapp, manifest.clientapp])
-    if (!listed.has(entry)) throw invalid(`The entry file ${entry} is not in the bundle`);
+  if (manifest.runtime === undefined)
+    for (const entry of [manifest.serverapp, manifest.clientapp])
+      if (!listed.has(entry)) throw invalid(`The entry file ${entry} is not in the bundle`);
+  if (manifest.runtime === 'python')
+    for (const ref of [manifest.serverapp, manifest.clientapp])
+      if (!PYTHON_REF.test(ref)) throw invalid(`${ref} is not a Python reference (module:attr)`);
   return { hash: bundleHash(bytes), manifest, files };
 }
 

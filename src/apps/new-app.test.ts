@@ -62,9 +62,11 @@ describe('createApp', () => {
   });
 
   it('refuses an unknown template and lists the ones there are', async () => {
-    const e = await refusal({ name: 'x-app', template: 'numpy', parentDir: work });
-    expect(e).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'No app template "numpy"' });
+    const e = await refusal({ name: 'x-app', template: 'tensorflow', parentDir: work });
+    expect(e).toMatchObject({ code: 'INVALID_ARGUMENT', message: 'No app template "tensorflow"' });
     expect(e.hint).toContain('ts (TypeScript');
+    expect(e.hint).toContain('numpy (Python, NumPy');
+    expect(e.hint).toContain('pytorch (Python, PyTorch');
     expect((await refusal({ name: 'x-app', template: 'toString', parentDir: work })).code).toBe(
       'INVALID_ARGUMENT',
     );
@@ -73,7 +75,61 @@ describe('createApp', () => {
   it('ships every template with the package (package.json "files")', () => {
     const pkg = JSON.parse(readFileSync(join(PACKAGE_DIR, 'package.json'), 'utf8'));
     expect(pkg.files).toContain('templates');
-    for (const id of Object.keys(APP_TEMPLATES))
-      expect(existsSync(join(PACKAGE_DIR, 'templates', id, 'package.json'))).toBe(true);
+    for (const [id, t] of Object.entries(APP_TEMPLATES))
+      expect(
+        existsSync(
+          join(PACKAGE_DIR, 'templates', id, t.language === 'python' ? 'pyproject.toml' : 'package.json'),
+        ),
+      ).toBe(true);
+  });
+});
+
+describe('createApp: the Python templates', () => {
+  it.each([
+    ['numpy', ['numpy>=1.24']],
+    ['pytorch', ['torch>=1.12', 'numpy>=1.24']],
+  ])(
+    'writes the %s template as a pyproject.toml app whose package is named after the app',
+    (template, deps) => {
+      const app = createApp({ name: `my-${template}.app`, template, parentDir: work });
+      const module = `my_${template}_app`;
+      expect(app).toMatchObject({ language: 'python', template });
+      expect(app.files).toEqual([
+        'README.md',
+        '.gitignore',
+        'pyproject.toml',
+        `${module}/__init__.py`,
+        `${module}/client_app.py`,
+        `${module}/server_app.py`,
+        `${module}/task.py`,
+      ]);
+      const pyproject = readFileSync(join(app.dir, 'pyproject.toml'), 'utf8');
+      expect(pyproject).toContain(`name = "my-${template}.app"`);
+      expect(pyproject).toContain(`dependencies = ${JSON.stringify(deps).replaceAll(',', ', ')}`);
+      expect(pyproject).toContain(`serverapp = "${module}.server_app:app"`);
+      expect(pyproject).toContain(`clientapp = "${module}.client_app:app"`);
+      expect(readFileSync(join(app.dir, module, 'client_app.py'), 'utf8')).toContain(
+        `from ${module}.task import`,
+      );
+      expect(readFileSync(join(app.dir, 'README.md'), 'utf8')).toMatch(
+        new RegExp(`^# my-${template}\\.app\n`),
+      );
+      for (const file of app.files) expect(readFileSync(join(app.dir, file), 'utf8')).not.toContain('{{');
+    },
+  );
+
+  it.each([
+    ['2fast', 'start with a digit'],
+    ['import', 'be a Python keyword'],
+    ['torch', 'hide the torch it imports'],
+  ])('refuses %j as the name of a Python app: %s', async (name, why) => {
+    const e = await refusal({ name, template: 'pytorch', parentDir: work });
+    expect(e).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(why) });
+    expect(e.hint).toContain('starts with a letter');
+    expect(existsSync(join(work, name))).toBe(false);
+  });
+
+  it('lets a TypeScript app take a name no Python package could', () => {
+    expect(createApp({ name: '2fast', template: 'ts', parentDir: work }).language).toBe('typescript');
   });
 });

@@ -1,12 +1,13 @@
 /**
  * `pollen new`: a new app folder from a template, as Flower's `flwr new` makes one.
  *
- * A template is a folder `templates/ID` of this Pollen, copied as it is, with two placeholders
- * in its text: `{{name}}` (the app's name) and `{{pollen-dir}}` (this Pollen's folder, so the
- * app's `npm install` links the SDK that runs it and never fetches the unrelated `pollen` package
- * of the npm registry). A file called `_NAME` is written as `.NAME`, because npm leaves files
- * such as `.gitignore` out of a package. Each template says in APP_TEMPLATES what it is; a new
- * language (NumPy, PyTorch) is a new folder and a new entry.
+ * A template is a folder `templates/ID` of this Pollen, copied as it is, with placeholders in
+ * its text: `{{name}}` (the app's name), `{{module}}` (its Python package name, also in file
+ * paths) and `{{pollen-dir}}` (this Pollen's folder, so the app's `npm install` links the SDK
+ * that runs it and never fetches the unrelated `pollen` package of the npm registry). A file
+ * called `_NAME` (one underscore) is written as `.NAME`, because npm leaves files such as `.gitignore` out of a
+ * package. Each template says in APP_TEMPLATES what it is; a new one is a new folder and a new
+ * entry.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
@@ -16,11 +17,28 @@ import { PACKAGE_DIR } from '../version.js';
 export interface AppTemplate {
   /** One line for `pollen new --help` and errors. */
   description: string;
+  /** TypeScript apps are npm packages; Python apps are pyproject.toml folders. */
+  language: 'typescript' | 'python';
+  /** What the app imports besides pollen: an app's own package must not shadow it. */
+  imports?: readonly string[];
 }
 
 /** The templates `pollen new --template ID` offers; each is the folder templates/ID. */
 export const APP_TEMPLATES: Readonly<Record<string, AppTemplate>> = Object.freeze({
-  ts: { description: 'TypeScript: logistic regression on synthetic data, trained with FedAvg' },
+  ts: {
+    description: 'TypeScript: logistic regression on synthetic data, trained with FedAvg',
+    language: 'typescript',
+  },
+  numpy: {
+    description: 'Python, NumPy: logistic regression on synthetic data, trained with FedAvg',
+    language: 'python',
+    imports: ['numpy'],
+  },
+  pytorch: {
+    description: 'Python, PyTorch: a small network on synthetic data, trained with FedAvg (GPU if given)',
+    language: 'python',
+    imports: ['torch', 'numpy'],
+  },
 });
 
 export const DEFAULT_TEMPLATE = 'ts';
@@ -39,6 +57,7 @@ export interface NewApp {
   dir: string;
   name: string;
   template: string;
+  language: AppTemplate['language'];
   /** The files written, relative to `dir`, in the order written. */
   files: string[];
 }
@@ -71,6 +90,24 @@ export function checkAppName(name: string): void {
     );
 }
 
+/** Python's keywords: none can name a package. */
+const PYTHON_KEYWORDS = new Set(
+  'False None True and as assert async await break class continue def del elif else except finally for from global if import in is lambda nonlocal not or pass raise return try while with yield'.split(
+    ' ',
+  ),
+);
+
+/** The app's Python package: its name with `-` and `.` as `_` (`my-app` → `my_app`). */
+export function pythonModuleName(name: string, template: AppTemplate): string {
+  const module = name.replace(/[-.]/g, '_');
+  if (/^[0-9]/.test(module) || PYTHON_KEYWORDS.has(module) || template.imports?.includes(module))
+    throw invalid(
+      `"${name}" cannot name a Python app: its package ${module} would ${/^[0-9]/.test(module) ? 'start with a digit' : PYTHON_KEYWORDS.has(module) ? 'be a Python keyword' : `hide the ${module} it imports`}`,
+      'Choose a name that starts with a letter and is not a Python keyword or a library the app uses, e.g. my-app.',
+    );
+  return module;
+}
+
 /** Every file below `dir`, relative to it, in a stable order. */
 function filesBelow(dir: string, prefix = ''): string[] {
   return readdirSync(join(dir, prefix))
@@ -81,10 +118,11 @@ function filesBelow(dir: string, prefix = ''): string[] {
     });
 }
 
-/** Where a template file goes in the app: `_NAME` becomes `.NAME`. */
-function targetPath(path: string): string {
+/** Where a template file goes: `_NAME` becomes `.NAME` (not `__init__.py`), `{{module}}` the package. */
+function targetPath(path: string, module: string): string {
   const name = basename(path);
-  return name.startsWith('_') ? join(dirname(path), `.${name.slice(1)}`) : path;
+  const dotted = /^_[^_]/.test(name) ? join(dirname(path), `.${name.slice(1)}`) : path;
+  return dotted.replaceAll('{{module}}', module);
 }
 
 /** The template's text with its placeholders filled in (as JSON string content: safe in JSON and TOML). */
@@ -106,15 +144,17 @@ export function createApp(o: NewAppOptions): NewApp {
     throw new PollenError('FILE_EXISTS', `${dir} already exists and is not an empty folder`, {
       hint: 'Choose another name, or run pollen new in another folder.',
     });
+  const template = APP_TEMPLATES[o.template] as AppTemplate;
+  const module = template.language === 'python' ? pythonModuleName(o.name, template) : '';
   const source = join(PACKAGE_DIR, 'templates', o.template);
-  const values = { name: o.name, 'pollen-dir': PACKAGE_DIR };
+  const values = { name: o.name, module, 'pollen-dir': PACKAGE_DIR };
   const files: string[] = [];
   for (const path of filesBelow(source)) {
-    const target = targetPath(path);
+    const target = targetPath(path, module);
     const text = fill(readFileSync(join(source, path), 'utf8'), values, path);
     mkdirSync(dirname(join(dir, target)), { recursive: true });
     writeFileSync(join(dir, target), text, { flag: 'wx' });
     files.push(target.split(sep).join('/'));
   }
-  return { dir, name: o.name, template: o.template, files };
+  return { dir, name: o.name, template: o.template, language: template.language, files };
 }

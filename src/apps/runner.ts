@@ -3,7 +3,8 @@
  * The app process: `node runner.js serverapp|clientapp`, started by the SuperLink (one per run)
  * or a SuperNode (one per run on that node). It loads the app from an unpacked bundle and talks
  * to its parent over the loopback AppIo API with the per-run token in its environment:
- * POLLEN_APPIO_URL, POLLEN_APP_TOKEN, POLLEN_RUN_ID, POLLEN_APP_PATH.
+ * POLLEN_APPIO_URL, POLLEN_APP_TOKEN, POLLEN_RUN_ID, POLLEN_APP_PATH (and POLLEN_APP_REF for a built-in
+ * ServerApp).
  */
 import { runClientApp } from './clientapp-runner.js';
 import { runServerApp } from './serverapp-runner.js';
@@ -23,6 +24,8 @@ const options = {
   token: env('POLLEN_APP_TOKEN'),
   runId: env('POLLEN_RUN_ID'),
   appPath: env('POLLEN_APP_PATH'),
+  // A built-in ServerApp (`pollen:FedAvg`): POLLEN_APP_PATH is then the bundle folder.
+  ...(process.env.POLLEN_APP_REF && { appRef: process.env.POLLEN_APP_REF }),
 };
 // Tokens are for this process only; keep them from anything the app might spawn.
 delete process.env.POLLEN_APP_TOKEN;

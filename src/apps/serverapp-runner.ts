@@ -10,6 +10,7 @@ import { createContext } from '../sdk/context.js';
 import { fromConnectError } from '../transport/errors.js';
 import { configFromWire } from '../transport/wire.js';
 import { type AppProcessOptions, openAppChannel } from './app-channel.js';
+import { builtinServerApp, builtinServerAppName } from './builtin-serverapp.js';
 import { loadServerApp } from './load-app.js';
 import { artefactLimitsFromWire, RemoteArtefacts } from './remote-artefacts.js';
 import { RemoteGrid } from './remote-grid.js';
@@ -32,7 +33,8 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
     let outcome: { subStatus: string; reason: string };
     try {
       // Loaded inside: a module without its ServerApp fails the run with that reason and code.
-      const app = await loadServerApp(o.appPath);
+      const builtin = o.appRef && builtinServerAppName(o.appRef);
+      const app = builtin ? builtinServerApp(builtin, o.appPath) : await loadServerApp(o.appPath);
       await app.run(grid, context);
       outcome = { subStatus: 'completed', reason: '' };
     } catch (e) {

@@ -13,14 +13,16 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isPollenError, PollenError } from '../errors.js';
-import { InMemoryGrid, type InMemoryGridOptions } from '../sdk/app.js';
+import { type ClientApp, InMemoryGrid, type InMemoryGridOptions, type ServerApp } from '../sdk/app.js';
 import { MemoryArtefacts } from '../sdk/artefacts.js';
 import { createContext, type UserConfigValue } from '../sdk/context.js';
 import { SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
 import { buildApp } from './build.js';
-import { extractBundle } from './bundle.js';
+import { builtinServerApp, builtinServerAppName } from './builtin-serverapp.js';
+import { type ExtractedBundle, extractBundle } from './bundle.js';
 import { loadClientApp, loadServerApp } from './load-app.js';
+import { choosePython } from './python-choice.js';
 import { runConfigOf } from './run-config.js';
 import { type VirtualNode, virtualNodes } from './virtual-nodes.js';
 
@@ -44,11 +46,28 @@ export interface SimulationOptions {
   onStart?: (plan: SimulationPlan) => void;
   /** After each round the ServerApp reports (as Strategy.start does). */
   onRound?: (round: RoundReport) => void;
+  /**
+   * Python apps: the ClientApps of the virtual nodes, each in a process of the chosen interpreter
+   * (supernode/process-clientapps.ts; given by the caller, which may start processes).
+   */
+  pythonClientApps?: PythonClientApps;
+  /** Python apps: the interpreter asked for (else the first that has the app's requirements). */
+  python?: string;
 }
+
+export type PythonClientApps = (o: {
+  bundle: ExtractedBundle;
+  python: string;
+  runId: string;
+  runConfig: Config;
+  nodes: readonly VirtualNode[];
+}) => Promise<{ apps: Record<string, ClientApp>; close(): Promise<void> }>;
 
 export interface SimulationPlan {
   runId: string;
   app: { name: string; version: string; hash: string };
+  /** Python apps: the interpreter that runs the ClientApps. */
+  python?: { path: string; executable: string; version: string };
   runConfig: Config;
   nodes: VirtualNode[];
 }
@@ -122,6 +141,27 @@ function failure(e: unknown): PollenError {
   });
 }
 
+/** A TypeScript ServerApp from its bundle, or a built-in one; a Python ServerApp needs a federation. */
+async function serverAppOf(bundle: ExtractedBundle): Promise<ServerApp> {
+  const { manifest } = bundle;
+  if (manifest.runtime !== 'python') return loadServerApp(bundle.serverappPath);
+  const builtin = builtinServerAppName(manifest.serverapp);
+  if (builtin !== undefined) return builtinServerApp(builtin, bundle.dir);
+  throw invalid(
+    `pollen simulate runs Python ClientApps with a built-in ServerApp; ${manifest.name} names its own (${manifest.serverapp})`,
+    'Simulate with serverapp = "pollen:FedAvg" (or pollen:FedProx) in pyproject.toml, or run the app on a federation (pollen demo, pollen run), where Python ServerApps run.',
+  );
+}
+
+function sameApp(app: ClientApp, nodes: readonly VirtualNode[]): Record<string, ClientApp> {
+  return Object.fromEntries(nodes.map((n) => [n.nodeId, app]));
+}
+
+async function startPython(o: SimulationOptions, args: Parameters<PythonClientApps>[0]) {
+  if (!o.pythonClientApps) throw new PollenError('INTERNAL', 'Python apps need pythonClientApps to simulate');
+  return o.pythonClientApps(args);
+}
+
 /** Build the app, then run its ServerApp over `nodes` virtual nodes running its ClientApp. */
 export async function simulate(o: SimulationOptions): Promise<SimulationResult> {
   const nodes = virtualNodes(o.nodes, o.nodeConfig); // refused before the build
@@ -134,20 +174,37 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
   );
   checkMinNodes(runConfig, o.nodes);
   const bundle = await extractBundle(readFileSync(built.path), join(o.workDir, 'apps'));
-  const serverApp = await loadServerApp(bundle.serverappPath);
-  const clientApp = await loadClientApp(bundle.clientappPath);
+  const runId = randomBytes(8).toString('hex');
+  const python =
+    manifest.runtime === 'python'
+      ? await choosePython(`${manifest.name} ${manifest.version}`, manifest.requirements ?? [], o.python)
+      : undefined;
+  const serverApp = await serverAppOf(bundle);
   const plan: SimulationPlan = {
-    runId: randomBytes(8).toString('hex'),
+    runId,
     app: { name: manifest.name, version: manifest.version, hash: built.hash },
+    ...(python && {
+      python: {
+        path: python.python,
+        executable: python.check.executable,
+        version: python.check.pythonVersion,
+      },
+    }),
     runConfig,
     nodes,
   };
+  const clients = python
+    ? await startPython(o, { bundle, python: python.python, runId, runConfig, nodes })
+    : { apps: sameApp(await loadClientApp(bundle.clientappPath), nodes), close: async () => {} };
   o.onStart?.(plan);
   const grid = new SimulationGrid(
     {
       runId: plan.runId,
       nodes: Object.fromEntries(
-        plan.nodes.map((n) => [n.nodeId, { app: clientApp, nodeConfig: n.nodeConfig }]),
+        plan.nodes.map((n) => [
+          n.nodeId,
+          { app: clients.apps[n.nodeId] as ClientApp, nodeConfig: n.nodeConfig },
+        ]),
       ),
       runConfig,
     },
@@ -163,6 +220,8 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     );
   } catch (e) {
     error = failure(e);
+  } finally {
+    await clients.close();
   }
   const seconds = (performance.now() - started) / 1000;
   return { ...plan, rounds: grid.rounds, seconds, artefacts, ...(error !== undefined && { error }) };

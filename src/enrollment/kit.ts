@@ -13,6 +13,7 @@ import { enrollmentBuilder } from './kit/builders/enrollment.js';
 import { localDefaultsBuilder } from './kit/builders/local-defaults.js';
 import { participantConfigBuilder } from './kit/builders/participant-config.js';
 import { readmeBuilder } from './kit/builders/readme.js';
+import { requirementsBuilder } from './kit/builders/requirements.js';
 import { scriptBuilder } from './kit/builders/scripts.js';
 import { workspaceBuilder } from './kit/builders/workspace.js';
 import { type KitBuilder, KitPlan } from './kit/plan.js';
@@ -46,6 +47,7 @@ export const DEFAULT_BUILDERS: readonly KitBuilder[] = [
   workspaceBuilder,
   participantConfigBuilder,
   scriptBuilder,
+  requirementsBuilder,
   enrollmentBuilder,
   localDefaultsBuilder,
   readmeBuilder,

@@ -4,7 +4,8 @@
  *
  *   offset 0   magic "PLAR", u8 version (1), 3 zero bytes
  *   offset 8   u32 number of arrays, u32 dataStart (offset of the data section, a multiple of 8)
- *   offset 16  per array, in record order: u16 name length, UTF-8 name, u8 dtype code, u8 ndim,
+ *   offset 16  per array, in record order: u16 name length, UTF-8 name, u8 dtype code (DTYPES in
+ *              records.ts: new dtypes get new codes, none is reused), u8 ndim,
  *              ndim × u64 dims, u64 offset (from dataStart), u64 byte length
  *   then       zero padding to dataStart, then each array's raw little-endian bytes at its
  *              8-byte-aligned offset, zero padding between arrays and to the end (a multiple of 8)

@@ -2,19 +2,21 @@
  * Run artefacts in the SDK: the name rules (no way out of `pollen pull`'s folder), the limits a
  * SuperLink sets, MemoryArtefacts (simulations), the ClientApp's refusal, and the `.npz` form of
  * an ArrayRecord: Info-ZIP's unzip checks and extracts the archive, and each entry is read as
- * NumPy's .npy format 1.0 defines it.
+ * NumPy's .npy format 1.0 defines it; NumPy itself loads every dtype.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { bytesOf, everyDType } from '../../test/support/dtypes.js';
 import { codeOf, outcomeOf } from '../../test/support/errors.js';
+import { PYTHON } from '../../test/support/python.js';
 import { ClientApp, InMemoryGrid } from './app.js';
 import { type ArtefactLimits, checkArtefactFits, checkArtefactName, MemoryArtefacts } from './artefacts.js';
 import { Message } from './message.js';
 import { encodeNpz } from './npz.js';
-import { ArrayRecord, RecordDict } from './records.js';
+import { ArrayRecord, type DType, RecordDict } from './records.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pollen-npz-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -187,6 +189,37 @@ describe('an ArrayRecord as .npz', () => {
       mask: { descr: '|u1', shape: [3], values: [1, 0, 255] },
       scalar: { descr: '<f4', shape: [], values: [9] },
     });
+  });
+
+  it("opens in NumPy with each dtype's own descr and the same bytes, 0-d and empty arrays too", () => {
+    const record = everyDType();
+    const file = join(tmp, 'every-dtype.npz');
+    writeFileSync(file, Buffer.concat(encodeNpz(record)));
+    const script = [
+      'import json, sys, numpy as np',
+      'with np.load(sys.argv[1]) as z:',
+      '    print(json.dumps({k: [z[k].dtype.str, list(z[k].shape), z[k].tobytes().hex()] for k in z.files}))',
+    ].join('\n');
+    const loaded = JSON.parse(execFileSync(PYTHON, ['-c', script, file], { encoding: 'utf8' }));
+    const descr: Record<DType, string> = {
+      float16: '<f2',
+      float32: '<f4',
+      float64: '<f8',
+      int8: '|i1',
+      int16: '<i2',
+      int32: '<i4',
+      int64: '<i8',
+      uint8: '|u1',
+      uint16: '<u2',
+      uint32: '<u4',
+      uint64: '<u8',
+      bool: '|b1',
+    };
+    expect(loaded).toEqual(
+      Object.fromEntries(
+        [...record].map(([name, e]) => [name, [descr[e.dtype], e.shape, bytesOf(e.data).toString('hex')]]),
+      ),
+    );
   });
 
   it('is the same bytes for the same record, and holds array data as views (no copy)', () => {

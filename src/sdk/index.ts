@@ -28,6 +28,7 @@ export {
   type UserConfig,
   type UserConfigValue,
 } from './context.js';
+export { fromFloat16, toFloat16 } from './float16.js';
 export {
   type CreateMessageOptions,
   Message,

@@ -47,15 +47,28 @@ describe('the public surface', () => {
       'SERVER_NODE_ID',
       'ServerApp',
       'createContext',
+      'fromFloat16',
       'isPollenError',
       'reportRound',
+      'toFloat16',
     ]);
   });
 
   it('pollen/strategies exports the strategies only (no kernels, sampling or option checks)', () => {
     expect(Object.keys(strategies).sort()).toEqual([
+      'Bulyan',
+      'FedAdagrad',
+      'FedAdam',
       'FedAvg',
+      'FedAvgM',
+      'FedMedian',
+      'FedOpt',
       'FedProx',
+      'FedTrimmedAvg',
+      'FedYogi',
+      'Krum',
+      'MultiKrum',
+      'QFedAvg',
       'Strategy',
       'proximalTerm',
       'seededRng',

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { bytesOf, everyDType, expectSameArrays } from '../../test/support/dtypes.js';
 import { PollenError } from '../errors.js';
 import { decodeArrayRecord, encodeArrayRecord } from './array-encoding.js';
-import { ArrayRecord, ConfigRecord, MetricRecord, RecordDict } from './records.js';
+import { ArrayRecord, ConfigRecord, DTYPES, MetricRecord, RecordDict } from './records.js';
 
 function expectInvalid(fn: () => unknown, text?: string | RegExp): void {
   try {
@@ -49,8 +50,47 @@ describe('ArrayRecord', () => {
     expect(r.get('w')).toMatchObject({ dtype: 'float32', shape: [3, 2] });
     expect(r.get('b')).toMatchObject({ dtype: 'float64', shape: [2] });
     expect(r.get('n')?.dtype).toBe('int64');
-    expectInvalid(() => ArrayRecord.fromArrays({ x: new Int16Array(2) as never }), /Float32Array/);
-    expectInvalid(() => ArrayRecord.fromArrays({ x: new Uint8ClampedArray(2) as never }));
+    expectInvalid(() => ArrayRecord.fromArrays({ x: new Uint8ClampedArray(2) as never }), /Float32Array/);
+    expectInvalid(() => ArrayRecord.fromArrays({ x: [1, 2] as never }), /Float32Array/);
+  });
+
+  it('infers every integer dtype from its typed array; float16 and bool are named', () => {
+    const r = ArrayRecord.fromArrays({
+      i8: new Int8Array(1),
+      i16: new Int16Array(1),
+      u16: new Uint16Array(1),
+      u32: new Uint32Array(1),
+      u64: new BigUint64Array(1),
+      u8: new Uint8Array(1),
+      half: { data: Uint16Array.from([0x3c00]), dtype: 'float16' },
+      flags: { data: Uint8Array.from([1, 0]), dtype: 'bool', shape: [2, 1] },
+    });
+    expect([...r].map(([n, e]) => `${n}:${e.dtype}`)).toEqual([
+      'i8:int8',
+      'i16:int16',
+      'u16:uint16',
+      'u32:uint32',
+      'u64:uint64',
+      'u8:uint8',
+      'half:float16',
+      'flags:bool',
+    ]);
+    expect(r.get('flags')?.shape).toEqual([2, 1]);
+    expectInvalid(() => r.get('half', 'uint16'), /is float16, not uint16/);
+  });
+
+  it('holds bool arrays as bytes 0 and 1 only', () => {
+    const r = new ArrayRecord();
+    r.set('ok', { dtype: 'bool', shape: [3], data: Uint8Array.from([0, 1, 1]) });
+    expectInvalid(
+      () => r.set('b', { dtype: 'bool', shape: [3], data: Uint8Array.from([0, 1, 2]) }),
+      /Array "b": bool element 2 is 2; bool bytes must be 0 or 1/,
+    );
+    expectInvalid(
+      () => r.set('b', { dtype: 'bool', shape: [1], data: new Uint16Array(1) as never }),
+      /Uint8Array for dtype bool/,
+    );
+    expect(r.has('b')).toBe(false);
   });
 
   it('refuses bad names, dtypes, shapes and data', () => {
@@ -59,7 +99,11 @@ describe('ArrayRecord', () => {
     expectInvalid(() => r.set('', ok), /1-256/);
     expectInvalid(() => r.set('x'.repeat(257), ok), /1-256/);
     expectInvalid(() => r.set('a\nb', ok), /control character/);
-    expectInvalid(() => r.set('x', { ...ok, dtype: 'float16' as never }), /dtype must be one of/);
+    expectInvalid(
+      () => r.set('x', { ...ok, dtype: 'complex64' as never }),
+      /dtype must be one of float16, float32, float64, int8, int16, int32, int64, uint8, uint16, uint32, uint64, bool$/,
+    );
+    expectInvalid(() => r.set('x', { ...ok, dtype: 'constructor' as never }), /dtype must be one of/);
     expectInvalid(
       () => r.set('x', { ...ok, data: new Float64Array(2) as never }),
       /Float32Array for dtype float32/,
@@ -102,6 +146,51 @@ describe('ArrayRecord encoding', () => {
         );
       }
     }
+  });
+
+  it('round-trips every dtype bit-exactly (NaN payloads, -0, extremes), 0-d and empty arrays', () => {
+    const r = everyDType();
+    const bytes = encodeArrayRecord(r);
+    for (const copy of [true, false]) expectSameArrays(decodeArrayRecord(bytes, { copy }), r);
+    expect(Buffer.from(encodeArrayRecord(decodeArrayRecord(bytes))).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it('round-trips a large float16 array without copying when aligned', () => {
+    const data = new Uint16Array(3_000_001).map((_, i) => i & 0xffff);
+    const r = new ArrayRecord().set('big', { dtype: 'float16', shape: [3_000_001], data });
+    const bytes = encodeArrayRecord(r);
+    const back = decodeArrayRecord(bytes, { copy: false }).get('big', 'float16')!;
+    expect(back.data.buffer).toBe(bytes.buffer);
+    expect(bytesOf(back.data).equals(bytesOf(data))).toBe(true);
+  });
+
+  it('keeps the original dtype codes and appends the new ones', () => {
+    expect(Object.fromEntries(Object.entries(DTYPES).map(([d, i]) => [d, [i.code, i.bytes]]))).toEqual({
+      float32: [1, 4],
+      float64: [2, 8],
+      int32: [3, 4],
+      int64: [4, 8],
+      uint8: [5, 1],
+      float16: [6, 2],
+      int8: [7, 1],
+      int16: [8, 2],
+      uint16: [9, 2],
+      uint32: [10, 4],
+      uint64: [11, 8],
+      bool: [12, 1],
+    });
+  });
+
+  it('refuses a bool byte other than 0 or 1 and an unknown dtype code', () => {
+    const r = new ArrayRecord().set('f', { dtype: 'bool', shape: [2], data: Uint8Array.from([1, 0]) });
+    const bytes = encodeArrayRecord(r);
+    const dataStart = new DataView(bytes.buffer).getUint32(12, true);
+    const bad = bytes.slice();
+    bad[dataStart + 1] = 7;
+    expectInvalid(() => decodeArrayRecord(bad), /Array "f": bool element 1 is 7/);
+    const unknown = bytes.slice();
+    unknown[16 + 2 + 1] = 13; // dtype code after the u16 name length and the 1-byte name
+    expectInvalid(() => decodeArrayRecord(unknown), /unknown dtype code 13/);
   });
 
   it('is deterministic, canonical and 8-byte aligned', () => {

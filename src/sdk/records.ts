@@ -13,15 +13,38 @@
  */
 import { PollenError } from '../errors.js';
 
-export type DType = 'float32' | 'float64' | 'int32' | 'int64' | 'uint8';
+export type DType =
+  | 'float16'
+  | 'float32'
+  | 'float64'
+  | 'int8'
+  | 'int16'
+  | 'int32'
+  | 'int64'
+  | 'uint8'
+  | 'uint16'
+  | 'uint32'
+  | 'uint64'
+  | 'bool';
 
-/** The typed array that holds each dtype. */
+/**
+ * The typed array that holds each dtype. JavaScript has no float16 or bool arrays: float16 is
+ * held as its raw IEEE 754 half-precision bits in a Uint16Array (convert with `toFloat16` and
+ * `fromFloat16`), bool as one byte per element, 0 or 1, in a Uint8Array.
+ */
 export interface DTypeArrays {
+  float16: Uint16Array;
   float32: Float32Array;
   float64: Float64Array;
+  int8: Int8Array;
+  int16: Int16Array;
   int32: Int32Array;
   int64: BigInt64Array;
   uint8: Uint8Array;
+  uint16: Uint16Array;
+  uint32: Uint32Array;
+  uint64: BigUint64Array;
+  bool: Uint8Array;
 }
 export type TypedArray = DTypeArrays[DType];
 
@@ -39,17 +62,40 @@ export interface DTypeInfo {
   is: (v: unknown) => boolean;
 }
 
-/** Per dtype: its code in the binary form, bytes per element, typed-array class (internal). */
+const info = (code: number, ctor: DTypeInfo['ctor'] & { BYTES_PER_ELEMENT: number }): DTypeInfo => ({
+  code,
+  bytes: ctor.BYTES_PER_ELEMENT,
+  ctor,
+  is: (v) => v instanceof ctor,
+});
+
+/**
+ * Per dtype: its code in the binary form (array-encoding.ts; codes 1-5 are the original ones,
+ * later dtypes are appended and no code is ever reused), bytes per element, typed-array class.
+ * Internal.
+ */
 export const DTYPES: Record<DType, DTypeInfo> = {
-  float32: { code: 1, bytes: 4, ctor: Float32Array, is: (v) => v instanceof Float32Array },
-  float64: { code: 2, bytes: 8, ctor: Float64Array, is: (v) => v instanceof Float64Array },
-  int32: { code: 3, bytes: 4, ctor: Int32Array, is: (v) => v instanceof Int32Array },
-  int64: { code: 4, bytes: 8, ctor: BigInt64Array, is: (v) => v instanceof BigInt64Array },
-  uint8: { code: 5, bytes: 1, ctor: Uint8Array, is: (v) => v instanceof Uint8Array },
+  float16: info(6, Uint16Array),
+  float32: info(1, Float32Array),
+  float64: info(2, Float64Array),
+  int8: info(7, Int8Array),
+  int16: info(8, Int16Array),
+  int32: info(3, Int32Array),
+  int64: info(4, BigInt64Array),
+  uint8: info(5, Uint8Array),
+  uint16: info(9, Uint16Array),
+  uint32: info(10, Uint32Array),
+  uint64: info(11, BigUint64Array),
+  bool: info(12, Uint8Array),
 };
 export const DTYPE_BY_CODE = new Map<number, DType>(
   (Object.keys(DTYPES) as DType[]).map((d) => [DTYPES[d].code, d]),
 );
+
+/** True for a dtype name (own key of DTYPES, never an inherited one such as "constructor"). */
+export function isDType(name: unknown): name is DType {
+  return typeof name === 'string' && Object.hasOwn(DTYPES, name);
+}
 
 export const DTYPE_NAMES: readonly DType[] = Object.freeze(Object.keys(DTYPES) as DType[]);
 /** Longest record or entry name, in characters. */
@@ -69,20 +115,28 @@ export function validateName(kind: string, name: unknown): asserts name is strin
     throw invalid(`${kind} name ${JSON.stringify(name)} contains a control character`);
 }
 
-/** The dtype of a typed array, or undefined for an unsupported kind (Int16Array, Uint8ClampedArray…). */
+/** The dtypes a typed array implies: a Uint16Array is uint16 and a Uint8Array uint8 unless told. */
+const IMPLIED: readonly DType[] = DTYPE_NAMES.filter((d) => d !== 'float16' && d !== 'bool');
+
+/** The dtype a typed array implies, or undefined for an unsupported kind (Uint8ClampedArray…). */
 export function dtypeOf(data: unknown): DType | undefined {
-  for (const d of DTYPE_NAMES) if (DTYPES[d].is(data)) return d;
+  for (const d of IMPLIED) if (DTYPES[d].is(data)) return d;
   return undefined;
+}
+
+/** Index of the first byte of a bool array that is neither 0 nor 1, or -1. */
+function firstNonBool(data: Uint8Array): number {
+  for (let i = 0; i < data.length; i++) if (data[i]! > 1) return i;
+  return -1;
 }
 
 function checkEntry(name: string, entry: unknown): ArrayEntry {
   validateName('Array', name);
   if (typeof entry !== 'object' || entry === null) throw invalid(`Array "${name}" must be an object`);
   const { dtype, shape, data } = entry as Record<string, unknown>;
-  if (typeof dtype !== 'string' || !(dtype in DTYPES))
-    throw invalid(`Array "${name}": dtype must be one of ${DTYPE_NAMES.join(', ')}`);
-  if (!DTYPES[dtype as DType].is(data))
-    throw invalid(`Array "${name}": data must be a ${DTYPES[dtype as DType].ctor.name} for dtype ${dtype}`);
+  if (!isDType(dtype)) throw invalid(`Array "${name}": dtype must be one of ${DTYPE_NAMES.join(', ')}`);
+  if (!DTYPES[dtype].is(data))
+    throw invalid(`Array "${name}": data must be a ${DTYPES[dtype].ctor.name} for dtype ${dtype}`);
   if (!Array.isArray(shape) || shape.length > MAX_NDIM)
     throw invalid(`Array "${name}": shape must be an array of at most ${MAX_NDIM} dimensions`);
   let count = 1;
@@ -96,7 +150,14 @@ function checkEntry(name: string, entry: unknown): ArrayEntry {
     throw invalid(
       `Array "${name}": shape [${shape.join(', ')}] holds ${count} values but data has ${length}`,
     );
-  return Object.freeze({ dtype: dtype as DType, shape: Object.freeze([...shape]), data: data as TypedArray });
+  if (dtype === 'bool') {
+    const at = firstNonBool(data as Uint8Array);
+    if (at >= 0)
+      throw invalid(
+        `Array "${name}": bool element ${at} is ${(data as Uint8Array)[at]}; bool bytes must be 0 or 1`,
+      );
+  }
+  return Object.freeze({ dtype, shape: Object.freeze([...shape]), data: data as TypedArray });
 }
 
 type EntriesInit<V> = Iterable<readonly [string, V]> | Readonly<Record<string, V>>;
@@ -127,18 +188,24 @@ export class ArrayRecord {
     for (const [name, entry] of entriesOf(init)) this.set(name, entry);
   }
 
-  /** Build from plain typed arrays: the dtype is taken from the array, the shape defaults to 1-D. */
+  /**
+   * Build from plain typed arrays: the dtype is the one the array implies (a Uint16Array is
+   * uint16, a Uint8Array uint8) unless given as `{ data, dtype }`, as float16 and bool arrays
+   * must be; the shape defaults to 1-D.
+   */
   static fromArrays(
-    arrays: Readonly<Record<string, TypedArray | { data: TypedArray; shape?: readonly number[] }>>,
+    arrays: Readonly<
+      Record<string, TypedArray | { data: TypedArray; shape?: readonly number[]; dtype?: DType }>
+    >,
   ): ArrayRecord {
     const record = new ArrayRecord();
     for (const [name, value] of Object.entries(arrays)) {
-      const data =
-        dtypeOf(value) === undefined ? (value as { data: TypedArray }).data : (value as TypedArray);
-      const dtype = dtypeOf(data);
+      const plain = dtypeOf(value) !== undefined;
+      const data = plain ? (value as TypedArray) : (value as { data: TypedArray }).data;
+      const dtype = (plain ? undefined : (value as { dtype?: DType }).dtype) ?? dtypeOf(data);
       if (dtype === undefined)
         throw invalid(
-          `Array "${name}": use a Float32Array, Float64Array, Int32Array, BigInt64Array or Uint8Array`,
+          `Array "${name}": use a Float32Array, Float64Array, Int8Array, Int16Array, Int32Array, BigInt64Array, Uint8Array, Uint16Array, Uint32Array or BigUint64Array`,
         );
       const shape = (value as { shape?: readonly number[] }).shape ?? [data.length];
       record.set(name, { dtype, shape, data });

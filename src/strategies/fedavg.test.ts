@@ -1,15 +1,19 @@
 import { describe, expect, it } from 'vitest';
+import { everyDType } from '../../test/support/dtypes.js';
 import { PollenError } from '../errors.js';
 import {
   ArrayRecord,
   ConfigRecord,
+  type DType,
+  fromFloat16,
   Message,
   MetricRecord,
   type MetricValue,
   RecordDict,
+  type TypedArray,
 } from '../sdk/index.js';
 import { FedAvg, fedAvgConfig, sampleNodes, seededRng } from './fedavg.js';
-import { aggregateMetrics } from './records.js';
+import { aggregateArrayRecords, aggregateMetrics, contentsOf, replyArrays } from './records.js';
 
 const f32 = (...v: number[]) => Float32Array.from(v);
 
@@ -23,7 +27,7 @@ function error(fn: () => unknown): PollenError | undefined {
   return undefined;
 }
 
-type Arrays = Record<string, Float32Array | Float64Array | Int32Array>;
+type Arrays = Parameters<typeof ArrayRecord.fromArrays>[0];
 
 /** A node's reply: its arrays (if any) and metrics, as a ClientApp would send them. */
 function reply(nodeId: string, arrays: Arrays | undefined, metrics: Record<string, MetricValue>): Message {
@@ -131,10 +135,119 @@ describe('FedAvg.aggregateTrain', () => {
     ).toBe('INVALID_ARGUMENT');
   });
 
-  it('refuses integer arrays with a precise message', () => {
-    const e = error(() => aggregate(reply('1', { n: Int32Array.of(3) }, { 'num-examples': 1 })));
-    expect(e?.code).toBe('INVALID_ARGUMENT');
-    expect(e?.message).toBe('Array "n" is int32: averaging takes float32 and float64 arrays');
+  /** The aggregate of one array `x` sent by each reply with these example counts. */
+  // The averaging step by dtype, without FedAvg's rule that leaves out replies holding NaN or Inf
+  // (whose float16 rounding these tests also check).
+  const averagedRecords = (replies: Message[]) => {
+    const ok = contentsOf(replies);
+    return aggregateArrayRecords(
+      ok,
+      ok.map(replyArrays),
+      ok.map((r) => r.content.getMetricRecord('metrics')!.get('num-examples') as number),
+    );
+  };
+  const averaged = (dtype: DType, sent: TypedArray[], examples: number[]) =>
+    averagedRecords(
+      sent.map((data, k) => reply(String(k), { x: { data, dtype } }, { 'num-examples': examples[k]! })),
+    ).get('x')!;
+
+  it('averages float16 in float32 and rounds to the nearest float16, ties to even', () => {
+    const half = (...bits: number[]) => Uint16Array.from(bits);
+    // 1 and 2 weighted 1:3 → 1.75; 1 and its successor 1 + 2^-10 → the tie 1 + 2^-11 → 1 (even);
+    // 65504 and +inf → inf; the smallest subnormal and 0 → a tie → 0; -2 and -2 → -2.
+    const r = averaged(
+      'float16',
+      [half(0x3c00, 0x3c00, 0x7bff, 0x0001, 0xc000), half(0x4000, 0x3c01, 0x7c00, 0x0000, 0xc000)],
+      [1, 1],
+    );
+    expect(r.dtype).toBe('float16');
+    expect(r.data).toBeInstanceOf(Uint16Array);
+    expect([...r.data].map((b) => Number(b).toString(16))).toEqual(['3e00', '3c00', '7c00', '0', 'c000']);
+    const weighted = averaged('float16', [half(0x3c00), half(0x4000)], [1, 3]);
+    expect(fromFloat16(weighted.data as Uint16Array)[0]).toBe(1.75);
+  });
+
+  it('averages integer arrays in float64 and rounds to the nearest integer, ties to even, within range', () => {
+    const cases: [DType, TypedArray[], number[], unknown[]][] = [
+      ['int8', [Int8Array.of(-128, 3, 2, -3), Int8Array.of(127, 4, 3, -2)], [1, 1], [0, 4, 2, -2]],
+      ['int16', [Int16Array.of(-32768, 10), Int16Array.of(-32768, 20)], [1, 3], [-32768, 18]],
+      ['int32', [Int32Array.of(2 ** 31 - 1, 0), Int32Array.of(2 ** 31 - 1, 7)], [2, 1], [2 ** 31 - 1, 2]],
+      ['uint8', [Uint8Array.of(255, 0), Uint8Array.of(255, 1)], [1, 1], [255, 0]],
+      ['uint16', [Uint16Array.of(65535, 100), Uint16Array.of(0, 300)], [1, 1], [32768, 200]],
+      ['uint32', [Uint32Array.of(2 ** 32 - 1, 5), Uint32Array.of(2 ** 32 - 1, 6)], [1, 1], [2 ** 32 - 1, 6]],
+      // 2^63 - 1 and 2^64 - 1 are rounded to float64 (2^63, 2^64), then clipped into range.
+      [
+        'int64',
+        [BigInt64Array.of(2n ** 63n - 1n, -5n), BigInt64Array.of(2n ** 63n - 1n, 5n)],
+        [1, 1],
+        [2n ** 63n - 1n, 0n],
+      ],
+      [
+        'uint64',
+        [BigUint64Array.of(2n ** 64n - 1n, 2n ** 40n), BigUint64Array.of(2n ** 64n - 1n, 0n)],
+        [1, 1],
+        [2n ** 64n - 1n, 2n ** 39n],
+      ],
+    ];
+    for (const [dtype, sent, examples, expected] of cases) {
+      const r = averaged(dtype, sent, examples);
+      expect({ dtype: r.dtype, values: [...r.data] }).toEqual({ dtype, values: expected });
+      expect(r.data.constructor).toBe(sent[0]!.constructor);
+    }
+  });
+
+  it('takes the weighted majority of bool arrays; a tie is false', () => {
+    const b = (...v: number[]) => Uint8Array.from(v);
+    const r = averaged('bool', [b(1, 1, 0, 1), b(1, 0, 1, 0), b(0, 0, 1, 0)], [1, 1, 2]);
+    // weights 1/4, 1/4, 1/2: 0.5 (tie) → 0; 0.25 → 0; 0.75 → 1; 0.25 → 0
+    expect({ dtype: r.dtype, values: [...r.data] }).toEqual({ dtype: 'bool', values: [0, 0, 1, 0] });
+    expect([...averaged('bool', [b(1), b(0)], [3, 2]).data]).toEqual([1]);
+  });
+
+  it('averages every dtype in one aggregation, keeping names, order, dtypes and shapes', () => {
+    const arrays = everyDType();
+    const replyWith = (n: number) =>
+      Message.create({ dstNodeId: String(n), messageType: 'train', content: new RecordDict() }).createReply(
+        new RecordDict({ arrays, metrics: new MetricRecord({ 'num-examples': n }) }),
+      );
+    const r = averagedRecords([replyWith(1), replyWith(3)]);
+    expect([...r].map(([n, e]) => [n, e.dtype, e.shape, e.data.constructor])).toEqual(
+      [...arrays].map(([n, e]) => [n, e.dtype, e.shape, e.data.constructor]),
+    );
+    // Equal replies average to themselves where float64 holds the values exactly.
+    expect([...r.get('int8/matrix')!.data]).toEqual([...arrays.get('int8/matrix')!.data]);
+    expect([...r.get('bool/matrix')!.data]).toEqual([...arrays.get('bool/matrix')!.data]);
+    expect([...r.get('float16/matrix')!.data]).toEqual(
+      [...arrays.get('float16/matrix')!.data].map((b) => (b === 0x7e01 ? 0x7e00 : b === 0x8000 ? 0 : b)),
+    );
+  });
+});
+
+describe('FedAvg.aggregateTrain: replies holding NaN or Inf', () => {
+  it('leaves them out of float32 and float64 arrays and names their nodes (float16 is averaged as it comes)', () => {
+    const h = (bits: number) => ({ data: Uint16Array.of(bits), dtype: 'float16' as const });
+    const r = new FedAvg().aggregateTrain(1, [
+      reply('1', { x: Float32Array.of(1, 2), y: Float64Array.of(1), h: h(0x3c00) }, { 'num-examples': 1 }),
+      reply('2', { x: Float32Array.of(3, 4), y: Float64Array.of(3), h: h(0x7c00) }, { 'num-examples': 3 }),
+      reply(
+        '3',
+        { x: Float32Array.of(Number.POSITIVE_INFINITY, 0), y: Float64Array.of(0), h: h(0x3c00) },
+        { 'num-examples': 1 },
+      ),
+      reply(
+        '4',
+        { x: Float32Array.of(0, 0), y: Float64Array.of(Number.NaN), h: h(0x3c00) },
+        { 'num-examples': 1 },
+      ),
+    ]);
+    expect(Array.from(r.arrays.get('x')!.data as Float32Array)).toEqual([2.5, 3.5]);
+    expect(Array.from(r.arrays.get('y')!.data as Float64Array)).toEqual([2.5]);
+    expect(fromFloat16(r.arrays.get('h')!.data as Uint16Array)[0]).toBe(Number.POSITIVE_INFINITY);
+    expect(r.failures?.map((f) => `${f.nodeId} ${f.code} ${f.reason}`)).toEqual([
+      '3 UPDATE_NOT_FINITE Array "x" holds NaN or Inf: the reply is left out of the aggregate',
+      '4 UPDATE_NOT_FINITE Array "y" holds NaN or Inf: the reply is left out of the aggregate',
+    ]);
+    expect(r.numReplies).toBe(2);
   });
 });
 

@@ -15,15 +15,16 @@ import {
   PollenError,
   RecordDict,
 } from '../sdk/index.js';
+import { checkFloatArrays } from './elementwise.js';
 import {
   aggregateArrayRecords,
   aggregateMetricRecords,
   contentsOf,
-  replyArrays,
   replyMetrics,
   replyWeight,
 } from './records.js';
-import { type EvaluateAggregate, Strategy, type TrainAggregate } from './strategy.js';
+import { dropNonFinite, nonFiniteArray, type TrainReplies, trainReplies } from './replies.js';
+import { type EvaluateAggregate, type ReplyFailure, Strategy, type TrainAggregate } from './strategy.js';
 
 export interface FedAvgConfig {
   /** Share of the available nodes sampled for training each round (0..1). */
@@ -247,9 +248,11 @@ export class FedAvg extends Strategy implements FedAvgConfig {
 
   /**
    * Average the train replies that carry content (error replies are skipped): each must hold one
-   * ArrayRecord and one MetricRecord with `weightedByKey` > 0. Arrays keep their dtype (float32
-   * or float64) and shape; the weight metric is left out of the averaged metrics. Throws
-   * INVALID_ARGUMENT when no reply carries content or the replies do not match.
+   * ArrayRecord and one MetricRecord with `weightedByKey` > 0. Arrays keep their dtype and shape
+   * (integers are rounded, bool is the weighted majority: docs/sdk.md); the weight metric is left
+   * out of the averaged metrics. Throws INVALID_ARGUMENT when no reply carries content or the
+   * replies do not match. A reply holding NaN or Inf is left out and returned in `failures`
+   * (UPDATE_NOT_FINITE).
    *
    * @example
    * ```ts
@@ -258,24 +261,55 @@ export class FedAvg extends Strategy implements FedAvgConfig {
    * ```
    */
   aggregateTrain(_serverRound: number, replies: Iterable<Message>): TrainAggregate {
-    const { ok, weights, aggregate } = this.#averageMetrics(replies);
-    return { arrays: aggregateArrayRecords(ok, ok.map(replyArrays), weights), ...aggregate };
+    const all = trainReplies(replies, this.weightedByKey);
+    const arrays = aggregateArrayRecords(all.contents, all.arrays, all.weights);
+    // Any NaN or Inf in a reply makes the average non-finite: checking the average (one pass over
+    // the model, not K) finds it; only then are the replies scanned and averaged again without it.
+    if (nonFiniteArray(arrays) === undefined) return this.trainAggregate(all, arrays);
+    const { kept, failures } = dropNonFinite(all);
+    return this.trainAggregate(
+      kept,
+      aggregateArrayRecords(kept.contents, kept.arrays, kept.weights),
+      failures,
+    );
+  }
+
+  /**
+   * The replies with content, checked (float32 and float64 arrays only), without those holding
+   * NaN or Inf (returned as failures).
+   */
+  protected finiteTrainReplies(replies: Iterable<Message>): { kept: TrainReplies; failures: ReplyFailure[] } {
+    const all = trainReplies(replies, this.weightedByKey);
+    checkFloatArrays(all.arrays[0] as ArrayRecord, this.constructor.name);
+    return dropNonFinite(all);
+  }
+
+  /** A TrainAggregate of `arrays` with the metrics of the replies `t` averaged by weight. */
+  protected trainAggregate(
+    t: TrainReplies,
+    arrays: ArrayRecord,
+    failures: ReplyFailure[] = [],
+  ): TrainAggregate {
+    return {
+      arrays,
+      ...this.#metricsOf(t.metrics, t.weights),
+      ...(failures.length > 0 ? { failures } : {}),
+    };
   }
 
   /** Average the evaluate replies' metrics by `weightedByKey` (error replies are skipped). */
   aggregateEvaluate(_serverRound: number, replies: Iterable<Message>): EvaluateAggregate {
-    return this.#averageMetrics(replies).aggregate;
-  }
-
-  #averageMetrics(replies: Iterable<Message>) {
     const ok = contentsOf(replies);
     const metrics = ok.map(replyMetrics);
     const weights = ok.map((r, k) => replyWeight(metrics[k] as MetricRecord, this.weightedByKey, r, k));
-    const aggregate: EvaluateAggregate = {
+    return this.#metricsOf(metrics, weights);
+  }
+
+  #metricsOf(metrics: MetricRecord[], weights: number[]): EvaluateAggregate {
+    return {
       metrics: new MetricRecord(aggregateMetricRecords(metrics, weights, this.weightedByKey)),
       numExamples: weights.reduce((s, w) => s + w, 0),
-      numReplies: ok.length,
+      numReplies: metrics.length,
     };
-    return { ok, weights, aggregate };
   }
 }

@@ -1,10 +1,22 @@
 /**
- * `pollen/strategies`: federated strategies over the SDK's records. `new FedAvg({...}).start({
- * grid, initialArrays, numRounds })` runs the whole loop; Strategy is the base to write others
- * on. The averaging kernels, sampling and option checks stay internal.
+ * `pollen/strategies`: federated strategies over the SDK's records, Flower's catalogue. `new
+ * FedAvg({...}).start({ grid, initialArrays, numRounds })` runs the whole loop; each strategy's
+ * `aggregateTrain` is its aggregation step alone; Strategy is the base to write others on. The
+ * averaging kernels, sampling and option checks stay internal. See docs/strategies.md.
  */
+export { Bulyan, type BulyanOptions } from './bulyan.js';
+export { FedAdagrad, type FedAdagradOptions } from './fedadagrad.js';
+export { FedAdam } from './fedadam.js';
 export { FedAvg, type FedAvgOptions, type Rng, seededRng } from './fedavg.js';
+export { FedAvgM, type FedAvgMOptions } from './fedavgm.js';
+export { FedMedian } from './fedmedian.js';
+export { FedOpt, type FedOptOptions } from './fedopt.js';
 export { FedProx, type FedProxOptions, type Params, type ProximalTerm, proximalTerm } from './fedprox.js';
+export { FedTrimmedAvg, type FedTrimmedAvgOptions } from './fedtrimmedavg.js';
+export { FedYogi } from './fedyogi.js';
+export { Krum, type KrumOptions } from './krum.js';
+export { MultiKrum, type MultiKrumOptions } from './multikrum.js';
+export { QFedAvg, type QFedAvgOptions } from './qfedavg.js';
 export {
   type Clock,
   type EvaluateAggregate,

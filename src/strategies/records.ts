@@ -1,19 +1,26 @@
 /**
  * Weighted averages of records, the aggregation step of FedAvg and its relatives: the replies'
- * ArrayRecords (float32 layers through the fast kernel in aggregate.ts, float64 layers summed in
- * float64) and their MetricRecords, each reply weighted by one of its metrics (`num-examples`).
+ * ArrayRecords (float32 layers through the fast kernel in aggregate.ts, every other dtype as
+ * average-dtypes.ts says) and their MetricRecords, each reply weighted by one of its metrics
+ * (`num-examples`).
  *
  * Internal: strategies call these; apps see them through `strategy.aggregateTrain(...)`.
  */
 import {
+  type ArrayEntry,
   ArrayRecord,
+  type DType,
+  fromFloat16,
   type Message,
   type MetricRecord,
   type MetricValue,
   PollenError,
   type RecordDict,
+  type TypedArray,
+  toFloat16,
 } from '../sdk/index.js';
 import { normalizeWeights, type WeightedArrays, weightedAverage } from './aggregate.js';
+import { averageOf } from './average-dtypes.js';
 
 function invalid(message: string, hint?: string): PollenError {
   return new PollenError('INVALID_ARGUMENT', message, hint === undefined ? {} : { hint });
@@ -132,29 +139,15 @@ export function aggregateMetricRecords(
   );
 }
 
-/** out = Σ_k ws[k] · xs[k], in float64 (weights already normalised). */
-function average64(xs: readonly Float64Array[], ws: Float64Array): Float64Array {
-  const out = new Float64Array((xs[0] as Float64Array).length);
-  xs.forEach((x, k) => {
-    const w = ws[k] as number;
-    for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + w * (x[i] as number);
-  });
-  return out;
-}
-
 const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
   a.length === b.length && a.every((d, i) => d === b[i]);
 
 /**
- * The weighted average of the replies' ArrayRecords: same names (in reply 0's order), and per
- * name the same dtype and shape in every reply. float32 arrays go through the kernel in one pass
- * over all layers; float64 arrays are summed in float64. Other dtypes are refused.
+ * Check that the replies' ArrayRecords have the same names (in reply 0's order) and, per name,
+ * the same dtype and shape; returns the names. INVALID_ARGUMENT otherwise, naming the reply, its
+ * node and the array.
  */
-export function aggregateArrayRecords(
-  replies: readonly ReplyContent[],
-  records: readonly ArrayRecord[],
-  weights: readonly number[],
-): ArrayRecord {
+export function checkSameArrays(replies: readonly ReplyContent[], records: readonly ArrayRecord[]): string[] {
   const first = records[0];
   if (first === undefined) throw invalid('No replies to aggregate', 'A round needs at least one reply.');
   const names = [...first.keys()];
@@ -166,17 +159,8 @@ export function aggregateArrayRecords(
         'Every node must send the same named arrays.',
       );
   });
-  const f32: string[] = [];
-  const f64: string[] = [];
   for (const name of names) {
     const { dtype, shape } = first.get(name)!;
-    if (dtype === 'float32') f32.push(name);
-    else if (dtype === 'float64') f64.push(name);
-    else
-      throw invalid(
-        `Array "${name}" is ${dtype}: averaging takes float32 and float64 arrays`,
-        'Send counters and other integer arrays in a MetricRecord or ConfigRecord, or as floats.',
-      );
     records.forEach((record, k) => {
       const e = record.get(name)!;
       if (e.dtype !== dtype || !sameShape(e.shape, shape))
@@ -186,23 +170,49 @@ export function aggregateArrayRecords(
         );
     });
   }
-  const averaged = new Map<string, Float32Array | Float64Array>();
-  if (f32.length > 0) {
+  return names;
+}
+
+/**
+ * The weighted average of the replies' ArrayRecords (checked by checkSameArrays). float32 and
+ * float16 arrays go through the kernel in one pass over all layers; the other dtypes as
+ * average-dtypes.ts says.
+ */
+export function aggregateArrayRecords(
+  replies: readonly ReplyContent[],
+  records: readonly ArrayRecord[],
+  weights: readonly number[],
+): ArrayRecord {
+  const names = checkSameArrays(replies, records);
+  const first = records[0] as ArrayRecord;
+  const kernel: string[] = []; // float32, and float16 widened to float32: one pass of the kernel
+  const other: string[] = [];
+  for (const name of names) {
+    const { dtype } = first.get(name)!;
+    (dtype === 'float32' || dtype === 'float16' ? kernel : other).push(name);
+  }
+  const averaged = new Map<string, TypedArray>();
+  if (kernel.length > 0) {
     const updates: WeightedArrays[] = records.map((record, k) => ({
-      arrays: f32.map((n) => record.get(n, 'float32')!.data),
+      arrays: kernel.map((n) => {
+        const { data } = record.get(n)!;
+        return data instanceof Float32Array ? data : fromFloat16(data as Uint16Array);
+      }),
       weight: weights[k] as number,
     }));
     weightedAverage(updates).forEach((data, l) => {
-      averaged.set(f32[l] as string, data);
+      const name = kernel[l] as string;
+      averaged.set(name, first.get(name)!.dtype === 'float16' ? toFloat16(data) : data);
     });
   }
-  if (f64.length > 0) {
+  if (other.length > 0) {
     const ws = normalizeWeights(weights);
-    for (const n of f64)
+    for (const n of other)
       averaged.set(
         n,
-        average64(
-          records.map((r) => r.get(n, 'float64')!.data),
+        averageOf(
+          first.get(n)!.dtype as Exclude<DType, 'float32' | 'float16'>,
+          records.map((r) => r.get(n)!.data),
           ws,
         ),
       );
@@ -210,7 +220,7 @@ export function aggregateArrayRecords(
   const out = new ArrayRecord();
   for (const name of names) {
     const { dtype, shape } = first.get(name)!;
-    out.set(name, { dtype, shape, data: averaged.get(name)! });
+    out.set(name, { dtype, shape, data: averaged.get(name)! } as ArrayEntry);
   }
   return out;
 }

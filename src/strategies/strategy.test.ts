@@ -12,6 +12,7 @@ import {
   type RoundReport,
   type SendAndReceiveOptions,
 } from '../sdk/index.js';
+import { Bulyan } from './bulyan.js';
 import { FedAvg } from './fedavg.js';
 import { FedProx } from './fedprox.js';
 import type { Clock, StartOptions } from './strategy.js';
@@ -200,6 +201,57 @@ describe('Strategy.start', () => {
       'node 3 train failed: Error: out of memory',
       'node 3 evaluate failed: This ClientApp has no evaluate handler',
     ]);
+  });
+
+  it('leaves a model holding NaN out of the average, counts it as a failure and names the node', async () => {
+    const poisoned = new ClientApp({
+      train: () =>
+        new RecordDict({
+          arrays: ArrayRecord.fromArrays({ w: new Float32Array([Number.NaN, 1]) }),
+          metrics: new MetricRecord({ 'num-examples': 1 }),
+        }),
+    });
+    const grid = gridOf({ '1': node(1, 1), '2': node(3, 1), '3': poisoned });
+    const lines: string[] = [];
+    const result = await new FedAvg({ fractionEvaluate: 0 }).start({
+      grid,
+      initialArrays: initialArrays(),
+      numRounds: 1,
+      log: (line) => void lines.push(line),
+    });
+    expect(values(result.arrays)).toEqual([2, 2]); // nodes 1 and 2 only
+    expect(result.failures.get(1)).toEqual([
+      {
+        nodeId: '3',
+        messageType: 'train',
+        code: 'UPDATE_NOT_FINITE',
+        reason: 'Array "w" holds NaN or Inf: the reply is left out of the aggregate',
+      },
+    ]);
+    expect(grid.reports[0]?.metrics).toMatchObject({ 'train-failures': 1 });
+    expect([...(grid.reports[0]?.nodeIds ?? [])].sort()).toEqual(['1', '2']);
+    expect(lines).toEqual([
+      'node 3 train failed: Array "w" holds NaN or Inf: the reply is left out of the aggregate',
+    ]);
+  });
+
+  it('keeps the global arrays through a round with fewer replies than the strategy needs (TOO_FEW_REPLIES)', async () => {
+    const grid = gridOf({ '1': node(1, 1), '2': node(2, 1), '3': node(3, 1) });
+    const lines: string[] = [];
+    const result = await new Bulyan({ numMaliciousNodes: 1, minTrainNodes: 3, fractionEvaluate: 0 }).start({
+      grid,
+      initialArrays: initialArrays(),
+      numRounds: 2,
+      log: (line) => void lines.push(line),
+    });
+    expect(values(result.arrays)).toEqual([0, 0]);
+    expect(lines).toEqual(
+      [1, 2].map(
+        (r) =>
+          `round ${r}: Bulyan with numMaliciousNodes = 1 needs at least 7 valid replies (4f + 3), the round has 3; the global arrays stay as they were`,
+      ),
+    );
+    expect(grid.reports).toHaveLength(2);
   });
 
   it('counts a node that does not answer in time as NO_REPLY', async () => {

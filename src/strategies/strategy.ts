@@ -9,8 +9,9 @@ import {
   type Grid,
   type Message,
   type MessageType,
-  type MetricRecord,
+  MetricRecord,
   PollenError,
+  RecordDict,
   reportRound,
 } from '../sdk/index.js';
 
@@ -112,6 +113,11 @@ export interface TrainAggregate {
   /** Sum of the replies' weights (their `num-examples`). */
   numExamples: number;
   numReplies: number;
+  /**
+   * Replies the strategy left out by its rules (NaN or Inf in an update: UPDATE_NOT_FINITE);
+   * `start()` reports them with the round's failures. Absent when none was.
+   */
+  failures?: ReplyFailure[];
 }
 
 /** `aggregateEvaluate`'s result: the replies' metrics. */
@@ -239,6 +245,26 @@ export abstract class Strategy {
   abstract aggregateEvaluate(serverRound: number, replies: Iterable<Message>): EvaluateAggregate;
 
   /**
+   * The strategy's state between rounds (optimizer moments, momentum, the global arrays it
+   * updates) as a RecordDict: save it at a round boundary, `loadState` it into a new strategy
+   * with the same options, and the next rounds give the same numbers. Empty for a stateless
+   * strategy such as FedAvg. The arrays are copies.
+   *
+   * @example
+   * ```ts
+   * const saved = strategy.saveState(); // after round 3
+   * const resumed = new FedAdam({ eta: 0.01 });
+   * resumed.loadState(saved); // round 4 onwards as if never stopped
+   * ```
+   */
+  saveState(): RecordDict {
+    return new RecordDict();
+  }
+
+  /** Restore what `saveState` returned (see there); a stateless strategy has nothing to restore. */
+  loadState(_state: RecordDict): void {}
+
+  /**
    * Run `numRounds` rounds: train on sampled nodes and aggregate, evaluate on sampled nodes,
    * evaluate centrally with `evaluateFn`, report the round with the run (`pollen list --run-id`),
    * call `onRound`. A round fails when fewer nodes than required are available after
@@ -302,8 +328,9 @@ export abstract class Strategy {
           { data: { round: serverRound, failures: train.failures } },
         );
       }
-      const trained = this.aggregateTrain(serverRound, train.replies);
-      result.arrays = trained.arrays;
+      const trained = this.#aggregateTrain(serverRound, train.replies, log);
+      result.arrays = trained.arrays ?? result.arrays;
+      train.failures.push(...(trained.failures ?? []));
       const evaluation = await phase('evaluate', serverRound);
       const evaluated = evaluation.replies.some((r) => r.hasContent())
         ? this.aggregateEvaluate(serverRound, evaluation.replies).metrics
@@ -324,15 +351,38 @@ export abstract class Strategy {
       if (evaluated !== undefined) result.evaluateMetrics.set(serverRound, evaluated);
       if (central !== undefined) result.serverEvaluateMetrics.set(serverRound, central);
       result.failures.set(serverRound, summary.failures);
+      const left = new Set(train.failures.map((f) => f.nodeId));
       await reportRound(grid, {
         round: serverRound,
         metrics: reportedMetrics(summary),
         // The nodes whose model went into the aggregate; the failed ones are counted apart.
-        nodeIds: train.replies.filter((r) => r.hasContent()).map((r) => r.metadata.srcNodeId),
+        nodeIds: train.replies
+          .filter((r) => r.hasContent() && !left.has(r.metadata.srcNodeId))
+          .map((r) => r.metadata.srcNodeId),
       });
       await options.onRound?.(summary);
     }
     return result;
+  }
+
+  /**
+   * aggregateTrain, logging the replies it left out. A round with fewer valid replies than the
+   * strategy needs (TOO_FEW_REPLIES) keeps the global arrays as they were, as Flower does.
+   */
+  #aggregateTrain(
+    serverRound: number,
+    replies: Message[],
+    log: (line: string) => void,
+  ): Omit<TrainAggregate, 'arrays'> & { arrays?: ArrayRecord } {
+    try {
+      const trained = this.aggregateTrain(serverRound, replies);
+      for (const f of trained.failures ?? []) log(`node ${f.nodeId} train failed: ${f.reason}`);
+      return trained;
+    } catch (e) {
+      if (!(e instanceof PollenError && e.code === 'TOO_FEW_REPLIES')) throw e;
+      log(`round ${serverRound}: ${e.message}; the global arrays stay as they were`);
+      return { metrics: new MetricRecord(), numExamples: 0, numReplies: 0 };
+    }
   }
 
   /** configureTrain / configureEvaluate on the nodes available now, waiting while they are too few. */

@@ -8,9 +8,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it, vi } from 'vitest';
+import { everyDType } from '../../test/support/dtypes.js';
 import { ACTIVATE_REQUEST, signActivation } from '../../test/support/fleet-client.js';
 import { type MemoryLink, memoryLinks } from '../../test/support/memory-link.js';
-import { FabSchema } from '../gen/pollen/v1/records_pb.js';
+import {
+  FabSchema,
+  type ArrayRecord as WireArrays,
+  type RecordDict as WireRecords,
+} from '../gen/pollen/v1/records_pb.js';
 import { Message } from '../sdk/message.js';
 import { RecordDict } from '../sdk/records.js';
 import type { SessionHolder } from '../supernode/fleet-auth.js';
@@ -50,10 +55,11 @@ function reply(
   nodeId: string,
   replyTo: string,
   messageId = `r-${randomBytes(4).toString('hex')}`,
+  content = new RecordDict(),
 ) {
   return messageToWire(
     Message.create({
-      content: new RecordDict(),
+      content,
       dstNodeId: '0',
       messageType: 'train',
       runId,
@@ -331,6 +337,32 @@ describe('PushMessages', () => {
     expect(
       (await a.fleet.pushMessages({ messages: [reply(runId, a.nodeId, later)] })).results[0]!.errorCode,
     ).toBe('MESSAGE_EXPIRED');
+  });
+
+  it('takes arrays of every dtype in a reply, and refuses an unknown dtype or one whose bytes do not add up', async () => {
+    const l = await start();
+    const a = await l.node('site-a');
+    const runId = await l.runningRun();
+    const ids = [await l.instruct(runId, a.nodeId), await l.instruct(runId, a.nodeId)];
+    await a.fleet.pullMessages({ maxMessages: 2 });
+    const every = reply(runId, a.nodeId, ids[0]!, 'every', new RecordDict({ arrays: everyDType() }));
+    const arraysOf = (m: typeof every) =>
+      ((m.body.value as WireRecords).records[0]!.record.value as WireArrays).arrays;
+    const unknown = reply(runId, a.nodeId, ids[1]!, 'unknown', new RecordDict({ arrays: everyDType() }));
+    arraysOf(unknown)[0]!.dtype = 'complex64';
+    const short = reply(runId, a.nodeId, ids[1]!, 'short', new RecordDict({ arrays: everyDType() }));
+    arraysOf(short).find((x) => x.dtype === 'uint64')!.nbytes -= 1n;
+    const { results } = await a.fleet.pushMessages({ messages: [every, unknown, short] });
+    expect(results.map((r) => [r.errorCode, r.errorMessage])).toEqual([
+      ['', ''],
+      ['RECORD_INVALID', 'Array "float16/matrix" in record "arrays": unknown dtype'],
+      [
+        'RECORD_INVALID',
+        'Array "uint64/matrix" in record "arrays": shape and dtype give 64 bytes, nbytes says 63',
+      ],
+    ]);
+    const [stored] = await l.link.pullReplies(runId, [ids[0]!], 0);
+    expect(arraysOf(stored!).map((x) => x.dtype)).toEqual(arraysOf(every).map((x) => x.dtype));
   });
 
   it('answers a reply that comes after its run was stopped RUN_NOT_RUNNING, naming how the run ended', async () => {

@@ -19,6 +19,7 @@ import {
   type Run as WireRun,
 } from '../gen/pollen/v1/records_pb.js';
 import { MESSAGE_TYPES } from '../sdk/message.js';
+import { DTYPES, isDType } from '../sdk/records.js';
 import { CHUNK_RUN_HEADER } from '../transport/bulk-protocol.js';
 import {
   CHUNK_SIZE,
@@ -616,14 +617,6 @@ export class Link {
   }
 }
 
-const ITEM_BYTES: Readonly<Record<string, bigint>> = {
-  float32: 4n,
-  float64: 8n,
-  int32: 4n,
-  int64: 8n,
-  uint8: 1n,
-};
-
 /**
  * Refuse a reply whose array headers do not add up (dtype × shape = nbytes = its inline bytes,
  * or chunks that can hold them): the ServerApp could not decode it, and the node hears why here
@@ -635,9 +628,8 @@ function checkArrayHeaders(m: WireMessage): void {
     if (r.record.case !== 'arrays') continue;
     for (const a of r.record.value.arrays) {
       const where = `Array "${a.name.slice(0, 256)}" in record "${r.name.slice(0, 256)}"`;
-      const item = ITEM_BYTES[a.dtype];
-      if (item === undefined) throw new PollenError('RECORD_INVALID', `${where}: unknown dtype`);
-      const bytes = a.shape.reduce((n, d) => n * d, item);
+      if (!isDType(a.dtype)) throw new PollenError('RECORD_INVALID', `${where}: unknown dtype`);
+      const bytes = a.shape.reduce((n, d) => n * d, BigInt(DTYPES[a.dtype].bytes));
       if (bytes !== a.nbytes)
         throw new PollenError(
           'RECORD_INVALID',

@@ -8,8 +8,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { appEnvironment } from '../apps/app-env.js';
+import { appEnvironment, resourceVariables } from '../apps/app-env.js';
+import { builtinServerAppName } from '../apps/builtin-serverapp.js';
 import { extractBundle } from '../apps/bundle.js';
+import {
+  defaultPython,
+  pythonAppVariables,
+  pythonRunnerArgs,
+  RequirementChecks,
+} from '../apps/python-env.js';
 import { isPollenError, PollenError } from '../errors.js';
 import type { Link } from './link.js';
 
@@ -22,15 +29,19 @@ export interface LauncherOptions {
   appsDir: string;
   /** ServerAppIo base URL the processes call (loopback). */
   serverAppIoUrl: () => string;
+  /** The interpreter of Python ServerApps (default: POLLEN_PYTHON, else `python3` on PATH). */
+  python?: string;
 }
 
 export class RunLauncher {
   readonly #o: LauncherOptions;
   readonly #processes = new Map<string, ChildProcess>();
+  readonly #requirements: RequirementChecks;
   #closing = false;
 
   constructor(o: LauncherOptions) {
     this.#o = o;
+    this.#requirements = new RequirementChecks(o.python ?? defaultPython());
   }
 
   get active(): number {
@@ -44,19 +55,54 @@ export class RunLauncher {
       const run = await link.state.getRun(runId);
       if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${runId}`);
       const bundle = await extractBundle(await link.fabBytes(run.fabHash), this.#o.appsDir);
+      const { manifest } = bundle;
+      const python = manifest.runtime === 'python' && builtinServerAppName(manifest.serverapp) === undefined;
+      // Refused before the ServerApp starts, with the names of what the interpreter lacks.
+      if (python)
+        await this.#requirements.require(manifest.requirements ?? [], `${manifest.name} ${manifest.version}`);
       const token = randomBytes(32).toString('base64url');
       await link.state.setRunToken(runId, token);
-      const child = spawn(process.execPath, [RUNNER, 'serverapp'], {
+      const appIoUrl = this.#o.serverAppIoUrl();
+      const [command, args, env] = python
+        ? [
+            this.#requirements.python,
+            pythonRunnerArgs('serverapp'),
+            {
+              ...pythonAppVariables({
+                appIoUrl,
+                runId,
+                token,
+                ref: manifest.serverapp,
+                bundleDir: bundle.dir,
+              }),
+              ...resourceVariables(undefined, []),
+            },
+          ]
+        : [
+            process.execPath,
+            [RUNNER, 'serverapp'],
+            {
+              POLLEN_APPIO_URL: appIoUrl,
+              POLLEN_RUN_ID: runId,
+              POLLEN_APP_TOKEN: token,
+              // A built-in ServerApp (pollen:FedAvg) reads its initial arrays from the bundle folder.
+              ...(manifest.runtime === 'python'
+                ? { POLLEN_APP_PATH: bundle.dir, POLLEN_APP_REF: manifest.serverapp }
+                : { POLLEN_APP_PATH: bundle.serverappPath }),
+            },
+          ];
+      const child = spawn(command, args, {
         cwd: bundle.dir,
-        env: appEnvironment({
-          POLLEN_APPIO_URL: this.#o.serverAppIoUrl(),
-          POLLEN_RUN_ID: runId,
-          POLLEN_APP_TOKEN: token,
-          POLLEN_APP_PATH: bundle.serverappPath,
-        }),
+        env: appEnvironment(env),
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       this.#processes.set(runId, child);
+      child.once('error', (e) => {
+        this.#processes.delete(runId);
+        this.finish(runId, 'failed', `The ServerApp did not start (${command}): ${e.message}`, true).catch(
+          () => {},
+        );
+      });
       let lastError = '';
       const follow = (stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr'): void => {
         const lines = createInterface({ input: stream });

@@ -74,6 +74,8 @@ export interface SuperLinkOptions {
   collector?: Partial<CollectorOptions>;
   /** How often the audit trail's head is signed (default 5 minutes; also on close). */
   auditCheckpointMs?: number;
+  /** The interpreter of Python ServerApps (default: POLLEN_PYTHON, else `python3` on PATH). */
+  python?: string;
   log: Logger;
 }
 
@@ -159,6 +161,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     link,
     appsDir: join(stateDir, 'apps'),
     serverAppIoUrl: () => serverAppIoUrl,
+    ...(o.python !== undefined && { python: o.python }),
   });
   try {
     await revocations?.start();

@@ -10,8 +10,9 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import { appEnvironment } from '../apps/app-env.js';
+import { appEnvironment, resourceVariables } from '../apps/app-env.js';
 import type { ExtractedBundle } from '../apps/bundle.js';
+import { pythonAppVariables, pythonRunnerArgs } from '../apps/python-env.js';
 import { PollenError } from '../errors.js';
 import type { AppSlot } from './clientappio-service.js';
 
@@ -48,24 +49,66 @@ export function defaultRunner(): RunnerEntry {
 
 export interface ClientAppProcess {
   runner: RunnerEntry;
+  /** The interpreter of Python apps (`--python`). */
+  python: string;
   appIoUrl: string;
   slot: AppSlot;
   bundle: ExtractedBundle;
+  /** The resources this run's app gets: CPUs of the node, GPUs given to the run. */
+  cpu?: number;
+  gpus: readonly number[];
   log: Logger;
 }
 
-export function spawnClientApp(o: ClientAppProcess): ChildProcess {
+/** The command of the run's ClientApp: the Node runner, or the site's Python with Pollen's SDK. */
+function clientAppCommand(o: ClientAppProcess): {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+} {
   const { runId, token } = o.slot;
-  const child = spawn(process.execPath, [...(o.runner.execArgv ?? []), o.runner.script, 'clientapp'], {
-    cwd: o.bundle.dir,
-    env: appEnvironment({
+  const resources = resourceVariables(o.cpu, o.gpus);
+  if (o.bundle.manifest.runtime === 'python')
+    return {
+      command: o.python,
+      args: pythonRunnerArgs('clientapp'),
+      env: {
+        ...pythonAppVariables({
+          appIoUrl: o.appIoUrl,
+          runId,
+          token,
+          ref: o.bundle.manifest.clientapp,
+          bundleDir: o.bundle.dir,
+        }),
+        ...resources,
+      },
+    };
+  return {
+    command: process.execPath,
+    args: [...(o.runner.execArgv ?? []), o.runner.script, 'clientapp'],
+    env: {
       POLLEN_APPIO_URL: o.appIoUrl,
       POLLEN_RUN_ID: runId,
       POLLEN_APP_TOKEN: token,
       POLLEN_APP_PATH: o.bundle.clientappPath,
-    }),
+      ...resources,
+    },
+  };
+}
+
+export function spawnClientApp(o: ClientAppProcess): ChildProcess {
+  const { runId } = o.slot;
+  const { command, args, env } = clientAppCommand(o);
+  const child = spawn(command, args, {
+    cwd: o.bundle.dir,
+    env: appEnvironment(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // A missing interpreter is an error event, not an exit: the node logs it and the slot's
+  // 'exit' listener (run-slots.ts) tells the run; without a listener it would crash the node.
+  child.once('error', (e) =>
+    o.log.warn({ runId, app: 'clientapp', command, reason: e.message }, 'the ClientApp did not start'),
+  );
   for (const [stream, level] of [
     [child.stdout!, 'info'],
     [child.stderr!, 'warn'],

@@ -7,22 +7,26 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { bundleHash, type ExtractedBundle, extractBundle } from '../apps/bundle.js';
+import type { RequirementChecks } from '../apps/python-env.js';
 import { PollenError } from '../errors.js';
 import type { Run as WireRun } from '../gen/pollen/v1/records_pb.js';
 import type { Context } from '../sdk/context.js';
 import { downloadChunks } from '../transport/chunk-transfer.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { MemoryChunkStore } from '../transport/chunks.js';
-import { chunkIdsOf, type WireMessage } from '../transport/wire.js';
+import { chunkIdsOf, configFromWire, type WireMessage } from '../transport/wire.js';
 import type { Waiters } from '../util/waiters.js';
 import { endClientApp } from './app-process.js';
 import type { AppSlot } from './clientappio-service.js';
 import { call, type FleetClient } from './fleet-call.js';
 import { HEARTBEAT_RUNS, type RunWatch } from './fleet-session.js';
 import type { NodeTime } from './node-time.js';
+import type { GpuAllocator } from './resources.js';
 
 export interface Slot extends AppSlot {
   process?: ChildProcess;
+  /** The GPUs given to this run on this node (process mode), released when the slot closes. */
+  gpus: number[];
   /** Embedded mode: the run's Context and the queue of instructions being handled. */
   context?: Context;
   handling?: Promise<void>;
@@ -43,6 +47,10 @@ export interface RunSlotsOptions {
   trustedApps?: readonly string[];
   /** Embedded mode: no bundle and no process; the slot holds the run's Context. */
   embedded: boolean;
+  /** Python apps: their requirements checked against the site's interpreter before they start. */
+  requirements: RequirementChecks;
+  /** The node's GPUs, given to runs. */
+  gpus: GpuAllocator;
   /** Start the run's ClientApp process from its unpacked bundle (process mode). */
   startApp(slot: Slot, bundle: ExtractedBundle): ChildProcess;
   /** The run's ClientApp process ended by itself (not shut down). */
@@ -87,14 +95,33 @@ export class RunSlots implements RunWatch {
         `This site does not run app ${run.fab.name} (${run.fab.hash})`,
       );
     const bundle = await this.#fetchBundle(run);
-    // A slot whose app ended keeps its queue and token; its app starts again.
+    const { manifest } = bundle;
+    // Refused before the app starts: what the site's Python lacks, then GPUs none of which is free.
+    if (manifest.runtime === 'python')
+      await this.o.requirements.require(manifest.requirements ?? [], `${manifest.name} ${manifest.version}`);
+    const { gpus } = this.o;
+    const given = gpus.acquire(runId, gpus.wanted(configFromWire(run.runConfig)));
+    // A slot whose app ended keeps its queue and token (and GPUs); its app starts again.
     const slot = existing ?? this.#newSlot(runId, run);
-    const child = this.o.startApp(slot, bundle);
+    slot.gpus = given;
+    let child: ChildProcess;
+    try {
+      child = this.o.startApp(slot, bundle);
+    } catch (e) {
+      this.close(slot);
+      throw e;
+    }
     slot.process = child;
     child.once('exit', (code, signal) => {
       if (slot.shutdown || this.o.signal.aborted) return;
       slot.process = undefined;
       this.o.onAppEnded(slot, signal ? `signal ${signal}` : `exit code ${code}`);
+    });
+    // A command that cannot be started emits only 'error' (no 'exit').
+    child.once('error', (e) => {
+      if (slot.shutdown || this.o.signal.aborted || slot.process !== child) return;
+      slot.process = undefined;
+      this.o.onAppEnded(slot, `it did not start: ${e.message}`);
     });
     return slot;
   }
@@ -106,6 +133,7 @@ export class RunSlots implements RunWatch {
       queue: [],
       shutdown: false,
       runConfig: run.runConfig,
+      gpus: [],
       inFlight: new Map(),
       lastCheck: this.o.time.now(),
     };
@@ -139,6 +167,7 @@ export class RunSlots implements RunWatch {
     this.o.tasks.notify(slot.runId);
     if (slot.process) endClientApp(slot.process);
     this.#slots.delete(slot.runId);
+    this.o.gpus.release(slot.runId);
   }
 
   /** Closing the node: every app is told to shut down; the live app processes. */

@@ -15,6 +15,7 @@ import { setMaxListeners } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { defaultPython, RequirementChecks } from '../apps/python-env.js';
 import type { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import type { SshPrivateKey } from '../pki/openssh.js';
@@ -35,6 +36,7 @@ import { FleetSession } from './fleet-session.js';
 import { Instructions } from './instructions.js';
 import { nodeTime } from './node-time.js';
 import { Replies } from './replies.js';
+import { GpuAllocator, type NodeResources } from './resources.js';
 import { RunSlots } from './run-slots.js';
 
 export type { RunnerEntry } from './app-process.js';
@@ -80,6 +82,12 @@ export interface SuperNodeOptions {
    * beside this module in a build, `apps/runner.ts` through tsx from source.
    */
   runner?: RunnerEntry;
+  /** The interpreter of Python apps (default: POLLEN_PYTHON, else `python3` on PATH). */
+  python?: string;
+  /** What this node gives runs: GPUs (each run its own) and a CPU count. */
+  resources?: NodeResources;
+  /** Runs may share GPUs (default: each GPU serves one run at a time). */
+  shareGpus?: boolean;
   /** Called with each state change, for progress displays and tests. */
   onEvent?: (e: SuperNodeEvent) => void;
   /** The clock, epoch ms (default Date.now): session renewals, heartbeats, run checks. */
@@ -117,6 +125,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   const { log, onEvent } = o;
   const time = nodeTime(o);
   const runner = o.app ? undefined : (o.runner ?? defaultRunner());
+  const python = o.python ?? defaultPython();
   const chunks: ChunkStore = o.memoryChunks
     ? new MemoryChunkStore()
     : // Verified once on arrival (from the app or the SuperLink); forwarding does not hash again.
@@ -151,7 +160,19 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     appsDir: join(workDir, 'apps'),
     trustedApps: o.trustedApps,
     embedded: o.app !== undefined,
-    startApp: (slot, bundle) => spawnClientApp({ runner: runner!, appIoUrl: appIo!.url, slot, bundle, log }),
+    requirements: new RequirementChecks(python),
+    gpus: new GpuAllocator(o.resources?.gpus ?? [], o.shareGpus),
+    startApp: (slot, bundle) =>
+      spawnClientApp({
+        runner: runner!,
+        python,
+        appIoUrl: appIo!.url,
+        slot,
+        bundle,
+        cpu: o.resources?.cpu,
+        gpus: slot.gpus,
+        log,
+      }),
     onAppEnded: (slot, why) => instructions.appEnded(slot, why),
     onOpened: () => session.reschedule(),
     signal,

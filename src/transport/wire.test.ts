@@ -1,5 +1,6 @@
 import { clone, create, fromBinary, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
+import { everyDType, expectSameArrays } from '../../test/support/dtypes.js';
 import { pollenCodeOf } from '../../test/support/errors.js';
 import { PollenError } from '../errors.js';
 import * as pb from '../gen/pollen/v1/records_pb.js';
@@ -84,6 +85,29 @@ describe('messageToWire / messageFromWire', () => {
     expect(got.getMetricRecord('metrics')!.toObject()).toEqual(metrics.toObject());
     expect(got.getConfigRecord('configs')!.toObject()).toEqual(configs.toObject());
     expect(got.getArrayRecord('nothing')!.size).toBe(0);
+  });
+
+  it('carries every dtype bit-exactly under its name, inline and in chunks of any size', async () => {
+    const arrays = everyDType();
+    for (const options of [{}, { inlineMax: 0, chunkSize: 8 }, { inlineMax: 4, chunkSize: 2 }]) {
+      const { wire } = messageToWire(msg(new RecordDict({ arrays })), options);
+      const sent = ((wire.body.value as pb.RecordDict).records[0]!.record.value as pb.ArrayRecord).arrays;
+      expect(sent.map((a) => `${a.name}:${a.dtype}`)).toEqual([...arrays].map(([n, e]) => `${n}:${e.dtype}`));
+      const back = await roundTrip(msg(new RecordDict({ arrays })), options);
+      expectSameArrays(back.contentOrThrow.getArrayRecord('arrays')!, arrays);
+    }
+  });
+
+  it('carries a large uint64 array over several 4 MiB chunks', async () => {
+    const data = new BigUint64Array(1_200_000);
+    new Uint32Array(data.buffer).forEach((_, i, words) => {
+      words[i] = i * 2654435761; // distinct words, so a misplaced chunk shows
+    });
+    const arrays = new ArrayRecord().set('big', { dtype: 'uint64', shape: [1000, 1200], data });
+    const { wire } = messageToWire(msg(new RecordDict({ arrays })));
+    expect(chunkIdsOf(wire)).toHaveLength(3); // 9.6 MB in 4 MiB pieces
+    const back = await roundTrip(msg(new RecordDict({ arrays })));
+    expectSameArrays(back.contentOrThrow.getArrayRecord('arrays')!, arrays);
   });
 
   it('round-trips an empty message and an error reply', async () => {
@@ -233,7 +257,12 @@ describe('hostile wire messages', () => {
   const cases: [string, ArrayInit, string][] = [
     [
       'unknown dtype',
-      { dtype: 'float16', shape: [2n], nbytes: 4n, inline: new Uint8Array(4) },
+      { dtype: 'complex64', shape: [2n], nbytes: 16n, inline: new Uint8Array(16) },
+      'RECORD_INVALID',
+    ],
+    [
+      'a bool byte other than 0 or 1',
+      { dtype: 'bool', shape: [2n], nbytes: 2n, inline: Uint8Array.from([1, 2]) },
       'RECORD_INVALID',
     ],
     ['shape × itemsize ≠ nbytes', { shape: [3n], nbytes: 8n, inline: new Uint8Array(8) }, 'RECORD_INVALID'],

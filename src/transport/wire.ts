@@ -19,8 +19,9 @@ import {
   ArrayRecord,
   ConfigRecord,
   type ConfigValue,
-  DTYPE_NAMES,
+  DTYPES,
   type DType,
+  isDType,
   MAX_NDIM,
   MetricRecord,
   RecordDict,
@@ -33,15 +34,6 @@ export type WireMessage = pb.Message;
 
 const GiB = 1024 * 1024 * 1024;
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-const ITEMSIZE: Record<DType, number> = { float32: 4, float64: 8, int32: 4, int64: 8, uint8: 1 };
-const CTORS: Record<DType, new (buffer: ArrayBuffer, byteOffset: number, length: number) => TypedArray> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  uint8: Uint8Array,
-};
 
 function recordInvalid(message: string): PollenError {
   return new PollenError('RECORD_INVALID', message);
@@ -87,7 +79,7 @@ function elementBytes(data: TypedArray, dtype: DType): Uint8Array {
   const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (LITTLE_ENDIAN_HOST) return view;
   const copy = view.slice();
-  swapBytes(copy, ITEMSIZE[dtype]);
+  swapBytes(copy, DTYPES[dtype].bytes);
   return copy;
 }
 
@@ -337,9 +329,9 @@ function pieceLength(plan: ArrayPlan, index: number): number {
 function planArray(a: pb.Array, maxArrayBytes: number): ArrayPlan {
   const where = `Array "${String(a.name).slice(0, 256)}"`;
   validateName('Array', a.name);
-  if (!(DTYPE_NAMES as readonly string[]).includes(a.dtype))
+  if (!isDType(a.dtype))
     throw recordInvalid(`${where}: unknown dtype ${JSON.stringify(a.dtype.slice(0, 32))}`);
-  const dtype = a.dtype as DType;
+  const dtype = a.dtype;
   if (a.shape.length > MAX_NDIM) throw recordInvalid(`${where}: more than ${MAX_NDIM} dimensions`);
   let count = 1n;
   for (const dim of a.shape) {
@@ -348,9 +340,9 @@ function planArray(a: pb.Array, maxArrayBytes: number): ArrayPlan {
       throw recordInvalid(`${where}: dimension too large`);
     count *= dim;
   }
-  if (count * BigInt(ITEMSIZE[dtype]) !== a.nbytes)
+  if (count * BigInt(DTYPES[dtype].bytes) !== a.nbytes)
     throw recordInvalid(
-      `${where}: shape and dtype give ${count * BigInt(ITEMSIZE[dtype])} bytes, nbytes says ${a.nbytes}`,
+      `${where}: shape and dtype give ${count * BigInt(DTYPES[dtype].bytes)} bytes, nbytes says ${a.nbytes}`,
     );
   if (a.nbytes > BigInt(maxArrayBytes))
     throw new PollenError(
@@ -455,9 +447,9 @@ function allocate(nbytes: number): ArrayBuffer {
 }
 
 function finishArray(plan: ArrayPlan, buffer: ArrayBuffer): TypedArray {
-  const itemsize = ITEMSIZE[plan.dtype];
-  if (!LITTLE_ENDIAN_HOST) swapBytes(new Uint8Array(buffer), itemsize);
-  return new CTORS[plan.dtype](buffer, 0, plan.nbytes / itemsize);
+  const { bytes, ctor } = DTYPES[plan.dtype];
+  if (!LITTLE_ENDIAN_HOST) swapBytes(new Uint8Array(buffer), bytes);
+  return new ctor(buffer, 0, plan.nbytes / bytes);
 }
 
 function buildMessage(plan: MessagePlan, buffers: Map<ArrayPlan, ArrayBuffer>): Message {

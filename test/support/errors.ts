@@ -30,6 +30,17 @@ export function codeOf(fn: () => unknown): string {
   return 'no error';
 }
 
+/** `CODE: message` of the PollenError a synchronous call throws, or undefined when it returns. */
+export function refusalOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof PollenError) return `${e.code}: ${e.message}`;
+    throw e;
+  }
+  return undefined;
+}
+
 /**
  * 'ok' when `p` resolves, else the code of the PollenError it fails with (a Connect error's
  * carried code, or the code its gRPC status maps to).

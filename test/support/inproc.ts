@@ -14,7 +14,9 @@ import { Control } from '../../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../../src/gen/pollen/v1/fleet_pb.js';
 import { initCa, type LoadedCa, loadCa } from '../../src/pki/ca.js';
 import { createSiteCertificate } from '../../src/pki/site.js';
+import type { UserConfigValue } from '../../src/sdk/index.js';
 import { type SuperLink, type SuperLinkOptions, startSuperLink } from '../../src/superlink/superlink.js';
+import { type SuperNode, type SuperNodeOptions, startSuperNode } from '../../src/supernode/supernode.js';
 import type { ChunkTransport } from '../../src/transport/chunk-transport.js';
 import { openChannel, type RpcChannel } from '../../src/transport/rpc-client.js';
 import { loadTlsMaterial, type TlsMaterial } from '../../src/transport/tls.js';
@@ -51,7 +53,9 @@ export interface InProcessLink {
   close(): Promise<void>;
 }
 
-type Extra = Partial<Pick<SuperLinkOptions, 'limits' | 'collector' | 'chunkMemoryBytes' | 'oidc' | 'tokens'>>;
+type Extra = Partial<
+  Pick<SuperLinkOptions, 'limits' | 'collector' | 'chunkMemoryBytes' | 'oidc' | 'tokens' | 'python'>
+>;
 
 /** A SuperLink in this process with its three APIs on free ports of 127.0.0.1. */
 export function startLocalSuperLink(
@@ -155,4 +159,32 @@ export async function writeFederationsFile(link: InProcessLink, path: string, na
       `root-certificate = "${admin.rootPath}"`,
     ].join('\n'),
   );
+}
+
+/**
+ * Ready SuperNodes in this process on `link` (mutual TLS, a certificate each, `site-K`), one per
+ * node config; `extra` goes to every one (e.g. an embedded `app`, `python`, `resources`).
+ */
+export async function startNodes(
+  link: InProcessLink,
+  dir: string,
+  nodeConfigs: Record<string, UserConfigValue>[],
+  extra: Partial<SuperNodeOptions> = {},
+): Promise<SuperNode[]> {
+  const nodes: SuperNode[] = [];
+  for (const [k, nodeConfig] of nodeConfigs.entries())
+    nodes.push(
+      await startSuperNode({
+        superlink: link.superlink.fleetUrl,
+        tls: await link.tls(`site-${k}`),
+        name: `site-${k}`,
+        workDir: join(dir, `node-${k}`),
+        nodeConfig,
+        log: pino({ level: 'silent' }),
+        pollIntervalMs: 100,
+        ...extra,
+      }),
+    );
+  await Promise.all(nodes.map((n) => n.ready));
+  return nodes;
 }

@@ -36,6 +36,10 @@ export async function build(o: BuildOptions, out: Output): Promise<void> {
     version: built.manifest.version,
     serverapp: built.manifest.serverapp,
     clientapp: built.manifest.clientapp,
+    ...(built.manifest.runtime !== undefined && {
+      runtime: built.manifest.runtime,
+      requirements: built.manifest.requirements ?? [],
+    }),
     sdkVersion: built.manifest.sdkVersion,
     config: built.manifest.config,
     files: built.manifest.files,

@@ -14,6 +14,15 @@ export function registerDemo(program: Command): void {
     .description(
       'run a whole secure federation on this machine: CA, enrollment, SuperLink, SuperNodes, MNIST',
     )
+    .option(
+      '--app <name>',
+      'the app trained: mnist (TypeScript, tfjs) or pytorch-mnist (Python, PyTorch)',
+      'mnist',
+    )
+    .option(
+      '--python <path>',
+      'with --app pytorch-mnist: the interpreter (default: the first of POLLEN_PYTHON, python3, /usr/bin/python3 with torch and numpy)',
+    )
     .option('--sites <n>', 'sites, each with its own SuperNode and data partition', '3')
     .option('--rounds <n>', 'federated rounds of the MNIST app', '3')
     .option('--partitioning <kind>', 'iid, or non-iid (each site sees mostly some digits)', 'iid')
@@ -31,7 +40,8 @@ What happens, each step a real \`pollen\` process:
   cert init → cert-service (policy: site-* on this machine approved) → superlink (mutual TLS,
   --enable-supernode-auth, CRL from the service) → admin certificate + config superlink add
   → token batch + package (signed startup kits) → node keys (ssh-keygen) + supernode register
-  → every site's start (enrolls, then runs its SuperNode) → run examples/mnist with a live
+  → every site's start (enrolls, then runs its SuperNode) → run examples/mnist (or, with
+  --app pytorch-mnist, examples/pytorch-mnist with the Python interpreter it names) with a live
   per-round display → audit verify (the trail, checked against the project root) → summary →
   everything stopped. With --oidc: an embedded OpenID Provider whose tokens the SuperLink accepts;
   the admin creates the federation demo-study (federation create, add-node for each site) and
@@ -43,6 +53,7 @@ What happens, each step a real \`pollen\` process:
 Examples:
   npm run demo                              # same as: pollen demo
   pollen demo --sites 5 --rounds 5 --partitioning non-iid
+  pollen demo --app pytorch-mnist           # the PyTorch example: Python ClientApps and ServerApp
   pollen demo -w ./demo --keep              # then: POLLEN_CONFIG=./demo/admin/config.toml pollen list
   pollen demo --oidc --sites 2 --rounds 2   # people log in instead of holding certificates
   pollen demo --oidc -w ./demo --keep       # then: POLLEN_CONFIG=./demo/researcher/config.toml pollen list demo-study

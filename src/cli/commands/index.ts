@@ -6,6 +6,7 @@ import { registerCertService } from './cert-service.js';
 import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
 import { registerEnrollment } from './enrollment.js';
+import { registerEnv } from './env.js';
 import { registerFederation } from './federation.js';
 import { registerLogin } from './login.js';
 import { registerNew } from './new.js';
@@ -35,6 +36,7 @@ export function registerCommands(program: Command): void {
   registerSimulate(program);
   registerRuns(program);
   registerBuild(program);
+  registerEnv(program);
   registerConfig(program);
   registerFederation(program);
   registerLogin(program);

@@ -19,13 +19,17 @@ export function registerNew(program: Command): void {
 Templates:
 ${templates}
 
-The app depends on the Pollen that made it (a file: link to its folder), so npm install in the
-app downloads nothing and the app gets this Pollen's SDK, never the unrelated package called
-pollen on the npm registry. The folder must not exist yet, or be empty.
+A TypeScript app depends on the Pollen that made it (a file: link to its folder), so npm install
+in the app downloads nothing and the app gets this Pollen's SDK, never the unrelated package called
+pollen on the npm registry. A Python app (numpy, pytorch) is a pyproject.toml folder: nothing to
+install, the SuperNode puts Pollen's Python SDK on the app's path (docs/python.md). The folder
+must not exist yet, or be empty.
 
 Examples:
   pollen new my-app
-  cd my-app && npm install && pollen simulate .`,
+  cd my-app && npm install && pollen simulate .
+  pollen new my-model --template pytorch
+  cd my-model && pollen env check . && pollen simulate .`,
     )
     .action(action<{ template: string }>((o, out, [name]) => newApp({ ...o, name: name! }, out)));
 }

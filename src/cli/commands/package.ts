@@ -27,6 +27,7 @@ Examples:
   pollen package -n superlink.example.com -t server -e grpcs://0.0.0.0:9092:9093 -c ./ca
   pollen package -n alice@example.com -t admin -e grpcs://superlink.example.com:9092:9093 --role lead
   pollen package -n hospital-1 -e grpcs://superlink:9092 --cert-service https://certs:8443 --token "$TOKEN"
+  pollen package -n hospital-1 -e grpcs://superlink:9092 -c ./ca --requirements requirements.txt
   pollen package -n superlink -t server -e grpcs://0.0.0.0:9092:9093 --cert-service https://certs:8443 \\
       --token "$(pollen token generate -s superlink --server --host superlink.example.com -c ./ca)" \\
       --host superlink.example.com
@@ -82,6 +83,10 @@ export function registerPackage(program: Command): void {
       '--host <HOST>',
       'relay/server: a DNS name or IP address it is reached at (repeatable); the --token must name each',
       (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--requirements <FILE>',
+      "client/server kits: a pip requirements file the kit carries; start.sh checks the site's Python environment against it",
     )
     .option('--force', 'write into an existing kit folder (generated files are replaced)')
     .addHelpText('after', HELP)

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { MAX_VIRTUAL_NODES } from '../../apps/virtual-nodes.js';
 import { action, lazy } from '../command.js';
 import type { SimulateOptions } from '../simulate/simulate.js';
@@ -21,6 +21,12 @@ export function registerSimulate(program: Command): void {
       [],
     )
     .option('-o, --output <dir>', "where the ServerApp's artefacts are written (default: ./RUN_ID)")
+    .addOption(
+      new Option(
+        '--python <path>',
+        'Python apps: the interpreter of the ClientApps (default: the first of POLLEN_PYTHON, python3, /usr/bin/python3 that has what the app requires)',
+      ).env('POLLEN_PYTHON'),
+    )
     .addHelpText(
       'after',
       `
@@ -31,6 +37,8 @@ unchanged; strategies aggregate replies in node order, so a seeded app ends with
 as on a federation whose sites hold the same partitions in node-id order. Each round's metrics are shown as it
 ends; the result holds every round and the final metrics. What the ServerApp saves with
 context.artefacts.save is written into --output, as pollen pull writes a run's artefacts.
+A Python app (pyproject.toml) with a built-in ServerApp (pollen:FedAvg, pollen:FedProx) runs its
+ClientApp in one process per virtual node, with the first interpreter that has what it requires.
 Limits: docs/simulation.md.
 
 Examples:

@@ -49,6 +49,12 @@ function superlinkOptions(cmd: Command): Command {
       '1024',
     )
     .option('--project <name>', 'admit only certificates of this project (default: any from the root CA)')
+    .addOption(
+      new Option(
+        '--python <path>',
+        "the interpreter of Python apps (here their ServerApps), e.g. a virtual environment's bin/python (default: python3 on PATH)",
+      ).env('POLLEN_PYTHON'),
+    )
     .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
     .addOption(logLevelOption());
   return addIdentityOptions(addLimitOptions(cmd));

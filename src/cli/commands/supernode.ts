@@ -47,6 +47,23 @@ function supernodeOptions(cmd: Command): Command {
         .env('POLLEN_TRUSTED_APPS')
         .argParser(collect),
     )
+    .addOption(
+      new Option(
+        '--python <path>',
+        "the interpreter of Python apps, e.g. a virtual environment's bin/python (default: python3 on PATH)",
+      ).env('POLLEN_PYTHON'),
+    )
+    .addOption(
+      new Option(
+        '--resources <list>',
+        'what runs get: cpu=N (POLLEN_CPUS, OMP_NUM_THREADS), gpu=M (GPUs 0 … M-1) or gpu=0,2 (those ids); each run its own GPUs',
+      ).env('POLLEN_RESOURCES'),
+    )
+    .addOption(
+      new Option('--share-gpus', 'let runs share GPUs (by default a GPU serves one run at a time)').env(
+        'POLLEN_SHARE_GPUS',
+      ),
+    )
     .option('--work-dir <dir>', 'unpacked apps and chunks in transit', './supernode')
     .option(
       '--clientappio-address <host:port>',
@@ -78,6 +95,7 @@ export function registerSuperNode(program: Command): void {
 Examples:
   pollen supernode --kit ./site-1 --node-config partition-id=0 --node-config num-partitions=3
   pollen supernode --kit ./site-1 --auth-supernode-private-key ~/.ssh/pollen_node
+  pollen supernode --kit ./site-1 --python /opt/pollen-venv/bin/python --resources cpu=8,gpu=2
   pollen supernode register node.pub local      # an admin registers a node's key
   pollen supernode register node.pub local --site site-1   # ... usable only with site-1's certificate
   pollen supernode list local

@@ -4,6 +4,8 @@ import { demoWorkspace, narrator, shutDownLine, tidyWorkspace } from './narratio
 import { accessTokenTtl } from './oidc-provider.js';
 
 export interface DemoFederationOptions {
+  app: string;
+  python?: string;
   sites: string;
   rounds: string;
   partitioning: string;
@@ -24,16 +26,31 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
   const ttl = accessTokenTtl(o.accessTokenTtl);
   if (o.partitioning !== 'iid' && o.partitioning !== 'non-iid')
     throw new PollenError('INVALID_ARGUMENT', '--partitioning is iid or non-iid');
-  const { assertMnistAvailable, runFederationDemo } = await import('../../demo/federation.js');
-  assertMnistAvailable();
+  const { assertDemoAppAvailable, demoApp, prepareDemoApp } = await import('../../demo/apps.js');
+  const app = demoApp(o.app);
+  if (o.python !== undefined && !app.data)
+    throw new PollenError('INVALID_ARGUMENT', `--python is for a Python app; ${app.id} is TypeScript`, {
+      hint: 'Add --app pytorch-mnist, or leave out --python.',
+    });
+  assertDemoAppAvailable(app);
+  const { runFederationDemo } = await import('../../demo/federation.js');
+  const python = await prepareDemoApp(app, o.python);
   const workspace = demoWorkspace(o.workspace);
   const { say, step, line } = narrator(out);
   say(`${bold('Pollen')} secure federation demo — workspace ${workspace}`);
+  if (python) {
+    const c = python.choice;
+    for (const p of c.passedOver) say(dim(`   Python ${p.python} (${p.from}) passed over: it ${p.why}`));
+    say(`   Python for ${app.id}: ${c.python} (${c.from}, Python ${c.check.pythonVersion})`);
+    if (python.preparedData) say(dim(`   digits converted once into examples/${app.id}/${app.data?.file}`));
+  }
   let summary: Awaited<ReturnType<typeof runFederationDemo>>;
   try {
     summary = await runFederationDemo(
       {
         workspace,
+        app,
+        python,
         sites,
         rounds,
         partitioning: o.partitioning,
@@ -60,7 +77,7 @@ export async function demoFederation(o: DemoFederationOptions, out: Output): Pro
   const removed = tidyWorkspace(workspace, o);
   out.result({ ...summary, workspaceRemoved: removed }, (s) => [
     '',
-    `${ok('✓')} ${s.sites.length} sites trained MNIST for ${s.rounds.length} rounds: accuracy ${
+    `${ok('✓')} ${s.sites.length} sites trained ${s.app === 'mnist' ? 'MNIST' : `MNIST with PyTorch (${s.python?.path})`} for ${s.rounds.length} rounds: accuracy ${
       s.accuracy === null ? 'n/a' : `${(s.accuracy * 100).toFixed(1)}%`
     } on held-out digits, ${(s.bytesMoved / 1e6).toFixed(1)} MB of model updates moved, training ${s.trainingSeconds}s, ${s.seconds}s in all`,
     `  run ${s.runId} in federation ${s.federation}, started by ${s.createdBy}${

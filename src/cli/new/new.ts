@@ -13,7 +13,13 @@ export interface NewOptions {
 export async function newApp(o: NewOptions, out: Output): Promise<void> {
   const app = createApp({ name: o.name, template: o.template, parentDir: process.cwd() });
   const folder = relative(process.cwd(), app.dir) || '.';
-  const next = [`cd ${folder}`, 'npm install', 'pollen simulate .', 'pollen run . FEDERATION --stream'];
+  const next = [
+    `cd ${folder}`,
+    // A Python app needs no install step: the SuperNode puts this Pollen's SDK on its path.
+    app.language === 'python' ? 'pollen env check .' : 'npm install',
+    'pollen simulate .',
+    'pollen run . FEDERATION --stream',
+  ];
   out.result({ ...app, next }, (d) => [
     `${ok('created')} ${bold(d.name)} from the ${d.template} template in ${folder}/`,
     ...d.files.map((f) => dim(`  ${f}`)),

@@ -29,6 +29,8 @@ export interface PackageOptions {
   listeningPort?: string;
   /** Servers and relays: DNS names and IP addresses it is reached at (the token must name each). */
   host?: string[];
+  /** A pip requirements file the kit carries; start.sh checks the Python environment against it. */
+  requirements?: string;
   force?: boolean;
 }
 
@@ -50,6 +52,7 @@ export async function packageKit(o: PackageOptions, out: Output): Promise<void> 
     ...(o.listeningPort !== undefined && { listeningPort: o.listeningPort }),
     ...(o.host !== undefined && { hosts: o.host }),
     ...(ca && { caRootFingerprint: ca.rootFingerprint }),
+    ...(o.requirements !== undefined && { requirements: await requirementsOf(o.requirements) }),
   });
   const dir = kitFolder(spec.name, {
     ...(o.output !== undefined && { output: o.output }),
@@ -92,4 +95,10 @@ export async function packageKit(o: PackageOptions, out: Output): Promise<void> 
       : []),
     `Next: read ${relative(process.cwd(), `${r.kit}/readme.txt`) || 'readme.txt'}, then ./startup/start.sh in the kit folder.`,
   ]);
+}
+
+/** The requirements file's lines (loaded here: only kits that carry one read pyproject parsers). */
+async function requirementsOf(file: string): Promise<string[]> {
+  const { readRequirementsFile } = await import('../../apps/build-python.js');
+  return readRequirementsFile(file);
 }

@@ -6,6 +6,7 @@
  */
 import { Console } from 'node:console';
 import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
 import type { Output } from '../output.js';
 
 type Stream = 'stdout' | 'stderr';
@@ -57,4 +58,27 @@ export async function withAppOutput<T>(out: Output, fn: () => Promise<T>): Promi
     for (const name of ['stdout', 'stderr'] as const)
       if (pending[name] !== '') out.appLine(name, pending[name]);
   }
+}
+
+/**
+ * A logger for the app processes of a simulation (Python ClientApps): each line they print goes
+ * to `Output#appLine` as the in-process app's output does (stdout at info, stderr at warn and
+ * above); the plumbing's own debug lines are dropped.
+ */
+export function appLogger(out: Output): Logger {
+  const line =
+    (stream: Stream) =>
+    (_: unknown, text?: unknown): void => {
+      if (typeof text === 'string') out.appLine(stream, text);
+    };
+  const logger: Record<string, unknown> = {
+    info: line('stdout'),
+    warn: line('stderr'),
+    error: line('stderr'),
+    fatal: line('stderr'),
+    debug: () => {},
+    trace: () => {},
+    child: () => logger,
+  };
+  return logger as unknown as Logger;
 }

@@ -9,7 +9,7 @@ import { parseConfigPairs } from '../config-pairs.js';
 import { bold, dim, formatMetrics, type Output, ok } from '../output.js';
 import { writeArtefactFile } from '../runs/artefact-files.js';
 import { formatArtefact } from '../runs/format.js';
-import { withAppOutput } from './app-output.js';
+import { appLogger, withAppOutput } from './app-output.js';
 
 export interface SimulateOptions {
   /** The app folder (default: the working folder). */
@@ -24,6 +24,8 @@ export interface SimulateOptions {
   nodeConfig: string[];
   /** Where the ServerApp's artefacts are written (default: ./RUN_ID, only if it saved any). */
   output?: string;
+  /** Python apps: the interpreter of the ClientApps (else the first that has the requirements). */
+  python?: string;
 }
 
 function wholeNumber(value: string, flag: string): number {
@@ -56,6 +58,7 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
     });
   // Loaded here: the bundler is only needed by this command.
   const { simulate } = await import('../../apps/simulation.js');
+  const { startProcessClientApps } = await import('../../supernode/process-clientapps.js');
   const workDir = mkdtempSync(join(tmpdir(), 'pollen-simulate-'));
   try {
     out.progress(`building ${o.appDir}`);
@@ -67,6 +70,9 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
         runConfig,
         nodeConfig: parseConfigPairs(o.nodeConfig, '--node-config'),
         workDir,
+        ...(o.python !== undefined && { python: o.python }),
+        // One process per virtual node, its output shown as the app's.
+        pythonClientApps: (p) => startProcessClientApps({ ...p, log: appLogger(out) }),
         // A SuperLink's default limits, so an app that fits here fits a default federation.
         artefacts: new MemoryArtefacts({
           maxBytes: DEFAULT_LIMITS.artefactMaxBytes,
@@ -74,7 +80,7 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
         }),
         onStart: (p) =>
           out.progress(
-            `simulating ${p.app.name} ${p.app.version} on ${p.nodes.length} virtual nodes (run ${p.runId})`,
+            `simulating ${p.app.name} ${p.app.version} on ${p.nodes.length} virtual nodes (run ${p.runId})${p.python ? ` with ${p.python.executable} (Python ${p.python.version})` : ''}`,
           ),
         onRound: (r) => out.progress(roundLine(r)),
       }),
@@ -89,6 +95,7 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
       rounds,
       metrics: last,
       seconds: result.seconds,
+      ...(result.python && { python: result.python }),
       ...(await writeArtefacts(result.artefacts, o.output ?? result.runId)),
     };
     const render = (d: typeof document) => [

@@ -21,6 +21,7 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   auditCheckpointInterval?: string;
   certService?: string;
   project?: string;
+  python?: string;
   logLevel: string;
 }
 
@@ -98,6 +99,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     accessPolicy: people.accessPolicy,
     ...(people.oidc && { oidc: people.oidc }),
     ...(people.tokens && { tokens: people.tokens }),
+    ...(o.python !== undefined && { python: o.python }),
     log,
   });
   out.result(

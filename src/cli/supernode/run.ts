@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { PollenError } from '../../errors.js';
+import { parseResources } from '../../supernode/resources.js';
 import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
 import { bold, dim, type Output } from '../output.js';
@@ -14,6 +15,9 @@ export interface SuperNodeOptions extends TlsFlags {
   authSupernodePrivateKey?: string;
   nodeConfig: string[];
   trustedApp?: string[];
+  python?: string;
+  resources?: string;
+  shareGpus?: boolean;
   workDir: string;
   clientappioAddress: string;
   heartbeatInterval: string;
@@ -33,6 +37,7 @@ export function certificateName(pem: string): string | undefined {
 /** `pollen supernode`: connect to the SuperLink and train for its runs until a signal stops it. */
 export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<void> {
   const { tls, kit } = resolveTls(o, 'client', out);
+  const resources = parseResources(o.resources);
   const { default: pino } = await import('pino');
   const { startSuperNode } = await import('../../supernode/supernode.js');
   const { parseSshPrivateKey } = await import('../../pki/openssh.js');
@@ -68,6 +73,9 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
     authKey,
     nodeConfig: parseConfigPairs(o.nodeConfig, '--node-config'),
     trustedApps,
+    ...(o.python !== undefined && { python: o.python }),
+    resources,
+    shareGpus: o.shareGpus === true,
     workDir: o.workDir,
     clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
     heartbeatIntervalMs: interval * 1000,

@@ -46,6 +46,8 @@ export interface KitSpec {
   enrollment: { certServiceUrl: string; rootCaFingerprint: string | null } | null;
   /** Written as startup/enrollment_token (0600) when given. */
   token: string | null;
+  /** Client and server kits: the Python requirements start.sh checks before it starts. */
+  requirements: string[] | null;
   runtime: PollenRuntime;
   createdAt: Date;
 }
@@ -64,6 +66,8 @@ export interface KitSpecInput {
   hosts?: string[];
   /** The project root CA fingerprint when a CA folder is at hand (must agree with the token). */
   caRootFingerprint?: string;
+  /** The lines of a requirements file (`--requirements`), for client and server kits. */
+  requirements?: string[];
   runtime?: PollenRuntime;
   now?: Date;
 }
@@ -199,6 +203,7 @@ export function resolveKitSpec(input: KitSpecInput): { spec: KitSpec; warnings: 
       hosts,
       enrollment,
       token,
+      requirements: kitRequirements(type, input.requirements),
       runtime: input.runtime ?? defaultRuntime(),
       createdAt: input.now ?? new Date(),
     },
@@ -225,4 +230,18 @@ function kitHosts(type: KitType, given: string[], tokenHosts: string[] | null): 
       },
     );
   return hosts.length > 0 ? hosts : tokenHosts;
+}
+
+/** Python requirements belong to the participants that run apps: SuperNodes and the SuperLink. */
+function kitRequirements(type: KitType, requirements: string[] | undefined): string[] | null {
+  if (requirements === undefined) return null;
+  if (type !== 'client' && type !== 'server')
+    throw new PollenError(
+      'INVALID_ARGUMENT',
+      `--requirements applies to client and server kits, not to ${type} kits`,
+      {
+        hint: 'Give the requirements file to the kits of the sites (client) or the SuperLink (server).',
+      },
+    );
+  return requirements;
 }

@@ -36,6 +36,8 @@ export const KIT_PATHS = {
   startScript: 'startup/start.sh',
   subStartScript: 'startup/sub_start.sh',
   stopScript: 'startup/stop.sh',
+  /** The Python environment a site's apps need (pip format), checked by start.sh. */
+  requirements: 'startup/requirements.txt',
 } as const;
 
 /** `startup/fed_client.json`, `fed_server.json`, `fed_relay.json` or `fed_admin.json`. */

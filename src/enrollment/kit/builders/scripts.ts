@@ -1,6 +1,6 @@
 import { ExitCode } from '../../../errors.js';
 import type { KitBuilder } from '../plan.js';
-import type { PollenRuntime } from '../spec.js';
+import type { KitSpec, PollenRuntime } from '../spec.js';
 import { KIT_PATHS } from '../vocabulary.js';
 
 /** Single-quote a value for bash. */
@@ -39,6 +39,23 @@ esac
 `;
 }
 
+/**
+ * A kit with startup/requirements.txt: start.sh checks the Python environment of the apps
+ * (POLLEN_PYTHON, else python3) before it starts anything, so a site hears at once, in its
+ * terminal, what is missing instead of from refused runs later. POLLEN_SKIP_ENV_CHECK=1 skips it.
+ */
+function envCheckSnippet(spec: KitSpec): string {
+  if (spec.requirements === null) return '';
+  return `${runtimeSnippet(spec.runtime)}if [ "\${POLLEN_SKIP_ENV_CHECK:-}" != "1" ] && [ -f "$STARTUP_DIR/requirements.txt" ]; then
+  if ! "\${POLLEN[@]}" env check --requirements "$STARTUP_DIR/requirements.txt"; then
+    echo "pollen: the Python environment \${POLLEN_PYTHON:-python3} lacks what the apps of ${spec.name} require (listed above)." >&2
+    echo "pollen: install it there (readme.txt, docs/python-operators.md), or set POLLEN_PYTHON to the environment's bin/python; then run start.sh again." >&2
+    exit ${ExitCode.INVALID_INPUT}
+  fi
+fi
+`;
+}
+
 /** start.sh (background), sub_start.sh (supervisor) and stop.sh. */
 export const scriptBuilder: KitBuilder = {
   name: 'scripts',
@@ -66,7 +83,7 @@ read_group() {
 # Stop with ./startup/stop.sh.
 set -euo pipefail
 ${locate}LOG_FILE="$KIT_DIR/${KIT_PATHS.log}"
-${group}if [ "\${1:-}" = "--foreground" ]; then
+${group}${envCheckSnippet(spec)}if [ "\${1:-}" = "--foreground" ]; then
   shift
   POLLEN_FOREGROUND=1
 fi

@@ -27,7 +27,8 @@ export type Array = Message$1<"pollen.v1.Array"> & {
   name: string;
 
   /**
-   * float32 | float64 | int32 | int64 | uint8
+   * float16 | float32 | float64 | int8 | int16 | int32 | int64 | uint8 | uint16 | uint32 | uint64 |
+   * bool (one byte, 0 or 1)
    *
    * @generated from field: string dtype = 2;
    */

@@ -1,0 +1,162 @@
+/**
+ * A model through ClientAppIo and a Python ClientApp, beside the TypeScript ClientApp on the same
+ * bytes and a plain grpcio loopback echo of the same size, measured in the same run:
+ *
+ *   Python app      the SuperNode's ClientAppIo service (this process, test/support/clientappio.ts)
+ *                   sends a 256 MiB state_dict (64 float32 arrays of 4 MiB) to a Python ClientApp
+ *                   started as the SuperNode starts it; the app turns it into a PyTorch state_dict
+ *                   and back into its reply. Time: instruction queued -> reply decoded here.
+ *   TypeScript app  the same with the TypeScript ClientApp (bench/python/echo-app.ts).
+ *   grpcio echo     bench/python/grpc_echo.py: the same bytes up and back in 4 MiB messages over
+ *                   grpcio on loopback, no Pollen code.
+ *
+ * Targets: the Python app's time within 1.5x the TypeScript app's; its throughput at least 0.8x
+ * the grpcio echo's. Peak memory (VmHWM) of the Python app is reported too.
+ *
+ *   npm run bench:python-appio                 256 MiB, best of 3
+ *   npx tsx bench/python-appio.ts --mib 1024 --reps 1 --python-only   peak memory with 1 GiB
+ */
+import { spawnSync } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Message } from '../src/sdk/message.js';
+import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
+import { cpuSeconds, NODE_ID, peakRss, startClientAppIo } from '../test/support/clientappio.js';
+import { PYTHON } from '../test/support/python.js';
+import { machineInfo } from './lib/env.js';
+import { num, table, times } from './lib/table.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const MiB = 1024 * 1024;
+const { values: flags } = parseArgs({
+  options: {
+    mib: { type: 'string', default: '256' },
+    reps: { type: 'string', default: '3' },
+    // Only the Python app: its memory with a large model (the node's peak is then its alone).
+    'python-only': { type: 'boolean', default: false },
+  },
+});
+const mib = Number(flags.mib);
+const reps = Number(flags.reps);
+
+function model(totalMiB: number): ArrayRecord {
+  const arrays: Record<string, Float32Array> = {};
+  const count = Math.max(1, totalMiB / 4);
+  for (let i = 0; i < count; i++) {
+    const a = new Float32Array((totalMiB * MiB) / count / 4);
+    for (let j = 0; j < a.length; j += 1024) a[j] = i + j;
+    arrays[`layer${i}.weight`] = a;
+  }
+  return ArrayRecord.fromArrays(arrays);
+}
+
+interface AppResult {
+  seconds: number[];
+  peakRssMiB: number;
+  /** CPU seconds per round: the app process, and this process (the SuperNode's side). */
+  appCpu: number;
+  nodeCpu: number;
+}
+
+async function throughApp(app: { python?: string; ts?: string }, arrays: ArrayRecord): Promise<AppResult> {
+  const io = await startClientAppIo();
+  try {
+    const proc = io.startApp({ dir: join(HERE, 'python'), ...app });
+    const round = async (content: ArrayRecord): Promise<number> => {
+      const start = performance.now();
+      io.send(
+        Message.create({
+          dstNodeId: NODE_ID,
+          messageType: 'train',
+          content: new RecordDict({ arrays: content }),
+        }),
+      );
+      const reply = await io.reply(600_000);
+      if (reply.error) throw new Error(`${reply.error.code}: ${reply.error.reason}`);
+      if (reply.content!.getArrayRecord('arrays')!.byteLength !== content.byteLength)
+        throw new Error('short reply');
+      return (performance.now() - start) / 1000;
+    };
+    await round(ArrayRecord.fromArrays({ w: new Float32Array(16) })); // started and warm
+    const seconds: number[] = [];
+    const app0 = cpuSeconds(proc.child.pid!);
+    const node0 = process.cpuUsage();
+    for (let i = 0; i < reps; i++) seconds.push(await round(arrays));
+    const node = process.cpuUsage(node0);
+    const appCpu = (cpuSeconds(proc.child.pid!) - app0) / reps;
+    const peak = peakRss(proc.child.pid!);
+    io.end();
+    await proc.exited;
+    return { seconds, peakRssMiB: peak / MiB, appCpu, nodeCpu: (node.user + node.system) / 1e6 / reps };
+  } finally {
+    await io.close();
+  }
+}
+
+function grpcEcho(): { seconds: number[]; cpu: number } {
+  const r = spawnSync(PYTHON, [join(HERE, 'python', 'grpc_echo.py'), String(mib), String(reps)], {
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`grpc_echo.py failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { seconds: number[]; cpu: number };
+}
+
+const best = (s: number[]) => Math.min(...s);
+const arrays = model(mib);
+const python = await throughApp({ python: 'echo_app:app' }, arrays);
+if (flags['python-only']) {
+  const nodePeak = process.resourceUsage().maxRSS / 1024; // KiB -> MiB
+  console.log(JSON.stringify(machineInfo()));
+  console.log(`\n${mib} MiB through a Python ClientApp and back: ${num(best(python.seconds), 2)} s`);
+  console.log(
+    `peak RSS: app ${num(python.peakRssMiB)} MiB (${times(python.peakRssMiB / mib)} the model), node side ${num(nodePeak)} MiB (${times(nodePeak / mib)})`,
+  );
+  process.exit(0);
+}
+const ts = await throughApp({ ts: resolve(HERE, 'python', 'echo-app.ts') }, arrays);
+const echo = grpcEcho();
+const moved = (2 * mib) / 1024; // GiB up and back
+const [py, tsBest, echoBest] = [best(python.seconds), best(ts.seconds), best(echo.seconds)];
+console.log(JSON.stringify(machineInfo()));
+console.log(`\n${mib} MiB through ClientAppIo and back, best of ${reps}\n`);
+console.log(
+  table(
+    ['path', 'time', 'GiB/s (both ways)', 'app CPU', 'node CPU', 'app peak RSS'],
+    [
+      [
+        'Python app',
+        `${num(py, 2)} s`,
+        num(moved / py, 2),
+        `${num(python.appCpu, 2)} s`,
+        `${num(python.nodeCpu, 2)} s`,
+        `${num(python.peakRssMiB)} MiB`,
+      ],
+      [
+        'TypeScript app',
+        `${num(tsBest, 2)} s`,
+        num(moved / tsBest, 2),
+        `${num(ts.appCpu, 2)} s`,
+        `${num(ts.nodeCpu, 2)} s`,
+        `${num(ts.peakRssMiB)} MiB`,
+      ],
+      [
+        'grpcio echo (Python)',
+        `${num(echoBest, 2)} s`,
+        num(moved / echoBest, 2),
+        `${num(echo.cpu, 2)} s`,
+        '–',
+        '–',
+      ],
+    ],
+  ),
+);
+const vsTs = py / tsBest;
+const vsEcho = echoBest / py;
+console.log(
+  `\nPython time / TypeScript time: ${times(vsTs)} (target ≤ 1.5×): ${vsTs <= 1.5 ? 'PASS' : 'FAIL'}`,
+);
+console.log(
+  `Python throughput / grpcio echo: ${times(vsEcho)} (target ≥ 0.8×): ${vsEcho >= 0.8 ? 'PASS' : 'FAIL'}`,
+);
+console.log(`Python app peak RSS / model: ${times(python.peakRssMiB / mib)}`);

@@ -1,0 +1,1 @@
+"""Federated MNIST with PyTorch on Pollen."""

@@ -1,0 +1,1 @@
+"""{{name}}: a federated app for Pollen."""
