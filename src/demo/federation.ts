@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PollenError } from '../errors.js';
 import { sshPublicKeyLine } from '../pki/openssh.js';
@@ -359,6 +359,10 @@ export async function runFederationDemo(
       });
     });
     const until = Date.now() + 90_000;
+    await sitesConnected(
+      sites.map((s) => join(paths.logs, `${s.name}.log`)),
+      until,
+    );
     for (;;) {
       const { nodes } = json<{ nodes: { nodeId: string; status: string }[] }>(
         (await px.must(['supernode', 'list', 'demo', '--json'])).stdout,
@@ -450,8 +454,17 @@ export async function runFederationDemo(
     r.line(`run ${runId} started`);
     const shown = new Set<number>();
     let polling = true;
+    // The rounds are listed when the run's log moves (the ServerApp prints a line per round), and
+    // at least every few seconds: not a `pollen list` process every second while the sites train.
+    let moved = false;
+    let wake = () => {};
+    const logMoved = () => {
+      moved = true;
+      wake();
+    };
     const poll = (async () => {
       while (polling) {
+        moved = false;
         const res = await px.run(['list', target, '--run-id', runId, '--json'], userEnv);
         if (res.code === 0) {
           const d = json<{ rounds: RoundRow[] }>(res.stdout);
@@ -466,11 +479,20 @@ export async function runFederationDemo(
               });
             }
         }
-        await new Promise((res) => setTimeout(res, 1000));
+        if (!moved && polling)
+          await new Promise<void>((res) => {
+            const timer = setTimeout(res, 5000);
+            wake = () => {
+              clearTimeout(timer);
+              res();
+            };
+          });
+        wake = () => {};
       }
     })();
-    const logs = await px.run(['log', runId, target, '--stream'], userEnv);
+    const logs = await px.run(['log', runId, target, '--stream'], userEnv, logMoved);
     polling = false;
+    wake();
     await poll;
     const trainingSeconds = (Date.now() - trainStart) / 1000;
     const detail = json<{
@@ -529,6 +551,16 @@ export async function runFederationDemo(
   } finally {
     if (!kept) await px.stopAll();
   }
+}
+
+/**
+ * Until each site's log says its SuperNode connected, or `until`: read here, where a
+ * `pollen supernode list` process per poll would take a core from the sites while they enroll.
+ */
+async function sitesConnected(logs: string[], until: number): Promise<void> {
+  const connected = (log: string) =>
+    existsSync(log) && readFileSync(log, 'utf8').includes(' connected as node ');
+  while (Date.now() < until && !logs.every(connected)) await new Promise((res) => setTimeout(res, 200));
 }
 
 /** The admin lists the SuperLink's audit trail and verifies it against the project root. */
