@@ -43,7 +43,7 @@ const appFailures = (n: SuperNodeProc): Record<string, unknown>[] =>
     .map((line) => JSON.parse(line));
 
 const runLog = async (runId: string): Promise<string> => {
-  const r = await fed.pollen(['log', runId, FEDERATION]);
+  const r = await fed.query(['log', runId, FEDERATION]);
   expect(r.code, r.stderr).toBe(0);
   return r.stdout;
 };
@@ -66,7 +66,7 @@ describe('a ClientApp that fails', () => {
       `node ${failing.nodeId} train failed: CLIENT_APP_RAISED_EXCEPTION: Error: no training data for partition 1`,
     );
     expect(log).toContain(`run completed: ${reason}`);
-    const text = await fed.pollen(['list', FEDERATION, '--run-id', runId]);
+    const text = await fed.query(['list', FEDERATION, '--run-id', runId]);
     expect(text.stdout).toContain(`finished:completed  (${reason})`);
     expect(text.stdout).toMatch(/round +1 .*1 node, 1 reply, 1 failed/);
 

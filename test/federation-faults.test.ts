@@ -92,7 +92,7 @@ describe('a SuperNode killed mid-round', () => {
     expect([...d.rounds[0]!.nodes].sort()).toEqual(ids(nodes.slice(0, 2)));
     // Partitions 0 and 1 answered: (10·1 + 20·2) / 30.
     expect(d.rounds[0]!.metrics.w0).toBeCloseTo(5 / 3, 4);
-    const log = await fed.pollen(['log', runId, FEDERATION]);
+    const log = await fed.query(['log', runId, FEDERATION]);
     expect(log.stdout).toContain(`node ${victim.nodeId} failed: NODE_UNAVAILABLE`);
   }, 90_000);
 
@@ -103,7 +103,7 @@ describe('a SuperNode killed mid-round', () => {
     nodes[2] = back;
     await waitFor(
       'three nodes online',
-      async () => (await fed.nodeList({ poll: true })).filter((n) => n.status === 'online').length === 3,
+      async () => (await fed.nodeList()).filter((n) => n.status === 'online').length === 3,
     );
     const before = snapshot(nodes);
     const runId = await startRun(fed, ['num-rounds=1', 'min-nodes=3', 'sleep-ms=3000', 'round-timeout=60']);
@@ -115,7 +115,7 @@ describe('a SuperNode killed mid-round', () => {
     expect(d.run.subStatus).toBe('failed');
     expect(d.run.reason).toContain('2 replies, 3 needed');
     expect(d.rounds).toEqual([]);
-    const text = await fed.pollen(['list', FEDERATION, '--run-id', runId]);
+    const text = await fed.query(['list', FEDERATION, '--run-id', runId]);
     expect(text.stdout).toContain('finished:failed');
     expect(text.stdout).toContain('2 replies, 3 needed');
 
@@ -239,7 +239,7 @@ describe('bad input sent straight to the SuperLink', () => {
     expect(d.rounds[0]!.metrics.w0).toBeCloseTo(w1, 3);
     expect([...d.rounds[1]!.nodes].sort()).toEqual(ids(nodes));
     expect(d.rounds[1]!.metrics.w0).toBeCloseTo(w1 + 140 / 60, 3);
-    const log = await fed.pollen(['log', runId, FEDERATION]);
+    const log = await fed.query(['log', runId, FEDERATION]);
     expect(log.stdout).toContain(`round 2: node ${proberId} failed: RECORD_INVALID`);
   }, 60_000);
 
@@ -259,7 +259,7 @@ describe('bad input sent straight to the SuperLink', () => {
   }, 30_000);
 
   it('refuses ServerAppIo calls without the run token', async () => {
-    const runs = (await fed.pollen(['list', FEDERATION, '--json'])).json<{ runs: RunJson[] }>().runs;
+    const runs = (await fed.query(['list', FEDERATION, '--json'])).json<{ runs: RunJson[] }>().runs;
     const runId = runs.find((r) => r.subStatus === 'completed')!.runId;
     const ch = openChannel({ baseUrl: fed.link.serverAppIoUrl, defaultTimeoutMs: 10_000 });
     try {
@@ -367,9 +367,7 @@ describe('the SuperLink restarted mid-run', () => {
     await waitFor(
       'the nodes to be back online with the same ids',
       async () => {
-        const online = (await fed.nodeList({ poll: true }))
-          .filter((n) => n.status === 'online')
-          .map((n) => n.nodeId);
+        const online = (await fed.nodeList()).filter((n) => n.status === 'online').map((n) => n.nodeId);
         return ids(nodes).every((id) => online.includes(id));
       },
       45_000,

@@ -66,7 +66,8 @@ describe('a secure federation of two SuperNodes', () => {
   });
 
   it('runs the tiny app to completion; metrics, logs and listings show it', async () => {
-    const out = await completedRun(fed, []);
+    // The admin's commands as processes here; the other cases run them in this process.
+    const out = await completedRun(fed, [], TINY_APP, { spawn: true });
     const runId = out.run.runId;
     // Round 1: node 0 adds 1 (10 examples), node 1 adds 2 (20 examples): (10·1 + 20·2) / 30.
     expect(out.rounds.map((r) => r.round)).toEqual([1, 2]);
@@ -74,7 +75,7 @@ describe('a secure federation of two SuperNodes', () => {
     expect(out.rounds[1]!.metrics.w0).toBeCloseTo(10 / 3, 4);
     expect([...out.rounds[0]!.nodes].sort()).toEqual(nodes.map((n) => n.nodeId).sort());
 
-    const details = await runDetails(fed, runId);
+    const details = await runDetails(fed, runId, { spawn: true });
     expect(details.run).toMatchObject({ runId, status: 'finished', subStatus: 'completed' });
     expect(details.rounds[0]!.metrics.w0).toBeCloseTo(1.6667, 4);
     const text = await fed.pollen(['list', FEDERATION, '--run-id', runId]);
@@ -95,7 +96,7 @@ describe('a secure federation of two SuperNodes', () => {
       expect.objectContaining({ runId, status: 'finished', subStatus: 'completed' }),
     );
 
-    const listed = await fed.nodeList();
+    const listed = await fed.nodeList({ spawn: true });
     expect(listed).toHaveLength(2);
     for (const n of nodes)
       expect(listed).toContainEqual(
@@ -105,13 +106,15 @@ describe('a secure federation of two SuperNodes', () => {
 
   it('keeps what the ServerApp saved: pollen pull downloads the same bytes, verified, into a folder', async () => {
     const { run } = await completedRun(fed, ['num-rounds=1']);
-    const details = (await fed.pollen(['list', FEDERATION, '--run-id', run.runId, '--json'])).json<{
+    const details = (await fed.query(['list', FEDERATION, '--run-id', run.runId, '--json'])).json<{
       artefacts: { name: string; size: number; hash: string }[];
     }>();
     expect(details.artefacts.map((a) => a.name)).toEqual(['final_model.npz', 'metrics/w0.json']);
     const dir = join(fed.dir, 'pulled');
-    const pull = () => fed.pollen(['pull', run.runId, FEDERATION, '-o', dir, '--json']);
-    const r = await pull();
+    // The first pull as a process, the others in this process.
+    const args = ['pull', run.runId, FEDERATION, '-o', dir, '--json'];
+    const pull = () => fed.query(args);
+    const r = await fed.pollen(args);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     type Pulled = { artefacts: { name: string; path: string; status: string }[] };
     expect(r.json<Pulled>().artefacts.map((a) => [a.name, a.path, a.status])).toEqual([
@@ -136,10 +139,10 @@ describe('a secure federation of two SuperNodes', () => {
     expect((await pull()).json<Pulled>().artefacts.map((a) => a.status)).toEqual(['pulled', 'unchanged']);
     expect(readFileSync(join(dir, 'final_model.npz'))).toEqual(model);
 
-    const text = await fed.pollen(['list', FEDERATION, '--run-id', run.runId]);
+    const text = await fed.query(['list', FEDERATION, '--run-id', run.runId]);
     expect(text.stdout).toContain(`pollen pull ${run.runId}`);
     expect(text.stdout).toMatch(new RegExp(`final_model\\.npz .*${details.artefacts[0]!.hash}`));
-    const missing = await fed.pollen(['pull', 'feedfacefeedface', FEDERATION, '--json']);
+    const missing = await fed.query(['pull', 'feedfacefeedface', FEDERATION, '--json']);
     expect(missing.code).toBe(4);
     expect(missing.json().error.code).toBe('RUN_NOT_FOUND');
   }, 90_000);
@@ -161,12 +164,12 @@ describe('a secure federation of two SuperNodes', () => {
     expect(out.rounds).toHaveLength(1);
     expect(out.rounds[0]!.metrics.w0).toBeCloseTo(5 / 3, 4);
 
-    const bad = await fed.pollen(['run', TINY_APP, FEDERATION, '--run-config', 'no-such-key=3', '--json']);
+    const bad = await fed.query(['run', TINY_APP, FEDERATION, '--run-config', 'no-such-key=3', '--json']);
     expect(bad.code).toBe(2);
     expect(bad.json().error.code).toBe('RUN_CONFIG_UNKNOWN');
     expect(bad.json().error.message).toContain('no-such-key');
     // Nothing was started for it.
-    const runs = (await fed.pollen(['list', FEDERATION, '--json'])).json<{ runs: RunJson[] }>().runs;
+    const runs = (await fed.query(['list', FEDERATION, '--json'])).json<{ runs: RunJson[] }>().runs;
     expect(runs.every((r) => r.status === 'finished')).toBe(true);
   }, 90_000);
 
@@ -178,7 +181,7 @@ describe('a secure federation of two SuperNodes', () => {
     );
     await waitFor(
       'the run to be running',
-      async () => (await runDetails(fed, runId, { poll: true })).run.status === 'running',
+      async () => (await runDetails(fed, runId)).run.status === 'running',
     );
     // Both ClientApps got their instruction.
     await waitFor('ClientApps on both nodes', () => nodes.every((n) => childPids(n.pid).length > 0), 20_000);
@@ -190,7 +193,7 @@ describe('a secure federation of two SuperNodes', () => {
     const d = await runDetails(fed, runId);
     expect(d.run.subStatus).toBe('stopped');
     expect(d.run.reason).toContain('stopped by');
-    const again = await fed.pollen(['stop', runId, FEDERATION, '--json']);
+    const again = await fed.query(['stop', runId, FEDERATION, '--json']);
     expect(again.code).not.toBe(0);
     expect(again.json().error.code).toBe('RUN_STATE_CONFLICT');
 
@@ -231,13 +234,14 @@ describe('node-key mode (--enable-supernode-auth)', () => {
     expect(JSON.parse(c.stdout()).error).toMatchObject({ code: 'NODE_NOT_REGISTERED' });
 
     const ids: string[] = [];
-    for (const k of keys.slice(0, 2)) {
-      const r = await fed.pollen(['supernode', 'register', `${k}.pub`, FEDERATION, '--json']);
+    for (const [i, k] of keys.slice(0, 2).entries()) {
+      const args = ['supernode', 'register', `${k}.pub`, FEDERATION, '--json'];
+      const r = await (i === 0 ? fed.pollen(args) : fed.query(args));
       expect(r.code, r.stderr).toBe(0);
       expect(r.json().nodeId).toBe(keyId(k));
       ids.push(r.json().nodeId);
     }
-    const again = await fed.pollen(['supernode', 'register', `${keys[0]}.pub`, FEDERATION, '--json']);
+    const again = await fed.query(['supernode', 'register', `${keys[0]}.pub`, FEDERATION, '--json']);
     expect(again.code).not.toBe(0);
     expect(again.json().error.code).toBe('NODE_ALREADY_REGISTERED');
 
@@ -267,7 +271,7 @@ describe('node-key mode (--enable-supernode-auth)', () => {
       status: 'unregistered',
       registered: false,
     });
-    const twice = await fed.pollen(['supernode', 'unregister', b.nodeId, FEDERATION, '--json']);
+    const twice = await fed.query(['supernode', 'unregister', b.nodeId, FEDERATION, '--json']);
     expect(twice.code).not.toBe(0);
 
     const c2 = await fed.addNode('key-site-c', 2, { authKey: keys[2] });
@@ -341,8 +345,7 @@ describe('revocation and who may use which API', () => {
     expect(gone.stderr()).toContain('"code": "CERT_REVOKED"');
     await waitFor(
       'the revoked node to be offline',
-      async () =>
-        (await fed.nodeList({ poll: true })).find((n) => n.nodeId === gone.nodeId)?.status === 'offline',
+      async () => (await fed.nodeList()).find((n) => n.nodeId === gone.nodeId)?.status === 'offline',
       30_000,
       500,
     );

@@ -2,9 +2,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { openssl, pollen, pollenAsync, tempDir } from './support/cli.js';
+import { openssl, pollen, pollenAsync, pollenInProcess, tempDir } from './support/cli.js';
 
-// Both workflows of the enrollment guide, end to end, as an operator runs them.
+// Both workflows of the enrollment guide, end to end, as an operator runs them. The sites start
+// as processes; the certificates and kits are made in this process (the enrollment manual's
+// blocks in docs.test run those commands as processes).
 
 const t = tempDir('pollen-wf-');
 afterAll(() => t.cleanup());
@@ -14,31 +16,46 @@ describe('manual workflow: cert init, cert site, package, certificates copied in
   const certs = join(t.dir, 'manual', 'certs');
   const kits = join(t.dir, 'manual', 'kits');
 
-  it('runs from a fresh CA to started sites', () => {
-    expect(pollen(['cert', 'init', '-n', 'My Project', '-o', ca]).code).toBe(0);
+  it('runs from a fresh CA to started sites', async () => {
+    expect((await pollenInProcess(['cert', 'init', '-n', 'My Project', '-o', ca])).code).toBe(0);
     expect(
-      pollen([
-        'cert',
-        'site',
-        '-n',
-        'server1',
-        '-t',
-        'server',
-        '-c',
-        ca,
-        '--host',
-        'localhost',
-        '-o',
-        join(certs, 'server1'),
-      ]).code,
+      (
+        await pollenInProcess([
+          'cert',
+          'site',
+          '-n',
+          'server1',
+          '-t',
+          'server',
+          '-c',
+          ca,
+          '--host',
+          'localhost',
+          '-o',
+          join(certs, 'server1'),
+        ])
+      ).code,
     ).toBe(0);
     for (const site of ['hospital-1', 'hospital-2'])
       expect(
-        pollen(['cert', 'site', '-n', site, '-t', 'client', '-c', ca, '-o', join(certs, site)]).code,
+        (
+          await pollenInProcess([
+            'cert',
+            'site',
+            '-n',
+            site,
+            '-t',
+            'client',
+            '-c',
+            ca,
+            '-o',
+            join(certs, site),
+          ])
+        ).code,
       ).toBe(0);
 
     // org admins make their kits; the project admin's certificates are copied into startup/
-    const server = pollen([
+    const server = await pollenInProcess([
       'package',
       '-n',
       'server1',
@@ -52,7 +69,7 @@ describe('manual workflow: cert init, cert site, package, certificates copied in
     ]);
     expect(server.code, server.stderr).toBe(0);
     for (const site of ['hospital-1', 'hospital-2']) {
-      const r = pollen([
+      const r = await pollenInProcess([
         'package',
         '-n',
         site,
@@ -83,23 +100,25 @@ describe('manual workflow: cert init, cert site, package, certificates copied in
     );
   });
 
-  it('refuses to start with a certificate from another project', () => {
+  it('refuses to start with a certificate from another project', async () => {
     const other = join(t.dir, 'manual', 'other-ca');
-    expect(pollen(['cert', 'init', '-n', 'Other', '-o', other]).code).toBe(0);
+    expect((await pollenInProcess(['cert', 'init', '-n', 'Other', '-o', other])).code).toBe(0);
     expect(
-      pollen([
-        'cert',
-        'site',
-        '-n',
-        'hospital-2',
-        '-t',
-        'client',
-        '-c',
-        other,
-        '-o',
-        join(t.dir, 'manual', 'foreign'),
-        '--force',
-      ]).code,
+      (
+        await pollenInProcess([
+          'cert',
+          'site',
+          '-n',
+          'hospital-2',
+          '-t',
+          'client',
+          '-c',
+          other,
+          '-o',
+          join(t.dir, 'manual', 'foreign'),
+          '--force',
+        ])
+      ).code,
     ).toBe(0);
     const startup = join(kits, 'hospital-2', 'startup');
     copyFileSync(join(t.dir, 'manual', 'foreign', 'hospital-2.crt'), join(startup, 'hospital-2.crt'));

@@ -473,18 +473,18 @@ export interface Federation {
   nodes: SuperNodeProc[];
   pollen(args: string[], timeoutMs?: number): Promise<CliResult>;
   /**
-   * `pollen ARGS` of the admin run inside the test process (`pollenInProcess`): for polls, which
-   * would otherwise start a CLI process (~1 s of CPU) at every turn. Not for what a test asserts
-   * of the CLI as a process: that is `pollen`.
+   * `pollen ARGS` of the admin run inside the test process (`pollenInProcess`): what the helpers
+   * below use, as a CLI process costs ~1 s of CPU each. What a test asserts of the CLI as a
+   * process uses `pollen` (or a helper's `spawn: true`).
    */
   query(args: string[]): Promise<CliResult>;
   /** Start a SuperNode with client certificate `name` and node config partition-id. */
   addNode(name: string, partitionId: number, extra?: Partial<SuperNodeOptions>): Promise<SuperNodeProc>;
   /** Restart the SuperLink (after it was stopped or killed) on the same state dir and ports. */
   restartLink(): Promise<SuperLinkProc>;
-  /** `pollen supernode list --json`; `poll`: run in this process (`query`). */
+  /** `pollen supernode list --json`, in this process (`query`) unless `spawn`. */
   nodeList(o?: {
-    poll?: boolean;
+    spawn?: boolean;
   }): Promise<{ nodeId: string; name: string; status: string; registered: boolean }[]>;
   /** A channel to the Fleet API under client certificate `name` (a prober: no SuperNode behind it). */
   fleetChannel(name: string, o?: { defaultTimeoutMs?: number }): Promise<RpcChannel>;
@@ -524,7 +524,7 @@ export async function startFederation(
     },
     async nodeList(o = {}) {
       const args = ['supernode', 'list', FEDERATION, '--json'];
-      const r = await (o.poll ? fed.query(args) : fed.pollen(args));
+      const r = await (o.spawn ? fed.pollen(args) : fed.query(args));
       if (r.code !== 0) throw new Error(`supernode list failed: ${r.stdout}${r.stderr}`);
       return r.json().nodes;
     },
@@ -566,21 +566,29 @@ export interface RunDetails {
 /** `--run-config KEY=VALUE` for each override. */
 const runConfig = (config: string[]): string[] => config.flatMap((c) => ['--run-config', c]);
 
-/** `pollen list FEDERATION --run-id RUN --json`: the run and its rounds; `poll`: run in this process. */
-export async function runDetails(
-  fed: Federation,
-  runId: string,
-  o: { poll?: boolean } = {},
-): Promise<RunDetails> {
-  const args = ['list', FEDERATION, '--run-id', runId, '--json'];
-  const r = await (o.poll ? fed.query(args) : fed.pollen(args));
+/** What the helpers below run `pollen` with: in this process (`query`), or as a process (`spawn`). */
+export interface AdminCli {
+  spawn?: boolean;
+}
+
+const admin = (fed: Federation, args: string[], o: AdminCli, timeoutMs?: number): Promise<CliResult> =>
+  o.spawn ? fed.pollen(args, timeoutMs) : fed.query(args);
+
+/** `pollen list FEDERATION --run-id RUN --json`: the run and its rounds. */
+export async function runDetails(fed: Federation, runId: string, o: AdminCli = {}): Promise<RunDetails> {
+  const r = await admin(fed, ['list', FEDERATION, '--run-id', runId, '--json'], o);
   expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
   return r.json();
 }
 
 /** `pollen run APP --json` (the tiny app unless named) with run config overrides, without waiting for it; the run's id. */
-export async function startRun(fed: Federation, config: string[], app = TINY_APP): Promise<string> {
-  const r = await fed.pollen(['run', app, FEDERATION, '--json', ...runConfig(config)]);
+export async function startRun(
+  fed: Federation,
+  config: string[],
+  app = TINY_APP,
+  o: AdminCli = {},
+): Promise<string> {
+  const r = await admin(fed, ['run', app, FEDERATION, '--json', ...runConfig(config)], o);
   expect(r.code, `${r.stdout}${r.stderr}`).toBe(0);
   return r.json().runId;
 }
@@ -590,7 +598,7 @@ export function finishedRun(fed: Federation, runId: string, timeoutMs = 60_000):
   return waitFor(
     `run ${runId} to finish`,
     async () => {
-      const d = await runDetails(fed, runId, { poll: true });
+      const d = await runDetails(fed, runId);
       return d.run.status === 'finished' ? d : undefined;
     },
     timeoutMs,
@@ -599,8 +607,13 @@ export function finishedRun(fed: Federation, runId: string, timeoutMs = 60_000):
 }
 
 /** `pollen run APP --stream --json` (the tiny app by default) with run config overrides; expects it to complete. */
-export async function completedRun(fed: Federation, config: string[], app = TINY_APP): Promise<RunDetails> {
-  const r = await fed.pollen(['run', app, FEDERATION, '--stream', '--json', ...runConfig(config)], 90_000);
+export async function completedRun(
+  fed: Federation,
+  config: string[],
+  app = TINY_APP,
+  o: AdminCli = {},
+): Promise<RunDetails> {
+  const r = await admin(fed, ['run', app, FEDERATION, '--stream', '--json', ...runConfig(config)], o, 90_000);
   expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
   const out = r.json<RunDetails>();
   expect(out.run).toMatchObject({ status: 'finished', subStatus: 'completed' });
