@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PYTHON as TEST_PYTHON } from '../../test/support/python.js';
-import { checkEnvironment, RequirementChecks } from './python-env.js';
+import { checkEnvironment, RequirementChecks, withSdkRequirements } from './python-env.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pollen-pyenv-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -57,7 +57,11 @@ describe('requirement checks against the site interpreter', () => {
     const check = await checkEnvironment(TEST_PYTHON, ["numpy>=99; python_version < '3.0'"]);
     expect(check).toMatchObject({
       ok: true,
-      results: [{ ok: true, note: expect.stringContaining('not needed') }],
+      results: [
+        { ok: true, note: expect.stringContaining('not needed') },
+        { name: 'grpcio', ok: true },
+        { name: 'protobuf', ok: true },
+      ],
     });
   });
 
@@ -72,6 +76,16 @@ describe('requirement checks against the site interpreter', () => {
     );
     expect(err.hint).toContain('pollen env check');
     await expect(checks.require(['numpy>=1.0'], 'tiny 1.0')).resolves.toBeUndefined();
+  });
+
+  it("checks the Python SDK's own requirements too, each once, the app's clause first", () => {
+    expect(withSdkRequirements([])).toEqual(['numpy', 'grpcio', 'protobuf']);
+    expect(withSdkRequirements(['NumPy>=1.24', 'torch'])).toEqual([
+      'NumPy>=1.24',
+      'torch',
+      'grpcio',
+      'protobuf',
+    ]);
   });
 
   it('says PYTHON_NOT_FOUND for an interpreter that does not run', async () => {

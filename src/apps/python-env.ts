@@ -128,11 +128,30 @@ results = [check(r) for r in reqs]
 print(json.dumps({"executable": sys.executable, "pythonVersion": ".".join(map(str, sys.version_info[:3])), "results": results}))
 `;
 
+/** What Pollen's Python SDK itself imports: an interpreter without them runs no Python app at all. */
+export const SDK_REQUIREMENTS: readonly string[] = ['numpy', 'grpcio', 'protobuf'];
+
+/** The distribution an app's requirement names, normalised (PEP 503). */
+function distribution(requirement: string): string {
+  const name = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)/.exec(requirement)?.[1] ?? requirement;
+  return name.replace(/[-_.]+/g, '-').toLowerCase();
+}
+
+/** The app's requirements and the SDK's own, each distribution once (the app's clause wins). */
+export function withSdkRequirements(requirements: readonly string[]): string[] {
+  const named = new Set(requirements.map(distribution));
+  return [...requirements, ...SDK_REQUIREMENTS.filter((r) => !named.has(r))];
+}
+
 function notRunnable(python: string, why: string): PollenError {
   return new PollenError('PYTHON_NOT_FOUND', `The Python interpreter ${python} cannot run: ${why}`);
 }
 
-/** Run the check script with `python`; PYTHON_NOT_FOUND when it does not run or answers nonsense. */
+/**
+ * Run the check script with `python` on the app's requirements and the SDK's own (an interpreter
+ * without grpcio would take the run and crash); PYTHON_NOT_FOUND when it does not run or answers
+ * nonsense.
+ */
 export function checkEnvironment(python: string, requirements: readonly string[]): Promise<EnvironmentCheck> {
   return new Promise((resolve, reject) => {
     // The environment an app gets, so the check sees the packages the app will see.
@@ -150,7 +169,7 @@ export function checkEnvironment(python: string, requirements: readonly string[]
     });
     child.on('error', (e) => reject(notRunnable(python, e.message)));
     child.stdin.on('error', () => {}); // an interpreter that exits at once closes its stdin
-    child.stdin.end(JSON.stringify(requirements));
+    child.stdin.end(JSON.stringify(withSdkRequirements(requirements)));
     child.on('close', (code) => {
       try {
         if (code !== 0) throw new Error(`exit code ${code}`);

@@ -86,9 +86,6 @@ export function assertDemoAppAvailable(app: DemoApp): void {
     );
 }
 
-/** What Pollen's Python SDK imports: an interpreter without them runs no Python app at all. */
-const SDK_REQUIREMENTS = ['numpy', 'grpcio', 'protobuf'];
-
 /** What a Python app runs with in the demo. */
 export interface DemoPython {
   choice: PythonChoice;
@@ -103,9 +100,7 @@ export interface DemoPython {
 export async function prepareDemoApp(app: DemoApp, python: string | undefined): Promise<DemoPython | null> {
   if (!app.data) return null;
   const { manifest } = readPythonApp(app.dir);
-  const own = manifest.requirements ?? [];
-  const sdk = SDK_REQUIREMENTS.filter((name) => !own.some((r) => r.startsWith(name)));
-  const choice = await choosePython(app.id, [...own, ...sdk], python);
+  const choice = await choosePython(app.id, manifest.requirements ?? [], python);
   const data = join(app.dir, app.data.file);
   if (existsSync(data)) return { choice, preparedData: false };
   try {

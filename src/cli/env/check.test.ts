@@ -19,7 +19,7 @@ function app(dependencies: string[]): string {
 }
 
 describe('pollen env check', () => {
-  it('lists each requirement with the version found; exit 0 when all are met', async () => {
+  it("lists each requirement, the app's and then the Python SDK's, with the version found; exit 0 when all are met", async () => {
     const r = await pollenInProcess([
       'env',
       'check',
@@ -34,6 +34,7 @@ describe('pollen env check', () => {
     expect(doc.requirements.map((x: { name: string; ok: boolean }) => [x.name, x.ok])).toEqual([
       ['numpy', true],
       ['protobuf', true],
+      ['grpcio', true], // the SDK's own, which the app did not name
     ]);
   });
 
@@ -58,6 +59,7 @@ describe('pollen env check', () => {
       false,
       false,
       true,
+      true, // protobuf: the SDK's own
     ]);
     const text = await pollenInProcess([
       'env',
@@ -75,7 +77,11 @@ describe('pollen env check', () => {
     writeFileSync(file, '# the site environment\nnumpy>=1.20  # arrays\n\n');
     const r = await pollenInProcess(['env', 'check', '--requirements', file, '--python', PYTHON, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).requirements).toHaveLength(1);
+    expect(JSON.parse(r.stdout).requirements.map((x: { requirement: string }) => x.requirement)).toEqual([
+      'numpy>=1.20',
+      'grpcio',
+      'protobuf',
+    ]);
     writeFileSync(file, '-r other.txt\n');
     const bad = await pollenInProcess(['env', 'check', '--requirements', file, '--python', PYTHON, '--json']);
     expect(JSON.parse(bad.stdout).error).toMatchObject({

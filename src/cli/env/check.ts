@@ -1,6 +1,11 @@
 import { resolve } from 'node:path';
 import { pythonRequirements, readRequirementsFile } from '../../apps/build-python.js';
-import { checkEnvironment, defaultPython, requirementsMissing } from '../../apps/python-env.js';
+import {
+  checkEnvironment,
+  defaultPython,
+  requirementsMissing,
+  withSdkRequirements,
+} from '../../apps/python-env.js';
 import { PollenError } from '../../errors.js';
 import { bold, dim, type Output, ok } from '../output.js';
 
@@ -23,7 +28,9 @@ export async function envCheck(o: EnvCheckOptions, out: Output): Promise<void> {
   const source = o.requirements ?? resolve(o.appDir ?? '.');
   const requirements = o.requirements ? readRequirementsFile(o.requirements) : pythonRequirements(source);
   const python = o.python ?? defaultPython();
-  out.progress(`checking ${requirements.length} requirements with ${python}`);
+  out.progress(
+    `checking ${withSdkRequirements(requirements).length} requirements (the app's and the Python SDK's) with ${python}`,
+  );
   const check = await checkEnvironment(python, requirements);
   const document = {
     source,
