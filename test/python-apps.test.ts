@@ -82,6 +82,17 @@ describe('Python apps on a SuperNode', () => {
     expect(seen.resources).toEqual({ cpu: 2, gpus: [0] });
   }, 90_000);
 
+  it('gives a TypeScript ClientApp the same resources in its Context', async () => {
+    rmSync(envOut, { force: true });
+    const { final, lines } = await run(join(import.meta.dirname, 'fixtures', 'apps', 'resources'));
+    expect(final, lines.join('\n')).toBe('finished:completed');
+    expect(JSON.parse(readFileSync(envOut, 'utf8'))).toEqual({
+      gpus: [0],
+      resources: { cpu: 2, gpus: [0] },
+      env: { POLLEN_GPUS: '0', POLLEN_CPUS: '2' },
+    });
+  }, 90_000);
+
   it('refuses a run whose requirements the interpreter lacks, before the app starts', async () => {
     rmSync(envOut, { force: true });
     const { lines } = await run(

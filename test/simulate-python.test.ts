@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,22 @@ def train(msg, context):
         "arrays": ArrayRecord([a + p for a in arrays]),
         "metrics": MetricRecord({"num-examples": 1, "calls": len(SEEN)}),
     })
+`;
+
+const SERVER = `from pollen import ArrayRecord, FedAvg, ServerApp
+import numpy as np
+
+app = ServerApp()
+
+@app.main()
+def main(grid, context):
+    result = FedAvg(fraction_evaluate=0.0, min_evaluate_nodes=0).start(
+        grid=grid,
+        initial_arrays=ArrayRecord({"w": np.arange(4, dtype=np.float32)}),
+        num_rounds=int(context.run_config["num-server-rounds"]),
+    )
+    print("final", [a.tolist() for a in result.arrays.to_numpy_ndarrays()], "in run", context.run_id, flush=True)
+    context.save_artefact("final_model.npz", result.arrays)
 `;
 
 function app(name: string, serverapp = 'pollen:FedAvg'): string {
@@ -62,18 +78,63 @@ describe('pollen simulate of a Python app', () => {
     expect(doc.artefacts.map((a: { name: string }) => a.name)).toEqual(['final_model.npz']);
   }, 120_000);
 
-  it('refuses a Python ServerApp, saying where it runs', async () => {
+  it("runs the app's own Python ServerApp in a process, over ServerAppIo", async () => {
+    const dir = app('sim-py-own', 'sim_app.server_app:app');
+    writeFileSync(join(dir, 'sim_app', 'server_app.py'), SERVER);
     const r = await pollenInProcess([
       'simulate',
-      app('sim-py-own', 'sim_app.server_app:app'),
+      dir,
+      '--nodes',
+      '2',
+      '--python',
+      PYTHON,
+      '--json',
+      '-o',
+      join(work, 'out-own'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    // The Python FedAvg's rounds, reported over ServerAppIo as to a SuperLink.
+    expect(doc.rounds.map((x: { round: number }) => x.round)).toEqual([1, 2]);
+    expect(doc.metrics.calls).toBe(2);
+    // w = 0..3; each round the nodes add 0 and 1, weighted equally: + 0.5 per round.
+    expect(r.stderr).toMatch(/final \[\[1\.0, 2\.0, 3\.0, 4\.0\]\] in run [0-9a-f]{16}/);
+    expect(doc.artefacts.map((a: { name: string }) => a.name)).toEqual(['final_model.npz']);
+    expect(
+      readFileSync(join(work, 'out-own', 'final_model.npz'))
+        .subarray(0, 2)
+        .toString(),
+    ).toBe('PK');
+  }, 120_000);
+
+  it("fails with the Python ServerApp's own reason when it raises", async () => {
+    const dir = app('sim-py-raises', 'sim_app.server_app:app');
+    writeFileSync(
+      join(dir, 'sim_app', 'server_app.py'),
+      `from pollen import ServerApp\napp = ServerApp()\n\n@app.main()\ndef main(grid, context):\n    raise ValueError("no initial model for " + ",".join(grid.get_node_ids()))\n`,
+    );
+    const r = await pollenInProcess(['simulate', dir, '--nodes', '2', '--python', PYTHON, '--json']);
+    expect(r.code).not.toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.error).toMatchObject({
+      code: 'RUN_FAILED',
+      message: expect.stringMatching(/ValueError: no initial model for \d+,\d+/),
+    });
+    expect(doc.rounds).toEqual([]);
+  }, 60_000);
+
+  it('fails naming the missing export when the ServerApp module has no ServerApp', async () => {
+    // writePythonApp's server_app.py holds `app = None`.
+    const r = await pollenInProcess([
+      'simulate',
+      app('sim-py-none', 'sim_app.server_app:app'),
       '--python',
       PYTHON,
       '--json',
     ]);
-    expect(r.code).toBe(2);
     expect(JSON.parse(r.stdout).error).toMatchObject({
-      code: 'INVALID_ARGUMENT',
-      message: expect.stringContaining('built-in ServerApp'),
+      code: 'RUN_FAILED',
+      message: expect.stringContaining('APP_EXPORT_MISSING'),
     });
   }, 60_000);
 

@@ -1,5 +1,6 @@
 /** The loopback AppIo channel an app process uses: cleartext HTTP/2 plus its per-run token. */
 import type { Interceptor } from '@connectrpc/connect';
+import type { Resources } from '../sdk/context.js';
 import { openChannel, type RpcChannel } from '../transport/rpc-client.js';
 
 export interface AppProcessOptions {
@@ -9,6 +10,8 @@ export interface AppProcessOptions {
   appPath: string;
   /** A built-in ServerApp (`pollen:FedAvg`); appPath is then the bundle folder. */
   appRef?: string;
+  /** What the node gave the process (POLLEN_CPUS, POLLEN_GPUS); default none. */
+  resources?: Resources;
 }
 
 export function openAppChannel(o: AppProcessOptions): RpcChannel {

@@ -68,6 +68,7 @@ export async function runClientApp(o: AppProcessOptions): Promise<number> {
         nodeConfig: configFromWire(task.nodeConfig),
         runConfig: configFromWire(task.runConfig),
         artefacts: CLIENT_ARTEFACTS,
+        ...(o.resources && { resources: o.resources }),
       });
       const store = new MemoryChunkStore();
       const ids = chunkIdsOf(task.message);

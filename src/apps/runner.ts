@@ -4,8 +4,9 @@
  * or a SuperNode (one per run on that node). It loads the app from an unpacked bundle and talks
  * to its parent over the loopback AppIo API with the per-run token in its environment:
  * POLLEN_APPIO_URL, POLLEN_APP_TOKEN, POLLEN_RUN_ID, POLLEN_APP_PATH (and POLLEN_APP_REF for a built-in
- * ServerApp).
+ * ServerApp), and its resources in POLLEN_CPUS / POLLEN_GPUS (the context's `resources`).
  */
+import { resourcesFromEnv } from '../sdk/context.js';
 import { runClientApp } from './clientapp-runner.js';
 import { runServerApp } from './serverapp-runner.js';
 
@@ -18,6 +19,16 @@ function env(name: string): string {
   return v;
 }
 
+/** The node's POLLEN_CPUS / POLLEN_GPUS; a malformed value stops the app before it loads. */
+function resources() {
+  try {
+    return resourcesFromEnv(process.env);
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+}
+
 const kind = process.argv[2];
 const options = {
   url: env('POLLEN_APPIO_URL'),
@@ -26,6 +37,7 @@ const options = {
   appPath: env('POLLEN_APP_PATH'),
   // A built-in ServerApp (`pollen:FedAvg`): POLLEN_APP_PATH is then the bundle folder.
   ...(process.env.POLLEN_APP_REF && { appRef: process.env.POLLEN_APP_REF }),
+  resources: resources(),
 };
 // Tokens are for this process only; keep them from anything the app might spawn.
 delete process.env.POLLEN_APP_TOKEN;

@@ -28,6 +28,7 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
       nodeId: '0',
       runConfig: configFromWire(run?.runConfig ?? {}),
       artefacts: new RemoteArtefacts(client, chunks, o.runId, artefactLimitsFromWire(artefactLimits)),
+      ...(o.resources && { resources: o.resources }),
     });
     const grid = new RemoteGrid(client, chunks, o.runId);
     let outcome: { subStatus: string; reason: string };

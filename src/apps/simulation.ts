@@ -51,9 +51,16 @@ export interface SimulationOptions {
    * (supernode/process-clientapps.ts; given by the caller, which may start processes).
    */
   pythonClientApps?: PythonClientApps;
+  /**
+   * Python apps with their own ServerApp: that ServerApp, in a process of the chosen interpreter
+   * served a ServerAppIo over the simulation's grid (superlink/process-serverapp.ts).
+   */
+  pythonServerApp?: PythonServerApp;
   /** Python apps: the interpreter asked for (else the first that has the app's requirements). */
   python?: string;
 }
+
+export type PythonServerApp = (o: { bundle: ExtractedBundle; python: string }) => ServerApp;
 
 export type PythonClientApps = (o: {
   bundle: ExtractedBundle;
@@ -141,16 +148,19 @@ function failure(e: unknown): PollenError {
   });
 }
 
-/** A TypeScript ServerApp from its bundle, or a built-in one; a Python ServerApp needs a federation. */
-async function serverAppOf(bundle: ExtractedBundle): Promise<ServerApp> {
+/** A TypeScript ServerApp from its bundle, a built-in one, or the app's Python ServerApp in a process. */
+async function serverAppOf(
+  o: SimulationOptions,
+  bundle: ExtractedBundle,
+  python?: string,
+): Promise<ServerApp> {
   const { manifest } = bundle;
   if (manifest.runtime !== 'python') return loadServerApp(bundle.serverappPath);
   const builtin = builtinServerAppName(manifest.serverapp);
   if (builtin !== undefined) return builtinServerApp(builtin, bundle.dir);
-  throw invalid(
-    `pollen simulate runs Python ClientApps with a built-in ServerApp; ${manifest.name} names its own (${manifest.serverapp})`,
-    'Simulate with serverapp = "pollen:FedAvg" (or pollen:FedProx) in pyproject.toml, or run the app on a federation (pollen demo, pollen run), where Python ServerApps run.',
-  );
+  if (!o.pythonServerApp || python === undefined)
+    throw new PollenError('INTERNAL', 'Python ServerApps need pythonServerApp to simulate');
+  return o.pythonServerApp({ bundle, python });
 }
 
 function sameApp(app: ClientApp, nodes: readonly VirtualNode[]): Record<string, ClientApp> {
@@ -179,7 +189,7 @@ export async function simulate(o: SimulationOptions): Promise<SimulationResult> 
     manifest.runtime === 'python'
       ? await choosePython(`${manifest.name} ${manifest.version}`, manifest.requirements ?? [], o.python)
       : undefined;
-  const serverApp = await serverAppOf(bundle);
+  const serverApp = await serverAppOf(o, bundle, python?.python);
   const plan: SimulationPlan = {
     runId,
     app: { name: manifest.name, version: manifest.version, hash: built.hash },

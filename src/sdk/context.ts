@@ -9,6 +9,14 @@ import { type Artefacts, MemoryArtefacts } from './artefacts.js';
 import { RecordDict, validateName } from './records.js';
 
 export type UserConfigValue = number | string | boolean;
+
+/** What the node gave this app process (Python's `context.resources`). */
+export interface Resources {
+  /** CPUs the node declares for an app (`--resources cpu=N`); null when it declares none. */
+  readonly cpu: number | null;
+  /** GPU ids given to this process (also its CUDA_VISIBLE_DEVICES); empty for none. */
+  readonly gpus: readonly number[];
+}
 export type UserConfig = Readonly<Record<string, UserConfigValue>>;
 
 export interface Context {
@@ -24,6 +32,9 @@ export interface Context {
    * (ARTEFACTS_UNAVAILABLE): its outputs stay on its site.
    */
   readonly artefacts: Artefacts;
+  /** The GPU ids given to this process (`resources.gpus`); empty for none, as in simulations. */
+  readonly gpus: readonly number[];
+  readonly resources: Resources;
 }
 
 export interface ContextInit {
@@ -34,6 +45,28 @@ export interface ContextInit {
   state?: RecordDict;
   /** Default: a new MemoryArtefacts (kept in memory, for simulations and tests). */
   artefacts?: Artefacts;
+  /** Default: none (no CPU count, no GPU), the view of an embedded or simulated app. */
+  resources?: Resources;
+}
+
+function resourceId(variable: string, text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n))
+    throw new PollenError('RESOURCES_INVALID', `${variable} must list whole numbers, not "${text}"`, {
+      hint: 'The node sets it from --resources cpu=N,gpu=M; start the app through a SuperNode or leave it unset.',
+    });
+  return n;
+}
+
+/** POLLEN_CPUS and POLLEN_GPUS as the node sets them for an app process (apps/app-env.ts). */
+export function resourcesFromEnv(env: Readonly<Record<string, string | undefined>>): Resources {
+  const cpu = (env.POLLEN_CPUS ?? '').trim();
+  const gpus = (env.POLLEN_GPUS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => resourceId('POLLEN_GPUS', s));
+  return { cpu: cpu === '' ? null : resourceId('POLLEN_CPUS', cpu), gpus };
 }
 
 function checkConfig(kind: string, config: Record<string, UserConfigValue>): UserConfig {
@@ -67,6 +100,7 @@ function checkConfig(kind: string, config: Record<string, UserConfigValue>): Use
 export function createContext(init: ContextInit): Context {
   if (typeof init.runId !== 'string' || typeof init.nodeId !== 'string')
     throw new PollenError('RECORD_INVALID', 'Context runId and nodeId must be strings');
+  const gpus = Object.freeze([...(init.resources?.gpus ?? [])]);
   return Object.freeze({
     runId: init.runId,
     nodeId: init.nodeId,
@@ -74,5 +108,7 @@ export function createContext(init: ContextInit): Context {
     runConfig: checkConfig('Run config', init.runConfig ?? {}),
     state: init.state ?? new RecordDict(),
     artefacts: init.artefacts ?? new MemoryArtefacts(),
+    gpus,
+    resources: Object.freeze({ cpu: init.resources?.cpu ?? null, gpus }),
   });
 }

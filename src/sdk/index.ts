@@ -25,6 +25,7 @@ export {
   type Context,
   type ContextInit,
   createContext,
+  type Resources,
   type UserConfig,
   type UserConfigValue,
 } from './context.js';

@@ -8,22 +8,48 @@ import {
   type HandlerContext,
   type Interceptor,
 } from '@connectrpc/connect';
+import type { Logger } from 'pino';
 import { PollenError } from '../errors.js';
 import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
+import type { ArtefactLimits } from '../sdk/artefacts.js';
 import { CHUNK_SOURCE_HEADER } from '../transport/bulk-protocol.js';
 import type { BulkRequest } from '../transport/bulk-server.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
-import { artefactToWire } from './artefacts.js';
+import { artefactToWire, type SaveArtefactInput } from './artefacts.js';
 import type { Link } from './link.js';
+import type { ArtefactRecord } from './run-artefacts.js';
 import type { RunLauncher } from './run-launcher.js';
 import { nodeErrorSummary } from './run-records.js';
+import type { LinkState } from './state.js';
+
+/**
+ * What ServerAppIo serves a run from: the SuperLink's Link, or a simulation's grid
+ * (process-serverapp.ts), so that a Python ServerApp speaks to both through the same handlers.
+ */
+export interface ServerAppIoHost
+  extends Pick<
+    Link,
+    'wireRun' | 'nodesOfRun' | 'pushInstructions' | 'pullReplies' | 'appReads' | 'appUploads' | 'chunkLimits'
+  > {
+  readonly state: Pick<
+    LinkState,
+    'verifyRunToken' | 'appendLogs' | 'addRoundMetrics' | 'listRoundMetrics'
+  > & {
+    getRun(runId: string): Promise<{ status: string } | undefined>;
+  };
+  readonly artefacts: {
+    readonly limits: ArtefactLimits;
+    save(runId: string, a: SaveArtefactInput, source: ChunkStore): Promise<ArtefactRecord>;
+  };
+  readonly log: Pick<Logger, 'info'>;
+}
 
 const runIdKey = createContextKey<string | undefined>(undefined, { description: 'authenticated run' });
 
 /** Admit only the ServerApp holding its run's current token. */
-export function runTokenInterceptor(link: Link): Interceptor {
+export function runTokenInterceptor(link: ServerAppIoHost): Interceptor {
   return (next) => async (req) => {
     try {
       const runId = req.header.get('pollen-run-id') ?? '';
@@ -40,7 +66,7 @@ export function runTokenInterceptor(link: Link): Interceptor {
 }
 
 /** `authorize` for ServerAppIo's bulk chunk route: the same run token as every RPC. */
-export function runTokenBulkAuth(link: Link): (req: BulkRequest) => Promise<{ runId: string }> {
+export function runTokenBulkAuth(link: ServerAppIoHost): (req: BulkRequest) => Promise<{ runId: string }> {
   return async (req) => {
     const runId = req.headers['pollen-run-id'] ?? '';
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
@@ -52,7 +78,7 @@ export function runTokenBulkAuth(link: Link): (req: BulkRequest) => Promise<{ ru
 }
 
 /** ServerAppIo's bulk chunks: uploads to the run's ServerApp scope, reads of a reply's node. */
-export function runChunkStore(link: Link) {
+export function runChunkStore(link: ServerAppIoHost) {
   return (req: BulkRequest, caller: unknown): ChunkStore => {
     const { runId } = caller as { runId: string };
     return req.method === 'PUT'
@@ -67,7 +93,7 @@ function runOf(ctx: HandlerContext): string {
   return runId;
 }
 
-export function serverAppIoRoutes(link: Link, launcher: RunLauncher) {
+export function serverAppIoRoutes(link: ServerAppIoHost, launcher: Pick<RunLauncher, 'finish'>) {
   return (router: ConnectRouter): void => {
     router.service(ServerAppIo, {
       getRunInfo: guard(async (_req, ctx) => {

@@ -37,8 +37,9 @@ unchanged; strategies aggregate replies in node order, so a seeded app ends with
 as on a federation whose sites hold the same partitions in node-id order. Each round's metrics are shown as it
 ends; the result holds every round and the final metrics. What the ServerApp saves with
 context.artefacts.save is written into --output, as pollen pull writes a run's artefacts.
-A Python app (pyproject.toml) with a built-in ServerApp (pollen:FedAvg, pollen:FedProx) runs its
-ClientApp in one process per virtual node, with the first interpreter that has what it requires.
+A Python app (pyproject.toml) runs its ClientApp in one process per virtual node, with the first
+interpreter that has what it requires, and its own Python ServerApp (if it names one rather than
+pollen:FedAvg or pollen:FedProx) in one more process, talking to a ServerAppIo over the nodes.
 Limits: docs/simulation.md.
 
 Examples:

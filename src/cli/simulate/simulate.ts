@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PollenError } from '../../errors.js';
-import { MemoryArtefacts } from '../../sdk/artefacts.js';
+import { MAX_RUN_ARTEFACTS, MemoryArtefacts } from '../../sdk/artefacts.js';
 import type { RoundReport } from '../../sdk/report.js';
 import { DEFAULT_LIMITS } from '../../superlink/quotas.js';
 import { parseConfigPairs } from '../config-pairs.js';
@@ -59,6 +59,13 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
   // Loaded here: the bundler is only needed by this command.
   const { simulate } = await import('../../apps/simulation.js');
   const { startProcessClientApps } = await import('../../supernode/process-clientapps.js');
+  const { processServerApp } = await import('../../superlink/process-serverapp.js');
+  // A SuperLink's default limits, so an app that fits here fits a default federation.
+  const artefactLimits = {
+    maxBytes: DEFAULT_LIMITS.artefactMaxBytes,
+    runMaxBytes: DEFAULT_LIMITS.runArtefactBytes,
+    runMaxCount: MAX_RUN_ARTEFACTS,
+  };
   const workDir = mkdtempSync(join(tmpdir(), 'pollen-simulate-'));
   try {
     out.progress(`building ${o.appDir}`);
@@ -73,11 +80,9 @@ export async function simulateApp(o: SimulateOptions, out: Output): Promise<void
         ...(o.python !== undefined && { python: o.python }),
         // One process per virtual node, its output shown as the app's.
         pythonClientApps: (p) => startProcessClientApps({ ...p, log: appLogger(out) }),
-        // A SuperLink's default limits, so an app that fits here fits a default federation.
-        artefacts: new MemoryArtefacts({
-          maxBytes: DEFAULT_LIMITS.artefactMaxBytes,
-          runMaxBytes: DEFAULT_LIMITS.runArtefactBytes,
-        }),
+        // Its own process too, speaking ServerAppIo as on a SuperLink.
+        pythonServerApp: (p) => processServerApp({ ...p, artefactLimits, log: appLogger(out) }),
+        artefacts: new MemoryArtefacts(artefactLimits),
         onStart: (p) =>
           out.progress(
             `simulating ${p.app.name} ${p.app.version} on ${p.nodes.length} virtual nodes (run ${p.runId})${p.python ? ` with ${p.python.executable} (Python ${p.python.version})` : ''}`,
