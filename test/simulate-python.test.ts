@@ -54,19 +54,13 @@ function app(name: string, serverapp = 'pollen:FedAvg'): string {
   });
 }
 
+/** `pollen simulate DIR --nodes 2 --python PYTHON --json …more`. */
+const simulate = (dir: string, ...more: string[]) =>
+  pollenInProcess(['simulate', dir, '--nodes', '2', '--python', PYTHON, '--json', ...more]);
+
 describe('pollen simulate of a Python app', () => {
   it('runs one ClientApp process per virtual node under the built-in FedAvg', async () => {
-    const r = await pollenInProcess([
-      'simulate',
-      app('sim-py'),
-      '--nodes',
-      '2',
-      '--python',
-      PYTHON,
-      '--json',
-      '-o',
-      join(work, 'out'),
-    ]);
+    const r = await simulate(app('sim-py'), '-o', join(work, 'out'));
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.python).toMatchObject({ path: PYTHON, version: expect.stringMatching(/^3\./) });
@@ -81,17 +75,7 @@ describe('pollen simulate of a Python app', () => {
   it("runs the app's own Python ServerApp in a process, over ServerAppIo", async () => {
     const dir = app('sim-py-own', 'sim_app.server_app:app');
     writeFileSync(join(dir, 'sim_app', 'server_app.py'), SERVER);
-    const r = await pollenInProcess([
-      'simulate',
-      dir,
-      '--nodes',
-      '2',
-      '--python',
-      PYTHON,
-      '--json',
-      '-o',
-      join(work, 'out-own'),
-    ]);
+    const r = await simulate(dir, '-o', join(work, 'out-own'));
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
     // The Python FedAvg's rounds, reported over ServerAppIo as to a SuperLink.
@@ -113,7 +97,7 @@ describe('pollen simulate of a Python app', () => {
       join(dir, 'sim_app', 'server_app.py'),
       `from pollen import ServerApp\napp = ServerApp()\n\n@app.main()\ndef main(grid, context):\n    raise ValueError("no initial model for " + ",".join(grid.get_node_ids()))\n`,
     );
-    const r = await pollenInProcess(['simulate', dir, '--nodes', '2', '--python', PYTHON, '--json']);
+    const r = await simulate(dir);
     expect(r.code).not.toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.error).toMatchObject({
