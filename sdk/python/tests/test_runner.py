@@ -151,6 +151,18 @@ def test_a_chunk_that_does_not_match_its_id_gets_an_error_reply(io, tmp_path):
     assert finish(proc)[0] == 0
 
 
+def test_chunks_the_node_vouches_for_are_not_hashed_again(io, tmp_path):
+    # As the SuperNode starts it: its store holds only chunks hashed on the way in.
+    proc = io.start_runner(bundle(tmp_path, APP), "site_app:app", extra_env={"POLLEN_CHUNKS_VERIFIED": "1"})
+    sent = io.send(instruction({"w": np.ones(CHUNK_SIZE, "u1")}))
+    io.chunks[sent.content.records[0].arrays.arrays[0].chunk_ids[0]] = b"\x00" * CHUNK_SIZE
+    reply = io.reply()
+    assert reply.error is None
+    assert (reply.content["arrays"]["w"].numpy() == 1).all()  # the node's bytes (zeros), plus one
+    io.end_run()
+    assert finish(proc)[0] == 0
+
+
 def test_sigterm_ends_a_waiting_runner(io, tmp_path):
     proc = io.start_runner(bundle(tmp_path, APP), "site_app:app")
     io.send(instruction({"w": np.zeros(1, "f4")}, "evaluate"))
