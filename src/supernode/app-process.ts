@@ -80,6 +80,9 @@ function clientAppCommand(o: ClientAppProcess): {
           ref: o.bundle.manifest.clientapp,
           bundleDir: o.bundle.dir,
         }),
+        // The chunks this node serves on ClientAppIo are verified already (its own cuts, or hashed
+        // on the way into its store): the app need not hash each of them a second time.
+        POLLEN_CHUNKS_VERIFIED: '1',
         ...resources,
       },
     };

@@ -116,7 +116,9 @@ export async function startClientAppIo(
         if (Date.now() >= deadline) throw new Error('no reply from the app in time');
         await replyWaiters.wait('reply', deadline - Date.now());
       }
-      return messageFromWire(replies.shift()!, (id) => chunks.get(id));
+      // The node's store holds only verified chunks (its own cuts; PushChunks hashes each one),
+      // as the SuperNode forwards a reply without hashing it again.
+      return messageFromWire(replies.shift()!, (id) => chunks.get(id), { verified: true });
     },
     startApp(app) {
       const lines: string[] = [];

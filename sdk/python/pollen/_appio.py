@@ -145,7 +145,13 @@ class ClientAppIo:
 
     PULL_WAIT_MS = 20_000
 
-    def __init__(self, url: str, token: str, run_id: str) -> None:
+    def __init__(self, url: str, token: str, run_id: str, chunks_verified: bool = False) -> None:
+        # chunks_verified: the SuperNode says (POLLEN_CHUNKS_VERIFIED=1) that every chunk it serves
+        # here was hashed against its id on the way into its store (or cut by itself). Only this
+        # node, authenticated by the per-run token on a loopback channel, serves them, so hashing
+        # them again would trust nothing new: one SHA-256 pass over the model saved per round.
+        # Sizes and layout are still checked (WireReader.put).
+        self._chunks_verified = chunks_verified
         self.channel = grpc.insecure_channel(_target(url), options=_OPTIONS)
         self._metadata = (("authorization", f"Bearer {token}"), ("pollen-run-id", run_id))
         self._pull_task = self.channel.unary_unary(
@@ -174,7 +180,7 @@ class ClientAppIo:
         ids = reader.chunk_ids
         if ids:
             for cid, data in self.chunks.pull(ids):
-                reader.put(cid, data)
+                reader.put(cid, data, verified=self._chunks_verified)
         return reader.message()
 
     def send(self, message: Message, known: Iterable[str] = ()) -> records_pb2.Message:

@@ -1,7 +1,8 @@
 """The app process a SuperNode (or SuperLink) starts: ``python -m pollen._runner clientapp|serverapp``.
 
 It reads POLLEN_APPIO_URL, POLLEN_APP_TOKEN (then removes it from the environment, so the app's
-own code and its children never see it), POLLEN_RUN_ID and POLLEN_APP_REF (``module:attr``).
+own code and its children never see it), POLLEN_RUN_ID and POLLEN_APP_REF (``module:attr``);
+POLLEN_CHUNKS_VERIFIED=1 when the node vouches for the chunks it serves (not hashed again here).
 The ClientApp loop is that of src/apps/clientapp-runner.ts: pull an instruction, handle it, push
 the reply, until the node says shutdown or sends SIGTERM.
 """
@@ -89,7 +90,7 @@ def _on_sigterm(_signum: int, _frame: Any) -> None:
 def run_clientapp(env: MutableMapping[str, str] = os.environ) -> int:
     url, token, run_id, ref = app_settings(env)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    io = ClientAppIo(url, token, run_id)
+    io = ClientAppIo(url, token, run_id, chunks_verified=env.get("POLLEN_CHUNKS_VERIFIED") == "1")
     try:
         # An app that cannot be loaded refuses every instruction with the reason and the hint,
         # so the run hears it as soon as it reaches this node, not as a round without replies.

@@ -1,5 +1,6 @@
 """The ClientApp runner as a real process against an in-process ClientAppIo server."""
 
+import hashlib
 import signal
 import subprocess
 import textwrap
@@ -147,6 +148,21 @@ def test_a_chunk_that_does_not_match_its_id_gets_an_error_reply(io, tmp_path):
     io.chunks[sent.content.records[0].arrays.arrays[0].chunk_ids[0]] = b"\x00" * CHUNK_SIZE
     reply = io.reply()
     assert reply.error.code == "CHUNK_MISMATCH"
+    io.end_run()
+    assert finish(proc)[0] == 0
+
+
+def test_chunks_the_node_vouches_for_are_not_hashed_again(io, tmp_path):
+    # As the SuperNode starts it: its store holds only chunks hashed on the way in.
+    proc = io.start_runner(bundle(tmp_path, APP), "site_app:app", extra_env={"POLLEN_CHUNKS_VERIFIED": "1"})
+    sent = io.send(instruction({"w": np.ones(CHUNK_SIZE, "u1")}))
+    cid = sent.content.records[0].arrays.arrays[0].chunk_ids[0]
+    ones, io.chunks[cid] = io.chunks[cid], b"\x00" * CHUNK_SIZE
+    wire = io.results.get(timeout=20)
+    assert wire.WhichOneof("body") == "content"  # the node's word taken: no CHUNK_MISMATCH
+    # It used the node's bytes: its "echo" of them (zeros) is the one chunk new to the node.
+    assert io.pushed == [hashlib.sha256(b"\x00" * CHUNK_SIZE).hexdigest()]
+    io.chunks[cid] = ones
     io.end_run()
     assert finish(proc)[0] == 0
 
