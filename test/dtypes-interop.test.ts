@@ -14,7 +14,7 @@ import * as pb from '../src/gen/pollen/v1/records_pb.js';
 import { Message } from '../src/sdk/message.js';
 import { RecordDict } from '../src/sdk/records.js';
 import { messageFromWire, messageToWire } from '../src/transport/wire.js';
-import { everyDType, expectSameArrays } from './support/dtypes.js';
+import { everyDType, expectSameArrays, NUMPY_DESCR } from './support/dtypes.js';
 import { PYTHON } from './support/python.js';
 
 const root = join(import.meta.dirname, '..');
@@ -38,21 +38,6 @@ for cid, data in chunks.items():
 open(os.path.join(d, "py.bin"), "wb").write(again.SerializeToString())
 print(json.dumps(seen))
 `;
-
-const NUMPY: Record<string, string> = {
-  float16: '<f2',
-  float32: '<f4',
-  float64: '<f8',
-  int8: '|i1',
-  int16: '<i2',
-  int32: '<i4',
-  int64: '<i8',
-  uint8: '|u1',
-  uint16: '<u2',
-  uint32: '<u4',
-  uint64: '<u8',
-  bool: '|b1',
-};
 
 describe('every dtype between the TypeScript and the Python SDK', () => {
   for (const sizes of [
@@ -96,7 +81,7 @@ describe('every dtype between the TypeScript and the Python SDK', () => {
           n,
           e.dtype,
           e.shape,
-          NUMPY[e.dtype],
+          NUMPY_DESCR[e.dtype],
           Buffer.from(e.data.buffer, e.data.byteOffset, e.data.byteLength).toString('hex'),
         ]),
       );

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bytesOf, everyDType } from '../../test/support/dtypes.js';
+import { bytesOf, everyDType, NUMPY_DESCR } from '../../test/support/dtypes.js';
 import { codeOf, outcomeOf } from '../../test/support/errors.js';
 import { PYTHON } from '../../test/support/python.js';
 import { ClientApp, InMemoryGrid } from './app.js';
@@ -201,23 +201,12 @@ describe('an ArrayRecord as .npz', () => {
       '    print(json.dumps({k: [z[k].dtype.str, list(z[k].shape), z[k].tobytes().hex()] for k in z.files}))',
     ].join('\n');
     const loaded = JSON.parse(execFileSync(PYTHON, ['-c', script, file], { encoding: 'utf8' }));
-    const descr: Record<DType, string> = {
-      float16: '<f2',
-      float32: '<f4',
-      float64: '<f8',
-      int8: '|i1',
-      int16: '<i2',
-      int32: '<i4',
-      int64: '<i8',
-      uint8: '|u1',
-      uint16: '<u2',
-      uint32: '<u4',
-      uint64: '<u8',
-      bool: '|b1',
-    };
     expect(loaded).toEqual(
       Object.fromEntries(
-        [...record].map(([name, e]) => [name, [descr[e.dtype], e.shape, bytesOf(e.data).toString('hex')]]),
+        [...record].map(([name, e]) => [
+          name,
+          [NUMPY_DESCR[e.dtype], e.shape, bytesOf(e.data).toString('hex')],
+        ]),
       ),
     );
   });

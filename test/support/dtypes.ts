@@ -5,6 +5,22 @@
 import { expect } from 'vitest';
 import { ArrayRecord, type DType, type TypedArray } from '../../src/sdk/records.js';
 
+/** NumPy's `dtype.str` of each dtype, written out here rather than taken from the code under test. */
+export const NUMPY_DESCR: Record<DType, string> = {
+  float16: '<f2',
+  float32: '<f4',
+  float64: '<f8',
+  int8: '|i1',
+  int16: '<i2',
+  int32: '<i4',
+  int64: '<i8',
+  uint8: '|u1',
+  uint16: '<u2',
+  uint32: '<u4',
+  uint64: '<u8',
+  bool: '|b1',
+};
+
 /** Every dtype with a 0-d, an empty and a 2-D array of awkward values. */
 export function everyDType(): ArrayRecord {
   const nan32 = new Float32Array(new Uint32Array([0x7fc00001]).buffer)[0]!; // a NaN with a payload
