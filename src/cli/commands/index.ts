@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { registerAudit } from './audit.js';
+import { registerBackup } from './backup.js';
 import { registerBuild } from './build.js';
 import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
@@ -42,4 +43,5 @@ export function registerCommands(program: Command): void {
   registerLogin(program);
   registerServiceAccount(program);
   registerAudit(program);
+  registerBackup(program);
 }
