@@ -800,6 +800,11 @@ export const ERROR_CODES = {
     ExitCode.UNAVAILABLE,
     'Check that pg_dump / pg_restore are installed and that the database URL (--database) is reachable and its user may read (dump) or create (restore) the tables.',
   ),
+  DOCTOR_FOUND_FAILURES: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'Fix each failed check as its line says, then run pollen doctor again.',
+  ),
 } as const satisfies Record<string, CodeSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -6,6 +6,7 @@ import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
 import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
+import { registerDoctor } from './doctor.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerEnv } from './env.js';
 import { registerFederation } from './federation.js';
@@ -44,4 +45,5 @@ export function registerCommands(program: Command): void {
   registerServiceAccount(program);
   registerAudit(program);
   registerBackup(program);
+  registerDoctor(program);
 }
