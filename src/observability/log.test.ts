@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { withLogContext } from '../util/log-context.js';
 import { createLogger, resolveLogFormat } from './log.js';
 
 /** A destination that keeps what the logger wrote. */
@@ -32,6 +33,23 @@ describe('createLogger', () => {
       round: 2,
       msg: 'round done',
     });
+  });
+
+  it("adds the request scope's id to every line logged while the request is served, and only then", async () => {
+    const s = sink();
+    const log = createLogger({ level: 'info', format: 'json', destination: s.stream });
+    await withLogContext({ requestId: 'req-1' }, async () => {
+      await Promise.resolve();
+      log.info('inside');
+    });
+    log.info('outside');
+    const [inside, outside] = s
+      .text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(inside).toMatchObject({ requestId: 'req-1', msg: 'inside' });
+    expect(outside.requestId).toBeUndefined();
   });
 
   it('redacts secret fields, at the top level and one object down, in json and pretty', () => {

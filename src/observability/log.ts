@@ -6,6 +6,7 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
 import { PollenError } from '../errors.js';
+import { logContext } from '../util/log-context.js';
 
 export type LogFormat = 'json' | 'pretty';
 export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
@@ -81,6 +82,8 @@ export function createLogger(o: LogOptions): Logger {
   const options = {
     level: o.level,
     redact: { paths: [...REDACT_PATHS], censor: '[redacted]' },
+    // The request id (and what else a request's scope binds) on every line written for it.
+    mixin: logContext,
     ...(o.bindings && { base: { pid: process.pid, ...o.bindings } }),
   };
   // pino-pretty as a synchronous stream, not a transport: no worker thread, and lines written
