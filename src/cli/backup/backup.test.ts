@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Sqlite from 'better-sqlite3';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import { pollenInProcess, tempDir } from '../../../test/support/cli.js';
+import { createTestDatabase } from '../../../test/support/postgres.js';
 
 const PASS = 'a backup passphrase of some length';
 const env = { POLLEN_BACKUP_PASSPHRASE: PASS };
@@ -98,5 +100,50 @@ describe('pollen backup and restore (in-process)', () => {
     expect(tampered.code).toBe(3);
     // Nothing was written by any refusal.
     expect(() => statSync(target)).toThrow();
+  });
+  it('dumps a PostgreSQL store with pg_dump and restores it into an empty database', async () => {
+    const pg = (await import('pg')).default;
+    const query = async (url: string, sql: string) => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        return (await client.query(sql)).rows;
+      } finally {
+        await client.end();
+      }
+    };
+    const name = () => `b_${randomUUID().replaceAll('-', '')}`;
+    const source = await createTestDatabase(inject('postgresUrl'), name());
+    await query(
+      source,
+      "CREATE TABLE runs (id text PRIMARY KEY); INSERT INTO runs VALUES ('r1'), ('r2'), ('r3')",
+    );
+    const dir = join(tmp.dir, 'pg-superlink');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'superlink.log'), 'started\n');
+    const file = join(tmp.dir, 'pg.pollen-backup');
+    const made = await pollenInProcess(
+      ['backup', dir, '--component', 'superlink', '--database', source, '-o', file, '--json'],
+      { env },
+    );
+    expect(made.code, made.stdout).toBe(0);
+    expect(made.json()).toMatchObject({ component: 'superlink', database: 'postgres' });
+
+    const without = await pollenInProcess(['restore', file, '-w', join(tmp.dir, 'pg-a'), '--json'], { env });
+    expect(without.json()).toMatchObject({
+      error: { code: 'USAGE', message: expect.stringContaining('--database') },
+    });
+    const target = await createTestDatabase(inject('postgresUrl'), name());
+    const back = await pollenInProcess(
+      ['restore', file, '-w', join(tmp.dir, 'pg-b'), '--database', target, '--json'],
+      { env },
+    );
+    expect(back.code, back.stdout).toBe(0);
+    expect(await query(target, 'SELECT id FROM runs ORDER BY id')).toEqual([
+      { id: 'r1' },
+      { id: 'r2' },
+      { id: 'r3' },
+    ]);
+    expect(readFileSync(join(tmp.dir, 'pg-b', 'superlink.log'), 'utf8')).toBe('started\n');
   });
 });
