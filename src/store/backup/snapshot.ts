@@ -19,12 +19,9 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { promisify } from 'node:util';
 import Sqlite from 'better-sqlite3';
 import { PollenError } from '../../errors.js';
 import type { ArchiveContents, ArchiveFile, Component } from './archive.js';
-
-const run = promisify(execFile);
 
 /** Where a PostgreSQL store's dump sits in an archive. */
 export const PG_DUMP_PATH = 'database.pgdump';
@@ -126,19 +123,24 @@ async function sqliteSnapshot(path: string, scratch: string): Promise<Buffer> {
   return readFileSync(copy);
 }
 
-async function pgDump(url: string): Promise<Buffer> {
-  try {
-    const { stdout } = await run('pg_dump', ['--format=custom', '--no-owner', '--dbname', url], {
-      encoding: 'buffer',
-      maxBuffer: 1 << 30,
-    });
-    return stdout;
-  } catch (e) {
-    throw new PollenError('BACKUP_DATABASE_FAILED', 'pg_dump could not dump the database', {
-      cause: e,
-      detail: String((e as { stderr?: Buffer }).stderr ?? e),
-    });
-  }
+/** pg_dump's custom format of the database at `url` (what pg_restore reads). */
+function pgDump(url: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'pg_dump',
+      ['--format=custom', '--no-owner', '--dbname', url],
+      { encoding: 'buffer', maxBuffer: 1 << 30 },
+      (error, stdout, stderr) => {
+        if (!error) return resolve(stdout);
+        reject(
+          new PollenError('BACKUP_DATABASE_FAILED', 'pg_dump could not dump the database', {
+            cause: error,
+            detail: stderr.toString(),
+          }),
+        );
+      },
+    );
+  });
 }
 
 export interface RestoreOptions {
@@ -183,14 +185,23 @@ export async function restoreComponent(
 
 async function pgRestore(dump: Buffer, url: string): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'pollen-restore-'));
+  const file = join(scratch, PG_DUMP_PATH);
+  writeFileSync(file, dump, { mode: 0o600 });
   try {
-    const file = join(scratch, PG_DUMP_PATH);
-    writeFileSync(file, dump, { mode: 0o600 });
-    await run('pg_restore', ['--no-owner', '--exit-on-error', '--dbname', url, file]);
-  } catch (e) {
-    throw new PollenError('BACKUP_DATABASE_FAILED', 'pg_restore could not restore the database', {
-      cause: e,
-      detail: String((e as { stderr?: string }).stderr ?? e),
+    await new Promise<void>((resolve, reject) => {
+      execFile(
+        'pg_restore',
+        ['--no-owner', '--exit-on-error', '--dbname', url, file],
+        (error, _out, stderr) => {
+          if (!error) return resolve();
+          reject(
+            new PollenError('BACKUP_DATABASE_FAILED', 'pg_restore could not restore the database', {
+              cause: error,
+              detail: stderr,
+            }),
+          );
+        },
+      );
     });
   } finally {
     rmSync(scratch, { recursive: true, force: true });
