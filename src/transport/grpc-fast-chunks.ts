@@ -24,6 +24,7 @@ import {
   PullChunksRequestSchema,
   PushChunksResponseSchema,
 } from '../gen/pollen/v1/records_pb.js';
+import { flatHeaders } from './bulk-server.js';
 import { type ServePushOptions, servePullChunks, servePushChunks } from './chunk-rpc.js';
 import type { ChunkInit } from './chunk-transport.js';
 import type { ChunkStore } from './chunks.js';
@@ -62,16 +63,6 @@ export function fastChunkRoutes(o: FastChunkOptions): FastStream[] {
   ];
 }
 
-/** Request headers, lowercase names, first value of each (what `authorize` reads). */
-export function requestHeaders(req: Http2ServerRequest): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (k.startsWith(':') || v === undefined) continue;
-    out[k] = Array.isArray(v) ? (v[0] ?? '') : v;
-  }
-  return out;
-}
-
 async function servePull(
   o: FastChunkOptions,
   req: Http2ServerRequest,
@@ -80,7 +71,7 @@ async function servePull(
 ): Promise<void> {
   let chunks: AsyncGenerator<ChunkInit> | undefined;
   try {
-    o.authorize(requestHeaders(req));
+    o.authorize(flatHeaders(req.headers));
     const body = await readEnvelope(req, o.maxMessageBytes);
     let request: PullChunksRequest;
     try {
@@ -114,7 +105,7 @@ async function servePush(
   report: FailureReporter,
 ): Promise<void> {
   try {
-    o.authorize(requestHeaders(req));
+    o.authorize(flatHeaders(req.headers));
     const result = await servePushChunks(o.store, chunkMessages(req, o.maxMessageBytes), o.push);
     if (res.stream?.destroyed) return;
     answerMessage(res, toBinary(PushChunksResponseSchema, create(PushChunksResponseSchema, result)));
