@@ -126,6 +126,7 @@ if (flags['python-only']) {
   const nodePeak = process.resourceUsage().maxRSS / 1024; // KiB -> MiB
   console.log(JSON.stringify(machineInfo()));
   console.log(`\n${mib} MiB through a Python ClientApp and back: ${num(best(python.seconds), 2)} s`);
+  console.log(`CPU per round: app ${num(python.appCpu, 2)} s, node side ${num(python.nodeCpu, 2)} s`);
   console.log(
     `peak RSS: app ${num(python.peakRssMiB)} MiB (${times(python.peakRssMiB / mib)} the model), node side ${num(nodePeak)} MiB (${times(nodePeak / mib)})`,
   );
