@@ -49,10 +49,14 @@ afterAll(async () => {
 it(`FedAdam, FedMedian and Krum (--run-config strategy=NAME) each reach 90% on the server's test digits in ${ROUNDS} rounds`, {
   timeout: 300_000,
 }, async () => {
-  // One after the other: each `pollen run` builds the app into the same file, then returns.
+  // One after the other: each `pollen run` builds the app into the same file, then returns. The
+  // target is the server's own evaluation: the nodes' (fraction-evaluate) is left out, a seventh
+  // of the test's CPU time, and changes no model.
   const runIds: string[] = [];
   for (const strategy of STRATEGIES)
-    runIds.push(await startRun(fed, [`strategy=${strategy}`, `num-rounds=${ROUNDS}`], MNIST));
+    runIds.push(
+      await startRun(fed, [`strategy=${strategy}`, `num-rounds=${ROUNDS}`, 'fraction-evaluate=0'], MNIST),
+    );
   const runs = await Promise.all(runIds.map((id) => finishedRun(fed, id, 280_000)));
 
   const accuracy = runs.map((d) => d.rounds.map((r) => r.metrics['centralized-accuracy']));
