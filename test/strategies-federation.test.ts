@@ -50,8 +50,8 @@ it(`FedAdam, FedMedian and Krum (--run-config strategy=NAME) each reach 90% on t
   timeout: 300_000,
 }, async () => {
   // One after the other: each `pollen run` builds the app into the same file, then returns. The
-  // target is the server's own evaluation: the nodes' (fraction-evaluate) is left out, a seventh
-  // of the test's CPU time, and changes no model.
+  // target is the server's own evaluation: the nodes' (fraction-evaluate) is left out, as it
+  // costs CPU time and changes no model.
   const runIds: string[] = [];
   for (const strategy of STRATEGIES)
     runIds.push(
