@@ -7,8 +7,8 @@
  */
 import { type KernelFn, type KernelName, kernelModule } from './wasm-kernel.js';
 
-/** Elements per chunk: 5 slots × 16 KiB = 80 KiB, well inside L2. */
-export const WASM_CHUNK = 1 << 12;
+/** Elements per chunk: 5 slots × 32 KiB = 160 KiB, inside L2. */
+export const WASM_CHUNK = 1 << 13;
 
 /** An instance of the module; `chunk` elements per slot (slots 0–3 inputs, slot 4 the output). */
 export interface Kernel {
