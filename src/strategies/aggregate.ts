@@ -80,8 +80,8 @@ export interface AverageOptions {
 
 /**
  * Per layer `out[l] = Σ_k w_k · updates[k].arrays[l] / Σ_k w_k`. Writes into `out` when given
- * (it must match the layer lengths; it may be one of the inputs), otherwise allocates (in shared
- * memory when the updates are). Throws PollenError INVALID_ARGUMENT on mismatched layer counts or
+ * (it must match the layer lengths; it may be one of the inputs), otherwise allocates (a layer
+ * in shared memory when that layer's updates are). Throws PollenError INVALID_ARGUMENT on mismatched layer counts or
  * lengths and on bad weights. Values inside the arrays are not checked: a NaN parameter gives a
  * NaN average.
  */
@@ -102,7 +102,6 @@ export function weightedAverage(
   if (out !== undefined && out.length !== layers) {
     throw invalid(`The output has ${out.length} layers, the updates have ${layers}`);
   }
-  const shared = updates.every((u) => u.arrays.every((a) => a.buffer instanceof SharedArrayBuffer));
   const result: Float32Array[] = out ?? [];
   const ranges: SumRange[] = [];
   for (let l = 0; l < layers; l++) {
@@ -121,6 +120,7 @@ export function weightedAverage(
     }
     let o = out?.[l];
     if (o === undefined) {
+      const shared = xs.every((x) => x.buffer instanceof SharedArrayBuffer);
       o = new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
       result.push(o);
     } else if (o.length !== n) {
@@ -128,14 +128,14 @@ export function weightedAverage(
     }
     ranges.push({ o, xs, start: 0, end: n });
   }
-  const big = ranges.filter((r) => r.end >= SMALL_LAYER);
+  // Large layers whose arrays are all in shared memory can go to threads; the rest stay here.
+  const big = ranges.filter((r) => r.end >= SMALL_LAYER && allShared([r]));
   const bytes = big.reduce((sum, r) => sum + r.end * 4 * r.xs.length, 0);
   const threads = options.threads ?? defaultThreads();
   const alone = (r: SumRange) => averageRange(r.o, r.xs, ws, r.start, r.end);
-  if (threads > 1 && bytes >= PARALLEL_MIN_BYTES && allShared(big)) {
-    parallelSum(big, ws, threads, alone);
-    for (const r of ranges) if (r.end < SMALL_LAYER) alone(r);
-  } else for (const r of ranges) alone(r);
+  const parallel = threads > 1 && bytes >= PARALLEL_MIN_BYTES;
+  if (parallel) parallelSum(big, ws, threads, alone);
+  for (const r of ranges) if (!parallel || !big.includes(r)) alone(r);
   return result;
 }
 

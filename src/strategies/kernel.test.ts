@@ -141,6 +141,19 @@ describe('the kernel over worker threads (updates in shared memory)', () => {
     });
   });
 
+  it('splits the shared layers when other layers are in ordinary memory (small ones arrive so)', () => {
+    const mixed = updates(true).map((u, k) => ({
+      ...u,
+      arrays: [...u.arrays.slice(0, 2), values(100, k + 21)],
+    }));
+    const alone = weightedAverage(updates(false), undefined, { threads: 1 });
+    const out = weightedAverage(mixed, undefined, { threads: 2 });
+    expect(out.map((o) => o.buffer instanceof SharedArrayBuffer)).toEqual([true, true, false]);
+    out.forEach((o, l) => {
+      expect(sameBits(o, alone[l] as Float32Array)).toBe(true);
+    });
+  });
+
   it('keeps updates in ordinary memory on the calling thread (and its output too)', () => {
     const out = weightedAverage(updates(false), undefined, { threads: 2 });
     expect(out[0]?.buffer instanceof SharedArrayBuffer).toBe(false);
