@@ -88,7 +88,9 @@ function runSize(K: number, P: number, seconds: number, pool: SharedArrayBuffer,
     return { name, gbps: bytes / m / 1e9, medianMs: m * 1000, reps: ts.length };
   };
   const updates = Array.from({ length: K }, (_, k) => new Float32Array(pool, k * P * 4, P));
-  updates.forEach((a, k) => fill(a, k + 1));
+  updates.forEach((a, k) => {
+    fill(a, k + 1);
+  });
   const weightList = updates.map((_, k) => k + 1);
   const weights = normalizeWeights(weightList);
   const out = new Float32Array(new SharedArrayBuffer(P * 4));
