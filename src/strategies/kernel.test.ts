@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { ArrayRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
 import { averageRange, averageRangeJs, normalizeWeights, SMALL_LAYER, weightedAverage } from './aggregate.js';
+import { FedAvg } from './fedavg.js';
 import { closeKernelWorkers, PARALLEL_MIN_BYTES, parallelSum } from './kernel-workers.js';
 import { kernelModule } from './wasm-kernel.js';
 import { WASM_CHUNK, wasmKernel } from './wasm-sum.js';
@@ -157,5 +159,25 @@ describe('the kernel over worker threads (updates in shared memory)', () => {
   it('keeps updates in ordinary memory on the calling thread (and its output too)', () => {
     const out = weightedAverage(updates(false), undefined, { threads: 2 });
     expect(out[0]?.buffer instanceof SharedArrayBuffer).toBe(false);
+  });
+
+  it('gives FedAvg the same bits for replies received into shared memory as for ordinary ones', () => {
+    const reply = (arrays: ArrayRecord, k: number) =>
+      Message.create({ dstNodeId: `n${k}`, messageType: 'train', content: new RecordDict() }).createReply(
+        new RecordDict({ arrays, metrics: new MetricRecord({ 'num-examples': 10 * (k + 1) }) }),
+      );
+    const round = (shared: boolean) =>
+      updates(shared).map((u, k) => {
+        const arrays = new ArrayRecord();
+        u.arrays.forEach((data, l) => {
+          arrays.set(`layer${l}`, { dtype: 'float32', shape: [data.length], data });
+        });
+        return reply(arrays, k);
+      });
+    const plain = new FedAvg().aggregateTrain(1, round(false)).arrays;
+    const shared = new FedAvg().aggregateTrain(1, round(true)).arrays;
+    for (const [name, entry] of plain)
+      expect(sameBits(shared.get(name)?.data as Float32Array, entry.data as Float32Array)).toBe(true);
+    expect(shared.get('layer0')?.data.buffer instanceof SharedArrayBuffer).toBe(true);
   });
 });
