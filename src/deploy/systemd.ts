@@ -136,6 +136,18 @@ function devices(o: UnitOptions): string[] {
   return ['PrivateDevices=yes'];
 }
 
+/**
+ * Denied system call groups. A SuperNode keeps @resources: its app processes inherit the filter,
+ * and numerical libraries pin threads (sched_setaffinity) and lower priorities (nice).
+ */
+function syscallDenials(o: UnitOptions): string[] {
+  return [
+    o.component === 'supernode'
+      ? 'SystemCallFilter=~@privileged'
+      : 'SystemCallFilter=~@privileged @resources',
+  ];
+}
+
 /** The unit file. */
 export function systemdUnit(o: UnitOptions): string {
   const title = TITLE[o.component];
@@ -171,6 +183,7 @@ export function systemdUnit(o: UnitOptions): string {
     'ProtectSystem=strict',
     ...writablePaths(o).map((p) => `ReadWritePaths=${p}`),
     'PrivateTmp=yes',
+    'PrivateMounts=yes',
     'ProtectHome=yes',
     ...devices(o),
     'ProtectKernelTunables=yes',
@@ -187,11 +200,12 @@ export function systemdUnit(o: UnitOptions): string {
     'LockPersonality=yes',
     'RemoveIPC=yes',
     'KeyringMode=private',
-    // AF_NETLINK: Node reads the host's interfaces (os.networkInterfaces) through it.
+    // AF_NETLINK: glibc's getaddrinfo asks the kernel for the host's addresses through it when
+    // Node resolves a name (AI_ADDRCONFIG).
     'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK',
     'SystemCallArchitectures=native',
     'SystemCallFilter=@system-service',
-    'SystemCallFilter=~@privileged',
+    ...syscallDenials(o),
     'SystemCallErrorNumber=EPERM',
     "# Not set: MemoryDenyWriteExecute (V8's JIT writes executable code), PrivateNetwork and",
     '# IPAddressDeny (the service is a network service), PrivateUsers (it would hide the user',
