@@ -1,8 +1,10 @@
 import { type Command, Option } from 'commander';
 import { action, lazy } from '../command.js';
+import type { DeployPythonEnvOptions } from '../deploy/python-env.js';
 import type { DeploySystemdOptions } from '../deploy/systemd.js';
 
 const deploySystemd = lazy(() => import('../deploy/systemd.js'), 'deploySystemd');
+const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPythonEnv');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -72,4 +74,29 @@ Examples:
   pollen deploy systemd --component cert-service --ca /etc/pollen/ca --hostname certs.example.org -o units`,
     )
     .action(action<DeploySystemdOptions>(deploySystemd));
+
+  outputOptions(
+    deploy
+      .command('python-env')
+      .description("a script that makes a site's virtual environment for Python apps"),
+  )
+    .requiredOption('--requirements <file>', "the apps' requirements (pip's requirements.txt)")
+    .option(
+      '--wheelhouse <dir>',
+      'install from this folder of wheels alone, never the package index (relative: beside the script)',
+    )
+    .option('--venv <dir>', 'where the virtual environment goes', '/opt/pollen-venv')
+    .addHelpText(
+      'after',
+      `
+Writes setup-python-env.sh (POSIX sh, checked with shellcheck) and a copy of requirements.txt.
+The script makes a virtual environment that sees the system's packages, installs the
+requirements, and runs \`pollen env check\` when pollen is on PATH. Details:
+docs/python-operators.md.
+
+Examples:
+  pollen deploy python-env --requirements requirements.txt -o site-env
+  pollen deploy python-env --requirements requirements.txt --wheelhouse wheels -o site-env`,
+    )
+    .action(action<DeployPythonEnvOptions>(deployPythonEnv));
 }
