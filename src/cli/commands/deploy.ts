@@ -1,10 +1,12 @@
 import { type Command, Option } from 'commander';
 import { action, lazy } from '../command.js';
+import type { DeployFirewallOptions } from '../deploy/firewall.js';
 import type { DeployPythonEnvOptions } from '../deploy/python-env.js';
 import type { DeploySystemdOptions } from '../deploy/systemd.js';
 
 const deploySystemd = lazy(() => import('../deploy/systemd.js'), 'deploySystemd');
 const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPythonEnv');
+const deployFirewall = lazy(() => import('../deploy/firewall.js'), 'deployFirewall');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -99,4 +101,34 @@ Examples:
   pollen deploy python-env --requirements requirements.txt --wheelhouse wheels -o site-env`,
     )
     .action(action<DeployPythonEnvOptions>(deployPythonEnv));
+
+  outputOptions(
+    deploy.command('firewall').description("a host's nftables rules, from the port map (docs/network.md)"),
+  )
+    .requiredOption(
+      '--role <roles>',
+      'what the host runs: superlink, cert-service, site (comma-separated for a host with several)',
+    )
+    .option(
+      '--vpn <kind>',
+      'the VPN sites use (wireguard, openvpn): its port opens, the Fleet API only inside it',
+    )
+    .option('--vpn-interface <name>', 'the VPN interface (default wg0 for WireGuard, tun0 for OpenVPN)')
+    .option('--ssh <cidrs>', 'where SSH may come from: addresses or CIDRs, comma-separated, or any', 'any')
+    .option('--no-ssh', 'close SSH')
+    .option('--researchers <cidrs>', 'where the Control API may be reached from (default: anywhere)')
+    .option('--restrict-outbound', "drop outbound traffic too, except the federation's flows, DNS and NTP")
+    .addHelpText(
+      'after',
+      `
+Writes pollen-firewall.nft: a table "inet pollen" whose input chain drops everything but
+established traffic, loopback, ICMP, SSH and the ports the port map lists for the host's roles
+(from the parties it names); forwarding is dropped. Loopback-only ports are never opened.
+
+Examples:
+  pollen deploy firewall --role superlink,cert-service --vpn wireguard --ssh 198.51.100.7 -o fw
+  pollen deploy firewall --role site --vpn wireguard --restrict-outbound -o fw
+  nft -c -f fw/pollen-firewall.nft && nft -f fw/pollen-firewall.nft`,
+    )
+    .action(action<DeployFirewallOptions>(deployFirewall));
 }
