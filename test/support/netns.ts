@@ -30,7 +30,14 @@ export function netnsLab(prefix: string, names: string[]): NetnsLab {
   const children: ChildProcess[] = [];
   const made: string[] = [];
   const cleanup = () => {
-    for (const c of children) if (c.exitCode === null && c.pid) c.kill('SIGKILL');
+    // Each started process leads its own group: its children (apps a SuperLink starts) go with it.
+    for (const c of children)
+      if (c.pid)
+        try {
+          process.kill(-c.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
     for (const n of made) spawnSync('ip', ['netns', 'delete', n]);
   };
   try {
@@ -51,6 +58,7 @@ export function netnsLab(prefix: string, names: string[]): NetnsLab {
       const child = spawn('ip', ['netns', 'exec', ns(name), ...cmd], {
         env: { ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
       });
       children.push(child);
       return child;
@@ -107,6 +115,34 @@ export function waitForLine(child: ChildProcess, match: RegExp, timeoutMs = 20_0
     child.on('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`exited (${code}) before ${match}: ${stderr}`));
+    });
+  });
+}
+
+/** The one JSON document a `--json` command prints on stdout (whole, once it parses). */
+export function waitForJson<T>(child: ChildProcess, timeoutMs = 30_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(
+      () => reject(new Error(`no JSON within ${timeoutMs} ms: ${stderr.slice(-3000)}`)),
+      timeoutMs,
+    );
+    child.stderr?.on('data', (d) => (stderr += d));
+    child.stdout?.on('data', (d) => {
+      stdout += d;
+      if (!stdout.trim().endsWith('}')) return;
+      try {
+        const doc = JSON.parse(stdout) as T;
+        clearTimeout(timer);
+        resolve(doc);
+      } catch {
+        // not complete yet
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited (${code}) before its JSON: ${stdout}${stderr.slice(-3000)}`));
     });
   });
 }

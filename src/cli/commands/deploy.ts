@@ -3,9 +3,11 @@ import { action, lazy } from '../command.js';
 import type { DeployFirewallOptions } from '../deploy/firewall.js';
 import type { DeployPythonEnvOptions } from '../deploy/python-env.js';
 import type { DeploySystemdOptions } from '../deploy/systemd.js';
+import type { DeployWireGuardOptions } from '../deploy/wireguard.js';
 
 const deploySystemd = lazy(() => import('../deploy/systemd.js'), 'deploySystemd');
 const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPythonEnv');
+const deployWireGuard = lazy(() => import('../deploy/wireguard.js'), 'deployWireGuard');
 const deployFirewall = lazy(() => import('../deploy/firewall.js'), 'deployFirewall');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -131,4 +133,33 @@ Examples:
   nft -c -f fw/pollen-firewall.nft && nft -f fw/pollen-firewall.nft`,
     )
     .action(action<DeployFirewallOptions>(deployFirewall));
+
+  outputOptions(
+    deploy
+      .command('wireguard')
+      .description('WireGuard configurations: a hub on the SuperLink host, one peer per organisation'),
+  )
+    .requiredOption('--org <name>', 'an organisation (repeatable; each gets its folder and address)', collect)
+    .requiredOption(
+      '--endpoint <host[:port]>',
+      "how organisations reach the hub: the SuperLink host's public name",
+    )
+    .option('--listen-port <port>', "the hub's UDP port (default: the port map's, 51820)")
+    .option(
+      '--network <cidr>',
+      'the VPN network: the hub takes .1, organisations the next ones',
+      '10.77.0.0/24',
+    )
+    .addHelpText(
+      'after',
+      `
+Writes hub/wg0.conf and ORG/wg0.conf for each --org (0600: each holds a private key, made here
+with Node's X25519, plus a preshared key per organisation). An organisation's tunnel reaches the
+hub's address only; the hub's firewall (pollen deploy firewall --vpn wireguard) drops forwarding.
+
+Examples:
+  pollen deploy wireguard --org hospital-a --org hospital-b --endpoint superlink.example.org -o vpn
+  wg-quick up ./vpn/hub/wg0.conf`,
+    )
+    .action(action<DeployWireGuardOptions>(deployWireGuard));
 }
