@@ -32,6 +32,7 @@ const MANUALS = [
   'docs/simulation.md',
   'docs/identity.md',
   'docs/python.md',
+  'docs/deployment.md',
 ];
 /** The manuals that must describe every error code and environment variable they name. */
 const OPERATOR_MANUALS = [

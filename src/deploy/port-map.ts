@@ -154,7 +154,7 @@ export const PORT_MAP: readonly PortRow[] = [
     whoConnects: "each organisation's VPN client",
     security: 'TLS with certificates of a VPN CA',
     exposed: 'public',
-    flag: '`pollen deploy openvpn --port`',
+    flag: '`port` in the OpenVPN server configuration',
   },
 ];
 
