@@ -6,6 +6,7 @@ import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
 import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
+import { registerDeploy } from './deploy.js';
 import { registerDoctor } from './doctor.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerEnv } from './env.js';
@@ -46,4 +47,5 @@ export function registerCommands(program: Command): void {
   registerAudit(program);
   registerBackup(program);
   registerDoctor(program);
+  registerDeploy(program);
 }
