@@ -21,12 +21,8 @@ import {
 } from '../sdk/index.js';
 import { decodeNpz, encodeNpz } from '../sdk/npz.js';
 import { FedAdam, FedAvg } from '../strategies/index.js';
-import {
-  builtinServerApp,
-  builtinServerAppName,
-  builtinSettings,
-  FINAL_MODEL_ARTEFACT,
-} from './builtin-serverapp.js';
+import { builtinServerAppName } from './builtin-names.js';
+import { builtinServerApp, builtinSettings, FINAL_MODEL_ARTEFACT } from './builtin-serverapp.js';
 
 const bundle = mkdtempSync(join(tmpdir(), 'pollen-builtin-'));
 mkdirSync(join(bundle, 'weights'));

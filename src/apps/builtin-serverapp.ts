@@ -29,30 +29,7 @@ import {
   type RoundSummary,
   seededRng,
 } from '../strategies/index.js';
-
-/** The strategies an app may name as its ServerApp, `pollen:NAME`. */
-export const BUILTIN_SERVERAPPS = [
-  'FedAvg',
-  'FedProx',
-  'FedAdam',
-  'FedYogi',
-  'FedAdagrad',
-  'FedAvgM',
-  'FedMedian',
-  'FedTrimmedAvg',
-  'Krum',
-  'MultiKrum',
-  'Bulyan',
-  'QFedAvg',
-] as const;
-export type BuiltinServerAppName = (typeof BUILTIN_SERVERAPPS)[number];
-
-const PREFIX = 'pollen:';
-
-/** The built-in's name when `ref` (a manifest's `serverapp`) names one (`pollen:FedAvg`), else undefined. */
-export function builtinServerAppName(ref: string): string | undefined {
-  return ref.startsWith(PREFIX) ? ref.slice(PREFIX.length) : undefined;
-}
+import { BUILTIN_PREFIX, BUILTIN_SERVERAPPS, type BuiltinServerAppName, isBuiltin } from './builtin-names.js';
 
 /** Where the artefact of the final model goes (`pollen pull RUN_ID`). */
 export const FINAL_MODEL_ARTEFACT = 'final_model.npz';
@@ -208,10 +185,6 @@ function printRound(r: RoundSummary): void {
   );
 }
 
-function isBuiltin(name: string): name is BuiltinServerAppName {
-  return (BUILTIN_SERVERAPPS as readonly string[]).includes(name);
-}
-
 /**
  * The ServerApp of `pollen:NAME`: NAME's strategy over the run config's settings, from the
  * bundle's initial arrays; saves the final model as the artefact `final_model.npz`. An unknown
@@ -226,7 +199,7 @@ function isBuiltin(name: string): name is BuiltinServerAppName {
 export function builtinServerApp(name: string, bundleDir: string): ServerApp {
   if (!isBuiltin(name))
     throw new PollenError('APP_INVALID', `Pollen has no built-in ServerApp "${name}"`, {
-      hint: `Name one of ${BUILTIN_SERVERAPPS.map((n) => PREFIX + n).join(', ')} as the serverapp, or a module of the app (module.path:app).`,
+      hint: `Name one of ${BUILTIN_SERVERAPPS.map((n) => BUILTIN_PREFIX + n).join(', ')} as the serverapp, or a module of the app (module.path:app).`,
       data: { name, builtins: [...BUILTIN_SERVERAPPS] },
     });
   return new ServerApp(async (grid, context) => {
