@@ -455,7 +455,8 @@ export async function runFederationDemo(
     const shown = new Set<number>();
     let polling = true;
     // The rounds are listed when the run's log moves (the ServerApp prints a line per round), and
-    // at least every few seconds: not a `pollen list` process every second while the sites train.
+    // at least every half minute for an app that prints nothing: each `pollen list` is a process
+    // that takes a core from the sites while they train (about a second of CPU).
     let moved = false;
     let wake = () => {};
     const logMoved = () => {
@@ -481,7 +482,7 @@ export async function runFederationDemo(
         }
         if (!moved && polling)
           await new Promise<void>((res) => {
-            const timer = setTimeout(res, 5000);
+            const timer = setTimeout(res, 30_000);
             wake = () => {
               clearTimeout(timer);
               res();
