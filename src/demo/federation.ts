@@ -576,11 +576,12 @@ async function verifyAudit(
     'pollen audit verify',
   );
   // The checkpoint interval is 2 s: wait for the one that signs the head after the run started.
+  // Each verify is a process (most of a second of CPU): one an interval, not several.
   let check = json<{ entries: number; anchoredAt: number | null; head: { seq: number } | null }>(
     (await px.must(['audit', 'verify', '--json'])).stdout,
   );
-  for (let i = 0; i < 20 && check.anchoredAt !== check.head?.seq; i++) {
-    await new Promise((res) => setTimeout(res, 500));
+  for (let i = 0; i < 5 && check.anchoredAt !== check.head?.seq; i++) {
+    await new Promise((res) => setTimeout(res, 2000));
     check = json<typeof check>((await px.must(['audit', 'verify', '--json'])).stdout);
   }
   const { entries } = json<{
