@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { appEnvironment, resourceVariables } from '../apps/app-env.js';
-import { builtinServerAppName } from '../apps/builtin-serverapp.js';
+import { builtinServerAppName } from '../apps/builtin-names.js';
 import { extractBundle } from '../apps/bundle.js';
 import {
   defaultPython,

@@ -32,22 +32,18 @@ import { addressContextKey, authorizationContextKey, peerContextKey } from './co
 import { errorBoundary, toConnectError } from './errors.js';
 import { answerError, type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import type { FastStream } from './grpc-fast-chunks.js';
+import {
+  HTTP2_SETTINGS,
+  MAX_MESSAGE_BYTES,
+  MAX_SESSION_MEMORY_MB,
+  SESSION_WINDOW,
+} from './http2-settings.js';
 import { listenFailure } from './listen-failure.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
 
-export const STREAM_WINDOW = 16 << 20;
-export const SESSION_WINDOW = 64 << 20;
-/**
- * Memory nghttp2 may hold per session, in MB (Node's default, 10, is below one session window:
- * with several 4 MiB chunks in flight a peer gets NGHTTP2_ENHANCE_YOUR_CALM).
- */
-export const MAX_SESSION_MEMORY_MB = 128;
-/** Largest single RPC message: a 4 MiB chunk plus framing, or a message batch. */
-export const MAX_MESSAGE_BYTES = 32 << 20;
-
-/** HTTP/2 settings for http2.createSecureServer / http2.connect: wide stream windows. */
-export const HTTP2_SETTINGS: http2.Settings = Object.freeze({ initialWindowSize: STREAM_WINDOW });
+// Servers pass them to http2.createSecureServer; the rest is the clients' business too.
+export { HTTP2_SETTINGS } from './http2-settings.js';
 
 /** Widen the connection window of every session a server accepts. */
 export function widenServerWindows(server: http2.Http2Server | http2.Http2SecureServer): void {
