@@ -5,6 +5,7 @@ import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
 import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
+import { registerDeploy } from './deploy.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerEnv } from './env.js';
 import { registerFederation } from './federation.js';
@@ -42,4 +43,5 @@ export function registerCommands(program: Command): void {
   registerLogin(program);
   registerServiceAccount(program);
   registerAudit(program);
+  registerDeploy(program);
 }
