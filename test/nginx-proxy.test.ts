@@ -111,13 +111,9 @@ const token = (name: string) =>
 function serverBehind(port: number, name?: string): Promise<string | undefined> {
   return new Promise((resolve) => {
     // From 127.0.0.2: a connection from 127.0.0.1 (the proxy) without a PROXY header is refused.
-    const s = tls.connect({
-      host: '127.0.0.1',
-      localAddress: '127.0.0.2',
-      port,
-      ...(name && { servername: name }),
-      rejectUnauthorized: false,
-    });
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+    socket.on('error', () => resolve(undefined));
+    const s = tls.connect({ socket, ...(name && { servername: name }), rejectUnauthorized: false });
     s.once('secureConnect', () => {
       const fingerprint = s.getPeerCertificate().fingerprint256;
       s.destroy();

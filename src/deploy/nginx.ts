@@ -43,6 +43,8 @@ export interface NginxOptions {
   upstreams: { fleet: Endpoint; certService: Endpoint; control: Endpoint };
   /** TLS terminated for the browser dashboard: the operator's certificate, and the project root to check the Control API with. */
   dashboard?: { cert: string; key: string; rootCa: string };
+  /** The source address nginx connects to Pollen from (`proxy_bind`); default: the system's choice. */
+  proxyBind?: string;
   /** The stream module's file, where nginx loads it (Debian, Ubuntu); undefined when built in. */
   streamModule?: string;
   /** pid file, logs, temporary files and the internal socket under this folder; default Debian's places. */
@@ -194,7 +196,12 @@ ${[o.sniPort, o.ports.fleet, o.ports.certService, o.ports.control].map(listen).j
         ssl_preread on;
         # The client's address, in a PROXY header ahead of its TLS bytes (to the web socket too).
         proxy_protocol on;
-        proxy_pass $pollen_upstream;
+        proxy_pass $pollen_upstream;${
+          o.proxyBind
+            ? `
+        proxy_bind ${o.proxyBind};`
+            : ''
+        }
         proxy_connect_timeout 10s;
         # Long polls and model uploads: an idle hour before a connection is cut.
         proxy_timeout 1h;
@@ -217,6 +224,7 @@ ${dashboard}}
 
 /** The address Pollen sees nginx connect from: loopback, where it runs beside Pollen. */
 function proxyAddressOf(o: NginxOptions): string {
+  if (o.proxyBind) return o.proxyBind;
   const hosts = new Set([o.upstreams.fleet.host, o.upstreams.certService.host, o.upstreams.control.host]);
   return [...hosts].every((h) => h.startsWith('127.')) ? '127.0.0.1' : 'NGINX_ADDRESS';
 }

@@ -27,6 +27,7 @@ export interface DeployNginxOptions extends DeployOutputOptions {
   rootCa?: string;
   streamModule?: string;
   runtimeDir?: string;
+  proxyBind?: string;
 }
 
 const invalid = (message: string, hint: string) => new PollenError('INVALID_ARGUMENT', message, { hint });
@@ -80,6 +81,11 @@ export function nginxOptions(o: DeployNginxOptions): NginxOptions {
         hint: 'Give all three (the certificate browsers see, its key, the project root that checks the Control API), or none: then TLS ends only at Pollen.',
       },
     );
+  if (o.proxyBind !== undefined && !isIP(o.proxyBind))
+    throw invalid(
+      `--proxy-bind takes an IP address of this host, not "${o.proxyBind}"`,
+      'Give the address nginx connects to Pollen from: the one --proxy-protocol-from names.',
+    );
   const module = o.streamModule ?? DEBIAN_STREAM_MODULE;
   return {
     domain: o.domain.toLowerCase(),
@@ -96,6 +102,7 @@ export function nginxOptions(o: DeployNginxOptions): NginxOptions {
       o.dashboardKey &&
       o.rootCa && { dashboard: { cert: o.dashboardCert, key: o.dashboardKey, rootCa: o.rootCa } }),
     ...(o.runtimeDir && { runtimeDir: o.runtimeDir }),
+    ...(o.proxyBind && { proxyBind: o.proxyBind }),
   };
 }
 
@@ -104,6 +111,6 @@ export async function deployNginx(o: DeployNginxOptions, out: Output): Promise<v
   const options = nginxOptions(o);
   writeDeployFiles('nginx', o, nginxFiles(options), out, [
     'check: nginx -t -c "$PWD/nginx.conf"',
-    `install: cp nginx.conf /etc/nginx/nginx.conf && systemctl reload nginx; start Pollen with --proxy-protocol-from ${options.upstreams.fleet.host.startsWith('127.') ? '127.0.0.1' : 'NGINX_ADDRESS'}`,
+    `install: cp nginx.conf /etc/nginx/nginx.conf && systemctl reload nginx; start Pollen with --proxy-protocol-from ${options.proxyBind ?? (options.upstreams.fleet.host.startsWith('127.') ? '127.0.0.1' : 'NGINX_ADDRESS')}`,
   ]);
 }
