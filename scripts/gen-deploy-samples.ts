@@ -10,6 +10,7 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { DeployFile } from '../src/deploy/files.js';
+import { nginxDefaults, nginxFiles } from '../src/deploy/nginx.js';
 import { SYSTEMD_COMPONENTS, systemdFiles, unitDefaults } from '../src/deploy/systemd.js';
 
 export const DEPLOY_DIR = resolve(import.meta.dirname, '..', 'deploy');
@@ -19,6 +20,10 @@ export const SAMPLE = {
   superlinkHost: 'superlink.example.org',
   certServiceHost: 'certs.example.org',
   orgs: ['hospital-a', 'hospital-b'],
+  /** nginx's names: fleet., certs., control. and dashboard. under it. */
+  domain: 'pollen.example.org',
+  /** The cloud host's public address (documentation range, RFC 5737). */
+  cloudAddress: '203.0.113.10',
 } as const;
 
 function systemdSection(): DeployFile[] {
@@ -46,9 +51,24 @@ function systemdSection(): DeployFile[] {
   );
 }
 
+/** nginx on the cloud host: TLS passed through by SNI name, the dashboard ending at nginx. */
+function nginxSection(): DeployFile[] {
+  return nginxFiles({
+    ...nginxDefaults(),
+    domain: SAMPLE.domain,
+    listenAddress: SAMPLE.cloudAddress,
+    dashboard: {
+      cert: `/etc/letsencrypt/live/dashboard.${SAMPLE.domain}/fullchain.pem`,
+      key: `/etc/letsencrypt/live/dashboard.${SAMPLE.domain}/privkey.pem`,
+      rootCa: '/etc/pollen/rootCA.pem',
+    },
+  });
+}
+
 /** The sections: a folder under deploy/ and its files. */
 export const SECTIONS: Record<string, () => DeployFile[]> = {
   systemd: systemdSection,
+  nginx: nginxSection,
 };
 
 /** Every sample file, by its path under deploy/. */

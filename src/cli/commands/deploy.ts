@@ -107,6 +107,10 @@ Examples:
     .option('--dashboard-key <file>', 'dashboard: its private key, path on the host')
     .option('--root-ca <file>', 'dashboard: the project root CA, to check the Control API behind nginx')
     .option(
+      '--proxy-bind <ip>',
+      'the source address nginx connects to Pollen from (what --proxy-protocol-from names)',
+    )
+    .option(
       '--stream-module <file>',
       'the stream module nginx loads, or "none" when built in (default: Debian’s)',
     )
