@@ -16,7 +16,6 @@
  * Target: through nginx at least 0.9× of direct (the median of the per-round ratios). Prints
  * PASS/FAIL but never changes the exit code; not part of the test suite.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +33,7 @@ import { loadTlsMaterial } from '../src/transport/tls.js';
 import { messageToWire } from '../src/transport/wire.js';
 import { startNginx } from '../test/support/nginx.js';
 import { machineInfo } from './lib/env.js';
+import { startReceiver } from './lib/receiver.js';
 import { num, table, times } from './lib/table.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -72,30 +72,10 @@ const site = await createSiteCertificate(ca, {
 });
 const clientTls = loadTlsMaterial({ cert: site.certPath, key: site.keyPath, ca: site.rootPath });
 
-const child: ChildProcess = spawn(
-  process.execPath,
+const { child, ready, ask } = await startReceiver<{ fleetUrl: string; controlUrl: string }>(
   ['--import', 'tsx', join(ROOT, 'bench', 'transfer-superlink.ts'), dir, PROXY_SOURCE],
-  { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  ROOT,
 );
-process.on('exit', () => child.kill());
-let queue: Promise<unknown> = Promise.resolve();
-function ask<T>(msg: object): Promise<T> {
-  const p = queue.then(
-    () =>
-      new Promise<T>((resolve, reject) => {
-        child.once('message', (m: T & { error?: string }) =>
-          m.error ? reject(new Error(m.error)) : resolve(m),
-        );
-        child.send(msg);
-      }),
-  );
-  queue = p.catch(() => {});
-  return p;
-}
-const ready = await new Promise<{ fleetUrl: string; controlUrl: string }>((resolve, reject) => {
-  child.once('message', (m) => resolve(m as never));
-  child.once('exit', (code) => reject(new Error(`the receiver process exited (${code})`)));
-});
 const local = (url: string) => ({ host: '127.0.0.1', port: Number(new URL(url).port) });
 const nginx = await startNginx(
   join(dir, 'nginx'),

@@ -116,56 +116,41 @@ function parseV2(bytes: Buffer): ParseResult {
   if (bytes.length < length) return { status: 'incomplete' };
   if (command === 0) return { status: 'ok', header: { kind: 'local', version: 2 }, length };
   const body = bytes.subarray(FIXED_V2, length);
-  switch (familyProtocol) {
-    case 0x11: // TCP over IPv4
-      if (body.length < 12) return invalid('PROXY v2 TCP4 header too short for its addresses');
-      return proxiedV2(
-        ipv4(body, 0),
-        ipv4(body, 4),
-        body.readUInt16BE(8),
-        body.readUInt16BE(10),
-        'IPv4',
-        length,
-      );
-    case 0x21: // TCP over IPv6
-      if (body.length < 36) return invalid('PROXY v2 TCP6 header too short for its addresses');
-      return proxiedV2(
-        ipv6(body, 0),
-        ipv6(body, 16),
-        body.readUInt16BE(32),
-        body.readUInt16BE(34),
-        'IPv6',
-        length,
-      );
-    case 0x00: // UNSPEC
-    case 0x31: // a Unix stream socket: the proxy's own, no client address to believe
-      return { status: 'ok', header: { kind: 'local', version: 2 }, length };
-    default:
-      return invalid(
-        `PROXY v2 header for transport 0x${familyProtocol.toString(16).padStart(2, '0')} (not TCP)`,
-      );
+  const tcp = TCP_FAMILIES[familyProtocol];
+  if (tcp) {
+    // Source and destination address, then source and destination port.
+    if (body.length < 2 * tcp.size + 4)
+      return invalid(`PROXY v2 ${tcp.name} header too short for its addresses`);
+    const ports = 2 * tcp.size;
+    return {
+      status: 'ok',
+      header: {
+        kind: 'proxied',
+        version: 2,
+        source: { address: tcp.read(body, 0), port: body.readUInt16BE(ports), family: tcp.family },
+        destination: {
+          address: tcp.read(body, tcp.size),
+          port: body.readUInt16BE(ports + 2),
+          family: tcp.family,
+        },
+      },
+      length,
+    };
   }
+  // UNSPEC, or a Unix stream socket: the proxy's own connection, no client address to believe.
+  if (familyProtocol === 0x00 || familyProtocol === 0x31)
+    return { status: 'ok', header: { kind: 'local', version: 2 }, length };
+  return invalid(`PROXY v2 header for transport 0x${familyProtocol.toString(16).padStart(2, '0')} (not TCP)`);
 }
 
-function proxiedV2(
-  src: string,
-  dst: string,
-  sport: number,
-  dport: number,
-  family: ProxiedAddress['family'],
-  length: number,
-): ParseResult {
-  return {
-    status: 'ok',
-    header: {
-      kind: 'proxied',
-      version: 2,
-      source: { address: src, port: sport, family },
-      destination: { address: dst, port: dport, family },
-    },
-    length,
-  };
-}
+/** The version 2 family/transport bytes of TCP: address size and how to read one. */
+const TCP_FAMILIES: Record<
+  number,
+  { name: string; size: number; family: ProxiedAddress['family']; read: (b: Buffer, at: number) => string }
+> = {
+  17: { name: 'TCP4', size: 4, family: 'IPv4', read: (b, at) => ipv4(b, at) },
+  33: { name: 'TCP6', size: 16, family: 'IPv6', read: (b, at) => ipv6(b, at) },
+};
 
 const ipv4 = (b: Buffer, at: number): string => Array.from(b.subarray(at, at + 4)).join('.');
 
