@@ -25,6 +25,7 @@ export const PROCESS_TESTS = [
   'test/python-interop.test.ts',
   'test/python-faults.test.ts',
   'test/nginx-proxy.test.ts',
+  'test/strategies-federation.test.ts',
 ];
 
 export default defineConfig({

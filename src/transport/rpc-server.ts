@@ -24,12 +24,14 @@ import {
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import { type FailureReporter, PollenError } from '../errors.js';
+import { newRequestId, withLogContext } from '../util/log-context.js';
 import { authorizationHeaders } from './authorization-headers.js';
 import { isBulkChunkRequest } from './bulk-protocol.js';
 import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
 import { addressContextKey, authorizationContextKey, peerContextKey } from './context.js';
 import { errorBoundary, toConnectError } from './errors.js';
-import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
+import { answerError, type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
+import type { FastStream } from './grpc-fast-chunks.js';
 import { listenFailure } from './listen-failure.js';
 import { type ProxyProtocolOptions, proxyProtocolFront } from './proxy-listener.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
@@ -94,6 +96,8 @@ export interface RpcServerOptions {
    * whose source address becomes the peer address; a header from anywhere else is refused.
    */
   proxyProtocol?: ProxyProtocolOptions;
+  /** Streaming methods answered on the HTTP/2 stream (grpc-fast-chunks.ts); their own authentication too. */
+  fastStreams?: FastStream[];
   /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-server.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
   /** Told of every request by path (every route: Connect, fast and bulk; `chunks` for bulk), for metrics. */
@@ -150,6 +154,13 @@ const refusedFast = (route: FastUnary, refusal: PollenError): FastUnary => ({
   ...route,
   call: () => Promise.reject(refusal),
 });
+const refusedStream = (route: FastStream, refusal: PollenError): FastStream => ({
+  ...route,
+  serve: async (req, res, report) => {
+    answerError(res, refusal, report);
+    req.resume();
+  },
+});
 
 const UNTRUSTED = (): PollenError =>
   new PollenError('CERT_NOT_ACCEPTED', 'The client certificate is not from this project’s CA');
@@ -195,12 +206,21 @@ export function connectPipeline(o: Pick<RpcServerOptions, 'routes' | 'intercepto
       answerUndecodableAsInvalid(router);
     },
     options: {
-      interceptors: [errorBoundary(failureReporter(o.log)), refuseRefusedPeers, ...(o.interceptors ?? [])],
+      interceptors: [
+        requestScope,
+        errorBoundary(failureReporter(o.log)),
+        refuseRefusedPeers,
+        ...(o.interceptors ?? []),
+      ],
       readMaxBytes: MAX_MESSAGE_BYTES,
       writeMaxBytes: MAX_MESSAGE_BYTES,
     },
   };
 }
+
+/** Each call's log lines carry one request id (log.ts adds the scope's bindings). */
+const requestScope: Interceptor = (next) => (req) =>
+  withLogContext({ requestId: newRequestId() }, () => next(req));
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
@@ -256,6 +276,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const pipeline = connectPipeline(o);
   const handler = connectNodeAdapter({ ...pipeline.options, routes: pipeline.routes, contextValues });
   const fast = new Map((o.fast ?? []).map((r) => [r.path, r]));
+  const fastStreams = new Map((o.fastStreams ?? []).map((r) => [r.path, r]));
   const settings = { ...HTTP2_SETTINGS, maxConcurrentStreams: 1000 };
   const server = o.tls
     ? http2.createSecureServer({
@@ -312,8 +333,11 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     if (bulk && isBulkChunkRequest(req.url))
       void serveBulkChunk(refusal ? refusedBulk(bulk, refusal) : bulk, req, res, peer, report);
     else {
-      const route = fast.size > 0 && isFastCandidate(req) ? fast.get(req.url) : undefined;
-      if (route)
+      const candidate = (fast.size > 0 || fastStreams.size > 0) && isFastCandidate(req);
+      const route = candidate ? fast.get(req.url) : undefined;
+      const stream = candidate ? fastStreams.get(req.url) : undefined;
+      if (stream) void (refusal ? refusedStream(stream, refusal) : stream).serve(req, res, report);
+      else if (route)
         void serveFast(
           refusal ? refusedFast(route, refusal) : route,
           req,

@@ -4,8 +4,9 @@ import type { Server } from 'node:net';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { serviceIdentity } from '../../identity/service-identity.js';
+import { createLogger } from '../../observability/log.js';
 import { loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
@@ -134,7 +135,7 @@ export async function startCertService(
   const tokenSigner = loadTokenSigner(c.caDir);
   const policy = loadPolicy(c.policyFile);
   const people = serviceIdentity({ identityConfig: c.identityConfig, accessPolicy: c.accessPolicyFile });
-  const logger = c.logger === undefined ? pino({ level: 'info' }) : c.logger;
+  const logger = c.logger === undefined ? createLogger({ level: 'info', format: 'json' }) : c.logger;
   const store = await openDatabase<EnrollmentSchema>({
     url: c.database ?? join(workspace, 'cert-service.db'),
     migrations: enrollmentMigrations,
