@@ -7,11 +7,16 @@
  *
  * Each generator adds one section: a folder under deploy/ and the files its generator returns.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { DeployFile } from '../src/deploy/files.js';
+import { type FirewallOptions, firewallFiles } from '../src/deploy/firewall.js';
 import { nginxDefaults, nginxFiles } from '../src/deploy/nginx.js';
+import { portMapTable } from '../src/deploy/port-map.js';
 import { SYSTEMD_COMPONENTS, systemdFiles, unitDefaults } from '../src/deploy/systemd.js';
+import { WIREGUARD_DEFAULTS, wireguardFiles } from '../src/deploy/wireguard.js';
 
 export const DEPLOY_DIR = resolve(import.meta.dirname, '..', 'deploy');
 
@@ -65,10 +70,43 @@ function nginxSection(): DeployFile[] {
   });
 }
 
+/** The cloud host (SuperLink + Certificate Service, VPN hub) and a site, both over WireGuard. */
+function firewallSection(): DeployFile[] {
+  const common: Omit<FirewallOptions, 'roles' | 'restrictOutbound'> = {
+    vpn: { kind: 'wireguard', interface: 'wg0' },
+    sshFrom: ['any'],
+    researchersFrom: [],
+  };
+  const at = (folder: string) => (f: DeployFile) => ({ ...f, path: `${folder}/${f.path}` });
+  return [
+    ...firewallFiles({ ...common, roles: ['superlink', 'cert-service'], restrictOutbound: false }).map(
+      at('cloud'),
+    ),
+    ...firewallFiles({ ...common, roles: ['site'], restrictOutbound: true }).map(at('site')),
+  ];
+}
+
+/**
+ * Sample keys are derived from their purpose so the files stay the same from run to run: they are
+ * published here, so they protect nothing. `pollen deploy wireguard` makes random ones.
+ */
+const sampleKeys = (purpose: string) => createHash('sha256').update(`pollen sample: ${purpose}`).digest();
+
+function vpnSection(): DeployFile[] {
+  const { files } = wireguardFiles(
+    { ...WIREGUARD_DEFAULTS, orgs: [...SAMPLE.orgs], endpoint: SAMPLE.superlinkHost },
+    sampleKeys,
+  );
+  const warning = '# SAMPLE: these keys are published in the Pollen repository; never use them.\n';
+  return files.map((f) => ({ ...f, path: `wireguard/${f.path}`, content: warning + f.content }));
+}
+
 /** The sections: a folder under deploy/ and its files. */
 export const SECTIONS: Record<string, () => DeployFile[]> = {
   systemd: systemdSection,
   nginx: nginxSection,
+  firewall: firewallSection,
+  vpn: vpnSection,
 };
 
 /** Every sample file, by its path under deploy/. */
@@ -79,7 +117,18 @@ export function deploySamples(): Map<string, DeployFile> {
   return files;
 }
 
+export const NETWORK_DOC = resolve(import.meta.dirname, '..', 'docs', 'network.md');
+
+/** docs/network.md with the port map table between its markers rendered from the module. */
+export function withPortMap(doc: string): string {
+  return doc.replace(
+    /(<!-- port-map:[^\n]*-->\n)[\s\S]*?(<!-- \/port-map -->)/,
+    (_m, open: string, close: string) => `${open}${portMapTable()}\n${close}`,
+  );
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
+  writeFileSync(NETWORK_DOC, withPortMap(readFileSync(NETWORK_DOC, 'utf8')));
   for (const folder of Object.keys(SECTIONS))
     rmSync(resolve(DEPLOY_DIR, folder), { recursive: true, force: true });
   const files = deploySamples();

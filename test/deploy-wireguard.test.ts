@@ -18,6 +18,8 @@ import { type NetnsLab, netnsLab, waitForJson } from './support/netns.js';
 const tmp = tempDir('pollen-wireguard-');
 afterAll(tmp.cleanup);
 const VPN = join(tmp.dir, 'vpn');
+/** The userspace WireGuard (Debian's wireguard-go): no kernel module is needed. */
+const WIREGUARD_GO = '/usr/bin/wireguard-go';
 
 const wg = (args: string[], input?: string) => spawnSync('wg', args, { encoding: 'utf8', input });
 
@@ -83,7 +85,7 @@ describe('pollen deploy wireguard', () => {
     /** wireguard-go in the namespace, configured from the generated file with wg itself. */
     async function bringUp(side: 'hub' | 'site', folder: string, address: string, route?: string) {
       const name = ifName(side);
-      const child = lab.start(side, ['wireguard-go', '-f', name], {
+      const child = lab.start(side, [WIREGUARD_GO, '-f', name], {
         WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1',
       });
       // wireguard-go makes the interface, then serves wg's control socket: wait for both.

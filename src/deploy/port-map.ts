@@ -46,7 +46,7 @@ export const PORT_MAP: readonly PortRow[] = [
     whoConnects: 'SuperNodes and the SuperLink (enrolment, renewal, CRL), org admins (CLI)',
     security: 'TLS; renewal over mTLS',
     exposed: 'public',
-    flag: '`pollen cert-service serve --port`',
+    flag: '`pollen cert-service --port`',
   },
   {
     component: 'SuperLink',
@@ -130,7 +130,7 @@ export const PORT_MAP: readonly PortRow[] = [
     whoConnects: 'Prometheus, `pollen ready`, systemd',
     security: 'plain HTTP, loopback',
     exposed: 'loopback',
-    flag: '`pollen cert-service serve --metrics-address`',
+    flag: '`pollen cert-service --metrics-address`',
   },
   {
     component: 'WireGuard',
@@ -154,7 +154,7 @@ export const PORT_MAP: readonly PortRow[] = [
     whoConnects: "each organisation's VPN client",
     security: 'TLS with certificates of a VPN CA',
     exposed: 'public',
-    flag: '`pollen deploy openvpn --port`',
+    flag: '`port` in the OpenVPN server configuration',
   },
 ];
 

@@ -45,7 +45,7 @@ export function registerCommands(program: Command): void {
   registerLogin(program);
   registerServiceAccount(program);
   registerAudit(program);
-  registerDeploy(program);
   registerBackup(program);
   registerDoctor(program);
+  registerDeploy(program);
 }

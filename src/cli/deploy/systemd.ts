@@ -9,7 +9,7 @@ import {
 } from '../../deploy/systemd.js';
 import { PollenError } from '../../errors.js';
 import type { Output } from '../output.js';
-import { type DeployOutputOptions, writeDeployFiles } from './write.js';
+import { type DeployOutputOptions, portArgument, writeDeployFiles } from './write.js';
 
 export interface DeploySystemdOptions extends DeployOutputOptions {
   component: string;
@@ -37,15 +37,6 @@ function component(name: string): SystemdComponent {
   });
 }
 
-function port(value: string | undefined): number {
-  const n = Number(value ?? DEFAULT_CERT_SERVICE_PORT);
-  if (!Number.isInteger(n) || n < 1 || n > 65535)
-    throw new PollenError('INVALID_ARGUMENT', `--port ${value} is not a port`, {
-      hint: 'Give a port between 1 and 65535.',
-    });
-  return n;
-}
-
 /** The unit's options from the command line: each component takes its own flags and no other's. */
 export function unitOptions(o: DeploySystemdOptions): UnitOptions {
   const c = component(o.component);
@@ -66,7 +57,7 @@ export function unitOptions(o: DeploySystemdOptions): UnitOptions {
       workspace: o.workspace ?? '/var/lib/pollen/cert-service',
       apiKeyFile: o.apiKeyFile ?? '/etc/pollen/cert-service/api_key.txt',
       hostnames: o.hostname ?? [],
-      port: port(o.port),
+      port: o.port === undefined ? DEFAULT_CERT_SERVICE_PORT : portArgument('--port', o.port),
     };
   }
   if (!o.kit) throw usage(`--component ${c} needs --kit DIR (the startup kit installed on the host)`);

@@ -2,7 +2,7 @@ import { isIPv4 } from 'node:net';
 import { capacity, WIREGUARD_DEFAULTS, wireguardFiles } from '../../deploy/wireguard.js';
 import { PollenError } from '../../errors.js';
 import type { Output } from '../output.js';
-import { type DeployOutputOptions, writeDeployFiles } from './write.js';
+import { type DeployOutputOptions, portArgument, writeDeployFiles } from './write.js';
 
 export interface DeployWireGuardOptions extends DeployOutputOptions {
   org: string[];
@@ -43,20 +43,13 @@ function network(value: string, orgs: number): string {
   return value;
 }
 
-export function udpPort(flag: string, value: string): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw invalid(`${flag} ${value} is not a port`, 'Give a port between 1 and 65535.');
-  return port;
-}
-
 /** `pollen deploy wireguard`: the hub's and each organisation's WireGuard configuration. */
 export async function deployWireGuard(o: DeployWireGuardOptions, out: Output): Promise<void> {
   const orgs = orgNames(o.org);
   const plan = wireguardFiles({
     orgs,
     endpoint: o.endpoint,
-    listenPort: o.listenPort ? udpPort('--listen-port', o.listenPort) : WIREGUARD_DEFAULTS.listenPort,
+    listenPort: o.listenPort ? portArgument('--listen-port', o.listenPort) : WIREGUARD_DEFAULTS.listenPort,
     network: network(o.network ?? WIREGUARD_DEFAULTS.network, orgs.length),
     interface: WIREGUARD_DEFAULTS.interface,
   });

@@ -43,3 +43,13 @@ export function writeDeployFiles(
     ...d.notes.map((n) => dim(n)),
   ]);
 }
+
+/** A port given on the command line, checked. */
+export function portArgument(flag: string, value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new PollenError('INVALID_ARGUMENT', `${flag} ${value} is not a port`, {
+      hint: 'Give a port between 1 and 65535.',
+    });
+  return port;
+}
