@@ -38,6 +38,16 @@ export const policyOption = (
 export const smtpUrlOption = (help = 'SMTP relay for e-mail notifications, smtp://HOST:PORT') =>
   new Option('--smtp-url <url>', help).env('POLLEN_SMTP_URL');
 
+/**
+ * `--proxy-protocol-from IP[,IP…]` / POLLEN_PROXY_PROTOCOL_FROM: the TCP proxies in front (nginx
+ * `stream` with `proxy_protocol on`) whose PROXY header names the client address.
+ */
+export const proxyProtocolOption = (what: string) =>
+  new Option(
+    '--proxy-protocol-from <addresses>',
+    `comma-separated addresses of TCP proxies (nginx stream) in front of ${what}: their connections must start with a PROXY header, whose client address is believed; a PROXY header from anywhere else is refused`,
+  ).env('POLLEN_PROXY_PROTOCOL_FROM');
+
 /** `--log-level LEVEL` / POLLEN_LOG_LEVEL. */
 export const logLevelOption = () =>
   new Option('--log-level <level>', 'fatal, error, warn, info, debug')

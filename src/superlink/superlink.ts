@@ -13,6 +13,7 @@ import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../identity/rights.js'
 import { CallCounter } from '../observability/call-counter.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
+import type { ProxyProtocolOptions } from '../transport/proxy-listener.js';
 import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import { type PeerIdentity, type TlsMaterial, withRootInChain } from '../transport/tls.js';
 import { ArtefactStore } from './artefacts.js';
@@ -74,6 +75,11 @@ export interface SuperLinkOptions {
   collector?: Partial<CollectorOptions>;
   /** How often the audit trail's head is signed (default 5 minutes; also on close). */
   auditCheckpointMs?: number;
+  /**
+   * The Fleet and Control APIs behind a TCP proxy (`--proxy-protocol-from`): its PROXY header
+   * names the client address. The loopback ServerAppIo API never is.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
   /** The interpreter of Python ServerApps (default: POLLEN_PYTHON, else `python3` on PATH). */
   python?: string;
   log: Logger;
@@ -150,9 +156,9 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     revocations?.isRevoked(peer.serial)
       ? new PollenError('CERT_REVOKED', `The certificate of ${peer.name} (serial ${peer.serial}) was revoked`)
       : undefined;
-  const onRefused = ({ event, reason, code, peer }: PeerRefusal): void =>
+  const onRefused = ({ event, reason, code, peer, address }: PeerRefusal): void =>
     o.log.warn(
-      { event, code, peer: peer?.name, type: peer?.type, serial: peer?.serial, reason },
+      { event, code, peer: peer?.name, type: peer?.type, serial: peer?.serial, address, reason },
       'connection refused',
     );
   const fleetAuth = { state, verifier, project: o.project, insecure: !o.tls, log: o.log };
@@ -198,6 +204,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       },
       admitPeer,
       onRefused,
+      ...(o.proxyProtocol && { proxyProtocol: o.proxyProtocol }),
       onRequest: (path) => fleetCalls.count(path),
     });
     servers.push(fleet);
@@ -235,6 +242,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       },
       admitPeer,
       onRefused,
+      ...(o.proxyProtocol && { proxyProtocol: o.proxyProtocol }),
     });
     servers.push(control);
     revocations?.onChange(() => {

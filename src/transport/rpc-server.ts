@@ -39,6 +39,7 @@ import {
   SESSION_WINDOW,
 } from './http2-settings.js';
 import { listenFailure } from './listen-failure.js';
+import { type ProxyProtocolOptions, proxyProtocolFront } from './proxy-listener.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
 
@@ -86,6 +87,11 @@ export interface RpcServerOptions {
    * own authentication, since interceptors do not run for them.
    */
   fast?: FastUnary[];
+  /**
+   * Behind a TCP proxy (proxy-listener.ts): connections from `from` start with a PROXY header
+   * whose source address becomes the peer address; a header from anywhere else is refused.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
   /** Streaming methods answered on the HTTP/2 stream (grpc-fast-chunks.ts); their own authentication too. */
   fastStreams?: FastStream[];
   /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-server.ts) beside the Connect routes. */
@@ -107,11 +113,15 @@ export const PEER_EVENTS = {
   refused: 'peer.refused',
   /** An open connection of a peer refused since (a newer CRL) was closed. */
   closed: 'peer.closed',
+  /** A PROXY header refused: from an unlisted address, missing, malformed, oversized or too slow. */
+  proxyRefused: 'proxy.refused',
 } as const;
 
 export interface PeerRefusal {
   event: (typeof PEER_EVENTS)[keyof typeof PEER_EVENTS];
   reason: string;
+  /** The TCP peer's address, where the refusal happens before TLS (a refused PROXY header). */
+  address?: string;
   /** The code the peer is answered with (none for a failed handshake). */
   code?: string;
   peer?: PeerIdentity;
@@ -335,8 +345,15 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       else handler(req, res);
     }
   });
+  const listener = o.proxyProtocol
+    ? proxyProtocolFront(server, {
+        ...o.proxyProtocol,
+        onRefused: ({ address, reason }) =>
+          o.onRefused?.({ event: PEER_EVENTS.proxyRefused, reason, address }),
+      })
+    : server;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) =>
+    listener.once('error', (e) =>
       reject(
         listenFailure(e, {
           host: o.host,
@@ -346,12 +363,12 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
         }),
       ),
     );
-    server.listen(o.port, o.host, () => {
-      server.removeAllListeners('error');
+    listener.listen(o.port, o.host, () => {
+      listener.removeAllListeners('error');
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (listener.address() as AddressInfo).port;
   const host = isIP(o.host) === 6 ? `[${o.host}]` : o.host;
   return {
     port,
@@ -376,6 +393,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
         for (const socket of refusedSockets) socket.destroy();
+        if (listener !== server) listener.close();
         server.close(() => resolve());
         // Sessions of cleartext servers are not in `sockets`; closing the server ends them.
         setTimeout(resolve, 2000).unref();

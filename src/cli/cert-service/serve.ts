@@ -7,6 +7,7 @@ import { auditCheckpointMs } from '../audit/interval.js';
 import { requireCaPath, untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
+import { proxyProtocolFrom } from '../proxy-protocol-from.js';
 import { runWorkers } from './workers.js';
 
 export interface CertServiceOptions extends IdentityFlags {
@@ -24,6 +25,7 @@ export interface CertServiceOptions extends IdentityFlags {
   auditCheckpointInterval?: string;
   /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
   trustProxy?: string;
+  proxyProtocolFrom?: string;
   logLevel: string;
   logFormat?: string;
   workers: string;
@@ -63,6 +65,7 @@ export async function certService(o: CertServiceOptions, out: Output): Promise<v
     siteValidityDays: Number(o.siteValidity),
     auditCheckpointMs: auditCheckpointMs(o.auditCheckpointInterval),
     trustProxy: o.trustProxy,
+    proxyProtocol: proxyProtocolFrom(o.proxyProtocolFrom),
     smtpUrl: o.smtpUrl,
     smtpFrom: o.smtpFrom,
     adminEmail: o.adminEmail,

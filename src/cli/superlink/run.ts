@@ -5,6 +5,7 @@ import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
+import { proxyProtocolFrom } from '../proxy-protocol-from.js';
 import { limitsFrom } from './limits.js';
 
 /** The options of `pollen superlink` (the limits' options too, by their keys: limits.ts). */
@@ -22,6 +23,7 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   certService?: string;
   project?: string;
   python?: string;
+  proxyProtocolFrom?: string;
   logLevel: string;
   logFormat?: string;
 }
@@ -82,6 +84,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
     );
   const limits = limitsFrom(o as unknown as Record<string, unknown>);
+  const proxyProtocol = proxyProtocolFrom(o.proxyProtocolFrom);
   const { serviceIdentity } = await import('../../identity/service-identity.js');
   const people = serviceIdentity(o);
   const link = await startSuperLink({
@@ -101,6 +104,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     ...(people.oidc && { oidc: people.oidc }),
     ...(people.tokens && { tokens: people.tokens }),
     ...(o.python !== undefined && { python: o.python }),
+    ...(proxyProtocol && { proxyProtocol }),
     log,
   });
   out.result(

@@ -1,5 +1,6 @@
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -11,6 +12,7 @@ import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
 import { openDatabase } from '../../store/database.js';
 import { listenFailure } from '../../transport/listen-failure.js';
+import { type ProxyProtocolOptions, proxyProtocolFront } from '../../transport/proxy-listener.js';
 import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
 import { loadPolicy } from '../policy-load.js';
 import { loadTokenSigner } from '../token.js';
@@ -38,6 +40,11 @@ export interface CertServiceConfig {
   siteValidityDays?: number;
   /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
   trustProxy?: string;
+  /**
+   * Behind a TCP proxy passing TLS through (`--proxy-protocol-from`): its PROXY header names the
+   * client, whose address `source_ips` rules, the audit trail and logs then see.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
   logger?: Logger | false;
   /** Notification delivery (SMTP relay, default recipients). */
   smtpUrl?: string;
@@ -178,14 +185,22 @@ export async function startCertService(
     https: { ...tls, ...tlsOptions },
   });
   const host = c.host ?? '0.0.0.0';
+  const front = c.proxyProtocol
+    ? proxyProtocolFront(app.server, {
+        ...c.proxyProtocol,
+        onRefused: ({ address, reason }) =>
+          logger && logger.warn({ event: 'proxy.refused', address, reason }, 'connection refused'),
+      })
+    : undefined;
   try {
-    await app.listen({ host, port: c.port ?? 8443 });
+    if (front) await listenFront(app, front, host, c.port ?? 8443);
+    else await app.listen({ host, port: c.port ?? 8443 });
   } catch (e) {
     await service.drain();
     await store.close();
     throw listenFailure(e, { host, port: c.port ?? 8443, what: 'the Certificate Service', option: '--port' });
   }
-  const port = (app.server.address() as { port: number }).port;
+  const port = ((front ?? app.server).address() as { port: number }).port;
   const tidyEvery = c.tidyIntervalMs ?? 3_600_000;
   const timer =
     tidyEvery > 0 ? setInterval(() => void service.tidy().catch(() => undefined), tidyEvery) : undefined;
@@ -211,9 +226,22 @@ export async function startCertService(
     async close() {
       if (timer) clearInterval(timer);
       clearInterval(tlsTimer);
+      front?.close();
       await app.close();
       await service.drain();
       await store.close();
     },
   };
+}
+
+/** Listen on the PROXY protocol front, which hands each checked connection to Fastify's server. */
+async function listenFront(app: FastifyInstance, front: Server, host: string, port: number): Promise<void> {
+  await app.ready();
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject);
+    front.listen(port, host, () => {
+      front.off('error', reject);
+      resolve();
+    });
+  });
 }
