@@ -38,6 +38,22 @@ export const policyOption = (
 export const smtpUrlOption = (help = 'SMTP relay for e-mail notifications, smtp://HOST:PORT') =>
   new Option('--smtp-url <url>', help).env('POLLEN_SMTP_URL');
 
+/** The ops listener's default address of each component (docs/operations.md, the port map). */
+export const METRICS_ADDRESSES = {
+  superlink: '127.0.0.1:9095',
+  supernode: '127.0.0.1:9096',
+  certService: '127.0.0.1:9097',
+} as const;
+
+/** `--metrics-address HOST:PORT|off` / POLLEN_METRICS_ADDRESS: where /metrics, /healthz, /readyz listen. */
+export const metricsAddressOption = (defaultAddress: string) =>
+  new Option(
+    '--metrics-address <host:port>',
+    '/metrics, /healthz and /readyz (plain HTTP: keep it on loopback or a private network; `off` disables it)',
+  )
+    .env('POLLEN_METRICS_ADDRESS')
+    .default(defaultAddress);
+
 /** `--log-level LEVEL` / POLLEN_LOG_LEVEL. */
 export const logLevelOption = () =>
   new Option('--log-level <level>', 'fatal, error, warn, info, debug')

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import { action, lazy, optionsFromEnvironment, valuesFrom } from '../command.js';
-import { certServiceOption, logLevelOption } from '../env-options.js';
+import { certServiceOption, logLevelOption, METRICS_ADDRESSES, metricsAddressOption } from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';
@@ -56,6 +56,7 @@ function superlinkOptions(cmd: Command): Command {
       ).env('POLLEN_PYTHON'),
     )
     .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.superlink))
     .addOption(logLevelOption());
   return addIdentityOptions(addLimitOptions(cmd));
 }

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { federationArg } from '../app-federation.js';
 import { action, lazy, optionsFromEnvironment } from '../command.js';
-import { logLevelOption } from '../env-options.js';
+import { logLevelOption, METRICS_ADDRESSES, metricsAddressOption } from '../env-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import type { SuperNodeOptions } from '../supernode/run.js';
 
@@ -75,6 +75,7 @@ function supernodeOptions(cmd: Command): Command {
         .env('POLLEN_HEARTBEAT_INTERVAL')
         .default('10'),
     )
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.supernode))
     .addOption(logLevelOption());
 }
 

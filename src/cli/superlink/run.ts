@@ -5,6 +5,7 @@ import type { IdentityFlags } from '../identity-options.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
+import { opsListen } from '../metrics-address.js';
 import { limitsFrom } from './limits.js';
 
 /** The options of `pollen superlink` (the limits' options too, by their keys: limits.ts). */
@@ -22,6 +23,7 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   certService?: string;
   project?: string;
   python?: string;
+  metricsAddress?: string;
   logLevel: string;
 }
 
@@ -92,6 +94,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     fleet: parseAddress(o.fleetAddress, '--fleet-address'),
     control: parseAddress(o.controlAddress, '--control-address'),
     serverAppIo: parseAddress(o.serverappioAddress, '--serverappio-address'),
+    metrics: opsListen(o.metricsAddress),
     tls,
     nodeAuth: Boolean(o.enableSupernodeAuth),
     project: o.project,
@@ -107,6 +110,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       fleet: link.fleetUrl,
       control: link.controlUrl,
       serverAppIo: link.serverAppIoUrl,
+      metrics: link.opsUrl ?? null,
       nodeAuth: Boolean(o.enableSupernodeAuth),
       secure: Boolean(tls),
     },
@@ -115,6 +119,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
       `  Control API     ${d.control}`,
       `  ServerAppIo     ${d.serverAppIo}`,
+      `  Metrics/health  ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ],
   );

@@ -7,6 +7,7 @@ import { parseConfigPairs } from '../config-pairs.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
+import { opsListen } from '../metrics-address.js';
 
 /** The options of `pollen supernode` (running one). */
 export interface SuperNodeOptions extends TlsFlags {
@@ -21,6 +22,7 @@ export interface SuperNodeOptions extends TlsFlags {
   workDir: string;
   clientappioAddress: string;
   heartbeatInterval: string;
+  metricsAddress?: string;
   logLevel: string;
 }
 
@@ -78,6 +80,7 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
     shareGpus: o.shareGpus === true,
     workDir: o.workDir,
     clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
+    metrics: opsListen(o.metricsAddress),
     heartbeatIntervalMs: interval * 1000,
     log: pino({ level: o.logLevel }, pino.destination(2)),
     onEvent: (e) => {
@@ -97,8 +100,9 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
   const nodeId = 'value' in first && 'nodeId' in first.value ? first.value.nodeId : undefined;
   let error = 'value' in first && 'error' in first.value ? first.value.error : undefined;
   if (nodeId) {
-    out.result({ nodeId, name, superlink }, (d) => [
+    out.result({ nodeId, name, superlink, metrics: node.opsUrl ?? null }, (d) => [
       `${bold('SuperNode')} ${d.name} connected as node ${d.nodeId} to ${d.superlink}`,
+      `  Metrics/health  ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ]);
     const then = await untilSignalOr(refused);
