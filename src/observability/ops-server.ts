@@ -46,7 +46,10 @@ export interface Readiness {
 }
 
 /** Run every check (concurrently, each bounded by the timeout). */
-export async function readiness(checks: Record<string, ReadinessCheck>, timeoutMs = 2000): Promise<Readiness> {
+export async function readiness(
+  checks: Record<string, ReadinessCheck>,
+  timeoutMs = 2000,
+): Promise<Readiness> {
   const results = await Promise.all(
     Object.entries(checks).map(async ([name, check]): Promise<[string, string]> => {
       let timer: NodeJS.Timeout | undefined;
@@ -64,11 +67,19 @@ export async function readiness(checks: Record<string, ReadinessCheck>, timeoutM
     }),
   );
   const failing = results.find(([, r]) => r !== 'ok')?.[0];
-  return { status: failing ? 'not-ready' : 'ready', checks: Object.fromEntries(results), ...(failing && { failing }) };
+  return {
+    status: failing ? 'not-ready' : 'ready',
+    checks: Object.fromEntries(results),
+    ...(failing && { failing }),
+  };
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    'content-type': type,
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(body);
 }
 
@@ -101,7 +112,14 @@ export async function startOpsServer(o: OpsServerOptions): Promise<OpsServer> {
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) =>
-      reject(listenFailure(e, { host: o.host, port: o.port, what: 'the metrics and health listener', option: o.option ?? '--metrics-address' })),
+      reject(
+        listenFailure(e, {
+          host: o.host,
+          port: o.port,
+          what: 'the metrics and health listener',
+          option: o.option ?? '--metrics-address',
+        }),
+      ),
     );
     server.listen(o.port, o.host, () => {
       server.removeAllListeners('error');

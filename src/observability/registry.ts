@@ -9,7 +9,11 @@
 import { X509Certificate } from 'node:crypto';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
-const NOT_LINT_CLEAN = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+const NOT_LINT_CLEAN = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 
 /** A fresh registry with the process metrics (CPU, memory, event loop, GC) that lint clean. */
 export function componentRegistry(component: string): Registry {
@@ -31,12 +35,15 @@ export const epochSeconds = (ms: number): number => ms / 1000;
 export function certificateExpiryGauge(
   registry: Registry,
   read: () => Iterable<[certificate: string, notAfterMs: number]> | Promise<Iterable<[string, number]>>,
+  /** How a worker's values combine in the primary (cluster); the same in every worker: `max`. */
+  aggregator: 'max' | 'sum' = 'sum',
 ): void {
   new Gauge({
     name: 'pollen_certificate_expiry_timestamp_seconds',
     help: 'When a certificate this component holds or issued expires (seconds since the epoch).',
     labelNames: ['certificate'],
     registers: [registry],
+    aggregator,
     async collect() {
       this.reset();
       for (const [certificate, notAfter] of await read()) this.set({ certificate }, epochSeconds(notAfter));

@@ -85,13 +85,20 @@ export class RpcMetrics {
           for (const [api, s] of servers) this.inc({ api }, s.traffic()[pick]);
         },
       });
-    bytes('pollen_rpc_received_bytes_total', 'Bytes received on the API port (TLS records included).', 'received');
+    bytes(
+      'pollen_rpc_received_bytes_total',
+      'Bytes received on the API port (TLS records included).',
+      'received',
+    );
     bytes('pollen_rpc_sent_bytes_total', 'Bytes sent on the API port (TLS records included).', 'sent');
   }
 
   /** The observer an RPC server calls for each request (rpc-server.ts `observe`). */
   observer(api: string): RequestObserver {
-    const bound = new Map<string, { latency: Histogram.Internal<'api' | 'method'>; codes: Counter.Internal[] }>();
+    const bound = new Map<
+      string,
+      { latency: Histogram.Internal<'api' | 'method'>; codes: Counter.Internal[] }
+    >();
     const childrenOf = (path: string) => {
       let b = bound.get(path);
       if (!b) {

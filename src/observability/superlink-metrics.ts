@@ -90,8 +90,12 @@ export class SuperLinkMetrics {
         },
       });
     };
-    budget('pollen_chunk_memory_used', 'Bytes of run chunks held in memory (--chunk-memory).', () => read.chunkMemory());
-    budget('pollen_chunk_disk_used', 'Bytes of chunk files on disk (--chunk-disk-budget).', () => read.chunkDisk());
+    budget('pollen_chunk_memory_used', 'Bytes of run chunks held in memory (--chunk-memory).', () =>
+      read.chunkMemory(),
+    );
+    budget('pollen_chunk_disk_used', 'Bytes of chunk files on disk (--chunk-disk-budget).', () =>
+      read.chunkDisk(),
+    );
     const notAfter = read.certificateNotAfter;
     if (notAfter !== undefined) certificateExpiryGauge(registry, () => [['superlink', notAfter]]);
     new Gauge({

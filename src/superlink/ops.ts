@@ -5,11 +5,11 @@
 import type { Registry } from 'prom-client';
 import { componentRegistry, notAfterOf } from '../observability/registry.js';
 import { RpcMetrics } from '../observability/rpc-metrics.js';
-import { type SuperLinkReadings, SuperLinkMetrics } from '../observability/superlink-metrics.js';
-import type { ByteBudget } from './quotas.js';
-import type { Link } from './link.js';
-import type { RevocationList } from './revocation.js';
+import { SuperLinkMetrics, type SuperLinkReadings } from '../observability/superlink-metrics.js';
 import { DEFAULT_FEDERATION } from './federations.js';
+import type { Link } from './link.js';
+import type { ByteBudget } from './quotas.js';
+import type { RevocationList } from './revocation.js';
 
 export interface SuperLinkTelemetry {
   readonly registry: Registry;

@@ -24,11 +24,11 @@ import { type ControlOptions, controlBulkAuth, controlChunkStore, controlRoutes 
 import { fleetApi, fleetChunkStore, fleetFastRoutes } from './fleet-service.js';
 import { Link } from './link.js';
 import { fleetBulkAuth } from './node-auth.js';
+import { superLinkTelemetry } from './ops.js';
 import { ByteBudget, DEFAULT_LIMITS, type Limits } from './quotas.js';
 import { rateLimited } from './rate-limit.js';
 import { DEFAULT_CHUNK_MEMORY, RelayChunks } from './relay-chunks.js';
 import { RevocationList } from './revocation.js';
-import { superLinkTelemetry } from './ops.js';
 import { RunLauncher } from './run-launcher.js';
 import {
   runChunkStore,
@@ -266,7 +266,11 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     const collector = startCollector(link, o.log, o.collector);
     let closing = false;
     if (telemetry && o.metrics) {
-      for (const [api, server] of [['serverappio', appIo], ['fleet', fleet], ['control', control]] as const)
+      for (const [api, server] of [
+        ['serverappio', appIo],
+        ['fleet', fleet],
+        ['control', control],
+      ] as const)
         telemetry.rpc.watch(api, server);
       ops = await startOpsServer({
         ...o.metrics,
@@ -275,7 +279,8 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
           store: () => state.ping(),
           tls: () => {
             if (!o.tls) return; // --insecure: nothing to load
-            if (!o.tls.cert || !o.tls.key || !o.tls.ca) throw new Error('certificate, key or root CA missing');
+            if (!o.tls.cert || !o.tls.key || !o.tls.ca)
+              throw new Error('certificate, key or root CA missing');
           },
           listeners: () => {
             if (closing) throw new Error('the SuperLink is stopping');

@@ -281,7 +281,8 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
         // The node's store is its work folder (chunks, unpacked apps).
         store: () => accessSync(workDir, constants.W_OK),
         tls: () => {
-          if (o.tls && !(o.tls.cert && o.tls.key && o.tls.ca)) throw new Error('certificate, key or root CA missing');
+          if (o.tls && !(o.tls.cert && o.tls.key && o.tls.ca))
+            throw new Error('certificate, key or root CA missing');
         },
         listeners: () => {
           if (closed) throw new Error('the SuperNode is stopping');

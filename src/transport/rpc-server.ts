@@ -17,8 +17,8 @@ import {
   type ConnectRouter,
   type ConnectRouterOptions,
   type ContextValues,
-  createContextKey,
   createConnectRouter,
+  createContextKey,
   createContextValues,
   type Interceptor,
 } from '@connectrpc/connect';
@@ -409,7 +409,8 @@ function observeRequests(
       told = true;
       const grpc = trailerCode ?? res.getHeader('grpc-status');
       if (grpc !== undefined) done(Number(grpc));
-      else if (!res.headersSent) done(1); // closed before any answer: the client went away
+      else if (!res.headersSent)
+        done(1); // closed before any answer: the client went away
       else done(res.statusCode < 300 ? 0 : codeFromHttpStatus(res.statusCode));
     };
     res.once('finish', end);
@@ -418,7 +419,9 @@ function observeRequests(
 }
 
 /** Bytes in and out of every connection a server accepts: the open ones read at call time. */
-function socketTraffic(server: http2.Http2Server | http2.Http2SecureServer): () => { received: number; sent: number } {
+function socketTraffic(
+  server: http2.Http2Server | http2.Http2SecureServer,
+): () => { received: number; sent: number } {
   const open = new Set<import('node:net').Socket>();
   let received = 0;
   let sent = 0;

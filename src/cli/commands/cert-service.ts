@@ -2,7 +2,14 @@ import type { Command } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import type { CertServiceOptions } from '../cert-service/serve.js';
 import { action, lazy } from '../command.js';
-import { apiKeyOption, caOption, policyOption, smtpUrlOption } from '../env-options.js';
+import {
+  apiKeyOption,
+  caOption,
+  METRICS_ADDRESSES,
+  metricsAddressOption,
+  policyOption,
+  smtpUrlOption,
+} from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 
 const certService = lazy(() => import('../cert-service/serve.js'), 'certService');
@@ -44,6 +51,7 @@ export function registerCertService(program: Command): void {
       '--trust-proxy <addresses>',
       'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',
     )
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.certService))
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .option(
       '--workers <n>',

@@ -1,7 +1,12 @@
 import { type Command, Option } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import { action, lazy, optionsFromEnvironment, valuesFrom } from '../command.js';
-import { certServiceOption, logLevelOption, METRICS_ADDRESSES, metricsAddressOption } from '../env-options.js';
+import {
+  certServiceOption,
+  logLevelOption,
+  METRICS_ADDRESSES,
+  metricsAddressOption,
+} from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';

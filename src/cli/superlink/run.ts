@@ -2,10 +2,10 @@ import { PollenError } from '../../errors.js';
 import { auditCheckpointMs } from '../audit/interval.js';
 import { untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
-import { opsListen } from '../metrics-address.js';
 import { limitsFrom } from './limits.js';
 
 /** The options of `pollen superlink` (the limits' options too, by their keys: limits.ts). */

@@ -4,10 +4,10 @@ import { PollenError } from '../../errors.js';
 import { parseResources } from '../../supernode/resources.js';
 import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
-import { opsListen } from '../metrics-address.js';
 
 /** The options of `pollen supernode` (running one). */
 export interface SuperNodeOptions extends TlsFlags {
