@@ -64,8 +64,9 @@ export function observeCertService(
     labelNames: ['api', 'reason'],
     registers,
   });
-  for (const outcome of ['issued', 'pending', 'refused']) enrollments.labels({ outcome });
-  for (const result of ['accepted', 'refused']) tokenUses.labels({ result });
+  // Each from zero, so `rate()` and `increase()` see the first one.
+  for (const outcome of ['issued', 'pending', 'refused']) enrollments.inc({ outcome }, 0);
+  for (const result of ['accepted', 'refused']) tokenUses.inc({ result }, 0);
   new Gauge({
     name: 'pollen_enrollment_pending_requests',
     help: 'Enrollment requests waiting for an admin’s decision.',

@@ -24,6 +24,8 @@ export interface SuperLinkReadings {
   crl(): { thisUpdate: number; entries: number } | undefined;
 }
 
+/** Every status a node can have (node-registry.ts): each is reported for `default`, 0 included. */
+const NODE_STATUSES = ['online', 'offline', 'registered', 'unregistered'] as const;
 const RUN_STATES = ['pending', 'starting', 'running', 'completed', 'failed', 'stopped'] as const;
 
 export class SuperLinkMetrics {
@@ -41,6 +43,9 @@ export class SuperLinkMetrics {
       collect() {
         this.reset();
         const counts = new Map<string, { status: string; federation: string; n: number }>();
+        // Zeros too, so an alert on a status has a series before the first node has that status.
+        for (const status of NODE_STATUSES)
+          counts.set(`${status}\u0000default`, { status, federation: 'default', n: 0 });
         for (const node of read.nodes())
           for (const federation of node.federations) {
             const key = `${node.status}\u0000${federation}`;
@@ -136,7 +141,8 @@ export class SuperLinkMetrics {
       labelNames: ['outcome'],
       registers,
     });
-    for (const outcome of ['completed', 'failed', 'stopped']) this.#finished.labels({ outcome });
+    // Each outcome from zero, so `increase()` sees the first failed run.
+    for (const outcome of ['completed', 'failed', 'stopped']) this.#finished.inc({ outcome }, 0);
   }
 
   /** A round was reported: it took `seconds` and aggregated the replies of `participants` nodes. */
