@@ -60,7 +60,7 @@ export function observeCertService(
   });
   const authFailures = new Counter({
     name: 'pollen_auth_failures_total',
-    help: 'Callers refused for their credentials (401/403), by API and reason (the error code).',
+    help: 'Callers refused for their credentials (401/403) or their enrollment token, by API and reason (the error code).',
     labelNames: ['api', 'reason'],
     registers,
   });
@@ -91,11 +91,12 @@ export function observeCertService(
     const start = started.get(req);
     if (start !== undefined) latency.observe({ route, method }, (performance.now() - start) / 1000);
     const code = status >= 400 ? o.errorCode(reply) : undefined;
-    if ((status === 401 || status === 403) && code)
+    // Refused credentials, and tokens refused for what they are (used up, expired, forged).
+    if (code && (status === 401 || status === 403 || code.startsWith('TOKEN_')))
       authFailures.inc({ api: 'cert-service', reason: code.toLowerCase() });
     if (route !== ENROLL_ROUTE || method !== 'POST') return;
     enrollments.inc({ outcome: status === 200 ? 'issued' : status === 202 ? 'pending' : 'refused' });
     if (status < 300) tokenUses.inc({ result: 'accepted' });
-    else if (status === 401 || status === 403) tokenUses.inc({ result: 'refused' });
+    else if (status < 500) tokenUses.inc({ result: 'refused' });
   });
 }

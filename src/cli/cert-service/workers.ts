@@ -45,6 +45,7 @@ export async function runWorkers(
           ...config.metrics,
           // Each worker's registry, summed (counters) or combined as each metric says (aggregator).
           metrics: { contentType: workerMetrics.contentType, metrics: () => workerMetrics.clusterMetrics() },
+          ...(config.logger && { log: config.logger }),
           checks: {
             workers: () => {
               if (stopping) throw new Error('the Certificate Service is stopping');

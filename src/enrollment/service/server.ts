@@ -194,8 +194,11 @@ export async function startCertService(
   let ops: OpsServer | undefined;
   try {
     await app.listen({ host, port: c.port ?? 8443 });
-    if (registry && c.metrics === 'worker') AggregatorRegistry.setRegistries([registry]);
-    else if (registry && typeof c.metrics === 'object')
+    if (registry && c.metrics === 'worker') {
+      // Constructing one is what makes a worker answer the primary's requests for its metrics.
+      new AggregatorRegistry();
+      AggregatorRegistry.setRegistries([registry]);
+    } else if (registry && typeof c.metrics === 'object')
       ops = await startOpsServer({
         ...c.metrics,
         metrics: registry,
