@@ -17,6 +17,8 @@ import type { BulkRequest } from '../transport/bulk-server.js';
 import { serveMissingChunks, servePullChunks, servePushChunks } from '../transport/chunk-rpc.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
+import { type FastStream, fastChunkRoutes } from '../transport/grpc-fast-chunks.js';
+import { MAX_MESSAGE_BYTES } from '../transport/rpc-server.js';
 import type { WireMessage } from '../transport/wire.js';
 import type { Waiters } from '../util/waiters.js';
 
@@ -38,34 +40,62 @@ export interface ClientAppIoHost {
   tasks: Waiters;
 }
 
+/** An app pushes its replies' chunks in one stream: 4 MiB chunks, any number a model needs. */
+const PUSH_LIMITS = { maxChunkBytes: 4 << 20, maxChunks: 1 << 20 };
+
 const slotKey = createContextKey<AppSlot | undefined>(undefined, { description: 'app slot' });
 
 export function appTokenInterceptor(host: Pick<ClientAppIoHost, 'slot'>): Interceptor {
   return (next) => async (req) => {
-    const runId = req.header.get('pollen-run-id') ?? '';
-    const token = /^Bearer (.+)$/.exec(req.header.get('authorization') ?? '')?.[1] ?? '';
-    const slot = host.slot(runId);
-    const ok =
-      slot !== undefined &&
-      token.length === slot.token.length &&
-      timingSafeEqual(Buffer.from(token), Buffer.from(slot.token));
-    if (!ok) throw toConnectError(new PollenError('APP_TOKEN_INVALID', 'The ClientApp token is not valid'));
-    req.contextValues.set(slotKey, slot);
+    const headers = {
+      authorization: req.header.get('authorization') ?? undefined,
+      'pollen-run-id': req.header.get('pollen-run-id') ?? undefined,
+    };
+    try {
+      req.contextValues.set(slotKey, tokenSlot(host, headers));
+    } catch (e) {
+      throw toConnectError(e);
+    }
     return next(req);
   };
+}
+
+/** The run slot whose per-run token the headers carry; APP_TOKEN_INVALID if none does. */
+function tokenSlot(
+  host: Pick<ClientAppIoHost, 'slot'>,
+  headers: Record<string, string | undefined>,
+): AppSlot {
+  const token = /^Bearer (.+)$/.exec(headers.authorization ?? '')?.[1] ?? '';
+  const slot = host.slot(headers['pollen-run-id'] ?? '');
+  const ok =
+    slot !== undefined &&
+    token.length === slot.token.length &&
+    timingSafeEqual(Buffer.from(token), Buffer.from(slot.token));
+  if (!ok) throw new PollenError('APP_TOKEN_INVALID', 'The ClientApp token is not valid');
+  return slot;
 }
 
 /** `authorize` for ClientAppIo's bulk chunk route: the same per-run token as every RPC. */
 export function appTokenBulkAuth(host: Pick<ClientAppIoHost, 'slot'>): (req: BulkRequest) => void {
   return (req) => {
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    const slot = host.slot(req.headers['pollen-run-id'] ?? '');
-    const ok =
-      slot !== undefined &&
-      token.length === slot.token.length &&
-      timingSafeEqual(Buffer.from(token), Buffer.from(slot.token));
-    if (!ok) throw new PollenError('APP_TOKEN_INVALID', 'The ClientApp token is not valid');
+    tokenSlot(host, req.headers);
   };
+}
+
+/**
+ * PullChunks and PushChunks on the direct HTTP/2 path (grpc-fast-chunks.ts), for apps that move
+ * chunks over the RPCs (the Python SDK); the same token, checks and store as the Connect routes.
+ */
+export function clientAppIoFastChunks(host: Pick<ClientAppIoHost, 'slot' | 'chunks'>): FastStream[] {
+  return fastChunkRoutes({
+    service: ClientAppIo.typeName,
+    store: host.chunks,
+    authorize: (headers) => {
+      tokenSlot(host, headers);
+    },
+    push: PUSH_LIMITS,
+    maxMessageBytes: MAX_MESSAGE_BYTES,
+  });
 }
 
 function slotOf(ctx: HandlerContext): AppSlot {
@@ -103,7 +133,7 @@ export function clientAppIoRoutes(host: ClientAppIoHost) {
       }),
       pushChunks: guard(async (requests, ctx) => {
         slotOf(ctx);
-        return servePushChunks(host.chunks, requests, { maxChunkBytes: 4 << 20, maxChunks: 1 << 20 });
+        return servePushChunks(host.chunks, requests, PUSH_LIMITS);
       }),
       async *pullChunks(req, ctx) {
         try {

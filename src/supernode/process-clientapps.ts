@@ -29,6 +29,7 @@ import {
   type AppSlot,
   appTokenBulkAuth,
   appTokenInterceptor,
+  clientAppIoFastChunks,
   clientAppIoRoutes,
 } from './clientappio-service.js';
 
@@ -134,6 +135,7 @@ export async function startProcessClientApps(o: ProcessClientAppsOptions): Promi
         }),
         interceptors: [appTokenInterceptor(host)],
         bulk: { store: app.chunks, authorize: appTokenBulkAuth(host) },
+        fastStreams: clientAppIoFastChunks({ ...host, chunks: app.chunks }),
       });
       servers.push(server);
       const child = spawnClientApp({

@@ -33,7 +33,12 @@ import type { TlsMaterial } from '../transport/tls.js';
 import { configToWire } from '../transport/wire.js';
 import { Waiters } from '../util/waiters.js';
 import { defaultRunner, type RunnerEntry, reapClientApps, spawnClientApp } from './app-process.js';
-import { appTokenBulkAuth, appTokenInterceptor, clientAppIoRoutes } from './clientappio-service.js';
+import {
+  appTokenBulkAuth,
+  appTokenInterceptor,
+  clientAppIoFastChunks,
+  clientAppIoRoutes,
+} from './clientappio-service.js';
 import { fleetBulkHeaders, fleetClientAuth, type SessionHolder } from './fleet-auth.js';
 import { explainFleetFailure, fleetEndpoint } from './fleet-call.js';
 import { FleetSession } from './fleet-session.js';
@@ -259,6 +264,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       }),
       interceptors: [appTokenInterceptor({ slot })],
       bulk: { store: chunks, authorize: appTokenBulkAuth({ slot }) },
+      fastStreams: clientAppIoFastChunks({ slot, chunks }),
       ...(rpc && { observe: rpc.observer('clientappio') }),
     });
     rpc?.watch('clientappio', appIo);

@@ -68,7 +68,8 @@ export interface BulkChunkRoute {
   maxChunkBytes?: number;
 }
 
-function flatHeaders(h: IncomingHttpHeaders): Record<string, string> {
+/** Request headers, lowercase names, first value of each. */
+export function flatHeaders(h: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(h)) {
     if (k.startsWith(':') || v === undefined) continue;

@@ -89,7 +89,7 @@ export function isFastCandidate(req: Http2ServerRequest): boolean {
 const DONE = new ConnectError('call finished', Code.Canceled);
 const GONE = new ConnectError('the client went away', Code.Canceled);
 
-const GRPC_HEADERS: OutgoingHttpHeaders = { 'content-type': 'application/grpc+proto' };
+export const GRPC_HEADERS: OutgoingHttpHeaders = { 'content-type': 'application/grpc+proto' };
 
 /** Serve one call on the fast route; never throws (failures become gRPC errors). */
 export async function serveFast(
@@ -124,13 +124,7 @@ export async function serveFast(
     const body = await readEnvelope(req, maxBytes);
     const out = await route.call(body, ctx);
     if (res.stream?.destroyed) return;
-    const envelope = Buffer.allocUnsafe(5 + out.byteLength);
-    envelope[0] = 0;
-    envelope.writeUInt32BE(out.byteLength, 1);
-    envelope.set(out, 5);
-    res.writeHead(200, GRPC_HEADERS);
-    res.addTrailers({ 'grpc-status': '0' });
-    res.end(envelope);
+    answerMessage(res, out);
   } catch (e) {
     answerError(res, e, report);
   } finally {
@@ -139,12 +133,23 @@ export async function serveFast(
   }
 }
 
+/** Answer with one message and `grpc-status: 0`. */
+export function answerMessage(res: Http2ServerResponse, out: Uint8Array): void {
+  const envelope = Buffer.allocUnsafe(5 + out.byteLength);
+  envelope[0] = 0;
+  envelope.writeUInt32BE(out.byteLength, 1);
+  envelope.set(out, 5);
+  res.writeHead(200, GRPC_HEADERS);
+  res.addTrailers({ 'grpc-status': '0' });
+  res.end(envelope);
+}
+
 function headerValue(v: string | string[] | undefined): string | null {
   return v === undefined ? null : Array.isArray(v) ? (v[0] ?? null) : v;
 }
 
 /** The one message of a gRPC request body (5-byte prefix: flags, big-endian length). */
-function readEnvelope(req: Http2ServerRequest, maxBytes: number): Promise<Uint8Array> {
+export function readEnvelope(req: Http2ServerRequest, maxBytes: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const frames: Buffer[] = [];
     let bytes = 0;
@@ -175,21 +180,23 @@ function readEnvelope(req: Http2ServerRequest, maxBytes: number): Promise<Uint8A
   });
 }
 
-function answerError(res: Http2ServerResponse, e: unknown, report: FailureReporter): void {
-  if (res.headersSent || res.stream?.destroyed) {
-    res.stream?.close();
+export function answerError(res: Http2ServerResponse, e: unknown, report: FailureReporter): void {
+  if (res.stream?.destroyed || res.writableEnded) return;
+  const error = publicConnectError(toConnectError(e), report);
+  const status: OutgoingHttpHeaders = {};
+  error.metadata.forEach((v, k) => {
+    status[k] = v;
+  });
+  setTrailerStatus(new Headers(), error).forEach((v, k) => {
+    status[k] = v;
+  });
+  if (res.headersSent) {
+    // A stream that already sent messages ends with the status in its trailers.
+    res.addTrailers(status);
+    res.end();
     return;
   }
-  const error = publicConnectError(toConnectError(e), report);
-  const trailers = setTrailerStatus(new Headers(), error);
-  const headers: OutgoingHttpHeaders = { ...GRPC_HEADERS };
-  error.metadata.forEach((v, k) => {
-    headers[k] = v;
-  });
-  trailers.forEach((v, k) => {
-    headers[k] = v;
-  });
   // Trailers-only: the status travels in the one HEADERS frame.
-  res.writeHead(200, headers);
+  res.writeHead(200, { ...GRPC_HEADERS, ...status });
   res.end();
 }

@@ -31,7 +31,8 @@ import { isBulkChunkRequest } from './bulk-protocol.js';
 import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
 import { addressContextKey, authorizationContextKey, peerContextKey } from './context.js';
 import { errorBoundary, toConnectError } from './errors.js';
-import { type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
+import { answerError, type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
+import type { FastStream } from './grpc-fast-chunks.js';
 import { listenFailure } from './listen-failure.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
@@ -90,6 +91,8 @@ export interface RpcServerOptions {
    * own authentication, since interceptors do not run for them.
    */
   fast?: FastUnary[];
+  /** Streaming methods answered on the HTTP/2 stream (grpc-fast-chunks.ts); their own authentication too. */
+  fastStreams?: FastStream[];
   /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-server.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
   /** Told of every request by path (every route: Connect, fast and bulk; `chunks` for bulk), for metrics. */
@@ -150,6 +153,13 @@ const refusedBulk = (route: BulkChunkRoute, refusal: PollenError): BulkChunkRout
 const refusedFast = (route: FastUnary, refusal: PollenError): FastUnary => ({
   ...route,
   call: () => Promise.reject(refusal),
+});
+const refusedStream = (route: FastStream, refusal: PollenError): FastStream => ({
+  ...route,
+  serve: async (req, res, report) => {
+    answerError(res, refusal, report);
+    req.resume();
+  },
 });
 
 const UNTRUSTED = (): PollenError =>
@@ -259,6 +269,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   const pipeline = connectPipeline(o);
   const handler = connectNodeAdapter({ ...pipeline.options, routes: pipeline.routes, contextValues });
   const fast = new Map((o.fast ?? []).map((r) => [r.path, r]));
+  const fastStreams = new Map((o.fastStreams ?? []).map((r) => [r.path, r]));
   const settings = { ...HTTP2_SETTINGS, maxConcurrentStreams: 1000 };
   const server = o.tls
     ? http2.createSecureServer({
@@ -307,7 +318,9 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   );
   const bulk = o.bulk;
   const traffic = socketTraffic(server);
-  const observe = o.observe && observeRequests(o.observe, [...fast.keys(), ...connectPaths(pipeline.routes)]);
+  const observe =
+    o.observe &&
+    observeRequests(o.observe, [...fast.keys(), ...fastStreams.keys(), ...connectPaths(pipeline.routes)]);
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
     observe?.(req, res);
@@ -318,8 +331,11 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     if (bulk && isBulkChunkRequest(req.url))
       void serveBulkChunk(refusal ? refusedBulk(bulk, refusal) : bulk, req, res, peer, report);
     else {
-      const route = fast.size > 0 && isFastCandidate(req) ? fast.get(req.url) : undefined;
-      if (route)
+      const candidate = (fast.size > 0 || fastStreams.size > 0) && isFastCandidate(req);
+      const route = candidate ? fast.get(req.url) : undefined;
+      const stream = candidate ? fastStreams.get(req.url) : undefined;
+      if (stream) void (refusal ? refusedStream(stream, refusal) : stream).serve(req, res, report);
+      else if (route)
         void serveFast(
           refusal ? refusedFast(route, refusal) : route,
           req,

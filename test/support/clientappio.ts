@@ -19,6 +19,7 @@ import {
   type AppSlot,
   appTokenBulkAuth,
   appTokenInterceptor,
+  clientAppIoFastChunks,
   clientAppIoRoutes,
 } from '../../src/supernode/clientappio-service.js';
 import { MemoryChunkStore } from '../../src/transport/chunks.js';
@@ -42,8 +43,17 @@ export interface ClientAppIoHarness {
   readonly chunks: MemoryChunkStore;
   /** Queue an instruction for the app (run and node filled in); its chunks go to the node's store. */
   send(message: Message): WireMessage;
+  /**
+   * `send` in two steps: the instruction's chunks named and put in the node's store now (as a
+   * SuperNode holds an instruction's chunks before its app asks), queued for the app by `queue`.
+   */
+  stage(message: Message): { wire: WireMessage; queue(): void };
   /** The next reply the app pushed, decoded with the node's chunks. */
   reply(timeoutMs?: number): Promise<Message>;
+  /** The next reply as pushed (its chunks in the node's store), not decoded: what a SuperNode forwards. */
+  replyWire(timeoutMs?: number): Promise<WireMessage>;
+  /** A reply from replyWire, decoded with the node's chunks. */
+  decode(reply: WireMessage): Promise<Message>;
   /** Start the run's ClientApp as the SuperNode does: a Python ref (`module:attr`) or a TS file. */
   startApp(app: { dir: string; python?: string; ts?: string; gpus?: number[] }): AppProcess;
   /** Tell the app the run ended (its next pull says shutdown). */
@@ -96,30 +106,47 @@ export async function startClientAppIo(
     }),
     interceptors: [appTokenInterceptor({ slot: find })],
     bulk: { store: chunks, authorize: appTokenBulkAuth({ slot: find }) },
+    fastStreams: clientAppIoFastChunks({ slot: find, chunks }),
   });
   const apps: ChildProcess[] = [];
+  const stage = (message: Message): { wire: WireMessage; queue(): void } => {
+    const m = message.withMetadata({ runId, dstNodeId: NODE_ID });
+    const { wire, chunks: pieces } = messageToWire(m);
+    for (const [id, data] of pieces) chunks.putView(id, data);
+    return {
+      wire,
+      queue() {
+        slot.queue.push(wire);
+        tasks.notify(runId);
+      },
+    };
+  };
+  const replyWire = async (timeoutMs = 60_000): Promise<WireMessage> => {
+    const deadline = Date.now() + timeoutMs;
+    while (replies.length === 0) {
+      if (Date.now() >= deadline) throw new Error('no reply from the app in time');
+      await replyWaiters.wait('reply', deadline - Date.now());
+    }
+    return replies.shift()!;
+  };
+  const decode = (reply: WireMessage): Promise<Message> => {
+    // The node's store holds only verified chunks (its own cuts; PushChunks hashes each one),
+    // as the SuperNode forwards a reply without hashing it again.
+    return messageFromWire(reply, (id) => chunks.get(id), { verified: true });
+  };
   return {
     url: server.url,
     runId,
     chunks,
+    stage,
     send(message) {
-      const m = message.withMetadata({ runId, dstNodeId: NODE_ID });
-      const { wire, chunks: pieces } = messageToWire(m);
-      for (const [id, data] of pieces) chunks.putView(id, data);
-      slot.queue.push(wire);
-      tasks.notify(runId);
-      return wire;
+      const staged = stage(message);
+      staged.queue();
+      return staged.wire;
     },
-    async reply(timeoutMs = 60_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (replies.length === 0) {
-        if (Date.now() >= deadline) throw new Error('no reply from the app in time');
-        await replyWaiters.wait('reply', deadline - Date.now());
-      }
-      // The node's store holds only verified chunks (its own cuts; PushChunks hashes each one),
-      // as the SuperNode forwards a reply without hashing it again.
-      return messageFromWire(replies.shift()!, (id) => chunks.get(id), { verified: true });
-    },
+    replyWire,
+    decode,
+    reply: async (timeoutMs) => decode(await replyWire(timeoutMs)),
     startApp(app) {
       const lines: string[] = [];
       const manifest = { runtime: app.python ? 'python' : undefined, clientapp: app.python ?? '' };
