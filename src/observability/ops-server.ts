@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { listenFailure } from '../transport/listen-failure.js';
+import { listenOn } from '../transport/listen-failure.js';
 
 /** What `/metrics` serves: a prom-client Registry (or AggregatorRegistry) has this shape. */
 export interface MetricsSource {
@@ -110,21 +110,11 @@ export async function startOpsServer(o: OpsServerOptions): Promise<OpsServer> {
   });
   // Probes and scrapes are short: idle connections are not kept for long.
   server.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) =>
-      reject(
-        listenFailure(e, {
-          host: o.host,
-          port: o.port,
-          what: 'the metrics and health listener',
-          option: o.option ?? '--metrics-address',
-        }),
-      ),
-    );
-    server.listen(o.port, o.host, () => {
-      server.removeAllListeners('error');
-      resolve();
-    });
+  await listenOn(server, {
+    host: o.host,
+    port: o.port,
+    what: 'the metrics and health listener',
+    option: o.option ?? '--metrics-address',
   });
   const port = (server.address() as AddressInfo).port;
   const host = o.host.includes(':') ? `[${o.host}]` : o.host;

@@ -33,7 +33,7 @@ import { addressContextKey, authorizationContextKey, peerContextKey } from './co
 import { errorBoundary, toConnectError } from './errors.js';
 import { answerError, type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import type { FastStream } from './grpc-fast-chunks.js';
-import { listenFailure } from './listen-failure.js';
+import { listenOn } from './listen-failure.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
 
@@ -347,21 +347,11 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       else handler(req, res);
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) =>
-      reject(
-        listenFailure(e, {
-          host: o.host,
-          port: o.port,
-          what: o.name ?? 'the server',
-          option: o.addressOption,
-        }),
-      ),
-    );
-    server.listen(o.port, o.host, () => {
-      server.removeAllListeners('error');
-      resolve();
-    });
+  await listenOn(server, {
+    host: o.host,
+    port: o.port,
+    what: o.name ?? 'the server',
+    option: o.addressOption,
   });
   const port = (server.address() as AddressInfo).port;
   const host = isIP(o.host) === 6 ? `[${o.host}]` : o.host;
