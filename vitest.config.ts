@@ -24,6 +24,7 @@ export const PROCESS_TESTS = [
   'test/audit-process.test.ts',
   'test/python-interop.test.ts',
   'test/python-faults.test.ts',
+  'test/strategies-federation.test.ts',
 ];
 
 export default defineConfig({

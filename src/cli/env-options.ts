@@ -60,6 +60,19 @@ export const logLevelOption = () =>
     .env('POLLEN_LOG_LEVEL')
     .default('info');
 
+/** `--log-format json|pretty` / POLLEN_LOG_FORMAT; absent: pretty on a terminal, json otherwise. */
+export const logFormatOption = () =>
+  new Option(
+    '--log-format <format>',
+    'json (one object a line) or pretty; default: pretty on a terminal, json otherwise',
+  )
+    .choices(['json', 'pretty'])
+    .env('POLLEN_LOG_FORMAT');
+
+/** Both logging options of a long-running command. */
+export const addLogOptions = (cmd: Command): Command =>
+  cmd.addOption(logLevelOption()).addOption(logFormatOption());
+
 /**
  * `--ca-passphrase` / POLLEN_CA_PASSPHRASE, hidden: a passphrase does not belong on a command line
  * (other users see it in the process list); the option only carries the variable.

@@ -26,6 +26,7 @@ import { codeFromHttpStatus } from '@connectrpc/connect/protocol-connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import { type FailureReporter, PollenError } from '../errors.js';
+import { newRequestId, withLogContext } from '../util/log-context.js';
 import { authorizationHeaders } from './authorization-headers.js';
 import { isBulkChunkRequest } from './bulk-protocol.js';
 import { type BulkChunkRoute, serveBulkChunk } from './bulk-server.js';
@@ -208,12 +209,21 @@ export function connectPipeline(o: Pick<RpcServerOptions, 'routes' | 'intercepto
       answerUndecodableAsInvalid(router);
     },
     options: {
-      interceptors: [errorBoundary(failureReporter(o.log)), refuseRefusedPeers, ...(o.interceptors ?? [])],
+      interceptors: [
+        requestScope,
+        errorBoundary(failureReporter(o.log)),
+        refuseRefusedPeers,
+        ...(o.interceptors ?? []),
+      ],
       readMaxBytes: MAX_MESSAGE_BYTES,
       writeMaxBytes: MAX_MESSAGE_BYTES,
     },
   };
 }
+
+/** Each call's log lines carry one request id (log.ts adds the scope's bindings). */
+const requestScope: Interceptor = (next) => (req) =>
+  withLogContext({ requestId: newRequestId() }, () => next(req));
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));

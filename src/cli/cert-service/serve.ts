@@ -27,6 +27,7 @@ export interface CertServiceOptions extends IdentityFlags {
   trustProxy?: string;
   logLevel: string;
   metricsAddress?: string;
+  logFormat?: string;
   workers: string;
   smtpUrl?: string;
   smtpFrom?: string;
@@ -36,7 +37,7 @@ export interface CertServiceOptions extends IdentityFlags {
 /** `pollen cert-service`: run the Certificate Service (one process, or --workers of them) until a signal. */
 export async function certService(o: CertServiceOptions, out: Output): Promise<void> {
   // Loaded here, not at start-up: the server stack (fastify, SQL drivers) is the CLI's heaviest part.
-  const { default: pino } = await import('pino');
+  const { createLogger } = await import('../../observability/log.js');
   const { prepareCertService, startCertService } = await import('../../enrollment/service/server.js');
   const keys = o.apiKeyFile.map((f) => readFileSync(f, 'utf8').trim());
   if (o.apiKey) keys.push(o.apiKey.trim());
@@ -70,7 +71,7 @@ export async function certService(o: CertServiceOptions, out: Output): Promise<v
     adminEmail: o.adminEmail,
     identityConfig: o.identityConfig,
     accessPolicyFile: o.accessPolicy,
-    logger: pino({ level: o.logLevel }, pino.destination(2)),
+    logger: createLogger({ level: o.logLevel, format: o.logFormat }),
     // With workers, the primary serves the ops listener and the sum of their metrics.
     metrics: metrics && cluster.isWorker ? 'worker' : metrics,
   };

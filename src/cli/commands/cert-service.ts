@@ -3,6 +3,7 @@ import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import type { CertServiceOptions } from '../cert-service/serve.js';
 import { action, lazy } from '../command.js';
 import {
+  addLogOptions,
   apiKeyOption,
   caOption,
   METRICS_ADDRESSES,
@@ -52,7 +53,6 @@ export function registerCertService(program: Command): void {
       'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',
     )
     .addOption(metricsAddressOption(METRICS_ADDRESSES.certService))
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .option(
       '--workers <n>',
       'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',
@@ -61,7 +61,7 @@ export function registerCertService(program: Command): void {
     .addOption(smtpUrlOption())
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
     .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients');
-  addIdentityOptions(cmd)
+  addLogOptions(addIdentityOptions(cmd))
     .addHelpText(
       'after',
       `
@@ -70,7 +70,7 @@ Examples:
   pollen cert-service -c ./ca --api-key-file api_key.txt --hostname certs.example.com
   pollen cert-service -c ./ca --api-key-file api_key.txt --database postgres://pollen@db:5432/pollen
 
-The service keeps only the SHA-256 of each API key. Logs go to stderr as JSON lines (pino).
+The service keeps only the SHA-256 of each API key. Logs go to stderr: JSON lines (pino) or, on a terminal, pretty (--log-format).
 Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`,
     )
     .action(action<CertServiceOptions>(certService));

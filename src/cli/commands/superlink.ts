@@ -1,12 +1,7 @@
 import { type Command, Option } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import { action, lazy, optionsFromEnvironment, valuesFrom } from '../command.js';
-import {
-  certServiceOption,
-  logLevelOption,
-  METRICS_ADDRESSES,
-  metricsAddressOption,
-} from '../env-options.js';
+import { addLogOptions, certServiceOption, METRICS_ADDRESSES, metricsAddressOption } from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';
@@ -61,9 +56,8 @@ function superlinkOptions(cmd: Command): Command {
       ).env('POLLEN_PYTHON'),
     )
     .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
-    .addOption(metricsAddressOption(METRICS_ADDRESSES.superlink))
-    .addOption(logLevelOption());
-  return addIdentityOptions(addLimitOptions(cmd));
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.superlink));
+  return addLogOptions(addIdentityOptions(addLimitOptions(cmd)));
 }
 
 export function registerSuperLink(program: Command): void {

@@ -25,6 +25,7 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   python?: string;
   metricsAddress?: string;
   logLevel: string;
+  logFormat?: string;
 }
 
 export interface SuperLinkCommandOptions extends SuperLinkOptions {
@@ -70,9 +71,9 @@ export async function runKitSuperLink(
 }
 
 async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTls['tls']): Promise<void> {
-  const { default: pino } = await import('pino');
+  const { createLogger } = await import('../../observability/log.js');
   const { startSuperLink } = await import('../../superlink/superlink.js');
-  const log = pino({ level: o.logLevel }, pino.destination(2));
+  const log = createLogger({ level: o.logLevel, format: o.logFormat });
   const refresh = Number(o.crlRefresh ?? 30);
   if (!Number.isFinite(refresh) || refresh < 1)
     throw new PollenError('INVALID_ARGUMENT', '--crl-refresh takes seconds (>= 1)');

@@ -24,6 +24,7 @@ export interface SuperNodeOptions extends TlsFlags {
   heartbeatInterval: string;
   metricsAddress?: string;
   logLevel: string;
+  logFormat?: string;
 }
 
 /** The participant name in a certificate's `pollen://PROJECT/TYPE/NAME` URI SAN, if any. */
@@ -40,7 +41,7 @@ export function certificateName(pem: string): string | undefined {
 export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<void> {
   const { tls, kit } = resolveTls(o, 'client', out);
   const resources = parseResources(o.resources);
-  const { default: pino } = await import('pino');
+  const { createLogger } = await import('../../observability/log.js');
   const { startSuperNode } = await import('../../supernode/supernode.js');
   const { parseSshPrivateKey } = await import('../../pki/openssh.js');
   let superlink = o.superlink;
@@ -82,7 +83,7 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
     clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
     metrics: opsListen(o.metricsAddress),
     heartbeatIntervalMs: interval * 1000,
-    log: pino({ level: o.logLevel }, pino.destination(2)),
+    log: createLogger({ level: o.logLevel, format: o.logFormat, bindings: { supernode: name } }),
     onEvent: (e) => {
       if (e.kind === 'disconnected')
         out.progress(

@@ -3,10 +3,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { PollenError } from '../../errors.js';
 import { serviceIdentity } from '../../identity/service-identity.js';
+import { createLogger } from '../../observability/log.js';
 import { type OpsServer, startOpsServer } from '../../observability/ops-server.js';
 import { loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
@@ -138,7 +139,7 @@ export async function startCertService(
   const tokenSigner = loadTokenSigner(c.caDir);
   const policy = loadPolicy(c.policyFile);
   const people = serviceIdentity({ identityConfig: c.identityConfig, accessPolicy: c.accessPolicyFile });
-  const logger = c.logger === undefined ? pino({ level: 'info' }) : c.logger;
+  const logger = c.logger === undefined ? createLogger({ level: 'info', format: 'json' }) : c.logger;
   const store = await openDatabase<EnrollmentSchema>({
     url: c.database ?? join(workspace, 'cert-service.db'),
     migrations: enrollmentMigrations,
