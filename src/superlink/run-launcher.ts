@@ -150,6 +150,7 @@ export class RunLauncher {
       { stream: 'system', text: `run ${subStatus}${reason ? `: ${reason}` : ''}` },
     ]);
     link.log.info({ runId, subStatus, reason }, 'run finished');
+    link.events.runFinished(subStatus);
     link.replies.notify(runId);
     if (!exited) this.#kill(runId);
     await link.state.deleteRunMessages(runId).catch(() => {});

@@ -17,10 +17,12 @@ import {
   type ConnectRouter,
   type ConnectRouterOptions,
   type ContextValues,
+  createConnectRouter,
   createContextKey,
   createContextValues,
   type Interceptor,
 } from '@connectrpc/connect';
+import { codeFromHttpStatus } from '@connectrpc/connect/protocol-connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import { type FailureReporter, PollenError } from '../errors.js';
@@ -38,7 +40,7 @@ import {
   MAX_SESSION_MEMORY_MB,
   SESSION_WINDOW,
 } from './http2-settings.js';
-import { listenFailure } from './listen-failure.js';
+import { listenOn } from './listen-failure.js';
 import { type ProxyProtocolOptions, proxyProtocolFront } from './proxy-listener.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
@@ -98,12 +100,21 @@ export interface RpcServerOptions {
   bulk?: BulkChunkRoute;
   /** Told of every request by path (every route: Connect, fast and bulk; `chunks` for bulk), for metrics. */
   onRequest?: (path: string) => void;
+  /** Told of every request and, when its answer ends, of its gRPC code (metrics: RequestObserver). */
+  observe?: RequestObserver;
   /**
    * Where an unexpected failure is logged, under the reference its client is told (every path:
    * Connect routes, fast routes, bulk chunks). Clients never see more than that reference.
    */
   log: Pick<Logger, 'error'>;
 }
+
+/**
+ * Told a request's route when it arrives (a path the server serves, `chunks` for bulk transfers,
+ * `other` for any other path: a bounded set), returns what is told the gRPC code it was answered
+ * with (0: OK; a plain HTTP answer's status mapped as Connect maps it).
+ */
+export type RequestObserver = (route: string) => (code: number) => void;
 
 /** The stable `event` of a refusal at the connection level (logged by the server's owner). */
 export const PEER_EVENTS = {
@@ -175,6 +186,8 @@ interface PeerOnSocket {
 export interface RpcServer {
   readonly port: number;
   readonly url: string;
+  /** Bytes received and sent on this server's connections so far (TLS records included). */
+  traffic(): { received: number; sent: number };
   /** Close connections whose peer is no longer admitted (after a CRL update). */
   recheckPeers(): number;
   close(): Promise<void>;
@@ -320,8 +333,13 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     }),
   );
   const bulk = o.bulk;
+  const traffic = socketTraffic(server);
+  const observe =
+    o.observe &&
+    observeRequests(o.observe, [...fast.keys(), ...fastStreams.keys(), ...connectPaths(pipeline.routes)]);
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
+    observe?.(req, res);
     o.onRequest?.(isBulkChunkRequest(req.url) ? 'chunks' : (req.url.split('?')[0] ?? req.url));
     const found = socketOf(req);
     const { peer } = found;
@@ -352,27 +370,18 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
           o.onRefused?.({ event: PEER_EVENTS.proxyRefused, reason, address }),
       })
     : server;
-  await new Promise<void>((resolve, reject) => {
-    listener.once('error', (e) =>
-      reject(
-        listenFailure(e, {
-          host: o.host,
-          port: o.port,
-          what: o.name ?? 'the server',
-          option: o.addressOption,
-        }),
-      ),
-    );
-    listener.listen(o.port, o.host, () => {
-      listener.removeAllListeners('error');
-      resolve();
-    });
+  await listenOn(listener, {
+    host: o.host,
+    port: o.port,
+    what: o.name ?? 'the server',
+    option: o.addressOption,
   });
   const port = (listener.address() as AddressInfo).port;
   const host = isIP(o.host) === 6 ? `[${o.host}]` : o.host;
   return {
     port,
     url: `${o.tls ? 'https' : 'http'}://${host}:${port}`,
+    traffic,
     /** Close the open connections of peers refused now; refused ones never joined `sockets`. */
     recheckPeers(): number {
       let closed = 0;
@@ -398,5 +407,69 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
         // Sessions of cleartext servers are not in `sockets`; closing the server ends them.
         setTimeout(resolve, 2000).unref();
       }),
+  };
+}
+
+/** The paths of the Connect routes (learnt from a router they are added to, never served). */
+function connectPaths(routes: (router: ConnectRouter) => void): string[] {
+  const router = createConnectRouter();
+  routes(router);
+  return router.handlers.map((h) => h.requestPath);
+}
+
+/** Hand each request to `observer` under a bounded route name, and its answer's code at the end. */
+function observeRequests(
+  observer: RequestObserver,
+  served: string[],
+): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void {
+  const known = new Set(served);
+  return (req, res) => {
+    const path = req.url.split('?')[0] ?? req.url;
+    const done = observer(isBulkChunkRequest(req.url) ? 'chunks' : known.has(path) ? path : 'other');
+    // gRPC answers carry the code in trailers (or in the headers of a trailers-only answer).
+    let trailerCode: string | undefined;
+    const addTrailers = res.addTrailers;
+    res.addTrailers = (headers) => {
+      trailerCode = (headers as Record<string, string | undefined>)['grpc-status'];
+      addTrailers.call(res, headers);
+    };
+    let told = false;
+    const end = () => {
+      if (told) return;
+      told = true;
+      const grpc = trailerCode ?? res.getHeader('grpc-status');
+      if (grpc !== undefined) done(Number(grpc));
+      else if (!res.headersSent)
+        done(1); // closed before any answer: the client went away
+      else done(res.statusCode < 300 ? 0 : codeFromHttpStatus(res.statusCode));
+    };
+    res.once('finish', end);
+    res.once('close', end);
+  };
+}
+
+/** Bytes in and out of every connection a server accepts: the open ones read at call time. */
+function socketTraffic(
+  server: http2.Http2Server | http2.Http2SecureServer,
+): () => { received: number; sent: number } {
+  const open = new Set<import('node:net').Socket>();
+  let received = 0;
+  let sent = 0;
+  server.on('connection', (socket: import('node:net').Socket) => {
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      received += socket.bytesRead;
+      sent += socket.bytesWritten;
+    });
+  });
+  return () => {
+    let r = received;
+    let s = sent;
+    for (const socket of open) {
+      r += socket.bytesRead;
+      s += socket.bytesWritten;
+    }
+    return { received: r, sent: s };
   };
 }

@@ -6,6 +6,8 @@ import {
   addLogOptions,
   apiKeyOption,
   caOption,
+  METRICS_ADDRESSES,
+  metricsAddressOption,
   policyOption,
   proxyProtocolOption,
   smtpUrlOption,
@@ -52,6 +54,7 @@ export function registerCertService(program: Command): void {
       'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',
     )
     .addOption(proxyProtocolOption('the service'))
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.certService))
     .option(
       '--workers <n>',
       'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',

@@ -2,6 +2,7 @@ import { PollenError } from '../../errors.js';
 import { auditCheckpointMs } from '../audit/interval.js';
 import { untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
@@ -24,6 +25,7 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   project?: string;
   python?: string;
   proxyProtocolFrom?: string;
+  metricsAddress?: string;
   logLevel: string;
   logFormat?: string;
 }
@@ -96,6 +98,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     fleet: parseAddress(o.fleetAddress, '--fleet-address'),
     control: parseAddress(o.controlAddress, '--control-address'),
     serverAppIo: parseAddress(o.serverappioAddress, '--serverappio-address'),
+    metrics: opsListen(o.metricsAddress),
     tls,
     nodeAuth: Boolean(o.enableSupernodeAuth),
     project: o.project,
@@ -112,6 +115,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       fleet: link.fleetUrl,
       control: link.controlUrl,
       serverAppIo: link.serverAppIoUrl,
+      metrics: link.opsUrl ?? null,
       nodeAuth: Boolean(o.enableSupernodeAuth),
       secure: Boolean(tls),
     },
@@ -120,6 +124,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
       `  Control API     ${d.control}`,
       `  ServerAppIo     ${d.serverAppIo}`,
+      `  Metrics/health  ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ],
   );
