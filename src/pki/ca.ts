@@ -133,6 +133,8 @@ export interface LoadedCa {
   rootPem: string;
   intermediate: x509.X509Certificate;
   intermediatePem: string;
+  /** Every intermediate a peer may chain through: the current one first, then retired ones. */
+  intermediatePems: string[];
   /** Intermediate then root, PEM: what a site needs to build its chain. */
   chainPem: string;
   rootFingerprint: string;
@@ -171,6 +173,7 @@ export async function loadCa(dirIn: string): Promise<LoadedCa> {
     rootPem,
     intermediate,
     intermediatePem,
+    intermediatePems: [intermediatePem],
     chainPem: `${intermediatePem}\n${rootPem}\n`,
     rootFingerprint: certificateFingerprint(new Uint8Array(root.rawData)),
     issuer: await makeIssuer(intermediate, key),

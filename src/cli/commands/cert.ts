@@ -5,6 +5,7 @@ import type { CertApiKeyOptions } from '../cert/api-key.js';
 import type { CertCrlOptions } from '../cert/crl.js';
 import type { CertInitOptions } from '../cert/init.js';
 import type { CertListOptions } from '../cert/list.js';
+import type { CertRotateTokenKeyOptions } from '../cert/rotate.js';
 import type { CertSiteOptions } from '../cert/site.js';
 import { action, lazy, namesAction } from '../command.js';
 import { caOption, caPassphraseOption, certServiceOption } from '../env-options.js';
@@ -15,6 +16,7 @@ const certInit = lazy(() => import('../cert/init.js'), 'certInit');
 const certList = lazy(() => import('../cert/list.js'), 'certList');
 const certRenew = lazy(() => import('../cert/renew.js'), 'certRenew');
 const certRevoke = lazy(() => import('../cert/revoke.js'), 'certRevoke');
+const certRotateTokenKey = lazy(() => import('../cert/rotate.js'), 'certRotateTokenKey');
 const certSite = lazy(() => import('../cert/site.js'), 'certSite');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -138,6 +140,8 @@ Example:
       action<{ certService?: string }>((o, out, [kitDir]) => certRenew({ ...o, kitDir: kitDir! }, out)),
     );
 
+  registerRotate(cert);
+
   cert
     .command('api-key')
     .description('generate an API key for the Certificate Service (256 random bits)')
@@ -152,4 +156,32 @@ Example:
   pollen cert api-key -o api_key.txt`,
     )
     .action(action<CertApiKeyOptions>(certApiKey));
+}
+
+function registerRotate(cert: Command): void {
+  const rotate = cert
+    .command('rotate')
+    .description('rotate CA material without downtime: old and new overlap, nothing restarts on a site');
+
+  rotate
+    .command('token-key')
+    .description(
+      'sign new enrollment tokens with a new key; tokens already issued stay valid until they expire',
+    )
+    .addOption(caOption())
+    .option(
+      '--overlap <duration>',
+      'how long the old key still verifies tokens (e.g. 30d); default 366d, the longest a token may live',
+    )
+    .addHelpText(
+      'after',
+      `
+token.key is replaced; the old key's public part moves to token-keys.json (its private part is
+destroyed) and verifies the tokens it signed until the overlap ends. A token's kid picks its key.
+A running Certificate Service takes the change up within seconds.
+
+Example:
+  pollen cert rotate token-key -c ./ca`,
+    )
+    .action(action<CertRotateTokenKeyOptions>(certRotateTokenKey));
 }
