@@ -1,7 +1,9 @@
 import { parseDuration } from '../../enrollment/policy-match.js';
 import { rotateTokenKey } from '../../enrollment/token-rotate.js';
+import { PollenError } from '../../errors.js';
 import { requireCaPath } from '../command.js';
 import { bold, type Output } from '../output.js';
+import { certRenew } from './renew.js';
 
 export interface CertRotateTokenKeyOptions {
   ca?: string;
@@ -20,4 +22,42 @@ export async function certRotateTokenKey(o: CertRotateTokenKeyOptions, out: Outp
     ...d.dropped.map((k) => `  dropped kid ${k} (its overlap had ended)`),
     'A running Certificate Service takes the new key up within seconds; nothing restarts.',
   ]);
+}
+
+export interface CertRotateCertServiceOptions {
+  ca?: string;
+  workspace: string;
+}
+
+/** `pollen cert rotate cert-service`: the service's own certificate, re-issued now. */
+export async function certRotateCertService(o: CertRotateCertServiceOptions, out: Output): Promise<void> {
+  const { rotateServiceCertificate } = await import('../../enrollment/service/server.js');
+  const r = await rotateServiceCertificate(requireCaPath(o.ca), o.workspace);
+  out.result(r, (d) => [
+    `${bold('Re-issued the Certificate Service certificate')} ${d.certificate}: serial ${d.serial}, valid until ${d.notAfter}`,
+    'The running service presents it to new connections within seconds; sites trust the CA, not the certificate.',
+  ]);
+}
+
+export interface CertRotateSuperLinkOptions {
+  kitDir: string;
+  certService?: string;
+}
+
+/**
+ * `pollen cert rotate superlink KIT_DIR`: the SuperLink's certificate renewed now through the
+ * Certificate Service; the running SuperLink presents it within seconds.
+ */
+export async function certRotateSuperLink(o: CertRotateSuperLinkOptions, out: Output): Promise<void> {
+  const { loadKit } = await import('../../enrollment/kit.js');
+  const kit = loadKit(o.kitDir);
+  if (kit.config.type !== 'server')
+    throw new PollenError(
+      'USAGE',
+      `${o.kitDir} is a ${kit.config.type} kit; the SuperLink runs from a server kit`,
+      {
+        hint: 'Sites renew by themselves; `pollen cert renew KIT_DIR` renews one now.',
+      },
+    );
+  await certRenew({ kitDir: o.kitDir, certService: o.certService }, out);
 }

@@ -5,7 +5,7 @@ import type { CertApiKeyOptions } from '../cert/api-key.js';
 import type { CertCrlOptions } from '../cert/crl.js';
 import type { CertInitOptions } from '../cert/init.js';
 import type { CertListOptions } from '../cert/list.js';
-import type { CertRotateTokenKeyOptions } from '../cert/rotate.js';
+import type { CertRotateCertServiceOptions, CertRotateTokenKeyOptions } from '../cert/rotate.js';
 import type { CertSiteOptions } from '../cert/site.js';
 import { action, lazy, namesAction } from '../command.js';
 import { caOption, caPassphraseOption, certServiceOption } from '../env-options.js';
@@ -17,6 +17,8 @@ const certList = lazy(() => import('../cert/list.js'), 'certList');
 const certRenew = lazy(() => import('../cert/renew.js'), 'certRenew');
 const certRevoke = lazy(() => import('../cert/revoke.js'), 'certRevoke');
 const certRotateTokenKey = lazy(() => import('../cert/rotate.js'), 'certRotateTokenKey');
+const certRotateCertService = lazy(() => import('../cert/rotate.js'), 'certRotateCertService');
+const certRotateSuperLink = lazy(() => import('../cert/rotate.js'), 'certRotateSuperLink');
 const certSite = lazy(() => import('../cert/site.js'), 'certSite');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -184,4 +186,47 @@ Example:
   pollen cert rotate token-key -c ./ca`,
     )
     .action(action<CertRotateTokenKeyOptions>(certRotateTokenKey));
+
+  rotate
+    .command('cert-service')
+    .description("re-issue the Certificate Service's own TLS certificate; the running service takes it up")
+    .addOption(caOption())
+    .option(
+      '-w, --workspace <dir>',
+      'the service workspace (`pollen cert-service serve -w`)',
+      './cert-service',
+    )
+    .addHelpText(
+      'after',
+      `
+A new key and certificate for the host names the service was started with replace
+WORKSPACE/tls/cert-service.{crt,key}; every worker presents them to new connections within
+seconds. Sites trust the project CA, not this certificate: nothing changes for them.
+
+Example:
+  pollen cert rotate cert-service -c ./ca -w ./cert-service`,
+    )
+    .action(action<CertRotateCertServiceOptions>(certRotateCertService));
+
+  rotate
+    .command('superlink')
+    .description("renew the SuperLink's certificate now; the running SuperLink takes it up")
+    .argument('<KIT_DIR>', 'the server kit the SuperLink runs from')
+    .addOption(certServiceOption("Certificate Service URL (default: the kit's enrollment.json)"))
+    .addHelpText(
+      'after',
+      `
+The kit's key and certificate are replaced (renewal over mutual TLS, as \`pollen cert renew\`); the
+SuperLink presents the new certificate to new connections within seconds, open connections and
+runs carry on. With hand-issued files (--cert/--key), re-issue them with \`pollen cert site --force\`:
+the SuperLink watches those files the same way.
+
+Example:
+  pollen cert rotate superlink ./server1`,
+    )
+    .action(
+      action<{ certService?: string }>((o, out, [kitDir]) =>
+        certRotateSuperLink({ ...o, kitDir: kitDir! }, out),
+      ),
+    );
 }

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
+import { PollenError } from '../../errors.js';
 import { serviceIdentity } from '../../identity/service-identity.js';
 import { CA_FILES, loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
@@ -118,6 +119,36 @@ export function ensureServerCertificate(
   writeFileAtomic(certPath, cert);
   writeFileAtomic(hostsPath, wanted);
   return { cert, key };
+}
+
+/**
+ * `pollen cert rotate cert-service`: a new key and certificate for the service now, for the host
+ * names it was started with; a running service presents it to new connections within seconds.
+ */
+export async function rotateServiceCertificate(caDir: string, workspaceIn: string) {
+  const workspace = resolve(workspaceIn);
+  const paths = serverCertificatePaths(workspace);
+  if (!existsSync(paths.hosts))
+    throw new PollenError(
+      'FILE_NOT_FOUND',
+      `${workspace} is not a Certificate Service workspace (no tls/hosts.json)`,
+      {
+        hint: 'Give the folder passed to `pollen cert-service serve -w`; the service must have started once.',
+      },
+    );
+  const { hosts } = JSON.parse(readFileSync(paths.hosts, 'utf8')) as { hosts: string[] };
+  const ca = await loadCa(caDir);
+  const before = existsSync(paths.cert)
+    ? new X509Certificate(readFileSync(paths.cert, 'utf8')).serialNumber
+    : null;
+  const leaf = new X509Certificate(ensureServerCertificate(ca, workspace, hosts, true).cert);
+  return {
+    certificate: paths.cert,
+    serial: leaf.serialNumber.toLowerCase(),
+    previousSerial: before?.toLowerCase() ?? null,
+    notAfter: new Date(leaf.validTo).toISOString(),
+    hosts,
+  };
 }
 
 /**
