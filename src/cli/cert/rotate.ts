@@ -3,6 +3,7 @@ import { rotateTokenKey } from '../../enrollment/token-rotate.js';
 import { PollenError } from '../../errors.js';
 import { requireCaPath } from '../command.js';
 import { bold, type Output } from '../output.js';
+import { readPassphrase } from './init.js';
 import { certRenew } from './renew.js';
 
 export interface CertRotateTokenKeyOptions {
@@ -60,4 +61,25 @@ export async function certRotateSuperLink(o: CertRotateSuperLinkOptions, out: Ou
       },
     );
   await certRenew({ kitDir: o.kitDir, certService: o.certService }, out);
+}
+
+export interface CertRotateIntermediateOptions {
+  ca?: string;
+  rootKey?: string;
+  passphraseFile?: string;
+  caPassphrase?: string;
+}
+
+/** `pollen cert rotate intermediate`: a new intermediate from the offline root; the old one overlaps. */
+export async function certRotateIntermediate(o: CertRotateIntermediateOptions, out: Output): Promise<void> {
+  const { rotateIntermediate } = await import('../../pki/ca-rotate.js');
+  const r = await rotateIntermediate(requireCaPath(o.ca), {
+    ...(o.rootKey !== undefined && { rootKeyPath: o.rootKey }),
+    passphrase: readPassphrase(o),
+  });
+  out.result(r, (d) => [
+    `${bold('Rotated the intermediate CA')} in ${d.caDir}: new certificates are signed by ${d.fingerprint} (until ${d.notAfter})`,
+    `  ${d.previousFingerprint} stays in the chain until ${d.previousNotAfter}: what it signed stays valid`,
+    'A running Certificate Service takes it up within seconds; sites trust the root and need nothing.',
+  ]);
 }

@@ -5,7 +5,11 @@ import type { CertApiKeyOptions } from '../cert/api-key.js';
 import type { CertCrlOptions } from '../cert/crl.js';
 import type { CertInitOptions } from '../cert/init.js';
 import type { CertListOptions } from '../cert/list.js';
-import type { CertRotateCertServiceOptions, CertRotateTokenKeyOptions } from '../cert/rotate.js';
+import type {
+  CertRotateCertServiceOptions,
+  CertRotateIntermediateOptions,
+  CertRotateTokenKeyOptions,
+} from '../cert/rotate.js';
 import type { CertSiteOptions } from '../cert/site.js';
 import { action, lazy, namesAction } from '../command.js';
 import { caOption, caPassphraseOption, certServiceOption } from '../env-options.js';
@@ -16,6 +20,7 @@ const certInit = lazy(() => import('../cert/init.js'), 'certInit');
 const certList = lazy(() => import('../cert/list.js'), 'certList');
 const certRenew = lazy(() => import('../cert/renew.js'), 'certRenew');
 const certRevoke = lazy(() => import('../cert/revoke.js'), 'certRevoke');
+const certRotateIntermediate = lazy(() => import('../cert/rotate.js'), 'certRotateIntermediate');
 const certRotateTokenKey = lazy(() => import('../cert/rotate.js'), 'certRotateTokenKey');
 const certRotateCertService = lazy(() => import('../cert/rotate.js'), 'certRotateCertService');
 const certRotateSuperLink = lazy(() => import('../cert/rotate.js'), 'certRotateSuperLink');
@@ -164,6 +169,28 @@ function registerRotate(cert: Command): void {
   const rotate = cert
     .command('rotate')
     .description('rotate CA material without downtime: old and new overlap, nothing restarts on a site');
+
+  rotate
+    .command('intermediate')
+    .description(
+      'a new intermediate CA signed by the offline root; the old one stays valid for what it signed',
+    )
+    .addOption(caOption())
+    .option('--root-key <file>', 'the offline root key (default CA_DIR/rootCA.key)')
+    .option('--passphrase-file <file>', 'the root key passphrase (or POLLEN_CA_PASSPHRASE)')
+    .addOption(caPassphraseOption())
+    .addHelpText(
+      'after',
+      `
+The root key is needed for this only: bring it on the removable disk it is kept on and give
+--root-key. The old intermediate keeps its files (intermediateCA-FINGERPRINT.pem/.key) and stays in
+chain.pem until it expires, so every certificate it signed stays valid; new ones are signed by
+the new intermediate. A running Certificate Service takes it up within seconds.
+
+Example:
+  pollen cert rotate intermediate -c ./ca --root-key /media/offline/rootCA.key --passphrase-file ./ca-pass.txt`,
+    )
+    .action(action<CertRotateIntermediateOptions>(certRotateIntermediate));
 
   rotate
     .command('token-key')
