@@ -32,6 +32,7 @@ const MANUALS = [
   'docs/simulation.md',
   'docs/identity.md',
   'docs/python.md',
+  'docs/operations.md',
 ];
 /** The manuals that must describe every error code and environment variable they name. */
 const OPERATOR_MANUALS = [
@@ -39,6 +40,7 @@ const OPERATOR_MANUALS = [
   'docs/federation.md',
   'docs/identity.md',
   'docs/python-operators.md',
+  'docs/operations.md',
 ];
 
 describe('the doc-block harness', () => {
