@@ -236,6 +236,12 @@ export const ERROR_CODES = {
     ExitCode.CONFLICT,
     'Another process holds this port (often the same service, already running): stop it, or choose another address. `ss -ltnp` shows who listens.',
   ),
+  NOT_READY: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'The component runs but a readiness check fails (the message names it): fix what it names (the store, the CA or TLS material, a listener), or wait longer with --timeout.',
+    RETRY,
+  ),
   UNEXPECTED_ANSWER: spec(
     502,
     ExitCode.UNAVAILABLE,
@@ -764,6 +770,51 @@ export const ERROR_CODES = {
     403,
     ExitCode.UNAUTHORIZED,
     'The site runs only the app hashes it trusts (--trusted-app); `pollen build` prints the hash to send its operator.',
+  ),
+  BACKUP_PASSPHRASE_REQUIRED: spec(
+    400,
+    ExitCode.USAGE,
+    'Give the passphrase in a file (--passphrase-file FILE, mode 0600) or in POLLEN_BACKUP_PASSPHRASE: every archive is encrypted and authenticated with it.',
+  ),
+  BACKUP_UNKNOWN_COMPONENT: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'Point at a SuperLink state dir (superlink.db), a Certificate Service workspace (cert-service.db) or a startup kit, or say which with --component.',
+  ),
+  BACKUP_INVALID: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'The file is not a Pollen backup archive (or is cut short): restore the file `pollen backup` wrote, copied whole.',
+  ),
+  BACKUP_WRONG_PASSPHRASE: spec(
+    401,
+    ExitCode.UNAUTHORIZED,
+    'Give the passphrase the archive was written with (--passphrase-file or POLLEN_BACKUP_PASSPHRASE).',
+  ),
+  BACKUP_TAMPERED: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    'The archive was changed after it was written: nothing was restored. Restore an intact copy (keep backups on write-once or separately secured storage).',
+  ),
+  BACKUP_COMPONENT_MISMATCH: spec(
+    409,
+    ExitCode.CONFLICT,
+    'The archive holds another component than --component names: pick the right archive, or drop --component to restore what it holds.',
+  ),
+  RESTORE_TARGET_NOT_EMPTY: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Restore into a new or empty folder (-w DIR), then point the component at it; restore never overwrites files.',
+  ),
+  BACKUP_DATABASE_FAILED: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'Check that pg_dump / pg_restore are installed and that the database URL (--database) is reachable and its user may read (dump) or create (restore) the tables.',
+  ),
+  DOCTOR_FOUND_FAILURES: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'Fix each failed check as its line says, then run pollen doctor again.',
   ),
 } as const satisfies Record<string, CodeSpec>;
 

@@ -5,10 +5,11 @@
  * PyTorch example, its ClientApps and ServerApp Python processes.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { leaked, secretsIn } from './support/secrets.js';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'pollen.js');
 const dir = mkdtempSync(join(tmpdir(), 'pollen-demo-test-'));
@@ -184,6 +185,28 @@ describe('pollen demo', () => {
       expect(JSON.parse(list.stdout).runs).toHaveLength(1);
       const after = JSON.parse(readFileSync(tokenFile, 'utf8')) as { accessToken: string; expiresAt: number };
       expect(after.accessToken).not.toBe(before.accessToken);
+
+      // A pipeline's service account lists the runs with its secret.
+      const adminEnv = { POLLEN_CONFIG: join(ws, 'admin', 'config.toml') };
+      const made = await pollen(['service-account', 'create', 'pipeline', '-r', 'lead', '--json'], adminEnv);
+      expect(made.code, made.stdout + made.stderr).toBe(0);
+      const secret = JSON.parse(made.stdout).secret as string;
+      const byAccount = await pollen(['list', '--json'], { ...adminEnv, POLLEN_TOKEN: secret });
+      // Its secret was accepted (what the account may see is not this test's concern).
+      expect(byAccount.stdout + byAccount.stderr).not.toMatch(/UNAUTHENTICATED|SERVICE_ACCOUNT/);
+
+      // Secrets never logged: no key, token, API key or secret of the workspace (nor the account's)
+      // in the stderr of any process of the run, nor in any log file.
+      const isLog = (p: string) => p.startsWith(join(ws, 'logs')) || p.endsWith('log.txt');
+      const secrets = [...secretsIn(ws, isLog), { what: 'service-account secret', value: secret }];
+      expect(secrets.filter((x) => x.what.startsWith('private key')).length).toBeGreaterThanOrEqual(3);
+      expect(secrets.some((x) => x.what.startsWith('access token'))).toBe(true);
+      expect(secrets.some((x) => x.what.startsWith('refresh token'))).toBe(true);
+      const logs = [r.stderr, list.stderr, made.stderr, byAccount.stderr];
+      const logFiles = readdirSync(join(ws, 'logs')).map((f) => join(ws, 'logs', f));
+      for (const f of logFiles) logs.push(readFileSync(f, 'utf8'));
+      expect(logFiles.length).toBeGreaterThanOrEqual(4);
+      expect(leaked(logs.join('\n'), secrets)).toEqual([]);
     } finally {
       await stopKept(s.pids);
     }

@@ -4,7 +4,9 @@
  * sdk/python/pollen/strategy/aggregate.py). Cases cover 1-9 replies (every remainder of the
  * four-at-a-time kernel), small and large float32 layers, float64 layers, odd weights, metrics,
  * and every other dtype: float16 ties, subnormals and infinities, integers at the edges of their
- * range (int64 and uint64 past 2^53, where the float64 sum rounds to 2^63 and 2^64), bool ties.
+ * range (int64 and uint64 past 2^53, where the float64 sum rounds to 2^63 and 2^64), bool ties;
+ * and the rule for NaN and ±Inf: the same replies left out with the same failures, or the same
+ * UPDATE_NOT_FINITE refusal when none is left.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,13 +17,14 @@ import {
   ArrayRecord,
   Message,
   MetricRecord,
+  PollenError,
   RecordDict,
   type TypedArray,
   toFloat16,
 } from '../src/sdk/index.js';
 import { decodeNpz, encodeNpz } from '../src/sdk/npz.js';
 import { DTYPES } from '../src/sdk/records.js';
-import { FedAvg, seededRng } from '../src/strategies/index.js';
+import { FedAvg, seededRng, type TrainAggregate } from '../src/strategies/index.js';
 import { PYTHON } from './support/python.js';
 
 const SDK = join(import.meta.dirname, '..', 'sdk', 'python');
@@ -31,7 +34,7 @@ const COUNTS = [1, 2, 3, 4, 5, 6, 7, 9];
 const SCRIPT = `
 import json, sys, os
 import numpy as np
-from pollen import ArrayRecord, FedAvg, Message, MetricRecord, RecordDict
+from pollen import ArrayRecord, FedAvg, Message, MetricRecord, PollenError, RecordDict
 for folder in sys.argv[1:]:
     spec = json.load(open(os.path.join(folder, "replies.json")))
     instruction = Message(RecordDict(), dst_node_id="1", message_type="train")
@@ -43,7 +46,14 @@ for folder in sys.argv[1:]:
             "metrics": MetricRecord(r["metrics"]),
         })
         replies.append(Message(content, reply_to=instruction.with_metadata(dst_node_id=str(k + 1))))
-    arrays, metrics = FedAvg().aggregate_train(1, replies)
+    strategy = FedAvg()
+    try:
+        arrays, metrics = strategy.aggregate_train(1, replies)
+    except PollenError as e:
+        open(os.path.join(folder, "refused.txt"), "w").write(str(e))
+        continue
+    failures = [[f.node_id, f.message_type, f.code, f.reason] for f in strategy.train_failures()]
+    json.dump(failures, open(os.path.join(folder, "failures.json"), "w"))
     np.savez(os.path.join(folder, "out.npz"), **{n: a.numpy() for n, a in arrays.items()})
     json.dump(dict(metrics), open(os.path.join(folder, "metrics.json"), "w"))
 `;
@@ -64,11 +74,14 @@ interface Reply {
   metrics: Record<string, number | number[]>;
 }
 
+interface Case {
+  folder: string;
+  /** The TypeScript FedAvg's result, or its refusal (`CODE: message`). */
+  expected: TrainAggregate | string;
+}
+
 /** Writes one case folder for SCRIPT; returns it with the TypeScript FedAvg's result. */
-function writeCase(
-  folder: string,
-  replies: readonly Reply[],
-): { folder: string; expected: ReturnType<FedAvg['aggregateTrain']> } {
+function writeCase(folder: string, replies: readonly Reply[]): Case {
   mkdirSync(folder);
   const messages = replies.map(({ arrays, metrics }, k) => {
     writeFileSync(join(folder, `reply-${k}.npz`), Buffer.concat(encodeNpz(arrays)));
@@ -81,15 +94,26 @@ function writeCase(
   });
   const spec = replies.map(({ arrays, metrics }) => ({ names: [...arrays.keys()], metrics }));
   writeFileSync(join(folder, 'replies.json'), JSON.stringify(spec));
-  return { folder, expected: new FedAvg().aggregateTrain(1, messages) };
+  try {
+    return { folder, expected: new FedAvg().aggregateTrain(1, messages) };
+  } catch (e) {
+    if (!(e instanceof PollenError)) throw e;
+    return { folder, expected: `${e.code}: ${e.message}` };
+  }
 }
 
-/** Runs the Python FedAvg on every case and compares its bytes and metrics with TypeScript's. */
-function expectSameAsPython(cases: ReturnType<typeof writeCase>[]): void {
+/** Runs the Python FedAvg on every case and compares its bytes, metrics and failures (or refusal) with TypeScript's. */
+function expectSameAsPython(cases: Case[]): void {
   execFileSync(PYTHON, ['-W', 'error::RuntimeWarning', '-c', SCRIPT, ...cases.map((c) => c.folder)], {
     env: { ...process.env, PYTHONPATH: SDK, PYTHONDONTWRITEBYTECODE: '1' },
   });
   for (const { folder, expected } of cases) {
+    if (typeof expected === 'string') {
+      expect(readFileSync(join(folder, 'refused.txt'), 'utf8'), folder).toBe(expected);
+      continue;
+    }
+    const failures = (expected.failures ?? []).map((f) => [f.nodeId, f.messageType, f.code, f.reason]);
+    expect(JSON.parse(readFileSync(join(folder, 'failures.json'), 'utf8')), folder).toEqual(failures);
     const got = decodeNpz(readFileSync(join(folder, 'out.npz')));
     expect([...got.keys()]).toEqual([...expected.arrays.keys()]);
     for (const [name, e] of expected.arrays) {
@@ -209,7 +233,7 @@ describe('Python FedAvg and TypeScript FedAvg', () => {
       join(root, 'ties'),
       [0, 1].map((side) => ({ arrays: ties(side as 0 | 1), weight: 3, metrics: { 'num-examples': 3 } })),
     );
-    const out = tie.expected.arrays;
+    const out = (tie.expected as TrainAggregate).arrays;
     expect([...toFloat16([1, 1 + 2 ** -9, 0, 2 * 2 ** -24, 2048, Infinity])]).toEqual([
       ...out.get('h')!.data,
     ]);
@@ -218,5 +242,43 @@ describe('Python FedAvg and TypeScript FedAvg', () => {
     expect([...out.get('int8')!.data]).toEqual([2, 2, 127, -128, 126]);
     expect([...out.get('flag')!.data]).toEqual([0, 0, 1, 0]);
     expectSameAsPython([...random, tie]);
+  });
+
+  it('leave out the same replies holding NaN, +Inf or -Inf, with the same failures, and refuse a round of only such replies alike', {
+    timeout: 120_000,
+  }, () => {
+    const rng = seededRng(77);
+    const root = mkdtempSync(join(tmpdir(), 'pollen-parity-finite-'));
+    /** Reply arrays with `value` at `index` of array `name` (float32 or float64). */
+    const poisoned = (name: string, index: number, value: number): ArrayRecord => {
+      const arrays = randomArrays(rng);
+      (arrays.get(name)!.data as Float32Array | Float64Array)[index] = value;
+      return arrays;
+    };
+    const reply = (arrays: ArrayRecord, weight: number) => ({
+      arrays,
+      weight,
+      metrics: { 'num-examples': weight, loss: rng() * 4 },
+    });
+    // Seven replies, three of them poisoned: the four kept go through the four-at-a-time kernel.
+    const some = writeCase(join(root, 'some'), [
+      reply(randomArrays(rng), 3),
+      reply(poisoned('small', 17, Number.NaN), 5),
+      reply(randomArrays(rng), 1.5),
+      reply(poisoned('big', 69_999, Infinity), 8),
+      reply(randomArrays(rng), 2),
+      reply(poisoned('d', 0, -Infinity), 4),
+      reply(randomArrays(rng), 7),
+    ]);
+    expect((some.expected as TrainAggregate).failures?.map((f) => f.nodeId)).toEqual(['2', '4', '6']);
+    const all = writeCase(join(root, 'all'), [
+      reply(poisoned('wide', 3, Number.NaN), 1),
+      reply(poisoned('big', 5, Infinity), 1),
+      reply(poisoned('d', 49, -Infinity), 1),
+    ]);
+    expect(all.expected).toBe(
+      'UPDATE_NOT_FINITE: Every reply holds NaN or Inf (nodes 1, 2, 3): nothing is left to aggregate',
+    );
+    expectSameAsPython([some, all]);
   });
 });

@@ -8,51 +8,20 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { PollenError } from '../errors.js';
-import { ServerApp, type UserConfig, type UserConfigValue } from '../sdk/index.js';
+import { ServerApp, type UserConfig } from '../sdk/index.js';
 import { decodeNpz } from '../sdk/npz.js';
 import {
-  Bulyan,
-  FedAdagrad,
-  FedAdam,
-  FedAvg,
-  FedAvgM,
-  type FedAvgOptions,
-  FedMedian,
-  FedProx,
-  type FedProxOptions,
-  FedTrimmedAvg,
-  FedYogi,
-  Krum,
-  MultiKrum,
-  QFedAvg,
-  type QFedAvgOptions,
-  type RoundSummary,
-  seededRng,
-} from '../strategies/index.js';
-
-/** The strategies an app may name as its ServerApp, `pollen:NAME`. */
-export const BUILTIN_SERVERAPPS = [
-  'FedAvg',
-  'FedProx',
-  'FedAdam',
-  'FedYogi',
-  'FedAdagrad',
-  'FedAvgM',
-  'FedMedian',
-  'FedTrimmedAvg',
-  'Krum',
-  'MultiKrum',
-  'Bulyan',
-  'QFedAvg',
-] as const;
-export type BuiltinServerAppName = (typeof BUILTIN_SERVERAPPS)[number];
-
-const PREFIX = 'pollen:';
-
-/** The built-in's name when `ref` (a manifest's `serverapp`) names one (`pollen:FedAvg`), else undefined. */
-export function builtinServerAppName(ref: string): string | undefined {
-  return ref.startsWith(PREFIX) ? ref.slice(PREFIX.length) : undefined;
-}
+  badRunConfig,
+  isCount,
+  isPositive,
+  isStrategyName,
+  makeStrategy,
+  readRunConfig,
+  type StrategyOptions,
+  strategyOptions,
+} from '../strategies/from-run-config.js';
+import type { RoundSummary } from '../strategies/index.js';
+import { BUILTIN_PREFIX, BUILTIN_SERVERAPPS, type BuiltinServerAppName } from './builtin-names.js';
 
 /** Where the artefact of the final model goes (`pollen pull RUN_ID`). */
 export const FINAL_MODEL_ARTEFACT = 'final_model.npz';
@@ -62,89 +31,9 @@ export interface BuiltinSettings {
   numRounds: number;
   initialArrays: string;
   /** FedAvg's options and the strategy's own (`eta`, `numMaliciousNodes`, …). */
-  strategy: FedAvgOptions & Record<string, unknown>;
+  strategy: StrategyOptions;
   timeoutMs?: number;
 }
-
-const HINT =
-  'Set it in [tool.pollen.app.config] of pyproject.toml (or package.json → pollen.config), or override it: pollen run APP FEDERATION --run-config KEY=VALUE.';
-
-function bad(key: string, want: string, value: UserConfigValue | undefined): PollenError {
-  const got = value === undefined ? 'it is not set' : `got ${JSON.stringify(value)}`;
-  return new PollenError('INVALID_ARGUMENT', `Run config "${key}" must be ${want}: ${got}`, {
-    hint: HINT,
-    data: { key },
-  });
-}
-
-type Check = (v: UserConfigValue) => boolean;
-const integer: Check = (v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-const fraction: Check = (v) => typeof v === 'number' && v >= 0 && v <= 1;
-const nonNegative: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
-const positive: Check = (v) => typeof v === 'number' && Number.isFinite(v) && v > 0;
-const unit: Check = (v) => typeof v === 'number' && v >= 0 && v < 1;
-const path: Check = (v) => typeof v === 'string' && v !== '';
-
-/** Flower's run config names of the strategy's settings, what each takes and its option. */
-const OPTIONS = [
-  ['fraction-train', 'a number in [0, 1]', fraction, 'fractionTrain'],
-  ['fraction-evaluate', 'a number in [0, 1]', fraction, 'fractionEvaluate'],
-  ['min-train-nodes', 'an integer >= 0', integer, 'minTrainNodes'],
-  ['min-evaluate-nodes', 'an integer >= 0', integer, 'minEvaluateNodes'],
-  ['min-available-nodes', 'an integer >= 0', integer, 'minAvailableNodes'],
-] as const;
-
-/** A strategy's own run config key (Flower's name): what it takes, its option, whether required. */
-type Own = readonly [key: string, want: string, ok: Check, option: string, required?: true];
-const FEDOPT: readonly Own[] = [
-  ['eta', 'a number > 0', positive, 'eta'],
-  ['eta-l', 'a number > 0', positive, 'etaL'],
-  ['beta-1', 'a number in [0, 1)', unit, 'beta1'],
-  ['beta-2', 'a number in [0, 1)', unit, 'beta2'],
-  ['tau', 'a number > 0', positive, 'tau'],
-];
-const MALICIOUS: Own = ['num-malicious-nodes', 'an integer >= 0', integer, 'numMaliciousNodes'];
-type Options = BuiltinSettings['strategy'];
-
-/** Each built-in: its own run config keys and how its strategy is made from the options. */
-const BUILTINS: Record<BuiltinServerAppName, { own: readonly Own[]; make: (o: Options) => FedAvg }> = {
-  FedAvg: { own: [], make: (o) => new FedAvg(o) },
-  FedProx: {
-    own: [['proximal-mu', 'a number >= 0', nonNegative, 'proximalMu', true]],
-    make: (o) => new FedProx(o as unknown as FedProxOptions), // proximal-mu is required above
-  },
-  FedAdam: { own: FEDOPT, make: (o) => new FedAdam(o) },
-  FedYogi: { own: FEDOPT, make: (o) => new FedYogi(o) },
-  FedAdagrad: { own: FEDOPT.filter(([key]) => !key.startsWith('beta')), make: (o) => new FedAdagrad(o) },
-  FedAvgM: {
-    own: [
-      ['server-learning-rate', 'a number > 0', positive, 'serverLearningRate'],
-      ['server-momentum', 'a number in [0, 1)', unit, 'serverMomentum'],
-    ],
-    make: (o) => new FedAvgM(o),
-  },
-  FedMedian: { own: [], make: (o) => new FedMedian(o) },
-  FedTrimmedAvg: {
-    own: [['beta', 'a number in [0, 0.5)', (v) => typeof v === 'number' && v >= 0 && v < 0.5, 'beta']],
-    make: (o) => new FedTrimmedAvg(o),
-  },
-  Krum: { own: [MALICIOUS], make: (o) => new Krum(o) },
-  MultiKrum: {
-    own: [
-      MALICIOUS,
-      ['num-nodes-to-select', 'an integer >= 1', (v) => integer(v) && v !== 0, 'numNodesToSelect'],
-    ],
-    make: (o) => new MultiKrum(o),
-  },
-  Bulyan: { own: [MALICIOUS], make: (o) => new Bulyan(o) },
-  QFedAvg: {
-    own: [
-      ['client-learning-rate', 'a number > 0', positive, 'clientLearningRate', true],
-      ['q', 'a number >= 0', nonNegative, 'q'],
-    ],
-    make: (o) => new QFedAvg(o as unknown as QFedAvgOptions), // client-learning-rate is required above
-  },
-};
 
 /**
  * Read a built-in's settings from the run config: `num-server-rounds` and `initial-arrays` are
@@ -154,27 +43,19 @@ const BUILTINS: Record<BuiltinServerAppName, { own: readonly Own[]; make: (o: Op
  * Throws INVALID_ARGUMENT naming the key, what it takes and what it holds.
  */
 export function builtinSettings(name: BuiltinServerAppName, config: UserConfig): BuiltinSettings {
-  const read = (key: string, want: string, ok: Check, required: boolean) => {
-    const v = config[key];
-    if (v === undefined && !required) return undefined;
-    if (v === undefined || !ok(v)) throw bad(key, want, v);
-    return v;
-  };
-  const strategy: BuiltinSettings['strategy'] = {};
-  for (const [key, want, ok, option] of OPTIONS) {
-    const v = read(key, want, ok, false);
-    if (v !== undefined) strategy[option] = v as number;
-  }
-  for (const [key, want, ok, option, required] of BUILTINS[name].own) {
-    const v = read(key, want, ok, required === true);
-    if (v !== undefined) strategy[option] = v;
-  }
-  const seed = read('seed', 'an integer >= 0', integer, false);
-  if (seed !== undefined) strategy.rng = seededRng(seed as number);
-  const timeout = read('round-timeout', 'a number of seconds > 0', positive, false);
+  const numRounds = readRunConfig(config, 'num-server-rounds', 'an integer >= 0', isCount, true) as number;
+  const initialArrays = readRunConfig(
+    config,
+    'initial-arrays',
+    'the path of an .npz file in the app',
+    (v) => typeof v === 'string' && v !== '',
+    true,
+  ) as string;
+  const strategy = strategyOptions(name, config);
+  const timeout = readRunConfig(config, 'round-timeout', 'a number of seconds > 0', isPositive);
   return {
-    numRounds: read('num-server-rounds', 'an integer >= 0', integer, true) as number,
-    initialArrays: read('initial-arrays', 'the path of an .npz file in the app', path, true) as string,
+    numRounds,
+    initialArrays,
     strategy,
     ...(timeout === undefined ? {} : { timeoutMs: (timeout as number) * 1000 }),
   };
@@ -185,7 +66,7 @@ export function readInitialArrays(bundleDir: string, file: string) {
   const full = resolve(bundleDir, file);
   const inside = relative(resolve(bundleDir), full);
   if (inside === '' || inside.startsWith('..') || isAbsolute(inside) || isAbsolute(file))
-    throw bad('initial-arrays', 'a path inside the app folder', file);
+    throw badRunConfig('initial-arrays', 'a path inside the app folder', file);
   let bytes: Buffer;
   try {
     bytes = readFileSync(full);
@@ -208,10 +89,6 @@ function printRound(r: RoundSummary): void {
   );
 }
 
-function isBuiltin(name: string): name is BuiltinServerAppName {
-  return (BUILTIN_SERVERAPPS as readonly string[]).includes(name);
-}
-
 /**
  * The ServerApp of `pollen:NAME`: NAME's strategy over the run config's settings, from the
  * bundle's initial arrays; saves the final model as the artefact `final_model.npz`. An unknown
@@ -224,15 +101,15 @@ function isBuiltin(name: string): name is BuiltinServerAppName {
  * ```
  */
 export function builtinServerApp(name: string, bundleDir: string): ServerApp {
-  if (!isBuiltin(name))
+  if (!isStrategyName(name))
     throw new PollenError('APP_INVALID', `Pollen has no built-in ServerApp "${name}"`, {
-      hint: `Name one of ${BUILTIN_SERVERAPPS.map((n) => PREFIX + n).join(', ')} as the serverapp, or a module of the app (module.path:app).`,
+      hint: `Name one of ${BUILTIN_SERVERAPPS.map((n) => BUILTIN_PREFIX + n).join(', ')} as the serverapp, or a module of the app (module.path:app).`,
       data: { name, builtins: [...BUILTIN_SERVERAPPS] },
     });
   return new ServerApp(async (grid, context) => {
     const s = builtinSettings(name, context.runConfig);
     const initialArrays = readInitialArrays(bundleDir, s.initialArrays);
-    const strategy = BUILTINS[name].make(s.strategy);
+    const strategy = makeStrategy(name, s.strategy);
     const result = await strategy.start({
       grid,
       initialArrays,

@@ -8,6 +8,7 @@ import {
   type BundleManifest,
   bundleHash,
   extractBundle,
+  extractedBundle,
   MANIFEST_FILE,
   MAX_BUNDLE_BYTES,
   manifestBytes,
@@ -207,6 +208,25 @@ describe('extractBundle', () => {
     expect(again).toEqual(first);
     // No temporary folder is left behind.
     expect(readdirSync(cache)).toEqual([first.hash.slice(7)]);
+  });
+
+  it('finds a bundle unpacked before by its hash alone, and ignores a folder that is not one', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'pollen-cache-'));
+    dirs.push(cache);
+    const bytes = bundleOf();
+    const hash = bundleHash(bytes);
+    expect(extractedBundle(hash, cache)).toBeUndefined();
+    const first = await extractBundle(bytes, cache);
+    expect(extractedBundle(hash, cache)).toEqual(first);
+    // Not a hash, another hash, a manifest that does not parse or is not canonical: not found.
+    expect(extractedBundle('sha256:../x', cache)).toBeUndefined();
+    expect(extractedBundle(`sha256:${'0'.repeat(64)}`, cache)).toBeUndefined();
+    const manifest = join(first.dir, MANIFEST_FILE);
+    const text = readFileSync(manifest, 'utf8');
+    writeFileSync(manifest, text.replace(/\n/g, ''));
+    expect(extractedBundle(hash, cache)).toBeUndefined();
+    writeFileSync(manifest, '{');
+    expect(extractedBundle(hash, cache)).toBeUndefined();
   });
 
   it('writes nothing for a bundle it refuses', async () => {

@@ -246,6 +246,34 @@ export async function extractBundle(bytes: Uint8Array, cacheDir: string): Promis
   return extracted(bundle.hash, dir, bundle.manifest);
 }
 
+/**
+ * The bundle `hash` as `extractBundle` left it in `cacheDir`, if it did: the folder is named by
+ * the hash of bytes verified before they were unpacked, so a node that ran the bundle before
+ * need not fetch it again. A folder whose manifest is not a valid, canonical one is ignored.
+ */
+export function extractedBundle(hash: string, cacheDir: string): ExtractedBundle | undefined {
+  const hex = hash.startsWith('sha256:') ? hash.slice('sha256:'.length) : '';
+  if (!/^[0-9a-f]{64}$/.test(hex)) return undefined;
+  const dir = join(cacheDir, hex);
+  let text: Buffer;
+  try {
+    text = readFileSync(join(dir, MANIFEST_FILE));
+  } catch {
+    return undefined;
+  }
+  const parsed = manifestSchema.safeParse(safeJson(text.toString('utf8')));
+  if (!parsed.success || !text.equals(Buffer.from(manifestBytes(parsed.data)))) return undefined;
+  return extracted(hash, dir, parsed.data);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A cached folder is used only if its manifest is this bundle's (the folder name is the hash). */
 function reuse(bundle: Bundle, dir: string): ExtractedBundle {
   const onDisk = readFileSync(join(dir, MANIFEST_FILE));

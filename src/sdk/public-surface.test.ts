@@ -72,6 +72,7 @@ describe('the public surface', () => {
       'Strategy',
       'proximalTerm',
       'seededRng',
+      'strategyFromRunConfig',
     ]);
   });
 

@@ -7,8 +7,10 @@
  *
  * Speed: the cost is memory traffic, so every update is read exactly once and the output is
  * written ceil(K / 4) times, not K times: updates are taken four at a time
- * (`out[i] += w0*a[i] + w1*b[i] + w2*c[i] + w3*d[i]`, a 4-way unroll over updates) over cache-sized chunks of the layer, so
- * the partial output of a chunk stays in cache between groups. See docs/benchmarks.md.
+ * (`out[i] += w0*a[i] + w1*b[i] + w2*c[i] + w3*d[i]`, a 4-way unroll over updates) over cache-sized
+ * chunks of the layer, so the partial output of a chunk stays in cache between groups. The loops
+ * run in WebAssembly SIMD (wasm-kernel.ts) where available, and over worker threads when the
+ * updates live in shared memory (kernel-workers.ts). See docs/benchmarks.md.
  *
  * Numerics: weights are normalised once, in float64, to sum to 1 (so the result never
  * overflows where the inputs do not, and no final division is needed). Each group of four is
@@ -17,6 +19,14 @@
  * heads) are summed over all K updates in float64 and rounded once.
  */
 import { PollenError } from '../sdk/index.js';
+import {
+  allShared,
+  defaultThreads,
+  PARALLEL_MIN_BYTES,
+  parallelSum,
+  type SumRange,
+} from './kernel-workers.js';
+import { wasmAverageRange, wasmKernel } from './wasm-sum.js';
 
 /** One update: its layers (same count and lengths in every update) and its weight (> 0). */
 export interface WeightedArrays {
@@ -59,13 +69,27 @@ export function normalizeWeights(weights: readonly number[]): Float64Array {
   return out;
 }
 
+/** How weightedAverage may run. */
+export interface AverageOptions {
+  /**
+   * Threads for updates in shared memory (SharedArrayBuffer) totalling at least
+   * PARALLEL_MIN_BYTES (default: the cores available; 1 keeps it on the calling thread).
+   */
+  threads?: number;
+}
+
 /**
  * Per layer `out[l] = Σ_k w_k · updates[k].arrays[l] / Σ_k w_k`. Writes into `out` when given
- * (it must match the layer lengths; it may be one of the inputs), otherwise allocates.
- * Throws PollenError INVALID_ARGUMENT on mismatched layer counts or lengths and on bad weights.
- * Values inside the arrays are not checked: a NaN parameter gives a NaN average.
+ * (it must match the layer lengths; it may be one of the inputs), otherwise allocates (a layer
+ * in shared memory when that layer's updates are). Throws PollenError INVALID_ARGUMENT on mismatched layer counts or
+ * lengths and on bad weights. Values inside the arrays are not checked: a NaN parameter gives a
+ * NaN average.
  */
-export function weightedAverage(updates: readonly WeightedArrays[], out?: Float32Array[]): Float32Array[] {
+export function weightedAverage(
+  updates: readonly WeightedArrays[],
+  out?: Float32Array[],
+  options: AverageOptions = {},
+): Float32Array[] {
   const ws = normalizeWeights(updates.map((u) => u.weight));
   const first = updates[0] as WeightedArrays;
   const layers = first.arrays.length;
@@ -79,9 +103,10 @@ export function weightedAverage(updates: readonly WeightedArrays[], out?: Float3
     throw invalid(`The output has ${out.length} layers, the updates have ${layers}`);
   }
   const result: Float32Array[] = out ?? [];
-  const xs: Float32Array[] = new Array(updates.length);
+  const ranges: SumRange[] = [];
   for (let l = 0; l < layers; l++) {
     const n = (first.arrays[l] as Float32Array).length;
+    const xs: Float32Array[] = new Array(updates.length);
     for (let k = 0; k < updates.length; k++) {
       const x = (updates[k] as WeightedArrays).arrays[l];
       if (!(x instanceof Float32Array)) throw invalid(`Update ${k} layer ${l} is not a Float32Array`);
@@ -95,21 +120,45 @@ export function weightedAverage(updates: readonly WeightedArrays[], out?: Float3
     }
     let o = out?.[l];
     if (o === undefined) {
-      o = new Float32Array(n);
+      const shared = xs.every((x) => x.buffer instanceof SharedArrayBuffer);
+      o = new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
       result.push(o);
     } else if (o.length !== n) {
       throw invalid(`Output layer ${l} has ${o.length} elements, the updates have ${n}`);
     }
-    averageRange(o, xs, ws, 0, n);
+    ranges.push({ o, xs, start: 0, end: n });
   }
+  // Large layers whose arrays are all in shared memory can go to threads; the rest stay here.
+  const big = ranges.filter((r) => r.end >= SMALL_LAYER && allShared([r]));
+  const bytes = big.reduce((sum, r) => sum + r.end * 4 * r.xs.length, 0);
+  const threads = options.threads ?? defaultThreads();
+  const alone = (r: SumRange) => averageRange(r.o, r.xs, ws, r.start, r.end);
+  const parallel = threads > 1 && bytes >= PARALLEL_MIN_BYTES;
+  if (parallel) parallelSum(big, ws, threads, alone);
+  for (const r of ranges) if (!parallel || !big.includes(r)) alone(r);
   return result;
 }
 
 /**
  * The kernel: `o[i] = Σ_k ws[k] · xs[k][i]` for `start <= i < end`, weights already normalised.
- * Exported so a caller can split one layer across worker threads (each worker a range).
+ * Large ranges run in WebAssembly SIMD (wasm-sum.ts) where the runtime has it, else in the
+ * JavaScript loops below; both give the same bits. Exported so a caller can split one layer
+ * across threads (each thread a range).
  */
 export function averageRange(
+  o: Float32Array,
+  xs: readonly Float32Array[],
+  ws: Float64Array,
+  start: number,
+  end: number,
+): void {
+  const wasm = end - start < SMALL_LAYER ? null : wasmKernel();
+  if (wasm === null) averageRangeJs(o, xs, ws, start, end);
+  else wasmAverageRange(wasm, o, xs, ws, start, end);
+}
+
+/** The same sum in JavaScript: layers under SMALL_LAYER, runtimes without WebAssembly SIMD, and the tests' reference. */
+export function averageRangeJs(
   o: Float32Array,
   xs: readonly Float32Array[],
   ws: Float64Array,

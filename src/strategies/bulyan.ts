@@ -16,6 +16,21 @@ export interface BulyanOptions extends FedAvgOptions {
 }
 
 /**
+ * Indices 0..n−1 into `order` by increasing `distance`, the earlier index first at equal distance.
+ * An insertion sort: θ is small (at most the replies of a round), and inline comparisons beat
+ * `Array.prototype.sort` with a comparator by several times there (bench/strategies.ts).
+ */
+export function nearestFirst(order: Int32Array, distance: Float64Array): void {
+  for (let i = 0; i < order.length; i++) {
+    const d = distance[i] as number;
+    let j = i;
+    // Strictly greater moves: an equal distance stays after the earlier index.
+    for (; j > 0 && (distance[order[j - 1] as number] as number) > d; j--) order[j] = order[j - 1] as number;
+    order[j] = i;
+  }
+}
+
+/**
  * With n finite replies (n ≥ 4f + 3, else TOO_FEW_REPLIES): MultiKrum keeps θ = n − 2f of them;
  * per element, the β = θ − 2f kept values nearest the kept values' median are averaged
  * (unweighted; at equal distance the earlier reply in node order wins). Metrics are the kept
@@ -54,14 +69,14 @@ export class Bulyan extends FedAvg {
       kept,
       multiKrumSelect(kept.arrays, f, theta).sort((a, b) => a - b),
     );
-    const order = Array.from({ length: theta }, (_, k) => k);
-    const sorted = new Float64Array(theta);
+    const order = new Int32Array(theta);
+    const distance = new Float64Array(theta);
+    const scratch = new Float64Array(theta);
     const arrays = coordinatewise(selected.arrays, (values) => {
-      sorted.set(values);
-      const med = median(sorted);
-      order.sort(
-        (a, b) => Math.abs((values[a] as number) - med) - Math.abs((values[b] as number) - med) || a - b,
-      );
+      scratch.set(values);
+      const med = median(scratch);
+      for (let k = 0; k < theta; k++) distance[k] = Math.abs((values[k] as number) - med);
+      nearestFirst(order, distance);
       let sum = 0;
       for (let k = 0; k < beta; k++) sum += values[order[k] as number] as number;
       return sum / beta;

@@ -67,13 +67,60 @@ export function coordinatewise(
   });
 }
 
-/** The median of `values` (sorted in place); the mean of the two middle ones for an even count. */
+/**
+ * The median of `values` (reordered in place); the mean of the two middle ones for an even count.
+ * By selection (Hoare's quickselect, O(n)) rather than a full sort: the same bits as sorting
+ * (`Float64Array.prototype.sort`, where -0 comes before +0) for finite values.
+ */
 export function median(values: Float64Array): number {
-  values.sort();
-  const mid = values.length >> 1;
-  return values.length % 2 === 1
-    ? (values[mid] as number)
-    : ((values[mid - 1] as number) + (values[mid] as number)) / 2;
+  const n = values.length;
+  const mid = n >> 1;
+  const upper = sortedAt(values, select(values, mid), mid);
+  if (n % 2 === 1) return upper;
+  // After selection the lower half holds the smaller values: the lower middle is their maximum.
+  let lower = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < mid; i++) if ((values[i] as number) > lower) lower = values[i] as number;
+  return (sortedAt(values, lower, mid - 1) + upper) / 2;
+}
+
+/** Moves the value of rank k (0-based, ascending) to index k and returns it; values must be finite. */
+function select(a: Float64Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const pivot = a[(lo + hi) >> 1] as number;
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while ((a[i] as number) < pivot) i++;
+      while ((a[j] as number) > pivot) j--;
+      if (i <= j) {
+        const t = a[i] as number;
+        a[i] = a[j] as number;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else break;
+  }
+  return a[k] as number;
+}
+
+/**
+ * `value` as a sort would have it at rank k: comparisons cannot tell -0 from +0, a sort puts every
+ * -0 first, so a zero at rank k is -0 exactly when more than k values are negative or -0.
+ */
+function sortedAt(values: Float64Array, value: number, k: number): number {
+  if (value !== 0) return value;
+  let below = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (v < 0 || Object.is(v, -0)) below++;
+  }
+  return below > k ? -0 : 0;
 }
 
 /**

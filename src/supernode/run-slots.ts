@@ -6,7 +6,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { bundleHash, type ExtractedBundle, extractBundle } from '../apps/bundle.js';
+import { bundleHash, type ExtractedBundle, extractBundle, extractedBundle } from '../apps/bundle.js';
 import type { RequirementChecks } from '../apps/python-env.js';
 import { PollenError } from '../errors.js';
 import type { Run as WireRun } from '../gen/pollen/v1/records_pb.js';
@@ -144,6 +144,9 @@ export class RunSlots implements RunWatch {
 
   async #fetchBundle(run: WireRun): Promise<ExtractedBundle> {
     const { fleet, fleetChunks } = this.o;
+    // A bundle this node unpacked before (after checking its hash) is not fetched again.
+    const cached = extractedBundle(run.fab!.hash, this.o.appsDir);
+    if (cached) return cached;
     const { fab } = await call(() => fleet.getFab({ hash: run.fab!.hash }));
     if (!fab) throw new PollenError('BUNDLE_NOT_FOUND', `No bundle ${run.fab!.hash}`);
     const store = new MemoryChunkStore();

@@ -14,6 +14,7 @@ import {
   messageFromWire,
   messageFromWireStreaming,
   messageToWire,
+  SHARED_ARRAY_MIN_BYTES,
   type WireMessage,
 } from './wire.js';
 
@@ -108,6 +109,19 @@ describe('messageToWire / messageFromWire', () => {
     expect(chunkIdsOf(wire)).toHaveLength(3); // 9.6 MB in 4 MiB pieces
     const back = await roundTrip(msg(new RecordDict({ arrays })));
     expectSameArrays(back.contentOrThrow.getArrayRecord('arrays')!, arrays);
+  });
+
+  it('receives arrays of SHARED_ARRAY_MIN_BYTES or more into shared memory (aggregation threads read them)', async () => {
+    const arrays = new ArrayRecord()
+      .set('big', {
+        dtype: 'float32',
+        shape: [SHARED_ARRAY_MIN_BYTES / 4],
+        data: new Float32Array(SHARED_ARRAY_MIN_BYTES / 4),
+      })
+      .set('small', { dtype: 'float32', shape: [10], data: new Float32Array(10) });
+    const back = (await roundTrip(msg(new RecordDict({ arrays })))).contentOrThrow.getArrayRecord('arrays')!;
+    expect(back.get('big')?.data.buffer instanceof SharedArrayBuffer).toBe(true);
+    expect(back.get('small')?.data.buffer instanceof SharedArrayBuffer).toBe(false);
   });
 
   it('round-trips an empty message and an error reply', async () => {

@@ -438,21 +438,27 @@ function planMessage(wire: WireMessage, options: FromWireOptions): MessagePlan {
   return { metadata, error: undefined, records };
 }
 
-function allocate(nbytes: number): ArrayBuffer {
+/**
+ * Arrays of at least this many bytes are received into shared memory, so that aggregation can
+ * split them across threads (strategies/kernel-workers.ts) without copying them first.
+ */
+export const SHARED_ARRAY_MIN_BYTES = 1 << 20;
+
+function allocate(nbytes: number): ArrayBufferLike {
   try {
-    return new ArrayBuffer(nbytes);
+    return nbytes >= SHARED_ARRAY_MIN_BYTES ? new SharedArrayBuffer(nbytes) : new ArrayBuffer(nbytes);
   } catch (e) {
     throw new PollenError('PAYLOAD_TOO_LARGE', `Cannot allocate an array of ${nbytes} bytes`, { cause: e });
   }
 }
 
-function finishArray(plan: ArrayPlan, buffer: ArrayBuffer): TypedArray {
+function finishArray(plan: ArrayPlan, buffer: ArrayBufferLike): TypedArray {
   const { bytes, ctor } = DTYPES[plan.dtype];
   if (!LITTLE_ENDIAN_HOST) swapBytes(new Uint8Array(buffer), bytes);
   return new ctor(buffer, 0, plan.nbytes / bytes);
 }
 
-function buildMessage(plan: MessagePlan, buffers: Map<ArrayPlan, ArrayBuffer>): Message {
+function buildMessage(plan: MessagePlan, buffers: Map<ArrayPlan, ArrayBufferLike>): Message {
   if (plan.error !== undefined) return new Message({ metadata: plan.metadata, error: plan.error });
   const content = new RecordDict();
   for (const r of plan.records) {
@@ -508,7 +514,7 @@ export async function messageFromWire(
 ): Promise<Message> {
   const plan = planMessage(wire, options);
   const verify = verifier(options.verified ?? false);
-  const buffers = new Map<ArrayPlan, ArrayBuffer>();
+  const buffers = new Map<ArrayPlan, ArrayBufferLike>();
   for (const r of plan.records) {
     if (r.kind !== 'array') continue;
     for (const a of r.arrays) {
@@ -547,7 +553,7 @@ export async function messageFromWireStreaming(
 ): Promise<Message> {
   const plan = planMessage(wire, options);
   const verify = verifier(options.verified ?? false);
-  const buffers = new Map<ArrayPlan, ArrayBuffer>();
+  const buffers = new Map<ArrayPlan, ArrayBufferLike>();
   const places = new Map<string, { plan: ArrayPlan; index: number; bytes: Uint8Array; offset: number }[]>();
   for (const r of plan.records) {
     if (r.kind !== 'array') continue;

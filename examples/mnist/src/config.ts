@@ -1,11 +1,14 @@
-/** The run config keys this app reads (defaults in package.json "pollen.config"). */
+/**
+ * The run config keys this app reads (defaults in package.json "pollen.config"); the strategy's
+ * own (`fraction-train`, `eta`, …) are read by `strategyFromRunConfig`.
+ */
 import type { UserConfig } from 'pollen/sdk';
 import type { Partitioning } from './data.js';
 
 export interface RunConfig {
+  /** The strategy of the catalogue, as Flower names it (`FedAvg`, `FedAdam`, `FedMedian`, `Krum`, …). */
+  strategy: string;
   numRounds: number;
-  fractionTrain: number;
-  fractionEvaluate: number;
   localEpochs: number;
   batchSize: number;
   learningRate: number;
@@ -24,10 +27,11 @@ export function readRunConfig(c: UserConfig): RunConfig {
   const partitioning = c['partitioning'] ?? 'iid';
   if (partitioning !== 'iid' && partitioning !== 'non-iid')
     throw new Error(`Run config "partitioning" must be "iid" or "non-iid", got ${String(partitioning)}`);
+  const strategy = c['strategy'] ?? 'FedAvg';
+  if (typeof strategy !== 'string') throw new Error('Run config "strategy" must be the name of a strategy');
   return {
+    strategy,
     numRounds: num(c, 'num-rounds', 5),
-    fractionTrain: num(c, 'fraction-train', 1),
-    fractionEvaluate: num(c, 'fraction-evaluate', 1),
     localEpochs: num(c, 'local-epochs', 1),
     batchSize: num(c, 'batch-size', 32),
     learningRate: num(c, 'learning-rate', 0.003),

@@ -1,5 +1,6 @@
 /**
- * The ServerApp: FedAvg over `num-rounds` rounds. The server makes the initial model itself
+ * The ServerApp: the run config's `strategy` (FedAvg unless it names another of the catalogue,
+ * with its settings under Flower's names: `eta`, `num-malicious-nodes`, …) over `num-rounds` rounds. The server makes the initial model itself
  * from a fixed seed: every run starts from the same weights and no node is trusted to choose
  * them. The strategy runs the rounds (train on sampled nodes, average, evaluate on the nodes'
  * held-out splits) and reports each one with the run; `evaluateFn` adds the server's own test
@@ -7,7 +8,7 @@
  * `final_model.npz` (NumPy's format): `pollen pull RUN_ID` downloads it.
  */
 import { ConfigRecord, MetricRecord, ServerApp } from 'pollen/sdk';
-import { FedAvg, seededRng } from 'pollen/strategies';
+import { seededRng, strategyFromRunConfig } from 'pollen/strategies';
 import { readRunConfig } from './config.js';
 import { loadTestSet } from './data.js';
 import { printRound } from './metrics.js';
@@ -18,9 +19,8 @@ export default new ServerApp(async (grid, context) => {
   await initBackend();
   const model = createModel({ hiddenUnits: run.hiddenUnits, learningRate: run.learningRate, seed: run.seed });
   const testSet = loadTestSet(run.seed);
-  const strategy = new FedAvg({
-    fractionTrain: run.fractionTrain,
-    fractionEvaluate: run.fractionEvaluate,
+  // Any node count works by default; the run config may ask for more (`min-train-nodes`).
+  const strategy = strategyFromRunConfig(run.strategy, context.runConfig, {
     minTrainNodes: 1,
     minEvaluateNodes: 1,
     minAvailableNodes: 1,

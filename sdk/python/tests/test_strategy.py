@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sample_nodes import node
 
-from pollen import ArrayRecord, ConfigRecord, FedAvg, FedProx, Message, MetricRecord, RecordDict
+from pollen import ArrayRecord, ClientApp, ConfigRecord, FedAvg, FedProx, Message, MetricRecord, RecordDict
 from pollen.errors import PollenError
 from pollen.grid import InMemoryGrid
 from pollen.message import Error
@@ -171,3 +171,63 @@ def test_refuses_bad_options_and_mismatched_replies():
     )
     error_only = [Message(Error("NODE_UNAVAILABLE", "gone"), reply_to=instruction)]
     assert code_of(lambda: fedavg.aggregate_train(1, error_only)) == "INVALID_ARGUMENT: No replies to aggregate"
+
+
+def train_reply(node_id: str, arrays: dict, examples: float, loss: float) -> Message:
+    instruction = Message(RecordDict(), dst_node_id=node_id, message_type="train")
+    content = RecordDict({"arrays": ArrayRecord(arrays), "metrics": MetricRecord({"num-examples": examples, "loss": loss})})
+    return Message(content, reply_to=instruction)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
+def test_a_reply_holding_nan_or_inf_is_left_out_and_named_as_a_failure(bad):
+    poisoned = np.float64([1, 1])
+    poisoned[1] = bad
+    replies = [
+        train_reply("1", {"w": np.float32([1, 2]), "b": np.float64([1, 1])}, 1, 1.0),
+        train_reply("2", {"w": np.float32([7, 7]), "b": poisoned}, 10, 9.0),
+        train_reply("3", {"w": np.float32([3, 4]), "b": np.float64([3, 3])}, 3, 2.0),
+    ]
+    fedavg = FedAvg()
+    arrays, metrics = fedavg.aggregate_train(1, replies)
+    # The average of nodes 1 and 3 only (weights 1 and 3), their metrics too.
+    np.testing.assert_array_equal(arrays["w"].numpy(), np.float32([2.5, 3.5]))
+    np.testing.assert_array_equal(arrays["b"].numpy(), [2.5, 2.5])
+    assert metrics["loss"] == pytest.approx(1.75)
+    (failure,) = fedavg.train_failures()
+    assert (failure.node_id, failure.message_type, failure.code, failure.reason) == (
+        "2",
+        "train",
+        "UPDATE_NOT_FINITE",
+        'Array "b" holds NaN or Inf: the reply is left out of the aggregate',
+    )
+    # The next step starts afresh.
+    fedavg.aggregate_train(2, [replies[0]])
+    assert fedavg.train_failures() == []
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
+def test_a_round_where_every_reply_holds_nan_or_inf_is_refused(bad):
+    replies = [train_reply(str(k), {"w": np.float32([0, bad])}, 1, 1.0) for k in (1, 2)]
+    with pytest.raises(PollenError) as e:
+        FedAvg().aggregate_train(1, replies)
+    assert str(e.value) == "UPDATE_NOT_FINITE: Every reply holds NaN or Inf (nodes 1, 2): nothing is left to aggregate"
+    assert "nodes' logs" in e.value.hint
+
+
+def test_start_logs_counts_and_leaves_out_a_node_that_sends_nan(capsys):
+    diverged = ClientApp()
+
+    @diverged.train()
+    def train(msg, context):
+        arrays = ArrayRecord({k: np.full_like(a.numpy(), np.nan) for k, a in msg.content["arrays"].items()})
+        return RecordDict({"arrays": arrays, "metrics": MetricRecord({"num-examples": 1, "train-loss": 1e9})})
+
+    grid = InMemoryGrid({"1": node(1, 1), "2": diverged, "3": node(3, 1)})
+    result = FedProx(proximal_mu=0.1, fraction_evaluate=0).start(grid=grid, initial_arrays=initial(), num_rounds=1)
+    np.testing.assert_array_equal(result.arrays["w"].numpy(), [2, 2])
+    (failure,) = result.failures[1]
+    assert (failure.node_id, failure.code) == ("2", "UPDATE_NOT_FINITE")
+    assert grid.rounds[0]["metrics"]["train-failures"] == 1
+    assert grid.rounds[0]["node_ids"] == ["1", "3"]
+    assert 'node 2 train failed: Array "w" holds NaN or Inf: the reply is left out of the aggregate' in capsys.readouterr().err

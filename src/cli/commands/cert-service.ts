@@ -2,7 +2,16 @@ import type { Command } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import type { CertServiceOptions } from '../cert-service/serve.js';
 import { action, lazy } from '../command.js';
-import { apiKeyOption, caOption, policyOption, smtpUrlOption } from '../env-options.js';
+import {
+  addLogOptions,
+  apiKeyOption,
+  caOption,
+  METRICS_ADDRESSES,
+  metricsAddressOption,
+  policyOption,
+  proxyProtocolOption,
+  smtpUrlOption,
+} from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 
 const certService = lazy(() => import('../cert-service/serve.js'), 'certService');
@@ -44,7 +53,8 @@ export function registerCertService(program: Command): void {
       '--trust-proxy <addresses>',
       'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',
     )
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .addOption(proxyProtocolOption('the service'))
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.certService))
     .option(
       '--workers <n>',
       'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',
@@ -53,7 +63,7 @@ export function registerCertService(program: Command): void {
     .addOption(smtpUrlOption())
     .option('--smtp-from <address>', 'sender of notification e-mails', 'pollen@localhost')
     .option('--admin-email <address>', 'recipient when a policy enables e-mail without listing recipients');
-  addIdentityOptions(cmd)
+  addLogOptions(addIdentityOptions(cmd))
     .addHelpText(
       'after',
       `
@@ -62,7 +72,7 @@ Examples:
   pollen cert-service -c ./ca --api-key-file api_key.txt --hostname certs.example.com
   pollen cert-service -c ./ca --api-key-file api_key.txt --database postgres://pollen@db:5432/pollen
 
-The service keeps only the SHA-256 of each API key. Logs go to stderr as JSON lines (pino).
+The service keeps only the SHA-256 of each API key. Logs go to stderr: JSON lines (pino) or, on a terminal, pretty (--log-format).
 Stop it with Ctrl-C or SIGTERM: it finishes the requests in flight, then exits.`,
     )
     .action(action<CertServiceOptions>(certService));

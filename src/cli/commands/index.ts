@@ -1,10 +1,13 @@
 import type { Command } from 'commander';
 import { registerAudit } from './audit.js';
+import { registerBackup } from './backup.js';
 import { registerBuild } from './build.js';
 import { registerCert } from './cert.js';
 import { registerCertService } from './cert-service.js';
 import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
+import { registerDeploy } from './deploy.js';
+import { registerDoctor } from './doctor.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerEnv } from './env.js';
 import { registerFederation } from './federation.js';
@@ -12,6 +15,7 @@ import { registerLogin } from './login.js';
 import { registerNew } from './new.js';
 import { registerPackage } from './package.js';
 import { registerPolicy } from './policy.js';
+import { registerReady } from './ready.js';
 import { registerRuns } from './runs.js';
 import { registerServiceAccount } from './service-account.js';
 import { registerSimulate } from './simulate.js';
@@ -32,6 +36,7 @@ export function registerCommands(program: Command): void {
   registerStart(program);
   registerSuperLink(program);
   registerSuperNode(program);
+  registerReady(program);
   registerNew(program);
   registerSimulate(program);
   registerRuns(program);
@@ -42,4 +47,7 @@ export function registerCommands(program: Command): void {
   registerLogin(program);
   registerServiceAccount(program);
   registerAudit(program);
+  registerBackup(program);
+  registerDoctor(program);
+  registerDeploy(program);
 }

@@ -1,7 +1,13 @@
 import { type Command, Option } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import { action, lazy, optionsFromEnvironment, valuesFrom } from '../command.js';
-import { certServiceOption, logLevelOption } from '../env-options.js';
+import {
+  addLogOptions,
+  certServiceOption,
+  METRICS_ADDRESSES,
+  metricsAddressOption,
+  proxyProtocolOption,
+} from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';
@@ -56,8 +62,9 @@ function superlinkOptions(cmd: Command): Command {
       ).env('POLLEN_PYTHON'),
     )
     .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
-    .addOption(logLevelOption());
-  return addIdentityOptions(addLimitOptions(cmd));
+    .addOption(proxyProtocolOption('the Fleet and Control APIs'))
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.superlink));
+  return addLogOptions(addIdentityOptions(addLimitOptions(cmd)));
 }
 
 export function registerSuperLink(program: Command): void {

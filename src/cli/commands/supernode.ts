@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { federationArg } from '../app-federation.js';
 import { action, lazy, optionsFromEnvironment } from '../command.js';
-import { logLevelOption } from '../env-options.js';
+import { addLogOptions, METRICS_ADDRESSES, metricsAddressOption } from '../env-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import type { SuperNodeOptions } from '../supernode/run.js';
 
@@ -15,7 +15,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** The options of `pollen supernode` (running one), with their environment variables. */
 function supernodeOptions(cmd: Command): Command {
-  return cmd
+  return addLogOptions(cmd)
     .option('--kit <dir>', 'an enrolled client startup kit (certificate, key, root CA, SuperLink address)')
     .option('--cert <file>', 'client certificate PEM (instead of --kit)')
     .option('--key <file>', 'its private key PEM')
@@ -75,7 +75,7 @@ function supernodeOptions(cmd: Command): Command {
         .env('POLLEN_HEARTBEAT_INTERVAL')
         .default('10'),
     )
-    .addOption(logLevelOption());
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.supernode));
 }
 
 export function registerSuperNode(program: Command): void {

@@ -3,9 +3,11 @@ import { watchFiles } from '../../util/file-changes.js';
 import { auditCheckpointMs } from '../audit/interval.js';
 import { untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
+import { proxyProtocolFrom } from '../proxy-protocol-from.js';
 import { limitsFrom } from './limits.js';
 
 /** The options of `pollen superlink` (the limits' options too, by their keys: limits.ts). */
@@ -23,7 +25,10 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   certService?: string;
   project?: string;
   python?: string;
+  proxyProtocolFrom?: string;
+  metricsAddress?: string;
   logLevel: string;
+  logFormat?: string;
 }
 
 export interface SuperLinkCommandOptions extends SuperLinkOptions {
@@ -73,9 +78,9 @@ const TLS_CHECK_MS = Number(process.env['POLLEN_TLS_RELOAD_CHECK_MS'] ?? 5_000);
 
 async function runSuperLink(o: SuperLinkOptions, out: Output, participant: ParticipantTls): Promise<void> {
   const { tls, source } = participant;
-  const { default: pino } = await import('pino');
+  const { createLogger } = await import('../../observability/log.js');
   const { startSuperLink } = await import('../../superlink/superlink.js');
-  const log = pino({ level: o.logLevel }, pino.destination(2));
+  const log = createLogger({ level: o.logLevel, format: o.logFormat });
   const refresh = Number(o.crlRefresh ?? 30);
   if (!Number.isFinite(refresh) || refresh < 1)
     throw new PollenError('INVALID_ARGUMENT', '--crl-refresh takes seconds (>= 1)');
@@ -86,6 +91,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, participant: Parti
       '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
     );
   const limits = limitsFrom(o as unknown as Record<string, unknown>);
+  const proxyProtocol = proxyProtocolFrom(o.proxyProtocolFrom);
   const { serviceIdentity } = await import('../../identity/service-identity.js');
   const people = serviceIdentity(o);
   const link = await startSuperLink({
@@ -97,6 +103,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, participant: Parti
     fleet: parseAddress(o.fleetAddress, '--fleet-address'),
     control: parseAddress(o.controlAddress, '--control-address'),
     serverAppIo: parseAddress(o.serverappioAddress, '--serverappio-address'),
+    metrics: opsListen(o.metricsAddress),
     tls,
     nodeAuth: Boolean(o.enableSupernodeAuth),
     project: o.project,
@@ -105,6 +112,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, participant: Parti
     ...(people.oidc && { oidc: people.oidc }),
     ...(people.tokens && { tokens: people.tokens }),
     ...(o.python !== undefined && { python: o.python }),
+    ...(proxyProtocol && { proxyProtocol }),
     log,
   });
   out.result(
@@ -112,6 +120,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, participant: Parti
       fleet: link.fleetUrl,
       control: link.controlUrl,
       serverAppIo: link.serverAppIoUrl,
+      metrics: link.opsUrl ?? null,
       nodeAuth: Boolean(o.enableSupernodeAuth),
       secure: Boolean(tls),
     },
@@ -120,6 +129,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, participant: Parti
       `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
       `  Control API     ${d.control}`,
       `  ServerAppIo     ${d.serverAppIo}`,
+      `  Metrics/health  ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ],
   );

@@ -4,6 +4,7 @@ import { PollenError } from '../../errors.js';
 import { parseResources } from '../../supernode/resources.js';
 import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
@@ -21,7 +22,9 @@ export interface SuperNodeOptions extends TlsFlags {
   workDir: string;
   clientappioAddress: string;
   heartbeatInterval: string;
+  metricsAddress?: string;
   logLevel: string;
+  logFormat?: string;
 }
 
 /** The participant name in a certificate's `pollen://PROJECT/TYPE/NAME` URI SAN, if any. */
@@ -38,7 +41,7 @@ export function certificateName(pem: string): string | undefined {
 export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<void> {
   const { tls, kit } = resolveTls(o, 'client', out);
   const resources = parseResources(o.resources);
-  const { default: pino } = await import('pino');
+  const { createLogger } = await import('../../observability/log.js');
   const { startSuperNode } = await import('../../supernode/supernode.js');
   const { parseSshPrivateKey } = await import('../../pki/openssh.js');
   let superlink = o.superlink;
@@ -78,8 +81,9 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
     shareGpus: o.shareGpus === true,
     workDir: o.workDir,
     clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
+    metrics: opsListen(o.metricsAddress),
     heartbeatIntervalMs: interval * 1000,
-    log: pino({ level: o.logLevel }, pino.destination(2)),
+    log: createLogger({ level: o.logLevel, format: o.logFormat, bindings: { supernode: name } }),
     onEvent: (e) => {
       if (e.kind === 'disconnected')
         out.progress(
@@ -97,8 +101,9 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
   const nodeId = 'value' in first && 'nodeId' in first.value ? first.value.nodeId : undefined;
   let error = 'value' in first && 'error' in first.value ? first.value.error : undefined;
   if (nodeId) {
-    out.result({ nodeId, name, superlink }, (d) => [
+    out.result({ nodeId, name, superlink, metrics: node.opsUrl ?? null }, (d) => [
       `${bold('SuperNode')} ${d.name} connected as node ${d.nodeId} to ${d.superlink}`,
+      `  Metrics/health  ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ]);
     const then = await untilSignalOr(refused);

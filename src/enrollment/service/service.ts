@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { sql } from 'kysely';
 import type { CheckpointSigner } from '../../audit/checkpoint.js';
 import { AuditTrail, type AuditTrailOptions } from '../../audit/trail.js';
 import { PollenError } from '../../errors.js';
@@ -158,6 +159,11 @@ export class CertificateService {
       chain: ca.chainPem,
       rootFingerprint: ca.rootFingerprint,
     };
+  }
+
+  /** Answers when the store does (readiness). */
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.c.store.db);
   }
 
   /** Keep storage bounded (see `tidy.ts`); run on a timer by the server. */

@@ -127,12 +127,10 @@ def average(dtype: str, xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.nda
     return average_integers(dtype, xs, ws)
 
 
-def aggregate_arrays(records: Sequence[ArrayRecord], weights: Sequence[float], sources: Sequence[str]) -> ArrayRecord:
-    """The weighted average of ArrayRecords: reply 0's names and order; per name the same dtype
-    and shape in every reply."""
+def check_same_arrays(records: Sequence[ArrayRecord], sources: Sequence[str]) -> None:
+    """Every reply has reply 0's array names, and per name the same dtype and shape."""
     if not records:
         raise _invalid("No replies to aggregate", "A round needs at least one reply.")
-    ws = normalize_weights(weights)
     first = records[0]
     names = list(first.keys())
     for k, record in enumerate(records):
@@ -141,7 +139,6 @@ def aggregate_arrays(records: Sequence[ArrayRecord], weights: Sequence[float], s
                 f"Reply {k} (node {sources[k]}) has arrays [{', '.join(record)}], reply 0 has [{', '.join(names)}]",
                 "Every node must send the same named arrays.",
             )
-    out = ArrayRecord()
     for name in names:
         a0 = first[name]
         for k, record in enumerate(records):
@@ -152,6 +149,15 @@ def aggregate_arrays(records: Sequence[ArrayRecord], weights: Sequence[float], s
                     f"reply 0 sends {a0.dtype} {list(a0.shape)}",
                     "Every node must send arrays of the same dtype and shape.",
                 )
+
+
+def aggregate_arrays(records: Sequence[ArrayRecord], weights: Sequence[float], sources: Sequence[str]) -> ArrayRecord:
+    """The weighted average of ArrayRecords: reply 0's names and order; per name the same dtype
+    and shape in every reply (``check_same_arrays``)."""
+    check_same_arrays(records, sources)
+    ws = normalize_weights(weights)
+    out = ArrayRecord()
+    for name, a0 in records[0].items():
         xs = [record[name].numpy() for record in records]
         out[name] = average(a0.dtype, xs, ws).reshape(a0.shape)
     return out

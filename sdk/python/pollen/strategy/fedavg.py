@@ -10,8 +10,9 @@ from ..errors import PollenError
 from ..grid import Grid
 from ..message import Message, MessageType
 from ..records import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
-from .aggregate import aggregate_arrays, aggregate_metrics
-from .strategy import Strategy
+from .aggregate import aggregate_arrays, aggregate_metrics, check_same_arrays
+from .finite import drop_non_finite
+from .strategy import Failure, Strategy
 
 
 def _invalid(message: str) -> PollenError:
@@ -70,6 +71,7 @@ class FedAvg(Strategy):
         self.arrayrecord_key = arrayrecord_key
         self.configrecord_key = configrecord_key
         self._rng = rng or random.Random()
+        self._left_out: List[Failure] = []
 
     def sample_nodes(self, node_ids: Sequence[str], phase: str = "train") -> List[str]:
         """The nodes of a round, uniformly without replacement; UNAVAILABLE when too few."""
@@ -140,11 +142,23 @@ class FedAvg(Strategy):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> Tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
-        """Average the replies with content (error replies are skipped) by ``weighted_by_key``."""
+        """Average the replies with content (error replies are skipped) by ``weighted_by_key``.
+        A reply whose float32 or float64 arrays hold NaN or Inf is left out and becomes a failure
+        of the round (``train_failures()``, code UPDATE_NOT_FINITE); with none left, the step
+        raises UPDATE_NOT_FINITE."""
         ok, metrics, weights = self._weighted(replies)
         records = [self._single(r, k, ArrayRecord) for k, r in enumerate(ok)]
         sources = [r.metadata.src_node_id for r in ok]
-        return aggregate_arrays(records, weights, sources), aggregate_metrics(metrics, weights, self.weighted_by_key)
+        check_same_arrays(records, sources)
+        keep, self._left_out = drop_non_finite(records, sources)
+        kept_weights = [weights[k] for k in keep]
+        return (
+            aggregate_arrays([records[k] for k in keep], kept_weights, [sources[k] for k in keep]),
+            aggregate_metrics([metrics[k] for k in keep], kept_weights, self.weighted_by_key),
+        )
+
+    def train_failures(self) -> List[Failure]:
+        return list(self._left_out)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> Optional[MetricRecord]:
         _ok, metrics, weights = self._weighted(replies)

@@ -92,6 +92,12 @@ class Strategy(ABC):
     ) -> Tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
         """The new global arrays and the metrics of a round's train replies."""
 
+    def train_failures(self) -> List[Failure]:
+        """The replies the last ``aggregate_train`` left out by the strategy's rules (NaN or Inf
+        in an update: UPDATE_NOT_FINITE); ``start()`` logs and counts them with the round's
+        failures. None by default."""
+        return []
+
     @abstractmethod
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> List[Message]:
         """The evaluate messages of a round ([] skips client-side evaluation)."""
@@ -155,6 +161,10 @@ class Strategy(ABC):
             arrays, train_metrics = self.aggregate_train(server_round, train.replies)
             if arrays is not None:
                 result.arrays = arrays
+            left_out = self.train_failures()
+            for f in left_out:
+                print(f"node {f.node_id} train failed: {f.reason}", file=sys.stderr)
+            train.failures.extend(left_out)
             evaluation = phase("evaluate", server_round)
             evaluated = (
                 self.aggregate_evaluate(server_round, evaluation.replies)
@@ -170,10 +180,12 @@ class Strategy(ABC):
                 result.evaluate_metrics_serverapp[server_round] = central
             failures = train.failures + evaluation.failures
             result.failures[server_round] = failures
+            # The nodes whose model went into the aggregate; the failed ones are counted apart.
+            left = {f.node_id for f in left_out}
             grid.report_round(
                 server_round,
                 _reported((train_metrics, evaluated, central), failures),
-                [r.metadata.src_node_id for r in train.replies if r.has_content()],
+                [r.metadata.src_node_id for r in train.replies if r.has_content() and r.metadata.src_node_id not in left],
             )
         return result
 

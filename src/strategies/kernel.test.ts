@@ -1,0 +1,183 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { ArrayRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
+import { averageRange, averageRangeJs, normalizeWeights, SMALL_LAYER, weightedAverage } from './aggregate.js';
+import { FedAvg } from './fedavg.js';
+import { closeKernelWorkers, PARALLEL_MIN_BYTES, parallelSum } from './kernel-workers.js';
+import { kernelModule } from './wasm-kernel.js';
+import { WASM_CHUNK, wasmKernel } from './wasm-sum.js';
+
+/** Deterministic float32 values of every kind the kernel meets: signs, -0, tiny, subnormal, huge. */
+function values(n: number, seed: number, shared = false): Float32Array {
+  const a = new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
+  let s = seed * 2654435761;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    const u = s / 4294967296 - 0.5;
+    a[i] = i % 97 === 0 ? -0 : i % 89 === 0 ? u * 1e-40 : i % 83 === 0 ? u * 3e38 : u * 10;
+  }
+  return a;
+}
+
+/** The same bits (NaN included): a kernel that rounds once more or in another order differs here. */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+function bothKernels(K: number, n: number, weights: number[], start = 0, end = n) {
+  const xs = Array.from({ length: K }, (_, k) => values(n, k + 1));
+  const ws = Float64Array.from(weights);
+  const js = new Float32Array(n);
+  const fast = new Float32Array(n);
+  averageRangeJs(js, xs, ws, start, end);
+  averageRange(fast, xs, ws, start, end);
+  return { js, fast };
+}
+
+afterAll(() => closeKernelWorkers());
+
+describe('the WebAssembly SIMD kernel', () => {
+  it('is valid WebAssembly and instantiates here', () => {
+    expect(WebAssembly.validate(kernelModule(2))).toBe(true);
+    expect(wasmKernel()).not.toBeNull();
+  });
+
+  // Every group form (set/add × 1–4 updates) and lengths off the SIMD width and the chunk.
+  const lengths = [SMALL_LAYER, SMALL_LAYER + 1, SMALL_LAYER + 3, 17 * WASM_CHUNK + 5];
+  for (const K of [1, 2, 3, 4, 5, 6, 7, 8, 9, 37]) {
+    it(`gives the JavaScript kernel's bits for K = ${K} at lengths ${lengths.join(', ')}`, () => {
+      const ws = normalizeWeights(Array.from({ length: K }, (_, k) => ((k * 7919) % 13) + 1));
+      for (const n of lengths) {
+        const { js, fast } = bothKernels(K, n, Array.from(ws));
+        expect(sameBits(js, fast)).toBe(true);
+      }
+    });
+  }
+
+  it('gives the same bits on a range that starts and ends off the chunk grid', () => {
+    const n = 5 * WASM_CHUNK + 11;
+    const { js, fast } = bothKernels(6, n, [0.1, 0.2, 0.05, 0.3, 0.25, 0.1], 3, n - 2);
+    expect(sameBits(js, fast)).toBe(true);
+    expect(fast[0]).toBe(0); // outside the range: untouched
+    expect(fast[n - 1]).toBe(0);
+  });
+
+  it('gives the same bits with zero weights among the updates (kept as exact zeros)', () => {
+    const { js, fast } = bothKernels(5, SMALL_LAYER + 7, [0, 0.5, 0, 0.5, 0]);
+    expect(sameBits(js, fast)).toBe(true);
+  });
+
+  it('propagates Inf and NaN as the JavaScript kernel does', () => {
+    const n = SMALL_LAYER + 2;
+    const xs = [values(n, 1), values(n, 2), values(n, 3)];
+    (xs[0] as Float32Array)[5] = Number.POSITIVE_INFINITY;
+    (xs[1] as Float32Array)[9] = Number.NaN;
+    const ws = normalizeWeights([1, 2, 3]);
+    const js = new Float32Array(n);
+    const fast = new Float32Array(n);
+    averageRangeJs(js, xs, ws, 0, n);
+    averageRange(fast, xs, ws, 0, n);
+    expect(fast[5]).toBe(Number.POSITIVE_INFINITY);
+    expect(fast[9]).toBeNaN();
+    fast[9] = js[9] = 0; // NaN payloads are not specified
+    expect(sameBits(js, fast)).toBe(true);
+  });
+
+  it('returns one reply unchanged, bit for bit', () => {
+    const x = values(SMALL_LAYER + 5, 4);
+    const [out] = weightedAverage([{ arrays: [x], weight: 3 }]);
+    expect(sameBits(out as Float32Array, x)).toBe(true);
+  });
+});
+
+describe('the kernel over worker threads (updates in shared memory)', () => {
+  // Enough bytes for the threads to be used: 4 updates × 2 layers ≥ PARALLEL_MIN_BYTES.
+  const n = Math.ceil(PARALLEL_MIN_BYTES / 4 / 4 / 2) + 13;
+  const updates = (shared: boolean) =>
+    [3, 1, 4, 1].map((weight, k) => ({
+      arrays: [values(n, k + 1, shared), values(n, k + 11, shared), values(100, k + 21, shared)],
+      weight,
+    }));
+
+  it('gives the single-thread bits with 2 and 3 threads, into shared output', () => {
+    const alone = weightedAverage(updates(false), undefined, { threads: 1 });
+    for (const threads of [2, 3]) {
+      const out = weightedAverage(updates(true), undefined, { threads });
+      expect(out.map((o) => o.buffer instanceof SharedArrayBuffer)).toEqual([true, true, true]);
+      out.forEach((o, l) => {
+        expect(sameBits(o, alone[l] as Float32Array)).toBe(true);
+      });
+    }
+  });
+
+  it('has the worker threads do their shares (no fallback to the calling thread)', () => {
+    const xs = updates(true).map((u) => u.arrays[0] as Float32Array);
+    const ws = normalizeWeights([3, 1, 4, 1]);
+    const o = new Float32Array(new SharedArrayBuffer(n * 4));
+    const expected = new Float32Array(n);
+    averageRangeJs(expected, xs, ws, 0, n);
+    const alone = () => {
+      throw new Error('the calling thread summed alone');
+    };
+    expect(parallelSum([{ o, xs, start: 0, end: n }], ws, 2, alone)).toBe(true);
+    expect(sameBits(o, expected)).toBe(true);
+  });
+
+  it('writes into a shared input given as the output', () => {
+    const input = updates(true);
+    const expected = weightedAverage(updates(false), undefined, { threads: 1 });
+    const out = input[0]?.arrays as Float32Array[];
+    weightedAverage(input, out, { threads: 2 });
+    out.forEach((o, l) => {
+      expect(sameBits(o, expected[l] as Float32Array)).toBe(true);
+    });
+  });
+
+  it('starts its workers again after closeKernelWorkers', async () => {
+    await closeKernelWorkers();
+    const alone = weightedAverage(updates(false), undefined, { threads: 1 });
+    const out = weightedAverage(updates(true), undefined, { threads: 2 });
+    out.forEach((o, l) => {
+      expect(sameBits(o, alone[l] as Float32Array)).toBe(true);
+    });
+  });
+
+  it('splits the shared layers when other layers are in ordinary memory (small ones arrive so)', () => {
+    const mixed = updates(true).map((u, k) => ({
+      ...u,
+      arrays: [...u.arrays.slice(0, 2), values(100, k + 21)],
+    }));
+    const alone = weightedAverage(updates(false), undefined, { threads: 1 });
+    const out = weightedAverage(mixed, undefined, { threads: 2 });
+    expect(out.map((o) => o.buffer instanceof SharedArrayBuffer)).toEqual([true, true, false]);
+    out.forEach((o, l) => {
+      expect(sameBits(o, alone[l] as Float32Array)).toBe(true);
+    });
+  });
+
+  it('keeps updates in ordinary memory on the calling thread (and its output too)', () => {
+    const out = weightedAverage(updates(false), undefined, { threads: 2 });
+    expect(out[0]?.buffer instanceof SharedArrayBuffer).toBe(false);
+  });
+
+  it('gives FedAvg the same bits for replies received into shared memory as for ordinary ones', () => {
+    const reply = (arrays: ArrayRecord, k: number) =>
+      Message.create({ dstNodeId: `n${k}`, messageType: 'train', content: new RecordDict() }).createReply(
+        new RecordDict({ arrays, metrics: new MetricRecord({ 'num-examples': 10 * (k + 1) }) }),
+      );
+    const round = (shared: boolean) =>
+      updates(shared).map((u, k) => {
+        const arrays = new ArrayRecord();
+        u.arrays.forEach((data, l) => {
+          arrays.set(`layer${l}`, { dtype: 'float32', shape: [data.length], data });
+        });
+        return reply(arrays, k);
+      });
+    const plain = new FedAvg().aggregateTrain(1, round(false)).arrays;
+    const shared = new FedAvg().aggregateTrain(1, round(true)).arrays;
+    for (const [name, entry] of plain)
+      expect(sameBits(shared.get(name)?.data as Float32Array, entry.data as Float32Array)).toBe(true);
+    expect(shared.get('layer0')?.data.buffer instanceof SharedArrayBuffer).toBe(true);
+  });
+});
