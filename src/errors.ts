@@ -58,6 +58,11 @@ export const ERROR_CODES = {
     'Create a CA with `pollen cert init -n NAME -o DIR` or pass -c/--ca.',
   ),
   CA_EXISTS: spec(409, ExitCode.CONFLICT, 'A CA is never overwritten; choose another folder.'),
+  CA_ROOT_KEY_MISMATCH: spec(
+    400,
+    ExitCode.INVALID_INPUT,
+    "Give this project's offline root key (rootCA.key made by `pollen cert init`) with --root-key.",
+  ),
   CA_LOCKED: spec(
     401,
     ExitCode.UNAUTHORIZED,

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { type KitType, type LoadedKit, loadKit } from '../enrollment/kit.js';
 import { PollenError } from '../errors.js';
-import { loadTlsMaterial, type TlsMaterial } from '../transport/tls.js';
+import { loadTlsMaterial, type TlsMaterial, type TlsPaths } from '../transport/tls.js';
 import type { Output } from './output.js';
 
 export interface TlsFlags {
@@ -20,6 +20,14 @@ export interface TlsFlags {
 export interface ParticipantTls {
   tls?: TlsMaterial;
   kit?: LoadedKit;
+  /** The files `tls` was read from, and how to read them again (a certificate rotation). */
+  source?: { files: string[]; read(): TlsMaterial };
+}
+
+function fromFiles(paths: TlsPaths): Pick<ParticipantTls, 'tls' | 'source'> {
+  const read = () => loadTlsMaterial(paths);
+  const files = [paths.cert, paths.key, paths.ca, ...(paths.chain ? [paths.chain] : [])];
+  return { tls: read(), source: { files, read } };
 }
 
 export function resolveTls(o: TlsFlags, type: KitType, out: Output): ParticipantTls {
@@ -42,7 +50,7 @@ export function resolveTls(o: TlsFlags, type: KitType, out: Output): Participant
     return {
       kit,
       // Hand-issued certificates (manual workflow) already carry the intermediate; no chain.pem.
-      tls: loadTlsMaterial({
+      ...fromFiles({
         cert: kit.paths.cert,
         key: kit.paths.key,
         ca: kit.paths.rootCa,
@@ -53,7 +61,7 @@ export function resolveTls(o: TlsFlags, type: KitType, out: Output): Participant
   if (o.cert || o.key || o.rootCa) {
     if (!o.cert || !o.key || !o.rootCa)
       throw new PollenError('USAGE', 'Give --cert, --key and --root-ca together (and --chain if separate)');
-    return { tls: loadTlsMaterial({ cert: o.cert, key: o.key, ca: o.rootCa, chain: o.chain }) };
+    return fromFiles({ cert: o.cert, key: o.key, ca: o.rootCa, chain: o.chain });
   }
   throw new PollenError('USAGE', 'Give a startup kit (--kit DIR) or --cert/--key/--root-ca', {
     hint: 'For a local experiment without security, --insecure.',

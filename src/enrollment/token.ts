@@ -31,6 +31,7 @@ import {
   type SubjectType,
 } from './policy.js';
 import { matchNamePattern } from './policy-match.js';
+import { retiredTokenVerificationKeys } from './token-retired.js';
 
 /** The JOSE `typ` of an enrollment token (RFC 8725 §3.11: explicit typing). */
 export const TOKEN_TYPE = 'pollen-enroll+jwt';
@@ -195,10 +196,18 @@ export interface TokenVerifier {
 }
 
 /**
- * What a verifier needs from a CA folder: the token public key by kid, the issuer and the root
- * fingerprint. Reads `token.pub` (SPKI PEM) when the folder has one, else derives it from token.key.
+ * What a verifier needs from a CA folder: the token public keys by kid (the current one and the
+ * retired ones still in their overlap), the issuer and the root fingerprint. Reads `token.pub`
+ * (SPKI PEM) when the folder has one, else derives it from token.key.
  */
-export function loadTokenVerifier(caDir: string): TokenVerifier {
+export function loadTokenVerifier(caDir: string, now = new Date()): TokenVerifier {
+  const v = loadCurrentTokenVerifier(caDir);
+  for (const [kid, key] of retiredTokenVerificationKeys(caDir, now))
+    if (!v.keys.has(kid)) v.keys.set(kid, key);
+  return v;
+}
+
+function loadCurrentTokenVerifier(caDir: string): TokenVerifier {
   const dir = resolve(caDir);
   const pubPath = join(dir, 'token.pub');
   if (existsSync(pubPath) && !existsSync(join(dir, CA_FILES.tokenKey))) {

@@ -34,6 +34,8 @@ export interface CaMeta {
   rootFingerprint: string;
   intermediateFingerprint: string;
   rootEncrypted: boolean;
+  /** Earlier intermediates (files in the CA folder), kept while certificates they signed may be valid. */
+  retiredIntermediates?: string[];
 }
 
 export interface InitCaOptions {
@@ -78,27 +80,13 @@ export async function initCa(o: InitCaOptions): Promise<CaMeta & { dir: string }
       await x509.SubjectKeyIdentifierExtension.create(rootKeys.publicKey),
     ],
   });
-  // The intermediate uses P-256 unless RSA was asked for: it signs at volume (see DESIGN.md).
-  const interType: KeyType = keyType === 'rsa-3072' ? 'rsa-3072' : 'ec-p256';
-  const interKeys = await generateKeyPair(interType);
-  const intermediate = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
-    subject: [{ CN: [`${o.name} Intermediate CA`] }, { O: [o.name] }],
-    issuer: root.subjectName,
-    notBefore: new Date(now.getTime() - 60_000),
+  const { intermediate, interKeys } = await issueIntermediate({
+    name: o.name,
+    keyType,
+    root,
+    rootKey: rootKeys.privateKey,
+    notBefore: now,
     notAfter: new Date(now.getTime() + Math.min(validity, validity / 2 + 365 * DAY)),
-    publicKey: interKeys.publicKey,
-    signingKey: rootKeys.privateKey,
-    signingAlgorithm: signingAlgorithm(info),
-    extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
-        true,
-      ),
-      await x509.SubjectKeyIdentifierExtension.create(interKeys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(rootKeys.publicKey),
-    ],
   });
   const tokenKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
     type: 'pkcs8',
@@ -126,6 +114,41 @@ export async function initCa(o: InitCaOptions): Promise<CaMeta & { dir: string }
   return { ...meta, dir };
 }
 
+/**
+ * A new online intermediate signed by the root (`cert init`, `cert rotate intermediate`). It uses
+ * P-256 unless RSA was asked for: it signs at volume (see DESIGN.md).
+ */
+export async function issueIntermediate(o: {
+  name: string;
+  keyType: KeyType;
+  root: x509.X509Certificate;
+  rootKey: CryptoKey;
+  notBefore: Date;
+  notAfter: Date;
+}) {
+  const interKeys = await generateKeyPair(o.keyType === 'rsa-3072' ? 'rsa-3072' : 'ec-p256');
+  const intermediate = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: [{ CN: [`${o.name} Intermediate CA`] }, { O: [o.name] }],
+    issuer: o.root.subjectName,
+    notBefore: new Date(o.notBefore.getTime() - 60_000),
+    notAfter: o.notAfter,
+    publicKey: interKeys.publicKey,
+    signingKey: o.rootKey,
+    signingAlgorithm: signingAlgorithm(keyTypeInfo(o.keyType)),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(interKeys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(await o.root.publicKey.export()),
+    ],
+  });
+  return { intermediate, interKeys };
+}
+
 export interface LoadedCa {
   dir: string;
   meta: CaMeta;
@@ -133,6 +156,8 @@ export interface LoadedCa {
   rootPem: string;
   intermediate: x509.X509Certificate;
   intermediatePem: string;
+  /** Every intermediate a peer may chain through: the current one first, then retired ones. */
+  intermediatePems: string[];
   /** Intermediate then root, PEM: what a site needs to build its chain. */
   chainPem: string;
   rootFingerprint: string;
@@ -164,6 +189,12 @@ export async function loadCa(dirIn: string): Promise<LoadedCa> {
   const root = new x509.X509Certificate(rootPem);
   const intermediate = new x509.X509Certificate(intermediatePem);
   const key = await importPrivateKeyPem(readCaFile(dir, CA_FILES.intermediateKey));
+  // Retired intermediates stay in the chain until they expire: what they signed still verifies.
+  const now = Date.now();
+  const retired = (meta.retiredIntermediates ?? [])
+    .map((f) => readCaFile(dir, f).trim())
+    .filter((pem) => new x509.X509Certificate(pem).notAfter.getTime() > now);
+  const intermediatePems = [intermediatePem, ...retired];
   return {
     dir,
     meta,
@@ -171,7 +202,8 @@ export async function loadCa(dirIn: string): Promise<LoadedCa> {
     rootPem,
     intermediate,
     intermediatePem,
-    chainPem: `${intermediatePem}\n${rootPem}\n`,
+    intermediatePems,
+    chainPem: `${intermediatePems.join('\n')}\n${rootPem}\n`,
     rootFingerprint: certificateFingerprint(new Uint8Array(root.rawData)),
     issuer: await makeIssuer(intermediate, key),
   };

@@ -101,6 +101,8 @@ export interface SuperLink {
   readonly audit: AuditTrail;
   /** Calls per path on the Fleet API (heartbeats, pulls, pushes: counted, not audited). */
   readonly fleetCalls: CallCounter;
+  /** Present this certificate from now on (a rotation): new connections get it, open ones stay. */
+  useTls(tls: TlsMaterial): void;
   close(): Promise<void>;
 }
 
@@ -114,9 +116,10 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
   // Checkpoints are signed with the SuperLink's TLS key; without TLS (development) the chain is
   // kept but not anchored.
+  const auditSigner = o.tls && { component: 'superlink', key: o.tls.key, certificate: o.tls.cert };
   const audit = new AuditTrail({
     store: state.auditStore,
-    ...(o.tls && { signer: { component: 'superlink', key: o.tls.key, certificate: o.tls.cert } }),
+    ...(auditSigner && { signer: auditSigner }),
     ...(o.auditCheckpointMs !== undefined && { checkpointEveryMs: o.auditCheckpointMs }),
     log: o.log,
   });
@@ -306,6 +309,11 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       link,
       audit,
       fleetCalls,
+      useTls(tls) {
+        fleet.useTls(tls);
+        control.useTls(withRootInChain(tls));
+        if (auditSigner) Object.assign(auditSigner, { key: tls.key, certificate: tls.cert });
+      },
       async close() {
         // Not ready from here on (probes see 503), while the APIs drain.
         closing = true;

@@ -190,6 +190,8 @@ export interface RpcServer {
   traffic(): { received: number; sent: number };
   /** Close connections whose peer is no longer admitted (after a CRL update). */
   recheckPeers(): number;
+  /** Serve with a new certificate and key from now on (open connections keep theirs). */
+  useTls(tls: TlsMaterial): void;
   close(): Promise<void>;
 }
 
@@ -381,6 +383,15 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
   return {
     port,
     url: `${o.tls ? 'https' : 'http'}://${host}:${port}`,
+    useTls(tls) {
+      if (!o.tls) throw new PollenError('USAGE', 'This server runs without TLS');
+      (server as http2.Http2SecureServer).setSecureContext({
+        cert: tls.cert,
+        key: tls.key,
+        ca: tls.ca,
+        minVersion: 'TLSv1.3',
+      });
+    },
     traffic,
     /** Close the open connections of peers refused now; refused ones never joined `sockets`. */
     recheckPeers(): number {

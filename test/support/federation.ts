@@ -233,6 +233,8 @@ export interface SuperLinkOptions {
   ports?: { fleet: number; control: number; serverAppIo: number };
   /** More flags for `pollen superlink` (e.g. its limits). */
   args?: string[];
+  /** More environment for the process (POLLEN_*). */
+  env?: Record<string, string>;
 }
 
 export interface SuperLinkProc extends Proc {
@@ -268,7 +270,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLinkProc
   if (o.crl) args.push('--crl', o.crl);
   if (o.crlRefreshSeconds) args.push('--crl-refresh', String(o.crlRefreshSeconds));
   args.push(...(o.args ?? []));
-  const p = launch(args);
+  const p = launch(args, cliEnv(o.env));
   let r: { ok: boolean; fleet: string; control: string; serverAppIo: string };
   try {
     r = await firstJson(p, 'pollen superlink', 30_000);

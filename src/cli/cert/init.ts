@@ -14,7 +14,7 @@ export interface CertInitOptions {
 }
 
 /** The root key passphrase: from --passphrase-file, else POLLEN_CA_PASSPHRASE (`--ca-passphrase`). */
-function readPassphrase(o: { passphraseFile?: string; caPassphrase?: string }): string | undefined {
+export function readPassphrase(o: { passphraseFile?: string; caPassphrase?: string }): string | undefined {
   if (o.passphraseFile) {
     const p = readFileSync(o.passphraseFile, 'utf8').replace(/\r?\n$/, '');
     if (!p) throw new PollenError('INVALID_ARGUMENT', `The passphrase file ${o.passphraseFile} is empty`);

@@ -5,6 +5,11 @@ import type { CertApiKeyOptions } from '../cert/api-key.js';
 import type { CertCrlOptions } from '../cert/crl.js';
 import type { CertInitOptions } from '../cert/init.js';
 import type { CertListOptions } from '../cert/list.js';
+import type {
+  CertRotateCertServiceOptions,
+  CertRotateIntermediateOptions,
+  CertRotateTokenKeyOptions,
+} from '../cert/rotate.js';
 import type { CertSiteOptions } from '../cert/site.js';
 import { action, lazy, namesAction } from '../command.js';
 import { caOption, caPassphraseOption, certServiceOption } from '../env-options.js';
@@ -15,6 +20,10 @@ const certInit = lazy(() => import('../cert/init.js'), 'certInit');
 const certList = lazy(() => import('../cert/list.js'), 'certList');
 const certRenew = lazy(() => import('../cert/renew.js'), 'certRenew');
 const certRevoke = lazy(() => import('../cert/revoke.js'), 'certRevoke');
+const certRotateIntermediate = lazy(() => import('../cert/rotate.js'), 'certRotateIntermediate');
+const certRotateTokenKey = lazy(() => import('../cert/rotate.js'), 'certRotateTokenKey');
+const certRotateCertService = lazy(() => import('../cert/rotate.js'), 'certRotateCertService');
+const certRotateSuperLink = lazy(() => import('../cert/rotate.js'), 'certRotateSuperLink');
 const certSite = lazy(() => import('../cert/site.js'), 'certSite');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -138,6 +147,8 @@ Example:
       action<{ certService?: string }>((o, out, [kitDir]) => certRenew({ ...o, kitDir: kitDir! }, out)),
     );
 
+  registerRotate(cert);
+
   cert
     .command('api-key')
     .description('generate an API key for the Certificate Service (256 random bits)')
@@ -152,4 +163,97 @@ Example:
   pollen cert api-key -o api_key.txt`,
     )
     .action(action<CertApiKeyOptions>(certApiKey));
+}
+
+function registerRotate(cert: Command): void {
+  const rotate = cert
+    .command('rotate')
+    .description('rotate CA material without downtime: old and new overlap, nothing restarts on a site');
+
+  rotate
+    .command('intermediate')
+    .description(
+      'a new intermediate CA signed by the offline root; the old one stays valid for what it signed',
+    )
+    .addOption(caOption())
+    .option('--root-key <file>', 'the offline root key (default CA_DIR/rootCA.key)')
+    .option('--passphrase-file <file>', 'the root key passphrase (or POLLEN_CA_PASSPHRASE)')
+    .addOption(caPassphraseOption())
+    .addHelpText(
+      'after',
+      `
+The root key is needed for this only: bring it on the removable disk it is kept on and give
+--root-key. The old intermediate keeps its files (intermediateCA-FINGERPRINT.pem/.key) and stays in
+chain.pem until it expires, so every certificate it signed stays valid; new ones are signed by
+the new intermediate. A running Certificate Service takes it up within seconds.
+
+Example:
+  pollen cert rotate intermediate -c ./ca --root-key /media/offline/rootCA.key --passphrase-file ./ca-pass.txt`,
+    )
+    .action(action<CertRotateIntermediateOptions>(certRotateIntermediate));
+
+  rotate
+    .command('token-key')
+    .description(
+      'sign new enrollment tokens with a new key; tokens already issued stay valid until they expire',
+    )
+    .addOption(caOption())
+    .option(
+      '--overlap <duration>',
+      'how long the old key still verifies tokens (e.g. 30d); default 366d, the longest a token may live',
+    )
+    .addHelpText(
+      'after',
+      `
+token.key is replaced; the old key's public part moves to token-keys.json (its private part is
+destroyed) and verifies the tokens it signed until the overlap ends. A token's kid picks its key.
+A running Certificate Service takes the change up within seconds.
+
+Example:
+  pollen cert rotate token-key -c ./ca`,
+    )
+    .action(action<CertRotateTokenKeyOptions>(certRotateTokenKey));
+
+  rotate
+    .command('cert-service')
+    .description("re-issue the Certificate Service's own TLS certificate; the running service takes it up")
+    .addOption(caOption())
+    .option(
+      '-w, --workspace <dir>',
+      'the service workspace (`pollen cert-service serve -w`)',
+      './cert-service',
+    )
+    .addHelpText(
+      'after',
+      `
+A new key and certificate for the host names the service was started with replace
+WORKSPACE/tls/cert-service.{crt,key}; every worker presents them to new connections within
+seconds. Sites trust the project CA, not this certificate: nothing changes for them.
+
+Example:
+  pollen cert rotate cert-service -c ./ca -w ./cert-service`,
+    )
+    .action(action<CertRotateCertServiceOptions>(certRotateCertService));
+
+  rotate
+    .command('superlink')
+    .description("renew the SuperLink's certificate now; the running SuperLink takes it up")
+    .argument('<KIT_DIR>', 'the server kit the SuperLink runs from')
+    .addOption(certServiceOption("Certificate Service URL (default: the kit's enrollment.json)"))
+    .addHelpText(
+      'after',
+      `
+The kit's key and certificate are replaced (renewal over mutual TLS, as \`pollen cert renew\`); the
+SuperLink presents the new certificate to new connections within seconds, open connections and
+runs carry on. With hand-issued files (--cert/--key), re-issue them with \`pollen cert site --force\`:
+the SuperLink watches those files the same way.
+
+Example:
+  pollen cert rotate superlink ./server1`,
+    )
+    .action(
+      action<{ certService?: string }>((o, out, [kitDir]) =>
+        certRotateSuperLink({ ...o, kitDir: kitDir! }, out),
+      ),
+    );
 }

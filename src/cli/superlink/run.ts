@@ -1,4 +1,5 @@
 import { PollenError } from '../../errors.js';
+import { watchFiles } from '../../util/file-changes.js';
 import { auditCheckpointMs } from '../audit/interval.js';
 import { untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
@@ -37,13 +38,14 @@ export interface SuperLinkCommandOptions extends SuperLinkOptions {
 
 /** `pollen superlink`: run the SuperLink until a signal stops it. */
 export async function superLink(o: SuperLinkCommandOptions, out: Output): Promise<void> {
-  const { tls } = resolveTls(o, 'server', out);
+  const participant = resolveTls(o, 'server', out);
+  const { tls } = participant;
   const addresses = { fleetAddress: o.fleetAddress, controlAddress: o.controlAddress };
   // Cleartext APIs may only listen on loopback: without TLS the default addresses do.
   if (!tls)
     for (const key of ['fleetAddress', 'controlAddress'] as const)
       if (o.defaulted[key]) addresses[key] = addresses[key].replace(/^0\.0\.0\.0:/, '127.0.0.1:');
-  await runSuperLink({ ...o, ...addresses }, out, tls);
+  await runSuperLink({ ...o, ...addresses }, out, participant);
 }
 
 /**
@@ -57,7 +59,6 @@ export async function runKitSuperLink(
   const e = kit.config.endpoint;
   const host = kit.config.listening?.host ?? '0.0.0.0';
   const quiet = out.quiet();
-  const { tls } = resolveTls({ kit: kit.dir }, 'server', quiet);
   await runSuperLink(
     {
       ...env,
@@ -67,12 +68,16 @@ export async function runKitSuperLink(
       certService: env.certService ?? kit.enrollment?.certServiceUrl,
     },
     quiet,
-    tls,
+    resolveTls({ kit: kit.dir }, 'server', quiet),
   );
   return { status: 'stopped' };
 }
 
-async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTls['tls']): Promise<void> {
+/** How often the SuperLink looks for a rotated certificate in its files. */
+const TLS_CHECK_MS = Number(process.env['POLLEN_TLS_RELOAD_CHECK_MS'] ?? 5_000);
+
+async function runSuperLink(o: SuperLinkOptions, out: Output, participant: ParticipantTls): Promise<void> {
+  const { tls, source } = participant;
   const { createLogger } = await import('../../observability/log.js');
   const { startSuperLink } = await import('../../superlink/superlink.js');
   const log = createLogger({ level: o.logLevel, format: o.logFormat });
@@ -128,7 +133,20 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       dim('  Ctrl-C to stop'),
     ],
   );
+  // A rotated certificate (`pollen cert rotate superlink`, a renewal, `cert site --force`) is
+  // presented to new connections within seconds; open connections and runs carry on.
+  const stopWatching = source
+    ? watchFiles(source.files, TLS_CHECK_MS, () => {
+        try {
+          link.useTls(source.read());
+          log.info({ files: source.files }, 'took up a rotated TLS certificate');
+        } catch (err) {
+          log.error({ err }, 'could not take up the rotated TLS certificate; the old one is still served');
+        }
+      })
+    : () => undefined;
   await untilSignal(async () => {
+    stopWatching();
     out.progress('stopping the SuperLink');
     await link.close();
   });

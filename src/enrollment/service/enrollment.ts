@@ -37,16 +37,22 @@ const pending = (requestId: string): PendingResponse => ({
  * Pending requests are polled with a proof of possession of the CSR's key.
  */
 export class Enrollment {
-  private readonly tokenKeys: Map<string, KeyObject>;
+  private tokenKeys: ReadonlyMap<string, KeyObject>;
 
   constructor(
     private readonly c: ServiceContext,
     private readonly issuer: CertificateIssuer,
-    private readonly tokenSigner: TokenSigner,
+    private tokenSigner: TokenSigner,
     /** How far a poll timestamp may be from our clock. */
     private readonly proofWindowMs: number,
   ) {
     this.tokenKeys = new Map([[tokenSigner.kid, tokenSigner.publicKey]]);
+  }
+
+  /** Verify with these keys from now on: the current signer's and retired ones by kid. */
+  useTokenKeys(signer: TokenSigner, retired: ReadonlyMap<string, KeyObject>): void {
+    this.tokenSigner = signer;
+    this.tokenKeys = new Map([...retired, [signer.kid, signer.publicKey]]);
   }
 
   /** Verify an enrollment token; nothing else of the request is looked at or looked up before. */

@@ -38,11 +38,16 @@ type Issued = ReturnType<typeof issueSiteCertificate>;
  */
 export class CertificateIssuer {
   constructor(
-    private readonly ca: LoadedCa,
+    /** Read at each signature: a reload of the CA folder (an intermediate rotation) takes effect at once. */
+    private readonly current: { readonly ca: LoadedCa },
     private readonly store: Database<EnrollmentSchema>,
     /** Validity of certificates issued to sites (renewal at two thirds). */
     private readonly validityMs: number,
   ) {}
+
+  private get ca(): LoadedCa {
+    return this.current.ca;
+  }
 
   sign(csr: Pick<CheckedCsr, 'spki' | 'keyInfo'>, p: Omit<SiteProfile, 'project'>, now: Date): Issued {
     return issueSiteCertificate(

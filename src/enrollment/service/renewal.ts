@@ -33,7 +33,9 @@ export class Renewal {
     const now = this.c.now();
     if (!leaf)
       throw new PollenError('FORBIDDEN', 'Renewal needs the current certificate as a TLS client certificate');
-    if (!verifyChain(leaf, `${rest.join('')}${this.c.ca.intermediatePem}\n`, this.c.ca.rootPem, now))
+    if (
+      !verifyChain(leaf, `${rest.join('')}${this.c.ca.intermediatePems.join('\n')}\n`, this.c.ca.rootPem, now)
+    )
       throw new PollenError(
         'FORBIDDEN',
         'The presented certificate is not a valid certificate of this project',

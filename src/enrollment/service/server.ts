@@ -10,15 +10,17 @@ import { PollenError } from '../../errors.js';
 import { serviceIdentity } from '../../identity/service-identity.js';
 import { createLogger } from '../../observability/log.js';
 import { type OpsServer, startOpsServer } from '../../observability/ops-server.js';
-import { loadCa } from '../../pki/ca.js';
+import { CA_FILES, loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
 import { openDatabase } from '../../store/database.js';
 import { listenFailure } from '../../transport/listen-failure.js';
 import { type ProxyProtocolOptions, proxyProtocolFront } from '../../transport/proxy-listener.js';
+import { watchFiles } from '../../util/file-changes.js';
 import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
 import { loadPolicy } from '../policy-load.js';
-import { loadTokenSigner } from '../token.js';
+import { loadTokenSigner, CA_FILES as TOKEN_CA_FILES } from '../token.js';
+import { RETIRED_TOKEN_KEYS_FILE, retiredTokenVerificationKeys } from '../token-retired.js';
 import { buildApp } from './app.js';
 import { Notifier } from './notifier.js';
 import { certServiceTelemetry } from './ops.js';
@@ -62,6 +64,8 @@ export interface CertServiceConfig {
   tidyIntervalMs?: number;
   /** How often the audit trail's head is signed (default 5 minutes; also on stop). */
   auditCheckpointMs?: number;
+  /** How often the CA folder and the service certificate are checked for a rotation (default 5 s; 0: never). */
+  reloadCheckMs?: number;
   /**
    * Where `/metrics`, `/healthz` and `/readyz` are served (ops-server.ts); `worker`: a worker
    * process of several, whose metrics the primary serves (cert-service/workers.ts). Default: none.
@@ -76,22 +80,37 @@ export interface RunningCertService {
   app: FastifyInstance;
   rootFingerprint: string;
   databaseLocation: string;
+  /** Take up rotated CA material, token keys and the service certificate now (also done on change). */
+  reload(): Promise<void>;
   /** The ops listener (`/metrics`, `/healthz`, `/readyz`); undefined when off or in a worker. */
   opsUrl: string | undefined;
   close(): Promise<void>;
 }
 
-/** The service's own server certificate, issued by the project CA and kept in the workspace. */
-function ensureServerCertificate(
+/** Where the service keeps its own TLS certificate and key, in its workspace. */
+export function serverCertificatePaths(workspace: string) {
+  return {
+    cert: join(workspace, 'tls', 'cert-service.crt'),
+    key: join(workspace, 'tls', 'cert-service.key'),
+    hosts: join(workspace, 'tls', 'hosts.json'),
+  };
+}
+
+/**
+ * The service's own server certificate, issued by the project CA and kept in the workspace;
+ * `force` re-issues it now (`pollen cert rotate cert-service`).
+ */
+export function ensureServerCertificate(
   ca: Awaited<ReturnType<typeof loadCa>>,
   workspace: string,
   hostnames: string[],
+  force = false,
 ): { cert: string; key: string } {
-  const certPath = join(workspace, 'tls', 'cert-service.crt');
-  const keyPath = join(workspace, 'tls', 'cert-service.key');
+  const { cert: certPath, key: keyPath } = serverCertificatePaths(workspace);
   const hostsPath = join(workspace, 'tls', 'hosts.json'); // also marks certificates made with the service identity
   const wanted = JSON.stringify({ v: 2, hosts: [...hostnames].sort() });
   if (
+    !force &&
     existsSync(certPath) &&
     existsSync(keyPath) &&
     existsSync(hostsPath) &&
@@ -121,6 +140,36 @@ function ensureServerCertificate(
 }
 
 /**
+ * `pollen cert rotate cert-service`: a new key and certificate for the service now, for the host
+ * names it was started with; a running service presents it to new connections within seconds.
+ */
+export async function rotateServiceCertificate(caDir: string, workspaceIn: string) {
+  const workspace = resolve(workspaceIn);
+  const paths = serverCertificatePaths(workspace);
+  if (!existsSync(paths.hosts))
+    throw new PollenError(
+      'FILE_NOT_FOUND',
+      `${workspace} is not a Certificate Service workspace (no tls/hosts.json)`,
+      {
+        hint: 'Give the folder passed to `pollen cert-service serve -w`; the service must have started once.',
+      },
+    );
+  const { hosts } = JSON.parse(readFileSync(paths.hosts, 'utf8')) as { hosts: string[] };
+  const ca = await loadCa(caDir);
+  const before = existsSync(paths.cert)
+    ? new X509Certificate(readFileSync(paths.cert, 'utf8')).serialNumber
+    : null;
+  const leaf = new X509Certificate(ensureServerCertificate(ca, workspace, hosts, true).cert);
+  return {
+    certificate: paths.cert,
+    serial: leaf.serialNumber.toLowerCase(),
+    previousSerial: before?.toLowerCase() ?? null,
+    notAfter: new Date(leaf.validTo).toISOString(),
+    hosts,
+  };
+}
+
+/**
  * The URL to announce: one its certificate is valid for (a SAN), so a client that copies it from
  * the banner connects. The listening address when it is a SAN, else the first name.
  */
@@ -142,7 +191,7 @@ export async function startCertService(
   c: CertServiceConfig & { prepareOnly?: boolean },
 ): Promise<RunningCertService> {
   const workspace = resolve(c.workspace);
-  const ca = await loadCa(c.caDir);
+  let ca = await loadCa(c.caDir);
   const tokenSigner = loadTokenSigner(c.caDir);
   const policy = loadPolicy(c.policyFile);
   const people = serviceIdentity({ identityConfig: c.identityConfig, accessPolicy: c.accessPolicyFile });
@@ -180,21 +229,22 @@ export async function startCertService(
     await store.close();
     throw e;
   }
+  service.useCredentials({ ca, tokenSigner, retiredTokenKeys: retiredTokenVerificationKeys(c.caDir) });
   if (c.prepareOnly) {
     await service.drain();
     await store.close();
     return undefined as never;
   }
-  const tlsOptions = {
-    ca: [ca.rootPem, ca.intermediatePem],
+  const tlsOptions = () => ({
+    ca: [ca.rootPem, ...ca.intermediatePems],
     requestCert: true, // only /v1/renew uses it; enrollment works without a client certificate
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2' as const,
-  };
+  });
   const app = buildApp(service, {
     logger: logger || false,
     trustProxy: c.trustProxy,
-    https: { ...tls, ...tlsOptions },
+    https: { ...tls, ...tlsOptions() },
   });
   const host = c.host ?? '0.0.0.0';
   const front = c.proxyProtocol
@@ -242,17 +292,53 @@ export async function startCertService(
     tidyEvery > 0 ? setInterval(() => void service.tidy().catch(() => undefined), tidyEvery) : undefined;
   timer?.unref();
   // The service's own certificate is renewed while it runs, without dropping connections.
+  const useServerCertificate = () => {
+    const renewed = ensureServerCertificate(ca, workspace, hostnames);
+    (app.server as import('node:https').Server).setSecureContext({ ...renewed, ...tlsOptions() });
+    Object.assign(auditSigner, { key: renewed.key, certificate: renewed.cert });
+    serverCertificate = renewed.cert;
+  };
   const tlsTimer = setInterval(() => {
     try {
-      const renewed = ensureServerCertificate(ca, workspace, hostnames);
-      (app.server as import('node:https').Server).setSecureContext({ ...renewed, ...tlsOptions });
-      Object.assign(auditSigner, { key: renewed.key, certificate: renewed.cert });
-      serverCertificate = renewed.cert;
+      useServerCertificate();
     } catch (err) {
       if (logger) logger.error({ err }, 'could not renew the service certificate');
     }
   }, 6 * 3_600_000);
   tlsTimer.unref();
+  // A rotation (`pollen cert rotate`) rewrites these files; each worker takes them up in place.
+  const reload = async () => {
+    const nextCa = await loadCa(c.caDir);
+    const nextSigner = loadTokenSigner(c.caDir);
+    service.useCredentials({
+      ca: nextCa,
+      tokenSigner: nextSigner,
+      retiredTokenKeys: retiredTokenVerificationKeys(c.caDir),
+    });
+    ca = nextCa;
+    useServerCertificate();
+    if (logger) logger.info({ kid: nextSigner.kid }, 'took up rotated CA material and certificates');
+  };
+  const caDir = resolve(c.caDir);
+  const stopWatching =
+    (c.reloadCheckMs ?? 5_000) > 0
+      ? watchFiles(
+          [
+            ...[
+              CA_FILES.intermediateCert,
+              CA_FILES.chain,
+              TOKEN_CA_FILES.tokenKey,
+              RETIRED_TOKEN_KEYS_FILE,
+            ].map((f) => join(caDir, f)),
+            serverCertificatePaths(workspace).cert,
+          ],
+          c.reloadCheckMs ?? 5_000,
+          () =>
+            reload().catch((err) => {
+              if (logger) logger.error({ err }, 'could not take up the rotated CA material');
+            }),
+        )
+      : () => undefined;
   return {
     url: serviceUrl(host, hostnames, port),
     port,
@@ -260,8 +346,10 @@ export async function startCertService(
     app,
     rootFingerprint: ca.rootFingerprint,
     databaseLocation: store.location,
+    reload,
     opsUrl: ops?.url,
     async close() {
+      stopWatching();
       closing = true;
       if (timer) clearInterval(timer);
       clearInterval(tlsTimer);

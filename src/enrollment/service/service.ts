@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { sql } from 'kysely';
 import type { CheckpointSigner } from '../../audit/checkpoint.js';
 import { AuditTrail, type AuditTrailOptions } from '../../audit/trail.js';
@@ -98,7 +99,7 @@ export class CertificateService {
       policies,
       now,
     };
-    const issuer = new CertificateIssuer(o.ca, o.store, o.siteValidityMs ?? 30 * DAY);
+    const issuer = new CertificateIssuer(c, o.store, o.siteValidityMs ?? 30 * DAY);
     const accessPolicy = o.accessPolicy ?? DEFAULT_ACCESS_POLICY;
     // Workers share the store: every lookup reads it, so a revocation holds in each at once.
     const accounts = ServiceAccounts.in(o.store.db, () => now().getTime(), true);
@@ -125,6 +126,20 @@ export class CertificateService {
 
   get ca(): LoadedCa {
     return this.c.ca;
+  }
+
+  /**
+   * Take up rotated CA material without a restart: new certificates are signed by `ca`'s issuer,
+   * new tokens by `tokenSigner`; tokens are verified with it and the retired keys still in overlap.
+   */
+  useCredentials(o: {
+    ca: LoadedCa;
+    tokenSigner: TokenSigner;
+    retiredTokenKeys: ReadonlyMap<string, KeyObject>;
+  }) {
+    this.c.ca = o.ca;
+    this.enrollment.useTokenKeys(o.tokenSigner, o.retiredTokenKeys);
+    this.tokens.useSigner(o.tokenSigner);
   }
 
   get backend(): string {

@@ -7,8 +7,13 @@ import type { ServiceContext } from './context.js';
 export class TokenIssuance {
   constructor(
     private readonly c: ServiceContext,
-    private readonly signer: TokenSigner,
+    private signer: TokenSigner,
   ) {}
+
+  /** Sign new tokens with this key from now on (a token key rotation). */
+  useSigner(signer: TokenSigner): void {
+    this.signer = signer;
+  }
 
   async issue(
     input: { subjects: string[]; type: SubjectType; role?: string; hosts?: string[]; org?: string },
