@@ -16,6 +16,8 @@ afterAll(tmp.cleanup);
 const VPN = join(tmp.dir, 'vpn');
 const HUB = '10.78.0.1';
 const READY = /Initialization Sequence Completed/;
+/** Debian 12's OpenVPN 2.6 (peer-fingerprint needs 2.6). */
+const OPENVPN = '/usr/sbin/openvpn';
 
 /** A TCP echo server on the hub's VPN address: prints "listening", answers each line with it. */
 const ECHO_SERVER = `require('node:net').createServer((s) => s.pipe(s)).listen(7000, '${HUB}', () => console.log('listening'))`;
@@ -92,7 +94,7 @@ describe('pollen deploy openvpn', () => {
     let lab: NetnsLab;
     let hub: ChildProcess;
     const openvpn = (side: string, folder: string) =>
-      lab.start(side, ['openvpn', '--cd', folder, '--config', 'pollen.conf']);
+      lab.start(side, [OPENVPN, '--cd', folder, '--config', 'pollen.conf']);
 
     beforeAll(async () => {
       lab = netnsLab('ov', ['hub', 'site', 'other']);
@@ -126,7 +128,7 @@ describe('pollen deploy openvpn', () => {
       mkdirSync(folder);
       writeFileSync(join(folder, 'pollen.conf'), text, { mode: 0o600 });
       const refused = waitForLine(hub, /peer-fingerprint certificate hash verification failed/);
-      lab.start('other', ['openvpn', '--cd', folder, '--config', 'pollen.conf']);
+      lab.start('other', [OPENVPN, '--cd', folder, '--config', 'pollen.conf']);
       await refused;
     }, 30_000);
   });
