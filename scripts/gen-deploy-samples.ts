@@ -14,6 +14,7 @@ import { dirname, resolve } from 'node:path';
 import type { DeployFile } from '../src/deploy/files.js';
 import { type FirewallOptions, firewallFiles } from '../src/deploy/firewall.js';
 import { nginxDefaults, nginxFiles } from '../src/deploy/nginx.js';
+import { OPENVPN_DEFAULTS, openvpnFiles } from '../src/deploy/openvpn.js';
 import { portMapTable } from '../src/deploy/port-map.js';
 import { SYSTEMD_COMPONENTS, systemdFiles, unitDefaults } from '../src/deploy/systemd.js';
 import { WIREGUARD_DEFAULTS, wireguardFiles } from '../src/deploy/wireguard.js';
@@ -93,12 +94,21 @@ function firewallSection(): DeployFile[] {
 const sampleKeys = (purpose: string) => createHash('sha256').update(`pollen sample: ${purpose}`).digest();
 
 function vpnSection(): DeployFile[] {
-  const { files } = wireguardFiles(
-    { ...WIREGUARD_DEFAULTS, orgs: [...SAMPLE.orgs], endpoint: SAMPLE.superlinkHost },
-    sampleKeys,
-  );
+  const sample = { orgs: [...SAMPLE.orgs], endpoint: SAMPLE.superlinkHost };
   const warning = '# SAMPLE: these keys are published in the Pollen repository; never use them.\n';
-  return files.map((f) => ({ ...f, path: `wireguard/${f.path}`, content: warning + f.content }));
+  const under = (folder: string) => (f: DeployFile) => ({
+    ...f,
+    path: `${folder}/${f.path}`,
+    content: f.mode === 0o600 ? warning + f.content : f.content,
+  });
+  return [
+    ...wireguardFiles({ ...WIREGUARD_DEFAULTS, ...sample }, sampleKeys).files.map(under('wireguard')),
+    // A fixed date, so the certificates (and their fingerprints) stay the same from run to run.
+    ...openvpnFiles(
+      { ...OPENVPN_DEFAULTS, ...sample, now: new Date('2026-01-01T00:00:00Z') },
+      sampleKeys,
+    ).files.map(under('openvpn')),
+  ];
 }
 
 /** The sections: a folder under deploy/ and its files. */

@@ -152,9 +152,9 @@ export const PORT_MAP: readonly PortRow[] = [
     host: 'superlink',
     from: ['site'],
     whoConnects: "each organisation's VPN client",
-    security: 'TLS with certificates of a VPN CA',
+    security: 'TLS 1.3, pinned self-signed certificates (peer-fingerprint), tls-crypt',
     exposed: 'public',
-    flag: '`port` in the OpenVPN server configuration',
+    flag: '`pollen deploy openvpn --port`',
   },
 ];
 

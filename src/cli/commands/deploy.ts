@@ -2,6 +2,7 @@ import { type Command, Option } from 'commander';
 import { action, lazy } from '../command.js';
 import type { DeployFirewallOptions } from '../deploy/firewall.js';
 import type { DeployNginxOptions } from '../deploy/nginx.js';
+import type { DeployOpenVpnOptions } from '../deploy/openvpn.js';
 import type { DeployPythonEnvOptions } from '../deploy/python-env.js';
 import type { DeploySystemdOptions } from '../deploy/systemd.js';
 import type { DeployWireGuardOptions } from '../deploy/wireguard.js';
@@ -10,6 +11,7 @@ const deploySystemd = lazy(() => import('../deploy/systemd.js'), 'deploySystemd'
 const deployNginx = lazy(() => import('../deploy/nginx.js'), 'deployNginx');
 const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPythonEnv');
 const deployWireGuard = lazy(() => import('../deploy/wireguard.js'), 'deployWireGuard');
+const deployOpenVpn = lazy(() => import('../deploy/openvpn.js'), 'deployOpenVpn');
 const deployFirewall = lazy(() => import('../deploy/firewall.js'), 'deployFirewall');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -224,4 +226,36 @@ Examples:
     --root-ca /etc/pollen/rootCA.pem -o nginx`,
     )
     .action(action<DeployNginxOptions>(deployNginx));
+
+  outputOptions(
+    deploy
+      .command('openvpn')
+      .description('OpenVPN configurations: a hub on the SuperLink host, one client per organisation'),
+  )
+    .requiredOption('--org <name>', 'an organisation (repeatable; each gets its folder and address)', collect)
+    .requiredOption(
+      '--endpoint <host[:port]>',
+      "how organisations reach the hub: the SuperLink host's public name",
+    )
+    .option('--port <port>', "the hub's UDP port (default: the port map's, 1194)")
+    .option(
+      '--network <cidr>',
+      'the VPN network: the hub takes .1, organisations the next ones',
+      '10.78.0.0/24',
+    )
+    .addHelpText(
+      'after',
+      `
+Writes hub/pollen.conf, hub/ccd/ORG (each organisation's fixed address) and ORG/pollen.conf for
+each --org. Each side has a self-signed Ed25519 certificate made here and pins the other's
+SHA-256 fingerprint (OpenVPN 2.6 peer-fingerprint, no CA); TLS 1.3 only, with a tls-crypt key.
+The configuration files hold private keys (0600). An organisation's tunnel reaches the hub's
+address only: the hub pushes no route, relays nothing between clients, and clients ignore
+pushed routes; the hub's firewall (pollen deploy firewall --vpn openvpn) drops forwarding.
+
+Examples:
+  pollen deploy openvpn --org hospital-a --org hospital-b --endpoint superlink.example.org -o vpn
+  openvpn --cd ./vpn/hub --config pollen.conf`,
+    )
+    .action(action<DeployOpenVpnOptions>(deployOpenVpn));
 }

@@ -27,8 +27,8 @@ export function orgNames(orgs: string[]): string[] {
   return orgs;
 }
 
-/** An IPv4 network with room for the hub and every organisation. */
-function network(value: string, orgs: number): string {
+/** An IPv4 network (`--network`) with room for the hub and every organisation. */
+export function vpnNetwork(value: string, orgs: number): string {
   const [base, bits, extra] = value.split('/');
   if (!isIPv4(base ?? '') || !/^\d+$/.test(bits ?? '') || Number(bits) > 30 || extra !== undefined)
     throw invalid(
@@ -50,7 +50,7 @@ export async function deployWireGuard(o: DeployWireGuardOptions, out: Output): P
     orgs,
     endpoint: o.endpoint,
     listenPort: o.listenPort ? portArgument('--listen-port', o.listenPort) : WIREGUARD_DEFAULTS.listenPort,
-    network: network(o.network ?? WIREGUARD_DEFAULTS.network, orgs.length),
+    network: vpnNetwork(o.network ?? WIREGUARD_DEFAULTS.network, orgs.length),
     interface: WIREGUARD_DEFAULTS.interface,
   });
   writeDeployFiles('wireguard', o, plan.files, out, [
