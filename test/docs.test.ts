@@ -33,6 +33,7 @@ const MANUALS = [
   'docs/identity.md',
   'docs/python.md',
   'docs/operations.md',
+  'docs/deployment.md',
 ];
 /** The manuals that must describe every error code and environment variable they name. */
 const OPERATOR_MANUALS = [

@@ -7,6 +7,7 @@ import { registerCertService } from './cert-service.js';
 import { registerConfig } from './config.js';
 import { registerDemo } from './demo.js';
 import { registerDoctor } from './doctor.js';
+import { registerDeploy } from './deploy.js';
 import { registerEnrollment } from './enrollment.js';
 import { registerEnv } from './env.js';
 import { registerFederation } from './federation.js';
@@ -46,4 +47,5 @@ export function registerCommands(program: Command): void {
   registerAudit(program);
   registerBackup(program);
   registerDoctor(program);
+  registerDeploy(program);
 }

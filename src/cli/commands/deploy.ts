@@ -1,0 +1,165 @@
+import { type Command, Option } from 'commander';
+import { action, lazy } from '../command.js';
+import type { DeployFirewallOptions } from '../deploy/firewall.js';
+import type { DeployPythonEnvOptions } from '../deploy/python-env.js';
+import type { DeploySystemdOptions } from '../deploy/systemd.js';
+import type { DeployWireGuardOptions } from '../deploy/wireguard.js';
+
+const deploySystemd = lazy(() => import('../deploy/systemd.js'), 'deploySystemd');
+const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPythonEnv');
+const deployWireGuard = lazy(() => import('../deploy/wireguard.js'), 'deployWireGuard');
+const deployFirewall = lazy(() => import('../deploy/firewall.js'), 'deployFirewall');
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** `-o DIR` and `--force`, on every generator. */
+function outputOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('-o, --out <dir>', 'folder the generated files are written to')
+    .option('--force', 'replace files that exist in the folder');
+}
+
+/**
+ * `pollen deploy …`: generators of the files a host needs (units, scripts, firewall rules, VPN
+ * and proxy configurations), written for an operator to review and install (docs/deployment.md).
+ */
+export function registerDeploy(program: Command): void {
+  const deploy = program
+    .command('deploy')
+    .description('generate deployment files: systemd units, firewall rules, VPN and proxy configurations');
+
+  outputOptions(
+    deploy
+      .command('systemd')
+      .description('a hardened systemd unit for the SuperLink, a SuperNode or the Certificate Service'),
+  )
+    .addOption(
+      new Option('--component <name>', 'the component the unit runs')
+        .choices(['superlink', 'supernode', 'cert-service'])
+        .makeOptionMandatory(),
+    )
+    .option(
+      '--kit <dir>',
+      'SuperLink, SuperNode: the startup kit installed on the host (writable by the service)',
+    )
+    .option('--ca <dir>', 'Certificate Service: the CA folder on the host')
+    .option(
+      '--workspace <dir>',
+      'Certificate Service: its state folder (default /var/lib/pollen/cert-service)',
+    )
+    .option(
+      '--api-key-file <file>',
+      'Certificate Service: the admin API key file (default /etc/pollen/cert-service/api_key.txt)',
+    )
+    .option('--hostname <name>', 'Certificate Service: a name it is reached at (repeatable)', collect)
+    .option('--port <port>', 'Certificate Service: its port (below 1024 grants CAP_NET_BIND_SERVICE)')
+    .option('--pollen <path>', 'the pollen executable on the host', '/usr/bin/pollen')
+    .option('--user <name>', 'the system user the service runs as', 'pollen')
+    .option(
+      '--metrics-address <host:port>',
+      "the component's ops listener, polled for readiness (default: the port map's)",
+    )
+    .option(
+      '--python-env <dir>',
+      'SuperNode: the virtual environment of Python apps (see pollen deploy python-env)',
+    )
+    .option('--gpus', 'SuperNode: let app processes open NVIDIA GPUs')
+    .addHelpText(
+      'after',
+      `
+Writes pollen-COMPONENT.service and pollen-COMPONENT.sysusers.conf. The unit runs as a dedicated
+user, read-only except its kit (or workspace), without capabilities, and counts as started only
+once \`pollen ready\` sees its /readyz answer. Check it on the host:
+systemd-analyze verify pollen-superlink.service; systemd-analyze security pollen-superlink.service
+
+Examples:
+  pollen deploy systemd --component superlink --kit /var/lib/pollen/superlink -o units
+  pollen deploy systemd --component supernode --kit /var/lib/pollen/site-1 --python-env /opt/pollen-venv -o units
+  pollen deploy systemd --component cert-service --ca /etc/pollen/ca --hostname certs.example.org -o units`,
+    )
+    .action(action<DeploySystemdOptions>(deploySystemd));
+
+  outputOptions(
+    deploy
+      .command('python-env')
+      .description("a script that makes a site's virtual environment for Python apps"),
+  )
+    .requiredOption('--requirements <file>', "the apps' requirements (pip's requirements.txt)")
+    .option(
+      '--wheelhouse <dir>',
+      'install from this folder of wheels alone, never the package index (relative: beside the script)',
+    )
+    .option('--venv <dir>', 'where the virtual environment goes', '/opt/pollen-venv')
+    .addHelpText(
+      'after',
+      `
+Writes setup-python-env.sh (POSIX sh, checked with shellcheck) and a copy of requirements.txt.
+The script makes a virtual environment that sees the system's packages, installs the
+requirements, and runs \`pollen env check\` when pollen is on PATH. Details:
+docs/python-operators.md.
+
+Examples:
+  pollen deploy python-env --requirements requirements.txt -o site-env
+  pollen deploy python-env --requirements requirements.txt --wheelhouse wheels -o site-env`,
+    )
+    .action(action<DeployPythonEnvOptions>(deployPythonEnv));
+
+  outputOptions(
+    deploy.command('firewall').description("a host's nftables rules, from the port map (docs/network.md)"),
+  )
+    .requiredOption(
+      '--role <roles>',
+      'what the host runs: superlink, cert-service, site (comma-separated for a host with several)',
+    )
+    .option(
+      '--vpn <kind>',
+      'the VPN sites use (wireguard, openvpn): its port opens, the Fleet API only inside it',
+    )
+    .option('--vpn-interface <name>', 'the VPN interface (default wg0 for WireGuard, tun0 for OpenVPN)')
+    .option('--ssh <cidrs>', 'where SSH may come from: addresses or CIDRs, comma-separated, or any', 'any')
+    .option('--no-ssh', 'close SSH')
+    .option('--researchers <cidrs>', 'where the Control API may be reached from (default: anywhere)')
+    .option('--restrict-outbound', "drop outbound traffic too, except the federation's flows, DNS and NTP")
+    .addHelpText(
+      'after',
+      `
+Writes pollen-firewall.nft: a table "inet pollen" whose input chain drops everything but
+established traffic, loopback, ICMP, SSH and the ports the port map lists for the host's roles
+(from the parties it names); forwarding is dropped. Loopback-only ports are never opened.
+
+Examples:
+  pollen deploy firewall --role superlink,cert-service --vpn wireguard --ssh 198.51.100.7 -o fw
+  pollen deploy firewall --role site --vpn wireguard --restrict-outbound -o fw
+  nft -c -f fw/pollen-firewall.nft && nft -f fw/pollen-firewall.nft`,
+    )
+    .action(action<DeployFirewallOptions>(deployFirewall));
+
+  outputOptions(
+    deploy
+      .command('wireguard')
+      .description('WireGuard configurations: a hub on the SuperLink host, one peer per organisation'),
+  )
+    .requiredOption('--org <name>', 'an organisation (repeatable; each gets its folder and address)', collect)
+    .requiredOption(
+      '--endpoint <host[:port]>',
+      "how organisations reach the hub: the SuperLink host's public name",
+    )
+    .option('--listen-port <port>', "the hub's UDP port (default: the port map's, 51820)")
+    .option(
+      '--network <cidr>',
+      'the VPN network: the hub takes .1, organisations the next ones',
+      '10.77.0.0/24',
+    )
+    .addHelpText(
+      'after',
+      `
+Writes hub/wg0.conf and ORG/wg0.conf for each --org (0600: each holds a private key, made here
+with Node's X25519, plus a preshared key per organisation). An organisation's tunnel reaches the
+hub's address only; the hub's firewall (pollen deploy firewall --vpn wireguard) drops forwarding.
+
+Examples:
+  pollen deploy wireguard --org hospital-a --org hospital-b --endpoint superlink.example.org -o vpn
+  wg-quick up ./vpn/hub/wg0.conf`,
+    )
+    .action(action<DeployWireGuardOptions>(deployWireGuard));
+}
