@@ -57,6 +57,7 @@ describe('errors', () => {
         'NODE_UNAVAILABLE',
         'RATE_LIMITED',
         'SUPERLINK_GONE',
+        'STORE_LEASE_HELD',
         'UNAVAILABLE',
       ].sort(),
     );
