@@ -260,6 +260,19 @@ describe('pollen superlink and pollen supernode', () => {
     }
     expect(nodeDocs[0]!.nodeId).not.toBe(nodeDocs[1]!.nodeId);
   });
+
+  it('a second SuperLink on the same store refuses to start: STORE_LEASE_HELD names the holder', async () => {
+    const sl = certs('superlink');
+    const second = startDaemon([
+      ...['superlink', '--cert', sl.cert, '--key', sl.key, '--root-ca', sl.root],
+      ...['--fleet-address', '127.0.0.1:0', '--control-address', '127.0.0.1:0'],
+      ...['--serverappio-address', '127.0.0.1:0', '--state-dir', join(t.dir, 'superlink'), '--json'],
+    ]);
+    const code = await second.exit;
+    const error = expectError({ ...second, code } as CliResult, 'STORE_LEASE_HELD', 6);
+    expect(error.message).toMatch(/^Another SuperLink \(.+:\d+:[0-9a-f]{8}\) holds the store at /);
+    expect(error.hint).toMatch(/One SuperLink per database/);
+  });
 });
 
 describe('pollen config superlink', () => {
