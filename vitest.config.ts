@@ -24,6 +24,7 @@ export const PROCESS_TESTS = [
   'test/audit-process.test.ts',
   'test/python-interop.test.ts',
   'test/python-faults.test.ts',
+  'test/nginx-proxy.test.ts',
   'test/strategies-federation.test.ts',
 ];
 
@@ -31,6 +32,9 @@ export default defineConfig({
   test: {
     reporters: ['default', './test/support/summary-reporter.ts'],
     pool: 'forks',
+    // Components started by tests (in-process or as child processes, which inherit it) open no
+    // ops listener unless a test asks for one: parallel files never compete for ports 9095-9097.
+    env: { POLLEN_METRICS_ADDRESS: 'off' },
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [

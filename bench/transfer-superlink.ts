@@ -34,6 +34,8 @@ import { startSuperLink } from '../src/superlink/superlink.js';
 import { messageToWire } from '../src/transport/wire.js';
 
 const dir = process.argv[2]!;
+/** Behind a TCP proxy (bench/nginx-upload.ts): the addresses whose PROXY header is believed. */
+const proxyFrom = process.argv[3];
 const material = {
   cert: readFileSync(join(dir, 'superlink.crt'), 'utf8'),
   key: readFileSync(join(dir, 'superlink.key'), 'utf8'),
@@ -46,6 +48,7 @@ const superlink = await startSuperLink({
   serverAppIo: { host: '127.0.0.1', port: 0 },
   tls: material,
   nodeAuth: false,
+  ...(proxyFrom && { proxyProtocol: { from: proxyFrom.split(',') } }),
   log: pino({ level: 'warn' }),
 });
 const store = superlink.link.chunks;
@@ -112,7 +115,7 @@ process.on('message', (m: { cmd: string; ids?: string[]; runId?: string; nodeId?
         fabName: 'bench',
         fabVersion: '0',
         runConfig: {},
-        federation: 'bench',
+        federation: 'default', // every node serves it: the bench's node may receive the run's work
         createdBy: 'bench',
       });
       await superlink.state.transitionRun(run.runId, 'starting');

@@ -31,7 +31,6 @@
  * is reported too (the machine has 2 cores; other sessions share them). Not part of the test
  * suite: the target prints PASS/FAIL but never changes the exit code.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,6 +52,7 @@ import { loadTlsMaterial } from '../src/transport/tls.js';
 import { messageToWire } from '../src/transport/wire.js';
 import { machineInfo } from './lib/env.js';
 import { machineBusySince, machineCpu } from './lib/proc.js';
+import { startReceiver } from './lib/receiver.js';
 import { num, table, times } from './lib/table.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -114,32 +114,9 @@ const adminTls = loadTlsMaterial({ cert: admin.certPath, key: admin.keyPath, ca:
 const profile = flags['cpu-prof']
   ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out', 'profiles')}`]
   : [];
-const child: ChildProcess = spawn(
-  process.execPath,
+const { child, ready, ask } = await startReceiver<{ fleetUrl: string; controlUrl: string; rawPort: number }>(
   [...profile, '--import', 'tsx', resolve(flags.receiver), dir],
-  { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-);
-// A failed run must not leave the receiver behind.
-process.on('exit', () => child.kill());
-let queue: Promise<unknown> = Promise.resolve();
-function ask<T>(msg: object): Promise<T> {
-  const p = queue.then(
-    () =>
-      new Promise<T>((resolve, reject) => {
-        child.once('message', (m: T & { error?: string }) =>
-          m.error ? reject(new Error(m.error)) : resolve(m),
-        );
-        child.send(msg);
-      }),
-  );
-  queue = p.catch(() => {});
-  return p;
-}
-const ready = await new Promise<{ fleetUrl: string; controlUrl: string; rawPort: number }>(
-  (resolve, reject) => {
-    child.once('message', (m) => resolve(m as never));
-    child.once('exit', (code) => reject(new Error(`the receiver process exited (${code})`)));
-  },
+  ROOT,
 );
 
 // One buffer of noise: the raw TLS payload and the model's arrays (distinct chunks).

@@ -427,11 +427,14 @@ async function stopLeftovers(mark: string): Promise<void> {
   signal(processesMarked(mark), 'SIGKILL');
 }
 
-/** The environment without Pollen's own variables: a manual's commands start from nothing. */
+/**
+ * The environment without Pollen's own variables: a manual's commands start from nothing, and
+ * open no ops listener unless they name --metrics-address (tests run side by side).
+ */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('POLLEN_')) delete env[k];
-  return env;
+  return { ...env, POLLEN_METRICS_ADDRESS: 'off' };
 }
 
 /**

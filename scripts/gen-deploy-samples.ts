@@ -13,6 +13,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { DeployFile } from '../src/deploy/files.js';
 import { type FirewallOptions, firewallFiles } from '../src/deploy/firewall.js';
+import { nginxDefaults, nginxFiles } from '../src/deploy/nginx.js';
 import { portMapTable } from '../src/deploy/port-map.js';
 import { SYSTEMD_COMPONENTS, systemdFiles, unitDefaults } from '../src/deploy/systemd.js';
 import { WIREGUARD_DEFAULTS, wireguardFiles } from '../src/deploy/wireguard.js';
@@ -24,6 +25,10 @@ export const SAMPLE = {
   superlinkHost: 'superlink.example.org',
   certServiceHost: 'certs.example.org',
   orgs: ['hospital-a', 'hospital-b'],
+  /** nginx's names: fleet., certs., control. and dashboard. under it. */
+  domain: 'pollen.example.org',
+  /** The cloud host's public address (documentation range, RFC 5737). */
+  cloudAddress: '203.0.113.10',
 } as const;
 
 function systemdSection(): DeployFile[] {
@@ -49,6 +54,20 @@ function systemdSection(): DeployFile[] {
             },
     ),
   );
+}
+
+/** nginx on the cloud host: TLS passed through by SNI name, the dashboard ending at nginx. */
+function nginxSection(): DeployFile[] {
+  return nginxFiles({
+    ...nginxDefaults(),
+    domain: SAMPLE.domain,
+    listenAddress: SAMPLE.cloudAddress,
+    dashboard: {
+      cert: `/etc/letsencrypt/live/dashboard.${SAMPLE.domain}/fullchain.pem`,
+      key: `/etc/letsencrypt/live/dashboard.${SAMPLE.domain}/privkey.pem`,
+      rootCa: '/etc/pollen/rootCA.pem',
+    },
+  });
 }
 
 /** The cloud host (SuperLink + Certificate Service, VPN hub) and a site, both over WireGuard. */
@@ -85,6 +104,7 @@ function vpnSection(): DeployFile[] {
 /** The sections: a folder under deploy/ and its files. */
 export const SECTIONS: Record<string, () => DeployFile[]> = {
   systemd: systemdSection,
+  nginx: nginxSection,
   firewall: firewallSection,
   vpn: vpnSection,
 };

@@ -55,6 +55,7 @@ describe('errors', () => {
         'LOGIN_ISSUER_UNREACHABLE',
         'ISSUER_UNREACHABLE',
         'NODE_UNAVAILABLE',
+        'NOT_READY',
         'RATE_LIMITED',
         'SUPERLINK_GONE',
         'STORE_LEASE_HELD',

@@ -231,6 +231,12 @@ export const ERROR_CODES = {
     ExitCode.CONFLICT,
     'Another process holds this port (often the same service, already running): stop it, or choose another address. `ss -ltnp` shows who listens.',
   ),
+  NOT_READY: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    'The component runs but a readiness check fails (the message names it): fix what it names (the store, the CA or TLS material, a listener), or wait longer with --timeout.',
+    RETRY,
+  ),
   UNEXPECTED_ANSWER: spec(
     502,
     ExitCode.UNAVAILABLE,

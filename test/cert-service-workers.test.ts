@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +18,8 @@ import { POLLEN_BIN, tempDir } from './support/cli.js';
 const t = tempDir('pollen-workers-');
 const caDir = join(t.dir, 'ca');
 let child: ReturnType<typeof spawn>;
+/** The primary's ops listener: the workers' metrics together. */
+let metricsUrl = '';
 let port = 0;
 let agent: Agent;
 
@@ -55,6 +57,8 @@ beforeAll(async () => {
       policyFile,
       '--log-level',
       'warn',
+      '--metrics-address',
+      '127.0.0.1:0',
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -63,7 +67,9 @@ beforeAll(async () => {
     child.stdout!.on('data', (d) => {
       out += d;
       try {
-        res((JSON.parse(out) as { port: number }).port);
+        const started = JSON.parse(out) as { port: number; metrics: string };
+        metricsUrl = started.metrics;
+        res(started.port);
       } catch {
         // not complete yet
       }
@@ -198,5 +204,23 @@ describe('cert-service --workers 2', () => {
       expect(decisions.map((e) => e.action)).toEqual([`request.${holds}`]);
       expect(enrolled.filter((e) => e.name === name)).toHaveLength(holds === 'approved' ? 1 : 0);
     }
+  });
+
+  it('serves the workers’ metrics together from the primary, lint-clean, and readiness of all workers', async () => {
+    const text = await (await fetch(`${metricsUrl}/metrics`)).text();
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(`${lint.stdout}${lint.stderr}`).toBe('');
+    const value = (series: string) => Number(new RegExp(`^${series} (\\S+)$`, 'm').exec(text)?.[1]);
+    // Counted by whichever worker answered, summed: the 41 certificates of the first test.
+    expect(
+      value('pollen_enrollments_total\\{outcome="issued",component="cert-service"\\}'),
+    ).toBeGreaterThanOrEqual(41);
+    expect(value('pollen_enrollment_token_uses_total\\{result="refused",component="cert-service"\\}')).toBe(
+      49,
+    );
+    // Read from the shared store by each worker: the same value, not a sum.
+    expect(value('pollen_enrollment_pending_requests\\{component="cert-service"\\}')).toBe(0);
+    const ready = await fetch(`${metricsUrl}/readyz`);
+    expect(await ready.json()).toEqual({ status: 'ready', checks: { workers: 'ok' } });
   });
 });

@@ -46,6 +46,7 @@ function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     ...out,
     POLLEN_CONFIG: CONFIG,
+    POLLEN_METRICS_ADDRESS: 'off',
     POLLEN_BIN,
     POLLEN_SDK: join(ROOT, 'sdk', 'python'),
     PYTHONDONTWRITEBYTECODE: '1',

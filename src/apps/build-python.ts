@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { PollenError } from '../errors.js';
 import type { ManifestFields } from './build.js';
-import { BUILTIN_SERVERAPPS, builtinServerAppName } from './builtin-serverapp.js';
+import { BUILTIN_SERVERAPPS, builtinServerAppName } from './builtin-names.js';
 import { type BundleFile, isSafePath, MAX_BUNDLE_BYTES, MAX_BUNDLE_FILES, PYTHON_REF } from './bundle.js';
 
 export const PYPROJECT_FILE = 'pyproject.toml';

@@ -17,23 +17,11 @@ import {
   isStrategyName,
   makeStrategy,
   readRunConfig,
-  STRATEGY_NAMES,
-  type StrategyName,
   type StrategyOptions,
   strategyOptions,
 } from '../strategies/from-run-config.js';
 import type { RoundSummary } from '../strategies/index.js';
-
-/** The strategies an app may name as its ServerApp, `pollen:NAME`. */
-export const BUILTIN_SERVERAPPS = STRATEGY_NAMES;
-export type BuiltinServerAppName = StrategyName;
-
-const PREFIX = 'pollen:';
-
-/** The built-in's name when `ref` (a manifest's `serverapp`) names one (`pollen:FedAvg`), else undefined. */
-export function builtinServerAppName(ref: string): string | undefined {
-  return ref.startsWith(PREFIX) ? ref.slice(PREFIX.length) : undefined;
-}
+import { BUILTIN_PREFIX, BUILTIN_SERVERAPPS, type BuiltinServerAppName } from './builtin-names.js';
 
 /** Where the artefact of the final model goes (`pollen pull RUN_ID`). */
 export const FINAL_MODEL_ARTEFACT = 'final_model.npz';
@@ -115,7 +103,7 @@ function printRound(r: RoundSummary): void {
 export function builtinServerApp(name: string, bundleDir: string): ServerApp {
   if (!isStrategyName(name))
     throw new PollenError('APP_INVALID', `Pollen has no built-in ServerApp "${name}"`, {
-      hint: `Name one of ${BUILTIN_SERVERAPPS.map((n) => PREFIX + n).join(', ')} as the serverapp, or a module of the app (module.path:app).`,
+      hint: `Name one of ${BUILTIN_SERVERAPPS.map((n) => BUILTIN_PREFIX + n).join(', ')} as the serverapp, or a module of the app (module.path:app).`,
       data: { name, builtins: [...BUILTIN_SERVERAPPS] },
     });
   return new ServerApp(async (grid, context) => {

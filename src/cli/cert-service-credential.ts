@@ -12,7 +12,6 @@
 import { PollenError } from '../errors.js';
 import { bearerFromEnv } from './bearer.js';
 import { configPath } from './connections.js';
-import { AccessTokens } from './login/access-token.js';
 import { loginPath } from './login/token-store.js';
 
 export interface AdminCredentialFlags {
@@ -30,6 +29,8 @@ export async function adminCredential(f: AdminCredentialFlags): Promise<string> 
   if (secret !== undefined) return secret;
   const login = f.login?.trim();
   if (login) {
+    // Loaded here: the OpenID client is needed only for a login, not for a secret or an API key.
+    const { AccessTokens } = await import('./login/access-token.js');
     const tokens = AccessTokens.load(loginPath(configPath(f.config), login));
     if (!tokens)
       throw new PollenError('LOGIN_REQUIRED', `You are not logged in to ${login}`, {

@@ -38,6 +38,31 @@ export const policyOption = (
 export const smtpUrlOption = (help = 'SMTP relay for e-mail notifications, smtp://HOST:PORT') =>
   new Option('--smtp-url <url>', help).env('POLLEN_SMTP_URL');
 
+/**
+ * `--proxy-protocol-from IP[,IP…]` / POLLEN_PROXY_PROTOCOL_FROM: the TCP proxies in front (nginx
+ * `stream` with `proxy_protocol on`) whose PROXY header names the client address.
+ */
+export const proxyProtocolOption = (what: string) =>
+  new Option(
+    '--proxy-protocol-from <addresses>',
+    `comma-separated addresses of TCP proxies (nginx stream) in front of ${what}: their connections must start with a PROXY header, whose client address is believed; a PROXY header from anywhere else is refused`,
+  ).env('POLLEN_PROXY_PROTOCOL_FROM');
+/** The ops listener's default address of each component (docs/operations.md, the port map). */
+export const METRICS_ADDRESSES = {
+  superlink: '127.0.0.1:9095',
+  supernode: '127.0.0.1:9096',
+  certService: '127.0.0.1:9097',
+} as const;
+
+/** `--metrics-address HOST:PORT|off` / POLLEN_METRICS_ADDRESS: where /metrics, /healthz, /readyz listen. */
+export const metricsAddressOption = (defaultAddress: string) =>
+  new Option(
+    '--metrics-address <host:port>',
+    '/metrics, /healthz and /readyz (plain HTTP: keep it on loopback or a private network; `off` disables it)',
+  )
+    .env('POLLEN_METRICS_ADDRESS')
+    .default(defaultAddress);
+
 /** `--log-level LEVEL` / POLLEN_LOG_LEVEL. */
 export const logLevelOption = () =>
   new Option('--log-level <level>', 'fatal, error, warn, info, debug')

@@ -455,7 +455,8 @@ export async function runFederationDemo(
     const shown = new Set<number>();
     let polling = true;
     // The rounds are listed when the run's log moves (the ServerApp prints a line per round), and
-    // at least every few seconds: not a `pollen list` process every second while the sites train.
+    // at least every half minute for an app that prints nothing: each `pollen list` is a process
+    // that takes a core from the sites while they train (about a second of CPU).
     let moved = false;
     let wake = () => {};
     const logMoved = () => {
@@ -481,7 +482,7 @@ export async function runFederationDemo(
         }
         if (!moved && polling)
           await new Promise<void>((res) => {
-            const timer = setTimeout(res, 5000);
+            const timer = setTimeout(res, 30_000);
             wake = () => {
               clearTimeout(timer);
               res();
@@ -575,11 +576,12 @@ async function verifyAudit(
     'pollen audit verify',
   );
   // The checkpoint interval is 2 s: wait for the one that signs the head after the run started.
+  // Each verify is a process (most of a second of CPU): one an interval, not several.
   let check = json<{ entries: number; anchoredAt: number | null; head: { seq: number } | null }>(
     (await px.must(['audit', 'verify', '--json'])).stdout,
   );
-  for (let i = 0; i < 20 && check.anchoredAt !== check.head?.seq; i++) {
-    await new Promise((res) => setTimeout(res, 500));
+  for (let i = 0; i < 5 && check.anchoredAt !== check.head?.seq; i++) {
+    await new Promise((res) => setTimeout(res, 2000));
     check = json<typeof check>((await px.must(['audit', 'verify', '--json'])).stdout);
   }
   const { entries } = json<{

@@ -90,6 +90,14 @@ export interface LinkOptions {
   time?: LinkTime;
 }
 
+/** What the SuperLink's metrics are told as runs go on (superlink-metrics.ts). */
+export interface RunEvents {
+  round(seconds: number, participants: number): void;
+  runFinished(outcome: string): void;
+}
+
+const NO_EVENTS: RunEvents = { round() {}, runFinished() {} };
+
 export class Link {
   readonly state: LinkState;
   readonly chunks: DiskChunkStore;
@@ -107,6 +115,10 @@ export class Link {
   readonly replyQueues: ReplyQueues;
   /** Each node's Fleet request rate (rate-limit.ts). */
   readonly rate: RateLimiter;
+  /** Told of rounds and finished runs: the metrics, when they are on (superlink/ops.ts). */
+  events: RunEvents = NO_EVENTS;
+  /** When each running run last reported a round (epoch ms), for round durations. */
+  readonly #lastRound = new Map<string, number>();
   /**
    * Bumped per node on every push, so a long poll that found nothing cannot miss a push that
    * landed between its query and its wait (it looks again instead of sleeping).
@@ -237,8 +249,16 @@ export class Link {
   }
 
   /** A run finished: its chunks, participants and unread replies go. */
+  /** A round of `runId` was reported at `at` (from the run's start if it is the first). */
+  roundReported(runId: string, at: number, startedAt: number | null, participants: number): void {
+    const since = this.#lastRound.get(runId) ?? startedAt ?? at;
+    this.#lastRound.set(runId, at);
+    this.events.round((at - since) / 1000, participants);
+  }
+
   async runFinished(runId: string): Promise<void> {
     this.#participants.delete(runId);
+    this.#lastRound.delete(runId);
     this.replyQueues.dropRun(runId);
     await this.relay.dropRun(runId);
   }

@@ -74,6 +74,13 @@ export class MessageQueue {
   ) {}
 
   /** Drop the messages of the previous process (their payloads were in its memory) and count. */
+  /** Instructions queued for all nodes (each node's count may briefly run ahead of its rows). */
+  queuedInstructions(): number {
+    let n = 0;
+    for (const q of this.queued.values()) n += q.count;
+    return n;
+  }
+
   async load(): Promise<void> {
     await this.db.deleteFrom('messages').execute();
     const counts = await this.db

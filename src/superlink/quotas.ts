@@ -115,6 +115,13 @@ export class ReplyQueues {
     this.maxBytes = limits.nodeReplyQueueBytes;
   }
 
+  /** Replies of every node waiting to be read (the metrics' queue depth). */
+  get total(): number {
+    let n = 0;
+    for (const q of this.#nodes.values()) n += q.replies;
+    return n;
+  }
+
   /** What node `nodeId` has waiting. */
   queued(nodeId: string): { replies: number; bytes: number } {
     const q = this.#nodes.get(nodeId);

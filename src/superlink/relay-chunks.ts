@@ -90,6 +90,11 @@ export class RelayChunks {
   readonly #used = new Map<string, number>();
   readonly #now: () => number;
 
+  /** Bytes of chunks held in memory, and the memory budget (metrics). */
+  get memory(): { used: number; limit: number } {
+    return { used: this.#memoryBytes, limit: this.#memoryBudget };
+  }
+
   constructor(o: RelayChunksOptions) {
     this.#dir = o.dir;
     this.#memoryBudget = o.memoryBytes ?? DEFAULT_CHUNK_MEMORY;

@@ -43,6 +43,11 @@ export class RevocationList {
     this.#agent = o.url ? new Agent({ connect: { ca: o.ca } }) : undefined;
   }
 
+  /** When the list held was issued (epoch ms; 0 before one is loaded). */
+  get thisUpdate(): number {
+    return this.#thisUpdate;
+  }
+
   get size(): number {
     return this.#revoked.size;
   }

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { appEnvironment, resourceVariables } from '../apps/app-env.js';
-import { builtinServerAppName } from '../apps/builtin-serverapp.js';
+import { builtinServerAppName } from '../apps/builtin-names.js';
 import { extractBundle } from '../apps/bundle.js';
 import {
   defaultPython,
@@ -150,6 +150,7 @@ export class RunLauncher {
       { stream: 'system', text: `run ${subStatus}${reason ? `: ${reason}` : ''}` },
     ]);
     link.log.info({ runId, subStatus, reason }, 'run finished');
+    link.events.runFinished(subStatus);
     link.replies.notify(runId);
     if (!exited) this.#kill(runId);
     await link.state.deleteRunMessages(runId).catch(() => {});

@@ -102,6 +102,21 @@ export class RunStore {
     return rows.map(toRun);
   }
 
+  /** How many runs are in each state: pending, starting, running, or the outcome of finished ones. */
+  async countByState(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('runs')
+      .select(['status', 'sub_status', (eb) => eb.fn.countAll<number>().as('n')])
+      .groupBy(['status', 'sub_status'])
+      .execute();
+    const counts: Record<string, number> = {};
+    for (const r of rows) {
+      const state = r.status === 'finished' ? r.sub_status || 'completed' : r.status;
+      counts[state] = (counts[state] ?? 0) + Number(r.n);
+    }
+    return counts;
+  }
+
   /** Runs that were not finished: what a restarted SuperLink must resume or fail. */
   async unfinishedRuns(): Promise<Run[]> {
     const rows = await this.db

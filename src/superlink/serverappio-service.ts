@@ -37,8 +37,10 @@ export interface ServerAppIoHost
     LinkState,
     'verifyRunToken' | 'appendLogs' | 'addRoundMetrics' | 'listRoundMetrics'
   > & {
-    getRun(runId: string): Promise<{ status: string } | undefined>;
+    getRun(runId: string): Promise<{ status: string; runningAt?: number | null } | undefined>;
   };
+  /** Told of each reported round (the metrics; link.ts). */
+  roundReported?(runId: string, at: number, startedAt: number | null, participants: number): void;
   readonly artefacts: {
     readonly limits: ArtefactLimits;
     save(runId: string, a: SaveArtefactInput, source: ChunkStore): Promise<ArtefactRecord>;
@@ -146,9 +148,10 @@ export function serverAppIoRoutes(link: ServerAppIoHost, launcher: Pick<RunLaunc
         const runId = runOf(ctx);
         const r = req.round;
         if (!r) throw new PollenError('INVALID_REQUEST', 'ReportRound needs a round');
+        const at = Date.now();
         await link.state.addRoundMetrics(runId, {
           round: r.round,
-          at: Date.now(),
+          at,
           metrics: Object.fromEntries(Object.entries(r.metrics).filter(([, v]) => Number.isFinite(v))),
           nodeIds: r.nodeIds.slice(0, 100_000),
           bytesSent: Number(r.bytesSent),
@@ -156,6 +159,7 @@ export function serverAppIoRoutes(link: ServerAppIoHost, launcher: Pick<RunLaunc
           replies: r.replies,
           failures: r.failures,
         });
+        link.roundReported?.(runId, at, (await link.state.getRun(runId))?.runningAt ?? null, r.replies);
         return {};
       }),
       saveArtefact: guard(async (req, ctx) => {

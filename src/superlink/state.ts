@@ -17,6 +17,7 @@
  * on every session open, and a per-node count of queued instructions so an empty poll never
  * touches the database. All of these are rebuilt from the tables at open.
  */
+import { sql } from 'kysely';
 import type { AuditStore } from '../audit/audit-log.js';
 import { ServiceAccounts } from '../identity/service-accounts.js';
 import { WriteBatcher } from '../store/batcher.js';
@@ -264,6 +265,21 @@ export class LinkState {
     return this.runs.listRuns(options);
   }
   /** Runs that were not finished: what a restarted SuperLink must resume or fail. */
+  /** Runs by state (run-store.ts countByState), for metrics. */
+  countRunsByState(): Promise<Record<string, number>> {
+    return this.runs.countByState();
+  }
+
+  /** Instructions queued for nodes, for metrics. */
+  queuedInstructions(): number {
+    return this.messages.queuedInstructions();
+  }
+
+  /** Answers when the store does: a trivial query (readiness). */
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.store.db);
+  }
+
   unfinishedRuns(): Promise<Run[]> {
     return this.runs.unfinishedRuns();
   }

@@ -11,8 +11,10 @@ import { PollenError } from '../errors.js';
 import type { OidcConfig, ServiceAccountAuth, TokenVerifier } from '../identity/identity.js';
 import { type AccessPolicy, DEFAULT_ACCESS_POLICY } from '../identity/rights.js';
 import { CallCounter } from '../observability/call-counter.js';
+import { type OpsServer, startOpsServer } from '../observability/ops-server.js';
 import { DiskChunkStore } from '../transport/chunks.js';
 import { RequestVerifier } from '../transport/node-request-auth.js';
+import type { ProxyProtocolOptions } from '../transport/proxy-listener.js';
 import { type PeerRefusal, type RpcServer, startRpcServer } from '../transport/rpc-server.js';
 import { type PeerIdentity, type TlsMaterial, withRootInChain } from '../transport/tls.js';
 import { ArtefactStore } from './artefacts.js';
@@ -23,6 +25,7 @@ import { type ControlOptions, controlBulkAuth, controlChunkStore, controlRoutes 
 import { fleetApi, fleetChunkStore, fleetFastRoutes } from './fleet-service.js';
 import { Link } from './link.js';
 import { fleetBulkAuth } from './node-auth.js';
+import { superLinkTelemetry } from './ops.js';
 import { ByteBudget, DEFAULT_LIMITS, type Limits } from './quotas.js';
 import { rateLimited } from './rate-limit.js';
 import { DEFAULT_CHUNK_MEMORY, RelayChunks } from './relay-chunks.js';
@@ -74,6 +77,13 @@ export interface SuperLinkOptions {
   collector?: Partial<CollectorOptions>;
   /** How often the audit trail's head is signed (default 5 minutes; also on close). */
   auditCheckpointMs?: number;
+  /**
+   * The Fleet and Control APIs behind a TCP proxy (`--proxy-protocol-from`): its PROXY header
+   * names the client address. The loopback ServerAppIo API never is.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
+  /** Where `/metrics`, `/healthz` and `/readyz` are served (ops-server.ts); undefined: nowhere. */
+  metrics?: Listen;
   /** The interpreter of Python ServerApps (default: POLLEN_PYTHON, else `python3` on PATH). */
   python?: string;
   log: Logger;
@@ -83,6 +93,8 @@ export interface SuperLink {
   readonly fleetUrl: string;
   readonly controlUrl: string;
   readonly serverAppIoUrl: string;
+  /** The ops listener (`/metrics`, `/healthz`, `/readyz`); undefined when off. */
+  readonly opsUrl: string | undefined;
   readonly state: LinkState;
   readonly link: Link;
   /** The audit trail of the Control port's calls (audit/trail.ts). */
@@ -157,11 +169,23 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     revocations?.isRevoked(peer.serial)
       ? new PollenError('CERT_REVOKED', `The certificate of ${peer.name} (serial ${peer.serial}) was revoked`)
       : undefined;
-  const onRefused = ({ event, reason, code, peer }: PeerRefusal): void =>
-    o.log.warn(
-      { event, code, peer: peer?.name, type: peer?.type, serial: peer?.serial, reason },
-      'connection refused',
-    );
+  // Metrics cost nothing when off: no observer is handed to the servers.
+  const telemetry = o.metrics
+    ? superLinkTelemetry({ link, disk, certificate: o.tls?.cert, revocations })
+    : undefined;
+  if (telemetry) link.events = telemetry.runs;
+  const observe = (api: string) => telemetry && { observe: telemetry.rpc.observer(api) };
+  const refusals = (api: string) => ({
+    onRefused: (refusal: PeerRefusal): void => {
+      const { event, reason, code, peer, address } = refusal;
+      o.log.warn(
+        { event, code, peer: peer?.name, type: peer?.type, serial: peer?.serial, address, reason },
+        'connection refused',
+      );
+      telemetry?.rpc.refused(api, refusal);
+    },
+  });
+  let ops: OpsServer | undefined;
   const fleetAuth = { state, verifier, project: o.project, insecure: !o.tls, log: o.log };
   let serverAppIoUrl = '';
   const launcher = new RunLauncher({
@@ -185,6 +209,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
         authorize: runTokenBulkAuth(link),
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
+      ...observe('serverappio'),
     });
     servers.push(appIo);
     serverAppIoUrl = appIo.url;
@@ -204,8 +229,10 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,
-      onRefused,
+      ...refusals('fleet'),
+      ...(o.proxyProtocol && { proxyProtocol: o.proxyProtocol }),
       onRequest: (path) => fleetCalls.count(path),
+      ...observe('fleet'),
     });
     servers.push(fleet);
     const controlOptions: ControlOptions = {
@@ -241,7 +268,9 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,
-      onRefused,
+      ...refusals('control'),
+      ...observe('control'),
+      ...(o.proxyProtocol && { proxyProtocol: o.proxyProtocol }),
     });
     servers.push(control);
     revocations?.onChange(() => {
@@ -250,26 +279,56 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
     await launcher.recover();
     // Storage stays bounded: chunks nothing names go within minutes, also while runs are active.
     const collector = startCollector(link, o.log, o.collector);
+    let closing = false;
+    if (telemetry && o.metrics) {
+      for (const [api, server] of [
+        ['serverappio', appIo],
+        ['fleet', fleet],
+        ['control', control],
+      ] as const)
+        telemetry.rpc.watch(api, server);
+      ops = await startOpsServer({
+        ...o.metrics,
+        metrics: telemetry.registry,
+        checks: {
+          store: () => state.ping(),
+          tls: () => {
+            if (!o.tls) return; // --insecure: nothing to load
+            if (!o.tls.cert || !o.tls.key || !o.tls.ca)
+              throw new Error('certificate, key or root CA missing');
+          },
+          listeners: () => {
+            if (closing) throw new Error('the SuperLink is stopping');
+          },
+        },
+        log: o.log,
+      });
+    }
     return {
       fleetUrl: fleet.url,
       controlUrl: control.url,
       serverAppIoUrl,
+      opsUrl: ops?.url,
       state,
       link,
       audit,
       fleetCalls,
       async close() {
+        // Not ready from here on (probes see 503), while the APIs drain.
+        closing = true;
         collector.stop();
         link.close();
         await launcher.close();
         revocations?.stop();
         await Promise.all(servers.map((s) => s.close()));
+        await ops?.close();
         // The last checkpoint signs the head as it is at a graceful stop.
         await audit.close();
         await state.close();
       },
     };
   } catch (e) {
+    await ops?.close();
     revocations?.stop();
     await Promise.all(servers.map((s) => s.close()));
     await audit.close();

@@ -18,7 +18,7 @@ import { serveMissingChunks, servePullChunks, servePushChunks } from '../transpo
 import type { ChunkStore } from '../transport/chunks.js';
 import { guard, toConnectError } from '../transport/errors.js';
 import { type FastStream, fastChunkRoutes } from '../transport/grpc-fast-chunks.js';
-import { MAX_MESSAGE_BYTES } from '../transport/rpc-server.js';
+import { MAX_MESSAGE_BYTES } from '../transport/http2-settings.js';
 import type { WireMessage } from '../transport/wire.js';
 import type { Waiters } from '../util/waiters.js';
 

@@ -73,6 +73,13 @@ export class GpuAllocator {
     readonly share = false,
   ) {}
 
+  /** How many runs hold each GPU (metrics: no run is named). */
+  holders(): Map<number, number> {
+    const use = new Map(this.gpus.map((g) => [g, 0]));
+    for (const ids of this.#held.values()) for (const g of ids) use.set(g, (use.get(g) ?? 0) + 1);
+    return use;
+  }
+
   /** How many GPUs a run gets: its `gpus-per-run`, else 1 on a node with GPUs, 0 without. */
   wanted(runConfig: Readonly<Record<string, unknown>>): number {
     const asked = runConfig[GPUS_PER_RUN];
@@ -96,8 +103,7 @@ export class GpuAllocator {
           hint: `Ask for at most ${this.gpus.length} (--run-config ${GPUS_PER_RUN}=${this.gpus.length}), or run on nodes with more GPUs.`,
         },
       );
-    const use = new Map(this.gpus.map((g) => [g, 0]));
-    for (const ids of this.#held.values()) for (const g of ids) use.set(g, (use.get(g) ?? 0) + 1);
+    const use = this.holders();
     // Shared: the least used first (ties by id); exclusive: only unused ones.
     const order = [...this.gpus].sort((a, b) => (use.get(a) ?? 0) - (use.get(b) ?? 0) || a - b);
     const free = this.share ? order : order.filter((g) => use.get(g) === 0);

@@ -12,12 +12,16 @@
  * delivery (instructions.ts), replies (replies.ts) and ClientAppIo (clientappio-service.ts).
  */
 import { setMaxListeners } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { defaultPython, RequirementChecks } from '../apps/python-env.js';
 import type { PollenError } from '../errors.js';
 import { Fleet } from '../gen/pollen/v1/fleet_pb.js';
+import { type OpsServer, startOpsServer } from '../observability/ops-server.js';
+import { componentRegistry, notAfterOf } from '../observability/registry.js';
+import { RpcMetrics } from '../observability/rpc-metrics.js';
+import { superNodeMetrics } from '../observability/supernode-metrics.js';
 import type { SshPrivateKey } from '../pki/openssh.js';
 import type { ClientApp } from '../sdk/app.js';
 import type { UserConfigValue } from '../sdk/context.js';
@@ -70,6 +74,8 @@ export interface SuperNodeOptions {
    */
   pollIntervalMs?: number;
   clientAppIo?: { host: string; port: number };
+  /** Where `/metrics`, `/healthz` and `/readyz` are served (ops-server.ts); undefined: nowhere. */
+  metrics?: { host: string; port: number };
   log: Logger;
   /** Keep chunks in memory instead of the work folder (small models, many nodes). */
   memoryChunks?: boolean;
@@ -114,6 +120,8 @@ export interface SuperNode {
   readonly nodeId: string;
   /** Empty in embedded mode (`app`), which has no ClientAppIo. */
   readonly clientAppIoUrl: string;
+  /** The ops listener (`/metrics`, `/healthz`, `/readyz`); undefined when off. */
+  readonly opsUrl: string | undefined;
   /** Resolves once connected (activated) the first time. */
   readonly ready: Promise<string>;
   /**
@@ -156,6 +164,9 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
   // Every wait of the node listens to it, e.g. the retries of many replies at once.
   setMaxListeners(0, signal);
   let appIo: RpcServer | undefined;
+  const gpus = new GpuAllocator(o.resources?.gpus ?? [], o.shareGpus);
+  const registry = o.metrics ? componentRegistry('supernode') : undefined;
+  const rpc = registry && new RpcMetrics(registry);
 
   const slots: RunSlots = new RunSlots({
     fleet,
@@ -166,7 +177,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
     trustedApps: o.trustedApps,
     embedded: o.app !== undefined,
     requirements: new RequirementChecks(python),
-    gpus: new GpuAllocator(o.resources?.gpus ?? [], o.shareGpus),
+    gpus,
     startApp: (slot, bundle) =>
       spawnClientApp({
         runner: runner!,
@@ -254,6 +265,39 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       interceptors: [appTokenInterceptor({ slot })],
       bulk: { store: chunks, authorize: appTokenBulkAuth({ slot }) },
       fastStreams: clientAppIoFastChunks({ slot, chunks }),
+      ...(rpc && { observe: rpc.observer('clientappio') }),
+    });
+    rpc?.watch('clientappio', appIo);
+  }
+  let ops: OpsServer | undefined;
+  let closed = false;
+  if (registry && o.metrics) {
+    const cert = o.tls?.cert;
+    superNodeMetrics(registry, {
+      connected: () => session.connected,
+      activeRuns: () => [...slots.values()].length,
+      gpus: () => gpus.holders(),
+      ...(cert && { certificateNotAfter: notAfterOf(cert) }),
+    });
+    ops = await startOpsServer({
+      ...o.metrics,
+      // Nothing runs yet but ClientAppIo: a listen failure closes it and stops the start.
+      metrics: registry,
+      checks: {
+        // The node's store is its work folder (chunks, unpacked apps).
+        store: () => accessSync(workDir, constants.W_OK),
+        tls: () => {
+          if (o.tls && !(o.tls.cert && o.tls.key && o.tls.ca))
+            throw new Error('certificate, key or root CA missing');
+        },
+        listeners: () => {
+          if (closed) throw new Error('the SuperNode is stopping');
+        },
+      },
+      log,
+    }).catch(async (e) => {
+      await appIo?.close();
+      throw e;
     });
   }
 
@@ -264,9 +308,11 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       return session.nodeId;
     },
     clientAppIoUrl: appIo?.url ?? '',
+    opsUrl: ops?.url,
     ready: session.ready,
     failed,
     async close() {
+      closed = true;
       closing.abort();
       const apps = slots.shutDownAll();
       await running;
@@ -275,6 +321,7 @@ export async function startSuperNode(o: SuperNodeOptions): Promise<SuperNode> {
       // The apps were told to shut down; give them a moment, then make sure none outlives us.
       await reapClientApps(apps);
       await appIo?.close();
+      await ops?.close();
     },
   };
 }

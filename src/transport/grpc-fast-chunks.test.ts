@@ -14,7 +14,8 @@ import type { ChunkInit } from './chunk-transport.js';
 import { CHUNK_SIZE, chunkId, MemoryChunkStore } from './chunks.js';
 import { fromConnectError } from './errors.js';
 import { fastChunkRoutes } from './grpc-fast-chunks.js';
-import { MAX_MESSAGE_BYTES, type RpcServer, startRpcServer } from './rpc-server.js';
+import { MAX_MESSAGE_BYTES } from './http2-settings.js';
+import { type RpcServer, startRpcServer } from './rpc-server.js';
 
 const TOKEN = 'Bearer right';
 let server: RpcServer;

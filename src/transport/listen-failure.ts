@@ -41,3 +41,21 @@ export function listenFailure(e: unknown, t: ListenTarget): PollenError {
 }
 
 const cap = (s: string): string => s[0]!.toUpperCase() + s.slice(1);
+
+/** Listen on `t.host:t.port`; a failure rejects with listenFailure's error. */
+export function listenOn(
+  server: {
+    once(event: 'error', f: (e: unknown) => void): unknown;
+    listen(port: number, host: string, f: () => void): unknown;
+    removeAllListeners(event: 'error'): unknown;
+  },
+  t: ListenTarget,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => reject(listenFailure(e, t)));
+    server.listen(t.port, t.host, () => {
+      server.removeAllListeners('error');
+      resolve();
+    });
+  });
+}

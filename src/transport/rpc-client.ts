@@ -19,7 +19,7 @@ import {
   MAX_SESSION_MEMORY_MB,
   SESSION_WINDOW,
   STREAM_WINDOW,
-} from './rpc-server.js';
+} from './http2-settings.js';
 import { checkPollenServer } from './tls.js';
 
 export interface RpcClientOptions {

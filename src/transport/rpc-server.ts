@@ -17,10 +17,12 @@ import {
   type ConnectRouter,
   type ConnectRouterOptions,
   type ContextValues,
+  createConnectRouter,
   createContextKey,
   createContextValues,
   type Interceptor,
 } from '@connectrpc/connect';
+import { codeFromHttpStatus } from '@connectrpc/connect/protocol-connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { Logger } from 'pino';
 import { type FailureReporter, PollenError } from '../errors.js';
@@ -32,22 +34,19 @@ import { addressContextKey, authorizationContextKey, peerContextKey } from './co
 import { errorBoundary, toConnectError } from './errors.js';
 import { answerError, type FastUnary, isFastCandidate, serveFast } from './grpc-fast.js';
 import type { FastStream } from './grpc-fast-chunks.js';
-import { listenFailure } from './listen-failure.js';
+import {
+  HTTP2_SETTINGS,
+  MAX_MESSAGE_BYTES,
+  MAX_SESSION_MEMORY_MB,
+  SESSION_WINDOW,
+} from './http2-settings.js';
+import { listenOn } from './listen-failure.js';
+import { type ProxyProtocolOptions, proxyProtocolFront } from './proxy-listener.js';
 import { answerUndecodableAsInvalid, clampDeadlineHeaders } from './request-guards.js';
 import { type PeerIdentity, peerIdentity, type TlsMaterial } from './tls.js';
 
-export const STREAM_WINDOW = 16 << 20;
-export const SESSION_WINDOW = 64 << 20;
-/**
- * Memory nghttp2 may hold per session, in MB (Node's default, 10, is below one session window:
- * with several 4 MiB chunks in flight a peer gets NGHTTP2_ENHANCE_YOUR_CALM).
- */
-export const MAX_SESSION_MEMORY_MB = 128;
-/** Largest single RPC message: a 4 MiB chunk plus framing, or a message batch. */
-export const MAX_MESSAGE_BYTES = 32 << 20;
-
-/** HTTP/2 settings for http2.createSecureServer / http2.connect: wide stream windows. */
-export const HTTP2_SETTINGS: http2.Settings = Object.freeze({ initialWindowSize: STREAM_WINDOW });
+// Servers pass them to http2.createSecureServer; the rest is the clients' business too.
+export { HTTP2_SETTINGS } from './http2-settings.js';
 
 /** Widen the connection window of every session a server accepts. */
 export function widenServerWindows(server: http2.Http2Server | http2.Http2SecureServer): void {
@@ -90,18 +89,32 @@ export interface RpcServerOptions {
    * own authentication, since interceptors do not run for them.
    */
   fast?: FastUnary[];
+  /**
+   * Behind a TCP proxy (proxy-listener.ts): connections from `from` start with a PROXY header
+   * whose source address becomes the peer address; a header from anywhere else is refused.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
   /** Streaming methods answered on the HTTP/2 stream (grpc-fast-chunks.ts); their own authentication too. */
   fastStreams?: FastStream[];
   /** Serve PUT/GET `/pollen.v1.chunks/{id}` (bulk-server.ts) beside the Connect routes. */
   bulk?: BulkChunkRoute;
   /** Told of every request by path (every route: Connect, fast and bulk; `chunks` for bulk), for metrics. */
   onRequest?: (path: string) => void;
+  /** Told of every request and, when its answer ends, of its gRPC code (metrics: RequestObserver). */
+  observe?: RequestObserver;
   /**
    * Where an unexpected failure is logged, under the reference its client is told (every path:
    * Connect routes, fast routes, bulk chunks). Clients never see more than that reference.
    */
   log: Pick<Logger, 'error'>;
 }
+
+/**
+ * Told a request's route when it arrives (a path the server serves, `chunks` for bulk transfers,
+ * `other` for any other path: a bounded set), returns what is told the gRPC code it was answered
+ * with (0: OK; a plain HTTP answer's status mapped as Connect maps it).
+ */
+export type RequestObserver = (route: string) => (code: number) => void;
 
 /** The stable `event` of a refusal at the connection level (logged by the server's owner). */
 export const PEER_EVENTS = {
@@ -111,11 +124,15 @@ export const PEER_EVENTS = {
   refused: 'peer.refused',
   /** An open connection of a peer refused since (a newer CRL) was closed. */
   closed: 'peer.closed',
+  /** A PROXY header refused: from an unlisted address, missing, malformed, oversized or too slow. */
+  proxyRefused: 'proxy.refused',
 } as const;
 
 export interface PeerRefusal {
   event: (typeof PEER_EVENTS)[keyof typeof PEER_EVENTS];
   reason: string;
+  /** The TCP peer's address, where the refusal happens before TLS (a refused PROXY header). */
+  address?: string;
   /** The code the peer is answered with (none for a failed handshake). */
   code?: string;
   peer?: PeerIdentity;
@@ -169,6 +186,8 @@ interface PeerOnSocket {
 export interface RpcServer {
   readonly port: number;
   readonly url: string;
+  /** Bytes received and sent on this server's connections so far (TLS records included). */
+  traffic(): { received: number; sent: number };
   /** Close connections whose peer is no longer admitted (after a CRL update). */
   recheckPeers(): number;
   close(): Promise<void>;
@@ -314,8 +333,13 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     }),
   );
   const bulk = o.bulk;
+  const traffic = socketTraffic(server);
+  const observe =
+    o.observe &&
+    observeRequests(o.observe, [...fast.keys(), ...fastStreams.keys(), ...connectPaths(pipeline.routes)]);
   server.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
     clampDeadlineHeaders(req.headers);
+    observe?.(req, res);
     o.onRequest?.(isBulkChunkRequest(req.url) ? 'chunks' : (req.url.split('?')[0] ?? req.url));
     const found = socketOf(req);
     const { peer } = found;
@@ -339,27 +363,25 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       else handler(req, res);
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) =>
-      reject(
-        listenFailure(e, {
-          host: o.host,
-          port: o.port,
-          what: o.name ?? 'the server',
-          option: o.addressOption,
-        }),
-      ),
-    );
-    server.listen(o.port, o.host, () => {
-      server.removeAllListeners('error');
-      resolve();
-    });
+  const listener = o.proxyProtocol
+    ? proxyProtocolFront(server, {
+        ...o.proxyProtocol,
+        onRefused: ({ address, reason }) =>
+          o.onRefused?.({ event: PEER_EVENTS.proxyRefused, reason, address }),
+      })
+    : server;
+  await listenOn(listener, {
+    host: o.host,
+    port: o.port,
+    what: o.name ?? 'the server',
+    option: o.addressOption,
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (listener.address() as AddressInfo).port;
   const host = isIP(o.host) === 6 ? `[${o.host}]` : o.host;
   return {
     port,
     url: `${o.tls ? 'https' : 'http'}://${host}:${port}`,
+    traffic,
     /** Close the open connections of peers refused now; refused ones never joined `sockets`. */
     recheckPeers(): number {
       let closed = 0;
@@ -380,9 +402,74 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
         for (const socket of refusedSockets) socket.destroy();
+        if (listener !== server) listener.close();
         server.close(() => resolve());
         // Sessions of cleartext servers are not in `sockets`; closing the server ends them.
         setTimeout(resolve, 2000).unref();
       }),
+  };
+}
+
+/** The paths of the Connect routes (learnt from a router they are added to, never served). */
+function connectPaths(routes: (router: ConnectRouter) => void): string[] {
+  const router = createConnectRouter();
+  routes(router);
+  return router.handlers.map((h) => h.requestPath);
+}
+
+/** Hand each request to `observer` under a bounded route name, and its answer's code at the end. */
+function observeRequests(
+  observer: RequestObserver,
+  served: string[],
+): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void {
+  const known = new Set(served);
+  return (req, res) => {
+    const path = req.url.split('?')[0] ?? req.url;
+    const done = observer(isBulkChunkRequest(req.url) ? 'chunks' : known.has(path) ? path : 'other');
+    // gRPC answers carry the code in trailers (or in the headers of a trailers-only answer).
+    let trailerCode: string | undefined;
+    const addTrailers = res.addTrailers;
+    res.addTrailers = (headers) => {
+      trailerCode = (headers as Record<string, string | undefined>)['grpc-status'];
+      addTrailers.call(res, headers);
+    };
+    let told = false;
+    const end = () => {
+      if (told) return;
+      told = true;
+      const grpc = trailerCode ?? res.getHeader('grpc-status');
+      if (grpc !== undefined) done(Number(grpc));
+      else if (!res.headersSent)
+        done(1); // closed before any answer: the client went away
+      else done(res.statusCode < 300 ? 0 : codeFromHttpStatus(res.statusCode));
+    };
+    res.once('finish', end);
+    res.once('close', end);
+  };
+}
+
+/** Bytes in and out of every connection a server accepts: the open ones read at call time. */
+function socketTraffic(
+  server: http2.Http2Server | http2.Http2SecureServer,
+): () => { received: number; sent: number } {
+  const open = new Set<import('node:net').Socket>();
+  let received = 0;
+  let sent = 0;
+  server.on('connection', (socket: import('node:net').Socket) => {
+    open.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      received += socket.bytesRead;
+      sent += socket.bytesWritten;
+    });
+  });
+  return () => {
+    let r = received;
+    let s = sent;
+    for (const socket of open) {
+      r += socket.bytesRead;
+      s += socket.bytesWritten;
+    }
+    return { received: r, sent: s };
   };
 }

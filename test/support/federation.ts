@@ -25,11 +25,14 @@ export const FEDERATION = 'test';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Environment for the CLI: no POLLEN_* leaking in from the caller, no colours. */
+/**
+ * Environment for the CLI: no POLLEN_* leaking in from the caller, no colours, no ops listener
+ * (parallel tests would compete for ports 9095-9097; a test that wants one passes the flag).
+ */
 export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('POLLEN_')) delete env[k];
-  return { ...env, NO_COLOR: '1', ...extra };
+  return { ...env, NO_COLOR: '1', POLLEN_METRICS_ADDRESS: 'off', ...extra };
 }
 
 // ---------------------------------------------------------------------------------------------

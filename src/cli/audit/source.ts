@@ -12,7 +12,7 @@ import { checkpointFromWire, entryFromWire } from '../../audit/wire.js';
 import type { AuditQuery } from '../../enrollment/cert-service-client.js';
 import { rpc } from '../../transport/errors.js';
 import { type CredentialFlags, withControl } from '../control-client.js';
-import { type ServiceOptions, withClient } from '../enrollment/admin-client.js';
+import type { ServiceOptions } from '../enrollment/admin-client.js';
 
 export interface AuditSourceOptions extends ServiceOptions, CredentialFlags {
   /** The SuperLink's connection entry (the global --superlink; default: the default one). */
@@ -29,8 +29,13 @@ export interface AuditSource {
 }
 
 /** Read a trail from the source the options name, for `fn`. */
-export function withAuditSource<T>(f: AuditSourceOptions, fn: (s: AuditSource) => Promise<T>): Promise<T> {
-  if (f.certService)
+export async function withAuditSource<T>(
+  f: AuditSourceOptions,
+  fn: (s: AuditSource) => Promise<T>,
+): Promise<T> {
+  if (f.certService) {
+    // Loaded here: a SuperLink's trail needs neither the HTTPS client nor the login code.
+    const { withClient } = await import('../enrollment/admin-client.js');
     return withClient(f, (c) =>
       fn({
         name: `Certificate Service ${f.certService}`,
@@ -39,6 +44,7 @@ export function withAuditSource<T>(f: AuditSourceOptions, fn: (s: AuditSource) =
         checkpoints: (after, limit) => c.auditCheckpoints(after, limit),
       }),
     );
+  }
   return withControl(undefined, f, (s) =>
     fn({
       name: `SuperLink ${s.connection.name}`,

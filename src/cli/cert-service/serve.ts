@@ -6,7 +6,9 @@ import { PollenError } from '../../errors.js';
 import { auditCheckpointMs } from '../audit/interval.js';
 import { requireCaPath, untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
+import { proxyProtocolFrom } from '../proxy-protocol-from.js';
 import { runWorkers } from './workers.js';
 
 export interface CertServiceOptions extends IdentityFlags {
@@ -24,7 +26,9 @@ export interface CertServiceOptions extends IdentityFlags {
   auditCheckpointInterval?: string;
   /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
   trustProxy?: string;
+  proxyProtocolFrom?: string;
   logLevel: string;
+  metricsAddress?: string;
   logFormat?: string;
   workers: string;
   smtpUrl?: string;
@@ -46,6 +50,7 @@ export async function certService(o: CertServiceOptions, out: Output): Promise<v
   if (!Number.isInteger(workers) || workers < 1 || workers > 64)
     throw new PollenError('INVALID_ARGUMENT', `--workers must be 1-64 (got ${o.workers})`);
   const caDir = requireCaPath(o.ca);
+  const metrics = opsListen(o.metricsAddress);
   if (cluster.isPrimary && existsSync(join(caDir, 'rootCA.key')))
     out.warn(
       `the root CA key is in ${caDir}: the service needs only rootCA.pem, intermediateCA.pem/.key, token.key and ca.json — keep rootCA.key offline`,
@@ -63,12 +68,15 @@ export async function certService(o: CertServiceOptions, out: Output): Promise<v
     siteValidityDays: Number(o.siteValidity),
     auditCheckpointMs: auditCheckpointMs(o.auditCheckpointInterval),
     trustProxy: o.trustProxy,
+    proxyProtocol: proxyProtocolFrom(o.proxyProtocolFrom),
     smtpUrl: o.smtpUrl,
     smtpFrom: o.smtpFrom,
     adminEmail: o.adminEmail,
     identityConfig: o.identityConfig,
     accessPolicyFile: o.accessPolicy,
     logger: createLogger({ level: o.logLevel, format: o.logFormat }),
+    // With workers, the primary serves the ops listener and the sum of their metrics.
+    metrics: metrics && cluster.isWorker ? 'worker' : metrics,
   };
   if (workers > 1 && cluster.isPrimary) return runWorkers(config, workers, out, prepareCertService);
   const running = await startCertService({
@@ -96,11 +104,13 @@ export async function certService(o: CertServiceOptions, out: Output): Promise<v
       port: running.port,
       rootFingerprint: running.rootFingerprint,
       database: running.databaseLocation,
+      metrics: running.opsUrl ?? null,
     },
     (d) => [
       `${bold('Certificate Service')} listening on ${d.url}`,
       `  root fingerprint  ${d.rootFingerprint}`,
       `  store             ${d.database}`,
+      `  metrics/health    ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ],
   );

@@ -1,6 +1,8 @@
 import cluster from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
 import type { CertServiceConfig } from '../../enrollment/service/server.js';
 import { PollenError } from '../../errors.js';
+import { startOpsServer } from '../../observability/ops-server.js';
 import { untilSignal } from '../command.js';
 import { bold, dim, type Output } from '../output.js';
 
@@ -15,7 +17,7 @@ export async function runWorkers(
   out: Output,
   prepare: (c: CertServiceConfig) => Promise<void>,
 ): Promise<void> {
-  await prepare({ ...config, logger: false });
+  await prepare({ ...config, logger: false, metrics: undefined });
   let stopping = false;
   const ready = new Map<number, { url: string; port: number }>();
   const fork = () => cluster.fork({ POLLEN_CERT_SERVICE_WORKER: '1' });
@@ -36,8 +38,25 @@ export async function runWorkers(
     for (let i = 0; i < n; i++) fork();
   });
   const first = [...ready.values()][0]!;
-  out.result({ url: first.url, port: first.port, workers: n }, (d) => [
+  const workerMetrics = new AggregatorRegistry();
+  const ops =
+    typeof config.metrics === 'object'
+      ? await startOpsServer({
+          ...config.metrics,
+          // Each worker's registry, summed (counters) or combined as each metric says (aggregator).
+          metrics: { contentType: workerMetrics.contentType, metrics: () => workerMetrics.clusterMetrics() },
+          ...(config.logger && { log: config.logger }),
+          checks: {
+            workers: () => {
+              if (stopping) throw new Error('the Certificate Service is stopping');
+              if (ready.size < n) throw new Error(`${ready.size} of ${n} workers are ready`);
+            },
+          },
+        })
+      : undefined;
+  out.result({ url: first.url, port: first.port, workers: n, metrics: ops?.url ?? null }, (d) => [
     `${bold('Certificate Service')} listening on ${d.url} with ${d.workers} worker processes`,
+    `  metrics/health    ${d.metrics ?? 'off'}`,
     dim('  Ctrl-C to stop'),
   ]);
   await untilSignal(async () => {
@@ -52,5 +71,6 @@ export async function runWorkers(
         return exited;
       }),
     );
+    await ops?.close();
   });
 }

@@ -2,7 +2,16 @@ import type { Command } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import type { CertServiceOptions } from '../cert-service/serve.js';
 import { action, lazy } from '../command.js';
-import { addLogOptions, apiKeyOption, caOption, policyOption, smtpUrlOption } from '../env-options.js';
+import {
+  addLogOptions,
+  apiKeyOption,
+  caOption,
+  METRICS_ADDRESSES,
+  metricsAddressOption,
+  policyOption,
+  proxyProtocolOption,
+  smtpUrlOption,
+} from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 
 const certService = lazy(() => import('../cert-service/serve.js'), 'certService');
@@ -44,6 +53,8 @@ export function registerCertService(program: Command): void {
       '--trust-proxy <addresses>',
       'comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For gives the client address',
     )
+    .addOption(proxyProtocolOption('the service'))
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.certService))
     .option(
       '--workers <n>',
       'processes serving the port together (use the cores of the host; SQLite or PostgreSQL)',

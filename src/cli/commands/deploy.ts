@@ -1,11 +1,13 @@
 import { type Command, Option } from 'commander';
 import { action, lazy } from '../command.js';
 import type { DeployFirewallOptions } from '../deploy/firewall.js';
+import type { DeployNginxOptions } from '../deploy/nginx.js';
 import type { DeployPythonEnvOptions } from '../deploy/python-env.js';
 import type { DeploySystemdOptions } from '../deploy/systemd.js';
 import type { DeployWireGuardOptions } from '../deploy/wireguard.js';
 
 const deploySystemd = lazy(() => import('../deploy/systemd.js'), 'deploySystemd');
+const deployNginx = lazy(() => import('../deploy/nginx.js'), 'deployNginx');
 const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPythonEnv');
 const deployWireGuard = lazy(() => import('../deploy/wireguard.js'), 'deployWireGuard');
 const deployFirewall = lazy(() => import('../deploy/firewall.js'), 'deployFirewall');
@@ -162,4 +164,64 @@ Examples:
   wg-quick up ./vpn/hub/wg0.conf`,
     )
     .action(action<DeployWireGuardOptions>(deployWireGuard));
+
+  outputOptions(
+    deploy
+      .command('nginx')
+      .description(
+        'nginx in front of the SuperLink and the Certificate Service: TLS passed through (stream, SNI), PROXY protocol',
+      ),
+  )
+    .requiredOption('--domain <domain>', 'the names are fleet., certs., control. and dashboard. under it')
+    .requiredOption('--listen-address <ip>', "the host's public or VPN address nginx listens on")
+    .option('--sni-port <port>', 'the shared port, routed by the SNI name', '443')
+    .option('--fleet-port <port>', 'the Fleet API port nginx listens on (default: the port map’s)')
+    .option(
+      '--cert-service-port <port>',
+      'the Certificate Service port nginx listens on (default: the port map’s)',
+    )
+    .option('--control-port <port>', 'the Control API port nginx listens on (default: the port map’s)')
+    .option('--fleet-upstream <host:port>', 'where the Fleet API listens (default 127.0.0.1 and its port)')
+    .option(
+      '--cert-service-upstream <host:port>',
+      'where the Certificate Service listens (default 127.0.0.1:8443)',
+    )
+    .option(
+      '--control-upstream <host:port>',
+      'where the Control API listens (default 127.0.0.1 and its port)',
+    )
+    .option(
+      '--dashboard-cert <file>',
+      'dashboard: the certificate browsers see (TLS ends at nginx), path on the host',
+    )
+    .option('--dashboard-key <file>', 'dashboard: its private key, path on the host')
+    .option('--root-ca <file>', 'dashboard: the project root CA, to check the Control API behind nginx')
+    .option(
+      '--proxy-bind <ip>',
+      'the source address nginx connects to Pollen from (what --proxy-protocol-from names)',
+    )
+    .option(
+      '--stream-module <file>',
+      'the stream module nginx loads, or "none" when built in (default: Debian’s)',
+    )
+    .option(
+      '--runtime-dir <dir>',
+      "pid file, logs and temporary files under this folder (default: Debian's places)",
+    )
+    .addHelpText(
+      'after',
+      `
+Writes nginx.conf: a stream server that reads the SNI name (ssl_preread) and passes TLS through to
+Pollen with a PROXY header (start the SuperLink and the Certificate Service with
+--proxy-protocol-from 127.0.0.1), and an http server that ends TLS only for the browser dashboard.
+Without SNI (an endpoint given as an IP address) the port chooses the API.
+
+Examples:
+  pollen deploy nginx --domain pollen.example.org --listen-address 203.0.113.10 -o nginx
+  pollen deploy nginx --domain pollen.example.org --listen-address 203.0.113.10 \
+    --dashboard-cert /etc/letsencrypt/live/dashboard.pollen.example.org/fullchain.pem \
+    --dashboard-key /etc/letsencrypt/live/dashboard.pollen.example.org/privkey.pem \
+    --root-ca /etc/pollen/rootCA.pem -o nginx`,
+    )
+    .action(action<DeployNginxOptions>(deployNginx));
 }

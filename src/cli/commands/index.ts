@@ -15,6 +15,7 @@ import { registerLogin } from './login.js';
 import { registerNew } from './new.js';
 import { registerPackage } from './package.js';
 import { registerPolicy } from './policy.js';
+import { registerReady } from './ready.js';
 import { registerRuns } from './runs.js';
 import { registerServiceAccount } from './service-account.js';
 import { registerSimulate } from './simulate.js';
@@ -35,6 +36,7 @@ export function registerCommands(program: Command): void {
   registerStart(program);
   registerSuperLink(program);
   registerSuperNode(program);
+  registerReady(program);
   registerNew(program);
   registerSimulate(program);
   registerRuns(program);

@@ -1,7 +1,13 @@
 import { type Command, Option } from 'commander';
 import { AUDIT_CHECKPOINT_HELP } from '../audit/interval.js';
 import { action, lazy, optionsFromEnvironment, valuesFrom } from '../command.js';
-import { addLogOptions, certServiceOption } from '../env-options.js';
+import {
+  addLogOptions,
+  certServiceOption,
+  METRICS_ADDRESSES,
+  metricsAddressOption,
+  proxyProtocolOption,
+} from '../env-options.js';
 import { addIdentityOptions } from '../identity-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import { addLimitOptions } from '../superlink/limits.js';
@@ -55,7 +61,9 @@ function superlinkOptions(cmd: Command): Command {
         "the interpreter of Python apps (here their ServerApps), e.g. a virtual environment's bin/python (default: python3 on PATH)",
       ).env('POLLEN_PYTHON'),
     )
-    .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP);
+    .option('--audit-checkpoint-interval <seconds>', AUDIT_CHECKPOINT_HELP)
+    .addOption(proxyProtocolOption('the Fleet and Control APIs'))
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.superlink));
   return addLogOptions(addIdentityOptions(addLimitOptions(cmd)));
 }
 

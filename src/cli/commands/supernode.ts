@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { federationArg } from '../app-federation.js';
 import { action, lazy, optionsFromEnvironment } from '../command.js';
-import { addLogOptions } from '../env-options.js';
+import { addLogOptions, METRICS_ADDRESSES, metricsAddressOption } from '../env-options.js';
 import { registerParticipantRunner } from '../participants.js';
 import type { SuperNodeOptions } from '../supernode/run.js';
 
@@ -74,7 +74,8 @@ function supernodeOptions(cmd: Command): Command {
       new Option('--heartbeat-interval <seconds>', 'how often to tell the SuperLink this node is alive')
         .env('POLLEN_HEARTBEAT_INTERVAL')
         .default('10'),
-    );
+    )
+    .addOption(metricsAddressOption(METRICS_ADDRESSES.supernode));
 }
 
 export function registerSuperNode(program: Command): void {

@@ -2,9 +2,11 @@ import { PollenError } from '../../errors.js';
 import { auditCheckpointMs } from '../audit/interval.js';
 import { untilSignal } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
 import { type ParticipantTls, parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
+import { proxyProtocolFrom } from '../proxy-protocol-from.js';
 import { limitsFrom } from './limits.js';
 
 /** The options of `pollen superlink` (the limits' options too, by their keys: limits.ts). */
@@ -22,6 +24,8 @@ export interface SuperLinkOptions extends TlsFlags, IdentityFlags {
   certService?: string;
   project?: string;
   python?: string;
+  proxyProtocolFrom?: string;
+  metricsAddress?: string;
   logLevel: string;
   logFormat?: string;
 }
@@ -82,6 +86,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       '--chunk-memory takes MiB (>= 0; 0 keeps every chunk in files)',
     );
   const limits = limitsFrom(o as unknown as Record<string, unknown>);
+  const proxyProtocol = proxyProtocolFrom(o.proxyProtocolFrom);
   const { serviceIdentity } = await import('../../identity/service-identity.js');
   const people = serviceIdentity(o);
   const link = await startSuperLink({
@@ -93,6 +98,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     fleet: parseAddress(o.fleetAddress, '--fleet-address'),
     control: parseAddress(o.controlAddress, '--control-address'),
     serverAppIo: parseAddress(o.serverappioAddress, '--serverappio-address'),
+    metrics: opsListen(o.metricsAddress),
     tls,
     nodeAuth: Boolean(o.enableSupernodeAuth),
     project: o.project,
@@ -101,6 +107,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
     ...(people.oidc && { oidc: people.oidc }),
     ...(people.tokens && { tokens: people.tokens }),
     ...(o.python !== undefined && { python: o.python }),
+    ...(proxyProtocol && { proxyProtocol }),
     log,
   });
   out.result(
@@ -108,6 +115,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       fleet: link.fleetUrl,
       control: link.controlUrl,
       serverAppIo: link.serverAppIoUrl,
+      metrics: link.opsUrl ?? null,
       nodeAuth: Boolean(o.enableSupernodeAuth),
       secure: Boolean(tls),
     },
@@ -116,6 +124,7 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, tls: ParticipantTl
       `  Fleet API       ${d.fleet}${d.nodeAuth ? '  (registered node keys only)' : ''}`,
       `  Control API     ${d.control}`,
       `  ServerAppIo     ${d.serverAppIo}`,
+      `  Metrics/health  ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ],
   );

@@ -4,6 +4,7 @@ import { PollenError } from '../../errors.js';
 import { parseResources } from '../../supernode/resources.js';
 import { untilSignalOr } from '../command.js';
 import { parseConfigPairs } from '../config-pairs.js';
+import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
 import { parseAddress, resolveTls, type TlsFlags } from '../participant-tls.js';
 import type { ParticipantContext, ParticipantOutcome } from '../participants.js';
@@ -21,6 +22,7 @@ export interface SuperNodeOptions extends TlsFlags {
   workDir: string;
   clientappioAddress: string;
   heartbeatInterval: string;
+  metricsAddress?: string;
   logLevel: string;
   logFormat?: string;
 }
@@ -79,6 +81,7 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
     shareGpus: o.shareGpus === true,
     workDir: o.workDir,
     clientAppIo: parseAddress(o.clientappioAddress, '--clientappio-address'),
+    metrics: opsListen(o.metricsAddress),
     heartbeatIntervalMs: interval * 1000,
     log: createLogger({ level: o.logLevel, format: o.logFormat, bindings: { supernode: name } }),
     onEvent: (e) => {
@@ -98,8 +101,9 @@ export async function runSuperNode(o: SuperNodeOptions, out: Output): Promise<vo
   const nodeId = 'value' in first && 'nodeId' in first.value ? first.value.nodeId : undefined;
   let error = 'value' in first && 'error' in first.value ? first.value.error : undefined;
   if (nodeId) {
-    out.result({ nodeId, name, superlink }, (d) => [
+    out.result({ nodeId, name, superlink, metrics: node.opsUrl ?? null }, (d) => [
       `${bold('SuperNode')} ${d.name} connected as node ${d.nodeId} to ${d.superlink}`,
+      `  Metrics/health  ${d.metrics ?? 'off'}`,
       dim('  Ctrl-C to stop'),
     ]);
     const then = await untilSignalOr(refused);

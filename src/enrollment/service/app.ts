@@ -65,6 +65,12 @@ function bodyRefusal(err: unknown): PollenError | undefined {
   return undefined;
 }
 
+/** The error code each failed request was answered with (the metrics read it: answeredCode). */
+const answered = new WeakMap<FastifyReply, string>();
+
+/** The error code `reply` carried, if it was an error answer. */
+export const answeredCode = (reply: FastifyReply): string | undefined => answered.get(reply);
+
 /** An enroll or poll answer: 202 with Retry-After and the URL to poll for a pending request. */
 function answer(
   r: IssuedResponse | PendingResponse,
@@ -120,6 +126,7 @@ export function buildApp(
         req.log.error({ err: error, reference, method: req.method, url: req.url }, 'internal error');
       });
     if (!reported) req.log.info({ code: e.code, url: req.url, ip: req.ip, detail: e.detail }, e.message);
+    answered.set(reply, e.code);
     void reply.status(e.status).send({ error: e.toJSON() });
   });
   app.setNotFoundHandler((req, reply) => {

@@ -1,21 +1,27 @@
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:net';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import { PollenError } from '../../errors.js';
 import { serviceIdentity } from '../../identity/service-identity.js';
 import { createLogger } from '../../observability/log.js';
+import { type OpsServer, startOpsServer } from '../../observability/ops-server.js';
 import { loadCa } from '../../pki/ca.js';
 import { describeKey } from '../../pki/keys.js';
 import { issueSiteCertificate } from '../../pki/profiles.js';
 import { openDatabase } from '../../store/database.js';
 import { listenFailure } from '../../transport/listen-failure.js';
+import { type ProxyProtocolOptions, proxyProtocolFront } from '../../transport/proxy-listener.js';
 import { writeFileAtomic, writeSecretFile } from '../../util/files.js';
 import { loadPolicy } from '../policy-load.js';
 import { loadTokenSigner } from '../token.js';
 import { buildApp } from './app.js';
 import { Notifier } from './notifier.js';
+import { certServiceTelemetry } from './ops.js';
 import { type EnrollmentSchema, enrollmentMigrations } from './schema.js';
 import { CertificateService } from './service.js';
 
@@ -38,6 +44,11 @@ export interface CertServiceConfig {
   siteValidityDays?: number;
   /** Addresses or CIDRs of trusted reverse proxies (never "any hop"). */
   trustProxy?: string;
+  /**
+   * Behind a TCP proxy passing TLS through (`--proxy-protocol-from`): its PROXY header names the
+   * client, whose address `source_ips` rules, the audit trail and logs then see.
+   */
+  proxyProtocol?: ProxyProtocolOptions;
   logger?: Logger | false;
   /** Notification delivery (SMTP relay, default recipients). */
   smtpUrl?: string;
@@ -51,6 +62,11 @@ export interface CertServiceConfig {
   tidyIntervalMs?: number;
   /** How often the audit trail's head is signed (default 5 minutes; also on stop). */
   auditCheckpointMs?: number;
+  /**
+   * Where `/metrics`, `/healthz` and `/readyz` are served (ops-server.ts); `worker`: a worker
+   * process of several, whose metrics the primary serves (cert-service/workers.ts). Default: none.
+   */
+  metrics?: { host: string; port: number } | 'worker';
 }
 
 export interface RunningCertService {
@@ -60,6 +76,8 @@ export interface RunningCertService {
   app: FastifyInstance;
   rootFingerprint: string;
   databaseLocation: string;
+  /** The ops listener (`/metrics`, `/healthz`, `/readyz`); undefined when off or in a worker. */
+  opsUrl: string | undefined;
   close(): Promise<void>;
 }
 
@@ -139,6 +157,7 @@ export async function startCertService(
   ];
   const hostnames = c.hostnames ?? ['localhost', '127.0.0.1', hostname()];
   const tls = ensureServerCertificate(ca, workspace, hostnames);
+  let serverCertificate = tls.cert;
   // Audit checkpoints are signed with the service's TLS key (renewed below with the certificate).
   const auditSigner = { component: 'cert-service', key: tls.key, certificate: tls.cert };
   let service: CertificateService;
@@ -178,14 +197,46 @@ export async function startCertService(
     https: { ...tls, ...tlsOptions },
   });
   const host = c.host ?? '0.0.0.0';
+  const front = c.proxyProtocol
+    ? proxyProtocolFront(app.server, {
+        ...c.proxyProtocol,
+        onRefused: ({ address, reason }) =>
+          logger && logger.warn({ event: 'proxy.refused', address, reason }, 'connection refused'),
+      })
+    : undefined;
+  let closing = false;
+  const registry = c.metrics ? certServiceTelemetry(app, service, store, () => serverCertificate) : undefined;
+  let ops: OpsServer | undefined;
   try {
-    await app.listen({ host, port: c.port ?? 8443 });
+    if (front) await listenFront(app, front, host, c.port ?? 8443);
+    else await app.listen({ host, port: c.port ?? 8443 });
+    if (registry && c.metrics === 'worker') {
+      // Constructing one is what makes a worker answer the primary's requests for its metrics.
+      new AggregatorRegistry();
+      AggregatorRegistry.setRegistries([registry]);
+    } else if (registry && typeof c.metrics === 'object')
+      ops = await startOpsServer({
+        ...c.metrics,
+        metrics: registry,
+        checks: {
+          store: () => service.ping(),
+          ca: () => {
+            if (!service.ca.issuer || !service.ca.rootPem) throw new Error('the CA material is not loaded');
+          },
+          listeners: () => {
+            if (closing || !(front ?? app.server).listening) throw new Error('the HTTPS listener is closed');
+          },
+        },
+        ...(logger && { log: logger }),
+      });
   } catch (e) {
+    await app.close();
     await service.drain();
     await store.close();
+    if (e instanceof PollenError) throw e;
     throw listenFailure(e, { host, port: c.port ?? 8443, what: 'the Certificate Service', option: '--port' });
   }
-  const port = (app.server.address() as { port: number }).port;
+  const port = ((front ?? app.server).address() as { port: number }).port;
   const tidyEvery = c.tidyIntervalMs ?? 3_600_000;
   const timer =
     tidyEvery > 0 ? setInterval(() => void service.tidy().catch(() => undefined), tidyEvery) : undefined;
@@ -196,6 +247,7 @@ export async function startCertService(
       const renewed = ensureServerCertificate(ca, workspace, hostnames);
       (app.server as import('node:https').Server).setSecureContext({ ...renewed, ...tlsOptions });
       Object.assign(auditSigner, { key: renewed.key, certificate: renewed.cert });
+      serverCertificate = renewed.cert;
     } catch (err) {
       if (logger) logger.error({ err }, 'could not renew the service certificate');
     }
@@ -208,12 +260,28 @@ export async function startCertService(
     app,
     rootFingerprint: ca.rootFingerprint,
     databaseLocation: store.location,
+    opsUrl: ops?.url,
     async close() {
+      closing = true;
       if (timer) clearInterval(timer);
       clearInterval(tlsTimer);
+      front?.close();
       await app.close();
+      await ops?.close();
       await service.drain();
       await store.close();
     },
   };
+}
+
+/** Listen on the PROXY protocol front, which hands each checked connection to Fastify's server. */
+async function listenFront(app: FastifyInstance, front: Server, host: string, port: number): Promise<void> {
+  await app.ready();
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject);
+    front.listen(port, host, () => {
+      front.off('error', reject);
+      resolve();
+    });
+  });
 }

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { CheckpointSigner } from '../../audit/checkpoint.js';
 import { AuditTrail, type AuditTrailOptions } from '../../audit/trail.js';
 import { PollenError } from '../../errors.js';
@@ -143,6 +144,11 @@ export class CertificateService {
       chain: ca.chainPem,
       rootFingerprint: ca.rootFingerprint,
     };
+  }
+
+  /** Answers when the store does (readiness). */
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.c.store.db);
   }
 
   /** Keep storage bounded (see `tidy.ts`); run on a timer by the server. */
