@@ -58,6 +58,7 @@ describe('errors', () => {
         'NOT_READY',
         'RATE_LIMITED',
         'SUPERLINK_GONE',
+        'STORE_LEASE_HELD',
         'UNAVAILABLE',
       ].sort(),
     );

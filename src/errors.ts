@@ -343,6 +343,12 @@ export const ERROR_CODES = {
     'Use a file path, sqlite:PATH or postgres://user@host:port/db.',
   ),
   DATABASE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'Check that the database is reachable.', RETRY),
+  STORE_LEASE_HELD: spec(
+    409,
+    ExitCode.CONFLICT,
+    'One SuperLink per database: stop the other SuperLink (the message names its host and process), or, if it died, start again once its lease has expired (30 s after its last renewal).',
+    RETRY,
+  ),
   // App SDK (records, messages)
   RECORD_INVALID: spec(
     400,

@@ -36,7 +36,11 @@ function doc<T = Record<string, unknown>>(r: Pick<CliResult, 'stdout' | 'stderr'
   }
 }
 
-function expectError(r: CliResult, code: string, exit: number): ErrorDoc['error'] {
+function expectError(
+  r: Pick<CliResult, 'stdout' | 'stderr' | 'code'>,
+  code: string,
+  exit: number,
+): ErrorDoc['error'] {
   const d = doc<ErrorDoc>(r);
   expect(d.ok, r.stdout).toBe(false);
   expect(d.error.code, r.stdout).toBe(code);
@@ -259,6 +263,23 @@ describe('pollen superlink and pollen supernode', () => {
       expect(d.name).toBe(`site-${i}`);
     }
     expect(nodeDocs[0]!.nodeId).not.toBe(nodeDocs[1]!.nodeId);
+  });
+
+  it('a second SuperLink on the same store refuses to start: STORE_LEASE_HELD names the holder', async () => {
+    const sl = certs('superlink');
+    const second = startDaemon([
+      ...['superlink', '--cert', sl.cert, '--key', sl.key, '--root-ca', sl.root],
+      ...['--fleet-address', '127.0.0.1:0', '--control-address', '127.0.0.1:0'],
+      ...['--serverappio-address', '127.0.0.1:0', '--state-dir', join(t.dir, 'superlink'), '--json'],
+    ]);
+    const code = await second.exit;
+    const error = expectError(
+      { stdout: second.stdout, stderr: second.stderr, code: code ?? -1 },
+      'STORE_LEASE_HELD',
+      6,
+    );
+    expect(error.message).toMatch(/^Another SuperLink \(.+:\d+:[0-9a-f]{8}\) holds the store at /);
+    expect(error.hint).toMatch(/One SuperLink per database/);
   });
 });
 

@@ -1,8 +1,9 @@
 /**
- * deploy/docker: the SuperNode images (CPU and GPU), linted here since no Docker engine runs on
- * these machines (test/support/dockerfile.ts), and the settings a site relies on.
+ * deploy/docker: the SuperLink, Certificate Service and SuperNode (CPU and GPU) images, linted here
+ * since no Docker engine runs on these machines (test/support/dockerfile.ts), and the settings a
+ * site relies on.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { execForm, lintDockerfile, parseDockerfile } from './support/dockerfile.js';
@@ -10,16 +11,48 @@ import { execForm, lintDockerfile, parseDockerfile } from './support/dockerfile.
 const root = join(import.meta.dirname, '..');
 const read = (name: string) => readFileSync(join(root, 'deploy/docker', name), 'utf8');
 
-describe('the SuperNode Dockerfiles', () => {
-  for (const name of ['Dockerfile.supernode', 'Dockerfile.supernode-gpu'])
-    it(`${name} passes the lint: pinned bases, non-root user, health check, no network at run time`, () => {
+const last = (text: string, k: string) =>
+  parseDockerfile(text)
+    .filter((i) => i.keyword === k)
+    .at(-1)!;
+
+describe('the Dockerfiles', () => {
+  it('every image in deploy/docker passes the lint: bases pinned by digest, non-root, read-only run, health via pollen ready, no secret', () => {
+    const names = readdirSync(join(root, 'deploy/docker')).filter((n) => n.startsWith('Dockerfile.'));
+    expect(names.sort()).toEqual([
+      'Dockerfile.cert-service',
+      'Dockerfile.superlink',
+      'Dockerfile.supernode',
+      'Dockerfile.supernode-gpu',
+    ]);
+    for (const name of names) {
       const text = read(name);
-      expect(lintDockerfile(text, root)).toEqual([]);
-      const last = (k: string) =>
-        parseDockerfile(text)
-          .filter((i) => i.keyword === k)
-          .at(-1)!;
-      const entrypoint = execForm(last('ENTRYPOINT').args)!;
+      expect(lintDockerfile(text, root), name).toEqual([]);
+      expect(last(text, 'USER').args, name).toBe('pollen');
+    }
+  });
+
+  it('the SuperLink image starts its kit with pollen start and probes its ops listener (9095)', () => {
+    const text = read('Dockerfile.superlink');
+    expect(execForm(last(text, 'ENTRYPOINT').args)).toEqual(['tini', '--', 'pollen', 'start']);
+    expect(execForm(last(text, 'CMD').args)).toEqual(['/kit']);
+    expect(last(text, 'HEALTHCHECK').args).toContain('"pollen", "ready", "127.0.0.1:9095"');
+    expect(last(text, 'EXPOSE').args).toBe('9092 9093');
+  });
+
+  it('the Certificate Service image reads its CA and API key from mounts and probes 9097', () => {
+    const text = read('Dockerfile.cert-service');
+    const entrypoint = execForm(last(text, 'ENTRYPOINT').args)!;
+    expect(entrypoint.slice(0, 4)).toEqual(['tini', '--', 'pollen', 'cert-service']);
+    expect(entrypoint.join(' ')).toContain('--ca /ca');
+    expect(entrypoint.join(' ')).toContain('--api-key-file /run/secrets/api_key');
+    expect(last(text, 'HEALTHCHECK').args).toContain('"pollen", "ready", "127.0.0.1:9097"');
+    expect(text).not.toMatch(/python3/);
+  });
+  for (const name of ['Dockerfile.supernode', 'Dockerfile.supernode-gpu'])
+    it(`${name} runs the SuperNode with the image's Python and probes its ops listener (9096)`, () => {
+      const text = read(name);
+      const entrypoint = execForm(last(text, 'ENTRYPOINT').args)!;
       // Python apps run with the image's virtual environment, which a RUN creates.
       expect(entrypoint.slice(0, 6)).toEqual([
         'tini',
@@ -30,16 +63,14 @@ describe('the SuperNode Dockerfiles', () => {
         '/opt/venv/bin/python',
       ]);
       expect(text).toMatch(/python3 -m venv (--system-site-packages )?\/opt\/venv/);
-      // The health check probes the ClientAppIo port the SuperNode is told to serve.
       expect(entrypoint.join(' ')).toContain('--clientappio-address 127.0.0.1:9094');
-      expect(last('HEALTHCHECK').args).toContain("connect(9094, '127.0.0.1')");
-      expect(last('USER').args).toBe('pollen');
+      expect(last(text, 'HEALTHCHECK').args).toContain('"pollen", "ready", "127.0.0.1:9096"');
       expect(text).not.toMatch(/pip install pollen/);
     });
 
   it('the GPU image starts from a CUDA base, copies Node.js from the official image and installs PyTorch from a wheelhouse', () => {
     const text = read('Dockerfile.supernode-gpu');
-    expect(text).toMatch(/^ARG CUDA_IMAGE=nvidia\/cuda:12\.\d+\.\d+-base-ubuntu24\.04$/m);
+    expect(text).toMatch(/^ARG CUDA_IMAGE=nvidia\/cuda:12\.\d+\.\d+-base-ubuntu24\.04@sha256:[0-9a-f]{64}$/m);
     expect(text).toMatch(/^FROM \$\{CUDA_IMAGE\}$/m);
     expect(text).toMatch(/^COPY --from=node \/usr\/local\/bin\/node \/usr\/local\/bin\/node$/m);
     expect(text).toMatch(/pip install --no-index --no-cache-dir --find-links \/wheelhouse/);
@@ -61,6 +92,11 @@ describe('the SuperNode Dockerfiles', () => {
       'RUN curl -fsSL https://example.com/x.sh | sh',
       'FOO bar',
       'CMD pollen supernode',
+      'FROM node:20.20.2-bookworm-slim',
+      'COPY deploy/keycloak/realm.json certs/server.key /x/',
+      'ENV POLLEN_METRICS_ADDRESS=127.0.0.1:9095',
+      'HEALTHCHECK CMD ["curl", "-f", "http://127.0.0.1:9095/healthz"]',
+      'HEALTHCHECK CMD ["pollen", "ready", "127.0.0.1:9096"]',
     ].join('\n');
     const problems = lintDockerfile(bad, root);
     for (const expected of [
@@ -79,15 +115,26 @@ describe('the SuperNode Dockerfiles', () => {
       /line 11: downloads at build time/,
       /line 12: unknown instruction "FOO"/,
       /line 13: CMD in shell form/,
+      /line 14: FROM node:20.20.2-bookworm-slim is not pinned by digest/,
+      /line 15: COPY certs\/server.key bakes key material/,
+      /line 17: HEALTHCHECK does not run `pollen ready`/,
+      /line 18: HEALTHCHECK probes 127.0.0.1:9096, not the ops listener/,
       /the image runs as root: no USER/,
-      /no HEALTHCHECK/,
+      /no VOLUME in the last stage/,
+      /the header does not show the read-only run/,
     ])
       expect(
         problems.some((p) => expected.test(p)),
         `${expected} in\n${problems.join('\n')}`,
       ).toBe(true);
-    expect(lintDockerfile('FROM a:1.2\nUSER 0\nHEALTHCHECK CMD ["true"]', root)).toEqual([
-      'line 3: the image runs as 0 (DL3002)',
-    ]);
+    expect(lintDockerfile('FROM a:1.2\nUSER 0\nHEALTHCHECK CMD ["true"]', root)).toEqual(
+      expect.arrayContaining(['line 3: the image runs as 0 (DL3002)']),
+    );
+    expect(lintDockerfile('FROM a:1.2\nUSER 0\nHEALTHCHECK CMD ["true"]', root)).toContain(
+      'line 1: FROM a:1.2 is not pinned by digest (a tag can be moved)',
+    );
+    expect(lintDockerfile('FROM a:1.2\nUSER pollen', root)).toContain(
+      'line 2: no HEALTHCHECK in the last stage',
+    );
   });
 });

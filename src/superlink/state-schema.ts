@@ -8,6 +8,13 @@ import type { Backend } from '../store/database.js';
  * backends read back the same JavaScript value.
  */
 export interface LinkSchema extends AuditSchema {
+  /** The one SuperLink that owns this store (store-lease.ts); a single row, id 1. */
+  store_lease: {
+    id: number;
+    holder: string;
+    acquired_at: number;
+    expires_at: number;
+  };
   nodes: {
     node_id: string;
     name: string;
@@ -373,5 +380,16 @@ export function linkStateMigrations(backend: Backend): Record<string, Migration>
     },
     // The audit trail shared with the Certificate Service (audit/schema.ts).
     '0009_audit_trail': auditMigration,
+    '0010_store_lease': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('store_lease')
+          .addColumn('id', 'integer', (c) => c.primaryKey())
+          .addColumn('holder', 'text', (c) => c.notNull())
+          .addColumn('acquired_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }

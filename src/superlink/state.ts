@@ -44,6 +44,7 @@ import {
 } from './run-records.js';
 import { type CreateRunInput, type Run, type RunStatus, RunStore, type RunSubStatus } from './run-store.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
+import { DEFAULT_LEASE_TTL_MS, leaseHolderName, StoreLease } from './store-lease.js';
 
 export { DEFAULT_MAX_MESSAGE_BYTES, PULL_BYTE_BUDGET } from './message-queue.js';
 export type {
@@ -77,6 +78,12 @@ export interface LinkStateOptions {
   /** How often liveness is written to the store (default 5 s; also at close). */
   livenessFlushMs?: number;
   poolSize?: number;
+  /** How long the store lease lasts unrenewed (default 30 s; store-lease.ts). */
+  leaseTtlMs?: number;
+  /** This SuperLink's name in the lease row (default host:pid:random). */
+  leaseHolder?: string;
+  /** Called when a renewal finds the lease taken by another SuperLink. */
+  onLeaseLost?: (holder: string) => void;
 }
 
 export async function openLinkState(options: LinkStateOptions): Promise<LinkState> {
@@ -86,11 +93,23 @@ export async function openLinkState(options: LinkStateOptions): Promise<LinkStat
     migrations: linkStateMigrations(backend),
     poolSize: options.poolSize,
   });
-  const state = new LinkState(store, options);
+  let lease: StoreLease;
+  try {
+    lease = await StoreLease.acquire(store.db, {
+      holder: options.leaseHolder ?? leaseHolderName(),
+      ttlMs: options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+      now: options.now ?? Date.now,
+      location: store.location,
+    });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  const state = new LinkState(store, options, lease);
   try {
     await state.load();
   } catch (e) {
-    await store.close();
+    await state.close();
     throw e;
   }
   return state;
@@ -110,6 +129,9 @@ export class LinkState {
   readonly federations: Federations;
   readonly invitations: Invitations;
   private readonly timer: NodeJS.Timeout;
+  private readonly leaseTimer: NodeJS.Timeout;
+  /** Set when a renewal found the lease held by another SuperLink. */
+  leaseLost = false;
   private closed: Promise<void> | undefined;
   /** The last error of a background liveness flush (retried on the next one). */
   lastFlushError: unknown;
@@ -117,6 +139,7 @@ export class LinkState {
   constructor(
     private readonly store: Database<LinkSchema>,
     options: LinkStateOptions,
+    readonly lease: StoreLease,
   ) {
     const db = store.db;
     const pg = store.backend === 'postgres';
@@ -142,6 +165,19 @@ export class LinkState {
       });
     }, options.livenessFlushMs ?? DEFAULT_LIVENESS_FLUSH_MS);
     this.timer.unref();
+    // A failed renewal (store briefly away) is retried on the next tick; a lost lease is final.
+    this.leaseTimer = setInterval(() => {
+      lease
+        .renew()
+        .then((held) => {
+          if (held || this.leaseLost) return;
+          this.leaseLost = true;
+          clearInterval(this.leaseTimer);
+          options.onLeaseLost?.(lease.holder);
+        })
+        .catch(() => {});
+    }, lease.renewEveryMs);
+    this.leaseTimer.unref();
   }
 
   get backend(): string {
@@ -335,9 +371,11 @@ export class LinkState {
   close(): Promise<void> {
     this.closed ??= (async () => {
       clearInterval(this.timer);
+      clearInterval(this.leaseTimer);
       try {
         await this.records.settled();
         await this.flushLiveness();
+        if (!this.leaseLost) await this.lease.release();
       } finally {
         await this.store.close();
       }

@@ -113,7 +113,14 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   // One disk budget for every chunk file: app bundles, run chunks past the memory budget, artefacts.
   const disk = new ByteBudget(limits.chunkDiskBudgetBytes);
   const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20, budget: disk });
-  const state = await openLinkState({ url: o.database ?? join(stateDir, 'superlink.db') });
+  const state = await openLinkState({
+    url: o.database ?? join(stateDir, 'superlink.db'),
+    onLeaseLost: (holder) =>
+      o.log.error(
+        { code: 'STORE_LEASE_HELD', holder },
+        'another SuperLink took over the store lease: stop this SuperLink (two would diverge)',
+      ),
+  });
   // Checkpoints are signed with the SuperLink's TLS key; without TLS (development) the chain is
   // kept but not anchored.
   const auditSigner = o.tls && { component: 'superlink', key: o.tls.key, certificate: o.tls.cert };

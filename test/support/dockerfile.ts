@@ -55,6 +55,9 @@ function stripFlags(args: string): { flags: Map<string, string>; rest: string } 
   return { flags, rest };
 }
 
+/** Files that must come from a mount at run time, never from the build context. */
+const KEY_MATERIAL = /\.(pem|key|p12|pfx)$|api_?key|token|secret|credential/i;
+
 const SECRET_NAME = /PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|API_?KEY|CREDENTIAL/i;
 
 /**
@@ -70,6 +73,8 @@ export function lintDockerfile(text: string, root: string): string[] {
   const expand = (s: string) => s.replace(/\$\{?(\w+)\}?/g, (whole, name: string) => args.get(name) ?? whole);
   let lastUser: string | undefined;
   let healthcheck = false;
+  let volume = false;
+  const env = new Map<string, string>();
   for (const i of instructions) {
     if (!KEYWORDS.has(i.keyword)) at(i, `unknown instruction ${JSON.stringify(i.keyword || i.args)}`);
     if (/:latest\b/i.test(i.args)) at(i, 'names a "latest" tag (DL3007)');
@@ -83,8 +88,11 @@ export function lintDockerfile(text: string, root: string): string[] {
       if (value !== undefined) args.set(name, value);
     }
     if (i.keyword === 'ENV')
-      for (const m of i.args.matchAll(/(\w+)=/g))
+      for (const m of i.args.matchAll(/(\w+)=(\S*)/g)) {
         if (SECRET_NAME.test(m[1]!)) at(i, `ENV ${m[1]} looks like a secret (it stays in the image)`);
+        env.set(m[1]!, m[2]!);
+      }
+    if (i.keyword === 'VOLUME') volume = true;
     if (i.keyword === 'FROM') {
       const { rest } = stripFlags(i.args);
       const [image, as, name] = rest.split(/\s+/);
@@ -96,9 +104,12 @@ export function lintDockerfile(text: string, root: string): string[] {
         at(i, `FROM ${resolved} is not pinned to a tag (DL3006)`);
       else if (!stage && /:\d+(-[\w.]+)*$/.test(resolved))
         at(i, `FROM ${resolved} names a floating major tag`);
+      else if (!stage && !resolved.includes('@sha256:'))
+        at(i, `FROM ${resolved} is not pinned by digest (a tag can be moved)`);
       if (as?.toUpperCase() === 'AS' && name) stages.push(name);
       lastUser = undefined;
       healthcheck = false;
+      volume = false;
     }
     if (i.keyword === 'COPY' || i.keyword === 'ADD') {
       const { flags, rest } = stripFlags(i.args);
@@ -107,8 +118,10 @@ export function lintDockerfile(text: string, root: string): string[] {
         at(i, `COPY --from=${from} names no earlier stage (DL3022)`);
       if (from === undefined) {
         const paths = execForm(rest) ?? rest.split(/\s+/);
-        for (const src of paths.slice(0, -1))
+        for (const src of paths.slice(0, -1)) {
           if (!existsSync(join(root, expand(src)))) at(i, `COPY source ${src} is not in the build context`);
+          if (KEY_MATERIAL.test(src)) at(i, `COPY ${src} bakes key material or a credential into the image`);
+        }
       }
       if (i.keyword === 'ADD') at(i, 'use COPY, not ADD (DL3020)');
     }
@@ -125,7 +138,12 @@ export function lintDockerfile(text: string, root: string): string[] {
     if (i.keyword === 'USER') lastUser = i.args;
     if (i.keyword === 'HEALTHCHECK') {
       healthcheck = true;
+      const probe = execForm(stripFlags(i.args).rest.replace(/^CMD\s+/, ''));
       if (!/\bCMD\b/.test(i.args)) at(i, 'HEALTHCHECK without a CMD');
+      else if (probe?.[0] !== 'pollen' || probe[1] !== 'ready')
+        at(i, "HEALTHCHECK does not run `pollen ready` (the ops listener's /readyz)");
+      else if (probe[2] !== env.get('POLLEN_METRICS_ADDRESS'))
+        at(i, `HEALTHCHECK probes ${probe[2]}, not the ops listener POLLEN_METRICS_ADDRESS names`);
     }
     if ((i.keyword === 'CMD' || i.keyword === 'ENTRYPOINT') && execForm(i.args) === undefined)
       at(i, `${i.keyword} in shell form: signals do not reach the process (DL3025)`);
@@ -134,5 +152,9 @@ export function lintDockerfile(text: string, root: string): string[] {
   if (lastUser === undefined) at(last, 'the image runs as root: no USER in the last stage (DL3002)');
   else if (/^(root|0)(:|$)/.test(lastUser)) at(last, `the image runs as ${lastUser} (DL3002)`);
   if (!healthcheck) at(last, 'no HEALTHCHECK in the last stage');
+  if (!volume)
+    at(last, 'no VOLUME in the last stage: a read-only root file system leaves it nowhere to write');
+  if (!/^#\s.*docker run --read-only --tmpfs \/tmp\b/m.test(text))
+    at(last, 'the header does not show the read-only run (docker run --read-only --tmpfs /tmp …)');
   return problems;
 }

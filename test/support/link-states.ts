@@ -55,9 +55,14 @@ export function linkStates(backend: Backend, makeUrl: () => Promise<string>, o: 
   return {
     clock,
     now,
-    /** A LinkState (closing it twice is harmless). */
+    /**
+     * A LinkState (closing it twice is harmless). All share one lease holder, so race tests may
+     * open two on one store (the store lease keeps two SuperLink processes apart; store-lease.ts).
+     */
     state: async (options: Partial<Omit<LinkStateOptions, 'now'>> = {}): Promise<LinkState> =>
-      track(await openLinkState({ now, ...options, url: options.url ?? (await makeUrl()) })),
+      track(
+        await openLinkState({ now, leaseHolder: 'test', ...options, url: options.url ?? (await makeUrl()) }),
+      ),
     /** The migrated store, without a LinkState: for one part alone, or to peek at rows. */
     store: async (url?: string): Promise<Database<LinkSchema>> =>
       track(
