@@ -3,22 +3,11 @@
  * launching a run need to know, without loading the strategies (apps/builtin-serverapp.ts runs them).
  */
 
+import { STRATEGY_NAMES, type StrategyName } from '../strategies/names.js';
+
 /** The strategies an app may name as its ServerApp, `pollen:NAME`. */
-export const BUILTIN_SERVERAPPS = [
-  'FedAvg',
-  'FedProx',
-  'FedAdam',
-  'FedYogi',
-  'FedAdagrad',
-  'FedAvgM',
-  'FedMedian',
-  'FedTrimmedAvg',
-  'Krum',
-  'MultiKrum',
-  'Bulyan',
-  'QFedAvg',
-] as const;
-export type BuiltinServerAppName = (typeof BUILTIN_SERVERAPPS)[number];
+export const BUILTIN_SERVERAPPS = STRATEGY_NAMES;
+export type BuiltinServerAppName = StrategyName;
 
 export const BUILTIN_PREFIX = 'pollen:';
 

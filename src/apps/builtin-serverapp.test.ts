@@ -20,9 +20,8 @@ import {
   type UserConfigValue,
 } from '../sdk/index.js';
 import { decodeNpz, encodeNpz } from '../sdk/npz.js';
-import { STRATEGY_NAMES } from '../strategies/from-run-config.js';
 import { FedAdam, FedAvg } from '../strategies/index.js';
-import { BUILTIN_SERVERAPPS, builtinServerAppName } from './builtin-names.js';
+import { builtinServerAppName } from './builtin-names.js';
 import { builtinServerApp, builtinSettings, FINAL_MODEL_ARTEFACT } from './builtin-serverapp.js';
 
 const bundle = mkdtempSync(join(tmpdir(), 'pollen-builtin-'));
@@ -66,12 +65,6 @@ async function run(name: string, runConfig: Record<string, UserConfigValue>) {
 }
 
 const BASE = { 'num-server-rounds': 2, 'initial-arrays': 'weights/init.npz', 'local-epochs': 1 };
-
-describe('the built-in names', () => {
-  it('are the strategies a run config can name (kept apart so submitting loads no strategy)', () => {
-    expect([...BUILTIN_SERVERAPPS]).toEqual([...STRATEGY_NAMES]);
-  });
-});
 
 describe('builtinServerApp', () => {
   it('FedAvg runs the rounds from the bundle’s .npz and saves the model TypeScript FedAvg gives', async () => {

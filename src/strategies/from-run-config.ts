@@ -16,24 +16,10 @@ import { FedTrimmedAvg } from './fedtrimmedavg.js';
 import { FedYogi } from './fedyogi.js';
 import { Krum } from './krum.js';
 import { MultiKrum } from './multikrum.js';
+import { STRATEGY_NAMES, type StrategyName } from './names.js';
 import { QFedAvg, type QFedAvgOptions } from './qfedavg.js';
 
-/** The strategies a run config may name. */
-export const STRATEGY_NAMES = [
-  'FedAvg',
-  'FedProx',
-  'FedAdam',
-  'FedYogi',
-  'FedAdagrad',
-  'FedAvgM',
-  'FedMedian',
-  'FedTrimmedAvg',
-  'Krum',
-  'MultiKrum',
-  'Bulyan',
-  'QFedAvg',
-] as const;
-export type StrategyName = (typeof STRATEGY_NAMES)[number];
+export { STRATEGY_NAMES, type StrategyName };
 
 /** FedAvg's options and the strategy's own (`eta`, `numMaliciousNodes`, …). */
 export type StrategyOptions = FedAvgOptions & Record<string, unknown>;
