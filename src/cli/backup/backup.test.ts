@@ -23,6 +23,10 @@ describe('pollen backup and restore (in-process)', () => {
   live.exec('CREATE TABLE runs (id TEXT PRIMARY KEY, status TEXT)');
   const insert = live.prepare('INSERT INTO runs VALUES (?, ?)');
   for (let i = 0; i < 50; i++) insert.run(`run-${i}`, 'finished');
+  // The running SuperLink's lease on its store: the process's, not the data's.
+  live.exec(
+    "CREATE TABLE store_lease (id INTEGER PRIMARY KEY, holder TEXT); INSERT INTO store_lease VALUES (1, 'host:42:x')",
+  );
   const archive = join(tmp.dir, 'superlink.pollen-backup');
   afterAll(() => {
     live.close();
@@ -51,7 +55,10 @@ describe('pollen backup and restore (in-process)', () => {
     expect(back.json()).toMatchObject({ component: 'superlink', dir: target });
     const db = new Sqlite(join(target, 'superlink.db'), { readonly: true });
     expect(db.prepare('SELECT count(*) AS n FROM runs').get()).toEqual({ n: 50 });
+    // The copy is held by no one, so it starts while the original still runs.
+    expect(db.prepare('SELECT count(*) AS n FROM store_lease').get()).toEqual({ n: 0 });
     db.close();
+    expect(live.prepare('SELECT count(*) AS n FROM store_lease').get()).toEqual({ n: 1 });
     expect(readFileSync(join(target, 'superlink.log'), 'utf8')).toBe('a log line\n');
     expect(statSync(join(target, 'tls', 'server.key')).mode & 0o777).toBe(0o600);
   });
@@ -116,7 +123,8 @@ describe('pollen backup and restore (in-process)', () => {
     const source = await createTestDatabase(inject('postgresUrl'), name());
     await query(
       source,
-      "CREATE TABLE runs (id text PRIMARY KEY); INSERT INTO runs VALUES ('r1'), ('r2'), ('r3')",
+      "CREATE TABLE runs (id text PRIMARY KEY); INSERT INTO runs VALUES ('r1'), ('r2'), ('r3');" +
+        " CREATE TABLE store_lease (id integer PRIMARY KEY, holder text); INSERT INTO store_lease VALUES (1, 'host:42:x')",
     );
     const dir = join(tmp.dir, 'pg-superlink');
     mkdirSync(dir);
@@ -144,6 +152,7 @@ describe('pollen backup and restore (in-process)', () => {
       { id: 'r2' },
       { id: 'r3' },
     ]);
+    expect(await query(target, 'SELECT count(*)::int AS n FROM store_lease')).toEqual([{ n: 0 }]);
     expect(readFileSync(join(tmp.dir, 'pg-b', 'superlink.log'), 'utf8')).toBe('started\n');
   });
 });

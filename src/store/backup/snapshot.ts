@@ -110,6 +110,13 @@ function isSqlite(path: string): boolean {
   }
 }
 
+/**
+ * Tables whose rows belong to the running process, not to its data: the SuperLink's store lease
+ * names the process that holds the store. A snapshot leaves them empty, so the restored store is
+ * held by no one (the running original would otherwise keep its copy from starting).
+ */
+const PROCESS_TABLES = ['store_lease'];
+
 /** SQLite's online backup: pages copied in steps, restarted when a writer changes them. */
 async function sqliteSnapshot(path: string, scratch: string): Promise<Buffer> {
   const copy = join(scratch, `${Math.random().toString(36).slice(2)}.db`);
@@ -120,6 +127,14 @@ async function sqliteSnapshot(path: string, scratch: string): Promise<Buffer> {
   } finally {
     db.close();
   }
+  const snapshot = new Sqlite(copy, { fileMustExist: true });
+  try {
+    const present = snapshot.prepare("select name from sqlite_master where type = 'table' and name = ?");
+    for (const table of PROCESS_TABLES)
+      if (present.get(table)) snapshot.prepare(`delete from "${table}"`).run();
+  } finally {
+    snapshot.close();
+  }
   return readFileSync(copy);
 }
 
@@ -128,7 +143,13 @@ function pgDump(url: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     execFile(
       'pg_dump',
-      ['--format=custom', '--no-owner', '--dbname', url],
+      [
+        '--format=custom',
+        '--no-owner',
+        ...PROCESS_TABLES.map((t) => `--exclude-table-data=${t}`),
+        '--dbname',
+        url,
+      ],
       { encoding: 'buffer', maxBuffer: 1 << 30 },
       (error, stdout, stderr) => {
         if (!error) return resolve(stdout);
