@@ -20,7 +20,6 @@
  *   npm run bench:scale                       N = 100, 250, 500, 1000, 2000 (stops past 5 s)
  *   npx tsx bench/scale.ts --n 100,500 --json
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,6 +35,7 @@ import { ClientApp } from '../src/sdk/app.js';
 import { type SuperNode, startSuperNode } from '../src/supernode/supernode.js';
 import type { TlsMaterial } from '../src/transport/tls.js';
 import { machineInfo } from './lib/env.js';
+import { startReceiver } from './lib/receiver.js';
 import { num, table, times } from './lib/table.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -101,28 +101,10 @@ log(`${num(maxN)} client certificates (P-256 key + issueSiteCertificate) in ${nu
 const profile = process.argv.includes('--cpu-prof')
   ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out', 'profiles')}`]
   : [];
-const child: ChildProcess = spawn(
-  process.execPath,
+const { child, ready, ask } = await startReceiver<{ fleetUrl: string; rssKiB: number }>(
   [...profile, '--import', 'tsx', join(ROOT, 'bench', 'scale-superlink.ts'), dir],
-  {
-    cwd: ROOT,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  },
+  ROOT,
 );
-let queue: Promise<unknown> = Promise.resolve();
-function ask<T>(msg: object): Promise<T> {
-  const p = queue.then(
-    () =>
-      new Promise<T>((resolve, reject) => {
-        child.once('message', (m: T & { error?: string }) =>
-          m.error ? reject(new Error(m.error)) : resolve(m),
-        );
-        child.send(msg);
-      }),
-  );
-  queue = p.catch(() => {});
-  return p;
-}
 interface Stats {
   online: number;
   rssKiB: number;
@@ -138,9 +120,6 @@ interface Round {
   missing: number;
   firstErrors: string[];
 }
-const ready = await new Promise<{ fleetUrl: string; rssKiB: number }>((resolve) =>
-  child.once('message', (m) => resolve(m as never)),
-);
 const idle = await ask<Stats>({ cmd: 'stats' });
 
 // ------------------------------------------------------------------------------ the nodes
