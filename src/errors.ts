@@ -349,6 +349,12 @@ export const ERROR_CODES = {
     'One SuperLink per database: stop the other SuperLink (the message names its host and process), or, if it died, start again once its lease has expired (30 s after its last renewal).',
     RETRY,
   ),
+  STORE_LEASE_LOST: spec(
+    503,
+    ExitCode.UNAVAILABLE,
+    "Another SuperLink took over this SuperLink's store, so this one stops: call the SuperLink that holds the lease; a restart of this one is refused (STORE_LEASE_HELD) until the lease is free.",
+    RETRY,
+  ),
   // App SDK (records, messages)
   RECORD_INVALID: spec(
     400,

@@ -103,6 +103,13 @@ export class AuditTrail {
     await this.checkpoint();
   }
 
+  /** Stop the timer and wait for the writes in flight, writing nothing more (the store is no longer ours). */
+  async abandon(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.settled();
+  }
+
   /** Wait for the writes nobody awaits (tests, shutdown). */
   async settled(): Promise<void> {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);

@@ -17,6 +17,7 @@
  * on every session open, and a per-node count of queued instructions so an empty poll never
  * touches the database. All of these are rebuilt from the tables at open.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type { AuditStore } from '../audit/audit-log.js';
 import { ServiceAccounts } from '../identity/service-accounts.js';
@@ -44,7 +45,7 @@ import {
 } from './run-records.js';
 import { type CreateRunInput, type Run, type RunStatus, RunStore, type RunSubStatus } from './run-store.js';
 import { type LinkSchema, linkStateMigrations } from './state-schema.js';
-import { DEFAULT_LEASE_TTL_MS, leaseHolderName, StoreLease } from './store-lease.js';
+import { DEFAULT_LEASE_TTL_MS, type LeaseState, leaseHolderName, StoreLease } from './store-lease.js';
 
 export { DEFAULT_MAX_MESSAGE_BYTES, PULL_BYTE_BUDGET } from './message-queue.js';
 export type {
@@ -84,7 +85,18 @@ export interface LinkStateOptions {
   leaseHolder?: string;
   /** Called when a renewal finds the lease taken by another SuperLink. */
   onLeaseLost?: (holder: string) => void;
+  /** The clock of the lease and its renewals (default: `now` and real timers; tests drive it). */
+  leaseClock?: LeaseClock;
 }
+
+/** A clock for the lease: `sleep` resolves after `ms` on it, or rejects once `signal` aborts. */
+export interface LeaseClock {
+  now(): number;
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+const timerSleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  delay(ms, undefined, { signal, ref: false });
 
 export async function openLinkState(options: LinkStateOptions): Promise<LinkState> {
   const backend = /^postgres(ql)?:\/\//.test(options.url) ? 'postgres' : 'sqlite';
@@ -98,7 +110,7 @@ export async function openLinkState(options: LinkStateOptions): Promise<LinkStat
     lease = await StoreLease.acquire(store.db, {
       holder: options.leaseHolder ?? leaseHolderName(),
       ttlMs: options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
-      now: options.now ?? Date.now,
+      now: options.leaseClock?.now ?? options.now ?? Date.now,
       location: store.location,
     });
   } catch (e) {
@@ -129,8 +141,9 @@ export class LinkState {
   readonly federations: Federations;
   readonly invitations: Invitations;
   private readonly timer: NodeJS.Timeout;
-  private readonly leaseTimer: NodeJS.Timeout;
-  /** Set when a renewal found the lease held by another SuperLink. */
+  /** Ends the lease renewals (at close). */
+  private readonly leaseRenewals = new AbortController();
+  /** Set when a renewal found the lease held by another SuperLink: final. */
   leaseLost = false;
   private closed: Promise<void> | undefined;
   /** The last error of a background liveness flush (retried on the next one). */
@@ -165,19 +178,39 @@ export class LinkState {
       });
     }, options.livenessFlushMs ?? DEFAULT_LIVENESS_FLUSH_MS);
     this.timer.unref();
-    // A failed renewal (store briefly away) is retried on the next tick; a lost lease is final.
-    this.leaseTimer = setInterval(() => {
-      lease
-        .renew()
-        .then((held) => {
-          if (held || this.leaseLost) return;
-          this.leaseLost = true;
-          clearInterval(this.leaseTimer);
-          options.onLeaseLost?.(lease.holder);
-        })
-        .catch(() => {});
-    }, lease.renewEveryMs);
-    this.leaseTimer.unref();
+    void this.renewLease(options.leaseClock?.sleep ?? timerSleep, options.onLeaseLost);
+  }
+
+  /**
+   * Renew the lease every third of its life. A failed renewal (the store briefly away) is tried
+   * again on the next tick; a lease found held by another SuperLink is lost for good, and the
+   * liveness flush stops with it (the store is the other SuperLink's now).
+   */
+  private async renewLease(
+    sleep: LeaseClock['sleep'],
+    onLost: LinkStateOptions['onLeaseLost'],
+  ): Promise<void> {
+    const signal = this.leaseRenewals.signal;
+    while (!signal.aborted) {
+      try {
+        await sleep(this.lease.renewEveryMs, signal);
+      } catch {
+        return; // closed
+      }
+      const held = await this.lease.renew().catch(() => undefined);
+      if (held !== false || signal.aborted) continue;
+      this.leaseLost = true;
+      clearInterval(this.timer);
+      onLost?.(this.lease.holder);
+      return;
+    }
+  }
+
+  /** Whether this SuperLink may still write: its lease held, run out unrenewed, or lost. */
+  leaseState(): LeaseState {
+    if (this.leaseLost) return { state: 'lost' };
+    if (this.lease.expired) return { state: 'expired', since: this.lease.expiresAt };
+    return { state: 'held' };
   }
 
   get backend(): string {
@@ -371,11 +404,14 @@ export class LinkState {
   close(): Promise<void> {
     this.closed ??= (async () => {
       clearInterval(this.timer);
-      clearInterval(this.leaseTimer);
+      this.leaseRenewals.abort();
       try {
         await this.records.settled();
-        await this.flushLiveness();
-        if (!this.leaseLost) await this.lease.release();
+        // A SuperLink that lost its lease writes nothing more: the store is another's.
+        if (!this.leaseLost) {
+          await this.flushLiveness();
+          await this.lease.release();
+        }
       } finally {
         await this.store.close();
       }

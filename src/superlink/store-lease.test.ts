@@ -64,3 +64,28 @@ describe.each(storeBackends('lease'))('the store lease on %s', (_backend, makeUr
     await live.close();
   });
 });
+
+describe('a lease that cannot be renewed', () => {
+  it('runs out while the store is away (calls are refused), and is held again once a renewal succeeds', async () => {
+    const clock = new ManualClock({ settleMs: 50 });
+    const lost: string[] = [];
+    const state = await openLinkState({
+      url: ':memory:',
+      leaseHolder: 'a',
+      leaseTtlMs: 3_000,
+      leaseClock: clock,
+      onLeaseLost: (holder) => lost.push(holder),
+    });
+    const renew = state.lease.renew.bind(state.lease);
+    state.lease.renew = () => Promise.reject(new Error('the store is away'));
+    await clock.advance(2_999);
+    expect(state.leaseState()).toEqual({ state: 'held' });
+    await clock.advance(1);
+    expect(state.leaseState()).toEqual({ state: 'expired', since: clock.now() });
+    state.lease.renew = renew;
+    await clock.advance(1_000);
+    expect(state.leaseState()).toEqual({ state: 'held' });
+    expect(lost).toEqual([]);
+    await state.close();
+  });
+});

@@ -32,13 +32,27 @@ export function holderIsGone(holder: string): boolean {
   }
 }
 
+/** Where this SuperLink stands with its lease (`LinkState.leaseState`). */
+export type LeaseState =
+  | { state: 'held' }
+  /** Not renewed in time (the store unreachable): another SuperLink may take it over now. */
+  | { state: 'expired'; since: number }
+  /** Another SuperLink holds it: final, this one must stop. */
+  | { state: 'lost' };
+
 export class StoreLease {
+  /** When the lease as last written expires. */
+  private heldUntil: number;
+
   private constructor(
     private readonly db: Kysely<LinkSchema>,
     readonly holder: string,
     private readonly ttlMs: number,
     private readonly now: () => number,
-  ) {}
+    acquiredAt: number,
+  ) {
+    this.heldUntil = acquiredAt + ttlMs;
+  }
 
   /** Take the lease, or throw STORE_LEASE_HELD while another holder's lease has not expired. */
   static async acquire(
@@ -62,7 +76,7 @@ export class StoreLease {
           .values({ id: 1, ...values })
           .execute();
     });
-    return new StoreLease(db, o.holder, o.ttlMs, o.now);
+    return new StoreLease(db, o.holder, o.ttlMs, o.now, at);
   }
 
   /** How often `renew` should run. */
@@ -72,13 +86,26 @@ export class StoreLease {
 
   /** Extend the lease; false when another SuperLink took it over (this one lost the store). */
   async renew(): Promise<boolean> {
+    const until = this.now() + this.ttlMs;
     const r = await this.db
       .updateTable('store_lease')
-      .set({ expires_at: this.now() + this.ttlMs })
+      .set({ expires_at: until })
       .where('id', '=', 1)
       .where('holder', '=', this.holder)
       .executeTakeFirst();
-    return Number(r.numUpdatedRows) === 1;
+    const held = Number(r.numUpdatedRows) === 1;
+    if (held) this.heldUntil = until;
+    return held;
+  }
+
+  /** True once the lease as last written has run out (renewals failed meanwhile). */
+  get expired(): boolean {
+    return this.now() >= this.heldUntil;
+  }
+
+  /** When the lease as last written runs out. */
+  get expiresAt(): number {
+    return this.heldUntil;
   }
 
   /** Give the lease up at a clean shutdown, so a replacement starts at once. */

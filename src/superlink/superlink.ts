@@ -5,6 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { AuditTrail } from '../audit/trail.js';
 import { PollenError } from '../errors.js';
@@ -37,7 +38,7 @@ import {
   runTokenInterceptor,
   serverAppIoRoutes,
 } from './serverappio-service.js';
-import { type LinkState, openLinkState } from './state.js';
+import { type LeaseClock, type LinkState, openLinkState } from './state.js';
 
 export interface Listen {
   host: string;
@@ -86,8 +87,13 @@ export interface SuperLinkOptions {
   metrics?: Listen;
   /** The interpreter of Python ServerApps (default: POLLEN_PYTHON, else `python3` on PATH). */
   python?: string;
+  /** The store lease (store-lease.ts): its life, the grace after losing it, and its clock (tests). */
+  lease?: { ttlMs?: number; lostGraceMs?: number; clock?: LeaseClock };
   log: Logger;
 }
+
+/** How long a SuperLink that lost its store lease stays up, not ready, before it stops. */
+export const DEFAULT_LEASE_LOST_GRACE_MS = 5_000;
 
 export interface SuperLink {
   readonly fleetUrl: string;
@@ -101,10 +107,18 @@ export interface SuperLink {
   readonly audit: AuditTrail;
   /** Calls per path on the Fleet API (heartbeats, pulls, pushes: counted, not audited). */
   readonly fleetCalls: CallCounter;
+  /**
+   * Resolves once the store lease was lost (another SuperLink holds the store) and, after the
+   * grace, this SuperLink has stopped without writing more: its process should exit with the
+   * error's code, so its supervisor restarts it (a new start waits for the lease).
+   */
+  readonly leaseLost: Promise<PollenError>;
   /** Present this certificate from now on (a rotation): new connections get it, open ones stay. */
   useTls(tls: TlsMaterial): void;
   close(): Promise<void>;
 }
+
+const graceSleep = (ms: number): Promise<void> => delay(ms);
 
 export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   const stateDir = resolve(o.stateDir);
@@ -113,14 +127,36 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
   // One disk budget for every chunk file: app bundles, run chunks past the memory budget, artefacts.
   const disk = new ByteBudget(limits.chunkDiskBudgetBytes);
   const chunks = new DiskChunkStore(join(stateDir, 'chunks'), { maxChunkBytes: 4 << 20, budget: disk });
+  let lostLease: (() => void) | undefined;
+  const lost = new Promise<void>((r) => {
+    lostLease = r;
+  });
   const state = await openLinkState({
     url: o.database ?? join(stateDir, 'superlink.db'),
-    onLeaseLost: (holder) =>
+    ...(o.lease?.ttlMs !== undefined && { leaseTtlMs: o.lease.ttlMs }),
+    ...(o.lease?.clock && { leaseClock: o.lease.clock }),
+    onLeaseLost: (holder) => {
       o.log.error(
-        { code: 'STORE_LEASE_HELD', holder },
-        'another SuperLink took over the store lease: stop this SuperLink (two would diverge)',
-      ),
+        { code: 'STORE_LEASE_LOST', holder },
+        'another SuperLink took over the store lease: this SuperLink refuses every call and stops (two would diverge)',
+      );
+      lostLease?.();
+    },
   });
+  /** Every call is refused while the lease is not held: writes from a stale copy would diverge. */
+  const leaseRefusal = (): PollenError | undefined => {
+    const lease = state.leaseState();
+    if (lease.state === 'held') return undefined;
+    if (lease.state === 'lost')
+      return new PollenError(
+        'STORE_LEASE_LOST',
+        'This SuperLink lost its store to another SuperLink and is stopping',
+      );
+    return new PollenError(
+      'DATABASE_UNAVAILABLE',
+      `This SuperLink's store lease ran out at ${new Date(lease.since).toISOString()} without renewal (the store is unreachable)`,
+    );
+  };
   // Checkpoints are signed with the SuperLink's TLS key; without TLS (development) the chain is
   // kept but not anchored.
   const auditSigner = o.tls && { component: 'superlink', key: o.tls.key, certificate: o.tls.cert };
@@ -207,6 +243,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       port: o.serverAppIo.port,
       routes: serverAppIoRoutes(link, launcher),
       interceptors: [runTokenInterceptor(link)],
+      unavailable: leaseRefusal,
       bulk: {
         store: runChunkStore(link),
         authorize: runTokenBulkAuth(link),
@@ -232,6 +269,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,
+      unavailable: leaseRefusal,
       ...refusals('fleet'),
       ...(o.proxyProtocol && { proxyProtocol: o.proxyProtocol }),
       onRequest: (path) => fleetCalls.count(path),
@@ -271,6 +309,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
         maxChunkBytes: link.chunkLimits.maxChunkBytes,
       },
       admitPeer,
+      unavailable: leaseRefusal,
       ...refusals('control'),
       ...observe('control'),
       ...(o.proxyProtocol && { proxyProtocol: o.proxyProtocol }),
@@ -295,6 +334,10 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
         metrics: telemetry.registry,
         checks: {
           store: () => state.ping(),
+          lease: () => {
+            const refusal = leaseRefusal();
+            if (refusal) throw new Error(refusal.message);
+          },
           tls: () => {
             if (!o.tls) return; // --insecure: nothing to load
             if (!o.tls.cert || !o.tls.key || !o.tls.ca)
@@ -307,7 +350,7 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
         log: o.log,
       });
     }
-    return {
+    const superLink: SuperLink = {
       fleetUrl: fleet.url,
       controlUrl: control.url,
       serverAppIoUrl,
@@ -316,25 +359,47 @@ export async function startSuperLink(o: SuperLinkOptions): Promise<SuperLink> {
       link,
       audit,
       fleetCalls,
+      leaseLost: lost.then(async () => {
+        // Nothing more runs against the store; calls are answered STORE_LEASE_LOST meanwhile.
+        collector.stop();
+        link.close();
+        await launcher.close();
+        await (o.lease?.clock?.sleep ?? graceSleep)(
+          o.lease?.lostGraceMs ?? DEFAULT_LEASE_LOST_GRACE_MS,
+          new AbortController().signal,
+        );
+        await superLink.close();
+        return new PollenError(
+          'STORE_LEASE_LOST',
+          `This SuperLink lost its store lease to another SuperLink (${state.lease.holder} no longer holds it) and stopped`,
+        );
+      }),
       useTls(tls) {
         fleet.useTls(tls);
         control.useTls(withRootInChain(tls));
         if (auditSigner) Object.assign(auditSigner, { key: tls.key, certificate: tls.cert });
       },
-      async close() {
-        // Not ready from here on (probes see 503), while the APIs drain.
-        closing = true;
-        collector.stop();
-        link.close();
-        await launcher.close();
-        revocations?.stop();
-        await Promise.all(servers.map((s) => s.close()));
-        await ops?.close();
-        // The last checkpoint signs the head as it is at a graceful stop.
-        await audit.close();
-        await state.close();
+      close() {
+        closed ??= stop();
+        return closed;
       },
     };
+    let closed: Promise<void> | undefined;
+    const stop = async (): Promise<void> => {
+      // Not ready from here on (probes see 503), while the APIs drain.
+      closing = true;
+      collector.stop();
+      link.close();
+      await launcher.close();
+      revocations?.stop();
+      await Promise.all(servers.map((s) => s.close()));
+      await ops?.close();
+      // The last checkpoint signs the head as it is at a graceful stop; without the lease the
+      // head is another SuperLink's.
+      await (state.leaseLost ? audit.abandon() : audit.close());
+      await state.close();
+    };
+    return superLink;
   } catch (e) {
     await ops?.close();
     revocations?.stop();

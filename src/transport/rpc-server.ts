@@ -82,6 +82,11 @@ export interface RpcServerOptions {
    * certificate is not from our CA never gets that far: the handshake refuses it.
    */
   admitPeer?: (peer: PeerIdentity) => PollenError | undefined;
+  /**
+   * While this returns an error, every call (any peer, every path) is answered with it: the
+   * server is up but must not serve (its SuperLink lost the store lease).
+   */
+  unavailable?: () => PollenError | undefined;
   /** Called for each refusal (`event`: PEER_EVENTS), for logs. */
   onRefused?: (refusal: PeerRefusal) => void;
   /**
@@ -270,6 +275,9 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     if (untrusted) return UNTRUSTED();
     return o.tls?.requireClientCert ? NO_IDENTITY() : undefined;
   };
+  /** What one call is answered with: the server's own unavailability, else the peer's refusal. */
+  const callRefusalOf = (found: PeerOnSocket): PollenError | undefined =>
+    o.unavailable?.() ?? refusalOf(found);
   const contextValues = (req: unknown, found = socketOf(req as never)): ContextValues => {
     const values = createContextValues();
     if (found.peer) values.set(peerContextKey, found.peer);
@@ -279,7 +287,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
       authorizationContextKey,
       authorizationHeaders(req as Parameters<typeof authorizationHeaders>[0]),
     );
-    const refusal = refusalOf(found);
+    const refusal = callRefusalOf(found);
     if (refusal) values.set(refusalContextKey, refusal);
     return values;
   };
@@ -345,7 +353,7 @@ export async function startRpcServer(o: RpcServerOptions): Promise<RpcServer> {
     o.onRequest?.(isBulkChunkRequest(req.url) ? 'chunks' : (req.url.split('?')[0] ?? req.url));
     const found = socketOf(req);
     const { peer } = found;
-    const refusal = refusalOf(found);
+    const refusal = callRefusalOf(found);
     if (bulk && isBulkChunkRequest(req.url))
       void serveBulkChunk(refusal ? refusedBulk(bulk, refusal) : bulk, req, res, peer, report);
     else {

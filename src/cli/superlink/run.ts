@@ -1,7 +1,7 @@
 import { PollenError } from '../../errors.js';
 import { watchFiles } from '../../util/file-changes.js';
 import { auditCheckpointMs } from '../audit/interval.js';
-import { untilSignal } from '../command.js';
+import { untilSignalOr } from '../command.js';
 import type { IdentityFlags } from '../identity-options.js';
 import { opsListen } from '../metrics-address.js';
 import { bold, dim, type Output } from '../output.js';
@@ -145,9 +145,11 @@ async function runSuperLink(o: SuperLinkOptions, out: Output, participant: Parti
         }
       })
     : () => undefined;
-  await untilSignal(async () => {
-    stopWatching();
-    out.progress('stopping the SuperLink');
-    await link.close();
-  });
+  // A SuperLink that lost its store lease has stopped by itself: exit with STORE_LEASE_LOST so
+  // systemd or Kubernetes restart it (the new start waits for the lease).
+  const ended = await untilSignalOr(link.leaseLost);
+  stopWatching();
+  if ('value' in ended) throw ended.value;
+  out.progress('stopping the SuperLink');
+  await link.close();
 }
