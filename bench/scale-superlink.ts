@@ -8,8 +8,10 @@
  *                                   awaited → { roundMs, pushMs, replies, errors }
  *   { cmd: 'stop' }
  *
- * Run by the bench as `node --import tsx bench/scale-superlink.ts DIR` with the certificate
- * paths in DIR/superlink.{crt,key} and DIR/rootCA.pem.
+ * Run by the bench as `node --import tsx bench/scale-superlink.ts DIR [NAME] [--metrics]` with the
+ * certificate paths in DIR/superlink.{crt,key} and DIR/rootCA.pem, its state in DIR/NAME (default
+ * `superlink`); `--metrics` serves `/metrics` on a free loopback port (off otherwise, as
+ * `--metrics-address off`), named in the first message (`opsUrl`).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,8 +22,11 @@ import { startSuperLink } from '../src/superlink/superlink.js';
 import { messageToWire } from '../src/transport/wire.js';
 
 const dir = process.argv[2]!;
+const name = process.argv[3] && !process.argv[3].startsWith('--') ? process.argv[3] : 'superlink';
+const metrics = process.argv.includes('--metrics');
 const superlink = await startSuperLink({
-  stateDir: join(dir, 'superlink'),
+  stateDir: join(dir, name),
+  ...(metrics && { metrics: { host: '127.0.0.1', port: 0 } }),
   fleet: { host: '127.0.0.1', port: 0 },
   control: { host: '127.0.0.1', port: 0 },
   serverAppIo: { host: '127.0.0.1', port: 0 },
@@ -107,4 +112,10 @@ process.on('message', (m: { cmd: string; floats?: number; ttl?: number }) => {
     (e) => process.send!({ error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
   );
 });
-process.send!({ ready: true, fleetUrl: superlink.fleetUrl, pid: process.pid, ...stats() });
+process.send!({
+  ready: true,
+  fleetUrl: superlink.fleetUrl,
+  opsUrl: superlink.opsUrl ?? null,
+  pid: process.pid,
+  ...stats(),
+});

@@ -20,25 +20,20 @@
  *   npm run bench:scale                       N = 100, 250, 500, 1000, 2000 (stops past 5 s)
  *   npx tsx bench/scale.ts --n 100,500 --json
  */
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { initCa, loadCa } from '../src/pki/ca.js';
-import { keyTypeInfo } from '../src/pki/keys.js';
-import { issueSiteCertificate } from '../src/pki/profiles.js';
-import { createSiteCertificate } from '../src/pki/site.js';
-import { ClientApp } from '../src/sdk/app.js';
-import { type SuperNode, startSuperNode } from '../src/supernode/supernode.js';
-import type { TlsMaterial } from '../src/transport/tls.js';
 import { machineInfo } from './lib/env.js';
-import { startReceiver } from './lib/receiver.js';
+import {
+  NodePool,
+  ROOT,
+  type ScaleLinkStats,
+  type ScaleRound,
+  scaleFleet,
+  startScaleSuperLink,
+  stopScaleSuperLink,
+} from './lib/scale-fleet.js';
 import { num, table, times } from './lib/table.js';
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 const { values: flags } = parseArgs({
   options: {
@@ -65,90 +60,21 @@ const log = (s: string): void => {
 };
 
 // ------------------------------------------------------------------------------ certificates
-const dir = mkdtempSync(join(tmpdir(), 'pollen-bench-scale-'));
-await initCa({ name: 'scale', dir: join(dir, 'ca') });
-const ca = await loadCa(join(dir, 'ca'));
-await createSiteCertificate(ca, {
-  name: 'superlink',
-  type: 'server',
-  outDir: dir,
-  validityDays: 1,
-  hosts: ['127.0.0.1', 'localhost'],
-});
 const maxN = Math.max(...STEPS);
-const t = performance.now();
-const certs: TlsMaterial[] = [];
-for (let i = 0; i < maxN; i++) {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const issued = issueSiteCertificate(
-    ca.issuer,
-    publicKey.export({ type: 'spki', format: 'der' }),
-    keyTypeInfo('ec-p256'),
-    { name: `site-${i}`, type: 'client', project: ca.meta.name },
-    86_400_000,
-  );
-  certs.push({
-    cert: `${issued.pem}${ca.intermediatePem}\n`,
-    key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    ca: ca.rootPem,
-  });
-}
-const certMs = performance.now() - t;
+const { dir, certs, certMs } = await scaleFleet('pollen-bench-scale-', maxN);
 log(`${num(maxN)} client certificates (P-256 key + issueSiteCertificate) in ${num(certMs)} ms`);
 
 // ------------------------------------------------------------------------------ the SuperLink
-// --cpu-prof: profile the SuperLink process (bench/out/profiles/).
-const profile = process.argv.includes('--cpu-prof')
-  ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out', 'profiles')}`]
-  : [];
-const { child, ready, ask } = await startReceiver<{ fleetUrl: string; rssKiB: number }>(
-  [...profile, '--import', 'tsx', join(ROOT, 'bench', 'scale-superlink.ts'), dir],
-  ROOT,
-);
-interface Stats {
-  online: number;
-  rssKiB: number;
-  heapUsed: number;
-  cpuMs: number;
-}
-interface Round {
-  nodes: number;
-  roundMs: number;
-  pushMs: number;
-  replies: number;
-  errors: number;
-  missing: number;
-  firstErrors: string[];
-}
+const receiver = await startScaleSuperLink(dir, { cpuProf: flags['cpu-prof'] });
+const { ask } = receiver;
+type Stats = ScaleLinkStats;
+type Round = ScaleRound;
 const idle = await ask<Stats>({ cmd: 'stats' });
 
 // ------------------------------------------------------------------------------ the nodes
-const app = new ClientApp({ train: (message) => message.content });
-const quiet = pino({ level: 'silent' });
-const nodes: SuperNode[] = [];
-async function grow(to: number): Promise<number> {
-  const t0 = performance.now();
-  // At most 64 activations in flight: a sliding window, so the step measures throughput, not a
-  // stampede, and no node waits for the slowest of a batch.
-  const inFlight = new Set<Promise<unknown>>();
-  for (let i = nodes.length; i < to; i++) {
-    if (inFlight.size >= 64) await Promise.race(inFlight);
-    const node = await startSuperNode({
-      superlink: ready.fleetUrl,
-      tls: certs[i]!,
-      name: `site-${i}`,
-      workDir: join(dir, 'nodes', String(i)),
-      memoryChunks: true,
-      app,
-      log: quiet,
-    });
-    nodes.push(node);
-    const activated: Promise<unknown> = node.ready.then(() => inFlight.delete(activated));
-    inFlight.add(activated);
-  }
-  await Promise.all(inFlight);
-  return performance.now() - t0;
-}
+const pool = new NodePool(receiver.ready.fleetUrl, certs, join(dir, 'nodes'));
+const nodes = pool.nodes;
+const grow = (to: number): Promise<number> => pool.grow(to);
 
 interface Step {
   n: number;
@@ -197,15 +123,8 @@ for (const n of STEPS) {
 }
 
 // ------------------------------------------------------------------------------ report
-const closing = performance.now();
-await Promise.all(nodes.map((n) => n.close()));
-const closeMs = performance.now() - closing;
-// The child answers `stop` by exiting.
-await new Promise<void>((r) => {
-  child.once('exit', () => r());
-  child.send({ cmd: 'stop' });
-  setTimeout(() => child.kill(), 10_000).unref();
-});
+const closeMs = await pool.close();
+await stopScaleSuperLink(receiver);
 rmSync(dir, { recursive: true, force: true });
 
 log('');
