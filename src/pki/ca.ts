@@ -163,6 +163,11 @@ export interface LoadedCa {
   rootFingerprint: string;
   /** The online issuer (intermediate CA). */
   issuer: Issuer;
+  /**
+   * The retired intermediates still in the chain whose keys are kept: they sign only their CRLs,
+   * so what they issued can still be revoked until it expires.
+   */
+  retiredIssuers: Issuer[];
 }
 
 function readCaFile(dir: string, file: string): string {
@@ -191,10 +196,19 @@ export async function loadCa(dirIn: string): Promise<LoadedCa> {
   const key = await importPrivateKeyPem(readCaFile(dir, CA_FILES.intermediateKey));
   // Retired intermediates stay in the chain until they expire: what they signed still verifies.
   const now = Date.now();
-  const retired = (meta.retiredIntermediates ?? [])
-    .map((f) => readCaFile(dir, f).trim())
-    .filter((pem) => new x509.X509Certificate(pem).notAfter.getTime() > now);
+  const retiredFiles = (meta.retiredIntermediates ?? [])
+    .map((f) => ({ f, pem: readCaFile(dir, f).trim() }))
+    .filter(({ pem }) => new x509.X509Certificate(pem).notAfter.getTime() > now);
+  const retired = retiredFiles.map(({ pem }) => pem);
   const intermediatePems = [intermediatePem, ...retired];
+  const retiredIssuers: Issuer[] = [];
+  for (const { f, pem } of retiredFiles) {
+    const keyFile = join(dir, f.replace(/\.pem$/, '.key'));
+    if (f.endsWith('.pem') && existsSync(keyFile))
+      retiredIssuers.push(
+        await makeIssuer(new x509.X509Certificate(pem), await importPrivateKeyPem(readFileSync(keyFile))),
+      );
+  }
   return {
     dir,
     meta,
@@ -206,6 +220,7 @@ export async function loadCa(dirIn: string): Promise<LoadedCa> {
     chainPem: `${intermediatePems.join('\n')}\n${rootPem}\n`,
     rootFingerprint: certificateFingerprint(new Uint8Array(root.rawData)),
     issuer: await makeIssuer(intermediate, key),
+    retiredIssuers,
   };
 }
 

@@ -39,12 +39,60 @@ export async function createCrl(
   return crl.toString('pem').replace(/-----(BEGIN|END) CRL-----/g, '-----$1 X509 CRL-----');
 }
 
+/**
+ * One CRL per issuer, concatenated: the current intermediate's first, then each retired one's
+ * still in the chain. A certificate is checked against the CRL of the intermediate that issued
+ * it (`crlOfIssuer`): a list signed by another is no statement about it, for Pollen as for
+ * OpenSSL. Each lists every revoked serial (serials are random 128-bit numbers: one issuer's
+ * never names another's certificate), so no issuer has to be told which certificates are its.
+ */
+export async function createCrls(
+  issuers: readonly Issuer[],
+  entries: RevokedEntry[],
+  now = new Date(),
+  lifetimeMs = 24 * 3600_000,
+): Promise<string> {
+  const pems = await Promise.all(issuers.map((i) => createCrl(i, entries, now, lifetimeMs)));
+  return pems.map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
+}
+
 /** A serial as CRLs are compared: lowercase hex without colons or leading zeros. */
 export function serialKey(serial: string): string {
   return serial
     .toLowerCase()
     .replace(/[^0-9a-f]/g, '')
     .replace(/^0+(?=.)/, '');
+}
+
+const CRL_BLOCK = /-----BEGIN (?:X509 )?CRL-----[\s\S]+?-----END (?:X509 )?CRL-----/g;
+
+/**
+ * Parse every CRL of a PEM bundle (one per intermediate: createCrls) and check each was signed by
+ * one of `issuers`; one that was not fails the whole bundle.
+ */
+export async function readSignedCrls(
+  text: string,
+  issuers: readonly X509Certificate[],
+  what: string,
+): Promise<x509.X509Crl[]> {
+  const blocks = text.match(CRL_BLOCK) ?? [text];
+  return Promise.all(blocks.map((b) => readSignedCrl(b, issuers, what)));
+}
+
+/** The authority key identifier (hex) of a certificate or CRL, if it names one. */
+function authorityKeyId(o: x509.X509Certificate | x509.X509Crl): string | undefined {
+  const ext = o.getExtension(x509.AuthorityKeyIdentifierExtension);
+  return ext?.keyId?.toLowerCase();
+}
+
+/**
+ * The CRL of the CA that issued `cert` (same issuer name and authority key), or undefined when
+ * the bundle has none: then its revocation cannot be checked.
+ */
+export function crlOfIssuer(crls: readonly x509.X509Crl[], cert: X509Certificate): x509.X509Crl | undefined {
+  const c = new x509.X509Certificate(cert.raw);
+  const key = authorityKeyId(c);
+  return crls.find((crl) => crl.issuer === c.issuer && authorityKeyId(crl) === key);
 }
 
 /**

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { PollenError } from '../errors.js';
 import { writeFileAtomic, writeSecretFile } from '../util/files.js';
 import type { LoadedCa } from './ca.js';
-import { createCrl, type RevokedEntry } from './crl.js';
+import { createCrls, type RevokedEntry } from './crl.js';
 import { generateKeyPair, type KeyType, keyTypeInfo, privateKeyToPem } from './keys.js';
 import {
   assertValidName,
@@ -94,7 +94,7 @@ export function readIssued(caDir: string): IssuedRecord[] {
 
 /**
  * Manual workflow revocation: mark certificates revoked in issued.jsonl (append-only) and write a
- * fresh CRL, signed by the intermediate, to CA_DIR/crl.pem.
+ * fresh CRL, one per intermediate in the chain (writeLocalCrl), to CA_DIR/crl.pem.
  */
 export async function revokeLocal(
   ca: LoadedCa,
@@ -120,7 +120,7 @@ export async function revokeLocal(
   return { revoked: chosen, crlPath: await writeLocalCrl(ca, now) };
 }
 
-/** Write CA_DIR/crl.pem listing every revoked, unexpired certificate of issued.jsonl. */
+/** Write CA_DIR/crl.pem (one CRL per intermediate: createCrls) listing every revoked, unexpired certificate of issued.jsonl. */
 export async function writeLocalCrl(ca: LoadedCa, now = new Date(), lifetimeDays = 7): Promise<string> {
   const entries = readIssued(ca.dir)
     .filter((r) => r.revokedAt && Date.parse(r.notAfter) > now.getTime())
@@ -130,6 +130,9 @@ export async function writeLocalCrl(ca: LoadedCa, now = new Date(), lifetimeDays
       reason: r.reason as RevokedEntry['reason'],
     }));
   const crlPath = join(ca.dir, 'crl.pem');
-  writeFileAtomic(crlPath, await createCrl(ca.issuer, entries, now, lifetimeDays * 86_400_000));
+  writeFileAtomic(
+    crlPath,
+    await createCrls([ca.issuer, ...ca.retiredIssuers], entries, now, lifetimeDays * 86_400_000),
+  );
   return crlPath;
 }

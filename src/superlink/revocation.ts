@@ -14,7 +14,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { PollenError } from '../errors.js';
-import { readSignedCrl, serialKey } from '../pki/crl.js';
+import { readSignedCrls, serialKey } from '../pki/crl.js';
 import { parseCertificates } from '../pki/verify.js';
 
 export interface RevocationOptions {
@@ -117,17 +117,22 @@ export class RevocationList {
     }
   }
 
+  /**
+   * One CRL per intermediate (pki/crl.ts createCrls), each signed by a CA of our chain. A peer is
+   * refused when any of them lists its serial: serials are random 128-bit numbers, so a list names
+   * only certificates of its own issuer.
+   */
   async #load(text: string): Promise<void> {
-    const crl = await readSignedCrl(text, this.#issuers, 'The revocation list');
-    const thisUpdate = crl.thisUpdate.getTime();
+    const crls = await readSignedCrls(text, this.#issuers, 'The revocation list');
+    const thisUpdate = Math.max(...crls.map((c) => c.thisUpdate.getTime()));
     if (thisUpdate < this.#thisUpdate)
       throw new PollenError(
         'CERT_INVALID',
-        `The revocation list is older (${crl.thisUpdate.toISOString()}) than the one held (${new Date(this.#thisUpdate).toISOString()})`,
+        `The revocation list is older (${new Date(thisUpdate).toISOString()}) than the one held (${new Date(this.#thisUpdate).toISOString()})`,
       );
     this.#thisUpdate = thisUpdate;
-    this.#nextUpdate = crl.nextUpdate?.getTime() ?? Number.POSITIVE_INFINITY;
-    const next = new Set(crl.entries.map((e) => serialKey(e.serialNumber)));
+    this.#nextUpdate = Math.min(...crls.map((c) => c.nextUpdate?.getTime() ?? Number.POSITIVE_INFINITY));
+    const next = new Set(crls.flatMap((crl) => crl.entries.map((e) => serialKey(e.serialNumber))));
     const changed = next.size !== this.#revoked.size || [...next].some((s) => !this.#revoked.has(s));
     this.#revoked = next;
     if (changed) {

@@ -14,7 +14,7 @@ import {
   probeTlsPeer,
   probeWritable,
 } from '../../observability/doctor/probes.js';
-import { readSignedCrl } from '../../pki/crl.js';
+import { crlOfIssuer, readSignedCrls } from '../../pki/crl.js';
 import { parseCertificates } from '../../pki/verify.js';
 import { bold, dim, type Output, ok } from '../output.js';
 import { parseAddress } from '../participant-tls.js';
@@ -196,13 +196,21 @@ async function certServiceFindings(
       ...parseCertificates(existsSync(kit.paths.chain) ? readFileSync(kit.paths.chain, 'utf8') : ''),
     ];
     const pem = `-----BEGIN X509 CRL-----\n${answer.body.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END X509 CRL-----\n`;
-    const crl = await readSignedCrl(
+    const crls = await readSignedCrls(
       answer.body.toString('latin1').includes('BEGIN') ? answer.body.toString('latin1') : pem,
       issuers,
       'The revocation list',
     ).catch((e: Error) => e);
     const [leaf] = parseCertificates(readFileSync(kit.paths.cert, 'utf8'));
-    if (leaf) found.push(f.revocationFinding('kit.revocation', "The kit's certificate", leaf, crl, now()));
+    // Checked against the list of the intermediate that issued it, as OpenSSL does.
+    if (leaf) {
+      const crl =
+        crls instanceof Error
+          ? crls
+          : (crlOfIssuer(crls, leaf) ??
+            new Error(`it holds no CRL of the certificate's issuer (${leaf.issuer.replace(/\n/g, ', ')})`));
+      found.push(f.revocationFinding('kit.revocation', "The kit's certificate", leaf, crl, now()));
+    }
   }
   return found;
 }

@@ -1,5 +1,5 @@
 import { PollenError } from '../../errors.js';
-import { readSignedCrl, serialKey } from '../../pki/crl.js';
+import { readSignedCrls, serialKey } from '../../pki/crl.js';
 import type { x509 } from '../../pki/keys.js';
 import type { LoadedKit } from '../kit.js';
 import { type Existing, pem } from './certificate.js';
@@ -17,7 +17,7 @@ async function fetchCrl(
   ctx: Ctx,
   current: Extract<Existing, { ok: true }>,
   url: string,
-): Promise<x509.X509Crl> {
+): Promise<x509.X509Crl[]> {
   const http = ctx.http(url, { project: [pem(current.root), ...current.pool.map(pem)] });
   let text: string;
   try {
@@ -30,7 +30,11 @@ async function fetchCrl(
   } finally {
     await http.close();
   }
-  return readSignedCrl(text, [...current.pool, current.root], "The Certificate Service's GET /v1/crl answer");
+  return readSignedCrls(
+    text,
+    [...current.pool, current.root],
+    "The Certificate Service's GET /v1/crl answer",
+  );
 }
 
 /**
@@ -45,9 +49,9 @@ export async function checkRevocation(
 ): Promise<void> {
   const { kit } = ctx;
   const name = rel(kit, kit.paths.cert);
-  let crl: x509.X509Crl;
+  let crls: x509.X509Crl[];
   try {
-    crl = await fetchCrl(ctx, current, url);
+    crls = await fetchCrl(ctx, current, url);
   } catch (e) {
     if (ctx.opts.signal?.aborted)
       throw new PollenError('CANCELLED', 'Enrollment was cancelled', { cause: e });
@@ -60,7 +64,8 @@ export async function checkRevocation(
     return;
   }
   const serial = serialKey(current.info.serial);
-  const entry = crl.entries.find((e) => serialKey(e.serialNumber) === serial);
+  // Any of the intermediates' lists (one per intermediate; serials never repeat across them).
+  const entry = crls.flatMap((crl) => crl.entries).find((e) => serialKey(e.serialNumber) === serial);
   if (entry)
     throw new PollenError(
       'CERT_REVOKED',

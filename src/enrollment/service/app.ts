@@ -138,8 +138,10 @@ export function buildApp(
   app.get('/v1/ca', async () => service.caInfo());
   app.get('/v1/crl', async (req, reply) => {
     const pem = await service.certificates.crl();
+    // DER holds one CRL: the current intermediate's (PEM has one per intermediate in the chain).
     if ((req.query as { format?: unknown }).format === 'der') {
-      const der = Buffer.from(pem.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
+      const first = pem.slice(0, pem.indexOf('-----END X509 CRL-----'));
+      const der = Buffer.from(first.replace(/-----[^-]+-----|\s+/g, ''), 'base64');
       return reply.type('application/pkix-crl').send(der);
     }
     return reply.type('application/x-pem-file').send(pem);

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { type AuditActor, actorLabel, change } from '../../audit/entry.js';
 import { PollenError } from '../../errors.js';
-import { createCrl } from '../../pki/crl.js';
+import { createCrls } from '../../pki/crl.js';
 import { hostsOfCertificate } from '../../pki/names.js';
 import { DAY, iso, type OrgGuard, type ServiceContext } from './context.js';
 
@@ -128,7 +128,10 @@ export class Certificates {
     return row?.revoked_at != null;
   }
 
-  /** The current CRL, re-signed when something was revoked or it is half-way to its nextUpdate. */
+  /**
+   * The CRLs (one per intermediate still in the chain: pki/crl.ts createCrls), re-signed when
+   * something was revoked or after CRL_CACHE_MS.
+   */
   async crl(): Promise<string> {
     const now = this.c.now().getTime();
     if (this.crlCache && this.crlCache.until > now) return this.crlCache.pem;
@@ -138,8 +141,8 @@ export class Certificates {
       .where('revoked_at', 'is not', null)
       .where('not_after', '>', now)
       .execute();
-    const pem = await createCrl(
-      this.c.ca.issuer,
+    const pem = await createCrls(
+      [this.c.ca.issuer, ...this.c.ca.retiredIssuers],
       revoked.map((r) => ({ serial: r.serial, revokedAt: new Date(r.revoked_at!) })),
       new Date(now),
       DAY,
