@@ -72,7 +72,8 @@ describe.each(storeBackends('store-newer'))('a store a newer Pollen upgraded, on
     await (await openDatabase({ url, migrations: newer })).close();
     const err = await openDatabase({ url, migrations }).catch((e) => e);
     expect(err).toMatchObject({ code: 'STORE_NEWER_VERSION', exitCode: 6 });
-    expect(err.message).toMatch(/has migration 002_more; this Pollen knows migrations up to 001_item/);
+    expect(err.message).toMatch(/has migrations this Pollen does not know \(002_more\)/);
+    expect(err.data).toEqual({ unknownMigrations: ['002_more'], latestKnown: '001_item' });
     expect(err.hint).toMatch(/restore the backup taken before the upgrade/);
     // The code that upgraded it still opens it.
     await (await openDatabase({ url, migrations: newer })).close();

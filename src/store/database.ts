@@ -114,8 +114,8 @@ async function newerStoreError<Schema>(
   const latest = Object.keys(known).sort().at(-1) ?? 'none';
   return new PollenError(
     'STORE_NEWER_VERSION',
-    `The store at ${location} was upgraded by a newer Pollen (it has migration ${unknown.join(', ')}; this Pollen knows migrations up to ${latest})`,
-    { data: { applied: unknown, latest } },
+    `The store at ${location} was upgraded by a newer Pollen: it has migrations this Pollen does not know (${unknown.join(', ')})`,
+    { data: { unknownMigrations: unknown, latestKnown: latest } },
   );
 }
 
