@@ -459,7 +459,9 @@ function places(o: KubernetesOptions): PolicyPlaces {
   const port = new URL(o.databaseUrl).port;
   return {
     cloudNamespace: o.cloudNamespace,
-    siteNamespaces: sites(o).map((s) => siteNamespace(s.org)),
+    siteNamespaces: sites(o)
+      .map((s) => siteNamespace(s.org))
+      .sort(),
     externalSites: o.externalSites,
     monitoringNamespace: o.monitoringNamespace,
     databasePort: port ? Number(port) : 5432,
