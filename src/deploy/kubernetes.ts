@@ -143,6 +143,9 @@ function probes(port: number) {
 function podSpec(spec: Record<string, unknown>): Record<string, unknown> {
   return {
     automountServiceAccountToken: false,
+    // The pod's pause process is PID 1 and reaps what app processes leave behind (tini's job in
+    // the images, whose entry point the pods replace).
+    shareProcessNamespace: true,
     securityContext: {
       runAsNonRoot: true,
       runAsUser: UID,
