@@ -1,27 +1,31 @@
 /**
  * The SuperNode StatefulSet's commands, exactly as deploy/kubernetes/overlays/hospital-a renders
  * them (command, args, env, working folder), run as local processes against a real Certificate
- * Service on 127.0.0.1: what a pod would do, with folders in place of its volumes, a fake HOSTNAME
+ * Service and SuperLink on 127.0.0.1: what a pod would do, with folders in place of its volumes, a fake HOSTNAME
  * giving the ordinal, and the addresses moved to loopback. Tokens come from `pollen token batch`
  * as the manual makes them. Replicas 1 and 2 enroll as different sites with their own tokens; a
  * replica without a token stops with TOKEN_MISSING; a restarted replica needs no token; the main
- * container answers the probes' paths.
+ * container connects to the SuperLink and answers the probes' paths.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEPLOY_DIR } from '../scripts/gen-deploy-samples.js';
+import type { SuperLink } from '../src/superlink/superlink.js';
 import { type LiveCertService, startLiveCertService, testPolicy } from './support/cert-service.js';
 import { ensureBuilt, POLLEN_BIN, pollen, tempDir } from './support/cli.js';
 import { cliEnv } from './support/federation.js';
 import { kustomize } from './support/kustomize.js';
 import { freePort } from './support/nginx.js';
+import { tlsSuperLink } from './support/tls-superlink.js';
 
 const ORG = 'hospital-a';
 const t = tempDir('pollen-k8s-run-');
 let cs: LiveCertService;
+let superlink: SuperLink;
 const tokens = join(t.dir, 'tokens');
 const bin = join(t.dir, 'bin');
 
@@ -51,6 +55,14 @@ beforeAll(async () => {
     policy: testPolicy('k8s-run', ['{ name: "everyone", match: {}, action: approve }']),
     hostnames: ['127.0.0.1'],
   });
+  // The SuperLink, its certificate from the same CA (what the cloud overlay runs).
+  ({ superlink } = await tlsSuperLink(
+    t.dir,
+    'kubernetes-run',
+    // The project the CA "Kubernetes Run" names in its certificates.
+    { project: 'kubernetes-run', log: pino({ level: 'silent' }) },
+    cs.caDir,
+  ));
   // The image's `pollen` on PATH.
   mkdirSync(bin);
   symlinkSync(POLLEN_BIN, join(bin, 'pollen'));
@@ -78,6 +90,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
+  await superlink?.close();
   await cs?.close();
   t.cleanup();
 });
@@ -121,8 +134,7 @@ function run(
   o: { hostname?: string; tokens?: string; env?: Record<string, string> } = {},
 ) {
   const { cwd, env } = localEnv(c, o.hostname ?? `${ORG}-${ordinal}`, volumesOf(ordinal, o.tokens), {
-    // Nothing listens there: the SuperNode keeps trying, which the enrollment does not need.
-    FLEET_ENDPOINT: 'grpcs://127.0.0.1:9',
+    FLEET_ENDPOINT: `grpcs://${new URL(superlink.fleetUrl).host}`,
     POLLEN_CERT_SERVICE_URL: cs.svc.url,
     ...o.env,
   });
@@ -184,7 +196,7 @@ describe('the SuperNode StatefulSet, run as local processes', () => {
     expect(certificateOf(1).subject).toContain(`CN=${ORG}-1`);
   });
 
-  it('the main container starts the enrolled SuperNode and answers the probes', async () => {
+  it('the main container starts the enrolled SuperNode, which connects to the SuperLink and answers the probes', async () => {
     const port = await freePort();
     const child = run(main, 1, { env: { POLLEN_METRICS_ADDRESS: `127.0.0.1:${port}` } });
     const done = finished(child);
@@ -200,6 +212,12 @@ describe('the SuperNode StatefulSet, run as local processes', () => {
             { timeout: 20_000, interval: 100 },
           )
           .toBe(200);
+      await expect
+        .poll(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text()), {
+          timeout: 20_000,
+          interval: 200,
+        })
+        .toMatch(/^pollen_supernode_connected{[^}]*} 1$/m);
     } finally {
       child.kill('SIGTERM');
     }
