@@ -59,6 +59,7 @@ describe('errors', () => {
         'RATE_LIMITED',
         'SUPERLINK_GONE',
         'STORE_LEASE_HELD',
+        'STORE_LEASE_LOST',
         'UNAVAILABLE',
       ].sort(),
     );
