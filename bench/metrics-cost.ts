@@ -82,9 +82,14 @@ function scraper(opsUrl: string, everyMs: number) {
   let scrapes = 0;
   let bytes = 0;
   let inFlight: Promise<void> = Promise.resolve();
+  // A scrape that fails (a kept-alive connection the listener just closed) is not counted.
   const once = (): void => {
     inFlight = inFlight.then(async () => {
-      const text = await (await fetch(`${opsUrl}/metrics`)).text();
+      const text = await fetch(`${opsUrl}/metrics`).then(
+        (r) => r.text(),
+        () => undefined,
+      );
+      if (text === undefined) return;
       scrapes++;
       bytes += text.length;
     });
