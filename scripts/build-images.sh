@@ -34,6 +34,7 @@ fail() {
 # hybrid mode not supported"): hide that hierarchy in a private mount namespace of our own.
 if [[ "$(stat -f -c %T /sys/fs/cgroup)" == tmpfs && -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]]; then
   [[ -z "${POLLEN_IMAGES_UNSHARED:-}" ]] || fail "could not hide /sys/fs/cgroup/unified"
+  # shellcheck disable=SC2016 # "$0" and "$@" are the inner bash's
   POLLEN_IMAGES_UNSHARED=1 exec unshare --mount --propagation private \
     bash -c 'umount /sys/fs/cgroup/unified && exec "$0" "$@"' "${BASH_SOURCE[0]}" "$@"
 fi
@@ -159,6 +160,39 @@ build() {
     -f "$dockerfile" -t "$PREFIX-$image:$VERSION" "$ROOT"
 }
 
+# Starts IMAGE as the manual says to run it (read-only root, a tmpfs on /tmp, no capabilities, no
+# new privileges) with no network at all: its ops listener is on the container's own loopback,
+# which is where the HEALTHCHECK asks. The CA, API key and kit are made by the image's own pollen.
+check() {
+  local image="$1" ref="$PREFIX-$1:$VERSION" dir="$WORK/check-$1" name="pollen-check-$1-$$"
+  rm -rf "$dir" && mkdir -p "$dir/state" && chown 10001 "$dir" "$dir/state"
+  local as_pollen=(podman run --rm "${LIMITS[@]}" --network=none -v "$dir:/out" --entrypoint pollen "$ref")
+  "${as_pollen[@]}" cert init -n "Image check" -o /out/ca >/dev/null
+  local mounts=()
+  if [[ "$image" == cert-service ]]; then
+    "${as_pollen[@]}" cert api-key -o /out/api_key.txt >/dev/null
+    mounts=(-v "$dir/ca:/ca:ro" -v "$dir/api_key.txt:/run/secrets/api_key:ro" -v "$dir/state:/var/lib/pollen")
+  else
+    "${as_pollen[@]}" package -n localhost -t server -e grpcs://0.0.0.0:9092:9093 -c /out/ca -o /out/kit >/dev/null
+    mounts=(-v "$dir/kit:/kit" -v "$dir/state:/var/lib/pollen")
+  fi
+  podman run -d --name "$name" "${LIMITS[@]}" --read-only --tmpfs /tmp --cap-drop ALL \
+    --security-opt no-new-privileges --network=none --health-interval=disable "${mounts[@]}" "$ref" >/dev/null
+  local started=$SECONDS
+  until podman healthcheck run "$name" >/dev/null 2>&1; do
+    if ((SECONDS - started > 60)) || [[ "$(podman inspect --format '{{.State.Running}}' "$name")" != true ]]; then
+      podman logs "$name" >&2 || true
+      podman rm -f -t 0 "$name" >/dev/null
+      fail "$ref did not become healthy"
+    fi
+    sleep 1
+  done
+  echo "$ref: healthy after $((SECONDS - started)) s ($(podman exec "$name" pollen --version))"
+  podman rm -f -t 5 "$name" >/dev/null
+  rm -rf "$dir"
+}
+
 make_base
 make_prebuild
 for image in "${IMAGES[@]}"; do build "$image"; done
+if ((CHECK)); then for image in "${IMAGES[@]}"; do check "$image"; done; fi
