@@ -174,6 +174,7 @@ check() {
     mounts=(-v "$dir/ca:/ca:ro" -v "$dir/api_key.txt:/run/secrets/api_key:ro" -v "$dir/state:/var/lib/pollen")
   else
     "${as_pollen[@]}" package -n localhost -t server -e grpcs://0.0.0.0:9092:9093 -c /out/ca -o /out/kit >/dev/null
+    "${as_pollen[@]}" cert site -n localhost -t server --host localhost -c /out/ca -o /out/kit/startup >/dev/null
     mounts=(-v "$dir/kit:/kit" -v "$dir/state:/var/lib/pollen")
   fi
   podman run -d --name "$name" "${LIMITS[@]}" --read-only --tmpfs /tmp --cap-drop ALL \
@@ -187,6 +188,10 @@ check() {
     fi
     sleep 1
   done
+  if [[ "$image" == superlink ]]; then
+    podman exec "$name" /opt/venv/bin/python -c 'import numpy, grpc, google.protobuf' ||
+      fail "$ref: the ServerApp Python lacks NumPy, grpcio or protobuf"
+  fi
   echo "$ref: healthy after $((SECONDS - started)) s ($(podman exec "$name" pollen --version))"
   podman rm -f -t 5 "$name" >/dev/null
   rm -rf "$dir"
