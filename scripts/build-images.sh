@@ -166,7 +166,7 @@ build() {
 check() {
   local image="$1" ref="$PREFIX-$1:$VERSION" dir="$WORK/check-$1" name="pollen-check-$1-$$"
   rm -rf "$dir" && mkdir -p "$dir/state" && chown 10001 "$dir" "$dir/state"
-  local as_pollen=(podman run --rm "${LIMITS[@]}" --network=none -v "$dir:/out" --entrypoint pollen "$ref")
+  local as_pollen=(podman run --rm "${LIMITS[@]}" --no-healthcheck --network=none -v "$dir:/out" --entrypoint pollen "$ref")
   "${as_pollen[@]}" cert init -n "Image check" -o /out/ca >/dev/null
   local mounts=()
   if [[ "$image" == cert-service ]]; then
