@@ -64,12 +64,12 @@ done
 # podman's default limits (a million open files and processes) exceed what crun may set here.
 LIMITS=(--ulimit "nofile=$(ulimit -Hn):$(ulimit -Hn)" --ulimit "nproc=32768:32768")
 
+# podman also schedules each HEALTHCHECK with a systemd timer; where no systemd runs it says so on
+# every start and stop, while `podman healthcheck run` works without one.
 podman() {
-  if [[ -n "$STORE" ]]; then
-    "$PODMAN" --root "$STORE/root" --runroot "$STORE/run" "$@"
-  else
-    "$PODMAN" "$@"
-  fi
+  local store=()
+  [[ -z "$STORE" ]] || store=(--root "$STORE/root" --runroot "$STORE/run")
+  "$PODMAN" "${store[@]}" "$@" 2> >(grep -v 'unable to get systemd connection' >&2)
 }
 
 NODE_VERSION="$(node --version)"
