@@ -10,11 +10,12 @@
 # apt-get installs from a local folder of .deb files fetched once from the Debian mirror. What
 # needs the mirror (debootstrap, the .deb files) is cached in the work folder.
 #
-# Usage: scripts/build-images.sh [--work DIR] [--store DIR] [--tag PREFIX] [--check] IMAGE...
+# Usage: scripts/build-images.sh [--work DIR] [--store DIR] [--tag PREFIX] [--mirror URL] [--check] IMAGE...
 #   IMAGE      superlink or cert-service (deploy/docker/Dockerfile.IMAGE)
 #   --work     cache folder: base rootfs, .deb files, prebuilt addon (default: .tmp/images)
 #   --store    a separate containers storage folder instead of the system's (/var/lib/containers)
 #   --tag      image name prefix (default: localhost/pollen); images are PREFIX-IMAGE:VERSION
+#   --mirror   the Debian mirror for the base and the .deb files (default: http://deb.debian.org/debian)
 #   --check    start each image read-only, without capabilities or network, on throw-away
 #              credentials, and wait until its HEALTHCHECK (`pollen ready`) passes
 # Run as root (podman's rootful storage; debootstrap).
@@ -23,7 +24,6 @@ set -euo pipefail
 PODMAN="${PODMAN:-/usr/bin/podman}"
 DEBOOTSTRAP="${DEBOOTSTRAP:-/usr/sbin/debootstrap}"
 DPKG_SCANPACKAGES="${DPKG_SCANPACKAGES:-/usr/bin/dpkg-scanpackages}"
-MIRROR="${POLLEN_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 fail() {
   echo "build-images: $*" >&2
@@ -33,25 +33,27 @@ fail() {
 # crun 1.8 refuses a cgroup v1 host whose cgroup2 hierarchy still holds a controller ("cgroups in
 # hybrid mode not supported"): hide that hierarchy in a private mount namespace of our own.
 if [[ "$(stat -f -c %T /sys/fs/cgroup)" == tmpfs && -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]]; then
-  [[ -z "${POLLEN_IMAGES_UNSHARED:-}" ]] || fail "could not hide /sys/fs/cgroup/unified"
+  [[ -z "${BUILD_IMAGES_UNSHARED:-}" ]] || fail "could not hide /sys/fs/cgroup/unified"
   # shellcheck disable=SC2016 # "$0" and "$@" are the inner bash's
-  POLLEN_IMAGES_UNSHARED=1 exec unshare --mount --propagation private \
+  BUILD_IMAGES_UNSHARED=1 exec unshare --mount --propagation private \
     bash -c 'umount /sys/fs/cgroup/unified && exec "$0" "$@"' "${BASH_SOURCE[0]}" "$@"
 fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$ROOT/.tmp/images"
 STORE=""
 PREFIX="localhost/pollen"
+MIRROR="http://deb.debian.org/debian"
 CHECK=0
 IMAGES=()
 
-usage() { sed -n '13,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '13,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($# > 0)); do
   case "$1" in
   --work) WORK="$(realpath -m "$2")" && shift 2 ;;
   --store) STORE="$(realpath -m "$2")" && shift 2 ;;
   --tag) PREFIX="$2" && shift 2 ;;
+  --mirror) MIRROR="$2" && shift 2 ;;
   --check) CHECK=1 && shift ;;
   -h | --help) usage && exit 0 ;;
   superlink | cert-service) IMAGES+=("$1") && shift ;;
