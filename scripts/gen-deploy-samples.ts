@@ -1,5 +1,5 @@
 /**
- * Writes deploy/systemd/, deploy/firewall/, deploy/vpn/ (and deploy/nginx/) for the sample project
+ * Writes deploy/systemd/, deploy/firewall/, deploy/vpn/, deploy/nginx/ (and deploy/compose/) for the sample project
  * of docs/deployment.md: what `pollen deploy …` generates, so reviewers read real artefacts.
  * test/deploy-samples.test.ts checks they are current.
  *
@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { COMPOSE_DEFAULTS, composeFiles } from '../src/deploy/compose.js';
 import type { DeployFile } from '../src/deploy/files.js';
 import { type FirewallOptions, firewallFiles } from '../src/deploy/firewall.js';
 import { nginxDefaults, nginxFiles } from '../src/deploy/nginx.js';
@@ -111,12 +112,30 @@ function vpnSection(): DeployFile[] {
   ];
 }
 
+/**
+ * A federation on one host: the sample's two sites, a third with a GPU, Keycloak importing
+ * deploy/keycloak/realm.json, images built from this repository.
+ */
+function composeSection(): DeployFile[] {
+  return composeFiles({
+    ...COMPOSE_DEFAULTS,
+    sites: [...SAMPLE.orgs],
+    gpuSites: ['hospital-c'],
+    buildContext: '../..',
+    certServiceHosts: [SAMPLE.certServiceHost],
+    superlinkHosts: [SAMPLE.superlinkHost],
+    keycloakUrl: 'https://id.example.org',
+    realmFile: '../keycloak/realm.json',
+  });
+}
+
 /** The sections: a folder under deploy/ and its files. */
 export const SECTIONS: Record<string, () => DeployFile[]> = {
   systemd: systemdSection,
   nginx: nginxSection,
   firewall: firewallSection,
   vpn: vpnSection,
+  compose: composeSection,
 };
 
 /** Every sample file, by its path under deploy/. */
