@@ -126,6 +126,7 @@ function composeSection(): DeployFile[] {
     superlinkHosts: [SAMPLE.superlinkHost],
     keycloakUrl: 'https://id.example.org',
     realmFile: '../keycloak/realm.json',
+    identityFile: '../keycloak/identity.toml',
   });
 }
 

@@ -136,6 +136,7 @@ describe('deploy/compose/compose.yaml', () => {
       superlinkHosts: ['superlink.example.org'],
       keycloakUrl: 'https://id.example.org',
       realmFile: '../keycloak/realm.json',
+      identityFile: '../keycloak/identity.toml',
     });
     expect(file).toEqual(JSON.parse(JSON.stringify(generated)));
   });
@@ -244,7 +245,17 @@ describe('the compose services run as written (local processes, one network name
     lab = netnsLab('pc', ['net', ...RUN]);
     const addresses = Object.fromEntries(RUN.map((s, i) => [s, `10.89.0.${i + 2}`]));
     lab.bridge('net', Object.fromEntries(RUN.map((s) => [s, `${addresses[s]}/24`])));
-    const hosts = ['127.0.0.1 localhost', ...RUN.map((s) => `${addresses[s]} ${s}`), ''].join('\n');
+    // Each service answers to its name and its network aliases, as on the compose network.
+    const names = (s: string) => [
+      s,
+      ...(((file.services[s]!['networks'] as { default?: { aliases?: string[] } } | undefined)?.default
+        ?.aliases ?? []) as string[]),
+    ];
+    const hosts = [
+      '127.0.0.1 localhost',
+      ...RUN.map((s) => `${addresses[s]} ${names(s).join(' ')}`),
+      '',
+    ].join('\n');
     for (const s of RUN) lab.hosts(s, hosts);
   }, 60_000);
 

@@ -139,7 +139,7 @@ describe('deploy/jupyterhub/jupyterhub_config.py', () => {
         read_only: true,
         pids_limit: 512,
       },
-      environment: { POLLEN_SUPERLINK: 'lab', PROJECT_SUPERLINK_ADDRESS: 'superlink:9093' },
+      environment: { POLLEN_SUPERLINK: 'lab', PROJECT_SUPERLINK_ADDRESS: 'superlink.example.org:9093' },
     });
     // The volume is the image's home (deploy/docker/Dockerfile.jupyter-singleuser).
     const dockerfile = readFileSync(
@@ -152,9 +152,9 @@ describe('deploy/jupyterhub/jupyterhub_config.py', () => {
 
   it('takes its sites from the environment, and refuses to start without the client secret', () => {
     const c = load({
-      POLLEN_KEYCLOAK_URL: 'https://login.hospital.example',
-      POLLEN_JUPYTERHUB_URL: 'https://notebooks.hospital.example',
-      POLLEN_NOTEBOOK_MEMORY: '8G',
+      HUB_KEYCLOAK_URL: 'https://login.hospital.example',
+      HUB_PUBLIC_URL: 'https://notebooks.hospital.example',
+      HUB_NOTEBOOK_MEMORY: '8G',
     }).json();
     expect(c.GenericOAuthenticator['token_url']).toBe(
       'https://login.hospital.example/realms/pollen/protocol/openid-connect/token',

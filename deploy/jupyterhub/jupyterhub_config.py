@@ -31,9 +31,9 @@ def secret(name: str) -> str:
     return Path(folder, name).read_text().strip()
 
 
-KEYCLOAK = setting("POLLEN_KEYCLOAK_URL", "https://id.example.org")
-REALM = setting("POLLEN_KEYCLOAK_REALM", "pollen")
-HUB_URL = setting("POLLEN_JUPYTERHUB_URL", "https://jupyter.example.org")
+KEYCLOAK = setting("HUB_KEYCLOAK_URL", "https://id.example.org")
+REALM = setting("HUB_KEYCLOAK_REALM", "pollen")
+HUB_URL = setting("HUB_PUBLIC_URL", "https://jupyter.example.org")
 OIDC = f"{KEYCLOAK}/realms/{REALM}/protocol/openid-connect"
 
 # --- Sign-in: OpenID Connect against Keycloak (OAuthenticator 17) ---------------------------
@@ -65,18 +65,18 @@ c.GenericOAuthenticator.enable_auth_state = False
 # --- Notebooks: one restricted container per researcher (DockerSpawner 13) -----------------
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
 c.DockerSpawner.image = setting(
-    "POLLEN_SINGLEUSER_IMAGE", "myorg/pollen-jupyter-singleuser:0.1.0"
+    "HUB_NOTEBOOK_IMAGE", "myorg/pollen-jupyter-singleuser:0.1.0"
 )
 c.DockerSpawner.allowed_images = []  # researchers cannot pick another image
 # The compose network the SuperLink is on (deploy/compose), so notebooks reach superlink:9093.
-c.DockerSpawner.network_name = setting("POLLEN_DOCKER_NETWORK", "pollen_default")
+c.DockerSpawner.network_name = setting("HUB_DOCKER_NETWORK", "pollen_default")
 c.DockerSpawner.use_internal_ip = True
 c.DockerSpawner.remove = True
 c.DockerSpawner.notebook_dir = "/home/researcher"
 # The workspace: a volume per researcher, kept across sessions (notebooks, ~/.pollen).
 c.DockerSpawner.volumes = {"pollen-jupyter-{username}": "/home/researcher"}
-c.DockerSpawner.cpu_limit = float(setting("POLLEN_NOTEBOOK_CPUS", "2"))
-c.DockerSpawner.mem_limit = setting("POLLEN_NOTEBOOK_MEMORY", "4G")
+c.DockerSpawner.cpu_limit = float(setting("HUB_NOTEBOOK_CPUS", "2"))
+c.DockerSpawner.mem_limit = setting("HUB_NOTEBOOK_MEMORY", "4G")
 c.DockerSpawner.extra_host_config = {
     "privileged": False,
     "cap_drop": ["ALL"],
@@ -88,14 +88,16 @@ c.DockerSpawner.extra_host_config = {
 c.DockerSpawner.environment = {
     # `pollen run`, `pollen list`, … use the connection `pollen login lab` makes.
     "POLLEN_SUPERLINK": "lab",
-    "PROJECT_SUPERLINK_ADDRESS": setting("POLLEN_SUPERLINK_ADDRESS", "superlink:9093"),
-    "PROJECT_ROOT_FINGERPRINT": setting("POLLEN_ROOT_FINGERPRINT", ""),
+    "PROJECT_SUPERLINK_ADDRESS": setting(
+        "HUB_SUPERLINK_ADDRESS", "superlink.example.org:9093"
+    ),
+    "PROJECT_ROOT_FINGERPRINT": setting("HUB_ROOT_FINGERPRINT", ""),
 }
 
 # --- The hub itself ------------------------------------------------------------------------
 c.JupyterHub.bind_url = "http://0.0.0.0:8000"  # TLS ends at the reverse proxy in front
 c.JupyterHub.hub_ip = "0.0.0.0"  # single-user containers call the hub's API
-c.JupyterHub.hub_connect_ip = setting("POLLEN_HUB_CONNECT_IP", "jupyterhub")
+c.JupyterHub.hub_connect_ip = setting("HUB_CONNECT_IP", "jupyterhub")
 c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
 c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
 c.Spawner.http_timeout = 120

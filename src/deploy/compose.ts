@@ -38,6 +38,8 @@ export interface ComposeOptions {
   keycloakUrl?: string;
   /** The realm export Keycloak imports, relative to the compose file. */
   realmFile: string;
+  /** The SuperLink's `[identity.oidc]` section for that realm (with Keycloak), relative too. */
+  identityFile: string;
 }
 
 export const COMPOSE_DEFAULTS = {
@@ -46,6 +48,7 @@ export const COMPOSE_DEFAULTS = {
   certServiceHosts: [],
   superlinkHosts: [],
   realmFile: './keycloak/realm.json',
+  identityFile: './keycloak/identity.toml',
 } as const satisfies Partial<ComposeOptions>;
 
 /** The service names other services (and the certificates) use: the compose network's DNS names. */
@@ -103,6 +106,12 @@ function kitStart(kind: 'server' | 'client', name: string, packageArgs: string[]
   return ['tini', '--', 'sh', '-c', script.join('\n')];
 }
 
+/**
+ * The public names a service's certificate carries resolve to it inside the compose network too,
+ * so containers (JupyterHub's notebooks) reach it by the name its certificate and tokens use.
+ */
+const aliases = (names: string[]) => (names.length > 0 ? { networks: { default: { aliases: names } } } : {});
+
 function certService(o: ComposeOptions): Record<string, unknown> {
   return {
     ...image(o, 'cert-service'),
@@ -112,6 +121,7 @@ function certService(o: ComposeOptions): Record<string, unknown> {
     volumes: ['./ca:/ca:ro', 'cert-service:/var/lib/pollen'],
     secrets: ['api_key'],
     ports: [`${CERT_SERVICE_PORT}:${CERT_SERVICE_PORT}`],
+    ...aliases(o.certServiceHosts),
     healthcheck: ready('Certificate Service'),
   };
 }
@@ -124,9 +134,17 @@ function superlink(o: ComposeOptions): Record<string, unknown> {
       `-e grpcs://0.0.0.0:${FLEET_PORT}:${CONTROL_PORT}`,
       ...[SUPERLINK, ...o.superlinkHosts].map((h) => `--host ${h}`),
     ]),
-    volumes: ['superlink:/kit'],
+    ...(o.keycloakUrl !== undefined && {
+      // Researchers' Keycloak logins are accepted (docs/identity.md).
+      environment: { POLLEN_IDENTITY_CONFIG: '/etc/pollen/identity.toml' },
+    }),
+    volumes: [
+      'superlink:/kit',
+      ...(o.keycloakUrl !== undefined ? [`${o.identityFile}:/etc/pollen/identity.toml:ro`] : []),
+    ],
     secrets: [tokenSecret(SUPERLINK)],
     ports: [`${FLEET_PORT}:${FLEET_PORT}`, `${CONTROL_PORT}:${CONTROL_PORT}`],
+    ...aliases(o.superlinkHosts),
     depends_on: { [CERT_SERVICE]: { condition: 'service_healthy' } },
     healthcheck: ready('SuperLink'),
   };

@@ -97,7 +97,13 @@ export function serviceProcess(
   for (const v of img.anonymousVolumes) mounts.push([v, join(root, 'anonymous', name, v)]);
   for (const v of service.volumes ?? []) {
     const [source, target] = v.split(':') as [string, string];
-    mounts.push([target, source.startsWith('.') ? resolve(root, source) : join(root, 'volumes', source)]);
+    // ./ names the operator's files (made in `root`), ../ the repository's beside deploy/compose.
+    const host = source.startsWith('./')
+      ? resolve(root, source)
+      : source.startsWith('../')
+        ? resolve(composeDir, source)
+        : join(root, 'volumes', source);
+    mounts.push([target, host]);
   }
   for (const s of service.secrets ?? [])
     mounts.push([`/run/secrets/${s}`, resolve(root, file.secrets![s]!.file)]);

@@ -303,6 +303,10 @@ Examples:
       '--realm <file>',
       'the realm export Keycloak imports, relative to the compose file (default ./keycloak/realm.json)',
     )
+    .option(
+      '--identity-config <file>',
+      "the SuperLink's [identity.oidc] file for that realm, relative to the compose file (default ./keycloak/identity.toml)",
+    )
     .option('--no-keycloak', 'leave out Keycloak and its PostgreSQL')
     .addHelpText(
       'after',

@@ -19,6 +19,7 @@ export interface DeployComposeOptions extends DeployOutputOptions {
   superlinkHost?: string[];
   keycloakUrl?: string;
   realm?: string;
+  identityConfig?: string;
   keycloak: boolean;
 }
 
@@ -71,6 +72,7 @@ export function composeOptions(o: DeployComposeOptions): ComposeOptions {
     superlinkHosts: o.superlinkHost ?? [],
     ...(o.keycloak && { keycloakUrl: o.keycloakUrl ?? 'https://id.example.org' }),
     realmFile: o.realm ?? COMPOSE_DEFAULTS.realmFile,
+    identityFile: o.identityConfig ?? COMPOSE_DEFAULTS.identityFile,
   };
 }
 
@@ -80,7 +82,7 @@ export async function deployCompose(o: DeployComposeOptions, out: Output): Promi
   const participants = [SUPERLINK, ...options.sites, ...options.gpuSites];
   const keycloak =
     options.keycloakUrl !== undefined
-      ? `, ./secrets/keycloak_db_password.txt, ./secrets/keycloak_admin_password.txt and ${options.realmFile} (a copy of deploy/keycloak/realm.json)`
+      ? `, ./secrets/keycloak_db_password.txt, ./secrets/keycloak_admin_password.txt ${options.realmFile} and ${options.identityFile} (copies of deploy/keycloak/)`
       : '';
   writeDeployFiles('compose', o, composeFiles(options), out, [
     `next: beside compose.yaml put ./ca (pollen cert init), ./secrets/api_key.txt (pollen cert api-key) and ./secrets/{${participants.join(',')}}.token (pollen token generate)${keycloak}; then: docker compose up -d`,
