@@ -13,6 +13,9 @@
  * here: the container runtime's own settings (user, read-only root, capabilities, GPU
  * reservation) — checked as settings below — and Keycloak, PostgreSQL and the DCGM exporter,
  * whose images cannot be pulled here; the GPU site hospital-c runs the CPU sites' command.
+ *
+ * test/fixtures/compose-spec.json is the Compose Specification's schema/compose-spec.json
+ * (github.com/compose-spec/compose-spec, commit 170098ba07d9f53c383a41bfd4c5166b0a4529a6).
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -193,7 +196,7 @@ describe('pollen deploy compose', () => {
   });
 });
 
-describe('the compose services run as written (local processes, one network namespace each)', () => {
+describe('the Pollen services of compose.yaml run as written (local processes, one network namespace each; Keycloak, PostgreSQL and the DCGM exporter are not run)', () => {
   const project = tempDir('pollen-compose-');
   const root = project.dir;
   let lab: NetnsLab;
