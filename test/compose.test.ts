@@ -9,16 +9,26 @@
  * the service names; so no port is remapped (each has its own loopback for its ops listener and
  * ClientAppIo) and the certificates name the hosts the file names. Volumes and secrets are
  * folders of a temporary project folder; the image's paths (/opt/pollen, /opt/venv) are this
- * repository and Debian's Python. `tini --` (the images' PID 1) is left out. What is not run
- * here: the container runtime's own settings (user, read-only root, capabilities, GPU
- * reservation) — checked as settings below — and Keycloak, PostgreSQL and the DCGM exporter,
+ * repository and Debian's Python. Each runs as the image's user (uid 10001, setpriv), its new
+ * volumes owned as a container engine makes them. `tini --` (the images' PID 1) is left out.
+ * What is not run here: the rest of the container runtime's settings (read-only root,
+ * capabilities, GPU reservation) — checked as settings below — and Keycloak, PostgreSQL and the DCGM exporter,
  * whose images cannot be pulled here; the GPU site hospital-c runs the CPU sites' command.
  *
  * test/fixtures/compose-spec.json is the Compose Specification's schema/compose-spec.json
  * (github.com/compose-spec/compose-spec, commit 170098ba07d9f53c383a41bfd4c5166b0a4529a6).
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -241,6 +251,11 @@ describe('the Pollen services of compose.yaml run as written (local processes, o
       '-o',
       join(root, 'secrets/'),
     ]);
+    // The files' owner is the images' user pollen (uid 10001), as docs/deployment.md says.
+    chmodSync(root, 0o755);
+    for (const folder of ['ca', 'secrets'])
+      for (const f of ['', ...readdirSync(join(root, folder), { recursive: true, encoding: 'utf8' })])
+        chownSync(join(root, folder, f), 10001, 10001);
     // `pollen` on PATH, as the images link it.
     mkdirSync(binDir, { recursive: true });
     writeFileSync(join(binDir, 'pollen'), `#!/bin/sh\nexec "${process.execPath}" "${POLLEN_BIN}" "$@"\n`);
@@ -267,15 +282,24 @@ describe('the Pollen services of compose.yaml run as written (local processes, o
     project.cleanup();
   });
 
+  const asUser = (uid: number) => ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups'];
+
   /** Start a service as its file says, in its namespace. */
   function up(name: string): ChildProcess {
     const p = serviceProcess(file, name, root, COMPOSE_DIR);
     expect(p.argv.slice(0, 2), `${name} runs under tini`).toEqual(['tini', '--']);
-    // A volume is an empty folder on first start.
-    for (const [, host] of p.paths)
-      if (host.startsWith(join(root, 'volumes')) || host.startsWith(join(root, 'anonymous')))
-        mkdirSync(host, { recursive: true });
-    const child = lab.start(name, ['env', '-C', p.cwd, ...p.argv.slice(2)], { ...p.env, PATH, HOME: p.cwd });
+    // A new volume is an empty folder, with the owner a container engine gives it.
+    for (const v of p.volumes)
+      if (!existsSync(v.path)) {
+        mkdirSync(v.path, { recursive: true });
+        chownSync(v.path, v.uid, v.uid);
+      }
+    // As the image's user (`user: pollen`), never root.
+    const child = lab.start(name, [...asUser(p.uid), 'env', '-C', p.cwd, ...p.argv.slice(2)], {
+      ...p.env,
+      PATH,
+      HOME: p.cwd,
+    });
     logs.set(name, '');
     const append = (d: Buffer) => logs.set(name, logs.get(name) + String(d));
     child.stdout?.on('data', append);
@@ -290,7 +314,8 @@ describe('the Pollen services of compose.yaml run as written (local processes, o
     expect(test[0]).toBe('CMD');
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const r = spawnSync('ip', ['netns', 'exec', lab.ns(name), ...test.slice(1)], {
+      const uid = serviceProcess(file, name, root, COMPOSE_DIR).uid;
+      const r = spawnSync('ip', ['netns', 'exec', lab.ns(name), ...asUser(uid), ...test.slice(1)], {
         env: { ...process.env, PATH },
         encoding: 'utf8',
       });
@@ -325,14 +350,15 @@ describe('the Pollen services of compose.yaml run as written (local processes, o
     await healthy('cert-service');
     up('superlink');
     await healthy('superlink');
-    expect(existsSync(join(root, 'volumes/superlink/startup/superlink.crt'))).toBe(true);
+    // Written by the image's user into its volume.
+    expect(statSync(join(root, 'volumes/superlink/kit/startup/superlink.crt')).uid).toBe(10001);
     // The single-use token was spent and left the kit.
-    expect(existsSync(join(root, 'volumes/superlink/startup/enrollment_token'))).toBe(false);
+    expect(existsSync(join(root, 'volumes/superlink/kit/startup/enrollment_token'))).toBe(false);
     up('hospital-a');
     up('hospital-b');
     await Promise.all([healthy('hospital-a'), healthy('hospital-b')]);
     for (const site of ['hospital-a', 'hospital-b']) {
-      expect(existsSync(join(root, `volumes/${site}/startup/${site}.crt`)), site).toBe(true);
+      expect(existsSync(join(root, `volumes/${site}/kit/startup/${site}.crt`)), site).toBe(true);
       await connected(site);
     }
     // A restart finds its kit and goes straight to `pollen start`: the token, spent, is not asked again.

@@ -93,14 +93,21 @@ const ready = (component: 'SuperLink' | 'SuperNode' | 'Certificate Service') => 
  * token saved in the kit and spent by enrollment), then `pollen start` enrolls and runs it. A
  * restart finds the kit and goes straight to `pollen start`, which renews when due.
  */
+/**
+ * The participant's volume is the image's home, /var/lib/pollen: a new named volume takes the
+ * owner of the image's folder (the user pollen), which a folder the image lacks (/kit) would not.
+ */
+const STATE = '/var/lib/pollen';
+const KIT = `${STATE}/kit`;
+
 function kitStart(kind: 'server' | 'client', name: string, packageArgs: string[]): string[] {
   const script = [
     'set -e',
-    `test -f /kit/startup/fed_${kind}.json || pollen package -n ${name} -t ${kind} \\`,
+    `test -f ${KIT}/startup/fed_${kind}.json || pollen package -n ${name} -t ${kind} \\`,
     ...packageArgs.map((a) => `  ${a} \\`),
     `  --cert-service https://${CERT_SERVICE}:${CERT_SERVICE_PORT} \\`,
-    `  --token /run/secrets/${tokenSecret(name)} -o /kit --force`,
-    'exec pollen start /kit',
+    `  --token /run/secrets/${tokenSecret(name)} -o ${KIT} --force`,
+    `exec pollen start ${KIT}`,
     '',
   ];
   return ['tini', '--', 'sh', '-c', script.join('\n')];
@@ -118,7 +125,7 @@ function certService(o: ComposeOptions): Record<string, unknown> {
     ...HARDENED,
     // Appended to the image's `pollen cert-service --ca /ca --workspace … --api-key-file …`.
     command: [CERT_SERVICE, ...o.certServiceHosts].flatMap((h) => ['--hostname', h]),
-    volumes: ['./ca:/ca:ro', 'cert-service:/var/lib/pollen'],
+    volumes: ['./ca:/ca:ro', `cert-service:${STATE}`],
     secrets: ['api_key'],
     ports: [`${CERT_SERVICE_PORT}:${CERT_SERVICE_PORT}`],
     ...aliases(o.certServiceHosts),
@@ -139,7 +146,7 @@ function superlink(o: ComposeOptions): Record<string, unknown> {
       environment: { POLLEN_IDENTITY_CONFIG: '/etc/pollen/identity.toml' },
     }),
     volumes: [
-      'superlink:/kit',
+      `superlink:${STATE}`,
       ...(o.keycloakUrl !== undefined ? [`${o.identityFile}:/etc/pollen/identity.toml:ro`] : []),
     ],
     secrets: [tokenSecret(SUPERLINK)],
@@ -160,8 +167,8 @@ function site(o: ComposeOptions, name: string, gpu: boolean): Record<string, unk
     ...image(o, gpu ? 'supernode-gpu' : 'supernode'),
     ...HARDENED,
     entrypoint: kitStart('client', name, [`-e grpcs://${SUPERLINK}:${FLEET_PORT}`]),
-    // The kit (certificate, key, node state) and the SuperNode's work folder (unpacked apps).
-    volumes: [`${name}:/kit`, `${name}-work:/var/lib/pollen`],
+    // The kit (certificate, key, node state) in kit/, the SuperNode's unpacked apps in supernode/.
+    volumes: [`${name}:${STATE}`],
     secrets: [tokenSecret(name)],
     depends_on: { [SUPERLINK]: { condition: 'service_healthy' } },
     healthcheck: ready('SuperNode'),
@@ -280,12 +287,7 @@ export function composeProject(o: ComposeOptions): Record<string, unknown> {
       keycloak: keycloak(o.keycloakUrl, o.realmFile),
     }),
   };
-  const volumes = [
-    CERT_SERVICE,
-    ...participants,
-    ...[...o.sites, ...o.gpuSites].map((s) => `${s}-work`),
-    ...(o.keycloakUrl !== undefined ? ['keycloak-db'] : []),
-  ];
+  const volumes = [CERT_SERVICE, ...participants, ...(o.keycloakUrl !== undefined ? ['keycloak-db'] : [])];
   const secretFiles: Record<string, string> = {
     api_key: './secrets/api_key.txt',
     ...Object.fromEntries(participants.map((p) => [tokenSecret(p), `./secrets/${p}.token`])),

@@ -32,8 +32,15 @@ export interface ServiceProcess {
   argv: string[];
   env: Record<string, string>;
   cwd: string;
+  /** The uid of the service's `user` (useradd --uid in its Dockerfile). */
+  uid: number;
   /** Container path → host path, longest first. */
   paths: [string, string][];
+  /**
+   * The named volumes' folders, each with the owner a container engine gives a new volume: the
+   * image's folder at the target's (a home made by useradd: the user), else root.
+   */
+  volumes: { path: string; uid: number }[];
 }
 
 const REPO = resolve(import.meta.dirname, '..', '..');
@@ -72,7 +79,14 @@ function imageOf(service: ComposeService, composeDir: string) {
   const env: Record<string, string> = {};
   for (const i of lastStage.filter((i) => i.keyword === 'ENV'))
     for (const m of i.args.matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!;
+  const users = new Map<string, { uid: number; home: string }>();
+  for (const i of lastStage.filter((i) => i.keyword === 'RUN'))
+    for (const m of i.args.matchAll(
+      /useradd [^&;]*--uid (\d+) [^&;]*--home-dir (\S+)[^&;]* (\w+)\s*($|&&|;)/g,
+    ))
+      users.set(m[3]!, { uid: Number(m[1]), home: m[2]! });
   return {
+    users,
     entrypoint: execForm(last('ENTRYPOINT') ?? '[]') ?? [],
     cmd: execForm(last('CMD') ?? '[]') ?? [],
     env,
@@ -93,6 +107,9 @@ export function serviceProcess(
 ): ServiceProcess {
   const service = file.services[name]!;
   const img = imageOf(service, composeDir);
+  const user = img.users.get(String(service['user']));
+  if (!user) throw new Error(`${name}: the image makes no user ${String(service['user'])}`);
+  const volumes: { path: string; uid: number }[] = [];
   const mounts: [string, string][] = [];
   for (const v of img.anonymousVolumes) mounts.push([v, join(root, 'anonymous', name, v)]);
   for (const v of service.volumes ?? []) {
@@ -103,6 +120,7 @@ export function serviceProcess(
       : source.startsWith('../')
         ? resolve(composeDir, source)
         : join(root, 'volumes', source);
+    if (!source.startsWith('.')) volumes.push({ path: host, uid: target === user.home ? user.uid : 0 });
     mounts.push([target, host]);
   }
   for (const s of service.secrets ?? [])
@@ -119,6 +137,8 @@ export function serviceProcess(
     argv: [...entrypoint, ...command].map((a) => translate(interpolate(a), paths)),
     env: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, translate(interpolate(v), paths)])),
     cwd: translate(img.workdir, paths),
+    uid: user.uid,
     paths,
+    volumes,
   };
 }

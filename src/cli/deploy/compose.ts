@@ -37,7 +37,7 @@ function siteNames(sites: string[]): void {
         `site name "${s}" cannot name a compose service`,
         'Use lower-case letters, digits and hyphens (a DNS label), e.g. --site hospital-a.',
       );
-    if (RESERVED.has(s) || s.endsWith('-work') || s.endsWith('-dcgm-exporter'))
+    if (RESERVED.has(s) || s.endsWith('-dcgm-exporter'))
       throw invalid(`site name "${s}" is taken by the file's own services`, 'Choose another site name.');
     if (seen.has(s)) throw invalid(`site "${s}" is named twice`, 'Give each site once.');
     seen.add(s);
