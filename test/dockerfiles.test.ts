@@ -1,8 +1,10 @@
 /**
  * deploy/docker: the SuperLink, Certificate Service and SuperNode (CPU and GPU) images, linted here
  * since no Docker engine runs on these machines (test/support/dockerfile.ts), and the settings a
- * site relies on.
+ * site relies on. scripts/build-images.sh builds and starts the SuperLink and Certificate Service
+ * images with podman from a locally made base; that takes minutes, so the suite only lints it.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -97,6 +99,14 @@ describe('the Dockerfiles', () => {
     // The workspace volume is the home the spawner mounts (jupyterhub_config.py).
     expect(last(text, 'VOLUME').args).toBe('["/home/researcher"]');
     expect(last(text, 'HEALTHCHECK').args).toContain('127.0.0.1:8888');
+  });
+
+  it('scripts/build-images.sh, which builds them with podman from a local base, passes shellcheck', () => {
+    const check = spawnSync('shellcheck', ['--severity=style', join(root, 'scripts/build-images.sh')], {
+      encoding: 'utf8',
+    });
+    expect(check.stdout).toBe('');
+    expect(check.status).toBe(0);
   });
 
   it('the lint catches each rule it keeps', () => {
