@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ArrayRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
 import { averageRange, averageRangeJs, normalizeWeights, SMALL_LAYER, weightedAverage } from './aggregate.js';
 import { FedAvg } from './fedavg.js';
-import { allocKernelFloat32 } from './kernel-memory.js';
+import { allocKernelFloat32, inKernelMemory } from './kernel-memory.js';
 import { closeKernelWorkers, PARALLEL_MIN_BYTES, parallelSum } from './kernel-workers.js';
 import { kernelModule } from './wasm-kernel.js';
 import { TILE, wasmKernel } from './wasm-sum.js';
@@ -184,6 +184,26 @@ describe('the kernel over worker threads (updates in shared memory)', () => {
     };
     expect(parallelSum([{ o, xs, start: 0, end: n }], ws, 2, alone)).toBe(true);
     expect(sameBits(o, expected)).toBe(true);
+  });
+
+  it('reads updates in the kernel memory in place on every thread, and writes the output there', () => {
+    const alone = weightedAverage(updates(false), undefined, { threads: 1 });
+    const inKernel = [3, 1, 4, 1].map((weight, k) => ({
+      arrays: [values(n, k + 1, 'kernel'), values(n, k + 11, 'kernel'), values(100, k + 21)],
+      weight,
+    }));
+    const out = weightedAverage(inKernel, undefined, { threads: 2 });
+    expect(out.map(inKernelMemory)).toEqual([true, true, false]);
+    out.forEach((o, l) => {
+      expect(sameBits(o, alone[l] as Float32Array)).toBe(true);
+    });
+    const xs = inKernel.map((u) => u.arrays[0] as Float32Array);
+    const o = allocKernelFloat32(n) as Float32Array;
+    const never = () => {
+      throw new Error('the calling thread summed alone');
+    };
+    expect(parallelSum([{ o, xs, start: 0, end: n }], normalizeWeights([3, 1, 4, 1]), 2, never)).toBe(true);
+    expect(sameBits(o, alone[0] as Float32Array)).toBe(true);
   });
 
   it('writes into a shared input given as the output', () => {
