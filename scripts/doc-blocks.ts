@@ -11,7 +11,7 @@
  * started, ready once it printed its documented output, and its process group is stopped when
  * the manual ends. What else a manual left running (a site that `start.sh` put in a process group
  * of its own, when a block failed before its `stop.sh`) is stopped then too. Host names under `example.com` are this machine (127.0.0.1) for the commands, and
- * Pollen's default ports (8443, 9091 to 9094) are free ports of this run, so runs never collide.
+ * Pollen's default ports (8443, 9091 to 9097) are free ports of this run, so runs never collide.
  *
  * Output is compared line by line after `normalize`: what differs from run to run (hashes,
  * times, request ids, absolute paths, numbers other than those ending a name like `hospital-2`,
@@ -205,8 +205,8 @@ net.Socket.prototype.connect = function (...args) {
 };
 `;
 
-/** Pollen's default ports, which the manuals name. */
-const DEFAULT_PORTS = [8443, 9091, 9092, 9093, 9094];
+/** Pollen's default ports, which the manuals name: the APIs, then the ops listeners (port map). */
+const DEFAULT_PORTS = [8443, 9091, 9092, 9093, 9094, 9095, 9096, 9097];
 
 /** A port nobody listens on now. */
 function freePort(): Promise<number> {

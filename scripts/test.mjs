@@ -88,5 +88,8 @@ for (const r of results) {
 }
 for (const r of checked)
   if (r.code !== 0) process.stdout.write(`\n${r.cmd} ${r.args[0]} failed (shown above)\n`);
+// The failures of both projects once more, last, where a reader of the output's end finds them.
+const failures = results.flatMap((r) => r.output.split('\n').filter((l) => l.startsWith('FAILED ')));
+if (failures.length) process.stdout.write(`\n${failures.join('\n')}\n`);
 process.stdout.write(`\n${total.passed} passed, ${total.failed} failed, ${total.skipped} skipped\n`);
 process.exitCode = [...results, ...checked].some((r) => r.code !== 0) ? 1 : 0;

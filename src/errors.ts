@@ -343,6 +343,11 @@ export const ERROR_CODES = {
     'Use a file path, sqlite:PATH or postgres://user@host:port/db.',
   ),
   DATABASE_UNAVAILABLE: spec(503, ExitCode.UNAVAILABLE, 'Check that the database is reachable.', RETRY),
+  STORE_NEWER_VERSION: spec(
+    409,
+    ExitCode.CONFLICT,
+    'Run the Pollen version that upgraded this store, or restore the backup taken before the upgrade into a new folder (pollen restore) and start this version there.',
+  ),
   STORE_LEASE_HELD: spec(
     409,
     ExitCode.CONFLICT,

@@ -576,11 +576,12 @@ async function verifyAudit(
     'pollen audit verify',
   );
   // The checkpoint interval is 2 s: wait for the one that signs the head after the run started.
-  // Each verify is a process (most of a second of CPU): one an interval, not several.
+  // Each verify is a process (most of a second of CPU): one an interval, not several; for half a
+  // minute at most, as a loaded host may write the checkpoint late.
   let check = json<{ entries: number; anchoredAt: number | null; head: { seq: number } | null }>(
     (await px.must(['audit', 'verify', '--json'])).stdout,
   );
-  for (let i = 0; i < 5 && check.anchoredAt !== check.head?.seq; i++) {
+  for (const until = Date.now() + 30_000; Date.now() < until && check.anchoredAt !== check.head?.seq; ) {
     await new Promise((res) => setTimeout(res, 2000));
     check = json<typeof check>((await px.must(['audit', 'verify', '--json'])).stdout);
   }

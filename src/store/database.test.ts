@@ -57,3 +57,25 @@ describe('store errors', () => {
     });
   });
 });
+
+describe.each(storeBackends('store-newer'))('a store a newer Pollen upgraded, on %s', (_backend, makeUrl) => {
+  it('is refused with STORE_NEWER_VERSION, naming the migrations this code lacks', async () => {
+    const url = await makeUrl();
+    const newer = {
+      ...migrations,
+      '002_more': {
+        async up(db: Kysely<unknown>) {
+          await db.schema.alterTable('item').addColumn('extra', 'text').execute();
+        },
+      },
+    };
+    await (await openDatabase({ url, migrations: newer })).close();
+    const err = await openDatabase({ url, migrations }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'STORE_NEWER_VERSION', exitCode: 6 });
+    expect(err.message).toMatch(/has migrations this Pollen does not know \(002_more\)/);
+    expect(err.data).toEqual({ unknownMigrations: ['002_more'], latestKnown: '001_item' });
+    expect(err.hint).toMatch(/restore the backup taken before the upgrade/);
+    // The code that upgraded it still opens it.
+    await (await openDatabase({ url, migrations: newer })).close();
+  });
+});

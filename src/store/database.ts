@@ -4,12 +4,14 @@ import SQLite from 'better-sqlite3';
 import {
   CompiledQuery,
   type DatabaseConnection,
+  DEFAULT_MIGRATION_TABLE,
   type Driver,
   Kysely,
   type Migration,
   Migrator,
   PostgresDialect,
   SqliteDialect,
+  sql,
 } from 'kysely';
 import pg from 'pg';
 import { PollenError } from '../errors.js';
@@ -76,15 +78,45 @@ export async function openDatabase<Schema>(options: OpenOptions): Promise<Databa
       provider: { getMigrations: async () => options.migrations },
     });
     const { error } = await migrator.migrateToLatest();
-    if (error) throw error;
+    if (error) throw (await newerStoreError(db, options.migrations, location)) ?? error;
   } catch (e) {
     await db.destroy();
+    if (e instanceof PollenError) throw e;
     throw new PollenError('DATABASE_UNAVAILABLE', `Cannot open the ${backend} store at ${location}`, {
       cause: e,
       detail: e instanceof Error ? e.message : String(e),
     });
   }
   return { db, backend, location, close: () => db.destroy() };
+}
+
+/**
+ * The refusal of a store that a newer Pollen migrated (a downgrade): its migration table names
+ * migrations this code does not have, so its schema may hold what this code cannot read. Null when
+ * that is not why the migration failed.
+ */
+async function newerStoreError<Schema>(
+  db: Kysely<Schema>,
+  known: Record<string, Migration>,
+  location: string,
+): Promise<PollenError | null> {
+  let applied: string[];
+  try {
+    const { rows } = await sql<{
+      name: string;
+    }>`select name from ${sql.table(DEFAULT_MIGRATION_TABLE)}`.execute(db);
+    applied = rows.map((r) => r.name);
+  } catch {
+    return null; // no migration table: another failure
+  }
+  const unknown = applied.filter((name) => !(name in known)).sort();
+  if (unknown.length === 0) return null;
+  const latest = Object.keys(known).sort().at(-1) ?? 'none';
+  return new PollenError(
+    'STORE_NEWER_VERSION',
+    `The store at ${location} was upgraded by a newer Pollen: it has migrations this Pollen does not know (${unknown.join(', ')})`,
+    { data: { unknownMigrations: unknown, latestKnown: latest } },
+  );
 }
 
 /**
