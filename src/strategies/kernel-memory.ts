@@ -76,7 +76,7 @@ export class KernelMemory {
   }
 
   /** The byte address of `a` in this memory, or -1 if `a` lives elsewhere. */
-  addressOf(a: Float32Array): number {
+  addressOf(a: ArrayBufferView): number {
     return this.buffers.has(a.buffer) ? a.byteOffset : -1;
   }
 
@@ -136,7 +136,7 @@ export function kernelMemory(): KernelMemory | null {
 }
 
 /** Whether `a` lives in the kernel's memory (false, without making the memory, before any use). */
-export function inKernelMemory(a: Float32Array): boolean {
+export function inKernelMemory(a: ArrayBufferView): boolean {
   return instance != null && instance.addressOf(a) >= 0;
 }
 

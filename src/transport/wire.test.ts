@@ -150,6 +150,13 @@ describe('messageToWire / messageFromWire', () => {
     const big = streamed.contentOrThrow.getArrayRecord('arrays')!.get('big')?.data as Float32Array;
     expect(inKernelMemory(big)).toBe(true);
     expect(Array.from(big.subarray(n - 3))).toEqual(Array.from(ramp(n).subarray(n - 3)));
+    // Sent on, its chunks are copies: the block may be reused once the array is collected.
+    const again = messageToWire(
+      msg(
+        new RecordDict({ arrays: new ArrayRecord().set('big', { dtype: 'float32', shape: [n], data: big }) }),
+      ),
+    );
+    for (const piece of again.chunks.values()) expect(piece.buffer).not.toBe(big.buffer);
   });
 
   it('round-trips an empty message and an error reply', async () => {

@@ -28,7 +28,7 @@ import {
   type TypedArray,
   validateName,
 } from '../sdk/records.js';
-import { allocKernelFloat32 } from '../strategies/kernel-memory.js';
+import { allocKernelFloat32, inKernelMemory } from '../strategies/kernel-memory.js';
 import { CHUNK_SIZE, chunkId, INLINE_MAX, isChunkId } from './chunks.js';
 
 export type WireMessage = pb.Message;
@@ -75,10 +75,14 @@ function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
-/** Little-endian element bytes: a view on little-endian hosts (all mainstream ones). */
+/**
+ * Little-endian element bytes: a view on little-endian hosts (all mainstream ones), except for an
+ * array in the kernel's memory, which is copied: its pieces may outlive the array (in a chunk
+ * store), and a view would not keep its block from being reused.
+ */
 function elementBytes(data: TypedArray, dtype: DType): Uint8Array {
   const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (LITTLE_ENDIAN_HOST) return view;
+  if (LITTLE_ENDIAN_HOST) return inKernelMemory(data) ? view.slice() : view;
   const copy = view.slice();
   swapBytes(copy, DTYPES[dtype].bytes);
   return copy;
