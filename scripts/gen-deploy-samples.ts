@@ -1,5 +1,5 @@
 /**
- * Writes deploy/systemd/, deploy/firewall/, deploy/vpn/ (and deploy/nginx/) for the sample project
+ * Writes deploy/systemd/, deploy/firewall/, deploy/vpn/, deploy/kubernetes/ (and deploy/nginx/) for the sample project
  * of docs/deployment.md: what `pollen deploy …` generates, so reviewers read real artefacts.
  * test/deploy-samples.test.ts checks they are current.
  *
@@ -13,6 +13,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { DeployFile } from '../src/deploy/files.js';
 import { type FirewallOptions, firewallFiles } from '../src/deploy/firewall.js';
+import { KUBERNETES_DEFAULTS, kubernetesFiles } from '../src/deploy/kubernetes.js';
 import { nginxDefaults, nginxFiles } from '../src/deploy/nginx.js';
 import { OPENVPN_DEFAULTS, openvpnFiles } from '../src/deploy/openvpn.js';
 import { portMapTable } from '../src/deploy/port-map.js';
@@ -111,12 +112,28 @@ function vpnSection(): DeployFile[] {
   ];
 }
 
+/** Kubernetes: the cloud side, the two organisations, and a third whose SuperNodes have GPUs. */
+function kubernetesSection(): DeployFile[] {
+  return kubernetesFiles({
+    ...KUBERNETES_DEFAULTS,
+    orgs: [...SAMPLE.orgs],
+    gpuOrgs: ['gpu-lab'],
+    registry: 'registry.example.org/pollen',
+    superlinkHost: SAMPLE.superlinkHost,
+    certServiceUrl: `https://${SAMPLE.certServiceHost}:8443`,
+    databaseUrl: 'postgres://pollen@postgres.pollen.svc:5432/pollen',
+    // The WireGuard network of section 5: sites that run outside the cluster.
+    externalSites: ['10.77.0.0/24'],
+  });
+}
+
 /** The sections: a folder under deploy/ and its files. */
 export const SECTIONS: Record<string, () => DeployFile[]> = {
   systemd: systemdSection,
   nginx: nginxSection,
   firewall: firewallSection,
   vpn: vpnSection,
+  kubernetes: kubernetesSection,
 };
 
 /** Every sample file, by its path under deploy/. */

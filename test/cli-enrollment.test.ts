@@ -22,8 +22,9 @@ beforeAll(async () => {
     POLLEN_API_KEY: KEY,
     POLLEN_CA_CERT: join(cs.caDir, 'rootCA.pem'),
   };
-  for (const name of ['site-a', 'site-b', 'site-c', 'test-1', 'test-2'])
+  for (const name of ['site-a', 'site-c', 'test-1', 'test-2'])
     expect((await cs.enroll(name)).status).toBe(202);
+  expect((await cs.enroll('site-b', 'Clinic Two')).status).toBe(202);
 });
 afterAll(async () => {
   await cs?.close();
@@ -80,6 +81,17 @@ describe('pollen enrollment', () => {
     const enrolled = await pollenInProcess(['enrollment', 'enrolled'], { env });
     expect(enrolled.stdout).toMatch(/site-a[\s\S]*site-b/);
     expect(enrolled.stdout).toContain('api-key:');
+    // The organisation a certificate names, in the table and the document (null: none).
+    expect(enrolled.stdout).toMatch(/organisation[\s\S]*site-b .*Clinic Two/);
+    const enrolledJson = await pollenInProcess(['enrollment', 'enrolled', '--json'], { env });
+    expect(
+      enrolledJson
+        .json<{ enrolled: { name: string; org: string | null }[] }>()
+        .enrolled.map((e) => [e.name, e.org]),
+    ).toEqual([
+      ['site-a', null],
+      ['site-b', 'Clinic Two'],
+    ]);
   });
 
   it('rejects without a reason as FLARE does, and shows each reason in the list and the audit log', async () => {

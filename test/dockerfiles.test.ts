@@ -1,8 +1,10 @@
 /**
  * deploy/docker: the SuperLink, Certificate Service and SuperNode (CPU and GPU) images, linted here
  * since no Docker engine runs on these machines (test/support/dockerfile.ts), and the settings a
- * site relies on.
+ * site relies on. scripts/build-images.sh builds and starts the SuperLink and Certificate Service
+ * images with podman from a locally made base; that takes minutes, so the suite only lints it.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -75,6 +77,14 @@ describe('the Dockerfiles', () => {
     expect(text).toMatch(/^COPY --from=node \/usr\/local\/bin\/node \/usr\/local\/bin\/node$/m);
     expect(text).toMatch(/pip install --no-index --no-cache-dir --find-links \/wheelhouse/);
     expect(text).toMatch(/POLLEN_RESOURCES=gpu=1/);
+  });
+
+  it('scripts/build-images.sh, which builds them with podman from a local base, passes shellcheck', () => {
+    const check = spawnSync('shellcheck', ['--severity=style', join(root, 'scripts/build-images.sh')], {
+      encoding: 'utf8',
+    });
+    expect(check.stdout).toBe('');
+    expect(check.status).toBe(0);
   });
 
   it('the lint catches each rule it keeps', () => {

@@ -43,6 +43,8 @@ export interface EnrolledInfo {
   name: string;
   type: CertTypeName;
   role: string | null;
+  /** The organisation the certificate names (`O=`); null: none. */
+  org: string | null;
   serial: string;
   fingerprint: string;
   notAfter: string;
@@ -110,6 +112,7 @@ const enrolledResponse = z.object({
       name: z.string(),
       type: certType,
       role: nullableString,
+      org: nullableString,
       serial: z.string(),
       fingerprint: z.string(),
       notAfter: z.string(),

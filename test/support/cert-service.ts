@@ -257,12 +257,12 @@ export interface LiveCertService {
   svc: RunningCertService;
   caDir: string;
   policyFile: string;
-  /** A token for `subject` under the service's policy. */
-  token(subject: string): string;
+  /** A token for `subject` under the service's policy (naming organisation `org`, if given). */
+  token(subject: string, org?: string): string;
   /** POST `body` as JSON over HTTPS (with the admin's API key when `admin`): status and answer. */
   post(path: string, body: unknown, admin?: boolean): Promise<{ status: number; json: Record<string, any> }>;
-  /** POST /v1/enroll for `name` with a new token and a CSR made by OpenSSL. */
-  enroll(name: string): Promise<{ status: number; json: Record<string, any> }>;
+  /** POST /v1/enroll for `name` with a new token (for `org`, if given) and a CSR made by OpenSSL. */
+  enroll(name: string, org?: string): Promise<{ status: number; json: Record<string, any> }>;
   /** Stop the service and its HTTPS client (the folder stays). */
   close(): Promise<void>;
 }
@@ -297,7 +297,7 @@ export async function startLiveCertService(
     svc,
     caDir,
     policyFile,
-    token: (subject) => issueToken(signer, { subject, policy: loadPolicy(policyFile) }).token,
+    token: (subject, org) => issueToken(signer, { subject, org, policy: loadPolicy(policyFile) }).token,
     async post(path, body, admin = false) {
       const r = await request(`https://127.0.0.1:${svc.port}${path}`, {
         method: 'POST',
@@ -307,7 +307,8 @@ export async function startLiveCertService(
       });
       return { status: r.statusCode, json: (await r.body.json()) as Record<string, any> };
     },
-    enroll: (cn) => live.post('/v1/enroll', { token: live.token(cn), csr: opensslCsr(dir, cn).csr }),
+    enroll: (cn, org) =>
+      live.post('/v1/enroll', { token: live.token(cn, org), csr: opensslCsr(dir, cn).csr }),
     async close() {
       await agent.close();
       await svc.close();

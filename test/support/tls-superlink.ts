@@ -10,15 +10,17 @@ import { loadTlsMaterial } from '../../src/transport/tls.js';
 
 /**
  * A new project CA `project` in `dir` and a SuperLink of it over TLS on 127.0.0.1 (its state in
- * `dir/superlink`): the CA, the root certificate and the SuperLink.
+ * `dir/superlink`): the CA, the root certificate and the SuperLink. With `caDir`, the SuperLink's
+ * certificate comes from that CA instead (e.g. a Certificate Service's).
  */
 export async function tlsSuperLink(
   dir: string,
   project: string,
   o: Omit<SuperLinkOptions, 'fleet' | 'control' | 'serverAppIo' | 'stateDir' | 'tls' | 'nodeAuth'>,
+  caDir?: string,
 ): Promise<{ ca: LoadedCa; root: string; superlink: SuperLink }> {
-  await initCa({ name: project, dir: join(dir, 'ca'), keyType: 'ec-p256' });
-  const ca = await loadCa(join(dir, 'ca'));
+  if (!caDir) await initCa({ name: project, dir: join(dir, 'ca'), keyType: 'ec-p256' });
+  const ca = await loadCa(caDir ?? join(dir, 'ca'));
   const server = await createSiteCertificate(ca, {
     name: 'superlink',
     type: 'server',

@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { action, lazy } from '../command.js';
 import type { DeployFirewallOptions } from '../deploy/firewall.js';
+import type { DeployKubernetesOptions } from '../deploy/kubernetes.js';
 import type { DeployNginxOptions } from '../deploy/nginx.js';
 import type { DeployOpenVpnOptions } from '../deploy/openvpn.js';
 import type { DeployPythonEnvOptions } from '../deploy/python-env.js';
@@ -13,6 +14,7 @@ const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPyt
 const deployWireGuard = lazy(() => import('../deploy/wireguard.js'), 'deployWireGuard');
 const deployOpenVpn = lazy(() => import('../deploy/openvpn.js'), 'deployOpenVpn');
 const deployFirewall = lazy(() => import('../deploy/firewall.js'), 'deployFirewall');
+const deployKubernetes = lazy(() => import('../deploy/kubernetes.js'), 'deployKubernetes');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -30,7 +32,9 @@ function outputOptions(cmd: Command): Command {
 export function registerDeploy(program: Command): void {
   const deploy = program
     .command('deploy')
-    .description('generate deployment files: systemd units, firewall rules, VPN and proxy configurations');
+    .description(
+      'generate deployment files: systemd units, firewall rules, VPN and proxy configurations, Kubernetes manifests',
+    );
 
   outputOptions(
     deploy
@@ -258,4 +262,64 @@ Examples:
   openvpn --cd ./vpn/hub --config pollen.conf`,
     )
     .action(action<DeployOpenVpnOptions>(deployOpenVpn));
+
+  outputOptions(
+    deploy
+      .command('kubernetes')
+      .description(
+        'Kustomize manifests: the SuperLink and the Certificate Service, a SuperNode StatefulSet per organisation, NetworkPolicies',
+      ),
+  )
+    .option(
+      '--org <name>',
+      'an organisation with CPU SuperNodes (repeatable): its namespace, StatefulSet and tokens',
+      collect,
+    )
+    .option('--gpu-org <name>', 'an organisation whose SuperNodes get NVIDIA GPUs (repeatable)', collect)
+    .requiredOption(
+      '--superlink-host <name>',
+      "the name sites dial for the Fleet API (the SuperLink's certificate names it)",
+    )
+    .requiredOption(
+      '--cert-service-url <url>',
+      'the Certificate Service as sites reach it (https://HOST:PORT)',
+    )
+    .requiredOption(
+      '--database <url>',
+      "the Certificate Service's PostgreSQL, postgres://USER@HOST:PORT/DB (the password goes in a Secret)",
+    )
+    .option('--replicas <n>', 'SuperNodes per organisation at first (default 2; kubectl scale changes it)')
+    .option('--gpus-per-node <n>', 'GPUs of each SuperNode of a --gpu-org (default 1)')
+    .option('--namespace <name>', "the SuperLink's and the Certificate Service's namespace (default pollen)")
+    .option('--registry <prefix>', 'the images are PREFIX/pollen-superlink:TAG, … (default pollen)')
+    .option('--tag <tag>', "the images' tag (default 0.1.0)")
+    .option('--cert-service-replicas <n>', 'Certificate Service replicas (default 2)')
+    .option(
+      '--monitoring-namespace <name>',
+      "Prometheus's namespace, let in to the ops listeners (default monitoring)",
+    )
+    .option(
+      '--external-sites <cidrs>',
+      'sites outside the cluster that reach the Fleet API (CIDRs, comma-separated)',
+    )
+    .option('--storage <size>', 'the persistent volume of the SuperLink and of each SuperNode (default 10Gi)')
+    .addHelpText(
+      'after',
+      `
+Writes base/cloud/, base/site/ and overlays/cloud/ plus overlays/ORG/ for each organisation
+(Kustomize; apply one overlay per namespace). The SuperLink is one replica with the Recreate
+strategy; the Certificate Service runs replicas over PostgreSQL; each organisation's StatefulSet
+has pods ORG-1 … ORG-N, and pod ORG-N enrolls as site ORG-N with the token ORG-N.token from its
+own namespace's Secret pollen-tokens-ORG (pollen token batch -n N --prefix ORG --org ORG -o DIR/).
+Pods run as uid 10001 on a read-only root file system, mount secrets read-only, and are probed on
+/healthz and /readyz of the ops listener, which listens on the pod's address. NetworkPolicies
+follow the port map (docs/network.md).
+
+Examples:
+  pollen deploy kubernetes --org hospital-a --org hospital-b --gpu-org gpu-lab \
+    --superlink-host superlink.example.org --cert-service-url https://certs.example.org:8443 \
+    --database postgres://pollen@postgres.pollen.svc:5432/pollen -o k8s
+  kubectl kustomize k8s/overlays/hospital-a`,
+    )
+    .action(action<DeployKubernetesOptions>(deployKubernetes));
 }

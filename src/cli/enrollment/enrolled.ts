@@ -12,7 +12,9 @@ export async function enrollmentEnrolled(f: EnrollmentEnrolledOptions, out: Outp
   let enrolled = await withClient(f, (c) => c.enrolled(f.type as never));
   const now = Date.now();
   if (!f.all) enrolled = enrolled.filter((e) => !e.revoked && Date.parse(e.notAfter) > now);
-  // A hosts column only when a server or relay certificate names some.
+  // An organisation column only when a certificate names one; hosts only when a server or relay
+  // certificate names some.
+  const orgs = enrolled.some((e) => e.org !== null);
   const hosts = enrolled.some((e) => e.hosts.length > 0);
   out.result({ enrolled }, (d) =>
     d.enrolled.length === 0
@@ -23,6 +25,7 @@ export async function enrollmentEnrolled(f: EnrollmentEnrolledOptions, out: Outp
               'name',
               'type',
               'role',
+              ...(orgs ? ['organisation'] : []),
               'serial',
               'expires',
               'approved by',
@@ -33,6 +36,7 @@ export async function enrollmentEnrolled(f: EnrollmentEnrolledOptions, out: Outp
               e.name,
               e.type,
               e.role,
+              ...(orgs ? [e.org ?? ''] : []),
               e.serial,
               e.notAfter,
               e.approvedBy,
