@@ -132,7 +132,7 @@ export class RemoteGrid implements Grid {
       let reply: Message;
       try {
         if (failure) throw failure;
-        reply = await messageFromWire(w, (id) => store.get(id));
+        reply = await messageFromWire(w, (id) => store.get(id), { kernelMemory: true });
       } catch (e) {
         // One node's unreadable reply is that node's failure, not the whole round's.
         reply = unreadable(w, e);
