@@ -2,8 +2,10 @@
  * FedAvg aggregation benchmark: K updates of P float32 parameters averaged with weights 1..K, in
  * GB/s of updates read (K · P · 4 bytes per aggregation), for K = 10 × P = 25M, K = 10 × P = 10M
  * and K = 100 × P = 1M in one run. Rows: the library's `weightedAverage` on one thread
- * (WebAssembly SIMD) and on two threads (updates in shared memory), the JavaScript loops it
- * replaced, a plain JS loop, a plain memory copy of the same bytes (`TypedArray.set`), and numpy
+ * (WebAssembly SIMD) and on two threads, with the updates in the kernel's memory as a ServerApp
+ * receives them (read in place); on one thread with the updates in ordinary memory (copied tile by
+ * tile); the JavaScript reference loop; a plain JS loop, a plain memory copy of the same bytes
+ * (`TypedArray.set`), and numpy
  * from Debian's python3 (`np.average` with weights; ufuncs with `out=`; `w @ stack` on OpenBLAS,
  * run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset and its core type reported).
  *
@@ -12,8 +14,9 @@
  *   … --json                                           one JSON document on stdout (also bench/out/fedavg.json)
  *
  * Memory: numpy runs first, in its own processes (≤ 1.2 GB each, one at a time); then this
- * process makes one 1 GB shared buffer that every size's updates are views of, plus 2 × P floats
- * (output, copy target): the peak stays ≈ 1.3 GB.
+ * process makes one 1 GB block in the kernel's memory that every size's updates are views of, an
+ * ordinary copy of one size's updates at a time, and 2 × P floats (output, copy target): the peak
+ * stays ≈ 2.3 GB.
  *
  * Not part of the test suite: targets print PASS/FAIL but never change the exit code.
  */
@@ -23,6 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { averageRangeJs, normalizeWeights, weightedAverage } from '../src/strategies/aggregate.js';
+import { allocKernelFloat32 } from '../src/strategies/kernel-memory.js';
 import { closeKernelWorkers } from '../src/strategies/kernel-workers.js';
 import { machineInfo } from './lib/env.js';
 import { median, round } from './lib/stats.js';
@@ -81,19 +85,23 @@ function fill(a: Float32Array, seed: number): void {
   }
 }
 
-function runSize(K: number, P: number, seconds: number, pool: SharedArrayBuffer, np: NumpyResult[]): Row[] {
+function runSize(K: number, P: number, seconds: number, pool: Float32Array, np: NumpyResult[]): Row[] {
   const bytes = K * P * 4;
   const row = (name: string, ts: number[]): Row => {
     const m = median(ts);
     return { name, gbps: bytes / m / 1e9, medianMs: m * 1000, reps: ts.length };
   };
-  const updates = Array.from({ length: K }, (_, k) => new Float32Array(pool, k * P * 4, P));
+  // Views of one block of the kernel's memory (the pool stays referenced, so the block lives).
+  const updates = Array.from(
+    { length: K },
+    (_, k) => new Float32Array(pool.buffer, pool.byteOffset + k * P * 4, P),
+  );
   updates.forEach((a, k) => {
     fill(a, k + 1);
   });
   const weightList = updates.map((_, k) => k + 1);
   const weights = normalizeWeights(weightList);
-  const out = new Float32Array(new SharedArrayBuffer(P * 4));
+  const out = allocKernelFloat32(P) ?? new Float32Array(new SharedArrayBuffer(P * 4));
   const input = updates.map((a, k) => ({ arrays: [a], weight: weightList[k] as number }));
 
   // Against a float64 reference on a sample of indices.
@@ -110,7 +118,7 @@ function runSize(K: number, P: number, seconds: number, pool: SharedArrayBuffer,
   const rows: Row[] = [];
   rows.push(
     row(
-      'Pollen weightedAverage, 1 thread (WebAssembly SIMD)',
+      'Pollen weightedAverage, 1 thread (WebAssembly SIMD, updates read in place)',
       timeIt(() => weightedAverage(input, [out], { threads: 1 }), seconds),
     ),
   );
@@ -118,21 +126,37 @@ function runSize(K: number, P: number, seconds: number, pool: SharedArrayBuffer,
   const oneThread = out.slice();
   rows.push(
     row(
-      'Pollen weightedAverage, 2 threads (shared memory)',
+      'Pollen weightedAverage, 2 threads (one shared WebAssembly memory)',
       timeIt(() => weightedAverage(input, [out], { threads: 2 }), seconds),
     ),
   );
   check(out, 'weightedAverage, 2 threads');
+  const same = (name: string, o: Float32Array) => {
+    // Same operations in the same order per element: the same bits.
+    if (!Buffer.from(o.buffer, o.byteOffset, o.byteLength).equals(Buffer.from(oneThread.buffer)))
+      throw new Error(`${name} differs from 1 thread`);
+  };
+  same('2 threads', out);
+  {
+    const plain = updates.map((a) => a.slice()); // ordinary memory: copied into the kernel tile by tile
+    const o = new Float32Array(P);
+    const input = plain.map((a, k) => ({ arrays: [a], weight: weightList[k] as number }));
+    rows.push(
+      row(
+        'Pollen weightedAverage, 1 thread, updates in ordinary memory',
+        timeIt(() => weightedAverage(input, [o], { threads: 1 }), seconds),
+      ),
+    );
+    same('ordinary memory', o);
+  }
   rows.push(
     row(
-      'Pollen JS loops (the kernel before WebAssembly)',
+      'Pollen JS loop (the reference the kernel matches)',
       timeIt(() => averageRangeJs(out, updates, weights, 0, P), seconds),
     ),
   );
-  check(out, 'JS loops');
-  // The three must agree bit for bit (same operations in the same order per element).
-  if (!Buffer.from(out.buffer).equals(Buffer.from(oneThread.buffer)))
-    throw new Error('WebAssembly and JavaScript kernels differ');
+  check(out, 'JS loop');
+  same('JS loop', out);
 
   const plain = timeIt(() => {
     out.fill(0);
@@ -201,7 +225,9 @@ function main(): void {
       `OpenBLAS: ${openblas.library}, core ${openblas.core}, ${openblas.threads} threads (${openblas.config})`,
     );
 
-  const pool = new SharedArrayBuffer(Math.max(...sizes.map(({ K, P }) => K * P * 4)));
+  const most = Math.max(...sizes.map(({ K, P }) => K * P));
+  const pool = allocKernelFloat32(most);
+  if (pool === null) throw new Error(`The kernel's memory cannot hold ${most * 4} bytes of updates here`);
   const results: { K: number; P: number; rows: Row[]; ratios: Record<string, number> }[] = [];
   sizes.forEach(({ K, P }, s) => {
     const rows = runSize(K, P, seconds, pool, numpyRuns[s] ?? []);
@@ -214,7 +240,8 @@ function main(): void {
       oneThreadOverNpAverage: one / g('numpy np.average'),
       oneThreadOverCopy: one / g('memory copy'),
       twoThreadsOverCopy: two / g('memory copy'),
-      oneThreadOverJsLoops: one / g('Pollen JS loops'),
+      oneThreadOverOrdinaryMemory: one / g('Pollen weightedAverage, 1 thread, updates in ordinary'),
+      oneThreadOverJsLoop: one / g('Pollen JS loop'),
       twoThreadsOverOneThread: two / one,
     };
     results.push({ K, P, rows, ratios });

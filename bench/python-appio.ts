@@ -9,7 +9,8 @@
  *                   chunk of the reply is new) and replies with it.
  *   TypeScript app  the same with the TypeScript ClientApp (bench/python/echo-app.ts).
  *   grpcio echo     bench/python/grpc_echo.py: the same bytes up and back in 4 MiB messages over
- *                   grpcio on loopback, no Pollen code.
+ *                   grpcio on loopback, no Pollen code; run twice, as plain Python starts and with
+ *                   the allocator settings a node gives its Python apps (APP_MALLOC_VARIABLES).
  *
  * The same work is timed on every path: from the bytes ready at the sender (the instruction's
  * chunks named and in the node's store; the echo's buffer made) until they are back there (the
@@ -26,6 +27,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { APP_MALLOC_VARIABLES } from '../src/apps/python-env.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
 import { cpuSeconds, NODE_ID, peakRss, startClientAppIo } from '../test/support/clientappio.js';
@@ -111,9 +113,11 @@ async function throughApp(app: { python?: string; ts?: string }, arrays: ArrayRe
   }
 }
 
-function grpcEcho(): { seconds: number[]; cpu: number } {
+/** The echo as plain Python starts, or (`tuned`) with the allocator settings a Python app gets. */
+function grpcEcho(tuned: boolean): { seconds: number[]; cpu: number } {
   const r = spawnSync(PYTHON, [join(HERE, 'python', 'grpc_echo.py'), String(mib), String(reps)], {
     encoding: 'utf8',
+    env: tuned ? { ...process.env, ...APP_MALLOC_VARIABLES } : process.env,
   });
   if (r.status !== 0) throw new Error(`grpc_echo.py failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as { seconds: number[]; cpu: number };
@@ -133,45 +137,49 @@ if (flags['python-only']) {
   process.exit(0);
 }
 const ts = await throughApp({ ts: resolve(HERE, 'python', 'echo-app.ts') }, arrays);
-const echo = grpcEcho();
+const echo = grpcEcho(false);
+const echoTuned = grpcEcho(true);
 const moved = (2 * mib) / 1024; // GiB up and back
-const [py, tsBest, echoBest] = [best(python.seconds), best(ts.seconds), best(echo.seconds)];
+const [py, tsBest, echoBest, echoTunedBest] = [
+  best(python.seconds),
+  best(ts.seconds),
+  best(echo.seconds),
+  best(echoTuned.seconds),
+];
+const all = (s: number[]) => s.map((x) => num(x, 2)).join(' / ');
 console.log(JSON.stringify(machineInfo()));
 console.log(`\n${mib} MiB through ClientAppIo and back, best of ${reps}`);
 console.log(
   'timed on every path: bytes ready at the sender -> back at the sender (reply and chunks in the\n' +
     "node's store; the echo's last piece received); model making and reply decoding not timed\n",
 );
+const row = (path: string, seconds: number, cpu: { app: number; node?: number; peakRssMiB?: number }) => [
+  path,
+  `${num(seconds, 2)} s`,
+  num(moved / seconds, 2),
+  `${num(cpu.app, 2)} s`,
+  cpu.node === undefined ? '–' : `${num(cpu.node, 2)} s`,
+  cpu.peakRssMiB === undefined ? '–' : `${num(cpu.peakRssMiB)} MiB`,
+];
 console.log(
   table(
     ['path', 'time', 'GiB/s (both ways)', 'app CPU', 'node CPU', 'app peak RSS'],
     [
-      [
-        'Python app',
-        `${num(py, 2)} s`,
-        num(moved / py, 2),
-        `${num(python.appCpu, 2)} s`,
-        `${num(python.nodeCpu, 2)} s`,
-        `${num(python.peakRssMiB)} MiB`,
-      ],
-      [
-        'TypeScript app',
-        `${num(tsBest, 2)} s`,
-        num(moved / tsBest, 2),
-        `${num(ts.appCpu, 2)} s`,
-        `${num(ts.nodeCpu, 2)} s`,
-        `${num(ts.peakRssMiB)} MiB`,
-      ],
-      [
-        'grpcio echo (Python)',
-        `${num(echoBest, 2)} s`,
-        num(moved / echoBest, 2),
-        `${num(echo.cpu, 2)} s`,
-        '–',
-        '–',
-      ],
+      row('Python app', py, { app: python.appCpu, node: python.nodeCpu, peakRssMiB: python.peakRssMiB }),
+      row('TypeScript app', tsBest, { app: ts.appCpu, node: ts.nodeCpu, peakRssMiB: ts.peakRssMiB }),
+      row('grpcio echo (Python)', echoBest, { app: echo.cpu }),
+      row("grpcio echo, app's malloc", echoTunedBest, { app: echoTuned.cpu }),
     ],
   ),
+);
+console.log(
+  `\nevery round (s): Python app ${all(python.seconds)}; TypeScript app ${all(ts.seconds)}; ` +
+    `grpcio echo ${all(echo.seconds)}; with the app's malloc ${all(echoTuned.seconds)}`,
+);
+console.log(
+  'The Python app runs with the allocator settings every Python app gets from its node\n' +
+    "(MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_: a round reuses the last round's pages);\n" +
+    'the last row gives the echo the same settings.',
 );
 const vsTs = py / tsBest;
 const vsEcho = echoBest / py;
@@ -181,4 +189,5 @@ console.log(
 console.log(
   `Python throughput / grpcio echo: ${times(vsEcho)} (target ≥ 0.8×): ${vsEcho >= 0.8 ? 'PASS' : 'FAIL'}`,
 );
+console.log(`Python throughput / grpcio echo with the app's malloc: ${times(echoTunedBest / py)}`);
 console.log(`Python app peak RSS / model: ${times(python.peakRssMiB / mib)}`);

@@ -1,5 +1,5 @@
 /**
- * Writes deploy/systemd/, deploy/firewall/, deploy/vpn/, deploy/kubernetes/ (and deploy/nginx/) for the sample project
+ * Writes deploy/systemd/, deploy/firewall/, deploy/vpn/, deploy/kubernetes/, deploy/compose/ (and deploy/nginx/) for the sample project
  * of docs/deployment.md: what `pollen deploy …` generates, so reviewers read real artefacts.
  * test/deploy-samples.test.ts checks they are current.
  *
@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { COMPOSE_DEFAULTS, composeFiles } from '../src/deploy/compose.js';
 import type { DeployFile } from '../src/deploy/files.js';
 import { type FirewallOptions, firewallFiles } from '../src/deploy/firewall.js';
 import { KUBERNETES_DEFAULTS, kubernetesFiles } from '../src/deploy/kubernetes.js';
@@ -112,6 +113,24 @@ function vpnSection(): DeployFile[] {
   ];
 }
 
+/**
+ * A federation on one host: the sample's two sites, a third with a GPU, Keycloak importing
+ * deploy/keycloak/realm.json, images built from this repository.
+ */
+function composeSection(): DeployFile[] {
+  return composeFiles({
+    ...COMPOSE_DEFAULTS,
+    sites: [...SAMPLE.orgs],
+    gpuSites: ['hospital-c'],
+    buildContext: '../..',
+    certServiceHosts: [SAMPLE.certServiceHost],
+    superlinkHosts: [SAMPLE.superlinkHost],
+    keycloakUrl: 'https://id.example.org',
+    realmFile: '../keycloak/realm.json',
+    identityFile: '../keycloak/identity.toml',
+  });
+}
+
 /** Kubernetes: the cloud side, the two organisations, and a third whose SuperNodes have GPUs. */
 function kubernetesSection(): DeployFile[] {
   return kubernetesFiles({
@@ -133,6 +152,7 @@ export const SECTIONS: Record<string, () => DeployFile[]> = {
   nginx: nginxSection,
   firewall: firewallSection,
   vpn: vpnSection,
+  compose: composeSection,
   kubernetes: kubernetesSection,
 };
 

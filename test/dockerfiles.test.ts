@@ -1,8 +1,10 @@
 /**
  * deploy/docker: the SuperLink, Certificate Service and SuperNode (CPU and GPU) images, linted here
  * since no Docker engine runs on these machines (test/support/dockerfile.ts), and the settings a
- * site relies on.
+ * site relies on. scripts/build-images.sh builds and starts the SuperLink and Certificate Service
+ * images with podman from a locally made base; that takes minutes, so the suite only lints it.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -21,6 +23,7 @@ describe('the Dockerfiles', () => {
     const names = readdirSync(join(root, 'deploy/docker')).filter((n) => n.startsWith('Dockerfile.'));
     expect(names.sort()).toEqual([
       'Dockerfile.cert-service',
+      'Dockerfile.jupyter-singleuser',
       'Dockerfile.superlink',
       'Dockerfile.supernode',
       'Dockerfile.supernode-gpu',
@@ -28,7 +31,7 @@ describe('the Dockerfiles', () => {
     for (const name of names) {
       const text = read(name);
       expect(lintDockerfile(text, root), name).toEqual([]);
-      expect(last(text, 'USER').args, name).toBe('pollen');
+      expect(last(text, 'USER').args, name).toBe(name.includes('jupyter') ? 'researcher' : 'pollen');
     }
   });
 
@@ -75,6 +78,35 @@ describe('the Dockerfiles', () => {
     expect(text).toMatch(/^COPY --from=node \/usr\/local\/bin\/node \/usr\/local\/bin\/node$/m);
     expect(text).toMatch(/pip install --no-index --no-cache-dir --find-links \/wheelhouse/);
     expect(text).toMatch(/POLLEN_RESOURCES=gpu=1/);
+  });
+
+  it("the notebook image holds the Pollen CLI and Python SDK and runs JupyterHub's single-user server as the researcher", () => {
+    const text = read('Dockerfile.jupyter-singleuser');
+    expect(execForm(last(text, 'ENTRYPOINT').args)).toEqual(['tini', '--']);
+    expect(execForm(last(text, 'CMD').args)).toEqual(['jupyterhub-singleuser']);
+    expect(text).toMatch(/^RUN ln -s \/opt\/pollen\/bin\/pollen\.js \/usr\/local\/bin\/pollen/m);
+    // `import pollen` finds the SDK of the Pollen in the image, never a package of that name.
+    expect(text).toMatch(/PYTHONPATH=\/opt\/pollen\/sdk\/python/);
+    const install = parseDockerfile(text).find((i) => /apt-get install/.test(i.args))!.args;
+    for (const pkg of [
+      'python3-numpy',
+      'python3-grpcio',
+      'python3-protobuf',
+      'jupyterhub',
+      'python3-ipykernel',
+    ])
+      expect(install.split(/\s+/)).toContain(pkg);
+    // The workspace volume is the home the spawner mounts (jupyterhub_config.py).
+    expect(last(text, 'VOLUME').args).toBe('["/home/researcher"]');
+    expect(last(text, 'HEALTHCHECK').args).toContain('127.0.0.1:8888');
+  });
+
+  it('scripts/build-images.sh, which builds them with podman from a local base, passes shellcheck', () => {
+    const check = spawnSync('shellcheck', ['--severity=style', join(root, 'scripts/build-images.sh')], {
+      encoding: 'utf8',
+    });
+    expect(check.stdout).toBe('');
+    expect(check.status).toBe(0);
   });
 
   it('the lint catches each rule it keeps', () => {

@@ -71,6 +71,21 @@ describe('deploy/keycloak', () => {
     for (const uri of dashboard?.redirectUris ?? []) expect(uri).toMatch(/^https:\/\/[^*]+$/); // no wildcards
   });
 
+  it("has JupyterHub's confidential client, whose secret Keycloak makes on import (none in the file)", () => {
+    const hub = clients.find((c) => c.clientId === 'jupyterhub');
+    expect(hub).toMatchObject({
+      publicClient: false,
+      clientAuthenticatorType: 'client-secret',
+      standardFlowEnabled: true,
+      implicitFlowEnabled: false,
+      directAccessGrantsEnabled: false,
+      redirectUris: ['https://jupyter.example.org/hub/oauth_callback'],
+    });
+    expect(hub?.secret).toBeUndefined();
+    // The groups claim decides who may use the hub (deploy/jupyterhub/jupyterhub_config.py).
+    expect(hub?.defaultClientScopes).toContain('pollen');
+  });
+
   it('lets only administrators set the organisation, and names both services in the audience', () => {
     const orgMapper = mapper('oidc-usermodel-attribute-mapper')[0];
     const org = userProfile.attributes.find((a) => a.name === orgMapper?.config?.['user.attribute']);

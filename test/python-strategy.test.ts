@@ -2,7 +2,7 @@
  * The Python FedAvg gives the TypeScript FedAvg's result on the same inputs, bit for bit: both
  * sum in float64 in the same order and round at the same points (aggregate.ts, average-dtypes.ts,
  * sdk/python/pollen/strategy/aggregate.py). Cases cover 1-9 replies (every remainder of the
- * four-at-a-time kernel), small and large float32 layers, float64 layers, odd weights, metrics,
+ * WebAssembly kernel's groups of four), small and large float32 layers, float64 layers, odd weights, metrics,
  * and every other dtype: float16 ties, subnormals and infinities, integers at the edges of their
  * range (int64 and uint64 past 2^53, where the float64 sum rounds to 2^63 and 2^64), bool ties;
  * and the rule for NaN and ±Inf: the same replies left out with the same failures, or the same
@@ -167,7 +167,7 @@ function arraysOfEveryDType(rng: () => number): ArrayRecord {
   return ArrayRecord.fromArrays({
     h: { data: half(500, 4), dtype: 'float16' },
     hsub: { data: half(300, 2 ** -12), dtype: 'float16' }, // mostly subnormal
-    hbig: { data: half(70_007, 2), dtype: 'float16', shape: [7, 10_001] }, // the four-at-a-time kernel
+    hbig: { data: half(70_007, 2), dtype: 'float16', shape: [7, 10_001] }, // a layer the WebAssembly kernel sums
     ...Object.fromEntries(INTEGERS.map((d) => [d, { data: randomIntegers(d, rng, 200), dtype: d }])),
     flag: { data: Uint8Array.from({ length: 200 }, () => (rng() < 0.5 ? 1 : 0)), dtype: 'bool' },
   });
@@ -260,7 +260,7 @@ describe('Python FedAvg and TypeScript FedAvg', () => {
       weight,
       metrics: { 'num-examples': weight, loss: rng() * 4 },
     });
-    // Seven replies, three of them poisoned: the four kept go through the four-at-a-time kernel.
+    // Seven replies, three of them poisoned: the four kept go through the WebAssembly kernel.
     const some = writeCase(join(root, 'some'), [
       reply(randomArrays(rng), 3),
       reply(poisoned('small', 17, Number.NaN), 5),

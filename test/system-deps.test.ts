@@ -176,6 +176,7 @@ describe('scripts/system-deps.txt', () => {
   });
 
   it('names the Debian package that holds each program present here', () => {
+    const present: { program: string; pkg: string; path: string; real: string }[] = [];
     for (const [program, pkg] of [...listed()].filter(([p]) => !p.startsWith('/'))) {
       const which = spawnSync(
         'bash',
@@ -186,12 +187,21 @@ describe('scripts/system-deps.txt', () => {
       );
       const path = which.stdout.trim().split('\n')[0];
       if (which.status !== 0 || !path) continue; // .ci/run installs it on a machine that lacks it
-      // dpkg knows the real file, under /bin on a merged-/usr system.
-      const real = realpathSync(path);
-      const owner = [real, real.replace(/^\/usr/, '')]
-        .map((p) => spawnSync('dpkg', ['-S', p], { encoding: 'utf8' }))
-        .find((r) => r.status === 0);
-      const holder = owner?.stdout.split(':')[0] ?? `no package (${real})`;
+      present.push({ program, pkg, path, real: realpathSync(path) });
+    }
+    // dpkg knows the real file, under /bin on a merged-/usr system. One dpkg for all of them: each
+    // start reads its whole database (a second on a loaded host).
+    const candidates = present.flatMap(({ real }) => [real, real.replace(/^\/usr/, '')]);
+    const found = spawnSync('dpkg', ['-S', ...new Set(candidates)], { encoding: 'utf8' }).stdout;
+    const owners = new Map(
+      found
+        .split('\n')
+        .map((line) => /^([^:\s,]+)(?::[\w-]+)?: (\/.*)$/.exec(line))
+        .filter((m) => m !== null)
+        .map((m) => [m[2]!, m[1]!]),
+    );
+    for (const { program, pkg, path, real } of present) {
+      const holder = owners.get(real) ?? owners.get(real.replace(/^\/usr/, '')) ?? `no package (${real})`;
       expect(holder === pkg || holder.startsWith(`${pkg}-`), `${program}: ${path} is in ${holder}`).toBe(
         true,
       );

@@ -223,9 +223,22 @@ export interface PythonAppEnv {
   bundleDir: string;
 }
 
+/**
+ * glibc's allocator in an app process: blocks up to 4 GiB (the largest array a message carries)
+ * come from the heap, and up to 8 GiB (the most a message carries) stay there when freed. By
+ * default every large block is a fresh mapping, so each round's model arrays and 4 MiB chunk
+ * buffers fault in new pages from the kernel (most of an app's CPU per round); kept, the next
+ * round reuses them. The process keeps its peak memory between rounds, which it needs again.
+ */
+export const APP_MALLOC_VARIABLES: Readonly<Record<string, string>> = {
+  MALLOC_MMAP_THRESHOLD_: String(4 * 1024 ** 3),
+  MALLOC_TRIM_THRESHOLD_: String(8 * 1024 ** 3),
+};
+
 /** The variables a Python app process gets beside the minimal environment (apps/app-env.ts). */
 export function pythonAppVariables(o: PythonAppEnv): Record<string, string> {
   return {
+    ...APP_MALLOC_VARIABLES,
     POLLEN_APPIO_URL: o.appIoUrl,
     POLLEN_RUN_ID: o.runId,
     POLLEN_APP_TOKEN: o.token,

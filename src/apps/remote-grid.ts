@@ -132,6 +132,8 @@ export class RemoteGrid implements Grid {
       let reply: Message;
       try {
         if (failure) throw failure;
+        // Not into the kernel's memory (wire.ts `kernelMemory`): a block there is freed when its
+        // array is collected, and an app that keeps only a view of a reply would see it reused.
         reply = await messageFromWire(w, (id) => store.get(id));
       } catch (e) {
         // One node's unreadable reply is that node's failure, not the whole round's.

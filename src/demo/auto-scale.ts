@@ -158,26 +158,29 @@ export async function runEnrollmentDemo(o: DemoOptions, r: DemoReporter): Promis
       'Org admins build their startup kits with the token inside',
       show('package -n hospital-1 -e grpc://localhost:9092 -t client --cert-service URL --token T'),
     );
-    for (const n of names) {
-      const token = readFileSync(join(paths.tokens, `${n}.token`), 'utf8').trim();
-      await must([
-        'package',
-        '-n',
-        n,
-        '-e',
-        'grpc://localhost:9092',
-        '-t',
-        'client',
-        '-w',
-        paths.sites,
-        '--cert-service',
-        svc.url,
-        '--token',
-        token,
-        '-c',
-        paths.ca,
-      ]);
-    }
+    // Each kit is its own folder: the org admins build them at once.
+    await Promise.all(
+      names.map((n) => {
+        const token = readFileSync(join(paths.tokens, `${n}.token`), 'utf8').trim();
+        return must([
+          'package',
+          '-n',
+          n,
+          '-e',
+          'grpc://localhost:9092',
+          '-t',
+          'client',
+          '-w',
+          paths.sites,
+          '--cert-service',
+          svc.url,
+          '--token',
+          token,
+          '-c',
+          paths.ca,
+        ]);
+      }),
+    );
     await must(['package', 'verify', join(paths.sites, 'hospital-1')]);
     r.line(`${names.length} kits in ${paths.sites}/ (signed manifest verified for hospital-1)`);
 

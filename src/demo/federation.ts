@@ -304,26 +304,29 @@ export async function runFederationDemo(
       ),
     );
     await px.must(['token', 'batch', '--names', ...names, '-o', `${paths.tokens}/`, '--json'], adminEnv);
-    for (const n of names) {
-      const token = readFileSync(join(paths.tokens, `${n}.token`), 'utf8').trim();
-      await px.must([
-        'package',
-        '-n',
-        n,
-        '-e',
-        `grpcs://localhost:${fleetPort}`,
-        '-t',
-        'client',
-        '-w',
-        paths.sites,
-        '--cert-service',
-        certServiceUrl,
-        '--token',
-        token,
-        '-c',
-        paths.ca,
-      ]);
-    }
+    // Each kit is its own folder: the org admins build them at once.
+    await Promise.all(
+      names.map((n) => {
+        const token = readFileSync(join(paths.tokens, `${n}.token`), 'utf8').trim();
+        return px.must([
+          'package',
+          '-n',
+          n,
+          '-e',
+          `grpcs://localhost:${fleetPort}`,
+          '-t',
+          'client',
+          '-w',
+          paths.sites,
+          '--cert-service',
+          certServiceUrl,
+          '--token',
+          token,
+          '-c',
+          paths.ca,
+        ]);
+      }),
+    );
     r.line(`${o.sites} signed kits in ${paths.sites}/`);
 
     // 6. Node keys
@@ -332,17 +335,22 @@ export async function runFederationDemo(
       'Each site makes its node key; the admin registers the public keys',
       show('supernode register site-1/local/node_key.pub demo'),
     );
-    const sites: { name: string; nodeId: string; key: string }[] = [];
-    for (const n of names) {
+    const keys = names.map((n) => {
       const key = join(paths.sites, n, 'local', 'node_key');
       mkdirSync(join(paths.sites, n, 'local'), { recursive: true });
-      const how = makeNodeKey(key, n);
-      const { nodeId } = json<{ nodeId: string }>(
-        (await px.must(['supernode', 'register', `${key}.pub`, 'demo', '--name', n, '--json'])).stdout,
-      );
-      sites.push({ name: n, nodeId, key });
-      r.line(`${n}: ECDSA P-384 key (${how}) → node ${nodeId}`);
-    }
+      return { name: n, key, how: makeNodeKey(key, n) };
+    });
+    // The registrations are independent: all at once, shown in site order.
+    const sites = await Promise.all(
+      keys.map(async ({ name, key }) => {
+        const { nodeId } = json<{ nodeId: string }>(
+          (await px.must(['supernode', 'register', `${key}.pub`, 'demo', '--name', name, '--json'])).stdout,
+        );
+        return { name, nodeId, key };
+      }),
+    );
+    for (const [i, s] of sites.entries())
+      r.line(`${s.name}: ECDSA P-384 key (${keys[i]!.how}) → node ${s.nodeId}`);
 
     // 7. Sites start: enroll, then run their SuperNode
     r.step(

@@ -26,7 +26,9 @@ export class Processes {
   readonly deadline: number;
 
   constructor(env: NodeJS.ProcessEnv, deadline: number) {
-    this.env = { ...process.env, NO_COLOR: '1', ...env };
+    // Every component of a demo opens its ops listener (/metrics, /readyz) on a free port: on
+    // their default ports the sites on this one host would compete for 9096.
+    this.env = { ...process.env, NO_COLOR: '1', POLLEN_METRICS_ADDRESS: '127.0.0.1:0', ...env };
     this.deadline = deadline;
   }
 

@@ -7,8 +7,9 @@
  * - realm roles named after Pollen's roles, given through groups (`/pollen/leads` → `lead`, …):
  *   Keycloak puts a member's effective realm roles in `realm_access.roles`;
  * - `pollen-cli`, the public client of `pollen login` (device authorization grant, refresh
- *   tokens), and `pollen-dashboard`, the public client of the web dashboard (authorization code
- *   with PKCE S256, its redirect URIs);
+ *   tokens), `pollen-dashboard`, the public client of the web dashboard (authorization code
+ *   with PKCE S256, its redirect URIs), and `jupyterhub`, JupyterHub's confidential client
+ *   (authorization code; Keycloak makes its secret on import, so the export holds none);
  * - the client scope `pollen`, default on both: Audience mappers that put the SuperLink and the
  *   Certificate Service in `aud`, a Group Membership mapper (`groups`, full paths) and a User
  *   Attribute mapper from the attribute `org` to the claim `org`;
@@ -41,6 +42,8 @@ export interface KeycloakRealmOptions {
   certServiceAudience: string;
   /** Where the web dashboard is served (the Control API's https origin). */
   dashboardOrigin: string;
+  /** Where researchers reach JupyterHub (its https origin). */
+  jupyterhubOrigin: string;
 }
 
 export const SAMPLE_REALM: KeycloakRealmOptions = {
@@ -48,10 +51,12 @@ export const SAMPLE_REALM: KeycloakRealmOptions = {
   superlinkAudience: 'https://superlink.example.org:9093',
   certServiceAudience: 'https://certs.example.org:8443',
   dashboardOrigin: 'https://superlink.example.org:9093',
+  jupyterhubOrigin: 'https://jupyter.example.org',
 };
 
 export const CLI_CLIENT = 'pollen-cli';
 export const DASHBOARD_CLIENT = 'pollen-dashboard';
+export const JUPYTERHUB_CLIENT = 'jupyterhub';
 /** The user attribute, and the claim, that holds a person's organisation. */
 export const ORG_ATTRIBUTE = 'org';
 
@@ -238,6 +243,28 @@ export function keycloakRealm(o: KeycloakRealmOptions): RealmExport {
           'post.logout.redirect.uris': `${o.dashboardOrigin}/`,
           'oauth2.device.authorization.grant.enabled': 'false',
         },
+        defaultClientScopes: ['pollen', 'roles', 'profile', 'email', 'basic'],
+      },
+      {
+        clientId: JUPYTERHUB_CLIENT,
+        name: 'JupyterHub',
+        description:
+          "Researchers' notebooks: authorization code, confidential (the secret is made on import and given to the hub)",
+        enabled: true,
+        publicClient: false,
+        clientAuthenticatorType: 'client-secret',
+        standardFlowEnabled: true,
+        implicitFlowEnabled: false,
+        directAccessGrantsEnabled: false,
+        serviceAccountsEnabled: false,
+        protocol: 'openid-connect',
+        rootUrl: o.jupyterhubOrigin,
+        redirectUris: [`${o.jupyterhubOrigin}/hub/oauth_callback`],
+        attributes: {
+          'post.logout.redirect.uris': `${o.jupyterhubOrigin}/`,
+          'oauth2.device.authorization.grant.enabled': 'false',
+        },
+        // The groups claim (/pollen/leads, …) decides who may use the hub.
         defaultClientScopes: ['pollen', 'roles', 'profile', 'email', 'basic'],
       },
     ],

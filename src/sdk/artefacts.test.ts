@@ -16,7 +16,7 @@ import { ClientApp, InMemoryGrid } from './app.js';
 import { type ArtefactLimits, checkArtefactFits, checkArtefactName, MemoryArtefacts } from './artefacts.js';
 import { Message } from './message.js';
 import { encodeNpz } from './npz.js';
-import { ArrayRecord, type DType, RecordDict } from './records.js';
+import { ArrayRecord, RecordDict } from './records.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'pollen-npz-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

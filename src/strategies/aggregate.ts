@@ -5,20 +5,18 @@
  * update, layers in the same order) so this module depends on nothing: the SDK records convert
  * to it by listing their arrays in a fixed key order.
  *
- * Speed: the cost is memory traffic, so every update is read exactly once and the output is
- * written ceil(K / 4) times, not K times: updates are taken four at a time
- * (`out[i] += w0*a[i] + w1*b[i] + w2*c[i] + w3*d[i]`, a 4-way unroll over updates) over cache-sized
- * chunks of the layer, so the partial output of a chunk stays in cache between groups. The loops
- * run in WebAssembly SIMD (wasm-kernel.ts) where available, and over worker threads when the
- * updates live in shared memory (kernel-workers.ts). See docs/benchmarks.md.
+ * Speed: the cost is memory traffic, so every update is read exactly once: the sum runs tile by
+ * tile (a float64 accumulator for a few thousand elements stays in cache while all K updates add
+ * their share of the tile), in WebAssembly SIMD (wasm-kernel.ts) where available, reading the
+ * updates in place when they were received into the kernel's memory (kernel-memory.ts), and over
+ * worker threads that share that memory (kernel-workers.ts). See docs/benchmarks.md.
  *
  * Numerics: weights are normalised once, in float64, to sum to 1 (so the result never
- * overflows where the inputs do not, and no final division is needed). Each group of four is
- * summed in float64 (JavaScript arithmetic) and rounded to float32 once, so a large layer sees
- * ceil(K / 4) roundings per element. Layers shorter than `SMALL_LAYER` elements (biases, norms,
- * heads) are summed over all K updates in float64 and rounded once.
+ * overflows where the inputs do not, and no final division is needed). Each element is summed
+ * over all K updates in float64, in update order, and rounded to float32 once.
  */
 import { PollenError } from '../sdk/index.js';
+import { allocKernelFloat32, inKernelMemory } from './kernel-memory.js';
 import {
   allShared,
   defaultThreads,
@@ -34,11 +32,8 @@ export interface WeightedArrays {
   weight: number;
 }
 
-/** Layers with fewer elements than this are accumulated entirely in float64. */
+/** Layers with fewer elements than this are summed in JavaScript (a WebAssembly call costs more). */
 export const SMALL_LAYER = 1 << 16;
-
-/** Elements per chunk: 4 inputs + output × 4 bytes × 16 Ki ≈ 320 KiB, inside L2. */
-const CHUNK = 1 << 14;
 
 function invalid(message: string, data?: Record<string, unknown>): PollenError {
   return new PollenError('INVALID_ARGUMENT', message, {
@@ -81,7 +76,7 @@ export interface AverageOptions {
 /**
  * Per layer `out[l] = Σ_k w_k · updates[k].arrays[l] / Σ_k w_k`. Writes into `out` when given
  * (it must match the layer lengths; it may be one of the inputs), otherwise allocates (a layer
- * in shared memory when that layer's updates are). Throws PollenError INVALID_ARGUMENT on mismatched layer counts or
+ * in the kernel's memory when that layer's updates are, else in shared memory when they are). Throws PollenError INVALID_ARGUMENT on mismatched layer counts or
  * lengths and on bad weights. Values inside the arrays are not checked: a NaN parameter gives a
  * NaN average.
  */
@@ -120,8 +115,12 @@ export function weightedAverage(
     }
     let o = out?.[l];
     if (o === undefined) {
+      // Beside its inputs: in the kernel's memory (written in place, shared with the workers), in
+      // shared memory, or in ordinary memory.
       const shared = xs.every((x) => x.buffer instanceof SharedArrayBuffer);
-      o = new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
+      o =
+        (xs.every(inKernelMemory) ? allocKernelFloat32(n) : null) ??
+        new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
       result.push(o);
     } else if (o.length !== n) {
       throw invalid(`Output layer ${l} has ${o.length} elements, the updates have ${n}`);
@@ -141,9 +140,9 @@ export function weightedAverage(
 
 /**
  * The kernel: `o[i] = Σ_k ws[k] · xs[k][i]` for `start <= i < end`, weights already normalised.
- * Large ranges run in WebAssembly SIMD (wasm-sum.ts) where the runtime has it, else in the
- * JavaScript loops below; both give the same bits. Exported so a caller can split one layer
- * across threads (each thread a range).
+ * Large ranges run in WebAssembly SIMD (wasm-sum.ts) where the runtime has it, reading updates
+ * that live in the kernel's memory in place; else the JavaScript loop below; both give the same
+ * bits. Exported so a caller can split one layer across threads (each thread a range).
  */
 export function averageRange(
   o: Float32Array,
@@ -154,10 +153,23 @@ export function averageRange(
 ): void {
   const wasm = end - start < SMALL_LAYER ? null : wasmKernel();
   if (wasm === null) averageRangeJs(o, xs, ws, start, end);
-  else wasmAverageRange(wasm, o, xs, ws, start, end);
+  else {
+    const { kernel, memory } = wasm;
+    const addrs = xs.map((x) => memory.addressOf(x));
+    wasmAverageRange(kernel, o, memory.addressOf(o), xs, addrs, ws, start, end);
+  }
 }
 
-/** The same sum in JavaScript: layers under SMALL_LAYER, runtimes without WebAssembly SIMD, and the tests' reference. */
+/** Elements per tile of the JavaScript loop: a 32 KiB float64 accumulator. */
+const JS_TILE = 1 << 12;
+
+/**
+ * The same sum in JavaScript, the definition of the kernel's bits: per element a float64
+ * accumulator, `acc = ws[0] · xs[0][i]`, then `acc += ws[k] · xs[k][i]` for k = 1 … K−1, rounded
+ * to float32 once (so one update with weight 1 comes back bit for bit, −0 included).
+ * Runs tile by tile (the accumulator tile stays in cache); used for small layers, runtimes
+ * without WebAssembly SIMD, and as the tests' reference.
+ */
 export function averageRangeJs(
   o: Float32Array,
   xs: readonly Float32Array[],
@@ -165,152 +177,18 @@ export function averageRangeJs(
   start: number,
   end: number,
 ): void {
-  const K = xs.length;
-  if (end - start < SMALL_LAYER) {
-    sumAll64(o, xs, ws, start, end);
-    return;
-  }
-  for (let s = start; s < end; s += CHUNK) {
-    const e = Math.min(end, s + CHUNK);
-    let k = 0;
-    let add = false;
-    for (; k + 4 <= K; k += 4) {
-      const a = xs[k] as Float32Array;
-      const b = xs[k + 1] as Float32Array;
-      const c = xs[k + 2] as Float32Array;
-      const d = xs[k + 3] as Float32Array;
-      const wa = ws[k] as number;
-      const wb = ws[k + 1] as number;
-      const wc = ws[k + 2] as number;
-      const wd = ws[k + 3] as number;
-      if (add) add4(o, a, b, c, d, wa, wb, wc, wd, s, e);
-      else set4(o, a, b, c, d, wa, wb, wc, wd, s, e);
-      add = true;
+  const acc = new Float64Array(Math.max(0, Math.min(JS_TILE, end - start)));
+  for (let s = start; s < end; s += JS_TILE) {
+    const e = Math.min(end, s + JS_TILE);
+    // Indices inside bounds checked by the caller; `as number` only satisfies noUncheckedIndexedAccess.
+    const x0 = xs[0] as Float32Array;
+    const w0 = ws[0] as number;
+    for (let i = s; i < e; i++) acc[i - s] = w0 * (x0[i] as number);
+    for (let k = 1; k < xs.length; k++) {
+      const x = xs[k] as Float32Array;
+      const w = ws[k] as number;
+      for (let i = s; i < e; i++) acc[i - s] = (acc[i - s] as number) + w * (x[i] as number);
     }
-    const r = K - k;
-    if (r === 3) {
-      group3(
-        o,
-        xs[k] as Float32Array,
-        xs[k + 1] as Float32Array,
-        xs[k + 2] as Float32Array,
-        ws[k] as number,
-        ws[k + 1] as number,
-        ws[k + 2] as number,
-        s,
-        e,
-        add,
-      );
-    } else if (r === 2) {
-      group2(
-        o,
-        xs[k] as Float32Array,
-        xs[k + 1] as Float32Array,
-        ws[k] as number,
-        ws[k + 1] as number,
-        s,
-        e,
-        add,
-      );
-    } else if (r === 1) {
-      group1(o, xs[k] as Float32Array, ws[k] as number, s, e, add);
-    }
+    for (let i = s; i < e; i++) o[i] = acc[i - s] as number;
   }
-}
-
-// The loops below index typed arrays inside bounds checked by the caller; `as number` is
-// erased at compile time and only satisfies noUncheckedIndexedAccess.
-
-function sumAll64(
-  o: Float32Array,
-  xs: readonly Float32Array[],
-  ws: Float64Array,
-  start: number,
-  end: number,
-): void {
-  const K = xs.length;
-  for (let i = start; i < end; i++) {
-    let acc = 0;
-    for (let k = 0; k < K; k++) acc += (ws[k] as number) * ((xs[k] as Float32Array)[i] as number);
-    o[i] = acc;
-  }
-}
-
-function set4(
-  o: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  c: Float32Array,
-  d: Float32Array,
-  wa: number,
-  wb: number,
-  wc: number,
-  wd: number,
-  s: number,
-  e: number,
-): void {
-  for (let i = s; i < e; i++) {
-    o[i] = wa * (a[i] as number) + wb * (b[i] as number) + wc * (c[i] as number) + wd * (d[i] as number);
-  }
-}
-
-function add4(
-  o: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  c: Float32Array,
-  d: Float32Array,
-  wa: number,
-  wb: number,
-  wc: number,
-  wd: number,
-  s: number,
-  e: number,
-): void {
-  // Sum the group first, then add it to the output: one float32 rounding per group. (An
-  // explicit 4-way unroll over i measured no faster in V8 and sometimes slower; see the bench.)
-  for (let i = s; i < e; i++) {
-    o[i] =
-      (o[i] as number) +
-      (wa * (a[i] as number) + wb * (b[i] as number) + wc * (c[i] as number) + wd * (d[i] as number));
-  }
-}
-
-function group3(
-  o: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  c: Float32Array,
-  wa: number,
-  wb: number,
-  wc: number,
-  s: number,
-  e: number,
-  add: boolean,
-): void {
-  if (add)
-    for (let i = s; i < e; i++)
-      o[i] = (o[i] as number) + wa * (a[i] as number) + wb * (b[i] as number) + wc * (c[i] as number);
-  else
-    for (let i = s; i < e; i++) o[i] = wa * (a[i] as number) + wb * (b[i] as number) + wc * (c[i] as number);
-}
-
-function group2(
-  o: Float32Array,
-  a: Float32Array,
-  b: Float32Array,
-  wa: number,
-  wb: number,
-  s: number,
-  e: number,
-  add: boolean,
-): void {
-  if (add)
-    for (let i = s; i < e; i++) o[i] = (o[i] as number) + wa * (a[i] as number) + wb * (b[i] as number);
-  else for (let i = s; i < e; i++) o[i] = wa * (a[i] as number) + wb * (b[i] as number);
-}
-
-function group1(o: Float32Array, a: Float32Array, wa: number, s: number, e: number, add: boolean): void {
-  if (add) for (let i = s; i < e; i++) o[i] = (o[i] as number) + wa * (a[i] as number);
-  else for (let i = s; i < e; i++) o[i] = wa * (a[i] as number);
 }

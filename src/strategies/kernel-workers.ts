@@ -1,9 +1,10 @@
 /**
- * The weighted sum split over threads, for updates that live in shared memory
- * (SharedArrayBuffer): one memory-bound thread does not reach the machine's bandwidth, two or
- * more do. The calling thread takes one share and `threads − 1` worker threads the others, all
- * running the WebAssembly kernel (wasm-sum.ts) on their own range of elements, so the result is
- * bit for bit the single-threaded one.
+ * The weighted sum split over threads, for updates that live in shared memory (the kernel's
+ * memory, read in place by every thread, or another SharedArrayBuffer): one memory-bound thread
+ * does not reach the machine's bandwidth, two or more do. The calling thread takes one share and
+ * `threads − 1` worker threads the others, all running the WebAssembly kernel (wasm-sum.ts) over
+ * the same shared WebAssembly memory on their own range of elements, so the result is bit for
+ * bit the single-threaded one.
  *
  * The call stays synchronous (a strategy's aggregation step is): the caller posts the job, does
  * its own share, then blocks in `Atomics.wait` until the workers have counted themselves done.
@@ -13,8 +14,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { kernelModule } from './wasm-kernel.js';
-import { WASM_CHUNK, wasmAverageRange, wasmKernel } from './wasm-sum.js';
+import type { KernelMemory } from './kernel-memory.js';
+import { kernelWasmModule, SCRATCH_BYTES, TILE, wasmAverageRange, wasmKernel } from './wasm-sum.js';
 
 /** One range of one layer: `o[i] = Σ_k ws[k] · xs[k][i]` for start ≤ i < end. */
 export interface SumRange {
@@ -37,17 +38,19 @@ export function allShared(ranges: readonly SumRange[]): boolean {
   return ranges.every((r) => isShared(r.o) && r.xs.every(isShared));
 }
 
-// The worker: instantiates its own copy of the module and runs wasmAverageRange (shipped as
-// source, so the worker needs no module loader: the library runs from .ts under test runners).
+// The worker: instantiates the module over the shared memory with its own scratch block and runs
+// wasmAverageRange (shipped as source, so the worker needs no module loader: the library runs
+// from .ts under test runners).
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const wasmAverageRange = ${wasmAverageRange.toString()};
-const { exports } = new WebAssembly.Instance(new WebAssembly.Module(workerData.bytes));
-const k = { f32: new Float32Array(exports.memory.buffer), fns: exports, chunk: workerData.chunk };
+const { module, memory, scratch, tile } = workerData;
+const instance = new WebAssembly.Instance(module, { env: { memory } });
+const k = { memory, fns: instance.exports, scratch, tile };
 parentPort.on('message', ({ ranges, ws, done }) => {
   const flags = new Int32Array(done);
   try {
-    for (const r of ranges) wasmAverageRange(k, r.o, r.xs, ws, r.start, r.end);
+    for (const r of ranges) wasmAverageRange(k, r.o, r.oAddr, r.xs, r.addrs, ws, r.start, r.end);
   } catch {
     Atomics.store(flags, 1, 1);
   }
@@ -56,16 +59,30 @@ parentPort.on('message', ({ ranges, ws, done }) => {
 });
 `;
 
-let pool: Worker[] | undefined;
+interface Helper {
+  worker: Worker;
+  scratch: { start: number; size: number };
+  memory: KernelMemory;
+}
 
-function workers(count: number): Worker[] {
+let pool: Helper[] | undefined;
+
+function workers(count: number, memory: KernelMemory): Helper[] | null {
   if (pool !== undefined && pool.length >= count) return pool;
-  const bytes = kernelModule(Math.ceil((5 * WASM_CHUNK * 4) / 65536));
   pool ??= [];
   while (pool.length < count) {
-    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { bytes, chunk: WASM_CHUNK } });
-    w.unref();
-    pool.push(w);
+    // Each worker keeps its scratch block (a few hundred KiB) until it has ended.
+    const scratch = memory.allocate(SCRATCH_BYTES);
+    if (scratch === null) return null;
+    const workerData = {
+      module: kernelWasmModule(),
+      memory: memory.memory,
+      scratch: scratch.start,
+      tile: TILE,
+    };
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
+    worker.unref();
+    pool.push({ worker, scratch, memory });
   }
   return pool;
 }
@@ -74,7 +91,12 @@ function workers(count: number): Worker[] {
 export async function closeKernelWorkers(): Promise<void> {
   const all = pool ?? [];
   pool = undefined;
-  await Promise.all(all.map((w) => w.terminate()));
+  await Promise.all(
+    all.map(async (h) => {
+      await h.worker.terminate();
+      h.memory.release(h.scratch); // only once the thread can no longer write into it
+    }),
+  );
 }
 
 /** Threads to use by default: the cores this process may run on. */
@@ -83,7 +105,7 @@ export function defaultThreads(): number {
 }
 
 /**
- * Splits every range into `threads` contiguous shares on chunk boundaries, runs share 0 on the
+ * Splits every range into `threads` contiguous shares on tile boundaries, runs share 0 on the
  * calling thread and the others on workers, and returns when all are done. The arrays must be in
  * shared memory (allShared). Falls back to the calling thread alone when WebAssembly is missing,
  * a worker fails or does not answer in time (`alone` sums one range on the calling thread).
@@ -95,40 +117,66 @@ export function parallelSum(
   threads: number,
   alone: (r: SumRange) => void,
 ): boolean {
-  const kernel = wasmKernel();
-  if (kernel === null || threads < 2) {
+  const wasm = wasmKernel();
+  const helpers = wasm === null || threads < 2 ? null : workers(threads - 1, wasm.memory);
+  if (wasm === null || helpers === null) {
     for (const r of ranges) alone(r);
     return false;
   }
-  const shares: SumRange[][] = Array.from({ length: threads }, () => []);
-  for (const r of ranges) {
-    const per = Math.ceil((r.end - r.start) / threads / WASM_CHUNK) * WASM_CHUNK;
+  const { kernel, memory } = wasm;
+  // Arrays in the kernel's memory go by address (read in place); others as shared arrays.
+  const jobs: Job[] = ranges.map((r) => {
+    const addrs = r.xs.map((x) => memory.addressOf(x));
+    const oAddr = memory.addressOf(r.o);
+    return { o: r.o, oAddr, xs: r.xs, addrs, start: r.start, end: r.end };
+  });
+  const shares: Job[][] = Array.from({ length: threads }, () => []);
+  for (const j of jobs) {
+    const per = Math.ceil((j.end - j.start) / threads / TILE) * TILE;
     for (let t = 0; t < threads; t++) {
-      const start = Math.min(r.end, r.start + t * per);
-      const end = Math.min(r.end, start + per);
-      if (end > start) (shares[t] as SumRange[]).push({ ...r, start, end });
+      const start = Math.min(j.end, j.start + t * per);
+      const end = Math.min(j.end, start + per);
+      if (end > start) (shares[t] as Job[]).push({ ...j, start, end });
     }
   }
-  const helpers = workers(threads - 1);
   const done = new SharedArrayBuffer(8);
   const flags = new Int32Array(done);
   let posted = 0;
   for (let t = 1; t < threads; t++) {
-    const share = shares[t] as SumRange[];
+    const share = shares[t] as Job[];
     if (share.length === 0) continue;
-    (helpers[t - 1] as Worker).postMessage({ ranges: share, ws, done });
+    const ranges = share.map((j) => ({
+      ...j,
+      o: j.oAddr >= 0 ? null : j.o,
+      xs: j.xs.map((x, q) => ((j.addrs[q] as number) >= 0 ? null : x)),
+    }));
+    (helpers[t - 1] as Helper).worker.postMessage({ ranges, ws, done });
     posted++;
   }
-  for (const r of shares[0] as SumRange[]) wasmAverageRange(kernel, r.o, r.xs, ws, r.start, r.end);
+  for (const j of shares[0] as Job[])
+    wasmAverageRange(kernel, j.o, j.oAddr, j.xs, j.addrs, ws, j.start, j.end);
   const until = Date.now() + WORKER_TIMEOUT_MS;
   for (let n = Atomics.load(flags, 0); n < posted; n = Atomics.load(flags, 0)) {
     if (Atomics.wait(flags, 0, n, Math.max(0, until - Date.now())) === 'timed-out') break;
   }
   if (Atomics.load(flags, 0) < posted || Atomics.load(flags, 1) !== 0) {
-    // A worker failed or hung: forget the pool (a late write lands on identical values) and redo all.
-    void closeKernelWorkers();
+    // A worker failed or hung: forget the pool (a late write lands on identical values; its
+    // scratch block is never handed out again) and redo all on this thread.
+    const dropped = pool ?? [];
+    pool = undefined;
+    for (const h of dropped) void h.worker.terminate();
     for (const r of ranges) alone(r);
     return false;
   }
   return posted > 0;
+}
+
+/** One range with the addresses of its arrays in the kernel's memory (-1: elsewhere). */
+interface Job {
+  o: Float32Array;
+  oAddr: number;
+  xs: readonly Float32Array[];
+  addrs: number[];
+  start: number;
+  end: number;
 }

@@ -2,13 +2,22 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ArrayRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
 import { averageRange, averageRangeJs, normalizeWeights, SMALL_LAYER, weightedAverage } from './aggregate.js';
 import { FedAvg } from './fedavg.js';
+import { allocKernelFloat32, inKernelMemory } from './kernel-memory.js';
 import { closeKernelWorkers, PARALLEL_MIN_BYTES, parallelSum } from './kernel-workers.js';
 import { kernelModule } from './wasm-kernel.js';
-import { WASM_CHUNK, wasmKernel } from './wasm-sum.js';
+import { TILE, wasmKernel } from './wasm-sum.js';
 
 /** Deterministic float32 values of every kind the kernel meets: signs, -0, tiny, subnormal, huge. */
-function values(n: number, seed: number, shared = false): Float32Array {
-  const a = new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
+function values(
+  n: number,
+  seed: number,
+  where: 'plain' | 'shared' | 'kernel' | boolean = 'plain',
+): Float32Array {
+  const at = where === true ? 'shared' : where === false ? 'plain' : where;
+  const a =
+    at === 'kernel'
+      ? (allocKernelFloat32(n) as Float32Array)
+      : new Float32Array(at === 'shared' ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
   let s = seed * 2654435761;
   for (let i = 0; i < n; i++) {
     s = (s * 1664525 + 1013904223) >>> 0;
@@ -25,42 +34,89 @@ function sameBits(a: Float32Array, b: Float32Array): boolean {
   return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
-function bothKernels(K: number, n: number, weights: number[], start = 0, end = n) {
-  const xs = Array.from({ length: K }, (_, k) => values(n, k + 1));
+/** The JS reference and the fast kernel on the same inputs, in ordinary or in the kernel's memory. */
+function bothKernels(
+  K: number,
+  n: number,
+  weights: number[],
+  start = 0,
+  end = n,
+  where: 'plain' | 'kernel' = 'plain',
+) {
+  const xs = Array.from({ length: K }, (_, k) => values(n, k + 1, where));
   const ws = Float64Array.from(weights);
   const js = new Float32Array(n);
-  const fast = new Float32Array(n);
+  const fast = where === 'kernel' ? (allocKernelFloat32(n) as Float32Array).fill(0) : new Float32Array(n);
   averageRangeJs(js, xs, ws, start, end);
   averageRange(fast, xs, ws, start, end);
   return { js, fast };
+}
+
+/** The definition: per element, a float64 sum in update order from the first term, rounded once. */
+function sequential64(xs: readonly Float32Array[], ws: Float64Array, i: number): number {
+  let acc = (ws[0] as number) * (xs[0] as Float32Array)[i]!;
+  for (let k = 1; k < xs.length; k++) acc += (ws[k] as number) * (xs[k] as Float32Array)[i]!;
+  return Math.fround(acc);
 }
 
 afterAll(() => closeKernelWorkers());
 
 describe('the WebAssembly SIMD kernel', () => {
   it('is valid WebAssembly and instantiates here', () => {
-    expect(WebAssembly.validate(kernelModule(2))).toBe(true);
+    expect(WebAssembly.validate(kernelModule())).toBe(true);
     expect(wasmKernel()).not.toBeNull();
   });
 
-  // Every group form (set/add × 1–4 updates) and lengths off the SIMD width and the chunk.
-  const lengths = [SMALL_LAYER, SMALL_LAYER + 1, SMALL_LAYER + 3, 17 * WASM_CHUNK + 5];
+  it('sums each element in float64 in update order and rounds once (the JavaScript reference)', () => {
+    const n = SMALL_LAYER + 9;
+    const xs = [values(n, 1), values(n, 2), values(n, 3), values(n, 4), values(n, 5)];
+    const ws = normalizeWeights([5, 1, 3, 2, 7]);
+    const js = new Float32Array(n);
+    averageRangeJs(js, xs, ws, 0, n);
+    for (let i = 0; i < n; i += 997) expect(js[i]).toBe(sequential64(xs, ws, i));
+    expect(js[n - 1]).toBe(sequential64(xs, ws, n - 1));
+  });
+
+  // Every group form (set/add × 1–4 updates), lengths off the SIMD step (8) and the tile, updates
+  // copied in from ordinary memory and read in place from the kernel's memory.
+  const lengths = [SMALL_LAYER, SMALL_LAYER + 1, SMALL_LAYER + 3, 17 * TILE + 5];
   for (const K of [1, 2, 3, 4, 5, 6, 7, 8, 9, 37]) {
     it(`gives the JavaScript kernel's bits for K = ${K} at lengths ${lengths.join(', ')}`, () => {
       const ws = normalizeWeights(Array.from({ length: K }, (_, k) => ((k * 7919) % 13) + 1));
-      for (const n of lengths) {
-        const { js, fast } = bothKernels(K, n, Array.from(ws));
-        expect(sameBits(js, fast)).toBe(true);
-      }
+      for (const n of lengths)
+        for (const where of ['plain', 'kernel'] as const) {
+          const { js, fast } = bothKernels(K, n, Array.from(ws), 0, n, where);
+          expect(sameBits(js, fast)).toBe(true);
+        }
     });
   }
 
-  it('gives the same bits on a range that starts and ends off the chunk grid', () => {
-    const n = 5 * WASM_CHUNK + 11;
-    const { js, fast } = bothKernels(6, n, [0.1, 0.2, 0.05, 0.3, 0.25, 0.1], 3, n - 2);
+  it('gives the same bits on a range that starts and ends off the tile grid', () => {
+    const n = 5 * TILE + 11;
+    for (const where of ['plain', 'kernel'] as const) {
+      const { js, fast } = bothKernels(6, n, [0.1, 0.2, 0.05, 0.3, 0.25, 0.1], 3, n - 2, where);
+      expect(sameBits(js, fast)).toBe(true);
+      expect(fast[0]).toBe(0); // outside the range: untouched
+      expect(fast[1]).toBe(0);
+      expect(fast[n - 1]).toBe(0);
+    }
+  });
+
+  it('gives the same bits with some updates in the kernel memory and some not', () => {
+    const n = 3 * TILE + 7;
+    const xs = [
+      values(n, 1, 'kernel'),
+      values(n, 2),
+      values(n, 3, 'kernel'),
+      values(n, 4, 'shared'),
+      values(n, 5),
+    ];
+    const ws = normalizeWeights([2, 1, 1, 3, 1]);
+    const js = new Float32Array(n);
+    const fast = new Float32Array(n);
+    averageRangeJs(js, xs, ws, 0, n);
+    averageRange(fast, xs, ws, 0, n);
     expect(sameBits(js, fast)).toBe(true);
-    expect(fast[0]).toBe(0); // outside the range: untouched
-    expect(fast[n - 1]).toBe(0);
   });
 
   it('gives the same bits with zero weights among the updates (kept as exact zeros)', () => {
@@ -68,20 +124,26 @@ describe('the WebAssembly SIMD kernel', () => {
     expect(sameBits(js, fast)).toBe(true);
   });
 
-  it('propagates Inf and NaN as the JavaScript kernel does', () => {
-    const n = SMALL_LAYER + 2;
-    const xs = [values(n, 1), values(n, 2), values(n, 3)];
-    (xs[0] as Float32Array)[5] = Number.POSITIVE_INFINITY;
-    (xs[1] as Float32Array)[9] = Number.NaN;
-    const ws = normalizeWeights([1, 2, 3]);
-    const js = new Float32Array(n);
-    const fast = new Float32Array(n);
-    averageRangeJs(js, xs, ws, 0, n);
-    averageRange(fast, xs, ws, 0, n);
-    expect(fast[5]).toBe(Number.POSITIVE_INFINITY);
-    expect(fast[9]).toBeNaN();
-    fast[9] = js[9] = 0; // NaN payloads are not specified
-    expect(sameBits(js, fast)).toBe(true);
+  it('propagates Inf and NaN as the JavaScript kernel does, in the SIMD body and the tail', () => {
+    const n = SMALL_LAYER + 6; // the last 6 elements are the scalar tail
+    for (const where of ['plain', 'kernel'] as const) {
+      const xs = [values(n, 1, where), values(n, 2, where), values(n, 3, where)];
+      for (const i of [5, n - 3]) (xs[0] as Float32Array)[i] = Number.POSITIVE_INFINITY;
+      for (const i of [9, n - 2]) (xs[1] as Float32Array)[i] = Number.NaN;
+      (xs[2] as Float32Array)[12] = Number.NEGATIVE_INFINITY;
+      (xs[0] as Float32Array)[12] = Number.POSITIVE_INFINITY; // Inf − Inf
+      const ws = normalizeWeights([1, 2, 3]);
+      const js = new Float32Array(n);
+      const fast = new Float32Array(n);
+      averageRangeJs(js, xs, ws, 0, n);
+      averageRange(fast, xs, ws, 0, n);
+      expect([fast[5], fast[n - 3]]).toEqual([Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]);
+      for (const i of [9, 12, n - 2]) {
+        expect(fast[i]).toBeNaN();
+        fast[i] = js[i] = 0; // NaN payloads are not specified
+      }
+      expect(sameBits(js, fast)).toBe(true);
+    }
   });
 
   it('returns one reply unchanged, bit for bit', () => {
@@ -122,6 +184,26 @@ describe('the kernel over worker threads (updates in shared memory)', () => {
     };
     expect(parallelSum([{ o, xs, start: 0, end: n }], ws, 2, alone)).toBe(true);
     expect(sameBits(o, expected)).toBe(true);
+  });
+
+  it('reads updates in the kernel memory in place on every thread, and writes the output there', () => {
+    const alone = weightedAverage(updates(false), undefined, { threads: 1 });
+    const inKernel = [3, 1, 4, 1].map((weight, k) => ({
+      arrays: [values(n, k + 1, 'kernel'), values(n, k + 11, 'kernel'), values(100, k + 21)],
+      weight,
+    }));
+    const out = weightedAverage(inKernel, undefined, { threads: 2 });
+    expect(out.map(inKernelMemory)).toEqual([true, true, false]);
+    out.forEach((o, l) => {
+      expect(sameBits(o, alone[l] as Float32Array)).toBe(true);
+    });
+    const xs = inKernel.map((u) => u.arrays[0] as Float32Array);
+    const o = allocKernelFloat32(n) as Float32Array;
+    const never = () => {
+      throw new Error('the calling thread summed alone');
+    };
+    expect(parallelSum([{ o, xs, start: 0, end: n }], normalizeWeights([3, 1, 4, 1]), 2, never)).toBe(true);
+    expect(sameBits(o, alone[0] as Float32Array)).toBe(true);
   });
 
   it('writes into a shared input given as the output', () => {

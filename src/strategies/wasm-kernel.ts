@@ -1,32 +1,30 @@
 /**
  * The float32 weighted-sum kernel as a WebAssembly SIMD module, assembled here from a few opcodes
- * (no toolchain: the module is eight small functions, and writing its bytes from this table is
+ * (no toolchain: the module is nine small functions, and writing its bytes from this table is
  * shorter and easier to review than a checked-in binary).
  *
- * Each function does, for 2 × 2 elements per iteration, what the JavaScript loops of
- * aggregate.ts do per element, operation for operation: widen float32 to float64
- * (`f64x2.promote_low_f32x4`, exact), multiply by the float64 weight, add in the same order, round
- * to float32 once (`f32x4.demote_f64x2_zero`, nearest-even like a Float32Array store). WebAssembly
- * has no fused multiply-add in its deterministic SIMD set, and V8 does not fuse JavaScript
- * arithmetic either, so the results are bit for bit those of the JavaScript kernel.
+ * The module imports one shared memory (kernel-memory.ts), the memory that received updates are
+ * decoded into, so the functions read every update where it lies: no copy before the sum.
  *
- * The functions work on slots inside the module's own memory (WebAssembly cannot read a
- * JavaScript ArrayBuffer): the caller copies a cache-sized chunk of each update into a slot and
- * the output chunk back out (wasm-sum.ts).
+ * Arithmetic, per element, exactly that of `averageRangeJs` in aggregate.ts: a float64
+ * accumulator, `acc = w_0 · x_0`, then `acc = acc + w_k · x_k` reply by reply (float32 widened exactly with
+ * `f64x2.promote_low_f32x4`), rounded to float32 once at the end (`f32x4.demote_f64x2_zero`,
+ * nearest-even like a Float32Array store). WebAssembly's deterministic SIMD has no fused
+ * multiply-add and V8 does not fuse JavaScript arithmetic, so the bits are those of the
+ * JavaScript loop. Each loop iteration does 8 elements (4 × 2 float64 lanes, unrolled ×4).
  */
 
-/** Function names, by group size and form (see `KERNEL_FORMS`). */
-export type KernelName = `${'set' | 'add'}${1 | 2 | 3 | 4}`;
+/** Function names: `setM`/`addM` sum M replies into a float64 tile, `store` rounds it out. */
+export type KernelName = `${'set' | 'add'}${1 | 2 | 3 | 4}` | 'store';
 
 /**
- * `fn(out, x0, x1, x2, x3, bytes, w0, w1, w2, w3)`: byte offsets of the output slot and the
- * inputs, the byte length (a multiple of 16) and the normalised weights; unused inputs ignored.
- * - `setM`: out = ((w0·x0 + w1·x1) + w2·x2) + w3·x3 over the first M inputs.
- * - `add4`: out = out + (((w0·x0 + w1·x1) + w2·x2) + w3·x3) (aggregate.ts `add4`).
- * - `add3`, `add2`, `add1`: out = ((out + w0·x0) + w1·x1) + w2·x2 (aggregate.ts `group3` …).
+ * `fn(acc, x0, x1, x2, x3, bytes, w0, w1, w2, w3)`: byte addresses of the float64 accumulator tile
+ * and of the float32 inputs, the inputs' byte length (a multiple of 32) and the weights; unused
+ * inputs ignored. `setM`: acc = ((w0·x0 + w1·x1) + …) over the first M inputs; `addM`:
+ * acc = (((acc + w0·x0) + w1·x1) + …).
  */
-export type KernelFn = (
-  out: number,
+export type GroupFn = (
+  acc: number,
   x0: number,
   x1: number,
   x2: number,
@@ -38,16 +36,18 @@ export type KernelFn = (
   w3: number,
 ) => void;
 
-const KERNEL_FORMS: readonly { name: KernelName; inputs: number; add: 'none' | 'group' | 'each' }[] = [
-  { name: 'set1', inputs: 1, add: 'none' },
-  { name: 'set2', inputs: 2, add: 'none' },
-  { name: 'set3', inputs: 3, add: 'none' },
-  { name: 'set4', inputs: 4, add: 'none' },
-  { name: 'add1', inputs: 1, add: 'each' },
-  { name: 'add2', inputs: 2, add: 'each' },
-  { name: 'add3', inputs: 3, add: 'each' },
-  { name: 'add4', inputs: 4, add: 'group' },
-];
+/** `store(out, acc, bytes)`: float32 out = the float64 tile rounded, `bytes` of output (× 32). */
+export type StoreFn = (out: number, acc: number, bytes: number) => void;
+
+export type KernelExports = Record<Exclude<KernelName, 'store'>, GroupFn> & { store: StoreFn };
+
+const GROUPS: readonly { name: KernelName; inputs: number; set: boolean }[] = [1, 2, 3, 4].flatMap((m) => [
+  { name: `set${m}` as KernelName, inputs: m, set: true },
+  { name: `add${m}` as KernelName, inputs: m, set: false },
+]);
+
+/** Elements per loop iteration (the ×4 unroll of 2-lane float64 steps). */
+export const KERNEL_STEP = 8;
 
 // ------------------------------------------------------------------------------ encoding
 
@@ -63,6 +63,20 @@ function leb(n: number): number[] {
   return out;
 }
 
+/** Signed LEB128, as `i32.const` reads its operand (64 needs two bytes: 0x40 alone is −64). */
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
 const vec = (items: number[][]): number[] => [...leb(items.length), ...items.flat()];
 const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
 const name = (s: string): number[] => [...leb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
@@ -72,22 +86,16 @@ const F64 = 0x7c;
 const V128 = 0x7b;
 const simd = (op: number): number[] => [0xfd, ...leb(op)];
 const OP = {
-  localGet: (i: number) => [0x20, ...leb(i)],
-  localSet: (i: number) => [0x21, ...leb(i)],
-  i32Const: (v: number) => [0x41, ...leb(v)], // small non-negative constants only (sign bit clear)
+  get: (i: number) => [0x20, ...leb(i)],
+  set: (i: number) => [0x21, ...leb(i)],
+  i32Const: (v: number) => [0x41, ...sleb(v)],
   i32Add: [0x6a],
-  i32GeU: [0x4f],
-  /** v128.load64_zero at local `ptr` + local `i` + `offset` (align 2^3). */
-  load64: (ptr: number, i: number, offset: number) => [
-    ...OP.localGet(ptr),
-    ...OP.localGet(i),
-    ...OP.i32Add,
-    ...simd(0x5d),
-    3,
-    ...leb(offset),
-  ],
-  /** v128.store64_lane lane 0 of the value on the stack, same addressing. */
-  store64: (offset: number) => [...simd(0x5b), 3, ...leb(offset), 0],
+  i32Sub: [0x6b],
+  i32Eqz: [0x45],
+  v128Load: (offset: number) => [...simd(0x00), 4, ...leb(offset)],
+  v128Store: (offset: number) => [...simd(0x0b), 4, ...leb(offset)],
+  load64Zero: (offset: number) => [...simd(0x5d), 3, ...leb(offset)], // v128.load64_zero
+  store64Lane: (offset: number) => [...simd(0x5b), 3, ...leb(offset), 0], // lane 0
   promote: simd(0x5f), // f64x2.promote_low_f32x4
   demote: simd(0x5e), // f32x4.demote_f64x2_zero
   splat: simd(0x14), // f64x2.splat
@@ -95,61 +103,98 @@ const OP = {
   mul: simd(0xf2), // f64x2.mul
 };
 
-// Parameters: 0 out, 1..4 x0..x3, 5 bytes, 6..9 w0..w3; locals: 10 i (i32), 11..14 weights (v128).
-const P_OUT = 0;
-const P_BYTES = 5;
-const L_I = 10;
-const L_W = 11;
-
-/** 2 elements at `offset` bytes past i: the formula of `form`, stored into the output slot. */
-function twoElements(form: (typeof KERNEL_FORMS)[number], offset: number): number[] {
-  const term = (k: number) => [
-    ...OP.load64(1 + k, L_I, offset),
-    ...OP.promote,
-    ...OP.localGet(L_W + k),
-    ...OP.mul,
+/** `block loop (br_if out when local n is 0) BODY (advance) br loop end end`. */
+function countedLoop(n: number, body: number[], advance: number[]): number[] {
+  return [
+    0x02,
+    0x40,
+    0x03,
+    0x40,
+    ...OP.get(n),
+    ...OP.i32Eqz,
+    0x0d,
+    1,
+    ...body,
+    ...advance,
+    0x0c,
+    0,
+    0x0b,
+    0x0b,
   ];
-  const out = [...OP.load64(P_OUT, L_I, offset), ...OP.promote];
-  // The store address first, then (for the add forms) the output, so the sum lands above it.
-  const code: number[] = [...OP.localGet(P_OUT), ...OP.localGet(L_I), ...OP.i32Add];
-  if (form.add !== 'none') code.push(...out);
-  for (let k = 0; k < form.inputs; k++) {
-    code.push(...term(k));
-    if (k > 0 || form.add === 'each') code.push(...OP.add);
-  }
-  if (form.add === 'group') code.push(...OP.add);
-  code.push(...OP.demote, ...OP.store64(offset));
-  return code;
 }
 
-function body(form: (typeof KERNEL_FORMS)[number]): number[] {
+/** `local += step` for an i32 local (a pointer or a count). */
+const bump = (local: number, step: number, sub = false): number[] => [
+  ...OP.get(local),
+  ...OP.i32Const(step),
+  ...(sub ? OP.i32Sub : OP.i32Add),
+  ...OP.set(local),
+];
+
+// Group functions: params 0 acc, 1..4 x0..x3, 5 bytes, 6..9 w0..w3; locals 10..13 the weights splat.
+const P_ACC = 0;
+const P_BYTES = 5;
+const L_W = 10;
+
+function groupBody(form: (typeof GROUPS)[number]): number[] {
   const code: number[] = [];
-  for (let k = 0; k < 4; k++) code.push(...OP.localGet(6 + k), ...OP.splat, ...OP.localSet(L_W + k));
-  code.push(0x02, 0x40, 0x03, 0x40); // block, loop
-  code.push(...OP.localGet(L_I), ...OP.localGet(P_BYTES), ...OP.i32GeU, 0x0d, 1); // br_if out
-  code.push(...twoElements(form, 0), ...twoElements(form, 8));
-  code.push(...OP.localGet(L_I), ...OP.i32Const(16), ...OP.i32Add, ...OP.localSet(L_I));
-  code.push(0x0c, 0, 0x0b, 0x0b); // br loop, end loop, end block
-  const locals = vec([
-    [1, I32],
-    [4, V128],
-  ]);
-  const fn = [...locals, ...code, 0x0b];
-  return [...leb(fn.length), ...fn];
+  for (let k = 0; k < form.inputs; k++) code.push(...OP.get(6 + k), ...OP.splat, ...OP.set(L_W + k));
+  const body: number[] = [];
+  for (let c = 0; c < KERNEL_STEP / 2; c++) {
+    // Two elements: address of the store, the running sum, then one term per input, added in order.
+    body.push(...OP.get(P_ACC));
+    if (!form.set) body.push(...OP.get(P_ACC), ...OP.v128Load(c * 16));
+    for (let k = 0; k < form.inputs; k++) {
+      body.push(...OP.get(1 + k), ...OP.load64Zero(c * 8), ...OP.promote, ...OP.get(L_W + k), ...OP.mul);
+      if (k > 0 || !form.set) body.push(...OP.add);
+    }
+    body.push(...OP.v128Store(c * 16));
+  }
+  const advance = [...bump(P_ACC, KERNEL_STEP * 8)];
+  for (let k = 0; k < form.inputs; k++) advance.push(...bump(1 + k, KERNEL_STEP * 4));
+  advance.push(...bump(P_BYTES, KERNEL_STEP * 4, true));
+  code.push(...countedLoop(P_BYTES, body, advance));
+  return fn([[form.inputs, V128]], code);
 }
 
-/** The module's bytes: one memory of `pages` × 64 KiB exported as "memory", the eight functions. */
-export function kernelModule(pages: number): Uint8Array<ArrayBuffer> {
-  const type = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F64], [F64], [F64], [F64]]), 0];
+// store: params 0 out, 1 acc, 2 bytes.
+function storeBody(): number[] {
+  const body: number[] = [];
+  for (let c = 0; c < KERNEL_STEP / 2; c++)
+    body.push(...OP.get(0), ...OP.get(1), ...OP.v128Load(c * 16), ...OP.demote, ...OP.store64Lane(c * 8));
+  const advance = [
+    ...bump(0, KERNEL_STEP * 4),
+    ...bump(1, KERNEL_STEP * 8),
+    ...bump(2, KERNEL_STEP * 4, true),
+  ];
+  return fn([], countedLoop(2, body, advance));
+}
+
+function fn(locals: number[][], code: number[]): number[] {
+  const f = [...vec(locals), ...code, 0x0b];
+  return [...leb(f.length), ...f];
+}
+
+/** The largest memory a 32-bit WebAssembly module addresses: 65,536 pages of 64 KiB (4 GiB). */
+export const MAX_PAGES = 65536;
+
+/** The module's bytes: imports `env.memory` (shared, at most MAX_PAGES), exports the functions. */
+export function kernelModule(): Uint8Array<ArrayBuffer> {
+  const groupType = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F64], [F64], [F64], [F64]]), 0];
+  const storeType = [0x60, ...vec([[I32], [I32], [I32]]), 0];
+  const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x03, ...leb(1), ...leb(MAX_PAGES)];
   return Uint8Array.from([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([type])),
-    ...section(3, vec(KERNEL_FORMS.map(() => [0]))),
-    ...section(5, vec([[0x00, ...leb(pages)]])),
+    ...section(1, vec([groupType, storeType])),
+    ...section(2, vec([memoryImport])),
+    ...section(3, vec([...GROUPS.map(() => [0]), [1]])),
     ...section(
       7,
-      vec([[...name('memory'), 0x02, 0], ...KERNEL_FORMS.map((f, i) => [...name(f.name), 0x00, ...leb(i)])]),
+      vec([
+        ...GROUPS.map((g, i) => [...name(g.name), 0x00, ...leb(i)]),
+        [...name('store'), 0x00, ...leb(GROUPS.length)],
+      ]),
     ),
-    ...section(10, vec(KERNEL_FORMS.map(body))),
+    ...section(10, vec([...GROUPS.map(groupBody), storeBody()])),
   ]);
 }

@@ -1,83 +1,129 @@
 /**
- * The weighted sum of aggregate.ts run by the WebAssembly SIMD kernel (wasm-kernel.ts): per
- * chunk of `CHUNK` elements, the updates are copied four at a time into slots of the module's
- * memory (the one read of each update from main memory; the slots stay in cache), summed there
- * into the output slot, and the output chunk is copied out once. Bit-identical to the JavaScript
- * loops (same operations in the same order per element).
+ * The weighted sum of aggregate.ts run by the WebAssembly SIMD kernel (wasm-kernel.ts), blocked
+ * over tiles of `TILE` elements: per tile, all K updates are summed into a float64 accumulator
+ * tile that stays in cache (four updates per call, each update's tile read once, in place when
+ * it lives in the kernel's memory), then the tile is rounded to float32 into the output. Updates
+ * in ordinary memory are copied into a slot tile by tile first (the one case that still copies).
+ * Bit-identical to `averageRangeJs` (same operations in the same order per element).
  */
-import { type KernelFn, type KernelName, kernelModule } from './wasm-kernel.js';
 
-/** Elements per chunk: 5 slots × 32 KiB = 160 KiB, inside L2. */
-export const WASM_CHUNK = 1 << 13;
+import { type KernelMemory, kernelMemory } from './kernel-memory.js';
+import { type KernelExports, kernelModule } from './wasm-kernel.js';
 
-/** An instance of the module; `chunk` elements per slot (slots 0–3 inputs, slot 4 the output). */
+/** Elements per tile: a 64 KiB float64 accumulator (L2), a 32 KiB sequential read of each update per call. */
+export const TILE = 1 << 13;
+
+/** Scratch bytes per thread: the accumulator tile, four input slots and an output slot. */
+export const SCRATCH_BYTES = TILE * 8 + 5 * TILE * 4;
+
+/** One thread's instance of the module over the shared memory, and its own scratch block. */
 export interface Kernel {
-  f32: Float32Array;
-  fns: Record<KernelName, KernelFn>;
-  chunk: number;
+  memory: WebAssembly.Memory;
+  fns: KernelExports;
+  scratch: number;
+  tile: number;
 }
 
-let kernel: Kernel | null | undefined;
+let compiled: WebAssembly.Module | undefined;
 
-/** The instantiated module, or null where WebAssembly SIMD is unavailable (then the JS loops run). */
-export function wasmKernel(): Kernel | null {
+/** The compiled module (compiled once per process; worker threads get it by message). */
+export function kernelWasmModule(): WebAssembly.Module {
+  compiled ??= new WebAssembly.Module(kernelModule());
+  return compiled;
+}
+
+let kernel: { kernel: Kernel; memory: KernelMemory } | null | undefined;
+
+/** The calling thread's kernel and the kernel memory, or null where WebAssembly SIMD or threads are missing. */
+export function wasmKernel(): { kernel: Kernel; memory: KernelMemory } | null {
   if (kernel !== undefined) return kernel;
   try {
-    kernel = instantiate(kernelModule(Math.ceil((5 * WASM_CHUNK * 4) / 65536)), WASM_CHUNK);
+    const memory = kernelMemory();
+    const scratch = memory?.allocate(SCRATCH_BYTES);
+    if (memory === null || memory === undefined || scratch === null || scratch === undefined)
+      throw new Error();
+    kernel = { kernel: instantiate(memory.memory, scratch.start), memory };
   } catch {
     kernel = null;
   }
   return kernel;
 }
 
-/** An instance of the module `bytes` (made by kernelModule for chunks of `chunk` elements). */
-export function instantiate(bytes: Uint8Array<ArrayBuffer>, chunk: number): Kernel {
-  const { exports } = new WebAssembly.Instance(new WebAssembly.Module(bytes));
-  const memory = exports.memory as WebAssembly.Memory;
-  return {
-    f32: new Float32Array(memory.buffer),
-    fns: exports as unknown as Record<KernelName, KernelFn>,
-    chunk,
-  };
+/** An instance of the module over `memory` whose scratch block starts at byte `scratch`. */
+export function instantiate(memory: WebAssembly.Memory, scratch: number): Kernel {
+  const instance = new WebAssembly.Instance(kernelWasmModule(), { env: { memory } });
+  return { memory, fns: instance.exports as unknown as KernelExports, scratch, tile: TILE };
 }
 
 /**
- * `o[i] = Σ_k ws[k] · xs[k][i]` for start ≤ i < end (the grouping of aggregate.ts `averageRange`).
- * Self-contained (no module-level names): kernel-workers.ts ships its source to the workers.
+ * `o[i] = Σ_k ws[k] · xs[k][i]` for start ≤ i < end. Input k is read in place at byte address
+ * `addrs[k]` of the kernel memory, or (addrs[k] = -1) copied tile by tile from `xs[k]`; the
+ * output likewise at `oAddr`, or (-1) copied into `o`. Self-contained (no module-level names):
+ * kernel-workers.ts ships its source to the workers.
  */
 export function wasmAverageRange(
   k: Kernel,
-  o: Float32Array,
-  xs: readonly Float32Array[],
+  o: Float32Array | null,
+  oAddr: number,
+  xs: readonly (Float32Array | null)[],
+  addrs: readonly number[],
   ws: Float64Array,
   start: number,
   end: number,
 ): void {
-  const { f32, fns, chunk } = k;
-  const SLOT = chunk * 4;
-  const OUT = 4 * SLOT;
-  const K = xs.length;
-  for (let s = start; s < end; s += chunk) {
-    const e = Math.min(end, s + chunk);
-    // Whole 16-byte steps: the slots' tails past e hold stale values whose sums are never copied out.
-    const bytes = Math.ceil((e - s) / 4) * 16;
-    for (let g = 0; g < K; g += 4) {
-      const m = Math.min(4, K - g);
-      for (let j = 0; j < m; j++) f32.set((xs[g + j] as Float32Array).subarray(s, e), (j * SLOT) >> 2);
-      const fn = fns[`${g === 0 ? 'set' : 'add'}${m as 1 | 2 | 3 | 4}`];
-      fn(
-        OUT,
-        0,
-        SLOT,
-        2 * SLOT,
-        3 * SLOT,
-        bytes,
-        ws[g] as number,
-        m > 1 ? (ws[g + 1] as number) : 0,
-        m > 2 ? (ws[g + 2] as number) : 0,
-        m > 3 ? (ws[g + 3] as number) : 0,
-      );
+  const { memory, fns, scratch, tile } = k;
+  const f32 = new Float32Array(memory.buffer); // after any growth: the whole memory
+  const ACC = scratch;
+  const SLOTS = scratch + tile * 8;
+  const OUT = SLOTS + 4 * tile * 4;
+  const K = addrs.length;
+  const p = [0, 0, 0, 0];
+  for (let s = start; s < end; s += tile) {
+    const e = Math.min(end, s + tile);
+    const body = e - s - ((e - s) % 8); // whole steps of the kernel (KERNEL_STEP); the rest below
+    if (body > 0) {
+      const bytes = body * 4;
+      for (let g = 0; g < K; g += 4) {
+        const m = Math.min(4, K - g);
+        for (let j = 0; j < m; j++) {
+          const a = addrs[g + j] as number;
+          if (a >= 0) p[j] = a + s * 4;
+          else {
+            p[j] = SLOTS + j * tile * 4;
+            f32.set((xs[g + j] as Float32Array).subarray(s, s + body), (p[j] as number) >> 2);
+          }
+        }
+        const fn = fns[`${g === 0 ? 'set' : 'add'}${m as 1 | 2 | 3 | 4}`];
+        fn(
+          ACC,
+          p[0] as number,
+          p[1] as number,
+          p[2] as number,
+          p[3] as number,
+          bytes,
+          ws[g] as number,
+          m > 1 ? (ws[g + 1] as number) : 0,
+          m > 2 ? (ws[g + 2] as number) : 0,
+          m > 3 ? (ws[g + 3] as number) : 0,
+        );
+      }
+      if (oAddr >= 0) fns.store(oAddr + s * 4, ACC, bytes);
+      else {
+        fns.store(OUT, ACC, bytes);
+        (o as Float32Array).set(f32.subarray(OUT >> 2, (OUT >> 2) + body), s);
+      }
     }
-    o.set(f32.subarray(OUT >> 2, (OUT >> 2) + (e - s)), s);
+    // Fewer than 8 elements at the end: the same float64 sum, element by element.
+    for (let i = s + body; i < e; i++) {
+      let acc = 0;
+      for (let q = 0; q < K; q++) {
+        const a = addrs[q] as number;
+        const term =
+          (ws[q] as number) * ((a >= 0 ? f32[(a >> 2) + i] : (xs[q] as Float32Array)[i]) as number);
+        acc = q === 0 ? term : acc + term; // from the first term, not from +0 (keeps a lone −0)
+      }
+      if (oAddr >= 0) f32[(oAddr >> 2) + i] = acc;
+      else (o as Float32Array)[i] = acc;
+    }
   }
 }

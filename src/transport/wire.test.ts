@@ -6,6 +6,7 @@ import { PollenError } from '../errors.js';
 import * as pb from '../gen/pollen/v1/records_pb.js';
 import { Message } from '../sdk/message.js';
 import { ArrayRecord, ConfigRecord, MetricRecord, RecordDict } from '../sdk/records.js';
+import { inKernelMemory } from '../strategies/kernel-memory.js';
 import { chunkId } from './chunks.js';
 import {
   chunkIdsOf,
@@ -122,6 +123,40 @@ describe('messageToWire / messageFromWire', () => {
     const back = (await roundTrip(msg(new RecordDict({ arrays })))).contentOrThrow.getArrayRecord('arrays')!;
     expect(back.get('big')?.data.buffer instanceof SharedArrayBuffer).toBe(true);
     expect(back.get('small')?.data.buffer instanceof SharedArrayBuffer).toBe(false);
+  });
+
+  it('receives large float32 arrays into the kernel memory with kernelMemory, read in place by FedAvg', async () => {
+    const n = SHARED_ARRAY_MIN_BYTES / 4 + 3;
+    const arrays = new ArrayRecord()
+      .set('big', { dtype: 'float32', shape: [n], data: ramp(n) })
+      .set('wide', { dtype: 'float64', shape: [n], data: Float64Array.from(ramp(n)) })
+      .set('small', { dtype: 'float32', shape: [10], data: ramp(10) });
+    const { wire, chunks } = messageToWire(msg(new RecordDict({ arrays })));
+    const get = (id: string) => chunks.get(id);
+    const back = (await messageFromWire(overTheWire(wire), get, { kernelMemory: true })).contentOrThrow;
+    const record = back.getArrayRecord('arrays')!;
+    expectSameArrays(record, arrays);
+    expect(inKernelMemory(record.get('big')?.data as Float32Array)).toBe(true);
+    expect(record.get('wide')?.data.buffer instanceof SharedArrayBuffer).toBe(true);
+    expect(record.get('small')?.data.buffer instanceof SharedArrayBuffer).toBe(false);
+    // Without the option: ordinary shared memory, as before.
+    const plain = (await messageFromWire(overTheWire(wire), get)).contentOrThrow.getArrayRecord('arrays')!;
+    expect(inKernelMemory(plain.get('big')?.data as Float32Array)).toBe(false);
+    // Streaming decode takes the option too.
+    const stream = async function* () {
+      for (const [id, data] of chunks) yield { id, data };
+    };
+    const streamed = await messageFromWireStreaming(overTheWire(wire), stream(), { kernelMemory: true });
+    const big = streamed.contentOrThrow.getArrayRecord('arrays')!.get('big')?.data as Float32Array;
+    expect(inKernelMemory(big)).toBe(true);
+    expect(Array.from(big.subarray(n - 3))).toEqual(Array.from(ramp(n).subarray(n - 3)));
+    // Sent on, its chunks are copies: the block may be reused once the array is collected.
+    const again = messageToWire(
+      msg(
+        new RecordDict({ arrays: new ArrayRecord().set('big', { dtype: 'float32', shape: [n], data: big }) }),
+      ),
+    );
+    for (const piece of again.chunks.values()) expect(piece.buffer).not.toBe(big.buffer);
   });
 
   it('round-trips an empty message and an error reply', async () => {

@@ -28,6 +28,7 @@ import {
   type TypedArray,
   validateName,
 } from '../sdk/records.js';
+import { allocKernelFloat32, inKernelMemory } from '../strategies/kernel-memory.js';
 import { CHUNK_SIZE, chunkId, INLINE_MAX, isChunkId } from './chunks.js';
 
 export type WireMessage = pb.Message;
@@ -74,10 +75,14 @@ function isPowerOfTwo(n: number): boolean {
   return Number.isSafeInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
 }
 
-/** Little-endian element bytes: a view on little-endian hosts (all mainstream ones). */
+/**
+ * Little-endian element bytes: a view on little-endian hosts (all mainstream ones), except for an
+ * array in the kernel's memory, which is copied: its pieces may outlive the array (in a chunk
+ * store), and a view would not keep its block from being reused.
+ */
 function elementBytes(data: TypedArray, dtype: DType): Uint8Array {
   const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  if (LITTLE_ENDIAN_HOST) return view;
+  if (LITTLE_ENDIAN_HOST) return inKernelMemory(data) ? view.slice() : view;
   const copy = view.slice();
   swapBytes(copy, DTYPES[dtype].bytes);
   return copy;
@@ -280,6 +285,12 @@ export interface FromWireOptions {
   maxTotalBytes?: number;
   /** The chunk source already verified each chunk's hash (e.g. downloadChunks): skip re-hashing. */
   verified?: boolean;
+  /**
+   * Receive float32 arrays of SHARED_ARRAY_MIN_BYTES or more into the aggregation kernel's memory
+   * (strategies/kernel-memory.ts), where FedAvg's kernel and its worker threads read them in place:
+   * for replies a ServerApp aggregates. Where that memory is full they go to shared memory.
+   */
+  kernelMemory?: boolean;
 }
 
 export type GetChunk = (id: string) => Promise<Uint8Array | undefined> | Uint8Array | undefined;
@@ -439,26 +450,44 @@ function planMessage(wire: WireMessage, options: FromWireOptions): MessagePlan {
 }
 
 /**
- * Arrays of at least this many bytes are received into shared memory, so that aggregation can
- * split them across threads (strategies/kernel-workers.ts) without copying them first.
+ * Arrays of at least this many bytes are received into shared memory (float32 ones, with
+ * `kernelMemory`, into the kernel's), so that aggregation can split them across threads
+ * (strategies/kernel-workers.ts) without copying them first.
  */
 export const SHARED_ARRAY_MIN_BYTES = 1 << 20;
 
-function allocate(nbytes: number): ArrayBufferLike {
+/** The array's typed array and a byte view of it to copy the wire bytes into. */
+interface Allocated {
+  data: TypedArray;
+  bytes: Uint8Array;
+}
+
+function allocate(plan: ArrayPlan, kernel: boolean): Allocated {
+  const { bytes: width, ctor } = DTYPES[plan.dtype];
+  const n = plan.nbytes / width;
   try {
-    return nbytes >= SHARED_ARRAY_MIN_BYTES ? new SharedArrayBuffer(nbytes) : new ArrayBuffer(nbytes);
+    if (kernel && plan.dtype === 'float32' && plan.nbytes >= SHARED_ARRAY_MIN_BYTES) {
+      const data = allocKernelFloat32(n);
+      if (data !== null) return { data, bytes: new Uint8Array(data.buffer, data.byteOffset, plan.nbytes) };
+    }
+    const buffer =
+      plan.nbytes >= SHARED_ARRAY_MIN_BYTES
+        ? new SharedArrayBuffer(plan.nbytes)
+        : new ArrayBuffer(plan.nbytes);
+    return { data: new ctor(buffer, 0, n), bytes: new Uint8Array(buffer) };
   } catch (e) {
-    throw new PollenError('PAYLOAD_TOO_LARGE', `Cannot allocate an array of ${nbytes} bytes`, { cause: e });
+    throw new PollenError('PAYLOAD_TOO_LARGE', `Cannot allocate an array of ${plan.nbytes} bytes`, {
+      cause: e,
+    });
   }
 }
 
-function finishArray(plan: ArrayPlan, buffer: ArrayBufferLike): TypedArray {
-  const { bytes, ctor } = DTYPES[plan.dtype];
-  if (!LITTLE_ENDIAN_HOST) swapBytes(new Uint8Array(buffer), bytes);
-  return new ctor(buffer, 0, plan.nbytes / bytes);
+function finishArray(plan: ArrayPlan, array: Allocated): TypedArray {
+  if (!LITTLE_ENDIAN_HOST) swapBytes(array.bytes, DTYPES[plan.dtype].bytes);
+  return array.data;
 }
 
-function buildMessage(plan: MessagePlan, buffers: Map<ArrayPlan, ArrayBufferLike>): Message {
+function buildMessage(plan: MessagePlan, buffers: Map<ArrayPlan, Allocated>): Message {
   if (plan.error !== undefined) return new Message({ metadata: plan.metadata, error: plan.error });
   const content = new RecordDict();
   for (const r of plan.records) {
@@ -514,12 +543,12 @@ export async function messageFromWire(
 ): Promise<Message> {
   const plan = planMessage(wire, options);
   const verify = verifier(options.verified ?? false);
-  const buffers = new Map<ArrayPlan, ArrayBufferLike>();
+  const buffers = new Map<ArrayPlan, Allocated>();
   for (const r of plan.records) {
     if (r.kind !== 'array') continue;
     for (const a of r.arrays) {
-      const buffer = allocate(a.nbytes);
-      const bytes = new Uint8Array(buffer);
+      const array = allocate(a, options.kernelMemory ?? false);
+      const { bytes } = array;
       if (a.inline !== undefined) bytes.set(a.inline);
       let offset = 0;
       for (const [i, id] of a.chunkIds.entries()) {
@@ -530,7 +559,7 @@ export async function messageFromWire(
         bytes.set(data, offset);
         offset += data.byteLength;
       }
-      buffers.set(a, buffer);
+      buffers.set(a, array);
     }
   }
   return buildMessage(plan, buffers);
@@ -553,14 +582,14 @@ export async function messageFromWireStreaming(
 ): Promise<Message> {
   const plan = planMessage(wire, options);
   const verify = verifier(options.verified ?? false);
-  const buffers = new Map<ArrayPlan, ArrayBufferLike>();
+  const buffers = new Map<ArrayPlan, Allocated>();
   const places = new Map<string, { plan: ArrayPlan; index: number; bytes: Uint8Array; offset: number }[]>();
   for (const r of plan.records) {
     if (r.kind !== 'array') continue;
     for (const a of r.arrays) {
-      const buffer = allocate(a.nbytes);
-      const bytes = new Uint8Array(buffer);
-      buffers.set(a, buffer);
+      const array = allocate(a, options.kernelMemory ?? false);
+      const { bytes } = array;
+      buffers.set(a, array);
       if (a.inline !== undefined) bytes.set(a.inline);
       for (const [index, id] of a.chunkIds.entries()) {
         const list = places.get(id) ?? [];

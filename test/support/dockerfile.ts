@@ -140,7 +140,10 @@ export function lintDockerfile(text: string, root: string): string[] {
       healthcheck = true;
       const probe = execForm(stripFlags(i.args).rest.replace(/^CMD\s+/, ''));
       if (!/\bCMD\b/.test(i.args)) at(i, 'HEALTHCHECK without a CMD');
-      else if (probe?.[0] !== 'pollen' || probe[1] !== 'ready')
+      else if (probe === undefined) at(i, 'HEALTHCHECK CMD in shell form');
+      // An image without a Pollen service (no ops listener: JupyterHub's notebooks) probes its own.
+      else if (!env.has('POLLEN_METRICS_ADDRESS')) healthcheck = true;
+      else if (probe[0] !== 'pollen' || probe[1] !== 'ready')
         at(i, "HEALTHCHECK does not run `pollen ready` (the ops listener's /readyz)");
       else if (probe[2] !== env.get('POLLEN_METRICS_ADDRESS'))
         at(i, `HEALTHCHECK probes ${probe[2]}, not the ops listener POLLEN_METRICS_ADDRESS names`);

@@ -4,6 +4,7 @@
  * (`ip netns`). Everything made here is removed by `cleanup()`, also after a failure.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 
 export interface NetnsLab {
   /** Namespace names, by the short name the test gave. */
@@ -14,6 +15,13 @@ export interface NetnsLab {
   start: (name: string, cmd: string[], env?: NodeJS.ProcessEnv) => ChildProcess;
   /** A veth pair between two namespaces, each end with its address (CIDR) and up. */
   link: (a: string, aAddress: string, b: string, bAddress: string) => void;
+  /**
+   * A bridge in namespace `hub` joining the others as one network, as a container engine's:
+   * each member gets an eth0 with its address (CIDR).
+   */
+  bridge: (hub: string, members: Record<string, string>) => void;
+  /** The /etc/hosts `ip netns exec` shows processes in a namespace (/etc/netns/NS/hosts). */
+  hosts: (name: string, text: string) => void;
   cleanup: () => void;
 }
 
@@ -38,7 +46,10 @@ export function netnsLab(prefix: string, names: string[]): NetnsLab {
         } catch {
           // already gone
         }
-    for (const n of made) spawnSync('ip', ['netns', 'delete', n]);
+    for (const n of made) {
+      spawnSync('ip', ['netns', 'delete', n]);
+      rmSync(`/etc/netns/${n}`, { recursive: true, force: true });
+    }
   };
   try {
     for (const name of names) {
@@ -89,6 +100,35 @@ export function netnsLab(prefix: string, names: string[]): NetnsLab {
         must(['ip', '-n', ns(name), 'addr', 'add', address, 'dev', end]);
         must(['ip', '-n', ns(name), 'link', 'set', end, 'up']);
       }
+    },
+    bridge: (hub, members) => {
+      must(['ip', '-n', ns(hub), 'link', 'add', 'br0', 'type', 'bridge']);
+      must(['ip', '-n', ns(hub), 'link', 'set', 'br0', 'up']);
+      for (const [member, address] of Object.entries(members)) {
+        const end = `v${tag}${links++}`.slice(-15);
+        must([
+          'ip',
+          '-n',
+          ns(hub),
+          'link',
+          'add',
+          end,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'eth0',
+          'netns',
+          ns(member),
+        ]);
+        must(['ip', '-n', ns(hub), 'link', 'set', end, 'master', 'br0', 'up']);
+        must(['ip', '-n', ns(member), 'addr', 'add', address, 'dev', 'eth0']);
+        must(['ip', '-n', ns(member), 'link', 'set', 'eth0', 'up']);
+      }
+    },
+    hosts: (name, text) => {
+      mkdirSync(`/etc/netns/${ns(name)}`, { recursive: true });
+      writeFileSync(`/etc/netns/${ns(name)}/hosts`, text);
     },
     cleanup,
   };

@@ -7,13 +7,14 @@ and test/python-proto.test.ts checks each name against the protos.
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 from urllib.parse import urlparse
 
 import grpc
 
-from ._chunks import MAX_IDS_PER_REQUEST, chunk_ids, decode_chunk, encode_chunk
+from ._chunks import MAX_IDS_PER_REQUEST, decode_chunk, encode_chunk, iter_chunk_ids
 from ._proto.pollen.v1 import appio_pb2, records_pb2
 from ._wire import WireReader, message_pieces, message_to_wire
 from .errors import PollenError
@@ -187,15 +188,34 @@ class ClientAppIo:
         """Push the reply's chunks the SuperNode lacks; the wire form to push as the result.
 
         Chunks in ``known`` (those of the instruction) are asked about with MissingChunks; any
-        other chunk (a trained model) is new to the SuperNode and pushed without asking.
+        other chunk (a trained model) is new to the SuperNode and pushed without asking, each as
+        soon as it is hashed: the node receives and checks the first chunks while the app hashes
+        the rest.
         """
-        wire, chunks = message_to_wire(message, piece_ids=chunk_ids(message_pieces(message)))
+        views = message_pieces(message)
         known_set = set(known)
-        ask = [cid for cid in chunks if cid in known_set]
-        skip = set(ask) - set(self.chunks.missing(ask)) if ask else set()
-        todo = [(cid, data) for cid, data in chunks.items() if cid not in skip]
-        if todo:
-            self.chunks.push(todo)
+        ids: List[str] = []
+        ask: Dict[str, memoryview] = {}
+        pushed = set()
+
+        def new_chunks() -> Iterator[Tuple[str, memoryview]]:
+            for view, cid in zip(views, iter_chunk_ids(views)):
+                ids.append(cid)
+                if cid in known_set:
+                    ask.setdefault(cid, view)
+                elif cid not in pushed:
+                    pushed.add(cid)
+                    yield cid, view
+
+        stream = new_chunks()
+        first = next(stream, None)  # no PushChunks call when nothing is new
+        if first is not None:
+            self.chunks.push(itertools.chain((first,), stream))
+        if ask:
+            missing = self.chunks.missing(list(ask))
+            if missing:
+                self.chunks.push((cid, ask[cid]) for cid in missing)
+        wire, _ = message_to_wire(message, piece_ids=ids)
         return wire
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from .errors import PollenError
 
@@ -37,14 +37,16 @@ def chunk_id(data: memoryview | bytes) -> str:
 _hashers: Optional[ThreadPoolExecutor] = None
 
 
-def chunk_ids(views: Sequence[memoryview]) -> List[str]:
-    """The ids of many pieces, hashed on several cores (hashlib releases the GIL on large data)."""
+def iter_chunk_ids(views: Sequence[memoryview]) -> Iterator[str]:
+    """The ids of many pieces in order, hashed on several cores (hashlib releases the GIL on
+    large data): every piece is queued at once and each id is given as soon as it is known, so
+    a caller sends the first pieces while the rest are hashed."""
     global _hashers
     if len(views) < 2:
-        return [chunk_id(v) for v in views]
+        return (chunk_id(v) for v in views)
     if _hashers is None:
         _hashers = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="pollen-sha256")
-    return list(_hashers.map(chunk_id, views))
+    return _hashers.map(chunk_id, views)
 
 
 def is_chunk_id(s: object) -> bool:

@@ -124,6 +124,8 @@ def run_clientapp(env: MutableMapping[str, str] = os.environ) -> int:
             reply = app.handle(message, context)  # type: ignore[union-attr]
             del message  # the instruction's arrays may go before the reply's are sent
             io.push_result(io.send(reply, known=known))
+            # Nor does the reply outlive its round: the next instruction's arrays reuse its memory.
+            del reply
         return 0
     finally:
         io.close()

@@ -201,3 +201,27 @@ def test_usage_and_missing_settings(capsys):
     assert main([]) == 2 and USAGE in capsys.readouterr().err
     r = subprocess.run([__import__("sys").executable, "-m", "pollen._runner", "clientapp"], env={"PYTHONPATH": __import__("fake_appio").SDK}, capture_output=True, text=True)
     assert r.returncode == 1 and "POLLEN_APPIO_URL is not set" in r.stderr
+
+
+def test_send_pushes_new_chunks_unasked_and_known_ones_only_if_the_node_lacks_them(io):
+    from pollen._appio import ClientAppIo
+    from pollen._wire import WireReader, chunk_ids_of
+
+    new, kept, lost = (np.full(CHUNK_SIZE, v, "u1") for v in (1, 2, 3))
+    known = [hashlib.sha256(a.tobytes()).hexdigest() for a in (kept, lost)]
+    io.chunks[known[0]] = kept.tobytes()  # the node still holds the instruction's first chunk only
+    client = ClientAppIo(f"http://127.0.0.1:{io.port}", "t" * 43, "run-1")
+    try:
+        reply = instruction({"a": new, "b": kept, "c": lost, "d": new})
+        wire = client.send(reply, known=known)
+    finally:
+        client.close()
+    new_id = hashlib.sha256(new.tobytes()).hexdigest()
+    assert chunk_ids_of(wire) == [new_id, *known]
+    assert sorted(io.asked) == sorted(known)
+    assert io.pushed == [new_id, known[1]]  # each once; the kept chunk not at all
+    reader = WireReader(wire)
+    for cid in reader.chunk_ids:
+        reader.put(cid, io.chunks[cid])
+    arrays = reader.message().content["arrays"]
+    assert [int(arrays[n].numpy()[0]) for n in "abcd"] == [1, 2, 3, 1]

@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { action, lazy } from '../command.js';
+import type { DeployComposeOptions } from '../deploy/compose.js';
 import type { DeployFirewallOptions } from '../deploy/firewall.js';
 import type { DeployKubernetesOptions } from '../deploy/kubernetes.js';
 import type { DeployNginxOptions } from '../deploy/nginx.js';
@@ -14,6 +15,7 @@ const deployPythonEnv = lazy(() => import('../deploy/python-env.js'), 'deployPyt
 const deployWireGuard = lazy(() => import('../deploy/wireguard.js'), 'deployWireGuard');
 const deployOpenVpn = lazy(() => import('../deploy/openvpn.js'), 'deployOpenVpn');
 const deployFirewall = lazy(() => import('../deploy/firewall.js'), 'deployFirewall');
+const deployCompose = lazy(() => import('../deploy/compose.js'), 'deployCompose');
 const deployKubernetes = lazy(() => import('../deploy/kubernetes.js'), 'deployKubernetes');
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -262,6 +264,69 @@ Examples:
   openvpn --cd ./vpn/hub --config pollen.conf`,
     )
     .action(action<DeployOpenVpnOptions>(deployOpenVpn));
+
+  outputOptions(
+    deploy
+      .command('compose')
+      .description(
+        'a docker-compose file for a federation on one host: Certificate Service, SuperLink, sites, Keycloak',
+      ),
+  )
+    .option(
+      '--site <name>',
+      'a site without a GPU (repeatable): a SuperNode enrolling from its token',
+      collect,
+    )
+    .option(
+      '--gpu-site <name>',
+      'a site with NVIDIA GPUs (repeatable): the GPU image, one GPU, a DCGM exporter beside it',
+      collect,
+    )
+    .option(
+      '--image-prefix <prefix>',
+      'images are PREFIX + superlink, cert-service, supernode…',
+      'myorg/pollen-',
+    )
+    .option('--tag <tag>', "the images' tag", '0.1.0')
+    .option(
+      '--build-context <dir>',
+      'the Pollen repository, relative to the compose file: adds build: entries (deploy/docker)',
+    )
+    .option(
+      '--cert-service-host <name>',
+      "a name the Certificate Service's certificate carries besides cert-service (repeatable)",
+      collect,
+    )
+    .option(
+      '--superlink-host <name>',
+      "a name the SuperLink's certificate carries besides superlink (repeatable; its token must name it)",
+      collect,
+    )
+    .option('--keycloak-url <url>', "Keycloak's public https origin (default https://id.example.org)")
+    .option(
+      '--realm <file>',
+      'the realm export Keycloak imports, relative to the compose file (default ./keycloak/realm.json)',
+    )
+    .option(
+      '--identity-config <file>',
+      "the SuperLink's [identity.oidc] file for that realm, relative to the compose file (default ./keycloak/identity.toml)",
+    )
+    .option('--no-keycloak', 'leave out Keycloak and its PostgreSQL')
+    .addHelpText(
+      'after',
+      `
+Writes compose.yaml. Every Pollen service runs from the deploy/docker images as the user pollen,
+read-only with a tmpfs on /tmp, no capability, healthy once \`pollen ready\` sees its /readyz.
+The SuperLink and each site make their kit from their token on first start (pollen package,
+then pollen start: enrollment at https://cert-service:8443). Keys, tokens and passwords are
+compose secrets read from ./secrets; the CA folder is mounted read-only from ./ca.
+
+Examples:
+  pollen deploy compose --site hospital-a --site hospital-b -o federation
+  pollen deploy compose --site hospital-a --gpu-site hospital-c --superlink-host superlink.example.org -o federation
+  docker compose -f federation/compose.yaml config --quiet   # on a host with Docker`,
+    )
+    .action(action<DeployComposeOptions>(deployCompose));
 
   outputOptions(
     deploy

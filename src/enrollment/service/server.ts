@@ -250,8 +250,9 @@ export async function startCertService(
   const front = c.proxyProtocol
     ? proxyProtocolFront(app.server, {
         ...c.proxyProtocol,
-        onRefused: ({ address, reason }) =>
-          logger && logger.warn({ event: 'proxy.refused', address, reason }, 'connection refused'),
+        onRefused: ({ address, reason }) => {
+          if (logger) logger.warn({ event: 'proxy.refused', address, reason }, 'connection refused');
+        },
       })
     : undefined;
   let closing = false;

@@ -1,13 +1,11 @@
 """Weighted averages of replies, bit for bit those of src/strategies/aggregate.ts and records.ts.
 
-The TypeScript kernel sums in float64 and rounds to float32 at fixed points; numpy repeats the
-same operations in the same order (no fused multiply-add), so both give identical bytes:
+The TypeScript kernel sums in float64 and rounds to float32 once; numpy repeats the same
+operations in the same order (no fused multiply-add), so both give identical bytes:
 
 - weights are normalised once, in float64, to sum to 1 (summed left to right);
-- a float32 layer shorter than 65,536 elements is summed over all replies in float64, then
-  rounded once; a longer one is summed four replies at a time (``((wa*a + wb*b) + wc*c) + wd*d``),
-  each group added to the float32 output and rounded (the last group of 1-3 replies adds its
-  terms to the output one by one, as the TypeScript remainder loops do);
+- a float32 layer is summed over all replies in float64, reply by reply, starting from the first
+  reply's term (``w0*x0``, then ``+ wk*xk``), then rounded to float32 once;
 - a float64 layer is summed in float64; metrics are ``Σ v·n / Σ n`` in float64;
 - a float16 layer is widened to float32 (exact), averaged as float32 is, rounded back to the
   nearest float16 (ties to even; numpy's float32 -> float16 cast rounds so, as src/sdk/float16.ts);
@@ -26,8 +24,6 @@ import numpy as np
 
 from ..errors import PollenError
 from ..records import ArrayRecord, MetricRecord
-
-SMALL_LAYER = 1 << 16
 
 MetricValue = Union[float, List[float]]
 
@@ -56,38 +52,10 @@ def _f64(x: np.ndarray) -> np.ndarray:
 
 def average_float32(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
     """``Σ ws[k]·xs[k]`` of float32 arrays, rounded as the TypeScript kernel rounds (weights normalised)."""
-    n = xs[0].size
-    if n < SMALL_LAYER:
-        acc = np.zeros(n, dtype=np.float64)
-        for w, x in zip(ws, xs):
-            acc += w * _f64(x)
-        return acc.astype(np.float32)
-    out = np.empty(n, dtype=np.float32)
-    first = True
-    k = 0
-    while k + 4 <= len(xs):
-        g = w_x(ws[k], xs[k]) + w_x(ws[k + 1], xs[k + 1])
-        g += w_x(ws[k + 2], xs[k + 2])
-        g += w_x(ws[k + 3], xs[k + 3])
-        if not first:
-            g = out.astype(np.float64) + g
-        out[:] = g
-        first = False
-        k += 4
-    if k < len(xs):
-        if first:
-            acc = w_x(ws[k], xs[k])
-            k += 1
-        else:
-            acc = out.astype(np.float64)
-        for j in range(k, len(xs)):
-            acc += w_x(ws[j], xs[j])
-        out[:] = acc
-    return out
-
-
-def w_x(w: float, x: np.ndarray) -> np.ndarray:
-    return w * _f64(x)
+    acc = ws[0] * _f64(xs[0])  # from the first term, not from +0: a lone -0 stays -0
+    for w, x in zip(ws[1:], xs[1:]):
+        acc += w * _f64(x)
+    return acc.astype(np.float32)
 
 
 def average_float64(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
