@@ -148,6 +148,11 @@ export class WideWindowSessionManager extends Http2SessionManager {
     if (session !== undefined && !session.destroyed && !this.#widened.has(session)) {
       this.#widened.add(session);
       session.setLocalWindowSize(SESSION_WINDOW);
+      // connect-node 2.1 may destroy a session with an error ("PING timed out", a late ping reply
+      // on a loaded host) after it has removed its own 'error' listener: unheard, that error
+      // would end the process. The streams on the session still fail with it, and the manager
+      // opens a new session for the next call.
+      session.on('error', () => {});
     }
     return stream;
   }
