@@ -26,6 +26,7 @@ export const PROCESS_TESTS = [
   'test/python-faults.test.ts',
   'test/nginx-proxy.test.ts',
   'test/strategies-federation.test.ts',
+  'test/cert-rotate-all.test.ts',
   // Not a federation: the Python SDK's pytest suite (about 30 s), here so both projects end together.
   'test/python-sdk.test.ts',
 ];

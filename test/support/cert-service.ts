@@ -269,16 +269,18 @@ export interface LiveCertService {
 
 /**
  * A Certificate Service on a free port of 127.0.0.1 (no log, no tidying) over a new CA named
- * `name` in DIR/ca, `policy` in DIR/policy.yaml and its workspace in DIR/ws, with admin `apiKey`.
+ * `name` in DIR/ca (or the existing CA folder `caDir`), `policy` in DIR/policy.yaml and its
+ * workspace in DIR/ws, with admin `apiKey`.
  */
 export async function startLiveCertService(
   dir: string,
   o: { name: string; policy: string; apiKey: string; keyType?: KeyType } & Partial<CertServiceConfig>,
 ): Promise<LiveCertService> {
   const { name, policy, apiKey, keyType, ...config } = o;
-  const caDir = join(dir, 'ca');
+  const caDir = o.caDir ?? join(dir, 'ca');
   const policyFile = join(dir, 'policy.yaml');
-  await initCa({ name, dir: caDir, keyType });
+  if (!o.caDir) await initCa({ name, dir: caDir, keyType });
+  mkdirSync(dir, { recursive: true });
   writeFileSync(policyFile, policy);
   const svc = await startCertService({
     caDir,
