@@ -443,7 +443,8 @@ function observeRequests(
 ): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void {
   const known = new Set(served);
   return (req, res) => {
-    const path = req.url.split('?')[0] ?? req.url;
+    const query = req.url.indexOf('?');
+    const path = query < 0 ? req.url : req.url.slice(0, query);
     const done = observer(isBulkChunkRequest(req.url) ? 'chunks' : known.has(path) ? path : 'other');
     // gRPC answers carry the code in trailers (or in the headers of a trailers-only answer).
     let trailerCode: string | undefined;
@@ -452,18 +453,14 @@ function observeRequests(
       trailerCode = (headers as Record<string, string | undefined>)['grpc-status'];
       addTrailers.call(res, headers);
     };
-    let told = false;
-    const end = () => {
-      if (told) return;
-      told = true;
+    // 'close' ends every answer, finished or cut short: one listener a request, not two.
+    res.once('close', () => {
       const grpc = trailerCode ?? res.getHeader('grpc-status');
       if (grpc !== undefined) done(Number(grpc));
       else if (!res.headersSent)
         done(1); // closed before any answer: the client went away
       else done(res.statusCode < 300 ? 0 : codeFromHttpStatus(res.statusCode));
-    };
-    res.once('finish', end);
-    res.once('close', end);
+    });
   };
 }
 
