@@ -158,12 +158,10 @@ it('rotates the intermediate, the token key, the service and SuperLink certifica
   enrolling = (async () => {
     for (let i = 0; rotating; i++) {
       const name = `busy-${i}`;
-      const r = await cs
-        .enroll(name)
-        .catch((e): { status: number; json: Record<string, any> } => ({
-          status: 0,
-          json: { error: String(e) },
-        }));
+      const r = await cs.enroll(name).catch((e): { status: number; json: Record<string, any> } => ({
+        status: 0,
+        json: { error: String(e) },
+      }));
       busy.push(
         r.status === 200
           ? { name, status: r.status, certificate: r.json.certificate }
