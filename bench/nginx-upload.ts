@@ -17,13 +17,11 @@
  * PASS/FAIL but never changes the exit code; not part of the test suite.
  */
 import { randomFillSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
-import { initCa, loadCa } from '../src/pki/ca.js';
 import { createSiteCertificate } from '../src/pki/site.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
@@ -33,6 +31,7 @@ import { loadTlsMaterial } from '../src/transport/tls.js';
 import { messageToWire } from '../src/transport/wire.js';
 import { startNginx } from '../test/support/nginx.js';
 import { machineInfo } from './lib/env.js';
+import { benchPki } from './lib/pki.js';
 import { startReceiver } from './lib/receiver.js';
 import { num, table, times } from './lib/table.js';
 
@@ -54,16 +53,7 @@ const log = (s: string): void => {
   if (!flags.json) console.log(s);
 };
 
-const dir = mkdtempSync(join(tmpdir(), 'pollen-bench-nginx-'));
-await initCa({ name: 'bench', dir: join(dir, 'ca') });
-const ca = await loadCa(join(dir, 'ca'));
-await createSiteCertificate(ca, {
-  name: 'superlink',
-  type: 'server',
-  outDir: dir,
-  validityDays: 1,
-  hosts: ['127.0.0.1'],
-});
+const { dir, ca } = await benchPki('pollen-bench-nginx-', { name: 'bench', hosts: ['127.0.0.1'] });
 const site = await createSiteCertificate(ca, {
   name: 'site-1',
   type: 'client',

@@ -32,15 +32,13 @@
  * suite: the target prints PASS/FAIL but never changes the exit code.
  */
 import { createHash, randomFillSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Control } from '../src/gen/pollen/v1/control_pb.js';
 import { Fleet } from '../src/gen/pollen/v1/fleet_pb.js';
-import { initCa, loadCa } from '../src/pki/ca.js';
 import { createSiteCertificate } from '../src/pki/site.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
@@ -51,6 +49,7 @@ import { openChannel } from '../src/transport/rpc-client.js';
 import { loadTlsMaterial } from '../src/transport/tls.js';
 import { messageToWire } from '../src/transport/wire.js';
 import { machineInfo } from './lib/env.js';
+import { benchPki } from './lib/pki.js';
 import { machineBusySince, machineCpu } from './lib/proc.js';
 import { startReceiver } from './lib/receiver.js';
 import { num, table, times } from './lib/table.js';
@@ -85,14 +84,8 @@ const log = (s: string): void => {
 };
 
 // ------------------------------------------------------------------------------ setup
-const dir = mkdtempSync(join(tmpdir(), 'pollen-bench-transfer-'));
-await initCa({ name: 'bench', dir: join(dir, 'ca') });
-const ca = await loadCa(join(dir, 'ca'));
-await createSiteCertificate(ca, {
-  name: 'superlink',
-  type: 'server',
-  outDir: dir,
-  validityDays: 1,
+const { dir, ca } = await benchPki('pollen-bench-transfer-', {
+  name: 'bench',
   hosts: ['127.0.0.1', 'localhost'],
 });
 const site = await createSiteCertificate(ca, {

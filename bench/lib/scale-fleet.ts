@@ -4,18 +4,15 @@
  * processes (bench/scale-superlink.ts) asked over IPC, and pools of lightweight SuperNodes.
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { initCa, loadCa } from '../../src/pki/ca.js';
 import { keyTypeInfo } from '../../src/pki/keys.js';
 import { issueSiteCertificate } from '../../src/pki/profiles.js';
-import { createSiteCertificate } from '../../src/pki/site.js';
 import { ClientApp } from '../../src/sdk/app.js';
 import { type SuperNode, startSuperNode } from '../../src/supernode/supernode.js';
 import type { TlsMaterial } from '../../src/transport/tls.js';
+import { benchPki } from './pki.js';
 import { type Receiver, startReceiver } from './receiver.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -30,16 +27,7 @@ export interface ScaleFleet {
 
 /** A CA, the SuperLink's server certificate and `n` client certificates in a new folder. */
 export async function scaleFleet(prefix: string, n: number): Promise<ScaleFleet> {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  await initCa({ name: 'scale', dir: join(dir, 'ca') });
-  const ca = await loadCa(join(dir, 'ca'));
-  await createSiteCertificate(ca, {
-    name: 'superlink',
-    type: 'server',
-    outDir: dir,
-    validityDays: 1,
-    hosts: ['127.0.0.1', 'localhost'],
-  });
+  const { dir, ca } = await benchPki(prefix, { name: 'scale', hosts: ['127.0.0.1', 'localhost'] });
   const t = performance.now();
   const certs: TlsMaterial[] = [];
   for (let i = 0; i < n; i++) {
