@@ -37,17 +37,8 @@ const STUBS = {
   ].join('\n'),
 };
 
-/** Load the config as the hub does and print what it set, as JSON. */
-const LOAD = `
-import json, sys
-from jupyterhub.app import JupyterHub
-app = JupyterHub()
-app.load_config_file(sys.argv[1])
-plain = lambda v: sorted(v) if isinstance(v, (set, frozenset)) else v
-out = {s: {k: plain(v) for k, v in app.config[s].items()} for s in ("JupyterHub", "GenericOAuthenticator", "DockerSpawner", "Spawner")}
-out["classes"] = [app.authenticator_class.__module__ + "." + app.authenticator_class.__name__, app.spawner_class.__module__ + "." + app.spawner_class.__name__]
-print(json.dumps(out))
-`;
+/** Loads the config as the hub does and prints what it set, as JSON. */
+const LOAD = join(import.meta.dirname, 'support', 'jupyterhub_load.py');
 
 interface Loaded {
   JupyterHub: Record<string, unknown>;
@@ -70,7 +61,7 @@ function load(env: Record<string, string> = {}): {
   const credentials = join(tmp.dir, 'credentials');
   mkdirSync(credentials, { recursive: true });
   writeFileSync(join(credentials, 'jupyterhub_client_secret'), 'from-keycloak\n');
-  const r = spawnSync(PYTHON, ['-c', LOAD, CONFIG], {
+  const r = spawnSync(PYTHON, [LOAD, CONFIG], {
     encoding: 'utf8',
     env: { PATH: process.env['PATH'], PYTHONPATH: stubs, CREDENTIALS_DIRECTORY: credentials, ...env },
   });

@@ -59,7 +59,7 @@ function modulesImported(source: string): string[] {
 }
 
 function pythonFiles(): string[] {
-  const out = execFileSync('git', ['ls-files', '-co', '--exclude-standard', 'sdk/python', 'examples'], {
+  const out = execFileSync('git', ['ls-files', '-co', '--exclude-standard', 'sdk/python', 'examples', 'templates', 'deploy', 'test'], {
     cwd: ROOT,
     encoding: 'utf8',
   });
@@ -131,7 +131,7 @@ describe('scripts/system-deps.txt', () => {
     ).toEqual(['google.protobuf', 'numpy', 'os', 'sys', 'torch']);
   });
 
-  it('lists every Python module the SDK and examples import, and only those', () => {
+  it('lists every Python module the SDK, examples, templates, deploy files and tests import, and only those', () => {
     const files = pythonFiles();
     const builtins = pythonBuiltins(files);
     const modules = listedModules();
