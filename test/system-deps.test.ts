@@ -59,10 +59,14 @@ function modulesImported(source: string): string[] {
 }
 
 function pythonFiles(): string[] {
-  const out = execFileSync('git', ['ls-files', '-co', '--exclude-standard', 'sdk/python', 'examples', 'templates', 'deploy', 'test'], {
-    cwd: ROOT,
-    encoding: 'utf8',
-  });
+  const out = execFileSync(
+    'git',
+    ['ls-files', '-co', '--exclude-standard', 'sdk/python', 'examples', 'templates', 'deploy', 'test'],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+    },
+  );
   return out.split('\n').filter((f) => f.endsWith('.py') || f.endsWith('.ipynb'));
 }
 
