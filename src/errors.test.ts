@@ -72,6 +72,11 @@ describe('errors', () => {
       'FILE_NOT_FOUND',
     );
     expect(toPollenError(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })).code).toBe('UNAVAILABLE');
+    const denied = toPollenError(Object.assign(new Error('x'), { code: 'EACCES', path: '/srv/pollen' }));
+    expect([denied.code, denied.status, denied.exitCode]).toEqual(['FILE_ACCESS_DENIED', 403, 5]);
+    expect(denied.message).toMatch(/^Permission denied: \/srv\/pollen \(Pollen runs as uid \d+\)$/);
+    const readOnly = toPollenError(Object.assign(new Error('x'), { code: 'EROFS', path: '/kit' }));
+    expect(readOnly.message).toMatch(/^Read-only file system: \/kit /);
     const full = toPollenError(Object.assign(new Error('x'), { code: 'ENOSPC', path: '/var/lib/pollen/x' }));
     expect([full.code, full.status, full.message]).toEqual(['STORAGE_FULL', 507, 'The disk is full']);
     const internal = toPollenError(new TypeError('secret stack detail'));

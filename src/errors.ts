@@ -51,6 +51,11 @@ export const ERROR_CODES = {
     ExitCode.CONFLICT,
     'Choose another output folder or remove the existing files first.',
   ),
+  FILE_ACCESS_DENIED: spec(
+    403,
+    ExitCode.UNAUTHORIZED,
+    'Give the user Pollen runs as read and write access to that path (e.g. `chown -R` the folder or volume to it; the images run as uid 10001), or choose another folder.',
+  ),
   // PKI
   CA_NOT_FOUND: spec(
     404,
@@ -914,6 +919,7 @@ export function toPollenError(e: unknown): PollenError {
     return new PollenError('FILE_NOT_FOUND', `No such file: ${err.path ?? ''}`.trim());
   if (err?.code === 'EEXIST')
     return new PollenError('FILE_EXISTS', `Already exists: ${err.path ?? ''}`.trim());
+  if (err?.code === 'EACCES' || err?.code === 'EPERM' || err?.code === 'EROFS') return accessDenied(err);
   if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT')
     return new PollenError('STORAGE_FULL', 'The disk is full', { cause: e, detail: err.path });
   if (err?.code === 'ECONNREFUSED' || err?.code === 'ENOTFOUND' || err?.code === 'ECONNRESET')
@@ -922,6 +928,13 @@ export function toPollenError(e: unknown): PollenError {
     detail: e instanceof Error ? (e.stack ?? e.message) : String(e),
     cause: e,
   });
+}
+
+/** A path this process may not write (or read): names the path and who the process runs as. */
+export function accessDenied(err: { code?: string; path?: string }, path = err.path ?? ''): PollenError {
+  const what = err.code === 'EROFS' ? 'Read-only file system' : 'Permission denied';
+  const user = process.getuid ? ` (Pollen runs as uid ${process.getuid()})` : '';
+  return new PollenError('FILE_ACCESS_DENIED', `${what}: ${path}${user}`, { cause: err });
 }
 
 /** Logs an unexpected failure under the reference its client was given. */

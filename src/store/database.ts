@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import {
@@ -14,7 +14,7 @@ import {
   sql,
 } from 'kysely';
 import pg from 'pg';
-import { PollenError } from '../errors.js';
+import { accessDenied, PollenError, toPollenError } from '../errors.js';
 
 export type Backend = 'sqlite' | 'postgres';
 
@@ -61,14 +61,7 @@ export async function openDatabase<Schema>(options: OpenOptions): Promise<Databa
     const file = url.startsWith('sqlite:') ? url.slice('sqlite:'.length) : url;
     if (!file) throw new PollenError('DATABASE_URL_INVALID', 'The SQLite path is empty');
     location = file === ':memory:' ? file : resolve(file);
-    if (file !== ':memory:') mkdirSync(dirname(location), { recursive: true, mode: 0o700 });
-    const sqlite = new SQLite(location);
-    // WAL lets readers run beside the writer; FULL makes every commit durable, and busy_timeout
-    // lets a second process (the CLI) wait for the lock instead of failing.
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = FULL');
-    sqlite.pragma('busy_timeout = 5000');
-    sqlite.pragma('foreign_keys = ON');
+    const sqlite = openSqlite(location);
     cachePreparedStatements(sqlite);
     db = new Kysely<Schema>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
   }
@@ -88,6 +81,40 @@ export async function openDatabase<Schema>(options: OpenOptions): Promise<Databa
     });
   }
   return { db, backend, location, close: () => db.destroy() };
+}
+
+/**
+ * Opens (and creates) a SQLite file. A folder this process may not write is the usual mistake of a
+ * deployment (a volume owned by root): it is refused as FILE_ACCESS_DENIED naming the folder and
+ * the uid, not as an internal error.
+ */
+function openSqlite(location: string): SQLite.Database {
+  const folder = dirname(location);
+  try {
+    if (location !== ':memory:') mkdirSync(folder, { recursive: true, mode: 0o700 });
+    const sqlite = new SQLite(location);
+    // WAL lets readers run beside the writer; FULL makes every commit durable, and busy_timeout
+    // lets a second process (the CLI) wait for the lock instead of failing.
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('foreign_keys = ON');
+    return sqlite;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'SQLITE_CANTOPEN' || code === 'SQLITE_READONLY')
+      for (const [path, mode] of [
+        [folder, constants.W_OK | constants.X_OK],
+        [location, constants.R_OK | constants.W_OK],
+      ] as const)
+        try {
+          accessSync(path, mode);
+        } catch (denied) {
+          if ((denied as NodeJS.ErrnoException).code !== 'ENOENT')
+            throw accessDenied(denied as NodeJS.ErrnoException, path);
+        }
+    throw toPollenError(e);
+  }
 }
 
 /**
