@@ -186,15 +186,17 @@ check() {
   rm -rf "$dir" && mkdir -p "$dir/state" && chown 10001 "$dir" "$dir/state"
   local as_pollen=(podman run --rm "${LIMITS[@]}" --no-healthcheck --network=none -v "$dir:/out" --entrypoint pollen "$ref")
   local confined=("${LIMITS[@]}" --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges --network=none)
-  # The image's HEALTHCHECK command must fail where its service does not run, or its passing
-  # later would prove nothing.
-  local probe
-  mapfile -t probe < <(podman image inspect --format '{{range $i, $a := .Config.Healthcheck.Test}}{{if $i}}{{println $a}}{{end}}{{end}}' "$ref")
+  # The image's HEALTHCHECK command must fail where its service does not run, because nothing
+  # answers (UNAVAILABLE), or its passing later would prove nothing.
+  local probe unanswered
+  mapfile -t probe < <(podman image inspect --format '{{range $i, $a := .Config.Healthcheck.Test}}{{if $i}}{{println $a}}{{end}}{{end}}' "$ref" | sed '/^$/d')
   ((${#probe[@]} > 0)) || fail "$ref has no HEALTHCHECK"
-  if podman run --rm "${confined[@]}" --no-healthcheck --entrypoint "${probe[0]}" "$ref" "${probe[@]:1}" >/dev/null 2>&1; then
+  if unanswered="$(podman run --rm "${confined[@]}" --no-healthcheck --entrypoint "${probe[0]}" "$ref" "${probe[@]:1}" 2>&1)"; then
     fail "$ref: its HEALTHCHECK (${probe[*]}) passes where the service does not run"
   fi
-  echo "$ref: HEALTHCHECK fails where the service does not run"
+  grep -q '^error\[UNAVAILABLE\]' <<<"$unanswered" ||
+    fail "$ref: its HEALTHCHECK (${probe[*]}) failed for another reason than no answer: $unanswered"
+  echo "$ref: HEALTHCHECK fails where the service does not run (UNAVAILABLE)"
   "${as_pollen[@]}" cert init -n "Image check" -o /out/ca >/dev/null
   local mounts=(-v "$dir/state:/var/lib/pollen")
   case "$image" in
