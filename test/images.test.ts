@@ -11,7 +11,7 @@
  * debootstrap and dpkg-dev (test/system-deps.test.ts lists them).
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -44,7 +44,6 @@ const podman = (args: string[]) => run('/usr/bin/podman', [...STORE, ...args]);
 
 let built: Ran;
 beforeAll(async () => {
-  mkdirSync(CACHE, { recursive: true });
   built = await run(join(ROOT, 'scripts/build-images.sh'), [
     ...['--work', join(CACHE, 'work'), '--store', join(CACHE, 'store')],
     ...['--check', 'cert-service'],
