@@ -29,6 +29,8 @@ export const PROCESS_TESTS = [
   'test/cert-rotate-all.test.ts',
   // Not a federation: the Python SDK's pytest suite (about 30 s), here so both projects end together.
   'test/python-sdk.test.ts',
+  // Not a federation: a container image built with podman and started (one build on the cores).
+  'test/images.test.ts',
 ];
 
 export default defineConfig({

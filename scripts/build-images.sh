@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds deploy/docker's Node.js images (the SuperLink, the Certificate Service) with podman, with
-# no registry pull: the base stands in for node:20-bookworm-slim and is made here, a minimal Debian
-# bookworm (debootstrap) with this host's Node.js 20 and npm under /usr/local like the official
-# image. The Dockerfiles are built as written; only NODE_IMAGE is given, as the local base's image
-# ID (a sha256 of its content, so the build stays pinned to one exact base).
+# Builds deploy/docker's Debian-based images (the SuperLink, the Certificate Service, the CPU
+# SuperNode) with podman, with no registry pull: the base stands in for node:20-bookworm-slim and
+# is made here, a minimal Debian bookworm (debootstrap) with this host's Node.js 20 and npm under
+# /usr/local like the official image. The Dockerfiles are built as written; only NODE_IMAGE is
+# given, as the local base's image ID (a sha256 of its content, so the build stays pinned to one
+# exact base). The GPU SuperNode is not built: its base's CUDA packages (NVIDIA's apt repository)
+# and its wheelhouse (PyTorch's CUDA wheels for Python 3.12) need hosts this script cannot assume.
 #
 # The build's own steps run without a network: `npm ci` installs offline from this host's npm
 # cache, better-sqlite3's prebuilt addon is the one compiled in this checkout's node_modules, and
@@ -11,13 +13,16 @@
 # needs the mirror (debootstrap, the .deb files) is cached in the work folder.
 #
 # Usage: scripts/build-images.sh [--work DIR] [--store DIR] [--tag PREFIX] [--mirror URL] [--check] IMAGE...
-#   IMAGE      superlink or cert-service (deploy/docker/Dockerfile.IMAGE)
-#   --work     cache folder: base rootfs, .deb files, prebuilt addon (default: .tmp/images)
+#   IMAGE      superlink, cert-service or supernode (deploy/docker/Dockerfile.IMAGE)
+#   --work     cache folder: base rootfs, .deb files, prebuilt addon (default: .tmp/images); one
+#              build at a time uses it (a lock), so clones may share one
 #   --store    a separate containers storage folder instead of the system's (/var/lib/containers)
 #   --tag      image name prefix (default: localhost/pollen); images are PREFIX-IMAGE:VERSION
 #   --mirror   the Debian mirror for the base and the .deb files (default: http://deb.debian.org/debian)
 #   --check    start each image read-only, without capabilities or network, on throw-away
-#              credentials, and wait until its HEALTHCHECK (`pollen ready`) passes
+#              credentials, and wait until its HEALTHCHECK (`pollen ready`) passes; the SuperNode
+#              runs on a client kit whose SuperLink is absent, and its Python trains the PyTorch
+#              example through the SDK (sdk/python/gpu_check.py, on the CPU)
 # Run as root (podman's rootful storage; debootstrap).
 set -euo pipefail
 
@@ -46,7 +51,7 @@ MIRROR="http://deb.debian.org/debian"
 CHECK=0
 IMAGES=()
 
-usage() { sed -n '13,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '15,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($# > 0)); do
   case "$1" in
@@ -56,11 +61,11 @@ while (($# > 0)); do
   --mirror) MIRROR="$2" && shift 2 ;;
   --check) CHECK=1 && shift ;;
   -h | --help) usage && exit 0 ;;
-  superlink | cert-service) IMAGES+=("$1") && shift ;;
+  superlink | cert-service | supernode) IMAGES+=("$1") && shift ;;
   *) usage >&2 && fail "unknown argument: $1" ;;
   esac
 done
-((${#IMAGES[@]} > 0)) || { usage >&2 && fail "name an image: superlink or cert-service"; }
+((${#IMAGES[@]} > 0)) || { usage >&2 && fail "name an image: superlink, cert-service or supernode"; }
 ((EUID == 0)) || fail "run as root (podman's rootful storage, debootstrap)"
 
 # podman's default limits (a million open files and processes) exceed what crun may set here.
@@ -79,6 +84,10 @@ NODE_VERSION="$(node --version)"
 VERSION="$(node -p 'require(process.argv[1]).version' "$ROOT/package.json")"
 BASE="localhost/pollen-base/node:${NODE_VERSION#v}-bookworm-slim"
 mkdir -p "$WORK"
+# One build at a time per work folder (clones may share one): the base, the .deb folder and the
+# check folders are rewritten in place, and two builds at once would also halve each one's cores.
+exec {lock}>"$WORK/lock"
+flock -n "$lock" || { echo "build-images: waiting for another build with $WORK" >&2 && flock "$lock"; }
 
 # The base: debootstrap's minbase (cached as a tarball), the host's node and npm, no apt lists.
 make_base() {
@@ -138,7 +147,14 @@ make_debs() {
       bash -c "apt-get update -qq && apt-get install -qq --download-only -y --no-install-recommends ${missing[*]}" \
       >"$WORK/apt-download.log" 2>&1 || fail "fetching ${missing[*]} failed, see $WORK/apt-download.log"
   fi
-  (cd "$debs" && "$DPKG_SCANPACKAGES" --multiversion . /dev/null 2>/dev/null >Packages)
+  # The index hashes every .deb (a quarter of a minute with PyTorch's): redone only when the
+  # folder holds other files than those it was made from.
+  local listed
+  listed="$(cd "$debs" && find . -maxdepth 1 -name '*.deb' | sort)"
+  if [[ ! -f "$debs/Packages" || "$listed" != "$(cat "$debs/Packages.debs" 2>/dev/null)" ]]; then
+    (cd "$debs" && "$DPKG_SCANPACKAGES" --multiversion . /dev/null 2>/dev/null >Packages)
+    echo "$listed" >"$debs/Packages.debs"
+  fi
   printf 'Types: deb\nURIs: file:/srv/pollen-debs\nSuites: ./\nTrusted: yes\n' >"$WORK/local.sources"
   : >"$WORK/empty.list"
 }
@@ -164,23 +180,53 @@ build() {
 
 # Starts IMAGE as the manual says to run it (read-only root, a tmpfs on /tmp, no capabilities, no
 # new privileges) with no network at all: its ops listener is on the container's own loopback,
-# which is where the HEALTHCHECK asks. The CA, API key and kit are made by the image's own pollen.
+# which is where the HEALTHCHECK asks. The CA, API key and kits are made by the image's own pollen.
 check() {
   local image="$1" ref="$PREFIX-$1:$VERSION" dir="$WORK/check-$1" name="pollen-check-$1-$$"
   rm -rf "$dir" && mkdir -p "$dir/state" && chown 10001 "$dir" "$dir/state"
   local as_pollen=(podman run --rm "${LIMITS[@]}" --no-healthcheck --network=none -v "$dir:/out" --entrypoint pollen "$ref")
+  local confined=("${LIMITS[@]}" --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges --network=none)
+  # The image's HEALTHCHECK command must fail where its service does not run, because nothing
+  # answers (UNAVAILABLE), or its passing later would prove nothing.
+  local probe unanswered
+  mapfile -t probe < <(podman image inspect --format '{{range $i, $a := .Config.Healthcheck.Test}}{{if $i}}{{println $a}}{{end}}{{end}}' "$ref" | sed '/^$/d')
+  ((${#probe[@]} > 0)) || fail "$ref has no HEALTHCHECK"
+  if unanswered="$(podman run --rm "${confined[@]}" --no-healthcheck --entrypoint "${probe[0]}" "$ref" "${probe[@]:1}" 2>&1)"; then
+    fail "$ref: its HEALTHCHECK (${probe[*]}) passes where the service does not run"
+  fi
+  grep -q '^error\[UNAVAILABLE\]' <<<"$unanswered" ||
+    fail "$ref: its HEALTHCHECK (${probe[*]}) failed for another reason than no answer: $unanswered"
+  echo "$ref: HEALTHCHECK fails where the service does not run (UNAVAILABLE)"
   "${as_pollen[@]}" cert init -n "Image check" -o /out/ca >/dev/null
-  local mounts=()
-  if [[ "$image" == cert-service ]]; then
+  local mounts=(-v "$dir/state:/var/lib/pollen")
+  case "$image" in
+  cert-service)
     "${as_pollen[@]}" cert api-key -o /out/api_key.txt >/dev/null
-    mounts=(-v "$dir/ca:/ca:ro" -v "$dir/api_key.txt:/run/secrets/api_key:ro" -v "$dir/state:/var/lib/pollen")
-  else
+    mounts+=(-v "$dir/ca:/ca:ro")
+    # Without its admin API key it stops with the catalogue's code instead of serving unguarded.
+    local refused
+    if refused="$(podman run --rm "${confined[@]}" --no-healthcheck "${mounts[@]}" "$ref" 2>&1)"; then
+      fail "$ref started without its API key"
+    fi
+    grep -q 'FILE_NOT_FOUND.*/run/secrets/api_key' <<<"$refused" ||
+      fail "$ref: without its API key it stopped with no FILE_NOT_FOUND naming it: $refused"
+    echo "$ref: refuses to start without its API key (FILE_NOT_FOUND)"
+    mounts+=(-v "$dir/api_key.txt:/run/secrets/api_key:ro")
+    ;;
+  superlink)
     "${as_pollen[@]}" package -n localhost -t server -e grpcs://0.0.0.0:9092:9093 -c /out/ca -o /out/kit >/dev/null
     "${as_pollen[@]}" cert site -n localhost -t server --host localhost -c /out/ca -o /out/kit/startup >/dev/null
-    mounts=(-v "$dir/kit:/kit" -v "$dir/state:/var/lib/pollen")
-  fi
-  podman run -d --name "$name" "${LIMITS[@]}" --read-only --tmpfs /tmp --cap-drop ALL \
-    --security-opt no-new-privileges --network=none --health-interval=disable "${mounts[@]}" "$ref" >/dev/null
+    mounts+=(-v "$dir/kit:/kit")
+    ;;
+  supernode)
+    # A client kit for a SuperLink that is not there: the node retries it, and its readiness (kit
+    # loaded, ClientAppIo listening, work folder writable) does not wait for one.
+    "${as_pollen[@]}" package -n site-1 -e grpcs://127.0.0.1:9092 -c /out/ca -o /out/kit >/dev/null
+    "${as_pollen[@]}" cert site -n site-1 -t client -c /out/ca -o /out/kit/startup >/dev/null
+    mounts+=(-v "$dir/kit:/kit")
+    ;;
+  esac
+  podman run -d --name "$name" "${confined[@]}" --health-interval=disable "${mounts[@]}" "$ref" >/dev/null
   local started=$SECONDS
   until podman healthcheck run "$name" >/dev/null 2>&1; do
     if ((SECONDS - started > 60)) || [[ "$(podman inspect --format '{{.State.Running}}' "$name")" != true ]]; then
@@ -190,11 +236,24 @@ check() {
     fi
     sleep 1
   done
-  if [[ "$image" == superlink ]]; then
+  echo "$ref: healthy after $((SECONDS - started)) s ($(podman exec "$name" pollen --version))"
+  case "$image" in
+  superlink)
     podman exec "$name" /opt/venv/bin/python -c 'import numpy, grpc, google.protobuf' ||
       fail "$ref: the ServerApp Python lacks NumPy, grpcio or protobuf"
-  fi
-  echo "$ref: healthy after $((SECONDS - started)) s ($(podman exec "$name" pollen --version))"
+    ;;
+  supernode)
+    # The apps' Python as a run gets it: the SDK trains the PyTorch example on the CPU, through a
+    # real ClientAppIo, and each reply's arrays are checked bit for bit.
+    podman run --rm "${confined[@]}" --no-healthcheck -v "$ROOT/examples/pytorch-mnist:/example:ro" \
+      --entrypoint /opt/venv/bin/python "$ref" /opt/pollen/sdk/python/gpu_check.py \
+      --example /example --rounds 1 --examples 256 >"$dir/gpu-check.log" 2>&1 || {
+      cat "$dir/gpu-check.log" >&2
+      fail "$ref: the Python SDK's check (sdk/python/gpu_check.py) failed"
+    }
+    echo "$ref: $(grep -m1 '^Python ' "$dir/gpu-check.log")"
+    ;;
+  esac
   podman rm -f -t 5 "$name" >/dev/null
   rm -rf "$dir"
 }

@@ -1,8 +1,9 @@
 /**
  * deploy/docker: the SuperLink, Certificate Service and SuperNode (CPU and GPU) images, linted here
  * since no Docker engine runs on these machines (test/support/dockerfile.ts), and the settings a
- * site relies on. scripts/build-images.sh builds and starts the SuperLink and Certificate Service
- * images with podman from a locally made base; that takes minutes, so the suite only lints it.
+ * site relies on. scripts/build-images.sh builds and starts the SuperLink, Certificate Service and
+ * CPU SuperNode images with podman from a locally made base; here it is linted, and
+ * test/images.test.ts builds and starts the cheapest of them.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
