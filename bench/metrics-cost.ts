@@ -3,17 +3,19 @@
  * mutual TLS, SQLite), one with its ops listener (`/metrics`, the RPC, run and transfer metrics on
  * every call) and one without (as `--metrics-address off`), each with N SuperNodes of its own (the
  * same client certificates). Rounds of the scale bench (one 40 KB instruction per node, every
- * reply awaited) run in alternating pairs, the order swapped every pair, until `--seconds` of
- * pairs (at least `--min-pairs`, at most `--pairs`). While a round runs on the metrics SuperLink,
- * `/metrics` is scraped every `--scrape-ms` of round time (default 15 s, the scrape_interval of
+ * reply awaited) run in alternating pairs, the order swapped every pair (`--at-once`: both rounds
+ * of a pair at the same time), until `--seconds` of pairs (at least `--min-pairs`, at most
+ * `--pairs`). While a round runs on the metrics SuperLink, `/metrics` is scraped every
+ * `--scrape-ms` of round time (default 15 s, the scrape_interval of
  * deploy/monitoring/prometheus.yml), the interval's phase carried from round to round, so rounds
  * see scrapes at Prometheus's rate whatever their length. Figure: the SuperLink process's CPU time
  * in the round (process.cpuUsage), with metrics ÷ without, per pair; the median of pairs with its
  * 95% confidence interval against the target (< 1.05). Then the CPU of one scrape alone
  * (back-to-back scrapes less the same time idle) and its share at the interval.
  *
- *   npm run bench:metrics-cost                 N = 1,000, ~150 s of pairs, a scrape per 15 s
+ *   npm run bench:metrics-cost                 N = 1,000, ~120 s of pairs, a scrape per 15 s
  *   npx tsx bench/metrics-cost.ts --n 200 --seconds 60 --scrape-ms 1000 --json
+ *   npx tsx bench/metrics-cost.ts --n 300 --at-once    on a busy machine: both rounds of a pair together
  *   npx tsx bench/metrics-cost.ts --cpu-prof   profiles of both SuperLinks in bench/out/profiles/
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,12 +40,13 @@ import { num, table } from './lib/table.js';
 const { values: flags } = parseArgs({
   options: {
     n: { type: 'string', default: '1000' },
-    seconds: { type: 'string', default: '150' },
+    seconds: { type: 'string', default: '120' },
     'min-pairs': { type: 'string', default: '5' },
     pairs: { type: 'string', default: '40' },
     floats: { type: 'string', default: '10000' },
     'scrape-ms': { type: 'string', default: '15000' },
     'scrape-cost': { type: 'string', default: '30' },
+    'at-once': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -51,7 +54,7 @@ const { values: flags } = parseArgs({
 });
 if (flags.help) {
   console.log(
-    'usage: tsx bench/metrics-cost.ts [--n 1000] [--seconds 150] [--min-pairs 5] [--pairs 40] [--scrape-ms 15000] [--scrape-cost 30] [--cpu-prof] [--json]',
+    'usage: tsx bench/metrics-cost.ts [--n 1000] [--seconds 120] [--min-pairs 5] [--pairs 40] [--scrape-ms 15000] [--scrape-cost 30] [--at-once] [--cpu-prof] [--json]',
   );
   process.exit(0);
 }
@@ -204,10 +207,14 @@ while (
   (pairs.length < MAX_PAIRS && performance.now() - pairsFrom < SECONDS * 1000)
 ) {
   const p = pairs.length;
-  // The order alternates, so a drift in the machine's load favours neither side.
+  // The order alternates, so a drift in the machine's load favours neither side; --at-once starts
+  // both rounds at the same time (the first asked alternating), so both see the same load.
   let on: Measured;
   let off: Measured;
-  if (p % 2 === 0) {
+  if (flags['at-once'] && p % 2 === 0)
+    [on, off] = await Promise.all([measure(withMetrics), measure(without)]);
+  else if (flags['at-once']) [off, on] = await Promise.all([measure(without), measure(withMetrics)]);
+  else if (p % 2 === 0) {
     on = await measure(withMetrics);
     off = await measure(without);
   } else {
