@@ -13,7 +13,7 @@
  * 95% confidence interval against the target (< 1.05). Then the CPU of one scrape alone
  * (back-to-back scrapes less the same time idle) and its share at the interval.
  *
- *   npm run bench:metrics-cost                 N = 1,000, ~120 s of pairs, a scrape per 15 s
+ *   npm run bench:metrics-cost                 N = 1,000, ~100 s of pairs, a scrape per 15 s
  *   npx tsx bench/metrics-cost.ts --n 200 --seconds 60 --scrape-ms 1000 --json
  *   npx tsx bench/metrics-cost.ts --n 300 --at-once    on a busy machine: both rounds of a pair together
  *   npx tsx bench/metrics-cost.ts --cpu-prof   profiles of both SuperLinks in bench/out/profiles/
@@ -40,7 +40,7 @@ import { num, table } from './lib/table.js';
 const { values: flags } = parseArgs({
   options: {
     n: { type: 'string', default: '1000' },
-    seconds: { type: 'string', default: '120' },
+    seconds: { type: 'string', default: '100' },
     'min-pairs': { type: 'string', default: '5' },
     pairs: { type: 'string', default: '40' },
     floats: { type: 'string', default: '10000' },
@@ -54,7 +54,7 @@ const { values: flags } = parseArgs({
 });
 if (flags.help) {
   console.log(
-    'usage: tsx bench/metrics-cost.ts [--n 1000] [--seconds 120] [--min-pairs 5] [--pairs 40] [--scrape-ms 15000] [--scrape-cost 30] [--at-once] [--cpu-prof] [--json]',
+    'usage: tsx bench/metrics-cost.ts [--n 1000] [--seconds 100] [--min-pairs 5] [--pairs 40] [--scrape-ms 15000] [--scrape-cost 30] [--at-once] [--cpu-prof] [--json]',
   );
   process.exit(0);
 }
