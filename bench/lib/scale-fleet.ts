@@ -83,7 +83,9 @@ export function startScaleSuperLink(
   dir: string,
   o: { name?: string; metrics?: boolean; cpuProf?: boolean } = {},
 ): Promise<Receiver<ScaleLinkReady>> {
-  const profile = o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out', 'profiles')}`] : [];
+  const profile = o.cpuProf
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench', 'out', 'profiles', o.name ?? 'superlink')}`]
+    : [];
   return startReceiver<ScaleLinkReady>(
     [
       ...profile,

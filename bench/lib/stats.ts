@@ -49,3 +49,27 @@ export function round(n: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
 }
+
+/**
+ * A distribution-free confidence interval for the median (order statistics: the number of values
+ * below the median is Binomial(n, ½)), covering it with probability ≥ `level` where n allows. With
+ * fewer than 6 values even the whole range covers less than 95%: min and max are returned.
+ */
+export function medianInterval(values: ArrayLike<number>, level = 0.95): { low: number; high: number } {
+  const sorted = Float64Array.from(values).sort();
+  const n = sorted.length;
+  if (n === 0) return { low: Number.NaN, high: Number.NaN };
+  // P(X < k) for X ~ Binomial(n, ½), summed until the tail would exceed (1 - level) / 2.
+  let k = 0;
+  let tail = 0;
+  let term = 0.5 ** n; // P(X = 0)
+  while (k < n / 2) {
+    if (2 * (tail + term) > 1 - level) break;
+    tail += term;
+    k++;
+    term = (term * (n - k + 1)) / k;
+  }
+  // [x_(k), x_(n-k+1)] in 1-based ranks covers the median with probability ≥ level.
+  const lo = Math.max(0, k - 1);
+  return { low: sorted[lo]!, high: sorted[n - 1 - lo]! };
+}

@@ -115,11 +115,17 @@ export interface RpcServerOptions {
 }
 
 /**
- * Told a request's route when it arrives (a path the server serves, `chunks` for bulk transfers,
- * `other` for any other path: a bounded set), returns what is told the gRPC code it was answered
- * with (0: OK; a plain HTTP answer's status mapped as Connect maps it).
+ * Told each route once, when the server starts (a path the server serves, `chunks` for bulk
+ * transfers, `other` for any other path: a bounded set); returns what records each answer on that
+ * route.
  */
-export type RequestObserver = (route: string) => (code: number) => void;
+export type RequestObserver = (route: string) => AnswerRecorder;
+
+/**
+ * Records one answer: its gRPC code (0: OK; a plain HTTP answer's status mapped as Connect maps
+ * it) and when its request arrived (`performance.now()`).
+ */
+export type AnswerRecorder = (code: number, arrivedAt: number) => void;
 
 /** The stable `event` of a refusal at the connection level (logged by the server's owner). */
 export const PEER_EVENTS = {
@@ -436,32 +442,54 @@ function connectPaths(routes: (router: ConnectRouter) => void): string[] {
   return router.handlers.map((h) => h.requestPath);
 }
 
-/** Hand each request to `observer` under a bounded route name, and its answer's code at the end. */
+const RECORDER = Symbol('answer recorder');
+const ARRIVED = Symbol('arrived at');
+/** A response whose answer is recorded when it closes. */
+type ObservedResponse = http2.Http2ServerResponse & { [RECORDER]?: AnswerRecorder; [ARRIVED]?: number };
+
+/**
+ * Record each request's answer under its route's recorder, bound once per route: a request costs
+ * two properties on its response and one shared listener, no closure.
+ */
 function observeRequests(
   observer: RequestObserver,
   served: string[],
 ): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void {
-  const known = new Set(served);
+  const byPath = new Map(served.map((path) => [path, observer(path)]));
+  const chunks = observer('chunks');
+  const other = observer('other');
   return (req, res) => {
-    const query = req.url.indexOf('?');
-    const path = query < 0 ? req.url : req.url.slice(0, query);
-    const done = observer(isBulkChunkRequest(req.url) ? 'chunks' : known.has(path) ? path : 'other');
-    // gRPC answers carry the code in trailers (or in the headers of a trailers-only answer).
-    let trailerCode: string | undefined;
-    const addTrailers = res.addTrailers;
-    res.addTrailers = (headers) => {
-      trailerCode = (headers as Record<string, string | undefined>)['grpc-status'];
-      addTrailers.call(res, headers);
-    };
-    // 'close' ends every answer, finished or cut short: one listener a request, not two.
-    res.once('close', () => {
-      const grpc = trailerCode ?? res.getHeader('grpc-status');
-      if (grpc !== undefined) done(Number(grpc));
-      else if (!res.headersSent)
-        done(1); // closed before any answer: the client went away
-      else done(res.statusCode < 300 ? 0 : codeFromHttpStatus(res.statusCode));
-    });
+    const url = req.url;
+    const query = url.indexOf('?');
+    const observed = res as ObservedResponse;
+    observed[RECORDER] = isBulkChunkRequest(url)
+      ? chunks
+      : (byPath.get(query < 0 ? url : url.slice(0, query)) ?? other);
+    observed[ARRIVED] = performance.now();
+    // 'close' ends every answer, finished or cut short, and is emitted once: `on`, not `once`,
+    // spares a wrapper a request.
+    res.on('close', recordAnswer);
   };
+}
+
+/**
+ * The code an answer ended with: gRPC answers carry it in the trailers sent (or the headers of a
+ * trailers-only answer); a plain HTTP answer's status is mapped. Read once, at the end, so
+ * nothing wraps the response while it is written.
+ */
+function recordAnswer(this: ObservedResponse): void {
+  // An HTTP/1.1 request (allowHTTP1) has no HTTP/2 stream.
+  const trailers = (this.stream as http2.ServerHttp2Stream | undefined)?.sentTrailers;
+  const grpc = trailers?.['grpc-status'] ?? this.getHeader('grpc-status');
+  const code =
+    grpc !== undefined
+      ? Number(grpc)
+      : !this.headersSent
+        ? 1 // closed before any answer: the client went away
+        : this.statusCode < 300
+          ? 0
+          : codeFromHttpStatus(this.statusCode);
+  this[RECORDER]?.(code, this[ARRIVED] ?? performance.now());
 }
 
 /** Bytes in and out of every connection a server accepts: the open ones read at call time. */

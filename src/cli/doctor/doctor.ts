@@ -195,7 +195,11 @@ async function certServiceFindings(
       new X509Certificate(root),
       ...parseCertificates(existsSync(kit.paths.chain) ? readFileSync(kit.paths.chain, 'utf8') : ''),
     ];
-    const pem = `-----BEGIN X509 CRL-----\n${answer.body.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END X509 CRL-----\n`;
+    // Lines of 64 characters and no empty one (an empty line ends a PEM block early).
+    const pem = `-----BEGIN X509 CRL-----\n${answer.body
+      .toString('base64')
+      .match(/.{1,64}/g)
+      ?.join('\n')}\n-----END X509 CRL-----\n`;
     const crls = await readSignedCrls(
       answer.body.toString('latin1').includes('BEGIN') ? answer.body.toString('latin1') : pem,
       issuers,
@@ -204,11 +208,7 @@ async function certServiceFindings(
     const [leaf] = parseCertificates(readFileSync(kit.paths.cert, 'utf8'));
     // Checked against the list of the intermediate that issued it, as OpenSSL does.
     if (leaf) {
-      const crl =
-        crls instanceof Error
-          ? crls
-          : (crlOfIssuer(crls, leaf) ??
-            new Error(`it holds no CRL of the certificate's issuer (${leaf.issuer.replace(/\n/g, ', ')})`));
+      const crl = crls instanceof Error ? crls : (crlOfIssuer(crls, leaf) ?? 'missing');
       found.push(f.revocationFinding('kit.revocation', "The kit's certificate", leaf, crl, now()));
     }
   }

@@ -58,7 +58,7 @@ describe('pollen doctor findings', () => {
     });
   });
 
-  it('fails a revoked certificate, warns on a stale list and on no list', async () => {
+  it('fails a revoked certificate, warns on a stale list, on no list and on a list without its issuer', async () => {
     const issuers = [new X509Certificate(pki.ca.rootPem), new X509Certificate(pki.ca.intermediatePem)];
     const now = new Date();
     const revoked = await readSignedCrl(
@@ -83,6 +83,11 @@ describe('pollen doctor findings', () => {
       'ok',
     );
     expect(f.revocationFinding('r', 'it', server, new Error('ECONNREFUSED'), now).status).toBe('warn');
+    expect(f.revocationFinding('r', 'it', server, 'missing', now)).toMatchObject({
+      status: 'warn',
+      message: expect.stringContaining('no CRL of the intermediate that issued it'),
+      fix: expect.stringContaining("retired intermediate's key"),
+    });
   });
 
   it('judges the clock against the server: ok within 5 s, warn past it, fail past a minute', () => {

@@ -100,12 +100,15 @@ export function expiryFinding(id: string, what: string, cert: X509Certificate, n
   return ok(id, `${what} is valid until ${to.toISOString()} (${days} days)`);
 }
 
-/** Whether a certificate's serial is on the (already signature-checked) CRL. */
+/**
+ * Whether a certificate's serial is on its issuer's (already signature-checked) CRL: `missing`
+ * when the list holds none of that issuer, an Error when the list could not be had.
+ */
 export function revocationFinding(
   id: string,
   what: string,
   cert: X509Certificate,
-  crl: x509.X509Crl | Error,
+  crl: x509.X509Crl | Error | 'missing',
   now: Date,
 ): Finding {
   if (crl instanceof Error)
@@ -114,6 +117,13 @@ export function revocationFinding(
       'warn',
       `The revocation list could not be read: ${crl.message}`,
       'Check that the Certificate Service is reachable from this host (GET /v1/crl).',
+    );
+  if (crl === 'missing')
+    return bad(
+      id,
+      'warn',
+      `The revocation list holds no CRL of the intermediate that issued ${what} (${cert.issuer.replace(/\n/g, ', ')}): whether it is revoked cannot be checked`,
+      "The Certificate Service signs a CRL for each intermediate in its chain whose key its CA folder holds: keep a retired intermediate's key (intermediateCA-FINGERPRINT.key) there until it expires, or renew this certificate under the current intermediate.",
     );
   const serial = serialKey(cert.serialNumber);
   if (crl.entries.some((e) => serialKey(e.serialNumber) === serial))

@@ -2,7 +2,7 @@
  * What `pollen doctor` observes: a TCP connection, a TLS handshake's peer certificate, a server's
  * `Date`, a file written, free space. Each probe returns what it saw (or the error), never throws.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { connect as netConnect } from 'node:net';
@@ -60,9 +60,7 @@ export function probeTlsPeer(
         c = c.issuerCertificate
       ) {
         seen.add(c.fingerprint256);
-        pem.push(
-          `-----BEGIN CERTIFICATE-----\n${c.raw.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE-----\n`,
-        );
+        pem.push(new X509Certificate(c.raw).toString());
       }
       socket.destroy();
       resolve({ peer, pem: pem.join('') });
