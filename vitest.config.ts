@@ -29,9 +29,14 @@ export const PROCESS_TESTS = [
   'test/cert-rotate-all.test.ts',
   // Not a federation: the Python SDK's pytest suite (about 30 s), here so both projects end together.
   'test/python-sdk.test.ts',
-  // Not a federation: a container image built with podman and started (one build on the cores).
-  'test/images.test.ts',
 ];
+
+/**
+ * A container image built with podman and started: minutes of waiting on the Debian mirror, dpkg
+ * and podman's layers, little CPU. Its own project, which `npm test` runs as a third stream beside
+ * the other two, so the wait lengthens neither.
+ */
+export const IMAGE_TESTS = ['test/images.test.ts'];
 
 export default defineConfig({
   test: {
@@ -44,6 +49,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     projects: [
       { extends: true, test: { name: 'processes', include: PROCESS_TESTS } },
+      { extends: true, test: { name: 'images', include: IMAGE_TESTS } },
       {
         extends: true,
         test: {
@@ -56,7 +62,7 @@ export default defineConfig({
           // environment, working folder). It is a flag there because vitest 3 takes a project's
           // `isolate` from the root config.
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-          exclude: PROCESS_TESTS,
+          exclude: [...PROCESS_TESTS, ...IMAGE_TESTS],
         },
       },
     ],

@@ -10,10 +10,12 @@
 // second `npm test` re-checks and re-emits only what changed since the last one, instead of two
 // whole compilations (about a minute of CPU) competing with the first tests for the two cores.
 //
-// The tests run as two vitest processes side by side, one per project of vitest.config.ts: the
-// files that start real federations one at a time (`processes`, its output shown live) and all
-// the others (`in-process`, its output shown when it ends). Vitest alone would give each project
-// the same single worker on a 2-core machine, and more workers would run two federations at once.
+// The tests run as three vitest processes side by side, one per project of vitest.config.ts: the
+// files that start real federations one at a time (`processes`, its output shown live), all the
+// others (`in-process`), and the container image built and started with podman (`images`, mostly
+// waiting on the mirror and podman); the last two show their output when they end. Vitest alone
+// would give each project the same single worker on a 2-core machine, and more workers would run
+// two federations at once.
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 
@@ -73,15 +75,17 @@ const vitest = (project) => [
   ...extra,
 ];
 
+const later = { note: '  (output below when it ends)' };
 const results = await Promise.all([
   run('npx', vitest('processes'), { live: true }),
-  run('npx', vitest('in-process'), { note: '  (output below when it ends)' }),
+  run('npx', vitest('in-process'), later),
+  run('npx', vitest('images'), later),
 ]);
 const checked = await Promise.all(checks);
 for (const r of checked) if (r.code === 0) process.stdout.write(shown(r));
 const total = { passed: 0, failed: 0, skipped: 0 };
 for (const r of results) {
-  if (r.args[3] === 'in-process') process.stdout.write(`\n── in-process ──\n${r.output}`);
+  if (r.args[3] !== 'processes') process.stdout.write(`\n── ${r.args[3]} ──\n${r.output}`);
   // The summary reporter's line of each project, added up into the one line CI reads.
   const line = /(\d+) passed, (\d+) failed, (\d+) skipped/.exec(r.output);
   if (line) for (const [i, k] of ['passed', 'failed', 'skipped'].entries()) total[k] += Number(line[i + 1]);

@@ -8,7 +8,7 @@
  * Debian base and .deb files, and podman's storage with its layer cache. The first run on a
  * machine fetches a minimal Debian from the mirror; later ones redo only the steps whose inputs
  * changed (the build stage's `npm ci` and `tsc` when the sources did). Needs root, podman,
- * debootstrap and dpkg-dev (test/system-deps.test.ts lists them).
+ * mmdebstrap and dpkg-dev (test/system-deps.test.ts lists them).
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
