@@ -4,7 +4,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollenCodeOf } from '../../test/support/errors.js';
 import { initCa, type LoadedCa, loadCa } from './ca.js';
-import { createCrl, readSignedCrl, serialKey } from './crl.js';
+import { rotateIntermediate } from './ca-rotate.js';
+import {
+  createCrl,
+  createCrls,
+  readCrlsOfKnownIssuers,
+  readSignedCrl,
+  readSignedCrls,
+  serialKey,
+} from './crl.js';
+import { x509 } from './keys.js';
 import { parseCertificates } from './verify.js';
 
 let tmp: string;
@@ -40,6 +49,50 @@ describe('readSignedCrl', () => {
     expect(await pollenCodeOf(readSignedCrl(forged, ours, 'The list'))).toBe('CERT_INVALID');
     await expect(readSignedCrl('garbage', ours, 'The list')).rejects.toThrow('The list is not a CRL');
     expect(await pollenCodeOf(readSignedCrl('garbage', ours, 'The list'))).toBe('CERT_INVALID');
+  });
+});
+
+describe('readCrlsOfKnownIssuers', () => {
+  it("after an intermediate rotation, a site that knows only the old intermediate reads the old one's list and leaves the new one's out", async () => {
+    const dir = join(tmp, 'rotated');
+    await initCa({ name: 'Crl Rotation', dir, keyType: 'ec-p256' });
+    const before = await loadCa(dir);
+    await rotateIntermediate(dir);
+    const after = await loadCa(dir);
+    expect(after.retiredIssuers.map((i) => i.cert.serialNumber)).toEqual([before.issuer.cert.serialNumber]);
+    const revokedAt = new Date('2026-03-04T05:06:07Z');
+    const bundle = await createCrls(
+      [after.issuer, ...after.retiredIssuers],
+      [{ serial: '0c0ffee', revokedAt }],
+    );
+    const oldChain = parseCertificates(`${before.rootPem}${before.intermediatePem}`);
+    const read = await readCrlsOfKnownIssuers(bundle, oldChain, 'The list');
+    expect(read.map((c) => c.issuer)).toEqual([before.intermediate.subject]);
+    expect(read[0]!.entries.map((e) => serialKey(e.serialNumber))).toEqual(['c0ffee']);
+    // The strict reader (a SuperLink's, which knows every intermediate) refuses the same bundle.
+    expect(await pollenCodeOf(readSignedCrls(bundle, oldChain, 'The list'))).toBe('CERT_INVALID');
+    const newChain = parseCertificates(`${after.rootPem}${after.intermediatePems.join('')}`);
+    expect(await readCrlsOfKnownIssuers(bundle, newChain, 'The list')).toHaveLength(2);
+  });
+
+  it("refuses a list that names a known issuer and its key but carries another's signature", async () => {
+    const ours = parseCertificates(`${ca.rootPem}${ca.intermediatePem}`);
+    const forged = await x509.X509CrlGenerator.create({
+      issuer: ca.issuer.cert.subjectName,
+      thisUpdate: new Date(),
+      signingKey: other.issuer.key,
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      extensions: [ca.issuer.aki],
+      entries: [],
+    });
+    const text = forged.toString('pem');
+    expect(await pollenCodeOf(readCrlsOfKnownIssuers(text, ours, 'The list'))).toBe('CERT_INVALID');
+    await expect(readCrlsOfKnownIssuers(text, ours, 'The list')).rejects.toThrow(
+      'The list is not signed by the project CA',
+    );
+    await expect(readCrlsOfKnownIssuers('garbage', ours, 'The list')).rejects.toThrow(
+      'The list is not a CRL',
+    );
   });
 });
 

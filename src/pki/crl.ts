@@ -79,6 +79,49 @@ export async function readSignedCrls(
   return Promise.all(blocks.map((b) => readSignedCrl(b, issuers, what)));
 }
 
+/**
+ * The CRLs of a bundle that were issued by one of `issuers`, each checked to carry its issuer's
+ * signature. A CRL of an issuer the reader does not know (by name and key identifier) is left
+ * out instead of failing the bundle: after `pollen cert rotate intermediate`, a site enrolled
+ * under the old intermediate gets the new one's list too, which it cannot verify and which says
+ * nothing about its certificate. A list that names a known issuer but fails its signature still
+ * fails the bundle (forged or corrupted).
+ */
+export async function readCrlsOfKnownIssuers(
+  text: string,
+  issuers: readonly X509Certificate[],
+  what: string,
+): Promise<x509.X509Crl[]> {
+  const known = issuers.map((i) => new x509.X509Certificate(i.raw));
+  const blocks = text.match(CRL_BLOCK) ?? [text];
+  const crls: x509.X509Crl[] = [];
+  for (const block of blocks) {
+    const crl = parseCrl(block, what);
+    const key = authorityKeyId(crl);
+    const issuer = known.find(
+      (c) => c.subject === crl.issuer && (key === undefined || subjectKeyId(c) === key),
+    );
+    if (!issuer) continue;
+    if (!(await crl.verify({ publicKey: issuer.publicKey }).catch(() => false)))
+      throw new PollenError('CERT_INVALID', `${what} is not signed by the project CA`);
+    crls.push(crl);
+  }
+  return crls;
+}
+
+/** The subject key identifier (hex) of a certificate, if it carries one. */
+function subjectKeyId(c: x509.X509Certificate): string | undefined {
+  return c.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId.toLowerCase();
+}
+
+function parseCrl(text: string, what: string): x509.X509Crl {
+  try {
+    return new x509.X509Crl(text);
+  } catch (e) {
+    throw new PollenError('CERT_INVALID', `${what} is not a CRL`, { cause: e });
+  }
+}
+
 /** The authority key identifier (hex) of a certificate or CRL, if it names one. */
 function authorityKeyId(o: x509.X509Certificate | x509.X509Crl): string | undefined {
   const ext = o.getExtension(x509.AuthorityKeyIdentifierExtension);
@@ -104,12 +147,7 @@ export async function readSignedCrl(
   issuers: readonly X509Certificate[],
   what: string,
 ): Promise<x509.X509Crl> {
-  let crl: x509.X509Crl;
-  try {
-    crl = new x509.X509Crl(text);
-  } catch (e) {
-    throw new PollenError('CERT_INVALID', `${what} is not a CRL`, { cause: e });
-  }
+  const crl = parseCrl(text, what);
   for (const issuer of issuers) {
     const publicKey = new x509.X509Certificate(issuer.raw).publicKey;
     if (await crl.verify({ publicKey }).catch(() => false)) return crl;

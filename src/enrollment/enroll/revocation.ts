@@ -1,5 +1,5 @@
 import { PollenError } from '../../errors.js';
-import { readSignedCrls, serialKey } from '../../pki/crl.js';
+import { crlOfIssuer, readCrlsOfKnownIssuers, serialKey } from '../../pki/crl.js';
 import type { x509 } from '../../pki/keys.js';
 import type { LoadedKit } from '../kit.js';
 import { type Existing, pem } from './certificate.js';
@@ -12,7 +12,10 @@ export function revokedHint(kit: LoadedKit): string {
   return `Ask the project admin for a new token, move ${rel(kit, kit.paths.cert)} and ${rel(kit, kit.paths.key)} away, and run pollen start with the new token.`;
 }
 
-/** `GET /v1/crl` over the pinned, identity-checked connection, checked to be signed by our chain. */
+/**
+ * `GET /v1/crl` over the pinned, identity-checked connection: the lists of the intermediates our
+ * chain knows, each checked to carry its signature (readCrlsOfKnownIssuers says why others go).
+ */
 async function fetchCrl(
   ctx: Ctx,
   current: Extract<Existing, { ok: true }>,
@@ -30,7 +33,7 @@ async function fetchCrl(
   } finally {
     await http.close();
   }
-  return readSignedCrls(
+  return readCrlsOfKnownIssuers(
     text,
     [...current.pool, current.root],
     "The Certificate Service's GET /v1/crl answer",
@@ -63,9 +66,25 @@ export async function checkRevocation(
     });
     return;
   }
+  // The list of the intermediate that issued our certificate: no other speaks of it.
+  const own = crlOfIssuer(crls, current.leaf);
+  if (!own) {
+    const error = new PollenError(
+      'CERT_INVALID',
+      "The Certificate Service's revocation list has no list of the intermediate that issued this site's certificate",
+      {
+        hint: "Run `pollen doctor` on the Certificate Service's CA folder: it needs the key of every intermediate still in the chain to sign its list.",
+      },
+    );
+    ctx.emit({
+      kind: 'revocation-unchecked',
+      message: `could not check ${name} against the revocation list (${error.code}): ${error.message}; starting anyway`,
+      error,
+    });
+    return;
+  }
   const serial = serialKey(current.info.serial);
-  // Any of the intermediates' lists (one per intermediate; serials never repeat across them).
-  const entry = crls.flatMap((crl) => crl.entries).find((e) => serialKey(e.serialNumber) === serial);
+  const entry = own.entries.find((e) => serialKey(e.serialNumber) === serial);
   if (entry)
     throw new PollenError(
       'CERT_REVOKED',
