@@ -15,7 +15,15 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { KernelMemory } from './kernel-memory.js';
-import { kernelWasmModule, SCRATCH_BYTES, TILE, wasmAverageRange, wasmKernel } from './wasm-sum.js';
+import { F32_UNROLL } from './wasm-kernel.js';
+import {
+  kernelWasmModule,
+  type Precision,
+  SCRATCH_BYTES,
+  TILE,
+  wasmAverageRange,
+  wasmKernel,
+} from './wasm-sum.js';
 
 /** One range of one layer: `o[i] = Σ_k ws[k] · xs[k][i]` for start ≤ i < end. */
 export interface SumRange {
@@ -44,13 +52,14 @@ export function allShared(ranges: readonly SumRange[]): boolean {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const wasmAverageRange = ${wasmAverageRange.toString()};
-const { module, memory, scratch, tile } = workerData;
+const { module, memory, scratch, tile, unroll } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
-const k = { memory, fns: instance.exports, scratch, tile };
-parentPort.on('message', ({ ranges, ws, done }) => {
+const k = { memory, fns: instance.exports, scratch, tile, unroll };
+parentPort.on('message', ({ ranges, ws, precision, done }) => {
   const flags = new Int32Array(done);
   try {
-    for (const r of ranges) wasmAverageRange(k, r.o, r.oAddr, r.xs, r.addrs, ws, r.start, r.end);
+    for (const r of ranges)
+      wasmAverageRange(k, r.o, r.oAddr, r.xs, r.addrs, ws, r.start, r.end, precision);
   } catch {
     Atomics.store(flags, 1, 1);
   }
@@ -79,6 +88,7 @@ function workers(count: number, memory: KernelMemory): Helper[] | null {
       memory: memory.memory,
       scratch: scratch.start,
       tile: TILE,
+      unroll: F32_UNROLL,
     };
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
     worker.unref();
@@ -116,6 +126,7 @@ export function parallelSum(
   ws: Float64Array,
   threads: number,
   alone: (r: SumRange) => void,
+  precision: Precision = 'float32',
 ): boolean {
   const wasm = wasmKernel();
   const helpers = wasm === null || threads < 2 ? null : workers(threads - 1, wasm.memory);
@@ -150,11 +161,11 @@ export function parallelSum(
       o: j.oAddr >= 0 ? null : j.o,
       xs: j.xs.map((x, q) => ((j.addrs[q] as number) >= 0 ? null : x)),
     }));
-    (helpers[t - 1] as Helper).worker.postMessage({ ranges, ws, done });
+    (helpers[t - 1] as Helper).worker.postMessage({ ranges, ws, precision, done });
     posted++;
   }
   for (const j of shares[0] as Job[])
-    wasmAverageRange(kernel, j.o, j.oAddr, j.xs, j.addrs, ws, j.start, j.end);
+    wasmAverageRange(kernel, j.o, j.oAddr, j.xs, j.addrs, ws, j.start, j.end, precision);
   const until = Date.now() + WORKER_TIMEOUT_MS;
   for (let n = Atomics.load(flags, 0); n < posted; n = Atomics.load(flags, 0)) {
     if (Atomics.wait(flags, 0, n, Math.max(0, until - Date.now())) === 'timed-out') break;
