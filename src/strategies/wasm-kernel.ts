@@ -71,8 +71,8 @@ export const KERNEL_STEP = 8;
 
 /**
  * float32 vectors (4 elements) per loop iteration of the `f32` functions; their byte counts must
- * be a multiple of 16 × this. 2 measured best here (docs/benchmarks.md); the others are for the
- * benchmark.
+ * be a multiple of 16 × this. 1, 2, 4 and 8 measured alike (the sum waits on memory, not on
+ * instructions; docs/benchmarks.md): 2 leaves the shortest scalar tail of the unrolled ones.
  */
 export const F32_UNROLL = 2;
 
