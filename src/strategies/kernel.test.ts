@@ -139,7 +139,7 @@ describe('the WebAssembly SIMD kernel', () => {
   });
 
   it('sums into an output in the kernel memory that is also one of the inputs (any position)', () => {
-    const n = 2 * TILE + 37;
+    const n = SMALL_LAYER + 37; // the WebAssembly kernel
     const ws = normalizeWeights([3, 1, 4, 1, 5, 9]);
     for (const precision of PRECISIONS)
       for (const at of [0, 3, 5]) {
