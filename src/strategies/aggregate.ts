@@ -6,7 +6,7 @@
  * to it by listing their arrays in a fixed key order.
  *
  * Speed: the cost is memory traffic, so every update is read exactly once: the sum runs tile by
- * tile (a float64 accumulator for a few thousand elements stays in cache while all K updates add
+ * tile (an accumulator for a few thousand elements stays in cache while all K updates add
  * their share of the tile), in WebAssembly SIMD (wasm-kernel.ts) where available, reading the
  * updates in place when they were received into the kernel's memory (kernel-memory.ts), and over
  * worker threads that share that memory (kernel-workers.ts). See docs/benchmarks.md.
@@ -172,7 +172,7 @@ export function averageRange(
   }
 }
 
-/** Elements per tile of the JavaScript loop: a 32 KiB float64 accumulator. */
+/** Elements per tile of the JavaScript loop: a 16 KiB (float32) or 32 KiB (float64) accumulator. */
 const JS_TILE = 1 << 12;
 
 /**
