@@ -2,7 +2,7 @@
  * The weighted sum split over threads, for updates that live in shared memory (the kernel's
  * memory, read in place by every thread, or another SharedArrayBuffer): one memory-bound thread
  * does not reach the machine's bandwidth, two or more do. The calling thread and `threads − 1`
- * worker threads take chunks of the elements (whole tiles) one at a time from a shared counter,
+ * worker threads take chunks of the elements one at a time from a shared counter,
  * all running the WebAssembly kernel (wasm-sum.ts) over the same shared WebAssembly memory; each
  * element is summed by one thread in reply order, so the result is bit for bit the
  * single-threaded one. Taking chunks rather than fixed shares keeps a thread that gets less CPU
@@ -74,16 +74,23 @@ parentPort.on('message', ({ jobs, chunks, ws, precision, control }) => {
 `;
 
 /** Bytes of updates per chunk that a thread takes at a time (a few milliseconds of work). */
-const CHUNK_BYTES = 4 << 20;
+const CHUNK_BYTES = 16 << 20;
+
+/** Fewest elements per chunk: each update's run per chunk stays long enough for the prefetcher. */
+const CHUNK_MIN = 1 << 15;
 
 /**
- * The work cut into chunks of whole tiles, as (job, start, end) triples: each thread takes the
- * next chunk when it is free, so a thread that gets less CPU (a busy machine) does less of it.
+ * The work cut into chunks, as (job, start, end) triples: each thread takes the next chunk when
+ * it is free, so a thread that gets less CPU (a busy machine) does less of it. Chunks need not
+ * be whole tiles: each element's sum is the same wherever a range starts.
  */
-function chunksOf(jobs: readonly Job[]): Int32Array {
+function chunksOf(jobs: readonly Job[], threads: number): Int32Array {
   const out: number[] = [];
   jobs.forEach((j, q) => {
-    const size = Math.max(1, Math.floor(CHUNK_BYTES / (4 * j.xs.length) / TILE)) * TILE;
+    // At most CHUNK_BYTES, and at least four chunks per thread where CHUNK_MIN allows.
+    const bytesCap = Math.floor(CHUNK_BYTES / (4 * j.xs.length));
+    const perThread = Math.ceil((j.end - j.start) / (4 * threads));
+    const size = Math.max(CHUNK_MIN, Math.floor(Math.min(bytesCap, perThread) / 1024) * 1024);
     for (let start = j.start; start < j.end; start += size) out.push(q, start, Math.min(j.end, start + size));
   });
   return Int32Array.from(out);
@@ -136,9 +143,9 @@ export function defaultThreads(): number {
 }
 
 /**
- * Cuts every range into chunks of whole tiles (a few MiB of updates each) that the calling
- * thread and `threads − 1` workers take one at a time until none is left, and returns when all
- * are done. The arrays must be in shared memory (allShared). Falls back to the calling thread
+ * Cuts every range into chunks (at most 16 MiB of updates, at least 32K elements, four or more
+ * per thread where that allows) that the calling thread and `threads − 1` workers take one at a
+ * time until none is left, and returns when all are done. The arrays must be in shared memory (allShared). Falls back to the calling thread
  * alone when WebAssembly is missing, a worker fails or does not answer in time (`alone` sums one
  * range on the calling thread). Returns whether worker threads were given the work to share.
  */
@@ -162,7 +169,7 @@ export function parallelSum(
     const oAddr = memory.addressOf(r.o);
     return { o: r.o, oAddr, xs: r.xs, addrs, start: r.start, end: r.end };
   });
-  const chunks = chunksOf(jobs);
+  const chunks = chunksOf(jobs, threads);
   const n = chunks.length / 3;
   // control: [0] the next chunk to take, [1] chunks done, [2] set when a worker failed one.
   const control = new SharedArrayBuffer(12);

@@ -98,12 +98,13 @@ export function wasmAverageRange(
   const OUT = SLOTS + 4 * tile * 4;
   const K = addrs.length;
   // float32: the sum runs in the output itself when it is in the kernel's memory, unless an input
-  // past the first four overlaps it (the first group reads its inputs before each store; a later
-  // group would read what the earlier ones wrote).
+  // overlaps it other than as one of the first four at the same address (the first group reads
+  // each vector of its inputs before storing it; a later group would read what earlier ones wrote).
   let direct = single && oAddr >= 0;
-  for (let q = 4; direct && q < K; q++) {
+  for (let q = 0; direct && q < K; q++) {
     const a = addrs[q] as number;
-    if (a >= 0 && a < oAddr + end * 4 && oAddr < a + end * 4) direct = false;
+    const overlaps = a >= 0 && a < oAddr + end * 4 && oAddr < a + end * 4;
+    if (overlaps && !(q < 4 && a === oAddr)) direct = false;
   }
   // float32 weights, as numpy rounds a Python float that multiplies a float32 array.
   const w = single ? Float64Array.from(ws, Math.fround) : ws;
