@@ -1,6 +1,7 @@
 /**
  * The Python FedAvg gives the TypeScript FedAvg's result on the same inputs, bit for bit: both
- * sum in float64 in the same order and round at the same points (aggregate.ts, average-dtypes.ts,
+ * sum as Flower does (float32 arrays in float32, float64 in float64, reply by reply) and round at
+ * the same points (aggregate.ts, average-dtypes.ts,
  * sdk/python/pollen/strategy/aggregate.py). Cases cover 1-9 replies (every remainder of the
  * WebAssembly kernel's groups of four), small and large float32 layers, float64 layers, odd weights, metrics,
  * and every other dtype: float16 ties, subnormals and infinities, integers at the edges of their

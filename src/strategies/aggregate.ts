@@ -6,14 +6,17 @@
  * to it by listing their arrays in a fixed key order.
  *
  * Speed: the cost is memory traffic, so every update is read exactly once: the sum runs tile by
- * tile (a float64 accumulator for a few thousand elements stays in cache while all K updates add
+ * tile (an accumulator for a few thousand elements stays in cache while all K updates add
  * their share of the tile), in WebAssembly SIMD (wasm-kernel.ts) where available, reading the
  * updates in place when they were received into the kernel's memory (kernel-memory.ts), and over
  * worker threads that share that memory (kernel-workers.ts). See docs/benchmarks.md.
  *
  * Numerics: weights are normalised once, in float64, to sum to 1 (so the result never
- * overflows where the inputs do not, and no final division is needed). Each element is summed
- * over all K updates in float64, in update order, and rounded to float32 once.
+ * overflows where the inputs do not, and no final division is needed). By default each element
+ * is then summed as Flower's message-API FedAvg sums it (`aggregate_arrayrecords`: numpy's
+ * `x_0 * w_0`, then `+= x_k * w_k`, float32 throughout, weights rounded to float32), so Pollen
+ * gives Flower's bits; `precision: 'float64'` sums in float64 in the same order and rounds to
+ * float32 once instead. docs/strategies.md says why the default is float32.
  */
 import { PollenError } from '../sdk/index.js';
 import { allocKernelFloat32, inKernelMemory } from './kernel-memory.js';
@@ -24,7 +27,9 @@ import {
   parallelSum,
   type SumRange,
 } from './kernel-workers.js';
-import { wasmAverageRange, wasmKernel } from './wasm-sum.js';
+import { type Precision, wasmAverageRange, wasmKernel } from './wasm-sum.js';
+
+export type { Precision } from './wasm-sum.js';
 
 /** One update: its layers (same count and lengths in every update) and its weight (> 0). */
 export interface WeightedArrays {
@@ -71,6 +76,11 @@ export interface AverageOptions {
    * PARALLEL_MIN_BYTES (default: the cores available; 1 keeps it on the calling thread).
    */
   threads?: number;
+  /**
+   * `float32` (default): Flower's arithmetic, bit for bit. `float64`: a float64 sum rounded once,
+   * within half a float32 ulp of the exact average up to the float64 summation error.
+   */
+  precision?: Precision;
 }
 
 /**
@@ -131,9 +141,10 @@ export function weightedAverage(
   const big = ranges.filter((r) => r.end >= SMALL_LAYER && allShared([r]));
   const bytes = big.reduce((sum, r) => sum + r.end * 4 * r.xs.length, 0);
   const threads = options.threads ?? defaultThreads();
-  const alone = (r: SumRange) => averageRange(r.o, r.xs, ws, r.start, r.end);
+  const precision = options.precision ?? 'float32';
+  const alone = (r: SumRange) => averageRange(r.o, r.xs, ws, r.start, r.end, precision);
   const parallel = threads > 1 && bytes >= PARALLEL_MIN_BYTES;
-  if (parallel) parallelSum(big, ws, threads, alone);
+  if (parallel) parallelSum(big, ws, threads, alone, precision);
   for (const r of ranges) if (!parallel || !big.includes(r)) alone(r);
   return result;
 }
@@ -150,25 +161,29 @@ export function averageRange(
   ws: Float64Array,
   start: number,
   end: number,
+  precision: Precision = 'float32',
 ): void {
   const wasm = end - start < SMALL_LAYER ? null : wasmKernel();
-  if (wasm === null) averageRangeJs(o, xs, ws, start, end);
+  if (wasm === null) averageRangeJs(o, xs, ws, start, end, precision);
   else {
     const { kernel, memory } = wasm;
     const addrs = xs.map((x) => memory.addressOf(x));
-    wasmAverageRange(kernel, o, memory.addressOf(o), xs, addrs, ws, start, end);
+    wasmAverageRange(kernel, o, memory.addressOf(o), xs, addrs, ws, start, end, precision);
   }
 }
 
-/** Elements per tile of the JavaScript loop: a 32 KiB float64 accumulator. */
+/** Elements per tile of the JavaScript loop: a 16 KiB (float32) or 32 KiB (float64) accumulator. */
 const JS_TILE = 1 << 12;
 
 /**
- * The same sum in JavaScript, the definition of the kernel's bits: per element a float64
- * accumulator, `acc = ws[0] · xs[0][i]`, then `acc += ws[k] · xs[k][i]` for k = 1 … K−1, rounded
- * to float32 once (so one update with weight 1 comes back bit for bit, −0 included).
- * Runs tile by tile (the accumulator tile stays in cache); used for small layers, runtimes
- * without WebAssembly SIMD, and as the tests' reference.
+ * The same sum in JavaScript, the definition of the kernel's bits. float32: per element
+ * `acc = fl(w_0 · x_0)`, then `acc = fl(acc + fl(w_k · x_k))` for k = 1 … K−1 with the weights
+ * rounded to float32 first (fl: round to float32; a float64 product or sum of two float32 values
+ * rounded to float32 is the float32 operation's result), which is numpy's float32 arithmetic in
+ * Flower's order. float64: `acc = w_0 · x_0`, `acc += w_k · x_k` in float64, rounded to float32
+ * once. Either way one update with weight 1 comes back bit for bit (−0 included). Runs tile by
+ * tile (the accumulator tile stays in cache); used for small layers, runtimes without
+ * WebAssembly SIMD, and as the tests' reference.
  */
 export function averageRangeJs(
   o: Float32Array,
@@ -176,18 +191,27 @@ export function averageRangeJs(
   ws: Float64Array,
   start: number,
   end: number,
+  precision: Precision = 'float32',
 ): void {
-  const acc = new Float64Array(Math.max(0, Math.min(JS_TILE, end - start)));
+  const single = precision === 'float32';
+  const n = Math.max(0, Math.min(JS_TILE, end - start));
+  // A tile apart from the output, which may be one of the inputs.
+  const acc = single ? new Float32Array(n) : new Float64Array(n);
   for (let s = start; s < end; s += JS_TILE) {
     const e = Math.min(end, s + JS_TILE);
     // Indices inside bounds checked by the caller; `as number` only satisfies noUncheckedIndexedAccess.
     const x0 = xs[0] as Float32Array;
-    const w0 = ws[0] as number;
-    for (let i = s; i < e; i++) acc[i - s] = w0 * (x0[i] as number);
+    const w0 = single ? Math.fround(ws[0] as number) : (ws[0] as number);
+    for (let i = s; i < e; i++) acc[i - s] = w0 * (x0[i] as number); // a Float32Array store rounds
     for (let k = 1; k < xs.length; k++) {
       const x = xs[k] as Float32Array;
-      const w = ws[k] as number;
-      for (let i = s; i < e; i++) acc[i - s] = (acc[i - s] as number) + w * (x[i] as number);
+      if (single) {
+        const w = Math.fround(ws[k] as number);
+        for (let i = s; i < e; i++) acc[i - s] = (acc[i - s] as number) + Math.fround(w * (x[i] as number));
+      } else {
+        const w = ws[k] as number;
+        for (let i = s; i < e; i++) acc[i - s] = (acc[i - s] as number) + w * (x[i] as number);
+      }
     }
     for (let i = s; i < e; i++) o[i] = acc[i - s] as number;
   }

@@ -2,8 +2,9 @@
  * Weighted averages of arrays of every dtype, each rule one NumPy repeats operation for
  * operation (so a Python strategy can give the same bytes):
  *
- * - float32: the kernel in aggregate.ts.
- * - float64: summed in float64, reply by reply (`out += w_k · x_k`, weights normalised to 1).
+ * - float32: the kernel in aggregate.ts (Flower's float32 arithmetic by default).
+ * - float64: summed in float64, reply by reply from the first term (`out = w_0 · x_0`, then
+ *   `out += w_k · x_k`, weights normalised to 1): Flower's `aggregate_arrayrecords`, bit for bit.
  * - float16: widened to float32 (exact), averaged in the same kernel pass as the float32 arrays,
  *   rounded back to float16 (nearest, ties to even; src/sdk/float16.ts). Done in records.ts.
  * - integers: summed in float64 as float64 arrays are, then rounded to the nearest integer (ties
@@ -13,13 +14,20 @@
  */
 import { DTYPES, type DType, type TypedArray } from '../sdk/records.js';
 
-/** out = Σ_k ws[k] · xs[k], in float64 (weights already normalised). */
+/**
+ * out = Σ_k ws[k] · xs[k], in float64 (weights already normalised), from the first term rather
+ * than from +0, as numpy's `x_0 * w_0` then `+=` (so −0 · w stays −0).
+ */
 function average64(xs: readonly Float64Array[], ws: Float64Array): Float64Array {
-  const out = new Float64Array((xs[0] as Float64Array).length);
-  xs.forEach((x, k) => {
+  const x0 = xs[0] as Float64Array;
+  const w0 = ws[0] as number;
+  const out = new Float64Array(x0.length);
+  for (let i = 0; i < out.length; i++) out[i] = w0 * (x0[i] as number);
+  for (let k = 1; k < xs.length; k++) {
+    const x = xs[k] as Float64Array;
     const w = ws[k] as number;
     for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) + w * (x[i] as number);
-  });
+  }
   return out;
 }
 

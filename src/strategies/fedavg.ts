@@ -15,6 +15,7 @@ import {
   PollenError,
   RecordDict,
 } from '../sdk/index.js';
+import type { Precision } from './aggregate.js';
 import { checkFloatArrays } from './elementwise.js';
 import {
   aggregateArrayRecords,
@@ -187,6 +188,11 @@ export class FedAvg extends Strategy implements FedAvgConfig {
   readonly arrayRecordKey: string;
   readonly configRecordKey: string;
   readonly #rng: Rng;
+  /**
+   * How float32 arrays are averaged: `float32`, Flower's arithmetic bit for bit (FedAvg, FedProx,
+   * MultiKrum); the server optimizers, whose own step is float64, take `float64`.
+   */
+  protected readonly averagePrecision: Precision = 'float32';
 
   constructor(options: FedAvgOptions = {}) {
     super();
@@ -262,14 +268,14 @@ export class FedAvg extends Strategy implements FedAvgConfig {
    */
   aggregateTrain(_serverRound: number, replies: Iterable<Message>): TrainAggregate {
     const all = trainReplies(replies, this.weightedByKey);
-    const arrays = aggregateArrayRecords(all.contents, all.arrays, all.weights);
+    const arrays = aggregateArrayRecords(all.contents, all.arrays, all.weights, this.averagePrecision);
     // Any NaN or Inf in a reply makes the average non-finite: checking the average (one pass over
     // the model, not K) finds it; only then are the replies scanned and averaged again without it.
     if (nonFiniteArray(arrays) === undefined) return this.trainAggregate(all, arrays);
     const { kept, failures } = dropNonFinite(all);
     return this.trainAggregate(
       kept,
-      aggregateArrayRecords(kept.contents, kept.arrays, kept.weights),
+      aggregateArrayRecords(kept.contents, kept.arrays, kept.weights, this.averagePrecision),
       failures,
     );
   }

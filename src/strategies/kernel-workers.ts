@@ -1,13 +1,15 @@
 /**
  * The weighted sum split over threads, for updates that live in shared memory (the kernel's
  * memory, read in place by every thread, or another SharedArrayBuffer): one memory-bound thread
- * does not reach the machine's bandwidth, two or more do. The calling thread takes one share and
- * `threads − 1` worker threads the others, all running the WebAssembly kernel (wasm-sum.ts) over
- * the same shared WebAssembly memory on their own range of elements, so the result is bit for
- * bit the single-threaded one.
+ * does not reach the machine's bandwidth, two or more do. The calling thread and `threads − 1`
+ * worker threads take chunks of the elements one at a time from a shared counter,
+ * all running the WebAssembly kernel (wasm-sum.ts) over the same shared WebAssembly memory; each
+ * element is summed by one thread in reply order, so the result is bit for bit the
+ * single-threaded one. Taking chunks rather than fixed shares keeps a thread that gets less CPU
+ * (a busy machine) from holding up the others.
  *
- * The call stays synchronous (a strategy's aggregation step is): the caller posts the job, does
- * its own share, then blocks in `Atomics.wait` until the workers have counted themselves done.
+ * The call stays synchronous (a strategy's aggregation step is): the caller posts the job, takes
+ * chunks until none is left, then blocks in `Atomics.wait` until every chunk is counted done.
  * Workers start on first use, are reused, do not keep the process alive (`unref`), and
  * `closeKernelWorkers()` ends them. Updates in ordinary memory cannot be read by another thread
  * without a copy that costs what the sum costs, so they stay on the calling thread.
@@ -15,7 +17,15 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { KernelMemory } from './kernel-memory.js';
-import { kernelWasmModule, SCRATCH_BYTES, TILE, wasmAverageRange, wasmKernel } from './wasm-sum.js';
+import { F32_UNROLL } from './wasm-kernel.js';
+import {
+  kernelWasmModule,
+  type Precision,
+  SCRATCH_BYTES,
+  TILE,
+  wasmAverageRange,
+  wasmKernel,
+} from './wasm-sum.js';
 
 /** One range of one layer: `o[i] = Σ_k ws[k] · xs[k][i]` for start ≤ i < end. */
 export interface SumRange {
@@ -44,20 +54,47 @@ export function allShared(ranges: readonly SumRange[]): boolean {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const wasmAverageRange = ${wasmAverageRange.toString()};
-const { module, memory, scratch, tile } = workerData;
+const { module, memory, scratch, tile, unroll } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
-const k = { memory, fns: instance.exports, scratch, tile };
-parentPort.on('message', ({ ranges, ws, done }) => {
-  const flags = new Int32Array(done);
-  try {
-    for (const r of ranges) wasmAverageRange(k, r.o, r.oAddr, r.xs, r.addrs, ws, r.start, r.end);
-  } catch {
-    Atomics.store(flags, 1, 1);
+const k = { memory, fns: instance.exports, scratch, tile, unroll };
+parentPort.on('message', ({ jobs, chunks, ws, precision, control }) => {
+  const c = new Int32Array(control);
+  const n = chunks.length / 3;
+  for (let i = Atomics.add(c, 0, 1); i < n; i = Atomics.add(c, 0, 1)) {
+    const j = jobs[chunks[3 * i]];
+    try {
+      wasmAverageRange(k, j.o, j.oAddr, j.xs, j.addrs, ws, chunks[3 * i + 1], chunks[3 * i + 2], precision);
+    } catch {
+      Atomics.store(c, 2, 1);
+    }
+    Atomics.add(c, 1, 1);
+    Atomics.notify(c, 1);
   }
-  Atomics.add(flags, 0, 1);
-  Atomics.notify(flags, 0);
 });
 `;
+
+/** Bytes of updates per chunk that a thread takes at a time (a few milliseconds of work). */
+const CHUNK_BYTES = 16 << 20;
+
+/** Fewest elements per chunk: each update's run per chunk stays long enough for the prefetcher. */
+const CHUNK_MIN = 1 << 15;
+
+/**
+ * The work cut into chunks, as (job, start, end) triples: each thread takes the next chunk when
+ * it is free, so a thread that gets less CPU (a busy machine) does less of it. Chunks need not
+ * be whole tiles: each element's sum is the same wherever a range starts.
+ */
+function chunksOf(jobs: readonly Job[], threads: number): Int32Array {
+  const out: number[] = [];
+  jobs.forEach((j, q) => {
+    // At most CHUNK_BYTES, and at least four chunks per thread where CHUNK_MIN allows.
+    const bytesCap = Math.floor(CHUNK_BYTES / (4 * j.xs.length));
+    const perThread = Math.ceil((j.end - j.start) / (4 * threads));
+    const size = Math.max(CHUNK_MIN, Math.floor(Math.min(bytesCap, perThread) / 1024) * 1024);
+    for (let start = j.start; start < j.end; start += size) out.push(q, start, Math.min(j.end, start + size));
+  });
+  return Int32Array.from(out);
+}
 
 interface Helper {
   worker: Worker;
@@ -79,6 +116,7 @@ function workers(count: number, memory: KernelMemory): Helper[] | null {
       memory: memory.memory,
       scratch: scratch.start,
       tile: TILE,
+      unroll: F32_UNROLL,
     };
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
     worker.unref();
@@ -105,17 +143,18 @@ export function defaultThreads(): number {
 }
 
 /**
- * Splits every range into `threads` contiguous shares on tile boundaries, runs share 0 on the
- * calling thread and the others on workers, and returns when all are done. The arrays must be in
- * shared memory (allShared). Falls back to the calling thread alone when WebAssembly is missing,
- * a worker fails or does not answer in time (`alone` sums one range on the calling thread).
- * Returns whether worker threads did their shares.
+ * Cuts every range into chunks (at most 16 MiB of updates, at least 32K elements, four or more
+ * per thread where that allows) that the calling thread and `threads − 1` workers take one at a
+ * time until none is left, and returns when all are done. The arrays must be in shared memory (allShared). Falls back to the calling thread
+ * alone when WebAssembly is missing, a worker fails or does not answer in time (`alone` sums one
+ * range on the calling thread). Returns whether worker threads were given the work to share.
  */
 export function parallelSum(
   ranges: readonly SumRange[],
   ws: Float64Array,
   threads: number,
   alone: (r: SumRange) => void,
+  precision: Precision = 'float32',
 ): boolean {
   const wasm = wasmKernel();
   const helpers = wasm === null || threads < 2 ? null : workers(threads - 1, wasm.memory);
@@ -130,36 +169,39 @@ export function parallelSum(
     const oAddr = memory.addressOf(r.o);
     return { o: r.o, oAddr, xs: r.xs, addrs, start: r.start, end: r.end };
   });
-  const shares: Job[][] = Array.from({ length: threads }, () => []);
-  for (const j of jobs) {
-    const per = Math.ceil((j.end - j.start) / threads / TILE) * TILE;
-    for (let t = 0; t < threads; t++) {
-      const start = Math.min(j.end, j.start + t * per);
-      const end = Math.min(j.end, start + per);
-      if (end > start) (shares[t] as Job[]).push({ ...j, start, end });
-    }
+  const chunks = chunksOf(jobs, threads);
+  const n = chunks.length / 3;
+  // control: [0] the next chunk to take, [1] chunks done, [2] set when a worker failed one.
+  const control = new SharedArrayBuffer(12);
+  const c = new Int32Array(control);
+  const shipped = jobs.map((j) => ({
+    ...j,
+    o: j.oAddr >= 0 ? null : j.o,
+    xs: j.xs.map((x, q) => ((j.addrs[q] as number) >= 0 ? null : x)),
+  }));
+  const posted = Math.min(threads - 1, n - 1);
+  for (let t = 0; t < posted; t++)
+    (helpers[t] as Helper).worker.postMessage({ jobs: shipped, chunks, ws, precision, control });
+  for (let i = Atomics.add(c, 0, 1); i < n; i = Atomics.add(c, 0, 1)) {
+    const j = jobs[chunks[3 * i] as number] as Job;
+    wasmAverageRange(
+      kernel,
+      j.o,
+      j.oAddr,
+      j.xs,
+      j.addrs,
+      ws,
+      chunks[3 * i + 1] as number,
+      chunks[3 * i + 2] as number,
+      precision,
+    );
+    Atomics.add(c, 1, 1);
   }
-  const done = new SharedArrayBuffer(8);
-  const flags = new Int32Array(done);
-  let posted = 0;
-  for (let t = 1; t < threads; t++) {
-    const share = shares[t] as Job[];
-    if (share.length === 0) continue;
-    const ranges = share.map((j) => ({
-      ...j,
-      o: j.oAddr >= 0 ? null : j.o,
-      xs: j.xs.map((x, q) => ((j.addrs[q] as number) >= 0 ? null : x)),
-    }));
-    (helpers[t - 1] as Helper).worker.postMessage({ ranges, ws, done });
-    posted++;
-  }
-  for (const j of shares[0] as Job[])
-    wasmAverageRange(kernel, j.o, j.oAddr, j.xs, j.addrs, ws, j.start, j.end);
   const until = Date.now() + WORKER_TIMEOUT_MS;
-  for (let n = Atomics.load(flags, 0); n < posted; n = Atomics.load(flags, 0)) {
-    if (Atomics.wait(flags, 0, n, Math.max(0, until - Date.now())) === 'timed-out') break;
+  for (let done = Atomics.load(c, 1); done < n; done = Atomics.load(c, 1)) {
+    if (Atomics.wait(c, 1, done, Math.max(0, until - Date.now())) === 'timed-out') break;
   }
-  if (Atomics.load(flags, 0) < posted || Atomics.load(flags, 1) !== 0) {
+  if (Atomics.load(c, 1) < n || Atomics.load(c, 2) !== 0) {
     // A worker failed or hung: forget the pool (a late write lands on identical values; its
     // scratch block is never handed out again) and redo all on this thread.
     const dropped = pool ?? [];

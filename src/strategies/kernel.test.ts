@@ -1,6 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { ArrayRecord, Message, MetricRecord, RecordDict } from '../sdk/index.js';
-import { averageRange, averageRangeJs, normalizeWeights, SMALL_LAYER, weightedAverage } from './aggregate.js';
+import {
+  averageRange,
+  averageRangeJs,
+  normalizeWeights,
+  type Precision,
+  SMALL_LAYER,
+  weightedAverage,
+} from './aggregate.js';
 import { FedAvg } from './fedavg.js';
 import { allocKernelFloat32, inKernelMemory } from './kernel-memory.js';
 import { closeKernelWorkers, PARALLEL_MIN_BYTES, parallelSum } from './kernel-workers.js';
@@ -42,21 +49,32 @@ function bothKernels(
   start = 0,
   end = n,
   where: 'plain' | 'kernel' = 'plain',
+  precision: Precision = 'float32',
 ) {
   const xs = Array.from({ length: K }, (_, k) => values(n, k + 1, where));
   const ws = Float64Array.from(weights);
   const js = new Float32Array(n);
   const fast = where === 'kernel' ? (allocKernelFloat32(n) as Float32Array).fill(0) : new Float32Array(n);
-  averageRangeJs(js, xs, ws, start, end);
-  averageRange(fast, xs, ws, start, end);
+  averageRangeJs(js, xs, ws, start, end, precision);
+  averageRange(fast, xs, ws, start, end, precision);
   return { js, fast };
 }
 
-/** The definition: per element, a float64 sum in update order from the first term, rounded once. */
+const PRECISIONS = ['float32', 'float64'] as const;
+
+/** The float64 definition: per element, a float64 sum in update order from the first term, rounded once. */
 function sequential64(xs: readonly Float32Array[], ws: Float64Array, i: number): number {
   let acc = (ws[0] as number) * (xs[0] as Float32Array)[i]!;
   for (let k = 1; k < xs.length; k++) acc += (ws[k] as number) * (xs[k] as Float32Array)[i]!;
   return Math.fround(acc);
+}
+
+/** The float32 definition (numpy's float32 in Flower's order): every weight, product and sum rounded. */
+function sequential32(xs: readonly Float32Array[], ws: Float64Array, i: number): number {
+  const f = Math.fround;
+  let acc = f(f(ws[0] as number) * (xs[0] as Float32Array)[i]!);
+  for (let k = 1; k < xs.length; k++) acc = f(acc + f(f(ws[k] as number) * (xs[k] as Float32Array)[i]!));
+  return acc;
 }
 
 afterAll(() => closeKernelWorkers());
@@ -72,34 +90,69 @@ describe('the WebAssembly SIMD kernel', () => {
     const xs = [values(n, 1), values(n, 2), values(n, 3), values(n, 4), values(n, 5)];
     const ws = normalizeWeights([5, 1, 3, 2, 7]);
     const js = new Float32Array(n);
-    averageRangeJs(js, xs, ws, 0, n);
+    averageRangeJs(js, xs, ws, 0, n, 'float64');
     for (let i = 0; i < n; i += 997) expect(js[i]).toBe(sequential64(xs, ws, i));
     expect(js[n - 1]).toBe(sequential64(xs, ws, n - 1));
+  });
+
+  it('sums each element in float32 in update order by default, rounding every step (the JavaScript reference)', () => {
+    const n = SMALL_LAYER + 9;
+    const xs = [values(n, 1), values(n, 2), values(n, 3), values(n, 4), values(n, 5)];
+    const ws = normalizeWeights([5, 1, 3, 2, 7]);
+    const js = new Float32Array(n);
+    averageRangeJs(js, xs, ws, 0, n);
+    let differs = 0;
+    for (let i = 0; i < n; i += 101) {
+      expect(js[i]).toBe(sequential32(xs, ws, i));
+      if (js[i] !== sequential64(xs, ws, i)) differs++;
+    }
+    expect(js[n - 1]).toBe(sequential32(xs, ws, n - 1));
+    expect(differs).toBeGreaterThan(0); // the two definitions are told apart by these values
   });
 
   // Every group form (set/add × 1–4 updates), lengths off the SIMD step (8) and the tile, updates
   // copied in from ordinary memory and read in place from the kernel's memory.
   const lengths = [SMALL_LAYER, SMALL_LAYER + 1, SMALL_LAYER + 3, 17 * TILE + 5];
   for (const K of [1, 2, 3, 4, 5, 6, 7, 8, 9, 37]) {
-    it(`gives the JavaScript kernel's bits for K = ${K} at lengths ${lengths.join(', ')}`, () => {
+    it(`gives the JavaScript kernel's bits for K = ${K} at lengths ${lengths.join(', ')}, in both precisions`, () => {
       const ws = normalizeWeights(Array.from({ length: K }, (_, k) => ((k * 7919) % 13) + 1));
-      for (const n of lengths)
-        for (const where of ['plain', 'kernel'] as const) {
-          const { js, fast } = bothKernels(K, n, Array.from(ws), 0, n, where);
-          expect(sameBits(js, fast)).toBe(true);
-        }
+      for (const precision of PRECISIONS)
+        for (const n of lengths)
+          for (const where of ['plain', 'kernel'] as const) {
+            const { js, fast } = bothKernels(K, n, Array.from(ws), 0, n, where, precision);
+            expect(sameBits(js, fast), `${precision} n=${n} ${where}`).toBe(true);
+          }
     });
   }
 
   it('gives the same bits on a range that starts and ends off the tile grid', () => {
     const n = 5 * TILE + 11;
-    for (const where of ['plain', 'kernel'] as const) {
-      const { js, fast } = bothKernels(6, n, [0.1, 0.2, 0.05, 0.3, 0.25, 0.1], 3, n - 2, where);
-      expect(sameBits(js, fast)).toBe(true);
-      expect(fast[0]).toBe(0); // outside the range: untouched
-      expect(fast[1]).toBe(0);
-      expect(fast[n - 1]).toBe(0);
-    }
+    for (const precision of PRECISIONS)
+      for (const where of ['plain', 'kernel'] as const) {
+        const ws = [0.1, 0.2, 0.05, 0.3, 0.25, 0.1];
+        const { js, fast } = bothKernels(6, n, ws, 3, n - 2, where, precision);
+        expect(sameBits(js, fast)).toBe(true);
+        expect(fast[0]).toBe(0); // outside the range: untouched
+        expect(fast[1]).toBe(0);
+        expect(fast[n - 1]).toBe(0);
+      }
+  });
+
+  it('sums into an output in the kernel memory that is also one of the inputs (any position)', () => {
+    const n = SMALL_LAYER + 37; // the WebAssembly kernel
+    const ws = normalizeWeights([3, 1, 4, 1, 5, 9]);
+    for (const precision of PRECISIONS)
+      for (const at of [0, 3, 5]) {
+        const xs = Array.from({ length: 6 }, (_, k) => values(n, k + 1, 'kernel'));
+        const expected = new Float32Array(n);
+        averageRangeJs(expected, xs, ws, 0, n, precision);
+        const o = xs[at] as Float32Array;
+        averageRange(o, xs, ws, 0, n, precision);
+        expect(sameBits(o, expected), `${precision} output = input ${at}`).toBe(true);
+        const js = Array.from({ length: 6 }, (_, k) => values(n, k + 1));
+        averageRangeJs(js[at] as Float32Array, js, ws, 0, n, precision);
+        expect(sameBits(js[at] as Float32Array, expected), `JavaScript, output = input ${at}`).toBe(true);
+      }
   });
 
   it('gives the same bits with some updates in the kernel memory and some not', () => {

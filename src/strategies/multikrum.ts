@@ -105,7 +105,12 @@ export class MultiKrum extends FedAvg {
         { data: { required: 2 * f + 3, valid: n, failures } },
       );
     const selected = pick(kept, multiKrumSelect(kept.arrays, f, this.numNodesToSelect));
-    const arrays = aggregateArrayRecords(selected.contents, selected.arrays, selected.weights);
+    const arrays = aggregateArrayRecords(
+      selected.contents,
+      selected.arrays,
+      selected.weights,
+      this.averagePrecision,
+    );
     return this.trainAggregate(selected, arrays, failures);
   }
 }

@@ -19,7 +19,7 @@ import {
   type TypedArray,
   toFloat16,
 } from '../sdk/index.js';
-import { normalizeWeights, type WeightedArrays, weightedAverage } from './aggregate.js';
+import { normalizeWeights, type Precision, type WeightedArrays, weightedAverage } from './aggregate.js';
 import { averageOf } from './average-dtypes.js';
 
 function invalid(message: string, hint?: string): PollenError {
@@ -175,13 +175,14 @@ export function checkSameArrays(replies: readonly ReplyContent[], records: reado
 
 /**
  * The weighted average of the replies' ArrayRecords (checked by checkSameArrays). float32 and
- * float16 arrays go through the kernel in one pass over all layers; the other dtypes as
- * average-dtypes.ts says.
+ * float16 arrays go through the kernel in one pass over all layers, in `precision`
+ * (aggregate.ts); the other dtypes as average-dtypes.ts says.
  */
 export function aggregateArrayRecords(
   replies: readonly ReplyContent[],
   records: readonly ArrayRecord[],
   weights: readonly number[],
+  precision: Precision = 'float32',
 ): ArrayRecord {
   const names = checkSameArrays(replies, records);
   const first = records[0] as ArrayRecord;
@@ -200,7 +201,7 @@ export function aggregateArrayRecords(
       }),
       weight: weights[k] as number,
     }));
-    weightedAverage(updates).forEach((data, l) => {
+    weightedAverage(updates, undefined, { precision }).forEach((data, l) => {
       const name = kernel[l] as string;
       averaged.set(name, first.get(name)!.dtype === 'float16' ? toFloat16(data) : data);
     });

@@ -5,6 +5,7 @@
  * RecordDict.
  */
 import { type ArrayRecord, type ConfigRecord, type Message, RecordDict } from '../sdk/index.js';
+import type { Precision } from './aggregate.js';
 import { checkFloatArrays, requireCurrent } from './elementwise.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 
@@ -25,6 +26,11 @@ import { FedAvg, type FedAvgOptions } from './fedavg.js';
 export abstract class StatefulFedAvg extends FedAvg {
   /** The state: `current` and the strategy's own records, by name. */
   protected readonly state = new Map<string, ArrayRecord>();
+  /**
+   * The average in float64 (rounded once): the steps on it are float64, and so a layer whose
+   * replies all equal x averages to x exactly, not an ulp off that η/τ would amplify.
+   */
+  protected override readonly averagePrecision: Precision = 'float64';
   readonly #names: readonly string[];
   readonly #keepFirst: boolean;
 

@@ -1,21 +1,28 @@
 /**
  * The float32 weighted-sum kernel as a WebAssembly SIMD module, assembled here from a few opcodes
- * (no toolchain: the module is nine small functions, and writing its bytes from this table is
- * shorter and easier to review than a checked-in binary).
+ * (no toolchain: the module is seventeen small functions, and writing its bytes from this table
+ * is shorter and easier to review than a checked-in binary).
  *
  * The module imports one shared memory (kernel-memory.ts), the memory that received updates are
  * decoded into, so the functions read every update where it lies: no copy before the sum.
  *
- * Arithmetic, per element, exactly that of `averageRangeJs` in aggregate.ts: a float64
- * accumulator, `acc = w_0 · x_0`, then `acc = acc + w_k · x_k` reply by reply (float32 widened exactly with
- * `f64x2.promote_low_f32x4`), rounded to float32 once at the end (`f32x4.demote_f64x2_zero`,
- * nearest-even like a Float32Array store). WebAssembly's deterministic SIMD has no fused
- * multiply-add and V8 does not fuse JavaScript arithmetic, so the bits are those of the
- * JavaScript loop. Each loop iteration does 8 elements (4 × 2 float64 lanes, unrolled ×4).
+ * Two arithmetics, each per element exactly that of `averageRangeJs` in aggregate.ts:
+ * - float32 (`f32setM`/`f32addM`, the default): Flower's. Weights rounded to float32,
+ *   `acc = w_0 · x_0`, then `acc = acc + w_k · x_k` reply by reply, every product and sum rounded
+ *   to float32 (`f32x4.mul`, `f32x4.add`), four elements per instruction.
+ * - float64 (`setM`/`addM`, then `store`): a float64 accumulator in the same order (float32 widened
+ *   exactly with `f64x2.promote_low_f32x4`), rounded to float32 once at the end
+ *   (`f32x4.demote_f64x2_zero`, nearest-even like a Float32Array store).
+ * WebAssembly's deterministic SIMD has no fused multiply-add and V8 does not fuse JavaScript
+ * arithmetic, so the bits are those of the JavaScript loop. Each float64 loop iteration does 8
+ * elements (4 × 2 lanes), each float32 one 4 × `unroll` elements.
  */
 
-/** Function names: `setM`/`addM` sum M replies into a float64 tile, `store` rounds it out. */
-export type KernelName = `${'set' | 'add'}${1 | 2 | 3 | 4}` | 'store';
+/**
+ * Function names: `setM`/`addM` sum M replies into a float64 tile, `store` rounds it out;
+ * `f32setM`/`f32addM` sum M replies into a float32 tile (the output itself where it can be).
+ */
+export type KernelName = `${'set' | 'add'}${1 | 2 | 3 | 4}` | 'store' | `f32${'set' | 'add'}${1 | 2 | 3 | 4}`;
 
 /**
  * `fn(acc, x0, x1, x2, x3, bytes, w0, w1, w2, w3)`: byte addresses of the float64 accumulator tile
@@ -41,13 +48,33 @@ export type StoreFn = (out: number, acc: number, bytes: number) => void;
 
 export type KernelExports = Record<Exclude<KernelName, 'store'>, GroupFn> & { store: StoreFn };
 
-const GROUPS: readonly { name: KernelName; inputs: number; set: boolean }[] = [1, 2, 3, 4].flatMap((m) => [
-  { name: `set${m}` as KernelName, inputs: m, set: true },
-  { name: `add${m}` as KernelName, inputs: m, set: false },
-]);
+interface Group {
+  name: KernelName;
+  inputs: number;
+  set: boolean;
+  f32: boolean;
+}
+
+const GROUPS: readonly Group[] = [false, true].flatMap((f32) =>
+  [1, 2, 3, 4].flatMap((m) =>
+    (['set', 'add'] as const).map((op) => ({
+      name: `${f32 ? 'f32' : ''}${op}${m}` as KernelName,
+      inputs: m,
+      set: op === 'set',
+      f32,
+    })),
+  ),
+);
 
 /** Elements per loop iteration (the ×4 unroll of 2-lane float64 steps). */
 export const KERNEL_STEP = 8;
+
+/**
+ * float32 vectors (4 elements) per loop iteration of the `f32` functions; their byte counts must
+ * be a multiple of 16 × this. 1, 2, 4 and 8 measured alike (the sum waits on memory, not on
+ * instructions; docs/benchmarks.md): 2 leaves the shortest scalar tail of the unrolled ones.
+ */
+export const F32_UNROLL = 2;
 
 // ------------------------------------------------------------------------------ encoding
 
@@ -82,6 +109,7 @@ const section = (id: number, body: number[]): number[] => [id, ...leb(body.lengt
 const name = (s: string): number[] => [...leb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
 
 const I32 = 0x7f;
+const F32 = 0x7d;
 const F64 = 0x7c;
 const V128 = 0x7b;
 const simd = (op: number): number[] => [0xfd, ...leb(op)];
@@ -101,6 +129,9 @@ const OP = {
   splat: simd(0x14), // f64x2.splat
   add: simd(0xf0), // f64x2.add
   mul: simd(0xf2), // f64x2.mul
+  splat32: simd(0x13), // f32x4.splat
+  add32: simd(0xe4), // f32x4.add
+  mul32: simd(0xe6), // f32x4.mul
 };
 
 /** `block loop (br_if out when local n is 0) BODY (advance) br loop end end`. */
@@ -136,7 +167,8 @@ const P_ACC = 0;
 const P_BYTES = 5;
 const L_W = 10;
 
-function groupBody(form: (typeof GROUPS)[number]): number[] {
+function groupBody(form: Group, unroll: number): number[] {
+  if (form.f32) return groupBody32(form, unroll);
   const code: number[] = [];
   for (let k = 0; k < form.inputs; k++) code.push(...OP.get(6 + k), ...OP.splat, ...OP.set(L_W + k));
   const body: number[] = [];
@@ -153,6 +185,31 @@ function groupBody(form: (typeof GROUPS)[number]): number[] {
   const advance = [...bump(P_ACC, KERNEL_STEP * 8)];
   for (let k = 0; k < form.inputs; k++) advance.push(...bump(1 + k, KERNEL_STEP * 4));
   advance.push(...bump(P_BYTES, KERNEL_STEP * 4, true));
+  code.push(...countedLoop(P_BYTES, body, advance));
+  return fn([[form.inputs, V128]], code);
+}
+
+/**
+ * The float32 form: per 4 elements, `acc = (((acc + w0·x0) + w1·x1) + …)` (`set`: from `w0·x0`),
+ * each product and sum rounded to float32; loads before the store, so `acc` may be one of the
+ * inputs of the same call.
+ */
+function groupBody32(form: Group, unroll: number): number[] {
+  const code: number[] = [];
+  for (let k = 0; k < form.inputs; k++) code.push(...OP.get(6 + k), ...OP.splat32, ...OP.set(L_W + k));
+  const body: number[] = [];
+  for (let c = 0; c < unroll; c++) {
+    body.push(...OP.get(P_ACC));
+    if (!form.set) body.push(...OP.get(P_ACC), ...OP.v128Load(c * 16));
+    for (let k = 0; k < form.inputs; k++) {
+      body.push(...OP.get(1 + k), ...OP.v128Load(c * 16), ...OP.get(L_W + k), ...OP.mul32);
+      if (k > 0 || !form.set) body.push(...OP.add32);
+    }
+    body.push(...OP.v128Store(c * 16));
+  }
+  const advance = [...bump(P_ACC, unroll * 16)];
+  for (let k = 0; k < form.inputs; k++) advance.push(...bump(1 + k, unroll * 16));
+  advance.push(...bump(P_BYTES, unroll * 16, true));
   code.push(...countedLoop(P_BYTES, body, advance));
   return fn([[form.inputs, V128]], code);
 }
@@ -178,16 +235,24 @@ function fn(locals: number[][], code: number[]): number[] {
 /** The largest memory a 32-bit WebAssembly module addresses: 65,536 pages of 64 KiB (4 GiB). */
 export const MAX_PAGES = 65536;
 
-/** The module's bytes: imports `env.memory` (shared, at most MAX_PAGES), exports the functions. */
-export function kernelModule(): Uint8Array<ArrayBuffer> {
+/**
+ * The module's bytes: imports `env.memory` (shared, at most MAX_PAGES), exports the functions;
+ * `unroll` is the float32 functions' vectors per iteration.
+ */
+export function kernelModule(unroll = F32_UNROLL): Uint8Array<ArrayBuffer> {
   const groupType = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F64], [F64], [F64], [F64]]), 0];
+  const group32Type = [
+    0x60,
+    ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F32], [F32], [F32], [F32]]),
+    0,
+  ];
   const storeType = [0x60, ...vec([[I32], [I32], [I32]]), 0];
   const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x03, ...leb(1), ...leb(MAX_PAGES)];
   return Uint8Array.from([
     ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([groupType, storeType])),
+    ...section(1, vec([groupType, storeType, group32Type])),
     ...section(2, vec([memoryImport])),
-    ...section(3, vec([...GROUPS.map(() => [0]), [1]])),
+    ...section(3, vec([...GROUPS.map((g) => [g.f32 ? 2 : 0]), [1]])),
     ...section(
       7,
       vec([
@@ -195,6 +260,6 @@ export function kernelModule(): Uint8Array<ArrayBuffer> {
         [...name('store'), 0x00, ...leb(GROUPS.length)],
       ]),
     ),
-    ...section(10, vec([...GROUPS.map(groupBody), storeBody()])),
+    ...section(10, vec([...GROUPS.map((g) => groupBody(g, unroll)), storeBody()])),
   ]);
 }

@@ -1,17 +1,24 @@
 /**
  * The weighted sum of aggregate.ts run by the WebAssembly SIMD kernel (wasm-kernel.ts), blocked
- * over tiles of `TILE` elements: per tile, all K updates are summed into a float64 accumulator
- * tile that stays in cache (four updates per call, each update's tile read once, in place when
- * it lives in the kernel's memory), then the tile is rounded to float32 into the output. Updates
- * in ordinary memory are copied into a slot tile by tile first (the one case that still copies).
- * Bit-identical to `averageRangeJs` (same operations in the same order per element).
+ * over tiles of `TILE` elements: per tile, all K updates are summed, in update order, into an
+ * accumulator tile that stays in cache (four updates per call, each update's tile read once, in
+ * place when it lives in the kernel's memory). float32: the accumulator is the output's tile
+ * itself when the output is in the kernel's memory; float64: a float64 tile rounded to float32
+ * into the output at the end. Updates in ordinary memory are copied into a slot tile by tile
+ * first (the one case that still copies). Bit-identical to `averageRangeJs` (same operations in
+ * the same order per element).
  */
 
 import { type KernelMemory, kernelMemory } from './kernel-memory.js';
-import { type KernelExports, kernelModule } from './wasm-kernel.js';
+import { F32_UNROLL, type KernelExports, kernelModule } from './wasm-kernel.js';
 
-/** Elements per tile: a 64 KiB float64 accumulator (L2), a 32 KiB sequential read of each update per call. */
-export const TILE = 1 << 13;
+/**
+ * Elements per tile: a 512 KiB float32 or 1 MiB float64 accumulator (in L2 or L3), a 512 KiB sequential
+ * read of each update per call. Longer runs per update keep the hardware prefetcher ahead when K
+ * is large: at K = 100 × P = 1M, 128K-element tiles summed 1.37× faster than 8K ones, in one
+ * process with the variants interleaved (bench/fedavg-variants.ts, docs/benchmarks.md).
+ */
+export const TILE = 1 << 17;
 
 /** Scratch bytes per thread: the accumulator tile, four input slots and an output slot. */
 export const SCRATCH_BYTES = TILE * 8 + 5 * TILE * 4;
@@ -22,6 +29,8 @@ export interface Kernel {
   fns: KernelExports;
   scratch: number;
   tile: number;
+  /** The float32 functions' vectors per loop iteration (their byte counts are multiples of 16 × this). */
+  unroll: number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -52,14 +61,23 @@ export function wasmKernel(): { kernel: Kernel; memory: KernelMemory } | null {
 /** An instance of the module over `memory` whose scratch block starts at byte `scratch`. */
 export function instantiate(memory: WebAssembly.Memory, scratch: number): Kernel {
   const instance = new WebAssembly.Instance(kernelWasmModule(), { env: { memory } });
-  return { memory, fns: instance.exports as unknown as KernelExports, scratch, tile: TILE };
+  return {
+    memory,
+    fns: instance.exports as unknown as KernelExports,
+    scratch,
+    tile: TILE,
+    unroll: F32_UNROLL,
+  };
 }
 
+/** How the kernel sums: float32 as Flower does (the default), or in a float64 accumulator. */
+export type Precision = 'float32' | 'float64';
+
 /**
- * `o[i] = Σ_k ws[k] · xs[k][i]` for start ≤ i < end. Input k is read in place at byte address
- * `addrs[k]` of the kernel memory, or (addrs[k] = -1) copied tile by tile from `xs[k]`; the
- * output likewise at `oAddr`, or (-1) copied into `o`. Self-contained (no module-level names):
- * kernel-workers.ts ships its source to the workers.
+ * `o[i] = Σ_k ws[k] · xs[k][i]` for start ≤ i < end, in `precision`. Input k is read in place at
+ * byte address `addrs[k]` of the kernel memory, or (addrs[k] = -1) copied tile by tile from
+ * `xs[k]`; the output likewise at `oAddr`, or (-1) copied into `o`. Self-contained (no
+ * module-level names): kernel-workers.ts ships its source to the workers.
  */
 export function wasmAverageRange(
   k: Kernel,
@@ -70,19 +88,34 @@ export function wasmAverageRange(
   ws: Float64Array,
   start: number,
   end: number,
+  precision: Precision = 'float32',
 ): void {
-  const { memory, fns, scratch, tile } = k;
+  const { memory, fns, scratch, tile, unroll } = k;
   const f32 = new Float32Array(memory.buffer); // after any growth: the whole memory
+  const single = precision === 'float32';
   const ACC = scratch;
   const SLOTS = scratch + tile * 8;
   const OUT = SLOTS + 4 * tile * 4;
   const K = addrs.length;
+  // float32: the sum runs in the output itself when it is in the kernel's memory, unless an input
+  // overlaps it other than as one of the first four at the same address (the first group reads
+  // each vector of its inputs before storing it; a later group would read what earlier ones wrote).
+  let direct = single && oAddr >= 0;
+  for (let q = 0; direct && q < K; q++) {
+    const a = addrs[q] as number;
+    const overlaps = a >= 0 && a < oAddr + end * 4 && oAddr < a + end * 4;
+    if (overlaps && !(q < 4 && a === oAddr)) direct = false;
+  }
+  // float32 weights, as numpy rounds a Python float that multiplies a float32 array.
+  const w = single ? Float64Array.from(ws, Math.fround) : ws;
+  const step = single ? 4 * unroll : 8; // a kernel call's elements are a multiple of its loop step
   const p = [0, 0, 0, 0];
   for (let s = start; s < end; s += tile) {
     const e = Math.min(end, s + tile);
-    const body = e - s - ((e - s) % 8); // whole steps of the kernel (KERNEL_STEP); the rest below
+    const body = e - s - ((e - s) % step); // whole steps of the kernel; the rest below
     if (body > 0) {
       const bytes = body * 4;
+      const acc = !single ? ACC : direct ? oAddr + s * 4 : OUT;
       for (let g = 0; g < K; g += 4) {
         const m = Math.min(4, K - g);
         for (let j = 0; j < m; j++) {
@@ -93,37 +126,47 @@ export function wasmAverageRange(
             f32.set((xs[g + j] as Float32Array).subarray(s, s + body), (p[j] as number) >> 2);
           }
         }
-        const fn = fns[`${g === 0 ? 'set' : 'add'}${m as 1 | 2 | 3 | 4}`];
+        const fn = fns[`${single ? 'f32' : ''}${g === 0 ? 'set' : 'add'}${m as 1 | 2 | 3 | 4}`];
         fn(
-          ACC,
+          acc,
           p[0] as number,
           p[1] as number,
           p[2] as number,
           p[3] as number,
           bytes,
-          ws[g] as number,
-          m > 1 ? (ws[g + 1] as number) : 0,
-          m > 2 ? (ws[g + 2] as number) : 0,
-          m > 3 ? (ws[g + 3] as number) : 0,
+          w[g] as number,
+          m > 1 ? (w[g + 1] as number) : 0,
+          m > 2 ? (w[g + 2] as number) : 0,
+          m > 3 ? (w[g + 3] as number) : 0,
         );
       }
-      if (oAddr >= 0) fns.store(oAddr + s * 4, ACC, bytes);
+      if (single) {
+        if (!direct) {
+          if (oAddr >= 0) f32.copyWithin((oAddr >> 2) + s, OUT >> 2, (OUT >> 2) + body);
+          else (o as Float32Array).set(f32.subarray(OUT >> 2, (OUT >> 2) + body), s);
+        }
+      } else if (oAddr >= 0) fns.store(oAddr + s * 4, ACC, bytes);
       else {
         fns.store(OUT, ACC, bytes);
         (o as Float32Array).set(f32.subarray(OUT >> 2, (OUT >> 2) + body), s);
       }
     }
-    // Fewer than 8 elements at the end: the same float64 sum, element by element.
+    // The last few elements: the same sum, element by element.
     for (let i = s + body; i < e; i++) {
-      let acc = 0;
+      let sum = 0;
       for (let q = 0; q < K; q++) {
         const a = addrs[q] as number;
-        const term =
-          (ws[q] as number) * ((a >= 0 ? f32[(a >> 2) + i] : (xs[q] as Float32Array)[i]) as number);
-        acc = q === 0 ? term : acc + term; // from the first term, not from +0 (keeps a lone −0)
+        const x = (a >= 0 ? f32[(a >> 2) + i] : (xs[q] as Float32Array)[i]) as number;
+        if (single) {
+          const term = Math.fround((w[q] as number) * x);
+          sum = q === 0 ? term : Math.fround(sum + term);
+        } else {
+          const term = (w[q] as number) * x;
+          sum = q === 0 ? term : sum + term; // from the first term, not from +0 (keeps a lone −0)
+        }
       }
-      if (oAddr >= 0) f32[(oAddr >> 2) + i] = acc;
-      else (o as Float32Array)[i] = acc;
+      if (oAddr >= 0) f32[(oAddr >> 2) + i] = sum;
+      else (o as Float32Array)[i] = sum;
     }
   }
 }

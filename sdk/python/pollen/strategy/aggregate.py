@@ -1,12 +1,12 @@
 """Weighted averages of replies, bit for bit those of src/strategies/aggregate.ts and records.ts.
 
-The TypeScript kernel sums in float64 and rounds to float32 once; numpy repeats the same
-operations in the same order (no fused multiply-add), so both give identical bytes:
+Both compute as Flower's message-API FedAvg (``aggregate_arrayrecords``) does, the same
+operations in the same order (no fused multiply-add), so all three give identical bytes:
 
 - weights are normalised once, in float64, to sum to 1 (summed left to right);
-- a float32 layer is summed over all replies in float64, reply by reply, starting from the first
-  reply's term (``w0*x0``, then ``+ wk*xk``), then rounded to float32 once;
-- a float64 layer is summed in float64; metrics are ``Σ v·n / Σ n`` in float64;
+- a float32 layer is ``x0 * w0``, then ``+= xk * wk`` reply by reply, in float32 (numpy rounds
+  each Python-float weight to float32 and every product and sum to float32);
+- a float64 layer the same in float64; metrics are ``Σ v·n / Σ n`` in float64;
 - a float16 layer is widened to float32 (exact), averaged as float32 is, rounded back to the
   nearest float16 (ties to even; numpy's float32 -> float16 cast rounds so, as src/sdk/float16.ts);
 - an integer layer is summed in float64 as float64 is, rounded half to even (``np.rint``) and
@@ -46,23 +46,22 @@ def normalize_weights(weights: Sequence[float]) -> List[float]:
     return [float(w) / total for w in weights]
 
 
-def _f64(x: np.ndarray) -> np.ndarray:
-    return x.reshape(-1).astype(np.float64)
+def _sum_in_dtype(xs: Sequence[np.ndarray], ws: Sequence[float], dtype: type) -> np.ndarray:
+    """``x0*w0``, then ``+= xk*wk``, in ``dtype`` (weights rounded to it): from the first term, not
+    from +0, so a lone -0 stays -0."""
+    acc = xs[0].reshape(-1).astype(dtype) * dtype(ws[0])
+    for w, x in zip(ws[1:], xs[1:]):
+        acc += x.reshape(-1).astype(dtype) * dtype(w)
+    return acc
 
 
 def average_float32(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
-    """``Σ ws[k]·xs[k]`` of float32 arrays, rounded as the TypeScript kernel rounds (weights normalised)."""
-    acc = ws[0] * _f64(xs[0])  # from the first term, not from +0: a lone -0 stays -0
-    for w, x in zip(ws[1:], xs[1:]):
-        acc += w * _f64(x)
-    return acc.astype(np.float32)
+    """``Σ ws[k]·xs[k]`` of float32 arrays in float32, as Flower and the TypeScript kernel (weights normalised)."""
+    return _sum_in_dtype(xs, ws, np.float32)
 
 
 def average_float64(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
-    acc = np.zeros(xs[0].size, dtype=np.float64)
-    for w, x in zip(ws, xs):
-        acc += w * x.reshape(-1)
-    return acc
+    return _sum_in_dtype(xs, ws, np.float64)
 
 
 def average_float16(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
