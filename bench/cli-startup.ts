@@ -1,5 +1,5 @@
 /**
- * Start-up of the CLI as a process: the one-file bundle (dist/pollen.mjs, what bin/pollen.js runs)
+ * Start-up of the CLI as a process: the bundle (dist/bundle/, what bin/pollen.js runs)
  * against tsc's modules (dist/cli/main.js, what it runs with POLLEN_NO_BUNDLE=1), alternating A/B
  * in one run. Per command, the median wall time and CPU (user + system) of the whole process; for
  * the SuperLink, wall and CPU from the spawn to its "running" banner.
@@ -19,6 +19,8 @@ import { parseArgs } from 'node:util';
 const { values: args } = parseArgs({
   options: {
     reps: { type: 'string', default: '7' },
+    // Other entry files to compare, NAME=FILE,… (a module exporting main(argv), as dist/cli/main.js).
+    entries: { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -29,10 +31,19 @@ const TICK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdo
 interface Variant {
   name: string;
   env: NodeJS.ProcessEnv;
+  /** The script node runs (default bin/pollen.js). */
+  script?: string;
 }
 const VARIANTS: Variant[] = [
   { name: 'bundle', env: {} },
   { name: 'modules', env: { POLLEN_NO_BUNDLE: '1' } },
+  ...(args.entries ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((spec) => {
+      const [name = spec, file = ''] = spec.split('=');
+      return { name, env: {}, script: resolve(file) };
+    }),
 ];
 
 interface Sample {
@@ -52,11 +63,15 @@ const baseEnv = (v: Variant): NodeJS.ProcessEnv => ({
 /** One command to its end, timed by GNU time (the child's own CPU, all threads). */
 function command(v: Variant, argv: string[]): Sample {
   const out = join(tmp, 'time.txt');
-  const r = spawnSync('/usr/bin/time', ['-f', '%e %U %S', '-o', out, process.execPath, BIN, ...argv], {
-    cwd: tmp,
-    env: baseEnv(v),
-    encoding: 'utf8',
-  });
+  const r = spawnSync(
+    '/usr/bin/time',
+    ['-f', '%e %U %S', '-o', out, process.execPath, v.script ?? BIN, ...argv],
+    {
+      cwd: tmp,
+      env: baseEnv(v),
+      encoding: 'utf8',
+    },
+  );
   if (r.status !== 0) throw new Error(`pollen ${argv.join(' ')} (${v.name}) exited ${r.status}: ${r.stderr}`);
   const [wall, user, sys] = readFileSync(out, 'utf8').trim().split('\n').at(-1)?.split(' ').map(Number) ?? [];
   return { wall: wall ?? Number.NaN, cpu: (user ?? 0) + (sys ?? 0) };
@@ -78,7 +93,7 @@ async function superlink(v: Variant, state: string): Promise<Sample> {
   const child = spawn(
     process.execPath,
     [
-      BIN,
+      v.script ?? BIN,
       'superlink',
       '--insecure',
       '--state-dir',
@@ -158,14 +173,15 @@ try {
   }
   if (args.json) process.stdout.write(`${JSON.stringify({ reps: REPS, rows }, null, 2)}\n`);
   else {
-    process.stdout.write(`median of ${REPS}, alternating; ratio = bundle ÷ modules\n`);
+    process.stdout.write(`median of ${REPS}, alternating; ratio = variant ÷ modules\n`);
     for (const c of CASES) {
-      const [b, m] = VARIANTS.map((v) => rows.find((r) => r.case === c.name && r.variant === v.name));
-      if (!b || !m) continue;
-      process.stdout.write(
-        `${c.name.padEnd(38)} wall ${b.wall.toFixed(2)} / ${m.wall.toFixed(2)} s (${(b.wall / m.wall).toFixed(2)})` +
-          `   cpu ${b.cpu.toFixed(2)} / ${m.cpu.toFixed(2)} s (${(b.cpu / m.cpu).toFixed(2)})\n`,
-      );
+      const base = rows.find((r) => r.case === c.name && r.variant === 'modules');
+      if (!base) continue;
+      for (const r of rows.filter((x) => x.case === c.name))
+        process.stdout.write(
+          `${c.name.padEnd(38)} ${r.variant.padEnd(8)} wall ${r.wall.toFixed(2)} s (${(r.wall / base.wall).toFixed(2)})` +
+            `   cpu ${r.cpu.toFixed(2)} s (${(r.cpu / base.cpu).toFixed(2)})\n`,
+        );
     }
   }
 } finally {

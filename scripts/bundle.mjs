@@ -1,7 +1,10 @@
 #!/usr/bin/env node
-// The CLI as one ESM file, dist/pollen.mjs, built from tsc's output (dist/cli/main.js) after
-// `tsc -p tsconfig.build.json`. Node then reads one file at start instead of resolving and
-// loading hundreds of modules; bin/pollen.js prefers it when it is there and not older than
+// The CLI bundled by esbuild into dist/bundle/ (entry dist/bundle/pollen.js), built from tsc's
+// output (dist/cli/main.js) after `tsc -p tsconfig.build.json`. A command then loads a few files
+// instead of resolving and loading hundreds of modules. It is split where the CLI imports lazily
+// (each command's implementation, each service): one file of all of it (8 MB) made every command
+// pay V8's parse of all of it, slower than tsc's modules for `pollen --version`
+// (docs/benchmarks.md). bin/pollen.js runs the bundle when it is there and not older than
 // dist/cli/main.js. The rest of dist/ stays: the package exports ./sdk and ./strategies from it,
 // and the app runner (dist/apps/runner.js) is started as its own script.
 //
@@ -11,9 +14,10 @@
 // - esbuild: `pollen build` runs it, and it finds its platform binary by path from its package;
 // - thread-stream (pino's transports): it starts a worker thread from a file beside itself.
 // These are CommonJS packages: they are required when the module that imports them first runs,
-// not at the bundle's start, so a command that needs none of them never loads them.
-import { statSync } from 'node:fs';
+// not when the bundle loads, so a command that needs none of them never loads them.
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -41,11 +45,16 @@ const lazyExternals = {
   },
 };
 
+const OUT = join(ROOT, 'dist', 'bundle');
 const started = performance.now();
+// Chunks are named by their content's hash: those of an earlier build would stay beside the new.
+rmSync(OUT, { recursive: true, force: true });
 const result = await build({
   absWorkingDir: ROOT,
-  entryPoints: ['dist/cli/main.js'],
-  outfile: 'dist/pollen.mjs',
+  entryPoints: { pollen: 'dist/cli/main.js' },
+  outdir: OUT,
+  chunkNames: 'chunks/[name]-[hash]',
+  splitting: true,
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -60,11 +69,14 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
 });
-// Every external must still resolve from the package, as it will at run time.
-const require = createRequire(new URL('../dist/pollen.mjs', import.meta.url));
+// Every external must still resolve from the bundle, as it will at run time.
+const require = createRequire(join(OUT, 'pollen.js'));
 for (const name of EXTERNAL) require.resolve(name);
-const kib = Math.round(statSync(new URL('../dist/pollen.mjs', import.meta.url)).size / 1024);
+const files = Object.keys(result.metafile.outputs);
+const kib = (file) => statSync(join(ROOT, file)).size / 1024;
+const total = Math.round(files.reduce((sum, f) => sum + kib(f), 0));
 const inputs = Object.keys(result.metafile.inputs).length;
 process.stderr.write(
-  `dist/pollen.mjs: ${kib} KiB from ${inputs} modules in ${Math.round(performance.now() - started)} ms\n`,
+  `dist/bundle/: pollen.js ${Math.round(kib('dist/bundle/pollen.js'))} KiB and ${readdirSync(join(OUT, 'chunks')).length} chunks, ` +
+    `${total} KiB in all, from ${inputs} modules in ${Math.round(performance.now() - started)} ms\n`,
 );

@@ -1,5 +1,5 @@
 /**
- * The CLI as one bundled file (dist/pollen.mjs, scripts/bundle.mjs): bin/pollen.js runs it, and
+ * The CLI bundled (dist/bundle/, scripts/bundle.mjs): bin/pollen.js runs it, and
  * from it every file of the package is found as from tsc's modules (package.json for the
  * version, templates/, sdk/python, the app runner in dist/apps/); the packages left out of the
  * bundle load when a command needs them, not at start; bin/pollen.js falls back to the modules
@@ -8,6 +8,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, POLLEN_BIN, tempDir } from './support/cli.js';
 import { PYTHON } from './support/python.js';
@@ -18,7 +19,7 @@ const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 const EXTERNAL = ['better-sqlite3', 'esbuild', 'pg', 'thread-stream'];
 
 const t = tempDir('pollen-bundle-');
-beforeAll(() => ensureBuilt('pollen.mjs'));
+beforeAll(() => ensureBuilt('bundle/pollen.js'));
 afterAll(() => t.cleanup());
 
 // Written at the process's exit: the ES modules it resolved (a resolve hook, which runs on its
@@ -34,6 +35,9 @@ import { writeFileSync } from 'node:fs';
 register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(HOOK)}));
 process.on('exit', () =>
   writeFileSync(process.env.POLLEN_TRACE_CJS, Object.keys(createRequire(process.execPath).cache).join('\\n')));`;
+
+/** The package's own files among `own` that are not the bundle's. */
+const notBundled = (own: string[]) => own.filter((f) => !f.startsWith('dist/bundle/'));
 
 let runs = 0;
 interface Traced {
@@ -102,16 +106,20 @@ async function tracedService(args: string[], ready: string): Promise<Traced> {
     });
     void exited.then(() => rej(new Error(`exited before ready: ${stdout}${stderr}`)));
   });
+  // The banner comes just before the command installs its signal handlers: a Ctrl-C that comes
+  // first would kill the process before it writes its trace.
+  await sleep(500);
   child.kill('SIGINT');
   return result(await exited, stdout, stderr);
 }
 
 describe('the bundled CLI', () => {
-  it('is what bin/pollen.js runs: one file of the package, no external loaded at start', () => {
+  it('is what bin/pollen.js runs: files of the bundle only, no external loaded at start', () => {
     const r = traced(['--version']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe(VERSION);
-    expect(r.own).toEqual(['bin/pollen.js', 'dist/pollen.mjs']);
+    expect(notBundled(r.own)).toEqual(['bin/pollen.js']);
+    expect(r.own).toContain('dist/bundle/pollen.js');
     expect(r.externals).toEqual([]);
   });
 
@@ -124,7 +132,7 @@ describe('the bundled CLI', () => {
       'Ctrl-C to stop',
     );
     expect(r.code, r.stderr).toBe(0);
-    expect(r.own).toEqual(['bin/pollen.js', 'dist/pollen.mjs']);
+    expect(notBundled(r.own)).toEqual(['bin/pollen.js']);
     // The store imports both drivers (as tsc's modules do); pino brings thread-stream.
     expect(r.externals).toEqual(['better-sqlite3', 'pg', 'thread-stream']);
   });
@@ -139,7 +147,7 @@ describe('the bundled CLI', () => {
     const sim = traced(['simulate', 'bundled-app', '--nodes', '2', '--run-config', 'num-rounds=1', '--json']);
     expect(sim.code, sim.stdout + sim.stderr).toBe(0);
     expect(JSON.parse(sim.stdout)).toMatchObject({ ok: true, rounds: [{ round: 1 }] });
-    expect(sim.own).toEqual(['bin/pollen.js', 'dist/pollen.mjs']);
+    expect(notBundled(sim.own)).toEqual(['bin/pollen.js']);
     expect(sim.externals).toContain('esbuild');
   });
 
@@ -174,7 +182,8 @@ describe('bin/pollen.js', () => {
     mkdirSync(join(fake, 'dist', 'cli'), { recursive: true });
     copyFileSync(POLLEN_BIN, join(fake, 'bin', 'pollen.js'));
     writeFileSync(join(fake, 'dist', 'cli', 'main.js'), stand('modules'));
-    writeFileSync(join(fake, 'dist', 'pollen.mjs'), stand('bundle'));
+    mkdirSync(join(fake, 'dist', 'bundle'));
+    writeFileSync(join(fake, 'dist', 'bundle', 'pollen.js'), stand('bundle'));
   });
   const which = (env: NodeJS.ProcessEnv = {}) =>
     spawnSync(process.execPath, [join(fake, 'bin', 'pollen.js')], {
@@ -188,15 +197,15 @@ describe('bin/pollen.js', () => {
 
   it('runs the bundle when it is at least as new as the modules', () => {
     age('cli/main.js', 60);
-    age('pollen.mjs', 10);
+    age('bundle/pollen.js', 10);
     expect(which()).toBe('bundle');
   });
 
   it('runs the modules when the bundle is older (tsc ran without the bundle step) or POLLEN_NO_BUNDLE=1', () => {
     age('cli/main.js', 10);
-    age('pollen.mjs', 60);
+    age('bundle/pollen.js', 60);
     expect(which()).toBe('modules');
-    age('pollen.mjs', 0);
+    age('bundle/pollen.js', 0);
     expect(which({ POLLEN_NO_BUNDLE: '1' })).toBe('modules');
   });
 });

@@ -1,8 +1,8 @@
 /**
  * Files of this Pollen package (a clone or an installed copy): its package.json, bin/, templates/,
  * examples/, sdk/python and the scripts it starts as processes. Found from the package's root,
- * never from a module's own depth: the CLI also runs as one bundled file (dist/pollen.mjs), whose
- * `import.meta.url` is the same for every module in it.
+ * never from a module's own depth: the CLI also runs bundled (dist/bundle/), where the
+ * `import.meta.url` of a module is that of the bundle's file it was put in.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
