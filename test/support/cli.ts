@@ -11,7 +11,8 @@ export function ensureBuilt(file: string): void {
   const root = resolve(import.meta.dirname, '../..');
   if (existsSync(join(root, 'dist', file))) return;
   const b = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' });
-  if (b.status !== 0 || !existsSync(join(root, 'dist', file))) throw new Error(`build failed: ${b.stdout}${b.stderr}`);
+  if (b.status !== 0 || !existsSync(join(root, 'dist', file)))
+    throw new Error(`build failed: ${b.stdout}${b.stderr}`);
 }
 
 export interface CliResult {
