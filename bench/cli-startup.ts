@@ -108,6 +108,8 @@ async function superlink(v: Variant, state: string): Promise<Sample> {
     { cwd: tmp, env: baseEnv(v), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
   const sample = await new Promise<Sample>((res, rej) => {
     child.stdout.on('data', (d) => {
       out += d;
@@ -117,7 +119,7 @@ async function superlink(v: Variant, state: string): Promise<Sample> {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       res({ wall, cpu: (Number(fields[11]) + Number(fields[12])) / TICK });
     });
-    child.on('exit', (code) => rej(new Error(`SuperLink (${v.name}) exited ${code} before ready: ${out}`)));
+    child.on('exit', (code) => rej(new Error(`SuperLink (${v.name}) exited ${code} before ready: ${out}${err}`)));
   });
   child.removeAllListeners('exit');
   await new Promise((res) => {
