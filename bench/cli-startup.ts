@@ -119,7 +119,9 @@ async function superlink(v: Variant, state: string): Promise<Sample> {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       res({ wall, cpu: (Number(fields[11]) + Number(fields[12])) / TICK });
     });
-    child.on('exit', (code) => rej(new Error(`SuperLink (${v.name}) exited ${code} before ready: ${out}${err}`)));
+    child.on('exit', (code) =>
+      rej(new Error(`SuperLink (${v.name}) exited ${code} before ready: ${out}${err}`)),
+    );
   });
   child.removeAllListeners('exit');
   await new Promise((res) => {
