@@ -2,7 +2,7 @@
 // The whole test suite: type-check and lint, build the CLI that integration tests spawn, run
 // every test. Extra arguments go to vitest (e.g. `npm test -- src/pki`).
 //
-// The build comes first (the tests spawn dist/); the type-check and the lint read only the
+// The build comes first (the tests spawn dist/, the CLI through its bundle in dist/bundle/); the type-check and the lint read only the
 // sources, so they run beside the build and the tests instead of before them: a failure of either
 // is shown as soon as it happens and fails the whole command.
 //
@@ -56,7 +56,11 @@ const checks = [
   }),
 );
 
-const build = await run('npx', ['tsc', '-p', 'tsconfig.build.json', ...incremental('build')], { live: true });
+const compiled = await run('npx', ['tsc', '-p', 'tsconfig.build.json', ...incremental('build')], {
+  live: true,
+});
+// The CLI's bundle (dist/bundle/), which bin/pollen.js runs: what the tests spawn.
+const build = compiled.code === 0 ? await run('node', ['scripts/bundle.mjs'], { live: true }) : compiled;
 if (build.code !== 0) {
   await Promise.all(checks);
   process.exit(build.code);

@@ -1,9 +1,9 @@
-import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { packageDir, packageFile } from './util/package-root.js';
 
-const require = createRequire(import.meta.url);
-const pkg = require('../package.json') as { version: string };
 /** The package version, read from package.json so there is one source of truth. */
-export const VERSION: string = pkg.version;
+export const VERSION: string = (
+  JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string }
+).version;
 /** The folder of this Pollen (a clone or an installed package): its package.json, bin/, templates/. */
-export const PACKAGE_DIR: string = dirname(require.resolve('../package.json'));
+export const PACKAGE_DIR: string = packageDir();

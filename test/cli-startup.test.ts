@@ -3,7 +3,9 @@
  * load commander and the option tables only. A command's libraries (x509, undici, yaml, Connect,
  * zod, the OIDC client …) load when the command runs, through `lazy()` in cli/command.ts. Only a
  * fresh process shows what start-up loads, so each case runs the built CLI with an import hook
- * that writes every module it resolves to a file.
+ * that writes every module it resolves to a file. It runs tsc's modules (POLLEN_NO_BUNDLE=1),
+ * whose names show what loaded: the bundle bin/pollen.js runs otherwise (dist/bundle/) is split
+ * at the same lazy imports (test/cli-bundle.test.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -59,6 +61,7 @@ function loaded(args: string[]): { code: number; modules: string[] } {
         ...process.env,
         NO_COLOR: '1',
         POLLEN_TRACE_FILE: trace,
+        POLLEN_NO_BUNDLE: '1',
         POLLEN_CONFIG: join(tmp.dir, 'none.toml'),
       },
       encoding: 'utf8',

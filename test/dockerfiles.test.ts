@@ -102,6 +102,20 @@ describe('the Dockerfiles', () => {
     expect(last(text, 'HEALTHCHECK').args).toContain('127.0.0.1:8888');
   });
 
+  it('every image that builds dist/ copies in the files its build script runs (the bundle step)', () => {
+    const build = (
+      JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { build: string } }
+    ).scripts.build;
+    const scripts = [...build.matchAll(/node (scripts\/\S+)/g)].map((m) => m[1] as string);
+    expect(scripts).toEqual(['scripts/bundle.mjs']);
+    for (const name of readdirSync(join(root, 'deploy/docker')).filter((n) => n.startsWith('Dockerfile.'))) {
+      const copied = parseDockerfile(read(name))
+        .filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from'))
+        .map((i) => i.args.split(/\s+/)[0]);
+      for (const file of scripts) expect(copied, name).toContain(file);
+    }
+  });
+
   it('scripts/build-images.sh, which builds them with podman from a local base, passes shellcheck', () => {
     const check = spawnSync('shellcheck', ['--severity=style', join(root, 'scripts/build-images.sh')], {
       encoding: 'utf8',

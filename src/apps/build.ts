@@ -28,6 +28,7 @@ import { build, type Message, type Plugin } from 'esbuild';
 import { z } from 'zod';
 import { PollenError } from '../errors.js';
 import * as hostSdk from '../sdk/index.js';
+import { packageFile } from '../util/package-root.js';
 import { VERSION } from '../version.js';
 import { PYPROJECT_FILE, readPythonApp } from './build-python.js';
 import {
@@ -169,7 +170,7 @@ function inPollenStrategies(file: string): boolean {
   }
 }
 
-const hostRequire = createRequire(import.meta.url);
+const hostRequire = createRequire(packageFile('package.json'));
 const LARGE_JSON = 64 * 1024;
 
 function pollenImports(): Plugin {

@@ -8,9 +8,8 @@
  * comparator of release numbers. Nothing is ever installed.
  */
 import { spawn } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
+import { packageFile } from '../util/package-root.js';
 import { appEnvironment } from './app-env.js';
 
 /** The interpreter a site uses when given none: POLLEN_PYTHON, else `python3` on PATH. */
@@ -20,7 +19,7 @@ export function defaultPython(env: NodeJS.ProcessEnv = process.env): string {
 
 /** The Python SDK of this Pollen (`sdk/python` at the package root, beside src/ and dist/). */
 export function pythonSdkDir(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'sdk', 'python');
+  return packageFile('sdk', 'python');
 }
 
 export interface RequirementResult {

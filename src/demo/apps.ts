@@ -8,11 +8,11 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readPythonApp } from '../apps/build-python.js';
 import { choosePython, type PythonChoice } from '../apps/python-choice.js';
 import { PollenError } from '../errors.js';
+import { packageFile } from '../util/package-root.js';
 
 export interface DemoApp {
   id: 'mnist' | 'pytorch-mnist';
@@ -28,7 +28,7 @@ export interface DemoApp {
   data?: { file: string; script: string };
 }
 
-const EXAMPLES = fileURLToPath(new URL('../../examples', import.meta.url));
+const EXAMPLES = packageFile('examples');
 
 export const DEMO_APPS: Readonly<Record<DemoApp['id'], DemoApp>> = Object.freeze({
   mnist: {

@@ -4,10 +4,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { PollenError } from '../errors.js';
+import { packageFile } from '../util/package-root.js';
 
-export const BIN = fileURLToPath(new URL('../../bin/pollen.js', import.meta.url));
+export const BIN = packageFile('bin', 'pollen.js');
 
 export interface RunResult {
   code: number;

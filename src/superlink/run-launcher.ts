@@ -7,7 +7,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { appEnvironment, resourceVariables } from '../apps/app-env.js';
 import { builtinServerAppName } from '../apps/builtin-names.js';
 import { extractBundle } from '../apps/bundle.js';
@@ -18,9 +17,10 @@ import {
   RequirementChecks,
 } from '../apps/python-env.js';
 import { isPollenError, PollenError } from '../errors.js';
+import { packageFile } from '../util/package-root.js';
 import type { Link } from './link.js';
 
-export const RUNNER = fileURLToPath(new URL('../../dist/apps/runner.js', import.meta.url));
+export const RUNNER = packageFile('dist', 'apps', 'runner.js');
 const STOP_GRACE_MS = 5_000;
 
 export interface LauncherOptions {

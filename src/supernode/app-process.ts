@@ -6,14 +6,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import { appEnvironment, resourceVariables } from '../apps/app-env.js';
 import type { ExtractedBundle } from '../apps/bundle.js';
 import { pythonAppVariables, pythonRunnerArgs } from '../apps/python-env.js';
 import { PollenError } from '../errors.js';
+import { FROM_SOURCE, ownScript, packageFile } from '../util/package-root.js';
 import type { AppSlot } from './clientappio-service.js';
 
 /** The app runner (apps/runner.ts) a SuperNode starts: `node [execArgv] script clientapp`. */
@@ -24,27 +24,28 @@ export interface RunnerEntry {
 }
 
 /**
- * The runner beside this module: `apps/runner.js` in a build; from source (tests, tsx) the
- * TypeScript runner, through tsx's loader as `tsx` itself would run it.
+ * The app runner of this Pollen: dist/apps/runner.js in a build (tsc's modules or the bundled
+ * CLI); from source (tests, tsx) the TypeScript runner, through tsx's loader as `tsx` itself
+ * would run it.
  */
 export function defaultRunner(): RunnerEntry {
-  const apps = join(dirname(fileURLToPath(import.meta.url)), '..', 'apps');
-  const built = join(apps, 'runner.js');
-  if (existsSync(built)) return { script: built };
+  const script = ownScript('apps/runner');
+  if (!FROM_SOURCE) {
+    if (existsSync(script)) return { script };
+    throw new PollenError('FILE_NOT_FOUND', `No app runner at ${script}`, {
+      hint: 'Build Pollen (npm run build), or give the SuperNode its runner.',
+    });
+  }
   let loader: string;
   try {
-    loader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    loader = pathToFileURL(createRequire(packageFile('package.json')).resolve('tsx')).href;
   } catch (e) {
-    throw new PollenError(
-      'FILE_NOT_FOUND',
-      `No app runner at ${built}, and no tsx to run ${apps}/runner.ts`,
-      {
-        cause: e,
-        hint: 'Build Pollen (npm run build), or give the SuperNode its runner.',
-      },
-    );
+    throw new PollenError('FILE_NOT_FOUND', `No tsx to run ${script}`, {
+      cause: e,
+      hint: 'Build Pollen (npm run build), or give the SuperNode its runner.',
+    });
   }
-  return { script: join(apps, 'runner.ts'), execArgv: ['--import', loader] };
+  return { script, execArgv: ['--import', loader] };
 }
 
 export interface ClientAppProcess {

@@ -6,12 +6,13 @@ import { Writable } from 'node:stream';
 
 export const POLLEN_BIN = resolve(import.meta.dirname, '../../bin/pollen.js');
 
-/** Build the CLI into dist/ (`npx tsc -p tsconfig.build.json`) unless dist/`file` is there. */
+/** Build the CLI into dist/ (`npm run build`: tsc, then the bundle) unless dist/`file` is there. */
 export function ensureBuilt(file: string): void {
   const root = resolve(import.meta.dirname, '../..');
   if (existsSync(join(root, 'dist', file))) return;
-  const b = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
-  if (!existsSync(join(root, 'dist', file))) throw new Error(`build failed: ${b.stdout}${b.stderr}`);
+  const b = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' });
+  if (b.status !== 0 || !existsSync(join(root, 'dist', file)))
+    throw new Error(`build failed: ${b.stdout}${b.stderr}`);
 }
 
 export interface CliResult {

@@ -1,7 +1,7 @@
-import { fileURLToPath } from 'node:url';
 import { PollenError } from '../../errors.js';
 import { normaliseFingerprint } from '../../pki/fingerprint.js';
 import { assertValidName, isEmail, normalizeHosts } from '../../pki/names.js';
+import { packageFile } from '../../util/package-root.js';
 import { checkCertServiceUrl } from '../cert-service-http.js';
 import { decodeToken } from '../token.js';
 import { checkHost, type Endpoint, parseEndpoint, parsePort } from './endpoint.js';
@@ -27,7 +27,7 @@ export interface PollenRuntime {
 export function defaultRuntime(): PollenRuntime {
   return {
     node: process.execPath,
-    bin: fileURLToPath(new URL('../../../bin/pollen.js', import.meta.url)),
+    bin: packageFile('bin', 'pollen.js'),
   };
 }
 
