@@ -17,6 +17,8 @@
  *   npx tsx bench/metrics-cost.ts --n 200 --seconds 60 --scrape-ms 1000 --json
  *   npx tsx bench/metrics-cost.ts --n 300 --at-once    on a busy machine: both rounds of a pair together
  *   npx tsx bench/metrics-cost.ts --cpu-prof   profiles of both SuperLinks in bench/out/profiles/
+ *   npx tsx bench/metrics-cost.ts --control    both SuperLinks without metrics (an A/A run): the
+ *                                              ratio the bench itself gives two equal sides
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -49,12 +51,13 @@ const { values: flags } = parseArgs({
     'at-once': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    control: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
   console.log(
-    'usage: tsx bench/metrics-cost.ts [--n 1000] [--seconds 100] [--min-pairs 5] [--pairs 40] [--scrape-ms 15000] [--scrape-cost 30] [--at-once] [--cpu-prof] [--json]',
+    'usage: tsx bench/metrics-cost.ts [--n 1000] [--seconds 100] [--min-pairs 5] [--pairs 40] [--scrape-ms 15000] [--scrape-cost 30] [--at-once] [--cpu-prof] [--control] [--json]',
   );
   process.exit(0);
 }
@@ -73,9 +76,11 @@ const t0 = performance.now();
 
 const { dir, certs } = await scaleFleet('pollen-bench-metrics-cost-', N);
 // --cpu-prof profiles both SuperLinks (bench/out/profiles/with, …/without).
+// --control: the "with" side runs without metrics too, so the ratio is the bench's own bias.
+const CONTROL = flags.control;
 const withMetrics = await startScaleSuperLink(dir, {
   name: 'with',
-  metrics: true,
+  metrics: !CONTROL,
   cpuProf: flags['cpu-prof'],
 });
 const without = await startScaleSuperLink(dir, { name: 'without', cpuProf: flags['cpu-prof'] });
@@ -227,7 +232,8 @@ while (
   );
 }
 const load = loadavg();
-const scrape = await scrapeCost(withMetrics, withMetrics.ready.opsUrl!, SCRAPE_COST);
+const opsUrl = withMetrics.ready.opsUrl;
+const scrape = opsUrl ? await scrapeCost(withMetrics, opsUrl, SCRAPE_COST) : { cpuMs: 0, bytes: 0 };
 await Promise.all(pools.map((p) => p.close()));
 await Promise.all([withMetrics, without].map(stopScaleSuperLink));
 rmSync(dir, { recursive: true, force: true });
@@ -250,8 +256,9 @@ const result = {
   scrapeBytes: scrape.bytes,
   scrapeShare: scrape.cpuMs / ((SCRAPE_MS / 1000) * cpuPerSecond),
 };
-const verdict =
-  result.ci95.high < TARGET
+const verdict = CONTROL
+  ? 'none in a control run (both sides without metrics): read a metrics run against this ratio'
+  : result.ci95.high < TARGET
     ? 'PASS'
     : result.ci95.low >= TARGET
       ? 'FAIL'
@@ -274,7 +281,7 @@ log(
 log('');
 const f = (x: number) => x.toFixed(3);
 log(
-  `SuperLink CPU per ${num(N)}-node round, with metrics ÷ without, ${pairs.length} pairs: median ${f(result.medianRatio)} ` +
+  `SuperLink CPU per ${num(N)}-node round, ${CONTROL ? 'control: "with" (no metrics either)' : 'with metrics'} ÷ without, ${pairs.length} pairs: median ${f(result.medianRatio)} ` +
     `(95% interval of the median ${f(result.ci95.low)}–${f(result.ci95.high)}; quartiles ${f(result.quartiles.q1)}–${f(result.quartiles.q3)}; ` +
     `range ${f(result.minRatio)}–${f(result.maxRatio)}); all pairs' CPU ${f(result.totalRatio)}`,
 );
