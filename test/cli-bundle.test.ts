@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, POLLEN_BIN, tempDir } from './support/cli.js';
+import { TRACE_ARGS } from './support/module-trace.js';
 import { PYTHON } from './support/python.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -21,20 +22,6 @@ const EXTERNAL = ['better-sqlite3', 'esbuild', 'pg', 'thread-stream'];
 const t = tempDir('pollen-bundle-');
 beforeAll(() => ensureBuilt('bundle/pollen.js'));
 afterAll(() => t.cleanup());
-
-// Written at the process's exit: the ES modules it resolved (a resolve hook, which runs on its
-// own thread, appends them) and the CommonJS modules it loaded (the externals are required).
-const HOOK = `import { appendFileSync } from 'node:fs';
-export async function resolve(s, c, next) {
-  const r = await next(s, c);
-  appendFileSync(process.env.POLLEN_TRACE_ESM, r.url + '\\n');
-  return r;
-}`;
-const PRELOAD = `import { createRequire, register } from 'node:module';
-import { writeFileSync } from 'node:fs';
-register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(HOOK)}));
-process.on('exit', () =>
-  writeFileSync(process.env.POLLEN_TRACE_CJS, Object.keys(createRequire(process.execPath).cache).join('\\n')));`;
 
 /** The package's own files among `own` that are not the bundle's. */
 const notBundled = (own: string[]) => own.filter((f) => !f.startsWith('dist/bundle/'));
@@ -55,7 +42,7 @@ function tracing(args: string[], o: { cwd?: string; env?: NodeJS.ProcessEnv }) {
   const esmFile = join(t.dir, `esm-${++runs}.txt`);
   const cjsFile = join(t.dir, `cjs-${runs}.txt`);
   writeFileSync(esmFile, '');
-  const argv = ['--import', `data:text/javascript,${encodeURIComponent(PRELOAD)}`, POLLEN_BIN, ...args];
+  const argv = [...TRACE_ARGS, POLLEN_BIN, ...args];
   const options = {
     cwd: o.cwd ?? t.dir,
     env: {

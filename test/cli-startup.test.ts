@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt, POLLEN_BIN, tempDir } from './support/cli.js';
+import { TRACE_ARGS } from './support/module-trace.js';
 
 /** Libraries only a command's work needs. */
 const HEAVY = [
@@ -31,15 +32,6 @@ const HEAVY = [
   'cli-table3',
 ];
 
-const HOOK = `import { appendFileSync } from 'node:fs';
-export async function resolve(s, c, next) {
-  const r = await next(s, c);
-  appendFileSync(process.env.POLLEN_TRACE_FILE, r.url + '\\n');
-  return r;
-}`;
-const REGISTER = `import { register } from 'node:module';
-register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(HOOK)}));`;
-
 let tmp: ReturnType<typeof tempDir>;
 let runs = 0;
 beforeAll(() => {
@@ -52,22 +44,18 @@ afterAll(() => tmp.cleanup());
 function loaded(args: string[]): { code: number; modules: string[] } {
   const trace = join(tmp.dir, `trace-${++runs}.txt`);
   writeFileSync(trace, '');
-  const r = spawnSync(
-    process.execPath,
-    ['--import', `data:text/javascript,${encodeURIComponent(REGISTER)}`, POLLEN_BIN, ...args],
-    {
-      cwd: tmp.dir,
-      env: {
-        ...process.env,
-        NO_COLOR: '1',
-        POLLEN_TRACE_FILE: trace,
-        POLLEN_NO_BUNDLE: '1',
-        POLLEN_CONFIG: join(tmp.dir, 'none.toml'),
-      },
-      encoding: 'utf8',
-      timeout: 30_000,
+  const r = spawnSync(process.execPath, [...TRACE_ARGS, POLLEN_BIN, ...args], {
+    cwd: tmp.dir,
+    env: {
+      ...process.env,
+      NO_COLOR: '1',
+      POLLEN_TRACE_ESM: trace,
+      POLLEN_NO_BUNDLE: '1',
+      POLLEN_CONFIG: join(tmp.dir, 'none.toml'),
     },
-  );
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   const dist = `${resolve(import.meta.dirname, '../dist')}/`;
   const modules = readFileSync(trace, 'utf8')
     .split('\n')
