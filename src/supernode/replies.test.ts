@@ -104,6 +104,26 @@ describe('replies', () => {
     expect(replied).toEqual(['RUN_NOT_RUNNING']);
   });
 
+  it("past the node's request rate, keep retrying at a short pause: more refusals than the SuperLink-away budget still deliver", async () => {
+    const tries: number[] = [];
+    const { clock, replies, reply, replied } = setup({
+      pushMessages: () => {
+        tries.push(clock.now());
+        if (tries.length <= 12) throw refuse('RATE_LIMITED');
+        return { results: [{}] };
+      },
+    });
+    const sent = codeOf(replies.push(reply));
+    for (let i = 0; i < 12; i++) {
+      await vi.waitFor(() => expect(clock.sleeping).toBe(1));
+      await clock.advance(375); // 500 ms × (0.5 + 0.5 × random 0.5)
+    }
+    expect(await sent).toBe('ok');
+    expect(tries).toHaveLength(13);
+    expect(tries.at(-1)! - tries[0]!).toBe(12 * 375);
+    expect(replied).toEqual([undefined]); // delivered, no refusal of the message itself
+  });
+
   it('after an expired node-key session, open a new one and are sent again at once', async () => {
     const session = { hasSession: true, renewals: 0 };
     let tries = 0;

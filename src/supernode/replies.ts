@@ -28,8 +28,16 @@ export interface RepliesOptions {
   onReply?: (runId: string, messageId: string, error?: string) => void;
 }
 
-/** Attempts after the first one. */
+/** Attempts after the first one, for the SuperLink away or failing. */
 const RETRIES = 5;
+/**
+ * Attempts after the first one refused for this node's request rate. Such a refusal means the
+ * SuperLink is up and takes the next request within about 1/rate seconds, while the node's own
+ * polls draw on the same budget: a short, flat pause keeps the reply in the queue instead of
+ * backing off for seconds and giving it up after five tries (about two minutes in all).
+ */
+const RATE_RETRIES = 240;
+const RATE_PAUSE_MS = 500;
 
 export class Replies {
   constructor(private readonly o: RepliesOptions) {}
@@ -39,6 +47,7 @@ export class Replies {
     const { fleet, chunks, signal, fleetChunks } = this.o;
     const ids = chunkIdsOf(reply);
     const runId = reply.metadata?.runId ?? '';
+    let rateRefusals = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         // Into the run's scope on the SuperLink, which relays them unhashed to the ServerApp.
@@ -52,6 +61,13 @@ export class Replies {
         for (const id of ids) await chunks.delete(id).catch(() => {});
         return;
       } catch (e) {
+        if (isPollenError(e) && e.code === 'RATE_LIMITED' && rateRefusals < RATE_RETRIES && !signal.aborted) {
+          rateRefusals++;
+          attempt--; // not a failure of the SuperLink: the other budget stays
+          await pause(this.o.time, RATE_PAUSE_MS * (0.5 + this.o.time.random() * 0.5), signal);
+          if (signal.aborted) throw e;
+          continue;
+        }
         if (signal.aborted || attempt >= RETRIES) throw e;
         // The session ran out between renewals (e.g. the machine slept): open one and retry.
         if (isPollenError(e) && e.code === 'NODE_SESSION_EXPIRED' && this.o.session.hasSession) {
