@@ -93,6 +93,38 @@ describe.each(storeBackends('nodes'))('the node registry on %s', (backend, makeU
     ]);
   });
 
+  it('two registrations racing for one id, or for one key, leave one winner and its row intact', async () => {
+    const url = await makeUrl();
+    // On PostgreSQL two registries on one store (each passes its own in-memory checks, so the
+    // store decides); SQLite has one writer, the SuperLink, so one registry races itself.
+    const a = await fresh(url);
+    const b = backend === 'postgres' ? await fresh(url) : a;
+    for (let i = 0; i < 8; i++) {
+      const k = key();
+      const sameId = await Promise.allSettled([
+        a.registerNodeKey({ nodeId: `id${i}`, publicKey: k, name: 'first' }),
+        b.registerNodeKey({ nodeId: `id${i}`, publicKey: k, name: 'second' }),
+      ]);
+      expect(sameId.map((x) => x.status).sort()).toEqual(['fulfilled', 'rejected']);
+      const lost = sameId.find((x) => x.status === 'rejected') as PromiseRejectedResult;
+      expect(lost.reason).toMatchObject({ code: 'NODE_ALREADY_REGISTERED' });
+      const won = sameId.find((x) => x.status === 'fulfilled') as PromiseFulfilledResult<{ name: string }>;
+      // The loser wrote nothing: the stored row is the winner's.
+      expect((await fresh(url)).getNode(`id${i}`)).toMatchObject({ name: won.value.name, registered: true });
+
+      const k2 = key();
+      const sameKey = await Promise.allSettled([
+        a.registerNodeKey({ nodeId: `x${i}`, publicKey: k2, name: 'x' }),
+        b.registerNodeKey({ nodeId: `y${i}`, publicKey: k2, name: 'y' }),
+      ]);
+      expect(sameKey.map((x) => x.status).sort()).toEqual(['fulfilled', 'rejected']);
+      expect((sameKey.find((x) => x.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject({
+        code: 'NODE_ALREADY_REGISTERED',
+      });
+      expect((await fresh(url)).isKeyRegistered(k2)).toMatch(/^[xy]\d$/);
+    }
+  });
+
   it('a registered node keeps its admin-given name; an unregistered one can no longer activate', async () => {
     const s = await fresh();
     const k = key();

@@ -142,7 +142,7 @@ export class NodeRegistry {
           .where((eb) => eb.or([eb('node_id', '<>', input.nodeId), eb('registered', '=', 1)]))
           .executeTakeFirst();
         if (other) throw alreadyRegistered(other.node_id);
-        await tx
+        const written = await tx
           .insertInto('nodes')
           .values({
             node_id: input.nodeId,
@@ -160,16 +160,22 @@ export class NodeRegistry {
             ...binding,
           })
           .onConflict((oc) =>
-            // A new registration replaces the binding (and organisation) of an earlier one of this key.
-            oc.column('node_id').doUpdateSet({
-              name: input.name,
-              public_key: key,
-              registered: 1,
-              org: input.org ?? null,
-              ...binding,
-            }),
+            // Registration takes over a row an activation created, never a registered one: on
+            // PostgreSQL two racing registrations both pass the select above, and the loser's
+            // conflict must then update nothing rather than overwrite the winner.
+            oc
+              .column('node_id')
+              .doUpdateSet({
+                name: input.name,
+                public_key: key,
+                registered: 1,
+                org: input.org ?? null,
+                ...binding,
+              })
+              .where('nodes.registered', '=', 0),
           )
-          .execute();
+          .executeTakeFirst();
+        if (Number(written.numInsertedOrUpdatedRows ?? 0) === 0) throw alreadyRegistered(input.nodeId);
       });
     } catch (e) {
       if (isUniqueViolation(e)) throw alreadyRegistered(this.keys.get(key) ?? '');
