@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { PYTHON } from '../../test/support/python.js';
-import { float16Bits, float16Value, fromFloat16, toFloat16 } from './float16.js';
+import { float16Bits, float16Round, float16Value, fromFloat16, toFloat16 } from './float16.js';
 
 const hex = (bits: number): string => `0x${bits.toString(16).padStart(4, '0')}`;
 
@@ -30,6 +30,9 @@ describe('float16 conversion', () => {
       [Number.NaN, 0x7e00],
     ];
     for (const [value, bits] of cases) expect(hex(float16Bits(value)), String(value)).toBe(hex(bits));
+    // float16Round gives the value of those bits, the sign of a zero included.
+    for (const [value, bits] of cases) expect(float16Round(value), String(value)).toBe(float16Value(bits));
+    expect(Object.is(float16Round(-(2 ** -26)), -0)).toBe(true);
     expect(Object.is(float16Value(0x8000), -0)).toBe(true);
     expect(float16Value(0x0001)).toBe(2 ** -24);
     expect(float16Value(0x03ff)).toBe(1023 * 2 ** -24);
@@ -79,6 +82,8 @@ describe('float16 conversion', () => {
       .split('\n');
     const expected = new Uint16Array(Buffer.from(rounded!, 'hex').buffer.slice(0));
     expect(toFloat16(inputs)).toEqual(expected);
+    const roundedWrong = inputs.filter((v, i) => !Object.is(float16Round(v), float16Value(expected[i]!)));
+    expect(roundedWrong).toEqual([]);
     const values = new Float64Array(Buffer.from(widened!, 'hex').buffer.slice(0));
     const differ: string[] = [];
     for (let b = 0; b < 65536; b++)

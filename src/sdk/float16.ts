@@ -34,6 +34,24 @@ export function float16Bits(value: number): number {
   return sign | ((e + 14) * 1024 + r);
 }
 
+/** 2^52 times each ULP: adding one to |v| and taking it off rounds |v| to a multiple of that ULP. */
+const MAGIC = ULP.map((u) => u * 2 ** 52);
+
+/**
+ * The float16 value nearest to `value` (ties to even) as a number: `float16Value(float16Bits(value))`
+ * without the bits, for loops that compute in float16 (FedAvg's float16 sum). Adding 2^52 · ulp puts
+ * |value| in a binade whose spacing is that ulp, so the hardware's float64 rounding (to nearest,
+ * ties to even) does the float16 rounding; taking it off again is exact.
+ */
+export function float16Round(value: number): number {
+  const abs = Math.abs(value);
+  if (!(abs < 65520)) return Number.isNaN(value) ? value : value > 0 ? Infinity : -Infinity;
+  scratch[0] = abs;
+  const magic = MAGIC[Math.max(((scratchHigh[0]! >>> 20) & 0x7ff) - 1023, -14) - 10 + 24]!;
+  const r = abs + magic - magic;
+  return value < 0 ? -r : r === 0 ? value * 0 : r; // value * 0 keeps the sign of a zero
+}
+
 /** The number float16 `bits` stand for (exact: every float16 is a float64). */
 export function float16Value(bits: number): number {
   const exponent = (bits >>> 10) & 0x1f;

@@ -151,7 +151,7 @@ describe('FedAvg.aggregateTrain', () => {
       sent.map((data, k) => reply(String(k), { x: { data, dtype } }, { 'num-examples': examples[k]! })),
     ).get('x')!;
 
-  it('averages float16 in float32 and rounds to the nearest float16, ties to even', () => {
+  it('averages float16 in float16 arithmetic, each step rounded to the nearest float16, ties to even', () => {
     const half = (...bits: number[]) => Uint16Array.from(bits);
     // 1 and 2 weighted 1:3 → 1.75; 1 and its successor 1 + 2^-10 → the tie 1 + 2^-11 → 1 (even);
     // 65504 and +inf → inf; the smallest subnormal and 0 → a tie → 0; -2 and -2 → -2.

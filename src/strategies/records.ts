@@ -1,7 +1,7 @@
 /**
  * Weighted averages of records, the aggregation step of FedAvg and its relatives: the replies'
- * ArrayRecords (float32 layers through the fast kernel in aggregate.ts, every other dtype as
- * average-dtypes.ts says) and their MetricRecords, each reply weighted by one of its metrics
+ * ArrayRecords (float32 layers through the fast kernel in aggregate.ts, every other dtype, float16
+ * included, as average-dtypes.ts says) and their MetricRecords, each reply weighted by one of its metrics
  * (`num-examples`).
  *
  * Internal: strategies call these; apps see them through `strategy.aggregateTrain(...)`.
@@ -10,14 +10,12 @@ import {
   type ArrayEntry,
   ArrayRecord,
   type DType,
-  fromFloat16,
   type Message,
   type MetricRecord,
   type MetricValue,
   PollenError,
   type RecordDict,
   type TypedArray,
-  toFloat16,
 } from '../sdk/index.js';
 import { normalizeWeights, type Precision, type WeightedArrays, weightedAverage } from './aggregate.js';
 import { averageOf } from './average-dtypes.js';
@@ -174,9 +172,10 @@ export function checkSameArrays(replies: readonly ReplyContent[], records: reado
 }
 
 /**
- * The weighted average of the replies' ArrayRecords (checked by checkSameArrays). float32 and
- * float16 arrays go through the kernel in one pass over all layers, in `precision`
- * (aggregate.ts); the other dtypes as average-dtypes.ts says.
+ * The weighted average of the replies' ArrayRecords (checked by checkSameArrays). float32 arrays
+ * go through the kernel in one pass over all layers, in `precision` (aggregate.ts); the other
+ * dtypes as average-dtypes.ts says (float16 in float16 arithmetic as Flower, or with
+ * `precision: 'float64'` in float64 rounded once).
  */
 export function aggregateArrayRecords(
   replies: readonly ReplyContent[],
@@ -186,24 +185,17 @@ export function aggregateArrayRecords(
 ): ArrayRecord {
   const names = checkSameArrays(replies, records);
   const first = records[0] as ArrayRecord;
-  const kernel: string[] = []; // float32, and float16 widened to float32: one pass of the kernel
+  const kernel: string[] = []; // float32: one pass of the kernel over all of them
   const other: string[] = [];
-  for (const name of names) {
-    const { dtype } = first.get(name)!;
-    (dtype === 'float32' || dtype === 'float16' ? kernel : other).push(name);
-  }
+  for (const name of names) (first.get(name)!.dtype === 'float32' ? kernel : other).push(name);
   const averaged = new Map<string, TypedArray>();
   if (kernel.length > 0) {
     const updates: WeightedArrays[] = records.map((record, k) => ({
-      arrays: kernel.map((n) => {
-        const { data } = record.get(n)!;
-        return data instanceof Float32Array ? data : fromFloat16(data as Uint16Array);
-      }),
+      arrays: kernel.map((n) => record.get(n)!.data as Float32Array),
       weight: weights[k] as number,
     }));
     weightedAverage(updates, undefined, { precision }).forEach((data, l) => {
-      const name = kernel[l] as string;
-      averaged.set(name, first.get(name)!.dtype === 'float16' ? toFloat16(data) : data);
+      averaged.set(kernel[l] as string, data);
     });
   }
   if (other.length > 0) {
@@ -212,9 +204,10 @@ export function aggregateArrayRecords(
       averaged.set(
         n,
         averageOf(
-          first.get(n)!.dtype as Exclude<DType, 'float32' | 'float16'>,
+          first.get(n)!.dtype as Exclude<DType, 'float32'>,
           records.map((r) => r.get(n)!.data),
           ws,
+          precision,
         ),
       );
   }

@@ -138,6 +138,29 @@ def test_every_dtype_averaged_rounded_half_to_even_and_clipped_to_its_range():
     assert FedAvg().aggregate_train(1, three)[0]["flag"].numpy().tolist() == [False]  # weighted majority
 
 
+def test_float16_is_summed_in_float16_as_flower_sums_it():
+    # Each weight, product and sum rounds to float16 (numpy on Flower's ``value * weight``, ``+=``):
+    # with these weights the sum near the largest float16 rounds past 65520 to inf, though the
+    # exact average is 65504; widened to float32 and rounded once it would be [65504, -65504, 1, 0.09998].
+    instruction = Message(RecordDict(), dst_node_id="1", message_type="train")
+    replies = [
+        Message(
+            RecordDict(
+                {
+                    "arrays": ArrayRecord({"h": np.float16([65504, -65504, 1, 0.1])}),
+                    "metrics": MetricRecord({"num-examples": n}),
+                }
+            ),
+            reply_to=instruction.with_metadata(dst_node_id=str(k + 1)),
+        )
+        for k, n in enumerate([2427, 1071, 105])
+    ]
+    with np.errstate(over="ignore"):
+        arrays, _ = FedAvg().aggregate_train(1, replies)
+    assert arrays["h"].dtype == "float16"
+    assert arrays["h"].numpy().tolist() == [np.inf, -np.inf, 1.0, 0.10003662109375]
+
+
 def test_refuses_bad_options_and_mismatched_replies():
     assert code_of(lambda: FedAvg(fraction_train=1.5)) == "INVALID_ARGUMENT: fraction_train must be in [0, 1], got 1.5"
     assert code_of(lambda: FedAvg(min_train_nodes=-1)).startswith("INVALID_ARGUMENT: min_train_nodes must be an integer")

@@ -7,8 +7,8 @@ operations in the same order (no fused multiply-add), so all three give identica
 - a float32 layer is ``x0 * w0``, then ``+= xk * wk`` reply by reply, in float32 (numpy rounds
   each Python-float weight to float32 and every product and sum to float32);
 - a float64 layer the same in float64; metrics are ``Σ v·n / Σ n`` in float64;
-- a float16 layer is widened to float32 (exact), averaged as float32 is, rounded back to the
-  nearest float16 (ties to even; numpy's float32 -> float16 cast rounds so, as src/sdk/float16.ts);
+- a float16 layer the same in float16 (each weight rounded straight from float64 to float16,
+  every product and sum to float16), as numpy runs Flower's ``value * weight`` on float16 arrays;
 - an integer layer is summed in float64 as float64 is, rounded half to even (``np.rint``) and
   clipped to its dtype's range; bool the same as 0/1 (the weighted majority, a tie is False).
   These are the rules of src/strategies/average-dtypes.ts.
@@ -65,7 +65,7 @@ def average_float64(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray
 
 
 def average_float16(xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
-    return average_float32([x.astype(np.float32) for x in xs], ws).astype(np.float16)
+    return _sum_in_dtype(xs, ws, np.float16)
 
 
 def average_integers(dtype: str, xs: Sequence[np.ndarray], ws: Sequence[float]) -> np.ndarray:
