@@ -3,7 +3,7 @@
  * (`flwr.serverapp.strategy.strategy_utils.aggregate_arrayrecords`) is written out below and run
  * by Debian's numpy on the same float32, float64 and float16 replies, and the bytes compared.
  * Cases cover the JavaScript loop (small layers), the WebAssembly kernel (every group remainder of
- * four, lengths off its step and its tile, updates in ordinary and in the kernel's memory), and
+ * eight, lengths off its step and its tile, updates in ordinary and in the kernel's memory), and
  * worker threads; float16 subnormals, ±0, ties, infinities and sums that overflow to infinity.
  * The float64-accumulation option, Flower's legacy `aggregate` and (float16) the earlier
  * widen-to-float32 average are shown to give other bits on the same data, so a comparison that
@@ -133,7 +133,8 @@ function makeCase(n: number[], lengths: Record<string, number>, where: Where, fl
   return { n, replies };
 }
 
-const K_COUNTS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 37];
+// Every form of the kernel's group functions: set 1–8 and add 1–8 (GROUP = 8), and several groups.
+const K_COUNTS = [...Array.from({ length: 16 }, (_, i) => i + 1), 37];
 const LENGTHS = { tiny: 5, odd: SMALL_LAYER + 13, tiles: 3 * TILE + 7 };
 const cases: Case[] = [
   ...K_COUNTS.map((K) =>

@@ -17,7 +17,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { KernelMemory } from './kernel-memory.js';
-import { F32_UNROLL } from './wasm-kernel.js';
+import { F32_UNROLL, GROUP } from './wasm-kernel.js';
 import {
   kernelWasmModule,
   type Precision,
@@ -54,9 +54,9 @@ export function allShared(ranges: readonly SumRange[]): boolean {
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const wasmAverageRange = ${wasmAverageRange.toString()};
-const { module, memory, scratch, tile, unroll } = workerData;
+const { module, memory, scratch, tile, unroll, group, inputs } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
-const k = { memory, fns: instance.exports, scratch, tile, unroll };
+const k = { memory, fns: instance.exports, scratch, tile, unroll, group, inputs };
 parentPort.on('message', ({ jobs, chunks, ws, precision, control }) => {
   const c = new Int32Array(control);
   const n = chunks.length / 3;
@@ -117,6 +117,8 @@ function workers(count: number, memory: KernelMemory): Helper[] | null {
       scratch: scratch.start,
       tile: TILE,
       unroll: F32_UNROLL,
+      group: GROUP,
+      inputs: GROUP,
     };
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
     worker.unref();

@@ -110,10 +110,10 @@ describe('the WebAssembly SIMD kernel', () => {
     expect(differs).toBeGreaterThan(0); // the two definitions are told apart by these values
   });
 
-  // Every group form (set/add × 1–4 updates), lengths off the SIMD step (8) and the tile, updates
+  // Every group form (set/add × 1–8 updates), lengths off the SIMD step (8) and the tile, updates
   // copied in from ordinary memory and read in place from the kernel's memory.
   const lengths = [SMALL_LAYER, SMALL_LAYER + 1, SMALL_LAYER + 3, 3 * TILE + 5];
-  for (const K of [1, 2, 3, 4, 5, 6, 7, 8, 9, 37]) {
+  for (const K of [...Array.from({ length: 16 }, (_, i) => i + 1), 37]) {
     it(`gives the JavaScript kernel's bits for K = ${K} at lengths ${lengths.join(', ')}, in both precisions`, () => {
       const ws = normalizeWeights(Array.from({ length: K }, (_, k) => ((k * 7919) % 13) + 1));
       for (const precision of PRECISIONS)
@@ -170,6 +170,28 @@ describe('the WebAssembly SIMD kernel', () => {
     averageRangeJs(js, xs, ws, 0, n);
     averageRange(fast, xs, ws, 0, n);
     expect(sameBits(js, fast)).toBe(true);
+    // Calls of eight in-place updates, then of four where one is copied, then of eight again.
+    const where = (k: number) => (k === 10 || k === 17 ? 'plain' : 'kernel');
+    const many = Array.from({ length: 23 }, (_, k) => values(TILE + 13, k + 1, where(k)));
+    const mw = normalizeWeights(many.map((_, k) => (k % 5) + 1));
+    for (const precision of PRECISIONS) {
+      const want = new Float32Array(TILE + 13);
+      averageRangeJs(want, many, mw, 0, TILE + 13, precision);
+      const got = values(TILE + 13, 99, 'kernel');
+      averageRange(got, many, mw, 0, TILE + 13, precision);
+      expect(sameBits(want, got), precision).toBe(true);
+    }
+  });
+
+  it('sums into an output that is the sixth input when a copied input makes the first call one of four', () => {
+    const n = SMALL_LAYER + 37;
+    const xs = Array.from({ length: 9 }, (_, k) => values(n, k + 1, k === 2 ? 'plain' : 'kernel'));
+    const ws = normalizeWeights([3, 1, 4, 1, 5, 9, 2, 6, 5]);
+    const expected = new Float32Array(n);
+    averageRangeJs(expected, xs, ws, 0, n);
+    const o = xs[5] as Float32Array;
+    averageRange(o, xs, ws, 0, n);
+    expect(sameBits(o, expected)).toBe(true);
   });
 
   it('gives the same bits with zero weights among the updates (kept as exact zeros)', () => {

@@ -1,6 +1,6 @@
 /**
  * The float32 weighted-sum kernel as a WebAssembly SIMD module, assembled here from a few opcodes
- * (no toolchain: the module is seventeen small functions, and writing its bytes from this table
+ * (no toolchain: the module is thirty-three small functions, and writing its bytes from this table
  * is shorter and easier to review than a checked-in binary).
  *
  * The module imports one shared memory (kernel-memory.ts), the memory that received updates are
@@ -22,26 +22,24 @@
  * Function names: `setM`/`addM` sum M replies into a float64 tile, `store` rounds it out;
  * `f32setM`/`f32addM` sum M replies into a float32 tile (the output itself where it can be).
  */
-export type KernelName = `${'set' | 'add'}${1 | 2 | 3 | 4}` | 'store' | `f32${'set' | 'add'}${1 | 2 | 3 | 4}`;
+export type KernelName = `${'set' | 'add'}${GroupSize}` | 'store' | `f32${'set' | 'add'}${GroupSize}`;
+
+/** Inputs one call of a group function sums (1 … GROUP). */
+export type GroupSize = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8;
 
 /**
- * `fn(acc, x0, x1, x2, x3, bytes, w0, w1, w2, w3)`: byte addresses of the float64 accumulator tile
+ * The most inputs one call sums: each call reads and writes its accumulator tile once, so eight
+ * inputs per call halve the accumulator's traffic of four (docs/benchmarks.md).
+ */
+export const GROUP = 8;
+
+/**
+ * `fn(acc, x0, …, x7, bytes, w0, …, w7)`: byte addresses of the float64 accumulator tile
  * and of the float32 inputs, the inputs' byte length (a multiple of 32) and the weights; unused
  * inputs ignored. `setM`: acc = ((w0·x0 + w1·x1) + …) over the first M inputs; `addM`:
  * acc = (((acc + w0·x0) + w1·x1) + …).
  */
-export type GroupFn = (
-  acc: number,
-  x0: number,
-  x1: number,
-  x2: number,
-  x3: number,
-  bytes: number,
-  w0: number,
-  w1: number,
-  w2: number,
-  w3: number,
-) => void;
+export type GroupFn = (acc: number, ...xsBytesWeights: number[]) => void;
 
 /** `store(out, acc, bytes)`: float32 out = the float64 tile rounded, `bytes` of output (× 32). */
 export type StoreFn = (out: number, acc: number, bytes: number) => void;
@@ -56,7 +54,7 @@ interface Group {
 }
 
 const GROUPS: readonly Group[] = [false, true].flatMap((f32) =>
-  [1, 2, 3, 4].flatMap((m) =>
+  Array.from({ length: GROUP }, (_, i) => i + 1).flatMap((m) =>
     (['set', 'add'] as const).map((op) => ({
       name: `${f32 ? 'f32' : ''}${op}${m}` as KernelName,
       inputs: m,
@@ -162,15 +160,17 @@ const bump = (local: number, step: number, sub = false): number[] => [
   ...OP.set(local),
 ];
 
-// Group functions: params 0 acc, 1..4 x0..x3, 5 bytes, 6..9 w0..w3; locals 10..13 the weights splat.
+// Group functions: params 0 acc, 1..GROUP the inputs, then bytes, then GROUP weights; then locals,
+// the weights splat.
 const P_ACC = 0;
-const P_BYTES = 5;
-const L_W = 10;
+const P_BYTES = GROUP + 1;
+const P_W = GROUP + 2;
+const L_W = 2 * GROUP + 2;
 
 function groupBody(form: Group, unroll: number): number[] {
   if (form.f32) return groupBody32(form, unroll);
   const code: number[] = [];
-  for (let k = 0; k < form.inputs; k++) code.push(...OP.get(6 + k), ...OP.splat, ...OP.set(L_W + k));
+  for (let k = 0; k < form.inputs; k++) code.push(...OP.get(P_W + k), ...OP.splat, ...OP.set(L_W + k));
   const body: number[] = [];
   for (let c = 0; c < KERNEL_STEP / 2; c++) {
     // Two elements: address of the store, the running sum, then one term per input, added in order.
@@ -196,7 +196,7 @@ function groupBody(form: Group, unroll: number): number[] {
  */
 function groupBody32(form: Group, unroll: number): number[] {
   const code: number[] = [];
-  for (let k = 0; k < form.inputs; k++) code.push(...OP.get(6 + k), ...OP.splat32, ...OP.set(L_W + k));
+  for (let k = 0; k < form.inputs; k++) code.push(...OP.get(P_W + k), ...OP.splat32, ...OP.set(L_W + k));
   const body: number[] = [];
   for (let c = 0; c < unroll; c++) {
     body.push(...OP.get(P_ACC));
@@ -240,12 +240,10 @@ export const MAX_PAGES = 65536;
  * `unroll` is the float32 functions' vectors per iteration.
  */
 export function kernelModule(unroll = F32_UNROLL): Uint8Array<ArrayBuffer> {
-  const groupType = [0x60, ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F64], [F64], [F64], [F64]]), 0];
-  const group32Type = [
-    0x60,
-    ...vec([[I32], [I32], [I32], [I32], [I32], [I32], [F32], [F32], [F32], [F32]]),
-    0,
-  ];
+  const i32s = (n: number) => Array.from({ length: n }, () => [I32]);
+  const params = (w: number) => vec([...i32s(GROUP + 2), ...Array.from({ length: GROUP }, () => [w])]);
+  const groupType = [0x60, ...params(F64), 0];
+  const group32Type = [0x60, ...params(F32), 0];
   const storeType = [0x60, ...vec([[I32], [I32], [I32]]), 0];
   const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x03, ...leb(1), ...leb(MAX_PAGES)];
   return Uint8Array.from([

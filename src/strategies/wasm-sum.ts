@@ -1,7 +1,7 @@
 /**
  * The weighted sum of aggregate.ts run by the WebAssembly SIMD kernel (wasm-kernel.ts), blocked
  * over tiles of `TILE` elements: per tile, all K updates are summed, in update order, into an
- * accumulator tile that stays in cache (four updates per call, each update's tile read once, in
+ * accumulator tile that stays in cache (up to eight updates per call, each update's tile read once, in
  * place when it lives in the kernel's memory). float32: the accumulator is the output's tile
  * itself when the output is in the kernel's memory; float64: a float64 tile rounded to float32
  * into the output at the end. Updates in ordinary memory are copied into a slot tile by tile
@@ -10,7 +10,7 @@
  */
 
 import { type KernelMemory, kernelMemory } from './kernel-memory.js';
-import { F32_UNROLL, type KernelExports, kernelModule } from './wasm-kernel.js';
+import { F32_UNROLL, GROUP, type GroupSize, type KernelExports, kernelModule } from './wasm-kernel.js';
 
 /**
  * Elements per tile: a 512 KiB float32 or 1 MiB float64 accumulator (in L2 or L3), a 512 KiB sequential
@@ -31,6 +31,10 @@ export interface Kernel {
   tile: number;
   /** The float32 functions' vectors per loop iteration (their byte counts are multiples of 16 × this). */
   unroll: number;
+  /** Inputs summed per call, at most the module's GROUP (fewer only to measure the difference). */
+  group: number;
+  /** The module's input parameters per call (GROUP). */
+  inputs: number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -67,6 +71,8 @@ export function instantiate(memory: WebAssembly.Memory, scratch: number): Kernel
     scratch,
     tile: TILE,
     unroll: F32_UNROLL,
+    group: GROUP,
+    inputs: GROUP,
   };
 }
 
@@ -90,34 +96,43 @@ export function wasmAverageRange(
   end: number,
   precision: Precision = 'float32',
 ): void {
-  const { memory, fns, scratch, tile, unroll } = k;
+  const { memory, fns, scratch, tile, unroll, group, inputs } = k;
   const f32 = new Float32Array(memory.buffer); // after any growth: the whole memory
   const single = precision === 'float32';
   const ACC = scratch;
   const SLOTS = scratch + tile * 8;
   const OUT = SLOTS + 4 * tile * 4;
   const K = addrs.length;
+  // Inputs summed by the call that starts at input g: up to `group` read in place; four where one
+  // is copied into a slot (eight 512 KiB slots would not stay in L2: measured slower).
+  const span = (g: number): number => {
+    const n = Math.min(group, K - g);
+    for (let j = 0; j < n; j++) if ((addrs[g + j] as number) < 0) return Math.min(4, n);
+    return n;
+  };
+  const first = span(0);
   // float32: the sum runs in the output itself when it is in the kernel's memory, unless an input
-  // overlaps it other than as one of the first four at the same address (the first group reads
+  // overlaps it other than as one of the first group's at the same address (the first group reads
   // each vector of its inputs before storing it; a later group would read what earlier ones wrote).
   let direct = single && oAddr >= 0;
   for (let q = 0; direct && q < K; q++) {
     const a = addrs[q] as number;
     const overlaps = a >= 0 && a < oAddr + end * 4 && oAddr < a + end * 4;
-    if (overlaps && !(q < 4 && a === oAddr)) direct = false;
+    if (overlaps && !(q < first && a === oAddr)) direct = false;
   }
   // float32 weights, as numpy rounds a Python float that multiplies a float32 array.
   const w = single ? Float64Array.from(ws, Math.fround) : ws;
   const step = single ? 4 * unroll : 8; // a kernel call's elements are a multiple of its loop step
-  const p = [0, 0, 0, 0];
+  const p = new Array<number>(inputs).fill(0);
+  const wg = new Array<number>(inputs).fill(0);
   for (let s = start; s < end; s += tile) {
     const e = Math.min(end, s + tile);
     const body = e - s - ((e - s) % step); // whole steps of the kernel; the rest below
     if (body > 0) {
       const bytes = body * 4;
       const acc = !single ? ACC : direct ? oAddr + s * 4 : OUT;
-      for (let g = 0; g < K; g += 4) {
-        const m = Math.min(4, K - g);
+      for (let g = 0; g < K; ) {
+        const m = span(g);
         for (let j = 0; j < m; j++) {
           const a = addrs[g + j] as number;
           if (a >= 0) p[j] = a + s * 4;
@@ -126,19 +141,10 @@ export function wasmAverageRange(
             f32.set((xs[g + j] as Float32Array).subarray(s, s + body), (p[j] as number) >> 2);
           }
         }
-        const fn = fns[`${single ? 'f32' : ''}${g === 0 ? 'set' : 'add'}${m as 1 | 2 | 3 | 4}`];
-        fn(
-          acc,
-          p[0] as number,
-          p[1] as number,
-          p[2] as number,
-          p[3] as number,
-          bytes,
-          w[g] as number,
-          m > 1 ? (w[g + 1] as number) : 0,
-          m > 2 ? (w[g + 2] as number) : 0,
-          m > 3 ? (w[g + 3] as number) : 0,
-        );
+        for (let j = 0; j < inputs; j++) wg[j] = j < m ? (w[g + j] as number) : 0;
+        const fn = fns[`${single ? 'f32' : ''}${g === 0 ? 'set' : 'add'}${m as GroupSize}`];
+        fn(acc, ...p, bytes, ...wg);
+        g += m;
       }
       if (single) {
         if (!direct) {
