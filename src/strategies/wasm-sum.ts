@@ -103,14 +103,16 @@ export function wasmAverageRange(
   const SLOTS = scratch + tile * 8;
   const OUT = SLOTS + 4 * tile * 4;
   const K = addrs.length;
-  // Inputs summed by the call that starts at input g: up to `group` read in place; four where one
+  // Inputs summed per call, the same for every tile: up to `group` read in place, four where one
   // is copied into a slot (eight 512 KiB slots would not stay in L2: measured slower).
-  const span = (g: number): number => {
-    const n = Math.min(group, K - g);
-    for (let j = 0; j < n; j++) if ((addrs[g + j] as number) < 0) return Math.min(4, n);
-    return n;
-  };
-  const first = span(0);
+  const spans: number[] = [];
+  for (let g = 0; g < K; ) {
+    let m = Math.min(group, K - g);
+    for (let j = 0; j < m; j++) if ((addrs[g + j] as number) < 0) m = Math.min(4, m);
+    spans.push(m);
+    g += m;
+  }
+  const first = spans[0] ?? 0;
   // float32: the sum runs in the output itself when it is in the kernel's memory, unless an input
   // overlaps it other than as one of the first group's at the same address (the first group reads
   // each vector of its inputs before storing it; a later group would read what earlier ones wrote).
@@ -131,8 +133,8 @@ export function wasmAverageRange(
     if (body > 0) {
       const bytes = body * 4;
       const acc = !single ? ACC : direct ? oAddr + s * 4 : OUT;
-      for (let g = 0; g < K; ) {
-        const m = span(g);
+      for (let call = 0, g = 0; call < spans.length; call++) {
+        const m = spans[call] as number;
         for (let j = 0; j < m; j++) {
           const a = addrs[g + j] as number;
           if (a >= 0) p[j] = a + s * 4;
