@@ -27,8 +27,14 @@ export const PROCESS_TESTS = [
   'test/nginx-proxy.test.ts',
   'test/strategies-federation.test.ts',
   'test/cert-rotate-all.test.ts',
-  // Not a federation: the Python SDK's pytest suite (about 30 s), here so both projects end together.
+  // Not federations, but whole processes (Python, a kit's start.sh, a backup of running
+  // services): here so both projects end together (the in-process one was the longer by ~100 s).
   'test/python-sdk.test.ts',
+  'test/python-notebook.test.ts',
+  'test/backup-restore.test.ts',
+  'test/mnist-example.test.ts',
+  'test/kit-start-stop.test.ts',
+  'test/pytorch-mnist-example.test.ts',
 ];
 
 /**
