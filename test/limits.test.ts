@@ -283,6 +283,7 @@ describe('an honest SuperNode at its request rate', () => {
   let node: SuperNode | undefined;
   const events: SuperNodeEvent[] = [];
   const logs: string[] = [];
+  const waits: number[] = [];
   const workDir = join(tmpdir(), `pollen-limits-node-${randomBytes(4).toString('hex')}`);
   beforeAll(async () => {
     l = await startInProcessLink('pollen-limits-node-', { limits: { nodeRatePerSecond: 4, nodeBurst: 4 } });
@@ -307,7 +308,16 @@ describe('an honest SuperNode at its request rate', () => {
       pollWaitMs: 0,
       pollIntervalMs: 50,
       app,
-      log: pino({ level: 'warn' }, { write: (line: string) => void logs.push(JSON.parse(line).msg) }),
+      log: pino(
+        { level: 'warn' },
+        {
+          write: (line: string) => {
+            const { msg, retryInMs } = JSON.parse(line);
+            logs.push(msg);
+            if (msg === 'over the request rate; retrying') waits.push(retryInMs);
+          },
+        },
+      ),
       onEvent: (e) => events.push(e),
     });
     const nodeId = await node.ready;
@@ -325,6 +335,10 @@ describe('an honest SuperNode at its request rate', () => {
     // It was refused, and stayed connected all along (no reactivation, no lost reply).
     expect(l.superlink.link.rate.refused).toBeGreaterThan(0);
     expect(logs).toContain('over the request rate; retrying');
+    // Each wait is the one the SuperLink sent over TLS (a token refills in 250 ms at 4 a second;
+    // a fifth more at most), not the 375–625 ms backoff of a node told nothing.
+    expect(waits.length).toBeGreaterThan(0);
+    for (const ms of waits) expect(ms).toBeLessThanOrEqual(300);
     expect(logs).not.toContain('SuperLink unreachable or refused; retrying');
     expect(events.filter((e) => e.kind === 'connected')).toHaveLength(1);
     expect(events.filter((e) => e.kind === 'disconnected')).toEqual([]);

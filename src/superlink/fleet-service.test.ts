@@ -542,6 +542,8 @@ describe('the request rate', () => {
     expect(refused).toMatchObject({
       code: 'RATE_LIMITED',
       message: expect.stringMatching(/more than 1 requests per second \(bursts of 3\); retry in 1000 ms/),
+      // The wait crosses the wire, for the node to follow.
+      data: { retryAfterMs: 1000 },
     });
     expect(await refusal(a.fleet.getRun({ runId: 'x' }))).toEqual({
       code: 'RATE_LIMITED',

@@ -6,7 +6,7 @@ import type { Client } from '@connectrpc/connect';
 import { type ErrorCode, isPollenError, PollenError } from '../errors.js';
 import type { Fleet } from '../gen/pollen/v1/fleet_pb.js';
 import { type Endpoint, explainCallFailure } from '../transport/call-failure.js';
-import { fromConnectError } from '../transport/errors.js';
+import { fromConnectError, retryAfterMs } from '../transport/errors.js';
 
 export type FleetClient = Client<typeof Fleet>;
 
@@ -16,6 +16,19 @@ export async function call<T>(fn: () => Promise<T>): Promise<T> {
   } catch (e) {
     throw fromConnectError(e);
   }
+}
+
+/** The longest wait a SuperLink's retry-after is followed for (a larger one is cut to this). */
+export const MAX_TOLD_WAIT_MS = 30_000;
+
+/**
+ * How long to wait before retrying a refusal: as long as the SuperLink said (RATE_LIMITED carries
+ * it), up to MAX_TOLD_WAIT_MS, plus up to a fifth more so that nodes refused together do not all
+ * come back at once; `otherwise` (ms) when it said nothing. `random` in [0, 1).
+ */
+export function waitBeforeRetry(e: PollenError, otherwise: number, random: number): number {
+  const told = retryAfterMs(e);
+  return told === undefined ? otherwise : Math.round(Math.min(told, MAX_TOLD_WAIT_MS) * (1 + random / 5));
 }
 
 /** A failure of a remote call, as a PollenError. */

@@ -337,6 +337,33 @@ describe('the poll loop', () => {
     expect(events).toEqual(['connected n1']);
   });
 
+  it('over the request rate, waits as long as the SuperLink says (a fifth more at most, 30 s at most)', async () => {
+    const clock = newClock();
+    const pulls: number[] = [];
+    const told = [2_000, 600_000];
+    const { session, events } = start(clock, {
+      activateNode: () => ({ nodeId: 'n1' }),
+      heartbeat: () => ({ known: true }),
+      pullMessages: (req, ctx) => {
+        pulls.push(clock.now());
+        const retryAfterMs = told[pulls.length - 1];
+        if (retryAfterMs !== undefined)
+          throw toConnectError(new PollenError('RATE_LIMITED', 'too fast', { data: { retryAfterMs } }));
+        return idlePoll(req, ctx);
+      },
+    });
+    await session.ready;
+    const t0 = clock.now();
+    await vi.waitFor(() => expect(clock.sleeping).toBe(2));
+    await clock.advance(2_199);
+    expect(pulls).toHaveLength(1);
+    await clock.advance(1); // 2 s told, × 1.1 with random 0.5
+    expect(pulls.map((t) => t - t0)).toEqual([0, 2_200]);
+    await clock.advance(33_000); // 10 minutes told: cut to 30 s, × 1.1
+    expect(pulls.map((t) => t - t0)).toEqual([0, 2_200, 35_200]);
+    expect(events).toEqual(['connected n1']);
+  });
+
   it('with long polling off, polls once per poll interval', async () => {
     const clock = newClock();
     const pulls: number[] = [];

@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import type { PollenError } from '../errors.js';
 import type { WireMessage } from '../transport/wire.js';
 import type { SessionHolder } from './fleet-auth.js';
-import { call, type FleetClient, permanent, remoteError, transient } from './fleet-call.js';
+import { call, type FleetClient, permanent, remoteError, transient, waitBeforeRetry } from './fleet-call.js';
 import { type NodeTime, pause } from './node-time.js';
 
 /** What the session needs of the node's runs. */
@@ -223,7 +223,9 @@ export class FleetSession {
           this.#stop(err);
           break;
         }
-        const retryInMs = Math.round(backoff * (0.75 + time.random() * 0.5));
+        const r = time.random();
+        // Past the request rate, the SuperLink says how long to wait; otherwise back off.
+        const retryInMs = waitBeforeRetry(err, Math.round(backoff * (0.75 + r * 0.5)), r);
         if (err.code === 'RATE_LIMITED' && this.#connected) {
           // Past the request rate: wait, then poll again on the same connection.
           log.warn({ code: err.code, reason: err.message, retryInMs }, 'over the request rate; retrying');

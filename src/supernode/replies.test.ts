@@ -124,6 +124,27 @@ describe('replies', () => {
     expect(replied).toEqual([undefined]); // delivered, no refusal of the message itself
   });
 
+  it("past the node's request rate, wait as long as the SuperLink says before sending again", async () => {
+    const tries: number[] = [];
+    const { clock, replies, reply } = setup({
+      pushMessages: () => {
+        tries.push(clock.now());
+        if (tries.length === 1)
+          throw toConnectError(
+            new PollenError('RATE_LIMITED', 'too fast', { data: { retryAfterMs: 4_000 } }),
+          );
+        return { results: [{}] };
+      },
+    });
+    const sent = codeOf(replies.push(reply));
+    await vi.waitFor(() => expect(clock.sleeping).toBe(1));
+    await clock.advance(4_399);
+    expect(tries).toHaveLength(1);
+    await clock.advance(1); // 4 s told, × 1.1 with random 0.5
+    expect(await sent).toBe('ok');
+    expect(tries[1]! - tries[0]!).toBe(4_400);
+  });
+
   it('after an expired node-key session, open a new one and are sent again at once', async () => {
     const session = { hasSession: true, renewals: 0 };
     let tries = 0;

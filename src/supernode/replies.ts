@@ -9,7 +9,7 @@ import { uploadChunks } from '../transport/chunk-transfer.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
 import type { ChunkStore } from '../transport/chunks.js';
 import { chunkIdsOf, type WireMessage, wireErrorReply } from '../transport/wire.js';
-import { call, type FleetClient, transient } from './fleet-call.js';
+import { call, type FleetClient, transient, waitBeforeRetry } from './fleet-call.js';
 import { type NodeTime, pause } from './node-time.js';
 
 export interface RepliesOptions {
@@ -64,7 +64,8 @@ export class Replies {
         if (isPollenError(e) && e.code === 'RATE_LIMITED' && rateRefusals < RATE_RETRIES && !signal.aborted) {
           rateRefusals++;
           attempt--; // not a failure of the SuperLink: the other budget stays
-          await pause(this.o.time, RATE_PAUSE_MS * (0.5 + this.o.time.random() * 0.5), signal);
+          const r = this.o.time.random();
+          await pause(this.o.time, waitBeforeRetry(e, RATE_PAUSE_MS * (0.5 + r * 0.5), r), signal);
           if (signal.aborted) throw e;
           continue;
         }

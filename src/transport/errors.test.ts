@@ -6,6 +6,7 @@ import {
   errorCodeOf,
   fromConnectError,
   publicConnectError,
+  RETRY_AFTER_HEADER,
   toConnectError,
 } from './errors.js';
 
@@ -45,6 +46,35 @@ describe('toConnectError', () => {
       expect(ce.metadata.get(ERROR_CODE_HEADER)).toBe(code);
       expect(ce.rawMessage).toBe(`${code}: what happened`);
     });
+
+  it('sends the wait a refusal asks for (data.retryAfterMs) in its own header, read back into data', () => {
+    const told = new PollenError('RATE_LIMITED', 'too fast', { data: { retryAfterMs: 1234.2, burst: 3 } });
+    const ce = publicConnectError(toConnectError(told), ignore);
+    expect(ce.metadata.get(RETRY_AFTER_HEADER)).toBe('1235');
+    expect(fromConnectError(ce)).toMatchObject({ code: 'RATE_LIMITED', data: { retryAfterMs: 1235 } });
+    // Nothing asked, or nothing usable: no header, no data.
+    for (const data of [
+      undefined,
+      { retryAfterMs: -1 },
+      { retryAfterMs: Number.NaN },
+      { retryAfterMs: '5' },
+    ]) {
+      const plain = publicConnectError(
+        toConnectError(new PollenError('RATE_LIMITED', 'x', { data })),
+        ignore,
+      );
+      expect(plain.metadata.get(RETRY_AFTER_HEADER)).toBeNull();
+      expect(fromConnectError(plain).data).toBeUndefined();
+    }
+    // A header that is not a whole number of milliseconds is ignored.
+    for (const bad of ['-5', '1e3', 'soon', '12345678901']) {
+      const forged = new ConnectError('RATE_LIMITED: x', Code.ResourceExhausted, {
+        [ERROR_CODE_HEADER]: 'RATE_LIMITED',
+        [RETRY_AFTER_HEADER]: bad,
+      });
+      expect(fromConnectError(forged).data).toBeUndefined();
+    }
+  });
 
   it('hides the detail of unexpected errors behind a reference the server logs, and passes ConnectErrors through', () => {
     const reported: [string, unknown][] = [];

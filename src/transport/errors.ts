@@ -17,6 +17,19 @@ import { tlsFailure } from './tls-failure.js';
 
 export const ERROR_CODE_HEADER = 'pollen-error-code';
 
+/**
+ * How long the server asks the client to wait before it retries (whole milliseconds), for a
+ * refusal whose data carries `retryAfterMs` (RATE_LIMITED). The client reads it back into the
+ * error's `data.retryAfterMs`, so a refused node waits as long as it was told.
+ */
+export const RETRY_AFTER_HEADER = 'pollen-retry-after-ms';
+
+/** The wait a refusal asks for, in ms (from `data.retryAfterMs`), or undefined. */
+export function retryAfterMs(e: PollenError): number | undefined {
+  const ms = (e.data as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+  return typeof ms === 'number' && Number.isFinite(ms) && ms >= 0 ? Math.ceil(ms) : undefined;
+}
+
 // Codes whose HTTP status alone does not pick the right gRPC code.
 const OVERRIDES: Partial<Record<ErrorCode, Code>> = {
   FILE_EXISTS: Code.AlreadyExists,
@@ -46,7 +59,11 @@ function codeFor(e: PollenError): Code {
 
 /** A PollenError as a ConnectError: its stable code travels in a header and prefixes the message. */
 function connectErrorOf(pe: PollenError): ConnectError {
-  return new ConnectError(`${pe.code}: ${pe.message}`, codeFor(pe), { [ERROR_CODE_HEADER]: pe.code });
+  const wait = retryAfterMs(pe);
+  return new ConnectError(`${pe.code}: ${pe.message}`, codeFor(pe), {
+    [ERROR_CODE_HEADER]: pe.code,
+    ...(wait === undefined ? {} : { [RETRY_AFTER_HEADER]: String(wait) }),
+  });
 }
 
 /**
@@ -131,7 +148,9 @@ export function fromConnectError(e: unknown): PollenError {
   if (isErrorCode(header)) {
     const prefix = `${header}: `;
     const message = ce.rawMessage.startsWith(prefix) ? ce.rawMessage.slice(prefix.length) : ce.rawMessage;
-    return new PollenError(header, message, { cause: ce });
+    const wait = ce.metadata.get(RETRY_AFTER_HEADER);
+    const data = wait !== null && /^\d{1,9}$/.test(wait) ? { retryAfterMs: Number(wait) } : undefined;
+    return new PollenError(header, message, { cause: ce, data });
   }
   const code = FALLBACK[ce.code] ?? 'INTERNAL';
   // A refused TLS handshake reaches an HTTP/2 client only as a closed stream or connection.
