@@ -18,17 +18,19 @@ export async function call<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The longest wait a SuperLink's retry-after is followed for (a larger one is cut to this). */
-export const MAX_TOLD_WAIT_MS = 30_000;
+/** The bounds of a SuperLink's retry-after that a node follows (one outside is brought to them). */
+export const TOLD_WAIT_MS = { min: 50, max: 30_000 };
 
 /**
  * How long to wait before retrying a refusal: as long as the SuperLink said (RATE_LIMITED carries
- * it), up to MAX_TOLD_WAIT_MS, plus up to a fifth more so that nodes refused together do not all
- * come back at once; `otherwise` (ms) when it said nothing. `random` in [0, 1).
+ * it), within TOLD_WAIT_MS (never a busy loop, never parked for long), plus up to a fifth more so
+ * that nodes refused together do not all come back at once; `otherwise` (ms) when it said
+ * nothing. `random` in [0, 1).
  */
 export function waitBeforeRetry(e: PollenError, otherwise: number, random: number): number {
   const told = retryAfterMs(e);
-  return told === undefined ? otherwise : Math.round(Math.min(told, MAX_TOLD_WAIT_MS) * (1 + random / 5));
+  if (told === undefined) return otherwise;
+  return Math.round(Math.min(Math.max(told, TOLD_WAIT_MS.min), TOLD_WAIT_MS.max) * (1 + random / 5));
 }
 
 /** A failure of a remote call, as a PollenError. */

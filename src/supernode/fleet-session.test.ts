@@ -337,10 +337,10 @@ describe('the poll loop', () => {
     expect(events).toEqual(['connected n1']);
   });
 
-  it('over the request rate, waits as long as the SuperLink says (a fifth more at most, 30 s at most)', async () => {
+  it('over the request rate, waits as long as the SuperLink says (a fifth more at most, within 50 ms – 30 s)', async () => {
     const clock = newClock();
     const pulls: number[] = [];
-    const told = [2_000, 600_000];
+    const told = [2_000, 600_000, 0];
     const { session, events } = start(clock, {
       activateNode: () => ({ nodeId: 'n1' }),
       heartbeat: () => ({ known: true }),
@@ -361,6 +361,8 @@ describe('the poll loop', () => {
     expect(pulls.map((t) => t - t0)).toEqual([0, 2_200]);
     await clock.advance(33_000); // 10 minutes told: cut to 30 s, × 1.1
     expect(pulls.map((t) => t - t0)).toEqual([0, 2_200, 35_200]);
+    await clock.advance(55); // 0 ms told: not a busy loop, 50 ms × 1.1
+    expect(pulls.map((t) => t - t0)).toEqual([0, 2_200, 35_200, 35_255]);
     expect(events).toEqual(['connected n1']);
   });
 

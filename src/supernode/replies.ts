@@ -32,11 +32,12 @@ export interface RepliesOptions {
 const RETRIES = 5;
 /**
  * Attempts after the first one refused for this node's request rate. Such a refusal means the
- * SuperLink is up and takes the next request within about 1/rate seconds, while the node's own
- * polls draw on the same budget: a short, flat pause keeps the reply in the queue instead of
- * backing off for seconds and giving it up after five tries (about two minutes in all).
+ * SuperLink is up and takes the next request within about 1/rate seconds (it says when), while the
+ * node's own polls draw on the same budget: a short pause, the one the SuperLink names, keeps the
+ * reply in the queue instead of backing off for seconds and giving it up after five tries.
  */
 const RATE_RETRIES = 240;
+/** The pause after a rate refusal that names no wait (an older SuperLink), jittered down to half. */
 const RATE_PAUSE_MS = 500;
 
 export class Replies {
