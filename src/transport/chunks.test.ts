@@ -169,9 +169,11 @@ describe('DiskChunkStore', () => {
     const temp = await store.tempPathFor(chunkId(c));
     await writeFile(temp, c);
     expect(await asyncCodeOf(store.adoptVerified(chunkId(c), temp))).toBe('STORAGE_FULL');
-    // Refused: nothing stored, no temp file left, nothing counted.
+    // Refused: nothing stored, no temp file left, nothing counted. (The folder is shared by ids
+    // with the same first two hex digits: a's or b's file may be there, one time in 128.)
     expect(await store.has(chunkId(c))).toBe(false);
-    expect(await readdir(join(dir, chunkId(c).slice(0, 2)))).toEqual([]);
+    const left = await readdir(join(dir, chunkId(c).slice(0, 2)));
+    expect(left.filter((name) => name.includes(chunkId(c)))).toEqual([]);
     expect(used).toBe(800);
     await store.delete(chunkId(a));
     await store.delete(chunkId(a));
