@@ -35,6 +35,7 @@ import {
 import { allocKernelFloat32 } from '../src/strategies/kernel-memory.js';
 import { closeKernelWorkers } from '../src/strategies/kernel-workers.js';
 import { machineInfo } from './lib/env.js';
+import { fillUniform, parseSizes } from './lib/fedavg-data.js';
 import { median, round } from './lib/stats.js';
 import { num, table, times } from './lib/table.js';
 import { timeIt } from './lib/timing.js';
@@ -84,15 +85,6 @@ interface Row {
   reps: number;
 }
 
-/** Deterministic values in [0, 1) (an LCG per update), written straight into the shared views. */
-function fill(a: Float32Array, seed: number): void {
-  let s = seed * 2654435761;
-  for (let i = 0; i < a.length; i++) {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    a[i] = s / 4294967296;
-  }
-}
-
 function runSize(K: number, P: number, seconds: number, pool: Float32Array, np: NumpyResult[]): Row[] {
   const bytes = K * P * 4;
   const row = (name: string, ts: number[]): Row => {
@@ -111,7 +103,7 @@ function runSize(K: number, P: number, seconds: number, pool: Float32Array, np: 
     (_, k) => new Float32Array(pool.buffer, pool.byteOffset + k * P * 4, P),
   );
   updates.forEach((a, k) => {
-    fill(a, k + 1);
+    fillUniform(a, k + 1);
   });
   const weightList = updates.map((_, k) => k + 1);
   const weights = normalizeWeights(weightList);
@@ -207,14 +199,6 @@ function runSize(K: number, P: number, seconds: number, pool: Float32Array, np: 
   };
   for (const r of np) for (const [k, ts] of Object.entries(r.times)) rows.push(row(label[k] ?? k, ts));
   return rows;
-}
-
-function parseSizes(s: string): { K: number; P: number }[] {
-  return s.split(',').map((x) => {
-    const m = /^(\d+)x(\d+)$/.exec(x.trim());
-    if (!m) throw new Error(`--sizes: "${x}" is not KxP (e.g. 10x25000000)`);
-    return { K: Number(m[1]), P: Number(m[2]) };
-  });
 }
 
 function main(): void {

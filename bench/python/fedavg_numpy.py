@@ -2,9 +2,14 @@
 parameters, timed (only the computation) and checked against a float64 reference.
 
     python3 fedavg_numpy.py K P SECONDS METHOD[,METHOD…]    (average, ufunc, blas)
+    python3 fedavg_numpy.py K P --serve
 
 Prints one JSON document: numpy's version, the seconds of each timed run per method, and for
 blas the OpenBLAS core type and thread count it ran with (read from the loaded library).
+
+With --serve (bench/fedavg-targets.ts) it makes the data once, prints one JSON line (numpy's
+version, OpenBLAS's core), then answers each line "METHOD N" on stdin with one JSON line: the
+seconds of N back-to-back runs of METHOD. It ends when stdin closes.
 """
 import ctypes
 import json
@@ -13,8 +18,8 @@ import time
 
 import numpy as np
 
-K, P, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-methods = sys.argv[4].split(",")
+K, P = int(sys.argv[1]), int(sys.argv[2])
+serve = sys.argv[3] == "--serve"
 rng = np.random.default_rng(0)
 X = rng.random((K, P), dtype=np.float32)
 w = np.arange(1, K + 1, dtype=np.float32)
@@ -60,12 +65,37 @@ def openblas():
 
 
 ref = (w.astype(np.float64) @ X[:, :1000].astype(np.float64)) / w.sum(dtype=np.float64)
-res = {"numpy": np.__version__, "times": {}}
-for name in methods:
-    fn = {"average": average, "ufunc": ufunc, "blas": blas}[name]
+METHODS = {"average": average, "ufunc": ufunc, "blas": blas}
+
+
+def checked(name):
+    """The method, after one run whose answer matches the float64 reference."""
+    fn = METHODS[name]
     r = fn()
     err = float(np.max(np.abs(r[:1000].astype(np.float64) - ref)))
     assert err < 1e-5, (name, err)
+    return fn
+
+
+if serve:
+    for name in ("ufunc", "blas"):
+        checked(name)
+    print(json.dumps({"numpy": np.__version__, "openblas": openblas()}), flush=True)
+    for line in sys.stdin:
+        name, n = line.split()
+        fn = METHODS[name]
+        ts = []
+        for _ in range(int(n)):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        print(json.dumps(ts), flush=True)
+    sys.exit(0)
+
+seconds = float(sys.argv[3])
+res = {"numpy": np.__version__, "times": {}}
+for name in sys.argv[4].split(","):
+    fn = checked(name)
     ts = []
     until = time.perf_counter() + seconds
     while len(ts) < 7 and (len(ts) < 2 or time.perf_counter() < until):
