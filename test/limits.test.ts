@@ -152,7 +152,7 @@ describe('collection of the shared store', () => {
     const orphan = chunk(10 * KiB);
     const bundle = chunk(10 * KiB);
     await uploadChunks(admin, new Map([orphan, bundle].map((c) => [c.id, c.data])));
-    await l.superlink.link.registerFab(
+    await l.superlink.link.fabs.register(
       create(FabSchema, {
         hash: `sha256:${bundle.id}`,
         size: BigInt(bundle.data.byteLength),

@@ -151,9 +151,9 @@ export function controlRoutes(link: Link, launcher: RunLauncher, o: ControlOptio
         const federation = req.federation || DEFAULT_FEDERATION;
         check(p, o, inFederation(link.state.federations, who, federation), 'run.submit');
         if (!req.fab) throw new PollenError('INVALID_REQUEST', 'StartRun needs the app bundle');
-        const fab = await link.registerFab(req.fab);
+        const fab = await link.fabs.register(req.fab);
         // The run config is the app's defaults with the user's overrides, fixed at submission.
-        const { manifest } = readBundle(await link.fabBytes(fab.hash));
+        const { manifest } = readBundle(await link.fabs.bytes(fab.hash));
         const runConfig = runConfigOf(manifest.config, configFromWire(req.runConfig), manifest.name);
         const run = await link.state.createRun({
           fabHash: fab.hash,

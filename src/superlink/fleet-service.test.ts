@@ -431,7 +431,7 @@ describe('GetRun and GetFab', () => {
     const c = chunk();
     await l.link.chunks.put(c.id, c.data);
     const hash = `sha256:${c.id}`;
-    await l.link.registerFab(
+    await l.link.fabs.register(
       create(FabSchema, {
         hash,
         size: BigInt(c.data.byteLength),

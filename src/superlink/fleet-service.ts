@@ -116,7 +116,7 @@ function fleetImpl(link: Link) {
     }),
     getFab: guard(async (req, ctx) => {
       caller(ctx);
-      return { fab: await link.fab(req.hash) };
+      return { fab: await link.fabs.get(req.hash) };
     }),
     missingChunks: guard(async (req, ctx) =>
       serveMissingChunks(await link.nodeHeld(caller(ctx).nodeId, chunkRunOf(ctx.requestHeader)), req),

@@ -26,7 +26,7 @@ describe.each(storeBackends('gc'))('Link.collectGarbage on %s', (backend, makeUr
 
     // a registered bundle references its chunk; a queued instruction references another
     const hash = `sha256:${ids[0]}`;
-    await link.registerFab(
+    await link.fabs.register(
       create(FabSchema, { hash, size: BigInt(bundle!.length), chunkIds: [ids[0]!], name: 'a', version: '1' }),
     );
     const runId = await runningRun(state, 'a');

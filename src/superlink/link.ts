@@ -1,9 +1,8 @@
 /**
- * The SuperLink's core: link state, the chunk store and the long-poll waiters, shared by the
- * Fleet, ServerAppIo and Control handlers so that each of them stays a thin adapter.
+ * The SuperLink's core: link state, the chunk store, app bundles (fab-store.ts) and the long-poll
+ * waiters, shared by the Fleet, ServerAppIo and Control handlers so that each of them stays a
+ * thin adapter.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create, fromBinary, type MessageInitShape, toBinary } from '@bufbuild/protobuf';
 import type { HandlerContext } from '@connectrpc/connect';
@@ -30,10 +29,10 @@ import {
 } from '../transport/chunks.js';
 import { errorCodeOf } from '../transport/errors.js';
 import { chunkIdsOf, configToWire } from '../transport/wire.js';
-import { writeFileAtomic } from '../util/files.js';
 import { clip, oneLine } from '../util/text.js';
 import { Waiters } from '../util/waiters.js';
 import type { ArtefactStore } from './artefacts.js';
+import { FabStore } from './fab-store.js';
 import { sessionContextKey } from './node-auth.js';
 import { DEFAULT_LIMITS, type Limits, ReplyQueues } from './quotas.js';
 import { RateLimiter } from './rate-limit.js';
@@ -103,6 +102,8 @@ export class Link {
   readonly chunks: DiskChunkStore;
   readonly relay: RelayChunks;
   readonly artefacts: ArtefactStore;
+  /** The app bundles (fab-store.ts). */
+  readonly fabs: FabStore;
   readonly log: Logger;
   readonly nodeAuth: boolean;
   readonly chunkLimits = { maxChunkBytes: CHUNK_SIZE, maxChunks: 1 << 20 };
@@ -126,7 +127,6 @@ export class Link {
   readonly #pushed = new Map<string, number>();
   #closing = false;
   readonly #runCache = new Map<string, { at: number; run: Promise<WireRun> }>();
-  readonly #fabDir: string;
   /** The nodes each run has sent instructions to: who may read the run's ServerApp chunks. */
   readonly #participants = new Map<string, Set<string>>();
 
@@ -149,8 +149,7 @@ export class Link {
       burst: limits.nodeBurst,
       now: this.time.now,
     });
-    this.#fabDir = join(o.stateDir, 'fabs');
-    mkdirSync(this.#fabDir, { recursive: true, mode: 0o700 });
+    this.fabs = new FabStore(join(o.stateDir, 'fabs'), o.chunks);
   }
 
   heartbeatInterval(requested: number): number {
@@ -175,9 +174,7 @@ export class Link {
    */
   async collectGarbage(minAgeMs: number): Promise<GcResult> {
     const live = await this.state.liveChunkIds();
-    for (const file of readdirSync(this.#fabDir))
-      if (file.endsWith('.bin'))
-        for (const id of fromBinary(FabSchema, readFileSync(join(this.#fabDir, file))).chunkIds) live.add(id);
+    this.fabs.addChunkIds(live);
     return this.chunks.gc(live, { minAgeMs });
   }
 
@@ -271,60 +268,6 @@ export class Link {
   }
 
   // ------------------------------------------------------------------------------------------
-  // App bundles
-
-  async registerFab(fab: Fab): Promise<Fab> {
-    if (!/^sha256:[0-9a-f]{64}$/.test(fab.hash))
-      throw new PollenError('BUNDLE_INVALID', 'The bundle hash must be sha256:HEX');
-    const missing = await this.chunks.missing(fab.chunkIds);
-    if (missing.length > 0)
-      throw new PollenError('CHUNK_MISSING', `Push the bundle's ${missing.length} missing chunks first`, {
-        data: { missing: missing.slice(0, 10) },
-      });
-    const hash = createHash('sha256');
-    let size = 0;
-    for (const id of fab.chunkIds) {
-      const data = await this.chunks.get(id);
-      if (!data) throw new PollenError('CHUNK_MISSING', `Chunk ${id} is missing`);
-      hash.update(data);
-      size += data.byteLength;
-    }
-    if (`sha256:${hash.digest('hex')}` !== fab.hash || size !== Number(fab.size))
-      throw new PollenError('BUNDLE_INVALID', 'The bundle chunks do not add up to its hash and size');
-    const record = create(FabSchema, {
-      hash: fab.hash,
-      size: BigInt(size),
-      chunkIds: fab.chunkIds,
-      name: fab.name,
-      version: fab.version,
-    });
-    writeFileAtomic(this.#fabPath(fab.hash), toBinary(FabSchema, record), 0o600);
-    return record;
-  }
-
-  #fabPath(hash: string): string {
-    return join(this.#fabDir, `${hash.replace(':', '-')}.bin`);
-  }
-
-  async fab(hash: string): Promise<Fab> {
-    if (!/^sha256:[0-9a-f]{64}$/.test(hash) || !existsSync(this.#fabPath(hash)))
-      throw new PollenError('BUNDLE_NOT_FOUND', `No app bundle ${hash}`);
-    return fromBinary(FabSchema, readFileSync(this.#fabPath(hash)));
-  }
-
-  /** The bundle's bytes, reassembled from its chunks (bundles are small: code and assets). */
-  async fabBytes(hash: string): Promise<Uint8Array> {
-    const fab = await this.fab(hash);
-    const parts: Uint8Array[] = [];
-    for (const id of fab.chunkIds) {
-      const data = await this.chunks.get(id);
-      if (!data) throw new PollenError('CHUNK_MISSING', `Chunk ${id} of bundle ${hash} is missing`);
-      parts.push(data);
-    }
-    return Buffer.concat(parts);
-  }
-
-  // ------------------------------------------------------------------------------------------
   // Runs
 
   /**
@@ -365,7 +308,7 @@ export class Link {
   async toWireRun(run: Run): Promise<WireRun> {
     let fab: Fab | undefined;
     try {
-      fab = await this.fab(run.fabHash);
+      fab = await this.fabs.get(run.fabHash);
     } catch {
       fab = create(FabSchema, { hash: run.fabHash, name: run.fabName, version: run.fabVersion });
     }

@@ -54,7 +54,7 @@ export class RunLauncher {
     try {
       const run = await link.state.getRun(runId);
       if (!run) throw new PollenError('RUN_NOT_FOUND', `No run ${runId}`);
-      const bundle = await extractBundle(await link.fabBytes(run.fabHash), this.#o.appsDir);
+      const bundle = await extractBundle(await link.fabs.bytes(run.fabHash), this.#o.appsDir);
       const { manifest } = bundle;
       const python = manifest.runtime === 'python' && builtinServerAppName(manifest.serverapp) === undefined;
       // Refused before the ServerApp starts, with the names of what the interpreter lacks.

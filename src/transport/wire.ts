@@ -13,7 +13,6 @@ import { randomBytes } from 'node:crypto';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { PollenError } from '../errors.js';
 import * as pb from '../gen/pollen/v1/records_pb.js';
-import type { UserConfigValue } from '../sdk/context.js';
 import { Message, type MessageError, type MessageType, type Metadata } from '../sdk/message.js';
 import {
   ArrayRecord,
@@ -30,6 +29,9 @@ import {
 } from '../sdk/records.js';
 import { allocKernelFloat32, inKernelMemory } from '../strategies/kernel-memory.js';
 import { CHUNK_SIZE, chunkId, INLINE_MAX, isChunkId } from './chunks.js';
+
+// Run and node config travel in the same records: their conversion is in wire-config.ts.
+export { configFromWire, configToWire } from './wire-config.js';
 
 export type WireMessage = pb.Message;
 
@@ -617,39 +619,4 @@ export async function messageFromWireStreaming(
     fill(id, data);
   }
   return buildMessage(plan, buffers);
-}
-
-// ---------------------------------------------------------------------------------------------
-// User config (run config, node config)
-
-export function configToWire(config: Readonly<Record<string, UserConfigValue>>): {
-  [key: string]: pb.ConfigValue;
-} {
-  return Object.fromEntries(
-    Object.entries(config).map(([key, value]) => {
-      validateName('Config', key);
-      let v: MessageInitShape<typeof pb.ConfigValueSchema>['value'];
-      if (typeof value === 'number' && Number.isFinite(value)) v = { case: 'number', value };
-      else if (typeof value === 'string') v = { case: 'text', value };
-      else if (typeof value === 'boolean') v = { case: 'flag', value };
-      else throw recordInvalid(`Config "${key}" must be a finite number, a string or a boolean`);
-      return [key, create(pb.ConfigValueSchema, { value: v })];
-    }),
-  );
-}
-
-export function configFromWire(map: {
-  readonly [key: string]: pb.ConfigValue;
-}): Record<string, UserConfigValue> {
-  // fromEntries defines properties, so a "__proto__" key stays a plain key.
-  return Object.fromEntries(
-    Object.entries(map).map(([key, cv]) => {
-      validateName('Config', key);
-      const v = cv?.value;
-      if (v === undefined || v.case === undefined) throw recordInvalid(`Config "${key}" has no value`);
-      if (v.case === 'number' && !Number.isFinite(v.value))
-        throw recordInvalid(`Config "${key}" must be a finite number`);
-      return [key, v.value];
-    }),
-  );
 }
