@@ -27,11 +27,11 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { normalizeWeights, weightedAverage } from '../src/strategies/aggregate.js';
+import { weightedAverage } from '../src/strategies/aggregate.js';
 import { allocKernelFloat32 } from '../src/strategies/kernel-memory.js';
 import { closeKernelWorkers } from '../src/strategies/kernel-workers.js';
 import { machineInfo } from './lib/env.js';
-import { fillUniform, parseSizes } from './lib/fedavg-data.js';
+import { kernelUpdates, parseSizes } from './lib/fedavg-data.js';
 import { median, medianInterval, percentile, round } from './lib/stats.js';
 import { num, table, times } from './lib/table.js';
 
@@ -128,17 +128,7 @@ async function runSize(K: number, P: number, pool: Float32Array) {
   const np = new NumpyServer(K, P);
   const hello = await np.next<{ numpy: string; openblas: { core: string; threads: number } }>();
 
-  const updates = Array.from(
-    { length: K },
-    (_, k) => new Float32Array(pool.buffer, pool.byteOffset + k * P * 4, P),
-  );
-  updates.forEach((a, k) => {
-    fillUniform(a, k + 1);
-  });
-  const weightList = updates.map((_, k) => k + 1);
-  const weights = normalizeWeights(weightList);
-  const out = allocKernelFloat32(P) ?? new Float32Array(new SharedArrayBuffer(P * 4));
-  const input = updates.map((a, k) => ({ arrays: [a], weight: weightList[k] as number }));
+  const { updates, weights, out, input } = kernelUpdates(pool, K, P);
   const pollen = (threads: number) => () => weightedAverage(input, [out], { threads, precision: 'float32' });
 
   // Checks: 2 threads give 1 thread's bits; 1 thread is within float32 rounding of a float64 sum.

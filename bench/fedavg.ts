@@ -26,16 +26,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import {
-  averageRangeJs,
-  normalizeWeights,
-  type Precision,
-  weightedAverage,
-} from '../src/strategies/aggregate.js';
+import { averageRangeJs, type Precision, weightedAverage } from '../src/strategies/aggregate.js';
 import { allocKernelFloat32 } from '../src/strategies/kernel-memory.js';
 import { closeKernelWorkers } from '../src/strategies/kernel-workers.js';
 import { machineInfo } from './lib/env.js';
-import { fillUniform, parseSizes } from './lib/fedavg-data.js';
+import { kernelUpdates, parseSizes } from './lib/fedavg-data.js';
 import { median, round } from './lib/stats.js';
 import { num, table, times } from './lib/table.js';
 import { timeIt } from './lib/timing.js';
@@ -97,18 +92,7 @@ function runSize(K: number, P: number, seconds: number, pool: Float32Array, np: 
       reps: ts.length,
     };
   };
-  // Views of one block of the kernel's memory (the pool stays referenced, so the block lives).
-  const updates = Array.from(
-    { length: K },
-    (_, k) => new Float32Array(pool.buffer, pool.byteOffset + k * P * 4, P),
-  );
-  updates.forEach((a, k) => {
-    fillUniform(a, k + 1);
-  });
-  const weightList = updates.map((_, k) => k + 1);
-  const weights = normalizeWeights(weightList);
-  const out = allocKernelFloat32(P) ?? new Float32Array(new SharedArrayBuffer(P * 4));
-  const input = updates.map((a, k) => ({ arrays: [a], weight: weightList[k] as number }));
+  const { updates, weightList, weights, out, input } = kernelUpdates(pool, K, P);
 
   // Against a float64 reference on a sample of indices: float32 sums drift by a few ulps of the
   // running sum (K = 100 of values in [0, 1): ~1e-6), the float64 accumulator by at most half an ulp.

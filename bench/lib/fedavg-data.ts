@@ -1,4 +1,6 @@
 /** The updates of the FedAvg benches (bench/fedavg.ts, bench/fedavg-targets.ts) and their sizes. */
+import { normalizeWeights } from '../../src/strategies/aggregate.js';
+import { allocKernelFloat32 } from '../../src/strategies/kernel-memory.js';
 
 /** Deterministic values in [0, 1) (an LCG per update), written straight into the given view. */
 export function fillUniform(a: Float32Array, seed: number): void {
@@ -16,4 +18,24 @@ export function parseSizes(s: string): { K: number; P: number }[] {
     if (!m) throw new Error(`--sizes: "${x}" is not KxP (e.g. 10x25000000)`);
     return { K: Number(m[1]), P: Number(m[2]) };
   });
+}
+
+/**
+ * K updates of P floats as views of `pool` (a block of the kernel's memory, which stays
+ * referenced, so the block lives), filled with `fillUniform`, weights 1..K, and an output in the
+ * kernel's memory: what `weightedAverage` is given.
+ */
+export function kernelUpdates(pool: Float32Array, K: number, P: number) {
+  const updates = Array.from(
+    { length: K },
+    (_, k) => new Float32Array(pool.buffer, pool.byteOffset + k * P * 4, P),
+  );
+  updates.forEach((a, k) => {
+    fillUniform(a, k + 1);
+  });
+  const weightList = updates.map((_, k) => k + 1);
+  const weights = normalizeWeights(weightList);
+  const out = allocKernelFloat32(P) ?? new Float32Array(new SharedArrayBuffer(P * 4));
+  const input = updates.map((a, k) => ({ arrays: [a], weight: weightList[k] as number }));
+  return { updates, weightList, weights, out, input };
 }
