@@ -30,7 +30,7 @@ export function readLayers(markdown: string): Layer[] {
   });
 }
 
-/** Folders of src/ that are single files (src/errors.ts, src/version.ts), not directories. */
+/** Layers of src/ that are a file (src/errors.ts, its catalogue's parts in src/errors/; src/version.ts). */
 const FILES = new Set(['errors', 'version']);
 
 const restrict = (groups: string[], message: string) => ({
@@ -55,7 +55,9 @@ export function layerOverrides(layers: Layer[]): object[] {
       const peers = layer.folders.filter((f) => f !== folder && !layer.also.get(folder)?.includes(f));
       const banned = [...above, ...peers].filter((f) => !FILES.has(f));
       if (banned.length === 0) continue;
-      const includes = FILES.has(folder) ? [`src/${folder}.ts`] : [`src/${folder}/**`, '!**/*.test.ts'];
+      const includes = FILES.has(folder)
+        ? [`src/${folder}.ts`, `src/${folder}/**`, '!**/*.test.ts']
+        : [`src/${folder}/**`, '!**/*.test.ts'];
       out.push({
         includes,
         ...restrict(
