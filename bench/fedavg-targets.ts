@@ -75,6 +75,10 @@ class NumpyServer {
     this.child.stderr.on('data', (d) => {
       this.stderr += d;
     });
+    // No /usr/bin/python3: the stream ends and next() says why.
+    this.child.on('error', (e) => {
+      this.stderr += `${e.message} (install python3-numpy from scripts/system-deps.txt)\n`;
+    });
     this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
   }
 
@@ -104,6 +108,8 @@ interface Side {
 interface Target {
   name: string;
   goal: number;
+  threads: number;
+  method: 'ufunc' | 'blas';
   pollen: Side;
   numpy: Side;
   /** Pollen ÷ numpy, one per pair. */
@@ -143,49 +149,35 @@ async function runSize(K: number, P: number, pool: Float32Array) {
     if (!(Math.abs(r - (one[i] as number)) < 1e-5)) throw new Error(`wrong answer at ${i}`);
   }
 
-  // Warm-up, and the runs per sample of each side.
-  const est = async (f: () => Promise<number[]>) => median(await f());
-  const sides = {
-    one: {
-      pollen: repsFor(await est(async () => timeRuns(pollen(1), 3))),
-      numpy: repsFor(await est(() => np.time('ufunc', 3))),
-    },
-    two: {
-      pollen: repsFor(await est(async () => timeRuns(pollen(2), 3))),
-      numpy: repsFor(await est(() => np.time('blas', 3))),
-    },
-  };
-  const targets: Record<'one' | 'two', Target> = {
-    one: {
-      name: '1 thread ÷ numpy ufuncs out=',
-      goal: 1.5,
-      pollen: { gbps: [], reps: sides.one.pollen },
-      numpy: { gbps: [], reps: sides.one.numpy },
-      ratios: [],
-    },
-    two: {
-      name: '2 threads ÷ numpy OpenBLAS',
-      goal: 1,
-      pollen: { gbps: [], reps: sides.two.pollen },
-      numpy: { gbps: [], reps: sides.two.numpy },
-      ratios: [],
-    },
-  };
+  // Each target: warm-up runs, which also set how many runs make a sample of each side.
+  const target = async (name: string, goal: number, threads: number, method: 'ufunc' | 'blas') => ({
+    name,
+    goal,
+    threads,
+    method,
+    pollen: { gbps: [] as number[], reps: repsFor(median(timeRuns(pollen(threads), 3))) },
+    numpy: { gbps: [] as number[], reps: repsFor(median(await np.time(method, 3))) },
+    ratios: [] as number[],
+  });
+  const targets: Target[] = [
+    await target('1 thread ÷ numpy ufuncs out=', 1.5, 1, 'ufunc'),
+    await target('2 threads ÷ numpy OpenBLAS', 1, 2, 'blas'),
+  ];
   const gbps = (ts: number[]) => bytes / median(ts) / 1e9;
 
   const from = performance.now();
   for (let p = 0; ; p++) {
     if (p >= MAX_PAIRS || (p >= MIN_PAIRS && performance.now() - from > SECONDS * 1000)) break;
-    for (const key of ['one', 'two'] as const) {
-      const t = targets[key];
+    for (const t of targets) {
       const runPollen = async () => {
         await sleep(PAUSE_MS);
-        return gbps(timeRuns(pollen(key === 'one' ? 1 : 2), t.pollen.reps));
+        return gbps(timeRuns(pollen(t.threads), t.pollen.reps));
       };
       const runNumpy = async () => {
         await sleep(PAUSE_MS);
-        return gbps(await np.time(key === 'one' ? 'ufunc' : 'blas', t.numpy.reps));
+        return gbps(await np.time(t.method, t.numpy.reps));
       };
+      // The order swapped every pair, so neither side always runs first.
       let a: number;
       let b: number;
       if (p % 2 === 0) {
@@ -201,7 +193,7 @@ async function runSize(K: number, P: number, pool: Float32Array) {
     }
   }
   np.close();
-  return { hello, targets: Object.values(targets) };
+  return { hello, targets };
 }
 
 const sizes = parseSizes(flags.sizes);
