@@ -31,7 +31,7 @@ import { weightedAverage } from '../src/strategies/aggregate.js';
 import { allocKernelFloat32 } from '../src/strategies/kernel-memory.js';
 import { closeKernelWorkers } from '../src/strategies/kernel-workers.js';
 import { machineInfo } from './lib/env.js';
-import { kernelUpdates, parseSizes } from './lib/fedavg-data.js';
+import { kernelUpdates, pageInfo, parseSizes } from './lib/fedavg-data.js';
 import { median, medianInterval, percentile, round } from './lib/stats.js';
 import { num, table, times } from './lib/table.js';
 
@@ -204,6 +204,7 @@ log(
 const most = Math.max(...sizes.map(({ K, P }) => K * P));
 const pool = allocKernelFloat32(most);
 if (pool === null) throw new Error(`The kernel's memory cannot hold ${most * 4} bytes of updates here`);
+log(pageInfo().line);
 
 const results = [];
 for (const { K, P } of sizes) {
@@ -272,6 +273,7 @@ for (const { K, P } of sizes) {
 const doc = {
   bench: 'fedavg-targets',
   machine,
+  pages: { kernelMemory: pageInfo().pages, transparentHugepage: pageInfo().thp },
   seconds: SECONDS,
   results,
   loadAtEnd: machineInfo().loadAverage1m,

@@ -30,7 +30,7 @@ import { averageRangeJs, type Precision, weightedAverage } from '../src/strategi
 import { allocKernelFloat32 } from '../src/strategies/kernel-memory.js';
 import { closeKernelWorkers } from '../src/strategies/kernel-workers.js';
 import { machineInfo } from './lib/env.js';
-import { kernelUpdates, parseSizes } from './lib/fedavg-data.js';
+import { kernelUpdates, pageInfo, parseSizes } from './lib/fedavg-data.js';
 import { median, round } from './lib/stats.js';
 import { num, table, times } from './lib/table.js';
 import { timeIt } from './lib/timing.js';
@@ -217,6 +217,7 @@ function main(): void {
   const most = Math.max(...sizes.map(({ K, P }) => K * P));
   const pool = allocKernelFloat32(most);
   if (pool === null) throw new Error(`The kernel's memory cannot hold ${most * 4} bytes of updates here`);
+  log(pageInfo().line);
   const results: { K: number; P: number; rows: Row[]; ratios: Record<string, number> }[] = [];
   sizes.forEach(({ K, P }, s) => {
     const rows = runSize(K, P, seconds, pool, numpyRuns[s] ?? []);
@@ -273,6 +274,7 @@ function main(): void {
   const doc = {
     bench: 'fedavg',
     machine,
+    pages: { kernelMemory: pageInfo().pages, transparentHugepage: pageInfo().thp },
     seconds,
     numpy: numpyRuns.flat()[0]?.numpy,
     openblas,

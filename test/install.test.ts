@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/errors.js';
+import { hugePageSetting } from '../src/strategies/huge-pages.js';
 import { ensureBuilt } from './support/cli.js';
 import { cliEnv } from './support/federation.js';
 import { type LocalRegistry, startLocalRegistry } from './support/local-registry.js';
@@ -113,6 +114,25 @@ describe('an installed Pollen (npm pack, npm install -g, from a registry on 127.
       { cwd: installed, encoding: 'utf8' },
     );
     expect(sqlite.stdout.trim(), sqlite.stderr).toBe('42');
+    // The aggregation kernel's memory asks for 2 MiB pages through koffi, whose prebuilt binary
+    // came as an optional dependency for this platform.
+    const pages = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const { KernelMemory } = await import('./dist/strategies/kernel-memory.js'); const m = new KernelMemory(1 << 26); m.allocFloat32(1 << 20); console.log(m.pages)",
+      ],
+      { cwd: installed, encoding: 'utf8' },
+    );
+    const setting = hugePageSetting();
+    expect(pages.stdout.trim(), pages.stderr).toBe(
+      setting === 'madvise'
+        ? 'advised'
+        : setting === 'always' || setting === 'never'
+          ? setting
+          : 'unavailable',
+    );
   });
 
   it('says the MNIST demo needs a clone, with a code and a hint, and runs nothing', () => {

@@ -1,6 +1,7 @@
 /** The updates of the FedAvg benches (bench/fedavg.ts, bench/fedavg-targets.ts) and their sizes. */
 import { normalizeWeights } from '../../src/strategies/aggregate.js';
-import { allocKernelFloat32 } from '../../src/strategies/kernel-memory.js';
+import { hugePageSetting, type PageAdvice } from '../../src/strategies/huge-pages.js';
+import { allocKernelFloat32, kernelMemory } from '../../src/strategies/kernel-memory.js';
 
 /** Deterministic values in [0, 1) (an LCG per update), written straight into the given view. */
 export function fillUniform(a: Float32Array, seed: number): void {
@@ -38,4 +39,23 @@ export function kernelUpdates(pool: Float32Array, K: number, P: number) {
   const out = allocKernelFloat32(P) ?? new Float32Array(new SharedArrayBuffer(P * 4));
   const input = updates.map((a, k) => ({ arrays: [a], weight: weightList[k] as number }));
   return { updates, weightList, weights, out, input };
+}
+
+/** The kernel memory's page size advice and Linux's setting, for a bench's header and JSON. */
+export function pageInfo(): { pages: PageAdvice | 'no kernel memory'; thp: string | null; line: string } {
+  const pages = kernelMemory()?.pages ?? 'no kernel memory';
+  const thp = hugePageSetting();
+  const said: Record<string, string> = {
+    advised: '2 MiB pages asked for (madvise)',
+    always: '2 MiB pages (Linux gives them to all memory)',
+    never: '4 KiB pages (Linux gives no larger ones)',
+    off: '4 KiB pages (POLLEN_MADVISE_HUGEPAGE=0)',
+    unavailable: '4 KiB pages (madvise cannot be called here)',
+    refused: '4 KiB pages (madvise refused)',
+  };
+  return {
+    pages,
+    thp,
+    line: `kernel memory: ${said[pages] ?? pages}; transparent_hugepage = ${thp ?? 'unknown'}`,
+  };
 }

@@ -15,6 +15,7 @@
  * not keep the block alive: keep the array itself, or `slice()` a copy.
  */
 import { totalmem } from 'node:os';
+import { adviseHugePages, type PageAdvice } from './huge-pages.js';
 import { MAX_PAGES } from './wasm-kernel.js';
 
 const PAGE = 65536;
@@ -34,6 +35,8 @@ export class KernelMemory {
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   private current: SharedArrayBuffer;
   private readonly registry = new FinalizationRegistry<Block>((b) => this.release(b));
+  /** Whether the memory asked Linux for 2 MiB pages, and with what result (huge-pages.ts). */
+  pages: PageAdvice = 'unavailable';
 
   constructor(limitBytes: number) {
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
@@ -117,6 +120,8 @@ export class KernelMemory {
     }
     this.current = this.memory.buffer as unknown as SharedArrayBuffer;
     this.buffers.add(this.current);
+    // The whole memory, not only the new part, so Linux keeps it as one region with one advice.
+    this.pages = adviseHugePages(this.current, 0, this.current.byteLength);
     this.release({ start: old, size: pages * PAGE });
     return true;
   }
