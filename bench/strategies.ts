@@ -6,6 +6,10 @@
  *   npm run bench:strategies                 about 2 minutes
  *   npm run bench:strategies -- --quick      about 30 s (shorter timing budget per row)
  *   … --json                                 one JSON document on stdout (also bench/out/strategies.json)
+ *   … --memory kernel|shared|ordinary        where the replies' arrays lie (default kernel: where a
+ *                                            ServerApp's Strategy.start receives them for Pollen's
+ *                                            strategies; shared: a grid's replies otherwise)
+ *   … --only FedAvg,FedMedian                these strategies only
  *
  * Bounded: the updates held at once are at most 400 MB (K · P′ · 4 bytes), and each row runs
  * about `--seconds`. Every strategy's cost is linear in P, so a row whose full size would exceed
@@ -32,6 +36,7 @@ import {
   MultiKrum,
   QFedAvg,
 } from '../src/strategies/index.js';
+import { allocKernelFloat32 } from '../src/strategies/kernel-memory.js';
 import { closeKernelWorkers } from '../src/strategies/kernel-workers.js';
 import { machineInfo } from './lib/env.js';
 import { median } from './lib/stats.js';
@@ -100,15 +105,36 @@ function main(): void {
       quick: { type: 'boolean', default: false },
       seconds: { type: 'string' },
       json: { type: 'boolean', default: false },
+      memory: { type: 'string', default: 'kernel' },
+      only: { type: 'string' },
     },
   });
+  const only = values.only?.split(',').map((x) => x.trim());
+  const strategies = STRATEGIES.filter(
+    (x) => only === undefined || only.includes(x.name.split(' ')[0] as string),
+  );
+  if (!strategies.some((x) => x.name === 'FedAvg'))
+    strategies.unshift(STRATEGIES[0] as (typeof STRATEGIES)[0]);
+  const memory = values.memory;
+  const n = MAX_BYTES / 4;
+  const pool =
+    memory === 'kernel'
+      ? allocKernelFloat32(n)
+      : memory === 'shared'
+        ? new Float32Array(new SharedArrayBuffer(n * 4))
+        : memory === 'ordinary'
+          ? new Float32Array(n)
+          : null;
+  if (pool === null)
+    throw new Error(
+      `--memory ${memory}: kernel (if the kernel's memory can hold 400 MB), shared or ordinary`,
+    );
   const seconds = Number(values.seconds ?? (values.quick ? 0.3 : 1));
   const log = values.json ? () => {} : (s: string) => console.log(s);
   const machine = machineInfo();
   log(
-    `Strategies, one aggregation step — ${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, load ${machine.loadAverage1m}`,
+    `Strategies, one aggregation step — ${machine.cpus} × ${machine.cpuModel}, Node ${machine.node}, load ${machine.loadAverage1m}; replies in ${memory} memory`,
   );
-  const pool = new Float32Array(MAX_BYTES / 4);
   let s = 12345;
   for (let i = 0; i < pool.length; i++) {
     s = (s * 1664525 + 1013904223) >>> 0;
@@ -118,7 +144,7 @@ function main(): void {
   for (const K of [10, 100])
     for (const P of [1_000_000, 10_000_000]) {
       let fedavg = Number.NaN;
-      for (const { name, make } of STRATEGIES) {
+      for (const { name, make } of strategies) {
         // A short probe on a slice gives the cost per parameter; the timed size fits the budget
         // but is never below FLOOR (the smallest layer the averaging kernel takes, as in a real model).
         const probeP = Math.min(P, 20_000);
@@ -161,7 +187,7 @@ function main(): void {
         ),
       );
     }
-  const doc = { bench: 'strategies', machine, seconds, rows };
+  const doc = { bench: 'strategies', machine, memory, seconds, rows };
   mkdirSync(join(ROOT, 'bench', 'out'), { recursive: true });
   writeFileSync(join(ROOT, 'bench', 'out', 'strategies.json'), `${JSON.stringify(doc, null, 2)}\n`);
   if (values.json) console.log(JSON.stringify(doc));

@@ -10,6 +10,7 @@ import { RemoteGrid } from '../src/apps/remote-grid.js';
 import type { ServerAppIo } from '../src/gen/pollen/v1/appio_pb.js';
 import { Message } from '../src/sdk/message.js';
 import { ArrayRecord, RecordDict } from '../src/sdk/records.js';
+import { inKernelMemory } from '../src/strategies/kernel-memory.js';
 import { Http1BulkClient } from '../src/transport/bulk-client.js';
 import { rpcChunkTransport } from '../src/transport/chunk-rpc.js';
 import { downloadChunks, uploadChunks } from '../src/transport/chunk-transfer.js';
@@ -233,6 +234,50 @@ describe('run-scoped chunks on the SuperLink', () => {
     expect(fromA.hasError()).toBe(false);
     const arrays = fromA.content!.arrayRecords.get('model')!;
     expect(Array.from(arrays.get('w', 'float32')!.data.slice(0, 3))).toEqual([2, 2, 2]);
+  });
+
+  it('receives replies into the kernel memory when sendAndReceive asks for it (kernelMemory), else not', async () => {
+    const grid = new RemoteGrid(app, appChunks, runId);
+    // Node A answers the next instruction it pulls with 300,000 floats (1.2 MB) of `value`.
+    const answer = async (value: number) => {
+      const [instruction] = await l.superlink.link.pullInstructions(a.nodeId, 1, 10_000);
+      const reply = Message.create({
+        content: new RecordDict({
+          model: ArrayRecord.fromArrays({ w: new Float32Array(300_000).fill(value) }),
+        }),
+        dstNodeId: '0',
+        messageType: 'train',
+        runId,
+        ttlSeconds: 60,
+      }).withMetadata({
+        srcNodeId: a.nodeId,
+        replyToMessageId: instruction?.metadata?.messageId ?? '',
+        messageId: `kernel-reply-${value}`,
+      });
+      const w = messageToWire(reply);
+      await uploadChunks(a.chunks, w.chunks, { scope: { runId } });
+      expect((await l.superlink.link.pushReply(a.nodeId, w.wire)).errorCode ?? '').toBe('');
+    };
+    const ask = async (value: number, kernelMemory: boolean) => {
+      const instruction = Message.create({
+        content: new RecordDict({}),
+        dstNodeId: a.nodeId,
+        messageType: 'train',
+        ttlSeconds: 60,
+      });
+      const [replies] = await Promise.all([
+        grid.sendAndReceive([instruction], { kernelMemory, timeoutMs: 20_000 }),
+        answer(value),
+      ]);
+      expect(replies).toHaveLength(1);
+      return replies[0]?.content?.arrayRecords.get('model')?.get('w', 'float32')?.data as Float32Array;
+    };
+    const inKernel = await ask(5, true);
+    expect(inKernelMemory(inKernel)).toBe(true);
+    expect(inKernel.length === 300_000 && inKernel.every((x) => x === 5)).toBe(true);
+    const plain = await ask(6, false);
+    expect(inKernelMemory(plain)).toBe(false);
+    expect(plain.length === 300_000 && plain.every((x) => x === 6)).toBe(true);
   });
 
   it('drops a finished run’s chunks', async () => {

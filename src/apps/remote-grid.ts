@@ -101,7 +101,7 @@ export class RemoteGrid implements Grid {
     return messageIds;
   }
 
-  async #decode(wires: WireMessage[]): Promise<Message[]> {
+  async #decode(wires: WireMessage[], kernelMemory: boolean): Promise<Message[]> {
     // Each node's chunks come from that node's scope on the SuperLink and are verified here: a
     // node whose chunks do not match their ids spoils its own replies only.
     const store = new MemoryChunkStore();
@@ -132,9 +132,9 @@ export class RemoteGrid implements Grid {
       let reply: Message;
       try {
         if (failure) throw failure;
-        // Not into the kernel's memory (wire.ts `kernelMemory`): a block there is freed when its
-        // array is collected, and an app that keeps only a view of a reply would see it reused.
-        reply = await messageFromWire(w, (id) => store.get(id));
+        // Into the kernel's memory only when asked (SendAndReceiveOptions.kernelMemory): a block
+        // there is reused once freed, and an app that kept only a view of a reply would see it change.
+        reply = await messageFromWire(w, (id) => store.get(id), { kernelMemory });
       } catch (e) {
         // One node's unreadable reply is that node's failure, not the whole round's.
         reply = unreadable(w, e);
@@ -146,10 +146,10 @@ export class RemoteGrid implements Grid {
     return out;
   }
 
-  async #pull(ids: string[], waitMs: number): Promise<Message[]> {
+  async #pull(ids: string[], waitMs: number, kernelMemory = false): Promise<Message[]> {
     const res = await this.#call(() => this.#client.pullReplies({ messageIds: ids, waitMs }));
     if (res.runStopped) this.#stopped = true;
-    return this.#decode(res.messages);
+    return this.#decode(res.messages, kernelMemory);
   }
 
   async pull(messageIds: Iterable<string>): Promise<Message[]> {
@@ -166,7 +166,8 @@ export class RemoteGrid implements Grid {
     while (waiting.size > 0 && !this.#stopped) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      for (const reply of await this.#pull([...waiting], Math.min(left, POLL_WAIT_MS))) {
+      const wait = Math.min(left, POLL_WAIT_MS);
+      for (const reply of await this.#pull([...waiting], wait, options.kernelMemory === true)) {
         waiting.delete(reply.metadata.replyToMessageId);
         replies.push(reply);
       }

@@ -19,7 +19,6 @@
  * float32 once instead. docs/strategies.md says why the default is float32.
  */
 import { PollenError } from '../sdk/index.js';
-import { allocKernelFloat32, inKernelMemory } from './kernel-memory.js';
 import {
   allShared,
   defaultThreads,
@@ -86,7 +85,8 @@ export interface AverageOptions {
 /**
  * Per layer `out[l] = Σ_k w_k · updates[k].arrays[l] / Σ_k w_k`. Writes into `out` when given
  * (it must match the layer lengths; it may be one of the inputs), otherwise allocates (a layer
- * in the kernel's memory when that layer's updates are, else in shared memory when they are). Throws PollenError INVALID_ARGUMENT on mismatched layer counts or
+ * in shared memory when its updates are, in the kernel's memory or not; else in ordinary
+ * memory). Throws PollenError INVALID_ARGUMENT on mismatched layer counts or
  * lengths and on bad weights. Values inside the arrays are not checked: a NaN parameter gives a
  * NaN average.
  */
@@ -125,12 +125,12 @@ export function weightedAverage(
     }
     let o = out?.[l];
     if (o === undefined) {
-      // Beside its inputs: in the kernel's memory (written in place, shared with the workers), in
-      // shared memory, or in ordinary memory.
+      // In shared memory where its inputs are (the workers can write it), or in ordinary memory;
+      // never in the kernel's memory, even beside inputs there: an aggregate outlives its round
+      // (the next model, a strategy's state), so only garbage collection could free its block, many
+      // rounds later. Pass `out` arrays from allocKernelFloat32 to have it written in place.
       const shared = xs.every((x) => x.buffer instanceof SharedArrayBuffer);
-      o =
-        (xs.every(inKernelMemory) ? allocKernelFloat32(n) : null) ??
-        new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
+      o = new Float32Array(shared ? new SharedArrayBuffer(n * 4) : new ArrayBuffer(n * 4));
       result.push(o);
     } else if (o.length !== n) {
       throw invalid(`Output layer ${l} has ${o.length} elements, the updates have ${n}`);

@@ -8,7 +8,7 @@ import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import { multiKrumSelect, tooFew } from './multikrum.js';
 import { integerOption } from './options.js';
 import { pick } from './replies.js';
-import type { TrainAggregate } from './strategy.js';
+import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
 
 export interface BulyanOptions extends FedAvgOptions {
   /** f, the number of malicious nodes to withstand (default 0). */
@@ -84,3 +84,6 @@ export class Bulyan extends FedAvg {
     return this.trainAggregate(selected, arrays, failures);
   }
 }
+
+// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
+ownAggregateTrain(Bulyan);

@@ -25,7 +25,13 @@ import {
   replyWeight,
 } from './records.js';
 import { dropNonFinite, nonFiniteArray, type TrainReplies, trainReplies } from './replies.js';
-import { type EvaluateAggregate, type ReplyFailure, Strategy, type TrainAggregate } from './strategy.js';
+import {
+  type EvaluateAggregate,
+  ownAggregateTrain,
+  type ReplyFailure,
+  Strategy,
+  type TrainAggregate,
+} from './strategy.js';
 
 export interface FedAvgConfig {
   /** Share of the available nodes sampled for training each round (0..1). */
@@ -319,3 +325,6 @@ export class FedAvg extends Strategy implements FedAvgConfig {
     };
   }
 }
+
+// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
+ownAggregateTrain(FedAvg);

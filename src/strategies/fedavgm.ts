@@ -8,7 +8,7 @@ import { checkLikeCurrent, data, type FloatData, mapArrays, zerosLike } from './
 import type { FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
 import { StatefulFedAvg } from './stateful.js';
-import type { TrainAggregate } from './strategy.js';
+import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
 
 export interface FedAvgMOptions extends FedAvgOptions {
   /** Server learning rate η (default 1). */
@@ -78,3 +78,6 @@ export class FedAvgM extends StatefulFedAvg {
     return { ...avg, arrays };
   }
 }
+
+// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
+ownAggregateTrain(FedAvgM);

@@ -5,7 +5,7 @@
 import type { Message } from '../sdk/index.js';
 import { coordinatewise, median } from './elementwise.js';
 import { FedAvg } from './fedavg.js';
-import type { TrainAggregate } from './strategy.js';
+import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
 
 /**
  * Each element of the new arrays is the median of that element over the replies (the mean of the
@@ -24,3 +24,6 @@ export class FedMedian extends FedAvg {
     return this.trainAggregate(kept, coordinatewise(kept.arrays, median), failures);
   }
 }
+
+// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
+ownAggregateTrain(FedMedian);

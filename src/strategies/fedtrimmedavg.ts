@@ -6,7 +6,7 @@ import type { Message } from '../sdk/index.js';
 import { coordinatewise } from './elementwise.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
-import type { TrainAggregate } from './strategy.js';
+import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
 
 export interface FedTrimmedAvgOptions extends FedAvgOptions {
   /** Share cut off each tail, in [0, 0.5) (default 0.2). */
@@ -45,3 +45,6 @@ export class FedTrimmedAvg extends FedAvg {
     return this.trainAggregate(kept, arrays, failures);
   }
 }
+
+// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
+ownAggregateTrain(FedTrimmedAvg);

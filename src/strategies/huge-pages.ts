@@ -14,6 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { packageFile } from '../util/package-root.js';
 
 /** Linux's `MADV_HUGEPAGE` (asm-generic/mman-common.h). */
 const MADV_HUGEPAGE = 14;
@@ -36,7 +37,8 @@ function loadMadvise(): Madvise | null {
   madvise = null;
   if (process.platform !== 'linux') return null;
   try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+    // From Pollen's package.json, not import.meta.url: in the CLI's bundle that is the bundle file.
+    const koffi = createRequire(packageFile('package.json'))('koffi') as typeof import('koffi');
     madvise = koffi.load('libc.so.6').func('int madvise(void *addr, size_t length, int advice)') as Madvise;
   } catch {
     // No glibc (musl names its library otherwise) or no koffi binary for this platform.

@@ -58,4 +58,21 @@ describe('the kernel memory allocator', () => {
     const whole = mem.allocate(1024 + 2048 + 3008);
     expect(whole?.start).toBe(blocks[0]?.start);
   });
+
+  it('frees an array’s block on release, once: a second release, or one of a foreign array, frees nothing', () => {
+    const mem = new KernelMemory(64 * MiB);
+    const used = () => mem.size - mem.freeBytes();
+    const used0 = used();
+    const a = mem.allocFloat32(MiB) as Float32Array;
+    expect(used()).toBe(used0 + 4 * MiB);
+    expect(mem.releaseFloat32(a)).toBe(true);
+    expect(used()).toBe(used0);
+    expect(mem.releaseFloat32(a)).toBe(false);
+    expect(mem.releaseFloat32(a.subarray(0, 10))).toBe(false); // a view is not the array handed out
+    expect(mem.releaseFloat32(new Float32Array(10))).toBe(false);
+    expect(used()).toBe(used0);
+    // The next array of that size gets the same block.
+    const b = mem.allocFloat32(MiB) as Float32Array;
+    expect(b.byteOffset).toBe(a.byteOffset);
+  });
 });

@@ -11,8 +11,11 @@
  * the caller uses ordinary memory. WebAssembly memory never shrinks: freed blocks are reused.
  *
  * Lifetime: a block is freed when the Float32Array handed out is garbage-collected
- * (FinalizationRegistry). A view made from it (`subarray`, `new Float32Array(a.buffer, …)`) does
- * not keep the block alive: keep the array itself, or `slice()` a copy.
+ * (FinalizationRegistry), or earlier by `releaseKernelFloat32` from code that knows nothing uses
+ * it any more (Strategy.start, once a round's replies are aggregated: garbage collection may come
+ * many rounds later, and the memory would grow by a round's replies each time). A view made from
+ * it (`subarray`, `new Float32Array(a.buffer, …)`) does not keep the block alive: keep the array
+ * itself, or `slice()` a copy.
  */
 import { totalmem } from 'node:os';
 import { adviseHugePages, type PageAdvice } from './huge-pages.js';
@@ -35,6 +38,8 @@ export class KernelMemory {
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   private current: SharedArrayBuffer;
   private readonly registry = new FinalizationRegistry<Block>((b) => this.release(b));
+  /** The block of each array handed out and not yet released. */
+  private readonly blocks = new WeakMap<Float32Array, Block>();
   /** Whether the memory asked Linux for 2 MiB pages, and with what result (huge-pages.ts). */
   pages: PageAdvice = 'unavailable';
 
@@ -74,8 +79,23 @@ export class KernelMemory {
     const block = this.allocate(n * 4);
     if (block === null) return null;
     const a = new Float32Array(this.current, block.start, n);
-    this.registry.register(a, block);
+    this.registry.register(a, block, a);
+    this.blocks.set(a, block);
     return a;
+  }
+
+  /**
+   * Frees the block of `a` (an array `allocFloat32` handed out) now rather than when `a` is
+   * collected; false if `a` is not such an array or was released already. `a` and every view of
+   * it must not be used afterwards: the block is reused.
+   */
+  releaseFloat32(a: Float32Array): boolean {
+    const block = this.blocks.get(a);
+    if (block === undefined) return false;
+    this.blocks.delete(a);
+    this.registry.unregister(a);
+    this.release(block);
+    return true;
   }
 
   /** The byte address of `a` in this memory, or -1 if `a` lives elsewhere. */
@@ -143,6 +163,11 @@ export function kernelMemory(): KernelMemory | null {
 /** Whether `a` lives in the kernel's memory (false, without making the memory, before any use). */
 export function inKernelMemory(a: ArrayBufferView): boolean {
   return instance != null && instance.addressOf(a) >= 0;
+}
+
+/** `KernelMemory.releaseFloat32` on the process's kernel memory: false where `a` is not from it. */
+export function releaseKernelFloat32(a: Float32Array): boolean {
+  return instance?.releaseFloat32(a) ?? false;
 }
 
 /**

@@ -8,7 +8,7 @@ import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import { integerOption } from './options.js';
 import { aggregateArrayRecords } from './records.js';
 import { pick } from './replies.js';
-import type { TrainAggregate } from './strategy.js';
+import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
 
 export interface MultiKrumOptions extends FedAvgOptions {
   /** f, the number of malicious nodes to withstand (default 0). */
@@ -114,3 +114,6 @@ export class MultiKrum extends FedAvg {
     return this.trainAggregate(selected, arrays, failures);
   }
 }
+
+// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
+ownAggregateTrain(MultiKrum);

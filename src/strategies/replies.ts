@@ -5,6 +5,7 @@
  * broken node can neither poison the model nor go unnoticed.
  */
 import { type ArrayRecord, type Message, type MetricRecord, PollenError } from '../sdk/index.js';
+import { releaseKernelFloat32 } from './kernel-memory.js';
 import {
   checkSameArrays,
   contentsOf,
@@ -91,4 +92,23 @@ export function dropNonFinite(t: TrainReplies): { kept: TrainReplies; failures: 
       { data: { failures } },
     );
   return { kept: pick(t, keep), failures };
+}
+
+/**
+ * Frees the kernel-memory blocks of a round's replies once they are aggregated (Strategy.start has
+ * its grid receive training replies there when its aggregateTrain is Pollen's own, which keeps
+ * none of them), so the next round's replies reuse the memory instead of growing it until garbage
+ * collection. An array the aggregate itself holds is kept. Returns the blocks freed.
+ */
+export function releaseReplyArrays(replies: readonly Message[], aggregate?: ArrayRecord): number {
+  const kept = new Set<unknown>();
+  for (const [, entry] of aggregate ?? []) kept.add(entry.data);
+  let freed = 0;
+  for (const reply of replies) {
+    if (!reply.hasContent()) continue;
+    for (const record of reply.content.arrayRecords.values())
+      for (const [, { data }] of record)
+        if (data instanceof Float32Array && !kept.has(data) && releaseKernelFloat32(data)) freed++;
+  }
+  return freed;
 }

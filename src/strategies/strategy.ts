@@ -14,6 +14,7 @@ import {
   RecordDict,
   reportRound,
 } from '../sdk/index.js';
+import { releaseReplyArrays } from './replies.js';
 
 /**
  * Where the loop's time comes from (waiting for nodes, round durations). Tests pass a fake one.
@@ -221,6 +222,19 @@ function reportedMetrics(r: RoundSummary): Record<string, number> {
  * }
  * ```
  */
+/** The aggregateTrain methods of Pollen's strategies: none keeps a reply's array past the call. */
+const OWN_AGGREGATE_TRAIN = new WeakSet<object>();
+
+/**
+ * Marks `cls.prototype.aggregateTrain` as Pollen's own (internal: each built-in strategy that
+ * defines one calls it). `start()` then receives training replies into the kernel's memory and
+ * frees them after aggregating; a subclass that overrides aggregateTrain gets ordinary arrays it
+ * may keep as it likes.
+ */
+export function ownAggregateTrain(cls: { prototype: Strategy }): void {
+  OWN_AGGREGATE_TRAIN.add(cls.prototype.aggregateTrain);
+}
+
 export abstract class Strategy {
   /** The train messages of a round: the global arrays and the config, for the sampled nodes. */
   abstract configureTrain(
@@ -305,13 +319,17 @@ export abstract class Strategy {
     const initial = await evaluateFn?.(0, result.arrays);
     if (initial !== undefined) result.serverEvaluateMetrics.set(0, initial);
 
+    // Training replies straight into the kernel's memory, read there in place and freed once
+    // aggregated, where the aggregation is Pollen's own (it keeps no reply array).
+    const inPlace = OWN_AGGREGATE_TRAIN.has(this.aggregateTrain);
     const phase = async (type: MessageType, serverRound: number): Promise<Phase> => {
       const config = (type === 'train' ? options.trainConfig : options.evaluateConfig) ?? new ConfigRecord();
       const sent = await this.#configure(type, serverRound, result.arrays, config, options, clock);
       if (sent.length === 0) return { nodeIds: [], replies: [], failures: [] };
       // In node order, whatever order they arrived in: the aggregate's float sums, and so a
       // seeded run's model, are then the same in every run of the app (and in a simulation).
-      const replies = [...(await grid.sendAndReceive(sent, { timeoutMs }))].sort(byNode);
+      const kernelMemory = inPlace && type === 'train';
+      const replies = [...(await grid.sendAndReceive(sent, { timeoutMs, kernelMemory }))].sort(byNode);
       const failures = failuresOf(type, sent, replies, timeoutMs);
       for (const f of failures) log(`node ${f.nodeId} ${type} failed: ${f.reason}`);
       return { nodeIds: sent.map((m) => m.metadata.dstNodeId), replies, failures };
@@ -328,7 +346,7 @@ export abstract class Strategy {
           { data: { round: serverRound, failures: train.failures } },
         );
       }
-      const trained = this.#aggregateTrain(serverRound, train.replies, log);
+      const trained = this.#aggregateTrain(serverRound, train.replies, log, inPlace);
       result.arrays = trained.arrays ?? result.arrays;
       train.failures.push(...(trained.failures ?? []));
       const evaluation = await phase('evaluate', serverRound);
@@ -368,20 +386,25 @@ export abstract class Strategy {
   /**
    * aggregateTrain, logging the replies it left out. A round with fewer valid replies than the
    * strategy needs (TOO_FEW_REPLIES) keeps the global arrays as they were, as Flower does.
+   * `release`: the replies' arrays in the kernel's memory are freed afterwards, whatever happened.
    */
   #aggregateTrain(
     serverRound: number,
     replies: Message[],
     log: (line: string) => void,
+    release: boolean,
   ): Omit<TrainAggregate, 'arrays'> & { arrays?: ArrayRecord } {
+    let trained: TrainAggregate | undefined;
     try {
-      const trained = this.aggregateTrain(serverRound, replies);
+      trained = this.aggregateTrain(serverRound, replies);
       for (const f of trained.failures ?? []) log(`node ${f.nodeId} train failed: ${f.reason}`);
       return trained;
     } catch (e) {
       if (!(e instanceof PollenError && e.code === 'TOO_FEW_REPLIES')) throw e;
       log(`round ${serverRound}: ${e.message}; the global arrays stay as they were`);
       return { metrics: new MetricRecord(), numExamples: 0, numReplies: 0 };
+    } finally {
+      if (release) releaseReplyArrays(replies, trained?.arrays);
     }
   }
 
