@@ -13,10 +13,10 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExitCode } from '../src/errors.js';
-import { hugePageSetting } from '../src/strategies/huge-pages.js';
 import { ensureBuilt } from './support/cli.js';
 import { cliEnv } from './support/federation.js';
 import { type LocalRegistry, startLocalRegistry } from './support/local-registry.js';
+import { expectedPageAdvice } from './support/pages.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const VERSION = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
@@ -65,6 +65,11 @@ async function npm(args: string[], cwd: string): Promise<void> {
     if (registry.failures.length) throw new Error(registry.failures.join('\n'));
     throw e;
   }
+}
+
+/** `code` run as an ES module by this Node, in `cwd`. */
+function esm(code: string, cwd: string) {
+  return spawnSync(process.execPath, ['--input-type=module', '-e', code], { cwd, encoding: 'utf8' });
 }
 
 /** The installed `pollen` command, from a folder outside the clone. */
@@ -116,23 +121,11 @@ describe('an installed Pollen (npm pack, npm install -g, from a registry on 127.
     expect(sqlite.stdout.trim(), sqlite.stderr).toBe('42');
     // The aggregation kernel's memory asks for 2 MiB pages through koffi, whose prebuilt binary
     // came as an optional dependency for this platform.
-    const pages = spawnSync(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        "const { KernelMemory } = await import('./dist/strategies/kernel-memory.js'); const m = new KernelMemory(1 << 26); m.allocFloat32(1 << 20); console.log(m.pages)",
-      ],
-      { cwd: installed, encoding: 'utf8' },
+    const pages = esm(
+      "const { KernelMemory } = await import('./dist/strategies/kernel-memory.js'); const m = new KernelMemory(1 << 26); m.allocFloat32(1 << 20); console.log(m.pages)",
+      installed,
     );
-    const setting = hugePageSetting();
-    expect(pages.stdout.trim(), pages.stderr).toBe(
-      setting === 'madvise'
-        ? 'advised'
-        : setting === 'always' || setting === 'never'
-          ? setting
-          : 'unavailable',
-    );
+    expect(pages.stdout.trim(), pages.stderr).toBe(expectedPageAdvice());
   });
 
   it('says the MNIST demo needs a clone, with a code and a hint, and runs nothing', () => {
@@ -192,14 +185,9 @@ export default new ServerApp(async () => void new FedAvg());
     await npm(['install', installed], app);
     expect(JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).dependencies.pollen).toMatch(/^file:/);
 
-    const imported = spawnSync(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        "const s = await import('pollen/sdk'); const t = await import('pollen/strategies'); console.log(typeof s.ClientApp, typeof t.FedAvg)",
-      ],
-      { cwd: app, encoding: 'utf8' },
+    const imported = esm(
+      "const s = await import('pollen/sdk'); const t = await import('pollen/strategies'); console.log(typeof s.ClientApp, typeof t.FedAvg)",
+      app,
     );
     expect(imported.stdout.trim(), imported.stderr).toBe('function function');
 

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import { afterEach, describe, expect, it } from 'vitest';
-import { adviseHugePages, hugePageSetting, type PageAdvice } from './huge-pages.js';
+import { expectedPageAdvice } from '../../test/support/pages.js';
+import { adviseHugePages, hugePageSetting } from './huge-pages.js';
 import { KernelMemory } from './kernel-memory.js';
 
 const MiB = 1 << 20;
@@ -21,9 +22,7 @@ function mappingOf(a: ArrayBufferView): { flags: string[]; hugeKiB: number } {
 }
 
 const setting = hugePageSetting();
-/** What the kernel memory reports on this machine, by Linux's setting. */
-const expected: PageAdvice =
-  setting === 'madvise' ? 'advised' : setting === 'always' || setting === 'never' ? setting : 'unavailable';
+const expected = expectedPageAdvice();
 
 describe('2 MiB pages for the kernel memory', () => {
   afterEach(() => {

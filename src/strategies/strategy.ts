@@ -205,6 +205,19 @@ function reportedMetrics(r: RoundSummary): Record<string, number> {
   return out;
 }
 
+/** The aggregateTrain methods of Pollen's strategies: none keeps a reply's array past the call. */
+const OWN_AGGREGATE_TRAIN = new WeakSet<object>();
+
+/**
+ * Marks `cls.prototype.aggregateTrain` as Pollen's own (internal: each built-in strategy that
+ * defines one calls it). `start()` then receives training replies into the kernel's memory and
+ * frees them after aggregating; a subclass that overrides aggregateTrain gets ordinary arrays it
+ * may keep as it likes.
+ */
+export function ownAggregateTrain(cls: { prototype: Strategy }): void {
+  OWN_AGGREGATE_TRAIN.add(cls.prototype.aggregateTrain);
+}
+
 /**
  * The base of every strategy: subclasses say how to configure and aggregate a round, and
  * `start()` runs the loop. `configureTrain` / `configureEvaluate` get the ids of the nodes
@@ -222,19 +235,6 @@ function reportedMetrics(r: RoundSummary): Record<string, number> {
  * }
  * ```
  */
-/** The aggregateTrain methods of Pollen's strategies: none keeps a reply's array past the call. */
-const OWN_AGGREGATE_TRAIN = new WeakSet<object>();
-
-/**
- * Marks `cls.prototype.aggregateTrain` as Pollen's own (internal: each built-in strategy that
- * defines one calls it). `start()` then receives training replies into the kernel's memory and
- * frees them after aggregating; a subclass that overrides aggregateTrain gets ordinary arrays it
- * may keep as it likes.
- */
-export function ownAggregateTrain(cls: { prototype: Strategy }): void {
-  OWN_AGGREGATE_TRAIN.add(cls.prototype.aggregateTrain);
-}
-
 export abstract class Strategy {
   /** The train messages of a round: the global arrays and the config, for the sampled nodes. */
   abstract configureTrain(
