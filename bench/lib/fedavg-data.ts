@@ -42,7 +42,11 @@ export function kernelUpdates(pool: Float32Array, K: number, P: number) {
 }
 
 /** The kernel memory's page size advice and Linux's setting, for a bench's header and JSON. */
-export function pageInfo(): { pages: PageAdvice | 'no kernel memory'; thp: string | null; line: string } {
+export function pageInfo(): {
+  pages: PageAdvice | 'not grown yet' | 'no kernel memory';
+  thp: string | null;
+  line: string;
+} {
   const pages = kernelMemory()?.pages ?? 'no kernel memory';
   const thp = hugePageSetting();
   const said: Record<string, string> = {

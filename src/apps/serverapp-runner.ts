@@ -7,6 +7,7 @@
 import { isPollenError } from '../errors.js';
 import { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import { createContext } from '../sdk/context.js';
+import { kernelMemory } from '../strategies/kernel-memory.js';
 import { fromConnectError } from '../transport/errors.js';
 import { configFromWire } from '../transport/wire.js';
 import { type AppProcessOptions, openAppChannel } from './app-channel.js';
@@ -32,6 +33,9 @@ export async function runServerApp(o: AppProcessOptions): Promise<number> {
       ...(o.resources && { resources: o.resources }),
     });
     const grid = new RemoteGrid(client, chunks, o.runId);
+    // Made here, by the host's code, so its growth asks for 2 MiB pages with the host's koffi; the
+    // app's bundled strategies find this memory on globalThis (strategies/kernel-memory.ts).
+    kernelMemory();
     let outcome: { subStatus: string; reason: string };
     try {
       // Loaded inside: a module without its ServerApp fails the run with that reason and code.

@@ -75,4 +75,22 @@ describe('the kernel memory allocator', () => {
     const b = mem.allocFloat32(MiB) as Float32Array;
     expect(b.byteOffset).toBe(a.byteOffset);
   });
+
+  it("is one per process, even for a second copy of this module (an app bundle's strategies)", async () => {
+    // The query makes the loader evaluate the file again: a module instance of its own, as the copy
+    // bundled into an app is.
+    const copy: typeof import('./kernel-memory.js') = await import('./kernel-memory.js?copy' as string);
+    const { allocKernelFloat32, inKernelMemory, kernelMemory, releaseKernelFloat32 } = await import(
+      './kernel-memory.js'
+    );
+    expect(copy.kernelMemory).not.toBe(kernelMemory);
+    expect(copy.kernelMemory()).toBe(kernelMemory());
+    const a = allocKernelFloat32(MiB) as Float32Array;
+    expect(copy.inKernelMemory(a)).toBe(true);
+    expect(copy.releaseKernelFloat32(a)).toBe(true);
+    expect(releaseKernelFloat32(a)).toBe(false);
+    const b = copy.allocKernelFloat32(MiB) as Float32Array;
+    expect(b.byteOffset).toBe(a.byteOffset);
+    expect(inKernelMemory(b)).toBe(true);
+  });
 });

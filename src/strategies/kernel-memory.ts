@@ -41,7 +41,7 @@ export class KernelMemory {
   /** The block of each array handed out and not yet released. */
   private readonly blocks = new WeakMap<Float32Array, Block>();
   /** Whether the memory asked Linux for 2 MiB pages, and with what result (huge-pages.ts). */
-  pages: PageAdvice = 'unavailable';
+  pages: PageAdvice | 'not grown yet' = 'not grown yet';
 
   constructor(limitBytes: number) {
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
@@ -147,27 +147,44 @@ export class KernelMemory {
   }
 }
 
-let instance: KernelMemory | null | undefined;
+/**
+ * The process's one kernel memory, kept on globalThis: an app bundle carries its own copy of this
+ * module (pollen/strategies is bundled into apps, apps/build.ts), and its strategies must find the
+ * memory that the host's wire decoder receives replies into (apps/remote-grid.ts), or they would
+ * neither read those replies in place nor free them. Undefined until made; null where shared
+ * WebAssembly memory is missing.
+ */
+// Versioned: a bundle built by another Pollen whose KernelMemory differs keeps a memory of its own.
+const GLOBAL = Symbol.for('pollen.kernelMemory/1');
+type WithMemory = typeof globalThis & { [GLOBAL]?: KernelMemory | null };
+
+function current(): KernelMemory | null | undefined {
+  return (globalThis as WithMemory)[GLOBAL];
+}
 
 /** The process's kernel memory, made on first use; null where shared WebAssembly memory is missing. */
 export function kernelMemory(): KernelMemory | null {
-  if (instance !== undefined) return instance;
+  const made = current();
+  if (made !== undefined) return made;
+  let memory: KernelMemory | null = null;
   try {
-    instance = new KernelMemory(Math.floor(totalmem() / 4));
+    memory = new KernelMemory(Math.floor(totalmem() / 4));
   } catch {
-    instance = null;
+    // No shared WebAssembly memory here: callers use ordinary memory.
   }
-  return instance;
+  (globalThis as WithMemory)[GLOBAL] = memory;
+  return memory;
 }
 
 /** Whether `a` lives in the kernel's memory (false, without making the memory, before any use). */
 export function inKernelMemory(a: ArrayBufferView): boolean {
-  return instance != null && instance.addressOf(a) >= 0;
+  const memory = current();
+  return memory != null && memory.addressOf(a) >= 0;
 }
 
 /** `KernelMemory.releaseFloat32` on the process's kernel memory: false where `a` is not from it. */
 export function releaseKernelFloat32(a: Float32Array): boolean {
-  return instance?.releaseFloat32(a) ?? false;
+  return current()?.releaseFloat32(a) ?? false;
 }
 
 /**
