@@ -10,6 +10,7 @@ import type { ServerAppIo } from '../gen/pollen/v1/appio_pb.js';
 import type { Grid, SendAndReceiveOptions } from '../sdk/app.js';
 import { MESSAGE_TYPES, Message, type MessageType, SERVER_NODE_ID } from '../sdk/message.js';
 import type { RoundReport } from '../sdk/report.js';
+import { KERNEL_MEMORY_GRID } from '../strategies/kernel-memory.js';
 import { downloadChunks, uploadMessages } from '../transport/chunk-transfer.js';
 import type { ChunkTransport } from '../transport/chunk-transport.js';
 import { isScopeName, MemoryChunkStore } from '../transport/chunks.js';
@@ -31,6 +32,8 @@ export function wireBytes(wire: WireMessage): number {
 
 export class RemoteGrid implements Grid {
   readonly runId: string;
+  /** Its sendAndReceive receives replies into the kernel's memory when asked (Strategy.start does). */
+  readonly [KERNEL_MEMORY_GRID] = true;
   readonly #client: Client<typeof ServerAppIo>;
   readonly #chunks: ChunkTransport;
   #stopped = false;

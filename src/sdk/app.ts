@@ -188,9 +188,10 @@ export interface SendAndReceiveOptions {
    * Receive the replies' large float32 arrays (1 MiB or more) into the aggregation kernel's
    * memory, where FedAvg's kernel and its threads read them in place, with 2 MiB pages: about
    * twice the speed of arrays it must copy in (docs/strategies.md). Their blocks are freed when
-   * the arrays are garbage-collected or released (Strategy.start releases its training replies
-   * once aggregated): keep an array itself, or a `slice()`, never only a view of it. A grid may
-   * ignore it (an InMemoryGrid does: its replies are the ClientApps' own arrays).
+   * the arrays are garbage-collected or released (Strategy.start asks a ServerApp's own grid for
+   * its training replies and releases them once aggregated): keep an array itself, or a
+   * `slice()`, never only a view of it. A grid may ignore it (an InMemoryGrid does: its replies
+   * are the ClientApps' own arrays).
    */
   kernelMemory?: boolean;
 }

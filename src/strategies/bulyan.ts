@@ -8,7 +8,7 @@ import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import { multiKrumSelect, tooFew } from './multikrum.js';
 import { integerOption } from './options.js';
 import { pick } from './replies.js';
-import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
+import { ownStrategy, type TrainAggregate } from './strategy.js';
 
 export interface BulyanOptions extends FedAvgOptions {
   /** f, the number of malicious nodes to withstand (default 0). */
@@ -85,5 +85,5 @@ export class Bulyan extends FedAvg {
   }
 }
 
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(Bulyan);
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(Bulyan);

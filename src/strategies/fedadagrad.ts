@@ -1,5 +1,6 @@
 /** FedAdagrad (Reddi et al., 2021): FedOpt with Adagrad's accumulated second moment. */
 import { FedOpt, type FedOptOptions } from './fedopt.js';
+import { ownStrategy } from './strategy.js';
 
 /** FedAdagrad's options: FedOpt's without the moment decays (β₁ = β₂ = 0, as in Flower). */
 export type FedAdagradOptions = Omit<FedOptOptions, 'beta1' | 'beta2'>;
@@ -22,3 +23,6 @@ export class FedAdagrad extends FedOpt {
     return v + delta * delta;
   }
 }
+
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedAdagrad);

@@ -1,5 +1,6 @@
 /** FedAdam (Reddi et al., 2021): FedOpt with Adam's second moment and bias-corrected step. */
 import { FedOpt, type FedOptOptions } from './fedopt.js';
+import { ownStrategy } from './strategy.js';
 
 /**
  * FedOpt with v ← β₂·v + (1 − β₂)·Δ² and step η·√(1 − β₂^(t+1)) / (1 − β₁^(t+1)) in round t
@@ -25,3 +26,6 @@ export class FedAdam extends FedOpt {
     );
   }
 }
+
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedAdam);

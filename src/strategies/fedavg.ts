@@ -27,7 +27,7 @@ import {
 import { dropNonFinite, nonFiniteArray, type TrainReplies, trainReplies } from './replies.js';
 import {
   type EvaluateAggregate,
-  ownAggregateTrain,
+  ownStrategy,
   type ReplyFailure,
   Strategy,
   type TrainAggregate,
@@ -326,5 +326,5 @@ export class FedAvg extends Strategy implements FedAvgConfig {
   }
 }
 
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(FedAvg);
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedAvg);

@@ -8,7 +8,7 @@ import { checkLikeCurrent, data, type FloatData, mapArrays, zerosLike } from './
 import type { FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
 import { StatefulFedAvg } from './stateful.js';
-import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
+import { ownStrategy, type TrainAggregate } from './strategy.js';
 
 export interface FedAvgMOptions extends FedAvgOptions {
   /** Server learning rate η (default 1). */
@@ -79,5 +79,5 @@ export class FedAvgM extends StatefulFedAvg {
   }
 }
 
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(FedAvgM);
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedAvgM);

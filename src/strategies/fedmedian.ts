@@ -5,7 +5,7 @@
 import type { Message } from '../sdk/index.js';
 import { coordinatewise, median } from './elementwise.js';
 import { FedAvg } from './fedavg.js';
-import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
+import { ownStrategy, type TrainAggregate } from './strategy.js';
 
 /**
  * Each element of the new arrays is the median of that element over the replies (the mean of the
@@ -25,5 +25,5 @@ export class FedMedian extends FedAvg {
   }
 }
 
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(FedMedian);
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedMedian);

@@ -9,7 +9,7 @@ import { checkLikeCurrent, data, type FloatData, mapArrays, zerosLike } from './
 import type { FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
 import { StatefulFedAvg } from './stateful.js';
-import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
+import type { TrainAggregate } from './strategy.js';
 
 /** The server optimizer's options (Flower's `eta`, `eta_l`, `beta_1`, `beta_2`, `tau`). */
 export interface FedOptOptions extends FedAvgOptions {
@@ -109,6 +109,3 @@ export abstract class FedOpt extends StatefulFedAvg {
     return { ...avg, arrays };
   }
 }
-
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(FedOpt);

@@ -6,6 +6,7 @@
  */
 import { type ArrayRecord, ConfigRecord, type Message, PollenError } from '../sdk/index.js';
 import { FedAvg, type FedAvgConfig, type FedAvgOptions, fedAvgConfig } from './fedavg.js';
+import { ownStrategy } from './strategy.js';
 
 export interface FedProxConfig extends FedAvgConfig {
   /** Weight of the proximal term, >= 0 (0 is FedAvg). */
@@ -107,3 +108,6 @@ export function proximalTerm<T extends Params>(local: T, global: T, mu: number):
   const gradient = (Array.isArray(local) ? names.map((n) => grads[n] as Float32Array) : grads) as T;
   return { value: (mu / 2) * sq, gradient };
 }
+
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedProx);

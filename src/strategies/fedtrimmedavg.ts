@@ -6,7 +6,7 @@ import type { Message } from '../sdk/index.js';
 import { coordinatewise } from './elementwise.js';
 import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
-import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
+import { ownStrategy, type TrainAggregate } from './strategy.js';
 
 export interface FedTrimmedAvgOptions extends FedAvgOptions {
   /** Share cut off each tail, in [0, 0.5) (default 0.2). */
@@ -46,5 +46,5 @@ export class FedTrimmedAvg extends FedAvg {
   }
 }
 
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(FedTrimmedAvg);
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedTrimmedAvg);

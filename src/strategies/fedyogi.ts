@@ -1,5 +1,6 @@
 /** FedYogi (Reddi et al., 2021): FedOpt with Yogi's sign-controlled second moment. */
 import { FedOpt, type FedOptOptions } from './fedopt.js';
+import { ownStrategy } from './strategy.js';
 
 /**
  * FedOpt with v ← v − (1 − β₂)·Δ²·sign(v − Δ²) and step η (Flower's message-API FedYogi).
@@ -20,3 +21,6 @@ export class FedYogi extends FedOpt {
     return v - (1 - this.beta2) * d2 * Math.sign(v - d2);
   }
 }
+
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(FedYogi);

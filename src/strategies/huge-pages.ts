@@ -66,5 +66,9 @@ export function adviseHugePages(buffer: ArrayBufferLike, start: number, bytes: n
   if (setting === 'always' || setting === 'never') return setting;
   const call = setting === null ? null : loadMadvise();
   if (call === null) return 'unavailable';
-  return call(new Uint8Array(buffer, start, bytes), bytes, MADV_HUGEPAGE) === 0 ? 'advised' : 'refused';
+  try {
+    return call(new Uint8Array(buffer, start, bytes), bytes, MADV_HUGEPAGE) === 0 ? 'advised' : 'refused';
+  } catch {
+    return 'refused'; // advice, never a reason for the memory's caller to fail
+  }
 }

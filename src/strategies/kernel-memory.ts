@@ -140,12 +140,18 @@ export class KernelMemory {
     }
     this.current = this.memory.buffer as unknown as SharedArrayBuffer;
     this.buffers.add(this.current);
+    this.release({ start: old, size: pages * PAGE });
     // The whole memory, not only the new part, so Linux keeps it as one region with one advice.
     this.pages = adviseHugePages(this.current, 0, this.current.byteLength);
-    this.release({ start: old, size: pages * PAGE });
     return true;
   }
 }
+
+/**
+ * Set to true on a Grid whose `sendAndReceive` honours `kernelMemory` (apps/remote-grid.ts):
+ * Strategy.start asks only such a grid, never a wrapper that might keep the replies it passes on.
+ */
+export const KERNEL_MEMORY_GRID = Symbol.for('pollen.grid.kernelMemory/1');
 
 /**
  * The process's one kernel memory, kept on globalThis: an app bundle carries its own copy of this

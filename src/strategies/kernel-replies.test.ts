@@ -1,8 +1,8 @@
 /**
  * Strategy.start with a grid that decodes replies from the wire as a ServerApp's does
- * (apps/remote-grid.ts): training replies come into the kernel's memory where the aggregation is
- * Pollen's own, are read there in place, and are freed once aggregated, so the memory holds one
- * round's replies however many rounds run.
+ * (apps/remote-grid.ts): training replies come into the kernel's memory for Pollen's own strategies,
+ * are read there in place, and are freed once aggregated, so the memory holds one round's replies
+ * however many rounds run.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -16,24 +16,32 @@ import {
   type SendAndReceiveOptions,
 } from '../sdk/index.js';
 import { messageFromWire, messageToWire } from '../transport/wire.js';
+import { Bulyan } from './bulyan.js';
+import { FedAdam } from './fedadam.js';
 import { FedAvg } from './fedavg.js';
 import { FedAvgM } from './fedavgm.js';
 import { FedMedian } from './fedmedian.js';
-import { inKernelMemory, kernelMemory } from './kernel-memory.js';
+import { FedTrimmedAvg } from './fedtrimmedavg.js';
+import { inKernelMemory, KERNEL_MEMORY_GRID, kernelMemory } from './kernel-memory.js';
 import { Krum } from './krum.js';
+import { MultiKrum } from './multikrum.js';
+import { QFedAvg } from './qfedavg.js';
 import type { TrainAggregate } from './strategy.js';
 
 const P = 400_000; // 1.6 MB a reply: over the wire decoder's 1 MiB threshold
 
 /** An InMemoryGrid whose replies go through messageToWire / messageFromWire, as over a network. */
 class WireGrid implements Grid {
+  /** Whether it says it honours `kernelMemory` (a RemoteGrid does): only then does start() ask. */
+  readonly [KERNEL_MEMORY_GRID]: boolean;
   readonly asked: { type: string; kernelMemory: boolean }[] = [];
   /** Every training reply array received into the kernel's memory. */
   readonly inKernel: Float32Array[] = [];
   readonly #inner: InMemoryGrid;
 
-  constructor(nodes: Record<string, ClientApp>) {
+  constructor(nodes: Record<string, ClientApp>, honoursKernelMemory = true) {
     this.#inner = new InMemoryGrid({ runId: 'run', nodes });
+    this[KERNEL_MEMORY_GRID] = honoursKernelMemory;
   }
   get runId(): string {
     return this.#inner.runId;
@@ -73,7 +81,7 @@ function node(id: number, poisoned = false): ClientApp {
       const data = w.map((x, i) => (poisoned ? 1000 : 1) * (x + id + (i % 7) / 8));
       return new RecordDict({
         arrays: ArrayRecord.fromArrays({ w: data }),
-        metrics: new MetricRecord({ 'num-examples': 10 * id }),
+        metrics: new MetricRecord({ 'num-examples': 10 * id, train_loss: 1 / id }),
       });
     },
   });
@@ -144,7 +152,7 @@ describe("Strategy.start over a grid that decodes replies: Pollen's aggregation 
     expect(used()).toBe(before);
   });
 
-  it('gives a strategy whose aggregateTrain is the app’s own ordinary arrays, which it may keep', async () => {
+  it('gives a subclass, which may keep what it is given, ordinary arrays, and they stay intact', async () => {
     class KeepsReplies extends FedAvg {
       kept: Float32Array[] = [];
       override aggregateTrain(serverRound: number, replies: Iterable<Message>): TrainAggregate {
@@ -153,14 +161,53 @@ describe("Strategy.start over a grid that decodes replies: Pollen's aggregation 
         return super.aggregateTrain(serverRound, list);
       }
     }
-    const grid = new WireGrid(nodes(3));
-    const strategy = new KeepsReplies();
-    await run(strategy, grid, 3);
+    // Overriding only a protected step that sees the replies' records counts the same.
+    class KeepsRecords extends FedAvg {
+      kept: Float32Array[] = [];
+      protected override trainAggregate(...args: Parameters<FedAvg['trainAggregate']>): TrainAggregate {
+        for (const record of args[0].arrays) this.kept.push(record.get('w', 'float32')!.data);
+        return super.trainAggregate(...args);
+      }
+    }
+    for (const strategy of [new KeepsReplies(), new KeepsRecords()]) {
+      const grid = new WireGrid(nodes(3));
+      await run(strategy, grid, 3);
+      expect(grid.asked.some((a) => a.kernelMemory)).toBe(false);
+      expect(grid.inKernel).toHaveLength(0);
+      // The first round's replies as sent (node k adds k to zeros), not overwritten by later rounds.
+      expect(strategy.kept.slice(0, 3).map((a) => a[0])).toEqual([1, 2, 3]);
+    }
+  });
+
+  it('asks only a grid that says it honours kernelMemory (not a wrapper that may keep replies)', async () => {
+    const grid = new WireGrid(nodes(3), false);
+    const plain = await run(new FedAvg(), grid, 2);
     expect(grid.asked.some((a) => a.kernelMemory)).toBe(false);
     expect(grid.inKernel).toHaveLength(0);
-    // What it kept is intact: round r, node k sent r·k + Σ … (values never overwritten by later rounds).
-    const firstRound = strategy.kept.slice(0, 3).map((a) => a[0]);
-    expect(firstRound).toEqual([1, 2, 3]);
+    expect(plain.w[0]).toBeGreaterThan(0);
+  });
+
+  it('gives the bits of ordinary memory for the rest of the catalogue too', async () => {
+    const makers = [
+      () => new FedAdam(),
+      () => new QFedAvg({ clientLearningRate: 0.1 }),
+      () => new FedTrimmedAvg({ beta: 0.2 }),
+      () => new MultiKrum({ numMaliciousNodes: 1, numNodesToSelect: 3 }),
+      () => new Bulyan({ numMaliciousNodes: 1 }),
+    ];
+    for (const make of makers) {
+      const grid = new WireGrid(nodes(7));
+      const inPlace = await run(make(), grid, 2);
+      const plain = await run(make(), new InMemoryGrid({ runId: 'run', nodes: nodes(7) }), 2);
+      expect(grid.inKernel, make().constructor.name).toHaveLength(14);
+      expect(
+        inPlace.w.some((x) => x !== 0),
+        make().constructor.name,
+      ).toBe(true); // a model came out
+      expect(Buffer.from(inPlace.w.buffer).equals(Buffer.from(plain.w.buffer)), make().constructor.name).toBe(
+        true,
+      );
+    }
   });
 
   it('with a poisoned node, FedMedian in place matches FedMedian over ordinary memory', async () => {

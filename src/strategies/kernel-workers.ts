@@ -73,6 +73,13 @@ parentPort.on('message', ({ jobs, chunks, ws, precision, control }) => {
 });
 `;
 
+let drops = 0;
+
+/** How many times a failed or hung worker made this process drop its pool. */
+export function kernelWorkerDrops(): number {
+  return drops;
+}
+
 /** Bytes of updates per chunk that a thread takes at a time (a few milliseconds of work). */
 const CHUNK_BYTES = 16 << 20;
 
@@ -204,10 +211,13 @@ export function parallelSum(
     if (Atomics.wait(c, 1, done, Math.max(0, until - Date.now())) === 'timed-out') break;
   }
   if (Atomics.load(c, 1) < n || Atomics.load(c, 2) !== 0) {
-    // A worker failed or hung: forget the pool (a late write lands on identical values; its
-    // scratch block is never handed out again) and redo all on this thread.
+    // A worker failed or hung: forget the pool and redo all on this thread. A late write of a
+    // worker not yet stopped lands on identical values while the inputs stay as they are, so
+    // Strategy.start frees no input of a round that dropped workers (kernelWorkerDrops); the
+    // worker's scratch block is never handed out again.
     const dropped = pool ?? [];
     pool = undefined;
+    drops++;
     for (const h of dropped) void h.worker.terminate();
     for (const r of ranges) alone(r);
     return false;

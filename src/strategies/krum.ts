@@ -1,6 +1,7 @@
 /** Krum (Blanchard et al., 2017): MultiKrum keeping one reply. */
 import type { FedAvgOptions } from './fedavg.js';
 import { MultiKrum } from './multikrum.js';
+import { ownStrategy } from './strategy.js';
 
 export interface KrumOptions extends FedAvgOptions {
   /** f, the number of malicious nodes to withstand (default 0). */
@@ -21,3 +22,6 @@ export class Krum extends MultiKrum {
     super({ ...options, numNodesToSelect: 1 });
   }
 }
+
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(Krum);

@@ -8,7 +8,7 @@ import { FedAvg, type FedAvgOptions } from './fedavg.js';
 import { integerOption } from './options.js';
 import { aggregateArrayRecords } from './records.js';
 import { pick } from './replies.js';
-import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
+import { ownStrategy, type TrainAggregate } from './strategy.js';
 
 export interface MultiKrumOptions extends FedAvgOptions {
   /** f, the number of malicious nodes to withstand (default 0). */
@@ -115,5 +115,5 @@ export class MultiKrum extends FedAvg {
   }
 }
 
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(MultiKrum);
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(MultiKrum);

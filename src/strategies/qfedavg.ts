@@ -7,7 +7,7 @@ import { checkLikeCurrent, data, type FloatData, mapArrays } from './elementwise
 import type { FedAvgOptions } from './fedavg.js';
 import { numberOption } from './options.js';
 import { StatefulFedAvg } from './stateful.js';
-import { ownAggregateTrain, type TrainAggregate } from './strategy.js';
+import { ownStrategy, type TrainAggregate } from './strategy.js';
 
 export interface QFedAvgOptions extends FedAvgOptions {
   /** The clients' learning rate: the Lipschitz constant is estimated as L = 1 / clientLearningRate. Required. */
@@ -89,5 +89,5 @@ export class QFedAvg extends StatefulFedAvg {
   }
 }
 
-// Keeps no reply array: Strategy.start may hand it replies in the kernel's memory.
-ownAggregateTrain(QFedAvg);
+// Keeps no reply array past its round: Strategy.start may read its replies in the kernel's memory.
+ownStrategy(QFedAvg);

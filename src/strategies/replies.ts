@@ -96,8 +96,7 @@ export function dropNonFinite(t: TrainReplies): { kept: TrainReplies; failures: 
 
 /**
  * Frees the kernel-memory blocks of a round's replies once they are aggregated (Strategy.start has
- * its grid receive training replies there when its aggregateTrain is Pollen's own, which keeps
- * none of them), so the next round's replies reuse the memory instead of growing it until garbage
+ * its grid receive training replies there for Pollen's own strategies, which keep none of them), so the next round's replies reuse the memory instead of growing it until garbage
  * collection. An array the aggregate itself holds is kept. Returns the blocks freed.
  */
 export function releaseReplyArrays(replies: readonly Message[], aggregate?: ArrayRecord): number {

@@ -14,6 +14,8 @@ import {
   RecordDict,
   reportRound,
 } from '../sdk/index.js';
+import { KERNEL_MEMORY_GRID } from './kernel-memory.js';
+import { kernelWorkerDrops } from './kernel-workers.js';
 import { releaseReplyArrays } from './replies.js';
 
 /**
@@ -205,17 +207,17 @@ function reportedMetrics(r: RoundSummary): Record<string, number> {
   return out;
 }
 
-/** The aggregateTrain methods of Pollen's strategies: none keeps a reply's array past the call. */
-const OWN_AGGREGATE_TRAIN = new WeakSet<object>();
+/** Pollen's strategy classes: their aggregation keeps no reply array past the round. */
+const OWN_STRATEGIES = new WeakSet<object>();
 
 /**
- * Marks `cls.prototype.aggregateTrain` as Pollen's own (internal: each built-in strategy that
- * defines one calls it). `start()` then receives training replies into the kernel's memory and
- * frees them after aggregating; a subclass that overrides aggregateTrain gets ordinary arrays it
- * may keep as it likes.
+ * Marks `cls` as one of Pollen's strategies (internal: each catalogue class calls it). `start()`
+ * on an instance of exactly such a class receives training replies into the kernel's memory and
+ * frees them after aggregating. A subclass may override any step that sees the replies
+ * (aggregateTrain, or the protected helpers it calls) and keep them, so it gets ordinary arrays.
  */
-export function ownAggregateTrain(cls: { prototype: Strategy }): void {
-  OWN_AGGREGATE_TRAIN.add(cls.prototype.aggregateTrain);
+export function ownStrategy(cls: abstract new (...args: never[]) => Strategy): void {
+  OWN_STRATEGIES.add(cls);
 }
 
 /**
@@ -320,8 +322,9 @@ export abstract class Strategy {
     if (initial !== undefined) result.serverEvaluateMetrics.set(0, initial);
 
     // Training replies straight into the kernel's memory, read there in place and freed once
-    // aggregated, where the aggregation is Pollen's own (it keeps no reply array).
-    const inPlace = OWN_AGGREGATE_TRAIN.has(this.aggregateTrain);
+    // aggregated: only from a grid that says it honours the option (not a wrapper that might keep
+    // what it passes on), and for one of Pollen's own strategies (it keeps no reply array).
+    const inPlace = OWN_STRATEGIES.has(this.constructor) && Reflect.get(grid, KERNEL_MEMORY_GRID) === true;
     const phase = async (type: MessageType, serverRound: number): Promise<Phase> => {
       const config = (type === 'train' ? options.trainConfig : options.evaluateConfig) ?? new ConfigRecord();
       const sent = await this.#configure(type, serverRound, result.arrays, config, options, clock);
@@ -386,7 +389,8 @@ export abstract class Strategy {
   /**
    * aggregateTrain, logging the replies it left out. A round with fewer valid replies than the
    * strategy needs (TOO_FEW_REPLIES) keeps the global arrays as they were, as Flower does.
-   * `release`: the replies' arrays in the kernel's memory are freed afterwards, whatever happened.
+   * `release`: the replies' arrays in the kernel's memory are freed afterwards, whatever happened
+   * (garbage collection frees them instead after a round that dropped kernel workers).
    */
   #aggregateTrain(
     serverRound: number,
@@ -395,6 +399,7 @@ export abstract class Strategy {
     release: boolean,
   ): Omit<TrainAggregate, 'arrays'> & { arrays?: ArrayRecord } {
     let trained: TrainAggregate | undefined;
+    const drops = kernelWorkerDrops();
     try {
       trained = this.aggregateTrain(serverRound, replies);
       for (const f of trained.failures ?? []) log(`node ${f.nodeId} train failed: ${f.reason}`);
@@ -404,7 +409,8 @@ export abstract class Strategy {
       log(`round ${serverRound}: ${e.message}; the global arrays stay as they were`);
       return { metrics: new MetricRecord(), numExamples: 0, numReplies: 0 };
     } finally {
-      if (release) releaseReplyArrays(replies, trained?.arrays);
+      // Not after a round whose kernel workers were dropped: one not yet stopped may still read.
+      if (release && kernelWorkerDrops() === drops) releaseReplyArrays(replies, trained?.arrays);
     }
   }
 
