@@ -204,7 +204,8 @@ log(
 const most = Math.max(...sizes.map(({ K, P }) => K * P));
 const pool = allocKernelFloat32(most);
 if (pool === null) throw new Error(`The kernel's memory cannot hold ${most * 4} bytes of updates here`);
-log(pageInfo().line);
+const pages = pageInfo(); // what the pool's growth got: read once, printed and kept
+log(pages.line);
 
 const results = [];
 for (const { K, P } of sizes) {
@@ -273,7 +274,7 @@ for (const { K, P } of sizes) {
 const doc = {
   bench: 'fedavg-targets',
   machine,
-  pages: { kernelMemory: pageInfo().pages, transparentHugepage: pageInfo().thp },
+  pages: { kernelMemory: pages.pages, transparentHugepage: pages.thp },
   seconds: SECONDS,
   results,
   loadAtEnd: machineInfo().loadAverage1m,

@@ -217,7 +217,8 @@ function main(): void {
   const most = Math.max(...sizes.map(({ K, P }) => K * P));
   const pool = allocKernelFloat32(most);
   if (pool === null) throw new Error(`The kernel's memory cannot hold ${most * 4} bytes of updates here`);
-  log(pageInfo().line);
+  const pages = pageInfo(); // what the pool's growth got: read once, printed and kept
+  log(pages.line);
   const results: { K: number; P: number; rows: Row[]; ratios: Record<string, number> }[] = [];
   sizes.forEach(({ K, P }, s) => {
     const rows = runSize(K, P, seconds, pool, numpyRuns[s] ?? []);
@@ -274,7 +275,7 @@ function main(): void {
   const doc = {
     bench: 'fedavg',
     machine,
-    pages: { kernelMemory: pageInfo().pages, transparentHugepage: pageInfo().thp },
+    pages: { kernelMemory: pages.pages, transparentHugepage: pages.thp },
     seconds,
     numpy: numpyRuns.flat()[0]?.numpy,
     openblas,
