@@ -341,7 +341,10 @@ export class DiskChunkStore implements ChunkStore, VerifiedPut {
     let bytes = 0;
     for await (const f of this.#files()) {
       const temp = f.name.endsWith('.tmp');
-      if (temp ? now - f.mtimeMs < STALE_TEMP_MS : live.has(f.name) || now - f.mtimeMs < minAgeMs) continue;
+      // minAgeMs 0 keeps nothing for its age: a file's mtime has sub-millisecond precision and
+      // Date.now() does not, so one written this millisecond would otherwise look younger than 0.
+      const young = minAgeMs > 0 && now - f.mtimeMs < minAgeMs;
+      if (temp ? now - f.mtimeMs < STALE_TEMP_MS : live.has(f.name) || young) continue;
       if (temp) {
         await rm(f.path, { force: true });
         continue;
